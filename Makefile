@@ -1,0 +1,49 @@
+# vstore developer commands. Two matter to a newcomer: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+EXT_SO  := $(patsubst ext/%.pyx,vstore/_ext/%.stamp,$(wildcard ext/*.pyx))
+
+.PHONY: all venv build demo test test-pure test-slow bench lint clean
+
+all: build
+
+$(STAMP): pyproject.toml setup.py
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade "pip>=25.1" "setuptools>=77" wheel
+	$(VPY) -m pip install -q --group test --group lint
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Rebuild the compiled twins whenever a .pyx/.pxd changes (editable installs compile only once).
+build: $(STAMP) vstore/_ext/.built
+
+vstore/_ext/.built: $(wildcard ext/*.pyx ext/*.pxd) setup.py | $(STAMP)
+	$(VPY) setup.py -q build_ext --inplace
+	touch $@
+
+demo: build
+	$(VPY) -m tools.demo
+
+test: build
+	$(VPY) -m pytest -q -m "not slow"
+	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" tests/test_native_parity.py tests/test_roundtrip.py
+
+test-pure: build
+	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow"
+
+test-slow: build
+	$(VPY) -m pytest -q -m slow
+
+bench: build
+	$(VPY) -m tools.bench_report
+
+lint: build
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf build vstore/_ext/*.so vstore/_ext/.built *.egg-info

@@ -1,0 +1,1 @@
+"""Install target of the compiled modules built from ``ext/``; import them via vstore._native."""

@@ -1,0 +1,101 @@
+"""Pure-Python twin of ``ext/nal.pyx``: NAL unit scanning for H.264/H.265 keyframes and
+parameter sets, over Annex-B (start codes) or AVCC/HVCC (length-prefixed) packets.
+
+The scan stops at the first VCL (slice) NAL unit: parameter sets and SEI precede the slices of
+an access unit, so the tail of a large packet is never touched.
+"""
+
+from __future__ import annotations
+
+CODEC_H264 = 0
+CODEC_HEVC = 1
+
+NAL_KEY = 1  # IDR (H.264) / IRAP (H.265) slice
+NAL_SPS = 2
+NAL_PPS = 4
+NAL_VPS = 8
+NAL_VCL = 16  # some slice was seen
+
+
+def _classify(codec: int, header: int) -> tuple[int, bool]:
+    """Return (flag bits, is_vcl) for one NAL unit's first header byte."""
+    if codec == CODEC_H264:
+        t = header & 0x1F
+        if t == 5:
+            return NAL_KEY | NAL_VCL, True
+        if 1 <= t <= 4:
+            return NAL_VCL, True
+        if t == 7:
+            return NAL_SPS, False
+        if t == 8:
+            return NAL_PPS, False
+        return 0, False
+    t = (header >> 1) & 0x3F
+    if 16 <= t <= 21:
+        return NAL_KEY | NAL_VCL, True
+    if t <= 9:
+        return NAL_VCL, True
+    if t == 32:
+        return NAL_VPS, False
+    if t == 33:
+        return NAL_SPS, False
+    if t == 34:
+        return NAL_PPS, False
+    return 0, False
+
+
+def _units(data: bytes, length_size: int):
+    """Yield (start, end) of each NAL unit payload (header byte first)."""
+    n = len(data)
+    if length_size:
+        pos = 0
+        while pos + length_size <= n:
+            size = int.from_bytes(data[pos : pos + length_size], "big")
+            start = pos + length_size
+            end = start + size
+            if size == 0 or end > n:
+                return
+            yield start, end
+            pos = end
+        return
+    # Annex-B: units are separated by 00 00 01 (optionally preceded by another 00).
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        start = i + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        if nxt < 0:
+            end = n
+        else:
+            end = nxt
+            # A 4-byte start code's leading zero belongs to the separator, not the payload.
+            while end > start and data[end - 1] == 0:
+                end -= 1
+        if start < n:
+            yield start, end
+        i = nxt
+
+
+def nal_flags(data: bytes, codec: int, length_size: int) -> int:
+    """Bitmask of NAL_* flags for the units before (and including) the first slice."""
+    mv = bytes(data)
+    flags = 0
+    for start, _end in _units(mv, length_size):
+        bits, vcl = _classify(codec, mv[start])
+        flags |= bits
+        if vcl:
+            break
+    return flags
+
+
+def parameter_sets(data: bytes, codec: int, length_size: int) -> bytes:
+    """The VPS/SPS/PPS units before the first slice, re-emitted in Annex-B form."""
+    mv = bytes(data)
+    out = bytearray()
+    for start, end in _units(mv, length_size):
+        bits, vcl = _classify(codec, mv[start])
+        if vcl:
+            break
+        if bits & (NAL_SPS | NAL_PPS | NAL_VPS):
+            out += b"\x00\x00\x00\x01"
+            out += mv[start:end]
+    return bytes(out)

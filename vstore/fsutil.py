@@ -1,0 +1,78 @@
+"""The filesystem seam: the few OS calls whose failure ordering matters for crash safety.
+
+Jobs and writers call these through an ``Fs`` object so tests can inject faults (a failing
+fsync, ENOSPC, a short write) without patching the os module.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from vstore.errors import StorageFull, VstoreError
+
+
+class Fs:
+    """Real filesystem operations. Subclass and override to inject faults in tests."""
+
+    def open_new(self, path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+    def open_rw(self, path: Path) -> int:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def writev(self, fd: int, parts: list[bytes | bytearray | memoryview]) -> int:
+        """Write all parts (looping on short writes); returns bytes written."""
+        total = 0
+        pending = [memoryview(p).cast("B") for p in parts if len(p)]
+        while pending:
+            n = os.writev(fd, pending[:512])
+            total += n
+            while n and pending:
+                head = pending[0]
+                if n >= len(head):
+                    n -= len(head)
+                    pending.pop(0)
+                else:
+                    pending[0] = head[n:]
+                    n = 0
+        return total
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def fsync_dir(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+
+def translate_oserror(exc: OSError, what: str) -> VstoreError:
+    """Turn an OSError into the vstore error a user can act on."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"{what}: disk full ({exc.strerror})")
+    return VstoreError(f"{what}: {exc.strerror or exc}")
+
+
+def fsync_parents(fs: Fs, path: Path, stop: Path) -> None:
+    """fsync every directory from path's parent up to and including stop (new dirs persist)."""
+    d = path.parent
+    stop = stop.resolve()
+    while True:
+        fs.fsync_dir(d)
+        if d.resolve() == stop or d.parent == d:
+            return
+        d = d.parent

@@ -1,0 +1,359 @@
+"""The time index: a RocksDB database (via rocksdict) of cameras, segments, chunks and events.
+
+Keys are built by vstore.layout (fixed-width, order-preserving), so a time-range lookup is one
+seek to the last chunk starting at or before the range, then a short forward scan.
+Schema: docs/design/schema.md. Thread-safe: RocksDB serializes writes; the counters that
+allocate ids are guarded by one lock.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from rocksdict import AccessType, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+
+from vstore import layout
+from vstore.errors import StoreLocked, VstoreError
+
+SCHEMA_VERSION = 1
+
+_CHUNK_VALUE = struct.Struct("<QQIIqII")  # seg id, offset, length, packets, end_ns, crc, flags
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    """One GOP chunk: where its bytes are and which wall-clock span it covers."""
+
+    camera_num: int
+    start_ns: int
+    end_ns: int
+    segment_id: int
+    offset: int
+    length: int
+    packet_count: int
+    crc32: int
+    flags: int
+
+    def key(self) -> bytes:
+        return layout.chunk_key(self.camera_num, self.start_ns)
+
+    def value(self) -> bytes:
+        return _CHUNK_VALUE.pack(
+            self.segment_id,
+            self.offset,
+            self.length,
+            self.packet_count,
+            self.end_ns,
+            self.crc32,
+            self.flags,
+        )
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> ChunkRow:
+        cam, start = layout.decode_time_key(key)
+        seg, off, length, n, end, crc, flags = _CHUNK_VALUE.unpack(value)
+        return cls(cam, start, end, seg, off, length, n, crc, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    """A segment file's catalog row; state is "open" while written, "sealed" after."""
+
+    camera_num: int
+    segment_id: int
+    start_ns: int
+    end_ns: int
+    state: str
+    location: str  # "local" (path relative to the store) or a tier URL such as s3://b/k
+    path: str
+    size_bytes: int
+    sha256: str
+    chunk_count: int
+    packet_count: int
+    codecs: tuple[str, ...] = ()
+
+    def key(self) -> bytes:
+        return layout.segment_key(self.camera_num, self.start_ns, self.segment_id)
+
+    def value(self) -> bytes:
+        d = {
+            "segment_id": self.segment_id,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "state": self.state,
+            "location": self.location,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "chunk_count": self.chunk_count,
+            "packet_count": self.packet_count,
+            "codecs": list(self.codecs),
+        }
+        return json.dumps(d, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> SegmentRow:
+        cam, _start = layout.decode_time_key(key)
+        d = json.loads(value)
+        d["codecs"] = tuple(d.get("codecs", ()))
+        return cls(camera_num=cam, **d)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A discontinuity or other timeline event: kind, wall time, and free-form detail."""
+
+    camera_num: int
+    at_ns: int
+    seq: int
+    kind: str
+    detail: dict[str, Any]
+
+    def key(self) -> bytes:
+        return layout.event_key(self.camera_num, self.at_ns, self.seq)
+
+    def value(self) -> bytes:
+        return json.dumps({"kind": self.kind, "detail": self.detail}).encode()
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> Event:
+        cam, at = layout.decode_time_key(key)
+        seq = int.from_bytes(key[13:17], "big")
+        d = json.loads(value)
+        return cls(cam, at, seq, d["kind"], d.get("detail", {}))
+
+
+class Batch:
+    """Puts and deletes applied atomically by TimeIndex.commit()."""
+
+    def __init__(self) -> None:
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._wb.put(key, value)
+        self.count += 1
+
+    def delete(self, key: bytes) -> None:
+        self._wb.delete(key)
+        self.count += 1
+
+
+def _options() -> Options:
+    o = Options(raw_mode=True)
+    o.create_if_missing(True)
+    o.set_compression_type(DBCompressionType.zstd())
+    return o
+
+
+class TimeIndex:
+    """The store's RocksDB index. Open read-only to inspect a store another process writes."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        try:
+            if read_only:
+                if not (self.path / "CURRENT").exists():
+                    raise VstoreError(f"no index at {self.path}: is this a vstore store?")
+                self._db = Rdict(
+                    str(self.path), Options(raw_mode=True), access_type=AccessType.read_only()
+                )
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = Rdict(str(self.path), _options())
+        except VstoreError:
+            raise
+        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's message
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise StoreLocked(
+                    f"the store index {self.path} is open for writing by another process "
+                    "(a running `vstore record`?); read-only commands still work"
+                ) from exc
+            raise VstoreError(f"cannot open index {self.path}: {msg}") from exc
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._nosync = WriteOptions()
+        if not read_only:
+            self._init_schema()
+        else:
+            self._check_schema()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        raw = self._db.get(layout.SCHEMA_VERSION_KEY)
+        if raw is None:
+            self._db.put(layout.SCHEMA_VERSION_KEY, str(SCHEMA_VERSION).encode(), self._sync)
+            return
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        raw = self._db.get(layout.SCHEMA_VERSION_KEY)
+        if raw is not None and int(raw) != SCHEMA_VERSION:
+            raise VstoreError(
+                f"index schema version {int(raw)} is not supported (this vstore reads "
+                f"{SCHEMA_VERSION})"
+            )
+
+    def close(self) -> None:
+        if self._db is not None:
+            if not self.read_only:
+                self._db.flush_wal(True)
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def commit(self, batch: Batch, sync: bool = True) -> None:
+        if batch.count:
+            self._db.write(batch._wb, self._sync if sync else self._nosync)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    # --- counters and cameras ------------------------------------------------------------------
+    def _next(self, key: bytes, batch: Batch | None = None) -> int:
+        with self._lock:
+            raw = self._db.get(key)
+            value = int.from_bytes(raw, "big") if raw else 1
+            self._db.put(key, (value + 1).to_bytes(8, "big"), self._sync)
+            return value
+
+    def new_segment_id(self) -> int:
+        return self._next(layout.NEXT_SEGMENT_ID_KEY)
+
+    def camera_num(self, camera_id: str, create: bool = False) -> int | None:
+        """The camera's fixed-width number used in keys; allocated on first use when create."""
+        raw = self._db.get(layout.camera_key(camera_id))
+        if raw is not None:
+            return int(json.loads(raw)["num"])
+        if not create:
+            return None
+        with self._lock:
+            raw = self._db.get(layout.camera_key(camera_id))
+            if raw is not None:
+                return int(json.loads(raw)["num"])
+            num_raw = self._db.get(layout.NEXT_CAMERA_NUM_KEY)
+            num = int.from_bytes(num_raw, "big") if num_raw else 1
+            b = Batch()
+            b.put(layout.NEXT_CAMERA_NUM_KEY, (num + 1).to_bytes(8, "big"))
+            b.put(layout.camera_key(camera_id), json.dumps({"num": num}).encode())
+            b.put(layout.camera_num_key(num), camera_id.encode())
+            self.commit(b)
+            return num
+
+    def cameras(self) -> list[tuple[str, int]]:
+        """(camera id, camera num) for every camera, ordered by id."""
+        out = []
+        for key, value in self._scan(layout.CAMERA_PREFIX):
+            out.append((key[1:].decode(), int(json.loads(value)["num"])))
+        return out
+
+    # --- scans ---------------------------------------------------------------------------------
+    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        it = self._db.iter()
+        it.seek(start if start is not None else prefix)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            yield key, it.value()
+            it.next()
+
+    def _scan_from_prev(
+        self, prefix: bytes, seek_key: bytes, end_ns: int
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Rows of a camera from the last one keyed at or before seek_key, up to end_ns."""
+        it = self._db.iter()
+        it.seek_for_prev(seek_key)
+        if not it.valid() or not it.key().startswith(prefix):
+            it.seek(seek_key)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            _cam, t = layout.decode_time_key(key)
+            if t >= end_ns:
+                return
+            yield key, it.value()
+            it.next()
+
+    def chunks(self, camera_num: int, start_ns: int, end_ns: int) -> Iterator[ChunkRow]:
+        """Chunks overlapping [start_ns, end_ns): one seek, then a forward scan."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        seek = layout.chunk_key(camera_num, start_ns)
+        for key, value in self._scan_from_prev(prefix, seek, end_ns):
+            row = ChunkRow.decode(key, value)
+            if row.end_ns > start_ns:
+                yield row
+
+    def segments(
+        self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
+    ) -> Iterator[SegmentRow]:
+        """Segments overlapping [start_ns, end_ns), oldest first."""
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        seek = layout.segment_key(camera_num, start_ns, 2**64 - 1)
+        for key, value in self._scan_from_prev(prefix, seek, end_ns):
+            row = SegmentRow.decode(key, value)
+            if row.end_ns > start_ns or row.state == "open":
+                yield row
+
+    def last_segment(self, camera_num: int) -> SegmentRow | None:
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + b"\xff" * 16)
+        if it.valid() and it.key().startswith(prefix):
+            return SegmentRow.decode(it.key(), it.value())
+        return None
+
+    def last_chunk(self, camera_num: int) -> ChunkRow | None:
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + b"\xff" * 8)
+        if it.valid() and it.key().startswith(prefix):
+            return ChunkRow.decode(it.key(), it.value())
+        return None
+
+    def events(
+        self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
+    ) -> Iterator[Event]:
+        prefix = layout.camera_prefix(layout.EVENT_PREFIX, camera_num)
+        for key, value in self._scan(prefix, layout.event_key(camera_num, start_ns, 0)):
+            ev = Event.decode(key, value)
+            if ev.at_ns >= end_ns:
+                return
+            yield ev
+
+    def open_segments(self) -> list[tuple[int, dict[str, Any]]]:
+        """(segment id, marker) of every segment whose writer had not sealed it."""
+        return [
+            (int.from_bytes(k[1:9], "big"), json.loads(v))
+            for k, v in self._scan(layout.OPEN_PREFIX)
+        ]
+
+    def all_chunk_rows(self) -> Iterator[ChunkRow]:
+        for key, value in self._scan(layout.CHUNK_PREFIX):
+            yield ChunkRow.decode(key, value)
+
+    def all_segment_rows(self) -> Iterator[SegmentRow]:
+        for key, value in self._scan(layout.SEGMENT_PREFIX):
+            yield SegmentRow.decode(key, value)
+
+    def approximate_size_bytes(self) -> int:
+        total = 0
+        for p in self.path.glob("*"):
+            if p.is_file():
+                total += p.stat().st_size
+        return total

@@ -1,0 +1,424 @@
+"""Ingest: sources (files, RTSP, MPEG-TS over TCP/UDP, anything FFmpeg opens) into writers.
+
+PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given wall-clock
+start. ``Recorder`` records one live source with a bounded queue between the demux thread and
+the writer thread, and reconnects with backoff; ``record_many`` runs one per camera so a slow
+camera never stalls another.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vstore.errors import SourceError, UsageError, VstoreError
+from vstore.format import TrackInfo
+from vstore.store import Store
+
+
+log = logging.getLogger(__name__)
+
+VIDEO_CODECS = {"h264", "hevc"}
+AUDIO_CODECS = {"aac", "pcm_mulaw", "pcm_alaw", "mp3", "opus", "adpcm_g726", "pcm_s16le"}
+
+
+def _bitstream(codec: str, extradata: bytes) -> str:
+    if codec not in VIDEO_CODECS:
+        return ""
+    # avcC/hvcC records start with configurationVersion = 1; Annex-B starts with 00 00 (00) 01.
+    return "avcc" if extradata[:1] == b"\x01" else "annexb"
+
+
+@dataclass(frozen=True)
+class SourceTracks:
+    """The tracks vstore keeps from a demuxed source, and stream index -> track index."""
+
+    tracks: tuple[TrackInfo, ...]
+    stream_to_track: dict[int, int]
+    ignored: tuple[str, ...] = ()
+
+
+def tracks_from_av(container: Any) -> SourceTracks:
+    """Pick the first H.264/H.265 video stream and the supported audio streams."""
+    tracks: list[TrackInfo] = []
+    mapping: dict[int, int] = {}
+    ignored: list[str] = []
+    video = None
+    for s in container.streams:
+        cc = s.codec_context
+        name = cc.name if cc is not None else "?"
+        if s.type == "video" and video is None:
+            if name not in VIDEO_CODECS:
+                raise SourceError(
+                    f"video codec {name!r} is not supported (vstore stores H.264 and H.265)"
+                )
+            video = s
+    if video is None:
+        raise SourceError("the source has no video stream")
+    for s in [video, *[a for a in container.streams if a.type == "audio"]]:
+        cc = s.codec_context
+        name = cc.name
+        if s.type == "audio" and name not in AUDIO_CODECS:
+            ignored.append(f"audio stream {s.index} ({name})")
+            continue
+        if s.time_base is None:
+            raise SourceError(f"stream {s.index} has no time base")
+        extradata = bytes(cc.extradata or b"")
+        info = TrackInfo(
+            index=len(tracks),
+            kind=s.type,
+            codec=name,
+            time_base=(s.time_base.numerator, s.time_base.denominator),
+            extradata=extradata,
+            width=int(getattr(cc, "width", 0) or 0) if s.type == "video" else 0,
+            height=int(getattr(cc, "height", 0) or 0) if s.type == "video" else 0,
+            sample_rate=int(getattr(cc, "sample_rate", 0) or 0) if s.type == "audio" else 0,
+            channels=_channels(cc) if s.type == "audio" else 0,
+            bitstream=_bitstream(name, extradata),
+        )
+        mapping[s.index] = info.index
+        tracks.append(info)
+    for s in container.streams:
+        if s.index not in mapping and s.type not in ("audio",) and s is not video:
+            ignored.append(f"{s.type} stream {s.index}")
+    return SourceTracks(tuple(tracks), mapping, tuple(ignored))
+
+
+def _channels(cc: Any) -> int:
+    layout = getattr(cc, "layout", None)
+    if layout is not None and getattr(layout, "nb_channels", None):
+        return int(layout.nb_channels)
+    return int(getattr(cc, "channels", 0) or 0)
+
+
+def _open(url: str, options: dict[str, str] | None = None, timeout_s: float = 10.0) -> Any:
+    import av
+
+    try:
+        return av.open(url, "r", options=options or {}, timeout=timeout_s)
+    except FileNotFoundError:
+        raise SourceError(f"{url}: no such file") from None
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"cannot open {url}: {exc}") from exc
+
+
+@dataclass
+class ImportResult:
+    camera: str
+    packets: int
+    bytes: int
+    segments: int
+    start_ns: int
+    end_ns: int | None
+    stats: dict[str, Any]
+    ignored: tuple[str, ...]
+
+
+def import_file(
+    store: Store,
+    path: str | Path,
+    camera_id: str,
+    start_ns: int,
+    progress: Callable[[float], None] | None = None,
+) -> ImportResult:
+    """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns."""
+    import av
+
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file")
+    container = _open(str(p))
+    try:
+        src = tracks_from_av(container)
+        last = store.index.camera_num(camera_id)
+        if last is not None:
+            prev = store.index.last_segment(last)
+            if prev is not None and prev.end_ns > start_ns:
+                raise UsageError(
+                    f"camera {camera_id!r} already has footage up to "
+                    f"{_fmt(prev.end_ns)}; import after it or under another camera id"
+                )
+        duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
+        streams = [container.streams[i] for i in src.stream_to_track]
+        writer = store.writer(camera_id, src.tracks, start_ns=start_ns)
+        mapping = src.stream_to_track
+        try:
+            with writer:
+                for pkt in container.demux(streams):
+                    if pkt.size == 0:
+                        continue
+                    writer.write_raw(
+                        mapping[pkt.stream.index],
+                        pkt.pts,
+                        pkt.dts,
+                        bool(pkt.is_keyframe),
+                        bytes(pkt),
+                        None,
+                        bool(pkt.is_corrupt),
+                    )
+                    if progress is not None and duration and pkt.pts is not None:
+                        progress(min(1.0, float(pkt.pts * pkt.time_base) / duration))
+        except av.FFmpegError as exc:
+            raise SourceError(
+                f"{p}: demux failed after {writer.stats.packets} packets "
+                f"(stored footage up to there is kept): {exc}"
+            ) from exc
+    finally:
+        container.close()
+    stats = writer.stats
+    if stats.packets == 0:
+        raise SourceError(
+            f"{p}: no storable footage (dropped before a keyframe: "
+            f"{stats.dropped_before_keyframe}, without codec parameters: "
+            f"{stats.dropped_no_params})"
+        )
+    last_row = store.index.last_segment(writer.camera_num)
+    return ImportResult(
+        camera=camera_id,
+        packets=stats.packets,
+        bytes=stats.bytes,
+        segments=stats.segments,
+        start_ns=start_ns,
+        end_ns=last_row.end_ns if last_row else None,
+        stats=stats.as_dict(),
+        ignored=src.ignored,
+    )
+
+
+def _fmt(t_ns: int) -> str:
+    from vstore.timebase import format_time
+
+    return format_time(t_ns)
+
+
+# --- live recording ---------------------------------------------------------------------------
+
+_EOF = object()
+
+
+@dataclass
+class RecorderStatus:
+    camera: str
+    url: str
+    connects: int = 0
+    reconnects: int = 0
+    dropped_queue_full: int = 0
+    last_error: str = ""
+    writer: dict[str, Any] = field(default_factory=dict)
+
+
+def source_options(url: str) -> dict[str, str]:
+    """FFmpeg options that make live sources fail fast instead of hanging."""
+    if url.startswith("rtsp://") or url.startswith("rtsps://"):
+        return {"rtsp_transport": "tcp", "timeout": "5000000"}
+    if url.startswith("udp://"):
+        return {"timeout": "5000000", "fifo_size": "1000000", "overrun_nonfatal": "1"}
+    if url.startswith("tcp://"):
+        return {"timeout": "5000000"}
+    return {}
+
+
+class Recorder:
+    """Records one live source into one camera until stopped or the duration is reached."""
+
+    def __init__(
+        self,
+        store: Store,
+        camera_id: str,
+        url: str,
+        *,
+        duration_s: float | None = None,
+        reconnect: bool = True,
+        backoff_max_s: float = 10.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.camera_id = camera_id
+        self.url = url
+        self.duration_s = duration_s
+        self.reconnect = reconnect
+        self.backoff_max_s = backoff_max_s
+        self.stop_event = stop or threading.Event()
+        self.status = RecorderStatus(camera_id, url)
+        self._queue: queue.Queue[Any] = queue.Queue(
+            maxsize=store.config.camera(camera_id).queue_packets
+        )
+        self.error: BaseException | None = None
+        self.writer = None
+
+    def _deadline_passed(self, t0: float) -> bool:
+        return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
+
+    def run(self) -> RecorderStatus:
+        """Blocking: demux in this thread, write in a worker thread."""
+        t0 = time.monotonic()
+        backoff = 0.5
+        worker: threading.Thread | None = None
+        is_file = "://" not in self.url or self.url.startswith("file:")
+        try:
+            while not self.stop_event.is_set() and not self._deadline_passed(t0):
+                try:
+                    container = _open(self.url, source_options(self.url), timeout_s=5.0)
+                except SourceError as exc:
+                    self.status.last_error = str(exc)
+                    if not self.reconnect or is_file:
+                        raise
+                    log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, exc, backoff)
+                    if self.stop_event.wait(backoff):
+                        break
+                    backoff = min(backoff * 2, self.backoff_max_s)
+                    continue
+                try:
+                    src = tracks_from_av(container)
+                    if self.writer is None:
+                        self.writer = self.store.writer(self.camera_id, src.tracks)
+                        worker = threading.Thread(
+                            target=self._drain, name=f"vstore-writer-{self.camera_id}", daemon=True
+                        )
+                        worker.start()
+                    else:
+                        self._queue.put(("new_run", src.tracks))
+                        self.status.reconnects += 1
+                    self.status.connects += 1
+                    backoff = 0.5
+                    self._pump(container, src, t0)
+                except SourceError as exc:
+                    self.status.last_error = str(exc)
+                    log.warning("camera %s: %s", self.camera_id, exc)
+                finally:
+                    container.close()
+                if is_file or not self.reconnect:
+                    break
+                if not self.stop_event.is_set() and not self._deadline_passed(t0):
+                    log.warning("camera %s: source ended; reconnecting", self.camera_id)
+                    if self.stop_event.wait(backoff):
+                        break
+                    backoff = min(backoff * 2, self.backoff_max_s)
+        finally:
+            if worker is not None:
+                self._queue.put(_EOF)
+                worker.join()
+            elif self.writer is not None:
+                self.writer.close()
+        if self.error is not None:
+            raise self.error
+        if self.writer is not None:
+            self.status.writer = self.writer.stats.as_dict()
+        return self.status
+
+    def _pump(self, container: Any, src: SourceTracks, t0: float) -> None:
+        import av
+
+        streams = [container.streams[i] for i in src.stream_to_track]
+        mapping = src.stream_to_track
+        clock = self.store.clock
+        dropping = False
+        video_track = next(t.index for t in src.tracks if t.kind == "video")
+        try:
+            for pkt in container.demux(streams):
+                if self.stop_event.is_set() or self._deadline_passed(t0) or self.error:
+                    return
+                if pkt.size == 0:
+                    continue
+                track = mapping[pkt.stream.index]
+                item = (
+                    track,
+                    pkt.pts,
+                    pkt.dts,
+                    bool(pkt.is_keyframe),
+                    bytes(pkt),
+                    clock.wall_ns(),
+                    bool(pkt.is_corrupt),
+                )
+                if dropping:
+                    if not (track == video_track and item[3]):
+                        self.status.dropped_queue_full += 1
+                        continue
+                    dropping = False
+                try:
+                    self._queue.put(item, timeout=2.0)
+                except queue.Full:
+                    # The writer is stuck (slow disk): drop to the next keyframe rather than
+                    # block the socket forever; the loss is counted, never silent.
+                    dropping = True
+                    self.status.dropped_queue_full += 1
+                    log.error(
+                        "camera %s: writer queue full, dropping to next keyframe", self.camera_id
+                    )
+        except av.FFmpegError as exc:
+            raise SourceError(f"{self.url}: {exc}") from exc
+
+    def _drain(self) -> None:
+        w = self.writer
+        assert w is not None
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _EOF:
+                    break
+                if item[0] == "new_run":
+                    w.new_run(item[1], reason="reconnect")
+                    continue
+                w.write_raw(*item)
+        except VstoreError as exc:
+            self.error = exc
+            log.error("camera %s: writer stopped: %s", self.camera_id, exc)
+            # Keep consuming so the demux side never blocks on a dead writer.
+            while self._queue.get() is not _EOF:
+                pass
+        finally:
+            try:
+                w.close()
+            except VstoreError as exc:
+                self.error = self.error or exc
+
+
+def record_many(
+    store: Store,
+    sources: Iterable[tuple[str, str]],
+    *,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    reconnect: bool = True,
+) -> list[RecorderStatus]:
+    """Record several (camera, url) sources concurrently, one thread pair per camera."""
+    stop = stop or threading.Event()
+    recs = [
+        Recorder(store, cam, url, duration_s=duration_s, stop=stop, reconnect=reconnect)
+        for cam, url in sources
+    ]
+    errors: list[BaseException] = []
+
+    def run(r: Recorder) -> None:
+        try:
+            r.run()
+        except BaseException as exc:  # reported after all cameras stop
+            errors.append(exc)
+            r.status.last_error = str(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(r,), name=f"vstore-src-{r.camera_id}") for r in recs
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join()
+    for r in recs:
+        if r.writer is not None:
+            r.status.writer = r.writer.stats.as_dict()
+    return [r.status for r in recs]
+
+
+

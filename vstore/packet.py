@@ -1,0 +1,22 @@
+"""The plain packet record a host pushes into a camera writer (the non-PyAV input form)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One compressed access unit (video) or audio frame, as demuxed; never decoded.
+
+    ``pts``/``dts`` are in the track's time base (None when the source did not say);
+    ``wall_ns`` is the receive time for live sources (None: derive from media time).
+    """
+
+    track: int
+    pts: int | None
+    dts: int | None
+    is_key: bool
+    data: bytes
+    wall_ns: int | None = None
+    corrupt: bool = False

@@ -1,0 +1,230 @@
+"""Segment reader: parses sealed or torn segment files from their own bytes.
+
+Reads go through a ``ByteSource`` (a local file here; a ranged object-store GET later), so the
+same code serves hot and tiered footage. ``scan_chunks`` walks a file chunk by chunk verifying
+checksums, which is how recovery finds the last whole chunk of a torn segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+from vstore import format as fmt
+from vstore.errors import CorruptSegment, NotFound
+from vstore.packet import Packet
+from vstore.timebase import ticks_to_ns
+
+_HEAD_PROBE = 64 * 1024
+
+
+class ByteSource(Protocol):
+    def size(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
+class FileSource:
+    """Positional reads from a local file (pread: safe from several threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"segment file missing: {self.path}") from None
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = os.pread(self._fd, length, offset)
+        if len(out) != length:
+            raise CorruptSegment(
+                f"{self.path}: short read at {offset} ({len(out)} of {length} bytes)"
+            )
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    header: fmt.ChunkHeader
+    columns: fmt.PacketColumns
+    payload: bytes
+    crc32: int
+
+
+def read_header(src: ByteSource) -> tuple[fmt.SegmentMeta, int]:
+    size = src.size()
+    probe = src.read(0, min(size, _HEAD_PROBE))
+    if len(probe) >= fmt.HEADER.size:
+        meta_len = fmt.HEADER.unpack_from(probe)[3]
+        need = fmt.HEADER.size + meta_len
+        if need > len(probe) and need <= size and meta_len <= fmt.MAX_META_BYTES:
+            probe = src.read(0, need)
+    return fmt.unpack_header(probe)
+
+
+def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> Chunk:
+    """Parse and verify one whole chunk's bytes."""
+    h = fmt.unpack_chunk_header(buf)
+    if h.chunk_len != len(buf):
+        raise CorruptSegment(f"{where}chunk length mismatch")
+    body_end = h.chunk_len - fmt.CHUNK_CRC.size
+    crc = zlib.crc32(memoryview(buf)[:body_end])
+    (stored_crc,) = fmt.CHUNK_CRC.unpack_from(buf, body_end)
+    if crc != stored_crc or (expect_crc is not None and crc != expect_crc):
+        raise CorruptSegment(f"{where}chunk checksum mismatch")
+    table = memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset]
+    cols = fmt.decode_table(table, h.table_codec, h.packet_count)
+    payload = buf[h.payload_offset : body_end]
+    if int(cols.size.sum()) != len(payload):
+        raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
+    return Chunk(h, cols, payload, crc)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    meta: fmt.SegmentMeta
+    header_len: int
+    entries: list[fmt.DirEntry]
+    valid_end: int  # offset just past the last whole chunk
+    file_size: int
+    sealed: bool
+
+
+def scan_chunks(src: ByteSource) -> ScanResult:
+    """Walk chunks from the header on, stopping at the first torn or corrupt one."""
+    meta, header_len = read_header(src)
+    size = src.size()
+    sealed = False
+    if size >= header_len + fmt.TRAILER_BYTES:
+        try:
+            t = fmt.unpack_trailer(src.read(size - fmt.TRAILER_BYTES, fmt.TRAILER_BYTES))
+            sealed = t.footer_offset + t.footer_len + fmt.TRAILER_BYTES == size
+        except CorruptSegment:
+            sealed = False
+    pos = header_len
+    entries: list[fmt.DirEntry] = []
+    while pos + fmt.CHUNK_OVERHEAD <= size:
+        try:
+            h = fmt.unpack_chunk_header(src.read(pos, fmt.CHUNK_HEADER.size), 0)
+            if pos + h.chunk_len > size:
+                break
+            c = parse_chunk(src.read(pos, h.chunk_len))
+        except CorruptSegment:
+            break
+        entries.append(
+            fmt.DirEntry(pos, h.chunk_len, h.start_ns, h.end_ns, h.packet_count, c.crc32, h.flags)
+        )
+        pos += h.chunk_len
+    return ScanResult(meta, header_len, entries, pos, size, sealed)
+
+
+class SegmentReader:
+    """Reads a segment through a ByteSource: header, directory, chunks, packets."""
+
+    def __init__(self, src: ByteSource, name: str = "") -> None:
+        self.src = src
+        self.name = name
+        self.meta, self.header_len = read_header(src)
+        self._entries: list[fmt.DirEntry] | None = None
+        self._trailer: fmt.Trailer | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> SegmentReader:
+        return cls(FileSource(path), str(path))
+
+    def close(self) -> None:
+        close = getattr(self.src, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trailer(self) -> fmt.Trailer:
+        if self._trailer is None:
+            size = self.src.size()
+            if size < self.header_len + fmt.TRAILER_BYTES:
+                raise CorruptSegment(f"{self.name}: segment is not sealed (too short)")
+            self._trailer = fmt.unpack_trailer(
+                self.src.read(size - fmt.TRAILER_BYTES, fmt.TRAILER_BYTES)
+            )
+        return self._trailer
+
+    def directory(self) -> list[fmt.DirEntry]:
+        if self._entries is None:
+            t = self.trailer()
+            footer = self.src.read(t.footer_offset, t.footer_len)
+            if zlib.crc32(footer) != t.footer_crc:
+                raise CorruptSegment(f"{self.name}: footer checksum mismatch")
+            self._entries, _end = fmt.unpack_footer(footer)
+        return self._entries
+
+    def read_chunk(self, offset: int, length: int, crc32: int | None = None) -> Chunk:
+        return parse_chunk(self.src.read(offset, length), crc32, f"{self.name}@{offset}: ")
+
+    def iter_packets(self, entries: list[fmt.DirEntry] | None = None) -> Iterator[Packet]:
+        """Every packet of the given chunks (default: all), in stored order, with wall time."""
+        for e in entries if entries is not None else self.directory():
+            chunk = self.read_chunk(e.offset, e.length, e.crc32)
+            yield from chunk_packets(self.meta, chunk)
+
+    def verify(self) -> None:
+        """Full check: structure, every chunk checksum, and the content SHA-256."""
+        t = self.trailer()
+        h = hashlib.sha256()
+        pos = 0
+        step = 4 << 20
+        while pos < t.footer_offset:
+            n = min(step, t.footer_offset - pos)
+            h.update(self.src.read(pos, n))
+            pos += n
+        if h.digest() != t.sha256:
+            raise CorruptSegment(f"{self.name}: content hash mismatch")
+        for e in self.directory():
+            self.read_chunk(e.offset, e.length, e.crc32)
+
+
+def chunk_packets(meta: fmt.SegmentMeta, chunk: Chunk) -> Iterator[Packet]:
+    cols = chunk.columns
+    payload = chunk.payload
+    tbs = [t.time_base for t in meta.tracks]
+    dts = cols.dts.tolist()
+    pts = cols.pts.tolist()
+    size = cols.size.tolist()
+    flags = cols.flags.tolist()
+    track = cols.track.tolist()
+    off = cols.offset.tolist()
+    for i in range(len(dts)):
+        tr = track[i]
+        wall = meta.anchor_wall_ns + ticks_to_ns(pts[i], *tbs[tr]) - meta.anchor_media_ns
+        yield Packet(
+            track=tr,
+            pts=pts[i],
+            dts=dts[i],
+            is_key=bool(flags[i] & fmt.PKT_KEY),
+            data=payload[off[i] : off[i] + size[i]],
+            wall_ns=wall,
+            corrupt=bool(flags[i] & fmt.PKT_CORRUPT),
+        )

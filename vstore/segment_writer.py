@@ -1,0 +1,680 @@
+"""Segment writer: turns a camera's packets into GOP chunks inside segment files and indexes them.
+
+Two layers. ``SegmentFile`` appends chunks to one file and seals it (footer, trailer, fsync).
+``CameraWriter`` takes packets (PyAV or ``vstore.Packet``), normalizes timestamps (33-bit wrap,
+jumps, missing values), maps media time to wall time, cuts chunks at keyframes and segments at
+keyframes past the target duration, and commits index rows only for bytes already fsynced
+(docs/design/lifecycle.md, invariants W1-W5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from vstore import format as fmt
+from vstore import layout
+from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS, nal, ptable
+from vstore.config import CameraSettings
+from vstore.errors import UsageError, VstoreError
+from vstore.fsutil import Fs, fsync_parents, translate_oserror
+from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
+from vstore.packet import Packet
+from vstore.timebase import NS_PER_S, ticks_to_ns
+
+if TYPE_CHECKING:
+    from vstore.store import Store
+
+log = logging.getLogger(__name__)
+
+WRAP_33 = 1 << 33
+_PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
+_NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
+
+
+class SegmentFile:
+    """One segment file being appended to. Not thread-safe: its CameraWriter serializes calls."""
+
+    def __init__(self, fs: Fs, root: Path, relpath: str, meta: fmt.SegmentMeta) -> None:
+        self.fs = fs
+        self.path = root / relpath
+        self.relpath = relpath
+        self.meta = meta
+        header = fmt.pack_header(meta)
+        try:
+            self.fd = fs.open_new(self.path)
+        except OSError as exc:
+            raise translate_oserror(exc, f"cannot create {self.path}") from exc
+        try:
+            fs.writev(self.fd, [header])
+            fs.fsync(self.fd)
+            # W1: the directory entry must be durable before the index names the file.
+            fsync_parents(fs, self.path, root / "segments")
+        except OSError as exc:
+            fs.close(self.fd)
+            raise translate_oserror(exc, f"cannot write {self.path}") from exc
+        self._sha = hashlib.sha256(header)
+        self.offset = len(header)
+        self.entries: list[fmt.DirEntry] = []
+        self.packet_count = 0
+
+    def append_chunk(
+        self,
+        flags: int,
+        start_ns: int,
+        end_ns: int,
+        table_raw: bytes,
+        packet_count: int,
+        payload: bytes | bytearray,
+    ) -> fmt.DirEntry:
+        stored, codec = fmt.encode_table(table_raw, packet_count)
+        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + len(payload)
+        if chunk_len > fmt.MAX_CHUNK_BYTES:
+            raise VstoreError("chunk exceeds 4 GiB")
+        head = fmt.pack_chunk_header(
+            fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
+        )
+        crc = zlib.crc32(payload, zlib.crc32(stored, zlib.crc32(head)))
+        tail = fmt.CHUNK_CRC.pack(crc)
+        parts = [head, stored, payload, tail]
+        try:
+            self.fs.writev(self.fd, parts)
+        except OSError as exc:
+            # Leave the file ending on a whole chunk so the rest of it stays valid.
+            try:
+                self.fs.truncate(self.fd, self.offset)
+            except OSError:
+                pass  # recovery truncates torn tails by checksum (lifecycle R2)
+            raise translate_oserror(exc, f"writing {self.path}") from exc
+        for p in parts:
+            self._sha.update(p)
+        entry = fmt.DirEntry(self.offset, chunk_len, start_ns, end_ns, packet_count, crc, flags)
+        self.entries.append(entry)
+        self.offset += chunk_len
+        self.packet_count += packet_count
+        return entry
+
+    def sync(self) -> None:
+        try:
+            self.fs.fsync(self.fd)
+        except OSError as exc:
+            # After a failed fsync the page cache state is unknown (fsyncgate): never retry it
+            # as if nothing happened; the caller stops this segment.
+            raise translate_oserror(exc, f"fsync {self.path}") from exc
+
+    def seal(self, end_ns: int) -> tuple[int, str]:
+        """Write footer and trailer, fsync, close. Returns (size_bytes, sha256 hex)."""
+        footer = fmt.pack_footer(self.entries, end_ns)
+        digest = self._sha.digest()
+        trailer = fmt.pack_trailer(
+            fmt.Trailer(self.offset, len(footer), zlib.crc32(footer), digest)
+        )
+        try:
+            self.fs.writev(self.fd, [footer, trailer])
+            self.fs.fsync(self.fd)
+        except OSError as exc:
+            raise translate_oserror(exc, f"sealing {self.path}") from exc
+        finally:
+            self.fs.close(self.fd)
+            self.fd = -1
+        return self.offset + len(footer) + len(trailer), digest.hex()
+
+    def abandon(self) -> None:
+        """Close without sealing (after an I/O error); recovery seals what is whole."""
+        if self.fd >= 0:
+            try:
+                self.fs.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
+
+
+@dataclass
+class _TrackState:
+    info: fmt.TrackInfo
+    is_video: bool
+    nal_codec: int  # -1: not H.264/H.265
+    length_size: int  # 0 = Annex-B
+    max_jump_ticks: int
+    wrap_bits: bool
+    wrap_off: int = 0
+    rebase_off: int = 0
+    last_dts: int | None = None  # normalized
+    last_raw: int | None = None  # unwrapped raw dts
+    last_delta: int = 1
+
+
+@dataclass
+class WriterStats:
+    """Counters of one camera writer (exported by `vstore record --json` and metrics)."""
+
+    packets: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    segments: int = 0
+    dropped_before_keyframe: int = 0
+    dropped_no_params: int = 0
+    dropped_no_timestamp: int = 0
+    timestamps_synthesized: int = 0
+    non_monotonic: int = 0
+    discontinuities: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.pop("events")
+        return d
+
+
+def _track_state(info: fmt.TrackInfo, max_jump_s: float) -> _TrackState:
+    num, den = info.time_base
+    if num <= 0 or den <= 0:
+        raise UsageError(f"track {info.index}: bad time base {num}/{den}")
+    is_video = info.kind == "video"
+    nal_codec = _NAL_CODECS.get(info.codec, -1) if is_video else -1
+    length_size = 4 if info.bitstream == "avcc" else 0
+    return _TrackState(
+        info=info,
+        is_video=is_video,
+        nal_codec=nal_codec,
+        length_size=length_size,
+        max_jump_ticks=int(max_jump_s * den / num),
+        wrap_bits=(num, den) == (1, 90000),
+    )
+
+
+class CameraWriter:
+    """Records one camera: ``write(packet)`` from any thread, ``close()`` (or ``with``) to seal.
+
+    Thread-safe: calls are serialized by an internal lock, so a host may push from several
+    threads; ``write`` returns once the packet is in the open chunk (back-pressure is the time
+    the writer takes). A packet is durable once ``flush()`` returns, or once its chunk has been
+    written and fsynced (every GOP with the default fsync_interval_s = 0).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        camera_id: str,
+        tracks: Sequence[fmt.TrackInfo],
+        *,
+        start_ns: int | None = None,
+        settings: CameraSettings | None = None,
+    ) -> None:
+        layout.validate_camera_id(camera_id)
+        self.store = store
+        self.camera_id = camera_id
+        self.settings = settings or store.config.camera(camera_id)
+        self.index: TimeIndex = store.index
+        cam = self.index.camera_num(camera_id, create=True)
+        assert cam is not None
+        self.camera_num = cam
+        self.stats = WriterStats()
+        self._lock = threading.RLock()
+        self._fixed_start_ns = start_ns  # import: wall time of the first keyframe
+        self._seg: SegmentFile | None = None
+        self._seg_start_ns = 0
+        self._pending_rows: list[ChunkRow] = []
+        self._pending_events: list[Event] = []
+        self._event_seq = store.clock.monotonic_ns() & 0xFFFF
+        self._table = ptable.PacketTable()
+        self._payload = bytearray()
+        self._chunk_flags = 0
+        self._chunk_start_ns = 0
+        self._chunk_last_vpts = 0
+        self._chunk_vdelta = 0
+        self._closed = False
+        self._last_fsync_mono = store.clock.monotonic_ns()
+        prev = self.index.last_segment(self.camera_num)
+        self._last_end_ns = prev.end_ns if prev is not None else None
+        self._set_tracks(tracks)
+        self._new_run_state()
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _set_tracks(self, tracks: Sequence[fmt.TrackInfo]) -> None:
+        tracks = tuple(tracks)
+        if not tracks:
+            raise UsageError("a camera writer needs at least one track")
+        if sum(1 for t in tracks if t.kind == "video") != 1:
+            raise UsageError("a camera writer needs exactly one video track")
+        if len(tracks) > 255:
+            raise UsageError("at most 255 tracks")
+        if [t.index for t in tracks] != list(range(len(tracks))):
+            raise UsageError("track indexes must be 0..n-1 in order")
+        self._tracks_info = tracks
+        self._ts = [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
+        self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
+
+    def _new_run_state(self) -> None:
+        self._started = False
+        self._anchor_wall_ns = 0
+        self._anchor_media_ns = 0
+        self._reanchor = True
+        self._params = self._tracks_info[self._video].extradata
+        self._params_seen = b""
+        self._run_reason = "start"
+
+    # --- public API ------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, packet: Any) -> None:
+        """Append one packet: a ``vstore.Packet`` or a PyAV ``av.Packet`` of a declared stream."""
+        if isinstance(packet, Packet):
+            self.write_raw(
+                packet.track,
+                packet.pts,
+                packet.dts,
+                packet.is_key,
+                packet.data,
+                packet.wall_ns,
+                packet.corrupt,
+            )
+            return
+        # PyAV packet: stream index is the track index (tracks_from_av keeps that order).
+        self.write_raw(
+            packet.stream_index if hasattr(packet, "stream_index") else packet.stream.index,
+            packet.pts,
+            packet.dts,
+            bool(packet.is_keyframe),
+            bytes(packet),
+            None,
+            bool(packet.is_corrupt),
+        )
+
+    def write_raw(
+        self,
+        track: int,
+        pts: int | None,
+        dts: int | None,
+        is_key: bool,
+        data: bytes | bytearray | memoryview,
+        wall_ns: int | None = None,
+        corrupt: bool = False,
+    ) -> None:
+        """The fast path behind ``write``: plain values, no record object."""
+        with self._lock:
+            if self._closed:
+                raise VstoreError(f"camera writer {self.camera_id} is closed")
+            try:
+                ts = self._ts[track]
+            except (IndexError, TypeError):
+                raise UsageError(f"packet for unknown track {track!r}") from None
+            size = len(data)
+            if size == 0:
+                return  # an empty packet carries nothing to store (EOF flush markers)
+            flags = fmt.PKT_CORRUPT if corrupt else 0
+            # --- timestamps: fill, unwrap, rebase (docs/design/time.md) ---
+            if dts is None:
+                dts = pts
+            if dts is None:
+                if ts.last_raw is None:
+                    self.stats.dropped_no_timestamp += 1
+                    return
+                dts = ts.last_raw + ts.last_delta - ts.wrap_off
+                flags |= fmt.PKT_TS_SYNTH
+                self.stats.timestamps_synthesized += 1
+            if pts is None:
+                pts = dts
+                flags |= fmt.PKT_TS_SYNTH
+            raw = dts + ts.wrap_off
+            if ts.wrap_bits and ts.last_raw is not None and raw < ts.last_raw - (1 << 32):
+                ts.wrap_off += WRAP_33
+                raw += WRAP_33
+                self._event("pts_wrap", {"track": track, "offset_ticks": ts.wrap_off})
+            upts = pts + ts.wrap_off
+            if ts.wrap_bits:
+                if upts < raw - (1 << 32):
+                    upts += WRAP_33
+                elif upts > raw + (1 << 32):
+                    upts -= WRAP_33
+            ndts = raw + ts.rebase_off
+            if ts.last_dts is not None:
+                delta = ndts - ts.last_dts
+                if delta <= 0 or delta > ts.max_jump_ticks:
+                    if delta == 0 or (delta < 0 and -delta <= ts.last_delta * 4):
+                        # A small reorder or a repeated dts: keep the order, note it.
+                        fixed = ts.last_dts + 1
+                        self.stats.non_monotonic += 1
+                    else:
+                        # A jump (clock step, camera reboot, spliced file): continue media
+                        # time without a hole and record the raw jump as a discontinuity.
+                        fixed = ts.last_dts + ts.last_delta
+                        self._event(
+                            "timestamp_jump",
+                            {
+                                "track": track,
+                                "jump_ns": ticks_to_ns(delta, *ts.info.time_base),
+                            },
+                        )
+                        ts.rebase_off += fixed - ndts
+                        self.stats.discontinuities += 1
+                    shift = fixed - ndts
+                    ndts = fixed
+                else:
+                    shift = 0
+                    ts.last_delta = delta
+            else:
+                shift = 0
+            npts = upts + ts.rebase_off + (max(0, shift))
+            npts = max(npts, ndts)
+            ts.last_dts = ndts
+            ts.last_raw = raw
+
+            # --- video: keyframes, parameter sets, chunk and segment cuts ---
+            if track == self._video:
+                key = is_key
+                if ts.nal_codec >= 0:
+                    bits = nal.nal_flags(data, ts.nal_codec, ts.length_size)
+                    if bits & NAL_KEY:
+                        key = True
+                    if key and bits & _PARAM_BITS:
+                        params = nal.parameter_sets(data, ts.nal_codec, ts.length_size)
+                    else:
+                        params = b""
+                else:
+                    params = b""
+                if key:
+                    flags |= fmt.PKT_KEY
+                    if not self._on_keyframe(npts, params, wall_ns):
+                        return
+                elif not self._started:
+                    self.stats.dropped_before_keyframe += 1
+                    return
+                self._chunk_last_vpts = npts
+                if ts.last_delta:
+                    self._chunk_vdelta = ts.last_delta
+            elif not self._started:
+                self.stats.dropped_before_keyframe += 1
+                return
+
+            self._table.append(ndts, npts, size, flags, track)
+            self._payload += data
+            self.stats.packets += 1
+            self.stats.bytes += size
+            if len(self._payload) >= self.settings.max_chunk_bytes:
+                self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+
+    def flush(self) -> None:
+        """Make every packet written so far durable: write the open chunk, fsync, index it."""
+        with self._lock:
+            if self._seg is None or len(self._table) == 0:
+                self._sync_and_commit(force=True)
+                return
+            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+            self._sync_and_commit(force=True)
+
+    def new_run(self, tracks: Sequence[fmt.TrackInfo] | None = None, reason: str = "reconnect"):
+        """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
+        with self._lock:
+            self._seal_segment()
+            if tracks is not None:
+                self._set_tracks(tracks)
+            else:
+                self._set_tracks(self._tracks_info)
+            self._new_run_state()
+            self._run_reason = reason
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._seal_segment()
+            finally:
+                self._closed = True
+                self.store._writer_closed(self)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _event(self, kind: str, detail: dict[str, Any], at_ns: int | None = None) -> None:
+        if at_ns is None:
+            at_ns = self._last_end_ns if self._last_end_ns is not None else self._chunk_start_ns
+        self._event_seq = (self._event_seq + 1) & 0xFFFFFFFF
+        self._pending_events.append(Event(self.camera_num, at_ns, self._event_seq, kind, detail))
+        self.stats.events.append(kind)
+        if len(self.stats.events) > 100:
+            del self.stats.events[:50]
+        log.info("camera %s: %s %s", self.camera_id, kind, detail)
+
+    def _open_chunk_end_ns(self) -> int:
+        """Wall end of the open chunk: its last video frame plus one frame duration."""
+        return self._wall_of(self._video, self._chunk_last_vpts + self._chunk_vdelta)
+
+    def _wall_of(self, track: int, ticks: int) -> int:
+        tb = self._ts[track].info.time_base
+        return self._anchor_wall_ns + ticks_to_ns(ticks, *tb) - self._anchor_media_ns
+
+    def _on_keyframe(self, key_pts: int, params: bytes, wall_ns: int | None) -> bool:
+        """Handle a video keyframe; False when the packet must be dropped."""
+        vinfo = self._tracks_info[self._video]
+        if not self._started and not (params or vinfo.extradata) and vinfo.codec in _NAL_CODECS:
+            self.stats.dropped_no_params += 1
+            return False
+        params_changed = bool(params) and bool(self._params_seen) and params != self._params_seen
+        if params:
+            self._params_seen = params
+        key_media_ns = ticks_to_ns(key_pts, *vinfo.time_base)
+        receive_ns = wall_ns
+        if receive_ns is None and self._fixed_start_ns is None:
+            receive_ns = self.store.clock.wall_ns()
+        if self._started and not self._reanchor and receive_ns is not None:
+            predicted = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
+            drift = receive_ns - predicted
+            if abs(drift) > self.settings.max_clock_drift_s * NS_PER_S:
+                self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
+                self.stats.discontinuities += 1
+                self._reanchor = True
+        key_wall = None
+        if self._reanchor:
+            if self._fixed_start_ns is not None and not self._started:
+                anchor = self._fixed_start_ns
+            elif self._fixed_start_ns is not None:
+                # An import continues its own media time: re-anchoring keeps the wall mapping.
+                anchor = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
+            else:
+                assert receive_ns is not None
+                anchor = receive_ns
+            if self._last_end_ns is not None and anchor < self._last_end_ns:
+                if self._last_end_ns - anchor > NS_PER_S:
+                    self._event(
+                        "clock_behind",
+                        {"requested_ns": anchor, "assigned_ns": self._last_end_ns},
+                        at_ns=self._last_end_ns,
+                    )
+                anchor = self._last_end_ns  # the index order is never broken (T3)
+            key_wall = anchor
+        else:
+            key_wall = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
+
+        # Close the open chunk at this keyframe.
+        if self._seg is not None and len(self._table):
+            self._close_chunk(key_wall, continuation_next=False)
+
+        need_new = (
+            self._seg is None
+            or self._reanchor
+            or params_changed
+            or key_wall - self._seg_start_ns >= int(self.settings.segment_duration_s * NS_PER_S)
+        )
+        if need_new:
+            if params_changed:
+                self._event("codec_parameters_changed", {}, at_ns=key_wall)
+            self._seal_segment()
+            if self._reanchor:
+                self._anchor_wall_ns = key_wall
+                self._anchor_media_ns = key_media_ns
+                self._reanchor = False
+            if params and vinfo.bitstream != "avcc":
+                self._params = params
+            self._open_segment(key_wall)
+        self._started = True
+        self._chunk_start_ns = key_wall
+        self._chunk_flags = fmt.CHUNK_KEY_START
+        return True
+
+    def _open_segment(self, start_ns: int) -> None:
+        seg_id = self.index.new_segment_id()
+        tracks = list(self._tracks_info)
+        v = tracks[self._video]
+        if self._params and v.bitstream != "avcc" and self._params != v.extradata:
+            tracks[self._video] = replace(v, extradata=self._params)
+        meta = fmt.SegmentMeta(
+            camera=self.camera_id,
+            segment_id=seg_id,
+            tracks=tuple(tracks),
+            anchor_wall_ns=self._anchor_wall_ns,
+            anchor_media_ns=self._anchor_media_ns,
+            created_ns=self.store.clock.wall_ns(),
+            store_uuid=self.store.uuid,
+        )
+        relpath = self.store.layout.segment_relpath(self.camera_id, start_ns, seg_id)
+        row = SegmentRow(
+            camera_num=self.camera_num,
+            segment_id=seg_id,
+            start_ns=start_ns,
+            end_ns=start_ns,
+            state="open",
+            location="local",
+            path=relpath,
+            size_bytes=0,
+            sha256="",
+            chunk_count=0,
+            packet_count=0,
+            codecs=tuple(t.codec for t in tracks),
+        )
+        # W0: the open marker is durable before the file exists, so recovery finds the file.
+        b = Batch()
+        b.put(
+            layout.open_key(seg_id),
+            _json(
+                {
+                    "camera": self.camera_id,
+                    "path": relpath,
+                    "start_ns": start_ns,
+                    "camera_num": self.camera_num,
+                }
+            ),
+        )
+        b.put(row.key(), row.value())
+        gap_from = self._last_end_ns
+        if gap_from is not None and start_ns - gap_from > NS_PER_S:
+            self._event(
+                "gap",
+                {"from_ns": gap_from, "to_ns": start_ns, "reason": self._run_reason},
+                at_ns=gap_from,
+            )
+        self._flush_events(b)
+        self.index.commit(b, sync=True)
+        self._seg = SegmentFile(self.store.fs, self.store.layout.root, relpath, meta)
+        self._seg_row = row
+        self._seg_start_ns = start_ns
+        self._run_reason = "continuous"
+        self.stats.segments += 1
+
+    def _flush_events(self, b: Batch) -> None:
+        for ev in self._pending_events:
+            b.put(ev.key(), ev.value())
+        self._pending_events.clear()
+
+    def _close_chunk(self, end_ns: int, continuation_next: bool) -> None:
+        if self._seg is None or len(self._table) == 0:
+            return
+        start = self._chunk_start_ns
+        end_ns = max(end_ns, start + 1)
+        n = len(self._table)
+        entry = self._seg.append_chunk(
+            self._chunk_flags, start, end_ns, self._table.pack(), n, self._payload
+        )
+        self._pending_rows.append(
+            ChunkRow(
+                self.camera_num,
+                start,
+                end_ns,
+                self._seg_row.segment_id,
+                entry.offset,
+                entry.length,
+                n,
+                entry.crc32,
+                self._chunk_flags,
+            )
+        )
+        self.stats.chunks += 1
+        self._last_end_ns = end_ns
+        self._table.reset()
+        self._payload = bytearray()
+        self._chunk_start_ns = end_ns
+        self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
+        self._sync_and_commit(force=False)
+
+    def _sync_and_commit(self, force: bool) -> None:
+        if self._seg is None:
+            if self._pending_events:
+                b = Batch()
+                self._flush_events(b)
+                self.index.commit(b, sync=True)
+            return
+        now = self.store.clock.monotonic_ns()
+        interval = int(self.settings.fsync_interval_s * NS_PER_S)
+        if not force and interval and now - self._last_fsync_mono < interval:
+            return
+        self._seg.sync()
+        self._last_fsync_mono = now
+        # W2: index rows only for bytes that are fsynced.
+        b = Batch()
+        for row in self._pending_rows:
+            b.put(row.key(), row.value())
+        self._pending_rows.clear()
+        self._flush_events(b)
+        self.index.commit(b, sync=force)
+
+    def _seal_segment(self) -> None:
+        seg = self._seg
+        if seg is None:
+            return
+        if len(self._table):
+            self._close_chunk(self._open_chunk_end_ns(), continuation_next=False)
+        self._chunk_flags = 0
+        self._seg = None
+        try:
+            if not seg.entries:
+                # Nothing but a header: no footage to keep (W4 still holds: no rows point here).
+                seg.abandon()
+                self.store.drop_empty_segment(self._seg_row)
+                return
+            end_ns = seg.entries[-1].end_ns
+            size, sha = seg.seal(end_ns)
+        except VstoreError:
+            seg.abandon()
+            raise
+        row = replace(
+            self._seg_row,
+            end_ns=end_ns,
+            state="sealed",
+            size_bytes=size,
+            sha256=sha,
+            chunk_count=len(seg.entries),
+            packet_count=seg.packet_count,
+        )
+        b = Batch()
+        for r in self._pending_rows:
+            b.put(r.key(), r.value())
+        self._pending_rows.clear()
+        b.put(row.key(), row.value())
+        b.delete(layout.open_key(row.segment_id))
+        self._flush_events(b)
+        self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
+        self._last_end_ns = end_ns
+
+
+def _json(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, separators=(",", ":")).encode()

@@ -1,0 +1,416 @@
+"""The Store: one directory holding segment files, the RocksDB index and the configuration.
+
+``open_store`` opens (and creates) a store, runs crash recovery when opened for writing
+(docs/design/lifecycle.md R1-R4), and hands out one CameraWriter per camera. Read-only opens
+work while another process records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from vstore import format as fmt
+from vstore import layout
+from vstore.clock import Clock, SystemClock
+from vstore.config import StoreConfig, load_config
+from vstore.errors import CorruptSegment, NotFound, UsageError, VstoreError
+from vstore.fsutil import Fs
+from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
+from vstore.packet import Packet
+from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
+from vstore.segment_writer import CameraWriter
+from vstore.timebase import NS_PER_S, TimeRange
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = "./vstore-data"
+GAP_TOLERANCE_NS = NS_PER_S // 2  # joins between segments closer than this are not gaps
+
+
+def resolve_store_path(arg: str | None) -> Path:
+    """--store, else $VSTORE_STORE, else ./vstore-data."""
+    return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
+
+
+@dataclass
+class RecoveryReport:
+    recovered_segments: int = 0
+    recovered_chunks: int = 0
+    discarded_segments: int = 0
+    truncated_bytes: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CameraSummary:
+    camera: str
+    first_ns: int | None
+    last_ns: int | None
+    size_bytes: int
+    segments: int
+    open_segments: int
+    gaps: int
+    recorded_ns: int
+
+    def as_json(self) -> dict[str, Any]:
+        from vstore.timebase import format_time
+
+        return {
+            "camera": self.camera,
+            "first": format_time(self.first_ns) if self.first_ns is not None else None,
+            "last": format_time(self.last_ns) if self.last_ns is not None else None,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "size_bytes": self.size_bytes,
+            "segments": self.segments,
+            "open_segments": self.open_segments,
+            "gaps": self.gaps,
+            "recorded_s": self.recorded_ns / NS_PER_S,
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    camera: str
+    range: TimeRange
+    covered: list[tuple[int, int]]
+    gaps: list[tuple[int, int]]
+    events: list[dict[str, Any]]
+
+
+class Store:
+    """A vstore store directory. Use ``open_store``; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        fs: Fs | None = None,
+        create: bool = True,
+        recover: bool = True,
+    ) -> None:
+        self.layout = layout.StoreLayout(Path(root))
+        self.root = self.layout.root
+        self.read_only = read_only
+        self.clock = clock or SystemClock()
+        self.fs = fs or Fs()
+        if not self.root.exists():
+            if read_only or not create:
+                raise NotFound(f"no store at {self.root}")
+            self.root.mkdir(parents=True)
+        self.config: StoreConfig = load_config(self.layout.config_path)
+        self.uuid = self._load_meta(read_only)
+        self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
+        self._writers: dict[str, CameraWriter] = {}
+        self._lock = threading.Lock()
+        self.last_recovery = RecoveryReport()
+        if not read_only and recover:
+            self.last_recovery = self.recover()
+
+    def _load_meta(self, read_only: bool) -> str:
+        p = self.layout.meta_path
+        if p.exists():
+            try:
+                return str(json.loads(p.read_text())["uuid"])
+            except (ValueError, KeyError) as exc:
+                raise VstoreError(f"{p} is unreadable: {exc}") from exc
+        if read_only:
+            if not self.layout.index_dir.exists():
+                raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
+            return ""
+        u = str(uuid.uuid4())
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"uuid": u, "segment_format": fmt.FORMAT_VERSION}) + "\n")
+        os.replace(tmp, p)
+        self.fs.fsync_dir(self.root)
+        return u
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        for w in list(self._writers.values()):
+            try:
+                w.close()
+            except VstoreError as exc:
+                log.error("closing writer %s: %s", w.camera_id, exc)
+        self.index.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+    def writer(
+        self,
+        camera_id: str,
+        tracks: Sequence[fmt.TrackInfo],
+        *,
+        start_ns: int | None = None,
+    ) -> CameraWriter:
+        """A writer for one camera. ``start_ns`` fixes the wall time of the first keyframe
+        (imports); without it, live wall time comes from the packets or the clock."""
+        if self.read_only:
+            raise UsageError("store opened read-only")
+        with self._lock:
+            if camera_id in self._writers:
+                raise UsageError(f"camera {camera_id!r} already has an open writer")
+            w = CameraWriter(self, camera_id, tracks, start_ns=start_ns)
+            self._writers[camera_id] = w
+            return w
+
+    def _writer_closed(self, w: CameraWriter) -> None:
+        with self._lock:
+            if self._writers.get(w.camera_id) is w:
+                del self._writers[w.camera_id]
+
+    def drop_empty_segment(self, row: SegmentRow) -> None:
+        b = Batch()
+        b.delete(row.key())
+        b.delete(layout.open_key(row.segment_id))
+        self.index.commit(b, sync=True)
+        try:
+            self.fs.unlink(self.layout.path(row.path))
+        except FileNotFoundError:
+            pass
+
+    # --- recovery ------------------------------------------------------------------------------
+    def recover(self) -> RecoveryReport:
+        """Seal every segment a crashed writer left open (lifecycle R1-R4)."""
+        rep = RecoveryReport()
+        for seg_id, marker in self.index.open_segments():
+            self._recover_one(seg_id, marker, rep)
+        return rep
+
+    def _recover_one(self, seg_id: int, marker: dict[str, Any], rep: RecoveryReport) -> None:
+        cam_num = int(marker["camera_num"])
+        start_ns = int(marker["start_ns"])
+        relpath = marker["path"]
+        path = self.layout.path(relpath)
+        seg_key = layout.segment_key(cam_num, start_ns, seg_id)
+        raw_row = self.index.get(seg_key)
+        b = Batch()
+        b.delete(layout.open_key(seg_id))
+        # Indexed chunk rows of this segment (they point at fsynced bytes, W2).
+        indexed = [
+            r for r in self.index.chunks(cam_num, start_ns, 2**63 - 1) if r.segment_id == seg_id
+        ]
+        scan = None
+        if path.exists():
+            try:
+                with FileSource(path) as src:
+                    scan = scan_chunks(src)
+            except CorruptSegment as exc:
+                rep.messages.append(f"{relpath}: header unreadable ({exc})")
+        if scan is None or not scan.entries:
+            if indexed:
+                # Should not happen (W2); keep the file for `vstore check` rather than guess.
+                rep.messages.append(f"{relpath}: indexed chunks but file unreadable; kept")
+                self.index.commit(b)
+                return
+            if raw_row is not None:
+                b.delete(seg_key)
+            self.index.commit(b, sync=True)
+            if path.exists():
+                path.unlink()
+                self.fs.fsync_dir(path.parent)
+            rep.discarded_segments += 1
+            rep.messages.append(f"{relpath}: no whole chunk, discarded")
+            return
+        # R2: truncate to the last whole chunk, then seal from the file's own bytes.
+        fd = self.fs.open_rw(path)
+        try:
+            if scan.sealed:
+                pass  # crashed between seal and index commit: the file is already complete
+            else:
+                rep.truncated_bytes += scan.file_size - scan.valid_end
+                self.fs.truncate(fd, scan.valid_end)
+                self._write_seal(fd, path, scan.entries, scan.valid_end)
+        finally:
+            self.fs.close(fd)
+        size = path.stat().st_size
+        with SegmentReader.open(path) as rd:
+            sha = rd.trailer().sha256.hex()
+            entries = rd.directory()
+        known = {r.start_ns for r in indexed}
+        for e in entries:
+            if e.start_ns not in known:
+                rep.recovered_chunks += 1
+            h = ChunkRow(
+                cam_num,
+                e.start_ns,
+                e.end_ns,
+                seg_id,
+                e.offset,
+                e.length,
+                e.packet_count,
+                e.crc32,
+                e.flags,
+            )
+            b.put(h.key(), h.value())
+        row = SegmentRow(
+            camera_num=cam_num,
+            segment_id=seg_id,
+            start_ns=start_ns,
+            end_ns=entries[-1].end_ns,
+            state="sealed",
+            location="local",
+            path=relpath,
+            size_bytes=size,
+            sha256=sha,
+            chunk_count=len(entries),
+            packet_count=sum(e.packet_count for e in entries),
+            codecs=tuple(t.codec for t in scan.meta.tracks),
+        )
+        b.put(seg_key, row.value())
+        self.index.commit(b, sync=True)
+        rep.recovered_segments += 1
+        rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
+
+    def _write_seal(self, fd: int, path: Path, entries: list[fmt.DirEntry], end: int) -> None:
+        import hashlib
+        import zlib
+
+        h = hashlib.sha256()
+        with FileSource(path) as src:
+            pos = 0
+            while pos < end:
+                n = min(4 << 20, end - pos)
+                h.update(src.read(pos, n))
+                pos += n
+        footer = fmt.pack_footer(entries, entries[-1].end_ns)
+        trailer = fmt.pack_trailer(fmt.Trailer(end, len(footer), zlib.crc32(footer), h.digest()))
+        os.lseek(fd, end, os.SEEK_SET)
+        self.fs.writev(fd, [footer, trailer])
+        self.fs.fsync(fd)
+
+    # --- reading -------------------------------------------------------------------------------
+    def camera_num(self, camera_id: str) -> int:
+        layout.validate_camera_id(camera_id)
+        num = self.index.camera_num(camera_id)
+        if num is None:
+            known = ", ".join(c for c, _ in self.index.cameras()) or "none"
+            raise NotFound(f"unknown camera {camera_id!r} (cameras in this store: {known})")
+        return num
+
+    def cameras(self) -> list[CameraSummary]:
+        out = []
+        for cam_id, num in self.index.cameras():
+            first = last = None
+            size = segs = opened = gaps = 0
+            recorded = 0
+            prev_end = None
+            for row in self.index.segments(num):
+                if first is None:
+                    first = row.start_ns
+                if row.state == "open":
+                    opened += 1
+                    continue
+                segs += 1
+                size += row.size_bytes
+                recorded += row.end_ns - row.start_ns
+                if prev_end is not None and row.start_ns - prev_end > GAP_TOLERANCE_NS:
+                    gaps += 1
+                prev_end = row.end_ns
+                last = row.end_ns if last is None else max(last, row.end_ns)
+            out.append(CameraSummary(cam_id, first, last, size, segs, opened, gaps, recorded))
+        return out
+
+    def timeline(self, camera_id: str, start_ns: int | None, end_ns: int | None) -> Timeline:
+        num = self.camera_num(camera_id)
+        rows = [
+            r
+            for r in self.index.segments(num, start_ns or -(2**63), end_ns or 2**63 - 1)
+            if r.state == "sealed" or r.end_ns > r.start_ns
+        ]
+        # An open segment's extent is known from its indexed chunks.
+        spans: list[tuple[int, int]] = []
+        for r in rows:
+            if r.state == "open":
+                last = None
+                for c in self.index.chunks(num, r.start_ns, 2**63 - 1):
+                    if c.segment_id == r.segment_id:
+                        last = c
+                if last is None:
+                    continue
+                spans.append((r.start_ns, last.end_ns))
+            else:
+                spans.append((r.start_ns, r.end_ns))
+        lo = start_ns if start_ns is not None else (spans[0][0] if spans else 0)
+        hi = end_ns if end_ns is not None else (spans[-1][1] if spans else lo + 1)
+        rng = TimeRange(lo, max(hi, lo + 1))
+        covered: list[tuple[int, int]] = []
+        for s, e in spans:
+            s, e = max(s, rng.start_ns), min(e, rng.end_ns)
+            if e <= s:
+                continue
+            if covered and s - covered[-1][1] <= GAP_TOLERANCE_NS:
+                covered[-1] = (covered[-1][0], max(covered[-1][1], e))
+            else:
+                covered.append((s, e))
+        gaps: list[tuple[int, int]] = []
+        cursor = rng.start_ns
+        for s, e in covered:
+            if s > cursor:
+                gaps.append((cursor, s))
+            cursor = max(cursor, e)
+        if cursor < rng.end_ns:
+            gaps.append((cursor, rng.end_ns))
+        events = [
+            {"at_ns": ev.at_ns, "kind": ev.kind, "detail": ev.detail}
+            for ev in self.index.events(num, rng.start_ns, rng.end_ns)
+        ]
+        return Timeline(camera_id, rng, covered, gaps, events)
+
+    def segment_reader(self, row: SegmentRow) -> SegmentReader:
+        if row.location != "local":
+            raise VstoreError(f"segment {row.segment_id} lives at {row.location}")
+        return SegmentReader.open(self.layout.path(row.path))
+
+    def read_packets(self, camera_id: str, start_ns: int, end_ns: int) -> Iterator[Packet]:
+        """Every stored packet of chunks overlapping [start_ns, end_ns), in stored order."""
+        num = self.camera_num(camera_id)
+        readers: dict[int, tuple[SegmentReader, fmt.SegmentMeta]] = {}
+        seg_paths = {r.segment_id: r for r in self.index.segments(num, start_ns, end_ns)}
+        try:
+            for c in self.index.chunks(num, start_ns, end_ns):
+                if c.segment_id not in readers:
+                    row = seg_paths.get(c.segment_id)
+                    if row is None:
+                        raise CorruptSegment(f"chunk at {c.start_ns} names unknown segment")
+                    rd = self.segment_reader(row)
+                    readers[c.segment_id] = (rd, rd.meta)
+                rd, meta = readers[c.segment_id]
+                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                yield from chunk_packets(meta, chunk)
+        finally:
+            for rd, _ in readers.values():
+                rd.close()
+
+
+def open_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    clock: Clock | None = None,
+    fs: Fs | None = None,
+    create: bool = True,
+) -> Store:
+    """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new."""
+    return Store(
+        resolve_store_path(str(path) if path is not None else None),
+        read_only=read_only,
+        clock=clock,
+        fs=fs,
+        create=create,
+    )

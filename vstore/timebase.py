@@ -1,0 +1,157 @@
+"""The one time base of vstore and the conversions into and out of it.
+
+Inside vstore every wall-clock instant is an ``int`` of nanoseconds since the Unix epoch, UTC
+(names end in ``_ns``). Media timestamps keep the stream's own rational time base (``ticks``) and
+are converted with exact integer arithmetic. See docs/design/time.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+from vstore.errors import UsageError
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+NS_PER_US = 1_000
+
+_UNITS_NS = {
+    "ns": 1,
+    "us": NS_PER_US,
+    "ms": NS_PER_MS,
+    "s": NS_PER_S,
+    "m": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+    "d": 86400 * NS_PER_S,
+    "w": 7 * 86400 * NS_PER_S,
+}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w)")
+
+
+def ticks_to_ns(ticks: int, tb_num: int, tb_den: int) -> int:
+    """Media ticks in time base tb_num/tb_den to nanoseconds, rounded half away from zero."""
+    num = ticks * tb_num * NS_PER_S
+    q, r = divmod(abs(num), tb_den)
+    if 2 * r >= tb_den:
+        q += 1
+    return q if num >= 0 else -q
+
+
+def ns_to_ticks(ns: int, tb_num: int, tb_den: int) -> int:
+    """Nanoseconds to media ticks, rounded half away from zero (inverse of ticks_to_ns)."""
+    num = ns * tb_den
+    den = tb_num * NS_PER_S
+    q, r = divmod(abs(num), den)
+    if 2 * r >= den:
+        q += 1
+    return q if num >= 0 else -q
+
+
+def parse_duration_ns(text: str) -> int:
+    """Parse ``90s``, ``15m``, ``1h30m``, ``30d``, ``2w`` or plain seconds into nanoseconds."""
+    s = text.strip().lower()
+    if not s:
+        raise UsageError("empty duration")
+    try:
+        seconds = float(s)
+    except ValueError:
+        pass
+    else:
+        if seconds < 0:
+            raise UsageError(f"negative duration: {text!r}")
+        return round(seconds * NS_PER_S)
+    pos = 0
+    total = Fraction(0)
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += Fraction(m.group(1)) * _UNITS_NS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise UsageError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h30m, 30d")
+    return int(total)
+
+
+def parse_time_ns(text: str, now_ns: int | None = None) -> int:
+    """Parse a command-line time: ISO 8601 with an offset or ``Z``, ``now``, or ``-15m``.
+
+    A time without an offset is refused: guessing the zone is how DST bugs begin.
+    """
+    s = text.strip()
+    if now_ns is None:
+        now_ns = time.time_ns()
+    if s.lower() == "now":
+        return now_ns
+    if s.startswith("-"):
+        return now_ns - parse_duration_ns(s[1:])
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError as exc:
+        raise UsageError(
+            f"bad time {text!r}: use ISO 8601 with an offset "
+            "(2025-01-17T08:00:00+07:00 or ...Z), 'now', or a relative time like -15m"
+        ) from exc
+    if dt.tzinfo is None:
+        raise UsageError(f"time {text!r} has no UTC offset: add Z or +HH:MM")
+    return datetime_to_ns(dt)
+
+
+def datetime_to_ns(dt: datetime) -> int:
+    """An aware datetime to UTC nanoseconds, exactly (microsecond precision)."""
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * NS_PER_US
+
+
+def ns_to_datetime(t_ns: int, tz=UTC) -> datetime:
+    """UTC nanoseconds to an aware datetime (microseconds truncated)."""
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=t_ns // NS_PER_US)
+    return dt.astimezone(tz)
+
+
+def format_time(t_ns: int, tz=UTC) -> str:
+    """ISO 8601 with offset and millisecond precision; ``Z`` is spelled ``+00:00``."""
+    return ns_to_datetime(t_ns, tz).isoformat(timespec="milliseconds")
+
+
+def format_duration(ns: int) -> str:
+    """A short human duration: ``1h02m03s``, ``4.2s``, ``35ms``."""
+    if ns < NS_PER_S:
+        return f"{ns / NS_PER_MS:.0f}ms"
+    s = ns / NS_PER_S
+    if s < 60:
+        return f"{s:.1f}s"
+    total = int(s)
+    d, rem = divmod(total, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    if d:
+        return f"{d}d{h:02d}h{m:02d}m"
+    if h:
+        return f"{h}h{m:02d}m{sec:02d}s"
+    return f"{m}m{sec:02d}s"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A half-open wall-clock range [start_ns, end_ns) in UTC nanoseconds."""
+
+    start_ns: int
+    end_ns: int
+
+    def __post_init__(self) -> None:
+        if self.end_ns <= self.start_ns:
+            raise UsageError(
+                f"empty or inverted time range: {format_time(self.start_ns)} .. "
+                f"{format_time(self.end_ns)}"
+            )
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    def overlaps(self, start_ns: int, end_ns: int) -> bool:
+        return start_ns < self.end_ns and end_ns > self.start_ns
