@@ -21,7 +21,6 @@ from vstore.errors import SourceError, UsageError, VstoreError
 from vstore.format import TrackInfo
 from vstore.store import Store
 
-
 log = logging.getLogger(__name__)
 
 VIDEO_CODECS = {"h264", "hevc"}
@@ -84,9 +83,11 @@ def tracks_from_av(container: Any) -> SourceTracks:
         )
         mapping[s.index] = info.index
         tracks.append(info)
-    for s in container.streams:
-        if s.index not in mapping and s.type not in ("audio",) and s is not video:
-            ignored.append(f"{s.type} stream {s.index}")
+    ignored.extend(
+        f"{s.type} stream {s.index}"
+        for s in container.streams
+        if s.index not in mapping and s.type != "audio"
+    )
     return SourceTracks(tuple(tracks), mapping, tuple(ignored))
 
 
@@ -215,7 +216,7 @@ class RecorderStatus:
 
 def source_options(url: str) -> dict[str, str]:
     """FFmpeg options that make live sources fail fast instead of hanging."""
-    if url.startswith("rtsp://") or url.startswith("rtsps://"):
+    if url.startswith(("rtsp://", "rtsps://")):
         return {"rtsp_transport": "tcp", "timeout": "5000000"}
     if url.startswith("udp://"):
         return {"timeout": "5000000", "fifo_size": "1000000", "overrun_nonfatal": "1"}
@@ -398,7 +399,7 @@ def record_many(
     def run(r: Recorder) -> None:
         try:
             r.run()
-        except BaseException as exc:  # reported after all cameras stop
+        except Exception as exc:  # noqa: BLE001 - reported after all cameras stop
             errors.append(exc)
             r.status.last_error = str(exc)
 
@@ -419,6 +420,3 @@ def record_many(
         if r.writer is not None:
             r.status.writer = r.writer.stats.as_dict()
     return [r.status for r in recs]
-
-
-

@@ -256,6 +256,8 @@ class CameraWriter:
         self._started = False
         self._anchor_wall_ns = 0
         self._anchor_media_ns = 0
+        self._anchor_offset_ns = 0  # anchor wall minus receive wall (non-zero after a clamp)
+        self._pending_offset_ns = 0
         self._reanchor = True
         self._params = self._tracks_info[self._video].extradata
         self._params_seen = b""
@@ -339,34 +341,27 @@ class CameraWriter:
                 elif upts > raw + (1 << 32):
                     upts -= WRAP_33
             ndts = raw + ts.rebase_off
+            bump = 0  # ticks added to this packet alone to keep dts strictly increasing
             if ts.last_dts is not None:
                 delta = ndts - ts.last_dts
-                if delta <= 0 or delta > ts.max_jump_ticks:
-                    if delta == 0 or (delta < 0 and -delta <= ts.last_delta * 4):
-                        # A small reorder or a repeated dts: keep the order, note it.
-                        fixed = ts.last_dts + 1
-                        self.stats.non_monotonic += 1
-                    else:
-                        # A jump (clock step, camera reboot, spliced file): continue media
-                        # time without a hole and record the raw jump as a discontinuity.
-                        fixed = ts.last_dts + ts.last_delta
-                        self._event(
-                            "timestamp_jump",
-                            {
-                                "track": track,
-                                "jump_ns": ticks_to_ns(delta, *ts.info.time_base),
-                            },
-                        )
-                        ts.rebase_off += fixed - ndts
-                        self.stats.discontinuities += 1
-                    shift = fixed - ndts
-                    ndts = fixed
+                if delta <= 0 and -delta <= ts.last_delta * 4:
+                    # A small reorder or a repeated dts: keep the order, count it.
+                    bump = ts.last_dts + 1 - ndts
+                    self.stats.non_monotonic += 1
+                elif delta <= 0 or delta > ts.max_jump_ticks:
+                    # A jump (clock step, camera reboot, spliced file): continue media time
+                    # without a hole and record the raw jump as a discontinuity (T2).
+                    self._event(
+                        "timestamp_jump",
+                        {"track": track, "jump_ns": ticks_to_ns(delta, *ts.info.time_base)},
+                    )
+                    self.stats.discontinuities += 1
+                    ts.rebase_off += ts.last_dts + ts.last_delta - ndts
+                    ndts = raw + ts.rebase_off
                 else:
-                    shift = 0
                     ts.last_delta = delta
-            else:
-                shift = 0
-            npts = upts + ts.rebase_off + (max(0, shift))
+            ndts += bump
+            npts = upts + ts.rebase_off + bump
             npts = max(npts, ndts)
             ts.last_dts = ndts
             ts.last_raw = raw
@@ -467,14 +462,21 @@ class CameraWriter:
         receive_ns = wall_ns
         if receive_ns is None and self._fixed_start_ns is None:
             receive_ns = self.store.clock.wall_ns()
-        if self._started and not self._reanchor and receive_ns is not None:
+        predicted = None
+        if self._started:
             predicted = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
-            drift = receive_ns - predicted
-            if abs(drift) > self.settings.max_clock_drift_s * NS_PER_S:
-                self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
-                self.stats.discontinuities += 1
-                self._reanchor = True
-        key_wall = None
+            if not self._reanchor and receive_ns is not None:
+                # Drift is measured against the offset fixed at anchoring time, so a clamped
+                # anchor (T3) does not re-trigger at every keyframe.
+                drift = receive_ns + self._anchor_offset_ns - predicted
+                if abs(drift) > self.settings.max_clock_drift_s * NS_PER_S:
+                    self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
+                    self.stats.discontinuities += 1
+                    self._reanchor = True
+        # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
+        if self._seg is not None and len(self._table):
+            assert predicted is not None
+            self._close_chunk(predicted, continuation_next=False)
         if self._reanchor:
             if self._fixed_start_ns is not None and not self._started:
                 anchor = self._fixed_start_ns
@@ -484,6 +486,7 @@ class CameraWriter:
             else:
                 assert receive_ns is not None
                 anchor = receive_ns
+            requested = anchor
             if self._last_end_ns is not None and anchor < self._last_end_ns:
                 if self._last_end_ns - anchor > NS_PER_S:
                     self._event(
@@ -493,12 +496,10 @@ class CameraWriter:
                     )
                 anchor = self._last_end_ns  # the index order is never broken (T3)
             key_wall = anchor
+            self._pending_offset_ns = anchor - requested if receive_ns is not None else 0
         else:
-            key_wall = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
-
-        # Close the open chunk at this keyframe.
-        if self._seg is not None and len(self._table):
-            self._close_chunk(key_wall, continuation_next=False)
+            assert predicted is not None
+            key_wall = predicted
 
         need_new = (
             self._seg is None
@@ -513,6 +514,7 @@ class CameraWriter:
             if self._reanchor:
                 self._anchor_wall_ns = key_wall
                 self._anchor_media_ns = key_media_ns
+                self._anchor_offset_ns = self._pending_offset_ns
                 self._reanchor = False
             if params and vinfo.bitstream != "avcc":
                 self._params = params

@@ -1,0 +1,71 @@
+"""Shared fixtures: fresh stores, generated footage (tools.camsim), and the impl parameter."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vstore import _native
+from vstore.store import Store, open_store
+from vstore.timebase import parse_time_ns
+
+START_NS = parse_time_ns("2025-01-17T08:00:00+07:00")
+
+IMPLS = _native.implementations()
+IMPL_IDS = sorted(IMPLS)
+
+
+@pytest.fixture(params=IMPL_IDS)
+def impl(request: pytest.FixtureRequest) -> dict:
+    """Both twins of the compiled modules: {"nal": ..., "ptable": ..., "keycodec": ...}."""
+    return IMPLS[request.param]
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_dir: Path) -> Iterator[Store]:
+    s = open_store(store_dir)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+_MEDIA_CACHE: dict[tuple, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def make_media(media_dir: Path, name: str, duration_s: float = 4.0, **spec_kw) -> Path:
+    """Encode (once per session) a test recording with camsim's frame-counter pattern."""
+    from tools.camsim import StreamSpec, write_file
+
+    key = (name, duration_s, tuple(sorted(spec_kw.items())))
+    if key not in _MEDIA_CACHE:
+        path = media_dir / f"{len(_MEDIA_CACHE)}-{name}"
+        write_file(str(path), StreamSpec(**spec_kw), duration_s)
+        _MEDIA_CACHE[key] = path
+    return _MEDIA_CACHE[key]
+
+
+@pytest.fixture(scope="session")
+def media(media_dir: Path):
+    def _make(name: str, duration_s: float = 4.0, **spec_kw) -> Path:
+        return make_media(media_dir, name, duration_s, **spec_kw)
+
+    return _make
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    forced = os.environ.get("VSTORE_NO_EXTENSIONS")
+    return f"vstore native impl: {_native.IMPL}" + (" (forced pure)" if forced else "")

@@ -1,0 +1,162 @@
+"""The compiled twins and their pure-Python references agree, on golden bytes and at random.
+
+Every test here runs once per implementation (ids py/c); the hypothesis tests compare the two
+directly when both are available.
+"""
+
+from __future__ import annotations
+
+import av
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import IMPLS
+from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VCL, NAL_VPS
+
+SPS = b"\x67\x42\x00\x1f\xaa"
+PPS = b"\x68\xce\x3c\x80"
+IDR = b"\x65\x88\x84\x00\x21"
+SLICE = b"\x41\x9a\x02\x03"
+SEI = b"\x06\x05\x01\x02"
+
+
+def annexb(*units: bytes, four: bool = True) -> bytes:
+    sc = b"\x00\x00\x00\x01" if four else b"\x00\x00\x01"
+    return b"".join(sc + u for u in units)
+
+
+def avcc(*units: bytes) -> bytes:
+    return b"".join(len(u).to_bytes(4, "big") + u for u in units)
+
+
+class TestNal:
+    def test_h264_annexb_idr_with_parameter_sets(self, impl):
+        data = annexb(SEI, SPS, PPS, IDR)
+        assert impl["nal"].nal_flags(data, CODEC_H264, 0) == (
+            NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL
+        )
+        assert impl["nal"].parameter_sets(data, CODEC_H264, 0) == annexb(SPS, PPS)
+
+    def test_three_byte_start_codes(self, impl):
+        data = annexb(SPS, PPS, IDR, four=False)
+        assert impl["nal"].parameter_sets(data, CODEC_H264, 0) == annexb(SPS, PPS)
+
+    def test_non_key_slice_stops_scan(self, impl):
+        # A slice ends the scan: an SPS after it (in slice data) must not be reported.
+        data = annexb(SLICE, SPS)
+        assert impl["nal"].nal_flags(data, CODEC_H264, 0) == NAL_VCL
+
+    def test_avcc_length_prefixed(self, impl):
+        data = avcc(SPS, PPS, IDR)
+        assert impl["nal"].nal_flags(data, CODEC_H264, 4) == (
+            NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL
+        )
+        assert impl["nal"].parameter_sets(data, CODEC_H264, 4) == annexb(SPS, PPS)
+
+    def test_avcc_truncated_length_is_not_read_past_end(self, impl):
+        data = avcc(SPS) + b"\x00\x00\x10\x00\x65"  # claims 4096 bytes, has 1
+        assert impl["nal"].nal_flags(data, CODEC_H264, 4) == NAL_SPS
+
+    def test_hevc_irap_and_parameter_sets(self, impl):
+        vps, sps, pps = b"\x40\x01\x0c", b"\x42\x01\x01", b"\x44\x01\xc1"
+        idr = b"\x26\x01\xaf"  # type 19 IDR_W_RADL
+        trail = b"\x02\x01\xd0"  # type 1
+        data = annexb(vps, sps, pps, idr)
+        assert impl["nal"].nal_flags(data, CODEC_HEVC, 0) == (
+            NAL_KEY | NAL_VPS | NAL_SPS | NAL_PPS | NAL_VCL
+        )
+        assert impl["nal"].parameter_sets(data, CODEC_HEVC, 0) == annexb(vps, sps, pps)
+        assert impl["nal"].nal_flags(annexb(trail), CODEC_HEVC, 0) == NAL_VCL
+
+    @pytest.mark.parametrize("data", [b"", b"\x00", b"\x00\x00\x01", b"garbage without codes"])
+    def test_garbage_and_empty(self, impl, data):
+        assert impl["nal"].nal_flags(data, CODEC_H264, 0) in (0,)
+        assert impl["nal"].parameter_sets(data, CODEC_H264, 0) == b""
+
+    @pytest.mark.parametrize("name,codec", [("h264.ts", CODEC_H264), ("hevc.ts", CODEC_HEVC)])
+    def test_real_encoder_output(self, impl, media, name, codec):
+        path = media(name, 2.5, codec=name.split(".")[0], gop_frames=25)
+        keys = 0
+        with av.open(str(path)) as c:
+            for pkt in c.demux(video=0):
+                if not pkt.size:
+                    continue
+                flags = impl["nal"].nal_flags(bytes(pkt), codec, 0)
+                assert bool(flags & NAL_KEY) == bool(pkt.is_keyframe)
+                if pkt.is_keyframe:
+                    keys += 1
+                    assert flags & NAL_SPS and flags & NAL_PPS
+        assert keys >= 2
+
+
+@pytest.mark.skipif(len(IMPLS) < 2, reason="compiled extensions not built")
+class TestTwinsAgree:
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=200), st.sampled_from([CODEC_H264, CODEC_HEVC]),
+           st.sampled_from([0, 4]))
+    def test_nal_random_bytes(self, data, codec, length_size):
+        py, c = IMPLS["py"]["nal"], IMPLS["c"]["nal"]
+        assert py.nal_flags(data, codec, length_size) == c.nal_flags(data, codec, length_size)
+        assert py.parameter_sets(data, codec, length_size) == c.parameter_sets(
+            data, codec, length_size
+        )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, 2**20),
+                              st.integers(0, 2**32 - 1), st.integers(0, 255),
+                              st.integers(0, 255)), max_size=50))
+    def test_ptable_pack(self, rows):
+        tables = [IMPLS[k]["ptable"].PacketTable() for k in ("py", "c")]
+        for dts, cts, size, flags, track in rows:
+            for t in tables:
+                t.append(dts, dts + cts, size, flags, track)
+        assert tables[0].pack() == tables[1].pack()
+        assert tables[0].payload_bytes == tables[1].payload_bytes
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1))
+    def test_keycodec(self, cam, t):
+        py, c = IMPLS["py"]["keycodec"], IMPLS["c"]["keycodec"]
+        assert py.encode_key(b"K", cam, t) == c.encode_key(b"K", cam, t)
+        assert c.decode_key(c.encode_key(b"K", cam, t)) == (b"K", cam, t)
+
+
+class TestKeyOrder:
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1),
+           st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1))
+    def test_key_order_is_camera_then_time(self, cam_a, t_a, cam_b, t_b):
+        for mods in IMPLS.values():
+            kc = mods["keycodec"]
+            a, b = kc.encode_key(b"K", cam_a, t_a), kc.encode_key(b"K", cam_b, t_b)
+            assert (a < b) == ((cam_a, t_a) < (cam_b, t_b))
+
+    def test_golden_key_bytes(self, impl):
+        key = impl["keycodec"].encode_key(b"K", 1, 1_737_075_600_000_000_000)
+        assert key.hex() == "4b00000001" + "981b550e05ffa000"
+        assert impl["keycodec"].decode_key(key) == (b"K", 1, 1_737_075_600_000_000_000)
+
+
+class TestPacketTable:
+    def test_pack_golden(self, impl):
+        t = impl["ptable"].PacketTable()
+        t.append(1000, 1000, 5000, 1, 0)
+        t.append(4600, 8200, 300, 0, 0)
+        t.append(4000, 4000, 40, 0, 1)
+        raw = t.pack()
+        assert len(raw) == 3 * 18
+        assert raw.hex() == (
+            "e803000000000000" "100e000000000000" "a8fdffffffffffff"  # dts deltas
+            "00000000" "100e0000" "00000000"  # cts
+            "88130000" "2c010000" "28000000"  # sizes
+            "010000" "000001"  # flags, tracks
+        )
+        assert t.payload_bytes == 5340
+        t.reset()
+        assert len(t) == 0 and t.pack() == b""
+
+    def test_cts_overflow_is_refused(self, impl):
+        t = impl["ptable"].PacketTable()
+        with pytest.raises(OverflowError):
+            t.append(0, 2**31, 1, 0, 0)

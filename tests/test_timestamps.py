@@ -1,0 +1,230 @@
+"""Bad timing input: jumps, wraps, repeats, missing values, clock drift and steps.
+
+Packets are pushed through the embedding API (vstore.Packet) with small synthetic H.264
+access units, so each failure mode is exact. The invariants: nothing acknowledged is lost,
+chunk rows stay in strict time order, and every anomaly is recorded as an event.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import START_NS
+from vstore import Packet, TrackInfo
+from vstore.clock import FakeClock
+from vstore.store import open_store
+
+SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\xaa"
+PPS = b"\x00\x00\x00\x01\x68\xce\x3c\x80"
+IDR = b"\x00\x00\x00\x01\x65\x88\x84\x00\x21"
+SLICE = b"\x00\x00\x00\x01\x41\x9a\x02\x03"
+SPS2 = b"\x00\x00\x00\x01\x67\x64\x00\x28\xbb"
+
+VIDEO = TrackInfo(index=0, kind="video", codec="h264", time_base=(1, 90000), bitstream="annexb")
+AUDIO = TrackInfo(index=1, kind="audio", codec="pcm_mulaw", time_base=(1, 8000),
+                  sample_rate=8000, channels=1)
+FRAME = 3600  # 25 fps at 90 kHz
+
+
+def au(i: int, gop: int = 25, sps: bytes = SPS) -> tuple[bool, bytes]:
+    key = i % gop == 0
+    return key, (sps + PPS + IDR if key else SLICE) + i.to_bytes(4, "big")
+
+
+def push(writer, n, start=0, step=FRAME, gop=25, first_index=0, wall=None):
+    for i in range(n):
+        key, data = au(first_index + i, gop)
+        ts = start + i * step
+        writer.write(Packet(0, ts, ts, key, data, None if wall is None else wall(i)))
+
+
+def chunk_rows(store, cam="cam"):
+    return list(store.index.chunks(store.camera_num(cam), -(2**62), 2**62))
+
+
+def assert_ordered(rows):
+    for a, b in zip(rows, rows[1:], strict=False):
+        assert a.start_ns < a.end_ns <= b.start_ns
+
+
+def events(store, cam="cam"):
+    return [e.kind for e in store.index.events(store.camera_num(cam))]
+
+
+def test_backwards_jump_is_recorded_and_rebased(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 50, start=900_000)
+        push(w, 50, start=0, first_index=50)  # camera rebooted: timestamps restart
+    rows = chunk_rows(store)
+    assert_ordered(rows)
+    assert "timestamp_jump" in events(store)
+    pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    assert len(pk) == 100  # nothing dropped
+    dts = [p.dts for p in pk]
+    assert dts == sorted(dts) and len(set(dts)) == 100
+    # media time continued seamlessly: 100 frames span 4 s of wall time
+    assert pk[-1].wall_ns - pk[0].wall_ns == 99 * 40_000_000
+
+
+def test_forward_jump_beyond_drift_limit_is_recorded(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 25)
+        push(w, 25, start=25 * FRAME + 3600 * 90000, first_index=25)  # +1 h in one frame
+    assert "timestamp_jump" in events(store)
+    assert_ordered(chunk_rows(store))
+
+
+def test_mpegts_33bit_pts_wrap_is_continuous(store):
+    start = (1 << 33) - 30 * FRAME
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        for i in range(75):
+            key, data = au(i)
+            ts = (start + i * FRAME) % (1 << 33)
+            w.write(Packet(0, ts, ts, key, data))
+    assert events(store) == ["pts_wrap"]
+    pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    assert len(pk) == 75
+    walls = [p.wall_ns for p in pk]
+    assert all(b - a == 40_000_000 for a, b in zip(walls, walls[1:], strict=False))
+
+
+def test_missing_timestamps_are_synthesized_and_flagged(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 10)
+        for i in range(10, 20):
+            key, data = au(i)
+            w.write(Packet(0, None, None, key, data))
+        stats = w.stats
+    assert stats.timestamps_synthesized == 10
+    pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    assert [p.dts for p in pk] == [i * FRAME for i in range(20)]
+
+
+def test_repeated_dts_keeps_order(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 10)
+        key, data = au(10)
+        w.write(Packet(0, 9 * FRAME, 9 * FRAME, key, data))  # same dts as the previous one
+        push(w, 5, start=11 * FRAME, first_index=11)
+        assert w.stats.non_monotonic == 1
+    pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    dts = [p.dts for p in pk]
+    assert len(pk) == 16 and dts == sorted(dts) and len(set(dts)) == 16
+
+
+def test_stream_without_keyframe_stores_nothing_and_counts(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        for i in range(30):
+            w.write(Packet(0, i * FRAME, i * FRAME, False, SLICE))
+        assert w.stats.dropped_before_keyframe == 30
+        assert w.stats.packets == 0
+    assert chunk_rows(store) == []
+    assert list(store.layout.iter_segment_files()) == []
+
+
+def test_keyframe_without_parameter_sets_is_dropped_until_they_arrive(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        w.write(Packet(0, 0, 0, True, IDR))  # no SPS/PPS anywhere yet: undecodable
+        w.write(Packet(0, FRAME, FRAME, False, SLICE))
+        push(w, 25, start=2 * FRAME, first_index=0)
+        assert w.stats.dropped_no_params == 1
+        assert w.stats.dropped_before_keyframe == 1
+        assert w.stats.packets == 25
+    seg = next(store.index.segments(store.camera_num("cam")))
+    from vstore.segment_reader import SegmentReader
+
+    with SegmentReader.open(store.layout.path(seg.path)) as rd:
+        assert rd.meta.tracks[0].extradata == SPS + PPS  # self-describing from in-band sets
+
+
+def test_parameter_set_change_starts_new_segment(store):
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 50)
+        for i in range(50, 100):
+            key, data = au(i, sps=SPS2)
+            w.write(Packet(0, i * FRAME, i * FRAME, key, data))
+    segs = list(store.index.segments(store.camera_num("cam")))
+    assert len(segs) == 2
+    assert segs[0].end_ns == segs[1].start_ns
+    assert "codec_parameters_changed" in events(store)
+
+
+def test_audio_before_first_keyframe_is_dropped_then_interleaved(store):
+    with store.writer("cam", [VIDEO, AUDIO], start_ns=START_NS) as w:
+        w.write(Packet(1, 0, 0, True, b"\xff" * 160))
+        for i in range(50):
+            key, data = au(i)
+            w.write(Packet(0, i * FRAME, i * FRAME, key, data))
+            w.write(Packet(1, i * 320, i * 320, True, b"\x7f" * 320))
+        assert w.stats.dropped_before_keyframe == 1
+    pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    assert sum(p.track == 1 for p in pk) == 50
+    audio = [p for p in pk if p.track == 1]
+    assert audio[1].wall_ns - START_NS == 40_000_000  # audio and video share the media clock
+
+
+def test_live_clock_drift_reanchors_with_event(store_dir):
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(store_dir, clock=clock) as st:
+        with st.writer("cam", [VIDEO]) as w:
+            for i in range(100):
+                key, data = au(i)
+                # The camera's clock runs 2x fast: media time outruns receive time.
+                w.write(Packet(0, 2 * i * FRAME, 2 * i * FRAME, key, data))
+                clock.advance(40_000_000)
+                if i == 49:
+                    clock.advance(60 * 10**9)  # and a 60 s stall in delivery
+        assert "clock_drift" in events(st)
+        rows = chunk_rows(st)
+        assert_ordered(rows)
+        segs = list(st.index.segments(st.camera_num("cam")))
+        assert len(segs) >= 2
+
+
+def test_host_clock_stepping_back_never_breaks_index_order(store_dir):
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(store_dir, clock=clock) as st:
+        w = st.writer("cam", [VIDEO])
+        push(w, 50, wall=lambda i: START_NS + i * 40_000_000)
+        w.new_run(reason="reconnect")
+        # After the reconnect the host clock is 1 hour behind (NTP step backwards).
+        push(w, 50, wall=lambda i: START_NS - 3600 * 10**9 + i * 40_000_000)
+        w.close()
+        rows = chunk_rows(st)
+        assert_ordered(rows)
+        assert "clock_behind" in events(st)
+        assert sum(r.packet_count for r in rows) == 100
+
+
+def test_reconnect_gap_is_recorded(store_dir):
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(store_dir, clock=clock) as st:
+        w = st.writer("cam", [VIDEO])
+        push(w, 50, wall=lambda i: START_NS + i * 40_000_000)
+        w.new_run(reason="reconnect")
+        push(w, 50, wall=lambda i: START_NS + 60 * 10**9 + i * 40_000_000)
+        w.close()
+        tl = st.timeline("cam", None, None)
+        assert len(tl.covered) == 2 and len(tl.gaps) == 1
+        assert "gap" in events(st)
+        [summary] = st.cameras()
+        assert summary.gaps == 1
+
+
+@pytest.mark.parametrize("bad", [
+    Packet(5, 0, 0, True, IDR),
+    Packet(None, 0, 0, True, IDR),  # type: ignore[arg-type]
+])
+def test_unknown_track_is_a_clear_error(store, bad):
+    from vstore.errors import UsageError
+
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w, \
+            pytest.raises(UsageError, match="unknown track"):
+        w.write(bad)
+
+
+def test_writer_requires_one_video_track(store):
+    from vstore.errors import UsageError
+
+    with pytest.raises(UsageError, match="video"):
+        store.writer("cam", [AUDIO])

@@ -1,0 +1,226 @@
+"""`vstore check`: verifies the lifecycle invariants between the index and the segment files.
+
+Checks (docs/design/lifecycle.md): C1 every chunk row's bytes exist and match its checksum;
+C2 every sealed segment row's file exists with the recorded size and SHA-256; C3 no segment is
+left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camera do not
+overlap and start in time order. ``repair`` fixes what it can without deleting footage:
+it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.errors import CorruptSegment, NotFound, VstoreError
+from vstore.index import Batch, ChunkRow, SegmentRow
+from vstore.layout import parse_segment_name
+from vstore.segment_reader import FileSource, SegmentReader
+from vstore.store import Store
+
+
+@dataclass
+class Problem:
+    code: str
+    path: str
+    message: str
+    repaired: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "path": self.path,
+            "message": self.message,
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class CheckReport:
+    segments: int = 0
+    chunks: int = 0
+    bytes_verified: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.repaired for p in self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "segments": self.segments,
+            "chunks": self.chunks,
+            "bytes_verified": self.bytes_verified,
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+
+def check_store(
+    store: Store,
+    *,
+    repair: bool = False,
+    verify_hashes: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    rep = CheckReport()
+    if repair:
+        if store.read_only:
+            raise VstoreError("--repair needs the store opened for writing")
+        r = store.recover()
+        for m in r.messages:
+            rep.problems.append(Problem("C3", m.split(":")[0], "open segment " + m, True))
+    idx = store.index
+    for seg_id, marker in idx.open_segments():
+        live = any(w for w in store._writers.values())
+        if not live:
+            rep.problems.append(
+                Problem(
+                    "C3",
+                    marker.get("path", "?"),
+                    f"segment {seg_id} left open by a writer that is gone (run check --repair, "
+                    "or open the store for writing, to seal it)",
+                )
+            )
+    segments: dict[int, SegmentRow] = {}
+    for row in idx.all_segment_rows():
+        segments[row.segment_id] = row
+    rows = list(segments.values())
+    total = len(rows)
+    chunk_rows: dict[int, list[ChunkRow]] = {}
+    prev: ChunkRow | None = None
+    for c in idx.all_chunk_rows():
+        rep.chunks += 1
+        chunk_rows.setdefault(c.segment_id, []).append(c)
+        if prev is not None and prev.camera_num == c.camera_num and c.start_ns < prev.end_ns:
+            rep.problems.append(
+                Problem(
+                    "C5",
+                    "",
+                    f"camera #{c.camera_num}: chunk at {c.start_ns} overlaps the one "
+                    f"before it (ends {prev.end_ns})",
+                )
+            )
+        prev = c
+    for c_seg, c_rows in chunk_rows.items():
+        if c_seg not in segments:
+            rep.problems.append(
+                Problem(
+                    "C1",
+                    "",
+                    f"{len(c_rows)} chunk rows name segment {c_seg}, which has no catalog row",
+                )
+            )
+    indexed_paths = set()
+    for i, row in enumerate(rows):
+        if progress is not None:
+            progress(i, total)
+        rep.segments += 1
+        if row.location != "local":
+            continue
+        indexed_paths.add(row.path)
+        path = store.layout.path(row.path)
+        if not path.exists():
+            rep.problems.append(Problem("C2", row.path, "segment file is missing"))
+            continue
+        try:
+            with SegmentReader(FileSource(path), row.path) as rd:
+                if row.state == "sealed":
+                    size = path.stat().st_size
+                    if size != row.size_bytes:
+                        raise CorruptSegment(f"size {size} != indexed {row.size_bytes}")
+                    if rd.trailer().sha256.hex() != row.sha256:
+                        raise CorruptSegment("trailer hash differs from the index")
+                    if verify_hashes:
+                        rd.verify()
+                        rep.bytes_verified += size
+                for c in chunk_rows.get(row.segment_id, []):
+                    rd.read_chunk(c.offset, c.length, c.crc32)
+                    if row.state != "sealed":
+                        rep.bytes_verified += c.length
+        except (CorruptSegment, NotFound) as exc:
+            rep.problems.append(
+                Problem("C1" if row.state != "sealed" else "C2", row.path, str(exc))
+            )
+    if progress is not None:
+        progress(total, total)
+    for rel in store.layout.iter_segment_files():
+        if rel in indexed_paths:
+            continue
+        problem = Problem("C4", rel, "segment file not in the index (orphan)")
+        rep.problems.append(problem)
+        if repair:
+            try:
+                adopt_orphan(store, rel)
+                problem.repaired = True
+                problem.message += "; adopted into the index"
+            except VstoreError as exc:
+                problem.message += f"; not adopted: {exc}"
+    return rep
+
+
+def adopt_orphan(store: Store, relpath: str) -> None:
+    """Index an orphan segment file from its own bytes (its header names the camera)."""
+    name = relpath.rsplit("/", 1)[-1]
+    parsed = parse_segment_name(name)
+    if parsed is None:
+        raise VstoreError("file name is not a segment name")
+    start_ns, seg_id = parsed
+    with SegmentReader.open(store.layout.path(relpath)) as rd:
+        try:
+            rd.trailer()
+        except CorruptSegment:
+            # Unsealed: let recovery seal it by registering it as an open segment first.
+            cam = store.index.camera_num(rd.meta.camera, create=True)
+            assert cam is not None
+            b = Batch()
+            import json
+
+            from vstore import layout
+
+            b.put(
+                layout.open_key(seg_id),
+                json.dumps(
+                    {
+                        "camera": rd.meta.camera,
+                        "path": relpath,
+                        "start_ns": start_ns,
+                        "camera_num": cam,
+                    }
+                ).encode(),
+            )
+            store.index.commit(b)
+            rd.close()
+            store.recover()
+            return
+        rd.verify()
+        entries = rd.directory()
+        meta = rd.meta
+    cam = store.index.camera_num(meta.camera, create=True)
+    assert cam is not None
+    size = store.layout.path(relpath).stat().st_size
+    b = Batch()
+    for e in entries:
+        r = ChunkRow(
+            cam, e.start_ns, e.end_ns, seg_id, e.offset, e.length, e.packet_count, e.crc32, e.flags
+        )
+        b.put(r.key(), r.value())
+    with SegmentReader.open(store.layout.path(relpath)) as rd:
+        sha = rd.trailer().sha256.hex()
+    row = SegmentRow(
+        cam,
+        seg_id,
+        start_ns,
+        entries[-1].end_ns,
+        "sealed",
+        "local",
+        relpath,
+        size,
+        sha,
+        len(entries),
+        sum(e.packet_count for e in entries),
+        tuple(t.codec for t in meta.tracks),
+    )
+    b.put(row.key(), row.value())
+    store.index.commit(b)

@@ -1,0 +1,59 @@
+"""Verify the store: every index entry resolves to bytes whose checksums match, no segment is
+left open, no orphan files. ``--repair`` seals crashed segments and adopts orphans; it never
+deletes footage."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    p.add_argument("--repair", action="store_true", help="fix what can be fixed without loss")
+    p.add_argument(
+        "--quick", action="store_true", help="skip whole-segment SHA-256 (chunk CRCs only)"
+    )
+    add_json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.check import check_store
+    from vstore.errors import CheckFailed
+    from vstore.store import open_store
+
+    # Without --repair, open read-only so check works beside a running recorder and
+    # cannot change anything (a writable open would run recovery).
+    with (
+        open_store(args.store, read_only=not args.repair, create=False) as store,
+        progress_bar(None, "checking", not args.json, "seg") as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+        rep = check_store(
+            store, repair=args.repair, verify_hashes=not args.quick, progress=progress
+        )
+    if args.json:
+        print_json(rep.as_json())
+    else:
+        for p in rep.problems:
+            mark = "repaired" if p.repaired else "PROBLEM"
+            print(f"{mark:8} {p.code} {p.path}: {p.message}")
+        state = "clean" if rep.ok else f"{sum(not p.repaired for p in rep.problems)} problem(s)"
+        print(
+            f"checked {rep.segments} segments, {rep.chunks} chunks, "
+            f"{fmt_bytes(rep.bytes_verified)} hashed: {state}"
+        )
+    if not rep.ok:
+        if args.json:
+            return CheckFailed.exit_code
+        raise CheckFailed(
+            "store has problems (see above)" + ("" if args.repair else "; try --repair")
+        )
+    return 0

@@ -1,0 +1,97 @@
+"""Shared CLI plumbing: store/output options, time formatting, JSON output, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import tzinfo
+from typing import Any
+
+from vstore.errors import UsageError
+
+
+def add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help="store directory (default: $VSTORE_STORE, else ./vstore-data)",
+    )
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def add_tz_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tz",
+        default="UTC",
+        metavar="ZONE",
+        help="zone for printed times: UTC (default), local, or an IANA name like Asia/Bangkok",
+    )
+
+
+def resolve_tz(name: str) -> tzinfo:
+    from datetime import UTC, datetime
+
+    if name.upper() == "UTC":
+        return UTC
+    if name.lower() == "local":
+        tz = datetime.now().astimezone().tzinfo
+        assert tz is not None
+        return tz
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"unknown time zone {name!r}") from exc
+    except Exception as exc:
+        raise UsageError(f"unknown time zone {name!r}") from exc
+
+
+def fmt_time(t_ns: int | None, tz: tzinfo) -> str:
+    from vstore.timebase import format_time
+
+    return "-" if t_ns is None else format_time(t_ns, tz)
+
+
+def fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(out)
+
+
+@contextmanager
+def progress_bar(total: float | None, desc: str, enabled: bool, unit: str = "") -> Iterator[Any]:
+    """A tqdm bar on stderr when it is a terminal and output is for a person; else a no-op."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -1,0 +1,30 @@
+"""Create a store (if needed) and write a commented vstore.toml with every default shown."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    add_json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.config import CONFIG_TEMPLATE
+    from vstore.store import open_store
+
+    with open_store(args.store) as store:
+        cfg = store.layout.config_path
+        wrote = not cfg.exists()
+        if wrote:
+            cfg.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        root = str(store.root.resolve())
+    if args.json:
+        print_json({"store": root, "config": str(cfg), "config_written": wrote})
+    else:
+        print(f"store   {root}")
+        print(f"config  {cfg} ({'written' if wrote else 'kept as it was'})")
+    return 0

@@ -1,0 +1,53 @@
+"""List the cameras of a store: first and last recorded time, size, segments and gaps."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import (
+    add_json_arg,
+    add_store_arg,
+    add_tz_arg,
+    fmt_bytes,
+    fmt_time,
+    print_json,
+    resolve_tz,
+    table,
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    add_json_arg(p)
+    add_tz_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.store import open_store
+    from vstore.timebase import format_duration
+
+    tz = resolve_tz(args.tz)
+    with open_store(args.store, read_only=True) as store:
+        cams = store.cameras()
+        root = str(store.root.resolve())
+    if args.json:
+        print_json({"store": root, "cameras": [c.as_json() for c in cams]})
+        return 0
+    if not cams:
+        print(f"{root}: no cameras recorded yet")
+        return 0
+    rows = [
+        [
+            c.camera,
+            fmt_time(c.first_ns, tz),
+            fmt_time(c.last_ns, tz),
+            format_duration(c.recorded_ns),
+            fmt_bytes(c.size_bytes),
+            str(c.segments) + (f" (+{c.open_segments} open)" if c.open_segments else ""),
+            str(c.gaps),
+        ]
+        for c in cams
+    ]
+    print(table(rows, ["CAMERA", "FIRST", "LAST", "RECORDED", "SIZE", "SEGMENTS", "GAPS"]))
+    print(f"\nstore: {root}")
+    return 0

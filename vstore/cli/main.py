@@ -1,0 +1,73 @@
+"""`vstore` dispatcher: the subcommand registry, logging setup, and error -> exit code mapping.
+
+Subcommand modules are imported lazily so that start-up stays fast (no PyAV or RocksDB import
+for `--help`).
+
+Exit codes: 0 success; 1 error; 2 bad usage or configuration; 3 not found (camera, footage);
+4 store locked by another process; 5 corrupt data; 6 source unreadable; 7 disk full;
+8 `check` found problems; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "init": ("vstore.cli.init", "create a store and write a commented vstore.toml"),
+    "record": ("vstore.cli.record", "record live sources (RTSP, tcp://, udp://, files)"),
+    "import": ("vstore.cli.importcmd", "import an existing recording at a wall-clock start"),
+    "ls": ("vstore.cli.ls", "list cameras with first/last time, size, segments, gaps"),
+    "timeline": ("vstore.cli.timeline", "covered ranges, gaps and discontinuities of a camera"),
+    "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    from vstore._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vstore",
+        description="vstore: storage engine for video surveillance footage.",
+        epilog="Times: ISO 8601 with offset (2025-01-17T08:00:00+07:00, ...Z), 'now', or -15m.",
+    )
+    parser.add_argument("--version", action="version", version=f"vstore {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name, (modname, helptext) in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        p = sub.add_parser(name, help=helptext, description=mod.__doc__)
+        mod.add_arguments(p)
+        modules[name] = mod
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vstore.errors import VstoreError
+
+    try:
+        return int(modules[args.command].run(args) or 0)  # type: ignore[attr-defined]
+    except VstoreError as exc:
+        print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"vstore {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

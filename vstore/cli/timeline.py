@@ -1,0 +1,67 @@
+"""Show a camera's covered time ranges, the gaps between them, and recorded discontinuities."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import (
+    add_json_arg,
+    add_store_arg,
+    add_tz_arg,
+    fmt_time,
+    print_json,
+    resolve_tz,
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    p.add_argument("--camera", required=True, help="camera id")
+    p.add_argument("--from", dest="start", metavar="T", help="start time (default: first)")
+    p.add_argument("--to", dest="end", metavar="T", help="end time (default: last)")
+    add_json_arg(p)
+    add_tz_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.store import open_store
+    from vstore.timebase import format_duration, format_time, parse_time_ns
+
+    tz = resolve_tz(args.tz)
+    start = parse_time_ns(args.start) if args.start else None
+    end = parse_time_ns(args.end) if args.end else None
+    if start is not None and end is not None and end <= start:
+        from vstore.errors import UsageError
+
+        raise UsageError("--to must be after --from")
+    with open_store(args.store, read_only=True) as store:
+        tl = store.timeline(args.camera, start, end)
+    if args.json:
+        print_json(
+            {
+                "camera": tl.camera,
+                "from": format_time(tl.range.start_ns),
+                "to": format_time(tl.range.end_ns),
+                "covered": [
+                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
+                    for s, e in tl.covered
+                ],
+                "gaps": [
+                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
+                    for s, e in tl.gaps
+                ],
+                "events": [{"at": format_time(ev["at_ns"]), **ev} for ev in tl.events],
+            }
+        )
+        return 0
+    print(
+        f"camera {tl.camera}: {fmt_time(tl.range.start_ns, tz)} .. {fmt_time(tl.range.end_ns, tz)}"
+    )
+    items = [(s, "recorded", e) for s, e in tl.covered] + [(s, "GAP", e) for s, e in tl.gaps]
+    for s, kind, e in sorted(items):
+        print(f"  {kind:<9} {fmt_time(s, tz)} .. {fmt_time(e, tz)}  ({format_duration(e - s)})")
+    if tl.events:
+        print("events:")
+        for ev in tl.events:
+            print(f"  {fmt_time(ev['at_ns'], tz)}  {ev['kind']}  {ev['detail']}")
+    return 0
