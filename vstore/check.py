@@ -83,16 +83,18 @@ def check_store(
                     "or open the store for writing, to seal it)",
                 )
             )
-    segments: dict[int, SegmentRow] = {}
+    # Segment ids are unique per store, but an adopted foreign file may repeat one: key by
+    # (camera, id) as the index does.
+    segments: dict[tuple[int, int], SegmentRow] = {}
     for row in idx.all_segment_rows():
-        segments[row.segment_id] = row
+        segments[(row.camera_num, row.segment_id)] = row
     rows = list(segments.values())
     total = len(rows)
-    chunk_rows: dict[int, list[ChunkRow]] = {}
+    chunk_rows: dict[tuple[int, int], list[ChunkRow]] = {}
     prev: ChunkRow | None = None
     for c in idx.all_chunk_rows():
         rep.chunks += 1
-        chunk_rows.setdefault(c.segment_id, []).append(c)
+        chunk_rows.setdefault((c.camera_num, c.segment_id), []).append(c)
         if prev is not None and prev.camera_num == c.camera_num and c.start_ns < prev.end_ns:
             rep.problems.append(
                 Problem(
@@ -135,7 +137,7 @@ def check_store(
                     if verify_hashes:
                         rd.verify()
                         rep.bytes_verified += size
-                for c in chunk_rows.get(row.segment_id, []):
+                for c in chunk_rows.get((row.camera_num, row.segment_id), []):
                     rd.read_chunk(c.offset, c.length, c.crc32)
                     if row.state != "sealed":
                         rep.bytes_verified += c.length

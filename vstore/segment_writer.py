@@ -23,7 +23,7 @@ from vstore import format as fmt
 from vstore import layout
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS, nal, ptable
 from vstore.config import CameraSettings
-from vstore.errors import UsageError, VstoreError
+from vstore.errors import StorageFull, UsageError, VstoreError
 from vstore.fsutil import Fs, fsync_parents, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
@@ -231,6 +231,7 @@ class CameraWriter:
         self._chunk_last_vpts = 0
         self._chunk_vdelta = 0
         self._closed = False
+        self._failed: VstoreError | None = None
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
@@ -308,97 +309,121 @@ class CameraWriter:
         with self._lock:
             if self._closed:
                 raise VstoreError(f"camera writer {self.camera_id} is closed")
+            if self._failed is not None:
+                raise VstoreError(
+                    f"camera writer {self.camera_id} stopped after an error ({self._failed}); "
+                    "call new_run() to resume once the cause is fixed"
+                )
             try:
-                ts = self._ts[track]
-            except (IndexError, TypeError):
-                raise UsageError(f"packet for unknown track {track!r}") from None
-            size = len(data)
-            if size == 0:
-                return  # an empty packet carries nothing to store (EOF flush markers)
-            flags = fmt.PKT_CORRUPT if corrupt else 0
-            # --- timestamps: fill, unwrap, rebase (docs/design/time.md) ---
-            if dts is None:
-                dts = pts
-            if dts is None:
-                if ts.last_raw is None:
-                    self.stats.dropped_no_timestamp += 1
-                    return
-                dts = ts.last_raw + ts.last_delta - ts.wrap_off
-                flags |= fmt.PKT_TS_SYNTH
-                self.stats.timestamps_synthesized += 1
-            if pts is None:
-                pts = dts
-                flags |= fmt.PKT_TS_SYNTH
-            raw = dts + ts.wrap_off
-            if ts.wrap_bits and ts.last_raw is not None and raw < ts.last_raw - (1 << 32):
-                ts.wrap_off += WRAP_33
-                raw += WRAP_33
-                self._event("pts_wrap", {"track": track, "offset_ticks": ts.wrap_off})
-            upts = pts + ts.wrap_off
-            if ts.wrap_bits:
-                if upts < raw - (1 << 32):
-                    upts += WRAP_33
-                elif upts > raw + (1 << 32):
-                    upts -= WRAP_33
-            ndts = raw + ts.rebase_off
-            bump = 0  # ticks added to this packet alone to keep dts strictly increasing
-            if ts.last_dts is not None:
-                delta = ndts - ts.last_dts
-                if delta <= 0 and -delta <= ts.last_delta * 4:
-                    # A small reorder or a repeated dts: keep the order, count it.
-                    bump = ts.last_dts + 1 - ndts
-                    self.stats.non_monotonic += 1
-                elif delta <= 0 or delta > ts.max_jump_ticks:
-                    # A jump (clock step, camera reboot, spliced file): continue media time
-                    # without a hole and record the raw jump as a discontinuity (T2).
-                    self._event(
-                        "timestamp_jump",
-                        {"track": track, "jump_ns": ticks_to_ns(delta, *ts.info.time_base)},
-                    )
-                    self.stats.discontinuities += 1
-                    ts.rebase_off += ts.last_dts + ts.last_delta - ndts
-                    ndts = raw + ts.rebase_off
-                else:
-                    ts.last_delta = delta
-            ndts += bump
-            npts = upts + ts.rebase_off + bump
-            npts = max(npts, ndts)
-            ts.last_dts = ndts
-            ts.last_raw = raw
+                self._write_locked(track, pts, dts, is_key, data, wall_ns, corrupt)
+            except (StorageFull, VstoreError) as exc:
+                if not isinstance(exc, UsageError):
+                    # After an I/O failure the open GOP may lack its keyframe: refuse more
+                    # packets rather than store undecodable ones (lifecycle W5).
+                    self._failed = exc
+                raise
 
-            # --- video: keyframes, parameter sets, chunk and segment cuts ---
-            if track == self._video:
-                key = is_key
-                if ts.nal_codec >= 0:
-                    bits = nal.nal_flags(data, ts.nal_codec, ts.length_size)
-                    if bits & NAL_KEY:
-                        key = True
-                    if key and bits & _PARAM_BITS:
-                        params = nal.parameter_sets(data, ts.nal_codec, ts.length_size)
-                    else:
-                        params = b""
+    def _write_locked(
+        self,
+        track: int,
+        pts: int | None,
+        dts: int | None,
+        is_key: bool,
+        data: bytes | bytearray | memoryview,
+        wall_ns: int | None,
+        corrupt: bool,
+    ) -> None:
+        try:
+            ts = self._ts[track]
+        except (IndexError, TypeError):
+            raise UsageError(f"packet for unknown track {track!r}") from None
+        size = len(data)
+        if size == 0:
+            return  # an empty packet carries nothing to store (EOF flush markers)
+        flags = fmt.PKT_CORRUPT if corrupt else 0
+        # --- timestamps: fill, unwrap, rebase (docs/design/time.md) ---
+        if dts is None:
+            dts = pts
+        if dts is None:
+            if ts.last_raw is None:
+                self.stats.dropped_no_timestamp += 1
+                return
+            dts = ts.last_raw + ts.last_delta - ts.wrap_off
+            flags |= fmt.PKT_TS_SYNTH
+            self.stats.timestamps_synthesized += 1
+        if pts is None:
+            pts = dts
+            flags |= fmt.PKT_TS_SYNTH
+        raw = dts + ts.wrap_off
+        if ts.wrap_bits and ts.last_raw is not None and raw < ts.last_raw - (1 << 32):
+            ts.wrap_off += WRAP_33
+            raw += WRAP_33
+            self._event("pts_wrap", {"track": track, "offset_ticks": ts.wrap_off})
+        upts = pts + ts.wrap_off
+        if ts.wrap_bits:
+            if upts < raw - (1 << 32):
+                upts += WRAP_33
+            elif upts > raw + (1 << 32):
+                upts -= WRAP_33
+        ndts = raw + ts.rebase_off
+        bump = 0  # ticks added to this packet alone to keep dts strictly increasing
+        if ts.last_dts is not None:
+            delta = ndts - ts.last_dts
+            if delta <= 0 and -delta <= ts.last_delta * 4:
+                # A small reorder or a repeated dts: keep the order, count it.
+                bump = ts.last_dts + 1 - ndts
+                self.stats.non_monotonic += 1
+            elif delta <= 0 or delta > ts.max_jump_ticks:
+                # A jump (clock step, camera reboot, spliced file): continue media time
+                # without a hole and record the raw jump as a discontinuity (T2).
+                self._event(
+                    "timestamp_jump",
+                    {"track": track, "jump_ns": ticks_to_ns(delta, *ts.info.time_base)},
+                )
+                self.stats.discontinuities += 1
+                ts.rebase_off += ts.last_dts + ts.last_delta - ndts
+                ndts = raw + ts.rebase_off
+            else:
+                ts.last_delta = delta
+        ndts += bump
+        npts = upts + ts.rebase_off + bump
+        npts = max(npts, ndts)
+        ts.last_dts = ndts
+        ts.last_raw = raw
+
+        # --- video: keyframes, parameter sets, chunk and segment cuts ---
+        if track == self._video:
+            key = is_key
+            if ts.nal_codec >= 0:
+                bits = nal.nal_flags(data, ts.nal_codec, ts.length_size)
+                if bits & NAL_KEY:
+                    key = True
+                if key and bits & _PARAM_BITS:
+                    params = nal.parameter_sets(data, ts.nal_codec, ts.length_size)
                 else:
                     params = b""
-                if key:
-                    flags |= fmt.PKT_KEY
-                    if not self._on_keyframe(npts, params, wall_ns):
-                        return
-                elif not self._started:
-                    self.stats.dropped_before_keyframe += 1
+            else:
+                params = b""
+            if key:
+                flags |= fmt.PKT_KEY
+                if not self._on_keyframe(npts, params, wall_ns):
                     return
-                self._chunk_last_vpts = npts
-                if ts.last_delta:
-                    self._chunk_vdelta = ts.last_delta
             elif not self._started:
                 self.stats.dropped_before_keyframe += 1
                 return
+            self._chunk_last_vpts = npts
+            if ts.last_delta:
+                self._chunk_vdelta = ts.last_delta
+        elif not self._started:
+            self.stats.dropped_before_keyframe += 1
+            return
 
-            self._table.append(ndts, npts, size, flags, track)
-            self._payload += data
-            self.stats.packets += 1
-            self.stats.bytes += size
-            if len(self._payload) >= self.settings.max_chunk_bytes:
-                self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+        self._table.append(ndts, npts, size, flags, track)
+        self._payload += data
+        self.stats.packets += 1
+        self.stats.bytes += size
+        if len(self._payload) >= self.settings.max_chunk_bytes:
+            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
 
     def flush(self) -> None:
         """Make every packet written so far durable: write the open chunk, fsync, index it."""
@@ -413,6 +438,7 @@ class CameraWriter:
         """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
         with self._lock:
             self._seal_segment()
+            self._failed = None
             if tracks is not None:
                 self._set_tracks(tracks)
             else:
@@ -426,6 +452,12 @@ class CameraWriter:
                 return
             try:
                 self._seal_segment()
+            except VstoreError:
+                # Could not seal (disk still full, fsync failing): leave the file to recovery,
+                # which seals it at its last whole chunk on the next writable open (R2).
+                if self._seg is not None:
+                    self._seg.abandon()
+                raise
             finally:
                 self._closed = True
                 self.store._writer_closed(self)

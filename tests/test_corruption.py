@@ -1,0 +1,115 @@
+"""Corrupt and missing bytes are found by `check` and refused by readers, never served.
+
+Failure modes: a flipped payload byte, a truncated sealed file, a deleted file, garbage where
+a segment should be, an orphan file (adopted by --repair from its own bytes).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_timestamps import VIDEO, au
+from vstore import Packet
+from vstore.check import check_store
+from vstore.errors import CorruptSegment
+from vstore.segment_reader import SegmentReader
+from vstore.store import open_store
+
+
+def record(st, n=100, cam="cam", start=START_NS):
+    with st.writer(cam, [VIDEO], start_ns=start) as w:
+        for i in range(n):
+            key, data = au(i)
+            w.write(Packet(0, i * 3600, i * 3600, key, data + bytes(200)))
+    return list(st.index.segments(st.camera_num(cam)))
+
+
+def codes(rep):
+    return sorted({p.code for p in rep.problems if not p.repaired})
+
+
+def test_clean_store_checks_clean(store):
+    record(store)
+    rep = check_store(store)
+    assert rep.ok and rep.segments == 1 and rep.chunks == 4
+
+
+def test_flipped_payload_byte_is_detected(store):
+    [seg] = record(store)
+    path = store.layout.path(seg.path)
+    raw = bytearray(path.read_bytes())
+    raw[seg.size_bytes // 2] ^= 0x40
+    path.write_bytes(raw)
+    rep = check_store(store)
+    assert codes(rep) == ["C2"]
+    with pytest.raises(CorruptSegment):
+        list(store.read_packets("cam", START_NS, START_NS + 10**12))
+
+
+def test_flipped_byte_found_by_quick_check_too(store):
+    [seg] = record(store)
+    path = store.layout.path(seg.path)
+    raw = bytearray(path.read_bytes())
+    raw[700] ^= 0x01  # inside the first chunk
+    path.write_bytes(raw)
+    assert not check_store(store, verify_hashes=False).ok
+
+
+def test_truncated_sealed_segment_is_detected(store):
+    [seg] = record(store)
+    path = store.layout.path(seg.path)
+    with open(path, "r+b") as f:
+        f.truncate(seg.size_bytes - 100)
+    assert codes(check_store(store)) == ["C2"]
+
+
+def test_missing_segment_file_is_detected(store):
+    [seg] = record(store)
+    store.layout.path(seg.path).unlink()
+    rep = check_store(store)
+    assert codes(rep) == ["C2"]
+    assert "missing" in rep.problems[0].message
+
+
+def test_garbage_segment_file_is_refused(tmp_path):
+    p = tmp_path / "x.vseg"
+    p.write_bytes(b"this is not a segment at all" * 10)
+    with pytest.raises(CorruptSegment, match="magic"):
+        SegmentReader.open(p)
+
+
+def test_orphan_file_is_reported_and_adopted_by_repair(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with open_store(a) as st:
+        [seg] = record(st)
+    with open_store(b) as st:
+        record(st, cam="other")
+        dest = st.layout.path(seg.path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(a / seg.path, dest)
+        rep = check_store(st)
+        assert codes(rep) == ["C4"]
+    with open_store(b) as st:
+        rep = check_store(st, repair=True)
+        assert rep.ok
+        assert check_store(st).ok
+        # The adopted segment is served from its own bytes under its own camera id.
+        pk = list(st.read_packets("cam", START_NS, START_NS + 10**12))
+        assert len(pk) == 100
+
+
+def test_check_cli_exit_codes(store_dir):
+    from vstore.cli.main import main
+
+    with open_store(store_dir) as st:
+        [seg] = record(st)
+    assert main(["check", "--store", str(store_dir)]) == 0
+    path = store_dir / seg.path
+    raw = bytearray(path.read_bytes())
+    raw[-200] ^= 0xFF
+    path.write_bytes(raw)
+    assert main(["check", "--store", str(store_dir)]) == 8
+    assert main(["check", "--store", str(store_dir), "--json"]) == 8

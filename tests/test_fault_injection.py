@@ -1,0 +1,117 @@
+"""Injected I/O faults: a full disk and a failing fsync stop the writer with a clear error,
+and what was acknowledged before stays indexed, whole and verifiable."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_timestamps import VIDEO, au
+from vstore import Packet
+from vstore.check import check_store
+from vstore.errors import StorageFull, VstoreError
+from vstore.fsutil import Fs
+from vstore.store import open_store
+
+
+class FaultyFs(Fs):
+    """Fails writes with ENOSPC (or fsyncs with EIO) once armed."""
+
+    def __init__(self) -> None:
+        self.enospc = False
+        self.eio_fsync = False
+        self.short_writes = False
+
+    def writev(self, fd, parts):
+        if self.enospc:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if self.short_writes:
+            # Deliver a few bytes per call: the writer must loop until all is written.
+            import os
+
+            data = b"".join(bytes(p) for p in parts)
+            pos = 0
+            while pos < len(data):
+                pos += os.write(fd, data[pos : pos + 7])
+            return len(data)
+        return super().writev(fd, parts)
+
+    def fsync(self, fd):
+        if self.eio_fsync:
+            raise OSError(errno.EIO, "Input/output error")
+        super().fsync(fd)
+
+
+def push(w, frames, first=0):
+    for i in range(first, first + frames):
+        key, data = au(i)
+        w.write(Packet(0, i * 3600, i * 3600, key, data))
+
+
+def test_disk_full_is_a_clear_error_and_keeps_acknowledged_footage(store_dir):
+    fs = FaultyFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 50)
+    w.flush()
+    fs.enospc = True
+    with pytest.raises(StorageFull, match="disk full"):
+        push(w, 50, first=50)
+    # The writer refuses more packets: the open GOP may have lost its keyframe.
+    with pytest.raises(VstoreError, match="stopped after an error"):
+        push(w, 1, first=100)
+    with pytest.raises(StorageFull):
+        w.close()  # still full: sealing fails too, the file is left to recovery
+    fs.enospc = False
+    st.close()
+    with open_store(store_dir) as st2:  # recovery seals it at the last whole chunk
+        assert st2.last_recovery.recovered_segments == 1
+        assert check_store(st2).ok
+        pk = list(st2.read_packets("cam", START_NS, START_NS + 10**12))
+        assert len(pk) >= 50
+
+
+def test_writer_resumes_after_disk_is_freed(store_dir):
+    fs = FaultyFs()
+    with open_store(store_dir, fs=fs) as st:
+        w = st.writer("cam", [VIDEO], start_ns=START_NS)
+        push(w, 50)
+        fs.enospc = True
+        with pytest.raises(StorageFull):
+            push(w, 50, first=50)
+        fs.enospc = False
+        w.new_run(reason="disk_full")
+        push(w, 50, first=100)
+        w.close()
+        assert check_store(st).ok
+        assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) >= 100
+
+
+def test_fsync_failure_stops_the_writer(store_dir):
+    fs = FaultyFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 50)
+    fs.eio_fsync = True
+    with pytest.raises(VstoreError, match="fsync"):
+        push(w, 50, first=50)
+    fs.eio_fsync = False
+    try:
+        w.close()
+    except VstoreError:
+        pass
+    st.index.close()
+    with open_store(store_dir) as st2:
+        assert check_store(st2).ok
+
+
+def test_short_writes_are_completed(store_dir):
+    fs = FaultyFs()
+    fs.short_writes = True
+    with open_store(store_dir, fs=fs) as st:
+        with st.writer("cam", [VIDEO], start_ns=START_NS) as w:
+            push(w, 60)
+        assert check_store(st).ok
+        assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 60
