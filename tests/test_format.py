@@ -1,0 +1,104 @@
+"""Golden bytes of the segment format: the worked example of docs/design/segment_format.md.
+
+If this test fails, the on-disk format changed: bump FORMAT_VERSION and update the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from vstore import format as fmt
+from vstore._py.ptable import PacketTable
+from vstore.errors import CorruptSegment
+from vstore.fsutil import Fs
+from vstore.segment_reader import FileSource, SegmentReader, scan_chunks
+from vstore.segment_writer import SegmentFile
+
+T0 = 1_737_075_600_000_000_000  # 2025-01-17T01:00:00Z
+SPS_PPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce\x3c\x80"
+PAYLOAD = b"\x00\x00\x01\x65\x88\x84" + b"\x00\x00\x01\x41\x9a"
+
+
+def example_segment(tmp_path):
+    (tmp_path / "segments").mkdir()
+    meta = fmt.SegmentMeta(
+        camera="cam-1",
+        segment_id=1,
+        tracks=(
+            fmt.TrackInfo(0, "video", "h264", (1, 90000), extradata=SPS_PPS, width=320,
+                          height=240, bitstream="annexb"),
+        ),
+        anchor_wall_ns=T0,
+        anchor_media_ns=0,
+        created_ns=T0,
+        store_uuid="",
+    )
+    sf = SegmentFile(Fs(), tmp_path, "segments/x.vseg", meta)
+    t = PacketTable()
+    t.append(0, 0, 6, fmt.PKT_KEY, 0)
+    t.append(3600, 3600, 5, 0, 0)
+    sf.append_chunk(fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, PAYLOAD)
+    size, sha = sf.seal(T0 + 80_000_000)
+    return tmp_path / "segments/x.vseg", size, sha
+
+
+def test_worked_example_bytes(tmp_path):
+    path, size, sha = example_segment(tmp_path)
+    data = path.read_bytes()
+    assert size == len(data) == 569
+    assert data[:20].hex(" ") == "89 56 53 45 47 0d 0a 1a 01 00 00 00 5e 01 00 00 1c 8e 7d e3"
+    chunk = data[370:]
+    assert chunk[:36].hex(" ") == (
+        "56 43 48 4b 57 00 00 00 02 00 00 00 24 00 00 00 00 01 00 00 "
+        "00 a0 ff 05 0e 55 1b 18 00 54 c4 0a 0e 55 1b 18"
+    )
+    assert data[-8:] == b"VSEGEND\x00"
+    assert sha == "37cc7c54cc320f83778a7a9631ec225f76f80b7b056952320c73c487a7305cf7"
+    assert hashlib.sha256(data).hexdigest() == (
+        "48e59c9cdea08f2cac70c5c042abbc8ecb4ebe43206acba9e20b63842ee31f7e"
+    )
+
+
+def test_worked_example_reads_back(tmp_path):
+    path, _, _ = example_segment(tmp_path)
+    with SegmentReader.open(path) as rd:
+        rd.verify()
+        [entry] = rd.directory()
+        assert (entry.offset, entry.length, entry.packet_count) == (370, 87, 2)
+        pk = list(rd.iter_packets())
+        assert [bytes(p.data) for p in pk] == [PAYLOAD[:6], PAYLOAD[6:]]
+        assert [p.wall_ns for p in pk] == [T0, T0 + 40_000_000]
+        assert rd.meta.tracks[0].extradata == SPS_PPS
+
+
+@pytest.mark.parametrize("cut", [0, 10, 25, 369, 371, 456, 457, 500, 568])
+def test_every_truncation_is_refused_or_scanned_to_whole_chunks(tmp_path, cut):
+    path, _, _ = example_segment(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:cut])
+    if cut < 370:
+        with pytest.raises(CorruptSegment):
+            SegmentReader.open(path)
+        return
+    with FileSource(path) as src:
+        scan = scan_chunks(src)
+    assert scan.valid_end == (457 if cut >= 457 else 370)
+    assert len(scan.entries) == (1 if cut >= 457 else 0)
+    assert not scan.sealed
+    with SegmentReader.open(path) as rd, pytest.raises(CorruptSegment):
+        rd.directory()
+
+
+def test_zstd_table_used_when_it_pays():
+    t = PacketTable()
+    for i in range(50):
+        t.append(i * 3600, i * 3600, 4000 + i % 3, 1 if i == 0 else 0, 0)
+    raw = t.pack()
+    stored, codec = fmt.encode_table(raw, 50)
+    assert codec == fmt.TABLE_ZSTD and len(stored) < len(raw) // 3
+    cols = fmt.decode_table(stored, codec, 50)
+    assert cols.dts.tolist() == [i * 3600 for i in range(50)]
+    with pytest.raises(CorruptSegment):
+        fmt.decode_table(stored[:-3], codec, 50)
