@@ -99,18 +99,28 @@ cdef Py_ssize_t _next_unit(const unsigned char *p, Py_ssize_t n, int length_size
 
 def nal_flags(const unsigned char[::1] data, int codec, int length_size):
     """Bitmask of NAL_* flags for the units before (and including) the first slice."""
-    cdef Py_ssize_t n = data.shape[0], cursor, start = 0, end = 0
-    cdef int flags = 0
+    cdef Py_ssize_t n = data.shape[0], cursor, start = 0, end = 0, size
+    cdef int flags = 0, k
     cdef bint vcl = False
     if n == 0:
         return 0
     cdef const unsigned char *p = &data[0]
     with nogil:
-        cursor = 0 if length_size else _find_start(p, 0, n)
-        while _next_unit(p, n, length_size, &cursor, &start, &end):
-            flags |= _classify(codec, p[start], &vcl)
-            if vcl:
-                break
+        if length_size:
+            cursor = 0
+            while _next_unit(p, n, length_size, &cursor, &start, &end):
+                flags |= _classify(codec, p[start], &vcl)
+                if vcl:
+                    break
+        else:
+            # Annex-B: classify each unit as soon as its start code is found; the end of a
+            # unit is never needed here, so a slice's (large) body is never scanned.
+            cursor = _find_start(p, 0, n)
+            while cursor >= 0 and cursor + 3 < n:
+                flags |= _classify(codec, p[cursor + 3], &vcl)
+                if vcl:
+                    break
+                cursor = _find_start(p, cursor + 3, n)
     return flags
 
 

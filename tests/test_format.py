@@ -39,7 +39,7 @@ def example_segment(tmp_path):
     t = PacketTable()
     t.append(0, 0, 6, fmt.PKT_KEY, 0)
     t.append(3600, 3600, 5, 0, 0)
-    sf.append_chunk(fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, PAYLOAD)
+    sf.append_chunk(fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, [PAYLOAD[:6], PAYLOAD[6:]])
     size, sha = sf.seal(T0 + 80_000_000)
     return tmp_path / "segments/x.vseg", size, sha
 

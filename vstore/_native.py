@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from vstore._py import keycodec as _py_keycodec
@@ -44,6 +46,22 @@ NAL_SPS = _py_nal.NAL_SPS
 NAL_PPS = _py_nal.NAL_PPS
 NAL_VPS = _py_nal.NAL_VPS
 NAL_VCL = _py_nal.NAL_VCL
+
+
+@contextmanager
+def use(name: str) -> Iterator[None]:
+    """Temporarily make ``name`` ("py" or "c") the active implementation (benchmarks, tests).
+
+    Writers pick their twins when they are created, so create them inside the block.
+    """
+    global nal, ptable, keycodec
+    mods = implementations()[name]
+    saved = nal, ptable, keycodec
+    nal, ptable, keycodec = mods["nal"], mods["ptable"], mods["keycodec"]
+    try:
+        yield
+    finally:
+        nal, ptable, keycodec = saved
 
 
 def implementations() -> dict[str, dict[str, ModuleType]]:

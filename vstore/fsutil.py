@@ -17,8 +17,21 @@ class Fs:
     """Real filesystem operations. Subclass and override to inject faults in tests."""
 
     def open_new(self, path: Path) -> int:
-        path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+    def makedirs(self, path: Path) -> list[Path]:
+        """Create path and missing parents; returns the directories created, outermost first."""
+        created: list[Path] = []
+        p = path
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        for d in reversed(created):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                pass
+        return list(reversed(created))
 
     def open_rw(self, path: Path) -> int:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -67,12 +80,19 @@ def translate_oserror(exc: OSError, what: str) -> VstoreError:
     return VstoreError(f"{what}: {exc.strerror or exc}")
 
 
-def fsync_parents(fs: Fs, path: Path, stop: Path) -> None:
-    """fsync every directory from path's parent up to and including stop (new dirs persist)."""
-    d = path.parent
-    stop = stop.resolve()
-    while True:
-        fs.fsync_dir(d)
-        if d.resolve() == stop or d.parent == d:
-            return
-        d = d.parent
+def create_durably(fs: Fs, path: Path) -> int:
+    """Create a new file so that its directory entry survives a crash once fsynced.
+
+    Only directories whose entries changed are fsynced: the file's parent, and the parent of
+    every directory this call created (one segment a minute per camera must not cost a chain
+    of directory fsyncs each time).
+    """
+    created = fs.makedirs(path.parent)
+    fd = fs.open_new(path)
+    try:
+        for d in created:
+            fs.fsync_dir(d.parent)
+    except OSError:
+        fs.close(fd)
+        raise
+    return fd

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from vstore import _native, layout
 from vstore import format as fmt
-from vstore import layout
-from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS, nal, ptable
+from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
 from vstore.config import CameraSettings
 from vstore.errors import StorageFull, UsageError, VstoreError
-from vstore.fsutil import Fs, fsync_parents, translate_oserror
+from vstore.fsutil import Fs, create_durably, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
 from vstore.timebase import NS_PER_S, ticks_to_ns
@@ -49,14 +49,14 @@ class SegmentFile:
         self.meta = meta
         header = fmt.pack_header(meta)
         try:
-            self.fd = fs.open_new(self.path)
+            self.fd = create_durably(fs, self.path)
         except OSError as exc:
             raise translate_oserror(exc, f"cannot create {self.path}") from exc
         try:
             fs.writev(self.fd, [header])
             fs.fsync(self.fd)
-            # W1: the directory entry must be durable before the index names the file.
-            fsync_parents(fs, self.path, root / "segments")
+            # W1: the file's directory entry is durable before any chunk row names it.
+            fs.fsync_dir(self.path.parent)
         except OSError as exc:
             fs.close(self.fd)
             raise translate_oserror(exc, f"cannot write {self.path}") from exc
@@ -72,18 +72,21 @@ class SegmentFile:
         end_ns: int,
         table_raw: bytes,
         packet_count: int,
-        payload: bytes | bytearray,
+        payload: list[bytes | bytearray | memoryview],
     ) -> fmt.DirEntry:
         stored, codec = fmt.encode_table(table_raw, packet_count)
-        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + len(payload)
+        payload_len = sum(len(p) for p in payload)
+        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_len
         if chunk_len > fmt.MAX_CHUNK_BYTES:
             raise VstoreError("chunk exceeds 4 GiB")
         head = fmt.pack_chunk_header(
             fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
         )
-        crc = zlib.crc32(payload, zlib.crc32(stored, zlib.crc32(head)))
+        crc = zlib.crc32(stored, zlib.crc32(head))
+        for p in payload:
+            crc = zlib.crc32(p, crc)
         tail = fmt.CHUNK_CRC.pack(crc)
-        parts = [head, stored, payload, tail]
+        parts = [head, stored, *payload, tail]
         try:
             self.fs.writev(self.fd, parts)
         except OSError as exc:
@@ -224,8 +227,11 @@ class CameraWriter:
         self._pending_rows: list[ChunkRow] = []
         self._pending_events: list[Event] = []
         self._event_seq = store.clock.monotonic_ns() & 0xFFFF
-        self._table = ptable.PacketTable()
-        self._payload = bytearray()
+        self._nal = _native.nal  # twins chosen at creation (see _native.use)
+        self._table = _native.ptable.PacketTable()
+        # The open chunk's packets, kept as the caller's buffers and written with one writev:
+        # no copy of payload bytes on the per-packet path.
+        self._payload: list[bytes | bytearray | memoryview] = []
         self._chunk_flags = 0
         self._chunk_start_ns = 0
         self._chunk_last_vpts = 0
@@ -395,11 +401,11 @@ class CameraWriter:
         if track == self._video:
             key = is_key
             if ts.nal_codec >= 0:
-                bits = nal.nal_flags(data, ts.nal_codec, ts.length_size)
+                bits = self._nal.nal_flags(data, ts.nal_codec, ts.length_size)
                 if bits & NAL_KEY:
                     key = True
                 if key and bits & _PARAM_BITS:
-                    params = nal.parameter_sets(data, ts.nal_codec, ts.length_size)
+                    params = self._nal.parameter_sets(data, ts.nal_codec, ts.length_size)
                 else:
                     params = b""
             else:
@@ -419,10 +425,10 @@ class CameraWriter:
             return
 
         self._table.append(ndts, npts, size, flags, track)
-        self._payload += data
+        self._payload.append(data)
         self.stats.packets += 1
         self.stats.bytes += size
-        if len(self._payload) >= self.settings.max_chunk_bytes:
+        if self._table.payload_bytes >= self.settings.max_chunk_bytes:
             self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
 
     def flush(self) -> None:
@@ -645,7 +651,7 @@ class CameraWriter:
         self.stats.chunks += 1
         self._last_end_ns = end_ns
         self._table.reset()
-        self._payload = bytearray()
+        self._payload = []
         self._chunk_start_ns = end_ns
         self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
         self._sync_and_commit(force=False)

@@ -79,11 +79,21 @@ def nal_flags(data: bytes, codec: int, length_size: int) -> int:
     """Bitmask of NAL_* flags for the units before (and including) the first slice."""
     mv = bytes(data)
     flags = 0
-    for start, _end in _units(mv, length_size):
-        bits, vcl = _classify(codec, mv[start])
+    if length_size:
+        for start, _end in _units(mv, length_size):
+            bits, vcl = _classify(codec, mv[start])
+            flags |= bits
+            if vcl:
+                break
+        return flags
+    # Annex-B: classify at each start code; a slice's body is never scanned.
+    i = mv.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(mv):
+        bits, vcl = _classify(codec, mv[i + 3])
         flags |= bits
         if vcl:
             break
+        i = mv.find(b"\x00\x00\x01", i + 3)
     return flags
 
 

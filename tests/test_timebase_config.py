@@ -1,0 +1,112 @@
+"""Time parsing/formatting (ISO 8601 with offsets, relative times, durations) and config
+validation: bad input gets a clear error, never a traceback or a guess."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vstore.config import load_config
+from vstore.errors import ConfigError, UsageError
+from vstore.timebase import (
+    TimeRange,
+    format_time,
+    ns_to_ticks,
+    parse_duration_ns,
+    parse_time_ns,
+    ticks_to_ns,
+)
+
+T = 1_737_075_600_000_000_000  # 2025-01-17T01:00:00Z
+
+
+@pytest.mark.parametrize("text", [
+    "2025-01-17T08:00:00+07:00", "2025-01-17T01:00:00Z", "2025-01-17T01:00:00+00:00",
+    "2025-01-16T20:00:00-05:00", "2025-01-17T01:00:00.000Z",
+])
+def test_iso_with_offsets_are_the_same_instant(text):
+    assert parse_time_ns(text) == T
+
+
+def test_relative_and_now():
+    assert parse_time_ns("now", now_ns=T) == T
+    assert parse_time_ns("-15m", now_ns=T) == T - 15 * 60 * 10**9
+    assert parse_time_ns("-1h30m", now_ns=T) == T - 5400 * 10**9
+
+
+@pytest.mark.parametrize("bad", ["2025-01-17T08:00:00", "yesterday", "", "2025-13-01T00:00Z",
+                                 "-15x"])
+def test_bad_times_are_usage_errors(bad):
+    with pytest.raises(UsageError):
+        parse_time_ns(bad, now_ns=T)
+
+
+def test_format_round_trips_with_offset():
+    assert format_time(T) == "2025-01-17T01:00:00.000+00:00"
+    assert parse_time_ns(format_time(T + 123_000_000)) == T + 123_000_000
+
+
+@pytest.mark.parametrize("text,ns", [("90s", 90 * 10**9), ("15m", 900 * 10**9),
+                                     ("1h30m", 5400 * 10**9), ("30d", 30 * 86400 * 10**9),
+                                     ("2.5", 2_500_000_000), ("250ms", 250_000_000)])
+def test_durations(text, ns):
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("bad", ["", "x", "1h-3m", "-5m", "5 parsecs"])
+def test_bad_durations(bad):
+    with pytest.raises(UsageError):
+        parse_duration_ns(bad)
+
+
+def test_inverted_and_empty_ranges_are_refused():
+    with pytest.raises(UsageError, match="inverted"):
+        TimeRange(T, T)
+    with pytest.raises(UsageError):
+        TimeRange(T, T - 1)
+
+
+@given(st.integers(-(2**40), 2**40), st.sampled_from([(1, 90000), (1, 1000), (1, 48000),
+                                                       (1, 8000), (1001, 30000), (1, 25)]))
+def test_ticks_round_trip_exactly(ticks, tb):
+    assert ns_to_ticks(ticks_to_ns(ticks, *tb), *tb) == ticks
+
+
+def test_config_defaults_without_file(tmp_path):
+    cfg = load_config(tmp_path / "vstore.toml")
+    assert cfg.camera("any").segment_duration_s == 60.0
+
+
+def test_config_per_camera_override(tmp_path):
+    p = tmp_path / "vstore.toml"
+    p.write_text('[store]\nsegment_duration_s = 30\n[cameras.gate-1]\nfsync_interval_s = 2\n'
+                 'url = "rtsp://x/y"\n')
+    cfg = load_config(p)
+    assert cfg.camera("gate-1").segment_duration_s == 30.0
+    assert cfg.camera("gate-1").fsync_interval_s == 2.0
+    assert cfg.camera("gate-1").url == "rtsp://x/y"
+    assert cfg.camera("other").fsync_interval_s == 0.0
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[store]\nsegment_duration_s = 0\n", "segment_duration_s"),
+    ("[store]\nsegment_durations = 5\n", "unknown setting"),
+    ("[stor]\n", "unknown section"),
+    ("[store\n", "vstore.toml"),
+    ('[store]\nqueue_packets = "many"\n', "integer"),
+    ("[cameras.'bad id']\n", "camera id"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, text, match):
+    p = tmp_path / "vstore.toml"
+    p.write_text(text)
+    with pytest.raises((ConfigError, UsageError), match=match):
+        load_config(p)
+
+
+def test_template_parses(tmp_path):
+    from vstore.config import CONFIG_TEMPLATE
+
+    p = tmp_path / "vstore.toml"
+    p.write_text(CONFIG_TEMPLATE)
+    assert load_config(p).defaults.segment_duration_s == 60.0
