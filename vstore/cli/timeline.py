@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arg(p)
     p.add_argument("--camera", required=True, help="camera id")
     p.add_argument("--from", dest="start", metavar="T", help="start time (default: first)")
-    p.add_argument("--to", dest="end", metavar="T", help="end time (default: last)")
+    p.add_argument(
+        "--to", dest="end", metavar="T", help="end time (default: last); relative: --to=-5m"
+    )
     add_json_arg(p)
     add_tz_arg(p)
 

@@ -1,0 +1,116 @@
+"""The `vstore` command: exit codes that mean something, readable text, parseable --json,
+and a clear one-line error (never a traceback) for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_timestamps import VIDEO, au
+from vstore import Packet
+from vstore.cli.main import COMMANDS, main
+from vstore.store import open_store
+
+
+def seed(store_dir, cam="cam", n=100, start=START_NS):
+    with open_store(store_dir) as st, st.writer(cam, [VIDEO], start_ns=start) as w:
+        for i in range(n):
+            key, data = au(i)
+            w.write(Packet(0, i * 3600, i * 3600, key, data))
+
+
+@pytest.mark.parametrize("cmd", sorted(COMMANDS))
+def test_every_subcommand_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0
+    assert "usage: vstore " + cmd in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_ls_text_and_json(store_dir, capsys):
+    seed(store_dir)
+    assert main(["ls", "--store", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "cam" in out and "2025-01-17T01:00:00.000+00:00" in out
+    assert main(["ls", "--store", str(store_dir), "--json", "--tz", "Asia/Bangkok"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [cam] = doc["cameras"]
+    assert cam["camera"] == "cam" and cam["segments"] == 1 and cam["gaps"] == 0
+    assert cam["first_ns"] == START_NS
+
+
+def test_ls_prints_times_in_requested_zone(store_dir, capsys):
+    seed(store_dir)
+    assert main(["ls", "--store", str(store_dir), "--tz", "Asia/Bangkok"]) == 0
+    assert "2025-01-17T08:00:00.000+07:00" in capsys.readouterr().out
+
+
+def test_timeline_json_lists_gaps(store_dir, capsys):
+    seed(store_dir, n=50)
+    seed(store_dir, n=50, start=START_NS + 60 * 10**9)
+    assert main(["timeline", "--store", str(store_dir), "--camera", "cam", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["covered"]) == 2 and len(doc["gaps"]) == 1
+    assert doc["gaps"][0]["from"] == "2025-01-17T01:00:02.000+00:00"
+    assert [e["kind"] for e in doc["events"]] == ["gap"]
+
+
+@pytest.mark.parametrize("argv,code,msg", [
+    (["timeline", "--camera", "nope"], 3, "unknown camera 'nope'"),
+    (["timeline", "--camera", "cam", "--from", "2025-01-17T08:00:00"], 2, "no UTC offset"),
+    (["timeline", "--camera", "cam", "--from", "now", "--to=-1h"], 2, "after --from"),
+    (["import", "/nonexistent.mp4", "--camera", "x", "--start", "now"], 6, "no such file"),
+    (["import", "/nonexistent.mp4", "--camera", "bad id", "--start", "now"], 2, "camera id"),
+    (["ls", "--tz", "Mars/Olympus"], 2, "time zone"),
+    (["record", "tcp://127.0.0.1:1", "--camera", "a", "--camera", "b"], 2, "one --camera"),
+])
+def test_bad_input_gets_exit_code_and_one_line(store_dir, capsys, argv, code, msg):
+    seed(store_dir)
+    assert main([*argv, "--store", str(store_dir)]) == code
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_missing_store_is_not_found(tmp_path, capsys):
+    assert main(["ls", "--store", str(tmp_path / "none")]) == 3
+    assert "no store" in capsys.readouterr().err
+
+
+def test_garbage_file_import_is_a_clear_error(store_dir, tmp_path, capsys):
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 1000)
+    assert main(["import", str(bad), "--camera", "x", "--start", "now", "--store",
+                 str(store_dir)]) == 6
+    err = capsys.readouterr().err
+    assert "cannot open" in err and "Traceback" not in err
+
+
+def test_second_writer_process_is_locked_out_but_readers_work(store_dir):
+    seed(store_dir)
+    with open_store(store_dir):
+        r = subprocess.run([sys.executable, "-m", "vstore.cli.main", "record",
+                            "tcp://127.0.0.1:9", "--camera", "x", "--store", str(store_dir)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 4, r.stderr
+        assert "open for writing by another process" in r.stderr
+        r = subprocess.run([sys.executable, "-m", "vstore.cli.main", "ls", "--store",
+                            str(store_dir), "--json"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["cameras"][0]["camera"] == "cam"
+
+
+def test_init_writes_template(tmp_path, capsys):
+    d = tmp_path / "s"
+    assert main(["init", "--store", str(d)]) == 0
+    assert (d / "vstore.toml").read_text().startswith("# vstore store configuration")
