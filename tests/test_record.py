@@ -90,8 +90,11 @@ def test_camera_dropping_connection_is_reconnected_and_gap_recorded(store):
     assert rec.status.reconnects >= 1
     assert check_store(store).ok
     tl = store.timeline("flaky", None, None)
-    assert len(tl.covered) >= 2
-    assert any(e["kind"] == "gap" and e["detail"]["reason"] == "reconnect" for e in tl.events)
+    # The reconnect is on the timeline whether or not the outage was long enough to be a gap.
+    assert any(e["kind"] in ("gap", "reconnect") and e["detail"]["reason"] == "reconnect"
+               for e in tl.events)
+    segs = list(store.index.segments(store.camera_num("flaky")))
+    assert len(segs) >= 2
 
 
 def test_record_cli_json(store_dir, capsys):

@@ -7,7 +7,6 @@ itself carries. Runs under both native implementations via `make test`.
 
 from __future__ import annotations
 
-from fractions import Fraction
 
 import av
 import pytest
@@ -24,7 +23,7 @@ CASES = [
     ("h264.mp4", {"codec": "h264"}),
     ("hevc.mkv", {"codec": "hevc"}),
     ("h264-aac.ts", {"codec": "h264", "audio": "aac"}),
-    ("h264-mulaw.mkv", {"codec": "h264", "audio": "pcm_mulaw"}),
+    ("h264-mulaw.mov", {"codec": "h264", "audio": "pcm_mulaw"}),
     ("hevc-aac.mp4", {"codec": "hevc", "audio": "aac"}),
 ]
 
@@ -45,7 +44,6 @@ def decode_counters(track, packets):
     ctx = av.CodecContext.create(track.codec, "r")
     if track.extradata:
         ctx.extradata = track.extradata
-    ctx.time_base = Fraction(*track.time_base)
     counters = []
     for p in packets:
         pkt = av.Packet(p.data)
@@ -61,9 +59,14 @@ def decode_counters(track, packets):
 def test_packets_in_equal_packets_out(store, media, name, spec):
     path = media(name, 4.0, gop_frames=25, **spec)
     src = source_packets(path)
+    # Audio that the container interleaves before the first video keyframe has no GOP to
+    # belong to: it is dropped and counted, never stored.
+    first_key = next(i for i, s in enumerate(src) if s[0] == 0 and s[4])
+    assert all(s[0] != 0 for s in src[:first_key])
     res = import_file(store, path, "cam", START_NS)
-    assert res.stats["dropped_before_keyframe"] == 0
+    assert res.stats["dropped_before_keyframe"] == first_key
     assert res.stats["discontinuities"] == 0
+    src = src[first_key:]
 
     out = list(store.read_packets("cam", START_NS, START_NS + 10**12))
     assert len(out) == len(src)

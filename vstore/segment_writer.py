@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRAP_33 = 1 << 33
+GAP_TOLERANCE_NS = NS_PER_S // 2  # shorter joins between runs are not gaps
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
 _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 
@@ -268,7 +269,7 @@ class CameraWriter:
         self._reanchor = True
         self._params = self._tracks_info[self._video].extradata
         self._params_seen = b""
-        self._run_reason = "start"
+        self._run_reason = "restart"
 
     # --- public API ------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -607,9 +608,12 @@ class CameraWriter:
         )
         b.put(row.key(), row.value())
         gap_from = self._last_end_ns
-        if gap_from is not None and start_ns - gap_from > NS_PER_S:
+        if gap_from is not None and self._run_reason != "continuous":
+            # A new run (restart, reconnect, import) is always on the timeline; it is a gap
+            # when footage is missing for longer than half a second (time.md T5).
+            kind = "gap" if start_ns - gap_from > GAP_TOLERANCE_NS else self._run_reason
             self._event(
-                "gap",
+                kind,
                 {"from_ns": gap_from, "to_ns": start_ns, "reason": self._run_reason},
                 at_ns=gap_from,
             )

@@ -26,13 +26,12 @@ from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
-from vstore.segment_writer import CameraWriter
+from vstore.segment_writer import GAP_TOLERANCE_NS, CameraWriter
 from vstore.timebase import NS_PER_S, TimeRange
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "./vstore-data"
-GAP_TOLERANCE_NS = NS_PER_S // 2  # joins between segments closer than this are not gaps
 
 
 def resolve_store_path(arg: str | None) -> Path:

@@ -70,5 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.json:
             return SourceError.exit_code
-        raise SourceError(f"{len(failed)} source(s) recorded nothing")
+        raise SourceError(
+            "recorded nothing from "
+            + "; ".join(f"{s.camera} ({s.last_error or 'no packets'})" for s in failed)
+        )
     return 0
