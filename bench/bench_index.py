@@ -28,8 +28,17 @@ def build(tmp_path_factory, name, smoke):
     for cam in range(1, cams + 1):
         b = Batch()
         for i in range(rows):
-            r = ChunkRow(cam, T0 + i * GOP_NS, T0 + (i + 1) * GOP_NS, i // 30, (i % 30) * 500_000,
-                         500_000, 50, 0xDEADBEEF, 1)
+            r = ChunkRow(
+                cam,
+                T0 + i * GOP_NS,
+                T0 + (i + 1) * GOP_NS,
+                i // 30,
+                (i % 30) * 500_000,
+                500_000,
+                50,
+                0xDEADBEEF,
+                1,
+            )
             b.put(r.key(), r.value())
             if b.count >= 50_000:
                 idx.commit(b, sync=False)
@@ -67,16 +76,23 @@ def test_index_bytes_per_camera_day(tmp_path_factory, benchmark):
     off = 0
     for i in range(43_200):
         size = rnd.randint(800_000, 1_200_000)
-        r = ChunkRow(1, T0 + i * GOP_NS, T0 + (i + 1) * GOP_NS, 1 + i // 30, off, size, 50,
-                     rnd.getrandbits(32), 1)
+        r = ChunkRow(
+            1,
+            T0 + i * GOP_NS,
+            T0 + (i + 1) * GOP_NS,
+            1 + i // 30,
+            off,
+            size,
+            50,
+            rnd.getrandbits(32),
+            1,
+        )
         off = 0 if i % 30 == 29 else off + size
         b.put(r.key(), r.value())
     idx.commit(b, sync=False)
     idx._db.flush()
     idx._db.compact_range(None, None)
-    size = sum(
-        p.stat().st_size for p in idx.path.iterdir() if p.suffix == ".sst"
-    )
+    size = sum(p.stat().st_size for p in idx.path.iterdir() if p.suffix == ".sst")
     benchmark.extra_info.update(index_bytes_per_camera_day=size)
     benchmark(lambda: idx.get(layout.chunk_key(1, T0)))
     assert size > 0

@@ -13,8 +13,7 @@ VIDEO = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
 T0 = 1_737_075_600_000_000_000
 
 
-@pytest.mark.parametrize("packet_bytes,n", [(1000, 20000), (20000, 4000)],
-                         ids=["1KB", "20KB"])
+@pytest.mark.parametrize("packet_bytes,n", [(1000, 20000), (20000, 4000)], ids=["1KB", "20KB"])
 def test_writer_packets(benchmark, impl, page_cache_store, packet_bytes, n):
     """Packets/s and MB/s through CameraWriter.write_raw, including chunk writes and index."""
     packets = camera_packets(n, packet_bytes)

@@ -64,15 +64,18 @@ def test_timeline_json_lists_gaps(store_dir, capsys):
     assert [e["kind"] for e in doc["events"]] == ["gap"]
 
 
-@pytest.mark.parametrize("argv,code,msg", [
-    (["timeline", "--camera", "nope"], 3, "unknown camera 'nope'"),
-    (["timeline", "--camera", "cam", "--from", "2025-01-17T08:00:00"], 2, "no UTC offset"),
-    (["timeline", "--camera", "cam", "--from", "now", "--to=-1h"], 2, "after --from"),
-    (["import", "/nonexistent.mp4", "--camera", "x", "--start", "now"], 6, "no such file"),
-    (["import", "/nonexistent.mp4", "--camera", "bad id", "--start", "now"], 2, "camera id"),
-    (["ls", "--tz", "Mars/Olympus"], 2, "time zone"),
-    (["record", "tcp://127.0.0.1:1", "--camera", "a", "--camera", "b"], 2, "one --camera"),
-])
+@pytest.mark.parametrize(
+    "argv,code,msg",
+    [
+        (["timeline", "--camera", "nope"], 3, "unknown camera 'nope'"),
+        (["timeline", "--camera", "cam", "--from", "2025-01-17T08:00:00"], 2, "no UTC offset"),
+        (["timeline", "--camera", "cam", "--from", "now", "--to=-1h"], 2, "after --from"),
+        (["import", "/nonexistent.mp4", "--camera", "x", "--start", "now"], 6, "no such file"),
+        (["import", "/nonexistent.mp4", "--camera", "bad id", "--start", "now"], 2, "camera id"),
+        (["ls", "--tz", "Mars/Olympus"], 2, "time zone"),
+        (["record", "tcp://127.0.0.1:1", "--camera", "a", "--camera", "b"], 2, "one --camera"),
+    ],
+)
 def test_bad_input_gets_exit_code_and_one_line(store_dir, capsys, argv, code, msg):
     seed(store_dir)
     assert main([*argv, "--store", str(store_dir)]) == code
@@ -89,8 +92,10 @@ def test_missing_store_is_not_found(tmp_path, capsys):
 def test_garbage_file_import_is_a_clear_error(store_dir, tmp_path, capsys):
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(b"\x00\x01garbage" * 1000)
-    assert main(["import", str(bad), "--camera", "x", "--start", "now", "--store",
-                 str(store_dir)]) == 6
+    assert (
+        main(["import", str(bad), "--camera", "x", "--start", "now", "--store", str(store_dir)])
+        == 6
+    )
     err = capsys.readouterr().err
     assert "cannot open" in err and "Traceback" not in err
 
@@ -98,14 +103,32 @@ def test_garbage_file_import_is_a_clear_error(store_dir, tmp_path, capsys):
 def test_second_writer_process_is_locked_out_but_readers_work(store_dir):
     seed(store_dir)
     with open_store(store_dir):
-        r = subprocess.run([sys.executable, "-m", "vstore.cli.main", "record",
-                            "tcp://127.0.0.1:9", "--camera", "x", "--store", str(store_dir)],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vstore.cli.main",
+                "record",
+                "tcp://127.0.0.1:9",
+                "--camera",
+                "x",
+                "--store",
+                str(store_dir),
+            ],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 4, r.stderr
         assert "open for writing by another process" in r.stderr
-        r = subprocess.run([sys.executable, "-m", "vstore.cli.main", "ls", "--store",
-                            str(store_dir), "--json"], capture_output=True, text=True,
-                           timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "vstore.cli.main", "ls", "--store", str(store_dir), "--json"],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["cameras"][0]["camera"] == "cam"
 

@@ -27,8 +27,16 @@ def example_segment(tmp_path):
         camera="cam-1",
         segment_id=1,
         tracks=(
-            fmt.TrackInfo(0, "video", "h264", (1, 90000), extradata=SPS_PPS, width=320,
-                          height=240, bitstream="annexb"),
+            fmt.TrackInfo(
+                0,
+                "video",
+                "h264",
+                (1, 90000),
+                extradata=SPS_PPS,
+                width=320,
+                height=240,
+                bitstream="annexb",
+            ),
         ),
         anchor_wall_ns=T0,
         anchor_media_ns=0,
@@ -39,7 +47,9 @@ def example_segment(tmp_path):
     t = PacketTable()
     t.append(0, 0, 6, fmt.PKT_KEY, 0)
     t.append(3600, 3600, 5, 0, 0)
-    sf.append_chunk(fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, [PAYLOAD[:6], PAYLOAD[6:]])
+    sf.append_chunk(
+        fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, [PAYLOAD[:6], PAYLOAD[6:]]
+    )
     size, sha = sf.seal(T0 + 80_000_000)
     return tmp_path / "segments/x.vseg", size, sha
 

@@ -33,9 +33,7 @@ def avcc(*units: bytes) -> bytes:
 class TestNal:
     def test_h264_annexb_idr_with_parameter_sets(self, impl):
         data = annexb(SEI, SPS, PPS, IDR)
-        assert impl["nal"].nal_flags(data, CODEC_H264, 0) == (
-            NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL
-        )
+        assert impl["nal"].nal_flags(data, CODEC_H264, 0) == (NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL)
         assert impl["nal"].parameter_sets(data, CODEC_H264, 0) == annexb(SPS, PPS)
 
     def test_three_byte_start_codes(self, impl):
@@ -49,9 +47,7 @@ class TestNal:
 
     def test_avcc_length_prefixed(self, impl):
         data = avcc(SPS, PPS, IDR)
-        assert impl["nal"].nal_flags(data, CODEC_H264, 4) == (
-            NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL
-        )
+        assert impl["nal"].nal_flags(data, CODEC_H264, 4) == (NAL_KEY | NAL_SPS | NAL_PPS | NAL_VCL)
         assert impl["nal"].parameter_sets(data, CODEC_H264, 4) == annexb(SPS, PPS)
 
     def test_avcc_truncated_length_is_not_read_past_end(self, impl):
@@ -93,8 +89,9 @@ class TestNal:
 @pytest.mark.skipif(len(IMPLS) < 2, reason="compiled extensions not built")
 class TestTwinsAgree:
     @settings(max_examples=300, deadline=None)
-    @given(st.binary(max_size=200), st.sampled_from([CODEC_H264, CODEC_HEVC]),
-           st.sampled_from([0, 4]))
+    @given(
+        st.binary(max_size=200), st.sampled_from([CODEC_H264, CODEC_HEVC]), st.sampled_from([0, 4])
+    )
     def test_nal_random_bytes(self, data, codec, length_size):
         py, c = IMPLS["py"]["nal"], IMPLS["c"]["nal"]
         assert py.nal_flags(data, codec, length_size) == c.nal_flags(data, codec, length_size)
@@ -103,9 +100,18 @@ class TestTwinsAgree:
         )
 
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, 2**20),
-                              st.integers(0, 2**32 - 1), st.integers(0, 255),
-                              st.integers(0, 255)), max_size=50))
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(-(2**40), 2**40),
+                st.integers(0, 2**20),
+                st.integers(0, 2**32 - 1),
+                st.integers(0, 255),
+                st.integers(0, 255),
+            ),
+            max_size=50,
+        )
+    )
     def test_ptable_pack(self, rows):
         tables = [IMPLS[k]["ptable"].PacketTable() for k in ("py", "c")]
         for dts, cts, size, flags, track in rows:
@@ -124,8 +130,12 @@ class TestTwinsAgree:
 
 class TestKeyOrder:
     @settings(max_examples=300, deadline=None)
-    @given(st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1),
-           st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1))
+    @given(
+        st.integers(0, 2**32 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(0, 2**32 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+    )
     def test_key_order_is_camera_then_time(self, cam_a, t_a, cam_b, t_b):
         for mods in IMPLS.values():
             kc = mods["keycodec"]
@@ -147,10 +157,17 @@ class TestPacketTable:
         raw = t.pack()
         assert len(raw) == 3 * 18
         assert raw.hex() == (
-            "e803000000000000" "100e000000000000" "a8fdffffffffffff"  # dts deltas
-            "00000000" "100e0000" "00000000"  # cts
-            "88130000" "2c010000" "28000000"  # sizes
-            "010000" "000001"  # flags, tracks
+            "e803000000000000"
+            "100e000000000000"
+            "a8fdffffffffffff"  # dts deltas
+            "00000000"
+            "100e0000"
+            "00000000"  # cts
+            "88130000"
+            "2c010000"
+            "28000000"  # sizes
+            "010000"
+            "000001"  # flags, tracks
         )
         assert t.payload_bytes == 5340
         t.reset()

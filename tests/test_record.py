@@ -15,7 +15,6 @@ import pytest
 from tools.camsim import StreamSpec, TcpCamera, UdpPusher
 from vstore.check import check_store
 from vstore.ingest import Recorder, record_many
-from vstore.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = StreamSpec(codec="h264", width=320, height=240, fps=25, gop_frames=25)
@@ -91,8 +90,10 @@ def test_camera_dropping_connection_is_reconnected_and_gap_recorded(store):
     assert check_store(store).ok
     tl = store.timeline("flaky", None, None)
     # The reconnect is on the timeline whether or not the outage was long enough to be a gap.
-    assert any(e["kind"] in ("gap", "reconnect") and e["detail"]["reason"] == "reconnect"
-               for e in tl.events)
+    assert any(
+        e["kind"] in ("gap", "reconnect") and e["detail"]["reason"] == "reconnect"
+        for e in tl.events
+    )
     segs = list(store.index.segments(store.camera_num("flaky")))
     assert len(segs) >= 2
 
@@ -101,8 +102,19 @@ def test_record_cli_json(store_dir, capsys):
     from vstore.cli.main import main
 
     with TcpCamera(SPEC) as cam:
-        code = main(["record", cam.url, "--camera", "c1", "--duration", "2", "--json",
-                     "--store", str(store_dir)])
+        code = main(
+            [
+                "record",
+                cam.url,
+                "--camera",
+                "c1",
+                "--duration",
+                "2",
+                "--json",
+                "--store",
+                str(store_dir),
+            ]
+        )
     assert code == 0
     import json
 
@@ -113,16 +125,40 @@ def test_record_cli_json(store_dir, capsys):
 def test_unreachable_source_without_reconnect_is_a_clear_error(store_dir, capsys):
     from vstore.cli.main import main
 
-    code = main(["record", "tcp://127.0.0.1:9", "--camera", "c1", "--duration", "2",
-                 "--no-reconnect", "--store", str(store_dir)])
+    code = main(
+        [
+            "record",
+            "tcp://127.0.0.1:9",
+            "--camera",
+            "c1",
+            "--duration",
+            "2",
+            "--no-reconnect",
+            "--store",
+            str(store_dir),
+        ]
+    )
     assert code == 6
     err = capsys.readouterr().err
     assert "Traceback" not in err and "tcp://127.0.0.1:9" in err
 
 
-RTSP_OK = Path("/usr/bin/python3").exists() and subprocess.run(
-    ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0');"
-     "from gi.repository import GstRtspServer"], capture_output=True).returncode == 0
+RTSP_OK = (
+    Path("/usr/bin/python3").exists()
+    and subprocess.run(
+        [
+            "/usr/bin/python3",
+            "-c",
+            (
+                "import gi; gi.require_version('GstRtspServer', '1.0');"
+                "from gi.repository import GstRtspServer"
+            ),
+        ],
+        capture_output=True,
+        check=False,
+    ).returncode
+    == 0
+)
 
 
 @pytest.mark.skipif(not RTSP_OK, reason="GStreamer RTSP server not installed (see .ci/run)")
@@ -131,8 +167,9 @@ def test_record_rtsp_camera(store, media, tmp_path, codec):
     src = media(f"rtsp-{codec}.ts", 8.0, codec=codec, gop_frames=25)
     gst = "h265" if codec == "hevc" else "h264"
     with subprocess.Popen(
-        ["/usr/bin/python3", str(ROOT / "tools/rtsp_server.py"), "--port", "0",
-         f"cam={src}:{gst}"], stdout=subprocess.PIPE, text=True,
+        ["/usr/bin/python3", str(ROOT / "tools/rtsp_server.py"), "--port", "0", f"cam={src}:{gst}"],
+        stdout=subprocess.PIPE,
+        text=True,
     ) as srv:
         try:
             assert srv.stdout is not None

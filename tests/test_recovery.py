@@ -7,6 +7,7 @@ reads back with its own bytes. Torn tails are truncated to the last whole chunk.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import select
@@ -72,7 +73,7 @@ def verify(store_dir: Path, acked: list[int]) -> None:
             assert bytes(pk[0].data) == payload(frame, True)
         # Frames are contiguous: recovery never leaves a hole inside the recorded span.
         rows = sorted(starts.values(), key=lambda c: c.start_ns)
-        for a, b in zip(rows, rows[1:], strict=False):
+        for a, b in itertools.pairwise(rows):
             assert a.end_ns <= b.start_ns
 
 
@@ -136,8 +137,17 @@ def test_open_marker_without_file_is_cleaned(tmp_path):
     with open_store(store_dir) as st:
         num = st.index.camera_num("cam", create=True)
         b = Batch()
-        b.put(layout.open_key(99), json.dumps({"camera": "cam", "path": "segments/cam/x.vseg",
-                                               "start_ns": START_NS, "camera_num": num}).encode())
+        b.put(
+            layout.open_key(99),
+            json.dumps(
+                {
+                    "camera": "cam",
+                    "path": "segments/cam/x.vseg",
+                    "start_ns": START_NS,
+                    "camera_num": num,
+                }
+            ).encode(),
+        )
         st.index.commit(b)
     with open_store(store_dir) as st:
         assert st.last_recovery.discarded_segments == 1

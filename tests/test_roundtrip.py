@@ -7,6 +7,7 @@ itself carries. Runs under both native implementations via `make test`.
 
 from __future__ import annotations
 
+import itertools
 
 import av
 import pytest
@@ -99,7 +100,7 @@ def test_gop_chunks_start_on_keyframes(store, media):
     cam = store.camera_num("cam")
     rows = list(store.index.chunks(cam, START_NS, START_NS + 10**12))
     assert len(rows) >= 4
-    for a, b in zip(rows, rows[1:], strict=False):
+    for a, b in itertools.pairwise(rows):
         assert a.end_ns == b.start_ns  # chunks tile time without holes or overlaps
     for row in rows:
         pk = list(store.read_packets("cam", row.start_ns, row.start_ns + 1))
@@ -116,7 +117,7 @@ def test_segments_roll_at_keyframes_after_target_duration(store_dir, media):
         import_file(st, path, "cam", START_NS)
         segs = list(st.index.segments(st.camera_num("cam")))
         assert len(segs) == 4  # 4 s of 1 s GOPs, 1 s target
-        for a, b in zip(segs, segs[1:], strict=False):
+        for a, b in itertools.pairwise(segs):
             assert a.end_ns == b.start_ns
         total = sum(s.packet_count for s in segs)
         assert total == 100

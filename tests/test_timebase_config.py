@@ -21,10 +21,16 @@ from vstore.timebase import (
 T = 1_737_075_600_000_000_000  # 2025-01-17T01:00:00Z
 
 
-@pytest.mark.parametrize("text", [
-    "2025-01-17T08:00:00+07:00", "2025-01-17T01:00:00Z", "2025-01-17T01:00:00+00:00",
-    "2025-01-16T20:00:00-05:00", "2025-01-17T01:00:00.000Z",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-01-17T08:00:00+07:00",
+        "2025-01-17T01:00:00Z",
+        "2025-01-17T01:00:00+00:00",
+        "2025-01-16T20:00:00-05:00",
+        "2025-01-17T01:00:00.000Z",
+    ],
+)
 def test_iso_with_offsets_are_the_same_instant(text):
     assert parse_time_ns(text) == T
 
@@ -35,8 +41,9 @@ def test_relative_and_now():
     assert parse_time_ns("-1h30m", now_ns=T) == T - 5400 * 10**9
 
 
-@pytest.mark.parametrize("bad", ["2025-01-17T08:00:00", "yesterday", "", "2025-13-01T00:00Z",
-                                 "-15x"])
+@pytest.mark.parametrize(
+    "bad", ["2025-01-17T08:00:00", "yesterday", "", "2025-13-01T00:00Z", "-15x"]
+)
 def test_bad_times_are_usage_errors(bad):
     with pytest.raises(UsageError):
         parse_time_ns(bad, now_ns=T)
@@ -47,9 +54,17 @@ def test_format_round_trips_with_offset():
     assert parse_time_ns(format_time(T + 123_000_000)) == T + 123_000_000
 
 
-@pytest.mark.parametrize("text,ns", [("90s", 90 * 10**9), ("15m", 900 * 10**9),
-                                     ("1h30m", 5400 * 10**9), ("30d", 30 * 86400 * 10**9),
-                                     ("2.5", 2_500_000_000), ("250ms", 250_000_000)])
+@pytest.mark.parametrize(
+    "text,ns",
+    [
+        ("90s", 90 * 10**9),
+        ("15m", 900 * 10**9),
+        ("1h30m", 5400 * 10**9),
+        ("30d", 30 * 86400 * 10**9),
+        ("2.5", 2_500_000_000),
+        ("250ms", 250_000_000),
+    ],
+)
 def test_durations(text, ns):
     assert parse_duration_ns(text) == ns
 
@@ -67,8 +82,10 @@ def test_inverted_and_empty_ranges_are_refused():
         TimeRange(T, T - 1)
 
 
-@given(st.integers(-(2**40), 2**40), st.sampled_from([(1, 90000), (1, 1000), (1, 48000),
-                                                       (1, 8000), (1001, 30000), (1, 25)]))
+@given(
+    st.integers(-(2**40), 2**40),
+    st.sampled_from([(1, 90000), (1, 1000), (1, 48000), (1, 8000), (1001, 30000), (1, 25)]),
+)
 def test_ticks_round_trip_exactly(ticks, tb):
     assert ns_to_ticks(ticks_to_ns(ticks, *tb), *tb) == ticks
 
@@ -80,8 +97,10 @@ def test_config_defaults_without_file(tmp_path):
 
 def test_config_per_camera_override(tmp_path):
     p = tmp_path / "vstore.toml"
-    p.write_text('[store]\nsegment_duration_s = 30\n[cameras.gate-1]\nfsync_interval_s = 2\n'
-                 'url = "rtsp://x/y"\n')
+    p.write_text(
+        "[store]\nsegment_duration_s = 30\n[cameras.gate-1]\nfsync_interval_s = 2\n"
+        'url = "rtsp://x/y"\n'
+    )
     cfg = load_config(p)
     assert cfg.camera("gate-1").segment_duration_s == 30.0
     assert cfg.camera("gate-1").fsync_interval_s == 2.0
@@ -89,14 +108,17 @@ def test_config_per_camera_override(tmp_path):
     assert cfg.camera("other").fsync_interval_s == 0.0
 
 
-@pytest.mark.parametrize("text,match", [
-    ("[store]\nsegment_duration_s = 0\n", "segment_duration_s"),
-    ("[store]\nsegment_durations = 5\n", "unknown setting"),
-    ("[stor]\n", "unknown section"),
-    ("[store\n", "vstore.toml"),
-    ('[store]\nqueue_packets = "many"\n', "integer"),
-    ("[cameras.'bad id']\n", "camera id"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("[store]\nsegment_duration_s = 0\n", "segment_duration_s"),
+        ("[store]\nsegment_durations = 5\n", "unknown setting"),
+        ("[stor]\n", "unknown section"),
+        ("[store\n", "vstore.toml"),
+        ('[store]\nqueue_packets = "many"\n', "integer"),
+        ("[cameras.'bad id']\n", "camera id"),
+    ],
+)
 def test_bad_config_is_a_clear_error(tmp_path, text, match):
     p = tmp_path / "vstore.toml"
     p.write_text(text)

@@ -7,6 +7,8 @@ chunk rows stay in strict time order, and every anomaly is recorded as an event.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.conftest import START_NS
@@ -21,8 +23,9 @@ SLICE = b"\x00\x00\x00\x01\x41\x9a\x02\x03"
 SPS2 = b"\x00\x00\x00\x01\x67\x64\x00\x28\xbb"
 
 VIDEO = TrackInfo(index=0, kind="video", codec="h264", time_base=(1, 90000), bitstream="annexb")
-AUDIO = TrackInfo(index=1, kind="audio", codec="pcm_mulaw", time_base=(1, 8000),
-                  sample_rate=8000, channels=1)
+AUDIO = TrackInfo(
+    index=1, kind="audio", codec="pcm_mulaw", time_base=(1, 8000), sample_rate=8000, channels=1
+)
 FRAME = 3600  # 25 fps at 90 kHz
 
 
@@ -43,7 +46,7 @@ def chunk_rows(store, cam="cam"):
 
 
 def assert_ordered(rows):
-    for a, b in zip(rows, rows[1:], strict=False):
+    for a, b in itertools.pairwise(rows):
         assert a.start_ns < a.end_ns <= b.start_ns
 
 
@@ -85,7 +88,7 @@ def test_mpegts_33bit_pts_wrap_is_continuous(store):
     pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
     assert len(pk) == 75
     walls = [p.wall_ns for p in pk]
-    assert all(b - a == 40_000_000 for a, b in zip(walls, walls[1:], strict=False))
+    assert all(b - a == 40_000_000 for a, b in itertools.pairwise(walls))
 
 
 def test_missing_timestamps_are_synthesized_and_flagged(store):
@@ -211,15 +214,20 @@ def test_reconnect_gap_is_recorded(store_dir):
         assert summary.gaps == 1
 
 
-@pytest.mark.parametrize("bad", [
-    Packet(5, 0, 0, True, IDR),
-    Packet(None, 0, 0, True, IDR),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Packet(5, 0, 0, True, IDR),
+        Packet(None, 0, 0, True, IDR),  # type: ignore[arg-type]
+    ],
+)
 def test_unknown_track_is_a_clear_error(store, bad):
     from vstore.errors import UsageError
 
-    with store.writer("cam", [VIDEO], start_ns=START_NS) as w, \
-            pytest.raises(UsageError, match="unknown track"):
+    with (
+        store.writer("cam", [VIDEO], start_ns=START_NS) as w,
+        pytest.raises(UsageError, match="unknown track"),
+    ):
         w.write(bad)
 
 

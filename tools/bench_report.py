@@ -18,19 +18,42 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def run_pytest(out: Path) -> None:
-    cmd = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider",
-           "--benchmark-only", "--benchmark-enable", f"--benchmark-json={out}",
-           "--timeout=1200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-only",
+        "--benchmark-enable",
+        f"--benchmark-json={out}",
+        "--timeout=1200",
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def figure(name: str, value: float, unit: str, baseline: float | None = None,
-           target: str = "", met: bool | None = None, note: str = "") -> dict[str, Any]:
+def figure(
+    name: str,
+    value: float,
+    unit: str,
+    baseline: float | None = None,
+    target: str = "",
+    met: bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
     ratio = value / baseline if baseline else None
-    return {"name": name, "value": round(value, 3), "unit": unit,
-            "baseline": round(baseline, 3) if baseline is not None else None,
-            "ratio": round(ratio, 3) if ratio is not None else None,
-            "target": target, "met": met, "note": note}
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": round(baseline, 3) if baseline is not None else None,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
 
 
 def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -49,31 +72,75 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
         mbs_c = info["bytes"] / med(c) / 1e6
         pps_py = info["packets"] / med(py) if py in by else None
         if target_pps:
-            figs.append(figure(f"writer {size} packets/s (compiled vs pure)", pps_c, "packets/s",
-                               pps_py, f">= {target_pps:,} packets/s", pps_c >= target_pps))
+            figs.append(
+                figure(
+                    f"writer {size} packets/s (compiled vs pure)",
+                    pps_c,
+                    "packets/s",
+                    pps_py,
+                    f">= {target_pps:,} packets/s",
+                    pps_c >= target_pps,
+                )
+            )
         else:
-            figs.append(figure(f"writer {size} MB/s (compiled vs pure)", mbs_c, "MB/s",
-                               info["bytes"] / med(py) / 1e6 if py in by else None,
-                               f">= {target_mbs} MB/s", mbs_c >= (target_mbs or 0)))
+            figs.append(
+                figure(
+                    f"writer {size} MB/s (compiled vs pure)",
+                    mbs_c,
+                    "MB/s",
+                    info["bytes"] / med(py) / 1e6 if py in by else None,
+                    f">= {target_mbs} MB/s",
+                    mbs_c >= (target_mbs or 0),
+                )
+            )
     if "test_disk_recording" in by and "test_disk_plain_sequential_write" in by:
         b = by["test_disk_recording"]["extra_info"]["bytes"]
         rec = b / med("test_disk_recording") / 1e6
-        plain = by["test_disk_plain_sequential_write"]["extra_info"]["bytes"] / med(
-            "test_disk_plain_sequential_write") / 1e6
-        figs.append(figure("disk: fsynced recording vs plain sequential write", rec, "MB/s",
-                           plain, ">= 0.8 ratio", rec / plain >= 0.8))
-    seeks = {n: med(f"test_index_seek[{n}]") * 1e6 for n in
-             ("1cam-hour", "1k-cam-day-sim", "1cam-month") if f"test_index_seek[{n}]" in by}
+        plain = (
+            by["test_disk_plain_sequential_write"]["extra_info"]["bytes"]
+            / med("test_disk_plain_sequential_write")
+            / 1e6
+        )
+        figs.append(
+            figure(
+                "disk: fsynced recording vs plain sequential write",
+                rec,
+                "MB/s",
+                plain,
+                ">= 0.8 ratio",
+                rec / plain >= 0.8,
+            )
+        )
+    seeks = {
+        n: med(f"test_index_seek[{n}]") * 1e6
+        for n in ("1cam-hour", "1k-cam-day-sim", "1cam-month")
+        if f"test_index_seek[{n}]" in by
+    }
     for n, us in seeks.items():
-        figs.append(figure(f"index seek + 60 s scan, {n}", us, "us", seeks.get("1cam-hour"),
-                           "< 20 us seek; flat (ratio ~1)", us < 20,
-                           "includes decoding 30 chunk rows in Python"
-                           + ("; 1k cam-days simulated as 1000 cameras x 1 h" if "sim" in n
-                              else "")))
+        figs.append(
+            figure(
+                f"index seek + 60 s scan, {n}",
+                us,
+                "us",
+                seeks.get("1cam-hour"),
+                "< 20 us seek; flat (ratio ~1)",
+                us < 20,
+                "includes decoding 30 chunk rows in Python"
+                + ("; 1k cam-days simulated as 1000 cameras x 1 h" if "sim" in n else ""),
+            )
+        )
     if "test_index_bytes_per_camera_day" in by:
         size = by["test_index_bytes_per_camera_day"]["extra_info"]["index_bytes_per_camera_day"]
-        figs.append(figure("index bytes per camera-day (2 s GOPs)", size / 1e6, "MB", None,
-                           "< 1 MB", size < 1e6))
+        figs.append(
+            figure(
+                "index bytes per camera-day (2 s GOPs)",
+                size / 1e6,
+                "MB",
+                None,
+                "< 1 MB",
+                size < 1e6,
+            )
+        )
     return figs
 
 
@@ -83,10 +150,12 @@ def write_reports(figs: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     lines = [
         "# vstore benchmark results",
         "",
-        f"Run: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} on {machine.get('node', '?')} "
-        f"({machine.get('cpu', {}).get('brand_raw', '?')}, "
-        f"{machine.get('cpu', {}).get('count', '?')} cores). Ratios are value / baseline "
-        "measured in the same run.",
+        (
+            f"Run: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} on {machine.get('node', '?')} "
+            f"({machine.get('cpu', {}).get('brand_raw', '?')}, "
+            f"{machine.get('cpu', {}).get('count', '?')} cores). Ratios are value / baseline "
+            "measured in the same run."
+        ),
         "",
         "| figure | value | unit | baseline | ratio | target | met | note |",
         "|---|---|---|---|---|---|---|---|",

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import av
 import numpy as np
@@ -93,8 +93,7 @@ def _add_video(container: Any, spec: StreamSpec, repeat_headers: bool) -> Any:
             params += ":repeat-headers=1"
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": params}
     else:
-        params = (f"keyint={g}:min-keyint={g}:scenecut=0:bframes={spec.bframes}:"
-                  "log-level=error")
+        params = f"keyint={g}:min-keyint={g}:scenecut=0:bframes={spec.bframes}:log-level=error"
         if repeat_headers:
             params += ":repeat-headers=1"
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params}
@@ -136,9 +135,15 @@ class _AudioGen:
             yield frame
 
 
-def _encode(container: Any, spec: StreamSpec, frames: int | None, realtime: bool,
-            repeat_headers: bool, stop: threading.Event | None = None,
-            after_mux: Any = None) -> int:
+def _encode(
+    container: Any,
+    spec: StreamSpec,
+    frames: int | None,
+    realtime: bool,
+    repeat_headers: bool,
+    stop: threading.Event | None = None,
+    after_mux: Any = None,
+) -> int:
     v = _add_video(container, spec, repeat_headers)
     a = _add_audio(container, spec) if spec.audio else None
     agen = _AudioGen(a, spec) if a is not None else None
@@ -172,8 +177,7 @@ def _encode(container: Any, spec: StreamSpec, frames: int | None, realtime: bool
     return i
 
 
-def write_file(path: str, spec: StreamSpec, duration_s: float,
-               container: str | None = None) -> int:
+def write_file(path: str, spec: StreamSpec, duration_s: float, container: str | None = None) -> int:
     """Encode duration_s of the pattern into a file; returns the number of video frames."""
     fmt = container or _FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
@@ -198,8 +202,12 @@ class _Sink(io.RawIOBase):
         return len(data)
 
 
-def iter_ts_chunks(spec: StreamSpec, duration_s: float | None, realtime: bool = True,
-                   stop: threading.Event | None = None) -> Iterator[bytes]:
+def iter_ts_chunks(
+    spec: StreamSpec,
+    duration_s: float | None,
+    realtime: bool = True,
+    stop: threading.Event | None = None,
+) -> Iterator[bytes]:
     """Encode live and yield MPEG-TS bytes as the muxer produces them."""
     buf: list[bytes] = []
     frames = None if duration_s is None else round(duration_s * spec.fps)
@@ -213,8 +221,7 @@ def iter_ts_chunks(spec: StreamSpec, duration_s: float | None, realtime: bool = 
 
     def produce() -> None:
         try:
-            with av.open(_Sink(send), "w", format="mpegts",
-                         options={"flush_packets": "1"}) as out:
+            with av.open(_Sink(send), "w", format="mpegts", options={"flush_packets": "1"}) as out:
                 _encode(out, spec, frames, realtime, True, stop)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             result["error"] = exc
@@ -243,8 +250,14 @@ def iter_ts_chunks(spec: StreamSpec, duration_s: float | None, realtime: bool = 
 class TcpCamera:
     """Serves MPEG-TS over TCP: every client gets its own live encoder from the first frame."""
 
-    def __init__(self, spec: StreamSpec, duration_s: float | None = None, realtime: bool = True,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        duration_s: float | None = None,
+        realtime: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.spec, self.duration_s, self.realtime = spec, duration_s, realtime
         self._sock = socket.create_server((host, port))
         self._sock.settimeout(0.2)
@@ -306,7 +319,7 @@ class TcpCamera:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> TcpCamera:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -318,8 +331,14 @@ class UdpPusher:
 
     DATAGRAM = 7 * 188
 
-    def __init__(self, spec: StreamSpec, target_port: int, host: str = "127.0.0.1",
-                 duration_s: float | None = None, realtime: bool = True) -> None:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        target_port: int,
+        host: str = "127.0.0.1",
+        duration_s: float | None = None,
+        realtime: bool = True,
+    ) -> None:
         self.spec, self.target = spec, (host, target_port)
         self.duration_s, self.realtime = duration_s, realtime
         self._stop = threading.Event()
@@ -343,7 +362,7 @@ class UdpPusher:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> UdpPusher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -379,8 +398,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == "push-udp":
             p.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)
-    spec = StreamSpec(codec=args.codec, width=args.size[0], height=args.size[1], fps=args.fps,
-                      gop_frames=args.gop, audio=args.audio)
+    spec = StreamSpec(
+        codec=args.codec,
+        width=args.size[0],
+        height=args.size[1],
+        fps=args.fps,
+        gop_frames=args.gop,
+        audio=args.audio,
+    )
     try:
         if args.cmd == "file":
             n = write_file(args.out, spec, args.duration)
@@ -389,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         if args.cmd == "serve-tcp":
-            cams = [TcpCamera(spec, args.duration, port=args.port if i == 0 else 0)
-                    for i in range(args.cameras)]
+            cams = [
+                TcpCamera(spec, args.duration, port=args.port if i == 0 else 0)
+                for i in range(args.cameras)
+            ]
             for c in cams:
                 print(c.url, flush=True)
             try:

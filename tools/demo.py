@@ -32,22 +32,29 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(store_dir)
     specs = {
         "gate-1": StreamSpec(codec="h264", width=640, height=360, fps=25, gop_frames=50),
-        "gate-2": StreamSpec(codec="h264", width=640, height=360, fps=25, gop_frames=50,
-                             start_index=1000),
-        "lobby": StreamSpec(codec="hevc", width=640, height=360, fps=25, gop_frames=50,
-                            audio="aac"),
+        "gate-2": StreamSpec(
+            codec="h264", width=640, height=360, fps=25, gop_frames=50, start_index=1000
+        ),
+        "lobby": StreamSpec(
+            codec="hevc", width=640, height=360, fps=25, gop_frames=50, audio="aac"
+        ),
     }
     cams = [TcpCamera(spec) for spec in specs.values()]
     try:
-        print(f"recording {len(cams)} simulated cameras for {args.duration:g}s "
-              f"into {store_dir}/ ...", flush=True)
+        print(
+            f"recording {len(cams)} simulated cameras for {args.duration:g}s into {store_dir}/ ...",
+            flush=True,
+        )
         for name, cam in zip(specs, cams, strict=True):
-            print(f"  {name:<7} {cam.url}  ({specs[name].codec}"
-                  f"{' + ' + specs[name].audio if specs[name].audio else ''})")
+            print(
+                f"  {name:<7} {cam.url}  ({specs[name].codec}"
+                f"{' + ' + specs[name].audio if specs[name].audio else ''})"
+            )
         t0 = time.monotonic()
         with open_store(store_dir) as store:
             statuses = record_many(
-                store, [(n, c.url) for n, c in zip(specs, cams, strict=True)],
+                store,
+                [(n, c.url) for n, c in zip(specs, cams, strict=True)],
                 duration_s=args.duration,
             )
             elapsed = time.monotonic() - t0
@@ -57,17 +64,23 @@ def main(argv: list[str] | None = None) -> int:
             cam.close()
     for s in statuses:
         w = s.writer
-        print(f"  {s.camera}: {w.get('packets', 0)} packets, {w.get('segments', 0)} segment(s)"
-              + (f", error: {s.last_error}" if s.last_error else ""))
-    print(f"recorded in {elapsed:.1f}s; check: "
-          f"{'clean' if rep.ok else 'PROBLEMS'} ({rep.segments} segments, {rep.chunks} chunks)\n")
+        print(
+            f"  {s.camera}: {w.get('packets', 0)} packets, {w.get('segments', 0)} segment(s)"
+            + (f", error: {s.last_error}" if s.last_error else "")
+        )
+    print(
+        f"recorded in {elapsed:.1f}s; check: "
+        f"{'clean' if rep.ok else 'PROBLEMS'} ({rep.segments} segments, {rep.chunks} chunks)\n"
+    )
     print("$ vstore ls --store", store_dir)
     vstore_main(["ls", "--store", str(store_dir)])
     print(f"\n$ vstore timeline --store {store_dir} --camera lobby")
     vstore_main(["timeline", "--store", str(store_dir), "--camera", "lobby"])
     files = sorted(store_dir.glob("segments/*/*/*/*/*.vseg"))
-    print(f"\ndata: {store_dir.resolve()}/segments/ ({len(files)} segment files), "
-          f"index: {store_dir.resolve()}/index/")
+    print(
+        f"\ndata: {store_dir.resolve()}/segments/ ({len(files)} segment files), "
+        f"index: {store_dir.resolve()}/index/"
+    )
     if files:
         print(f"  e.g. {files[0]}")
     return 0 if rep.ok and all(s.writer.get("packets") for s in statuses) else 1

@@ -20,8 +20,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--port", type=int, default=8554)
     ap.add_argument("streams", nargs="+", metavar="NAME=FILE.ts[:h264|h265]")
     args = ap.parse_args(argv)
