@@ -30,7 +30,7 @@ demo: build
 
 test: build
 	$(VPY) -m pytest -q -m "not slow"
-	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" -p no:randomly \
+	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" \
 	  tests/test_native_parity.py tests/test_roundtrip.py tests/test_timestamps.py
 
 test-pure: build

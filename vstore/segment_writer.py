@@ -166,6 +166,7 @@ class WriterStats:
     dropped_before_keyframe: int = 0
     dropped_no_params: int = 0
     dropped_no_timestamp: int = 0
+    ignored_stream_packets: int = 0
     timestamps_synthesized: int = 0
     non_monotonic: int = 0
     discontinuities: int = 0
@@ -211,8 +212,10 @@ class CameraWriter:
         *,
         start_ns: int | None = None,
         settings: CameraSettings | None = None,
+        stream_map: dict[int, int] | None = None,
     ) -> None:
         layout.validate_camera_id(camera_id)
+        self._stream_map = stream_map
         self.store = store
         self.camera_id = camera_id
         self.settings = settings or store.config.camera(camera_id)
@@ -291,9 +294,17 @@ class CameraWriter:
                 packet.corrupt,
             )
             return
-        # PyAV packet: stream index is the track index (tracks_from_av keeps that order).
+        # PyAV packet: map its stream to our track (identity when no map was given).
+        stream = packet.stream.index
+        if self._stream_map is not None:
+            track = self._stream_map.get(stream)
+            if track is None:
+                self.stats.ignored_stream_packets += 1
+                return
+        else:
+            track = stream
         self.write_raw(
-            packet.stream_index if hasattr(packet, "stream_index") else packet.stream.index,
+            track,
             packet.pts,
             packet.dts,
             bool(packet.is_keyframe),

@@ -153,18 +153,27 @@ class Store:
     def writer(
         self,
         camera_id: str,
-        tracks: Sequence[fmt.TrackInfo],
+        tracks: Sequence[fmt.TrackInfo] | Any,
         *,
         start_ns: int | None = None,
     ) -> CameraWriter:
-        """A writer for one camera. ``start_ns`` fixes the wall time of the first keyframe
-        (imports); without it, live wall time comes from the packets or the clock."""
+        """A writer for one camera.
+
+        ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
+        ``vstore.ingest.tracks_from_av`` returns (then PyAV packets are mapped from their
+        stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
+        the wall time of the first keyframe (imports); without it, live wall time comes from
+        the packets or the clock.
+        """
         if self.read_only:
             raise UsageError("store opened read-only")
         with self._lock:
             if camera_id in self._writers:
                 raise UsageError(f"camera {camera_id!r} already has an open writer")
-            w = CameraWriter(self, camera_id, tracks, start_ns=start_ns)
+            stream_map = getattr(tracks, "stream_to_track", None)
+            if stream_map is not None:
+                tracks = tracks.tracks
+            w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
             self._writers[camera_id] = w
             return w
 
