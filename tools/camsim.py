@@ -55,14 +55,40 @@ def _block_height(height: int) -> int:
     return max(16, height // 12)
 
 
-def frame_counter_pattern(index: int, width: int, height: int) -> np.ndarray:
-    """An RGB24 frame: grey background, a moving bar, and the index as a 16-block strip."""
+# A 3x5 pixel font for the visible clock (digits, ':' and '.').
+_FONT = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111",
+    "3": "111001111001111", "4": "101101111001001", "5": "111100111001111",
+    "6": "111100111101111", "7": "111001010010010", "8": "111101111101111",
+    "9": "111101111001111", ":": "000010000010000", ".": "000000000000010",
+}
+_GLYPHS = {c: np.array([int(b) for b in bits], dtype=bool).reshape(5, 3)
+           for c, bits in _FONT.items()}
+
+
+def _draw_text(img: np.ndarray, text: str, x: int, y: int, scale: int) -> None:
+    for i, ch in enumerate(text):
+        glyph = np.kron(_GLYPHS[ch], np.ones((scale, scale), dtype=bool))
+        x0 = x + i * 4 * scale
+        region = img[y : y + glyph.shape[0], x0 : x0 + glyph.shape[1]]
+        if region.shape[:2] != glyph.shape:
+            return
+        region[glyph] = 255
+
+
+def frame_counter_pattern(index: int, width: int, height: int, fps: int = 25) -> np.ndarray:
+    """An RGB24 frame: grey background, a moving bar, the index as a 16-block strip, and a
+    visible clock (media time HH:MM:SS.ff) for people looking at the footage."""
     img = np.full((height, width, 3), 96, dtype=np.uint8)
     bar = (index * 4) % max(1, width - 8)
     img[:, bar : bar + 8] = (200, 60, 60)
     bw, bh = width // COUNTER_BITS, _block_height(height)
     for bit in range(COUNTER_BITS):
         img[:bh, bit * bw : (bit + 1) * bw] = 255 if (index >> bit) & 1 else 0
+    secs, frame = divmod(index, fps)
+    text = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{frame:02d}"
+    scale = max(1, width // 160)
+    _draw_text(img, text, 8, bh + 8, scale)
     return img
 
 
@@ -157,7 +183,7 @@ def _encode(
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        img = frame_counter_pattern(spec.start_index + i, spec.width, spec.height)
+        img = frame_counter_pattern(spec.start_index + i, spec.width, spec.height, spec.fps)
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = i
         for pkt in v.encode(frame):
