@@ -299,6 +299,30 @@ class TimeIndex:
             if row.end_ns > start_ns:
                 yield row
 
+    def chunks_from_keyframe(
+        self, camera_num: int, start_ns: int, end_ns: int, continuation_flag: int
+    ) -> list[ChunkRow]:
+        """Chunks overlapping [start_ns, end_ns), preceded by the chunks back to the GOP start
+        that a decoder needs (when the first overlapping chunk continues an oversized GOP)."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(layout.chunk_key(camera_num, start_ns))
+        first = start_ns
+        if it.valid() and it.key().startswith(prefix):
+            while True:
+                row = ChunkRow.decode(it.key(), it.value())
+                first = row.start_ns
+                if not row.flags & continuation_flag:
+                    break
+                it.prev()
+                if not it.valid() or not it.key().startswith(prefix):
+                    break
+        rows = [r for r in self.chunks(camera_num, first, end_ns) if r.end_ns > first]
+        i = next((k for k, r in enumerate(rows) if r.end_ns > start_ns), len(rows))
+        while 0 < i < len(rows) and rows[i].flags & continuation_flag:
+            i -= 1
+        return rows[i:]
+
     def segments(
         self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
     ) -> Iterator[SegmentRow]:

@@ -1,0 +1,197 @@
+"""Frame-exact clips: decoded with PyAV (and FFmpeg's CLI when installed), the first frame is
+the source frame at `start`, the last is the frame before `end`, and the count and timing
+match the source. Footage comes from tools.camsim, whose frames carry their own index."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+
+import av
+import pytest
+
+from tests.conftest import START_NS
+from tools.camsim import read_frame_counter
+from vstore.clip import clip_bytes, plan_clip, write_clip
+from vstore.errors import NotFound, UsageError
+from vstore.ingest import import_file
+from vstore.store import open_store
+
+FRAME_NS = 40_000_000  # 25 fps
+
+
+def t(frame: int) -> int:
+    return START_NS + frame * FRAME_NS
+
+
+@pytest.fixture
+def recorded(tmp_path, media):
+    """12 s of H.264 (1 s GOPs) in 3 segments of about 4 s."""
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    st = open_store(d)
+    import_file(st, media("clip-src.ts", 12.0, codec="h264", gop_frames=25), "cam", START_NS)
+    yield st
+    st.close()
+
+
+def decode(path_or_bytes, stream="video"):
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    with av.open(src) as c:
+        if stream == "video":
+            frames = list(c.decode(video=0))
+            return [read_frame_counter(f.to_ndarray(format="rgb24")) for f in frames], frames
+        return list(c.decode(audio=0)), None
+
+
+@pytest.mark.parametrize("first,last", [(33, 260), (25, 50), (0, 300), (49, 51), (101, 102)])
+def test_mp4_clip_is_frame_exact(recorded, tmp_path, first, last):
+    out = tmp_path / "clip.mp4"
+    plan = plan_clip(recorded, "cam", t(first), t(last))
+    res = write_clip(recorded, plan, out)
+    counters, frames = decode(out)
+    assert counters == list(range(first, last))
+    assert res.video_packets >= last - first
+    # Timing: 25 fps from zero, so the clip's own clock says where each frame is.
+    assert [round(float(f.time) * 25) for f in frames] == list(range(last - first))
+
+
+def test_clip_moov_first_and_wall_clock_tags(recorded, tmp_path):
+    out = tmp_path / "clip.mp4"
+    write_clip(recorded, plan_clip(recorded, "cam", t(10), t(60)), out)
+    head = out.read_bytes()[:4096]
+    assert head.find(b"moov") < head.find(b"mdat") or b"mdat" not in head
+    with av.open(str(out)) as c:
+        md = c.metadata
+    assert md["vstore_start"] == "2025-01-17T01:00:00.400+00:00"
+    assert md["vstore_camera"] == "cam"
+    assert md["creation_time"].startswith("2025-01-17T01:00:00")
+
+
+@pytest.mark.parametrize("fmt", ["fmp4", "ts"])
+def test_streaming_formats_decode_frame_exact(recorded, fmt):
+    data = b"".join(clip_bytes(recorded, "cam", t(30), t(130), format=fmt))
+    counters, _ = decode(data)
+    # Streams have no edit list before their first fragment: they begin with the GOP that
+    # holds the start (keyframe at frame 25), as the plan's preroll says.
+    assert counters == list(range(25, 130))
+    assert plan_clip(recorded, "cam", t(30), t(130)).preroll_ns == t(25)
+
+
+def test_mp4_to_file_object_streams_through_disk_not_memory(recorded):
+    buf = io.BytesIO()
+    res = write_clip(recorded, plan_clip(recorded, "cam", t(0), t(100)), buf)
+    assert res.bytes_written == len(buf.getvalue()) > 0
+    assert decode(buf.getvalue())[0] == list(range(100))
+    assert list(recorded.layout.tmp_dir.iterdir()) == []
+
+
+def test_plan_reads_no_payload_and_reports_segments(recorded):
+    plan = plan_clip(recorded, "cam", t(33), t(260))
+    assert len(plan.parts) == 3
+    assert plan.preroll_ns == t(25) and plan.start_ns == t(33) and plan.end_ns == t(260)
+    assert plan.gaps == []
+    doc = plan.as_json()
+    assert doc["segments"][0]["ranges"][0][1] > 0
+    json.dumps(doc)
+
+
+def test_range_beyond_recording_is_clipped_and_reported(recorded, tmp_path):
+    plan = plan_clip(recorded, "cam", t(-100), t(400))
+    assert plan.start_ns == t(0) and plan.end_ns == t(300)
+    assert plan.gaps == [(t(-100), t(0)), (t(300), t(400))]
+    write_clip(recorded, plan, tmp_path / "c.mp4")
+    assert decode(tmp_path / "c.mp4")[0] == list(range(300))
+
+
+def test_clip_across_a_gap_keeps_the_gap_in_time(tmp_path, media):
+    with open_store(tmp_path / "s") as st:
+        src = media("gap-src.ts", 2.0, codec="h264", gop_frames=25)
+        import_file(st, src, "cam", START_NS)
+        import_file(st, src, "cam", START_NS + 10 * 10**9)  # camera offline for 8 s
+        plan = plan_clip(st, "cam", t(0), START_NS + 12 * 10**9)
+        assert plan.gaps == [(t(50), START_NS + 10 * 10**9)]
+        write_clip(st, plan, tmp_path / "c.mp4")
+        counters, frames = decode(tmp_path / "c.mp4")
+        assert counters == list(range(50)) * 2
+        assert round(float(frames[50].time), 2) == 10.0  # not spliced onto frame 49
+
+
+def test_clip_with_audio_keeps_it_in_sync(tmp_path, media):
+    with open_store(tmp_path / "s") as st:
+        import_file(
+            st, media("av.ts", 6.0, codec="h264", audio="aac", gop_frames=25), "cam", START_NS
+        )
+        out = tmp_path / "c.mp4"
+        res = write_clip(st, plan_clip(st, "cam", t(30), t(130)), out)
+        assert res.audio_packets > 0 and res.dropped_tracks == []
+        counters, _ = decode(out)
+        assert counters == list(range(30, 130))
+        with av.open(str(out)) as c:
+            a = c.streams.audio[0]
+            frames = list(c.decode(a))
+        assert abs(float(frames[0].time)) < 0.05  # audio starts with the first frame
+        assert 3.8 < float(frames[-1].time) < 4.05
+
+
+@pytest.mark.parametrize("codec", ["hevc"])
+def test_hevc_clip(tmp_path, media, codec):
+    with open_store(tmp_path / "s") as st:
+        import_file(st, media("hevc.mkv", 4.0, codec=codec, gop_frames=25), "cam", START_NS)
+        out = tmp_path / "c.mp4"
+        write_clip(st, plan_clip(st, "cam", t(13), t(77)), out)
+        assert decode(out)[0] == list(range(13, 77))
+
+
+def test_avcc_source_clip(tmp_path, media):
+    with open_store(tmp_path / "s") as st:
+        import_file(st, media("h264.mp4", 4.0, codec="h264", gop_frames=25), "cam", START_NS)
+        out = tmp_path / "c.mp4"
+        write_clip(st, plan_clip(st, "cam", t(40), t(90)), out)
+        assert decode(out)[0] == list(range(40, 90))
+
+
+def test_bad_ranges_and_unknown_camera(recorded):
+    with pytest.raises(UsageError):
+        plan_clip(recorded, "cam", t(10), t(10))
+    with pytest.raises(UsageError):
+        plan_clip(recorded, "cam", t(10), t(5))
+    with pytest.raises(NotFound):
+        plan_clip(recorded, "nope", t(0), t(10))
+    with pytest.raises(NotFound, match="no footage"):
+        plan_clip(recorded, "cam", t(1000), t(1100))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg CLI not installed")
+def test_ffmpeg_cli_decodes_clip_without_errors(recorded, tmp_path):
+    out = tmp_path / "c.mp4"
+    write_clip(recorded, plan_clip(recorded, "cam", t(33), t(260)), out)
+    r = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and r.stderr == ""
+    r = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert int(r.stdout.strip()) == 260 - 33
