@@ -195,3 +195,63 @@ def test_ffmpeg_cli_decodes_clip_without_errors(recorded, tmp_path):
         check=False,
     )
     assert int(r.stdout.strip()) == 260 - 33
+
+
+def test_store_clip_api_streams_bytes_and_writes_files(recorded, tmp_path):
+    data = b"".join(recorded.clip("cam", t(5), t(80)))
+    assert decode(data)[0] == list(range(5, 80))  # mp4 by default, frame-exact
+    res = recorded.clip("cam", t(5), t(80), format="mp4", out=tmp_path / "c.mp4")
+    assert res.bytes_written == (tmp_path / "c.mp4").stat().st_size
+    assert recorded.plan_clip("cam", t(5), t(80)).preroll_ns == t(0)
+
+
+def test_clip_cli(recorded, tmp_path, capsys):
+    from vstore.cli.main import main
+
+    store = str(recorded.root)
+    recorded.close()
+    out = tmp_path / "c.mp4"
+    argv = ["clip", "--store", store, "--camera", "cam", "--from",
+            "2025-01-17T08:00:01+07:00", "--to", "2025-01-17T08:00:03+07:00"]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert decode(out)[0] == list(range(25, 75))
+    assert main([*argv, "-o", str(tmp_path / "c2.mp4"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["video_packets"] == 50 and doc["gaps"] == []
+    assert main([*argv, "--plan", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["segments"]
+    # Nothing recorded in the range: a clear error and exit code 3.
+    assert main(["clip", "--store", store, "--camera", "cam", "--from", "2030-01-01T00:00Z",
+                 "--to", "2030-01-01T00:01Z", "-o", str(tmp_path / "x.mp4")]) == 3
+    assert "no footage" in capsys.readouterr().err
+    assert main(["clip", "--store", store, "--camera", "cam", "--from", "2030-01-01T00:01Z",
+                 "--to", "2030-01-01T00:00Z", "-o", str(tmp_path / "x.mp4")]) == 2
+
+
+@pytest.mark.parametrize("frame", [0, 24, 25, 37, 299])
+def test_snapshot_is_the_exact_frame(recorded, tmp_path, frame):
+    from vstore.snapshot import snapshot
+
+    out = tmp_path / "f.png"
+    # Half a frame after the frame's start: still that frame on screen.
+    snap = snapshot(recorded, "cam", t(frame) + FRAME_NS // 2, out)
+    assert snap.frame_ns == t(frame)
+    with av.open(str(out)) as c:
+        img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert read_frame_counter(img) == frame
+
+
+def test_snapshot_jpeg_cli_and_errors(recorded, tmp_path, capsys):
+    from vstore.cli.main import main
+
+    store = str(recorded.root)
+    recorded.close()
+    out = tmp_path / "f.jpg"
+    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
+                 "2025-01-17T01:00:05Z", "-o", str(out)]) == 0
+    assert out.read_bytes()[:2] == b"\xff\xd8"
+    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
+                 "2025-01-17T00:00:00Z", "-o", str(out)]) == 3
+    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
+                 "2025-01-17T01:00:05Z", "-o", str(tmp_path / "f.gif")]) == 2

@@ -380,6 +380,29 @@ class Store:
         ]
         return Timeline(camera_id, rng, covered, gaps, events)
 
+    def plan_clip(self, camera_id: str, start_ns: int, end_ns: int) -> Any:
+        """What a clip of [start_ns, end_ns) would contain (vstore.clip.ClipPlan); no payload
+        is read."""
+        from vstore.clip import plan_clip
+
+        return plan_clip(self, camera_id, start_ns, end_ns)
+
+    def clip(
+        self,
+        camera_id: str,
+        start_ns: int,
+        end_ns: int,
+        format: str = "mp4",
+        out: Any = None,
+    ) -> Any:
+        """A clip of [start_ns, end_ns): with ``out`` (a path or binary file object) it is
+        written there and a ClipResult returned; without, an iterator of bytes is returned."""
+        from vstore.clip import clip_bytes, plan_clip, write_clip
+
+        if out is None:
+            return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
+        return write_clip(self, plan_clip(self, camera_id, start_ns, end_ns), out, format=format)
+
     def segment_reader(self, row: SegmentRow) -> SegmentReader:
         if row.location != "local":
             raise VstoreError(f"segment {row.segment_id} lives at {row.location}")

@@ -21,6 +21,8 @@ COMMANDS = {
     "import": ("vstore.cli.importcmd", "import an existing recording at a wall-clock start"),
     "ls": ("vstore.cli.ls", "list cameras with first/last time, size, segments, gaps"),
     "timeline": ("vstore.cli.timeline", "covered ranges, gaps and discontinuities of a camera"),
+    "clip": ("vstore.cli.clip", "export a frame-exact clip of a time range (mp4, fmp4, ts)"),
+    "snapshot": ("vstore.cli.snapshot", "write the frame at an instant as JPEG/PNG"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }
 

@@ -1,0 +1,33 @@
+"""Write the frame shown at one instant of a camera as a JPEG or PNG (decoding from the
+keyframe before it: the only command that decodes video)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    p.add_argument("--camera", required=True, help="camera id")
+    p.add_argument("--at", required=True, metavar="T", help="instant (ISO 8601, now, -5m)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="frame.jpg or .png")
+    add_json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.snapshot import snapshot
+    from vstore.store import open_store
+    from vstore.timebase import format_time, parse_time_ns
+
+    at = parse_time_ns(args.at)
+    with open_store(args.store, read_only=True) as store:
+        snap = snapshot(store, args.camera, at, args.output)
+    if args.json:
+        print_json(snap.as_json())
+    else:
+        print(
+            f"wrote {snap.path} ({snap.width}x{snap.height}), frame at {format_time(snap.frame_ns)}"
+        )
+    return 0

@@ -1,0 +1,111 @@
+"""Snapshots: the exact frame shown at a wall-clock instant, as JPEG or PNG.
+
+The one place vstore decodes: from the keyframe at or before the instant up to the last frame
+whose presentation time is at or before it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vstore import format as fmt
+from vstore.errors import NotFound, UsageError, VstoreError
+from vstore.segment_reader import chunk_packets
+from vstore.store import Store
+from vstore.timebase import format_time
+
+_ENCODERS = {
+    ".jpg": ("mjpeg", "yuvj420p"),
+    ".jpeg": ("mjpeg", "yuvj420p"),
+    ".png": ("png", "rgb24"),
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    camera: str
+    requested_ns: int
+    frame_ns: int  # presentation time of the frame written (<= requested_ns)
+    width: int
+    height: int
+    path: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "camera": self.camera,
+            "at": format_time(self.requested_ns),
+            "frame_at": format_time(self.frame_ns),
+            "frame_at_ns": self.frame_ns,
+            "width": self.width,
+            "height": self.height,
+            "path": self.path,
+        }
+
+
+def decode_frame_at(store: Store, camera_id: str, at_ns: int) -> tuple[Any, int]:
+    """(av.VideoFrame, its wall time) of the frame on screen at at_ns."""
+    import av
+
+    num = store.camera_num(camera_id)
+    chunks = store.index.chunks_from_keyframe(num, at_ns, at_ns + 1, fmt.CHUNK_CONTINUATION)
+    if not chunks or chunks[0].start_ns > at_ns:
+        raise NotFound(f"camera {camera_id!r} has no footage at {format_time(at_ns)}")
+    segs = {r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, at_ns + 1)}
+    rd = store.segment_reader(segs[chunks[0].segment_id])
+    try:
+        video = next(t for t in rd.meta.tracks if t.kind == "video")
+        ctx = av.CodecContext.create(video.codec, "r")
+        if video.extradata:
+            ctx.extradata = video.extradata
+        best: tuple[Any, int] | None = None
+        pending: dict[int, int] = {}  # decoder pts -> wall time
+        for c in chunks:
+            if c.segment_id != rd.meta.segment_id:
+                break
+            for p in chunk_packets(rd.meta, rd.read_chunk(c.offset, c.length, c.crc32)):
+                if p.track != video.index or p.wall_ns is None:
+                    continue
+                pkt = av.Packet(bytes(p.data))
+                pkt.pts, pkt.dts = p.pts, p.dts
+                pending[p.pts or 0] = p.wall_ns
+                try:
+                    frames = ctx.decode(pkt)
+                except av.FFmpegError as exc:
+                    raise VstoreError(f"decoding for the snapshot failed: {exc}") from exc
+                for frame in frames:
+                    wall = pending.pop(frame.pts, None)
+                    if wall is not None and wall <= at_ns:
+                        best = (frame, wall)
+        for frame in ctx.decode(None):
+            wall = pending.pop(frame.pts, None)
+            if wall is not None and wall <= at_ns:
+                best = (frame, wall)
+    finally:
+        rd.close()
+    if best is None:
+        raise NotFound(f"no decodable frame at {format_time(at_ns)}")
+    return best
+
+
+def snapshot(store: Store, camera_id: str, at_ns: int, out: str | os.PathLike[str]) -> Snapshot:
+    import av
+
+    path = Path(out)
+    enc = _ENCODERS.get(path.suffix.lower())
+    if enc is None:
+        raise UsageError("snapshot output must end in .jpg, .jpeg or .png")
+    frame, wall = decode_frame_at(store, camera_id, at_ns)
+    codec, pix_fmt = enc
+    with av.open(str(path), "w", format="image2") as o:
+        s = o.add_stream(codec, rate=1)
+        s.width, s.height, s.pix_fmt = frame.width, frame.height, pix_fmt
+        img = frame.reformat(format=pix_fmt)
+        img.pts = 0
+        for pkt in s.encode(img):
+            o.mux(pkt)
+        for pkt in s.encode(None):
+            o.mux(pkt)
+    return Snapshot(camera_id, at_ns, wall, frame.width, frame.height, str(path))
