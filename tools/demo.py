@@ -76,6 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     vstore_main(["ls", "--store", str(store_dir)])
     print(f"\n$ vstore timeline --store {store_dir} --camera lobby")
     vstore_main(["timeline", "--store", str(store_dir), "--camera", "lobby"])
+    # An investigator's request: 10 s of the lobby camera starting 5.5 s into the recording.
+    from vstore.clip import plan_clip, write_clip
+    from vstore.timebase import format_time
+
+    with open_store(store_dir, read_only=True) as store:
+        [lobby] = [c for c in store.cameras() if c.camera == "lobby"]
+        assert lobby.first_ns is not None
+        start = lobby.first_ns + 5_500_000_000
+        end = start + 10_000_000_000
+        out = store_dir / "clip-lobby.mp4"
+        t_clip = time.perf_counter()
+        res = write_clip(store, plan_clip(store, "lobby", start, end), out)
+        clip_s = time.perf_counter() - t_clip
+    print(f"\n$ vstore clip --camera lobby --from {format_time(start)} "
+          f"--to {format_time(end)} -o {out}")
+    print(f"clip: {out.resolve()} ({res.bytes_written / 1024:.0f} KiB, "
+          f"{res.video_packets} video + {res.audio_packets} audio packets) "
+          f"built in {clip_s * 1000:.0f} ms; it starts on the exact frame at "
+          f"{format_time(res.plan.start_ns)}")
     files = sorted(store_dir.glob("segments/*/*/*/*/*.vseg"))
     print(
         f"\ndata: {store_dir.resolve()}/segments/ ({len(files)} segment files), "

@@ -1,0 +1,146 @@
+"""Workload 5, clip: a 60 s clip out of a 1-hour recording, vstore (library call, and the
+`vstore clip` command as a fresh process) vs `ffmpeg -ss START -to END -c copy` on an MP4 of
+the same footage, in the same run: total time and time to first byte."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tools.camsim import StreamSpec, write_file
+from vstore.clip import clip_bytes, plan_clip, write_clip
+from vstore.ingest import import_file
+from vstore.store import open_store
+
+T0 = 1_737_075_600_000_000_000
+NS = 1_000_000_000
+
+
+def _hour_mp4(base: Path, loop_s: int, loops: int, spec: StreamSpec) -> Path:
+    """Encode loop_s seconds once, then remux it `loops` times back to back (same bytes)."""
+    one = base / "loop.ts"
+    write_file(str(one), spec, loop_s)
+    out = base / "hour.mp4"
+    with av.open(str(one)) as src, av.open(str(out), "w") as dst:
+        vs = src.streams.video[0]
+        os_ = dst.add_stream_from_template(vs)
+        pkts = [p for p in src.demux(vs) if p.size]
+        first = pkts[0].dts
+        span = loop_s * vs.time_base.denominator // vs.time_base.numerator
+        for k in range(loops):
+            for p in pkts:
+                q = av.Packet(bytes(p))
+                q.pts, q.dts = p.pts - first + k * span, p.dts - first + k * span
+                q.time_base, q.stream, q.is_keyframe = vs.time_base, os_, p.is_keyframe
+                dst.mux(q)
+    return out
+
+
+@pytest.fixture(scope="module")
+def footage(request, tmp_path_factory):
+    smoke = request.config.getoption("benchmark_disable")
+    base = tmp_path_factory.mktemp("clipbench")
+    if smoke:
+        spec, loop_s, loops, clip_at = StreamSpec(gop_frames=50), 10, 12, 30
+    else:  # 1080p, 25 fps, ~4 Mbit/s, 2 s GOP, one hour
+        spec = StreamSpec(width=1920, height=1080, gop_frames=50, bitrate=4_000_000)
+        loop_s, loops, clip_at = 60, 60, 1800
+    mp4 = _hour_mp4(base, loop_s, loops, spec)
+    store_dir = base / "store"
+    with open_store(store_dir) as st:
+        import_file(st, mp4, "cam", T0)
+    clip_s = 60 if not smoke else 20
+    return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s,
+            "tmp": base}
+
+
+def test_clip_library_mp4(benchmark, footage):
+    """Library call: plan + frame-exact MP4 (moov first) written to a file."""
+    st = open_store(footage["store"], read_only=True)
+    out = footage["tmp"] / "lib.mp4"
+    s, e = T0 + footage["start"] * NS, T0 + footage["end"] * NS
+
+    def run():
+        return write_clip(st, plan_clip(st, "cam", s, e), out)
+
+    res = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert res.video_packets >= (footage["end"] - footage["start"]) * 25
+    st.close()
+
+
+def test_clip_library_first_byte(benchmark, footage):
+    """Library call: time to the first byte of a streamed (fMP4) clip."""
+    st = open_store(footage["store"], read_only=True)
+    s, e = T0 + footage["start"] * NS, T0 + footage["end"] * NS
+
+    def run():
+        it = clip_bytes(st, "cam", s, e, format="fmp4")
+        first = next(it)
+        for _ in it:  # drain so the producer thread ends
+            pass
+        return first
+
+    t_first = []
+
+    def timed():
+        t = time.perf_counter()
+        it = clip_bytes(st, "cam", s, e, format="fmp4")
+        next(it)
+        t_first.append(time.perf_counter() - t)
+        for _ in it:
+            pass
+
+    benchmark.pedantic(timed, rounds=5, iterations=1)
+    benchmark.extra_info["first_byte_s_median"] = sorted(t_first)[len(t_first) // 2]
+    assert run()
+    st.close()
+
+
+def test_clip_cli_fresh_process(benchmark, footage):
+    """`vstore clip` as a new process (start-up imports included)."""
+    out = footage["tmp"] / "cli.mp4"
+    from vstore.timebase import format_time
+
+    args = [sys.executable, "-m", "vstore.cli.main", "clip", "--store", str(footage["store"]),
+            "--camera", "cam", "--from", format_time(T0 + footage["start"] * NS),
+            "--to", format_time(T0 + footage["end"] * NS), "-o", str(out)]
+    benchmark.pedantic(lambda: subprocess.run(args, check=True, capture_output=True),
+                       rounds=5, iterations=1)
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_clip_ffmpeg_baseline(benchmark, footage):
+    """Baseline: ffmpeg -ss START -to END -i hour.mp4 -c copy out.mp4 (input seeking)."""
+    out = footage["tmp"] / "ff.mp4"
+    args = ["ffmpeg", "-v", "error", "-y", "-ss", str(footage["start"]), "-to",
+            str(footage["end"]), "-i", str(footage["mp4"]), "-c", "copy", str(out)]
+    benchmark.pedantic(lambda: subprocess.run(args, check=True), rounds=5, iterations=1)
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_clip_ffmpeg_first_byte(benchmark, footage):
+    """Baseline: time to first byte of ffmpeg's fragmented MP4 cut written to a pipe."""
+    args = ["ffmpeg", "-v", "error", "-ss", str(footage["start"]), "-to", str(footage["end"]),
+            "-i", str(footage["mp4"]), "-c", "copy", "-f", "mp4", "-movflags",
+            "frag_keyframe+empty_moov", "pipe:1"]
+    firsts = []
+
+    def run():
+        t = time.perf_counter()
+        with subprocess.Popen(args, stdout=subprocess.PIPE) as p:
+            assert p.stdout is not None
+            p.stdout.read(1)
+            firsts.append(time.perf_counter() - t)
+            p.stdout.read()
+        return p.returncode
+
+    benchmark.pedantic(run, rounds=5, iterations=1)
+    benchmark.extra_info["first_byte_s_median"] = sorted(firsts)[len(firsts) // 2]
