@@ -44,7 +44,8 @@ def _hour_mp4(base: Path, loop_s: int, loops: int, spec: StreamSpec) -> Path:
 
 @pytest.fixture(scope="module")
 def footage(request, tmp_path_factory):
-    smoke = request.config.getoption("benchmark_disable")
+    cfg = request.config
+    smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
     base = tmp_path_factory.mktemp("clipbench")
     if smoke:
         spec, loop_s, loops, clip_at = StreamSpec(gop_frames=50), 10, 12, 30

@@ -109,6 +109,6 @@ def test_zstd_table_used_when_it_pays():
     stored, codec = fmt.encode_table(raw, 50)
     assert codec == fmt.TABLE_ZSTD and len(stored) < len(raw) // 3
     cols = fmt.decode_table(stored, codec, 50)
-    assert cols.dts.tolist() == [i * 3600 for i in range(50)]
+    assert cols.dts == [i * 3600 for i in range(50)]
     with pytest.raises(CorruptSegment):
         fmt.decode_table(stored[:-3], codec, 50)

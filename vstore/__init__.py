@@ -1,8 +1,15 @@
 """vstore: a storage engine for city-scale video surveillance.
 
 Public API: ``open_store`` gives a ``Store``; ``Store.writer`` gives a ``CameraWriter`` that
-takes PyAV packets or ``Packet`` records; ``TimeRange`` and the errors complete the facade.
+takes PyAV packets or ``Packet`` records; ``Store.clip`` cuts clips; ``TimeRange`` and the
+errors complete the facade. Names are imported on first use, so that `vstore` commands start
+fast (PyAV, NumPy and RocksDB load only when a command needs them).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from vstore._version import __version__
 from vstore.errors import (
@@ -15,11 +22,32 @@ from vstore.errors import (
     UsageError,
     VstoreError,
 )
-from vstore.format import TrackInfo
-from vstore.packet import Packet
-from vstore.segment_writer import CameraWriter
-from vstore.store import Store, open_store
-from vstore.timebase import TimeRange
+
+if TYPE_CHECKING:
+    from vstore.format import TrackInfo
+    from vstore.packet import Packet
+    from vstore.segment_writer import CameraWriter
+    from vstore.store import Store, open_store
+    from vstore.timebase import TimeRange
+
+_LAZY = {
+    "CameraWriter": "vstore.segment_writer",
+    "Packet": "vstore.packet",
+    "Store": "vstore.store",
+    "TimeRange": "vstore.timebase",
+    "TrackInfo": "vstore.format",
+    "open_store": "vstore.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'vstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CameraWriter",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import sys
 import zlib
+from array import array
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from typing import Any
 
-import numpy as np
 import zstandard
 
 from vstore.errors import CorruptSegment
@@ -221,17 +223,27 @@ def unpack_chunk_header(buf: bytes | memoryview, offset: int = 0) -> ChunkHeader
 
 @dataclass(frozen=True)
 class PacketColumns:
-    """A chunk's decoded packet table: numpy columns, plus payload offsets."""
+    """A chunk's decoded packet table as plain lists (one entry per packet), plus payload
+    offsets. Lists, not arrays: readers walk them packet by packet, and leaving NumPy out of
+    the read path keeps `vstore` commands quick to start."""
 
-    dts: np.ndarray  # int64
-    pts: np.ndarray  # int64
-    size: np.ndarray  # uint32
-    flags: np.ndarray  # uint8
-    track: np.ndarray  # uint8
-    offset: np.ndarray  # int64, offset of each packet within the chunk payload
+    dts: list[int]
+    pts: list[int]
+    size: list[int]
+    flags: bytes
+    track: bytes
+    offset: list[int]  # offset of each packet within the chunk payload
 
     def __len__(self) -> int:
         return len(self.dts)
+
+
+def _column(raw: bytes | memoryview, code: str, start: int, n: int) -> array:
+    col = array(code)
+    col.frombytes(raw[start : start + n * col.itemsize])
+    if sys.byteorder != "little":
+        col.byteswap()
+    return col
 
 
 def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumns:
@@ -246,15 +258,14 @@ def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumn
         raw = stored
     if len(raw) != n * PTABLE_ROW_BYTES:
         raise CorruptSegment("packet table size does not match packet count")
-    dts = np.cumsum(np.frombuffer(raw, "<i8", n, 0))
-    cts = np.frombuffer(raw, "<i4", n, 8 * n).astype(np.int64)
-    size = np.frombuffer(raw, "<u4", n, 12 * n)
-    flags = np.frombuffer(raw, "u1", n, 16 * n)
-    track = np.frombuffer(raw, "u1", n, 17 * n)
-    offset = np.zeros(n, dtype=np.int64)
-    if n:
-        np.cumsum(size[:-1], out=offset[1:])
-    return PacketColumns(dts, dts + cts, size, flags, track, offset)
+    dts = list(accumulate(_column(raw, "q", 0, n)))
+    cts = _column(raw, "i", 8 * n, n)
+    size = _column(raw, "I", 12 * n, n).tolist()
+    flags = bytes(raw[16 * n : 17 * n])
+    track = bytes(raw[17 * n : 18 * n])
+    offset = [0, *accumulate(size[:-1])] if n else []
+    pts = [d + c for d, c in zip(dts, cts, strict=True)]
+    return PacketColumns(dts, pts, size, flags, track, offset)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     table = memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset]
     cols = fmt.decode_table(table, h.table_codec, h.packet_count)
     payload = buf[h.payload_offset : body_end]
-    if int(cols.size.sum()) != len(payload):
+    if sum(cols.size) != len(payload):
         raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
     return Chunk(h, cols, payload, crc)
 
@@ -210,12 +210,8 @@ def chunk_packets(meta: fmt.SegmentMeta, chunk: Chunk) -> Iterator[Packet]:
     cols = chunk.columns
     payload = chunk.payload
     tbs = [t.time_base for t in meta.tracks]
-    dts = cols.dts.tolist()
-    pts = cols.pts.tolist()
-    size = cols.size.tolist()
-    flags = cols.flags.tolist()
-    track = cols.track.tolist()
-    off = cols.offset.tolist()
+    dts, pts, size, off = cols.dts, cols.pts, cols.size, cols.offset
+    flags, track = cols.flags, cols.track
     for i in range(len(dts)):
         tr = track[i]
         wall = meta.anchor_wall_ns + ticks_to_ns(pts[i], *tbs[tr]) - meta.anchor_media_ns
