@@ -57,8 +57,7 @@ def footage(request, tmp_path_factory):
     with open_store(store_dir) as st:
         import_file(st, mp4, "cam", T0)
     clip_s = 60 if not smoke else 20
-    return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s,
-            "tmp": base}
+    return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s, "tmp": base}
 
 
 def test_clip_library_mp4(benchmark, footage):
@@ -108,11 +107,25 @@ def test_clip_cli_fresh_process(benchmark, footage):
     out = footage["tmp"] / "cli.mp4"
     from vstore.timebase import format_time
 
-    args = [sys.executable, "-m", "vstore.cli.main", "clip", "--store", str(footage["store"]),
-            "--camera", "cam", "--from", format_time(T0 + footage["start"] * NS),
-            "--to", format_time(T0 + footage["end"] * NS), "-o", str(out)]
-    benchmark.pedantic(lambda: subprocess.run(args, check=True, capture_output=True),
-                       rounds=5, iterations=1)
+    args = [
+        sys.executable,
+        "-m",
+        "vstore.cli.main",
+        "clip",
+        "--store",
+        str(footage["store"]),
+        "--camera",
+        "cam",
+        "--from",
+        format_time(T0 + footage["start"] * NS),
+        "--to",
+        format_time(T0 + footage["end"] * NS),
+        "-o",
+        str(out),
+    ]
+    benchmark.pedantic(
+        lambda: subprocess.run(args, check=True, capture_output=True), rounds=5, iterations=1
+    )
     assert out.stat().st_size > 0
 
 
@@ -120,8 +133,21 @@ def test_clip_cli_fresh_process(benchmark, footage):
 def test_clip_ffmpeg_baseline(benchmark, footage):
     """Baseline: ffmpeg -ss START -to END -i hour.mp4 -c copy out.mp4 (input seeking)."""
     out = footage["tmp"] / "ff.mp4"
-    args = ["ffmpeg", "-v", "error", "-y", "-ss", str(footage["start"]), "-to",
-            str(footage["end"]), "-i", str(footage["mp4"]), "-c", "copy", str(out)]
+    args = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-ss",
+        str(footage["start"]),
+        "-to",
+        str(footage["end"]),
+        "-i",
+        str(footage["mp4"]),
+        "-c",
+        "copy",
+        str(out),
+    ]
     benchmark.pedantic(lambda: subprocess.run(args, check=True), rounds=5, iterations=1)
     assert out.stat().st_size > 0
 
@@ -129,9 +155,24 @@ def test_clip_ffmpeg_baseline(benchmark, footage):
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 def test_clip_ffmpeg_first_byte(benchmark, footage):
     """Baseline: time to first byte of ffmpeg's fragmented MP4 cut written to a pipe."""
-    args = ["ffmpeg", "-v", "error", "-ss", str(footage["start"]), "-to", str(footage["end"]),
-            "-i", str(footage["mp4"]), "-c", "copy", "-f", "mp4", "-movflags",
-            "frag_keyframe+empty_moov", "pipe:1"]
+    args = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-ss",
+        str(footage["start"]),
+        "-to",
+        str(footage["end"]),
+        "-i",
+        str(footage["mp4"]),
+        "-c",
+        "copy",
+        "-f",
+        "mp4",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        "pipe:1",
+    ]
     firsts = []
 
     def run():

@@ -32,3 +32,68 @@ def decode_key(const unsigned char[::1] key):
     for i in range(8):
         v = (v << 8) | key[5 + i]
     return bytes([key[0]]), camera, <int64_t>(v ^ _BIAS)
+
+
+cdef inline int _put_uvarint(unsigned char *buf, uint64_t v) noexcept nogil:
+    cdef int n = 0
+    while v >= 0x80:
+        buf[n] = (v & 0x7F) | 0x80
+        v >>= 7
+        n += 1
+    buf[n] = <unsigned char>v
+    return n + 1
+
+
+def encode_chunk_value(uint64_t segment_id, uint64_t offset, uint64_t length, uint64_t packets,
+                       int64_t duration_ns, uint32_t crc32, unsigned char flags):
+    """Chunk row value: uvarints (segment id, offset, length, packets, duration) + crc32 u32 LE
+    + flags u8."""
+    cdef unsigned char buf[60]
+    cdef int n = 0, i
+    if duration_ns < 0:
+        raise ValueError("chunk row fields must be non-negative")
+    n += _put_uvarint(buf + n, segment_id)
+    n += _put_uvarint(buf + n, offset)
+    n += _put_uvarint(buf + n, length)
+    n += _put_uvarint(buf + n, packets)
+    n += _put_uvarint(buf + n, <uint64_t>duration_ns)
+    for i in range(4):
+        buf[n + i] = (crc32 >> (8 * i)) & 0xFF
+    buf[n + 4] = flags
+    return (<char *>buf)[:n + 5]
+
+
+def decode_chunk_row(const unsigned char[::1] key, const unsigned char[::1] value):
+    """(camera, start_ns, end_ns, segment_id, offset, length, packets, crc32, flags)."""
+    cdef uint32_t camera = 0, crc = 0
+    cdef uint64_t v = 0
+    cdef uint64_t out[5]
+    cdef Py_ssize_t pos = 0, n = value.shape[0]
+    cdef int i, shift
+    cdef unsigned char b
+    cdef int64_t start
+    if key.shape[0] < 13:
+        raise ValueError(f"index key too short: {key.shape[0]} bytes")
+    for i in range(4):
+        camera = (camera << 8) | key[1 + i]
+    for i in range(8):
+        v = (v << 8) | key[5 + i]
+    start = <int64_t>(v ^ _BIAS)
+    for i in range(5):
+        out[i] = 0
+        shift = 0
+        while True:
+            if pos >= n or shift > 63:
+                raise ValueError("truncated chunk row value")
+            b = value[pos]
+            pos += 1
+            out[i] |= (<uint64_t>(b & 0x7F)) << shift
+            if b < 0x80:
+                break
+            shift += 7
+    if pos + 5 > n:
+        raise ValueError("truncated chunk row value")
+    for i in range(4):
+        crc |= (<uint32_t>value[pos + i]) << (8 * i)
+    return (camera, start, start + <int64_t>out[4], out[0], out[1], out[2], out[3], crc,
+            value[pos + 4])

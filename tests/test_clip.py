@@ -211,8 +211,17 @@ def test_clip_cli(recorded, tmp_path, capsys):
     store = str(recorded.root)
     recorded.close()
     out = tmp_path / "c.mp4"
-    argv = ["clip", "--store", store, "--camera", "cam", "--from",
-            "2025-01-17T08:00:01+07:00", "--to", "2025-01-17T08:00:03+07:00"]
+    argv = [
+        "clip",
+        "--store",
+        store,
+        "--camera",
+        "cam",
+        "--from",
+        "2025-01-17T08:00:01+07:00",
+        "--to",
+        "2025-01-17T08:00:03+07:00",
+    ]
     assert main([*argv, "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     assert decode(out)[0] == list(range(25, 75))
@@ -222,11 +231,43 @@ def test_clip_cli(recorded, tmp_path, capsys):
     assert main([*argv, "--plan", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["segments"]
     # Nothing recorded in the range: a clear error and exit code 3.
-    assert main(["clip", "--store", store, "--camera", "cam", "--from", "2030-01-01T00:00Z",
-                 "--to", "2030-01-01T00:01Z", "-o", str(tmp_path / "x.mp4")]) == 3
+    assert (
+        main(
+            [
+                "clip",
+                "--store",
+                store,
+                "--camera",
+                "cam",
+                "--from",
+                "2030-01-01T00:00Z",
+                "--to",
+                "2030-01-01T00:01Z",
+                "-o",
+                str(tmp_path / "x.mp4"),
+            ]
+        )
+        == 3
+    )
     assert "no footage" in capsys.readouterr().err
-    assert main(["clip", "--store", store, "--camera", "cam", "--from", "2030-01-01T00:01Z",
-                 "--to", "2030-01-01T00:00Z", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert (
+        main(
+            [
+                "clip",
+                "--store",
+                store,
+                "--camera",
+                "cam",
+                "--from",
+                "2030-01-01T00:01Z",
+                "--to",
+                "2030-01-01T00:00Z",
+                "-o",
+                str(tmp_path / "x.mp4"),
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize("frame", [0, 24, 25, 37, 299])
@@ -248,10 +289,52 @@ def test_snapshot_jpeg_cli_and_errors(recorded, tmp_path, capsys):
     store = str(recorded.root)
     recorded.close()
     out = tmp_path / "f.jpg"
-    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
-                 "2025-01-17T01:00:05Z", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "snapshot",
+                "--store",
+                store,
+                "--camera",
+                "cam",
+                "--at",
+                "2025-01-17T01:00:05Z",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:2] == b"\xff\xd8"
-    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
-                 "2025-01-17T00:00:00Z", "-o", str(out)]) == 3
-    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
-                 "2025-01-17T01:00:05Z", "-o", str(tmp_path / "f.gif")]) == 2
+    assert (
+        main(
+            [
+                "snapshot",
+                "--store",
+                store,
+                "--camera",
+                "cam",
+                "--at",
+                "2025-01-17T00:00:00Z",
+                "-o",
+                str(out),
+            ]
+        )
+        == 3
+    )
+    assert (
+        main(
+            [
+                "snapshot",
+                "--store",
+                store,
+                "--camera",
+                "cam",
+                "--at",
+                "2025-01-17T01:00:05Z",
+                "-o",
+                str(tmp_path / "f.gif"),
+            ]
+        )
+        == 2
+    )

@@ -127,6 +127,39 @@ class TestTwinsAgree:
         assert py.encode_key(b"K", cam, t) == c.encode_key(b"K", cam, t)
         assert c.decode_key(c.encode_key(b"K", cam, t)) == (b"K", cam, t)
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.integers(0, 2**32 - 1),
+        st.integers(-(2**62), 2**62),
+        st.integers(0, 2**63 - 1),
+        st.integers(0, 2**40),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**61),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 255),
+    )
+    def test_chunk_rows(self, cam, start, seg, off, length, n, dur, crc, flags):
+        py, c = IMPLS["py"]["keycodec"], IMPLS["c"]["keycodec"]
+        v = py.encode_chunk_value(seg, off, length, n, dur, crc, flags)
+        assert c.encode_chunk_value(seg, off, length, n, dur, crc, flags) == v
+        key = py.encode_key(b"K", cam, start)
+        expect = (cam, start, start + dur, seg, off, length, n, crc, flags)
+        assert py.decode_chunk_row(key, v) == c.decode_chunk_row(key, v) == expect
+
+
+class TestChunkRowCodec:
+    def test_golden_value(self, impl):
+        v = impl["keycodec"].encode_chunk_value(7, 370, 87, 2, 2_000_000_000, 0x05E5D39D, 1)
+        assert v.hex() == "07f2025702" + "80a8d6b907" + "9dd3e505" + "01"
+
+    @pytest.mark.parametrize("cut", [0, 1, 5, 10, 13])
+    def test_truncated_value_is_an_error(self, impl, cut):
+        kc = impl["keycodec"]
+        v = kc.encode_chunk_value(7, 370, 87, 2, 2_000_000_000, 0x05E5D39D, 1)
+        with pytest.raises(ValueError):
+            kc.decode_chunk_row(kc.encode_key(b"K", 1, 0), v[:cut])
+
 
 class TestKeyOrder:
     @settings(max_examples=300, deadline=None)

@@ -132,19 +132,43 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if "test_clip_library_mp4" in by:
         ff = med("test_clip_ffmpeg_baseline") if "test_clip_ffmpeg_baseline" in by else None
         lib = med("test_clip_library_mp4")
-        figs.append(figure("clip 60 s of 1 h, library call, total (vs ffmpeg -ss -to -c copy)",
-                           lib * 1000, "ms", ff * 1000 if ff else None,
-                           "ratio <= 0.1 (10x faster)", (lib / ff <= 0.1) if ff else None))
+        figs.append(
+            figure(
+                "clip 60 s of 1 h, library call, total (vs ffmpeg -ss -to -c copy)",
+                lib * 1000,
+                "ms",
+                ff * 1000 if ff else None,
+                "ratio <= 0.1 (10x faster)",
+                (lib / ff <= 0.1) if ff else None,
+            )
+        )
         ttfb = by["test_clip_library_first_byte"]["extra_info"]["first_byte_s_median"]
-        ff_ttfb = (by["test_clip_ffmpeg_first_byte"]["extra_info"]["first_byte_s_median"]
-                   if "test_clip_ffmpeg_first_byte" in by else None)
-        figs.append(figure("clip time to first byte, library, hot (vs ffmpeg to a pipe)",
-                           ttfb * 1000, "ms", ff_ttfb * 1000 if ff_ttfb else None,
-                           "< 20 ms", ttfb < 0.020))
+        ff_ttfb = (
+            by["test_clip_ffmpeg_first_byte"]["extra_info"]["first_byte_s_median"]
+            if "test_clip_ffmpeg_first_byte" in by
+            else None
+        )
+        figs.append(
+            figure(
+                "clip time to first byte, library, hot (vs ffmpeg to a pipe)",
+                ttfb * 1000,
+                "ms",
+                ff_ttfb * 1000 if ff_ttfb else None,
+                "< 20 ms",
+                ttfb < 0.020,
+            )
+        )
         cli = med("test_clip_cli_fresh_process")
-        figs.append(figure("clip 60 s of 1 h, `vstore clip` fresh process (vs ffmpeg)",
-                           cli * 1000, "ms", ff * 1000 if ff else None, "ratio <= 1",
-                           (cli / ff <= 1) if ff else None))
+        figs.append(
+            figure(
+                "clip 60 s of 1 h, `vstore clip` fresh process (vs ffmpeg)",
+                cli * 1000,
+                "ms",
+                ff * 1000 if ff else None,
+                "ratio <= 1",
+                (cli / ff <= 1) if ff else None,
+            )
+        )
     if "test_index_bytes_per_camera_day" in by:
         size = by["test_index_bytes_per_camera_day"]["extra_info"]["index_bytes_per_camera_day"]
         figs.append(

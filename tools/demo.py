@@ -89,12 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         t_clip = time.perf_counter()
         res = write_clip(store, plan_clip(store, "lobby", start, end), out)
         clip_s = time.perf_counter() - t_clip
-    print(f"\n$ vstore clip --camera lobby --from {format_time(start)} "
-          f"--to {format_time(end)} -o {out}")
-    print(f"clip: {out.resolve()} ({res.bytes_written / 1024:.0f} KiB, "
-          f"{res.video_packets} video + {res.audio_packets} audio packets) "
-          f"built in {clip_s * 1000:.0f} ms; it starts on the exact frame at "
-          f"{format_time(res.plan.start_ns)}")
+    print(
+        f"\n$ vstore clip --camera lobby --from {format_time(start)} "
+        f"--to {format_time(end)} -o {out}"
+    )
+    print(
+        f"clip: {out.resolve()} ({res.bytes_written / 1024:.0f} KiB, "
+        f"{res.video_packets} video + {res.audio_packets} audio packets) "
+        f"built in {clip_s * 1000:.0f} ms; it starts on the exact frame at "
+        f"{format_time(res.plan.start_ns)}"
+    )
     files = sorted(store_dir.glob("segments/*/*/*/*/*.vseg"))
     print(
         f"\ndata: {store_dir.resolve()}/segments/ ({len(files)} segment files), "

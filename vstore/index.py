@@ -9,21 +9,27 @@ allocate ids are guarded by one lock.
 from __future__ import annotations
 
 import json
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from rocksdict import AccessType, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
-from vstore import layout
+from vstore import _native, layout
 from vstore.errors import StoreLocked, VstoreError
 
 SCHEMA_VERSION = 1
-
-_CHUNK_VALUE = struct.Struct("<QQIIqII")  # seg id, offset, length, packets, end_ns, crc, flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +50,23 @@ class ChunkRow:
         return layout.chunk_key(self.camera_num, self.start_ns)
 
     def value(self) -> bytes:
-        return _CHUNK_VALUE.pack(
+        """About 20 bytes of varints + CRC + flags (docs/design/schema.md)."""
+        return _native.keycodec.encode_chunk_value(
             self.segment_id,
             self.offset,
             self.length,
             self.packet_count,
-            self.end_ns,
+            self.end_ns - self.start_ns,
             self.crc32,
             self.flags,
         )
 
     @classmethod
     def decode(cls, key: bytes, value: bytes) -> ChunkRow:
-        cam, start = layout.decode_time_key(key)
-        seg, off, length, n, end, crc, flags = _CHUNK_VALUE.unpack(value)
-        return cls(cam, start, end, seg, off, length, n, crc, flags)
+        try:
+            return cls(*_native.keycodec.decode_chunk_row(key, value))
+        except ValueError as exc:
+            raise VstoreError(f"corrupt chunk row in the index: {key.hex()}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +153,20 @@ class Batch:
         self.count += 1
 
 
-def _options() -> Options:
+BLOCK_CACHE_BYTES = 64 << 20  # a camera-month of chunk rows is ~30 MB: keep seeks in memory
+_BLOCK_CACHE = Cache(BLOCK_CACHE_BYTES)  # shared by every index opened in this process
+
+
+def _options(read_only: bool = False) -> Options:
     o = Options(raw_mode=True)
-    o.create_if_missing(True)
-    o.set_compression_type(DBCompressionType.zstd())
+    t = BlockBasedOptions()
+    t.set_block_cache(_BLOCK_CACHE)
+    t.set_bloom_filter(10, False)
+    t.set_cache_index_and_filter_blocks(True)
+    o.set_block_based_table_factory(t)
+    if not read_only:
+        o.create_if_missing(True)
+        o.set_compression_type(DBCompressionType.zstd())
     return o
 
 
@@ -164,7 +182,7 @@ class TimeIndex:
                 if not (self.path / "CURRENT").exists():
                     raise VstoreError(f"no index at {self.path}: is this a vstore store?")
                 self._db = Rdict(
-                    str(self.path), Options(raw_mode=True), access_type=AccessType.read_only()
+                    str(self.path), _options(read_only=True), access_type=AccessType.read_only()
                 )
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -294,10 +312,24 @@ class TimeIndex:
         """Chunks overlapping [start_ns, end_ns): one seek, then a forward scan."""
         prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
         seek = layout.chunk_key(camera_num, start_ns)
-        for key, value in self._scan_from_prev(prefix, seek, end_ns):
-            row = ChunkRow.decode(key, value)
+        decode = _native.keycodec.decode_chunk_row
+        it = self._db.iter()
+        it.seek_for_prev(seek)
+        if not it.valid() or not it.key().startswith(prefix):
+            it.seek(seek)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            try:
+                row = ChunkRow(*decode(key, it.value()))
+            except ValueError as exc:
+                raise VstoreError(f"corrupt chunk row in the index: {key.hex()}") from exc
+            if row.start_ns >= end_ns:
+                return
             if row.end_ns > start_ns:
                 yield row
+            it.next()
 
     def chunks_from_keyframe(
         self, camera_num: int, start_ns: int, end_ns: int, continuation_flag: int
