@@ -88,3 +88,135 @@ cdef class PacketTable:
             memcpy(p + 16 * n, self._flags, n)
             memcpy(p + 17 * n, self._track, n)
         return bytes(out)
+
+
+from _nalscan cimport NAL_KEY, scan_flags
+
+cdef enum:
+    MAX_TRACKS = 256
+
+cdef int64_t WRAP_HALF = (<int64_t>1) << 32
+
+# push() results: the packet was appended, or the Python slow path must handle it.
+FAST_APPENDED = 0
+FAST_SLOW = 1
+
+
+cdef class FastPath:
+    """Per-camera timestamp state plus the common case of ``CameraWriter.write_raw``.
+
+    It owns each track's timestamp state (the Python slow path reads and writes it through
+    ``state``/``set_state``), and ``push`` appends an ordinary packet (timestamps present and
+    increasing, no wrap, not a keyframe, writer started) to the packet table without creating
+    a Python object. Anything else returns FAST_SLOW *before* changing any state.
+    """
+    cdef PacketTable table
+    cdef int ntracks, video
+    cdef int64_t last_dts[MAX_TRACKS]
+    cdef int64_t last_raw[MAX_TRACKS]
+    cdef int64_t wrap_off[MAX_TRACKS]
+    cdef int64_t rebase_off[MAX_TRACKS]
+    cdef int64_t last_delta[MAX_TRACKS]
+    cdef int64_t max_jump[MAX_TRACKS]
+    cdef bint has_last[MAX_TRACKS]
+    cdef bint wrap_bits[MAX_TRACKS]
+    cdef int nal_codec[MAX_TRACKS]
+    cdef int length_size[MAX_TRACKS]
+    cdef public bint enabled
+    cdef public bint started
+    cdef public long long chunk_last_vpts
+    cdef public long long chunk_vdelta
+
+    def __init__(self, PacketTable table, int video, list tracks):
+        """tracks: (max_jump_ticks, wrap_bits, nal_codec, length_size) per track."""
+        cdef int i
+        if not 0 < len(tracks) <= MAX_TRACKS:
+            raise ValueError("1..256 tracks")
+        self.table = table
+        self.ntracks = len(tracks)
+        self.video = video
+        self.enabled = True
+        self.started = False
+        self.chunk_last_vpts = 0
+        self.chunk_vdelta = 0
+        for i in range(self.ntracks):
+            mj, wb, nc, ls = tracks[i]
+            self.max_jump[i] = mj
+            self.wrap_bits[i] = wb
+            self.nal_codec[i] = nc
+            self.length_size[i] = ls
+            self.has_last[i] = False
+            self.last_dts[i] = 0
+            self.last_raw[i] = 0
+            self.wrap_off[i] = 0
+            self.rebase_off[i] = 0
+            self.last_delta[i] = 1
+
+    def state(self, int t):
+        """(last_dts or None, last_raw or None, wrap_off, rebase_off, last_delta)."""
+        if self.has_last[t]:
+            return (self.last_dts[t], self.last_raw[t], self.wrap_off[t], self.rebase_off[t],
+                    self.last_delta[t])
+        return (None, None, self.wrap_off[t], self.rebase_off[t], self.last_delta[t])
+
+    def set_state(self, int t, last_dts, last_raw, int64_t wrap_off, int64_t rebase_off,
+                  int64_t last_delta):
+        self.has_last[t] = last_dts is not None
+        if last_dts is not None:
+            self.last_dts[t] = last_dts
+            self.last_raw[t] = last_raw
+        self.wrap_off[t] = wrap_off
+        self.rebase_off[t] = rebase_off
+        self.last_delta[t] = last_delta
+
+    def push(self, track, pts, dts, bint is_key, data):
+        cdef const unsigned char[::1] buf
+        cdef int64_t p, d, raw, upts, ndts, delta, npts
+        cdef Py_ssize_t size
+        cdef int bits, t
+        if type(track) is not int or pts is None or dts is None or not self.enabled:
+            return FAST_SLOW
+        if not 0 <= track < self.ntracks:
+            return FAST_SLOW
+        t = track
+        if not self.started or not self.has_last[t]:
+            return FAST_SLOW
+        if t == self.video and is_key:
+            return FAST_SLOW
+        try:
+            buf = data
+        except (TypeError, ValueError):
+            return FAST_SLOW
+        size = buf.shape[0]
+        if size == 0 or size > 0xFFFFFFFF:
+            return FAST_SLOW
+        p = pts
+        d = dts
+        raw = d + self.wrap_off[t]
+        if self.wrap_bits[t] and raw < self.last_raw[t] - WRAP_HALF:
+            return FAST_SLOW
+        upts = p + self.wrap_off[t]
+        if self.wrap_bits[t] and (upts < raw - WRAP_HALF or upts > raw + WRAP_HALF):
+            return FAST_SLOW
+        ndts = raw + self.rebase_off[t]
+        delta = ndts - self.last_dts[t]
+        if delta <= 0 or delta > self.max_jump[t]:
+            return FAST_SLOW
+        npts = upts + self.rebase_off[t]
+        if npts < ndts:
+            npts = ndts
+        if npts - ndts > 2147483647:
+            return FAST_SLOW
+        if t == self.video:
+            if self.nal_codec[t] >= 0:
+                with nogil:
+                    bits = scan_flags(&buf[0], size, self.nal_codec[t], self.length_size[t])
+                if bits & NAL_KEY:
+                    return FAST_SLOW
+            self.chunk_last_vpts = npts
+            self.chunk_vdelta = delta
+        self.last_dts[t] = ndts
+        self.last_raw[t] = raw
+        self.last_delta[t] = delta
+        self.table.append(ndts, npts, <uint32_t>size, 0, t)
+        return FAST_APPENDED

@@ -37,21 +37,16 @@ class Fs:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
 
     def writev(self, fd: int, parts: list[bytes | bytearray | memoryview]) -> int:
-        """Write all parts (looping on short writes); returns bytes written."""
-        total = 0
-        pending = [memoryview(p).cast("B") for p in parts if len(p)]
-        while pending:
-            n = os.writev(fd, pending[:512])
-            total += n
-            while n and pending:
-                head = pending[0]
-                if n >= len(head):
-                    n -= len(head)
-                    pending.pop(0)
-                else:
-                    pending[0] = head[n:]
-                    n = 0
-        return total
+        """Write all parts; returns bytes written. Short writes are finished, not dropped."""
+        want = sum(len(p) for p in parts)
+        done = os.writev(fd, parts[:512]) if parts else 0
+        if done == want:
+            return done
+        # Rare: a short write, or more parts than one writev takes. Finish contiguously.
+        rest = memoryview(b"".join(parts))[done:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        return want
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)

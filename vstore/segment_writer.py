@@ -55,12 +55,13 @@ class SegmentFile:
             raise translate_oserror(exc, f"cannot create {self.path}") from exc
         try:
             fs.writev(self.fd, [header])
-            fs.fsync(self.fd)
-            # W1: the file's directory entry is durable before any chunk row names it.
-            fs.fsync_dir(self.path.parent)
         except OSError as exc:
             fs.close(self.fd)
             raise translate_oserror(exc, f"cannot write {self.path}") from exc
+        # No fsync yet: the first sync() covers the header, and fsyncs the directory entry
+        # before any chunk row names the file (W1). A crash before it leaves a file that
+        # recovery discards (R1).
+        self._dir_synced = False
         self._sha = hashlib.sha256(header)
         self.offset = len(header)
         self.entries: list[fmt.DirEntry] = []
@@ -76,18 +77,18 @@ class SegmentFile:
         payload: list[bytes | bytearray | memoryview],
     ) -> fmt.DirEntry:
         stored, codec = fmt.encode_table(table_raw, packet_count)
-        payload_len = sum(len(p) for p in payload)
-        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_len
+        # One contiguous payload: a memcpy is cheaper than checksumming, hashing and writing
+        # dozens of small buffers one call at a time.
+        blob = payload[0] if len(payload) == 1 else b"".join(payload)
+        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + len(blob)
         if chunk_len > fmt.MAX_CHUNK_BYTES:
             raise VstoreError("chunk exceeds 4 GiB")
         head = fmt.pack_chunk_header(
             fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
         )
-        crc = zlib.crc32(stored, zlib.crc32(head))
-        for p in payload:
-            crc = zlib.crc32(p, crc)
+        crc = zlib.crc32(blob, zlib.crc32(stored, zlib.crc32(head)))
         tail = fmt.CHUNK_CRC.pack(crc)
-        parts = [head, stored, *payload, tail]
+        parts = [head, stored, blob, tail]
         try:
             self.fs.writev(self.fd, parts)
         except OSError as exc:
@@ -108,6 +109,9 @@ class SegmentFile:
     def sync(self) -> None:
         try:
             self.fs.fsync(self.fd)
+            if not self._dir_synced:
+                self.fs.fsync_dir(self.path.parent)
+                self._dir_synced = True
         except OSError as exc:
             # After a failed fsync the page cache state is unknown (fsyncgate): never retry it
             # as if nothing happened; the caller stops this segment.
@@ -123,6 +127,9 @@ class SegmentFile:
         try:
             self.fs.writev(self.fd, [footer, trailer])
             self.fs.fsync(self.fd)
+            if not self._dir_synced:
+                self.fs.fsync_dir(self.path.parent)
+                self._dir_synced = True
         except OSError as exc:
             raise translate_oserror(exc, f"sealing {self.path}") from exc
         finally:
@@ -148,11 +155,6 @@ class _TrackState:
     length_size: int  # 0 = Annex-B
     max_jump_ticks: int
     wrap_bits: bool
-    wrap_off: int = 0
-    rebase_off: int = 0
-    last_dts: int | None = None  # normalized
-    last_raw: int | None = None  # unwrapped raw dts
-    last_delta: int = 1
 
 
 @dataclass
@@ -238,8 +240,6 @@ class CameraWriter:
         self._payload: list[bytes | bytearray | memoryview] = []
         self._chunk_flags = 0
         self._chunk_start_ns = 0
-        self._chunk_last_vpts = 0
-        self._chunk_vdelta = 0
         self._closed = False
         self._failed: VstoreError | None = None
         self._last_fsync_mono = store.clock.monotonic_ns()
@@ -262,9 +262,16 @@ class CameraWriter:
         self._tracks_info = tracks
         self._ts = [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
+        # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
+        # without Python objects; pure twin: state only). Recreating it resets every track.
+        self._fp = _native.ptable.FastPath(
+            self._table,
+            self._video,
+            [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size) for ts in self._ts],
+        )
 
     def _new_run_state(self) -> None:
-        self._started = False
+        self._fp.started = False
         self._anchor_wall_ns = 0
         self._anchor_media_ns = 0
         self._anchor_offset_ns = 0  # anchor wall minus receive wall (non-zero after a clamp)
@@ -324,7 +331,17 @@ class CameraWriter:
         corrupt: bool = False,
     ) -> None:
         """The fast path behind ``write``: plain values, no record object."""
+        if type(data) is not bytes:
+            data = bytes(data)  # the chunk keeps a reference until it is written: own it
         with self._lock:
+            if not corrupt and not self._fp.push(track, pts, dts, is_key, data):
+                # Appended by the compiled fast path (never taken when closed or failed).
+                self._payload.append(data)
+                self.stats.packets += 1
+                self.stats.bytes += len(data)
+                if self._table.payload_bytes >= self.settings.max_chunk_bytes:
+                    self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+                return
             if self._closed:
                 raise VstoreError(f"camera writer {self.camera_id} is closed")
             if self._failed is not None:
@@ -339,6 +356,7 @@ class CameraWriter:
                     # After an I/O failure the open GOP may lack its keyframe: refuse more
                     # packets rather than store undecodable ones (lifecycle W5).
                     self._failed = exc
+                    self._fp.enabled = False
                 raise
 
     def _write_locked(
@@ -359,37 +377,38 @@ class CameraWriter:
         if size == 0:
             return  # an empty packet carries nothing to store (EOF flush markers)
         flags = fmt.PKT_CORRUPT if corrupt else 0
+        last_dts, last_raw, wrap_off, rebase_off, last_delta = self._fp.state(track)
         # --- timestamps: fill, unwrap, rebase (docs/design/time.md) ---
         if dts is None:
             dts = pts
         if dts is None:
-            if ts.last_raw is None:
+            if last_raw is None:
                 self.stats.dropped_no_timestamp += 1
                 return
-            dts = ts.last_raw + ts.last_delta - ts.wrap_off
+            dts = last_raw + last_delta - wrap_off
             flags |= fmt.PKT_TS_SYNTH
             self.stats.timestamps_synthesized += 1
         if pts is None:
             pts = dts
             flags |= fmt.PKT_TS_SYNTH
-        raw = dts + ts.wrap_off
-        if ts.wrap_bits and ts.last_raw is not None and raw < ts.last_raw - (1 << 32):
-            ts.wrap_off += WRAP_33
+        raw = dts + wrap_off
+        if ts.wrap_bits and last_raw is not None and raw < last_raw - (1 << 32):
+            wrap_off += WRAP_33
             raw += WRAP_33
-            self._event("pts_wrap", {"track": track, "offset_ticks": ts.wrap_off})
-        upts = pts + ts.wrap_off
+            self._event("pts_wrap", {"track": track, "offset_ticks": wrap_off})
+        upts = pts + wrap_off
         if ts.wrap_bits:
             if upts < raw - (1 << 32):
                 upts += WRAP_33
             elif upts > raw + (1 << 32):
                 upts -= WRAP_33
-        ndts = raw + ts.rebase_off
+        ndts = raw + rebase_off
         bump = 0  # ticks added to this packet alone to keep dts strictly increasing
-        if ts.last_dts is not None:
-            delta = ndts - ts.last_dts
-            if delta <= 0 and -delta <= ts.last_delta * 4:
+        if last_dts is not None:
+            delta = ndts - last_dts
+            if delta <= 0 and -delta <= last_delta * 4:
                 # A small reorder or a repeated dts: keep the order, count it.
-                bump = ts.last_dts + 1 - ndts
+                bump = last_dts + 1 - ndts
                 self.stats.non_monotonic += 1
             elif delta <= 0 or delta > ts.max_jump_ticks:
                 # A jump (clock step, camera reboot, spliced file): continue media time
@@ -399,15 +418,18 @@ class CameraWriter:
                     {"track": track, "jump_ns": ticks_to_ns(delta, *ts.info.time_base)},
                 )
                 self.stats.discontinuities += 1
-                ts.rebase_off += ts.last_dts + ts.last_delta - ndts
-                ndts = raw + ts.rebase_off
+                rebase_off += last_dts + last_delta - ndts
+                ndts = raw + rebase_off
             else:
-                ts.last_delta = delta
+                last_delta = delta
         ndts += bump
-        npts = upts + ts.rebase_off + bump
-        npts = max(npts, ndts)
-        ts.last_dts = ndts
-        ts.last_raw = raw
+        npts = upts + rebase_off + bump
+        if not ndts <= npts <= ndts + 0x7FFFFFFF:
+            # pts before dts, or hours after it: not a real reorder delay; show it at dts.
+            if npts > ndts:
+                self.stats.non_monotonic += 1
+            npts = ndts
+        self._fp.set_state(track, ndts, raw, wrap_off, rebase_off, last_delta)
 
         # --- video: keyframes, parameter sets, chunk and segment cuts ---
         if track == self._video:
@@ -426,13 +448,12 @@ class CameraWriter:
                 flags |= fmt.PKT_KEY
                 if not self._on_keyframe(npts, params, wall_ns):
                     return
-            elif not self._started:
+            elif not self._fp.started:
                 self.stats.dropped_before_keyframe += 1
                 return
-            self._chunk_last_vpts = npts
-            if ts.last_delta:
-                self._chunk_vdelta = ts.last_delta
-        elif not self._started:
+            self._fp.chunk_last_vpts = npts
+            self._fp.chunk_vdelta = last_delta
+        elif not self._fp.started:
             self.stats.dropped_before_keyframe += 1
             return
 
@@ -457,6 +478,7 @@ class CameraWriter:
         with self._lock:
             self._seal_segment()
             self._failed = None
+            self._fp.enabled = True
             if tracks is not None:
                 self._set_tracks(tracks)
             else:
@@ -478,6 +500,7 @@ class CameraWriter:
                 raise
             finally:
                 self._closed = True
+                self._fp.enabled = False
                 self.store._writer_closed(self)
 
     # --- internals -----------------------------------------------------------------------------
@@ -493,7 +516,7 @@ class CameraWriter:
 
     def _open_chunk_end_ns(self) -> int:
         """Wall end of the open chunk: its last video frame plus one frame duration."""
-        return self._wall_of(self._video, self._chunk_last_vpts + self._chunk_vdelta)
+        return self._wall_of(self._video, self._fp.chunk_last_vpts + self._fp.chunk_vdelta)
 
     def _wall_of(self, track: int, ticks: int) -> int:
         tb = self._ts[track].info.time_base
@@ -502,7 +525,7 @@ class CameraWriter:
     def _on_keyframe(self, key_pts: int, params: bytes, wall_ns: int | None) -> bool:
         """Handle a video keyframe; False when the packet must be dropped."""
         vinfo = self._tracks_info[self._video]
-        if not self._started and not (params or vinfo.extradata) and vinfo.codec in _NAL_CODECS:
+        if not self._fp.started and not (params or vinfo.extradata) and vinfo.codec in _NAL_CODECS:
             self.stats.dropped_no_params += 1
             return False
         params_changed = bool(params) and bool(self._params_seen) and params != self._params_seen
@@ -513,7 +536,7 @@ class CameraWriter:
         if receive_ns is None and self._fixed_start_ns is None:
             receive_ns = self.store.clock.wall_ns()
         predicted = None
-        if self._started:
+        if self._fp.started:
             predicted = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
             if not self._reanchor and receive_ns is not None:
                 # Drift is measured against the offset fixed at anchoring time, so a clamped
@@ -528,7 +551,7 @@ class CameraWriter:
             assert predicted is not None
             self._close_chunk(predicted, continuation_next=False)
         if self._reanchor:
-            if self._fixed_start_ns is not None and not self._started:
+            if self._fixed_start_ns is not None and not self._fp.started:
                 anchor = self._fixed_start_ns
             elif self._fixed_start_ns is not None:
                 # An import continues its own media time: re-anchoring keeps the wall mapping.
@@ -569,7 +592,7 @@ class CameraWriter:
             if params and vinfo.bitstream != "avcc":
                 self._params = params
             self._open_segment(key_wall)
-        self._started = True
+        self._fp.started = True
         self._chunk_start_ns = key_wall
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True

@@ -51,3 +51,43 @@ class PacketTable:
             for p in parts:
                 p.byteswap()
         return b"".join(p.tobytes() for p in parts)
+
+
+FAST_APPENDED = 0
+FAST_SLOW = 1
+
+
+class FastPath:
+    """Pure twin of the compiled FastPath: it holds the same per-track timestamp state but
+    leaves every packet to the Python slow path (``push`` always answers FAST_SLOW), which
+    is the reference behaviour the compiled fast path reproduces for ordinary packets."""
+
+    def __init__(self, table: PacketTable, video: int, tracks: list[tuple[int, bool, int, int]]):
+        if not 0 < len(tracks) <= 256:
+            raise ValueError("1..256 tracks")
+        self.table = table
+        self.video = video
+        self.enabled = True
+        self.started = False
+        self.chunk_last_vpts = 0
+        self.chunk_vdelta = 0
+        self._state: list[tuple[int | None, int | None, int, int, int]] = [
+            (None, None, 0, 0, 1) for _ in tracks
+        ]
+
+    def state(self, t: int) -> tuple[int | None, int | None, int, int, int]:
+        return self._state[t]
+
+    def set_state(
+        self,
+        t: int,
+        last_dts: int | None,
+        last_raw: int | None,
+        wrap_off: int,
+        rebase_off: int,
+        last_delta: int,
+    ) -> None:
+        self._state[t] = (last_dts, last_raw, wrap_off, rebase_off, last_delta)
+
+    def push(self, t: int, pts: int | None, dts: int | None, is_key: bool, data: object) -> int:
+        return FAST_SLOW
