@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from bench.conftest import camera_packets
 from vstore import TrackInfo
 from vstore.store import open_store
@@ -38,14 +40,19 @@ def test_disk_plain_sequential_write(benchmark, tmp_path):
     benchmark.extra_info.update(bytes=total)
 
 
-def test_disk_recording(benchmark, tmp_path):
-    """vstore recording with the default durability (fsync every chunk, 2 s GOPs)."""
+@pytest.mark.parametrize("fsync_interval_s", [0, 1], ids=["fsync-every-gop", "fsync-1s"])
+def test_disk_recording(benchmark, tmp_path, fsync_interval_s):
+    """vstore recording: default durability (fsync every chunk, i.e. every 2 s GOP of
+    footage), and fsync at most once a second of wall time."""
     packets = camera_packets(N, SIZE)
     state = {"i": 0}
 
     def setup():
         state["i"] += 1
-        st = open_store(tmp_path / f"s{state['i']}")
+        d = tmp_path / f"s{state['i']}"
+        d.mkdir()
+        (d / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_interval_s}\n")
+        st = open_store(d)
         return (st, st.writer("cam", [VIDEO], start_ns=T0)), {}
 
     def run(st, w):

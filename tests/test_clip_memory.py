@@ -44,7 +44,10 @@ def day_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def peak_rss_kib(store_dir: Path, hours: float, fmt: str) -> tuple[int, int]:
     out = subprocess.run(
         [sys.executable, "-m", "tests.clip_memory_child", str(store_dir), str(hours), fmt],
-        capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
         timeout=600,
     ).stdout.split()
     return int(out[0]), int(out[1])

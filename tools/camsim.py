@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -324,6 +325,8 @@ def write_file(
     if fmt is None:
         raise ValueError(f"cannot tell the container of {str(path)!r}: pass container=")
     frames = _frame_count(duration_s, spec.fps)
+    if not Path(path).parent.is_dir():  # PyAV would only say "No such file or directory"
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(Path(path).parent))
     with av.open(str(path), "w", format=fmt) as out:
         return sum(1 for _ in _encode(out, spec, frames, False, fmt == "mpegts"))
 
@@ -696,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, av.FFmpegError) as exc:
-        print(f"camsim: error: {exc}", file=sys.stderr)
+        msg, filename = str(exc), getattr(exc, "filename", None)
+        if filename and str(filename) not in msg:
+            msg += f": {filename}"
+        print(f"camsim: error: {msg}", file=sys.stderr)
         return 2
     finally:
         for cam in cams:

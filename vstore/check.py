@@ -147,9 +147,10 @@ def check_store(
             )
     if progress is not None:
         progress(total, total)
+    pending_delete = {rec["path"] for _sid, rec in idx.garbage()}
     for rel in store.layout.iter_segment_files():
-        if rel in indexed_paths:
-            continue
+        if rel in indexed_paths or rel in pending_delete:
+            continue  # pending deletions are finished by the next writable open (D4)
         problem = Problem("C4", rel, "segment file not in the index (orphan)")
         rep.problems.append(problem)
         if repair:

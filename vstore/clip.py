@@ -248,20 +248,24 @@ def write_clip(
     readers: dict[int, SegmentReader] = {}
     counts = {"video": 0, "audio": 0}
     dropped: list[str] = []
-    try:
-        with av.open(
-            target, "w", format=_CONTAINER[format], options=dict(_MUX_OPTIONS[format])
-        ) as container:
-            container.metadata["creation_time"] = format_time(plan.start_ns).replace("+00:00", "Z")
-            container.metadata["vstore_start"] = format_time(plan.start_ns)
-            container.metadata["vstore_start_ns"] = str(plan.start_ns)
-            container.metadata["vstore_camera"] = plan.camera
-            _mux_plan(store, plan, container, format, readers, counts, dropped, progress)
-    except av.FFmpegError as exc:
-        raise VstoreError(f"building the {format} clip failed: {exc}") from exc
-    finally:
-        for rd in readers.values():
-            rd.close()
+    # A read lease keeps retention away from these segments while the clip reads them.
+    with store.lease(p.segment.segment_id for p in plan.parts):
+        try:
+            with av.open(
+                target, "w", format=_CONTAINER[format], options=dict(_MUX_OPTIONS[format])
+            ) as container:
+                container.metadata["creation_time"] = format_time(plan.start_ns).replace(
+                    "+00:00", "Z"
+                )
+                container.metadata["vstore_start"] = format_time(plan.start_ns)
+                container.metadata["vstore_start_ns"] = str(plan.start_ns)
+                container.metadata["vstore_camera"] = plan.camera
+                _mux_plan(store, plan, container, format, readers, counts, dropped, progress)
+        except av.FFmpegError as exc:
+            raise VstoreError(f"building the {format} clip failed: {exc}") from exc
+        finally:
+            for rd in readers.values():
+                rd.close()
     first_byte = None
     written = 0
     if staged is not None:

@@ -27,6 +27,20 @@ max_clock_drift_s = 30
 # Packets buffered between a camera's source and its writer before back-pressure applies.
 queue_packets = 2048
 
+# Retention (`vstore retention run`): footage older than max_age or beyond max_bytes per
+# camera is deleted oldest first, and the oldest footage of any camera when free space falls
+# below min_free. Held footage (`vstore hold add`) is never deleted.
+[retention]
+# max_age = "30d"
+# max_bytes = "2TB"
+# min_free = "10%"            # or a size such as "50GB"
+disk_full = "overwrite-oldest"  # or "stop-recording"
+# [retention.groups.traffic]
+# cameras = ["cross-1", "cross-2"]
+# max_age = "30d"
+# [retention.cameras.lobby]
+# max_age = "90d"
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`:
 # [cameras.front-door]
 # url = "rtsp://192.0.2.10/stream1"
@@ -59,12 +73,145 @@ class CameraSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long and how much of one camera's footage to keep (None: no limit)."""
+
+    max_age_ns: int | None = None
+    max_bytes: int | None = None
+
+
+DISK_FULL_ACTIONS = ("overwrite-oldest", "stop-recording")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """[retention]: a default policy, per-group and per-camera policies, the disk watermark
+    and the declared disk-full behaviour."""
+
+    default: RetentionPolicy = field(default_factory=RetentionPolicy)
+    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = field(default_factory=dict)
+    cameras: dict[str, RetentionPolicy] = field(default_factory=dict)
+    min_free_bytes: int | None = None
+    min_free_ratio: float | None = None
+    disk_full: str = "overwrite-oldest"
+
+    def policy(self, camera_id: str) -> RetentionPolicy:
+        """Camera policy, else the first group naming the camera, else the default."""
+        if camera_id in self.cameras:
+            return self.cameras[camera_id]
+        for members, pol in self.groups.values():
+            if camera_id in members:
+                return pol
+        return self.default
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     defaults: CameraSettings = field(default_factory=CameraSettings)
     cameras: dict[str, CameraSettings] = field(default_factory=dict)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size_bytes(text: str | int) -> int:
+    """``500GB``, ``2TiB``, ``1048576`` -> bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ConfigError(f"negative size: {text}")
+        return text
+    import re
+
+    from vstore.errors import UsageError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _SIZE_UNITS:
+        raise UsageError(f"bad size {text!r}: use e.g. 500GB, 2TiB or a byte count")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> RetentionPolicy:
+    from vstore.errors import UsageError
+    from vstore.timebase import parse_duration_ns
+
+    unknown = set(table) - {"max_age", "max_bytes", "cameras"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    age, size = base.max_age_ns, base.max_bytes
+    try:
+        if "max_age" in table:
+            age = parse_duration_ns(str(table["max_age"]))
+        if "max_bytes" in table:
+            size = parse_size_bytes(table["max_bytes"])
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return RetentionPolicy(age, size)
+
+
+def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
+    from vstore.layout import validate_camera_id
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [retention] must be a table")
+    top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
+    extra = set(top) - {"max_age", "max_bytes", "min_free", "disk_full"}
+    if extra:
+        raise ConfigError(f"{where} [retention]: unknown setting(s) {', '.join(sorted(extra))}")
+    default = _policy(
+        {k: v for k, v in top.items() if k in ("max_age", "max_bytes")},
+        f"{where} [retention]",
+        RetentionPolicy(),
+    )
+    min_free_bytes = min_free_ratio = None
+    if "min_free" in top:
+        text = str(top["min_free"]).strip()
+        if text.endswith("%"):
+            try:
+                min_free_ratio = float(text[:-1]) / 100
+            except ValueError:
+                raise ConfigError(f"{where}: bad min_free {text!r}") from None
+            if not 0 <= min_free_ratio < 1:
+                raise ConfigError(f"{where}: min_free must be within 0%..99%")
+        else:
+            try:
+                min_free_bytes = parse_size_bytes(top["min_free"])
+            except Exception as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+    disk_full = top.get("disk_full", "overwrite-oldest")
+    if disk_full not in DISK_FULL_ACTIONS:
+        raise ConfigError(f"{where}: disk_full must be one of {', '.join(DISK_FULL_ACTIONS)}")
+    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = {}
+    for name, table in (doc.get("groups") or {}).items():
+        members = table.get("cameras", [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{where} [retention.groups.{name}]: cameras must be a list")
+        for m in members:
+            validate_camera_id(m)
+        groups[name] = (
+            tuple(members),
+            _policy(table, f"{where} [retention.groups.{name}]", default),
+        )
+    cameras: dict[str, RetentionPolicy] = {}
+    for cam, table in (doc.get("cameras") or {}).items():
+        validate_camera_id(cam)
+        cameras[cam] = _policy(table, f"{where} [retention.cameras.{cam}]", default)
+    return RetentionConfig(default, groups, cameras, min_free_bytes, min_free_ratio, disk_full)
 
 
 _NAMES = {f.name for f in fields(CameraSettings)}
@@ -121,4 +268,5 @@ def load_config(path: Path) -> StoreConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [cameras.{cam_id}] must be a table")
         cameras[cam_id] = _settings(defaults, table, f"{path} [cameras.{cam_id}]")
-    return StoreConfig(defaults=defaults, cameras=cameras)
+    retention = _retention(doc.get("retention", {}), str(path))
+    return StoreConfig(defaults=defaults, cameras=cameras, retention=retention)

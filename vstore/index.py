@@ -392,6 +392,35 @@ class TimeIndex:
                 return
             yield ev
 
+    # --- holds, audit, garbage --------------------------------------------------------------
+    def new_hold_id(self) -> int:
+        return self._next(layout.NEXT_HOLD_ID_KEY)
+
+    def holds(self) -> list[dict[str, Any]]:
+        """Every hold ever placed (released ones included: the record is permanent)."""
+        return [json.loads(v) for _k, v in self._scan(layout.HOLD_PREFIX)]
+
+    def audit(
+        self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
+    ) -> None:
+        """Append a permanent audit record (in ``batch`` when given, else committed now)."""
+        seq = self._next(layout.NEXT_AUDIT_SEQ_KEY)
+        rec = {"seq": seq, "at_ns": at_ns, "action": action, "by": by, "detail": detail}
+        b = batch if batch is not None else Batch()
+        b.put(layout.audit_key(seq), json.dumps(rec, separators=(",", ":")).encode())
+        if batch is None:
+            self.commit(b, sync=True)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for _k, v in self._scan(layout.AUDIT_PREFIX)]
+
+    def garbage(self) -> list[tuple[int, dict[str, Any]]]:
+        """(segment id, record) of deletions that were started but not finished."""
+        return [
+            (int.from_bytes(k[1:9], "big"), json.loads(v))
+            for k, v in self._scan(layout.GARBAGE_PREFIX)
+        ]
+
     def open_segments(self) -> list[tuple[int, dict[str, Any]]]:
         """(segment id, marker) of every segment whose writer had not sealed it."""
         return [

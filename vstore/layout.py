@@ -7,6 +7,7 @@ Store directory::
     STORE/index/               RocksDB time index (docs/design/schema.md)
     STORE/segments/CAM/YYYY/MM/DD/SSSSSSSSSSSSSSSSSSS-IIIIIIII.vseg
     STORE/tmp/                 scratch space (clip staging); safe to empty
+    STORE/leases/PID-N.json    segments an open clip is reading (retention skips them)
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ SEGMENT_PREFIX = b"S"  # S + u32 cam + i64 start + u64 -> segment row (JSON)
 CHUNK_PREFIX = b"K"  # K + u32 cam + i64 start_ns      -> chunk row (packed)
 EVENT_PREFIX = b"D"  # D + u32 cam + i64 at_ns + u32   -> discontinuity / gap event (JSON)
 OPEN_PREFIX = b"O"  # O + u64 segment id               -> segment being written (JSON)
+GARBAGE_PREFIX = b"G"  # G + u64 segment id            -> segment being deleted (JSON)
+HOLD_PREFIX = b"H"  # H + u64 hold id                  -> legal hold (JSON), kept forever
+AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), kept forever
 
 SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
 NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
 NEXT_CAMERA_NUM_KEY = META_PREFIX + b"next_camera_num"
+NEXT_HOLD_ID_KEY = META_PREFIX + b"next_hold_id"
+NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
 
 
 def validate_camera_id(camera_id: str) -> str:
@@ -70,6 +76,13 @@ class StoreLayout:
     @property
     def tmp_dir(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def leases_dir(self) -> Path:
+        return self.root / "leases"
+
+    def lease_path(self, pid: int, serial: int) -> Path:
+        return self.leases_dir / f"{pid}-{serial}.json"
 
     def segment_relpath(self, camera_id: str, start_ns: int, segment_id: int) -> str:
         """Relative path of a segment file: camera / UTC date / start-id.vseg."""
@@ -130,6 +143,18 @@ def decode_time_key(key: bytes) -> tuple[int, int]:
 
 def open_key(segment_id: int) -> bytes:
     return OPEN_PREFIX + segment_id.to_bytes(8, "big")
+
+
+def garbage_key(segment_id: int) -> bytes:
+    return GARBAGE_PREFIX + segment_id.to_bytes(8, "big")
+
+
+def hold_key(hold_id: int) -> bytes:
+    return HOLD_PREFIX + hold_id.to_bytes(8, "big")
+
+
+def audit_key(seq: int) -> bytes:
+    return AUDIT_PREFIX + seq.to_bytes(8, "big")
 
 
 def camera_key(camera_id: str) -> bytes:

@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -112,6 +113,7 @@ class Store:
         self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
         self._writers: dict[str, CameraWriter] = {}
         self._lock = threading.Lock()
+        self._lease_serial = 0
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
             self.last_recovery = self.recover()
@@ -198,6 +200,12 @@ class Store:
         rep = RecoveryReport()
         for seg_id, marker in self.index.open_segments():
             self._recover_one(seg_id, marker, rep)
+        # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
+        from vstore.retention import finish_garbage
+
+        n = finish_garbage(self)
+        if n:
+            rep.messages.append(f"finished {n} interrupted deletion(s)")
         return rep
 
     def _recover_one(self, seg_id: int, marker: dict[str, Any], rep: RecoveryReport) -> None:
@@ -403,6 +411,52 @@ class Store:
             return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
         return write_clip(self, plan_clip(self, camera_id, start_ns, end_ns), out, format=format)
 
+    # --- read leases ------------------------------------------------------------------------------
+    @contextmanager
+    def lease(self, segment_ids: Iterable[int]) -> Iterator[None]:
+        """Protect segments from retention while they are read (an open clip or export).
+
+        A lease is a file in STORE/leases/ naming this process and the segments, so a
+        retention run in another process sees it too; a lease of a dead process is ignored.
+        """
+        ids = sorted(set(segment_ids))
+        with self._lock:
+            self._lease_serial += 1
+            serial = self._lease_serial
+        path = self.layout.lease_path(os.getpid(), serial)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "segments": ids}))
+        os.replace(tmp, path)
+        try:
+            yield
+        finally:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def leased_segments(self) -> set[int]:
+        """Segment ids under a live lease (this or any other process on this host)."""
+        out: set[int] = set()
+        d = self.layout.leases_dir
+        if not d.exists():
+            return out
+        for p in d.glob("*.json"):
+            try:
+                doc = json.loads(p.read_text())
+                pid = int(doc["pid"])
+            except (OSError, ValueError, KeyError):
+                continue
+            if not _pid_alive(pid):
+                try:
+                    p.unlink()  # the reader died: its lease ends with it
+                except OSError:
+                    pass
+                continue
+            out.update(int(x) for x in doc.get("segments", []))
+        return out
+
     def segment_reader(self, row: SegmentRow) -> SegmentReader:
         if row.location != "local":
             raise VstoreError(f"segment {row.segment_id} lives at {row.location}")
@@ -427,6 +481,16 @@ class Store:
         finally:
             for rd, _ in readers.values():
                 rd.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_store(

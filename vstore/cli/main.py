@@ -23,6 +23,9 @@ COMMANDS = {
     "timeline": ("vstore.cli.timeline", "covered ranges, gaps and discontinuities of a camera"),
     "clip": ("vstore.cli.clip", "export a frame-exact clip of a time range (mp4, fmp4, ts)"),
     "snapshot": ("vstore.cli.snapshot", "write the frame at an instant as JPEG/PNG"),
+    "hold": ("vstore.cli.hold", "legal holds: add, list, release"),
+    "retention": ("vstore.cli.retention", "delete footage by age, size and disk watermark"),
+    "audit": ("vstore.cli.audit", "the permanent log of holds and deletions"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }
 

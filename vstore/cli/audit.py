@@ -1,0 +1,33 @@
+"""Show the permanent audit log: holds placed and released, footage deleted (who, when,
+what, why)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    add_json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.store import open_store
+    from vstore.timebase import format_time
+
+    with open_store(args.store, read_only=True) as store:
+        recs = store.index.audit_records()
+    if args.json:
+        print_json({"records": [{**r, "at": format_time(r["at_ns"])} for r in recs]})
+        return 0
+    for r in recs:
+        d = r["detail"]
+        what = ", ".join(
+            f"{k}={d[k]}" for k in ("id", "camera", "from", "to", "reason", "bytes") if k in d
+        )
+        print(f"{format_time(r['at_ns'])}  #{r['seq']}  {r['action']:<13} by {r['by']}: {what}")
+    if not recs:
+        print("audit log is empty")
+    return 0
