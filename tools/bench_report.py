@@ -185,6 +185,20 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 (cli / ff <= 1) if ff else None,
             )
         )
+    if "test_retention_plan_month_100_cameras" in by:
+        v = med("test_retention_plan_month_100_cameras")
+        n = by["test_retention_plan_month_100_cameras"]["extra_info"]["segments"]
+        figs.append(
+            figure(
+                f"retention plan, month of 100 cameras ({n:,} segments)",
+                v,
+                "s",
+                None,
+                "< 1 s",
+                v < 1.0,
+                "pure-Python planner over objects",
+            )
+        )
     if "test_index_bytes_per_camera_day" in by:
         size = by["test_index_bytes_per_camera_day"]["extra_info"]["index_bytes_per_camera_day"]
         figs.append(

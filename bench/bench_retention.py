@@ -1,0 +1,57 @@
+"""Issue 4 workload: plan retention for a month of 100 cameras (1-minute segments,
+4.32 M segments) with holds, age, byte budgets and a watermark."""
+
+from __future__ import annotations
+
+import pytest
+
+from vstore.config import RetentionPolicy
+from vstore.retention import DiskUsage, Hold, SegmentInfo, plan_retention
+
+MIN = 60 * 10**9
+DAY = 1440 * MIN
+
+
+@pytest.fixture(scope="module")
+def month(request):
+    cfg = request.config
+    smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
+    cams, minutes = (10, 1440) if smoke else (100, 30 * 1440)
+    segs = [
+        SegmentInfo(f"cam{c:03d}", c, c * 10**6 + i, i * MIN, (i + 1) * MIN, 30_000_000, "")
+        for c in range(cams)
+        for i in range(minutes)
+    ]
+    holds = [
+        Hold(
+            i,
+            f"cam{i:03d}",
+            (i + 1) * DAY // 3,
+            (i + 1) * DAY // 3 + 600 * 10**9,
+            "case",
+            "bench",
+            0,
+        )
+        for i in range(0, cams, 7)
+    ]
+    return segs, holds, minutes
+
+
+def test_retention_plan_month_100_cameras(benchmark, month):
+    """Plan: 20-day age, 500 GB per camera, 10 % free watermark with 5 % free now."""
+    segs, holds, minutes = month
+    pol = RetentionPolicy(20 * DAY, 500 * 10**9)
+    now = minutes * MIN
+    plan = benchmark.pedantic(
+        plan_retention,
+        args=(segs, holds, lambda c: pol, now),
+        kwargs={"disk": DiskUsage(10**14, 5 * 10**12), "min_free_bytes": 10**13},
+        rounds=3,
+        iterations=1,
+    )
+    assert plan.deletions and not any(
+        h.covers(d.segment.camera, d.segment.start_ns, d.segment.end_ns)
+        for d in plan.deletions
+        for h in holds[:1]
+    )
+    benchmark.extra_info["segments"] = len(segs)
