@@ -61,6 +61,8 @@ def test_counter_pattern_reads_back(index):
         ("hevc.mp4", StreamSpec(codec="hevc", gop_frames=GOP)),
         ("h264-aac.mkv", StreamSpec(codec="h264", gop_frames=GOP, audio="aac")),
         ("h264-mulaw.mov", StreamSpec(codec="h264", gop_frames=GOP, audio="pcm_mulaw")),
+        ("h264-bframes.mp4", StreamSpec(codec="h264", gop_frames=GOP, bframes=2)),
+        ("hevc-bframes-aac.ts", StreamSpec(codec="hevc", gop_frames=GOP, bframes=2, audio="aac")),
     ],
 )
 def test_write_file_frames_keyframes_counters(tmp_path: Path, name, spec):
@@ -73,10 +75,13 @@ def test_write_file_frames_keyframes_counters(tmp_path: Path, name, spec):
         assert (video.codec_context.width, video.codec_context.height) == (320, 240)
         packets = [p for p in c.demux(video) if p.size]
         assert len(packets) == n
-        keyframes = [i for i, p in enumerate(packets) if p.is_keyframe]
-        assert keyframes == list(range(0, n, GOP))
         pts = [p.pts * p.time_base for p in packets]
-        assert pts == [pts[0] + Fraction(i, spec.fps) for i in range(n)]
+        display = sorted(range(n), key=pts.__getitem__)  # decode order -> display order
+        keyframes = sorted(display.index(i) for i, p in enumerate(packets) if p.is_keyframe)
+        assert keyframes == list(range(0, n, GOP))
+        assert sorted(pts) == [min(pts) + Fraction(i, spec.fps) for i in range(n)]
+        reordered = sum(p.pts != p.dts for p in packets)
+        assert reordered > 0 if spec.bframes else reordered == 0
         assert [s.codec_context.name for s in c.streams.audio] == (
             [spec.audio] if spec.audio else []
         )
@@ -103,6 +108,10 @@ def test_write_file_rejects_bad_input(tmp_path: Path):
         StreamSpec(codec="vp9")
     with pytest.raises(ValueError, match="size"):
         StreamSpec(width=321)
+    with pytest.raises(ValueError, match="MPEG-TS"):
+        write_file(tmp_path / "x.ts", StreamSpec(audio="pcm_mulaw"), 1.0)
+    with pytest.raises(ValueError, match="MPEG-TS"):
+        TcpCamera(StreamSpec(audio="pcm_mulaw"))
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])

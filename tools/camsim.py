@@ -214,6 +214,8 @@ def _add_video(container: Any, spec: StreamSpec, repeat_headers: bool) -> Any:
     params = f"keyint={g}:min-keyint={g}:scenecut=0:bframes={spec.bframes}"
     if spec.codec == "hevc":
         params += ":open-gop=0:log-level=error"
+        if spec.bframes:  # zerolatency has no lookahead, which x265 needs for B-frames
+            params += f":rc-lookahead={spec.bframes + 1}"
     if repeat_headers:  # SPS/PPS (and VPS) in-band before every keyframe
         params += ":repeat-headers=1"
     s.options = {
@@ -302,6 +304,11 @@ def _encode(
         container.mux(a.encode(None))
 
 
+def _check_ts_audio(spec: StreamSpec) -> None:
+    if spec.audio is not None and spec.audio.startswith("pcm_"):
+        raise ValueError(f"MPEG-TS cannot carry {spec.audio} audio: use aac, or a .mov file")
+
+
 def _frame_count(duration_s: float | None, fps: int) -> int | None:
     if duration_s is None:
         return None
@@ -325,6 +332,8 @@ def write_file(
     if fmt is None:
         raise ValueError(f"cannot tell the container of {str(path)!r}: pass container=")
     frames = _frame_count(duration_s, spec.fps)
+    if fmt == "mpegts":
+        _check_ts_audio(spec)
     if not Path(path).parent.is_dir():  # PyAV would only say "No such file or directory"
         raise FileNotFoundError(errno.ENOENT, "no such directory", str(Path(path).parent))
     with av.open(str(path), "w", format=fmt) as out:
@@ -361,6 +370,7 @@ def iter_ts_chunks(
     ``duration_s=None`` streams forever; setting ``stop`` or closing the generator ends it.
     """
     frames = _frame_count(duration_s, spec.fps)
+    _check_ts_audio(spec)
     sink = _Sink()
     # flush_packets: hand every muxed packet to the sink at once instead of filling a buffer.
     out = av.open(sink, "w", format="mpegts", options={"flush_packets": "1"})
@@ -403,6 +413,7 @@ class TcpCamera:
         port: int = 0,
     ) -> None:
         _frame_count(duration_s, spec.fps)  # validate now, not in a thread
+        _check_ts_audio(spec)
         self.spec, self.duration_s, self.realtime = spec, duration_s, realtime
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.create_server((host, port), family=family)
@@ -511,6 +522,7 @@ class UdpPusher:
         realtime: bool = True,
     ) -> None:
         _frame_count(duration_s, spec.fps)
+        _check_ts_audio(spec)
         if not 0 < target_port < 65536:
             raise ValueError(f"target_port must be 1..65535, not {target_port}")
         self.spec, self.target = spec, (host, target_port)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vstore import layout
@@ -172,21 +172,113 @@ class Deletion:
     reason: str  # "max_age" | "max_bytes" | "watermark"
 
 
-@dataclass
+REASONS = ("", "max_age", "max_bytes", "watermark")
+
+
+class SegmentTable:
+    """A columnar catalog (NumPy arrays, one row per segment): planning a month of 100
+    cameras means millions of segments, too many to plan as Python objects."""
+
+    def __init__(
+        self,
+        cameras: list[str],
+        cam_idx: Any,
+        camera_num: Any,
+        segment_id: Any,
+        start_ns: Any,
+        end_ns: Any,
+        size_bytes: Any,
+        sealed: Any,
+        paths: list[str] | None = None,
+    ) -> None:
+        import numpy as np
+
+        self.cameras = cameras
+        self.cam_idx = np.asarray(cam_idx, dtype=np.int32)
+        self.camera_num = np.asarray(camera_num, dtype=np.int64)
+        self.segment_id = np.asarray(segment_id, dtype=np.int64)
+        self.start_ns = np.asarray(start_ns, dtype=np.int64)
+        self.end_ns = np.asarray(end_ns, dtype=np.int64)
+        self.size_bytes = np.asarray(size_bytes, dtype=np.int64)
+        self.sealed = np.asarray(sealed, dtype=bool)
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.start_ns)
+
+    @classmethod
+    def from_infos(cls, infos: Iterable[SegmentInfo]) -> SegmentTable:
+        rows = list(infos)
+        names = sorted({s.camera for s in rows})
+        pos = {c: i for i, c in enumerate(names)}
+        return cls(
+            names,
+            [pos[s.camera] for s in rows],
+            [s.camera_num for s in rows],
+            [s.segment_id for s in rows],
+            [s.start_ns for s in rows],
+            [s.end_ns for s in rows],
+            [s.size_bytes for s in rows],
+            [s.state == "sealed" for s in rows],
+            [s.path for s in rows],
+        )
+
+    def row(self, i: int) -> SegmentInfo:
+        return SegmentInfo(
+            self.cameras[int(self.cam_idx[i])],
+            int(self.camera_num[i]),
+            int(self.segment_id[i]),
+            int(self.start_ns[i]),
+            int(self.end_ns[i]),
+            int(self.size_bytes[i]),
+            self.paths[i] if self.paths is not None else "",
+            "sealed" if self.sealed[i] else "open",
+        )
+
+
 class RetentionPlan:
-    now_ns: int
-    deletions: list[Deletion] = field(default_factory=list)
-    kept_for_holds: list[SegmentInfo] = field(default_factory=list)
-    watermark_needed_bytes: int = 0
-    watermark_unmet_bytes: int = 0  # still missing after deleting all unheld footage
+    """The planned deletions, as row indices into the catalog (materialized on demand)."""
+
+    def __init__(
+        self,
+        now_ns: int,
+        table: SegmentTable | None = None,
+        rows: Any = None,
+        reasons: Any = None,
+        held_rows: Any = None,
+    ) -> None:
+        import numpy as np
+
+        self.now_ns = now_ns
+        self.table = table if table is not None else SegmentTable.from_infos([])
+        self.rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
+        self.reasons = np.asarray(reasons if reasons is not None else [], dtype=np.int8)
+        self.held_rows = np.asarray(held_rows if held_rows is not None else [], dtype=np.int64)
+        self.watermark_needed_bytes = 0
+        self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
+        self._deletions: list[Deletion] | None = None
+
+    @property
+    def deletions(self) -> list[Deletion]:
+        if self._deletions is None:
+            self._deletions = [
+                Deletion(self.table.row(int(i)), REASONS[int(r)])
+                for i, r in zip(self.rows, self.reasons, strict=True)
+            ]
+        return self._deletions
+
+    @property
+    def kept_for_holds(self) -> list[SegmentInfo]:
+        return [self.table.row(int(i)) for i in self.held_rows]
 
     @property
     def bytes(self) -> int:
-        return sum(d.segment.size_bytes for d in self.deletions)
+        return int(self.table.size_bytes[self.rows].sum()) if len(self.rows) else 0
 
     def by_camera(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for d in self.deletions:
+        t = self.table
+        for d in self.deletions if len(self.rows) < 100_000 else []:
             c = out.setdefault(
                 d.segment.camera,
                 {"segments": 0, "bytes": 0, "from_ns": None, "to_ns": None, "reasons": {}},
@@ -196,6 +288,16 @@ class RetentionPlan:
             c["from_ns"] = min(c["from_ns"] or d.segment.start_ns, d.segment.start_ns)
             c["to_ns"] = max(c["to_ns"] or d.segment.end_ns, d.segment.end_ns)
             c["reasons"][d.reason] = c["reasons"].get(d.reason, 0) + 1
+        if len(self.rows) >= 100_000:  # summarize without materializing millions of rows
+            for ci in set(t.cam_idx[self.rows].tolist()):
+                sel = self.rows[t.cam_idx[self.rows] == ci]
+                out[t.cameras[ci]] = {
+                    "segments": len(sel),
+                    "bytes": int(t.size_bytes[sel].sum()),
+                    "from_ns": int(t.start_ns[sel].min()),
+                    "to_ns": int(t.end_ns[sel].max()),
+                    "reasons": {},
+                }
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -205,17 +307,17 @@ class RetentionPlan:
             c["to"] = format_time(c["to_ns"])
         return {
             "now": format_time(self.now_ns),
-            "segments": len(self.deletions),
+            "segments": len(self.rows),
             "bytes": self.bytes,
             "cameras": cams,
-            "kept_for_holds": len(self.kept_for_holds),
+            "kept_for_holds": len(self.held_rows),
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
         }
 
 
 def plan_retention(
-    segments: Iterable[SegmentInfo],
+    segments: SegmentTable | Iterable[SegmentInfo],
     holds: Iterable[Hold],
     policy_of: Callable[[str], RetentionPolicy],
     now_ns: int,
@@ -224,63 +326,85 @@ def plan_retention(
     min_free_bytes: int = 0,
     leased: frozenset[int] = frozenset(),
 ) -> RetentionPlan:
-    """Pure: the segments to delete, oldest first per rule. Never a held, open or leased one."""
-    active = [h for h in holds if h.active]
-    by_cam: dict[str, list[SegmentInfo]] = {}
-    for s in segments:
-        by_cam.setdefault(s.camera, []).append(s)
-    plan = RetentionPlan(now_ns)
-    chosen: set[tuple[int, int]] = set()
-    deletable: list[SegmentInfo] = []
+    """Pure: the segments to delete, oldest first per rule. Never a held, open or leased one.
 
-    def held(s: SegmentInfo) -> bool:
-        return any(h.covers(s.camera, s.start_ns, s.end_ns) for h in active)
+    Vectorized with NumPy over a columnar catalog: per camera, age then byte budget; then the
+    store-wide watermark over what is left, oldest first across cameras.
+    """
+    import numpy as np
 
-    for cam, segs in by_cam.items():
-        segs.sort(key=lambda s: s.start_ns)
+    t = segments if isinstance(segments, SegmentTable) else SegmentTable.from_infos(segments)
+    n = len(t)
+    order = np.lexsort((t.start_ns, t.cam_idx))  # by camera, then time
+    cam_sorted = t.cam_idx[order]
+    bounds = np.searchsorted(cam_sorted, np.arange(len(t.cameras) + 1))
+    usable = t.sealed.copy()
+    if leased:
+        usable &= ~np.isin(t.segment_id, np.fromiter(leased, dtype=np.int64))
+    held = np.zeros(n, dtype=bool)
+    cam_pos = {c: i for i, c in enumerate(t.cameras)}
+    for h in holds:
+        ci = cam_pos.get(h.camera)
+        if not h.active or ci is None:
+            continue
+        idx = order[bounds[ci] : bounds[ci + 1]]
+        hit = (t.start_ns[idx] < h.to_ns) & (t.end_ns[idx] > h.from_ns)
+        held[idx[hit]] = True
+    free = usable & ~held
+    chosen_rows: list[Any] = []
+    chosen_reasons: list[Any] = []
+    taken = np.zeros(n, dtype=bool)
+    for ci, cam in enumerate(t.cameras):
+        idx = order[bounds[ci] : bounds[ci + 1]]
+        if not len(idx):
+            continue
         pol = policy_of(cam)
-        free: list[SegmentInfo] = []
-        for s in segs:
-            if s.state != "sealed" or s.segment_id in leased:
-                continue
-            if held(s):
-                plan.kept_for_holds.append(s)
-                continue
-            free.append(s)
+        f = free[idx]
         if pol.max_age_ns is not None:
-            cutoff = now_ns - pol.max_age_ns
-            for s in free:
-                if s.end_ns <= cutoff:
-                    chosen.add((s.camera_num, s.segment_id))
-                    plan.deletions.append(Deletion(s, "max_age"))
+            age = idx[f & (t.end_ns[idx] <= now_ns - pol.max_age_ns)]
+            taken[age] = True
+            chosen_rows.append(age)
+            chosen_reasons.append(np.full(len(age), 1, dtype=np.int8))
         if pol.max_bytes is not None:
-            total = sum(s.size_bytes for s in segs if (s.camera_num, s.segment_id) not in chosen)
-            for s in free:
-                if total <= pol.max_bytes:
-                    break
-                if (s.camera_num, s.segment_id) in chosen:
-                    continue
-                chosen.add((s.camera_num, s.segment_id))
-                plan.deletions.append(Deletion(s, "max_bytes"))
-                total -= s.size_bytes
-        deletable.extend(s for s in free if (s.camera_num, s.segment_id) not in chosen)
+            total = int(t.size_bytes[idx].sum() - t.size_bytes[idx][taken[idx]].sum())
+            excess = total - pol.max_bytes
+            if excess > 0:
+                cand = idx[f & ~taken[idx]]
+                cs = np.cumsum(t.size_bytes[cand])
+                k = int(np.searchsorted(cs, excess)) + 1  # smallest prefix covering excess
+                sel = cand[:k]
+                taken[sel] = True
+                chosen_rows.append(sel)
+                chosen_reasons.append(np.full(len(sel), 2, dtype=np.int8))
+    plan_bytes = sum(int(t.size_bytes[r].sum()) for r in chosen_rows)
+    needed = unmet = 0
     if disk is not None and min_free_bytes > 0:
-        need = min_free_bytes - disk.free_bytes - plan.bytes
-        plan.watermark_needed_bytes = max(0, min_free_bytes - disk.free_bytes)
-        # Oldest footage of any camera first (the watermark is store-wide).
-        for s in sorted(deletable, key=lambda s: (s.start_ns, s.camera)):
-            if need <= 0:
-                break
-            plan.deletions.append(Deletion(s, "watermark"))
-            need -= s.size_bytes
-        plan.watermark_unmet_bytes = max(0, need)
+        needed = max(0, min_free_bytes - disk.free_bytes)
+        need = needed - plan_bytes
+        if need > 0:
+            cand = np.nonzero(free & ~taken)[0]
+            # Oldest footage of any camera first (the watermark is store-wide).
+            cand = cand[np.lexsort((t.cam_idx[cand], t.start_ns[cand]))]
+            cs = np.cumsum(t.size_bytes[cand])
+            k = int(np.searchsorted(cs, need)) + 1
+            sel = cand[:k]
+            chosen_rows.append(sel)
+            chosen_reasons.append(np.full(len(sel), 3, dtype=np.int8))
+            unmet = max(0, need - int(t.size_bytes[sel].sum()))
+    rows = np.concatenate(chosen_rows) if chosen_rows else np.zeros(0, dtype=np.int64)
+    reasons = np.concatenate(chosen_reasons) if chosen_reasons else np.zeros(0, dtype=np.int8)
+    held_rows = np.nonzero(held & usable)[0]
+    plan = RetentionPlan(now_ns, t, rows, reasons, held_rows[np.argsort(t.start_ns[held_rows])])
+    plan.watermark_needed_bytes = needed
+    plan.watermark_unmet_bytes = unmet
     return plan
 
 
 # --- catalog, leases and execution -------------------------------------------------------------
 
 
-def catalog(store: Any, cameras: Iterable[str] | None = None) -> list[SegmentInfo]:
+def catalog(store: Any, cameras: Iterable[str] | None = None) -> SegmentTable:
+    """The local segments of the store (or of some cameras) as a columnar table."""
     wanted = set(cameras) if cameras is not None else None
     out = []
     for cam, num in store.index.cameras():
@@ -291,7 +415,7 @@ def catalog(store: Any, cameras: Iterable[str] | None = None) -> list[SegmentInf
             for r in store.index.segments(num)
             if r.location == "local"
         )
-    return out
+    return SegmentTable.from_infos(out)
 
 
 def disk_usage(path: os.PathLike[str] | str) -> DiskUsage:
