@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from vstore.config import RetentionPolicy
-from vstore.retention import DiskUsage, Hold, SegmentInfo, plan_retention
+from vstore.retention import DiskUsage, Hold, SegmentTable, plan_retention
 
 MIN = 60 * 10**9
 DAY = 1440 * MIN
@@ -14,27 +15,35 @@ DAY = 1440 * MIN
 
 @pytest.fixture(scope="module")
 def month(request):
+    """A columnar catalog (what vstore.retention.catalog returns) of 1-minute segments."""
     cfg = request.config
     smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
     cams, minutes = (10, 1440) if smoke else (100, 30 * 1440)
-    segs = [
-        SegmentInfo(f"cam{c:03d}", c, c * 10**6 + i, i * MIN, (i + 1) * MIN, 30_000_000, "")
-        for c in range(cams)
-        for i in range(minutes)
-    ]
+    cam = np.repeat(np.arange(cams), minutes)
+    i = np.tile(np.arange(minutes, dtype=np.int64), cams)
+    table = SegmentTable(
+        [f"cam{c:03d}" for c in range(cams)],
+        cam,
+        cam + 1,
+        cam.astype(np.int64) * 10**6 + i,
+        i * MIN,
+        (i + 1) * MIN,
+        np.full(len(i), 30_000_000),
+        np.ones(len(i), dtype=bool),
+    )
     holds = [
         Hold(
-            i,
-            f"cam{i:03d}",
-            (i + 1) * DAY // 3,
-            (i + 1) * DAY // 3 + 600 * 10**9,
+            k,
+            f"cam{k:03d}",
+            (k + 1) * DAY // 3,
+            (k + 1) * DAY // 3 + 600 * 10**9,
             "case",
             "bench",
             0,
         )
-        for i in range(0, cams, 7)
+        for k in range(0, cams, 7)
     ]
-    return segs, holds, minutes
+    return table, holds, minutes
 
 
 def test_retention_plan_month_100_cameras(benchmark, month):

@@ -196,7 +196,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
                 "< 1 s",
                 v < 1.0,
-                "pure-Python planner over objects",
+                "NumPy planner over a columnar catalog",
             )
         )
     if "test_index_bytes_per_camera_day" in by:
