@@ -4,7 +4,6 @@ camera that drops its connection (reconnect with backoff, gap recorded)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -183,6 +182,3 @@ def test_record_rtsp_camera(store, media, tmp_path, codec):
     assert status.writer["packets"] >= 25
     assert check_store(store).ok
     assert len(decoded_ok(store, "rtsp-cam")) >= 25
-
-
-_ = shutil
