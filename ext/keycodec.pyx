@@ -21,17 +21,25 @@ def encode_key(bytes prefix, uint32_t camera, int64_t t_ns):
     return (<char *>buf)[:13]
 
 
-def decode_key(const unsigned char[::1] key):
-    cdef uint32_t camera = 0
+cdef int _decode_key(const unsigned char[::1] key, uint32_t *camera, int64_t *t) except -1:
     cdef uint64_t v = 0
     cdef int i
     if key.shape[0] < 13:
         raise ValueError(f"index key too short: {key.shape[0]} bytes")
+    camera[0] = 0
     for i in range(4):
-        camera = (camera << 8) | key[1 + i]
+        camera[0] = (camera[0] << 8) | key[1 + i]
     for i in range(8):
         v = (v << 8) | key[5 + i]
-    return bytes([key[0]]), camera, <int64_t>(v ^ _BIAS)
+    t[0] = <int64_t>(v ^ _BIAS)
+    return 0
+
+
+def decode_key(const unsigned char[::1] key):
+    cdef uint32_t camera
+    cdef int64_t t
+    _decode_key(key, &camera, &t)
+    return bytes([key[0]]), camera, t
 
 
 cdef inline int _put_uvarint(unsigned char *buf, uint64_t v) noexcept nogil:
@@ -65,20 +73,13 @@ def encode_chunk_value(uint64_t segment_id, uint64_t offset, uint64_t length, ui
 
 def decode_chunk_row(const unsigned char[::1] key, const unsigned char[::1] value):
     """(camera, start_ns, end_ns, segment_id, offset, length, packets, crc32, flags)."""
-    cdef uint32_t camera = 0, crc = 0
-    cdef uint64_t v = 0
+    cdef uint32_t camera, crc = 0
     cdef uint64_t out[5]
     cdef Py_ssize_t pos = 0, n = value.shape[0]
     cdef int i, shift
     cdef unsigned char b
     cdef int64_t start
-    if key.shape[0] < 13:
-        raise ValueError(f"index key too short: {key.shape[0]} bytes")
-    for i in range(4):
-        camera = (camera << 8) | key[1 + i]
-    for i in range(8):
-        v = (v << 8) | key[5 + i]
-    start = <int64_t>(v ^ _BIAS)
+    _decode_key(key, &camera, &start)
     for i in range(5):
         out[i] = 0
         shift = 0

@@ -439,19 +439,24 @@ class ApplyResult:
     skipped_leased: int = 0
 
 
+def _remove_marked(store: Any, segment_id: int, relpath: str) -> None:
+    """D2-D3: unlink the file (if still there), fsync its directory, clear the garbage mark."""
+    path = store.layout.path(relpath)
+    try:
+        store.fs.unlink(path)
+        store.fs.fsync_dir(path.parent)
+    except FileNotFoundError:
+        pass
+    b = Batch()
+    b.delete(layout.garbage_key(segment_id))
+    store.index.commit(b, sync=False)  # a lost clear is redone by D4
+
+
 def finish_garbage(store: Any) -> int:
-    """D3-D4 for deletions a crash interrupted: remove the file if still there, clear the mark."""
+    """D4: finish deletions a crash interrupted (remove the file if still there, clear)."""
     done = 0
     for seg_id, rec in store.index.garbage():
-        path = store.layout.path(rec["path"])
-        try:
-            store.fs.unlink(path)
-            store.fs.fsync_dir(path.parent)
-        except FileNotFoundError:
-            pass
-        b = Batch()
-        b.delete(layout.garbage_key(seg_id))
-        store.index.commit(b, sync=True)
+        _remove_marked(store, seg_id, rec["path"])
         done += 1
     return done
 
@@ -505,15 +510,7 @@ def apply_plan(
             batch=b,
         )
         store.index.commit(b, sync=True)
-        path = store.layout.path(row.path)
-        try:
-            store.fs.unlink(path)
-            store.fs.fsync_dir(path.parent)
-        except FileNotFoundError:
-            pass
-        b = Batch()
-        b.delete(layout.garbage_key(s.segment_id))
-        store.index.commit(b, sync=False)
+        _remove_marked(store, s.segment_id, row.path)
         res.deleted_segments += 1
         res.deleted_bytes += s.size_bytes
         if progress is not None:
