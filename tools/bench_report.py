@@ -199,6 +199,51 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "NumPy planner over a columnar catalog",
             )
         )
+    if "test_ingest_vstore_record" in by:
+        info = by["test_ingest_vstore_record"]["extra_info"]
+        v = info["cpu_s_per_camera_minute"]
+        ff = (
+            by["test_ingest_ffmpeg_segment_recorders"]["extra_info"]["cpu_s_per_camera_minute"]
+            if "test_ingest_ffmpeg_segment_recorders" in by
+            else None
+        )
+        figs.append(
+            figure(
+                f"ingest CPU per camera-minute, {info['cameras']} loopback TS cameras "
+                "(vs ffmpeg -c copy -f segment each)",
+                v,
+                "CPU s",
+                ff,
+                "ratio <= 0.5",
+                (v / ff <= 0.5) if ff else None,
+                f"dropped {info['dropped']} packets; {info['seconds']:.0f} s real time",
+            )
+        )
+        figs.append(
+            figure(
+                "ingest cameras one core sustains (extrapolated from CPU)",
+                60 / v,
+                "cameras",
+                None,
+                ">= 500",
+                60 / v >= 500,
+                "extrapolated: 60 CPU-s per minute / CPU-s per camera-minute",
+            )
+        )
+    if "test_memory_per_camera" in by:
+        info = by["test_memory_per_camera"]["extra_info"]
+        mb = info["per_camera_kib"] / 1024
+        figs.append(
+            figure(
+                f"memory per recording camera ({info['cameras']} cameras)",
+                mb,
+                "MB",
+                None,
+                "< 2 MB",
+                mb < 2,
+                "peak RSS growth; open 2 s GOP each",
+            )
+        )
     if "test_index_bytes_per_camera_day" in by:
         size = by["test_index_bytes_per_camera_day"]["extra_info"]["index_bytes_per_camera_day"]
         figs.append(

@@ -13,7 +13,12 @@ from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", nargs="*", help="source URL(s); pair each with a --camera")
+    p.add_argument(
+        "url",
+        nargs="*",
+        help="source URL(s), paired in order with the --camera options (URL1 URL2 --camera A "
+        "--camera B)",
+    )
     p.add_argument("--camera", action="append", default=[], help="camera id (one per URL)")
     p.add_argument("--all", action="store_true", help="record every camera with a url in config")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
