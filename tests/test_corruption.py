@@ -113,3 +113,46 @@ def test_check_cli_exit_codes(store_dir):
     path.write_bytes(raw)
     assert main(["check", "--store", str(store_dir)]) == 8
     assert main(["check", "--store", str(store_dir), "--json"]) == 8
+
+
+def test_check_beside_a_live_recorder_is_clean(store_dir):
+    """Open segments of a recorder running in another process are not problems."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, time\n"
+        "from tests.test_timestamps import VIDEO, au\n"
+        "from vstore import Packet, open_store\n"
+        f"st = open_store({str(store_dir)!r})\n"
+        "w = st.writer('cam', [VIDEO], start_ns=1737075600000000000)\n"
+        "for i in range(100):\n"
+        "    k, d = au(i)\n"
+        "    w.write(Packet(0, i * 3600, i * 3600, k, d))\n"
+        "w.flush()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root
+    ) as p:
+        try:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+            with open_store(store_dir, read_only=True) as st:
+                assert st.recording_elsewhere()
+                rep = check_store(st)
+                assert rep.ok, [x.as_json() for x in rep.problems]
+                assert rep.chunks == 4  # flushed chunks are indexed and verified
+        finally:
+            p.kill()
+            p.wait()
+    time.sleep(0.1)
+    with open_store(store_dir, read_only=True) as st:
+        assert not st.recording_elsewhere()
+        assert not check_store(st).ok  # now the open segment's writer is gone (C3)
+    with open_store(store_dir) as st:  # recovery seals it
+        assert check_store(st).ok

@@ -411,6 +411,30 @@ class Store:
             return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
         return write_clip(self, plan_clip(self, camera_id, start_ns, end_ns), out, format=format)
 
+    def recording_elsewhere(self) -> bool:
+        """True when another process holds the index open for writing (a running recorder).
+
+        RocksDB takes a POSIX lock on index/LOCK; probing it from this process does not
+        disturb the holder. (Only meaningful for a read-only store: a writable one holds it.)
+        """
+        if not self.read_only:
+            return False
+        import fcntl
+
+        try:
+            fd = os.open(self.layout.index_dir / "LOCK", os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     # --- read leases ------------------------------------------------------------------------------
     @contextmanager
     def lease(self, segment_ids: Iterable[int]) -> Iterator[None]:
