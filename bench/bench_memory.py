@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_memory_per_camera(benchmark):
-    """Peak RSS growth / cameras, measured in a fresh process."""
+    """RSS growth / cameras, measured in a fresh process."""
     cams = 100 if not benchmark.disabled else 5
     out = {}
 

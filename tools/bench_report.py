@@ -241,7 +241,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
                 "< 2 MB",
                 mb < 2,
-                "peak RSS growth; open 2 s GOP each",
+                "RSS growth; each holds an open 2 s GOP",
             )
         )
     if "test_index_bytes_per_camera_day" in by:
