@@ -338,3 +338,22 @@ def test_snapshot_jpeg_cli_and_errors(recorded, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_codec_change_ends_mp4_but_ts_continues(tmp_path, media):
+    a = media("cc-small.ts", 2.0, codec="h264", width=320, height=240, gop_frames=25)
+    b = media(
+        "cc-large.ts", 2.0, codec="h264", width=640, height=360, gop_frames=25, start_index=50
+    )
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    with open_store(tmp_path / "s") as st:
+        import_file(st, joined, "cam", START_NS)
+        plan = plan_clip(st, "cam", t(10), t(90))
+        write_clip(st, plan, tmp_path / "c.mp4")
+        assert decode(tmp_path / "c.mp4")[0] == list(range(10, 50))
+        assert any("codec parameters change" in n for n in plan.notes)
+        data = b"".join(clip_bytes(st, "cam", t(10), t(90), format="ts"))
+        counters, frames = decode(data)
+        assert counters == list(range(90))  # from the GOP start, across the change
+        assert (frames[0].width, frames[-1].width) == (320, 640)

@@ -363,7 +363,15 @@ def _mux_plan(
         if rd is None:
             rd = store.segment_reader(part.segment)
             readers[part.segment.segment_id] = rd
-            if [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks] != signature:
+            new_sig = [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks]
+            if new_sig != signature and format == "ts" and _inband_change_ok(tracks, rd.meta):
+                # MPEG-TS carries parameter sets in band: decoders follow the change.
+                plan.notes.append(
+                    f"codec parameters change at {format_time(part.chunks[0].start_ns)} "
+                    "(carried in band)"
+                )
+                signature = new_sig
+            elif new_sig != signature:
                 plan.notes.append(
                     f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
                     "change there (request the rest as a separate clip)"
@@ -404,6 +412,16 @@ def _mux_plan(
             done += c.length
             if progress is not None:
                 progress(done, total)
+
+
+def _inband_change_ok(old: tuple[fmt.TrackInfo, ...], meta: fmt.SegmentMeta) -> bool:
+    """Same track layout and codecs, Annex-B video: a TS clip can continue across it."""
+    new = meta.tracks
+    return (
+        len(old) == len(new)
+        and all(a.codec == b.codec and a.kind == b.kind for a, b in zip(old, new, strict=True))
+        and all(t.bitstream == "annexb" for t in (*old, *new) if t.kind == "video")
+    )
 
 
 def _video_template(track: fmt.TrackInfo, keyframe: bytes) -> Any:
