@@ -21,7 +21,7 @@ from vstore import Packet
 from vstore.check import check_store
 from vstore.clock import FakeClock
 from vstore.config import RetentionPolicy
-from vstore.errors import NotFound, UsageError
+from vstore.errors import NotFound, UsageError, VstoreError
 from vstore.retention import (
     DiskUsage,
     Hold,
@@ -171,6 +171,10 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
         plan, res = run_retention(st_, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
         assert res is not None and res.deleted_segments == 4
         assert len(plan.kept_for_holds) == 1
+        # The held segment is trimmed to the chunk the hold covers (9 s .. 10 s), not kept.
+        assert res.trimmed_segments == 1 and res.trimmed_bytes > 0
+        tl = st_.timeline("cam", None, None)
+        assert tl.covered == [(START_NS + 9 * 10**9, START_NS + 10 * 10**9)]
         assert check_store(st_).ok
         out = tmp_path / "held.mp4"
         write_clip(st_, plan_clip(st_, "cam", s, e), out)
@@ -185,7 +189,7 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
             plan_clip(st_, "cam", s, e)
         assert check_store(st_).ok
         actions = [r["action"] for r in st_.index.audit_records()]
-        assert actions == ["hold_add"] + ["delete"] * 4 + ["hold_release", "delete"]
+        assert actions == ["hold_add"] + ["delete"] * 4 + ["trim", "hold_release", "delete"]
         assert list_holds(st_, include_released=True)[0].released_by == "sgt. jones"
 
 
@@ -321,3 +325,39 @@ def test_retention_config_parsing(tmp_path):
 
     with pytest.raises(ConfigError, match="disk_full"):
         load_config(p)
+
+
+def test_trim_interrupted_after_copy_is_finished_by_rerun(tmp_path):
+    """A crash while trimming (copy written, index not switched) loses nothing: recovery
+    indexes the copy, and the next run drops the rest of the old segment."""
+    from vstore.fsutil import Fs
+
+    class FailDirSync(Fs):
+        armed = False
+
+        def fsync_dir(self, path):
+            if self.armed:
+                raise OSError(5, "Input/output error")
+            super().fsync_dir(path)
+
+    d = tmp_path / "store"
+    fs = FailDirSync()
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(d, clock=clock, fs=fs) as st_:
+        record(st_, "cam", 1)  # one 60 s segment of 1 s GOPs
+        add_hold(st_, "cam", START_NS + 10 * 10**9, START_NS + 12 * 10**9, "case", "det. x")
+        clock.advance(3600 * 10**9)
+        fs.armed = True  # the copy's directory fsync fails: trimming stops after T1
+        with pytest.raises(VstoreError):
+            run_retention(st_, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
+        fs.armed = False
+    with open_store(d, clock=clock) as st_:  # recovery seals and indexes the copy (R4)
+        assert check_store(st_).ok
+        held = list(st_.read_packets("cam", START_NS + 10 * 10**9, START_NS + 12 * 10**9))
+        assert len(held) == 50
+        _, res = run_retention(st_, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
+        assert res is not None and res.trimmed_segments == 1
+        assert check_store(st_).ok
+        segs = list(st_.index.segments(st_.camera_num("cam")))
+        assert len(segs) == 1 and segs[0].chunk_count == 2
+        assert len(list(st_.read_packets("cam", START_NS, START_NS + 10**12))) == 50

@@ -256,6 +256,7 @@ class RetentionPlan:
         self.held_rows = np.asarray(held_rows if held_rows is not None else [], dtype=np.int64)
         self.watermark_needed_bytes = 0
         self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
+        self.trim_rows = np.zeros(0, dtype=np.int64)  # expired but held: keep held chunks only
         self._deletions: list[Deletion] | None = None
 
     @property
@@ -266,6 +267,10 @@ class RetentionPlan:
                 for i, r in zip(self.rows, self.reasons, strict=True)
             ]
         return self._deletions
+
+    @property
+    def trims(self) -> list[SegmentInfo]:
+        return [self.table.row(int(i)) for i in self.trim_rows]
 
     @property
     def kept_for_holds(self) -> list[SegmentInfo]:
@@ -311,6 +316,7 @@ class RetentionPlan:
             "bytes": self.bytes,
             "cameras": cams,
             "kept_for_holds": len(self.held_rows),
+            "trims": len(self.trim_rows),
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
         }
@@ -353,6 +359,7 @@ def plan_retention(
     free = usable & ~held
     chosen_rows: list[Any] = []
     chosen_reasons: list[Any] = []
+    trim_rows: list[Any] = []
     taken = np.zeros(n, dtype=bool)
     for ci, cam in enumerate(t.cameras):
         idx = order[bounds[ci] : bounds[ci + 1]]
@@ -361,10 +368,13 @@ def plan_retention(
         pol = policy_of(cam)
         f = free[idx]
         if pol.max_age_ns is not None:
-            age = idx[f & (t.end_ns[idx] <= now_ns - pol.max_age_ns)]
+            expired = t.end_ns[idx] <= now_ns - pol.max_age_ns
+            age = idx[f & expired]
             taken[age] = True
             chosen_rows.append(age)
             chosen_reasons.append(np.full(len(age), 1, dtype=np.int8))
+            # Expired but held: trimmed to the chunks the holds cover (not kept whole).
+            trim_rows.append(idx[usable[idx] & held[idx] & expired])
         if pol.max_bytes is not None:
             total = int(t.size_bytes[idx].sum() - t.size_bytes[idx][taken[idx]].sum())
             excess = total - pol.max_bytes
@@ -395,6 +405,7 @@ def plan_retention(
     reasons = np.concatenate(chosen_reasons) if chosen_reasons else np.zeros(0, dtype=np.int8)
     held_rows = np.nonzero(held & usable)[0]
     plan = RetentionPlan(now_ns, t, rows, reasons, held_rows[np.argsort(t.start_ns[held_rows])])
+    plan.trim_rows = np.concatenate(trim_rows) if trim_rows else np.zeros(0, dtype=np.int64)
     plan.watermark_needed_bytes = needed
     plan.watermark_unmet_bytes = unmet
     return plan
@@ -437,6 +448,8 @@ class ApplyResult:
     deleted_bytes: int = 0
     finished_garbage: int = 0
     skipped_leased: int = 0
+    trimmed_segments: int = 0
+    trimmed_bytes: int = 0
 
 
 def _remove_marked(store: Any, segment_id: int, relpath: str) -> None:
@@ -515,7 +528,143 @@ def apply_plan(
         res.deleted_bytes += s.size_bytes
         if progress is not None:
             progress(i + 1, total)
+    if len(plan.trim_rows):
+        holds = list_holds(store)
+        for s in plan.trims:
+            if s.segment_id in leased:
+                res.skipped_leased += 1
+                continue
+            freed = trim_segment(store, s, holds, by)
+            if freed:
+                res.trimmed_segments += 1
+                res.trimmed_bytes += freed
     return res
+
+
+def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> int:
+    """Keep only the chunks of a segment that active holds cover (with the chunks back to
+    their GOP start); delete the rest. Returns the bytes freed.
+
+    Protocol (lifecycle T1-T3): T1 an open marker for the copy, then the copy is written and
+    fsynced (chunk bytes verbatim, a new header, footer and hash); T2 one synced batch
+    indexes the copy, re-points the held chunk rows, drops the old rows, marks the old file
+    as garbage and audits; T3 the old file is removed. After a crash in T1, recovery seals
+    and indexes the copy (R4) and the next run finds the held chunks already copied.
+    """
+    from vstore import format as fmt
+    from vstore.segment_reader import SegmentReader
+    from vstore.segment_writer import SegmentFile
+
+    row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
+    raw_row = store.index.get(row_key)
+    if raw_row is None:
+        return 0
+    row = SegmentRow.decode(row_key, raw_row)
+    mine = [h for h in holds if h.active and h.camera == seg.camera]
+    with SegmentReader.open(store.layout.path(row.path)) as rd:
+        entries = rd.directory()
+        keep = [any(e.start_ns < h.to_ns and e.end_ns > h.from_ns for h in mine) for e in entries]
+        for i in range(len(entries) - 1, 0, -1):  # a kept continuation keeps its GOP start
+            if keep[i] and entries[i].flags & fmt.CHUNK_CONTINUATION:
+                keep[i - 1] = True
+        if all(keep):
+            return 0
+        current = {
+            c.start_ns: c for c in store.index.chunks(seg.camera_num, row.start_ns, row.end_ns)
+        }
+        # Held chunks whose rows already point elsewhere were copied by an earlier attempt.
+        to_copy = [
+            e
+            for e, k in zip(entries, keep, strict=True)
+            if k
+            and current.get(e.start_ns) is not None
+            and current[e.start_ns].segment_id == seg.segment_id
+        ]
+        b = Batch()
+        new_row = None
+        if to_copy:
+            new_id = store.index.new_segment_id()
+            relpath = store.layout.segment_relpath(seg.camera, to_copy[0].start_ns, new_id)
+            marker = Batch()
+            marker.put(
+                layout.open_key(new_id),
+                _json(
+                    {
+                        "camera": seg.camera,
+                        "path": relpath,
+                        "start_ns": to_copy[0].start_ns,
+                        "camera_num": seg.camera_num,
+                    }
+                ),
+            )
+            store.index.commit(marker, sync=True)
+            from dataclasses import replace
+
+            meta = replace(rd.meta, segment_id=new_id, created_ns=store.clock.wall_ns())
+            sf = SegmentFile(store.fs, store.layout.root, relpath, meta)
+            try:
+                moved = [sf.append_raw_chunk(rd.src.read(e.offset, e.length), e) for e in to_copy]
+                size, sha = sf.seal(moved[-1].end_ns)
+            except VstoreError:
+                sf.abandon()
+                raise
+            new_row = SegmentRow(
+                seg.camera_num,
+                new_id,
+                moved[0].start_ns,
+                moved[-1].end_ns,
+                "sealed",
+                "local",
+                relpath,
+                size,
+                sha,
+                len(moved),
+                sum(e.packet_count for e in moved),
+                row.codecs,
+            )
+            b.put(new_row.key(), new_row.value())
+            b.delete(layout.open_key(new_id))
+            for e in moved:
+                b.put(layout.chunk_key(seg.camera_num, e.start_ns), _native_chunk_value(new_id, e))
+    kept_starts = {e.start_ns for e, k in zip(entries, keep, strict=True) if k}
+    for e in entries:
+        c = current.get(e.start_ns)
+        if c is not None and c.segment_id == seg.segment_id and e.start_ns not in kept_starts:
+            b.delete(c.key())
+    b.delete(row_key)
+    b.put(
+        layout.garbage_key(seg.segment_id),
+        _json({"path": row.path, "camera": seg.camera, "start_ns": seg.start_ns}),
+    )
+    freed = row.size_bytes - (new_row.size_bytes if new_row is not None else 0)
+    store.index.audit(
+        "trim",
+        by,
+        {
+            "camera": seg.camera,
+            "segment_id": seg.segment_id,
+            "from": format_time(row.start_ns),
+            "to": format_time(row.end_ns),
+            "kept_chunks": len(kept_starts),
+            "kept_segment_id": new_row.segment_id if new_row is not None else None,
+            "bytes": freed,
+            "reason": "max_age (held chunks kept)",
+            "sha256": row.sha256,
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+    _remove_marked(store, seg.segment_id, row.path)
+    return freed
+
+
+def _native_chunk_value(segment_id: int, e: Any) -> bytes:
+    from vstore.index import ChunkRow
+
+    return ChunkRow(
+        0, e.start_ns, e.end_ns, segment_id, e.offset, e.length, e.packet_count, e.crc32, e.flags
+    ).value()
 
 
 def _json(d: dict[str, Any]) -> bytes:

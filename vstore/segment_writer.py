@@ -67,6 +67,20 @@ class SegmentFile:
         self.entries: list[fmt.DirEntry] = []
         self.packet_count = 0
 
+    def append_raw_chunk(self, raw: bytes, entry: fmt.DirEntry) -> fmt.DirEntry:
+        """Copy a whole, already verified chunk from another segment (trimming keeps held
+        chunks byte for byte; only their offset changes)."""
+        try:
+            self.fs.writev(self.fd, [raw])
+        except OSError as exc:
+            raise translate_oserror(exc, f"writing {self.path}") from exc
+        self._sha.update(raw)
+        moved = replace(entry, offset=self.offset)
+        self.entries.append(moved)
+        self.offset += len(raw)
+        self.packet_count += entry.packet_count
+        return moved
+
     def append_chunk(
         self,
         flags: int,
