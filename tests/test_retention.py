@@ -361,3 +361,54 @@ def test_trim_interrupted_after_copy_is_finished_by_rerun(tmp_path):
         segs = list(st_.index.segments(st_.camera_num("cam")))
         assert len(segs) == 1 and segs[0].chunk_count == 2
         assert len(list(st_.read_packets("cam", START_NS, START_NS + 10**12))) == 50
+
+
+class FillingDisk:
+    """A disk whose free space shrinks with what the store writes (injected DiskUsage)."""
+
+    def __init__(self, root: Path, capacity: int) -> None:
+        self.root, self.capacity = root, capacity
+
+    def __call__(self) -> DiskUsage:
+        used = sum(p.stat().st_size for p in (self.root / "segments").rglob("*.vseg"))
+        return DiskUsage(self.capacity, max(0, self.capacity - used))
+
+
+def _watermark_store(tmp_path, action: str, capacity: int):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        f'[store]\nsegment_duration_s = 10\n[retention]\nmin_free = "50%"\ndisk_full = "{action}"\n'
+    )
+    return open_store(d, disk_usage=FillingDisk(d, capacity))
+
+
+def test_overwrite_oldest_keeps_recording_within_the_watermark(tmp_path):
+    st_ = _watermark_store(tmp_path, "overwrite-oldest", capacity=6_000_000)
+    with st_:
+        record(st_, "cam", 5)  # 30 ten-second segments of ~0.33 MB: 10 MB > 3 MB allowed
+        segs = list(st_.index.segments(st_.camera_num("cam")))
+        assert 0 < len(segs) < 30
+        assert segs[-1].end_ns == START_NS + 300 * 10**9  # the newest footage is kept
+        assert sum(s.size_bytes for s in segs) <= 3_000_000 + segs[0].size_bytes
+        assert check_store(st_).ok
+        assert {r["detail"]["reason"] for r in st_.index.audit_records()} == {"watermark"}
+
+
+def test_stop_recording_refuses_below_the_watermark(tmp_path):
+    from vstore.errors import StorageFull
+
+    st_ = _watermark_store(tmp_path, "stop-recording", capacity=6_000_000)
+    with st_, pytest.raises(StorageFull, match="stop-recording"):
+        record(st_, "cam", 5)
+
+
+def test_only_held_footage_left_stops_recording_loudly(tmp_path):
+    from vstore.errors import StorageFull
+
+    st_ = _watermark_store(tmp_path, "overwrite-oldest", capacity=6_000_000)
+    with st_:
+        add_hold(st_, "cam", START_NS, START_NS + 3600 * 10**9, "everything", "det. y")
+        with pytest.raises(StorageFull, match="held footage"):
+            record(st_, "cam", 5)
+        assert st_.index.audit_records()[-1]["action"] == "hold_add"  # nothing deleted

@@ -612,6 +612,7 @@ class CameraWriter:
         return True
 
     def _open_segment(self, start_ns: int) -> None:
+        self.store.ensure_space()  # the declared disk-full behaviour (retention.md)
         seg_id = self.index.new_segment_id()
         tracks = list(self._tracks_info)
         v = tracks[self._video]

@@ -22,7 +22,7 @@ from vstore import format as fmt
 from vstore import layout
 from vstore.clock import Clock, SystemClock
 from vstore.config import StoreConfig, load_config
-from vstore.errors import CorruptSegment, NotFound, UsageError, VstoreError
+from vstore.errors import CorruptSegment, NotFound, StorageFull, UsageError, VstoreError
 from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.packet import Packet
@@ -98,8 +98,11 @@ class Store:
         fs: Fs | None = None,
         create: bool = True,
         recover: bool = True,
+        disk_usage: Any = None,
     ) -> None:
         self.layout = layout.StoreLayout(Path(root))
+        # () -> DiskUsage; injected by tests to simulate a filling disk.
+        self._disk_usage = disk_usage
         self.root = self.layout.root
         self.read_only = read_only
         self.clock = clock or SystemClock()
@@ -114,6 +117,7 @@ class Store:
         self._writers: dict[str, CameraWriter] = {}
         self._lock = threading.Lock()
         self._lease_serial = 0
+        self._retention_lock = threading.Lock()
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
             self.last_recovery = self.recover()
@@ -178,6 +182,36 @@ class Store:
             w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
             self._writers[camera_id] = w
             return w
+
+    def ensure_space(self) -> None:
+        """Called before every new segment: enforce the declared disk-full behaviour.
+
+        Below the ``min_free`` watermark, ``overwrite-oldest`` deletes the oldest unheld
+        footage now (retention's watermark rule); ``stop-recording`` refuses. When only held
+        or in-use footage is left, recording stops with StorageFull: held footage is never
+        deleted to make room.
+        """
+        from vstore import retention
+
+        cfg = self.config.retention
+        if cfg.min_free_bytes is None and cfg.min_free_ratio is None:
+            return
+        usage = self._disk_usage() if self._disk_usage else retention.disk_usage(self.root)
+        need = retention.min_free_bytes(cfg, usage)
+        if usage.free_bytes >= need:
+            return
+        if cfg.disk_full == "stop-recording":
+            raise StorageFull(
+                f"free space {usage.free_bytes} B is below the watermark ({need} B) and "
+                "disk_full = stop-recording: run `vstore retention run` or free space"
+            )
+        with self._retention_lock:
+            plan, _res = retention.run_retention(self, disk=usage)
+        if plan.watermark_unmet_bytes:
+            raise StorageFull(
+                "disk below the watermark and only held or in-use footage is left: recording "
+                "stops rather than delete held footage (release holds or add storage)"
+            )
 
     def _writer_closed(self, w: CameraWriter) -> None:
         with self._lock:
@@ -524,6 +558,7 @@ def open_store(
     clock: Clock | None = None,
     fs: Fs | None = None,
     create: bool = True,
+    disk_usage: Any = None,
 ) -> Store:
     """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new."""
     return Store(
@@ -532,4 +567,5 @@ def open_store(
         clock=clock,
         fs=fs,
         create=create,
+        disk_usage=disk_usage,
     )
