@@ -55,3 +55,10 @@ class CheckFailed(VstoreError):
     """`vstore check` found invariant violations."""
 
     exit_code = 8
+
+
+class TierError(VstoreError):
+    """The object store failed: unreachable, refused credentials, missing bucket, or a
+    verification mismatch after an upload."""
+
+    exit_code = 9

@@ -1,0 +1,1 @@
+"""Test harness shipped with vstore (contract tests that backends and hosts can reuse)."""

@@ -1,0 +1,64 @@
+"""Contract tests every BlobTier must pass: subclass ``TierTests`` and provide a ``tier``
+fixture (see tests/test_tier.py for the local directory and S3-over-HTTP subclasses)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from vstore.errors import NotFound, TierError
+from vstore.tier.base import BlobTier, ByteRange
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+class TierTests:
+    """Put, ranged get, head, delete and list through the public interface only."""
+
+    @pytest.fixture
+    def blob(self, tmp_path: Path) -> tuple[Path, bytes]:
+        data = bytes(range(256)) * 4000  # 1 MB, every offset distinguishable
+        p = tmp_path / "blob.vseg"
+        p.write_bytes(data)
+        return p, data
+
+    def test_put_then_get_whole_and_ranges(self, tier: BlobTier, blob):
+        path, data = blob
+        info = tier.put_file("cam/2025-01-17/x.vseg", path, _b64(data))
+        assert info.size_bytes == len(data)
+        assert tier.get("cam/2025-01-17/x.vseg") == data
+        assert tier.get("cam/2025-01-17/x.vseg", ByteRange(1000, 77)) == data[1000:1077]
+        assert tier.get("cam/2025-01-17/x.vseg", ByteRange(len(data) - 56)) == data[-56:]
+
+    def test_head_and_missing_objects(self, tier: BlobTier, blob):
+        path, data = blob
+        assert tier.head("nope") is None
+        with pytest.raises(NotFound):
+            tier.get("nope")
+        tier.put_file("a/b.vseg", path, _b64(data))
+        assert tier.head("a/b.vseg").size_bytes == len(data)
+
+    def test_checksum_mismatch_is_refused(self, tier: BlobTier, blob):
+        path, _data = blob
+        with pytest.raises(TierError):
+            tier.put_file("bad.vseg", path, _b64(b"other bytes"))
+        assert tier.head("bad.vseg") is None
+
+    def test_delete_is_idempotent(self, tier: BlobTier, blob):
+        path, data = blob
+        tier.put_file("d.vseg", path, _b64(data))
+        tier.delete("d.vseg")
+        tier.delete("d.vseg")
+        assert tier.head("d.vseg") is None
+
+    def test_list_prefix_in_key_order(self, tier: BlobTier, blob):
+        path, data = blob
+        for k in ("cam2/x.vseg", "cam1/b.vseg", "cam1/a.vseg"):
+            tier.put_file(k, path, _b64(data))
+        assert [o.key for o in tier.list_prefix("cam1/")] == ["cam1/a.vseg", "cam1/b.vseg"]
+        assert len(list(tier.list_prefix(""))) == 3

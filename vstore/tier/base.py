@@ -1,0 +1,71 @@
+"""The object-store interface: put a file, ranged get, head, delete, list by prefix.
+
+Implementations: ``LocalTier`` (a directory: the embedded default) and ``S3Tier`` (boto3;
+AWS S3, MinIO, Ceph). ``open_tier`` builds one from a URL: ``file:///path``, a plain path,
+or ``s3://BUCKET/PREFIX``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """[start, start + length) of an object; ``length`` None means to the end."""
+
+    start: int
+    length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or (self.length is not None and self.length <= 0):
+            raise ValueError(f"bad byte range {self.start}+{self.length}")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size_bytes: int
+    sha256_b64: str | None = None  # full-object SHA-256 when the store reports one
+
+
+class BlobTier(abc.ABC):
+    """A flat key -> bytes store. Keys are built by vstore.layout.object_key only."""
+
+    url: str
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path, sha256_b64: str) -> ObjectInfo:
+        """Upload a whole file; the store verifies the SHA-256 (or the call fails)."""
+
+    @abc.abstractmethod
+    def get(self, key: str, rng: ByteRange | None = None) -> bytes:
+        """The object's bytes, or a range of them (TierError/NotFound when missing)."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size and checksum, or None when there is no such object."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing one is not an error."""
+
+    @abc.abstractmethod
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order."""
+
+
+def open_tier(url: str) -> BlobTier:
+    """A tier from its URL: ``s3://BUCKET/PREFIX`` or ``file:///dir`` (or a plain path)."""
+    if url.startswith("s3://"):
+        from vstore.tier.s3 import S3Tier
+
+        bucket, _, prefix = url[5:].partition("/")
+        return S3Tier(bucket, prefix)
+    from vstore.tier.local import LocalTier
+
+    path = url.removeprefix("file://")
+    return LocalTier(Path(path))

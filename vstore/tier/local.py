@@ -1,0 +1,97 @@
+"""A directory as an object store: the embedded default tier (no server to install).
+
+Objects are files under the root (the key's slashes are directories); uploads are written
+to a temporary name, fsynced, renamed and the directory fsynced, so an object exists whole
+or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from vstore.errors import NotFound, TierError
+from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
+
+
+def file_sha256_b64(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode()
+
+
+class LocalTier(BlobTier):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = f"file://{self.root.resolve()}"
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise TierError(f"bad object key {key!r}")
+        return self.root / key
+
+    def put_file(self, key: str, path: Path, sha256_b64: str) -> ObjectInfo:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            got = file_sha256_b64(tmp)
+            if got != sha256_b64:
+                tmp.unlink()
+                raise TierError(f"{key}: checksum mismatch after copy ({got} != {sha256_b64})")
+            os.replace(tmp, dest)
+            fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise TierError(f"{self.url}/{key}: {exc.strerror or exc}") from exc
+        return ObjectInfo(key, dest.stat().st_size, got)
+
+    def get(self, key: str, rng: ByteRange | None = None) -> bytes:
+        p = self._path(key)
+        try:
+            with open(p, "rb") as f:
+                if rng is None:
+                    return f.read()
+                f.seek(rng.start)
+                data = f.read() if rng.length is None else f.read(rng.length)
+        except FileNotFoundError:
+            raise NotFound(f"no object {key} in {self.url}") from None
+        if rng is not None and rng.length is not None and len(data) != rng.length:
+            raise TierError(f"{key}: range {rng.start}+{rng.length} beyond the object")
+        return data
+
+    def head(self, key: str) -> ObjectInfo | None:
+        p = self._path(key)
+        try:
+            return ObjectInfo(key, p.stat().st_size)
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        if not self.root.exists():
+            return
+        for p in sorted(self.root.rglob("*")):
+            if not p.is_file() or p.name.endswith(".part"):
+                continue
+            key = p.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                yield ObjectInfo(key, p.stat().st_size)
