@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from vstore import _native
@@ -64,6 +65,38 @@ def media(media_dir: Path):
         return make_media(media_dir, name, duration_s, **spec_kw)
 
     return _make
+
+
+# --- S3 over real HTTP: moto's server on 127.0.0.1 -------------------------------------------
+
+CREDS = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+_bucket_serial = iter(range(1_000_000))
+
+
+@pytest.fixture
+def bucket(moto_endpoint):
+    name = f"vstore-test-{next(_bucket_serial)}"
+    boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+    return name
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -9,7 +9,6 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import pytest
 
 from vstore.errors import TierError
@@ -18,34 +17,7 @@ from vstore.tier import LocalTier, open_tier
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
-CREDS = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-_bucket_serial = iter(range(1_000_000))
-
-
-@pytest.fixture
-def bucket(moto_endpoint):
-    name = f"vstore-test-{next(_bucket_serial)}"
-    boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-    return name
+from tests.conftest import CREDS
 
 
 class TestLocalTier(TierTests):

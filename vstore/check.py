@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vstore.errors import CorruptSegment, NotFound, VstoreError
+from vstore.errors import CorruptSegment, NotFound, TierError, VstoreError
 from vstore.index import Batch, ChunkRow, SegmentRow
 from vstore.layout import parse_segment_name
 from vstore.segment_reader import FileSource, SegmentReader
@@ -122,6 +122,9 @@ def check_store(
             progress(i, total)
         rep.segments += 1
         if row.location != "local":
+            _check_tiered(
+                store, row, chunk_rows.get((row.camera_num, row.segment_id), []), verify_hashes, rep
+            )
             continue
         indexed_paths.add(row.path)
         path = store.layout.path(row.path)
@@ -163,6 +166,30 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _check_tiered(
+    store: Store, row: SegmentRow, chunks: list[ChunkRow], verify_hashes: bool, rep: CheckReport
+) -> None:
+    """I2 for a tiered segment: the object exists with the indexed size and trailer hash;
+    unless --quick, its bytes are read back (ranged GETs) and verified too."""
+    where = f"{row.location}/{row.path}"
+    try:
+        info = store.tier(row.location).head(row.path)
+        if info is None:
+            raise NotFound("object is missing")
+        if info.size_bytes != row.size_bytes:
+            raise CorruptSegment(f"object size {info.size_bytes} != indexed {row.size_bytes}")
+        with store.segment_reader(row) as rd:
+            if rd.trailer().sha256.hex() != row.sha256:
+                raise CorruptSegment("trailer hash differs from the index")
+            if verify_hashes:
+                rd.verify()
+                for c in chunks:
+                    rd.read_chunk(c.offset, c.length, c.crc32)
+                rep.bytes_verified += row.size_bytes
+    except (CorruptSegment, NotFound, TierError) as exc:
+        rep.problems.append(Problem("C2", where, str(exc)))
 
 
 def adopt_orphan(store: Store, relpath: str) -> None:

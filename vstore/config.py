@@ -41,6 +41,13 @@ disk_full = "overwrite-oldest"  # or "stop-recording"
 # [retention.cameras.lobby]
 # max_age = "90d"
 
+# Tiering (`vstore tier run`): sealed segments older than older_than move to object storage
+# and stay in the same index. Credentials and endpoint come from the AWS environment
+# (AWS_ENDPOINT_URL for MinIO/Ceph).
+[tier]
+# url = "s3://my-bucket/site-a"     # or a directory
+older_than = "7d"
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`:
 # [cameras.front-door]
 # url = "rtsp://192.0.2.10/stream1"
@@ -106,10 +113,19 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TierConfig:
+    """[tier]: where cold segments go and when (``vstore tier run``)."""
+
+    url: str | None = None  # s3://BUCKET/PREFIX or a directory
+    older_than_ns: int = 7 * 86400 * 10**9
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     defaults: CameraSettings = field(default_factory=CameraSettings)
     cameras: dict[str, CameraSettings] = field(default_factory=dict)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    tier: TierConfig = field(default_factory=TierConfig)
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -269,4 +285,28 @@ def load_config(path: Path) -> StoreConfig:
             raise ConfigError(f"{path}: [cameras.{cam_id}] must be a table")
         cameras[cam_id] = _settings(defaults, table, f"{path} [cameras.{cam_id}]")
     retention = _retention(doc.get("retention", {}), str(path))
-    return StoreConfig(defaults=defaults, cameras=cameras, retention=retention)
+    return StoreConfig(
+        defaults=defaults,
+        cameras=cameras,
+        retention=retention,
+        tier=_tier(doc.get("tier", {}), str(path)),
+    )
+
+
+def _tier(doc: Any, where: str) -> TierConfig:
+    from vstore.errors import UsageError
+    from vstore.timebase import parse_duration_ns
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [tier] must be a table")
+    unknown = set(doc) - {"url", "older_than"}
+    if unknown:
+        raise ConfigError(f"{where} [tier]: unknown setting(s) {', '.join(sorted(unknown))}")
+    url = doc.get("url")
+    if url is not None and not isinstance(url, str):
+        raise ConfigError(f"{where} [tier]: url must be a string")
+    try:
+        older = parse_duration_ns(str(doc.get("older_than", "7d")))
+    except UsageError as exc:
+        raise ConfigError(f"{where} [tier]: {exc}") from exc
+    return TierConfig(url, older)

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from vstore import format as fmt
 from vstore.errors import CorruptSegment, NotFound
@@ -60,6 +60,24 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TierSource:
+    """Ranged reads of a segment stored as an object (one ranged GET per read); the header
+    probe and the trailer/footer are small, and each chunk costs one GET."""
+
+    def __init__(self, tier: Any, key: str, size_bytes: int) -> None:
+        self.tier, self.key, self._size = tier, key, size_bytes
+
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int) -> bytes:
+        from vstore.tier.base import ByteRange
+
+        if length <= 0:
+            return b""
+        return self.tier.get(self.key, ByteRange(offset, length))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class Store:
         self._writers: dict[str, CameraWriter] = {}
         self._lock = threading.Lock()
         self._lease_serial = 0
+        self._tiers: dict[str, Any] = {}
         self._retention_lock = threading.Lock()
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
@@ -515,10 +516,26 @@ class Store:
             out.update(int(x) for x in doc.get("segments", []))
         return out
 
+    def tier(self, url: str) -> Any:
+        """The object store at url (one client per URL for the life of the store)."""
+        from vstore.tier import open_tier
+
+        with self._lock:
+            t = self._tiers.get(url)
+            if t is None:
+                t = self._tiers[url] = open_tier(url)
+            return t
+
     def segment_reader(self, row: SegmentRow) -> SegmentReader:
-        if row.location != "local":
-            raise VstoreError(f"segment {row.segment_id} lives at {row.location}")
-        return SegmentReader.open(self.layout.path(row.path))
+        """A reader for an indexed segment, local or tiered (ranged reads of the object)."""
+        if row.location == "local":
+            return SegmentReader.open(self.layout.path(row.path))
+        from vstore.segment_reader import TierSource
+
+        return SegmentReader(
+            TierSource(self.tier(row.location), row.path, row.size_bytes),
+            f"{row.location}/{row.path}",
+        )
 
     def read_packets(self, camera_id: str, start_ns: int, end_ns: int) -> Iterator[Packet]:
         """Every stored packet of chunks overlapping [start_ns, end_ns), in stored order."""

@@ -25,7 +25,8 @@ COMMANDS = {
     "snapshot": ("vstore.cli.snapshot", "write the frame at an instant as JPEG/PNG"),
     "hold": ("vstore.cli.hold", "legal holds: add, list, release"),
     "retention": ("vstore.cli.retention", "delete footage by age, size and disk watermark"),
-    "audit": ("vstore.cli.audit", "the permanent log of holds and deletions"),
+    "tier": ("vstore.cli.tier", "move old segments to object storage (S3 or a directory)"),
+    "audit": ("vstore.cli.audit", "the permanent log of holds, deletions and tiering"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }
 

@@ -1,0 +1,65 @@
+"""Move sealed segments older than the hot age to object storage (S3, MinIO, Ceph, or a
+directory). They stay in the same index: clips read them with ranged GETs. A local file is
+removed only after its upload is verified."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = sub.add_parser("run", help="tier what is old enough (or --dry-run)")
+    r.add_argument(
+        "--to",
+        metavar="URL",
+        help="s3://BUCKET/PREFIX or a directory (default: [tier] url in vstore.toml)",
+    )
+    r.add_argument(
+        "--older-than", metavar="DURATION", help="hot-tier age (default: [tier] older_than, 7d)"
+    )
+    r.add_argument("--camera", action="append", help="only these cameras (repeatable)")
+    r.add_argument("--dry-run", action="store_true", help="only say what would move")
+    add_store_arg(r)
+    add_json_arg(r)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.errors import UsageError
+    from vstore.store import open_store
+    from vstore.tiering import run_tiering
+    from vstore.timebase import parse_duration_ns
+
+    with open_store(args.store) as store:
+        url = args.to or store.config.tier.url
+        if not url:
+            raise UsageError("no tier: give --to s3://BUCKET/PREFIX (or set [tier] url)")
+        older = (
+            parse_duration_ns(args.older_than)
+            if args.older_than
+            else store.config.tier.older_than_ns
+        )
+        tier = store.tier(url)
+        with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as bar:
+
+            def progress(done: int, total: int) -> None:
+                if bar is not None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+            res = run_tiering(
+                store, tier, older, cameras=args.camera, dry_run=args.dry_run, progress=progress
+            )
+    if args.json:
+        print_json({"to": url, "dry_run": args.dry_run, **res.as_json()})
+    elif args.dry_run:
+        print(f"would move {res.planned} segment(s), {fmt_bytes(res.bytes)} to {url}")
+    else:
+        print(
+            f"moved {res.tiered} segment(s), {fmt_bytes(res.bytes)} to {url} in "
+            f"{res.seconds:.1f}s ({res.mb_per_s:.1f} MB/s)"
+        )
+    return 0
