@@ -181,3 +181,34 @@ def test_tier_cli_dry_run_and_run(recorded, tmp_path, capsys):
     assert main(["check", "--store", root]) == 0
     assert main(["tier", "run", "--store", root]) == 2  # no tier configured: clear usage error
     assert "no tier" in capsys.readouterr().err
+
+
+@pytest.mark.s3
+def test_rebuild_index_from_s3_on_a_new_node(
+    recorded, tmp_path, moto_endpoint, bucket, monkeypatch, capsys
+):
+    for k, v in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    before = clip(recorded, "mp4")
+    url = f"s3://{bucket}/site-b"
+    run_tiering(recorded, recorded.tier(url), 5 * S)
+    from vstore.cli.main import main
+
+    node2 = tmp_path / "node2"
+    assert main(["rebuild-index", "--from-s3", url, "--store", str(node2), "--json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["indexed"] == 3 and doc["problems"] == []
+    with open_store(node2) as st:
+        assert clip(st, "mp4") == before  # a second node serves the same clip from S3
+        assert check_store(st).ok
+        # Its own new segments never reuse the ids the objects carry.
+        assert st.index.new_segment_id() > 3
+    assert main(["rebuild-index", "--from", url, "--store", str(node2), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["already_indexed"] == 3

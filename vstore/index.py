@@ -252,6 +252,14 @@ class TimeIndex:
     def new_segment_id(self) -> int:
         return self._next(layout.NEXT_SEGMENT_ID_KEY)
 
+    def reserve_segment_ids(self, up_to: int) -> None:
+        """Make every later new_segment_id() exceed up_to (after importing foreign ids)."""
+        with self._lock:
+            raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
+            nxt = int.from_bytes(raw, "big") if raw else 1
+            if nxt <= up_to:
+                self._db.put(layout.NEXT_SEGMENT_ID_KEY, (up_to + 1).to_bytes(8, "big"), self._sync)
+
     def camera_num(self, camera_id: str, create: bool = False) -> int | None:
         """The camera's fixed-width number used in keys; allocated on first use when create."""
         raw = self._db.get(layout.camera_key(camera_id))

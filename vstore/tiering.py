@@ -153,3 +153,98 @@ def layout_json(d: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(d, separators=(",", ":")).encode()
+
+
+@dataclass
+class RebuildResult:
+    objects: int = 0
+    indexed: int = 0
+    already: int = 0
+    chunks: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "indexed": self.indexed,
+            "already_indexed": self.already,
+            "chunks": self.chunks,
+            "problems": self.problems,
+        }
+
+
+def rebuild_index_from_tier(
+    store: Any, tier: BlobTier, progress: Callable[[int, int], None] | None = None
+) -> RebuildResult:
+    """Index every segment object of a tier from the objects alone (their headers, footers and
+    trailers, read with ranged GETs): a replaced node, or a second one, serves clips from S3."""
+    from vstore.index import ChunkRow
+    from vstore.layout import parse_segment_name
+    from vstore.segment_reader import SegmentReader, TierSource
+
+    out = RebuildResult()
+    objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
+    out.objects = len(objs)
+    max_id = 0
+    for i, obj in enumerate(objs):
+        parsed = parse_segment_name(obj.key.rsplit("/", 1)[-1])
+        if parsed is None:
+            out.problems.append(f"{obj.key}: not a segment name")
+            continue
+        start_ns, seg_id = parsed
+        max_id = max(max_id, seg_id)
+        try:
+            with SegmentReader(TierSource(tier, obj.key, obj.size_bytes), obj.key) as rd:
+                meta, entries, trailer = rd.meta, rd.directory(), rd.trailer()
+        except VstoreError as exc:
+            out.problems.append(f"{obj.key}: {exc}")
+            continue
+        cam = store.index.camera_num(meta.camera, create=True)
+        key = layout.segment_key(cam, start_ns, seg_id)
+        if store.index.get(key) is not None:
+            out.already += 1
+            continue
+        row = SegmentRow(
+            cam,
+            seg_id,
+            start_ns,
+            entries[-1].end_ns,
+            "sealed",
+            tier.url,
+            obj.key,
+            obj.size_bytes,
+            trailer.sha256.hex(),
+            len(entries),
+            sum(e.packet_count for e in entries),
+            tuple(t.codec for t in meta.tracks),
+        )
+        b = Batch()
+        b.put(row.key(), row.value())
+        for e in entries:
+            c = ChunkRow(
+                cam,
+                e.start_ns,
+                e.end_ns,
+                seg_id,
+                e.offset,
+                e.length,
+                e.packet_count,
+                e.crc32,
+                e.flags,
+            )
+            b.put(c.key(), c.value())
+        store.index.audit(
+            "rebuild_index",
+            "rebuild",
+            {"camera": meta.camera, "segment_id": seg_id, "from": f"{tier.url}/{obj.key}"},
+            store.clock.wall_ns(),
+            batch=b,
+        )
+        store.index.commit(b, sync=False)
+        out.indexed += 1
+        out.chunks += len(entries)
+        if progress is not None:
+            progress(i + 1, len(objs))
+    # New segments must not reuse ids that objects already carry.
+    store.index.reserve_segment_ids(max_id)
+    return out

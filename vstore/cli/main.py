@@ -5,7 +5,7 @@ for `--help`).
 
 Exit codes: 0 success; 1 error; 2 bad usage or configuration; 3 not found (camera, footage);
 4 store locked by another process; 5 corrupt data; 6 source unreadable; 7 disk full;
-8 `check` found problems; 130 interrupted.
+8 `check` found problems; 9 object store failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ COMMANDS = {
     "hold": ("vstore.cli.hold", "legal holds: add, list, release"),
     "retention": ("vstore.cli.retention", "delete footage by age, size and disk watermark"),
     "tier": ("vstore.cli.tier", "move old segments to object storage (S3 or a directory)"),
+    "rebuild-index": ("vstore.cli.rebuild_index", "index tiered footage from an object store"),
     "audit": ("vstore.cli.audit", "the permanent log of holds, deletions and tiering"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }

@@ -1,0 +1,49 @@
+"""Rebuild the catalog of tiered footage from an object store alone (each object is a
+self-describing segment): a replaced recording node, or a second node, serves clips from it."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, print_json, progress_bar
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        "--from-s3",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="s3://BUCKET/PREFIX or a directory holding tiered segments",
+    )
+    add_store_arg(p)
+    add_json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.store import open_store
+    from vstore.tiering import rebuild_index_from_tier
+
+    with (
+        open_store(args.store) as store,
+        progress_bar(None, "indexing", not args.json, "obj") as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+        res = rebuild_index_from_tier(store, store.tier(args.source), progress=progress)
+    if args.json:
+        print_json({"from": args.source, **res.as_json()})
+    else:
+        print(
+            f"{res.objects} object(s): indexed {res.indexed} segment(s) ({res.chunks} chunks),"
+            f" {res.already} already indexed"
+        )
+        for p in res.problems:
+            print(f"  problem: {p}")
+    return 0 if not res.problems else 5
