@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     store_dir = Path(args.store)
     if store_dir.exists():
         shutil.rmtree(store_dir)
+    store_dir.mkdir(parents=True)
+    # Short segments so that the demo has several per camera to tier and to clip across.
+    (store_dir / "vstore.toml").write_text("[store]\nsegment_duration_s = 5\n")
     specs = {
         "gate-1": StreamSpec(codec="h264", width=640, height=360, fps=25, gop_frames=50),
         "gate-2": StreamSpec(
@@ -76,9 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     vstore_main(["ls", "--store", str(store_dir)])
     print(f"\n$ vstore timeline --store {store_dir} --camera lobby")
     vstore_main(["timeline", "--store", str(store_dir), "--camera", "lobby"])
-    # An investigator's request: 10 s of the lobby camera starting 5.5 s into the recording.
+    # Tier the lobby camera's oldest footage to the embedded object store (a directory; the
+    # same code talks to S3), then clip across cold and hot footage.
     from vstore.clip import plan_clip, write_clip
+    from vstore.tier import LocalTier
+    from vstore.tiering import tier_segment
     from vstore.timebase import format_time
+
+    cold = LocalTier(store_dir / "object-store")
+    with open_store(store_dir) as store:
+        segs = list(store.index.segments(store.camera_num("lobby")))
+        for row in segs[:2]:
+            tier_segment(store, cold, row, "lobby")
+        moved = sum(r.size_bytes for r in segs[:2])
+    print(f"\ntiered 2 of lobby's {len(segs)} segments ({moved / 1024:.0f} KiB) to {cold.url}")
 
     with open_store(store_dir, read_only=True) as store:
         [lobby] = [c for c in store.cameras() if c.camera == "lobby"]
@@ -93,15 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\n$ vstore clip --camera lobby --from {format_time(start)} "
         f"--to {format_time(end)} -o {out}"
     )
+    where = sorted({"cold" if p.segment.location != "local" else "hot" for p in res.plan.parts})
     print(
         f"clip: {out.resolve()} ({res.bytes_written / 1024:.0f} KiB, "
         f"{res.video_packets} video + {res.audio_packets} audio packets) "
-        f"built in {clip_s * 1000:.0f} ms; it starts on the exact frame at "
+        f"built in {clip_s * 1000:.0f} ms from {len(res.plan.parts)} segments "
+        f"({' and '.join(where)}); it starts on the exact frame at "
         f"{format_time(res.plan.start_ns)}"
     )
     files = sorted(store_dir.glob("segments/*/*/*/*/*.vseg"))
+    objects = sorted((store_dir / "object-store").rglob("*.vseg"))
     print(
         f"\ndata: {store_dir.resolve()}/segments/ ({len(files)} segment files), "
+        f"object store: {store_dir.resolve()}/object-store/ ({len(objects)} objects), "
         f"index: {store_dir.resolve()}/index/"
     )
     if files:
