@@ -230,6 +230,40 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "extrapolated: 60 CPU-s per minute / CPU-s per camera-minute",
             )
         )
+    if "test_tier_throughput" in by:
+        tb = by["test_tier_throughput"]["extra_info"]["bytes"] / med("test_tier_throughput")
+        base = None
+        if "test_tier_baseline_plain_boto3_upload" in by:
+            base = by["test_tier_baseline_plain_boto3_upload"]["extra_info"]["bytes"] / med(
+                "test_tier_baseline_plain_boto3_upload"
+            )
+        figs.append(
+            figure(
+                "tiering throughput to S3 (moto, loopback) vs plain boto3 upload",
+                tb / 1e6,
+                "MB/s",
+                base / 1e6 if base else None,
+                "report",
+                None,
+                "includes verify before, trailer check after, index flip, delete",
+            )
+        )
+    hot = "test_clip_first_byte_hot_vs_cold[hot]"
+    cold = "test_clip_first_byte_hot_vs_cold[cold]"
+    if hot in by and cold in by:
+        h = by[hot]["extra_info"]["first_byte_s_median"]
+        c = by[cold]["extra_info"]["first_byte_s_median"]
+        figs.append(
+            figure(
+                "clip time to first byte, cold (S3 ranged GETs) vs hot",
+                c * 1000,
+                "ms",
+                h * 1000,
+                "report",
+                None,
+                "moto on loopback; fMP4, 4 s clip",
+            )
+        )
     if "test_memory_per_camera" in by:
         info = by["test_memory_per_camera"]["extra_info"]
         mb = info["per_camera_kib"] / 1024
