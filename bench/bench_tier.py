@@ -34,18 +34,6 @@ def source(request, tmp_path_factory):
     return src, base
 
 
-@pytest.fixture
-def env(monkeypatch, moto_endpoint):
-    for k, v in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    return moto_endpoint
-
-
 def _store(base, src, name):
     d = base / name
     d.mkdir()
@@ -55,7 +43,7 @@ def _store(base, src, name):
     return st
 
 
-def test_tier_throughput(benchmark, source, env, bucket):
+def test_tier_throughput(benchmark, source, s3_env, bucket):
     """vstore tiering (verify, upload, check, index flip, local delete) of every segment."""
     src, base = source
     runs = iter(range(100))
@@ -75,13 +63,13 @@ def test_tier_throughput(benchmark, source, env, bucket):
     st.close()
 
 
-def test_tier_baseline_plain_boto3_upload(benchmark, source, env, bucket):
+def test_tier_baseline_plain_boto3_upload(benchmark, source, s3_env, bucket):
     """Baseline: boto3 put_object of the same segment files to the same endpoint."""
     src, base = source
     st = _store(base, src, "plain")
     files = [st.layout.path(r.path) for r in plan_tiering(st, 0)]
     st.close()
-    s3 = boto3.client("s3", endpoint_url=env)
+    s3 = boto3.client("s3", endpoint_url=s3_env)
 
     def run():
         for i, f in enumerate(files):
@@ -93,7 +81,7 @@ def test_tier_baseline_plain_boto3_upload(benchmark, source, env, bucket):
 
 
 @pytest.mark.parametrize("where", ["hot", "cold"])
-def test_clip_first_byte_hot_vs_cold(benchmark, source, env, bucket, where):
+def test_clip_first_byte_hot_vs_cold(benchmark, source, s3_env, bucket, where):
     """Time to first byte of a streamed (fMP4) 4 s clip, from local disk or from S3."""
     src, base = source
     st = _store(base, src, f"ttfb-{where}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bucket, moto_endpoint  # noqa: F401 - S3 fixtures shared
+from tests.conftest import bucket, moto_endpoint, s3_env  # noqa: F401 - S3 fixtures shared
 from vstore import _native
 
 IMPL_IDS = sorted(_native.implementations())

@@ -99,6 +99,20 @@ def bucket(moto_endpoint):
     return name
 
 
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """The standard AWS environment pointed at the loopback S3 endpoint (as an operator
+    would point vstore at MinIO or Ceph)."""
+    for k, v in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    return moto_endpoint
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     forced = os.environ.get("VSTORE_NO_EXTENSIONS")
     return f"vstore native impl: {_native.IMPL}" + (" (forced pure)" if forced else "")

@@ -49,19 +49,7 @@ def test_tier_to_directory_then_clip_identical(recorded, tmp_path):
 
 
 @pytest.mark.s3
-def test_tier_to_s3_over_http_then_clip_identical(
-    recorded,
-    moto_endpoint,
-    bucket,
-    monkeypatch,
-):
-    for k, v in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
+def test_tier_to_s3_over_http_then_clip_identical(recorded, s3_env, bucket):
     before_mp4 = clip(recorded, "mp4")
     tier = recorded.tier(f"s3://{bucket}/site-a")
     res = run_tiering(recorded, tier, 5 * S)
@@ -184,16 +172,7 @@ def test_tier_cli_dry_run_and_run(recorded, tmp_path, capsys):
 
 
 @pytest.mark.s3
-def test_rebuild_index_from_s3_on_a_new_node(
-    recorded, tmp_path, moto_endpoint, bucket, monkeypatch, capsys
-):
-    for k, v in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
+def test_rebuild_index_from_s3_on_a_new_node(recorded, tmp_path, s3_env, bucket, capsys):
     before = clip(recorded, "mp4")
     url = f"s3://{bucket}/site-b"
     run_tiering(recorded, recorded.tier(url), 5 * S)

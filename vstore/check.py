@@ -234,9 +234,7 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     size = store.layout.path(relpath).stat().st_size
     b = Batch()
     for e in entries:
-        r = ChunkRow(
-            cam, e.start_ns, e.end_ns, seg_id, e.offset, e.length, e.packet_count, e.crc32, e.flags
-        )
+        r = ChunkRow.from_entry(cam, seg_id, e)
         b.put(r.key(), r.value())
     with SegmentReader.open(store.layout.path(relpath)) as rd:
         sha = rd.trailer().sha256.hex()

@@ -62,6 +62,21 @@ class ChunkRow:
         )
 
     @classmethod
+    def from_entry(cls, camera_num: int, segment_id: int, e: Any) -> ChunkRow:
+        """The row of a segment footer's directory entry (format.DirEntry)."""
+        return cls(
+            camera_num,
+            e.start_ns,
+            e.end_ns,
+            segment_id,
+            e.offset,
+            e.length,
+            e.packet_count,
+            e.crc32,
+            e.flags,
+        )
+
+    @classmethod
     def decode(cls, key: bytes, value: bytes) -> ChunkRow:
         try:
             return cls(*_native.keycodec.decode_chunk_row(key, value))

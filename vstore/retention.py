@@ -18,7 +18,7 @@ from typing import Any
 from vstore import layout
 from vstore.config import RetentionConfig, RetentionPolicy
 from vstore.errors import NotFound, UsageError, VstoreError
-from vstore.index import Batch, SegmentRow
+from vstore.index import Batch, ChunkRow, SegmentRow
 from vstore.timebase import TimeRange, format_time
 
 # --- holds ------------------------------------------------------------------------------------
@@ -625,7 +625,8 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
             b.put(new_row.key(), new_row.value())
             b.delete(layout.open_key(new_id))
             for e in moved:
-                b.put(layout.chunk_key(seg.camera_num, e.start_ns), _native_chunk_value(new_id, e))
+                c = ChunkRow.from_entry(seg.camera_num, new_id, e)
+                b.put(c.key(), c.value())
     kept_starts = {e.start_ns for e, k in zip(entries, keep, strict=True) if k}
     for e in entries:
         c = current.get(e.start_ns)
@@ -657,14 +658,6 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     store.index.commit(b, sync=True)
     _remove_marked(store, seg.segment_id, row.path)
     return freed
-
-
-def _native_chunk_value(segment_id: int, e: Any) -> bytes:
-    from vstore.index import ChunkRow
-
-    return ChunkRow(
-        0, e.start_ns, e.end_ns, segment_id, e.offset, e.length, e.packet_count, e.crc32, e.flags
-    ).value()
 
 
 def _json(d: dict[str, Any]) -> bytes:

@@ -297,17 +297,7 @@ class Store:
         for e in entries:
             if e.start_ns not in known:
                 rep.recovered_chunks += 1
-            h = ChunkRow(
-                cam_num,
-                e.start_ns,
-                e.end_ns,
-                seg_id,
-                e.offset,
-                e.length,
-                e.packet_count,
-                e.crc32,
-                e.flags,
-            )
+            h = ChunkRow.from_entry(cam_num, seg_id, e)
             b.put(h.key(), h.value())
         row = SegmentRow(
             camera_num=cam_num,

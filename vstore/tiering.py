@@ -221,17 +221,7 @@ def rebuild_index_from_tier(
         b = Batch()
         b.put(row.key(), row.value())
         for e in entries:
-            c = ChunkRow(
-                cam,
-                e.start_ns,
-                e.end_ns,
-                seg_id,
-                e.offset,
-                e.length,
-                e.packet_count,
-                e.crc32,
-                e.flags,
-            )
+            c = ChunkRow.from_entry(cam, seg_id, e)
             b.put(c.key(), c.value())
         store.index.audit(
             "rebuild_index",
