@@ -60,9 +60,9 @@ def run_and_kill(store_dir: Path, delay_s: float) -> list[int]:
     return acks
 
 
-def verify(store_dir: Path, acked: list[int]) -> None:
+def verify(store_dir: Path, acked: list[int], full: bool = True) -> None:
     with open_store(store_dir) as st:  # opening for writing runs recovery
-        rep = check_store(st)
+        rep = check_store(st, verify_hashes=full)
         assert rep.ok, [p.as_json() for p in rep.problems]
         cam = st.camera_num("cam")
         starts = {c.start_ns: c for c in st.index.chunks(cam, START_NS, 2**62)}
@@ -89,13 +89,15 @@ def test_kill9_during_recording_loses_no_acknowledged_chunk(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_kill9_soak(tmp_path):
     rng = random.Random()
     store_dir = tmp_path / "store"
     all_acked: list[int] = []
-    for _ in range(150):
+    for i in range(150):
         all_acked.extend(run_and_kill(store_dir, rng.uniform(0.0, 1.5)))
-        verify(store_dir, all_acked)
+        # Chunk CRCs every cycle; whole-segment SHA-256 every 10th (the store keeps growing).
+        verify(store_dir, all_acked, full=i % 10 == 9)
 
 
 def test_torn_tail_is_truncated_to_last_whole_chunk(tmp_path):
