@@ -20,7 +20,7 @@ START_NS = 1_737_075_600_000_000_000
 
 def payload(frame: int, key: bool) -> bytes:
     nal = b"\x00\x00\x00\x01" + (b"\x65" if key else b"\x41")
-    body = frame.to_bytes(8, "big") * 256  # 2 KiB that identify the frame
+    body = frame.to_bytes(8, "big") * 32  # 256 bytes that identify the frame
     return (SPS + PPS if key else b"") + nal + body
 
 
