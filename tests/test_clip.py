@@ -288,56 +288,15 @@ def test_snapshot_jpeg_cli_and_errors(recorded, tmp_path, capsys):
 
     store = str(recorded.root)
     recorded.close()
+
+    def snapshot_cli(at: str, out) -> int:
+        return main(["snapshot", "--store", store, "--camera", "cam", "--at", at, "-o", str(out)])
+
     out = tmp_path / "f.jpg"
-    assert (
-        main(
-            [
-                "snapshot",
-                "--store",
-                store,
-                "--camera",
-                "cam",
-                "--at",
-                "2025-01-17T01:00:05Z",
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert snapshot_cli("2025-01-17T01:00:05Z", out) == 0
     assert out.read_bytes()[:2] == b"\xff\xd8"
-    assert (
-        main(
-            [
-                "snapshot",
-                "--store",
-                store,
-                "--camera",
-                "cam",
-                "--at",
-                "2025-01-17T00:00:00Z",
-                "-o",
-                str(out),
-            ]
-        )
-        == 3
-    )
-    assert (
-        main(
-            [
-                "snapshot",
-                "--store",
-                store,
-                "--camera",
-                "cam",
-                "--at",
-                "2025-01-17T01:00:05Z",
-                "-o",
-                str(tmp_path / "f.gif"),
-            ]
-        )
-        == 2
-    )
+    assert snapshot_cli("2025-01-17T00:00:00Z", out) == 3  # before the recording
+    assert snapshot_cli("2025-01-17T01:00:05Z", tmp_path / "f.gif") == 2  # bad format
 
 
 def test_codec_change_ends_mp4_but_ts_continues(tmp_path, media):
