@@ -48,13 +48,22 @@ def catalogs(draw):
     sid = 0
     for c in range(cams):
         t = draw(st.integers(0, 10)) * MIN
-        for _ in range(draw(st.integers(0, 25))):
+        n = draw(st.integers(0, 25))
+        tiered = draw(st.integers(0, n))  # tiering moves a camera's oldest segments
+        for k in range(n):
             sid += 1
             dur = draw(st.integers(1, 3)) * MIN
             t += draw(st.sampled_from([0, 0, 0, MIN]))  # some gaps
             segs.append(
                 SegmentInfo(
-                    f"c{c}", c + 1, sid, t, t + dur, draw(st.integers(1, 100)) * 1000, f"p{sid}"
+                    f"c{c}",
+                    c + 1,
+                    sid,
+                    t,
+                    t + dur,
+                    draw(st.integers(1, 100)) * 1000,
+                    f"p{sid}",
+                    location="s3://b/p" if k < tiered else "local",
                 )
             )
             t += dur
@@ -79,14 +88,17 @@ def catalogs(draw):
 @given(
     catalogs(),
     st.integers(0, 80),
+    st.one_of(st.none(), st.integers(0, 120)),
     st.one_of(st.none(), st.integers(0, 2_000_000)),
     st.integers(0, 5_000_000),
     st.integers(0, 3_000_000),
 )
-def test_planner_properties(cat, age_min, max_bytes, min_free, free):
+def test_planner_properties(cat, age_min, tiered_age_min, max_bytes, min_free, free):
     segs, holds = cat
     now = 100 * MIN
-    pol = RetentionPolicy(age_min * MIN, max_bytes)
+    pol = RetentionPolicy(
+        age_min * MIN, max_bytes, None if tiered_age_min is None else tiered_age_min * MIN
+    )
     plan = plan_retention(
         segs, holds, lambda c: pol, now, disk=DiskUsage(10**9, free), min_free_bytes=min_free
     )
@@ -98,25 +110,40 @@ def test_planner_properties(cat, age_min, max_bytes, min_free, free):
     for s in chosen:
         assert not any(h.covers(s.camera, s.start_ns, s.end_ns) for h in active)
     unheld = [s for s in segs if not any(h.covers(s.camera, s.start_ns, s.end_ns) for h in active)]
-    # 2. The watermark is reached whenever unheld footage allows it.
+    # 2. The watermark is reached whenever unheld local footage allows it (deleting tiered
+    #    footage frees no disk, so the watermark never picks it).
     need = min_free - free
+    freed = sum(s.size_bytes for s in chosen if not s.tiered)
     if need > 0:
-        if sum(s.size_bytes for s in unheld) >= need:
-            assert plan.bytes >= need and plan.watermark_unmet_bytes == 0
+        local_unheld = [s for s in unheld if not s.tiered]
+        if sum(s.size_bytes for s in local_unheld) >= need:
+            assert freed >= need and plan.watermark_unmet_bytes == 0
         else:
             assert plan.watermark_unmet_bytes > 0
-            assert {s.segment_id for s in unheld} == set(ids)
+            assert {s.segment_id for s in local_unheld} <= set(ids)
+    assert all(d.reason != "watermark" or not d.segment.tiered for d in plan.deletions)
     # 3. Oldest first: per camera, nothing unheld is kept that is older than a deleted one,
     #    for age and byte deletions.
-    for cam in {s.camera for s in segs}:
-        deleted = [s.start_ns for s in chosen if s.camera == cam]
-        kept = [s.start_ns for s in unheld if s.camera == cam and s.segment_id not in ids]
+    #    Tiered footage may have its own (longer) age, so compare within one tier.
+    for cam, tiered in {(s.camera, s.tiered) for s in segs}:
+        deleted = [s.start_ns for s in chosen if s.camera == cam and s.tiered == tiered]
+        kept = [
+            s.start_ns
+            for s in unheld
+            if s.camera == cam and s.tiered == tiered and s.segment_id not in ids
+        ]
         if deleted and kept and plan.watermark_needed_bytes == 0:
             assert min(kept) > max(deleted) or age_min == 0
-    # 4. Age: every unheld segment past max age is deleted.
+    # 4. Age: every unheld segment past its age (tiered footage: its own) is deleted, and
+    #    none younger is deleted for age.
     for s in unheld:
-        if s.end_ns <= now - pol.max_age_ns:
+        if s.end_ns <= now - pol.age_limit_ns(s.tiered):
             assert s.segment_id in ids
+    for d in plan.deletions:
+        if d.reason == "max_age":
+            assert d.segment.end_ns <= now - pol.age_limit_ns(d.segment.tiered)
+    # 5. Expired held footage is trimmed to its held chunks only when local.
+    assert not any(s.tiered for s in plan.trims)
 
 
 def test_planner_a_month_of_100_cameras_runs():

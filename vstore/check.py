@@ -3,7 +3,8 @@
 Checks (docs/design/lifecycle.md): C1 every chunk row's bytes exist and match its checksum;
 C2 every sealed segment row's file exists with the recorded size and SHA-256; C3 no segment is
 left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camera do not
-overlap and start in time order. ``repair`` fixes what it can without deleting footage:
+overlap and start in time order; C6 tiered footage under an active hold also carries an S3
+object legal hold where the bucket supports them (H4). ``repair`` fixes what it can without deleting footage:
 it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
 """
 
@@ -116,6 +117,9 @@ def check_store(
                     f"{len(c_rows)} chunk rows name segment {c_seg}, which has no catalog row",
                 )
             )
+    from vstore.retention import list_holds
+
+    holds = list_holds(store)
     indexed_paths = set()
     for i, row in enumerate(rows):
         if progress is not None:
@@ -123,7 +127,13 @@ def check_store(
         rep.segments += 1
         if row.location != "local":
             _check_tiered(
-                store, row, chunk_rows.get((row.camera_num, row.segment_id), []), verify_hashes, rep
+                store,
+                row,
+                chunk_rows.get((row.camera_num, row.segment_id), []),
+                verify_hashes,
+                rep,
+                holds,
+                repair,
             )
             continue
         indexed_paths.add(row.path)
@@ -152,7 +162,7 @@ def check_store(
             )
     if progress is not None:
         progress(total, total)
-    pending_delete = {rec["path"] for _sid, rec in idx.garbage()}
+    pending_delete = {rec["path"] for _sid, rec in idx.garbage() if "location" not in rec}
     for rel in store.layout.iter_segment_files():
         if rel in indexed_paths or rel in pending_delete:
             continue  # pending deletions are finished by the next writable open (D4)
@@ -169,7 +179,13 @@ def check_store(
 
 
 def _check_tiered(
-    store: Store, row: SegmentRow, chunks: list[ChunkRow], verify_hashes: bool, rep: CheckReport
+    store: Store,
+    row: SegmentRow,
+    chunks: list[ChunkRow],
+    verify_hashes: bool,
+    rep: CheckReport,
+    holds: list[Any],
+    repair: bool,
 ) -> None:
     """I2 for a tiered segment: the object exists with the indexed size and trailer hash;
     unless --quick, its bytes are read back (ranged GETs) and verified too."""
@@ -180,7 +196,8 @@ def _check_tiered(
             raise NotFound("object is missing")
         if info.size_bytes != row.size_bytes:
             raise CorruptSegment(f"object size {info.size_bytes} != indexed {row.size_bytes}")
-        with store.segment_reader(row) as rd:
+        # Past the read cache: the object's own bytes are what is checked.
+        with store.segment_reader(row, cached=False) as rd:
             if rd.trailer().sha256.hex() != row.sha256:
                 raise CorruptSegment("trailer hash differs from the index")
             if verify_hashes:
@@ -190,6 +207,30 @@ def _check_tiered(
                 rep.bytes_verified += row.size_bytes
     except (CorruptSegment, NotFound, TierError) as exc:
         rep.problems.append(Problem("C2", where, str(exc)))
+        return
+    if not store.config.tier.legal_hold or not holds:
+        return
+    names = {num: cam for cam, num in store.index.cameras()}
+    cam = names.get(row.camera_num, "")
+    if not any(h.covers(cam, row.start_ns, row.end_ns) for h in holds):
+        return
+    tier = store.tier(row.location)
+    try:
+        state = tier.legal_hold(row.path)
+    except TierError as exc:
+        rep.problems.append(Problem("C6", where, f"object legal hold unknown: {exc}"))
+        return
+    if state is False:
+        problem = Problem(
+            "C6", where, "footage under a hold lacks its S3 object legal hold (vstore hold sync)"
+        )
+        rep.problems.append(problem)
+        if repair:
+            try:
+                problem.repaired = tier.set_legal_hold(row.path, True)
+                problem.message += "; object legal hold set"
+            except TierError as exc:
+                problem.message += f"; not repaired: {exc}"
 
 
 def adopt_orphan(store: Store, relpath: str) -> None:

@@ -40,13 +40,23 @@ disk_full = "overwrite-oldest"  # or "stop-recording"
 # max_age = "30d"
 # [retention.cameras.lobby]
 # max_age = "90d"
+# tiered_max_age = "365d"    # tiered (S3) footage may be kept longer than hot footage
 
 # Tiering (`vstore tier run`): sealed segments older than older_than move to object storage
 # and stay in the same index. Credentials and endpoint come from the AWS environment
 # (AWS_ENDPOINT_URL for MinIO/Ceph).
 [tier]
 # url = "s3://my-bucket/site-a"     # or a directory
-older_than = "7d"
+older_than = "7d"                   # hot age: how long segments stay on local disk
+parallel = 2                        # concurrent uploads
+# max_rate = "50MB"                 # upload bandwidth cap per second (spares live recording)
+cache = "1GiB"                      # local cache of ranged reads of tiered footage (0 = off)
+legal_hold = true                   # also put S3 object legal holds on held, tiered footage
+# [tier.cameras.lobby]
+# older_than = "1d"
+# [tier.groups.traffic]
+# cameras = ["cross-1", "cross-2"]
+# older_than = "2d"
 
 # Per-camera settings override [store] and may name a source for `vstore record --all`:
 # [cameras.front-door]
@@ -84,7 +94,13 @@ class RetentionPolicy:
     """How long and how much of one camera's footage to keep (None: no limit)."""
 
     max_age_ns: int | None = None
-    max_bytes: int | None = None
+    max_bytes: int | None = None  # all of the camera's footage, hot and tiered
+    tiered_max_age_ns: int | None = None  # tiered footage's own (longer) age; None: max_age
+
+    def age_limit_ns(self, tiered: bool) -> int | None:
+        if tiered and self.tiered_max_age_ns is not None:
+            return self.tiered_max_age_ns
+        return self.max_age_ns
 
 
 DISK_FULL_ACTIONS = ("overwrite-oldest", "stop-recording")
@@ -118,6 +134,21 @@ class TierConfig:
 
     url: str | None = None  # s3://BUCKET/PREFIX or a directory
     older_than_ns: int = 7 * 86400 * 10**9
+    groups: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)
+    cameras: dict[str, int] = field(default_factory=dict)  # per-camera hot age
+    parallel: int = 2  # concurrent uploads
+    max_rate_bytes: int | None = None  # upload bandwidth cap (bytes/s) shared by all uploads
+    cache_bytes: int = 1024**3  # local cache of ranged reads from the tier
+    legal_hold: bool = True  # mirror vstore holds as S3 object legal holds when supported
+
+    def older_than_for(self, camera_id: str) -> int:
+        """The camera's hot age: its own, else its first group's, else the store's."""
+        if camera_id in self.cameras:
+            return self.cameras[camera_id]
+        for members, age in self.groups.values():
+            if camera_id in members:
+                return age
+        return self.older_than_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +197,20 @@ def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> Retenti
     from vstore.errors import UsageError
     from vstore.timebase import parse_duration_ns
 
-    unknown = set(table) - {"max_age", "max_bytes", "cameras"}
+    unknown = set(table) - {"max_age", "max_bytes", "tiered_max_age", "cameras"}
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
-    age, size = base.max_age_ns, base.max_bytes
+    age, size, tiered_age = base.max_age_ns, base.max_bytes, base.tiered_max_age_ns
     try:
         if "max_age" in table:
             age = parse_duration_ns(str(table["max_age"]))
         if "max_bytes" in table:
             size = parse_size_bytes(table["max_bytes"])
+        if "tiered_max_age" in table:
+            tiered_age = parse_duration_ns(str(table["tiered_max_age"]))
     except UsageError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-    return RetentionPolicy(age, size)
+    return RetentionPolicy(age, size, tiered_age)
 
 
 def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
@@ -186,11 +219,11 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [retention] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    extra = set(top) - {"max_age", "max_bytes", "min_free", "disk_full"}
+    extra = set(top) - {"max_age", "max_bytes", "tiered_max_age", "min_free", "disk_full"}
     if extra:
         raise ConfigError(f"{where} [retention]: unknown setting(s) {', '.join(sorted(extra))}")
     default = _policy(
-        {k: v for k, v in top.items() if k in ("max_age", "max_bytes")},
+        {k: v for k, v in top.items() if k in ("max_age", "max_bytes", "tiered_max_age")},
         f"{where} [retention]",
         RetentionPolicy(),
     )
@@ -295,18 +328,55 @@ def load_config(path: Path) -> StoreConfig:
 
 def _tier(doc: Any, where: str) -> TierConfig:
     from vstore.errors import UsageError
+    from vstore.layout import validate_camera_id
     from vstore.timebase import parse_duration_ns
 
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [tier] must be a table")
-    unknown = set(doc) - {"url", "older_than"}
+    top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
+    known = {"url", "older_than", "parallel", "max_rate", "cache", "legal_hold"}
+    unknown = set(top) - known
     if unknown:
         raise ConfigError(f"{where} [tier]: unknown setting(s) {', '.join(sorted(unknown))}")
     url = doc.get("url")
     if url is not None and not isinstance(url, str):
         raise ConfigError(f"{where} [tier]: url must be a string")
+
+    def age(table: dict[str, Any], sect: str, default: int) -> int:
+        extra = set(table) - {"older_than", "cameras"}
+        if extra:
+            raise ConfigError(f"{where} [{sect}]: unknown setting(s) {', '.join(sorted(extra))}")
+        if "older_than" not in table:
+            return default
+        try:
+            return parse_duration_ns(str(table["older_than"]))
+        except UsageError as exc:
+            raise ConfigError(f"{where} [{sect}]: {exc}") from exc
+
+    older = age({"older_than": doc.get("older_than", "7d")}, "tier", 0)
+    groups: dict[str, tuple[tuple[str, ...], int]] = {}
+    for name, table in (doc.get("groups") or {}).items():
+        members = table.get("cameras", [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{where} [tier.groups.{name}]: cameras must be a list")
+        for m in members:
+            validate_camera_id(m)
+        groups[name] = (tuple(members), age(table, f"tier.groups.{name}", older))
+    cameras: dict[str, int] = {}
+    for cam, table in (doc.get("cameras") or {}).items():
+        validate_camera_id(cam)
+        cameras[cam] = age(table, f"tier.cameras.{cam}", older)
+    parallel = doc.get("parallel", 2)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 64:
+        raise ConfigError(f"{where} [tier]: parallel must be an integer within 1..64")
+    legal_hold = doc.get("legal_hold", True)
+    if not isinstance(legal_hold, bool):
+        raise ConfigError(f"{where} [tier]: legal_hold must be true or false")
     try:
-        older = parse_duration_ns(str(doc.get("older_than", "7d")))
-    except UsageError as exc:
+        rate = parse_size_bytes(doc["max_rate"]) if "max_rate" in doc else None
+        cache = parse_size_bytes(doc.get("cache", 1024**3))
+    except (UsageError, ConfigError) as exc:
         raise ConfigError(f"{where} [tier]: {exc}") from exc
-    return TierConfig(url, older)
+    if rate is not None and rate < 64 * 1024:
+        raise ConfigError(f"{where} [tier]: max_rate below 64 KB/s would never finish")
+    return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold)

@@ -81,6 +81,12 @@ class StoreLayout:
     def leases_dir(self) -> Path:
         return self.root / "leases"
 
+    def tier_cache_dir(self, tier_url: str) -> Path:
+        """Where ranged reads of one tier are cached (disposable; one folder per tier)."""
+        import hashlib
+
+        return self.root / "cache" / hashlib.sha256(tier_url.encode()).hexdigest()[:16]
+
     def lease_path(self, pid: int, serial: int) -> Path:
         return self.leases_dir / f"{pid}-{serial}.json"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vstore import layout
@@ -92,7 +92,85 @@ def list_holds(store: Any, include_released: bool = False) -> list[Hold]:
     return holds if include_released else [h for h in holds if h.active]
 
 
-def add_hold(store: Any, camera: str, from_ns: int, to_ns: int, reason: str, by: str) -> Hold:
+def covering_holds(store: Any, camera: str, start_ns: int, end_ns: int) -> list[Hold]:
+    """The active holds that overlap [start_ns, end_ns) of a camera."""
+    return [h for h in list_holds(store) if h.covers(camera, start_ns, end_ns)]
+
+
+@dataclass
+class ObjectHoldResult:
+    """What mirroring vstore holds onto S3 object legal holds did (lifecycle H4)."""
+
+    held: int = 0  # objects now under an object legal hold
+    lifted: int = 0  # objects whose hold was lifted (no active vstore hold covers them)
+    unsupported: int = 0  # objects on tiers without object lock (the index hold still binds)
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "held": self.held,
+            "lifted": self.lifted,
+            "unsupported": self.unsupported,
+            "errors": self.errors,
+        }
+
+
+def sync_object_holds(
+    store: Any, camera: str | None = None, from_ns: int = 0, to_ns: int = 2**63 - 1
+) -> ObjectHoldResult:
+    """Make the object legal holds of tiered segments in a range match the active vstore
+    holds: ON where a hold covers the segment, OFF where none does. The index hold is the
+    authority; this is a second lock that the object store itself enforces. Idempotent."""
+    out = ObjectHoldResult()
+    if not store.config.tier.legal_hold:
+        return out
+    holds = list_holds(store)
+    for cam, num in store.index.cameras():
+        if camera is not None and cam != camera:
+            continue
+        for r in store.index.segments(num, from_ns, to_ns):
+            if r.location == "local" or not (r.start_ns < to_ns and r.end_ns > from_ns):
+                continue
+            want = any(h.covers(cam, r.start_ns, r.end_ns) for h in holds)
+            try:
+                if not store.tier(r.location).set_legal_hold(r.path, want):
+                    out.unsupported += 1
+                elif want:
+                    out.held += 1
+                else:
+                    out.lifted += 1
+            except VstoreError as exc:
+                out.errors.append(f"{r.location}/{r.path}: {exc}")
+    return out
+
+
+def _mirror(store: Any, hold: Hold, what: str) -> None:
+    res = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    if res.errors:
+        from vstore.errors import TierError
+
+        err = TierError(
+            f"hold #{hold.id} is {what} in the index, but {len(res.errors)} tiered object(s) "
+            f"could not be updated ({res.errors[0]}); run `vstore hold sync` when the object "
+            "store is reachable"
+        )
+        err.hold = hold  # type: ignore[attr-defined]
+        raise err
+
+
+def add_hold(
+    store: Any,
+    camera: str,
+    from_ns: int,
+    to_ns: int,
+    reason: str,
+    by: str,
+    *,
+    mirror: bool = True,
+) -> Hold:
+    """Record a hold (synced, audited), then put S3 object legal holds on the tiered
+    segments it overlaps (mirror; a TierError then means the hold is recorded but some
+    objects could not be held: `sync_object_holds` retries)."""
     TimeRange(from_ns, to_ns)
     layout.validate_camera_id(camera)
     if not reason.strip():
@@ -112,10 +190,16 @@ def add_hold(store: Any, camera: str, from_ns: int, to_ns: int, reason: str, by:
     b.put(layout.hold_key(hold.id), hold.record())
     store.index.audit("hold_add", hold.by, hold.as_json(), hold.created_ns, batch=b)
     store.index.commit(b, sync=True)
+    if mirror:
+        _mirror(store, hold, "recorded")
     return hold
 
 
-def release_hold(store: Any, hold_id: int, by: str, reason: str = "") -> Hold:
+def release_hold(
+    store: Any, hold_id: int, by: str, reason: str = "", *, mirror: bool = True
+) -> Hold:
+    """Release a hold (synced, audited); object legal holds that no other active hold
+    needs are lifted (mirror)."""
     if not by.strip():
         raise UsageError("releasing a hold needs the name of who releases it (--by)")
     raw = store.index.get(layout.hold_key(hold_id))
@@ -142,6 +226,8 @@ def release_hold(store: Any, hold_id: int, by: str, reason: str = "") -> Hold:
         batch=b,
     )
     store.index.commit(b, sync=True)
+    if mirror:
+        _mirror(store, done, "released")
     return done
 
 
@@ -158,6 +244,11 @@ class SegmentInfo:
     size_bytes: int
     path: str
     state: str = "sealed"
+    location: str = "local"  # or the URL of the tier holding the object
+
+    @property
+    def tiered(self) -> bool:
+        return self.location != "local"
 
 
 @dataclass(frozen=True)
@@ -190,6 +281,8 @@ class SegmentTable:
         size_bytes: Any,
         sealed: Any,
         paths: list[str] | None = None,
+        tiered: Any = None,
+        locations: list[str] | None = None,
     ) -> None:
         import numpy as np
 
@@ -202,6 +295,12 @@ class SegmentTable:
         self.size_bytes = np.asarray(size_bytes, dtype=np.int64)
         self.sealed = np.asarray(sealed, dtype=bool)
         self.paths = paths
+        self.tiered = (
+            np.zeros(len(self.start_ns), dtype=bool)
+            if tiered is None
+            else np.asarray(tiered, dtype=bool)
+        )
+        self.locations = locations
 
     def __len__(self) -> int:
         return len(self.start_ns)
@@ -221,6 +320,8 @@ class SegmentTable:
             [s.size_bytes for s in rows],
             [s.state == "sealed" for s in rows],
             [s.path for s in rows],
+            [s.tiered for s in rows],
+            [s.location for s in rows],
         )
 
     def row(self, i: int) -> SegmentInfo:
@@ -233,6 +334,7 @@ class SegmentTable:
             int(self.size_bytes[i]),
             self.paths[i] if self.paths is not None else "",
             "sealed" if self.sealed[i] else "open",
+            self.locations[i] if self.locations is not None else "local",
         )
 
 
@@ -334,8 +436,10 @@ def plan_retention(
 ) -> RetentionPlan:
     """Pure: the segments to delete, oldest first per rule. Never a held, open or leased one.
 
-    Vectorized with NumPy over a columnar catalog: per camera, age then byte budget; then the
-    store-wide watermark over what is left, oldest first across cameras.
+    Vectorized with NumPy over a columnar catalog: per camera, age (tiered footage by its own
+    age when the policy has one) then the byte budget (hot and tiered bytes together); then
+    the store-wide disk watermark over the local footage left, oldest first across cameras.
+    Expired segments that a hold overlaps are trimmed to the held chunks, not kept whole.
     """
     import numpy as np
 
@@ -367,14 +471,20 @@ def plan_retention(
             continue
         pol = policy_of(cam)
         f = free[idx]
-        if pol.max_age_ns is not None:
-            expired = t.end_ns[idx] <= now_ns - pol.max_age_ns
+        hot_age, cold_age = pol.age_limit_ns(False), pol.age_limit_ns(True)
+        if hot_age is not None or cold_age is not None:
+            never = np.iinfo(np.int64).min
+            cut_hot = now_ns - hot_age if hot_age is not None else never
+            cut_cold = now_ns - cold_age if cold_age is not None else never
+            expired = t.end_ns[idx] <= np.where(t.tiered[idx], cut_cold, cut_hot)
             age = idx[f & expired]
             taken[age] = True
             chosen_rows.append(age)
             chosen_reasons.append(np.full(len(age), 1, dtype=np.int8))
-            # Expired but held: trimmed to the chunks the holds cover (not kept whole).
-            trim_rows.append(idx[usable[idx] & held[idx] & expired])
+            # Expired but held: trimmed to the chunks the holds cover (not kept whole). A tiered
+            # one stays whole until released: its object is under an S3 legal hold, and
+            # trimming would mean rewriting evidence just to save one segment's bytes.
+            trim_rows.append(idx[usable[idx] & held[idx] & expired & ~t.tiered[idx]])
         if pol.max_bytes is not None:
             total = int(t.size_bytes[idx].sum() - t.size_bytes[idx][taken[idx]].sum())
             excess = total - pol.max_bytes
@@ -386,14 +496,15 @@ def plan_retention(
                 taken[sel] = True
                 chosen_rows.append(sel)
                 chosen_reasons.append(np.full(len(sel), 2, dtype=np.int8))
-    plan_bytes = sum(int(t.size_bytes[r].sum()) for r in chosen_rows)
+    # Only deleting local footage frees the disk.
+    plan_bytes = sum(int(t.size_bytes[r][~t.tiered[r]].sum()) for r in chosen_rows)
     needed = unmet = 0
     if disk is not None and min_free_bytes > 0:
         needed = max(0, min_free_bytes - disk.free_bytes)
         need = needed - plan_bytes
         if need > 0:
-            cand = np.nonzero(free & ~taken)[0]
-            # Oldest footage of any camera first (the watermark is store-wide).
+            # Only local footage frees the disk; oldest of any camera first (store-wide).
+            cand = np.nonzero(free & ~taken & ~t.tiered)[0]
             cand = cand[np.lexsort((t.cam_idx[cand], t.start_ns[cand]))]
             cs = np.cumsum(t.size_bytes[cand])
             k = int(np.searchsorted(cs, need)) + 1
@@ -415,16 +526,25 @@ def plan_retention(
 
 
 def catalog(store: Any, cameras: Iterable[str] | None = None) -> SegmentTable:
-    """The local segments of the store (or of some cameras) as a columnar table."""
+    """Every segment of the store (or of some cameras), hot and tiered, as a columnar table."""
     wanted = set(cameras) if cameras is not None else None
     out = []
     for cam, num in store.index.cameras():
         if wanted is not None and cam not in wanted:
             continue
         out.extend(
-            SegmentInfo(cam, num, r.segment_id, r.start_ns, r.end_ns, r.size_bytes, r.path, r.state)
+            SegmentInfo(
+                cam,
+                num,
+                r.segment_id,
+                r.start_ns,
+                r.end_ns,
+                r.size_bytes,
+                r.path,
+                r.state,
+                r.location,
+            )
             for r in store.index.segments(num)
-            if r.location == "local"
         )
     return SegmentTable.from_infos(out)
 
@@ -450,28 +570,49 @@ class ApplyResult:
     skipped_leased: int = 0
     trimmed_segments: int = 0
     trimmed_bytes: int = 0
+    errors: list[str] = field(default_factory=list)  # objects a tier would not delete yet
 
 
-def _remove_marked(store: Any, segment_id: int, relpath: str) -> None:
-    """D2-D3: unlink the file (if still there), fsync its directory, clear the garbage mark."""
-    path = store.layout.path(relpath)
-    try:
-        store.fs.unlink(path)
-        store.fs.fsync_dir(path.parent)
-    except FileNotFoundError:
-        pass
+def _remove_marked(store: Any, segment_id: int, relpath: str, location: str = "local") -> None:
+    """D2-D3: remove the file or object (if still there), make that durable, clear the
+    garbage mark. A tier that fails raises TierError and the mark stays for a rerun."""
+    if location != "local":
+        store.tier(location).delete(relpath)  # a missing object is not an error
+    else:
+        path = store.layout.path(relpath)
+        try:
+            store.fs.unlink(path)
+            store.fs.fsync_dir(path.parent)
+        except FileNotFoundError:
+            pass
     b = Batch()
     b.delete(layout.garbage_key(segment_id))
     store.index.commit(b, sync=False)  # a lost clear is redone by D4
 
 
-def finish_garbage(store: Any) -> int:
-    """D4: finish deletions a crash interrupted (remove the file if still there, clear)."""
+def finish_garbage(store: Any, errors: list[str] | None = None) -> int:
+    """D4: finish deletions a crash interrupted (remove the file or object if still there,
+    clear the mark). Objects a tier cannot delete now stay marked; their errors are listed."""
+    from vstore.errors import TierError
+
     done = 0
     for seg_id, rec in store.index.garbage():
-        _remove_marked(store, seg_id, rec["path"])
+        try:
+            _remove_marked(store, seg_id, rec["path"], rec.get("location", "local"))
+        except TierError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
         done += 1
     return done
+
+
+def _garbage_record(path: str, camera: str, start_ns: int, location: str) -> bytes:
+    rec = {"path": path, "camera": camera, "start_ns": start_ns}
+    if location != "local":
+        rec["location"] = location
+    return _json(rec)
 
 
 def apply_plan(
@@ -485,7 +626,10 @@ def apply_plan(
     any point leaves the index never pointing at missing bytes, and a rerun finishes."""
     if store.read_only:
         raise VstoreError("retention needs the store opened for writing")
-    res = ApplyResult(finished_garbage=finish_garbage(store))
+    from vstore.errors import TierError
+
+    res = ApplyResult()
+    res.finished_garbage = finish_garbage(store, res.errors)
     leased = store.leased_segments()
     total = len(plan.deletions)
     for i, d in enumerate(plan.deletions):
@@ -501,7 +645,7 @@ def apply_plan(
         b = Batch()
         b.put(
             layout.garbage_key(s.segment_id),
-            _json({"path": row.path, "camera": s.camera, "start_ns": s.start_ns}),
+            _garbage_record(row.path, s.camera, s.start_ns, row.location),
         )
         for c in store.index.chunks(s.camera_num, row.start_ns, row.end_ns):
             if c.segment_id == s.segment_id:
@@ -518,13 +662,17 @@ def apply_plan(
                 "bytes": s.size_bytes,
                 "reason": d.reason,
                 "sha256": row.sha256,
+                "location": row.location,
             },
             store.clock.wall_ns(),
             batch=b,
         )
         store.index.commit(b, sync=True)
-        _remove_marked(store, s.segment_id, row.path)
-        res.deleted_segments += 1
+        res.deleted_segments += 1  # D1 is the deletion: the footage is out of the index
+        try:
+            _remove_marked(store, s.segment_id, row.path, row.location)
+        except TierError as exc:
+            res.errors.append(f"{row.location}/{row.path}: {exc} (marked; a rerun deletes it)")
         res.deleted_bytes += s.size_bytes
         if progress is not None:
             progress(i + 1, total)
@@ -534,7 +682,11 @@ def apply_plan(
             if s.segment_id in leased:
                 res.skipped_leased += 1
                 continue
-            freed = trim_segment(store, s, holds, by)
+            try:
+                freed = trim_segment(store, s, holds, by)
+            except TierError as exc:
+                res.errors.append(f"{s.location}/{s.path}: {exc}")
+                continue
             if freed:
                 res.trimmed_segments += 1
                 res.trimmed_bytes += freed
@@ -552,7 +704,6 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     and indexes the copy (R4) and the next run finds the held chunks already copied.
     """
     from vstore import format as fmt
-    from vstore.segment_reader import SegmentReader
     from vstore.segment_writer import SegmentFile
 
     row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
@@ -561,7 +712,9 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
         return 0
     row = SegmentRow.decode(row_key, raw_row)
     mine = [h for h in holds if h.active and h.camera == seg.camera]
-    with SegmentReader.open(store.layout.path(row.path)) as rd:
+    # A tiered segment is trimmed through ranged reads; its held chunks become a new local
+    # segment (which tiers again in its time) and the old object is deleted.
+    with store.segment_reader(row) as rd:
         entries = rd.directory()
         keep = [any(e.start_ns < h.to_ns and e.end_ns > h.from_ns for h in mine) for e in entries]
         for i in range(len(entries) - 1, 0, -1):  # a kept continuation keeps its GOP start
@@ -635,7 +788,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     b.delete(row_key)
     b.put(
         layout.garbage_key(seg.segment_id),
-        _json({"path": row.path, "camera": seg.camera, "start_ns": seg.start_ns}),
+        _garbage_record(row.path, seg.camera, seg.start_ns, row.location),
     )
     freed = row.size_bytes - (new_row.size_bytes if new_row is not None else 0)
     store.index.audit(
@@ -656,7 +809,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
         batch=b,
     )
     store.index.commit(b, sync=True)
-    _remove_marked(store, seg.segment_id, row.path)
+    _remove_marked(store, seg.segment_id, row.path, row.location)
     return freed
 
 
@@ -685,6 +838,8 @@ def run_retention(
         return RetentionPolicy(
             max_age_ns if max_age_ns is not None else p.max_age_ns,
             max_bytes if max_bytes is not None else p.max_bytes,
+            # an age given for one run applies to hot and tiered footage alike
+            None if max_age_ns is not None else p.tiered_max_age_ns,
         )
 
     if disk is None:

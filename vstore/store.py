@@ -513,17 +513,30 @@ class Store:
         with self._lock:
             t = self._tiers.get(url)
             if t is None:
-                t = self._tiers[url] = open_tier(url)
+                t = open_tier(url)
+                cap = self.config.tier.cache_bytes
+                if cap > 0:
+                    from vstore.tier.cache import CachedTier
+
+                    try:
+                        t = CachedTier(t, self.layout.tier_cache_dir(t.url), cap)
+                    except OSError:
+                        pass  # no writable cache (a read-only mount): read through
+                self._tiers[url] = t
             return t
 
-    def segment_reader(self, row: SegmentRow) -> SegmentReader:
-        """A reader for an indexed segment, local or tiered (ranged reads of the object)."""
+    def segment_reader(self, row: SegmentRow, cached: bool = True) -> SegmentReader:
+        """A reader for an indexed segment, local or tiered (ranged reads of the object,
+        through the local read cache unless ``cached`` is False, as checks need)."""
         if row.location == "local":
             return SegmentReader.open(self.layout.path(row.path))
         from vstore.segment_reader import TierSource
 
+        tier = self.tier(row.location)
+        if not cached:
+            tier = getattr(tier, "inner", tier)
         return SegmentReader(
-            TierSource(self.tier(row.location), row.path, row.size_bytes),
+            TierSource(tier, row.path, row.size_bytes),
             f"{row.location}/{row.path}",
         )
 

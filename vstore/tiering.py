@@ -1,6 +1,6 @@
 """Tiering: move sealed segments older than the hot age to an object store, keeping one index.
 
-Per segment (docs/design/lifecycle.md U1-U4): U1 upload the whole file with its SHA-256,
+Per segment (docs/design/lifecycle.md U1-U3): U1 upload the whole file with its SHA-256,
 verified by the store and again by reading the object's trailer back; U2 one synced batch
 points the segment row at the object, marks the local file as garbage and audits; U3 the
 local file is removed (D2-D3). A crash before U2 leaves the local copy indexed (a rerun
@@ -20,6 +20,7 @@ from vstore import layout
 from vstore.errors import TierError, VstoreError
 from vstore.index import Batch, SegmentRow
 from vstore.tier.base import BlobTier, ByteRange
+from vstore.tier.ratelimit import RateLimiter
 
 
 @dataclass
@@ -29,6 +30,7 @@ class TierResult:
     bytes: int = 0
     seconds: float = 0.0
     skipped_leased: int = 0
+    object_holds: int = 0  # uploads that also got an S3 object legal hold
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -43,20 +45,24 @@ class TierResult:
             "seconds": round(self.seconds, 3),
             "mb_per_s": round(self.mb_per_s, 2),
             "skipped_leased": self.skipped_leased,
+            "object_holds": self.object_holds,
             "errors": self.errors,
         }
 
 
 def plan_tiering(
-    store: Any, older_than_ns: int, cameras: Iterable[str] | None = None
+    store: Any, older_than_ns: int | None = None, cameras: Iterable[str] | None = None
 ) -> list[SegmentRow]:
-    """Sealed local segments that ended at least older_than_ns ago, oldest first."""
-    cutoff = store.clock.wall_ns() - older_than_ns
+    """Sealed local segments that ended at least their camera's hot age ago (or
+    older_than_ns, for every camera, when given), oldest first."""
+    now = store.clock.wall_ns()
     wanted = set(cameras) if cameras is not None else None
     out = []
     for cam, num in store.index.cameras():
         if wanted is not None and cam not in wanted:
             continue
+        age = older_than_ns if older_than_ns is not None else store.config.tier.older_than_for(cam)
+        cutoff = now - age
         out.extend(
             r
             for r in store.index.segments(num, end_ns=cutoff)
@@ -66,21 +72,28 @@ def plan_tiering(
 
 
 def tier_segment(
-    store: Any, tier: BlobTier, row: SegmentRow, camera: str, by: str = "tiering"
-) -> int:
-    """U1-U3 for one segment; returns the bytes moved."""
+    store: Any,
+    tier: BlobTier,
+    row: SegmentRow,
+    camera: str,
+    by: str = "tiering",
+    rate: RateLimiter | None = None,
+) -> TierOutcome:
+    """U1-U3 for one segment."""
+    import base64
+
+    from vstore.retention import covering_holds
     from vstore.segment_reader import SegmentReader
-    from vstore.tier.local import file_sha256_b64
 
     key = layout.object_key("", camera, row.start_ns, row.segment_id)
     path = store.layout.path(row.path)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
-    # the index before the upload (the object-level SHA-256 then covers the transfer).
+    # the index. The same pass hashes the whole file, which the object store then verifies.
     with SegmentReader.open(path) as rd:
-        rd.verify()
+        file_sha = rd.verify()
         if rd.trailer().sha256.hex() != row.sha256:
             raise TierError(f"{row.path}: content hash differs from the index; not tiered")
-    info = tier.put_file(key, path, file_sha256_b64(path))  # U1 (the store checks it too)
+    info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate)  # U1
     if info.size_bytes != row.size_bytes:
         raise TierError(f"{tier.url}/{key}: size {info.size_bytes} != {row.size_bytes}")
     trailer = fmt.unpack_trailer(
@@ -88,6 +101,10 @@ def tier_segment(
     )
     if trailer.sha256.hex() != row.sha256:
         raise TierError(f"{tier.url}/{key}: trailer hash differs from the index")
+    # H4: footage under a vstore hold is also held by the object store before the index
+    # points at it there (when the bucket has S3 Object Lock).
+    holds = covering_holds(store, camera, row.start_ns, row.end_ns)
+    object_hold = bool(holds) and store.config.tier.legal_hold and tier.set_legal_hold(key, True)
     moved = replace(row, location=tier.url, path=key)
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
@@ -104,6 +121,7 @@ def tier_segment(
             "to": f"{tier.url}/{key}",
             "bytes": row.size_bytes,
             "sha256": row.sha256,
+            "object_legal_hold": object_hold,
         },
         store.clock.wall_ns(),
         batch=b,
@@ -112,20 +130,37 @@ def tier_segment(
     from vstore.retention import _remove_marked
 
     _remove_marked(store, row.segment_id, row.path)  # U3
-    return row.size_bytes
+    return TierOutcome(row.size_bytes, object_hold)
+
+
+@dataclass(frozen=True)
+class TierOutcome:
+    bytes: int
+    object_hold: bool
 
 
 def run_tiering(
     store: Any,
     tier: BlobTier,
-    older_than_ns: int,
+    older_than_ns: int | None = None,
     *,
     cameras: Iterable[str] | None = None,
     dry_run: bool = False,
+    parallel: int | None = None,
+    max_rate_bytes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TierResult:
+    """Tier every segment past its hot age, ``parallel`` uploads at a time (default
+    [tier] parallel) within one shared bandwidth cap (default [tier] max_rate).
+
+    On the first failure no new upload starts; those in flight finish, and a TierError
+    says how far the run got (its ``result`` attribute holds the counts). A rerun resumes.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     if store.read_only:
         raise VstoreError("tiering needs the store opened for writing")
+    cfg = store.config.tier
     names = {num: cam for cam, num in store.index.cameras()}
     rows = plan_tiering(store, older_than_ns, cameras)
     res = TierResult(planned=len(rows))
@@ -136,16 +171,48 @@ def run_tiering(
 
     finish_garbage(store)
     leased = store.leased_segments()
+    todo = [r for r in rows if r.segment_id not in leased]
+    res.skipped_leased = len(rows) - len(todo)
+    rate_bytes = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
+    rate = RateLimiter(rate_bytes) if rate_bytes else None
+    workers = max(1, parallel if parallel is not None else cfg.parallel)
     t0 = time.perf_counter()
-    for i, row in enumerate(rows):
-        if row.segment_id in leased:
-            res.skipped_leased += 1
-            continue
-        res.bytes += tier_segment(store, tier, row, names[row.camera_num])
-        res.tiered += 1
-        if progress is not None:
-            progress(i + 1, len(rows))
+    done = 0
+    pending: set[Future[TierOutcome]] = set()
+    it = iter(todo)
+    with ThreadPoolExecutor(workers, thread_name_prefix="vstore-tier") as pool:
+        # Bounded: never more than `workers` segments in flight (and in memory).
+        while True:
+            while not res.errors and len(pending) < workers:
+                row = next(it, None)
+                if row is None:
+                    break
+                fut = pool.submit(tier_segment, store, tier, row, names[row.camera_num], rate=rate)
+                fut.row = row  # type: ignore[attr-defined]
+                pending.add(fut)
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                try:
+                    out = fut.result()
+                except VstoreError as exc:
+                    res.errors.append(f"{fut.row.path}: {exc}")  # type: ignore[attr-defined]
+                    continue
+                res.tiered += 1
+                res.bytes += out.bytes
+                res.object_holds += out.object_hold
+                done += 1
+                if progress is not None:
+                    progress(done, len(todo))
     res.seconds = time.perf_counter() - t0
+    if res.errors:
+        err = TierError(
+            f"tiering stopped: {res.errors[0]} ({res.tiered} of {len(todo)} segment(s) moved; "
+            "the rest stay local and a rerun resumes)"
+        )
+        err.result = res  # type: ignore[attr-defined]
+        raise err
     return res
 
 

@@ -31,14 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("id", type=int)
     r.add_argument("--by", required=True, help="who releases it")
     r.add_argument("--reason", default="", help="why")
-    for q in (a, ls, r):
+    sy = sub.add_parser(
+        "sync", help="re-apply S3 object legal holds to tiered footage (after an outage)"
+    )
+    for q in (a, ls, r, sy):
         add_store_arg(q)
         add_json_arg(q)
         add_tz_arg(q)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.retention import add_hold, list_holds, release_hold
+    import sys
+
+    from vstore.errors import TierError
+    from vstore.retention import add_hold, list_holds, release_hold, sync_object_holds
     from vstore.store import open_store
     from vstore.timebase import parse_time_ns
 
@@ -70,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     with open_store(args.store) as store:
-        if args.action == "add":
+        # The hold is recorded first (the index is the authority); mirroring it onto S3
+        # object legal holds comes second and may fail on its own.
+        if args.action == "sync":
+            objects = sync_object_holds(store)
+            hold = None
+        elif args.action == "add":
             by = args.by or getpass.getuser()
             hold = add_hold(
                 store,
@@ -79,16 +90,36 @@ def run(args: argparse.Namespace) -> int:
                 parse_time_ns(args.end),
                 args.reason,
                 by,
+                mirror=False,
             )
+            objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
         else:
-            hold = release_hold(store, args.id, args.by, args.reason)
+            hold = release_hold(store, args.id, args.by, args.reason, mirror=False)
+            objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     if args.json:
-        print_json(hold.as_json())
+        print_json({**(hold.as_json() if hold else {}), "objects": objects.as_json()})
+    elif hold is None:
+        print(
+            f"object legal holds: {objects.held} on, {objects.lifted} lifted, "
+            f"{objects.unsupported} on tiers without object lock"
+        )
     elif args.action == "add":
         print(
             f"hold #{hold.id} placed on {hold.camera} {fmt_time(hold.from_ns, tz)} .. "
             f"{fmt_time(hold.to_ns, tz)} by {hold.by}"
         )
+        if objects.held:
+            print(f"  {objects.held} tiered object(s) also under an S3 object legal hold")
     else:
         print(f"hold #{hold.id} released by {hold.released_by}")
+        if objects.lifted:
+            print(f"  object legal hold lifted on {objects.lifted} tiered object(s)")
+    if objects.errors:
+        for e in objects.errors[:10]:
+            print(f"vstore: warning: {e}", file=sys.stderr)
+        raise TierError(
+            f"{len(objects.errors)} tiered object(s) could not be updated"
+            + (f"; hold #{hold.id} itself is recorded" if hold else "")
+            + "; rerun `vstore hold sync` when the object store is reachable"
+        )
     return 0

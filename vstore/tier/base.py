@@ -11,6 +11,10 @@ import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vstore.tier.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,11 @@ class BlobTier(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def put_file(self, key: str, path: Path, sha256_b64: str) -> ObjectInfo:
-        """Upload a whole file; the store verifies the SHA-256 (or the call fails)."""
+    def put_file(
+        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+    ) -> ObjectInfo:
+        """Upload a whole file (at most as fast as ``rate`` allows); the store verifies the
+        SHA-256 the caller computed from the same bytes (or the call fails)."""
 
     @abc.abstractmethod
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
@@ -56,6 +63,14 @@ class BlobTier(abc.ABC):
     @abc.abstractmethod
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with prefix, in key order."""
+
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        """Put (or lift) an object-level legal hold; False when the store has none."""
+        return False
+
+    def legal_hold(self, key: str) -> bool | None:
+        """Whether the object is under a legal hold; None when the store has no such thing."""
+        return None
 
 
 def open_tier(url: str) -> BlobTier:

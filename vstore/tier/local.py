@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from vstore.errors import NotFound, TierError
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
+from vstore.tier.ratelimit import RateLimiter
 
 
 def file_sha256_b64(path: Path) -> str:
@@ -36,16 +36,24 @@ class LocalTier(BlobTier):
             raise TierError(f"bad object key {key!r}")
         return self.root / key
 
-    def put_file(self, key: str, path: Path, sha256_b64: str) -> ObjectInfo:
+    def put_file(
+        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+    ) -> ObjectInfo:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
+        h = hashlib.sha256()
         try:
+            # The hash of the bytes as copied: what the object holds is what the caller meant.
             with open(path, "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                while block := src.read(1 << 20):
+                    if rate is not None:
+                        rate.consume(len(block))
+                    h.update(block)
+                    out.write(block)
                 out.flush()
                 os.fsync(out.fileno())
-            got = file_sha256_b64(tmp)
+            got = base64.b64encode(h.digest()).decode()
             if got != sha256_b64:
                 tmp.unlink()
                 raise TierError(f"{key}: checksum mismatch after copy ({got} != {sha256_b64})")

@@ -17,6 +17,7 @@ from typing import Any
 
 from vstore.errors import NotFound, TierError
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
+from vstore.tier.ratelimit import RateLimiter, ThrottledReader
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single PUT
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -87,6 +88,11 @@ class S3Tier(BlobTier):
                 "403",
                 "Forbidden",
             ):
+                if what.startswith("delete") and code == "AccessDenied":
+                    return TierError(
+                        f"{self.url}: {what} refused (AccessDenied): the object is under a "
+                        "legal hold or retention, or the credentials may not delete"
+                    )
                 return TierError(f"{self.url}: access refused ({code}): check the credentials")
             return TierError(f"{self.url}: {what} failed: {code or exc}")
         if isinstance(exc, NoCredentialsError):
@@ -99,30 +105,46 @@ class S3Tier(BlobTier):
             return TierError(f"{self.url}: {what} timed out")
         return TierError(f"{self.url}: {what} failed: {exc}")
 
-    def put_file(self, key: str, path: Path, sha256_b64: str) -> ObjectInfo:
+    def put_file(
+        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+    ) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from vstore.tier.local import file_sha256_b64
-
+        # The caller hashed these bytes while verifying them; the bytes actually sent are
+        # hashed on their way out (no extra read), the store checks the header checksum, and
+        # the HEAD below compares what it recorded.
         size = Path(path).stat().st_size
-        # The file must be the segment the caller means: check before anything is sent.
-        actual = file_sha256_b64(Path(path))
-        if actual != sha256_b64:
-            raise TierError(f"{key}: file does not match its SHA-256 ({actual} != {sha256_b64})")
         try:
             if size < MULTIPART_THRESHOLD:
                 # The checksum travels as a header (not an aws-chunked trailer, which several
                 # S3-compatible stores reject); a store that checks it refuses damaged bytes.
                 with open(path, "rb") as f:
+                    body = HashingReader(ThrottledReader(f, rate) if rate is not None else f)
                     self._s3.put_object(
                         Bucket=self.bucket,
                         Key=self._key(key),
-                        Body=f,
+                        Body=body,
+                        ContentLength=size,
                         ChecksumSHA256=sha256_b64,
                         **({"StorageClass": self.storage_class} if self.storage_class else {}),
                     )
+                sent = body.sha256_b64()
+                if sent is None:
+                    from vstore.tier.local import file_sha256_b64
+
+                    sent = file_sha256_b64(Path(path))
+                if sent != sha256_b64:
+                    self.delete(key)  # a store that does not check: never keep such an object
+                    raise TierError(
+                        f"{self.url}/{key}: the bytes sent do not match the segment's SHA-256"
+                    )
             else:
+                # Parts are read concurrently: hash the file first (big segments only).
+                from vstore.tier.local import file_sha256_b64
+
+                if file_sha256_b64(Path(path)) != sha256_b64:
+                    raise TierError(f"{key}: file does not match its SHA-256; not uploaded")
                 extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
                 if self.storage_class:
                     extra["StorageClass"] = self.storage_class
@@ -130,6 +152,7 @@ class S3Tier(BlobTier):
                     multipart_threshold=MULTIPART_THRESHOLD,
                     multipart_chunksize=MULTIPART_CHUNK,
                     max_concurrency=4,
+                    **({"max_bandwidth": rate.bytes_per_s} if rate is not None else {}),
                 )
                 self._s3.upload_file(
                     str(path), self.bucket, self._key(key), ExtraArgs=extra, Config=cfg
@@ -181,9 +204,53 @@ class S3Tier(BlobTier):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+            # In a versioned (object-lock) bucket a plain DELETE only adds a delete marker and
+            # the footage stays billed; deleting the version removes it, and S3 itself refuses
+            # when the version is under a legal hold.
+            try:
+                h = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return
+                raise
+            version = h.get("VersionId")
+            extra = {"VersionId": version} if version and version != "null" else {}
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(key), **extra)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"delete of {key}") from exc
+
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._s3.put_object_legal_hold(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                LegalHold={"Status": "ON" if on else "OFF"},
+            )
+        except ClientError as exc:
+            if _no_object_lock(exc):
+                return False
+            raise self._fail(exc, f"legal hold on {key}") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"legal hold on {key}") from exc
+        return True
+
+    def legal_hold(self, key: str) -> bool | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            r = self._s3.get_object_legal_hold(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _no_object_lock(exc):
+                return None
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchObjectLockConfiguration":
+                return False  # object-lock bucket, but this object never had a hold
+            raise self._fail(exc, f"legal hold of {key}") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"legal hold of {key}") from exc
+        return bool(r.get("LegalHold", {}).get("Status") == "ON")
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -198,6 +265,56 @@ class S3Tier(BlobTier):
                     yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"listing {prefix!r}") from exc
+
+
+class HashingReader:
+    """A file wrapper that hashes what the SDK reads (restarting when it rewinds for a
+    retry), so the bytes that went over the wire are checked without reading them twice."""
+
+    def __init__(self, f: Any) -> None:
+        import hashlib
+
+        self._f = f
+        self._new = hashlib.sha256
+        self._h = hashlib.sha256()
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._pos >= 0:
+            self._h.update(data)
+            self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._f.seek(offset, whence)
+        if pos == 0:
+            self._h, self._pos = self._new(), 0  # a retry (or sizing) starts over
+        elif pos != self._pos:
+            self._pos = -1  # a jump: the hash no longer describes the body
+        return pos
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def sha256_b64(self) -> str | None:
+        """The hash of the bytes read, or None when reads skipped around."""
+        return base64.b64encode(self._h.digest()).decode() if self._pos >= 0 else None
+
+
+def _no_object_lock(exc: Exception) -> bool:
+    """The bucket was created without S3 Object Lock, so it cannot hold objects."""
+    err = getattr(exc, "response", {}).get("Error", {})
+    msg = str(err.get("Message", "")).lower().replace(" ", "")
+    return err.get("Code") in ("InvalidRequest", "ObjectLockConfigurationNotFoundError") and (
+        "objectlock" in msg or not msg
+    )
 
 
 def sha256_b64(hex_digest: str) -> str:
