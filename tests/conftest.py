@@ -86,17 +86,72 @@ def moto_endpoint():
 _bucket_serial = iter(range(1_000_000))
 
 
-@pytest.fixture
-def bucket(moto_endpoint):
-    name = f"vstore-test-{next(_bucket_serial)}"
-    boto3.client(
+def _admin(endpoint: str):
+    return boto3.client(
         "s3",
-        endpoint_url=moto_endpoint,
+        endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
-    ).create_bucket(Bucket=name)
+    )
+
+
+@pytest.fixture
+def bucket(moto_endpoint):
+    name = f"vstore-test-{next(_bucket_serial)}"
+    _admin(moto_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def lock_bucket(moto_endpoint):
+    """A bucket created with S3 Object Lock (versioned), so objects can carry legal holds."""
+    name = f"vstore-lock-{next(_bucket_serial)}"
+    _admin(moto_endpoint).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
+@pytest.fixture
+def moto_process():
+    """A start(env) -> endpoint for an S3 server in its own process (one a test may kill,
+    or one started with settings such as enforced authentication)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    procs: list[subprocess.Popen] = []
+
+    def start(**env: str) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        code = (
+            "import time\nfrom moto.server import ThreadedMotoServer\n"
+            f"ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False).start()\n"
+            "time.sleep(3600)\n"
+        )
+        p = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(p)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"http://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moto server did not start")
+
+    start.procs = procs  # type: ignore[attr-defined]
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
 @pytest.fixture

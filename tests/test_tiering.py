@@ -191,3 +191,327 @@ def test_rebuild_index_from_s3_on_a_new_node(recorded, tmp_path, s3_env, bucket,
         assert st.index.new_segment_id() > 3
     assert main(["rebuild-index", "--from", url, "--store", str(node2), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["already_indexed"] == 3
+
+
+# --- the job: bounded parallelism, stopping cleanly, per-camera hot age ----------------------
+
+
+class CountingTier(LocalTier):
+    """A real directory tier that records how many uploads run at once (each takes a while,
+    so that concurrent ones overlap) and can fail chosen uploads."""
+
+    def __init__(self, root, fail_on=()):
+        import threading
+
+        super().__init__(root)
+        self._lock = threading.Lock()
+        self.active = self.peak = self.calls = 0
+        self.fail_on = set(fail_on)
+
+    def put_file(self, *a, **k):
+        import time
+
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.1)
+            if n in self.fail_on:
+                raise TierError(f"{self.url}: upload failed: SlowDown")
+            return super().put_file(*a, **k)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_uploads_never_exceed_the_parallel_bound(recorded, tmp_path, parallel):
+    before = clip(recorded)
+    tier = CountingTier(tmp_path / "cold")
+    res = run_tiering(recorded, tier, 5 * S, parallel=parallel)
+    assert res.tiered == 3 and tier.peak == parallel
+    assert clip(recorded) == before and check_store(recorded).ok
+
+
+def test_failed_upload_mid_run_stops_cleanly_then_rerun_resumes(recorded, tmp_path):
+    before = clip(recorded)
+    tier = CountingTier(tmp_path / "cold", fail_on={2})
+    with pytest.raises(TierError, match=r"1 of 3 segment\(s\) moved.*rerun resumes") as ei:
+        run_tiering(recorded, tier, 5 * S, parallel=1)
+    assert ei.value.result.tiered == 1 and "SlowDown" in ei.value.result.errors[0]
+    assert tier.calls == 2  # no new upload started after the failure
+    assert len(local_files(recorded)) == 2 and check_store(recorded).ok
+    assert clip(recorded) == before
+    res = run_tiering(recorded, tier, 5 * S)
+    assert res.tiered == 2 and local_files(recorded) == []
+    assert clip(recorded) == before and check_store(recorded).ok
+
+
+def test_bandwidth_cap_spreads_uploads_over_time(recorded, tmp_path):
+    from vstore.tier.ratelimit import RateLimiter
+
+    now = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    rate = RateLimiter(100_000, clock=lambda: now[0], sleep=sleep)
+    rows = plan_tiering(recorded, 5 * S)
+    total = 0
+    tier = LocalTier(tmp_path / "cold")
+    for row in rows:
+        total += tier_segment(recorded, tier, row, "cam", rate=rate).bytes
+    # A one-second burst, then 100 kB/s: the fake clock shows how long the cap made it take.
+    assert now[0] == pytest.approx((total - 100_000) / 100_000, rel=0.01)
+    assert check_store(recorded).ok
+
+
+def test_each_camera_tiers_at_its_own_hot_age(tmp_path, media):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        '[store]\nsegment_duration_s = 4\n[tier]\nolder_than = "1d"\n'
+        '[tier.cameras.lobby]\nolder_than = "36500d"\n'
+    )
+    src = media("tier-src.ts", 12.0, codec="h264", gop_frames=25)
+    with open_store(d) as st:
+        import_file(st, src, "cam", START_NS)
+        import_file(st, src, "lobby", START_NS)
+        assert {r.camera_num for r in plan_tiering(st)} == {st.camera_num("cam")}
+        res = run_tiering(st, LocalTier(tmp_path / "cold"))
+        assert res.tiered == 3
+        assert all(p.startswith("segments/lobby/") for p in local_files(st))
+        # An explicit age applies to every camera (the CLI's --older-than).
+        assert len(plan_tiering(st, 5 * S)) == 3
+
+
+# --- the bounded read cache ------------------------------------------------------------------
+
+
+def test_read_cache_serves_repeat_clips_and_survives_damage(tmp_path, media):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[store]\nsegment_duration_s = 4\n[tier]\ncache = "1MiB"\n')
+    with open_store(d) as st:
+        import_file(st, media("tier-src.ts", 12.0, codec="h264", gop_frames=25), "cam", START_NS)
+        before = clip(st)
+        tier = st.tier(str(tmp_path / "cold"))
+        run_tiering(st, tier, 5 * S)
+        assert clip(st) == before
+        misses = tier.misses
+        assert misses > 0
+        assert clip(st, "ts") == before  # second time: from the cache
+        assert tier.misses == misses and tier.hits > 0
+        files = sorted(tier.dir.iterdir())
+        assert sum(p.stat().st_size for p in files) == tier.size_bytes <= 1024**2
+        # A damaged entry is read through from the tier, never handed to the clip.
+        victim = max(files, key=lambda p: p.stat().st_size)
+        raw = bytearray(victim.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        victim.write_bytes(bytes(raw))
+        assert clip(st) == before
+        assert tier.misses > misses
+    # Reopened, the cache keeps what it had; with a smaller bound it evicts down to it, and
+    # stays within it however much is read.
+    with open_store(d) as st:
+        assert st.tier(str(tmp_path / "cold")).size_bytes > 64 * 1024
+    (d / "vstore.toml").write_text('[store]\nsegment_duration_s = 4\n[tier]\ncache = "64KiB"\n')
+    with open_store(d) as st:
+        tier = st.tier(str(tmp_path / "cold"))
+        assert 0 < tier.size_bytes <= 64 * 1024
+        assert clip(st) == before and check_store(st).ok
+        on_disk = sum(p.stat().st_size for p in tier.dir.iterdir())
+        assert on_disk == tier.size_bytes <= 64 * 1024
+
+
+# --- a server that refuses the credentials ---------------------------------------------------
+
+
+@pytest.mark.s3
+def test_wrong_credentials_are_refused_clearly_and_nothing_local_is_lost(
+    recorded, moto_process, monkeypatch
+):
+    endpoint = moto_process(INITIAL_NO_AUTH_ACTION_COUNT="0")  # a server that checks keys
+    for k, v in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG",
+        "AWS_SECRET_ACCESS_KEY": "not-the-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "2",
+    }.items():
+        monkeypatch.setenv(k, v)
+    before = clip(recorded)
+    with pytest.raises(TierError, match=r"access refused .*check the credentials"):
+        run_tiering(recorded, recorded.tier("s3://vstore-creds/x"), 5 * S)
+    assert len(local_files(recorded)) == 3
+    assert clip(recorded) == before and check_store(recorded).ok
+
+
+# --- retention and legal holds over tiered footage -------------------------------------------
+
+
+def _objects(tier):
+    return sorted(o.key for o in tier.list_prefix(""))
+
+
+def test_tiered_footage_keeps_its_own_longer_age(tmp_path, media):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        '[store]\nsegment_duration_s = 4\n[retention]\nmax_age = "30d"\ntiered_max_age = "36500d"\n'
+    )
+    from vstore.retention import run_retention
+
+    with open_store(d) as st:
+        import_file(st, media("tier-src.ts", 12.0, codec="h264", gop_frames=25), "cam", START_NS)
+        tier = LocalTier(tmp_path / "cold")
+        tier_segment(st, tier, plan_tiering(st, 5 * S)[0], "cam")  # the oldest goes cold
+        _plan, res = run_retention(st)
+        # Hot footage past 30 days goes; the older tiered segment stays (its age is 100 y).
+        assert res.deleted_segments == 2 and local_files(st) == []
+        assert len(_objects(tier)) == 1 and check_store(st).ok
+        # An age given for one run applies to tiered footage as well: the object goes too.
+        _plan, res = run_retention(st, max_age_ns=30 * 86400 * S)
+        assert res.deleted_segments == 1 and _objects(tier) == []
+        assert check_store(st).ok
+        assert st.index.audit_records()[-1]["detail"]["location"] == tier.url
+
+
+def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
+    recorded, tmp_path, monkeypatch
+):
+    from vstore.retention import run_retention
+
+    tier = LocalTier(tmp_path / "cold")
+    run_tiering(recorded, tier, 5 * S)
+
+    def unreachable(key):
+        raise TierError(f"{tier.url}: endpoint unreachable")
+
+    monkeypatch.setattr(type(recorded.tier(tier.url)), "delete", lambda self, key: unreachable(key))
+    _plan, res = run_retention(recorded, max_age_ns=S)
+    # D1 happened (the index no longer offers the footage); the objects are marked, not lost
+    # track of, and the errors say so.
+    assert res.deleted_segments == 3 and len(res.errors) == 3
+    assert "a rerun deletes it" in res.errors[0]
+    assert len(_objects(tier)) == 3 and len(recorded.index.garbage()) == 3
+    assert check_store(recorded).ok
+    monkeypatch.undo()
+    _plan, res = run_retention(recorded, max_age_ns=S)
+    assert res.finished_garbage == 3 and res.errors == []
+    assert _objects(tier) == [] and recorded.index.garbage() == []
+    assert check_store(recorded).ok
+
+
+@pytest.mark.s3
+def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env, lock_bucket):
+    from vstore.retention import add_hold, release_hold, run_retention
+
+    held_from, held_to = START_NS + 5 * S, START_NS + 6 * S
+    before = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
+    tier = recorded.tier(f"s3://{lock_bucket}/site")
+    run_tiering(recorded, tier, 5 * S)
+    rows = {r.segment_id: r for r in recorded.index.segments(recorded.camera_num("cam"))}
+    hold = add_hold(recorded, "cam", held_from, held_to, "case 9", "det. rao")
+    on = {sid for sid, r in rows.items() if tier.legal_hold(r.path)}
+    assert on == {sid for sid, r in rows.items() if r.start_ns < held_to and r.end_ns > held_from}
+    assert len(on) == 1 and check_store(recorded).ok
+    held_key = rows[next(iter(on))].path
+    # The object store enforces it on its own: even a direct delete is refused.
+    with pytest.raises(TierError, match="legal hold"):
+        tier.delete(held_key)
+    _plan, res = run_retention(recorded, max_age_ns=S)
+    assert res.deleted_segments == 2 and res.errors == [] and res.trimmed_segments == 0
+    assert [o.key for o in tier.list_prefix("")] == [held_key]
+    after = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
+    assert after == before  # the held range still clips frame-exactly from S3
+    release_hold(recorded, hold.id, "sgt. kim")
+    assert tier.legal_hold(held_key) is False
+    _plan, res = run_retention(recorded, max_age_ns=S)
+    assert res.deleted_segments == 1 and list(tier.list_prefix("")) == []
+    assert check_store(recorded).ok
+
+
+@pytest.mark.s3
+def test_check_finds_and_repairs_a_missing_object_legal_hold(recorded, s3_env, lock_bucket):
+    from vstore.retention import add_hold
+
+    tier = recorded.tier(f"s3://{lock_bucket}/site")
+    run_tiering(recorded, tier, 5 * S)
+    add_hold(recorded, "cam", START_NS, START_NS + S, "case 10", "det. rao")
+    key = next(r.path for r in recorded.index.segments(recorded.camera_num("cam")))
+    tier.set_legal_hold(key, False)  # someone lifted it behind vstore's back
+    rep = check_store(recorded)
+    assert not rep.ok and [p.code for p in rep.problems] == ["C6"]
+    assert check_store(recorded, repair=True).ok
+    assert tier.legal_hold(key) is True and check_store(recorded).ok
+
+
+@pytest.mark.s3
+def test_hold_with_the_object_store_down_is_recorded_and_says_so(
+    recorded, tmp_path, moto_process, monkeypatch, capsys
+):
+    import json
+
+    from vstore.cli.main import main
+
+    endpoint = moto_process()
+    for k, v in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="vstore-down", ObjectLockEnabledForBucket=True)
+    run_tiering(recorded, recorded.tier("s3://vstore-down/x"), 5 * S)
+    root = str(recorded.root)
+    recorded.close()
+    for p in moto_process.procs:
+        p.kill()
+        p.wait()
+    args = ["hold", "add", "--store", root, "--camera", "cam", "--by", "det. rao"]
+    rc = main([*args, "--from", "2025-01-17T00:00:00Z", "--to", "2030-01-01T00:00:00Z",
+               "--reason", "case 11"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 9 and "hold #1 itself is recorded" in err and "hold sync" in err
+    assert main(["hold", "list", "--store", root, "--json"]) == 0
+    assert [h["reason"] for h in json.loads(capsys.readouterr().out)["holds"]] == ["case 11"]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("fail_every", [3, 1], ids=["a-third-fail", "all-fail"])
+def test_tier_job_against_a_server_failing_requests(
+    recorded, moto_endpoint, bucket, monkeypatch, fail_every
+):
+    from tests.s3proxy import flaky_s3
+
+    before = clip(recorded)
+    with flaky_s3(moto_endpoint, fail_every) as endpoint:
+        for k, v in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "3",
+        }.items():
+            monkeypatch.setenv(k, v)
+        tier = recorded.tier(f"s3://{bucket}/flaky")
+        if fail_every == 1:  # nothing gets through: a clean stop, with the reason
+            with pytest.raises(TierError, match=r"SlowDown.*0 of 3 segment\(s\) moved"):
+                run_tiering(recorded, tier, 5 * S)
+            assert len(local_files(recorded)) == 3
+        else:  # retried with backoff: the job completes
+            assert run_tiering(recorded, tier, 5 * S).tiered == 3
+            assert local_files(recorded) == []
+        if fail_every == 3:
+            assert check_store(recorded, verify_hashes=False).ok
+    if fail_every == 1:
+        assert clip(recorded) == before and check_store(recorded).ok

@@ -117,6 +117,12 @@ def test_config_per_camera_override(tmp_path):
         ("[store\n", "vstore.toml"),
         ('[store]\nqueue_packets = "many"\n', "integer"),
         ("[cameras.'bad id']\n", "camera id"),
+        ("[tier]\nparallel = 0\n", "parallel"),
+        ('[tier]\nmax_rate = "1KB"\n', "max_rate"),
+        ('[tier]\nlegal_hold = "yes"\n', "legal_hold"),
+        ('[tier.cameras.lobby]\nolder_than = "soon"\n', "tier.cameras.lobby"),
+        ('[tier.cameras.lobby]\nolder = "1d"\n', "unknown setting"),
+        ('[retention]\ntiered_max_age = "forever"\n', "retention"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, text, match):
@@ -132,3 +138,24 @@ def test_template_parses(tmp_path):
     p = tmp_path / "vstore.toml"
     p.write_text(CONFIG_TEMPLATE)
     assert load_config(p).defaults.segment_duration_s == 60.0
+
+
+def test_tier_and_tiered_retention_settings(tmp_path):
+    p = tmp_path / "vstore.toml"
+    p.write_text(
+        '[tier]\nolder_than = "2d"\nparallel = 4\nmax_rate = "20MB"\ncache = "0"\n'
+        '[tier.groups.traffic]\ncameras = ["x-1", "x-2"]\nolder_than = "12h"\n'
+        '[tier.cameras.x-2]\nolder_than = "1h"\n'
+        '[retention]\nmax_age = "30d"\ntiered_max_age = "365d"\n'
+        '[retention.cameras.lobby]\nmax_age = "90d"\n'
+    )
+    cfg = load_config(p)
+    h = 3600 * 10**9
+    assert cfg.tier.older_than_for("x-2") == h  # the camera's own beats its group's
+    assert cfg.tier.older_than_for("x-1") == 12 * h
+    assert cfg.tier.older_than_for("lobby") == 48 * h
+    assert (cfg.tier.parallel, cfg.tier.max_rate_bytes, cfg.tier.cache_bytes) == (4, 20e6, 0)
+    pol = cfg.retention.policy("any")
+    assert pol.age_limit_ns(False) == 30 * 24 * h and pol.age_limit_ns(True) == 365 * 24 * h
+    # A camera's own policy inherits the store's tiered age unless it sets one.
+    assert cfg.retention.policy("lobby").age_limit_ns(True) == 365 * 24 * h

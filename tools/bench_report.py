@@ -230,38 +230,56 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "extrapolated: 60 CPU-s per minute / CPU-s per camera-minute",
             )
         )
-    if "test_tier_throughput" in by:
-        tb = by["test_tier_throughput"]["extra_info"]["bytes"] / med("test_tier_throughput")
-        base = None
-        if "test_tier_baseline_plain_boto3_upload" in by:
-            base = by["test_tier_baseline_plain_boto3_upload"]["extra_info"]["bytes"] / med(
-                "test_tier_baseline_plain_boto3_upload"
-            )
+    base_name = "test_tier_baseline_plain_boto3_upload"
+    base = by[base_name]["extra_info"]["bytes"] / med(base_name) if base_name in by else None
+    for par in (1, 2):
+        name = f"test_tier_throughput[{par}]"
+        if name not in by:
+            continue
+        info = by[name]["extra_info"]
         figs.append(
             figure(
-                "tiering throughput to S3 (moto, loopback) vs plain boto3 upload",
-                tb / 1e6,
+                f"tiering throughput to S3, {par} upload(s) at a time, vs plain boto3 PUTs",
+                info["bytes"] / med(name) / 1e6,
                 "MB/s",
                 base / 1e6 if base else None,
                 "report",
                 None,
-                "includes verify before, trailer check after, index flip, delete",
+                f"{info['objects']} objects of ~{info['bytes'] / info['objects'] / 1e6:.0f} MB; "
+                "includes verify, upload, trailer check, index flip, local delete",
             )
         )
     hot = "test_clip_first_byte_hot_vs_cold[hot]"
-    cold = "test_clip_first_byte_hot_vs_cold[cold]"
-    if hot in by and cold in by:
-        h = by[hot]["extra_info"]["first_byte_s_median"]
-        c = by[cold]["extra_info"]["first_byte_s_median"]
+    for variant, label in (("cold", "no cache"), ("cold-cached", "read cache")):
+        cold = f"test_clip_first_byte_hot_vs_cold[{variant}]"
+        if hot in by and cold in by:
+            h = by[hot]["extra_info"]["first_byte_s_median"]
+            c = by[cold]["extra_info"]["first_byte_s_median"]
+            figs.append(
+                figure(
+                    f"clip time to first byte, cold (S3 ranged GETs, {label}) vs hot",
+                    c * 1000,
+                    "ms",
+                    h * 1000,
+                    "report",
+                    None,
+                    "moto on loopback; fMP4, 4 s clip",
+                )
+            )
+    alone = "test_recording_while_tiering[alone]"
+    busy = "test_recording_while_tiering[while-tiering]"
+    if alone in by and busy in by:
+        info = by[busy]["extra_info"]
+        mb = info["bytes"] / 1e6
         figs.append(
             figure(
-                "clip time to first byte, cold (S3 ranged GETs) vs hot",
-                c * 1000,
-                "ms",
-                h * 1000,
-                "report",
-                None,
-                "moto on loopback; fMP4, 4 s clip",
+                "recording throughput while a tier job runs vs alone",
+                mb / med(busy),
+                "MB/s",
+                mb / med(alone),
+                "ratio >= 0.8",
+                med(alone) / med(busy) >= 0.8,
+                "2 uploads at a time to a directory tier on the same disk",
             )
         )
     if "test_memory_per_camera" in by:

@@ -590,13 +590,17 @@ def _remove_marked(store: Any, segment_id: int, relpath: str, location: str = "l
     store.index.commit(b, sync=False)  # a lost clear is redone by D4
 
 
-def finish_garbage(store: Any, errors: list[str] | None = None) -> int:
+def finish_garbage(store: Any, errors: list[str] | None = None, *, local_only: bool = False) -> int:
     """D4: finish deletions a crash interrupted (remove the file or object if still there,
-    clear the mark). Objects a tier cannot delete now stay marked; their errors are listed."""
+    clear the mark). Objects a tier cannot delete now stay marked; their errors are listed.
+    ``local_only`` leaves tiered ones to the next retention run (opening a store must not
+    wait on an object store)."""
     from vstore.errors import TierError
 
     done = 0
     for seg_id, rec in store.index.garbage():
+        if local_only and rec.get("location", "local") != "local":
+            continue
         try:
             _remove_marked(store, seg_id, rec["path"], rec.get("location", "local"))
         except TierError as exc:

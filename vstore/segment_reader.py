@@ -66,6 +66,9 @@ class TierSource:
     """Ranged reads of a segment stored as an object (one ranged GET per read); the header
     probe and the trailer/footer are small, and each chunk costs one GET."""
 
+    # Headers are a few hundred bytes: a small first GET, a second only for a big one.
+    head_probe = 4096
+
     def __init__(self, tier: Any, key: str, size_bytes: int) -> None:
         self.tier, self.key, self._size = tier, key, size_bytes
 
@@ -90,7 +93,7 @@ class Chunk:
 
 def read_header(src: ByteSource) -> tuple[fmt.SegmentMeta, int]:
     size = src.size()
-    probe = src.read(0, min(size, _HEAD_PROBE))
+    probe = src.read(0, min(size, getattr(src, "head_probe", _HEAD_PROBE)))
     if len(probe) >= fmt.HEADER.size:
         meta_len = fmt.HEADER.unpack_from(probe)[3]
         need = fmt.HEADER.size + meta_len

@@ -238,7 +238,7 @@ class Store:
         # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
         from vstore.retention import finish_garbage
 
-        n = finish_garbage(self)
+        n = finish_garbage(self, local_only=True)
         if n:
             rep.messages.append(f"finished {n} interrupted deletion(s)")
         return rep
@@ -514,6 +514,9 @@ class Store:
             t = self._tiers.get(url)
             if t is None:
                 t = open_tier(url)
+                if t.url in self._tiers:  # another spelling of a tier already open
+                    t = self._tiers[url] = self._tiers[t.url]
+                    return t
                 cap = self.config.tier.cache_bytes
                 if cap > 0:
                     from vstore.tier.cache import CachedTier
@@ -522,7 +525,7 @@ class Store:
                         t = CachedTier(t, self.layout.tier_cache_dir(t.url), cap)
                     except OSError:
                         pass  # no writable cache (a read-only mount): read through
-                self._tiers[url] = t
+                self._tiers[url] = self._tiers[t.url] = t
             return t
 
     def segment_reader(self, row: SegmentRow, cached: bool = True) -> SegmentReader:

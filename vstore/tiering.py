@@ -169,7 +169,7 @@ def run_tiering(
         return res
     from vstore.retention import finish_garbage
 
-    finish_garbage(store)
+    finish_garbage(store, local_only=True)
     leased = store.leased_segments()
     todo = [r for r in rows if r.segment_id not in leased]
     res.skipped_leased = len(rows) - len(todo)

@@ -5,6 +5,7 @@ footage, never a segment being written or read. `--dry-run` shows the plan."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
@@ -58,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
             doc["deleted_segments"] = res.deleted_segments
             doc["deleted_bytes"] = res.deleted_bytes
             doc["skipped_leased"] = res.skipped_leased
+            doc["trimmed_segments"] = res.trimmed_segments
+            doc["trimmed_bytes"] = res.trimmed_bytes
+            doc["errors"] = res.errors
         doc["dry_run"] = args.dry_run
         if args.json:
             print_json(doc)
@@ -73,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
                 )
             if plan.kept_for_holds:
                 print(f"  kept {len(plan.kept_for_holds)} segment(s) under legal hold")
+            if res is not None and res.trimmed_segments:
+                print(
+                    f"  trimmed {res.trimmed_segments} held segment(s) to their held chunks, "
+                    f"freeing {fmt_bytes(res.trimmed_bytes)}"
+                )
         if plan.watermark_unmet_bytes:
             msg = (
                 f"free space stays {fmt_bytes(plan.watermark_unmet_bytes)} below the "
@@ -81,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
             if disk_full == "stop-recording" or not every:
                 raise StorageFull(msg + " (held footage is never deleted)")
             print(f"WARNING: {msg}")
+        if res is not None and res.errors:
+            for e in res.errors[:10]:
+                print(f"vstore: warning: {e}", file=sys.stderr)
+            if not every:
+                from vstore.errors import TierError
+
+                raise TierError(
+                    f"{len(res.errors)} tiered object(s) are out of the index but not yet "
+                    "deleted from the object store; the next run deletes them"
+                )
         if not every:
             return 0
         time.sleep(every)

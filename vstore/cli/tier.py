@@ -21,13 +21,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--older-than", metavar="DURATION", help="hot-tier age (default: [tier] older_than, 7d)"
     )
     r.add_argument("--camera", action="append", help="only these cameras (repeatable)")
+    r.add_argument(
+        "--parallel", type=int, metavar="N", help="uploads at a time (default: [tier] parallel)"
+    )
+    r.add_argument(
+        "--max-rate",
+        metavar="SIZE",
+        help="upload bandwidth cap per second, e.g. 50MB (default: [tier] max_rate, none)",
+    )
     r.add_argument("--dry-run", action="store_true", help="only say what would move")
     add_store_arg(r)
     add_json_arg(r)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.errors import UsageError
+    from vstore.config import parse_size_bytes
+    from vstore.errors import TierError, UsageError
     from vstore.store import open_store
     from vstore.tiering import run_tiering
     from vstore.timebase import parse_duration_ns
@@ -36,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
         url = args.to or store.config.tier.url
         if not url:
             raise UsageError("no tier: give --to s3://BUCKET/PREFIX (or set [tier] url)")
-        older = (
-            parse_duration_ns(args.older_than)
-            if args.older_than
-            else store.config.tier.older_than_ns
-        )
+        # Without --older-than each camera tiers at its own configured hot age.
+        older = parse_duration_ns(args.older_than) if args.older_than else None
+        if args.parallel is not None and not 1 <= args.parallel <= 64:
+            raise UsageError("--parallel must be within 1..64")
+        rate = parse_size_bytes(args.max_rate) if args.max_rate else None
         tier = store.tier(url)
         with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as bar:
 
@@ -50,9 +59,22 @@ def run(args: argparse.Namespace) -> int:
                     bar.n = done
                     bar.refresh()
 
-            res = run_tiering(
-                store, tier, older, cameras=args.camera, dry_run=args.dry_run, progress=progress
-            )
+            try:
+                res = run_tiering(
+                    store,
+                    tier,
+                    older,
+                    cameras=args.camera,
+                    dry_run=args.dry_run,
+                    parallel=args.parallel,
+                    max_rate_bytes=rate,
+                    progress=progress,
+                )
+            except TierError as exc:
+                partial = getattr(exc, "result", None)
+                if args.json and partial is not None:
+                    print_json({"to": url, "dry_run": False, **partial.as_json()})
+                raise
     if args.json:
         print_json({"to": url, "dry_run": args.dry_run, **res.as_json()})
     elif args.dry_run:
@@ -62,4 +84,8 @@ def run(args: argparse.Namespace) -> int:
             f"moved {res.tiered} segment(s), {fmt_bytes(res.bytes)} to {url} in "
             f"{res.seconds:.1f}s ({res.mb_per_s:.1f} MB/s)"
         )
+        if res.object_holds:
+            print(f"  {res.object_holds} held segment(s) also under an S3 object legal hold")
+        if res.skipped_leased:
+            print(f"  {res.skipped_leased} segment(s) being read by a clip: left for next run")
     return 0

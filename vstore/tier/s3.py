@@ -11,6 +11,7 @@ the store verifies and that vstore compares after the upload.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class S3Tier(BlobTier):
         access_key: str | None = None,
         secret_key: str | None = None,
         storage_class: str | None = None,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
     ) -> None:
@@ -43,6 +44,12 @@ class S3Tier(BlobTier):
 
         if not bucket:
             raise TierError("s3:// URL without a bucket")
+        if max_attempts is None:
+            # The standard AWS variable, as the other AWS_* settings are honoured.
+            try:
+                max_attempts = max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", "5")))
+            except ValueError:
+                raise TierError("AWS_MAX_ATTEMPTS must be a whole number") from None
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
