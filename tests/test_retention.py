@@ -19,6 +19,7 @@ from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
 from vstore.check import check_store
+from vstore.clip import clip_bytes
 from vstore.clock import FakeClock
 from vstore.config import RetentionPolicy
 from vstore.errors import NotFound, UsageError, VstoreError
@@ -142,8 +143,10 @@ def test_planner_properties(cat, age_min, tiered_age_min, max_bytes, min_free, f
     for d in plan.deletions:
         if d.reason == "max_age":
             assert d.segment.end_ns <= now - pol.age_limit_ns(d.segment.tiered)
-    # 5. Expired held footage is trimmed to its held chunks only when local.
+    # 5. Only held, local footage is ever trimmed (to its held chunks), each segment once.
     assert not any(s.tiered for s in plan.trims)
+    assert all(any(h.covers(s.camera, s.start_ns, s.end_ns) for h in active) for s in plan.trims)
+    assert len({s.segment_id for s in plan.trims}) == len(plan.trims)
 
 
 def test_planner_a_month_of_100_cameras_runs():
@@ -218,6 +221,37 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
         actions = [r["action"] for r in st_.index.audit_records()]
         assert actions == ["hold_add"] + ["delete"] * 4 + ["trim", "hold_release", "delete"]
         assert list_holds(st_, include_released=True)[0].released_by == "sgt. jones"
+
+
+@pytest.mark.parametrize("rule", ["max_bytes", "watermark"])
+def test_budget_and_watermark_trim_held_segments_to_their_held_chunks(tmp_path, media, rule):
+    from vstore.ingest import import_file
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    s, e = START_NS + 9 * 10**9 + 120_000_000, START_NS + 10 * 10**9
+    with open_store(d) as st_:
+        import_file(st_, media("ret.ts", 20.0, codec="h264", gop_frames=25), "cam", START_NS)
+        before = b"".join(clip_bytes(st_, "cam", s, e, format="ts"))
+        add_hold(st_, "cam", s, e, "case 18", "det. smith")
+    if rule == "watermark":  # set after recording, which would have enforced it itself
+        (d / "vstore.toml").write_text(
+            '[store]\nsegment_duration_s = 4\n[retention]\nmin_free = "1TB"\n'
+        )
+    with open_store(d) as st_:
+        disk = DiskUsage(10**13, 10**9)  # far below a 1 TB watermark
+        kw = {"max_bytes": 1} if rule == "max_bytes" else {}
+        plan, res = run_retention(st_, disk=disk, **kw)
+        # Every unheld segment goes, and the held one keeps only the chunk the hold pins.
+        assert res.deleted_segments == 4 and res.trimmed_segments == 1
+        tl = st_.timeline("cam", None, None)
+        assert tl.covered == [(START_NS + 9 * 10**9, START_NS + 10 * 10**9)]
+        assert b"".join(clip_bytes(st_, "cam", s, e, format="ts")) == before
+        assert check_store(st_).ok
+        # Nothing more to gain: a rerun trims nothing and deletes nothing.
+        _plan, res = run_retention(st_, disk=disk, **kw)
+        assert res.deleted_segments == 0 and res.trimmed_bytes == 0
 
 
 def test_watermark_deletes_oldest_across_cameras(store_with_clock):

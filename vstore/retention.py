@@ -439,7 +439,8 @@ def plan_retention(
     Vectorized with NumPy over a columnar catalog: per camera, age (tiered footage by its own
     age when the policy has one) then the byte budget (hot and tiered bytes together); then
     the store-wide disk watermark over the local footage left, oldest first across cameras.
-    Expired segments that a hold overlaps are trimmed to the held chunks, not kept whole.
+    Segments that a hold overlaps are trimmed to the held chunks (not kept whole) when they
+    expire, or when the byte budget or the watermark cannot be met without them.
     """
     import numpy as np
 
@@ -496,6 +497,10 @@ def plan_retention(
                 taken[sel] = True
                 chosen_rows.append(sel)
                 chosen_reasons.append(np.full(len(sel), 2, dtype=np.int8))
+                if int(t.size_bytes[sel].sum()) < excess:
+                    # Still over budget with only held footage left: trim the held segments
+                    # to the chunks their holds pin (a hold pins chunks, not segments).
+                    trim_rows.append(idx[usable[idx] & held[idx] & ~t.tiered[idx]])
     # Only deleting local footage frees the disk.
     plan_bytes = sum(int(t.size_bytes[r][~t.tiered[r]].sum()) for r in chosen_rows)
     needed = unmet = 0
@@ -512,11 +517,14 @@ def plan_retention(
             chosen_rows.append(sel)
             chosen_reasons.append(np.full(len(sel), 3, dtype=np.int8))
             unmet = max(0, need - int(t.size_bytes[sel].sum()))
+            if unmet:  # as for the byte budget: what is left is held; trim it to its holds
+                trim_rows.append(np.nonzero(usable & held & ~t.tiered)[0])
     rows = np.concatenate(chosen_rows) if chosen_rows else np.zeros(0, dtype=np.int64)
     reasons = np.concatenate(chosen_reasons) if chosen_reasons else np.zeros(0, dtype=np.int8)
     held_rows = np.nonzero(held & usable)[0]
     plan = RetentionPlan(now_ns, t, rows, reasons, held_rows[np.argsort(t.start_ns[held_rows])])
-    plan.trim_rows = np.concatenate(trim_rows) if trim_rows else np.zeros(0, dtype=np.int64)
+    trims = np.unique(np.concatenate(trim_rows)) if trim_rows else np.zeros(0, dtype=np.int64)
+    plan.trim_rows = trims[np.argsort(t.start_ns[trims], kind="stable")]  # oldest first
     plan.watermark_needed_bytes = needed
     plan.watermark_unmet_bytes = unmet
     return plan
@@ -806,7 +814,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
             "kept_chunks": len(kept_starts),
             "kept_segment_id": new_row.segment_id if new_row is not None else None,
             "bytes": freed,
-            "reason": "max_age (held chunks kept)",
+            "reason": "retention (held chunks kept)",
             "sha256": row.sha256,
         },
         store.clock.wall_ns(),
@@ -815,6 +823,13 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     store.index.commit(b, sync=True)
     _remove_marked(store, seg.segment_id, row.path, row.location)
     return freed
+
+
+def watermark_unmet_after(plan: RetentionPlan, res: ApplyResult | None) -> int:
+    """Bytes still missing below the watermark once the plan ran (trims free some)."""
+    if res is None:
+        return plan.watermark_unmet_bytes
+    return max(0, plan.watermark_unmet_bytes - res.trimmed_bytes)
 
 
 def _json(d: dict[str, Any]) -> bytes:

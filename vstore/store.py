@@ -207,8 +207,8 @@ class Store:
                 "disk_full = stop-recording: run `vstore retention run` or free space"
             )
         with self._retention_lock:
-            plan, _res = retention.run_retention(self, disk=usage)
-        if plan.watermark_unmet_bytes:
+            plan, res = retention.run_retention(self, disk=usage)
+        if retention.watermark_unmet_after(plan, res):
             raise StorageFull(
                 "disk below the watermark and only held or in-use footage is left: recording "
                 "stops rather than delete held footage (release holds or add storage)"

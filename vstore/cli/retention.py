@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.config import parse_size_bytes
     from vstore.errors import StorageFull
-    from vstore.retention import run_retention
+    from vstore.retention import run_retention, watermark_unmet_after
     from vstore.store import open_store
     from vstore.timebase import NS_PER_S, format_time, parse_duration_ns
 
@@ -82,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
                     f"  trimmed {res.trimmed_segments} held segment(s) to their held chunks, "
                     f"freeing {fmt_bytes(res.trimmed_bytes)}"
                 )
-        if plan.watermark_unmet_bytes:
+        unmet = watermark_unmet_after(plan, res)
+        if unmet:
             msg = (
-                f"free space stays {fmt_bytes(plan.watermark_unmet_bytes)} below the "
+                f"free space stays {fmt_bytes(unmet)} below the "
                 "watermark: only held or in-use footage is left to delete"
             )
             if disk_full == "stop-recording" or not every:
