@@ -242,7 +242,7 @@ def test_budget_and_watermark_trim_held_segments_to_their_held_chunks(tmp_path, 
     with open_store(d) as st_:
         disk = DiskUsage(10**13, 10**9)  # far below a 1 TB watermark
         kw = {"max_bytes": 1} if rule == "max_bytes" else {}
-        plan, res = run_retention(st_, disk=disk, **kw)
+        _plan, res = run_retention(st_, disk=disk, **kw)
         # Every unheld segment goes, and the held one keeps only the chunk the hold pins.
         assert res.deleted_segments == 4 and res.trimmed_segments == 1
         tl = st_.timeline("cam", None, None)
