@@ -15,6 +15,7 @@ from types import ModuleType
 from vstore._py import keycodec as _py_keycodec
 from vstore._py import nal as _py_nal
 from vstore._py import ptable as _py_ptable
+from vstore._py import tsdemux as _py_tsdemux
 
 NO_EXTENSIONS = os.environ.get("VSTORE_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -24,12 +25,23 @@ if not NO_EXTENSIONS and sys.byteorder == "little":
         from vstore._ext import keycodec as _c_keycodec
         from vstore._ext import nal as _c_nal
         from vstore._ext import ptable as _c_ptable
+        from vstore._ext import tsdemux as _c_tsdemux
 
-        _compiled = {"nal": _c_nal, "ptable": _c_ptable, "keycodec": _c_keycodec}
+        _compiled = {
+            "nal": _c_nal,
+            "ptable": _c_ptable,
+            "keycodec": _c_keycodec,
+            "tsdemux": _c_tsdemux,
+        }
     except ImportError:  # not built: the pure path is complete, only slower
         _compiled = {}
 
-_pure = {"nal": _py_nal, "ptable": _py_ptable, "keycodec": _py_keycodec}
+_pure = {
+    "nal": _py_nal,
+    "ptable": _py_ptable,
+    "keycodec": _py_keycodec,
+    "tsdemux": _py_tsdemux,
+}
 
 COMPILED = bool(_compiled)
 IMPL = "c" if COMPILED else "py"
@@ -37,6 +49,7 @@ IMPL = "c" if COMPILED else "py"
 nal = _compiled.get("nal", _py_nal)
 ptable = _compiled.get("ptable", _py_ptable)
 keycodec = _compiled.get("keycodec", _py_keycodec)
+tsdemux = _compiled.get("tsdemux", _py_tsdemux)
 
 # Shared constants come from the pure module: both twins agree on them (tested).
 CODEC_H264 = _py_nal.CODEC_H264
@@ -54,14 +67,19 @@ def use(name: str) -> Iterator[None]:
 
     Writers pick their twins when they are created, so create them inside the block.
     """
-    global nal, ptable, keycodec
+    global nal, ptable, keycodec, tsdemux
     mods = implementations()[name]
-    saved = nal, ptable, keycodec
-    nal, ptable, keycodec = mods["nal"], mods["ptable"], mods["keycodec"]
+    saved = nal, ptable, keycodec, tsdemux
+    nal, ptable, keycodec, tsdemux = (
+        mods["nal"],
+        mods["ptable"],
+        mods["keycodec"],
+        mods["tsdemux"],
+    )
     try:
         yield
     finally:
-        nal, ptable, keycodec = saved
+        nal, ptable, keycodec, tsdemux = saved
 
 
 def implementations() -> dict[str, dict[str, ModuleType]]:

@@ -26,6 +26,9 @@ max_chunk_bytes = 33554432
 max_clock_drift_s = 30
 # Packets buffered between a camera's source and its writer before back-pressure applies.
 queue_packets = 2048
+# "auto": MPEG-TS over tcp:// or udp:// is demuxed by vstore's own compiled demuxer (FFmpeg
+# only reads the codec parameters of the first seconds); "ffmpeg": FFmpeg demuxes everything.
+demuxer = "auto"
 
 # Retention (`vstore retention run`): footage older than max_age or beyond max_bytes per
 # camera is deleted oldest first, and the oldest footage of any camera when free space falls
@@ -75,6 +78,9 @@ class CameraSettings:
     max_clock_drift_s: float = 30.0
     queue_packets: int = 2048
     url: str | None = None
+    # "auto": MPEG-TS over tcp:// and udp:// is demuxed natively (PyAV only probes the first
+    # seconds); "ffmpeg": PyAV demuxes every source.
+    demuxer: str = "auto"
 
     def validate(self, where: str) -> None:
         if not 1.0 <= self.segment_duration_s <= 3600.0:
@@ -87,6 +93,8 @@ class CameraSettings:
             raise ConfigError(f"{where}: max_clock_drift_s must be within 1..86400")
         if not 16 <= self.queue_packets <= 1_000_000:
             raise ConfigError(f"{where}: queue_packets must be within 16..1000000")
+        if self.demuxer not in ("auto", "ffmpeg"):
+            raise ConfigError(f'{where}: demuxer must be "auto" or "ffmpeg"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +283,9 @@ def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> Camera
         if f.name not in table:
             continue
         v = table[f.name]
-        if f.name == "url":
+        if f.name in ("url", "demuxer"):
             if not isinstance(v, str):
-                raise ConfigError(f"{where}: url must be a string")
+                raise ConfigError(f"{where}: {f.name} must be a string")
         elif f.name in ("max_chunk_bytes", "queue_packets"):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise ConfigError(f"{where}: {f.name} must be an integer")

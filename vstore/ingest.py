@@ -211,6 +211,7 @@ class RecorderStatus:
     reconnects: int = 0
     dropped_queue_full: int = 0
     last_error: str = ""
+    demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
     writer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -252,6 +253,8 @@ class Recorder:
         )
         self.error: BaseException | None = None
         self.writer = None
+        self._dropping = False
+        self._native_ts = True
 
     def _deadline_passed(self, t0: float) -> bool:
         return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
@@ -265,7 +268,7 @@ class Recorder:
         try:
             while not self.stop_event.is_set() and not self._deadline_passed(t0):
                 try:
-                    container = _open(self.url, source_options(self.url), timeout_s=5.0)
+                    conn = self._connect()
                 except SourceError as exc:
                     self.status.last_error = str(exc)
                     if not self.reconnect or is_file:
@@ -276,7 +279,7 @@ class Recorder:
                     backoff = min(backoff * 2, self.backoff_max_s)
                     continue
                 try:
-                    src = tracks_from_av(container)
+                    src = conn.tracks()
                     if self.writer is None:
                         self.writer = self.store.writer(self.camera_id, src.tracks)
                         worker = threading.Thread(
@@ -288,12 +291,12 @@ class Recorder:
                         self.status.reconnects += 1
                     self.status.connects += 1
                     backoff = 0.5
-                    self._pump(container, src, t0)
+                    conn.pump(self, t0)
                 except SourceError as exc:
                     self.status.last_error = str(exc)
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
-                    container.close()
+                    conn.close()
                 if is_file or not self.reconnect:
                     break
                 if not self.stop_event.is_set() and not self._deadline_passed(t0):
@@ -313,47 +316,47 @@ class Recorder:
             self.status.writer = self.writer.stats.as_dict()
         return self.status
 
-    def _pump(self, container: Any, src: SourceTracks, t0: float) -> None:
-        import av
+    def _connect(self) -> _AvConnection | _TsConnection:
+        """A connection to the source: the native MPEG-TS path when it can carry every kept
+        stream, else FFmpeg (PyAV)."""
+        from vstore import mpegts
 
-        streams = [container.streams[i] for i in src.stream_to_track]
-        mapping = src.stream_to_track
-        clock = self.store.clock
-        dropping = False
-        video_track = next(t.index for t in src.tracks if t.kind == "video")
+        settings = self.store.config.camera(self.camera_id)
+        if settings.demuxer == "auto" and self._native_ts and mpegts.native_eligible(self.url):
+            sock = mpegts.TsSocket(self.url, timeout_s=5.0)
+            try:
+                pr = mpegts.probe(sock.read, self.url)
+            except BaseException:
+                sock.close()
+                raise
+            if pr.native:
+                self.status.demuxer = "native"
+                return _TsConnection(sock, pr)
+            sock.close()
+            self._native_ts = False  # decided once per recorder: say so, then use FFmpeg
+            log.info(
+                "camera %s: a kept stream is not AAC/H.264/H.265 in ADTS/Annex-B framing; "
+                "FFmpeg demuxes this source",
+                self.camera_id,
+            )
+        self.status.demuxer = "ffmpeg"
+        return _AvConnection(_open(self.url, source_options(self.url), timeout_s=5.0), self.url)
+
+    def _enqueue(self, item: Any, is_video_key: bool | Callable[[], bool]) -> None:
+        """Hand a packet (or a batch) to the writer thread, dropping to the next keyframe
+        rather than blocking the source forever when the writer is stuck (slow disk)."""
+        if self._dropping:
+            if not (is_video_key() if callable(is_video_key) else is_video_key):
+                self.status.dropped_queue_full += len(item) if type(item) is list else 1
+                return
+            self._dropping = False
         try:
-            for pkt in container.demux(streams):
-                if self.stop_event.is_set() or self._deadline_passed(t0) or self.error:
-                    return
-                if pkt.size == 0:
-                    continue
-                track = mapping[pkt.stream.index]
-                item = (
-                    track,
-                    pkt.pts,
-                    pkt.dts,
-                    bool(pkt.is_keyframe),
-                    bytes(pkt),
-                    clock.wall_ns(),
-                    bool(pkt.is_corrupt),
-                )
-                if dropping:
-                    if not (track == video_track and item[3]):
-                        self.status.dropped_queue_full += 1
-                        continue
-                    dropping = False
-                try:
-                    self._queue.put(item, timeout=2.0)
-                except queue.Full:
-                    # The writer is stuck (slow disk): drop to the next keyframe rather than
-                    # block the socket forever; the loss is counted, never silent.
-                    dropping = True
-                    self.status.dropped_queue_full += 1
-                    log.error(
-                        "camera %s: writer queue full, dropping to next keyframe", self.camera_id
-                    )
-        except av.FFmpegError as exc:
-            raise SourceError(f"{self.url}: {exc}") from exc
+            self._queue.put(item, timeout=2.0)
+        except queue.Full:
+            # The loss is counted and logged, never silent.
+            self._dropping = True
+            self.status.dropped_queue_full += len(item) if type(item) is list else 1
+            log.error("camera %s: writer queue full, dropping to next keyframe", self.camera_id)
 
     def _drain(self) -> None:
         w = self.writer
@@ -363,6 +366,10 @@ class Recorder:
                 item = self._queue.get()
                 if item is _EOF:
                     break
+                if type(item) is list:  # a batch from the native MPEG-TS path
+                    for pkt in item:
+                        w.write_raw(*pkt)
+                    continue
                 if item[0] == "new_run":
                     w.new_run(item[1], reason="reconnect")
                     continue
@@ -378,6 +385,87 @@ class Recorder:
                 w.close()
             except VstoreError as exc:
                 self.error = self.error or exc
+
+
+class _AvConnection:
+    """A source FFmpeg demuxes (PyAV): files, RTSP, and anything else it opens."""
+
+    def __init__(self, container: Any, url: str) -> None:
+        self.container, self.url = container, url
+        self._src: SourceTracks | None = None
+
+    def tracks(self) -> SourceTracks:
+        if self._src is None:
+            self._src = tracks_from_av(self.container)
+        return self._src
+
+    def pump(self, rec: Recorder, t0: float) -> None:
+        import av
+
+        src = self.tracks()
+        streams = [self.container.streams[i] for i in src.stream_to_track]
+        mapping = src.stream_to_track
+        clock = rec.store.clock
+        video_track = next(t.index for t in src.tracks if t.kind == "video")
+        try:
+            for pkt in self.container.demux(streams):
+                if rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error:
+                    return
+                if pkt.size == 0:
+                    continue
+                track = mapping[pkt.stream.index]
+                key = bool(pkt.is_keyframe)
+                item = (track, pkt.pts, pkt.dts, key, bytes(pkt), clock.wall_ns(),
+                        bool(pkt.is_corrupt))  # fmt: skip
+                rec._enqueue(item, track == video_track and key)
+        except av.FFmpegError as exc:
+            raise SourceError(f"{self.url}: {exc}") from exc
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class _TsConnection:
+    """MPEG-TS over TCP/UDP demuxed natively: one queue item per socket read."""
+
+    def __init__(self, sock: Any, pr: Any) -> None:
+        from vstore.mpegts import TsPacketizer
+
+        self.sock, self.pr = sock, pr
+        self.packetizer = TsPacketizer(pr.pid_to_track, pr.aac_pids)
+
+    def tracks(self) -> SourceTracks:
+        return self.pr.tracks
+
+    def pump(self, rec: Recorder, t0: float) -> None:
+        from vstore import _native
+
+        clock = rec.store.clock
+        video = next(t for t in self.pr.tracks.tracks if t.kind == "video")
+        codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
+
+        def has_key(batch: list[tuple[Any, ...]]) -> bool:
+            return any(
+                p[0] == video.index and _native.nal.nal_flags(p[4], codec, 0) & _native.NAL_KEY
+                for p in batch
+            )
+
+        data = self.pr.head  # the probed seconds first: nothing before the switch is lost
+        while True:
+            if rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error:
+                return
+            if not data:
+                batch = self.packetizer.flush(clock.wall_ns())
+                if batch:
+                    rec._enqueue(batch, lambda b=batch: has_key(b))
+                return  # the camera closed the connection
+            batch = self.packetizer.feed(data, clock.wall_ns())
+            if batch:
+                rec._enqueue(batch, lambda b=batch: has_key(b))
+            data = self.sock.read()
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def record_many(

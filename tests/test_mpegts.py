@@ -1,0 +1,196 @@
+"""The native MPEG-TS path: both demuxer twins give exactly PyAV's packets, whatever the read
+slicing; damage (a lost transport packet, garbage between packets, a truncated stream) is
+flagged, never silent; AAC PES split into ADTS frames; the probe and the FFmpeg fallback."""
+
+from __future__ import annotations
+
+import av
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tools.camsim import StreamSpec, write_file
+from vstore import _native
+from vstore.errors import SourceError
+from vstore.ingest import tracks_from_av
+from vstore.mpegts import _probe_bytes, probe, split_adts
+
+TWINS = _native.implementations()
+
+
+@pytest.fixture(params=sorted(TWINS), ids=lambda k: k)
+def demuxer(request):
+    return TWINS[request.param]["tsdemux"].TsDemuxer
+
+
+@pytest.fixture(scope="module")
+def streams(tmp_path_factory):
+    out = {}
+    d = tmp_path_factory.mktemp("ts")
+    for codec in ("h264", "hevc"):
+        p = d / f"{codec}.ts"
+        write_file(str(p), StreamSpec(codec=codec, gop_frames=25, audio="aac"), 3)
+        out[codec] = p.read_bytes()
+    return out
+
+
+def pyav_packets(data: bytes):
+    import io
+
+    with av.open(io.BytesIO(data), format="mpegts") as c:
+        return [(p.stream.id, p.pts, p.dts, bytes(p)) for p in c.demux() if p.size]
+
+
+def demux_all(cls, data: bytes, step: int = 1000):
+    d = cls()
+    out = []
+    for k in range(0, len(data), step):
+        out += d.feed(data[k : k + step])
+    out += d.flush()
+    return d, out
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_native_demux_gives_exactly_pyavs_packets(demuxer, streams, codec):
+    data = streams[codec]
+    d, got = demux_all(demuxer, data)
+    # Per stream, the same packets in the same order (streams interleave by arrival).
+    ref = pyav_packets(data)
+    for pid in (256, 257):
+        assert [(*g[:3], g[4]) for g in got if g[0] == pid] == [p for p in ref if p[0] == pid]
+    assert len(got) == len(ref)
+    assert not any(c for *_x, c in got)
+    assert set(d.streams.values()) == {0x1B if codec == "h264" else 0x24, 0x0F}
+    assert (d.resyncs, d.cc_errors, d.tei_errors) == (0, 0, 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 5000), min_size=1, max_size=40))
+def test_any_read_slicing_gives_the_same_packets(streams, cuts):
+    data = streams["h264"]
+    for twin in TWINS.values():
+        cls = twin["tsdemux"].TsDemuxer
+        _d, whole = demux_all(cls, data, len(data))
+        d = cls()
+        got, pos, i = [], 0, 0
+        while pos < len(data):
+            n = cuts[i % len(cuts)]
+            got += d.feed(data[pos : pos + n])
+            pos += n
+            i += 1
+        got += d.flush()
+        assert got == whole
+
+
+def test_twins_agree_on_damaged_input(streams):
+    import random
+
+    rnd = random.Random(7)
+    data = bytearray(streams["h264"])
+    for _ in range(20):  # flipped bytes, cut packets, inserted garbage
+        k = rnd.randrange(len(data))
+        op = rnd.randrange(3)
+        if op == 0:
+            data[k] ^= 0xFF
+        elif op == 1:
+            del data[k : k + rnd.randrange(1, 400)]
+        else:
+            data[k:k] = rnd.randbytes(rnd.randrange(1, 300))
+    results = {name: demux_all(t["tsdemux"].TsDemuxer, bytes(data)) for name, t in TWINS.items()}
+    outs = [out for _d, out in results.values()]
+    assert all(o == outs[0] for o in outs)
+    stats = [(d.resyncs, d.cc_errors, d.tei_errors) for d, _o in results.values()]
+    assert all(s == stats[0] for s in stats) and stats[0][0] > 0
+
+
+def _video_pes_spans(data: bytes):
+    """(start packet, end packet) of each video PES: transport packets of PID 256."""
+    idx = [i for i in range(0, len(data), 188) if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 256]
+    starts = [i for i in idx if data[i + 1] & 0x40]
+    return idx, starts
+
+
+def test_a_lost_transport_packet_marks_its_frame_corrupt(demuxer, streams):
+    data = streams["h264"]
+    idx, starts = _video_pes_spans(data)
+    # A packet in the middle of the 5th frame (a continuation, not its start).
+    victim = next(i for i in idx if starts[4] < i < starts[5])
+    damaged = data[:victim] + data[victim + 188 :]
+    d, got = demux_all(demuxer, damaged)
+    video = [g for g in got if g[0] == 256]
+    assert d.cc_errors == 1
+    assert [k for k, g in enumerate(video) if g[5]] == [4]  # exactly that frame, flagged
+    ref = [p for p in pyav_packets(data) if p[0] == 256]
+    assert [g[4] for k, g in enumerate(video) if k != 4] == [
+        p[3] for k, p in enumerate(ref) if k != 4
+    ]
+
+
+def test_garbage_between_packets_is_resynced_and_flagged(demuxer, streams):
+    data = streams["h264"]
+    _idx, starts = _video_pes_spans(data)
+    cut = starts[10] + 188 * 2  # inside frame 10
+    damaged = data[:cut] + b"\x47garbage\x00" * 7 + data[cut:]
+    d, got = demux_all(demuxer, damaged)
+    video = [g for g in got if g[0] == 256]
+    assert d.resyncs >= 1 and video[10][5] and not any(g[5] for g in video[11:])
+    assert len(video) == len([p for p in pyav_packets(data) if p[0] == 256])
+
+
+def test_a_truncated_stream_ends_with_what_was_whole(demuxer, streams):
+    data = streams["h264"]
+    _idx, starts = _video_pes_spans(data)
+    _d, got = demux_all(demuxer, data[: starts[20] + 100])  # cut mid transport packet
+    video = [g for g in got if g[0] == 256]
+    assert len(video) == 20  # the partial 21st frame is never started: its start is cut
+    assert [g[4] for g in video] == [p[3] for p in pyav_packets(data) if p[0] == 256][:20]
+
+
+def _adts(payload_len: int, rate_idx: int = 3) -> bytes:
+    n = payload_len + 7
+    return bytes(
+        [
+            0xFF,
+            0xF1,
+            (1 << 6) | (rate_idx << 2),
+            0x80 | (n >> 11),
+            (n >> 3) & 0xFF,
+            ((n & 7) << 5) | 0x1F,
+            0xFC,
+        ]
+    ) + bytes(payload_len)
+
+
+def test_aac_pes_with_several_frames_is_split_with_their_times():
+    frames = [_adts(100), _adts(37), _adts(250)]
+    got = split_adts(b"".join(frames))
+    assert got == [(0, frames[0]), (1920, frames[1]), (3840, frames[2])]  # 1024 at 48 kHz
+    # Not ADTS (or damaged): kept whole rather than guessed at.
+    assert split_adts(b"\x00" * 50) == [(0, b"\x00" * 50)]
+    assert split_adts(frames[0][:-10]) == [(0, frames[0][:-10])]
+
+
+def test_probe_reads_until_a_keyframe_and_keeps_every_byte(streams):
+    data = streams["hevc"]
+    chunks = iter([data[k : k + 4096] for k in range(0, len(data), 4096)])
+    pr = probe(lambda: next(chunks, b""), "tcp://cam")
+    assert pr.native and data.startswith(pr.head)
+    assert {t.codec for t in pr.tracks.tracks} == {"hevc", "aac"}
+    assert set(pr.pid_to_track) == {256, 257} and pr.aac_pids == {257}
+
+
+def test_probe_of_a_stream_without_keyframes_is_a_clear_error(streams):
+    data = streams["h264"]
+    audio_only = b"".join(
+        data[i : i + 188]
+        for i in range(0, len(data), 188)
+        if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) != 256
+    )
+    chunks = iter([audio_only])
+    with pytest.raises(SourceError, match="ended before its first keyframe"):
+        probe(lambda: next(chunks, b""), "tcp://cam")
+
+
+def test_streams_the_native_path_cannot_frame_go_to_ffmpeg(streams):
+    pr = _probe_bytes(streams["h264"], "tcp://cam", tracks_from_av, framed={256: 0x1B})
+    assert not pr.native  # the AAC PID is not framed natively: FFmpeg demuxes this source

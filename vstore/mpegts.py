@@ -1,0 +1,213 @@
+"""Live MPEG-TS over TCP or UDP, read without FFmpeg's demuxer on the per-packet path.
+
+A camera's first seconds are buffered and probed once with PyAV (codec parameters, exactly
+as for any other source); from then on the compiled transport-stream demuxer
+(``_native.tsdemux``) turns socket reads into packets for the writer: no demuxer or parser
+object per frame, and socket reads in large blocks. The probed bytes are demuxed too, so
+nothing before the switch is lost. Sources with streams the native path cannot frame (audio
+other than AAC in ADTS) are left to FFmpeg (``ingest``), as are URLs with options.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from vstore import _native
+from vstore.errors import SourceError
+
+READ_BYTES = 32 * 1024  # bounds what one queue item holds when the writer falls behind
+PROBE_MAX_BYTES = 16 * 1024 * 1024
+PROBE_MAX_S = 10.0
+PROBE_AUDIO_WAIT_S = 1.0  # after the first keyframe, how long to wait for listed audio
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
+              8000, 7350)  # fmt: skip
+_STREAM_CODEC = {0x1B: "h264", 0x24: "hevc", 0x0F: "aac"}
+
+
+def native_eligible(url: str) -> bool:
+    """tcp://HOST:PORT and udp://[HOST]:PORT without FFmpeg options in a query."""
+    return url.startswith(("tcp://", "udp://")) and "?" not in url
+
+
+class TsSocket:
+    """A TCP client connection or a bound UDP socket (joining the group when the host is a
+    multicast address, as FFmpeg's udp:// input does)."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        host = (parts.hostname or "").strip("[]")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not port:
+            raise SourceError(f"{url}: needs a port")
+        self.timeout_s = timeout_s
+        try:
+            if parts.scheme == "tcp":
+                self.sock = socket.create_connection((host, port), timeout=timeout_s)
+                self.udp = False
+            else:
+                self.udp = True
+                self.sock = self._bind_udp(host, port)
+        except OSError as exc:
+            raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
+        self.sock.settimeout(timeout_s)
+
+    @staticmethod
+    def _bind_udp(host: str, port: int) -> socket.socket:
+        import ipaddress
+
+        addr = ipaddress.ip_address(host) if host and host != "@" else None
+        family = socket.AF_INET6 if addr is not None and addr.version == 6 else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bursts of a 4 Mbit/s camera must not overflow the kernel buffer between reads.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if addr is not None and addr.is_multicast:
+            s.bind(("" if family == socket.AF_INET else "::", port))
+            if family == socket.AF_INET:
+                mreq = addr.packed + socket.inet_aton("0.0.0.0")
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            else:
+                mreq = addr.packed + (0).to_bytes(4, "little")
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        else:
+            s.bind((str(addr) if addr is not None else "", port))
+        return s
+
+    def read(self) -> bytes:
+        """The next bytes; b"" when a TCP camera closed the connection."""
+        try:
+            return self.sock.recv(READ_BYTES) if not self.udp else self.sock.recv(65536)
+        except TimeoutError:
+            raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s") from None
+        except OSError as exc:
+            raise SourceError(f"{self.url}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def split_adts(payload: bytes) -> list[tuple[int, bytes]]:
+    """ADTS frames of an AAC PES as (tick offset from the PES pts, frame with its header).
+    A PES that is not a clean run of ADTS frames comes back whole at offset 0."""
+    out: list[tuple[int, bytes]] = []
+    n = len(payload)
+    i = 0
+    ticks = 0
+    while i + 7 <= n:
+        if payload[i] != 0xFF or payload[i + 1] & 0xF0 != 0xF0:
+            return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
+        rate_idx = (payload[i + 2] >> 2) & 0x0F
+        length = (payload[i + 3] & 0x03) << 11 | payload[i + 4] << 3 | payload[i + 5] >> 5
+        blocks = (payload[i + 6] & 0x03) + 1
+        if length < 7 or i + length > n or rate_idx >= len(_AAC_RATES):
+            return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
+        out.append((ticks, payload[i : i + length]))
+        ticks += blocks * 1024 * 90000 // _AAC_RATES[rate_idx]
+        i += length
+    if i < n:
+        return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
+    return out
+
+
+class TsPacketizer:
+    """Transport-stream bytes -> writer packets ``(track, pts, dts, key, data, wall_ns,
+    corrupt)`` for the PIDs the probe mapped to tracks (AAC PES split into frames)."""
+
+    def __init__(self, pid_to_track: dict[int, int], aac_pids: set[int]) -> None:
+        self.demux = _native.tsdemux.TsDemuxer()
+        self.pid_to_track = pid_to_track
+        self.aac_pids = aac_pids
+
+    def feed(self, data: bytes, wall_ns: int) -> list[tuple[Any, ...]]:
+        return self._packets(self.demux.feed(data), wall_ns)
+
+    def flush(self, wall_ns: int) -> list[tuple[Any, ...]]:
+        return self._packets(self.demux.flush(), wall_ns)
+
+    def _packets(self, pes: list[tuple[Any, ...]], wall_ns: int) -> list[tuple[Any, ...]]:
+        out = []
+        tracks, aac = self.pid_to_track, self.aac_pids
+        for pid, pts, dts, rai, data, corrupt in pes:
+            track = tracks.get(pid)
+            if track is None:
+                continue
+            if pid in aac:
+                frames = split_adts(data)
+                if len(frames) > 1 and pts is not None:
+                    for off, frame in frames:
+                        p = pts + off
+                        out.append((track, p, p, True, frame, wall_ns, corrupt))
+                    continue
+            out.append((track, pts, dts, rai, data, wall_ns, corrupt))
+        return out
+
+
+@dataclass
+class TsProbe:
+    """What the first seconds of a stream said: its tracks and how PIDs map to them."""
+
+    tracks: Any  # ingest.SourceTracks
+    pid_to_track: dict[int, int]
+    aac_pids: set[int]
+    head: bytes  # every byte read while probing (demuxed again, so nothing is lost)
+    native: bool  # False: a kept stream needs FFmpeg's framing
+
+
+def probe(
+    read: Callable[[], bytes], url: str, monotonic: Callable[[], float] = time.monotonic
+) -> TsProbe:
+    """Buffer the stream until its PMT, a video keyframe and (briefly) its audio have been
+    seen, then ask PyAV for the codec parameters of those bytes."""
+    from vstore.ingest import tracks_from_av
+
+    d = _native.tsdemux.TsDemuxer()
+    head = bytearray()
+    t0 = monotonic()
+    key_at: float | None = None
+    audio_seen: set[int] = set()
+    while True:
+        chunk = read()
+        if not chunk:
+            raise SourceError(f"{url}: the stream ended before its first keyframe")
+        head += chunk
+        for pid, _pts, _dts, _rai, data, _bad in d.feed(chunk):
+            stype = d.streams.get(pid)
+            if stype == 0x0F:
+                audio_seen.add(pid)
+            elif key_at is None and stype in (0x1B, 0x24):
+                codec = _native.CODEC_H264 if stype == 0x1B else _native.CODEC_HEVC
+                if _native.nal.nal_flags(data, codec, 0) & _native.NAL_KEY:
+                    key_at = monotonic()
+        audio = {p for p, t in d.streams.items() if t == 0x0F}
+        if key_at is not None and (
+            audio <= audio_seen or monotonic() - key_at >= PROBE_AUDIO_WAIT_S
+        ):
+            break
+        if len(head) > PROBE_MAX_BYTES or monotonic() - t0 > PROBE_MAX_S:
+            what = "video keyframe" if d.streams else "program map (PAT/PMT)"
+            raise SourceError(f"{url}: no {what} in the first {monotonic() - t0:.0f} s")
+    return _probe_bytes(bytes(head), url, tracks_from_av, d.streams)
+
+
+def _probe_bytes(head: bytes, url: str, tracks_from_av: Any, framed: dict[int, int]) -> TsProbe:
+    import av
+
+    try:
+        with av.open(io.BytesIO(head), "r", format="mpegts") as container:
+            src = tracks_from_av(container)
+            pid_to_track = {container.streams[i].id: t for i, t in src.stream_to_track.items()}
+    except av.FFmpegError as exc:
+        raise SourceError(f"{url}: cannot read the stream's codec parameters: {exc}") from exc
+    native = all(pid in framed for pid in pid_to_track)
+    aac = {pid for pid in pid_to_track if framed.get(pid) == 0x0F}
+    return TsProbe(src, pid_to_track, aac, head, native)
