@@ -216,18 +216,33 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 ff,
                 "ratio <= 0.5",
                 (v / ff <= 0.5) if ff else None,
-                f"dropped {info['dropped']} packets; {info['seconds']:.0f} s real time",
+                f"marginal: {info['seconds']:.0f} s run minus {info['short_seconds']:.0f} s run "
+                f"(start-up {info['startup_cpu_s']:.2f} CPU s not counted); dropped "
+                f"{info['dropped']}",
             )
         )
+    if "test_ingest_max_cameras_one_core" in by:
+        info = by["test_ingest_max_cameras_one_core"]["extra_info"]
+        top = info["steps"][-1] if info["steps"] else {}
+        best = [s for s in info["steps"] if s["ok"]]
+        load = best[-1]["cpu_per_wall"] if best else 0.0
+        note = (
+            f"measured: record pinned to one core, {info['seconds']:.0f} s per step, no drop, "
+            f"every frame; at {info['max_cameras']} cameras the core was {load:.0%} busy"
+        )
+        if info["max_cameras"] == info["ladder_top"]:
+            note += " (the top of the ladder: the senders, not the recorder, set the limit)"
+        elif top:
+            note += f"; {top['cameras']} failed ({top['packets']} of >= {top['expected_min']})"
         figs.append(
             figure(
-                "ingest cameras one core sustains (extrapolated from CPU)",
-                60 / v,
+                "ingest cameras one core records in real time (4 Mbit/s 1080p TS)",
+                info["max_cameras"],
                 "cameras",
                 None,
                 ">= 500",
-                60 / v >= 500,
-                "extrapolated: 60 CPU-s per minute / CPU-s per camera-minute",
+                info["max_cameras"] >= 500,
+                note,
             )
         )
     base_name = "test_tier_baseline_plain_boto3_upload"

@@ -75,6 +75,9 @@ class StreamSpec:
     audio: str | None = None  # None | "aac" | "pcm_mulaw" | "pcm_alaw"
     audio_rate: int = 0  # 0: the codec's usual rate (48000 for AAC, 8000 for G.711)
     start_index: int = 0  # the counter of the first frame
+    # Random texture below the counter strip (0: none; up to 128): busy scenes that make the
+    # encoder spend its bitrate, as a real street does, instead of a few kbit/s.
+    noise: int = 0
 
     def __post_init__(self) -> None:
         if self.codec not in _ENCODERS:
@@ -91,6 +94,8 @@ class StreamSpec:
             raise ValueError(f"bframes must be 0..16, not {self.bframes}")
         if self.bitrate <= 0:
             raise ValueError(f"bitrate must be > 0, not {self.bitrate}")
+        if not 0 <= self.noise <= 128:
+            raise ValueError(f"noise must be 0..128, not {self.noise}")
         if self.audio is not None and self.audio not in _AUDIO_CODECS:
             raise ValueError(f"audio must be one of {', '.join(_AUDIO_CODECS)}, not {self.audio!r}")
         if self.audio_rate < 0:
@@ -200,6 +205,15 @@ def read_frame_counter(frame_rgb: np.ndarray) -> int:
     return int(np.sum(on.astype(np.int64) << np.arange(COUNTER_BITS)))
 
 
+def _add_noise(img: np.ndarray, spec: StreamSpec, index: int) -> None:
+    """Texture below the counter strip (left readable), different in every frame."""
+    _bw, bh = _block_size(spec.width, spec.height)
+    rng = np.random.default_rng(index)
+    region = img[bh * 2 :]
+    noise = rng.integers(-spec.noise, spec.noise + 1, size=region.shape[:2], dtype=np.int16)
+    region[:] = np.clip(region.astype(np.int16) + noise[:, :, None], 0, 255).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------- encoding
 
 
@@ -290,6 +304,8 @@ def _encode(
                 else:
                     time.sleep(delay)
         img = frame_counter_pattern(spec.start_index + i, spec.width, spec.height, spec.fps)
+        if spec.noise:
+            _add_noise(img, spec, i)
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = i
         frame.time_base = Fraction(1, spec.fps)
