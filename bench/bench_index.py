@@ -81,8 +81,8 @@ def test_index_seek_only(benchmark, tmp_path_factory, name):
     def lookup():
         cam = rnd.randint(1, cams)
         t = T0 + rnd.randrange(0, span)
-        got = next(idx.chunks(cam, t, t + 1))
-        assert got.start_ns <= t < got.end_ns
+        got = idx.chunk_at(cam, t)
+        assert got is not None and got.start_ns <= t < got.end_ns
         return got
 
     benchmark(lookup)
