@@ -115,3 +115,40 @@ def test_short_writes_are_completed(store_dir):
             push(w, 60)
         assert check_store(st).ok
         assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 60
+
+
+class SealFailsFs(FaultyFs):
+    """fsync fails on the sealer threads only: the failure happens behind the writer."""
+
+    def fsync(self, fd):
+        import threading
+
+        if self.eio_fsync and threading.current_thread().name.startswith("vstore-seal"):
+            raise OSError(errno.EIO, "Input/output error")
+        super().fsync(fd)
+
+
+def test_a_background_seal_failing_stops_the_writer_and_recovery_seals_it(store_dir):
+    store_dir.mkdir(exist_ok=True)
+    (store_dir / "vstore.toml").write_text(
+        "[store]\nsegment_duration_s = 2\nfsync_interval_s = 60\n"
+    )
+    fs = SealFailsFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 60)  # one cut: its seal runs behind the writer and succeeds
+    w.flush()
+    fs.eio_fsync = True
+    with pytest.raises(VstoreError, match="sealing"):
+        for k in range(60, 2000, 10):  # the next cut's seal fails; the writer then refuses
+            push(w, 10, first=k)
+    fs.eio_fsync = False
+    try:
+        w.close()
+    except VstoreError:
+        pass
+    st.index.close()
+    with open_store(store_dir) as st2:  # recovery seals the segment the failed seal left open
+        assert check_store(st2).ok
+        got = list(st2.read_packets("cam", START_NS, START_NS + 10**12))
+        assert len(got) >= 60

@@ -246,6 +246,7 @@ class CameraWriter:
         self._seg_start_ns = 0
         self._pending_rows: list[ChunkRow] = []
         self._pending_events: list[Event] = []
+        self._sealing: Any = None  # the previous segment's seal, when it runs behind us
         self._event_seq = store.clock.monotonic_ns() & 0xFFFF
         self._nal = _native.nal  # twins chosen at creation (see _native.use)
         self._table = _native.ptable.PacketTable()
@@ -481,6 +482,7 @@ class CameraWriter:
     def flush(self) -> None:
         """Make every packet written so far durable: write the open chunk, fsync, index it."""
         with self._lock:
+            self._wait_seal()  # a segment sealing behind us is part of "so far"
             if self._seg is None or len(self._table) == 0:
                 self._sync_and_commit(force=True)
                 return
@@ -597,7 +599,7 @@ class CameraWriter:
         if need_new:
             if params_changed:
                 self._event("codec_parameters_changed", {}, at_ns=key_wall)
-            self._seal_segment()
+            self._seal_segment(background=True)
             if self._reanchor:
                 self._anchor_wall_ns = key_wall
                 self._anchor_media_ns = key_media_ns
@@ -730,7 +732,12 @@ class CameraWriter:
         self._flush_events(b)
         self.index.commit(b, sync=force)
 
-    def _seal_segment(self) -> None:
+    def _seal_segment(self, background: bool = False) -> None:
+        """Close the open segment: its last chunk here, then W3 (footer, trailer, fsync, the
+        sealed row in one synced batch) here or, at a cut while recording (background), on
+        the store's sealer threads while this camera goes on into its next segment. At most
+        one seal per camera is in flight; its failure stops the writer (W5) like any other."""
+        self._wait_seal()
         seg = self._seg
         if seg is None:
             return
@@ -738,19 +745,40 @@ class CameraWriter:
             self._close_chunk(self._open_chunk_end_ns(), continuation_next=False)
         self._chunk_flags = 0
         self._seg = None
+        if not seg.entries:
+            # Nothing but a header: no footage to keep (W4 still holds: no rows point here).
+            seg.abandon()
+            self.store.drop_empty_segment(self._seg_row)
+            return
+        end_ns = seg.entries[-1].end_ns
+        # What belongs to this segment goes with it: its chunk rows and the events so far.
+        rows, self._pending_rows = self._pending_rows, []
+        events, self._pending_events = self._pending_events, []
+        self._last_end_ns = end_ns
+        if not background:
+            self._finish_seal(seg, self._seg_row, end_ns, rows, events)
+            return
+        fut = self.store.sealer().submit(
+            self._finish_seal, seg, self._seg_row, end_ns, rows, events
+        )
+        fut.add_done_callback(self._seal_done)
+        self._sealing = fut
+
+    def _finish_seal(
+        self,
+        seg: SegmentFile,
+        seg_row: SegmentRow,
+        end_ns: int,
+        rows: list[ChunkRow],
+        events: list[Event],
+    ) -> None:
         try:
-            if not seg.entries:
-                # Nothing but a header: no footage to keep (W4 still holds: no rows point here).
-                seg.abandon()
-                self.store.drop_empty_segment(self._seg_row)
-                return
-            end_ns = seg.entries[-1].end_ns
             size, sha = seg.seal(end_ns)
         except VstoreError:
-            seg.abandon()
+            seg.abandon()  # the open marker stays: recovery seals it (R2)
             raise
         row = replace(
-            self._seg_row,
+            seg_row,
             end_ns=end_ns,
             state="sealed",
             size_bytes=size,
@@ -759,14 +787,26 @@ class CameraWriter:
             packet_count=seg.packet_count,
         )
         b = Batch()
-        for r in self._pending_rows:
+        for r in rows:
             b.put(r.key(), r.value())
-        self._pending_rows.clear()
         b.put(row.key(), row.value())
         b.delete(layout.open_key(row.segment_id))
-        self._flush_events(b)
+        for ev in events:
+            b.put(ev.key(), ev.value())
         self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
-        self._last_end_ns = end_ns
+
+    def _seal_done(self, fut: Any) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            # Refuse packets from now on (W5), not only at the next cut.
+            self._failed = exc
+            self._fp.enabled = False
+            log.error("camera %s: sealing a segment failed: %s", self.camera_id, exc)
+
+    def _wait_seal(self) -> None:
+        fut, self._sealing = self._sealing, None
+        if fut is not None:
+            fut.result()  # re-raises a failed seal on the writer's own path
 
 
 def _json(d: dict[str, Any]) -> bytes:

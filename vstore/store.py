@@ -118,6 +118,7 @@ class Store:
         self._lock = threading.Lock()
         self._lease_serial = 0
         self._tiers: dict[str, Any] = {}
+        self._sealer: Any = None
         self._retention_lock = threading.Lock()
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
@@ -148,7 +149,20 @@ class Store:
                 w.close()
             except VstoreError as exc:
                 log.error("closing writer %s: %s", w.camera_id, exc)
+        if self._sealer is not None:
+            self._sealer.shutdown(wait=True)  # writers waited for theirs; nothing is left
+            self._sealer = None
         self.index.close()
+
+    def sealer(self) -> Any:
+        """The threads that seal segments behind the writers (footer, fsync, index: W3), so
+        a camera's packets never wait on a segment cut's fsync."""
+        with self._lock:
+            if self._sealer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._sealer = ThreadPoolExecutor(2, thread_name_prefix="vstore-seal")
+            return self._sealer
 
     def __enter__(self) -> Self:
         return self
