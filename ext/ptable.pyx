@@ -170,53 +170,79 @@ cdef class FastPath:
         self.last_delta[t] = last_delta
 
     def push(self, track, pts, dts, bint is_key, data):
+        return self._push(track, pts, dts, is_key, data)
+
+    def push_many(self, list items, Py_ssize_t start, list payload, long long max_payload):
+        """Push ``items[start:]`` (write_raw argument tuples: track, pts, dts, key, data,
+        wall_ns, corrupt) while they take the fast path, appending their data to ``payload``.
+        Stops before the first one that needs the slow path and after the one that fills the
+        chunk to ``max_payload``. Returns (next index, packets appended, bytes appended)."""
+        cdef Py_ssize_t i = start, n = len(items)
+        cdef long long cnt = 0, nbytes = 0
+        cdef tuple it
+        while i < n:
+            it = <tuple>items[i]
+            data = it[4]
+            if it[6] or type(data) is not bytes:
+                break
+            if self._push(it[0], it[1], it[2], it[3], data) != 0:
+                break
+            payload.append(data)
+            cnt += 1
+            nbytes += len(<bytes>data)
+            i += 1
+            if self.table.payload_bytes >= max_payload:
+                break
+        return i, cnt, nbytes
+
+    cdef int _push(self, object track, object pts, object dts, bint is_key, object data) except -1:
         cdef const unsigned char[::1] buf
         cdef int64_t p, d, raw, upts, ndts, delta, npts
         cdef Py_ssize_t size
         cdef int bits, t
         if type(track) is not int or pts is None or dts is None or not self.enabled:
-            return FAST_SLOW
+            return 1
         if not 0 <= track < self.ntracks:
-            return FAST_SLOW
+            return 1
         t = track
         if not self.started or not self.has_last[t]:
-            return FAST_SLOW
+            return 1
         if t == self.video and is_key:
-            return FAST_SLOW
+            return 1
         try:
             buf = data
         except (TypeError, ValueError):
-            return FAST_SLOW
+            return 1
         size = buf.shape[0]
         if size == 0 or size > 0xFFFFFFFF:
-            return FAST_SLOW
+            return 1
         p = pts
         d = dts
         raw = d + self.wrap_off[t]
         if self.wrap_bits[t] and raw < self.last_raw[t] - WRAP_HALF:
-            return FAST_SLOW
+            return 1
         upts = p + self.wrap_off[t]
         if self.wrap_bits[t] and (upts < raw - WRAP_HALF or upts > raw + WRAP_HALF):
-            return FAST_SLOW
+            return 1
         ndts = raw + self.rebase_off[t]
         delta = ndts - self.last_dts[t]
         if delta <= 0 or delta > self.max_jump[t]:
-            return FAST_SLOW
+            return 1
         npts = upts + self.rebase_off[t]
         if npts < ndts:
             npts = ndts
         if npts - ndts > 2147483647:
-            return FAST_SLOW
+            return 1
         if t == self.video:
             if self.nal_codec[t] >= 0:
                 with nogil:
                     bits = scan_flags(&buf[0], size, self.nal_codec[t], self.length_size[t])
                 if bits & NAL_KEY:
-                    return FAST_SLOW
+                    return 1
             self.chunk_last_vpts = npts
             self.chunk_vdelta = delta
         self.last_dts[t] = ndts
         self.last_raw[t] = raw
         self.last_delta[t] = delta
         self.table.append(ndts, npts, <uint32_t>size, 0, t)
-        return FAST_APPENDED
+        return 0

@@ -367,8 +367,7 @@ class Recorder:
                 if item is _EOF:
                     break
                 if type(item) is list:  # a batch from the native MPEG-TS path
-                    for pkt in item:
-                        w.write_raw(*pkt)
+                    w.write_many(item)
                     continue
                 if item[0] == "new_run":
                     w.new_run(item[1], reason="reconnect")

@@ -374,6 +374,28 @@ class CameraWriter:
                     self._fp.enabled = False
                 raise
 
+    def write_many(self, items: list[tuple[Any, ...]]) -> None:
+        """Several packets as ``write_raw`` argument tuples ``(track, pts, dts, is_key, data,
+        wall_ns, corrupt)``, under one lock: the compiled fast path takes runs of ordinary
+        packets in one call (what the native MPEG-TS path hands over per socket read)."""
+        with self._lock:
+            i, n = 0, len(items)
+            max_chunk = self.settings.max_chunk_bytes
+            while i < n:
+                j, count, nbytes = self._fp.push_many(items, i, self._payload, max_chunk)
+                if count:
+                    self.stats.packets += count
+                    self.stats.bytes += nbytes
+                    if self._table.payload_bytes >= max_chunk:
+                        self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+                if j >= n:
+                    return
+                if j > i and count:
+                    i = j
+                    continue  # stopped at the chunk limit, not at a slow packet
+                self.write_raw(*items[j])  # the slow path (re-entrant lock), errors included
+                i = j + 1
+
     def _write_locked(
         self,
         track: int,
