@@ -31,7 +31,8 @@ demo: build
 test: build
 	$(VPY) -m pytest -q -m "not slow"
 	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" \
-	  tests/test_native_parity.py tests/test_roundtrip.py tests/test_timestamps.py
+	  tests/test_native_parity.py tests/test_roundtrip.py tests/test_timestamps.py \
+	  tests/test_index.py tests/test_record.py
 
 test-pure: build
 	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow"
