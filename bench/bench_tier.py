@@ -30,7 +30,7 @@ def source(request, tmp_path_factory):
     spec = (
         StreamSpec(gop_frames=50)
         if smoke
-        else StreamSpec(width=1280, height=720, gop_frames=50, bitrate=4_000_000)
+        else StreamSpec(width=1280, height=720, gop_frames=50, bitrate=4_000_000, noise=24)
     )
     src = base / "src.ts"
     write_file(str(src), spec, 8 if smoke else 60)

@@ -12,17 +12,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _FlakyProxy(BaseHTTPRequestHandler):
-    """Forwards to moto, but answers 503 SlowDown to every ``fail_every``-th request."""
+    """Forwards to moto, but fails every ``fail_every``-th request: 503 SlowDown, or (with
+    ``reset``) by closing the connection with no answer at all, as a dropped link does."""
 
     protocol_version = "HTTP/1.1"  # so that botocore's "Expect: 100-continue" is answered
     upstream = ""
     fail_every = 3
+    reset = False
     counter = iter(range(10**9))
 
     def _handle(self) -> None:
         n = next(self.counter)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        if n % self.fail_every == self.fail_every - 1 and self.reset:
+            import socket
+
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if n % self.fail_every == self.fail_every - 1:
             msg = b"<Error><Code>SlowDown</Code><Message>slow down</Message></Error>"
             self.send_response(503)
@@ -60,11 +68,11 @@ class _FlakyProxy(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def flaky_s3(upstream: str, fail_every: int) -> Iterator[str]:
+def flaky_s3(upstream: str, fail_every: int, reset: bool = False) -> Iterator[str]:
     """An endpoint URL whose every ``fail_every``-th request fails (1: all of them)."""
     handler = type(
         "Flaky", (_FlakyProxy,), {"upstream": upstream, "fail_every": fail_every,
-                                  "counter": iter(range(10**9))}
+                                  "reset": reset, "counter": iter(range(10**9))}
     )  # fmt: skip
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -487,14 +487,18 @@ def test_hold_with_the_object_store_down_is_recorded_and_says_so(
 
 
 @pytest.mark.s3
-@pytest.mark.parametrize("fail_every", [3, 1], ids=["a-third-fail", "all-fail"])
+@pytest.mark.parametrize(
+    "fail_every,reset",
+    [(3, False), (3, True), (1, False)],
+    ids=["a-third-503", "a-third-reset", "all-503"],
+)
 def test_tier_job_against_a_server_failing_requests(
-    recorded, moto_endpoint, bucket, monkeypatch, fail_every
+    recorded, moto_endpoint, bucket, monkeypatch, fail_every, reset
 ):
     from tests.s3proxy import flaky_s3
 
     before = clip(recorded)
-    with flaky_s3(moto_endpoint, fail_every) as endpoint:
+    with flaky_s3(moto_endpoint, fail_every, reset) as endpoint:
         for k, v in {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "testing",

@@ -212,6 +212,10 @@ class RecorderStatus:
     dropped_queue_full: int = 0
     last_error: str = ""
     demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
+    # Native MPEG-TS damage, summed over connections: transport packets lost (continuity
+    # jumps; the frames they hit are stored flagged corrupt) and sync losses re-found.
+    ts_continuity_errors: int = 0
+    ts_resyncs: int = 0
     writer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,6 +301,8 @@ class Recorder:
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
                     conn.close()
+                    if isinstance(conn, _TsConnection):
+                        conn.account(self.status)
                 if is_file or not self.reconnect:
                     break
                 if not self.stop_event.is_set() and not self._deadline_passed(t0):
@@ -465,6 +471,11 @@ class _TsConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+    def account(self, status: RecorderStatus) -> None:
+        d = self.packetizer.demux
+        status.ts_continuity_errors += d.cc_errors
+        status.ts_resyncs += d.resyncs
 
 
 def record_many(
