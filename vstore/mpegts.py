@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from vstore import _native
 from vstore.errors import SourceError
 
-READ_BYTES = 32 * 1024  # bounds what one queue item holds when the writer falls behind
+READ_BYTES = 64 * 1024  # bounds what one queue item holds when the writer falls behind
+READ_INTERVAL_S = 0.04
 PROBE_MAX_BYTES = 16 * 1024 * 1024
 PROBE_MAX_S = 10.0
 PROBE_AUDIO_WAIT_S = 1.0  # after the first keyframe, how long to wait for listed audio
@@ -50,6 +51,7 @@ class TsSocket:
         if not port:
             raise SourceError(f"{url}: needs a port")
         self.timeout_s = timeout_s
+        self._next_read = 0.0
         try:
             if parts.scheme == "tcp":
                 self.sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -84,9 +86,31 @@ class TsSocket:
         return s
 
     def read(self) -> bytes:
-        """The next bytes; b"" when a TCP camera closed the connection."""
+        """The next bytes; b"" when a TCP camera closed the connection.
+
+        Reads are paced to at most one per READ_INTERVAL_S: the kernel buffers what arrives
+        meanwhile, so a 4 Mbit/s camera costs ~20 wake-ups a second instead of one per
+        network packet (a UDP camera sends ~400 datagrams a second; all that are waiting are
+        taken at once). The added latency is below a frame's worth of what the writer holds
+        anyway until the GOP ends."""
+        wait = self._next_read - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._next_read = time.monotonic() + READ_INTERVAL_S
         try:
-            return self.sock.recv(READ_BYTES) if not self.udp else self.sock.recv(65536)
+            if not self.udp:
+                return self.sock.recv(READ_BYTES)
+            first = self.sock.recv(65536)
+            parts = [first]
+            size = len(first)
+            while size < READ_BYTES:
+                try:
+                    more = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                parts.append(more)
+                size += len(more)
+            return b"".join(parts) if len(parts) > 1 else first
         except TimeoutError:
             raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s") from None
         except OSError as exc:
