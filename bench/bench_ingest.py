@@ -147,6 +147,15 @@ def _ffmpeg(url: str, cams: int, seconds: float, out: Path) -> dict:
     return {"cpu_s": _children_cpu() - cpu0}
 
 
+def _served(data: bytes, loop_s: float, seconds: float, record):
+    """Run record(url) against a paced TS server that outlives it by 10 s."""
+    srv = PacedTsServer(data, seconds + 10, loop_s)
+    try:
+        return record(srv.url)
+    finally:
+        srv.close()
+
+
 def _marginal(run, cams: int, short_s: float, long_s: float) -> tuple[float, dict, dict]:
     """CPU seconds per camera-minute of a long-running recorder: the difference between a
     long and a short run, so start-up (imports, probing) is not counted as per-minute cost."""
@@ -162,11 +171,8 @@ def test_ingest_vstore_record(benchmark, ts_stream, tmp_path):
 
     def run():
         def one(seconds):
-            srv = PacedTsServer(data, seconds + 10, loop_s)
-            try:
-                return _vstore(srv.url, cams, seconds, tmp_path / f"s{time.time_ns()}")
-            finally:
-                srv.close()
+            return _served(data, loop_s, seconds, lambda url: _vstore(
+                url, cams, seconds, tmp_path / f"s{time.time_ns()}"))  # fmt: skip
 
         result["per_min"], result["short"], result["long"] = _marginal(
             one, cams, plan["short_s"], plan["long_s"]
@@ -196,11 +202,8 @@ def test_ingest_ffmpeg_segment_recorders(benchmark, ts_stream, tmp_path):
 
     def run():
         def one(seconds):
-            srv = PacedTsServer(data, seconds + 10, loop_s)
-            try:
-                return _ffmpeg(srv.url, cams, seconds, tmp_path / f"f{time.time_ns()}")
-            finally:
-                srv.close()
+            return _served(data, loop_s, seconds, lambda url: _ffmpeg(
+                url, cams, seconds, tmp_path / f"f{time.time_ns()}"))  # fmt: skip
 
         result["per_min"], _a, _b = _marginal(one, cams, plan["short_s"], plan["long_s"])
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
 
 
 class RateLimiter:
@@ -38,32 +37,3 @@ class RateLimiter:
             wait = -self._tokens / self.bytes_per_s if self._tokens < 0 else 0.0
         if wait > 0:
             self._sleep(wait)
-
-
-class ThrottledReader:
-    """A read-only file wrapper whose reads pass through a RateLimiter (seekable, so an SDK
-    can size the body and rewind it for a retry)."""
-
-    def __init__(self, f: IO[bytes], rate: RateLimiter) -> None:
-        self._f, self._rate = f, rate
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        if data:
-            self._rate.consume(len(data))
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)

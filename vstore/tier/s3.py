@@ -18,7 +18,8 @@ from typing import Any
 
 from vstore.errors import NotFound, TierError
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
-from vstore.tier.ratelimit import RateLimiter, ThrottledReader
+from vstore.tier.body import HashingReader, ThrottledReader
+from vstore.tier.ratelimit import RateLimiter
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single PUT
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -272,47 +273,6 @@ class S3Tier(BlobTier):
                     yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"listing {prefix!r}") from exc
-
-
-class HashingReader:
-    """A file wrapper that hashes what the SDK reads (restarting when it rewinds for a
-    retry), so the bytes that went over the wire are checked without reading them twice."""
-
-    def __init__(self, f: Any) -> None:
-        import hashlib
-
-        self._f = f
-        self._new = hashlib.sha256
-        self._h = hashlib.sha256()
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        if self._pos >= 0:
-            self._h.update(data)
-            self._pos += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        pos = self._f.seek(offset, whence)
-        if pos == 0:
-            self._h, self._pos = self._new(), 0  # a retry (or sizing) starts over
-        elif pos != self._pos:
-            self._pos = -1  # a jump: the hash no longer describes the body
-        return pos
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def sha256_b64(self) -> str | None:
-        """The hash of the bytes read, or None when reads skipped around."""
-        return base64.b64encode(self._h.digest()).decode() if self._pos >= 0 else None
 
 
 def _no_object_lock(exc: Exception) -> bool:
