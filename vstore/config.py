@@ -128,12 +128,7 @@ class RetentionConfig:
 
     def policy(self, camera_id: str) -> RetentionPolicy:
         """Camera policy, else the first group naming the camera, else the default."""
-        if camera_id in self.cameras:
-            return self.cameras[camera_id]
-        for members, pol in self.groups.values():
-            if camera_id in members:
-                return pol
-        return self.default
+        return _for_camera(camera_id, self.cameras, self.groups, self.default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +146,17 @@ class TierConfig:
 
     def older_than_for(self, camera_id: str) -> int:
         """The camera's hot age: its own, else its first group's, else the store's."""
-        if camera_id in self.cameras:
-            return self.cameras[camera_id]
-        for members, age in self.groups.values():
-            if camera_id in members:
-                return age
-        return self.older_than_ns
+        return _for_camera(camera_id, self.cameras, self.groups, self.older_than_ns)
+
+
+def _for_camera(camera_id: str, cameras: dict[str, Any], groups: dict[str, Any], default: Any):
+    """A setting's value for a camera: its own, else its first group's, else the default."""
+    if camera_id in cameras:
+        return cameras[camera_id]
+    for members, value in groups.values():
+        if camera_id in members:
+            return value
+    return default
 
 
 @dataclass(frozen=True, slots=True)
