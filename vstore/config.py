@@ -221,6 +221,18 @@ def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> Retenti
     return RetentionPolicy(age, size, tiered_age)
 
 
+def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The ``cameras = [...]`` of a [*.groups.NAME] table, each a valid camera id."""
+    from vstore.layout import validate_camera_id
+
+    members = table.get("cameras", [])
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise ConfigError(f"{where}: cameras must be a list")
+    for m in members:
+        validate_camera_id(m)
+    return tuple(members)
+
+
 def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
     from vstore.layout import validate_camera_id
 
@@ -255,13 +267,8 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
         raise ConfigError(f"{where}: disk_full must be one of {', '.join(DISK_FULL_ACTIONS)}")
     groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = {}
     for name, table in (doc.get("groups") or {}).items():
-        members = table.get("cameras", [])
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise ConfigError(f"{where} [retention.groups.{name}]: cameras must be a list")
-        for m in members:
-            validate_camera_id(m)
         groups[name] = (
-            tuple(members),
+            _group_members(table, f"{where} [retention.groups.{name}]"),
             _policy(table, f"{where} [retention.groups.{name}]", default),
         )
     cameras: dict[str, RetentionPolicy] = {}
@@ -364,12 +371,10 @@ def _tier(doc: Any, where: str) -> TierConfig:
     older = age({"older_than": doc.get("older_than", "7d")}, "tier", 0)
     groups: dict[str, tuple[tuple[str, ...], int]] = {}
     for name, table in (doc.get("groups") or {}).items():
-        members = table.get("cameras", [])
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise ConfigError(f"{where} [tier.groups.{name}]: cameras must be a list")
-        for m in members:
-            validate_camera_id(m)
-        groups[name] = (tuple(members), age(table, f"tier.groups.{name}", older))
+        groups[name] = (
+            _group_members(table, f"{where} [tier.groups.{name}]"),
+            age(table, f"tier.groups.{name}", older),
+        )
     cameras: dict[str, int] = {}
     for cam, table in (doc.get("cameras") or {}).items():
         validate_camera_id(cam)
