@@ -120,19 +120,21 @@ def check_store(
     from vstore.retention import list_holds
 
     holds = list_holds(store)
+    names = {num: cam for cam, num in idx.cameras()}
     indexed_paths = set()
     for i, row in enumerate(rows):
         if progress is not None:
             progress(i, total)
         rep.segments += 1
         if row.location != "local":
+            cam = names.get(row.camera_num, "")
             _check_tiered(
                 store,
                 row,
                 chunk_rows.get((row.camera_num, row.segment_id), []),
                 verify_hashes,
                 rep,
-                holds,
+                [h for h in holds if h.covers(cam, row.start_ns, row.end_ns)],
                 repair,
             )
             continue
@@ -184,7 +186,7 @@ def _check_tiered(
     chunks: list[ChunkRow],
     verify_hashes: bool,
     rep: CheckReport,
-    holds: list[Any],
+    holds: list[Any],  # the active holds that cover this segment
     repair: bool,
 ) -> None:
     """I2 for a tiered segment: the object exists with the indexed size and trailer hash;
@@ -209,10 +211,6 @@ def _check_tiered(
         rep.problems.append(Problem("C2", where, str(exc)))
         return
     if not store.config.tier.legal_hold or not holds:
-        return
-    names = {num: cam for cam, num in store.index.cameras()}
-    cam = names.get(row.camera_num, "")
-    if not any(h.covers(cam, row.start_ns, row.end_ns) for h in holds):
         return
     tier = store.tier(row.location)
     try:

@@ -351,28 +351,31 @@ class TimeIndex:
         seek = layout.chunk_key(camera_num, start_ns)
         it = self._db.iter(self._read)
         it.seek_for_prev(seek)
-        key = it.key() if it.valid() else None
+        key = _key(it)
         if key is None or not key.startswith(prefix):
             it.seek(seek)
-            key = it.key() if it.valid() else None
+        for row in self._forward(it, prefix, end_ns):
+            if row.end_ns > start_ns:
+                yield row
+
+    def _forward(self, it: Any, prefix: bytes, end_ns: int) -> Iterator[ChunkRow]:
+        """Rows from the iterator's position on, within prefix, that start before end_ns."""
+        key = _key(it)
         while key is not None and key.startswith(prefix):
             row = self._row(key, it.value())
             if row.start_ns >= end_ns:
                 return
-            if row.end_ns > start_ns:
-                yield row
+            yield row
             it.next()
-            key = it.key() if it.valid() else None
+            key = _key(it)
 
     def chunk_at(self, camera_num: int, t_ns: int) -> ChunkRow | None:
         """The chunk that holds instant t_ns (one seek), or None in a gap."""
         prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
         it = self._db.iter(self._read)
         it.seek_for_prev(layout.chunk_key(camera_num, t_ns))
-        if not it.valid():
-            return None
-        key = it.key()
-        if not key.startswith(prefix):
+        key = _key(it)
+        if key is None or not key.startswith(prefix):
             return None
         row = self._row(key, it.value())
         return row if row.end_ns > t_ns else None
@@ -395,12 +398,12 @@ class TimeIndex:
         it = self._db.iter(self._read)
         it.seek_for_prev(seek)
         rows: list[ChunkRow] = []
-        key = it.key() if it.valid() else None
+        key = _key(it)
         if key is not None and key.startswith(prefix):
             back = [self._row(key, it.value())]
             while back[-1].flags & continuation_flag:
                 it.prev()
-                key = it.key() if it.valid() else None
+                key = _key(it)
                 if key is None or not key.startswith(prefix):
                     break
                 back.append(self._row(key, it.value()))
@@ -409,14 +412,7 @@ class TimeIndex:
                 it.next()
         else:
             it.seek(seek)
-        key = it.key() if it.valid() else None
-        while key is not None and key.startswith(prefix):
-            row = self._row(key, it.value())
-            if row.start_ns >= end_ns:
-                break
-            rows.append(row)
-            it.next()
-            key = it.key() if it.valid() else None
+        rows.extend(self._forward(it, prefix, end_ns))
         i = next((k for k, r in enumerate(rows) if r.end_ns > start_ns), len(rows))
         while 0 < i < len(rows) and rows[i].flags & continuation_flag:
             i -= 1
@@ -509,3 +505,8 @@ class TimeIndex:
             if p.is_file():
                 total += p.stat().st_size
         return total
+
+
+def _key(it: Any) -> bytes | None:
+    """The iterator's current key, or None once it is past the end."""
+    return it.key() if it.valid() else None

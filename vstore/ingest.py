@@ -300,9 +300,7 @@ class Recorder:
                     self.status.last_error = str(exc)
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
-                    conn.close()
-                    if isinstance(conn, _TsConnection):
-                        conn.account(self.status)
+                    conn.close(self.status)
                 if is_file or not self.reconnect:
                     break
                 if not self.stop_event.is_set() and not self._deadline_passed(t0):
@@ -426,7 +424,7 @@ class _AvConnection:
         except av.FFmpegError as exc:
             raise SourceError(f"{self.url}: {exc}") from exc
 
-    def close(self) -> None:
+    def close(self, status: RecorderStatus) -> None:
         self.container.close()
 
 
@@ -456,23 +454,19 @@ class _TsConnection:
             )
 
         data = self.pr.head  # the probed seconds first: nothing before the switch is lost
-        while True:
-            if rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error:
-                return
-            if not data:
-                batch = self.packetizer.flush(clock.wall_ns())
-                if batch:
-                    rec._enqueue(batch, lambda b=batch: has_key(b))
-                return  # the camera closed the connection
-            batch = self.packetizer.feed(data, clock.wall_ns())
+        while not (rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error):
+            now = clock.wall_ns()
+            # b"": the camera closed the connection; what is still assembled goes out whole.
+            batch = self.packetizer.feed(data, now) if data else self.packetizer.flush(now)
             if batch:
                 rec._enqueue(batch, lambda b=batch: has_key(b))
+            if not data:
+                return
             data = self.sock.read()
 
-    def close(self) -> None:
+    def close(self, status: RecorderStatus) -> None:
+        """Close the socket and add this connection's transport-stream damage counts."""
         self.sock.close()
-
-    def account(self, status: RecorderStatus) -> None:
         d = self.packetizer.demux
         status.ts_continuity_errors += d.cc_errors
         status.ts_resyncs += d.resyncs

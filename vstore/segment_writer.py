@@ -390,9 +390,9 @@ class CameraWriter:
                         self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
                 if j >= n:
                     return
-                if j > i and count:
-                    i = j
-                    continue  # stopped at the chunk limit, not at a slow packet
+                if count:
+                    i = j  # items[j] may only have met the chunk limit: offer it again
+                    continue
                 self.write_raw(*items[j])  # the slow path (re-entrant lock), errors included
                 i = j + 1
 

@@ -177,8 +177,7 @@ def run_tiering(
     rate = RateLimiter(rate_bytes) if rate_bytes else None
     workers = max(1, parallel if parallel is not None else cfg.parallel)
     t0 = time.perf_counter()
-    done = 0
-    pending: set[Future[TierOutcome]] = set()
+    pending: dict[Future[TierOutcome], SegmentRow] = {}
     it = iter(todo)
     with ThreadPoolExecutor(workers, thread_name_prefix="vstore-tier") as pool:
         # Bounded: never more than `workers` segments in flight (and in memory).
@@ -188,23 +187,22 @@ def run_tiering(
                 if row is None:
                     break
                 fut = pool.submit(tier_segment, store, tier, row, names[row.camera_num], rate=rate)
-                fut.row = row  # type: ignore[attr-defined]
-                pending.add(fut)
+                pending[fut] = row
             if not pending:
                 break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
+                row = pending.pop(fut)
                 try:
                     out = fut.result()
                 except VstoreError as exc:
-                    res.errors.append(f"{fut.row.path}: {exc}")  # type: ignore[attr-defined]
+                    res.errors.append(f"{row.path}: {exc}")
                     continue
                 res.tiered += 1
                 res.bytes += out.bytes
                 res.object_holds += out.object_hold
-                done += 1
                 if progress is not None:
-                    progress(done, len(todo))
+                    progress(res.tiered, len(todo))
     res.seconds = time.perf_counter() - t0
     if res.errors:
         err = TierError(
