@@ -239,7 +239,10 @@ cdef class FastPath:
                     bits = scan_flags(&buf[0], size, self.nal_codec[t], self.length_size[t])
                 if bits & NAL_KEY:
                     return 1
-            self.chunk_last_vpts = npts
+            # The chunk ends one frame after its latest-shown frame: with B-frames that is
+            # not the last one in decode order.
+            if npts > self.chunk_last_vpts:
+                self.chunk_last_vpts = npts
             self.chunk_vdelta = delta
         self.last_dts[t] = ndts
         self.last_raw[t] = raw

@@ -22,12 +22,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from vstore import format as fmt
 from vstore.bitstream import config_to_annexb, length_prefixed_to_annexb
 from vstore.errors import NotFound, UsageError, VstoreError
 from vstore.index import ChunkRow, SegmentRow
+from vstore.mp4 import (
+    Mp4Track,
+    aac_entry,
+    annexb_to_length_prefixed,
+    asc_sample_rate,
+    avcc_record,
+    hvcc_record,
+    visual_entry,
+)
+from vstore.mp4 import layout as mp4_layout
 from vstore.segment_reader import SegmentReader, chunk_packets
 from vstore.segment_writer import GAP_TOLERANCE_NS
 from vstore.store import Store
@@ -220,18 +230,32 @@ def write_clip(
     *,
     format: str = "mp4",
     progress: Callable[[int, int], None] | None = None,
+    muxer: str = "auto",
 ) -> ClipResult:
     """Remux the plan's packets into ``out`` (a path, or a writable binary file object).
 
-    ``mp4`` puts the index (moov) first so it plays while downloading; that needs a second
-    pass over the file, so to a file object it is staged in the store's tmp/ directory (disk,
-    not memory). ``fmp4`` and ``ts`` stream straight to ``out``.
+    ``mp4`` puts the index (moov) first so it plays while downloading. vstore's own MP4
+    writer (``muxer="auto"``) builds it from the packet tables and streams it to ``out``
+    with nothing staged; ``muxer="ffmpeg"`` (and audio only FFmpeg can box: MP3, Opus) uses
+    FFmpeg's muxer, which needs a second pass over the file, so to a file object it is
+    staged in the store's tmp/ directory (disk, not memory). ``fmp4`` and ``ts`` use FFmpeg
+    and stream straight to ``out``.
     """
-    import av
-
+    if muxer not in ("auto", "ffmpeg"):
+        raise UsageError("muxer must be 'auto' or 'ffmpeg'")
     if format not in FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}")
     t0 = time.perf_counter()
+    if format == "mp4" and muxer == "auto":
+        with store.lease(p.segment.segment_id for p in plan.parts):
+            native = _NativeMp4(store, plan)
+            try:
+                if native.supported():
+                    return native.write(out, t0, progress)
+            finally:
+                native.close()
+    import av
+
     staged: Path | None = None
     sink: _CountingSink | None = None
     if format == "mp4" and not isinstance(out, str | os.PathLike):
@@ -295,6 +319,374 @@ def write_clip(
         first_byte,
         dropped,
     )
+
+
+# Chunk pieces kept in memory between the native writer's two passes; past this they are
+# read again (and checked again) in the second pass, so memory stays bounded for any clip.
+_KEEP_BYTES = 64 << 20
+_BLOCK_BYTES = 1 << 20  # output is written in blocks of about this size
+
+
+@dataclass
+class _TrackOut:
+    """One output track of a native MP4: where its samples go and how they are framed."""
+
+    src: fmt.TrackInfo
+    mp4: Mp4Track
+    adts: bool = False  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
+    annexb: bool = False  # Annex-B video: rewrite start codes as 4-byte lengths
+    asc: bytes = b""  # AudioSpecificConfig
+
+
+class _Pieces(NamedTuple):
+    sizes: list[int]  # one per sample
+    bufs: list[bytes | memoryview]  # the samples' bytes, in order
+
+
+@dataclass
+class _PlannedChunk:
+    reader: SegmentReader
+    row: ChunkRow
+    samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
+    pieces: list[_Pieces] | None  # per entry of samples; None: read again
+
+
+def _ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int) -> list[int]:
+    """``ticks_to_ns`` over a list (the same rounding: half away from zero)."""
+    m, d2 = 2 * tb_num * NS_PER_S, 2 * tb_den
+    return [(v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2) for v in ticks]
+
+
+def _ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
+    """``ns_to_ticks(v, 1, timescale)`` over a list."""
+    m, d2 = 2 * timescale, 2 * NS_PER_S
+    return [(v * m + NS_PER_S) // d2 if v >= 0 else -((NS_PER_S - v * m) // d2) for v in ns]
+
+
+class _Sink:
+    """Where a native MP4 goes: a path (written with writev, no joining copies; removed if
+    the clip fails) or a file object (fed blocks of about ``_BLOCK_BYTES``)."""
+
+    def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
+        self.count = 0
+        self._pending: list[bytes | memoryview] = []
+        self._pending_bytes = 0
+        self.path: Path | None = None
+        self._fd = -1
+        self._file: IO[bytes] | None = None
+        if isinstance(out, str | os.PathLike):
+            self.path = Path(out)
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+            )
+        else:
+            self._file = out
+
+    def put(self, bufs: list[bytes | memoryview]) -> None:
+        self._pending += bufs
+        self._pending_bytes += sum(len(b) for b in bufs)
+        if self._pending_bytes >= _BLOCK_BYTES or self.count == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        bufs, self._pending, n = self._pending, [], self._pending_bytes
+        self._pending_bytes = 0
+        if not bufs:
+            return
+        if self._file is not None:
+            self._file.write(b"".join(bufs))
+        else:
+            # writev takes at most IOV_MAX (1024) buffers and may write less than asked.
+            for k in range(0, len(bufs), 1024):
+                batch = bufs[k : k + 1024]
+                want = sum(len(b) for b in batch)
+                got = os.writev(self._fd, batch)
+                if got < want:
+                    os.write(self._fd, b"".join(batch)[got:])
+        self.count += n
+
+    def close(self) -> None:
+        self._flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            assert self.path is not None
+            self.path.unlink(missing_ok=True)
+
+
+class _NativeMp4:
+    """Builds a moov-first MP4 straight from the plan's packet tables (no FFmpeg).
+
+    Pass 1 reads each chunk (checking its CRC), selects the packets in range, and fills the
+    sample tables; pass 2 writes ``ftyp | moov | mdat`` and then the samples. Because the
+    index is complete before the first sample byte, the file streams to a pipe with no
+    staging, and the first byte goes out as soon as pass 1 ends.
+    """
+
+    def __init__(self, store: Store, plan: ClipPlan) -> None:
+        self.store, self.plan = store, plan
+        self.readers: dict[int, SegmentReader] = {}
+        first = plan.parts[0].segment
+        self.meta0 = self._reader(first).meta
+        self.tracks: dict[int, _TrackOut] = {}
+        self.dropped: list[str] = []
+        self.chunks: list[_PlannedChunk] = []
+        self.payload_bytes = 0
+
+    def _reader(self, seg: SegmentRow) -> SegmentReader:
+        rd = self.readers.get(seg.segment_id)
+        if rd is None:
+            rd = self.store.segment_reader(seg)
+            self.readers[seg.segment_id] = rd
+        return rd
+
+    def close(self) -> None:
+        for rd in self.readers.values():
+            rd.close()
+
+    def supported(self) -> bool:
+        """Video in H.264/H.265 and audio in AAC (or not storable at all): the other audio
+        codecs MP4 can hold (MP3, Opus) go through FFmpeg's muxer."""
+        for t in self.meta0.tracks:
+            if t.kind == "video" and t.codec not in ("h264", "hevc"):
+                return False
+            if t.kind == "audio" and t.codec != "aac" and t.codec in _AUDIO_OK["mp4"]:
+                return False
+        return True
+
+    def _setup_tracks(self) -> None:
+        track_id = 1
+        for t in self.meta0.tracks:
+            if t.kind == "audio" and t.codec != "aac":
+                self.dropped.append(
+                    f"audio track {t.index} ({t.codec}) cannot be stored in mp4 without transcoding"
+                )
+                continue
+            if t.kind == "video":
+                scale = t.time_base[1]
+            else:
+                scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
+                scale = scale or 48000
+            out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
+            out.end_limit = ns_to_ticks(self.plan.end_ns - self.plan.start_ns, 1, scale)
+            self.tracks[t.index] = _TrackOut(
+                t,
+                out,
+                adts=t.kind == "audio" and not t.extradata,
+                annexb=t.kind == "video" and t.bitstream != "avcc",
+                asc=t.extradata if t.kind == "audio" else b"",
+            )
+            track_id += 1
+
+    def _select(self, meta: fmt.SegmentMeta, chunk: Any) -> list[tuple[int, list[int]]]:
+        """Packets of the chunk inside the clip, grouped per track (video first); appends
+        their times and key flags to the sample tables (sizes come with the pieces)."""
+        cols = chunk.columns
+        start, end = self.plan.start_ns, self.plan.end_ns
+        shift = meta.anchor_wall_ns - meta.anchor_media_ns
+        pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
+        picked: list[tuple[int, list[int]]] = []
+        for tr in sorted(set(track)):
+            out = self.tracks.get(tr)
+            if out is None:
+                continue
+            idx = (
+                list(range(len(track)))
+                if len(set(track)) == 1
+                else [i for i, x in enumerate(track) if x == tr]
+            )
+            tb = meta.tracks[tr].time_base
+            walls = [shift + w for w in _ticks_to_ns_many([pts[i] for i in idx], *tb)]
+            if out.src.kind == "video":
+                # Cut in decode order after the last frame shown before `end`: with
+                # B-frames a reference shown after `end` is decoded before frames shown
+                # before it, so it stays in (the edit list hides it) or they cannot decode.
+                last = max((k for k, w in enumerate(walls) if w < end), default=-1)
+                keep = range(last + 1)
+            else:
+                keep = [k for k, w in enumerate(walls) if start <= w < end]
+            if not keep:
+                continue
+            sel = [idx[k] for k in keep]
+            m = out.mp4
+            scale = m.timescale
+            p_out = _ns_to_ticks_many([walls[k] - start for k in keep], scale)
+            c_out = _ns_to_ticks_many(_ticks_to_ns_many([pts[i] - dts[i] for i in sel], *tb), scale)
+            base = len(m.dts)
+            m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
+            m.cts.extend(c_out)
+            m.sync.extend([base + n + 1 for n, i in enumerate(sel) if flags[i] & fmt.PKT_KEY])
+            picked.append((tr, sel))
+        return picked
+
+    def _pieces(self, chunk: Any, samples: list[tuple[int, list[int]]]) -> list[_Pieces]:
+        """The selected packets' bytes in MP4 sample form, per track: sample sizes, and the
+        buffers holding them (adjacent untouched packets share one buffer, no copy)."""
+        cols = chunk.columns
+        offset, size = cols.offset, cols.size
+        mv = memoryview(chunk.payload)
+        out: list[_Pieces] = []
+        for tr, idxs in samples:
+            t = self.tracks[tr]
+            if not t.annexb and not t.adts:
+                sizes = [size[i] for i in idxs]
+                bufs: list[bytes | memoryview] = []
+                run_start = run_end = -1
+                for i in idxs:
+                    if offset[i] != run_end:
+                        if run_end > run_start:
+                            bufs.append(mv[run_start:run_end])
+                        run_start = offset[i]
+                    run_end = offset[i] + size[i]
+                if run_end > run_start:
+                    bufs.append(mv[run_start:run_end])
+                out.append(_Pieces(sizes, bufs))
+                continue
+            pieces: list[bytes | memoryview] = []
+            for i in idxs:
+                data = mv[offset[i] : offset[i] + size[i]]
+                if t.annexb:
+                    data = annexb_to_length_prefixed(bytes(data))
+                elif size[i] >= 7 and data[0] == 0xFF and data[1] & 0xF6 == 0xF0:
+                    if not t.asc:
+                        conv = _adts_to_asc(bytes(data[:7]))
+                        if conv is not None:
+                            t.asc = conv[0]
+                    data = data[7 if data[1] & 0x01 else 9 :]
+                pieces.append(data)
+            out.append(_Pieces([len(x) for x in pieces], pieces))
+        return out
+
+    def _pass1(self, progress: Callable[[int, int], None] | None) -> None:
+        plan = self.plan
+        signature = [(t.codec, t.extradata, t.width, t.height) for t in self.meta0.tracks]
+        kept = 0
+        done, total = 0, 2 * plan.bytes
+        for part in plan.parts:
+            rd = self._reader(part.segment)
+            if rd.meta.tracks != self.meta0.tracks:
+                sig = [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks]
+                if sig != signature:
+                    plan.notes.append(
+                        f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
+                        "change there (request the rest as a separate clip)"
+                    )
+                    plan.end_ns = part.chunks[0].start_ns
+                    break
+            for c in part.chunks:
+                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                samples = self._select(rd.meta, chunk)
+                pieces = self._pieces(chunk, samples)
+                for (tr, _idxs), ps in zip(samples, pieces, strict=True):
+                    m = self.tracks[tr].mp4
+                    m.chunk_offsets.append(self.payload_bytes)
+                    m.chunk_samples.append(len(ps.sizes))
+                    m.sizes.extend(ps.sizes)
+                    self.payload_bytes += sum(ps.sizes)
+                keep = kept + c.length <= _KEEP_BYTES
+                kept += c.length if keep else 0
+                self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
+                done += c.length
+                if progress is not None:
+                    progress(done, total)
+
+    def _sample_entries(self) -> list[Mp4Track]:
+        out: list[Mp4Track] = []
+        for t in self.tracks.values():
+            if not t.mp4.sizes:
+                continue  # nothing of this track inside the range
+            src = t.src
+            if src.kind == "video":
+                if src.bitstream == "avcc":
+                    record = src.extradata
+                else:
+                    params = src.extradata or self._inband_params(t)
+                    record = (avcc_record if src.codec == "h264" else hvcc_record)(params)
+                t.mp4.sample_entry = visual_entry(src.codec, src.width, src.height, record)
+            else:
+                if not t.asc:
+                    self.dropped.append(
+                        f"audio track {src.index} (aac) has no AudioSpecificConfig or ADTS "
+                        "headers to describe it; left out"
+                    )
+                    continue
+                rate = src.sample_rate or asc_sample_rate(t.asc)
+                t.mp4.sample_entry = aac_entry(src.channels, rate, t.asc, t.mp4.track_id)
+            out.append(t.mp4)
+        return out
+
+    def _inband_params(self, t: _TrackOut) -> bytes:
+        """Parameter sets from the first keyframe, for Annex-B tracks recorded without them."""
+        from vstore import _native
+
+        codec = _native.CODEC_H264 if t.src.codec == "h264" else _native.CODEC_HEVC
+        pc = self.chunks[0]
+        chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+        for i, tr in enumerate(chunk.columns.track):
+            if tr == t.src.index and chunk.columns.flags[i] & fmt.PKT_KEY:
+                off, size = chunk.columns.offset[i], chunk.columns.size[i]
+                return _native.nal.parameter_sets(chunk.payload[off : off + size], codec, 0)
+        return b""
+
+    def write(
+        self,
+        out: str | os.PathLike[str] | IO[bytes],
+        t0: float,
+        progress: Callable[[int, int], None] | None,
+    ) -> ClipResult:
+        self._setup_tracks()
+        self._pass1(progress)
+        tracks = self._sample_entries()
+        if not any(t.kind == "video" for t in tracks):
+            raise NotFound("no video frames inside the requested range")
+        kept_ids = {t.track_id for t in tracks}
+        plan = self.plan
+        metadata = {
+            "vstore_start": format_time(plan.start_ns),
+            "vstore_start_ns": str(plan.start_ns),
+            "vstore_camera": plan.camera,
+        }
+        head = mp4_layout(tracks, self.payload_bytes, plan.start_ns // NS_PER_S, metadata)
+        sink = _Sink(out)
+        try:
+            sink.put([head])
+            first_byte = time.perf_counter() - t0
+            done, total = plan.bytes, 2 * plan.bytes
+            for pc in self.chunks:
+                pieces = pc.pieces
+                if pieces is None:
+                    chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+                    pieces = self._pieces(chunk, pc.samples)
+                for (tr, _i), ps in zip(pc.samples, pieces, strict=True):
+                    if self.tracks[tr].mp4.track_id in kept_ids:
+                        sink.put(ps.bufs)
+                done += pc.row.length
+                if progress is not None:
+                    progress(done, total)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        written = sink.count
+        counts = {"video": 0, "audio": 0}
+        for t in self.tracks.values():
+            if t.mp4.track_id in kept_ids:
+                counts[t.src.kind] += len(t.mp4.sizes)
+        return ClipResult(
+            plan,
+            "mp4",
+            written,
+            counts["video"],
+            counts["audio"],
+            time.perf_counter() - t0,
+            first_byte,
+            self.dropped,
+        )
 
 
 def _mux_plan(

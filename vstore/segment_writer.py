@@ -488,7 +488,10 @@ class CameraWriter:
             elif not self._fp.started:
                 self.stats.dropped_before_keyframe += 1
                 return
-            self._fp.chunk_last_vpts = npts
+            # The chunk ends one frame after its latest-shown frame (with B-frames, not the
+            # last in decode order); a keyframe starts a new chunk.
+            if key or npts > self._fp.chunk_last_vpts:
+                self._fp.chunk_last_vpts = npts
             self._fp.chunk_vdelta = last_delta
         elif not self._fp.started:
             self.stats.dropped_before_keyframe += 1

@@ -1,0 +1,216 @@
+"""vstore's own MP4 writer against FFmpeg's muxer on the same plans: the same sample bytes and
+times, the same codec configuration records, frame-exact clips with B-frames (where cutting
+in presentation order breaks decoding), bounded memory, and damaged footage refused."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.conftest import START_NS
+from tools.camsim import read_frame_counter
+from vstore import clip as clip_mod
+from vstore import mp4
+from vstore.bitstream import config_to_annexb
+from vstore.clip import plan_clip, write_clip
+from vstore.errors import CorruptSegment
+from vstore.ingest import import_file
+from vstore.store import open_store
+
+FRAME_NS = 40_000_000
+
+
+def t(frame: int) -> int:
+    return START_NS + frame * FRAME_NS
+
+
+def _store(tmp_path: Path, media, name: str, **spec):
+    st = open_store(tmp_path / "store")
+    import_file(st, media(name, 6.0, gop_frames=25, **spec), "cam", START_NS)
+    return st
+
+
+def _demux(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        out = {
+            "extradata": v.codec_context.extradata,
+            "video": [
+                (bytes(p), float(p.pts * p.time_base), float(p.dts * p.time_base), p.is_keyframe)
+                for p in c.demux(v)
+                if p.size
+            ],
+        }
+    with av.open(str(path)) as c:
+        out["audio"] = [bytes(p) for p in c.demux(audio=0) if p.size] if c.streams.audio else []
+    return out
+
+
+@pytest.mark.parametrize(
+    "name,spec",
+    [
+        ("h264-aac.ts", {"codec": "h264", "audio": "aac"}),  # Annex-B video, ADTS audio
+        ("hevc.ts", {"codec": "hevc"}),
+        ("h264-aac.mp4", {"codec": "h264", "audio": "aac"}),  # avcC, raw AAC with ASC
+        ("hevc.mkv", {"codec": "hevc"}),
+    ],
+)
+def test_native_mp4_has_ffmpeg_muxers_samples_times_and_records(tmp_path, media, name, spec):
+    with _store(tmp_path, media, name, **spec) as st:
+        write_clip(st, plan_clip(st, "cam", t(30), t(130)), tmp_path / "native.mp4")
+        write_clip(st, plan_clip(st, "cam", t(30), t(130)), tmp_path / "ff.mp4", muxer="ffmpeg")
+    ours, theirs = _demux(tmp_path / "native.mp4"), _demux(tmp_path / "ff.mp4")
+    assert ours["video"] == theirs["video"]
+    assert len(ours["video"]) == 105  # the GOP from frame 25, shown from frame 30 on
+    assert ours["audio"] == theirs["audio"]
+    assert bool(ours["audio"]) == ("audio" in spec)
+    codec = spec["codec"]
+    if codec == "h264":
+        assert ours["extradata"] == theirs["extradata"]
+    else:
+        # The same header fields and parameter sets; only array_completeness differs: ours
+        # says the sets are complete, as `-tag:v hvc1` (what Apple players need) makes FFmpeg say.
+        assert ours["extradata"][:23] == theirs["extradata"][:23]
+        assert config_to_annexb("hevc", ours["extradata"]) == config_to_annexb(
+            "hevc", theirs["extradata"]
+        )
+
+
+def _counters(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [read_frame_counter(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_b_frame_clips_are_frame_exact_at_both_ends(tmp_path, media, codec):
+    with _store(tmp_path, media, f"bf-{codec}.ts", codec=codec, bframes=2) as st:
+        for first, last in [(30, 130), (33, 37), (25, 50), (0, 150)]:
+            out = tmp_path / f"{first}-{last}.mp4"
+            write_clip(st, plan_clip(st, "cam", t(first), t(last)), out)
+            assert _counters(out) == list(range(first, last)), (first, last)
+            if shutil.which("ffmpeg"):
+                r = subprocess.run(
+                    ["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                assert r.returncode == 0 and r.stderr == ""
+
+
+def test_clip_bigger_than_the_memory_budget_reads_chunks_again(tmp_path, media, monkeypatch):
+    with _store(tmp_path, media, "big.ts", codec="h264", audio="aac") as st:
+        write_clip(st, plan_clip(st, "cam", t(10), t(140)), tmp_path / "kept.mp4")
+        monkeypatch.setattr(clip_mod, "_KEEP_BYTES", 0)
+        write_clip(st, plan_clip(st, "cam", t(10), t(140)), tmp_path / "reread.mp4")
+    assert (tmp_path / "kept.mp4").read_bytes() == (tmp_path / "reread.mp4").read_bytes()
+
+
+def test_damaged_chunk_refuses_the_clip_and_leaves_no_partial_file(tmp_path, media):
+    with _store(tmp_path, media, "dmg.ts", codec="h264") as st:
+        plan = plan_clip(st, "cam", t(30), t(130))
+        part = plan.parts[-1]
+        c = part.chunks[-1]
+        path = st.layout.root / part.segment.path
+        with open(path, "r+b") as f:
+            f.seek(c.offset + c.length // 2)
+            b = f.read(1)
+            f.seek(c.offset + c.length // 2)
+            f.write(bytes([b[0] ^ 0xFF]))
+        out = tmp_path / "clip.mp4"
+        with pytest.raises(CorruptSegment, match="checksum"):
+            write_clip(st, plan, out)
+        assert not out.exists()
+
+
+def test_mp4_to_a_pipe_starts_with_the_index(tmp_path, media):
+    with _store(tmp_path, media, "pipe.ts", codec="h264") as st:
+        buf = io.BytesIO()
+        res = write_clip(st, plan_clip(st, "cam", t(0), t(50)), buf)
+    data = buf.getvalue()
+    assert data[4:8] == b"ftyp" and data.index(b"moov") < data.index(b"mdat")
+    assert res.bytes_written == len(data) and res.first_byte_s is not None
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
+    out, pos, end = [], start, len(data) if end is None else end
+    while pos < end:
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        out.append((kind, pos, size))
+        pos += size
+    return out
+
+
+def test_offsets_past_4_gib_switch_to_64_bit_chunk_offsets():
+    track = mp4.Mp4Track(1, "video", 90000, mp4.visual_entry("h264", 64, 64, b"\x01\x42\xc0\x1e"))
+    for i in range(3):
+        track.sizes.append(2_000_000_000)
+        track.dts.append(i * 3600)
+        track.cts.append(0)
+        track.chunk_offsets.append(i * 2_000_000_000)
+        track.chunk_samples.append(1)
+    track.sync.append(1)
+    head = mp4.layout([track], 6_000_000_000, 1_737_075_600, {})
+    kinds = [k for k, _, _ in _boxes(head)]
+    assert kinds == [b"ftyp", b"moov", b"mdat"]
+    assert b"co64" in head and b"stco" not in head
+    # mdat's 64-bit size covers its header and the payload.
+    assert int.from_bytes(head[-8:], "big") == 16 + 6_000_000_000
+    co64 = head.index(b"co64")
+    first = int.from_bytes(head[co64 + 12 : co64 + 20], "big")
+    assert first == len(head)  # the first sample starts right after the mdat header
+
+
+def test_high_profile_avcc_record_matches_ffmpegs(tmp_path):
+    raw = io.BytesIO()
+    with av.open(raw, "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        s.options = {"profile": "high", "preset": "veryfast", "bf": "0"}  # 8x8dct: High
+        import numpy as np
+
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 40, np.uint8), "rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    params = raw.getvalue().split(b"\x00\x00\x00\x01\x65")[0]  # everything before the IDR
+    ff = tmp_path / "ff.mp4"
+    src = tmp_path / "src.h264"
+    src.write_bytes(raw.getvalue())
+    with av.open(str(src)) as i, av.open(str(ff), "w") as o:
+        o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(video=0):
+            if p.size:
+                p.stream = o.streams.video[0]
+                o.mux(p)
+    with av.open(str(ff)) as c:
+        theirs = c.streams.video[0].codec_context.extradata
+    ours = mp4.avcc_record(params)
+    assert ours[1] == 100  # High
+    assert ours == theirs
+
+
+def test_list_time_conversions_round_exactly_like_the_scalar_ones():
+    import random
+
+    from vstore.timebase import ns_to_ticks, ticks_to_ns
+
+    rnd = random.Random(7)
+    values = [rnd.randint(-(10**13), 10**13) for _ in range(2000)] + [0, 1, -1, 4, -4, 5, -5]
+    for num, den in [(1, 90000), (1, 12800), (1001, 30000), (1, 48000), (1, 3)]:
+        assert clip_mod._ticks_to_ns_many(values, num, den, 17) == [
+            17 + ticks_to_ns(v, num, den) for v in values
+        ]
+    ns = [rnd.randint(-(10**15), 10**15) for _ in range(2000)] + [500_000_000, -500_000_000]
+    for scale in (90000, 48000, 3, 1000):
+        assert clip_mod._ns_to_ticks_many(ns, scale) == [ns_to_ticks(v, 1, scale) for v in ns]
