@@ -351,10 +351,12 @@ class _PlannedChunk:
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
 
 
-def _ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int) -> list[int]:
-    """``ticks_to_ns`` over a list (the same rounding: half away from zero)."""
+def _ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int, plus_ns: int = 0) -> list[int]:
+    """``plus_ns + ticks_to_ns(v)`` over a list (the same rounding: half away from zero)."""
     m, d2 = 2 * tb_num * NS_PER_S, 2 * tb_den
-    return [(v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2) for v in ticks]
+    return [
+        plus_ns + ((v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2)) for v in ticks
+    ]
 
 
 def _ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
@@ -501,7 +503,7 @@ class _NativeMp4:
                 else [i for i, x in enumerate(track) if x == tr]
             )
             tb = meta.tracks[tr].time_base
-            walls = [shift + w for w in _ticks_to_ns_many([pts[i] for i in idx], *tb)]
+            walls = _ticks_to_ns_many([pts[i] for i in idx], *tb, shift)
             if out.src.kind == "video":
                 # Cut in decode order after the last frame shown before `end`: with
                 # B-frames a reference shown after `end` is decoded before frames shown
@@ -516,7 +518,8 @@ class _NativeMp4:
             m = out.mp4
             scale = m.timescale
             p_out = _ns_to_ticks_many([walls[k] - start for k in keep], scale)
-            c_out = _ns_to_ticks_many(_ticks_to_ns_many([pts[i] - dts[i] for i in sel], *tb), scale)
+            cts = [pts[i] - dts[i] for i in sel]
+            c_out = _ns_to_ticks_many(_ticks_to_ns_many(cts, *tb), scale) if any(cts) else cts
             base = len(m.dts)
             m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
             m.cts.extend(c_out)
