@@ -20,6 +20,9 @@ venv: $(STAMP)
 
 # Rebuild the compiled twins whenever a .pyx/.pxd changes (editable installs compile only once).
 build: $(STAMP) vstore/_ext/.built
+	@# Bytecode, as a wheel install compiles it: with PYTHONDONTWRITEBYTECODE set (CI, some
+	@# shells) every command would otherwise recompile vstore on start-up.
+	@$(VPY) -m compileall -q vstore tools > /dev/null
 
 vstore/_ext/.built: $(wildcard ext/*.pyx ext/*.pxd) setup.py | $(STAMP)
 	$(VPY) setup.py -q build_ext --inplace

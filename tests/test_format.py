@@ -112,3 +112,25 @@ def test_zstd_table_used_when_it_pays():
     assert cols.dts == [i * 3600 for i in range(50)]
     with pytest.raises(CorruptSegment):
         fmt.decode_table(stored[:-3], codec, 50)
+
+
+def test_tables_compressed_and_read_by_many_threads_at_once_stay_whole():
+    """Camera writers compress, and readers decompress, packet tables on their own threads
+    at the same time (a shared zstd context once garbled tables under load)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(seed: int) -> int:
+        bad = 0
+        for rep in range(150):
+            t = PacketTable()
+            n = 200 + (seed * 37 + rep) % 300
+            for i in range(n):
+                t.append(i * 3600 + seed, i * 3600 + seed, 1000 + (i * seed) % 5000, i == 0, 0)
+            raw = t.pack()
+            stored, codec = fmt.encode_table(raw, n)
+            cols = fmt.decode_table(stored, codec, n)
+            bad += cols.size != [1000 + (i * seed) % 5000 for i in range(n)]
+        return bad
+
+    with ThreadPoolExecutor(4) as ex:
+        assert sum(ex.map(work, range(1, 9))) == 0

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -39,9 +36,8 @@ from vstore.mp4 import (
 )
 from vstore.mp4 import layout as mp4_layout
 from vstore.segment_reader import SegmentReader, chunk_packets
-from vstore.segment_writer import GAP_TOLERANCE_NS
 from vstore.store import Store
-from vstore.timebase import NS_PER_S, TimeRange, format_time, ns_to_ticks
+from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, format_time, ns_to_ticks
 
 FORMATS = ("mp4", "fmp4", "ts")
 MAX_CLIP_NS = 7 * 86400 * NS_PER_S  # a limit on everything: one request, at most a week
@@ -58,8 +54,7 @@ _AUDIO_OK = {
 }
 
 
-@dataclass(frozen=True)
-class ClipPart:
+class ClipPart(NamedTuple):
     """Consecutive chunks of one segment that the clip reads."""
 
     segment: SegmentRow
@@ -70,19 +65,37 @@ class ClipPart:
         return sum(c.length for c in self.chunks)
 
 
-@dataclass
 class ClipPlan:
-    """What a clip will contain, resolved from the index without reading payloads."""
+    """What a clip will contain, resolved from the index without reading payloads. Building
+    the clip may shorten it (``end_ns``) and add ``notes``."""
 
-    camera: str
-    requested: TimeRange
-    start_ns: int  # first frame shown (>= requested start when footage begins later)
-    end_ns: int  # end of the last frame included (<= requested end)
-    preroll_ns: int  # keyframe the decoder starts from (<= start_ns)
-    parts: list[ClipPart]
-    gaps: list[tuple[int, int]]
-    events: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        camera: str,
+        requested: TimeRange,
+        start_ns: int,
+        end_ns: int,
+        preroll_ns: int,
+        parts: list[ClipPart],
+        gaps: list[tuple[int, int]],
+        events: list[dict[str, Any]],
+        notes: list[str] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.requested = requested
+        self.start_ns = start_ns  # first frame shown (>= requested start if footage is later)
+        self.end_ns = end_ns  # end of the last frame included (<= requested end)
+        self.preroll_ns = preroll_ns  # keyframe the decoder starts from (<= start_ns)
+        self.parts = parts
+        self.gaps = gaps
+        self.events = events
+        self.notes = notes if notes is not None else []
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipPlan(camera={self.camera!r}, start_ns={self.start_ns}, end_ns={self.end_ns}, "
+            f"parts={len(self.parts)}, gaps={self.gaps!r}, notes={self.notes!r})"
+        )
 
     @property
     def bytes(self) -> int:
@@ -180,8 +193,7 @@ def _adts_to_asc(frame: bytes) -> tuple[bytes, int] | None:
     return asc.to_bytes(2, "big"), header
 
 
-@dataclass
-class ClipResult:
+class ClipResult(NamedTuple):
     plan: ClipPlan
     format: str
     bytes_written: int
@@ -259,6 +271,8 @@ def write_clip(
     staged: Path | None = None
     sink: _CountingSink | None = None
     if format == "mp4" and not isinstance(out, str | os.PathLike):
+        import tempfile
+
         store.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(suffix=".mp4", dir=store.layout.tmp_dir)
         os.close(fd)
@@ -327,15 +341,16 @@ _KEEP_BYTES = 64 << 20
 _BLOCK_BYTES = 1 << 20  # output is written in blocks of about this size
 
 
-@dataclass
 class _TrackOut:
     """One output track of a native MP4: where its samples go and how they are framed."""
 
-    src: fmt.TrackInfo
-    mp4: Mp4Track
-    adts: bool = False  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
-    annexb: bool = False  # Annex-B video: rewrite start codes as 4-byte lengths
-    asc: bytes = b""  # AudioSpecificConfig
+    __slots__ = ("adts", "annexb", "asc", "mp4", "src")
+
+    def __init__(self, src: fmt.TrackInfo, mp4: Mp4Track, adts: bool, annexb: bool, asc: bytes):
+        self.src, self.mp4 = src, mp4
+        self.adts = adts  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
+        self.annexb = annexb  # Annex-B video: rewrite start codes as 4-byte lengths
+        self.asc = asc  # AudioSpecificConfig (found in the first ADTS header if not recorded)
 
 
 class _Pieces(NamedTuple):
@@ -343,8 +358,7 @@ class _Pieces(NamedTuple):
     bufs: list[bytes | memoryview]  # the samples' bytes, in order
 
 
-@dataclass
-class _PlannedChunk:
+class _PlannedChunk(NamedTuple):
     reader: SegmentReader
     row: ChunkRow
     samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
@@ -702,6 +716,8 @@ def _mux_plan(
     dropped: list[str],
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    from fractions import Fraction
+
     import av
 
     first = plan.parts[0].segment

@@ -6,10 +6,8 @@ that nothing downstream has to re-check them.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vstore.errors import ConfigError
 
@@ -68,8 +66,7 @@ legal_hold = true                   # also put S3 object legal holds on held, ti
 """
 
 
-@dataclass(frozen=True, slots=True)
-class CameraSettings:
+class CameraSettings(NamedTuple):
     """Settings that a camera's writer uses; store-wide values with per-camera overrides."""
 
     segment_duration_s: float = 60.0
@@ -97,8 +94,7 @@ class CameraSettings:
             raise ConfigError(f'{where}: demuxer must be "auto" or "ffmpeg"')
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
+class RetentionPolicy(NamedTuple):
     """How long and how much of one camera's footage to keep (None: no limit)."""
 
     max_age_ns: int | None = None
@@ -114,14 +110,13 @@ class RetentionPolicy:
 DISK_FULL_ACTIONS = ("overwrite-oldest", "stop-recording")
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionConfig:
+class RetentionConfig(NamedTuple):
     """[retention]: a default policy, per-group and per-camera policies, the disk watermark
     and the declared disk-full behaviour."""
 
-    default: RetentionPolicy = field(default_factory=RetentionPolicy)
-    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = field(default_factory=dict)
-    cameras: dict[str, RetentionPolicy] = field(default_factory=dict)
+    default: RetentionPolicy = RetentionPolicy()
+    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = {}  # noqa: RUF012 - shared default, never mutated
+    cameras: dict[str, RetentionPolicy] = {}  # noqa: RUF012 - shared default, never mutated
     min_free_bytes: int | None = None
     min_free_ratio: float | None = None
     disk_full: str = "overwrite-oldest"
@@ -131,14 +126,13 @@ class RetentionConfig:
         return _for_camera(camera_id, self.cameras, self.groups, self.default)
 
 
-@dataclass(frozen=True, slots=True)
-class TierConfig:
+class TierConfig(NamedTuple):
     """[tier]: where cold segments go and when (``vstore tier run``)."""
 
     url: str | None = None  # s3://BUCKET/PREFIX or a directory
     older_than_ns: int = 7 * 86400 * 10**9
-    groups: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)
-    cameras: dict[str, int] = field(default_factory=dict)  # per-camera hot age
+    groups: dict[str, tuple[tuple[str, ...], int]] = {}  # noqa: RUF012 - shared default, never mutated
+    cameras: dict[str, int] = {}  # per-camera hot age  # noqa: RUF012 - shared default, never mutated
     parallel: int = 2  # concurrent uploads
     max_rate_bytes: int | None = None  # upload bandwidth cap (bytes/s) shared by all uploads
     cache_bytes: int = 1024**3  # local cache of ranged reads from the tier
@@ -159,12 +153,11 @@ def _for_camera(camera_id: str, cameras: dict[str, Any], groups: dict[str, Any],
     return default
 
 
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    defaults: CameraSettings = field(default_factory=CameraSettings)
-    cameras: dict[str, CameraSettings] = field(default_factory=dict)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    tier: TierConfig = field(default_factory=TierConfig)
+class StoreConfig(NamedTuple):
+    defaults: CameraSettings = CameraSettings()
+    cameras: dict[str, CameraSettings] = {}  # noqa: RUF012 - shared default, never mutated
+    retention: RetentionConfig = RetentionConfig()
+    tier: TierConfig = TierConfig()
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -278,7 +271,7 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
     return RetentionConfig(default, groups, cameras, min_free_bytes, min_free_ratio, disk_full)
 
 
-_NAMES = {f.name for f in fields(CameraSettings)}
+_NAMES = set(CameraSettings._fields)
 
 
 def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> CameraSettings:
@@ -286,22 +279,22 @@ def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> Camera
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
-    for f in fields(CameraSettings):
-        if f.name not in table:
+    for name in CameraSettings._fields:
+        if name not in table:
             continue
-        v = table[f.name]
-        if f.name in ("url", "demuxer"):
+        v = table[name]
+        if name in ("url", "demuxer"):
             if not isinstance(v, str):
-                raise ConfigError(f"{where}: {f.name} must be a string")
-        elif f.name in ("max_chunk_bytes", "queue_packets"):
+                raise ConfigError(f"{where}: {name} must be a string")
+        elif name in ("max_chunk_bytes", "queue_packets"):
             if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"{where}: {f.name} must be an integer")
+                raise ConfigError(f"{where}: {name} must be an integer")
         elif not isinstance(v, int | float) or isinstance(v, bool):
-            raise ConfigError(f"{where}: {f.name} must be a number")
+            raise ConfigError(f"{where}: {name} must be a number")
         else:
             v = float(v)
-        values[f.name] = v
-    out = replace(base, **values)
+        values[name] = v
+    out = base._replace(**values)
     out.validate(where)
     return out
 
@@ -310,6 +303,8 @@ def load_config(path: Path) -> StoreConfig:
     """Parse vstore.toml; a missing file means all defaults."""
     if not path.exists():
         return StoreConfig()
+    import tomllib  # only when there is a file: start-up of read-only commands stays short
+
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

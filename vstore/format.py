@@ -12,11 +12,11 @@ import base64
 import json
 import struct
 import sys
+import threading
 import zlib
 from array import array
-from dataclasses import asdict, dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import zstandard
 
@@ -63,8 +63,7 @@ TRAILER = struct.Struct("<QII32s8s")  # footer_offset, footer_len, footer_crc, s
 TRAILER_BYTES = TRAILER.size  # 56
 
 
-@dataclass(frozen=True)
-class TrackInfo:
+class TrackInfo(NamedTuple):
     """One elementary stream of a segment, enough to remux it with no other source."""
 
     index: int
@@ -79,7 +78,7 @@ class TrackInfo:
     bitstream: str = ""  # video: "annexb" or "avcc" (length-prefixed, 4-byte lengths)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self._asdict()
         d["time_base"] = list(self.time_base)
         d["extradata"] = base64.b64encode(self.extradata).decode()
         return d
@@ -92,8 +91,7 @@ class TrackInfo:
         return cls(**d)
 
 
-@dataclass(frozen=True)
-class SegmentMeta:
+class SegmentMeta(NamedTuple):
     """Header metadata: who, which tracks, and how media time maps to wall time.
 
     wall_ns(ts) = anchor_wall_ns + ticks_to_ns(ts, tb) - anchor_media_ns (docs/design/time.md).
@@ -106,7 +104,7 @@ class SegmentMeta:
     anchor_media_ns: int
     created_ns: int
     store_uuid: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = {}  # noqa: RUF012 - shared default, never mutated
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -164,21 +162,31 @@ def unpack_header(buf: bytes) -> tuple[SegmentMeta, int]:
         raise CorruptSegment(f"segment header unreadable: {exc}") from exc
 
 
-_zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-_zd = zstandard.ZstdDecompressor()
+# python-zstandard's (de)compressor objects must not be used by two threads at once (they
+# release the GIL mid-call and share one context): every thread gets its own pair.
+_zstd = threading.local()
+
+
+def _codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    pair = getattr(_zstd, "pair", None)
+    if pair is None:
+        pair = _zstd.pair = (
+            zstandard.ZstdCompressor(level=ZSTD_LEVEL),
+            zstandard.ZstdDecompressor(),
+        )
+    return pair
 
 
 def encode_table(raw: bytes, packet_count: int) -> tuple[bytes, int]:
     """Compress a packed packet table where it pays; returns (stored bytes, TABLE_* codec)."""
     if packet_count >= ZSTD_MIN_PACKETS:
-        z = _zc.compress(raw)
+        z = _codecs()[0].compress(raw)
         if len(z) < len(raw) * 0.8:
             return z, TABLE_ZSTD
     return raw, TABLE_RAW
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkHeader:
+class ChunkHeader(NamedTuple):
     chunk_len: int
     packet_count: int
     table_len: int
@@ -221,8 +229,7 @@ def unpack_chunk_header(buf: bytes | memoryview, offset: int = 0) -> ChunkHeader
     return ChunkHeader(clen, n, tlen, codec, flags, start, end)
 
 
-@dataclass(frozen=True)
-class PacketColumns:
+class PacketColumns(NamedTuple):
     """A chunk's decoded packet table as plain lists (one entry per packet), plus payload
     offsets. Lists, not arrays: readers walk them packet by packet, and leaving NumPy out of
     the read path keeps `vstore` commands quick to start."""
@@ -251,7 +258,7 @@ def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumn
     raw: bytes | memoryview
     if codec == TABLE_ZSTD:
         try:
-            raw = _zd.decompress(bytes(stored), max_output_size=n * PTABLE_ROW_BYTES)
+            raw = _codecs()[1].decompress(bytes(stored), max_output_size=n * PTABLE_ROW_BYTES)
         except zstandard.ZstdError as exc:
             raise CorruptSegment(f"packet table does not decompress: {exc}") from exc
     else:
@@ -268,8 +275,7 @@ def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumn
     return PacketColumns(dts, pts, size, flags, track, offset)
 
 
-@dataclass(frozen=True, slots=True)
-class DirEntry:
+class DirEntry(NamedTuple):
     offset: int
     length: int
     start_ns: int
@@ -301,8 +307,7 @@ def unpack_footer(buf: bytes) -> tuple[list[DirEntry], int]:
     return entries, end_ns
 
 
-@dataclass(frozen=True, slots=True)
-class Trailer:
+class Trailer(NamedTuple):
     footer_offset: int
     footer_len: int
     footer_crc: int

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -87,8 +86,7 @@ class ChunkRow(NamedTuple):
             raise VstoreError(f"corrupt chunk row in the index: {key.hex()}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentRow:
+class SegmentRow(NamedTuple):
     """A segment file's catalog row; state is "open" while written, "sealed" after."""
 
     camera_num: int
@@ -131,8 +129,7 @@ class SegmentRow:
         return cls(camera_num=cam, **d)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A discontinuity or other timeline event: kind, wall time, and free-form detail."""
 
     camera_num: int

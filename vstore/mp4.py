@@ -18,7 +18,6 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from vstore.errors import CorruptSegment
@@ -38,25 +37,32 @@ def full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
     return box(kind, struct.pack(">I", (version << 24) | flags), *parts)
 
 
-@dataclass
 class Mp4Track:
     """One track's samples. Times are in ``timescale`` units; ``dts`` may start below zero
     (the pre-roll a decoder needs before the clip's first shown frame, at time 0)."""
 
-    track_id: int
-    kind: str  # "video" | "audio"
-    timescale: int
-    sample_entry: bytes  # the stsd entry box (avc1, hvc1, mp4a)
-    width: int = 0
-    height: int = 0
-    sizes: array = field(default_factory=lambda: array("I"))
-    dts: array = field(default_factory=lambda: array("q"))
-    cts: array = field(default_factory=lambda: array("q"))  # pts - dts
-    sync: array = field(default_factory=lambda: array("I"))  # 1-based keyframe numbers
-    chunk_offsets: array = field(default_factory=lambda: array("Q"))  # from the mdat payload
-    chunk_samples: array = field(default_factory=lambda: array("I"))
-    last_duration: int = 0  # the last sample's duration (there is no next dts)
-    end_limit: int | None = None  # presentation ends here at the latest (the clip's end)
+    def __init__(
+        self,
+        track_id: int,
+        kind: str,
+        timescale: int,
+        sample_entry: bytes,
+        width: int = 0,
+        height: int = 0,
+    ) -> None:
+        self.track_id = track_id
+        self.kind = kind  # "video" | "audio"
+        self.timescale = timescale
+        self.sample_entry = sample_entry  # the stsd entry box (avc1, hvc1, mp4a)
+        self.width, self.height = width, height
+        self.sizes = array("I")
+        self.dts = array("q")
+        self.cts = array("q")  # pts - dts
+        self.sync = array("I")  # 1-based keyframe numbers
+        self.chunk_offsets = array("Q")  # from the start of the mdat payload
+        self.chunk_samples = array("I")
+        self.last_duration = 0  # the last sample's duration (there is no next dts)
+        self.end_limit: int | None = None  # presentation ends here at the latest
 
     def durations(self) -> list[int]:
         """Each sample's duration: the next sample's dts minus its own (at least 1)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
     """One compressed access unit (video) or audio frame, as demuxed; never decoded.
 
     ``pts``/``dts`` are in the track's time base (None when the source did not say);

@@ -763,9 +763,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
                 ),
             )
             store.index.commit(marker, sync=True)
-            from dataclasses import replace
-
-            meta = replace(rd.meta, segment_id=new_id, created_ns=store.clock.wall_ns())
+            meta = rd.meta._replace(segment_id=new_id, created_ns=store.clock.wall_ns())
             sf = SegmentFile(store.fs, store.layout.root, relpath, meta)
             try:
                 moved = [sf.append_raw_chunk(rd.src.read(e.offset, e.length), e) for e in to_copy]

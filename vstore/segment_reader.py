@@ -7,13 +7,11 @@ checksums, which is how recovery finds the last whole chunk of a torn segment.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from vstore import format as fmt
 from vstore.errors import CorruptSegment, NotFound
@@ -83,8 +81,7 @@ class TierSource:
         return self.tier.get(self.key, ByteRange(offset, length))
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):
     header: fmt.ChunkHeader
     columns: fmt.PacketColumns
     payload: bytes
@@ -120,8 +117,7 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     return Chunk(h, cols, payload, crc)
 
 
-@dataclass(frozen=True)
-class ScanResult:
+class ScanResult(NamedTuple):
     meta: fmt.SegmentMeta
     header_len: int
     entries: list[fmt.DirEntry]
@@ -215,6 +211,8 @@ class SegmentReader:
         """Full check in one pass over the bytes: structure, every chunk's checksum and
         tables, and the content SHA-256. Returns the SHA-256 of the whole file (what an
         object store verifies an upload against), so nothing needs a second read."""
+        import hashlib
+
         t = self.trailer()
         entries = self.directory()
         content, whole = hashlib.sha256(), hashlib.sha256()

@@ -15,7 +15,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -27,7 +27,7 @@ from vstore.errors import StorageFull, UsageError, VstoreError
 from vstore.fsutil import Fs, create_durably, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
-from vstore.timebase import NS_PER_S, ticks_to_ns
+from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, ticks_to_ns
 
 if TYPE_CHECKING:
     from vstore.store import Store
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRAP_33 = 1 << 33
-GAP_TOLERANCE_NS = NS_PER_S // 2  # shorter joins between runs are not gaps
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
 _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 
@@ -75,7 +74,7 @@ class SegmentFile:
         except OSError as exc:
             raise translate_oserror(exc, f"writing {self.path}") from exc
         self._sha.update(raw)
-        moved = replace(entry, offset=self.offset)
+        moved = entry._replace(offset=self.offset)
         self.entries.append(moved)
         self.offset += len(raw)
         self.packet_count += entry.packet_count
@@ -644,7 +643,7 @@ class CameraWriter:
         tracks = list(self._tracks_info)
         v = tracks[self._video]
         if self._params and v.bitstream != "avcc" and self._params != v.extradata:
-            tracks[self._video] = replace(v, extradata=self._params)
+            tracks[self._video] = v._replace(extradata=self._params)
         meta = fmt.SegmentMeta(
             camera=self.camera_id,
             segment_id=seg_id,
@@ -802,8 +801,7 @@ class CameraWriter:
         except VstoreError:
             seg.abandon()  # the open marker stays: recovery seals it (R2)
             raise
-        row = replace(
-            seg_row,
+        row = seg_row._replace(
             end_ns=end_ns,
             state="sealed",
             size_bytes=size,

@@ -8,15 +8,13 @@ work while another process records.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from vstore import format as fmt
 from vstore import layout
@@ -27,10 +25,11 @@ from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
-from vstore.segment_writer import GAP_TOLERANCE_NS, CameraWriter
-from vstore.timebase import NS_PER_S, TimeRange
+from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from vstore.segment_writer import CameraWriter
+
 
 DEFAULT_STORE = "./vstore-data"
 
@@ -40,17 +39,29 @@ def resolve_store_path(arg: str | None) -> Path:
     return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
 
 
-@dataclass
 class RecoveryReport:
-    recovered_segments: int = 0
-    recovered_chunks: int = 0
-    discarded_segments: int = 0
-    truncated_bytes: int = 0
-    messages: list[str] = field(default_factory=list)
+    """What opening the store repaired (counts grow while recovery runs)."""
+
+    __slots__ = (
+        "discarded_segments",
+        "messages",
+        "recovered_chunks",
+        "recovered_segments",
+        "truncated_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.recovered_segments = 0
+        self.recovered_chunks = 0
+        self.discarded_segments = 0
+        self.truncated_bytes = 0
+        self.messages: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"RecoveryReport({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
-@dataclass(frozen=True)
-class CameraSummary:
+class CameraSummary(NamedTuple):
     camera: str
     first_ns: int | None
     last_ns: int | None
@@ -77,8 +88,7 @@ class CameraSummary:
         }
 
 
-@dataclass(frozen=True)
-class Timeline:
+class Timeline(NamedTuple):
     camera: str
     range: TimeRange
     covered: list[tuple[int, int]]
@@ -148,7 +158,9 @@ class Store:
             try:
                 w.close()
             except VstoreError as exc:
-                log.error("closing writer %s: %s", w.camera_id, exc)
+                import logging
+
+                logging.getLogger(__name__).error("closing writer %s: %s", w.camera_id, exc)
         if self._sealer is not None:
             self._sealer.shutdown(wait=True)  # writers waited for theirs; nothing is left
             self._sealer = None
@@ -194,6 +206,8 @@ class Store:
             stream_map = getattr(tracks, "stream_to_track", None)
             if stream_map is not None:
                 tracks = tracks.tracks
+            from vstore.segment_writer import CameraWriter  # writers only: readers start faster
+
             w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
             self._writers[camera_id] = w
             return w

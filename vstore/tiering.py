@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from vstore import format as fmt
@@ -105,7 +105,7 @@ def tier_segment(
     # points at it there (when the bucket has S3 Object Lock).
     holds = covering_holds(store, camera, row.start_ns, row.end_ns)
     object_hold = bool(holds) and store.config.tier.legal_hold and tier.set_legal_hold(key, True)
-    moved = replace(row, location=tier.url, path=key)
+    moved = row._replace(location=tier.url, path=key)
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
     b.put(

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
+from typing import NamedTuple, Self
 
 from vstore.errors import UsageError
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
+GAP_TOLERANCE_NS = NS_PER_S // 2  # footage further apart than this has a gap between
 
 _UNITS_NS = {
     "ns": 1,
@@ -65,6 +65,8 @@ def parse_duration_ns(text: str) -> int:
             raise UsageError(f"negative duration: {text!r}")
         return round(seconds * NS_PER_S)
     pos = 0
+    from fractions import Fraction
+
     total = Fraction(0)
     for m in _DURATION_RE.finditer(s):
         if m.start() != pos:
@@ -135,19 +137,22 @@ def format_duration(ns: int) -> str:
     return f"{m}m{sec:02d}s"
 
 
-@dataclass(frozen=True, slots=True)
-class TimeRange:
-    """A half-open wall-clock range [start_ns, end_ns) in UTC nanoseconds."""
-
+class _Range(NamedTuple):
     start_ns: int
     end_ns: int
 
-    def __post_init__(self) -> None:
-        if self.end_ns <= self.start_ns:
+
+class TimeRange(_Range):
+    """A half-open wall-clock range [start_ns, end_ns) in UTC nanoseconds."""
+
+    __slots__ = ()
+
+    def __new__(cls, start_ns: int, end_ns: int) -> Self:
+        if end_ns <= start_ns:
             raise UsageError(
-                f"empty or inverted time range: {format_time(self.start_ns)} .. "
-                f"{format_time(self.end_ns)}"
+                f"empty or inverted time range: {format_time(start_ns)} .. {format_time(end_ns)}"
             )
+        return super().__new__(cls, start_ns, end_ns)
 
     @property
     def duration_ns(self) -> int:

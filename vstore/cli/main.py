@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 COMMANDS = {
@@ -30,9 +29,14 @@ COMMANDS = {
     "audit": ("vstore.cli.audit", "the permanent log of holds, deletions and tiering"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }
+# Short read-only commands skip logging set-up unless -v is given (its import is a good part
+# of a fresh process's start-up); their rare warnings still reach stderr, unformatted.
+QUICK_COMMANDS = {"clip", "snapshot", "ls", "timeline", "audit"}
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    """The parser with every subcommand, or with just ``only`` (what a run needs: building
+    all of them imports every command module, a good part of a short command's start-up)."""
     from vstore._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -47,6 +51,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     for name, (modname, helptext) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=helptext, description=mod.__doc__)
         mod.add_arguments(p)
@@ -54,14 +60,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     return parser, modules
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named in argv (after the global -v flags), if it is a known one."""
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if arg not in ("-v", "-vv", "--verbose"):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser, modules = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose or args.command not in QUICK_COMMANDS:
+        import logging
+
+        level = logging.WARNING - 10 * min(args.verbose, 2)
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vstore.errors import VstoreError
 
     try:
