@@ -74,6 +74,20 @@ def test_clip_library_mp4(benchmark, footage):
     st.close()
 
 
+def test_clip_library_mp4_ffmpeg_muxer(benchmark, footage):
+    """Before: the same library call through FFmpeg's MP4 muxer (PyAV), as vstore did."""
+    st = open_store(footage["store"], read_only=True)
+    out = footage["tmp"] / "lib-ff.mp4"
+    s, e = T0 + footage["start"] * NS, T0 + footage["end"] * NS
+
+    def run():
+        return write_clip(st, plan_clip(st, "cam", s, e), out, muxer="ffmpeg")
+
+    res = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert res.video_packets >= (footage["end"] - footage["start"]) * 25
+    st.close()
+
+
 def test_clip_library_first_byte(benchmark, footage):
     """Library call: time to the first byte of a streamed (fMP4) clip."""
     st = open_store(footage["store"], read_only=True)

@@ -191,6 +191,19 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 (lib / ff <= 0.1) if ff else None,
             )
         )
+        if "test_clip_library_mp4_ffmpeg_muxer" in by:
+            before = med("test_clip_library_mp4_ffmpeg_muxer")
+            figs.append(
+                figure(
+                    "clip 60 s of 1 h, library call: vstore's MP4 writer vs FFmpeg's muxer",
+                    lib * 1000,
+                    "ms",
+                    before * 1000,
+                    "report",
+                    None,
+                    "the muxer vstore used before (PyAV), same plan, same run",
+                )
+            )
         ttfb = by["test_clip_library_first_byte"]["extra_info"]["first_byte_s_median"]
         ff_ttfb = (
             by["test_clip_ffmpeg_first_byte"]["extra_info"]["first_byte_s_median"]

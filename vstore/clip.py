@@ -507,36 +507,43 @@ class _NativeMp4:
         shift = meta.anchor_wall_ns - meta.anchor_media_ns
         pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
         picked: list[tuple[int, list[int]]] = []
-        for tr in sorted(set(track)):
+        present = sorted(set(track))
+        for tr in present:
             out = self.tracks.get(tr)
             if out is None:
                 continue
-            idx = (
-                list(range(len(track)))
-                if len(set(track)) == 1
-                else [i for i, x in enumerate(track) if x == tr]
-            )
+            one = len(present) == 1
+            idx = range(len(track)) if one else [i for i, x in enumerate(track) if x == tr]
             tb = meta.tracks[tr].time_base
-            walls = _ticks_to_ns_many([pts[i] for i in idx], *tb, shift)
+            walls = _ticks_to_ns_many(pts if one else [pts[i] for i in idx], *tb, shift - start)
+            end_rel = end - start
             if out.src.kind == "video":
                 # Cut in decode order after the last frame shown before `end`: with
                 # B-frames a reference shown after `end` is decoded before frames shown
                 # before it, so it stays in (the edit list hides it) or they cannot decode.
-                last = max((k for k, w in enumerate(walls) if w < end), default=-1)
-                keep = range(last + 1)
+                if walls and walls[-1] < end_rel and max(walls) < end_rel:
+                    last = len(walls) - 1  # the whole GOP is inside: the usual case
+                else:
+                    last = max((k for k, w in enumerate(walls) if w < end_rel), default=-1)
+                keep: range | list[int] = range(last + 1)
             else:
-                keep = [k for k, w in enumerate(walls) if start <= w < end]
+                keep = [k for k, w in enumerate(walls) if 0 <= w < end_rel]
             if not keep:
                 continue
-            sel = [idx[k] for k in keep]
+            whole = len(keep) == len(walls)
+            sel = list(idx) if whole else [idx[k] for k in keep]
             m = out.mp4
             scale = m.timescale
-            p_out = _ns_to_ticks_many([walls[k] - start for k in keep], scale)
+            p_out = _ns_to_ticks_many(walls if whole else [walls[k] for k in keep], scale)
             cts = [pts[i] - dts[i] for i in sel]
-            c_out = _ns_to_ticks_many(_ticks_to_ns_many(cts, *tb), scale) if any(cts) else cts
             base = len(m.dts)
-            m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
-            m.cts.extend(c_out)
+            if any(cts):
+                c_out = _ns_to_ticks_many(_ticks_to_ns_many(cts, *tb), scale)
+                m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
+                m.cts.extend(c_out)
+            else:
+                m.dts.extend(p_out)
+                m.cts.extend(cts)
             m.sync.extend([base + n + 1 for n, i in enumerate(sel) if flags[i] & fmt.PKT_KEY])
             picked.append((tr, sel))
         return picked

@@ -14,6 +14,7 @@ relative to the mdat payload and shifted by the header size it produces (see ``l
 from __future__ import annotations
 
 import itertools
+import operator
 import struct
 import sys
 from array import array
@@ -67,7 +68,9 @@ class Mp4Track:
     def durations(self) -> list[int]:
         """Each sample's duration: the next sample's dts minus its own (at least 1)."""
         d = self.dts
-        out = [max(1, b - a) for a, b in itertools.pairwise(d)]
+        out = list(map(operator.sub, d[1:], d))
+        if out and min(out) < 1:  # never in order: a damaged source; keep the table valid
+            out = [max(1, x) for x in out]
         if len(d):
             out.append(max(1, self.last_duration or (out[-1] if out else 1)))
         return out
@@ -81,14 +84,11 @@ class Mp4Track:
         return max(0, first), max(end, max(0, first))
 
 
-def _runs(values: Sequence[int]) -> list[tuple[int, int]]:
-    """Run-length pairs (count, value)."""
-    out: list[tuple[int, int]] = []
-    for v in values:
-        if out and out[-1][1] == v:
-            out[-1] = (out[-1][0] + 1, v)
-        else:
-            out.append((1, v))
+def _runs(values: Sequence[int]) -> list[int]:
+    """Run-length pairs (count, value), flattened."""
+    out: list[int] = []
+    for v, group in itertools.groupby(values):
+        out += (sum(1 for _ in group), v)
     return out
 
 
@@ -118,21 +118,14 @@ def _tables(t: Mp4Track, durs: list[int]) -> bytes:
     n = len(t.sizes)
     stsd = full_box(b"stsd", 0, 0, struct.pack(">I", 1), t.sample_entry)
     stts_runs = _runs(durs)
-    stts = full_box(
-        b"stts",
-        0,
-        0,
-        struct.pack(">I", len(stts_runs)),
-        _be("I", [x for r in stts_runs for x in r]),
-    )
+    stts = full_box(b"stts", 0, 0, struct.pack(">I", len(stts_runs) // 2), _be("I", stts_runs))
     boxes = [stsd, stts]
     if any(t.cts):
         ctts_runs = _runs(t.cts)
-        signed = any(c < 0 for c in t.cts)
-        flat = [x for r in ctts_runs for x in r]
-        body = _be("i", flat) if signed else _be("I", flat)
+        signed = min(t.cts) < 0
+        body = _be("i", ctts_runs) if signed else _be("I", ctts_runs)
         boxes.append(
-            full_box(b"ctts", 1 if signed else 0, 0, struct.pack(">I", len(ctts_runs)), body)
+            full_box(b"ctts", 1 if signed else 0, 0, struct.pack(">I", len(ctts_runs) // 2), body)
         )
     if t.kind == "video" and len(t.sync) != n:
         boxes.append(full_box(b"stss", 0, 0, struct.pack(">I", len(t.sync)), _be("I", t.sync)))
