@@ -194,3 +194,30 @@ def test_probe_of_a_stream_without_keyframes_is_a_clear_error(streams):
 def test_streams_the_native_path_cannot_frame_go_to_ffmpeg(streams):
     pr = _probe_bytes(streams["h264"], "tcp://cam", tracks_from_av, framed={256: 0x1B})
     assert not pr.native  # the AAC PID is not framed natively: FFmpeg demuxes this source
+
+
+def test_udp_read_returns_what_is_queued_without_waiting_for_more():
+    """A read drains the datagrams already queued and returns: it must not wait for a full
+    READ_BYTES (a quiet camera would stall the read until the no-data timeout)."""
+    import socket
+    import time
+
+    from vstore.mpegts import TsSocket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_sock:
+        probe_sock.bind(("127.0.0.1", 0))
+        port = probe_sock.getsockname()[1]
+    ts = TsSocket(f"udp://127.0.0.1:{port}", timeout_s=3.0)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for i in range(3):
+                tx.sendto(bytes([0x47]) + bytes([i]) * 187 * 7, ("127.0.0.1", port))
+        t = time.monotonic()
+        data = ts.read()
+        assert len(data) == 3 * (1 + 187 * 7) and time.monotonic() - t < 1.0
+        t = time.monotonic()
+        with pytest.raises(SourceError, match="no data for 3 s"):
+            ts.read()  # nothing more arrives: a clear error after the timeout, not a hang
+        assert 2.5 < time.monotonic() - t < 5.0
+    finally:
+        ts.close()

@@ -11,6 +11,7 @@ other than AAC in ADTS) are left to FFmpeg (``ingest``), as are URLs with option
 from __future__ import annotations
 
 import io
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from urllib.parse import urlsplit
 from vstore import _native
 from vstore.errors import SourceError
 
-READ_BYTES = 64 * 1024  # bounds what one queue item holds when the writer falls behind
-READ_INTERVAL_S = 0.04
+READ_BYTES = 256 * 1024  # bounds what one queue item holds when the writer falls behind
+READ_INTERVAL_S = 0.1
 PROBE_MAX_BYTES = 16 * 1024 * 1024
 PROBE_MAX_S = 10.0
 PROBE_AUDIO_WAIT_S = 1.0  # after the first keyframe, how long to wait for listed audio
@@ -61,7 +62,11 @@ class TsSocket:
                 self.sock = self._bind_udp(host, port)
         except OSError as exc:
             raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
-        self.sock.settimeout(timeout_s)
+        # Non-blocking, with the wait done here (poll): a drain of what is queued must never
+        # wait (Python waits out the socket timeout even for MSG_DONTWAIT on a timed socket).
+        self.sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self.sock.fileno(), select.POLLIN)
 
     @staticmethod
     def _bind_udp(host: str, port: int) -> socket.socket:
@@ -89,32 +94,46 @@ class TsSocket:
         """The next bytes; b"" when a TCP camera closed the connection.
 
         Reads are paced to at most one per READ_INTERVAL_S: the kernel buffers what arrives
-        meanwhile, so a 4 Mbit/s camera costs ~20 wake-ups a second instead of one per
+        meanwhile, so a 4 Mbit/s camera costs ~10 wake-ups a second instead of one per
         network packet (a UDP camera sends ~400 datagrams a second; all that are waiting are
-        taken at once). The added latency is below a frame's worth of what the writer holds
-        anyway until the GOP ends."""
+        taken at once). A read that fills READ_BYTES is followed at once by the next, so
+        pacing never caps a camera's bitrate. The added latency is below what the writer
+        holds anyway until the GOP ends."""
         wait = self._next_read - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        self._next_read = time.monotonic() + READ_INTERVAL_S
         try:
+            data, full = self._recv()
+        except OSError as exc:
+            raise SourceError(f"{self.url}: {exc.strerror or exc}") from exc
+        self._next_read = 0.0 if full else time.monotonic() + READ_INTERVAL_S
+        return data
+
+    def _recv(self) -> tuple[bytes, bool]:
+        """What is queued (waiting up to timeout_s for the first byte), and whether it
+        filled READ_BYTES."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._poll.poll(left * 1000):
+                raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s")
             if not self.udp:
-                return self.sock.recv(READ_BYTES)
-            first = self.sock.recv(65536)
-            parts = [first]
-            size = len(first)
+                try:
+                    data = self.sock.recv(READ_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    continue  # a wake-up without data
+                return data, len(data) == READ_BYTES
+            parts: list[bytes] = []
+            size = 0
             while size < READ_BYTES:
                 try:
-                    more = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                    more = self.sock.recv(65536)
                 except (BlockingIOError, InterruptedError):
                     break
                 parts.append(more)
                 size += len(more)
-            return b"".join(parts) if len(parts) > 1 else first
-        except TimeoutError:
-            raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s") from None
-        except OSError as exc:
-            raise SourceError(f"{self.url}: {exc.strerror or exc}") from exc
+            if parts:
+                return b"".join(parts) if len(parts) > 1 else parts[0], size >= READ_BYTES
 
     def close(self) -> None:
         self.sock.close()
