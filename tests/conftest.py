@@ -171,3 +171,16 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
 def pytest_report_header(config: pytest.Config) -> str:
     forced = os.environ.get("VSTORE_NO_EXTENSIONS")
     return f"vstore native impl: {_native.IMPL}" + (" (forced pure)" if forced else "")
+
+
+def ffmpeg_decode_errors(path: Path) -> str:
+    """What FFmpeg's own decoder says about a file (empty: it decoded without a complaint)."""
+    import subprocess
+
+    r = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return r.stderr if r.returncode == 0 else f"exit {r.returncode}: {r.stderr}"

@@ -596,11 +596,7 @@ class _NativeMp4:
             if rd.meta.tracks != self.meta0.tracks:
                 sig = [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks]
                 if sig != signature:
-                    plan.notes.append(
-                        f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
-                        "change there (request the rest as a separate clip)"
-                    )
-                    plan.end_ns = part.chunks[0].start_ns
+                    _end_at_codec_change(plan, part)
                     break
             for c in part.chunks:
                 chunk = rd.read_chunk(c.offset, c.length, c.crc32)
@@ -790,11 +786,7 @@ def _mux_plan(
                 )
                 signature = new_sig
             elif new_sig != signature:
-                plan.notes.append(
-                    f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
-                    "change there (request the rest as a separate clip)"
-                )
-                plan.end_ns = part.chunks[0].start_ns
+                _end_at_codec_change(plan, part)
                 break
         meta = rd.meta
         for c in part.chunks:
@@ -830,6 +822,15 @@ def _mux_plan(
             done += c.length
             if progress is not None:
                 progress(done, total)
+
+
+def _end_at_codec_change(plan: ClipPlan, part: ClipPart) -> None:
+    """An MP4 or fMP4 clip cannot change codec parameters mid-file: it ends where they do."""
+    plan.notes.append(
+        f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
+        "change there (request the rest as a separate clip)"
+    )
+    plan.end_ns = part.chunks[0].start_ns
 
 
 def _inband_change_ok(old: tuple[fmt.TrackInfo, ...], meta: fmt.SegmentMeta) -> bool:
