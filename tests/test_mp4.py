@@ -207,3 +207,33 @@ def test_list_time_conversions_round_exactly_like_the_scalar_ones():
     ns = [rnd.randint(-(10**15), 10**15) for _ in range(2000)] + [500_000_000, -500_000_000]
     for scale in (90000, 48000, 3, 1000):
         assert clip_mod._ns_to_ticks_many(ns, scale) == [ns_to_ticks(v, 1, scale) for v in ns]
+
+
+def test_clip_to_a_full_disk_is_a_clear_error_and_removes_nothing_it_did_not_create(
+    tmp_path, media
+):
+    from vstore.errors import StorageFull
+
+    with (
+        _store(tmp_path, media, "full.ts", codec="h264") as st,
+        pytest.raises(StorageFull, match="disk full"),
+    ):
+        write_clip(st, plan_clip(st, "cam", t(0), t(100)), "/dev/full")
+    assert Path("/dev/full").exists()  # a device is never unlinked as a "partial clip"
+
+
+def test_clip_to_a_missing_directory_is_a_clear_error_with_exit_code(tmp_path, media, capsys):
+    from vstore.cli.main import main
+    from vstore.errors import VstoreError
+    from vstore.timebase import format_time
+
+    with (
+        _store(tmp_path, media, "nodir.ts", codec="h264") as st,
+        pytest.raises(VstoreError, match="cannot write the clip"),
+    ):
+        write_clip(st, plan_clip(st, "cam", t(0), t(50)), tmp_path / "no" / "c.mp4")
+    args = ["clip", "--store", str(tmp_path / "store"), "--camera", "cam"]
+    args += ["--from", format_time(t(0)), "--to", format_time(t(50))]
+    assert main([*args, "-o", str(tmp_path / "no" / "c.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the clip" in err and "Traceback" not in err

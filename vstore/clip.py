@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import IO, Any, NamedTuple
 from vstore import format as fmt
 from vstore.bitstream import config_to_annexb, length_prefixed_to_annexb
 from vstore.errors import NotFound, UsageError, VstoreError
+from vstore.fsutil import translate_oserror
 from vstore.index import ChunkRow, SegmentRow
 from vstore.mp4 import (
     Mp4Track,
@@ -380,8 +382,10 @@ def _ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
 
 
 class _Sink:
-    """Where a native MP4 goes: a path (written with writev, no joining copies; removed if
-    the clip fails) or a file object (fed blocks of about ``_BLOCK_BYTES``)."""
+    """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
+    created is removed if the clip fails) or a file object (fed blocks of about
+    ``_BLOCK_BYTES``). Errors writing a path come out as vstore errors (a full disk as
+    StorageFull)."""
 
     def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
         self.count = 0
@@ -389,12 +393,16 @@ class _Sink:
         self._pending_bytes = 0
         self.path: Path | None = None
         self._fd = -1
+        self._regular = False  # only a regular file is removed on failure (never /dev/...)
         self._file: IO[bytes] | None = None
         if isinstance(out, str | os.PathLike):
             self.path = Path(out)
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
-            )
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            try:
+                self._fd = os.open(self.path, flags, 0o644)
+                self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+            except OSError as exc:
+                raise translate_oserror(exc, f"cannot write the clip to {self.path}") from exc
         else:
             self._file = out
 
@@ -412,13 +420,18 @@ class _Sink:
         if self._file is not None:
             self._file.write(b"".join(bufs))
         else:
-            # writev takes at most IOV_MAX (1024) buffers and may write less than asked.
-            for k in range(0, len(bufs), 1024):
-                batch = bufs[k : k + 1024]
-                want = sum(len(b) for b in batch)
-                got = os.writev(self._fd, batch)
-                if got < want:
-                    os.write(self._fd, b"".join(batch)[got:])
+            try:
+                # writev takes at most IOV_MAX (1024) buffers and may write less than asked.
+                for k in range(0, len(bufs), 1024):
+                    batch = bufs[k : k + 1024]
+                    want = sum(len(b) for b in batch)
+                    got = os.writev(self._fd, batch)
+                    if got < want:
+                        rest = memoryview(b"".join(batch))[got:]
+                        while rest:
+                            rest = rest[os.write(self._fd, rest) :]
+            except OSError as exc:
+                raise translate_oserror(exc, f"writing the clip to {self.path}") from exc
         self.count += n
 
     def close(self) -> None:
@@ -431,8 +444,9 @@ class _Sink:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            assert self.path is not None
-            self.path.unlink(missing_ok=True)
+            if self._regular:
+                assert self.path is not None
+                self.path.unlink(missing_ok=True)
 
 
 class _NativeMp4:
