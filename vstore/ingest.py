@@ -346,16 +346,20 @@ class Recorder:
         self.status.demuxer = "ffmpeg"
         return _AvConnection(_open(self.url, source_options(self.url), timeout_s=5.0), self.url)
 
-    def _enqueue(self, item: Any, is_video_key: bool | Callable[[], bool]) -> None:
+    def _enqueue(
+        self, item: Any, is_video_key: bool | Callable[[], bool], block: bool = True
+    ) -> None:
         """Hand a packet (or a batch) to the writer thread, dropping to the next keyframe
-        rather than blocking the source forever when the writer is stuck (slow disk)."""
+        rather than blocking the source forever when the writer is stuck (slow disk). The
+        TS hub, which reads for every camera, never waits (``block=False``): it drops at
+        once when the queue is full."""
         if self._dropping:
             if not (is_video_key() if callable(is_video_key) else is_video_key):
                 self.status.dropped_queue_full += len(item) if type(item) is list else 1
                 return
             self._dropping = False
         try:
-            self._queue.put(item, timeout=2.0)
+            self._queue.put(item, block=block, timeout=2.0 if block else None)
         except queue.Full:
             # The loss is counted and logged, never silent.
             self._dropping = True
@@ -441,9 +445,11 @@ class _TsConnection:
         return self.pr.tracks
 
     def pump(self, rec: Recorder, t0: float) -> None:
+        """Hand the socket to the TS hub (one reading thread for every camera) and wait
+        until the camera closes, fails, stops or reaches its deadline."""
         from vstore import _native
+        from vstore.ts_hub import hub
 
-        clock = rec.store.clock
         video = next(t for t in self.pr.tracks.tracks if t.kind == "video")
         codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
 
@@ -453,16 +459,7 @@ class _TsConnection:
                 for p in batch
             )
 
-        data = self.pr.head  # the probed seconds first: nothing before the switch is lost
-        while not (rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error):
-            now = clock.wall_ns()
-            # b"": the camera closed the connection; what is still assembled goes out whole.
-            batch = self.packetizer.feed(data, now) if data else self.packetizer.flush(now)
-            if batch:
-                rec._enqueue(batch, lambda b=batch: has_key(b))
-            if not data:
-                return
-            data = self.sock.read()
+        hub().run(self, rec, t0, has_key)
 
     def close(self, status: RecorderStatus) -> None:
         """Close the socket and add this connection's transport-stream damage counts."""

@@ -102,27 +102,33 @@ class TsSocket:
         wait = self._next_read - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        try:
-            data, full = self._recv()
-        except OSError as exc:
-            raise SourceError(f"{self.url}: {exc.strerror or exc}") from exc
+        data, full = self._recv()
         self._next_read = 0.0 if full else time.monotonic() + READ_INTERVAL_S
         return data
 
     def _recv(self) -> tuple[bytes, bool]:
         """What is queued (waiting up to timeout_s for the first byte), and whether it
-        filled READ_BYTES."""
+        filled READ_BYTES; b"" once a TCP camera closed the connection."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self._poll.poll(left * 1000):
                 raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s")
+            data, full, eof = self.read_ready()
+            if data or eof:
+                return data, full
+            # woken without data: wait again
+
+    def read_ready(self) -> tuple[bytes, bool, bool]:
+        """Never waits: (what is queued, whether it filled READ_BYTES, whether a TCP camera
+        closed the connection)."""
+        try:
             if not self.udp:
                 try:
                     data = self.sock.recv(READ_BYTES)
                 except (BlockingIOError, InterruptedError):
-                    continue  # a wake-up without data
-                return data, len(data) == READ_BYTES
+                    return b"", False, False
+                return data, len(data) == READ_BYTES, not data
             parts: list[bytes] = []
             size = 0
             while size < READ_BYTES:
@@ -132,8 +138,10 @@ class TsSocket:
                     break
                 parts.append(more)
                 size += len(more)
-            if parts:
-                return b"".join(parts) if len(parts) > 1 else parts[0], size >= READ_BYTES
+        except OSError as exc:
+            raise SourceError(f"{self.url}: {exc.strerror or exc}") from exc
+        data = b"".join(parts) if len(parts) > 1 else (parts[0] if parts else b"")
+        return data, size >= READ_BYTES, False
 
     def close(self) -> None:
         self.sock.close()

@@ -1,0 +1,171 @@
+"""TS hub: one thread reads every live MPEG-TS socket the native demuxer serves, instead of a
+reading thread per camera.
+
+A recorder connects and probes on its own thread as before, then hands its connection to the
+hub and waits (no CPU) until the hub ends that session. Every READ_INTERVAL_S the hub asks
+the kernel which sockets have bytes (one epoll call for all cameras), drains each (a read
+that fills READ_BYTES is followed by another, so pacing never caps a bitrate), demuxes the
+bytes and hands the packets to that camera's writer queue without ever blocking: a full
+queue drops to the next keyframe, counted, as on the per-camera path. A camera silent for
+its timeout, a closed connection, an error, a stop or a deadline ends only that camera's
+session; its recorder wakes and reconnects or returns as before.
+
+Why: at hundreds of cameras a thread per socket costs more in wake-ups and GIL hand-offs
+than the demuxing itself (docs/design/ingest.md).
+"""
+
+from __future__ import annotations
+
+import selectors
+import threading
+import time
+from typing import Any
+
+from vstore.errors import SourceError
+from vstore.mpegts import READ_INTERVAL_S
+
+MAX_READS_PER_TICK = 8  # a camera far behind catches up over several ticks, fairly
+# Packets go to a camera's writer at most this often, in one batch: each hand-over wakes the
+# writer thread, and with hundreds of cameras those wake-ups (and the GIL hand-offs they
+# cause) cost more than the writing. Acknowledgement is per GOP anyway.
+HANDOVER_INTERVAL_S = 0.3
+
+
+class TsSession:
+    """One camera's connection while the hub reads it."""
+
+    def __init__(self, conn: Any, rec: Any, t0: float, has_key: Any) -> None:
+        self.conn, self.rec, self.t0, self.has_key = conn, rec, t0, has_key
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.last_data = time.monotonic()
+        self.pending: list[tuple[Any, ...]] = []
+        self.handed_at = 0.0
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the session: what was read goes to the writer first, whatever the reason."""
+        try:
+            self.hand_over()
+        finally:
+            self.error = error
+            self.done.set()
+
+    def stopping(self) -> bool:
+        rec = self.rec
+        return rec.stop_event.is_set() or rec._deadline_passed(self.t0) or bool(rec.error)
+
+    def feed(self, data: bytes, now_ns: int) -> None:
+        self.pending += self.conn.packetizer.feed(data, now_ns)
+
+    def hand_over(self) -> None:
+        batch, self.pending = self.pending, []
+        self.handed_at = time.monotonic()
+        if batch:
+            self.rec._enqueue(batch, lambda b=batch: self.has_key(b), block=False)
+
+    def drain(self, clock: Any) -> bool:
+        """Read what is queued; False once the session has ended."""
+        sock = self.conn.sock
+        for _ in range(MAX_READS_PER_TICK):
+            try:
+                data, full, eof = sock.read_ready()
+            except SourceError as exc:
+                self.finish(exc)
+                return False
+            if data:
+                self.last_data = time.monotonic()
+                self.feed(data, clock.wall_ns())
+            if eof:
+                # The camera closed the connection: what is assembled goes out whole.
+                self.pending += self.conn.packetizer.flush(clock.wall_ns())
+                self.finish()
+                return False
+            if not full:
+                break
+        return True
+
+
+class TsHub:
+    """The reading thread; it runs while it has sessions and starts again on demand."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[TsSession] = []
+        self._thread: threading.Thread | None = None
+
+    def run(self, conn: Any, rec: Any, t0: float, has_key: Any) -> None:
+        """Read ``conn`` for ``rec`` until the session ends (returns) or fails (raises)."""
+        s = TsSession(conn, rec, t0, has_key)
+        s.feed(conn.pr.head, rec.store.clock.wall_ns())  # the probed seconds first
+        with self._lock:
+            self._pending.append(s)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="vstore-ts-hub", daemon=True
+                )
+                self._thread.start()
+        s.done.wait()
+        if s.error is not None:
+            raise s.error
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sessions: dict[int, TsSession] = {}
+        try:
+            while True:
+                tick = time.monotonic()
+                with self._lock:
+                    new, self._pending = self._pending, []
+                    if not new and not sessions:
+                        self._thread = None
+                        return
+                for s in new:
+                    fd = s.conn.sock.sock.fileno()
+                    sel.register(fd, selectors.EVENT_READ, s)
+                    sessions[fd] = s
+                for key, _ in sel.select(0):
+                    s = key.data
+                    try:
+                        alive = s.drain(s.rec.store.clock)
+                    except Exception as exc:  # noqa: BLE001 - one camera's failure is its own
+                        s.finish(exc)
+                        alive = False
+                    if not alive:
+                        sel.unregister(key.fd)
+                        del sessions[key.fd]
+                now = time.monotonic()
+                for fd, s in list(sessions.items()):
+                    if s.pending and now - s.handed_at >= HANDOVER_INTERVAL_S:
+                        s.hand_over()
+                    if s.stopping():
+                        s.finish()
+                    elif now - s.last_data > s.conn.sock.timeout_s:
+                        s.finish(
+                            SourceError(
+                                f"{s.conn.sock.url}: no data for {s.conn.sock.timeout_s:g} s"
+                            )
+                        )
+                    else:
+                        continue
+                    sel.unregister(fd)
+                    del sessions[fd]
+                time.sleep(max(0.0, tick + READ_INTERVAL_S - time.monotonic()))
+        except BaseException as exc:
+            # A bug here must not leave recorders waiting forever: every session learns it.
+            with self._lock:
+                self._thread = None
+                orphans = [*sessions.values(), *self._pending]
+                self._pending = []
+            for s in orphans:
+                s.finish(exc)
+            raise
+        finally:
+            sel.close()
+
+
+_hub = TsHub()
+
+
+def hub() -> TsHub:
+    """The process's hub (one reading thread serves every recorder of every store)."""
+    return _hub
