@@ -1,9 +1,10 @@
 """Ingest: sources (files, RTSP, MPEG-TS over TCP/UDP, anything FFmpeg opens) into writers.
 
 PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given wall-clock
-start. ``Recorder`` records one live source with a bounded queue between the demux thread and
-the writer thread, and reconnects with backoff; ``record_many`` runs one per camera so a slow
-camera never stalls another.
+start. ``Recorder`` records one live source with a bounded queue in front of its writer
+thread, and reconnects with backoff; ``record_many`` runs one per camera so a slow camera
+never stalls another. FFmpeg sources are read on the recorder's own thread; native MPEG-TS
+sockets are read by the process's TS hub (``ts_hub``), one thread for all of them.
 """
 
 from __future__ import annotations
@@ -477,7 +478,8 @@ def record_many(
     stop: threading.Event | None = None,
     reconnect: bool = True,
 ) -> list[RecorderStatus]:
-    """Record several (camera, url) sources concurrently, one thread pair per camera."""
+    """Record several (camera, url) sources concurrently: a recorder and a writer thread
+    per camera (native MPEG-TS cameras share the TS hub's reading thread)."""
     stop = stop or threading.Event()
     recs = [
         Recorder(store, cam, url, duration_s=duration_s, stop=stop, reconnect=reconnect)

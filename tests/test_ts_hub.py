@@ -1,0 +1,105 @@
+"""The TS hub (one thread reads every native MPEG-TS camera): a silent camera times out on its
+own, a stuck writer costs its camera counted drops to the next keyframe and never stalls the
+others, and the reading thread ends when no camera is left."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from tests.test_record import SPEC, decoded_ok
+from tools.camsim import StreamSpec, TcpCamera, write_file
+from vstore.check import check_store
+from vstore.ingest import Recorder
+
+
+def _hub_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "vstore-ts-hub"]
+
+
+class _SilentCamera:
+    """Accepts, sends a few seconds of MPEG-TS at once (enough to probe), then keeps the
+    connection open without another byte: a camera whose encoder hung."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.srv.accept()
+        except OSError:
+            return
+        self.conns.append(conn)
+        conn.sendall(self.data)
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.srv.close()
+
+
+def test_silent_camera_times_out_alone_and_the_others_keep_recording(store, tmp_path):
+    src = tmp_path / "head.ts"
+    write_file(str(src), StreamSpec(codec="h264", gop_frames=25), 3.0)
+    silent = _SilentCamera(src.read_bytes())
+    try:
+        with TcpCamera(SPEC) as live:
+            quiet = Recorder(store, "quiet", silent.url, duration_s=9.0, reconnect=False)
+            busy = Recorder(store, "busy", live.url, duration_s=9.0)
+            threads = [threading.Thread(target=r.run) for r in (quiet, busy)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+    finally:
+        silent.close()
+    assert "no data for 5 s" in quiet.status.last_error
+    assert quiet.status.demuxer == "native"
+    assert busy.status.writer["packets"] >= 8 * 25 and not busy.status.last_error
+    decoded_ok(store, "busy")  # every frame in order: the hub never waited on the quiet one
+    assert check_store(store).ok
+
+
+def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras(store_dir):
+    from vstore.store import open_store
+
+    store_dir.mkdir(parents=True, exist_ok=True)
+    (store_dir / "vstore.toml").write_text("[cameras.stuck]\nqueue_packets = 16\n")
+    store = open_store(store_dir)
+    try:
+        with TcpCamera(SPEC) as a, TcpCamera(SPEC) as b:
+            stuck = Recorder(store, "stuck", a.url, duration_s=12.0)
+            fine = Recorder(store, "fine", b.url, duration_s=12.0)
+            threads = [threading.Thread(target=r.run) for r in (stuck, fine)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while stuck.writer is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            assert stuck.writer is not None
+            with stuck.writer._lock:  # the disk under this camera stops answering
+                time.sleep(7.0)  # 16 hand-overs of 0.3 s fill its queue
+            for t in threads:
+                t.join(timeout=30)
+        assert stuck.status.dropped_queue_full > 0  # counted, never silent
+        assert fine.status.dropped_queue_full == 0
+        decoded_ok(store, "fine")
+        assert stuck.status.writer["packets"] > 0
+        assert check_store(store).ok
+    finally:
+        store.close()
+
+
+def test_hub_thread_ends_when_no_camera_is_left(store):
+    with TcpCamera(SPEC) as cam:
+        Recorder(store, "c", cam.url, duration_s=2.0).run()
+    deadline = time.monotonic() + 2.0
+    while _hub_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _hub_threads() == []
