@@ -134,3 +134,14 @@ def test_tables_compressed_and_read_by_many_threads_at_once_stay_whole():
 
     with ThreadPoolExecutor(4) as ex:
         assert sum(ex.map(work, range(1, 9))) == 0
+
+
+def test_fast_crc32_equals_zlibs_for_every_size_and_seed():
+    import os
+    import zlib
+
+    for size in (0, 1, 35, 1000, 65535, 65536, 65537, 1 << 20):
+        data = os.urandom(size)
+        for seed in (0, 1, 0xFFFFFFFF, 123456789):
+            assert fmt.crc32(data, seed) == zlib.crc32(data, seed)
+            assert fmt.crc32(memoryview(data), seed) == zlib.crc32(data, seed)

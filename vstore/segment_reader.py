@@ -105,7 +105,7 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     if h.chunk_len != len(buf):
         raise CorruptSegment(f"{where}chunk length mismatch")
     body_end = h.chunk_len - fmt.CHUNK_CRC.size
-    crc = zlib.crc32(memoryview(buf)[:body_end])
+    crc = fmt.crc32(memoryview(buf)[:body_end])
     (stored_crc,) = fmt.CHUNK_CRC.unpack_from(buf, body_end)
     if crc != stored_crc or (expect_crc is not None and crc != expect_crc):
         raise CorruptSegment(f"{where}chunk checksum mismatch")

@@ -99,7 +99,7 @@ class SegmentFile:
         head = fmt.pack_chunk_header(
             fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
         )
-        crc = zlib.crc32(blob, zlib.crc32(stored, zlib.crc32(head)))
+        crc = fmt.crc32(blob, zlib.crc32(stored, zlib.crc32(head)))
         tail = fmt.CHUNK_CRC.pack(crc)
         parts = [head, stored, blob, tail]
         try:

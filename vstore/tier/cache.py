@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from vstore import format as fmt
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 from vstore.tier.ratelimit import RateLimiter
 
@@ -82,7 +82,7 @@ class CachedTier(BlobTier):
             except FileNotFoundError:
                 raw = b""
             data = raw[:-4]
-            if len(data) == rng.length and zlib.crc32(data).to_bytes(4, "little") == raw[-4:]:
+            if len(data) == rng.length and fmt.crc32(data).to_bytes(4, "little") == raw[-4:]:
                 self.hits += 1
                 return data
             with self._lock:  # vanished or torn: forget it and read through
@@ -92,7 +92,7 @@ class CachedTier(BlobTier):
         if rng.length <= self.max_bytes:
             tmp = path.with_name(f"{name}.{threading.get_ident()}.tmp")
             try:
-                tmp.write_bytes(data + zlib.crc32(data).to_bytes(4, "little"))
+                tmp.write_bytes(data + fmt.crc32(data).to_bytes(4, "little"))
                 os.replace(tmp, path)
             except OSError:
                 tmp.unlink(missing_ok=True)  # a full cache disk only costs speed
