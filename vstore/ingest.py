@@ -434,7 +434,7 @@ class _AvConnection:
 
 
 class _TsConnection:
-    """MPEG-TS over TCP/UDP demuxed natively: one queue item per socket read."""
+    """MPEG-TS over TCP/UDP demuxed natively, its socket read by the TS hub."""
 
     def __init__(self, sock: Any, pr: Any) -> None:
         from vstore.mpegts import TsPacketizer

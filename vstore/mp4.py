@@ -62,17 +62,16 @@ class Mp4Track:
         self.sync = array("I")  # 1-based keyframe numbers
         self.chunk_offsets = array("Q")  # from the start of the mdat payload
         self.chunk_samples = array("I")
-        self.last_duration = 0  # the last sample's duration (there is no next dts)
         self.end_limit: int | None = None  # presentation ends here at the latest
 
     def durations(self) -> list[int]:
         """Each sample's duration: the next sample's dts minus its own (at least 1)."""
         d = self.dts
         out = list(map(operator.sub, d[1:], d))
-        if out and min(out) < 1:  # never in order: a damaged source; keep the table valid
+        if out and min(out) < 1:  # dts out of order (a damaged source): keep the table valid
             out = [max(1, x) for x in out]
         if len(d):
-            out.append(max(1, self.last_duration or (out[-1] if out else 1)))
+            out.append(out[-1] if out else 1)  # the last sample lasts as long as the one before
         return out
 
     def presentation(self, durations: list[int]) -> tuple[int, int]:
