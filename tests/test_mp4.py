@@ -196,17 +196,17 @@ def test_high_profile_avcc_record_matches_ffmpegs(tmp_path):
 def test_list_time_conversions_round_exactly_like_the_scalar_ones():
     import random
 
-    from vstore.timebase import ns_to_ticks, ticks_to_ns
+    from vstore.timebase import ns_to_ticks, ns_to_ticks_many, ticks_to_ns, ticks_to_ns_many
 
     rnd = random.Random(7)
     values = [rnd.randint(-(10**13), 10**13) for _ in range(2000)] + [0, 1, -1, 4, -4, 5, -5]
     for num, den in [(1, 90000), (1, 12800), (1001, 30000), (1, 48000), (1, 3)]:
-        assert clip_mod._ticks_to_ns_many(values, num, den, 17) == [
+        assert ticks_to_ns_many(values, num, den, 17) == [
             17 + ticks_to_ns(v, num, den) for v in values
         ]
     ns = [rnd.randint(-(10**15), 10**15) for _ in range(2000)] + [500_000_000, -500_000_000]
     for scale in (90000, 48000, 3, 1000):
-        assert clip_mod._ns_to_ticks_many(ns, scale) == [ns_to_ticks(v, 1, scale) for v in ns]
+        assert ns_to_ticks_many(ns, scale) == [ns_to_ticks(v, 1, scale) for v in ns]
 
 
 def test_clip_to_a_full_disk_is_a_clear_error_and_removes_nothing_it_did_not_create(

@@ -39,7 +39,15 @@ from vstore.mp4 import (
 from vstore.mp4 import layout as mp4_layout
 from vstore.segment_reader import SegmentReader, chunk_packets
 from vstore.store import Store
-from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, format_time, ns_to_ticks
+from vstore.timebase import (
+    GAP_TOLERANCE_NS,
+    NS_PER_S,
+    TimeRange,
+    format_time,
+    ns_to_ticks,
+    ns_to_ticks_many,
+    ticks_to_ns_many,
+)
 
 FORMATS = ("mp4", "fmp4", "ts")
 MAX_CLIP_NS = 7 * 86400 * NS_PER_S  # a limit on everything: one request, at most a week
@@ -367,20 +375,6 @@ class _PlannedChunk(NamedTuple):
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
 
 
-def _ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int, plus_ns: int = 0) -> list[int]:
-    """``plus_ns + ticks_to_ns(v)`` over a list (the same rounding: half away from zero)."""
-    m, d2 = 2 * tb_num * NS_PER_S, 2 * tb_den
-    return [
-        plus_ns + ((v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2)) for v in ticks
-    ]
-
-
-def _ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
-    """``ns_to_ticks(v, 1, timescale)`` over a list."""
-    m, d2 = 2 * timescale, 2 * NS_PER_S
-    return [(v * m + NS_PER_S) // d2 if v >= 0 else -((NS_PER_S - v * m) // d2) for v in ns]
-
-
 class _Sink:
     """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
     created is removed if the clip fails) or a file object (fed blocks of about
@@ -493,9 +487,7 @@ class _NativeMp4:
         track_id = 1
         for t in self.meta0.tracks:
             if t.kind == "audio" and t.codec != "aac":
-                self.dropped.append(
-                    f"audio track {t.index} ({t.codec}) cannot be stored in mp4 without transcoding"
-                )
+                self.dropped.append(_not_storable(t, "mp4"))
                 continue
             if t.kind == "video":
                 scale = t.time_base[1]
@@ -503,7 +495,6 @@ class _NativeMp4:
                 scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
                 scale = scale or 48000
             out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
-            out.end_limit = ns_to_ticks(self.plan.end_ns - self.plan.start_ns, 1, scale)
             self.tracks[t.index] = _TrackOut(
                 t,
                 out,
@@ -529,13 +520,13 @@ class _NativeMp4:
             one = len(present) == 1
             idx = range(len(track)) if one else [i for i, x in enumerate(track) if x == tr]
             tb = meta.tracks[tr].time_base
-            walls = _ticks_to_ns_many(pts if one else [pts[i] for i in idx], *tb, shift - start)
+            walls = ticks_to_ns_many(pts if one else [pts[i] for i in idx], *tb, shift - start)
             end_rel = end - start
             if out.src.kind == "video":
                 # Cut in decode order after the last frame shown before `end`: with
                 # B-frames a reference shown after `end` is decoded before frames shown
                 # before it, so it stays in (the edit list hides it) or they cannot decode.
-                if walls and walls[-1] < end_rel and max(walls) < end_rel:
+                if max(walls) < end_rel:
                     last = len(walls) - 1  # the whole GOP is inside: the usual case
                 else:
                     last = max((k for k, w in enumerate(walls) if w < end_rel), default=-1)
@@ -548,11 +539,11 @@ class _NativeMp4:
             sel = list(idx) if whole else [idx[k] for k in keep]
             m = out.mp4
             scale = m.timescale
-            p_out = _ns_to_ticks_many(walls if whole else [walls[k] for k in keep], scale)
+            p_out = ns_to_ticks_many(walls if whole else [walls[k] for k in keep], scale)
             cts = [pts[i] - dts[i] for i in sel]
             base = len(m.dts)
             if any(cts):
-                c_out = _ns_to_ticks_many(_ticks_to_ns_many(cts, *tb), scale)
+                c_out = ns_to_ticks_many(ticks_to_ns_many(cts, *tb), scale)
                 m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
                 m.cts.extend(c_out)
             else:
@@ -590,28 +581,23 @@ class _NativeMp4:
                 data = mv[offset[i] : offset[i] + size[i]]
                 if t.annexb:
                     data = annexb_to_length_prefixed(bytes(data))
-                elif size[i] >= 7 and data[0] == 0xFF and data[1] & 0xF6 == 0xF0:
-                    if not t.asc:
-                        conv = _adts_to_asc(bytes(data[:7]))
-                        if conv is not None:
-                            t.asc = conv[0]
-                    data = data[7 if data[1] & 0x01 else 9 :]
+                elif (conv := _adts_to_asc(bytes(data[:7]))) is not None:
+                    t.asc = t.asc or conv[0]
+                    data = data[conv[1] :]
                 pieces.append(data)
             out.append(_Pieces([len(x) for x in pieces], pieces))
         return out
 
     def _pass1(self, progress: Callable[[int, int], None] | None) -> None:
         plan = self.plan
-        signature = [(t.codec, t.extradata, t.width, t.height) for t in self.meta0.tracks]
+        signature = _signature(self.meta0.tracks)
         kept = 0
         done, total = 0, 2 * plan.bytes
         for part in plan.parts:
             rd = self._reader(part.segment)
-            if rd.meta.tracks != self.meta0.tracks:
-                sig = [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks]
-                if sig != signature:
-                    _end_at_codec_change(plan, part)
-                    break
+            if _signature(rd.meta.tracks) != signature:
+                _end_at_codec_change(plan, part)
+                break
             for c in part.chunks:
                 chunk = rd.read_chunk(c.offset, c.length, c.crc32)
                 samples = self._select(rd.meta, chunk)
@@ -651,6 +637,8 @@ class _NativeMp4:
                     continue
                 rate = src.sample_rate or asc_sample_rate(t.asc)
                 t.mp4.sample_entry = aac_entry(src.channels, rate, t.asc, t.mp4.track_id)
+            # The clip's own end (pass 1 may have moved it to a codec change) ends every track.
+            t.mp4.end_limit = ns_to_ticks(self.plan.end_ns - self.plan.start_ns, 1, t.mp4.timescale)
             out.append(t.mp4)
         return out
 
@@ -770,10 +758,7 @@ def _mux_plan(
                 s.codec_context.extradata = t.extradata
         else:
             if t.codec not in _AUDIO_OK[format]:
-                dropped.append(
-                    f"audio track {t.index} ({t.codec}) cannot be stored in "
-                    f"{format} without transcoding"
-                )
+                dropped.append(_not_storable(t, format))
                 continue
             s = container.add_stream(t.codec, rate=t.sample_rate or 48000)
             s.layout = "stereo" if t.channels == 2 else "mono"
@@ -782,7 +767,7 @@ def _mux_plan(
 
         s.time_base = Fraction(*t.time_base)
         streams[t.index] = s
-    signature = [(t.codec, t.extradata, t.width, t.height) for t in tracks]
+    signature = _signature(tracks)
     tbs = {t.index: Fraction(*t.time_base) for t in tracks}
     total = plan.bytes
     done = 0
@@ -791,7 +776,7 @@ def _mux_plan(
         if rd is None:
             rd = store.segment_reader(part.segment)
             readers[part.segment.segment_id] = rd
-            new_sig = [(t.codec, t.extradata, t.width, t.height) for t in rd.meta.tracks]
+            new_sig = _signature(rd.meta.tracks)
             if new_sig != signature and format == "ts" and _inband_change_ok(tracks, rd.meta):
                 # MPEG-TS carries parameter sets in band: decoders follow the change.
                 plan.notes.append(
@@ -836,6 +821,15 @@ def _mux_plan(
             done += c.length
             if progress is not None:
                 progress(done, total)
+
+
+def _signature(tracks: tuple[fmt.TrackInfo, ...]) -> list[tuple[Any, ...]]:
+    """What must stay the same for a clip to go on in one MP4 track set."""
+    return [(t.codec, t.extradata, t.width, t.height) for t in tracks]
+
+
+def _not_storable(t: fmt.TrackInfo, format: str) -> str:
+    return f"audio track {t.index} ({t.codec}) cannot be stored in {format} without transcoding"
 
 
 def _end_at_codec_change(plan: ClipPlan, part: ClipPart) -> None:

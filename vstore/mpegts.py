@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from vstore import _native
 from vstore.errors import SourceError
 
-READ_BYTES = 256 * 1024  # bounds what one queue item holds when the writer falls behind
+READ_BYTES = 256 * 1024  # at most one read: what a socket gives at once
 READ_INTERVAL_S = 0.1
 PROBE_MAX_BYTES = 16 * 1024 * 1024
 PROBE_MAX_S = 10.0
@@ -113,11 +113,14 @@ class TsSocket:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self._poll.poll(left * 1000):
-                raise SourceError(f"{self.url}: no data for {self.timeout_s:g} s")
+                raise self.silence_error()
             data, full, eof = self.read_ready()
             if data or eof:
                 return data, full
             # woken without data: wait again
+
+    def silence_error(self) -> SourceError:
+        return SourceError(f"{self.url}: no data for {self.timeout_s:g} s")
 
     def read_ready(self) -> tuple[bytes, bool, bool]:
         """Never waits: (what is queued, whether it filled READ_BYTES, whether a TCP camera

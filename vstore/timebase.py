@@ -51,6 +51,20 @@ def ns_to_ticks(ns: int, tb_num: int, tb_den: int) -> int:
     return q if num >= 0 else -q
 
 
+def ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int, plus_ns: int = 0) -> list[int]:
+    """``plus_ns + ticks_to_ns(v)`` over a list (the same rounding: half away from zero)."""
+    m, d2 = 2 * tb_num * NS_PER_S, 2 * tb_den
+    return [
+        plus_ns + ((v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2)) for v in ticks
+    ]
+
+
+def ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
+    """``ns_to_ticks(v, 1, timescale)`` over a list."""
+    m, d2 = 2 * timescale, 2 * NS_PER_S
+    return [(v * m + NS_PER_S) // d2 if v >= 0 else -((NS_PER_S - v * m) // d2) for v in ns]
+
+
 def parse_duration_ns(text: str) -> int:
     """Parse ``90s``, ``15m``, ``1h30m``, ``30d``, ``2w`` or plain seconds into nanoseconds."""
     s = text.strip().lower()

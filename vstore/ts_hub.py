@@ -140,11 +140,7 @@ class TsHub:
                     if s.stopping():
                         s.finish()
                     elif now - s.last_data > s.conn.sock.timeout_s:
-                        s.finish(
-                            SourceError(
-                                f"{s.conn.sock.url}: no data for {s.conn.sock.timeout_s:g} s"
-                            )
-                        )
+                        s.finish(s.conn.sock.silence_error())
                     else:
                         continue
                     sel.unregister(fd)
