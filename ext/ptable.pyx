@@ -5,6 +5,7 @@ Rows are appended into growable C arrays, so the per-packet path creates no Pyth
 ``pack()`` emits the columnar layout documented in docs/design/segment_format.md.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
@@ -169,8 +170,13 @@ cdef class FastPath:
         self.rebase_off[t] = rebase_off
         self.last_delta[t] = last_delta
 
-    def push(self, track, pts, dts, bint is_key, data):
-        return self._push(track, pts, dts, is_key, data)
+    def push(self, track, pts, dts, bint is_key, data, list payload):
+        """Take one ``write_raw`` packet on the fast path, appending ``data`` to ``payload``:
+        0 when taken, 1 when it needs the slow path (nothing changed then)."""
+        if type(data) is not bytes or self._push(track, pts, dts, is_key, <bytes>data) != 0:
+            return 1
+        payload.append(data)
+        return 0
 
     def push_many(self, list items, Py_ssize_t start, list payload, long long max_payload):
         """Push ``items[start:]`` (write_raw argument tuples: track, pts, dts, key, data,
@@ -185,7 +191,7 @@ cdef class FastPath:
             data = it[4]
             if it[6] or type(data) is not bytes:
                 break
-            if self._push(it[0], it[1], it[2], it[3], data) != 0:
+            if self._push(it[0], it[1], it[2], it[3], <bytes>data) != 0:
                 break
             payload.append(data)
             cnt += 1
@@ -195,8 +201,10 @@ cdef class FastPath:
                 break
         return i, cnt, nbytes
 
-    cdef int _push(self, object track, object pts, object dts, bint is_key, object data) except -1:
-        cdef const unsigned char[::1] buf
+    cdef int _push(self, object track, object pts, object dts, bint is_key, bytes data) except -1:
+        # bytes only (the callers check): its buffer is read in place, with no buffer-protocol
+        # round trip, and the GIL is kept: the scan stops at the first slice header.
+        cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
         cdef int64_t p, d, raw, upts, ndts, delta, npts
         cdef Py_ssize_t size
         cdef int bits, t
@@ -209,11 +217,7 @@ cdef class FastPath:
             return 1
         if t == self.video and is_key:
             return 1
-        try:
-            buf = data
-        except (TypeError, ValueError):
-            return 1
-        size = buf.shape[0]
+        size = PyBytes_GET_SIZE(data)
         if size == 0 or size > 0xFFFFFFFF:
             return 1
         p = pts
@@ -235,8 +239,7 @@ cdef class FastPath:
             return 1
         if t == self.video:
             if self.nal_codec[t] >= 0:
-                with nogil:
-                    bits = scan_flags(&buf[0], size, self.nal_codec[t], self.length_size[t])
+                bits = scan_flags(buf, size, self.nal_codec[t], self.length_size[t])
                 if bits & NAL_KEY:
                     return 1
             # The chunk ends one frame after its latest-shown frame: with B-frames that is

@@ -80,11 +80,32 @@ cdef class TsDemuxer:
                 self.slots[k].buf = NULL
 
     def feed(self, data):
-        cdef bytes buf = self._rest + bytes(data) if self._rest else bytes(data)
-        cdef const uint8_t* b = buf
-        cdef Py_ssize_t n = len(buf)
-        cdef Py_ssize_t i = 0, j
+        cdef bytes buf = data if type(data) is bytes else bytes(data)
+        cdef bytes rest = self._rest
+        cdef bytes head
+        cdef Py_ssize_t n = len(buf), need, start = 0
         cdef list out = []
+        if rest:
+            # Finish the packet split across reads from a small head, rather than copying
+            # rest + data (a whole read) each time; a resync or a short read takes the old way.
+            need = TS_PACKET - len(rest)
+            if 0 < need <= n and (<const uint8_t*>rest)[0] == SYNC and (
+                need == n or (<const uint8_t*>buf)[need] == SYNC
+            ):
+                head = rest + buf[:need]
+                self._packet(head, 0, head, out)
+                start = need
+            else:
+                buf = rest + buf
+                n = len(buf)
+        start = self._run(buf, start, out)
+        self._rest = buf[start:]
+        return out
+
+    cdef Py_ssize_t _run(self, bytes buf, Py_ssize_t i, list out) except -1:
+        """Demux the whole packets of ``buf`` from ``i``; returns where the rest starts."""
+        cdef const uint8_t* b = buf
+        cdef Py_ssize_t n = len(buf), j
         cdef int k
         while i + TS_PACKET <= n:
             if b[i] != SYNC or (i + TS_PACKET < n and b[i + TS_PACKET] != SYNC):
@@ -101,8 +122,7 @@ cdef class TsDemuxer:
                 continue
             self._packet(b, i, buf, out)
             i += TS_PACKET
-        self._rest = buf[i:]
-        return out
+        return i
 
     def flush(self):
         cdef list out = []

@@ -140,7 +140,8 @@ def test_fast_crc32_equals_zlibs_for_every_size_and_seed():
     import os
     import zlib
 
-    for size in (0, 1, 35, 1000, 65535, 65536, 65537, 1 << 20):
+    edge = fmt._CRC_BIG_BYTES
+    for size in (0, 1, 35, 1000, edge - 1, edge, edge + 1, 65537, 1 << 20):
         data = os.urandom(size)
         for seed in (0, 1, 0xFFFFFFFF, 123456789):
             assert fmt.crc32(data, seed) == zlib.crc32(data, seed)

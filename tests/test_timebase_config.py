@@ -116,6 +116,7 @@ def test_config_per_camera_override(tmp_path):
         ("[stor]\n", "unknown section"),
         ("[store\n", "vstore.toml"),
         ('[store]\nqueue_packets = "many"\n', "integer"),
+        ("[store]\ndrop_page_cache = 1\n", "true or false"),
         ("[cameras.'bad id']\n", "camera id"),
         ("[tier]\nparallel = 0\n", "parallel"),
         ('[tier]\nmax_rate = "1KB"\n', "max_rate"),

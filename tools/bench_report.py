@@ -126,12 +126,21 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "batches of 32, as the native MPEG-TS path delivers them",
                 )
             )
-    plain_name = "test_disk_plain_sequential_write"
-    for variant in ("fsync-every-gop", "fsync-1s"):
-        name = f"test_disk_recording[{variant}]"
-        if name in by and plain_name in by:
+    plains = {
+        c: by[n]["extra_info"]["bytes"] / med(n) / 1e6
+        for c in ("kept", "dropped")
+        if (n := f"test_disk_plain_sequential_write[{c}]") in by
+    }
+    if plains:
+        # The disk's rate is the faster plain write: with or without dropping the page cache.
+        best = max(plains, key=plains.__getitem__)
+        plain = plains[best]
+        for variant in ("fsync-every-gop", "fsync-1s", "fsync-every-gop-8cams"):
+            name = f"test_disk_recording[{variant}]"
+            if name not in by:
+                continue
             rec = by[name]["extra_info"]["bytes"] / med(name) / 1e6
-            plain = by[plain_name]["extra_info"]["bytes"] / med(plain_name) / 1e6
+            others = ", ".join(f"{c}: {v:,.0f} MB/s" for c, v in plains.items())
             figs.append(
                 figure(
                     f"disk: recording ({variant}) vs plain sequential write",
@@ -140,7 +149,8 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     plain,
                     ">= 0.8 ratio",
                     rec / plain >= 0.8,
-                    "baseline fsyncs every 50 MiB",
+                    f"baseline: 1 MiB writes, fsync every 50 MiB, the faster of page cache "
+                    f"kept / dropped ({others})",
                 )
             )
     seeks = {

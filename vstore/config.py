@@ -20,6 +20,9 @@ segment_duration_s = 60
 fsync_interval_s = 0
 # A GOP longer than this many bytes is split into continuation chunks (bounds crash loss).
 max_chunk_bytes = 33554432
+# Once fsynced, footage leaves the page cache (it is rarely read again soon; keeping it evicts
+# the index and costs CPU). false keeps it cached, as plain writes do.
+drop_page_cache = true
 # Camera media clock vs receive wall clock: beyond this the run is re-anchored (discontinuity).
 max_clock_drift_s = 30
 # Packets buffered between a camera's source and its writer before back-pressure applies.
@@ -78,6 +81,7 @@ class CameraSettings(NamedTuple):
     # "auto": MPEG-TS over tcp:// and udp:// is demuxed natively (PyAV only probes the first
     # seconds); "ffmpeg": PyAV demuxes every source.
     demuxer: str = "auto"
+    drop_page_cache: bool = True
 
     def validate(self, where: str) -> None:
         if not 1.0 <= self.segment_duration_s <= 3600.0:
@@ -286,6 +290,9 @@ def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> Camera
         if name in ("url", "demuxer"):
             if not isinstance(v, str):
                 raise ConfigError(f"{where}: {name} must be a string")
+        elif name == "drop_page_cache":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where}: {name} must be true or false")
         elif name in ("max_chunk_bytes", "queue_packets"):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise ConfigError(f"{where}: {name} must be an integer")

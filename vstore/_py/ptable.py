@@ -89,7 +89,10 @@ class FastPath:
     ) -> None:
         self._state[t] = (last_dts, last_raw, wrap_off, rebase_off, last_delta)
 
-    def push(self, t: int, pts: int | None, dts: int | None, is_key: bool, data: object) -> int:
+    def push(
+        self, t: int, pts: int | None, dts: int | None, is_key: bool, data: object, payload: list
+    ) -> int:
+        """The pure twin takes no packet on the fast path: every one goes the slow way."""
         return FAST_SLOW
 
     def push_many(
