@@ -13,6 +13,7 @@ from tools.camsim import StreamSpec, write_file
 from vstore import _native
 from vstore.errors import SourceError
 from vstore.ingest import tracks_from_av
+from vstore.mp4 import annexb_units
 from vstore.mpegts import _probe_bytes, probe, split_adts
 
 TWINS = _native.implementations()
@@ -221,3 +222,132 @@ def test_udp_read_returns_what_is_queued_without_waiting_for_more():
         assert 2.5 < time.monotonic() - t < 5.0
     finally:
         ts.close()
+
+
+def _ts_with(codec: str, width: int, height: int, options: dict, audio_layout: str | None):
+    """A short MPEG-TS from PyAV's encoders with the given encoder options."""
+    import io
+    from fractions import Fraction
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        v = out.add_stream("libx264" if codec == "h264" else "libx265", rate=25)
+        v.width, v.height, v.pix_fmt = width, height, options.pop("pix_fmt", "yuv420p")
+        v.options = {"preset": "ultrafast", **options}
+        a = None
+        if audio_layout:
+            a = out.add_stream("aac", rate=44100)
+            a.layout = audio_layout
+        for i in range(8):
+            img = np.full((height, width, 3), (i * 30) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=v.pix_fmt)
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(frame))
+            if a is not None:
+                channels = len(a.layout.channels)
+                af = av.AudioFrame.from_ndarray(
+                    np.zeros((1, 1764 * channels), np.int16), format="s16", layout=audio_layout
+                )
+                af.sample_rate, af.pts = 44100, i * 1764
+                out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        if a is not None:
+            out.mux(a.encode(None))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "codec,size,options,audio",
+    [
+        ("h264", (1920, 1080), {"profile": "baseline"}, "mono"),  # cropped 1088 -> 1080
+        ("h264", (640, 360), {"profile": "high"}, "stereo"),
+        ("h264", (720, 576), {"x264-params": "interlaced=1"}, None),  # field coding
+        ("h264", (320, 240), {"pix_fmt": "yuv444p"}, None),  # High 4:4:4
+        ("h264", (424, 238), {"profile": "main"}, None),  # cropped on the right and bottom
+        ("hevc", (1920, 1080), {"x265-params": "log-level=error"}, "stereo"),
+        ("hevc", (426, 240), {"x265-params": "log-level=error"}, None),  # conformance window
+    ],
+)
+def test_native_probe_reads_the_same_tracks_as_pyav(codec, size, options, audio):
+    """Codec parameters read from the stream's own SPS and ADTS headers (no FFmpeg at start-
+    up) are exactly what PyAV's probe reads, across profiles, crops and field coding."""
+    data = _ts_with(codec, *size, dict(options), audio)
+    chunks = iter([data[k : k + 8192] for k in range(0, len(data), 8192)])
+    native = probe(lambda: next(chunks, b""), "tcp://cam")
+    ref = _probe_bytes(data, "tcp://cam", tracks_from_av, framed={256: 0x1B, 257: 0x0F})
+    assert native.native and native.pid_to_track == ref.pid_to_track
+    assert native.aac_pids == ref.aac_pids
+    for got, want in zip(native.tracks.tracks, ref.tracks.tracks, strict=True):
+        # Same fields; the parameter sets may differ only in their start codes' length.
+        assert got._replace(extradata=b"") == want._replace(extradata=b"")
+        assert annexb_units(got.extradata) == annexb_units(want.extradata)
+    v = native.tracks.tracks[0]
+    assert (v.width, v.height) == size
+
+
+def test_native_probe_leaves_other_programs_to_pyav():
+    """A PMT with a stream type vstore does not read itself (MPEG audio here) is probed by
+    PyAV, which then hands the source to FFmpeg's demuxer."""
+    from vstore import mpegts
+
+    data = _ts_with("h264", 320, 240, {}, None)
+    assert mpegts._native_probe({256: 0x1B, 257: 0x03}, b"", {}, data) is None
+    assert mpegts._native_probe({256: 0x1B, 300: 0x1B}, b"", {}, data) is None  # two videos
+    assert mpegts._native_probe({256: 0x1B}, b"\x00\x00\x01\x67", {}, data) is None  # bad SPS
+    assert mpegts._native_probe({256: 0x1B, 257: 0x0F}, b"", {257: b"junk"}, data) is None
+
+
+class _BitWriter:
+    def __init__(self) -> None:
+        self.bits: list[int] = []
+
+    def u(self, n: int, v: int) -> None:
+        self.bits += [(v >> (n - 1 - k)) & 1 for k in range(n)]
+
+    def ue(self, v: int) -> None:
+        code = v + 1
+        self.u(2 * code.bit_length() - 1, code)
+
+    def se(self, v: int) -> None:
+        self.ue(2 * v - 1 if v > 0 else -2 * v)
+
+    def rbsp(self) -> bytes:
+        bits = [*self.bits, 1] + [0] * (-(len(self.bits) + 1) % 8)
+        raw = bytes(int("".join(map(str, bits[k : k + 8])), 2) for k in range(0, len(bits), 8))
+        out = bytearray()
+        for byte in raw:  # emulation prevention, as an encoder writes it
+            if len(out) >= 2 and out[-1] == 0 and out[-2] == 0 and byte <= 3:
+                out.append(3)
+            out.append(byte)
+        return bytes(out)
+
+
+def test_h264_sps_with_scaling_matrices_and_poc_cycle_gives_its_size():
+    """SPS fields no encoder here writes (scaling lists, POC type 1): the size still reads
+    right past them."""
+    from vstore.mp4 import video_size
+
+    w = _BitWriter()
+    w.ue(0)  # seq_parameter_set_id
+    w.ue(1)  # chroma_format_idc 4:2:0
+    w.ue(0), w.ue(0), w.u(1, 0)  # bit depths, qpprime
+    w.u(1, 1)  # seq_scaling_matrix_present_flag
+    for i in range(8):
+        w.u(1, 1 if i in (0, 6) else 0)
+        if i in (0, 6):
+            for j in range(16 if i < 6 else 64):
+                w.se(3 if j % 2 else -2)
+    w.ue(0)  # log2_max_frame_num_minus4
+    w.ue(1)  # pic_order_cnt_type 1
+    w.u(1, 0), w.se(-1), w.se(2)
+    w.ue(2), w.se(1), w.se(-3)  # a cycle of two offsets
+    w.ue(4), w.u(1, 0)  # max_num_ref_frames, gaps
+    w.ue(1920 // 16 - 1), w.ue(1088 // 16 - 1)
+    w.u(1, 1), w.u(1, 1)  # frame_mbs_only, direct_8x8
+    w.u(1, 1)  # frame_cropping_flag
+    w.ue(0), w.ue(0), w.ue(0), w.ue(4)  # bottom 4 * 2 lines
+    w.u(1, 0)  # no VUI
+    sps = b"\x00\x00\x00\x01\x67\x64\x00\x28" + w.rbsp()
+    assert video_size("h264", sps) == (1920, 1080)

@@ -30,6 +30,7 @@ from vstore.index import ChunkRow, SegmentRow
 from vstore.mp4 import (
     Mp4Track,
     aac_entry,
+    adts_to_asc,
     annexb_to_length_prefixed,
     asc_sample_rate,
     avcc_record,
@@ -189,18 +190,6 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
         for e in store.index.events(num, chunks[0].start_ns, end_ns)
     ]
     return ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
-
-
-def _adts_to_asc(frame: bytes) -> tuple[bytes, int] | None:
-    """AudioSpecificConfig and header length from an ADTS frame header, or None."""
-    if len(frame) < 7 or frame[0] != 0xFF or frame[1] & 0xF6 != 0xF0:
-        return None
-    profile = (frame[2] >> 6) & 0x3
-    freq_idx = (frame[2] >> 2) & 0xF
-    chan = ((frame[2] & 0x1) << 2) | (frame[3] >> 6)
-    header = 7 if frame[1] & 0x01 else 9  # protection_absent
-    asc = ((profile + 1) << 11) | (freq_idx << 7) | (chan << 3)
-    return asc.to_bytes(2, "big"), header
 
 
 class ClipResult(NamedTuple):
@@ -581,7 +570,7 @@ class _NativeMp4:
                 data = mv[offset[i] : offset[i] + size[i]]
                 if t.annexb:
                     data = annexb_to_length_prefixed(bytes(data))
-                elif (conv := _adts_to_asc(bytes(data[:7]))) is not None:
+                elif (conv := adts_to_asc(bytes(data[:7]))) is not None:
                     t.asc = t.asc or conv[0]
                     data = data[conv[1] :]
                 pieces.append(data)
@@ -739,7 +728,7 @@ def _mux_plan(
         for p in chunk_packets(rd0.meta, rd0.read_chunk(c0.offset, c0.length, c0.crc32)):
             t = tracks[p.track]
             if t.codec == "aac" and not t.extradata and p.track not in asc:
-                conv = _adts_to_asc(bytes(p.data))
+                conv = adts_to_asc(bytes(p.data))
                 if conv is not None:
                     asc[p.track], adts[p.track] = conv
     c0 = plan.parts[0].chunks[0]

@@ -1,7 +1,9 @@
 """Live MPEG-TS over TCP or UDP, read without FFmpeg's demuxer on the per-packet path.
 
-A camera's first seconds are buffered and probed once with PyAV (codec parameters, exactly
-as for any other source); from then on the compiled transport-stream demuxer
+A camera's first seconds are buffered and probed once: the codec parameters come from the
+stream itself (the PMT's stream types, the keyframe's SPS, the first ADTS header), and from
+PyAV only when that is not enough (other stream types, an SPS it cannot read); from then on
+the compiled transport-stream demuxer
 (``_native.tsdemux``) turns socket reads into packets for the writer: no demuxer or parser
 object per frame, and socket reads in large blocks. The probed bytes are demuxed too, so
 nothing before the switch is lost. Sources with streams the native path cannot frame (audio
@@ -20,15 +22,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vstore import _native
-from vstore.errors import SourceError
+from vstore.errors import CorruptSegment, SourceError
+from vstore.mp4 import AAC_RATES, adts_to_asc, asc_sample_rate, video_size
 
 READ_BYTES = 256 * 1024  # at most one read: what a socket gives at once
 READ_INTERVAL_S = 0.1
 PROBE_MAX_BYTES = 16 * 1024 * 1024
 PROBE_MAX_S = 10.0
 PROBE_AUDIO_WAIT_S = 1.0  # after the first keyframe, how long to wait for listed audio
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
-              8000, 7350)  # fmt: skip
 _STREAM_CODEC = {0x1B: "h264", 0x24: "hevc", 0x0F: "aac"}
 
 
@@ -163,10 +164,10 @@ def split_adts(payload: bytes) -> list[tuple[int, bytes]]:
         rate_idx = (payload[i + 2] >> 2) & 0x0F
         length = (payload[i + 3] & 0x03) << 11 | payload[i + 4] << 3 | payload[i + 5] >> 5
         blocks = (payload[i + 6] & 0x03) + 1
-        if length < 7 or i + length > n or rate_idx >= len(_AAC_RATES):
+        if length < 7 or i + length > n or rate_idx >= len(AAC_RATES):
             return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
         out.append((ticks, payload[i : i + length]))
-        ticks += blocks * 1024 * 90000 // _AAC_RATES[rate_idx]
+        ticks += blocks * 1024 * 90000 // AAC_RATES[rate_idx]
         i += length
     if i < n:
         return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
@@ -221,14 +222,14 @@ def probe(
     read: Callable[[], bytes], url: str, monotonic: Callable[[], float] = time.monotonic
 ) -> TsProbe:
     """Buffer the stream until its PMT, a video keyframe and (briefly) its audio have been
-    seen, then ask PyAV for the codec parameters of those bytes."""
-    from vstore.ingest import tracks_from_av
-
+    seen, then read the codec parameters from those bytes: natively when the program is one
+    H.264/H.265 stream and AAC, else (or when that fails) with PyAV."""
     d = _native.tsdemux.TsDemuxer()
     head = bytearray()
     t0 = monotonic()
     key_at: float | None = None
-    audio_seen: set[int] = set()
+    params = b""
+    adts: dict[int, bytes] = {}  # audio PID -> its first ADTS frame
     while True:
         chunk = read()
         if not chunk:
@@ -237,20 +238,56 @@ def probe(
         for pid, _pts, _dts, _rai, data, _bad in d.feed(chunk):
             stype = d.streams.get(pid)
             if stype == 0x0F:
-                audio_seen.add(pid)
+                adts.setdefault(pid, data)
             elif key_at is None and stype in (0x1B, 0x24):
                 codec = _native.CODEC_H264 if stype == 0x1B else _native.CODEC_HEVC
                 if _native.nal.nal_flags(data, codec, 0) & _native.NAL_KEY:
                     key_at = monotonic()
+                    params = _native.nal.parameter_sets(data, codec, 0)
         audio = {p for p, t in d.streams.items() if t == 0x0F}
         if key_at is not None and (
-            audio <= audio_seen or monotonic() - key_at >= PROBE_AUDIO_WAIT_S
+            audio <= set(adts) or monotonic() - key_at >= PROBE_AUDIO_WAIT_S
         ):
             break
         if len(head) > PROBE_MAX_BYTES or monotonic() - t0 > PROBE_MAX_S:
             what = "video keyframe" if d.streams else "program map (PAT/PMT)"
             raise SourceError(f"{url}: no {what} in the first {monotonic() - t0:.0f} s")
+    native = _native_probe(d.program, params, adts, bytes(head))
+    if native is not None:
+        return native
+    from vstore.ingest import tracks_from_av
+
     return _probe_bytes(bytes(head), url, tracks_from_av, d.streams)
+
+
+def _native_probe(
+    program: dict[int, int], params: bytes, adts: dict[int, bytes], head: bytes
+) -> TsProbe | None:
+    """Tracks from the stream's own bytes, as PyAV would give them; None when the program
+    holds anything but one H.264/H.265 stream and AAC in ADTS, or a header cannot be read."""
+    from vstore.format import TrackInfo
+    from vstore.ingest import SourceTracks
+
+    videos = [pid for pid, t in program.items() if t in (0x1B, 0x24)]
+    audios = [pid for pid, t in program.items() if t == 0x0F]
+    if len(videos) != 1 or len(videos) + len(audios) != len(program) or set(audios) - set(adts):
+        return None
+    codec = _STREAM_CODEC[program[videos[0]]]
+    try:
+        width, height = video_size(codec, params)
+    except CorruptSegment:
+        return None
+    tracks = [TrackInfo(0, "video", codec, (1, 90000), params, width, height, 0, 0, "annexb")]
+    for pid in audios:
+        conv = adts_to_asc(adts[pid][:7])
+        if conv is None or not (rate := asc_sample_rate(conv[0])):
+            return None
+        chan = (conv[0][1] >> 3) & 0x0F
+        channels = 8 if chan == 7 else chan
+        tracks.append(TrackInfo(len(tracks), "audio", "aac", (1, 90000), b"", 0, 0, rate, channels))
+    order = [videos[0], *audios]  # PyAV's order: the video stream first, audio as listed
+    src = SourceTracks(tuple(tracks), {i: i for i in range(len(tracks))}, ())
+    return TsProbe(src, {pid: i for i, pid in enumerate(order)}, set(audios), head, True)
 
 
 def _probe_bytes(head: bytes, url: str, tracks_from_av: Any, framed: dict[int, int]) -> TsProbe:

@@ -96,7 +96,11 @@ class TsHub:
     def run(self, conn: Any, rec: Any, t0: float, has_key: Any) -> None:
         """Read ``conn`` for ``rec`` until the session ends (returns) or fails (raises)."""
         s = TsSession(conn, rec, t0, has_key)
-        s.feed(conn.pr.head, rec.store.clock.wall_ns())  # the probed seconds first
+        # The probed seconds first; then the connection lets go of them (a GOP or more per
+        # camera, kept for the whole session otherwise).
+        head, conn.pr.head = conn.pr.head, b""
+        s.feed(head, rec.store.clock.wall_ns())
+        del head
         with self._lock:
             self._pending.append(s)
             if self._thread is None:
