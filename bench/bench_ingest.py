@@ -90,7 +90,7 @@ def ts_stream(request, tmp_path_factory):
             "cams": 10,
             "short_s": 10.0,
             "long_s": 30.0,
-            "ladder": [25, 50, 100, 200, 400, 800],
+            "ladder": [50, 100, 200, 300, 400, 500, 600],
             "ladder_s": 12.0,
         }
     )
@@ -124,6 +124,8 @@ def _vstore(url: str, cams: int, seconds: float, store: Path, core: int | None =
     cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0
     doc = json.loads(r.stdout)
     return {
+        # The largest child so far (Linux: KiB): the ladder grows, so this step's process.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "cpu_s": cpu,
         "wall_s": wall,
         "dropped": sum(c["dropped_queue_full"] for c in doc["cameras"]),
@@ -235,7 +237,8 @@ def test_ingest_max_cameras_one_core(benchmark, ts_stream, tmp_path):
                 ok = r["dropped"] == 0 and r["packets"] >= expected
                 steps.append({"cameras": n, "ok": ok, "cpu_per_wall": r["cpu_s"] / r["wall_s"],
                               "packets": r["packets"], "expected_min": int(expected),
-                              "dropped": r["dropped"]})  # fmt: skip
+                              "dropped": r["dropped"],
+                              "peak_rss_mb": r["peak_rss_mb"]})  # fmt: skip
                 shutil.rmtree(tmp_path / f"m{n}", ignore_errors=True)
                 if not ok:
                     break

@@ -286,6 +286,12 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
             f"measured: record pinned to one core, {info['seconds']:.0f} s per step, no drop, "
             f"every frame; at {info['max_cameras']} cameras the core was {load:.0%} busy"
         )
+        if best and "peak_rss_mb" in best[-1]:
+            rss = best[-1]["peak_rss_mb"]
+            note += (
+                f", peak RSS {rss:,.0f} MB ({rss / info['max_cameras']:.1f} MB per camera, "
+                "demuxer and hand-over buffers included)"
+            )
         if info["max_cameras"] == info["ladder_top"]:
             note += " (the top of the ladder: the senders, not the recorder, set the limit)"
         elif top:
