@@ -370,7 +370,8 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
                 "< 2 MB",
                 mb < 2,
-                "RSS growth; each holds an open 2 s GOP",
+                "RSS growth of 100 library writers, each holding an open 2 s GOP; a whole "
+                "`vstore record` process holds more per camera (see the cameras row)",
             )
         )
     if "test_index_bytes_per_camera_day" in by:

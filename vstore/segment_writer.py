@@ -50,7 +50,7 @@ class SegmentFile:
         # Footage just written is rarely read again soon: once fsynced it leaves the page
         # cache, so recording does not evict the index and the reads investigators wait on,
         # and the kernel reuses warm pages instead of touching new ones (the copy into fresh
-        # page-cache pages was a third of a core at 200 cameras here; bench/README.md).
+        # page-cache pages was a third of a core at 200 cameras here; lifecycle.md W2).
         self._drop_cache = drop_cache
         self._dropped_to = 0
         self.path = root / relpath
@@ -140,12 +140,13 @@ class SegmentFile:
             raise translate_oserror(exc, f"fsync {self.path}") from exc
         self._drop_synced(self.offset)
 
-    def _drop_synced(self, end: int) -> None:
-        """Drop whole pages up to ``end`` (all fsynced) that were not dropped before; the
-        partial last page stays, the next write dirties it again."""
+    def _drop_synced(self, end: int, final: bool = False) -> None:
+        """Drop the pages up to ``end`` (all fsynced) that were not dropped before. While
+        the file grows, its partial last page stays (the next write dirties it again); once
+        ``final``, that page goes too."""
         if not self._drop_cache:
             return
-        upto = end & ~(_PAGE_BYTES - 1)
+        upto = (end + (_PAGE_BYTES - 1 if final else 0)) & ~(_PAGE_BYTES - 1)
         if upto > self._dropped_to:
             self.fs.drop_cache(self.fd, self._dropped_to, upto - self._dropped_to)
             self._dropped_to = upto
@@ -163,7 +164,7 @@ class SegmentFile:
             if not self._dir_synced:
                 self.fs.fsync_dir(self.path.parent)
                 self._dir_synced = True
-            self._drop_synced(self.offset + len(footer) + len(trailer) + _PAGE_BYTES)
+            self._drop_synced(self.offset + len(footer) + len(trailer), final=True)
         except OSError as exc:
             raise translate_oserror(exc, f"sealing {self.path}") from exc
         finally:
