@@ -297,6 +297,11 @@ def test_native_probe_leaves_other_programs_to_pyav():
     assert mpegts._native_probe({256: 0x1B, 300: 0x1B}, b"", {}, data) is None  # two videos
     assert mpegts._native_probe({256: 0x1B}, b"\x00\x00\x01\x67", {}, data) is None  # bad SPS
     assert mpegts._native_probe({256: 0x1B, 257: 0x0F}, b"", {257: b"junk"}, data) is None
+    # AAC whose channel layout is in the payload (channel configuration 0): PyAV decodes it.
+    params = next(t for t in probe(iter([data, b""]).__next__, "x").tracks.tracks).extradata
+    pce = bytes([0xFF, 0xF1, 0x4C, 0x00, 0x02, 0x1F, 0xFC])
+    assert mpegts._native_probe({256: 0x1B, 257: 0x0F}, params, {257: pce}, data) is None
+    assert mpegts._native_probe({256: 0x1B}, params, {}, data) is not None
 
 
 class _BitWriter:

@@ -66,7 +66,7 @@ def record(store_dir, frames: int, fs: Fs | None = None, sealed: bool = True):
 
 
 def segment_files(store_dir):
-    return sorted(p for p in store_dir.rglob("*.vseg"))
+    return sorted(store_dir.rglob("*.vseg"))
 
 
 def test_fsynced_footage_is_not_left_in_the_page_cache(store_dir):

@@ -338,7 +338,8 @@ def annexb_to_length_prefixed(data: bytes) -> bytes:
     return b"".join(len(u).to_bytes(4, "big") + u for u in annexb_units(data))
 
 
-_H264_CHROMA_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
+# Profiles whose SPS carries chroma_format_idc and bit depths (as FFmpeg's h264_ps.c reads).
+_H264_CHROMA_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135, 144)
 
 
 class _H264Sps(NamedTuple):

@@ -280,9 +280,9 @@ def _native_probe(
     tracks = [TrackInfo(0, "video", codec, (1, 90000), params, width, height, 0, 0, "annexb")]
     for pid in audios:
         conv = adts_to_asc(adts[pid][:7])
-        if conv is None or not (rate := asc_sample_rate(conv[0])):
-            return None
-        chan = (conv[0][1] >> 3) & 0x0F
+        chan = (conv[0][1] >> 3) & 0x0F if conv is not None else 0
+        if conv is None or not (rate := asc_sample_rate(conv[0])) or not chan:
+            return None  # channel configuration 0 is in the payload (a PCE): PyAV reads it
         channels = 8 if chan == 7 else chan
         tracks.append(TrackInfo(len(tracks), "audio", "aac", (1, 90000), b"", 0, 0, rate, channels))
     order = [videos[0], *audios]  # PyAV's order: the video stream first, audio as listed
