@@ -133,8 +133,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
     }
     if plains:
         # The disk's rate is the faster plain write: with or without dropping the page cache.
-        best = max(plains, key=plains.__getitem__)
-        plain = plains[best]
+        plain = max(plains.values())
         for variant in ("fsync-every-gop", "fsync-1s", "fsync-every-gop-8cams"):
             name = f"test_disk_recording[{variant}]"
             if name not in by:

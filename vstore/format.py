@@ -184,7 +184,8 @@ _crc32_big: Any = None
 def crc32(data: bytes | memoryview, value: int = 0) -> int:
     """CRC-32 with zlib's polynomial (every checksum in the format). Large buffers (chunk
     payloads) go through ISA-L, 3-4x faster than zlib here from a few KiB up; tiny ones
-    (headers, tables) through zlib, so short commands never import ISA-L. Both give the same value (tested)."""
+    (headers, tables) through zlib, so short commands never import ISA-L. Both give the same
+    value (tested)."""
     global _crc32_big
     if len(data) < _CRC_BIG_BYTES:
         return zlib.crc32(data, value)
