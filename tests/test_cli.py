@@ -137,3 +137,44 @@ def test_init_writes_template(tmp_path, capsys):
     d = tmp_path / "s"
     assert main(["init", "--store", str(d)]) == 0
     assert (d / "vstore.toml").read_text().startswith("# vstore store configuration")
+
+
+def _vstore(*argv: str) -> subprocess.CompletedProcess:
+    """A fresh `vstore` process through the console entry point (fast exit included)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from vstore.cli.main import entry; entry()", *argv],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_quick_exit_loses_no_piped_output(store_dir):
+    """A quick command skips interpreter teardown: its stdout must still arrive whole."""
+    from vstore.timebase import format_time
+
+    seed(store_dir, n=500)
+    rng = ["--from", format_time(START_NS), "--to", format_time(START_NS + 20 * 10**9)]
+    r = _vstore(
+        "clip", "--store", str(store_dir), "--camera", "cam", *rng, "-o", "-", "--format", "ts"
+    )
+    assert r.returncode == 0, r.stderr
+    with open_store(store_dir, read_only=True) as st:
+        from vstore.clip import clip_bytes
+
+        want = b"".join(clip_bytes(st, "cam", START_NS, START_NS + 20 * 10**9, format="ts"))
+    assert len(want) > 64 * 1024  # more than one pipe buffer
+    assert r.stdout == want
+    r = _vstore("ls", "--store", str(store_dir), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["cameras"][0]["camera"] == "cam"
+
+
+def test_quick_exit_keeps_exit_codes(store_dir):
+    seed(store_dir)
+    r = _vstore("clip", "--store", str(store_dir), "--camera", "nope", "--from=-1h", "--to=now")
+    assert r.returncode == 2 and r.stderr == b"vstore clip: error: give -o FILE (or --plan)\n"
+    r = _vstore(
+        "clip", "--store", str(store_dir), "--camera", "nope", "--from=-1h", "--to=now", "--plan"
+    )
+    assert r.returncode == 3 and b"Traceback" not in r.stderr
+    assert b"nope" in r.stderr
