@@ -24,10 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class PacedTsServer:
     """Serves one pre-encoded MPEG-TS file to every client, paced to real time (no encoding
-    in the loop, so the server costs little next to the recorders)."""
+    in the loop, so the server costs little next to the recorders).
 
-    def __init__(self, data: bytes, duration_s: float, loop_s: float) -> None:
+    Client k's stream starts after a delay spread evenly over ``stagger_s`` (a golden-ratio
+    sequence), as real cameras, booted at different times, start their GOPs at different
+    instants. Without it every camera's keyframe would arrive in the same instant: a worst
+    case for memory and CPU peaks that a city's cameras never produce."""
+
+    def __init__(self, data: bytes, duration_s: float, loop_s: float, stagger_s: float = 2.0):
         self.data, self.duration_s, self.loop_s = data, duration_s, loop_s
+        self.stagger_s = stagger_s
+        self.clients = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.sock.settimeout(0.2)
@@ -41,11 +48,16 @@ class PacedTsServer:
                 conn, _ = self.sock.accept()
             except (TimeoutError, OSError):
                 continue
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            delay = (self.clients * 0.6180339887) % 1.0 * self.stagger_s
+            self.clients += 1
+            t = threading.Thread(target=self._serve, args=(conn, delay), daemon=True)
             t.start()
             self.threads.append(t)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, delay_s: float) -> None:
+        if self.stop.wait(delay_s):
+            conn.close()
+            return
         step = 188 * 70
         rate = len(self.data) / self.loop_s  # bytes per second of media
         t0 = time.monotonic()
@@ -84,7 +96,15 @@ def ts_stream(request, tmp_path_factory):
     loop_s = 4 if smoke else 20
     write_file(str(path), spec, loop_s)
     plan = (
-        {"cams": 2, "short_s": 2.0, "long_s": 4.0, "ladder": [2], "ladder_s": 4.0}
+        {
+            "cams": 2,
+            "short_s": 2.0,
+            "long_s": 4.0,
+            "ladder": [2],
+            "ladder_s": 4.0,
+            "memory_cams": 2,
+            "memory_s": 4.0,
+        }
         if smoke
         else {
             "cams": 10,
@@ -92,6 +112,8 @@ def ts_stream(request, tmp_path_factory):
             "long_s": 30.0,
             "ladder": [50, 100, 200, 300, 400, 500, 600],
             "ladder_s": 12.0,
+            "memory_cams": 100,
+            "memory_s": 20.0,
         }
     )
     return path.read_bytes(), loop_s, plan
@@ -102,10 +124,6 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _pin(core: int):
-    return lambda: os.sched_setaffinity(0, {core})
-
-
 def _vstore(url: str, cams: int, seconds: float, store: Path, core: int | None = None) -> dict:
     """One `vstore record` process for `cams` cameras; its CPU seconds and counts."""
     args = [sys.executable, "-m", "vstore.cli.main", "record", "--json"]
@@ -114,24 +132,43 @@ def _vstore(url: str, cams: int, seconds: float, store: Path, core: int | None =
     for i in range(cams):
         args += ["--camera", f"cam{i}"]
     cpu0, t0 = _children_cpu(), time.monotonic()
-    r = subprocess.run(
+    p = subprocess.Popen(
         args,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-        preexec_fn=_pin(core) if core is not None else None,
     )
+    if core is not None:  # pinned at once (before its imports are done), not in preexec_fn
+        os.sched_setaffinity(p.pid, {core})
+    rss: list[float] = []  # the process's resident MB, four times a second
+    sampler = threading.Thread(target=_sample_rss, args=(p, rss), daemon=True)
+    sampler.start()
+    out, err = p.communicate()
+    sampler.join()
+    if p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, args, out, err)
     cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0
-    doc = json.loads(r.stdout)
+    doc = json.loads(out)
     return {
-        # The largest child so far (Linux: KiB): the ladder grows, so this step's process.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_rss_mb": max(rss, default=0.0),
+        "rss_samples_mb": rss,
         "cpu_s": cpu,
         "wall_s": wall,
         "dropped": sum(c["dropped_queue_full"] for c in doc["cameras"]),
         "packets": sum(c["writer"].get("packets", 0) for c in doc["cameras"]),
         "demuxers": sorted({c["demuxer"] for c in doc["cameras"]}),
     }
+
+
+def _sample_rss(p: subprocess.Popen, out: list[float]) -> None:
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                line = next(x for x in f if x.startswith("VmRSS"))
+            out.append(int(line.split()[1]) / 1024)
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.25)
 
 
 def _ffmpeg(url: str, cams: int, seconds: float, out: Path) -> dict:
@@ -253,3 +290,28 @@ def test_ingest_max_cameras_one_core(benchmark, ts_stream, tmp_path):
         steps=steps,
         seconds=seconds,
     )
+
+
+def test_record_process_memory(benchmark, ts_stream, tmp_path):
+    """Workload 6 for a whole `vstore record` process: resident MB per camera with 100
+    cameras recording (demuxer, hand-over queues, open GOPs, threads and allocator included)."""
+    data, loop_s, plan = ts_stream
+    cams, seconds = plan["memory_cams"], plan["memory_s"]
+    result = {}
+
+    def run():
+        result.update(_served(data, loop_s, seconds, lambda url: _vstore(
+            url, cams, seconds, tmp_path / f"mem{time.time_ns()}")))  # fmt: skip
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    rss = result["rss_samples_mb"]
+    steady = rss[len(rss) // 2 :]  # every camera started and past its first GOPs
+    benchmark.extra_info.update(
+        cameras=cams,
+        seconds=seconds,
+        peak_rss_mb=result["peak_rss_mb"],
+        steady_mean_rss_mb=sum(steady) / max(1, len(steady)),
+        dropped=result["dropped"],
+        packets=result["packets"],
+    )
+    assert result["dropped"] == 0 and result["packets"] > 0 and rss

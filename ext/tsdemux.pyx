@@ -11,11 +11,18 @@ cdef enum:
     TS_PACKET = 188
     SYNC = 0x47
     MAX_SLOTS = 16
+    # C constants (a module-level Python name would be a dictionary lookup per TS packet).
+    PES_LIMIT_BYTES = 64 * 1024 * 1024
+    # A PID's assembly buffer starts at this size and returns to it after a larger PES (a
+    # keyframe): kept at its high-water mark it would hold a keyframe's worth of memory per
+    # camera for good (~0.4 MB at 4 Mbit/s 1080p, a fifth of a recorder's budget), and the
+    # rare regrowth costs a few reallocs per GOP.
+    SLOT_KEEP_BYTES = 64 * 1024
 
 STREAM_H264 = 0x1B
 STREAM_HEVC = 0x24
 STREAM_AAC_ADTS = 0x0F
-MAX_PES_BYTES = 64 * 1024 * 1024
+MAX_PES_BYTES = PES_LIMIT_BYTES  # a PES larger than this is damage, not a frame
 
 cdef int64_t NO_TS = -1
 
@@ -78,6 +85,15 @@ cdef class TsDemuxer:
             if self.slots[k].buf != NULL:
                 free(self.slots[k].buf)
                 self.slots[k].buf = NULL
+
+    @property
+    def held_bytes(self):
+        """Memory the PES assembly buffers hold (their capacity), for memory accounting."""
+        cdef Py_ssize_t total = 0
+        cdef int k
+        for k in range(MAX_SLOTS):
+            total += self.slots[k].cap
+        return total
 
     def feed(self, data):
         cdef bytes buf = data if type(data) is bytes else bytes(data)
@@ -181,7 +197,7 @@ cdef class TsDemuxer:
         if tei:
             s.corrupt = True
         self._append(s, p + pos, TS_PACKET - pos)
-        if s.size > MAX_PES_BYTES:
+        if s.size > PES_LIMIT_BYTES:
             self.oversize += 1
             s.active = False
             s.size = 0
@@ -193,7 +209,7 @@ cdef class TsDemuxer:
         cdef Py_ssize_t cap
         cdef uint8_t* nb
         if s.size + n > s.cap:
-            cap = s.cap * 2 if s.cap else 65536
+            cap = s.cap * 2 if s.cap else SLOT_KEEP_BYTES
             while cap < s.size + n:
                 cap *= 2
             nb = <uint8_t*>realloc(s.buf, cap)
@@ -256,6 +272,10 @@ cdef class TsDemuxer:
                 (<char*>s.buf)[:n],
                 bool(s.corrupt),
             ))
+        if s.cap > SLOT_KEEP_BYTES:
+            free(s.buf)
+            s.buf = NULL
+            s.cap = 0
         return 0
 
     cdef object _section(self, bytes buf, Py_ssize_t pos, Py_ssize_t end):

@@ -356,3 +356,15 @@ def test_h264_sps_with_scaling_matrices_and_poc_cycle_gives_its_size():
     w.u(1, 0)  # no VUI
     sps = b"\x00\x00\x00\x01\x67\x64\x00\x28" + w.rbsp()
     assert video_size("h264", sps) == (1920, 1080)
+
+
+def test_demuxer_lets_go_of_keyframe_sized_buffers(demuxer, tmp_path):
+    """A PID's assembly buffer grows to a keyframe's size and must not stay there: kept at its
+    high-water mark it would hold a keyframe per camera for good (a recorder's memory)."""
+    p = tmp_path / "big.ts"
+    write_file(
+        str(p), StreamSpec(width=640, height=360, gop_frames=10, noise=64, bitrate=8_000_000), 2
+    )
+    d, out = demux_all(demuxer, p.read_bytes(), 4096)
+    assert max(len(pkt[4]) for pkt in out) > 128 * 1024  # keyframes larger than the keep size
+    assert d.held_bytes <= 2 * 64 * 1024  # after flush: at most the small buffer per stream

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vstore import heap
 from vstore.errors import SourceError, UsageError, VstoreError
 from vstore.format import TrackInfo
 from vstore.store import Store
@@ -499,10 +500,16 @@ def record_many(
     ]
     for t in threads:
         t.start()
+    trimmed = time.monotonic()
     try:
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
+                # This thread only waits: it also hands the writers' freed GOP buffers back
+                # to the OS (vstore.heap), which glibc would otherwise keep.
+                if time.monotonic() - trimmed >= heap.TRIM_INTERVAL_S:
+                    heap.release_free_memory()
+                    trimmed = time.monotonic()
     except KeyboardInterrupt:
         stop.set()
         for t in threads:

@@ -40,6 +40,14 @@ _PAGE_BYTES = 4096  # page-cache drops cover whole pages; larger pages only drop
 _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 
 
+# A chunk's payload is checksummed, hashed and written as the packets' own buffers when it is
+# large: joining them first would hold a second copy of every GOP (a camera's largest
+# allocation, ~1 MB at 4 Mbit/s) and cost a memcpy. Small payloads are joined: there the
+# per-buffer calls cost more than the copy. writev takes at most 512 buffers per call.
+_JOIN_MAX_BYTES = 256 * 1024
+_PARTS_MAX = 500
+
+
 class SegmentFile:
     """One segment file being appended to. Not thread-safe: its CameraWriter serializes calls."""
 
@@ -99,18 +107,20 @@ class SegmentFile:
         payload: list[bytes | bytearray | memoryview],
     ) -> fmt.DirEntry:
         stored, codec = fmt.encode_table(table_raw, packet_count)
-        # One contiguous payload: a memcpy is cheaper than checksumming, hashing and writing
-        # dozens of small buffers one call at a time.
-        blob = payload[0] if len(payload) == 1 else b"".join(payload)
-        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + len(blob)
+        payload_bytes = sum(map(len, payload))
+        if len(payload) > 1 and (payload_bytes <= _JOIN_MAX_BYTES or len(payload) > _PARTS_MAX):
+            payload = [b"".join(payload)]
+        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_bytes
         if chunk_len > fmt.MAX_CHUNK_BYTES:
             raise VstoreError("chunk exceeds 4 GiB")
         head = fmt.pack_chunk_header(
             fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
         )
-        crc = fmt.crc32(blob, zlib.crc32(stored, zlib.crc32(head)))
+        crc = zlib.crc32(stored, zlib.crc32(head))
+        for p in payload:
+            crc = fmt.crc32(p, crc)
         tail = fmt.CHUNK_CRC.pack(crc)
-        parts = [head, stored, blob, tail]
+        parts = [head, stored, *payload, tail]
         try:
             self.fs.writev(self.fd, parts)
         except OSError as exc:

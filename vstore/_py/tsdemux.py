@@ -46,6 +46,12 @@ class TsDemuxer:
         self._cc: dict[int, int] = {}
         self._pes: dict[int, list] = {}  # pid -> [bytearray, pts, dts, rai, corrupt, length]
 
+    @property
+    def held_bytes(self) -> int:
+        """Memory the PES assembly buffers hold, for memory accounting (here each PES gets a
+        buffer of its own, dropped once emitted)."""
+        return sum(len(p[0]) for p in self._pes.values())
+
     def feed(self, data: bytes) -> list[tuple[int, int | None, int | None, bool, bytes, bool]]:
         out: list[tuple[int, int | None, int | None, bool, bytes, bool]] = []
         buf = self._rest + data if self._rest else data
