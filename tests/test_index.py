@@ -59,3 +59,45 @@ def test_lookups_match_a_brute_force_reference(tmp_path_factory, rows, start, sp
             ]
     finally:
         idx.close()
+
+
+def test_segment_ids_stay_unique_across_a_crash_mid_block(tmp_path):
+    """Ids come from blocks reserved with one synchronous write each; a process that dies
+    mid-block must never let the next one hand out an id it gave."""
+    import subprocess
+    import sys
+
+    from vstore import layout
+    from vstore.index import SEGMENT_ID_BLOCK
+
+    path = tmp_path / "index"
+    with TimeIndex(path) as idx:
+        first = [idx.new_segment_id() for _ in range(5)]
+        # One reservation for the whole block: the stored counter is past it already.
+        stored = int.from_bytes(idx.get(layout.NEXT_SEGMENT_ID_KEY), "big")
+        assert stored == first[0] + SEGMENT_ID_BLOCK
+    assert first == list(range(first[0], first[0] + 5))
+    # A process killed mid-block (os._exit: no close, no flush beyond the synced writes).
+    child = (
+        "import os, sys; from vstore.index import TimeIndex; "
+        f"i = TimeIndex({str(path)!r}); print(*[i.new_segment_id() for _ in range(3)]); "
+        "sys.stdout.flush(); os._exit(9)"
+    )
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    crashed = [int(x) for x in r.stdout.split()]
+    assert len(crashed) == 3, r.stderr
+    with TimeIndex(path) as idx:
+        later = [idx.new_segment_id() for _ in range(SEGMENT_ID_BLOCK + 2)]  # crosses a block
+    seen = first + crashed + later
+    assert len(set(seen)) == len(seen)
+    assert min(later) > max(first + crashed)
+
+
+def test_reserving_foreign_ids_moves_past_the_block_in_hand(tmp_path):
+    with TimeIndex(tmp_path / "index") as idx:
+        a = idx.new_segment_id()
+        idx.reserve_segment_ids(a + 10)  # inside the block in hand
+        b = idx.new_segment_id()
+        assert b > a + 10
+        idx.reserve_segment_ids(b + 10_000)  # beyond it
+        assert idx.new_segment_id() > b + 10_000

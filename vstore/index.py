@@ -172,6 +172,8 @@ class Batch:
 # in (a camera-month is ~65 MB uncompressed; 1,000 camera-hours about the same) stay decoded
 # in memory: a miss costs a read and a zstd decompression, which doubled seek times at 64 MB.
 BLOCK_CACHE_BYTES = 256 << 20
+# Segment ids reserved per synchronous index write (new_segment_id).
+SEGMENT_ID_BLOCK = 256
 _BLOCK_CACHE = Cache(BLOCK_CACHE_BYTES)
 
 
@@ -199,6 +201,7 @@ class TimeIndex:
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.Lock()
+        self._id_next = self._id_limit = 0  # the block of segment ids in hand (see below)
         try:
             if read_only:
                 if not (self.path / "CURRENT").exists():
@@ -273,7 +276,21 @@ class TimeIndex:
             return value
 
     def new_segment_id(self) -> int:
-        return self._next(layout.NEXT_SEGMENT_ID_KEY)
+        """A segment id never handed out before, by this process or any earlier one.
+
+        Ids are reserved SEGMENT_ID_BLOCK at a time: the stored counter moves past the whole
+        block in one synchronous write, and the ids of the block are then handed out from
+        memory. A segment roll-over thus costs no index fsync of its own; a crash skips the
+        rest of a block (ids are unique, not dense)."""
+        with self._lock:
+            if self._id_next >= self._id_limit:
+                raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
+                first = int.from_bytes(raw, "big") if raw else 1
+                limit = first + SEGMENT_ID_BLOCK
+                self._db.put(layout.NEXT_SEGMENT_ID_KEY, limit.to_bytes(8, "big"), self._sync)
+                self._id_next, self._id_limit = first, limit
+            self._id_next += 1
+            return self._id_next - 1
 
     def reserve_segment_ids(self, up_to: int) -> None:
         """Make every later new_segment_id() exceed up_to (after importing foreign ids)."""
@@ -282,6 +299,8 @@ class TimeIndex:
             nxt = int.from_bytes(raw, "big") if raw else 1
             if nxt <= up_to:
                 self._db.put(layout.NEXT_SEGMENT_ID_KEY, (up_to + 1).to_bytes(8, "big"), self._sync)
+            if self._id_next <= up_to:  # the block in hand is below them: take a new one
+                self._id_next = self._id_limit = 0
 
     def camera_num(self, camera_id: str, create: bool = False) -> int | None:
         """The camera's fixed-width number used in keys; allocated on first use when create."""
