@@ -49,8 +49,8 @@ def test_disk_plain_sequential_write(benchmark, tmp_path, cache):
 
 @pytest.mark.parametrize(
     "fsync_interval_s,cameras",
-    [(0, 1), (1, 1), (0, 8)],
-    ids=["fsync-every-gop", "fsync-1s", "fsync-every-gop-8cams"],
+    [(0, 1), (1, 1), (0, 8), (0, 32)],
+    ids=["fsync-every-gop", "fsync-1s", "fsync-every-gop-8cams", "fsync-every-gop-32cams"],
 )
 def test_disk_recording(benchmark, tmp_path, fsync_interval_s, cameras):
     """vstore recording: default durability (fsync every chunk, i.e. every 2 s GOP of

@@ -83,9 +83,11 @@ def test_segment_ids_stay_unique_across_a_crash_mid_block(tmp_path):
         f"i = TimeIndex({str(path)!r}); print(*[i.new_segment_id() for _ in range(3)]); "
         "sys.stdout.flush(); os._exit(9)"
     )
-    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", child], check=False, capture_output=True, text=True, timeout=60
+    )
     crashed = [int(x) for x in r.stdout.split()]
-    assert len(crashed) == 3, r.stderr
+    assert r.returncode == 9 and len(crashed) == 3, r.stderr
     with TimeIndex(path) as idx:
         later = [idx.new_segment_id() for _ in range(SEGMENT_ID_BLOCK + 2)]  # crosses a block
     seen = first + crashed + later

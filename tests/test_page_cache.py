@@ -50,6 +50,11 @@ class SyncLog(Fs):
         self.events.append(("drop", fd, offset + length))
         super().drop_cache(fd, offset, length)
 
+    def start_writeback(self, fd, offset, length):
+        self.events.append(("writeback", fd, offset + length))
+        assert offset + length <= os.fstat(fd).st_size, "writeback asked for unwritten bytes"
+        super().start_writeback(fd, offset, length)
+
 
 def record(store_dir, frames: int, fs: Fs | None = None, sealed: bool = True):
     st = open_store(store_dir, fs=fs)
@@ -105,7 +110,26 @@ def test_cache_is_dropped_only_after_the_bytes_are_fsynced(store_dir):
     for kind, fd, end in fs.events:
         if kind == "fsync":
             synced[fd] = end
-        else:
+        elif kind == "drop":
             drops += 1
             assert end <= synced.get(fd, -1) + mmap.PAGESIZE, "dropped bytes not yet fsynced"
     assert drops >= 3
+
+
+def test_each_chunk_fsynced_at_once_starts_its_writeback_first(store_dir):
+    """With fsync every chunk, the kernel is asked to start writing a chunk before the writer
+    hashes it, and that chunk's fsync follows; with fsync_interval_s > 0, chunks that are
+    not fsynced at once are left to the kernel (no extra I/O between fsyncs)."""
+    fs = SyncLog()
+    record(store_dir, 150, fs=fs)
+    kinds = [k for k, _fd, _end in fs.events if k != "drop"]
+    assert kinds.count("writeback") >= 5
+    for i, k in enumerate(kinds):
+        if k == "writeback":
+            assert kinds[i + 1] == "fsync"  # the chunk's own fsync comes next
+    lazy = SyncLog()
+    d = store_dir.parent / "lazy"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nfsync_interval_s = 60\n")
+    record(d, 150, fs=lazy)
+    assert [k for k, _fd, _end in lazy.events].count("writeback") <= 1  # the first chunk only

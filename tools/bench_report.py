@@ -134,7 +134,12 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if plains:
         # The disk's rate is the faster plain write: with or without dropping the page cache.
         plain = max(plains.values())
-        for variant in ("fsync-every-gop", "fsync-1s", "fsync-every-gop-8cams"):
+        for variant in (
+            "fsync-every-gop",
+            "fsync-1s",
+            "fsync-every-gop-8cams",
+            "fsync-every-gop-32cams",
+        ):
             name = f"test_disk_recording[{variant}]"
             if name not in by:
                 continue
