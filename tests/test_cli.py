@@ -178,3 +178,30 @@ def test_quick_exit_keeps_exit_codes(store_dir):
     )
     assert r.returncode == 3 and b"Traceback" not in r.stderr
     assert b"nope" in r.stderr
+
+
+def test_quick_exit_reports_output_it_could_not_write(store_dir):
+    """Skipping teardown must not hide a failed final flush: stdout on a full device."""
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    seed(store_dir)
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from vstore.cli.main import entry; entry()",
+                "ls",
+                "--store",
+                str(store_dir),
+                "--json",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=120,
+        )
+    assert r.returncode == 7  # disk full
+    assert b"No space left" in r.stderr and b"Traceback" not in r.stderr

@@ -197,3 +197,39 @@ def test_record_rtsp_camera(store, media, tmp_path, codec):
     assert status.writer["packets"] >= 25
     assert check_store(store).ok
     assert len(decoded_ok(store, "rtsp-cam")) >= 25
+
+
+def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
+    """The writer pool runs every camera's writes: one camera's I/O failure must stop that
+    camera (its error reported) while the others go on recording every frame."""
+    import errno
+    import os
+
+    from vstore.fsutil import Fs
+    from vstore.store import open_store
+
+    class FailingForCamera(Fs):
+        def __init__(self) -> None:
+            self.bad: set[int] = set()
+
+        def open_new(self, path):
+            fd = super().open_new(path)
+            if "/sick/" in str(path):
+                self.bad.add(fd)
+            return fd
+
+        def writev(self, fd, parts):
+            if fd in self.bad and sum(map(len, parts)) > 10_000:  # chunks, not the header
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return super().writev(fd, parts)
+
+    with open_store(store_dir, fs=FailingForCamera()) as store:
+        with TcpCamera(SPEC) as a, TcpCamera(SPEC) as b:
+            statuses = record_many(store, [("sick", a.url), ("well", b.url)], duration_s=3.0)
+        by = {s.camera: s for s in statuses}
+        assert "Input/output error" in by["sick"].last_error
+        assert by["well"].writer["packets"] >= 40 and not by["well"].last_error
+        assert len(decoded_ok(store, "well")) >= 40
+    # The failed segment was left open for recovery (W5), which the next open runs.
+    with open_store(store_dir) as store:
+        assert check_store(store).ok

@@ -1,9 +1,9 @@
 """Ingest: sources (files, RTSP, MPEG-TS over TCP/UDP, anything FFmpeg opens) into writers.
 
 PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given wall-clock
-start. ``Recorder`` records one live source with a bounded queue in front of its writer
-thread, and reconnects with backoff; ``record_many`` runs one per camera so a slow camera
-never stalls another. FFmpeg sources are read on the recorder's own thread; native MPEG-TS
+start. ``Recorder`` records one live source with a bounded queue in front of its writer (run
+by the process's writer pool, ``writer_pool``), and reconnects with backoff; ``record_many``
+runs one per camera so a slow camera never stalls another. FFmpeg sources are read on the recorder's own thread; native MPEG-TS
 sockets are read by the process's TS hub (``ts_hub``), one thread for all of them.
 """
 
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstore import heap
+from vstore import heap, writer_pool
 from vstore.errors import SourceError, UsageError, VstoreError
 from vstore.format import TrackInfo
 from vstore.store import Store
+from vstore.writer_pool import WriterPool
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,9 @@ def _fmt(t_ns: int) -> str:
 # --- live recording ---------------------------------------------------------------------------
 
 _EOF = object()
+# Queue items a camera's writer takes per turn in the pool before the next camera's turn (an
+# item is a TS hub batch, ~0.3 s of footage, or one FFmpeg packet).
+_ITEMS_PER_TURN = 64
 
 
 @dataclass
@@ -245,6 +249,7 @@ class Recorder:
         reconnect: bool = True,
         backoff_max_s: float = 10.0,
         stop: threading.Event | None = None,
+        pool: WriterPool | None = None,
     ) -> None:
         self.store = store
         self.camera_id = camera_id
@@ -261,15 +266,18 @@ class Recorder:
         self.writer = None
         self._dropping = False
         self._native_ts = True
+        self._pool = pool or writer_pool.shared()
+        self._write_failed = False
+        self._drained = threading.Event()  # the writer has taken _EOF and closed
 
     def _deadline_passed(self, t0: float) -> bool:
         return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
 
     def run(self) -> RecorderStatus:
-        """Blocking: demux in this thread, write in a worker thread."""
+        """Blocking: demux in this thread; the writer pool writes."""
         t0 = time.monotonic()
         backoff = 0.5
-        worker: threading.Thread | None = None
+        writing = False
         is_file = "://" not in self.url or self.url.startswith("file:")
         try:
             while not self.stop_event.is_set() and not self._deadline_passed(t0):
@@ -288,12 +296,10 @@ class Recorder:
                     src = conn.tracks()
                     if self.writer is None:
                         self.writer = self.store.writer(self.camera_id, src.tracks)
-                        worker = threading.Thread(
-                            target=self._drain, name=f"vstore-writer-{self.camera_id}", daemon=True
-                        )
-                        worker.start()
+                        writing = True
                     else:
                         self._queue.put(("new_run", src.tracks))
+                        self._pool.schedule(self)
                         self.status.reconnects += 1
                     self.status.connects += 1
                     backoff = 0.5
@@ -311,9 +317,10 @@ class Recorder:
                         break
                     backoff = min(backoff * 2, self.backoff_max_s)
         finally:
-            if worker is not None:
+            if writing:
                 self._queue.put(_EOF)
-                worker.join()
+                self._pool.schedule(self)
+                self._drained.wait()
             elif self.writer is not None:
                 self.writer.close()
         if self.error is not None:
@@ -362,38 +369,53 @@ class Recorder:
             self._dropping = False
         try:
             self._queue.put(item, block=block, timeout=2.0 if block else None)
+            self._pool.schedule(self)
         except queue.Full:
             # The loss is counted and logged, never silent.
             self._dropping = True
             self.status.dropped_queue_full += len(item) if type(item) is list else 1
             log.error("camera %s: writer queue full, dropping to next keyframe", self.camera_id)
 
-    def _drain(self) -> None:
+    # --- writer side: called by the writer pool, one thread at a time for this camera -----
+    def has_work(self) -> bool:
+        return not self._queue.empty()
+
+    def run_some(self) -> bool:
+        """Write up to _ITEMS_PER_TURN queued items; True if more may wait. After a writer
+        error the rest is consumed and dropped (counted by the error), so the source side
+        never blocks on a dead writer; _EOF closes the writer."""
         w = self.writer
         assert w is not None
-        try:
-            while True:
-                item = self._queue.get()
-                if item is _EOF:
-                    break
+        for _ in range(_ITEMS_PER_TURN):
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _EOF:
+                try:
+                    w.close()
+                except VstoreError as exc:
+                    self.error = self.error or exc
+                finally:
+                    self._drained.set()
+                return False
+            if self._write_failed:
+                continue
+            try:
                 if type(item) is list:  # a batch from the native MPEG-TS path
                     w.write_many(item)
-                    continue
-                if item[0] == "new_run":
+                elif item[0] == "new_run":
                     w.new_run(item[1], reason="reconnect")
-                    continue
-                w.write_raw(*item)
-        except VstoreError as exc:
-            self.error = exc
-            log.error("camera %s: writer stopped: %s", self.camera_id, exc)
-            # Keep consuming so the demux side never blocks on a dead writer.
-            while self._queue.get() is not _EOF:
-                pass
-        finally:
-            try:
-                w.close()
-            except VstoreError as exc:
-                self.error = self.error or exc
+                else:
+                    w.write_raw(*item)
+            except Exception as exc:  # this camera stops; the pool goes on
+                self.error = exc
+                self._write_failed = True
+                if isinstance(exc, VstoreError):
+                    log.error("camera %s: writer stopped: %s", self.camera_id, exc)
+                else:
+                    log.exception("camera %s: writer stopped", self.camera_id)
+        return True
 
 
 class _AvConnection:

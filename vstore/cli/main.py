@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # writing the output itself failed (a full disk under a redirect)
+        import errno
+
+        try:
+            print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
+        except OSError:
+            pass
+        return 7 if exc.errno == errno.ENOSPC else 1
 
 
 def entry() -> None:
@@ -113,7 +121,13 @@ def entry() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         except BrokenPipeError:
-            pass
+            pass  # the reader went away (`| head`): as main() treats it
+        except OSError as exc:  # output lost (a full disk under a redirect): say so
+            try:
+                os.write(2, f"vstore: cannot write output: {exc}\n".encode())
+            except OSError:
+                pass
+            code = code or 1
         os._exit(code)
     sys.exit(code)
 
