@@ -12,7 +12,8 @@ so the pre-roll from the keyframe gets negative times that an MP4 edit list hide
 frame a player shows is the frame at ``start``) and a gap stays a gap in time.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import itertools
 import os

@@ -4,7 +4,8 @@ Every setting has a default, so a store works with no file at all; limits are en
 that nothing downstream has to re-check them.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 from pathlib import Path
 from typing import Any, NamedTuple

@@ -6,7 +6,8 @@ nothing but its own bytes: the header names the codecs and time bases, the foote
 chunks, the trailer holds the SHA-256 of everything before the footer.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import base64
 import json
@@ -84,7 +85,7 @@ class TrackInfo(NamedTuple):
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrackInfo:
+    def from_json(cls, d: dict[str, Any]) -> "TrackInfo":
         d = dict(d)
         d["time_base"] = tuple(d["time_base"])
         d["extradata"] = base64.b64decode(d.get("extradata", ""))
@@ -121,7 +122,7 @@ class SegmentMeta(NamedTuple):
         return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> SegmentMeta:
+    def from_bytes(cls, raw: bytes) -> "SegmentMeta":
         doc = json.loads(raw)
         return cls(
             camera=doc["camera"],

@@ -6,7 +6,8 @@ Schema: docs/design/schema.md. Thread-safe: RocksDB serializes writes; the count
 allocate ids are guarded by one lock.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import json
 import threading
@@ -64,7 +65,7 @@ class ChunkRow(NamedTuple):
         )
 
     @classmethod
-    def from_entry(cls, camera_num: int, segment_id: int, e: Any) -> ChunkRow:
+    def from_entry(cls, camera_num: int, segment_id: int, e: Any) -> "ChunkRow":
         """The row of a segment footer's directory entry (format.DirEntry)."""
         return cls(
             camera_num,
@@ -79,7 +80,7 @@ class ChunkRow(NamedTuple):
         )
 
     @classmethod
-    def decode(cls, key: bytes, value: bytes) -> ChunkRow:
+    def decode(cls, key: bytes, value: bytes) -> "ChunkRow":
         try:
             return cls(*_native.keycodec.decode_chunk_row(key, value))
         except ValueError as exc:
@@ -122,7 +123,7 @@ class SegmentRow(NamedTuple):
         return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
-    def decode(cls, key: bytes, value: bytes) -> SegmentRow:
+    def decode(cls, key: bytes, value: bytes) -> "SegmentRow":
         cam, _start = layout.decode_time_key(key)
         d = json.loads(value)
         d["codecs"] = tuple(d.get("codecs", ()))
@@ -145,7 +146,7 @@ class Event(NamedTuple):
         return json.dumps({"kind": self.kind, "detail": self.detail}).encode()
 
     @classmethod
-    def decode(cls, key: bytes, value: bytes) -> Event:
+    def decode(cls, key: bytes, value: bytes) -> "Event":
         cam, at = layout.decode_time_key(key)
         seq = int.from_bytes(key[13:17], "big")
         d = json.loads(value)

@@ -5,7 +5,8 @@ same code serves hot and tiered footage. ``scan_chunks`` walks a file chunk by c
 checksums, which is how recovery finds the last whole chunk of a torn segment.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import os
 import zlib
@@ -165,7 +166,7 @@ class SegmentReader:
         self._trailer: fmt.Trailer | None = None
 
     @classmethod
-    def open(cls, path: Path) -> SegmentReader:
+    def open(cls, path: Path) -> "SegmentReader":
         return cls(FileSource(path), str(path))
 
     def close(self) -> None:

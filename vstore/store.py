@@ -5,7 +5,8 @@
 work while another process records.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import json
 import os
@@ -189,7 +190,7 @@ class Store:
         tracks: Sequence[fmt.TrackInfo] | Any,
         *,
         start_ns: int | None = None,
-    ) -> CameraWriter:
+    ) -> "CameraWriter":
         """A writer for one camera.
 
         ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
@@ -242,7 +243,7 @@ class Store:
                 "stops rather than delete held footage (release holds or add storage)"
             )
 
-    def _writer_closed(self, w: CameraWriter) -> None:
+    def _writer_closed(self, w: "CameraWriter") -> None:
         with self._lock:
             if self._writers.get(w.camera_id) is w:
                 del self._writers[w.camera_id]

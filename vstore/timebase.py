@@ -5,7 +5,8 @@ Inside vstore every wall-clock instant is an ``int`` of nanoseconds since the Un
 are converted with exact integer arithmetic. See docs/design/time.md.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import re
 import time
