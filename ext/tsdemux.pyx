@@ -201,6 +201,9 @@ cdef class TsDemuxer:
             self.oversize += 1
             s.active = False
             s.size = 0
+            free(s.buf)  # damage, not a frame: do not keep 64 MiB for it
+            s.buf = NULL
+            s.cap = 0
         elif s.length and s.size >= s.length:
             self._emit(k, out)
         return 0

@@ -153,3 +153,21 @@ def _close_then_recover_clean(st, w, store_dir):
     st2 = open_store(store_dir)
     assert check_store(st2).ok
     return st2
+
+
+def test_writev_of_more_buffers_than_one_call_takes_writes_them_all_in_order(tmp_path):
+    """A long GOP of small packets is written as its own buffers (never joined): more than a
+    writev takes at once must go in several calls, in order, nothing lost."""
+    import os
+
+    from vstore.fsutil import Fs
+
+    parts = [bytes([k % 256]) * (k % 97) for k in range(1500)]  # zero-length ones included
+    parts += [bytearray(b"tail"), memoryview(b"end")]
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert Fs().writev(fd, parts) == sum(map(len, parts))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(parts)

@@ -228,6 +228,7 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
             statuses = record_many(store, [("sick", a.url), ("well", b.url)], duration_s=3.0)
         by = {s.camera: s for s in statuses}
         assert "Input/output error" in by["sick"].last_error
+        assert by["sick"].reconnects == 0  # a failed writer ends the camera, no retry loop
         assert by["well"].writer["packets"] >= 40 and not by["well"].last_error
         assert len(decoded_ok(store, "well")) >= 40
     # The failed segment was left open for recovery (W5), which the next open runs.

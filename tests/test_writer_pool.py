@@ -55,7 +55,7 @@ def wait_until(cond, timeout_s: float = 10.0) -> None:
 
 
 def test_each_cameras_items_are_written_in_order_by_one_thread_at_a_time():
-    pool = WriterPool(threads=4)
+    pool = WriterPool(min_threads=4, max_threads=4)
     cams = [FakeCamera(f"c{i}", delay_s=0.0005) for i in range(6)]
 
     def feed(cam):
@@ -74,7 +74,7 @@ def test_each_cameras_items_are_written_in_order_by_one_thread_at_a_time():
 
 
 def test_a_camera_with_a_long_queue_yields_to_the_others():
-    pool = WriterPool(threads=1)
+    pool = WriterPool(min_threads=1, max_threads=1)
     busy, quiet = FakeCamera("busy", per_turn=4, delay_s=0.001), FakeCamera("quiet")
     for k in range(400):
         busy.q.put(k)
@@ -88,7 +88,7 @@ def test_a_camera_with_a_long_queue_yields_to_the_others():
 
 
 def test_one_failing_camera_does_not_stop_the_pool():
-    pool = WriterPool(threads=1)
+    pool = WriterPool(min_threads=1, max_threads=1)
     bad, good = FakeCamera("bad", fail_at=3), FakeCamera("good")
     for k in range(6):
         bad.put(pool, k)
@@ -99,3 +99,25 @@ def test_one_failing_camera_does_not_stop_the_pool():
     # The pool went on with that camera's later items too: dropping them after a failure is
     # the job's decision (Recorder drops and counts them), not the pool's.
     assert bad.written == [0, 1, 2, 4, 5]
+
+
+def test_cameras_held_by_a_hung_disk_do_not_hold_up_the_others():
+    """Threads stuck in a camera's write (an fsync on a dead disk) are replaced: a camera
+    whose writes can proceed still gets a thread."""
+    pool = WriterPool()
+    disk = threading.Event()
+
+    class Hung(FakeCamera):
+        def run_some(self) -> bool:
+            disk.wait(30)
+            return super().run_some()
+
+    hung = [Hung(f"hung{i}") for i in range(12)]
+    for cam in hung:
+        cam.put(pool, 1)
+    well = FakeCamera("well")
+    well.put(pool, 1)
+    wait_until(lambda: well.written == [1])
+    assert pool.threads > len(hung)
+    disk.set()
+    wait_until(lambda: all(c.written == [1] for c in hung))

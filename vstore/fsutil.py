@@ -13,6 +13,7 @@ from typing import Any
 
 from vstore.errors import StorageFull, VstoreError
 
+_IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
 _SYNC_FILE_RANGE_WRITE = 2
 _sync_file_range: Any = None  # the C function once looked up; False where there is none
 
@@ -55,16 +56,31 @@ class Fs:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
 
     def writev(self, fd: int, parts: list[bytes | bytearray | memoryview]) -> int:
-        """Write all parts; returns bytes written. Short writes are finished, not dropped."""
-        want = sum(len(p) for p in parts)
-        done = os.writev(fd, parts[:512]) if parts else 0
-        if done == want:
-            return done
-        # Rare: a short write, or more parts than one writev takes. Finish contiguously.
-        rest = memoryview(b"".join(parts))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-        return want
+        """Write all parts, in order; returns bytes written. Short writes are finished, not
+        dropped, and more parts than one writev takes go in several calls (never joined
+        into a copy: a GOP's packets can be a megabyte or more)."""
+        written = 0
+        i = 0
+        while i < len(parts):
+            batch = parts[i : i + _IOV_MAX]
+            done = os.writev(fd, batch)
+            written += done
+            for p in batch:  # skip the parts written whole
+                if done < len(p):
+                    break
+                done -= len(p)
+                i += 1
+            else:
+                continue
+            rest = memoryview(parts[i])[done:]  # rare: a short write inside part i
+            while rest:
+                n = os.write(fd, rest)
+                if n == 0:
+                    raise OSError(errno.EIO, "write returned 0 bytes")
+                written += n
+                rest = rest[n:]
+            i += 1
+        return written
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)

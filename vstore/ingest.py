@@ -1,8 +1,8 @@
 """Ingest: sources (files, RTSP, MPEG-TS over TCP/UDP, anything FFmpeg opens) into writers.
 
-PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given wall-clock
-start. ``Recorder`` records one live source with a bounded queue in front of its writer (run
-by the process's writer pool, ``writer_pool``), and reconnects with backoff; ``record_many``
+PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given
+wall-clock start. ``Recorder`` records one live source with a bounded queue in front of its
+writer (run by the process's ``writer_pool``), and reconnects with backoff; ``record_many``
 runs one per camera so a slow camera never stalls another. FFmpeg sources are read on the recorder's own thread; native MPEG-TS
 sockets are read by the process's TS hub (``ts_hub``), one thread for all of them.
 """
@@ -280,7 +280,8 @@ class Recorder:
         writing = False
         is_file = "://" not in self.url or self.url.startswith("file:")
         try:
-            while not self.stop_event.is_set() and not self._deadline_passed(t0):
+            # A failed writer (W5) ends the recording: reconnecting would only drop packets.
+            while not self.stop_event.is_set() and not self._deadline_passed(t0) and not self.error:
                 try:
                     conn = self._connect()
                 except SourceError as exc:
@@ -309,7 +310,7 @@ class Recorder:
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
                     conn.close(self.status)
-                if is_file or not self.reconnect:
+                if is_file or not self.reconnect or self.error:
                     break
                 if not self.stop_event.is_set() and not self._deadline_passed(t0):
                     log.warning("camera %s: source ended; reconnecting", self.camera_id)
@@ -358,7 +359,7 @@ class Recorder:
     def _enqueue(
         self, item: Any, is_video_key: bool | Callable[[], bool], block: bool = True
     ) -> None:
-        """Hand a packet (or a batch) to the writer thread, dropping to the next keyframe
+        """Hand a packet (or a batch) to the camera's writer, dropping to the next keyframe
         rather than blocking the source forever when the writer is stuck (slow disk). The
         TS hub, which reads for every camera, never waits (``block=False``): it drops at
         once when the queue is full."""
@@ -394,7 +395,7 @@ class Recorder:
             if item is _EOF:
                 try:
                     w.close()
-                except VstoreError as exc:
+                except Exception as exc:  # noqa: BLE001 - reported by run(), whatever it is
                     self.error = self.error or exc
                 finally:
                     self._drained.set()
@@ -501,8 +502,9 @@ def record_many(
     stop: threading.Event | None = None,
     reconnect: bool = True,
 ) -> list[RecorderStatus]:
-    """Record several (camera, url) sources concurrently: a recorder and a writer thread
-    per camera (native MPEG-TS cameras share the TS hub's reading thread)."""
+    """Record several (camera, url) sources concurrently: a recorder thread per camera
+    (native MPEG-TS cameras share the TS hub's reading thread), writers run by the process's
+    writer pool."""
     stop = stop or threading.Event()
     recs = [
         Recorder(store, cam, url, duration_s=duration_s, stop=stop, reconnect=reconnect)

@@ -43,9 +43,8 @@ _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 # A chunk's payload is checksummed, hashed and written as the packets' own buffers when it is
 # large: joining them first would hold a second copy of every GOP (a camera's largest
 # allocation, ~1 MB at 4 Mbit/s) and cost a memcpy. Small payloads are joined: there the
-# per-buffer calls cost more than the copy. writev takes at most 512 buffers per call.
+# per-buffer calls cost more than the copy.
 _JOIN_MAX_BYTES = 256 * 1024
-_PARTS_MAX = 500
 
 
 class SegmentFile:
@@ -112,7 +111,7 @@ class SegmentFile:
         +10-25 % fsynced throughput for one camera here)."""
         stored, codec = fmt.encode_table(table_raw, packet_count)
         payload_bytes = sum(map(len, payload))
-        if len(payload) > 1 and (payload_bytes <= _JOIN_MAX_BYTES or len(payload) > _PARTS_MAX):
+        if len(payload) > 1 and payload_bytes <= _JOIN_MAX_BYTES:
             payload = [b"".join(payload)]
         chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_bytes
         if chunk_len > fmt.MAX_CHUNK_BYTES:

@@ -25,8 +25,8 @@ from vstore.errors import SourceError
 from vstore.mpegts import READ_INTERVAL_S
 
 MAX_READS_PER_TICK = 8  # a camera far behind catches up over several ticks, fairly
-# Packets go to a camera's writer at most this often, in one batch: each hand-over wakes the
-# writer thread, and with hundreds of cameras those wake-ups (and the GIL hand-offs they
+# Packets go to a camera's writer at most this often, in one batch: each hand-over wakes a
+# writer-pool thread, and with hundreds of cameras those wake-ups (and the GIL hand-offs they
 # cause) cost more than the writing. Acknowledgement is per GOP anyway.
 HANDOVER_INTERVAL_S = 0.3
 

@@ -94,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except OSError as exc:  # writing the output itself failed (a full disk under a redirect)
+    except OSError as exc:
+        # The last resort for an OS error no layer below translated, such as writing the
+        # output itself (a full disk under a redirect): one line, the traceback with -v.
         import errno
 
+        if args.verbose:
+            raise
         try:
             print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
         except OSError:
@@ -118,8 +122,9 @@ def entry() -> None:
         import os
 
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: started with that descriptor closed
+                    stream.flush()
         except BrokenPipeError:
             pass  # the reader went away (`| head`): as main() treats it
         except OSError as exc:  # output lost (a full disk under a redirect): say so
