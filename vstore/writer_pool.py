@@ -61,7 +61,7 @@ class WriterPool:
         self.max_threads = max_threads
         self.idle_exit_s = idle_exit_s
         self._cv = threading.Condition()
-        self._ready: deque[tuple[Job, float]] = deque()  # with the time each was queued
+        self._ready: deque[Job] = deque()
         self._scheduled: set[Any] = set()  # queued or running: never two threads on one job
         self._threads = 0
         self._idle = 0  # threads waiting for work
@@ -83,7 +83,7 @@ class WriterPool:
             if job in self._scheduled:
                 return
             self._scheduled.add(job)
-            self._ready.append((job, time.monotonic()))
+            self._ready.append(job)
             if self._idle:
                 self._cv.notify()
             elif self._threads < self.min_threads:
@@ -120,8 +120,9 @@ class WriterPool:
                 self._spawn_locked()
             self._arm_check_locked()
 
-    def _next_job(self) -> Job | None:
-        """The next job, waiting for one; None when this thread should leave (idle too long)."""
+    def _next_job(self, me: int) -> Job | None:
+        """The next job, its turn started for thread ``me``; None when this thread should leave
+        (idle too long)."""
         with self._cv:
             while not self._ready:
                 self._idle += 1
@@ -132,16 +133,15 @@ class WriterPool:
                 if not woke and not self._ready:
                     self._threads -= 1
                     return None
-            return self._ready.popleft()[0]
+            self._turns[me] = time.monotonic()
+            return self._ready.popleft()
 
     def _loop(self) -> None:
+        me = threading.get_ident()
         while True:
-            job = self._next_job()
+            job = self._next_job(me)
             if job is None:
                 return
-            me = threading.get_ident()
-            with self._cv:
-                self._turns[me] = time.monotonic()
             try:
                 more = job.run_some()
             except BaseException:  # a job handles its own errors; this keeps the thread alive
@@ -150,8 +150,7 @@ class WriterPool:
             with self._cv:
                 del self._turns[me]
                 if more or job.has_work():
-                    # To the back: the other cameras come first.
-                    self._ready.append((job, time.monotonic()))
+                    self._ready.append(job)  # to the back: the other cameras come first
                     self._cv.notify()
                 else:
                     self._scheduled.discard(job)
