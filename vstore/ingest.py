@@ -3,8 +3,9 @@
 PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given
 wall-clock start. ``Recorder`` records one live source with a bounded queue in front of its
 writer (run by the process's ``writer_pool``), and reconnects with backoff; ``record_many``
-runs one per camera so a slow camera never stalls another. FFmpeg sources are read on the recorder's own thread; native MPEG-TS
-sockets are read by the process's TS hub (``ts_hub``), one thread for all of them.
+runs one per camera so a slow camera never stalls another. FFmpeg sources are read on the
+recorder's own thread; native MPEG-TS sockets are read by the process's TS hub
+(``ts_hub``), one thread for all of them.
 """
 
 from __future__ import annotations
