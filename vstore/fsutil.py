@@ -9,27 +9,12 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Any
 
+from vstore import libc
 from vstore.errors import StorageFull, VstoreError
 
 _IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
 _SYNC_FILE_RANGE_WRITE = 2
-_sync_file_range: Any = None  # the C function once looked up; False where there is none
-
-
-def _load_sync_file_range() -> Any:
-    global _sync_file_range
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        _sync_file_range = fn
-    except (OSError, AttributeError):  # not Linux/glibc: no early writeback
-        _sync_file_range = False
-    return _sync_file_range
 
 
 class Fs:
@@ -105,8 +90,8 @@ class Fs:
         ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, as RocksDB's ``bytes_per_sync`` does), so
         the fsync that follows waits for less. Advice only: it makes nothing durable and its
         errors are the fsync's to report; elsewhere it does nothing."""
-        fn = _sync_file_range if _sync_file_range is not None else _load_sync_file_range()
-        if fn:
+        fn = libc.function("sync_file_range", ("int", "int64", "int64", "uint"), "int")
+        if fn is not None:
             fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
     def truncate(self, fd: int, size: int) -> None:

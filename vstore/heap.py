@@ -12,35 +12,15 @@ On other C libraries (musl, macOS) there is no ``malloc_trim`` and this does not
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from vstore import libc
 
 TRIM_INTERVAL_S = 1.0
-
-_lock = threading.Lock()
-_trim: Any = None  # the C function, False where the C library has none
-
-
-def _load() -> Any:
-    global _trim
-    with _lock:
-        if _trim is None:
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None).malloc_trim
-                fn.argtypes = [ctypes.c_size_t]
-                fn.restype = ctypes.c_int
-                _trim = fn
-            except (OSError, AttributeError):
-                _trim = False
-    return _trim
 
 
 def release_free_memory() -> bool:
     """Return the C heap's free pages to the OS; False where the C library cannot."""
-    fn = _trim if _trim is not None else _load()
-    if not fn:
+    fn = libc.function("malloc_trim", ("size_t",), "int")
+    if fn is None:
         return False
     fn(0)
     return True

@@ -97,15 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # The last resort for an OS error no layer below translated, such as writing the
         # output itself (a full disk under a redirect): one line, the traceback with -v.
-        import errno
-
         if args.verbose:
             raise
         try:
             print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
         except OSError:
             pass
-        return 7 if exc.errno == errno.ENOSPC else 1
+        return _os_error_code(exc)
+
+
+def _os_error_code(exc: OSError) -> int:
+    """Exit code for an OS error that reached the top: 7 when the disk is full, else 1."""
+    import errno
+
+    return 7 if exc.errno == errno.ENOSPC else 1
 
 
 def entry() -> None:
@@ -132,7 +137,7 @@ def entry() -> None:
                 os.write(2, f"vstore: cannot write output: {exc}\n".encode())
             except OSError:
                 pass
-            code = code or 1
+            code = code or _os_error_code(exc)
         os._exit(code)
     sys.exit(code)
 
