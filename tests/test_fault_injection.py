@@ -171,3 +171,38 @@ def test_writev_of_more_buffers_than_one_call_takes_writes_them_all_in_order(tmp
     finally:
         os.close(fd)
     assert path.read_bytes() == b"".join(parts)
+
+
+def test_disk_full_at_a_chunk_the_fast_path_filled_releases_the_writer(tmp_path):
+    """The compiled write_raw closes a chunk that reached max_chunk_bytes while holding the
+    writer's lock; a write error there must leave the lock free, or a close from another
+    thread (the recorder's) would hang."""
+    import threading
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = 60\n")
+    fs = FaultyFs()
+    st = open_store(d, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    key, data = au(0)
+    w.write_raw(0, 0, 0, key, data)
+    fs.enospc = True
+    with pytest.raises(StorageFull):
+        for i in range(1, 40):  # ordinary 4 KB packets: the 17th fills the 64 KiB chunk
+            w.write_raw(0, i * 3600, i * 3600, False, au(i)[1] + bytes(4000))
+    fs.enospc = False
+    outcome: list[object] = []
+
+    def close() -> None:
+        try:
+            w.close()
+            outcome.append("closed")
+        except VstoreError as exc:
+            outcome.append(exc)
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert outcome, "the writer's lock was left held"
+    st.close()

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import START_NS
 from vstore import Packet, TrackInfo
 from vstore.clock import FakeClock
+from vstore.errors import VstoreError
 from vstore.store import open_store
 
 SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\xaa"
@@ -282,3 +283,52 @@ def test_write_many_stores_exactly_what_write_raw_stores(tmp_path, impl):
             for c in st.index.chunks(st.camera_num("batched"), 0, 2**62)
         ]
         assert ca == cb
+
+
+def test_compiled_write_raw_stores_exactly_what_the_method_stores(tmp_path, impl):
+    """``writer.write_raw`` is the FastPath's (no Python frame for an ordinary packet); the
+    class's own ``write_raw`` is the reference. Same packets, bytearray and memoryview data,
+    a corrupt packet, a jump and chunks filled to their limit: the same footage and rows."""
+    from vstore.segment_writer import CameraWriter
+    from vstore.store import open_store
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = 60\n")
+    items = []
+    t = 0
+    for i in range(300):
+        key, data = au(i)
+        t += FRAME if i != 150 else 50 * 90000
+        body = data + bytes(4000 * (i % 5))
+        if i % 11 == 3:
+            body = bytearray(body)
+        elif i % 13 == 4:
+            body = memoryview(body)
+        items.append((0, t, t, key, body, None, i == 77))
+    with open_store(d) as st:
+        fast = st.writer("fast", [VIDEO], start_ns=10**18)
+        ref = st.writer("ref", [VIDEO], start_ns=10**18)
+        for it in items:
+            fast.write_raw(*it)
+            CameraWriter.write_raw(ref, *it)
+        fast.close()
+        ref.close()
+        assert fast.stats.as_dict() == ref.stats.as_dict()
+        assert fast.stats.packets == 300 and fast.stats.chunks > 10
+
+        def stored(cam):
+            return [
+                (p.pts, p.dts, p.is_key, p.corrupt, bytes(p.data))
+                for p in st.read_packets(cam, 0, 2**62)
+            ]
+
+        assert stored("fast") == stored("ref")
+        assert [
+            (c.start_ns, c.length, c.flags)
+            for c in st.index.chunks(st.camera_num("fast"), 0, 2**62)
+        ] == [
+            (c.start_ns, c.length, c.flags) for c in st.index.chunks(st.camera_num("ref"), 0, 2**62)
+        ]
+        with pytest.raises(VstoreError, match="closed"):
+            fast.write_raw(*items[5][:5])  # an ordinary packet: the fast path refuses it too

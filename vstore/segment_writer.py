@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Self
 
 from vstore import _native, layout
@@ -321,6 +322,17 @@ class CameraWriter:
             self._video,
             [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size) for ts in self._ts],
         )
+        # The compiled twin's write_raw takes an ordinary packet with no Python frame and
+        # hands the rest to the method below; the instance attribute shadows the method.
+        self._fp.bind(
+            self._lock,
+            self.stats,
+            self._payload,
+            MethodType(type(self).write_raw, self),
+            self._chunk_full,
+            self._max_chunk_bytes,
+        )
+        self.write_raw = self._fp.write_raw
 
     def _new_run_state(self) -> None:
         self._fp.started = False
@@ -392,7 +404,7 @@ class CameraWriter:
                 stats.packets += 1
                 stats.bytes += len(data)
                 if self._table.payload_bytes >= self._max_chunk_bytes:
-                    self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+                    self._chunk_full()
                 return
             if self._closed:
                 raise VstoreError(f"camera writer {self.camera_id} is closed")
@@ -424,7 +436,7 @@ class CameraWriter:
                     self.stats.packets += count
                     self.stats.bytes += nbytes
                     if self._table.payload_bytes >= max_chunk:
-                        self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+                        self._chunk_full()
                 if j >= n:
                     return
                 if count:
@@ -432,6 +444,10 @@ class CameraWriter:
                     continue
                 self.write_raw(*items[j])  # the slow path (re-entrant lock), errors included
                 i = j + 1
+
+    def _chunk_full(self) -> None:
+        """The open chunk reached max_chunk_bytes: close it; the GOP continues in the next."""
+        self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
 
     def _write_locked(
         self,
@@ -538,8 +554,8 @@ class CameraWriter:
         self._payload.append(data)
         self.stats.packets += 1
         self.stats.bytes += size
-        if self._table.payload_bytes >= self.settings.max_chunk_bytes:
-            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+        if self._table.payload_bytes >= self._max_chunk_bytes:
+            self._chunk_full()
 
     def flush(self) -> None:
         """Make every packet written so far durable: write the open chunk, fsync, index it."""
@@ -776,7 +792,7 @@ class CameraWriter:
         self.stats.chunks += 1
         self._last_end_ns = end_ns
         self._table.reset()
-        self._payload = []
+        self._payload.clear()  # the same list stays bound to the fast path
         self._chunk_start_ns = end_ns
         self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
         self._sync_and_commit(force=False)

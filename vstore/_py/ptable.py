@@ -9,6 +9,7 @@ track u8[n]  (18 bytes per packet).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 ROW_BYTES = 18
 
@@ -88,6 +89,31 @@ class FastPath:
         last_delta: int,
     ) -> None:
         self._state[t] = (last_dts, last_raw, wrap_off, rebase_off, last_delta)
+
+    def bind(
+        self,
+        lock: object,
+        stats: object,
+        payload: list,
+        slow: Callable[..., None],
+        on_full: Callable[[], None],
+        max_chunk_bytes: int,
+    ) -> None:
+        """Same interface as the compiled twin's; here every packet goes to ``slow``."""
+        self._slow = slow
+
+    def write_raw(
+        self,
+        track: int,
+        pts: int | None,
+        dts: int | None,
+        is_key: bool,
+        data: object,
+        wall_ns: int | None = None,
+        corrupt: bool = False,
+    ) -> None:
+        """The pure twin takes no packet on the fast path: every one goes the slow way."""
+        self._slow(track, pts, dts, is_key, data, wall_ns, corrupt)
 
     def push(
         self, t: int, pts: int | None, dts: int | None, is_key: bool, data: object, payload: list
