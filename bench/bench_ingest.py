@@ -102,6 +102,7 @@ def ts_stream(request, tmp_path_factory):
     plan = (
         {
             "cams": 2,
+            "repeats": 1,
             "short_s": 2.0,
             "long_s": 4.0,
             "ladder": [2],
@@ -112,6 +113,7 @@ def ts_stream(request, tmp_path_factory):
         if smoke
         else {
             "cams": 10,
+            "repeats": 3,
             "short_s": 10.0,
             "long_s": 30.0,
             "ladder": [50, 100, 200, 300, 400, 500, 600],
@@ -199,11 +201,21 @@ def _served(data: bytes, loop_s: float, seconds: float, record):
         srv.close()
 
 
-def _marginal(run, cams: int, short_s: float, long_s: float) -> tuple[float, dict, dict]:
+def _marginal(
+    run, cams: int, short_s: float, long_s: float, repeats: int
+) -> tuple[float, dict, dict]:
     """CPU seconds per camera-minute of a long-running recorder: the difference between a
-    long and a short run, so start-up (imports, probing) is not counted as per-minute cost."""
-    a, b = run(short_s), run(long_s)
-    return (b["cpu_s"] - a["cpu_s"]) / (cams * (long_s - short_s) / 60), a, b
+    long and a short run, so start-up (imports, probing) is not counted as per-minute cost.
+    The median of ``repeats`` such pairs: one pair of FFmpeg runs swung 0.22-0.35 CPU s per
+    camera-minute between bench runs on this shared VM."""
+    pairs = []
+    for _ in range(repeats):
+        a, b = run(short_s), run(long_s)
+        pairs.append(((b["cpu_s"] - a["cpu_s"]) / (cams * (long_s - short_s) / 60), a, b))
+    pairs.sort(key=lambda p: p[0])
+    per_min, a, b = pairs[len(pairs) // 2]
+    b = dict(b, per_min_all=[p[0] for p in pairs])
+    return per_min, a, b
 
 
 def test_ingest_vstore_record(benchmark, ts_stream, tmp_path):
@@ -218,13 +230,14 @@ def test_ingest_vstore_record(benchmark, ts_stream, tmp_path):
                 url, cams, seconds, tmp_path / f"s{time.time_ns()}"))  # fmt: skip
 
         result["per_min"], result["short"], result["long"] = _marginal(
-            one, cams, plan["short_s"], plan["long_s"]
+            one, cams, plan["short_s"], plan["long_s"], plan["repeats"]
         )
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     long = result["long"]
     benchmark.extra_info.update(
         cpu_s_per_camera_minute=result["per_min"],
+        cpu_s_per_camera_minute_all=long["per_min_all"],
         cameras=cams,
         seconds=plan["long_s"],
         short_seconds=plan["short_s"],
@@ -248,11 +261,16 @@ def test_ingest_ffmpeg_segment_recorders(benchmark, ts_stream, tmp_path):
             return _served(data, loop_s, seconds, lambda url: _ffmpeg(
                 url, cams, seconds, tmp_path / f"f{time.time_ns()}"))  # fmt: skip
 
-        result["per_min"], _a, _b = _marginal(one, cams, plan["short_s"], plan["long_s"])
+        result["per_min"], _a, result["long"] = _marginal(
+            one, cams, plan["short_s"], plan["long_s"], plan["repeats"]
+        )
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(
-        cpu_s_per_camera_minute=result["per_min"], cameras=cams, seconds=plan["long_s"]
+        cpu_s_per_camera_minute=result["per_min"],
+        cpu_s_per_camera_minute_all=result["long"]["per_min_all"],
+        cameras=cams,
+        seconds=plan["long_s"],
     )
 
 
