@@ -128,6 +128,7 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
     video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
     packets = camera_packets(4000, 20000)
     runs = iter(range(100))
+    tier_rates: list[float] = []  # the tier job's own MB/s, per round
 
     def setup():
         n = next(runs)
@@ -135,7 +136,8 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
         stop = threading.Event()
 
         def tier_job():
-            run_tiering(st, LocalTier(tmp_path / f"cold-{n}"), 0, parallel=2)
+            res = run_tiering(st, LocalTier(tmp_path / f"cold-{n}"), 0, parallel=2)
+            tier_rates.append(res.bytes / 1e6 / res.seconds if res.seconds else 0.0)
             stop.set()
 
         th = threading.Thread(target=tier_job) if while_tiering else None
@@ -155,4 +157,6 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
         st.close()
 
     benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
-    benchmark.extra_info.update(packets=len(packets), bytes=sum(map(len, packets)))
+    benchmark.extra_info.update(
+        packets=len(packets), bytes=sum(map(len, packets)), tier_mb_s=tier_rates
+    )

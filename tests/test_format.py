@@ -74,7 +74,8 @@ def test_worked_example_bytes(tmp_path):
 def test_worked_example_reads_back(tmp_path):
     path, _, _ = example_segment(tmp_path)
     with SegmentReader.open(path) as rd:
-        rd.verify()
+        # verify() returns the whole file's SHA-256 (what a tier upload is checked against)
+        assert rd.verify() == hashlib.sha256(path.read_bytes()).digest()
         [entry] = rd.directory()
         assert (entry.offset, entry.length, entry.packet_count) == (370, 87, 2)
         pk = list(rd.iter_packets())
