@@ -4,6 +4,7 @@ and a clear one-line error (never a traceback) for bad input."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -29,6 +30,33 @@ def test_every_subcommand_has_help(cmd, capsys):
         main([cmd, "--help"])
     assert exc.value.code == 0
     assert "usage: vstore " + cmd in capsys.readouterr().out
+
+
+def test_help_wraps_at_the_terminal_width_without_importing_shutil():
+    """The parser gets its width itself (COLUMNS, the terminal, 80): argparse's own lookup
+    imports shutil with bz2 and lzma, ~4 ms of every short command's start-up."""
+    code = (
+        "import sys\n"
+        "from vstore.cli.main import build_parser\n"
+        "parser, _ = build_parser('hold')\n"
+        "parser.parse_args(['hold', 'add', '--camera', 'c', '--from', 'now', '--to', 'now',"
+        " '--reason', 'r'])\n"
+        "assert 'shutil' not in sys.modules, 'shutil imported'\n"
+        "parser.parse_args(['hold', 'add', '--help'])\n"
+    )
+    for cols in (50, 120):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": str(cols)},
+        )
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith("usage: vstore hold add")
+        assert max(map(len, lines)) <= cols - 2
+        assert max(map(len, lines)) > 40
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
