@@ -332,3 +332,38 @@ def test_compiled_write_raw_stores_exactly_what_the_method_stores(tmp_path, impl
         ]
         with pytest.raises(VstoreError, match="closed"):
             fast.write_raw(*items[5][:5])  # an ordinary packet: the fast path refuses it too
+
+
+def test_a_write_raw_held_across_new_run_never_uses_the_old_state(tmp_path):
+    """A caller that keeps ``wr = w.write_raw`` across ``new_run(tracks)`` (which rebuilds
+    the timestamp state) must get the new run's rules: P-frames before the new run's first
+    keyframe are dropped, exactly as through the method."""
+    from vstore.segment_writer import CameraWriter
+    from vstore.store import open_store
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nfsync_interval_s = 60\n")
+
+    def feed(w, wr):
+        for i in range(60):
+            key, data = au(i)
+            wr(0, i * FRAME, i * FRAME, key, data)
+        w.new_run([VIDEO], reason="reconnect")
+        for i in range(60, 130):  # the stream goes on, but from a P-frame
+            key, data = au(i + 5)
+            wr(0, i * FRAME, i * FRAME, key, data)
+        w.close()
+
+    with open_store(d) as st:
+        a = st.writer("held", [VIDEO], start_ns=10**18)
+        feed(a, a.write_raw)
+        b = st.writer("method", [VIDEO], start_ns=10**18)
+        feed(b, lambda *args: CameraWriter.write_raw(b, *args))
+        assert a.stats.as_dict() == b.stats.as_dict()
+        assert a.stats.dropped_before_keyframe > 0
+
+        def stored(cam):
+            return [(p.dts, p.is_key, bytes(p.data)) for p in st.read_packets(cam, 0, 2**62)]
+
+        assert stored("held") == stored("method")

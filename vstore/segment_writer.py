@@ -316,7 +316,12 @@ class CameraWriter:
         self._ts = [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
-        # without Python objects; pure twin: state only). Recreating it resets every track.
+        # without Python objects; pure twin: state only). Recreating it resets every track;
+        # the old one is disabled, so a caller still holding its bound write_raw (a loop's
+        # `wr = w.write_raw`) goes through the method, never through stale state.
+        old = getattr(self, "_fp", None)
+        if old is not None:
+            old.enabled = False
         self._fp = _native.ptable.FastPath(
             self._table,
             self._video,
