@@ -332,6 +332,8 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
             )
         if info["max_cameras"] == info["ladder_top"]:
             note += " (the top of the ladder: the senders, not the recorder, set the limit)"
+        elif top and "exit" in top:
+            note += f"; {top['cameras']} failed: exit {top['exit']} ({top['error']})"
         elif top:
             note += f"; {top['cameras']} failed ({top['packets']} of >= {top['expected_min']})"
         figs.append(
