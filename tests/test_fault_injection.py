@@ -206,3 +206,33 @@ def test_disk_full_at_a_chunk_the_fast_path_filled_releases_the_writer(tmp_path)
     closer.join(10)
     assert outcome, "the writer's lock was left held"
     st.close()
+
+
+def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
+    """The kernel may write less than asked (a signal, a nearly full disk): the rest of the
+    part it stopped in, and the parts after it, are written, in order, nothing twice."""
+    import os
+
+    from vstore.fsutil import Fs
+
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd, bufs):
+        # The first call stops 5 bytes into the third buffer; later ones write fully.
+        calls.append(len(bufs))
+        if len(calls) == 1:
+            data = b"".join(bytes(b) for b in bufs[:2]) + bytes(bufs[2])[:5]
+            return os.write(fd, data)
+        return real_writev(fd, bufs)
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    parts = [b"a" * 10, b"b" * 20, b"c" * 30, b"d" * 40] + [bytes([k % 256]) * (k % 50) for k in range(600)]
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert Fs().writev(fd, parts) == sum(map(len, parts))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(parts)
+    assert len(calls) >= 2

@@ -147,3 +147,7 @@ def test_fast_crc32_equals_zlibs_for_every_size_and_seed():
         for seed in (0, 1, 0xFFFFFFFF, 123456789):
             assert fmt.crc32(data, seed) == zlib.crc32(data, seed)
             assert fmt.crc32(memoryview(data), seed) == zlib.crc32(data, seed)
+    parts = [os.urandom(k) for k in (0, 1, 35, 1000, edge, 65537, 7)]
+    parts.append(memoryview(os.urandom(300)))
+    for seed in (0, 0xFFFFFFFF):
+        assert fmt.crc32_parts(parts, seed) == zlib.crc32(b"".join(parts), seed)

@@ -46,10 +46,14 @@ class Fs:
         into a copy: a GOP's packets can be a megabyte or more)."""
         written = 0
         i = 0
-        while i < len(parts):
-            batch = parts[i : i + _IOV_MAX]
+        n = len(parts)
+        while i < n:
+            batch = parts if i == 0 and n <= _IOV_MAX else parts[i : i + _IOV_MAX]
             done = os.writev(fd, batch)
             written += done
+            if done == sum(map(len, batch)):  # the usual case: all of it
+                i += len(batch)
+                continue
             for p in batch:  # skip the parts written whole
                 if done < len(p):
                     break
@@ -59,11 +63,11 @@ class Fs:
                 continue
             rest = memoryview(parts[i])[done:]  # rare: a short write inside part i
             while rest:
-                n = os.write(fd, rest)
-                if n == 0:
+                k = os.write(fd, rest)
+                if k == 0:
                     raise OSError(errno.EIO, "write returned 0 bytes")
-                written += n
-                rest = rest[n:]
+                written += k
+                rest = rest[k:]
             i += 1
         return written
 

@@ -120,9 +120,7 @@ class SegmentFile:
         head = fmt.pack_chunk_header(
             fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
         )
-        crc = zlib.crc32(stored, zlib.crc32(head))
-        for p in payload:
-            crc = fmt.crc32(p, crc)
+        crc = fmt.crc32_parts(payload, zlib.crc32(stored, zlib.crc32(head)))
         tail = fmt.CHUNK_CRC.pack(crc)
         parts = [head, stored, *payload, tail]
         try:
