@@ -227,7 +227,9 @@ def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
         return real_writev(fd, bufs)
 
     monkeypatch.setattr(os, "writev", short_writev)
-    parts = [b"a" * 10, b"b" * 20, b"c" * 30, b"d" * 40] + [bytes([k % 256]) * (k % 50) for k in range(600)]
+    parts = [b"a" * 10, b"b" * 20, b"c" * 30, b"d" * 40] + [
+        bytes([k % 256]) * (k % 50) for k in range(600)
+    ]
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
