@@ -238,3 +238,57 @@ def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
         os.close(fd)
     assert path.read_bytes() == b"".join(parts)
     assert len(calls) >= 2
+
+
+@pytest.mark.parametrize("how", ["write_raw", "method", "write_many"])
+def test_a_failed_fsync_at_a_full_chunk_stops_the_writer(tmp_path, how):
+    """A chunk closed because it reached max_chunk_bytes is fsynced like any other: when that
+    fsync fails the writer must stop (W5), on every path that appends, instead of taking more
+    packets and later indexing a chunk whose fsync failed."""
+    from vstore.segment_writer import CameraWriter
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\n")
+    fs = FaultyFs()
+    st = open_store(d, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    key, data = au(0)
+    w.write_raw(0, 0, 0, key, data)
+    fs.eio_fsync = True
+    items = [(0, i * 3600, i * 3600, False, au(i)[1] + bytes(4000)) for i in range(1, 40)]
+    with pytest.raises(VstoreError):
+        if how == "write_many":
+            w.write_many([(*it, None, False) for it in items])
+        else:
+            for it in items:
+                (w.write_raw if how == "write_raw" else lambda *a: CameraWriter.write_raw(w, *a))(
+                    *it
+                )
+    fs.eio_fsync = False
+    with pytest.raises(VstoreError, match="stopped after an error"):
+        w.write_raw(0, 41 * 3600, 41 * 3600, False, au(41)[1])
+    w.flush()  # a good fsync now must not index the chunk whose fsync failed
+    assert list(st.index.chunks(st.camera_num("cam"), 0, 2**62)) == []
+    # Recovery, on the next open, keeps what the file verifiably holds.
+    st2 = _close_then_recover_clean(st, w, d)
+    assert st2.last_recovery.recovered_segments == 1
+    assert len(list(st2.read_packets("cam", START_NS, START_NS + 10**12))) >= 17
+    st2.close()
+
+
+def test_new_run_with_bad_tracks_changes_nothing(store_dir):
+    """new_run refuses bad tracks before it seals anything: the run goes on as before."""
+    from vstore import TrackInfo
+    from vstore.errors import UsageError
+
+    with open_store(store_dir) as st:
+        w = st.writer("cam", [VIDEO], start_ns=START_NS)
+        push(w, 30)
+        with pytest.raises(UsageError):
+            w.new_run([TrackInfo(0, "video", "h264", (0, 90000), bitstream="annexb")])
+        push(w, 30, first=30)
+        w.close()
+        got = [p.dts for p in st.read_packets("cam", START_NS, START_NS + 10**12)]
+        assert got == [i * 3600 for i in range(60)]
+        assert w.stats.segments == 1

@@ -300,7 +300,11 @@ class CameraWriter:
         self._new_run_state()
 
     # --- setup ---------------------------------------------------------------------------------
-    def _set_tracks(self, tracks: Sequence[fmt.TrackInfo]) -> None:
+    def _check_tracks(
+        self, tracks: Sequence[fmt.TrackInfo]
+    ) -> tuple[tuple[fmt.TrackInfo, ...], list[_TrackState]]:
+        """Validate tracks and build their timestamp state, changing nothing (new_run checks
+        before it seals the running segment)."""
         tracks = tuple(tracks)
         if not tracks:
             raise UsageError("a camera writer needs at least one track")
@@ -310,8 +314,12 @@ class CameraWriter:
             raise UsageError("at most 255 tracks")
         if [t.index for t in tracks] != list(range(len(tracks))):
             raise UsageError("track indexes must be 0..n-1 in order")
+        return tracks, [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
+
+    def _set_tracks(self, tracks: Sequence[fmt.TrackInfo]) -> None:
+        tracks, ts = self._check_tracks(tracks)
         self._tracks_info = tracks
-        self._ts = [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
+        self._ts = ts
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
         # without Python objects; pure twin: state only). Recreating it resets every track;
@@ -419,12 +427,17 @@ class CameraWriter:
             try:
                 self._write_locked(track, pts, dts, is_key, data, wall_ns, corrupt)
             except (StorageFull, VstoreError) as exc:
-                if not isinstance(exc, UsageError):
-                    # After an I/O failure the open GOP may lack its keyframe: refuse more
-                    # packets rather than store undecodable ones (lifecycle W5).
-                    self._failed = exc
-                    self._fp.enabled = False
+                self._stop_after(exc)
                 raise
+
+    def _stop_after(self, exc: VstoreError) -> None:
+        """After an I/O failure the open GOP may lack its keyframe and a failed fsync leaves
+        the page cache in an unknown state: refuse more packets rather than store
+        undecodable ones or index unsynced bytes (lifecycle W5), until ``new_run``. A usage
+        error (a bad packet) stops nothing."""
+        if not isinstance(exc, UsageError):
+            self._failed = exc
+            self._fp.enabled = False
 
     def write_many(self, items: list[tuple[Any, ...]]) -> None:
         """Several packets as ``write_raw`` argument tuples ``(track, pts, dts, is_key, data,
@@ -449,8 +462,14 @@ class CameraWriter:
                 i = j + 1
 
     def _chunk_full(self) -> None:
-        """The open chunk reached max_chunk_bytes: close it; the GOP continues in the next."""
-        self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+        """The open chunk reached max_chunk_bytes: close it; the GOP continues in the next.
+        Called from every path that appends (the compiled write_raw too), so a failure here
+        stops the writer like any other write failure."""
+        try:
+            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+        except (StorageFull, VstoreError) as exc:
+            self._stop_after(exc)
+            raise
 
     def _write_locked(
         self,
@@ -563,16 +582,22 @@ class CameraWriter:
     def flush(self) -> None:
         """Make every packet written so far durable: write the open chunk, fsync, index it."""
         with self._lock:
-            self._wait_seal()  # a segment sealing behind us is part of "so far"
-            if self._seg is None or len(self._table) == 0:
+            try:
+                self._wait_seal()  # a segment sealing behind us is part of "so far"
+                if self._seg is None or len(self._table) == 0:
+                    self._sync_and_commit(force=True)
+                    return
+                self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
                 self._sync_and_commit(force=True)
-                return
-            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
-            self._sync_and_commit(force=True)
+            except (StorageFull, VstoreError) as exc:
+                self._stop_after(exc)
+                raise
 
     def new_run(self, tracks: Sequence[fmt.TrackInfo] | None = None, reason: str = "reconnect"):
         """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
         with self._lock:
+            if tracks is not None:
+                self._check_tracks(tracks)  # bad tracks change nothing, the run goes on
             self._seal_segment()
             self._failed = None
             self._fp.enabled = True
@@ -810,7 +835,11 @@ class CameraWriter:
         now = self.store.clock.monotonic_ns()
         if not force and not self._fsync_due(now):
             return
-        self._seg.sync()
+        try:
+            self._seg.sync()
+        except VstoreError:
+            self._abandon_segment()
+            raise
         self._last_fsync_mono = now
         # W2: index rows only for bytes that are fsynced.
         b = Batch()
@@ -819,6 +848,18 @@ class CameraWriter:
         self._pending_rows.clear()
         self._flush_events(b)
         self.index.commit(b, sync=force)
+
+    def _abandon_segment(self) -> None:
+        """After a failed fsync (W5): what the page cache holds is unknown, so no later fsync
+        of this writer may index the chunks written since the last good one as if it covered
+        them. The segment is closed unsealed, its open marker left for recovery, which keeps
+        what the file verifiably holds (R2) on the next writable open."""
+        seg, self._seg = self._seg, None
+        if seg is not None:
+            seg.abandon()
+        self._pending_rows.clear()
+        self._table.reset()
+        self._payload.clear()
 
     def _fsync_due(self, now: int | None = None) -> bool:
         """Whether a chunk closed now is fsynced at once (always, with fsync_interval_s = 0)."""
