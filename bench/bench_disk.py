@@ -60,8 +60,11 @@ def test_disk_recording(benchmark, tmp_path, fsync_interval_s, cameras):
     footage) and fsync at most once a second, one camera; and default durability with the
     same bytes spread over eight cameras, each writer on its own thread."""
     # Each camera's first GOP is written before the clock starts: a camera's first segment
-    # creates its day's directories (four directory fsyncs, once a day in a real recording),
-    # which with 32 cameras of a few GOPs each was most of what the figure measured.
+    # creates its day's directories (four directory fsyncs, once a day in a real recording)
+    # and its first segment (a synced index batch, the file, a directory fsync), which with
+    # 32 cameras of a few GOPs each was most of what the figure measured. Still timed: every
+    # later segment's start and seal, at bench speed (with 32 cameras each writes 7.5 s of
+    # footage, so its seal weighs eight times what a 60 s segment's does in real time).
     packets = camera_packets(N // cameras + WARM_PACKETS, SIZE)
     state = {"i": 0}
 

@@ -201,42 +201,57 @@ def _served(data: bytes, loop_s: float, seconds: float, record):
         srv.close()
 
 
-def _marginal(
-    run, cams: int, short_s: float, long_s: float, repeats: int
-) -> tuple[float, dict, dict]:
+def _pair(run, cams: int, short_s: float, long_s: float) -> tuple[float, dict, dict]:
     """CPU seconds per camera-minute of a long-running recorder: the difference between a
-    long and a short run, so start-up (imports, probing) is not counted as per-minute cost.
-    The median of ``repeats`` such pairs: one pair of FFmpeg runs swung 0.22-0.35 CPU s per
-    camera-minute between bench runs on this shared VM."""
-    pairs = []
-    for _ in range(repeats):
-        a, b = run(short_s), run(long_s)
-        pairs.append(((b["cpu_s"] - a["cpu_s"]) / (cams * (long_s - short_s) / 60), a, b))
-    pairs.sort(key=lambda p: p[0])
+    long and a short run, so start-up (imports, probing) is not counted as per-minute cost."""
+    a, b = run(short_s), run(long_s)
+    return (b["cpu_s"] - a["cpu_s"]) / (cams * (long_s - short_s) / 60), a, b
+
+
+def _median(pairs: list[tuple[float, dict, dict]]) -> tuple[float, dict, dict]:
+    """The median pair; its long run carries every pair's figure as ``per_min_all``."""
+    pairs = sorted(pairs, key=lambda p: p[0])
     per_min, a, b = pairs[len(pairs) // 2]
-    b = dict(b, per_min_all=[p[0] for p in pairs])
-    return per_min, a, b
+    return per_min, a, dict(b, per_min_all=[p[0] for p in pairs])
 
 
-def test_ingest_vstore_record(benchmark, ts_stream, tmp_path):
-    """`vstore record` of N loopback cameras: marginal CPU s per camera-minute."""
+@pytest.fixture(scope="module")
+def ingest_cpu(ts_stream, tmp_path_factory) -> dict[str, list[tuple[float, dict, dict]]]:
+    """Marginal CPU pairs of `vstore record` and of FFmpeg recorders, alternating (vstore,
+    FFmpeg, vstore, ...), run once for both tests below: a shared VM's drift during the runs
+    falls on both sides of the ratio (one FFmpeg pair swung 0.22-0.45 CPU s per camera-minute
+    between runs here), and each side reports the median of its pairs."""
     data, loop_s, plan = ts_stream
     cams = plan["cams"]
-    result = {}
+    tmp = tmp_path_factory.mktemp("ingest-cpu")
 
-    def run():
-        def one(seconds):
-            return _served(data, loop_s, seconds, lambda url: _vstore(
-                url, cams, seconds, tmp_path / f"s{time.time_ns()}"))  # fmt: skip
+    def vstore(seconds):
+        return _served(data, loop_s, seconds, lambda url: _vstore(
+            url, cams, seconds, tmp / f"s{time.time_ns()}"))  # fmt: skip
 
-        result["per_min"], result["short"], result["long"] = _marginal(
-            one, cams, plan["short_s"], plan["long_s"], plan["repeats"]
-        )
+    def ffmpeg(seconds):
+        return _served(data, loop_s, seconds, lambda url: _ffmpeg(
+            url, cams, seconds, tmp / f"f{time.time_ns()}"))  # fmt: skip
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    long = result["long"]
+    sides = {"vstore": vstore}
+    if shutil.which("ffmpeg") is not None:
+        sides["ffmpeg"] = ffmpeg
+    out: dict[str, list[tuple[float, dict, dict]]] = {k: [] for k in sides}
+    for _ in range(plan["repeats"]):
+        for name, run in sides.items():
+            out[name].append(_pair(run, cams, plan["short_s"], plan["long_s"]))
+    return out
+
+
+def test_ingest_vstore_record(benchmark, ts_stream, ingest_cpu):
+    """`vstore record` of N loopback cameras: marginal CPU s per camera-minute."""
+    _data, _loop_s, plan = ts_stream
+    cams = plan["cams"]
+    per_min, short, long = benchmark.pedantic(
+        lambda: _median(ingest_cpu["vstore"]), rounds=1, iterations=1
+    )
     benchmark.extra_info.update(
-        cpu_s_per_camera_minute=result["per_min"],
+        cpu_s_per_camera_minute=per_min,
         cpu_s_per_camera_minute_all=long["per_min_all"],
         cameras=cams,
         seconds=plan["long_s"],
@@ -244,32 +259,23 @@ def test_ingest_vstore_record(benchmark, ts_stream, tmp_path):
         dropped=long["dropped"],
         packets=long["packets"],
         demuxers=long["demuxers"],
-        startup_cpu_s=result["short"]["cpu_s"] - result["per_min"] * cams * plan["short_s"] / 60,
+        startup_cpu_s=short["cpu_s"] - per_min * cams * plan["short_s"] / 60,
     )
     assert long["packets"] > 0 and long["dropped"] == 0 and long["demuxers"] == ["native"]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
-def test_ingest_ffmpeg_segment_recorders(benchmark, ts_stream, tmp_path):
-    """Baseline: one `ffmpeg -i tcp://... -c copy -f segment` recorder per camera."""
-    data, loop_s, plan = ts_stream
-    cams = plan["cams"]
-    result = {}
-
-    def run():
-        def one(seconds):
-            return _served(data, loop_s, seconds, lambda url: _ffmpeg(
-                url, cams, seconds, tmp_path / f"f{time.time_ns()}"))  # fmt: skip
-
-        result["per_min"], _a, result["long"] = _marginal(
-            one, cams, plan["short_s"], plan["long_s"], plan["repeats"]
-        )
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
+def test_ingest_ffmpeg_segment_recorders(benchmark, ts_stream, ingest_cpu):
+    """Baseline: one `ffmpeg -i tcp://... -c copy -f segment` recorder per camera, its runs
+    alternating with vstore's (see ingest_cpu)."""
+    _data, _loop_s, plan = ts_stream
+    per_min, _short, long = benchmark.pedantic(
+        lambda: _median(ingest_cpu["ffmpeg"]), rounds=1, iterations=1
+    )
     benchmark.extra_info.update(
-        cpu_s_per_camera_minute=result["per_min"],
-        cpu_s_per_camera_minute_all=result["long"]["per_min_all"],
-        cameras=cams,
+        cpu_s_per_camera_minute=per_min,
+        cpu_s_per_camera_minute_all=long["per_min_all"],
+        cameras=plan["cams"],
         seconds=plan["long_s"],
     )
 
