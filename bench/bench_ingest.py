@@ -35,6 +35,9 @@ class PacedTsServer:
         self.data, self.duration_s, self.loop_s = data, duration_s, loop_s
         self.stagger_s = stagger_s
         self.clients = 0
+        # How far behind real time any client's sending fell (s): a sender that cannot keep
+        # up delivers fewer frames, which is no fault of the recorder under test.
+        self.max_lag_s = 0.0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.sock.settimeout(0.2)
@@ -75,6 +78,8 @@ class PacedTsServer:
                 delay = t0 + sent / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                elif -delay > self.max_lag_s:
+                    self.max_lag_s = -delay
         except OSError:
             pass
         finally:
@@ -311,7 +316,7 @@ def test_ingest_max_cameras_one_core(benchmark, ts_stream, tmp_path):
                 ok = r["dropped"] == 0 and r["packets"] >= expected
                 steps.append({"cameras": n, "ok": ok, "cpu_per_wall": r["cpu_s"] / r["wall_s"],
                               "packets": r["packets"], "expected_min": int(expected),
-                              "dropped": r["dropped"],
+                              "dropped": r["dropped"], "sender_lag_s": srv.max_lag_s,
                               "peak_rss_mb": r["peak_rss_mb"]})  # fmt: skip
                 shutil.rmtree(tmp_path / f"m{n}", ignore_errors=True)
                 if not ok:

@@ -336,7 +336,10 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
         elif top and "exit" in top:
             note += f"; {top['cameras']} failed: exit {top['exit']} ({top['error']})"
         elif top:
-            note += f"; {top['cameras']} failed ({top['packets']} of >= {top['expected_min']})"
+            note += f"; {top['cameras']} failed ({top['packets']} of >= {top['expected_min']}"
+            if "sender_lag_s" in top:
+                note += f", the senders at most {top['sender_lag_s']:.1f} s behind real time"
+            note += ")"
         figs.append(
             figure(
                 "ingest cameras one core records in real time (4 Mbit/s 1080p TS)",
