@@ -155,16 +155,12 @@ def _close_then_recover_clean(st, w, store_dir):
     return st2
 
 
-def test_writev_of_more_buffers_than_one_call_takes_writes_them_all_in_order(tmp_path):
-    """A long GOP of small packets is written as its own buffers (never joined): more than a
-    writev takes at once must go in several calls, in order, nothing lost."""
+def _assert_writev_writes_all(path, parts) -> None:
+    """Fs.writev of ``parts`` to a new file returns their length and leaves them in order."""
     import os
 
     from vstore.fsutil import Fs
 
-    parts = [bytes([k % 256]) * (k % 97) for k in range(1500)]  # zero-length ones included
-    parts += [bytearray(b"tail"), memoryview(b"end")]
-    path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
         assert Fs().writev(fd, parts) == sum(map(len, parts))
@@ -173,20 +169,37 @@ def test_writev_of_more_buffers_than_one_call_takes_writes_them_all_in_order(tmp
     assert path.read_bytes() == b"".join(parts)
 
 
+def test_writev_of_more_buffers_than_one_call_takes_writes_them_all_in_order(tmp_path):
+    """A long GOP of small packets is written as its own buffers (never joined): more than a
+    writev takes at once must go in several calls, in order, nothing lost."""
+
+    parts = [bytes([k % 256]) * (k % 97) for k in range(1500)]  # zero-length ones included
+    parts += [bytearray(b"tail"), memoryview(b"end")]
+    _assert_writev_writes_all(tmp_path / "f", parts)
+
+
+def _writer_with_64k_chunks(tmp_path, fsync_interval_s: int):
+    """A store whose chunks close at 64 KiB, on a FaultyFs, and a writer past its keyframe."""
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        f"[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = {fsync_interval_s}\n"
+    )
+    fs = FaultyFs()
+    st = open_store(d, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    key, data = au(0)
+    w.write_raw(0, 0, 0, key, data)
+    return d, fs, st, w
+
+
 def test_disk_full_at_a_chunk_the_fast_path_filled_releases_the_writer(tmp_path):
     """The compiled write_raw closes a chunk that reached max_chunk_bytes while holding the
     writer's lock; a write error there must leave the lock free, or a close from another
     thread (the recorder's) would hang."""
     import threading
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = 60\n")
-    fs = FaultyFs()
-    st = open_store(d, fs=fs)
-    w = st.writer("cam", [VIDEO], start_ns=START_NS)
-    key, data = au(0)
-    w.write_raw(0, 0, 0, key, data)
+    _d, fs, st, w = _writer_with_64k_chunks(tmp_path, fsync_interval_s=60)
     fs.enospc = True
     with pytest.raises(StorageFull):
         for i in range(1, 40):  # ordinary 4 KB packets: the 17th fills the 64 KiB chunk
@@ -213,8 +226,6 @@ def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
     part it stopped in, and the parts after it, are written, in order, nothing twice."""
     import os
 
-    from vstore.fsutil import Fs
-
     real_writev = os.writev
     calls = []
 
@@ -230,13 +241,7 @@ def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
     parts = [b"a" * 10, b"b" * 20, b"c" * 30, b"d" * 40] + [
         bytes([k % 256]) * (k % 50) for k in range(600)
     ]
-    path = tmp_path / "f"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        assert Fs().writev(fd, parts) == sum(map(len, parts))
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == b"".join(parts)
+    _assert_writev_writes_all(tmp_path / "f", parts)
     assert len(calls) >= 2
 
 
@@ -247,14 +252,7 @@ def test_a_failed_fsync_at_a_full_chunk_stops_the_writer(tmp_path, how):
     packets and later indexing a chunk whose fsync failed."""
     from vstore.segment_writer import CameraWriter
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\n")
-    fs = FaultyFs()
-    st = open_store(d, fs=fs)
-    w = st.writer("cam", [VIDEO], start_ns=START_NS)
-    key, data = au(0)
-    w.write_raw(0, 0, 0, key, data)
+    d, fs, st, w = _writer_with_64k_chunks(tmp_path, fsync_interval_s=0)
     fs.eio_fsync = True
     items = [(0, i * 3600, i * 3600, False, au(i)[1] + bytes(4000)) for i in range(1, 40)]
     with pytest.raises(VstoreError):

@@ -239,15 +239,21 @@ def test_writer_requires_one_video_track(store):
         store.writer("cam", [AUDIO])
 
 
+def _store_dir(tmp_path, store_toml: str):
+    """A store directory whose vstore.toml [store] table holds ``store_toml``."""
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f"[store]\n{store_toml}\n")
+    return d
+
+
 def test_write_many_stores_exactly_what_write_raw_stores(tmp_path, impl):
     """The batch call (the native MPEG-TS path's) against one call per packet, with the
     awkward cases inside the batches: keyframes, a corrupt packet, a timestamp jump, a
     repeated timestamp, a chunk filled to its byte limit."""
     from vstore.store import open_store
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = 60\n")
+    d = _store_dir(tmp_path, "max_chunk_bytes = 65536\nfsync_interval_s = 60")
     items = []
     t = 0
     for i in range(400):
@@ -292,9 +298,7 @@ def test_compiled_write_raw_stores_exactly_what_the_method_stores(tmp_path, impl
     from vstore.segment_writer import CameraWriter
     from vstore.store import open_store
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nmax_chunk_bytes = 65536\nfsync_interval_s = 60\n")
+    d = _store_dir(tmp_path, "max_chunk_bytes = 65536\nfsync_interval_s = 60")
     items = []
     t = 0
     for i in range(300):
@@ -341,9 +345,7 @@ def test_a_write_raw_held_across_new_run_never_uses_the_old_state(tmp_path):
     from vstore.segment_writer import CameraWriter
     from vstore.store import open_store
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nfsync_interval_s = 60\n")
+    d = _store_dir(tmp_path, "fsync_interval_s = 60")
 
     def feed(w, wr):
         for i in range(60):
