@@ -317,9 +317,8 @@ class CameraWriter:
         return tracks, [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
 
     def _set_tracks(self, tracks: Sequence[fmt.TrackInfo]) -> None:
-        tracks, ts = self._check_tracks(tracks)
-        self._tracks_info = tracks
-        self._ts = ts
+        self._tracks_info, self._ts = self._check_tracks(tracks)
+        tracks = self._tracks_info
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
         # without Python objects; pure twin: state only). Recreating it resets every track;
