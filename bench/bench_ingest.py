@@ -38,6 +38,7 @@ class PacedTsServer:
         # How far behind real time any client's sending fell (s): a sender that cannot keep
         # up delivers fewer frames, which is no fault of the recorder under test.
         self.max_lag_s = 0.0
+        self._progress: dict[int, tuple[float, int]] = {}  # client -> (start, bytes sent)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.sock.settimeout(0.2)
@@ -51,9 +52,11 @@ class PacedTsServer:
                 conn, _ = self.sock.accept()
             except (TimeoutError, OSError):
                 continue
-            delay = self.start_delay_s(self.clients)
+            k = self.clients
             self.clients += 1
-            t = threading.Thread(target=self._serve, args=(conn, delay), daemon=True)
+            t = threading.Thread(
+                target=self._serve, args=(conn, self.start_delay_s(k), k), daemon=True
+            )
             t.start()
             self.threads.append(t)
 
@@ -61,7 +64,14 @@ class PacedTsServer:
         """How long client k (counted from 0) waits before its first byte."""
         return (k * 0.6180339887) % 1.0 * self.stagger_s
 
-    def _serve(self, conn: socket.socket, delay_s: float) -> None:
+    def lag_s_now(self) -> list[float]:
+        """How far behind real time each started client's stream is at this instant (s): the
+        media a recorder could not have received yet because its sender fell behind."""
+        rate = len(self.data) / self.loop_s
+        now = time.monotonic()
+        return [max(0.0, now - t0 - sent / rate) for t0, sent in list(self._progress.values())]
+
+    def _serve(self, conn: socket.socket, delay_s: float, k: int) -> None:
         if self.stop.wait(delay_s):
             conn.close()
             return
@@ -69,12 +79,14 @@ class PacedTsServer:
         rate = len(self.data) / self.loop_s  # bytes per second of media
         t0 = time.monotonic()
         sent = 0
+        self._progress[k] = (t0, 0)
         try:
             while not self.stop.is_set() and time.monotonic() - t0 < self.duration_s:
                 pos = sent % len(self.data)
                 chunk = self.data[pos : pos + step]
                 conn.sendall(chunk)
                 sent += len(chunk)
+                self._progress[k] = (t0, sent)
                 delay = t0 + sent / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -297,6 +309,12 @@ def test_ingest_max_cameras_one_core(benchmark, ts_stream, tmp_path):
         try:
             for n in plan["ladder"]:
                 srv = PacedTsServer(data, seconds + 15, loop_s)
+                # When the earliest camera's recording ends, how far each sender is behind:
+                # frames a sender never sent in time are not the recorder's to record.
+                lags: list[float] = []
+                timer = threading.Timer(seconds, lambda out, server: out.extend(
+                    server.lag_s_now()), args=(lags, srv))  # fmt: skip
+                timer.start()
                 try:
                     r = _vstore(srv.url, n, seconds, tmp_path / f"m{n}", core=0)
                 except subprocess.CalledProcessError as exc:
@@ -308,15 +326,19 @@ def test_ingest_max_cameras_one_core(benchmark, ts_stream, tmp_path):
                                   "packets": 0, "expected_min": 0})  # fmt: skip
                     break
                 finally:
+                    timer.cancel()
                     srv.close()
                 # Every camera waits up to one GOP (2 s) for its first keyframe after the
-                # probe, and sends nothing before its start delay; beyond that every frame
-                # must be in.
-                expected = sum(seconds - 3.0 - srv.start_delay_s(k) for k in range(n)) * 25
+                # probe, and sends nothing before its start delay, nor what its sender had
+                # not sent yet when recording ended; beyond that every frame must be in.
+                expected = (
+                    sum(seconds - 3.0 - srv.start_delay_s(k) for k in range(n)) - sum(lags)
+                ) * 25
                 ok = r["dropped"] == 0 and r["packets"] >= expected
                 steps.append({"cameras": n, "ok": ok, "cpu_per_wall": r["cpu_s"] / r["wall_s"],
                               "packets": r["packets"], "expected_min": int(expected),
                               "dropped": r["dropped"], "sender_lag_s": srv.max_lag_s,
+                              "sender_behind_at_end_s": sum(lags),
                               "peak_rss_mb": r["peak_rss_mb"]})  # fmt: skip
                 shutil.rmtree(tmp_path / f"m{n}", ignore_errors=True)
                 if not ok:

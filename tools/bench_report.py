@@ -323,7 +323,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
         load = best[-1]["cpu_per_wall"] if best else 0.0
         note = (
             f"measured: record pinned to one core, {info['seconds']:.0f} s per step, no drop, "
-            f"every frame; at {info['max_cameras']} cameras the core was {load:.0%} busy"
+            f"every frame its sender sent in time; at {info['max_cameras']} cameras the core was {load:.0%} busy"
         )
         if best and "peak_rss_mb" in best[-1]:
             rss = best[-1]["peak_rss_mb"]
@@ -337,8 +337,12 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
             note += f"; {top['cameras']} failed: exit {top['exit']} ({top['error']})"
         elif top:
             note += f"; {top['cameras']} failed ({top['packets']} of >= {top['expected_min']}"
-            if "sender_lag_s" in top:
-                note += f", the senders at most {top['sender_lag_s']:.1f} s behind real time"
+            if "sender_behind_at_end_s" in top:
+                note += (
+                    f"; allowance already less {top['sender_behind_at_end_s']:.1f} camera-s the "
+                    f"senders were behind when recording ended, at most "
+                    f"{top['sender_lag_s']:.1f} s behind at any time"
+                )
             note += ")"
         figs.append(
             figure(
