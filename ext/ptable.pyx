@@ -134,10 +134,16 @@ cdef class FastPath:
 
     def __init__(self, PacketTable table, int video, list tracks):
         """tracks: (max_jump_ticks, wrap_bits, nal_codec, length_size) per track."""
+        self.table = table
+        self.reset(video, tracks)
+
+    def reset(self, int video, list tracks):
+        """Start over with these tracks (a writer's new run): every track's timestamp state
+        is new, enabled and not started; what ``bind`` set stays, so a caller holding the
+        bound ``write_raw`` keeps the fast path."""
         cdef int i
         if not 0 < len(tracks) <= MAX_TRACKS:
             raise ValueError("1..256 tracks")
-        self.table = table
         self.ntracks = len(tracks)
         self.video = video
         self.enabled = True

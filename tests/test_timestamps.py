@@ -359,7 +359,9 @@ def test_a_write_raw_held_across_new_run_never_uses_the_old_state(tmp_path):
 
     with open_store(d) as st:
         a = st.writer("held", [VIDEO], start_ns=10**18)
-        feed(a, a.write_raw)
+        held = a.write_raw
+        feed(a, held)
+        assert a.write_raw is held  # the new run reset the fast path in place: still in use
         b = st.writer("method", [VIDEO], start_ns=10**18)
         feed(b, lambda *args: CameraWriter.write_raw(b, *args))
         assert a.stats.as_dict() == b.stats.as_dict()

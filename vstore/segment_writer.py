@@ -321,17 +321,14 @@ class CameraWriter:
         tracks = self._tracks_info
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
-        # without Python objects; pure twin: state only). Recreating it resets every track;
-        # the old one is disabled, so a caller still holding its bound write_raw (a loop's
-        # `wr = w.write_raw`) goes through the method, never through stale state.
-        old = getattr(self, "_fp", None)
-        if old is not None:
-            old.enabled = False
-        self._fp = _native.ptable.FastPath(
-            self._table,
-            self._video,
-            [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size) for ts in self._ts],
-        )
+        # without Python objects; pure twin: state only). A new run resets it in place, so a
+        # caller still holding its bound write_raw (a loop's `wr = w.write_raw`) gets the
+        # new state and keeps the fast path.
+        spec = [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size) for ts in self._ts]
+        if hasattr(self, "_fp"):
+            self._fp.reset(self._video, spec)
+            return
+        self._fp = _native.ptable.FastPath(self._table, self._video, spec)
         # The compiled twin's write_raw takes an ordinary packet with no Python frame and
         # hands the rest to the method below; the instance attribute shadows the method.
         self._fp.bind(

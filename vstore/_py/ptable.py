@@ -64,9 +64,13 @@ class FastPath:
     is the reference behaviour the compiled fast path reproduces for ordinary packets."""
 
     def __init__(self, table: PacketTable, video: int, tracks: list[tuple[int, bool, int, int]]):
+        self.table = table
+        self.reset(video, tracks)
+
+    def reset(self, video: int, tracks: list[tuple[int, bool, int, int]]) -> None:
+        """Start over with these tracks (see the compiled twin)."""
         if not 0 < len(tracks) <= 256:
             raise ValueError("1..256 tracks")
-        self.table = table
         self.video = video
         self.enabled = True
         self.started = False
