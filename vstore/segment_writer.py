@@ -458,14 +458,10 @@ class CameraWriter:
                 i = j + 1
 
     def _chunk_full(self) -> None:
-        """The open chunk reached max_chunk_bytes: close it; the GOP continues in the next.
-        Called from every path that appends (the compiled write_raw too), so a failure here
-        stops the writer like any other write failure."""
-        try:
-            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
-        except (StorageFull, VstoreError) as exc:
-            self._stop_after(exc)
-            raise
+        """The open chunk reached max_chunk_bytes: close it; the GOP continues in the next
+        (a write or fsync failure stops the writer there, in _close_chunk / _sync_and_commit,
+        whichever path appended: the compiled write_raw, the method or write_many)."""
+        self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
 
     def _write_locked(
         self,
@@ -578,16 +574,12 @@ class CameraWriter:
     def flush(self) -> None:
         """Make every packet written so far durable: write the open chunk, fsync, index it."""
         with self._lock:
-            try:
-                self._wait_seal()  # a segment sealing behind us is part of "so far"
-                if self._seg is None or len(self._table) == 0:
-                    self._sync_and_commit(force=True)
-                    return
-                self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+            self._wait_seal()  # a segment sealing behind us is part of "so far"
+            if self._seg is None or len(self._table) == 0:
                 self._sync_and_commit(force=True)
-            except (StorageFull, VstoreError) as exc:
-                self._stop_after(exc)
-                raise
+                return
+            self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
+            self._sync_and_commit(force=True)
 
     def new_run(self, tracks: Sequence[fmt.TrackInfo] | None = None, reason: str = "reconnect"):
         """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
@@ -791,15 +783,21 @@ class CameraWriter:
         start = self._chunk_start_ns
         end_ns = max(end_ns, start + 1)
         n = len(self._table)
-        entry = self._seg.append_chunk(
-            self._chunk_flags,
-            start,
-            end_ns,
-            self._table.pack(),
-            n,
-            self._payload,
-            syncing=self._fsync_due(),
-        )
+        now = self.store.clock.monotonic_ns()
+        due = self._fsync_due(now)  # one decision: the early writeback and the fsync agree
+        try:
+            entry = self._seg.append_chunk(
+                self._chunk_flags,
+                start,
+                end_ns,
+                self._table.pack(),
+                n,
+                self._payload,
+                syncing=due,
+            )
+        except VstoreError as exc:
+            self._stop_after(exc)
+            raise
         self._pending_rows.append(
             ChunkRow(
                 self.camera_num,
@@ -819,22 +817,27 @@ class CameraWriter:
         self._payload.clear()  # the same list stays bound to the fast path
         self._chunk_start_ns = end_ns
         self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
-        self._sync_and_commit(force=False)
+        if due:
+            self._sync_and_commit(force=False, now=now)
 
-    def _sync_and_commit(self, force: bool) -> None:
+    def _sync_and_commit(self, force: bool, now: int | None = None) -> None:
+        """fsync the open segment and index what it covers (W2): when due, always if
+        ``force`` (then in a synced index batch); ``now`` is a clock reading already taken.
+        A failure stops the writer (W5); a failed fsync also abandons the segment."""
         if self._seg is None:
             if self._pending_events:
                 b = Batch()
                 self._flush_events(b)
                 self.index.commit(b, sync=True)
             return
-        now = self.store.clock.monotonic_ns()
+        now = self.store.clock.monotonic_ns() if now is None else now
         if not force and not self._fsync_due(now):
             return
         try:
             self._seg.sync()
-        except VstoreError:
+        except VstoreError as exc:
             self._abandon_segment()
+            self._stop_after(exc)
             raise
         self._last_fsync_mono = now
         # W2: index rows only for bytes that are fsynced.
@@ -843,7 +846,11 @@ class CameraWriter:
             b.put(row.key(), row.value())
         self._pending_rows.clear()
         self._flush_events(b)
-        self.index.commit(b, sync=force)
+        try:
+            self.index.commit(b, sync=force)
+        except VstoreError as exc:
+            self._stop_after(exc)
+            raise
 
     def _abandon_segment(self) -> None:
         """After a failed fsync (W5): what the page cache holds is unknown, so no later fsync
