@@ -7,7 +7,11 @@ without the GIL and allocates nothing. The scanning itself lives in ``_nalscan.p
 writer's fast path (ptable.pyx) shares it.
 """
 
-from _nalscan cimport NAL_PPS, NAL_SPS, NAL_VPS, _classify, _find_start, _next_unit, scan_flags
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+from _nalscan cimport (
+    NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS, _classify, _find_start, _next_unit, scan_flags
+)
 
 
 def nal_flags(const unsigned char[::1] data, int codec, int length_size):
@@ -19,6 +23,29 @@ def nal_flags(const unsigned char[::1] data, int codec, int length_size):
     with nogil:
         flags = scan_flags(&data[0], n, codec, length_size)
     return flags
+
+
+def any_key(list packets, int track, int codec):
+    """Whether a packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets`` on
+    ``track`` is a keyframe by its NAL units (Annex-B data): one call for a batch of the TS
+    hub instead of a call per packet. The scan is short (it stops at the first slice), so
+    it keeps the GIL: releasing it would invite a thread switch per packet."""
+    cdef object p, data
+    cdef const unsigned char[::1] mv
+    for p in packets:
+        if p[0] != track:
+            continue
+        data = p[4]
+        if type(data) is bytes:
+            if scan_flags(
+                <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), codec, 0
+            ) & NAL_KEY:
+                return True
+        else:
+            mv = data
+            if mv.shape[0] and scan_flags(&mv[0], mv.shape[0], codec, 0) & NAL_KEY:
+                return True
+    return False
 
 
 def parameter_sets(const unsigned char[::1] data, int codec, int length_size):

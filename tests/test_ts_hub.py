@@ -84,7 +84,10 @@ def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras
             time.sleep(1.0)
             assert stuck.writer is not None
             with stuck.writer._lock:  # the disk under this camera stops answering
-                time.sleep(7.0)  # 16 hand-overs of 0.3 s fill its queue
+                time.sleep(7.0)  # a GOP's batch fills its queue of 16 packets
+                # The bound counts packets, not batches: one batch (an empty queue takes any
+                # size) and nothing more, where 16 batches of a GOP each would be let in.
+                assert stuck._queue.qsize() <= 1
             for t in threads:
                 t.join(timeout=30)
         assert stuck.status.dropped_queue_full > 0  # counted, never silent
@@ -103,3 +106,32 @@ def test_hub_thread_ends_when_no_camera_is_left(store):
     while _hub_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _hub_threads() == []
+
+
+class _CountingRecorder(Recorder):
+    """A recorder that keeps every batch the hub hands to its writer queue."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[tuple[int, bool]] = []  # (packets, holds a keyframe)
+
+    def _enqueue(self, item, is_video_key, block=True) -> None:
+        if type(item) is list:
+            self.batches.append((len(item), bool(is_video_key)))
+        super()._enqueue(item, is_video_key, block)
+
+
+def test_hub_hands_a_camera_over_once_per_gop_not_once_per_read(store):
+    # Each hand-over wakes a writer thread; at hundreds of cameras those wake-ups cost more
+    # than the writing. The writer needs the keyframe to close a GOP, so that is when the
+    # hub hands over (and at most HANDOVER_MAX_S later for a long GOP).
+    with TcpCamera(SPEC) as cam:  # 1 s GOPs, real time
+        rec = _CountingRecorder(store, "c", cam.url, duration_s=8.0)
+        rec.run()
+    keyed = [n for n, key in rec.batches if key]
+    assert len(rec.batches) >= 5
+    # After the probe's head, every hand-over but the session's last carries a keyframe.
+    assert len(keyed) >= len(rec.batches) - 2
+    # About one per GOP: 8 s of 1 s GOPs, where reading every 0.25 s gave up to 32.
+    assert len(rec.batches) <= 8 + 3, rec.batches
+    decoded_ok(store, "c")

@@ -206,7 +206,7 @@ def _fmt(t_ns: int) -> str:
 
 _EOF = object()
 # Queue items a camera's writer takes per turn in the pool before the next camera's turn (an
-# item is a TS hub batch, ~0.3 s of footage, or one FFmpeg packet).
+# item is a TS hub batch, about a GOP of footage, or one FFmpeg packet).
 _ITEMS_PER_TURN = 64
 
 
@@ -260,9 +260,11 @@ class Recorder:
         self.backoff_max_s = backoff_max_s
         self.stop_event = stop or threading.Event()
         self.status = RecorderStatus(camera_id, url)
-        self._queue: queue.Queue[Any] = queue.Queue(
-            maxsize=store.config.camera(camera_id).queue_packets
-        )
+        self._max_packets = store.config.camera(camera_id).queue_packets
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self._max_packets)
+        # Packets of batches put and taken: each counter has one writer (the source side, the
+        # writer side), so their difference is read without a lock.
+        self._put_packets = self._got_packets = 0
         self.error: BaseException | None = None
         self.writer = None
         self._dropping = False
@@ -370,7 +372,16 @@ class Recorder:
                 return
             self._dropping = False
         try:
-            self._queue.put(item, block=block, timeout=2.0 if block else None)
+            if type(item) is list:
+                # A batch is one queue item but many packets: queue_packets bounds packets
+                # (an empty queue takes any batch: a GOP may hold more than the bound).
+                queued = self._put_packets - self._got_packets
+                if queued and queued + len(item) > self._max_packets:
+                    raise queue.Full
+                self._queue.put(item, block=block, timeout=2.0 if block else None)
+                self._put_packets += len(item)
+            else:
+                self._queue.put(item, block=block, timeout=2.0 if block else None)
             self._pool.schedule(self)
         except queue.Full:
             # The loss is counted and logged, never silent.
@@ -401,6 +412,8 @@ class Recorder:
                 finally:
                     self._drained.set()
                 return False
+            if type(item) is list:
+                self._got_packets += len(item)
             if self._write_failed:
                 continue
             try:
@@ -480,10 +493,7 @@ class _TsConnection:
         codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
 
         def has_key(batch: list[tuple[Any, ...]]) -> bool:
-            return any(
-                p[0] == video.index and _native.nal.nal_flags(p[4], codec, 0) & _native.NAL_KEY
-                for p in batch
-            )
+            return _native.nal.any_key(batch, video.index, codec)
 
         hub().run(self, rec, t0, has_key)
 

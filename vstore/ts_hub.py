@@ -2,13 +2,13 @@
 reading thread per camera.
 
 A recorder connects and probes on its own thread as before, then hands its connection to the
-hub and waits (no CPU) until the hub ends that session. Every READ_INTERVAL_S the hub asks
-the kernel which sockets have bytes (one epoll call for all cameras), drains each (a read
+hub and waits (no CPU) until the hub ends that session. Every tick the hub asks the kernel
+which sockets have bytes (one epoll call for all cameras), drains each that is due (a read
 that fills READ_BYTES is followed by another, so pacing never caps a bitrate), demuxes the
-bytes and hands the packets to that camera's writer queue without ever blocking: a full
-queue drops to the next keyframe, counted, as on the per-camera path. A camera silent for
-its timeout, a closed connection, an error, a stop or a deadline ends only that camera's
-session; its recorder wakes and reconnects or returns as before.
+bytes, and hands a camera's packets to its writer queue once a GOP is complete, without
+ever blocking: a full queue drops to the next keyframe, counted, as on the per-camera path.
+A camera silent for its timeout, a closed connection, an error, a stop or a deadline ends
+only that camera's session; its recorder wakes and reconnects or returns as before.
 
 Why: at hundreds of cameras a thread per socket costs more in wake-ups and GIL hand-offs
 than the demuxing itself (docs/design/ingest.md).
@@ -25,10 +25,20 @@ from vstore.errors import SourceError
 from vstore.mpegts import READ_INTERVAL_S
 
 MAX_READS_PER_TICK = 8  # a camera far behind catches up over several ticks, fairly
-# Packets go to a camera's writer at most this often, in one batch: each hand-over wakes a
-# writer-pool thread, and with hundreds of cameras those wake-ups (and the GIL hand-offs they
-# cause) cost more than the writing. Acknowledgement is per GOP anyway.
-HANDOVER_INTERVAL_S = 0.3
+# How often a camera's socket is drained. Each drain costs a wake-up, a recv and the Python
+# around them, whatever it brings, so a TCP camera is read every quarter second (~125 KB at
+# 4 Mbit/s; TCP's window holds what arrives meanwhile, and a camera never loses bytes to it).
+# A UDP socket keeps READ_INTERVAL_S: datagrams beyond its buffer are lost, and the kernel
+# caps that buffer at net.core.rmem_max (208 KiB by default), not the 4 MiB asked for.
+TCP_READ_INTERVAL_S = 0.25
+# A camera's packets go to its writer in one batch when a video keyframe arrives: the writer
+# can then close and commit the GOP before it (acknowledgement is per GOP anyway). Each
+# hand-over wakes a writer-pool thread, and at hundreds of cameras those wake-ups and the GIL
+# hand-offs they cause cost more than the writing, so there is about one per GOP. A long GOP
+# is still handed over every HANDOVER_MAX_S or HANDOVER_MAX_BYTES, so the writer's memory
+# bound (max_chunk_bytes) and its stats stay in force.
+HANDOVER_MAX_S = 2.0
+HANDOVER_MAX_BYTES = 2 * 1024 * 1024
 
 
 class TsSession:
@@ -39,8 +49,12 @@ class TsSession:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.last_data = time.monotonic()
+        self.interval_s = READ_INTERVAL_S if conn.sock.udp else TCP_READ_INTERVAL_S
+        self.next_read = 0.0
         self.pending: list[tuple[Any, ...]] = []
-        self.handed_at = 0.0
+        self.pending_bytes = 0
+        self.key_pending = False  # pending holds a video keyframe
+        self.handed_at = time.monotonic()
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the session: what was read goes to the writer first, whatever the reason."""
@@ -55,13 +69,28 @@ class TsSession:
         return rec.stop_event.is_set() or rec._deadline_passed(self.t0) or bool(rec.error)
 
     def feed(self, data: bytes, now_ns: int) -> None:
-        self.pending += self.conn.packetizer.feed(data, now_ns)
+        self._add(self.conn.packetizer.feed(data, now_ns), len(data))
+
+    def _add(self, packets: list[tuple[Any, ...]], size: int) -> None:
+        if packets:
+            self.pending += packets
+            self.pending_bytes += size
+            if not self.key_pending and self.has_key(packets):
+                self.key_pending = True
+
+    def handover_due(self, now: float) -> bool:
+        return bool(self.pending) and (
+            self.key_pending
+            or self.pending_bytes >= HANDOVER_MAX_BYTES
+            or now - self.handed_at >= HANDOVER_MAX_S
+        )
 
     def hand_over(self) -> None:
-        batch, self.pending = self.pending, []
+        batch, key = self.pending, self.key_pending
+        self.pending, self.pending_bytes, self.key_pending = [], 0, False
         self.handed_at = time.monotonic()
         if batch:
-            self.rec._enqueue(batch, lambda b=batch: self.has_key(b), block=False)
+            self.rec._enqueue(batch, key, block=False)
 
     def drain(self, clock: Any) -> bool:
         """Read what is queued; False once the session has ended."""
@@ -77,11 +106,13 @@ class TsSession:
                 self.feed(data, clock.wall_ns())
             if eof:
                 # The camera closed the connection: what is assembled goes out whole.
-                self.pending += self.conn.packetizer.flush(clock.wall_ns())
+                self._add(self.conn.packetizer.flush(clock.wall_ns()), 0)
                 self.finish()
                 return False
             if not full:
                 break
+        else:
+            self.next_read = 0.0  # still behind: read again next tick
         return True
 
 
@@ -129,6 +160,9 @@ class TsHub:
                     sessions[fd] = s
                 for key, _ in sel.select(0):
                     s = key.data
+                    if tick < s.next_read:
+                        continue  # a TCP camera in a hub that ticks faster for UDP ones
+                    s.next_read = tick + s.interval_s - 0.01
                     try:
                         alive = s.drain(s.rec.store.clock)
                     except Exception as exc:  # noqa: BLE001 - one camera's failure is its own
@@ -138,8 +172,10 @@ class TsHub:
                         sel.unregister(key.fd)
                         del sessions[key.fd]
                 now = time.monotonic()
+                interval_s = TCP_READ_INTERVAL_S
                 for fd, s in list(sessions.items()):
-                    if s.pending and now - s.handed_at >= HANDOVER_INTERVAL_S:
+                    interval_s = min(interval_s, s.interval_s)
+                    if s.handover_due(now):
                         s.hand_over()
                     if s.stopping():
                         s.finish()
@@ -149,7 +185,7 @@ class TsHub:
                         continue
                     sel.unregister(fd)
                     del sessions[fd]
-                time.sleep(max(0.0, tick + READ_INTERVAL_S - time.monotonic()))
+                time.sleep(max(0.0, tick + interval_s - time.monotonic()))
         except BaseException as exc:
             # A bug here must not leave recorders waiting forever: every session learns it.
             with self._lock:

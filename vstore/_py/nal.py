@@ -97,6 +97,12 @@ def nal_flags(data: bytes, codec: int, length_size: int) -> int:
     return flags
 
 
+def any_key(packets: list, track: int, codec: int) -> bool:
+    """Whether a packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets`` on
+    ``track`` is a keyframe by its NAL units (Annex-B data)."""
+    return any(p[0] == track and nal_flags(p[4], codec, 0) & NAL_KEY for p in packets)
+
+
 def parameter_sets(data: bytes, codec: int, length_size: int) -> bytes:
     """The VPS/SPS/PPS units before the first slice, re-emitted in Annex-B form."""
     mv = bytes(data)

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore import heap
     from vstore.errors import UsageError
     from vstore.ingest import record_many
     from vstore.layout import validate_camera_id
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                     f"recording {cam} from {url}"
                     + (f" for {args.duration:g}s" if args.duration else " (Ctrl-C stops)")
                 )
+        heap.settle_for_recording()
         statuses = record_many(
             store, sources, duration_s=args.duration, stop=stop, reconnect=not args.no_reconnect
         )
