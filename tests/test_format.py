@@ -104,15 +104,25 @@ def test_every_truncation_is_refused_or_scanned_to_whole_chunks(tmp_path, cut):
 
 def test_zstd_table_used_when_it_pays():
     t = PacketTable()
-    for i in range(50):
-        t.append(i * 3600, i * 3600, 4000 + i % 3, 1 if i == 0 else 0, 0)
+    for i in range(50):  # audio: 300-byte frames, 18-byte rows
+        t.append(i * 1920, i * 1920, 300 + i % 3, 1, 0)
     raw = t.pack()
-    stored, codec = fmt.encode_table(raw, 50)
+    stored, codec = fmt.encode_table(raw, 50, payload_bytes=50 * 301)
     assert codec == fmt.TABLE_ZSTD and len(stored) < len(raw) // 3
     cols = fmt.decode_table(stored, codec, 50)
-    assert cols.dts == [i * 3600 for i in range(50)]
+    assert cols.dts == [i * 1920 for i in range(50)]
     with pytest.raises(CorruptSegment):
         fmt.decode_table(stored[:-3], codec, 50)
+
+
+def test_table_beside_a_video_gop_is_stored_raw_where_zstd_saves_nothing_worth_its_cpu():
+    t = PacketTable()
+    for i in range(50):  # a 2 s GOP of 4 Mbit/s video: ~20 KB frames, a 900-byte table
+        t.append(i * 3600, i * 3600, 20_000 + i % 3, 1 if i == 0 else 0, 0)
+    raw = t.pack()
+    stored, codec = fmt.encode_table(raw, 50, payload_bytes=50 * 20_001)
+    assert (stored, codec) == (raw, fmt.TABLE_RAW)
+    assert fmt.decode_table(stored, codec, 50).size == [20_000 + i % 3 for i in range(50)]
 
 
 def test_tables_compressed_and_read_by_many_threads_at_once_stay_whole():
@@ -128,7 +138,7 @@ def test_tables_compressed_and_read_by_many_threads_at_once_stay_whole():
             for i in range(n):
                 t.append(i * 3600 + seed, i * 3600 + seed, 1000 + (i * seed) % 5000, i == 0, 0)
             raw = t.pack()
-            stored, codec = fmt.encode_table(raw, n)
+            stored, codec = fmt.encode_table(raw, n, payload_bytes=len(raw))
             cols = fmt.decode_table(stored, codec, n)
             bad += cols.size != [1000 + (i * seed) % 5000 for i in range(n)]
         return bad

@@ -110,8 +110,8 @@ class SegmentFile:
         """Append one chunk. ``syncing``: an fsync follows at once, so the kernel starts
         writing the chunk out while this thread hashes it (the fsync then waits for less:
         +10-25 % fsynced throughput for one camera here)."""
-        stored, codec = fmt.encode_table(table_raw, packet_count)
         payload_bytes = sum(map(len, payload))
+        stored, codec = fmt.encode_table(table_raw, packet_count, payload_bytes)
         if len(payload) > 1 and payload_bytes <= _JOIN_MAX_BYTES:
             payload = [b"".join(payload)]
         chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_bytes
