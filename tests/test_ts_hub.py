@@ -9,7 +9,7 @@ import threading
 import time
 
 from tests.test_record import SPEC, decoded_ok
-from tools.camsim import StreamSpec, TcpCamera, write_file
+from tools.camsim import StreamSpec, TcpCamera, UdpPusher, write_file
 from vstore.check import check_store
 from vstore.ingest import Recorder
 
@@ -135,3 +135,28 @@ def test_hub_hands_a_camera_over_once_per_gop_not_once_per_read(store):
     # About one per GOP: 8 s of 1 s GOPs, where reading every 0.25 s gave up to 32.
     assert len(rec.batches) <= 8 + 3, rec.batches
     decoded_ok(store, "c")
+
+
+def test_udp_and_tcp_cameras_share_the_hub_and_each_is_read_at_its_own_pace(store):
+    # A UDP socket is drained every 100 ms (datagrams beyond its buffer are lost), a TCP one
+    # every 250 ms; in one hub the UDP camera sets the tick and the TCP one skips ticks.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with TcpCamera(SPEC) as cam:
+        tcp = _CountingRecorder(store, "tcp", cam.url, duration_s=6.0)
+        udp = _CountingRecorder(store, "udp", f"udp://127.0.0.1:{port}", duration_s=6.0)
+        threads = [threading.Thread(target=r.run) for r in (tcp, udp)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        with UdpPusher(SPEC, port, duration_s=6.0):
+            for t in threads:
+                t.join(timeout=30)
+    for rec in (tcp, udp):
+        assert rec.status.demuxer == "native" and not rec.status.last_error
+        assert rec.status.ts_continuity_errors == 0  # no datagram lost between reads
+        assert rec.status.writer["packets"] >= 3 * 25
+        assert len(rec.batches) <= 6 + 3  # once per 1 s GOP, for both
+        decoded_ok(store, rec.camera_id)
+    assert check_store(store).ok
