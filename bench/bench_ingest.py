@@ -143,7 +143,7 @@ def ts_stream(request, tmp_path_factory):
             "repeats": 3,
             "short_s": 10.0,
             "long_s": 30.0,
-            "ladder": [50, 100, 200, 300, 400, 500, 600],
+            "ladder": [50, 100, 200, 300, 400, 500, 600, 700, 800],
             "ladder_s": 12.0,
             "memory_cams": 100,
             "memory_s": 20.0,
