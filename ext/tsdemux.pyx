@@ -1,24 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """MPEG-TS demuxing, compiled twin of ``vstore/_py/tsdemux.py`` (same behaviour, tested
 side by side): the per-transport-packet loop runs in C with per-stream PES buffers, so a
-recording costs a memcpy per 188 bytes instead of a demuxer and parser per frame.
+recording costs a memcpy per 188 bytes instead of a demuxer and parser per frame."""
 
-A PES is assembled straight into the ``bytes`` object that is emitted: the buffer is a bytes
-object under construction (only this demuxer refers to it), grown and finally shrunk to its
-length in place, and handed out as it is, rather than copied out of a C buffer (a second
-copy of every recorded byte, about 2.5 % of a recorder's CPU)."""
-
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
-
-
-cdef extern from "Python.h":
-    # Resizes a bytes object nothing else refers to yet (CPython's own readers build their
-    # results this way); on failure it frees the object, sets *obj to NULL and raises.
-    int _PyBytes_Resize(PyObject** obj, Py_ssize_t size) except -1
 
 cdef enum:
     TS_PACKET = 188
@@ -26,8 +13,10 @@ cdef enum:
     MAX_SLOTS = 16
     # C constants (a module-level Python name would be a dictionary lookup per TS packet).
     PES_LIMIT_BYTES = 64 * 1024 * 1024
-    # A PID's assembly buffer starts at this size (a new one after each PES, the old one
-    # going out as the PES): a keyframe grows it by a few reallocs per GOP.
+    # A PID's assembly buffer starts at this size and returns to it after a larger PES (a
+    # keyframe): kept at its high-water mark it would hold a keyframe's worth of memory per
+    # camera for good (~0.4 MB at 4 Mbit/s 1080p, a fifth of a recorder's budget), and the
+    # rare regrowth costs a few reallocs per GOP.
     SLOT_KEEP_BYTES = 64 * 1024
 
 STREAM_H264 = 0x1B
@@ -50,7 +39,7 @@ cdef inline int64_t _ts(const uint8_t* b) nogil:
 
 cdef struct Slot:
     int pid
-    PyObject* obj  # the bytes being assembled (owned), or NULL
+    uint8_t* buf
     Py_ssize_t size
     Py_ssize_t cap
     Py_ssize_t length  # declared payload length (0: until the next start)
@@ -79,7 +68,7 @@ cdef class TsDemuxer:
             self.slot_of[k] = -1
         self.nslots = 0
         for k in range(MAX_SLOTS):
-            self.slots[k].obj = NULL
+            self.slots[k].buf = NULL
             self.slots[k].cap = 0
 
     def __init__(self):
@@ -93,8 +82,9 @@ cdef class TsDemuxer:
     def __dealloc__(self):
         cdef int k
         for k in range(MAX_SLOTS):
-            Py_XDECREF(self.slots[k].obj)
-            self.slots[k].obj = NULL
+            if self.slots[k].buf != NULL:
+                free(self.slots[k].buf)
+                self.slots[k].buf = NULL
 
     @property
     def held_bytes(self):
@@ -211,8 +201,8 @@ cdef class TsDemuxer:
             self.oversize += 1
             s.active = False
             s.size = 0
-            Py_XDECREF(s.obj)  # damage, not a frame: do not keep 64 MiB for it
-            s.obj = NULL
+            free(s.buf)  # damage, not a frame: do not keep 64 MiB for it
+            s.buf = NULL
             s.cap = 0
         elif s.length and s.size >= s.length:
             self._emit(k, out)
@@ -220,20 +210,17 @@ cdef class TsDemuxer:
 
     cdef int _append(self, Slot* s, const uint8_t* src, Py_ssize_t n) except -1:
         cdef Py_ssize_t cap
-        cdef object fresh
+        cdef uint8_t* nb
         if s.size + n > s.cap:
             cap = s.cap * 2 if s.cap else SLOT_KEEP_BYTES
             while cap < s.size + n:
                 cap *= 2
-            if s.obj == NULL:
-                fresh = PyBytes_FromStringAndSize(NULL, cap)
-                Py_INCREF(fresh)  # the slot's reference, the only one once `fresh` is gone
-                s.obj = <PyObject*>fresh
-            else:
-                s.cap = 0  # if the resize fails, obj is gone (NULL) and so is the capacity
-                _PyBytes_Resize(&s.obj, cap)
+            nb = <uint8_t*>realloc(s.buf, cap)
+            if nb == NULL:
+                raise MemoryError()
+            s.buf = nb
             s.cap = cap
-        memcpy(PyBytes_AS_STRING(<object>s.obj) + s.size, src, n)
+        memcpy(s.buf + s.size, src, n)
         s.size += n
         return 0
 
@@ -271,7 +258,6 @@ cdef class TsDemuxer:
 
     cdef int _emit(self, int k, list out) except -1:
         cdef Slot* s = &self.slots[k]
-        cdef object data
         cdef Py_ssize_t n
         if not s.active:
             return 0
@@ -281,21 +267,18 @@ cdef class TsDemuxer:
             n = s.length
         s.size = 0
         if n > 0:
-            # The assembled bytes go out as they are, shrunk to their length; the slot
-            # starts a new buffer with the next PES.
-            s.cap = 0
-            _PyBytes_Resize(&s.obj, n)
-            data = <object>s.obj  # a new reference for the tuple
-            Py_XDECREF(s.obj)  # the slot's own reference goes with it
-            s.obj = NULL
             out.append((
                 s.pid,
                 None if s.pts == NO_TS else s.pts,
                 None if s.dts == NO_TS else s.dts,
                 bool(s.rai),
-                data,
+                (<char*>s.buf)[:n],
                 bool(s.corrupt),
             ))
+        if s.cap > SLOT_KEEP_BYTES:
+            free(s.buf)
+            s.buf = NULL
+            s.cap = 0
         return 0
 
     cdef object _section(self, bytes buf, Py_ssize_t pos, Py_ssize_t end):
