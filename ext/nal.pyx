@@ -25,14 +25,16 @@ def nal_flags(const unsigned char[::1] data, int codec, int length_size):
     return flags
 
 
-def any_key(list packets, int track, int codec):
-    """Whether a packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets`` on
-    ``track`` is a keyframe by its NAL units (Annex-B data): one call for a batch of the TS
-    hub instead of a call per packet. The scan is short (it stops at the first slice), so
-    it keeps the GIL: releasing it would invite a thread switch per packet."""
+def first_key(list packets, int track, int codec):
+    """Index of the first packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets``
+    on ``track`` that is a keyframe by its NAL units (Annex-B data), -1 if none: one call for
+    a batch of the TS hub instead of a call per packet. The scan is short (it stops at the
+    first slice), so it keeps the GIL: releasing it would invite a thread switch per packet."""
     cdef object p, data
     cdef const unsigned char[::1] mv
+    cdef Py_ssize_t i = -1
     for p in packets:
+        i += 1
         if p[0] != track:
             continue
         data = p[4]
@@ -40,12 +42,12 @@ def any_key(list packets, int track, int codec):
             if scan_flags(
                 <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), codec, 0
             ) & NAL_KEY:
-                return True
+                return i
         else:
             mv = data
             if mv.shape[0] and scan_flags(&mv[0], mv.shape[0], codec, 0) & NAL_KEY:
-                return True
-    return False
+                return i
+    return -1
 
 
 def parameter_sets(const unsigned char[::1] data, int codec, int length_size):

@@ -70,19 +70,20 @@ class TestNal:
         assert impl["nal"].nal_flags(data, CODEC_H264, 0) in (0,)
         assert impl["nal"].parameter_sets(data, CODEC_H264, 0) == b""
 
-    def test_any_key_finds_a_keyframe_on_the_video_track_only(self, impl):
+    def test_first_key_finds_a_keyframe_on_the_video_track_only(self, impl):
         def pkt(track, data):
             return (track, 0, 0, False, data, 0, False)
 
         p_frames = [pkt(0, annexb(SEI, SLICE)), pkt(1, b"\xff\xf1audio")]
-        any_key = impl["nal"].any_key
-        assert not any_key([], 0, CODEC_H264)
-        assert not any_key(p_frames, 0, CODEC_H264)
-        assert any_key([*p_frames, pkt(0, annexb(SPS, PPS, IDR))], 0, CODEC_H264)
+        key = pkt(0, annexb(SPS, PPS, IDR))
+        first_key = impl["nal"].first_key
+        assert first_key([], 0, CODEC_H264) == -1
+        assert first_key(p_frames, 0, CODEC_H264) == -1
+        assert first_key([*p_frames, key, *p_frames, key], 0, CODEC_H264) == 2
         # An IDR's bytes on another track (audio, data) are not a video keyframe.
-        assert not any_key([*p_frames, pkt(1, annexb(SPS, PPS, IDR))], 0, CODEC_H264)
-        assert any_key([pkt(0, memoryview(annexb(IDR)))], 0, CODEC_H264)  # any buffer
-        assert not any_key([pkt(0, b"")], 0, CODEC_H264)
+        assert first_key([*p_frames, pkt(1, annexb(SPS, PPS, IDR))], 0, CODEC_H264) == -1
+        assert first_key([pkt(0, memoryview(annexb(IDR)))], 0, CODEC_H264) == 0  # any buffer
+        assert first_key([pkt(0, b"")], 0, CODEC_H264) == -1
 
     @pytest.mark.parametrize("name,codec", [("h264.ts", CODEC_H264), ("hevc.ts", CODEC_HEVC)])
     def test_real_encoder_output(self, impl, media, name, codec):
@@ -94,9 +95,8 @@ class TestNal:
                     continue
                 flags = impl["nal"].nal_flags(bytes(pkt), codec, 0)
                 assert bool(flags & NAL_KEY) == bool(pkt.is_keyframe)
-                assert impl["nal"].any_key([(0, 0, 0, 0, bytes(pkt))], 0, codec) == bool(
-                    pkt.is_keyframe
-                )
+                key_at = impl["nal"].first_key([(0, 0, 0, 0, bytes(pkt))], 0, codec)
+                assert key_at == (0 if pkt.is_keyframe else -1)
                 if pkt.is_keyframe:
                     keys += 1
                     assert flags & NAL_SPS and flags & NAL_PPS

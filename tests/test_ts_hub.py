@@ -94,9 +94,31 @@ def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras
         assert fine.status.dropped_queue_full == 0
         decoded_ok(store, "fine")
         assert stuck.status.writer["packets"] > 0
+        # Recording resumes at a keyframe: the frames before it in the batch that ends the
+        # drop belong to a GOP whose start was dropped, and stored they would decode to
+        # garbage inside the GOP still open. Every stored chunk is one whole run of frames.
+        chunks = _chunk_counters(store, "stuck")
+        assert len(chunks) >= 3
+        for counters in chunks:
+            assert counters == list(range(counters[0], counters[0] + len(counters)))
         assert check_store(store).ok
     finally:
         store.close()
+
+
+def _chunk_counters(store, cam) -> list[list[int]]:
+    """The frame counters each stored chunk of ``cam`` decodes to, chunk by chunk."""
+    from tests.test_roundtrip import decode_counters
+
+    out = []
+    for seg in store.index.segments(store.camera_num(cam)):
+        with store.segment_reader(seg) as rd:
+            track = rd.meta.tracks[0]
+            for e in rd.directory():
+                video = [p for p in rd.iter_packets([e]) if p.track == 0]
+                if video:
+                    out.append(decode_counters(track, video))
+    return out
 
 
 def test_hub_thread_ends_when_no_camera_is_left(store):
@@ -115,10 +137,10 @@ class _CountingRecorder(Recorder):
         super().__init__(*args, **kwargs)
         self.batches: list[tuple[int, bool]] = []  # (packets, holds a keyframe)
 
-    def _enqueue(self, item, is_video_key, block=True) -> None:
+    def _enqueue(self, item, is_video_key, block=True, key_at=None) -> None:
         if type(item) is list:
             self.batches.append((len(item), bool(is_video_key)))
-        super()._enqueue(item, is_video_key, block)
+        super()._enqueue(item, is_video_key, block, key_at)
 
 
 def test_hub_hands_a_camera_over_once_per_gop_not_once_per_read(store):

@@ -360,17 +360,27 @@ class Recorder:
         return _AvConnection(_open(self.url, source_options(self.url), timeout_s=5.0), self.url)
 
     def _enqueue(
-        self, item: Any, is_video_key: bool | Callable[[], bool], block: bool = True
+        self,
+        item: Any,
+        is_video_key: bool | Callable[[], bool],
+        block: bool = True,
+        key_at: Callable[[], int] | None = None,
     ) -> None:
         """Hand a packet (or a batch) to the camera's writer, dropping to the next keyframe
         rather than blocking the source forever when the writer is stuck (slow disk). The
         TS hub, which reads for every camera, never waits (``block=False``): it drops at
-        once when the queue is full."""
+        once when the queue is full. ``key_at``: where a batch's first video keyframe is."""
         if self._dropping:
             if not (is_video_key() if callable(is_video_key) else is_video_key):
                 self.status.dropped_queue_full += len(item) if type(item) is list else 1
                 return
             self._dropping = False
+            if key_at is not None:
+                # What precedes the keyframe belongs to a GOP whose start was dropped: stored,
+                # it would be frames that decode to garbage inside the GOP still open.
+                k = key_at()
+                self.status.dropped_queue_full += k
+                item = item[k:]
         try:
             if type(item) is list:
                 # A batch is one queue item but many packets: queue_packets bounds packets
@@ -492,10 +502,10 @@ class _TsConnection:
         video = next(t for t in self.pr.tracks.tracks if t.kind == "video")
         codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
 
-        def has_key(batch: list[tuple[Any, ...]]) -> bool:
-            return _native.nal.any_key(batch, video.index, codec)
+        def first_key(batch: list[tuple[Any, ...]]) -> int:
+            return _native.nal.first_key(batch, video.index, codec)
 
-        hub().run(self, rec, t0, has_key)
+        hub().run(self, rec, t0, first_key)
 
     def close(self, status: RecorderStatus) -> None:
         """Close the socket and add this connection's transport-stream damage counts."""

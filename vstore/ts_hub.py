@@ -44,8 +44,8 @@ HANDOVER_MAX_BYTES = 2 * 1024 * 1024
 class TsSession:
     """One camera's connection while the hub reads it."""
 
-    def __init__(self, conn: Any, rec: Any, t0: float, has_key: Any) -> None:
-        self.conn, self.rec, self.t0, self.has_key = conn, rec, t0, has_key
+    def __init__(self, conn: Any, rec: Any, t0: float, first_key: Any) -> None:
+        self.conn, self.rec, self.t0, self.first_key = conn, rec, t0, first_key
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.last_data = time.monotonic()
@@ -75,7 +75,7 @@ class TsSession:
         if packets:
             self.pending += packets
             self.pending_bytes += size
-            if not self.key_pending and self.has_key(packets):
+            if not self.key_pending and self.first_key(packets) >= 0:
                 self.key_pending = True
 
     def handover_due(self, now: float) -> bool:
@@ -90,7 +90,7 @@ class TsSession:
         self.pending, self.pending_bytes, self.key_pending = [], 0, False
         self.handed_at = time.monotonic()
         if batch:
-            self.rec._enqueue(batch, key, block=False)
+            self.rec._enqueue(batch, key, block=False, key_at=lambda: self.first_key(batch))
 
     def drain(self, clock: Any) -> bool:
         """Read what is queued; False once the session has ended."""
@@ -124,9 +124,10 @@ class TsHub:
         self._pending: list[TsSession] = []
         self._thread: threading.Thread | None = None
 
-    def run(self, conn: Any, rec: Any, t0: float, has_key: Any) -> None:
-        """Read ``conn`` for ``rec`` until the session ends (returns) or fails (raises)."""
-        s = TsSession(conn, rec, t0, has_key)
+    def run(self, conn: Any, rec: Any, t0: float, first_key: Any) -> None:
+        """Read ``conn`` for ``rec`` until the session ends (returns) or fails (raises).
+        ``first_key(packets)``: index of the first video keyframe, -1 if none."""
+        s = TsSession(conn, rec, t0, first_key)
         # The probed seconds first; then the connection lets go of them (a GOP or more per
         # camera, kept for the whole session otherwise).
         head, conn.pr.head = conn.pr.head, b""

@@ -97,10 +97,13 @@ def nal_flags(data: bytes, codec: int, length_size: int) -> int:
     return flags
 
 
-def any_key(packets: list, track: int, codec: int) -> bool:
-    """Whether a packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets`` on
-    ``track`` is a keyframe by its NAL units (Annex-B data)."""
-    return any(p[0] == track and nal_flags(p[4], codec, 0) & NAL_KEY for p in packets)
+def first_key(packets: list, track: int, codec: int) -> int:
+    """Index of the first packet tuple ``(track, pts, dts, key, data, ...)`` of ``packets``
+    on ``track`` that is a keyframe by its NAL units (Annex-B data), -1 if none."""
+    for i, p in enumerate(packets):
+        if p[0] == track and nal_flags(p[4], codec, 0) & NAL_KEY:
+            return i
+    return -1
 
 
 def parameter_sets(data: bytes, codec: int, length_size: int) -> bytes:
