@@ -382,16 +382,15 @@ class Recorder:
                 self.status.dropped_queue_full += k
                 item = item[k:]
         try:
-            if type(item) is list:
+            batch_packets = len(item) if type(item) is list else 0
+            if batch_packets:
                 # A batch is one queue item but many packets: queue_packets bounds packets
                 # (an empty queue takes any batch: a GOP may hold more than the bound).
                 queued = self._put_packets - self._got_packets
-                if queued and queued + len(item) > self._max_packets:
+                if queued and queued + batch_packets > self._max_packets:
                     raise queue.Full
-                self._queue.put(item, block=block, timeout=2.0 if block else None)
-                self._put_packets += len(item)
-            else:
-                self._queue.put(item, block=block, timeout=2.0 if block else None)
+            self._queue.put(item, block=block, timeout=2.0 if block else None)
+            self._put_packets += batch_packets
             self._pool.schedule(self)
         except queue.Full:
             # The loss is counted and logged, never silent.
