@@ -338,7 +338,8 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "demuxer and hand-over buffers included)"
             )
         if info["max_cameras"] == info["ladder_top"]:
-            note += " (the top of the ladder: the senders, not the recorder, set the limit)"
+            # Every step passed: the run's ladder, not the recorder, ended the search.
+            note += " (the top of the ladder: more cameras were not tried)"
         elif top and "exit" in top:
             note += f"; {top['cameras']} failed: exit {top['exit']} ({top['error']})"
         elif top:
