@@ -296,7 +296,7 @@ class CameraWriter:
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
-        self._set_tracks(tracks)
+        self._set_tracks(self._check_tracks(tracks))
         self._new_run_state()
 
     # --- setup ---------------------------------------------------------------------------------
@@ -316,8 +316,9 @@ class CameraWriter:
             raise UsageError("track indexes must be 0..n-1 in order")
         return tracks, [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
 
-    def _set_tracks(self, tracks: Sequence[fmt.TrackInfo]) -> None:
-        self._tracks_info, self._ts = self._check_tracks(tracks)
+    def _set_tracks(self, checked: tuple[tuple[fmt.TrackInfo, ...], list[_TrackState]]) -> None:
+        """Apply tracks as ``_check_tracks`` returned them."""
+        self._tracks_info, self._ts = checked
         tracks = self._tracks_info
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
@@ -584,15 +585,15 @@ class CameraWriter:
     def new_run(self, tracks: Sequence[fmt.TrackInfo] | None = None, reason: str = "reconnect"):
         """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
         with self._lock:
+            # Bad tracks change nothing (checked before the running segment is sealed).
             if tracks is not None:
-                self._check_tracks(tracks)  # bad tracks change nothing, the run goes on
+                checked = self._check_tracks(tracks)
+            else:
+                checked = (self._tracks_info, self._ts)
             self._seal_segment()
             self._failed = None
             self._fp.enabled = True
-            if tracks is not None:
-                self._set_tracks(tracks)
-            else:
-                self._set_tracks(self._tracks_info)
+            self._set_tracks(checked)
             self._new_run_state()
             self._run_reason = reason
 
