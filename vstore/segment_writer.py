@@ -577,10 +577,10 @@ class CameraWriter:
         with self._lock:
             self._wait_seal()  # a segment sealing behind us is part of "so far"
             if self._seg is None or len(self._table) == 0:
-                self._sync_and_commit(force=True)
+                self._sync_and_commit(flush=True)
                 return
             self._close_chunk(self._open_chunk_end_ns(), continuation_next=True)
-            self._sync_and_commit(force=True)
+            self._sync_and_commit(flush=True)
 
     def new_run(self, tracks: Sequence[fmt.TrackInfo] | None = None, reason: str = "reconnect"):
         """Start over after a source reconnect: seal, reset timestamps, re-anchor on next key."""
@@ -819,12 +819,13 @@ class CameraWriter:
         self._chunk_start_ns = end_ns
         self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
         if due:
-            self._sync_and_commit(force=False, now=now)
+            self._sync_and_commit(flush=False, now=now)
 
-    def _sync_and_commit(self, force: bool, now: int | None = None) -> None:
-        """fsync the open segment and index what it covers (W2): when due, always if
-        ``force`` (then in a synced index batch); ``now`` is a clock reading already taken.
-        A failure stops the writer (W5); a failed fsync also abandons the segment."""
+    def _sync_and_commit(self, flush: bool, now: int | None = None) -> None:
+        """fsync the open segment and index what it covers (W2). The caller decided it is
+        due (_close_chunk, with the clock reading ``now`` it decided on) or asks for it
+        (``flush``: then the index batch is synced too). A failure stops the writer (W5); a
+        failed fsync also abandons the segment."""
         if self._seg is None:
             if self._pending_events:
                 b = Batch()
@@ -832,8 +833,6 @@ class CameraWriter:
                 self.index.commit(b, sync=True)
             return
         now = self.store.clock.monotonic_ns() if now is None else now
-        if not force and not self._fsync_due(now):
-            return
         try:
             self._seg.sync()
         except VstoreError as exc:
@@ -848,7 +847,7 @@ class CameraWriter:
         self._pending_rows.clear()
         self._flush_events(b)
         try:
-            self.index.commit(b, sync=force)
+            self.index.commit(b, sync=flush)
         except VstoreError as exc:
             self._stop_after(exc)
             raise
@@ -865,13 +864,11 @@ class CameraWriter:
         self._table.reset()
         self._payload.clear()
 
-    def _fsync_due(self, now: int | None = None) -> bool:
-        """Whether a chunk closed now is fsynced at once (always, with fsync_interval_s = 0)."""
+    def _fsync_due(self, now: int) -> bool:
+        """Whether a chunk closed at ``now`` is fsynced at once (always, with
+        fsync_interval_s = 0)."""
         interval = int(self.settings.fsync_interval_s * NS_PER_S)
-        if not interval:
-            return True
-        now = self.store.clock.monotonic_ns() if now is None else now
-        return now - self._last_fsync_mono >= interval
+        return not interval or now - self._last_fsync_mono >= interval
 
     def _seal_segment(self, background: bool = False) -> None:
         """Close the open segment: its last chunk here, then W3 (footer, trailer, fsync, the
