@@ -1,8 +1,9 @@
 """Child process for the kill -9 tests: records synthetic GOPs and acknowledges durable chunks.
 
 Usage: python -m tests.crash_writer STORE CAMERA GOPS
-Prints "ack START_NS" once the chunk starting at START_NS is fsynced and indexed (its successor
-keyframe has been written, which closes and syncs it with fsync_interval_s = 0).
+Prints "ack START_NS" once the chunk starting at START_NS is durable: the writer's
+``durable_end_ns`` has passed its end (its fsync, behind the writer, has returned and its rows
+are indexed or rebuilt by recovery), as a host that acknowledges upstream would decide.
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ def main() -> int:
     video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
     w = store.writer(camera, [video], start_ns=start)
     print(f"start {start}", flush=True)
-    pending = None
+    pending: list[int] = []  # starts of chunks not acknowledged yet (each 1 s long)
     for g in range(gops):
         for i in range(GOP):
             frame = first_frame + g * GOP + i
             ts = (g * GOP + i) * FRAME
             w.write(Packet(0, ts, ts, i == 0, payload(frame, i == 0)))
-            if i == 0 and pending is not None:
-                print(f"ack {pending}", flush=True)
             if i == 0:
-                pending = start + g * 1_000_000_000
+                pending.append(start + g * 1_000_000_000)
+            durable = w.durable_end_ns
+            while durable is not None and pending and pending[0] + 1_000_000_000 <= durable:
+                print(f"ack {pending.pop(0)}", flush=True)
     w.close()
     store.close()
     print("done", flush=True)

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 
 DEFAULT_STORE = "./vstore-data"
+# Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
+# cameras fsyncing at once share the file system's journal commits.
+SYNC_THREADS = 32
 
 
 def resolve_store_path(arg: str | None) -> Path:
@@ -130,6 +133,7 @@ class Store:
         self._lease_serial = 0
         self._tiers: dict[str, Any] = {}
         self._sealer: Any = None
+        self._syncer: Any = None
         self._retention_lock = threading.Lock()
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
@@ -162,9 +166,10 @@ class Store:
                 import logging
 
                 logging.getLogger(__name__).error("closing writer %s: %s", w.camera_id, exc)
-        if self._sealer is not None:
-            self._sealer.shutdown(wait=True)  # writers waited for theirs; nothing is left
-            self._sealer = None
+        for pool in (self._sealer, self._syncer):
+            if pool is not None:
+                pool.shutdown(wait=True)  # writers waited for theirs; nothing is left
+        self._sealer = self._syncer = None
         self.index.close()
 
     def sealer(self) -> Any:
@@ -176,6 +181,18 @@ class Store:
 
                 self._sealer = ThreadPoolExecutor(2, thread_name_prefix="vstore-seal")
             return self._sealer
+
+    def syncer(self) -> Any:
+        """The threads that fsync closed chunks behind the writers and index them (W2), so
+        a camera writes its next GOP while the disk makes the last one durable. Each writer
+        has at most one fsync here at a time; fsyncs of different cameras run side by side,
+        which the file system commits together."""
+        with self._lock:
+            if self._syncer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="vstore-sync")
+            return self._syncer
 
     def __enter__(self) -> Self:
         return self

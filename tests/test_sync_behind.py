@@ -1,0 +1,119 @@
+"""Chunks are fsynced behind the writer (lifecycle W2): the writer goes on while at most
+SYNC_DEPTH fsyncs run, nothing is indexed or called durable before its fsync returns, and a
+failed fsync also fails the later one that overlapped it (fsyncgate) and stops the writer."""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_fault_injection import _close_then_recover_clean, push
+from tests.test_timestamps import VIDEO
+from vstore.check import check_store
+from vstore.errors import VstoreError
+from vstore.fsutil import Fs
+from vstore.segment_writer import SYNC_DEPTH
+from vstore.store import open_store
+
+GATE_TIMEOUT_S = 30  # a test that fails must not hang the suite
+
+
+class GatedFs(Fs):
+    """fsyncs on the store's sync threads wait for ``gate``; the first one then fails with
+    EIO when ``fail_first`` is set."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.gate = threading.Event()
+        self.fail_first = fail_first
+        self.waiting = 0
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def fsync(self, fd):
+        if not threading.current_thread().name.startswith("vstore-sync"):
+            return super().fsync(fd)
+        with self._lock:
+            self._calls += 1
+            first = self._calls == 1
+            self.waiting += 1
+        if first or not self.fail_first:
+            assert self.gate.wait(GATE_TIMEOUT_S), "gate never opened"
+        if first and self.fail_first:
+            raise OSError(errno.EIO, "Input/output error")
+        return super().fsync(fd)
+
+
+def chunk_count(st) -> int:
+    return len(list(st.index.chunks(st.camera_num("cam"), 0, 2**62)))
+
+
+def test_writer_goes_on_while_fsyncs_run_behind_it_and_waits_beyond_the_depth(store_dir):
+    fs = GatedFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    # Each keyframe after the first closes a GOP; its fsync blocks at the gate.
+    push(w, 25 * SYNC_DEPTH + 1)
+    assert fs.waiting >= 1
+    assert w.durable_end_ns is None  # nothing is durable before its fsync returns
+    assert chunk_count(st) == 0  # nor indexed (W2)
+    # One GOP more needs a free place: the writer waits for the oldest fsync.
+    more = threading.Thread(target=push, args=(w, 25), kwargs={"first": 25 * SYNC_DEPTH + 1})
+    more.start()
+    more.join(0.5)
+    assert more.is_alive(), "the writer ran more than SYNC_DEPTH fsyncs behind it"
+    fs.gate.set()
+    more.join(GATE_TIMEOUT_S)
+    assert not more.is_alive()
+    w.flush()
+    rows = list(st.index.chunks(st.camera_num("cam"), 0, 2**62))
+    assert len(rows) == SYNC_DEPTH + 2  # the GOPs, then the open one flush() closed
+    assert w.durable_end_ns == rows[-1].end_ns
+    w.close()
+    assert check_store(st).ok
+    assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 25 * SYNC_DEPTH + 26
+    st.close()
+
+
+def test_failed_fsync_fails_the_later_fsync_beside_it_and_indexes_neither(store_dir):
+    """The first GOP's fsync fails while the second GOP's fsync, running beside it, returns:
+    after a failed fsync a later one does not vouch for the bytes before it, so neither
+    GOP is indexed, and the writer refuses packets until new_run()."""
+    fs = GatedFs(fail_first=True)
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 51)  # two GOPs closed: two fsyncs behind the writer, the first held at the gate
+    fs.gate.set()
+    with pytest.raises(VstoreError, match=r"fsync|stopped after an error"):
+        push(w, 50, first=51)
+    with pytest.raises(VstoreError, match="stopped after an error"):
+        push(w, 1, first=101)
+    assert chunk_count(st) == 0
+    assert w.durable_end_ns is None
+    # Starting over after the failure works: the failed segment is left to recovery.
+    w.new_run(reason="fsync_failed")
+    push(w, 26, first=200)
+    w.flush()
+    assert chunk_count(st) == 2  # a GOP, then the keyframe flush() closed
+    st2 = _close_then_recover_clean(st, w, store_dir)
+    # Recovery keeps what the abandoned file verifiably holds (R2), beside the new run.
+    assert st2.last_recovery.recovered_segments == 1
+    assert len(list(st2.read_packets("cam", START_NS, START_NS + 10**13))) >= 50 + 26
+    st2.close()
+
+
+def test_close_reports_an_fsync_that_failed_behind_the_writer(store_dir):
+    """A failure nobody has seen yet (the last GOP's fsync) is raised by close()."""
+    fs = GatedFs(fail_first=True)
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 26)
+    fs.gate.set()
+    with pytest.raises(VstoreError, match="fsync"):
+        w.close()
+    st.index.close()
+    with open_store(store_dir) as st2:
+        assert st2.last_recovery.recovered_segments == 1
+        assert check_store(st2).ok
