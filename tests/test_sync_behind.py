@@ -13,7 +13,7 @@ from tests.conftest import START_NS
 from tests.test_fault_injection import _close_then_recover_clean, push
 from tests.test_timestamps import VIDEO
 from vstore.check import check_store
-from vstore.errors import VstoreError
+from vstore.errors import StorageFull, VstoreError
 from vstore.fsutil import Fs
 from vstore.segment_writer import SYNC_DEPTH
 from vstore.store import open_store
@@ -28,9 +28,15 @@ class GatedFs(Fs):
     def __init__(self, fail_first: bool = False) -> None:
         self.gate = threading.Event()
         self.fail_first = fail_first
+        self.enospc = False
         self.waiting = 0
         self._calls = 0
         self._lock = threading.Lock()
+
+    def writev(self, fd, parts):
+        if self.enospc:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().writev(fd, parts)
 
     def fsync(self, fd):
         if not threading.current_thread().name.startswith("vstore-sync"):
@@ -117,3 +123,36 @@ def test_close_reports_an_fsync_that_failed_behind_the_writer(store_dir):
     with open_store(store_dir) as st2:
         assert st2.last_recovery.recovered_segments == 1
         assert check_store(st2).ok
+
+
+def test_close_on_a_full_disk_waits_for_the_fsync_behind_it_before_closing_the_file(store_dir):
+    """close() that cannot seal (disk full) leaves the file to recovery, but only after the
+    fsync running behind the writer has finished with its descriptor (closing it under the
+    fsync could fsync whatever file reused the number, and index chunks never fsynced)."""
+    fs = GatedFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 30)  # one GOP closed, its fsync held at the gate; five frames open
+    fs.enospc = True
+    errors: list[VstoreError] = []
+
+    def close():
+        try:
+            w.close()
+        except VstoreError as exc:
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "close() abandoned the file while its fsync was running"
+    fs.gate.set()
+    closer.join(GATE_TIMEOUT_S)
+    assert len(errors) == 1 and isinstance(errors[0], StorageFull)
+    assert chunk_count(st) == 1  # the GOP whose fsync returned is indexed
+    fs.enospc = False
+    st.index.close()
+    with open_store(store_dir) as st2:
+        assert st2.last_recovery.recovered_segments == 1
+        assert check_store(st2).ok
+        assert len(list(st2.read_packets("cam", START_NS, START_NS + 10**12))) == 25

@@ -638,8 +638,8 @@ class CameraWriter:
             except VstoreError:
                 # Could not seal (disk still full, fsync failing): leave the file to recovery,
                 # which seals it at its last whole chunk on the next writable open (R2).
-                if self._seg is not None:
-                    self._seg.abandon()
+                # Waits for the fsyncs behind us first: they use the file descriptor.
+                self._abandon_segment()
                 raise
             finally:
                 self._closed = True
