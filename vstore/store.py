@@ -185,8 +185,8 @@ class Store:
     def syncer(self) -> Any:
         """The threads that fsync closed chunks behind the writers and index them (W2), so
         a camera writes its next GOP while the disk makes the last one durable. Each writer
-        has at most one fsync here at a time; fsyncs of different cameras run side by side,
-        which the file system commits together."""
+        has at most SYNC_DEPTH fsyncs here at a time; fsyncs of different cameras run side
+        by side, which the file system commits together."""
         with self._lock:
             if self._syncer is None:
                 from concurrent.futures import ThreadPoolExecutor
