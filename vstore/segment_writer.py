@@ -892,22 +892,14 @@ class CameraWriter:
         if prev is not None:
             prev.result()
         seg.drop_synced(upto)
-        b = Batch()
-        for row in rows:
-            b.put(row.key(), row.value())
-        for ev in events:
-            b.put(ev.key(), ev.value())
-        self.index.commit(b, sync=False)  # the rows of fsynced chunks: R3 rebuilds them
+        self.index.commit(
+            _batch(rows, events), sync=False
+        )  # the rows of fsynced chunks: R3 rebuilds them
         if rows:
             self._durable_end_ns = rows[-1].end_ns
 
     def _sync_done(self, fut: Any) -> None:
-        exc = fut.exception()
-        if exc is not None and exc is not self._failed:  # a chained job re-raises it
-            # Refuse packets from now on (W5), not only when the next chunk closes.
-            self._failed = exc
-            self._fp.enabled = False
-            log.error("camera %s: fsync behind the writer failed: %s", self.camera_id, exc)
+        self._failed_behind(fut, "fsync behind the writer")
 
     def _wait_sync(self, keep: int = 0, report: bool = True) -> None:
         """Wait until at most ``keep`` fsyncs run behind us. If one failed, stop (W5): abandon
@@ -929,9 +921,8 @@ class CameraWriter:
         (W5); a failed fsync also abandons the segment."""
         if self._seg is None:
             if self._pending_events:
-                b = Batch()
-                self._flush_events(b)
-                self.index.commit(b, sync=True)
+                self.index.commit(_batch([], self._pending_events), sync=True)
+                self._pending_events.clear()
             return
         now = self.store.clock.monotonic_ns()
         try:
@@ -942,11 +933,9 @@ class CameraWriter:
             raise
         self._last_fsync_mono = now
         # W2: index rows only for bytes that are fsynced.
-        b = Batch()
-        for row in self._pending_rows:
-            b.put(row.key(), row.value())
+        b = _batch(self._pending_rows, self._pending_events)
         self._pending_rows.clear()
-        self._flush_events(b)
+        self._pending_events.clear()
         try:
             self.index.commit(b, sync=True)
         except VstoreError as exc:
@@ -1036,28 +1025,38 @@ class CameraWriter:
             chunk_count=len(seg.entries),
             packet_count=seg.packet_count,
         )
-        b = Batch()
-        for r in rows:
-            b.put(r.key(), r.value())
+        b = _batch(rows, events)
         b.put(row.key(), row.value())
         b.delete(layout.open_key(row.segment_id))
-        for ev in events:
-            b.put(ev.key(), ev.value())
         self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
         self._durable_end_ns = end_ns
 
     def _seal_done(self, fut: Any) -> None:
+        self._failed_behind(fut, "sealing a segment")
+
+    def _failed_behind(self, fut: Any, what: str) -> None:
+        """A job behind the writer (a seal, an fsync) is done: if it failed, refuse packets
+        from now on (W5), not only when the writer next waits for it."""
         exc = fut.exception()
-        if exc is not None:
-            # Refuse packets from now on (W5), not only at the next cut.
+        if exc is not None and exc is not self._failed:  # a chained fsync re-raises it
             self._failed = exc
             self._fp.enabled = False
-            log.error("camera %s: sealing a segment failed: %s", self.camera_id, exc)
+            log.error("camera %s: %s failed: %s", self.camera_id, what, exc)
 
     def _wait_seal(self) -> None:
         fut, self._sealing = self._sealing, None
         if fut is not None:
             fut.result()  # re-raises a failed seal on the writer's own path
+
+
+def _batch(rows: Sequence[ChunkRow], events: Sequence[Event]) -> Batch:
+    """An index batch putting these chunk rows and events."""
+    b = Batch()
+    for row in rows:
+        b.put(row.key(), row.value())
+    for ev in events:
+        b.put(ev.key(), ev.value())
+    return b
 
 
 def _json(d: dict[str, Any]) -> bytes:
