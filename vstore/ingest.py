@@ -364,12 +364,12 @@ class Recorder:
         item: Any,
         is_video_key: bool | Callable[[], bool],
         block: bool = True,
-        key_at: Callable[[], int] | None = None,
+        key_at: int | None = None,
     ) -> None:
         """Hand a packet (or a batch) to the camera's writer, dropping to the next keyframe
         rather than blocking the source forever when the writer is stuck (slow disk). The
         TS hub, which reads for every camera, never waits (``block=False``): it drops at
-        once when the queue is full. ``key_at``: where a batch's first video keyframe is."""
+        once when the queue is full. ``key_at``: the index of a batch's first video keyframe."""
         if self._dropping:
             if not (is_video_key() if callable(is_video_key) else is_video_key):
                 self.status.dropped_queue_full += len(item) if type(item) is list else 1
@@ -378,9 +378,8 @@ class Recorder:
             if key_at is not None:
                 # What precedes the keyframe belongs to a GOP whose start was dropped: stored,
                 # it would be frames that decode to garbage inside the GOP still open.
-                k = key_at()
-                self.status.dropped_queue_full += k
-                item = item[k:]
+                self.status.dropped_queue_full += key_at
+                item = item[key_at:]
         try:
             batch_packets = len(item) if type(item) is list else 0
             if batch_packets:

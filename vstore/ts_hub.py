@@ -53,7 +53,7 @@ class TsSession:
         self.next_read = 0.0
         self.pending: list[tuple[Any, ...]] = []
         self.pending_bytes = 0
-        self.key_pending = False  # pending holds a video keyframe
+        self.key_at = -1  # index in pending of its first video keyframe; -1: none yet
         self.handed_at = time.monotonic()
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -73,24 +73,24 @@ class TsSession:
 
     def _add(self, packets: list[tuple[Any, ...]], size: int) -> None:
         if packets:
+            if self.key_at < 0 and (k := self.first_key(packets)) >= 0:
+                self.key_at = len(self.pending) + k
             self.pending += packets
             self.pending_bytes += size
-            if not self.key_pending and self.first_key(packets) >= 0:
-                self.key_pending = True
 
     def handover_due(self, now: float) -> bool:
         return bool(self.pending) and (
-            self.key_pending
+            self.key_at >= 0
             or self.pending_bytes >= HANDOVER_MAX_BYTES
             or now - self.handed_at >= HANDOVER_MAX_S
         )
 
     def hand_over(self) -> None:
-        batch, key = self.pending, self.key_pending
-        self.pending, self.pending_bytes, self.key_pending = [], 0, False
+        batch, key_at = self.pending, self.key_at
+        self.pending, self.pending_bytes, self.key_at = [], 0, -1
         self.handed_at = time.monotonic()
         if batch:
-            self.rec._enqueue(batch, key, block=False, key_at=lambda: self.first_key(batch))
+            self.rec._enqueue(batch, key_at >= 0, block=False, key_at=key_at)
 
     def drain(self, clock: Any) -> bool:
         """Read what is queued; False once the session has ended."""
