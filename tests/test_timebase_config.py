@@ -120,6 +120,7 @@ def test_config_per_camera_override(tmp_path):
         ("[cameras.'bad id']\n", "camera id"),
         ("[tier]\nparallel = 0\n", "parallel"),
         ('[tier]\nmax_rate = "1KB"\n', "max_rate"),
+        ('[tier]\nmax_rate = "fast"\n', "max_rate: bad rate 'fast': use auto, none"),
         ('[tier]\nlegal_hold = "yes"\n', "legal_hold"),
         ('[tier.cameras.lobby]\nolder_than = "soon"\n', "tier.cameras.lobby"),
         ('[tier.cameras.lobby]\nolder = "1d"\n', "unknown setting"),
@@ -156,6 +157,10 @@ def test_tier_and_tiered_retention_settings(tmp_path):
     assert cfg.tier.older_than_for("x-1") == 12 * h
     assert cfg.tier.older_than_for("lobby") == 48 * h
     assert (cfg.tier.parallel, cfg.tier.max_rate_bytes, cfg.tier.cache_bytes) == (4, 20e6, 0)
+    p.write_text('[tier]\nmax_rate = "none"\n')
+    assert load_config(p).tier.max_rate_bytes == 0
+    p.write_text("[tier]\n")
+    assert load_config(p).tier.max_rate_bytes == "auto"
     pol = cfg.retention.policy("any")
     assert pol.age_limit_ns(False) == 30 * 24 * h and pol.age_limit_ns(True) == 365 * 24 * h
     # A camera's own policy inherits the store's tiered age unless it sets one.

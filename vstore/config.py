@@ -54,7 +54,8 @@ disk_full = "overwrite-oldest"  # or "stop-recording"
 # url = "s3://my-bucket/site-a"     # or a directory
 older_than = "7d"                   # hot age: how long segments stay on local disk
 parallel = 2                        # concurrent uploads
-# max_rate = "50MB"                 # upload bandwidth cap per second (spares live recording)
+max_rate = "auto"                   # footage per second: "auto" (4x what the cameras record,
+                                    # at least 20 MB/s; spares live recording), "none", "50MB"
 cache = "1GiB"                      # local cache of ranged reads of tiered footage (0 = off)
 legal_hold = true                   # also put S3 object legal holds on held, tiered footage
 # [tier.cameras.lobby]
@@ -139,7 +140,9 @@ class TierConfig(NamedTuple):
     groups: dict[str, tuple[tuple[str, ...], int]] = {}  # noqa: RUF012 - shared default, never mutated
     cameras: dict[str, int] = {}  # per-camera hot age  # noqa: RUF012 - shared default, never mutated
     parallel: int = 2  # concurrent uploads
-    max_rate_bytes: int | None = None  # upload bandwidth cap (bytes/s) shared by all uploads
+    # How fast footage moves (bytes/s, 0: uncapped), or AUTO_RATE: a multiple of the
+    # cameras' own footage rate (vstore.tiering.auto_rate_bytes).
+    max_rate_bytes: int | str = "auto"
     cache_bytes: int = 1024**3  # local cache of ranged reads from the tier
     legal_hold: bool = True  # mirror vstore holds as S3 object legal holds when supported
 
@@ -180,6 +183,25 @@ _SIZE_UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+
+
+AUTO_RATE = "auto"
+
+
+def parse_rate(text: str | int) -> int | str:
+    """A tier job's ``max_rate``: ``auto``, ``none`` (0: uncapped) or a size per second
+    such as ``50MB``."""
+    from vstore.errors import UsageError
+
+    if isinstance(text, str) and text.strip().lower() in (AUTO_RATE, "none"):
+        return AUTO_RATE if text.strip().lower() == AUTO_RATE else 0
+    try:
+        rate = parse_size_bytes(text)
+    except UsageError:
+        raise UsageError(f"bad rate {text!r}: use auto, none or a size such as 50MB") from None
+    if 0 < rate < 64 * 1024:
+        raise UsageError(f"{text!r} is below 64 KB/s and would never finish")
+    return rate
 
 
 def parse_size_bytes(text: str | int) -> int:
@@ -389,10 +411,11 @@ def _tier(doc: Any, where: str) -> TierConfig:
     if not isinstance(legal_hold, bool):
         raise ConfigError(f"{where} [tier]: legal_hold must be true or false")
     try:
-        rate = parse_size_bytes(doc["max_rate"]) if "max_rate" in doc else None
+        rate = parse_rate(doc.get("max_rate", AUTO_RATE))
+    except (UsageError, ConfigError) as exc:
+        raise ConfigError(f"{where} [tier]: max_rate: {exc}") from exc
+    try:
         cache = parse_size_bytes(doc.get("cache", 1024**3))
     except (UsageError, ConfigError) as exc:
         raise ConfigError(f"{where} [tier]: {exc}") from exc
-    if rate is not None and rate < 64 * 1024:
-        raise ConfigError(f"{where} [tier]: max_rate below 64 KB/s would never finish")
     return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold)

@@ -10,7 +10,7 @@ checksums, which is how recovery finds the last whole chunk of a torn segment.
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Self
 
@@ -208,11 +208,17 @@ class SegmentReader:
             chunk = self.read_chunk(e.offset, e.length, e.crc32)
             yield from chunk_packets(self.meta, chunk)
 
-    def verify(self) -> bytes:
+    def verify(self, pace: Callable[[int], None] | None = None) -> bytes:
         """Full check in one pass over the bytes: structure, every chunk's checksum and
         tables, and the content SHA-256. Returns the SHA-256 of the whole file (what an
-        object store verifies an upload against), so nothing needs a second read."""
+        object store verifies an upload against), so nothing needs a second read.
+        ``pace(n)`` is called before each read of n bytes (a tier job's bandwidth cap)."""
         import hashlib
+
+        def read(offset: int, length: int) -> bytes:
+            if pace is not None:
+                pace(length)
+            return self.src.read(offset, length)
 
         t = self.trailer()
         entries = self.directory()
@@ -225,17 +231,17 @@ class SegmentReader:
             if e.offset < pos or e.offset + e.length > t.footer_offset:
                 raise CorruptSegment(f"{self.name}: directory entry at {e.offset} out of place")
             if e.offset > pos:
-                feed(self.src.read(pos, e.offset - pos))
-            buf = self.src.read(e.offset, e.length)
+                feed(read(pos, e.offset - pos))
+            buf = read(e.offset, e.length)
             parse_chunk(buf, e.crc32, f"{self.name}@{e.offset}: ")
             feed(buf)
             pos = e.offset + e.length
         if t.footer_offset > pos:
-            feed(self.src.read(pos, t.footer_offset - pos))
+            feed(read(pos, t.footer_offset - pos))
         if content.digest() != t.sha256:
             raise CorruptSegment(f"{self.name}: content hash mismatch")
         whole = content.copy()
-        whole.update(self.src.read(t.footer_offset, self.src.size() - t.footer_offset))
+        whole.update(read(t.footer_offset, self.src.size() - t.footer_offset))
         return whole.digest()
 
 

@@ -17,10 +17,34 @@ from typing import Any
 
 from vstore import format as fmt
 from vstore import layout
+from vstore.config import AUTO_RATE
 from vstore.errors import TierError, VstoreError
 from vstore.index import Batch, SegmentRow
 from vstore.tier.base import BlobTier, ByteRange
 from vstore.tier.ratelimit import RateLimiter
+
+AUTO_RATE_FACTOR = 4
+"""``max_rate = "auto"`` moves footage this many times as fast as its cameras record it, so a
+backlog (an S3 outage, a first run) shrinks while recording keeps most of the disk."""
+AUTO_RATE_FLOOR_BYTES = 20_000_000
+"""...and never slower than this (bytes/s): a few low-bitrate cameras still tier briskly."""
+
+
+def footage_rate_bytes(rows: Iterable[SegmentRow]) -> float:
+    """Bytes per second of footage the rows' cameras record: per camera, its segments' bytes
+    over the media time they cover, summed over cameras."""
+    size: dict[int, int] = {}
+    span_ns: dict[int, int] = {}
+    for r in rows:
+        size[r.camera_num] = size.get(r.camera_num, 0) + r.size_bytes
+        span_ns[r.camera_num] = span_ns.get(r.camera_num, 0) + max(0, r.end_ns - r.start_ns)
+    return sum(size[c] * 1e9 / span_ns[c] for c in size if span_ns[c] > 0)
+
+
+def auto_rate_bytes(rows: Iterable[SegmentRow]) -> int:
+    """The pace of ``max_rate = "auto"`` for a plan: AUTO_RATE_FACTOR times its cameras'
+    footage rate, at least AUTO_RATE_FLOOR_BYTES."""
+    return max(AUTO_RATE_FLOOR_BYTES, int(AUTO_RATE_FACTOR * footage_rate_bytes(rows)))
 
 
 @dataclass
@@ -31,6 +55,7 @@ class TierResult:
     seconds: float = 0.0
     skipped_leased: int = 0
     object_holds: int = 0  # uploads that also got an S3 object legal hold
+    max_rate_bytes: int = 0  # the pace footage moved at (bytes/s; 0: uncapped)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -46,6 +71,7 @@ class TierResult:
             "mb_per_s": round(self.mb_per_s, 2),
             "skipped_leased": self.skipped_leased,
             "object_holds": self.object_holds,
+            "max_rate_bytes": self.max_rate_bytes,
             "errors": self.errors,
         }
 
@@ -79,7 +105,8 @@ def tier_segment(
     by: str = "tiering",
     rate: RateLimiter | None = None,
 ) -> TierOutcome:
-    """U1-U3 for one segment."""
+    """U1-U3 for one segment. ``rate`` paces both passes over the file (the verify read from
+    disk, then the copy or upload), so the footage itself moves at half its rate."""
     import base64
 
     from vstore.retention import covering_holds
@@ -90,7 +117,7 @@ def tier_segment(
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
     # the index. The same pass hashes the whole file, which the object store then verifies.
     with SegmentReader.open(path) as rd:
-        file_sha = rd.verify()
+        file_sha = rd.verify(rate.consume if rate is not None else None)
         if rd.trailer().sha256.hex() != row.sha256:
             raise TierError(f"{row.path}: content hash differs from the index; not tiered")
     info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate)  # U1
@@ -147,11 +174,12 @@ def run_tiering(
     cameras: Iterable[str] | None = None,
     dry_run: bool = False,
     parallel: int | None = None,
-    max_rate_bytes: int | None = None,
+    max_rate_bytes: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TierResult:
     """Tier every segment past its hot age, ``parallel`` uploads at a time (default
-    [tier] parallel) within one shared bandwidth cap (default [tier] max_rate).
+    [tier] parallel), footage moving at most at ``max_rate_bytes`` per second (default
+    [tier] max_rate; "auto": auto_rate_bytes of the plan; 0: uncapped) under one shared cap.
 
     On the first failure no new upload starts; those in flight finish, and a TierError
     says how far the run got (its ``result`` attribute holds the counts). A rerun resumes.
@@ -173,8 +201,11 @@ def run_tiering(
     leased = store.leased_segments()
     todo = [r for r in rows if r.segment_id not in leased]
     res.skipped_leased = len(rows) - len(todo)
-    rate_bytes = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
-    rate = RateLimiter(rate_bytes) if rate_bytes else None
+    want = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
+    res.max_rate_bytes = auto_rate_bytes(todo) if want == AUTO_RATE else int(want)
+    # Each byte passes the cap twice (the verify read, then the copy or upload): twice the
+    # footage pace keeps the footage at it.
+    rate = RateLimiter(2 * res.max_rate_bytes) if res.max_rate_bytes else None
     workers = max(1, parallel if parallel is not None else cfg.parallel)
     t0 = time.perf_counter()
     pending: dict[Future[TierOutcome], SegmentRow] = {}

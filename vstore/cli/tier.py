@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--max-rate",
-        metavar="SIZE",
-        help="upload bandwidth cap per second, e.g. 50MB (default: [tier] max_rate, none)",
+        metavar="RATE",
+        help="footage per second: auto (4x what the cameras record, at least 20 MB/s), "
+        "none, or a size such as 50MB (default: [tier] max_rate, auto)",
     )
     r.add_argument("--dry-run", action="store_true", help="only say what would move")
     add_store_arg(r)
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.config import parse_size_bytes
+    from vstore.config import parse_rate
     from vstore.errors import TierError, UsageError
     from vstore.store import open_store
     from vstore.tiering import run_tiering
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         older = parse_duration_ns(args.older_than) if args.older_than else None
         if args.parallel is not None and not 1 <= args.parallel <= 64:
             raise UsageError("--parallel must be within 1..64")
-        rate = parse_size_bytes(args.max_rate) if args.max_rate else None
+        rate = parse_rate(args.max_rate) if args.max_rate else None
         tier = store.tier(url)
         with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as bar:
 
@@ -80,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.dry_run:
         print(f"would move {res.planned} segment(s), {fmt_bytes(res.bytes)} to {url}")
     else:
+        pace = f", paced at {res.max_rate_bytes / 1e6:.0f} MB/s" if res.max_rate_bytes else ""
         print(
             f"moved {res.tiered} segment(s), {fmt_bytes(res.bytes)} to {url} in "
-            f"{res.seconds:.1f}s ({res.mb_per_s:.1f} MB/s)"
+            f"{res.seconds:.1f}s ({res.mb_per_s:.1f} MB/s{pace})"
         )
         if res.object_holds:
             print(f"  {res.object_holds} held segment(s) also under an S3 object legal hold")
