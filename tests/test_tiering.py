@@ -173,6 +173,26 @@ def test_tier_cli_dry_run_and_run(recorded, tmp_path, capsys):
     assert "no tier" in capsys.readouterr().err
 
 
+def test_tier_cli_max_rate_auto_none_and_nonsense(recorded, tmp_path, capsys):
+    import json
+
+    from vstore.cli.main import main
+
+    root, cold = str(recorded.root), str(tmp_path / "cold")
+    recorded.close()
+    base = ["tier", "run", "--store", root, "--to", cold, "--older-than", "5s"]
+    assert main([*base, "--max-rate", "fast"]) == 2
+    assert "use auto, none or a size" in capsys.readouterr().err
+    assert main([*base, "--max-rate", "1KB"]) == 2  # would never finish
+    capsys.readouterr()
+    # A dry run says the pace it would take; "none" runs uncapped and says so.
+    assert main([*base, "--max-rate", "auto", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_rate_bytes"] == 20_000_000
+    assert main([*base, "--max-rate", "none", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tiered"] == 3 and doc["max_rate_bytes"] == 0
+
+
 @pytest.mark.s3
 def test_rebuild_index_from_s3_on_a_new_node(recorded, tmp_path, s3_env, bucket, capsys):
     before = clip(recorded, "mp4")

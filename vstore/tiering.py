@@ -192,6 +192,8 @@ def run_tiering(
     names = {num: cam for cam, num in store.index.cameras()}
     rows = plan_tiering(store, older_than_ns, cameras)
     res = TierResult(planned=len(rows))
+    want = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
+    res.max_rate_bytes = auto_rate_bytes(rows) if want == AUTO_RATE else int(want)
     if dry_run:
         res.bytes = sum(r.size_bytes for r in rows)
         return res
@@ -201,8 +203,6 @@ def run_tiering(
     leased = store.leased_segments()
     todo = [r for r in rows if r.segment_id not in leased]
     res.skipped_leased = len(rows) - len(todo)
-    want = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
-    res.max_rate_bytes = auto_rate_bytes(todo) if want == AUTO_RATE else int(want)
     # Each byte passes the cap twice (the verify read, then the copy or upload): twice the
     # footage pace keeps the footage at it.
     rate = RateLimiter(2 * res.max_rate_bytes) if res.max_rate_bytes else None
