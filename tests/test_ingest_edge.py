@@ -119,3 +119,42 @@ def test_audio_only_file_is_refused(store, tmp_path):
         s.layout = "mono"
     with pytest.raises(SourceError):
         import_file(store, p, "cam", START_NS)
+
+
+def test_paced_import_leaves_the_disk_to_live_recording(store, media):
+    """An unpaced import writes as fast as the disk takes it, which starves cameras recording
+    on the same disk; with a rate, the footage written waits its turn (a fake clock shows
+    how long the pace made it take), and every frame is still stored."""
+    from vstore.ratelimit import RateLimiter
+
+    path = media("paced.ts", 4.0, codec="h264", gop_frames=25)
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    rate = RateLimiter(50_000, clock=lambda: now[0], sleep=sleep)
+    r = import_file(store, path, "cam", START_NS, rate=rate)
+    with av.open(str(path)) as src:
+        payload = sum(p.size for p in src.demux() if p.size)
+    assert r.packets == 100
+    # A 0.1 s burst, then 50 kB/s of the file's own packet bytes.
+    assert now[0] == pytest.approx((payload - 5_000) / 50_000, rel=0.01)
+    assert check_store(store).ok
+
+
+def test_import_cli_max_rate(store_dir, media, capsys):
+    import json
+
+    from vstore.cli.main import main
+
+    path = str(media("paced-cli.ts", 2.0, codec="h264", gop_frames=25))
+    base = ["import", path, "--camera", "x", "--start", "2025-01-17T01:00:00Z"]
+    base += ["--store", str(store_dir)]
+    assert main([*base, "--max-rate", "auto"]) == 2  # a pace of its own cameras: tiering only
+    assert "a size per second" in capsys.readouterr().err
+    assert main([*base, "--max-rate", "slow"]) == 2
+    capsys.readouterr()
+    assert main([*base, "--max-rate", "200MB", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["packets"] == 50 and doc["max_rate_bytes"] == 200_000_000

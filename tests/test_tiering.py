@@ -272,7 +272,7 @@ def test_failed_upload_mid_run_stops_cleanly_then_rerun_resumes(recorded, tmp_pa
 
 
 def test_bandwidth_cap_spreads_uploads_over_time(recorded, tmp_path):
-    from vstore.tier.ratelimit import RateLimiter
+    from vstore.ratelimit import RateLimiter
 
     now = [0.0]
     slept = []

@@ -22,6 +22,7 @@ from typing import Any
 from vstore import heap, writer_pool
 from vstore.errors import SourceError, UsageError, VstoreError
 from vstore.format import TrackInfo
+from vstore.ratelimit import RateLimiter
 from vstore.store import Store
 from vstore.writer_pool import WriterPool
 
@@ -131,8 +132,11 @@ def import_file(
     camera_id: str,
     start_ns: int,
     progress: Callable[[float], None] | None = None,
+    rate: RateLimiter | None = None,
 ) -> ImportResult:
-    """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns."""
+    """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
+    ``rate`` paces the footage written (an import beside live recording must leave it the
+    disk: unpaced, it writes as fast as the disk takes it)."""
     import av
 
     p = Path(path)
@@ -167,6 +171,8 @@ def import_file(
                         None,
                         bool(pkt.is_corrupt),
                     )
+                    if rate is not None:
+                        rate.consume(pkt.size)
                     if progress is not None and duration and pkt.pts is not None:
                         progress(min(1.0, float(pkt.pts * pkt.time_base) / duration))
         except av.FFmpegError as exc:

@@ -20,8 +20,8 @@ from vstore import layout
 from vstore.config import AUTO_RATE
 from vstore.errors import TierError, VstoreError
 from vstore.index import Batch, SegmentRow
+from vstore.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange
-from vstore.tier.ratelimit import RateLimiter
 
 AUTO_RATE_FACTOR = 4
 """``max_rate = "auto"`` moves footage this many times as fast as its cameras record it, so a

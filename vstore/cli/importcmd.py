@@ -14,6 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--start", required=True, metavar="T", help="wall-clock time of the first frame (ISO 8601)"
     )
+    p.add_argument(
+        "--max-rate",
+        metavar="RATE",
+        help="footage written per second, e.g. 50MB, so that live recording on the same disk "
+        "keeps its share (default: none, as fast as the disk takes it)",
+    )
     add_store_arg(p)
     add_json_arg(p)
 
@@ -22,13 +28,19 @@ def run(args: argparse.Namespace) -> int:
     from datetime import UTC
 
     from vstore.cli.common import progress_bar
+    from vstore.config import AUTO_RATE, parse_rate
+    from vstore.errors import UsageError
     from vstore.ingest import import_file
     from vstore.layout import validate_camera_id
+    from vstore.ratelimit import RateLimiter
     from vstore.store import open_store
     from vstore.timebase import format_time, parse_time_ns
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)
+    rate = parse_rate(args.max_rate) if args.max_rate else 0
+    if rate == AUTO_RATE:
+        raise UsageError("--max-rate of an import is a size per second such as 50MB, or none")
     with open_store(args.store) as store, progress_bar(100, "importing", not args.json, "%") as bar:
 
         def progress(frac: float) -> None:
@@ -36,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = round(frac * 100)
                 bar.refresh()
 
-        r = import_file(store, args.file, args.camera, start, progress=progress)
+        limiter = RateLimiter(int(rate)) if rate else None
+        r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
     if args.json:
         print_json(
             {
@@ -49,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                 "segments": r.segments,
                 "stats": r.stats,
                 "ignored_streams": list(r.ignored),
+                "max_rate_bytes": int(rate),
             }
         )
         return 0

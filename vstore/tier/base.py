@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vstore.tier.ratelimit import RateLimiter
+    from vstore.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)

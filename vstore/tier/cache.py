@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vstore import format as fmt
+from vstore.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
-from vstore.tier.ratelimit import RateLimiter
 
 # Whole-object reads are not cached (they are uploads' verifications and rebuilds), nor are
 # ranges larger than this (a clip streams them once).

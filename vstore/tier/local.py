@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vstore.errors import NotFound, TierError
+from vstore.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
-from vstore.tier.ratelimit import RateLimiter
 
 
 def file_sha256_b64(path: Path) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from vstore.errors import NotFound, TierError
+from vstore.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
-from vstore.tier.ratelimit import RateLimiter
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single PUT
 MULTIPART_CHUNK = 16 * 1024 * 1024
