@@ -138,12 +138,16 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
     overlapped: list[bool] = []  # per round: the tier job still ran when recording ended
     last: list[tuple] = []  # the previous round's store and tier thread
 
+    failures: list[BaseException] = []
+
     def finish_last():
         while last:
             st, th = last.pop()
             if th is not None:
                 th.join()
             st.close()
+        if failures:
+            raise failures[0]
 
     def setup():
         # The previous round's tier job may outlast its recording: it ends here, untimed.
@@ -153,11 +157,15 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
         stop = threading.Event()
 
         def tier_job():
-            cold = LocalTier(tmp_path / f"cold-{n}")
-            res = run_tiering(st, cold, 0, parallel=2, max_rate_bytes=while_tiering)
-            tier_rates.append(res.bytes / 1e6 / res.seconds if res.seconds else 0.0)
-            paces.append(res.max_rate_bytes)
-            stop.set()
+            try:
+                cold = LocalTier(tmp_path / f"cold-{n}")
+                res = run_tiering(st, cold, 0, parallel=2, max_rate_bytes=while_tiering)
+                tier_rates.append(res.bytes / 1e6 / res.seconds if res.seconds else 0.0)
+                paces.append(res.max_rate_bytes)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the test thread (finish_last)
+                failures.append(exc)
+            finally:
+                stop.set()
 
         th = threading.Thread(target=tier_job) if while_tiering is not None else None
         last.append((st, th))
@@ -174,8 +182,10 @@ def test_recording_while_tiering(benchmark, source, tmp_path, while_tiering):
         if th is not None:
             overlapped.append(not stop.is_set())
 
-    benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
-    finish_last()
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
+    finally:
+        finish_last()
     benchmark.extra_info.update(
         packets=len(packets),
         bytes=sum(map(len, packets)),

@@ -154,7 +154,7 @@ def test_import_cli_max_rate(store_dir, media, capsys):
     assert main([*base, "--max-rate", "auto"]) == 2  # a pace of its own cameras: tiering only
     assert "a size per second" in capsys.readouterr().err
     assert main([*base, "--max-rate", "slow"]) == 2
-    capsys.readouterr()
+    assert "a size per second" in capsys.readouterr().err
     assert main([*base, "--max-rate", "200MB", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["packets"] == 50 and doc["max_rate_bytes"] == 200_000_000

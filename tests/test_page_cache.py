@@ -41,19 +41,20 @@ class SyncLog(Fs):
     fsync: when it began, all it is sure to cover while the writer appends beside it)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, int, int]] = []
+        self.events: list[tuple[str, tuple[int, int], int]] = []
 
     def fsync(self, fd):
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
         super().fsync(fd)
-        self.events.append(("fsync", fd, size))
+        self.events.append(("fsync", (fd, st.st_ino), st.st_size))
 
     def drop_cache(self, fd, offset, length):
-        self.events.append(("drop", fd, offset + length))
+        # Keyed by inode too: a reused descriptor number must not inherit another file's fsyncs.
+        self.events.append(("drop", (fd, os.fstat(fd).st_ino), offset + length))
         super().drop_cache(fd, offset, length)
 
     def start_writeback(self, fd, offset, length):
-        self.events.append(("writeback", fd, offset + length))
+        self.events.append(("writeback", (fd, os.fstat(fd).st_ino), offset + length))
         assert offset + length <= os.fstat(fd).st_size, "writeback asked for unwritten bytes"
         super().start_writeback(fd, offset, length)
 
@@ -107,7 +108,7 @@ def test_drop_page_cache_false_keeps_footage_cached(store_dir):
 def test_cache_is_dropped_only_after_the_bytes_are_fsynced(store_dir):
     fs = SyncLog()
     record(store_dir, 150, fs=fs)
-    synced: dict[int, int] = {}
+    synced: dict[tuple[int, int], int] = {}
     drops = 0
     for kind, fd, end in fs.events:
         if kind == "fsync":

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import START_NS
 from vstore.check import check_store
 from vstore.clip import clip_bytes
-from vstore.errors import TierError
+from vstore.errors import TierError, VstoreError
 from vstore.ingest import import_file
 from vstore.store import open_store
 from vstore.tier import LocalTier
@@ -293,18 +293,38 @@ def test_bandwidth_cap_spreads_uploads_over_time(recorded, tmp_path):
     assert check_store(recorded).ok
 
 
-def test_max_rate_bounds_a_whole_job_that_fits_in_one_old_burst(recorded, tmp_path):
+def fake_clock_limiters(monkeypatch):
+    """run_tiering's limiters on a fake clock: the clock shows how long the pace made a job
+    take, exactly, on any machine. Returns the clock ([seconds])."""
+    from vstore import tiering
+    from vstore.ratelimit import RateLimiter
+
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    monkeypatch.setattr(
+        tiering, "RateLimiter", lambda bps: RateLimiter(bps, clock=lambda: now[0], sleep=sleep)
+    )
+    return now
+
+
+def test_max_rate_paces_footage_even_for_a_job_inside_one_old_burst(
+    recorded, tmp_path, monkeypatch
+):
     """The failure mode: a token bucket that starts with a second's worth let a small job run
-    at full disk speed from start to end. The job's own timing shows the pace now holds."""
+    at full disk speed from start to end. Now footage moves at max_rate from the start."""
+    now = fake_clock_limiters(monkeypatch)
     rows = plan_tiering(recorded, 5 * S)
     total = sum(r.size_bytes for r in rows)
     rate = 400_000
     assert total < rate  # the whole job fits in what a one-second burst would have allowed
     res = run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S, max_rate_bytes=rate)
     assert res.tiered == 3 and res.max_rate_bytes == rate
-    # Footage at 400 kB/s, minus the 0.1 s burst of the (doubled) cap; only a lower bound is
-    # timed (a shared machine can only make it slower).
-    assert res.seconds >= (2 * total - 0.1 * 2 * rate) / (2 * rate) * 0.95
+    # Footage at 400 kB/s (both passes over each file at twice that), less a 0.1 s burst.
+    assert now[0] == pytest.approx(total / rate - 0.1, rel=0.01)
+    assert check_store(recorded).ok
 
 
 def _row(cam, start_s, dur_s, size_bytes):
@@ -340,10 +360,13 @@ def test_auto_rate_keeps_four_times_ahead_of_what_cameras_record():
     assert footage_rate_bytes([_row(1, 0, 0, 1000)]) == 0  # a zero-length segment: no rate
 
 
-def test_max_rate_none_is_uncapped_and_auto_is_the_default(recorded, tmp_path):
-    res = run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S, max_rate_bytes=0)
-    assert res.tiered == 3 and res.max_rate_bytes == 0
+def test_max_rate_none_is_uncapped_and_auto_is_the_default(recorded, tmp_path, monkeypatch):
+    now = fake_clock_limiters(monkeypatch)
+    res = run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S, max_rate_bytes="none")
+    assert res.tiered == 3 and res.max_rate_bytes == 0 and now[0] == 0  # never waited
     assert recorded.config.tier.max_rate_bytes == "auto"
+    with pytest.raises(VstoreError, match="bad rate"):
+        run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S, max_rate_bytes="fast")
 
 
 def test_each_camera_tiers_at_its_own_hot_age(tmp_path, media):
@@ -595,3 +618,31 @@ def test_tier_job_against_a_server_failing_requests(
             assert check_store(recorded, verify_hashes=False).ok
     if fail_every == 1:
         assert clip(recorded) == before and check_store(recorded).ok
+
+
+@pytest.mark.s3
+def test_big_segment_uploads_in_parts_within_the_shared_pace(tmp_path, s3_env, bucket, monkeypatch):
+    """A segment past the multipart threshold goes up in parts, intact, and its parts pass
+    the job's one cap: a per-transfer bandwidth limit let each upload take the whole cap."""
+    import vstore.tier.s3 as s3mod
+    from tests.test_timestamps import IDR, PPS, SLICE, SPS, VIDEO
+    from vstore import Packet
+
+    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
+    monkeypatch.setattr(s3mod, "MULTIPART_CHUNK", 5 * 1024 * 1024)  # S3's smallest part
+    with open_store(tmp_path / "store") as st:
+        with st.writer("cam", [VIDEO], start_ns=START_NS) as w:
+            for i in range(400):  # 16 s of 20 KB frames: one segment of about 8 MB
+                key = i % 25 == 0
+                data = (SPS + PPS + IDR if key else SLICE) + i.to_bytes(4, "big") * 5000
+                w.write(Packet(0, i * 3600, i * 3600, key, data))
+        (row,) = plan_tiering(st, 5 * S)
+        assert row.size_bytes > s3mod.MULTIPART_THRESHOLD
+        before = b"".join(clip_bytes(st, "cam", START_NS, START_NS + 20 * S, format="ts"))
+        now = fake_clock_limiters(monkeypatch)
+        rate = 4_000_000
+        res = run_tiering(st, st.tier(f"s3://{bucket}/big"), 5 * S, max_rate_bytes=rate)
+        assert res.tiered == 1 and local_files(st) == []
+        assert now[0] == pytest.approx(row.size_bytes / rate - 0.1, rel=0.01)
+        after = b"".join(clip_bytes(st, "cam", START_NS, START_NS + 20 * S, format="ts"))
+        assert after == before and check_store(st).ok

@@ -17,7 +17,7 @@ from typing import Any
 
 from vstore import format as fmt
 from vstore import layout
-from vstore.config import AUTO_RATE
+from vstore.config import AUTO_RATE, parse_rate
 from vstore.errors import TierError, VstoreError
 from vstore.index import Batch, SegmentRow
 from vstore.ratelimit import RateLimiter
@@ -179,7 +179,8 @@ def run_tiering(
 ) -> TierResult:
     """Tier every segment past its hot age, ``parallel`` uploads at a time (default
     [tier] parallel), footage moving at most at ``max_rate_bytes`` per second (default
-    [tier] max_rate; "auto": auto_rate_bytes of the plan; 0: uncapped) under one shared cap.
+    [tier] max_rate; "auto": auto_rate_bytes of the plan; 0 or "none": uncapped; or a size
+    such as "50MB") under one shared cap.
 
     On the first failure no new upload starts; those in flight finish, and a TierError
     says how far the run got (its ``result`` attribute holds the counts). A rerun resumes.
@@ -192,7 +193,7 @@ def run_tiering(
     names = {num: cam for cam, num in store.index.cameras()}
     rows = plan_tiering(store, older_than_ns, cameras)
     res = TierResult(planned=len(rows))
-    want = max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes
+    want = parse_rate(max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes)
     res.max_rate_bytes = auto_rate_bytes(rows) if want == AUTO_RATE else int(want)
     if dry_run:
         res.bytes = sum(r.size_bytes for r in rows)

@@ -38,9 +38,15 @@ def run(args: argparse.Namespace) -> int:
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)
-    rate = parse_rate(args.max_rate) if args.max_rate else 0
+    try:
+        rate = parse_rate(args.max_rate) if args.max_rate else 0
+    except UsageError:
+        rate = AUTO_RATE  # refused just below, in an import's own words
     if rate == AUTO_RATE:
-        raise UsageError("--max-rate of an import is a size per second such as 50MB, or none")
+        raise UsageError(
+            f"--max-rate {args.max_rate}: an import's pace is a size per second such as "
+            "50MB, or none"
+        )
     with open_store(args.store) as store, progress_bar(100, "importing", not args.json, "%") as bar:
 
         def progress(frac: float) -> None:
