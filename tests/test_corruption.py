@@ -115,6 +115,40 @@ def test_check_cli_exit_codes(store_dir):
     assert main(["check", "--store", str(store_dir), "--json"]) == 8
 
 
+def test_paced_check_reads_no_faster_than_its_rate(store, capsys):
+    """A full check reads every byte back; beside live recording it must leave the disk to
+    the cameras. Paced, it waits its share for every byte it reads (a fake clock shows it)."""
+    from vstore.ratelimit import RateLimiter
+
+    record(store, cam="a")
+    record(store, cam="b")
+    with store.writer("open", [VIDEO], start_ns=START_NS) as w:  # left open: read by chunks
+        for i in range(60):
+            key, data = au(i)
+            w.write(Packet(0, i * 3600, i * 3600, key, data + bytes(200)))
+        w.flush()
+        now = [0.0]
+
+        def sleep(s):
+            now[0] += s
+
+        rate = RateLimiter(10_000, clock=lambda: now[0], sleep=sleep)
+        rep = check_store(store, rate=rate)
+        assert rep.ok and rep.segments == 3
+        # Every byte verified passed the cap once: a 0.1 s burst, then 10 kB/s.
+        assert now[0] == pytest.approx((rep.bytes_verified - 1_000) / 10_000, rel=0.01)
+
+
+def test_check_cli_max_rate(store_dir, capsys):
+    from vstore.cli.main import main
+
+    with open_store(store_dir) as st:
+        record(st)
+    assert main(["check", "--store", str(store_dir), "--max-rate", "200MB"]) == 0
+    assert main(["check", "--store", str(store_dir), "--max-rate", "auto"]) == 2
+    assert "a size per second" in capsys.readouterr().err
+
+
 def test_check_beside_a_live_recorder_is_clean(store_dir):
     """Open segments of a recorder running in another process are not problems."""
     import subprocess

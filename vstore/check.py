@@ -17,6 +17,7 @@ from typing import Any
 from vstore.errors import CorruptSegment, NotFound, TierError, VstoreError
 from vstore.index import Batch, ChunkRow, SegmentRow
 from vstore.layout import parse_segment_name
+from vstore.ratelimit import RateLimiter
 from vstore.segment_reader import FileSource, SegmentReader
 from vstore.store import Store
 
@@ -64,8 +65,12 @@ def check_store(
     repair: bool = False,
     verify_hashes: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    rate: RateLimiter | None = None,
 ) -> CheckReport:
+    """Verify the invariants (C1-C5) over the whole store; ``rate`` paces the bytes read
+    back, so a check beside live recording leaves it the disk."""
     rep = CheckReport()
+    pace = rate.consume if rate is not None else None
     if repair:
         if store.read_only:
             raise VstoreError("--repair needs the store opened for writing")
@@ -136,6 +141,7 @@ def check_store(
                 rep,
                 [h for h in holds if h.covers(cam, row.start_ns, row.end_ns)],
                 repair,
+                pace,
             )
             continue
         indexed_paths.add(row.path)
@@ -152,9 +158,11 @@ def check_store(
                     if rd.trailer().sha256.hex() != row.sha256:
                         raise CorruptSegment("trailer hash differs from the index")
                     if verify_hashes:
-                        rd.verify()
+                        rd.verify(pace)
                         rep.bytes_verified += size
                 for c in chunk_rows.get((row.camera_num, row.segment_id), []):
+                    if pace is not None and not (verify_hashes and row.state == "sealed"):
+                        pace(c.length)  # (after verify, a sealed segment's are in the cache)
                     rd.read_chunk(c.offset, c.length, c.crc32)
                     if row.state != "sealed":
                         rep.bytes_verified += c.length
@@ -188,6 +196,7 @@ def _check_tiered(
     rep: CheckReport,
     holds: list[Any],  # the active holds that cover this segment
     repair: bool,
+    pace: Callable[[int], None] | None = None,
 ) -> None:
     """I2 for a tiered segment: the object exists with the indexed size and trailer hash;
     unless --quick, its bytes are read back (ranged GETs) and verified too."""
@@ -203,7 +212,7 @@ def _check_tiered(
             if rd.trailer().sha256.hex() != row.sha256:
                 raise CorruptSegment("trailer hash differs from the index")
             if verify_hashes:
-                rd.verify()
+                rd.verify(pace)
                 for c in chunks:
                     rd.read_chunk(c.offset, c.length, c.crc32)
                 rep.bytes_verified += row.size_bytes

@@ -15,13 +15,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick", action="store_true", help="skip whole-segment SHA-256 (chunk CRCs only)"
     )
+    p.add_argument(
+        "--max-rate",
+        metavar="RATE",
+        help="bytes read back per second, e.g. 50MB, so that live recording on the same disk "
+        "keeps its share (default: none, as fast as the disk reads)",
+    )
     add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from vstore.check import check_store
-    from vstore.errors import CheckFailed
+    from vstore.config import AUTO_RATE, parse_rate
+    from vstore.errors import CheckFailed, UsageError
+    from vstore.ratelimit import RateLimiter
     from vstore.store import open_store
+
+    try:
+        rate = parse_rate(args.max_rate) if args.max_rate else 0
+    except UsageError:
+        rate = AUTO_RATE  # refused just below, in a check's own words
+    if rate == AUTO_RATE:
+        raise UsageError(f"--max-rate {args.max_rate}: a size per second such as 50MB, or none")
 
     # Without --repair, open read-only so check works beside a running recorder and
     # cannot change anything (a writable open would run recovery).
@@ -37,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
 
         rep = check_store(
-            store, repair=args.repair, verify_hashes=not args.quick, progress=progress
+            store,
+            repair=args.repair,
+            verify_hashes=not args.quick,
+            progress=progress,
+            rate=RateLimiter(int(rate)) if rate else None,
         )
     if args.json:
         print_json(rep.as_json())
