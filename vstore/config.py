@@ -204,6 +204,20 @@ def parse_rate(text: str | int) -> int | str:
     return rate
 
 
+def parse_fixed_rate(text: str) -> int:
+    """A pace of a job that has no cameras of its own to follow (an import, a check): a size
+    per second such as ``50MB``, or ``none`` (0: as fast as the disk goes)."""
+    from vstore.errors import UsageError
+
+    try:
+        rate = parse_rate(text)
+    except UsageError:
+        rate = AUTO_RATE
+    if rate == AUTO_RATE:
+        raise UsageError(f"--max-rate {text}: a size per second such as 50MB, or none")
+    return int(rate)
+
+
 def parse_size_bytes(text: str | int) -> int:
     """``500GB``, ``2TiB``, ``1048576`` -> bytes."""
     if isinstance(text, int) and not isinstance(text, bool):

@@ -1,5 +1,5 @@
-"""A bandwidth cap shared by all of a bulk job's threads (a token bucket), so tiering and imports
-never take the disk or the uplink that live recording needs."""
+"""A bandwidth cap shared by all of a bulk job's threads (a token bucket), so that tiering,
+imports and checks never take the disk or the uplink that live recording needs."""
 
 from __future__ import annotations
 

@@ -26,17 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.check import check_store
-    from vstore.config import AUTO_RATE, parse_rate
-    from vstore.errors import CheckFailed, UsageError
+    from vstore.config import parse_fixed_rate
+    from vstore.errors import CheckFailed
     from vstore.ratelimit import RateLimiter
     from vstore.store import open_store
 
-    try:
-        rate = parse_rate(args.max_rate) if args.max_rate else 0
-    except UsageError:
-        rate = AUTO_RATE  # refused just below, in a check's own words
-    if rate == AUTO_RATE:
-        raise UsageError(f"--max-rate {args.max_rate}: a size per second such as 50MB, or none")
+    rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
 
     # Without --repair, open read-only so check works beside a running recorder and
     # cannot change anything (a writable open would run recovery).
@@ -56,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             repair=args.repair,
             verify_hashes=not args.quick,
             progress=progress,
-            rate=RateLimiter(int(rate)) if rate else None,
+            rate=RateLimiter(rate) if rate else None,
         )
     if args.json:
         print_json(rep.as_json())

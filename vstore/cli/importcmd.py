@@ -28,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import UTC
 
     from vstore.cli.common import progress_bar
-    from vstore.config import AUTO_RATE, parse_rate
-    from vstore.errors import UsageError
+    from vstore.config import parse_fixed_rate
     from vstore.ingest import import_file
     from vstore.layout import validate_camera_id
     from vstore.ratelimit import RateLimiter
@@ -38,15 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)
-    try:
-        rate = parse_rate(args.max_rate) if args.max_rate else 0
-    except UsageError:
-        rate = AUTO_RATE  # refused just below, in an import's own words
-    if rate == AUTO_RATE:
-        raise UsageError(
-            f"--max-rate {args.max_rate}: an import's pace is a size per second such as "
-            "50MB, or none"
-        )
+    rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
     with open_store(args.store) as store, progress_bar(100, "importing", not args.json, "%") as bar:
 
         def progress(frac: float) -> None:
@@ -54,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = round(frac * 100)
                 bar.refresh()
 
-        limiter = RateLimiter(int(rate)) if rate else None
+        limiter = RateLimiter(rate) if rate else None
         r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
     if args.json:
         print_json(
@@ -68,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 "segments": r.segments,
                 "stats": r.stats,
                 "ignored_streams": list(r.ignored),
-                "max_rate_bytes": int(rate),
+                "max_rate_bytes": rate,
             }
         )
         return 0
