@@ -892,9 +892,8 @@ class CameraWriter:
         if prev is not None:
             prev.result()
         seg.drop_synced(upto)
-        self.index.commit(
-            _batch(rows, events), sync=False
-        )  # the rows of fsynced chunks: R3 rebuilds them
+        # The rows of fsynced chunks, unsynced: R3 rebuilds them after a crash.
+        self.index.commit(_batch(rows, events), sync=False)
         if rows:
             self._durable_end_ns = rows[-1].end_ns
 
@@ -921,8 +920,9 @@ class CameraWriter:
         (W5); a failed fsync also abandons the segment."""
         if self._seg is None:
             if self._pending_events:
-                self.index.commit(_batch([], self._pending_events), sync=True)
-                self._pending_events.clear()
+                b = Batch()
+                self._flush_events(b)
+                self.index.commit(b, sync=True)
             return
         now = self.store.clock.monotonic_ns()
         try:
@@ -933,9 +933,9 @@ class CameraWriter:
             raise
         self._last_fsync_mono = now
         # W2: index rows only for bytes that are fsynced.
-        b = _batch(self._pending_rows, self._pending_events)
+        b = _batch(self._pending_rows, ())
         self._pending_rows.clear()
-        self._pending_events.clear()
+        self._flush_events(b)
         try:
             self.index.commit(b, sync=True)
         except VstoreError as exc:
