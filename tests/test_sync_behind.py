@@ -1,6 +1,8 @@
 """Chunks are fsynced behind the writer (lifecycle W2): the writer goes on while at most
-SYNC_DEPTH fsyncs run, nothing is indexed or called durable before its fsync returns, and a
-failed fsync also fails the later one that overlapped it (fsyncgate) and stops the writer."""
+SYNC_DEPTH fsyncs run, and beyond them leaves chunks for the next fsync up to
+GROUP_MAX_BYTES (group commit); nothing is indexed or called durable before its fsync
+returns, and a failed fsync also fails the later one that overlapped it (fsyncgate) and
+stops the writer."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_fault_injection import _close_then_recover_clean, push
 from tests.test_timestamps import VIDEO
+from vstore import segment_writer
 from vstore.check import check_store
 from vstore.errors import StorageFull, VstoreError
 from vstore.fsutil import Fs
@@ -56,7 +59,12 @@ def chunk_count(st) -> int:
     return len(list(st.index.chunks(st.camera_num("cam"), 0, 2**62)))
 
 
-def test_writer_goes_on_while_fsyncs_run_behind_it_and_waits_beyond_the_depth(store_dir):
+def test_writer_goes_on_while_fsyncs_run_behind_it_and_groups_chunks_up_to_the_limit(
+    store_dir, monkeypatch
+):
+    """SYNC_DEPTH fsyncs held at the gate: the writer goes on, leaving the GOPs it closes for
+    the next fsync (group commit) until they hold GROUP_MAX_BYTES, then waits for the oldest
+    fsync; one fsync then covers the grouped GOPs. Nothing is indexed or durable before."""
     fs = GatedFs()
     st = open_store(store_dir, fs=fs)
     w = st.writer("cam", [VIDEO], start_ns=START_NS)
@@ -65,21 +73,28 @@ def test_writer_goes_on_while_fsyncs_run_behind_it_and_waits_beyond_the_depth(st
     assert fs.waiting >= 1
     assert w.durable_end_ns is None  # nothing is durable before its fsync returns
     assert chunk_count(st) == 0  # nor indexed (W2)
-    # One GOP more needs a free place: the writer waits for the oldest fsync.
-    more = threading.Thread(target=push, args=(w, 25), kwargs={"first": 25 * SYNC_DEPTH + 1})
+    gop_bytes = w._seg.entries[0].length  # every GOP of push() is the same size
+    monkeypatch.setattr(segment_writer, "GROUP_MAX_BYTES", gop_bytes * 5 // 2)
+    # Two GOPs more close with no place free: both are left for the next fsync, no wait.
+    push(w, 50, first=25 * SYNC_DEPTH + 1)
+    assert fs.waiting == SYNC_DEPTH and chunk_count(st) == 0
+    # A third would leave more than GROUP_MAX_BYTES: the writer waits for the oldest fsync.
+    more = threading.Thread(target=push, args=(w, 25), kwargs={"first": 25 * SYNC_DEPTH + 51})
     more.start()
     more.join(0.5)
-    assert more.is_alive(), "the writer ran more than SYNC_DEPTH fsyncs behind it"
+    assert more.is_alive(), "the writer left more than GROUP_MAX_BYTES for the next fsync"
+    assert w.durable_end_ns is None and chunk_count(st) == 0
     fs.gate.set()
     more.join(GATE_TIMEOUT_S)
     assert not more.is_alive()
     w.flush()
+    assert fs.waiting == SYNC_DEPTH + 1  # one fsync behind the writer for the three GOPs
     rows = list(st.index.chunks(st.camera_num("cam"), 0, 2**62))
-    assert len(rows) == SYNC_DEPTH + 2  # the GOPs, then the open one flush() closed
+    assert len(rows) == SYNC_DEPTH + 4  # the GOPs, then the open one flush() closed
     assert w.durable_end_ns == rows[-1].end_ns
     w.close()
     assert check_store(st).ok
-    assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 25 * SYNC_DEPTH + 26
+    assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 25 * SYNC_DEPTH + 76
     st.close()
 
 

@@ -53,6 +53,13 @@ _JOIN_MAX_BYTES = 256 * 1024
 # went from 0.74 to 0.92 of a plain write that fsyncs every 50 MiB with one, to 0.94 with
 # three (a plain-write model of the writer, medians of five rounds).
 SYNC_DEPTH = 2
+# Group commit: when SYNC_DEPTH fsyncs already run behind a camera, a chunk due for one does
+# not wait for a slot: the next fsync covers it too, as long as the chunks left that way
+# hold less than this. A camera in real time never gets here (a GOP every second or two, an
+# fsync in milliseconds); one the disk cannot keep up with, recording flat out or behind a
+# busy disk, pays one journal commit per few GOPs instead of one per GOP. It bounds what a
+# crash may lose beyond the open chunk and the fsyncs in flight (lifecycle.md W2).
+GROUP_MAX_BYTES = 8 << 20
 
 
 class SegmentFile:
@@ -267,8 +274,8 @@ class CameraWriter:
     threads; ``write`` returns once the packet is in the open chunk (back-pressure is the time
     the writer takes). A packet is durable once ``flush()`` returns, or once its chunk has been
     written and fsynced (every GOP with the default fsync_interval_s = 0): that fsync runs
-    behind the writer, which waits for it before it closes the next chunk, and
-    ``durable_end_ns`` says how far the footage is durable.
+    behind the writer, at most SYNC_DEPTH of them (beyond, chunks wait for the next fsync up to
+    GROUP_MAX_BYTES), and ``durable_end_ns`` says how far the footage is durable.
     """
 
     def __init__(
@@ -858,9 +865,13 @@ class CameraWriter:
     def _sync_behind(self, now: int) -> None:
         """Hand the chunks closed since the last fsync to the store's sync threads: fsync,
         then index them (W2), while this camera writes its next GOP, so the disk has the
-        next chunk's bytes queued while it commits the last (see SYNC_DEPTH). Waiting here
-        until fewer than SYNC_DEPTH run bounds what a crash may lose to the open chunk and
-        the chunks of the fsyncs in flight (lifecycle.md W2)."""
+        next chunk's bytes queued while it commits the last (see SYNC_DEPTH). While
+        SYNC_DEPTH run, the chunks stay for the next fsync (group commit) until they hold
+        GROUP_MAX_BYTES; then this waits for the oldest, which bounds what a crash may lose
+        (lifecycle.md W2)."""
+        self._reap_syncs()
+        if len(self._syncs) >= SYNC_DEPTH and self._unsynced_bytes() < GROUP_MAX_BYTES:
+            return  # group commit: the next fsync covers these chunks too (GROUP_MAX_BYTES)
         self._wait_sync(keep=SYNC_DEPTH - 1)
         seg = self._seg
         assert seg is not None
@@ -875,6 +886,20 @@ class CameraWriter:
         fut = self.store.syncer().submit(self._sync_job, seg, seg.offset, rows, events, prev)
         fut.add_done_callback(self._sync_done)
         self._syncs.append(fut)
+
+    def _reap_syncs(self) -> None:
+        """Forget the fsyncs behind us that have finished (a failed one stops us, W5)."""
+        done = 0
+        for fut in self._syncs:
+            if not fut.done():
+                break
+            done += 1
+        if done:
+            self._wait_sync(keep=len(self._syncs) - done)
+
+    def _unsynced_bytes(self) -> int:
+        """Bytes of the closed chunks no fsync has been handed yet."""
+        return sum(r.length for r in self._pending_rows)
 
     def _sync_job(
         self,
