@@ -33,6 +33,7 @@ class GatedFs(Fs):
         self.fail_first = fail_first
         self.enospc = False
         self.waiting = 0
+        self.direct = 0  # fsyncs on other threads (flush, seal), which pass the gate
         self._calls = 0
         self._lock = threading.Lock()
 
@@ -43,6 +44,7 @@ class GatedFs(Fs):
 
     def fsync(self, fd):
         if not threading.current_thread().name.startswith("vstore-sync"):
+            self.direct += 1
             return super().fsync(fd)
         with self._lock:
             self._calls += 1
@@ -98,10 +100,14 @@ def test_writer_goes_on_while_fsyncs_run_behind_it_and_groups_chunks_up_to_the_l
     st.close()
 
 
-def test_failed_fsync_fails_the_later_fsync_beside_it_and_indexes_neither(store_dir):
+def test_failed_fsync_fails_the_later_fsync_beside_it_and_indexes_neither(store_dir, monkeypatch):
     """The first GOP's fsync fails while the second GOP's fsync, running beside it, returns:
     after a failed fsync a later one does not vouch for the bytes before it, so neither
-    GOP is indexed, and the writer refuses packets until new_run()."""
+    GOP is indexed, and the writer refuses packets until new_run(). Two fsyncs in flight
+    (SYNC_DEPTH is a tunable; the chain must hold at any depth) and no group commit, so the
+    second GOP gets an fsync of its own."""
+    monkeypatch.setattr(segment_writer, "SYNC_DEPTH", 2)
+    monkeypatch.setattr(segment_writer, "GROUP_MAX_BYTES", 0)
     fs = GatedFs(fail_first=True)
     st = open_store(store_dir, fs=fs)
     w = st.writer("cam", [VIDEO], start_ns=START_NS)
@@ -134,6 +140,38 @@ def test_close_reports_an_fsync_that_failed_behind_the_writer(store_dir):
     fs.gate.set()
     with pytest.raises(VstoreError, match="fsync"):
         w.close()
+    st.index.close()
+    with open_store(store_dir) as st2:
+        assert st2.last_recovery.recovered_segments == 1
+        assert check_store(st2).ok
+
+
+def test_seal_fsyncs_beside_the_fsync_behind_it_and_fails_with_it(store_dir):
+    """close() seals while the last GOP's fsync still runs behind the writer: the seal's own
+    fsync does not wait for it (one fsync's wait, not two in a row), but the file stays open
+    until it is done, and its failure fails the seal although the seal's fsync returned (a
+    later fsync does not vouch for the bytes before a failed one)."""
+    fs = GatedFs(fail_first=True)
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 30)  # one GOP closed, its fsync held at the gate; five frames open
+    errors: list[VstoreError] = []
+
+    def close():
+        try:
+            w.close()
+        except VstoreError as exc:
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "the seal finished before the fsync behind it"
+    assert fs.direct >= 1, "the seal waited for the fsync behind it before its own"
+    fs.gate.set()
+    closer.join(GATE_TIMEOUT_S)
+    assert len(errors) == 1 and "fsync" in str(errors[0])
+    assert chunk_count(st) == 0  # neither the failed GOP nor the sealed rest is indexed
     st.index.close()
     with open_store(store_dir) as st2:
         assert st2.last_recovery.recovered_segments == 1

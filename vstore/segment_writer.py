@@ -15,7 +15,7 @@ import logging
 import threading
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MethodType
@@ -48,18 +48,20 @@ _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 # per-buffer calls cost more than the copy.
 _JOIN_MAX_BYTES = 256 * 1024
 
-# fsyncs one camera may have running behind it (W2). Two overlap one GOP's journal commit
-# with the next one's data: one camera recording flat out here, fsyncing every 1 MB GOP,
-# went from 0.74 to 0.92 of a plain write that fsyncs every 50 MiB with one, to 0.94 with
-# three (a plain-write model of the writer, medians of five rounds).
-SYNC_DEPTH = 2
-# Group commit: when SYNC_DEPTH fsyncs already run behind a camera, a chunk due for one does
-# not wait for a slot: the next fsync covers it too, as long as the chunks left that way
-# hold less than this. A camera in real time never gets here (a GOP every second or two, an
-# fsync in milliseconds); one the disk cannot keep up with, recording flat out or behind a
-# busy disk, pays one journal commit per few GOPs instead of one per GOP. It bounds what a
-# crash may lose beyond the open chunk and the fsyncs in flight (lifecycle.md W2).
-GROUP_MAX_BYTES = 8 << 20
+# fsyncs one camera may have running behind it (W2), and group commit: a chunk due for an
+# fsync while SYNC_DEPTH run does not wait for one to finish; the next fsync covers it too,
+# as long as the chunks left that way hold less than GROUP_MAX_BYTES (then the writer waits).
+# A camera in real time never gets here (a GOP every second or two, an fsync in
+# milliseconds); one the disk falls behind (a stall, an import, recording flat out) pays one
+# journal commit per few GOPs instead of one per GOP and keeps taking packets through a
+# stall. GROUP_MAX_BYTES bounds what a crash may lose beyond the open chunk and the fsync
+# in flight, none of it acknowledged (lifecycle.md W2). Measured flat out side by side,
+# eleven alternating rounds, ratio to a plain write, one / eight cameras: one fsync per GOP
+# with two in flight 0.53 / 0.70; grouped, two in flight, 8 MiB 0.69 / 0.87; grouped, one
+# in flight, 16 MiB 0.74 / 0.91 (back-to-back fsyncs, each covering more). A 4 MiB bound
+# cost a seventh of that; 64 MiB gained 3 % more.
+SYNC_DEPTH = 1
+GROUP_MAX_BYTES = 16 << 20
 
 
 class SegmentFile:
@@ -186,26 +188,36 @@ class SegmentFile:
             self.fs.drop_cache(self.fd, self._dropped_to, upto - self._dropped_to)
             self._dropped_to = upto
 
-    def seal(self, end_ns: int) -> tuple[int, str]:
-        """Write footer and trailer, fsync, close. Returns (size_bytes, sha256 hex)."""
+    def seal(self, end_ns: int, behind: Callable[[], object] | None = None) -> tuple[int, str]:
+        """Write footer and trailer, fsync, close. Returns (size_bytes, sha256 hex).
+
+        ``behind``: waits for the fsync still running behind the writer on this file. Ours
+        overlaps it (a close or a cut pays one fsync's wait, not two in a row); the file
+        closes only after it, since it uses the descriptor, and its failure fails the seal
+        even when ours returned (fsyncgate)."""
         footer = fmt.pack_footer(self.entries, end_ns)
         digest = self._sha.digest()
         trailer = fmt.pack_trailer(
             fmt.Trailer(self.offset, len(footer), zlib.crc32(footer), digest)
         )
+        size = self.offset + len(footer) + len(trailer)
         try:
-            self.fs.writev(self.fd, [footer, trailer])
-            self.fs.fsync(self.fd)
-            if not self._dir_synced:
-                self.fs.fsync_dir(self.path.parent)
-                self._dir_synced = True
-            self.drop_synced(self.offset + len(footer) + len(trailer), final=True)
+            try:
+                self.fs.writev(self.fd, [footer, trailer])
+                self.fs.fsync(self.fd)
+                if not self._dir_synced:
+                    self.fs.fsync_dir(self.path.parent)
+                    self._dir_synced = True
+            finally:
+                if behind is not None:
+                    behind()  # raises its failure, or after ours, chained to ours
+            self.drop_synced(size, final=True)
         except OSError as exc:
             raise translate_oserror(exc, f"sealing {self.path}") from exc
         finally:
             self.fs.close(self.fd)
             self.fd = -1
-        return self.offset + len(footer) + len(trailer), digest.hex()
+        return size, digest.hex()
 
     def abandon(self) -> None:
         """Close without sealing (after an I/O error); recovery seals what is whole."""
@@ -1036,9 +1048,9 @@ class CameraWriter:
         syncing: Any = None,
     ) -> None:
         try:
-            if syncing is not None:
-                syncing.result()  # raises the fsync's failure: this segment is abandoned
-            size, sha = seg.seal(end_ns)
+            # The fsync behind us overlaps the seal's; its failure fails the seal, and this
+            # segment is abandoned.
+            size, sha = seg.seal(end_ns, syncing.result if syncing is not None else None)
         except BaseException:
             seg.abandon()  # the open marker stays: recovery seals it (R2)
             raise
