@@ -176,15 +176,19 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
             others = ", ".join(f"{c}: {v:,.0f} MB/s" for c, v in plains.items())
             note = (
                 f"baseline: 1 MiB writes, fsync every 50 MiB, the faster of page cache "
-                f"kept / dropped ({others}); each camera's first GOP written before timing"
+                f"kept / dropped ({others}); {by[name]['extra_info']['bytes'] / 1e6:,.0f} MB "
+                f"a round; each camera's first GOP written before timing"
             )
+            if "cams" in variant:
+                note += "; the cameras run by the writer pool, as `vstore record` runs them"
             gop_floor_name = "test_disk_plain_sequential_write[fsync-every-mib]"
             if "every-gop" in variant and gop_floor_name in by:
                 floor = by[gop_floor_name]["extra_info"]["bytes"] / med(gop_floor_name) / 1e6
                 note += (
                     f"; a plain write fsynced every 1 MiB (every GOP) reaches {floor:,.0f} "
-                    f"MB/s, {floor / plain:.2f} of the baseline; this figure is "
-                    f"{rec / floor:.2f} of that"
+                    f"MB/s, {floor / plain:.2f} of the baseline: the writer fsyncs every GOP "
+                    f"but groups the GOPs closed while an fsync runs into the next one "
+                    f"(group commit, lifecycle W2)"
                 )
             figs.append(
                 figure(
