@@ -46,7 +46,10 @@ test-pure: build
 test-slow: build
 	$(VPY) -m pytest -q -m slow
 
+# FFmpeg is the baseline of the ingest and clip figures: installed first when it is missing
+# (as root with apt-get; otherwise the report says which rows it could not measure).
 bench: build
+	@command -v ffmpeg >/dev/null || .ci/install-system-deps ffmpeg || true
 	$(VPY) -m tools.bench_report
 
 lint: build

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 
 import pytest
 
@@ -21,7 +22,7 @@ from vstore.fsutil import Fs
 from vstore.segment_writer import SYNC_DEPTH
 from vstore.store import open_store
 
-GATE_TIMEOUT_S = 30  # a test that fails must not hang the suite
+GATE_TIMEOUT_S = 3  # a test that fails must not hang the suite
 
 
 class GatedFs(Fs):
@@ -57,6 +58,14 @@ class GatedFs(Fs):
         return super().fsync(fd)
 
 
+def wait_for(cond, what: str = "condition") -> None:
+    """Poll ``cond`` (work on the store's threads) until true, or fail after the timeout."""
+    deadline = time.monotonic() + GATE_TIMEOUT_S
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: timed out"
+        time.sleep(0.01)
+
+
 def chunk_count(st) -> int:
     return len(list(st.index.chunks(st.camera_num("cam"), 0, 2**62)))
 
@@ -72,7 +81,7 @@ def test_writer_goes_on_while_fsyncs_run_behind_it_and_groups_chunks_up_to_the_l
     w = st.writer("cam", [VIDEO], start_ns=START_NS)
     # Each keyframe after the first closes a GOP; its fsync blocks at the gate.
     push(w, 25 * SYNC_DEPTH + 1)
-    assert fs.waiting >= 1
+    wait_for(lambda: fs.waiting == SYNC_DEPTH)
     assert w.durable_end_ns is None  # nothing is durable before its fsync returns
     assert chunk_count(st) == 0  # nor indexed (W2)
     gop_bytes = w._seg.entries[0].length  # every GOP of push() is the same size
@@ -97,6 +106,27 @@ def test_writer_goes_on_while_fsyncs_run_behind_it_and_groups_chunks_up_to_the_l
     w.close()
     assert check_store(st).ok
     assert len(list(st.read_packets("cam", START_NS, START_NS + 10**12))) == 25 * SYNC_DEPTH + 76
+    st.close()
+
+
+def test_chunks_left_for_the_next_fsync_get_it_when_the_camera_goes_quiet(store_dir):
+    """Group commit leaves two GOPs for the next fsync while one runs; then the camera sends
+    nothing more (a dropped source, a pause before close()). When the running fsync
+    returns, its sync thread hands them over: they are fsynced, indexed and durable with no
+    further call on the writer."""
+    fs = GatedFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 25 * SYNC_DEPTH + 51)  # SYNC_DEPTH fsyncs at the gate, then two GOPs left over
+    wait_for(lambda: fs.waiting == SYNC_DEPTH)
+    assert chunk_count(st) == 0 and w.durable_end_ns is None
+    fs.gate.set()
+    wait_for(lambda: chunk_count(st) == SYNC_DEPTH + 2, "the GOPs left over were never fsynced")
+    assert fs.waiting == SYNC_DEPTH + 1  # one fsync for both
+    rows = list(st.index.chunks(st.camera_num("cam"), 0, 2**62))
+    wait_for(lambda: w.durable_end_ns == rows[-1].end_ns)
+    w.close()
+    assert check_store(st).ok
     st.close()
 
 

@@ -55,13 +55,16 @@ _JOIN_MAX_BYTES = 256 * 1024
 # milliseconds); one the disk falls behind (a stall, an import, recording flat out) pays one
 # journal commit per few GOPs instead of one per GOP and keeps taking packets through a
 # stall. GROUP_MAX_BYTES bounds what a crash may lose beyond the open chunk and the fsync
-# in flight, none of it acknowledged (lifecycle.md W2). Measured flat out side by side,
-# eleven alternating rounds, ratio to a plain write, one / eight cameras: one fsync per GOP
-# with two in flight 0.53 / 0.70; grouped, two in flight, 8 MiB 0.69 / 0.87; grouped, one
+# in flight, none of it acknowledged (lifecycle.md W2). Measured flat out side by side
+# (125 MB rounds, eleven alternating, ratio to a plain write, one / eight cameras): one fsync
+# per GOP with two in flight 0.53 / 0.70; grouped, two in flight, 8 MiB 0.69 / 0.87; grouped, one
 # in flight, 16 MiB 0.74 / 0.91 (back-to-back fsyncs, each covering more). A 4 MiB bound
 # cost a seventh of that; 64 MiB gained 3 % more.
 SYNC_DEPTH = 1
 GROUP_MAX_BYTES = 16 << 20
+# When an fsync returns while the writer is busy, how soon the chunks left for the next one
+# are handed over if the writer has not done it itself (_hand_over_deferred).
+HANDOVER_RETRY_S = 0.05
 
 
 class SegmentFile:
@@ -193,16 +196,16 @@ class SegmentFile:
 
         ``behind``: waits for the fsync still running behind the writer on this file. Ours
         overlaps it (a close or a cut pays one fsync's wait, not two in a row); the file
-        closes only after it, since it uses the descriptor, and its failure fails the seal
-        even when ours returned (fsyncgate)."""
-        footer = fmt.pack_footer(self.entries, end_ns)
-        digest = self._sha.digest()
-        trailer = fmt.pack_trailer(
-            fmt.Trailer(self.offset, len(footer), zlib.crc32(footer), digest)
-        )
-        size = self.offset + len(footer) + len(trailer)
+        closes only after it, whatever fails, since it uses the descriptor, and its failure
+        fails the seal even when ours returned (fsyncgate)."""
         try:
             try:
+                footer = fmt.pack_footer(self.entries, end_ns)
+                digest = self._sha.digest()
+                trailer = fmt.pack_trailer(
+                    fmt.Trailer(self.offset, len(footer), zlib.crc32(footer), digest)
+                )
+                size = self.offset + len(footer) + len(trailer)
                 self.fs.writev(self.fd, [footer, trailer])
                 self.fs.fsync(self.fd)
                 if not self._dir_synced:
@@ -215,8 +218,8 @@ class SegmentFile:
         except OSError as exc:
             raise translate_oserror(exc, f"sealing {self.path}") from exc
         finally:
-            self.fs.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1  # never closed twice, even when close() fails
+            self.fs.close(fd)
         return size, digest.hex()
 
     def abandon(self) -> None:
@@ -885,17 +888,22 @@ class CameraWriter:
         if len(self._syncs) >= SYNC_DEPTH and self._unsynced_bytes() < GROUP_MAX_BYTES:
             return  # group commit: the next fsync covers these chunks too (GROUP_MAX_BYTES)
         self._wait_sync(keep=SYNC_DEPTH - 1)
+        self._submit_sync(now)
+
+    def _submit_sync(self, now: int) -> None:
+        """Hand the chunks closed since the last fsync to a sync job (W2)."""
         seg = self._seg
         assert seg is not None
-        rows, self._pending_rows = self._pending_rows, []
-        events, self._pending_events = self._pending_events, []
-        self._last_fsync_mono = now
+        rows, events = self._pending_rows, self._pending_events
         # The job indexes after the one before it: this segment's last sync, or for its first
         # the previous segment's seal (its rows and sealed row go first; a failed seal fails
         # this too), so rows and durable_end_ns advance in order. Chained jobs were all
         # submitted earlier, so they already run: the pools cannot deadlock.
         prev = self._syncs[-1] if self._syncs else self._sealing
         fut = self.store.syncer().submit(self._sync_job, seg, seg.offset, rows, events, prev)
+        # Only once the job holds them: a refused submit (a closing store) leaves them here.
+        self._pending_rows, self._pending_events = [], []
+        self._last_fsync_mono = now
         fut.add_done_callback(self._sync_done)
         self._syncs.append(fut)
 
@@ -936,6 +944,42 @@ class CameraWriter:
 
     def _sync_done(self, fut: Any) -> None:
         self._failed_behind(fut, "fsync behind the writer")
+        if fut.exception() is None:
+            self._hand_over_deferred()
+
+    def _hand_over_deferred(self) -> None:
+        """Group commit's follow-up, on the sync thread whose fsync just returned (or a
+        retry timer): the chunks left for the next fsync get it now, not when the camera
+        next closes a chunk, so a camera that goes quiet (a dropped source, a pause before
+        close()) leaves nothing unsynced and durable_end_ns moves on. Never blocks: a sync
+        thread waiting on a writer that waits on sync threads could stall the pool. While
+        the writer holds its lock, this tries again shortly."""
+        if not self._pending_rows or self._failed is not None or self._closed:
+            return
+        if not self._lock.acquire(blocking=False):
+            retry = threading.Timer(HANDOVER_RETRY_S, self._hand_over_deferred)
+            retry.daemon = True
+            retry.start()
+            return
+        try:
+            now = self.store.clock.monotonic_ns()
+            if (
+                self._seg is None
+                or not self._pending_rows
+                or self._failed is not None
+                or self._closed
+                or not self._fsync_due(now)
+                # one still running hands over when it returns; a failed one is the
+                # writer's to report (W5)
+                or any(not f.done() or f.exception() is not None for f in self._syncs)
+            ):
+                return
+            self._syncs.clear()  # all returned, none failed
+            self._submit_sync(now)
+        except RuntimeError:
+            pass  # the store is closing (its pools refuse work): close() fsyncs the rest
+        finally:
+            self._lock.release()
 
     def _wait_sync(self, keep: int = 0, report: bool = True) -> None:
         """Wait until at most ``keep`` fsyncs run behind us. If one failed, stop (W5): abandon
