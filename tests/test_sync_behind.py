@@ -22,7 +22,7 @@ from vstore.fsutil import Fs
 from vstore.segment_writer import SYNC_DEPTH
 from vstore.store import open_store
 
-GATE_TIMEOUT_S = 3  # a test that fails must not hang the suite
+GATE_TIMEOUT_S = 30  # a test that fails must not hang the suite
 
 
 class GatedFs(Fs):
@@ -125,6 +125,26 @@ def test_chunks_left_for_the_next_fsync_get_it_when_the_camera_goes_quiet(store_
     assert fs.waiting == SYNC_DEPTH + 1  # one fsync for both
     rows = list(st.index.chunks(st.camera_num("cam"), 0, 2**62))
     wait_for(lambda: w.durable_end_ns == rows[-1].end_ns)
+    w.close()
+    assert check_store(st).ok
+    st.close()
+
+
+def test_chunks_left_over_are_handed_over_once_a_busy_writer_lets_go(store_dir):
+    """The same, but the writer is busy (holds its lock) when the running fsync returns: the
+    hand-over retries until it gets the lock, then fsyncs the chunks left over."""
+    fs = GatedFs()
+    st = open_store(store_dir, fs=fs)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 25 * SYNC_DEPTH + 51)
+    wait_for(lambda: fs.waiting == SYNC_DEPTH)
+    with w._lock:  # as a packet being written holds it
+        fs.gate.set()
+        wait_for(lambda: chunk_count(st) == SYNC_DEPTH)  # the gated fsync's own GOPs
+        time.sleep(3 * segment_writer.HANDOVER_RETRY_S)  # retries find the lock taken
+        assert fs.waiting == SYNC_DEPTH
+    wait_for(lambda: chunk_count(st) == SYNC_DEPTH + 2, "the GOPs left over were never fsynced")
+    assert fs.waiting == SYNC_DEPTH + 1
     w.close()
     assert check_store(st).ok
     st.close()

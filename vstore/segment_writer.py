@@ -219,7 +219,10 @@ class SegmentFile:
             raise translate_oserror(exc, f"sealing {self.path}") from exc
         finally:
             fd, self.fd = self.fd, -1  # never closed twice, even when close() fails
-            self.fs.close(fd)
+            try:
+                self.fs.close(fd)
+            except OSError as exc:
+                raise translate_oserror(exc, f"closing {self.path}") from exc
         return size, digest.hex()
 
     def abandon(self) -> None:
@@ -336,6 +339,7 @@ class CameraWriter:
         self._chunk_flags = 0
         self._chunk_start_ns = 0
         self._closed = False
+        self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
@@ -957,9 +961,14 @@ class CameraWriter:
         if not self._pending_rows or self._failed is not None or self._closed:
             return
         if not self._lock.acquire(blocking=False):
-            retry = threading.Timer(HANDOVER_RETRY_S, self._hand_over_deferred)
-            retry.daemon = True
-            retry.start()
+            if not self._handover_armed:  # one retry at a time per writer
+                self._handover_armed = True
+                retry = threading.Timer(HANDOVER_RETRY_S, self._retry_handover)
+                retry.daemon = True
+                try:
+                    retry.start()
+                except RuntimeError:  # no thread to be had: the next chunk or close() will
+                    self._handover_armed = False
             return
         try:
             now = self.store.clock.monotonic_ns()
@@ -976,10 +985,18 @@ class CameraWriter:
                 return
             self._syncs.clear()  # all returned, none failed
             self._submit_sync(now)
-        except RuntimeError:
-            pass  # the store is closing (its pools refuse work): close() fsyncs the rest
+        except RuntimeError as exc:  # the sync pool refused the job (interpreter exit)
+            log.warning(
+                "camera %s: chunks left for the next fsync wait for close(): %s",
+                self.camera_id,
+                exc,
+            )
         finally:
             self._lock.release()
+
+    def _retry_handover(self) -> None:
+        self._handover_armed = False
+        self._hand_over_deferred()
 
     def _wait_sync(self, keep: int = 0, report: bool = True) -> None:
         """Wait until at most ``keep`` fsyncs run behind us. If one failed, stop (W5): abandon
