@@ -66,6 +66,22 @@ def wait_for(cond, what: str = "condition") -> None:
         time.sleep(0.01)
 
 
+def close_in_thread(w) -> tuple[threading.Thread, list[VstoreError]]:
+    """Start ``w.close()`` on a thread and give it half a second; its errors land in the list."""
+    errors: list[VstoreError] = []
+
+    def close():
+        try:
+            w.close()
+        except VstoreError as exc:
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)
+    return closer, errors
+
+
 def chunk_count(st) -> int:
     return len(list(st.index.chunks(st.camera_num("cam"), 0, 2**62)))
 
@@ -205,17 +221,7 @@ def test_seal_fsyncs_beside_the_fsync_behind_it_and_fails_with_it(store_dir):
     st = open_store(store_dir, fs=fs)
     w = st.writer("cam", [VIDEO], start_ns=START_NS)
     push(w, 30)  # one GOP closed, its fsync held at the gate; five frames open
-    errors: list[VstoreError] = []
-
-    def close():
-        try:
-            w.close()
-        except VstoreError as exc:
-            errors.append(exc)
-
-    closer = threading.Thread(target=close)
-    closer.start()
-    closer.join(0.5)
+    closer, errors = close_in_thread(w)
     assert closer.is_alive(), "the seal finished before the fsync behind it"
     assert fs.direct >= 1, "the seal waited for the fsync behind it before its own"
     fs.gate.set()
@@ -237,17 +243,7 @@ def test_close_on_a_full_disk_waits_for_the_fsync_behind_it_before_closing_the_f
     w = st.writer("cam", [VIDEO], start_ns=START_NS)
     push(w, 30)  # one GOP closed, its fsync held at the gate; five frames open
     fs.enospc = True
-    errors: list[VstoreError] = []
-
-    def close():
-        try:
-            w.close()
-        except VstoreError as exc:
-            errors.append(exc)
-
-    closer = threading.Thread(target=close)
-    closer.start()
-    closer.join(0.5)
+    closer, errors = close_in_thread(w)
     assert closer.is_alive(), "close() abandoned the file while its fsync was running"
     fs.gate.set()
     closer.join(GATE_TIMEOUT_S)
