@@ -905,7 +905,7 @@ class CameraWriter:
         # submitted earlier, so they already run: the pools cannot deadlock.
         prev = self._syncs[-1] if self._syncs else self._sealing
         fut = self.store.syncer().submit(self._sync_job, seg, seg.offset, rows, events, prev)
-        # Only once the job holds them: a refused submit (a closing store) leaves them here.
+        # Only once the job holds them: a refused submit (interpreter exit) leaves them here.
         self._pending_rows, self._pending_events = [], []
         self._last_fsync_mono = now
         fut.add_done_callback(self._sync_done)
