@@ -80,25 +80,21 @@ def _recording(d: Path, fsync_interval_s: float, packets: list[bytes], cameras: 
             w.write_raw(0, i * 3600, i * 3600, False, packets[i])
         w.flush()
 
-    def one(w):
-        wr = w.write_raw
-        for i in range(WARM_PACKETS, len(packets)):
-            wr(0, i * 3600, i * 3600, False, packets[i])
-        w.close()
-
+    jobs = [_Camera(w, packets) for w in writers]
     t0 = time.perf_counter()
     if cameras == 1:
-        one(writers[0])
+        while jobs[0].run_some():  # on this thread: no pool for one camera
+            pass
     else:
-        jobs = [_Camera(w, packets) for w in writers]
         pool = writer_pool.shared()
         for job in jobs:
             pool.schedule(job)
         for job in jobs:
             if not job.done.wait(JOB_TIMEOUT_S):
                 raise TimeoutError("a camera's writer work did not finish")
-            if job.error is not None:
-                raise job.error
+    for job in jobs:
+        if job.error is not None:
+            raise job.error
     st.close()
     return time.perf_counter() - t0
 
