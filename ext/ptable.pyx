@@ -80,14 +80,14 @@ cdef class PacketTable:
         cdef unsigned char *p = &buf[0]
         cdef int64_t *d = <int64_t *>p
         # Little-endian hosts only (x86_64, aarch64); the pure twin handles the others.
-        with nogil:
-            d[0] = self._dts[0]
-            for i in range(1, n):
-                d[i] = self._dts[i] - self._dts[i - 1]
-            memcpy(p + 8 * n, self._cts, 4 * n)
-            memcpy(p + 12 * n, self._size, 4 * n)
-            memcpy(p + 16 * n, self._flags, n)
-            memcpy(p + 17 * n, self._track, n)
+        # A few KiB at most: the GIL stays held (see nal_flags on why a short release costs).
+        d[0] = self._dts[0]
+        for i in range(1, n):
+            d[i] = self._dts[i] - self._dts[i - 1]
+        memcpy(p + 8 * n, self._cts, 4 * n)
+        memcpy(p + 12 * n, self._size, 4 * n)
+        memcpy(p + 16 * n, self._flags, n)
+        memcpy(p + 17 * n, self._track, n)
         return bytes(out)
 
 
