@@ -136,6 +136,7 @@ def test_clip_cli_fresh_process(benchmark, footage):
         format_time(T0 + footage["end"] * NS),
         "-o",
         str(out),
+        "-y",  # every round writes the same file
     ]
     benchmark.pedantic(
         lambda: subprocess.run(args, check=True, capture_output=True), rounds=5, iterations=1

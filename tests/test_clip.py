@@ -291,8 +291,14 @@ def test_snapshot_jpeg_cli_and_errors(recorded, tmp_path, capsys):
     out = tmp_path / "f.jpg"
     assert snapshot_cli("2025-01-17T01:00:05Z", out) == 0
     assert out.read_bytes()[:2] == b"\xff\xd8"
-    assert snapshot_cli("2025-01-17T00:00:00Z", out) == 3  # before the recording
+    assert snapshot_cli("2025-01-17T00:00:00Z", tmp_path / "g.jpg") == 3  # before the recording
     assert snapshot_cli("2025-01-17T01:00:05Z", tmp_path / "f.gif") == 2  # bad format
+    # An existing file is replaced only when asked.
+    capsys.readouterr()
+    assert snapshot_cli("2025-01-17T01:00:05Z", out) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["snapshot", "--store", store, "--camera", "cam", "--at",
+                 "2025-01-17T01:00:05Z", "-o", str(out), "-y"]) == 0  # fmt: skip
 
 
 def test_codec_change_ends_mp4_but_ts_continues(tmp_path, media):

@@ -110,8 +110,14 @@ def _open(url: str, options: dict[str, str] | None = None, timeout_s: float = 10
         return av.open(url, "r", options=options or {}, timeout=timeout_s)
     except FileNotFoundError:
         raise SourceError(f"{url}: no such file") from None
-    except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open {url}: {exc}") from exc
+    except av.FFmpegError as exc:
+        # FFmpeg's text without its errno (AVERROR codes such as 1094995529 mean nothing to
+        # a person), then what it usually means for a file.
+        why = exc.strerror or str(exc)
+        hint = " (not a recording FFmpeg can read)" if "Invalid data" in why else ""
+        raise SourceError(f"cannot open {url}: {why}{hint}") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
 
 
 @dataclass
@@ -124,6 +130,11 @@ class ImportResult:
     end_ns: int | None
     stats: dict[str, Any]
     ignored: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+# A file whose container declares this much more than could be read is called truncated.
+TRUNCATED_MIN_S = 1.0
 
 
 def import_file(
@@ -154,6 +165,9 @@ def import_file(
                     f"{_fmt(prev.end_ns)}; import after it or under another camera id"
                 )
         duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
+        # MPEG-TS has no declared length (FFmpeg estimates one from the bitrate): only a
+        # container that states its duration can show that the file was cut short.
+        declared_s = duration if "mpegts" not in container.format.name else 0.0
         streams = [container.streams[i] for i in src.stream_to_track]
         writer = store.writer(camera_id, src.tracks, start_ns=start_ns)
         mapping = src.stream_to_track
@@ -190,15 +204,24 @@ def import_file(
             f"{stats.dropped_no_params})"
         )
     last_row = store.index.last_segment(writer.camera_num)
+    end_ns = last_row.end_ns if last_row else None
+    warnings = []
+    read_s = (end_ns - start_ns) / 1e9 if end_ns is not None else 0.0
+    if declared_s and declared_s - read_s > TRUNCATED_MIN_S:
+        warnings.append(
+            f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
+            "the file may be truncated (what was read is stored)"
+        )
     return ImportResult(
         camera=camera_id,
         packets=stats.packets,
         bytes=stats.bytes,
         segments=stats.segments,
         start_ns=start_ns,
-        end_ns=last_row.end_ns if last_row else None,
+        end_ns=end_ns,
         stats=stats.as_dict(),
         ignored=src.ignored,
+        warnings=tuple(warnings),
     )
 
 
@@ -282,6 +305,13 @@ class Recorder:
     def _deadline_passed(self, t0: float) -> bool:
         return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
 
+    def _pause(self, t0: float, backoff_s: float) -> bool:
+        """Wait out a reconnect backoff, but not past the deadline (--duration 8 against a
+        refused source must stop at 8 s, not at the end of an 8 s backoff). True: stopped."""
+        if self.duration_s is not None:
+            backoff_s = max(0.0, min(backoff_s, t0 + self.duration_s - time.monotonic()))
+        return self.stop_event.wait(backoff_s)
+
     def run(self) -> RecorderStatus:
         """Blocking: demux in this thread; the writer pool writes."""
         t0 = time.monotonic()
@@ -298,7 +328,7 @@ class Recorder:
                     if not self.reconnect or is_file:
                         raise
                     log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, exc, backoff)
-                    if self.stop_event.wait(backoff):
+                    if self._pause(t0, backoff):
                         break
                     backoff = min(backoff * 2, self.backoff_max_s)
                     continue
@@ -323,7 +353,7 @@ class Recorder:
                     break
                 if not self.stop_event.is_set() and not self._deadline_passed(t0):
                     log.warning("camera %s: source ended; reconnecting", self.camera_id)
-                    if self.stop_event.wait(backoff):
+                    if self._pause(t0, backoff):
                         break
                     backoff = min(backoff * 2, self.backoff_max_s)
         finally:

@@ -245,7 +245,9 @@ def build_moov(
 ) -> bytes:
     """The moov box, with chunk offsets ``base`` + each track's mdat-relative offsets
     (64-bit ones when ``wide``)."""
-    created = created_unix_s + _EPOCH_1904_S
+    # MP4 counts from 1904 and cannot say earlier: footage imported with an older start gets
+    # 0 (the clip keeps its real start in its vstore_start tag).
+    created = max(0, created_unix_s + _EPOCH_1904_S)
     preps = list(prepared) if prepared is not None else [_prepare(t) for t in tracks]
     ends = [p.end * MOVIE_TIMESCALE // t.timescale for t, p in zip(tracks, preps, strict=True)]
     movie_end = max(ends) if ends else 0

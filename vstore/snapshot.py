@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from vstore import format as fmt
 from vstore.errors import NotFound, UsageError, VstoreError
+from vstore.fsutil import translate_oserror
 from vstore.segment_reader import chunk_packets
 from vstore.store import Store
 from vstore.timebase import format_time
@@ -99,13 +101,17 @@ def snapshot(store: Store, camera_id: str, at_ns: int, out: str | os.PathLike[st
         raise UsageError("snapshot output must end in .jpg, .jpeg or .png")
     frame, wall = decode_frame_at(store, camera_id, at_ns)
     codec, pix_fmt = enc
-    with av.open(str(path), "w", format="image2") as o:
-        s = o.add_stream(codec, rate=1)
-        s.width, s.height, s.pix_fmt = frame.width, frame.height, pix_fmt
-        img = frame.reformat(format=pix_fmt)
-        img.pts = 0
-        for pkt in s.encode(img):
-            o.mux(pkt)
-        for pkt in s.encode(None):
-            o.mux(pkt)
+    # Encoded in memory, then written in one go: a failed write is one clear error, and a
+    # failed encode leaves no file behind.
+    cc = av.CodecContext.create(codec, "w")
+    cc.width, cc.height, cc.pix_fmt = frame.width, frame.height, pix_fmt
+    cc.time_base = Fraction(1, 1)
+    img = frame.reformat(format=pix_fmt)
+    img.pts = 0
+    data = b"".join(bytes(pkt) for pkt in [*cc.encode(img), *cc.encode(None)])
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise translate_oserror(exc, f"cannot write the snapshot to {path}") from exc
     return Snapshot(camera_id, at_ns, wall, frame.width, frame.height, str(path))

@@ -26,7 +26,7 @@ from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
-from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange
+from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, check_time_ns, format_time
 
 if TYPE_CHECKING:
     from vstore.segment_writer import CameraWriter
@@ -40,6 +40,8 @@ SYNC_THREADS = 32
 
 def resolve_store_path(arg: str | None) -> Path:
     """--store, else $VSTORE_STORE, else ./vstore-data."""
+    if arg is not None and not arg.strip():
+        raise UsageError("the store path is empty")
     return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
 
 
@@ -76,8 +78,6 @@ class CameraSummary(NamedTuple):
     recorded_ns: int
 
     def as_json(self) -> dict[str, Any]:
-        from vstore.timebase import format_time
-
         return {
             "camera": self.camera,
             "first": format_time(self.first_ns) if self.first_ns is not None else None,
@@ -125,8 +125,10 @@ class Store:
             if read_only or not create:
                 raise NotFound(f"no store at {self.root}")
             self.root.mkdir(parents=True)
+        elif not self.root.is_dir():
+            raise NotFound(f"{self.root} is not a vstore store (it is not a directory)")
         self.config: StoreConfig = load_config(self.layout.config_path)
-        self.uuid = self._load_meta(read_only)
+        self.uuid = self._load_meta(read_only or not create)
         self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
         self._writers: dict[str, CameraWriter] = {}
         self._lock = threading.Lock()
@@ -139,17 +141,19 @@ class Store:
         if not read_only and recover:
             self.last_recovery = self.recover()
 
-    def _load_meta(self, read_only: bool) -> str:
+    def _load_meta(self, existing_only: bool) -> str:
+        """The store's uuid, from meta.json; a new store gets one unless ``existing_only``."""
         p = self.layout.meta_path
         if p.exists():
             try:
                 return str(json.loads(p.read_text())["uuid"])
             except (ValueError, KeyError) as exc:
                 raise VstoreError(f"{p} is unreadable: {exc}") from exc
-        if read_only:
+        if existing_only:
             if not self.layout.index_dir.exists():
                 raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
-            return ""
+            if self.read_only:
+                return ""
         u = str(uuid.uuid4())
         tmp = p.with_suffix(".tmp")
         tmp.write_text(json.dumps({"uuid": u, "segment_format": fmt.FORMAT_VERSION}) + "\n")
@@ -218,6 +222,8 @@ class Store:
         """
         if self.read_only:
             raise UsageError("store opened read-only")
+        if start_ns is not None:
+            check_time_ns(start_ns)  # before the camera is registered
         with self._lock:
             if camera_id in self._writers:
                 raise UsageError(f"camera {camera_id!r} already has an open writer")
@@ -417,7 +423,11 @@ class Store:
         num = self.camera_num(camera_id)
         rows = [
             r
-            for r in self.index.segments(num, start_ns or -(2**63), end_ns or 2**63 - 1)
+            for r in self.index.segments(
+                num,
+                -(2**63) if start_ns is None else start_ns,
+                2**63 - 1 if end_ns is None else end_ns,
+            )
             if r.state == "sealed" or r.end_ns > r.start_ns
         ]
         # An open segment's extent is known from its indexed chunks.
@@ -433,8 +443,18 @@ class Store:
                 spans.append((r.start_ns, last.end_ns))
             else:
                 spans.append((r.start_ns, r.end_ns))
-        lo = start_ns if start_ns is not None else (spans[0][0] if spans else 0)
-        hi = end_ns if end_ns is not None else (spans[-1][1] if spans else lo + 1)
+        if not spans and (start_ns is None or end_ns is None):
+            # An open end defaults to the footage's own; with none there, there is no range
+            # to show (a range given in full is shown, as one gap).
+            where = "".join(
+                (
+                    f" from {format_time(start_ns)}" if start_ns is not None else "",
+                    f" up to {format_time(end_ns)}" if end_ns is not None else "",
+                )
+            )
+            raise NotFound(f"camera {camera_id!r} has no footage{where}")
+        lo = start_ns if start_ns is not None else spans[0][0]
+        hi = end_ns if end_ns is not None else spans[-1][1]
         rng = TimeRange(lo, max(hi, lo + 1))
         covered: list[tuple[int, int]] = []
         for s, e in spans:

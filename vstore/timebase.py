@@ -20,6 +20,12 @@ NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
 GAP_TOLERANCE_NS = NS_PER_S // 2  # footage further apart than this has a gap between
 
+# The instants vstore accepts: [1900-01-01, 2200-01-01) UTC. Index keys hold a signed 64-bit
+# nanosecond count (1677..2262); the margin keeps range arithmetic on accepted times (an end
+# plus a retention period, a GOP, a clip's padding) inside it. docs/design/time.md.
+MIN_TIME_NS = -2_208_988_800 * NS_PER_S  # 1900-01-01T00:00:00Z
+MAX_TIME_NS = 7_258_118_400 * NS_PER_S  # 2200-01-01T00:00:00Z (exclusive)
+
 _UNITS_NS = {
     "ns": 1,
     "us": NS_PER_US,
@@ -102,9 +108,15 @@ def parse_time_ns(text: str, now_ns: int | None = None) -> int:
     if now_ns is None:
         now_ns = time.time_ns()
     if s.lower() == "now":
-        return now_ns
+        return check_time_ns(now_ns, text)
     if s.startswith("-"):
-        return now_ns - parse_duration_ns(s[1:])
+        try:
+            ago_ns = parse_duration_ns(s[1:])
+        except UsageError:
+            raise UsageError(
+                f"bad relative time {text!r}: use e.g. -90s, -15m, -1h30m, -2d"
+            ) from None
+        return check_time_ns(now_ns - ago_ns, text)
     try:
         dt = datetime.fromisoformat(s)
     except ValueError as exc:
@@ -114,7 +126,28 @@ def parse_time_ns(text: str, now_ns: int | None = None) -> int:
         ) from exc
     if dt.tzinfo is None:
         raise UsageError(f"time {text!r} has no UTC offset: add Z or +HH:MM")
-    return datetime_to_ns(dt)
+    try:
+        t_ns = datetime_to_ns(dt)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before datetime.min in UTC
+        t_ns = MIN_TIME_NS - 1
+    return check_time_ns(t_ns, text)
+
+
+def check_time_ns(t_ns: int, text: str | None = None) -> int:
+    """``t_ns`` if vstore accepts that instant (MIN_TIME_NS <= t < MAX_TIME_NS), else a
+    UsageError naming the time as the user wrote it (``text``) or as ISO 8601."""
+    if MIN_TIME_NS <= t_ns < MAX_TIME_NS:
+        return t_ns
+    if text is None:
+        try:
+            text = format_time(t_ns)
+        except (OverflowError, ValueError):  # beyond datetime's years 1..9999
+            text = f"{t_ns} ns since 1970"
+    shown = repr(text)
+    raise UsageError(
+        f"time {shown} is outside the range vstore stores: "
+        "1900-01-01T00:00:00Z up to 2200-01-01T00:00:00Z"
+    )
 
 
 def datetime_to_ns(dt: datetime) -> int:
@@ -163,6 +196,8 @@ class TimeRange(_Range):
     __slots__ = ()
 
     def __new__(cls, start_ns: int, end_ns: int) -> Self:
+        check_time_ns(start_ns)
+        check_time_ns(end_ns - 1)  # half-open: 2200-01-01 itself may end a range
         if end_ns <= start_ns:
             raise UsageError(
                 f"empty or inverted time range: {format_time(start_ns)} .. {format_time(end_ns)}"

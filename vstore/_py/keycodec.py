@@ -14,7 +14,9 @@ _BIAS = 1 << 63
 
 
 def encode_key(prefix: bytes, camera: int, t_ns: int) -> bytes:
-    return _KEY.pack(prefix, camera, (t_ns + _BIAS) & 0xFFFFFFFFFFFFFFFF)
+    if not -_BIAS <= t_ns < _BIAS:  # as the compiled twin: never a key that wraps around
+        raise OverflowError(f"time {t_ns} ns does not fit an index key")
+    return _KEY.pack(prefix, camera, t_ns + _BIAS)
 
 
 def decode_key(key: bytes) -> tuple[bytes, int, int]:

@@ -7,7 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+from vstore.cli.common import (
+    add_json_arg,
+    add_store_arg,
+    fmt_bytes,
+    print_json,
+    progress_bar,
+    refuse_overwrite,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="end time (exclusive); relative: --to=-5m",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="output file ('-' for stdout)")
+    p.add_argument(
+        "-y", "--overwrite", action="store_true", help="replace FILE if it exists (else refused)"
+    )
     p.add_argument(
         "--format",
         choices=["mp4", "fmp4", "ts"],
@@ -46,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         fmt = {"ts": "ts", "m4s": "fmp4"}.get(suffix, "mp4")
     if not args.plan and not args.output:
         raise UsageError("give -o FILE (or --plan)")
+    if not args.plan and args.output == "-" and args.json:
+        raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
+    if not args.plan and args.output != "-":
+        refuse_overwrite(args.output, args.overwrite)
     with open_store(args.store, read_only=True) as store:
         plan = plan_clip(store, args.camera, start, end)
         if args.plan:

@@ -59,6 +59,15 @@ def fmt_time(t_ns: int | None, tz: tzinfo) -> str:
     return "-" if t_ns is None else format_time(t_ns, tz)
 
 
+def refuse_overwrite(path: str, overwrite: bool) -> None:
+    """An existing output file is replaced only when asked (-y/--overwrite), as FFmpeg does:
+    a clip written over the wrong file could destroy an earlier export."""
+    import os
+
+    if not overwrite and os.path.lexists(path):
+        raise UsageError(f"{path} exists: give -y (--overwrite) to replace it")
+
+
 def fmt_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -68,9 +77,24 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+_json_printed = False
+
+
 def print_json(doc: Any) -> None:
+    global _json_printed
+    _json_printed = True
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+def json_printed(reset: bool = False) -> bool:
+    """Whether this command printed a JSON document (the dispatcher then adds no error one);
+    ``reset`` starts a new command (``main()`` may run several in one process)."""
+    global _json_printed
+    printed = _json_printed
+    if reset:
+        _json_printed = False
+    return printed
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:

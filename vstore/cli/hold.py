@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    with open_store(args.store) as store:
+    # Never a new store: a hold placed in a mistyped one would leave the footage unheld.
+    with open_store(args.store, create=False) as store:
         # The hold is recorded first (the index is the authority); mirroring it onto S3
         # object legal holds comes second and may fail on its own.
         if args.action == "sync":
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             hold = None
         elif args.action == "add":
             by = args.by or getpass.getuser()
+            store.camera_num(args.camera)  # NotFound, naming the cameras there are
             hold = add_hold(
                 store,
                 args.camera,

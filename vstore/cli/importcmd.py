@@ -4,6 +4,7 @@ keeping its frame timing: packets are remuxed, never re-encoded."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, fmt_time, print_json
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
         limiter = RateLimiter(rate) if rate else None
         r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
+    for w in r.warnings:  # on stderr, --json or not: stdout stays one document
+        print(f"vstore import: warning: {w}", file=sys.stderr)
     if args.json:
         print_json(
             {
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                 "segments": r.segments,
                 "stats": r.stats,
                 "ignored_streams": list(r.ignored),
+                "warnings": list(r.warnings),
                 "max_rate_bytes": rate,
             }
         )

@@ -95,8 +95,29 @@ def _command_in(argv: list[str]) -> str | None:
     return None
 
 
+# Options that take a time: a relative one (-15m) would look like an option to argparse.
+TIME_OPTIONS = ("--from", "--to", "--at")
+
+
+def _join_relative_times(argv: list[str]) -> list[str]:
+    """``--from -15m`` as ``--from=-15m``: argparse refuses a value that starts with a dash
+    and is not a number, and relative times are how people type them."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in TIME_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and nxt[1].isdigit():
+            out.append(f"{arg}={nxt}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _join_relative_times(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not args.command:
@@ -107,15 +128,19 @@ def main(argv: list[str] | None = None) -> int:
 
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vstore.cli.common import json_printed
     from vstore.errors import VstoreError
 
+    json_printed(reset=True)
     try:
         return int(modules[args.command].run(args) or 0)  # type: ignore[attr-defined]
     except VstoreError as exc:
         print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
+        _json_error(args, str(exc), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"vstore {args.command}: interrupted", file=sys.stderr)
+        _json_error(args, "interrupted", 130)
         return 130
     except BrokenPipeError:
         return 0
@@ -126,9 +151,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         try:
             print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
+            _json_error(args, str(exc), _os_error_code(exc))
         except OSError:
             pass
         return _os_error_code(exc)
+
+
+def _json_error(args: argparse.Namespace, message: str, code: int) -> None:
+    """Under --json a failed command still prints one JSON document on stdout (unless it
+    printed its own, with its partial results), so a script parses every outcome the same
+    way: ``{"error": {"command", "message", "exit_code"}}``."""
+    from vstore.cli import common
+
+    if getattr(args, "json", False) and not common.json_printed():
+        common.print_json(
+            {"error": {"command": args.command, "message": message, "exit_code": code}}
+        )
 
 
 def _os_error_code(exc: OSError) -> int:

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from vstore.layout import validate_camera_id
     from vstore.store import open_store
 
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError("--duration must be positive")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UsageError("--duration must be a positive number of seconds")  # not nan, not inf
     with open_store(args.store) as store:
         sources: list[tuple[str, str]] = []
         if args.all:

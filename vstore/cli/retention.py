@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     every = parse_duration_ns(args.every) / NS_PER_S if args.every else None
     while True:
         with (
-            open_store(args.store) as store,
+            open_store(args.store, create=False) as store,
             progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as bar,
         ):
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.cli.common import add_json_arg, add_store_arg, print_json
+from vstore.cli.common import add_json_arg, add_store_arg, print_json, refuse_overwrite
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,6 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", required=True, help="camera id")
     p.add_argument("--at", required=True, metavar="T", help="instant (ISO 8601, now, -5m)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="frame.jpg or .png")
+    p.add_argument(
+        "-y", "--overwrite", action="store_true", help="replace FILE if it exists (else refused)"
+    )
     add_json_arg(p)
 
 
@@ -22,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.timebase import format_time, parse_time_ns
 
     at = parse_time_ns(args.at)
+    refuse_overwrite(args.output, args.overwrite)
     with open_store(args.store, read_only=True) as store:
         snap = snapshot(store, args.camera, at, args.output)
     if args.json:

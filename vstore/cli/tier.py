@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.tiering import run_tiering
     from vstore.timebase import parse_duration_ns
 
-    with open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         url = args.to or store.config.tier.url
         if not url:
             raise UsageError("no tier: give --to s3://BUCKET/PREFIX (or set [tier] url)")
@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             except TierError as exc:
                 partial = getattr(exc, "result", None)
                 if args.json and partial is not None:
-                    print_json({"to": url, "dry_run": False, **partial.as_json()})
+                    print_json(
+                        {"to": url, "dry_run": False, **partial.as_json(), "error": str(exc)}
+                    )
                 raise
     if args.json:
         print_json({"to": url, "dry_run": args.dry_run, **res.as_json()})

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from vstore.timebase import format_duration, format_time, parse_time_ns
 
     tz = resolve_tz(args.tz)
-    start = parse_time_ns(args.start) if args.start else None
-    end = parse_time_ns(args.end) if args.end else None
+    start = parse_time_ns(args.start) if args.start is not None else None
+    end = parse_time_ns(args.end) if args.end is not None else None
     if start is not None and end is not None and end <= start:
         from vstore.errors import UsageError
 
@@ -65,5 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if tl.events:
         print("events:")
         for ev in tl.events:
-            print(f"  {fmt_time(ev['at_ns'], tz)}  {ev['kind']}  {ev['detail']}")
+            detail = ev["detail"]
+            if isinstance(detail, dict):  # key=value, as a person reads it
+                detail = ", ".join(f"{k}={v}" for k, v in detail.items())
+            print(f"  {fmt_time(ev['at_ns'], tz)}  {ev['kind']}  {detail}")
     return 0

@@ -8,10 +8,13 @@ or ``s3://BUCKET/PREFIX``.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vstore.errors import UsageError
 
 if TYPE_CHECKING:
     from vstore.ratelimit import RateLimiter
@@ -73,13 +76,26 @@ class BlobTier(abc.ABC):
         return None
 
 
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
 def open_tier(url: str) -> BlobTier:
-    """A tier from its URL: ``s3://BUCKET/PREFIX`` or ``file:///dir`` (or a plain path)."""
+    """A tier from its URL: ``s3://BUCKET/PREFIX`` or ``file:///dir`` (or a plain path).
+    Anything else with a scheme is refused: taken as a path, ``ftp://host/x`` would move
+    footage into a local directory named ``ftp:``."""
+    if not url.strip():
+        raise UsageError("the tier URL is empty")
     if url.startswith("s3://"):
         from vstore.tier.s3 import S3Tier
 
         bucket, _, prefix = url[5:].partition("/")
         return S3Tier(bucket, prefix)
+    scheme = _SCHEME_RE.match(url)
+    if scheme and not url.startswith("file://"):
+        raise UsageError(
+            f"tier URL {url!r}: unsupported scheme {scheme.group(1)!r} "
+            "(use s3://BUCKET/PREFIX, file:///DIR or a plain directory path)"
+        )
     from vstore.tier.local import LocalTier
 
     path = url.removeprefix("file://")

@@ -1,0 +1,301 @@
+"""Bad or mistyped command-line input: refused with one clear line and a meaningful exit
+code before anything is saved, never a traceback, a new store at a typo, or footage moved to
+the wrong place. Each test is named after the failure it guards against."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import av
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_cli import seed
+from vstore import _native
+from vstore.cli.main import _join_relative_times, main
+from vstore.clip import plan_clip, write_clip
+from vstore.errors import UsageError
+from vstore.ingest import import_file
+from vstore.retention import list_holds
+from vstore.store import open_store
+from vstore.tier.base import open_tier
+from vstore.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time_ns
+
+AFTER_2200 = "2300-01-01T00:00:00Z"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [AFTER_2200, "1800-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "-99999999d"],
+)
+def test_time_outside_the_stored_range_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="outside the range"):
+        parse_time_ns(text)
+
+
+def test_range_edges_are_accepted_and_a_range_beyond_them_is_not():
+    assert parse_time_ns("1900-01-01T00:00:00Z") == MIN_TIME_NS
+    TimeRange(MAX_TIME_NS - 1, MAX_TIME_NS)  # a range may end at 2200-01-01 itself
+    with pytest.raises(UsageError):
+        TimeRange(MAX_TIME_NS - 1, MAX_TIME_NS + 1)
+    with pytest.raises(UsageError):
+        TimeRange(MIN_TIME_NS - 1, MIN_TIME_NS)
+
+
+def test_hold_far_in_the_future_is_refused_before_it_is_recorded(store_dir, capsys):
+    seed(store_dir)
+    argv = ["hold", "add", "--store", str(store_dir), "--camera", "cam", "--reason", "x"]
+    assert main([*argv, "--from", AFTER_2200, "--to", "2300-01-02T00:00:00Z"]) == 2
+    assert "outside the range" in one_line_error(capsys)
+    with open_store(store_dir, read_only=True) as st:
+        assert list_holds(st, include_released=True) == []
+
+
+def test_import_far_in_the_future_registers_no_camera(store_dir, media, capsys):
+    seed(store_dir)
+    src = media("bad-input.ts", 2.0, gop_frames=25)
+    argv = ["import", str(src), "--store", str(store_dir), "--camera", "fut"]
+    assert main([*argv, "--start", AFTER_2200]) == 2
+    one_line_error(capsys)
+    with open_store(store_dir) as st:
+        assert [c.camera for c in st.cameras()] == ["cam"]
+        with pytest.raises(UsageError, match="outside the range"):
+            st.writer("fut", [], start_ns=10**19 // 2 * 2)  # the library refuses it too
+        assert [c.camera for c in st.cameras()] == ["cam"]
+
+
+@pytest.mark.parametrize("argv", [["timeline", "--from", AFTER_2200], ["timeline", "--to", AFTER_2200],
+                                  ["snapshot", "--at", AFTER_2200, "-o", "x.jpg"]])  # fmt: skip
+def test_reads_far_in_the_future_are_refused_not_crashed(store_dir, capsys, argv):
+    seed(store_dir)
+    assert main([*argv, "--store", str(store_dir), "--camera", "cam"]) == 2
+    assert "outside the range" in one_line_error(capsys)
+
+
+def test_key_codecs_refuse_a_time_that_would_wrap_around():
+    for name, mods in _native.implementations().items():
+        with pytest.raises(OverflowError):
+            mods["keycodec"].encode_key(b"c", 1, 1 << 63)
+        with pytest.raises(OverflowError):
+            mods["keycodec"].encode_key(b"c", 1, -(1 << 63) - 1)
+        assert mods["keycodec"].decode_key(mods["keycodec"].encode_key(b"c", 1, -5))[2] == -5, name
+
+
+def test_mp4_clip_of_footage_from_before_1904_is_written(tmp_path, media):
+    src = media("bad-input-old.ts", 2.0, gop_frames=25)
+    start_1900 = parse_time_ns("1900-01-01T00:00:00Z")
+    with open_store(tmp_path / "s") as st:
+        import_file(st, src, "old", start_1900)
+        plan = plan_clip(st, "old", start_1900 + 10**9, start_1900 + 2 * 10**9)
+        write_clip(st, plan, tmp_path / "old.mp4")
+    with av.open(str(tmp_path / "old.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 25
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "S3://bucket/p", "s3:/bucket", "http://h/b", " "])
+def test_tier_url_that_is_not_s3_or_a_directory_is_refused(url):
+    with pytest.raises(UsageError):
+        open_tier(url)
+
+
+def test_tier_run_to_an_unknown_scheme_moves_nothing(store_dir, tmp_path, capsys, monkeypatch):
+    seed(store_dir)
+    monkeypatch.chdir(tmp_path)
+    argv = ["tier", "run", "--store", str(store_dir), "--older-than", "0s", "--to", "ftp://x/y"]
+    assert main(argv) == 2
+    assert "unsupported scheme" in one_line_error(capsys)
+    assert not (tmp_path / "ftp:").exists()
+    with open_store(store_dir, read_only=True) as st:
+        assert st.cameras()[0].segments == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hold", "add", "--camera", "cam", "--from", "now", "--to=-1h", "--reason", "x"],
+        ["hold", "add", "--camera", "cam", "--from=-1h", "--to", "now", "--reason", "x"],
+        ["hold", "release", "1", "--by", "me"],
+        ["retention", "run", "--dry-run"],
+        ["tier", "run", "--dry-run", "--to", "/tmp/nowhere"],
+    ],
+)
+def test_write_commands_never_create_a_store_at_a_mistyped_path(tmp_path, capsys, argv):
+    typo = tmp_path / "typo"
+    code = main([*argv, "--store", str(typo)])
+    assert code in (2, 3)  # the inverted range of the first case is refused first
+    one_line_error(capsys)
+    assert not typo.exists()
+
+
+def test_rebuild_index_from_a_missing_directory_creates_no_store(tmp_path, capsys):
+    argv = ["rebuild-index", "--from", str(tmp_path / "nothing"), "--store", str(tmp_path / "s")]
+    assert main(argv) == 3
+    assert "no tier directory" in one_line_error(capsys)
+    assert not (tmp_path / "s").exists()
+
+
+def test_empty_store_path_is_refused_not_replaced_by_the_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["hold", "list", "--store", ""]) == 2
+    assert "store path is empty" in one_line_error(capsys)
+    assert not (tmp_path / "vstore-data").exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [["ls"], ["hold", "add", "--camera", "c", "--from=-1h", "--to=now", "--reason", "r"]]
+)
+def test_store_path_that_is_a_file_says_so(tmp_path, capsys, argv):
+    afile = tmp_path / "afile"
+    afile.write_text("not a store")
+    assert main([*argv, "--store", str(afile)]) == 3
+    err = one_line_error(capsys)
+    assert "not a vstore store" in err and ".tmp" not in err
+    assert afile.read_text() == "not a store"
+
+
+def test_clip_to_stdout_with_json_is_refused(store_dir, capsys):
+    seed(store_dir)
+    argv = ["clip", "--store", str(store_dir), "--camera", "cam", "--from", "2025-01-17T01:00:00Z"]
+    assert main([*argv, "--to", "2025-01-17T01:00:02Z", "-o", "-", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "both want stdout" in captured.err
+    assert json.loads(captured.out)["error"]["exit_code"] == 2  # stdout: one JSON document
+
+
+def test_clip_over_an_existing_file_needs_overwrite(store_dir, tmp_path, capsys):
+    seed(store_dir)
+    out = tmp_path / "evidence.mp4"
+    out.write_bytes(b"earlier export")
+    argv = ["clip", "--store", str(store_dir), "--camera", "cam", "--from", "2025-01-17T01:00:00Z"]
+    argv += ["--to", "2025-01-17T01:00:02Z", "-o", str(out)]
+    assert main(argv) == 2
+    assert "exists" in one_line_error(capsys)
+    assert out.read_bytes() == b"earlier export"
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes() != b"earlier export"
+
+
+@pytest.mark.parametrize("duration", ["nan", "inf", "-1", "0"])
+def test_record_duration_that_is_not_a_positive_number_is_refused(store_dir, capsys, duration):
+    argv = ["record", "tcp://127.0.0.1:1", "--camera", "a", "--store", str(store_dir)]
+    assert main([*argv, f"--duration={duration}"]) == 2
+    assert "--duration" in one_line_error(capsys)
+
+
+def test_record_stops_at_its_duration_while_a_refused_source_backs_off(store_dir, capsys):
+    # Backoffs of 0.5, 1, 2, 4 s: uncapped, the last one would end the run at 7.5 s.
+    argv = ["record", "tcp://127.0.0.1:1", "--camera", "a", "--store", str(store_dir)]
+    t0 = time.monotonic()
+    assert main([*argv, "--duration", "3.6"]) == 6  # recorded nothing: source unreadable
+    assert time.monotonic() - t0 < 5.5
+
+
+def test_relative_times_may_follow_their_option_after_a_space():
+    assert _join_relative_times(["clip", "--from", "-10m", "--to", "-5m", "-o", "-"]) == [
+        "clip", "--from=-10m", "--to=-5m", "-o", "-"]  # fmt: skip
+    assert _join_relative_times(["snapshot", "--at", "-5m"]) == ["snapshot", "--at=-5m"]
+    assert _join_relative_times(["x", "--from", "-v"]) == ["x", "--from", "-v"]  # not a time
+
+
+def test_readme_style_relative_range_reaches_the_command(store_dir, capsys):
+    seed(store_dir)
+    argv = ["timeline", "--store", str(store_dir), "--camera", "cam", "--from", "-1h"]
+    assert main(argv) == 3  # parsed (not argparse's exit 2): there is no footage in the last hour
+    assert "no footage from" in one_line_error(capsys)
+
+
+def test_json_error_is_one_json_document_on_stdout(tmp_path, capsys):
+    assert main(["ls", "--store", str(tmp_path / "none"), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["command"] == "ls" and doc["error"]["exit_code"] == 3
+    assert "no store" in doc["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["retention", "run", "--dry-run", "--camera", "nosuch"],
+        ["tier", "run", "--dry-run", "--to", "/tmp/t", "--camera", "nosuch"],
+        ["hold", "add", "--camera", "nosuch", "--from=-1h", "--to=now", "--reason", "r"],
+    ],
+)
+def test_unknown_camera_in_a_job_is_not_found_not_a_silent_no_op(store_dir, capsys, argv):
+    seed(store_dir)
+    assert main([*argv, "--store", str(store_dir)]) == 3
+    assert "unknown camera 'nosuch'" in one_line_error(capsys)
+    with open_store(store_dir, read_only=True) as st:
+        assert list_holds(st, include_released=True) == []
+
+
+def test_timeline_with_no_footage_in_an_open_range_is_not_found(store_dir, capsys):
+    seed(store_dir)
+    base = ["timeline", "--store", str(store_dir), "--camera", "cam"]
+    assert main([*base, "--from", "2026-01-01T00:00:00Z"]) == 3  # after the footage
+    assert "no footage from 2026" in one_line_error(capsys)
+    assert main([*base, "--to", "2020-01-01T00:00:00Z"]) == 3  # before it
+    assert "no footage up to 2020" in one_line_error(capsys)
+    # A range given in full is shown, even when all of it is a gap.
+    assert main([*base, "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-01T00:01:00Z"]) == 0
+    assert "GAP" in capsys.readouterr().out
+    assert main([*base, "--from", ""]) == 2  # empty is a bad time, not "not given"
+    one_line_error(capsys)
+
+
+def test_import_of_garbage_names_the_problem_without_an_errno(store_dir, tmp_path, capsys):
+    bad = tmp_path / "garbage.ts"
+    bad.write_bytes(b"\x00\x01garbage" * 1000)
+    argv = ["import", str(bad), "--camera", "x", "--start", "now", "--store", str(store_dir)]
+    assert main(argv) == 6
+    err = one_line_error(capsys)
+    assert "not a recording FFmpeg can read" in err and "Errno" not in err
+
+
+def test_snapshot_into_a_missing_directory_is_a_clear_error(store_dir, tmp_path, media, capsys):
+    with open_store(store_dir) as st:
+        import_file(st, media("bad-input.ts", 2.0, gop_frames=25), "cam", START_NS)
+    out = tmp_path / "nodir" / "f.jpg"
+    argv = ["snapshot", "--store", str(store_dir), "--camera", "cam", "-o", str(out)]
+    assert main([*argv, "--at", "2025-01-17T01:00:01Z"]) == 1
+    assert "cannot write the snapshot" in one_line_error(capsys)
+
+
+def test_seeded_footage_is_where_these_tests_assume():
+    assert parse_time_ns("2025-01-17T01:00:00Z") == START_NS
+
+
+def _faststart_copy(src, dst) -> None:
+    """Remux with the index (moov) first, as cameras and exporters often write MP4."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(i.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                o.mux(pkt)
+
+
+def test_import_of_a_truncated_mp4_warns_that_footage_is_missing(tmp_path, media, capsys):
+    whole = tmp_path / "whole.mp4"
+    _faststart_copy(media("bad-input-long.mp4", 6.0, gop_frames=25), whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    base = ["import", "--store", str(tmp_path / "s"), "--json", "--start"]
+    assert main([*base, "2025-01-17T01:00:00Z", str(whole), "--camera", "whole"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+    assert main([*base, "2025-01-17T01:00:00Z", str(cut), "--camera", "cut"]) == 0
+    captured = capsys.readouterr()
+    (warning,) = json.loads(captured.out)["warnings"]
+    assert "declares 6.0 s" in warning and "truncated" in warning
+    assert "may be truncated" in captured.err
+
+
+@pytest.mark.parametrize("text", ["-1x", "-", "--5m"])
+def test_bad_relative_time_is_named_as_the_user_typed_it(text):
+    with pytest.raises(UsageError, match=f"bad relative time '{text}'"):
+        parse_time_ns(text)
