@@ -83,12 +83,7 @@ def test_writer_floor(benchmark, page_cache_store, packet_bytes, n):
     (fewer calls) and a longer one goes as its packets' own buffers (no copy)."""
     packets = camera_packets(n, packet_bytes)
     gops = [packets[k : k + 50] for k in range(0, n, 50)]
-    state = {"round": 0}
-
-    def setup():
-        state["round"] += 1
-        path = page_cache_store / f"floor{state['round']}"
-        return (os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),), {}
+    setup = _new_file_each_round(page_cache_store, "floor")
 
     def run(fd):
         sha = hashlib.sha256()
@@ -116,12 +111,7 @@ def test_writer_floor_part(benchmark, page_cache_store, packet_bytes, n, part):
     packets = camera_packets(n, packet_bytes)
     gops = [packets[k : k + 50] for k in range(0, n, 50)]
     gops = [[b"".join(g)] if sum(map(len, g)) <= JOIN_MAX_BYTES else g for g in gops]
-    state = {"round": 0}
-
-    def setup():
-        state["round"] += 1
-        path = page_cache_store / f"floor-{part}{state['round']}"
-        return (os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),), {}
+    setup = _new_file_each_round(page_cache_store, f"floor-{part}")
 
     def run(fd):
         if part == "sha256":
@@ -138,3 +128,16 @@ def test_writer_floor_part(benchmark, page_cache_store, packet_bytes, n, part):
 
     benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
     benchmark.extra_info.update(packets=n, bytes=sum(map(len, packets)))
+
+
+def _new_file_each_round(directory, stem: str):
+    """A pytest-benchmark setup that opens a new file for each round (new page-cache pages,
+    as a segment file gets), passed to the timed function as its descriptor."""
+    state = {"round": 0}
+
+    def setup():
+        state["round"] += 1
+        path = directory / f"{stem}{state['round']}"
+        return (os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),), {}
+
+    return setup
