@@ -248,6 +248,7 @@ def adopt_orphan(store: Store, relpath: str) -> None:
         raise VstoreError("file name is not a segment name")
     start_ns, seg_id = parsed
     with SegmentReader.open(store.layout.path(relpath)) as rd:
+        _check_orphan_identity(store, relpath, rd.meta, start_ns, seg_id)
         try:
             rd.trailer()
         except CorruptSegment:
@@ -277,6 +278,8 @@ def adopt_orphan(store: Store, relpath: str) -> None:
         rd.verify()
         entries = rd.directory()
         meta = rd.meta
+    if not entries or entries[0].start_ns != start_ns:
+        raise VstoreError("its name's start time is not its first chunk's")
     cam = store.index.camera_num(meta.camera, create=True)
     assert cam is not None
     size = store.layout.path(relpath).stat().st_size
@@ -302,3 +305,26 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     )
     b.put(row.key(), row.value())
     store.index.commit(b)
+
+
+def _check_orphan_identity(
+    store: Store, relpath: str, meta: Any, start_ns: int, seg_id: int
+) -> None:
+    """Refuse to adopt a file whose name, place and header disagree (a copy, or a file moved
+    or renamed by hand): indexed under its name, it would give a camera footage it does not
+    have, or a second row for footage already indexed. A file that agrees sits at the one
+    path its camera, start and id allow, so an indexed segment is never adopted twice; a
+    foreign store's file may repeat an id (check_store's catalog allows for that)."""
+    from vstore import layout
+
+    if meta.segment_id != seg_id:
+        raise VstoreError(f"its header names segment {meta.segment_id}, its file name {seg_id}")
+    try:
+        layout.validate_camera_id(meta.camera)
+    except VstoreError:
+        raise VstoreError(f"its header names an invalid camera {meta.camera!r}") from None
+    expected = store.layout.segment_relpath(meta.camera, start_ns, seg_id)
+    if relpath != expected:
+        raise VstoreError(
+            f"a segment of camera {meta.camera!r} with its name belongs at {expected}"
+        )

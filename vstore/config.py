@@ -235,9 +235,18 @@ def parse_size_bytes(text: str | int) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
+def retention_limit(value: int, what: str) -> int:
+    """A retention age or size, which must be above 0: 0 would delete all footage."""
+    from vstore.errors import UsageError
+
+    if value <= 0:
+        raise UsageError(f"{what} must be more than 0 (0 would delete all unheld footage)")
+    return value
+
+
 def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> RetentionPolicy:
     from vstore.errors import UsageError
-    from vstore.timebase import parse_duration_ns
+    from vstore.timebase import parse_age_ns
 
     unknown = set(table) - {"max_age", "max_bytes", "tiered_max_age", "cameras"}
     if unknown:
@@ -245,11 +254,13 @@ def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> Retenti
     age, size, tiered_age = base.max_age_ns, base.max_bytes, base.tiered_max_age_ns
     try:
         if "max_age" in table:
-            age = parse_duration_ns(str(table["max_age"]))
+            age = retention_limit(parse_age_ns(table["max_age"], "max_age"), "max_age")
         if "max_bytes" in table:
-            size = parse_size_bytes(table["max_bytes"])
+            size = retention_limit(parse_size_bytes(table["max_bytes"]), "max_bytes")
         if "tiered_max_age" in table:
-            tiered_age = parse_duration_ns(str(table["tiered_max_age"]))
+            tiered_age = retention_limit(
+                parse_age_ns(table["tiered_max_age"], "tiered_max_age"), "tiered_max_age"
+            )
     except UsageError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     return RetentionPolicy(age, size, tiered_age)
@@ -383,7 +394,7 @@ def load_config(path: Path) -> StoreConfig:
 def _tier(doc: Any, where: str) -> TierConfig:
     from vstore.errors import UsageError
     from vstore.layout import validate_camera_id
-    from vstore.timebase import parse_duration_ns
+    from vstore.timebase import parse_age_ns
 
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [tier] must be a table")
@@ -403,7 +414,7 @@ def _tier(doc: Any, where: str) -> TierConfig:
         if "older_than" not in table:
             return default
         try:
-            return parse_duration_ns(str(table["older_than"]))
+            return parse_age_ns(table["older_than"], "older_than")
         except UsageError as exc:
             raise ConfigError(f"{where} [{sect}]: {exc}") from exc
 

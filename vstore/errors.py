@@ -39,6 +39,12 @@ class CorruptSegment(VstoreError):
     exit_code = 5
 
 
+class CorruptStore(VstoreError):
+    """A store file other than a segment (meta.json) is damaged."""
+
+    exit_code = 5
+
+
 class SourceError(VstoreError):
     """An input (file, URL, packet) cannot be read or makes no sense as video."""
 

@@ -48,6 +48,8 @@ def validate_camera_id(camera_id: str) -> str:
             f"bad camera id {camera_id!r}: 1-64 of letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+    if camera_id.endswith(SEGMENT_SUFFIX):  # its directory would pass for a segment file
+        raise UsageError(f"bad camera id {camera_id!r}: it may not end in {SEGMENT_SUFFIX}")
     return camera_id
 
 

@@ -37,6 +37,7 @@ class Hold:
     created_ns: int
     released_ns: int | None = None
     released_by: str | None = None
+    release_reason: str | None = None  # holds released before it was stored have None
 
     @property
     def active(self) -> bool:
@@ -64,6 +65,7 @@ class Hold:
             "active": self.active,
             "released": format_time(self.released_ns) if self.released_ns else None,
             "released_by": self.released_by,
+            "release_reason": self.release_reason,
         }
 
     def record(self) -> bytes:
@@ -82,6 +84,7 @@ class Hold:
                     "created_ns",
                     "released_ns",
                     "released_by",
+                    "release_reason",
                 )
             }
         ).encode()
@@ -202,7 +205,8 @@ def release_hold(
     needs are lifted (mirror)."""
     if not by.strip():
         raise UsageError("releasing a hold needs the name of who releases it (--by)")
-    raw = store.index.get(layout.hold_key(hold_id))
+    # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
+    raw = store.index.get(layout.hold_key(hold_id)) if 0 < hold_id < 1 << 64 else None
     if raw is None:
         raise NotFound(f"no hold #{hold_id}")
     import json
@@ -215,13 +219,15 @@ def release_hold(
         )
     from dataclasses import replace
 
-    done = replace(hold, released_ns=store.clock.wall_ns(), released_by=by.strip())
+    done = replace(
+        hold, released_ns=store.clock.wall_ns(), released_by=by.strip(), release_reason=reason
+    )
     b = Batch()
     b.put(layout.hold_key(hold_id), done.record())
     store.index.audit(
         "hold_release",
         done.released_by or "",
-        {**done.as_json(), "release_reason": reason},
+        done.as_json(),
         done.released_ns or 0,
         batch=b,
     )

@@ -21,7 +21,14 @@ from vstore import format as fmt
 from vstore import layout
 from vstore.clock import Clock, SystemClock
 from vstore.config import StoreConfig, load_config
-from vstore.errors import CorruptSegment, NotFound, StorageFull, UsageError, VstoreError
+from vstore.errors import (
+    CorruptSegment,
+    CorruptStore,
+    NotFound,
+    StorageFull,
+    UsageError,
+    VstoreError,
+)
 from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.packet import Packet
@@ -147,8 +154,8 @@ class Store:
         if p.exists():
             try:
                 return str(json.loads(p.read_text())["uuid"])
-            except (ValueError, KeyError) as exc:
-                raise VstoreError(f"{p} is unreadable: {exc}") from exc
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise CorruptStore(f"{p} is unreadable: {exc!r}") from exc
         if existing_only:
             if not self.layout.index_dir.exists():
                 raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")

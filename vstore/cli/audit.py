@@ -24,9 +24,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for r in recs:
         d = r["detail"]
-        what = ", ".join(
-            f"{k}={d[k]}" for k in ("id", "camera", "from", "to", "reason", "bytes") if k in d
-        )
+        # A release says why it was released; the hold's own reason is in its hold_add.
+        keys = ("id", "camera", "from", "to", "release_reason", "bytes")
+        if r["action"] != "hold_release":
+            keys = ("id", "camera", "from", "to", "reason", "bytes")
+        what = ", ".join(f"{k}={d[k]}" for k in keys if k in d)
         print(f"{format_time(r['at_ns'])}  #{r['seq']}  {r['action']:<13} by {r['by']}: {what}")
     if not recs:
         print("audit log is empty")

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             objects = sync_object_holds(store)
             hold = None
         elif args.action == "add":
-            by = args.by or getpass.getuser()
+            by = args.by if args.by is not None else getpass.getuser()
             store.camera_num(args.camera)  # NotFound, naming the cameras there are
             hold = add_hold(
                 store,

@@ -96,7 +96,7 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 # Options that take a time: a relative one (-15m) would look like an option to argparse.
-TIME_OPTIONS = ("--from", "--to", "--at")
+TIME_OPTIONS = ("--from", "--to", "--at", "--start")
 
 
 def _join_relative_times(argv: list[str]) -> list[str]:

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
             sources.append((validate_camera_id(cam), url))
         if not sources:
             raise UsageError("nothing to record: give URL --camera ID, or --all")
+        cams = [cam for cam, _ in sources]
+        if len(set(cams)) != len(cams):
+            twice = sorted({c for c in cams if cams.count(c) > 1})
+            raise UsageError(f"camera id(s) given more than once: {', '.join(twice)}")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         if not args.json:

@@ -24,15 +24,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.config import parse_size_bytes
-    from vstore.errors import StorageFull
+    from vstore.config import parse_size_bytes, retention_limit
+    from vstore.errors import StorageFull, UsageError
     from vstore.retention import run_retention, watermark_unmet_after
     from vstore.store import open_store
-    from vstore.timebase import NS_PER_S, format_time, parse_duration_ns
+    from vstore.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
 
-    max_age = parse_duration_ns(args.max_age) if args.max_age else None
-    max_bytes = parse_size_bytes(args.max_bytes) if args.max_bytes else None
-    every = parse_duration_ns(args.every) / NS_PER_S if args.every else None
+    max_age = max_bytes = None
+    if args.max_age is not None:
+        max_age = retention_limit(parse_age_ns(args.max_age, "--max-age"), "--max-age")
+    if args.max_bytes is not None:
+        max_bytes = retention_limit(parse_size_bytes(args.max_bytes), "--max-bytes")
+    every = parse_duration_ns(args.every) / NS_PER_S if args.every is not None else None
+    if every is not None and not 1 <= every <= 7 * 86400:
+        raise UsageError("--every must be within 1s..7d")
     while True:
         with (
             open_store(args.store, create=False) as store,

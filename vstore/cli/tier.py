@@ -40,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from vstore.errors import TierError, UsageError
     from vstore.store import open_store
     from vstore.tiering import run_tiering
-    from vstore.timebase import parse_duration_ns
+    from vstore.timebase import parse_age_ns
 
     with open_store(args.store, create=False) as store:
         url = args.to or store.config.tier.url
         if not url:
             raise UsageError("no tier: give --to s3://BUCKET/PREFIX (or set [tier] url)")
         # Without --older-than each camera tiers at its own configured hot age.
-        older = parse_duration_ns(args.older_than) if args.older_than else None
+        older = (
+            parse_age_ns(args.older_than, "--older-than") if args.older_than is not None else None
+        )
         if args.parallel is not None and not 1 <= args.parallel <= 64:
             raise UsageError("--parallel must be within 1..64")
         rate = parse_rate(args.max_rate) if args.max_rate else None

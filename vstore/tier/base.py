@@ -89,6 +89,8 @@ def open_tier(url: str) -> BlobTier:
         from vstore.tier.s3 import S3Tier
 
         bucket, _, prefix = url[5:].partition("/")
+        if not bucket:
+            raise UsageError(f"tier URL {url!r} names no bucket: use s3://BUCKET/PREFIX")
         return S3Tier(bucket, prefix)
     scheme = _SCHEME_RE.match(url)
     if scheme and not url.startswith("file://"):
