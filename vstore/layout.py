@@ -83,6 +83,24 @@ class StoreLayout:
     def leases_dir(self) -> Path:
         return self.root / "leases"
 
+    @property
+    def control_dir(self) -> Path:
+        """Requests to the process that holds the store open for writing (vstore.control)."""
+        return self.root / "control"
+
+    @property
+    def control_server_path(self) -> Path:
+        return self.control_dir / "server.json"
+
+    def control_request_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.request.json"
+
+    def control_running_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.running.json"
+
+    def control_response_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.response.json"
+
     def tier_cache_dir(self, tier_url: str) -> Path:
         """Where ranged reads of one tier are cached (disposable; one folder per tier)."""
         import hashlib

@@ -17,6 +17,7 @@ from typing import Any
 
 from vstore import layout
 from vstore.config import RetentionConfig, RetentionPolicy
+from vstore.control import job
 from vstore.errors import NotFound, UsageError, VstoreError
 from vstore.index import Batch, ChunkRow, SegmentRow
 from vstore.timebase import TimeRange, format_time
@@ -180,19 +181,20 @@ def add_hold(
         raise UsageError("a hold needs a reason")
     if not by.strip():
         raise UsageError("a hold needs the name of who places it (--by)")
-    hold = Hold(
-        store.index.new_hold_id(),
-        camera,
-        from_ns,
-        to_ns,
-        reason.strip(),
-        by.strip(),
-        store.clock.wall_ns(),
-    )
-    b = Batch()
-    b.put(layout.hold_key(hold.id), hold.record())
-    store.index.audit("hold_add", hold.by, hold.as_json(), hold.created_ns, batch=b)
-    store.index.commit(b, sync=True)
+    with store.retention_lock:  # never between a retention run's plan and its deletions
+        hold = Hold(
+            store.index.new_hold_id(),
+            camera,
+            from_ns,
+            to_ns,
+            reason.strip(),
+            by.strip(),
+            store.clock.wall_ns(),
+        )
+        b = Batch()
+        b.put(layout.hold_key(hold.id), hold.record())
+        store.index.audit("hold_add", hold.by, hold.as_json(), hold.created_ns, batch=b)
+        store.index.commit(b, sync=True)
     if mirror:
         _mirror(store, hold, "recorded")
     return hold
@@ -883,3 +885,70 @@ def run_retention(
     if dry_run:
         return plan, None
     return plan, apply_plan(store, plan, progress=progress)
+
+
+# --- jobs: what `vstore hold` and `vstore retention run` run, here or through the process
+# that holds the store open for writing (vstore.control) -------------------------------------
+
+
+@job("hold")
+def hold_job(
+    store: Any, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """``action`` add (camera, from_ns, to_ns, reason, by), release (id, by, reason) or sync:
+    the hold is recorded first (the index is the authority), then mirrored onto S3 object
+    legal holds, which may fail on its own (reported in ``objects.errors``)."""
+    action = params.get("action")
+    hold = None
+    if action == "sync":
+        objects = sync_object_holds(store)
+    elif action == "add":
+        store.camera_num(params["camera"])  # NotFound, naming the cameras there are
+        hold = add_hold(
+            store,
+            params["camera"],
+            int(params["from_ns"]),
+            int(params["to_ns"]),
+            params["reason"],
+            params["by"],
+            mirror=False,
+        )
+        objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    elif action == "release":
+        hold = release_hold(
+            store, int(params["id"]), params["by"], params.get("reason", ""), mirror=False
+        )
+        objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    else:
+        raise UsageError(f"unknown hold action {action!r}")
+    return {**(hold.as_json() if hold is not None else {}), "objects": objects.as_json()}
+
+
+@job("retention")
+def retention_job(
+    store: Any, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """One retention run (``cameras``, ``max_age_ns``, ``max_bytes``, ``dry_run``): the plan
+    and what applying it did, with the free space still missing below the watermark."""
+    dry_run = bool(params.get("dry_run"))
+    with store.retention_lock:  # one run at a time, and no hold change inside one (H1)
+        plan, res = run_retention(
+            store,
+            cameras=params.get("cameras"),
+            max_age_ns=params.get("max_age_ns"),
+            max_bytes=params.get("max_bytes"),
+            dry_run=dry_run,
+            progress=progress,
+        )
+    doc = plan.as_json()
+    if res is not None:
+        doc["deleted_segments"] = res.deleted_segments
+        doc["deleted_bytes"] = res.deleted_bytes
+        doc["skipped_leased"] = res.skipped_leased
+        doc["trimmed_segments"] = res.trimmed_segments
+        doc["trimmed_bytes"] = res.trimmed_bytes
+        doc["errors"] = res.errors
+    doc["dry_run"] = dry_run
+    doc["watermark_unmet_after_bytes"] = watermark_unmet_after(plan, res)
+    doc["disk_full"] = store.config.retention.disk_full
+    return doc

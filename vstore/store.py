@@ -143,7 +143,9 @@ class Store:
         self._tiers: dict[str, Any] = {}
         self._sealer: Any = None
         self._syncer: Any = None
-        self._retention_lock = threading.Lock()
+        # Held while retention runs or a hold changes: a hold committed between a run's plan
+        # and its deletions would not protect its footage (lifecycle H1).
+        self.retention_lock = threading.Lock()
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
             self.last_recovery = self.recover()
@@ -265,8 +267,13 @@ class Store:
                 f"free space {usage.free_bytes} B is below the watermark ({need} B) and "
                 "disk_full = stop-recording: run `vstore retention run` or free space"
             )
-        with self._retention_lock:
+        if not self.retention_lock.acquire(blocking=False):
+            return  # a retention run is under way (an operator's, through vstore.control): it
+            # frees space by the same watermark, and a camera must not stall behind it
+        try:
             plan, res = retention.run_retention(self, disk=usage)
+        finally:
+            self.retention_lock.release()
         if retention.watermark_unmet_after(plan, res):
             raise StorageFull(
                 "disk below the watermark and only held or in-use footage is left: recording "

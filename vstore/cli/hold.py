@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from vstore.control import run_job
     from vstore.errors import TierError
-    from vstore.retention import add_hold, list_holds, release_hold, sync_object_holds
+    from vstore.retention import list_holds
     from vstore.store import open_store
     from vstore.timebase import parse_time_ns
 
@@ -75,53 +76,45 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    # Never a new store: a hold placed in a mistyped one would leave the footage unheld.
-    with open_store(args.store, create=False) as store:
-        # The hold is recorded first (the index is the authority); mirroring it onto S3
-        # object legal holds comes second and may fail on its own.
-        if args.action == "sync":
-            objects = sync_object_holds(store)
-            hold = None
-        elif args.action == "add":
-            by = args.by if args.by is not None else getpass.getuser()
-            store.camera_num(args.camera)  # NotFound, naming the cameras there are
-            hold = add_hold(
-                store,
-                args.camera,
-                parse_time_ns(args.start),
-                parse_time_ns(args.end),
-                args.reason,
-                by,
-                mirror=False,
-            )
-            objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
-        else:
-            hold = release_hold(store, args.id, args.by, args.reason, mirror=False)
-            objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    params: dict[str, object] = {"action": args.action}
+    if args.action == "add":
+        params.update(
+            camera=args.camera,
+            from_ns=parse_time_ns(args.start),
+            to_ns=parse_time_ns(args.end),
+            reason=args.reason,
+            by=args.by if args.by is not None else getpass.getuser(),
+        )
+    elif args.action == "release":
+        params.update(id=args.id, by=args.by, reason=args.reason)
+    # Never a new store (a hold placed in a mistyped one would leave the footage unheld);
+    # a store a recorder holds open runs the job through it (vstore.control).
+    doc = run_job(args.store, "hold", params)
+    objects = doc["objects"]
     if args.json:
-        print_json({**(hold.as_json() if hold else {}), "objects": objects.as_json()})
-    elif hold is None:
+        print_json(doc)
+    elif args.action == "sync":
         print(
-            f"object legal holds: {objects.held} on, {objects.lifted} lifted, "
-            f"{objects.unsupported} on tiers without object lock"
+            f"object legal holds: {objects['held']} on, {objects['lifted']} lifted, "
+            f"{objects['unsupported']} on tiers without object lock"
         )
     elif args.action == "add":
         print(
-            f"hold #{hold.id} placed on {hold.camera} {fmt_time(hold.from_ns, tz)} .. "
-            f"{fmt_time(hold.to_ns, tz)} by {hold.by}"
+            f"hold #{doc['id']} placed on {doc['camera']} {fmt_time(doc['from_ns'], tz)} .. "
+            f"{fmt_time(doc['to_ns'], tz)} by {doc['by']}"
         )
-        if objects.held:
-            print(f"  {objects.held} tiered object(s) also under an S3 object legal hold")
+        if objects["held"]:
+            print(f"  {objects['held']} tiered object(s) also under an S3 object legal hold")
     else:
-        print(f"hold #{hold.id} released by {hold.released_by}")
-        if objects.lifted:
-            print(f"  object legal hold lifted on {objects.lifted} tiered object(s)")
-    if objects.errors:
-        for e in objects.errors[:10]:
+        print(f"hold #{doc['id']} released by {doc['released_by']}")
+        if objects["lifted"]:
+            print(f"  object legal hold lifted on {objects['lifted']} tiered object(s)")
+    if objects["errors"]:
+        for e in objects["errors"][:10]:
             print(f"vstore: warning: {e}", file=sys.stderr)
         raise TierError(
-            f"{len(objects.errors)} tiered object(s) could not be updated"
-            + (f"; hold #{hold.id} itself is recorded" if hold else "")
+            f"{len(objects['errors'])} tiered object(s) could not be updated"
+            + (f"; hold #{doc['id']} itself is recorded" if "id" in doc else "")
             + "; rerun `vstore hold sync` when the object store is reachable"
         )
     return 0

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore import heap
+    from vstore.control import ControlServer
     from vstore.errors import UsageError
     from vstore.ingest import record_many
     from vstore.layout import validate_camera_id
@@ -61,9 +62,16 @@ def run(args: argparse.Namespace) -> int:
                     + (f" for {args.duration:g}s" if args.duration else " (Ctrl-C stops)")
                 )
         heap.settle_for_recording()
-        statuses = record_many(
-            store, sources, duration_s=args.duration, stop=stop, reconnect=not args.no_reconnect
-        )
+        # This process holds the store for as long as it records: `vstore hold` and
+        # `vstore retention run` reach the store through it (vstore.control).
+        with ControlServer(store):
+            statuses = record_many(
+                store,
+                sources,
+                duration_s=args.duration,
+                stop=stop,
+                reconnect=not args.no_reconnect,
+            )
     failed = [s for s in statuses if s.last_error and not s.writer.get("packets")]
     if args.json:
         print_json({"cameras": [s.__dict__ for s in statuses]})

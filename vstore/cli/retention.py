@@ -25,9 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.config import parse_size_bytes, retention_limit
-    from vstore.errors import StorageFull, UsageError
-    from vstore.retention import run_retention, watermark_unmet_after
-    from vstore.store import open_store
+    from vstore.control import ControlError, run_job
+    from vstore.errors import StorageFull, StoreLocked, UsageError
     from vstore.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
 
     max_age = max_bytes = None
@@ -38,11 +37,14 @@ def run(args: argparse.Namespace) -> int:
     every = parse_duration_ns(args.every) / NS_PER_S if args.every is not None else None
     if every is not None and not 1 <= every <= 7 * 86400:
         raise UsageError("--every must be within 1s..7d")
+    params = {
+        "cameras": args.camera,
+        "max_age_ns": max_age,
+        "max_bytes": max_bytes,
+        "dry_run": args.dry_run,
+    }
     while True:
-        with (
-            open_store(args.store, create=False) as store,
-            progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as bar,
-        ):
+        with progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as bar:
 
             def progress(done: int, total: int) -> None:
                 if bar is not None:
@@ -50,44 +52,40 @@ def run(args: argparse.Namespace) -> int:
                     bar.n = done
                     bar.refresh()
 
-            plan, res = run_retention(
-                store,
-                cameras=args.camera,
-                max_age_ns=max_age,
-                max_bytes=max_bytes,
-                dry_run=args.dry_run,
-                progress=progress,
-            )
-            disk_full = store.config.retention.disk_full
-        doc = plan.as_json()
-        if res is not None:
-            doc["deleted_segments"] = res.deleted_segments
-            doc["deleted_bytes"] = res.deleted_bytes
-            doc["skipped_leased"] = res.skipped_leased
-            doc["trimmed_segments"] = res.trimmed_segments
-            doc["trimmed_bytes"] = res.trimmed_bytes
-            doc["errors"] = res.errors
-        doc["dry_run"] = args.dry_run
+            # Never a new store; a store a recorder holds open runs the job through it
+            # (vstore.control), where no progress is shown.
+            try:
+                doc = run_job(args.store, "retention", params, progress)
+            except (StoreLocked, ControlError) as exc:
+                if not every:
+                    raise
+                # A recorder restarting, or busy: the schedule goes on.
+                print(
+                    f"vstore retention: warning: {exc}; trying again in {every:g}s", file=sys.stderr
+                )
+                time.sleep(every)
+                continue
         if args.json:
             print_json(doc)
         else:
             verb = "would delete" if args.dry_run else "deleted"
-            n = len(plan.deletions) if args.dry_run else res.deleted_segments  # type: ignore[union-attr]
-            print(f"{verb} {n} segment(s), {fmt_bytes(plan.bytes)}")
-            for cam, c in sorted(plan.by_camera().items()):
+            n = doc["segments"] if args.dry_run else doc["deleted_segments"]
+            print(f"{verb} {n} segment(s), {fmt_bytes(doc['bytes'])}")
+            for cam, c in sorted(doc["cameras"].items()):
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items()))
                 print(
                     f"  {cam}: {c['segments']} segment(s) {fmt_bytes(c['bytes'])} "
                     f"{format_time(c['from_ns'])} .. {format_time(c['to_ns'])} ({reasons})"
                 )
-            if plan.kept_for_holds:
-                print(f"  kept {len(plan.kept_for_holds)} segment(s) under legal hold")
-            if res is not None and res.trimmed_segments:
+            if doc["kept_for_holds"]:
+                print(f"  kept {doc['kept_for_holds']} segment(s) under legal hold")
+            if doc.get("trimmed_segments"):
                 print(
-                    f"  trimmed {res.trimmed_segments} held segment(s) to their held chunks, "
-                    f"freeing {fmt_bytes(res.trimmed_bytes)}"
+                    f"  trimmed {doc['trimmed_segments']} held segment(s) to their held chunks, "
+                    f"freeing {fmt_bytes(doc['trimmed_bytes'])}"
                 )
-        unmet = watermark_unmet_after(plan, res)
+        disk_full = doc["disk_full"]
+        unmet = doc["watermark_unmet_after_bytes"]
         if unmet:
             msg = (
                 f"free space stays {fmt_bytes(unmet)} below the "
@@ -96,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
             if disk_full == "stop-recording" or not every:
                 raise StorageFull(msg + " (held footage is never deleted)")
             print(f"WARNING: {msg}")
-        if res is not None and res.errors:
-            for e in res.errors[:10]:
+        if doc.get("errors"):
+            for e in doc["errors"][:10]:
                 print(f"vstore: warning: {e}", file=sys.stderr)
             if not every:
                 from vstore.errors import TierError
 
                 raise TierError(
-                    f"{len(res.errors)} tiered object(s) are out of the index but not yet "
+                    f"{len(doc['errors'])} tiered object(s) are out of the index but not yet "
                     "deleted from the object store; the next run deletes them"
                 )
         if not every:
