@@ -125,8 +125,9 @@ def test_request_nobody_takes_is_withdrawn_not_waited_on_forever(store_dir):
         layout = st.layout
         layout.control_dir.mkdir()
         # A live process that claims to serve but never does (hung).
-        beat = {"pid": os.getpid(), "at_s": time.time() + 60}
-        layout.control_server_path.write_text(json.dumps(beat))
+        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
+        future = time.time() + 60  # fresh for the whole test
+        os.utime(layout.control_server_path, (future, future))
         with pytest.raises(VstoreError, match="did not answer"):
             control.call(layout, "hold", {"action": "sync"}, timeout_s=0.5)
         assert list(layout.control_dir.glob("*.request.json")) == []  # withdrawn
@@ -137,8 +138,7 @@ def test_client_stops_waiting_when_the_server_dies_mid_job(store_dir):
     with open_store(store_dir) as st:
         layout = st.layout
         layout.control_dir.mkdir()
-        beat = {"pid": os.getpid(), "at_s": time.time()}
-        layout.control_server_path.write_text(json.dumps(beat))
+        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
 
         def take_then_die() -> None:  # a server that takes the request, then is gone
             while not (reqs := list(layout.control_dir.glob("*.request.json"))):
@@ -226,9 +226,9 @@ def test_an_interrupted_client_withdraws_its_request(store_dir, monkeypatch):
     with open_store(store_dir) as st:
         layout = st.layout
         layout.control_dir.mkdir()
-        layout.control_server_path.write_text(
-            json.dumps({"pid": os.getpid(), "at_s": time.time() + 60})
-        )
+        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
+        future = time.time() + 60
+        os.utime(layout.control_server_path, (future, future))
 
         def interrupt(_s: float) -> None:
             raise KeyboardInterrupt
