@@ -49,6 +49,14 @@ def _recorder(store_dir, url: str) -> subprocess.Popen:
     pytest.fail("the recorder did not start serving in 30 s")
 
 
+def _claim_serving(layout: StoreLayout, fresh_s: float = 0.0) -> None:
+    """Make this process look like the store's server (its heartbeat fresh for fresh_s)."""
+    layout.control_dir.mkdir(exist_ok=True)
+    layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
+    beat = time.time() + fresh_s
+    os.utime(layout.control_server_path, (beat, beat))
+
+
 def _stop(p: subprocess.Popen) -> None:
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=60)
@@ -123,11 +131,7 @@ def test_request_nobody_takes_is_withdrawn_not_waited_on_forever(store_dir):
     seed(store_dir)
     with open_store(store_dir) as st:
         layout = st.layout
-        layout.control_dir.mkdir()
-        # A live process that claims to serve but never does (hung).
-        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
-        future = time.time() + 60  # fresh for the whole test
-        os.utime(layout.control_server_path, (future, future))
+        _claim_serving(layout, fresh_s=60)  # a live process that never serves (hung)
         with pytest.raises(VstoreError, match="did not answer"):
             control.call(layout, "hold", {"action": "sync"}, timeout_s=0.5)
         assert list(layout.control_dir.glob("*.request.json")) == []  # withdrawn
@@ -137,8 +141,7 @@ def test_client_stops_waiting_when_the_server_dies_mid_job(store_dir):
     seed(store_dir)
     with open_store(store_dir) as st:
         layout = st.layout
-        layout.control_dir.mkdir()
-        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
+        _claim_serving(layout)
 
         def take_then_die() -> None:  # a server that takes the request, then is gone
             while not (reqs := list(layout.control_dir.glob("*.request.json"))):
@@ -225,10 +228,7 @@ def test_an_interrupted_client_withdraws_its_request(store_dir, monkeypatch):
     seed(store_dir)
     with open_store(store_dir) as st:
         layout = st.layout
-        layout.control_dir.mkdir()
-        layout.control_server_path.write_text(json.dumps({"pid": os.getpid()}))
-        future = time.time() + 60
-        os.utime(layout.control_server_path, (future, future))
+        _claim_serving(layout, fresh_s=60)
 
         def interrupt(_s: float) -> None:
             raise KeyboardInterrupt

@@ -98,7 +98,9 @@ def serving(layout: StoreLayout) -> bool:
         return False
     if time.time() - beat_s > STALE_S:
         return False
-    return _pid_alive(pid)
+    from vstore.store import pid_alive
+
+    return pid_alive(pid)
 
 
 def call(
@@ -239,7 +241,9 @@ class ControlServer:
         try:
             doc = json.loads(running.read_text())
             client = doc.get("pid")
-            if isinstance(client, int) and not _pid_alive(client):
+            from vstore.store import pid_alive
+
+            if isinstance(client, int) and not pid_alive(client):
                 # Its client was killed before it could withdraw: nobody asks for it now.
                 log.warning("control request %s: its client is gone; not run", request_id)
                 running.unlink(missing_ok=True)
@@ -305,16 +309,6 @@ def _withdraw(request: Path) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by another user
-    return True
 
 
 def _write_durably(path: Path, doc: dict[str, Any], sync: bool = True) -> None:

@@ -577,7 +577,7 @@ class Store:
                 pid = int(doc["pid"])
             except (OSError, ValueError, KeyError):
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 try:
                     p.unlink()  # the reader died: its lease ends with it
                 except OSError:
@@ -644,13 +644,14 @@ class Store:
                 rd.close()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process lives (leases and the control server's heartbeat name theirs)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # alive, owned by another user
     return True
 
 
