@@ -115,14 +115,12 @@ def call(
     deadline = time.monotonic() + timeout_s
     try:
         while not response.exists():
-            gone = not serving(layout)
-            if gone or time.monotonic() > deadline:
+            if time.monotonic() > deadline or not serving(layout):
                 taken = not _withdraw(request)
-                if not taken or gone or time.monotonic() > deadline:
-                    raise ControlError(
-                        f"the process holding {layout.root} did not answer"
-                        + (": whether the job ran is unknown, check the store" if taken else "")
-                    )
+                raise ControlError(
+                    f"the process holding {layout.root} did not answer"
+                    + (": whether the job ran is unknown, check the store" if taken else "")
+                )
             time.sleep(CLIENT_POLL_S)
     except BaseException:
         _withdraw(request)  # interrupted (Ctrl-C): a job nobody took yet never runs

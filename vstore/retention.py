@@ -857,10 +857,7 @@ def run_retention(
     """Plan with the store's policies (overridden by max_age_ns / max_bytes when given) and,
     unless dry_run, apply the plan."""
     cfg: RetentionConfig = store.config.retention
-    if cameras is not None:
-        cameras = list(cameras)
-        for cam in cameras:
-            store.camera_num(cam)  # a mistyped camera is NotFound, not a run that does nothing
+    cameras = store.require_cameras(cameras)
 
     def policy_of(cam: str) -> RetentionPolicy:
         p = cfg.policy(cam)

@@ -410,6 +410,16 @@ class Store:
             raise NotFound(f"unknown camera {camera_id!r} (cameras in this store: {known})")
         return num
 
+    def require_cameras(self, camera_ids: Iterable[str] | None) -> list[str] | None:
+        """``camera_ids`` as a list, each known (NotFound names the cameras there are): a job
+        given a mistyped camera must say so, not do nothing."""
+        if camera_ids is None:
+            return None
+        ids = list(camera_ids)
+        for cam in ids:
+            self.camera_num(cam)
+        return ids
+
     def cameras(self) -> list[CameraSummary]:
         out = []
         for cam_id, num in self.index.cameras():

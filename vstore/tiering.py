@@ -190,10 +190,7 @@ def run_tiering(
     if store.read_only:
         raise VstoreError("tiering needs the store opened for writing")
     cfg = store.config.tier
-    if cameras is not None:
-        cameras = list(cameras)
-        for cam in cameras:
-            store.camera_num(cam)  # a mistyped camera is NotFound, not a run that does nothing
+    cameras = store.require_cameras(cameras)
     names = {num: cam for cam, num in store.index.cameras()}
     rows = plan_tiering(store, older_than_ns, cameras)
     res = TierResult(planned=len(rows))
