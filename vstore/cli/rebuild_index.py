@@ -25,16 +25,16 @@ def run(args: argparse.Namespace) -> int:
     from vstore.store import open_store
     from vstore.tiering import rebuild_index_from_tier
 
-    if not args.source.startswith("s3://"):
-        from pathlib import Path
-
+    if not args.source.startswith("s3://"):  # an S3 tier is built with the store's config
         from vstore.errors import NotFound
+        from vstore.tier.base import open_tier
 
         # Checked before the store opens: rebuilding into a new store is what this command is
-        # for, but not from a mistyped source, which would index nothing into it.
-        src = Path(args.source.removeprefix("file://"))
-        if not src.is_dir():
-            raise NotFound(f"no tier directory at {src}")
+        # for, but not from a mistyped source, which would index nothing into it. open_tier
+        # parses the URL (and refuses unknown schemes) as the rebuild below will.
+        root = open_tier(args.source).root  # type: ignore[attr-defined]
+        if not root.is_dir():
+            raise NotFound(f"no tier directory at {root}")
     with (
         open_store(args.store) as store,
         progress_bar(None, "indexing", not args.json, "obj") as bar,
