@@ -95,8 +95,8 @@ def test_crash_between_steps_then_rerun(recorded, tmp_path, monkeypatch, step):
         )
     else:
 
-        def rm_file_only(store, seg_id, relpath):
-            store.fs.unlink(store.layout.path(relpath))
+        def rm_file_only(store, seg_id, rec, leases=None):
+            store.fs.unlink(store.layout.path(rec["path"]))
             raise CrashAfter()  # the garbage mark is left behind
 
         monkeypatch.setattr(retention, "_remove_marked", rm_file_only)
@@ -473,8 +473,11 @@ def test_tiered_footage_keeps_its_own_longer_age(tmp_path, media):
         # Hot footage past 30 days goes; the older tiered segment stays (its age is 100 y).
         assert res.deleted_segments == 2 and local_files(st) == []
         assert len(_objects(tier)) == 1 and check_store(st).ok
-        # An age given for one run applies to tiered footage as well: the object goes too.
+        # An age for local footage leaves tiered footage at its own age (never shortens it)
         _plan, res = run_retention(st, max_age_ns=30 * 86400 * S)
+        assert res.deleted_segments == 0 and len(_objects(tier)) == 1
+        # The tiered age is overridden by name: the object goes.
+        _plan, res = run_retention(st, tiered_max_age_ns=30 * 86400 * S)
         assert res.deleted_segments == 1 and _objects(tier) == []
         assert check_store(st).ok
         assert st.index.audit_records()[-1]["detail"]["location"] == tier.url
@@ -492,7 +495,7 @@ def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
         raise TierError(f"{tier.url}: endpoint unreachable")
 
     monkeypatch.setattr(type(recorded.tier(tier.url)), "delete", lambda self, key: unreachable(key))
-    _plan, res = run_retention(recorded, max_age_ns=S)
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     # D1 happened (the index no longer offers the footage); the objects are marked, not lost
     # track of, and the errors say so.
     assert res.deleted_segments == 3 and len(res.errors) == 3
@@ -500,7 +503,7 @@ def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
     assert len(_objects(tier)) == 3 and len(recorded.index.garbage()) == 3
     assert check_store(recorded).ok
     monkeypatch.undo()
-    _plan, res = run_retention(recorded, max_age_ns=S)
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     assert res.finished_garbage == 3 and res.errors == []
     assert _objects(tier) == [] and recorded.index.garbage() == []
     assert check_store(recorded).ok
@@ -523,14 +526,14 @@ def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env,
     # The object store enforces it on its own: even a direct delete is refused.
     with pytest.raises(TierError, match="legal hold"):
         tier.delete(held_key)
-    _plan, res = run_retention(recorded, max_age_ns=S)
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     assert res.deleted_segments == 2 and res.errors == [] and res.trimmed_segments == 0
     assert [o.key for o in tier.list_prefix("")] == [held_key]
     after = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
     assert after == before  # the held range still clips frame-exactly from S3
     release_hold(recorded, hold.id, "sgt. kim")
     assert tier.legal_hold(held_key) is False
-    _plan, res = run_retention(recorded, max_age_ns=S)
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     assert res.deleted_segments == 1 and list(tier.list_prefix("")) == []
     assert check_store(recorded).ok
 

@@ -878,7 +878,14 @@ def clip_bytes(
     import queue
     import threading
 
-    plan = plan_clip(store, camera_id, start_ns, end_ns)
+    # Leased before planning and until the last byte is produced (L1).
+    lease = store.lease(ranges=[(camera_id, start_ns, end_ns)])
+    lease.__enter__()
+    try:
+        plan = plan_clip(store, camera_id, start_ns, end_ns)
+    except BaseException:
+        lease.__exit__(None, None, None)
+        raise
     q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
 
     class _Q:
@@ -895,12 +902,15 @@ def clip_bytes(
 
     th = threading.Thread(target=run, name="vstore-clip", daemon=True)
     th.start()
-    while True:
-        item = q.get()
-        if item is None:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        for i in range(0, len(item), chunk_bytes):
-            yield item[i : i + chunk_bytes]
-    th.join()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            for i in range(0, len(item), chunk_bytes):
+                yield item[i : i + chunk_bytes]
+        th.join()
+    finally:
+        lease.__exit__(None, None, None)

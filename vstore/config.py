@@ -112,24 +112,64 @@ class RetentionPolicy(NamedTuple):
             return self.tiered_max_age_ns
         return self.max_age_ns
 
+    def overridden(
+        self,
+        max_age_ns: int | None = None,
+        tiered_max_age_ns: int | None = None,
+        max_bytes: int | None = None,
+    ) -> "RetentionPolicy":
+        """This policy with one run's overrides, each changing only what it names: an age
+        for local footage leaves tiered footage at the age the policy gives it (its own, or
+        else the policy's max_age), never at the override's."""
+        tiered = self.tiered_max_age_ns if self.tiered_max_age_ns is not None else self.max_age_ns
+        return RetentionPolicy(
+            max_age_ns if max_age_ns is not None else self.max_age_ns,
+            max_bytes if max_bytes is not None else self.max_bytes,
+            tiered_max_age_ns if tiered_max_age_ns is not None else tiered,
+        )
+
 
 DISK_FULL_ACTIONS = ("overwrite-oldest", "stop-recording")
 
 
+POLICY_KEYS = ("max_age", "max_bytes", "tiered_max_age")  # as written in vstore.toml
+_POLICY_FIELDS = dict(zip(POLICY_KEYS, RetentionPolicy._fields, strict=True))
+
+
 class RetentionConfig(NamedTuple):
     """[retention]: a default policy, per-group and per-camera policies, the disk watermark
-    and the declared disk-full behaviour."""
+    and the declared disk-full behaviour. Groups and cameras hold only the keys their
+    sections set (field name -> value); a camera's policy resolves key by key."""
 
     default: RetentionPolicy = RetentionPolicy()
-    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = {}  # noqa: RUF012 - shared default, never mutated
-    cameras: dict[str, RetentionPolicy] = {}  # noqa: RUF012 - shared default, never mutated
+    groups: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}  # noqa: RUF012 - shared default, never mutated
+    cameras: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - shared default, never mutated
     min_free_bytes: int | None = None
     min_free_ratio: float | None = None
     disk_full: str = "overwrite-oldest"
 
     def policy(self, camera_id: str) -> RetentionPolicy:
-        """Camera policy, else the first group naming the camera, else the default."""
-        return _for_camera(camera_id, self.cameras, self.groups, self.default)
+        """Each setting from the camera's own section, else from the first group naming the
+        camera that sets it, else from [retention]."""
+        return RetentionPolicy(*(v for v, _src in self.policy_sources(camera_id).values()))
+
+    def policy_sources(self, camera_id: str) -> dict[str, tuple[Any, str]]:
+        """Setting (field name) -> (value, the section it comes from), in policy order."""
+        out: dict[str, tuple[Any, str]] = {}
+        own = self.cameras.get(camera_id, {})
+        member_of = [(n, t) for n, (m, t) in self.groups.items() if camera_id in m]
+        for name in RetentionPolicy._fields:
+            if name in own:
+                out[name] = (own[name], f"[retention.cameras.{camera_id}]")
+                continue
+            for group, table in member_of:
+                if name in table:
+                    out[name] = (table[name], f"[retention.groups.{group}]")
+                    break
+            else:
+                value = getattr(self.default, name)
+                out[name] = (value, "[retention]" if value is not None else "default")
+        return out
 
 
 class TierConfig(NamedTuple):
@@ -219,7 +259,9 @@ def parse_fixed_rate(text: str) -> int:
 
 
 def parse_size_bytes(text: str | int) -> int:
-    """``500GB``, ``2TiB``, ``1048576`` -> bytes."""
+    """``500GB``, ``2TiB``, ``1048576B`` -> bytes. Text needs its unit (``B`` for bytes): a
+    bare ``500`` is refused, as a bare age is, since it reads as 500 of anything. Only 0
+    needs none. An int is a size already in bytes (what the config parsed)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
             raise ConfigError(f"negative size: {text}")
@@ -231,8 +273,25 @@ def parse_size_bytes(text: str | int) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
     if m is None or unit not in _SIZE_UNITS:
-        raise UsageError(f"bad size {text!r}: use e.g. 500GB, 2TiB or a byte count")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+        raise UsageError(f"bad size {text!r}: use e.g. 500GB, 2TiB or 1048576B")
+    value = float(m.group(1))
+    if not unit and value != 0:
+        raise UsageError(
+            f"size {text!r} needs a unit: {m.group(1)}B for bytes, or e.g. {m.group(1)}GB"
+        )
+    return int(value * _SIZE_UNITS[unit])
+
+
+def _config_size(value: Any) -> int:
+    """A size as written in vstore.toml: a string with its unit (a bare TOML number is
+    refused like bare text, 0 aside)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        from vstore.errors import UsageError
+
+        raise UsageError(f"bad size {value!r}: use e.g. 500GB, 2TiB or 1048576B")
+    return parse_size_bytes(value)
 
 
 def retention_limit(value: int, what: str) -> int:
@@ -244,26 +303,27 @@ def retention_limit(value: int, what: str) -> int:
     return value
 
 
-def _policy(table: dict[str, Any], where: str, base: RetentionPolicy) -> RetentionPolicy:
+def _policy_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The policy settings a section sets (field name -> value), each checked."""
     from vstore.errors import UsageError
     from vstore.timebase import parse_age_ns
 
-    unknown = set(table) - {"max_age", "max_bytes", "tiered_max_age", "cameras"}
+    unknown = set(table) - {*POLICY_KEYS, "cameras"}
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
-    age, size, tiered_age = base.max_age_ns, base.max_bytes, base.tiered_max_age_ns
+    out: dict[str, Any] = {}
     try:
-        if "max_age" in table:
-            age = retention_limit(parse_age_ns(table["max_age"], "max_age"), "max_age")
-        if "max_bytes" in table:
-            size = retention_limit(parse_size_bytes(table["max_bytes"]), "max_bytes")
-        if "tiered_max_age" in table:
-            tiered_age = retention_limit(
-                parse_age_ns(table["tiered_max_age"], "tiered_max_age"), "tiered_max_age"
-            )
+        for key in POLICY_KEYS:
+            if key not in table:
+                continue
+            if key == "max_bytes":
+                value = _config_size(table[key])
+            else:
+                value = parse_age_ns(table[key], key)
+            out[_POLICY_FIELDS[key]] = retention_limit(value, key)
     except UsageError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-    return RetentionPolicy(age, size, tiered_age)
+    return out
 
 
 def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -287,10 +347,8 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
     extra = set(top) - {"max_age", "max_bytes", "tiered_max_age", "min_free", "disk_full"}
     if extra:
         raise ConfigError(f"{where} [retention]: unknown setting(s) {', '.join(sorted(extra))}")
-    default = _policy(
-        {k: v for k, v in top.items() if k in ("max_age", "max_bytes", "tiered_max_age")},
-        f"{where} [retention]",
-        RetentionPolicy(),
+    default = RetentionPolicy(
+        **_policy_keys({k: v for k, v in top.items() if k in POLICY_KEYS}, f"{where} [retention]")
     )
     min_free_bytes = min_free_ratio = None
     if "min_free" in top:
@@ -304,22 +362,24 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
                 raise ConfigError(f"{where}: min_free must be within 0%..99%")
         else:
             try:
-                min_free_bytes = parse_size_bytes(top["min_free"])
+                min_free_bytes = _config_size(top["min_free"])
             except Exception as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
     disk_full = top.get("disk_full", "overwrite-oldest")
     if disk_full not in DISK_FULL_ACTIONS:
         raise ConfigError(f"{where}: disk_full must be one of {', '.join(DISK_FULL_ACTIONS)}")
-    groups: dict[str, tuple[tuple[str, ...], RetentionPolicy]] = {}
+    groups: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
     for name, table in (doc.get("groups") or {}).items():
         groups[name] = (
             _group_members(table, f"{where} [retention.groups.{name}]"),
-            _policy(table, f"{where} [retention.groups.{name}]", default),
+            _policy_keys(table, f"{where} [retention.groups.{name}]"),
         )
-    cameras: dict[str, RetentionPolicy] = {}
+    cameras: dict[str, dict[str, Any]] = {}
     for cam, table in (doc.get("cameras") or {}).items():
         validate_camera_id(cam)
-        cameras[cam] = _policy(table, f"{where} [retention.cameras.{cam}]", default)
+        if "cameras" in table:
+            raise ConfigError(f"{where} [retention.cameras.{cam}]: unknown setting(s) cameras")
+        cameras[cam] = _policy_keys(table, f"{where} [retention.cameras.{cam}]")
     return RetentionConfig(default, groups, cameras, min_free_bytes, min_free_ratio, disk_full)
 
 
@@ -436,11 +496,14 @@ def _tier(doc: Any, where: str) -> TierConfig:
     if not isinstance(legal_hold, bool):
         raise ConfigError(f"{where} [tier]: legal_hold must be true or false")
     try:
-        rate = parse_rate(doc.get("max_rate", AUTO_RATE))
+        raw_rate = doc.get("max_rate", AUTO_RATE)
+        if isinstance(raw_rate, int) and not isinstance(raw_rate, bool):
+            raw_rate = str(raw_rate)  # a bare number needs its unit, as in text
+        rate = parse_rate(raw_rate)
     except (UsageError, ConfigError) as exc:
         raise ConfigError(f"{where} [tier]: max_rate: {exc}") from exc
     try:
-        cache = parse_size_bytes(doc.get("cache", 1024**3))
+        cache = _config_size(doc.get("cache", "1GiB"))
     except (UsageError, ConfigError) as exc:
         raise ConfigError(f"{where} [tier]: {exc}") from exc
     return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold)

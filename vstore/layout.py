@@ -7,7 +7,7 @@ Store directory::
     STORE/index/               RocksDB time index (docs/design/schema.md)
     STORE/segments/CAM/YYYY/MM/DD/SSSSSSSSSSSSSSSSSSS-IIIIIIII.vseg
     STORE/tmp/                 scratch space (clip staging); safe to empty
-    STORE/leases/PID-N.json    segments an open clip is reading (retention skips them)
+    STORE/leases/HOST-PID-N.json  footage a reader holds (deletion waits for it; vstore.lease)
 """
 
 from __future__ import annotations
@@ -101,14 +101,20 @@ class StoreLayout:
     def control_response_path(self, request_id: str) -> Path:
         return self.control_dir / f"{request_id}.response.json"
 
+    @property
+    def cache_dir(self) -> Path:
+        """The tier read caches, one folder per tier (disposable copies of tiered bytes)."""
+        return self.root / "cache"
+
     def tier_cache_dir(self, tier_url: str) -> Path:
         """Where ranged reads of one tier are cached (disposable; one folder per tier)."""
         import hashlib
 
-        return self.root / "cache" / hashlib.sha256(tier_url.encode()).hexdigest()[:16]
+        return self.cache_dir / hashlib.sha256(tier_url.encode()).hexdigest()[:16]
 
-    def lease_path(self, pid: int, serial: int) -> Path:
-        return self.leases_dir / f"{pid}-{serial}.json"
+    def lease_path(self, host: str, pid: int, serial: int) -> Path:
+        """A read lease's file (vstore.lease); the ``.tmp`` beside it is its staging name."""
+        return self.leases_dir / f"{host}-{pid}-{serial}.json"
 
     def segment_relpath(self, camera_id: str, start_ns: int, segment_id: int) -> str:
         """Relative path of a segment file: camera / UTC date / start-id.vseg."""

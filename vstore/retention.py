@@ -18,8 +18,9 @@ from typing import Any
 from vstore import layout
 from vstore.config import RetentionConfig, RetentionPolicy
 from vstore.control import job
-from vstore.errors import NotFound, UsageError, VstoreError
+from vstore.errors import CorruptSegment, NotFound, UsageError, VstoreError
 from vstore.index import Batch, ChunkRow, SegmentRow
+from vstore.lease import LeaseSet
 from vstore.timebase import TimeRange, format_time
 
 # --- holds ------------------------------------------------------------------------------------
@@ -453,6 +454,7 @@ def plan_retention(
     import numpy as np
 
     t = segments if isinstance(segments, SegmentTable) else SegmentTable.from_infos(segments)
+    holds = [h for h in holds if h.active]
     n = len(t)
     order = np.lexsort((t.start_ns, t.cam_idx))  # by camera, then time
     cam_sorted = t.cam_idx[order]
@@ -520,13 +522,26 @@ def plan_retention(
             cand = np.nonzero(free & ~taken & ~t.tiered)[0]
             cand = cand[np.lexsort((t.cam_idx[cand], t.start_ns[cand]))]
             cs = np.cumsum(t.size_bytes[cand])
-            k = int(np.searchsorted(cs, need)) + 1
-            sel = cand[:k]
-            chosen_rows.append(sel)
-            chosen_reasons.append(np.full(len(sel), 3, dtype=np.int8))
-            unmet = max(0, need - int(t.size_bytes[sel].sum()))
-            if unmet:  # as for the byte budget: what is left is held; trim it to its holds
-                trim_rows.append(np.nonzero(usable & held & ~t.tiered)[0])
+            unheld = int(cs[-1]) if len(cs) else 0
+            # Held segments free what their holds leave (an estimate by time; S2).
+            hcand = np.nonzero(usable & held & ~t.tiered & ~taken)[0]
+            hcand = hcand[np.argsort(t.start_ns[hcand], kind="stable")]
+            gain = _trim_gains(t, hcand, holds)
+            if unheld + int(gain.sum()) < need:
+                # S2: even all of it would not meet the target (another program fills the
+                # disk, or what is left is held or being read): deleting would lose footage
+                # and free too little. Nothing goes; recording stops as declared.
+                unmet = need
+            else:
+                k = int(np.searchsorted(cs, need)) + 1  # the fewest, oldest first
+                sel = cand[:k]
+                chosen_rows.append(sel)
+                chosen_reasons.append(np.full(len(sel), 3, dtype=np.int8))
+                rest = need - int(t.size_bytes[sel].sum())
+                if rest > 0:  # trim the oldest held segments, only as many as the rest needs
+                    k = int(np.searchsorted(np.cumsum(gain), rest)) + 1
+                    trim_rows.append(hcand[:k])
+                    unmet = max(0, rest - int(gain[:k].sum()))
     rows = np.concatenate(chosen_rows) if chosen_rows else np.zeros(0, dtype=np.int64)
     reasons = np.concatenate(chosen_reasons) if chosen_reasons else np.zeros(0, dtype=np.int8)
     held_rows = np.nonzero(held & usable)[0]
@@ -539,6 +554,29 @@ def plan_retention(
 
 
 # --- catalog, leases and execution -------------------------------------------------------------
+
+
+def _trim_gains(t: SegmentTable, rows: Any, holds: list[Hold]) -> Any:
+    """Bytes that trimming each held segment to its holds would free, estimated by the share
+    of its time no hold of its camera covers (trimming keeps whole GOPs, so a little less)."""
+    import numpy as np
+
+    out = np.zeros(len(rows), dtype=np.int64)
+    for j, i in enumerate(rows):
+        cam = t.cameras[int(t.cam_idx[i])]
+        s, e = int(t.start_ns[i]), int(t.end_ns[i])
+        spans = sorted(
+            (max(h.from_ns, s), min(h.to_ns, e)) for h in holds if h.covers(cam, s, e)
+        )
+        covered, cursor = 0, s
+        for a, b in spans:
+            a = max(a, cursor)
+            if b > a:
+                covered += b - a
+                cursor = b
+        dur = max(1, e - s)
+        out[j] = int(t.size_bytes[i]) * (dur - covered) // dur
+    return out
 
 
 def catalog(store: Any, cameras: Iterable[str] | None = None) -> SegmentTable:
@@ -565,6 +603,22 @@ def catalog(store: Any, cameras: Iterable[str] | None = None) -> SegmentTable:
     return SegmentTable.from_infos(out)
 
 
+def _leased_ids(leases: LeaseSet, table: SegmentTable) -> frozenset[int]:
+    """The catalog's segments that live leases cover (by id or by camera range)."""
+    if not leases:
+        return frozenset()
+    return frozenset(
+        int(table.segment_id[i])
+        for i in range(len(table))
+        if leases.covers(
+            table.cameras[int(table.cam_idx[i])],
+            int(table.start_ns[i]),
+            int(table.end_ns[i]),
+            int(table.segment_id[i]),
+        )
+    )
+
+
 def disk_usage(path: os.PathLike[str] | str) -> DiskUsage:
     u = shutil.disk_usage(path)
     return DiskUsage(u.total, u.free)
@@ -584,18 +638,32 @@ class ApplyResult:
     deleted_bytes: int = 0
     finished_garbage: int = 0
     skipped_leased: int = 0
+    deferred_leased: int = 0  # out of the index, bytes kept until their reader is done (L2)
+    cancelled_garbage: int = 0  # marked footage indexed again or held: kept (D5)
     trimmed_segments: int = 0
     trimmed_bytes: int = 0
     errors: list[str] = field(default_factory=list)  # objects a tier would not delete yet
+    notes: list[str] = field(default_factory=list)  # what was kept, and why
 
 
-def _remove_marked(store: Any, segment_id: int, relpath: str, location: str = "local") -> None:
+def _remove_marked(
+    store: Any,
+    segment_id: int,
+    rec: dict[str, Any],
+    leases: LeaseSet | None = None,
+) -> bool:
     """D2-D3: remove the file or object (if still there), make that durable, clear the
-    garbage mark. A tier that fails raises TierError and the mark stays for a rerun."""
+    garbage mark. A reader's live lease on it defers this (L2: False, the mark stays for
+    D4). A tier that fails raises TierError and the mark stays for a rerun."""
+    if leases is None:
+        leases = store.leases()
+    if leases.covers(rec.get("camera", ""), rec["start_ns"], _mark_end_ns(rec), segment_id):
+        return False
+    location = rec.get("location", "local")
     if location != "local":
-        store.tier(location).delete(relpath)  # a missing object is not an error
+        store.tier(location).delete(rec["path"])  # a missing object is not an error
     else:
-        path = store.layout.path(relpath)
+        path = store.layout.path(rec["path"])
         try:
             store.fs.unlink(path)
             store.fs.fsync_dir(path.parent)
@@ -604,32 +672,120 @@ def _remove_marked(store: Any, segment_id: int, relpath: str, location: str = "l
     b = Batch()
     b.delete(layout.garbage_key(segment_id))
     store.index.commit(b, sync=False)  # a lost clear is redone by D4
+    return True
+
+
+def _mark_end_ns(rec: dict[str, Any]) -> int:
+    """A garbage mark's end; marks written before ends were recorded reach to the end of
+    time, so a hold anywhere after their start keeps them (D5 errs toward keeping)."""
+    return int(rec.get("end_ns", 2**63 - 1))
+
+
+def _reindexed(store: Any, segment_id: int, rec: dict[str, Any]) -> bool:
+    """Whether an index row names the marked file or object again (rebuild-index, repair)."""
+    num = store.index.camera_num(rec.get("camera", "")) if rec.get("camera") else None
+    if num is None:
+        return False
+    location = rec.get("location", "local")
+    for r in store.index.segments(num, rec["start_ns"], rec["start_ns"] + 1):
+        if r.path == rec["path"] and r.location == location:
+            return True
+    return False
 
 
 def finish_garbage(store: Any, errors: list[str] | None = None, *, local_only: bool = False) -> int:
-    """D4: finish deletions a crash interrupted (remove the file or object if still there,
-    clear the mark). Objects a tier cannot delete now stay marked; their errors are listed.
-    ``local_only`` leaves tiered ones to the next retention run (opening a store must not
-    wait on an object store)."""
+    """D4: finish deletions a crash or an unreachable tier interrupted (remove the file or
+    object if still there, clear the mark). D5: a mark whose footage is indexed again or
+    now under an active hold is cancelled instead (the bytes stay, the audit log says so).
+    Objects a tier cannot delete now stay marked; their errors are listed. ``local_only``
+    leaves tiered ones to the next retention run (opening a store must not wait on an
+    object store)."""
     from vstore.errors import TierError
 
+    marks = store.index.garbage()
+    if not marks:
+        return 0
     done = 0
-    for seg_id, rec in store.index.garbage():
-        if local_only and rec.get("location", "local") != "local":
+    holds = list_holds(store)
+    leases = store.leases()
+    for seg_id, rec in marks:
+        location = rec.get("location", "local")
+        if local_only and location != "local":
+            continue
+        why = None
+        if _reindexed(store, seg_id, rec):
+            why = "indexed again"
+        elif _held_and_unindexed(store, rec, holds):
+            why = "under an active legal hold, and not indexed elsewhere"
+        if why is not None:
+            _cancel_mark(store, seg_id, rec, why)
             continue
         try:
-            _remove_marked(store, seg_id, rec["path"], rec.get("location", "local"))
+            if _remove_marked(store, seg_id, rec, leases):
+                done += 1
         except TierError as exc:
             if errors is None:
                 raise
             errors.append(str(exc))
-            continue
-        done += 1
     return done
 
 
-def _garbage_record(path: str, camera: str, start_ns: int, location: str) -> bytes:
-    rec = {"path": path, "camera": camera, "start_ns": start_ns}
+def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> bool:
+    """Whether an active hold covers part of a mark's span that no indexed chunk of its
+    camera covers: footage a hold wants whose only copy is the marked one. (A tiered
+    segment's local file, or a trimmed segment's rest, is covered by the object or the
+    copy, and goes.)"""
+    from vstore.timebase import GAP_TOLERANCE_NS
+
+    cam = rec.get("camera", "")
+    start, end = int(rec["start_ns"]), _mark_end_ns(rec)
+    num = store.index.camera_num(cam) if cam else None
+    for h in holds:
+        if not h.covers(cam, start, end):
+            continue
+        lo, hi = max(h.from_ns, start), min(h.to_ns, end)
+        if num is None:
+            return True
+        cursor = lo
+        for c in store.index.chunks(num, lo, hi):
+            if c.start_ns - cursor > GAP_TOLERANCE_NS:
+                return True
+            cursor = max(cursor, c.end_ns)
+        if hi != 2**63 - 1 and hi - cursor > GAP_TOLERANCE_NS:
+            return True
+        if hi == 2**63 - 1 and cursor == lo:
+            return True  # an old mark with no end, and nothing indexed after its start
+    return False
+
+
+def _cancel_mark(store: Any, segment_id: int, rec: dict[str, Any], why: str) -> None:
+    """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
+    where = (
+        rec["path"]
+        if rec.get("location", "local") == "local"
+        else (f"{rec['location']}/{rec['path']}")
+    )
+    b = Batch()
+    b.delete(layout.garbage_key(segment_id))
+    store.index.audit(
+        "delete_cancelled",
+        "retention",
+        {
+            "camera": rec.get("camera"),
+            "segment_id": segment_id,
+            "from": format_time(rec["start_ns"]),
+            "path": where,
+            "reason": why,
+            "indexed": why == "indexed again",
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+
+
+def _garbage_record(path: str, camera: str, start_ns: int, end_ns: int, location: str) -> bytes:
+    rec: dict[str, Any] = {"path": path, "camera": camera, "start_ns": start_ns, "end_ns": end_ns}
     if location != "local":
         rec["location"] = location
     return _json(rec)
@@ -640,6 +796,8 @@ def apply_plan(
     plan: RetentionPlan,
     by: str = "retention",
     progress: Callable[[int, int], None] | None = None,
+    *,
+    finish_pending: bool = True,
 ) -> ApplyResult:
     """Delete the planned segments: D1 one synced batch removes the segment's rows, adds a
     garbage mark and an audit record; D2 unlink + fsync dir; D3 clear the mark. A crash at
@@ -649,24 +807,24 @@ def apply_plan(
     from vstore.errors import TierError
 
     res = ApplyResult()
-    res.finished_garbage = finish_garbage(store, res.errors)
-    leased = store.leased_segments()
+    if finish_pending:  # (the space keeper finishes only local ones, beside the writers)
+        res.finished_garbage = finish_garbage(store, res.errors)
     total = len(plan.deletions)
     for i, d in enumerate(plan.deletions):
         s = d.segment
-        if s.segment_id in leased:
-            res.skipped_leased += 1  # an open clip started reading it after planning
+        # Leases are read at the moment of each deletion (L2): a clip that leased its range
+        # after the plan was made is honoured.
+        if store.leases().covers(s.camera, s.start_ns, s.end_ns, s.segment_id):
+            res.skipped_leased += 1
             continue
         row_key = layout.segment_key(s.camera_num, s.start_ns, s.segment_id)
         raw = store.index.get(row_key)
         if raw is None:
             continue  # already gone (a concurrent run, or a rerun)
         row = SegmentRow.decode(row_key, raw)
+        rec = _garbage_record(row.path, s.camera, s.start_ns, row.end_ns, row.location)
         b = Batch()
-        b.put(
-            layout.garbage_key(s.segment_id),
-            _garbage_record(row.path, s.camera, s.start_ns, row.location),
-        )
+        b.put(layout.garbage_key(s.segment_id), rec)
         for c in store.index.chunks(s.camera_num, row.start_ns, row.end_ns):
             if c.segment_id == s.segment_id:
                 b.delete(c.key())
@@ -690,7 +848,10 @@ def apply_plan(
         store.index.commit(b, sync=True)
         res.deleted_segments += 1  # D1 is the deletion: the footage is out of the index
         try:
-            _remove_marked(store, s.segment_id, row.path, row.location)
+            # A reader that leased it between the check above and D1 may have planned from
+            # the row just removed: its bytes then wait for it (L2), the mark stays for D4.
+            if not _remove_marked(store, s.segment_id, _loads(rec)):
+                res.deferred_leased += 1
         except TierError as exc:
             res.errors.append(f"{row.location}/{row.path}: {exc} (marked; a rerun deletes it)")
         res.deleted_bytes += s.size_bytes
@@ -699,13 +860,18 @@ def apply_plan(
     if len(plan.trim_rows):
         holds = list_holds(store)
         for s in plan.trims:
-            if s.segment_id in leased:
+            if store.leases().covers(s.camera, s.start_ns, s.end_ns, s.segment_id):
                 res.skipped_leased += 1
                 continue
             try:
                 freed = trim_segment(store, s, holds, by)
             except TierError as exc:
                 res.errors.append(f"{s.location}/{s.path}: {exc}")
+                continue
+            except CorruptSegment as exc:
+                # T4: footage that does not verify is never rewritten (that would certify
+                # it) nor deleted: the whole segment is kept for `vstore check` and people.
+                res.errors.append(f"{s.location}/{s.path}: not trimmed, kept whole: {exc}")
                 continue
             if freed:
                 res.trimmed_segments += 1
@@ -717,13 +883,18 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     """Keep only the chunks of a segment that active holds cover (with the chunks back to
     their GOP start); delete the rest. Returns the bytes freed.
 
-    Protocol (lifecycle T1-T3): T1 an open marker for the copy, then the copy is written and
-    fsynced (chunk bytes verbatim, a new header, footer and hash); T2 one synced batch
-    indexes the copy, re-points the held chunk rows, drops the old rows, marks the old file
-    as garbage and audits; T3 the old file is removed. After a crash in T1, recovery seals
-    and indexes the copy (R4) and the next run finds the held chunks already copied.
+    Protocol (lifecycle T1-T4): T4 first: the original is verified whole (every chunk
+    against its directory CRC, the content against the trailer's SHA-256, which must be the
+    index's) and each kept chunk against its index row; on any mismatch CorruptSegment is
+    raised and nothing changes. T1 an open marker for the copy, then the copy is written and
+    fsynced (chunk bytes verbatim, a new header naming the original's hash and chunk CRCs,
+    footer and hash) and read back and verified; T2 one synced batch indexes the copy,
+    re-points the held chunk rows, drops the old rows, marks the old file as garbage and
+    audits; T3 the old file is removed. After a crash in T1, recovery seals and indexes the
+    copy (R4) and the next run finds the held chunks already copied.
     """
     from vstore import format as fmt
+    from vstore.segment_reader import SegmentReader, parse_chunk
     from vstore.segment_writer import SegmentFile
 
     row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
@@ -732,6 +903,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
         return 0
     row = SegmentRow.decode(row_key, raw_row)
     mine = [h for h in holds if h.active and h.camera == seg.camera]
+    where = f"{row.location}/{row.path}" if row.location != "local" else row.path
     # A tiered segment is trimmed through ranged reads; its held chunks become a new local
     # segment (which tiers again in its time) and the old object is deleted.
     with store.segment_reader(row) as rd:
@@ -742,6 +914,10 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
                 keep[i - 1] = True
         if all(keep):
             return 0
+        # T4: what is kept must be what was recorded, or it would leave here certified.
+        if rd.trailer().sha256.hex() != row.sha256:
+            raise CorruptSegment(f"{where}: its trailer's hash is not the one indexed")
+        rd.verify()
         current = {
             c.start_ns: c for c in store.index.chunks(seg.camera_num, row.start_ns, row.end_ns)
         }
@@ -753,6 +929,12 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
             and current.get(e.start_ns) is not None
             and current[e.start_ns].segment_id == seg.segment_id
         ]
+        for e in to_copy:
+            c = current[e.start_ns]
+            if (c.offset, c.length, c.crc32) != (e.offset, e.length, e.crc32):
+                raise CorruptSegment(
+                    f"{where}: the chunk at {format_time(e.start_ns)} differs from its index row"
+                )
         b = Batch()
         new_row = None
         if to_copy:
@@ -771,11 +953,41 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
                 ),
             )
             store.index.commit(marker, sync=True)
-            meta = rd.meta._replace(segment_id=new_id, created_ns=store.clock.wall_ns())
+            # Provenance: the copy's header names the original's content hash and the CRCs
+            # of the chunks it keeps (verbatim, so the same), earlier trims' first.
+            origin = {
+                "segment_id": seg.segment_id,
+                "sha256": row.sha256,
+                "size_bytes": row.size_bytes,
+                "chunks": [[e.start_ns, e.crc32] for e in to_copy],
+            }
+            chain = [*rd.meta.extra.get("trimmed_from", []), origin]
+            meta = rd.meta._replace(
+                segment_id=new_id,
+                created_ns=store.clock.wall_ns(),
+                extra={**rd.meta.extra, "trimmed_from": chain},
+            )
             sf = SegmentFile(store.fs, store.layout.root, relpath, meta)
             try:
-                moved = [sf.append_raw_chunk(rd.src.read(e.offset, e.length), e) for e in to_copy]
+                moved = []
+                for e in to_copy:
+                    raw = rd.src.read(e.offset, e.length)
+                    # The bytes copied are checked themselves (verify() read them before).
+                    parse_chunk(raw, current[e.start_ns].crc32, f"{where}@{e.offset}: ")
+                    moved.append(sf.append_raw_chunk(raw, e))
                 size, sha = sf.seal(moved[-1].end_ns)
+                with SegmentReader.open(store.layout.path(relpath)) as copy:
+                    copy.verify()
+                    if [(e.start_ns, e.crc32) for e in copy.directory()] != [
+                        (e.start_ns, e.crc32) for e in to_copy
+                    ]:
+                        raise CorruptSegment(f"{relpath}: the copy does not hold the kept chunks")
+            except CorruptSegment:
+                # A copy that does not verify is ours, not evidence: it goes, with its marker
+                # (recovery would otherwise index it), and the original stays whole.
+                sf.abandon()
+                _discard_copy(store, new_id, relpath)
+                raise
             except VstoreError:
                 sf.abandon()
                 raise
@@ -804,10 +1016,8 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
         if c is not None and c.segment_id == seg.segment_id and e.start_ns not in kept_starts:
             b.delete(c.key())
     b.delete(row_key)
-    b.put(
-        layout.garbage_key(seg.segment_id),
-        _garbage_record(row.path, seg.camera, seg.start_ns, row.location),
-    )
+    rec = _garbage_record(row.path, seg.camera, seg.start_ns, row.end_ns, row.location)
+    b.put(layout.garbage_key(seg.segment_id), rec)
     freed = row.size_bytes - (new_row.size_bytes if new_row is not None else 0)
     store.index.audit(
         "trim",
@@ -819,16 +1029,30 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
             "to": format_time(row.end_ns),
             "kept_chunks": len(kept_starts),
             "kept_segment_id": new_row.segment_id if new_row is not None else None,
+            "kept_sha256": new_row.sha256 if new_row is not None else None,
             "bytes": freed,
             "reason": "retention (held chunks kept)",
             "sha256": row.sha256,
+            "verified": True,
         },
         store.clock.wall_ns(),
         batch=b,
     )
     store.index.commit(b, sync=True)
-    _remove_marked(store, seg.segment_id, row.path, row.location)
+    _remove_marked(store, seg.segment_id, _loads(rec))
     return freed
+
+
+def _discard_copy(store: Any, segment_id: int, relpath: str) -> None:
+    path = store.layout.path(relpath)
+    try:
+        store.fs.unlink(path)
+        store.fs.fsync_dir(path.parent)
+    except FileNotFoundError:
+        pass
+    b = Batch()
+    b.delete(layout.open_key(segment_id))
+    store.index.commit(b, sync=True)
 
 
 def watermark_unmet_after(plan: RetentionPlan, res: ApplyResult | None) -> int:
@@ -844,40 +1068,43 @@ def _json(d: dict[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":")).encode()
 
 
+def _loads(raw: bytes) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(raw))
+
+
 def run_retention(
     store: Any,
     *,
     cameras: Iterable[str] | None = None,
     max_age_ns: int | None = None,
     max_bytes: int | None = None,
+    tiered_max_age_ns: int | None = None,
     dry_run: bool = False,
     disk: DiskUsage | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[RetentionPlan, ApplyResult | None]:
-    """Plan with the store's policies (overridden by max_age_ns / max_bytes when given) and,
+    """Plan with the store's policies (overridden by max_age_ns for local footage,
+    tiered_max_age_ns for tiered footage and max_bytes, each only what it names) and,
     unless dry_run, apply the plan."""
     cfg: RetentionConfig = store.config.retention
     cameras = store.require_cameras(cameras)
 
     def policy_of(cam: str) -> RetentionPolicy:
-        p = cfg.policy(cam)
-        return RetentionPolicy(
-            max_age_ns if max_age_ns is not None else p.max_age_ns,
-            max_bytes if max_bytes is not None else p.max_bytes,
-            # an age given for one run applies to hot and tiered footage alike
-            None if max_age_ns is not None else p.tiered_max_age_ns,
-        )
+        return cfg.policy(cam).overridden(max_age_ns, tiered_max_age_ns, max_bytes)
 
     if disk is None:
         disk = disk_usage(store.root)
+    table = catalog(store, cameras)
     plan = plan_retention(
-        catalog(store, cameras),
+        table,
         list_holds(store),
         policy_of,
         store.clock.wall_ns(),
         disk=disk,
         min_free_bytes=min_free_bytes(cfg, disk),
-        leased=frozenset(store.leased_segments()),
+        leased=_leased_ids(store.leases(), table),
     )
     if dry_run:
         return plan, None
@@ -925,7 +1152,8 @@ def hold_job(
 def retention_job(
     store: Any, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """One retention run (``cameras``, ``max_age_ns``, ``max_bytes``, ``dry_run``): the plan
+    """One retention run (``cameras``, ``max_age_ns``, ``tiered_max_age_ns``, ``max_bytes``,
+    ``dry_run``): the plan
     and what applying it did, with the free space still missing below the watermark."""
     dry_run = bool(params.get("dry_run"))
     with store.retention_lock:  # one run at a time, and no hold change inside one (H1)
@@ -933,6 +1161,7 @@ def retention_job(
             store,
             cameras=params.get("cameras"),
             max_age_ns=params.get("max_age_ns"),
+            tiered_max_age_ns=params.get("tiered_max_age_ns"),
             max_bytes=params.get("max_bytes"),
             dry_run=dry_run,
             progress=progress,

@@ -125,10 +125,51 @@ class ScanResult(NamedTuple):
     valid_end: int  # offset just past the last whole chunk
     file_size: int
     sealed: bool
+    # (offset, length) of damaged byte runs between whole chunks (``resync`` only)
+    damaged: list[tuple[int, int]] = []  # noqa: RUF012 - shared default, never mutated
 
 
-def scan_chunks(src: ByteSource) -> ScanResult:
-    """Walk chunks from the header on, stopping at the first torn or corrupt one."""
+# How far ahead a resync reads at a time while it looks for the next chunk's magic.
+_RESYNC_WINDOW = 4 << 20
+
+
+def _parse_at(src: ByteSource, pos: int, size: int) -> fmt.DirEntry | None:
+    """The whole, verified chunk at ``pos``, or None (torn, damaged or not a chunk)."""
+    try:
+        h = fmt.unpack_chunk_header(src.read(pos, fmt.CHUNK_HEADER.size), 0)
+        if pos + h.chunk_len > size:
+            return None
+        c = parse_chunk(src.read(pos, h.chunk_len))
+    except CorruptSegment:
+        return None
+    return fmt.DirEntry(pos, h.chunk_len, h.start_ns, h.end_ns, h.packet_count, c.crc32, h.flags)
+
+
+def _next_chunk(src: ByteSource, pos: int, size: int) -> fmt.DirEntry | None:
+    """The first whole, verified chunk that starts after ``pos`` (found by its magic; a
+    magic inside a payload fails its checksum and is passed over)."""
+    magic = fmt.CHUNK_MAGIC
+    start = pos + 1
+    while start + fmt.CHUNK_OVERHEAD <= size:
+        n = min(_RESYNC_WINDOW, size - start)
+        buf = src.read(start, n)
+        at = buf.find(magic)
+        while at >= 0:
+            e = _parse_at(src, start + at, size)
+            if e is not None:
+                return e
+            at = buf.find(magic, at + 1)
+        if start + n >= size:
+            return None
+        start += n - (len(magic) - 1)  # a magic split across two windows is found next time
+    return None
+
+
+def scan_chunks(src: ByteSource, *, resync: bool = False) -> ScanResult:
+    """Walk chunks from the header on. Without ``resync`` the walk stops at the first torn
+    or corrupt chunk; with it, a damaged run is stepped over to the next chunk that
+    verifies (recorded in ``damaged``), so one bad chunk never costs the good ones after
+    it. ``valid_end`` is the end of the last whole chunk either way."""
     meta, header_len = read_header(src)
     size = src.size()
     sealed = False
@@ -140,19 +181,19 @@ def scan_chunks(src: ByteSource) -> ScanResult:
             sealed = False
     pos = header_len
     entries: list[fmt.DirEntry] = []
+    damaged: list[tuple[int, int]] = []
     while pos + fmt.CHUNK_OVERHEAD <= size:
-        try:
-            h = fmt.unpack_chunk_header(src.read(pos, fmt.CHUNK_HEADER.size), 0)
-            if pos + h.chunk_len > size:
+        e = _parse_at(src, pos, size)
+        if e is None:
+            if not resync:
                 break
-            c = parse_chunk(src.read(pos, h.chunk_len))
-        except CorruptSegment:
-            break
-        entries.append(
-            fmt.DirEntry(pos, h.chunk_len, h.start_ns, h.end_ns, h.packet_count, c.crc32, h.flags)
-        )
-        pos += h.chunk_len
-    return ScanResult(meta, header_len, entries, pos, size, sealed)
+            e = _next_chunk(src, pos, size)
+            if e is None:
+                break  # nothing whole after it: a torn tail
+            damaged.append((pos, e.offset - pos))
+        entries.append(e)
+        pos = e.offset + e.length
+    return ScanResult(meta, header_len, entries, pos, size, sealed, damaged)
 
 
 class SegmentReader:

@@ -26,6 +26,7 @@ from vstore import format as fmt
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
 from vstore.config import CameraSettings
 from vstore.errors import StorageFull, UsageError, VstoreError
+from vstore.space import SpaceRefused
 from vstore.fsutil import Fs, create_durably, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
@@ -256,6 +257,7 @@ class WriterStats:
     dropped_before_keyframe: int = 0
     dropped_no_params: int = 0
     dropped_no_timestamp: int = 0
+    dropped_disk_full: int = 0  # while recording paused for space (lifecycle S4)
     ignored_stream_packets: int = 0
     timestamps_synthesized: int = 0
     non_monotonic: int = 0
@@ -341,6 +343,7 @@ class CameraWriter:
         self._closed = False
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
+        self._space_paused_ns: int | None = None  # recording paused for space since (S4)
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
@@ -476,12 +479,18 @@ class CameraWriter:
                 self._stop_after(exc)
                 raise
 
+    def _count_unstarted_drop(self) -> None:
+        if self._space_paused_ns is not None:
+            self.stats.dropped_disk_full += 1
+        else:
+            self.stats.dropped_before_keyframe += 1
+
     def _stop_after(self, exc: VstoreError) -> None:
         """After an I/O failure the open GOP may lack its keyframe and a failed fsync leaves
         the page cache in an unknown state: refuse more packets rather than store
         undecodable ones or index unsynced bytes (lifecycle W5), until ``new_run``. A usage
         error (a bad packet) stops nothing."""
-        if not isinstance(exc, UsageError):
+        if not isinstance(exc, UsageError | SpaceRefused):  # (nothing written: retry is safe)
             self._failed = exc
             self._fp.enabled = False
 
@@ -603,7 +612,7 @@ class CameraWriter:
                 if not self._on_keyframe(npts, params, wall_ns):
                     return
             elif not self._fp.started:
-                self.stats.dropped_before_keyframe += 1
+                self._count_unstarted_drop()
                 return
             # The chunk ends one frame after its latest-shown frame (with B-frames, not the
             # last in decode order); a keyframe starts a new chunk.
@@ -611,7 +620,7 @@ class CameraWriter:
                 self._fp.chunk_last_vpts = npts
             self._fp.chunk_vdelta = last_delta
         elif not self._fp.started:
-            self.stats.dropped_before_keyframe += 1
+            self._count_unstarted_drop()
             return
 
         self._table.append(ndts, npts, size, flags, track)
@@ -760,14 +769,40 @@ class CameraWriter:
                 self._reanchor = False
             if params and vinfo.bitstream != "avcc":
                 self._params = params
-            self._open_segment(key_wall)
+            try:
+                self._open_segment(key_wall)
+            except SpaceRefused as exc:
+                if self._fixed_start_ns is not None:
+                    raise  # an import says so (it waited for the keeper first)
+                self._pause_for_space(key_wall, exc)
+                return False
+            if self._space_paused_ns is not None:
+                self._event(
+                    "recording_resumed",
+                    {"paused_ns": key_wall - self._space_paused_ns},
+                    at_ns=key_wall,
+                )
+                log.warning("camera %s: space is back, recording resumes", self.camera_id)
+                self._space_paused_ns = None
         self._fp.started = True
         self._chunk_start_ns = key_wall
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True
 
+    def _pause_for_space(self, at_ns: int, exc: SpaceRefused) -> None:
+        """S4: a live camera refused a segment for space drops packets (counted) and asks
+        again at every keyframe; the first that gets one resumes recording. Nothing stops."""
+        self._fp.started = False
+        self._reanchor = True  # the footage after the pause anchors anew (a gap, T5)
+        if self._space_paused_ns is None:
+            self._space_paused_ns = at_ns
+            self._event("disk_full", {"message": str(exc)}, at_ns=at_ns)
+            log.error("camera %s: recording paused: %s", self.camera_id, exc)
+
     def _open_segment(self, start_ns: int) -> None:
-        self.store.ensure_space()  # the declared disk-full behaviour (retention.md)
+        # The declared disk-full behaviour (lifecycle S1-S4): a live camera never waits on
+        # it; an import waits for the space keeper's pass.
+        self.store.ensure_space(wait=self._fixed_start_ns is not None)
         seg_id = self.index.new_segment_id()
         tracks = list(self._tracks_info)
         v = tracks[self._video]

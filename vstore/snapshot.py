@@ -99,7 +99,8 @@ def snapshot(store: Store, camera_id: str, at_ns: int, out: str | os.PathLike[st
     enc = _ENCODERS.get(path.suffix.lower())
     if enc is None:
         raise UsageError("snapshot output must end in .jpg, .jpeg or .png")
-    frame, wall = decode_frame_at(store, camera_id, at_ns)
+    with store.lease(ranges=[(camera_id, at_ns, at_ns + 1)]):  # before planning (L1)
+        frame, wall = decode_frame_at(store, camera_id, at_ns)
     codec, pix_fmt = enc
     # Encoded in memory, then written in one go: a failed write is one clear error, and a
     # failed encode leaves no file behind.

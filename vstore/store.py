@@ -25,12 +25,13 @@ from vstore.errors import (
     CorruptSegment,
     CorruptStore,
     NotFound,
-    StorageFull,
     UsageError,
     VstoreError,
 )
 from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
+from vstore.lease import LeaseSet, hold_lease, live_leases
+from vstore.space import SpaceKeeper
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
 from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, check_time_ns, format_time
@@ -56,6 +57,7 @@ class RecoveryReport:
     """What opening the store repaired (counts grow while recovery runs)."""
 
     __slots__ = (
+        "damaged_chunks",
         "discarded_segments",
         "messages",
         "recovered_chunks",
@@ -68,6 +70,7 @@ class RecoveryReport:
         self.recovered_chunks = 0
         self.discarded_segments = 0
         self.truncated_bytes = 0
+        self.damaged_chunks = 0  # whose bytes did not verify: kept in the file, unindexed
         self.messages: list[str] = []
 
     def __repr__(self) -> str:
@@ -146,6 +149,7 @@ class Store:
         # Held while retention runs or a hold changes: a hold committed between a run's plan
         # and its deletions would not protect its footage (lifecycle H1).
         self.retention_lock = threading.Lock()
+        self.space = SpaceKeeper(self)
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
             self.last_recovery = self.recover()
@@ -183,6 +187,7 @@ class Store:
             if pool is not None:
                 pool.shutdown(wait=True)  # writers waited for theirs; nothing is left
         self._sealer = self._syncer = None
+        self.space.close()
         self.index.close()
 
     def sealer(self) -> Any:
@@ -245,40 +250,12 @@ class Store:
             self._writers[camera_id] = w
             return w
 
-    def ensure_space(self) -> None:
-        """Called before every new segment: enforce the declared disk-full behaviour.
-
-        Below the ``min_free`` watermark, ``overwrite-oldest`` deletes the oldest unheld
-        footage now (retention's watermark rule); ``stop-recording`` refuses. When only held
-        or in-use footage is left, recording stops with StorageFull: held footage is never
-        deleted to make room.
-        """
-        from vstore import retention
-
-        cfg = self.config.retention
-        if cfg.min_free_bytes is None and cfg.min_free_ratio is None:
-            return
-        usage = self._disk_usage() if self._disk_usage else retention.disk_usage(self.root)
-        need = retention.min_free_bytes(cfg, usage)
-        if usage.free_bytes >= need:
-            return
-        if cfg.disk_full == "stop-recording":
-            raise StorageFull(
-                f"free space {usage.free_bytes} B is below the watermark ({need} B) and "
-                "disk_full = stop-recording: run `vstore retention run` or free space"
-            )
-        if not self.retention_lock.acquire(blocking=False):
-            return  # a retention run is under way (an operator's, through vstore.control): it
-            # frees space by the same watermark, and a camera must not stall behind it
-        try:
-            plan, res = retention.run_retention(self, disk=usage)
-        finally:
-            self.retention_lock.release()
-        if retention.watermark_unmet_after(plan, res):
-            raise StorageFull(
-                "disk below the watermark and only held or in-use footage is left: recording "
-                "stops rather than delete held footage (release holds or add storage)"
-            )
+    def ensure_space(self, wait: bool = False) -> None:
+        """Called before every new segment: the declared disk-full behaviour (lifecycle
+        S1-S4). Returns at once unless ``wait`` (an import); raises SpaceRefused when no
+        segment may start now: below the watermark with ``stop-recording``, or with nothing
+        left that deleting would free enough of (held footage is never deleted for room)."""
+        self.space.check(wait)
 
     def _writer_closed(self, w: "CameraWriter") -> None:
         with self._lock:
@@ -326,7 +303,7 @@ class Store:
         if path.exists():
             try:
                 with FileSource(path) as src:
-                    scan = scan_chunks(src)
+                    scan = scan_chunks(src, resync=True)
             except CorruptSegment as exc:
                 rep.messages.append(f"{relpath}: header unreadable ({exc})")
         if scan is None or not scan.entries:
@@ -339,12 +316,14 @@ class Store:
                 b.delete(seg_key)
             self.index.commit(b, sync=True)
             if path.exists():
-                path.unlink()
+                self.fs.unlink(path)
                 self.fs.fsync_dir(path.parent)
             rep.discarded_segments += 1
             rep.messages.append(f"{relpath}: no whole chunk, discarded")
             return
-        # R2: truncate to the last whole chunk, then seal from the file's own bytes.
+        # R2: cut only the torn tail (after the last whole chunk); a damaged run between
+        # whole chunks stays in the file, out of the directory (R5), and the chunks after it
+        # are kept. Then seal from the file's own bytes.
         fd = self.fs.open_rw(path)
         try:
             if scan.sealed:
@@ -360,11 +339,20 @@ class Store:
             sha = rd.trailer().sha256.hex()
             entries = rd.directory()
         known = {r.start_ns for r in indexed}
+        kept = {(e.start_ns, e.offset, e.crc32) for e in entries}
+        starts = {e.start_ns for e in entries}
         for e in entries:
             if e.start_ns not in known:
                 rep.recovered_chunks += 1
             h = ChunkRow.from_entry(cam_num, seg_id, e)
             b.put(h.key(), h.value())
+        # Rows whose bytes did not verify (R5): the index never points at bad bytes (I1).
+        lost = [r for r in indexed if (r.start_ns, r.offset, r.crc32) not in kept]
+        for r in lost:
+            if r.start_ns not in starts:
+                b.delete(r.key())
+        if scan.damaged or lost:
+            self._record_damage(b, cam_num, seg_id, relpath, scan, lost, entries, rep)
         row = SegmentRow(
             camera_num=cam_num,
             segment_id=seg_id,
@@ -383,6 +371,44 @@ class Store:
         self.index.commit(b, sync=True)
         rep.recovered_segments += 1
         rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
+
+    def _record_damage(
+        self,
+        b: Batch,
+        cam_num: int,
+        seg_id: int,
+        relpath: str,
+        scan: Any,
+        lost: list[ChunkRow],
+        entries: list[fmt.DirEntry],
+        rep: RecoveryReport,
+    ) -> None:
+        """R5: a damaged run found while sealing is kept in the file and said aloud: a
+        ``damaged`` event on the camera's timeline (where a clip shows a gap) and an audit
+        record naming the bytes and the indexed chunks they held."""
+        from vstore.index import Event
+
+        for off, length in scan.damaged:
+            inside = [r for r in lost if off <= r.offset < off + length]
+            before = [e for e in entries if e.offset < off]
+            at_ns = inside[0].start_ns if inside else before[-1].end_ns if before else 0
+            detail = {
+                "segment_id": seg_id,
+                "path": relpath,
+                "offset": off,
+                "length": length,
+                "indexed_chunks": [
+                    {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in inside
+                ],
+            }
+            ev = Event(cam_num, at_ns, off & 0xFFFFFFFF, "damaged", detail)
+            b.put(ev.key(), ev.value())
+            self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
+            rep.damaged_chunks += max(1, len(inside))
+            rep.messages.append(
+                f"{relpath}: {length} damaged byte(s) at offset {off} kept in the file, out "
+                f"of the index ({len(inside)} indexed chunk(s)); the chunks after them are kept"
+            )
 
     def _write_seal(self, fd: int, path: Path, entries: list[fmt.DirEntry], end: int) -> None:
         import hashlib
@@ -524,7 +550,9 @@ class Store:
 
         if out is None:
             return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
-        return write_clip(self, plan_clip(self, camera_id, start_ns, end_ns), out, format=format)
+        with self.lease(ranges=[(camera_id, start_ns, end_ns)]):  # before planning (L1)
+            plan = plan_clip(self, camera_id, start_ns, end_ns)
+            return write_clip(self, plan, out, format=format)
 
     def recording_elsewhere(self) -> bool:
         """True when another process holds the index open for writing (a running recorder).
@@ -552,49 +580,27 @@ class Store:
 
     # --- read leases ------------------------------------------------------------------------------
     @contextmanager
-    def lease(self, segment_ids: Iterable[int]) -> Iterator[None]:
-        """Protect segments from retention while they are read (an open clip or export).
+    def lease(
+        self,
+        segment_ids: Iterable[int] = (),
+        ranges: Iterable[tuple[str, int, int]] = (),
+    ) -> Iterator[None]:
+        """Protect footage from deletion while it is read (a clip, an export): segments by
+        id and (camera, start_ns, end_ns) ranges. A reader leases the range it asks for
+        before it plans from the index, so no segment it plans can be deleted under it
+        (lifecycle L1-L3); any process on this host sees the lease."""
+        import socket
 
-        A lease is a file in STORE/leases/ naming this process and the segments, so a
-        retention run in another process sees it too; a lease of a dead process is ignored.
-        """
-        ids = sorted(set(segment_ids))
         with self._lock:
             self._lease_serial += 1
             serial = self._lease_serial
-        path = self.layout.lease_path(os.getpid(), serial)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "segments": ids}))
-        os.replace(tmp, path)
-        try:
+        path = self.layout.lease_path(socket.gethostname(), os.getpid(), serial)
+        with hold_lease(path, segment_ids, ranges):
             yield
-        finally:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
 
-    def leased_segments(self) -> set[int]:
-        """Segment ids under a live lease (this or any other process on this host)."""
-        out: set[int] = set()
-        d = self.layout.leases_dir
-        if not d.exists():
-            return out
-        for p in d.glob("*.json"):
-            try:
-                doc = json.loads(p.read_text())
-                pid = int(doc["pid"])
-            except (OSError, ValueError, KeyError):
-                continue
-            if not pid_alive(pid):
-                try:
-                    p.unlink()  # the reader died: its lease ends with it
-                except OSError:
-                    pass
-                continue
-            out.update(int(x) for x in doc.get("segments", []))
-        return out
+    def leases(self) -> LeaseSet:
+        """The live leases now (this or any other process): checked at each deletion."""
+        return live_leases(self.layout.leases_dir)
 
     def tier(self, url: str) -> Any:
         """The object store at url (one client per URL for the life of the store)."""

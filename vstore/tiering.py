@@ -10,6 +10,7 @@ removes the local file. Never a local delete without a verified upload.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -135,10 +136,8 @@ def tier_segment(
     moved = row._replace(location=tier.url, path=key)
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
-    b.put(
-        layout.garbage_key(row.segment_id),
-        layout_json({"path": row.path, "camera": camera, "start_ns": row.start_ns}),
-    )
+    rec = {"path": row.path, "camera": camera, "start_ns": row.start_ns, "end_ns": row.end_ns}
+    b.put(layout.garbage_key(row.segment_id), layout_json(rec))
     store.index.audit(
         "tier",
         by,
@@ -156,7 +155,7 @@ def tier_segment(
     store.index.commit(b, sync=True)
     from vstore.retention import _remove_marked
 
-    _remove_marked(store, row.segment_id, row.path)  # U3
+    _remove_marked(store, row.segment_id, rec)  # U3 (a reader's lease defers it to D4)
     return TierOutcome(row.size_bytes, object_hold)
 
 
@@ -202,8 +201,13 @@ def run_tiering(
     from vstore.retention import finish_garbage
 
     finish_garbage(store, local_only=True)
-    leased = store.leased_segments()
-    todo = [r for r in rows if r.segment_id not in leased]
+    leases = store.leases()
+    names = {num: cam for cam, num in store.index.cameras()}
+    todo = [
+        r
+        for r in rows
+        if not leases.covers(names.get(r.camera_num, ""), r.start_ns, r.end_ns, r.segment_id)
+    ]
     res.skipped_leased = len(rows) - len(todo)
     # Each byte passes the cap twice (the verify read, then the copy or upload): twice the
     # footage pace keeps the footage at it.
@@ -321,10 +325,24 @@ def rebuild_index_from_tier(
         for e in entries:
             c = ChunkRow.from_entry(cam, seg_id, e)
             b.put(c.key(), c.value())
+        # An object indexed again is no longer garbage: a deletion left pending (an
+        # unreachable tier, a crash after D1) must not remove it later (D5).
+        mark = store.index.get(layout.garbage_key(seg_id))
+        cancelled = False
+        if mark is not None:
+            rec = json.loads(mark)
+            if rec.get("path") == obj.key and rec.get("location") == tier.url:
+                b.delete(layout.garbage_key(seg_id))
+                cancelled = True
         store.index.audit(
             "rebuild_index",
             "rebuild",
-            {"camera": meta.camera, "segment_id": seg_id, "from": f"{tier.url}/{obj.key}"},
+            {
+                "camera": meta.camera,
+                "segment_id": seg_id,
+                "from": f"{tier.url}/{obj.key}",
+                "pending_delete_cancelled": cancelled,
+            },
             store.clock.wall_ns(),
             batch=b,
         )

@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
     if not args.plan and args.output != "-":
         refuse_overwrite(args.output, args.overwrite)
-    with open_store(args.store, read_only=True) as store:
+    with (
+        open_store(args.store, read_only=True) as store,
+        # Leased before planning: no segment of the plan can be deleted while it is read.
+        store.lease(ranges=[(args.camera, start, end)]),
+    ):
         plan = plan_clip(store, args.camera, start, end)
         if args.plan:
             print_json(plan.as_json()) if args.json else _print_plan(plan)

@@ -28,6 +28,7 @@ COMMANDS = {
     "tier": ("vstore.cli.tier", "move old segments to object storage (S3 or a directory)"),
     "rebuild-index": ("vstore.cli.rebuild_index", "index tiered footage from an object store"),
     "audit": ("vstore.cli.audit", "the permanent log of holds, deletions and tiering"),
+    "config": ("vstore.cli.config", "show the settings in force, and where each comes from"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
 }
 # Short read-only commands skip logging set-up unless -v is given (its import is a good part

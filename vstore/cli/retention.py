@@ -16,7 +16,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = sub.add_parser("run", help="plan and delete (or --dry-run)")
     r.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
     r.add_argument("--camera", action="append", help="only these cameras (repeatable)")
-    r.add_argument("--max-age", metavar="DURATION", help="override max age, e.g. 30d")
+    r.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="override the max age of local (hot) footage, e.g. 30d; tiered footage keeps its own",
+    )
+    r.add_argument(
+        "--tiered-max-age",
+        metavar="DURATION",
+        help="override the max age of tiered footage, e.g. 3650d",
+    )
     r.add_argument("--max-bytes", metavar="SIZE", help="override bytes per camera, e.g. 2TB")
     r.add_argument("--every", metavar="DURATION", help="run repeatedly (e.g. 5m) until interrupted")
     add_store_arg(r)
@@ -29,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from vstore.errors import StorageFull, StoreLocked, UsageError
     from vstore.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
 
-    max_age = max_bytes = None
+    max_age = max_bytes = tiered_max_age = None
     if args.max_age is not None:
         max_age = retention_limit(parse_age_ns(args.max_age, "--max-age"), "--max-age")
+    if args.tiered_max_age is not None:
+        tiered_max_age = retention_limit(
+            parse_age_ns(args.tiered_max_age, "--tiered-max-age"), "--tiered-max-age"
+        )
     if args.max_bytes is not None:
         max_bytes = retention_limit(parse_size_bytes(args.max_bytes), "--max-bytes")
     every = parse_duration_ns(args.every) / NS_PER_S if args.every is not None else None
@@ -40,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     params = {
         "cameras": args.camera,
         "max_age_ns": max_age,
+        "tiered_max_age_ns": tiered_max_age,
         "max_bytes": max_bytes,
         "dry_run": args.dry_run,
     }

@@ -1,0 +1,560 @@
+"""Ways recovery, retention and the disk-full path could destroy or wrongly delete evidence.
+
+Each test reproduces one failure through the real store, index and object store and is
+named after it; the invariants they guard are in docs/design/lifecycle.md (R5, D5, T4, K1,
+P1-P3, S1-S4, L1-L3). A property test at the end draws random sequences of recording,
+crashes, recovery, tiering, holds, retention and clock steps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.crash_writer import START_NS, payload
+from vstore.check import check_store
+from vstore.store import open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+GOP_NS = 1_000_000_000  # crash_writer's footage: 10 fps, a keyframe every second
+
+_DIE_AFTER_FLUSH = textwrap.dedent(
+    """
+    import os, sys
+    from tests.crash_writer import START_NS, payload, GOP, FRAME
+    from vstore import Packet, TrackInfo, open_store
+    st = open_store(sys.argv[1])
+    w = st.writer("cam", [TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")],
+                  start_ns=START_NS)
+    for f in range(int(sys.argv[2]) * GOP):
+        w.write(Packet(0, f * FRAME, f * FRAME, f % GOP == 0, payload(f, f % GOP == 0)))
+    w.flush()
+    os._exit(0)  # a crash: nothing sealed, nothing closed
+    """
+)
+
+
+def record_and_crash(store_dir: Path, seconds: int) -> None:
+    """``seconds`` GOPs written and flushed (durable, indexed), then the process dies."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(
+        [sys.executable, "-c", _DIE_AFTER_FLUSH, str(store_dir), str(seconds)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def open_segment_file(store_dir: Path) -> Path:
+    [p] = list((store_dir / "segments").rglob("*.vseg"))
+    return p
+
+
+def flip_byte_in_gop(path: Path, gop: int) -> None:
+    """Flip one payload byte of the ``gop``-th chunk (0-based), found by its magic."""
+    raw = bytearray(path.read_bytes())
+    at = -1
+    for _ in range(gop + 1):
+        at = raw.index(b"VCHK", at + 1)
+    raw[at + 200] ^= 0x40
+    path.write_bytes(raw)
+
+
+def readable_chunks(st, cam: str = "cam") -> list[int]:
+    """Start of every indexed chunk, each read back and verified against its row."""
+    num = st.camera_num(cam)
+    out = []
+    for c in st.index.chunks(num, -(2**62), 2**62):
+        row = next(r for r in st.index.segments(num) if r.segment_id == c.segment_id)
+        with st.segment_reader(row) as rd:
+            rd.read_chunk(c.offset, c.length, c.crc32)
+        out.append(c.start_ns)
+    return out
+
+
+# --- 1. recovery never discards indexed, checksummed chunks ------------------------------------
+
+
+@pytest.mark.parametrize("how", ["open", "check_repair"])
+def test_recovery_keeps_good_chunks_after_a_damaged_one(tmp_path, how):
+    store_dir = tmp_path / "store"
+    record_and_crash(store_dir, 10)
+    seg = open_segment_file(store_dir)
+    size_before = seg.stat().st_size
+    flip_byte_in_gop(seg, 2)
+    if how == "open":
+        st = open_store(store_dir)
+        rep = st.last_recovery
+    else:
+        from vstore.store import Store
+
+        st = Store(store_dir, recover=False)
+        rep = None
+        check_store(st, repair=True)
+    try:
+        assert seg.stat().st_size >= size_before  # nothing cut off (a footer was added)
+        starts = readable_chunks(st)
+        # Every GOP but the damaged one is indexed and verifies; nine of ten survive.
+        expected = [START_NS + i * GOP_NS for i in range(10) if i != 2]
+        assert starts[: len(expected)] == expected
+        assert START_NS + 2 * GOP_NS not in starts
+        if rep is not None:
+            assert rep.damaged_chunks == 1
+        events = [e.kind for e in st.index.events(st.camera_num("cam"), 0, 2**62)]
+        assert "damaged" in events
+        assert any(a["action"] == "quarantine" for a in st.index.audit_records())
+        assert check_store(st).ok
+        # The clip path sees a gap where the damaged GOP was, and serves the rest.
+        pk = list(st.read_packets("cam", START_NS + 5 * GOP_NS, START_NS + 5 * GOP_NS + 1))
+        assert bytes(pk[0].data) == payload(50, True)
+    finally:
+        st.close()
+
+
+def test_check_repair_of_an_unsealed_orphan_keeps_chunks_after_damage(tmp_path):
+    from vstore import layout
+    from vstore.index import Batch
+    from vstore.store import Store
+
+    store_dir = tmp_path / "store"
+    record_and_crash(store_dir, 10)
+    seg = open_segment_file(store_dir)
+    flip_byte_in_gop(seg, 2)
+    st = Store(store_dir, recover=False)
+    try:
+        # The index lost everything about the file (a rebuilt or restored index): an orphan.
+        b = Batch()
+        for seg_id, _m in st.index.open_segments():
+            b.delete(layout.open_key(seg_id))
+        for r in st.index.all_segment_rows():
+            b.delete(r.key())
+        for c in st.index.all_chunk_rows():
+            b.delete(c.key())
+        st.index.commit(b)
+        rep = check_store(st, repair=True)
+        assert any(p.code == "C4" and p.repaired for p in rep.problems)
+        starts = readable_chunks(st)
+        assert len(starts) == 9 and START_NS + 2 * GOP_NS not in starts
+        assert check_store(st).ok
+    finally:
+        st.close()
+
+
+# --- helpers for a store of small segments ---------------------------------------------------
+
+
+def small_store(tmp_path: Path, extra: str = "", **kw):
+    d = tmp_path / "store"
+    d.mkdir(exist_ok=True)
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n" + extra)
+    return open_store(d, **kw)
+
+
+def record(st, seconds: int, cam: str = "cam", start: int = START_NS) -> None:
+    """``seconds`` one-second GOPs of crash_writer's footage from ``start``."""
+    from tests.crash_writer import FRAME, GOP
+    from vstore import Packet, TrackInfo
+
+    video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
+    with st.writer(cam, [video], start_ns=start) as w:
+        for f in range(seconds * GOP):
+            key = f % GOP == 0
+            w.write(Packet(0, f * FRAME, f * FRAME, key, payload(f, key)))
+
+
+def run_cli(*argv: str) -> int:
+    from vstore.cli.main import main
+
+    return main(list(argv))
+
+
+# --- 2. a leftover garbage mark never deletes footage indexed again or held -------------------
+
+
+@pytest.mark.s3
+def test_leftover_garbage_mark_never_deletes_a_reindexed_held_object(tmp_path, s3_env, lock_bucket):
+    bucket = lock_bucket
+    url = f"s3://{bucket}/city"
+    with small_store(tmp_path) as st:
+        record(st, 12)
+    store = str(tmp_path / "store")
+    assert run_cli("tier", "run", "--store", store, "--to", url, "--older-than", "1s") == 0
+    # The delete of a retention run is interrupted after D1: the object store is unreachable.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    env["AWS_MAX_ATTEMPTS"] = "1"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vstore.cli.main",
+            "retention",
+            "run",
+            "--store",
+            store,
+            "--max-age",
+            "1d",
+            "--tiered-max-age",
+            "1d",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 9, r.stderr
+    with open_store(store) as st:
+        assert len(st.index.garbage()) == 3
+    assert run_cli("rebuild-index", "--store", store, "--from", url) == 0
+    with open_store(store) as st:
+        assert st.index.garbage() == []  # indexed again: no longer garbage (D5)
+    assert (
+        run_cli(
+            "hold",
+            "add",
+            "--store",
+            store,
+            "--camera",
+            "cam",
+            "--reason",
+            "case 7",
+            "--by",
+            "det. ray",
+            "--from",
+            "2025-01-17T01:00:00Z",
+            "--to",
+            "2025-01-17T01:00:20Z",
+        )
+        == 0
+    )
+    assert run_cli("retention", "run", "--store", store, "--max-age", "1d") == 0
+    import boto3
+
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(keys) == 3
+    with open_store(store) as st:
+        assert len(readable_chunks(st)) == 12 and check_store(st).ok
+        actions = [a["action"] for a in st.index.audit_records()]
+        assert actions.count("delete") == 3  # the interrupted run's, and nothing since
+
+
+def test_garbage_mark_of_footage_a_hold_now_covers_is_cancelled_not_deleted(tmp_path, monkeypatch):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 12)
+        paths = list(st.layout.iter_segment_files())
+
+        def crash(*a, **k):
+            raise KeyboardInterrupt  # the process dies between D1 and D2
+
+        monkeypatch.setattr(retention, "_remove_marked", crash)
+        with pytest.raises(KeyboardInterrupt):
+            retention.run_retention(st, max_age_ns=1)
+        monkeypatch.undo()
+        assert len(st.index.garbage()) == 1
+        [(_sid, rec)] = st.index.garbage()
+        # An investigator holds that minute before the deletion is finished.
+        retention.add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
+        _plan, res = retention.run_retention(st, max_age_ns=10**18)
+        assert res.finished_garbage == 0
+        assert st.layout.path(rec["path"]).exists()  # the bytes are kept
+        assert st.index.garbage() == []
+        assert st.index.audit_records()[-1]["action"] == "delete_cancelled"
+        # `check` reports the kept file (it is not indexed) and --repair adopts it back.
+        rep = check_store(st, repair=True)
+        assert [p.code for p in rep.problems] == ["C4"] and rep.ok
+        assert sorted(st.layout.iter_segment_files()) == sorted(paths)
+        assert len(readable_chunks(st)) == 12
+    finally:
+        st.close()
+
+
+# --- 3. trimming never certifies tampered footage ---------------------------------------------
+
+
+def tamper_chunk_keeping_its_checksums(path: Path, gop: int) -> None:
+    """Change a chunk's payload and fix up its CRC, its footer entry and the footer CRC:
+    only the content hash (and the index's own chunk CRC) can tell."""
+    import zlib
+
+    from vstore import format as fmt
+    from vstore.segment_reader import SegmentReader
+
+    raw = bytearray(path.read_bytes())
+    with SegmentReader.open(path) as rd:
+        entries = rd.directory()
+        t = rd.trailer()
+    e = entries[gop]
+    raw[e.offset + e.length - 20] ^= 0x55
+    body_end = e.offset + e.length - fmt.CHUNK_CRC.size
+    crc = fmt.crc32(bytes(raw[e.offset : body_end]))
+    fmt.CHUNK_CRC.pack_into(raw, body_end, crc)
+    entries[gop] = e._replace(crc32=crc)
+    footer = fmt.pack_footer(entries, entries[-1].end_ns)
+    assert len(footer) == t.footer_len
+    raw[t.footer_offset : t.footer_offset + len(footer)] = footer
+    trailer = fmt.pack_trailer(t._replace(footer_crc=zlib.crc32(footer)))
+    raw[-len(trailer) :] = trailer
+    path.write_bytes(raw)
+
+
+def test_trim_refuses_tampered_footage_and_keeps_the_original(tmp_path):
+    from vstore import retention
+
+    st = small_store(tmp_path, '[retention]\nmax_age = "1h"\n')
+    try:
+        record(st, 4)
+        [row] = list(st.index.segments(st.camera_num("cam")))
+        retention.add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
+        tamper_chunk_keeping_its_checksums(st.layout.path(row.path), 1)
+        assert not check_store(st).ok  # the content hash says so before the trim
+        _plan, res = retention.run_retention(st)
+        assert res.trimmed_segments == 0 and "kept whole" in res.errors[0]
+        assert [r.segment_id for r in st.index.segments(st.camera_num("cam"))] == [row.segment_id]
+        assert st.layout.path(row.path).exists()
+        assert not check_store(st).ok  # still reported: nothing certified it
+    finally:
+        st.close()
+
+
+def test_trim_keeps_provenance_of_verified_footage(tmp_path):
+    from vstore import retention
+    from vstore.segment_reader import SegmentReader
+
+    st = small_store(tmp_path, '[retention]\nmax_age = "1h"\n')
+    try:
+        record(st, 4)
+        [row] = list(st.index.segments(st.camera_num("cam")))
+        crcs = {c.start_ns: c.crc32 for c in st.index.chunks(st.camera_num("cam"), 0, 2**62)}
+        retention.add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
+        _plan, res = retention.run_retention(st)
+        assert res.trimmed_segments == 1 and not res.errors
+        [kept] = list(st.index.segments(st.camera_num("cam")))
+        with SegmentReader.open(st.layout.path(kept.path)) as rd:
+            [origin] = rd.meta.extra["trimmed_from"]
+        assert origin["segment_id"] == row.segment_id and origin["sha256"] == row.sha256
+        assert origin["chunks"] == [[START_NS + GOP_NS, crcs[START_NS + GOP_NS]]]
+        assert check_store(st).ok
+        trim = next(a for a in st.index.audit_records() if a["action"] == "trim")
+        assert trim["detail"]["verified"] and trim["detail"]["sha256"] == row.sha256
+    finally:
+        st.close()
+
+
+# --- 5. an override names what it overrides -----------------------------------------------------
+
+
+def test_max_age_override_never_shortens_tiered_footage_age(tmp_path, capsys):
+    cfg = '[retention]\nmax_age = "30d"\ntiered_max_age = "3650d"\n'
+    with small_store(tmp_path, cfg) as st:
+        record(st, 12)
+    store = str(tmp_path / "store")
+    cold = tmp_path / "cold"
+    assert run_cli("tier", "run", "--store", store, "--to", str(cold), "--older-than", "1s") == 0
+    with open_store(store) as st:
+        st.clock = __import__("vstore.clock", fromlist=["FakeClock"]).FakeClock(
+            wall_ns=START_NS + 60 * 86400 * 10**9
+        )
+        from vstore.retention import run_retention
+
+        plan, _ = run_retention(st, max_age_ns=60 * 86400 * 10**9, dry_run=True)
+        assert len(plan.rows) == 0  # tiered footage keeps its ten years
+        plan, _ = run_retention(st, tiered_max_age_ns=59 * 86400 * 10**9, dry_run=True)
+        assert len(plan.rows) == 3
+    capsys.readouterr()
+    assert run_cli("retention", "run", "--store", store, "--max-age", "60d", "--dry-run") == 0
+    assert "would delete 0 segment(s)" in capsys.readouterr().out
+
+
+# --- 6. settings resolve camera -> group -> store, key by key ---------------------------------
+
+
+def test_camera_section_keeps_its_groups_policy(tmp_path, capsys):
+    import json
+
+    cfg = (
+        '[retention]\nmax_age = "30d"\n'
+        '[retention.groups.traffic]\ncameras = ["cross-1", "cross-2"]\nmax_age = "365d"\n'
+        '[retention.cameras.cross-1]\nmax_bytes = "500GB"\n'
+    )
+    with small_store(tmp_path, cfg) as st:
+        pol = st.config.retention.policy("cross-1")
+        assert pol.max_age_ns == 365 * 86400 * 10**9 and pol.max_bytes == 500 * 10**9
+    capsys.readouterr()
+    store = str(tmp_path / "store")
+    assert run_cli("config", "show", "--store", store, "--camera", "cross-1", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["retention"]["max_age_ns"]["from"] == "[retention.groups.traffic]"
+    assert doc["retention"]["max_bytes"]["from"] == "[retention.cameras.cross-1]"
+    assert run_cli("config", "show", "--store", store, "--camera", "cross-1") == 0
+    out = capsys.readouterr().out
+    assert "365d" in out and "from [retention.groups.traffic]" in out
+
+
+# --- 9. sizes need units ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "toml",
+    ['max_bytes = "500"', "max_bytes = 500", 'min_free = "1000"', "min_free = 1000"],
+)
+def test_bare_number_sizes_are_refused(tmp_path, toml):
+    from vstore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unit"):
+        small_store(tmp_path, f"[retention]\n{toml}\n")
+
+
+def test_bare_number_max_bytes_on_the_command_line_is_a_usage_error(tmp_path, capsys):
+    with small_store(tmp_path) as st:
+        record(st, 4)
+    store = str(tmp_path / "store")
+    assert run_cli("retention", "run", "--store", store, "--max-bytes", "500") == 2
+    assert "needs a unit" in capsys.readouterr().err
+    assert run_cli("retention", "run", "--store", store, "--max-bytes", "500B", "--dry-run") == 0
+
+
+# --- 8. leases are checked at each deletion; 9. and they survive PID namespaces --------------
+
+_LEASE_HOLDER = textwrap.dedent(
+    """
+    import os, sys
+    from vstore.store import open_store
+    st = open_store(sys.argv[1], read_only=True)
+    with st.lease(ranges=[("cam", int(sys.argv[2]), int(sys.argv[3]))]):
+        print("leased", os.getpid(), flush=True)
+        sys.stdin.read()  # until the test closes our stdin
+    """
+)
+
+
+class LeaseHolder:
+    """A reader in another process (optionally in its own PID namespace) holding a lease."""
+
+    def __init__(self, store_dir: Path, start_ns: int, end_ns: int, pid_ns: bool = False):
+        cmd = [sys.executable, "-c", _LEASE_HOLDER, str(store_dir), str(start_ns), str(end_ns)]
+        if pid_ns:
+            cmd = ["unshare", "--pid", "--fork", *cmd]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            cwd=ROOT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("leased"), line
+        self.inner_pid = int(line.split()[1])
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+
+def test_lease_taken_after_planning_is_honoured_at_deletion(tmp_path):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 12)
+        segs = list(st.index.segments(st.camera_num("cam")))
+        plan, _ = retention.run_retention(st, max_age_ns=1, dry_run=True)
+        assert len(plan.rows) == 3
+        # A clip starts reading the middle segment after the plan was made.
+        clip = LeaseHolder(st.root, segs[1].start_ns + 1, segs[1].start_ns + 2)
+        try:
+            res = retention.apply_plan(st, plan)
+            assert res.deleted_segments == 2 and res.skipped_leased == 1
+            assert st.layout.path(segs[1].path).exists()
+        finally:
+            clip.release()
+        res = retention.apply_plan(st, retention.run_retention(st, max_age_ns=1, dry_run=True)[0])
+        assert res.deleted_segments == 1 and list(st.layout.iter_segment_files()) == []
+    finally:
+        st.close()
+
+
+def test_bytes_of_a_deletion_wait_for_a_reader_that_leased_them(tmp_path, monkeypatch):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 4)
+        [seg] = list(st.index.segments(st.camera_num("cam")))
+
+        def crash(*a, **k):
+            raise KeyboardInterrupt  # between D1 and D2
+
+        monkeypatch.setattr(retention, "_remove_marked", crash)
+        with pytest.raises(KeyboardInterrupt):
+            retention.run_retention(st, max_age_ns=1)
+        monkeypatch.undo()
+        reader = LeaseHolder(st.root, seg.start_ns, seg.end_ns)  # planned before D1
+        try:
+            _plan, res = retention.run_retention(st, max_age_ns=1)
+            assert res.finished_garbage == 0 and st.layout.path(seg.path).exists()
+            st.close()
+            st = small_store(tmp_path)  # nor does D4 on a writable open
+            assert st.layout.path(seg.path).exists() and len(st.index.garbage()) == 1
+        finally:
+            reader.release()
+        _plan, res = retention.run_retention(st, max_age_ns=1)
+        assert res.finished_garbage == 1 and not st.layout.path(seg.path).exists()
+    finally:
+        st.close()
+
+
+@pytest.mark.skipif(
+    subprocess.run(
+        ["unshare", "--pid", "--fork", "true"], capture_output=True, check=False
+    ).returncode
+    != 0,
+    reason="cannot make a PID namespace here",
+)
+def test_lease_of_a_reader_in_another_pid_namespace_is_honoured(tmp_path):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 8)
+        segs = list(st.index.segments(st.camera_num("cam")))
+        reader = LeaseHolder(st.root, segs[0].start_ns, segs[0].end_ns, pid_ns=True)
+        try:
+            assert reader.inner_pid != reader.proc.pid  # its pid means nothing here
+            _plan, res = retention.run_retention(st, max_age_ns=1)
+            assert res.deleted_segments == 1 and st.layout.path(segs[0].path).exists()
+        finally:
+            reader.release()
+        # A reader that is gone (its lock went with it) no longer holds anything.
+        _plan, res = retention.run_retention(st, max_age_ns=1)
+        assert res.deleted_segments == 1 and list(st.layout.iter_segment_files()) == []
+    finally:
+        st.close()
+
+
+def test_lease_of_a_killed_reader_ends_with_it(tmp_path):
+    import signal
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 4)
+        reader = LeaseHolder(st.root, START_NS, START_NS + 1)
+        assert st.leases()
+        reader.proc.send_signal(signal.SIGKILL)
+        reader.release()
+        assert not st.leases() and list(st.layout.leases_dir.iterdir()) == []
+    finally:
+        st.close()

@@ -1,0 +1,80 @@
+"""Show the settings in force: the retention policy of a camera, each value with the section
+of vstore.toml it comes from (camera, group or store), the disk watermark and the tier age."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = sub.add_parser("show", help="the resolved settings (of one camera with --camera)")
+    s.add_argument("--camera", metavar="ID", help="the camera whose policy to resolve")
+    add_store_arg(s)
+    add_json_arg(s)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.config import load_config
+    from vstore.errors import NotFound
+    from vstore.layout import StoreLayout, validate_camera_id
+    from vstore.store import resolve_store_path
+    from vstore.timebase import NS_PER_S, format_duration
+
+    lay = StoreLayout(resolve_store_path(args.store))
+    if not lay.root.is_dir():
+        raise NotFound(f"no store at {lay.root}")
+    cfg = load_config(lay.config_path)
+    r = cfg.retention
+    cam = args.camera
+    if cam is not None:
+        validate_camera_id(cam)
+    sources = r.policy_sources(cam if cam is not None else "\0")  # no camera: the store's
+
+    def show(field: str, value: object) -> str:
+        if value is None:
+            return "no limit"
+        return fmt_bytes(int(value)) if field == "max_bytes" else format_duration(int(value))  # type: ignore[call-overload]
+
+    policy = {f: {"value": v, "text": show(f, v), "from": src} for f, (v, src) in sources.items()}
+    if (
+        sources["tiered_max_age_ns"][0] is None
+    ):  # tiered footage follows max_age unless it has its own
+        policy["tiered_max_age_ns"]["text"] = f"as max_age ({show('', sources['max_age_ns'][0])})"
+    doc = {
+        "store": str(lay.root),
+        "config": str(lay.config_path) if lay.config_path.exists() else None,
+        "camera": cam,
+        "retention": policy,
+        "min_free_bytes": r.min_free_bytes,
+        "min_free_ratio": r.min_free_ratio,
+        "disk_full": r.disk_full,
+        "tier": {
+            "url": cfg.tier.url,
+            "older_than_ns": cfg.tier.older_than_for(cam or "\0"),
+        },
+    }
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"store   {doc['store']}  (config: {doc['config'] or 'none, all defaults'})")
+    print(f"retention of {'camera ' + cam if cam else 'a camera in no group or section'}:")
+    for name, label in (
+        ("max_age_ns", "max_age"),
+        ("tiered_max_age_ns", "tiered_max_age"),
+        ("max_bytes", "max_bytes"),
+    ):
+        p = policy[name]
+        print(f"  {label:<15} {p['text']:<24} from {p['from']}")
+    if r.min_free_bytes is not None:
+        watermark = fmt_bytes(r.min_free_bytes)
+    elif r.min_free_ratio is not None:
+        watermark = f"{r.min_free_ratio * 100:g}% of the disk"
+    else:
+        watermark = "none"
+    print(f"  {'min_free':<15} {watermark:<24} (store-wide), disk_full = {r.disk_full}")
+    older = doc["tier"]["older_than_ns"] / NS_PER_S  # type: ignore[index]
+    print(f"tier    {cfg.tier.url or 'none'}, segments older than {older / 86400:g} d")
+    return 0
