@@ -151,7 +151,7 @@ def test_check_repair_of_an_unsealed_orphan_keeps_chunks_after_damage(tmp_path):
 
 def small_store(tmp_path: Path, extra: str = "", **kw):
     d = tmp_path / "store"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n" + extra)
     return open_store(d, **kw)
 
@@ -556,5 +556,505 @@ def test_lease_of_a_killed_reader_ends_with_it(tmp_path):
         reader.proc.send_signal(signal.SIGKILL)
         reader.release()
         assert not st.leases() and list(st.layout.leases_dir.iterdir()) == []
+    finally:
+        st.close()
+
+
+# --- 7. the disk-full path under load; 9. the read cache goes before footage ------------------
+
+
+class Disk:
+    """An injected disk: its capacity, what other programs use, and what the store's
+    segment files and read cache use (measured from the files, so deletions free space)."""
+
+    def __init__(self, root: Path, capacity: int, other: int = 0) -> None:
+        self.root, self.capacity, self.other = root, capacity, other
+
+    def __call__(self):
+        from vstore.retention import DiskUsage
+
+        used = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        return DiskUsage(self.capacity, max(0, self.capacity - used - self.other))
+
+    def need(self, shortfall: int) -> None:
+        """Another program takes the disk to ``shortfall`` bytes below the 50 % watermark."""
+        self.other = 0
+        self.other = self().free_bytes - (self.capacity // 2 - shortfall)
+
+
+def watermark_store(tmp_path: Path, capacity: int, other: int = 0, **kw):
+    d = tmp_path / "store"
+    d.mkdir(exist_ok=True)
+    (d / "vstore.toml").write_text(
+        '[store]\nsegment_duration_s = 4\n[retention]\nmin_free = "50%"\n'
+    )
+    disk = Disk(d / "segments", capacity, other)
+    st = open_store(d, disk_usage=disk, **kw)
+    disk.root = d  # the cache counts too
+    return st, disk
+
+
+class LiveCamera:
+    """A camera writing live (wall time from the store's fake clock), one GOP per call."""
+
+    def __init__(self, st, clock, cam: str = "cam") -> None:
+        from tests.crash_writer import GOP
+        from vstore import TrackInfo
+
+        self.clock, self.frame, self.gop = clock, 0, GOP
+        video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
+        self.w = st.writer(cam, [video])
+
+    def gop_(self) -> None:
+        from tests.crash_writer import FRAME
+        from vstore import Packet
+
+        for _ in range(self.gop):
+            f = self.frame
+            key = f % self.gop == 0
+            self.w.write(Packet(0, f * FRAME, f * FRAME, key, payload(f, key)))
+            self.clock.advance(FRAME * 10**9 // 90000)
+            self.frame += 1
+
+
+def test_recording_resumes_by_itself_after_a_lease_blocked_the_watermark(tmp_path):
+    import time
+
+    from vstore.clock import FakeClock
+
+    clock = FakeClock(wall_ns=START_NS)
+    st, disk = watermark_store(tmp_path, capacity=10**9, clock=clock)
+    try:
+        cam = LiveCamera(st, clock)
+        for _ in range(12):
+            cam.gop_()
+        cam.w.flush()
+        # Another program takes the disk to just below the watermark; the only footage
+        # that deleting would free is being read by a clip in another process.
+        disk.need(2000)
+        reader = LeaseHolder(st.root, START_NS, START_NS + 3600 * 10**9)
+        try:
+            for _ in range(12):
+                cam.gop_()  # never raises: a live camera pauses, it does not stop
+            deadline = time.monotonic() + 20
+            while cam.w._space_paused_ns is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                cam.gop_()
+            assert cam.w._space_paused_ns is not None and cam.w.stats.dropped_disk_full > 0
+        finally:
+            reader.release()
+        deadline = time.monotonic() + 20
+        while cam.w._space_paused_ns is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            cam.gop_()
+        assert cam.w._space_paused_ns is None  # resumed without a restart
+        resumed_at = clock.wall_ns()
+        for _ in range(4):
+            cam.gop_()
+        cam.w.flush()
+        num = st.camera_num("cam")
+        kinds = [e.kind for e in st.index.events(num, 0, 2**62)]
+        assert "disk_full" in kinds and "recording_resumed" in kinds
+        assert st.index.last_chunk(num).end_ns >= resumed_at
+        cam.w.close()
+        assert check_store(st).ok
+    finally:
+        st.close()
+
+
+def test_unmeetable_watermark_deletes_nothing_and_stops_as_declared(tmp_path):
+    from vstore.space import SpaceRefused
+
+    st, disk = watermark_store(tmp_path, capacity=10**9)
+    try:
+        record(st, 12)  # an import: three segments
+        files = sorted(st.layout.iter_segment_files())
+        disk.need(10**6)  # another program: no deletion of ours meets 50 %
+        with pytest.raises(SpaceRefused, match="would not free enough"):
+            record(st, 12, start=START_NS + 100 * GOP_NS)
+        assert sorted(st.layout.iter_segment_files()) == files  # nothing deleted for nothing
+        assert not any(a["action"] == "delete" for a in st.index.audit_records())
+        disk.need(15_000)  # then a little more than one segment is needed
+        record(st, 4, start=START_NS + 200 * GOP_NS)
+        deleted = [a for a in st.index.audit_records() if a["action"] == "delete"]
+        assert 1 <= len(deleted) <= 2  # the fewest oldest that meet it, not all
+        assert check_store(st).ok
+    finally:
+        st.close()
+
+
+def test_watermark_never_blocks_a_writer_on_an_object_store_that_never_answers(
+    tmp_path, monkeypatch
+):
+    import json
+    import socket
+    import threading
+    import time
+
+    from vstore import layout
+    from vstore.clock import FakeClock
+    from vstore.index import Batch
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        hole.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(hole.accept()[0])  # accepted, never answered
+            except TimeoutError:
+                continue
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    for k, v in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{hole.getsockname()[1]}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    clock = FakeClock(wall_ns=START_NS)
+    st, disk = watermark_store(tmp_path, capacity=10**9, clock=clock)
+    try:
+        cam = LiveCamera(st, clock)
+        for _ in range(12):
+            cam.gop_()
+        cam.w.flush()
+        # A tiered deletion is pending (its object store was down when retention ran).
+        b = Batch()
+        rec = {"path": "cam/x.vseg", "camera": "cam", "start_ns": 1, "end_ns": 2}
+        b.put(layout.garbage_key(10**9), json.dumps({**rec, "location": "s3://hole/x"}).encode())
+        st.index.commit(b)
+        disk.need(10_000)  # below the watermark: old footage must go
+        slowest = 0.0
+        for _ in range(16):
+            t0 = time.monotonic()
+            cam.gop_()
+            slowest = max(slowest, time.monotonic() - t0)
+        deadline = time.monotonic() + 20
+        while st.space.passes == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The keeper freed local footage without the network; no write waited on it (a
+        # tier request here would hang for its 30 s read timeout, times its retries).
+        assert slowest < 5.0
+        assert any(a["action"] == "delete" for a in st.index.audit_records())
+        assert len(st.index.garbage()) == 1  # the tiered one waits for a retention run
+        cam.w.close()
+    finally:
+        st.close()
+        stop.set()
+        th.join()
+        for s in held:
+            s.close()
+        hole.close()
+
+
+def test_read_cache_is_evicted_before_any_footage(tmp_path):
+    st, disk = watermark_store(tmp_path, capacity=10**9)
+    try:
+        record(st, 12)
+        cache = st.layout.cache_dir / "0123456789abcdef"
+        cache.mkdir(parents=True)
+        for i in range(8):
+            (cache / f"range-{i}").write_bytes(bytes(100_000))
+        files = sorted(st.layout.iter_segment_files())
+        disk.need(300_000)  # the cache alone covers the need
+        record(st, 4, start=START_NS + 100 * GOP_NS)
+        assert set(files) <= set(st.layout.iter_segment_files())  # no footage deleted
+        left = sum(p.stat().st_size for p in cache.iterdir())
+        assert left < 800_000
+        assert not any(a["action"] == "delete" for a in st.index.audit_records())
+    finally:
+        st.close()
+
+
+# --- 4. a step of the host clock neither wipes the archive nor stamps the future --------------
+
+DAY_NS = 86400 * 10**9
+
+
+def test_forward_clock_step_does_not_wipe_the_archive(tmp_path, capsys):
+    from vstore.clock import FakeClock
+    from vstore.retention import run_retention
+
+    clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
+    st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
+    try:
+        record(st, 12)
+        assert run_retention(st)[1].deleted_segments == 0
+        clock.step_wall(40 * DAY_NS)  # a bad NTP server, an operator's typo
+        plan, res = run_retention(st)
+        assert res.deleted_segments == 0 and len(readable_chunks(st)) == 12
+        assert "ahead of the time that passed" in plan.clock_warning
+        # Real time passes: footage that truly expired goes, as counted by the boot clock.
+        clock.advance(31 * DAY_NS)
+        plan, res = run_retention(st)
+        assert res.deleted_segments == 3 and plan.clock_warning
+    finally:
+        st.close()
+
+
+def test_forward_clock_step_across_a_reboot_needs_the_operators_word(tmp_path, capsys):
+    import json
+
+    from vstore.clock import FakeClock
+    from vstore.retention import run_retention
+
+    clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
+    st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
+    record(st, 12)
+    st.close()
+    clock.reboot(down_ns=40 * DAY_NS)  # no boot clock vouches for these 40 days
+    st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
+    try:
+        plan, res = run_retention(st)
+        assert res.deleted_segments == 0 and "across a restart" in plan.clock_warning
+        plan, res = run_retention(st, trust_clock=True)
+        assert res.deleted_segments == 3
+        assert any(a["action"] == "clock_trusted" for a in st.index.audit_records())
+    finally:
+        st.close()
+    # The command line says so loudly, and --json carries it.
+    clock2 = FakeClock(wall_ns=START_NS)
+    st = small_store(tmp_path / "b", '[retention]\nmax_age = "30d"\n', clock=clock2)
+    st.close()
+    store = str(tmp_path / "b" / "store")
+    # (a real process: its system clock is 2026, the store saw 2025 in a fake boot)
+    capsys.readouterr()
+    assert run_cli("retention", "run", "--store", store, "--dry-run", "--json") == 0
+    out = capsys.readouterr()
+    assert "WARNING" in out.err and json.loads(out.out)["clock_warning"]
+
+
+def test_recording_after_a_backward_clock_correction_is_stamped_at_the_true_time(tmp_path):
+    from vstore.clock import FakeClock
+    from vstore.retention import add_hold
+
+    clock = FakeClock(wall_ns=START_NS)
+    st = small_store(tmp_path, clock=clock)
+    try:
+        cam = LiveCamera(st, clock)
+        for _ in range(20):
+            cam.gop_()
+        clock.step_wall(40 * DAY_NS)  # the clock jumps ahead; the camera follows it
+        for _ in range(10):
+            cam.gop_()
+        clock.step_wall(-40 * DAY_NS)  # and is corrected
+        for _ in range(30):
+            cam.gop_()
+        cam.w.flush()
+        now = clock.wall_ns()
+        num = st.camera_num("cam")
+        recent = list(st.index.chunks(num, now - 20 * 10**9, now))
+        assert len(recent) >= 19  # the last 20 s are where they happened, not 40 days on
+        hold = add_hold(st, "cam", now - 20 * 10**9, now, "incident", "ray")
+        assert list(st.index.chunks(num, hold.from_ns, hold.to_ns))
+        kinds = [e.kind for e in st.index.events(num, 0, 2**62)]
+        assert "clock_stepped_back" in kinds
+        cam.w.close()
+        assert check_store(st).ok  # no overlap: the run ended before the later footage
+    finally:
+        st.close()
+
+
+# --- the property: random lifecycles never lose indexed or held footage ------------------------
+
+_DIE_AFTER_FLUSH_FROM = textwrap.dedent(
+    """
+    import os, sys
+    from tests.crash_writer import payload, GOP, FRAME
+    from vstore import Packet, TrackInfo, open_store
+    st = open_store(sys.argv[1])
+    w = st.writer("cam", [TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")],
+                  start_ns=int(sys.argv[3]))
+    for f in range(int(sys.argv[2]) * GOP):
+        w.write(Packet(0, f * FRAME, f * FRAME, f % GOP == 0, payload(f, f % GOP == 0)))
+    w.flush()
+    os._exit(0)
+    """
+)
+
+
+def _op_strategy():
+    from hypothesis import strategies as s
+
+    return s.one_of(
+        s.tuples(s.just("record"), s.integers(1, 9)),
+        s.tuples(s.just("crash"), s.integers(1, 9), s.integers(-1, 8)),
+        s.tuples(s.just("tier"), s.integers(0, 20)),
+        s.tuples(s.just("hold"), s.floats(0, 1), s.floats(0, 1)),
+        s.tuples(s.just("release"), s.integers(0, 5)),
+        s.tuples(s.just("retention"), s.sampled_from(["age", "bytes", "watermark", "tiered"])),
+        s.tuples(s.just("clock"), s.sampled_from([-40, -1, 1, 40])),
+        s.tuples(s.just("advance"), s.integers(1, 40)),
+    )
+
+
+class Lifecycle:
+    """One store driven through a sequence of operations, checked after each."""
+
+    def __init__(self, root: Path) -> None:
+        from vstore.clock import FakeClock
+
+        self.root = root
+        self.dir = root / "store"
+        self.dir.mkdir(parents=True)
+        (self.dir / "vstore.toml").write_text(
+            '[store]\nsegment_duration_s = 3\n[retention]\nmax_age = "30d"\n'
+            'tiered_max_age = "60d"\n'
+        )
+        self.clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
+        self.tier_dir = root / "cold"
+        self.held: dict[int, set[tuple[int, int]]] = {}  # hold id -> (start_ns, crc32)
+        self.acked: set[int] = set()  # chunk starts that were durable (and not deleted)
+
+    def open(self, **kw):
+        return open_store(self.dir, clock=self.clock, **kw)
+
+    def next_start(self, st) -> int:
+        num = st.index.camera_num("cam")
+        last = st.index.last_chunk(num) if num is not None else None
+        return START_NS if last is None else last.end_ns + 2 * GOP_NS
+
+    def run(self, op: tuple) -> None:
+        from vstore import retention
+        from vstore.retention import DiskUsage
+        from vstore.tier import LocalTier
+        from vstore.tiering import run_tiering
+
+        kind = op[0]
+        if kind == "crash":
+            with self.open() as st:
+                start = self.next_start(st)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _DIE_AFTER_FLUSH_FROM,
+                    str(self.dir),
+                    str(op[1]),
+                    str(start),
+                ],
+                check=True,
+                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                cwd=ROOT,
+            )
+            if op[2] >= 0:  # and a byte of one of its GOPs rots before recovery
+                from vstore.store import Store
+
+                st = Store(self.dir, clock=self.clock, recover=False)
+                try:
+                    [(_sid, marker)] = st.index.open_segments()
+                    path = st.layout.path(marker["path"])
+                    chunks = path.read_bytes().count(b"VCHK")
+                    flip_byte_in_gop(path, op[2] % chunks)
+                finally:
+                    st.close()
+            return
+        with self.open() as st:
+            if kind == "record":
+                record(st, op[1], start=self.next_start(st))
+            elif kind == "tier" and st.index.camera_num("cam") is not None:
+                run_tiering(st, LocalTier(self.tier_dir), op[1] * 10**9)
+            elif kind == "hold" and st.index.camera_num("cam") is not None:
+                num = st.camera_num("cam")
+                first = next(iter(st.index.chunks(num, -(2**62), 2**62)), None)
+                last = st.index.last_chunk(num)
+                if first is None or last is None:
+                    return
+                span = last.end_ns - first.start_ns
+                a = first.start_ns + int(span * min(op[1], op[2]))
+                b = first.start_ns + int(span * max(op[1], op[2])) + 1
+                h = retention.add_hold(st, "cam", a, b, "case", "prop")
+                self.held[h.id] = {(c.start_ns, c.crc32) for c in st.index.chunks(num, a, b)}
+            elif kind == "release":
+                active = sorted(self.held)
+                if active:
+                    hid = active[op[1] % len(active)]
+                    retention.release_hold(st, hid, "prop")
+                    del self.held[hid]
+            elif kind == "retention":
+                kw: dict = {}
+                disk = DiskUsage(10**12, 10**12)
+                if op[1] == "bytes":
+                    kw["max_bytes"] = 30_000
+                elif op[1] == "watermark":
+                    used = sum(r.size_bytes for r in st.index.all_segment_rows())
+                    disk = DiskUsage(10**12, 10**12 // 2 - used // 2)
+                    st.config = st.config._replace(
+                        retention=st.config.retention._replace(min_free_ratio=0.5)
+                    )
+                elif op[1] == "tiered":
+                    kw["tiered_max_age_ns"] = 10**9
+                retention.run_retention(st, disk=disk, **kw)
+            elif kind == "clock":
+                self.clock.step_wall(op[1] * 86400 * 10**9)
+            elif kind == "advance":
+                self.clock.advance(op[1] * 86400 * 10**9)
+
+    def check(self) -> None:
+        with self.open() as st:  # a writable open: recovery runs first
+            rep = check_store(st)
+            assert rep.ok, [p.as_json() for p in rep.problems]
+            if st.index.camera_num("cam") is None:
+                assert not self.held
+                return
+            num = st.camera_num("cam")
+            indexed = {c.start_ns: c.crc32 for c in st.index.chunks(num, -(2**62), 2**62)}
+            assert sorted(readable_chunks(st)) == sorted(indexed)  # each reads and verifies
+            for hid, chunks in self.held.items():
+                for start, crc in chunks:
+                    assert indexed.get(start) == crc, f"hold #{hid}: chunk at {start} gone"
+
+
+def test_random_lifecycles_never_lose_indexed_or_held_footage(tmp_path):
+    import itertools
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as s
+
+    serial = itertools.count()
+
+    @settings(
+        max_examples=int(os.environ.get("VSTORE_LIFECYCLE_EXAMPLES", "12")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(s.lists(_op_strategy(), min_size=3, max_size=9))
+    def run(ops: list) -> None:
+        life = Lifecycle(tmp_path / str(next(serial)))
+        for op in ops:
+            life.run(op)
+            life.check()
+
+    run()
+
+
+def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp_path, monkeypatch):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 4)
+
+        def crash(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(retention, "_remove_marked", crash)
+        with pytest.raises(KeyboardInterrupt):
+            retention.run_retention(st, max_age_ns=1)
+        monkeypatch.undo()
+        [(_sid, rec)] = st.index.garbage()
+        retention.add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
+        rep = check_store(st)
+        assert [p.code for p in rep.problems] == ["C7"] and not rep.ok
+        rep = check_store(st, repair=True)
+        assert rep.ok and st.index.garbage() == []
+        assert len(readable_chunks(st)) == 4  # adopted back (C4 repaired)
     finally:
         st.close()

@@ -4,7 +4,8 @@ Checks (docs/design/lifecycle.md): C1 every chunk row's bytes exist and match it
 C2 every sealed segment row's file exists with the recorded size and SHA-256; C3 no segment is
 left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camera do not
 overlap and start in time order; C6 tiered footage under an active hold also carries an S3
-object legal hold where the bucket supports them (H4). ``repair`` fixes what it can without deleting footage:
+object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
+is of footage indexed again or held where nothing else holds it (D5). ``repair`` fixes what it can without deleting footage:
 it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
 """
 
@@ -172,7 +173,25 @@ def check_store(
             )
     if progress is not None:
         progress(total, total)
-    pending_delete = {rec["path"] for _sid, rec in idx.garbage() if "location" not in rec}
+    from vstore.retention import cancel_mark, mark_conflict
+
+    pending_delete = set()
+    for sid, rec in idx.garbage():
+        why = mark_conflict(store, sid, rec, holds)
+        if why is None:
+            if "location" not in rec:
+                pending_delete.add(rec["path"])
+            continue
+        # C7 (D5): a pending deletion of footage that the index or a hold claims again.
+        where = rec["path"] if "location" not in rec else f"{rec['location']}/{rec['path']}"
+        problem = Problem("C7", where, f"pending deletion of footage {why}")
+        rep.problems.append(problem)
+        if repair and not store.read_only:
+            cancel_mark(store, sid, rec, why)
+            problem.repaired = True
+            problem.message += "; deletion cancelled, the bytes are kept"
+        elif "location" not in rec:
+            pending_delete.add(rec["path"])  # (reported as C7, not again as an orphan)
     for rel in store.layout.iter_segment_files():
         if rel in indexed_paths or rel in pending_delete:
             continue  # pending deletions are finished by the next writable open (D4)

@@ -8,6 +8,8 @@ Store directory::
     STORE/segments/CAM/YYYY/MM/DD/SSSSSSSSSSSSSSSSSSS-IIIIIIII.vseg
     STORE/tmp/                 scratch space (clip staging); safe to empty
     STORE/leases/HOST-PID-N.json  footage a reader holds (deletion waits for it; vstore.lease)
+    STORE/cache/TIER/          read cache of tiered footage (disposable; evicted first)
+    STORE/quarantine/segments/...  files none of whose chunks verify, kept whole (R5)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
 NEXT_CAMERA_NUM_KEY = META_PREFIX + b"next_camera_num"
 NEXT_HOLD_ID_KEY = META_PREFIX + b"next_hold_id"
 NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
+CLOCK_MARK_KEY = META_PREFIX + b"clock_mark"  # the wall and boot clocks last seen (JSON)
 
 
 def validate_camera_id(camera_id: str) -> str:
@@ -100,6 +103,14 @@ class StoreLayout:
 
     def control_response_path(self, request_id: str) -> Path:
         return self.control_dir / f"{request_id}.response.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Segment files none of whose chunks verify, kept whole out of the index (R5)."""
+        return self.root / "quarantine"
+
+    def quarantine_path(self, relpath: str) -> Path:
+        return self.quarantine_dir / relpath
 
     @property
     def cache_dir(self) -> Path:

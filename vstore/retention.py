@@ -367,6 +367,7 @@ class RetentionPlan:
         self.held_rows = np.asarray(held_rows if held_rows is not None else [], dtype=np.int64)
         self.watermark_needed_bytes = 0
         self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
+        self.clock_warning = ""  # why ages were counted from a capped time (K1)
         self.trim_rows = np.zeros(0, dtype=np.int64)  # expired but held: keep held chunks only
         self._deletions: list[Deletion] | None = None
 
@@ -430,6 +431,7 @@ class RetentionPlan:
             "trims": len(self.trim_rows),
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
+            "clock_warning": self.clock_warning or None,
         }
 
 
@@ -565,9 +567,7 @@ def _trim_gains(t: SegmentTable, rows: Any, holds: list[Hold]) -> Any:
     for j, i in enumerate(rows):
         cam = t.cameras[int(t.cam_idx[i])]
         s, e = int(t.start_ns[i]), int(t.end_ns[i])
-        spans = sorted(
-            (max(h.from_ns, s), min(h.to_ns, e)) for h in holds if h.covers(cam, s, e)
-        )
+        spans = sorted((max(h.from_ns, s), min(h.to_ns, e)) for h in holds if h.covers(cam, s, e))
         covered, cursor = 0, s
         for a, b in spans:
             a = max(a, cursor)
@@ -712,11 +712,7 @@ def finish_garbage(store: Any, errors: list[str] | None = None, *, local_only: b
         location = rec.get("location", "local")
         if local_only and location != "local":
             continue
-        why = None
-        if _reindexed(store, seg_id, rec):
-            why = "indexed again"
-        elif _held_and_unindexed(store, rec, holds):
-            why = "under an active legal hold, and not indexed elsewhere"
+        why = mark_conflict(store, seg_id, rec, holds)
         if why is not None:
             _cancel_mark(store, seg_id, rec, why)
             continue
@@ -728,6 +724,23 @@ def finish_garbage(store: Any, errors: list[str] | None = None, *, local_only: b
                 raise
             errors.append(str(exc))
     return done
+
+
+def mark_conflict(
+    store: Any, segment_id: int, rec: dict[str, Any], holds: list[Hold]
+) -> str | None:
+    """Why a garbage mark must not be carried out (D5), or None: its file or object is
+    indexed again, or it is the only copy of footage an active hold covers."""
+    if _reindexed(store, segment_id, rec):
+        return "indexed again"
+    if _held_and_unindexed(store, rec, holds):
+        return "under an active legal hold, and not indexed elsewhere"
+    return None
+
+
+def cancel_mark(store: Any, segment_id: int, rec: dict[str, Any], why: str) -> None:
+    """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
+    _cancel_mark(store, segment_id, rec, why)
 
 
 def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> bool:
@@ -1083,11 +1096,15 @@ def run_retention(
     tiered_max_age_ns: int | None = None,
     dry_run: bool = False,
     disk: DiskUsage | None = None,
+    trust_clock: bool = False,
+    by: str = "retention",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[RetentionPlan, ApplyResult | None]:
     """Plan with the store's policies (overridden by max_age_ns for local footage,
     tiered_max_age_ns for tiered footage and max_bytes, each only what it names) and,
-    unless dry_run, apply the plan."""
+    unless dry_run, apply the plan. Ages count from a wall clock the store can trust (K1):
+    one that stepped ahead is capped, and said so in ``plan.clock_warning``, unless
+    ``trust_clock`` (an operator's word that the clock is right, audited)."""
     cfg: RetentionConfig = store.config.retention
     cameras = store.require_cameras(cameras)
 
@@ -1097,18 +1114,36 @@ def run_retention(
     if disk is None:
         disk = disk_usage(store.root)
     table = catalog(store, cameras)
+    # K1: ages are judged by a clock that agrees with what this store saw of it before.
+    newest = int(table.end_ns.max()) if len(table) else None
+    verdict = store.clock_verdict(newest)
+    if trust_clock and not verdict.trusted:
+        store.index.audit(
+            "clock_trusted",
+            by,
+            {"clock": format_time(store.clock.wall_ns()), "instead_of": verdict.message},
+            store.clock.wall_ns(),
+        )
+        verdict = verdict._replace(trusted=True, now_ns=store.clock.wall_ns())
     plan = plan_retention(
         table,
         list_holds(store),
         policy_of,
-        store.clock.wall_ns(),
+        verdict.now_ns,
         disk=disk,
         min_free_bytes=min_free_bytes(cfg, disk),
         leased=_leased_ids(store.leases(), table),
     )
+    plan.clock_warning = "" if verdict.trusted else verdict.message
+    if not verdict.trusted:
+        import logging
+
+        logging.getLogger(__name__).error("retention: %s", verdict.message)
     if dry_run:
         return plan, None
-    return plan, apply_plan(store, plan, progress=progress)
+    if verdict.trusted:
+        store.mark_clock()
+    return plan, apply_plan(store, plan, by=by, progress=progress)
 
 
 # --- jobs: what `vstore hold` and `vstore retention run` run, here or through the process
@@ -1164,6 +1199,7 @@ def retention_job(
             tiered_max_age_ns=params.get("tiered_max_age_ns"),
             max_bytes=params.get("max_bytes"),
             dry_run=dry_run,
+            trust_clock=bool(params.get("trust_clock")),
             progress=progress,
         )
     doc = plan.as_json()

@@ -10,6 +10,7 @@ keyframes past the target duration, and commits index rows only for bytes alread
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -26,10 +27,10 @@ from vstore import format as fmt
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
 from vstore.config import CameraSettings
 from vstore.errors import StorageFull, UsageError, VstoreError
-from vstore.space import SpaceRefused
 from vstore.fsutil import Fs, create_durably, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
+from vstore.space import SpaceRefused
 from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, ticks_to_ns
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ GROUP_MAX_BYTES = 16 << 20
 # When an fsync returns while the writer is busy, how soon the chunks left for the next one
 # are handed over if the writer has not done it itself (_hand_over_deferred).
 HANDOVER_RETRY_S = 0.05
+# A live run goes into a gap before later footage (the host clock stepped back, T6) only
+# when the gap leaves it at least this long; a shorter one is clamped past (T3).
+GAP_RUN_MIN_NS = 60 * NS_PER_S
 
 
 class SegmentFile:
@@ -344,6 +348,8 @@ class CameraWriter:
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
         self._space_paused_ns: int | None = None  # recording paused for space since (S4)
+        self._ceiling_ns: int | None = None  # a run in a gap must end before this (T6)
+        self._floor_ns: int | None = None  # the next anchor is not before this (T6)
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
@@ -724,6 +730,18 @@ class CameraWriter:
                     self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
                     self.stats.discontinuities += 1
                     self._reanchor = True
+                elif self._anchor_offset_ns > 0 and receive_ns >= self._last_end_ns:
+                    # T3 is over: the clock caught up with the footage it was clamped behind
+                    # (or that footage went): stamp the camera's true time again.
+                    self._reanchor = True
+                elif (
+                    self._ceiling_ns is not None
+                    and predicted + max(3 * (predicted - self._chunk_start_ns), 10 * NS_PER_S)
+                    >= self._ceiling_ns
+                ):
+                    # T6: the gap this run fills ends soon; continue after the footage there.
+                    self._floor_ns = self._stored_end_ns()
+                    self._reanchor = True
         # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
         if self._seg is not None and len(self._table):
             assert predicted is not None
@@ -738,14 +756,32 @@ class CameraWriter:
                 assert receive_ns is not None
                 anchor = receive_ns
             requested = anchor
-            if self._last_end_ns is not None and anchor < self._last_end_ns:
-                if self._last_end_ns - anchor > NS_PER_S:
+            floor = self._last_end_ns
+            if self._floor_ns is not None:
+                floor = self._floor_ns if floor is None else max(floor, self._floor_ns)
+            self._floor_ns = self._ceiling_ns = None
+            hole_end = None
+            if floor is not None and anchor < floor and self._fixed_start_ns is None:
+                hole_end = self._gap_end_at(anchor)
+            if hole_end is not None:
+                # T6: the host clock stepped back (a correction after a step forward): the
+                # camera's true time lies in a gap before footage stamped while the clock
+                # was ahead. Recording goes there, up to that footage, instead of being
+                # stamped after it for as long as the step was.
+                self._ceiling_ns = hole_end
+                self._event(
+                    "clock_stepped_back",
+                    {"from_ns": floor, "to_ns": anchor, "later_footage_from_ns": hole_end},
+                    at_ns=anchor,
+                )
+            elif floor is not None and anchor < floor:
+                if floor - anchor > NS_PER_S:
                     self._event(
                         "clock_behind",
-                        {"requested_ns": anchor, "assigned_ns": self._last_end_ns},
-                        at_ns=self._last_end_ns,
+                        {"requested_ns": anchor, "assigned_ns": floor},
+                        at_ns=floor,
                     )
-                anchor = self._last_end_ns  # the index order is never broken (T3)
+                anchor = floor  # the index order is never broken (T3)
             key_wall = anchor
             self._pending_offset_ns = anchor - requested if receive_ns is not None else 0
         else:
@@ -788,6 +824,32 @@ class CameraWriter:
         self._chunk_start_ns = key_wall
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True
+
+    def _gap_end_at(self, t_ns: int) -> int | None:
+        """Where the gap of this camera's footage that holds ``t_ns`` ends, when it is one a
+        run can start in (no stored or written footage at ``t_ns``, and at least a minute
+        free after it); None otherwise."""
+        self._wait_seal()  # the segment sealing behind us is stored footage too
+        if self._seg is not None and self._seg_start_ns <= t_ns:
+            return None
+        if self.index.chunk_at(self.camera_num, t_ns) is not None:
+            return None
+        ends = [
+            c.start_ns
+            for c in itertools.islice(self.index.chunks(self.camera_num, t_ns, 2**63 - 1), 1)
+        ]
+        if self._seg is not None:
+            ends.append(self._seg_start_ns)
+        end = min(ends) if ends else None
+        if end is None or end - t_ns < GAP_RUN_MIN_NS:
+            return None
+        return end
+
+    def _stored_end_ns(self) -> int:
+        """The end of this camera's latest footage, stored or written by this writer."""
+        last = self.index.last_segment(self.camera_num)
+        ends = [e for e in (self._last_end_ns, last.end_ns if last else None) if e is not None]
+        return max(ends) if ends else 0
 
     def _pause_for_space(self, at_ns: int, exc: SpaceRefused) -> None:
         """S4: a live camera refused a segment for space drops packets (counted) and asks

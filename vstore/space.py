@@ -93,9 +93,7 @@ class SpaceKeeper:
         with self._cond:
             self._wanted += 1
             if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(
-                    target=self._run, name="vstore-space", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="vstore-space", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
             return self._wanted
@@ -219,4 +217,3 @@ def evict_cache(cache_dir: os.PathLike[str] | str, want_bytes: int) -> int:
             continue
         freed += size
     return freed
-

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from vstore import format as fmt
 from vstore import layout
-from vstore.clock import Clock, SystemClock
+from vstore.clock import Clock, ClockMark, ClockVerdict, SystemClock, judge_wall_clock
 from vstore.config import StoreConfig, load_config
 from vstore.errors import (
     CorruptSegment,
@@ -31,9 +31,9 @@ from vstore.errors import (
 from vstore.fsutil import Fs
 from vstore.index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.lease import LeaseSet, hold_lease, live_leases
-from vstore.space import SpaceKeeper
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
+from vstore.space import SpaceKeeper
 from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, check_time_ns, format_time
 
 if TYPE_CHECKING:
@@ -153,6 +153,8 @@ class Store:
         self.last_recovery = RecoveryReport()
         if not read_only and recover:
             self.last_recovery = self.recover()
+        if not read_only and self.clock_verdict().trusted:
+            self.mark_clock()
 
     def _load_meta(self, existing_only: bool) -> str:
         """The store's uuid, from meta.json; a new store gets one unless ``existing_only``."""
@@ -308,9 +310,9 @@ class Store:
                 rep.messages.append(f"{relpath}: header unreadable ({exc})")
         if scan is None or not scan.entries:
             if indexed:
-                # Should not happen (W2); keep the file for `vstore check` rather than guess.
-                rep.messages.append(f"{relpath}: indexed chunks but file unreadable; kept")
-                self.index.commit(b)
+                # Indexed (fsynced) chunks, none of which verifies now: the bytes rotted or
+                # were damaged. R5: keep every byte, out of the segment tree and the index.
+                self._quarantine_file(b, cam_num, seg_id, seg_key, relpath, indexed, rep)
                 return
             if raw_row is not None:
                 b.delete(seg_key)
@@ -372,6 +374,49 @@ class Store:
         rep.recovered_segments += 1
         rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
 
+    def _quarantine_file(
+        self,
+        b: Batch,
+        cam_num: int,
+        seg_id: int,
+        seg_key: bytes,
+        relpath: str,
+        indexed: list[ChunkRow],
+        rep: RecoveryReport,
+    ) -> None:
+        """R5 for a file with no chunk that verifies: it moves whole to STORE/quarantine/
+        (same relative path), its rows leave the index, and the event and audit record
+        name what it held."""
+        from vstore.index import Event
+
+        path = self.layout.path(relpath)
+        dest = self.layout.quarantine_path(relpath)
+        if path.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+            self.fs.fsync_dir(dest.parent)
+            self.fs.fsync_dir(path.parent)
+        for r in indexed:
+            b.delete(r.key())
+        b.delete(seg_key)
+        detail = {
+            "segment_id": seg_id,
+            "path": relpath,
+            "moved_to": str(dest.relative_to(self.root)),
+            "indexed_chunks": [
+                {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in indexed
+            ],
+        }
+        ev = Event(cam_num, indexed[0].start_ns, seg_id & 0xFFFFFFFF, "damaged", detail)
+        b.put(ev.key(), ev.value())
+        self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
+        self.index.commit(b, sync=True)
+        rep.damaged_chunks += len(indexed)
+        rep.messages.append(
+            f"{relpath}: no chunk verifies ({len(indexed)} indexed); the file is kept in "
+            f"{detail['moved_to']}, out of the index"
+        )
+
     def _record_damage(
         self,
         b: Batch,
@@ -426,6 +471,29 @@ class Store:
         os.lseek(fd, end, os.SEEK_SET)
         self.fs.writev(fd, [footer, trailer])
         self.fs.fsync(fd)
+
+    # --- the wall clock ---------------------------------------------------------------------------
+    def clock_verdict(self, newest_footage_ns: int | None = None) -> ClockVerdict:
+        """Whether the host's wall clock agrees with what this store last saw of it (K1):
+        age rules act on ``now_ns``, which is never later than the clock can be shown to
+        be. ``newest_footage_ns`` vouches for time across a reboot."""
+        raw = self.index.get(layout.CLOCK_MARK_KEY)
+        last = None
+        if raw is not None:
+            try:
+                last = ClockMark(**json.loads(raw))
+            except (ValueError, TypeError):
+                last = None  # unreadable: judged as a store that never saw the clock
+        c = self.clock
+        return judge_wall_clock(c.wall_ns(), c.boot_ns(), c.boot_id(), last, newest_footage_ns)
+
+    def mark_clock(self) -> None:
+        """Record the clocks as read now (only when trusted, or on an operator's word)."""
+        c = self.clock
+        mark = ClockMark(c.wall_ns(), c.boot_ns(), c.boot_id())
+        b = Batch()
+        b.put(layout.CLOCK_MARK_KEY, json.dumps(mark._asdict()).encode())
+        self.index.commit(b, sync=False)
 
     # --- reading -------------------------------------------------------------------------------
     def camera_num(self, camera_id: str) -> int:

@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override the max age of tiered footage, e.g. 3650d",
     )
     r.add_argument("--max-bytes", metavar="SIZE", help="override bytes per camera, e.g. 2TB")
+    r.add_argument(
+        "--trust-clock",
+        action="store_true",
+        help="count ages from the host clock even where it disagrees with what the store "
+        "last saw of it (after you checked it is right)",
+    )
     r.add_argument("--every", metavar="DURATION", help="run repeatedly (e.g. 5m) until interrupted")
     add_store_arg(r)
     add_json_arg(r)
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         "tiered_max_age_ns": tiered_max_age,
         "max_bytes": max_bytes,
         "dry_run": args.dry_run,
+        "trust_clock": args.trust_clock,
     }
     while True:
         with progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as bar:
@@ -79,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
                 )
                 time.sleep(every)
                 continue
+        if doc.get("clock_warning"):
+            print(f"vstore retention: WARNING: {doc['clock_warning']}", file=sys.stderr)
+            print(
+                "  ages were counted from that time; fix the host clock, or run with "
+                "--trust-clock once it is right",
+                file=sys.stderr,
+            )
         if args.json:
             print_json(doc)
         else:
