@@ -238,8 +238,8 @@ def _check_tiered(
     except (CorruptSegment, NotFound, TierError) as exc:
         rep.problems.append(Problem("C2", where, str(exc)))
         return
-    if not store.config.tier.legal_hold or not holds:
-        return
+    if not store.config.tier.legal_hold or not holds or row.foreign:
+        return  # (another store's object holds are that store's to set: D6)
     tier = store.tier(row.location)
     try:
         state = tier.legal_hold(row.path)

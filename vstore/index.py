@@ -10,6 +10,7 @@ allocate ids are guarded by one lock.
 # annotation when the module loads, a few ms of every command's start-up (issue 5).
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,13 @@ class SegmentRow(NamedTuple):
     chunk_count: int
     packet_count: int
     codecs: tuple[str, ...] = ()
+    # "" when this store owns the file or object; else the uuid of the store that wrote it
+    # (indexed from its tier by rebuild-index): read, never deleted or changed here (D6).
+    owner: str = ""
+
+    @property
+    def foreign(self) -> bool:
+        return bool(self.owner)
 
     def key(self) -> bytes:
         return layout.segment_key(self.camera_num, self.start_ns, self.segment_id)
@@ -120,6 +128,8 @@ class SegmentRow(NamedTuple):
             "packet_count": self.packet_count,
             "codecs": list(self.codecs),
         }
+        if self.owner:
+            d["owner"] = self.owner
         return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
@@ -208,7 +218,9 @@ class TimeIndex:
                 if not (self.path / "CURRENT").exists():
                     raise VstoreError(f"no index at {self.path}: is this a vstore store?")
                 self._db = Rdict(
-                    str(self.path), _options(read_only=True), access_type=AccessType.read_only()
+                    str(_readable_view(self.path)),
+                    _options(read_only=True),
+                    access_type=AccessType.read_only(),
                 )
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -522,6 +534,26 @@ class TimeIndex:
             if p.is_file():
                 total += p.stat().st_size
         return total
+
+
+def _readable_view(path: Path) -> Path:
+    """The index directory itself when this process may write there; otherwise (read-only
+    media, an evidence copy, a store another user owns) a private directory of links to
+    its files. A read-only RocksDB open writes nothing to the database, but the binding and
+    RocksDB's info log write beside it, and the links give them a place to."""
+    if os.access(path, os.W_OK):
+        return path
+    import atexit
+    import shutil
+    import tempfile
+
+    view = Path(tempfile.mkdtemp(prefix="vstore-index-view-"))
+    atexit.register(shutil.rmtree, view, True)
+    for name in os.listdir(path):
+        if name == "LOCK" or name.startswith("LOG") or name == "rocksdict-config.json":
+            continue
+        os.symlink(path / name, view / name)
+    return view
 
 
 def _key(it: Any) -> bytes | None:

@@ -136,6 +136,8 @@ def sync_object_holds(
         for r in store.index.segments(num, from_ns, to_ns):
             if r.location == "local" or not (r.start_ns < to_ns and r.end_ns > from_ns):
                 continue
+            if r.foreign:
+                continue  # another store's object: its holds are that store's to set (D6)
             want = any(h.covers(cam, r.start_ns, r.end_ns) for h in holds)
             try:
                 if not store.tier(r.location).set_legal_hold(r.path, want):
@@ -368,6 +370,8 @@ class RetentionPlan:
         self.watermark_needed_bytes = 0
         self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
         self.clock_warning = ""  # why ages were counted from a capped time (K1)
+        self.watermark_why = ""  # why the watermark cannot be met, when it cannot
+        self.trim_gain_bytes = 0  # what the planned trims free (an estimate by time)
         self.trim_rows = np.zeros(0, dtype=np.int64)  # expired but held: keep held chunks only
         self._deletions: list[Deletion] | None = None
 
@@ -429,6 +433,18 @@ class RetentionPlan:
             "cameras": cams,
             "kept_for_holds": len(self.held_rows),
             "trims": len(self.trim_rows),
+            "trim_segments": [
+                {
+                    "camera": s.camera,
+                    "segment_id": s.segment_id,
+                    "from": format_time(s.start_ns),
+                    "to": format_time(s.end_ns),
+                    "bytes": s.size_bytes,
+                }
+                for s in self.trims[:1000]
+            ],
+            "trim_estimated_freed_bytes": self.trim_gain_bytes,
+            "watermark_why": self.watermark_why or None,
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
             "clock_warning": self.clock_warning or None,
@@ -516,6 +532,7 @@ def plan_retention(
     # Only deleting local footage frees the disk.
     plan_bytes = sum(int(t.size_bytes[r][~t.tiered[r]].sum()) for r in chosen_rows)
     needed = unmet = 0
+    watermark_why = ""
     if disk is not None and min_free_bytes > 0:
         needed = max(0, min_free_bytes - disk.free_bytes)
         need = needed - plan_bytes
@@ -534,6 +551,19 @@ def plan_retention(
                 # disk, or what is left is held or being read): deleting would lose footage
                 # and free too little. Nothing goes; recording stops as declared.
                 unmet = need
+                local = usable & ~t.tiered & ~taken
+                if not (~t.tiered).any():
+                    why = "there is no footage on this disk to delete"
+                elif not (local & free).any() and not len(hcand):
+                    why = "what is left is being written or read"
+                elif unheld == 0 and not int(gain.sum()):
+                    why = "only held footage is left"
+                else:
+                    why = (
+                        f"deleting every unheld, unread segment ({unheld} B) and trimming held "
+                        f"ones would free less than the {need} B missing: other data fills the disk"
+                    )
+                watermark_why = why
             else:
                 k = int(np.searchsorted(cs, need)) + 1  # the fewest, oldest first
                 sel = cand[:k]
@@ -552,6 +582,8 @@ def plan_retention(
     plan.trim_rows = trims[np.argsort(t.start_ns[trims], kind="stable")]  # oldest first
     plan.watermark_needed_bytes = needed
     plan.watermark_unmet_bytes = unmet
+    plan.watermark_why = watermark_why
+    plan.trim_gain_bytes = int(_trim_gains(t, plan.trim_rows, holds).sum())
     return plan
 
 
@@ -599,6 +631,7 @@ def catalog(store: Any, cameras: Iterable[str] | None = None) -> SegmentTable:
                 r.location,
             )
             for r in store.index.segments(num)
+            if not r.foreign  # another store's objects are its own to keep or delete (D6)
         )
     return SegmentTable.from_infos(out)
 

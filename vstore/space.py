@@ -49,6 +49,7 @@ class SpaceKeeper:
         self._stopping = False
         self.passes = 0
         self.last_error: str | None = None
+        self.unmet_why = ""  # why the last pass could not meet the target
 
     # --- the writers' side --------------------------------------------------------------------
     def usage(self) -> Any:
@@ -82,10 +83,10 @@ class SpaceKeeper:
                 return
         if self._unmet_bytes and usage.free_bytes < need:
             raise SpaceRefused(
-                f"disk below the watermark ({usage.free_bytes} B free of {need} B wanted) "
-                "and deleting every unheld, unread segment would not free enough: recording "
-                "pauses rather than delete held footage or footage for nothing (release holds, "
-                "add storage or free what other programs use); it resumes by itself"
+                f"disk below the watermark ({usage.free_bytes} B free of {need} B wanted) and "
+                f"{self.unmet_why or 'nothing deletable frees enough'}: recording pauses "
+                "rather than delete held footage or footage for nothing (release holds, add "
+                "storage or free what other programs use); it resumes by itself"
             )
 
     # --- the keeper's thread ------------------------------------------------------------------
@@ -173,10 +174,11 @@ class SpaceKeeper:
                 leased=_leased_ids(st.leases(), table),
             )
             if plan.watermark_unmet_bytes:
+                self.unmet_why = plan.watermark_why
                 log.error(
-                    "disk below the watermark by %d B and deleting every unheld, unread "
-                    "segment would not free enough: nothing deleted, recording pauses",
+                    "disk below the watermark by %d B and %s: nothing deleted, recording pauses",
                     plan.watermark_unmet_bytes,
+                    plan.watermark_why,
                 )
                 return plan.watermark_unmet_bytes
             res = apply_plan(st, plan, by="watermark", finish_pending=False)

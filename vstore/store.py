@@ -8,6 +8,7 @@ work while another process records.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up (issue 5).
 
+import errno
 import json
 import os
 import threading
@@ -137,6 +138,8 @@ class Store:
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise NotFound(f"{self.root} is not a vstore store (it is not a directory)")
+        if not read_only:
+            self._require_writable()
         self.config: StoreConfig = load_config(self.layout.config_path)
         self.uuid = self._load_meta(read_only or not create)
         self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
@@ -155,6 +158,20 @@ class Store:
             self.last_recovery = self.recover()
         if not read_only and self.clock_verdict().trusted:
             self.mark_clock()
+
+    def _require_writable(self) -> None:
+        """A command that must write says so plainly on a store it may not write."""
+        for d in (self.root, self.layout.index_dir):
+            if d.exists() and not os.access(d, os.W_OK):
+                why = (
+                    "is on read-only media"
+                    if os.statvfs(d).f_flag & os.ST_RDONLY
+                    else f"is not writable by this user (uid {os.getuid()})"
+                )
+                raise VstoreError(
+                    f"the store at {self.root} {why}: read commands (ls, timeline, clip, "
+                    "snapshot, audit, check) work on it; this one must write"
+                )
 
     def _load_meta(self, existing_only: bool) -> str:
         """The store's uuid, from meta.json; a new store gets one unless ``existing_only``."""
@@ -522,12 +539,17 @@ class Store:
             recorded = 0
             prev_end = None
             for row in self.index.segments(num):
-                if first is None:
-                    first = row.start_ns
                 if row.state == "open":
                     opened += 1
-                    continue
-                segs += 1
+                    # Its durable footage counts: the chunks indexed so far (W2).
+                    extent = self._open_extent(num, row)
+                    if extent is None:
+                        continue
+                    row = row._replace(end_ns=extent[0], size_bytes=extent[1])
+                else:
+                    segs += 1
+                if first is None:
+                    first = row.start_ns
                 size += row.size_bytes
                 recorded += row.end_ns - row.start_ns
                 if prev_end is not None and row.start_ns - prev_end > GAP_TOLERANCE_NS:
@@ -539,26 +561,20 @@ class Store:
 
     def timeline(self, camera_id: str, start_ns: int | None, end_ns: int | None) -> Timeline:
         num = self.camera_num(camera_id)
-        rows = [
-            r
-            for r in self.index.segments(
+        rows = list(
+            self.index.segments(
                 num,
                 -(2**63) if start_ns is None else start_ns,
                 2**63 - 1 if end_ns is None else end_ns,
             )
-            if r.state == "sealed" or r.end_ns > r.start_ns
-        ]
-        # An open segment's extent is known from its indexed chunks.
+        )
+        # An open segment's extent is known from its indexed chunks (its durable footage).
         spans: list[tuple[int, int]] = []
         for r in rows:
             if r.state == "open":
-                last = None
-                for c in self.index.chunks(num, r.start_ns, 2**63 - 1):
-                    if c.segment_id == r.segment_id:
-                        last = c
-                if last is None:
-                    continue
-                spans.append((r.start_ns, last.end_ns))
+                extent = self._open_extent(num, r)
+                if extent is not None:
+                    spans.append((r.start_ns, extent[0]))
             else:
                 spans.append((r.start_ns, r.end_ns))
         if not spans and (start_ns is None or end_ns is None):
@@ -596,6 +612,19 @@ class Store:
             for ev in self.index.events(num, rng.start_ns, rng.end_ns)
         ]
         return Timeline(camera_id, rng, covered, gaps, events)
+
+    def _open_extent(self, camera_num: int, row: SegmentRow) -> tuple[int, int] | None:
+        """(end_ns, bytes) of an open segment's indexed chunks, or None before the first."""
+        end = None
+        size = 0
+        for c in self.index.chunks(camera_num, row.start_ns, 2**63 - 1):
+            if c.start_ns < row.start_ns:
+                continue
+            if c.segment_id != row.segment_id:
+                break  # past it: the segments of a camera do not interleave
+            end = c.end_ns
+            size += c.length
+        return None if end is None else (end, size)
 
     def plan_clip(self, camera_id: str, start_ns: int, end_ns: int) -> Any:
         """What a clip of [start_ns, end_ns) would contain (vstore.clip.ClipPlan); no payload
@@ -663,8 +692,23 @@ class Store:
             self._lease_serial += 1
             serial = self._lease_serial
         path = self.layout.lease_path(socket.gethostname(), os.getpid(), serial)
-        with hold_lease(path, segment_ids, ranges):
+        try:
+            lease = hold_lease(path, segment_ids, ranges)
+            lease.__enter__()
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A store this process may not write (read-only media, an evidence copy, another
+            # user's store): it is read unleased; a deletion there is that owner's to make.
+            import logging
+
+            logging.getLogger(__name__).info("reading %s without a lease: %s", self.root, exc)
             yield
+            return
+        try:
+            yield
+        finally:
+            lease.__exit__(None, None, None)
 
     def leases(self) -> LeaseSet:
         """The live leases now (this or any other process): checked at each deletion."""

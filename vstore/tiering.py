@@ -263,6 +263,8 @@ class RebuildResult:
     indexed: int = 0
     already: int = 0
     chunks: int = 0
+    foreign: int = 0  # indexed objects another store wrote (read-only here unless adopted)
+    adopted: bool = False
     problems: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -271,20 +273,30 @@ class RebuildResult:
             "indexed": self.indexed,
             "already_indexed": self.already,
             "chunks": self.chunks,
+            "foreign": self.foreign,
+            "adopted": self.adopted,
             "problems": self.problems,
         }
 
 
 def rebuild_index_from_tier(
-    store: Any, tier: BlobTier, progress: Callable[[int, int], None] | None = None
+    store: Any,
+    tier: BlobTier,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    adopt: bool = False,
 ) -> RebuildResult:
     """Index every segment object of a tier from the objects alone (their headers, footers and
-    trailers, read with ranged GETs): a replaced node, or a second one, serves clips from S3."""
+    trailers, read with ranged GETs): a replaced node, or a second one, serves clips from S3.
+
+    Objects another store wrote (their header names its uuid) are indexed as foreign: read,
+    never deleted, trimmed or re-held here (D6), unless ``adopt``: a replacement node takes
+    over the objects of a store that is gone (audited), and its retention then deletes them."""
     from vstore.index import ChunkRow
     from vstore.layout import parse_segment_name
     from vstore.segment_reader import SegmentReader, TierSource
 
-    out = RebuildResult()
+    out = RebuildResult(adopted=adopt)
     objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
     out.objects = len(objs)
     max_id = 0
@@ -306,6 +318,7 @@ def rebuild_index_from_tier(
         if store.index.get(key) is not None:
             out.already += 1
             continue
+        owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
         row = SegmentRow(
             cam,
             seg_id,
@@ -319,7 +332,10 @@ def rebuild_index_from_tier(
             len(entries),
             sum(e.packet_count for e in entries),
             tuple(t.codec for t in meta.tracks),
+            "" if adopt else owner,
         )
+        if owner:
+            out.foreign += 1
         b = Batch()
         b.put(row.key(), row.value())
         for e in entries:
@@ -342,6 +358,8 @@ def rebuild_index_from_tier(
                 "segment_id": seg_id,
                 "from": f"{tier.url}/{obj.key}",
                 "pending_delete_cancelled": cancelled,
+                "written_by_store": meta.store_uuid,
+                "owned": not owner or adopt,
             },
             store.clock.wall_ns(),
             batch=b,

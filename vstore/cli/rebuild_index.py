@@ -1,5 +1,9 @@
 """Rebuild the catalog of tiered footage from an object store alone (each object is a
-self-describing segment): a replaced recording node, or a second node, serves clips from it."""
+self-describing segment): a replaced recording node, or a second node, serves clips from it.
+
+Objects another store wrote are indexed read-only: this store serves clips from them but
+never deletes, trims or changes their object holds; that stays the writing store's job.
+``--adopt`` takes them over (a replacement for a store that is gone), and is audited."""
 
 from __future__ import annotations
 
@@ -16,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         metavar="URL",
         help="s3://BUCKET/PREFIX or a directory holding tiered segments",
+    )
+    p.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over objects another store wrote (only when that store is gone for good): "
+        "this store's retention then deletes them. Without it they are read-only here",
     )
     add_store_arg(p)
     add_json_arg(p)
@@ -46,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
-        res = rebuild_index_from_tier(store, store.tier(args.source), progress=progress)
+        res = rebuild_index_from_tier(
+            store, store.tier(args.source), progress=progress, adopt=args.adopt
+        )
     if args.json:
         print_json({"from": args.source, **res.as_json()})
     else:
@@ -54,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
             f"{res.objects} object(s): indexed {res.indexed} segment(s) ({res.chunks} chunks),"
             f" {res.already} already indexed"
         )
+        if res.foreign and not res.adopted:
+            print(
+                f"  {res.foreign} object(s) were written by another store: indexed read-only "
+                "(clips work; this store never deletes them; --adopt takes them over)"
+            )
+        elif res.foreign:
+            print(f"  {res.foreign} object(s) another store wrote are now this store's")
         for p in res.problems:
             print(f"  problem: {p}")
     return 0 if not res.problems else 5

@@ -107,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             if doc["kept_for_holds"]:
                 print(f"  kept {doc['kept_for_holds']} segment(s) under legal hold")
+            if args.dry_run and doc["trims"]:
+                print(
+                    f"would trim {doc['trims']} held segment(s) to their held chunks, freeing "
+                    f"about {fmt_bytes(doc['trim_estimated_freed_bytes'])}"
+                )
+                for t in doc["trim_segments"]:
+                    print(f"  {t['camera']}: {t['from']} .. {t['to']} ({fmt_bytes(t['bytes'])})")
             if doc.get("trimmed_segments"):
                 print(
                     f"  trimmed {doc['trimmed_segments']} held segment(s) to their held chunks, "
@@ -115,12 +122,10 @@ def run(args: argparse.Namespace) -> int:
         disk_full = doc["disk_full"]
         unmet = doc["watermark_unmet_after_bytes"]
         if unmet:
-            msg = (
-                f"free space stays {fmt_bytes(unmet)} below the "
-                "watermark: only held or in-use footage is left to delete"
-            )
+            why = doc.get("watermark_why") or "only held or in-use footage is left to delete"
+            msg = f"free space stays {fmt_bytes(unmet)} below the watermark: {why}"
             if disk_full == "stop-recording" or not every:
-                raise StorageFull(msg + " (held footage is never deleted)")
+                raise StorageFull(msg)
             print(f"WARNING: {msg}")
         if doc.get("errors"):
             for e in doc["errors"][:10]:

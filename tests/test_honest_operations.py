@@ -1,0 +1,185 @@
+"""What investigators and operators hit when they tried vstore as new users: each test is
+named after the failure, reproduced through the real store, index, tier and CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.crash_writer import START_NS
+from tests.test_never_lose_footage import GOP_NS, readable_chunks, record, run_cli, small_store
+from vstore.check import check_store
+from vstore.store import open_store
+
+DAY_NS = 86400 * 10**9
+
+
+# --- a store deletes only objects it owns (D6) --------------------------------------------------
+
+
+def test_store_rebuilt_from_another_stores_tier_never_deletes_its_objects(tmp_path, capsys):
+    cold = tmp_path / "cold"
+    a = tmp_path / "a"
+    with small_store(a) as st:
+        record(st, 12)
+    store_a = str(a / "store")
+    assert run_cli("tier", "run", "--store", store_a, "--to", str(cold), "--older-than", "1s") == 0
+    objects = sorted(p for p in cold.rglob("*.vseg"))
+    assert len(objects) == 3
+    store_b = str(tmp_path / "b")
+    capsys.readouterr()
+    assert run_cli("rebuild-index", "--store", store_b, "--from", str(cold)) == 0
+    assert "read-only" in capsys.readouterr().out
+    # The second store runs retention that would delete all of it, were it its own.
+    assert (
+        run_cli("retention", "run", "--store", store_b, "--max-age", "1d", "--tiered-max-age", "1d")
+        == 0
+    )
+    assert sorted(p for p in cold.rglob("*.vseg")) == objects
+    with open_store(store_b) as st:
+        assert len(readable_chunks(st)) == 12 and check_store(st).ok
+    with open_store(store_a) as st:
+        assert len(readable_chunks(st)) == 12 and check_store(st).ok
+    # A replacement node takes the objects over explicitly; then its retention owns them.
+    store_c = str(tmp_path / "c")
+    assert run_cli("rebuild-index", "--store", store_c, "--from", str(cold), "--adopt") == 0
+    assert run_cli("retention", "run", "--store", store_c, "--tiered-max-age", "1d") == 0
+    assert list(cold.rglob("*.vseg")) == []
+
+
+def test_rebuild_index_help_says_foreign_objects_are_read_only(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        run_cli("rebuild-index", "--help")
+    out = capsys.readouterr().out
+    assert "--adopt" in out and "read-only" in out.replace("\n", " ")
+
+
+# --- a dry run says what the run does, trims included --------------------------------------
+
+
+def test_dry_run_lists_the_trims_the_run_makes(tmp_path, capsys):
+    import json
+
+    from vstore.retention import add_hold
+
+    with small_store(tmp_path, '[retention]\nmax_age = "1d"\n') as st:
+        record(st, 12)
+        add_hold(st, "cam", START_NS + 5 * GOP_NS, START_NS + 6 * GOP_NS, "case", "ray")
+    store = str(tmp_path / "store")
+    capsys.readouterr()
+    assert run_cli("retention", "run", "--store", store, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would delete 2 segment(s)" in out and "would trim 1 held segment(s)" in out
+    assert run_cli("retention", "run", "--store", store, "--dry-run", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trims"] == 1 and doc["trim_estimated_freed_bytes"] > 0
+    assert run_cli("retention", "run", "--store", store, "--json") == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["deleted_segments"] == 2 and done["trimmed_segments"] == 1
+
+
+def test_watermark_on_an_empty_store_says_there_is_nothing_to_delete(tmp_path, capsys):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[retention]\nmin_free = "99%"\n')
+    open_store(d).close()
+    capsys.readouterr()
+    assert run_cli("retention", "run", "--store", str(d)) == 7
+    err = capsys.readouterr().err
+    assert "no footage on this disk to delete" in err and "held" not in err
+
+
+# --- footage that is there is shown ---------------------------------------------------------
+
+
+def test_ls_and_timeline_show_an_open_segments_durable_footage(tmp_path, capsys):
+    import json
+
+    from tests.test_never_lose_footage import record_and_crash
+
+    d = tmp_path / "store"
+    record_and_crash(d, 10)  # crashed mid-segment, not yet repaired
+    capsys.readouterr()
+    assert run_cli("ls", "--store", str(d), "--json") == 0
+    [cam] = json.loads(capsys.readouterr().out)["cameras"]
+    assert cam["open_segments"] == 1 and cam["recorded_s"] >= 9 and cam["size_bytes"] > 0
+    assert run_cli("ls", "--store", str(d)) == 0
+    assert "(+1 open)" in capsys.readouterr().out
+    assert run_cli("timeline", "--store", str(d), "--camera", "cam", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["covered"] and not doc["gaps"]
+
+
+def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    import os
+    import subprocess
+
+    from tests.test_never_lose_footage import ROOT
+
+    return subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "vstore.cli.main",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/"},
+    )
+
+
+def test_a_store_this_user_cannot_write_is_read_and_writes_are_refused_plainly():
+    import shutil
+    import tempfile
+
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to read as another user")
+    base = Path(tempfile.mkdtemp(prefix="vstore-ro-"))
+    try:
+        os.chmod(base, 0o755)
+        with small_store(base) as st:
+            record(st, 4)
+        store = str(base / "store")
+        subprocess.run(["chmod", "-R", "a+rX,a-w", store], check=True)
+        out = base / "out"
+        out.mkdir()
+        os.chmod(out, 0o777)
+        r = _as_nobody("ls", "--store", store, "--json")
+        assert r.returncode == 0, r.stderr
+        r = _as_nobody("timeline", "--store", store, "--camera", "cam")
+        assert r.returncode == 0, r.stderr
+        r = _as_nobody("check", "--store", store)
+        assert r.returncode == 0, r.stderr
+        r = _as_nobody(
+            "clip",
+            "--store",
+            store,
+            "--camera",
+            "cam",
+            "--from",
+            "2025-01-17T01:00:00Z",
+            "--to",
+            "2025-01-17T01:00:02Z",
+            "-o",
+            str(out / "c.mp4"),
+        )
+        assert r.returncode == 0 and (out / "c.mp4").stat().st_size > 0, r.stderr
+        r = _as_nobody("retention", "run", "--store", store)
+        assert r.returncode == 1 and "not writable by this user" in r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
