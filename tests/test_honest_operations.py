@@ -183,3 +183,76 @@ def test_a_store_this_user_cannot_write_is_read_and_writes_are_refused_plainly()
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- audit records say who ran what, and what decided it ------------------------------------------
+
+
+def test_audit_records_name_the_user_host_command_and_overrides(tmp_path, capsys):
+    import getpass
+    import json
+    import socket
+
+    with small_store(tmp_path, '[retention]\nmax_age = "30d"\n') as st:
+        record(st, 4)
+    store = str(tmp_path / "store")
+    assert run_cli("retention", "run", "--store", store, "--max-age", "1d") == 0
+    capsys.readouterr()
+    assert run_cli("audit", "--store", store, "--camera", "cam", "--json") == 0
+    [rec] = [r for r in json.loads(capsys.readouterr().out)["records"] if r["action"] == "delete"]
+    assert rec["actor"]["user"] == getpass.getuser()
+    assert rec["actor"]["host"] == socket.gethostname()
+    assert rec["actor"]["command"][:3] == ["vstore", "retention", "run"]
+    assert "--max-age" in rec["actor"]["command"]
+    assert rec["detail"]["overrides"] == {"max_age": "1d00h00m"}
+    assert rec["detail"]["policy"]["max_age"] == "1d00h00m"
+    assert run_cli("audit", "--store", store) == 0
+    assert "overrides=max_age=1d00h00m" in capsys.readouterr().out
+    assert run_cli("audit", "--store", store, "--camera", "nope") == 0
+    assert "no audit records match" in capsys.readouterr().out
+
+
+# --- clips that say what they hold ----------------------------------------------------------------
+
+
+def _imported(tmp_path: Path, media, **spec) -> str:
+    store = str(tmp_path / "clips")
+    src = media("honest.ts", 8.0, codec="h264", gop_frames=25, **spec)
+    argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
+    assert run_cli(*argv, "--store", store) == 0
+    return store
+
+
+def test_a_pipe_gets_the_same_frame_exact_mp4_as_a_file(tmp_path, media):
+    from tests.test_never_lose_footage import ROOT
+
+    store = _imported(tmp_path, media)
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:02.52Z", "--to", "2025-01-17T01:00:05Z"]
+    f = tmp_path / "c.mp4"
+    assert run_cli("clip", "--store", store, *rng, "-o", str(f)) == 0
+    r = subprocess.run(
+        [sys.executable, "-m", "vstore.cli.main", "clip", "--store", store, *rng, "-o", "-"],
+        capture_output=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f.read_bytes()  # moov first, an edit list: not a fragmented MP4
+    assert b"moof" not in r.stdout[:4096] and b"elst" in r.stdout
+
+
+def test_clip_container_follows_the_file_name(tmp_path, media, capsys):
+    store = _imported(tmp_path, media)
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:02Z", "--to", "2025-01-17T01:00:04Z"]
+    for name, marker in (("c1.fmp4", b"moof"), ("c2.m4s", b"moof"), ("c3.ts", b"G")):
+        assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / name)) == 0
+        data = (tmp_path / name).read_bytes()
+        assert (marker in data[:8192]) if marker != b"G" else data[0:1] == b"G"
+    capsys.readouterr()
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.avi")) == 2
+    assert "--format" in capsys.readouterr().err
+    assert (
+        run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mkv"), "--format", "ts")
+        == 0
+    )

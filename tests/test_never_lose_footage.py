@@ -1058,3 +1058,152 @@ def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp
         assert len(readable_chunks(st)) == 4  # adopted back (C4 repaired)
     finally:
         st.close()
+
+
+# --- found by an adversarial review of the fixes above ------------------------------------------
+
+
+def test_recovery_keeps_a_damaged_last_chunk_it_had_indexed(tmp_path):
+    d = tmp_path / "store"
+    record_and_crash(d, 10)
+    seg = open_segment_file(d)
+    size = seg.stat().st_size
+    flip_byte_in_gop(seg, 9)
+    with open_store(d) as st:
+        assert st.last_recovery.damaged_chunks == 1 and st.last_recovery.truncated_bytes == 0
+        assert seg.stat().st_size > size  # the rotted bytes stay; a footer follows them
+        assert len(readable_chunks(st)) == 9
+        [ev] = [e for e in st.index.events(st.camera_num("cam"), 0, 2**62) if e.kind == "damaged"]
+        assert ev.detail["indexed_chunks"][0]["start_ns"] == START_NS + 9 * GOP_NS
+        assert check_store(st).ok
+
+
+def test_recovery_records_indexed_chunks_a_file_lost_with_its_tail(tmp_path):
+    d = tmp_path / "store"
+    record_and_crash(d, 10)
+    seg = open_segment_file(d)
+    raw = seg.read_bytes()
+    cut = raw.index(b"VCHK", raw.index(b"VCHK", raw.index(b"VCHK") + 1) + 1)  # inside GOP 2
+    seg.write_bytes(raw[: cut + 100])
+    with open_store(d) as st:
+        assert st.last_recovery.damaged_chunks == 8
+        assert len(readable_chunks(st)) == 2
+        evs = [e for e in st.index.events(st.camera_num("cam"), 0, 2**62) if e.kind == "damaged"]
+        assert sum(len(e.detail["indexed_chunks"]) for e in evs) == 8
+        assert any(not e.detail["in_file"] for e in evs)  # most of it is gone from the file
+        assert any(a["action"] == "quarantine" for a in st.index.audit_records())
+        assert check_store(st).ok
+
+
+def test_trim_keeps_a_file_whose_damaged_bytes_a_hold_covers(tmp_path):
+    from vstore import retention
+
+    d = tmp_path / "store"
+    record_and_crash(d, 10)
+    seg = open_segment_file(d)
+    flip_byte_in_gop(seg, 2)
+    (d / "vstore.toml").write_text('[retention]\nmax_age = "1h"\n')
+    with open_store(d) as st:
+        retention.add_hold(st, "cam", START_NS + 2 * GOP_NS, START_NS + 3 * GOP_NS, "c", "r")
+        _plan, res = retention.run_retention(st)
+        assert res.trimmed_segments == 0 and "damaged bytes a hold covers" in res.errors[0]
+        assert seg.exists() and len(readable_chunks(st)) == 9
+
+
+def test_a_short_hold_cancels_a_pending_deletion_of_its_only_copy(tmp_path, monkeypatch):
+    from vstore import retention
+
+    st = small_store(tmp_path)
+    try:
+        record(st, 12)
+
+        def crash(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(retention, "_remove_marked", crash)
+        with pytest.raises(KeyboardInterrupt):
+            retention.run_retention(st, max_age_ns=1)
+        monkeypatch.undo()
+        [(_sid, rec)] = st.index.garbage()
+        at = rec["end_ns"] - 400_000_000  # 0.4 s before its end, into the next segment
+        retention.add_hold(st, "cam", at, rec["end_ns"] + GOP_NS, "case", "ray")
+        assert [p.code for p in check_store(st).problems] == ["C7"]
+        retention.run_retention(st, max_age_ns=10**18)
+        assert st.layout.path(rec["path"]).exists()
+    finally:
+        st.close()
+
+
+def test_a_clock_that_runs_fast_a_little_at_a_time_is_caught(tmp_path):
+    from vstore.clock import FakeClock
+    from vstore.retention import run_retention
+
+    clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
+    st = small_store(tmp_path, '[retention]\nmax_age = "10d"\n', clock=clock)
+    try:
+        record(st, 12)
+        for _ in range(100):  # 100 true hours; the wall clock runs three times as fast
+            clock.advance(3600 * 10**9)
+            clock.step_wall(2 * 3600 * 10**9)
+            plan, res = run_retention(st)
+            assert res.deleted_segments == 0
+        assert plan.clock_warning
+    finally:
+        st.close()
+
+
+def test_a_corrected_backward_step_leaves_the_clock_trusted(tmp_path):
+    from vstore.clock import FakeClock
+    from vstore.retention import run_retention
+
+    clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
+    st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
+    try:
+        record(st, 12)
+        clock.step_wall(-40 * DAY_NS)
+        assert run_retention(st)[1].deleted_segments == 0
+        clock.step_wall(40 * DAY_NS)  # corrected
+        clock.advance(31 * DAY_NS)
+        plan, res = run_retention(st)
+        assert res.deleted_segments == 3 and not plan.clock_warning
+    finally:
+        st.close()
+
+
+def test_a_stores_shorter_tiered_age_never_cuts_a_groups_longer_max_age(tmp_path):
+    cfg = (
+        '[retention]\nmax_age = "30d"\ntiered_max_age = "90d"\n'
+        '[retention.groups.evidence]\ncameras = ["lobby"]\nmax_age = "3650d"\n'
+    )
+    with small_store(tmp_path, cfg) as st:
+        pol = st.config.retention.policy("lobby")
+        assert pol.age_limit_ns(True) == pol.age_limit_ns(False) == 3650 * DAY_NS
+        assert st.config.retention.policy("other").age_limit_ns(True) == 90 * DAY_NS
+
+
+def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
+    """A crash between a seal's fsync and its index batch, and then one rotted chunk."""
+    from vstore.store import Store
+
+    d = tmp_path / "store"
+    record_and_crash(d, 10)
+    st = Store(d, recover=False)
+    try:
+        [(_sid, marker)] = st.index.open_segments()
+        path = st.layout.path(marker["path"])
+        # Seal it as W3 would, without the index batch (the crash point).
+        from vstore.segment_reader import FileSource, scan_chunks
+
+        with FileSource(path) as src:
+            scan = scan_chunks(src)
+        fd = st.fs.open_rw(path)
+        try:
+            st._write_seal(fd, path, scan.entries, scan.valid_end)
+        finally:
+            st.fs.close(fd)
+    finally:
+        st.close()
+    flip_byte_in_gop(path, 4)
+    with open_store(d) as st:
+        assert st.last_recovery.damaged_chunks == 1
+        assert len(readable_chunks(st)) == 9  # every indexed chunk reads and verifies (I1)

@@ -105,11 +105,18 @@ MAX_UNSEEN_NS = 2 * 86400 * 10**9
 
 
 class ClockMark(NamedTuple):
-    """What a store last read of the clocks (persisted; see Store.clock_verdict)."""
+    """What a store read of the clocks (persisted; see Store.clock_verdict): the wall and
+    boot clocks as first read in this boot (the reference every later reading of the boot
+    is judged against, so errors never add up run by run), and the latest wall time it
+    trusted (what a later boot is judged against)."""
 
     wall_ns: int
     boot_ns: int
     boot_id: str
+    last_wall_ns: int = 0
+
+    def seen_ns(self) -> int:
+        return max(self.wall_ns, self.last_wall_ns)
 
 
 class ClockVerdict(NamedTuple):
@@ -148,11 +155,11 @@ def judge_wall_clock(
             False,
             expected,
             f"the host clock reads {format_time(wall_ns)}, {format_duration(skew)} ahead of "
-            f"the time that passed since this store last read it ({format_time(last.wall_ns)},"
-            f" {format_duration(elapsed)} ago by the boot clock): acting on "
-            f"{format_time(expected)} instead",
+            f"the time that passed since this store first read it in this boot "
+            f"({format_time(last.wall_ns)}, {format_duration(elapsed)} ago by the boot "
+            f"clock): acting on {format_time(expected)} instead",
         )
-    seen = max(last.wall_ns, newest_footage_ns or last.wall_ns)
+    seen = max(last.seen_ns(), newest_footage_ns or 0)
     if wall_ns - seen <= MAX_UNSEEN_NS:
         return ClockVerdict(True, wall_ns)
     return ClockVerdict(

@@ -169,6 +169,11 @@ class RetentionConfig(NamedTuple):
             else:
                 value = getattr(self.default, name)
                 out[name] = (value, "[retention]" if value is not None else "default")
+        # Tiered footage is kept at least as long as local footage: a store-wide
+        # tiered_max_age never cuts short a camera's or group's longer max_age.
+        age, tiered = out["max_age_ns"][0], out["tiered_max_age_ns"][0]
+        if age is not None and tiered is not None and tiered < age:
+            out["tiered_max_age_ns"] = (age, f"max_age (longer than {out['tiered_max_age_ns'][1]})")
         return out
 
 
@@ -272,7 +277,8 @@ def parse_size_bytes(text: str | int) -> int:
 
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
-    if m is None or unit not in _SIZE_UNITS:
+    if m is None or unit not in _SIZE_UNITS or (len(m.group(2)) > 1 and m.group(2)[-1] == "b"):
+        # ("Mb", "kb": bits or bytes? only B means bytes)
         raise UsageError(f"bad size {text!r}: use e.g. 500GB, 2TiB or 1048576B")
     value = float(m.group(1))
     if not unit and value != 0:

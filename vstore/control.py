@@ -111,7 +111,11 @@ def call(
     request_id = uuid.uuid4().hex
     request = layout.control_request_path(request_id)
     response = layout.control_response_path(request_id)
-    _write_durably(request, {"job": name, "params": params, "pid": os.getpid()})
+    from vstore import actor
+
+    _write_durably(
+        request, {"job": name, "params": params, "pid": os.getpid(), "actor": actor.current()}
+    )
     deadline = time.monotonic() + timeout_s
     try:
         while not response.exists():
@@ -250,7 +254,10 @@ class ControlServer:
             if fn is None:
                 raise VstoreError(f"unknown job {doc.get('job')!r}")
             params = dict(doc.get("params") or {})
-            reply: dict[str, Any] = {"result": fn(self.store, params, self._progress)}
+            from vstore.actor import acting_as
+
+            with acting_as(doc.get("actor")):  # the audit names the client, not this server
+                reply: dict[str, Any] = {"result": fn(self.store, params, self._progress)}
         except VstoreError as exc:
             reply = _error_reply(str(exc), exc.exit_code)
         except OSError as exc:  # as the command's own last resort maps it

@@ -496,8 +496,17 @@ class TimeIndex:
         self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
     ) -> None:
         """Append a permanent audit record (in ``batch`` when given, else committed now)."""
+        from vstore import actor
+
         seq = self._next(layout.NEXT_AUDIT_SEQ_KEY)
-        rec = {"seq": seq, "at_ns": at_ns, "action": action, "by": by, "detail": detail}
+        rec = {
+            "seq": seq,
+            "at_ns": at_ns,
+            "action": action,
+            "by": by,
+            "actor": actor.current(),  # the user, host and command behind it
+            "detail": detail,
+        }
         b = batch if batch is not None else Batch()
         b.put(layout.audit_key(seq), json.dumps(rec, separators=(",", ":")).encode())
         if batch is None:

@@ -21,7 +21,7 @@ from vstore.control import job
 from vstore.errors import CorruptSegment, NotFound, UsageError, VstoreError
 from vstore.index import Batch, ChunkRow, SegmentRow
 from vstore.lease import LeaseSet
-from vstore.timebase import TimeRange, format_time
+from vstore.timebase import TimeRange, format_duration, format_time
 
 # --- holds ------------------------------------------------------------------------------------
 
@@ -371,6 +371,10 @@ class RetentionPlan:
         self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
         self.clock_warning = ""  # why ages were counted from a capped time (K1)
         self.watermark_why = ""  # why the watermark cannot be met, when it cannot
+        # What decided it, recorded with each deletion: the run's overrides and each camera's
+        # policy as resolved (set by run_retention).
+        self.overrides: dict[str, Any] = {}
+        self.policies: dict[str, dict[str, Any]] = {}
         self.trim_gain_bytes = 0  # what the planned trims free (an estimate by time)
         self.trim_rows = np.zeros(0, dtype=np.int64)  # expired but held: keep held chunks only
         self._deletions: list[Deletion] | None = None
@@ -781,8 +785,6 @@ def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> b
     camera covers: footage a hold wants whose only copy is the marked one. (A tiered
     segment's local file, or a trimmed segment's rest, is covered by the object or the
     copy, and goes.)"""
-    from vstore.timebase import GAP_TOLERANCE_NS
-
     cam = rec.get("camera", "")
     start, end = int(rec["start_ns"]), _mark_end_ns(rec)
     num = store.index.camera_num(cam) if cam else None
@@ -794,10 +796,10 @@ def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> b
             return True
         cursor = lo
         for c in store.index.chunks(num, lo, hi):
-            if c.start_ns - cursor > GAP_TOLERANCE_NS:
-                return True
+            if c.start_ns > cursor:
+                return True  # any held instant, however short, that only the mark has
             cursor = max(cursor, c.end_ns)
-        if hi != 2**63 - 1 and hi - cursor > GAP_TOLERANCE_NS:
+        if hi != 2**63 - 1 and hi > cursor:
             return True
         if hi == 2**63 - 1 and cursor == lo:
             return True  # an old mark with no end, and nothing indexed after its start
@@ -887,6 +889,16 @@ def apply_plan(
                 "reason": d.reason,
                 "sha256": row.sha256,
                 "location": row.location,
+                "now": format_time(plan.now_ns),
+                "policy": plan.policies.get(s.camera),
+                "overrides": plan.overrides,
+                **(
+                    {
+                        "watermark_needed_bytes": plan.watermark_needed_bytes,
+                    }
+                    if d.reason == "watermark"
+                    else {}
+                ),
             },
             store.clock.wall_ns(),
             batch=b,
@@ -960,6 +972,20 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
                 keep[i - 1] = True
         if all(keep):
             return 0
+        # Damaged bytes kept in the file by recovery (R5) lie between the directory's chunks;
+        # where a hold covers their time, the file is kept whole: they are held evidence too.
+        prev_end, prev_ns = rd.header_len, row.start_ns
+        footer = rd.trailer().footer_offset
+        for e in [*entries, None]:
+            at = e.offset if e is not None else footer
+            until_ns = e.start_ns if e is not None else 2**63 - 1
+            if at > prev_end and any(h.from_ns < until_ns and h.to_ns > prev_ns for h in mine):
+                raise CorruptSegment(
+                    f"{where}: damaged bytes a hold covers lie between its chunks "
+                    f"(from {format_time(prev_ns)})"
+                )
+            if e is not None:
+                prev_end, prev_ns = e.offset + e.length, e.end_ns
         # T4: what is kept must be what was recorded, or it would leave here certified.
         if rd.trailer().sha256.hex() != row.sha256:
             raise CorruptSegment(f"{where}: its trailer's hash is not the one indexed")
@@ -1158,6 +1184,7 @@ def run_retention(
             store.clock.wall_ns(),
         )
         verdict = verdict._replace(trusted=True, now_ns=store.clock.wall_ns())
+        store.mark_clock(rebase=True)  # the operator's word is the new reference
     plan = plan_retention(
         table,
         list_holds(store),
@@ -1168,6 +1195,25 @@ def run_retention(
         leased=_leased_ids(store.leases(), table),
     )
     plan.clock_warning = "" if verdict.trusted else verdict.message
+    plan.overrides = {
+        k: v
+        for k, v in (
+            ("max_age", format_duration(max_age_ns) if max_age_ns else None),
+            ("tiered_max_age", format_duration(tiered_max_age_ns) if tiered_max_age_ns else None),
+            ("max_bytes", max_bytes),
+            ("trust_clock", trust_clock or None),
+        )
+        if v is not None
+    }
+    for cam in plan.table.cameras:
+        pol = policy_of(cam)
+        plan.policies[cam] = {
+            "max_age": format_duration(pol.max_age_ns) if pol.max_age_ns else None,
+            "tiered_max_age": (
+                format_duration(pol.tiered_max_age_ns) if pol.tiered_max_age_ns else None
+            ),
+            "max_bytes": pol.max_bytes,
+        }
     if not verdict.trusted:
         import logging
 
@@ -1192,10 +1238,11 @@ def hold_job(
     legal holds, which may fail on its own (reported in ``objects.errors``)."""
     action = params.get("action")
     hold = None
+    warning = None
     if action == "sync":
         objects = sync_object_holds(store)
     elif action == "add":
-        store.camera_num(params["camera"])  # NotFound, naming the cameras there are
+        num = store.camera_num(params["camera"])  # NotFound, naming the cameras there are
         hold = add_hold(
             store,
             params["camera"],
@@ -1206,6 +1253,11 @@ def hold_job(
             mirror=False,
         )
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+        if next(iter(store.index.chunks(num, hold.from_ns, hold.to_ns)), None) is None:
+            warning = (
+                f"camera {hold.camera!r} has no footage in that range (yet): the hold is "
+                "placed, but check the times and their offset (`vstore timeline`)"
+            )
     elif action == "release":
         hold = release_hold(
             store, int(params["id"]), params["by"], params.get("reason", ""), mirror=False
@@ -1213,7 +1265,10 @@ def hold_job(
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     else:
         raise UsageError(f"unknown hold action {action!r}")
-    return {**(hold.as_json() if hold is not None else {}), "objects": objects.as_json()}
+    doc = {**(hold.as_json() if hold is not None else {}), "objects": objects.as_json()}
+    if warning:
+        doc["warning"] = warning
+    return doc
 
 
 @job("retention")

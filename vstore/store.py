@@ -342,21 +342,41 @@ class Store:
             return
         # R2: cut only the torn tail (after the last whole chunk); a damaged run between
         # whole chunks stays in the file, out of the directory (R5), and the chunks after it
-        # are kept. Then seal from the file's own bytes.
+        # are kept. Bytes an index row names are never cut, even after the last chunk that
+        # verifies: they were acknowledged, and are kept as a damaged run. Then seal from
+        # the file's own bytes.
+        damaged = list(scan.damaged)
+        keep_end = scan.valid_end
+        if not scan.sealed and indexed:
+            named_end = min(scan.file_size, max(r.offset + r.length for r in indexed))
+            if named_end > keep_end:
+                damaged.append((keep_end, named_end - keep_end))
+                keep_end = named_end
         fd = self.fs.open_rw(path)
         try:
             if scan.sealed:
                 pass  # crashed between seal and index commit: the file is already complete
             else:
-                rep.truncated_bytes += scan.file_size - scan.valid_end
-                self.fs.truncate(fd, scan.valid_end)
-                self._write_seal(fd, path, scan.entries, scan.valid_end)
+                rep.truncated_bytes += scan.file_size - keep_end
+                self.fs.truncate(fd, keep_end)
+                self._write_seal(fd, path, scan.entries, keep_end)
         finally:
             self.fs.close(fd)
         size = path.stat().st_size
         with SegmentReader.open(path) as rd:
             sha = rd.trailer().sha256.hex()
             entries = rd.directory()
+        if scan.sealed:
+            # Its footer was written before the crash; only chunks that verify now are
+            # indexed (I1): a rotted one is recorded as damage, like any other.
+            good = {(e.offset, e.crc32) for e in scan.entries}
+            found = {off for off, _n in damaged}
+            damaged.extend(
+                (e.offset, e.length)
+                for e in entries
+                if (e.offset, e.crc32) not in good and e.offset not in found
+            )
+            entries = [e for e in entries if (e.offset, e.crc32) in good]
         known = {r.start_ns for r in indexed}
         kept = {(e.start_ns, e.offset, e.crc32) for e in entries}
         starts = {e.start_ns for e in entries}
@@ -370,8 +390,8 @@ class Store:
         for r in lost:
             if r.start_ns not in starts:
                 b.delete(r.key())
-        if scan.damaged or lost:
-            self._record_damage(b, cam_num, seg_id, relpath, scan, lost, entries, rep)
+        if damaged or lost:
+            self._record_damage(b, cam_num, seg_id, relpath, damaged, lost, entries, rep)
         row = SegmentRow(
             camera_num=cam_num,
             segment_id=seg_id,
@@ -440,17 +460,22 @@ class Store:
         cam_num: int,
         seg_id: int,
         relpath: str,
-        scan: Any,
+        damaged: list[tuple[int, int]],
         lost: list[ChunkRow],
         entries: list[fmt.DirEntry],
         rep: RecoveryReport,
     ) -> None:
         """R5: a damaged run found while sealing is kept in the file and said aloud: a
         ``damaged`` event on the camera's timeline (where a clip shows a gap) and an audit
-        record naming the bytes and the indexed chunks they held."""
+        record naming the bytes and the indexed chunks they held. Indexed chunks whose
+        bytes are gone altogether (a file cut short) are recorded the same way."""
         from vstore.index import Event
 
-        for off, length in scan.damaged:
+        beyond = [r for r in lost if not any(o <= r.offset < o + n for o, n in damaged)]
+        if beyond:  # bytes no longer in the file at all: a run from the first to the last
+            first = min(r.offset for r in beyond)
+            damaged = [*damaged, (first, max(r.offset + r.length for r in beyond) - first)]
+        for off, length in damaged:
             inside = [r for r in lost if off <= r.offset < off + length]
             before = [e for e in entries if e.offset < off]
             at_ns = inside[0].start_ns if inside else before[-1].end_ns if before else 0
@@ -459,6 +484,7 @@ class Store:
                 "path": relpath,
                 "offset": off,
                 "length": length,
+                "in_file": off + length <= self.layout.path(relpath).stat().st_size,
                 "indexed_chunks": [
                     {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in inside
                 ],
@@ -491,26 +517,40 @@ class Store:
 
     # --- the wall clock ---------------------------------------------------------------------------
     def clock_verdict(self, newest_footage_ns: int | None = None) -> ClockVerdict:
-        """Whether the host's wall clock agrees with what this store last saw of it (K1):
-        age rules act on ``now_ns``, which is never later than the clock can be shown to
-        be. ``newest_footage_ns`` vouches for time across a reboot."""
-        raw = self.index.get(layout.CLOCK_MARK_KEY)
-        last = None
-        if raw is not None:
-            try:
-                last = ClockMark(**json.loads(raw))
-            except (ValueError, TypeError):
-                last = None  # unreadable: judged as a store that never saw the clock
+        """Whether the host's wall clock agrees with what this store saw of it (K1): age
+        rules act on ``now_ns``, which is never later than the clock can be shown to be.
+        ``newest_footage_ns`` vouches for time across a reboot."""
         c = self.clock
-        return judge_wall_clock(c.wall_ns(), c.boot_ns(), c.boot_id(), last, newest_footage_ns)
+        return judge_wall_clock(
+            c.wall_ns(), c.boot_ns(), c.boot_id(), self._clock_mark(), newest_footage_ns
+        )
 
-    def mark_clock(self) -> None:
-        """Record the clocks as read now (only when trusted, or on an operator's word)."""
+    def mark_clock(self, rebase: bool = False) -> None:
+        """Record the clocks as read now (only when trusted, or on an operator's word:
+        ``rebase``). Within a boot the first reading stays the reference, so a clock that
+        runs fast, or steps a little at a time, cannot move it; only the latest trusted wall
+        time moves on (what the next boot is judged against)."""
         c = self.clock
-        mark = ClockMark(c.wall_ns(), c.boot_ns(), c.boot_id())
+        now = c.wall_ns()
+        last = self._clock_mark()
+        if last is not None and last.boot_id == c.boot_id() and not rebase:
+            mark = last._replace(last_wall_ns=max(last.last_wall_ns, now))
+        else:
+            mark = ClockMark(now, c.boot_ns(), c.boot_id(), now)
+        if mark == last:
+            return
         b = Batch()
         b.put(layout.CLOCK_MARK_KEY, json.dumps(mark._asdict()).encode())
         self.index.commit(b, sync=False)
+
+    def _clock_mark(self) -> ClockMark | None:
+        raw = self.index.get(layout.CLOCK_MARK_KEY)
+        if raw is None:
+            return None
+        try:
+            return ClockMark(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None  # unreadable: judged as a store that never saw the clock
 
     # --- reading -------------------------------------------------------------------------------
     def camera_num(self, camera_id: str) -> int:

@@ -118,7 +118,7 @@ def parse_age_ns(text: object, what: str) -> int:
         float(s)
     except ValueError:
         return parse_duration_ns(s)
-    raise UsageError(f'{what} {s!r} needs a unit, e.g. "{s}d" or "{s}h" (a bare number is seconds)')
+    raise UsageError(f'{what} {s!r} needs a unit, e.g. "{s}d", "{s}h" or "{s}s"')
 
 
 def parse_time_ns(text: str, now_ns: int | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Show the permanent audit log: holds placed and released, footage deleted (who, when,
-what, why)."""
+"""Show the permanent audit log: holds placed and released, footage deleted, trimmed and
+tiered (who, from which host and command, when, what, why, and the settings that decided it)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,26 @@ from vstore.cli.common import add_json_arg, add_store_arg, print_json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arg(p)
+    p.add_argument("--camera", help="only records about this camera")
+    p.add_argument("--since", metavar="T", help="only records made at or after T")
+    p.add_argument("--until", metavar="T", help="only records made before T")
     add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from vstore.store import open_store
-    from vstore.timebase import format_time
+    from vstore.timebase import format_time, parse_time_ns
 
+    since = parse_time_ns(args.since) if args.since else None
+    until = parse_time_ns(args.until) if args.until else None
     with open_store(args.store, read_only=True) as store:
-        recs = store.index.audit_records()
+        recs = [
+            r
+            for r in store.index.audit_records()
+            if (args.camera is None or r["detail"].get("camera") == args.camera)
+            and (since is None or r["at_ns"] >= since)
+            and (until is None or r["at_ns"] < until)
+        ]
     if args.json:
         print_json({"records": [{**r, "at": format_time(r["at_ns"])} for r in recs]})
         return 0
@@ -29,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
         if r["action"] != "hold_release":
             keys = ("id", "camera", "from", "to", "reason", "bytes")
         what = ", ".join(f"{k}={d[k]}" for k in keys if k in d)
-        print(f"{format_time(r['at_ns'])}  #{r['seq']}  {r['action']:<13} by {r['by']}: {what}")
+        if d.get("overrides"):
+            what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())
+        who = r["by"]
+        a = r.get("actor")
+        if a:  # records made before actors were kept have none
+            who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
+        print(f"{format_time(r['at_ns'])}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
     if not recs:
-        print("audit log is empty")
+        print("no audit records" + (" match" if args.camera or since or until else ""))
     return 0

@@ -35,10 +35,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         choices=["mp4", "fmp4", "ts"],
-        help="container (default: from the file name, else mp4)",
+        help="container (default: from the file name: .mp4/.m4v mp4, .fmp4/.m4s fmp4, .ts ts; "
+        "stdout: mp4)",
     )
     p.add_argument("--plan", action="store_true", help="only print the plan")
     add_json_arg(p)
+
+
+# File name endings and the container each means; anything else needs --format.
+SUFFIX_FORMATS = {"mp4": "mp4", "m4v": "mp4", "fmp4": "fmp4", "m4s": "fmp4", "ts": "ts"}
+
+
+def format_for(output: str | None) -> str:
+    """The container a file name asks for: .mp4/.m4v MP4, .fmp4/.m4s fragmented MP4, .ts
+    MPEG-TS; stdout and --plan default to MP4; any other ending is an error."""
+    from vstore.errors import UsageError
+
+    if output is None or output == "-":
+        return "mp4"
+    name = output.rsplit("/", 1)[-1]
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in SUFFIX_FORMATS:
+        raise UsageError(
+            f"cannot tell the container from {output!r}: name it .mp4, .fmp4 (or .m4s) or .ts, "
+            "or give --format"
+        )
+    return SUFFIX_FORMATS[suffix]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--to must be after --from")
     fmt = args.format
     if fmt is None:
-        suffix = (args.output or "").rsplit(".", 1)[-1].lower()
-        fmt = {"ts": "ts", "m4s": "fmp4"}.get(suffix, "mp4")
+        fmt = format_for(args.output)
     if not args.plan and not args.output:
         raise UsageError("give -o FILE (or --plan)")
     if not args.plan and args.output == "-" and args.json:
@@ -69,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         if args.plan:
             print_json(plan.as_json()) if args.json else _print_plan(plan)
             return 0
+        # A pipe gets the same frame-exact MP4 as a file: vstore's muxer computes the index
+        # first and streams the rest, so nothing needs a seek.
         out = sys.stdout.buffer if args.output == "-" else args.output
-        if out is sys.stdout.buffer and fmt == "mp4":
-            fmt = "fmp4"  # moov-first MP4 cannot be written to a pipe
         with progress_bar(plan.bytes, "clip", not args.json and args.output != "-", "B") as bar:
 
             def progress(done: int, total: int) -> None:

@@ -56,9 +56,18 @@ def run(args: argparse.Namespace) -> int:
             "older_than_ns": cfg.tier.older_than_for(cam or "\0"),
         },
     }
+    known = None
+    if cam is not None and lay.index_dir.exists():
+        from vstore.store import open_store
+
+        with open_store(lay.root, read_only=True) as store:
+            known = store.index.camera_num(cam) is not None
+    doc["camera_recorded"] = known
     if args.json:
         print_json(doc)
         return 0
+    if known is False:
+        print(f"note: camera {cam!r} has no footage in this store yet (its policy is shown)")
     print(f"store   {doc['store']}  (config: {doc['config'] or 'none, all defaults'})")
     print(f"retention of {'camera ' + cam if cam else 'a camera in no group or section'}:")
     for name, label in (

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     # a store a recorder holds open runs the job through it (vstore.control).
     doc = run_job(args.store, "hold", params)
     objects = doc["objects"]
+    if doc.get("warning"):
+        print(f"vstore hold: warning: {doc['warning']}", file=sys.stderr)
     if args.json:
         print_json(doc)
     elif args.action == "sync":

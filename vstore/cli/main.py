@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     json_printed(reset=True)
     try:
-        return int(modules[args.command].run(args) or 0)  # type: ignore[attr-defined]
+        return _run_as(modules[args.command], args, argv)
     except VstoreError as exc:
         print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
         _json_error(args, str(exc), exc.exit_code)
@@ -156,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return _os_error_code(exc)
+
+
+def _run_as(module: object, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the command, with its audit records naming this command line (not the process
+    that embeds main(), such as a test runner)."""
+    from vstore import actor
+
+    me = actor.current()
+    with actor.acting_as({**me, "command": ["vstore", *argv]}):
+        return int(module.run(args) or 0)  # type: ignore[attr-defined]
 
 
 def _json_error(args: argparse.Namespace, message: str, code: int) -> None:
