@@ -358,7 +358,8 @@ def test_hold_release_reason_is_kept_and_shown(store_dir, capsys):
     (h,) = json.loads(capsys.readouterr().out)["holds"]
     assert (h["reason"], h["release_reason"]) == ("case 7", "case closed")
     assert main(["audit", "--store", str(store_dir)]) == 0
-    release_line = next(ln for ln in capsys.readouterr().out.splitlines() if "hold_release" in ln)
+    lines = capsys.readouterr().out.splitlines()
+    release_line = next(ln for ln in lines if ln.split()[2] == "hold_release")  # the action
     assert "release_reason=case closed" in release_line and "case 7" not in release_line
 
 

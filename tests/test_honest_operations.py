@@ -256,3 +256,60 @@ def test_clip_container_follows_the_file_name(tmp_path, media, capsys):
         run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mkv"), "--format", "ts")
         == 0
     )
+
+
+# --- damage is contained ------------------------------------------------------------------------
+
+
+def _rot_chunk(store: str, index: int) -> tuple[int, int]:
+    """Four bytes of the ``index``-th indexed chunk rot; its (start, end) is returned."""
+    with open_store(store, read_only=True) as st:
+        num = st.camera_num("cam")
+        c = list(st.index.chunks(num, -(2**62), 2**62))[index]
+        row = next(r for r in st.index.segments(num) if r.segment_id == c.segment_id)
+        path = st.layout.path(row.path)
+    raw = bytearray(path.read_bytes())
+    for i in range(4):
+        raw[c.offset + c.length // 2 + i] ^= 0xFF
+    path.write_bytes(raw)
+    return c.start_ns, c.end_ns
+
+
+def test_a_damaged_chunk_is_a_gap_in_the_clip_not_a_failure(tmp_path, media, capsys):
+    import json
+
+    store = _imported(tmp_path, media)
+    bad = _rot_chunk(store, 3)
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:01.5Z", "--to", "2025-01-17T01:00:06Z"]
+    for name in ("c.mp4", "c.ts", "c.fmp4"):
+        capsys.readouterr()
+        out = tmp_path / name
+        assert run_cli("clip", "--store", store, *rng, "-o", str(out), "--json") == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert [(d["from_ns"], d["to_ns"]) for d in doc["damaged"]] == [bad], name
+        assert out.stat().st_size > 0
+    capsys.readouterr()
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "d.mp4")) == 0
+    assert "DAMAGED" in capsys.readouterr().out
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "s.mp4"), "--strict") == 5
+
+
+def test_check_repair_takes_a_damaged_chunk_out_and_keeps_the_rest_served(tmp_path, media, capsys):
+    import json
+
+    store = _imported(tmp_path, media)
+    bad = _rot_chunk(store, 3)
+    assert run_cli("check", "--store", store) == 8
+    assert run_cli("check", "--store", store, "--repair") == 0
+    assert run_cli("check", "--store", store) == 0  # known damage, recorded: not a new problem
+    capsys.readouterr()
+    assert run_cli("timeline", "--store", store, "--camera", "cam", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert any(e["kind"] == "damaged" and e["at_ns"] == bad[0] for e in doc["events"])
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:08Z"]
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mp4"), "--strict") == 0
+    with open_store(store) as st:
+        assert any(a["action"] == "quarantine" for a in st.index.audit_records())
+        segs = list(st.index.segments(st.camera_num("cam")))
+        assert any(s.damaged for s in segs)
+        assert st.layout.path(segs[0].path).exists()

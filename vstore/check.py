@@ -158,9 +158,21 @@ def check_store(
                         raise CorruptSegment(f"size {size} != indexed {row.size_bytes}")
                     if rd.trailer().sha256.hex() != row.sha256:
                         raise CorruptSegment("trailer hash differs from the index")
-                    if verify_hashes:
+                    if verify_hashes and not row.damaged:
                         rd.verify(pace)
                         rep.bytes_verified += size
+                    elif row.damaged:
+                        # R6: known damage, recorded and out of the index: the content hash
+                        # cannot match; every indexed chunk is still checked below.
+                        rep.problems.append(
+                            Problem(
+                                "C2",
+                                row.path,
+                                f"{len(row.damaged)} damaged chunk(s) kept in the file, out of "
+                                "the index (recorded by check --repair)",
+                                repaired=True,
+                            )
+                        )
                 for c in chunk_rows.get((row.camera_num, row.segment_id), []):
                     if pace is not None and not (verify_hashes and row.state == "sealed"):
                         pace(c.length)  # (after verify, a sealed segment's are in the cache)
@@ -168,9 +180,10 @@ def check_store(
                     if row.state != "sealed":
                         rep.bytes_verified += c.length
         except (CorruptSegment, NotFound) as exc:
-            rep.problems.append(
-                Problem("C1" if row.state != "sealed" else "C2", row.path, str(exc))
-            )
+            problem = Problem("C1" if row.state != "sealed" else "C2", row.path, str(exc))
+            rep.problems.append(problem)
+            if repair and row.state == "sealed" and isinstance(exc, CorruptSegment):
+                _quarantine_damaged_chunks(store, row, problem)
     if progress is not None:
         progress(total, total)
     from vstore.retention import cancel_mark, mark_conflict
@@ -205,6 +218,31 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
+    """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
+    index, their bytes stay and are recorded; the rest of the segment stays served."""
+    bad = []
+    try:
+        with SegmentReader.open(store.layout.path(row.path)) as rd:
+            for e in rd.directory():
+                try:
+                    rd.read_chunk(e.offset, e.length, e.crc32)
+                except CorruptSegment:
+                    bad.append(e)
+    except (CorruptSegment, NotFound) as exc:
+        problem.message += f"; not repaired: {exc}"
+        return
+    if not bad:
+        problem.message += "; every chunk verifies (the damage is outside them): not repaired"
+        return
+    store.quarantine_chunks(row, bad)
+    problem.repaired = True
+    problem.message += (
+        f"; {len(bad)} damaged chunk(s) left out of the index, their bytes kept and recorded "
+        "(a `damaged` event and a quarantine audit record); the rest stays served"
+    )
 
 
 def _check_tiered(

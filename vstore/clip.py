@@ -19,13 +19,13 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from vstore import format as fmt
 from vstore.bitstream import config_to_annexb, length_prefixed_to_annexb
-from vstore.errors import NotFound, UsageError, VstoreError
+from vstore.errors import CorruptSegment, NotFound, UsageError, VstoreError
 from vstore.fsutil import translate_oserror
 from vstore.index import ChunkRow, SegmentRow
 from vstore.mp4 import (
@@ -66,6 +66,15 @@ _AUDIO_OK = {
 }
 
 
+class _Damaged(Exception):
+    """Chunks of a plan that do not verify, found before anything was written: the clip is
+    built again without them (``ClipPlan.without``)."""
+
+    def __init__(self, chunks: list[ChunkRow]) -> None:
+        super().__init__(f"{len(chunks)} damaged chunk(s)")
+        self.chunks = chunks
+
+
 class ClipPart(NamedTuple):
     """Consecutive chunks of one segment that the clip reads."""
 
@@ -102,6 +111,54 @@ class ClipPlan:
         self.gaps = gaps
         self.events = events
         self.notes = notes if notes is not None else []
+        # Ranges left out because their chunks do not verify (the clip shows a gap there).
+        self.damaged: list[tuple[int, int]] = []
+
+    def without(self, bad: Iterable[ChunkRow]) -> "ClipPlan":
+        """This plan without chunks that do not verify, nor the continuation chunks of their
+        GOPs (undecodable without them); their ranges are listed in ``damaged``."""
+        bad_starts = {c.start_ns for c in bad}
+        damaged = list(self.damaged)
+        parts: list[ClipPart] = []
+        skipping = False
+        for p in self.parts:
+            kept = []
+            for c in p.chunks:
+                dependent = skipping and bool(c.flags & fmt.CHUNK_CONTINUATION)
+                if (
+                    c.start_ns in bad_starts
+                    or dependent
+                    or (not parts and not kept and (c.flags & fmt.CHUNK_CONTINUATION))
+                ):
+                    if damaged and damaged[-1][1] >= c.start_ns:
+                        damaged[-1] = (damaged[-1][0], max(damaged[-1][1], c.end_ns))
+                    else:
+                        damaged.append((c.start_ns, c.end_ns))
+                    skipping = True
+                    continue
+                skipping = False
+                kept.append(c)
+            if kept:
+                parts.append(ClipPart(p.segment, tuple(kept)))
+        if not parts:
+            raise CorruptSegment(
+                f"every chunk of camera {self.camera!r} in the range is damaged "
+                "(see `vstore check`)"
+            )
+        first, last = parts[0].chunks[0], parts[-1].chunks[-1]
+        out = ClipPlan(
+            self.camera,
+            self.requested,
+            max(self.start_ns, first.start_ns),
+            min(self.end_ns, last.end_ns),
+            first.start_ns,
+            parts,
+            self.gaps,
+            self.events,
+            list(self.notes),
+        )
+        out.damaged = damaged
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -148,6 +205,10 @@ class ClipPlan:
                 for s, e in self.gaps
             ],
             "events": [{"at": format_time(e["at_ns"]), **e} for e in self.events],
+            "damaged": [
+                {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
+                for s, e in self.damaged
+            ],
             "notes": self.notes,
         }
 
@@ -243,8 +304,13 @@ def write_clip(
     format: str = "mp4",
     progress: Callable[[int, int], None] | None = None,
     muxer: str = "auto",
+    strict: bool = False,
 ) -> ClipResult:
     """Remux the plan's packets into ``out`` (a path, or a writable binary file object).
+
+    A chunk that does not verify is left out with the rest of its GOP and listed in the
+    result's ``plan.damaged`` (the clip shows a gap there); ``strict`` raises CorruptSegment
+    instead.
 
     ``mp4`` puts the index (moov) first so it plays while downloading. vstore's own MP4
     writer (``muxer="auto"``) builds it from the packet tables and streams it to ``out``
@@ -258,14 +324,43 @@ def write_clip(
     if format not in FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}")
     t0 = time.perf_counter()
+    for _attempt in range(64):
+        try:
+            return _write_clip(store, plan, out, format, progress, muxer, strict, t0)
+        except _Damaged as exc:
+            # Chunks that do not verify become a gap (listed in plan.damaged), found before
+            # a byte was written; ``strict`` fails instead, as a chunk read does.
+            plan = plan.without(exc.chunks)
+    raise CorruptSegment(f"too many damaged chunks in the range of camera {plan.camera!r}")
+
+
+def _write_clip(
+    store: Store,
+    plan: ClipPlan,
+    out: str | os.PathLike[str] | IO[bytes],
+    format: str,
+    progress: Callable[[int, int], None] | None,
+    muxer: str,
+    strict: bool,
+    t0: float,
+) -> ClipResult:
     if format == "mp4" and muxer == "auto":
         with store.lease(p.segment.segment_id for p in plan.parts):
-            native = _NativeMp4(store, plan)
+            native = _NativeMp4(store, plan, strict)
             try:
                 if native.supported():
                     return native.write(out, t0, progress)
             finally:
                 native.close()
+    # The first chunk gives the streams their parameters: check it before any output.
+    c0 = plan.parts[0].chunks[0]
+    with store.segment_reader(plan.parts[0].segment) as rd0:
+        try:
+            rd0.read_chunk(c0.offset, c0.length, c0.crc32)
+        except CorruptSegment:
+            if strict:
+                raise
+            raise _Damaged([c0]) from None
     import av
 
     staged: Path | None = None
@@ -298,7 +393,9 @@ def write_clip(
                 container.metadata["vstore_start"] = format_time(plan.start_ns)
                 container.metadata["vstore_start_ns"] = str(plan.start_ns)
                 container.metadata["vstore_camera"] = plan.camera
-                _mux_plan(store, plan, container, format, readers, counts, dropped, progress)
+                _mux_plan(
+                    store, plan, container, format, readers, counts, dropped, progress, strict
+                )
         except av.FFmpegError as exc:
             raise VstoreError(f"building the {format} clip failed: {exc}") from exc
         finally:
@@ -442,8 +539,8 @@ class _NativeMp4:
     staging, and the first byte goes out as soon as pass 1 ends.
     """
 
-    def __init__(self, store: Store, plan: ClipPlan) -> None:
-        self.store, self.plan = store, plan
+    def __init__(self, store: Store, plan: ClipPlan, strict: bool = False) -> None:
+        self.store, self.plan, self.strict = store, plan, strict
         self.readers: dict[int, SegmentReader] = {}
         first = plan.parts[0].segment
         self.meta0 = self._reader(first).meta
@@ -583,13 +680,20 @@ class _NativeMp4:
         signature = _signature(self.meta0.tracks)
         kept = 0
         done, total = 0, 2 * plan.bytes
+        damaged: list[ChunkRow] = []
         for part in plan.parts:
             rd = self._reader(part.segment)
             if _signature(rd.meta.tracks) != signature:
                 _end_at_codec_change(plan, part)
                 break
             for c in part.chunks:
-                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                try:
+                    chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                except CorruptSegment:
+                    if self.strict:
+                        raise
+                    damaged.append(c)  # (the clip is planned again without it: nothing
+                    continue  # of this pass is written)
                 samples = self._select(rd.meta, chunk)
                 pieces = self._pieces(chunk, samples)
                 for (tr, _idxs), ps in zip(samples, pieces, strict=True):
@@ -604,6 +708,8 @@ class _NativeMp4:
                 done += c.length
                 if progress is not None:
                     progress(done, total)
+        if damaged:
+            raise _Damaged(damaged)
 
     def _sample_entries(self) -> list[Mp4Track]:
         out: list[Mp4Track] = []
@@ -710,6 +816,7 @@ def _mux_plan(
     counts: dict[str, int],
     dropped: list[str],
     progress: Callable[[int, int], None] | None,
+    strict: bool = False,
 ) -> None:
     from fractions import Fraction
 
@@ -761,6 +868,7 @@ def _mux_plan(
     tbs = {t.index: Fraction(*t.time_base) for t in tracks}
     total = plan.bytes
     done = 0
+    skipping = False  # after a damaged chunk, until the next GOP starts
     for part in plan.parts:
         rd = readers.get(part.segment.segment_id)
         if rd is None:
@@ -779,7 +887,18 @@ def _mux_plan(
                 break
         meta = rd.meta
         for c in part.chunks:
-            chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+            if skipping and c.flags & fmt.CHUNK_CONTINUATION:
+                plan.damaged[-1] = (plan.damaged[-1][0], c.end_ns)  # the rest of its GOP
+                continue
+            skipping = False
+            try:
+                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+            except CorruptSegment:
+                if strict:
+                    raise
+                plan.damaged.append((c.start_ns, c.end_ns))  # a gap in the clip
+                skipping = True
+                continue
             for p in chunk_packets(meta, chunk):
                 s = streams.get(p.track)
                 if s is None or p.wall_ns is None:

@@ -106,6 +106,9 @@ class SegmentRow(NamedTuple):
     # "" when this store owns the file or object; else the uuid of the store that wrote it
     # (indexed from its tier by rebuild-index): read, never deleted or changed here (D6).
     owner: str = ""
+    # (offset, length) of chunks found damaged after sealing, left in the file and out of
+    # the index by `check --repair` (R6): the content hash is known not to match.
+    damaged: tuple[tuple[int, int], ...] = ()
 
     @property
     def foreign(self) -> bool:
@@ -130,6 +133,8 @@ class SegmentRow(NamedTuple):
         }
         if self.owner:
             d["owner"] = self.owner
+        if self.damaged:
+            d["damaged"] = [list(x) for x in self.damaged]
         return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
@@ -137,6 +142,8 @@ class SegmentRow(NamedTuple):
         cam, _start = layout.decode_time_key(key)
         d = json.loads(value)
         d["codecs"] = tuple(d.get("codecs", ()))
+        if "damaged" in d:
+            d["damaged"] = tuple(tuple(x) for x in d["damaged"])
         return cls(camera_num=cam, **d)
 
 

@@ -454,6 +454,31 @@ class Store:
             f"{detail['moved_to']}, out of the index"
         )
 
+    def quarantine_chunks(self, row: SegmentRow, bad: list[fmt.DirEntry]) -> RecoveryReport:
+        """R6: chunks of a sealed segment that no longer verify leave the index (I1); their
+        bytes stay in the file, the segment row lists them, and a ``damaged`` event and a
+        ``quarantine`` audit record say what they held. The rest stays served."""
+        rep = RecoveryReport()
+        bad_offsets = {e.offset for e in bad}
+        rows = [
+            c
+            for c in self.index.chunks(row.camera_num, row.start_ns, row.end_ns)
+            if c.segment_id == row.segment_id
+        ]
+        lost = [c for c in rows if c.offset in bad_offsets]
+        b = Batch()
+        for c in lost:
+            b.delete(c.key())
+        known = set(row.damaged)
+        runs = [(e.offset, e.length) for e in bad if (e.offset, e.length) not in known]
+        if not runs:
+            return rep
+        moved = row._replace(damaged=tuple(sorted(known | set(runs))))
+        b.put(moved.key(), moved.value())
+        self._record_damage(b, row.camera_num, row.segment_id, row.path, runs, lost, [], rep)
+        self.index.commit(b, sync=True)
+        return rep
+
     def _record_damage(
         self,
         b: Batch,

@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="container (default: from the file name: .mp4/.m4v mp4, .fmp4/.m4s fmp4, .ts ts; "
         "stdout: mp4)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 5) on a chunk that does not verify, instead of leaving it out as a "
+        "gap listed as damaged",
+    )
     p.add_argument("--plan", action="store_true", help="only print the plan")
     add_json_arg(p)
 
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                     bar.n = done
                     bar.refresh()
 
-            res = write_clip(store, plan, out, format=fmt, progress=progress)
+            res = write_clip(store, plan, out, format=fmt, progress=progress, strict=args.strict)
+        plan = res.plan  # (without chunks that did not verify, if any)
     if args.json:
         print_json({**res.as_json(), "output": args.output})
     elif args.output != "-":
@@ -116,6 +123,16 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  GAP {format_time(s)} .. {format_time(e)} ({format_duration(e - s)}): no footage"
             )
+        for s, e in plan.damaged:
+            print(
+                f"  DAMAGED {format_time(s)} .. {format_time(e)} ({format_duration(e - s)}): "
+                "stored but does not verify, left out (see `vstore check`)"
+            )
+    if plan.damaged:
+        print(
+            f"vstore clip: warning: {len(plan.damaged)} damaged range(s) left out of the clip",
+            file=sys.stderr,
+        )
         for note in plan.notes + res.dropped_tracks:
             print(f"  note: {note}")
     return 0
