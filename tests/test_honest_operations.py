@@ -3,6 +3,7 @@ named after the failure, reproduced through the real store, index, tier and CLI.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -313,3 +314,111 @@ def test_check_repair_takes_a_damaged_chunk_out_and_keeps_the_rest_served(tmp_pa
         segs = list(st.index.segments(st.camera_num("cam")))
         assert any(s.damaged for s in segs)
         assert st.layout.path(segs[0].path).exists()
+
+
+# --- backfill: imports go before, between or after a camera's footage, never over it -----------
+
+
+def test_import_backfills_gaps_and_refuses_only_real_overlaps(tmp_path, media, capsys):
+    import json
+
+    store = str(tmp_path / "bf")
+    src = str(media("backfill.ts", 8.0, codec="h264", gop_frames=25))
+
+    def imp(start: str, *extra: str) -> int:
+        return run_cli("import", src, "--camera", "cam", "--start", start, "--store", store, *extra)
+
+    assert imp("2025-01-17T01:00:20Z") == 0
+    assert imp("2025-01-17T01:00:00Z") == 0  # before it
+    assert imp("2025-01-17T01:00:10Z") == 0  # between: 10..18, before 20
+    capsys.readouterr()
+    assert imp("2025-01-17T01:00:02Z") == 2  # inside existing footage
+    err = capsys.readouterr().err
+    assert "already has footage at 2025-01-17T01:00:02" in err and "01:00:00" in err
+    assert imp("2025-01-17T01:00:18.5Z", "--json") == 2  # 18.5..26.5 would run into 20..28
+    assert "reaches footage" in capsys.readouterr().out
+    with open_store(store) as st:
+        rows = list(st.index.chunks(st.camera_num("cam"), -(2**62), 2**62))
+        for a, b in itertools.pairwise(rows):
+            assert a.end_ns <= b.start_ns  # nothing overlaps
+        assert check_store(st).ok
+        starts = {c.start_ns for c in rows}
+        assert START_NS + 18_500_000_000 in starts  # what came before the overlap is stored
+    assert run_cli("timeline", "--store", store, "--camera", "cam", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["covered"]) >= 2
+
+
+# --- smaller things seen on the way ---------------------------------------------------------------
+
+
+def test_a_failed_first_import_leaves_no_store_and_no_deep_directories(tmp_path, capsys):
+    bad = tmp_path / "bad.ts"
+    bad.write_bytes(b"not a recording")
+    store = tmp_path / "new"
+    assert (
+        run_cli("import", str(bad), "--camera", "c", "--start", "now", "--store", str(store)) == 6
+    )
+    assert not store.exists()
+    deep = tmp_path / "no" / "such" / "store"
+    assert run_cli("import", str(bad), "--camera", "c", "--start", "now", "--store", str(deep)) == 3
+    assert not (tmp_path / "no").exists()
+
+
+def test_clip_to_a_directory_says_so(tmp_path, capsys):
+    with small_store(tmp_path) as st:
+        record(st, 4)
+    capsys.readouterr()
+    argv = ["clip", "--store", str(tmp_path / "store"), "--camera", "cam"]
+    argv += ["--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:02Z", "-o", str(tmp_path)]
+    assert run_cli(*argv) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_record_takes_durations_like_every_other_command(tmp_path, capsys):
+    argv = ["record", "--store", str(tmp_path / "s"), "--camera", "c", "tcp://127.0.0.1:9"]
+    capsys.readouterr()
+    assert run_cli(*argv, "--duration", "soon") == 2
+    assert "90s, 15m or 2h" in capsys.readouterr().err
+
+
+def test_hold_release_defaults_by_to_the_login_name_as_add_does(tmp_path, capsys):
+    import getpass
+    import json
+
+    with small_store(tmp_path) as st:
+        record(st, 4)
+    store = str(tmp_path / "store")
+    rng = ["--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:02Z"]
+    assert run_cli("hold", "add", "--store", store, "--camera", "cam", *rng, "--reason", "x") == 0
+    assert run_cli("hold", "release", "1", "--store", store) == 0
+    capsys.readouterr()
+    assert run_cli("hold", "list", "--all", "--camera", "cam", "--store", store, "--json") == 0
+    [h] = json.loads(capsys.readouterr().out)["holds"]
+    assert h["released_by"] == getpass.getuser()
+
+
+def test_command_help_has_no_rst_markup(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        run_cli("check", "--help")
+    assert "``" not in capsys.readouterr().out
+
+
+def test_the_library_takes_datetimes_and_text_for_times(tmp_path):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import pytest
+
+    from vstore import UsageError, to_ns
+
+    assert to_ns(datetime(2025, 1, 17, 8, tzinfo=timezone(timedelta(hours=7)))) == START_NS
+    assert to_ns("2025-01-17T01:00:00Z") == START_NS
+    with pytest.raises(UsageError, match="time zone"):
+        to_ns(datetime(2025, 1, 17, 1))  # naive: which zone?
+    with small_store(tmp_path) as st:
+        record(st, 4)
+        a = datetime(2025, 1, 17, 1, 0, 1, tzinfo=UTC)
+        res = st.clip("cam", a, "2025-01-17T01:00:03Z", out=tmp_path / "c.mp4")
+        assert res.plan.start_ns == START_NS + GOP_NS

@@ -104,7 +104,7 @@ def test_clip_bigger_than_the_memory_budget_reads_chunks_again(tmp_path, media, 
     assert (tmp_path / "kept.mp4").read_bytes() == (tmp_path / "reread.mp4").read_bytes()
 
 
-def test_damaged_chunk_refuses_the_clip_and_leaves_no_partial_file(tmp_path, media):
+def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_file(tmp_path, media):
     with _store(tmp_path, media, "dmg.ts", codec="h264") as st:
         plan = plan_clip(st, "cam", t(30), t(130))
         part = plan.parts[-1]
@@ -117,8 +117,11 @@ def test_damaged_chunk_refuses_the_clip_and_leaves_no_partial_file(tmp_path, med
             f.write(bytes([b[0] ^ 0xFF]))
         out = tmp_path / "clip.mp4"
         with pytest.raises(CorruptSegment, match="checksum"):
-            write_clip(st, plan, out)
+            write_clip(st, plan, out, strict=True)
         assert not out.exists()
+        # By default the damaged GOP is a gap, listed as damaged, and the rest is served.
+        res = write_clip(st, plan, out)
+        assert res.plan.damaged == [(c.start_ns, c.end_ns)] and out.stat().st_size > 0
 
 
 def test_mp4_to_a_pipe_starts_with_the_index(tmp_path, media):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from vstore.packet import Packet
     from vstore.segment_writer import CameraWriter
     from vstore.store import Store, open_store
-    from vstore.timebase import TimeRange
+    from vstore.timebase import TimeRange, format_time, parse_time_ns, to_ns
 
 _LAZY = {
     "CameraWriter": "vstore.segment_writer",
@@ -36,7 +36,10 @@ _LAZY = {
     "Store": "vstore.store",
     "TimeRange": "vstore.timebase",
     "TrackInfo": "vstore.format",
+    "format_time": "vstore.timebase",
     "open_store": "vstore.store",
+    "parse_time_ns": "vstore.timebase",
+    "to_ns": "vstore.timebase",
 }
 
 
@@ -64,5 +67,8 @@ __all__ = [
     "UsageError",
     "VstoreError",
     "__version__",
+    "format_time",
     "open_store",
+    "parse_time_ns",
+    "to_ns",
 ]

@@ -416,6 +416,16 @@ class TimeIndex:
         row = self._row(key, it.value())
         return row if row.end_ns > t_ns else None
 
+    def chunk_before(self, camera_num: int, t_ns: int) -> ChunkRow | None:
+        """The last chunk that starts before instant t_ns (one seek), or None."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter(self._read)
+        it.seek_for_prev(layout.chunk_key(camera_num, t_ns - 1))
+        key = _key(it)
+        if key is None or not key.startswith(prefix):
+            return None
+        return self._row(key, it.value())
+
     @staticmethod
     def _row(key: bytes, value: bytes) -> ChunkRow:
         try:

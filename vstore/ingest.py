@@ -156,14 +156,6 @@ def import_file(
     container = _open(str(p))
     try:
         src = tracks_from_av(container)
-        last = store.index.camera_num(camera_id)
-        if last is not None:
-            prev = store.index.last_segment(last)
-            if prev is not None and prev.end_ns > start_ns:
-                raise UsageError(
-                    f"camera {camera_id!r} already has footage up to "
-                    f"{_fmt(prev.end_ns)}; import after it or under another camera id"
-                )
         duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
         # MPEG-TS has no declared length (FFmpeg estimates one from the bitrate): only a
         # container that states its duration can show that the file was cut short.
@@ -194,6 +186,11 @@ def import_file(
                 f"{p}: demux failed after {writer.stats.packets} packets "
                 f"(stored footage up to there is kept): {exc}"
             ) from exc
+        except UsageError:
+            if writer.overlap_error is None:
+                raise
+        if writer.overlap_error is not None:
+            raise writer.overlap_error  # (after the writer sealed what came before)
     finally:
         container.close()
     stats = writer.stats
@@ -203,8 +200,7 @@ def import_file(
             f"{stats.dropped_before_keyframe}, without codec parameters: "
             f"{stats.dropped_no_params})"
         )
-    last_row = store.index.last_segment(writer.camera_num)
-    end_ns = last_row.end_ns if last_row else None
+    end_ns = writer.durable_end_ns  # (a backfill ends before the camera's later footage)
     warnings = []
     read_s = (end_ns - start_ns) / 1e9 if end_ns is not None else 0.0
     if declared_s and declared_s - read_s > TRUNCATED_MIN_S:

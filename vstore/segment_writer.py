@@ -31,7 +31,7 @@ from vstore.fsutil import Fs, create_durably, translate_oserror
 from vstore.index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.packet import Packet
 from vstore.space import SpaceRefused
-from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, ticks_to_ns
+from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, format_time, ticks_to_ns
 
 if TYPE_CHECKING:
     from vstore.store import Store
@@ -353,6 +353,13 @@ class CameraWriter:
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
+        # An import may fill a gap before, between or after the camera's footage (backfill),
+        # never overlap it: it continues after the footage before its start, and stops
+        # before the footage after it.
+        self._import_ceiling_ns: int | None = None
+        self.overlap_error: UsageError | None = None
+        if start_ns is not None:
+            self._place_import(start_ns)
         self._set_tracks(self._check_tracks(tracks))
         self._new_run_state()
 
@@ -408,7 +415,7 @@ class CameraWriter:
         self._reanchor = True
         self._params = self._tracks_info[self._video].extradata
         self._params_seen = b""
-        self._run_reason = "restart"
+        self._run_reason = "import" if self._fixed_start_ns is not None else "restart"
 
     # --- public API ------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -463,6 +470,8 @@ class CameraWriter:
         if type(data) is not bytes:
             data = bytes(data)  # the chunk keeps a reference until it is written: own it
         with self._lock:
+            if self.overlap_error is not None:
+                raise self.overlap_error
             if not corrupt and not self._fp.push(track, pts, dts, is_key, data, self._payload):
                 # Appended by the compiled fast path (never taken when closed or failed).
                 stats = self.stats
@@ -825,6 +834,28 @@ class CameraWriter:
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True
 
+    def _place_import(self, start_ns: int) -> None:
+        covering = self.index.chunk_at(self.camera_num, start_ns)
+        if covering is not None:
+            seg = next(
+                (
+                    r
+                    for r in self.index.segments(self.camera_num, start_ns, start_ns + 1)
+                    if r.segment_id == covering.segment_id
+                ),
+                None,
+            )
+            lo, hi = (seg.start_ns, seg.end_ns) if seg else (covering.start_ns, covering.end_ns)
+            raise UsageError(
+                f"camera {self.camera_id!r} already has footage at {format_time(start_ns)} "
+                f"(a segment {format_time(lo)} .. {format_time(hi)}; `vstore timeline` shows "
+                "the gaps): import into a gap of its footage, after it, or under another camera id"
+            )
+        before = self.index.chunk_before(self.camera_num, start_ns)
+        self._last_end_ns = before.end_ns if before is not None else None
+        after = next(iter(self.index.chunks(self.camera_num, start_ns, 2**63 - 1)), None)
+        self._import_ceiling_ns = after.start_ns if after is not None else None
+
     def _gap_end_at(self, t_ns: int) -> int | None:
         """Where the gap of this camera's footage that holds ``t_ns`` ends, when it is one a
         run can start in (no stored or written footage at ``t_ns``, and at least a minute
@@ -940,6 +971,18 @@ class CameraWriter:
             return
         start = self._chunk_start_ns
         end_ns = max(end_ns, start + 1)
+        if self._import_ceiling_ns is not None and end_ns > self._import_ceiling_ns:
+            # A backfill reached the camera's later footage: this chunk would overlap it.
+            # It is dropped, the import stops at its next packet, what came before stays.
+            self._table.reset()
+            self._payload.clear()
+            self.overlap_error = UsageError(
+                f"the import reaches footage camera {self.camera_id!r} already has from "
+                f"{format_time(self._import_ceiling_ns)} (this file's footage from "
+                f"{format_time(start)} on would overlap it); what came before is stored"
+            )
+            self._fp.enabled = False
+            return
         n = len(self._table)
         now = self.store.clock.monotonic_ns()
         due = self._fsync_due(now)  # one decision: the early writeback and the fsync agree

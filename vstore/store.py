@@ -35,7 +35,14 @@ from vstore.lease import LeaseSet, hold_lease, live_leases
 from vstore.packet import Packet
 from vstore.segment_reader import FileSource, SegmentReader, chunk_packets, scan_chunks
 from vstore.space import SpaceKeeper
-from vstore.timebase import GAP_TOLERANCE_NS, NS_PER_S, TimeRange, check_time_ns, format_time
+from vstore.timebase import (
+    GAP_TOLERANCE_NS,
+    NS_PER_S,
+    TimeRange,
+    check_time_ns,
+    format_time,
+    to_ns,
+)
 
 if TYPE_CHECKING:
     from vstore.segment_writer import CameraWriter
@@ -626,6 +633,8 @@ class Store:
 
     def timeline(self, camera_id: str, start_ns: int | None, end_ns: int | None) -> Timeline:
         num = self.camera_num(camera_id)
+        start_ns = None if start_ns is None else to_ns(start_ns)
+        end_ns = None if end_ns is None else to_ns(end_ns)
         rows = list(
             self.index.segments(
                 num,
@@ -696,7 +705,7 @@ class Store:
         is read."""
         from vstore.clip import plan_clip
 
-        return plan_clip(self, camera_id, start_ns, end_ns)
+        return plan_clip(self, camera_id, to_ns(start_ns), to_ns(end_ns))
 
     def clip(
         self,
@@ -707,8 +716,11 @@ class Store:
         out: Any = None,
     ) -> Any:
         """A clip of [start_ns, end_ns): with ``out`` (a path or binary file object) it is
-        written there and a ClipResult returned; without, an iterator of bytes is returned."""
+        written there and a ClipResult returned; without, an iterator of bytes is returned.
+        Times are ns since the epoch, aware ``datetime``s or text such as ``-15m``."""
         from vstore.clip import clip_bytes, plan_clip, write_clip
+
+        start_ns, end_ns = to_ns(start_ns), to_ns(end_ns)
 
         if out is None:
             return clip_bytes(self, camera_id, start_ns, end_ns, format=format)

@@ -121,6 +121,26 @@ def parse_age_ns(text: object, what: str) -> int:
     raise UsageError(f'{what} {s!r} needs a unit, e.g. "{s}d", "{s}h" or "{s}s"')
 
 
+def to_ns(t: "int | datetime | str") -> int:
+    """An instant as the library takes it: nanoseconds since the epoch, a timezone-aware
+    ``datetime``, or text as the command line takes it (``parse_time_ns``)."""
+    if isinstance(t, bool):
+        raise UsageError(f"not a time: {t!r}")
+    if isinstance(t, int):
+        return t
+    if isinstance(t, datetime):
+        if t.tzinfo is None or t.utcoffset() is None:
+            raise UsageError(f"{t.isoformat()} has no time zone: give an aware datetime")
+        delta = t - datetime(1970, 1, 1, tzinfo=UTC)
+        return check_time_ns(
+            (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000,
+            t.isoformat(),
+        )
+    if isinstance(t, str):
+        return parse_time_ns(t)
+    raise UsageError(f"not a time: {t!r} (give ns since the epoch, an aware datetime or text)")
+
+
 def parse_time_ns(text: str, now_ns: int | None = None) -> int:
     """Parse a command-line time: ISO 8601 with an offset or ``Z``, ``now``, or ``-15m``.
 

@@ -1,6 +1,7 @@
 """Verify the store: every index entry resolves to bytes whose checksums match, no segment is
-left open, no orphan files. ``--repair`` seals crashed segments and adopts orphans; it never
-deletes footage."""
+left open, no orphan files, no pending deletion of held footage. ``--repair`` seals crashed
+segments, adopts orphans, takes damaged chunks out of the index (their bytes kept and
+recorded), and cancels deletions of held footage; it never deletes footage."""
 
 from __future__ import annotations
 

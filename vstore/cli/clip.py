@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="end",
         required=True,
         metavar="T",
-        help="end time (exclusive); relative: --to=-5m",
+        help="end time (exclusive); relative: --to=-5m. A clip spans at most 7 days",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="output file ('-' for stdout)")
     p.add_argument(
@@ -59,6 +59,10 @@ def format_for(output: str | None) -> str:
 
     if output is None or output == "-":
         return "mp4"
+    import os
+
+    if os.path.isdir(output):
+        raise UsageError(f"{output} is a directory: give a file name")
     name = output.rsplit("/", 1)[-1]
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in SUFFIX_FORMATS:

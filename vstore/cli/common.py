@@ -64,6 +64,8 @@ def refuse_overwrite(path: str, overwrite: bool) -> None:
     a clip written over the wrong file could destroy an earlier export."""
     import os
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory: give a file name")
     if not overwrite and os.path.lexists(path):
         raise UsageError(f"{path} exists: give -y (--overwrite) to replace it")
 

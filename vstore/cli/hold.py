@@ -20,16 +20,21 @@ from vstore.cli.common import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="place a hold")
-    a.add_argument("--camera", required=True)
-    a.add_argument("--from", dest="start", required=True, metavar="T")
-    a.add_argument("--to", dest="end", required=True, metavar="T")
+    a.add_argument("--camera", required=True, help="the camera whose footage to hold")
+    a.add_argument(
+        "--from", dest="start", required=True, metavar="T", help="start of the held range"
+    )
+    a.add_argument(
+        "--to", dest="end", required=True, metavar="T", help="end of the held range (exclusive)"
+    )
     a.add_argument("--reason", required=True, help="case number, request, ...")
     a.add_argument("--by", default=None, help="who places it (default: login name)")
     ls = sub.add_parser("list", help="active holds (--all: released ones too)")
-    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--all", action="store_true", help="released holds too")
+    ls.add_argument("--camera", help="only this camera's holds")
     r = sub.add_parser("release", help="release a hold")
-    r.add_argument("id", type=int)
-    r.add_argument("--by", required=True, help="who releases it")
+    r.add_argument("id", type=int, help="the hold's number (vstore hold list)")
+    r.add_argument("--by", default=None, help="who releases it (default: login name)")
     r.add_argument("--reason", default="", help="why")
     sy = sub.add_parser(
         "sync", help="re-apply S3 object legal holds to tiered footage (after an outage)"
@@ -52,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     tz = resolve_tz(args.tz)
     if args.action == "list":
         with open_store(args.store, read_only=True) as store:
-            holds = list_holds(store, include_released=args.all)
+            holds = [
+                h
+                for h in list_holds(store, include_released=args.all)
+                if args.camera is None or h.camera == args.camera
+            ]
         if args.json:
             print_json({"holds": [h.as_json() for h in holds]})
         elif not holds:
@@ -86,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             by=args.by if args.by is not None else getpass.getuser(),
         )
     elif args.action == "release":
-        params.update(id=args.id, by=args.by, reason=args.reason)
+        params.update(
+            id=args.id, by=args.by if args.by is not None else getpass.getuser(), reason=args.reason
+        )
     # Never a new store (a hold placed in a mistyped one would leave the footage unheld);
     # a store a recorder holds open runs the job through it (vstore.control).
     doc = run_job(args.store, "hold", params)

@@ -30,24 +30,41 @@ def run(args: argparse.Namespace) -> int:
 
     from vstore.cli.common import progress_bar
     from vstore.config import parse_fixed_rate
+    from vstore.errors import NotFound
     from vstore.ingest import import_file
     from vstore.layout import validate_camera_id
     from vstore.ratelimit import RateLimiter
-    from vstore.store import open_store
+    from vstore.store import open_store, resolve_store_path
     from vstore.timebase import format_time, parse_time_ns
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)
     rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
-    with open_store(args.store) as store, progress_bar(100, "importing", not args.json, "%") as bar:
+    root = resolve_store_path(args.store)
+    # A new store is made in an existing directory only (a typo deep in a path must not
+    # create a tree), and a failed first import leaves no empty store behind.
+    new_store = not root.exists()
+    if new_store and not root.absolute().parent.is_dir():
+        raise NotFound(f"{root.absolute().parent} does not exist: make it, or `vstore init` there")
+    try:
+        with (
+            open_store(root) as store,
+            progress_bar(100, "importing", not args.json, "%") as bar,
+        ):
 
-        def progress(frac: float) -> None:
-            if bar is not None:
-                bar.n = round(frac * 100)
-                bar.refresh()
+            def progress(frac: float) -> None:
+                if bar is not None:
+                    bar.n = round(frac * 100)
+                    bar.refresh()
 
-        limiter = RateLimiter(rate) if rate else None
-        r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
+            limiter = RateLimiter(rate) if rate else None
+            r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
+    except BaseException:
+        if new_store and root.is_dir() and not any(root.glob("segments/**/*.vseg")):
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     for w in r.warnings:  # on stderr, --json or not: stdout stays one document
         print(f"vstore import: warning: {w}", file=sys.stderr)
     if args.json:

@@ -80,7 +80,9 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
         if only is not None and name != only:
             continue
         mod = importlib.import_module(modname)
-        p = sub.add_parser(name, help=helptext, description=mod.__doc__)
+        # Module docstrings are the commands' descriptions; their RST ``code`` reads as `code`.
+        doc = (mod.__doc__ or "").replace("``", "`")
+        p = sub.add_parser(name, help=helptext, description=doc)
         mod.add_arguments(p)
         modules[name] = mod
     return parser, modules

@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--camera", action="append", default=[], help="camera id (one per URL)")
     p.add_argument("--all", action="store_true", help="record every camera with a url in config")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument(
+        "--duration",
+        metavar="DURATION",
+        help="stop after this long (e.g. 90s, 15m, 2h, or seconds)",
+    )
     p.add_argument("--no-reconnect", action="store_true", help="stop when a source ends")
     add_store_arg(p)
     add_json_arg(p)
@@ -35,8 +39,17 @@ def run(args: argparse.Namespace) -> int:
     from vstore.layout import validate_camera_id
     from vstore.store import open_store
 
-    if args.duration is not None and not 0 < args.duration < float("inf"):
-        raise UsageError("--duration must be a positive number of seconds")  # not nan, not inf
+    if args.duration is not None:
+        from vstore.timebase import NS_PER_S, parse_duration_ns
+
+        try:
+            args.duration = parse_duration_ns(args.duration) / NS_PER_S
+        except UsageError:
+            raise UsageError(
+                f"--duration {args.duration!r}: give a duration such as 90s, 15m or 2h"
+            ) from None
+        if not 0 < args.duration < float("inf"):
+            raise UsageError("--duration must be more than 0")  # not nan, not inf
     with open_store(args.store) as store:
         sources: list[tuple[str, str]] = []
         if args.all:
