@@ -422,3 +422,78 @@ def test_the_library_takes_datetimes_and_text_for_times(tmp_path):
         a = datetime(2025, 1, 17, 1, 0, 1, tzinfo=UTC)
         res = st.clip("cam", a, "2025-01-17T01:00:03Z", out=tmp_path / "c.mp4")
         assert res.plan.start_ns == START_NS + GOP_NS
+
+
+def _first_shown(path: Path) -> tuple[int, float | None]:
+    """(frame counter of the first frame FFmpeg's decoder shows, first audio pts in s)."""
+    import av
+
+    from tools.camsim import read_frame_counter
+
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        n = read_frame_counter(frame.to_ndarray(format="rgb24"))
+    with av.open(str(path)) as c:
+        audio = [s for s in c.streams if s.type == "audio"]
+        first_audio = None
+        if audio:
+            pkt = next(p for p in c.demux(audio[0]) if p.pts is not None)
+            first_audio = float(pkt.pts * pkt.time_base)
+    return n, first_audio
+
+
+def test_a_clip_between_frames_starts_on_the_frame_on_screen_like_a_snapshot(tmp_path, media):
+    import json
+
+    store = _imported(tmp_path, media)
+    at = "2025-01-17T01:00:02.53Z"  # frames at .52 and .56 (25 fps): .52 is on screen
+    assert run_cli("snapshot", "--store", store, "--camera", "cam", "--at", at,
+                   "-o", str(tmp_path / "s.png")) == 0  # fmt: skip
+    import av
+
+    from tools.camsim import read_frame_counter
+
+    with av.open(str(tmp_path / "s.png")) as c:
+        snap = read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+    assert snap == 63
+    out = tmp_path / "c.mp4"
+    assert run_cli("clip", "--store", store, "--camera", "cam", "--from", at,
+                   "--to", "2025-01-17T01:00:04Z", "-o", str(out)) == 0  # fmt: skip
+    assert _first_shown(out)[0] == snap
+
+
+def test_streaming_clips_tag_and_start_audio_at_their_first_frame(tmp_path, media, capsys):
+    import av
+
+    store = str(tmp_path / "a")
+    src = media("withaudio.ts", 8.0, codec="h264", gop_frames=50, audio="aac")
+    argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
+    assert run_cli(*argv, "--store", store) == 0
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:03.1Z", "--to", "2025-01-17T01:00:05Z"]
+    for name in ("c.fmp4", "c.ts"):
+        out = tmp_path / name
+        assert run_cli("clip", "--store", store, *rng, "-o", str(out)) == 0
+        with av.open(str(out)) as c:
+            tag = c.metadata.get("vstore_start")
+        if name == "c.fmp4":  # the keyframe before 03.1 (2 s GOPs) is shown first, at 02
+            assert tag == "2025-01-17T01:00:02.000+00:00"
+        _n, first_audio = _first_shown(out)
+        assert first_audio is not None and first_audio < 0.2  # no stray packet, no hole
+
+
+def test_g711_audio_is_kept_remuxed_in_a_mov_clip_and_the_mp4_says_where(tmp_path, media, capsys):
+    import av
+
+    store = str(tmp_path / "g")
+    src = media("g711.mov", 6.0, codec="h264", gop_frames=25, audio="pcm_mulaw")
+    argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
+    assert run_cli(*argv, "--store", store) == 0
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:01.5Z", "--to", "2025-01-17T01:00:04Z"]
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mov")) == 0
+    with av.open(str(tmp_path / "c.mov")) as c:
+        [a] = [s for s in c.streams if s.type == "audio"]
+        assert a.codec_context.name == "pcm_mulaw" and a.codec_context.sample_rate == 8000
+        assert sum(1 for p in c.demux(a) if p.size) > 0
+    capsys.readouterr()
+    assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mp4")) == 0
+    assert "--format mov" in capsys.readouterr().out

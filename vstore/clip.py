@@ -51,19 +51,25 @@ from vstore.timebase import (
     ticks_to_ns_many,
 )
 
-FORMATS = ("mp4", "fmp4", "ts")
+FORMATS = ("mp4", "fmp4", "ts", "mov")
 MAX_CLIP_NS = 7 * 86400 * NS_PER_S  # a limit on everything: one request, at most a week
 _MUX_OPTIONS = {
     "mp4": {"movflags": "+faststart+use_metadata_tags"},
     "fmp4": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+use_metadata_tags"},
     "ts": {},
+    "mov": {"movflags": "+faststart+use_metadata_tags"},
 }
-_CONTAINER = {"mp4": "mp4", "fmp4": "mp4", "ts": "mpegts"}
+_CONTAINER = {"mp4": "mp4", "fmp4": "mp4", "ts": "mpegts", "mov": "mov"}
+# Audio each container takes as it is (remuxed). G.711 (the usual audio of IP cameras) goes
+# into QuickTime (.mov, `ulaw`/`alaw` sample entries): MP4 and MPEG-TS have no place for it.
 _AUDIO_OK = {
     "mp4": {"aac", "mp3", "opus"},
     "fmp4": {"aac", "mp3", "opus"},
     "ts": {"aac", "mp3", "opus"},
+    "mov": {"aac", "mp3", "pcm_mulaw", "pcm_alaw"},
 }
+# Containers with an edit list: the pre-roll is hidden and the clip starts on its frame.
+_EDITED = ("mp4", "mov")
 
 
 class _Damaged(Exception):
@@ -326,12 +332,40 @@ def write_clip(
     t0 = time.perf_counter()
     for _attempt in range(64):
         try:
+            if format in _EDITED:
+                _start_on_the_frame_shown(store, plan, strict)
             return _write_clip(store, plan, out, format, progress, muxer, strict, t0)
         except _Damaged as exc:
             # Chunks that do not verify become a gap (listed in plan.damaged), found before
             # a byte was written; ``strict`` fails instead, as a chunk read does.
             plan = plan.without(exc.chunks)
     raise CorruptSegment(f"too many damaged chunks in the range of camera {plan.camera!r}")
+
+
+def _start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> None:
+    """An MP4 clip starts on the frame on screen at its requested start (the one a snapshot
+    of that instant shows), not on the next one: players built on FFmpeg show no frame that
+    begins before the edit list's start. Moves ``plan.start_ns`` back to that frame's time
+    (less than one frame); reads the chunks up to the start (usually one GOP)."""
+    want = plan.start_ns
+    best = None
+    part = plan.parts[0]
+    with store.segment_reader(part.segment) as rd:
+        video = next((t.index for t in rd.meta.tracks if t.kind == "video"), None)
+        for c in part.chunks:
+            if c.start_ns > want:
+                break
+            try:
+                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+            except CorruptSegment:
+                if strict:
+                    raise
+                raise _Damaged([c]) from None
+            for p in chunk_packets(rd.meta, chunk):
+                if p.track == video and p.wall_ns is not None and p.wall_ns <= want:
+                    best = p.wall_ns if best is None else max(best, p.wall_ns)
+    if best is not None and best < want:
+        plan.start_ns = best
 
 
 def _write_clip(
@@ -365,11 +399,11 @@ def _write_clip(
 
     staged: Path | None = None
     sink: _CountingSink | None = None
-    if format == "mp4" and not isinstance(out, str | os.PathLike):
+    if format in _EDITED and not isinstance(out, str | os.PathLike):
         import tempfile
 
         store.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(suffix=".mp4", dir=store.layout.tmp_dir)
+        fd, name = tempfile.mkstemp(suffix=f".{format}", dir=store.layout.tmp_dir)
         os.close(fd)
         staged = Path(name)
         target: Any = str(staged)
@@ -387,11 +421,12 @@ def _write_clip(
             with av.open(
                 target, "w", format=_CONTAINER[format], options=dict(_MUX_OPTIONS[format])
             ) as container:
-                container.metadata["creation_time"] = format_time(plan.start_ns).replace(
-                    "+00:00", "Z"
-                )
-                container.metadata["vstore_start"] = format_time(plan.start_ns)
-                container.metadata["vstore_start_ns"] = str(plan.start_ns)
+                # The wall time of the first sample shown: fMP4 and MPEG-TS have no edit
+                # list and show the GOP from its keyframe; MP4 hides the pre-roll.
+                origin = _origin_ns(plan, format)
+                container.metadata["creation_time"] = format_time(origin).replace("+00:00", "Z")
+                container.metadata["vstore_start"] = format_time(origin)
+                container.metadata["vstore_start_ns"] = str(origin)
                 container.metadata["vstore_camera"] = plan.camera
                 _mux_plan(
                     store, plan, container, format, readers, counts, dropped, progress, strict
@@ -857,7 +892,8 @@ def _mux_plan(
             if t.codec not in _AUDIO_OK[format]:
                 dropped.append(_not_storable(t, format))
                 continue
-            s = container.add_stream(t.codec, rate=t.sample_rate or 48000)
+            default_rate = 8000 if t.codec.startswith("pcm_") else 48000  # (G.711: 8 kHz)
+            s = container.add_stream(t.codec, rate=t.sample_rate or default_rate)
             s.layout = "stereo" if t.channels == 2 else "mono"
             if t.extradata or t.index in asc:
                 s.codec_context.extradata = t.extradata or asc[t.index]
@@ -869,6 +905,7 @@ def _mux_plan(
     total = plan.bytes
     done = 0
     skipping = False  # after a damaged chunk, until the next GOP starts
+    origin = _origin_ns(plan, format)
     for part in plan.parts:
         rd = readers.get(part.segment.segment_id)
         if rd is None:
@@ -907,13 +944,13 @@ def _mux_plan(
                 if t.kind == "video":
                     if p.wall_ns >= plan.end_ns:
                         continue
-                elif not plan.start_ns <= p.wall_ns < plan.end_ns:
-                    continue
+                elif not origin <= p.wall_ns < plan.end_ns:
+                    continue  # audio starts where the first frame shown does
                 data = bytes(p.data)
                 if p.track in adts:
                     data = data[adts[p.track] :]
                 tb = t.time_base
-                pts = ns_to_ticks(p.wall_ns - plan.start_ns, *tb)
+                pts = ns_to_ticks(p.wall_ns - origin, *tb)
                 assert p.pts is not None and p.dts is not None
                 pkt = av.Packet(data)
                 pkt.stream = s
@@ -932,13 +969,24 @@ def _mux_plan(
                 progress(done, total)
 
 
+def _origin_ns(plan: ClipPlan, format: str) -> int:
+    """Clip time 0: the first frame shown. MP4 hides the pre-roll behind its edit list and
+    starts at ``plan.start_ns``; fMP4 and MPEG-TS show the GOP from its keyframe."""
+    return plan.start_ns if format in _EDITED else plan.preroll_ns
+
+
 def _signature(tracks: tuple[fmt.TrackInfo, ...]) -> list[tuple[Any, ...]]:
     """What must stay the same for a clip to go on in one MP4 track set."""
     return [(t.codec, t.extradata, t.width, t.height) for t in tracks]
 
 
 def _not_storable(t: fmt.TrackInfo, format: str) -> str:
-    return f"audio track {t.index} ({t.codec}) cannot be stored in {format} without transcoding"
+    where = [f for f, ok in _AUDIO_OK.items() if t.codec in ok]
+    hint = f" (kept in: --format {', '.join(where)})" if where else ""
+    return (
+        f"audio track {t.index} ({t.codec}) cannot be stored in {format} without "
+        f"transcoding; left out{hint}"
+    )
 
 
 def _end_at_codec_change(plan: ClipPlan, part: ClipPart) -> None:

@@ -34,9 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["mp4", "fmp4", "ts"],
-        help="container (default: from the file name: .mp4/.m4v mp4, .fmp4/.m4s fmp4, .ts ts; "
-        "stdout: mp4)",
+        choices=["mp4", "fmp4", "ts", "mov"],
+        help="container (default: from the file name: .mp4/.m4v mp4, .fmp4/.m4s fmp4, .ts ts, "
+        ".mov mov; stdout: mp4). Audio is remuxed, never transcoded: AAC goes in every one; "
+        "G.711 (mu-law/A-law), the usual IP-camera audio, only in mov",
     )
     p.add_argument(
         "--strict",
@@ -49,7 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # File name endings and the container each means; anything else needs --format.
-SUFFIX_FORMATS = {"mp4": "mp4", "m4v": "mp4", "fmp4": "fmp4", "m4s": "fmp4", "ts": "ts"}
+SUFFIX_FORMATS = {
+    "mp4": "mp4",
+    "m4v": "mp4",
+    "fmp4": "fmp4",
+    "m4s": "fmp4",
+    "ts": "ts",
+    "mov": "mov",
+}
 
 
 def format_for(output: str | None) -> str:
@@ -67,8 +75,8 @@ def format_for(output: str | None) -> str:
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in SUFFIX_FORMATS:
         raise UsageError(
-            f"cannot tell the container from {output!r}: name it .mp4, .fmp4 (or .m4s) or .ts, "
-            "or give --format"
+            f"cannot tell the container from {output!r}: name it .mp4, .fmp4 (or .m4s), .ts or "
+            ".mov, or give --format"
         )
     return SUFFIX_FORMATS[suffix]
 
@@ -132,13 +140,13 @@ def run(args: argparse.Namespace) -> int:
                 f"  DAMAGED {format_time(s)} .. {format_time(e)} ({format_duration(e - s)}): "
                 "stored but does not verify, left out (see `vstore check`)"
             )
+        for note in plan.notes + res.dropped_tracks:
+            print(f"  note: {note}")
     if plan.damaged:
         print(
             f"vstore clip: warning: {len(plan.damaged)} damaged range(s) left out of the clip",
             file=sys.stderr,
         )
-        for note in plan.notes + res.dropped_tracks:
-            print(f"  note: {note}")
     return 0
 
 
