@@ -94,6 +94,7 @@ class CameraSummary(NamedTuple):
     open_segments: int
     gaps: int
     recorded_ns: int
+    tiered_bytes: int = 0  # of size_bytes, what lies in object storage
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +108,8 @@ class CameraSummary(NamedTuple):
             "open_segments": self.open_segments,
             "gaps": self.gaps,
             "recorded_s": self.recorded_ns / NS_PER_S,
+            "local_bytes": self.size_bytes - self.tiered_bytes,
+            "tiered_bytes": self.tiered_bytes,
         }
 
 
@@ -607,7 +610,7 @@ class Store:
         out = []
         for cam_id, num in self.index.cameras():
             first = last = None
-            size = segs = opened = gaps = 0
+            size = segs = opened = gaps = tiered = 0
             recorded = 0
             prev_end = None
             for row in self.index.segments(num):
@@ -623,12 +626,16 @@ class Store:
                 if first is None:
                     first = row.start_ns
                 size += row.size_bytes
+                if row.location != "local":
+                    tiered += row.size_bytes
                 recorded += row.end_ns - row.start_ns
                 if prev_end is not None and row.start_ns - prev_end > GAP_TOLERANCE_NS:
                     gaps += 1
                 prev_end = row.end_ns
                 last = row.end_ns if last is None else max(last, row.end_ns)
-            out.append(CameraSummary(cam_id, first, last, size, segs, opened, gaps, recorded))
+            out.append(
+                CameraSummary(cam_id, first, last, size, segs, opened, gaps, recorded, tiered)
+            )
         return out
 
     def timeline(self, camera_id: str, start_ns: int | None, end_ns: int | None) -> Timeline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.cli.common import add_json_arg, add_store_arg, print_json
+from vstore.cli.common import add_json_arg, add_store_arg, add_tz_arg, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,13 +13,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", help="only records about this camera")
     p.add_argument("--since", metavar="T", help="only records made at or after T")
     p.add_argument("--until", metavar="T", help="only records made before T")
+    add_tz_arg(p)
     add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.cli.common import resolve_tz
     from vstore.store import open_store
     from vstore.timebase import format_time, parse_time_ns
 
+    tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
     with open_store(args.store, read_only=True) as store:
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         a = r.get("actor")
         if a:  # records made before actors were kept have none
             who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
-        print(f"{format_time(r['at_ns'])}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
+        print(f"{format_time(r['at_ns'], tz)}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
     if not recs:
         print("no audit records" + (" match" if args.camera or since or until else ""))
     return 0

@@ -10,10 +10,13 @@ import sys
 from vstore.cli.common import (
     add_json_arg,
     add_store_arg,
+    add_tz_arg,
     fmt_bytes,
+    fmt_time,
     print_json,
     progress_bar,
     refuse_overwrite,
+    resolve_tz,
 )
 
 
@@ -46,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "gap listed as damaged",
     )
     p.add_argument("--plan", action="store_true", help="only print the plan")
+    add_tz_arg(p)
     add_json_arg(p)
 
 
@@ -85,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from vstore.clip import plan_clip, write_clip
     from vstore.errors import UsageError
     from vstore.store import open_store
-    from vstore.timebase import format_duration, format_time, parse_time_ns
+    from vstore.timebase import format_duration, parse_time_ns
+
+    tz = resolve_tz(args.tz)
+
+    def format_time(ns: int) -> str:
+        return fmt_time(ns, tz)
 
     start, end = parse_time_ns(args.start), parse_time_ns(args.end)
     if end <= start:
@@ -106,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         plan = plan_clip(store, args.camera, start, end)
         if args.plan:
-            print_json(plan.as_json()) if args.json else _print_plan(plan)
+            print_json(plan.as_json()) if args.json else _print_plan(plan, tz)
             return 0
         # A pipe gets the same frame-exact MP4 as a file: vstore's muxer computes the index
         # first and streams the rest, so nothing needs a seek.
@@ -150,8 +159,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_plan(plan) -> None:
-    from vstore.timebase import format_duration, format_time
+def _print_plan(plan, tz) -> None:
+    from vstore.timebase import format_duration
+
+    def format_time(ns: int) -> str:
+        return fmt_time(ns, tz)
 
     print(
         f"camera {plan.camera}: {format_time(plan.start_ns)} .. {format_time(plan.end_ns)}"

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             fmt_time(c.first_ns, tz),
             fmt_time(c.last_ns, tz),
             format_duration(c.recorded_ns),
-            fmt_bytes(c.size_bytes),
+            fmt_bytes(c.size_bytes)
+            + (f" ({fmt_bytes(c.tiered_bytes)} tiered)" if c.tiered_bytes else ""),
             str(c.segments) + (f" (+{c.open_segments} open)" if c.open_segments else ""),
             str(c.gaps),
         ]
