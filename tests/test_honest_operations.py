@@ -443,7 +443,6 @@ def _first_shown(path: Path) -> tuple[int, float | None]:
 
 
 def test_a_clip_between_frames_starts_on_the_frame_on_screen_like_a_snapshot(tmp_path, media):
-    import json
 
     store = _imported(tmp_path, media)
     at = "2025-01-17T01:00:02.53Z"  # frames at .52 and .56 (25 fps): .52 is on screen
@@ -497,3 +496,70 @@ def test_g711_audio_is_kept_remuxed_in_a_mov_clip_and_the_mp4_says_where(tmp_pat
     capsys.readouterr()
     assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mp4")) == 0
     assert "--format mov" in capsys.readouterr().out
+
+
+_PAGE = """<html><body><video id="v" src="clip.mp4" muted playsinline></video>
+<canvas id="c"></canvas><pre id="out">pending</pre><script>
+const v = document.getElementById('v');
+v.addEventListener('loadeddata', () => { v.currentTime = 0; });
+v.addEventListener('seeked', () => {
+  const c = document.getElementById('c');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  c.getContext('2d').drawImage(v, 0, 0);
+  document.getElementById('out').textContent = c.toDataURL('image/png');
+});
+v.addEventListener('error', () => {
+  document.getElementById('out').textContent = 'failed ' + v.error.code;
+});
+</script></body></html>"""
+
+
+def test_chromium_shows_the_frame_on_screen_at_the_clips_start_first(tmp_path, media):
+    """The first frame a browser shows of a clip starting between two frames is the one a
+    snapshot of that instant gives (Chromium, headless, drawing the video onto a canvas)."""
+    import base64
+    import functools
+    import re
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import av
+    import pytest
+
+    from tools.camsim import read_frame_counter
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (see .ci/run)")
+    store = _imported(tmp_path, media)
+    site = tmp_path / "site"
+    site.mkdir()
+    argv = ["clip", "--store", store, "--camera", "cam", "--from", "2025-01-17T01:00:02.53Z"]
+    assert run_cli(*argv, "--to", "2025-01-17T01:00:05Z", "-o", str(site / "clip.mp4")) == 0
+    (site / "index.html").write_text(_PAGE)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    th = threading.Thread(target=server.serve_forever, daemon=True)
+    th.start()
+    try:
+        r = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
+             "--virtual-time-budget=5000", "--dump-dom",
+             f"http://127.0.0.1:{server.server_address[1]}/index.html"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    m = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", r.stdout)
+    assert m, r.stdout[-2000:]
+    png = tmp_path / "shown.png"
+    png.write_bytes(base64.b64decode(m.group(1)))
+    with av.open(str(png)) as c:
+        shown = read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+    assert shown == 63  # the snapshot of 02.53 (25 fps: frame 63 shows from 02.52 to 02.56)
