@@ -174,6 +174,19 @@ def run_cli(*argv: str) -> int:
     return main(list(argv))
 
 
+def interrupt_after_d1(st, monkeypatch) -> None:
+    """A retention run (everything expired) that dies between D1 and D2: marks are left."""
+    from vstore import retention
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt  # the process dies
+
+    monkeypatch.setattr(retention, "_remove_marked", crash)
+    with pytest.raises(KeyboardInterrupt):
+        retention.run_retention(st, max_age_ns=1)
+    monkeypatch.undo()
+
+
 # --- 2. a leftover garbage mark never deletes footage indexed again or held -------------------
 
 
@@ -253,13 +266,7 @@ def test_garbage_mark_of_footage_a_hold_now_covers_is_cancelled_not_deleted(tmp_
         record(st, 12)
         paths = list(st.layout.iter_segment_files())
 
-        def crash(*a, **k):
-            raise KeyboardInterrupt  # the process dies between D1 and D2
-
-        monkeypatch.setattr(retention, "_remove_marked", crash)
-        with pytest.raises(KeyboardInterrupt):
-            retention.run_retention(st, max_age_ns=1)
-        monkeypatch.undo()
+        interrupt_after_d1(st, monkeypatch)
         assert len(st.index.garbage()) == 1
         [(_sid, rec)] = st.index.garbage()
         # An investigator holds that minute before the deletion is finished.
@@ -495,13 +502,7 @@ def test_bytes_of_a_deletion_wait_for_a_reader_that_leased_them(tmp_path, monkey
         record(st, 4)
         [seg] = list(st.index.segments(st.camera_num("cam")))
 
-        def crash(*a, **k):
-            raise KeyboardInterrupt  # between D1 and D2
-
-        monkeypatch.setattr(retention, "_remove_marked", crash)
-        with pytest.raises(KeyboardInterrupt):
-            retention.run_retention(st, max_age_ns=1)
-        monkeypatch.undo()
+        interrupt_after_d1(st, monkeypatch)
         reader = LeaseHolder(st.root, seg.start_ns, seg.end_ns)  # planned before D1
         try:
             _plan, res = retention.run_retention(st, max_age_ns=1)
@@ -1042,13 +1043,7 @@ def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp
     try:
         record(st, 4)
 
-        def crash(*a, **k):
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(retention, "_remove_marked", crash)
-        with pytest.raises(KeyboardInterrupt):
-            retention.run_retention(st, max_age_ns=1)
-        monkeypatch.undo()
+        interrupt_after_d1(st, monkeypatch)
         [(_sid, rec)] = st.index.garbage()
         retention.add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
         rep = check_store(st)
@@ -1117,13 +1112,7 @@ def test_a_short_hold_cancels_a_pending_deletion_of_its_only_copy(tmp_path, monk
     try:
         record(st, 12)
 
-        def crash(*a, **k):
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(retention, "_remove_marked", crash)
-        with pytest.raises(KeyboardInterrupt):
-            retention.run_retention(st, max_age_ns=1)
-        monkeypatch.undo()
+        interrupt_after_d1(st, monkeypatch)
         [(_sid, rec)] = st.index.garbage()
         at = rec["end_ns"] - 400_000_000  # 0.4 s before its end, into the next segment
         retention.add_hold(st, "cam", at, rec["end_ns"] + GOP_NS, "case", "ray")

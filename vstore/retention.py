@@ -700,16 +700,20 @@ def _remove_marked(
     if location != "local":
         store.tier(location).delete(rec["path"])  # a missing object is not an error
     else:
-        path = store.layout.path(rec["path"])
-        try:
-            store.fs.unlink(path)
-            store.fs.fsync_dir(path.parent)
-        except FileNotFoundError:
-            pass
+        _unlink_durably(store, store.layout.path(rec["path"]))
     b = Batch()
     b.delete(layout.garbage_key(segment_id))
     store.index.commit(b, sync=False)  # a lost clear is redone by D4
     return True
+
+
+def _unlink_durably(store: Any, path: Any) -> None:
+    """Remove a file (if still there) and make that durable (fsync its directory)."""
+    try:
+        store.fs.unlink(path)
+        store.fs.fsync_dir(path.parent)
+    except FileNotFoundError:
+        pass
 
 
 def _mark_end_ns(rec: dict[str, Any]) -> int:
@@ -1116,12 +1120,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
 
 
 def _discard_copy(store: Any, segment_id: int, relpath: str) -> None:
-    path = store.layout.path(relpath)
-    try:
-        store.fs.unlink(path)
-        store.fs.fsync_dir(path.parent)
-    except FileNotFoundError:
-        pass
+    _unlink_durably(store, store.layout.path(relpath))
     b = Batch()
     b.delete(layout.open_key(segment_id))
     store.index.commit(b, sync=True)
