@@ -563,3 +563,21 @@ def test_chromium_shows_the_frame_on_screen_at_the_clips_start_first(tmp_path, m
     with av.open(str(png)) as c:
         shown = read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24"))
     assert shown == 63  # the snapshot of 02.53 (25 fps: frame 63 shows from 02.52 to 02.56)
+
+
+def test_tier_audit_records_name_the_command_and_the_age_that_decided(tmp_path, capsys):
+    import json
+
+    with small_store(tmp_path) as st:
+        record(st, 12)
+    store = str(tmp_path / "store")
+    cold = str(tmp_path / "cold")
+    assert run_cli("tier", "run", "--store", store, "--to", cold, "--older-than", "1s") == 0
+    capsys.readouterr()
+    assert run_cli("audit", "--store", store, "--json") == 0
+    recs = [r for r in json.loads(capsys.readouterr().out)["records"] if r["action"] == "tier"]
+    assert len(recs) == 3
+    for r in recs:  # (uploads run on worker threads: the caller's actor goes with them)
+        assert r["actor"]["command"][:3] == ["vstore", "tier", "run"]
+        assert r["detail"]["decided_by"]["older_than"] == "1.0s"
+        assert r["detail"]["decided_by"]["override"] is True

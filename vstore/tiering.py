@@ -10,6 +10,7 @@ removes the local file. Never a local delete without a verified upload.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from vstore.errors import TierError, VstoreError
 from vstore.index import Batch, SegmentRow
 from vstore.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange
+from vstore.timebase import format_duration
 
 AUTO_RATE_FACTOR = 4
 """``max_rate = "auto"`` moves footage this many times as fast as its cameras record it, so a
@@ -105,6 +107,7 @@ def tier_segment(
     camera: str,
     by: str = "tiering",
     rate: RateLimiter | None = None,
+    decided: dict[str, Any] | None = None,
 ) -> TierOutcome:
     """U1-U3 for one segment. ``rate`` paces both passes over the file (the verify read from
     disk, then the copy or upload), so the footage itself moves at half its rate."""
@@ -148,6 +151,7 @@ def tier_segment(
             "bytes": row.size_bytes,
             "sha256": row.sha256,
             "object_legal_hold": object_hold,
+            **({"decided_by": decided} if decided else {}),
         },
         store.clock.wall_ns(),
         batch=b,
@@ -223,7 +227,27 @@ def run_tiering(
                 row = next(it, None)
                 if row is None:
                     break
-                fut = pool.submit(tier_segment, store, tier, row, names[row.camera_num], rate=rate)
+                cam = names[row.camera_num]
+                decided = {
+                    "older_than": format_duration(
+                        older_than_ns
+                        if older_than_ns is not None
+                        else store.config.tier.older_than_for(cam)
+                    ),
+                    "override": older_than_ns is not None,
+                    "max_rate_bytes": res.max_rate_bytes,
+                }
+                # Each upload runs in the caller's context: its audit names the caller.
+                fut = pool.submit(
+                    contextvars.copy_context().run,
+                    tier_segment,
+                    store,
+                    tier,
+                    row,
+                    cam,
+                    rate=rate,
+                    decided=decided,
+                )
                 pending[fut] = row
             if not pending:
                 break
