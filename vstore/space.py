@@ -69,6 +69,7 @@ class SpaceKeeper:
         usage = self.usage()
         need = min_free_bytes(cfg, usage)
         if usage.free_bytes >= need:
+            self._unmet_bytes = 0  # space came back (freed by hand, or by a run): forget it
             return
         if cfg.disk_full == "stop-recording":
             raise SpaceRefused(
@@ -107,6 +108,17 @@ class SpaceKeeper:
                 if left <= 0:
                     return
                 self._cond.wait(left)
+
+    def wait_idle(self, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until every pass asked for has finished; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._done < self._wanted and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
     def _run(self) -> None:
         while True:
