@@ -115,7 +115,7 @@ def test_ls_and_timeline_show_an_open_segments_durable_footage(tmp_path, capsys)
     assert doc["covered"] and not doc["gaps"]
 
 
-def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+def _as_nobody(*argv: str, cwd: str = "/") -> subprocess.CompletedProcess[str]:
     import os
     import subprocess
 
@@ -135,7 +135,7 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
-        cwd="/",
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/"},
     )
 
@@ -181,6 +181,10 @@ def test_a_store_this_user_cannot_write_is_read_and_writes_are_refused_plainly()
         r = _as_nobody("retention", "run", "--store", store)
         assert r.returncode == 1 and "not writable by this user" in r.stderr
         assert "Traceback" not in r.stderr
+        r = _as_nobody("retention", "run", "--store", store, "--dry-run")
+        assert r.returncode == 0, r.stderr  # a dry run only reads
+        r = _as_nobody("ls", "--store", "store", cwd=str(base))  # a relative path too
+        assert r.returncode == 0, r.stderr
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
@@ -336,14 +340,13 @@ def test_import_backfills_gaps_and_refuses_only_real_overlaps(tmp_path, media, c
     err = capsys.readouterr().err
     assert "already has footage at 2025-01-17T01:00:02" in err and "01:00:00" in err
     assert imp("2025-01-17T01:00:18.5Z", "--json") == 2  # 18.5..26.5 would run into 20..28
-    assert "reaches footage" in capsys.readouterr().out
+    assert "nothing was stored" in capsys.readouterr().out  # refused before writing
     with open_store(store) as st:
         rows = list(st.index.chunks(st.camera_num("cam"), -(2**62), 2**62))
         for a, b in itertools.pairwise(rows):
             assert a.end_ns <= b.start_ns  # nothing overlaps
         assert check_store(st).ok
-        starts = {c.start_ns for c in rows}
-        assert START_NS + 18_500_000_000 in starts  # what came before the overlap is stored
+        assert START_NS + 18_500_000_000 not in {c.start_ns for c in rows}
     assert run_cli("timeline", "--store", store, "--camera", "cam", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["covered"]) >= 2
@@ -581,3 +584,60 @@ def test_tier_audit_records_name_the_command_and_the_age_that_decided(tmp_path, 
         assert r["actor"]["command"][:3] == ["vstore", "tier", "run"]
         assert r["detail"]["decided_by"]["older_than"] == "1.0s"
         assert r["detail"]["decided_by"]["override"] is True
+
+
+def test_a_writer_filling_a_gap_stops_at_the_footage_after_it(tmp_path):
+    """The writer's own guard, for a file whose length was misstated."""
+    import pytest
+
+    from tests.crash_writer import FRAME, GOP, payload
+    from vstore import Packet, TrackInfo, UsageError
+
+    with small_store(tmp_path) as st:
+        record(st, 4, start=START_NS + 20 * GOP_NS)
+        video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
+        w = st.writer("cam", [video], start_ns=START_NS + 18 * GOP_NS)
+        with pytest.raises(UsageError, match="before 2025-01-17T01:00:20"), w:
+            for f in range(6 * GOP):
+                w.write(Packet(0, f * FRAME, f * FRAME, f % GOP == 0, payload(f, f % GOP == 0)))
+        starts = [c.start_ns for c in st.index.chunks(st.camera_num("cam"), 0, 2**62)]
+        assert starts[:3] == [
+            START_NS + 18 * GOP_NS,
+            START_NS + 19 * GOP_NS,
+            START_NS + 20 * GOP_NS,
+        ]
+        assert check_store(st).ok
+
+
+def test_dry_run_trims_are_exactly_the_runs_even_for_a_segment_held_whole(tmp_path, capsys):
+    import json
+
+    from vstore.retention import add_hold
+
+    with small_store(tmp_path, '[retention]\nmax_age = "1d"\n') as st:
+        record(st, 12)  # segments 0-4, 4-8, 8-12 s
+        add_hold(st, "cam", START_NS + 4 * GOP_NS, START_NS + 8 * GOP_NS, "whole", "ray")
+        add_hold(st, "cam", START_NS + 9 * GOP_NS, START_NS + 10 * GOP_NS, "part", "ray")
+    store = str(tmp_path / "store")
+    for _ in range(2):  # and a second run: nothing more to trim, and it says so
+        capsys.readouterr()
+        assert run_cli("retention", "run", "--store", store, "--dry-run", "--json") == 0
+        planned = json.loads(capsys.readouterr().out)["trims"]
+        assert run_cli("retention", "run", "--store", store, "--json") == 0
+        done = json.loads(capsys.readouterr().out)
+        assert planned == done["trimmed_segments"]
+    assert done["trimmed_segments"] == 0
+
+
+def test_check_repair_never_claims_a_repair_the_next_check_contradicts(tmp_path, media, capsys):
+    store = _imported(tmp_path, media)
+    _rot_chunk(store, 3)
+    with open_store(store, read_only=True) as st:
+        [row] = list(st.index.segments(st.camera_num("cam")))[:1]
+        path = st.layout.path(row.path)
+    raw = bytearray(path.read_bytes())
+    raw[-40] ^= 0xFF  # inside the trailer's hash
+    path.write_bytes(raw)
+    assert run_cli("check", "--store", store, "--repair") == 8
+    assert "not repaired" in capsys.readouterr().out
+    assert run_cli("check", "--store", store) == 8

@@ -224,8 +224,15 @@ def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) 
     """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
     index, their bytes stay and are recorded; the rest of the segment stays served."""
     bad = []
+    path = store.layout.path(row.path)
     try:
-        with SegmentReader.open(store.layout.path(row.path)) as rd:
+        with SegmentReader.open(path) as rd:
+            if rd.trailer().sha256.hex() != row.sha256 or path.stat().st_size != row.size_bytes:
+                problem.message += (
+                    "; not repaired: its trailer or size differs from the index (the damage is "
+                    "outside its chunks; the file is kept as it is for examination)"
+                )
+                return
             for e in rd.directory():
                 try:
                     rd.read_chunk(e.offset, e.length, e.crc32)

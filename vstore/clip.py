@@ -432,6 +432,9 @@ def _write_clip(
                     store, plan, container, format, readers, counts, dropped, progress, strict
                 )
         except av.FFmpegError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, BrokenPipeError):
+                raise cause from None  # the reader went away (`| head`): not a failure
             raise VstoreError(f"building the {format} clip failed: {exc}") from exc
         finally:
             for rd in readers.values():

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from vstore.errors import StoreLocked, VstoreError
+from vstore.errors import StoreLocked, StoreReadOnly, VstoreError
 from vstore.layout import StoreLayout
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,12 @@ def run_job(
     _load_jobs()
     try:
         with open_store(store_path, create=False) as store:
+            return _JOBS[name](store, params, progress)
+    except StoreReadOnly:
+        if not params.get("dry_run"):
+            raise
+        # A dry run only reads: a store this process may not write is planned read-only.
+        with open_store(store_path, read_only=True) as store:
             return _JOBS[name](store, params, progress)
     except StoreLocked:
         layout = StoreLayout(resolve_store_path(store_path))

@@ -27,6 +27,10 @@ class NotFound(VstoreError):
     exit_code = 3
 
 
+class StoreReadOnly(VstoreError):
+    """The store may not be written by this process (read-only media, another user's)."""
+
+
 class StoreLocked(VstoreError):
     """Another process holds the store open for writing."""
 

@@ -569,6 +569,7 @@ def _readable_view(path: Path) -> Path:
     RocksDB's info log write beside it, and the links give them a place to."""
     if os.access(path, os.W_OK):
         return path
+    path = path.resolve()  # the links must name their targets from anywhere
     import atexit
     import shutil
     import tempfile

@@ -137,6 +137,28 @@ class ImportResult:
 TRUNCATED_MIN_S = 1.0
 
 
+def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: float) -> None:
+    """Before anything is written: an import whose length (as its container states or
+    estimates it) reaches the camera's later footage is refused, naming that footage. The
+    writer stops at that footage too, for files whose length was misstated."""
+    from vstore.timebase import format_time
+
+    num = store.index.camera_num(camera_id)
+    if num is None or not duration_s:
+        return
+    after = next(iter(store.index.chunks(num, start_ns, 2**63 - 1)), None)
+    if after is None or after.start_ns <= start_ns:
+        return  # (footage at the start itself is refused by the writer, naming it)
+    end_ns = start_ns + int(duration_s * 1e9)
+    if end_ns > after.start_ns:
+        raise UsageError(
+            f"the file is about {duration_s:.1f} s long: from {format_time(start_ns)} it would "
+            f"run to {format_time(end_ns)}, over footage camera {camera_id!r} already has from "
+            f"{format_time(after.start_ns)}; nothing was stored (import it earlier, or under "
+            "another camera id)"
+        )
+
+
 def import_file(
     store: Store,
     path: str | Path,
@@ -161,6 +183,7 @@ def import_file(
         # container that states its duration can show that the file was cut short.
         declared_s = duration if "mpegts" not in container.format.name else 0.0
         streams = [container.streams[i] for i in src.stream_to_track]
+        _refuse_overlap(store, camera_id, start_ns, duration)
         writer = store.writer(camera_id, src.tracks, start_ns=start_ns)
         mapping = src.stream_to_track
         try:

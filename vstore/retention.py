@@ -564,8 +564,9 @@ def plan_retention(
                     why = "only held footage is left"
                 else:
                     why = (
-                        f"deleting every unheld, unread segment ({unheld} B) and trimming held "
-                        f"ones would free less than the {need} B missing: other data fills the disk"
+                        f"deleting every unheld, unread segment ({_mib(unheld)}) and trimming "
+                        f"held ones would free less than the {_mib(need)} missing: other data "
+                        "fills the disk"
                     )
                 watermark_why = why
             else:
@@ -592,6 +593,10 @@ def plan_retention(
 
 
 # --- catalog, leases and execution -------------------------------------------------------------
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 def _trim_gains(t: SegmentTable, rows: Any, holds: list[Hold]) -> Any:
@@ -955,7 +960,6 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     audits; T3 the old file is removed. After a crash in T1, recovery seals and indexes the
     copy (R4) and the next run finds the held chunks already copied.
     """
-    from vstore import format as fmt
     from vstore.segment_reader import SegmentReader, parse_chunk
     from vstore.segment_writer import SegmentFile
 
@@ -970,10 +974,7 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     # segment (which tiers again in its time) and the old object is deleted.
     with store.segment_reader(row) as rd:
         entries = rd.directory()
-        keep = [any(e.start_ns < h.to_ns and e.end_ns > h.from_ns for h in mine) for e in entries]
-        for i in range(len(entries) - 1, 0, -1):  # a kept continuation keeps its GOP start
-            if keep[i] and entries[i].flags & fmt.CHUNK_CONTINUATION:
-                keep[i - 1] = True
+        keep = _kept_chunks(entries, mine)
         if all(keep):
             return 0
         # Damaged bytes kept in the file by recovery (R5) lie between the directory's chunks;
@@ -1119,6 +1120,35 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     return freed
 
 
+def _kept_chunks(entries: list[Any], holds: list[Hold]) -> list[bool]:
+    """Which chunks of a segment a trim keeps: those its camera's holds overlap, with the
+    chunks back to their GOP's start (a kept continuation cannot decode without them)."""
+    from vstore import format as fmt
+
+    keep = [any(e.start_ns < h.to_ns and e.end_ns > h.from_ns for h in holds) for e in entries]
+    for i in range(len(entries) - 1, 0, -1):
+        if keep[i] and entries[i].flags & fmt.CHUNK_CONTINUATION:
+            keep[i - 1] = True
+    return keep
+
+
+def trim_gain_bytes(store: Any, seg: SegmentInfo, holds: list[Hold]) -> int:
+    """The bytes a trim of ``seg`` would free (its chunks no hold keeps), from its footer."""
+    row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
+    raw = store.index.get(row_key)
+    if raw is None:
+        return 0
+    row = SegmentRow.decode(row_key, raw)
+    mine = [h for h in holds if h.active and h.camera == seg.camera]
+    try:
+        with store.segment_reader(row) as rd:
+            entries = rd.directory()
+    except VstoreError:
+        return 0  # unreadable: the trim will refuse it and say why
+    keep = _kept_chunks(entries, mine)
+    return sum(e.length for e, k in zip(entries, keep, strict=True) if not k)
+
+
 def _discard_copy(store: Any, segment_id: int, relpath: str) -> None:
     _unlink_durably(store, store.layout.path(relpath))
     b = Batch()
@@ -1193,6 +1223,13 @@ def run_retention(
         min_free_bytes=min_free_bytes(cfg, disk),
         leased=_leased_ids(store.leases(), table),
     )
+    if len(plan.trim_rows):
+        # What the trims free, from the segments' own directories: a dry run then says
+        # exactly what the run does (a segment its holds keep whole is not trimmed).
+        holds = list_holds(store)
+        gains = [trim_gain_bytes(store, plan.table.row(int(i)), holds) for i in plan.trim_rows]
+        plan.trim_rows = plan.trim_rows[[g > 0 for g in gains]]
+        plan.trim_gain_bytes = sum(g for g in gains if g > 0)
     plan.clock_warning = "" if verdict.trusted else verdict.message
     plan.overrides = {
         k: v

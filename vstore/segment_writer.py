@@ -976,10 +976,14 @@ class CameraWriter:
             # It is dropped, the import stops at its next packet, what came before stays.
             self._table.reset()
             self._payload.clear()
+            kept = (
+                f"its footage before {format_time(start)} is stored"
+                if self.stats.chunks
+                else "nothing of it was stored"
+            )
             self.overlap_error = UsageError(
                 f"the import reaches footage camera {self.camera_id!r} already has from "
-                f"{format_time(self._import_ceiling_ns)} (this file's footage from "
-                f"{format_time(start)} on would overlap it); what came before is stored"
+                f"{format_time(self._import_ceiling_ns)}; {kept}"
             )
             self._fp.enabled = False
             return

@@ -26,6 +26,7 @@ from vstore.errors import (
     CorruptSegment,
     CorruptStore,
     NotFound,
+    StoreReadOnly,
     UsageError,
     VstoreError,
 )
@@ -178,9 +179,10 @@ class Store:
                     if os.statvfs(d).f_flag & os.ST_RDONLY
                     else f"is not writable by this user (uid {os.getuid()})"
                 )
-                raise VstoreError(
+                raise StoreReadOnly(
                     f"the store at {self.root} {why}: read commands (ls, timeline, clip, "
-                    "snapshot, audit, check) work on it; this one must write"
+                    "snapshot, audit, check, retention run --dry-run) work on it; this one "
+                    "must write"
                 )
 
     def _load_meta(self, existing_only: bool) -> str:

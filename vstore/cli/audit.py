@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         # A release says why it was released; the hold's own reason is in its hold_add.
         keys = ("id", "camera", "from", "to", "release_reason", "bytes")
         if r["action"] != "hold_release":
-            keys = ("id", "camera", "from", "to", "reason", "bytes")
+            keys = ("id", "camera", "from", "to", "reason", "bytes", "path", "offset", "length")
         what = ", ".join(f"{k}={d[k]}" for k in keys if k in d)
         if d.get("overrides"):
             what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             return CheckFailed.exit_code
         raise CheckFailed(
-            "store has problems (see above)" + ("" if args.repair else "; try --repair")
+            "store has problems (see above)"
+            + ("" if args.repair else "; `check --repair` fixes what it can without loss")
         )
     return 0

@@ -135,9 +135,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"wrote {args.output} ({fmt}, {fmt_bytes(res.bytes_written)}) in {res.elapsed_s:.2f}s"
         )
+        # fMP4 and MPEG-TS have no edit list: they start at the keyframe before `from`.
+        first = plan.start_ns if fmt in ("mp4", "mov") else plan.preroll_ns
         print(
-            f"  {format_time(plan.start_ns)} .. {format_time(plan.end_ns)} "
-            f"({format_duration(plan.end_ns - plan.start_ns)}), "
+            f"  {format_time(first)} .. {format_time(plan.end_ns)} "
+            f"({format_duration(plan.end_ns - first)}), "
             f"{res.video_packets} video / {res.audio_packets} audio packets"
         )
         for s, e in plan.gaps:

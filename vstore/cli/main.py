@@ -99,7 +99,7 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 # Options that take a time: a relative one (-15m) would look like an option to argparse.
-TIME_OPTIONS = ("--from", "--to", "--at", "--start")
+TIME_OPTIONS = ("--from", "--to", "--at", "--start", "--since", "--until")
 
 
 def _join_relative_times(argv: list[str]) -> list[str]:

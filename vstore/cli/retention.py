@@ -100,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
             n = doc["segments"] if args.dry_run else doc["deleted_segments"]
             print(f"{verb} {n} segment(s), {fmt_bytes(doc['bytes'])}")
             for cam, c in sorted(doc["cameras"].items()):
-                reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items()))
+                reasons = ", ".join(f"{v} for {k}" for k, v in sorted(c["reasons"].items()))
                 print(
-                    f"  {cam}: {c['segments']} segment(s) {fmt_bytes(c['bytes'])} "
+                    f"  {cam}: {c['segments']} segment(s) {fmt_bytes(c['bytes'])} from "
                     f"{format_time(c['from_ns'])} .. {format_time(c['to_ns'])} ({reasons})"
                 )
             if doc["kept_for_holds"]:
