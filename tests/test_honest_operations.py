@@ -311,8 +311,12 @@ def test_check_repair_takes_a_damaged_chunk_out_and_keeps_the_rest_served(tmp_pa
     assert run_cli("timeline", "--store", store, "--camera", "cam", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert any(e["kind"] == "damaged" and e["at_ns"] == bad[0] for e in doc["events"])
+    assert [(g["from_ns"], g["to_ns"]) for g in doc["gaps"]] == [bad]  # not covered
     rng = ["--camera", "cam", "--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:08Z"]
+    capsys.readouterr()
     assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mp4"), "--strict") == 0
+    out = capsys.readouterr().out
+    assert "DAMAGED" in out and "GAP" not in out  # the gap says it was damage
     with open_store(store) as st:
         assert any(a["action"] == "quarantine" for a in st.index.audit_records())
         segs = list(st.index.segments(st.camera_num("cam")))

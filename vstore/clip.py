@@ -40,7 +40,7 @@ from vstore.mp4 import (
 )
 from vstore.mp4 import layout as mp4_layout
 from vstore.segment_reader import SegmentReader, chunk_packets
-from vstore.store import Store
+from vstore.store import Store, damaged_ranges
 from vstore.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
@@ -48,6 +48,7 @@ from vstore.timebase import (
     format_time,
     ns_to_ticks,
     ns_to_ticks_many,
+    subtract_ranges,
     ticks_to_ns_many,
 )
 
@@ -255,9 +256,13 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
         gaps.append((chunks[-1].end_ns, end_ns))
     events = [
         {"at_ns": e.at_ns, "kind": e.kind, "detail": e.detail}
-        for e in store.index.events(num, chunks[0].start_ns, end_ns)
+        for e in store.index.events(num, min(start_ns, chunks[0].start_ns), end_ns)
     ]
-    return ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
+    # A gap where footage was recorded and later found damaged (R5, R6) says so.
+    gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
+    plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
+    plan.damaged = damaged
+    return plan
 
 
 class ClipResult(NamedTuple):

@@ -42,6 +42,7 @@ from vstore.timebase import (
     TimeRange,
     check_time_ns,
     format_time,
+    subtract_ranges,
     to_ns,
 )
 
@@ -694,6 +695,11 @@ class Store:
             {"at_ns": ev.at_ns, "kind": ev.kind, "detail": ev.detail}
             for ev in self.index.events(num, rng.start_ns, rng.end_ns)
         ]
+        # Footage recorded but found damaged (R5, R6) is not covered: a clip shows a gap.
+        damaged = damaged_ranges(events)
+        if damaged:
+            covered, _inside = subtract_ranges(covered, damaged)
+            gaps = sorted(gaps + [d for d in damaged if d[0] < rng.end_ns and d[1] > rng.start_ns])
         return Timeline(camera_id, rng, covered, gaps, events)
 
     def _open_extent(self, camera_num: int, row: SegmentRow) -> tuple[int, int] | None:
@@ -856,6 +862,16 @@ class Store:
         finally:
             for rd, _ in readers.values():
                 rd.close()
+
+
+def damaged_ranges(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The (start, end) of indexed chunks that ``damaged`` events recorded (R5, R6)."""
+    return sorted(
+        (int(c["start_ns"]), int(c["end_ns"]))
+        for e in events
+        if e["kind"] == "damaged"
+        for c in e["detail"].get("indexed_chunks", [])
+    )
 
 
 def pid_alive(pid: int) -> bool:

@@ -264,3 +264,27 @@ class TimeRange(_Range):
 
     def overlaps(self, start_ns: int, end_ns: int) -> bool:
         return start_ns < self.end_ns and end_ns > self.start_ns
+
+
+def subtract_ranges(
+    spans: list[tuple[int, int]], cut: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(what of ``spans`` lies outside every range of ``cut``, what lies inside one), both
+    sorted: covered footage less its damaged ranges, or gaps split into the damaged ones."""
+    outside: list[tuple[int, int]] = []
+    inside: list[tuple[int, int]] = []
+    cuts = sorted(cut)
+    for s, e in spans:
+        cursor = s
+        for cs, ce in cuts:
+            if ce <= cursor or cs >= e:
+                continue
+            if cs > cursor:
+                outside.append((cursor, cs))
+            inside.append((max(cs, cursor), min(ce, e)))
+            cursor = max(cursor, ce)
+            if cursor >= e:
+                break
+        if cursor < e:
+            outside.append((cursor, e))
+    return outside, sorted(inside)
