@@ -56,7 +56,12 @@ FORMATS = ("mp4", "fmp4", "ts", "mov")
 MAX_CLIP_NS = 7 * 86400 * NS_PER_S  # a limit on everything: one request, at most a week
 _MUX_OPTIONS = {
     "mp4": {"movflags": "+faststart+use_metadata_tags"},
-    "fmp4": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+use_metadata_tags"},
+    # delay_moov: the moov waits for the first fragment, so it knows where each track starts
+    # and gives audio that starts after the first frame an edit list (without, the muxer
+    # pulls its first sample to 0 and stretches it).
+    "fmp4": {
+        "movflags": "+frag_keyframe+empty_moov+delay_moov+default_base_moof+use_metadata_tags"
+    },
     "ts": {},
     "mov": {"movflags": "+faststart+use_metadata_tags"},
 }
