@@ -113,6 +113,7 @@ def test_ls_and_timeline_show_an_open_segments_durable_footage(tmp_path, capsys)
     assert run_cli("timeline", "--store", str(d), "--camera", "cam", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["covered"] and not doc["gaps"]
+    assert doc["open"] and doc["open"][0]["to_ns"] >= START_NS + 9 * GOP_NS  # said so
 
 
 def _as_nobody(*argv: str, cwd: str = "/") -> subprocess.CompletedProcess[str]:
@@ -650,3 +651,18 @@ def test_check_repair_never_claims_a_repair_the_next_check_contradicts(tmp_path,
     assert run_cli("check", "--store", store, "--repair") == 8
     assert "not repaired" in capsys.readouterr().out
     assert run_cli("check", "--store", store) == 8
+
+
+def test_hold_list_filters_by_camera_and_time(tmp_path, capsys):
+    import json
+
+    with small_store(tmp_path) as st:
+        record(st, 12)
+    store = str(tmp_path / "store")
+    for a, b in (("01:00:00", "01:00:02"), ("01:00:08", "01:00:10")):
+        argv = ["--from", f"2025-01-17T{a}Z", "--to", f"2025-01-17T{b}Z", "--reason", "x"]
+        assert run_cli("hold", "add", "--store", store, "--camera", "cam", *argv) == 0
+    capsys.readouterr()
+    argv = ["hold", "list", "--store", store, "--json", "--from", "2025-01-17T01:00:05Z"]
+    assert run_cli(*argv) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)["holds"]] == [2]

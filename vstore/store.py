@@ -121,6 +121,9 @@ class Timeline(NamedTuple):
     covered: list[tuple[int, int]]
     gaps: list[tuple[int, int]]
     events: list[dict[str, Any]]
+    # Durable footage of segments still open (being written, or left by a crash until the
+    # next writable open seals them): shown as covered, and said so.
+    open: list[tuple[int, int]] = []  # noqa: RUF012 - shared default, never mutated
 
 
 class Store:
@@ -654,11 +657,13 @@ class Store:
         )
         # An open segment's extent is known from its indexed chunks (its durable footage).
         spans: list[tuple[int, int]] = []
+        open_spans: list[tuple[int, int]] = []
         for r in rows:
             if r.state == "open":
                 extent = self._open_extent(num, r)
                 if extent is not None:
                     spans.append((r.start_ns, extent[0]))
+                    open_spans.append((r.start_ns, extent[0]))
             else:
                 spans.append((r.start_ns, r.end_ns))
         if not spans and (start_ns is None or end_ns is None):
@@ -700,7 +705,7 @@ class Store:
         if damaged:
             covered, _inside = subtract_ranges(covered, damaged)
             gaps = sorted(gaps + [d for d in damaged if d[0] < rng.end_ns and d[1] > rng.start_ns])
-        return Timeline(camera_id, rng, covered, gaps, events)
+        return Timeline(camera_id, rng, covered, gaps, events, open_spans)
 
     def _open_extent(self, camera_num: int, row: SegmentRow) -> tuple[int, int] | None:
         """(end_ns, bytes) of an open segment's indexed chunks, or None before the first."""

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="active holds (--all: released ones too)")
     ls.add_argument("--all", action="store_true", help="released holds too")
     ls.add_argument("--camera", help="only this camera's holds")
+    ls.add_argument("--from", dest="start", metavar="T", help="only holds that reach past T")
+    ls.add_argument("--to", dest="end", metavar="T", help="only holds that begin before T")
     r = sub.add_parser("release", help="release a hold")
     r.add_argument("id", type=int, help="the hold's number (vstore hold list)")
     r.add_argument("--by", default=None, help="who releases it (default: login name)")
@@ -57,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
     tz = resolve_tz(args.tz)
     if args.action == "list":
         with open_store(args.store, read_only=True) as store:
+            lo = parse_time_ns(args.start) if args.start else None
+            hi = parse_time_ns(args.end) if args.end else None
             holds = [
                 h
                 for h in list_holds(store, include_released=args.all)
-                if args.camera is None or h.camera == args.camera
+                if (args.camera is None or h.camera == args.camera)
+                and (lo is None or h.to_ns > lo)
+                and (hi is None or h.from_ns < hi)
             ]
         if args.json:
             print_json({"holds": [h.as_json() for h in holds]})

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
                     {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
                     for s, e in tl.gaps
                 ],
+                "open": [
+                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
+                    for s, e in tl.open
+                ],
                 "events": [{"at": format_time(ev["at_ns"]), **ev} for ev in tl.events],
             }
         )
@@ -62,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     items = [(s, "recorded", e) for s, e in tl.covered] + [(s, "GAP", e) for s, e in tl.gaps]
     for s, kind, e in sorted(items):
         print(f"  {kind:<9} {fmt_time(s, tz)} .. {fmt_time(e, tz)}  ({format_duration(e - s)})")
+    for s, e in tl.open:
+        print(
+            f"  open      {fmt_time(s, tz)} .. {fmt_time(e, tz)}  (durable, in a segment still "
+            "being written or not yet sealed after a crash)"
+        )
     if tl.events:
         print("events:")
         for ev in tl.events:
