@@ -343,9 +343,14 @@ class Store:
                 rep.messages.append(f"{relpath}: header unreadable ({exc})")
         if scan is None or not scan.entries:
             if indexed:
-                # Indexed (fsynced) chunks, none of which verifies now: the bytes rotted or
-                # were damaged. R5: keep every byte, out of the segment tree and the index.
-                self._quarantine_file(b, cam_num, seg_id, seg_key, relpath, indexed, rep)
+                # Indexed (fsynced) chunks that cannot be read now: the header or every chunk
+                # rotted. R5: keep every byte, out of the segment tree and the index.
+                why = (
+                    "its header is unreadable (its chunks cannot be read without it)"
+                    if scan is None
+                    else "no chunk verifies"
+                )
+                self._quarantine_file(b, cam_num, seg_id, seg_key, relpath, indexed, rep, why)
                 return
             if raw_row is not None:
                 b.delete(seg_key)
@@ -436,8 +441,9 @@ class Store:
         relpath: str,
         indexed: list[ChunkRow],
         rep: RecoveryReport,
+        why: str,
     ) -> None:
-        """R5 for a file with no chunk that verifies: it moves whole to STORE/quarantine/
+        """R5 for a file with no chunk that can be read: it moves whole to STORE/quarantine/
         (same relative path), its rows leave the index, and the event and audit record
         name what it held."""
         from vstore.index import Event
@@ -456,6 +462,7 @@ class Store:
             "segment_id": seg_id,
             "path": relpath,
             "moved_to": str(dest.relative_to(self.root)),
+            "reason": why,
             "indexed_chunks": [
                 {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in indexed
             ],
@@ -466,7 +473,7 @@ class Store:
         self.index.commit(b, sync=True)
         rep.damaged_chunks += len(indexed)
         rep.messages.append(
-            f"{relpath}: no chunk verifies ({len(indexed)} indexed); the file is kept in "
+            f"{relpath}: {why} ({len(indexed)} indexed chunk(s)); the file is kept whole in "
             f"{detail['moved_to']}, out of the index"
         )
 
