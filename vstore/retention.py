@@ -874,11 +874,10 @@ def apply_plan(
         if store.leases().covers(s.camera, s.start_ns, s.end_ns, s.segment_id):
             res.skipped_leased += 1
             continue
-        row_key = layout.segment_key(s.camera_num, s.start_ns, s.segment_id)
-        raw = store.index.get(row_key)
-        if raw is None:
+        row = _current_row(store, s)
+        if row is None:
             continue  # already gone (a concurrent run, or a rerun)
-        row = SegmentRow.decode(row_key, raw)
+        row_key = row.key()
         rec = _garbage_record(row.path, s.camera, s.start_ns, row.end_ns, row.location)
         b = Batch()
         b.put(layout.garbage_key(s.segment_id), rec)
@@ -963,11 +962,10 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     from vstore.segment_reader import SegmentReader, parse_chunk
     from vstore.segment_writer import SegmentFile
 
-    row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
-    raw_row = store.index.get(row_key)
-    if raw_row is None:
+    row = _current_row(store, seg)
+    if row is None:
         return 0
-    row = SegmentRow.decode(row_key, raw_row)
+    row_key = row.key()
     mine = [h for h in holds if h.active and h.camera == seg.camera]
     where = f"{row.location}/{row.path}" if row.location != "local" else row.path
     # A tiered segment is trimmed through ranged reads; its held chunks become a new local
@@ -1120,6 +1118,13 @@ def trim_segment(store: Any, seg: SegmentInfo, holds: list[Hold], by: str) -> in
     return freed
 
 
+def _current_row(store: Any, seg: SegmentInfo) -> SegmentRow | None:
+    """The index's row of a planned segment now (None: already gone)."""
+    key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
+    raw = store.index.get(key)
+    return None if raw is None else SegmentRow.decode(key, raw)
+
+
 def _kept_chunks(entries: list[Any], holds: list[Hold]) -> list[bool]:
     """Which chunks of a segment a trim keeps: those its camera's holds overlap, with the
     chunks back to their GOP's start (a kept continuation cannot decode without them)."""
@@ -1134,11 +1139,9 @@ def _kept_chunks(entries: list[Any], holds: list[Hold]) -> list[bool]:
 
 def trim_gain_bytes(store: Any, seg: SegmentInfo, holds: list[Hold]) -> int:
     """The bytes a trim of ``seg`` would free (its chunks no hold keeps), from its footer."""
-    row_key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
-    raw = store.index.get(row_key)
-    if raw is None:
+    row = _current_row(store, seg)
+    if row is None:
         return 0
-    row = SegmentRow.decode(row_key, raw)
     mine = [h for h in holds if h.active and h.camera == seg.camera]
     try:
         with store.segment_reader(row) as rd:
