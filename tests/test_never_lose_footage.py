@@ -1202,3 +1202,4 @@ def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
     with open_store(d) as st:
         assert st.last_recovery.damaged_chunks == 1
         assert len(readable_chunks(st)) == 9  # every indexed chunk reads and verifies (I1)
+        assert check_store(st).ok  # the damage is recorded and known

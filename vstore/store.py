@@ -426,6 +426,9 @@ class Store:
             chunk_count=len(entries),
             packet_count=sum(e.packet_count for e in entries),
             codecs=tuple(t.codec for t in scan.meta.tracks),
+            # A sealed file's content hash covers its rotted chunks too: their damage is
+            # known (R6), as `check --repair` would record it.
+            damaged=tuple(sorted(set(damaged))) if scan.sealed else (),
         )
         b.put(seg_key, row.value())
         self.index.commit(b, sync=True)
