@@ -666,6 +666,7 @@ def test_recording_resumes_by_itself_after_a_lease_blocked_the_watermark(tmp_pat
         assert "disk_full" in kinds and "recording_resumed" in kinds
         assert st.index.last_chunk(num).end_ns >= resumed_at
         cam.w.close()
+        assert st.space.wait_idle(20)  # (a pass may still be deleting)
         assert check_store(st).ok
     finally:
         st.close()

@@ -179,6 +179,12 @@ def check_store(
                     rd.read_chunk(c.offset, c.length, c.crc32)
                     if row.state != "sealed":
                         rep.bytes_verified += c.length
+        except FileNotFoundError:
+            # Deleted while checked (retention or the space keeper of a live store): gone
+            # from the index too by now, or it is a missing file.
+            if store.index.get(row.key()) is not None:
+                rep.problems.append(Problem("C2", row.path, "segment file is missing"))
+            continue
         except (CorruptSegment, NotFound) as exc:
             problem = Problem("C1" if row.state != "sealed" else "C2", row.path, str(exc))
             rep.problems.append(problem)

@@ -681,11 +681,9 @@ class ApplyResult:
     finished_garbage: int = 0
     skipped_leased: int = 0
     deferred_leased: int = 0  # out of the index, bytes kept until their reader is done (L2)
-    cancelled_garbage: int = 0  # marked footage indexed again or held: kept (D5)
     trimmed_segments: int = 0
     trimmed_bytes: int = 0
     errors: list[str] = field(default_factory=list)  # objects a tier would not delete yet
-    notes: list[str] = field(default_factory=list)  # what was kept, and why
 
 
 def _remove_marked(
@@ -760,7 +758,7 @@ def finish_garbage(store: Any, errors: list[str] | None = None, *, local_only: b
             continue
         why = mark_conflict(store, seg_id, rec, holds)
         if why is not None:
-            _cancel_mark(store, seg_id, rec, why)
+            cancel_mark(store, seg_id, rec, why)
             continue
         try:
             if _remove_marked(store, seg_id, rec, leases):
@@ -782,11 +780,6 @@ def mark_conflict(
     if _held_and_unindexed(store, rec, holds):
         return "under an active legal hold, and not indexed elsewhere"
     return None
-
-
-def cancel_mark(store: Any, segment_id: int, rec: dict[str, Any], why: str) -> None:
-    """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
-    _cancel_mark(store, segment_id, rec, why)
 
 
 def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> bool:
@@ -815,7 +808,7 @@ def _held_and_unindexed(store: Any, rec: dict[str, Any], holds: list[Hold]) -> b
     return False
 
 
-def _cancel_mark(store: Any, segment_id: int, rec: dict[str, Any], why: str) -> None:
+def cancel_mark(store: Any, segment_id: int, rec: dict[str, Any], why: str) -> None:
     """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
     where = (
         rec["path"]
