@@ -100,25 +100,22 @@ class SpaceKeeper:
             self._cond.notify_all()
             return self._wanted
 
-    def _wait(self, ticket: int) -> None:
-        deadline = time.monotonic() + WAIT_TIMEOUT_S
-        with self._cond:
-            while self._done < ticket and not self._stopping:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cond.wait(left)
-
-    def wait_idle(self, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
-        """Wait until every pass asked for has finished; False on timeout."""
+    def _wait(self, ticket: int, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until pass ``ticket`` (and those before it) finished; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._done < self._wanted and not self._stopping:
+            while self._done < ticket and not self._stopping:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
         return True
+
+    def wait_idle(self, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until every pass asked for has finished; False on timeout."""
+        with self._cond:
+            ticket = self._wanted
+        return self._wait(ticket, timeout_s)
 
     def _run(self) -> None:
         while True:
