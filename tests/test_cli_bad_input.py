@@ -19,7 +19,7 @@ from vstore.errors import UsageError
 from vstore.ingest import import_file
 from vstore.retention import list_holds
 from vstore.store import open_store
-from vstore.tier.base import open_tier
+from vstore.tier.factory import open_tier
 from vstore.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time_ns
 
 AFTER_2200 = "2300-01-01T00:00:00Z"

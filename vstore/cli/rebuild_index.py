@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.source.startswith("s3://"):  # an S3 tier is built with the store's config
         from vstore.errors import NotFound
-        from vstore.tier.base import open_tier
+        from vstore.tier.factory import open_tier
 
         # Checked before the store opens: rebuilding into a new store is what this command is
         # for, but not from a mistyped source, which would index nothing into it. open_tier

@@ -1,20 +1,17 @@
 """The object-store interface: put a file, ranged get, head, delete, list by prefix.
 
 Implementations: ``LocalTier`` (a directory: the embedded default) and ``S3Tier`` (boto3;
-AWS S3, MinIO, Ceph). ``open_tier`` builds one from a URL: ``file:///path``, a plain path,
-or ``s3://BUCKET/PREFIX``.
+AWS S3, MinIO, Ceph). ``vstore.tier.factory.open_tier`` builds one from a URL: ``file:///path``,
+a plain path, or ``s3://BUCKET/PREFIX``.
 """
 
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from vstore.errors import UsageError
 
 if TYPE_CHECKING:
     from vstore.ratelimit import RateLimiter
@@ -74,31 +71,3 @@ class BlobTier(abc.ABC):
     def legal_hold(self, key: str) -> bool | None:
         """Whether the object is under a legal hold; None when the store has no such thing."""
         return None
-
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-
-
-def open_tier(url: str) -> BlobTier:
-    """A tier from its URL: ``s3://BUCKET/PREFIX`` or ``file:///dir`` (or a plain path).
-    Anything else with a scheme is refused: taken as a path, ``ftp://host/x`` would move
-    footage into a local directory named ``ftp:``."""
-    if not url.strip():
-        raise UsageError("the tier URL is empty")
-    if url.startswith("s3://"):
-        from vstore.tier.s3 import S3Tier
-
-        bucket, _, prefix = url[5:].partition("/")
-        if not bucket:
-            raise UsageError(f"tier URL {url!r} names no bucket: use s3://BUCKET/PREFIX")
-        return S3Tier(bucket, prefix)
-    scheme = _SCHEME_RE.match(url)
-    if scheme and not url.startswith("file://"):
-        raise UsageError(
-            f"tier URL {url!r}: unsupported scheme {scheme.group(1)!r} "
-            "(use s3://BUCKET/PREFIX, file:///DIR or a plain directory path)"
-        )
-    from vstore.tier.local import LocalTier
-
-    path = url.removeprefix("file://")
-    return LocalTier(Path(path))
