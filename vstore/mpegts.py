@@ -255,7 +255,7 @@ def probe(
     native = _native_probe(d.program, params, adts, bytes(head))
     if native is not None:
         return native
-    from vstore.ingest import tracks_from_av
+    from vstore.source_tracks import tracks_from_av
 
     return _probe_bytes(bytes(head), url, tracks_from_av, d.streams)
 
@@ -266,7 +266,7 @@ def _native_probe(
     """Tracks from the stream's own bytes, as PyAV would give them; None when the program
     holds anything but one H.264/H.265 stream and AAC in ADTS, or a header cannot be read."""
     from vstore.format import TrackInfo
-    from vstore.ingest import SourceTracks
+    from vstore.source_tracks import SourceTracks
 
     videos = [pid for pid, t in program.items() if t in (0x1B, 0x24)]
     audios = [pid for pid, t in program.items() if t == 0x0F]
