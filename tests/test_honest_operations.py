@@ -309,6 +309,9 @@ def test_check_repair_takes_a_damaged_chunk_out_and_keeps_the_rest_served(tmp_pa
     assert run_cli("check", "--store", store, "--repair") == 0
     assert run_cli("check", "--store", store) == 0  # known damage, recorded: not a new problem
     capsys.readouterr()
+    assert run_cli("ls", "--store", store) == 0
+    assert "(+1 damaged)" in capsys.readouterr().out
+    capsys.readouterr()
     assert run_cli("timeline", "--store", store, "--camera", "cam", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert any(e["kind"] == "damaged" and e["at_ns"] == bad[0] for e in doc["events"])
@@ -666,3 +669,19 @@ def test_hold_list_filters_by_camera_and_time(tmp_path, capsys):
     argv = ["hold", "list", "--store", store, "--json", "--from", "2025-01-17T01:00:05Z"]
     assert run_cli(*argv) == 0
     assert [h["id"] for h in json.loads(capsys.readouterr().out)["holds"]] == [2]
+
+
+def test_snapshot_to_stdout(tmp_path, media):
+    from tests.test_never_lose_footage import ROOT
+
+    store = _imported(tmp_path, media)
+    argv = ["snapshot", "--store", store, "--camera", "cam", "--at", "2025-01-17T01:00:02.53Z"]
+    for fmt, magic in (("png", b"\x89PNG"), (None, b"\xff\xd8")):
+        extra = ["--format", fmt] if fmt else []
+        r = subprocess.run(
+            [sys.executable, "-m", "vstore.cli.main", *argv, "-o", "-", *extra],
+            capture_output=True, check=False, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(magic)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from vstore import format as fmt
 from vstore.errors import NotFound, UsageError, VstoreError
@@ -92,13 +92,26 @@ def decode_frame_at(store: Store, camera_id: str, at_ns: int) -> tuple[Any, int]
     return best
 
 
-def snapshot(store: Store, camera_id: str, at_ns: int, out: str | os.PathLike[str]) -> Snapshot:
+def snapshot(
+    store: Store,
+    camera_id: str,
+    at_ns: int,
+    out: str | os.PathLike[str] | IO[bytes],
+    image_format: str | None = None,
+) -> Snapshot:
+    """Write the frame on screen at ``at_ns`` to ``out``: a path ending in .jpg, .jpeg or
+    .png, or a binary file object (then ``image_format`` is "jpg" or "png")."""
     import av
 
-    path = Path(out)
-    enc = _ENCODERS.get(path.suffix.lower())
+    if isinstance(out, str | os.PathLike):
+        suffix = Path(out).suffix.lower()
+        if image_format is not None:
+            suffix = "." + image_format
+    else:
+        suffix = "." + (image_format or "jpg")
+    enc = _ENCODERS.get(suffix)
     if enc is None:
-        raise UsageError("snapshot output must end in .jpg, .jpeg or .png")
+        raise UsageError("snapshot output must end in .jpg, .jpeg or .png (or give --format)")
     with store.lease(ranges=[(camera_id, at_ns, at_ns + 1)]):  # before planning (L1)
         frame, wall = decode_frame_at(store, camera_id, at_ns)
     codec, pix_fmt = enc
@@ -110,9 +123,13 @@ def snapshot(store: Store, camera_id: str, at_ns: int, out: str | os.PathLike[st
     img = frame.reformat(format=pix_fmt)
     img.pts = 0
     data = b"".join(bytes(pkt) for pkt in [*cc.encode(img), *cc.encode(None)])
+    if not isinstance(out, str | os.PathLike):
+        out.write(data)
+        out.flush()
+        return Snapshot(camera_id, at_ns, wall, frame.width, frame.height, "-")
     try:
-        with open(path, "wb") as f:
+        with open(out, "wb") as f:
             f.write(data)
     except OSError as exc:
-        raise translate_oserror(exc, f"cannot write the snapshot to {path}") from exc
-    return Snapshot(camera_id, at_ns, wall, frame.width, frame.height, str(path))
+        raise translate_oserror(exc, f"cannot write the snapshot to {out}") from exc
+    return Snapshot(camera_id, at_ns, wall, frame.width, frame.height, str(out))

@@ -97,6 +97,7 @@ class CameraSummary(NamedTuple):
     gaps: int
     recorded_ns: int
     tiered_bytes: int = 0  # of size_bytes, what lies in object storage
+    damaged: int = 0  # ranges recorded but found damaged (R5, R6): gaps in clips
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +113,7 @@ class CameraSummary(NamedTuple):
             "recorded_s": self.recorded_ns / NS_PER_S,
             "local_bytes": self.size_bytes - self.tiered_bytes,
             "tiered_bytes": self.tiered_bytes,
+            "damaged_ranges": self.damaged,
         }
 
 
@@ -649,8 +651,19 @@ class Store:
                     gaps += 1
                 prev_end = row.end_ns
                 last = row.end_ns if last is None else max(last, row.end_ns)
+            damaged = len(
+                damaged_ranges(
+                    [
+                        {"kind": e.kind, "detail": e.detail}
+                        for e in self.index.events(num, -(2**63), 2**63 - 1)
+                        if e.kind == "damaged"
+                    ]
+                )
+            )
             out.append(
-                CameraSummary(cam_id, first, last, size, segs, opened, gaps, recorded, tiered)
+                CameraSummary(
+                    cam_id, first, last, size, segs, opened, gaps, recorded, tiered, damaged
+                )
             )
         return out
 

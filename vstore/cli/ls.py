@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             fmt_bytes(c.size_bytes)
             + (f" ({fmt_bytes(c.tiered_bytes)} tiered)" if c.tiered_bytes else ""),
             str(c.segments) + (f" (+{c.open_segments} open)" if c.open_segments else ""),
-            str(c.gaps),
+            str(c.gaps) + (f" (+{c.damaged} damaged)" if c.damaged else ""),
         ]
         for c in cams
     ]

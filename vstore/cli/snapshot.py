@@ -4,6 +4,7 @@ keyframe before it: the only command that decodes video)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vstore.cli.common import add_json_arg, add_store_arg, print_json, refuse_overwrite
 
@@ -12,7 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arg(p)
     p.add_argument("--camera", required=True, help="camera id")
     p.add_argument("--at", required=True, metavar="T", help="instant (ISO 8601, now, -5m)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="frame.jpg or .png")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="frame.jpg or .png ('-': stdout)"
+    )
+    p.add_argument(
+        "--format", choices=["jpg", "png"], help="image format (default: from FILE; stdout: jpg)"
+    )
     p.add_argument(
         "-y", "--overwrite", action="store_true", help="replace FILE if it exists (else refused)"
     )
@@ -25,9 +31,18 @@ def run(args: argparse.Namespace) -> int:
     from vstore.timebase import format_time, parse_time_ns
 
     at = parse_time_ns(args.at)
-    refuse_overwrite(args.output, args.overwrite)
+    to_stdout = args.output == "-"
+    if to_stdout and args.json:
+        from vstore.errors import UsageError
+
+        raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
+    if not to_stdout:
+        refuse_overwrite(args.output, args.overwrite)
     with open_store(args.store, read_only=True) as store:
-        snap = snapshot(store, args.camera, at, args.output)
+        out = sys.stdout.buffer if to_stdout else args.output
+        snap = snapshot(store, args.camera, at, out, args.format)
+    if to_stdout:
+        return 0
     if args.json:
         print_json(snap.as_json())
     else:
