@@ -223,9 +223,11 @@ def test_audit_records_name_the_user_host_command_and_overrides(tmp_path, capsys
 # --- clips that say what they hold ----------------------------------------------------------------
 
 
-def _imported(tmp_path: Path, media, **spec) -> str:
-    store = str(tmp_path / "clips")
-    src = media("honest.ts", 8.0, codec="h264", gop_frames=25, **spec)
+def _imported(tmp_path: Path, media, name: str = "honest.ts", seconds: float = 8.0, **spec) -> str:
+    """A store (``tmp_path/<name stem>``) holding ``seconds`` of camsim footage imported
+    as camera ``cam`` from 01:00:00Z (1 s GOPs unless ``gop_frames`` says otherwise)."""
+    store = str(tmp_path / name.rsplit(".", 1)[0])
+    src = media(name, seconds, **{"codec": "h264", "gop_frames": 25, **spec})
     argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
     assert run_cli(*argv, "--store", store) == 0
     return store
@@ -477,10 +479,7 @@ def test_a_clip_between_frames_starts_on_the_frame_on_screen_like_a_snapshot(tmp
 def test_streaming_clips_tag_and_start_audio_at_their_first_frame(tmp_path, media, capsys):
     import av
 
-    store = str(tmp_path / "a")
-    src = media("withaudio.ts", 8.0, codec="h264", gop_frames=50, audio="aac")
-    argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
-    assert run_cli(*argv, "--store", store) == 0
+    store = _imported(tmp_path, media, "withaudio.ts", gop_frames=50, audio="aac")
     rng = ["--camera", "cam", "--from", "2025-01-17T01:00:03.1Z", "--to", "2025-01-17T01:00:05Z"]
     starts = {}
     for name in ("c.fmp4", "c.ts"):
@@ -501,10 +500,7 @@ def test_streaming_clips_tag_and_start_audio_at_their_first_frame(tmp_path, medi
 def test_g711_audio_is_kept_remuxed_in_a_mov_clip_and_the_mp4_says_where(tmp_path, media, capsys):
     import av
 
-    store = str(tmp_path / "g")
-    src = media("g711.mov", 6.0, codec="h264", gop_frames=25, audio="pcm_mulaw")
-    argv = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
-    assert run_cli(*argv, "--store", store) == 0
+    store = _imported(tmp_path, media, "g711.mov", 6.0, audio="pcm_mulaw")
     rng = ["--camera", "cam", "--from", "2025-01-17T01:00:01.5Z", "--to", "2025-01-17T01:00:04Z"]
     assert run_cli("clip", "--store", store, *rng, "-o", str(tmp_path / "c.mov")) == 0
     with av.open(str(tmp_path / "c.mov")) as c:
