@@ -14,9 +14,9 @@ import av
 import pytest
 
 from tools.camsim import StreamSpec, write_file
-from vstore.clip import clip_bytes, plan_clip, write_clip
-from vstore.ingest import import_file
-from vstore.store import open_store
+from vstore.export.clip import clip_bytes, plan_clip, write_clip
+from vstore.ingest.recorder import import_file
+from vstore.store.store import open_store
 
 T0 = 1_737_075_600_000_000_000
 NS = 1_000_000_000
@@ -119,7 +119,7 @@ def test_clip_library_first_byte(benchmark, footage):
 def test_clip_cli_fresh_process(benchmark, footage):
     """`vstore clip` as a new process (start-up imports included)."""
     out = footage["tmp"] / "cli.mp4"
-    from vstore.timebase import format_time
+    from vstore.base.timebase import format_time
 
     args = [
         sys.executable,

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from vstore import layout
-from vstore.index import Batch, ChunkRow, TimeIndex
+from vstore.base import layout
+from vstore.index.time_index import Batch, ChunkRow, TimeIndex
 
 T0 = 1_737_075_600_000_000_000
 GOP_NS = 2_000_000_000

@@ -14,7 +14,7 @@ from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
 from vstore.cli.main import COMMANDS, main
-from vstore.store import open_store
+from vstore.store.store import open_store
 
 
 def seed(store_dir, cam="cam", n=100, start=START_NS):
@@ -179,7 +179,7 @@ def _vstore(*argv: str) -> subprocess.CompletedProcess:
 
 def test_quick_exit_loses_no_piped_output(store_dir):
     """A quick command skips interpreter teardown: its stdout must still arrive whole."""
-    from vstore.timebase import format_time
+    from vstore.base.timebase import format_time
 
     seed(store_dir, n=500)
     rng = ["--from", format_time(START_NS), "--to", format_time(START_NS + 20 * 10**9)]
@@ -188,7 +188,7 @@ def test_quick_exit_loses_no_piped_output(store_dir):
     )
     assert r.returncode == 0, r.stderr
     with open_store(store_dir, read_only=True) as st:
-        from vstore.clip import clip_bytes
+        from vstore.export.clip import clip_bytes
 
         want = b"".join(clip_bytes(st, "cam", START_NS, START_NS + 20 * 10**9, format="ts"))
     assert len(want) > 64 * 1024  # more than one pipe buffer

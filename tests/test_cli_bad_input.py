@@ -13,14 +13,14 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_cli import seed
 from vstore import _native
+from vstore.base.errors import UsageError
+from vstore.base.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time_ns
 from vstore.cli.main import _join_relative_times, main
-from vstore.clip import plan_clip, write_clip
-from vstore.errors import UsageError
-from vstore.ingest import import_file
-from vstore.retention import list_holds
-from vstore.store import open_store
+from vstore.export.clip import plan_clip, write_clip
+from vstore.ingest.recorder import import_file
+from vstore.lifecycle.retention import list_holds
+from vstore.store.store import open_store
 from vstore.tier.factory import open_tier
-from vstore.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time_ns
 
 AFTER_2200 = "2300-01-01T00:00:00Z"
 
@@ -424,7 +424,7 @@ def test_s3_url_without_a_bucket_is_a_usage_error(url):
 def test_times_in_a_zone_with_a_seconds_offset_print_as_iso_8601():
     from zoneinfo import ZoneInfo
 
-    from vstore.timebase import format_time
+    from vstore.base.timebase import format_time
 
     t = parse_time_ns("1900-01-01T00:00:00Z")
     text = format_time(t, ZoneInfo("Asia/Bangkok"))  # local mean time then: +06:42:04

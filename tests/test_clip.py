@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import START_NS, ffmpeg_decode_errors
 from tools.camsim import read_frame_counter
-from vstore.clip import clip_bytes, plan_clip, write_clip
-from vstore.errors import NotFound, UsageError
-from vstore.ingest import import_file
-from vstore.store import open_store
+from vstore.base.errors import NotFound, UsageError
+from vstore.export.clip import clip_bytes, plan_clip, write_clip
+from vstore.ingest.recorder import import_file
+from vstore.store.store import open_store
 
 FRAME_NS = 40_000_000  # 25 fps
 
@@ -268,7 +268,7 @@ def test_clip_cli(recorded, tmp_path, capsys):
 
 @pytest.mark.parametrize("frame", [0, 24, 25, 37, 299])
 def test_snapshot_is_the_exact_frame(recorded, tmp_path, frame):
-    from vstore.snapshot import snapshot
+    from vstore.export.snapshot import snapshot
 
     out = tmp_path / "f.png"
     # Half a frame after the frame's start: still that frame on screen.

@@ -1,5 +1,5 @@
 """Operators' jobs on a store that a recorder holds open for writing: `vstore hold` and
-`vstore retention run` go through the recorder (vstore.control) instead of failing with exit
+`vstore retention run` go through the recorder (vstore.service.control) instead of failing with exit
 code 4, keep their output and exit codes, and never hang on a recorder that is gone."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 
 from tests.test_cli import seed
 from tools.camsim import StreamSpec, TcpCamera
-from vstore import control
+from vstore.base.errors import NotFound, StoreLocked, VstoreError
+from vstore.base.layout import StoreLayout
 from vstore.cli.main import main
-from vstore.errors import NotFound, StoreLocked, VstoreError
-from vstore.layout import StoreLayout
-from vstore.retention import list_holds
-from vstore.store import open_store
+from vstore.lifecycle.retention import list_holds
+from vstore.service import control
+from vstore.store.store import open_store
 
 SPEC = StreamSpec(width=320, height=240, fps=25, gop_frames=25)
 

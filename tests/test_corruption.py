@@ -13,10 +13,10 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
-from vstore.check import check_store
-from vstore.errors import CorruptSegment
-from vstore.segment_reader import SegmentReader
-from vstore.store import open_store
+from vstore.base.errors import CorruptSegment
+from vstore.lifecycle.check import check_store
+from vstore.segment.reader import SegmentReader
+from vstore.store.store import open_store
 
 
 def record(st, n=100, cam="cam", start=START_NS):
@@ -118,7 +118,7 @@ def test_check_cli_exit_codes(store_dir):
 def test_paced_check_reads_no_faster_than_its_rate(store, capsys):
     """A full check reads every byte back; beside live recording it must leave the disk to
     the cameras. Paced, it waits its share for every byte it reads (a fake clock shows it)."""
-    from vstore.ratelimit import RateLimiter
+    from vstore.base.ratelimit import RateLimiter
 
     record(store, cam="a")
     record(store, cam="b")

@@ -10,10 +10,10 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
-from vstore.check import check_store
-from vstore.errors import StorageFull, VstoreError
-from vstore.fsutil import Fs
-from vstore.store import open_store
+from vstore.base.errors import StorageFull, VstoreError
+from vstore.base.fsutil import Fs
+from vstore.lifecycle.check import check_store
+from vstore.store.store import open_store
 
 
 class FaultyFs(Fs):
@@ -164,7 +164,7 @@ def _assert_writev_writes_all(path, parts) -> None:
     """Fs.writev of ``parts`` to a new file returns their length and leaves them in order."""
     import os
 
-    from vstore.fsutil import Fs
+    from vstore.base.fsutil import Fs
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
@@ -255,7 +255,7 @@ def test_a_failed_fsync_at_a_full_chunk_stops_the_writer(tmp_path, how):
     """A chunk closed because it reached max_chunk_bytes is fsynced like any other: when that
     fsync fails the writer must stop (W5), on every path that appends, instead of taking more
     packets and later indexing a chunk whose fsync failed."""
-    from vstore.segment_writer import CameraWriter
+    from vstore.store.camera_writer import CameraWriter
 
     d, fs, st, w = _writer_with_64k_chunks(tmp_path, fsync_interval_s=0)
     fs.eio_fsync = True
@@ -283,7 +283,7 @@ def test_a_failed_fsync_at_a_full_chunk_stops_the_writer(tmp_path, how):
 def test_new_run_with_bad_tracks_changes_nothing(store_dir):
     """new_run refuses bad tracks before it seals anything: the run goes on as before."""
     from vstore import TrackInfo
-    from vstore.errors import UsageError
+    from vstore.base.errors import UsageError
 
     with open_store(store_dir) as st:
         w = st.writer("cam", [VIDEO], start_ns=START_NS)

@@ -1,5 +1,5 @@
 """A recorder's freed GOP buffers go back to the OS: glibc keeps memory freed inside a
-thread's arena (counted in RSS) until malloc_trim returns it (vstore.heap)."""
+thread's arena (counted in RSS) until malloc_trim returns it (vstore.base.heap)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 CHILD = textwrap.dedent(
     """
     import threading
-    from vstore import heap
+    from vstore.base import heap
 
     def rss_mb():
         with open("/proc/self/status") as f:
@@ -64,7 +64,7 @@ def test_a_recording_process_keeps_the_gc_off_the_packet_path():
     child = textwrap.dedent(
         """
         import gc
-        from vstore import heap
+        from vstore.base import heap
         before = gc.get_freeze_count()
         heap.settle_for_recording()
         print(before, gc.get_freeze_count(), gc.get_threshold()[0], heap.GC_YOUNG_ALLOCATIONS)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vstore import format as fmt
-from vstore.index import Batch, ChunkRow, TimeIndex
+from vstore.index.time_index import Batch, ChunkRow, TimeIndex
+from vstore.segment import format as fmt
 
 CONT = fmt.CHUNK_CONTINUATION
 
@@ -67,8 +67,8 @@ def test_segment_ids_stay_unique_across_a_crash_mid_block(tmp_path):
     import subprocess
     import sys
 
-    from vstore import layout
-    from vstore.index import SEGMENT_ID_BLOCK
+    from vstore.base import layout
+    from vstore.index.time_index import SEGMENT_ID_BLOCK
 
     path = tmp_path / "index"
     with TimeIndex(path) as idx:
@@ -79,7 +79,7 @@ def test_segment_ids_stay_unique_across_a_crash_mid_block(tmp_path):
     assert first == list(range(first[0], first[0] + 5))
     # A process killed mid-block (os._exit: no close, no flush beyond the synced writes).
     child = (
-        "import os, sys; from vstore.index import TimeIndex; "
+        "import os, sys; from vstore.index.time_index import TimeIndex; "
         f"i = TimeIndex({str(path)!r}); print(*[i.new_segment_id() for _ in range(3)]); "
         "sys.stdout.flush(); os._exit(9)"
     )

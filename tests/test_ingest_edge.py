@@ -12,9 +12,9 @@ from tests.conftest import START_NS
 from tests.test_roundtrip import decode_counters
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
-from vstore.check import check_store
-from vstore.errors import SourceError
-from vstore.ingest import import_file, tracks_from_av
+from vstore.base.errors import SourceError
+from vstore.ingest.recorder import import_file, tracks_from_av
+from vstore.lifecycle.check import check_store
 
 
 def test_pyav_packets_are_written_directly(store, media):
@@ -104,7 +104,7 @@ def test_truncated_mp4_without_index_is_a_clear_error(store, media, tmp_path):
 
 
 def test_import_before_existing_footage_is_refused(store, media):
-    from vstore.errors import UsageError
+    from vstore.base.errors import UsageError
 
     src = media("h264.ts", 2.0, codec="h264")
     import_file(store, src, "cam", START_NS)
@@ -125,7 +125,7 @@ def test_paced_import_leaves_the_disk_to_live_recording(store, media):
     """An unpaced import writes as fast as the disk takes it, which starves cameras recording
     on the same disk; with a rate, the footage written waits its turn (a fake clock shows
     how long the pace made it take), and every frame is still stored."""
-    from vstore.ratelimit import RateLimiter
+    from vstore.base.ratelimit import RateLimiter
 
     path = media("paced.ts", 4.0, codec="h264", gop_frames=25)
     now = [0.0]

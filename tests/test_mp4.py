@@ -13,13 +13,13 @@ import pytest
 
 from tests.conftest import START_NS, ffmpeg_decode_errors
 from tools.camsim import read_frame_counter
-from vstore import clip as clip_mod
-from vstore import mp4
-from vstore.bitstream import config_to_annexb
-from vstore.clip import plan_clip, write_clip
-from vstore.errors import CorruptSegment
-from vstore.ingest import import_file
-from vstore.store import open_store
+from vstore.base.errors import CorruptSegment
+from vstore.codec.bitstream import config_to_annexb
+from vstore.export import clip as clip_mod
+from vstore.export import mp4
+from vstore.export.clip import plan_clip, write_clip
+from vstore.ingest.recorder import import_file
+from vstore.store.store import open_store
 
 FRAME_NS = 40_000_000
 
@@ -199,7 +199,7 @@ def test_high_profile_avcc_record_matches_ffmpegs(tmp_path):
 def test_list_time_conversions_round_exactly_like_the_scalar_ones():
     import random
 
-    from vstore.timebase import ns_to_ticks, ns_to_ticks_many, ticks_to_ns, ticks_to_ns_many
+    from vstore.base.timebase import ns_to_ticks, ns_to_ticks_many, ticks_to_ns, ticks_to_ns_many
 
     rnd = random.Random(7)
     values = [rnd.randint(-(10**13), 10**13) for _ in range(2000)] + [0, 1, -1, 4, -4, 5, -5]
@@ -215,7 +215,7 @@ def test_list_time_conversions_round_exactly_like_the_scalar_ones():
 def test_clip_to_a_full_disk_is_a_clear_error_and_removes_nothing_it_did_not_create(
     tmp_path, media
 ):
-    from vstore.errors import StorageFull
+    from vstore.base.errors import StorageFull
 
     with (
         _store(tmp_path, media, "full.ts", codec="h264") as st,
@@ -226,9 +226,9 @@ def test_clip_to_a_full_disk_is_a_clear_error_and_removes_nothing_it_did_not_cre
 
 
 def test_clip_to_a_missing_directory_is_a_clear_error_with_exit_code(tmp_path, media, capsys):
+    from vstore.base.errors import VstoreError
+    from vstore.base.timebase import format_time
     from vstore.cli.main import main
-    from vstore.errors import VstoreError
-    from vstore.timebase import format_time
 
     with (
         _store(tmp_path, media, "nodir.ts", codec="h264") as st,

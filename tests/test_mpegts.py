@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from tools.camsim import StreamSpec, write_file
 from vstore import _native
-from vstore.errors import SourceError
-from vstore.ingest import tracks_from_av
-from vstore.mp4 import annexb_units
-from vstore.mpegts import _probe_bytes, probe, split_adts
+from vstore.base.errors import SourceError
+from vstore.export.mp4 import annexb_units
+from vstore.ingest.mpegts import _probe_bytes, probe, split_adts
+from vstore.ingest.recorder import tracks_from_av
 
 TWINS = _native.implementations()
 
@@ -203,7 +203,7 @@ def test_udp_read_returns_what_is_queued_without_waiting_for_more():
     import socket
     import time
 
-    from vstore.mpegts import TsSocket
+    from vstore.ingest.mpegts import TsSocket
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_sock:
         probe_sock.bind(("127.0.0.1", 0))
@@ -290,7 +290,7 @@ def test_native_probe_reads_the_same_tracks_as_pyav(codec, size, options, audio)
 def test_native_probe_leaves_other_programs_to_pyav():
     """A PMT with a stream type vstore does not read itself (MPEG audio here) is probed by
     PyAV, which then hands the source to FFmpeg's demuxer."""
-    from vstore import mpegts
+    from vstore.ingest import mpegts
 
     data = _ts_with("h264", 320, 240, {}, None)
     assert mpegts._native_probe({256: 0x1B, 257: 0x03}, b"", {}, data) is None
@@ -332,7 +332,7 @@ class _BitWriter:
 def test_h264_sps_with_scaling_matrices_and_poc_cycle_gives_its_size():
     """SPS fields no encoder here writes (scaling lists, POC type 1): the size still reads
     right past them."""
-    from vstore.mp4 import video_size
+    from vstore.export.mp4 import video_size
 
     w = _BitWriter()
     w.ue(0)  # seq_parameter_set_id

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.crash_writer import START_NS, payload
-from vstore.check import check_store
-from vstore.store import open_store
+from vstore.lifecycle.check import check_store
+from vstore.store.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 GOP_NS = 1_000_000_000  # crash_writer's footage: 10 fps, a keyframe every second
@@ -93,7 +93,7 @@ def test_recovery_keeps_good_chunks_after_a_damaged_one(tmp_path, how):
         st = open_store(store_dir)
         rep = st.last_recovery
     else:
-        from vstore.store import Store
+        from vstore.store.store import Store
 
         st = Store(store_dir, recover=False)
         rep = None
@@ -119,9 +119,9 @@ def test_recovery_keeps_good_chunks_after_a_damaged_one(tmp_path, how):
 
 
 def test_check_repair_of_an_unsealed_orphan_keeps_chunks_after_damage(tmp_path):
-    from vstore import layout
-    from vstore.index import Batch
-    from vstore.store import Store
+    from vstore.base import layout
+    from vstore.index.time_index import Batch
+    from vstore.store.store import Store
 
     store_dir = tmp_path / "store"
     record_and_crash(store_dir, 10)
@@ -177,7 +177,7 @@ def run_cli(*argv: str) -> int:
 
 def interrupt_after_d1(st, monkeypatch) -> None:
     """A retention run (everything expired) that dies between D1 and D2: marks are left."""
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     def crash(*a, **k):
         raise KeyboardInterrupt  # the process dies
@@ -260,7 +260,7 @@ def test_leftover_garbage_mark_never_deletes_a_reindexed_held_object(tmp_path, s
 
 
 def test_garbage_mark_of_footage_a_hold_now_covers_is_cancelled_not_deleted(tmp_path, monkeypatch):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -294,8 +294,8 @@ def tamper_chunk_keeping_its_checksums(path: Path, gop: int) -> None:
     only the content hash (and the index's own chunk CRC) can tell."""
     import zlib
 
-    from vstore import format as fmt
-    from vstore.segment_reader import SegmentReader
+    from vstore.segment import format as fmt
+    from vstore.segment.reader import SegmentReader
 
     raw = bytearray(path.read_bytes())
     with SegmentReader.open(path) as rd:
@@ -316,7 +316,7 @@ def tamper_chunk_keeping_its_checksums(path: Path, gop: int) -> None:
 
 
 def test_trim_refuses_tampered_footage_and_keeps_the_original(tmp_path):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path, '[retention]\nmax_age = "1h"\n')
     try:
@@ -335,8 +335,8 @@ def test_trim_refuses_tampered_footage_and_keeps_the_original(tmp_path):
 
 
 def test_trim_keeps_provenance_of_verified_footage(tmp_path):
-    from vstore import retention
-    from vstore.segment_reader import SegmentReader
+    from vstore.lifecycle import retention
+    from vstore.segment.reader import SegmentReader
 
     st = small_store(tmp_path, '[retention]\nmax_age = "1h"\n')
     try:
@@ -369,10 +369,10 @@ def test_max_age_override_never_shortens_tiered_footage_age(tmp_path, capsys):
     cold = tmp_path / "cold"
     assert run_cli("tier", "run", "--store", store, "--to", str(cold), "--older-than", "1s") == 0
     with open_store(store) as st:
-        st.clock = __import__("vstore.clock", fromlist=["FakeClock"]).FakeClock(
+        st.clock = __import__("vstore.base.clock", fromlist=["FakeClock"]).FakeClock(
             wall_ns=START_NS + 60 * 86400 * 10**9
         )
-        from vstore.retention import run_retention
+        from vstore.lifecycle.retention import run_retention
 
         plan, _ = run_retention(st, max_age_ns=60 * 86400 * 10**9, dry_run=True)
         assert len(plan.rows) == 0  # tiered footage keeps its ten years
@@ -416,7 +416,7 @@ def test_camera_section_keeps_its_groups_policy(tmp_path, capsys):
     ['max_bytes = "500"', "max_bytes = 500", 'min_free = "1000"', "min_free = 1000"],
 )
 def test_bare_number_sizes_are_refused(tmp_path, toml):
-    from vstore.errors import ConfigError
+    from vstore.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unit"):
         small_store(tmp_path, f"[retention]\n{toml}\n")
@@ -436,7 +436,7 @@ def test_bare_number_max_bytes_on_the_command_line_is_a_usage_error(tmp_path, ca
 _LEASE_HOLDER = textwrap.dedent(
     """
     import os, sys
-    from vstore.store import open_store
+    from vstore.store.store import open_store
     st = open_store(sys.argv[1], read_only=True)
     with st.lease(ranges=[("cam", int(sys.argv[2]), int(sys.argv[3]))]):
         print("leased", os.getpid(), flush=True)
@@ -473,7 +473,7 @@ class LeaseHolder:
 
 
 def test_lease_taken_after_planning_is_honoured_at_deletion(tmp_path):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -496,7 +496,7 @@ def test_lease_taken_after_planning_is_honoured_at_deletion(tmp_path):
 
 
 def test_bytes_of_a_deletion_wait_for_a_reader_that_leased_them(tmp_path, monkeypatch):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -527,7 +527,7 @@ def test_bytes_of_a_deletion_wait_for_a_reader_that_leased_them(tmp_path, monkey
     reason="cannot make a PID namespace here",
 )
 def test_lease_of_a_reader_in_another_pid_namespace_is_honoured(tmp_path):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -573,7 +573,7 @@ class Disk:
         self.root, self.capacity, self.other = root, capacity, other
 
     def __call__(self):
-        from vstore.retention import DiskUsage
+        from vstore.lifecycle.retention import DiskUsage
 
         used = 0
         for p in self.root.rglob("*"):
@@ -629,7 +629,7 @@ class LiveCamera:
 def test_recording_resumes_by_itself_after_a_lease_blocked_the_watermark(tmp_path):
     import time
 
-    from vstore.clock import FakeClock
+    from vstore.base.clock import FakeClock
 
     clock = FakeClock(wall_ns=START_NS)
     st, disk = watermark_store(tmp_path, capacity=10**9, clock=clock)
@@ -673,7 +673,7 @@ def test_recording_resumes_by_itself_after_a_lease_blocked_the_watermark(tmp_pat
 
 
 def test_unmeetable_watermark_deletes_nothing_and_stops_as_declared(tmp_path):
-    from vstore.space import SpaceRefused
+    from vstore.store.space import SpaceRefused
 
     st, disk = watermark_store(tmp_path, capacity=10**9)
     try:
@@ -701,9 +701,9 @@ def test_watermark_never_blocks_a_writer_on_an_object_store_that_never_answers(
     import threading
     import time
 
-    from vstore import layout
-    from vstore.clock import FakeClock
-    from vstore.index import Batch
+    from vstore.base import layout
+    from vstore.base.clock import FakeClock
+    from vstore.index.time_index import Batch
 
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
@@ -787,8 +787,8 @@ DAY_NS = 86400 * 10**9
 
 
 def test_forward_clock_step_does_not_wipe_the_archive(tmp_path, capsys):
-    from vstore.clock import FakeClock
-    from vstore.retention import run_retention
+    from vstore.base.clock import FakeClock
+    from vstore.lifecycle.retention import run_retention
 
     clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
     st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
@@ -810,8 +810,8 @@ def test_forward_clock_step_does_not_wipe_the_archive(tmp_path, capsys):
 def test_forward_clock_step_across_a_reboot_needs_the_operators_word(tmp_path, capsys):
     import json
 
-    from vstore.clock import FakeClock
-    from vstore.retention import run_retention
+    from vstore.base.clock import FakeClock
+    from vstore.lifecycle.retention import run_retention
 
     clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
     st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
@@ -840,8 +840,8 @@ def test_forward_clock_step_across_a_reboot_needs_the_operators_word(tmp_path, c
 
 
 def test_recording_after_a_backward_clock_correction_is_stamped_at_the_true_time(tmp_path):
-    from vstore.clock import FakeClock
-    from vstore.retention import add_hold
+    from vstore.base.clock import FakeClock
+    from vstore.lifecycle.retention import add_hold
 
     clock = FakeClock(wall_ns=START_NS)
     st = small_store(tmp_path, clock=clock)
@@ -907,7 +907,7 @@ class Lifecycle:
     """One store driven through a sequence of operations, checked after each."""
 
     def __init__(self, root: Path) -> None:
-        from vstore.clock import FakeClock
+        from vstore.base.clock import FakeClock
 
         self.root = root
         self.dir = root / "store"
@@ -930,10 +930,10 @@ class Lifecycle:
         return START_NS if last is None else last.end_ns + 2 * GOP_NS
 
     def run(self, op: tuple) -> None:
-        from vstore import retention
-        from vstore.retention import DiskUsage
+        from vstore.lifecycle import retention
+        from vstore.lifecycle.retention import DiskUsage
+        from vstore.lifecycle.tiering import run_tiering
         from vstore.tier import LocalTier
-        from vstore.tiering import run_tiering
 
         kind = op[0]
         if kind == "crash":
@@ -953,7 +953,7 @@ class Lifecycle:
                 cwd=ROOT,
             )
             if op[2] >= 0:  # and a byte of one of its GOPs rots before recovery
-                from vstore.store import Store
+                from vstore.store.store import Store
 
                 st = Store(self.dir, clock=self.clock, recover=False)
                 try:
@@ -1044,7 +1044,7 @@ def test_random_lifecycles_never_lose_indexed_or_held_footage(tmp_path):
 
 
 def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp_path, monkeypatch):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -1098,7 +1098,7 @@ def test_recovery_records_indexed_chunks_a_file_lost_with_its_tail(tmp_path):
 
 
 def test_trim_keeps_a_file_whose_damaged_bytes_a_hold_covers(tmp_path):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     d = tmp_path / "store"
     record_and_crash(d, 10)
@@ -1113,7 +1113,7 @@ def test_trim_keeps_a_file_whose_damaged_bytes_a_hold_covers(tmp_path):
 
 
 def test_a_short_hold_cancels_a_pending_deletion_of_its_only_copy(tmp_path, monkeypatch):
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -1131,8 +1131,8 @@ def test_a_short_hold_cancels_a_pending_deletion_of_its_only_copy(tmp_path, monk
 
 
 def test_a_clock_that_runs_fast_a_little_at_a_time_is_caught(tmp_path):
-    from vstore.clock import FakeClock
-    from vstore.retention import run_retention
+    from vstore.base.clock import FakeClock
+    from vstore.lifecycle.retention import run_retention
 
     clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
     st = small_store(tmp_path, '[retention]\nmax_age = "10d"\n', clock=clock)
@@ -1149,8 +1149,8 @@ def test_a_clock_that_runs_fast_a_little_at_a_time_is_caught(tmp_path):
 
 
 def test_a_corrected_backward_step_leaves_the_clock_trusted(tmp_path):
-    from vstore.clock import FakeClock
-    from vstore.retention import run_retention
+    from vstore.base.clock import FakeClock
+    from vstore.lifecycle.retention import run_retention
 
     clock = FakeClock(wall_ns=START_NS + 3600 * 10**9)
     st = small_store(tmp_path, '[retention]\nmax_age = "30d"\n', clock=clock)
@@ -1179,7 +1179,7 @@ def test_a_stores_shorter_tiered_age_never_cuts_a_groups_longer_max_age(tmp_path
 
 def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
     """A crash between a seal's fsync and its index batch, and then one rotted chunk."""
-    from vstore.store import Store
+    from vstore.store.store import Store
 
     d = tmp_path / "store"
     record_and_crash(d, 10)
@@ -1188,7 +1188,7 @@ def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
         [(_sid, marker)] = st.index.open_segments()
         path = st.layout.path(marker["path"])
         # Seal it as W3 would, without the index batch (the crash point).
-        from vstore.segment_reader import FileSource, scan_chunks
+        from vstore.segment.reader import FileSource, scan_chunks
 
         with FileSource(path) as src:
             scan = scan_chunks(src)

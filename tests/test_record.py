@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tools.camsim import StreamSpec, TcpCamera, UdpPusher
-from vstore.check import check_store
-from vstore.ingest import Recorder, record_many
+from vstore.ingest.recorder import Recorder, record_many
+from vstore.lifecycle.check import check_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = StreamSpec(codec="h264", width=320, height=240, fps=25, gop_frames=25)
@@ -35,7 +35,7 @@ def decoded_ok(store, cam):
 
 @pytest.mark.parametrize("demuxer", ["auto", "ffmpeg"])
 def test_record_tcp_camera(tmp_path, demuxer):
-    from vstore.store import open_store
+    from vstore.store.store import open_store
 
     d = tmp_path / "store"
     d.mkdir()
@@ -205,8 +205,8 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
     import errno
     import os
 
-    from vstore.fsutil import Fs
-    from vstore.store import open_store
+    from vstore.base.fsutil import Fs
+    from vstore.store.store import open_store
 
     class FailingForCamera(Fs):
         def __init__(self) -> None:

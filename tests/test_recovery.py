@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.crash_writer import START_NS, payload
-from vstore.check import check_store
-from vstore.store import open_store
+from vstore.lifecycle.check import check_store
+from vstore.store.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,8 +132,8 @@ def test_torn_tail_is_truncated_to_last_whole_chunk(tmp_path):
 def test_open_marker_without_file_is_cleaned(tmp_path):
     import json
 
-    from vstore import layout
-    from vstore.index import Batch
+    from vstore.base import layout
+    from vstore.index.time_index import Batch
 
     store_dir = tmp_path / "store"
     with open_store(store_dir) as st:

@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
-from vstore.check import check_store
-from vstore.clip import clip_bytes
-from vstore.clock import FakeClock
-from vstore.config import RetentionPolicy
-from vstore.errors import NotFound, UsageError, VstoreError
-from vstore.retention import (
+from vstore.base.clock import FakeClock
+from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.export.clip import clip_bytes
+from vstore.lifecycle.check import check_store
+from vstore.lifecycle.retention import (
     DiskUsage,
     Hold,
     SegmentInfo,
@@ -33,7 +32,8 @@ from vstore.retention import (
     release_hold,
     run_retention,
 )
-from vstore.store import open_store
+from vstore.store.config import RetentionPolicy
+from vstore.store.store import open_store
 
 MIN = 60 * 10**9
 DAY = 86400 * 10**9
@@ -185,8 +185,8 @@ def store_with_clock(tmp_path):
 
 def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, media):
     from tests.test_clip import decode
-    from vstore.clip import plan_clip, write_clip
-    from vstore.ingest import import_file
+    from vstore.export.clip import plan_clip, write_clip
+    from vstore.ingest.recorder import import_file
 
     d = tmp_path / "store"
     d.mkdir()
@@ -225,7 +225,7 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
 
 @pytest.mark.parametrize("rule", ["max_bytes", "watermark"])
 def test_budget_and_watermark_trim_held_segments_to_their_held_chunks(tmp_path, media, rule):
-    from vstore.ingest import import_file
+    from vstore.ingest.recorder import import_file
 
     d = tmp_path / "store"
     d.mkdir()
@@ -266,9 +266,9 @@ def test_watermark_deletes_oldest_across_cameras(store_with_clock):
     seg_bytes = next(st_.index.segments(st_.camera_num("a"))).size_bytes
     plan, res = run_retention(st_, dry_run=True, disk=DiskUsage(10**9, 0))
     assert res is None
-    from vstore.retention import plan_retention as pr
+    from vstore.lifecycle.retention import plan_retention as pr
 
-    segs = __import__("vstore.retention", fromlist=["catalog"]).catalog(st_)
+    segs = __import__("vstore.lifecycle.retention", fromlist=["catalog"]).catalog(st_)
     plan = pr(
         segs,
         [],
@@ -373,7 +373,7 @@ def test_kill_during_retention_leaves_nothing_half_deleted(tmp_path):
 
 
 def test_retention_config_parsing(tmp_path):
-    from vstore.config import load_config
+    from vstore.store.config import load_config
 
     p = tmp_path / "vstore.toml"
     p.write_text(
@@ -388,7 +388,7 @@ def test_retention_config_parsing(tmp_path):
     assert r.policy("door") == RetentionPolicy(90 * DAY, 2 * 10**12)
     assert r.min_free_ratio == 0.10 and r.disk_full == "stop-recording"
     p.write_text('[retention]\ndisk_full = "panic"\n')
-    from vstore.errors import ConfigError
+    from vstore.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="disk_full"):
         load_config(p)
@@ -397,7 +397,7 @@ def test_retention_config_parsing(tmp_path):
 def test_trim_interrupted_after_copy_is_finished_by_rerun(tmp_path):
     """A crash while trimming (copy written, index not switched) loses nothing: recovery
     indexes the copy, and the next run drops the rest of the old segment."""
-    from vstore.fsutil import Fs
+    from vstore.base.fsutil import Fs
 
     class FailDirSync(Fs):
         armed = False
@@ -463,7 +463,7 @@ def test_overwrite_oldest_keeps_recording_within_the_watermark(tmp_path):
 
 
 def test_stop_recording_refuses_below_the_watermark(tmp_path):
-    from vstore.errors import StorageFull
+    from vstore.base.errors import StorageFull
 
     st_ = _watermark_store(tmp_path, "stop-recording", capacity=6_000_000)
     with st_, pytest.raises(StorageFull, match="stop-recording"):
@@ -471,7 +471,7 @@ def test_stop_recording_refuses_below_the_watermark(tmp_path):
 
 
 def test_only_held_footage_left_stops_recording_loudly(tmp_path):
-    from vstore.errors import StorageFull
+    from vstore.base.errors import StorageFull
 
     st_ = _watermark_store(tmp_path, "overwrite-oldest", capacity=6_000_000)
     with st_:

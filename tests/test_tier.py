@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from vstore.errors import TierError
+from vstore.base.errors import TierError
 from vstore.testing.tier import TierTests, _b64
 from vstore.tier import LocalTier, open_tier
 

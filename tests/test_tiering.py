@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import START_NS
-from vstore.check import check_store
-from vstore.clip import clip_bytes
-from vstore.errors import TierError, VstoreError
-from vstore.ingest import import_file
-from vstore.store import open_store
+from vstore.base.errors import TierError, VstoreError
+from vstore.export.clip import clip_bytes
+from vstore.ingest.recorder import import_file
+from vstore.lifecycle.check import check_store
+from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
+from vstore.store.store import open_store
 from vstore.tier import LocalTier
-from vstore.tiering import plan_tiering, run_tiering, tier_segment
 
 S = 10**9
 
@@ -79,7 +79,7 @@ def test_crash_between_steps_then_rerun(recorded, tmp_path, monkeypatch, step):
     before = clip(recorded)
     tier = LocalTier(tmp_path / "cold")
     row = plan_tiering(recorded, 5 * S)[0]
-    from vstore import retention
+    from vstore.lifecycle import retention
 
     if step == "upload":
         real = tier.put_file
@@ -272,7 +272,7 @@ def test_failed_upload_mid_run_stops_cleanly_then_rerun_resumes(recorded, tmp_pa
 
 
 def test_bandwidth_cap_spreads_uploads_over_time(recorded, tmp_path):
-    from vstore.ratelimit import RateLimiter
+    from vstore.base.ratelimit import RateLimiter
 
     now = [0.0]
     slept = []
@@ -296,8 +296,8 @@ def test_bandwidth_cap_spreads_uploads_over_time(recorded, tmp_path):
 def fake_clock_limiters(monkeypatch):
     """run_tiering's limiters on a fake clock: the clock shows how long the pace made a job
     take, exactly, on any machine. Returns the clock ([seconds])."""
-    from vstore import tiering
-    from vstore.ratelimit import RateLimiter
+    from vstore.base.ratelimit import RateLimiter
+    from vstore.lifecycle import tiering
 
     now = [0.0]
 
@@ -328,7 +328,7 @@ def test_max_rate_paces_footage_even_for_a_job_inside_one_old_burst(
 
 
 def _row(cam, start_s, dur_s, size_bytes):
-    from vstore.index import SegmentRow
+    from vstore.index.time_index import SegmentRow
 
     return SegmentRow(
         cam,
@@ -347,7 +347,7 @@ def _row(cam, start_s, dur_s, size_bytes):
 
 
 def test_auto_rate_keeps_four_times_ahead_of_what_cameras_record():
-    from vstore.tiering import AUTO_RATE_FLOOR_BYTES, auto_rate_bytes, footage_rate_bytes
+    from vstore.lifecycle.tiering import AUTO_RATE_FLOOR_BYTES, auto_rate_bytes, footage_rate_bytes
 
     # Camera 1 records 10 MB/s over two segments (a gap between them does not count), camera
     # 2 records 5 MB/s: together 15 MB/s of footage, so "auto" tiers at 60 MB/s.
@@ -463,7 +463,7 @@ def test_tiered_footage_keeps_its_own_longer_age(tmp_path, media):
     (d / "vstore.toml").write_text(
         '[store]\nsegment_duration_s = 4\n[retention]\nmax_age = "30d"\ntiered_max_age = "36500d"\n'
     )
-    from vstore.retention import run_retention
+    from vstore.lifecycle.retention import run_retention
 
     with open_store(d) as st:
         import_file(st, media("tier-src.ts", 12.0, codec="h264", gop_frames=25), "cam", START_NS)
@@ -486,7 +486,7 @@ def test_tiered_footage_keeps_its_own_longer_age(tmp_path, media):
 def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
     recorded, tmp_path, monkeypatch
 ):
-    from vstore.retention import run_retention
+    from vstore.lifecycle.retention import run_retention
 
     tier = LocalTier(tmp_path / "cold")
     run_tiering(recorded, tier, 5 * S)
@@ -511,7 +511,7 @@ def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
 
 @pytest.mark.s3
 def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env, lock_bucket):
-    from vstore.retention import add_hold, release_hold, run_retention
+    from vstore.lifecycle.retention import add_hold, release_hold, run_retention
 
     held_from, held_to = START_NS + 5 * S, START_NS + 6 * S
     before = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
@@ -540,7 +540,7 @@ def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env,
 
 @pytest.mark.s3
 def test_check_finds_and_repairs_a_missing_object_legal_hold(recorded, s3_env, lock_bucket):
-    from vstore.retention import add_hold
+    from vstore.lifecycle.retention import add_hold
 
     tier = recorded.tier(f"s3://{lock_bucket}/site")
     run_tiering(recorded, tier, 5 * S)

@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vstore.config import load_config
-from vstore.errors import ConfigError, UsageError
-from vstore.timebase import (
+from vstore.base.errors import ConfigError, UsageError
+from vstore.base.timebase import (
     TimeRange,
     format_time,
     ns_to_ticks,
@@ -17,6 +16,7 @@ from vstore.timebase import (
     parse_time_ns,
     ticks_to_ns,
 )
+from vstore.store.config import load_config
 
 T = 1_737_075_600_000_000_000  # 2025-01-17T01:00:00Z
 
@@ -135,7 +135,7 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
 
 
 def test_template_parses(tmp_path):
-    from vstore.config import CONFIG_TEMPLATE
+    from vstore.store.config import CONFIG_TEMPLATE
 
     p = tmp_path / "vstore.toml"
     p.write_text(CONFIG_TEMPLATE)

@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 
-from vstore.writer_pool import WriterPool
+from vstore.ingest.writer_pool import WriterPool
 
 
 class FakeCamera:

@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds to record")
     args = ap.parse_args(argv)
 
-    from vstore.check import check_store
     from vstore.cli.main import main as vstore_main
-    from vstore.ingest import record_many
-    from vstore.store import open_store
+    from vstore.ingest.recorder import record_many
+    from vstore.lifecycle.check import check_store
+    from vstore.store.store import open_store
 
     store_dir = Path(args.store)
     if store_dir.exists():
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     vstore_main(["timeline", "--store", str(store_dir), "--camera", "lobby"])
     # Tier the lobby camera's oldest footage to the embedded object store (a directory; the
     # same code talks to S3), then clip across cold and hot footage.
-    from vstore.clip import plan_clip, write_clip
+    from vstore.base.timebase import format_time
+    from vstore.export.clip import plan_clip, write_clip
+    from vstore.lifecycle.tiering import tier_segment
     from vstore.tier import LocalTier
-    from vstore.tiering import tier_segment
-    from vstore.timebase import format_time
 
     cold = LocalTier(store_dir / "object-store")
     with open_store(store_dir) as store:

@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from vstore._version import __version__
-from vstore.errors import (
+from vstore.base.errors import (
     ConfigError,
     CorruptSegment,
     NotFound,
@@ -24,22 +24,22 @@ from vstore.errors import (
 )
 
 if TYPE_CHECKING:
-    from vstore.format import TrackInfo
-    from vstore.packet import Packet
-    from vstore.segment_writer import CameraWriter
-    from vstore.store import Store, open_store
-    from vstore.timebase import TimeRange, format_time, parse_time_ns, to_ns
+    from vstore.base.timebase import TimeRange, format_time, parse_time_ns, to_ns
+    from vstore.segment.format import TrackInfo
+    from vstore.segment.packet import Packet
+    from vstore.store.camera_writer import CameraWriter
+    from vstore.store.store import Store, open_store
 
 _LAZY = {
-    "CameraWriter": "vstore.segment_writer",
-    "Packet": "vstore.packet",
-    "Store": "vstore.store",
-    "TimeRange": "vstore.timebase",
-    "TrackInfo": "vstore.format",
-    "format_time": "vstore.timebase",
-    "open_store": "vstore.store",
-    "parse_time_ns": "vstore.timebase",
-    "to_ns": "vstore.timebase",
+    "CameraWriter": "vstore.store.camera_writer",
+    "Packet": "vstore.segment.packet",
+    "Store": "vstore.store.store",
+    "TimeRange": "vstore.base.timebase",
+    "TrackInfo": "vstore.segment.format",
+    "format_time": "vstore.base.timebase",
+    "open_store": "vstore.store.store",
+    "parse_time_ns": "vstore.base.timebase",
+    "to_ns": "vstore.base.timebase",
 }
 
 

@@ -67,7 +67,7 @@ SUFFIX_FORMATS = {
 def format_for(output: str | None) -> str:
     """The container a file name asks for: .mp4/.m4v MP4, .fmp4/.m4s fragmented MP4, .ts
     MPEG-TS; stdout and --plan default to MP4; any other ending is an error."""
-    from vstore.errors import UsageError
+    from vstore.base.errors import UsageError
 
     if output is None or output == "-":
         return "mp4"
@@ -86,10 +86,10 @@ def format_for(output: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.clip import plan_clip, write_clip
-    from vstore.errors import UsageError
-    from vstore.store import open_store
-    from vstore.timebase import format_duration, parse_time_ns
+    from vstore.base.errors import UsageError
+    from vstore.base.timebase import format_duration, parse_time_ns
+    from vstore.export.clip import plan_clip, write_clip
+    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
 
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(plan, tz) -> None:
-    from vstore.timebase import format_duration
+    from vstore.base.timebase import format_duration
 
     def format_time(ns: int) -> str:
         return fmt_time(ns, tz)

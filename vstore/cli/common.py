@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import tzinfo
 from typing import Any
 
-from vstore.errors import UsageError
+from vstore.base.errors import UsageError
 
 
 def add_store_arg(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def resolve_tz(name: str) -> tzinfo:
 
 
 def fmt_time(t_ns: int | None, tz: tzinfo) -> str:
-    from vstore.timebase import format_time
+    from vstore.base.timebase import format_time
 
     return "-" if t_ns is None else format_time(t_ns, tz)
 

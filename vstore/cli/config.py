@@ -17,11 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.config import load_config
-    from vstore.errors import NotFound
-    from vstore.layout import StoreLayout, validate_camera_id
-    from vstore.store import resolve_store_path
-    from vstore.timebase import NS_PER_S, format_duration
+    from vstore.base.errors import NotFound
+    from vstore.base.layout import StoreLayout, validate_camera_id
+    from vstore.base.timebase import NS_PER_S, format_duration
+    from vstore.store.config import load_config
+    from vstore.store.store import resolve_store_path
 
     lay = StoreLayout(resolve_store_path(args.store))
     if not lay.root.is_dir():
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     }
     known = None
     if cam is not None and lay.index_dir.exists():
-        from vstore.store import open_store
+        from vstore.store.store import open_store
 
         with open_store(lay.root, read_only=True) as store:
             known = store.index.camera_num(cam) is not None

@@ -50,11 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from vstore.control import run_job
-    from vstore.errors import TierError
-    from vstore.retention import list_holds
-    from vstore.store import open_store
-    from vstore.timebase import parse_time_ns
+    from vstore.base.errors import TierError
+    from vstore.base.timebase import parse_time_ns
+    from vstore.lifecycle.retention import list_holds
+    from vstore.service.control import run_job
+    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
     if args.action == "list":
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             id=args.id, by=args.by if args.by is not None else getpass.getuser(), reason=args.reason
         )
     # Never a new store (a hold placed in a mistyped one would leave the footage unheld);
-    # a store a recorder holds open runs the job through it (vstore.control).
+    # a store a recorder holds open runs the job through it (vstore.service.control).
     doc = run_job(args.store, "hold", params)
     objects = doc["objects"]
     if doc.get("warning"):

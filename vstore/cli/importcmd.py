@@ -28,14 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC
 
+    from vstore.base.errors import NotFound
+    from vstore.base.layout import validate_camera_id
+    from vstore.base.ratelimit import RateLimiter
+    from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import progress_bar
-    from vstore.config import parse_fixed_rate
-    from vstore.errors import NotFound
-    from vstore.ingest import import_file
-    from vstore.layout import validate_camera_id
-    from vstore.ratelimit import RateLimiter
-    from vstore.store import open_store, resolve_store_path
-    from vstore.timebase import format_time, parse_time_ns
+    from vstore.ingest.recorder import import_file
+    from vstore.store.config import parse_fixed_rate
+    from vstore.store.store import open_store, resolve_store_path
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)

@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vstore.base.errors import VstoreError
     from vstore.cli.common import json_printed
-    from vstore.errors import VstoreError
 
     json_printed(reset=True)
     try:
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_as(module: object, args: argparse.Namespace, argv: list[str]) -> int:
     """Run the command, with its audit records naming this command line (not the process
     that embeds main(), such as a test runner)."""
-    from vstore import actor
+    from vstore.base import actor
 
     me = actor.current()
     with actor.acting_as({**me, "command": ["vstore", *argv]}):

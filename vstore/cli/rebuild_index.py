@@ -32,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.store import open_store
-    from vstore.tiering import rebuild_index_from_tier
+    from vstore.lifecycle.tiering import rebuild_index_from_tier
+    from vstore.store.store import open_store
 
     if not args.source.startswith("s3://"):  # an S3 tier is built with the store's config
-        from vstore.errors import NotFound
+        from vstore.base.errors import NotFound
         from vstore.tier.factory import open_tier
 
         # Checked before the store opens: rebuilding into a new store is what this command is

@@ -32,15 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore import heap
-    from vstore.control import ControlServer
-    from vstore.errors import UsageError
-    from vstore.ingest import record_many
-    from vstore.layout import validate_camera_id
-    from vstore.store import open_store
+    from vstore.base import heap
+    from vstore.base.errors import UsageError
+    from vstore.base.layout import validate_camera_id
+    from vstore.ingest.recorder import record_many
+    from vstore.service.control import ControlServer
+    from vstore.store.store import open_store
 
     if args.duration is not None:
-        from vstore.timebase import NS_PER_S, parse_duration_ns
+        from vstore.base.timebase import NS_PER_S, parse_duration_ns
 
         try:
             args.duration = parse_duration_ns(args.duration) / NS_PER_S
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 )
         heap.settle_for_recording()
         # This process holds the store for as long as it records: `vstore hold` and
-        # `vstore retention run` reach the store through it (vstore.control).
+        # `vstore retention run` reach the store through it (vstore.service.control).
         with ControlServer(store):
             statuses = record_many(
                 store,
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 + (f"; last error: {s.last_error}" if s.last_error else "")
             )
     if failed:
-        from vstore.errors import SourceError
+        from vstore.base.errors import SourceError
 
         if args.json:
             return SourceError.exit_code

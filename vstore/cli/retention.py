@@ -39,10 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.config import parse_size_bytes, retention_limit
-    from vstore.control import ControlError, run_job
-    from vstore.errors import StorageFull, StoreLocked, UsageError
-    from vstore.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
+    from vstore.base.errors import StorageFull, StoreLocked, UsageError
+    from vstore.base.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
+    from vstore.service.control import ControlError, run_job
+    from vstore.store.config import parse_size_bytes, retention_limit
 
     max_age = max_bytes = tiered_max_age = None
     if args.max_age is not None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.refresh()
 
             # Never a new store; a store a recorder holds open runs the job through it
-            # (vstore.control), where no progress is shown.
+            # (vstore.service.control), where no progress is shown.
             try:
                 doc = run_job(args.store, "retention", params, progress)
             except (StoreLocked, ControlError) as exc:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             for e in doc["errors"][:10]:
                 print(f"vstore: warning: {e}", file=sys.stderr)
             if not every:
-                from vstore.errors import TierError
+                from vstore.base.errors import TierError
 
                 raise TierError(
                     f"{len(doc['errors'])} tiered object(s) are out of the index but not yet "

@@ -26,14 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.snapshot import snapshot
-    from vstore.store import open_store
-    from vstore.timebase import format_time, parse_time_ns
+    from vstore.base.timebase import format_time, parse_time_ns
+    from vstore.export.snapshot import snapshot
+    from vstore.store.store import open_store
 
     at = parse_time_ns(args.at)
     to_stdout = args.output == "-"
     if to_stdout and args.json:
-        from vstore.errors import UsageError
+        from vstore.base.errors import UsageError
 
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
     if not to_stdout:

@@ -26,14 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.store import open_store
-    from vstore.timebase import format_duration, format_time, parse_time_ns
+    from vstore.base.timebase import format_duration, format_time, parse_time_ns
+    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
     start = parse_time_ns(args.start) if args.start is not None else None
     end = parse_time_ns(args.end) if args.end is not None else None
     if start is not None and end is not None and end <= start:
-        from vstore.errors import UsageError
+        from vstore.base.errors import UsageError
 
         raise UsageError("--to must be after --from")
     with open_store(args.store, read_only=True) as store:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vstore.errors import NotFound, TierError
+from vstore.base.errors import NotFound, TierError
 from vstore.tier.base import BlobTier, ByteRange
 
 

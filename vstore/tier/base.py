@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vstore.ratelimit import RateLimiter
+    from vstore.base.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class ObjectInfo:
 
 
 class BlobTier(abc.ABC):
-    """A flat key -> bytes store. Keys are built by vstore.layout.object_key only."""
+    """A flat key -> bytes store. Keys are built by vstore.base.layout.object_key only."""
 
     url: str
 

@@ -8,7 +8,7 @@ import base64
 import hashlib
 from typing import IO, Any
 
-from vstore.ratelimit import RateLimiter
+from vstore.base.ratelimit import RateLimiter
 
 
 class _Body:

@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from vstore import format as fmt
-from vstore.ratelimit import RateLimiter
+from vstore.base.ratelimit import RateLimiter
+from vstore.segment import format as fmt
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 
 # Whole-object reads are not cached (they are uploads' verifications and rebuilds), nor are

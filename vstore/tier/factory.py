@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vstore.errors import UsageError
+from vstore.base.errors import UsageError
 from vstore.tier.base import BlobTier
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vstore.errors import NotFound, TierError
-from vstore.ratelimit import RateLimiter
+from vstore.base.errors import NotFound, TierError
+from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 
 

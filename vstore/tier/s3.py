@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vstore.errors import NotFound, TierError
-from vstore.ratelimit import RateLimiter
+from vstore.base.errors import NotFound, TierError
+from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
 

@@ -1,0 +1,208 @@
+"""Every local path, object key and index key of a store is built here and nowhere else.
+
+Store directory::
+
+    STORE/vstore.toml          configuration (optional)
+    STORE/meta.json            store identity (uuid, format versions)
+    STORE/index/               RocksDB time index (docs/design/schema.md)
+    STORE/segments/CAM/YYYY/MM/DD/SSSSSSSSSSSSSSSSSSS-IIIIIIII.vseg
+    STORE/tmp/                 scratch space (clip staging); safe to empty
+    STORE/leases/HOST-PID-N.json  footage a reader holds (deletion waits for it; vstore.store.lease)
+    STORE/cache/TIER/          read cache of tiered footage (disposable; evicted first)
+    STORE/quarantine/segments/...  files none of whose chunks verify, kept whole (R5)
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vstore._native import keycodec
+from vstore.base.errors import UsageError
+
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SEGMENT_SUFFIX = ".vseg"
+_SEGMENT_NAME_RE = re.compile(r"^(-?\d+)-([0-9a-f]{16})\.vseg$")
+
+# Index key prefixes (docs/design/schema.md). Single bytes keep keys short and ordered.
+META_PREFIX = b"\x00"
+CAMERA_PREFIX = b"C"  # C + camera id utf-8            -> camera row (JSON)
+CAMERA_NUM_PREFIX = b"N"  # N + u32                    -> camera id utf-8
+SEGMENT_PREFIX = b"S"  # S + u32 cam + i64 start + u64 -> segment row (JSON)
+CHUNK_PREFIX = b"K"  # K + u32 cam + i64 start_ns      -> chunk row (packed)
+EVENT_PREFIX = b"D"  # D + u32 cam + i64 at_ns + u32   -> discontinuity / gap event (JSON)
+OPEN_PREFIX = b"O"  # O + u64 segment id               -> segment being written (JSON)
+GARBAGE_PREFIX = b"G"  # G + u64 segment id            -> segment being deleted (JSON)
+HOLD_PREFIX = b"H"  # H + u64 hold id                  -> legal hold (JSON), kept forever
+AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), kept forever
+
+SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
+NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
+NEXT_CAMERA_NUM_KEY = META_PREFIX + b"next_camera_num"
+NEXT_HOLD_ID_KEY = META_PREFIX + b"next_hold_id"
+NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
+CLOCK_MARK_KEY = META_PREFIX + b"clock_mark"  # the wall and boot clocks last seen (JSON)
+
+
+def validate_camera_id(camera_id: str) -> str:
+    if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
+        raise UsageError(
+            f"bad camera id {camera_id!r}: 1-64 of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if camera_id.endswith(SEGMENT_SUFFIX):  # its directory would pass for a segment file
+        raise UsageError(f"bad camera id {camera_id!r}: it may not end in {SEGMENT_SUFFIX}")
+    return camera_id
+
+
+class StoreLayout:
+    """Paths inside one store directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "vstore.toml"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.root / "segments"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def leases_dir(self) -> Path:
+        return self.root / "leases"
+
+    @property
+    def control_dir(self) -> Path:
+        """Requests to the process that holds the store open for writing (vstore.service.control)."""
+        return self.root / "control"
+
+    @property
+    def control_server_path(self) -> Path:
+        return self.control_dir / "server.json"
+
+    def control_request_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.request.json"
+
+    def control_running_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.running.json"
+
+    def control_response_path(self, request_id: str) -> Path:
+        return self.control_dir / f"{request_id}.response.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Segment files none of whose chunks verify, kept whole out of the index (R5)."""
+        return self.root / "quarantine"
+
+    def quarantine_path(self, relpath: str) -> Path:
+        return self.quarantine_dir / relpath
+
+    @property
+    def cache_dir(self) -> Path:
+        """The tier read caches, one folder per tier (disposable copies of tiered bytes)."""
+        return self.root / "cache"
+
+    def tier_cache_dir(self, tier_url: str) -> Path:
+        """Where ranged reads of one tier are cached (disposable; one folder per tier)."""
+        import hashlib
+
+        return self.cache_dir / hashlib.sha256(tier_url.encode()).hexdigest()[:16]
+
+    def lease_path(self, host: str, pid: int, serial: int) -> Path:
+        """A read lease's file (vstore.store.lease); the ``.tmp`` beside it is its staging name."""
+        return self.leases_dir / f"{host}-{pid}-{serial}.json"
+
+    def segment_relpath(self, camera_id: str, start_ns: int, segment_id: int) -> str:
+        """Relative path of a segment file: camera / UTC date / start-id.vseg."""
+        day = datetime.fromtimestamp(start_ns // 10**9, tz=UTC)
+        return (
+            f"segments/{camera_id}/{day:%Y/%m/%d}/{start_ns:019d}-{segment_id:016x}{SEGMENT_SUFFIX}"
+        )
+
+    def path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def iter_segment_files(self):
+        """Every *.vseg file under segments/, as relative POSIX paths."""
+        if not self.segments_dir.exists():
+            return
+        for p in sorted(self.segments_dir.rglob("*" + SEGMENT_SUFFIX)):
+            yield p.relative_to(self.root).as_posix()
+
+
+def parse_segment_name(name: str) -> tuple[int, int] | None:
+    """(start_ns, segment_id) from a segment file name, or None if it is not one."""
+    m = _SEGMENT_NAME_RE.match(name)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2), 16)
+
+
+def object_key(prefix: str, camera_id: str, start_ns: int, segment_id: int) -> str:
+    """Object-store key of a tiered segment: PREFIX/CAM/YYYY-MM-DD/start-id.vseg."""
+    day = datetime.fromtimestamp(start_ns // 10**9, tz=UTC)
+    head = prefix.strip("/")
+    name = f"{camera_id}/{day:%Y-%m-%d}/{start_ns:019d}-{segment_id:016x}{SEGMENT_SUFFIX}"
+    return f"{head}/{name}" if head else name
+
+
+def chunk_key(camera_num: int, start_ns: int) -> bytes:
+    return keycodec.encode_key(CHUNK_PREFIX, camera_num, start_ns)
+
+
+def segment_key(camera_num: int, start_ns: int, segment_id: int) -> bytes:
+    return keycodec.encode_key(SEGMENT_PREFIX, camera_num, start_ns) + segment_id.to_bytes(8, "big")
+
+
+def event_key(camera_num: int, at_ns: int, seq: int) -> bytes:
+    return keycodec.encode_key(EVENT_PREFIX, camera_num, at_ns) + seq.to_bytes(4, "big")
+
+
+def camera_prefix(prefix: bytes, camera_num: int) -> bytes:
+    """The 5-byte key prefix of one camera's rows of one kind."""
+    return prefix + camera_num.to_bytes(4, "big")
+
+
+def decode_time_key(key: bytes) -> tuple[int, int]:
+    """(camera_num, t_ns) of a chunk/segment/event key."""
+    _, cam, t = keycodec.decode_key(key)
+    return cam, t
+
+
+def open_key(segment_id: int) -> bytes:
+    return OPEN_PREFIX + segment_id.to_bytes(8, "big")
+
+
+def garbage_key(segment_id: int) -> bytes:
+    return GARBAGE_PREFIX + segment_id.to_bytes(8, "big")
+
+
+def hold_key(hold_id: int) -> bytes:
+    return HOLD_PREFIX + hold_id.to_bytes(8, "big")
+
+
+def audit_key(seq: int) -> bytes:
+    return AUDIT_PREFIX + seq.to_bytes(8, "big")
+
+
+def camera_key(camera_id: str) -> bytes:
+    return CAMERA_PREFIX + camera_id.encode()
+
+
+def camera_num_key(camera_num: int) -> bytes:
+    return CAMERA_NUM_PREFIX + camera_num.to_bytes(4, "big")

@@ -1,0 +1,589 @@
+"""The time index: a RocksDB database (via rocksdict) of cameras, segments, chunks and events.
+
+Keys are built by vstore.base.layout (fixed-width, order-preserving), so a time-range lookup is one
+seek to the last chunk starting at or before the range, then a short forward scan.
+Schema: docs/design/schema.md. Thread-safe: RocksDB serializes writes; the counters that
+allocate ids are guarded by one lock.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple, Self
+
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
+
+from vstore import _native
+from vstore.base import layout
+from vstore.base.errors import StoreLocked, VstoreError
+
+SCHEMA_VERSION = 1
+
+
+class ChunkRow(NamedTuple):
+    """One GOP chunk: where its bytes are and which wall-clock span it covers.
+
+    A named tuple, not a dataclass: seeks build one per row, and a tuple is built in a
+    fraction of a frozen dataclass's time (part of the seek-latency budget)."""
+
+    camera_num: int
+    start_ns: int
+    end_ns: int
+    segment_id: int
+    offset: int
+    length: int
+    packet_count: int
+    crc32: int
+    flags: int
+
+    def key(self) -> bytes:
+        return layout.chunk_key(self.camera_num, self.start_ns)
+
+    def value(self) -> bytes:
+        """About 20 bytes of varints + CRC + flags (docs/design/schema.md)."""
+        return _native.keycodec.encode_chunk_value(
+            self.segment_id,
+            self.offset,
+            self.length,
+            self.packet_count,
+            self.end_ns - self.start_ns,
+            self.crc32,
+            self.flags,
+        )
+
+    @classmethod
+    def from_entry(cls, camera_num: int, segment_id: int, e: Any) -> "ChunkRow":
+        """The row of a segment footer's directory entry (format.DirEntry)."""
+        return cls(
+            camera_num,
+            e.start_ns,
+            e.end_ns,
+            segment_id,
+            e.offset,
+            e.length,
+            e.packet_count,
+            e.crc32,
+            e.flags,
+        )
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> "ChunkRow":
+        try:
+            return cls(*_native.keycodec.decode_chunk_row(key, value))
+        except ValueError as exc:
+            raise VstoreError(f"corrupt chunk row in the index: {key.hex()}") from exc
+
+
+class SegmentRow(NamedTuple):
+    """A segment file's catalog row; state is "open" while written, "sealed" after."""
+
+    camera_num: int
+    segment_id: int
+    start_ns: int
+    end_ns: int
+    state: str
+    location: str  # "local" (path relative to the store) or a tier URL such as s3://b/k
+    path: str
+    size_bytes: int
+    sha256: str
+    chunk_count: int
+    packet_count: int
+    codecs: tuple[str, ...] = ()
+    # "" when this store owns the file or object; else the uuid of the store that wrote it
+    # (indexed from its tier by rebuild-index): read, never deleted or changed here (D6).
+    owner: str = ""
+    # (offset, length) of chunks found damaged after sealing, left in the file and out of
+    # the index by `check --repair` (R6): the content hash is known not to match.
+    damaged: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        return bool(self.owner)
+
+    def key(self) -> bytes:
+        return layout.segment_key(self.camera_num, self.start_ns, self.segment_id)
+
+    def value(self) -> bytes:
+        d = {
+            "segment_id": self.segment_id,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "state": self.state,
+            "location": self.location,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "chunk_count": self.chunk_count,
+            "packet_count": self.packet_count,
+            "codecs": list(self.codecs),
+        }
+        if self.owner:
+            d["owner"] = self.owner
+        if self.damaged:
+            d["damaged"] = [list(x) for x in self.damaged]
+        return json.dumps(d, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> "SegmentRow":
+        cam, _start = layout.decode_time_key(key)
+        d = json.loads(value)
+        d["codecs"] = tuple(d.get("codecs", ()))
+        if "damaged" in d:
+            d["damaged"] = tuple(tuple(x) for x in d["damaged"])
+        return cls(camera_num=cam, **d)
+
+
+class Event(NamedTuple):
+    """A discontinuity or other timeline event: kind, wall time, and free-form detail."""
+
+    camera_num: int
+    at_ns: int
+    seq: int
+    kind: str
+    detail: dict[str, Any]
+
+    def key(self) -> bytes:
+        return layout.event_key(self.camera_num, self.at_ns, self.seq)
+
+    def value(self) -> bytes:
+        return json.dumps({"kind": self.kind, "detail": self.detail}).encode()
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> "Event":
+        cam, at = layout.decode_time_key(key)
+        seq = int.from_bytes(key[13:17], "big")
+        d = json.loads(value)
+        return cls(cam, at, seq, d["kind"], d.get("detail", {}))
+
+
+class Batch:
+    """Puts and deletes applied atomically by TimeIndex.commit()."""
+
+    def __init__(self) -> None:
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._wb.put(key, value)
+        self.count += 1
+
+    def delete(self, key: bytes) -> None:
+        self._wb.delete(key)
+        self.count += 1
+
+
+# Shared by every index opened in this process. Sized so that the chunk rows a server seeks
+# in (a camera-month is ~65 MB uncompressed; 1,000 camera-hours about the same) stay decoded
+# in memory: a miss costs a read and a zstd decompression, which doubled seek times at 64 MB.
+BLOCK_CACHE_BYTES = 256 << 20
+# Segment ids reserved per synchronous index write (new_segment_id).
+SEGMENT_ID_BLOCK = 256
+_BLOCK_CACHE = Cache(BLOCK_CACHE_BYTES)
+
+
+def _options(read_only: bool = False) -> Options:
+    o = Options(raw_mode=True)
+    t = BlockBasedOptions()
+    t.set_block_cache(_BLOCK_CACHE)
+    t.set_bloom_filter(10, False)
+    t.set_cache_index_and_filter_blocks(True)
+    # The small top-level index and filter blocks never leave the cache (one less lookup
+    # and no miss on the path of every seek).
+    t.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    t.set_pin_top_level_index_and_filter(True)
+    o.set_block_based_table_factory(t)
+    if not read_only:
+        o.create_if_missing(True)
+        o.set_compression_type(DBCompressionType.zstd())
+    return o
+
+
+class TimeIndex:
+    """The store's RocksDB index. Open read-only to inspect a store another process writes."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._id_next = self._id_limit = 0  # the block of segment ids in hand (see below)
+        try:
+            if read_only:
+                if not (self.path / "CURRENT").exists():
+                    raise VstoreError(f"no index at {self.path}: is this a vstore store?")
+                self._db = Rdict(
+                    str(_readable_view(self.path)),
+                    _options(read_only=True),
+                    access_type=AccessType.read_only(),
+                )
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = Rdict(str(self.path), _options())
+        except VstoreError:
+            raise
+        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's message
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise StoreLocked(
+                    f"the store index {self.path} is open for writing by another process "
+                    "(a running `vstore record`?); read-only commands still work"
+                ) from exc
+            raise VstoreError(f"cannot open index {self.path}: {msg}") from exc
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._nosync = WriteOptions()
+        self._read = ReadOptions()
+        if not read_only:
+            self._init_schema()
+        else:
+            self._check_schema()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        raw = self._db.get(layout.SCHEMA_VERSION_KEY)
+        if raw is None:
+            self._db.put(layout.SCHEMA_VERSION_KEY, str(SCHEMA_VERSION).encode(), self._sync)
+            return
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        raw = self._db.get(layout.SCHEMA_VERSION_KEY)
+        if raw is not None and int(raw) != SCHEMA_VERSION:
+            raise VstoreError(
+                f"index schema version {int(raw)} is not supported (this vstore reads "
+                f"{SCHEMA_VERSION})"
+            )
+
+    def close(self) -> None:
+        if self._db is not None:
+            if not self.read_only:
+                self._db.flush_wal(True)
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def commit(self, batch: Batch, sync: bool = True) -> None:
+        if batch.count:
+            self._db.write(batch._wb, self._sync if sync else self._nosync)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    # --- counters and cameras ------------------------------------------------------------------
+    def _next(self, key: bytes, batch: Batch | None = None) -> int:
+        with self._lock:
+            raw = self._db.get(key)
+            value = int.from_bytes(raw, "big") if raw else 1
+            self._db.put(key, (value + 1).to_bytes(8, "big"), self._sync)
+            return value
+
+    def new_segment_id(self) -> int:
+        """A segment id never handed out before, by this process or any earlier one.
+
+        Ids are reserved SEGMENT_ID_BLOCK at a time: the stored counter moves past the whole
+        block in one synchronous write, and the ids of the block are then handed out from
+        memory. A segment roll-over thus costs no index fsync of its own; a crash skips the
+        rest of a block (ids are unique, not dense)."""
+        with self._lock:
+            if self._id_next >= self._id_limit:
+                raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
+                first = int.from_bytes(raw, "big") if raw else 1
+                limit = first + SEGMENT_ID_BLOCK
+                self._db.put(layout.NEXT_SEGMENT_ID_KEY, limit.to_bytes(8, "big"), self._sync)
+                self._id_next, self._id_limit = first, limit
+            self._id_next += 1
+            return self._id_next - 1
+
+    def reserve_segment_ids(self, up_to: int) -> None:
+        """Make every later new_segment_id() exceed up_to (after importing foreign ids)."""
+        with self._lock:
+            raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
+            nxt = int.from_bytes(raw, "big") if raw else 1
+            if nxt <= up_to:
+                self._db.put(layout.NEXT_SEGMENT_ID_KEY, (up_to + 1).to_bytes(8, "big"), self._sync)
+            if self._id_next <= up_to:  # the block in hand is below them: take a new one
+                self._id_next = self._id_limit = 0
+
+    def camera_num(self, camera_id: str, create: bool = False) -> int | None:
+        """The camera's fixed-width number used in keys; allocated on first use when create."""
+        raw = self._db.get(layout.camera_key(camera_id))
+        if raw is not None:
+            return int(json.loads(raw)["num"])
+        if not create:
+            return None
+        with self._lock:
+            raw = self._db.get(layout.camera_key(camera_id))
+            if raw is not None:
+                return int(json.loads(raw)["num"])
+            num_raw = self._db.get(layout.NEXT_CAMERA_NUM_KEY)
+            num = int.from_bytes(num_raw, "big") if num_raw else 1
+            b = Batch()
+            b.put(layout.NEXT_CAMERA_NUM_KEY, (num + 1).to_bytes(8, "big"))
+            b.put(layout.camera_key(camera_id), json.dumps({"num": num}).encode())
+            b.put(layout.camera_num_key(num), camera_id.encode())
+            self.commit(b)
+            return num
+
+    def cameras(self) -> list[tuple[str, int]]:
+        """(camera id, camera num) for every camera, ordered by id."""
+        out = []
+        for key, value in self._scan(layout.CAMERA_PREFIX):
+            out.append((key[1:].decode(), int(json.loads(value)["num"])))
+        return out
+
+    # --- scans ---------------------------------------------------------------------------------
+    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        it = self._db.iter()
+        it.seek(start if start is not None else prefix)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            yield key, it.value()
+            it.next()
+
+    def _scan_from_prev(
+        self, prefix: bytes, seek_key: bytes, end_ns: int
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Rows of a camera from the last one keyed at or before seek_key, up to end_ns."""
+        it = self._db.iter()
+        it.seek_for_prev(seek_key)
+        if not it.valid() or not it.key().startswith(prefix):
+            it.seek(seek_key)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            _cam, t = layout.decode_time_key(key)
+            if t >= end_ns:
+                return
+            yield key, it.value()
+            it.next()
+
+    def chunks(self, camera_num: int, start_ns: int, end_ns: int) -> Iterator[ChunkRow]:
+        """Chunks overlapping [start_ns, end_ns): one seek, then a forward scan.
+
+        Every clip and snapshot starts here, so each key is fetched from RocksDB once and
+        rows are built as plain tuples (see the seek benchmarks)."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        seek = layout.chunk_key(camera_num, start_ns)
+        it = self._db.iter(self._read)
+        it.seek_for_prev(seek)
+        key = _key(it)
+        if key is None or not key.startswith(prefix):
+            it.seek(seek)
+        for row in self._forward(it, prefix, end_ns):
+            if row.end_ns > start_ns:
+                yield row
+
+    def _forward(self, it: Any, prefix: bytes, end_ns: int) -> Iterator[ChunkRow]:
+        """Rows from the iterator's position on, within prefix, that start before end_ns."""
+        key = _key(it)
+        while key is not None and key.startswith(prefix):
+            row = self._row(key, it.value())
+            if row.start_ns >= end_ns:
+                return
+            yield row
+            it.next()
+            key = _key(it)
+
+    def chunk_at(self, camera_num: int, t_ns: int) -> ChunkRow | None:
+        """The chunk that holds instant t_ns (one seek), or None in a gap."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter(self._read)
+        it.seek_for_prev(layout.chunk_key(camera_num, t_ns))
+        key = _key(it)
+        if key is None or not key.startswith(prefix):
+            return None
+        row = self._row(key, it.value())
+        return row if row.end_ns > t_ns else None
+
+    def chunk_before(self, camera_num: int, t_ns: int) -> ChunkRow | None:
+        """The last chunk that starts before instant t_ns (one seek), or None."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter(self._read)
+        it.seek_for_prev(layout.chunk_key(camera_num, t_ns - 1))
+        key = _key(it)
+        if key is None or not key.startswith(prefix):
+            return None
+        return self._row(key, it.value())
+
+    @staticmethod
+    def _row(key: bytes, value: bytes) -> ChunkRow:
+        try:
+            return tuple.__new__(ChunkRow, _native.keycodec.decode_chunk_row(key, value))
+        except ValueError as exc:
+            raise VstoreError(f"corrupt chunk row in the index: {key.hex()}") from exc
+
+    def chunks_from_keyframe(
+        self, camera_num: int, start_ns: int, end_ns: int, continuation_flag: int
+    ) -> list[ChunkRow]:
+        """Chunks overlapping [start_ns, end_ns), preceded by the chunks back to the GOP start
+        that a decoder needs (when the first overlapping chunk continues an oversized GOP).
+        One iterator and one seek: back over continuations, then forward."""
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        seek = layout.chunk_key(camera_num, start_ns)
+        it = self._db.iter(self._read)
+        it.seek_for_prev(seek)
+        rows: list[ChunkRow] = []
+        key = _key(it)
+        if key is not None and key.startswith(prefix):
+            back = [self._row(key, it.value())]
+            while back[-1].flags & continuation_flag:
+                it.prev()
+                key = _key(it)
+                if key is None or not key.startswith(prefix):
+                    break
+                back.append(self._row(key, it.value()))
+            rows = back[::-1]
+            for _ in range(len(back)):  # back to the row at or before start_ns
+                it.next()
+        else:
+            it.seek(seek)
+        rows.extend(self._forward(it, prefix, end_ns))
+        i = next((k for k, r in enumerate(rows) if r.end_ns > start_ns), len(rows))
+        while 0 < i < len(rows) and rows[i].flags & continuation_flag:
+            i -= 1
+        return rows[i:]
+
+    def segments(
+        self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
+    ) -> Iterator[SegmentRow]:
+        """Segments overlapping [start_ns, end_ns), oldest first."""
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        seek = layout.segment_key(camera_num, start_ns, 2**64 - 1)
+        for key, value in self._scan_from_prev(prefix, seek, end_ns):
+            row = SegmentRow.decode(key, value)
+            if row.end_ns > start_ns or row.state == "open":
+                yield row
+
+    def last_segment(self, camera_num: int) -> SegmentRow | None:
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + b"\xff" * 16)
+        if it.valid() and it.key().startswith(prefix):
+            return SegmentRow.decode(it.key(), it.value())
+        return None
+
+    def last_chunk(self, camera_num: int) -> ChunkRow | None:
+        prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + b"\xff" * 8)
+        if it.valid() and it.key().startswith(prefix):
+            return ChunkRow.decode(it.key(), it.value())
+        return None
+
+    def events(
+        self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
+    ) -> Iterator[Event]:
+        prefix = layout.camera_prefix(layout.EVENT_PREFIX, camera_num)
+        for key, value in self._scan(prefix, layout.event_key(camera_num, start_ns, 0)):
+            ev = Event.decode(key, value)
+            if ev.at_ns >= end_ns:
+                return
+            yield ev
+
+    # --- holds, audit, garbage --------------------------------------------------------------
+    def new_hold_id(self) -> int:
+        return self._next(layout.NEXT_HOLD_ID_KEY)
+
+    def holds(self) -> list[dict[str, Any]]:
+        """Every hold ever placed (released ones included: the record is permanent)."""
+        return [json.loads(v) for _k, v in self._scan(layout.HOLD_PREFIX)]
+
+    def audit(
+        self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
+    ) -> None:
+        """Append a permanent audit record (in ``batch`` when given, else committed now)."""
+        from vstore.base import actor
+
+        seq = self._next(layout.NEXT_AUDIT_SEQ_KEY)
+        rec = {
+            "seq": seq,
+            "at_ns": at_ns,
+            "action": action,
+            "by": by,
+            "actor": actor.current(),  # the user, host and command behind it
+            "detail": detail,
+        }
+        b = batch if batch is not None else Batch()
+        b.put(layout.audit_key(seq), json.dumps(rec, separators=(",", ":")).encode())
+        if batch is None:
+            self.commit(b, sync=True)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for _k, v in self._scan(layout.AUDIT_PREFIX)]
+
+    def garbage(self) -> list[tuple[int, dict[str, Any]]]:
+        """(segment id, record) of deletions that were started but not finished."""
+        return [
+            (int.from_bytes(k[1:9], "big"), json.loads(v))
+            for k, v in self._scan(layout.GARBAGE_PREFIX)
+        ]
+
+    def open_segments(self) -> list[tuple[int, dict[str, Any]]]:
+        """(segment id, marker) of every segment whose writer had not sealed it."""
+        return [
+            (int.from_bytes(k[1:9], "big"), json.loads(v))
+            for k, v in self._scan(layout.OPEN_PREFIX)
+        ]
+
+    def all_chunk_rows(self) -> Iterator[ChunkRow]:
+        for key, value in self._scan(layout.CHUNK_PREFIX):
+            yield ChunkRow.decode(key, value)
+
+    def all_segment_rows(self) -> Iterator[SegmentRow]:
+        for key, value in self._scan(layout.SEGMENT_PREFIX):
+            yield SegmentRow.decode(key, value)
+
+    def approximate_size_bytes(self) -> int:
+        total = 0
+        for p in self.path.glob("*"):
+            if p.is_file():
+                total += p.stat().st_size
+        return total
+
+
+def _readable_view(path: Path) -> Path:
+    """The index directory itself when this process may write there; otherwise (read-only
+    media, an evidence copy, a store another user owns) a private directory of links to
+    its files. A read-only RocksDB open writes nothing to the database, but the binding and
+    RocksDB's info log write beside it, and the links give them a place to."""
+    if os.access(path, os.W_OK):
+        return path
+    path = path.resolve()  # the links must name their targets from anywhere
+    import atexit
+    import shutil
+    import tempfile
+
+    view = Path(tempfile.mkdtemp(prefix="vstore-index-view-"))
+    atexit.register(shutil.rmtree, view, True)
+    for name in os.listdir(path):
+        if name == "LOCK" or name.startswith("LOG") or name == "rocksdict-config.json":
+            continue
+        os.symlink(path / name, view / name)
+    return view
+
+
+def _key(it: Any) -> bytes | None:
+    """The iterator's current key, or None once it is past the end."""
+    return it.key() if it.valid() else None

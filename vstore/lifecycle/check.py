@@ -1,0 +1,400 @@
+"""`vstore check`: verifies the lifecycle invariants between the index and the segment files.
+
+Checks (docs/design/lifecycle.md): C1 every chunk row's bytes exist and match its checksum;
+C2 every sealed segment row's file exists with the recorded size and SHA-256; C3 no segment is
+left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camera do not
+overlap and start in time order; C6 tiered footage under an active hold also carries an S3
+object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
+is of footage indexed again or held where nothing else holds it (D5). ``repair`` fixes what it can without deleting footage:
+it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.base.errors import CorruptSegment, NotFound, TierError, VstoreError
+from vstore.base.layout import parse_segment_name
+from vstore.base.ratelimit import RateLimiter
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.segment.reader import FileSource, SegmentReader
+from vstore.store.store import Store
+
+
+@dataclass
+class Problem:
+    code: str
+    path: str
+    message: str
+    repaired: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "path": self.path,
+            "message": self.message,
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class CheckReport:
+    segments: int = 0
+    chunks: int = 0
+    bytes_verified: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.repaired for p in self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "segments": self.segments,
+            "chunks": self.chunks,
+            "bytes_verified": self.bytes_verified,
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+
+def check_store(
+    store: Store,
+    *,
+    repair: bool = False,
+    verify_hashes: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    rate: RateLimiter | None = None,
+) -> CheckReport:
+    """Verify the invariants (C1-C5) over the whole store; ``rate`` paces the bytes read
+    back, so a check beside live recording leaves it the disk."""
+    rep = CheckReport()
+    pace = rate.consume if rate is not None else None
+    if repair:
+        if store.read_only:
+            raise VstoreError("--repair needs the store opened for writing")
+        r = store.recover()
+        for m in r.messages:
+            rep.problems.append(Problem("C3", m.split(":")[0], "open segment " + m, True))
+    idx = store.index
+    # Open segments are normal while a recorder runs (here, or in the process that holds the
+    # index lock); only those of a writer that is gone break invariant I3.
+    live = store.recording_elsewhere() or bool(store._writers)
+    for seg_id, marker in idx.open_segments():
+        if not live:
+            rep.problems.append(
+                Problem(
+                    "C3",
+                    marker.get("path", "?"),
+                    f"segment {seg_id} left open by a writer that is gone (run check --repair, "
+                    "or open the store for writing, to seal it)",
+                )
+            )
+    # Segment ids are unique per store, but an adopted foreign file may repeat one: key by
+    # (camera, id) as the index does.
+    segments: dict[tuple[int, int], SegmentRow] = {}
+    for row in idx.all_segment_rows():
+        segments[(row.camera_num, row.segment_id)] = row
+    rows = list(segments.values())
+    total = len(rows)
+    chunk_rows: dict[tuple[int, int], list[ChunkRow]] = {}
+    prev: ChunkRow | None = None
+    for c in idx.all_chunk_rows():
+        rep.chunks += 1
+        chunk_rows.setdefault((c.camera_num, c.segment_id), []).append(c)
+        if prev is not None and prev.camera_num == c.camera_num and c.start_ns < prev.end_ns:
+            rep.problems.append(
+                Problem(
+                    "C5",
+                    "",
+                    f"camera #{c.camera_num}: chunk at {c.start_ns} overlaps the one "
+                    f"before it (ends {prev.end_ns})",
+                )
+            )
+        prev = c
+    for c_seg, c_rows in chunk_rows.items():
+        if c_seg not in segments:
+            rep.problems.append(
+                Problem(
+                    "C1",
+                    "",
+                    f"{len(c_rows)} chunk rows name segment {c_seg}, which has no catalog row",
+                )
+            )
+    from vstore.lifecycle.retention import list_holds
+
+    holds = list_holds(store)
+    names = {num: cam for cam, num in idx.cameras()}
+    indexed_paths = set()
+    for i, row in enumerate(rows):
+        if progress is not None:
+            progress(i, total)
+        rep.segments += 1
+        if row.location != "local":
+            cam = names.get(row.camera_num, "")
+            _check_tiered(
+                store,
+                row,
+                chunk_rows.get((row.camera_num, row.segment_id), []),
+                verify_hashes,
+                rep,
+                [h for h in holds if h.covers(cam, row.start_ns, row.end_ns)],
+                repair,
+                pace,
+            )
+            continue
+        indexed_paths.add(row.path)
+        path = store.layout.path(row.path)
+        if not path.exists():
+            rep.problems.append(Problem("C2", row.path, "segment file is missing"))
+            continue
+        try:
+            with SegmentReader(FileSource(path), row.path) as rd:
+                if row.state == "sealed":
+                    size = path.stat().st_size
+                    if size != row.size_bytes:
+                        raise CorruptSegment(f"size {size} != indexed {row.size_bytes}")
+                    if rd.trailer().sha256.hex() != row.sha256:
+                        raise CorruptSegment("trailer hash differs from the index")
+                    if verify_hashes and not row.damaged:
+                        rd.verify(pace)
+                        rep.bytes_verified += size
+                    elif row.damaged:
+                        # R6: known damage, recorded and out of the index: the content hash
+                        # cannot match; every indexed chunk is still checked below.
+                        rep.problems.append(
+                            Problem(
+                                "C2",
+                                row.path,
+                                f"{len(row.damaged)} damaged chunk(s) kept in the file, out of "
+                                "the index (recorded by check --repair)",
+                                repaired=True,
+                            )
+                        )
+                for c in chunk_rows.get((row.camera_num, row.segment_id), []):
+                    if pace is not None and not (verify_hashes and row.state == "sealed"):
+                        pace(c.length)  # (after verify, a sealed segment's are in the cache)
+                    rd.read_chunk(c.offset, c.length, c.crc32)
+                    if row.state != "sealed":
+                        rep.bytes_verified += c.length
+        except FileNotFoundError:
+            # Deleted while checked (retention or the space keeper of a live store): gone
+            # from the index too by now, or it is a missing file.
+            if store.index.get(row.key()) is not None:
+                rep.problems.append(Problem("C2", row.path, "segment file is missing"))
+            continue
+        except (CorruptSegment, NotFound) as exc:
+            problem = Problem("C1" if row.state != "sealed" else "C2", row.path, str(exc))
+            rep.problems.append(problem)
+            if repair and row.state == "sealed" and isinstance(exc, CorruptSegment):
+                _quarantine_damaged_chunks(store, row, problem)
+    if progress is not None:
+        progress(total, total)
+    from vstore.lifecycle.retention import cancel_mark, mark_conflict
+
+    pending_delete = set()
+    for sid, rec in idx.garbage():
+        why = mark_conflict(store, sid, rec, holds)
+        if why is None:
+            if "location" not in rec:
+                pending_delete.add(rec["path"])
+            continue
+        # C7 (D5): a pending deletion of footage that the index or a hold claims again.
+        where = rec["path"] if "location" not in rec else f"{rec['location']}/{rec['path']}"
+        problem = Problem("C7", where, f"pending deletion of footage {why}")
+        rep.problems.append(problem)
+        if repair and not store.read_only:
+            cancel_mark(store, sid, rec, why)
+            problem.repaired = True
+            problem.message += "; deletion cancelled, the bytes are kept"
+        elif "location" not in rec:
+            pending_delete.add(rec["path"])  # (reported as C7, not again as an orphan)
+    for rel in store.layout.iter_segment_files():
+        if rel in indexed_paths or rel in pending_delete:
+            continue  # pending deletions are finished by the next writable open (D4)
+        problem = Problem("C4", rel, "segment file not in the index (orphan)")
+        rep.problems.append(problem)
+        if repair:
+            try:
+                adopt_orphan(store, rel)
+                problem.repaired = True
+                problem.message += "; adopted into the index"
+            except VstoreError as exc:
+                problem.message += f"; not adopted: {exc}"
+    return rep
+
+
+def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
+    """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
+    index, their bytes stay and are recorded; the rest of the segment stays served."""
+    bad = []
+    path = store.layout.path(row.path)
+    try:
+        with SegmentReader.open(path) as rd:
+            if rd.trailer().sha256.hex() != row.sha256 or path.stat().st_size != row.size_bytes:
+                problem.message += (
+                    "; not repaired: its trailer or size differs from the index (the damage is "
+                    "outside its chunks; the file is kept as it is for examination)"
+                )
+                return
+            for e in rd.directory():
+                try:
+                    rd.read_chunk(e.offset, e.length, e.crc32)
+                except CorruptSegment:
+                    bad.append(e)
+    except (CorruptSegment, NotFound) as exc:
+        problem.message += f"; not repaired: {exc}"
+        return
+    if not bad:
+        problem.message += "; every chunk verifies (the damage is outside them): not repaired"
+        return
+    store.quarantine_chunks(row, bad)
+    problem.repaired = True
+    problem.message += (
+        f"; {len(bad)} damaged chunk(s) left out of the index, their bytes kept and recorded "
+        "(a `damaged` event and a quarantine audit record); the rest stays served"
+    )
+
+
+def _check_tiered(
+    store: Store,
+    row: SegmentRow,
+    chunks: list[ChunkRow],
+    verify_hashes: bool,
+    rep: CheckReport,
+    holds: list[Any],  # the active holds that cover this segment
+    repair: bool,
+    pace: Callable[[int], None] | None = None,
+) -> None:
+    """I2 for a tiered segment: the object exists with the indexed size and trailer hash;
+    unless --quick, its bytes are read back (ranged GETs) and verified too."""
+    where = f"{row.location}/{row.path}"
+    try:
+        info = store.tier(row.location).head(row.path)
+        if info is None:
+            raise NotFound("object is missing")
+        if info.size_bytes != row.size_bytes:
+            raise CorruptSegment(f"object size {info.size_bytes} != indexed {row.size_bytes}")
+        # Past the read cache: the object's own bytes are what is checked.
+        with store.segment_reader(row, cached=False) as rd:
+            if rd.trailer().sha256.hex() != row.sha256:
+                raise CorruptSegment("trailer hash differs from the index")
+            if verify_hashes:
+                rd.verify(pace)
+                for c in chunks:
+                    rd.read_chunk(c.offset, c.length, c.crc32)
+                rep.bytes_verified += row.size_bytes
+    except (CorruptSegment, NotFound, TierError) as exc:
+        rep.problems.append(Problem("C2", where, str(exc)))
+        return
+    if not store.config.tier.legal_hold or not holds or row.foreign:
+        return  # (another store's object holds are that store's to set: D6)
+    tier = store.tier(row.location)
+    try:
+        state = tier.legal_hold(row.path)
+    except TierError as exc:
+        rep.problems.append(Problem("C6", where, f"object legal hold unknown: {exc}"))
+        return
+    if state is False:
+        problem = Problem(
+            "C6", where, "footage under a hold lacks its S3 object legal hold (vstore hold sync)"
+        )
+        rep.problems.append(problem)
+        if repair:
+            try:
+                problem.repaired = tier.set_legal_hold(row.path, True)
+                problem.message += "; object legal hold set"
+            except TierError as exc:
+                problem.message += f"; not repaired: {exc}"
+
+
+def adopt_orphan(store: Store, relpath: str) -> None:
+    """Index an orphan segment file from its own bytes (its header names the camera)."""
+    name = relpath.rsplit("/", 1)[-1]
+    parsed = parse_segment_name(name)
+    if parsed is None:
+        raise VstoreError("file name is not a segment name")
+    start_ns, seg_id = parsed
+    with SegmentReader.open(store.layout.path(relpath)) as rd:
+        _check_orphan_identity(store, relpath, rd.meta, start_ns, seg_id)
+        try:
+            rd.trailer()
+        except CorruptSegment:
+            # Unsealed: let recovery seal it by registering it as an open segment first.
+            cam = store.index.camera_num(rd.meta.camera, create=True)
+            assert cam is not None
+            b = Batch()
+            import json
+
+            from vstore.base import layout
+
+            b.put(
+                layout.open_key(seg_id),
+                json.dumps(
+                    {
+                        "camera": rd.meta.camera,
+                        "path": relpath,
+                        "start_ns": start_ns,
+                        "camera_num": cam,
+                    }
+                ).encode(),
+            )
+            store.index.commit(b)
+            rd.close()
+            store.recover()
+            return
+        rd.verify()
+        entries = rd.directory()
+        meta = rd.meta
+    if not entries or entries[0].start_ns != start_ns:
+        raise VstoreError("its name's start time is not its first chunk's")
+    cam = store.index.camera_num(meta.camera, create=True)
+    assert cam is not None
+    size = store.layout.path(relpath).stat().st_size
+    b = Batch()
+    for e in entries:
+        r = ChunkRow.from_entry(cam, seg_id, e)
+        b.put(r.key(), r.value())
+    with SegmentReader.open(store.layout.path(relpath)) as rd:
+        sha = rd.trailer().sha256.hex()
+    row = SegmentRow(
+        cam,
+        seg_id,
+        start_ns,
+        entries[-1].end_ns,
+        "sealed",
+        "local",
+        relpath,
+        size,
+        sha,
+        len(entries),
+        sum(e.packet_count for e in entries),
+        tuple(t.codec for t in meta.tracks),
+    )
+    b.put(row.key(), row.value())
+    store.index.commit(b)
+
+
+def _check_orphan_identity(
+    store: Store, relpath: str, meta: Any, start_ns: int, seg_id: int
+) -> None:
+    """Refuse to adopt a file whose name, place and header disagree (a copy, or a file moved
+    or renamed by hand): indexed under its name, it would give a camera footage it does not
+    have, or a second row for footage already indexed. A file that agrees sits at the one
+    path its camera, start and id allow, so an indexed segment is never adopted twice; a
+    foreign store's file may repeat an id (check_store's catalog allows for that)."""
+    from vstore.base import layout
+
+    if meta.segment_id != seg_id:
+        raise VstoreError(f"its header names segment {meta.segment_id}, its file name {seg_id}")
+    try:
+        layout.validate_camera_id(meta.camera)
+    except VstoreError:
+        raise VstoreError(f"its header names an invalid camera {meta.camera!r}") from None
+    expected = store.layout.segment_relpath(meta.camera, start_ns, seg_id)
+    if relpath != expected:
+        raise VstoreError(
+            f"a segment of camera {meta.camera!r} with its name belongs at {expected}"
+        )

@@ -1,0 +1,398 @@
+"""Tiering: move sealed segments older than the hot age to an object store, keeping one index.
+
+Per segment (docs/design/lifecycle.md U1-U3): U1 upload the whole file with its SHA-256,
+verified by the store and again by reading the object's trailer back; U2 one synced batch
+points the segment row at the object, marks the local file as garbage and audits; U3 the
+local file is removed (D2-D3). A crash before U2 leaves the local copy indexed (a rerun
+uploads again, idempotently); after U2 the verified object is indexed and the next open
+removes the local file. Never a local delete without a verified upload.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import TierError, VstoreError
+from vstore.base.ratelimit import RateLimiter
+from vstore.base.timebase import format_duration
+from vstore.index.time_index import Batch, SegmentRow
+from vstore.segment import format as fmt
+from vstore.store.config import AUTO_RATE, parse_rate
+from vstore.tier.base import BlobTier, ByteRange
+
+AUTO_RATE_FACTOR = 4
+"""``max_rate = "auto"`` moves footage this many times as fast as its cameras record it, so a
+backlog (an S3 outage, a first run) shrinks while recording keeps most of the disk."""
+AUTO_RATE_FLOOR_BYTES = 20_000_000
+"""...and never slower than this (bytes/s): a few low-bitrate cameras still tier briskly."""
+
+
+def footage_rate_bytes(rows: Iterable[SegmentRow]) -> float:
+    """Bytes per second of footage the rows' cameras record: per camera, its segments' bytes
+    over the media time they cover, summed over cameras."""
+    size: dict[int, int] = {}
+    span_ns: dict[int, int] = {}
+    for r in rows:
+        size[r.camera_num] = size.get(r.camera_num, 0) + r.size_bytes
+        span_ns[r.camera_num] = span_ns.get(r.camera_num, 0) + max(0, r.end_ns - r.start_ns)
+    return sum(size[c] * 1e9 / span_ns[c] for c in size if span_ns[c] > 0)
+
+
+def auto_rate_bytes(rows: Iterable[SegmentRow]) -> int:
+    """The pace of ``max_rate = "auto"`` for a plan: AUTO_RATE_FACTOR times its cameras'
+    footage rate, at least AUTO_RATE_FLOOR_BYTES."""
+    return max(AUTO_RATE_FLOOR_BYTES, int(AUTO_RATE_FACTOR * footage_rate_bytes(rows)))
+
+
+@dataclass
+class TierResult:
+    planned: int = 0
+    tiered: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    skipped_leased: int = 0
+    object_holds: int = 0  # uploads that also got an S3 object legal hold
+    max_rate_bytes: int = 0  # the pace footage moved at (bytes/s; 0: uncapped)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds if self.seconds else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "tiered": self.tiered,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": round(self.mb_per_s, 2),
+            "skipped_leased": self.skipped_leased,
+            "object_holds": self.object_holds,
+            "max_rate_bytes": self.max_rate_bytes,
+            "errors": self.errors,
+        }
+
+
+def plan_tiering(
+    store: Any, older_than_ns: int | None = None, cameras: Iterable[str] | None = None
+) -> list[SegmentRow]:
+    """Sealed local segments that ended at least their camera's hot age ago (or
+    older_than_ns, for every camera, when given), oldest first."""
+    now = store.clock.wall_ns()
+    wanted = set(cameras) if cameras is not None else None
+    out = []
+    for cam, num in store.index.cameras():
+        if wanted is not None and cam not in wanted:
+            continue
+        age = older_than_ns if older_than_ns is not None else store.config.tier.older_than_for(cam)
+        cutoff = now - age
+        out.extend(
+            r
+            for r in store.index.segments(num, end_ns=cutoff)
+            if r.state == "sealed" and r.location == "local" and r.end_ns <= cutoff
+        )
+    return sorted(out, key=lambda r: r.start_ns)
+
+
+def tier_segment(
+    store: Any,
+    tier: BlobTier,
+    row: SegmentRow,
+    camera: str,
+    by: str = "tiering",
+    rate: RateLimiter | None = None,
+    decided: dict[str, Any] | None = None,
+) -> TierOutcome:
+    """U1-U3 for one segment. ``rate`` paces both passes over the file (the verify read from
+    disk, then the copy or upload), so the footage itself moves at half its rate."""
+    import base64
+
+    from vstore.lifecycle.retention import covering_holds
+    from vstore.segment.reader import SegmentReader
+
+    key = layout.object_key("", camera, row.start_ns, row.segment_id)
+    path = store.layout.path(row.path)
+    # Only verified footage leaves the disk: every chunk CRC and the content hash must match
+    # the index. The same pass hashes the whole file, which the object store then verifies.
+    with SegmentReader.open(path) as rd:
+        file_sha = rd.verify(rate.consume if rate is not None else None)
+        if rd.trailer().sha256.hex() != row.sha256:
+            raise TierError(f"{row.path}: content hash differs from the index; not tiered")
+    info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate)  # U1
+    if info.size_bytes != row.size_bytes:
+        raise TierError(f"{tier.url}/{key}: size {info.size_bytes} != {row.size_bytes}")
+    trailer = fmt.unpack_trailer(
+        tier.get(key, ByteRange(row.size_bytes - fmt.TRAILER_BYTES, fmt.TRAILER_BYTES))
+    )
+    if trailer.sha256.hex() != row.sha256:
+        raise TierError(f"{tier.url}/{key}: trailer hash differs from the index")
+    # H4: footage under a vstore hold is also held by the object store before the index
+    # points at it there (when the bucket has S3 Object Lock).
+    holds = covering_holds(store, camera, row.start_ns, row.end_ns)
+    object_hold = bool(holds) and store.config.tier.legal_hold and tier.set_legal_hold(key, True)
+    moved = row._replace(location=tier.url, path=key)
+    b = Batch()  # U2
+    b.put(moved.key(), moved.value())
+    rec = {"path": row.path, "camera": camera, "start_ns": row.start_ns, "end_ns": row.end_ns}
+    b.put(layout.garbage_key(row.segment_id), layout_json(rec))
+    store.index.audit(
+        "tier",
+        by,
+        {
+            "camera": camera,
+            "segment_id": row.segment_id,
+            "to": f"{tier.url}/{key}",
+            "bytes": row.size_bytes,
+            "sha256": row.sha256,
+            "object_legal_hold": object_hold,
+            **({"decided_by": decided} if decided else {}),
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+    from vstore.lifecycle.retention import _remove_marked
+
+    _remove_marked(store, row.segment_id, rec)  # U3 (a reader's lease defers it to D4)
+    return TierOutcome(row.size_bytes, object_hold)
+
+
+@dataclass(frozen=True)
+class TierOutcome:
+    bytes: int
+    object_hold: bool
+
+
+def run_tiering(
+    store: Any,
+    tier: BlobTier,
+    older_than_ns: int | None = None,
+    *,
+    cameras: Iterable[str] | None = None,
+    dry_run: bool = False,
+    parallel: int | None = None,
+    max_rate_bytes: int | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TierResult:
+    """Tier every segment past its hot age, ``parallel`` uploads at a time (default
+    [tier] parallel), footage moving at most at ``max_rate_bytes`` per second (default
+    [tier] max_rate; "auto": auto_rate_bytes of the plan; 0 or "none": uncapped; or a size
+    such as "50MB") under one shared cap.
+
+    On the first failure no new upload starts; those in flight finish, and a TierError
+    says how far the run got (its ``result`` attribute holds the counts). A rerun resumes.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    if store.read_only:
+        raise VstoreError("tiering needs the store opened for writing")
+    cfg = store.config.tier
+    cameras = store.require_cameras(cameras)
+    names = {num: cam for cam, num in store.index.cameras()}
+    rows = plan_tiering(store, older_than_ns, cameras)
+    res = TierResult(planned=len(rows))
+    want = parse_rate(max_rate_bytes if max_rate_bytes is not None else cfg.max_rate_bytes)
+    res.max_rate_bytes = auto_rate_bytes(rows) if want == AUTO_RATE else int(want)
+    if dry_run:
+        res.bytes = sum(r.size_bytes for r in rows)
+        return res
+    from vstore.lifecycle.retention import finish_garbage
+
+    finish_garbage(store, local_only=True)
+    leases = store.leases()
+    names = {num: cam for cam, num in store.index.cameras()}
+    todo = [
+        r
+        for r in rows
+        if not leases.covers(names.get(r.camera_num, ""), r.start_ns, r.end_ns, r.segment_id)
+    ]
+    res.skipped_leased = len(rows) - len(todo)
+    # Each byte passes the cap twice (the verify read, then the copy or upload): twice the
+    # footage pace keeps the footage at it.
+    rate = RateLimiter(2 * res.max_rate_bytes) if res.max_rate_bytes else None
+    workers = max(1, parallel if parallel is not None else cfg.parallel)
+    t0 = time.perf_counter()
+    pending: dict[Future[TierOutcome], SegmentRow] = {}
+    it = iter(todo)
+    with ThreadPoolExecutor(workers, thread_name_prefix="vstore-tier") as pool:
+        # Bounded: never more than `workers` segments in flight (and in memory).
+        while True:
+            while not res.errors and len(pending) < workers:
+                row = next(it, None)
+                if row is None:
+                    break
+                cam = names[row.camera_num]
+                decided = {
+                    "older_than": format_duration(
+                        older_than_ns
+                        if older_than_ns is not None
+                        else store.config.tier.older_than_for(cam)
+                    ),
+                    "override": older_than_ns is not None,
+                    "max_rate_bytes": res.max_rate_bytes,
+                }
+                # Each upload runs in the caller's context: its audit names the caller.
+                fut = pool.submit(
+                    contextvars.copy_context().run,
+                    tier_segment,
+                    store,
+                    tier,
+                    row,
+                    cam,
+                    rate=rate,
+                    decided=decided,
+                )
+                pending[fut] = row
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                row = pending.pop(fut)
+                try:
+                    out = fut.result()
+                except VstoreError as exc:
+                    res.errors.append(f"{row.path}: {exc}")
+                    continue
+                res.tiered += 1
+                res.bytes += out.bytes
+                res.object_holds += out.object_hold
+                if progress is not None:
+                    progress(res.tiered, len(todo))
+    res.seconds = time.perf_counter() - t0
+    if res.errors:
+        err = TierError(
+            f"tiering stopped: {res.errors[0]} ({res.tiered} of {len(todo)} segment(s) moved; "
+            "the rest stay local and a rerun resumes)"
+        )
+        err.result = res  # type: ignore[attr-defined]
+        raise err
+    return res
+
+
+def layout_json(d: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+@dataclass
+class RebuildResult:
+    objects: int = 0
+    indexed: int = 0
+    already: int = 0
+    chunks: int = 0
+    foreign: int = 0  # indexed objects another store wrote (read-only here unless adopted)
+    adopted: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "indexed": self.indexed,
+            "already_indexed": self.already,
+            "chunks": self.chunks,
+            "foreign": self.foreign,
+            "adopted": self.adopted,
+            "problems": self.problems,
+        }
+
+
+def rebuild_index_from_tier(
+    store: Any,
+    tier: BlobTier,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    adopt: bool = False,
+) -> RebuildResult:
+    """Index every segment object of a tier from the objects alone (their headers, footers and
+    trailers, read with ranged GETs): a replaced node, or a second one, serves clips from S3.
+
+    Objects another store wrote (their header names its uuid) are indexed as foreign: read,
+    never deleted, trimmed or re-held here (D6), unless ``adopt``: a replacement node takes
+    over the objects of a store that is gone (audited), and its retention then deletes them."""
+    from vstore.base.layout import parse_segment_name
+    from vstore.index.time_index import ChunkRow
+    from vstore.segment.reader import SegmentReader, TierSource
+
+    out = RebuildResult(adopted=adopt)
+    objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
+    out.objects = len(objs)
+    max_id = 0
+    for i, obj in enumerate(objs):
+        parsed = parse_segment_name(obj.key.rsplit("/", 1)[-1])
+        if parsed is None:
+            out.problems.append(f"{obj.key}: not a segment name")
+            continue
+        start_ns, seg_id = parsed
+        max_id = max(max_id, seg_id)
+        try:
+            with SegmentReader(TierSource(tier, obj.key, obj.size_bytes), obj.key) as rd:
+                meta, entries, trailer = rd.meta, rd.directory(), rd.trailer()
+        except VstoreError as exc:
+            out.problems.append(f"{obj.key}: {exc}")
+            continue
+        cam = store.index.camera_num(meta.camera, create=True)
+        key = layout.segment_key(cam, start_ns, seg_id)
+        if store.index.get(key) is not None:
+            out.already += 1
+            continue
+        owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
+        row = SegmentRow(
+            cam,
+            seg_id,
+            start_ns,
+            entries[-1].end_ns,
+            "sealed",
+            tier.url,
+            obj.key,
+            obj.size_bytes,
+            trailer.sha256.hex(),
+            len(entries),
+            sum(e.packet_count for e in entries),
+            tuple(t.codec for t in meta.tracks),
+            "" if adopt else owner,
+        )
+        if owner:
+            out.foreign += 1
+        b = Batch()
+        b.put(row.key(), row.value())
+        for e in entries:
+            c = ChunkRow.from_entry(cam, seg_id, e)
+            b.put(c.key(), c.value())
+        # An object indexed again is no longer garbage: a deletion left pending (an
+        # unreachable tier, a crash after D1) must not remove it later (D5).
+        mark = store.index.get(layout.garbage_key(seg_id))
+        cancelled = False
+        if mark is not None:
+            rec = json.loads(mark)
+            if rec.get("path") == obj.key and rec.get("location") == tier.url:
+                b.delete(layout.garbage_key(seg_id))
+                cancelled = True
+        store.index.audit(
+            "rebuild_index",
+            "rebuild",
+            {
+                "camera": meta.camera,
+                "segment_id": seg_id,
+                "from": f"{tier.url}/{obj.key}",
+                "pending_delete_cancelled": cancelled,
+                "written_by_store": meta.store_uuid,
+                "owned": not owner or adopt,
+            },
+            store.clock.wall_ns(),
+            batch=b,
+        )
+        store.index.commit(b, sync=False)
+        out.indexed += 1
+        out.chunks += len(entries)
+        if progress is not None:
+            progress(i + 1, len(objs))
+    # New segments must not reuse ids that objects already carry.
+    store.index.reserve_segment_ids(max_id)
+    return out

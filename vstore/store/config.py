@@ -1,0 +1,515 @@
+"""Store configuration: ``vstore.toml`` inside the store, parsed into frozen, validated settings.
+
+Every setting has a default, so a store works with no file at all; limits are enforced here so
+that nothing downstream has to re-check them.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from vstore.base.errors import ConfigError
+
+CONFIG_TEMPLATE = """\
+# vstore store configuration. Every value shown is the default; edit and keep what you need.
+[store]
+# Target segment length. Segments are always cut at a keyframe, so real ones run a GOP longer.
+segment_duration_s = 60
+# 0 = fsync after every chunk (GOP); N > 0 = at most every N seconds (a crash may lose up to N s).
+fsync_interval_s = 0
+# A GOP longer than this many bytes is split into continuation chunks (bounds crash loss).
+max_chunk_bytes = 33554432
+# Once fsynced, footage leaves the page cache (it is rarely read again soon; keeping it evicts
+# the index and costs CPU). false keeps it cached, as plain writes do.
+drop_page_cache = true
+# Camera media clock vs receive wall clock: beyond this the run is re-anchored (discontinuity).
+max_clock_drift_s = 30
+# Packets buffered between a camera's source and its writer before back-pressure applies.
+queue_packets = 2048
+# "auto": MPEG-TS over tcp:// or udp:// is demuxed by vstore's own compiled demuxer (FFmpeg
+# only reads the codec parameters of the first seconds); "ffmpeg": FFmpeg demuxes everything.
+demuxer = "auto"
+
+# Retention (`vstore retention run`): footage older than max_age or beyond max_bytes per
+# camera is deleted oldest first, and the oldest footage of any camera when free space falls
+# below min_free. Held footage (`vstore hold add`) is never deleted.
+[retention]
+# max_age = "30d"
+# max_bytes = "2TB"
+# min_free = "10%"            # or a size such as "50GB"
+disk_full = "overwrite-oldest"  # or "stop-recording"
+# [retention.groups.traffic]
+# cameras = ["cross-1", "cross-2"]
+# max_age = "30d"
+# [retention.cameras.lobby]
+# max_age = "90d"
+# tiered_max_age = "365d"    # tiered (S3) footage may be kept longer than hot footage
+
+# Tiering (`vstore tier run`): sealed segments older than older_than move to object storage
+# and stay in the same index. Credentials and endpoint come from the AWS environment
+# (AWS_ENDPOINT_URL for MinIO/Ceph).
+[tier]
+# url = "s3://my-bucket/site-a"     # or a directory
+older_than = "7d"                   # hot age: how long segments stay on local disk
+parallel = 2                        # concurrent uploads
+max_rate = "auto"                   # footage per second: "auto" (4x what the cameras record,
+                                    # at least 20 MB/s; spares live recording), "none", "50MB"
+cache = "1GiB"                      # local cache of ranged reads of tiered footage (0 = off)
+legal_hold = true                   # also put S3 object legal holds on held, tiered footage
+# [tier.cameras.lobby]
+# older_than = "1d"
+# [tier.groups.traffic]
+# cameras = ["cross-1", "cross-2"]
+# older_than = "2d"
+
+# Per-camera settings override [store] and may name a source for `vstore record --all`:
+# [cameras.front-door]
+# url = "rtsp://192.0.2.10/stream1"
+# segment_duration_s = 30
+"""
+
+
+class CameraSettings(NamedTuple):
+    """Settings that a camera's writer uses; store-wide values with per-camera overrides."""
+
+    segment_duration_s: float = 60.0
+    fsync_interval_s: float = 0.0
+    max_chunk_bytes: int = 32 * 1024 * 1024
+    max_clock_drift_s: float = 30.0
+    queue_packets: int = 2048
+    url: str | None = None
+    # "auto": MPEG-TS over tcp:// and udp:// is demuxed natively (PyAV only probes the first
+    # seconds); "ffmpeg": PyAV demuxes every source.
+    demuxer: str = "auto"
+    drop_page_cache: bool = True
+
+    def validate(self, where: str) -> None:
+        if not 1.0 <= self.segment_duration_s <= 3600.0:
+            raise ConfigError(f"{where}: segment_duration_s must be within 1..3600")
+        if not 0.0 <= self.fsync_interval_s <= 60.0:
+            raise ConfigError(f"{where}: fsync_interval_s must be within 0..60")
+        if not 64 * 1024 <= self.max_chunk_bytes <= 1024 * 1024 * 1024:
+            raise ConfigError(f"{where}: max_chunk_bytes must be within 64 KiB..1 GiB")
+        if not 1.0 <= self.max_clock_drift_s <= 86400.0:
+            raise ConfigError(f"{where}: max_clock_drift_s must be within 1..86400")
+        if not 16 <= self.queue_packets <= 1_000_000:
+            raise ConfigError(f"{where}: queue_packets must be within 16..1000000")
+        if self.demuxer not in ("auto", "ffmpeg"):
+            raise ConfigError(f'{where}: demuxer must be "auto" or "ffmpeg"')
+
+
+class RetentionPolicy(NamedTuple):
+    """How long and how much of one camera's footage to keep (None: no limit)."""
+
+    max_age_ns: int | None = None
+    max_bytes: int | None = None  # all of the camera's footage, hot and tiered
+    tiered_max_age_ns: int | None = None  # tiered footage's own (longer) age; None: max_age
+
+    def age_limit_ns(self, tiered: bool) -> int | None:
+        if tiered and self.tiered_max_age_ns is not None:
+            return self.tiered_max_age_ns
+        return self.max_age_ns
+
+    def overridden(
+        self,
+        max_age_ns: int | None = None,
+        tiered_max_age_ns: int | None = None,
+        max_bytes: int | None = None,
+    ) -> "RetentionPolicy":
+        """This policy with one run's overrides, each changing only what it names: an age
+        for local footage leaves tiered footage at the age the policy gives it (its own, or
+        else the policy's max_age), never at the override's."""
+        tiered = self.tiered_max_age_ns if self.tiered_max_age_ns is not None else self.max_age_ns
+        return RetentionPolicy(
+            max_age_ns if max_age_ns is not None else self.max_age_ns,
+            max_bytes if max_bytes is not None else self.max_bytes,
+            tiered_max_age_ns if tiered_max_age_ns is not None else tiered,
+        )
+
+
+DISK_FULL_ACTIONS = ("overwrite-oldest", "stop-recording")
+
+
+POLICY_KEYS = ("max_age", "max_bytes", "tiered_max_age")  # as written in vstore.toml
+_POLICY_FIELDS = dict(zip(POLICY_KEYS, RetentionPolicy._fields, strict=True))
+
+
+class RetentionConfig(NamedTuple):
+    """[retention]: a default policy, per-group and per-camera policies, the disk watermark
+    and the declared disk-full behaviour. Groups and cameras hold only the keys their
+    sections set (field name -> value); a camera's policy resolves key by key."""
+
+    default: RetentionPolicy = RetentionPolicy()
+    groups: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}  # noqa: RUF012 - shared default, never mutated
+    cameras: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - shared default, never mutated
+    min_free_bytes: int | None = None
+    min_free_ratio: float | None = None
+    disk_full: str = "overwrite-oldest"
+
+    def policy(self, camera_id: str) -> RetentionPolicy:
+        """Each setting from the camera's own section, else from the first group naming the
+        camera that sets it, else from [retention]."""
+        return RetentionPolicy(*(v for v, _src in self.policy_sources(camera_id).values()))
+
+    def policy_sources(self, camera_id: str) -> dict[str, tuple[Any, str]]:
+        """Setting (field name) -> (value, the section it comes from), in policy order."""
+        out: dict[str, tuple[Any, str]] = {}
+        own = self.cameras.get(camera_id, {})
+        member_of = [(n, t) for n, (m, t) in self.groups.items() if camera_id in m]
+        for name in RetentionPolicy._fields:
+            if name in own:
+                out[name] = (own[name], f"[retention.cameras.{camera_id}]")
+                continue
+            for group, table in member_of:
+                if name in table:
+                    out[name] = (table[name], f"[retention.groups.{group}]")
+                    break
+            else:
+                value = getattr(self.default, name)
+                out[name] = (value, "[retention]" if value is not None else "default")
+        # Tiered footage is kept at least as long as local footage: a store-wide
+        # tiered_max_age never cuts short a camera's or group's longer max_age.
+        age, tiered = out["max_age_ns"][0], out["tiered_max_age_ns"][0]
+        if age is not None and tiered is not None and tiered < age:
+            out["tiered_max_age_ns"] = (age, f"max_age (longer than {out['tiered_max_age_ns'][1]})")
+        return out
+
+
+class TierConfig(NamedTuple):
+    """[tier]: where cold segments go and when (``vstore tier run``)."""
+
+    url: str | None = None  # s3://BUCKET/PREFIX or a directory
+    older_than_ns: int = 7 * 86400 * 10**9
+    groups: dict[str, tuple[tuple[str, ...], int]] = {}  # noqa: RUF012 - shared default, never mutated
+    cameras: dict[str, int] = {}  # per-camera hot age  # noqa: RUF012 - shared default, never mutated
+    parallel: int = 2  # concurrent uploads
+    # How fast footage moves (bytes/s, 0: uncapped), or AUTO_RATE: a multiple of the
+    # cameras' own footage rate (vstore.lifecycle.tiering.auto_rate_bytes).
+    max_rate_bytes: int | str = "auto"
+    cache_bytes: int = 1024**3  # local cache of ranged reads from the tier
+    legal_hold: bool = True  # mirror vstore holds as S3 object legal holds when supported
+
+    def older_than_for(self, camera_id: str) -> int:
+        """The camera's hot age: its own, else its first group's, else the store's."""
+        return _for_camera(camera_id, self.cameras, self.groups, self.older_than_ns)
+
+
+def _for_camera(camera_id: str, cameras: dict[str, Any], groups: dict[str, Any], default: Any):
+    """A setting's value for a camera: its own, else its first group's, else the default."""
+    if camera_id in cameras:
+        return cameras[camera_id]
+    for members, value in groups.values():
+        if camera_id in members:
+            return value
+    return default
+
+
+class StoreConfig(NamedTuple):
+    defaults: CameraSettings = CameraSettings()
+    cameras: dict[str, CameraSettings] = {}  # noqa: RUF012 - shared default, never mutated
+    retention: RetentionConfig = RetentionConfig()
+    tier: TierConfig = TierConfig()
+
+    def camera(self, camera_id: str) -> CameraSettings:
+        return self.cameras.get(camera_id, self.defaults)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+AUTO_RATE = "auto"
+
+
+def parse_rate(text: str | int) -> int | str:
+    """A tier job's ``max_rate``: ``auto``, ``none`` (0: uncapped) or a size per second
+    such as ``50MB``."""
+    from vstore.base.errors import UsageError
+
+    if isinstance(text, str) and text.strip().lower() in (AUTO_RATE, "none"):
+        return AUTO_RATE if text.strip().lower() == AUTO_RATE else 0
+    try:
+        rate = parse_size_bytes(text)
+    except UsageError:
+        raise UsageError(f"bad rate {text!r}: use auto, none or a size such as 50MB") from None
+    if 0 < rate < 64 * 1024:
+        raise UsageError(f"{text!r} is below 64 KB/s and would never finish")
+    return rate
+
+
+def parse_fixed_rate(text: str) -> int:
+    """A pace of a job that has no cameras of its own to follow (an import, a check): a size
+    per second such as ``50MB``, or ``none`` (0: as fast as the disk goes)."""
+    from vstore.base.errors import UsageError
+
+    try:
+        rate = parse_rate(text)
+    except UsageError:
+        rate = AUTO_RATE
+    if rate == AUTO_RATE:
+        raise UsageError(f"--max-rate {text}: a size per second such as 50MB, or none")
+    return int(rate)
+
+
+def parse_size_bytes(text: str | int) -> int:
+    """``500GB``, ``2TiB``, ``1048576B`` -> bytes. Text needs its unit (``B`` for bytes): a
+    bare ``500`` is refused, as a bare age is, since it reads as 500 of anything. Only 0
+    needs none. An int is a size already in bytes (what the config parsed)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ConfigError(f"negative size: {text}")
+        return text
+    import re
+
+    from vstore.base.errors import UsageError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _SIZE_UNITS or (len(m.group(2)) > 1 and m.group(2)[-1] == "b"):
+        # ("Mb", "kb": bits or bytes? only B means bytes)
+        raise UsageError(f"bad size {text!r}: use e.g. 500GB, 2TiB or 1048576B")
+    value = float(m.group(1))
+    if not unit and value != 0:
+        raise UsageError(
+            f"size {text!r} needs a unit: {m.group(1)}B for bytes, or e.g. {m.group(1)}GB"
+        )
+    return int(value * _SIZE_UNITS[unit])
+
+
+def _config_size(value: Any) -> int:
+    """A size as written in vstore.toml: a string with its unit (a bare TOML number is
+    refused like bare text, 0 aside)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        from vstore.base.errors import UsageError
+
+        raise UsageError(f"bad size {value!r}: use e.g. 500GB, 2TiB or 1048576B")
+    return parse_size_bytes(value)
+
+
+def retention_limit(value: int, what: str) -> int:
+    """A retention age or size, which must be above 0: 0 would delete all footage."""
+    from vstore.base.errors import UsageError
+
+    if value <= 0:
+        raise UsageError(f"{what} must be more than 0 (0 would delete all unheld footage)")
+    return value
+
+
+def _policy_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The policy settings a section sets (field name -> value), each checked."""
+    from vstore.base.errors import UsageError
+    from vstore.base.timebase import parse_age_ns
+
+    unknown = set(table) - {*POLICY_KEYS, "cameras"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    try:
+        for key in POLICY_KEYS:
+            if key not in table:
+                continue
+            if key == "max_bytes":
+                value = _config_size(table[key])
+            else:
+                value = parse_age_ns(table[key], key)
+            out[_POLICY_FIELDS[key]] = retention_limit(value, key)
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return out
+
+
+def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The ``cameras = [...]`` of a [*.groups.NAME] table, each a valid camera id."""
+    from vstore.base.layout import validate_camera_id
+
+    members = table.get("cameras", [])
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise ConfigError(f"{where}: cameras must be a list")
+    for m in members:
+        validate_camera_id(m)
+    return tuple(members)
+
+
+def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
+    from vstore.base.layout import validate_camera_id
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [retention] must be a table")
+    top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
+    extra = set(top) - {"max_age", "max_bytes", "tiered_max_age", "min_free", "disk_full"}
+    if extra:
+        raise ConfigError(f"{where} [retention]: unknown setting(s) {', '.join(sorted(extra))}")
+    default = RetentionPolicy(
+        **_policy_keys({k: v for k, v in top.items() if k in POLICY_KEYS}, f"{where} [retention]")
+    )
+    min_free_bytes = min_free_ratio = None
+    if "min_free" in top:
+        text = str(top["min_free"]).strip()
+        if text.endswith("%"):
+            try:
+                min_free_ratio = float(text[:-1]) / 100
+            except ValueError:
+                raise ConfigError(f"{where}: bad min_free {text!r}") from None
+            if not 0 <= min_free_ratio < 1:
+                raise ConfigError(f"{where}: min_free must be within 0%..99%")
+        else:
+            try:
+                min_free_bytes = _config_size(top["min_free"])
+            except Exception as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+    disk_full = top.get("disk_full", "overwrite-oldest")
+    if disk_full not in DISK_FULL_ACTIONS:
+        raise ConfigError(f"{where}: disk_full must be one of {', '.join(DISK_FULL_ACTIONS)}")
+    groups: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+    for name, table in (doc.get("groups") or {}).items():
+        groups[name] = (
+            _group_members(table, f"{where} [retention.groups.{name}]"),
+            _policy_keys(table, f"{where} [retention.groups.{name}]"),
+        )
+    cameras: dict[str, dict[str, Any]] = {}
+    for cam, table in (doc.get("cameras") or {}).items():
+        validate_camera_id(cam)
+        if "cameras" in table:
+            raise ConfigError(f"{where} [retention.cameras.{cam}]: unknown setting(s) cameras")
+        cameras[cam] = _policy_keys(table, f"{where} [retention.cameras.{cam}]")
+    return RetentionConfig(default, groups, cameras, min_free_bytes, min_free_ratio, disk_full)
+
+
+_NAMES = set(CameraSettings._fields)
+
+
+def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> CameraSettings:
+    unknown = set(table) - _NAMES
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in CameraSettings._fields:
+        if name not in table:
+            continue
+        v = table[name]
+        if name in ("url", "demuxer"):
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}: {name} must be a string")
+        elif name == "drop_page_cache":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where}: {name} must be true or false")
+        elif name in ("max_chunk_bytes", "queue_packets"):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{where}: {name} must be an integer")
+        elif not isinstance(v, int | float) or isinstance(v, bool):
+            raise ConfigError(f"{where}: {name} must be a number")
+        else:
+            v = float(v)
+        values[name] = v
+    out = base._replace(**values)
+    out.validate(where)
+    return out
+
+
+def load_config(path: Path) -> StoreConfig:
+    """Parse vstore.toml; a missing file means all defaults."""
+    if not path.exists():
+        return StoreConfig()
+    import tomllib  # only when there is a file: start-up of read-only commands stays short
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    unknown = set(doc) - {"store", "cameras", "retention", "tier"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    store = doc.get("store", {})
+    if not isinstance(store, dict):
+        raise ConfigError(f"{path}: [store] must be a table")
+    defaults = _settings(CameraSettings(), store, f"{path} [store]")
+    cameras: dict[str, CameraSettings] = {}
+    cams = doc.get("cameras", {})
+    if not isinstance(cams, dict):
+        raise ConfigError(f"{path}: [cameras] must be a table of tables")
+    from vstore.base.layout import validate_camera_id
+
+    for cam_id, table in cams.items():
+        validate_camera_id(cam_id)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [cameras.{cam_id}] must be a table")
+        cameras[cam_id] = _settings(defaults, table, f"{path} [cameras.{cam_id}]")
+    retention = _retention(doc.get("retention", {}), str(path))
+    return StoreConfig(
+        defaults=defaults,
+        cameras=cameras,
+        retention=retention,
+        tier=_tier(doc.get("tier", {}), str(path)),
+    )
+
+
+def _tier(doc: Any, where: str) -> TierConfig:
+    from vstore.base.errors import UsageError
+    from vstore.base.layout import validate_camera_id
+    from vstore.base.timebase import parse_age_ns
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [tier] must be a table")
+    top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
+    known = {"url", "older_than", "parallel", "max_rate", "cache", "legal_hold"}
+    unknown = set(top) - known
+    if unknown:
+        raise ConfigError(f"{where} [tier]: unknown setting(s) {', '.join(sorted(unknown))}")
+    url = doc.get("url")
+    if url is not None and not isinstance(url, str):
+        raise ConfigError(f"{where} [tier]: url must be a string")
+
+    def age(table: dict[str, Any], sect: str, default: int) -> int:
+        extra = set(table) - {"older_than", "cameras"}
+        if extra:
+            raise ConfigError(f"{where} [{sect}]: unknown setting(s) {', '.join(sorted(extra))}")
+        if "older_than" not in table:
+            return default
+        try:
+            return parse_age_ns(table["older_than"], "older_than")
+        except UsageError as exc:
+            raise ConfigError(f"{where} [{sect}]: {exc}") from exc
+
+    older = age({"older_than": doc.get("older_than", "7d")}, "tier", 0)
+    groups: dict[str, tuple[tuple[str, ...], int]] = {}
+    for name, table in (doc.get("groups") or {}).items():
+        groups[name] = (
+            _group_members(table, f"{where} [tier.groups.{name}]"),
+            age(table, f"tier.groups.{name}", older),
+        )
+    cameras: dict[str, int] = {}
+    for cam, table in (doc.get("cameras") or {}).items():
+        validate_camera_id(cam)
+        cameras[cam] = age(table, f"tier.cameras.{cam}", older)
+    parallel = doc.get("parallel", 2)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 64:
+        raise ConfigError(f"{where} [tier]: parallel must be an integer within 1..64")
+    legal_hold = doc.get("legal_hold", True)
+    if not isinstance(legal_hold, bool):
+        raise ConfigError(f"{where} [tier]: legal_hold must be true or false")
+    try:
+        raw_rate = doc.get("max_rate", AUTO_RATE)
+        if isinstance(raw_rate, int) and not isinstance(raw_rate, bool):
+            raw_rate = str(raw_rate)  # a bare number needs its unit, as in text
+        rate = parse_rate(raw_rate)
+    except (UsageError, ConfigError) as exc:
+        raise ConfigError(f"{where} [tier]: max_rate: {exc}") from exc
+    try:
+        cache = _config_size(doc.get("cache", "1GiB"))
+    except (UsageError, ConfigError) as exc:
+        raise ConfigError(f"{where} [tier]: {exc}") from exc
+    return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold)

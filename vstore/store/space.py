@@ -1,0 +1,230 @@
+"""The space keeper: holds free disk space above the watermark beside the writers.
+
+A writer asks ``check`` before each new segment; that costs one ``statvfs``. Below the
+watermark, ``stop-recording`` refuses at once, and ``overwrite-oldest`` wakes the keeper's
+thread and records on: the keeper frees space while cameras write, so no camera ever waits
+on another camera's work or on the network (lifecycle S1-S4). Each of its passes evicts the
+tier read cache first (disposable copies), then deletes only as much of the oldest local,
+unheld, unleased footage as meets the target, through the garbage protocol, finishing only
+local deletions. When even that cannot meet the target, it deletes nothing, and writers are
+refused (``SpaceRefused``) until space comes back; a live writer then drops packets, counts
+them, and resumes by itself at the first keyframe after it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from vstore.base.errors import StorageFull
+
+log = logging.getLogger(__name__)
+
+# A pass that could not meet the target is not retried sooner than this: a camera paused
+# for space asks at every keyframe, and a pass reads the whole catalog.
+RETRY_INTERVAL_S = 1.0
+# How long an import waits for a pass it asked for (live cameras never wait).
+WAIT_TIMEOUT_S = 120.0
+
+
+class SpaceRefused(StorageFull):
+    """No new segment now: the disk is below the watermark and the declared behaviour (or
+    what is left to delete) says not to record. Nothing was written; retrying later is safe."""
+
+
+class SpaceKeeper:
+    """One per writable store; its thread starts on the first shortfall."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._wanted = 0  # passes asked for
+        self._done = 0  # passes finished
+        self._unmet_bytes = 0  # what the last pass could not free (0: target met)
+        self._last_pass_mono = 0.0
+        self._stopping = False
+        self.passes = 0
+        self.last_error: str | None = None
+        self.unmet_why = ""  # why the last pass could not meet the target
+
+    # --- the writers' side --------------------------------------------------------------------
+    def usage(self) -> Any:
+        from vstore.lifecycle.retention import disk_usage
+
+        inject = self.store._disk_usage
+        return inject() if inject is not None else disk_usage(self.store.root)
+
+    def check(self, wait: bool = False) -> None:
+        """Raise SpaceRefused when no new segment may start; otherwise return at once (with
+        ``wait``, after the keeper's next pass: an import may wait, a camera may not)."""
+        from vstore.lifecycle.retention import min_free_bytes
+
+        cfg = self.store.config.retention
+        if cfg.min_free_bytes is None and cfg.min_free_ratio is None:
+            return
+        usage = self.usage()
+        need = min_free_bytes(cfg, usage)
+        if usage.free_bytes >= need:
+            self._unmet_bytes = 0  # space came back (freed by hand, or by a run): forget it
+            return
+        if cfg.disk_full == "stop-recording":
+            raise SpaceRefused(
+                f"free space {usage.free_bytes} B is below the watermark ({need} B) and "
+                "disk_full = stop-recording: run `vstore retention run` or free space"
+            )
+        ticket = self._ask()
+        if wait:
+            self._wait(ticket)
+            usage = self.usage()
+            if usage.free_bytes >= need:
+                return
+        if self._unmet_bytes and usage.free_bytes < need:
+            raise SpaceRefused(
+                f"disk below the watermark ({usage.free_bytes} B free of {need} B wanted) and "
+                f"{self.unmet_why or 'nothing deletable frees enough'}: recording pauses "
+                "rather than delete held footage or footage for nothing (release holds, add "
+                "storage or free what other programs use); it resumes by itself"
+            )
+
+    # --- the keeper's thread ------------------------------------------------------------------
+    def _ask(self) -> int:
+        with self._cond:
+            self._wanted += 1
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="vstore-space", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return self._wanted
+
+    def _wait(self, ticket: int, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until pass ``ticket`` (and those before it) finished; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._done < ticket and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def wait_idle(self, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until every pass asked for has finished; False on timeout."""
+        with self._cond:
+            ticket = self._wanted
+        return self._wait(ticket, timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._done >= self._wanted and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                target = self._wanted
+            pause = self._last_pass_mono + RETRY_INTERVAL_S - time.monotonic()
+            if self._unmet_bytes and pause > 0:
+                time.sleep(pause)
+            try:
+                self._unmet_bytes = self.free_space()
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - the keeper must outlive one bad pass
+                self.last_error = str(exc)
+                log.error("freeing disk space failed: %s", exc)
+            self._last_pass_mono = time.monotonic()
+            self.passes += 1
+            with self._cond:
+                self._done = max(self._done, target)
+                self._cond.notify_all()
+
+    def free_space(self) -> int:
+        """One pass: the read cache first, then the fewest, oldest footage that meets the
+        target (S1, S2); returns the bytes still missing (0: met)."""
+        from vstore.lifecycle.retention import (
+            _leased_ids,
+            apply_plan,
+            catalog,
+            finish_garbage,
+            list_holds,
+            min_free_bytes,
+            plan_retention,
+            watermark_unmet_after,
+        )
+        from vstore.store.config import RetentionPolicy
+
+        st = self.store
+        cfg = st.config.retention
+        usage = self.usage()
+        need = min_free_bytes(cfg, usage) - usage.free_bytes
+        if need <= 0:
+            return 0
+        freed = evict_cache(st.layout.cache_dir, need)  # S3: disposable copies go first
+        if freed:
+            log.warning("low disk: evicted %d B of the tier read cache", freed)
+            usage = self.usage()
+            need = min_free_bytes(cfg, usage) - usage.free_bytes
+            if need <= 0:
+                return 0
+        with st.retention_lock:
+            # Local deletions a crash left pending free space too; never the network here.
+            finish_garbage(st, local_only=True)
+            usage = self.usage()
+            table = catalog(st)
+            plan = plan_retention(
+                table,
+                list_holds(st),
+                lambda _cam: RetentionPolicy(),  # ages and budgets are retention runs' work
+                st.clock.wall_ns(),
+                disk=usage,
+                min_free_bytes=min_free_bytes(cfg, usage),
+                leased=_leased_ids(st.leases(), table),
+            )
+            if plan.watermark_unmet_bytes:
+                self.unmet_why = plan.watermark_why
+                log.error(
+                    "disk below the watermark by %d B and %s: nothing deleted, recording pauses",
+                    plan.watermark_unmet_bytes,
+                    plan.watermark_why,
+                )
+                return plan.watermark_unmet_bytes
+            res = apply_plan(st, plan, by="watermark", finish_pending=False)
+        return watermark_unmet_after(plan, res)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            th = self._thread
+        if th is not None:
+            th.join(timeout=30)
+
+
+def evict_cache(cache_dir: os.PathLike[str] | str, want_bytes: int) -> int:
+    """Delete the tier read cache's least recently used files until ``want_bytes`` are
+    freed (the cache is copies of tiered footage, re-read on demand). Returns bytes freed."""
+    from pathlib import Path
+
+    root = Path(cache_dir)
+    if not root.is_dir() or want_bytes <= 0:
+        return 0
+    files = []
+    for p in root.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            files.append((st.st_atime_ns, st.st_size, p))
+    freed = 0
+    for _at, size, p in sorted(files):
+        if freed >= want_bytes:
+            break
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        freed += size
+    return freed

@@ -1,0 +1,935 @@
+"""The Store: one directory holding segment files, the RocksDB index and the configuration.
+
+``open_store`` opens (and creates) a store, runs crash recovery when opened for writing
+(docs/design/lifecycle.md R1-R4), and hands out one CameraWriter per camera. Read-only opens
+work while another process records.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string
+# annotation when the module loads, a few ms of every command's start-up (issue 5).
+
+import errno
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
+
+from vstore.base import layout
+from vstore.base.clock import Clock, ClockMark, ClockVerdict, SystemClock, judge_wall_clock
+from vstore.base.errors import (
+    CorruptSegment,
+    CorruptStore,
+    NotFound,
+    StoreReadOnly,
+    UsageError,
+    VstoreError,
+)
+from vstore.base.fsutil import Fs
+from vstore.base.timebase import (
+    GAP_TOLERANCE_NS,
+    NS_PER_S,
+    TimeRange,
+    check_time_ns,
+    format_time,
+    subtract_ranges,
+    to_ns,
+)
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow, TimeIndex
+from vstore.segment import format as fmt
+from vstore.segment.packet import Packet
+from vstore.segment.reader import FileSource, SegmentReader, chunk_packets, scan_chunks
+from vstore.store.config import StoreConfig, load_config
+from vstore.store.lease import LeaseSet, hold_lease, live_leases
+from vstore.store.space import SpaceKeeper
+
+if TYPE_CHECKING:
+    from vstore.store.camera_writer import CameraWriter
+
+
+DEFAULT_STORE = "./vstore-data"
+# Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
+# cameras fsyncing at once share the file system's journal commits.
+SYNC_THREADS = 32
+
+
+def resolve_store_path(arg: str | None) -> Path:
+    """--store, else $VSTORE_STORE, else ./vstore-data."""
+    if arg is not None and not arg.strip():
+        raise UsageError("the store path is empty")
+    return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
+
+
+class RecoveryReport:
+    """What opening the store repaired (counts grow while recovery runs)."""
+
+    __slots__ = (
+        "damaged_chunks",
+        "discarded_segments",
+        "messages",
+        "recovered_chunks",
+        "recovered_segments",
+        "truncated_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.recovered_segments = 0
+        self.recovered_chunks = 0
+        self.discarded_segments = 0
+        self.truncated_bytes = 0
+        self.damaged_chunks = 0  # whose bytes did not verify: kept in the file, unindexed
+        self.messages: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"RecoveryReport({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
+
+
+class CameraSummary(NamedTuple):
+    camera: str
+    first_ns: int | None
+    last_ns: int | None
+    size_bytes: int
+    segments: int
+    open_segments: int
+    gaps: int
+    recorded_ns: int
+    tiered_bytes: int = 0  # of size_bytes, what lies in object storage
+    damaged: int = 0  # ranges recorded but found damaged (R5, R6): gaps in clips
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "camera": self.camera,
+            "first": format_time(self.first_ns) if self.first_ns is not None else None,
+            "last": format_time(self.last_ns) if self.last_ns is not None else None,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "size_bytes": self.size_bytes,
+            "segments": self.segments,
+            "open_segments": self.open_segments,
+            "gaps": self.gaps,
+            "recorded_s": self.recorded_ns / NS_PER_S,
+            "local_bytes": self.size_bytes - self.tiered_bytes,
+            "tiered_bytes": self.tiered_bytes,
+            "damaged_ranges": self.damaged,
+        }
+
+
+class Timeline(NamedTuple):
+    camera: str
+    range: TimeRange
+    covered: list[tuple[int, int]]
+    gaps: list[tuple[int, int]]
+    events: list[dict[str, Any]]
+    # Durable footage of segments still open (being written, or left by a crash until the
+    # next writable open seals them): shown as covered, and said so.
+    open: list[tuple[int, int]] = []  # noqa: RUF012 - shared default, never mutated
+
+
+class Store:
+    """A vstore store directory. Use ``open_store``; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        fs: Fs | None = None,
+        create: bool = True,
+        recover: bool = True,
+        disk_usage: Any = None,
+    ) -> None:
+        self.layout = layout.StoreLayout(Path(root))
+        # () -> DiskUsage; injected by tests to simulate a filling disk.
+        self._disk_usage = disk_usage
+        self.root = self.layout.root
+        self.read_only = read_only
+        self.clock = clock or SystemClock()
+        self.fs = fs or Fs()
+        if not self.root.exists():
+            if read_only or not create:
+                raise NotFound(f"no store at {self.root}")
+            self.root.mkdir(parents=True)
+        elif not self.root.is_dir():
+            raise NotFound(f"{self.root} is not a vstore store (it is not a directory)")
+        if not read_only:
+            self._require_writable()
+        self.config: StoreConfig = load_config(self.layout.config_path)
+        self.uuid = self._load_meta(read_only or not create)
+        self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
+        self._writers: dict[str, CameraWriter] = {}
+        self._lock = threading.Lock()
+        self._lease_serial = 0
+        self._tiers: dict[str, Any] = {}
+        self._sealer: Any = None
+        self._syncer: Any = None
+        # Held while retention runs or a hold changes: a hold committed between a run's plan
+        # and its deletions would not protect its footage (lifecycle H1).
+        self.retention_lock = threading.Lock()
+        self.space = SpaceKeeper(self)
+        self.last_recovery = RecoveryReport()
+        if not read_only and recover:
+            self.last_recovery = self.recover()
+        if not read_only and self.clock_verdict().trusted:
+            self.mark_clock()
+
+    def _require_writable(self) -> None:
+        """A command that must write says so plainly on a store it may not write."""
+        for d in (self.root, self.layout.index_dir):
+            if d.exists() and not os.access(d, os.W_OK):
+                why = (
+                    "is on read-only media"
+                    if os.statvfs(d).f_flag & os.ST_RDONLY
+                    else f"is not writable by this user (uid {os.getuid()})"
+                )
+                raise StoreReadOnly(
+                    f"the store at {self.root} {why}: read commands (ls, timeline, clip, "
+                    "snapshot, audit, check, retention run --dry-run) work on it; this one "
+                    "must write"
+                )
+
+    def _load_meta(self, existing_only: bool) -> str:
+        """The store's uuid, from meta.json; a new store gets one unless ``existing_only``."""
+        p = self.layout.meta_path
+        if p.exists():
+            try:
+                return str(json.loads(p.read_text())["uuid"])
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise CorruptStore(f"{p} is unreadable: {exc!r}") from exc
+        if existing_only:
+            if not self.layout.index_dir.exists():
+                raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
+            if self.read_only:
+                return ""
+        u = str(uuid.uuid4())
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"uuid": u, "segment_format": fmt.FORMAT_VERSION}) + "\n")
+        os.replace(tmp, p)
+        self.fs.fsync_dir(self.root)
+        return u
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        for w in list(self._writers.values()):
+            try:
+                w.close()
+            except VstoreError as exc:
+                import logging
+
+                logging.getLogger(__name__).error("closing writer %s: %s", w.camera_id, exc)
+        for pool in (self._sealer, self._syncer):
+            if pool is not None:
+                pool.shutdown(wait=True)  # writers waited for theirs; nothing is left
+        self._sealer = self._syncer = None
+        self.space.close()
+        self.index.close()
+
+    def sealer(self) -> Any:
+        """The threads that seal segments behind the writers (footer, fsync, index: W3), so
+        a camera's packets never wait on a segment cut's fsync."""
+        with self._lock:
+            if self._sealer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._sealer = ThreadPoolExecutor(2, thread_name_prefix="vstore-seal")
+            return self._sealer
+
+    def syncer(self) -> Any:
+        """The threads that fsync closed chunks behind the writers and index them (W2), so
+        a camera writes its next GOP while the disk makes the last one durable. Each writer
+        has at most SYNC_DEPTH fsyncs here at a time; fsyncs of different cameras run side
+        by side, which the file system commits together."""
+        with self._lock:
+            if self._syncer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="vstore-sync")
+            return self._syncer
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+    def writer(
+        self,
+        camera_id: str,
+        tracks: Sequence[fmt.TrackInfo] | Any,
+        *,
+        start_ns: int | None = None,
+    ) -> "CameraWriter":
+        """A writer for one camera.
+
+        ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
+        ``vstore.ingest.recorder.tracks_from_av`` returns (then PyAV packets are mapped from their
+        stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
+        the wall time of the first keyframe (imports); without it, live wall time comes from
+        the packets or the clock.
+        """
+        if self.read_only:
+            raise UsageError("store opened read-only")
+        if start_ns is not None:
+            check_time_ns(start_ns)  # before the camera is registered
+        with self._lock:
+            if camera_id in self._writers:
+                raise UsageError(f"camera {camera_id!r} already has an open writer")
+            stream_map = getattr(tracks, "stream_to_track", None)
+            if stream_map is not None:
+                tracks = tracks.tracks
+            from vstore.store.camera_writer import (
+                CameraWriter,  # writers only: readers start faster
+            )
+
+            w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
+            self._writers[camera_id] = w
+            return w
+
+    def ensure_space(self, wait: bool = False) -> None:
+        """Called before every new segment: the declared disk-full behaviour (lifecycle
+        S1-S4). Returns at once unless ``wait`` (an import); raises SpaceRefused when no
+        segment may start now: below the watermark with ``stop-recording``, or with nothing
+        left that deleting would free enough of (held footage is never deleted for room)."""
+        self.space.check(wait)
+
+    def _writer_closed(self, w: "CameraWriter") -> None:
+        with self._lock:
+            if self._writers.get(w.camera_id) is w:
+                del self._writers[w.camera_id]
+
+    def drop_empty_segment(self, row: SegmentRow) -> None:
+        b = Batch()
+        b.delete(row.key())
+        b.delete(layout.open_key(row.segment_id))
+        self.index.commit(b, sync=True)
+        try:
+            self.fs.unlink(self.layout.path(row.path))
+        except FileNotFoundError:
+            pass
+
+    # --- recovery ------------------------------------------------------------------------------
+    def recover(self) -> RecoveryReport:
+        """Seal every segment a crashed writer left open (lifecycle R1-R4)."""
+        rep = RecoveryReport()
+        for seg_id, marker in self.index.open_segments():
+            self._recover_one(seg_id, marker, rep)
+        # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
+        from vstore.lifecycle.retention import finish_garbage
+
+        n = finish_garbage(self, local_only=True)
+        if n:
+            rep.messages.append(f"finished {n} interrupted deletion(s)")
+        return rep
+
+    def _recover_one(self, seg_id: int, marker: dict[str, Any], rep: RecoveryReport) -> None:
+        cam_num = int(marker["camera_num"])
+        start_ns = int(marker["start_ns"])
+        relpath = marker["path"]
+        path = self.layout.path(relpath)
+        seg_key = layout.segment_key(cam_num, start_ns, seg_id)
+        raw_row = self.index.get(seg_key)
+        b = Batch()
+        b.delete(layout.open_key(seg_id))
+        # Indexed chunk rows of this segment (they point at fsynced bytes, W2).
+        indexed = [
+            r for r in self.index.chunks(cam_num, start_ns, 2**63 - 1) if r.segment_id == seg_id
+        ]
+        scan = None
+        if path.exists():
+            try:
+                with FileSource(path) as src:
+                    scan = scan_chunks(src, resync=True)
+            except CorruptSegment as exc:
+                rep.messages.append(f"{relpath}: header unreadable ({exc})")
+        if scan is None or not scan.entries:
+            if indexed:
+                # Indexed (fsynced) chunks that cannot be read now: the header or every chunk
+                # rotted. R5: keep every byte, out of the segment tree and the index.
+                why = (
+                    "its header is unreadable (its chunks cannot be read without it)"
+                    if scan is None
+                    else "no chunk verifies"
+                )
+                self._quarantine_file(b, cam_num, seg_id, seg_key, relpath, indexed, rep, why)
+                return
+            if raw_row is not None:
+                b.delete(seg_key)
+            self.index.commit(b, sync=True)
+            if path.exists():
+                self.fs.unlink(path)
+                self.fs.fsync_dir(path.parent)
+            rep.discarded_segments += 1
+            rep.messages.append(f"{relpath}: no whole chunk, discarded")
+            return
+        # R2: cut only the torn tail (after the last whole chunk); a damaged run between
+        # whole chunks stays in the file, out of the directory (R5), and the chunks after it
+        # are kept. Bytes an index row names are never cut, even after the last chunk that
+        # verifies: they were acknowledged, and are kept as a damaged run. Then seal from
+        # the file's own bytes.
+        damaged = list(scan.damaged)
+        keep_end = scan.valid_end
+        if not scan.sealed and indexed:
+            named_end = min(scan.file_size, max(r.offset + r.length for r in indexed))
+            if named_end > keep_end:
+                damaged.append((keep_end, named_end - keep_end))
+                keep_end = named_end
+        fd = self.fs.open_rw(path)
+        try:
+            if scan.sealed:
+                pass  # crashed between seal and index commit: the file is already complete
+            else:
+                rep.truncated_bytes += scan.file_size - keep_end
+                self.fs.truncate(fd, keep_end)
+                self._write_seal(fd, path, scan.entries, keep_end)
+        finally:
+            self.fs.close(fd)
+        size = path.stat().st_size
+        with SegmentReader.open(path) as rd:
+            sha = rd.trailer().sha256.hex()
+            entries = rd.directory()
+        if scan.sealed:
+            # Its footer was written before the crash; only chunks that verify now are
+            # indexed (I1): a rotted one is recorded as damage, like any other.
+            good = {(e.offset, e.crc32) for e in scan.entries}
+            found = {off for off, _n in damaged}
+            damaged.extend(
+                (e.offset, e.length)
+                for e in entries
+                if (e.offset, e.crc32) not in good and e.offset not in found
+            )
+            entries = [e for e in entries if (e.offset, e.crc32) in good]
+        known = {r.start_ns for r in indexed}
+        kept = {(e.start_ns, e.offset, e.crc32) for e in entries}
+        starts = {e.start_ns for e in entries}
+        for e in entries:
+            if e.start_ns not in known:
+                rep.recovered_chunks += 1
+            h = ChunkRow.from_entry(cam_num, seg_id, e)
+            b.put(h.key(), h.value())
+        # Rows whose bytes did not verify (R5): the index never points at bad bytes (I1).
+        lost = [r for r in indexed if (r.start_ns, r.offset, r.crc32) not in kept]
+        for r in lost:
+            if r.start_ns not in starts:
+                b.delete(r.key())
+        if damaged or lost:
+            self._record_damage(b, cam_num, seg_id, relpath, damaged, lost, entries, rep)
+        row = SegmentRow(
+            camera_num=cam_num,
+            segment_id=seg_id,
+            start_ns=start_ns,
+            end_ns=entries[-1].end_ns,
+            state="sealed",
+            location="local",
+            path=relpath,
+            size_bytes=size,
+            sha256=sha,
+            chunk_count=len(entries),
+            packet_count=sum(e.packet_count for e in entries),
+            codecs=tuple(t.codec for t in scan.meta.tracks),
+            # A sealed file's content hash covers its rotted chunks too: their damage is
+            # known (R6), as `check --repair` would record it.
+            damaged=tuple(sorted(set(damaged))) if scan.sealed else (),
+        )
+        b.put(seg_key, row.value())
+        self.index.commit(b, sync=True)
+        rep.recovered_segments += 1
+        rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
+
+    def _quarantine_file(
+        self,
+        b: Batch,
+        cam_num: int,
+        seg_id: int,
+        seg_key: bytes,
+        relpath: str,
+        indexed: list[ChunkRow],
+        rep: RecoveryReport,
+        why: str,
+    ) -> None:
+        """R5 for a file with no chunk that can be read: it moves whole to STORE/quarantine/
+        (same relative path), its rows leave the index, and the event and audit record
+        name what it held."""
+        from vstore.index.time_index import Event
+
+        path = self.layout.path(relpath)
+        dest = self.layout.quarantine_path(relpath)
+        if path.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+            self.fs.fsync_dir(dest.parent)
+            self.fs.fsync_dir(path.parent)
+        for r in indexed:
+            b.delete(r.key())
+        b.delete(seg_key)
+        detail = {
+            "segment_id": seg_id,
+            "path": relpath,
+            "moved_to": str(dest.relative_to(self.root)),
+            "reason": why,
+            "indexed_chunks": [
+                {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in indexed
+            ],
+        }
+        ev = Event(cam_num, indexed[0].start_ns, seg_id & 0xFFFFFFFF, "damaged", detail)
+        b.put(ev.key(), ev.value())
+        self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
+        self.index.commit(b, sync=True)
+        rep.damaged_chunks += len(indexed)
+        rep.messages.append(
+            f"{relpath}: {why} ({len(indexed)} indexed chunk(s)); the file is kept whole in "
+            f"{detail['moved_to']}, out of the index"
+        )
+
+    def quarantine_chunks(self, row: SegmentRow, bad: list[fmt.DirEntry]) -> RecoveryReport:
+        """R6: chunks of a sealed segment that no longer verify leave the index (I1); their
+        bytes stay in the file, the segment row lists them, and a ``damaged`` event and a
+        ``quarantine`` audit record say what they held. The rest stays served."""
+        rep = RecoveryReport()
+        bad_offsets = {e.offset for e in bad}
+        rows = [
+            c
+            for c in self.index.chunks(row.camera_num, row.start_ns, row.end_ns)
+            if c.segment_id == row.segment_id
+        ]
+        lost = [c for c in rows if c.offset in bad_offsets]
+        b = Batch()
+        for c in lost:
+            b.delete(c.key())
+        known = set(row.damaged)
+        runs = [(e.offset, e.length) for e in bad if (e.offset, e.length) not in known]
+        if not runs:
+            return rep
+        moved = row._replace(damaged=tuple(sorted(known | set(runs))))
+        b.put(moved.key(), moved.value())
+        self._record_damage(b, row.camera_num, row.segment_id, row.path, runs, lost, [], rep)
+        self.index.commit(b, sync=True)
+        return rep
+
+    def _record_damage(
+        self,
+        b: Batch,
+        cam_num: int,
+        seg_id: int,
+        relpath: str,
+        damaged: list[tuple[int, int]],
+        lost: list[ChunkRow],
+        entries: list[fmt.DirEntry],
+        rep: RecoveryReport,
+    ) -> None:
+        """R5: a damaged run found while sealing is kept in the file and said aloud: a
+        ``damaged`` event on the camera's timeline (where a clip shows a gap) and an audit
+        record naming the bytes and the indexed chunks they held. Indexed chunks whose
+        bytes are gone altogether (a file cut short) are recorded the same way."""
+        from vstore.index.time_index import Event
+
+        beyond = [r for r in lost if not any(o <= r.offset < o + n for o, n in damaged)]
+        if beyond:  # bytes no longer in the file at all: a run from the first to the last
+            first = min(r.offset for r in beyond)
+            damaged = [*damaged, (first, max(r.offset + r.length for r in beyond) - first)]
+        for off, length in damaged:
+            inside = [r for r in lost if off <= r.offset < off + length]
+            before = [e for e in entries if e.offset < off]
+            at_ns = inside[0].start_ns if inside else before[-1].end_ns if before else 0
+            detail = {
+                "segment_id": seg_id,
+                "path": relpath,
+                "offset": off,
+                "length": length,
+                "in_file": off + length <= self.layout.path(relpath).stat().st_size,
+                "indexed_chunks": [
+                    {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in inside
+                ],
+            }
+            ev = Event(cam_num, at_ns, off & 0xFFFFFFFF, "damaged", detail)
+            b.put(ev.key(), ev.value())
+            self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
+            rep.damaged_chunks += max(1, len(inside))
+            rep.messages.append(
+                f"{relpath}: {length} damaged byte(s) at offset {off} kept in the file, out "
+                f"of the index ({len(inside)} indexed chunk(s)); the chunks after them are kept"
+            )
+
+    def _write_seal(self, fd: int, path: Path, entries: list[fmt.DirEntry], end: int) -> None:
+        import hashlib
+        import zlib
+
+        h = hashlib.sha256()
+        with FileSource(path) as src:
+            pos = 0
+            while pos < end:
+                n = min(4 << 20, end - pos)
+                h.update(src.read(pos, n))
+                pos += n
+        footer = fmt.pack_footer(entries, entries[-1].end_ns)
+        trailer = fmt.pack_trailer(fmt.Trailer(end, len(footer), zlib.crc32(footer), h.digest()))
+        os.lseek(fd, end, os.SEEK_SET)
+        self.fs.writev(fd, [footer, trailer])
+        self.fs.fsync(fd)
+
+    # --- the wall clock ---------------------------------------------------------------------------
+    def clock_verdict(self, newest_footage_ns: int | None = None) -> ClockVerdict:
+        """Whether the host's wall clock agrees with what this store saw of it (K1): age
+        rules act on ``now_ns``, which is never later than the clock can be shown to be.
+        ``newest_footage_ns`` vouches for time across a reboot."""
+        c = self.clock
+        return judge_wall_clock(
+            c.wall_ns(), c.boot_ns(), c.boot_id(), self._clock_mark(), newest_footage_ns
+        )
+
+    def mark_clock(self, rebase: bool = False) -> None:
+        """Record the clocks as read now (only when trusted, or on an operator's word:
+        ``rebase``). Within a boot the first reading stays the reference, so a clock that
+        runs fast, or steps a little at a time, cannot move it; only the latest trusted wall
+        time moves on (what the next boot is judged against)."""
+        c = self.clock
+        now = c.wall_ns()
+        last = self._clock_mark()
+        if last is not None and last.boot_id == c.boot_id() and not rebase:
+            mark = last._replace(last_wall_ns=max(last.last_wall_ns, now))
+        else:
+            mark = ClockMark(now, c.boot_ns(), c.boot_id(), now)
+        if mark == last:
+            return
+        b = Batch()
+        b.put(layout.CLOCK_MARK_KEY, json.dumps(mark._asdict()).encode())
+        self.index.commit(b, sync=False)
+
+    def _clock_mark(self) -> ClockMark | None:
+        raw = self.index.get(layout.CLOCK_MARK_KEY)
+        if raw is None:
+            return None
+        try:
+            return ClockMark(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None  # unreadable: judged as a store that never saw the clock
+
+    # --- reading -------------------------------------------------------------------------------
+    def camera_num(self, camera_id: str) -> int:
+        layout.validate_camera_id(camera_id)
+        num = self.index.camera_num(camera_id)
+        if num is None:
+            known = ", ".join(c for c, _ in self.index.cameras()) or "none"
+            raise NotFound(f"unknown camera {camera_id!r} (cameras in this store: {known})")
+        return num
+
+    def require_cameras(self, camera_ids: Iterable[str] | None) -> list[str] | None:
+        """``camera_ids`` as a list, each known (NotFound names the cameras there are): a job
+        given a mistyped camera must say so, not do nothing."""
+        if camera_ids is None:
+            return None
+        ids = list(camera_ids)
+        for cam in ids:
+            self.camera_num(cam)
+        return ids
+
+    def cameras(self) -> list[CameraSummary]:
+        out = []
+        for cam_id, num in self.index.cameras():
+            first = last = None
+            size = segs = opened = gaps = tiered = 0
+            recorded = 0
+            prev_end = None
+            for row in self.index.segments(num):
+                if row.state == "open":
+                    opened += 1
+                    # Its durable footage counts: the chunks indexed so far (W2).
+                    extent = self._open_extent(num, row)
+                    if extent is None:
+                        continue
+                    row = row._replace(end_ns=extent[0], size_bytes=extent[1])
+                else:
+                    segs += 1
+                if first is None:
+                    first = row.start_ns
+                size += row.size_bytes
+                if row.location != "local":
+                    tiered += row.size_bytes
+                recorded += row.end_ns - row.start_ns
+                if prev_end is not None and row.start_ns - prev_end > GAP_TOLERANCE_NS:
+                    gaps += 1
+                prev_end = row.end_ns
+                last = row.end_ns if last is None else max(last, row.end_ns)
+            damaged = len(
+                damaged_ranges(
+                    [
+                        {"kind": e.kind, "detail": e.detail}
+                        for e in self.index.events(num, -(2**63), 2**63 - 1)
+                        if e.kind == "damaged"
+                    ]
+                )
+            )
+            out.append(
+                CameraSummary(
+                    cam_id, first, last, size, segs, opened, gaps, recorded, tiered, damaged
+                )
+            )
+        return out
+
+    def timeline(self, camera_id: str, start_ns: int | None, end_ns: int | None) -> Timeline:
+        num = self.camera_num(camera_id)
+        start_ns = None if start_ns is None else to_ns(start_ns)
+        end_ns = None if end_ns is None else to_ns(end_ns)
+        rows = list(
+            self.index.segments(
+                num,
+                -(2**63) if start_ns is None else start_ns,
+                2**63 - 1 if end_ns is None else end_ns,
+            )
+        )
+        # An open segment's extent is known from its indexed chunks (its durable footage).
+        spans: list[tuple[int, int]] = []
+        open_spans: list[tuple[int, int]] = []
+        for r in rows:
+            if r.state == "open":
+                extent = self._open_extent(num, r)
+                if extent is not None:
+                    spans.append((r.start_ns, extent[0]))
+                    open_spans.append((r.start_ns, extent[0]))
+            else:
+                spans.append((r.start_ns, r.end_ns))
+        if not spans and (start_ns is None or end_ns is None):
+            # An open end defaults to the footage's own; with none there, there is no range
+            # to show (a range given in full is shown, as one gap).
+            where = "".join(
+                (
+                    f" from {format_time(start_ns)}" if start_ns is not None else "",
+                    f" up to {format_time(end_ns)}" if end_ns is not None else "",
+                )
+            )
+            raise NotFound(f"camera {camera_id!r} has no footage{where}")
+        lo = start_ns if start_ns is not None else spans[0][0]
+        hi = end_ns if end_ns is not None else spans[-1][1]
+        rng = TimeRange(lo, max(hi, lo + 1))
+        covered: list[tuple[int, int]] = []
+        for s, e in spans:
+            s, e = max(s, rng.start_ns), min(e, rng.end_ns)
+            if e <= s:
+                continue
+            if covered and s - covered[-1][1] <= GAP_TOLERANCE_NS:
+                covered[-1] = (covered[-1][0], max(covered[-1][1], e))
+            else:
+                covered.append((s, e))
+        gaps: list[tuple[int, int]] = []
+        cursor = rng.start_ns
+        for s, e in covered:
+            if s > cursor:
+                gaps.append((cursor, s))
+            cursor = max(cursor, e)
+        if cursor < rng.end_ns:
+            gaps.append((cursor, rng.end_ns))
+        events = [
+            {"at_ns": ev.at_ns, "kind": ev.kind, "detail": ev.detail}
+            for ev in self.index.events(num, rng.start_ns, rng.end_ns)
+        ]
+        # Footage recorded but found damaged (R5, R6) is not covered: a clip shows a gap.
+        damaged = damaged_ranges(events)
+        if damaged:
+            covered, _inside = subtract_ranges(covered, damaged)
+            gaps = sorted(gaps + [d for d in damaged if d[0] < rng.end_ns and d[1] > rng.start_ns])
+        return Timeline(camera_id, rng, covered, gaps, events, open_spans)
+
+    def _open_extent(self, camera_num: int, row: SegmentRow) -> tuple[int, int] | None:
+        """(end_ns, bytes) of an open segment's indexed chunks, or None before the first."""
+        end = None
+        size = 0
+        for c in self.index.chunks(camera_num, row.start_ns, 2**63 - 1):
+            if c.start_ns < row.start_ns:
+                continue
+            if c.segment_id != row.segment_id:
+                break  # past it: the segments of a camera do not interleave
+            end = c.end_ns
+            size += c.length
+        return None if end is None else (end, size)
+
+    def plan_clip(self, camera_id: str, start_ns: int, end_ns: int) -> Any:
+        """What a clip of [start_ns, end_ns) would contain (vstore.export.clip.ClipPlan); no payload
+        is read."""
+        from vstore.export.clip import plan_clip
+
+        return plan_clip(self, camera_id, to_ns(start_ns), to_ns(end_ns))
+
+    def clip(
+        self,
+        camera_id: str,
+        start_ns: int,
+        end_ns: int,
+        format: str = "mp4",
+        out: Any = None,
+    ) -> Any:
+        """A clip of [start_ns, end_ns): with ``out`` (a path or binary file object) it is
+        written there and a ClipResult returned; without, an iterator of bytes is returned.
+        Times are ns since the epoch, aware ``datetime``s or text such as ``-15m``."""
+        from vstore.export.clip import clip_bytes, plan_clip, write_clip
+
+        start_ns, end_ns = to_ns(start_ns), to_ns(end_ns)
+
+        if out is None:
+            return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
+        with self.lease(ranges=[(camera_id, start_ns, end_ns)]):  # before planning (L1)
+            plan = plan_clip(self, camera_id, start_ns, end_ns)
+            return write_clip(self, plan, out, format=format)
+
+    def recording_elsewhere(self) -> bool:
+        """True when another process holds the index open for writing (a running recorder).
+
+        RocksDB takes a POSIX lock on index/LOCK; probing it from this process does not
+        disturb the holder. (Only meaningful for a read-only store: a writable one holds it.)
+        """
+        if not self.read_only:
+            return False
+        import fcntl
+
+        try:
+            fd = os.open(self.layout.index_dir / "LOCK", os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    # --- read leases ------------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self,
+        segment_ids: Iterable[int] = (),
+        ranges: Iterable[tuple[str, int, int]] = (),
+    ) -> Iterator[None]:
+        """Protect footage from deletion while it is read (a clip, an export): segments by
+        id and (camera, start_ns, end_ns) ranges. A reader leases the range it asks for
+        before it plans from the index, so no segment it plans can be deleted under it
+        (lifecycle L1-L3); any process on this host sees the lease."""
+        import socket
+
+        with self._lock:
+            self._lease_serial += 1
+            serial = self._lease_serial
+        path = self.layout.lease_path(socket.gethostname(), os.getpid(), serial)
+        try:
+            lease = hold_lease(path, segment_ids, ranges)
+            lease.__enter__()
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A store this process may not write (read-only media, an evidence copy, another
+            # user's store): it is read unleased; a deletion there is that owner's to make.
+            import logging
+
+            logging.getLogger(__name__).info("reading %s without a lease: %s", self.root, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            lease.__exit__(None, None, None)
+
+    def leases(self) -> LeaseSet:
+        """The live leases now (this or any other process): checked at each deletion."""
+        return live_leases(self.layout.leases_dir)
+
+    def tier(self, url: str) -> Any:
+        """The object store at url (one client per URL for the life of the store)."""
+        from vstore.tier import open_tier
+
+        with self._lock:
+            t = self._tiers.get(url)
+            if t is None:
+                t = open_tier(url)
+                if t.url in self._tiers:  # another spelling of a tier already open
+                    t = self._tiers[url] = self._tiers[t.url]
+                    return t
+                cap = self.config.tier.cache_bytes
+                if cap > 0:
+                    from vstore.tier.cache import CachedTier
+
+                    try:
+                        t = CachedTier(t, self.layout.tier_cache_dir(t.url), cap)
+                    except OSError:
+                        pass  # no writable cache (a read-only mount): read through
+                self._tiers[url] = self._tiers[t.url] = t
+            return t
+
+    def segment_reader(self, row: SegmentRow, cached: bool = True) -> SegmentReader:
+        """A reader for an indexed segment, local or tiered (ranged reads of the object,
+        through the local read cache unless ``cached`` is False, as checks need)."""
+        if row.location == "local":
+            return SegmentReader.open(self.layout.path(row.path))
+        from vstore.segment.reader import TierSource
+
+        tier = self.tier(row.location)
+        if not cached:
+            tier = getattr(tier, "inner", tier)
+        return SegmentReader(
+            TierSource(tier, row.path, row.size_bytes),
+            f"{row.location}/{row.path}",
+        )
+
+    def read_packets(self, camera_id: str, start_ns: int, end_ns: int) -> Iterator[Packet]:
+        """Every stored packet of chunks overlapping [start_ns, end_ns), in stored order."""
+        num = self.camera_num(camera_id)
+        readers: dict[int, tuple[SegmentReader, fmt.SegmentMeta]] = {}
+        seg_paths = {r.segment_id: r for r in self.index.segments(num, start_ns, end_ns)}
+        try:
+            for c in self.index.chunks(num, start_ns, end_ns):
+                if c.segment_id not in readers:
+                    row = seg_paths.get(c.segment_id)
+                    if row is None:
+                        raise CorruptSegment(f"chunk at {c.start_ns} names unknown segment")
+                    rd = self.segment_reader(row)
+                    readers[c.segment_id] = (rd, rd.meta)
+                rd, meta = readers[c.segment_id]
+                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                yield from chunk_packets(meta, chunk)
+        finally:
+            for rd, _ in readers.values():
+                rd.close()
+
+
+def damaged_ranges(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The (start, end) of indexed chunks that ``damaged`` events recorded (R5, R6)."""
+    return sorted(
+        (int(c["start_ns"]), int(c["end_ns"]))
+        for e in events
+        if e["kind"] == "damaged"
+        for c in e["detail"].get("indexed_chunks", [])
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process lives (leases and the control server's heartbeat name theirs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def open_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    clock: Clock | None = None,
+    fs: Fs | None = None,
+    create: bool = True,
+    disk_usage: Any = None,
+) -> Store:
+    """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new."""
+    return Store(
+        resolve_store_path(str(path) if path is not None else None),
+        read_only=read_only,
+        clock=clock,
+        fs=fs,
+        create=create,
+        disk_usage=disk_usage,
+    )
