@@ -35,6 +35,7 @@ demo: build
 	$(VPY) -m tools.demo
 
 test: build
+	$(VENV)/bin/lint-imports --no-cache
 	$(VPY) -m pytest -q -m "not slow"
 	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" \
 	  tests/test_native_parity.py tests/test_roundtrip.py tests/test_timestamps.py \
@@ -54,6 +55,7 @@ bench: build
 
 lint: build
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff format --check .
 
 clean:

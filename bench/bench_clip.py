@@ -14,9 +14,9 @@ import av
 import pytest
 
 from tools.camsim import StreamSpec, write_file
+from vstore.api import open_store
 from vstore.export.clip import clip_bytes, plan_clip, write_clip
 from vstore.ingest.recorder import import_file
-from vstore.store.store import open_store
 
 T0 = 1_737_075_600_000_000_000
 NS = 1_000_000_000

@@ -15,8 +15,8 @@ import pytest
 
 from bench.conftest import camera_packets
 from vstore import TrackInfo
+from vstore.api import open_store
 from vstore.ingest import writer_pool
-from vstore.store.store import open_store
 
 VIDEO = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
 T0 = 1_737_075_600_000_000_000

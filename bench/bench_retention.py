@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vstore.lifecycle.retention import DiskUsage, Hold, SegmentTable, plan_retention
+from vstore.lifecycle.retention_plan import SegmentTable, plan_retention
 from vstore.store.config import RetentionPolicy
+from vstore.store.disk import DiskUsage
+from vstore.store.holds import Hold
 
 MIN = 60 * 10**9
 DAY = 1440 * MIN
@@ -15,7 +17,7 @@ DAY = 1440 * MIN
 
 @pytest.fixture(scope="module")
 def month(request):
-    """A columnar catalog (what vstore.lifecycle.retention.catalog returns) of 1-minute segments."""
+    """A columnar catalog (what vstore.lifecycle.catalog.catalog returns) of 1-minute segments."""
     cfg = request.config
     smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
     cams, minutes = (10, 1440) if smoke else (100, 30 * 1440)

@@ -11,10 +11,10 @@ import boto3
 import pytest
 
 from tools.camsim import StreamSpec, write_file
+from vstore.api import open_store
 from vstore.export.clip import clip_bytes
 from vstore.ingest.recorder import import_file
 from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
-from vstore.store.store import open_store
 
 T0 = 1_737_075_600_000_000_000
 S = 10**9

@@ -10,10 +10,10 @@ import pytest
 
 from bench.conftest import camera_packets
 from vstore import TrackInfo
+from vstore.api import open_store
 from vstore.base.fsutil import Fs
 from vstore.segment import format as fmt
-from vstore.store.camera_writer import _JOIN_MAX_BYTES as JOIN_MAX_BYTES
-from vstore.store.store import open_store
+from vstore.segment.writer import JOIN_MAX_BYTES
 
 VIDEO = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
 T0 = 1_737_075_600_000_000_000

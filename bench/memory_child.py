@@ -8,7 +8,7 @@ import tempfile
 
 from bench.conftest import camera_packets
 from vstore import TrackInfo
-from vstore.store.store import open_store
+from vstore.api import open_store
 
 T0 = 1_737_075_600_000_000_000
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import resource
 import sys
 
+from vstore.api import open_store
 from vstore.export.clip import clip_bytes
-from vstore.store.store import open_store
 
 T0 = 1_737_075_600_000_000_000
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from vstore import _native
+from vstore.api import Store, open_store
 from vstore.base.timebase import parse_time_ns
-from vstore.store.store import Store, open_store
 
 START_NS = parse_time_ns("2025-01-17T08:00:00+07:00")
 

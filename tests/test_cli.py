@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
+from vstore.api import open_store
 from vstore.cli.main import COMMANDS, main
-from vstore.store.store import open_store
 
 
 def seed(store_dir, cam="cam", n=100, start=START_NS):

@@ -13,13 +13,13 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_cli import seed
 from vstore import _native
+from vstore.api import open_store
 from vstore.base.errors import UsageError
 from vstore.base.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time_ns
 from vstore.cli.main import _join_relative_times, main
 from vstore.export.clip import plan_clip, write_clip
 from vstore.ingest.recorder import import_file
-from vstore.lifecycle.retention import list_holds
-from vstore.store.store import open_store
+from vstore.store.holds import list_holds
 from vstore.tier.factory import open_tier
 
 AFTER_2200 = "2300-01-01T00:00:00Z"

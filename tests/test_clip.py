@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import START_NS, ffmpeg_decode_errors
 from tools.camsim import read_frame_counter
+from vstore.api import open_store
 from vstore.base.errors import NotFound, UsageError
 from vstore.export.clip import clip_bytes, plan_clip, write_clip
 from vstore.ingest.recorder import import_file
-from vstore.store.store import open_store
 
 FRAME_NS = 40_000_000  # 25 fps
 

@@ -17,8 +17,8 @@ import pytest
 from tests.conftest import START_NS
 from tools.camsim import StreamSpec, write_file
 from vstore import Packet
+from vstore.api import open_store
 from vstore.ingest.recorder import tracks_from_av
-from vstore.store.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

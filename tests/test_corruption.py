@@ -13,10 +13,10 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
+from vstore.api import open_store
 from vstore.base.errors import CorruptSegment
 from vstore.lifecycle.check import check_store
 from vstore.segment.reader import SegmentReader
-from vstore.store.store import open_store
 
 
 def record(st, n=100, cam="cam", start=START_NS):

@@ -10,10 +10,10 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
+from vstore.api import open_store
 from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.fsutil import Fs
 from vstore.lifecycle.check import check_store
-from vstore.store.store import open_store
 
 
 class FaultyFs(Fs):

@@ -14,7 +14,7 @@ from vstore.base.errors import CorruptSegment
 from vstore.base.fsutil import Fs
 from vstore.segment import format as fmt
 from vstore.segment.reader import FileSource, SegmentReader, scan_chunks
-from vstore.store.camera_writer import SegmentFile
+from vstore.segment.writer import SegmentFile
 
 T0 = 1_737_075_600_000_000_000  # 2025-01-17T01:00:00Z
 SPS_PPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce\x3c\x80"

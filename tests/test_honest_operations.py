@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tests.crash_writer import START_NS
 from tests.test_never_lose_footage import GOP_NS, readable_chunks, record, run_cli, small_store
+from vstore.api import open_store
 from vstore.lifecycle.check import check_store
-from vstore.store.store import open_store
 
 DAY_NS = 86400 * 10**9
 
@@ -65,7 +65,7 @@ def test_rebuild_index_help_says_foreign_objects_are_read_only(capsys):
 def test_dry_run_lists_the_trims_the_run_makes(tmp_path, capsys):
     import json
 
-    from vstore.lifecycle.retention import add_hold
+    from vstore.store.holds import add_hold
 
     with small_store(tmp_path, '[retention]\nmax_age = "1d"\n') as st:
         record(st, 12)
@@ -623,7 +623,7 @@ def test_a_writer_filling_a_gap_stops_at_the_footage_after_it(tmp_path):
 def test_dry_run_trims_are_exactly_the_runs_even_for_a_segment_held_whole(tmp_path, capsys):
     import json
 
-    from vstore.lifecycle.retention import add_hold
+    from vstore.store.holds import add_hold
 
     with small_store(tmp_path, '[retention]\nmax_age = "1d"\n') as st:
         record(st, 12)  # segments 0-4, 4-8, 8-12 s

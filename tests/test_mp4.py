@@ -13,13 +13,14 @@ import pytest
 
 from tests.conftest import START_NS, ffmpeg_decode_errors
 from tools.camsim import read_frame_counter
+from vstore.api import open_store
 from vstore.base.errors import CorruptSegment
-from vstore.codec.bitstream import config_to_annexb
+from vstore.codec.annexb import config_to_annexb
+from vstore.codec.parameter_sets import avcc_record
 from vstore.export import clip as clip_mod
 from vstore.export import mp4
 from vstore.export.clip import plan_clip, write_clip
 from vstore.ingest.recorder import import_file
-from vstore.store.store import open_store
 
 FRAME_NS = 40_000_000
 
@@ -191,7 +192,7 @@ def test_high_profile_avcc_record_matches_ffmpegs(tmp_path):
                 o.mux(p)
     with av.open(str(ff)) as c:
         theirs = c.streams.video[0].codec_context.extradata
-    ours = mp4.avcc_record(params)
+    ours = avcc_record(params)
     assert ours[1] == 100  # High
     assert ours == theirs
 

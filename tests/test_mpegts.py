@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from tools.camsim import StreamSpec, write_file
 from vstore import _native
 from vstore.base.errors import SourceError
-from vstore.export.mp4 import annexb_units
-from vstore.ingest.mpegts import _probe_bytes, probe, split_adts
+from vstore.codec.aac import split_adts
+from vstore.codec.annexb import annexb_units
+from vstore.ingest.mpegts import _probe_bytes, probe
 from vstore.ingest.recorder import tracks_from_av
 
 TWINS = _native.implementations()
@@ -332,7 +333,7 @@ class _BitWriter:
 def test_h264_sps_with_scaling_matrices_and_poc_cycle_gives_its_size():
     """SPS fields no encoder here writes (scaling lists, POC type 1): the size still reads
     right past them."""
-    from vstore.export.mp4 import video_size
+    from vstore.codec.parameter_sets import video_size
 
     w = _BitWriter()
     w.ue(0)  # seq_parameter_set_id

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.crash_writer import START_NS, payload
+from vstore.api import open_store
 from vstore.lifecycle.check import check_store
-from vstore.store.store import open_store
+from vstore.store.holds import add_hold, release_hold
 
 ROOT = Path(__file__).resolve().parents[1]
 GOP_NS = 1_000_000_000  # crash_writer's footage: 10 fps, a keyframe every second
@@ -95,7 +96,7 @@ def test_recovery_keeps_good_chunks_after_a_damaged_one(tmp_path, how):
     else:
         from vstore.store.store import Store
 
-        st = Store(store_dir, recover=False)
+        st = Store(store_dir)
         rep = None
         check_store(st, repair=True)
     try:
@@ -127,7 +128,7 @@ def test_check_repair_of_an_unsealed_orphan_keeps_chunks_after_damage(tmp_path):
     record_and_crash(store_dir, 10)
     seg = open_segment_file(store_dir)
     flip_byte_in_gop(seg, 2)
-    st = Store(store_dir, recover=False)
+    st = Store(store_dir)
     try:
         # The index lost everything about the file (a rebuilt or restored index): an orphan.
         b = Batch()
@@ -182,7 +183,7 @@ def interrupt_after_d1(st, monkeypatch) -> None:
     def crash(*a, **k):
         raise KeyboardInterrupt  # the process dies
 
-    monkeypatch.setattr(retention, "_remove_marked", crash)
+    monkeypatch.setattr(retention, "remove_marked", crash)
     with pytest.raises(KeyboardInterrupt):
         retention.run_retention(st, max_age_ns=1)
     monkeypatch.undo()
@@ -271,7 +272,7 @@ def test_garbage_mark_of_footage_a_hold_now_covers_is_cancelled_not_deleted(tmp_
         assert len(st.index.garbage()) == 1
         [(_sid, rec)] = st.index.garbage()
         # An investigator holds that minute before the deletion is finished.
-        retention.add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
+        add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
         _plan, res = retention.run_retention(st, max_age_ns=10**18)
         assert res.finished_garbage == 0
         assert st.layout.path(rec["path"]).exists()  # the bytes are kept
@@ -322,7 +323,7 @@ def test_trim_refuses_tampered_footage_and_keeps_the_original(tmp_path):
     try:
         record(st, 4)
         [row] = list(st.index.segments(st.camera_num("cam")))
-        retention.add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
+        add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
         tamper_chunk_keeping_its_checksums(st.layout.path(row.path), 1)
         assert not check_store(st).ok  # the content hash says so before the trim
         _plan, res = retention.run_retention(st)
@@ -343,7 +344,7 @@ def test_trim_keeps_provenance_of_verified_footage(tmp_path):
         record(st, 4)
         [row] = list(st.index.segments(st.camera_num("cam")))
         crcs = {c.start_ns: c.crc32 for c in st.index.chunks(st.camera_num("cam"), 0, 2**62)}
-        retention.add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
+        add_hold(st, "cam", START_NS + GOP_NS, START_NS + 2 * GOP_NS, "case", "ray")
         _plan, res = retention.run_retention(st)
         assert res.trimmed_segments == 1 and not res.errors
         [kept] = list(st.index.segments(st.camera_num("cam")))
@@ -436,7 +437,7 @@ def test_bare_number_max_bytes_on_the_command_line_is_a_usage_error(tmp_path, ca
 _LEASE_HOLDER = textwrap.dedent(
     """
     import os, sys
-    from vstore.store.store import open_store
+    from vstore.api import open_store
     st = open_store(sys.argv[1], read_only=True)
     with st.lease(ranges=[("cam", int(sys.argv[2]), int(sys.argv[3]))]):
         print("leased", os.getpid(), flush=True)
@@ -573,7 +574,7 @@ class Disk:
         self.root, self.capacity, self.other = root, capacity, other
 
     def __call__(self):
-        from vstore.lifecycle.retention import DiskUsage
+        from vstore.store.disk import DiskUsage
 
         used = 0
         for p in self.root.rglob("*"):
@@ -841,7 +842,7 @@ def test_forward_clock_step_across_a_reboot_needs_the_operators_word(tmp_path, c
 
 def test_recording_after_a_backward_clock_correction_is_stamped_at_the_true_time(tmp_path):
     from vstore.base.clock import FakeClock
-    from vstore.lifecycle.retention import add_hold
+    from vstore.store.holds import add_hold
 
     clock = FakeClock(wall_ns=START_NS)
     st = small_store(tmp_path, clock=clock)
@@ -931,8 +932,8 @@ class Lifecycle:
 
     def run(self, op: tuple) -> None:
         from vstore.lifecycle import retention
-        from vstore.lifecycle.retention import DiskUsage
         from vstore.lifecycle.tiering import run_tiering
+        from vstore.store.disk import DiskUsage
         from vstore.tier import LocalTier
 
         kind = op[0]
@@ -955,7 +956,7 @@ class Lifecycle:
             if op[2] >= 0:  # and a byte of one of its GOPs rots before recovery
                 from vstore.store.store import Store
 
-                st = Store(self.dir, clock=self.clock, recover=False)
+                st = Store(self.dir, clock=self.clock)
                 try:
                     [(_sid, marker)] = st.index.open_segments()
                     path = st.layout.path(marker["path"])
@@ -978,13 +979,13 @@ class Lifecycle:
                 span = last.end_ns - first.start_ns
                 a = first.start_ns + int(span * min(op[1], op[2]))
                 b = first.start_ns + int(span * max(op[1], op[2])) + 1
-                h = retention.add_hold(st, "cam", a, b, "case", "prop")
+                h = add_hold(st, "cam", a, b, "case", "prop")
                 self.held[h.id] = {(c.start_ns, c.crc32) for c in st.index.chunks(num, a, b)}
             elif kind == "release":
                 active = sorted(self.held)
                 if active:
                     hid = active[op[1] % len(active)]
-                    retention.release_hold(st, hid, "prop")
+                    release_hold(st, hid, "prop")
                     del self.held[hid]
             elif kind == "retention":
                 kw: dict = {}
@@ -1044,7 +1045,6 @@ def test_random_lifecycles_never_lose_indexed_or_held_footage(tmp_path):
 
 
 def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp_path, monkeypatch):
-    from vstore.lifecycle import retention
 
     st = small_store(tmp_path)
     try:
@@ -1052,7 +1052,7 @@ def test_check_reports_and_repair_cancels_a_pending_deletion_of_held_footage(tmp
 
         interrupt_after_d1(st, monkeypatch)
         [(_sid, rec)] = st.index.garbage()
-        retention.add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
+        add_hold(st, "cam", rec["start_ns"], rec["start_ns"] + GOP_NS, "case", "ray")
         rep = check_store(st)
         assert [p.code for p in rep.problems] == ["C7"] and not rep.ok
         rep = check_store(st, repair=True)
@@ -1106,7 +1106,7 @@ def test_trim_keeps_a_file_whose_damaged_bytes_a_hold_covers(tmp_path):
     flip_byte_in_gop(seg, 2)
     (d / "vstore.toml").write_text('[retention]\nmax_age = "1h"\n')
     with open_store(d) as st:
-        retention.add_hold(st, "cam", START_NS + 2 * GOP_NS, START_NS + 3 * GOP_NS, "c", "r")
+        add_hold(st, "cam", START_NS + 2 * GOP_NS, START_NS + 3 * GOP_NS, "c", "r")
         _plan, res = retention.run_retention(st)
         assert res.trimmed_segments == 0 and "damaged bytes a hold covers" in res.errors[0]
         assert seg.exists() and len(readable_chunks(st)) == 9
@@ -1122,7 +1122,7 @@ def test_a_short_hold_cancels_a_pending_deletion_of_its_only_copy(tmp_path, monk
         interrupt_after_d1(st, monkeypatch)
         [(_sid, rec)] = st.index.garbage()
         at = rec["end_ns"] - 400_000_000  # 0.4 s before its end, into the next segment
-        retention.add_hold(st, "cam", at, rec["end_ns"] + GOP_NS, "case", "ray")
+        add_hold(st, "cam", at, rec["end_ns"] + GOP_NS, "case", "ray")
         assert [p.code for p in check_store(st).problems] == ["C7"]
         retention.run_retention(st, max_age_ns=10**18)
         assert st.layout.path(rec["path"]).exists()
@@ -1183,18 +1183,19 @@ def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
 
     d = tmp_path / "store"
     record_and_crash(d, 10)
-    st = Store(d, recover=False)
+    st = Store(d)
     try:
         [(_sid, marker)] = st.index.open_segments()
         path = st.layout.path(marker["path"])
         # Seal it as W3 would, without the index batch (the crash point).
         from vstore.segment.reader import FileSource, scan_chunks
+        from vstore.segment.seal import seal_file
 
         with FileSource(path) as src:
             scan = scan_chunks(src)
         fd = st.fs.open_rw(path)
         try:
-            st._write_seal(fd, path, scan.entries, scan.valid_end)
+            seal_file(st.fs, fd, path, scan.entries, scan.valid_end)
         finally:
             st.fs.close(fd)
     finally:

@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_timestamps import IDR, PPS, SLICE, SPS, VIDEO
 from vstore import Packet
+from vstore.api import open_store
 from vstore.base.fsutil import Fs
 from vstore.lifecycle.check import check_store
-from vstore.store.store import open_store
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mincore and fadvise: Linux")
 

@@ -35,7 +35,7 @@ def decoded_ok(store, cam):
 
 @pytest.mark.parametrize("demuxer", ["auto", "ffmpeg"])
 def test_record_tcp_camera(tmp_path, demuxer):
-    from vstore.store.store import open_store
+    from vstore.api import open_store
 
     d = tmp_path / "store"
     d.mkdir()
@@ -205,8 +205,8 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
     import errno
     import os
 
+    from vstore.api import open_store
     from vstore.base.fsutil import Fs
-    from vstore.store.store import open_store
 
     class FailingForCamera(Fs):
         def __init__(self) -> None:

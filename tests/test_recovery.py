@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.crash_writer import START_NS, payload
+from vstore.api import open_store
 from vstore.lifecycle.check import check_store
-from vstore.store.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,22 +18,16 @@ from hypothesis import strategies as st
 from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
+from vstore.api import open_store
 from vstore.base.clock import FakeClock
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.export.clip import clip_bytes
 from vstore.lifecycle.check import check_store
-from vstore.lifecycle.retention import (
-    DiskUsage,
-    Hold,
-    SegmentInfo,
-    add_hold,
-    list_holds,
-    plan_retention,
-    release_hold,
-    run_retention,
-)
+from vstore.lifecycle.retention import run_retention
+from vstore.lifecycle.retention_plan import SegmentInfo, plan_retention
 from vstore.store.config import RetentionPolicy
-from vstore.store.store import open_store
+from vstore.store.disk import DiskUsage
+from vstore.store.holds import Hold, add_hold, list_holds, release_hold
 
 MIN = 60 * 10**9
 DAY = 86400 * 10**9
@@ -266,7 +260,7 @@ def test_watermark_deletes_oldest_across_cameras(store_with_clock):
     seg_bytes = next(st_.index.segments(st_.camera_num("a"))).size_bytes
     plan, res = run_retention(st_, dry_run=True, disk=DiskUsage(10**9, 0))
     assert res is None
-    from vstore.lifecycle.retention import plan_retention as pr
+    from vstore.lifecycle.retention_plan import plan_retention as pr
 
     segs = __import__("vstore.lifecycle.retention", fromlist=["catalog"]).catalog(st_)
     plan = pr(

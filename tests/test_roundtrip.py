@@ -108,7 +108,7 @@ def test_gop_chunks_start_on_keyframes(store, media):
 
 
 def test_segments_roll_at_keyframes_after_target_duration(store_dir, media):
-    from vstore.store.store import open_store
+    from vstore.api import open_store
 
     store_dir.mkdir(parents=True)
     (store_dir / "vstore.toml").write_text("[store]\nsegment_duration_s = 1\n")
@@ -127,9 +127,9 @@ def test_segments_roll_at_keyframes_after_target_duration(store_dir, media):
 def test_gop_payload_written_as_parts_or_joined_is_the_same_chunk(store_dir, monkeypatch, size):
     """A large GOP is checksummed, hashed and written as the packets' own buffers (no second
     copy in memory), a small one joined first: both must give the same bytes, which verify."""
+    from vstore.api import open_store
+    from vstore.segment import writer as segment_file_writer
     from vstore.segment.format import TrackInfo
-    from vstore.store import camera_writer as segment_writer
-    from vstore.store.store import open_store
 
     video = TrackInfo(index=0, kind="video", codec="h264", time_base=(1, 90000))
     key = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce\x00\x00\x00\x01\x65"
@@ -143,7 +143,7 @@ def test_gop_payload_written_as_parts_or_joined_is_the_same_chunk(store_dir, mon
                 w.write_raw(0, i * 3600, i * 3600, i % 50 == 0, data)
 
     record("parts")
-    monkeypatch.setattr(segment_writer, "_JOIN_MAX_BYTES", 1 << 40)
+    monkeypatch.setattr(segment_file_writer, "JOIN_MAX_BYTES", 1 << 40)
     record("joined")
     chunks = {}
     for cam in ("parts", "joined"):

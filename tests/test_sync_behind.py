@@ -15,12 +15,12 @@ import pytest
 from tests.conftest import START_NS
 from tests.test_fault_injection import _close_then_recover_clean, push
 from tests.test_timestamps import VIDEO
+from vstore.api import open_store
 from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.fsutil import Fs
 from vstore.lifecycle.check import check_store
 from vstore.store import camera_writer as segment_writer
 from vstore.store.camera_writer import SYNC_DEPTH
-from vstore.store.store import open_store
 
 GATE_TIMEOUT_S = 30  # a test that fails must not hang the suite
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import START_NS
+from vstore.api import open_store
 from vstore.base.errors import TierError, VstoreError
 from vstore.export.clip import clip_bytes
 from vstore.ingest.recorder import import_file
 from vstore.lifecycle.check import check_store
 from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
-from vstore.store.store import open_store
+from vstore.store import garbage
 from vstore.tier import LocalTier
 
 S = 10**9
@@ -79,7 +80,6 @@ def test_crash_between_steps_then_rerun(recorded, tmp_path, monkeypatch, step):
     before = clip(recorded)
     tier = LocalTier(tmp_path / "cold")
     row = plan_tiering(recorded, 5 * S)[0]
-    from vstore.lifecycle import retention
 
     if step == "upload":
         real = tier.put_file
@@ -91,7 +91,7 @@ def test_crash_between_steps_then_rerun(recorded, tmp_path, monkeypatch, step):
         monkeypatch.setattr(tier, "put_file", put_then_crash)
     elif step == "index_flip":
         monkeypatch.setattr(
-            retention, "_remove_marked", lambda *a, **k: (_ for _ in ()).throw(CrashAfter())
+            garbage, "remove_marked", lambda *a, **k: (_ for _ in ()).throw(CrashAfter())
         )
     else:
 
@@ -99,7 +99,7 @@ def test_crash_between_steps_then_rerun(recorded, tmp_path, monkeypatch, step):
             store.fs.unlink(store.layout.path(rec["path"]))
             raise CrashAfter()  # the garbage mark is left behind
 
-        monkeypatch.setattr(retention, "_remove_marked", rm_file_only)
+        monkeypatch.setattr(garbage, "remove_marked", rm_file_only)
     with pytest.raises(CrashAfter):
         tier_segment(recorded, tier, row, "cam")
     monkeypatch.undo()
@@ -511,7 +511,8 @@ def test_object_delete_failing_after_the_index_mark_is_finished_by_a_rerun(
 
 @pytest.mark.s3
 def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env, lock_bucket):
-    from vstore.lifecycle.retention import add_hold, release_hold, run_retention
+    from vstore.lifecycle.retention import run_retention
+    from vstore.store.holds import add_hold, release_hold
 
     held_from, held_to = START_NS + 5 * S, START_NS + 6 * S
     before = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
@@ -540,7 +541,7 @@ def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env,
 
 @pytest.mark.s3
 def test_check_finds_and_repairs_a_missing_object_legal_hold(recorded, s3_env, lock_bucket):
-    from vstore.lifecycle.retention import add_hold
+    from vstore.store.holds import add_hold
 
     tier = recorded.tier(f"s3://{lock_bucket}/site")
     run_tiering(recorded, tier, 5 * S)

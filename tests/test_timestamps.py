@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import START_NS
 from vstore import Packet, TrackInfo
+from vstore.api import open_store
 from vstore.base.clock import FakeClock
 from vstore.base.errors import VstoreError
-from vstore.store.store import open_store
 
 SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\xaa"
 PPS = b"\x00\x00\x00\x01\x68\xce\x3c\x80"
@@ -252,7 +252,7 @@ def test_write_many_stores_exactly_what_write_raw_stores(tmp_path, impl):
     """The batch call (the native MPEG-TS path's) against one call per packet, with the
     awkward cases inside the batches: keyframes, a corrupt packet, a timestamp jump, a
     repeated timestamp, a chunk filled to its byte limit."""
-    from vstore.store.store import open_store
+    from vstore.api import open_store
 
     d = _store_dir(tmp_path, "max_chunk_bytes = 65536\nfsync_interval_s = 60")
     items = []
@@ -296,8 +296,8 @@ def test_compiled_write_raw_stores_exactly_what_the_method_stores(tmp_path, impl
     """``writer.write_raw`` is the FastPath's (no Python frame for an ordinary packet); the
     class's own ``write_raw`` is the reference. Same packets, bytearray and memoryview data,
     a corrupt packet, a jump and chunks filled to their limit: the same footage and rows."""
+    from vstore.api import open_store
     from vstore.store.camera_writer import CameraWriter
-    from vstore.store.store import open_store
 
     d = _store_dir(tmp_path, "max_chunk_bytes = 65536\nfsync_interval_s = 60")
     items = []
@@ -343,8 +343,8 @@ def test_a_write_raw_held_across_new_run_never_uses_the_old_state(tmp_path):
     """A caller that keeps ``wr = w.write_raw`` across ``new_run(tracks)`` (which rebuilds
     the timestamp state) must get the new run's rules: P-frames before the new run's first
     keyframe are dropped, exactly as through the method."""
+    from vstore.api import open_store
     from vstore.store.camera_writer import CameraWriter
-    from vstore.store.store import open_store
 
     d = _store_dir(tmp_path, "fsync_interval_s = 60")
 

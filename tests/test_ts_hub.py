@@ -66,7 +66,7 @@ def test_silent_camera_times_out_alone_and_the_others_keep_recording(store, tmp_
 
 
 def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras(store_dir):
-    from vstore.store.store import open_store
+    from vstore.api import open_store
 
     store_dir.mkdir(parents=True, exist_ok=True)
     (store_dir / "vstore.toml").write_text("[cameras.stuck]\nqueue_packets = 16\n")

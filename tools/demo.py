@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds to record")
     args = ap.parse_args(argv)
 
+    from vstore.api import open_store
     from vstore.cli.main import main as vstore_main
     from vstore.ingest.recorder import record_many
     from vstore.lifecycle.check import check_store
-    from vstore.store.store import open_store
 
     store_dir = Path(args.store)
     if store_dir.exists():

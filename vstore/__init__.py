@@ -24,20 +24,20 @@ from vstore.base.errors import (
 )
 
 if TYPE_CHECKING:
+    from vstore.api import Store, open_store
     from vstore.base.timebase import TimeRange, format_time, parse_time_ns, to_ns
     from vstore.segment.format import TrackInfo
     from vstore.segment.packet import Packet
     from vstore.store.camera_writer import CameraWriter
-    from vstore.store.store import Store, open_store
 
 _LAZY = {
     "CameraWriter": "vstore.store.camera_writer",
     "Packet": "vstore.segment.packet",
-    "Store": "vstore.store.store",
+    "Store": "vstore.api",
     "TimeRange": "vstore.base.timebase",
     "TrackInfo": "vstore.segment.format",
     "format_time": "vstore.base.timebase",
-    "open_store": "vstore.store.store",
+    "open_store": "vstore.api",
     "parse_time_ns": "vstore.base.timebase",
     "to_ns": "vstore.base.timebase",
 }

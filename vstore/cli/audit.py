@@ -18,9 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import resolve_tz
-    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None

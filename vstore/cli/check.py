@@ -26,11 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.errors import CheckFailed
     from vstore.base.ratelimit import RateLimiter
     from vstore.lifecycle.check import check_store
     from vstore.store.config import parse_fixed_rate
-    from vstore.store.store import open_store
 
     rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
 

@@ -86,10 +86,10 @@ def format_for(output: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.errors import UsageError
     from vstore.base.timebase import format_duration, parse_time_ns
     from vstore.export.clip import plan_clip, write_clip
-    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
 

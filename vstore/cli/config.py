@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     }
     known = None
     if cam is not None and lay.index_dir.exists():
-        from vstore.store.store import open_store
+        from vstore.api import open_store
 
         with open_store(lay.root, read_only=True) as store:
             known = store.index.camera_num(cam) is not None

@@ -50,11 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from vstore.api import open_store
     from vstore.base.errors import TierError
     from vstore.base.timebase import parse_time_ns
-    from vstore.lifecycle.retention import list_holds
     from vstore.service.control import run_job
-    from vstore.store.store import open_store
+    from vstore.store.holds import list_holds
 
     tz = resolve_tz(args.tz)
     if args.action == "list":

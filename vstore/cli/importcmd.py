@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC
 
+    from vstore.api import open_store
     from vstore.base.errors import NotFound
     from vstore.base.layout import validate_camera_id
     from vstore.base.ratelimit import RateLimiter
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.cli.common import progress_bar
     from vstore.ingest.recorder import import_file
     from vstore.store.config import parse_fixed_rate
-    from vstore.store.store import open_store, resolve_store_path
+    from vstore.store.store import resolve_store_path
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)

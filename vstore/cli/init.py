@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.store.config import CONFIG_TEMPLATE
-    from vstore.store.store import open_store
 
     with open_store(args.store) as store:
         cfg = store.layout.config_path

@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.timebase import format_duration
-    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
     with open_store(args.store, read_only=True) as store:

@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.lifecycle.tiering import rebuild_index_from_tier
-    from vstore.store.store import open_store
 
     if not args.source.startswith("s3://"):  # an S3 tier is built with the store's config
         from vstore.base.errors import NotFound

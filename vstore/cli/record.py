@@ -32,12 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base import heap
     from vstore.base.errors import UsageError
     from vstore.base.layout import validate_camera_id
     from vstore.ingest.recorder import record_many
     from vstore.service.control import ControlServer
-    from vstore.store.store import open_store
 
     if args.duration is not None:
         from vstore.base.timebase import NS_PER_S, parse_duration_ns

@@ -26,9 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.export.snapshot import snapshot
-    from vstore.store.store import open_store
 
     at = parse_time_ns(args.at)
     to_stdout = args.output == "-"

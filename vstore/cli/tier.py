@@ -36,11 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.errors import TierError, UsageError
     from vstore.base.timebase import parse_age_ns
     from vstore.lifecycle.tiering import run_tiering
     from vstore.store.config import parse_rate
-    from vstore.store.store import open_store
 
     with open_store(args.store, create=False) as store:
         url = args.to or store.config.tier.url

@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
     from vstore.base.timebase import format_duration, format_time, parse_time_ns
-    from vstore.store.store import open_store
 
     tz = resolve_tz(args.tz)
     start = parse_time_ns(args.start) if args.start is not None else None

@@ -35,17 +35,14 @@ from vstore.base.timebase import (
     subtract_ranges,
     ticks_to_ns_many,
 )
-from vstore.codec.bitstream import config_to_annexb, length_prefixed_to_annexb
-from vstore.export.mp4 import (
-    Mp4Track,
-    aac_entry,
-    adts_to_asc,
+from vstore.codec.aac import adts_to_asc, asc_sample_rate
+from vstore.codec.annexb import (
     annexb_to_length_prefixed,
-    asc_sample_rate,
-    avcc_record,
-    hvcc_record,
-    visual_entry,
+    config_to_annexb,
+    length_prefixed_to_annexb,
 )
+from vstore.codec.parameter_sets import avcc_record, hvcc_record
+from vstore.export.mp4 import Mp4Track, aac_entry, visual_entry
 from vstore.export.mp4 import layout as mp4_layout
 from vstore.index.time_index import ChunkRow, SegmentRow
 from vstore.segment import format as fmt

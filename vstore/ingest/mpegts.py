@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from vstore import _native
 from vstore.base.errors import CorruptSegment, SourceError
-from vstore.export.mp4 import AAC_RATES, adts_to_asc, asc_sample_rate, video_size
+from vstore.codec.aac import adts_to_asc, asc_sample_rate, split_adts
+from vstore.codec.parameter_sets import video_size
 
 READ_BYTES = 256 * 1024  # at most one read: what a socket gives at once
 READ_INTERVAL_S = 0.1
@@ -149,29 +150,6 @@ class TsSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def split_adts(payload: bytes) -> list[tuple[int, bytes]]:
-    """ADTS frames of an AAC PES as (tick offset from the PES pts, frame with its header).
-    A PES that is not a clean run of ADTS frames comes back whole at offset 0."""
-    out: list[tuple[int, bytes]] = []
-    n = len(payload)
-    i = 0
-    ticks = 0
-    while i + 7 <= n:
-        if payload[i] != 0xFF or payload[i + 1] & 0xF0 != 0xF0:
-            return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
-        rate_idx = (payload[i + 2] >> 2) & 0x0F
-        length = (payload[i + 3] & 0x03) << 11 | payload[i + 4] << 3 | payload[i + 5] >> 5
-        blocks = (payload[i + 6] & 0x03) + 1
-        if length < 7 or i + length > n or rate_idx >= len(AAC_RATES):
-            return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
-        out.append((ticks, payload[i : i + length]))
-        ticks += blocks * 1024 * 90000 // AAC_RATES[rate_idx]
-        i += length
-    if i < n:
-        return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
-    return out
 
 
 class TsPacketizer:

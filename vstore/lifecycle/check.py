@@ -20,6 +20,7 @@ from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment.reader import FileSource, SegmentReader
+from vstore.store.recovery import quarantine_chunks, recover
 from vstore.store.store import Store
 
 
@@ -75,7 +76,7 @@ def check_store(
     if repair:
         if store.read_only:
             raise VstoreError("--repair needs the store opened for writing")
-        r = store.recover()
+        r = recover(store)
         for m in r.messages:
             rep.problems.append(Problem("C3", m.split(":")[0], "open segment " + m, True))
     idx = store.index
@@ -123,7 +124,7 @@ def check_store(
                     f"{len(c_rows)} chunk rows name segment {c_seg}, which has no catalog row",
                 )
             )
-    from vstore.lifecycle.retention import list_holds
+    from vstore.store.holds import list_holds
 
     holds = list_holds(store)
     names = {num: cam for cam, num in idx.cameras()}
@@ -192,7 +193,7 @@ def check_store(
                 _quarantine_damaged_chunks(store, row, problem)
     if progress is not None:
         progress(total, total)
-    from vstore.lifecycle.retention import cancel_mark, mark_conflict
+    from vstore.store.garbage import cancel_mark, mark_conflict
 
     pending_delete = set()
     for sid, rec in idx.garbage():
@@ -250,7 +251,7 @@ def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) 
     if not bad:
         problem.message += "; every chunk verifies (the damage is outside them): not repaired"
         return
-    store.quarantine_chunks(row, bad)
+    quarantine_chunks(store, row, bad)
     problem.repaired = True
     problem.message += (
         f"; {len(bad)} damaged chunk(s) left out of the index, their bytes kept and recorded "
@@ -343,7 +344,7 @@ def adopt_orphan(store: Store, relpath: str) -> None:
             )
             store.index.commit(b)
             rd.close()
-            store.recover()
+            recover(store)
             return
         rd.verify()
         entries = rd.directory()

@@ -23,7 +23,9 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
 from vstore.index.time_index import Batch, SegmentRow
 from vstore.segment import format as fmt
+from vstore.store import garbage
 from vstore.store.config import AUTO_RATE, parse_rate
+from vstore.store.store import Store
 from vstore.tier.base import BlobTier, ByteRange
 
 AUTO_RATE_FACTOR = 4
@@ -80,7 +82,7 @@ class TierResult:
 
 
 def plan_tiering(
-    store: Any, older_than_ns: int | None = None, cameras: Iterable[str] | None = None
+    store: Store, older_than_ns: int | None = None, cameras: Iterable[str] | None = None
 ) -> list[SegmentRow]:
     """Sealed local segments that ended at least their camera's hot age ago (or
     older_than_ns, for every camera, when given), oldest first."""
@@ -101,7 +103,7 @@ def plan_tiering(
 
 
 def tier_segment(
-    store: Any,
+    store: Store,
     tier: BlobTier,
     row: SegmentRow,
     camera: str,
@@ -113,8 +115,8 @@ def tier_segment(
     disk, then the copy or upload), so the footage itself moves at half its rate."""
     import base64
 
-    from vstore.lifecycle.retention import covering_holds
     from vstore.segment.reader import SegmentReader
+    from vstore.store.holds import covering_holds
 
     key = layout.object_key("", camera, row.start_ns, row.segment_id)
     path = store.layout.path(row.path)
@@ -157,9 +159,8 @@ def tier_segment(
         batch=b,
     )
     store.index.commit(b, sync=True)
-    from vstore.lifecycle.retention import _remove_marked
 
-    _remove_marked(store, row.segment_id, rec)  # U3 (a reader's lease defers it to D4)
+    garbage.remove_marked(store, row.segment_id, rec)  # U3 (a reader's lease defers it to D4)
     return TierOutcome(row.size_bytes, object_hold)
 
 
@@ -170,7 +171,7 @@ class TierOutcome:
 
 
 def run_tiering(
-    store: Any,
+    store: Store,
     tier: BlobTier,
     older_than_ns: int | None = None,
     *,
@@ -202,7 +203,7 @@ def run_tiering(
     if dry_run:
         res.bytes = sum(r.size_bytes for r in rows)
         return res
-    from vstore.lifecycle.retention import finish_garbage
+    from vstore.store.garbage import finish_garbage
 
     finish_garbage(store, local_only=True)
     leases = store.leases()
@@ -304,7 +305,7 @@ class RebuildResult:
 
 
 def rebuild_index_from_tier(
-    store: Any,
+    store: Store,
     tier: BlobTier,
     progress: Callable[[int, int], None] | None = None,
     *,
@@ -318,7 +319,8 @@ def rebuild_index_from_tier(
     over the objects of a store that is gone (audited), and its retention then deletes them."""
     from vstore.base.layout import parse_segment_name
     from vstore.index.time_index import ChunkRow
-    from vstore.segment.reader import SegmentReader, TierSource
+    from vstore.segment.reader import SegmentReader
+    from vstore.tier.source import TierSource
 
     out = RebuildResult(adopted=adopt)
     objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]

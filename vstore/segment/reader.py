@@ -12,7 +12,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from vstore.base.errors import CorruptSegment, NotFound
 from vstore.base.timebase import ticks_to_ns
@@ -59,27 +59,6 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class TierSource:
-    """Ranged reads of a segment stored as an object (one ranged GET per read); the header
-    probe and the trailer/footer are small, and each chunk costs one GET."""
-
-    # Headers are a few hundred bytes: a small first GET, a second only for a big one.
-    head_probe = 4096
-
-    def __init__(self, tier: Any, key: str, size_bytes: int) -> None:
-        self.tier, self.key, self._size = tier, key, size_bytes
-
-    def size(self) -> int:
-        return self._size
-
-    def read(self, offset: int, length: int) -> bytes:
-        from vstore.tier.base import ByteRange
-
-        if length <= 0:
-            return b""
-        return self.tier.get(self.key, ByteRange(offset, length))
 
 
 class Chunk(NamedTuple):

@@ -32,6 +32,7 @@ from typing import Any, Self
 
 from vstore.base.errors import StoreLocked, StoreReadOnly, VstoreError
 from vstore.base.layout import StoreLayout
+from vstore.jobs import registry
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,6 @@ SERVER_POLL_S = 1.0  # how often the server looks for requests (one listdir)
 CLIENT_POLL_S = 0.05
 CALL_TIMEOUT_S = 600.0  # a retention run on a large store takes a while
 
-# fn(store, params, progress) -> JSON-able result; progress(done, total) or None (remote runs)
-Job = Callable[[Any, dict[str, Any], Callable[[int, int], None] | None], dict[str, Any]]
-_JOBS: dict[str, Job] = {}
-
-
-def job(name: str) -> Callable[[Job], Job]:
-    """Register ``fn(store, params, progress) -> JSON-able result`` as the job ``name``: what
-    a command runs on a store it opened itself, and what a server runs for it (``params``
-    JSON-able, ``progress`` None there)."""
-
-    def register(fn: Job) -> Job:
-        _JOBS[name] = fn
-        return fn
-
-    return register
-
 
 def run_job(
     store_path: str | None,
@@ -75,18 +60,18 @@ def run_job(
     """Run a registered job on the store at ``store_path`` (which must exist): opened here
     when no other process holds it, else through the process that does, if it serves
     requests (a running `vstore record` does); otherwise StoreLocked."""
-    from vstore.store.store import open_store, resolve_store_path
+    from vstore.api import open_store
+    from vstore.store.store import resolve_store_path
 
-    _load_jobs()
     try:
         with open_store(store_path, create=False) as store:
-            return _JOBS[name](store, params, progress)
+            return registry.run(store, name, params, progress)
     except StoreReadOnly:
         if not params.get("dry_run"):
             raise
         # A dry run only reads: a store this process may not write is planned read-only.
         with open_store(store_path, read_only=True) as store:
-            return _JOBS[name](store, params, progress)
+            return registry.run(store, name, params, progress)
     except StoreLocked:
         layout = StoreLayout(resolve_store_path(store_path))
         if not serving(layout):
@@ -163,7 +148,6 @@ class ControlServer:
         self.close()
 
     def start(self) -> None:
-        _load_jobs()
         self.layout.control_dir.mkdir(parents=True, exist_ok=True)
         for running in sorted(self.layout.control_dir.glob("*.running.json")):
             # A client still waiting (this server came up within STALE_S) learns the truth.
@@ -256,7 +240,7 @@ class ControlServer:
                 log.warning("control request %s: its client is gone; not run", request_id)
                 running.unlink(missing_ok=True)
                 return
-            fn = _JOBS.get(doc.get("job"))
+            fn = registry.JOBS.get(doc.get("job"))
             if fn is None:
                 raise VstoreError(f"unknown job {doc.get('job')!r}")
             params = dict(doc.get("params") or {})
@@ -358,8 +342,3 @@ def _error_classes(base: type[VstoreError]) -> list[type[VstoreError]]:
         out.append(cls)
         out.extend(_error_classes(cls))
     return out
-
-
-def _load_jobs() -> None:
-    """Import the modules that register jobs (each registers when it is first imported)."""
-    from vstore.lifecycle import retention  # noqa: F401 - registers "hold" and "retention"

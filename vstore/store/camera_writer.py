@@ -1,6 +1,6 @@
-"""Segment writer: turns a camera's packets into GOP chunks inside segment files and indexes them.
+"""The camera writer: turns one camera's packets into GOP chunks inside segment files
+(``vstore.segment.writer.SegmentFile``) and indexes them.
 
-Two layers. ``SegmentFile`` appends chunks to one file and seals it (footer, trailer, fsync).
 ``CameraWriter`` takes packets (PyAV or ``vstore.Packet``), normalizes timestamps (33-bit wrap,
 jumps, missing values), maps media time to wall time, cuts chunks at keyframes and segments at
 keyframes past the target duration, and commits index rows only for bytes already fsynced
@@ -9,47 +9,55 @@ keyframes past the target duration, and commits index rows only for bytes alread
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
 import threading
-import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 from vstore import _native
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
 from vstore.base import layout
+from vstore.base.clock import Clock
 from vstore.base.errors import StorageFull, UsageError, VstoreError
-from vstore.base.fsutil import Fs, create_durably, translate_oserror
+from vstore.base.fsutil import Fs
 from vstore.base.timebase import GAP_TOLERANCE_NS, NS_PER_S, format_time, ticks_to_ns
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
-from vstore.store.config import CameraSettings
+from vstore.segment.writer import SegmentFile
+from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.space import SpaceRefused
 
-if TYPE_CHECKING:
-    from vstore.store.store import Store
+
+class WriterHost(Protocol):
+    """What a camera writer needs of its store (``vstore.store.store.Store`` is one)."""
+
+    layout: layout.StoreLayout
+    config: StoreConfig
+    index: TimeIndex
+    clock: Clock
+    fs: Fs
+    uuid: str
+
+    def sealer(self) -> Executor: ...
+    def syncer(self) -> Executor: ...
+    def ensure_space(self, wait: bool = False) -> None: ...
+    def drop_empty_segment(self, row: SegmentRow) -> None: ...
+    def writer_closed(self, w: CameraWriter) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
 WRAP_33 = 1 << 33
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
-_PAGE_BYTES = 4096  # page-cache drops cover whole pages; larger pages only drop less
 _NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
 
-
-# A chunk's payload is checksummed, hashed and written as the packets' own buffers when it is
-# large: joining them first would hold a second copy of every GOP (a camera's largest
-# allocation, ~1 MB at 4 Mbit/s) and cost a memcpy. Small payloads are joined: there the
-# per-buffer calls cost more than the copy.
-_JOIN_MAX_BYTES = 256 * 1024
 
 # fsyncs one camera may have running behind it (W2), and group commit: a chunk due for an
 # fsync while SYNC_DEPTH run does not wait for one to finish; the next fsync covers it too,
@@ -71,174 +79,6 @@ HANDOVER_RETRY_S = 0.05
 # A live run goes into a gap before later footage (the host clock stepped back, T6) only
 # when the gap leaves it at least this long; a shorter one is clamped past (T3).
 GAP_RUN_MIN_NS = 60 * NS_PER_S
-
-
-class SegmentFile:
-    """One segment file being appended to. Not thread-safe: its CameraWriter serializes calls."""
-
-    def __init__(
-        self, fs: Fs, root: Path, relpath: str, meta: fmt.SegmentMeta, drop_cache: bool = True
-    ) -> None:
-        self.fs = fs
-        # Footage just written is rarely read again soon: once fsynced it leaves the page
-        # cache, so recording does not evict the index and the reads investigators wait on,
-        # and the kernel reuses warm pages instead of touching new ones (the copy into fresh
-        # page-cache pages was a third of a core at 200 cameras here; lifecycle.md W2).
-        self._drop_cache = drop_cache
-        self._dropped_to = 0
-        self.path = root / relpath
-        self.relpath = relpath
-        self.meta = meta
-        header = fmt.pack_header(meta)
-        try:
-            self.fd = create_durably(fs, self.path)
-        except OSError as exc:
-            raise translate_oserror(exc, f"cannot create {self.path}") from exc
-        try:
-            fs.writev(self.fd, [header])
-        except OSError as exc:
-            fs.close(self.fd)
-            raise translate_oserror(exc, f"cannot write {self.path}") from exc
-        # No fsync yet: the first sync() covers the header, and fsyncs the directory entry
-        # before any chunk row names the file (W1). A crash before it leaves a file that
-        # recovery discards (R1).
-        self._dir_synced = False
-        self._sha = hashlib.sha256(header)
-        self.offset = len(header)
-        self.entries: list[fmt.DirEntry] = []
-        self.packet_count = 0
-
-    def append_raw_chunk(self, raw: bytes, entry: fmt.DirEntry) -> fmt.DirEntry:
-        """Copy a whole, already verified chunk from another segment (trimming keeps held
-        chunks byte for byte; only their offset changes)."""
-        try:
-            self.fs.writev(self.fd, [raw])
-        except OSError as exc:
-            raise translate_oserror(exc, f"writing {self.path}") from exc
-        self._sha.update(raw)
-        moved = entry._replace(offset=self.offset)
-        self.entries.append(moved)
-        self.offset += len(raw)
-        self.packet_count += entry.packet_count
-        return moved
-
-    def append_chunk(
-        self,
-        flags: int,
-        start_ns: int,
-        end_ns: int,
-        table_raw: bytes,
-        packet_count: int,
-        payload: list[bytes | bytearray | memoryview],
-        syncing: bool = False,
-    ) -> fmt.DirEntry:
-        """Append one chunk. ``syncing``: an fsync follows at once, so the kernel starts
-        writing the chunk out while this thread hashes it (the fsync then waits for less:
-        +10-25 % fsynced throughput for one camera here)."""
-        payload_bytes = sum(map(len, payload))
-        stored, codec = fmt.encode_table(table_raw, packet_count, payload_bytes)
-        if len(payload) > 1 and payload_bytes <= _JOIN_MAX_BYTES:
-            payload = [b"".join(payload)]
-        chunk_len = fmt.CHUNK_OVERHEAD + len(stored) + payload_bytes
-        if chunk_len > fmt.MAX_CHUNK_BYTES:
-            raise VstoreError("chunk exceeds 4 GiB")
-        head = fmt.pack_chunk_header(
-            fmt.ChunkHeader(chunk_len, packet_count, len(stored), codec, flags, start_ns, end_ns)
-        )
-        crc = fmt.crc32_parts(payload, zlib.crc32(stored, zlib.crc32(head)))
-        tail = fmt.CHUNK_CRC.pack(crc)
-        parts = [head, stored, *payload, tail]
-        try:
-            self.fs.writev(self.fd, parts)
-        except OSError as exc:
-            # Leave the file ending on a whole chunk so the rest of it stays valid.
-            try:
-                self.fs.truncate(self.fd, self.offset)
-            except OSError:
-                pass  # recovery truncates torn tails by checksum (lifecycle R2)
-            raise translate_oserror(exc, f"writing {self.path}") from exc
-        if syncing:
-            self.fs.start_writeback(self.fd, self.offset, chunk_len)
-        for p in parts:
-            self._sha.update(p)
-        entry = fmt.DirEntry(self.offset, chunk_len, start_ns, end_ns, packet_count, crc, flags)
-        self.entries.append(entry)
-        self.offset += chunk_len
-        self.packet_count += packet_count
-        return entry
-
-    def sync(self) -> None:
-        """fsync, then drop the pages of everything written so far (on the writer's thread)."""
-        self.fsync()
-        self.drop_synced(self.offset)
-
-    def fsync(self) -> None:
-        """fsync the file and, the first time, its directory entry. Safe beside the writer
-        appending: behind it (W2) two of these may run at once."""
-        try:
-            self.fs.fsync(self.fd)
-            if not self._dir_synced:
-                self.fs.fsync_dir(self.path.parent)
-                self._dir_synced = True
-        except OSError as exc:
-            # After a failed fsync the page cache state is unknown (fsyncgate): never retry it
-            # as if nothing happened; the caller stops this segment.
-            raise translate_oserror(exc, f"fsync {self.path}") from exc
-
-    def drop_synced(self, end: int, final: bool = False) -> None:
-        """Drop the pages up to ``end`` (all fsynced) that were not dropped before. While
-        the file grows, its partial last page stays (the next write dirties it again); once
-        ``final``, that page goes too. One caller at a time (the sync jobs are chained); the
-        writer may already be appending past ``end``."""
-        if not self._drop_cache:
-            return
-        upto = (end + (_PAGE_BYTES - 1 if final else 0)) & ~(_PAGE_BYTES - 1)
-        if upto > self._dropped_to:
-            self.fs.drop_cache(self.fd, self._dropped_to, upto - self._dropped_to)
-            self._dropped_to = upto
-
-    def seal(self, end_ns: int, behind: Callable[[], object] | None = None) -> tuple[int, str]:
-        """Write footer and trailer, fsync, close. Returns (size_bytes, sha256 hex).
-
-        ``behind``: waits for the fsync still running behind the writer on this file. Ours
-        overlaps it (a close or a cut pays one fsync's wait, not two in a row); the file
-        closes only after it, whatever fails, since it uses the descriptor, and its failure
-        fails the seal even when ours returned (fsyncgate)."""
-        try:
-            try:
-                footer = fmt.pack_footer(self.entries, end_ns)
-                digest = self._sha.digest()
-                trailer = fmt.pack_trailer(
-                    fmt.Trailer(self.offset, len(footer), zlib.crc32(footer), digest)
-                )
-                size = self.offset + len(footer) + len(trailer)
-                self.fs.writev(self.fd, [footer, trailer])
-                self.fs.fsync(self.fd)
-                if not self._dir_synced:
-                    self.fs.fsync_dir(self.path.parent)
-                    self._dir_synced = True
-            finally:
-                if behind is not None:
-                    behind()  # raises its failure, or after ours, chained to ours
-            self.drop_synced(size, final=True)
-        except OSError as exc:
-            raise translate_oserror(exc, f"sealing {self.path}") from exc
-        finally:
-            fd, self.fd = self.fd, -1  # never closed twice, even when close() fails
-            try:
-                self.fs.close(fd)
-            except OSError as exc:
-                raise translate_oserror(exc, f"closing {self.path}") from exc
-        return size, digest.hex()
-
-    def abandon(self) -> None:
-        """Close without sealing (after an I/O error); recovery seals what is whole."""
-        if self.fd >= 0:
-            try:
-                self.fs.close(self.fd)
-            except OSError:
-                pass
-            self.fd = -1
 
 
 @dataclass
@@ -305,7 +145,7 @@ class CameraWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: WriterHost,
         camera_id: str,
         tracks: Sequence[fmt.TrackInfo],
         *,
@@ -695,7 +535,7 @@ class CameraWriter:
             finally:
                 self._closed = True
                 self._fp.enabled = False
-                self.store._writer_closed(self)
+                self.store.writer_closed(self)
 
     # --- internals -----------------------------------------------------------------------------
     def _event(self, kind: str, detail: dict[str, Any], at_ns: int | None = None) -> None:

@@ -17,9 +17,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 from vstore.base.errors import StorageFull
+from vstore.store.config import RetentionConfig
+from vstore.store.disk import DiskUsage, min_free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,26 @@ class SpaceRefused(StorageFull):
     what is left to delete) says not to record. Nothing was written; retrying later is safe."""
 
 
-class SpaceKeeper:
-    """One per writable store; its thread starts on the first shortfall."""
+# One pass of the deletion that frees room: returns the bytes still missing below the
+# watermark (0: met) and, when some are, why nothing could free them. The lifecycle layer
+# provides it (the retention planner and executor); a store without one only refuses.
+MakeRoom = Callable[[], tuple[int, str]]
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+
+class SpaceKeeper:
+    """One per writable store; its thread starts on the first shortfall. Thread-safe."""
+
+    def __init__(
+        self,
+        retention_config: Callable[[], RetentionConfig],
+        usage: Callable[[], DiskUsage],
+        cache_dir: Path,
+        make_room: MakeRoom | None = None,
+    ) -> None:
+        self._config = retention_config
+        self.usage = usage
+        self._cache_dir = cache_dir
+        self._make_room = make_room
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._wanted = 0  # passes asked for
@@ -52,18 +70,10 @@ class SpaceKeeper:
         self.unmet_why = ""  # why the last pass could not meet the target
 
     # --- the writers' side --------------------------------------------------------------------
-    def usage(self) -> Any:
-        from vstore.lifecycle.retention import disk_usage
-
-        inject = self.store._disk_usage
-        return inject() if inject is not None else disk_usage(self.store.root)
-
     def check(self, wait: bool = False) -> None:
         """Raise SpaceRefused when no new segment may start; otherwise return at once (with
         ``wait``, after the keeper's next pass: an import may wait, a camera may not)."""
-        from vstore.lifecycle.retention import min_free_bytes
-
-        cfg = self.store.config.retention
+        cfg = self._config()
         if cfg.min_free_bytes is None and cfg.min_free_ratio is None:
             return
         usage = self.usage()
@@ -141,57 +151,27 @@ class SpaceKeeper:
                 self._cond.notify_all()
 
     def free_space(self) -> int:
-        """One pass: the read cache first, then the fewest, oldest footage that meets the
-        target (S1, S2); returns the bytes still missing (0: met)."""
-        from vstore.lifecycle.retention import (
-            _leased_ids,
-            apply_plan,
-            catalog,
-            finish_garbage,
-            list_holds,
-            min_free_bytes,
-            plan_retention,
-            watermark_unmet_after,
-        )
-        from vstore.store.config import RetentionPolicy
-
-        st = self.store
-        cfg = st.config.retention
+        """One pass: the read cache first, then (through ``make_room``) the fewest, oldest
+        footage that meets the target (S1, S2); returns the bytes still missing (0: met)."""
+        cfg = self._config()
         usage = self.usage()
         need = min_free_bytes(cfg, usage) - usage.free_bytes
         if need <= 0:
             return 0
-        freed = evict_cache(st.layout.cache_dir, need)  # S3: disposable copies go first
+        freed = evict_cache(self._cache_dir, need)  # S3: disposable copies go first
         if freed:
             log.warning("low disk: evicted %d B of the tier read cache", freed)
             usage = self.usage()
             need = min_free_bytes(cfg, usage) - usage.free_bytes
             if need <= 0:
                 return 0
-        with st.retention_lock:
-            # Local deletions a crash left pending free space too; never the network here.
-            finish_garbage(st, local_only=True)
-            usage = self.usage()
-            table = catalog(st)
-            plan = plan_retention(
-                table,
-                list_holds(st),
-                lambda _cam: RetentionPolicy(),  # ages and budgets are retention runs' work
-                st.clock.wall_ns(),
-                disk=usage,
-                min_free_bytes=min_free_bytes(cfg, usage),
-                leased=_leased_ids(st.leases(), table),
-            )
-            if plan.watermark_unmet_bytes:
-                self.unmet_why = plan.watermark_why
-                log.error(
-                    "disk below the watermark by %d B and %s: nothing deleted, recording pauses",
-                    plan.watermark_unmet_bytes,
-                    plan.watermark_why,
-                )
-                return plan.watermark_unmet_bytes
-            res = apply_plan(st, plan, by="watermark", finish_pending=False)
-        return watermark_unmet_after(plan, res)
+        if self._make_room is None:
+            self.unmet_why = "this store deletes nothing for room (no retention wired)"
+            return need
+        unmet, why = self._make_room()
+        if unmet:
+            self.unmet_why = why
+        return unmet
 
     def close(self) -> None:
         with self._cond:
@@ -205,8 +185,6 @@ class SpaceKeeper:
 def evict_cache(cache_dir: os.PathLike[str] | str, want_bytes: int) -> int:
     """Delete the tier read cache's least recently used files until ``want_bytes`` are
     freed (the cache is copies of tiered footage, re-read on demand). Returns bytes freed."""
-    from pathlib import Path
-
     root = Path(cache_dir)
     if not root.is_dir() or want_bytes <= 0:
         return 0

@@ -1,8 +1,14 @@
-"""The Store: one directory holding segment files, the RocksDB index and the configuration.
+"""The Store: one directory holding segment files, the RocksDB index and the configuration;
+it hands out one CameraWriter per camera, leases, tiers and timelines.
 
-``open_store`` opens (and creates) a store, runs crash recovery when opened for writing
-(docs/design/lifecycle.md R1-R4), and hands out one CameraWriter per camera. Read-only opens
-work while another process records.
+``vstore.store.opening.open_store`` opens one and runs crash recovery; ``vstore.open_store``
+also wires the lifecycle's deletion for room. Read-only opens work while another process
+records.
+
+Thread safety: a Store may be shared by threads. Writers, leases, tiers and the thread pools
+are handed out under one lock; the index (RocksDB) is thread-safe; each CameraWriter is
+thread-safe on its own. ``retention_lock`` serializes retention runs, hold changes and the
+space keeper's passes. ``close`` must not race other calls.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
@@ -13,10 +19,11 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 from vstore.base import layout
 from vstore.base.clock import Clock, ClockMark, ClockVerdict, SystemClock, judge_wall_clock
@@ -38,17 +45,15 @@ from vstore.base.timebase import (
     subtract_ranges,
     to_ns,
 )
-from vstore.index.time_index import Batch, ChunkRow, SegmentRow, TimeIndex
+from vstore.index.time_index import Batch, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
-from vstore.segment.reader import FileSource, SegmentReader, chunk_packets, scan_chunks
+from vstore.segment.reader import SegmentReader, chunk_packets
+from vstore.store.camera_writer import CameraWriter
 from vstore.store.config import StoreConfig, load_config
+from vstore.store.disk import DiskUsage, disk_usage
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
-from vstore.store.space import SpaceKeeper
-
-if TYPE_CHECKING:
-    from vstore.store.camera_writer import CameraWriter
-
+from vstore.store.space import MakeRoom, SpaceKeeper
 
 DEFAULT_STORE = "./vstore-data"
 # Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
@@ -61,30 +66,6 @@ def resolve_store_path(arg: str | None) -> Path:
     if arg is not None and not arg.strip():
         raise UsageError("the store path is empty")
     return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
-
-
-class RecoveryReport:
-    """What opening the store repaired (counts grow while recovery runs)."""
-
-    __slots__ = (
-        "damaged_chunks",
-        "discarded_segments",
-        "messages",
-        "recovered_chunks",
-        "recovered_segments",
-        "truncated_bytes",
-    )
-
-    def __init__(self) -> None:
-        self.recovered_segments = 0
-        self.recovered_chunks = 0
-        self.discarded_segments = 0
-        self.truncated_bytes = 0
-        self.damaged_chunks = 0  # whose bytes did not verify: kept in the file, unindexed
-        self.messages: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"RecoveryReport({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
 class CameraSummary(NamedTuple):
@@ -139,8 +120,8 @@ class Store:
         clock: Clock | None = None,
         fs: Fs | None = None,
         create: bool = True,
-        recover: bool = True,
-        disk_usage: Any = None,
+        disk_usage: Callable[[], DiskUsage] | None = None,
+        make_room: MakeRoom | None = None,
     ) -> None:
         self.layout = layout.StoreLayout(Path(root))
         # () -> DiskUsage; injected by tests to simulate a filling disk.
@@ -169,12 +150,19 @@ class Store:
         # Held while retention runs or a hold changes: a hold committed between a run's plan
         # and its deletions would not protect its footage (lifecycle H1).
         self.retention_lock = threading.Lock()
-        self.space = SpaceKeeper(self)
-        self.last_recovery = RecoveryReport()
-        if not read_only and recover:
-            self.last_recovery = self.recover()
+        self.last_recovery: Any = None  # a RecoveryReport, set by open_store when it recovers
+        self.space = SpaceKeeper(
+            lambda: self.config.retention,
+            self.disk_usage,
+            self.layout.cache_dir,
+            None if make_room is None else (lambda: make_room(self)),
+        )
         if not read_only and self.clock_verdict().trusted:
             self.mark_clock()
+
+    def disk_usage(self) -> DiskUsage:
+        """Total and free bytes of the store's file system (tests inject a filling disk)."""
+        return self._disk_usage() if self._disk_usage is not None else disk_usage(self.root)
 
     def _require_writable(self) -> None:
         """A command that must write says so plainly on a store it may not write."""
@@ -227,25 +215,21 @@ class Store:
         self.space.close()
         self.index.close()
 
-    def sealer(self) -> Any:
+    def sealer(self) -> Executor:
         """The threads that seal segments behind the writers (footer, fsync, index: W3), so
         a camera's packets never wait on a segment cut's fsync."""
         with self._lock:
             if self._sealer is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._sealer = ThreadPoolExecutor(2, thread_name_prefix="vstore-seal")
             return self._sealer
 
-    def syncer(self) -> Any:
+    def syncer(self) -> Executor:
         """The threads that fsync closed chunks behind the writers and index them (W2), so
         a camera writes its next GOP while the disk makes the last one durable. Each writer
         has at most SYNC_DEPTH fsyncs here at a time; fsyncs of different cameras run side
         by side, which the file system commits together."""
         with self._lock:
             if self._syncer is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="vstore-sync")
             return self._syncer
 
@@ -262,7 +246,7 @@ class Store:
         tracks: Sequence[fmt.TrackInfo] | Any,
         *,
         start_ns: int | None = None,
-    ) -> "CameraWriter":
+    ) -> CameraWriter:
         """A writer for one camera.
 
         ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
@@ -281,10 +265,6 @@ class Store:
             stream_map = getattr(tracks, "stream_to_track", None)
             if stream_map is not None:
                 tracks = tracks.tracks
-            from vstore.store.camera_writer import (
-                CameraWriter,  # writers only: readers start faster
-            )
-
             w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
             self._writers[camera_id] = w
             return w
@@ -296,7 +276,7 @@ class Store:
         left that deleting would free enough of (held footage is never deleted for room)."""
         self.space.check(wait)
 
-    def _writer_closed(self, w: "CameraWriter") -> None:
+    def writer_closed(self, w: CameraWriter) -> None:
         with self._lock:
             if self._writers.get(w.camera_id) is w:
                 del self._writers[w.camera_id]
@@ -310,265 +290,6 @@ class Store:
             self.fs.unlink(self.layout.path(row.path))
         except FileNotFoundError:
             pass
-
-    # --- recovery ------------------------------------------------------------------------------
-    def recover(self) -> RecoveryReport:
-        """Seal every segment a crashed writer left open (lifecycle R1-R4)."""
-        rep = RecoveryReport()
-        for seg_id, marker in self.index.open_segments():
-            self._recover_one(seg_id, marker, rep)
-        # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
-        from vstore.lifecycle.retention import finish_garbage
-
-        n = finish_garbage(self, local_only=True)
-        if n:
-            rep.messages.append(f"finished {n} interrupted deletion(s)")
-        return rep
-
-    def _recover_one(self, seg_id: int, marker: dict[str, Any], rep: RecoveryReport) -> None:
-        cam_num = int(marker["camera_num"])
-        start_ns = int(marker["start_ns"])
-        relpath = marker["path"]
-        path = self.layout.path(relpath)
-        seg_key = layout.segment_key(cam_num, start_ns, seg_id)
-        raw_row = self.index.get(seg_key)
-        b = Batch()
-        b.delete(layout.open_key(seg_id))
-        # Indexed chunk rows of this segment (they point at fsynced bytes, W2).
-        indexed = [
-            r for r in self.index.chunks(cam_num, start_ns, 2**63 - 1) if r.segment_id == seg_id
-        ]
-        scan = None
-        if path.exists():
-            try:
-                with FileSource(path) as src:
-                    scan = scan_chunks(src, resync=True)
-            except CorruptSegment as exc:
-                rep.messages.append(f"{relpath}: header unreadable ({exc})")
-        if scan is None or not scan.entries:
-            if indexed:
-                # Indexed (fsynced) chunks that cannot be read now: the header or every chunk
-                # rotted. R5: keep every byte, out of the segment tree and the index.
-                why = (
-                    "its header is unreadable (its chunks cannot be read without it)"
-                    if scan is None
-                    else "no chunk verifies"
-                )
-                self._quarantine_file(b, cam_num, seg_id, seg_key, relpath, indexed, rep, why)
-                return
-            if raw_row is not None:
-                b.delete(seg_key)
-            self.index.commit(b, sync=True)
-            if path.exists():
-                self.fs.unlink(path)
-                self.fs.fsync_dir(path.parent)
-            rep.discarded_segments += 1
-            rep.messages.append(f"{relpath}: no whole chunk, discarded")
-            return
-        # R2: cut only the torn tail (after the last whole chunk); a damaged run between
-        # whole chunks stays in the file, out of the directory (R5), and the chunks after it
-        # are kept. Bytes an index row names are never cut, even after the last chunk that
-        # verifies: they were acknowledged, and are kept as a damaged run. Then seal from
-        # the file's own bytes.
-        damaged = list(scan.damaged)
-        keep_end = scan.valid_end
-        if not scan.sealed and indexed:
-            named_end = min(scan.file_size, max(r.offset + r.length for r in indexed))
-            if named_end > keep_end:
-                damaged.append((keep_end, named_end - keep_end))
-                keep_end = named_end
-        fd = self.fs.open_rw(path)
-        try:
-            if scan.sealed:
-                pass  # crashed between seal and index commit: the file is already complete
-            else:
-                rep.truncated_bytes += scan.file_size - keep_end
-                self.fs.truncate(fd, keep_end)
-                self._write_seal(fd, path, scan.entries, keep_end)
-        finally:
-            self.fs.close(fd)
-        size = path.stat().st_size
-        with SegmentReader.open(path) as rd:
-            sha = rd.trailer().sha256.hex()
-            entries = rd.directory()
-        if scan.sealed:
-            # Its footer was written before the crash; only chunks that verify now are
-            # indexed (I1): a rotted one is recorded as damage, like any other.
-            good = {(e.offset, e.crc32) for e in scan.entries}
-            found = {off for off, _n in damaged}
-            damaged.extend(
-                (e.offset, e.length)
-                for e in entries
-                if (e.offset, e.crc32) not in good and e.offset not in found
-            )
-            entries = [e for e in entries if (e.offset, e.crc32) in good]
-        known = {r.start_ns for r in indexed}
-        kept = {(e.start_ns, e.offset, e.crc32) for e in entries}
-        starts = {e.start_ns for e in entries}
-        for e in entries:
-            if e.start_ns not in known:
-                rep.recovered_chunks += 1
-            h = ChunkRow.from_entry(cam_num, seg_id, e)
-            b.put(h.key(), h.value())
-        # Rows whose bytes did not verify (R5): the index never points at bad bytes (I1).
-        lost = [r for r in indexed if (r.start_ns, r.offset, r.crc32) not in kept]
-        for r in lost:
-            if r.start_ns not in starts:
-                b.delete(r.key())
-        if damaged or lost:
-            self._record_damage(b, cam_num, seg_id, relpath, damaged, lost, entries, rep)
-        row = SegmentRow(
-            camera_num=cam_num,
-            segment_id=seg_id,
-            start_ns=start_ns,
-            end_ns=entries[-1].end_ns,
-            state="sealed",
-            location="local",
-            path=relpath,
-            size_bytes=size,
-            sha256=sha,
-            chunk_count=len(entries),
-            packet_count=sum(e.packet_count for e in entries),
-            codecs=tuple(t.codec for t in scan.meta.tracks),
-            # A sealed file's content hash covers its rotted chunks too: their damage is
-            # known (R6), as `check --repair` would record it.
-            damaged=tuple(sorted(set(damaged))) if scan.sealed else (),
-        )
-        b.put(seg_key, row.value())
-        self.index.commit(b, sync=True)
-        rep.recovered_segments += 1
-        rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
-
-    def _quarantine_file(
-        self,
-        b: Batch,
-        cam_num: int,
-        seg_id: int,
-        seg_key: bytes,
-        relpath: str,
-        indexed: list[ChunkRow],
-        rep: RecoveryReport,
-        why: str,
-    ) -> None:
-        """R5 for a file with no chunk that can be read: it moves whole to STORE/quarantine/
-        (same relative path), its rows leave the index, and the event and audit record
-        name what it held."""
-        from vstore.index.time_index import Event
-
-        path = self.layout.path(relpath)
-        dest = self.layout.quarantine_path(relpath)
-        if path.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
-            self.fs.fsync_dir(dest.parent)
-            self.fs.fsync_dir(path.parent)
-        for r in indexed:
-            b.delete(r.key())
-        b.delete(seg_key)
-        detail = {
-            "segment_id": seg_id,
-            "path": relpath,
-            "moved_to": str(dest.relative_to(self.root)),
-            "reason": why,
-            "indexed_chunks": [
-                {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in indexed
-            ],
-        }
-        ev = Event(cam_num, indexed[0].start_ns, seg_id & 0xFFFFFFFF, "damaged", detail)
-        b.put(ev.key(), ev.value())
-        self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
-        self.index.commit(b, sync=True)
-        rep.damaged_chunks += len(indexed)
-        rep.messages.append(
-            f"{relpath}: {why} ({len(indexed)} indexed chunk(s)); the file is kept whole in "
-            f"{detail['moved_to']}, out of the index"
-        )
-
-    def quarantine_chunks(self, row: SegmentRow, bad: list[fmt.DirEntry]) -> RecoveryReport:
-        """R6: chunks of a sealed segment that no longer verify leave the index (I1); their
-        bytes stay in the file, the segment row lists them, and a ``damaged`` event and a
-        ``quarantine`` audit record say what they held. The rest stays served."""
-        rep = RecoveryReport()
-        bad_offsets = {e.offset for e in bad}
-        rows = [
-            c
-            for c in self.index.chunks(row.camera_num, row.start_ns, row.end_ns)
-            if c.segment_id == row.segment_id
-        ]
-        lost = [c for c in rows if c.offset in bad_offsets]
-        b = Batch()
-        for c in lost:
-            b.delete(c.key())
-        known = set(row.damaged)
-        runs = [(e.offset, e.length) for e in bad if (e.offset, e.length) not in known]
-        if not runs:
-            return rep
-        moved = row._replace(damaged=tuple(sorted(known | set(runs))))
-        b.put(moved.key(), moved.value())
-        self._record_damage(b, row.camera_num, row.segment_id, row.path, runs, lost, [], rep)
-        self.index.commit(b, sync=True)
-        return rep
-
-    def _record_damage(
-        self,
-        b: Batch,
-        cam_num: int,
-        seg_id: int,
-        relpath: str,
-        damaged: list[tuple[int, int]],
-        lost: list[ChunkRow],
-        entries: list[fmt.DirEntry],
-        rep: RecoveryReport,
-    ) -> None:
-        """R5: a damaged run found while sealing is kept in the file and said aloud: a
-        ``damaged`` event on the camera's timeline (where a clip shows a gap) and an audit
-        record naming the bytes and the indexed chunks they held. Indexed chunks whose
-        bytes are gone altogether (a file cut short) are recorded the same way."""
-        from vstore.index.time_index import Event
-
-        beyond = [r for r in lost if not any(o <= r.offset < o + n for o, n in damaged)]
-        if beyond:  # bytes no longer in the file at all: a run from the first to the last
-            first = min(r.offset for r in beyond)
-            damaged = [*damaged, (first, max(r.offset + r.length for r in beyond) - first)]
-        for off, length in damaged:
-            inside = [r for r in lost if off <= r.offset < off + length]
-            before = [e for e in entries if e.offset < off]
-            at_ns = inside[0].start_ns if inside else before[-1].end_ns if before else 0
-            detail = {
-                "segment_id": seg_id,
-                "path": relpath,
-                "offset": off,
-                "length": length,
-                "in_file": off + length <= self.layout.path(relpath).stat().st_size,
-                "indexed_chunks": [
-                    {"start_ns": r.start_ns, "end_ns": r.end_ns, "crc32": r.crc32} for r in inside
-                ],
-            }
-            ev = Event(cam_num, at_ns, off & 0xFFFFFFFF, "damaged", detail)
-            b.put(ev.key(), ev.value())
-            self.index.audit("quarantine", "recovery", detail, self.clock.wall_ns(), batch=b)
-            rep.damaged_chunks += max(1, len(inside))
-            rep.messages.append(
-                f"{relpath}: {length} damaged byte(s) at offset {off} kept in the file, out "
-                f"of the index ({len(inside)} indexed chunk(s)); the chunks after them are kept"
-            )
-
-    def _write_seal(self, fd: int, path: Path, entries: list[fmt.DirEntry], end: int) -> None:
-        import hashlib
-        import zlib
-
-        h = hashlib.sha256()
-        with FileSource(path) as src:
-            pos = 0
-            while pos < end:
-                n = min(4 << 20, end - pos)
-                h.update(src.read(pos, n))
-                pos += n
-        footer = fmt.pack_footer(entries, entries[-1].end_ns)
-        trailer = fmt.pack_trailer(fmt.Trailer(end, len(footer), zlib.crc32(footer), h.digest()))
-        os.lseek(fd, end, os.SEEK_SET)
-        self.fs.writev(fd, [footer, trailer])
-        self.fs.fsync(fd)
 
     # --- the wall clock ---------------------------------------------------------------------------
     def clock_verdict(self, newest_footage_ns: int | None = None) -> ClockVerdict:
@@ -745,34 +466,6 @@ class Store:
             size += c.length
         return None if end is None else (end, size)
 
-    def plan_clip(self, camera_id: str, start_ns: int, end_ns: int) -> Any:
-        """What a clip of [start_ns, end_ns) would contain (vstore.export.clip.ClipPlan); no payload
-        is read."""
-        from vstore.export.clip import plan_clip
-
-        return plan_clip(self, camera_id, to_ns(start_ns), to_ns(end_ns))
-
-    def clip(
-        self,
-        camera_id: str,
-        start_ns: int,
-        end_ns: int,
-        format: str = "mp4",
-        out: Any = None,
-    ) -> Any:
-        """A clip of [start_ns, end_ns): with ``out`` (a path or binary file object) it is
-        written there and a ClipResult returned; without, an iterator of bytes is returned.
-        Times are ns since the epoch, aware ``datetime``s or text such as ``-15m``."""
-        from vstore.export.clip import clip_bytes, plan_clip, write_clip
-
-        start_ns, end_ns = to_ns(start_ns), to_ns(end_ns)
-
-        if out is None:
-            return clip_bytes(self, camera_id, start_ns, end_ns, format=format)
-        with self.lease(ranges=[(camera_id, start_ns, end_ns)]):  # before planning (L1)
-            plan = plan_clip(self, camera_id, start_ns, end_ns)
-            return write_clip(self, plan, out, format=format)
-
     def recording_elsewhere(self) -> bool:
         """True when another process holds the index open for writing (a running recorder).
 
@@ -863,7 +556,7 @@ class Store:
         through the local read cache unless ``cached`` is False, as checks need)."""
         if row.location == "local":
             return SegmentReader.open(self.layout.path(row.path))
-        from vstore.segment.reader import TierSource
+        from vstore.tier.source import TierSource
 
         tier = self.tier(row.location)
         if not cached:
@@ -913,23 +606,3 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # alive, owned by another user
     return True
-
-
-def open_store(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    read_only: bool = False,
-    clock: Clock | None = None,
-    fs: Fs | None = None,
-    create: bool = True,
-    disk_usage: Any = None,
-) -> Store:
-    """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new."""
-    return Store(
-        resolve_store_path(str(path) if path is not None else None),
-        read_only=read_only,
-        clock=clock,
-        fs=fs,
-        create=create,
-        disk_usage=disk_usage,
-    )

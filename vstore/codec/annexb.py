@@ -1,5 +1,7 @@
-"""Conversions between H.264/H.265 bitstream framings: avcC/hvcC configuration records and
-length-prefixed access units to Annex-B. Used off the hot path (clip set-up, snapshots)."""
+"""H.264/H.265 bitstream framings: Annex-B start codes, length-prefixed (AVCC) access units,
+and the avcC/hvcC records' parameter sets, converted between each other. The byte-level scans
+of the recording path live in the compiled twins (``vstore._native``); these run off the hot
+path (clip set-up, probing, snapshots)."""
 
 from __future__ import annotations
 
@@ -54,3 +56,24 @@ def length_prefixed_to_annexb(data: bytes, length_size: int = 4) -> bytes:
         out += START + data[pos : pos + ln]
         pos += ln
     return bytes(out)
+
+
+def annexb_units(data: bytes) -> list[bytes]:
+    """NAL units of an Annex-B byte string (start codes removed)."""
+    out: list[bytes] = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        start = i + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        end = len(data) if nxt < 0 else nxt
+        while nxt >= 0 and end > start and data[end - 1] == 0:
+            end -= 1  # a 4-byte start code's leading zero
+        if end > start:
+            out.append(data[start:end])
+        i = nxt
+    return out
+
+
+def annexb_to_length_prefixed(data: bytes) -> bytes:
+    """An Annex-B access unit as 4-byte length-prefixed NAL units (MP4 sample form)."""
+    return b"".join(len(u).to_bytes(4, "big") + u for u in annexb_units(data))

@@ -1,0 +1,68 @@
+"""The embedding API: a Store opened with its whole lifecycle wired (crash recovery, the
+space keeper's deletion for room) and clips as methods. ``vstore.open_store`` is this."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from vstore.base.clock import Clock
+from vstore.base.fsutil import Fs
+from vstore.base.timebase import to_ns
+from vstore.export.clip import ClipPlan, ClipResult, clip_bytes, plan_clip, write_clip
+from vstore.lifecycle.retention import make_room
+from vstore.store import opening
+from vstore.store import store as engine
+from vstore.store.disk import DiskUsage
+
+
+class Store(engine.Store):
+    """A store as an embedding program uses it (see ``vstore.store.store.Store`` for the
+    engine's part and its thread-safety contract)."""
+
+    def plan_clip(self, camera_id: str, start_ns: Any, end_ns: Any) -> ClipPlan:
+        """What a clip of [start_ns, end_ns) would contain; no payload is read."""
+        return plan_clip(self, camera_id, to_ns(start_ns), to_ns(end_ns))
+
+    def clip(
+        self,
+        camera_id: str,
+        start_ns: Any,
+        end_ns: Any,
+        format: str = "mp4",
+        out: str | os.PathLike[str] | IO[bytes] | None = None,
+    ) -> ClipResult | Iterator[bytes]:
+        """A clip of [start_ns, end_ns): with ``out`` (a path or binary file object) it is
+        written there and a ClipResult returned; without, an iterator of bytes is returned.
+        Times are ns since the epoch, aware ``datetime``s or text such as ``-15m``."""
+        start, end = to_ns(start_ns), to_ns(end_ns)
+        if out is None:
+            return clip_bytes(self, camera_id, start, end, format=format)
+        with self.lease(ranges=[(camera_id, start, end)]):  # before planning (L1)
+            plan = plan_clip(self, camera_id, start, end)
+            return write_clip(self, plan, out, format=format)
+
+
+def open_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    clock: Clock | None = None,
+    fs: Fs | None = None,
+    create: bool = True,
+    disk_usage: Callable[[], DiskUsage] | None = None,
+) -> Store:
+    """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new;
+    recovered when opened for writing, and freeing room by the retention rules when its
+    disk falls below the watermark."""
+    return opening.open_store(
+        path,
+        read_only=read_only,
+        clock=clock,
+        fs=fs,
+        create=create,
+        disk_usage=disk_usage,
+        make_room=make_room,
+        factory=Store,
+    )

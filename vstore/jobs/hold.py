@@ -1,0 +1,51 @@
+"""The hold job: add, release or sync a legal hold (what `vstore hold` runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vstore.base.errors import UsageError
+from vstore.store.holds import add_hold, release_hold, sync_object_holds
+from vstore.store.store import Store
+
+
+def hold_job(
+    store: Store, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """``action`` add (camera, from_ns, to_ns, reason, by), release (id, by, reason) or sync:
+    the hold is recorded first (the index is the authority), then mirrored onto S3 object
+    legal holds, which may fail on its own (reported in ``objects.errors``)."""
+    action = params.get("action")
+    hold = None
+    warning = None
+    if action == "sync":
+        objects = sync_object_holds(store)
+    elif action == "add":
+        num = store.camera_num(params["camera"])  # NotFound, naming the cameras there are
+        hold = add_hold(
+            store,
+            params["camera"],
+            int(params["from_ns"]),
+            int(params["to_ns"]),
+            params["reason"],
+            params["by"],
+            mirror=False,
+        )
+        objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+        if next(iter(store.index.chunks(num, hold.from_ns, hold.to_ns)), None) is None:
+            warning = (
+                f"camera {hold.camera!r} has no footage in that range (yet): the hold is "
+                "placed, but check the times and their offset (`vstore timeline`)"
+            )
+    elif action == "release":
+        hold = release_hold(
+            store, int(params["id"]), params["by"], params.get("reason", ""), mirror=False
+        )
+        objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    else:
+        raise UsageError(f"unknown hold action {action!r}")
+    doc = {**(hold.as_json() if hold is not None else {}), "objects": objects.as_json()}
+    if warning:
+        doc["warning"] = warning
+    return doc

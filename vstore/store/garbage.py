@@ -1,0 +1,172 @@
+"""The deletion protocol (lifecycle D1-D6): a deletion is a garbage mark in the index,
+then the file or object removed durably, then the mark cleared; marks a crash left are
+finished, and marks whose footage a hold or the index claims again are cancelled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.jsonio import dumps_compact
+from vstore.base.timebase import format_time
+from vstore.index.time_index import Batch
+from vstore.store.holds import Hold, list_holds
+from vstore.store.lease import LeaseSet
+from vstore.store.store import Store
+
+
+def remove_marked(
+    store: Store,
+    segment_id: int,
+    rec: dict[str, Any],
+    leases: LeaseSet | None = None,
+) -> bool:
+    """D2-D3: remove the file or object (if still there), make that durable, clear the
+    garbage mark. A reader's live lease on it defers this (L2: False, the mark stays for
+    D4). A tier that fails raises TierError and the mark stays for a rerun."""
+    if leases is None:
+        leases = store.leases()
+    if leases.covers(rec.get("camera", ""), rec["start_ns"], mark_end_ns(rec), segment_id):
+        return False
+    location = rec.get("location", "local")
+    if location != "local":
+        store.tier(location).delete(rec["path"])  # a missing object is not an error
+    else:
+        unlink_durably(store, store.layout.path(rec["path"]))
+    b = Batch()
+    b.delete(layout.garbage_key(segment_id))
+    store.index.commit(b, sync=False)  # a lost clear is redone by D4
+    return True
+
+
+def unlink_durably(store: Store, path: Any) -> None:
+    """Remove a file (if still there) and make that durable (fsync its directory)."""
+    try:
+        store.fs.unlink(path)
+        store.fs.fsync_dir(path.parent)
+    except FileNotFoundError:
+        pass
+
+
+def mark_end_ns(rec: dict[str, Any]) -> int:
+    """A garbage mark's end; marks written before ends were recorded reach to the end of
+    time, so a hold anywhere after their start keeps them (D5 errs toward keeping)."""
+    return int(rec.get("end_ns", 2**63 - 1))
+
+
+def _reindexed(store: Store, segment_id: int, rec: dict[str, Any]) -> bool:
+    """Whether an index row names the marked file or object again (rebuild-index, repair)."""
+    num = store.index.camera_num(rec.get("camera", "")) if rec.get("camera") else None
+    if num is None:
+        return False
+    location = rec.get("location", "local")
+    for r in store.index.segments(num, rec["start_ns"], rec["start_ns"] + 1):
+        if r.path == rec["path"] and r.location == location:
+            return True
+    return False
+
+
+def finish_garbage(
+    store: Store, errors: list[str] | None = None, *, local_only: bool = False
+) -> int:
+    """D4: finish deletions a crash or an unreachable tier interrupted (remove the file or
+    object if still there, clear the mark). D5: a mark whose footage is indexed again or
+    now under an active hold is cancelled instead (the bytes stay, the audit log says so).
+    Objects a tier cannot delete now stay marked; their errors are listed. ``local_only``
+    leaves tiered ones to the next retention run (opening a store must not wait on an
+    object store)."""
+    from vstore.base.errors import TierError
+
+    marks = store.index.garbage()
+    if not marks:
+        return 0
+    done = 0
+    holds = list_holds(store)
+    leases = store.leases()
+    for seg_id, rec in marks:
+        location = rec.get("location", "local")
+        if local_only and location != "local":
+            continue
+        why = mark_conflict(store, seg_id, rec, holds)
+        if why is not None:
+            cancel_mark(store, seg_id, rec, why)
+            continue
+        try:
+            if remove_marked(store, seg_id, rec, leases):
+                done += 1
+        except TierError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+    return done
+
+
+def mark_conflict(
+    store: Store, segment_id: int, rec: dict[str, Any], holds: list[Hold]
+) -> str | None:
+    """Why a garbage mark must not be carried out (D5), or None: its file or object is
+    indexed again, or it is the only copy of footage an active hold covers."""
+    if _reindexed(store, segment_id, rec):
+        return "indexed again"
+    if _held_and_unindexed(store, rec, holds):
+        return "under an active legal hold, and not indexed elsewhere"
+    return None
+
+
+def _held_and_unindexed(store: Store, rec: dict[str, Any], holds: list[Hold]) -> bool:
+    """Whether an active hold covers part of a mark's span that no indexed chunk of its
+    camera covers: footage a hold wants whose only copy is the marked one. (A tiered
+    segment's local file, or a trimmed segment's rest, is covered by the object or the
+    copy, and goes.)"""
+    cam = rec.get("camera", "")
+    start, end = int(rec["start_ns"]), mark_end_ns(rec)
+    num = store.index.camera_num(cam) if cam else None
+    for h in holds:
+        if not h.covers(cam, start, end):
+            continue
+        lo, hi = max(h.from_ns, start), min(h.to_ns, end)
+        if num is None:
+            return True
+        cursor = lo
+        for c in store.index.chunks(num, lo, hi):
+            if c.start_ns > cursor:
+                return True  # any held instant, however short, that only the mark has
+            cursor = max(cursor, c.end_ns)
+        if hi != 2**63 - 1 and hi > cursor:
+            return True
+        if hi == 2**63 - 1 and cursor == lo:
+            return True  # an old mark with no end, and nothing indexed after its start
+    return False
+
+
+def cancel_mark(store: Store, segment_id: int, rec: dict[str, Any], why: str) -> None:
+    """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
+    where = (
+        rec["path"]
+        if rec.get("location", "local") == "local"
+        else (f"{rec['location']}/{rec['path']}")
+    )
+    b = Batch()
+    b.delete(layout.garbage_key(segment_id))
+    store.index.audit(
+        "delete_cancelled",
+        "retention",
+        {
+            "camera": rec.get("camera"),
+            "segment_id": segment_id,
+            "from": format_time(rec["start_ns"]),
+            "path": where,
+            "reason": why,
+            "indexed": why == "indexed again",
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+
+
+def garbage_record(path: str, camera: str, start_ns: int, end_ns: int, location: str) -> bytes:
+    rec: dict[str, Any] = {"path": path, "camera": camera, "start_ns": start_ns, "end_ns": end_ns}
+    if location != "local":
+        rec["location"] = location
+    return dumps_compact(rec)

@@ -1,0 +1,229 @@
+"""Legal holds: recorded in the index (the authority, audited), mirrored onto
+S3 object legal holds, and consulted by every deletion (lifecycle H1-H3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.timebase import TimeRange, format_time
+from vstore.index.time_index import Batch
+from vstore.store.store import Store
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A legal hold: footage of one camera in [from_ns, to_ns) that nothing may delete."""
+
+    id: int
+    camera: str
+    from_ns: int
+    to_ns: int
+    reason: str
+    by: str
+    created_ns: int
+    released_ns: int | None = None
+    released_by: str | None = None
+    release_reason: str | None = None  # holds released before it was stored have None
+
+    @property
+    def active(self) -> bool:
+        return self.released_ns is None
+
+    def covers(self, camera: str, start_ns: int, end_ns: int) -> bool:
+        return (
+            self.active
+            and camera == self.camera
+            and start_ns < self.to_ns
+            and end_ns > self.from_ns
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "camera": self.camera,
+            "from": format_time(self.from_ns),
+            "to": format_time(self.to_ns),
+            "from_ns": self.from_ns,
+            "to_ns": self.to_ns,
+            "reason": self.reason,
+            "by": self.by,
+            "created": format_time(self.created_ns),
+            "active": self.active,
+            "released": format_time(self.released_ns) if self.released_ns else None,
+            "released_by": self.released_by,
+            "release_reason": self.release_reason,
+        }
+
+    def record(self) -> bytes:
+        import json
+
+        return json.dumps(
+            {
+                k: getattr(self, k)
+                for k in (
+                    "id",
+                    "camera",
+                    "from_ns",
+                    "to_ns",
+                    "reason",
+                    "by",
+                    "created_ns",
+                    "released_ns",
+                    "released_by",
+                    "release_reason",
+                )
+            }
+        ).encode()
+
+
+def list_holds(store: Store, include_released: bool = False) -> list[Hold]:
+    holds = [Hold(**h) for h in store.index.holds()]
+    return holds if include_released else [h for h in holds if h.active]
+
+
+def covering_holds(store: Store, camera: str, start_ns: int, end_ns: int) -> list[Hold]:
+    """The active holds that overlap [start_ns, end_ns) of a camera."""
+    return [h for h in list_holds(store) if h.covers(camera, start_ns, end_ns)]
+
+
+@dataclass
+class ObjectHoldResult:
+    """What mirroring vstore holds onto S3 object legal holds did (lifecycle H4)."""
+
+    held: int = 0  # objects now under an object legal hold
+    lifted: int = 0  # objects whose hold was lifted (no active vstore hold covers them)
+    unsupported: int = 0  # objects on tiers without object lock (the index hold still binds)
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "held": self.held,
+            "lifted": self.lifted,
+            "unsupported": self.unsupported,
+            "errors": self.errors,
+        }
+
+
+def sync_object_holds(
+    store: Store, camera: str | None = None, from_ns: int = 0, to_ns: int = 2**63 - 1
+) -> ObjectHoldResult:
+    """Make the object legal holds of tiered segments in a range match the active vstore
+    holds: ON where a hold covers the segment, OFF where none does. The index hold is the
+    authority; this is a second lock that the object store itself enforces. Idempotent."""
+    out = ObjectHoldResult()
+    if not store.config.tier.legal_hold:
+        return out
+    holds = list_holds(store)
+    for cam, num in store.index.cameras():
+        if camera is not None and cam != camera:
+            continue
+        for r in store.index.segments(num, from_ns, to_ns):
+            if r.location == "local" or not (r.start_ns < to_ns and r.end_ns > from_ns):
+                continue
+            if r.foreign:
+                continue  # another store's object: its holds are that store's to set (D6)
+            want = any(h.covers(cam, r.start_ns, r.end_ns) for h in holds)
+            try:
+                if not store.tier(r.location).set_legal_hold(r.path, want):
+                    out.unsupported += 1
+                elif want:
+                    out.held += 1
+                else:
+                    out.lifted += 1
+            except VstoreError as exc:
+                out.errors.append(f"{r.location}/{r.path}: {exc}")
+    return out
+
+
+def _mirror(store: Store, hold: Hold, what: str) -> None:
+    res = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
+    if res.errors:
+        from vstore.base.errors import TierError
+
+        err = TierError(
+            f"hold #{hold.id} is {what} in the index, but {len(res.errors)} tiered object(s) "
+            f"could not be updated ({res.errors[0]}); run `vstore hold sync` when the object "
+            "store is reachable"
+        )
+        err.hold = hold  # type: ignore[attr-defined]
+        raise err
+
+
+def add_hold(
+    store: Store,
+    camera: str,
+    from_ns: int,
+    to_ns: int,
+    reason: str,
+    by: str,
+    *,
+    mirror: bool = True,
+) -> Hold:
+    """Record a hold (synced, audited), then put S3 object legal holds on the tiered
+    segments it overlaps (mirror; a TierError then means the hold is recorded but some
+    objects could not be held: `sync_object_holds` retries)."""
+    TimeRange(from_ns, to_ns)
+    layout.validate_camera_id(camera)
+    if not reason.strip():
+        raise UsageError("a hold needs a reason")
+    if not by.strip():
+        raise UsageError("a hold needs the name of who places it (--by)")
+    with store.retention_lock:  # never between a retention run's plan and its deletions
+        hold = Hold(
+            store.index.new_hold_id(),
+            camera,
+            from_ns,
+            to_ns,
+            reason.strip(),
+            by.strip(),
+            store.clock.wall_ns(),
+        )
+        b = Batch()
+        b.put(layout.hold_key(hold.id), hold.record())
+        store.index.audit("hold_add", hold.by, hold.as_json(), hold.created_ns, batch=b)
+        store.index.commit(b, sync=True)
+    if mirror:
+        _mirror(store, hold, "recorded")
+    return hold
+
+
+def release_hold(
+    store: Store, hold_id: int, by: str, reason: str = "", *, mirror: bool = True
+) -> Hold:
+    """Release a hold (synced, audited); object legal holds that no other active hold
+    needs are lifted (mirror)."""
+    if not by.strip():
+        raise UsageError("releasing a hold needs the name of who releases it (--by)")
+    # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
+    raw = store.index.get(layout.hold_key(hold_id)) if 0 < hold_id < 1 << 64 else None
+    if raw is None:
+        raise NotFound(f"no hold #{hold_id}")
+    import json
+
+    hold = Hold(**json.loads(raw))
+    if not hold.active:
+        raise UsageError(
+            f"hold #{hold_id} was already released by {hold.released_by} at "
+            f"{format_time(hold.released_ns or 0)}"
+        )
+    from dataclasses import replace
+
+    done = replace(
+        hold, released_ns=store.clock.wall_ns(), released_by=by.strip(), release_reason=reason
+    )
+    b = Batch()
+    b.put(layout.hold_key(hold_id), done.record())
+    store.index.audit(
+        "hold_release",
+        done.released_by or "",
+        done.as_json(),
+        done.released_ns or 0,
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+    if mirror:
+        _mirror(store, done, "released")
+    return done
