@@ -16,7 +16,8 @@ from tests.conftest import START_NS, ffmpeg_decode_errors
 from tools.camsim import read_frame_counter
 from vstore.api import open_store
 from vstore.base.errors import NotFound, UsageError
-from vstore.export.clip import clip_bytes, plan_clip, write_clip
+from vstore.export.clip import clip_bytes, write_clip
+from vstore.export.clip_plan import plan_clip
 from vstore.ingest.recorder import import_file
 
 FRAME_NS = 40_000_000  # 25 fps

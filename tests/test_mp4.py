@@ -17,9 +17,9 @@ from vstore.api import open_store
 from vstore.base.errors import CorruptSegment
 from vstore.codec.annexb import config_to_annexb
 from vstore.codec.parameter_sets import avcc_record
-from vstore.export import clip as clip_mod
-from vstore.export import mp4
-from vstore.export.clip import plan_clip, write_clip
+from vstore.export import mp4, mp4_clip
+from vstore.export.clip import write_clip
+from vstore.export.clip_plan import plan_clip
 from vstore.ingest.recorder import import_file
 
 FRAME_NS = 40_000_000
@@ -100,7 +100,7 @@ def test_b_frame_clips_are_frame_exact_at_both_ends(tmp_path, media, codec):
 def test_clip_bigger_than_the_memory_budget_reads_chunks_again(tmp_path, media, monkeypatch):
     with _store(tmp_path, media, "big.ts", codec="h264", audio="aac") as st:
         write_clip(st, plan_clip(st, "cam", t(10), t(140)), tmp_path / "kept.mp4")
-        monkeypatch.setattr(clip_mod, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(mp4_clip, "KEEP_BYTES", 0)
         write_clip(st, plan_clip(st, "cam", t(10), t(140)), tmp_path / "reread.mp4")
     assert (tmp_path / "kept.mp4").read_bytes() == (tmp_path / "reread.mp4").read_bytes()
 

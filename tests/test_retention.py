@@ -179,7 +179,8 @@ def store_with_clock(tmp_path):
 
 def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, media):
     from tests.test_clip import decode
-    from vstore.export.clip import plan_clip, write_clip
+    from vstore.export.clip import write_clip
+    from vstore.export.clip_plan import plan_clip
     from vstore.ingest.recorder import import_file
 
     d = tmp_path / "store"

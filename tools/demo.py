@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     # Tier the lobby camera's oldest footage to the embedded object store (a directory; the
     # same code talks to S3), then clip across cold and hot footage.
     from vstore.base.timebase import format_time
-    from vstore.export.clip import plan_clip, write_clip
+    from vstore.export.clip import write_clip
+    from vstore.export.clip_plan import plan_clip
     from vstore.lifecycle.tiering import tier_segment
     from vstore.tier import LocalTier
 

@@ -4,22 +4,37 @@ space keeper's deletion for room) and clips as methods. ``vstore.open_store`` is
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from vstore.base.clock import Clock
 from vstore.base.fsutil import Fs
 from vstore.base.timebase import to_ns
-from vstore.export.clip import ClipPlan, ClipResult, clip_bytes, plan_clip, write_clip
+from vstore.export.clip import clip_bytes, write_clip
+from vstore.export.clip_plan import ClipPlan, plan_clip
+from vstore.export.clip_result import ClipResult
 from vstore.lifecycle.retention import make_room
+from vstore.segment.format import TrackInfo
 from vstore.store import opening
 from vstore.store import store as engine
+from vstore.store.camera_writer import CameraWriter, MappedTracks, open_writer
 from vstore.store.disk import DiskUsage
 
 
 class Store(engine.Store):
     """A store as an embedding program uses it (see ``vstore.store.store.Store`` for the
     engine's part and its thread-safety contract)."""
+
+    def writer(
+        self,
+        camera_id: str,
+        tracks: Sequence[TrackInfo] | MappedTracks,
+        *,
+        start_ns: int | None = None,
+    ) -> CameraWriter:
+        """A writer for one camera (see ``vstore.store.camera_writer.open_writer``): it takes
+        PyAV packets or ``vstore.Packet`` records, thread-safely."""
+        return open_writer(self, camera_id, tracks, start_ns=start_ns)
 
     def plan_clip(self, camera_id: str, start_ns: Any, end_ns: Any) -> ClipPlan:
         """What a clip of [start_ns, end_ns) would contain; no payload is read."""

@@ -18,14 +18,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import resolve_tz
+    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
-    with open_store(args.store, read_only=True) as store:
+    with open_read_only(args.store) as store:
         recs = [
             r
             for r in store.index.audit_records()

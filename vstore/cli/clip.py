@@ -86,10 +86,11 @@ def format_for(output: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
     from vstore.base.errors import UsageError
     from vstore.base.timebase import format_duration, parse_time_ns
-    from vstore.export.clip import plan_clip, write_clip
+    from vstore.export.clip import write_clip
+    from vstore.export.clip_plan import plan_clip
+    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.plan and args.output != "-":
         refuse_overwrite(args.output, args.overwrite)
     with (
-        open_store(args.store, read_only=True) as store,
+        open_read_only(args.store) as store,
         # Leased before planning: no segment of the plan can be deleted while it is read.
         store.lease(ranges=[(args.camera, start, end)]),
     ):

@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     }
     known = None
     if cam is not None and lay.index_dir.exists():
-        from vstore.api import open_store
+        from vstore.store.store import open_read_only
 
-        with open_store(lay.root, read_only=True) as store:
+        with open_read_only(lay.root) as store:
             known = store.index.camera_num(cam) is not None
     doc["camera_recorded"] = known
     if args.json:

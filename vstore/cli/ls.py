@@ -23,11 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
     from vstore.base.timebase import format_duration
+    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
-    with open_store(args.store, read_only=True) as store:
+    with open_read_only(args.store) as store:
         cams = store.cameras()
         root = str(store.root.resolve())
     if args.json:

@@ -26,9 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.export.snapshot import snapshot
+    from vstore.store.store import open_read_only
 
     at = parse_time_ns(args.at)
     to_stdout = args.output == "-"
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
     if not to_stdout:
         refuse_overwrite(args.output, args.overwrite)
-    with open_store(args.store, read_only=True) as store:
+    with open_read_only(args.store) as store:
         out = sys.stdout.buffer if to_stdout else args.output
         snap = snapshot(store, args.camera, at, out, args.format)
     if to_stdout:

@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
     from vstore.base.timebase import format_duration, format_time, parse_time_ns
+    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
     start = parse_time_ns(args.start) if args.start is not None else None
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         from vstore.base.errors import UsageError
 
         raise UsageError("--to must be after --from")
-    with open_store(args.store, read_only=True) as store:
+    with open_read_only(args.store) as store:
         tl = store.timeline(args.camera, start, end)
     if args.json:
         print_json(

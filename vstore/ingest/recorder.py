@@ -25,6 +25,7 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.ingest import writer_pool
 from vstore.ingest.tracks import SourceTracks, tracks_from_av
 from vstore.ingest.writer_pool import WriterPool
+from vstore.store.camera_writer import open_writer
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def import_file(
         declared_s = duration if "mpegts" not in container.format.name else 0.0
         streams = [container.streams[i] for i in src.stream_to_track]
         _refuse_overlap(store, camera_id, start_ns, duration)
-        writer = store.writer(camera_id, src.tracks, start_ns=start_ns)
+        writer = open_writer(store, camera_id, src.tracks, start_ns=start_ns)
         mapping = src.stream_to_track
         try:
             with writer:
@@ -281,7 +282,7 @@ class Recorder:
                 try:
                     src = conn.tracks()
                     if self.writer is None:
-                        self.writer = self.store.writer(self.camera_id, src.tracks)
+                        self.writer = open_writer(self.store, self.camera_id, src.tracks)
                         writing = True
                     else:
                         self._queue.put(("new_run", src.tracks))

@@ -14,11 +14,11 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MethodType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from vstore import _native
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
@@ -26,13 +26,21 @@ from vstore.base import layout
 from vstore.base.clock import Clock
 from vstore.base.errors import StorageFull, UsageError, VstoreError
 from vstore.base.fsutil import Fs
-from vstore.base.timebase import GAP_TOLERANCE_NS, NS_PER_S, format_time, ticks_to_ns
+from vstore.base.timebase import GAP_TOLERANCE_NS, NS_PER_S, check_time_ns, format_time, ticks_to_ns
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
 from vstore.segment.writer import SegmentFile
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.space import SpaceRefused
+
+
+@runtime_checkable
+class MappedTracks(Protocol):
+    """Tracks with the map from a demuxer's stream index to track (``SourceTracks``)."""
+
+    tracks: tuple[fmt.TrackInfo, ...]
+    stream_to_track: dict[int, int]
 
 
 class WriterHost(Protocol):
@@ -50,6 +58,7 @@ class WriterHost(Protocol):
     def ensure_space(self, wait: bool = False) -> None: ...
     def drop_empty_segment(self, row: SegmentRow) -> None: ...
     def writer_closed(self, w: CameraWriter) -> None: ...
+    def register_writer(self, camera_id: str, make: Callable[[], CameraWriter]) -> CameraWriter: ...
 
 
 log = logging.getLogger(__name__)
@@ -1144,3 +1153,28 @@ def _batch(rows: Sequence[ChunkRow], events: Sequence[Event]) -> Batch:
 
 def _json(d: dict[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":")).encode()
+
+
+def open_writer(
+    store: WriterHost,
+    camera_id: str,
+    tracks: Sequence[fmt.TrackInfo] | MappedTracks,
+    *,
+    start_ns: int | None = None,
+) -> CameraWriter:
+    """A writer for one camera: the store's one open writer for it until closed.
+
+    ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
+    ``vstore.ingest.tracks.tracks_from_av`` returns (then PyAV packets are mapped from their
+    stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
+    the wall time of the first keyframe (imports); without it, live wall time comes from
+    the packets or the clock.
+    """
+    if start_ns is not None:
+        check_time_ns(start_ns)  # before the camera is registered
+    stream_map = getattr(tracks, "stream_to_track", None)
+    infos = list(tracks.tracks if isinstance(tracks, MappedTracks) else tracks)
+    return store.register_writer(
+        camera_id,
+        lambda: CameraWriter(store, camera_id, infos, start_ns=start_ns, stream_map=stream_map),
+    )

@@ -19,11 +19,10 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, TypeVar
 
 from vstore.base import layout
 from vstore.base.clock import Clock, ClockMark, ClockVerdict, SystemClock, judge_wall_clock
@@ -40,7 +39,6 @@ from vstore.base.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
     TimeRange,
-    check_time_ns,
     format_time,
     subtract_ranges,
     to_ns,
@@ -49,11 +47,13 @@ from vstore.index.time_index import Batch, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
 from vstore.segment.reader import SegmentReader, chunk_packets
-from vstore.store.camera_writer import CameraWriter
 from vstore.store.config import StoreConfig, load_config
 from vstore.store.disk import DiskUsage, disk_usage
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
 from vstore.store.space import MakeRoom, SpaceKeeper
+
+if TYPE_CHECKING:  # the pools start with the first writer: reads never load them
+    from concurrent.futures import Executor
 
 DEFAULT_STORE = "./vstore-data"
 # Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
@@ -109,6 +109,17 @@ class Timeline(NamedTuple):
     open: list[tuple[int, int]] = []  # noqa: RUF012 - shared default, never mutated
 
 
+class OpenWriter(Protocol):
+    """A camera's open writer, as the store keeps it (to close it with the store)."""
+
+    camera_id: str
+
+    def close(self) -> None: ...
+
+
+W = TypeVar("W", bound=OpenWriter)
+
+
 class Store:
     """A vstore store directory. Use ``open_store``; close it (or use ``with``) when done."""
 
@@ -141,7 +152,7 @@ class Store:
         self.config: StoreConfig = load_config(self.layout.config_path)
         self.uuid = self._load_meta(read_only or not create)
         self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
-        self._writers: dict[str, CameraWriter] = {}
+        self._writers: dict[str, OpenWriter] = {}
         self._lock = threading.Lock()
         self._lease_serial = 0
         self._tiers: dict[str, Any] = {}
@@ -215,21 +226,25 @@ class Store:
         self.space.close()
         self.index.close()
 
-    def sealer(self) -> Executor:
+    def sealer(self) -> "Executor":
         """The threads that seal segments behind the writers (footer, fsync, index: W3), so
         a camera's packets never wait on a segment cut's fsync."""
         with self._lock:
             if self._sealer is None:
+                from concurrent.futures import ThreadPoolExecutor  # writers only
+
                 self._sealer = ThreadPoolExecutor(2, thread_name_prefix="vstore-seal")
             return self._sealer
 
-    def syncer(self) -> Executor:
+    def syncer(self) -> "Executor":
         """The threads that fsync closed chunks behind the writers and index them (W2), so
         a camera writes its next GOP while the disk makes the last one durable. Each writer
         has at most SYNC_DEPTH fsyncs here at a time; fsyncs of different cameras run side
         by side, which the file system commits together."""
         with self._lock:
             if self._syncer is None:
+                from concurrent.futures import ThreadPoolExecutor  # writers only
+
                 self._syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="vstore-sync")
             return self._syncer
 
@@ -240,32 +255,15 @@ class Store:
         self.close()
 
     # --- writing -------------------------------------------------------------------------------
-    def writer(
-        self,
-        camera_id: str,
-        tracks: Sequence[fmt.TrackInfo] | Any,
-        *,
-        start_ns: int | None = None,
-    ) -> CameraWriter:
-        """A writer for one camera.
-
-        ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
-        ``vstore.ingest.recorder.tracks_from_av`` returns (then PyAV packets are mapped from their
-        stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
-        the wall time of the first keyframe (imports); without it, live wall time comes from
-        the packets or the clock.
-        """
+    def register_writer(self, camera_id: str, make: Callable[[], W]) -> W:
+        """Keep the writer ``make()`` returns as the camera's one open writer (closed with
+        the store). ``vstore.store.camera_writer.open_writer`` calls this."""
         if self.read_only:
             raise UsageError("store opened read-only")
-        if start_ns is not None:
-            check_time_ns(start_ns)  # before the camera is registered
         with self._lock:
             if camera_id in self._writers:
                 raise UsageError(f"camera {camera_id!r} already has an open writer")
-            stream_map = getattr(tracks, "stream_to_track", None)
-            if stream_map is not None:
-                tracks = tracks.tracks
-            w = CameraWriter(self, camera_id, tracks, start_ns=start_ns, stream_map=stream_map)
+            w = make()
             self._writers[camera_id] = w
             return w
 
@@ -276,7 +274,7 @@ class Store:
         left that deleting would free enough of (held footage is never deleted for room)."""
         self.space.check(wait)
 
-    def writer_closed(self, w: CameraWriter) -> None:
+    def writer_closed(self, w: OpenWriter) -> None:
         with self._lock:
             if self._writers.get(w.camera_id) is w:
                 del self._writers[w.camera_id]
@@ -606,3 +604,9 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # alive, owned by another user
     return True
+
+
+def open_read_only(path: str | os.PathLike[str] | None = None) -> Store:
+    """The store at path (default: $VSTORE_STORE or ./vstore-data), read-only: what the read
+    commands use (no recovery, no lifecycle; works while another process records)."""
+    return Store(resolve_store_path(str(path) if path is not None else None), read_only=True)

@@ -1,0 +1,215 @@
+"""Clip planning: a camera and a wall-clock range resolved through the index (one seek to
+the GOP start that decoding needs, then a forward scan) into segments, chunks and byte ranges,
+with the gaps, damage and timeline events inside the range. No payload is read."""
+
+import itertools
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from vstore.base.errors import CorruptSegment, NotFound, UsageError, VstoreError
+from vstore.base.timebase import (
+    GAP_TOLERANCE_NS,
+    NS_PER_S,
+    TimeRange,
+    format_time,
+    subtract_ranges,
+)
+from vstore.index.time_index import ChunkRow, SegmentRow
+from vstore.segment import format as fmt
+from vstore.store.store import Store, damaged_ranges
+
+FORMATS = ("mp4", "fmp4", "ts", "mov")
+
+MAX_CLIP_NS = 7 * 86400 * NS_PER_S  # a limit on everything: one request, at most a week
+
+
+class DamagedChunks(Exception):
+    """Chunks of a plan that do not verify, found before anything was written: the clip is
+    built again without them (``ClipPlan.without``)."""
+
+    def __init__(self, chunks: list[ChunkRow]) -> None:
+        super().__init__(f"{len(chunks)} damaged chunk(s)")
+        self.chunks = chunks
+
+
+class ClipPart(NamedTuple):
+    """Consecutive chunks of one segment that the clip reads."""
+
+    segment: SegmentRow
+    chunks: tuple[ChunkRow, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(c.length for c in self.chunks)
+
+
+class ClipPlan:
+    """What a clip will contain, resolved from the index without reading payloads. Building
+    the clip may shorten it (``end_ns``) and add ``notes``."""
+
+    def __init__(
+        self,
+        camera: str,
+        requested: TimeRange,
+        start_ns: int,
+        end_ns: int,
+        preroll_ns: int,
+        parts: list[ClipPart],
+        gaps: list[tuple[int, int]],
+        events: list[dict[str, Any]],
+        notes: list[str] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.requested = requested
+        self.start_ns = start_ns  # first frame shown (>= requested start if footage is later)
+        self.end_ns = end_ns  # end of the last frame included (<= requested end)
+        self.preroll_ns = preroll_ns  # keyframe the decoder starts from (<= start_ns)
+        self.parts = parts
+        self.gaps = gaps
+        self.events = events
+        self.notes = notes if notes is not None else []
+        # Ranges left out because their chunks do not verify (the clip shows a gap there).
+        self.damaged: list[tuple[int, int]] = []
+
+    def without(self, bad: Iterable[ChunkRow]) -> "ClipPlan":
+        """This plan without chunks that do not verify, nor the continuation chunks of their
+        GOPs (undecodable without them); their ranges are listed in ``damaged``."""
+        bad_starts = {c.start_ns for c in bad}
+        damaged = list(self.damaged)
+        parts: list[ClipPart] = []
+        skipping = False
+        for p in self.parts:
+            kept = []
+            for c in p.chunks:
+                dependent = skipping and bool(c.flags & fmt.CHUNK_CONTINUATION)
+                if (
+                    c.start_ns in bad_starts
+                    or dependent
+                    or (not parts and not kept and (c.flags & fmt.CHUNK_CONTINUATION))
+                ):
+                    if damaged and damaged[-1][1] >= c.start_ns:
+                        damaged[-1] = (damaged[-1][0], max(damaged[-1][1], c.end_ns))
+                    else:
+                        damaged.append((c.start_ns, c.end_ns))
+                    skipping = True
+                    continue
+                skipping = False
+                kept.append(c)
+            if kept:
+                parts.append(ClipPart(p.segment, tuple(kept)))
+        if not parts:
+            raise CorruptSegment(
+                f"every chunk of camera {self.camera!r} in the range is damaged "
+                "(see `vstore check`)"
+            )
+        first, last = parts[0].chunks[0], parts[-1].chunks[-1]
+        out = ClipPlan(
+            self.camera,
+            self.requested,
+            max(self.start_ns, first.start_ns),
+            min(self.end_ns, last.end_ns),
+            first.start_ns,
+            parts,
+            self.gaps,
+            self.events,
+            list(self.notes),
+        )
+        out.damaged = damaged
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipPlan(camera={self.camera!r}, start_ns={self.start_ns}, end_ns={self.end_ns}, "
+            f"parts={len(self.parts)}, gaps={self.gaps!r}, notes={self.notes!r})"
+        )
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "camera": self.camera,
+            "requested": {
+                "from": format_time(self.requested.start_ns),
+                "to": format_time(self.requested.end_ns),
+            },
+            "from": format_time(self.start_ns),
+            "to": format_time(self.end_ns),
+            "from_ns": self.start_ns,
+            "to_ns": self.end_ns,
+            "preroll_from": format_time(self.preroll_ns),
+            "bytes": self.bytes,
+            "segments": [
+                {
+                    "segment_id": p.segment.segment_id,
+                    "location": p.segment.location,
+                    "path": p.segment.path,
+                    "ranges": [[c.offset, c.length] for c in p.chunks],
+                    "from": format_time(p.chunks[0].start_ns),
+                    "to": format_time(p.chunks[-1].end_ns),
+                }
+                for p in self.parts
+            ],
+            "gaps": [
+                {
+                    "from": format_time(s),
+                    "to": format_time(e),
+                    "from_ns": s,
+                    "to_ns": e,
+                    "duration_s": (e - s) / NS_PER_S,
+                }
+                for s, e in self.gaps
+            ],
+            "events": [{"at": format_time(e["at_ns"]), **e} for e in self.events],
+            "damaged": [
+                {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
+                for s, e in self.damaged
+            ],
+            "notes": self.notes,
+        }
+
+
+def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipPlan:
+    """Resolve [start_ns, end_ns) for a camera; NotFound when the range holds no footage."""
+    rng = TimeRange(start_ns, end_ns)
+    if rng.duration_ns > MAX_CLIP_NS:
+        raise UsageError("a clip may span at most 7 days; split the request")
+    num = store.camera_num(camera_id)
+    chunks = list(store.index.chunks_from_keyframe(num, start_ns, end_ns, fmt.CHUNK_CONTINUATION))
+    if not chunks:
+        raise NotFound(
+            f"camera {camera_id!r} has no footage between {format_time(start_ns)} and "
+            f"{format_time(end_ns)} (see `vstore timeline --camera {camera_id}`)"
+        )
+    seg_rows = {r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, end_ns)}
+    parts: list[ClipPart] = []
+    for c in chunks:
+        row = seg_rows.get(c.segment_id)
+        if row is None:
+            raise VstoreError(
+                f"index names segment {c.segment_id} without a catalog row; run `vstore check`"
+            )
+        if parts and parts[-1].segment.segment_id == c.segment_id:
+            parts[-1] = ClipPart(row, (*parts[-1].chunks, c))
+        else:
+            parts.append(ClipPart(row, (c,)))
+    first_ns = max(start_ns, chunks[0].start_ns)
+    last_ns = min(end_ns, chunks[-1].end_ns)
+    gaps: list[tuple[int, int]] = []
+    if chunks[0].start_ns > start_ns:
+        gaps.append((start_ns, chunks[0].start_ns))
+    for a, b in itertools.pairwise(chunks):
+        if b.start_ns - a.end_ns > GAP_TOLERANCE_NS:
+            gaps.append((a.end_ns, b.start_ns))
+    if chunks[-1].end_ns < end_ns:
+        gaps.append((chunks[-1].end_ns, end_ns))
+    events = [
+        {"at_ns": e.at_ns, "kind": e.kind, "detail": e.detail}
+        for e in store.index.events(num, min(start_ns, chunks[0].start_ns), end_ns)
+    ]
+    # A gap where footage was recorded and later found damaged (R5, R6) says so.
+    gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
+    plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
+    plan.damaged = damaged
+    return plan

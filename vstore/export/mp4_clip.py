@@ -1,0 +1,408 @@
+"""The native MP4 clip writer: sample tables from the chunks' packet tables, Annex-B
+turned length-prefixed, the moov first, and the payload streamed behind it in blocks."""
+
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from vstore.base.errors import CorruptSegment, NotFound
+from vstore.base.fsutil import translate_oserror
+from vstore.base.timebase import (
+    NS_PER_S,
+    format_time,
+    ns_to_ticks,
+    ns_to_ticks_many,
+    ticks_to_ns_many,
+)
+from vstore.codec.aac import adts_to_asc, asc_sample_rate
+from vstore.codec.annexb import (
+    annexb_to_length_prefixed,
+)
+from vstore.codec.parameter_sets import avcc_record, hvcc_record
+from vstore.export.clip_plan import ClipPlan, DamagedChunks
+from vstore.export.clip_result import ClipResult
+from vstore.export.mp4 import Mp4Track, aac_entry, visual_entry
+from vstore.export.mp4 import layout as mp4_layout
+from vstore.export.remux import AUDIO_CODECS_OK, end_at_codec_change, not_storable, track_signature
+from vstore.index.time_index import ChunkRow, SegmentRow
+from vstore.segment import format as fmt
+from vstore.segment.reader import SegmentReader
+from vstore.store.store import Store
+
+# Chunk pieces kept in memory between the native writer's two passes; past this they are
+# read again (and checked again) in the second pass, so memory stays bounded for any clip.
+KEEP_BYTES = 64 << 20
+
+BLOCK_BYTES = 1 << 20  # output is written in blocks of about this size
+
+
+class _TrackOut:
+    """One output track of a native MP4: where its samples go and how they are framed."""
+
+    __slots__ = ("adts", "annexb", "asc", "mp4", "src")
+
+    def __init__(self, src: fmt.TrackInfo, mp4: Mp4Track, adts: bool, annexb: bool, asc: bytes):
+        self.src, self.mp4 = src, mp4
+        self.adts = adts  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
+        self.annexb = annexb  # Annex-B video: rewrite start codes as 4-byte lengths
+        self.asc = asc  # AudioSpecificConfig (found in the first ADTS header if not recorded)
+
+
+class _Pieces(NamedTuple):
+    sizes: list[int]  # one per sample
+    bufs: list[bytes | memoryview]  # the samples' bytes, in order
+
+
+class _PlannedChunk(NamedTuple):
+    reader: SegmentReader
+    row: ChunkRow
+    samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
+    pieces: list[_Pieces] | None  # per entry of samples; None: read again
+
+
+class BlockSink:
+    """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
+    created is removed if the clip fails) or a file object (fed blocks of about
+    ``BLOCK_BYTES``). Errors writing a path come out as vstore errors (a full disk as
+    StorageFull)."""
+
+    def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
+        self.count = 0
+        self._pending: list[bytes | memoryview] = []
+        self._pending_bytes = 0
+        self.path: Path | None = None
+        self._fd = -1
+        self._regular = False  # only a regular file is removed on failure (never /dev/...)
+        self._file: IO[bytes] | None = None
+        if isinstance(out, str | os.PathLike):
+            self.path = Path(out)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            try:
+                self._fd = os.open(self.path, flags, 0o644)
+                self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+            except OSError as exc:
+                raise translate_oserror(exc, f"cannot write the clip to {self.path}") from exc
+        else:
+            self._file = out
+
+    def put(self, bufs: list[bytes | memoryview]) -> None:
+        self._pending += bufs
+        self._pending_bytes += sum(len(b) for b in bufs)
+        if self._pending_bytes >= BLOCK_BYTES or self.count == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        bufs, self._pending, n = self._pending, [], self._pending_bytes
+        self._pending_bytes = 0
+        if not bufs:
+            return
+        if self._file is not None:
+            self._file.write(b"".join(bufs))
+        else:
+            try:
+                # writev takes at most IOV_MAX (1024) buffers and may write less than asked.
+                for k in range(0, len(bufs), 1024):
+                    batch = bufs[k : k + 1024]
+                    want = sum(len(b) for b in batch)
+                    got = os.writev(self._fd, batch)
+                    if got < want:
+                        rest = memoryview(b"".join(batch))[got:]
+                        while rest:
+                            rest = rest[os.write(self._fd, rest) :]
+            except OSError as exc:
+                raise translate_oserror(exc, f"writing the clip to {self.path}") from exc
+        self.count += n
+
+    def close(self) -> None:
+        self._flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self._regular:
+                assert self.path is not None
+                self.path.unlink(missing_ok=True)
+
+
+class NativeMp4:
+    """Builds a moov-first MP4 straight from the plan's packet tables (no FFmpeg).
+
+    Pass 1 reads each chunk (checking its CRC), selects the packets in range, and fills the
+    sample tables; pass 2 writes ``ftyp | moov | mdat`` and then the samples. Because the
+    index is complete before the first sample byte, the file streams to a pipe with no
+    staging, and the first byte goes out as soon as pass 1 ends.
+    """
+
+    def __init__(self, store: Store, plan: ClipPlan, strict: bool = False) -> None:
+        self.store, self.plan, self.strict = store, plan, strict
+        self.readers: dict[int, SegmentReader] = {}
+        first = plan.parts[0].segment
+        self.meta0 = self._reader(first).meta
+        self.tracks: dict[int, _TrackOut] = {}
+        self.dropped: list[str] = []
+        self.chunks: list[_PlannedChunk] = []
+        self.payload_bytes = 0
+
+    def _reader(self, seg: SegmentRow) -> SegmentReader:
+        rd = self.readers.get(seg.segment_id)
+        if rd is None:
+            rd = self.store.segment_reader(seg)
+            self.readers[seg.segment_id] = rd
+        return rd
+
+    def close(self) -> None:
+        for rd in self.readers.values():
+            rd.close()
+
+    def supported(self) -> bool:
+        """Video in H.264/H.265 and audio in AAC (or not storable at all): the other audio
+        codecs MP4 can hold (MP3, Opus) go through FFmpeg's muxer."""
+        for t in self.meta0.tracks:
+            if t.kind == "video" and t.codec not in ("h264", "hevc"):
+                return False
+            if t.kind == "audio" and t.codec != "aac" and t.codec in AUDIO_CODECS_OK["mp4"]:
+                return False
+        return True
+
+    def _setup_tracks(self) -> None:
+        track_id = 1
+        for t in self.meta0.tracks:
+            if t.kind == "audio" and t.codec != "aac":
+                self.dropped.append(not_storable(t, "mp4"))
+                continue
+            if t.kind == "video":
+                scale = t.time_base[1]
+            else:
+                scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
+                scale = scale or 48000
+            out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
+            self.tracks[t.index] = _TrackOut(
+                t,
+                out,
+                adts=t.kind == "audio" and not t.extradata,
+                annexb=t.kind == "video" and t.bitstream != "avcc",
+                asc=t.extradata if t.kind == "audio" else b"",
+            )
+            track_id += 1
+
+    def _select(self, meta: fmt.SegmentMeta, chunk: Any) -> list[tuple[int, list[int]]]:
+        """Packets of the chunk inside the clip, grouped per track (video first); appends
+        their times and key flags to the sample tables (sizes come with the pieces)."""
+        cols = chunk.columns
+        start, end = self.plan.start_ns, self.plan.end_ns
+        shift = meta.anchor_wall_ns - meta.anchor_media_ns
+        pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
+        picked: list[tuple[int, list[int]]] = []
+        present = sorted(set(track))
+        for tr in present:
+            out = self.tracks.get(tr)
+            if out is None:
+                continue
+            one = len(present) == 1
+            idx = range(len(track)) if one else [i for i, x in enumerate(track) if x == tr]
+            tb = meta.tracks[tr].time_base
+            walls = ticks_to_ns_many(pts if one else [pts[i] for i in idx], *tb, shift - start)
+            end_rel = end - start
+            if out.src.kind == "video":
+                # Cut in decode order after the last frame shown before `end`: with
+                # B-frames a reference shown after `end` is decoded before frames shown
+                # before it, so it stays in (the edit list hides it) or they cannot decode.
+                if max(walls) < end_rel:
+                    last = len(walls) - 1  # the whole GOP is inside: the usual case
+                else:
+                    last = max((k for k, w in enumerate(walls) if w < end_rel), default=-1)
+                keep: range | list[int] = range(last + 1)
+            else:
+                keep = [k for k, w in enumerate(walls) if 0 <= w < end_rel]
+            if not keep:
+                continue
+            whole = len(keep) == len(walls)
+            sel = list(idx) if whole else [idx[k] for k in keep]
+            m = out.mp4
+            scale = m.timescale
+            p_out = ns_to_ticks_many(walls if whole else [walls[k] for k in keep], scale)
+            cts = [pts[i] - dts[i] for i in sel]
+            base = len(m.dts)
+            if any(cts):
+                c_out = ns_to_ticks_many(ticks_to_ns_many(cts, *tb), scale)
+                m.dts.extend([p - c for p, c in zip(p_out, c_out, strict=True)])
+                m.cts.extend(c_out)
+            else:
+                m.dts.extend(p_out)
+                m.cts.extend(cts)
+            m.sync.extend([base + n + 1 for n, i in enumerate(sel) if flags[i] & fmt.PKT_KEY])
+            picked.append((tr, sel))
+        return picked
+
+    def _pieces(self, chunk: Any, samples: list[tuple[int, list[int]]]) -> list[_Pieces]:
+        """The selected packets' bytes in MP4 sample form, per track: sample sizes, and the
+        buffers holding them (adjacent untouched packets share one buffer, no copy)."""
+        cols = chunk.columns
+        offset, size = cols.offset, cols.size
+        mv = memoryview(chunk.payload)
+        out: list[_Pieces] = []
+        for tr, idxs in samples:
+            t = self.tracks[tr]
+            if not t.annexb and not t.adts:
+                sizes = [size[i] for i in idxs]
+                bufs: list[bytes | memoryview] = []
+                run_start = run_end = -1
+                for i in idxs:
+                    if offset[i] != run_end:
+                        if run_end > run_start:
+                            bufs.append(mv[run_start:run_end])
+                        run_start = offset[i]
+                    run_end = offset[i] + size[i]
+                if run_end > run_start:
+                    bufs.append(mv[run_start:run_end])
+                out.append(_Pieces(sizes, bufs))
+                continue
+            pieces: list[bytes | memoryview] = []
+            for i in idxs:
+                data = mv[offset[i] : offset[i] + size[i]]
+                if t.annexb:
+                    data = annexb_to_length_prefixed(bytes(data))
+                elif (conv := adts_to_asc(bytes(data[:7]))) is not None:
+                    t.asc = t.asc or conv[0]
+                    data = data[conv[1] :]
+                pieces.append(data)
+            out.append(_Pieces([len(x) for x in pieces], pieces))
+        return out
+
+    def _pass1(self, progress: Callable[[int, int], None] | None) -> None:
+        plan = self.plan
+        signature = track_signature(self.meta0.tracks)
+        kept = 0
+        done, total = 0, 2 * plan.bytes
+        damaged: list[ChunkRow] = []
+        for part in plan.parts:
+            rd = self._reader(part.segment)
+            if track_signature(rd.meta.tracks) != signature:
+                end_at_codec_change(plan, part)
+                break
+            for c in part.chunks:
+                try:
+                    chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                except CorruptSegment:
+                    if self.strict:
+                        raise
+                    damaged.append(c)  # (the clip is planned again without it: nothing
+                    continue  # of this pass is written)
+                samples = self._select(rd.meta, chunk)
+                pieces = self._pieces(chunk, samples)
+                for (tr, _idxs), ps in zip(samples, pieces, strict=True):
+                    m = self.tracks[tr].mp4
+                    m.chunk_offsets.append(self.payload_bytes)
+                    m.chunk_samples.append(len(ps.sizes))
+                    m.sizes.extend(ps.sizes)
+                    self.payload_bytes += sum(ps.sizes)
+                keep = kept + c.length <= KEEP_BYTES
+                kept += c.length if keep else 0
+                self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
+                done += c.length
+                if progress is not None:
+                    progress(done, total)
+        if damaged:
+            raise DamagedChunks(damaged)
+
+    def _sample_entries(self) -> list[Mp4Track]:
+        out: list[Mp4Track] = []
+        for t in self.tracks.values():
+            if not t.mp4.sizes:
+                continue  # nothing of this track inside the range
+            src = t.src
+            if src.kind == "video":
+                if src.bitstream == "avcc":
+                    record = src.extradata
+                else:
+                    params = src.extradata or self._inband_params(t)
+                    record = (avcc_record if src.codec == "h264" else hvcc_record)(params)
+                t.mp4.sample_entry = visual_entry(src.codec, src.width, src.height, record)
+            else:
+                if not t.asc:
+                    self.dropped.append(
+                        f"audio track {src.index} (aac) has no AudioSpecificConfig or ADTS "
+                        "headers to describe it; left out"
+                    )
+                    continue
+                rate = src.sample_rate or asc_sample_rate(t.asc)
+                t.mp4.sample_entry = aac_entry(src.channels, rate, t.asc, t.mp4.track_id)
+            # The clip's own end (pass 1 may have moved it to a codec change) ends every track.
+            t.mp4.end_limit = ns_to_ticks(self.plan.end_ns - self.plan.start_ns, 1, t.mp4.timescale)
+            out.append(t.mp4)
+        return out
+
+    def _inband_params(self, t: _TrackOut) -> bytes:
+        """Parameter sets from the first keyframe, for Annex-B tracks recorded without them."""
+        from vstore import _native
+
+        codec = _native.CODEC_H264 if t.src.codec == "h264" else _native.CODEC_HEVC
+        pc = self.chunks[0]
+        chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+        for i, tr in enumerate(chunk.columns.track):
+            if tr == t.src.index and chunk.columns.flags[i] & fmt.PKT_KEY:
+                off, size = chunk.columns.offset[i], chunk.columns.size[i]
+                return _native.nal.parameter_sets(chunk.payload[off : off + size], codec, 0)
+        return b""
+
+    def write(
+        self,
+        out: str | os.PathLike[str] | IO[bytes],
+        t0: float,
+        progress: Callable[[int, int], None] | None,
+    ) -> ClipResult:
+        self._setup_tracks()
+        self._pass1(progress)
+        tracks = self._sample_entries()
+        if not any(t.kind == "video" for t in tracks):
+            raise NotFound("no video frames inside the requested range")
+        kept_ids = {t.track_id for t in tracks}
+        plan = self.plan
+        metadata = {
+            "vstore_start": format_time(plan.start_ns),
+            "vstore_start_ns": str(plan.start_ns),
+            "vstore_camera": plan.camera,
+        }
+        head = mp4_layout(tracks, self.payload_bytes, plan.start_ns // NS_PER_S, metadata)
+        sink = BlockSink(out)
+        try:
+            sink.put([head])
+            first_byte = time.perf_counter() - t0
+            done, total = plan.bytes, 2 * plan.bytes
+            for pc in self.chunks:
+                pieces = pc.pieces
+                if pieces is None:
+                    chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+                    pieces = self._pieces(chunk, pc.samples)
+                for (tr, _i), ps in zip(pc.samples, pieces, strict=True):
+                    if self.tracks[tr].mp4.track_id in kept_ids:
+                        sink.put(ps.bufs)
+                done += pc.row.length
+                if progress is not None:
+                    progress(done, total)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        written = sink.count
+        counts = {"video": 0, "audio": 0}
+        for t in self.tracks.values():
+            if t.mp4.track_id in kept_ids:
+                counts[t.src.kind] += len(t.mp4.sizes)
+        return ClipResult(
+            plan,
+            "mp4",
+            written,
+            counts["video"],
+            counts["audio"],
+            time.perf_counter() - t0,
+            first_byte,
+            self.dropped,
+        )
