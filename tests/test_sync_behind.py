@@ -19,8 +19,8 @@ from vstore.api import open_store
 from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.fsutil import Fs
 from vstore.lifecycle.check import check_store
-from vstore.store import camera_writer as segment_writer
-from vstore.store.camera_writer import SYNC_DEPTH
+from vstore.store import writer_sync
+from vstore.store.writer_sync import SYNC_DEPTH
 
 GATE_TIMEOUT_S = 30  # a test that fails must not hang the suite
 
@@ -101,7 +101,7 @@ def test_writer_goes_on_while_fsyncs_run_behind_it_and_groups_chunks_up_to_the_l
     assert w.durable_end_ns is None  # nothing is durable before its fsync returns
     assert chunk_count(st) == 0  # nor indexed (W2)
     gop_bytes = w._seg.entries[0].length  # every GOP of push() is the same size
-    monkeypatch.setattr(segment_writer, "GROUP_MAX_BYTES", gop_bytes * 5 // 2)
+    monkeypatch.setattr(writer_sync, "GROUP_MAX_BYTES", gop_bytes * 5 // 2)
     # Two GOPs more close with no place free: both are left for the next fsync, no wait.
     push(w, 50, first=25 * SYNC_DEPTH + 1)
     assert fs.waiting == SYNC_DEPTH and chunk_count(st) == 0
@@ -157,7 +157,7 @@ def test_chunks_left_over_are_handed_over_once_a_busy_writer_lets_go(store_dir):
     with w._lock:  # as a packet being written holds it
         fs.gate.set()
         wait_for(lambda: chunk_count(st) == SYNC_DEPTH)  # the gated fsync's own GOPs
-        time.sleep(3 * segment_writer.HANDOVER_RETRY_S)  # retries find the lock taken
+        time.sleep(3 * writer_sync.HANDOVER_RETRY_S)  # retries find the lock taken
         assert fs.waiting == SYNC_DEPTH
     wait_for(lambda: chunk_count(st) == SYNC_DEPTH + 2, "the GOPs left over were never fsynced")
     assert fs.waiting == SYNC_DEPTH + 1
@@ -172,8 +172,8 @@ def test_failed_fsync_fails_the_later_fsync_beside_it_and_indexes_neither(store_
     GOP is indexed, and the writer refuses packets until new_run(). Two fsyncs in flight
     (SYNC_DEPTH is a tunable; the chain must hold at any depth) and no group commit, so the
     second GOP gets an fsync of its own."""
-    monkeypatch.setattr(segment_writer, "SYNC_DEPTH", 2)
-    monkeypatch.setattr(segment_writer, "GROUP_MAX_BYTES", 0)
+    monkeypatch.setattr(writer_sync, "SYNC_DEPTH", 2)
+    monkeypatch.setattr(writer_sync, "GROUP_MAX_BYTES", 0)
     fs = GatedFs(fail_first=True)
     st = open_store(store_dir, fs=fs)
     w = st.writer("cam", [VIDEO], start_ns=START_NS)

@@ -9,8 +9,6 @@ keyframes past the target duration, and commits index rows only for bytes alread
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import threading
 from collections import deque
@@ -21,18 +19,22 @@ from types import MethodType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from vstore import _native
-from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
+from vstore._native import NAL_KEY, NAL_PPS, NAL_SPS, NAL_VPS
 from vstore.base import layout
 from vstore.base.clock import Clock
 from vstore.base.errors import StorageFull, UsageError, VstoreError
 from vstore.base.fsutil import Fs
-from vstore.base.timebase import GAP_TOLERANCE_NS, NS_PER_S, check_time_ns, format_time, ticks_to_ns
+from vstore.base.jsonio import dumps_compact
+from vstore.base.timebase import GAP_TOLERANCE_NS, check_time_ns, format_time, ticks_to_ns
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
 from vstore.segment.writer import SegmentFile
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.space import SpaceRefused
+from vstore.store.timestamps import TrackState, track_state
+from vstore.store.wall_placement import WallPlacement
+from vstore.store.writer_sync import BehindWriterSync
 
 
 @runtime_checkable
@@ -65,39 +67,6 @@ log = logging.getLogger(__name__)
 
 WRAP_33 = 1 << 33
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
-_NAL_CODECS = {"h264": CODEC_H264, "hevc": CODEC_HEVC}
-
-
-# fsyncs one camera may have running behind it (W2), and group commit: a chunk due for an
-# fsync while SYNC_DEPTH run does not wait for one to finish; the next fsync covers it too,
-# as long as the chunks left that way hold less than GROUP_MAX_BYTES (then the writer waits).
-# A camera in real time never gets here (a GOP every second or two, an fsync in
-# milliseconds); one the disk falls behind (a stall, an import, recording flat out) pays one
-# journal commit per few GOPs instead of one per GOP and keeps taking packets through a
-# stall. GROUP_MAX_BYTES bounds what a crash may lose beyond the open chunk and the fsync
-# in flight, none of it acknowledged (lifecycle.md W2). Measured flat out side by side
-# (125 MB rounds, eleven alternating, ratio to a plain write, one / eight cameras): one fsync
-# per GOP with two in flight 0.53 / 0.70; grouped, two in flight, 8 MiB 0.69 / 0.87; grouped, one
-# in flight, 16 MiB 0.74 / 0.91 (back-to-back fsyncs, each covering more). A 4 MiB bound
-# cost a seventh of that; 64 MiB gained 3 % more.
-SYNC_DEPTH = 1
-GROUP_MAX_BYTES = 16 << 20
-# When an fsync returns while the writer is busy, how soon the chunks left for the next one
-# are handed over if the writer has not done it itself (_hand_over_deferred).
-HANDOVER_RETRY_S = 0.05
-# A live run goes into a gap before later footage (the host clock stepped back, T6) only
-# when the gap leaves it at least this long; a shorter one is clamped past (T3).
-GAP_RUN_MIN_NS = 60 * NS_PER_S
-
-
-@dataclass
-class _TrackState:
-    info: fmt.TrackInfo
-    is_video: bool
-    nal_codec: int  # -1: not H.264/H.265
-    length_size: int  # 0 = Annex-B
-    max_jump_ticks: int
-    wrap_bits: bool
 
 
 @dataclass
@@ -124,24 +93,7 @@ class WriterStats:
         return d
 
 
-def _track_state(info: fmt.TrackInfo, max_jump_s: float) -> _TrackState:
-    num, den = info.time_base
-    if num <= 0 or den <= 0:
-        raise UsageError(f"track {info.index}: bad time base {num}/{den}")
-    is_video = info.kind == "video"
-    nal_codec = _NAL_CODECS.get(info.codec, -1) if is_video else -1
-    length_size = 4 if info.bitstream == "avcc" else 0
-    return _TrackState(
-        info=info,
-        is_video=is_video,
-        nal_codec=nal_codec,
-        length_size=length_size,
-        max_jump_ticks=int(max_jump_s * den / num),
-        wrap_bits=(num, den) == (1, 90000),
-    )
-
-
-class CameraWriter:
+class CameraWriter(WallPlacement, BehindWriterSync):
     """Records one camera: ``write(packet)`` from any thread, ``close()`` (or ``with``) to seal.
 
     Thread-safe: calls are serialized by an internal lock, so a host may push from several
@@ -216,7 +168,7 @@ class CameraWriter:
     # --- setup ---------------------------------------------------------------------------------
     def _check_tracks(
         self, tracks: Sequence[fmt.TrackInfo]
-    ) -> tuple[tuple[fmt.TrackInfo, ...], list[_TrackState]]:
+    ) -> tuple[tuple[fmt.TrackInfo, ...], list[TrackState]]:
         """Validate tracks and build their timestamp state, changing nothing (new_run checks
         before it seals the running segment)."""
         tracks = tuple(tracks)
@@ -228,9 +180,9 @@ class CameraWriter:
             raise UsageError("at most 255 tracks")
         if [t.index for t in tracks] != list(range(len(tracks))):
             raise UsageError("track indexes must be 0..n-1 in order")
-        return tracks, [_track_state(t, self.settings.max_clock_drift_s) for t in tracks]
+        return tracks, [track_state(t, self.settings.max_clock_drift_s) for t in tracks]
 
-    def _set_tracks(self, checked: tuple[tuple[fmt.TrackInfo, ...], list[_TrackState]]) -> None:
+    def _set_tracks(self, checked: tuple[tuple[fmt.TrackInfo, ...], list[TrackState]]) -> None:
         """Apply tracks as ``_check_tracks`` returned them."""
         self._tracks_info, self._ts = checked
         tracks = self._tracks_info
@@ -561,177 +513,6 @@ class CameraWriter:
         """Wall end of the open chunk: its last video frame plus one frame duration."""
         return self._wall_of(self._video, self._fp.chunk_last_vpts + self._fp.chunk_vdelta)
 
-    def _wall_of(self, track: int, ticks: int) -> int:
-        tb = self._ts[track].info.time_base
-        return self._anchor_wall_ns + ticks_to_ns(ticks, *tb) - self._anchor_media_ns
-
-    def _on_keyframe(self, key_pts: int, params: bytes, wall_ns: int | None) -> bool:
-        """Handle a video keyframe; False when the packet must be dropped."""
-        vinfo = self._tracks_info[self._video]
-        if not self._fp.started and not (params or vinfo.extradata) and vinfo.codec in _NAL_CODECS:
-            self.stats.dropped_no_params += 1
-            return False
-        params_changed = bool(params) and bool(self._params_seen) and params != self._params_seen
-        if params:
-            self._params_seen = params
-        key_media_ns = ticks_to_ns(key_pts, *vinfo.time_base)
-        receive_ns = wall_ns
-        if receive_ns is None and self._fixed_start_ns is None:
-            receive_ns = self.store.clock.wall_ns()
-        predicted = None
-        if self._fp.started:
-            predicted = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
-            if not self._reanchor and receive_ns is not None:
-                # Drift is measured against the offset fixed at anchoring time, so a clamped
-                # anchor (T3) does not re-trigger at every keyframe.
-                drift = receive_ns + self._anchor_offset_ns - predicted
-                if abs(drift) > self.settings.max_clock_drift_s * NS_PER_S:
-                    self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
-                    self.stats.discontinuities += 1
-                    self._reanchor = True
-                elif self._anchor_offset_ns > 0 and receive_ns >= self._last_end_ns:
-                    # T3 is over: the clock caught up with the footage it was clamped behind
-                    # (or that footage went): stamp the camera's true time again.
-                    self._reanchor = True
-                elif (
-                    self._ceiling_ns is not None
-                    and predicted + max(3 * (predicted - self._chunk_start_ns), 10 * NS_PER_S)
-                    >= self._ceiling_ns
-                ):
-                    # T6: the gap this run fills ends soon; continue after the footage there.
-                    self._floor_ns = self._stored_end_ns()
-                    self._reanchor = True
-        # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
-        if self._seg is not None and len(self._table):
-            assert predicted is not None
-            self._close_chunk(predicted, continuation_next=False)
-        if self._reanchor:
-            if self._fixed_start_ns is not None and not self._fp.started:
-                anchor = self._fixed_start_ns
-            elif self._fixed_start_ns is not None:
-                # An import continues its own media time: re-anchoring keeps the wall mapping.
-                anchor = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
-            else:
-                assert receive_ns is not None
-                anchor = receive_ns
-            requested = anchor
-            floor = self._last_end_ns
-            if self._floor_ns is not None:
-                floor = self._floor_ns if floor is None else max(floor, self._floor_ns)
-            self._floor_ns = self._ceiling_ns = None
-            hole_end = None
-            if floor is not None and anchor < floor and self._fixed_start_ns is None:
-                hole_end = self._gap_end_at(anchor)
-            if hole_end is not None:
-                # T6: the host clock stepped back (a correction after a step forward): the
-                # camera's true time lies in a gap before footage stamped while the clock
-                # was ahead. Recording goes there, up to that footage, instead of being
-                # stamped after it for as long as the step was.
-                self._ceiling_ns = hole_end
-                self._event(
-                    "clock_stepped_back",
-                    {"from_ns": floor, "to_ns": anchor, "later_footage_from_ns": hole_end},
-                    at_ns=anchor,
-                )
-            elif floor is not None and anchor < floor:
-                if floor - anchor > NS_PER_S:
-                    self._event(
-                        "clock_behind",
-                        {"requested_ns": anchor, "assigned_ns": floor},
-                        at_ns=floor,
-                    )
-                anchor = floor  # the index order is never broken (T3)
-            key_wall = anchor
-            self._pending_offset_ns = anchor - requested if receive_ns is not None else 0
-        else:
-            assert predicted is not None
-            key_wall = predicted
-
-        need_new = (
-            self._seg is None
-            or self._reanchor
-            or params_changed
-            or key_wall - self._seg_start_ns >= int(self.settings.segment_duration_s * NS_PER_S)
-        )
-        if need_new:
-            if params_changed:
-                self._event("codec_parameters_changed", {}, at_ns=key_wall)
-            self._seal_segment(background=True)
-            if self._reanchor:
-                self._anchor_wall_ns = key_wall
-                self._anchor_media_ns = key_media_ns
-                self._anchor_offset_ns = self._pending_offset_ns
-                self._reanchor = False
-            if params and vinfo.bitstream != "avcc":
-                self._params = params
-            try:
-                self._open_segment(key_wall)
-            except SpaceRefused as exc:
-                if self._fixed_start_ns is not None:
-                    raise  # an import says so (it waited for the keeper first)
-                self._pause_for_space(key_wall, exc)
-                return False
-            if self._space_paused_ns is not None:
-                self._event(
-                    "recording_resumed",
-                    {"paused_ns": key_wall - self._space_paused_ns},
-                    at_ns=key_wall,
-                )
-                log.warning("camera %s: space is back, recording resumes", self.camera_id)
-                self._space_paused_ns = None
-        self._fp.started = True
-        self._chunk_start_ns = key_wall
-        self._chunk_flags = fmt.CHUNK_KEY_START
-        return True
-
-    def _place_import(self, start_ns: int) -> None:
-        covering = self.index.chunk_at(self.camera_num, start_ns)
-        if covering is not None:
-            seg = next(
-                (
-                    r
-                    for r in self.index.segments(self.camera_num, start_ns, start_ns + 1)
-                    if r.segment_id == covering.segment_id
-                ),
-                None,
-            )
-            lo, hi = (seg.start_ns, seg.end_ns) if seg else (covering.start_ns, covering.end_ns)
-            raise UsageError(
-                f"camera {self.camera_id!r} already has footage at {format_time(start_ns)} "
-                f"(a segment {format_time(lo)} .. {format_time(hi)}; `vstore timeline` shows "
-                "the gaps): import into a gap of its footage, after it, or under another camera id"
-            )
-        before = self.index.chunk_before(self.camera_num, start_ns)
-        self._last_end_ns = before.end_ns if before is not None else None
-        after = next(iter(self.index.chunks(self.camera_num, start_ns, 2**63 - 1)), None)
-        self._import_ceiling_ns = after.start_ns if after is not None else None
-
-    def _gap_end_at(self, t_ns: int) -> int | None:
-        """Where the gap of this camera's footage that holds ``t_ns`` ends, when it is one a
-        run can start in (no stored or written footage at ``t_ns``, and at least a minute
-        free after it); None otherwise."""
-        self._wait_seal()  # the segment sealing behind us is stored footage too
-        if self._seg is not None and self._seg_start_ns <= t_ns:
-            return None
-        if self.index.chunk_at(self.camera_num, t_ns) is not None:
-            return None
-        ends = [
-            c.start_ns
-            for c in itertools.islice(self.index.chunks(self.camera_num, t_ns, 2**63 - 1), 1)
-        ]
-        if self._seg is not None:
-            ends.append(self._seg_start_ns)
-        end = min(ends) if ends else None
-        if end is None or end - t_ns < GAP_RUN_MIN_NS:
-            return None
-        return end
-
-    def _stored_end_ns(self) -> int:
-        """The end of this camera's latest footage, stored or written by this writer."""
-        last = self.index.last_segment(self.camera_num)
-        ends = [e for e in (self._last_end_ns, last.end_ns if last else None) if e is not None]
-        return max(ends) if ends else 0
-
     def _pause_for_space(self, at_ns: int, exc: SpaceRefused) -> None:
         """S4: a live camera refused a segment for space drops packets (counted) and asks
         again at every keyframe; the first that gets one resumes recording. Nothing stops."""
@@ -779,7 +560,7 @@ class CameraWriter:
         b = Batch()
         b.put(
             layout.open_key(seg_id),
-            _json(
+            dumps_compact(
                 {
                     "camera": self.camera_id,
                     "path": relpath,
@@ -874,285 +655,6 @@ class CameraWriter:
         self._chunk_flags = fmt.CHUNK_CONTINUATION if continuation_next else 0
         if due and sync:
             self._sync_behind(now)
-
-    def _sync_behind(self, now: int) -> None:
-        """Hand the chunks closed since the last fsync to the store's sync threads: fsync,
-        then index them (W2), while this camera writes its next GOP, so the disk has the
-        next chunk's bytes queued while it commits the last (see SYNC_DEPTH). While
-        SYNC_DEPTH run, the chunks stay for the next fsync (group commit) until they hold
-        GROUP_MAX_BYTES; then this waits for the oldest, which bounds what a crash may lose
-        (lifecycle.md W2)."""
-        self._reap_syncs()
-        if len(self._syncs) >= SYNC_DEPTH and self._unsynced_bytes() < GROUP_MAX_BYTES:
-            return  # group commit: the next fsync covers these chunks too (GROUP_MAX_BYTES)
-        self._wait_sync(keep=SYNC_DEPTH - 1)
-        self._submit_sync(now)
-
-    def _submit_sync(self, now: int) -> None:
-        """Hand the chunks closed since the last fsync to a sync job (W2)."""
-        seg = self._seg
-        assert seg is not None
-        rows, events = self._pending_rows, self._pending_events
-        # The job indexes after the one before it: this segment's last sync, or for its first
-        # the previous segment's seal (its rows and sealed row go first; a failed seal fails
-        # this too), so rows and durable_end_ns advance in order. Chained jobs were all
-        # submitted earlier, so they already run: the pools cannot deadlock.
-        prev = self._syncs[-1] if self._syncs else self._sealing
-        fut = self.store.syncer().submit(self._sync_job, seg, seg.offset, rows, events, prev)
-        # Only once the job holds them: a refused submit (interpreter exit) leaves them here.
-        self._pending_rows, self._pending_events = [], []
-        self._last_fsync_mono = now
-        fut.add_done_callback(self._sync_done)
-        self._syncs.append(fut)
-
-    def _reap_syncs(self) -> None:
-        """Forget the fsyncs behind us that have finished (a failed one stops us, W5)."""
-        done = 0
-        for fut in self._syncs:
-            if not fut.done():
-                break
-            done += 1
-        if done:
-            self._wait_sync(keep=len(self._syncs) - done)
-
-    def _unsynced_bytes(self) -> int:
-        """Bytes of the closed chunks no fsync has been handed yet."""
-        return sum(r.length for r in self._pending_rows)
-
-    def _sync_job(
-        self,
-        seg: SegmentFile,
-        upto: int,
-        rows: list[ChunkRow],
-        events: list[Event],
-        prev: Any,
-    ) -> None:
-        """On a sync thread: W2 for chunks that end at ``upto``. The fsync may overlap the
-        previous job's; the rest waits for it, so rows are indexed in order, and a failed
-        earlier fsync fails this job too: after one, a later fsync that returns does not
-        vouch for the bytes before it (fsyncgate)."""
-        seg.fsync()
-        if prev is not None:
-            prev.result()
-        seg.drop_synced(upto)
-        # The rows of fsynced chunks, unsynced: R3 rebuilds them after a crash.
-        self.index.commit(_batch(rows, events), sync=False)
-        if rows:
-            self._durable_end_ns = rows[-1].end_ns
-
-    def _sync_done(self, fut: Any) -> None:
-        self._failed_behind(fut, "fsync behind the writer")
-        if fut.exception() is None:
-            self._hand_over_deferred()
-
-    def _hand_over_deferred(self) -> None:
-        """Group commit's follow-up, on the sync thread whose fsync just returned (or a
-        retry timer): the chunks left for the next fsync get it now, not when the camera
-        next closes a chunk, so a camera that goes quiet (a dropped source, a pause before
-        close()) leaves nothing unsynced and durable_end_ns moves on. Never blocks: a sync
-        thread waiting on a writer that waits on sync threads could stall the pool. While
-        the writer holds its lock, this tries again shortly."""
-        if not self._pending_rows or self._failed is not None or self._closed:
-            return
-        if not self._lock.acquire(blocking=False):
-            if not self._handover_armed:  # one retry at a time per writer
-                self._handover_armed = True
-                retry = threading.Timer(HANDOVER_RETRY_S, self._retry_handover)
-                retry.daemon = True
-                try:
-                    retry.start()
-                except RuntimeError:  # no thread to be had: the next chunk or close() will
-                    self._handover_armed = False
-            return
-        try:
-            now = self.store.clock.monotonic_ns()
-            if (
-                self._seg is None
-                or not self._pending_rows
-                or self._failed is not None
-                or self._closed
-                or not self._fsync_due(now)
-                # one still running hands over when it returns; a failed one is the
-                # writer's to report (W5)
-                or any(not f.done() or f.exception() is not None for f in self._syncs)
-            ):
-                return
-            self._syncs.clear()  # all returned, none failed
-            self._submit_sync(now)
-        except RuntimeError as exc:  # the sync pool refused the job (interpreter exit)
-            log.warning(
-                "camera %s: chunks left for the next fsync wait for close(): %s",
-                self.camera_id,
-                exc,
-            )
-        finally:
-            self._lock.release()
-
-    def _retry_handover(self) -> None:
-        self._handover_armed = False
-        self._hand_over_deferred()
-
-    def _wait_sync(self, keep: int = 0, report: bool = True) -> None:
-        """Wait until at most ``keep`` fsyncs run behind us. If one failed, stop (W5): abandon
-        the segment (its file keeps the open marker for recovery, R2) and raise, unless
-        ``report`` is False (the caller reports the stop itself)."""
-        exc = None
-        while len(self._syncs) > keep and exc is None:
-            exc = self._syncs.popleft().exception()
-        if exc is None:
-            return
-        self._abandon_segment()
-        self._stop_after(exc)
-        if report:
-            raise exc
-
-    def _sync_here(self) -> None:
-        """fsync the open segment on this thread and index what it covers in a synced batch
-        (W2), for ``flush()``, once no fsync runs behind us. A failure stops the writer
-        (W5); a failed fsync also abandons the segment."""
-        if self._seg is None:
-            if self._pending_events:
-                b = Batch()
-                self._flush_events(b)
-                self.index.commit(b, sync=True)
-            return
-        now = self.store.clock.monotonic_ns()
-        try:
-            self._seg.sync()
-        except VstoreError as exc:
-            self._abandon_segment()
-            self._stop_after(exc)
-            raise
-        self._last_fsync_mono = now
-        # W2: index rows only for bytes that are fsynced.
-        b = _batch(self._pending_rows, ())
-        self._pending_rows.clear()
-        self._flush_events(b)
-        try:
-            self.index.commit(b, sync=True)
-        except VstoreError as exc:
-            self._stop_after(exc)
-            raise
-        if self._seg.entries:
-            self._durable_end_ns = self._seg.entries[-1].end_ns
-
-    def _abandon_segment(self) -> None:
-        """After a failed fsync (W5): what the page cache holds is unknown, so no later fsync
-        of this writer may index the chunks written since the last good one as if it covered
-        them. The segment is closed unsealed, its open marker left for recovery, which keeps
-        what the file verifiably holds (R2) on the next writable open."""
-        while self._syncs:  # wait: their fsyncs use the file; a failure changes nothing here
-            self._syncs.popleft().exception()
-        seg, self._seg = self._seg, None
-        if seg is not None:
-            seg.abandon()
-        self._pending_rows.clear()
-        self._table.reset()
-        self._payload.clear()
-
-    def _fsync_due(self, now: int) -> bool:
-        """Whether a chunk closed at ``now`` is fsynced at once (always, with
-        fsync_interval_s = 0)."""
-        interval = int(self.settings.fsync_interval_s * NS_PER_S)
-        return not interval or now - self._last_fsync_mono >= interval
-
-    def _seal_segment(self, background: bool = False) -> None:
-        """Close the open segment: its last chunk here, then W3 (footer, trailer, fsync, the
-        sealed row in one synced batch) here or, at a cut while recording (background), on
-        the store's sealer threads while this camera goes on into its next segment. At most
-        one seal per camera is in flight; its failure stops the writer (W5) like any other.
-        The fsync still running behind us for this segment is the seal's to wait for: its
-        rows go to the index before the sealed row, and its failure fails the seal."""
-        self._wait_seal()
-        seg = self._seg
-        if seg is None:
-            return
-        if len(self._table):
-            # No fsync of its own: the seal's fsync covers it, and its rows go in its batch.
-            self._close_chunk(self._open_chunk_end_ns(), continuation_next=False, sync=False)
-        syncing = self._syncs[-1] if self._syncs else None  # the last waits for the others
-        self._syncs.clear()
-        self._chunk_flags = 0
-        self._seg = None
-        if not seg.entries:
-            # Nothing but a header: no footage to keep (W4 still holds: no rows point here).
-            seg.abandon()
-            self.store.drop_empty_segment(self._seg_row)
-            return
-        end_ns = seg.entries[-1].end_ns
-        # What belongs to this segment goes with it: its chunk rows and the events so far.
-        rows, self._pending_rows = self._pending_rows, []
-        events, self._pending_events = self._pending_events, []
-        self._last_end_ns = end_ns
-        if not background:
-            self._finish_seal(seg, self._seg_row, end_ns, rows, events, syncing)
-            return
-        fut = self.store.sealer().submit(
-            self._finish_seal, seg, self._seg_row, end_ns, rows, events, syncing
-        )
-        fut.add_done_callback(self._seal_done)
-        self._sealing = fut
-
-    def _finish_seal(
-        self,
-        seg: SegmentFile,
-        seg_row: SegmentRow,
-        end_ns: int,
-        rows: list[ChunkRow],
-        events: list[Event],
-        syncing: Any = None,
-    ) -> None:
-        try:
-            # The fsync behind us overlaps the seal's; its failure fails the seal, and this
-            # segment is abandoned.
-            size, sha = seg.seal(end_ns, syncing.result if syncing is not None else None)
-        except BaseException:
-            seg.abandon()  # the open marker stays: recovery seals it (R2)
-            raise
-        row = seg_row._replace(
-            end_ns=end_ns,
-            state="sealed",
-            size_bytes=size,
-            sha256=sha,
-            chunk_count=len(seg.entries),
-            packet_count=seg.packet_count,
-        )
-        b = _batch(rows, events)
-        b.put(row.key(), row.value())
-        b.delete(layout.open_key(row.segment_id))
-        self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
-        self._durable_end_ns = end_ns
-
-    def _seal_done(self, fut: Any) -> None:
-        self._failed_behind(fut, "sealing a segment")
-
-    def _failed_behind(self, fut: Any, what: str) -> None:
-        """A job behind the writer (a seal, an fsync) is done: if it failed, refuse packets
-        from now on (W5), not only when the writer next waits for it."""
-        exc = fut.exception()
-        if exc is not None and exc is not self._failed:  # a chained fsync re-raises it
-            self._failed = exc
-            self._fp.enabled = False
-            log.error("camera %s: %s failed: %s", self.camera_id, what, exc)
-
-    def _wait_seal(self) -> None:
-        fut, self._sealing = self._sealing, None
-        if fut is not None:
-            fut.result()  # re-raises a failed seal on the writer's own path
-
-
-def _batch(rows: Sequence[ChunkRow], events: Sequence[Event]) -> Batch:
-    """An index batch putting these chunk rows and events."""
-    b = Batch()
-    for row in rows:
-        b.put(row.key(), row.value())
-    for ev in events:
-        b.put(ev.key(), ev.value())
-    return b
-
-
-def _json(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode()
 
 
 def open_writer(

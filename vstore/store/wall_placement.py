@@ -1,0 +1,196 @@
+"""Wall time for a camera's media time (lifecycle T1-T6): anchoring a run at a keyframe,
+measuring drift against the host clock, placing imports in gaps (backfill, never overlapping
+footage), and live runs in a gap after the host clock stepped back. A mixin of
+``CameraWriter``, sharing its state under its lock."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+from vstore.base.errors import UsageError
+from vstore.base.timebase import NS_PER_S, format_time, ticks_to_ns
+from vstore.segment import format as fmt
+from vstore.store.space import SpaceRefused
+from vstore.store.timestamps import NAL_CODECS
+
+log = logging.getLogger(__name__)
+
+# A live run goes into a gap before later footage (the host clock stepped back, T6) only
+# when the gap leaves it at least this long; a shorter one is clamped past (T3).
+GAP_RUN_MIN_NS = 60 * NS_PER_S
+
+
+class WallPlacement:
+    """How a ``CameraWriter`` maps media time to wall time (its methods, its state)."""
+
+    def _wall_of(self, track: int, ticks: int) -> int:
+        tb = self._ts[track].info.time_base
+        return self._anchor_wall_ns + ticks_to_ns(ticks, *tb) - self._anchor_media_ns
+
+    def _on_keyframe(self, key_pts: int, params: bytes, wall_ns: int | None) -> bool:
+        """Handle a video keyframe; False when the packet must be dropped."""
+        vinfo = self._tracks_info[self._video]
+        if not self._fp.started and not (params or vinfo.extradata) and vinfo.codec in NAL_CODECS:
+            self.stats.dropped_no_params += 1
+            return False
+        params_changed = bool(params) and bool(self._params_seen) and params != self._params_seen
+        if params:
+            self._params_seen = params
+        key_media_ns = ticks_to_ns(key_pts, *vinfo.time_base)
+        receive_ns = wall_ns
+        if receive_ns is None and self._fixed_start_ns is None:
+            receive_ns = self.store.clock.wall_ns()
+        predicted = None
+        if self._fp.started:
+            predicted = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
+            if not self._reanchor and receive_ns is not None:
+                # Drift is measured against the offset fixed at anchoring time, so a clamped
+                # anchor (T3) does not re-trigger at every keyframe.
+                drift = receive_ns + self._anchor_offset_ns - predicted
+                if abs(drift) > self.settings.max_clock_drift_s * NS_PER_S:
+                    self._event("clock_drift", {"drift_ns": drift}, at_ns=predicted)
+                    self.stats.discontinuities += 1
+                    self._reanchor = True
+                elif self._anchor_offset_ns > 0 and receive_ns >= self._last_end_ns:
+                    # T3 is over: the clock caught up with the footage it was clamped behind
+                    # (or that footage went): stamp the camera's true time again.
+                    self._reanchor = True
+                elif (
+                    self._ceiling_ns is not None
+                    and predicted + max(3 * (predicted - self._chunk_start_ns), 10 * NS_PER_S)
+                    >= self._ceiling_ns
+                ):
+                    # T6: the gap this run fills ends soon; continue after the footage there.
+                    self._floor_ns = self._stored_end_ns()
+                    self._reanchor = True
+        # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
+        if self._seg is not None and len(self._table):
+            assert predicted is not None
+            self._close_chunk(predicted, continuation_next=False)
+        if self._reanchor:
+            if self._fixed_start_ns is not None and not self._fp.started:
+                anchor = self._fixed_start_ns
+            elif self._fixed_start_ns is not None:
+                # An import continues its own media time: re-anchoring keeps the wall mapping.
+                anchor = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
+            else:
+                assert receive_ns is not None
+                anchor = receive_ns
+            requested = anchor
+            floor = self._last_end_ns
+            if self._floor_ns is not None:
+                floor = self._floor_ns if floor is None else max(floor, self._floor_ns)
+            self._floor_ns = self._ceiling_ns = None
+            hole_end = None
+            if floor is not None and anchor < floor and self._fixed_start_ns is None:
+                hole_end = self._gap_end_at(anchor)
+            if hole_end is not None:
+                # T6: the host clock stepped back (a correction after a step forward): the
+                # camera's true time lies in a gap before footage stamped while the clock
+                # was ahead. Recording goes there, up to that footage, instead of being
+                # stamped after it for as long as the step was.
+                self._ceiling_ns = hole_end
+                self._event(
+                    "clock_stepped_back",
+                    {"from_ns": floor, "to_ns": anchor, "later_footage_from_ns": hole_end},
+                    at_ns=anchor,
+                )
+            elif floor is not None and anchor < floor:
+                if floor - anchor > NS_PER_S:
+                    self._event(
+                        "clock_behind",
+                        {"requested_ns": anchor, "assigned_ns": floor},
+                        at_ns=floor,
+                    )
+                anchor = floor  # the index order is never broken (T3)
+            key_wall = anchor
+            self._pending_offset_ns = anchor - requested if receive_ns is not None else 0
+        else:
+            assert predicted is not None
+            key_wall = predicted
+
+        need_new = (
+            self._seg is None
+            or self._reanchor
+            or params_changed
+            or key_wall - self._seg_start_ns >= int(self.settings.segment_duration_s * NS_PER_S)
+        )
+        if need_new:
+            if params_changed:
+                self._event("codec_parameters_changed", {}, at_ns=key_wall)
+            self._seal_segment(background=True)
+            if self._reanchor:
+                self._anchor_wall_ns = key_wall
+                self._anchor_media_ns = key_media_ns
+                self._anchor_offset_ns = self._pending_offset_ns
+                self._reanchor = False
+            if params and vinfo.bitstream != "avcc":
+                self._params = params
+            try:
+                self._open_segment(key_wall)
+            except SpaceRefused as exc:
+                if self._fixed_start_ns is not None:
+                    raise  # an import says so (it waited for the keeper first)
+                self._pause_for_space(key_wall, exc)
+                return False
+            if self._space_paused_ns is not None:
+                self._event(
+                    "recording_resumed",
+                    {"paused_ns": key_wall - self._space_paused_ns},
+                    at_ns=key_wall,
+                )
+                log.warning("camera %s: space is back, recording resumes", self.camera_id)
+                self._space_paused_ns = None
+        self._fp.started = True
+        self._chunk_start_ns = key_wall
+        self._chunk_flags = fmt.CHUNK_KEY_START
+        return True
+
+    def _place_import(self, start_ns: int) -> None:
+        covering = self.index.chunk_at(self.camera_num, start_ns)
+        if covering is not None:
+            seg = next(
+                (
+                    r
+                    for r in self.index.segments(self.camera_num, start_ns, start_ns + 1)
+                    if r.segment_id == covering.segment_id
+                ),
+                None,
+            )
+            lo, hi = (seg.start_ns, seg.end_ns) if seg else (covering.start_ns, covering.end_ns)
+            raise UsageError(
+                f"camera {self.camera_id!r} already has footage at {format_time(start_ns)} "
+                f"(a segment {format_time(lo)} .. {format_time(hi)}; `vstore timeline` shows "
+                "the gaps): import into a gap of its footage, after it, or under another camera id"
+            )
+        before = self.index.chunk_before(self.camera_num, start_ns)
+        self._last_end_ns = before.end_ns if before is not None else None
+        after = next(iter(self.index.chunks(self.camera_num, start_ns, 2**63 - 1)), None)
+        self._import_ceiling_ns = after.start_ns if after is not None else None
+
+    def _gap_end_at(self, t_ns: int) -> int | None:
+        """Where the gap of this camera's footage that holds ``t_ns`` ends, when it is one a
+        run can start in (no stored or written footage at ``t_ns``, and at least a minute
+        free after it); None otherwise."""
+        self._wait_seal()  # the segment sealing behind us is stored footage too
+        if self._seg is not None and self._seg_start_ns <= t_ns:
+            return None
+        if self.index.chunk_at(self.camera_num, t_ns) is not None:
+            return None
+        ends = [
+            c.start_ns
+            for c in itertools.islice(self.index.chunks(self.camera_num, t_ns, 2**63 - 1), 1)
+        ]
+        if self._seg is not None:
+            ends.append(self._seg_start_ns)
+        end = min(ends) if ends else None
+        if end is None or end - t_ns < GAP_RUN_MIN_NS:
+            return None
+        return end
+
+    def _stored_end_ns(self) -> int:
+        """The end of this camera's latest footage, stored or written by this writer."""
+        last = self.index.last_segment(self.camera_num)
+        ends = [e for e in (self._last_end_ns, last.end_ns if last else None) if e is not None]
+        return max(ends) if ends else 0
