@@ -295,3 +295,87 @@ def test_new_run_with_bad_tracks_changes_nothing(store_dir):
         got = [p.dts for p in st.read_packets("cam", START_NS, START_NS + 10**12)]
         assert got == [i * 3600 for i in range(60)]
         assert w.stats.segments == 1
+
+
+class RecordingFs(Fs):
+    """Records the order of the durable operations (fsyncs, renames) a caller makes."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str]] = []
+        self.fds: dict[int, str] = {}
+
+    def open_new(self, path):
+        fd = super().open_new(path)
+        self.fds[fd] = path.name
+        return fd
+
+    def fsync(self, fd):
+        self.ops.append(("fsync", self.fds.get(fd, "?")))
+        super().fsync(fd)
+
+    def replace(self, src, dst):
+        self.ops.append(("replace", f"{src.name}->{dst.name}"))
+        super().replace(src, dst)
+
+    def fsync_dir(self, path):
+        self.ops.append(("fsync_dir", path.name))
+        super().fsync_dir(path)
+
+
+def test_meta_json_is_written_through_the_seam_fsynced_before_its_rename(store_dir):
+    fs = RecordingFs()
+    open_store(store_dir, fs=fs).close()
+    meta_ops = [op for op in fs.ops if "meta" in op[1] or op == ("fsync_dir", store_dir.name)]
+    assert meta_ops[:3] == [
+        ("fsync", "meta.json.tmp"),
+        ("replace", "meta.json.tmp->meta.json"),
+        ("fsync_dir", store_dir.name),
+    ]
+    assert not (store_dir / "meta.json.tmp").exists()
+
+
+def test_meta_json_deleted_by_hand_is_restored_with_the_same_uuid_and_audited(store_dir):
+    st = open_store(store_dir)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 50)
+    w.close()
+    uuid_before = st.uuid
+    st.close()
+    (store_dir / "meta.json").unlink()
+
+    st = open_store(store_dir)
+    try:
+        assert st.uuid == uuid_before
+        restored = [r for r in st.index.audit_records() if r["action"] == "store.meta_restored"]
+        assert restored and restored[0]["detail"]["uuid"] == uuid_before
+        assert check_store(st).ok
+    finally:
+        st.close()
+    assert uuid_before in (store_dir / "meta.json").read_text()
+
+
+def test_meta_json_and_index_of_different_stores_are_refused(store_dir, tmp_path):
+    open_store(store_dir).close()
+    other = tmp_path / "other"
+    open_store(other).close()
+    (store_dir / "meta.json").write_bytes((other / "meta.json").read_bytes())
+    with pytest.raises(VstoreError, match="copied from another store"):
+        open_store(store_dir)
+
+
+def test_meta_json_missing_from_an_index_without_the_uuid_copy_is_refused(store_dir):
+    from vstore.base import layout
+    from vstore.index.time_index import Batch
+
+    st = open_store(store_dir)
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 50)
+    w.close()
+    b = Batch()
+    b.delete(layout.STORE_UUID_KEY)  # as an index written before the copy existed
+    st.index.commit(b)
+    st.close()
+    (store_dir / "meta.json").unlink()
+    with pytest.raises(VstoreError, match="restore meta.json from a backup"):
+        open_store(store_dir)
+    assert not (store_dir / "meta.json").exists()  # nothing re-invented

@@ -107,6 +107,9 @@ class Fs:
     def unlink(self, path: Path) -> None:
         os.unlink(path)
 
+    def replace(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
 
 def translate_oserror(exc: OSError, what: str) -> VstoreError:
     """Turn an OSError into the vstore error a user can act on."""
@@ -131,3 +134,21 @@ def create_durably(fs: Fs, path: Path) -> int:
         fs.close(fd)
         raise
     return fd
+
+
+def write_durably(fs: Fs, path: Path, staging: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new, whole.
+
+    The bytes are written and fsynced under ``staging`` first, renamed over ``path``, and the
+    directory is fsynced so the rename itself survives.
+    """
+    if staging.exists():
+        fs.unlink(staging)  # left by a crash between write and rename
+    fd = fs.open_new(staging)
+    try:
+        fs.writev(fd, [data])
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    fs.replace(staging, path)
+    fs.fsync_dir(path.parent)

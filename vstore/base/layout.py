@@ -43,6 +43,8 @@ NEXT_CAMERA_NUM_KEY = META_PREFIX + b"next_camera_num"
 NEXT_HOLD_ID_KEY = META_PREFIX + b"next_hold_id"
 NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
 CLOCK_MARK_KEY = META_PREFIX + b"clock_mark"  # the wall and boot clocks last seen (JSON)
+# The store's uuid, kept beside meta.json so a lost meta.json is restored, never re-invented.
+STORE_UUID_KEY = META_PREFIX + b"store_uuid"
 
 
 def validate_camera_id(camera_id: str) -> str:
@@ -54,6 +56,11 @@ def validate_camera_id(camera_id: str) -> str:
     if camera_id.endswith(SEGMENT_SUFFIX):  # its directory would pass for a segment file
         raise UsageError(f"bad camera id {camera_id!r}: it may not end in {SEGMENT_SUFFIX}")
     return camera_id
+
+
+def staging_path(path: Path) -> Path:
+    """The name a file is written under before it is renamed over ``path``."""
+    return path.with_name(path.name + ".tmp")
 
 
 class StoreLayout:

@@ -288,6 +288,14 @@ class TimeIndex:
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
 
+    def put_sync(self, key: bytes, value: bytes) -> None:
+        """Write one key and wait for it to be durable."""
+        self._db.put(key, value, self._sync)
+
+    def has_segments(self) -> bool:
+        """Whether a segment id was ever handed out (so segments may name this store)."""
+        return self._db.get(layout.NEXT_SEGMENT_ID_KEY) is not None
+
     # --- counters and cameras ------------------------------------------------------------------
     def _next(self, key: bytes, batch: Batch | None = None) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ space keeper's passes. ``close`` must not race other calls.
 
 import errno
 import json
+import logging
 import os
 import threading
 import uuid
@@ -34,7 +35,7 @@ from vstore.base.errors import (
     UsageError,
     VstoreError,
 )
-from vstore.base.fsutil import Fs
+from vstore.base.fsutil import Fs, translate_oserror, write_durably
 from vstore.base.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
@@ -59,6 +60,8 @@ DEFAULT_STORE = "./vstore-data"
 # Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
 # cameras fsyncing at once share the file system's journal commits.
 SYNC_THREADS = 32
+
+log = logging.getLogger(__name__)
 
 
 def resolve_store_path(arg: str | None) -> Path:
@@ -150,8 +153,16 @@ class Store:
         if not read_only:
             self._require_writable()
         self.config: StoreConfig = load_config(self.layout.config_path)
-        self.uuid = self._load_meta(read_only or not create)
+        existing_only = read_only or not create
+        meta_uuid = self._read_meta()
+        if meta_uuid is None and existing_only and not self.layout.index_dir.exists():
+            raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
         self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
+        try:
+            self.uuid = self._resolve_uuid(meta_uuid)
+        except BaseException:
+            self.index.close()
+            raise
         self._writers: dict[str, OpenWriter] = {}
         self._lock = threading.Lock()
         self._lease_serial = 0
@@ -190,25 +201,64 @@ class Store:
                     "must write"
                 )
 
-    def _load_meta(self, existing_only: bool) -> str:
-        """The store's uuid, from meta.json; a new store gets one unless ``existing_only``."""
+    def _read_meta(self) -> str | None:
+        """The uuid meta.json names, or None when there is no meta.json."""
         p = self.layout.meta_path
-        if p.exists():
-            try:
-                return str(json.loads(p.read_text())["uuid"])
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise CorruptStore(f"{p} is unreadable: {exc!r}") from exc
-        if existing_only:
-            if not self.layout.index_dir.exists():
-                raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
-            if self.read_only:
-                return ""
-        u = str(uuid.uuid4())
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"uuid": u, "segment_format": fmt.FORMAT_VERSION}) + "\n")
-        os.replace(tmp, p)
-        self.fs.fsync_dir(self.root)
-        return u
+        try:
+            raw = p.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CorruptStore(f"{p} is unreadable: {exc.strerror or exc}") from exc
+        try:
+            return str(json.loads(raw)["uuid"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CorruptStore(f"{p} is unreadable: {exc!r}") from exc
+
+    def _resolve_uuid(self, meta_uuid: str | None) -> str:
+        """The store's uuid: meta.json and the index's copy must agree.
+
+        Every segment records the uuid of the store that wrote it, and tiering decides by it
+        whose objects a store may delete (lifecycle L9), so a uuid is never re-invented for a
+        store that has an index: a lost meta.json is rewritten from the index's copy and the
+        restore is audited; a store that has neither is refused with a clear error.
+        """
+        indexed = self.index.get(layout.STORE_UUID_KEY)
+        index_uuid = indexed.decode() if indexed is not None else None
+        if meta_uuid is not None and index_uuid is not None and meta_uuid != index_uuid:
+            raise CorruptStore(
+                f"{self.layout.meta_path} names store {meta_uuid} but its index belongs to "
+                f"store {index_uuid}: meta.json or the index was copied from another store"
+            )
+        if self.read_only:
+            return meta_uuid or index_uuid or ""
+        if meta_uuid is None and index_uuid is None and self.index.has_segments():
+            raise CorruptStore(
+                f"{self.layout.meta_path} is missing and the index does not record the store's "
+                "uuid (it was last written by an older vstore): restore meta.json from a backup"
+            )
+        uuid_ = meta_uuid or index_uuid or str(uuid.uuid4())
+        if index_uuid is None:
+            self.index.put_sync(layout.STORE_UUID_KEY, uuid_.encode())
+        if meta_uuid is None:
+            self._write_meta(uuid_)
+            if index_uuid is not None:
+                log.warning("%s was missing: restored from the index", self.layout.meta_path)
+                self.index.audit(
+                    "store.meta_restored",
+                    "vstore",
+                    {"uuid": uuid_, "reason": "meta.json missing"},
+                    self.clock.wall_ns(),
+                )
+        return uuid_
+
+    def _write_meta(self, uuid_: str) -> None:
+        p = self.layout.meta_path
+        body = json.dumps({"uuid": uuid_, "segment_format": fmt.FORMAT_VERSION}) + "\n"
+        try:
+            write_durably(self.fs, p, layout.staging_path(p), body.encode())
+        except OSError as exc:
+            raise translate_oserror(exc, f"writing {p}") from exc
 
     # --- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -216,9 +266,7 @@ class Store:
             try:
                 w.close()
             except VstoreError as exc:
-                import logging
-
-                logging.getLogger(__name__).error("closing writer %s: %s", w.camera_id, exc)
+                log.error("closing writer %s: %s", w.camera_id, exc)
         for pool in (self._sealer, self._syncer):
             if pool is not None:
                 pool.shutdown(wait=True)  # writers waited for theirs; nothing is left
@@ -513,9 +561,7 @@ class Store:
                 raise
             # A store this process may not write (read-only media, an evidence copy, another
             # user's store): it is read unleased; a deletion there is that owner's to make.
-            import logging
-
-            logging.getLogger(__name__).info("reading %s without a lease: %s", self.root, exc)
+            log.info("reading %s without a lease: %s", self.root, exc)
             yield
             return
         try:
