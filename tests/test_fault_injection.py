@@ -376,6 +376,6 @@ def test_meta_json_missing_from_an_index_without_the_uuid_copy_is_refused(store_
     st.index.commit(b)
     st.close()
     (store_dir / "meta.json").unlink()
-    with pytest.raises(VstoreError, match="restore meta.json from a backup"):
+    with pytest.raises(VstoreError, match=r"restore meta\.json from a backup"):
         open_store(store_dir)
     assert not (store_dir / "meta.json").exists()  # nothing re-invented
