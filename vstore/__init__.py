@@ -1,7 +1,8 @@
 """vstore: a storage engine for city-scale video surveillance.
 
 Public API: ``open_store`` gives a ``Store``; ``Store.writer`` gives a ``CameraWriter`` that
-takes PyAV packets or ``Packet`` records; ``Store.clip`` cuts clips; ``TimeRange`` and the
+takes PyAV packets or ``Packet`` records (``tracks_from_av`` maps a PyAV container's streams
+to its tracks); ``Store.clip`` cuts clips; ``TimeRange`` and the
 errors complete the facade. Names are imported on first use, so that `vstore` commands start
 fast (PyAV, NumPy and RocksDB load only when a command needs them).
 """
@@ -26,6 +27,7 @@ from vstore.base.errors import (
 if TYPE_CHECKING:
     from vstore.api import Store, open_store
     from vstore.base.timebase import TimeRange, format_time, parse_time_ns, to_ns
+    from vstore.ingest.tracks import tracks_from_av
     from vstore.segment.format import TrackInfo
     from vstore.segment.packet import Packet
     from vstore.store.camera_writer import CameraWriter
@@ -40,6 +42,7 @@ _LAZY = {
     "open_store": "vstore.api",
     "parse_time_ns": "vstore.base.timebase",
     "to_ns": "vstore.base.timebase",
+    "tracks_from_av": "vstore.ingest.tracks",
 }
 
 
@@ -71,4 +74,5 @@ __all__ = [
     "open_store",
     "parse_time_ns",
     "to_ns",
+    "tracks_from_av",
 ]
