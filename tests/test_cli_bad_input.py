@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import av
 import pytest
@@ -435,3 +436,25 @@ def test_times_in_a_zone_with_a_seconds_offset_print_as_iso_8601():
 def test_import_start_may_be_relative_after_a_space():
     assert _join_relative_times(["import", "f.ts", "--start", "-1h"]) == [
         "import", "f.ts", "--start=-1h"]  # fmt: skip
+
+
+def test_every_engine_error_has_the_exit_code_the_readme_documents():
+    import re
+
+    from vstore.base import errors
+    from vstore.cli.exit_codes import exit_code_of
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = readme[readme.index("Exit codes: 0 ok") :].split("\n\n")[0]
+    documented = {int(n) for n in re.findall(r"(\d+) [a-z`]", line)}
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    codes = {c.__name__: exit_code_of(c) for c in classes if issubclass(c, errors.VstoreError)}
+    assert set(codes.values()) | {0} == documented, codes
+    assert codes["StoreReadOnly"] == 1 and codes["NotFound"] == 3
+
+
+def test_an_error_a_job_server_reports_is_rebuilt_as_its_own_class():
+    from vstore.base.errors import NotFound, VstoreError, error_class
+
+    assert error_class("NotFound") is NotFound
+    assert error_class("NoSuchError") is VstoreError

@@ -137,10 +137,10 @@ class _CountingRecorder(Recorder):
         super().__init__(*args, **kwargs)
         self.batches: list[tuple[int, bool]] = []  # (packets, holds a keyframe)
 
-    def _enqueue(self, item, is_video_key, block=True, key_at=None) -> None:
+    def enqueue(self, item, is_video_key, block=True, key_at=None) -> None:
         if type(item) is list:
             self.batches.append((len(item), bool(is_video_key)))
-        super()._enqueue(item, is_video_key, block, key_at)
+        super().enqueue(item, is_video_key, block, key_at)
 
 
 def test_hub_hands_a_camera_over_once_per_gop_not_once_per_read(store):

@@ -1,4 +1,8 @@
-"""The exception hierarchy of vstore. Each error carries the CLI exit code that reports it."""
+"""The exception hierarchy of vstore: what went wrong, in terms of the engine.
+
+The faces map these to what their users see: exit codes in ``vstore.cli.exit_codes`` and, in
+the node service, HTTP statuses. Nothing here knows about either.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,17 @@ from __future__ import annotations
 class VstoreError(Exception):
     """Base class: every error vstore raises on purpose is one of these."""
 
-    exit_code = 1
-
 
 class UsageError(VstoreError):
     """Bad arguments: a malformed time, duration, camera id or range."""
-
-    exit_code = 2
 
 
 class ConfigError(VstoreError):
     """The store's vstore.toml is malformed or holds an invalid value."""
 
-    exit_code = 2
-
 
 class NotFound(VstoreError):
     """A camera, segment or time range that the store does not hold."""
-
-    exit_code = 3
 
 
 class StoreReadOnly(VstoreError):
@@ -34,41 +30,38 @@ class StoreReadOnly(VstoreError):
 class StoreLocked(VstoreError):
     """Another process holds the store open for writing."""
 
-    exit_code = 4
-
 
 class CorruptSegment(VstoreError):
     """Segment bytes fail their structure or checksum checks."""
-
-    exit_code = 5
 
 
 class CorruptStore(VstoreError):
     """A store file other than a segment (meta.json) is damaged."""
 
-    exit_code = 5
-
 
 class SourceError(VstoreError):
     """An input (file, URL, packet) cannot be read or makes no sense as video."""
-
-    exit_code = 6
 
 
 class StorageFull(VstoreError):
     """The disk is full (ENOSPC) or a quota was hit while writing."""
 
-    exit_code = 7
-
 
 class CheckFailed(VstoreError):
     """`vstore check` found invariant violations."""
-
-    exit_code = 8
 
 
 class TierError(VstoreError):
     """The object store failed: unreachable, refused credentials, missing bucket, or a
     verification mismatch after an upload."""
 
-    exit_code = 9
+
+def error_class(name: str) -> type[VstoreError]:
+    """The error class called ``name`` (as another process reported it), else VstoreError."""
+    todo: list[type[VstoreError]] = [VstoreError]
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == name:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return VstoreError

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+from vstore.cli.exit_codes import exit_code_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not rep.ok:
         if args.json:
-            return CheckFailed.exit_code
+            return exit_code_of(CheckFailed)
         raise CheckFailed(
             "store has problems (see above)"
             + ("" if args.repair else "; `check --repair` fixes what it can without loss")

@@ -133,18 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vstore.base.errors import VstoreError
     from vstore.cli.common import json_printed
+    from vstore.cli.exit_codes import exit_code
 
     json_printed(reset=True)
     try:
         return _run_as(modules[args.command], args, argv)
     except VstoreError as exc:
         print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
-        _json_error(args, str(exc), exc.exit_code)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        _json_error(args, str(exc), exit_code(exc))
+        return exit_code(exc)
+    except KeyboardInterrupt as exc:
         print(f"vstore {args.command}: interrupted", file=sys.stderr)
-        _json_error(args, "interrupted", 130)
-        return 130
+        _json_error(args, "interrupted", exit_code(exc))
+        return exit_code(exc)
     except BrokenPipeError:
         return 0
     except OSError as exc:
@@ -154,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         try:
             print(f"vstore {args.command}: error: {exc}", file=sys.stderr)
-            _json_error(args, str(exc), _os_error_code(exc))
+            _json_error(args, str(exc), exit_code(exc))
         except OSError:
             pass
-        return _os_error_code(exc)
+        return exit_code(exc)
 
 
 def _run_as(module: object, args: argparse.Namespace, argv: list[str]) -> int:
@@ -180,13 +181,6 @@ def _json_error(args: argparse.Namespace, message: str, code: int) -> None:
         common.print_json(
             {"error": {"command": args.command, "message": message, "exit_code": code}}
         )
-
-
-def _os_error_code(exc: OSError) -> int:
-    """Exit code for an OS error that reached the top: 7 when the disk is full, else 1."""
-    import errno
-
-    return 7 if exc.errno == errno.ENOSPC else 1
 
 
 def entry() -> None:
@@ -213,7 +207,9 @@ def entry() -> None:
                 os.write(2, f"vstore: cannot write output: {exc}\n".encode())
             except OSError:
                 pass
-            code = code or _os_error_code(exc)
+            from vstore.cli.exit_codes import exit_code
+
+            code = code or exit_code(exc)
         os._exit(code)
     sys.exit(code)
 

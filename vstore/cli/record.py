@@ -10,6 +10,7 @@ import signal
 import threading
 
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json
+from vstore.cli.exit_codes import exit_code_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         from vstore.base.errors import SourceError
 
         if args.json:
-            return SourceError.exit_code
+            return exit_code_of(SourceError)
         raise SourceError(
             "recorded nothing from "
             + "; ".join(f"{s.camera} ({s.last_error or 'no packets'})" for s in failed)

@@ -249,7 +249,8 @@ class Recorder:
         self._write_failed = False
         self._drained = threading.Event()  # the writer has taken _EOF and closed
 
-    def _deadline_passed(self, t0: float) -> bool:
+    def deadline_passed(self, t0: float) -> bool:
+        """Whether a recording given a duration has run it out (its source stops reading)."""
         return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
 
     def _pause(self, t0: float, backoff_s: float) -> bool:
@@ -267,7 +268,7 @@ class Recorder:
         is_file = "://" not in self.url or self.url.startswith("file:")
         try:
             # A failed writer (W5) ends the recording: reconnecting would only drop packets.
-            while not self.stop_event.is_set() and not self._deadline_passed(t0) and not self.error:
+            while not self.stop_event.is_set() and not self.deadline_passed(t0) and not self.error:
                 try:
                     conn = self._connect()
                 except SourceError as exc:
@@ -298,7 +299,7 @@ class Recorder:
                     conn.close(self.status)
                 if is_file or not self.reconnect or self.error:
                     break
-                if not self.stop_event.is_set() and not self._deadline_passed(t0):
+                if not self.stop_event.is_set() and not self.deadline_passed(t0):
                     log.warning("camera %s: source ended; reconnecting", self.camera_id)
                     if self._pause(t0, backoff):
                         break
@@ -342,7 +343,7 @@ class Recorder:
         self.status.demuxer = "ffmpeg"
         return _AvConnection(_open(self.url, source_options(self.url), timeout_s=5.0), self.url)
 
-    def _enqueue(
+    def enqueue(
         self,
         item: Any,
         is_video_key: bool | Callable[[], bool],
@@ -446,7 +447,7 @@ class _AvConnection:
         video_track = next(t.index for t in src.tracks if t.kind == "video")
         try:
             for pkt in self.container.demux(streams):
-                if rec.stop_event.is_set() or rec._deadline_passed(t0) or rec.error:
+                if rec.stop_event.is_set() or rec.deadline_passed(t0) or rec.error:
                     return
                 if pkt.size == 0:
                     continue
@@ -454,7 +455,7 @@ class _AvConnection:
                 key = bool(pkt.is_keyframe)
                 item = (track, pkt.pts, pkt.dts, key, bytes(pkt), clock.wall_ns(),
                         bool(pkt.is_corrupt))  # fmt: skip
-                rec._enqueue(item, track == video_track and key)
+                rec.enqueue(item, track == video_track and key)
         except av.FFmpegError as exc:
             raise SourceError(f"{self.url}: {exc}") from exc
 

@@ -66,7 +66,7 @@ class TsSession:
 
     def stopping(self) -> bool:
         rec = self.rec
-        return rec.stop_event.is_set() or rec._deadline_passed(self.t0) or bool(rec.error)
+        return rec.stop_event.is_set() or rec.deadline_passed(self.t0) or bool(rec.error)
 
     def feed(self, data: bytes, now_ns: int) -> None:
         self._add(self.conn.packetizer.feed(data, now_ns), len(data))
@@ -90,7 +90,7 @@ class TsSession:
         self.pending, self.pending_bytes, self.key_at = [], 0, -1
         self.handed_at = time.monotonic()
         if batch:
-            self.rec._enqueue(batch, key_at >= 0, block=False, key_at=key_at)
+            self.rec.enqueue(batch, key_at >= 0, block=False, key_at=key_at)
 
     def drain(self, clock: Any) -> bool:
         """Read what is queued; False once the session has ended."""

@@ -82,7 +82,7 @@ def check_store(
     idx = store.index
     # Open segments are normal while a recorder runs (here, or in the process that holds the
     # index lock); only those of a writer that is gone break invariant I3.
-    live = store.recording_elsewhere() or bool(store._writers)
+    live = store.recording_elsewhere() or store.writing_here()
     for seg_id, marker in idx.open_segments():
         if not live:
             rep.problems.append(

@@ -19,7 +19,6 @@ docs/design/lifecycle.md J1-J3.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -30,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from vstore.base.errors import StoreLocked, StoreReadOnly, VstoreError
+from vstore.base.errors import StoreLocked, StoreReadOnly, VstoreError, error_class
+from vstore.base.fsutil import translate_oserror
 from vstore.base.layout import StoreLayout
 from vstore.jobs import registry
 
@@ -154,9 +154,10 @@ class ControlServer:
             self._answer(
                 running.name.split(".", 1)[0],
                 _error_reply(
-                    "the process serving this request stopped while it ran; check the store "
-                    "before running it again",
-                    1,
+                    VstoreError(
+                        "the process serving this request stopped while it ran; check the "
+                        "store before running it again"
+                    )
                 ),
             )
             running.unlink(missing_ok=True)
@@ -249,12 +250,12 @@ class ControlServer:
             with acting_as(doc.get("actor")):  # the audit names the client, not this server
                 reply: dict[str, Any] = {"result": fn(self.store, params, self._progress)}
         except VstoreError as exc:
-            reply = _error_reply(str(exc), exc.exit_code)
-        except OSError as exc:  # as the command's own last resort maps it
-            reply = _error_reply(str(exc), 7 if exc.errno == errno.ENOSPC else 1)
+            reply = _error_reply(exc)
+        except OSError as exc:  # as the command's own last resort would report it
+            reply = _error_reply(translate_oserror(exc, "the job failed"))
         except Exception as exc:  # the client must get an answer, not a hang
             log.exception("control request %s failed", request_id)
-            reply = _error_reply(f"the job failed: {exc!r}", 1)
+            reply = _error_reply(VstoreError(f"the job failed: {exc!r}"))
         self.served += 1
         self._answer(request_id, reply)
         running.unlink(missing_ok=True)
@@ -280,7 +281,7 @@ class ControlServer:
             try:
                 _write_durably(
                     self.layout.control_response_path(request_id),
-                    _error_reply(f"the job's answer could not be written: {exc!r}", 1),
+                    _error_reply(VstoreError(f"the job's answer could not be written: {exc!r}")),
                 )
             except OSError as again:  # the client times out and says the outcome is unknown
                 log.error("cannot answer control request %s: %s", request_id, again)
@@ -293,8 +294,9 @@ class ControlServer:
             log.warning("cannot touch %s: %s", self.layout.control_server_path, exc)
 
 
-def _error_reply(message: str, exit_code: int) -> dict[str, Any]:
-    return {"error": {"message": message, "exit_code": exit_code}}
+def _error_reply(exc: VstoreError) -> dict[str, Any]:
+    """An error as the client rebuilds it: its class by name, and its message."""
+    return {"error": {"type": type(exc).__name__, "message": str(exc)}}
 
 
 def _withdraw(request: Path) -> bool:
@@ -325,20 +327,5 @@ def _write_durably(path: Path, doc: dict[str, Any], sync: bool = True) -> None:
 
 
 def _error(doc: dict[str, Any]) -> VstoreError:
-    """The error a server reported, as the VstoreError class with its exit code."""
-    code = int(doc.get("exit_code", 1))
-    message = str(doc.get("message", "the job failed"))
-    for cls in _error_classes(VstoreError):
-        if cls.exit_code == code:
-            return cls(message)
-    err = VstoreError(message)
-    err.exit_code = code
-    return err
-
-
-def _error_classes(base: type[VstoreError]) -> list[type[VstoreError]]:
-    out: list[type[VstoreError]] = []
-    for cls in base.__subclasses__():
-        out.append(cls)
-        out.extend(_error_classes(cls))
-    return out
+    """The error a server reported, as the VstoreError class it raised."""
+    return error_class(str(doc.get("type", "")))(str(doc.get("message", "the job failed")))

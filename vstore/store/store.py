@@ -182,6 +182,10 @@ class Store:
         if not read_only and self.clock_verdict().trusted:
             self.mark_clock()
 
+    def writing_here(self) -> bool:
+        """Whether this process has a camera writer open on the store."""
+        return bool(self._writers)
+
     def disk_usage(self) -> DiskUsage:
         """Total and free bytes of the store's file system (tests inject a filling disk)."""
         return self._disk_usage() if self._disk_usage is not None else disk_usage(self.root)
