@@ -233,3 +233,14 @@ def test_quick_exit_reports_output_it_could_not_write(store_dir):
         )
     assert r.returncode == 7  # disk full
     assert b"No space left" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_reports_show_wall_clock_fields_as_iso_text_beside_the_integer():
+    from vstore.base.jsonio import to_jsonable
+    from vstore.store.holds import Hold
+
+    doc = to_jsonable(Hold(1, "cam", 0, 10**18, "case 7", "ann", 5 * 10**17))
+    assert doc["from"] == "1970-01-01T00:00:00.000+00:00" and doc["from_ns"] == 0
+    assert doc["to"].startswith("2001-09-09T01:46:40") and doc["released"] is None
+    assert doc["active"] is True and doc["reason"] == "case 7"
+    assert "reason_ns" not in doc and "id" in doc

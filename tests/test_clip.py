@@ -274,7 +274,7 @@ def test_snapshot_is_the_exact_frame(recorded, tmp_path, frame):
     out = tmp_path / "f.png"
     # Half a frame after the frame's start: still that frame on screen.
     snap = snapshot(recorded, "cam", t(frame) + FRAME_NS // 2, out)
-    assert snap.frame_ns == t(frame)
+    assert snap.frame_at_ns == t(frame)
     with av.open(str(out)) as c:
         img = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert read_frame_counter(img) == frame

@@ -1009,7 +1009,7 @@ class Lifecycle:
     def check(self) -> None:
         with self.open() as st:  # a writable open: recovery runs first
             rep = check_store(st)
-            assert rep.ok, [p.as_json() for p in rep.problems]
+            assert rep.ok, rep.problems
             if st.index.camera_num("cam") is None:
                 assert not self.held
                 return

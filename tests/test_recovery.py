@@ -63,7 +63,7 @@ def run_and_kill(store_dir: Path, delay_s: float) -> list[int]:
 def verify(store_dir: Path, acked: list[int], full: bool = True) -> None:
     with open_store(store_dir) as st:  # opening for writing runs recovery
         rep = check_store(st, verify_hashes=full)
-        assert rep.ok, [p.as_json() for p in rep.problems]
+        assert rep.ok, rep.problems
         cam = st.camera_num("cam")
         starts = {c.start_ns: c for c in st.index.chunks(cam, START_NS, 2**62)}
         for t in acked:

@@ -359,7 +359,7 @@ def test_kill_during_retention_leaves_nothing_half_deleted(tmp_path):
         with open_store(d) as st_:  # recovery finishes interrupted deletions (D4)
             assert st_.index.garbage() == []
             rep = check_store(st_)
-            assert rep.ok, [x.as_json() for x in rep.problems]
+            assert rep.ok, rep.problems
     with open_store(d) as st_:
         run_retention(st_, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
         assert list(st_.index.segments(st_.camera_num("cam"))) == []

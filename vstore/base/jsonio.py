@@ -1,17 +1,25 @@
-"""Compact JSON for what vstore stores (index values, markers, records) and one encoder for
-what it reports: dataclasses, named tuples and paths become plain JSON."""
+"""JSON in vstore: compact records for what it stores, and the one encoder of what it reports.
 
-from __future__ import annotations
+Reports are dataclasses (or named tuples) encoded field by field; a field typed ``WallNs`` is
+shown as ISO 8601 text beside its integer, and a class lists computed values it reports in
+``JSON_EXTRA``. A class whose report is a different shape than its fields (a nested view, such
+as a clip plan) says so with its own ``as_json``.
+"""
 
 import dataclasses
 import json
+import types
+import typing
+from functools import cache
 from pathlib import PurePath
 from typing import Any
 
+from vstore.base.timebase import WALL_CLOCK, format_time
 
-def dumps_compact(doc: dict[str, Any]) -> bytes:
-    """A JSON object as compact UTF-8 bytes: how records are stored."""
-    return json.dumps(doc, separators=(",", ":")).encode()
+
+def dumps_compact(doc: Any, sort_keys: bool = False) -> bytes:
+    """A JSON document as compact UTF-8 bytes: how records are stored."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=sort_keys).encode()
 
 
 def loads_dict(raw: bytes | str) -> dict[str, Any]:
@@ -20,15 +28,14 @@ def loads_dict(raw: bytes | str) -> dict[str, Any]:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON values from results: an object's ``as_json()`` when it has one, then
-    dataclasses and named tuples field by field, paths as strings."""
+    """Plain JSON values from a report object, recursively."""
     as_json = getattr(value, "as_json", None)
     if callable(as_json):
         return as_json()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):
-        return {k: to_jsonable(v) for k, v in value._asdict().items()}
+    if (dataclasses.is_dataclass(value) and not isinstance(value, type)) or (
+        isinstance(value, tuple) and hasattr(value, "_fields")
+    ):
+        return _record(value)
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -36,3 +43,35 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     return value
+
+
+def _record(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, wall in _fields(type(value)):
+        v = getattr(value, name)
+        if wall:
+            out[name.removesuffix("_ns")] = None if v is None else format_time(v)
+        out[name] = to_jsonable(v)
+    for name in getattr(value, "JSON_EXTRA", ()):
+        out[name] = to_jsonable(getattr(value, name))
+    return out
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(name, is a wall-clock instant) of each field a report shows, in declaration order."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    names = (
+        [f.name for f in dataclasses.fields(cls)]
+        if dataclasses.is_dataclass(cls)
+        else list(cls._fields)  # type: ignore[attr-defined]
+    )
+    return tuple((n, _is_wall(hints.get(n))) for n in names)
+
+
+def _is_wall(tp: Any) -> bool:
+    if typing.get_origin(tp) is typing.Annotated:
+        return WALL_CLOCK in tp.__metadata__
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_wall(a) for a in typing.get_args(tp))
+    return False

@@ -12,9 +12,22 @@ import math
 import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
-from typing import NamedTuple, Self
+from typing import Annotated, NamedTuple, Self
 
 from vstore.base.errors import UsageError
+
+
+class _WallClock:
+    """Marks an ``int`` field as a wall-clock instant (not a duration, not media time)."""
+
+    def __repr__(self) -> str:
+        return "WALL_CLOCK"
+
+
+WALL_CLOCK = _WallClock()
+# A wall-clock instant in ns since the epoch, UTC. Reports show such a field twice: as ISO 8601
+# text under its name without ``_ns``, and as the integer.
+WallNs = Annotated[int, WALL_CLOCK]
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
 from vstore.cli.exit_codes import exit_code_of
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             rate=RateLimiter(rate) if rate else None,
         )
     if args.json:
-        print_json(rep.as_json())
+        print_json(to_jsonable(rep))
     else:
         for p in rep.problems:
             mark = "repaired" if p.repaired else "PROBLEM"

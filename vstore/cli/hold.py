@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
     add_json_arg,
     add_store_arg,
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 and (hi is None or h.from_ns < hi)
             ]
         if args.json:
-            print_json({"holds": [h.as_json() for h in holds]})
+            print_json({"holds": [to_jsonable(h) for h in holds]})
         elif not holds:
             print("no holds")
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
     add_json_arg,
     add_store_arg,
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         cams = store.cameras()
         root = str(store.root.resolve())
     if args.json:
-        print_json({"store": root, "cameras": [c.as_json() for c in cams]})
+        print_json({"store": root, "cameras": [to_jsonable(c) for c in cams]})
         return 0
     if not cams:
         print(f"{root}: no cameras recorded yet")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             fmt_bytes(c.size_bytes)
             + (f" ({fmt_bytes(c.tiered_bytes)} tiered)" if c.tiered_bytes else ""),
             str(c.segments) + (f" (+{c.open_segments} open)" if c.open_segments else ""),
-            str(c.gaps) + (f" (+{c.damaged} damaged)" if c.damaged else ""),
+            str(c.gaps) + (f" (+{c.damaged_ranges} damaged)" if c.damaged_ranges else ""),
         ]
         for c in cams
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_json_arg, add_store_arg, print_json, progress_bar
 
 
@@ -60,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
             store, store.tier(args.source), progress=progress, adopt=args.adopt
         )
     if args.json:
-        print_json({"from": args.source, **res.as_json()})
+        print_json({"from": args.source, **to_jsonable(res)})
     else:
         print(
             f"{res.objects} object(s): indexed {res.indexed} segment(s) ({res.chunks} chunks),"
-            f" {res.already} already indexed"
+            f" {res.already_indexed} already indexed"
         )
         if res.foreign and not res.adopted:
             print(

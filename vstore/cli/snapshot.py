@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_json_arg, add_store_arg, print_json, refuse_overwrite
 
 
@@ -44,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if to_stdout:
         return 0
     if args.json:
-        print_json(snap.as_json())
+        print_json(to_jsonable(snap))
     else:
         print(
-            f"wrote {snap.path} ({snap.width}x{snap.height}), frame at {format_time(snap.frame_ns)}"
+            f"wrote {snap.path} ({snap.width}x{snap.height}), frame at {format_time(snap.frame_at_ns)}"
         )
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
 
 
@@ -77,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
                 partial = getattr(exc, "result", None)
                 if args.json and partial is not None:
                     print_json(
-                        {"to": url, "dry_run": False, **partial.as_json(), "error": str(exc)}
+                        {"to": url, "dry_run": False, **to_jsonable(partial), "error": str(exc)}
                     )
                 raise
     if args.json:
-        print_json({"to": url, "dry_run": args.dry_run, **res.as_json()})
+        print_json({"to": url, "dry_run": args.dry_run, **to_jsonable(res)})
     elif args.dry_run:
         print(f"would move {res.planned} segment(s), {fmt_bytes(res.bytes)} to {url}")
     else:

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.fsutil import translate_oserror
-from vstore.base.timebase import format_time
+from vstore.base.timebase import WallNs, format_time
 from vstore.segment import format as fmt
 from vstore.segment.reader import chunk_packets
 from vstore.store.store import Store
@@ -29,22 +29,11 @@ _ENCODERS = {
 @dataclass(frozen=True)
 class Snapshot:
     camera: str
-    requested_ns: int
-    frame_ns: int  # presentation time of the frame written (<= requested_ns)
+    at_ns: WallNs  # the instant asked for
+    frame_at_ns: WallNs  # presentation time of the frame written (<= at_ns)
     width: int
     height: int
     path: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "camera": self.camera,
-            "at": format_time(self.requested_ns),
-            "frame_at": format_time(self.frame_ns),
-            "frame_at_ns": self.frame_ns,
-            "width": self.width,
-            "height": self.height,
-            "path": self.path,
-        }
 
 
 def decode_frame_at(store: Store, camera_id: str, at_ns: int) -> tuple[Any, int]:

@@ -31,6 +31,7 @@ from rocksdict import (
 from vstore import _native
 from vstore.base import layout
 from vstore.base.errors import StoreLocked, VstoreError
+from vstore.base.jsonio import dumps_compact
 
 SCHEMA_VERSION = 1
 
@@ -136,7 +137,7 @@ class SegmentRow(NamedTuple):
             d["owner"] = self.owner
         if self.damaged:
             d["damaged"] = [list(x) for x in self.damaged]
-        return json.dumps(d, separators=(",", ":")).encode()
+        return dumps_compact(d)
 
     @classmethod
     def decode(cls, key: bytes, value: bytes) -> "SegmentRow":
@@ -534,7 +535,7 @@ class TimeIndex:
             "detail": detail,
         }
         b = batch if batch is not None else Batch()
-        b.put(layout.audit_key(seq), json.dumps(rec, separators=(",", ":")).encode())
+        b.put(layout.audit_key(seq), dumps_compact(rec))
         if batch is None:
             self.commit(b, sync=True)
 

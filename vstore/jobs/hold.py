@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base.errors import UsageError
+from vstore.base.jsonio import to_jsonable
 from vstore.store.holds import add_hold, release_hold, sync_object_holds
 from vstore.store.store import Store
 
@@ -45,7 +46,7 @@ def hold_job(
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     else:
         raise UsageError(f"unknown hold action {action!r}")
-    doc = {**(hold.as_json() if hold is not None else {}), "objects": objects.as_json()}
+    doc = {**(to_jsonable(hold) if hold is not None else {}), "objects": to_jsonable(objects)}
     if warning:
         doc["warning"] = warning
     return doc

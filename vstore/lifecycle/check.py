@@ -31,14 +31,6 @@ class Problem:
     message: str
     repaired: bool = False
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "path": self.path,
-            "message": self.message,
-            "repaired": self.repaired,
-        }
-
 
 @dataclass
 class CheckReport:
@@ -47,18 +39,11 @@ class CheckReport:
     bytes_verified: int = 0
     problems: list[Problem] = field(default_factory=list)
 
+    JSON_EXTRA = ("ok",)
+
     @property
     def ok(self) -> bool:
         return all(p.repaired for p in self.problems)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "segments": self.segments,
-            "chunks": self.chunks,
-            "bytes_verified": self.bytes_verified,
-            "problems": [p.as_json() for p in self.problems],
-        }
 
 
 def check_store(

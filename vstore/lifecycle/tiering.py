@@ -19,6 +19,7 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import TierError, VstoreError
+from vstore.base.jsonio import dumps_compact
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
 from vstore.index.time_index import Batch, SegmentRow
@@ -63,22 +64,11 @@ class TierResult:
     max_rate_bytes: int = 0  # the pace footage moved at (bytes/s; 0: uncapped)
     errors: list[str] = field(default_factory=list)
 
+    JSON_EXTRA = ("mb_per_s",)
+
     @property
     def mb_per_s(self) -> float:
         return self.bytes / 1e6 / self.seconds if self.seconds else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "planned": self.planned,
-            "tiered": self.tiered,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-            "mb_per_s": round(self.mb_per_s, 2),
-            "skipped_leased": self.skipped_leased,
-            "object_holds": self.object_holds,
-            "max_rate_bytes": self.max_rate_bytes,
-            "errors": self.errors,
-        }
 
 
 def plan_tiering(
@@ -142,7 +132,7 @@ def tier_segment(
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
     rec = {"path": row.path, "camera": camera, "start_ns": row.start_ns, "end_ns": row.end_ns}
-    b.put(layout.garbage_key(row.segment_id), layout_json(rec))
+    b.put(layout.garbage_key(row.segment_id), dumps_compact(rec))
     store.index.audit(
         "tier",
         by,
@@ -276,32 +266,15 @@ def run_tiering(
     return res
 
 
-def layout_json(d: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(d, separators=(",", ":")).encode()
-
-
 @dataclass
 class RebuildResult:
     objects: int = 0
     indexed: int = 0
-    already: int = 0
+    already_indexed: int = 0
     chunks: int = 0
     foreign: int = 0  # indexed objects another store wrote (read-only here unless adopted)
     adopted: bool = False
     problems: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "objects": self.objects,
-            "indexed": self.indexed,
-            "already_indexed": self.already,
-            "chunks": self.chunks,
-            "foreign": self.foreign,
-            "adopted": self.adopted,
-            "problems": self.problems,
-        }
 
 
 def rebuild_index_from_tier(
@@ -342,7 +315,7 @@ def rebuild_index_from_tier(
         cam = store.index.camera_num(meta.camera, create=True)
         key = layout.segment_key(cam, start_ns, seg_id)
         if store.index.get(key) is not None:
-            out.already += 1
+            out.already_indexed += 1
             continue
         owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
         row = SegmentRow(

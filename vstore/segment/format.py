@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import zstandard
 
 from vstore.base.errors import CorruptSegment
+from vstore.base.jsonio import dumps_compact
 
 FORMAT_VERSION = 1
 
@@ -124,7 +125,7 @@ class SegmentMeta(NamedTuple):
             "store_uuid": self.store_uuid,
             "extra": self.extra,
         }
-        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        return dumps_compact(doc, sort_keys=True)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SegmentMeta":

@@ -3,12 +3,13 @@ S3 object legal holds, and consulted by every deletion (lifecycle H1-H3)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import NotFound, UsageError, VstoreError
-from vstore.base.timebase import TimeRange, format_time
+from vstore.base.jsonio import dumps_compact, to_jsonable
+from vstore.base.timebase import TimeRange, WallNs, format_time
 from vstore.index.time_index import Batch
 from vstore.store.store import Store
 
@@ -19,14 +20,16 @@ class Hold:
 
     id: int
     camera: str
-    from_ns: int
-    to_ns: int
+    from_ns: WallNs
+    to_ns: WallNs
     reason: str
     by: str
-    created_ns: int
-    released_ns: int | None = None
+    created_ns: WallNs
+    released_ns: WallNs | None = None
     released_by: str | None = None
     release_reason: str | None = None  # holds released before it was stored have None
+
+    JSON_EXTRA = ("active",)
 
     @property
     def active(self) -> bool:
@@ -40,43 +43,9 @@ class Hold:
             and end_ns > self.from_ns
         )
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "camera": self.camera,
-            "from": format_time(self.from_ns),
-            "to": format_time(self.to_ns),
-            "from_ns": self.from_ns,
-            "to_ns": self.to_ns,
-            "reason": self.reason,
-            "by": self.by,
-            "created": format_time(self.created_ns),
-            "active": self.active,
-            "released": format_time(self.released_ns) if self.released_ns else None,
-            "released_by": self.released_by,
-            "release_reason": self.release_reason,
-        }
-
     def record(self) -> bytes:
-        import json
-
-        return json.dumps(
-            {
-                k: getattr(self, k)
-                for k in (
-                    "id",
-                    "camera",
-                    "from_ns",
-                    "to_ns",
-                    "reason",
-                    "by",
-                    "created_ns",
-                    "released_ns",
-                    "released_by",
-                    "release_reason",
-                )
-            }
-        ).encode()
+        """The hold as the index stores it: its fields, times as integers."""
+        return dumps_compact(dataclasses.asdict(self))
 
 
 def list_holds(store: Store, include_released: bool = False) -> list[Hold]:
@@ -97,14 +66,6 @@ class ObjectHoldResult:
     lifted: int = 0  # objects whose hold was lifted (no active vstore hold covers them)
     unsupported: int = 0  # objects on tiers without object lock (the index hold still binds)
     errors: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "held": self.held,
-            "lifted": self.lifted,
-            "unsupported": self.unsupported,
-            "errors": self.errors,
-        }
 
 
 def sync_object_holds(
@@ -183,7 +144,7 @@ def add_hold(
         )
         b = Batch()
         b.put(layout.hold_key(hold.id), hold.record())
-        store.index.audit("hold_add", hold.by, hold.as_json(), hold.created_ns, batch=b)
+        store.index.audit("hold_add", hold.by, to_jsonable(hold), hold.created_ns, batch=b)
         store.index.commit(b, sync=True)
     if mirror:
         _mirror(store, hold, "recorded")
@@ -219,7 +180,7 @@ def release_hold(
     store.index.audit(
         "hold_release",
         done.released_by or "",
-        done.as_json(),
+        to_jsonable(done),
         done.released_ns or 0,
         batch=b,
     )

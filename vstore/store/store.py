@@ -40,6 +40,7 @@ from vstore.base.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
     TimeRange,
+    WallNs,
     format_time,
     subtract_ranges,
     to_ns,
@@ -72,33 +73,29 @@ def resolve_store_path(arg: str | None) -> Path:
 
 
 class CameraSummary(NamedTuple):
+    """One camera's line in `vstore ls`."""
+
     camera: str
-    first_ns: int | None
-    last_ns: int | None
+    first_ns: WallNs | None
+    last_ns: WallNs | None
     size_bytes: int
     segments: int
     open_segments: int
     gaps: int
     recorded_ns: int
     tiered_bytes: int = 0  # of size_bytes, what lies in object storage
-    damaged: int = 0  # ranges recorded but found damaged (R5, R6): gaps in clips
+    damaged_ranges: int = 0  # ranges recorded but found damaged (R5, R6): gaps in clips
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "camera": self.camera,
-            "first": format_time(self.first_ns) if self.first_ns is not None else None,
-            "last": format_time(self.last_ns) if self.last_ns is not None else None,
-            "first_ns": self.first_ns,
-            "last_ns": self.last_ns,
-            "size_bytes": self.size_bytes,
-            "segments": self.segments,
-            "open_segments": self.open_segments,
-            "gaps": self.gaps,
-            "recorded_s": self.recorded_ns / NS_PER_S,
-            "local_bytes": self.size_bytes - self.tiered_bytes,
-            "tiered_bytes": self.tiered_bytes,
-            "damaged_ranges": self.damaged,
-        }
+    JSON_EXTRA = ("recorded_s", "local_bytes")
+
+    @property
+    def recorded_s(self) -> float:
+        return self.recorded_ns / NS_PER_S
+
+    @property
+    def local_bytes(self) -> int:
+        """Of size_bytes, what lies on this node's disks."""
+        return self.size_bytes - self.tiered_bytes
 
 
 class Timeline(NamedTuple):
