@@ -102,6 +102,16 @@ cdef int64_t WRAP_HALF = (<int64_t>1) << 32
 FAST_APPENDED = 0
 FAST_SLOW = 1
 
+WRAP_33 = 1 << 33
+# normalise() notes (the same values as the pure twin's; tested).
+TS_FILLED_DTS = 1
+TS_FILLED_PTS = 2
+TS_WRAPPED = 4
+TS_JUMPED = 8
+TS_REORDERED = 16
+TS_PTS_CLAMPED = 32
+TS_PTS_UNWRAPPED = 64
+
 
 cdef class FastPath:
     """Per-camera timestamp state plus the common case of ``CameraWriter.write_raw``.
@@ -179,6 +189,72 @@ cdef class FastPath:
         self.wrap_off[t] = wrap_off
         self.rebase_off[t] = rebase_off
         self.last_delta[t] = last_delta
+
+    def normalise(self, int t, pts, dts):
+        """Track ``t``'s packet on the store's media time line: (dts, pts, notes, jump_ticks),
+        the track's state advanced; None (state unchanged) when it has no timestamp and none
+        can be synthesized. The same rules, in the same order, as the pure twin's."""
+        cdef int64_t d, p, raw, upts, ndts, npts, delta, bump = 0, jump = 0
+        cdef int64_t wrap_off, rebase_off, last_delta
+        cdef int notes = 0
+        if not 0 <= t < self.ntracks:
+            raise IndexError(t)
+        wrap_off = self.wrap_off[t]
+        rebase_off = self.rebase_off[t]
+        last_delta = self.last_delta[t]
+        if dts is None:
+            dts = pts
+        if dts is None:
+            if not self.has_last[t]:
+                return None
+            d = self.last_raw[t] + last_delta - wrap_off
+            notes |= 1
+        else:
+            d = dts
+        if pts is None:
+            p = d
+            notes |= 2
+        else:
+            p = pts
+        raw = d + wrap_off
+        if self.wrap_bits[t] and self.has_last[t] and raw < self.last_raw[t] - WRAP_HALF:
+            wrap_off += (<int64_t>1) << 33
+            raw += (<int64_t>1) << 33
+            notes |= 4
+        upts = p + wrap_off
+        if self.wrap_bits[t]:
+            if upts < raw - WRAP_HALF:
+                upts += (<int64_t>1) << 33
+                notes |= 64
+            elif upts > raw + WRAP_HALF:
+                upts -= (<int64_t>1) << 33
+                notes |= 64
+        ndts = raw + rebase_off
+        if self.has_last[t]:
+            delta = ndts - self.last_dts[t]
+            if delta <= 0 and -delta <= last_delta * 4:
+                bump = self.last_dts[t] + 1 - ndts
+                notes |= 16
+            elif delta <= 0 or delta > self.max_jump[t]:
+                jump = delta
+                notes |= 8
+                rebase_off += self.last_dts[t] + last_delta - ndts
+                ndts = raw + rebase_off
+            else:
+                last_delta = delta
+        ndts += bump
+        npts = upts + rebase_off + bump
+        if not (ndts <= npts and npts <= ndts + 0x7FFFFFFF):
+            if npts > ndts:
+                notes |= 32
+            npts = ndts
+        self.has_last[t] = True
+        self.last_dts[t] = ndts
+        self.last_raw[t] = raw
+        self.wrap_off[t] = wrap_off
+        self.rebase_off[t] = rebase_off
+        self.last_delta[t] = last_delta
+        return ndts, npts, notes, jump
 
     def bind(self, lock, stats, list payload, slow, on_full, long long max_chunk_bytes):
         """Let ``write_raw`` stand in for ``CameraWriter.write_raw``: it takes ``lock``,

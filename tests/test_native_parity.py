@@ -227,3 +227,119 @@ class TestPacketTable:
         t = impl["ptable"].PacketTable()
         with pytest.raises(OverflowError):
             t.append(0, 2**31, 1, 0, 0)
+
+
+# --- timestamp normalisation: the FastPath twins --------------------------------------------
+
+TICK = 3600  # one 25 fps frame at 90 kHz
+WRAP = 1 << 33
+VIDEO_TRACK = (60 * 90000, True, CODEC_H264, 0)  # max jump 60 s, 33-bit wrap, Annex-B H.264
+AUDIO_TRACK = (60 * 48000, False, -1, 0)
+
+
+def _frames(dts_list, pts_shift=0):
+    return [(0, None if d is None else d + pts_shift, d) for d in dts_list]
+
+
+TIMESTAMP_CASES = {
+    "steady": _frames([i * TICK for i in range(40)]),
+    "b_frames": [(0, i * TICK + (2 * TICK if i % 3 else 0), i * TICK) for i in range(40)],
+    "wrap": _frames([(WRAP - 10 * TICK + i * TICK) % WRAP for i in range(40)]),
+    "pts_across_wrap": [
+        (0, (WRAP - TICK + 3 * TICK) % WRAP, WRAP - TICK),
+        (0, 2 * TICK, 0),
+        *_frames([TICK * i for i in range(1, 10)]),
+    ],
+    "jump_forward": _frames([i * TICK for i in range(10)] + [10**9 + i * TICK for i in range(10)]),
+    "clock_step_back": _frames(
+        [10**9 + i * TICK for i in range(10)] + [i * TICK for i in range(10)]
+    ),
+    "repeat_and_reorder": _frames([0, TICK, TICK, 2 * TICK, 4 * TICK, 3 * TICK, 5 * TICK]),
+    "missing": [
+        (0, None, 0),
+        (0, TICK, None),
+        (0, None, None),
+        (0, None, None),
+        (0, 5 * TICK, 5 * TICK),
+    ],
+    "missing_first": [(0, None, None), (0, 0, 0), (0, TICK, TICK)],
+    "drift": _frames(
+        [sum(TICK + (1 if j % 2 else -1) * (j % 5) for j in range(i)) for i in range(60)]
+    ),
+    "pts_far_after_dts": [(0, i * TICK + (2**31 if i == 5 else 0), i * TICK) for i in range(10)],
+    "pts_before_dts": [(0, i * TICK - (5 * TICK if i == 4 else 0), i * TICK) for i in range(10)],
+    "with_audio": [
+        p for i in range(30) for p in ((0, i * TICK, i * TICK), (1, i * 1920, i * 1920))
+    ],
+}
+
+
+def _run_fast_path(ptable_mod, packets):
+    """Drive a FastPath as the writer does: the fast path first, else ``normalise``."""
+    table = ptable_mod.PacketTable()
+    fp = ptable_mod.FastPath(table, 0, [VIDEO_TRACK, AUDIO_TRACK])
+    out = []
+    for n, (track, pts, dts) in enumerate(packets):
+        data = b"\x00\x00\x00\x01\x41\x9a" + bytes([n % 256])  # a non-key H.264 slice
+        payload: list = []
+        if fp.push(track, pts, dts, False, data, payload) == ptable_mod.FAST_APPENDED:
+            out.append(("fast", payload == [data]))
+        else:
+            r = fp.normalise(track, pts, dts)
+            out.append(("slow", r))
+            if r is not None:
+                table.append(r[0], r[1], len(data), 0, track)
+        fp.started = True  # the first packet stands for the writer's first keyframe
+    states = [fp.state(t) for t in (0, 1)]
+    return out, states, table.pack(), fp.chunk_last_vpts, fp.chunk_vdelta
+
+
+@pytest.mark.parametrize("case", sorted(TIMESTAMP_CASES))
+def test_timestamp_normalisation_keeps_dts_increasing_and_pts_at_or_after_it(impl, case):
+    import numpy as np
+
+    _out, _states, packed, _vpts, _vdelta = _run_fast_path(impl["ptable"], TIMESTAMP_CASES[case])
+    n = len(packed) // 18
+    dts = np.cumsum(np.frombuffer(packed[: 8 * n], "<i8"))
+    cts = np.frombuffer(packed[8 * n : 12 * n], "<i4")
+    tracks = np.frombuffer(packed[17 * n :], "u1")
+    for t in (0, 1):
+        assert (np.diff(dts[tracks == t]) > 0).all()
+    assert (cts >= 0).all()
+
+
+@pytest.mark.skipif(len(IMPLS) < 2, reason="compiled extensions not built")
+@pytest.mark.parametrize("case", sorted(TIMESTAMP_CASES))
+def test_timestamp_normalisation_twins_agree(case):
+    packets = TIMESTAMP_CASES[case]
+    py = _run_fast_path(IMPLS["py"]["ptable"], packets)
+    c = _run_fast_path(IMPLS["c"]["ptable"], packets)
+    assert py == c
+    assert any(kind == "fast" for kind, _ in py[0])  # the pure twin takes packets too
+
+
+@pytest.mark.skipif(len(IMPLS) < 2, reason="compiled extensions not built")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 1]),
+            st.one_of(st.none(), st.integers(-(2**34), 2**34)),
+            st.one_of(st.none(), st.integers(-(2**34), 2**34)),
+        ),
+        max_size=60,
+    )
+)
+def test_timestamp_normalisation_twins_agree_at_random(packets):
+    assert _run_fast_path(IMPLS["py"]["ptable"], packets) == _run_fast_path(
+        IMPLS["c"]["ptable"], packets
+    )
+
+
+def test_normalisation_notes_are_the_same_numbers_in_both_twins():
+    names = [n for n in dir(IMPLS["py"]["ptable"]) if n.startswith("TS_")]
+    assert len(names) == 7
+    for mod in IMPLS.values():
+        assert [getattr(mod["ptable"], n) for n in names] == [
+            getattr(IMPLS["py"]["ptable"], n) for n in names
+        ]

@@ -1,7 +1,7 @@
 """Ways recovery, retention and the disk-full path could destroy or wrongly delete evidence.
 
 Each test reproduces one failure through the real store, index and object store and is
-named after it; the invariants they guard are in docs/design/lifecycle.md (R5, D5, T4, K1,
+named after it; the invariants they guard are in docs/design/lifecycle.md (R5, D5, P4, K1,
 P1-P3, S1-S4, L1-L3). A property test at the end draws random sequences of recording,
 crashes, recovery, tiering, holds, retention and clock steps.
 """

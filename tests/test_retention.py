@@ -409,7 +409,7 @@ def test_trim_interrupted_after_copy_is_finished_by_rerun(tmp_path):
         record(st_, "cam", 1)  # one 60 s segment of 1 s GOPs
         add_hold(st_, "cam", START_NS + 10 * 10**9, START_NS + 12 * 10**9, "case", "det. x")
         clock.advance(3600 * 10**9)
-        fs.armed = True  # the copy's directory fsync fails: trimming stops after T1
+        fs.armed = True  # the copy's directory fsync fails: trimming stops after P1
         with pytest.raises(VstoreError):
             run_retention(st_, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
         fs.armed = False

@@ -196,7 +196,7 @@ def test_host_clock_stepping_back_never_breaks_index_order(store_dir):
         w.close()
         rows = chunk_rows(st)
         assert_ordered(rows)
-        # Placed at the clock's time in the free hour before (T6), or clamped after (T3).
+        # Placed at the clock's time in the free hour before (K2), or clamped after (T3).
         assert {"clock_behind", "clock_stepped_back"} & set(events(st))
         assert sum(r.packet_count for r in rows) == 100
 

@@ -4,11 +4,9 @@ space keeper's deletion for room) and clips as methods. ``vstore.open_store`` is
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Unpack
 
-from vstore.base.clock import Clock
-from vstore.base.fsutil import Fs
 from vstore.base.timebase import to_ns
 from vstore.export.clip import clip_bytes, write_clip
 from vstore.export.clip_plan import ClipPlan, plan_clip
@@ -18,7 +16,6 @@ from vstore.segment.format import TrackInfo
 from vstore.store import opening
 from vstore.store import store as engine
 from vstore.store.camera_writer import CameraWriter, MappedTracks, open_writer
-from vstore.store.disk import DiskUsage
 
 
 class Store(engine.Store):
@@ -60,24 +57,11 @@ class Store(engine.Store):
 
 
 def open_store(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    read_only: bool = False,
-    clock: Clock | None = None,
-    fs: Fs | None = None,
-    create: bool = True,
-    disk_usage: Callable[[], DiskUsage] | None = None,
+    path: str | os.PathLike[str] | None = None, **options: Unpack[opening.OpenOptions]
 ) -> Store:
     """Open the store at path (default: $VSTORE_STORE or ./vstore-data), creating it if new;
     recovered when opened for writing, and freeing room by the retention rules when its
-    disk falls below the watermark."""
-    return opening.open_store(
-        path,
-        read_only=read_only,
-        clock=clock,
-        fs=fs,
-        create=create,
-        disk_usage=disk_usage,
-        make_room=make_room,
-        factory=Store,
-    )
+    disk falls below the watermark. Options: ``read_only``, ``create``, and the seams tests
+    inject (``clock``, ``fs``, ``disk_usage``); see ``vstore.store.opening.OpenOptions``."""
+    options.setdefault("make_room", make_room)
+    return opening.open_store(path, Store, **options)

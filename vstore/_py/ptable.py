@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
+from typing import Any
+
+from vstore._py.nal import NAL_KEY, nal_flags
 
 ROW_BYTES = 18
 
@@ -57,18 +60,37 @@ class PacketTable:
 FAST_APPENDED = 0
 FAST_SLOW = 1
 
+WRAP_33 = 1 << 33  # MPEG-TS timestamps are 33 bits
+WRAP_HALF = 1 << 32
+
+# normalise() notes: what happened to a packet's timestamps (the writer counts and reports).
+TS_FILLED_DTS = 1  # no dts nor pts: synthesized from the track's last step
+TS_FILLED_PTS = 2  # no pts: shown at its dts
+TS_WRAPPED = 4  # the 33-bit clock wrapped: the wrap offset grew
+TS_JUMPED = 8  # a jump past max_jump (or backwards): rebased to continue, a discontinuity
+TS_REORDERED = 16  # a small reorder or repeat: bumped one tick past the last dts
+TS_PTS_CLAMPED = 32  # pts far after dts: shown at dts
+TS_PTS_UNWRAPPED = 64  # pts on the other side of a 33-bit wrap from its dts
+
 
 class FastPath:
-    """Pure twin of the compiled FastPath: it holds the same per-track timestamp state but
-    leaves every packet to the Python slow path (``push`` always answers FAST_SLOW), which
-    is the reference behaviour the compiled fast path reproduces for ordinary packets."""
+    """Per-camera timestamp state and normalisation; the compiled twin does the same work.
+
+    ``normalise`` is the whole rule set of docs/design/time.md (fill, unwrap, rebase, keep
+    dts strictly increasing) for any packet; ``push`` is its common case (timestamps present
+    and increasing, no wrap, not a keyframe, writer started), appending to the packet table
+    at once, and answers FAST_SLOW *before* changing any state for anything else.
+    """
 
     def __init__(self, table: PacketTable, video: int, tracks: list[tuple[int, bool, int, int]]):
         self.table = table
+        self._acquire: Callable[[], object] | None = None
         self.reset(video, tracks)
 
     def reset(self, video: int, tracks: list[tuple[int, bool, int, int]]) -> None:
-        """Start over with these tracks (see the compiled twin)."""
+        """Start over with these tracks: (max_jump_ticks, wrap_bits, nal_codec, length_size)
+        each; every track's timestamp state is new, enabled and not started; what ``bind``
+        set stays, so a caller holding the bound ``write_raw`` keeps the fast path."""
         if not 0 < len(tracks) <= 256:
             raise ValueError("1..256 tracks")
         self.video = video
@@ -76,11 +98,13 @@ class FastPath:
         self.started = False
         self.chunk_last_vpts = 0
         self.chunk_vdelta = 0
+        self._tracks = [(int(mj), bool(wb), int(nc), int(ls)) for mj, wb, nc, ls in tracks]
         self._state: list[tuple[int | None, int | None, int, int, int]] = [
             (None, None, 0, 0, 1) for _ in tracks
         ]
 
     def state(self, t: int) -> tuple[int | None, int | None, int, int, int]:
+        """(last_dts or None, last_raw or None, wrap_off, rebase_off, last_delta)."""
         return self._state[t]
 
     def set_state(
@@ -94,17 +118,85 @@ class FastPath:
     ) -> None:
         self._state[t] = (last_dts, last_raw, wrap_off, rebase_off, last_delta)
 
+    def normalise(
+        self, t: int, pts: int | None, dts: int | None
+    ) -> tuple[int, int, int, int] | None:
+        """Track ``t``'s packet on the store's media time line: (dts, pts, notes, jump_ticks),
+        and the track's state advanced; None (state unchanged) when it has no timestamp and
+        none can be synthesized. ``jump_ticks`` is the raw step of a TS_JUMPED packet."""
+        max_jump, wrap_bits, _nc, _ls = self._tracks[t]
+        last_dts, last_raw, wrap_off, rebase_off, last_delta = self._state[t]
+        notes = 0
+        jump = 0
+        if dts is None:
+            dts = pts
+        if dts is None:
+            if last_raw is None:
+                return None
+            dts = last_raw + last_delta - wrap_off
+            notes |= TS_FILLED_DTS
+        if pts is None:
+            pts = dts
+            notes |= TS_FILLED_PTS
+        raw = dts + wrap_off
+        if wrap_bits and last_raw is not None and raw < last_raw - WRAP_HALF:
+            wrap_off += WRAP_33
+            raw += WRAP_33
+            notes |= TS_WRAPPED
+        upts = pts + wrap_off
+        if wrap_bits:
+            if upts < raw - WRAP_HALF:
+                upts += WRAP_33
+                notes |= TS_PTS_UNWRAPPED
+            elif upts > raw + WRAP_HALF:
+                upts -= WRAP_33
+                notes |= TS_PTS_UNWRAPPED
+        ndts = raw + rebase_off
+        bump = 0  # ticks added to this packet alone to keep dts strictly increasing
+        if last_dts is not None:
+            delta = ndts - last_dts
+            if delta <= 0 and -delta <= last_delta * 4:
+                bump = last_dts + 1 - ndts  # a small reorder or a repeated dts: keep order
+                notes |= TS_REORDERED
+            elif delta <= 0 or delta > max_jump:
+                # A clock step, camera reboot or spliced file: continue media time without
+                # a hole (the writer records the raw jump as a discontinuity).
+                jump = delta
+                notes |= TS_JUMPED
+                rebase_off += last_dts + last_delta - ndts
+                ndts = raw + rebase_off
+            else:
+                last_delta = delta
+        ndts += bump
+        npts = upts + rebase_off + bump
+        if not ndts <= npts <= ndts + 0x7FFFFFFF:
+            # pts before dts, or hours after it: not a real reorder delay; show it at dts.
+            if npts > ndts:
+                notes |= TS_PTS_CLAMPED
+            npts = ndts
+        self._state[t] = (ndts, raw, wrap_off, rebase_off, last_delta)
+        return ndts, npts, notes, jump
+
     def bind(
         self,
-        lock: object,
-        stats: object,
+        lock: Any,
+        stats: Any,
         payload: list,
         slow: Callable[..., None],
         on_full: Callable[[], None],
         max_chunk_bytes: int,
     ) -> None:
-        """Same interface as the compiled twin's; here every packet goes to ``slow``."""
+        """Let ``write_raw`` stand in for ``CameraWriter.write_raw``: it takes ``lock``,
+        appends an ordinary packet to ``payload``, counts it in ``stats``, calls ``on_full()``
+        when the chunk reaches ``max_chunk_bytes``, and hands anything else to ``slow`` (the
+        writer's own write_raw) with the lock released."""
+        self._acquire = lock.acquire
+        self._release = lock.release
+        self._stats = stats
+        self._payload = payload
         self._slow = slow
+        self._on_full = on_full
+        self._max_chunk = max_chunk_bytes
 
     def write_raw(
         self,
@@ -116,17 +208,75 @@ class FastPath:
         wall_ns: int | None = None,
         corrupt: bool = False,
     ) -> None:
-        """The pure twin takes no packet on the fast path: every one goes the slow way."""
+        """``CameraWriter.write_raw`` for the ordinary packet; see ``bind``."""
+        if not corrupt and type(data) is bytes and self._acquire is not None:
+            self._acquire()
+            try:
+                if self._push(track, pts, dts, is_key, data) == FAST_APPENDED:
+                    self._payload.append(data)
+                    self._stats.packets += 1
+                    self._stats.bytes += len(data)
+                    if self.table.payload_bytes >= self._max_chunk:
+                        self._on_full()
+                    return
+            finally:
+                self._release()
         self._slow(track, pts, dts, is_key, data, wall_ns, corrupt)
 
     def push(
         self, t: int, pts: int | None, dts: int | None, is_key: bool, data: object, payload: list
     ) -> int:
-        """The pure twin takes no packet on the fast path: every one goes the slow way."""
-        return FAST_SLOW
+        """Take one packet on the fast path, appending ``data`` to ``payload``: FAST_APPENDED
+        when taken, FAST_SLOW when it needs the slow path (nothing changed then)."""
+        if type(data) is not bytes or self._push(t, pts, dts, is_key, data) != FAST_APPENDED:
+            return FAST_SLOW
+        payload.append(data)
+        return FAST_APPENDED
 
     def push_many(
         self, items: list[tuple], start: int, payload: list, max_payload: int
     ) -> tuple[int, int, int]:
-        """The pure twin takes no packet on the fast path: every one goes the slow way."""
-        return start, 0, 0
+        """Push ``items[start:]`` (write_raw argument tuples: track, pts, dts, key, data,
+        wall_ns, corrupt) while they take the fast path, appending their data to ``payload``.
+        Stops before the first one that needs the slow path and after the one that fills the
+        chunk to ``max_payload``. Returns (next index, packets appended, bytes appended)."""
+        i, n, count, nbytes = start, len(items), 0, 0
+        while i < n:
+            track, pts, dts, key, data, _wall, corrupt = items[i]
+            if corrupt or type(data) is not bytes:
+                break
+            if self._push(track, pts, dts, key, data) != FAST_APPENDED:
+                break
+            payload.append(data)
+            count += 1
+            nbytes += len(data)
+            i += 1
+            if self.table.payload_bytes >= max_payload:
+                break
+        return i, count, nbytes
+
+    def _push(self, t: Any, pts: Any, dts: Any, is_key: bool, data: bytes) -> int:
+        """``normalise`` of an ordinary packet, appended; FAST_SLOW (state as it was) for
+        anything ``normalise`` has a note about, a keyframe, or an unstarted writer."""
+        if type(t) is not int or pts is None or dts is None or not self.enabled:
+            return FAST_SLOW
+        if not 0 <= t < len(self._tracks) or not self.started:
+            return FAST_SLOW
+        before = self._state[t]
+        size = len(data)
+        if before[0] is None or (t == self.video and is_key) or not 0 < size <= 0xFFFFFFFF:
+            return FAST_SLOW
+        ndts, npts, notes, _jump = self.normalise(t, pts, dts)  # type: ignore[misc]
+        _mj, _wb, nal_codec, length_size = self._tracks[t]
+        if notes or (
+            t == self.video and nal_codec >= 0 and nal_flags(data, nal_codec, length_size) & NAL_KEY
+        ):
+            self._state[t] = before
+            return FAST_SLOW
+        if t == self.video:
+            # The chunk ends one frame after its latest-shown frame: with B-frames that is
+            # not the last one in decode order.
+            self.chunk_last_vpts = max(self.chunk_last_vpts, npts)
+            self.chunk_vdelta = self._state[t][4]
+        self.table.append(ndts, npts, size, 0, t)
+        return FAST_APPENDED

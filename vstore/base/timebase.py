@@ -6,7 +6,7 @@ are converted with exact integer arithmetic. See docs/design/time.md.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import math
 import re

@@ -12,7 +12,7 @@ relative to the mdat payload and shifted by the header size it produces (see ``l
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import itertools
 import operator

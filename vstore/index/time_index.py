@@ -7,12 +7,12 @@ allocate ids are guarded by one lock.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -111,6 +111,51 @@ class SegmentRow(NamedTuple):
     # (offset, length) of chunks found damaged after sealing, left in the file and out of
     # the index by `check --repair` (R6): the content hash is known not to match.
     damaged: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def opened(
+        cls, camera_num: int, segment_id: int, start_ns: int, path: str, codecs: tuple[str, ...]
+    ) -> "SegmentRow":
+        """The row of a local segment a writer has just opened (no chunk yet, lifecycle W0)."""
+        return cls(
+            camera_num, segment_id, start_ns, start_ns, "open", "local", path, 0, "", 0, 0, codecs
+        )
+
+    @classmethod
+    def sealed(
+        cls,
+        camera_num: int,
+        segment_id: int,
+        entries: Sequence[Any],
+        *,
+        location: str,
+        path: str,
+        size_bytes: int,
+        sha256: str,
+        codecs: tuple[str, ...],
+        owner: str = "",
+        damaged: tuple[tuple[int, int], ...] = (),
+        start_ns: int | None = None,
+    ) -> "SegmentRow":
+        """The row of a sealed segment whose chunks are ``entries`` (directory entries, in
+        order): its end, chunk and packet counts come from them. ``start_ns`` is the
+        segment's own start when it is not its first chunk's (a recovered file's header)."""
+        return cls(
+            camera_num,
+            segment_id,
+            entries[0].start_ns if start_ns is None else start_ns,
+            entries[-1].end_ns,
+            "sealed",
+            location,
+            path,
+            size_bytes,
+            sha256,
+            len(entries),
+            sum(e.packet_count for e in entries),
+            codecs,
+            owner,
+            damaged,
+        )
 
     @property
     def foreign(self) -> bool:

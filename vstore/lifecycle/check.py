@@ -345,19 +345,16 @@ def adopt_orphan(store: Store, relpath: str) -> None:
         b.put(r.key(), r.value())
     with SegmentReader.open(store.layout.path(relpath)) as rd:
         sha = rd.trailer().sha256.hex()
-    row = SegmentRow(
+    row = SegmentRow.sealed(
         cam,
         seg_id,
-        start_ns,
-        entries[-1].end_ns,
-        "sealed",
-        "local",
-        relpath,
-        size,
-        sha,
-        len(entries),
-        sum(e.packet_count for e in entries),
-        tuple(t.codec for t in meta.tracks),
+        entries,
+        start_ns=start_ns,
+        location="local",
+        path=relpath,
+        size_bytes=size,
+        sha256=sha,
+        codecs=tuple(t.codec for t in meta.tracks),
     )
     b.put(row.key(), row.value())
     store.index.commit(b)

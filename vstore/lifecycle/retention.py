@@ -124,7 +124,7 @@ def apply_plan(
                 res.errors.append(f"{s.location}/{s.path}: {exc}")
                 continue
             except CorruptSegment as exc:
-                # T4: footage that does not verify is never rewritten (that would certify
+                # P4: footage that does not verify is never rewritten (that would certify
                 # it) nor deleted: the whole segment is kept for `vstore check` and people.
                 res.errors.append(f"{s.location}/{s.path}: not trimmed, kept whole: {exc}")
                 continue

@@ -318,20 +318,17 @@ def rebuild_index_from_tier(
             out.already_indexed += 1
             continue
         owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
-        row = SegmentRow(
+        row = SegmentRow.sealed(
             cam,
             seg_id,
-            start_ns,
-            entries[-1].end_ns,
-            "sealed",
-            tier.url,
-            obj.key,
-            obj.size_bytes,
-            trailer.sha256.hex(),
-            len(entries),
-            sum(e.packet_count for e in entries),
-            tuple(t.codec for t in meta.tracks),
-            "" if adopt else owner,
+            entries,
+            start_ns=start_ns,
+            location=tier.url,
+            path=obj.key,
+            size_bytes=obj.size_bytes,
+            sha256=trailer.sha256.hex(),
+            codecs=tuple(t.codec for t in meta.tracks),
+            owner="" if adopt else owner,
         )
         if owner:
             out.foreign += 1

@@ -1,5 +1,5 @@
 """Trimming a held segment to its held chunks: verify, copy, re-point, delete
-(lifecycle T1-T4)."""
+(lifecycle P1-P4)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
     """Keep only the chunks of a segment that active holds cover (with the chunks back to
     their GOP start); delete the rest. Returns the bytes freed.
 
-    Protocol (lifecycle T1-T4): T4 first: the original is verified whole (every chunk
+    Protocol (lifecycle P1-P4): P4 first: the original is verified whole (every chunk
     against its directory CRC, the content against the trailer's SHA-256, which must be the
     index's) and each kept chunk against its index row; on any mismatch CorruptSegment is
-    raised and nothing changes. T1 an open marker for the copy, then the copy is written and
+    raised and nothing changes. P1 an open marker for the copy, then the copy is written and
     fsynced (chunk bytes verbatim, a new header naming the original's hash and chunk CRCs,
-    footer and hash) and read back and verified; T2 one synced batch indexes the copy,
+    footer and hash) and read back and verified; P2 one synced batch indexes the copy,
     re-points the held chunk rows, drops the old rows, marks the old file as garbage and
-    audits; T3 the old file is removed. After a crash in T1, recovery seals and indexes the
+    audits; P3 the old file is removed. After a crash in P1, recovery seals and indexes the
     copy (R4) and the next run finds the held chunks already copied.
     """
     from vstore.segment.reader import SegmentReader, parse_chunk
@@ -60,7 +60,7 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
                 )
             if e is not None:
                 prev_end, prev_ns = e.offset + e.length, e.end_ns
-        # T4: what is kept must be what was recorded, or it would leave here certified.
+        # P4: what is kept must be what was recorded, or it would leave here certified.
         if rd.trailer().sha256.hex() != row.sha256:
             raise CorruptSegment(f"{where}: its trailer's hash is not the one indexed")
         rd.verify()
@@ -137,19 +137,15 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
             except VstoreError:
                 sf.abandon()
                 raise
-            new_row = SegmentRow(
+            new_row = SegmentRow.sealed(
                 seg.camera_num,
                 new_id,
-                moved[0].start_ns,
-                moved[-1].end_ns,
-                "sealed",
-                "local",
-                relpath,
-                size,
-                sha,
-                len(moved),
-                sum(e.packet_count for e in moved),
-                row.codecs,
+                moved,
+                location="local",
+                path=relpath,
+                size_bytes=size,
+                sha256=sha,
+                codecs=row.codecs,
             )
             b.put(new_row.key(), new_row.value())
             b.delete(layout.open_key(new_id))

@@ -7,7 +7,7 @@ chunks, the trailer holds the SHA-256 of everything before the footer.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import base64
 import json

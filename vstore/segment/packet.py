@@ -1,7 +1,7 @@
 """The plain packet record a host pushes into a camera writer (the non-PyAV input form)."""
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 from typing import NamedTuple
 

@@ -1,12 +1,13 @@
 """Segment reader: parses sealed or torn segment files from their own bytes.
 
-Reads go through a ``ByteSource`` (a local file here; a ranged object-store GET later), so the
-same code serves hot and tiered footage. ``scan_chunks`` walks a file chunk by chunk verifying
+Reads go through a ``ByteSource`` (``FileSource`` for a local file, ``TierSource`` in
+``vstore.tier.source`` for ranged object-store GETs), so the same code serves hot and tiered
+footage. ``scan_chunks`` walks a file chunk by chunk verifying
 checksums, which is how recovery finds the last whole chunk of a torn segment.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import os
 import zlib

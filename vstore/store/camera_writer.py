@@ -65,7 +65,6 @@ class WriterHost(Protocol):
 
 log = logging.getLogger(__name__)
 
-WRAP_33 = 1 << 33
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
 
 
@@ -150,8 +149,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
         self._space_paused_ns: int | None = None  # recording paused for space since (S4)
-        self._ceiling_ns: int | None = None  # a run in a gap must end before this (T6)
-        self._floor_ns: int | None = None  # the next anchor is not before this (T6)
+        self._ceiling_ns: int | None = None  # a run in a gap must end before this (K2)
+        self._floor_ns: int | None = None  # the next anchor is not before this (K2)
         self._last_fsync_mono = store.clock.monotonic_ns()
         prev = self.index.last_segment(self.camera_num)
         self._last_end_ns = prev.end_ns if prev is not None else None
@@ -357,59 +356,14 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         if size == 0:
             return  # an empty packet carries nothing to store (EOF flush markers)
         flags = fmt.PKT_CORRUPT if corrupt else 0
-        last_dts, last_raw, wrap_off, rebase_off, last_delta = self._fp.state(track)
-        # --- timestamps: fill, unwrap, rebase (docs/design/time.md) ---
-        if dts is None:
-            dts = pts
-        if dts is None:
-            if last_raw is None:
-                self.stats.dropped_no_timestamp += 1
-                return
-            dts = last_raw + last_delta - wrap_off
-            flags |= fmt.PKT_TS_SYNTH
-            self.stats.timestamps_synthesized += 1
-        if pts is None:
-            pts = dts
-            flags |= fmt.PKT_TS_SYNTH
-        raw = dts + wrap_off
-        if ts.wrap_bits and last_raw is not None and raw < last_raw - (1 << 32):
-            wrap_off += WRAP_33
-            raw += WRAP_33
-            self._event("pts_wrap", {"track": track, "offset_ticks": wrap_off})
-        upts = pts + wrap_off
-        if ts.wrap_bits:
-            if upts < raw - (1 << 32):
-                upts += WRAP_33
-            elif upts > raw + (1 << 32):
-                upts -= WRAP_33
-        ndts = raw + rebase_off
-        bump = 0  # ticks added to this packet alone to keep dts strictly increasing
-        if last_dts is not None:
-            delta = ndts - last_dts
-            if delta <= 0 and -delta <= last_delta * 4:
-                # A small reorder or a repeated dts: keep the order, count it.
-                bump = last_dts + 1 - ndts
-                self.stats.non_monotonic += 1
-            elif delta <= 0 or delta > ts.max_jump_ticks:
-                # A jump (clock step, camera reboot, spliced file): continue media time
-                # without a hole and record the raw jump as a discontinuity (T2).
-                self._event(
-                    "timestamp_jump",
-                    {"track": track, "jump_ns": ticks_to_ns(delta, *ts.info.time_base)},
-                )
-                self.stats.discontinuities += 1
-                rebase_off += last_dts + last_delta - ndts
-                ndts = raw + rebase_off
-            else:
-                last_delta = delta
-        ndts += bump
-        npts = upts + rebase_off + bump
-        if not ndts <= npts <= ndts + 0x7FFFFFFF:
-            # pts before dts, or hours after it: not a real reorder delay; show it at dts.
-            if npts > ndts:
-                self.stats.non_monotonic += 1
-            npts = ndts
-        self._fp.set_state(track, ndts, raw, wrap_off, rebase_off, last_delta)
+        # Timestamps: fill, unwrap, rebase, keep dts increasing (docs/design/time.md).
+        normalised = self._fp.normalise(track, pts, dts)
+        if normalised is None:
+            self.stats.dropped_no_timestamp += 1
+            return
+        ndts, npts, notes, jump_ticks = normalised
+        if notes:
+            flags |= self._timestamp_notes(track, ts, notes, jump_ticks)
 
         # --- video: keyframes, parameter sets, chunk and segment cuts ---
         if track == self._video:
@@ -435,7 +389,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             # last in decode order); a keyframe starts a new chunk.
             if key or npts > self._fp.chunk_last_vpts:
                 self._fp.chunk_last_vpts = npts
-            self._fp.chunk_vdelta = last_delta
+            self._fp.chunk_vdelta = self._fp.state(track)[4]
         elif not self._fp.started:
             self._count_unstarted_drop()
             return
@@ -446,6 +400,26 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self.stats.bytes += size
         if self._table.payload_bytes >= self._max_chunk_bytes:
             self._chunk_full()
+
+    def _timestamp_notes(self, track: int, ts: TrackState, notes: int, jump_ticks: int) -> int:
+        """Count and report what normalising a packet's timestamps did; its packet flags."""
+        pt = _native.ptable
+        if notes & pt.TS_FILLED_DTS:
+            self.stats.timestamps_synthesized += 1
+        if notes & pt.TS_WRAPPED:
+            self._event("pts_wrap", {"track": track, "offset_ticks": self._fp.state(track)[2]})
+        if notes & pt.TS_REORDERED:
+            self.stats.non_monotonic += 1
+        if notes & pt.TS_JUMPED:
+            # The raw jump is kept as a discontinuity while media time continues (T2).
+            self._event(
+                "timestamp_jump",
+                {"track": track, "jump_ns": ticks_to_ns(jump_ticks, *ts.info.time_base)},
+            )
+            self.stats.discontinuities += 1
+        if notes & pt.TS_PTS_CLAMPED:
+            self.stats.non_monotonic += 1
+        return fmt.PKT_TS_SYNTH if notes & (pt.TS_FILLED_DTS | pt.TS_FILLED_PTS) else 0
 
     @property
     def durable_end_ns(self) -> int | None:
@@ -542,19 +516,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             store_uuid=self.store.uuid,
         )
         relpath = self.store.layout.segment_relpath(self.camera_id, start_ns, seg_id)
-        row = SegmentRow(
-            camera_num=self.camera_num,
-            segment_id=seg_id,
-            start_ns=start_ns,
-            end_ns=start_ns,
-            state="open",
-            location="local",
-            path=relpath,
-            size_bytes=0,
-            sha256="",
-            chunk_count=0,
-            packet_count=0,
-            codecs=tuple(t.codec for t in tracks),
+        row = SegmentRow.opened(
+            self.camera_num, seg_id, start_ns, relpath, tuple(t.codec for t in tracks)
         )
         # W0: the open marker is durable before the file exists, so recovery finds the file.
         b = Batch()

@@ -5,7 +5,7 @@ that nothing downstream has to re-check them.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 from pathlib import Path
 from typing import Any, NamedTuple

@@ -143,18 +143,15 @@ def _recover_one(st: Store, seg_id: int, marker: dict[str, Any], rep: RecoveryRe
             b.delete(r.key())
     if damaged or lost:
         _record_damage(st, b, cam_num, seg_id, relpath, damaged, lost, entries, rep)
-    row = SegmentRow(
-        camera_num=cam_num,
-        segment_id=seg_id,
+    row = SegmentRow.sealed(
+        cam_num,
+        seg_id,
+        entries,
         start_ns=start_ns,
-        end_ns=entries[-1].end_ns,
-        state="sealed",
         location="local",
         path=relpath,
         size_bytes=size,
         sha256=sha,
-        chunk_count=len(entries),
-        packet_count=sum(e.packet_count for e in entries),
         codecs=tuple(t.codec for t in scan.meta.tracks),
         # A sealed file's content hash covers its rotted chunks too: their damage is
         # known (R6), as `check --repair` would record it.

@@ -12,7 +12,7 @@ space keeper's passes. ``close`` must not race other calls.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
-# annotation when the module loads, a few ms of every command's start-up (issue 5).
+# annotation when the module loads, a few ms of every command's start-up.
 
 import errno
 import json
@@ -121,7 +121,16 @@ W = TypeVar("W", bound=OpenWriter)
 
 
 class Store:
-    """A vstore store directory. Use ``open_store``; close it (or use ``with``) when done."""
+    """A vstore store directory. Use ``open_store``; close it (or use ``with``) when done.
+
+    Thread safety: one Store serves every thread of a process, and its methods may be called
+    from any of them. The index is RocksDB's (safe for concurrent use); the table of open
+    writers and the lease serials are guarded by an internal lock; retention runs and hold
+    changes serialise on ``retention_lock``; each camera writer has its own lock, so writers
+    of different cameras never wait on each other. ``close`` is called once, after every
+    other thread is done with the store. Across processes: one opens a store for writing
+    (the index's lock file), any number open it read-only.
+    """
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """Per-track timestamp state of a camera writer: the tick base, the wrap width, the largest
 jump taken as continuous, and the NAL framing, derived from a track's description and the
-camera's drift setting. The normalisation itself runs in ``_native.ptable.FastPath`` and in
-``CameraWriter._write_locked``."""
+camera's drift setting. The normalisation itself is ``FastPath.normalise`` (``vstore._py.ptable``
+and its compiled twin), which the writer calls for every packet its fast path does not take."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wall time for a camera's media time (lifecycle T1-T6): anchoring a run at a keyframe,
+"""Wall time for a camera's media time (time.md T1-T5, lifecycle.md K2): anchoring a run at a keyframe,
 measuring drift against the host clock, placing imports in gaps (backfill, never overlapping
 footage), and live runs in a gap after the host clock stepped back. A mixin of
 ``CameraWriter``, sharing its state under its lock."""
@@ -16,7 +16,7 @@ from vstore.store.timestamps import NAL_CODECS
 
 log = logging.getLogger(__name__)
 
-# A live run goes into a gap before later footage (the host clock stepped back, T6) only
+# A live run goes into a gap before later footage (the host clock stepped back, K2) only
 # when the gap leaves it at least this long; a shorter one is clamped past (T3).
 GAP_RUN_MIN_NS = 60 * NS_PER_S
 
@@ -61,7 +61,7 @@ class WallPlacement:
                     and predicted + max(3 * (predicted - self._chunk_start_ns), 10 * NS_PER_S)
                     >= self._ceiling_ns
                 ):
-                    # T6: the gap this run fills ends soon; continue after the footage there.
+                    # K2: the gap this run fills ends soon; continue after the footage there.
                     self._floor_ns = self._stored_end_ns()
                     self._reanchor = True
         # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
@@ -86,7 +86,7 @@ class WallPlacement:
             if floor is not None and anchor < floor and self._fixed_start_ns is None:
                 hole_end = self._gap_end_at(anchor)
             if hole_end is not None:
-                # T6: the host clock stepped back (a correction after a step forward): the
+                # K2: the host clock stepped back (a correction after a step forward): the
                 # camera's true time lies in a gap before footage stamped while the clock
                 # was ahead. Recording goes there, up to that footage, instead of being
                 # stamped after it for as long as the step was.
