@@ -7,6 +7,7 @@ will set its authenticated principal the same way)."""
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import sys
 from collections.abc import Iterator
@@ -19,8 +20,6 @@ _current: ContextVar[dict[str, Any] | None] = ContextVar("vstore_actor", default
 
 def _process_actor() -> dict[str, Any]:
     try:
-        import pwd
-
         user = pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         user = str(os.geteuid())

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import NamedTuple, Protocol
 
+from vstore.base.timebase import format_duration, format_time
+
 
 class Clock(Protocol):
     def wall_ns(self) -> int:
@@ -141,8 +143,6 @@ def judge_wall_clock(
     wall clock that is more than MAX_UNSEEN_NS past both the last time seen and the newest
     footage cannot be told from a step: act on the later of those two. A clock behind is
     trusted (acting on an earlier time only keeps more)."""
-    from vstore.base.timebase import format_duration, format_time
-
     if last is None:
         return ClockVerdict(True, wall_ns)
     if boot_id == last.boot_id and boot_ns >= last.boot_ns:

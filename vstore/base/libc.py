@@ -14,7 +14,7 @@ from typing import Any
 def function(name: str, argtypes: tuple[str, ...], restype: str) -> Any | None:
     """The C function ``name`` with its ctypes signature (type names without the ``c_``
     prefix, such as ``"int64"``); None where this C library does not have it."""
-    import ctypes
+    import ctypes  # lazily: a few ms of start-up that only the writer's cache hints need
 
     try:
         fn = getattr(ctypes.CDLL(None), name)

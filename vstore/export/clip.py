@@ -8,6 +8,8 @@ first requested frame, so a gap stays a gap in time. MP4 is written by our own m
 (``mp4_clip``); the other forms go through PyAV (``remux``)."""
 
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -138,12 +140,12 @@ def _write_clip(
             if strict:
                 raise
             raise DamagedChunks([c0]) from None
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     staged: Path | None = None
     sink: _CountingSink | None = None
     if format in EDITED_FORMATS and not isinstance(out, str | os.PathLike):
-        import tempfile
+        import tempfile  # lazily (~15 ms): only an edited format sent to a stream stages
 
         store.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(suffix=f".{format}", dir=store.layout.tmp_dir)
@@ -221,9 +223,6 @@ def clip_bytes(
 ) -> Iterator[bytes]:
     """Stream a clip as bytes. ``fmp4``/``ts`` are produced as they are muxed; ``mp4`` is
     staged on disk first (moov-first needs the whole file). Memory stays bounded."""
-    import queue
-    import threading
-
     # Leased before planning and until the last byte is produced (L1).
     lease = store.lease(ranges=[(camera_id, start_ns, end_ns)])
     lease.__enter__()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from vstore import _native
 from vstore.base.errors import CorruptSegment, NotFound
 from vstore.base.fsutil import translate_oserror
 from vstore.base.timebase import (
@@ -341,8 +342,6 @@ class NativeMp4:
 
     def _inband_params(self, t: _TrackOut) -> bytes:
         """Parameter sets from the first keyframe, for Annex-B tracks recorded without them."""
-        from vstore import _native
-
         codec = _native.CODEC_H264 if t.src.codec == "h264" else _native.CODEC_HEVC
         pc = self.chunks[0]
         chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)

@@ -1,7 +1,9 @@
 """Clips through PyAV's muxers (fragmented MP4, MPEG-TS, QuickTime, and MP4 when the native
 writer cannot): the planned packets remuxed with wall-time timestamps, never decoded."""
 
+import io
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from vstore.base.errors import CorruptSegment, VstoreError
@@ -57,9 +59,8 @@ def mux_plan(
     progress: Callable[[int, int], None] | None,
     strict: bool = False,
 ) -> None:
-    from fractions import Fraction
 
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     first = plan.parts[0].segment
     rd0 = store.segment_reader(first)
@@ -219,9 +220,7 @@ def _video_template(track: fmt.TrackInfo, keyframe: bytes) -> Any:
     replace the recorded ones; a template stream is never opened. It is made by probing the
     track's parameter sets and first keyframe as raw Annex-B.
     """
-    import io
-
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     if track.bitstream == "avcc":
         params = config_to_annexb(track.codec, track.extradata) if track.extradata else b""

@@ -38,7 +38,7 @@ class Snapshot:
 
 def decode_frame_at(store: Store, camera_id: str, at_ns: int) -> tuple[Any, int]:
     """(av.VideoFrame, its wall time) of the frame on screen at at_ns."""
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     num = store.camera_num(camera_id)
     chunks = store.index.chunks_from_keyframe(num, at_ns, at_ns + 1, fmt.CHUNK_CONTINUATION)
@@ -90,7 +90,7 @@ def snapshot(
 ) -> Snapshot:
     """Write the frame on screen at ``at_ns`` to ``out``: a path ending in .jpg, .jpeg or
     .png, or a binary file object (then ``image_format`` is "jpg" or "png")."""
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     if isinstance(out, str | os.PathLike):
         suffix = Path(out).suffix.lower()

@@ -29,7 +29,7 @@ from rocksdict import (
 )
 
 from vstore import _native
-from vstore.base import layout
+from vstore.base import actor, layout
 from vstore.base.errors import StoreLocked, VstoreError
 from vstore.base.jsonio import dumps_compact
 
@@ -568,8 +568,6 @@ class TimeIndex:
         self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
     ) -> None:
         """Append a permanent audit record (in ``batch`` when given, else committed now)."""
-        from vstore.base import actor
-
         seq = self._next(layout.NEXT_AUDIT_SEQ_KEY)
         rec = {
             "seq": seq,
@@ -625,6 +623,8 @@ def _readable_view(path: Path) -> Path:
     if os.access(path, os.W_OK):
         return path
     path = path.resolve()  # the links must name their targets from anywhere
+    # Lazily: tempfile costs ~15 ms of start-up, and only a store this user cannot write
+    # needs the view.
     import atexit
     import shutil
     import tempfile

@@ -13,6 +13,7 @@ other than AAC in ADTS) are left to FFmpeg (``ingest``), as are URLs with option
 from __future__ import annotations
 
 import io
+import ipaddress
 import select
 import socket
 import time
@@ -25,6 +26,8 @@ from vstore import _native
 from vstore.base.errors import CorruptSegment, SourceError
 from vstore.codec.aac import adts_to_asc, asc_sample_rate, split_adts
 from vstore.codec.parameter_sets import video_size
+from vstore.ingest.tracks import SourceTracks, tracks_from_av
+from vstore.segment.format import TrackInfo
 
 READ_BYTES = 256 * 1024  # at most one read: what a socket gives at once
 READ_INTERVAL_S = 0.1
@@ -72,8 +75,6 @@ class TsSocket:
 
     @staticmethod
     def _bind_udp(host: str, port: int) -> socket.socket:
-        import ipaddress
-
         addr = ipaddress.ip_address(host) if host and host != "@" else None
         family = socket.AF_INET6 if addr is not None and addr.version == 6 else socket.AF_INET
         s = socket.socket(family, socket.SOCK_DGRAM)
@@ -233,7 +234,6 @@ def probe(
     native = _native_probe(d.program, params, adts, bytes(head))
     if native is not None:
         return native
-    from vstore.ingest.tracks import tracks_from_av
 
     return _probe_bytes(bytes(head), url, tracks_from_av, d.streams)
 
@@ -243,9 +243,6 @@ def _native_probe(
 ) -> TsProbe | None:
     """Tracks from the stream's own bytes, as PyAV would give them; None when the program
     holds anything but one H.264/H.265 stream and AAC in ADTS, or a header cannot be read."""
-    from vstore.ingest.tracks import SourceTracks
-    from vstore.segment.format import TrackInfo
-
     videos = [pid for pid, t in program.items() if t in (0x1B, 0x24)]
     audios = [pid for pid, t in program.items() if t == 0x0F]
     if len(videos) != 1 or len(videos) + len(audios) != len(program) or set(audios) - set(adts):
@@ -269,7 +266,7 @@ def _native_probe(
 
 
 def _probe_bytes(head: bytes, url: str, tracks_from_av: Any, framed: dict[int, int]) -> TsProbe:
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     try:
         with av.open(io.BytesIO(head), "r", format="mpegts") as container:

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vstore import _native
 from vstore.base import heap
 from vstore.base.errors import SourceError, UsageError, VstoreError
 from vstore.base.ratelimit import RateLimiter
-from vstore.ingest import writer_pool
+from vstore.base.timebase import format_time
+from vstore.ingest import mpegts, writer_pool
+from vstore.ingest.mpegts import TsPacketizer
 from vstore.ingest.tracks import SourceTracks, tracks_from_av
+from vstore.ingest.ts_hub import hub
 from vstore.ingest.writer_pool import WriterPool
 from vstore.store.camera_writer import open_writer
 from vstore.store.store import Store
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def _open(url: str, options: dict[str, str] | None = None, timeout_s: float = 10.0) -> Any:
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     try:
         return av.open(url, "r", options=options or {}, timeout=timeout_s)
@@ -69,8 +73,6 @@ def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: flo
     """Before anything is written: an import whose length (as its container states or
     estimates it) reaches the camera's later footage is refused, naming that footage. The
     writer stops at that footage too, for files whose length was misstated."""
-    from vstore.base.timebase import format_time
-
     num = store.index.camera_num(camera_id)
     if num is None or not duration_s:
         return
@@ -98,7 +100,7 @@ def import_file(
     """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
     ``rate`` paces the footage written (an import beside live recording must leave it the
     disk: unpaced, it writes as fast as the disk takes it)."""
-    import av
+    import av  # PyAV: heavy, loaded on first use
 
     p = Path(path)
     if not p.exists():
@@ -173,8 +175,6 @@ def import_file(
 
 
 def _fmt(t_ns: int) -> str:
-    from vstore.base.timebase import format_time
-
     return format_time(t_ns)
 
 
@@ -320,8 +320,6 @@ class Recorder:
     def _connect(self) -> _AvConnection | _TsConnection:
         """A connection to the source: the native MPEG-TS path when it can carry every kept
         stream, else FFmpeg (PyAV)."""
-        from vstore.ingest import mpegts
-
         settings = self.store.config.camera(self.camera_id)
         if settings.demuxer == "auto" and self._native_ts and mpegts.native_eligible(self.url):
             sock = mpegts.TsSocket(self.url, timeout_s=5.0)
@@ -438,7 +436,7 @@ class _AvConnection:
         return self._src
 
     def pump(self, rec: Recorder, t0: float) -> None:
-        import av
+        import av  # PyAV: heavy, loaded on first use
 
         src = self.tracks()
         streams = [self.container.streams[i] for i in src.stream_to_track]
@@ -467,8 +465,6 @@ class _TsConnection:
     """MPEG-TS over TCP/UDP demuxed natively, its socket read by the TS hub."""
 
     def __init__(self, sock: Any, pr: Any) -> None:
-        from vstore.ingest.mpegts import TsPacketizer
-
         self.sock, self.pr = sock, pr
         self.packetizer = TsPacketizer(pr.pid_to_track, pr.aac_pids)
 
@@ -478,9 +474,6 @@ class _TsConnection:
     def pump(self, rec: Recorder, t0: float) -> None:
         """Hand the socket to the TS hub (one reading thread for every camera) and wait
         until the camera closes, fails, stops or reaches its deadline."""
-        from vstore import _native
-        from vstore.ingest.ts_hub import hub
-
         video = next(t for t in self.pr.tracks.tracks if t.kind == "video")
         codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
 

@@ -11,15 +11,19 @@ it seals open segments (recovery) and adopts orphan files into the index from th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vstore.base import layout
 from vstore.base.errors import CorruptSegment, NotFound, TierError, VstoreError
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment.reader import FileSource, SegmentReader
+from vstore.store.garbage import cancel_mark, mark_conflict
+from vstore.store.holds import list_holds
 from vstore.store.recovery import quarantine_chunks, recover
 from vstore.store.store import Store
 
@@ -109,7 +113,6 @@ def check_store(
                     f"{len(c_rows)} chunk rows name segment {c_seg}, which has no catalog row",
                 )
             )
-    from vstore.store.holds import list_holds
 
     holds = list_holds(store)
     names = {num: cam for cam, num in idx.cameras()}
@@ -178,7 +181,6 @@ def check_store(
                 _quarantine_damaged_chunks(store, row, problem)
     if progress is not None:
         progress(total, total)
-    from vstore.store.garbage import cancel_mark, mark_conflict
 
     pending_delete = set()
     for sid, rec in idx.garbage():
@@ -312,9 +314,6 @@ def adopt_orphan(store: Store, relpath: str) -> None:
             cam = store.index.camera_num(rd.meta.camera, create=True)
             assert cam is not None
             b = Batch()
-            import json
-
-            from vstore.base import layout
 
             b.put(
                 layout.open_key(seg_id),
@@ -368,8 +367,6 @@ def _check_orphan_identity(
     have, or a second row for footage already indexed. A file that agrees sits at the one
     path its camera, start and id allow, so an indexed segment is never adopted twice; a
     foreign store's file may repeat an id (check_store's catalog allows for that)."""
-    from vstore.base import layout
-
     if meta.segment_id != seg_id:
         raise VstoreError(f"its header names segment {meta.segment_id}, its file name {seg_id}")
     try:

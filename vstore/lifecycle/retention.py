@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vstore.base import layout
-from vstore.base.errors import CorruptSegment, VstoreError
+from vstore.base.errors import CorruptSegment, TierError, VstoreError
 from vstore.base.jsonio import loads_dict
 from vstore.base.timebase import format_duration, format_time
 from vstore.index.time_index import Batch
@@ -50,7 +50,6 @@ def apply_plan(
     any point leaves the index never pointing at missing bytes, and a rerun finishes."""
     if store.read_only:
         raise VstoreError("retention needs the store opened for writing")
-    from vstore.base.errors import TierError
 
     res = ApplyResult()
     if finish_pending:  # (the space keeper finishes only local ones, beside the writers)
@@ -217,8 +216,6 @@ def run_retention(
             "max_bytes": pol.max_bytes,
         }
     if not verdict.trusted:
-        import logging
-
         logging.getLogger(__name__).error("retention: %s", verdict.message)
     if dry_run:
         return plan, None

@@ -58,7 +58,7 @@ class SegmentTable:
         tiered: Any = None,
         locations: list[str] | None = None,
     ) -> None:
-        import numpy as np
+        import numpy as np  # NumPy: heavy, loaded on first use
 
         self.cameras = cameras
         self.cam_idx = np.asarray(cam_idx, dtype=np.int32)
@@ -123,7 +123,7 @@ class RetentionPlan:
         reasons: Any = None,
         held_rows: Any = None,
     ) -> None:
-        import numpy as np
+        import numpy as np  # NumPy: heavy, loaded on first use
 
         self.now_ns = now_ns
         self.table = table if table is not None else SegmentTable.from_infos([])
@@ -236,7 +236,7 @@ def plan_retention(
     Segments that a hold overlaps are trimmed to the held chunks (not kept whole) when they
     expire, or when the byte budget or the watermark cannot be met without them.
     """
-    import numpy as np
+    import numpy as np  # NumPy: heavy, loaded on first use
 
     t = segments if isinstance(segments, SegmentTable) else SegmentTable.from_infos(segments)
     holds = [h for h in holds if h.active]
@@ -362,7 +362,7 @@ def _mib(n: int) -> str:
 def _trim_gains(t: SegmentTable, rows: Any, holds: list[Hold]) -> Any:
     """Bytes that trimming each held segment to its holds would free, estimated by the share
     of its time no hold of its camera covers (trimming keeps whole GOPs, so a little less)."""
-    import numpy as np
+    import numpy as np  # NumPy: heavy, loaded on first use
 
     out = np.zeros(len(rows), dtype=np.int64)
     for j, i in enumerate(rows):

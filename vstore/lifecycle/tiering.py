@@ -10,6 +10,7 @@ removes the local file. Never a local delete without a verified upload.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import json
 import time
@@ -20,14 +21,19 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import TierError, VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
-from vstore.index.time_index import Batch, SegmentRow
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment import format as fmt
+from vstore.segment.reader import SegmentReader
 from vstore.store import garbage
 from vstore.store.config import AUTO_RATE, parse_rate
+from vstore.store.garbage import finish_garbage
+from vstore.store.holds import covering_holds
 from vstore.store.store import Store
 from vstore.tier.base import BlobTier, ByteRange
+from vstore.tier.source import TierSource
 
 AUTO_RATE_FACTOR = 4
 """``max_rate = "auto"`` moves footage this many times as fast as its cameras record it, so a
@@ -103,11 +109,6 @@ def tier_segment(
 ) -> TierOutcome:
     """U1-U3 for one segment. ``rate`` paces both passes over the file (the verify read from
     disk, then the copy or upload), so the footage itself moves at half its rate."""
-    import base64
-
-    from vstore.segment.reader import SegmentReader
-    from vstore.store.holds import covering_holds
-
     key = layout.object_key("", camera, row.start_ns, row.segment_id)
     path = store.layout.path(row.path)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
@@ -179,7 +180,12 @@ def run_tiering(
     On the first failure no new upload starts; those in flight finish, and a TierError
     says how far the run got (its ``result`` attribute holds the counts). A rerun resumes.
     """
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+    from concurrent.futures import (  # only uploads use the pool
+        FIRST_COMPLETED,
+        Future,
+        ThreadPoolExecutor,
+        wait,
+    )
 
     if store.read_only:
         raise VstoreError("tiering needs the store opened for writing")
@@ -193,7 +199,6 @@ def run_tiering(
     if dry_run:
         res.bytes = sum(r.size_bytes for r in rows)
         return res
-    from vstore.store.garbage import finish_garbage
 
     finish_garbage(store, local_only=True)
     leases = store.leases()
@@ -290,11 +295,6 @@ def rebuild_index_from_tier(
     Objects another store wrote (their header names its uuid) are indexed as foreign: read,
     never deleted, trimmed or re-held here (D6), unless ``adopt``: a replacement node takes
     over the objects of a store that is gone (audited), and its retention then deletes them."""
-    from vstore.base.layout import parse_segment_name
-    from vstore.index.time_index import ChunkRow
-    from vstore.segment.reader import SegmentReader
-    from vstore.tier.source import TierSource
-
     out = RebuildResult(adopted=adopt)
     objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
     out.objects = len(objs)

@@ -11,6 +11,9 @@ from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle.retention_plan import SegmentInfo
+from vstore.segment import format as fmt
+from vstore.segment.reader import SegmentReader, parse_chunk
+from vstore.segment.writer import SegmentFile
 from vstore.store.garbage import garbage_record, remove_marked, unlink_durably
 from vstore.store.holds import Hold
 from vstore.store.store import Store
@@ -30,9 +33,6 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
     audits; P3 the old file is removed. After a crash in P1, recovery seals and indexes the
     copy (R4) and the next run finds the held chunks already copied.
     """
-    from vstore.segment.reader import SegmentReader, parse_chunk
-    from vstore.segment.writer import SegmentFile
-
     row = current_row(store, seg)
     if row is None:
         return 0
@@ -195,8 +195,6 @@ def current_row(store: Store, seg: SegmentInfo) -> SegmentRow | None:
 def _kept_chunks(entries: list[Any], holds: list[Hold]) -> list[bool]:
     """Which chunks of a segment a trim keeps: those its camera's holds overlap, with the
     chunks back to their GOP's start (a kept continuation cannot decode without them)."""
-    from vstore.segment import format as fmt
-
     keep = [any(e.start_ns < h.to_ns and e.end_ns > h.from_ns for h in holds) for e in entries]
     for i in range(len(entries) - 1, 0, -1):
         if keep[i] and entries[i].flags & fmt.CHUNK_CONTINUATION:

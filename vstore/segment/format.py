@@ -211,7 +211,7 @@ def crc32_parts(parts: list[bytes | bytearray | memoryview], value: int = 0) -> 
 def _load_crc32_big() -> Any:
     global _crc32_big
     try:  # imported on first use: short commands never load it
-        from isal.isal_zlib import crc32 as big
+        from isal.isal_zlib import crc32 as big  # optional and heavy
     except ImportError:  # a platform without the wheel: zlib is only slower
         big = zlib.crc32
     _crc32_big = big

@@ -9,6 +9,7 @@ checksums, which is how recovery finds the last whole chunk of a torn segment.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
+import hashlib
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -234,7 +235,6 @@ class SegmentReader:
         tables, and the content SHA-256. Returns the SHA-256 of the whole file (what an
         object store verifies an upload against), so nothing needs a second read.
         ``pace(n)`` is called before each read of n bytes (a tier job's bandwidth cap)."""
-        import hashlib
 
         def read(offset: int, length: int) -> bytes:
             if pace is not None:

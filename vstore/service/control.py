@@ -29,10 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from vstore.api import open_store
+from vstore.base import actor
+from vstore.base.actor import acting_as
 from vstore.base.errors import StoreLocked, StoreReadOnly, VstoreError, error_class
 from vstore.base.fsutil import translate_oserror
 from vstore.base.layout import StoreLayout
 from vstore.jobs import registry
+from vstore.store.store import pid_alive, resolve_store_path
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,6 @@ def run_job(
     """Run a registered job on the store at ``store_path`` (which must exist): opened here
     when no other process holds it, else through the process that does, if it serves
     requests (a running `vstore record` does); otherwise StoreLocked."""
-    from vstore.api import open_store
-    from vstore.store.store import resolve_store_path
-
     try:
         with open_store(store_path, create=False) as store:
             return registry.run(store, name, params, progress)
@@ -89,7 +90,6 @@ def serving(layout: StoreLayout) -> bool:
         return False
     if time.time() - beat_s > STALE_S:
         return False
-    from vstore.store.store import pid_alive
 
     return pid_alive(pid)
 
@@ -102,7 +102,6 @@ def call(
     request_id = uuid.uuid4().hex
     request = layout.control_request_path(request_id)
     response = layout.control_response_path(request_id)
-    from vstore.base import actor
 
     _write_durably(
         request, {"job": name, "params": params, "pid": os.getpid(), "actor": actor.current()}
@@ -234,7 +233,6 @@ class ControlServer:
         try:
             doc = json.loads(running.read_text())
             client = doc.get("pid")
-            from vstore.store.store import pid_alive
 
             if isinstance(client, int) and not pid_alive(client):
                 # Its client was killed before it could withdraw: nobody asks for it now.
@@ -245,7 +243,6 @@ class ControlServer:
             if fn is None:
                 raise VstoreError(f"unknown job {doc.get('job')!r}")
             params = dict(doc.get("params") or {})
-            from vstore.base.actor import acting_as
 
             with acting_as(doc.get("actor")):  # the audit names the client, not this server
                 reply: dict[str, Any] = {"result": fn(self.store, params, self._progress)}

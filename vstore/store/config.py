@@ -7,10 +7,13 @@ that nothing downstream has to re-check them.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vstore.base.errors import ConfigError
+from vstore.base.errors import ConfigError, UsageError
+from vstore.base.layout import validate_camera_id
+from vstore.base.timebase import parse_age_ns
 
 CONFIG_TEMPLATE = """\
 # vstore store configuration. Every value shown is the default; edit and keep what you need.
@@ -236,8 +239,6 @@ AUTO_RATE = "auto"
 def parse_rate(text: str | int) -> int | str:
     """A tier job's ``max_rate``: ``auto``, ``none`` (0: uncapped) or a size per second
     such as ``50MB``."""
-    from vstore.base.errors import UsageError
-
     if isinstance(text, str) and text.strip().lower() in (AUTO_RATE, "none"):
         return AUTO_RATE if text.strip().lower() == AUTO_RATE else 0
     try:
@@ -252,8 +253,6 @@ def parse_rate(text: str | int) -> int | str:
 def parse_fixed_rate(text: str) -> int:
     """A pace of a job that has no cameras of its own to follow (an import, a check): a size
     per second such as ``50MB``, or ``none`` (0: as fast as the disk goes)."""
-    from vstore.base.errors import UsageError
-
     try:
         rate = parse_rate(text)
     except UsageError:
@@ -271,9 +270,6 @@ def parse_size_bytes(text: str | int) -> int:
         if text < 0:
             raise ConfigError(f"negative size: {text}")
         return text
-    import re
-
-    from vstore.base.errors import UsageError
 
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
@@ -294,16 +290,12 @@ def _config_size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        from vstore.base.errors import UsageError
-
         raise UsageError(f"bad size {value!r}: use e.g. 500GB, 2TiB or 1048576B")
     return parse_size_bytes(value)
 
 
 def retention_limit(value: int, what: str) -> int:
     """A retention age or size, which must be above 0: 0 would delete all footage."""
-    from vstore.base.errors import UsageError
-
     if value <= 0:
         raise UsageError(f"{what} must be more than 0 (0 would delete all unheld footage)")
     return value
@@ -311,9 +303,6 @@ def retention_limit(value: int, what: str) -> int:
 
 def _policy_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
     """The policy settings a section sets (field name -> value), each checked."""
-    from vstore.base.errors import UsageError
-    from vstore.base.timebase import parse_age_ns
-
     unknown = set(table) - {*POLICY_KEYS, "cameras"}
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -334,8 +323,6 @@ def _policy_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
     """The ``cameras = [...]`` of a [*.groups.NAME] table, each a valid camera id."""
-    from vstore.base.layout import validate_camera_id
-
     members = table.get("cameras", [])
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise ConfigError(f"{where}: cameras must be a list")
@@ -345,8 +332,6 @@ def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
 
 
 def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
-    from vstore.base.layout import validate_camera_id
-
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [retention] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
@@ -441,7 +426,6 @@ def load_config(path: Path) -> StoreConfig:
     cams = doc.get("cameras", {})
     if not isinstance(cams, dict):
         raise ConfigError(f"{path}: [cameras] must be a table of tables")
-    from vstore.base.layout import validate_camera_id
 
     for cam_id, table in cams.items():
         validate_camera_id(cam_id)
@@ -458,10 +442,6 @@ def load_config(path: Path) -> StoreConfig:
 
 
 def _tier(doc: Any, where: str) -> TierConfig:
-    from vstore.base.errors import UsageError
-    from vstore.base.layout import validate_camera_id
-    from vstore.base.timebase import parse_age_ns
-
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [tier] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from vstore.base import layout
+from vstore.base.errors import TierError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch
@@ -75,8 +76,6 @@ def finish_garbage(
     Objects a tier cannot delete now stay marked; their errors are listed. ``local_only``
     leaves tiered ones to the next retention run (opening a store must not wait on an
     object store)."""
-    from vstore.base.errors import TierError
-
     marks = store.index.garbage()
     if not marks:
         return 0

@@ -4,10 +4,11 @@ S3 object legal holds, and consulted by every deletion (lifecycle H1-H3)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 
 from vstore.base import layout
-from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.errors import NotFound, TierError, UsageError, VstoreError
 from vstore.base.jsonio import dumps_compact, to_jsonable
 from vstore.base.timebase import TimeRange, WallNs, format_time
 from vstore.index.time_index import Batch
@@ -102,8 +103,6 @@ def sync_object_holds(
 def _mirror(store: Store, hold: Hold, what: str) -> None:
     res = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     if res.errors:
-        from vstore.base.errors import TierError
-
         err = TierError(
             f"hold #{hold.id} is {what} in the index, but {len(res.errors)} tiered object(s) "
             f"could not be updated ({res.errors[0]}); run `vstore hold sync` when the object "
@@ -162,7 +161,6 @@ def release_hold(
     raw = store.index.get(layout.hold_key(hold_id)) if 0 < hold_id < 1 << 64 else None
     if raw is None:
         raise NotFound(f"no hold #{hold_id}")
-    import json
 
     hold = Hold(**json.loads(raw))
     if not hold.active:
@@ -170,7 +168,6 @@ def release_hold(
             f"hold #{hold_id} was already released by {hold.released_by} at "
             f"{format_time(hold.released_ns or 0)}"
         )
-    from dataclasses import replace
 
     done = replace(
         hold, released_ns=store.clock.wall_ns(), released_by=by.strip(), release_reason=reason

@@ -15,9 +15,11 @@ space keeper's passes. ``close`` must not race other calls.
 # annotation when the module loads, a few ms of every command's start-up.
 
 import errno
+import fcntl
 import json
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +55,9 @@ from vstore.store.config import StoreConfig, load_config
 from vstore.store.disk import DiskUsage, disk_usage
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
 from vstore.store.space import MakeRoom, SpaceKeeper
+from vstore.tier import open_tier
+from vstore.tier.cache import CachedTier
+from vstore.tier.source import TierSource
 
 if TYPE_CHECKING:  # the pools start with the first writer: reads never load them
     from concurrent.futures import Executor
@@ -530,7 +535,6 @@ class Store:
         """
         if not self.read_only:
             return False
-        import fcntl
 
         try:
             fd = os.open(self.layout.index_dir / "LOCK", os.O_RDWR)
@@ -557,8 +561,6 @@ class Store:
         id and (camera, start_ns, end_ns) ranges. A reader leases the range it asks for
         before it plans from the index, so no segment it plans can be deleted under it
         (lifecycle L1-L3); any process on this host sees the lease."""
-        import socket
-
         with self._lock:
             self._lease_serial += 1
             serial = self._lease_serial
@@ -585,8 +587,6 @@ class Store:
 
     def tier(self, url: str) -> Any:
         """The object store at url (one client per URL for the life of the store)."""
-        from vstore.tier import open_tier
-
         with self._lock:
             t = self._tiers.get(url)
             if t is None:
@@ -596,8 +596,6 @@ class Store:
                     return t
                 cap = self.config.tier.cache_bytes
                 if cap > 0:
-                    from vstore.tier.cache import CachedTier
-
                     try:
                         t = CachedTier(t, self.layout.tier_cache_dir(t.url), cap)
                     except OSError:
@@ -610,7 +608,6 @@ class Store:
         through the local read cache unless ``cached`` is False, as checks need)."""
         if row.location == "local":
             return SegmentReader.open(self.layout.path(row.path))
-        from vstore.tier.source import TierSource
 
         tier = self.tier(row.location)
         if not cached:

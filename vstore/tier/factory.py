@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vstore.base.errors import UsageError
 from vstore.tier.base import BlobTier
+from vstore.tier.local import LocalTier
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -19,7 +20,7 @@ def open_tier(url: str) -> BlobTier:
     if not url.strip():
         raise UsageError("the tier URL is empty")
     if url.startswith("s3://"):
-        from vstore.tier.s3 import S3Tier
+        from vstore.tier.s3 import S3Tier  # boto3: heavy, loaded for s3:// only
 
         bucket, _, prefix = url[5:].partition("/")
         if not bucket:
@@ -31,7 +32,6 @@ def open_tier(url: str) -> BlobTier:
             f"tier URL {url!r}: unsupported scheme {scheme.group(1)!r} "
             "(use s3://BUCKET/PREFIX, file:///DIR or a plain directory path)"
         )
-    from vstore.tier.local import LocalTier
 
     path = url.removeprefix("file://")
     return LocalTier(Path(path))

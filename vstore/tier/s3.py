@@ -11,15 +11,29 @@ the store verifies and that vstore compares after the upload.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
 from vstore.base.errors import NotFound, TierError
 from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
+from vstore.tier.local import file_sha256_b64
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single PUT
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -40,8 +54,6 @@ class S3Tier(BlobTier):
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
     ) -> None:
-        import boto3
-        from botocore.config import Config
 
         if not bucket:
             raise TierError("s3:// URL without a bucket")
@@ -77,13 +89,6 @@ class S3Tier(BlobTier):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _fail(self, exc: Exception, what: str) -> TierError:
-        from botocore.exceptions import (
-            ClientError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            ReadTimeoutError,
-        )
 
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
@@ -116,8 +121,6 @@ class S3Tier(BlobTier):
     def put_file(
         self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
     ) -> ObjectInfo:
-        from boto3.s3.transfer import TransferConfig
-        from botocore.exceptions import BotoCoreError, ClientError
 
         # The caller hashed these bytes while verifying them; the bytes actually sent are
         # hashed on their way out (no extra read), the store checks the header checksum, and
@@ -140,8 +143,6 @@ class S3Tier(BlobTier):
                     )
                 sent = body.sha256_b64()
                 if sent is None:
-                    from vstore.tier.local import file_sha256_b64
-
                     sent = file_sha256_b64(Path(path))
                 if sent != sha256_b64:
                     self.delete(key)  # a store that does not check: never keep such an object
@@ -183,7 +184,6 @@ class S3Tier(BlobTier):
         return ObjectInfo(key, size, sha256_b64)
 
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if rng is not None:
@@ -203,7 +203,6 @@ class S3Tier(BlobTier):
         return data
 
     def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             h = self._s3.head_object(Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED")
@@ -216,7 +215,6 @@ class S3Tier(BlobTier):
         return ObjectInfo(key, int(h["ContentLength"]), h.get("ChecksumSHA256"))
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             # In a versioned (object-lock) bucket a plain DELETE only adds a delete marker and
@@ -235,7 +233,6 @@ class S3Tier(BlobTier):
             raise self._fail(exc, f"delete of {key}") from exc
 
     def set_legal_hold(self, key: str, on: bool) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._s3.put_object_legal_hold(
@@ -252,7 +249,6 @@ class S3Tier(BlobTier):
         return True
 
     def legal_hold(self, key: str) -> bool | None:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             r = self._s3.get_object_legal_hold(Bucket=self.bucket, Key=self._key(key))
@@ -268,7 +264,6 @@ class S3Tier(BlobTier):
         return bool(r.get("LegalHold", {}).get("Status") == "ON")
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -294,8 +289,6 @@ def _no_object_lock(exc: Exception) -> bool:
 def _multipart_sha256_b64(path: Path, part_bytes: int) -> tuple[str, str]:
     """The file's SHA-256 and the composite checksum S3 keeps for it uploaded in parts of
     part_bytes (the SHA-256 of its parts' SHA-256 digests), both base64, from one read."""
-    import hashlib
-
     whole, digests = hashlib.sha256(), []
     with open(path, "rb") as f:
         while part := f.read(part_bytes):
