@@ -17,31 +17,20 @@ NAL_VPS = 8
 NAL_VCL = 16  # some slice was seen
 
 
+# (flag bits, is a slice) by NAL unit type; types not listed are (0, False).
+_H264_TYPES = {5: (NAL_KEY | NAL_VCL, True), 7: (NAL_SPS, False), 8: (NAL_PPS, False)}
+_H264_TYPES.update(dict.fromkeys(range(1, 5), (NAL_VCL, True)))
+_HEVC_TYPES = {32: (NAL_VPS, False), 33: (NAL_SPS, False), 34: (NAL_PPS, False)}
+_HEVC_TYPES.update(dict.fromkeys(range(10), (NAL_VCL, True)))
+_HEVC_TYPES.update(dict.fromkeys(range(16, 22), (NAL_KEY | NAL_VCL, True)))  # IRAP slices
+_OTHER = (0, False)
+
+
 def _classify(codec: int, header: int) -> tuple[int, bool]:
     """Return (flag bits, is_vcl) for one NAL unit's first header byte."""
     if codec == CODEC_H264:
-        t = header & 0x1F
-        if t == 5:
-            return NAL_KEY | NAL_VCL, True
-        if 1 <= t <= 4:
-            return NAL_VCL, True
-        if t == 7:
-            return NAL_SPS, False
-        if t == 8:
-            return NAL_PPS, False
-        return 0, False
-    t = (header >> 1) & 0x3F
-    if 16 <= t <= 21:
-        return NAL_KEY | NAL_VCL, True
-    if t <= 9:
-        return NAL_VCL, True
-    if t == 32:
-        return NAL_VPS, False
-    if t == 33:
-        return NAL_SPS, False
-    if t == 34:
-        return NAL_PPS, False
-    return 0, False
+        return _H264_TYPES.get(header & 0x1F, _OTHER)
+    return _HEVC_TYPES.get((header >> 1) & 0x3F, _OTHER)
 
 
 def _units(data: bytes, length_size: int):

@@ -9,6 +9,7 @@ import sys
 
 from vstore.cli.common import (
     add_json_arg,
+    add_range_args,
     add_store_arg,
     add_tz_arg,
     fmt_bytes,
@@ -22,14 +23,11 @@ from vstore.cli.common import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arg(p)
-    p.add_argument("--camera", required=True, help="camera id")
-    p.add_argument("--from", dest="start", required=True, metavar="T", help="first frame time")
-    p.add_argument(
-        "--to",
-        dest="end",
-        required=True,
-        metavar="T",
-        help="end time (exclusive); relative: --to=-5m. A clip spans at most 7 days",
+    add_range_args(
+        p,
+        camera="camera id",
+        start="first frame time",
+        end="end time (exclusive); relative: --to=-5m. A clip spans at most 7 days",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="output file ('-' for stdout)")
     p.add_argument(

@@ -25,6 +25,22 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
+def add_range_args(
+    p: argparse.ArgumentParser,
+    *,
+    camera: str,
+    start: str,
+    end: str,
+    camera_required: bool = True,
+    range_required: bool = True,
+) -> None:
+    """--camera and the [--from, --to) range a command reads or acts on, with its help texts
+    (--from and --to land in ``args.start`` and ``args.end``)."""
+    p.add_argument("--camera", required=camera_required, help=camera)
+    p.add_argument("--from", dest="start", required=range_required, metavar="T", help=start)
+    p.add_argument("--to", dest="end", required=range_required, metavar="T", help=end)
+
+
 def add_tz_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tz",

@@ -9,6 +9,7 @@ import getpass
 from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
     add_json_arg,
+    add_range_args,
     add_store_arg,
     add_tz_arg,
     fmt_time,
@@ -21,20 +22,24 @@ from vstore.cli.common import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="place a hold")
-    a.add_argument("--camera", required=True, help="the camera whose footage to hold")
-    a.add_argument(
-        "--from", dest="start", required=True, metavar="T", help="start of the held range"
-    )
-    a.add_argument(
-        "--to", dest="end", required=True, metavar="T", help="end of the held range (exclusive)"
+    add_range_args(
+        a,
+        camera="the camera whose footage to hold",
+        start="start of the held range",
+        end="end of the held range (exclusive)",
     )
     a.add_argument("--reason", required=True, help="case number, request, ...")
     a.add_argument("--by", default=None, help="who places it (default: login name)")
     ls = sub.add_parser("list", help="active holds (--all: released ones too)")
     ls.add_argument("--all", action="store_true", help="released holds too")
-    ls.add_argument("--camera", help="only this camera's holds")
-    ls.add_argument("--from", dest="start", metavar="T", help="only holds that reach past T")
-    ls.add_argument("--to", dest="end", metavar="T", help="only holds that begin before T")
+    add_range_args(
+        ls,
+        camera="only this camera's holds",
+        start="only holds that reach past T",
+        end="only holds that begin before T",
+        camera_required=False,
+        range_required=False,
+    )
     r = sub.add_parser("release", help="release a hold")
     r.add_argument("id", type=int, help="the hold's number (vstore hold list)")
     r.add_argument("--by", default=None, help="who releases it (default: login name)")

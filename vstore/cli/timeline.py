@@ -6,6 +6,7 @@ import argparse
 
 from vstore.cli.common import (
     add_json_arg,
+    add_range_args,
     add_store_arg,
     add_tz_arg,
     fmt_time,
@@ -16,10 +17,12 @@ from vstore.cli.common import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arg(p)
-    p.add_argument("--camera", required=True, help="camera id")
-    p.add_argument("--from", dest="start", metavar="T", help="start time (default: first)")
-    p.add_argument(
-        "--to", dest="end", metavar="T", help="end time (default: last); relative: --to=-5m"
+    add_range_args(
+        p,
+        camera="camera id",
+        start="start time (default: first)",
+        end="end time (default: last); relative: --to=-5m",
+        range_required=False,
     )
     add_json_arg(p)
     add_tz_arg(p)

@@ -15,33 +15,30 @@ def config_to_annexb(codec: str, record: bytes) -> bytes:
     try:
         out = bytearray()
         if codec == "h264":
-            n_sps = record[5] & 0x1F
-            pos = 6
-            for _ in range(n_sps):
-                ln = int.from_bytes(record[pos : pos + 2], "big")
-                out += START + record[pos + 2 : pos + 2 + ln]
-                pos += 2 + ln
-            n_pps = record[pos]
-            pos += 1
-            for _ in range(n_pps):
-                ln = int.from_bytes(record[pos : pos + 2], "big")
-                out += START + record[pos + 2 : pos + 2 + ln]
-                pos += 2 + ln
+            pos = _copy_units(record, 6, record[5] & 0x1F, out)  # the SPSs
+            _copy_units(record, pos + 1, record[pos], out)  # the PPSs
             return bytes(out)
         if codec == "hevc":
-            n_arrays = record[22]
             pos = 23
-            for _ in range(n_arrays):
-                n = int.from_bytes(record[pos + 1 : pos + 3], "big")
-                pos += 3
-                for _ in range(n):
-                    ln = int.from_bytes(record[pos : pos + 2], "big")
-                    out += START + record[pos + 2 : pos + 2 + ln]
-                    pos += 2 + ln
+            for _ in range(record[22]):  # one array per NAL unit type (VPS, SPS, PPS, SEI)
+                count = int.from_bytes(record[pos + 1 : pos + 3], "big")
+                pos = _copy_units(record, pos + 3, count, out)
             return bytes(out)
     except IndexError:
         raise CorruptSegment(f"malformed {codec} configuration record") from None
     raise ValueError(f"no configuration record conversion for {codec}")
+
+
+def _copy_units(record: bytes, pos: int, count: int, out: bytearray) -> int:
+    """Append ``count`` units stored as 16-bit length + bytes from ``pos`` to ``out`` as
+    Annex-B; returns the position after them."""
+    for _ in range(count):
+        ln = int.from_bytes(record[pos : pos + 2], "big")
+        if pos + 2 + ln > len(record):
+            raise IndexError(pos)
+        out += START + record[pos + 2 : pos + 2 + ln]
+        pos += 2 + ln
+    return pos
 
 
 def length_prefixed_to_annexb(data: bytes, length_size: int = 4) -> bytes:
