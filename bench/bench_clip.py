@@ -17,7 +17,7 @@ from tools.camsim import StreamSpec, write_file
 from vstore.api import open_store
 from vstore.export.clip import clip_bytes, write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 
 T0 = 1_737_075_600_000_000_000
 NS = 1_000_000_000

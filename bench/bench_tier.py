@@ -13,7 +13,7 @@ import pytest
 from tools.camsim import StreamSpec, write_file
 from vstore.api import open_store
 from vstore.export.clip import clip_bytes
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
 
 T0 = 1_737_075_600_000_000_000

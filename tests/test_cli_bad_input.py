@@ -20,7 +20,7 @@ from vstore.base.timebase import MAX_TIME_NS, MIN_TIME_NS, TimeRange, parse_time
 from vstore.cli.main import _join_relative_times, main
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 from vstore.store.holds import list_holds
 from vstore.tier.factory import open_tier
 

@@ -18,7 +18,7 @@ from vstore.api import open_store
 from vstore.base.errors import NotFound, UsageError
 from vstore.export.clip import clip_bytes, write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 
 FRAME_NS = 40_000_000  # 25 fps
 

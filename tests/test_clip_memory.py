@@ -18,7 +18,7 @@ from tests.conftest import START_NS
 from tools.camsim import StreamSpec, write_file
 from vstore import Packet
 from vstore.api import open_store
-from vstore.ingest.recorder import tracks_from_av
+from vstore.ingest.tracks import tracks_from_av
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,8 @@ from tests.test_roundtrip import decode_counters
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
 from vstore.base.errors import SourceError
-from vstore.ingest.recorder import import_file, tracks_from_av
+from vstore.ingest.file_import import import_file
+from vstore.ingest.tracks import tracks_from_av
 from vstore.lifecycle.check import check_store
 
 

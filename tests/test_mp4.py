@@ -20,7 +20,7 @@ from vstore.codec.parameter_sets import avcc_record
 from vstore.export import mp4, mp4_clip
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 
 FRAME_NS = 40_000_000
 

@@ -15,7 +15,7 @@ from vstore.base.errors import SourceError
 from vstore.codec.aac import split_adts
 from vstore.codec.annexb import annexb_units
 from vstore.ingest.mpegts import _probe_bytes, probe
-from vstore.ingest.recorder import tracks_from_av
+from vstore.ingest.tracks import tracks_from_av
 
 TWINS = _native.implementations()
 

@@ -234,3 +234,58 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
     # The failed segment was left open for recovery (W5), which the next open runs.
     with open_store(store_dir) as store:
         assert check_store(store).ok
+
+
+class ReplaySource:
+    """A Source (vstore.ingest.source) of the packets of a file, pushed in batches as the
+    native path does: the recorder must take any source that follows the protocol."""
+
+    demuxer = "replay"
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        from vstore.ingest.source import RawPacket
+        from vstore.ingest.tracks import tracks_from_av
+
+        with av.open(str(path)) as c:
+            self._tracks = tracks_from_av(c)
+            m = self._tracks.stream_to_track
+            self.packets = [
+                RawPacket(
+                    m[p.stream.index], p.pts, p.dts, bool(p.is_keyframe), bytes(p), None, False
+                )
+                for p in c.demux([c.streams[i] for i in m])
+                if p.size
+            ]
+        self.closed = False
+
+    def tracks(self):
+        return self._tracks
+
+    def pump(self, sink, t0):
+        for i in range(0, len(self.packets), 10):
+            if sink.stopping(t0):
+                return
+            batch = self.packets[i : i + 10]
+            sink.enqueue(batch, any(p.is_key for p in batch if p.track == 0), key_at=None)
+
+    def close(self):
+        from vstore.ingest.source import SourceDamage
+
+        self.closed = True
+        return SourceDamage(continuity_errors=2)
+
+
+def test_any_source_following_the_protocol_records_through_the_recorder(store, media):
+    source = ReplaySource(media("replay.mp4", 3.0, gop_frames=25))
+
+    class ReplayRecorder(Recorder):
+        def _connect(self):
+            return source
+
+    status = ReplayRecorder(store, "replay", "replay://file", reconnect=False).run()
+    assert source.closed and status.ts_continuity_errors == 2
+    assert status.writer["packets"] == len(source.packets) == 75
+    assert decoded_ok(store, "replay")[:1] == [0]
+    assert check_store(store).ok

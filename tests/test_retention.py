@@ -181,7 +181,7 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
     from tests.test_clip import decode
     from vstore.export.clip import write_clip
     from vstore.export.clip_plan import plan_clip
-    from vstore.ingest.recorder import import_file
+    from vstore.ingest.file_import import import_file
 
     d = tmp_path / "store"
     d.mkdir()
@@ -220,7 +220,7 @@ def test_hold_pins_footage_through_aggressive_retention_then_release(tmp_path, m
 
 @pytest.mark.parametrize("rule", ["max_bytes", "watermark"])
 def test_budget_and_watermark_trim_held_segments_to_their_held_chunks(tmp_path, media, rule):
-    from vstore.ingest.recorder import import_file
+    from vstore.ingest.file_import import import_file
 
     d = tmp_path / "store"
     d.mkdir()

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import START_NS
 from tools.camsim import read_frame_counter
 from vstore.base.timebase import ticks_to_ns
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 from vstore.segment.reader import SegmentReader
 
 CASES = [

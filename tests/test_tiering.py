@@ -10,7 +10,7 @@ from tests.conftest import START_NS
 from vstore.api import open_store
 from vstore.base.errors import TierError, VstoreError
 from vstore.export.clip import clip_bytes
-from vstore.ingest.recorder import import_file
+from vstore.ingest.file_import import import_file
 from vstore.lifecycle.check import check_store
 from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
 from vstore.store import garbage

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.ratelimit import RateLimiter
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import progress_bar
-    from vstore.ingest.recorder import import_file
+    from vstore.ingest.file_import import import_file
     from vstore.store.config import parse_fixed_rate
     from vstore.store.store import resolve_store_path
 

@@ -1,11 +1,11 @@
-"""Ingest: sources (files, RTSP, MPEG-TS over TCP/UDP, anything FFmpeg opens) into writers.
+"""Live recording: a ``Recorder`` records one camera's source into its writer, through a
+bounded queue (the writer run by the process's ``writer_pool``), reconnecting with backoff;
+``record_many`` runs one per camera so a slow camera never stalls another.
 
-PyAV demuxes, never decodes. ``import_file`` brings in an old recording at a given
-wall-clock start. ``Recorder`` records one live source with a bounded queue in front of its
-writer (run by the process's ``writer_pool``), and reconnects with backoff; ``record_many``
-runs one per camera so a slow camera never stalls another. FFmpeg sources are read on the
-recorder's own thread; native MPEG-TS sockets are read by the process's TS hub
-(``ts_hub``), one thread for all of them.
+The recorder picks the source (``Source`` in ``vstore.ingest.source``): the native MPEG-TS
+source (``ts_source``, read by the TS hub, one thread for all cameras) when it can frame
+every kept stream, else FFmpeg (``av_source``, read on the recorder's own thread). It is
+the sink those sources hand packets to.
 """
 
 from __future__ import annotations
@@ -16,166 +16,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from vstore import _native
 from vstore.base import heap
-from vstore.base.errors import SourceError, UsageError, VstoreError
-from vstore.base.ratelimit import RateLimiter
-from vstore.base.timebase import format_time
+from vstore.base.errors import SourceError, VstoreError
 from vstore.ingest import mpegts, writer_pool
-from vstore.ingest.mpegts import TsPacketizer
-from vstore.ingest.tracks import SourceTracks, tracks_from_av
-from vstore.ingest.ts_hub import hub
+from vstore.ingest.av_source import AvSource
+from vstore.ingest.source import Source
+from vstore.ingest.ts_source import open_ts_source
 from vstore.ingest.writer_pool import WriterPool
 from vstore.store.camera_writer import open_writer
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def _open(url: str, options: dict[str, str] | None = None, timeout_s: float = 10.0) -> Any:
-    import av  # PyAV: heavy, loaded on first use
-
-    try:
-        return av.open(url, "r", options=options or {}, timeout=timeout_s)
-    except FileNotFoundError:
-        raise SourceError(f"{url}: no such file") from None
-    except av.FFmpegError as exc:
-        # FFmpeg's text without its errno (AVERROR codes such as 1094995529 mean nothing to
-        # a person), then what it usually means for a file.
-        why = exc.strerror or str(exc)
-        hint = " (not a recording FFmpeg can read)" if "Invalid data" in why else ""
-        raise SourceError(f"cannot open {url}: {why}{hint}") from exc
-    except OSError as exc:
-        raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
-
-
-@dataclass
-class ImportResult:
-    camera: str
-    packets: int
-    bytes: int
-    segments: int
-    start_ns: int
-    end_ns: int | None
-    stats: dict[str, Any]
-    ignored: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-
-
-# A file whose container declares this much more than could be read is called truncated.
-TRUNCATED_MIN_S = 1.0
-
-
-def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: float) -> None:
-    """Before anything is written: an import whose length (as its container states or
-    estimates it) reaches the camera's later footage is refused, naming that footage. The
-    writer stops at that footage too, for files whose length was misstated."""
-    num = store.index.camera_num(camera_id)
-    if num is None or not duration_s:
-        return
-    after = next(iter(store.index.chunks(num, start_ns, 2**63 - 1)), None)
-    if after is None or after.start_ns <= start_ns:
-        return  # (footage at the start itself is refused by the writer, naming it)
-    end_ns = start_ns + int(duration_s * 1e9)
-    if end_ns > after.start_ns:
-        raise UsageError(
-            f"the file is about {duration_s:.1f} s long: from {format_time(start_ns)} it would "
-            f"run to {format_time(end_ns)}, over footage camera {camera_id!r} already has from "
-            f"{format_time(after.start_ns)}; nothing was stored (import it earlier, or under "
-            "another camera id)"
-        )
-
-
-def import_file(
-    store: Store,
-    path: str | Path,
-    camera_id: str,
-    start_ns: int,
-    progress: Callable[[float], None] | None = None,
-    rate: RateLimiter | None = None,
-) -> ImportResult:
-    """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
-    ``rate`` paces the footage written (an import beside live recording must leave it the
-    disk: unpaced, it writes as fast as the disk takes it)."""
-    import av  # PyAV: heavy, loaded on first use
-
-    p = Path(path)
-    if not p.exists():
-        raise SourceError(f"{p}: no such file")
-    container = _open(str(p))
-    try:
-        src = tracks_from_av(container)
-        duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
-        # MPEG-TS has no declared length (FFmpeg estimates one from the bitrate): only a
-        # container that states its duration can show that the file was cut short.
-        declared_s = duration if "mpegts" not in container.format.name else 0.0
-        streams = [container.streams[i] for i in src.stream_to_track]
-        _refuse_overlap(store, camera_id, start_ns, duration)
-        writer = open_writer(store, camera_id, src.tracks, start_ns=start_ns)
-        mapping = src.stream_to_track
-        try:
-            with writer:
-                for pkt in container.demux(streams):
-                    if pkt.size == 0:
-                        continue
-                    writer.write_raw(
-                        mapping[pkt.stream.index],
-                        pkt.pts,
-                        pkt.dts,
-                        bool(pkt.is_keyframe),
-                        bytes(pkt),
-                        None,
-                        bool(pkt.is_corrupt),
-                    )
-                    if rate is not None:
-                        rate.consume(pkt.size)
-                    if progress is not None and duration and pkt.pts is not None:
-                        progress(min(1.0, float(pkt.pts * pkt.time_base) / duration))
-        except av.FFmpegError as exc:
-            raise SourceError(
-                f"{p}: demux failed after {writer.stats.packets} packets "
-                f"(stored footage up to there is kept): {exc}"
-            ) from exc
-        except UsageError:
-            if writer.overlap_error is None:
-                raise
-        if writer.overlap_error is not None:
-            raise writer.overlap_error  # (after the writer sealed what came before)
-    finally:
-        container.close()
-    stats = writer.stats
-    if stats.packets == 0:
-        raise SourceError(
-            f"{p}: no storable footage (dropped before a keyframe: "
-            f"{stats.dropped_before_keyframe}, without codec parameters: "
-            f"{stats.dropped_no_params})"
-        )
-    end_ns = writer.durable_end_ns  # (a backfill ends before the camera's later footage)
-    warnings = []
-    read_s = (end_ns - start_ns) / 1e9 if end_ns is not None else 0.0
-    if declared_s and declared_s - read_s > TRUNCATED_MIN_S:
-        warnings.append(
-            f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
-            "the file may be truncated (what was read is stored)"
-        )
-    return ImportResult(
-        camera=camera_id,
-        packets=stats.packets,
-        bytes=stats.bytes,
-        segments=stats.segments,
-        start_ns=start_ns,
-        end_ns=end_ns,
-        stats=stats.as_dict(),
-        ignored=src.ignored,
-        warnings=tuple(warnings),
-    )
-
-
-def _fmt(t_ns: int) -> str:
-    return format_time(t_ns)
 
 
 # --- live recording ---------------------------------------------------------------------------
@@ -200,17 +53,6 @@ class RecorderStatus:
     ts_continuity_errors: int = 0
     ts_resyncs: int = 0
     writer: dict[str, Any] = field(default_factory=dict)
-
-
-def source_options(url: str) -> dict[str, str]:
-    """FFmpeg options that make live sources fail fast instead of hanging."""
-    if url.startswith(("rtsp://", "rtsps://")):
-        return {"rtsp_transport": "tcp", "timeout": "5000000"}
-    if url.startswith("udp://"):
-        return {"timeout": "5000000", "fifo_size": "1000000", "overrun_nonfatal": "1"}
-    if url.startswith("tcp://"):
-        return {"timeout": "5000000"}
-    return {}
 
 
 class Recorder:
@@ -252,6 +94,13 @@ class Recorder:
     def deadline_passed(self, t0: float) -> bool:
         """Whether a recording given a duration has run it out (its source stops reading)."""
         return self.duration_s is not None and time.monotonic() - t0 >= self.duration_s
+
+    def stopping(self, t0: float) -> bool:
+        """Whether the source should stop reading: stopped, out of time, or the writer failed."""
+        return self.stop_event.is_set() or self.deadline_passed(t0) or bool(self.error)
+
+    def wall_ns(self) -> int:
+        return self.store.clock.wall_ns()
 
     def _pause(self, t0: float, backoff_s: float) -> bool:
         """Wait out a reconnect backoff, but not past the deadline (--duration 8 against a
@@ -296,7 +145,9 @@ class Recorder:
                     self.status.last_error = str(exc)
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
-                    conn.close(self.status)
+                    damage = conn.close()
+                    self.status.ts_continuity_errors += damage.continuity_errors
+                    self.status.ts_resyncs += damage.resyncs
                 if is_file or not self.reconnect or self.error:
                     break
                 if not self.stop_event.is_set() and not self.deadline_passed(t0):
@@ -317,29 +168,24 @@ class Recorder:
             self.status.writer = self.writer.stats.as_dict()
         return self.status
 
-    def _connect(self) -> _AvConnection | _TsConnection:
+    def _connect(self) -> Source:
         """A connection to the source: the native MPEG-TS path when it can carry every kept
         stream, else FFmpeg (PyAV)."""
         settings = self.store.config.camera(self.camera_id)
         if settings.demuxer == "auto" and self._native_ts and mpegts.native_eligible(self.url):
-            sock = mpegts.TsSocket(self.url, timeout_s=5.0)
-            try:
-                pr = mpegts.probe(sock.read, self.url)
-            except BaseException:
-                sock.close()
-                raise
-            if pr.native:
-                self.status.demuxer = "native"
-                return _TsConnection(sock, pr)
-            sock.close()
+            native = open_ts_source(self.url)
+            if native is not None:
+                self.status.demuxer = native.demuxer
+                return native
             self._native_ts = False  # decided once per recorder: say so, then use FFmpeg
             log.info(
                 "camera %s: a kept stream is not AAC/H.264/H.265 in ADTS/Annex-B framing; "
                 "FFmpeg demuxes this source",
                 self.camera_id,
             )
-        self.status.demuxer = "ffmpeg"
-        return _AvConnection(_open(self.url, source_options(self.url), timeout_s=5.0), self.url)
+        source = AvSource(self.url)
+        self.status.demuxer = source.demuxer
+        return source
 
     def enqueue(
         self,
@@ -421,73 +267,6 @@ class Recorder:
                 else:
                     log.exception("camera %s: writer stopped", self.camera_id)
         return True
-
-
-class _AvConnection:
-    """A source FFmpeg demuxes (PyAV): files, RTSP, and anything else it opens."""
-
-    def __init__(self, container: Any, url: str) -> None:
-        self.container, self.url = container, url
-        self._src: SourceTracks | None = None
-
-    def tracks(self) -> SourceTracks:
-        if self._src is None:
-            self._src = tracks_from_av(self.container)
-        return self._src
-
-    def pump(self, rec: Recorder, t0: float) -> None:
-        import av  # PyAV: heavy, loaded on first use
-
-        src = self.tracks()
-        streams = [self.container.streams[i] for i in src.stream_to_track]
-        mapping = src.stream_to_track
-        clock = rec.store.clock
-        video_track = next(t.index for t in src.tracks if t.kind == "video")
-        try:
-            for pkt in self.container.demux(streams):
-                if rec.stop_event.is_set() or rec.deadline_passed(t0) or rec.error:
-                    return
-                if pkt.size == 0:
-                    continue
-                track = mapping[pkt.stream.index]
-                key = bool(pkt.is_keyframe)
-                item = (track, pkt.pts, pkt.dts, key, bytes(pkt), clock.wall_ns(),
-                        bool(pkt.is_corrupt))  # fmt: skip
-                rec.enqueue(item, track == video_track and key)
-        except av.FFmpegError as exc:
-            raise SourceError(f"{self.url}: {exc}") from exc
-
-    def close(self, status: RecorderStatus) -> None:
-        self.container.close()
-
-
-class _TsConnection:
-    """MPEG-TS over TCP/UDP demuxed natively, its socket read by the TS hub."""
-
-    def __init__(self, sock: Any, pr: Any) -> None:
-        self.sock, self.pr = sock, pr
-        self.packetizer = TsPacketizer(pr.pid_to_track, pr.aac_pids)
-
-    def tracks(self) -> SourceTracks:
-        return self.pr.tracks
-
-    def pump(self, rec: Recorder, t0: float) -> None:
-        """Hand the socket to the TS hub (one reading thread for every camera) and wait
-        until the camera closes, fails, stops or reaches its deadline."""
-        video = next(t for t in self.pr.tracks.tracks if t.kind == "video")
-        codec = _native.CODEC_H264 if video.codec == "h264" else _native.CODEC_HEVC
-
-        def first_key(batch: list[tuple[Any, ...]]) -> int:
-            return _native.nal.first_key(batch, video.index, codec)
-
-        hub().run(self, rec, t0, first_key)
-
-    def close(self, status: RecorderStatus) -> None:
-        """Close the socket and add this connection's transport-stream damage counts."""
-        self.sock.close()
-        d = self.packetizer.demux
-        status.ts_continuity_errors += d.cc_errors
-        status.ts_resyncs += d.resyncs
 
 
 def record_many(

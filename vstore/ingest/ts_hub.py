@@ -23,6 +23,7 @@ from typing import Any
 
 from vstore.base.errors import SourceError
 from vstore.ingest.mpegts import READ_INTERVAL_S
+from vstore.ingest.source import PacketSink
 
 MAX_READS_PER_TICK = 8  # a camera far behind catches up over several ticks, fairly
 # How often a camera's socket is drained. Each drain costs a wake-up, a recv and the Python
@@ -44,8 +45,8 @@ HANDOVER_MAX_BYTES = 2 * 1024 * 1024
 class TsSession:
     """One camera's connection while the hub reads it."""
 
-    def __init__(self, conn: Any, rec: Any, t0: float, first_key: Any) -> None:
-        self.conn, self.rec, self.t0, self.first_key = conn, rec, t0, first_key
+    def __init__(self, conn: Any, sink: PacketSink, t0: float, first_key: Any) -> None:
+        self.conn, self.sink, self.t0, self.first_key = conn, sink, t0, first_key
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.last_data = time.monotonic()
@@ -65,8 +66,7 @@ class TsSession:
             self.done.set()
 
     def stopping(self) -> bool:
-        rec = self.rec
-        return rec.stop_event.is_set() or rec.deadline_passed(self.t0) or bool(rec.error)
+        return self.sink.stopping(self.t0)
 
     def feed(self, data: bytes, now_ns: int) -> None:
         self._add(self.conn.packetizer.feed(data, now_ns), len(data))
@@ -90,9 +90,9 @@ class TsSession:
         self.pending, self.pending_bytes, self.key_at = [], 0, -1
         self.handed_at = time.monotonic()
         if batch:
-            self.rec.enqueue(batch, key_at >= 0, block=False, key_at=key_at)
+            self.sink.enqueue(batch, key_at >= 0, block=False, key_at=key_at)
 
-    def drain(self, clock: Any) -> bool:
+    def drain(self) -> bool:
         """Read what is queued; False once the session has ended."""
         sock = self.conn.sock
         for _ in range(MAX_READS_PER_TICK):
@@ -103,10 +103,10 @@ class TsSession:
                 return False
             if data:
                 self.last_data = time.monotonic()
-                self.feed(data, clock.wall_ns())
+                self.feed(data, self.sink.wall_ns())
             if eof:
                 # The camera closed the connection: what is assembled goes out whole.
-                self._add(self.conn.packetizer.flush(clock.wall_ns()), 0)
+                self._add(self.conn.packetizer.flush(self.sink.wall_ns()), 0)
                 self.finish()
                 return False
             if not full:
@@ -124,14 +124,14 @@ class TsHub:
         self._pending: list[TsSession] = []
         self._thread: threading.Thread | None = None
 
-    def run(self, conn: Any, rec: Any, t0: float, first_key: Any) -> None:
-        """Read ``conn`` for ``rec`` until the session ends (returns) or fails (raises).
+    def run(self, conn: Any, sink: PacketSink, t0: float, first_key: Any) -> None:
+        """Read ``conn`` for ``sink`` until the session ends (returns) or fails (raises).
         ``first_key(packets)``: index of the first video keyframe, -1 if none."""
-        s = TsSession(conn, rec, t0, first_key)
+        s = TsSession(conn, sink, t0, first_key)
         # The probed seconds first; then the connection lets go of them (a GOP or more per
         # camera, kept for the whole session otherwise).
         head, conn.pr.head = conn.pr.head, b""
-        s.feed(head, rec.store.clock.wall_ns())
+        s.feed(head, sink.wall_ns())
         del head
         with self._lock:
             self._pending.append(s)
@@ -165,7 +165,7 @@ class TsHub:
                         continue  # a TCP camera in a hub that ticks faster for UDP ones
                     s.next_read = tick + s.interval_s - 0.01
                     try:
-                        alive = s.drain(s.rec.store.clock)
+                        alive = s.drain()
                     except Exception as exc:  # noqa: BLE001 - one camera's failure is its own
                         s.finish(exc)
                         alive = False

@@ -1,0 +1,139 @@
+"""Import of an old recording (MP4, MKV, MPEG-TS, ... from an older camera system) into a
+camera, its first keyframe placed at the wall-clock start the operator gives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vstore.base.errors import SourceError, UsageError
+from vstore.base.ratelimit import RateLimiter
+from vstore.base.timebase import format_time
+from vstore.ingest.av_source import open_container
+from vstore.ingest.tracks import tracks_from_av
+from vstore.store.camera_writer import open_writer
+from vstore.store.store import Store
+
+
+@dataclass
+class ImportResult:
+    camera: str
+    packets: int
+    bytes: int
+    segments: int
+    start_ns: int
+    end_ns: int | None
+    stats: dict[str, Any]
+    ignored: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+# A file whose container declares this much more than could be read is called truncated.
+TRUNCATED_MIN_S = 1.0
+
+
+def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: float) -> None:
+    """Before anything is written: an import whose length (as its container states or
+    estimates it) reaches the camera's later footage is refused, naming that footage. The
+    writer stops at that footage too, for files whose length was misstated."""
+    num = store.index.camera_num(camera_id)
+    if num is None or not duration_s:
+        return
+    after = next(iter(store.index.chunks(num, start_ns, 2**63 - 1)), None)
+    if after is None or after.start_ns <= start_ns:
+        return  # (footage at the start itself is refused by the writer, naming it)
+    end_ns = start_ns + int(duration_s * 1e9)
+    if end_ns > after.start_ns:
+        raise UsageError(
+            f"the file is about {duration_s:.1f} s long: from {format_time(start_ns)} it would "
+            f"run to {format_time(end_ns)}, over footage camera {camera_id!r} already has from "
+            f"{format_time(after.start_ns)}; nothing was stored (import it earlier, or under "
+            "another camera id)"
+        )
+
+
+def import_file(
+    store: Store,
+    path: str | Path,
+    camera_id: str,
+    start_ns: int,
+    progress: Callable[[float], None] | None = None,
+    rate: RateLimiter | None = None,
+) -> ImportResult:
+    """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
+    ``rate`` paces the footage written (an import beside live recording must leave it the
+    disk: unpaced, it writes as fast as the disk takes it)."""
+    import av  # PyAV: heavy, loaded on first use
+
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file")
+    container = open_container(str(p))
+    try:
+        src = tracks_from_av(container)
+        duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
+        # MPEG-TS has no declared length (FFmpeg estimates one from the bitrate): only a
+        # container that states its duration can show that the file was cut short.
+        declared_s = duration if "mpegts" not in container.format.name else 0.0
+        streams = [container.streams[i] for i in src.stream_to_track]
+        _refuse_overlap(store, camera_id, start_ns, duration)
+        writer = open_writer(store, camera_id, src.tracks, start_ns=start_ns)
+        mapping = src.stream_to_track
+        try:
+            with writer:
+                for pkt in container.demux(streams):
+                    if pkt.size == 0:
+                        continue
+                    writer.write_raw(
+                        mapping[pkt.stream.index],
+                        pkt.pts,
+                        pkt.dts,
+                        bool(pkt.is_keyframe),
+                        bytes(pkt),
+                        None,
+                        bool(pkt.is_corrupt),
+                    )
+                    if rate is not None:
+                        rate.consume(pkt.size)
+                    if progress is not None and duration and pkt.pts is not None:
+                        progress(min(1.0, float(pkt.pts * pkt.time_base) / duration))
+        except av.FFmpegError as exc:
+            raise SourceError(
+                f"{p}: demux failed after {writer.stats.packets} packets "
+                f"(stored footage up to there is kept): {exc}"
+            ) from exc
+        except UsageError:
+            if writer.overlap_error is None:
+                raise
+        if writer.overlap_error is not None:
+            raise writer.overlap_error  # (after the writer sealed what came before)
+    finally:
+        container.close()
+    stats = writer.stats
+    if stats.packets == 0:
+        raise SourceError(
+            f"{p}: no storable footage (dropped before a keyframe: "
+            f"{stats.dropped_before_keyframe}, without codec parameters: "
+            f"{stats.dropped_no_params})"
+        )
+    end_ns = writer.durable_end_ns  # (a backfill ends before the camera's later footage)
+    warnings = []
+    read_s = (end_ns - start_ns) / 1e9 if end_ns is not None else 0.0
+    if declared_s and declared_s - read_s > TRUNCATED_MIN_S:
+        warnings.append(
+            f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
+            "the file may be truncated (what was read is stored)"
+        )
+    return ImportResult(
+        camera=camera_id,
+        packets=stats.packets,
+        bytes=stats.bytes,
+        segments=stats.segments,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        stats=stats.as_dict(),
+        ignored=src.ignored,
+        warnings=tuple(warnings),
+    )
