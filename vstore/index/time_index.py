@@ -232,6 +232,18 @@ class Batch:
         self._wb.delete(key)
         self.count += 1
 
+    def put_open_marker(
+        self, segment_id: int, camera: str, camera_num: int, path: str, start_ns: int
+    ) -> None:
+        """The open marker of a segment being written (lifecycle W0), as recovery reads it
+        back through ``TimeIndex.open_segments``."""
+        self.put(
+            layout.open_key(segment_id),
+            dumps_compact(
+                {"camera": camera, "path": path, "start_ns": start_ns, "camera_num": camera_num}
+            ),
+        )
+
 
 # Shared by every index opened in this process. Sized so that the chunk rows a server seeks
 # in (a camera-month is ~65 MB uncompressed; 1,000 camera-hours about the same) stay decoded

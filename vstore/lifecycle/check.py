@@ -11,7 +11,6 @@ it seals open segments (recovery) and adopts orphan files into the index from th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -308,24 +307,13 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     with SegmentReader.open(store.layout.path(relpath)) as rd:
         _check_orphan_identity(store, relpath, rd.meta, start_ns, seg_id)
         try:
-            rd.trailer()
+            sha = rd.trailer().sha256.hex()
         except CorruptSegment:
             # Unsealed: let recovery seal it by registering it as an open segment first.
             cam = store.index.camera_num(rd.meta.camera, create=True)
             assert cam is not None
             b = Batch()
-
-            b.put(
-                layout.open_key(seg_id),
-                json.dumps(
-                    {
-                        "camera": rd.meta.camera,
-                        "path": relpath,
-                        "start_ns": start_ns,
-                        "camera_num": cam,
-                    }
-                ).encode(),
-            )
+            b.put_open_marker(seg_id, rd.meta.camera, cam, relpath, start_ns)
             store.index.commit(b)
             rd.close()
             recover(store)
@@ -342,8 +330,6 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     for e in entries:
         r = ChunkRow.from_entry(cam, seg_id, e)
         b.put(r.key(), r.value())
-    with SegmentReader.open(store.layout.path(relpath)) as rd:
-        sha = rd.trailer().sha256.hex()
     row = SegmentRow.sealed(
         cam,
         seg_id,

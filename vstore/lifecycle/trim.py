@@ -7,7 +7,7 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import CorruptSegment, VstoreError
-from vstore.base.jsonio import dumps_compact, loads_dict
+from vstore.base.jsonio import loads_dict
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle.retention_plan import SegmentInfo
@@ -87,17 +87,7 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
             new_id = store.index.new_segment_id()
             relpath = store.layout.segment_relpath(seg.camera, to_copy[0].start_ns, new_id)
             marker = Batch()
-            marker.put(
-                layout.open_key(new_id),
-                dumps_compact(
-                    {
-                        "camera": seg.camera,
-                        "path": relpath,
-                        "start_ns": to_copy[0].start_ns,
-                        "camera_num": seg.camera_num,
-                    }
-                ),
-            )
+            marker.put_open_marker(new_id, seg.camera, seg.camera_num, relpath, to_copy[0].start_ns)
             store.index.commit(marker, sync=True)
             # Provenance: the copy's header names the original's content hash and the CRCs
             # of the chunks it keeps (verbatim, so the same), earlier trims' first.

@@ -24,7 +24,6 @@ from vstore.base import layout
 from vstore.base.clock import Clock
 from vstore.base.errors import StorageFull, UsageError, VstoreError
 from vstore.base.fsutil import Fs
-from vstore.base.jsonio import dumps_compact
 from vstore.base.timebase import GAP_TOLERANCE_NS, check_time_ns, format_time, ticks_to_ns
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
@@ -521,17 +520,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         )
         # W0: the open marker is durable before the file exists, so recovery finds the file.
         b = Batch()
-        b.put(
-            layout.open_key(seg_id),
-            dumps_compact(
-                {
-                    "camera": self.camera_id,
-                    "path": relpath,
-                    "start_ns": start_ns,
-                    "camera_num": self.camera_num,
-                }
-            ),
-        )
+        b.put_open_marker(seg_id, self.camera_id, self.camera_num, relpath, start_ns)
         b.put(row.key(), row.value())
         gap_from = self._last_end_ns
         if gap_from is not None and self._run_reason != "continuous":
