@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.cli.common import add_json_arg, add_store_arg, add_tz_arg, print_json
+from vstore.cli.common import add_common_args, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
+    add_common_args(p, tz=True)
     p.add_argument("--camera", help="only records about this camera")
     p.add_argument("--since", metavar="T", help="only records made at or after T")
     p.add_argument("--until", metavar="T", help="only records made before T")
-    add_tz_arg(p)
-    add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

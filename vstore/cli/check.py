@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 
 from vstore.base.jsonio import to_jsonable
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 from vstore.cli.exit_codes import exit_code_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
+    add_common_args(p)
     p.add_argument("--repair", action="store_true", help="fix what can be fixed without loss")
     p.add_argument(
         "--quick", action="store_true", help="skip whole-segment SHA-256 (chunk CRCs only)"
@@ -24,7 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bytes read back per second, e.g. 50MB, so that live recording on the same disk "
         "keeps its share (default: none, as fast as the disk reads)",
     )
-    add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,15 +39,8 @@ def run(args: argparse.Namespace) -> int:
     # cannot change anything (a writable open would run recovery).
     with (
         open_store(args.store, read_only=not args.repair, create=False) as store,
-        progress_bar(None, "checking", not args.json, "seg") as bar,
+        progress_bar(None, "checking", not args.json, "seg") as progress,
     ):
-
-        def progress(done: int, total: int) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
         rep = check_store(
             store,
             repair=args.repair,

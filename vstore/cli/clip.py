@@ -8,10 +8,8 @@ import argparse
 import sys
 
 from vstore.cli.common import (
-    add_json_arg,
+    add_common_args,
     add_range_args,
-    add_store_arg,
-    add_tz_arg,
     fmt_bytes,
     fmt_time,
     print_json,
@@ -22,7 +20,7 @@ from vstore.cli.common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
+    add_common_args(p, tz=True)
     add_range_args(
         p,
         camera="camera id",
@@ -47,8 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "gap listed as damaged",
     )
     p.add_argument("--plan", action="store_true", help="only print the plan")
-    add_tz_arg(p)
-    add_json_arg(p)
 
 
 # File name endings and the container each means; anything else needs --format.
@@ -119,13 +115,9 @@ def run(args: argparse.Namespace) -> int:
         # A pipe gets the same frame-exact MP4 as a file: vstore's muxer computes the index
         # first and streams the rest, so nothing needs a seek.
         out = sys.stdout.buffer if args.output == "-" else args.output
-        with progress_bar(plan.bytes, "clip", not args.json and args.output != "-", "B") as bar:
-
-            def progress(done: int, total: int) -> None:
-                if bar is not None:
-                    bar.n = done
-                    bar.refresh()
-
+        with progress_bar(
+            plan.bytes, "clip", not args.json and args.output != "-", "B"
+        ) as progress:
             res = write_clip(store, plan, out, format=fmt, progress=progress, strict=args.strict)
         plan = res.plan  # (without chunks that did not verify, if any)
     if args.json:

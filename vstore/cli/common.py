@@ -13,16 +13,21 @@ from typing import Any
 from vstore.base.errors import UsageError
 
 
-def add_store_arg(p: argparse.ArgumentParser) -> None:
+def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False) -> None:
+    """The options every command takes: --store and --json, and --tz where it prints times."""
     p.add_argument(
         "--store",
         metavar="DIR",
         help="store directory (default: $VSTORE_STORE, else ./vstore-data)",
     )
-
-
-def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    if tz:
+        p.add_argument(
+            "--tz",
+            default="UTC",
+            metavar="ZONE",
+            help="zone for printed times: UTC (default), local, or an IANA name like Asia/Bangkok",
+        )
 
 
 def add_range_args(
@@ -39,15 +44,6 @@ def add_range_args(
     p.add_argument("--camera", required=camera_required, help=camera)
     p.add_argument("--from", dest="start", required=range_required, metavar="T", help=start)
     p.add_argument("--to", dest="end", required=range_required, metavar="T", help=end)
-
-
-def add_tz_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tz",
-        default="UTC",
-        metavar="ZONE",
-        help="zone for printed times: UTC (default), local, or an IANA name like Asia/Bangkok",
-    )
 
 
 def resolve_tz(name: str) -> tzinfo:
@@ -124,16 +120,35 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
+class Progress:
+    """The callback a long job reports to: ``progress(done, total)`` moves the bar, when
+    there is one (``total`` None keeps the bar's total)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, done: float, total: float | None = None) -> None:
+        if self.bar is None:
+            return
+        if total is not None:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+
 @contextmanager
-def progress_bar(total: float | None, desc: str, enabled: bool, unit: str = "") -> Iterator[Any]:
-    """A tqdm bar on stderr when it is a terminal and output is for a person; else a no-op."""
+def progress_bar(
+    total: float | None, desc: str, enabled: bool, unit: str = ""
+) -> Iterator[Progress]:
+    """A tqdm bar on stderr when it is a terminal and output is for a person (else a
+    callback that does nothing), as the `Progress` callback to hand the job."""
     if not enabled or not sys.stderr.isatty():
-        yield None
+        yield Progress(None)
         return
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
     try:
-        yield bar
+        yield Progress(bar)
     finally:
         bar.close()

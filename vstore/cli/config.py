@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json
+from vstore.cli.common import add_common_args, fmt_bytes, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("show", help="the resolved settings (of one camera with --camera)")
     s.add_argument("--camera", metavar="ID", help="the camera whose policy to resolve")
-    add_store_arg(s)
-    add_json_arg(s)
+    add_common_args(s)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,10 +8,8 @@ import getpass
 
 from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
-    add_json_arg,
+    add_common_args,
     add_range_args,
-    add_store_arg,
-    add_tz_arg,
     fmt_time,
     print_json,
     resolve_tz,
@@ -48,9 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "sync", help="re-apply S3 object legal holds to tiered footage (after an outage)"
     )
     for q in (a, ls, r, sy):
-        add_store_arg(q)
-        add_json_arg(q)
-        add_tz_arg(q)
+        add_common_args(q, tz=True)
 
 
 def run(args: argparse.Namespace) -> int:

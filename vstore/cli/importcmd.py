@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, fmt_time, print_json
+from vstore.cli.common import add_common_args, fmt_bytes, fmt_time, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,8 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="footage written per second, e.g. 50MB, so that live recording on the same disk "
         "keeps its share (default: none, as fast as the disk takes it)",
     )
-    add_store_arg(p)
-    add_json_arg(p)
+    add_common_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,14 +49,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with (
             open_store(root) as store,
-            progress_bar(100, "importing", not args.json, "%") as bar,
+            progress_bar(None, "importing", not args.json, "s") as progress,
         ):
-
-            def progress(frac: float) -> None:
-                if bar is not None:
-                    bar.n = round(frac * 100)
-                    bar.refresh()
-
             limiter = RateLimiter(rate) if rate else None
             r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
     except BaseException:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.cli.common import add_json_arg, add_store_arg, print_json
+from vstore.cli.common import add_common_args, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
-    add_json_arg(p)
+    add_common_args(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,9 +6,7 @@ import argparse
 
 from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
-    add_json_arg,
-    add_store_arg,
-    add_tz_arg,
+    add_common_args,
     fmt_bytes,
     fmt_time,
     print_json,
@@ -18,9 +16,7 @@ from vstore.cli.common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
-    add_json_arg(p)
-    add_tz_arg(p)
+    add_common_args(p, tz=True)
 
 
 def run(args: argparse.Namespace) -> int:

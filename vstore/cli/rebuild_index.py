@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from vstore.base.jsonio import to_jsonable
-from vstore.cli.common import add_json_arg, add_store_arg, print_json, progress_bar
+from vstore.cli.common import add_common_args, print_json, progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="take over objects another store wrote (only when that store is gone for good): "
         "this store's retention then deletes them. Without it they are read-only here",
     )
-    add_store_arg(p)
-    add_json_arg(p)
+    add_common_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,15 +47,8 @@ def run(args: argparse.Namespace) -> int:
             raise NotFound(f"no tier directory at {root}")
     with (
         open_store(args.store) as store,
-        progress_bar(None, "indexing", not args.json, "obj") as bar,
+        progress_bar(None, "indexing", not args.json, "obj") as progress,
     ):
-
-        def progress(done: int, total: int) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
         res = rebuild_index_from_tier(
             store, store.tier(args.source), progress=progress, adopt=args.adopt
         )

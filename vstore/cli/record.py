@@ -9,7 +9,7 @@ import argparse
 import signal
 import threading
 
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json
+from vstore.cli.common import add_common_args, fmt_bytes, print_json
 from vstore.cli.exit_codes import exit_code_of
 
 
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop after this long (e.g. 90s, 15m, 2h, or seconds)",
     )
     p.add_argument("--no-reconnect", action="store_true", help="stop when a source ends")
-    add_store_arg(p)
-    add_json_arg(p)
+    add_common_args(p)
 
 
 def run(args: argparse.Namespace) -> int:

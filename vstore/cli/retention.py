@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "last saw of it (after you checked it is right)",
     )
     r.add_argument("--every", metavar="DURATION", help="run repeatedly (e.g. 5m) until interrupted")
-    add_store_arg(r)
-    add_json_arg(r)
+    add_common_args(r)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,14 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "trust_clock": args.trust_clock,
     }
     while True:
-        with progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as bar:
-
-            def progress(done: int, total: int) -> None:
-                if bar is not None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
+        with progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as progress:
             # Never a new store; a store a recorder holds open runs the job through it
             # (vstore.service.control), where no progress is shown.
             try:

@@ -7,11 +7,11 @@ import argparse
 import sys
 
 from vstore.base.jsonio import to_jsonable
-from vstore.cli.common import add_json_arg, add_store_arg, print_json, refuse_overwrite
+from vstore.cli.common import add_common_args, print_json, refuse_overwrite
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
+    add_common_args(p)
     p.add_argument("--camera", required=True, help="camera id")
     p.add_argument("--at", required=True, metavar="T", help="instant (ISO 8601, now, -5m)")
     p.add_argument(
@@ -23,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-y", "--overwrite", action="store_true", help="replace FILE if it exists (else refused)"
     )
-    add_json_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

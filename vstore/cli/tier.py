@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from vstore.base.jsonio import to_jsonable
-from vstore.cli.common import add_json_arg, add_store_arg, fmt_bytes, print_json, progress_bar
+from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "none, or a size such as 50MB (default: [tier] max_rate, auto)",
     )
     r.add_argument("--dry-run", action="store_true", help="only say what would move")
-    add_store_arg(r)
-    add_json_arg(r)
+    add_common_args(r)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,14 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--parallel must be within 1..64")
         rate = parse_rate(args.max_rate) if args.max_rate else None
         tier = store.tier(url)
-        with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as bar:
-
-            def progress(done: int, total: int) -> None:
-                if bar is not None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
+        with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as progress:
             try:
                 res = run_tiering(
                     store,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vstore.cli.common import (
-    add_json_arg,
+    add_common_args,
     add_range_args,
-    add_store_arg,
-    add_tz_arg,
     fmt_time,
     print_json,
     resolve_tz,
@@ -16,7 +14,7 @@ from vstore.cli.common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
+    add_common_args(p, tz=True)
     add_range_args(
         p,
         camera="camera id",
@@ -24,8 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         end="end time (default: last); relative: --to=-5m",
         range_required=False,
     )
-    add_json_arg(p)
-    add_tz_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -59,12 +59,13 @@ def import_file(
     path: str | Path,
     camera_id: str,
     start_ns: int,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, float], None] | None = None,
     rate: RateLimiter | None = None,
 ) -> ImportResult:
     """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
     ``rate`` paces the footage written (an import beside live recording must leave it the
-    disk: unpaced, it writes as fast as the disk takes it)."""
+    disk: unpaced, it writes as fast as the disk takes it). ``progress(done_s, total_s)``
+    reports the media seconds imported out of the file's declared duration."""
     import av  # PyAV: heavy, loaded on first use
 
     p = Path(path)
@@ -98,7 +99,7 @@ def import_file(
                     if rate is not None:
                         rate.consume(pkt.size)
                     if progress is not None and duration and pkt.pts is not None:
-                        progress(min(1.0, float(pkt.pts * pkt.time_base) / duration))
+                        progress(min(duration, float(pkt.pts * pkt.time_base)), duration)
         except av.FFmpegError as exc:
             raise SourceError(
                 f"{p}: demux failed after {writer.stats.packets} packets "

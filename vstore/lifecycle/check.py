@@ -306,43 +306,24 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     start_ns, seg_id = parsed
     with SegmentReader.open(store.layout.path(relpath)) as rd:
         _check_orphan_identity(store, relpath, rd.meta, start_ns, seg_id)
+        camera = rd.meta.camera
         try:
-            sha = rd.trailer().sha256.hex()
+            rd.trailer()
         except CorruptSegment:
-            # Unsealed: let recovery seal it by registering it as an open segment first.
-            cam = store.index.camera_num(rd.meta.camera, create=True)
-            assert cam is not None
-            b = Batch()
-            b.put_open_marker(seg_id, rd.meta.camera, cam, relpath, start_ns)
-            store.index.commit(b)
-            rd.close()
-            recover(store)
-            return
-        rd.verify()
-        entries = rd.directory()
-        meta = rd.meta
-    if not entries or entries[0].start_ns != start_ns:
-        raise VstoreError("its name's start time is not its first chunk's")
-    cam = store.index.camera_num(meta.camera, create=True)
+            pass  # unsealed: recovery seals it
+        else:
+            entries = rd.directory()
+            if not entries or entries[0].start_ns != start_ns:
+                raise VstoreError("its name's start time is not its first chunk's")
+    # Registered as an open segment, recovery indexes it as it would after a crash: an
+    # unsealed file is sealed at its last whole chunk, a sealed one has its chunks
+    # verified, and only chunks that verify are indexed, the rest recorded as damage.
+    cam = store.index.camera_num(camera, create=True)
     assert cam is not None
-    size = store.layout.path(relpath).stat().st_size
     b = Batch()
-    for e in entries:
-        r = ChunkRow.from_entry(cam, seg_id, e)
-        b.put(r.key(), r.value())
-    row = SegmentRow.sealed(
-        cam,
-        seg_id,
-        entries,
-        start_ns=start_ns,
-        location="local",
-        path=relpath,
-        size_bytes=size,
-        sha256=sha,
-        codecs=tuple(t.codec for t in meta.tracks),
-    )
-    b.put(row.key(), row.value())
+    b.put_open_marker(seg_id, camera, cam, relpath, start_ns)
     store.index.commit(b)
+    recover(store)
 
 
 def _check_orphan_identity(

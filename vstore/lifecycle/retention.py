@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ApplyResult:
+    """What a retention run did (``vstore retention run --json`` prints it beside the plan):
+    counts of segments and bytes deleted or trimmed, and what it had to leave for later."""
+
     deleted_segments: int = 0
     deleted_bytes: int = 0
     finished_garbage: int = 0

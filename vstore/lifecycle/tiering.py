@@ -61,6 +61,9 @@ def auto_rate_bytes(rows: Iterable[SegmentRow]) -> int:
 
 @dataclass
 class TierResult:
+    """What a tiering run did (``vstore tier run --json``): segments planned and moved, the
+    bytes and seconds it took, what it left for later, and any upload errors."""
+
     planned: int = 0
     tiered: int = 0
     bytes: int = 0
@@ -273,6 +276,9 @@ def run_tiering(
 
 @dataclass
 class RebuildResult:
+    """What rebuilding the index from a tier found (``vstore rebuild-index --json``): the
+    objects listed, the segments and chunks indexed, and the objects other stores own."""
+
     objects: int = 0
     indexed: int = 0
     already_indexed: int = 0

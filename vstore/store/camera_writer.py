@@ -343,7 +343,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         pts: int | None,
         dts: int | None,
         is_key: bool,
-        data: bytes | bytearray | memoryview,
+        data: bytes,  # owned: write_raw copied a view or bytearray
         wall_ns: int | None,
         corrupt: bool,
     ) -> None:
