@@ -105,17 +105,26 @@ def test_clip_bigger_than_the_memory_budget_reads_chunks_again(tmp_path, media, 
     assert (tmp_path / "kept.mp4").read_bytes() == (tmp_path / "reread.mp4").read_bytes()
 
 
-def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_file(tmp_path, media):
-    with _store(tmp_path, media, "dmg.ts", codec="h264") as st:
+def _flip_byte(st, part, c) -> None:
+    path = st.layout.root / part.segment.path
+    with open(path, "r+b") as f:
+        f.seek(c.offset + c.length // 2)
+        b = f.read(1)
+        f.seek(c.offset + c.length // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+# .ts: Annex-B video, whose sample sizes change in the rewrite (chunks read and checked
+# before the moov); .mp4: stored as MP4 wants it (moov from the packet tables alone).
+@pytest.mark.parametrize("source", ["dmg.ts", "dmg.mp4"])
+def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_file(
+    tmp_path, media, source
+):
+    with _store(tmp_path, media, source, codec="h264") as st:
         plan = plan_clip(st, "cam", t(30), t(130))
         part = plan.parts[-1]
         c = part.chunks[-1]
-        path = st.layout.root / part.segment.path
-        with open(path, "r+b") as f:
-            f.seek(c.offset + c.length // 2)
-            b = f.read(1)
-            f.seek(c.offset + c.length // 2)
-            f.write(bytes([b[0] ^ 0xFF]))
+        _flip_byte(st, part, c)
         out = tmp_path / "clip.mp4"
         with pytest.raises(CorruptSegment, match="checksum"):
             write_clip(st, plan, out, strict=True)
@@ -123,6 +132,45 @@ def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_fi
         # By default the damaged GOP is a gap, listed as damaged, and the rest is served.
         res = write_clip(st, plan, out)
         assert res.plan.damaged == [(c.start_ns, c.end_ns)] and out.stat().st_size > 0
+
+
+def test_moov_from_the_tables_reads_each_chunk_once(tmp_path, media, monkeypatch):
+    """Footage stored as MP4 wants it: the moov comes from the packet tables, and each
+    chunk's payload is read (and checked) once, as it streams, whatever the clip length."""
+    from vstore.segment.reader import SegmentReader
+
+    with _store(tmp_path, media, "once.mp4", codec="h264", audio="aac") as st:
+        plan = plan_clip(st, "cam", t(30), t(140))
+        whole = tmp_path / "whole.mp4"
+        write_clip(st, plan, whole)
+        reads: list[int] = []
+        real = SegmentReader.read_chunk
+        monkeypatch.setattr(mp4_clip, "KEEP_BYTES", 0)
+        monkeypatch.setattr(
+            SegmentReader,
+            "read_chunk",
+            lambda self, off, n, crc=None: reads.append(off) or real(self, off, n, crc),
+        )
+        again = tmp_path / "again.mp4"
+        write_clip(st, plan_clip(st, "cam", t(30), t(140)), again)
+    chunks = [c.offset for p in plan.parts for c in p.chunks]
+    # Every chunk once in pass 2; only the first GOP also read before, to find the frame
+    # on screen at the start.
+    assert sorted(set(reads)) == sorted(chunks) and len(reads) <= len(chunks) + 1
+    assert again.read_bytes() == whole.read_bytes()
+    assert not ffmpeg_decode_errors(again)
+
+
+def test_damage_found_while_an_mp4_streams_stops_it_with_a_clear_error(tmp_path, media):
+    """A stream cannot take back the moov it sent: the clip stops with CorruptSegment,
+    saying what to do; to a path the same damage is a gap (test above)."""
+    with _store(tmp_path, media, "stream.mp4", codec="h264") as st:
+        plan = plan_clip(st, "cam", t(30), t(130))
+        _flip_byte(st, plan.parts[-1], plan.parts[-1].chunks[-1])
+        buf = io.BytesIO()
+        with pytest.raises(CorruptSegment, match="check --repair"):
+            write_clip(st, plan, buf)
+    assert buf.getvalue()[4:8] == b"ftyp"
 
 
 def test_mp4_to_a_pipe_starts_with_the_index(tmp_path, media):

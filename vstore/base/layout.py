@@ -59,6 +59,17 @@ def validate_camera_id(camera_id: str) -> str:
     return camera_id
 
 
+# Files of a RocksDB directory a read-only view leaves out: the lock and info logs belong to
+# the writer, the binding's config file is rewritten by every open (into the view instead).
+INDEX_VIEW_SKIP = ("LOCK", "LOG", "rocksdict-config.json")
+
+
+def index_view_dir(scratch: Path, pid: int, token: str) -> Path:
+    """A private directory of links to an index's files, outside the store, that a read-only
+    open goes through (vstore.index.time_index)."""
+    return scratch / f"vstore-index-view-{pid}-{token}"
+
+
 def staging_path(path: Path) -> Path:
     """The name a file is written under before it is renamed over ``path``."""
     return path.with_name(path.name + ".tmp")

@@ -62,6 +62,7 @@ class _PlannedChunk(NamedTuple):
     row: ChunkRow
     samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
+    sizes: list[int] | None = None  # the packet sizes its moov entries were built from
 
 
 class BlockSink:
@@ -135,10 +136,18 @@ class BlockSink:
 class NativeMp4:
     """Builds a moov-first MP4 straight from the plan's packet tables (no FFmpeg).
 
-    Pass 1 reads each chunk (checking its CRC), selects the packets in range, and fills the
-    sample tables; pass 2 writes ``ftyp | moov | mdat`` and then the samples. Because the
-    index is complete before the first sample byte, the file streams to a pipe with no
-    staging, and the first byte goes out as soon as pass 1 ends.
+    Pass 1 selects the packets in range and fills the sample tables; pass 2 writes
+    ``ftyp | moov | mdat`` and then the samples. Because the index is complete before the
+    first sample byte, the file streams to a pipe with no staging.
+
+    When every sample is stored as MP4 wants it (video length-prefixed, AAC without ADTS
+    headers) and the footage is local, pass 1 reads only the chunks' packet tables, so the
+    first byte leaves after a few small reads; pass 2 then reads each chunk once, checks
+    its CRC and its table against the one the index was built from, and streams it. A chunk
+    that fails there is a gap like any other when the clip goes to a path (the file is
+    written again without it); a stream already under way stops with CorruptSegment.
+    Otherwise (Annex-B video or ADTS audio, whose sample sizes change in the rewrite, or
+    tiered footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
     """
 
     def __init__(self, store: Store, plan: ClipPlan, strict: bool = False) -> None:
@@ -193,10 +202,12 @@ class NativeMp4:
             )
             track_id += 1
 
-    def _select(self, meta: fmt.SegmentMeta, chunk: Any) -> list[tuple[int, list[int]]]:
-        """Packets of the chunk inside the clip, grouped per track (video first); appends
-        their times and key flags to the sample tables (sizes come with the pieces)."""
-        cols = chunk.columns
+    def _select(
+        self, meta: fmt.SegmentMeta, cols: fmt.PacketColumns
+    ) -> list[tuple[int, list[int]]]:
+        """Packets of a chunk (its table ``cols``) inside the clip, grouped per track (video
+        first); appends their times and key flags to the sample tables (sizes come with the
+        pieces)."""
         start, end = self.plan.start_ns, self.plan.end_ns
         shift = meta.anchor_wall_ns - meta.anchor_media_ns
         pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
@@ -296,7 +307,7 @@ class NativeMp4:
                         raise
                     damaged.append(c)  # (the clip is planned again without it: nothing
                     continue  # of this pass is written)
-                samples = self._select(rd.meta, chunk)
+                samples = self._select(rd.meta, chunk.columns)
                 pieces = self._pieces(chunk, samples)
                 for (tr, _idxs), ps in zip(samples, pieces, strict=True):
                     m = self.tracks[tr].mp4
@@ -312,6 +323,63 @@ class NativeMp4:
                     progress(done, total)
         if damaged:
             raise DamagedChunks(damaged)
+
+    def _tables_suffice(self) -> bool:
+        """Sample sizes are the stored packet sizes (nothing is rewritten) and the chunks
+        are local (a table read from object storage would cost a request of its own)."""
+        return all(not t.annexb and not t.adts for t in self.tracks.values()) and all(
+            p.segment.location == "local" for p in self.plan.parts
+        )
+
+    def _pass1_tables(self) -> None:
+        """Pass 1 from the packet tables alone (see the class notes)."""
+        plan = self.plan
+        signature = track_signature(self.meta0.tracks)
+        damaged: list[ChunkRow] = []
+        for part in plan.parts:
+            rd = self._reader(part.segment)
+            if track_signature(rd.meta.tracks) != signature:
+                end_at_codec_change(plan, part)
+                break
+            for c in part.chunks:
+                try:
+                    _head, cols = rd.read_table(c.offset, c.length)
+                except CorruptSegment:
+                    if self.strict:
+                        raise
+                    damaged.append(c)
+                    continue
+                samples = self._select(rd.meta, cols)
+                size = cols.size
+                for tr, idxs in samples:
+                    m = self.tracks[tr].mp4
+                    sizes = [size[i] for i in idxs]
+                    m.chunk_offsets.append(self.payload_bytes)
+                    m.chunk_samples.append(len(sizes))
+                    m.sizes.extend(sizes)
+                    self.payload_bytes += sum(sizes)
+                self.chunks.append(_PlannedChunk(rd, c, samples, None, size))
+        if damaged:
+            raise DamagedChunks(damaged)
+
+    def _read_planned(self, pc: _PlannedChunk, streaming: bool) -> list[_Pieces]:
+        """Pass 2's read of a chunk whose pieces pass 1 did not keep, checked: its CRC, and
+        (after a tables-only pass 1) its table against the one the moov was built from."""
+        try:
+            chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+            if pc.sizes is not None and chunk.columns.size != pc.sizes:
+                raise CorruptSegment(f"{pc.reader.name}@{pc.row.offset}: packet table changed")
+        except CorruptSegment as exc:
+            if self.strict or pc.sizes is None:
+                raise
+            if streaming:
+                raise CorruptSegment(
+                    f"{exc} (found while the clip streamed, after its index was sent: the "
+                    "clip stops here; `vstore check --repair` records the damage, and a "
+                    "clip made again shows it as a gap)"
+                ) from exc
+            raise DamagedChunks([pc.row]) from exc
+        return self._pieces(chunk, pc.samples)
 
     def _sample_entries(self) -> list[Mp4Track]:
         out: list[Mp4Track] = []
@@ -358,7 +426,11 @@ class NativeMp4:
         progress: Callable[[int, int], None] | None,
     ) -> ClipResult:
         self._setup_tracks()
-        self._pass1(progress)
+        tables_only = self._tables_suffice()
+        if tables_only:
+            self._pass1_tables()
+        else:
+            self._pass1(progress)
         tracks = self._sample_entries()
         if not any(t.kind == "video" for t in tracks):
             raise NotFound("no video frames inside the requested range")
@@ -374,12 +446,12 @@ class NativeMp4:
         try:
             sink.put([head])
             first_byte = time.perf_counter() - t0
-            done, total = plan.bytes, 2 * plan.bytes
+            done, total = (0, plan.bytes) if tables_only else (plan.bytes, 2 * plan.bytes)
+            streaming = sink.path is None
             for pc in self.chunks:
                 pieces = pc.pieces
                 if pieces is None:
-                    chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
-                    pieces = self._pieces(chunk, pc.samples)
+                    pieces = self._read_planned(pc, streaming)
                 for (tr, _i), ps in zip(pc.samples, pieces, strict=True):
                     if self.tracks[tr].mp4.track_id in kept_ids:
                         sink.put(ps.bufs)

@@ -9,6 +9,7 @@ allocate ids are guarded by one lock.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
+import atexit
 import json
 import os
 import threading
@@ -279,15 +280,12 @@ class TimeIndex:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._id_next = self._id_limit = 0  # the block of segment ids in hand (see below)
+        self._view: Path | None = None
         try:
             if read_only:
                 if not (self.path / "CURRENT").exists():
                     raise VstoreError(f"no index at {self.path}: is this a vstore store?")
-                self._db = Rdict(
-                    str(_readable_view(self.path)),
-                    _options(read_only=True),
-                    access_type=AccessType.read_only(),
-                )
+                self._db = self._open_read_only()
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self._db = Rdict(str(self.path), _options())
@@ -326,12 +324,34 @@ class TimeIndex:
                 f"{SCHEMA_VERSION})"
             )
 
+    def _open_read_only(self) -> Rdict:
+        """Open through a fresh view of links (see _make_view). A writer that compacts
+        between listing the files and opening them makes the view miss a file: another
+        view then catches up with it."""
+        for attempt in range(5):
+            self._view = _make_view(self.path)
+            try:
+                return Rdict(
+                    str(self._view), _options(read_only=True), access_type=AccessType.read_only()
+                )
+            except Exception as exc:
+                self._drop_view()
+                if attempt == 4 or "No such file" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _drop_view(self) -> None:
+        if self._view is not None:
+            _remove_view(self._view)
+            self._view = None
+
     def close(self) -> None:
         if self._db is not None:
             if not self.read_only:
                 self._db.flush_wal(True)
             self._db.close()
             self._db = None  # type: ignore[assignment]
+        self._drop_view()
 
     def __enter__(self) -> Self:
         return self
@@ -627,27 +647,43 @@ class TimeIndex:
         return total
 
 
-def _readable_view(path: Path) -> Path:
-    """The index directory itself when this process may write there; otherwise (read-only
-    media, an evidence copy, a store another user owns) a private directory of links to
-    its files. A read-only RocksDB open writes nothing to the database, but the binding and
-    RocksDB's info log write beside it, and the links give them a place to."""
-    if os.access(path, os.W_OK):
-        return path
+def _make_view(path: Path) -> Path:
+    """A private directory of links to the index's files, outside the store, for a read-only
+    open. RocksDB writes nothing to a database opened read-only, but the binding rewrites
+    its config file and RocksDB starts an info log in the directory it opens: through the
+    view a reader writes nothing to the store, and it also reads a store on read-only
+    media, an evidence copy or a store another user owns."""
     path = path.resolve()  # the links must name their targets from anywhere
-    # Lazily: tempfile costs ~15 ms of start-up, and only a store this user cannot write
-    # needs the view.
-    import atexit
-    import shutil
-    import tempfile
-
-    view = Path(tempfile.mkdtemp(prefix="vstore-index-view-"))
-    atexit.register(shutil.rmtree, view, True)
-    for name in os.listdir(path):
-        if name == "LOCK" or name.startswith("LOG") or name == "rocksdict-config.json":
+    scratch = Path(os.environ.get("TMPDIR") or "/tmp")
+    while True:
+        view = layout.index_view_dir(scratch, os.getpid(), os.urandom(6).hex())
+        try:
+            os.mkdir(view, 0o700)
+            break
+        except FileExistsError:
             continue
-        os.symlink(path / name, view / name)
+    _LIVE_VIEWS.add(view)
+    for name in os.listdir(path):
+        if not name.startswith(layout.INDEX_VIEW_SKIP):
+            os.symlink(path / name, view / name)
     return view
+
+
+def _remove_view(view: Path) -> None:
+    """Remove a view: its links, and what the binding and RocksDB wrote there (no shutil:
+    it costs every command a few ms of start-up for bz2 and lzma)."""
+    _LIVE_VIEWS.discard(view)
+    try:
+        for name in os.listdir(view):
+            os.unlink(view / name)
+        os.rmdir(view)
+    except OSError:
+        pass  # (in the scratch directory, not the store: a leftover harms nothing)
+
+
+# Views of indexes still open when the process exits (one that never closes its index).
+_LIVE_VIEWS: set[Path] = set()
+atexit.register(lambda: [_remove_view(v) for v in list(_LIVE_VIEWS)])
 
 
 def _key(it: Any) -> bytes | None:

@@ -22,6 +22,9 @@ from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
 
 _HEAD_PROBE = 64 * 1024
+# What read_table reads first: a GOP's table (under 4 KiB for 4 s of 25 fps video with
+# audio) and the chunk header in one read.
+_TABLE_PROBE = 16 * 1024
 
 
 class ByteSource(Protocol):
@@ -223,6 +226,24 @@ class SegmentReader:
 
     def read_chunk(self, offset: int, length: int, crc32: int | None = None) -> Chunk:
         return parse_chunk(self.src.read(offset, length), crc32, f"{self.name}@{offset}: ")
+
+    def read_table(self, offset: int, length: int) -> tuple[fmt.ChunkHeader, fmt.PacketColumns]:
+        """A chunk's header and packet table without its payload: one small read (two for
+        a table past the probe). Not yet verified: the chunk's checksum covers the table
+        with the payload, so a caller that acts on it checks the whole chunk before it
+        trusts the result (the clip writer does, as it streams the payload)."""
+        where = f"{self.name}@{offset}: "
+        head = self.src.read(offset, min(length, _TABLE_PROBE))
+        h = fmt.unpack_chunk_header(head)
+        if h.chunk_len != length:
+            raise CorruptSegment(f"{where}chunk length mismatch")
+        if h.payload_offset > len(head):
+            head = self.src.read(offset, h.payload_offset)
+        table = memoryview(head)[fmt.CHUNK_HEADER.size : h.payload_offset]
+        cols = fmt.decode_table(table, h.table_codec, h.packet_count)
+        if sum(cols.size) != h.payload_len:
+            raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
+        return h, cols
 
     def iter_packets(self, entries: list[fmt.DirEntry] | None = None) -> Iterator[Packet]:
         """Every packet of the given chunks (default: all), in stored order, with wall time."""
