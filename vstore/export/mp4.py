@@ -75,18 +75,24 @@ class Mp4Track:
 
     def presentation(self, durations: list[int]) -> tuple[int, int]:
         """(first shown time, end time) in timescale units, clamped to start at 0."""
-        first = min(d + c for d, c in zip(self.dts, self.cts, strict=True))
-        end = max(d + c + u for d, c, u in zip(self.dts, self.cts, durations, strict=True))
+        shown = list(map(operator.add, self.dts, self.cts))
+        first = min(shown)
+        end = max(map(operator.add, shown, durations))
         if self.end_limit is not None:
             end = min(end, self.end_limit)
         return max(0, first), max(end, max(0, first))
 
 
 def _runs(values: Sequence[int]) -> list[int]:
-    """Run-length pairs (count, value), flattened."""
-    out: list[int] = []
-    for v, group in itertools.groupby(values):
-        out += (sum(1 for _ in group), v)
+    """Run-length pairs (count, value), flattened. Iterated in C (map, compress): a 10
+    minute clip has 40,000 samples, and with B-frames almost every ctts value is a run."""
+    n = len(values)
+    if not n:
+        return []
+    starts = [0, *itertools.compress(range(1, n), map(operator.ne, values[1:], values[:-1]))]
+    out = [0] * (2 * len(starts))
+    out[0::2] = map(operator.sub, [*starts[1:], n], starts)
+    out[1::2] = map(values.__getitem__, starts)
     return out
 
 

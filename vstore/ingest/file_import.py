@@ -82,24 +82,29 @@ def import_file(
         _refuse_overlap(store, camera_id, start_ns, duration)
         writer = open_writer(store, camera_id, src.tracks, start_ns=start_ns)
         mapping = src.stream_to_track
+        # Seconds per tick as a float, once: a Fraction product per packet cost more CPU
+        # than the rest of the import's per-packet work.
+        tick_s = {s.index: float(s.time_base) for s in streams}
         try:
             with writer:
                 for pkt in container.demux(streams):
                     if pkt.size == 0:
                         continue
+                    index, key = pkt.stream_index, pkt.is_keyframe
                     writer.write_raw(
-                        mapping[pkt.stream.index],
+                        mapping[index],
                         pkt.pts,
                         pkt.dts,
-                        bool(pkt.is_keyframe),
+                        key,
                         bytes(pkt),
                         None,
-                        bool(pkt.is_corrupt),
+                        pkt.is_corrupt,
                     )
                     if rate is not None:
                         rate.consume(pkt.size)
-                    if progress is not None and duration and pkt.pts is not None:
-                        progress(min(duration, float(pkt.pts * pkt.time_base)), duration)
+                    # At each keyframe: often enough for a bar, rare enough to cost nothing.
+                    if key and progress is not None and duration and pkt.pts is not None:
+                        progress(min(duration, pkt.pts * tick_s[index]), duration)
         except av.FFmpegError as exc:
             raise SourceError(
                 f"{p}: demux failed after {writer.stats.packets} packets "

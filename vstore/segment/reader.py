@@ -69,7 +69,7 @@ class FileSource:
 class Chunk(NamedTuple):
     header: fmt.ChunkHeader
     columns: fmt.PacketColumns
-    payload: bytes
+    payload: memoryview  # of the bytes read
     crc32: int
 
 
@@ -96,7 +96,7 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
         raise CorruptSegment(f"{where}chunk checksum mismatch")
     table = memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset]
     cols = fmt.decode_table(table, h.table_codec, h.packet_count)
-    payload = buf[h.payload_offset : body_end]
+    payload = memoryview(buf)[h.payload_offset : body_end]  # a view: no copy of the GOP
     if sum(cols.size) != len(payload):
         raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
     return Chunk(h, cols, payload, crc)
@@ -301,7 +301,7 @@ def chunk_packets(meta: fmt.SegmentMeta, chunk: Chunk) -> Iterator[Packet]:
             pts=pts[i],
             dts=dts[i],
             is_key=bool(flags[i] & fmt.PKT_KEY),
-            data=payload[off[i] : off[i] + size[i]],
+            data=bytes(payload[off[i] : off[i] + size[i]]),
             wall_ns=wall,
             corrupt=bool(flags[i] & fmt.PKT_CORRUPT),
         )
