@@ -7,6 +7,9 @@ without the GIL and allocates nothing. The scanning itself lives in ``_nalscan.p
 writer's fast path (ptable.pyx) shares it.
 """
 
+import sys
+from array import array
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from _nalscan cimport (
@@ -70,3 +73,42 @@ def parameter_sets(const unsigned char[::1] data, int codec, int length_size):
             out += b"\x00\x00\x00\x01"
             out += bytes(data[start:end])
     return bytes(out)
+
+
+cdef Py_ssize_t _lp_size(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """An Annex-B access unit's size rewritten with 4-byte lengths (see sample_sizes)."""
+    cdef Py_ssize_t cursor, start = 0, end = 0, total = 0
+    if n == 0:
+        return 0
+    cursor = _find_start(p, 0, n)
+    while _next_unit(p, n, 0, &cursor, &start, &end):
+        if end > start:
+            total += 4 + end - start
+    return total
+
+
+def sample_sizes(list payload, const unsigned char[::1] tracks, int video):
+    """The sample-size column of a chunk (u32 little-endian, one per packet): for the
+    ``video`` track's Annex-B packets their size rewritten with 4-byte lengths, for other
+    packets their size. ``payload`` holds the chunk's packets, one buffer each."""
+    cdef Py_ssize_t i, n = len(payload)
+    cdef object data
+    cdef const unsigned char[::1] mv
+    if tracks.shape[0] != n:
+        raise ValueError("one track per packet")
+    out = array("I", bytes(4 * n))
+    cdef unsigned int[::1] col = out
+    for i in range(n):
+        data = payload[i]
+        if tracks[i] != video:
+            col[i] = <unsigned int>len(data)
+        elif type(data) is bytes:
+            col[i] = <unsigned int>_lp_size(
+                <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+            )
+        else:
+            mv = data
+            col[i] = <unsigned int>(_lp_size(&mv[0], mv.shape[0]) if mv.shape[0] else 0)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from vstore._py import nal as _py_nal
 from vstore._py.ptable import PacketTable
 from vstore.base.errors import CorruptSegment
 from vstore.base.fsutil import Fs
@@ -21,7 +22,9 @@ SPS_PPS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce\x3c\x80"
 PAYLOAD = b"\x00\x00\x01\x65\x88\x84" + b"\x00\x00\x01\x41\x9a"
 
 
-def example_segment(tmp_path):
+def example_segment(tmp_path, version: int = fmt.FORMAT_VERSION):
+    """The worked example; ``version`` 1 writes it as vstore did before the sample-size
+    column (call with FORMAT_VERSION patched to 1)."""
     (tmp_path / "segments").mkdir()
     meta = fmt.SegmentMeta(
         camera="cam-1",
@@ -47,8 +50,10 @@ def example_segment(tmp_path):
     t = PacketTable()
     t.append(0, 0, 6, fmt.PKT_KEY, 0)
     t.append(3600, 3600, 5, 0, 0)
+    packets = [PAYLOAD[:6], PAYLOAD[6:]]
+    sizes = _py_nal.sample_sizes(packets, b"\x00\x00", 0) if version >= 2 else None
     sf.append_chunk(
-        fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, [PAYLOAD[:6], PAYLOAD[6:]]
+        fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, packets, sample_sizes=sizes
     )
     size, sha = sf.seal(T0 + 80_000_000)
     return tmp_path / "segments/x.vseg", size, sha
@@ -57,18 +62,38 @@ def example_segment(tmp_path):
 def test_worked_example_bytes(tmp_path):
     path, size, sha = example_segment(tmp_path)
     data = path.read_bytes()
-    assert size == len(data) == 569
-    assert data[:20].hex(" ") == "89 56 53 45 47 0d 0a 1a 01 00 00 00 5e 01 00 00 1c 8e 7d e3"
+    assert size == len(data) == 577
+    assert data[:20].hex(" ") == "89 56 53 45 47 0d 0a 1a 02 00 00 00 5e 01 00 00 a0 c4 82 6d"
     chunk = data[370:]
     assert chunk[:36].hex(" ") == (
-        "56 43 48 4b 57 00 00 00 02 00 00 00 24 00 00 00 00 01 00 00 "
+        "56 43 48 4b 5f 00 00 00 02 00 00 00 2c 00 00 00 00 09 00 00 "
         "00 a0 ff 05 0e 55 1b 18 00 54 c4 0a 0e 55 1b 18"
     )
+    # The sample-size column: 3-byte start codes become 4-byte lengths (6 -> 7, 5 -> 6).
+    assert chunk[36 + 36 : 36 + 44].hex(" ") == "07 00 00 00 06 00 00 00"
     assert data[-8:] == b"VSEGEND\x00"
-    assert sha == "37cc7c54cc320f83778a7a9631ec225f76f80b7b056952320c73c487a7305cf7"
+    assert sha == "ba1a7d8c0c8e0c1965142a1e29b179de09cd4417422f3db12c8f862af08b65f4"
+    assert hashlib.sha256(data).hexdigest() == (
+        "198984cb836fe264c8957439acafb9bb17d8811f76f120f4788fc6e89f7f3498"
+    )
+
+
+def test_version_1_files_are_written_as_before_and_still_read(tmp_path, monkeypatch):
+    """The version 1 worked example, byte for byte (the golden digest of vstore 0.1), reads
+    back; its chunk has no sample-size column, so its columns carry none."""
+    monkeypatch.setattr(fmt, "FORMAT_VERSION", 1)
+    path, size, _sha = example_segment(tmp_path, version=1)
+    data = path.read_bytes()
+    assert size == 569 and data[8:10] == b"\x01\x00"
     assert hashlib.sha256(data).hexdigest() == (
         "48e59c9cdea08f2cac70c5c042abbc8ecb4ebe43206acba9e20b63842ee31f7e"
     )
+    monkeypatch.undo()
+    with SegmentReader.open(path) as rd:
+        [entry] = rd.directory()
+        chunk = rd.read_chunk(entry.offset, entry.length, entry.crc32)
+        assert chunk.columns.sample_size is None
+        assert [bytes(p.data) for p in rd.iter_packets()] == [PAYLOAD[:6], PAYLOAD[6:]]
 
 
 def test_worked_example_reads_back(tmp_path):
@@ -77,14 +102,17 @@ def test_worked_example_reads_back(tmp_path):
         # verify() returns the whole file's SHA-256 (what a tier upload is checked against)
         assert rd.verify() == hashlib.sha256(path.read_bytes()).digest()
         [entry] = rd.directory()
-        assert (entry.offset, entry.length, entry.packet_count) == (370, 87, 2)
+        assert (entry.offset, entry.length, entry.packet_count) == (370, 95, 2)
+        assert entry.flags == fmt.CHUNK_KEY_START | fmt.CHUNK_SAMPLE_SIZES
+        chunk = rd.read_chunk(entry.offset, entry.length, entry.crc32)
+        assert chunk.columns.sample_size == [7, 6]
         pk = list(rd.iter_packets())
         assert [bytes(p.data) for p in pk] == [PAYLOAD[:6], PAYLOAD[6:]]
         assert [p.wall_ns for p in pk] == [T0, T0 + 40_000_000]
         assert rd.meta.tracks[0].extradata == SPS_PPS
 
 
-@pytest.mark.parametrize("cut", [0, 10, 25, 369, 371, 456, 457, 500, 568])
+@pytest.mark.parametrize("cut", [0, 10, 25, 369, 371, 464, 465, 508, 576])
 def test_every_truncation_is_refused_or_scanned_to_whole_chunks(tmp_path, cut):
     path, _, _ = example_segment(tmp_path)
     data = path.read_bytes()
@@ -95,8 +123,8 @@ def test_every_truncation_is_refused_or_scanned_to_whole_chunks(tmp_path, cut):
         return
     with FileSource(path) as src:
         scan = scan_chunks(src)
-    assert scan.valid_end == (457 if cut >= 457 else 370)
-    assert len(scan.entries) == (1 if cut >= 457 else 0)
+    assert scan.valid_end == (465 if cut >= 465 else 370)
+    assert len(scan.entries) == (1 if cut >= 465 else 0)
     assert not scan.sealed
     with SegmentReader.open(path) as rd, pytest.raises(CorruptSegment):
         rd.directory()

@@ -134,12 +134,20 @@ def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_fi
         assert res.plan.damaged == [(c.start_ns, c.end_ns)] and out.stat().st_size > 0
 
 
-def test_moov_from_the_tables_reads_each_chunk_once(tmp_path, media, monkeypatch):
-    """Footage stored as MP4 wants it: the moov comes from the packet tables, and each
-    chunk's payload is read (and checked) once, as it streams, whatever the clip length."""
+@pytest.mark.parametrize(
+    "name,spec",
+    [
+        ("once.mp4", {"codec": "h264", "audio": "aac"}),  # stored length-prefixed
+        ("once.ts", {"codec": "h264"}),  # Annex-B: sizes from the sample-size column
+        ("once-hevc.ts", {"codec": "hevc"}),
+    ],
+)
+def test_moov_from_the_tables_reads_each_chunk_once(tmp_path, media, monkeypatch, name, spec):
+    """The moov comes from the packet tables, and each chunk's payload is read (and
+    checked) once, as it streams, whatever the clip length."""
     from vstore.segment.reader import SegmentReader
 
-    with _store(tmp_path, media, "once.mp4", codec="h264", audio="aac") as st:
+    with _store(tmp_path, media, name, **spec) as st:
         plan = plan_clip(st, "cam", t(30), t(140))
         whole = tmp_path / "whole.mp4"
         write_clip(st, plan, whole)
@@ -159,6 +167,29 @@ def test_moov_from_the_tables_reads_each_chunk_once(tmp_path, media, monkeypatch
     assert sorted(set(reads)) == sorted(chunks) and len(reads) <= len(chunks) + 1
     assert again.read_bytes() == whole.read_bytes()
     assert not ffmpeg_decode_errors(again)
+
+
+def test_annexb_chunks_without_the_sample_size_column_make_the_same_clip(
+    tmp_path, media, monkeypatch
+):
+    """Chunks written before format version 2 have no sample-size column: their clips read
+    the payload before the moov, and come out the same byte for byte."""
+    from vstore import _native
+    from vstore.segment import format as fmt
+
+    src = media("col.ts", 6.0, gop_frames=25, codec="h264")
+    clips = []
+    for name in ("with", "without"):
+        if name == "without":
+            monkeypatch.setattr(_native.nal, "sample_sizes", lambda *a: None)
+        with open_store(tmp_path / name) as st:
+            import_file(st, src, "cam", START_NS)
+            plan = plan_clip(st, "cam", t(30), t(130))
+            flagged = {bool(c.flags & fmt.CHUNK_SAMPLE_SIZES) for p in plan.parts for c in p.chunks}
+            assert flagged == {name == "with"}
+            write_clip(st, plan, tmp_path / f"{name}.mp4")
+        clips.append((tmp_path / f"{name}.mp4").read_bytes())
+    assert clips[0] == clips[1]
 
 
 def test_damage_found_while_an_mp4_streams_stops_it_with_a_clear_error(tmp_path, media):

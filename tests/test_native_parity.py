@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import IMPLS
 from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VCL, NAL_VPS
+from vstore.codec.annexb import annexb_to_length_prefixed
 
 SPS = b"\x67\x42\x00\x1f\xaa"
 PPS = b"\x68\xce\x3c\x80"
@@ -85,6 +86,27 @@ class TestNal:
         assert first_key([pkt(0, memoryview(annexb(IDR)))], 0, CODEC_H264) == 0  # any buffer
         assert first_key([pkt(0, b"")], 0, CODEC_H264) == -1
 
+    def test_sample_sizes_are_the_sizes_annexb_to_length_prefixed_makes(self, impl):
+        packets = [
+            annexb(SPS, PPS, IDR),  # 4-byte start codes: the same size
+            annexb(SEI, SLICE, four=False),  # 3-byte: one byte more a unit
+            b"junk" + annexb(SLICE),  # bytes before the first start code are dropped
+            annexb(SLICE) + b"\x00\x00" + annexb(SLICE, four=False),  # trailing zeros too
+            b"\x00\x00\x01\x00\x00\x01" + SLICE,  # an empty unit is skipped
+            b"",
+            b"\xff\xf1 audio, left as it is",
+        ]
+        tracks = bytes([0, 0, 0, 0, 0, 0, 1])
+        col = impl["nal"].sample_sizes(packets, tracks, 0)
+        got = [int.from_bytes(col[i : i + 4], "little") for i in range(0, len(col), 4)]
+        want = [len(annexb_to_length_prefixed(p)) for p in packets[:-1]] + [len(packets[-1])]
+        assert got == want
+        assert got[:3] == [len(packets[0]), len(packets[1]) + 2, len(packets[2]) - 4]
+        views = [memoryview(p) for p in packets]  # any buffer, as the writer holds them
+        assert impl["nal"].sample_sizes(views, tracks, 0) == col
+        with pytest.raises(ValueError):
+            impl["nal"].sample_sizes(packets, tracks[:-1], 0)
+
     @pytest.mark.parametrize("name,codec", [("h264.ts", CODEC_H264), ("hevc.ts", CODEC_HEVC)])
     def test_real_encoder_output(self, impl, media, name, codec):
         path = media(name, 2.5, codec=name.split(".")[0], gop_frames=25)
@@ -115,6 +137,19 @@ class TestTwinsAgree:
         assert py.parameter_sets(data, codec, length_size) == c.parameter_sets(
             data, codec, length_size
         )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=120), max_size=8), st.integers(0, 2))
+    def test_sample_sizes_random_bytes(self, packets, video):
+        # Random bytes hold few start codes: splice some in.
+        packets = [p.replace(b"\x07", b"\x00\x00\x01") for p in packets]
+        tracks = bytes(i % 3 for i in range(len(packets)))
+        py, c = IMPLS["py"]["nal"], IMPLS["c"]["nal"]
+        col = c.sample_sizes(packets, tracks, video)
+        assert py.sample_sizes(packets, tracks, video) == col
+        for i, p in enumerate(packets):
+            want = len(annexb_to_length_prefixed(p)) if tracks[i] == video else len(p)
+            assert int.from_bytes(col[4 * i : 4 * i + 4], "little") == want
 
     @settings(max_examples=200, deadline=None)
     @given(

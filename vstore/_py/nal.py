@@ -7,6 +7,9 @@ an access unit, so the tail of a large packet is never touched.
 
 from __future__ import annotations
 
+import sys
+from array import array
+
 CODEC_H264 = 0
 CODEC_HEVC = 1
 
@@ -107,3 +110,24 @@ def parameter_sets(data: bytes, codec: int, length_size: int) -> bytes:
             out += b"\x00\x00\x00\x01"
             out += mv[start:end]
     return bytes(out)
+
+
+def sample_sizes(payload: list, tracks: bytes, video: int) -> bytes:
+    """The sample-size column of a chunk (u32 little-endian, one per packet): for the
+    ``video`` track's Annex-B packets their size rewritten with 4-byte lengths (what
+    ``codec.annexb.annexb_to_length_prefixed`` makes: bytes before the first start code and
+    zeros before a start code dropped, empty units skipped), for other packets their size.
+    ``payload`` holds the chunk's packets, one buffer each, in table order."""
+    out = array("I")
+    for data, tr in zip(payload, tracks, strict=True):
+        if tr != video:
+            out.append(len(data))
+            continue
+        total = 0
+        for start, end in _units(bytes(data), 0):
+            if end > start:
+                total += 4 + end - start
+        out.append(total)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()

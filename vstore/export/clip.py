@@ -18,12 +18,13 @@ from typing import IO, Any
 from vstore.base.errors import CorruptSegment, UsageError, VstoreError
 from vstore.base.timebase import (
     format_time,
+    ticks_to_ns_many,
 )
 from vstore.export.clip_plan import FORMATS, ClipPlan, DamagedChunks, plan_clip
 from vstore.export.clip_result import ClipResult
 from vstore.export.mp4_clip import NativeMp4
 from vstore.export.remux import CONTAINERS, EDITED_FORMATS, MUX_OPTIONS, mux_plan, origin_ns
-from vstore.segment.reader import SegmentReader, chunk_packets
+from vstore.segment.reader import SegmentReader
 from vstore.store.store import Store
 
 
@@ -91,24 +92,35 @@ def _start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> Non
     """An MP4 clip starts on the frame on screen at its requested start (the one a snapshot
     of that instant shows), not on the next one: players built on FFmpeg show no frame that
     begins before the edit list's start. Moves ``plan.start_ns`` back to that frame's time
-    (less than one frame); reads the chunks up to the start (usually one GOP)."""
+    (less than one frame). Reads the packet tables of the chunks up to the start (usually
+    one GOP): local chunks' tables alone, as the clip checks each chunk when it reads it;
+    tiered chunks whole (a table alone would cost a request of its own)."""
     want = plan.start_ns
     best = None
     part = plan.parts[0]
     with store.segment_reader(part.segment) as rd:
-        video = next((t.index for t in rd.meta.tracks if t.kind == "video"), None)
+        meta = rd.meta
+        video = next((t.index for t in meta.tracks if t.kind == "video"), None)
+        if video is None:
+            return
+        tb = meta.tracks[video].time_base
+        shift = meta.anchor_wall_ns - meta.anchor_media_ns
         for c in part.chunks:
             if c.start_ns > want:
                 break
             try:
-                chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                if part.segment.location == "local":
+                    cols = rd.read_table(c.offset, c.length)[1]
+                else:
+                    cols = rd.read_chunk(c.offset, c.length, c.crc32).columns
             except CorruptSegment:
                 if strict:
                     raise
                 raise DamagedChunks([c]) from None
-            for p in chunk_packets(rd.meta, chunk):
-                if p.track == video and p.wall_ns is not None and p.wall_ns <= want:
-                    best = p.wall_ns if best is None else max(best, p.wall_ns)
+            pts = [p for p, tr in zip(cols.pts, cols.track, strict=True) if tr == video]
+            shown = [w for w in ticks_to_ns_many(pts, *tb, shift) if w <= want]
+            if shown:
+                best = max(shown) if best is None else max(best, *shown)
     if best is not None and best < want:
         plan.start_ns = best
 

@@ -64,7 +64,8 @@ class _PlannedChunk(NamedTuple):
     row: ChunkRow
     samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
-    sizes: list[int] | None = None  # the packet sizes its moov entries were built from
+    # The sample sizes its moov entries were built from, per entry of samples (tables-only)
+    sizes: list[list[int]] | None = None
 
 
 class BlockSink:
@@ -142,14 +143,15 @@ class NativeMp4:
     ``ftyp | moov | mdat`` and then the samples. Because the index is complete before the
     first sample byte, the file streams to a pipe with no staging.
 
-    When every sample is stored as MP4 wants it (video length-prefixed, AAC without ADTS
-    headers) and the footage is local, pass 1 reads only the chunks' packet tables, so the
-    first byte leaves after a few small reads; pass 2 then reads each chunk once, checks
+    When the tables give every sample's MP4 size (video stored length-prefixed, or Annex-B
+    video with the sample-size column; AAC without ADTS headers) and the footage is local,
+    pass 1 reads only the chunks' packet tables, so the first byte leaves after a few small
+    reads; pass 2 then reads each chunk once, checks
     its CRC and its table against the one the index was built from, and streams it. A chunk
     that fails there is a gap like any other when the clip goes to a path (the file is
     written again without it); a stream already under way stops with CorruptSegment.
-    Otherwise (Annex-B video or ADTS audio, whose sample sizes change in the rewrite, or
-    tiered footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
+    Otherwise (ADTS audio, Annex-B video written before format version 2, or tiered
+    footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
     """
 
     def __init__(self, store: Store, plan: ClipPlan, strict: bool = False) -> None:
@@ -333,10 +335,16 @@ class NativeMp4:
             raise DamagedChunks(damaged)
 
     def _tables_suffice(self) -> bool:
-        """Sample sizes are the stored packet sizes (nothing is rewritten) and the chunks
-        are local (a table read from object storage would cost a request of its own)."""
-        return all(not t.annexb and not t.adts for t in self.tracks.values()) and all(
-            p.segment.location == "local" for p in self.plan.parts
+        """Every sample's MP4 size is in the tables: the stored size, or for Annex-B video
+        the chunk's sample-size column (chunks written since format version 2); and the
+        chunks are local (a table read from object storage would cost a request of its
+        own). ADTS audio (AAC from MPEG-TS) is not covered yet."""
+        if any(t.adts for t in self.tracks.values()):
+            return False
+        if any(p.segment.location != "local" for p in self.plan.parts):
+            return False
+        return not any(t.annexb for t in self.tracks.values()) or all(
+            c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.parts for c in p.chunks
         )
 
     def _pass1_tables(self) -> None:
@@ -358,25 +366,36 @@ class NativeMp4:
                     damaged.append(c)
                     continue
                 samples = self._select(rd.meta, cols)
-                size = cols.size
+                planned: list[list[int]] = []
                 for tr, idxs in samples:
-                    m = self.tracks[tr].mp4
+                    t = self.tracks[tr]
+                    size = cols.sample_size if t.annexb else cols.size
+                    if size is None:  # the index said the chunk has the column
+                        if self.strict:
+                            raise CorruptSegment(f"{rd.name}@{c.offset}: no sample sizes")
+                        damaged.append(c)
+                        break
                     sizes = list(map(size.__getitem__, idxs))
-                    m.chunk_offsets.append(self.payload_bytes)
-                    m.chunk_samples.append(len(sizes))
-                    m.sizes.extend(sizes)
+                    planned.append(sizes)
+                    t.mp4.chunk_offsets.append(self.payload_bytes)
+                    t.mp4.chunk_samples.append(len(sizes))
+                    t.mp4.sizes.extend(sizes)
                     self.payload_bytes += sum(sizes)
-                self.chunks.append(_PlannedChunk(rd, c, samples, None, size))
+                self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
         if damaged:
             raise DamagedChunks(damaged)
 
     def _read_planned(self, pc: _PlannedChunk, streaming: bool) -> list[_Pieces]:
         """Pass 2's read of a chunk whose pieces pass 1 did not keep, checked: its CRC, and
-        (after a tables-only pass 1) its table against the one the moov was built from."""
+        (after a tables-only pass 1) its samples against the sizes the moov was built from."""
         try:
             chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
-            if pc.sizes is not None and chunk.columns.size != pc.sizes:
-                raise CorruptSegment(f"{pc.reader.name}@{pc.row.offset}: packet table changed")
+            pieces = self._pieces(chunk, pc.samples)
+            if pc.sizes is not None and [p.sizes for p in pieces] != pc.sizes:
+                raise CorruptSegment(
+                    f"{pc.reader.name}@{pc.row.offset}: samples differ from the sizes in the "
+                    "packet table"
+                )
         except CorruptSegment as exc:
             if self.strict or pc.sizes is None:
                 raise
@@ -387,7 +406,7 @@ class NativeMp4:
                     "clip made again shows it as a gap)"
                 ) from exc
             raise DamagedChunks([pc.row]) from exc
-        return self._pieces(chunk, pc.samples)
+        return pieces
 
     def _sample_entries(self) -> list[Mp4Track]:
         out: list[Mp4Track] = []

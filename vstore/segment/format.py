@@ -24,7 +24,10 @@ import zstandard
 from vstore.base.errors import CorruptSegment
 from vstore.base.jsonio import dumps_compact
 
-FORMAT_VERSION = 1
+# Version 2 added the sample-size column (CHUNK_SAMPLE_SIZES); version 1 files read as
+# before. A reader that knows only version 1 refuses a version 2 file by its header.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # --- file header: magic, version, flags, meta_len, meta_crc32, then meta JSON -------------------
 FILE_MAGIC = b"\x89VSEG\r\n\x1a"  # PNG-style: catches text-mode and 7-bit transfer damage
@@ -51,6 +54,11 @@ ZSTD_LEVEL = 3
 CHUNK_KEY_START = 0x01  # first video packet is a keyframe (a GOP start)
 CHUNK_CONTINUATION = 0x02  # rest of an oversized GOP (see max_chunk_bytes)
 CHUNK_AFTER_DISCONTINUITY = 0x04  # a discontinuity precedes this chunk
+# The packet table has a sample-size column (SAMPLE_SIZE_BYTES a packet, after the others):
+# each packet's size in MP4 sample form, where that differs from its stored size (Annex-B
+# video, rewritten with 4-byte lengths). A clip's MP4 index then needs no payload.
+CHUNK_SAMPLE_SIZES = 0x08
+SAMPLE_SIZE_BYTES = 4
 
 # packet flags (packet table flags column)
 PKT_KEY = 0x01
@@ -156,7 +164,7 @@ def unpack_header(buf: bytes) -> tuple[SegmentMeta, int]:
     magic, version, _flags, meta_len, meta_crc = HEADER.unpack_from(buf)
     if magic != FILE_MAGIC:
         raise CorruptSegment("not a vstore segment (bad magic)")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CorruptSegment(f"unsupported segment format version {version}")
     if meta_len > MAX_META_BYTES or len(buf) < HEADER.size + meta_len:
         raise CorruptSegment("segment header truncated")
@@ -281,6 +289,8 @@ class PacketColumns(NamedTuple):
     flags: bytes
     track: bytes
     offset: list[int]  # offset of each packet within the chunk payload
+    # Each packet's size in MP4 sample form (CHUNK_SAMPLE_SIZES), None in chunks without.
+    sample_size: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.dts)
@@ -294,17 +304,21 @@ def _column(raw: bytes | memoryview, code: str, start: int, n: int) -> array:
     return col
 
 
-def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumns:
-    """Inverse of PacketTable.pack + encode_table; validates sizes."""
+def decode_table(
+    stored: bytes | memoryview, codec: int, n: int, chunk_flags: int = 0
+) -> PacketColumns:
+    """Inverse of PacketTable.pack (+ the sample-size column the chunk's flags announce)
+    + encode_table; validates sizes."""
     raw: bytes | memoryview
+    row = PTABLE_ROW_BYTES + (SAMPLE_SIZE_BYTES if chunk_flags & CHUNK_SAMPLE_SIZES else 0)
     if codec == TABLE_ZSTD:
         try:
-            raw = _codecs()[1].decompress(bytes(stored), max_output_size=n * PTABLE_ROW_BYTES)
+            raw = _codecs()[1].decompress(bytes(stored), max_output_size=n * row)
         except zstandard.ZstdError as exc:
             raise CorruptSegment(f"packet table does not decompress: {exc}") from exc
     else:
         raw = stored
-    if len(raw) != n * PTABLE_ROW_BYTES:
+    if len(raw) != n * row:
         raise CorruptSegment("packet table size does not match packet count")
     dts = list(accumulate(_column(raw, "q", 0, n)))
     cts = _column(raw, "i", 8 * n, n)
@@ -313,7 +327,10 @@ def decode_table(stored: bytes | memoryview, codec: int, n: int) -> PacketColumn
     track = bytes(raw[17 * n : 18 * n])
     offset = [0, *accumulate(size[:-1])] if n else []
     pts = [d + c for d, c in zip(dts, cts, strict=True)]
-    return PacketColumns(dts, pts, size, flags, track, offset)
+    sample_size = None
+    if row != PTABLE_ROW_BYTES:
+        sample_size = _column(raw, "I", PTABLE_ROW_BYTES * n, n).tolist()
+    return PacketColumns(dts, pts, size, flags, track, offset, sample_size)
 
 
 class DirEntry(NamedTuple):

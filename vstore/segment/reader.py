@@ -95,7 +95,7 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     if crc != stored_crc or (expect_crc is not None and crc != expect_crc):
         raise CorruptSegment(f"{where}chunk checksum mismatch")
     table = memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset]
-    cols = fmt.decode_table(table, h.table_codec, h.packet_count)
+    cols = fmt.decode_table(table, h.table_codec, h.packet_count, h.flags)
     payload = memoryview(buf)[h.payload_offset : body_end]  # a view: no copy of the GOP
     if sum(cols.size) != len(payload):
         raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
@@ -240,7 +240,7 @@ class SegmentReader:
         if h.payload_offset > len(head):
             head = self.src.read(offset, h.payload_offset)
         table = memoryview(head)[fmt.CHUNK_HEADER.size : h.payload_offset]
-        cols = fmt.decode_table(table, h.table_codec, h.packet_count)
+        cols = fmt.decode_table(table, h.table_codec, h.packet_count, h.flags)
         if sum(cols.size) != h.payload_len:
             raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
         return h, cols

@@ -185,6 +185,10 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._tracks_info, self._ts = checked
         tracks = self._tracks_info
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
+        # The Annex-B video track whose packets change size in an MP4 (one at most: the
+        # sample-size column covers one), -1 if none.
+        annexb = [i for i, ts in enumerate(self._ts) if ts.nal_codec >= 0 and not ts.length_size]
+        self._annexb_video = annexb[0] if len(annexb) == 1 else -1
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
         # without Python objects; pure twin: state only). A new run resets it in place, so a
         # caller still holding its bound write_raw (a loop's `wr = w.write_raw`) gets the
@@ -573,15 +577,22 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         n = len(self._table)
         now = self.store.clock.monotonic_ns()
         due = self._fsync_due(now)  # one decision: the early writeback and the fsync agree
+        table = self._table.pack()
+        sizes = None
+        if self._annexb_video >= 0:
+            # One scan of the GOP's video here lets a clip build its MP4 index from the
+            # tables alone (the last column of the packed table is the track's).
+            sizes = self._nal.sample_sizes(self._payload, table[-n:], self._annexb_video)
         try:
             entry = self._seg.append_chunk(
                 self._chunk_flags,
                 start,
                 end_ns,
-                self._table.pack(),
+                table,
                 n,
                 self._payload,
                 syncing=due,
+                sample_sizes=sizes,
             )
         except VstoreError as exc:
             self._stop_after(exc)
@@ -596,7 +607,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 entry.length,
                 n,
                 entry.crc32,
-                self._chunk_flags,
+                entry.flags,
             )
         )
         self.stats.chunks += 1
