@@ -87,11 +87,20 @@ cdef Py_ssize_t _lp_size(const unsigned char *p, Py_ssize_t n) noexcept nogil:
     return total
 
 
-def sample_sizes(list payload, const unsigned char[::1] tracks, int video):
-    """The sample-size column of a chunk (u32 little-endian, one per packet): for the
-    ``video`` track's Annex-B packets their size rewritten with 4-byte lengths, for other
-    packets their size. ``payload`` holds the chunk's packets, one buffer each."""
+cdef Py_ssize_t _mp4_size(const unsigned char *p, Py_ssize_t n, int form) noexcept nogil:
+    if form == 1:  # FORM_ANNEXB
+        return _lp_size(p, n)
+    if form == 2 and n >= 7 and p[0] == 0xFF and (p[1] & 0xF6) == 0xF0:  # FORM_ADTS
+        return n - (7 if p[1] & 0x01 else 9)
+    return n
+
+
+def sample_sizes(list payload, const unsigned char[::1] tracks, const unsigned char[::1] forms):
+    """The sample-size column of a chunk (u32 little-endian, one per packet): each packet's
+    size in MP4 sample form, by its track's form (see the pure twin). ``payload`` holds the
+    chunk's packets, one buffer each."""
     cdef Py_ssize_t i, n = len(payload)
+    cdef int form
     cdef object data
     cdef const unsigned char[::1] mv
     if tracks.shape[0] != n:
@@ -100,15 +109,16 @@ def sample_sizes(list payload, const unsigned char[::1] tracks, int video):
     cdef unsigned int[::1] col = out
     for i in range(n):
         data = payload[i]
-        if tracks[i] != video:
+        form = forms[tracks[i]] if tracks[i] < forms.shape[0] else 0
+        if form == 0:
             col[i] = <unsigned int>len(data)
         elif type(data) is bytes:
-            col[i] = <unsigned int>_lp_size(
-                <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+            col[i] = <unsigned int>_mp4_size(
+                <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), form
             )
         else:
             mv = data
-            col[i] = <unsigned int>(_lp_size(&mv[0], mv.shape[0]) if mv.shape[0] else 0)
+            col[i] = <unsigned int>(_mp4_size(&mv[0], mv.shape[0], form) if mv.shape[0] else 0)
     if sys.byteorder != "little":
         out.byteswap()
     return out.tobytes()

@@ -51,7 +51,8 @@ def example_segment(tmp_path, version: int = fmt.FORMAT_VERSION):
     t.append(0, 0, 6, fmt.PKT_KEY, 0)
     t.append(3600, 3600, 5, 0, 0)
     packets = [PAYLOAD[:6], PAYLOAD[6:]]
-    sizes = _py_nal.sample_sizes(packets, b"\x00\x00", 0) if version >= 2 else None
+    forms = bytes([_py_nal.FORM_ANNEXB])
+    sizes = _py_nal.sample_sizes(packets, b"\x00\x00", forms) if version >= 2 else None
     sf.append_chunk(
         fmt.CHUNK_KEY_START, T0, T0 + 80_000_000, t.pack(), 2, packets, sample_sizes=sizes
     )

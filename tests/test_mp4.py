@@ -139,6 +139,7 @@ def test_damaged_chunk_is_a_gap_or_with_strict_refuses_the_clip_and_leaves_no_fi
     [
         ("once.mp4", {"codec": "h264", "audio": "aac"}),  # stored length-prefixed
         ("once.ts", {"codec": "h264"}),  # Annex-B: sizes from the sample-size column
+        ("once-aac.ts", {"codec": "h264", "audio": "aac"}),  # and ADTS audio
         ("once-hevc.ts", {"codec": "hevc"}),
     ],
 )

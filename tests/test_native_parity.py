@@ -12,7 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import IMPLS
-from vstore._native import CODEC_H264, CODEC_HEVC, NAL_KEY, NAL_PPS, NAL_SPS, NAL_VCL, NAL_VPS
+from vstore._native import (
+    CODEC_H264,
+    CODEC_HEVC,
+    FORM_ADTS,
+    FORM_ANNEXB,
+    FORM_STORED,
+    NAL_KEY,
+    NAL_PPS,
+    NAL_SPS,
+    NAL_VCL,
+    NAL_VPS,
+)
+from vstore.codec.aac import adts_to_asc
 from vstore.codec.annexb import annexb_to_length_prefixed
 
 SPS = b"\x67\x42\x00\x1f\xaa"
@@ -96,16 +108,28 @@ class TestNal:
             b"",
             b"\xff\xf1 audio, left as it is",
         ]
-        tracks = bytes([0, 0, 0, 0, 0, 0, 1])
-        col = impl["nal"].sample_sizes(packets, tracks, 0)
+        adts = [
+            b"\xff\xf1\x50\x80\x02\x1f\xfc" + b"\x21" * 9,  # 7-byte header, no CRC
+            b"\xff\xf0\x50\x80\x02\x1f\xfc\x00\x00" + b"\x21" * 9,  # 9 bytes: with CRC
+            b"\x21" * 12,  # no ADTS header: stored whole
+        ]
+        packets += adts
+        tracks = bytes([0, 0, 0, 0, 0, 0, 1, 2, 2, 2])
+        forms = bytes([FORM_ANNEXB, FORM_STORED, FORM_ADTS])
+        col = impl["nal"].sample_sizes(packets, tracks, forms)
         got = [int.from_bytes(col[i : i + 4], "little") for i in range(0, len(col), 4)]
-        want = [len(annexb_to_length_prefixed(p)) for p in packets[:-1]] + [len(packets[-1])]
+        want = [len(annexb_to_length_prefixed(p)) for p in packets[:6]] + [len(packets[6])]
+        want += [len(a) - adts_to_asc(a[:7])[1] if adts_to_asc(a[:7]) else len(a) for a in adts]
         assert got == want
         assert got[:3] == [len(packets[0]), len(packets[1]) + 2, len(packets[2]) - 4]
+        assert got[7:] == [9, 9, 12]
         views = [memoryview(p) for p in packets]  # any buffer, as the writer holds them
-        assert impl["nal"].sample_sizes(views, tracks, 0) == col
+        assert impl["nal"].sample_sizes(views, tracks, forms) == col
+        assert impl["nal"].sample_sizes(packets, tracks, b"") == b"".join(
+            len(p).to_bytes(4, "little") for p in packets
+        )
         with pytest.raises(ValueError):
-            impl["nal"].sample_sizes(packets, tracks[:-1], 0)
+            impl["nal"].sample_sizes(packets, tracks[:-1], forms)
 
     @pytest.mark.parametrize("name,codec", [("h264.ts", CODEC_H264), ("hevc.ts", CODEC_HEVC)])
     def test_real_encoder_output(self, impl, media, name, codec):
@@ -139,16 +163,27 @@ class TestTwinsAgree:
         )
 
     @settings(max_examples=300, deadline=None)
-    @given(st.lists(st.binary(max_size=120), max_size=8), st.integers(0, 2))
-    def test_sample_sizes_random_bytes(self, packets, video):
-        # Random bytes hold few start codes: splice some in.
-        packets = [p.replace(b"\x07", b"\x00\x00\x01") for p in packets]
+    @given(
+        st.lists(st.binary(max_size=120), max_size=8),
+        st.lists(st.sampled_from([FORM_STORED, FORM_ANNEXB, FORM_ADTS]), max_size=3),
+    )
+    def test_sample_sizes_random_bytes(self, packets, form_list):
+        # Random bytes hold few start codes or ADTS syncwords: splice some in.
+        packets = [
+            p.replace(b"\x07", b"\x00\x00\x01").replace(b"\x08", b"\xff\xf1") for p in packets
+        ]
         tracks = bytes(i % 3 for i in range(len(packets)))
+        forms = bytes(form_list)
         py, c = IMPLS["py"]["nal"], IMPLS["c"]["nal"]
-        col = c.sample_sizes(packets, tracks, video)
-        assert py.sample_sizes(packets, tracks, video) == col
+        col = c.sample_sizes(packets, tracks, forms)
+        assert py.sample_sizes(packets, tracks, forms) == col
         for i, p in enumerate(packets):
-            want = len(annexb_to_length_prefixed(p)) if tracks[i] == video else len(p)
+            form = forms[tracks[i]] if tracks[i] < len(forms) else FORM_STORED
+            want = len(p)
+            if form == FORM_ANNEXB:
+                want = len(annexb_to_length_prefixed(p))
+            elif form == FORM_ADTS and (conv := adts_to_asc(p[:7])) is not None:
+                want -= conv[1]
             assert int.from_bytes(col[4 * i : 4 * i + 4], "little") == want
 
     @settings(max_examples=200, deadline=None)

@@ -179,11 +179,12 @@ def run_cli(*argv: str) -> int:
 def interrupt_after_d1(st, monkeypatch) -> None:
     """A retention run (everything expired) that dies between D1 and D2: marks are left."""
     from vstore.lifecycle import retention
+    from vstore.store import garbage
 
     def crash(*a, **k):
         raise KeyboardInterrupt  # the process dies
 
-    monkeypatch.setattr(retention, "remove_marked", crash)
+    monkeypatch.setattr(garbage, "remove_marked", crash)
     with pytest.raises(KeyboardInterrupt):
         retention.run_retention(st, max_age_ns=1)
     monkeypatch.undo()

@@ -59,6 +59,9 @@ NAL_SPS = _py_nal.NAL_SPS
 NAL_PPS = _py_nal.NAL_PPS
 NAL_VPS = _py_nal.NAL_VPS
 NAL_VCL = _py_nal.NAL_VCL
+FORM_STORED = _py_nal.FORM_STORED
+FORM_ANNEXB = _py_nal.FORM_ANNEXB
+FORM_ADTS = _py_nal.FORM_ADTS
 
 
 @contextmanager

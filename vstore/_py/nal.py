@@ -112,22 +112,31 @@ def parameter_sets(data: bytes, codec: int, length_size: int) -> bytes:
     return bytes(out)
 
 
-def sample_sizes(payload: list, tracks: bytes, video: int) -> bytes:
-    """The sample-size column of a chunk (u32 little-endian, one per packet): for the
-    ``video`` track's Annex-B packets their size rewritten with 4-byte lengths (what
-    ``codec.annexb.annexb_to_length_prefixed`` makes: bytes before the first start code and
-    zeros before a start code dropped, empty units skipped), for other packets their size.
-    ``payload`` holds the chunk's packets, one buffer each, in table order."""
+# How a track's packets become MP4 samples (the ``forms`` of sample_sizes, one per track).
+FORM_STORED = 0  # as stored
+FORM_ANNEXB = 1  # Annex-B video, rewritten with 4-byte lengths
+FORM_ADTS = 2  # AAC with ADTS headers, which MP4 samples do not have
+
+
+def sample_sizes(payload: list, tracks: bytes, forms: bytes) -> bytes:
+    """The sample-size column of a chunk (u32 little-endian, one per packet): each packet's
+    size in MP4 sample form, by its track's form. Annex-B: rewritten with 4-byte lengths
+    (what ``codec.annexb.annexb_to_length_prefixed`` makes: bytes before the first start
+    code and zeros before a start code dropped, empty units skipped). ADTS: without its
+    header, when it has one (``codec.aac.adts_to_asc``'s test). ``payload`` holds the
+    chunk's packets, one buffer each, in table order; a track past ``forms`` is stored."""
     out = array("I")
     for data, tr in zip(payload, tracks, strict=True):
-        if tr != video:
-            out.append(len(data))
-            continue
-        total = 0
-        for start, end in _units(bytes(data), 0):
-            if end > start:
-                total += 4 + end - start
-        out.append(total)
+        form = forms[tr] if tr < len(forms) else FORM_STORED
+        n = len(data)
+        if form == FORM_ANNEXB:
+            n = 0
+            for start, end in _units(bytes(data), 0):
+                if end > start:
+                    n += 4 + end - start
+        elif form == FORM_ADTS and n >= 7 and data[0] == 0xFF and data[1] & 0xF6 == 0xF0:
+            n -= 7 if data[1] & 0x01 else 9  # protection_absent: no CRC
+        out.append(n)
     if sys.byteorder != "little":
         out.byteswap()
     return out.tobytes()

@@ -37,6 +37,8 @@ OPEN_PREFIX = b"O"  # O + u64 segment id               -> segment being written 
 GARBAGE_PREFIX = b"G"  # G + u64 segment id            -> segment being deleted (JSON)
 HOLD_PREFIX = b"H"  # H + u64 hold id                  -> legal hold (JSON), kept forever
 AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), kept forever
+IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
+#                       ... + u64 segment id          -> a segment it wrote (empty)
 
 SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
 NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
@@ -215,6 +217,16 @@ def hold_key(hold_id: int) -> bytes:
 
 def audit_key(seq: int) -> bytes:
     return AUDIT_PREFIX + seq.to_bytes(8, "big")
+
+
+def import_key(camera_num: int, start_ns: int) -> bytes:
+    """The marker of an import into a camera at a start, kept until it reports done."""
+    return keycodec.encode_key(IMPORT_PREFIX, camera_num, start_ns)
+
+
+def import_segment_key(camera_num: int, start_ns: int, segment_id: int) -> bytes:
+    """A segment the import at (camera, start) wrote: under its marker's key."""
+    return import_key(camera_num, start_ns) + segment_id.to_bytes(8, "big")
 
 
 def camera_key(camera_id: str) -> bytes:

@@ -75,12 +75,18 @@ def run(args: argparse.Namespace) -> int:
                 "ignored_streams": list(r.ignored),
                 "warnings": list(r.warnings),
                 "max_rate_bytes": rate,
+                "replaced_segments": r.replaced_segments,
             }
         )
         return 0
     print(f"imported {args.file} as camera {r.camera}")
     print(f"  {fmt_time(r.start_ns, UTC)} .. {fmt_time(r.end_ns, UTC)}")
     print(f"  {r.packets} packets, {fmt_bytes(r.bytes)}, {r.segments} segment(s)")
+    if r.replaced_segments:
+        print(
+            f"  replaced {r.replaced_segments} segment(s) an earlier, unfinished run of this "
+            "import had written (see `vstore audit`)"
+        )
     dropped = r.stats["dropped_before_keyframe"] + r.stats["dropped_no_params"]
     if dropped:
         print(f"  {dropped} packet(s) before the first decodable keyframe were not stored")

@@ -143,14 +143,15 @@ class NativeMp4:
     ``ftyp | moov | mdat`` and then the samples. Because the index is complete before the
     first sample byte, the file streams to a pipe with no staging.
 
-    When the tables give every sample's MP4 size (video stored length-prefixed, or Annex-B
-    video with the sample-size column; AAC without ADTS headers) and the footage is local,
+    When the tables give every sample's MP4 size (video stored length-prefixed and AAC
+    without ADTS headers, or the sample-size column of Annex-B video and ADTS audio) and
+    the footage is local,
     pass 1 reads only the chunks' packet tables, so the first byte leaves after a few small
     reads; pass 2 then reads each chunk once, checks
     its CRC and its table against the one the index was built from, and streams it. A chunk
     that fails there is a gap like any other when the clip goes to a path (the file is
     written again without it); a stream already under way stops with CorruptSegment.
-    Otherwise (ADTS audio, Annex-B video written before format version 2, or tiered
+    Otherwise (Annex-B video or ADTS audio written before format version 2, or tiered
     footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
     """
 
@@ -336,14 +337,12 @@ class NativeMp4:
 
     def _tables_suffice(self) -> bool:
         """Every sample's MP4 size is in the tables: the stored size, or for Annex-B video
-        the chunk's sample-size column (chunks written since format version 2); and the
-        chunks are local (a table read from object storage would cost a request of its
-        own). ADTS audio (AAC from MPEG-TS) is not covered yet."""
-        if any(t.adts for t in self.tracks.values()):
-            return False
+        and ADTS audio the chunk's sample-size column (chunks written since format version
+        2); and the chunks are local (a table read from object storage would cost a request
+        of its own)."""
         if any(p.segment.location != "local" for p in self.plan.parts):
             return False
-        return not any(t.annexb for t in self.tracks.values()) or all(
+        return not any(t.annexb or t.adts for t in self.tracks.values()) or all(
             c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.parts for c in p.chunks
         )
 
@@ -359,7 +358,7 @@ class NativeMp4:
                 break
             for c in part.chunks:
                 try:
-                    _head, cols = rd.read_table(c.offset, c.length)
+                    head, cols = rd.read_table(c.offset, c.length)
                 except CorruptSegment:
                     if self.strict:
                         raise
@@ -369,7 +368,9 @@ class NativeMp4:
                 planned: list[list[int]] = []
                 for tr, idxs in samples:
                     t = self.tracks[tr]
-                    size = cols.sample_size if t.annexb else cols.size
+                    if t.adts and not t.asc:
+                        t.asc = self._adts_config(rd, c, head, cols.offset[idxs[0]])
+                    size = cols.sample_size if t.annexb or t.adts else cols.size
                     if size is None:  # the index said the chunk has the column
                         if self.strict:
                             raise CorruptSegment(f"{rd.name}@{c.offset}: no sample sizes")
@@ -384,6 +385,13 @@ class NativeMp4:
                 self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
         if damaged:
             raise DamagedChunks(damaged)
+
+    @staticmethod
+    def _adts_config(rd: SegmentReader, c: ChunkRow, head: fmt.ChunkHeader, at: int) -> bytes:
+        """The AudioSpecificConfig from an ADTS packet's header (7 bytes read; pass 2 checks
+        the chunk, and every sample's size, before any of it goes out)."""
+        conv = adts_to_asc(rd.src.read(c.offset + head.payload_offset + at, 7))
+        return conv[0] if conv is not None else b""
 
     def _read_planned(self, pc: _PlannedChunk, streaming: bool) -> list[_Pieces]:
         """Pass 2's read of a chunk whose pieces pass 1 did not keep, checked: its CRC, and

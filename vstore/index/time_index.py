@@ -9,9 +9,7 @@ allocate ids are guarded by one lock.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
-import atexit
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ from vstore import _native
 from vstore.base import actor, layout
 from vstore.base.errors import StoreLocked, VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.index.view import make_view, remove_view
 
 SCHEMA_VERSION = 1
 
@@ -325,11 +324,11 @@ class TimeIndex:
             )
 
     def _open_read_only(self) -> Rdict:
-        """Open through a fresh view of links (see _make_view). A writer that compacts
+        """Open through a fresh view of links (see vstore.index.view). A writer that compacts
         between listing the files and opening them makes the view miss a file: another
         view then catches up with it."""
         for attempt in range(5):
-            self._view = _make_view(self.path)
+            self._view = make_view(self.path)
             try:
                 return Rdict(
                     str(self._view), _options(read_only=True), access_type=AccessType.read_only()
@@ -342,7 +341,7 @@ class TimeIndex:
 
     def _drop_view(self) -> None:
         if self._view is not None:
-            _remove_view(self._view)
+            remove_view(self._view)
             self._view = None
 
     def close(self) -> None:
@@ -432,12 +431,13 @@ class TimeIndex:
     def cameras(self) -> list[tuple[str, int]]:
         """(camera id, camera num) for every camera, ordered by id."""
         out = []
-        for key, value in self._scan(layout.CAMERA_PREFIX):
+        for key, value in self.scan(layout.CAMERA_PREFIX):
             out.append((key[1:].decode(), int(json.loads(value)["num"])))
         return out
 
     # --- scans ---------------------------------------------------------------------------------
-    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) under a key prefix, in key order (from ``start`` if given)."""
         it = self._db.iter()
         it.seek(start if start is not None else prefix)
         while it.valid():
@@ -582,7 +582,7 @@ class TimeIndex:
         self, camera_num: int, start_ns: int = -(2**63), end_ns: int = 2**63 - 1
     ) -> Iterator[Event]:
         prefix = layout.camera_prefix(layout.EVENT_PREFIX, camera_num)
-        for key, value in self._scan(prefix, layout.event_key(camera_num, start_ns, 0)):
+        for key, value in self.scan(prefix, layout.event_key(camera_num, start_ns, 0)):
             ev = Event.decode(key, value)
             if ev.at_ns >= end_ns:
                 return
@@ -594,7 +594,7 @@ class TimeIndex:
 
     def holds(self) -> list[dict[str, Any]]:
         """Every hold ever placed (released ones included: the record is permanent)."""
-        return [json.loads(v) for _k, v in self._scan(layout.HOLD_PREFIX)]
+        return [json.loads(v) for _k, v in self.scan(layout.HOLD_PREFIX)]
 
     def audit(
         self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
@@ -615,28 +615,27 @@ class TimeIndex:
             self.commit(b, sync=True)
 
     def audit_records(self) -> list[dict[str, Any]]:
-        return [json.loads(v) for _k, v in self._scan(layout.AUDIT_PREFIX)]
+        return [json.loads(v) for _k, v in self.scan(layout.AUDIT_PREFIX)]
 
     def garbage(self) -> list[tuple[int, dict[str, Any]]]:
         """(segment id, record) of deletions that were started but not finished."""
         return [
             (int.from_bytes(k[1:9], "big"), json.loads(v))
-            for k, v in self._scan(layout.GARBAGE_PREFIX)
+            for k, v in self.scan(layout.GARBAGE_PREFIX)
         ]
 
     def open_segments(self) -> list[tuple[int, dict[str, Any]]]:
         """(segment id, marker) of every segment whose writer had not sealed it."""
         return [
-            (int.from_bytes(k[1:9], "big"), json.loads(v))
-            for k, v in self._scan(layout.OPEN_PREFIX)
+            (int.from_bytes(k[1:9], "big"), json.loads(v)) for k, v in self.scan(layout.OPEN_PREFIX)
         ]
 
     def all_chunk_rows(self) -> Iterator[ChunkRow]:
-        for key, value in self._scan(layout.CHUNK_PREFIX):
+        for key, value in self.scan(layout.CHUNK_PREFIX):
             yield ChunkRow.decode(key, value)
 
     def all_segment_rows(self) -> Iterator[SegmentRow]:
-        for key, value in self._scan(layout.SEGMENT_PREFIX):
+        for key, value in self.scan(layout.SEGMENT_PREFIX):
             yield SegmentRow.decode(key, value)
 
     def approximate_size_bytes(self) -> int:
@@ -645,45 +644,6 @@ class TimeIndex:
             if p.is_file():
                 total += p.stat().st_size
         return total
-
-
-def _make_view(path: Path) -> Path:
-    """A private directory of links to the index's files, outside the store, for a read-only
-    open. RocksDB writes nothing to a database opened read-only, but the binding rewrites
-    its config file and RocksDB starts an info log in the directory it opens: through the
-    view a reader writes nothing to the store, and it also reads a store on read-only
-    media, an evidence copy or a store another user owns."""
-    path = path.resolve()  # the links must name their targets from anywhere
-    scratch = Path(os.environ.get("TMPDIR") or "/tmp")
-    while True:
-        view = layout.index_view_dir(scratch, os.getpid(), os.urandom(6).hex())
-        try:
-            os.mkdir(view, 0o700)
-            break
-        except FileExistsError:
-            continue
-    _LIVE_VIEWS.add(view)
-    for name in os.listdir(path):
-        if not name.startswith(layout.INDEX_VIEW_SKIP):
-            os.symlink(path / name, view / name)
-    return view
-
-
-def _remove_view(view: Path) -> None:
-    """Remove a view: its links, and what the binding and RocksDB wrote there (no shutil:
-    it costs every command a few ms of start-up for bz2 and lzma)."""
-    _LIVE_VIEWS.discard(view)
-    try:
-        for name in os.listdir(view):
-            os.unlink(view / name)
-        os.rmdir(view)
-    except OSError:
-        pass  # (in the scratch directory, not the store: a leftover harms nothing)
-
-
-# Views of indexes still open when the process exits (one that never closes its index).
-_LIVE_VIEWS: set[Path] = set()
-atexit.register(lambda: [_remove_view(v) for v in list(_LIVE_VIEWS)])
 
 
 def _key(it: Any) -> bytes | None:

@@ -13,6 +13,7 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_time
 from vstore.ingest.av_source import open_container
 from vstore.ingest.tracks import tracks_from_av
+from vstore.store import imports
 from vstore.store.camera_writer import open_writer
 from vstore.store.store import Store
 
@@ -28,6 +29,7 @@ class ImportResult:
     stats: dict[str, Any]
     ignored: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    replaced_segments: int = 0  # what an earlier, unfinished run of this import had written
 
 
 # A file whose container declares this much more than could be read is called truncated.
@@ -61,10 +63,16 @@ def import_file(
     start_ns: int,
     progress: Callable[[float, float], None] | None = None,
     rate: RateLimiter | None = None,
+    by: str = "import",
 ) -> ImportResult:
     """Import a recording (MP4, MKV, MPEG-TS, ...) so its first keyframe lands at start_ns.
     ``rate`` paces the footage written (an import beside live recording must leave it the
-    disk: unpaced, it writes as fast as the disk takes it). ``progress(done_s, total_s)``
+    disk: unpaced, it writes as fast as the disk takes it).
+
+    The import is replayable from its source until it returns: it keeps a marker in the
+    index meanwhile (lifecycle F1-F4) and makes its footage durable segment by segment. Run
+    again after a crash, it replaces what the unfinished run wrote (each deletion audited;
+    refused if a hold covers it) instead of refusing it as an overlap. ``progress(done_s, total_s)``
     reports the media seconds imported out of the file's declared duration."""
     import av  # PyAV: heavy, loaded on first use
 
@@ -79,8 +87,19 @@ def import_file(
         # container that states its duration can show that the file was cut short.
         declared_s = duration if "mpegts" not in container.format.name else 0.0
         streams = [container.streams[i] for i in src.stream_to_track]
+        num = store.index.camera_num(camera_id, create=True)
+        assert num is not None
+        prior = imports.find(store, num, start_ns)
+        replaced = imports.replace(store, prior, by) if prior is not None else 0
         _refuse_overlap(store, camera_id, start_ns, duration)
-        writer = open_writer(store, camera_id, src.tracks, start_ns=start_ns)
+        imports.begin(store, camera_id, num, start_ns, p)
+        try:
+            writer = open_writer(
+                store, camera_id, src.tracks, start_ns=start_ns, tracked_import=True
+            )
+        except BaseException:
+            imports.finish(store, num, start_ns)  # refused before a segment was written
+            raise
         mapping = src.stream_to_track
         # Seconds per tick as a float, once: a Fraction product per packet cost more CPU
         # than the rest of the import's per-packet work.
@@ -106,6 +125,7 @@ def import_file(
                     if key and progress is not None and duration and pkt.pts is not None:
                         progress(min(duration, pkt.pts * tick_s[index]), duration)
         except av.FFmpegError as exc:
+            imports.finish(store, num, start_ns)  # the source ends here: what it gave is kept
             raise SourceError(
                 f"{p}: demux failed after {writer.stats.packets} packets "
                 f"(stored footage up to there is kept): {exc}"
@@ -113,6 +133,7 @@ def import_file(
         except UsageError:
             if writer.overlap_error is None:
                 raise
+        imports.finish(store, num, start_ns)  # F3: sealed and synced by the writer's close
         if writer.overlap_error is not None:
             raise writer.overlap_error  # (after the writer sealed what came before)
     finally:
@@ -142,4 +163,5 @@ def import_file(
         stats=stats.as_dict(),
         ignored=src.ignored,
         warnings=tuple(warnings),
+        replaced_segments=replaced,
     )

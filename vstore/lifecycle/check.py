@@ -5,7 +5,8 @@ C2 every sealed segment row's file exists with the recorded size and SHA-256; C3
 left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camera do not
 overlap and start in time order; C6 tiered footage under an active hold also carries an S3
 object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
-is of footage indexed again or held where nothing else holds it (D5). ``repair`` fixes what it can without deleting footage:
+is of footage indexed again or held where nothing else holds it (D5); C8 no import left
+unfinished by a process that is gone (F1-F4). ``repair`` fixes what it can without deleting footage:
 it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
 """
 
@@ -19,8 +20,10 @@ from vstore.base import layout
 from vstore.base.errors import CorruptSegment, NotFound, TierError, VstoreError
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
+from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment.reader import FileSource, SegmentReader
+from vstore.store import imports
 from vstore.store.garbage import cancel_mark, mark_conflict
 from vstore.store.holds import list_holds
 from vstore.store.recovery import quarantine_chunks, recover
@@ -81,6 +84,17 @@ def check_store(
                     "or open the store for writing, to seal it)",
                 )
             )
+    for imp in imports.unfinished(store) if not live else ():
+        rep.problems.append(
+            Problem(
+                "C8",
+                imp.file,
+                f"the import of {imp.file} into camera {imp.camera!r} at "
+                f"{format_time(imp.start_ns)} (begun {format_time(imp.started_ns)}) never "
+                f"reported done; its {len(imp.segment_ids)} segment(s) stay until the same "
+                "import is run again, which replaces them",
+            )
+        )
     # Segment ids are unique per store, but an adopted foreign file may repeat one: key by
     # (camera, id) as the index does.
     segments: dict[tuple[int, int], SegmentRow] = {}

@@ -8,17 +8,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vstore.base import layout
 from vstore.base.errors import CorruptSegment, TierError, VstoreError
-from vstore.base.jsonio import loads_dict
 from vstore.base.timebase import format_duration, format_time
-from vstore.index.time_index import Batch
 from vstore.lifecycle.catalog import catalog, leased_ids
 from vstore.lifecycle.retention_plan import RetentionPlan, plan_retention
 from vstore.lifecycle.trim import current_row, trim_gain_bytes, trim_segment
 from vstore.store.config import RetentionConfig, RetentionPolicy
 from vstore.store.disk import DiskUsage, disk_usage, min_free_bytes
-from vstore.store.garbage import finish_garbage, garbage_record, remove_marked
+from vstore.store.garbage import delete_segment, finish_garbage
 from vstore.store.holds import list_holds
 from vstore.store.store import Store
 
@@ -68,49 +65,22 @@ def apply_plan(
         row = current_row(store, s)
         if row is None:
             continue  # already gone (a concurrent run, or a rerun)
-        row_key = row.key()
-        rec = garbage_record(row.path, s.camera, s.start_ns, row.end_ns, row.location)
-        b = Batch()
-        b.put(layout.garbage_key(s.segment_id), rec)
-        for c in store.index.chunks(s.camera_num, row.start_ns, row.end_ns):
-            if c.segment_id == s.segment_id:
-                b.delete(c.key())
-        b.delete(row_key)
-        store.index.audit(
-            "delete",
-            by,
-            {
-                "camera": s.camera,
-                "segment_id": s.segment_id,
-                "from": format_time(s.start_ns),
-                "to": format_time(s.end_ns),
-                "bytes": s.size_bytes,
-                "reason": d.reason,
-                "sha256": row.sha256,
-                "location": row.location,
-                "now": format_time(plan.now_ns),
-                "policy": plan.policies.get(s.camera),
-                "overrides": plan.overrides,
-                **(
-                    {
-                        "watermark_needed_bytes": plan.watermark_needed_bytes,
-                    }
-                    if d.reason == "watermark"
-                    else {}
-                ),
-            },
-            store.clock.wall_ns(),
-            batch=b,
-        )
-        store.index.commit(b, sync=True)
-        res.deleted_segments += 1  # D1 is the deletion: the footage is out of the index
+        detail = {
+            "reason": d.reason,
+            "now": format_time(plan.now_ns),
+            "policy": plan.policies.get(s.camera),
+            "overrides": plan.overrides,
+        }
+        if d.reason == "watermark":
+            detail["watermark_needed_bytes"] = plan.watermark_needed_bytes
         try:
             # A reader that leased it between the check above and D1 may have planned from
-            # the row just removed: its bytes then wait for it (L2), the mark stays for D4.
-            if not remove_marked(store, s.segment_id, loads_dict(rec)):
+            # the row D1 removes: its bytes then wait for it (L2), the mark stays for D4.
+            if not delete_segment(store, row, s.camera, by, detail):
                 res.deferred_leased += 1
         except TierError as exc:
             res.errors.append(f"{row.location}/{row.path}: {exc} (marked; a rerun deletes it)")
+        res.deleted_segments += 1  # D1 is the deletion: the footage is out of the index
         res.deleted_bytes += s.size_bytes
         if progress is not None:
             progress(i + 1, total)

@@ -111,8 +111,13 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         start_ns: int | None = None,
         settings: CameraSettings | None = None,
         stream_map: dict[int, int] | None = None,
+        tracked_import: bool = False,
     ) -> None:
         layout.validate_camera_id(camera_id)
+        # An import whose marker vstore.store.imports keeps (F1-F4): each segment is listed
+        # under the marker as it opens, and footage is made durable segment by segment (the
+        # import is replayed from its source until it reports done).
+        self._import_start_ns = start_ns if tracked_import else None
         self._stream_map = stream_map
         self.store = store
         self.camera_id = camera_id
@@ -185,10 +190,17 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._tracks_info, self._ts = checked
         tracks = self._tracks_info
         self._video = next(i for i, t in enumerate(tracks) if t.kind == "video")
-        # The Annex-B video track whose packets change size in an MP4 (one at most: the
-        # sample-size column covers one), -1 if none.
-        annexb = [i for i, ts in enumerate(self._ts) if ts.nal_codec >= 0 and not ts.length_size]
-        self._annexb_video = annexb[0] if len(annexb) == 1 else -1
+        # How each track's packets become MP4 samples; None when all go as stored (then
+        # chunks need no sample-size column).
+        forms = bytes(
+            _native.FORM_ANNEXB
+            if ts.nal_codec >= 0 and not ts.length_size
+            else _native.FORM_ADTS
+            if t.codec == "aac" and not t.extradata
+            else _native.FORM_STORED
+            for t, ts in zip(tracks, self._ts, strict=True)
+        )
+        self._sample_forms = forms if any(forms) else None
         # Timestamp state lives in the FastPath (compiled: it also appends ordinary packets
         # without Python objects; pure twin: state only). A new run resets it in place, so a
         # caller still holding its bound write_raw (a loop's `wr = w.write_raw`) gets the
@@ -526,6 +538,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         b = Batch()
         b.put_open_marker(seg_id, self.camera_id, self.camera_num, relpath, start_ns)
         b.put(row.key(), row.value())
+        if self._import_start_ns is not None:  # F2: listed in the batch that opens it
+            b.put(layout.import_segment_key(self.camera_num, self._import_start_ns, seg_id), b"")
         gap_from = self._last_end_ns
         if gap_from is not None and self._run_reason != "continuous":
             # A new run (restart, reconnect, import) is always on the timeline; it is a gap
@@ -579,10 +593,10 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         due = self._fsync_due(now)  # one decision: the early writeback and the fsync agree
         table = self._table.pack()
         sizes = None
-        if self._annexb_video >= 0:
+        if self._sample_forms is not None:
             # One scan of the GOP's video here lets a clip build its MP4 index from the
             # tables alone (the last column of the packed table is the track's).
-            sizes = self._nal.sample_sizes(self._payload, table[-n:], self._annexb_video)
+            sizes = self._nal.sample_sizes(self._payload, table[-n:], self._sample_forms)
         try:
             entry = self._seg.append_chunk(
                 self._chunk_flags,
@@ -626,6 +640,7 @@ def open_writer(
     tracks: Sequence[fmt.TrackInfo] | MappedTracks,
     *,
     start_ns: int | None = None,
+    tracked_import: bool = False,
 ) -> CameraWriter:
     """A writer for one camera: the store's one open writer for it until closed.
 
@@ -633,7 +648,8 @@ def open_writer(
     ``vstore.ingest.tracks.tracks_from_av`` returns (then PyAV packets are mapped from their
     stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
     the wall time of the first keyframe (imports); without it, live wall time comes from
-    the packets or the clock.
+    the packets or the clock. ``tracked_import``: an import that began a marker
+    (``vstore.store.imports.begin``) at ``start_ns``.
     """
     if start_ns is not None:
         check_time_ns(start_ns)  # before the camera is registered
@@ -641,5 +657,12 @@ def open_writer(
     infos = list(tracks.tracks if isinstance(tracks, MappedTracks) else tracks)
     return store.register_writer(
         camera_id,
-        lambda: CameraWriter(store, camera_id, infos, start_ns=start_ns, stream_map=stream_map),
+        lambda: CameraWriter(
+            store,
+            camera_id,
+            infos,
+            start_ns=start_ns,
+            stream_map=stream_map,
+            tracked_import=tracked_import,
+        ),
     )

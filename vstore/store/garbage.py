@@ -8,12 +8,48 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import TierError
-from vstore.base.jsonio import dumps_compact
+from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
-from vstore.index.time_index import Batch
+from vstore.index.time_index import Batch, SegmentRow
 from vstore.store.holds import Hold, list_holds
 from vstore.store.lease import LeaseSet
 from vstore.store.store import Store
+
+
+def delete_segment(
+    store: Store, row: SegmentRow, camera: str, by: str, detail: dict[str, Any]
+) -> bool:
+    """Delete one indexed segment (D1-D3). D1: one synced batch takes its chunk rows and its
+    row out of the index, adds the garbage mark and the permanent audit record (what the
+    record always says, then ``detail``). D2-D3 as ``remove_marked``: False when a reader's
+    lease defers removing the bytes (the mark stays for D4); TierError when a tier fails
+    (the mark stays for a rerun). The deletion itself is D1's: the footage is gone from the
+    index either way."""
+    rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location)
+    b = Batch()
+    b.put(layout.garbage_key(row.segment_id), rec)
+    for c in store.index.chunks(row.camera_num, row.start_ns, row.end_ns):
+        if c.segment_id == row.segment_id:
+            b.delete(c.key())
+    b.delete(row.key())
+    store.index.audit(
+        "delete",
+        by,
+        {
+            "camera": camera,
+            "segment_id": row.segment_id,
+            "from": format_time(row.start_ns),
+            "to": format_time(row.end_ns),
+            "bytes": row.size_bytes,
+            "sha256": row.sha256,
+            "location": row.location,
+            **detail,
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+    return remove_marked(store, row.segment_id, loads_dict(rec))
 
 
 def remove_marked(

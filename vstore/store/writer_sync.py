@@ -227,7 +227,10 @@ class BehindWriterSync:
 
     def _fsync_due(self, now: int) -> bool:
         """Whether a chunk closed at ``now`` is fsynced at once (always, with
-        fsync_interval_s = 0)."""
+        fsync_interval_s = 0). Never in a tracked import: its segment's seal makes it
+        durable (F3)."""
+        if self._import_start_ns is not None:
+            return False
         interval = int(self.settings.fsync_interval_s * NS_PER_S)
         return not interval or now - self._last_fsync_mono >= interval
 

@@ -1,0 +1,137 @@
+"""An import is replayable from its source until it reports done (lifecycle F1-F4): killed
+midway, the same `vstore import` runs again and replaces what the unfinished run wrote,
+instead of refusing it as an overlap; held footage is never replaced; and the import makes
+its footage durable segment by segment, not GOP by GOP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import START_NS
+from vstore.api import open_store
+from vstore.base.errors import UsageError
+from vstore.base.fsutil import Fs
+from vstore.base.timebase import format_time
+from vstore.ingest.file_import import import_file
+from vstore.lifecycle.check import check_store
+from vstore.store import imports
+from vstore.store.holds import add_hold, release_hold
+
+ROOT = Path(__file__).resolve().parents[1]
+NS = 1_000_000_000
+
+
+def _store(path: Path) -> Path:
+    path.mkdir()
+    (path / "vstore.toml").write_text("[store]\nsegment_duration_s = 2\n")
+    return path
+
+
+def _footage(st, cam: str = "cam") -> list[tuple[int, int, int]]:
+    num = st.index.camera_num(cam)
+    return [(c.start_ns, c.end_ns, c.packet_count) for c in st.index.chunks(num, 0, 2**63 - 1)]
+
+
+class _Stop(BaseException):
+    """The process dies (as KeyboardInterrupt would, but no test runner catches it)."""
+
+
+def _import_until(st, src: Path, stop_after_s: float) -> None:
+    def progress(done_s: float, _total_s: float) -> None:
+        if done_s >= stop_after_s:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        import_file(st, src, "cam", START_NS, progress=progress)
+
+
+def test_an_import_killed_midway_runs_again_and_replaces_what_it_left(tmp_path, media):
+    src = media("replay.ts", 12.0, gop_frames=25)
+    clean = _store(tmp_path / "clean")
+    with open_store(clean) as st:
+        import_file(st, src, "cam", START_NS)
+        want = _footage(st)
+    store = _store(tmp_path / "store")
+    cmd = [sys.executable, "-m", "vstore.cli.main", "import", str(src), "--camera", "cam"]
+    cmd += ["--start", format_time(START_NS), "--store", str(store), "--json"]
+    # Paced to about 4 s of work: killed after the first segments are sealed.
+    rate = f"{max(1, src.stat().st_size // 4000)}KB"
+    paced = subprocess.Popen([*cmd, "--max-rate", rate], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    time.sleep(1.5)
+    paced.send_signal(signal.SIGKILL)
+    paced.wait()
+    with open_store(store) as st:  # (recovery seals the open segment)
+        [left] = imports.unfinished(st)
+        assert left.camera == "cam" and left.start_ns == START_NS and left.segment_ids
+        partial = _footage(st)
+        assert partial and len(partial) < len(want)
+        # (a segment that had only its header when the process died is gone: recovery, W4)
+        kept = {r.segment_id for r in st.index.segments(left.camera_num)}
+        assert kept and kept <= set(left.segment_ids)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["replaced_segments"] == len(kept)
+    with open_store(store) as st:
+        assert _footage(st) == want  # the same footage as an import that never crashed
+        assert imports.unfinished(st) == []
+        assert check_store(st).ok
+        deleted = [a for a in st.index.audit_records() if a["action"] == "delete"]
+        assert {a["detail"]["segment_id"] for a in deleted} == kept
+        assert {a["detail"]["reason"] for a in deleted} == {"import_replaced"}
+
+
+def test_a_finished_import_is_not_replaced_but_refused_as_an_overlap(tmp_path, media):
+    src = media("replay.ts", 12.0, gop_frames=25)
+    with open_store(_store(tmp_path / "store")) as st:
+        import_file(st, src, "cam", START_NS)
+        before = _footage(st)
+        with pytest.raises(UsageError, match="already has"):
+            import_file(st, src, "cam", START_NS)
+        assert _footage(st) == before
+
+
+def test_held_footage_of_an_unfinished_import_is_never_replaced(tmp_path, media):
+    src = media("replay.ts", 12.0, gop_frames=25)
+    with open_store(_store(tmp_path / "store")) as st:
+        _import_until(st, src, 6.0)
+        partial = _footage(st)
+        [left] = imports.unfinished(st)
+        hold = add_hold(st, "cam", START_NS + NS, START_NS + 2 * NS, "case 7", "tester")
+        with pytest.raises(UsageError, match=f"hold {hold.id} covers"):
+            import_file(st, src, "cam", START_NS)
+        assert _footage(st) == partial and imports.unfinished(st)
+        release_hold(st, hold.id, "tester", "case closed")
+        res = import_file(st, src, "cam", START_NS)
+        assert res.replaced_segments == len(left.segment_ids) > 0
+        assert imports.unfinished(st) == []
+
+
+class _CountingFs(Fs):
+    def __init__(self) -> None:
+        self.fsyncs = 0
+
+    def fsync(self, fd: int) -> None:
+        self.fsyncs += 1
+        super().fsync(fd)
+
+
+def test_an_import_is_made_durable_segment_by_segment(tmp_path, media):
+    """Durability at segment granularity: one fsync a segment (its seal), not one a GOP;
+    the source is the durable copy until the import reports done."""
+    src = media("replay.ts", 12.0, gop_frames=25)
+    fs = _CountingFs()
+    with open_store(_store(tmp_path / "store"), fs=fs) as st:
+        res = import_file(st, src, "cam", START_NS)
+        gops = len(_footage(st))
+    assert res.segments >= 4 and gops >= 2 * res.segments
+    assert fs.fsyncs <= res.segments + 2  # (+ the store's own files)

@@ -1,0 +1,106 @@
+"""Unfinished imports (lifecycle F1-F4): the marker an import keeps in the index from before
+its first segment until it reports done, and the segments it wrote, listed under the marker
+in the same batch that opens each of them. A crashed import's footage is therefore known
+for what it is, and running the same import again replaces it instead of being refused as
+an overlap with it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vstore.base import layout
+from vstore.base.errors import UsageError
+from vstore.base.jsonio import dumps_compact
+from vstore.base.timebase import WallNs, format_time
+from vstore.index.time_index import Batch, SegmentRow
+from vstore.store.garbage import delete_segment
+from vstore.store.holds import list_holds
+from vstore.store.store import Store
+
+
+@dataclass
+class UnfinishedImport:
+    """An import that has not reported done: what it imports, and what it wrote so far."""
+
+    camera: str
+    camera_num: int
+    start_ns: WallNs
+    file: str
+    started_ns: WallNs  # when it began (wall clock)
+    segment_ids: list[int]
+
+
+def begin(store: Store, camera: str, camera_num: int, start_ns: int, file: Path) -> None:
+    """F1: the marker is durable before the import opens its first segment."""
+    doc = {"camera": camera, "file": str(file), "started_ns": store.clock.wall_ns()}
+    store.index.put_sync(layout.import_key(camera_num, start_ns), dumps_compact(doc))
+
+
+def finish(store: Store, camera_num: int, start_ns: int) -> None:
+    """F3: the import is done (its footage sealed and synced): the marker and its list go,
+    in one synced batch, before the import reports done."""
+    b = Batch()
+    for key, _value in store.index.scan(layout.import_key(camera_num, start_ns)):
+        b.delete(key)
+    store.index.commit(b, sync=True)
+
+
+def unfinished(store: Store) -> list[UnfinishedImport]:
+    """Every import that has not reported done, with the segments it wrote."""
+    out: list[UnfinishedImport] = []
+    marker_len = len(layout.import_key(0, 0))
+    for key, value in store.index.scan(layout.IMPORT_PREFIX):
+        if len(key) == marker_len:
+            doc = json.loads(value)
+            cam, start = layout.decode_time_key(key)
+            out.append(
+                UnfinishedImport(doc["camera"], cam, start, doc["file"], doc["started_ns"], [])
+            )
+        elif out:
+            out[-1].segment_ids.append(int.from_bytes(key[marker_len:], "big"))
+    return out
+
+
+def find(store: Store, camera_num: int, start_ns: int) -> UnfinishedImport | None:
+    return next(
+        (u for u in unfinished(store) if (u.camera_num, u.start_ns) == (camera_num, start_ns)),
+        None,
+    )
+
+
+def replace(store: Store, prior: UnfinishedImport, by: str) -> int:
+    """F4: before an import runs again, delete what the unfinished one wrote (through the
+    deletion protocol, each deletion audited), then its marker. Refused, deleting nothing,
+    when a legal hold covers any of it. Returns how many segments were deleted."""
+    rows = _rows(store, prior)
+    holds = [h for h in list_holds(store) if h.active]
+    for r in rows:
+        for h in holds:
+            if h.covers(prior.camera, r.start_ns, r.end_ns):
+                raise UsageError(
+                    f"an earlier import of {prior.file} into camera {prior.camera!r} at "
+                    f"{format_time(prior.start_ns)} did not finish, and hold {h.id} covers "
+                    f"footage it wrote ({format_time(r.start_ns)} .. {format_time(r.end_ns)}): "
+                    "nothing was changed; release the hold to import again"
+                )
+    detail = {
+        "reason": "import_replaced",
+        "import_file": prior.file,
+        "import_started": format_time(prior.started_ns),
+    }
+    for r in rows:
+        delete_segment(store, r, prior.camera, by, detail)
+    finish(store, prior.camera_num, prior.start_ns)
+    return len(rows)
+
+
+def _rows(store: Store, prior: UnfinishedImport) -> list[SegmentRow]:
+    """The index rows of the segments the import wrote (all at or after its start)."""
+    ids = set(prior.segment_ids)
+    return [
+        r
+        for r in store.index.segments(prior.camera_num, prior.start_ns, 2**63 - 1)
+        if r.segment_id in ids
+    ]
