@@ -5,10 +5,10 @@ import operator
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import compress, count
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from vstore import _native
 from vstore.base.errors import CorruptSegment, NotFound
@@ -40,6 +40,8 @@ from vstore.store.store import Store
 KEEP_BYTES = 64 << 20
 
 BLOCK_BYTES = 1 << 20  # output is written in blocks of about this size
+
+T = TypeVar("T")
 
 
 class _TrackOut:
@@ -299,41 +301,52 @@ class NativeMp4:
             out.append(_Pieces([len(x) for x in pieces], pieces))
         return out
 
-    def _pass1(self, progress: Callable[[int, int], None] | None) -> None:
-        plan = self.plan
+    def _each_chunk(
+        self, read: Callable[[SegmentReader, ChunkRow], T]
+    ) -> Iterator[tuple[SegmentReader, ChunkRow, T]]:
+        """The plan's chunks in order with what ``read`` made of each, up to a codec change
+        (which ends the clip there). Chunks that do not verify are collected and raised as
+        DamagedChunks once the rest were read (the clip is planned again without them:
+        nothing of this pass is written); ``strict`` raises at the first."""
         signature = track_signature(self.meta0.tracks)
-        kept = 0
-        done, total = 0, 2 * plan.bytes
         damaged: list[ChunkRow] = []
-        for part in plan.parts:
+        for part in self.plan.parts:
             rd = self._reader(part.segment)
             if track_signature(rd.meta.tracks) != signature:
-                end_at_codec_change(plan, part)
+                end_at_codec_change(self.plan, part)
                 break
             for c in part.chunks:
                 try:
-                    chunk = rd.read_chunk(c.offset, c.length, c.crc32)
+                    got = read(rd, c)
                 except CorruptSegment:
                     if self.strict:
                         raise
-                    damaged.append(c)  # (the clip is planned again without it: nothing
-                    continue  # of this pass is written)
-                samples = self._select(rd.meta, chunk.columns)
-                pieces = self._pieces(chunk, samples)
-                for (tr, _idxs), ps in zip(samples, pieces, strict=True):
-                    m = self.tracks[tr].mp4
-                    m.chunk_offsets.append(self.payload_bytes)
-                    m.chunk_samples.append(len(ps.sizes))
-                    m.sizes.extend(ps.sizes)
-                    self.payload_bytes += sum(ps.sizes)
-                keep = kept + c.length <= KEEP_BYTES
-                kept += c.length if keep else 0
-                self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
-                done += c.length
-                if progress is not None:
-                    progress(done, total)
+                    damaged.append(c)
+                    continue
+                yield rd, c, got
         if damaged:
             raise DamagedChunks(damaged)
+
+    def _pass1(self, progress: Callable[[int, int], None] | None) -> None:
+        kept = 0
+        done, total = 0, 2 * self.plan.bytes
+        for rd, c, chunk in self._each_chunk(
+            lambda rd, c: rd.read_chunk(c.offset, c.length, c.crc32)
+        ):
+            samples = self._select(rd.meta, chunk.columns)
+            pieces = self._pieces(chunk, samples)
+            for (tr, _idxs), ps in zip(samples, pieces, strict=True):
+                m = self.tracks[tr].mp4
+                m.chunk_offsets.append(self.payload_bytes)
+                m.chunk_samples.append(len(ps.sizes))
+                m.sizes.extend(ps.sizes)
+                self.payload_bytes += sum(ps.sizes)
+            keep = kept + c.length <= KEEP_BYTES
+            kept += c.length if keep else 0
+            self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
+            done += c.length
+            if progress is not None:
+                progress(done, total)
 
     def _tables_suffice(self) -> bool:
         """Every sample's MP4 size is in the tables: the stored size, or for Annex-B video
@@ -348,43 +361,30 @@ class NativeMp4:
 
     def _pass1_tables(self) -> None:
         """Pass 1 from the packet tables alone (see the class notes)."""
-        plan = self.plan
-        signature = track_signature(self.meta0.tracks)
-        damaged: list[ChunkRow] = []
-        for part in plan.parts:
-            rd = self._reader(part.segment)
-            if track_signature(rd.meta.tracks) != signature:
-                end_at_codec_change(plan, part)
-                break
-            for c in part.chunks:
-                try:
-                    head, cols = rd.read_table(c.offset, c.length)
-                except CorruptSegment:
-                    if self.strict:
-                        raise
-                    damaged.append(c)
-                    continue
-                samples = self._select(rd.meta, cols)
-                planned: list[list[int]] = []
-                for tr, idxs in samples:
-                    t = self.tracks[tr]
-                    if t.adts and not t.asc:
-                        t.asc = self._adts_config(rd, c, head, cols.offset[idxs[0]])
-                    size = cols.sample_size if t.annexb or t.adts else cols.size
-                    if size is None:  # the index said the chunk has the column
-                        if self.strict:
-                            raise CorruptSegment(f"{rd.name}@{c.offset}: no sample sizes")
-                        damaged.append(c)
-                        break
-                    sizes = list(map(size.__getitem__, idxs))
-                    planned.append(sizes)
-                    t.mp4.chunk_offsets.append(self.payload_bytes)
-                    t.mp4.chunk_samples.append(len(sizes))
-                    t.mp4.sizes.extend(sizes)
-                    self.payload_bytes += sum(sizes)
-                self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
-        if damaged:
-            raise DamagedChunks(damaged)
+        rewritten = any(t.annexb or t.adts for t in self.tracks.values())
+
+        def read(rd: SegmentReader, c: ChunkRow) -> tuple[fmt.ChunkHeader, fmt.PacketColumns]:
+            head, cols = rd.read_table(c.offset, c.length)
+            if rewritten and cols.sample_size is None:  # the index said it has the column
+                raise CorruptSegment(f"{rd.name}@{c.offset}: no sample sizes")
+            return head, cols
+
+        for rd, c, (head, cols) in self._each_chunk(read):
+            samples = self._select(rd.meta, cols)
+            planned: list[list[int]] = []
+            for tr, idxs in samples:
+                t = self.tracks[tr]
+                if t.adts and not t.asc:
+                    t.asc = self._adts_config(rd, c, head, cols.offset[idxs[0]])
+                size = cols.sample_size if t.annexb or t.adts else cols.size
+                assert size is not None  # (read() checked)
+                sizes = list(map(size.__getitem__, idxs))
+                planned.append(sizes)
+                t.mp4.chunk_offsets.append(self.payload_bytes)
+                t.mp4.chunk_samples.append(len(sizes))
+                t.mp4.sizes.extend(sizes)
+                self.payload_bytes += sum(sizes)
+            self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
 
     @staticmethod
     def _adts_config(rd: SegmentReader, c: ChunkRow, head: fmt.ChunkHeader, at: int) -> bytes:
