@@ -34,7 +34,7 @@ class UnfinishedImport:
 
 def begin(store: Store, camera: str, camera_num: int, start_ns: int, file: Path) -> None:
     """F1: the marker is durable before the import opens its first segment."""
-    doc = {"camera": camera, "file": str(file), "started_ns": store.clock.wall_ns()}
+    doc = {"camera": camera, "file": str(file.absolute()), "started_ns": store.clock.wall_ns()}
     store.index.put_sync(layout.import_key(camera_num, start_ns), dumps_compact(doc))
 
 
@@ -74,25 +74,27 @@ def replace(store: Store, prior: UnfinishedImport, by: str) -> int:
     """F4: before an import runs again, delete what the unfinished one wrote (through the
     deletion protocol, each deletion audited), then its marker. Refused, deleting nothing,
     when a legal hold covers any of it. Returns how many segments were deleted."""
-    rows = _rows(store, prior)
-    holds = [h for h in list_holds(store) if h.active]
-    for r in rows:
-        for h in holds:
-            if h.covers(prior.camera, r.start_ns, r.end_ns):
-                raise UsageError(
-                    f"an earlier import of {prior.file} into camera {prior.camera!r} at "
-                    f"{format_time(prior.start_ns)} did not finish, and hold {h.id} covers "
-                    f"footage it wrote ({format_time(r.start_ns)} .. {format_time(r.end_ns)}): "
-                    "nothing was changed; release the hold to import again"
-                )
-    detail = {
-        "reason": "import_replaced",
-        "import_file": prior.file,
-        "import_started": format_time(prior.started_ns),
-    }
-    for r in rows:
-        delete_segment(store, r, prior.camera, by, detail)
-    finish(store, prior.camera_num, prior.start_ns)
+    with store.retention_lock:  # no hold placed between the check and the deletions
+        rows = _rows(store, prior)
+        holds = list_holds(store)
+        for r in rows:
+            for h in holds:
+                if h.covers(prior.camera, r.start_ns, r.end_ns):
+                    raise UsageError(
+                        f"an earlier import of {prior.file} into camera {prior.camera!r} at "
+                        f"{format_time(prior.start_ns)} did not finish, and hold {h.id} covers "
+                        f"footage it wrote ({format_time(r.start_ns)} .. "
+                        f"{format_time(r.end_ns)}): nothing was changed; release the hold to "
+                        "import again"
+                    )
+        detail = {
+            "reason": "import_replaced",
+            "import_file": prior.file,
+            "import_started": format_time(prior.started_ns),
+        }
+        for r in rows:
+            delete_segment(store, r, prior.camera, by, detail)
+        finish(store, prior.camera_num, prior.start_ns)
     return len(rows)
 
 
