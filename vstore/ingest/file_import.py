@@ -72,8 +72,9 @@ def import_file(
     The import is replayable from its source until it returns: it keeps a marker in the
     index meanwhile (lifecycle F1-F4) and makes its footage durable segment by segment. Run
     again after a crash, it replaces what the unfinished run wrote (each deletion audited;
-    refused if a hold covers it) instead of refusing it as an overlap. ``progress(done_s, total_s)``
-    reports the media seconds imported out of the file's declared duration."""
+    refused if a hold covers it) instead of refusing it as an overlap.
+    ``progress(done_s, total_s)`` reports the media seconds imported out of the file's
+    declared duration."""
     import av  # PyAV: heavy, loaded on first use
 
     p = Path(path)
