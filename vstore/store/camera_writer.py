@@ -594,7 +594,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         table = self._table.pack()
         sizes = None
         if self._sample_forms is not None:
-            # One scan of the GOP's video here lets a clip build its MP4 index from the
+            # One scan of the GOP's rewritten packets lets a clip build its MP4 index from the
             # tables alone (the last column of the packed table is the track's).
             sizes = self._nal.sample_sizes(self._payload, table[-n:], self._sample_forms)
         try:
