@@ -147,12 +147,11 @@ class NativeMp4:
 
     When the tables give every sample's MP4 size (video stored length-prefixed and AAC
     without ADTS headers, or the sample-size column of Annex-B video and ADTS audio) and
-    the footage is local,
-    pass 1 reads only the chunks' packet tables, so the first byte leaves after a few small
-    reads; pass 2 then reads each chunk once, checks
-    its CRC and its table against the one the index was built from, and streams it. A chunk
-    that fails there is a gap like any other when the clip goes to a path (the file is
-    written again without it); a stream already under way stops with CorruptSegment.
+    the footage is local, pass 1 reads only the chunks' packet tables, so the first byte
+    leaves after a few small reads; pass 2 then reads each chunk once, checks its CRC and
+    its samples' sizes against those the moov was built from, and streams it. A chunk that
+    fails there is a gap like any other when the clip goes to a path (the file is written
+    again without it); a stream already under way stops with CorruptSegment.
     Otherwise (Annex-B video or ADTS audio written before format version 2, or tiered
     footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
     """
@@ -336,17 +335,24 @@ class NativeMp4:
             samples = self._select(rd.meta, chunk.columns)
             pieces = self._pieces(chunk, samples)
             for (tr, _idxs), ps in zip(samples, pieces, strict=True):
-                m = self.tracks[tr].mp4
-                m.chunk_offsets.append(self.payload_bytes)
-                m.chunk_samples.append(len(ps.sizes))
-                m.sizes.extend(ps.sizes)
-                self.payload_bytes += sum(ps.sizes)
+                self._add_chunk_samples(self.tracks[tr].mp4, ps.sizes)
             keep = kept + c.length <= KEEP_BYTES
             kept += c.length if keep else 0
             self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
             done += c.length
             if progress is not None:
                 progress(done, total)
+
+    def _add_chunk_samples(self, m: Mp4Track, sizes: list[int]) -> None:
+        """One chunk's run of samples of a track, next in the mdat payload."""
+        m.chunk_offsets.append(self.payload_bytes)
+        m.chunk_samples.append(len(sizes))
+        m.sizes.extend(sizes)
+        self.payload_bytes += sum(sizes)
+
+    def _rewritten(self) -> bool:
+        """Whether some track's samples change size on their way into the MP4."""
+        return any(t.annexb or t.adts for t in self.tracks.values())
 
     def _tables_suffice(self) -> bool:
         """Every sample's MP4 size is in the tables: the stored size, or for Annex-B video
@@ -355,13 +361,13 @@ class NativeMp4:
         of its own)."""
         if any(p.segment.location != "local" for p in self.plan.parts):
             return False
-        return not any(t.annexb or t.adts for t in self.tracks.values()) or all(
+        return not self._rewritten() or all(
             c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.parts for c in p.chunks
         )
 
     def _pass1_tables(self) -> None:
         """Pass 1 from the packet tables alone (see the class notes)."""
-        rewritten = any(t.annexb or t.adts for t in self.tracks.values())
+        rewritten = self._rewritten()
 
         def read(rd: SegmentReader, c: ChunkRow) -> tuple[fmt.ChunkHeader, fmt.PacketColumns]:
             head, cols = rd.read_table(c.offset, c.length)
@@ -380,10 +386,7 @@ class NativeMp4:
                 assert size is not None  # (read() checked)
                 sizes = list(map(size.__getitem__, idxs))
                 planned.append(sizes)
-                t.mp4.chunk_offsets.append(self.payload_bytes)
-                t.mp4.chunk_samples.append(len(sizes))
-                t.mp4.sizes.extend(sizes)
-                self.payload_bytes += sum(sizes)
+                self._add_chunk_samples(t.mp4, sizes)
             self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
 
     @staticmethod

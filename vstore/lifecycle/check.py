@@ -6,8 +6,9 @@ left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camer
 overlap and start in time order; C6 tiered footage under an active hold also carries an S3
 object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
 is of footage indexed again or held where nothing else holds it (D5); C8 no import left
-unfinished by a process that is gone (F1-F4). ``repair`` fixes what it can without deleting footage:
-it seals open segments (recovery) and adopts orphan files into the index from their own bytes.
+unfinished by a process that is gone (F1-F4). ``repair`` fixes what it can without deleting
+footage: it seals open segments (recovery) and adopts orphan files into the index from their
+own bytes.
 """
 
 from __future__ import annotations

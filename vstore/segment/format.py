@@ -56,7 +56,8 @@ CHUNK_CONTINUATION = 0x02  # rest of an oversized GOP (see max_chunk_bytes)
 CHUNK_AFTER_DISCONTINUITY = 0x04  # a discontinuity precedes this chunk
 # The packet table has a sample-size column (SAMPLE_SIZE_BYTES a packet, after the others):
 # each packet's size in MP4 sample form, where that differs from its stored size (Annex-B
-# video, rewritten with 4-byte lengths). A clip's MP4 index then needs no payload.
+# video rewritten with 4-byte lengths, AAC without its ADTS header). A clip's MP4 index then
+# needs no payload.
 CHUNK_SAMPLE_SIZES = 0x08
 SAMPLE_SIZE_BYTES = 4
 

@@ -22,8 +22,8 @@ from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
 
 _HEAD_PROBE = 64 * 1024
-# What read_table reads first: a GOP's table (under 4 KiB for 4 s of 25 fps video with
-# audio) and the chunk header in one read.
+# What read_table reads first: a GOP's table (under 8 KiB for 4 s of 25 fps video with
+# 48 kHz AAC) and the chunk header in one read.
 _TABLE_PROBE = 16 * 1024
 
 
@@ -94,12 +94,19 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     (stored_crc,) = fmt.CHUNK_CRC.unpack_from(buf, body_end)
     if crc != stored_crc or (expect_crc is not None and crc != expect_crc):
         raise CorruptSegment(f"{where}chunk checksum mismatch")
+    cols = _decode_table(buf, h, where)
+    payload = memoryview(buf)[h.payload_offset : body_end]  # a view: no copy of the GOP
+    return Chunk(h, cols, payload, crc)
+
+
+def _decode_table(buf: bytes, h: fmt.ChunkHeader, where: str) -> fmt.PacketColumns:
+    """The packet table of the chunk whose header ``h`` begins ``buf`` (which holds at least
+    header and table), checked against the payload length the header gives."""
     table = memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset]
     cols = fmt.decode_table(table, h.table_codec, h.packet_count, h.flags)
-    payload = memoryview(buf)[h.payload_offset : body_end]  # a view: no copy of the GOP
-    if sum(cols.size) != len(payload):
+    if sum(cols.size) != h.payload_len:
         raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
-    return Chunk(h, cols, payload, crc)
+    return cols
 
 
 class ScanResult(NamedTuple):
@@ -239,11 +246,7 @@ class SegmentReader:
             raise CorruptSegment(f"{where}chunk length mismatch")
         if h.payload_offset > len(head):
             head = self.src.read(offset, h.payload_offset)
-        table = memoryview(head)[fmt.CHUNK_HEADER.size : h.payload_offset]
-        cols = fmt.decode_table(table, h.table_codec, h.packet_count, h.flags)
-        if sum(cols.size) != h.payload_len:
-            raise CorruptSegment(f"{where}packet sizes do not add up to the payload")
-        return h, cols
+        return h, _decode_table(head, h, where)
 
     def iter_packets(self, entries: list[fmt.DirEntry] | None = None) -> Iterator[Packet]:
         """Every packet of the given chunks (default: all), in stored order, with wall time."""
