@@ -79,7 +79,7 @@ def write_clip(
     for _attempt in range(64):
         try:
             if format in EDITED_FORMATS:
-                _start_on_the_frame_shown(store, plan, strict)
+                start_on_the_frame_shown(store, plan, strict)
             return _write_clip(store, plan, out, format, progress, muxer, strict, t0)
         except DamagedChunks as exc:
             # Chunks that do not verify become a gap (listed in plan.damaged), found before
@@ -88,7 +88,7 @@ def write_clip(
     raise CorruptSegment(f"too many damaged chunks in the range of camera {plan.camera!r}")
 
 
-def _start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> None:
+def start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> None:
     """An MP4 clip starts on the frame on screen at its requested start (the one a snapshot
     of that instant shows), not on the next one: players built on FFmpeg show no frame that
     begins before the edit list's start. Moves ``plan.start_ns`` back to that frame's time

@@ -1,6 +1,7 @@
 """The native MP4 clip writer: sample tables from the chunks' packet tables, Annex-B
 turned length-prefixed, the moov first, and the payload streamed behind it in blocks."""
 
+import bisect
 import operator
 import os
 import stat
@@ -66,8 +67,8 @@ class _PlannedChunk(NamedTuple):
     row: ChunkRow
     samples: list[tuple[int, list[int]]]  # (track, packet indices) in output order
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
-    # The sample sizes its moov entries were built from, per entry of samples (tables-only)
-    sizes: list[list[int]] | None = None
+    sizes: list[list[int]]  # the MP4 sample sizes the moov is built from, per entry
+    verified: bool  # pass 1 read the whole chunk and checked it
 
 
 class BlockSink:
@@ -156,8 +157,11 @@ class NativeMp4:
     footage) pass 1 reads and checks each chunk, keeping up to KEEP_BYTES of it.
     """
 
-    def __init__(self, store: Store, plan: ClipPlan, strict: bool = False) -> None:
+    def __init__(
+        self, store: Store, plan: ClipPlan, strict: bool = False, keep_bytes: int = KEEP_BYTES
+    ) -> None:
         self.store, self.plan, self.strict = store, plan, strict
+        self.keep_bytes = keep_bytes
         self.readers: dict[int, SegmentReader] = {}
         first = plan.parts[0].segment
         self.meta0 = self._reader(first).meta
@@ -165,6 +169,11 @@ class NativeMp4:
         self.dropped: list[str] = []
         self.chunks: list[_PlannedChunk] = []
         self.payload_bytes = 0
+        self.starts: list[int] = []  # each planned chunk's first byte in the mdat payload
+        self.kept: set[int] = set()  # ids of the tracks in the file
+        self.head = b""
+        self.size = 0
+        self.tables_only = False
 
     def _reader(self, seg: SegmentRow) -> SegmentReader:
         rd = self.readers.get(seg.segment_id)
@@ -334,21 +343,30 @@ class NativeMp4:
         ):
             samples = self._select(rd.meta, chunk.columns)
             pieces = self._pieces(chunk, samples)
-            for (tr, _idxs), ps in zip(samples, pieces, strict=True):
-                self._add_chunk_samples(self.tracks[tr].mp4, ps.sizes)
-            keep = kept + c.length <= KEEP_BYTES
+            keep = kept + c.length <= self.keep_bytes
             kept += c.length if keep else 0
-            self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None))
+            sizes = [ps.sizes for ps in pieces]
+            self.chunks.append(_PlannedChunk(rd, c, samples, pieces if keep else None, sizes, True))
             done += c.length
             if progress is not None:
                 progress(done, total)
 
-    def _add_chunk_samples(self, m: Mp4Track, sizes: list[int]) -> None:
-        """One chunk's run of samples of a track, next in the mdat payload."""
-        m.chunk_offsets.append(self.payload_bytes)
-        m.chunk_samples.append(len(sizes))
-        m.sizes.extend(sizes)
-        self.payload_bytes += sum(sizes)
+    def _place(self, kept: set[int]) -> None:
+        """Where each planned chunk's samples of the kept tracks sit in the mdat payload
+        (in output order, a chunk's tracks one after another): the tracks' chunk tables,
+        and ``starts`` for reading the file at any offset."""
+        at = 0
+        self.starts = []
+        for pc in self.chunks:
+            self.starts.append(at)
+            for (tr, _idxs), sizes in zip(pc.samples, pc.sizes, strict=True):
+                m = self.tracks[tr].mp4
+                if m.track_id in kept:
+                    m.chunk_offsets.append(at)
+                    m.chunk_samples.append(len(sizes))
+                    m.sizes.extend(sizes)
+                    at += sum(sizes)
+        self.payload_bytes = at
 
     def _rewritten(self) -> bool:
         """Whether some track's samples change size on their way into the MP4."""
@@ -384,10 +402,8 @@ class NativeMp4:
                     t.asc = self._adts_config(rd, c, head, cols.offset[idxs[0]])
                 size = cols.sample_size if t.annexb or t.adts else cols.size
                 assert size is not None  # (read() checked)
-                sizes = list(map(size.__getitem__, idxs))
-                planned.append(sizes)
-                self._add_chunk_samples(t.mp4, sizes)
-            self.chunks.append(_PlannedChunk(rd, c, samples, None, planned))
+                planned.append(list(map(size.__getitem__, idxs)))
+            self.chunks.append(_PlannedChunk(rd, c, samples, None, planned, False))
 
     @staticmethod
     def _adts_config(rd: SegmentReader, c: ChunkRow, head: fmt.ChunkHeader, at: int) -> bytes:
@@ -398,17 +414,17 @@ class NativeMp4:
 
     def _read_planned(self, pc: _PlannedChunk, streaming: bool) -> list[_Pieces]:
         """Pass 2's read of a chunk whose pieces pass 1 did not keep, checked: its CRC, and
-        (after a tables-only pass 1) its samples against the sizes the moov was built from."""
+        its samples against the sizes the moov was built from."""
         try:
             chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
             pieces = self._pieces(chunk, pc.samples)
-            if pc.sizes is not None and [p.sizes for p in pieces] != pc.sizes:
+            if [p.sizes for p in pieces] != pc.sizes:
                 raise CorruptSegment(
                     f"{pc.reader.name}@{pc.row.offset}: samples differ from the sizes in the "
                     "packet table"
                 )
         except CorruptSegment as exc:
-            if self.strict or pc.sizes is None:
+            if self.strict or pc.verified:
                 raise
             if streaming:
                 raise CorruptSegment(
@@ -422,7 +438,7 @@ class NativeMp4:
     def _sample_entries(self) -> list[Mp4Track]:
         out: list[Mp4Track] = []
         for t in self.tracks.values():
-            if not t.mp4.sizes:
+            if not t.mp4.dts:
                 continue  # nothing of this track inside the range
             src = t.src
             if src.kind == "video":
@@ -457,42 +473,78 @@ class NativeMp4:
                 return _native.nal.parameter_sets(bytes(chunk.payload[off : off + size]), codec, 0)
         return b""
 
-    def write(
-        self,
-        out: str | os.PathLike[str] | IO[bytes],
-        t0: float,
-        progress: Callable[[int, int], None] | None,
-    ) -> ClipResult:
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Pass 1 and the file's layout: ``head`` (``ftyp | moov | mdat`` header) and
+        ``size`` are known after it, before any payload byte is read again."""
         self._setup_tracks()
-        tables_only = self._tables_suffice()
-        if tables_only:
+        self.tables_only = self._tables_suffice()
+        if self.tables_only:
             self._pass1_tables()
         else:
             self._pass1(progress)
         tracks = self._sample_entries()
         if not any(t.kind == "video" for t in tracks):
             raise NotFound("no video frames inside the requested range")
-        kept_ids = {t.track_id for t in tracks}
+        self.kept = {t.track_id for t in tracks}
+        self._place(self.kept)
         plan = self.plan
         metadata = {
             "vstore_start": format_time(plan.start_ns),
             "vstore_start_ns": str(plan.start_ns),
             "vstore_camera": plan.camera,
         }
-        head = mp4_layout(tracks, self.payload_bytes, plan.start_ns // NS_PER_S, metadata)
+        self.head = mp4_layout(tracks, self.payload_bytes, plan.start_ns // NS_PER_S, metadata)
+        self.size = len(self.head) + self.payload_bytes
+
+    def _chunk_bufs(self, i: int, streaming: bool) -> list[bytes | memoryview]:
+        """The bytes planned chunk ``i`` puts in the mdat payload, read and checked."""
+        pc = self.chunks[i]
+        pieces = pc.pieces if pc.pieces is not None else self._read_planned(pc, streaming)
+        out: list[bytes | memoryview] = []
+        for (tr, _i), ps in zip(pc.samples, pieces, strict=True):
+            if self.tracks[tr].mp4.track_id in self.kept:
+                out += ps.bufs
+        return out
+
+    def read_range(self, start: int, end: int) -> Iterator[list[bytes | memoryview]]:
+        """Bytes ``start`` to ``end`` (exclusive) of the prepared file, in blocks of buffers:
+        only the chunks the range covers are read (each checked as a whole). A chunk that
+        fails its check raises CorruptSegment (the bytes before it are already out)."""
+        end = min(end, self.size)
+        head_len = len(self.head)
+        if start < head_len:
+            yield [memoryview(self.head)[start : min(end, head_len)]]
+        lo, hi = max(start - head_len, 0), end - head_len
+        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
+        while i < len(self.chunks) and self.starts[i] < hi:
+            at = self.starts[i]
+            out: list[bytes | memoryview] = []
+            for b in self._chunk_bufs(i, streaming=True):
+                n = len(b)
+                a, z = max(lo - at, 0), min(hi - at, n)
+                if a < z:
+                    out.append(b if a == 0 and z == n else memoryview(b)[a:z])
+                at += n
+            if out:
+                yield out
+            i += 1
+
+    def write(
+        self,
+        out: str | os.PathLike[str] | IO[bytes],
+        t0: float,
+        progress: Callable[[int, int], None] | None,
+    ) -> ClipResult:
+        self.prepare(progress)
+        plan = self.plan
         sink = BlockSink(out)
         try:
-            sink.put([head])
+            sink.put([self.head])
             first_byte = time.perf_counter() - t0
-            done, total = (0, plan.bytes) if tables_only else (plan.bytes, 2 * plan.bytes)
+            done, total = (0, plan.bytes) if self.tables_only else (plan.bytes, 2 * plan.bytes)
             streaming = sink.path is None
-            for pc in self.chunks:
-                pieces = pc.pieces
-                if pieces is None:
-                    pieces = self._read_planned(pc, streaming)
-                for (tr, _i), ps in zip(pc.samples, pieces, strict=True):
-                    if self.tracks[tr].mp4.track_id in kept_ids:
-                        sink.put(ps.bufs)
+            for i, pc in enumerate(self.chunks):
+                sink.put(self._chunk_bufs(i, streaming))
                 done += pc.row.length
                 if progress is not None:
                     progress(done, total)
@@ -503,7 +555,7 @@ class NativeMp4:
         written = sink.count
         counts = {"video": 0, "audio": 0}
         for t in self.tracks.values():
-            if t.mp4.track_id in kept_ids:
+            if t.mp4.track_id in self.kept:
                 counts[t.src.kind] += len(t.mp4.sizes)
         return ClipResult(
             plan,
