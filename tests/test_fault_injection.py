@@ -304,8 +304,8 @@ class RecordingFs(Fs):
         self.ops: list[tuple[str, str]] = []
         self.fds: dict[int, str] = {}
 
-    def open_new(self, path):
-        fd = super().open_new(path)
+    def open_new(self, path, mode=0o644):
+        fd = super().open_new(path, mode)
         self.fds[fd] = path.name
         return fd
 

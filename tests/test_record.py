@@ -212,8 +212,8 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
         def __init__(self) -> None:
             self.bad: set[int] = set()
 
-        def open_new(self, path):
-            fd = super().open_new(path)
+        def open_new(self, path, mode=0o644):
+            fd = super().open_new(path, mode)
             if "/sick/" in str(path):
                 self.bad.add(fd)
             return fd

@@ -20,8 +20,8 @@ _SYNC_FILE_RANGE_WRITE = 2
 class Fs:
     """Real filesystem operations. Subclass and override to inject faults in tests."""
 
-    def open_new(self, path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    def open_new(self, path: Path, mode: int = 0o644) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
 
     def makedirs(self, path: Path) -> list[Path]:
         """Create path and missing parents; returns the directories created, outermost first."""
@@ -136,7 +136,7 @@ def create_durably(fs: Fs, path: Path) -> int:
     return fd
 
 
-def write_durably(fs: Fs, path: Path, staging: Path, data: bytes) -> None:
+def write_durably(fs: Fs, path: Path, staging: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old file or the new, whole.
 
     The bytes are written and fsynced under ``staging`` first, renamed over ``path``, and the
@@ -144,7 +144,7 @@ def write_durably(fs: Fs, path: Path, staging: Path, data: bytes) -> None:
     """
     if staging.exists():
         fs.unlink(staging)  # left by a crash between write and rename
-    fd = fs.open_new(staging)
+    fd = fs.open_new(staging, mode)
     try:
         fs.writev(fd, [data])
         fs.fsync(fd)

@@ -126,6 +126,20 @@ class StoreLayout:
         return self.control_dir / f"{request_id}.response.json"
 
     @property
+    def auth_dir(self) -> Path:
+        """What ``vstore serve`` authenticates with: API tokens, stored hashed (mode 0700)."""
+        return self.root / "auth"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.auth_dir / "tokens.json"
+
+    @property
+    def socket_path(self) -> Path:
+        """The serving process's Unix socket, for clients on this host."""
+        return self.root / "vstore.sock"
+
+    @property
     def quarantine_dir(self) -> Path:
         """Segment files none of whose chunks verify, kept whole out of the index (R5)."""
         return self.root / "quarantine"

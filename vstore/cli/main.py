@@ -30,6 +30,8 @@ COMMANDS = {
     "audit": ("vstore.cli.audit", "the permanent log of holds, deletions and tiering"),
     "config": ("vstore.cli.config", "show the settings in force, and where each comes from"),
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
+    "serve": ("vstore.cli.serve", "run this node: record, serve the HTTP API and jobs"),
+    "token": ("vstore.cli.token", "API tokens for `vstore serve`: create, list, revoke"),
 }
 # Short read-only commands skip logging set-up unless -v is given (its import is a good part
 # of a fresh process's start-up); their rare warnings still reach stderr, unformatted.

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.base.timebase import format_duration, format_time, parse_time_ns
+    from vstore.base.timebase import format_duration, parse_time_ns
     from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
@@ -38,26 +38,9 @@ def run(args: argparse.Namespace) -> int:
     with open_read_only(args.store) as store:
         tl = store.timeline(args.camera, start, end)
     if args.json:
-        print_json(
-            {
-                "camera": tl.camera,
-                "from": format_time(tl.range.start_ns),
-                "to": format_time(tl.range.end_ns),
-                "covered": [
-                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
-                    for s, e in tl.covered
-                ],
-                "gaps": [
-                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
-                    for s, e in tl.gaps
-                ],
-                "open": [
-                    {"from": format_time(s), "to": format_time(e), "from_ns": s, "to_ns": e}
-                    for s, e in tl.open
-                ],
-                "events": [{"at": format_time(ev["at_ns"]), **ev} for ev in tl.events],
-            }
-        )
+        from vstore.jobs.reports import timeline_doc
+
+        print_json(timeline_doc(tl))
         return 0
     print(
         f"camera {tl.camera}: {fmt_time(tl.range.start_ns, tz)} .. {fmt_time(tl.range.end_ns, tz)}"

@@ -28,6 +28,10 @@ from vstore.segment.reader import SegmentReader
 from vstore.store.store import Store
 
 
+class _Abandoned(Exception):
+    """The consumer of a streamed clip stopped reading."""
+
+
 class _CountingSink:
     """A write-only file object for PyAV that forwards bytes and counts them."""
 
@@ -244,18 +248,35 @@ def clip_bytes(
         lease.__exit__(None, None, None)
         raise
     q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+    # Set when the consumer stops early (a client that went away): the muxing thread then
+    # stops at its next write instead of waiting forever on a full queue.
+    abandoned = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> None:
+        while not abandoned.is_set():
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Abandoned
 
     class _Q:
         def write(self, b: bytes) -> int:
-            q.put(bytes(b))
+            put(bytes(b))
             return len(b)
 
     def run() -> None:
         try:
             write_clip(store, plan, _Q(), format=format)  # type: ignore[arg-type]
-            q.put(None)
+            put(None)
+        except _Abandoned:
+            pass
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            q.put(exc)
+            try:
+                put(exc)
+            except _Abandoned:
+                pass
 
     th = threading.Thread(target=run, name="vstore-clip", daemon=True)
     th.start()
@@ -268,6 +289,7 @@ def clip_bytes(
                 raise item
             for i in range(0, len(item), chunk_bytes):
                 yield item[i : i + chunk_bytes]
-        th.join()
     finally:
+        abandoned.set()  # (after the last item: the thread has nothing left to put)
+        th.join()
         lease.__exit__(None, None, None)

@@ -67,6 +67,20 @@ legal_hold = true                   # also put S3 object legal holds on held, ti
 # cameras = ["cross-1", "cross-2"]
 # older_than = "2d"
 
+# Camera groups (districts, agencies, purposes): what `vstore serve`'s principals are scoped
+# to. A camera may be in several groups.
+# [groups.district-7]
+# cameras = ["cross-1", "cross-2"]
+
+# `vstore serve`: what its HTTP clients may do (the defaults shown).
+# [service]
+# max_clip_s = 86400          # the longest clip one request may ask for
+# require_purpose = false     # true: clips and snapshots must give a purpose (a case number)
+# max_exports = 4             # concurrent clip downloads per principal
+# rate_per_s = 50             # requests per second per principal (bursts of twice that)
+# tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
+# tls_key = "/etc/vstore/node.key"
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`:
 # [cameras.front-door]
 # url = "rtsp://192.0.2.10/stream1"
@@ -209,11 +223,25 @@ def _for_camera(camera_id: str, cameras: dict[str, Any], groups: dict[str, Any],
     return default
 
 
+class ServiceConfig(NamedTuple):
+    """[service]: what ``vstore serve`` allows its clients."""
+
+    max_clip_s: float = 86400.0  # the longest clip one HTTP request may ask for
+    require_purpose: bool = False  # clips and snapshots must say why (a case number)
+    max_exports: int = 4  # concurrent clip downloads per principal
+    rate_per_s: float = 50.0  # requests per second per principal (bursts of twice that)
+    tls_cert: str | None = None  # PEM files: HTTPS when both are set
+    tls_key: str | None = None
+
+
 class StoreConfig(NamedTuple):
     defaults: CameraSettings = CameraSettings()
     cameras: dict[str, CameraSettings] = {}  # noqa: RUF012 - shared default, never mutated
     retention: RetentionConfig = RetentionConfig()
     tier: TierConfig = TierConfig()
+    # [groups.NAME] cameras = [...]: districts, agencies, purposes; what access is scoped by.
+    groups: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - shared default, never mutated
+    service: ServiceConfig = ServiceConfig()
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -415,7 +443,7 @@ def load_config(path: Path) -> StoreConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(doc) - {"store", "cameras", "retention", "tier"}
+    unknown = set(doc) - {"store", "cameras", "retention", "tier", "groups", "service"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = doc.get("store", {})
@@ -438,7 +466,53 @@ def load_config(path: Path) -> StoreConfig:
         cameras=cameras,
         retention=retention,
         tier=_tier(doc.get("tier", {}), str(path)),
+        groups=_groups(doc.get("groups", {}), str(path)),
+        service=_service(doc.get("service", {}), str(path)),
     )
+
+
+def _groups(doc: Any, where: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(doc, dict) or not all(isinstance(t, dict) for t in doc.values()):
+        raise ConfigError(f"{where}: [groups] must be a table of [groups.NAME] tables")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, table in doc.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            raise ConfigError(f"{where}: [groups.{name}]: a group name is letters, digits, . _ -")
+        extra = set(table) - {"cameras"}
+        if extra:
+            raise ConfigError(
+                f"{where}: [groups.{name}]: unknown key(s) {', '.join(sorted(extra))}"
+            )
+        out[name] = _group_members(table, f"{where} [groups.{name}]")
+    return out
+
+
+def _service(doc: Any, where: str) -> ServiceConfig:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [service] must be a table")
+    where = f"{where} [service]"
+    extra = set(doc) - set(ServiceConfig._fields)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    d = ServiceConfig()
+    out = d._replace(**doc)
+    for key in ("max_clip_s", "rate_per_s"):
+        v = getattr(out, key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
+            raise ConfigError(f"{where}: {key} must be a number above 0")
+    if isinstance(out.max_exports, bool) or not isinstance(out.max_exports, int):
+        raise ConfigError(f"{where}: max_exports must be a whole number")
+    if out.max_exports < 1:
+        raise ConfigError(f"{where}: max_exports must be at least 1")
+    if not isinstance(out.require_purpose, bool):
+        raise ConfigError(f"{where}: require_purpose must be true or false")
+    for key in ("tls_cert", "tls_key"):
+        v = getattr(out, key)
+        if v is not None and not isinstance(v, str):
+            raise ConfigError(f"{where}: {key} must be a file path")
+    if (out.tls_cert is None) != (out.tls_key is None):
+        raise ConfigError(f"{where}: give both tls_cert and tls_key, or neither")
+    return out._replace(max_clip_s=float(out.max_clip_s), rate_per_s=float(out.rate_per_s))
 
 
 def _tier(doc: Any, where: str) -> TierConfig:

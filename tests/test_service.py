@@ -1,0 +1,318 @@
+"""`vstore serve` as a client meets it: a real node process on 127.0.0.1, real HTTP. Tokens and
+scope (a camera outside one's groups is the same 404 as no camera, and audited), clips with
+Range/If-Range/ETag/HEAD that are the CLI's clips byte for byte, streamed forms, snapshots,
+holds, bad input as JSON errors, rate limits, config reload, the Unix socket, and a clean
+stop."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import time
+
+import av
+import pytest
+
+from tests.conftest import START_NS
+from tests.service_helpers import make_token, start_node, vstore
+from vstore.base.timebase import format_time
+from vstore.service.byte_ranges import Unsatisfiable, requested_range
+
+FRAME_NS = 40_000_000
+
+
+def q(ns: int) -> str:
+    """A time as a query value (the + of an offset encoded)."""
+    return format_time(ns).replace("+", "%2B")
+
+
+def clip_path(cam: str, a: int, b: int, fmt: str = "mp4", extra: str = "") -> str:
+    return f"/api/v1/cameras/{cam}/clip.{fmt}?from={q(a)}&to={q(b)}{extra}"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, media_dir):
+    from tests.conftest import make_media
+
+    root = tmp_path_factory.mktemp("svc")
+    store = root / "store"
+    vstore("init", "--store", str(store))
+    src = make_media(media_dir, "svc.ts", 12.0, codec="h264", gop_frames=25, audio="aac")
+    for cam in ("gate", "lobby"):
+        vstore("import", str(src), "--camera", cam, "--start", format_time(START_NS),
+               "--store", str(store))  # fmt: skip
+    with open(store / "vstore.toml", "a") as f:
+        f.write(
+            '\n[groups.north]\ncameras = ["gate"]\n[groups.south]\ncameras = ["lobby"]\n'
+            "[service]\nmax_clip_s = 3600\nrate_per_s = 1000\n"
+        )
+    tokens = {
+        "inv": make_token(store, "investigator", "north"),
+        "viewer": make_token(store, "viewer", "north"),
+        "custodian": make_token(store, "custodian", "north"),
+        "admin": make_token(store, "admin", "*"),
+        "south": make_token(store, "investigator", "south"),
+    }
+    n = start_node(store)
+    n.tokens = tokens
+    n.src = src
+    yield n
+    assert n.stop() == 0
+
+
+def test_no_token_or_a_wrong_one_is_401_with_a_json_error(node):
+    for token in (None, "vst_nope_nope", "garbage"):
+        r = node.get("/api/v1/cameras", token)
+        assert r.status == 401, r
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"]["code"] == "unauthorized"
+    assert node.get("/livez").status == 200 and node.get("/readyz").json() == {"ready": True}
+
+
+def test_a_principal_sees_only_its_groups_and_others_are_not_found_and_audited(node):
+    inv = node.tokens["inv"]
+    cams = [c["camera"] for c in node.get("/api/v1/cameras", inv).json()["cameras"]]
+    assert cams == ["gate"]
+    hidden = node.get("/api/v1/cameras/lobby/timeline", inv)
+    missing = node.get("/api/v1/cameras/nosuch/timeline", inv)
+    assert hidden.status == missing.status == 404
+    # The same answer, but for the name: nothing tells a camera that exists from one that does not.
+    assert hidden.body.replace(b"lobby", b"X") == missing.body.replace(b"nosuch", b"X")
+    recs = node.get("/api/v1/audit?camera=lobby", node.tokens["admin"]).json()["records"]
+    denied = [r for r in recs if r["action"] == "access_denied"]
+    assert denied and denied[0]["by"] == "investigator-north"
+    assert denied[0]["actor"]["remote"] == "127.0.0.1"
+    # The south investigator's audit view leaves out the north cameras' records.
+    south = node.get("/api/v1/audit", node.tokens["custodian"]).json()["records"]
+    assert all(r["detail"].get("camera") in (None, "gate") for r in south)
+
+
+def test_roles_limit_what_a_principal_does(node):
+    v = node.tokens["viewer"]
+    assert node.get("/api/v1/cameras/gate/timeline", v).status == 200
+    r = node.get(clip_path("gate", START_NS, START_NS + 10**9), v)
+    assert r.status == 403 and r.json()["error"]["code"] == "forbidden"
+    assert node.get("/api/v1/audit", v).status == 403
+    assert node.request("POST", "/api/v1/config/reload", node.tokens["inv"]).status == 403
+
+
+def test_mp4_clip_is_the_cli_clip_byte_for_byte_and_decodes(node, tmp_path):
+    a, b = START_NS + 33 * FRAME_NS + 17_000_000, START_NS + 260 * FRAME_NS
+    r = node.get(clip_path("gate", a, b, extra="&purpose=case-7"), node.tokens["inv"])
+    assert r.status == 200, r
+    assert r.headers["content-type"] == "video/mp4"
+    assert int(r.headers["content-length"]) == len(r.body)
+    assert r.headers["accept-ranges"] == "bytes" and r.headers["etag"].startswith('"')
+    # The CLI reads the same store while the node holds it (read-only), and agrees.
+    out = tmp_path / "cli.mp4"
+    vstore("clip", "--store", str(node.store), "--camera", "gate", "--from", format_time(a),
+           "--to", format_time(b), "-o", str(out))  # fmt: skip
+    assert out.read_bytes() == r.body
+    with av.open(io.BytesIO(r.body)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == 260 - 33  # from the frame on screen at `a` (33) to the one before `b`
+    recs = node.get("/api/v1/audit?camera=gate", node.tokens["admin"]).json()["records"]
+    exp = next(r for r in recs if r["action"] == "export_clip")
+    assert exp["detail"]["purpose"] == "case-7" and exp["by"] == "investigator-north"
+
+
+def test_ranges_if_range_etag_and_head(node):
+    tok = node.tokens["inv"]
+    path = clip_path("gate", START_NS, START_NS + 11 * 10**9)
+    whole = node.get(path, tok)
+    size, etag = len(whole.body), whole.headers["etag"]
+    r = node.get(path, tok, headers={"Range": "bytes=100-199"})
+    assert r.status == 206 and r.body == whole.body[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{size}"
+    r = node.get(path, tok, headers={"Range": "bytes=-1000"})
+    assert r.status == 206 and r.body == whole.body[-1000:]
+    r = node.get(path, tok, headers={"Range": f"bytes={size - 10}-"})
+    assert r.status == 206 and r.body == whole.body[-10:]
+    r = node.get(path, tok, headers={"Range": f"bytes={size}-"})
+    assert r.status == 416 and r.headers["content-range"] == f"bytes */{size}"
+    assert r.json()["error"]["code"] == "range_not_satisfiable"
+    r = node.get(path, tok, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert r.status == 200 and r.body == whole.body
+    r = node.get(path, tok, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert r.status == 206 and r.body == whole.body[:10]
+    r = node.get(path, tok, headers={"If-None-Match": etag})
+    assert r.status == 304 and not r.body
+    r = node.request("HEAD", path, tok)
+    assert r.status == 200 and int(r.headers["content-length"]) == size and not r.body
+
+
+@pytest.mark.parametrize("fmt,container", [("fmp4", "mov,mp4,m4a,3gp,3g2,mj2"), ("ts", "mpegts")])
+def test_streamed_forms_decode(node, fmt, container):
+    r = node.get(clip_path("gate", START_NS, START_NS + 4 * 10**9, fmt), node.tokens["inv"])
+    assert r.status == 200, r
+    with av.open(io.BytesIO(r.body)) as c:
+        assert c.format.name == container
+        assert sum(1 for _ in c.decode(video=0)) >= 100
+
+
+def test_snapshot_is_a_jpeg_of_the_frame_at_the_instant(node):
+    at = START_NS + 50 * FRAME_NS + 10_000_000
+    r = node.get(f"/api/v1/cameras/gate/snapshot.jpg?at={q(at)}", node.tokens["inv"])
+    assert r.status == 200 and r.body[:3] == b"\xff\xd8\xff"
+    assert r.headers["x-vstore-frame-time"] == format_time(START_NS + 50 * FRAME_NS)
+
+
+@pytest.mark.parametrize(
+    "query,says",
+    [
+        ("from=yesterday&to=now", "bad time"),
+        ("from=2025-01-17T08:00:00&to=now", "offset"),  # no offset: refused, never guessed
+        (f"from={q(START_NS + 10**9)}&to={q(START_NS)}", "after"),
+        (f"from={q(START_NS)}&to={q(START_NS + 7200 * 10**9)}", "at most 3600"),
+        (f"to={q(START_NS)}", "give from"),
+    ],
+)
+def test_bad_times_are_400_with_a_message(node, query, says):
+    r = node.get(f"/api/v1/cameras/gate/clip.mp4?{query}", node.tokens["inv"])
+    assert r.status == 400, r
+    assert says in r.json()["error"]["message"]
+
+
+def test_unknown_paths_methods_and_unsatisfiable_ranges_are_json_errors(node):
+    r = node.get("/api/v1/nothing", node.tokens["inv"])
+    assert r.status == 404 and r.json()["error"]["code"] == "not_found"
+    r = node.request("DELETE", "/api/v1/cameras", node.tokens["inv"])
+    assert r.status == 405 and "error" in r.json()
+    r = node.get(
+        clip_path("gate", START_NS + 10**12, START_NS + 10**12 + 10**9), node.tokens["inv"]
+    )
+    assert r.status == 404 and "no footage" in r.json()["error"]["message"]
+    r = node.request("POST", "/api/v1/holds", node.tokens["custodian"], body=b"{not json")
+    assert r.status == 400 and r.json()["error"]["code"] == "bad_request"
+
+
+def test_holds_are_scoped_placed_by_custodians_and_released(node):
+    cust, south = node.tokens["custodian"], node.tokens["south"]
+    body = {"camera": "gate", "from": format_time(START_NS),
+            "to": format_time(START_NS + 5 * 10**9), "reason": "case 41"}  # fmt: skip
+    assert node.request("POST", "/api/v1/holds", node.tokens["inv"], body=body).status == 403
+    r = node.request("POST", "/api/v1/holds", cust, body=body)
+    assert r.status == 201, r
+    hold = r.json()
+    assert hold["by"] == "custodian-north" and hold["camera"] == "gate"
+    assert hold["id"] in [h["id"] for h in node.get("/api/v1/holds", cust).json()["holds"]]
+    assert hold["id"] not in [h["id"] for h in node.get("/api/v1/holds", south).json()["holds"]]
+    tl = node.get("/api/v1/cameras/gate/timeline", node.tokens["viewer"]).json()
+    assert [h["id"] for h in tl["holds"]] == [hold["id"]]
+    # Out of scope: the same 404 as no hold at all.
+    other = node.request("POST", f"/api/v1/holds/{hold['id']}/release", south, body={})
+    assert other.status in (403, 404)
+    r = node.request("POST", f"/api/v1/holds/{hold['id']}/release", cust, body={"reason": "done"})
+    assert r.status == 200 and r.json()["released_by"] == "custodian-north"
+    assert node.request("POST", "/api/v1/holds/99999/release", cust, body={}).status == 404
+    # Retention in another process still sees holds the node placed (through the index).
+    out = vstore("audit", "--store", str(node.store), "--json").stdout
+    acts = [r["action"] for r in json.loads(out)["records"]]
+    assert "hold_add" in acts and "hold_release" in acts
+
+
+def test_a_token_revoked_while_the_node_runs_stops_working_at_once(node):
+    tok = make_token(node.store, "viewer", "north", name="temp")
+    assert node.get("/api/v1/cameras", tok).status == 200
+    tid = tok.split("_")[1]
+    vstore("token", "revoke", tid, "--store", str(node.store))
+    assert node.get("/api/v1/cameras", tok).status == 401
+
+
+def test_the_unix_socket_serves_the_stores_own_user_without_a_token(node):
+    r = node.get("/api/v1/cameras", unix=True)
+    assert r.status == 200
+    assert [c["camera"] for c in r.json()["cameras"]] == ["gate", "lobby"]
+    mode = (node.store / "vstore.sock").stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_openapi_lists_every_route(node):
+    doc = node.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/api/v1/cameras", "/api/v1/cameras/{id}/clip.{format}", "/api/v1/holds",
+                 "/api/v1/audit", "/livez", "/readyz"):  # fmt: skip
+        assert path in doc["paths"], path
+
+
+def test_byte_range_header_parsing():
+    assert requested_range(None, 10) is None
+    assert requested_range("bytes=0-4", 10) == (0, 5)
+    assert requested_range("bytes=5-", 10) == (5, 10)
+    assert requested_range("bytes=-3", 10) == (7, 10)
+    assert requested_range("bytes=-30", 10) == (0, 10)
+    assert requested_range("bytes=8-100", 10) == (8, 10)
+    for ignored in ("items=0-1", "bytes=0-1,3-4", "bytes=5-2", "bytes=x-", "bytes=-", "bytes=1"):
+        assert requested_range(ignored, 10) is None, ignored
+    for bad in ("bytes=10-", "bytes=99999999-", "bytes=-0"):
+        with pytest.raises(Unsatisfiable):
+            requested_range(bad, 10)
+
+
+def test_rate_limit_is_429_with_retry_after(tmp_path, media):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    with open(store / "vstore.toml", "a") as f:
+        f.write("\n[service]\nrate_per_s = 2\n")
+    tok = make_token(store, "viewer", "*")
+    n = start_node(store)
+    try:
+        codes = [n.get("/api/v1/cameras", tok).status for _ in range(8)]
+        assert codes[:4] == [200] * 4 and 429 in codes
+        r = n.get("/api/v1/cameras", tok)
+        assert r.status == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        assert n.stop() == 0
+
+
+def test_reload_starts_a_new_camera_and_sigterm_seals_it(tmp_path, media):
+    """A camera added to vstore.toml records after a reload, without a restart; SIGTERM
+    stops the node cleanly with the footage sealed and the socket gone."""
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("svc-live.ts", 4.0, codec="h264", gop_frames=25)
+    admin = make_token(store, "operator", "*")
+    n = start_node(store)
+    try:
+        with open(store / "vstore.toml", "a") as f:
+            f.write(f'\n[cameras.door]\nurl = "{src}"\n')
+        r = n.request("POST", "/api/v1/config/reload", admin)
+        assert r.status == 200 and r.json()["started"] == ["door"], r
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st = n.get("/api/v1/cameras/door", admin).json()
+            if st["status"].get("connects") and st.get("segments"):
+                break
+            time.sleep(0.2)
+        assert st["status"]["connects"] == 1 and st["segments"] >= 1, st
+    finally:
+        assert n.stop() == 0
+    assert not (store / "vstore.sock").exists()
+    out = json.loads(vstore("ls", "--store", str(store), "--json").stdout)
+    door = next(c for c in out["cameras"] if c["camera"] == "door")
+    assert door["open_segments"] == 0 and door["recorded_s"] > 3.5
+
+
+def test_serve_refuses_plain_http_beyond_loopback(tmp_path):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    r = vstore("serve", "--store", str(store), "--listen", "0.0.0.0:0", check=False)
+    assert r.returncode == 2 and "loopback" in r.stderr
+
+
+def test_a_second_node_on_the_same_store_is_refused(node):
+    r = vstore("serve", "--store", str(node.store), "--listen", "127.0.0.1:0", check=False)
+    assert r.returncode == 4, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
+def test_ffprobe_reads_a_range_served_clip(node, tmp_path):
+    out = tmp_path / "c.mp4"
+    out.write_bytes(
+        node.get(clip_path("gate", START_NS, START_NS + 6 * 10**9), node.tokens["inv"]).body
+    )
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                        "csv=p=0", str(out)], capture_output=True, text=True, check=True)  # fmt: skip
+    assert abs(float(r.stdout) - 6.0) < 0.1

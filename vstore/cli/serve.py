@@ -1,0 +1,44 @@
+"""Run this node: record every camera with a url in vstore.toml, serve the HTTP API (and a Unix
+socket in the store for local clients) until SIGTERM or Ctrl-C. SIGHUP re-reads vstore.toml:
+cameras added, changed or removed start, restart or stop without touching the others.
+Clients authenticate with tokens from `vstore token create`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vstore.cli.common import add_common_args, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:8480",
+        metavar="HOST:PORT",
+        help="address of the HTTP API (default 127.0.0.1:8480; port 0 picks a free one)",
+    )
+    p.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="serve plain HTTP beyond loopback (only behind a TLS-terminating proxy)",
+    )
+    add_common_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.service.node import Node
+    from vstore.service.server import serve
+
+    def ready(url: str, node: Node) -> None:
+        cams = node.recording()
+        if args.json:
+            print_json({"url": url, "store": str(node.store.root), "recording": cams})
+        else:
+            print(f"serving {node.store.root} on {url} (Ctrl-C stops)")
+            print(f"  recording {len(cams)} camera(s)" + (f": {', '.join(cams)}" if cams else ""))
+            print(f"  API: {url}/api/v1/cameras  OpenAPI: {url}/openapi.json")
+        sys.stdout.flush()
+
+    serve(args.store, args.listen, args.allow_plain_http, ready)
+    return 0

@@ -1,0 +1,597 @@
+"""The node's HTTP API (aiohttp): it parses, authorizes, audits and formats; the engine does
+the work, on a thread pool so that the event loop never waits on a disk.
+
+Every route is declared once in ``ROUTES``, which gives both the router and the OpenAPI
+document. Errors are ``{"error": {"code", "message"}}`` with the status ``http_status`` maps
+from the engine's error. A camera outside the principal's groups is answered exactly as a
+camera that does not exist (404, same message), and the attempt is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from vstore._version import __version__
+from vstore.base.actor import acting_as
+from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.jsonio import to_jsonable
+from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
+from vstore.export.clip import clip_bytes
+from vstore.export.clip_file import ClipFile, open_clip_file
+from vstore.export.snapshot import snapshot
+from vstore.jobs import registry
+from vstore.jobs.reports import timeline_doc
+from vstore.service.access import Principal
+from vstore.service.byte_ranges import Unsatisfiable, requested_range
+from vstore.service.http_status import http_status
+from vstore.service.limits import Limits, TooMany, retry_after_header
+from vstore.service.node import Node
+from vstore.service.tokens import TokenFile
+from vstore.store.holds import list_holds
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+WRITE_TIMEOUT_S = 60.0  # a client that takes no bytes for this long is dropped
+STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "query" | "path"
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    action: str | None  # what the principal must be allowed; None: no authentication
+    params: tuple[Param, ...] = ()
+    produces: str = "application/json"
+    body: bool = False
+
+
+_CAMERA = Param("id", "path", "camera id")
+_FROM = Param("from", "query", "start: ISO 8601 with offset, 'now' or relative (-15m)", True)
+_TO = Param("to", "query", "end, as from", True)
+_PURPOSE = Param("purpose", "query", "why (a case number); required when the node says so")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.headers = status, code, headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return web.Response(
+        status=status, text=body, content_type="application/json", headers=headers or {}
+    )
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(to_jsonable(doc)), content_type="application/json"
+    )
+
+
+class Api:
+    """The handlers, bound to one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.store = node.store
+        self.tokens = TokenFile(self.store.layout)
+        svc = self.store.config.service
+        self.limits = Limits(svc.rate_per_s, svc.max_exports)
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the pool (the engine blocks on disks)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(fn, *args))
+
+    # --- who is asking --------------------------------------------------------------------
+
+    def principal_of(self, request: web.Request) -> Principal | None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if isinstance(sockname, str):
+            # The store's Unix socket (mode 0600): its user owns the store already.
+            return Principal("local", "admin", ("*",), "local:socket")
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.tokens.authenticate(token.strip())
+
+    def audit(self, request: web.Request, action: str, detail: dict[str, Any]) -> None:
+        """A permanent record of an access (blocking: call through ``run``)."""
+        p: Principal = request["principal"]
+        with acting_as(p.as_actor(request.remote or "")):
+            self.store.index.audit(action, p.name, detail, time.time_ns())
+
+    async def camera(self, request: web.Request, cam: str | None = None) -> str:
+        """The camera (the path's unless given), if the principal may see it; else 404
+        exactly as for a camera that does not exist, the attempt audited."""
+        cam = request.match_info["id"] if cam is None else cam
+        p: Principal = request["principal"]
+        exists = cam in self.store.config.cameras or self.store.index.camera_num(cam) is not None
+        if exists and p.sees(cam, self.store.config):
+            return cam
+        if exists:
+            await self.run(
+                self.audit, request, "access_denied", {"camera": cam, "path": request.path}
+            )
+        raise NotFound(f"no camera {cam!r}")
+
+    # --- request values -------------------------------------------------------------------
+
+    @staticmethod
+    def time_arg(request: web.Request, name: str, required: bool = True) -> int | None:
+        text = request.query.get(name)
+        if text is None or not text.strip():
+            if required:
+                raise UsageError(f"give {name}= (ISO 8601 with an offset, 'now' or -15m)")
+            return None
+        # A '+' in a query string arrives as a space unless the client encoded it.
+        return parse_time_ns(text.strip().replace(" ", "+"))
+
+    def range_args(self, request: web.Request, limit: bool = True) -> tuple[int, int]:
+        start = self.time_arg(request, "from")
+        end = self.time_arg(request, "to")
+        assert start is not None and end is not None
+        if end <= start:
+            raise UsageError("to must be after from")
+        max_s = self.store.config.service.max_clip_s
+        if limit and (end - start) > max_s * NS_PER_S:
+            raise UsageError(
+                f"the range is {(end - start) / NS_PER_S:g} s; this node serves at most "
+                f"{max_s:g} s per request ([service] max_clip_s)"
+            )
+        return start, end
+
+    def purpose(self, request: web.Request) -> str:
+        purpose = request.query.get("purpose", "").strip()
+        if not purpose and self.store.config.service.require_purpose:
+            raise UsageError("this node requires a purpose for exports: add purpose=CASE-NUMBER")
+        return purpose[:500]
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def livez(self, request: web.Request) -> web.StreamResponse:
+        return json_response({"live": True})
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        ready = self.node.ready
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        from vstore.service.openapi import openapi_document
+
+        return json_response(openapi_document(ROUTES, __version__))
+
+    def _camera_docs(self, p: Principal) -> list[dict[str, Any]]:
+        config = self.store.config
+        scope = p.cameras(config)
+        summaries = {c.camera: c for c in self.store.cameras()}
+        names = sorted(set(summaries) | set(config.cameras))
+        recording = set(self.node.recording())
+        out = []
+        for cam in names:
+            if scope is not None and cam not in scope:
+                continue
+            s = summaries.get(cam)
+            doc: dict[str, Any] = to_jsonable(s) if s is not None else {"camera": cam}
+            doc["recording"] = cam in recording
+            doc["groups"] = sorted(g for g, members in config.groups.items() if cam in members)
+            out.append(doc)
+        return out
+
+    async def cameras(self, request: web.Request) -> web.StreamResponse:
+        docs = await self.run(self._camera_docs, request["principal"])
+        return json_response({"cameras": docs})
+
+    async def camera_status(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+
+        def status() -> dict[str, Any]:
+            doc = next(d for d in self._camera_docs(request["principal"]) if d["camera"] == cam)
+            return {**doc, "status": self.node.camera_status(cam)}
+
+        return json_response(await self.run(status))
+
+    async def timeline(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+        start = self.time_arg(request, "from", required=False)
+        end = self.time_arg(request, "to", required=False)
+        if start is not None and end is not None and end <= start:
+            raise UsageError("to must be after from")
+
+        def build() -> dict[str, Any]:
+            tl = self.store.timeline(cam, start, end)
+            doc = timeline_doc(tl)
+            rng = tl.range
+            doc["holds"] = [
+                to_jsonable(h)
+                for h in list_holds(self.store)
+                if h.covers(cam, rng.start_ns, rng.end_ns)
+            ]
+            self.audit(
+                request, "view_timeline", {"camera": cam, "from": doc["from"], "to": doc["to"]}
+            )
+            return doc
+
+        return json_response(await self.run(build))
+
+    async def clip(self, request: web.Request) -> web.StreamResponse:
+        fmt = request.match_info["format"]
+        cam = await self.camera(request)
+        if not request["principal"].may("export"):
+            raise ApiError(403, "forbidden", "exporting clips needs the investigator role")
+        start, end = self.range_args(request)
+        purpose = self.purpose(request)
+        who = request["principal"].name
+        self.limits.begin_export(who)
+        try:
+            if fmt == "mp4":
+                return await self._clip_mp4(request, cam, start, end, purpose)
+            return await self._clip_streamed(request, cam, start, end, purpose, fmt)
+        finally:
+            self.limits.end_export(who)
+
+    def _clip_headers(self, cam: str, start: int, fmt: str, request: web.Request) -> dict[str, str]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start // NS_PER_S))
+        name = f"{cam}-{stamp}.{'mp4' if fmt == 'fmp4' else fmt}"
+        disposition = "attachment" if request.query.get("download") else "inline"
+        return {"Content-Disposition": f'{disposition}; filename="{name}"'}
+
+    async def _clip_mp4(
+        self, request: web.Request, cam: str, start: int, end: int, purpose: str
+    ) -> web.StreamResponse:
+        cf: ClipFile | None = await self.run(open_clip_file, self.store, cam, start, end)
+        if cf is None:  # audio only FFmpeg's muxer can box: no layout ahead, no ranges
+            return await self._clip_streamed(request, cam, start, end, purpose, "mp4")
+        try:
+            headers = {
+                **self._clip_headers(cam, start, "mp4", request),
+                "ETag": cf.etag,
+                "Accept-Ranges": "bytes",
+                "Cache-Control": "private, max-age=0",
+                "X-Vstore-Start": format_time(cf.plan.start_ns),
+            }
+            if request.headers.get("If-None-Match") == cf.etag:
+                return web.Response(status=304, headers=headers)
+            want: tuple[int, int] | None = None
+            if_range = request.headers.get("If-Range")
+            if if_range is None or if_range == cf.etag:
+                try:
+                    want = requested_range(request.headers.get("Range"), cf.size)
+                except Unsatisfiable:
+                    raise ApiError(
+                        416,
+                        "range_not_satisfiable",
+                        f"the clip is {cf.size} bytes",
+                        {"Content-Range": f"bytes */{cf.size}"},
+                    ) from None
+            a, b = want if want is not None else (0, cf.size)
+            resp = web.StreamResponse(status=206 if want is not None else 200, headers=headers)
+            resp.content_type = "video/mp4"
+            resp.content_length = b - a
+            if want is not None:
+                resp.headers["Content-Range"] = f"bytes {a}-{b - 1}/{cf.size}"
+            detail = {
+                "camera": cam,
+                "from": format_time(cf.plan.start_ns),
+                "to": format_time(cf.plan.end_ns),
+                "format": "mp4",
+                "purpose": purpose,
+                "bytes": f"{a}-{b - 1}/{cf.size}",
+            }
+            if request.method == "HEAD":
+                await resp.prepare(request)
+                return resp
+            await self.run(self.audit, request, "export_clip", detail)
+            await resp.prepare(request)
+            blocks = cf.read(a, b)
+            while True:
+                block = await self.run(next, blocks, None)
+                if block is None:
+                    break
+                for buf in block:
+                    await asyncio.wait_for(resp.write(buf), WRITE_TIMEOUT_S)
+            await resp.write_eof()
+            return resp
+        finally:
+            await self.run(cf.close)  # the footage's leases go with it
+
+    async def _clip_streamed(
+        self, request: web.Request, cam: str, start: int, end: int, purpose: str, fmt: str
+    ) -> web.StreamResponse:
+        blocks: Iterator[bytes] = clip_bytes(self.store, cam, start, end, format=fmt)
+        try:
+            first = await self.run(next, blocks, None)  # errors before the status is sent
+            resp = web.StreamResponse(headers=self._clip_headers(cam, start, fmt, request))
+            resp.content_type = STREAMED_TYPES.get(fmt, "video/mp4")
+            if request.method == "HEAD":
+                await resp.prepare(request)
+                return resp
+            detail = {
+                "camera": cam,
+                "from": format_time(start),
+                "to": format_time(end),
+                "format": fmt,
+                "purpose": purpose,
+            }
+            await self.run(self.audit, request, "export_clip", detail)
+            await resp.prepare(request)
+            block = first
+            while block is not None:
+                await asyncio.wait_for(resp.write(block), WRITE_TIMEOUT_S)
+                block = await self.run(next, blocks, None)
+            await resp.write_eof()
+            return resp
+        finally:
+            await self.run(blocks.close)
+
+    async def snapshot_jpg(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+        if not request["principal"].may("export"):
+            raise ApiError(403, "forbidden", "snapshots need the investigator role")
+        at = self.time_arg(request, "at")
+        assert at is not None
+        purpose = self.purpose(request)
+
+        def take() -> tuple[bytes, int]:
+            buf = io.BytesIO()
+            snap = snapshot(self.store, cam, at, buf, "jpg")
+            self.audit(
+                request,
+                "export_snapshot",
+                {"camera": cam, "at": format_time(at), "purpose": purpose},
+            )
+            return buf.getvalue(), snap.frame_at_ns
+
+        data, frame_ns = await self.run(take)
+        return web.Response(
+            body=data,
+            content_type="image/jpeg",
+            headers={"X-Vstore-Frame-Time": format_time(frame_ns)},
+        )
+
+    async def holds(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request["principal"]
+        released = request.query.get("released") in ("1", "true")
+
+        def visible() -> list[dict[str, Any]]:
+            config = self.store.config
+            return [
+                to_jsonable(h) for h in list_holds(self.store, released) if p.sees(h.camera, config)
+            ]
+
+        return json_response({"holds": await self.run(visible)})
+
+    async def body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > 64 * 1024:
+            raise ApiError(413, "too_large", "a request body is at most 64 KiB")
+        try:
+            doc = json.loads(await request.content.read(64 * 1024 + 1) or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError("the body must be a JSON object") from None
+        if not isinstance(doc, dict):
+            raise UsageError("the body must be a JSON object")
+        return doc
+
+    async def add_hold(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request["principal"]
+        doc = await self.body(request)
+        cam = doc.get("camera")
+        if not isinstance(cam, str):
+            raise UsageError("give camera")
+        await self.camera(request, cam)
+        start, end = (parse_time_ns(str(doc.get(k, ""))) for k in ("from", "to"))
+        if end <= start:
+            raise UsageError("to must be after from")
+        reason = str(doc.get("reason", "")).strip()
+        if not reason:
+            raise UsageError("give a reason (a case number)")
+        params = {"action": "add", "camera": cam, "from_ns": start, "to_ns": end,
+                  "reason": reason, "by": p.name}  # fmt: skip
+
+        def add() -> dict[str, Any]:
+            with acting_as(p.as_actor(request.remote or "")):
+                return registry.run(self.store, "hold", params)
+
+        return json_response(await self.run(add), 201)
+
+    async def release_hold(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request["principal"]
+        try:
+            hold_id = int(request.match_info["hold"])
+        except ValueError:
+            raise NotFound(f"no hold {request.match_info['hold']!r}") from None
+        doc = await self.body(request)
+
+        def release() -> dict[str, Any]:
+            hold = next((h for h in list_holds(self.store, True) if h.id == hold_id), None)
+            if hold is None or not p.sees(hold.camera, self.store.config):
+                raise NotFound(f"no hold {hold_id}")
+            params = {"action": "release", "id": hold_id, "by": p.name,
+                      "reason": str(doc.get("reason", ""))}  # fmt: skip
+            with acting_as(p.as_actor(request.remote or "")):
+                return registry.run(self.store, "hold", params)
+
+        return json_response(await self.run(release))
+
+    async def audit_log(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request["principal"]
+        camera = request.query.get("camera")
+        since = self.time_arg(request, "since", required=False)
+        until = self.time_arg(request, "until", required=False)
+        try:
+            limit = min(max(int(request.query.get("limit", "1000")), 1), 10_000)
+        except ValueError:
+            raise UsageError("limit must be a whole number") from None
+
+        def records() -> list[dict[str, Any]]:
+            config = self.store.config
+            out = []
+            for r in reversed(self.store.index.audit_records()):
+                cam = r["detail"].get("camera") if isinstance(r["detail"], dict) else None
+                if cam is None and not p.sees_all():
+                    continue
+                if cam is not None and not p.sees(cam, config):
+                    continue
+                if camera is not None and cam != camera:
+                    continue
+                if (since is not None and r["at_ns"] < since) or (
+                    until is not None and r["at_ns"] >= until
+                ):
+                    continue
+                out.append({**r, "at": format_time(r["at_ns"])})
+                if len(out) >= limit:
+                    break
+            return out
+
+        return json_response({"records": await self.run(records)})
+
+    async def reload(self, request: web.Request) -> web.StreamResponse:
+        changes = await self.run(self.node.reload)
+        await self.run(self.audit, request, "config_reload", changes)
+        return json_response(changes)
+
+
+def _routes(api: Api | None) -> list[Route]:
+    """Every route; with ``api`` None, the handlers are unbound (for the OpenAPI document)."""
+
+    def h(name: str) -> Handler:
+        return getattr(api, name) if api is not None else getattr(Api, name)
+
+    cam_range = (_CAMERA, _FROM, _TO)
+    return [
+        Route("GET", "/livez", h("livez"), "The process is alive", None),
+        Route("GET", "/readyz", h("readyz"), "The store is open and recovered, cameras started", None),
+        Route("GET", "/openapi.json", h("openapi"), "This document", None),
+        Route("GET", f"{API}/cameras", h("cameras"), "Cameras the principal may see", "view"),
+        Route("GET", f"{API}/cameras/{{id}}", h("camera_status"), "A camera and its recorder", "view", (_CAMERA,)),
+        Route(
+            "GET", f"{API}/cameras/{{id}}/timeline", h("timeline"),
+            "Covered ranges, gaps, open footage, events and holds", "view",
+            (_CAMERA, Param("from", "query", "start (default: first footage)"),
+             Param("to", "query", "end (default: last footage)")),
+        ),
+        Route(
+            "GET", f"{API}/cameras/{{id}}/clip.{{format:mp4|fmp4|ts}}", h("clip"),
+            "A clip, remuxed, frame-exact; mp4 with Range, If-Range, ETag and HEAD", "export",
+            (*cam_range, _PURPOSE, Param("download", "query", "1: as an attachment")),
+            produces="video/mp4",
+        ),
+        Route(
+            "GET", f"{API}/cameras/{{id}}/snapshot.jpg", h("snapshot_jpg"),
+            "The frame on screen at an instant, as JPEG", "export",
+            (_CAMERA, Param("at", "query", "the instant", True), _PURPOSE), produces="image/jpeg",
+        ),
+        Route("GET", f"{API}/holds", h("holds"), "Legal holds on cameras in scope", "view",
+              (Param("released", "query", "1: released holds too"),)),
+        Route("POST", f"{API}/holds", h("add_hold"),
+              "Place a hold: {camera, from, to, reason}", "hold", body=True),
+        Route("POST", f"{API}/holds/{{hold}}/release", h("release_hold"),
+              "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),), body=True),
+        Route("GET", f"{API}/audit", h("audit_log"), "Audit records of cameras in scope, newest first",
+              "audit", (Param("camera", "query", "only this camera"),
+                        Param("since", "query", "at or after"), Param("until", "query", "before"),
+                        Param("limit", "query", "at most this many (1000)"))),
+        Route("POST", f"{API}/config/reload", h("reload"),
+              "Read vstore.toml again; start, restart, stop cameras", "operate"),
+    ]  # fmt: skip
+
+
+ROUTES = _routes(None)
+
+
+def make_app(node: Node) -> web.Application:
+    api = Api(node)
+
+    def authorized(action: str | None, handler: Handler) -> Handler:
+        if action is None:
+            return handler
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            p = api.principal_of(request)
+            if p is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "give Authorization: Bearer TOKEN (`vstore token create` makes one)",
+                    {"WWW-Authenticate": 'Bearer realm="vstore"'},
+                )
+            request["principal"] = p
+            api.limits.request(p.name)
+            if not p.may(action):
+                raise ApiError(403, "forbidden", f"the {p.role} role may not do this")
+            return await handler(request)
+
+        return guarded
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every failure as a JSON error with the status mapped from the engine's error."""
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, str(exc), exc.headers)
+        except TooMany as exc:
+            after = retry_after_header(exc.retry_after_s)
+            return error_response(429, "too_many_requests", str(exc), {"Retry-After": after})
+        except VstoreError as exc:
+            status, code = http_status(exc)
+            if status >= 500:
+                log.error("%s %s: %s", request.method, request.path, exc)
+            return error_response(status, code, str(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = exc.reason.lower().replace(" ", "_")
+            return error_response(
+                exc.status,
+                code,
+                exc.reason,
+                {"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
+            )
+        except (ConnectionResetError, asyncio.CancelledError, TimeoutError):
+            raise  # the client went away or stalled: nothing to answer
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, "internal", "internal error (see the node's log)")
+
+    app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    for r in _routes(api):
+        handler = authorized(r.action, r.handler)
+        if r.method == "GET":
+            app.router.add_get(r.path, handler)  # and HEAD
+        else:
+            app.router.add_route(r.method, r.path, handler)
+
+    async def on_cleanup(_app: web.Application) -> None:
+        api.pool.shutdown(wait=True)
+
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,41 @@
+"""The HTTP status and error code of every engine error, mapped in one place (the HTTP face's
+twin of the CLI's exit codes)."""
+
+from __future__ import annotations
+
+from vstore.base.errors import (
+    CheckFailed,
+    ConfigError,
+    CorruptSegment,
+    CorruptStore,
+    NotFound,
+    SourceError,
+    StorageFull,
+    StoreLocked,
+    StoreReadOnly,
+    TierError,
+    UsageError,
+)
+
+# Checked in order, so a subclass must come before its base.
+_STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (UsageError, 400, "bad_request"),
+    (ConfigError, 400, "bad_config"),
+    (NotFound, 404, "not_found"),
+    (StoreLocked, 409, "store_locked"),
+    (StoreReadOnly, 409, "store_read_only"),
+    (CorruptSegment, 500, "corrupt_footage"),
+    (CorruptStore, 500, "corrupt_store"),
+    (SourceError, 502, "source_error"),
+    (StorageFull, 507, "storage_full"),
+    (CheckFailed, 500, "check_failed"),
+    (TierError, 502, "tier_error"),
+)
+
+
+def http_status(exc: BaseException) -> tuple[int, str]:
+    """(status, error code) for an engine error; anything unmapped is a 500."""
+    for cls, status, code in _STATUSES:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal"

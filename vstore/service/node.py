@@ -1,0 +1,167 @@
+"""The node: the one long-running process that owns a store. It records every camera with a
+``url`` in vstore.toml, each on its own recorder, and on a configuration reload starts,
+restarts or stops only the cameras whose source changed; the HTTP API and the operators'
+commands reach the store through it.
+
+Stopping is orderly: every recorder stops reading, its writer flushes and seals what it was
+given (lifecycle W-invariants), and only then does the store close.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from vstore.base import heap
+from vstore.base.jsonio import to_jsonable
+from vstore.ingest.recorder import Recorder
+from vstore.service.control import ControlServer
+from vstore.store.config import StoreConfig, load_config
+from vstore.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """A source URL without its password (cameras' URLs often carry one)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable url)"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class _Running:
+    """One camera's recorder and the thread it runs on."""
+
+    def __init__(self, store: Store, camera_id: str, url: str) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.recorder = Recorder(store, camera_id, url, stop=self.stop)
+        self.started_ns = time.time_ns()
+        self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.recorder.run()
+        except Exception as exc:  # noqa: BLE001 - kept as the camera's status
+            self.recorder.status.last_error = str(exc)
+            log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
+
+    def halt(self) -> None:
+        self.stop.set()
+
+    def join(self) -> None:
+        self.thread.join()
+
+
+class Node:
+    """Owns an open, writable store for as long as it runs; see the module notes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._recording: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._control: ControlServer | None = None
+        self._trimmer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.started_ns = time.time_ns()
+        self.ready = False
+
+    @property
+    def config(self) -> StoreConfig:
+        return self.store.config
+
+    def start(self) -> None:
+        heap.settle_for_recording()
+        # Holds and retention from the command line reach the store through this process.
+        self._control = ControlServer(self.store)
+        self._control.start()
+        self._reconcile(self.store.config)
+        self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
+        self._trimmer.start()
+        self.ready = True
+
+    def _trim_loop(self) -> None:
+        # Recording frees GOP buffers all day; glibc keeps them unless asked to give them back.
+        while not self._stopping.wait(heap.TRIM_INTERVAL_S):
+            heap.release_free_memory()
+
+    def reload(self) -> dict[str, list[str]]:
+        """Read vstore.toml again and record what it now says. An invalid file changes
+        nothing (ConfigError says why). Returns the cameras started, restarted, stopped."""
+        config = load_config(self.store.layout.config_path)
+        self.store.config = config
+        return self._reconcile(config)
+
+    def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
+        want = {cam: s.url for cam, s in config.cameras.items() if s.url}
+        changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
+        with self._lock:
+            halted: list[_Running] = []
+            for cam, run in list(self._recording.items()):
+                if want.get(cam) != run.url:
+                    run.halt()
+                    halted.append(run)
+                    del self._recording[cam]
+                    changes["restarted" if cam in want else "stopped"].append(cam)
+            for run in halted:
+                run.join()  # sealed before the camera's new recorder opens its writer
+            for cam, url in want.items():
+                if cam not in self._recording:
+                    self._recording[cam] = _Running(self.store, cam, url)
+                    if cam not in changes["restarted"]:
+                        changes["started"].append(cam)
+        for kind, cams in changes.items():
+            if cams:
+                log.info("cameras %s: %s", kind, ", ".join(cams))
+        return changes
+
+    def camera_status(self, camera_id: str) -> dict[str, Any]:
+        """What a camera's recorder is doing: recording or not, its source, connects and
+        reconnects, drops, the end of its durable footage, its last error."""
+        with self._lock:
+            run = self._recording.get(camera_id)
+        if run is None:
+            return {"recording": False}
+        r = run.recorder
+        w = r.writer
+        status = to_jsonable(r.status)
+        status.pop("camera", None)
+        return {
+            **status,
+            "recording": run.thread.is_alive(),
+            "url": redact_url(run.url),
+            "since_ns": run.started_ns,
+            "durable_end_ns": w.durable_end_ns if w is not None else None,
+            "writer": w.stats.as_dict() if w is not None else status.get("writer", {}),
+        }
+
+    def recording(self) -> list[str]:
+        with self._lock:
+            return sorted(c for c, r in self._recording.items() if r.thread.is_alive())
+
+    def stop(self) -> None:
+        """Stop recording (every writer flushes and seals), then stop serving jobs."""
+        self.ready = False
+        self._stopping.set()
+        with self._lock:
+            runs = list(self._recording.values())
+            self._recording.clear()
+        for run in runs:
+            run.halt()
+        for run in runs:
+            run.join()
+        if self._control is not None:
+            self._control.close()
+            self._control = None

@@ -1,0 +1,71 @@
+"""The OpenAPI 3.1 document of the node's HTTP API, built from its route table so that it
+cannot drift from what the router serves."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_PATTERN = re.compile(r"\{(\w+):([^}]+)\}")
+
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    },
+}
+
+
+def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
+    """The document of ``routes`` (``http_api.Route``s)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        enums = {m.group(1): m.group(2).split("|") for m in _PATTERN.finditer(r.path)}
+        path = _PATTERN.sub(r"{\1}", r.path)
+        params = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.required or p.where == "path",
+                "description": p.description,
+                "schema": {"type": "string"},
+            }
+            for p in r.params
+        ]
+        params += [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "enum": e}}
+            for name, e in enums.items()
+        ]
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": r.handler.__name__,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {r.produces: {}}},
+                "default": {
+                    "description": "an error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        }
+        if r.action is not None:
+            op["security"] = [{"bearer": []}]
+            op["description"] = f"Needs the {r.action!r} permission (see the roles in docs)."
+        if r.body:
+            op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+        paths.setdefault(path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "vstore node API", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": _ERROR},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,135 @@
+"""Running a node: the store opened for writing, its cameras recording, the HTTP API on a TCP
+address and on the store's Unix socket, until SIGTERM or SIGINT. SIGHUP reloads vstore.toml.
+
+Stopping: the listeners close and open requests get a few seconds to finish, then every
+recorder flushes and seals, then the store closes. Nothing acknowledged is lost: a writer
+seals what it was given before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from vstore.api import open_store
+from vstore.base.errors import ConfigError, UsageError
+from vstore.service.http_api import make_app
+from vstore.service.node import Node
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:8480"
+SHUTDOWN_GRACE_S = 5.0
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8480`` for IPv6) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, such as 127.0.0.1:8480")
+    return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    store_path: str | None,
+    listen: str = DEFAULT_LISTEN,
+    allow_plain_http: bool = False,
+    on_ready: Callable[[str, Node], None] | None = None,
+) -> None:
+    """Run a node on the store until a stop signal. ``on_ready(url, node)`` is called once
+    it listens."""
+    host, port = parse_listen(listen)
+    with open_store(store_path) as store:
+        svc = store.config.service
+        tls: ssl.SSLContext | None = None
+        if svc.tls_cert and svc.tls_key:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                tls.load_cert_chain(svc.tls_cert, svc.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"[service] tls_cert/tls_key: {exc}") from exc
+        elif not _loopback(host) and not allow_plain_http:
+            raise UsageError(
+                f"--listen {listen}: plain HTTP is served on loopback only; set tls_cert and "
+                "tls_key in [service], or pass --allow-plain-http (behind a TLS proxy)"
+            )
+        node = Node(store)
+        node.start()
+        try:
+            asyncio.run(_serve(node, host, port, tls, on_ready))
+        finally:
+            node.stop()
+
+
+async def _serve(
+    node: Node,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_ready: Callable[[str, Node], None] | None,
+) -> None:
+    app = make_app(node)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    sock = node.store.layout.socket_path
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
+        await site.start()
+        _unlink_stale(sock)
+        old_umask = os.umask(0o177)  # the socket is this user's alone (0600)
+        try:
+            await web.UnixSite(runner, str(sock)).start()
+        finally:
+            os.umask(old_umask)
+        bound = runner.addresses[0]
+        url = f"{'https' if tls else 'http'}://{_netloc(bound[0], bound[1])}"
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(node)))
+        log.info("serving %s on %s and %s", node.store.root, url, sock)
+        if on_ready is not None:
+            on_ready(url, node)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        sock.unlink(missing_ok=True)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _unlink_stale(sock: Path) -> None:
+    """A socket left by a process that died: this process holds the store's lock, so no
+    live node can be serving it."""
+    if sock.is_socket():
+        sock.unlink()
+
+
+async def _reload(node: Node) -> None:
+    try:
+        changes = await asyncio.to_thread(node.reload)
+        log.info("configuration reloaded: %s", changes)
+    except ConfigError as exc:
+        log.error("configuration not reloaded (the old one stays in force): %s", exc)
