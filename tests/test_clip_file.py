@@ -5,6 +5,7 @@ with the footage, and its footage leased while it is open."""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -99,3 +100,31 @@ def test_a_range_without_footage_is_not_found(st):
     with pytest.raises(NotFound):
         open_clip_file(st, "cam", t(10_000), t(10_100))
     assert not st.leases().segment_ids
+
+
+def test_the_service_keeps_a_layout_for_a_run_of_range_requests(st, monkeypatch):
+    from vstore.service import clip_cache
+
+    cache = clip_cache.ClipCache()
+    made: list[int] = []
+
+    def make():
+        made.append(1)
+        return open_clip_file(st, "cam", t(13), t(170))
+
+    key = ("cam", t(13), t(170))
+    a, done_a = cache.acquire(key, make)
+    b, done_b = cache.acquire(key, make)
+    assert a is b and len(made) == 1
+    done_a()
+    done_b()
+    assert st.leases().segment_ids  # kept, leased
+    monkeypatch.setattr(clip_cache, "TTL_S", 0.0)
+    cache.expire()
+    assert not st.leases().segment_ids and not st.leases().ranges
+    # A range at the live edge is never kept: its footage may still grow.
+    live = ("cam", t(0), time.time_ns())
+    _c, done_c = cache.acquire(live, lambda: open_clip_file(st, "cam", t(0), t(100)))
+    done_c()
+    assert not st.leases().segment_ids
+    cache.close()

@@ -8,6 +8,7 @@ for byte, and it keeps its footage leased (lifecycle L1-L3) until closed.
 """
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Self
@@ -24,7 +25,7 @@ _REPLANS = 64
 
 
 class ClipFile:
-    """A prepared MP4 clip; ``open_clip_file`` makes one. Not thread-safe: one reader."""
+    """A prepared MP4 clip; ``open_clip_file`` makes one."""
 
     def __init__(self, plan: ClipPlan, mp4: NativeMp4, leases: ExitStack) -> None:
         self.plan = plan
@@ -32,6 +33,7 @@ class ClipFile:
         self._leases = leases
         self.size = mp4.size
         self.etag = _etag(plan)
+        self._lock = threading.Lock()
 
     @property
     def head_bytes(self) -> int:
@@ -39,8 +41,15 @@ class ClipFile:
         return len(self._mp4.head)
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[list[bytes | memoryview]]:
-        """Bytes ``start`` to ``end`` (exclusive; None: the end), in blocks of buffers."""
-        return self._mp4.read_range(start, self.size if end is None else end)
+        """Bytes ``start`` to ``end`` (exclusive; None: the end), in blocks of buffers.
+        Several readers may read at once (each block is read under the file's lock)."""
+        blocks = self._mp4.read_range(start, self.size if end is None else end)
+        while True:
+            with self._lock:
+                block = next(blocks, None)
+            if block is None:
+                return
+            yield block
 
     def close(self) -> None:
         self._mp4.close()

@@ -34,6 +34,7 @@ from vstore.jobs import registry
 from vstore.jobs.reports import timeline_doc
 from vstore.service.access import Principal
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
+from vstore.service.clip_cache import ClipCache
 from vstore.service.http_status import http_status
 from vstore.service.limits import Limits, TooMany, retry_after_header
 from vstore.service.node import Node
@@ -104,6 +105,7 @@ class Api:
         svc = self.store.config.service
         self.limits = Limits(svc.rate_per_s, svc.max_exports)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
+        self.clips = ClipCache()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the pool (the engine blocks on disks)."""
@@ -267,7 +269,12 @@ class Api:
     async def _clip_mp4(
         self, request: web.Request, cam: str, start: int, end: int, purpose: str
     ) -> web.StreamResponse:
-        cf: ClipFile | None = await self.run(open_clip_file, self.store, cam, start, end)
+        cf: ClipFile | None
+        cf, done = await self.run(
+            self.clips.acquire,
+            (cam, start, end),
+            lambda: open_clip_file(self.store, cam, start, end),
+        )
         if cf is None:  # audio only FFmpeg's muxer can box: no layout ahead, no ranges
             return await self._clip_streamed(request, cam, start, end, purpose, "mp4")
         try:
@@ -321,7 +328,7 @@ class Api:
             await resp.write_eof()
             return resp
         finally:
-            await self.run(cf.close)  # the footage's leases go with it
+            await self.run(done)  # (the layout's leases go with it, now or when it expires)
 
     async def _clip_streamed(
         self, request: web.Request, cam: str, start: int, end: int, purpose: str, fmt: str
@@ -590,8 +597,21 @@ def make_app(node: Node) -> web.Application:
         else:
             app.router.add_route(r.method, r.path, handler)
 
+    async def expire_clips(_app: web.Application):  # type: ignore[no-untyped-def]
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(10.0)
+                await api.run(api.clips.expire)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
     async def on_cleanup(_app: web.Application) -> None:
+        await api.run(api.clips.close)
         api.pool.shutdown(wait=True)
+
+    app.cleanup_ctx.append(expire_clips)
 
     app.on_cleanup.append(on_cleanup)
     return app
