@@ -8,57 +8,13 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import av
 import pytest
 
-from tools.camsim import StreamSpec, write_file
+from bench.conftest import NS, T0
 from vstore.api import open_store
 from vstore.export.clip import clip_bytes, write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.file_import import import_file
-
-T0 = 1_737_075_600_000_000_000
-NS = 1_000_000_000
-
-
-def _hour_mp4(base: Path, loop_s: int, loops: int, spec: StreamSpec) -> Path:
-    """Encode loop_s seconds once, then remux it `loops` times back to back (same bytes)."""
-    one = base / "loop.ts"
-    write_file(str(one), spec, loop_s)
-    out = base / "hour.mp4"
-    with av.open(str(one)) as src, av.open(str(out), "w") as dst:
-        vs = src.streams.video[0]
-        os_ = dst.add_stream_from_template(vs)
-        pkts = [p for p in src.demux(vs) if p.size]
-        first = pkts[0].dts
-        span = loop_s * vs.time_base.denominator // vs.time_base.numerator
-        for k in range(loops):
-            for p in pkts:
-                q = av.Packet(bytes(p))
-                q.pts, q.dts = p.pts - first + k * span, p.dts - first + k * span
-                q.time_base, q.stream, q.is_keyframe = vs.time_base, os_, p.is_keyframe
-                dst.mux(q)
-    return out
-
-
-@pytest.fixture(scope="module")
-def footage(request, tmp_path_factory):
-    cfg = request.config
-    smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
-    base = tmp_path_factory.mktemp("clipbench")
-    if smoke:
-        spec, loop_s, loops, clip_at = StreamSpec(gop_frames=50), 10, 12, 30
-    else:  # 1080p, 25 fps, ~4 Mbit/s, 2 s GOP, one hour
-        spec = StreamSpec(width=1920, height=1080, gop_frames=50, bitrate=4_000_000)
-        loop_s, loops, clip_at = 60, 60, 1800
-    mp4 = _hour_mp4(base, loop_s, loops, spec)
-    store_dir = base / "store"
-    with open_store(store_dir) as st:
-        import_file(st, mp4, "cam", T0)
-    clip_s = 60 if not smoke else 20
-    return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s, "tmp": base}
 
 
 def test_clip_library_mp4(benchmark, footage):

@@ -12,10 +12,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.conftest import bucket, moto_endpoint, s3_env  # noqa: F401 - S3 fixtures shared
+from tools.camsim import StreamSpec, write_file
 from vstore import _native
+from vstore.api import open_store
+from vstore.ingest.file_import import import_file
 
 IMPL_IDS = sorted(_native.implementations())
 SPS = b"\x00\x00\x00\x01\x67\x64\x00\x28\xac\xd9\x40\x78\x02\x27\xe5\x84"
@@ -66,3 +70,49 @@ def page_cache_store(tmp_path: Path) -> Iterator[Path]:
     finally:
         if shm:
             shutil.rmtree(base, ignore_errors=True)
+
+
+# --- an hour of footage, for the clip and HTTP benchmarks -------------------------------------
+
+T0 = 1_737_075_600_000_000_000
+NS = 1_000_000_000
+
+
+def _hour_mp4(base: Path, loop_s: int, loops: int, spec: StreamSpec) -> Path:
+    """Encode loop_s seconds once, then remux it `loops` times back to back (same bytes)."""
+    one = base / "loop.ts"
+    write_file(str(one), spec, loop_s)
+    out = base / "hour.mp4"
+    with av.open(str(one)) as src, av.open(str(out), "w") as dst:
+        vs = src.streams.video[0]
+        os_ = dst.add_stream_from_template(vs)
+        pkts = [p for p in src.demux(vs) if p.size]
+        first = pkts[0].dts
+        span = loop_s * vs.time_base.denominator // vs.time_base.numerator
+        for k in range(loops):
+            for p in pkts:
+                q = av.Packet(bytes(p))
+                q.pts, q.dts = p.pts - first + k * span, p.dts - first + k * span
+                q.time_base, q.stream, q.is_keyframe = vs.time_base, os_, p.is_keyframe
+                dst.mux(q)
+    return out
+
+
+@pytest.fixture(scope="session")
+def footage(request, tmp_path_factory):
+    """An hour of 1080p H.264 (a minute encoded once, then looped), imported into a store;
+    smoke runs (`make test`) use two minutes of 320x240. Shared by the clip and HTTP rows."""
+    cfg = request.config
+    smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
+    base = tmp_path_factory.mktemp("clipbench")
+    if smoke:
+        spec, loop_s, loops, clip_at = StreamSpec(gop_frames=50), 10, 12, 30
+    else:  # 1080p, 25 fps, ~4 Mbit/s, 2 s GOP, one hour
+        spec = StreamSpec(width=1920, height=1080, gop_frames=50, bitrate=4_000_000)
+        loop_s, loops, clip_at = 60, 60, 1800
+    mp4 = _hour_mp4(base, loop_s, loops, spec)
+    store_dir = base / "store"
+    with open_store(store_dir) as st:
+        import_file(st, mp4, "cam", T0)
+    clip_s = 60 if not smoke else 20
+    return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s, "tmp": base}

@@ -323,8 +323,10 @@ class Api:
                 block = await self.run(next, blocks, None)
                 if block is None:
                     break
-                for buf in block:
-                    await asyncio.wait_for(resp.write(buf), WRITE_TIMEOUT_S)
+                # One write per chunk: its samples are often thousands of small pieces (audio
+                # and video interleaved), and each write is a trip through the event loop.
+                data = block[0] if len(block) == 1 else b"".join(block)
+                await asyncio.wait_for(resp.write(data), WRITE_TIMEOUT_S)
             await resp.write_eof()
             return resp
         finally:
