@@ -16,6 +16,21 @@ from pathlib import Path
 from tools.camsim import StreamSpec, TcpCamera
 
 
+def _served(store_dir: Path) -> bool:
+    """Whether a node is serving the store (its Unix socket answers)."""
+    import socket
+
+    sock = store_dir / "vstore.sock"
+    if not sock.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--store", default="demo-data", help="store directory (recreated)")
@@ -28,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from vstore.lifecycle.check import check_store
 
     store_dir = Path(args.store)
+    if _served(store_dir):
+        print(f"a vstore serve is running on {store_dir}/: stop it first (Ctrl-C)", file=sys.stderr)
+        return 1
     if store_dir.exists():
         shutil.rmtree(store_dir)
     store_dir.mkdir(parents=True)
@@ -125,6 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if files:
         print(f"  e.g. {files[0]}")
+
+    # The last lines: the one command that serves this store, and a token to ask it with.
+    from vstore.service.tokens import token_file
+    from vstore.store.config import load_config
+
+    token, _rec = token_file(store_dir).create(
+        "demo", "investigator", ["*"], load_config(store_dir / "vstore.toml")
+    )
+    url = "http://127.0.0.1:8480/api/v1/cameras"
+    clip_url = (
+        f"{url}/lobby/clip.mp4?from={format_time(start).replace('+', '%2B')}"
+        f"&to={format_time(end).replace('+', '%2B')}"
+    )
+    print("\nserve this store over HTTP (Ctrl-C stops), then ask it from another shell:")
+    print(f"  .venv/bin/vstore serve --store {store_dir}")
+    print(f"  curl -H 'Authorization: Bearer {token}' {url}")
+    print(f"  curl -H 'Authorization: Bearer {token}' -o lobby.mp4 '{clip_url}'")
     return 0 if rep.ok and all(s.writer.get("packets") for s in statuses) else 1
 
 
