@@ -287,6 +287,8 @@ def test_reload_starts_a_new_camera_and_sigterm_seals_it(tmp_path, media):
                 break
             time.sleep(0.2)
         assert st["status"]["connects"] == 1 and st["segments"] >= 1, st
+        metrics = n.get("/metrics", admin).body.decode()
+        assert 'vstore_packets_written_total{camera="door"}' in metrics
     finally:
         assert n.stop() == 0
     assert not (store / "vstore.sock").exists()
@@ -316,3 +318,15 @@ def test_ffprobe_reads_a_range_served_clip(node, tmp_path):
     r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
                         "csv=p=0", str(out)], capture_output=True, text=True, check=True)  # fmt: skip
     assert abs(float(r.stdout) - 6.0) < 0.1
+
+
+def test_metrics_for_prometheus_need_a_token_that_sees_every_camera(node):
+    assert node.get("/metrics").status == 401
+    assert node.get("/metrics", node.tokens["inv"]).status == 403
+    r = node.get("/metrics", node.tokens["admin"])
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.body.decode()
+    for name in ("vstore_cameras_recording", "vstore_disk_free_bytes", "vstore_fsync_seconds_bucket",
+                 "vstore_http_requests_total", "vstore_http_request_seconds_bucket"):  # fmt: skip
+        assert name in text, name
+    assert 'route="/api/v1/cameras"' in text

@@ -37,6 +37,8 @@ from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
 from vstore.service.http_status import http_status
 from vstore.service.limits import Limits, TooMany, retry_after_header
+from vstore.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from vstore.service.metrics import Metrics
 from vstore.service.node import Node
 from vstore.service.tokens import TokenFile
 from vstore.store.holds import list_holds
@@ -106,6 +108,7 @@ class Api:
         self.limits = Limits(svc.rate_per_s, svc.max_exports)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
         self.clips = ClipCache()
+        self.prometheus = Metrics(node)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the pool (the engine blocks on disks)."""
@@ -482,6 +485,12 @@ class Api:
 
         return json_response({"records": await self.run(records)})
 
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        if not request["principal"].sees_all():
+            raise ApiError(403, "forbidden", "metrics cover every camera: use a token scoped to *")
+        body = await self.run(self.prometheus.render)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     async def reload(self, request: web.Request) -> web.StreamResponse:
         changes = await self.run(self.node.reload)
         await self.run(self.audit, request, "config_reload", changes)
@@ -499,6 +508,8 @@ def _routes(api: Api | None) -> list[Route]:
         Route("GET", "/livez", h("livez"), "The process is alive", None),
         Route("GET", "/readyz", h("readyz"), "The store is open and recovered, cameras started", None),
         Route("GET", "/openapi.json", h("openapi"), "This document", None),
+        Route("GET", "/metrics", h("metrics"), "Prometheus metrics (a token scoped to *)", "view",
+              produces="text/plain"),
         Route("GET", f"{API}/cameras", h("cameras"), "Cameras the principal may see", "view"),
         Route("GET", f"{API}/cameras/{{id}}", h("camera_status"), "A camera and its recorder", "view", (_CAMERA,)),
         Route(
@@ -561,6 +572,20 @@ def make_app(node: Node) -> web.Application:
         return guarded
 
     @web.middleware
+    async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Counted and timed by route (the route's pattern, never the raw path)."""
+        t = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            api.prometheus.observe(route, request.method, status, time.perf_counter() - t)
+
+    @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Every failure as a JSON error with the status mapped from the engine's error."""
         try:
@@ -591,7 +616,7 @@ def make_app(node: Node) -> web.Application:
             log.exception("%s %s failed", request.method, request.path)
             return error_response(500, "internal", "internal error (see the node's log)")
 
-    app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[measured, errors], client_max_size=64 * 1024)
     for r in _routes(api):
         handler = authorized(r.action, r.handler)
         if r.method == "GET":

@@ -147,6 +147,11 @@ class Node:
             "writer": w.stats.as_dict() if w is not None else status.get("writer", {}),
         }
 
+    def recorded(self) -> list[str]:
+        """Cameras with a recorder, running or ended (a file source ends)."""
+        with self._lock:
+            return sorted(self._recording)
+
     def recording(self) -> list[str]:
         with self._lock:
             return sorted(c for c, r in self._recording.items() if r.thread.is_alive())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from vstore.base.errors import VstoreError
 from vstore.base.timebase import NS_PER_S
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow
 from vstore.segment.writer import SegmentFile
+from vstore.store import io_stats
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,9 @@ class BehindWriterSync:
         previous job's; the rest waits for it, so rows are indexed in order, and a failed
         earlier fsync fails this job too: after one, a later fsync that returns does not
         vouch for the bytes before it (fsyncgate)."""
+        t = time.perf_counter()
         seg.fsync()
+        io_stats.FSYNC.observe(time.perf_counter() - t)
         if prev is not None:
             prev.result()
         seg.drop_synced(upto)
@@ -192,8 +196,10 @@ class BehindWriterSync:
                 self.index.commit(b, sync=True)
             return
         now = self.store.clock.monotonic_ns()
+        t = time.perf_counter()
         try:
             self._seg.sync()
+            io_stats.FSYNC.observe(time.perf_counter() - t)
         except VstoreError as exc:
             self._abandon_segment()
             self._stop_after(exc)
