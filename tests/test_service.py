@@ -330,3 +330,32 @@ def test_metrics_for_prometheus_need_a_token_that_sees_every_camera(node):
                  "vstore_http_requests_total", "vstore_http_request_seconds_bucket"):  # fmt: skip
         assert name in text, name
     assert 'route="/api/v1/cameras"' in text
+
+
+def test_jobs_over_http_run_with_progress_and_are_scoped(node):
+    admin, inv, cust = node.tokens["admin"], node.tokens["inv"], node.tokens["custodian"]
+    r = node.request("POST", "/api/v1/jobs", inv, body={"job": "check", "params": {"quick": True}})
+    assert r.status == 403
+    r = node.request("POST", "/api/v1/jobs", cust, body={"job": "check", "params": {}})
+    assert r.status == 403  # operator's, on the whole store
+    r = node.request("POST", "/api/v1/jobs", admin,
+                     body={"job": "check", "params": {"quick": True}})  # fmt: skip
+    assert r.status == 202, r
+    job = r.json()
+    deadline = time.monotonic() + 60
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = node.get(f"/api/v1/jobs/{job['id']}", admin).json()
+    assert job["state"] == "done" and job["result"]["ok"] is True
+    assert job["progress"]["done"] == job["progress"]["total"] > 0
+    # A hold as a job: in scope for the custodian, and the camera of another group is "no camera".
+    body = {"job": "hold", "params": {"action": "add", "camera": "lobby", "from_ns": START_NS,
+                                      "to_ns": START_NS + 10**9, "reason": "r"}}  # fmt: skip
+    r = node.request("POST", "/api/v1/jobs", cust, body=body)
+    assert r.status == 404 and "no camera 'lobby'" in r.json()["error"]["message"]
+    # Another principal's job is not there for it; unknown jobs and bad bodies are clear.
+    assert node.get(f"/api/v1/jobs/{job['id']}", cust).status == 404
+    assert node.request("POST", "/api/v1/jobs", admin, body={"job": "format-disk"}).status == 400
+    assert node.request("DELETE", "/api/v1/jobs/nope", admin).status == 404
+    ids = [j["id"] for j in node.get("/api/v1/jobs", admin).json()["jobs"]]
+    assert job["id"] in ids

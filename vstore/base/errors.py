@@ -51,6 +51,10 @@ class CheckFailed(VstoreError):
     """`vstore check` found invariant violations."""
 
 
+class Cancelled(VstoreError):
+    """An operation was asked to stop, and stopped at a safe point."""
+
+
 class TierError(VstoreError):
     """The object store failed: unreachable, refused credentials, missing bucket, or a
     verification mismatch after an upload."""

@@ -108,24 +108,6 @@ class StoreLayout:
         return self.root / "leases"
 
     @property
-    def control_dir(self) -> Path:
-        """Requests to the process that holds the store open for writing (vstore.service.control)."""
-        return self.root / "control"
-
-    @property
-    def control_server_path(self) -> Path:
-        return self.control_dir / "server.json"
-
-    def control_request_path(self, request_id: str) -> Path:
-        return self.control_dir / f"{request_id}.request.json"
-
-    def control_running_path(self, request_id: str) -> Path:
-        return self.control_dir / f"{request_id}.running.json"
-
-    def control_response_path(self, request_id: str) -> Path:
-        return self.control_dir / f"{request_id}.response.json"
-
-    @property
     def auth_dir(self) -> Path:
         """What ``vstore serve`` authenticates with: API tokens, stored hashed (mode 0700)."""
         return self.root / "auth"

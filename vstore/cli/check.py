@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 from vstore.cli.exit_codes import exit_code_of
 
@@ -29,37 +28,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
     from vstore.base.errors import CheckFailed
-    from vstore.base.ratelimit import RateLimiter
-    from vstore.lifecycle.check import check_store
+    from vstore.jobs.check import check_job
+    from vstore.service.job_client import run_job
     from vstore.store.config import parse_fixed_rate
 
-    rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
-
-    # Without --repair, open read-only so check works beside a running recorder and
-    # cannot change anything (a writable open would run recovery).
-    with (
-        open_store(args.store, read_only=not args.repair, create=False) as store,
-        progress_bar(None, "checking", not args.json, "seg") as progress,
-    ):
-        rep = check_store(
-            store,
-            repair=args.repair,
-            verify_hashes=not args.quick,
-            progress=progress,
-            rate=RateLimiter(rate) if rate else None,
-        )
+    params = {
+        "repair": args.repair,
+        "quick": args.quick,
+        "max_rate": parse_fixed_rate(args.max_rate) if args.max_rate else 0,
+    }
+    with progress_bar(None, "checking", not args.json, "seg") as progress:
+        if args.repair:
+            # Repairs write: a store a recorder or node holds runs them through it.
+            doc = run_job(args.store, "check", params, progress)
+        else:
+            # Read-only, so a check works beside a running recorder and cannot change
+            # anything (a writable open would run recovery).
+            with open_store(args.store, read_only=True, create=False) as store:
+                doc = check_job(store, params, progress)
     if args.json:
-        print_json(to_jsonable(rep))
+        print_json(doc)
     else:
-        for p in rep.problems:
-            mark = "repaired" if p.repaired else "PROBLEM"
-            print(f"{mark:8} {p.code} {p.path}: {p.message}")
-        state = "clean" if rep.ok else f"{sum(not p.repaired for p in rep.problems)} problem(s)"
+        for p in doc["problems"]:
+            mark = "repaired" if p["repaired"] else "PROBLEM"
+            print(f"{mark:8} {p['code']} {p['path']}: {p['message']}")
+        open_problems = sum(not p["repaired"] for p in doc["problems"])
+        state = "clean" if doc["ok"] else f"{open_problems} problem(s)"
         print(
-            f"checked {rep.segments} segments, {rep.chunks} chunks, "
-            f"{fmt_bytes(rep.bytes_verified)} hashed: {state}"
+            f"checked {doc['segments']} segments, {doc['chunks']} chunks, "
+            f"{fmt_bytes(doc['bytes_verified'])} hashed: {state}"
         )
-    if not rep.ok:
+    if not doc["ok"]:
         if args.json:
             return exit_code_of(CheckFailed)
         raise CheckFailed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from vstore.base.errors import (
+    Cancelled,
     CheckFailed,
     ConfigError,
     CorruptSegment,
@@ -33,6 +34,7 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StorageFull, 7),
     (CheckFailed, 8),
     (TierError, 9),
+    (Cancelled, INTERRUPTED),
 )
 
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
     from vstore.base.errors import TierError
     from vstore.base.timebase import parse_time_ns
-    from vstore.service.control import run_job
+    from vstore.service.job_client import run_job
     from vstore.store.holds import list_holds
 
     tz = resolve_tz(args.tz)
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             id=args.id, by=args.by if args.by is not None else getpass.getuser(), reason=args.reason
         )
     # Never a new store (a hold placed in a mistyped one would leave the footage unheld);
-    # a store a recorder holds open runs the job through it (vstore.service.control).
+    # a store a recorder or node holds open runs the job through it (its socket).
     doc = run_job(args.store, "hold", params)
     objects = doc["objects"]
     if doc.get("warning"):

@@ -26,14 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC
+    from pathlib import Path
 
-    from vstore.api import open_store
     from vstore.base.errors import NotFound
     from vstore.base.layout import validate_camera_id
-    from vstore.base.ratelimit import RateLimiter
-    from vstore.base.timebase import format_time, parse_time_ns
+    from vstore.base.timebase import parse_time_ns
     from vstore.cli.common import progress_bar
-    from vstore.ingest.file_import import import_file
+    from vstore.service.job_client import run_job
     from vstore.store.config import parse_fixed_rate
     from vstore.store.store import resolve_store_path
 
@@ -46,55 +45,49 @@ def run(args: argparse.Namespace) -> int:
     new_store = not root.exists()
     if new_store and not root.absolute().parent.is_dir():
         raise NotFound(f"{root.absolute().parent} does not exist: make it, or `vstore init` there")
+    if not (root / "index").exists():  # no store there yet: the import makes one
+        from vstore.api import open_store
+
+        open_store(root).close()
+    params = {
+        # Absolute: a node holding the store runs the job from its own directory.
+        "file": str(Path(args.file).absolute()),
+        "camera": args.camera,
+        "start_ns": start,
+        "max_rate": rate,
+    }
     try:
-        with (
-            open_store(root) as store,
-            progress_bar(None, "importing", not args.json, "s") as progress,
-        ):
-            limiter = RateLimiter(rate) if rate else None
-            r = import_file(store, args.file, args.camera, start, progress=progress, rate=limiter)
+        with progress_bar(None, "importing", not args.json, "s") as progress:
+            # A store a recorder or node holds open runs the import through it (its socket).
+            doc = run_job(str(root), "import", params, progress)
     except BaseException:
         if new_store and root.is_dir() and not any(root.glob("segments/**/*.vseg")):
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
         raise
-    for w in r.warnings:  # on stderr, --json or not: stdout stays one document
+    for w in doc["warnings"]:  # on stderr, --json or not: stdout stays one document
         print(f"vstore import: warning: {w}", file=sys.stderr)
     if args.json:
-        print_json(
-            {
-                "camera": r.camera,
-                "file": args.file,
-                "from": format_time(r.start_ns),
-                "to": format_time(r.end_ns) if r.end_ns else None,
-                "packets": r.packets,
-                "bytes": r.bytes,
-                "segments": r.segments,
-                "stats": r.stats,
-                "ignored_streams": list(r.ignored),
-                "warnings": list(r.warnings),
-                "max_rate_bytes": rate,
-                "replaced_segments": r.replaced_segments,
-            }
-        )
+        print_json({**doc, "file": args.file})
         return 0
-    print(f"imported {args.file} as camera {r.camera}")
-    print(f"  {fmt_time(r.start_ns, UTC)} .. {fmt_time(r.end_ns, UTC)}")
-    print(f"  {r.packets} packets, {fmt_bytes(r.bytes)}, {r.segments} segment(s)")
-    if r.replaced_segments:
+    print(f"imported {args.file} as camera {doc['camera']}")
+    print(f"  {fmt_time(doc['from_ns'], UTC)} .. {fmt_time(doc['to_ns'], UTC)}")
+    print(f"  {doc['packets']} packets, {fmt_bytes(doc['bytes'])}, {doc['segments']} segment(s)")
+    if doc["replaced_segments"]:
         print(
-            f"  replaced {r.replaced_segments} segment(s) an earlier, unfinished run of this "
-            "import had written (see `vstore audit`)"
+            f"  replaced {doc['replaced_segments']} segment(s) an earlier, unfinished run of "
+            "this import had written (see `vstore audit`)"
         )
-    dropped = r.stats["dropped_before_keyframe"] + r.stats["dropped_no_params"]
+    stats = doc["stats"]
+    dropped = stats["dropped_before_keyframe"] + stats["dropped_no_params"]
     if dropped:
         print(f"  {dropped} packet(s) before the first decodable keyframe were not stored")
-    if r.stats["discontinuities"]:
+    if stats["discontinuities"]:
         print(
-            f"  {r.stats['discontinuities']} timestamp discontinuities recorded "
+            f"  {stats['discontinuities']} timestamp discontinuities recorded "
             "(see `vstore timeline`)"
         )
-    for s in r.ignored:
+    for s in doc["ignored_streams"]:
         print(f"  ignored {s}")
     return 0

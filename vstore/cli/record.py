@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.errors import UsageError
     from vstore.base.layout import validate_camera_id
     from vstore.ingest.recorder import record_many
-    from vstore.service.control import ControlServer
+    from vstore.service.job_server import JobServer
 
     if args.duration is not None:
         from vstore.base.timebase import NS_PER_S, parse_duration_ns
@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
                     + (f" for {args.duration:g}s" if args.duration else " (Ctrl-C stops)")
                 )
         heap.settle_for_recording()
-        # This process holds the store for as long as it records: `vstore hold` and
-        # `vstore retention run` reach the store through it (vstore.service.control).
-        with ControlServer(store):
+        # This process holds the store for as long as it records: `vstore hold`,
+        # `retention run`, `tier run`, `import` and `check --repair` reach the store
+        # through it (its socket, vstore.service.job_server).
+        with JobServer(store):
             statuses = record_many(
                 store,
                 sources,

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.base.errors import StorageFull, StoreLocked, UsageError
     from vstore.base.timebase import NS_PER_S, format_time, parse_age_ns, parse_duration_ns
-    from vstore.service.control import ControlError, run_job
+    from vstore.service.job_client import JobChannelError, run_job
     from vstore.store.config import parse_size_bytes, retention_limit
 
     max_age = max_bytes = tiered_max_age = None
@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     }
     while True:
         with progress_bar(None, "deleting", not args.json and not args.dry_run, "seg") as progress:
-            # Never a new store; a store a recorder holds open runs the job through it
-            # (vstore.service.control), where no progress is shown.
+            # Never a new store; a store a recorder or node holds open runs the job
+            # through it (its socket), progress included.
             try:
                 doc = run_job(args.store, "retention", params, progress)
-            except (StoreLocked, ControlError) as exc:
+            except (StoreLocked, JobChannelError) as exc:
                 if not every:
                     raise
                 # A recorder restarting, or busy: the schedule goes on.

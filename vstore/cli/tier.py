@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 
 
@@ -36,55 +35,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.api import open_store
-    from vstore.base.errors import TierError, UsageError
+    from vstore.base.errors import TierError
     from vstore.base.timebase import parse_age_ns
-    from vstore.lifecycle.tiering import run_tiering
+    from vstore.service.job_client import run_job
     from vstore.store.config import parse_rate
 
-    with open_store(args.store, create=False) as store:
-        url = args.to or store.config.tier.url
-        if not url:
-            raise UsageError("no tier: give --to s3://BUCKET/PREFIX (or set [tier] url)")
-        # Without --older-than each camera tiers at its own configured hot age.
-        older = (
-            parse_age_ns(args.older_than, "--older-than") if args.older_than is not None else None
-        )
-        if args.parallel is not None and not 1 <= args.parallel <= 64:
-            raise UsageError("--parallel must be within 1..64")
-        rate = parse_rate(args.max_rate) if args.max_rate else None
-        tier = store.tier(url)
-        with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as progress:
-            try:
-                res = run_tiering(
-                    store,
-                    tier,
-                    older,
-                    cameras=args.camera,
-                    dry_run=args.dry_run,
-                    parallel=args.parallel,
-                    max_rate_bytes=rate,
-                    progress=progress,
-                )
-            except TierError as exc:
-                partial = getattr(exc, "result", None)
-                if args.json and partial is not None:
-                    print_json(
-                        {"to": url, "dry_run": False, **to_jsonable(partial), "error": str(exc)}
-                    )
-                raise
+    # Without --older-than each camera tiers at its own configured hot age.
+    older = parse_age_ns(args.older_than, "--older-than") if args.older_than is not None else None
+    params = {
+        "to": args.to,
+        "older_than_ns": older,
+        "cameras": args.camera,
+        "dry_run": args.dry_run,
+        "parallel": args.parallel,
+        "max_rate": parse_rate(args.max_rate) if args.max_rate else None,
+    }
+    # A store a recorder or node holds open runs the job through it (its socket).
+    with progress_bar(None, "tiering", not args.json and not args.dry_run, "seg") as progress:
+        try:
+            doc = run_job(args.store, "tier", params, progress)
+        except TierError as exc:
+            partial = getattr(exc, "partial", None)
+            if args.json and partial is not None:
+                print_json({**partial, "error": str(exc)})
+            raise
+    url = doc["to"]
     if args.json:
-        print_json({"to": url, "dry_run": args.dry_run, **to_jsonable(res)})
+        print_json(doc)
     elif args.dry_run:
-        print(f"would move {res.planned} segment(s), {fmt_bytes(res.bytes)} to {url}")
+        print(f"would move {doc['planned']} segment(s), {fmt_bytes(doc['bytes'])} to {url}")
     else:
-        pace = f", paced at {res.max_rate_bytes / 1e6:.0f} MB/s" if res.max_rate_bytes else ""
+        rate = doc["max_rate_bytes"]
+        pace = f", paced at {rate / 1e6:.0f} MB/s" if rate else ""
         print(
-            f"moved {res.tiered} segment(s), {fmt_bytes(res.bytes)} to {url} in "
-            f"{res.seconds:.1f}s ({res.mb_per_s:.1f} MB/s{pace})"
+            f"moved {doc['tiered']} segment(s), {fmt_bytes(doc['bytes'])} to {url} in "
+            f"{doc['seconds']:.1f}s ({doc['mb_per_s']:.1f} MB/s{pace})"
         )
-        if res.object_holds:
-            print(f"  {res.object_holds} held segment(s) also under an S3 object legal hold")
-        if res.skipped_leased:
-            print(f"  {res.skipped_leased} segment(s) being read by a clip: left for next run")
+        if doc["object_holds"]:
+            print(f"  {doc['object_holds']} held segment(s) also under an S3 object legal hold")
+        if doc["skipped_leased"]:
+            print(f"  {doc['skipped_leased']} segment(s) being read by a clip: left for next run")
     return 0

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base.errors import UsageError
+from vstore.jobs.check import check_job
 from vstore.jobs.hold import hold_job
+from vstore.jobs.imports import import_job
 from vstore.jobs.retention import retention_job
+from vstore.jobs.tier import tier_job
 from vstore.store.store import Store
 
 Progress = Callable[[int, int], None]
@@ -18,6 +21,9 @@ Job = Callable[[Any, dict[str, Any], Progress | None], dict[str, Any]]
 JOBS: dict[str, Job] = {
     "hold": hold_job,
     "retention": retention_job,
+    "tier": tier_job,
+    "import": import_job,
+    "check": check_job,
 }
 
 

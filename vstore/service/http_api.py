@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from vstore._version import __version__
 from vstore.base.actor import acting_as
-from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.errors import NotFound, UsageError
 from vstore.base.jsonio import to_jsonable
 from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export.clip import clip_bytes
@@ -35,8 +33,21 @@ from vstore.jobs.reports import timeline_doc
 from vstore.service.access import Principal
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
-from vstore.service.http_status import http_status
-from vstore.service.limits import Limits, TooMany, retry_after_header
+from vstore.service.http_common import (
+    API,
+    LOCAL,
+    PRINCIPAL,
+    ApiError,
+    Handler,
+    Param,
+    Route,
+    errors_middleware,
+    json_body,
+    json_response,
+    via_socket,
+)
+from vstore.service.jobs_api import JobsApi, job_routes
+from vstore.service.limits import Limits
 from vstore.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from vstore.service.metrics import Metrics
 from vstore.service.node import Node
@@ -45,56 +56,13 @@ from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
 
-API = "/api/v1"
 WRITE_TIMEOUT_S = 60.0  # a client that takes no bytes for this long is dropped
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "query" | "path"
-    description: str
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    action: str | None  # what the principal must be allowed; None: no authentication
-    params: tuple[Param, ...] = ()
-    produces: str = "application/json"
-    body: bool = False
-
 
 _CAMERA = Param("id", "path", "camera id")
 _FROM = Param("from", "query", "start: ISO 8601 with offset, 'now' or relative (-15m)", True)
 _TO = Param("to", "query", "end, as from", True)
 _PURPOSE = Param("purpose", "query", "why (a case number); required when the node says so")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.headers = status, code, headers or {}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return web.Response(
-        status=status, text=body, content_type="application/json", headers=headers or {}
-    )
-
-
-def json_response(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(to_jsonable(doc)), content_type="application/json"
-    )
 
 
 class Api:
@@ -118,10 +86,8 @@ class Api:
     # --- who is asking --------------------------------------------------------------------
 
     def principal_of(self, request: web.Request) -> Principal | None:
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        if isinstance(sockname, str):
-            # The store's Unix socket (mode 0600): its user owns the store already.
-            return Principal("local", "admin", ("*",), "local:socket")
+        if via_socket(request):
+            return LOCAL
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -130,7 +96,7 @@ class Api:
 
     def audit(self, request: web.Request, action: str, detail: dict[str, Any]) -> None:
         """A permanent record of an access (blocking: call through ``run``)."""
-        p: Principal = request["principal"]
+        p: Principal = request[PRINCIPAL]
         with acting_as(p.as_actor(request.remote or "")):
             self.store.index.audit(action, p.name, detail, time.time_ns())
 
@@ -138,7 +104,7 @@ class Api:
         """The camera (the path's unless given), if the principal may see it; else 404
         exactly as for a camera that does not exist, the attempt audited."""
         cam = request.match_info["id"] if cam is None else cam
-        p: Principal = request["principal"]
+        p: Principal = request[PRINCIPAL]
         exists = cam in self.store.config.cameras or self.store.index.camera_num(cam) is not None
         if exists and p.sees(cam, self.store.config):
             return cam
@@ -212,14 +178,14 @@ class Api:
         return out
 
     async def cameras(self, request: web.Request) -> web.StreamResponse:
-        docs = await self.run(self._camera_docs, request["principal"])
+        docs = await self.run(self._camera_docs, request[PRINCIPAL])
         return json_response({"cameras": docs})
 
     async def camera_status(self, request: web.Request) -> web.StreamResponse:
         cam = await self.camera(request)
 
         def status() -> dict[str, Any]:
-            doc = next(d for d in self._camera_docs(request["principal"]) if d["camera"] == cam)
+            doc = next(d for d in self._camera_docs(request[PRINCIPAL]) if d["camera"] == cam)
             return {**doc, "status": self.node.camera_status(cam)}
 
         return json_response(await self.run(status))
@@ -250,11 +216,11 @@ class Api:
     async def clip(self, request: web.Request) -> web.StreamResponse:
         fmt = request.match_info["format"]
         cam = await self.camera(request)
-        if not request["principal"].may("export"):
+        if not request[PRINCIPAL].may("export"):
             raise ApiError(403, "forbidden", "exporting clips needs the investigator role")
         start, end = self.range_args(request)
         purpose = self.purpose(request)
-        who = request["principal"].name
+        who = request[PRINCIPAL].name
         self.limits.begin_export(who)
         try:
             if fmt == "mp4":
@@ -366,7 +332,7 @@ class Api:
 
     async def snapshot_jpg(self, request: web.Request) -> web.StreamResponse:
         cam = await self.camera(request)
-        if not request["principal"].may("export"):
+        if not request[PRINCIPAL].may("export"):
             raise ApiError(403, "forbidden", "snapshots need the investigator role")
         at = self.time_arg(request, "at")
         assert at is not None
@@ -390,7 +356,7 @@ class Api:
         )
 
     async def holds(self, request: web.Request) -> web.StreamResponse:
-        p: Principal = request["principal"]
+        p: Principal = request[PRINCIPAL]
         released = request.query.get("released") in ("1", "true")
 
         def visible() -> list[dict[str, Any]]:
@@ -401,20 +367,9 @@ class Api:
 
         return json_response({"holds": await self.run(visible)})
 
-    async def body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_length is not None and request.content_length > 64 * 1024:
-            raise ApiError(413, "too_large", "a request body is at most 64 KiB")
-        try:
-            doc = json.loads(await request.content.read(64 * 1024 + 1) or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise UsageError("the body must be a JSON object") from None
-        if not isinstance(doc, dict):
-            raise UsageError("the body must be a JSON object")
-        return doc
-
     async def add_hold(self, request: web.Request) -> web.StreamResponse:
-        p: Principal = request["principal"]
-        doc = await self.body(request)
+        p: Principal = request[PRINCIPAL]
+        doc = await json_body(request)
         cam = doc.get("camera")
         if not isinstance(cam, str):
             raise UsageError("give camera")
@@ -435,12 +390,12 @@ class Api:
         return json_response(await self.run(add), 201)
 
     async def release_hold(self, request: web.Request) -> web.StreamResponse:
-        p: Principal = request["principal"]
+        p: Principal = request[PRINCIPAL]
         try:
             hold_id = int(request.match_info["hold"])
         except ValueError:
             raise NotFound(f"no hold {request.match_info['hold']!r}") from None
-        doc = await self.body(request)
+        doc = await json_body(request)
 
         def release() -> dict[str, Any]:
             hold = next((h for h in list_holds(self.store, True) if h.id == hold_id), None)
@@ -454,7 +409,7 @@ class Api:
         return json_response(await self.run(release))
 
     async def audit_log(self, request: web.Request) -> web.StreamResponse:
-        p: Principal = request["principal"]
+        p: Principal = request[PRINCIPAL]
         camera = request.query.get("camera")
         since = self.time_arg(request, "since", required=False)
         until = self.time_arg(request, "until", required=False)
@@ -486,7 +441,7 @@ class Api:
         return json_response({"records": await self.run(records)})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        if not request["principal"].sees_all():
+        if not request[PRINCIPAL].sees_all():
             raise ApiError(403, "forbidden", "metrics cover every camera: use a token scoped to *")
         body = await self.run(self.prometheus.render)
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -544,7 +499,7 @@ def _routes(api: Api | None) -> list[Route]:
     ]  # fmt: skip
 
 
-ROUTES = _routes(None)
+ROUTES = _routes(None) + job_routes(None)
 
 
 def make_app(node: Node) -> web.Application:
@@ -563,7 +518,7 @@ def make_app(node: Node) -> web.Application:
                     "give Authorization: Bearer TOKEN (`vstore token create` makes one)",
                     {"WWW-Authenticate": 'Bearer realm="vstore"'},
                 )
-            request["principal"] = p
+            request[PRINCIPAL] = p
             api.limits.request(p.name)
             if not p.may(action):
                 raise ApiError(403, "forbidden", f"the {p.role} role may not do this")
@@ -585,39 +540,8 @@ def make_app(node: Node) -> web.Application:
             route = resource.canonical if resource is not None else "unmatched"
             api.prometheus.observe(route, request.method, status, time.perf_counter() - t)
 
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every failure as a JSON error with the status mapped from the engine's error."""
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.code, str(exc), exc.headers)
-        except TooMany as exc:
-            after = retry_after_header(exc.retry_after_s)
-            return error_response(429, "too_many_requests", str(exc), {"Retry-After": after})
-        except VstoreError as exc:
-            status, code = http_status(exc)
-            if status >= 500:
-                log.error("%s %s: %s", request.method, request.path, exc)
-            return error_response(status, code, str(exc))
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code = exc.reason.lower().replace(" ", "_")
-            return error_response(
-                exc.status,
-                code,
-                exc.reason,
-                {"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
-            )
-        except (ConnectionResetError, asyncio.CancelledError, TimeoutError):
-            raise  # the client went away or stalled: nothing to answer
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return error_response(500, "internal", "internal error (see the node's log)")
-
-    app = web.Application(middlewares=[measured, errors], client_max_size=64 * 1024)
-    for r in _routes(api):
+    app = web.Application(middlewares=[measured, errors_middleware], client_max_size=64 * 1024)
+    for r in _routes(api) + job_routes(JobsApi(node.jobs)):
         handler = authorized(r.action, r.handler)
         if r.method == "GET":
             app.router.add_get(r.path, handler)  # and HEAD

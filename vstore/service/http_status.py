@@ -4,6 +4,7 @@ twin of the CLI's exit codes)."""
 from __future__ import annotations
 
 from vstore.base.errors import (
+    Cancelled,
     CheckFailed,
     ConfigError,
     CorruptSegment,
@@ -15,6 +16,7 @@ from vstore.base.errors import (
     StoreReadOnly,
     TierError,
     UsageError,
+    VstoreError,
 )
 
 # Checked in order, so a subclass must come before its base.
@@ -30,6 +32,7 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (StorageFull, 507, "storage_full"),
     (CheckFailed, 500, "check_failed"),
     (TierError, 502, "tier_error"),
+    (Cancelled, 409, "cancelled"),
 )
 
 
@@ -39,3 +42,11 @@ def http_status(exc: BaseException) -> tuple[int, str]:
         if isinstance(exc, cls):
             return status, code
     return 500, "internal"
+
+
+def error_for_code(code: str) -> type[VstoreError]:
+    """The engine error a JSON error's code stands for (a client rebuilding it)."""
+    for cls, _status, c in _STATUSES:
+        if c == code and issubclass(cls, VstoreError):
+            return cls
+    return VstoreError

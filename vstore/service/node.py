@@ -17,7 +17,7 @@ from typing import Any
 from vstore.base import heap
 from vstore.base.jsonio import to_jsonable
 from vstore.ingest.recorder import Recorder
-from vstore.service.control import ControlServer
+from vstore.service.job_runner import JobRunner
 from vstore.store.config import StoreConfig, load_config
 from vstore.store.store import Store
 
@@ -72,7 +72,7 @@ class Node:
         self.store = store
         self._recording: dict[str, _Running] = {}
         self._lock = threading.Lock()
-        self._control: ControlServer | None = None
+        self.jobs = JobRunner(store)
         self._trimmer: threading.Thread | None = None
         self._stopping = threading.Event()
         self.started_ns = time.time_ns()
@@ -84,9 +84,6 @@ class Node:
 
     def start(self) -> None:
         heap.settle_for_recording()
-        # Holds and retention from the command line reach the store through this process.
-        self._control = ControlServer(self.store)
-        self._control.start()
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
         self._trimmer.start()
@@ -157,9 +154,11 @@ class Node:
             return sorted(c for c, r in self._recording.items() if r.thread.is_alive())
 
     def stop(self) -> None:
-        """Stop recording (every writer flushes and seals), then stop serving jobs."""
+        """Stop the jobs at their safe points, then recording (every writer flushes and
+        seals)."""
         self.ready = False
         self._stopping.set()
+        self.jobs.close()
         with self._lock:
             runs = list(self._recording.values())
             self._recording.clear()
@@ -167,6 +166,3 @@ class Node:
             run.halt()
         for run in runs:
             run.join()
-        if self._control is not None:
-            self._control.close()
-            self._control = None

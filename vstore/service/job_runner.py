@@ -1,0 +1,163 @@
+"""Jobs a node runs for its clients (the HTTP API, the CLI through the store's socket): each
+registered job (``vstore.jobs.registry``) on its own thread, with progress, cancel and a final
+result equal to what the command prints with ``--json``.
+
+Cancel takes effect at the job's next safe point: its next progress report, which every job
+makes between units of work it has finished (a segment deleted or tiered, a GOP imported,
+a segment checked). A cancelled import is an unfinished one (lifecycle F1-F4): run again, it
+replaces what it wrote. Jobs are not persisted: a node that stops mid-job does not run it
+again when it comes back (a hold placed twice is not for a daemon to guess); the client
+is told the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Any
+
+from vstore.base.actor import acting_as
+from vstore.base.errors import Cancelled, NotFound, UsageError, VstoreError
+from vstore.jobs import registry
+from vstore.store.store import Store
+
+log = logging.getLogger(__name__)
+
+KEEP_FINISHED = 200  # finished jobs kept for their clients to read
+
+
+JobCancelled = Cancelled  # the job was cancelled; it stopped at a safe point
+
+
+class Job:
+    """One job: its request, state, progress and outcome."""
+
+    def __init__(self, job_id: str, name: str, params: dict[str, Any], by: str, actor: Any):
+        self.id, self.name, self.params, self.by, self.actor = job_id, name, params, by, actor
+        self.state = "queued"  # queued | running | done | failed | cancelled
+        self.progress: tuple[float, float] | None = None
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.created_ns = time.time_ns()
+        self.started_ns: int | None = None
+        self.finished_ns: int | None = None
+        self.cancel_requested = threading.Event()
+        self.finished = threading.Event()
+
+    def doc(self) -> dict[str, Any]:
+        done, total = self.progress if self.progress is not None else (None, None)
+        return {
+            "id": self.id,
+            "job": self.name,
+            "params": self.params,
+            "by": self.by,
+            "state": self.state,
+            "progress": {"done": done, "total": total},
+            "result": self.result,
+            "error": self.error,
+            "created_ns": self.created_ns,
+            "started_ns": self.started_ns,
+            "finished_ns": self.finished_ns,
+        }
+
+
+class JobRunner:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, name: str, params: dict[str, Any], by: str, actor: Any = None) -> Job:
+        if name not in registry.JOBS:
+            raise UsageError(f"unknown job {name!r} (jobs: {', '.join(sorted(registry.JOBS))})")
+        if not isinstance(params, dict):
+            raise UsageError("params must be a JSON object")
+        with self._lock:
+            if self._closed:
+                raise VstoreError("the node is stopping: no new jobs")
+            job = Job(f"{time.strftime('%Y%m%d')}-{next(self._ids)}", name, params, by, actor)
+            self._jobs[job.id] = job
+            self._forget_old()
+            t = threading.Thread(target=self._run, args=(job,), name=f"vstore-job-{job.id}")
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+        t.start()
+        return job
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.finished.is_set()]
+        for j in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[j.id]
+
+    def _run(self, job: Job) -> None:
+        def progress(done: float, total: float) -> None:
+            job.progress = (done, total)
+            if job.cancel_requested.is_set():
+                raise JobCancelled(f"job {job.id} ({job.name}) cancelled")
+
+        if job.cancel_requested.is_set():
+            job.state = "cancelled"
+            job.error = _error_doc(JobCancelled(f"job {job.id} cancelled before it started"))
+            job.finished_ns = time.time_ns()
+            job.finished.set()
+            return
+        job.state, job.started_ns = "running", time.time_ns()
+        try:
+            with acting_as(job.actor):
+                job.result = registry.run(self.store, job.name, job.params, progress)
+            job.state = "done"
+        except JobCancelled as exc:
+            job.state, job.error = "cancelled", _error_doc(exc)
+        except VstoreError as exc:
+            job.state, job.error = "failed", _error_doc(exc)
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.id, job.name)
+            job.state, job.error = "failed", _error_doc(exc)
+        finally:
+            job.finished_ns = time.time_ns()
+            job.finished.set()
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job.cancel_requested.set()
+        return job
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Cancel every job and wait for each to reach its safe point."""
+        with self._lock:
+            self._closed = True
+            jobs, threads = list(self._jobs.values()), list(self._threads)
+        for j in jobs:
+            j.cancel_requested.set()
+        deadline = time.monotonic() + timeout_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _error_doc(exc: BaseException) -> dict[str, Any]:
+    """An error as a client rebuilds it: its class by name, its message, and for a failed
+    tiering run the document of what it did."""
+    doc: dict[str, Any] = {"class": type(exc).__name__, "message": str(exc)}
+    partial = getattr(exc, "partial", None)
+    if partial is not None:
+        doc["partial"] = partial
+    if not isinstance(exc, VstoreError):
+        doc["class"] = "VstoreError"
+        doc["message"] = f"internal error: {exc}"
+    return doc

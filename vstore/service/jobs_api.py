@@ -1,0 +1,116 @@
+"""The job routes (``/api/v1/jobs``): submit, list, read and cancel jobs. Served by the node's
+HTTP API and, for a process that only records (`vstore record`, an embedding recorder), on
+the store's Unix socket alone (``job_server``).
+
+Who may run what: a hold (``hold``) needs the custodian role and the camera in scope; every
+other job acts on the whole store and needs the operator role and a scope of every camera.
+A principal reads and cancels its own jobs; one that sees every camera reads all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from vstore.base.errors import NotFound, UsageError
+from vstore.service.access import Principal
+from vstore.service.http_common import (
+    API,
+    PRINCIPAL,
+    ApiError,
+    Param,
+    Route,
+    json_body,
+    json_response,
+)
+from vstore.service.job_runner import Job, JobRunner
+from vstore.store.holds import list_holds
+
+
+class JobsApi:
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+
+    def _authorize(self, p: Principal, name: str, params: dict[str, Any]) -> None:
+        config = self.runner.store.config
+        if name == "hold":
+            if not p.may("hold"):
+                raise ApiError(403, "forbidden", "holds need the custodian role")
+            camera = params.get("camera")
+            if params.get("action") == "release":
+                hold = next(
+                    (h for h in list_holds(self.runner.store, True) if h.id == params.get("id")),
+                    None,
+                )
+                camera = hold.camera if hold is not None else None
+                if camera is None or not p.sees(camera, config):
+                    raise NotFound(f"no hold {params.get('id')}")
+            elif params.get("action") == "sync":
+                camera = None
+            if camera is not None and not p.sees(str(camera), config):
+                raise NotFound(f"no camera {camera!r}")
+            if camera is None and not p.sees_all():
+                raise ApiError(403, "forbidden", "this job acts on every camera")
+            return
+        if not p.may("operate"):
+            raise ApiError(403, "forbidden", f"the {name} job needs the operator role")
+        if not p.sees_all():
+            raise ApiError(
+                403, "forbidden", f"the {name} job acts on the whole store: use a * token"
+            )
+
+    def _visible(self, p: Principal, job: Job) -> bool:
+        return p.sees_all() or job.by == p.name
+
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        doc = await json_body(request)
+        name, params = doc.get("job"), doc.get("params", {})
+        if not isinstance(name, str):
+            raise UsageError('give {"job": NAME, "params": {...}}')
+        if not isinstance(params, dict):
+            raise UsageError("params must be a JSON object")
+        if name == "hold":
+            params = {**params, "by": params.get("by") or p.name}
+        self._authorize(p, name, params)
+        actor = doc.get("actor") if p.via == "local:socket" else None
+        job = self.runner.submit(name, params, p.name, actor or p.as_actor(request.remote or ""))
+        return json_response(job.doc(), 202)
+
+    async def list_jobs(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        jobs = [j.doc() for j in self.runner.list() if self._visible(p, j)]
+        return json_response({"jobs": jobs})
+
+    def _job(self, request: web.Request) -> Job:
+        job = self.runner.get(request.match_info["job"])
+        if not self._visible(request[PRINCIPAL], job):
+            raise NotFound(f"no job {job.id!r}")
+        return job
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self._job(request).doc())
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        self.runner.cancel(job.id)
+        return json_response(job.doc(), 202)
+
+
+def job_routes(api: JobsApi | None) -> list[Route]:
+    def h(name: str) -> Any:
+        return getattr(api, name) if api is not None else getattr(JobsApi, name)
+
+    job = (Param("job", "path", "job id"),)
+    return [
+        Route("GET", f"{API}/jobs", h("list_jobs"), "Jobs (one's own; every job with a * scope)",
+              "view"),
+        Route("POST", f"{API}/jobs", h("submit"),
+              "Run a job: {job: hold|retention|tier|import|check, params: {...}}", "view",
+              body=True),
+        Route("GET", f"{API}/jobs/{{job}}", h("get"), "A job's state, progress and result", "view",
+              job),
+        Route("DELETE", f"{API}/jobs/{{job}}", h("cancel"),
+              "Cancel a job (it stops at its next safe point)", "view", job),
+    ]  # fmt: skip
