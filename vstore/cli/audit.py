@@ -1,5 +1,7 @@
 """Show the permanent audit log: holds placed and released, footage deleted, trimmed and
-tiered (who, from which host and command, when, what, why, and the settings that decided it)."""
+tiered (who, from which host and command, when, what, why, and the settings that decided it),
+and on a node every access over its API (views, clips, snapshots, denied requests: the
+principal, its role, token and address, and the purpose given)."""
 
 from __future__ import annotations
 
@@ -39,13 +41,16 @@ def run(args: argparse.Namespace) -> int:
         # A release says why it was released; the hold's own reason is in its hold_add.
         keys = ("id", "camera", "from", "to", "release_reason", "bytes")
         if r["action"] != "hold_release":
-            keys = ("id", "camera", "from", "to", "reason", "bytes", "path", "offset", "length")
-        what = ", ".join(f"{k}={d[k]}" for k in keys if k in d)
+            keys = ("id", "camera", "from", "to", "at", "reason", "purpose", "format", "bytes",
+                    "path", "offset", "length")  # fmt: skip
+        what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
         if d.get("overrides"):
             what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())
         who = r["by"]
         a = r.get("actor")
-        if a:  # records made before actors were kept have none
+        if a and "principal" in a:  # over the node's API: the principal's role and address
+            who += f" ({a.get('role')}, {a.get('via')} from {a.get('remote') or '?'})"
+        elif a:  # records made before actors were kept have none
             who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
         print(f"{format_time(r['at_ns'], tz)}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
     if not recs:
