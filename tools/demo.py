@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{url}/lobby/clip.mp4?from={format_time(start).replace('+', '%2B')}"
         f"&to={format_time(end).replace('+', '%2B')}"
     )
-    print("\nserve this store over HTTP (Ctrl-C stops), then ask it from another shell:")
+    print("\nserve this store over HTTP (Ctrl-C stops), open http://127.0.0.1:8480/ in a browser")
+    print("and sign in with the token below; or ask it from another shell:")
     print(f"  .venv/bin/vstore serve --store {store_dir}")
+    print(f"  token: {token}")
     print(f"  curl -H 'Authorization: Bearer {token}' {url}")
     print(f"  curl -H 'Authorization: Bearer {token}' -o lobby.mp4 '{clip_url}'")
     return 0 if rep.ok and all(s.writer.get("packets") for s in statuses) else 1

@@ -1,0 +1,145 @@
+"""The node's browser page in a real headless Chromium (Debian's chromium and chromedriver,
+driven by Selenium): sign in with a token, pick a camera, the day's timeline shows the gap
+the footage has, the video plays real frames, and the download is the clip of the selected
+range. A screenshot is kept in build/test-artifacts/page.png."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.service_helpers import make_token, start_node, vstore
+from vstore.base.timebase import format_time
+
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    not (CHROMEDRIVER and CHROMIUM), reason="chromium and chromium-driver not installed (.ci/run)"
+)
+ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts"
+GAP_S = 60  # between the two recordings
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, media_dir):
+    from tests.conftest import make_media
+
+    store = tmp_path_factory.mktemp("page") / "store"
+    vstore("init", "--store", str(store))
+    src = make_media(media_dir, "page.mp4", 8.0, codec="h264", gop_frames=25, audio="aac")
+    second = START_NS + (8 + GAP_S) * 10**9
+    for at in (START_NS, second):
+        vstore("import", str(src), "--camera", "gate", "--start", format_time(at),
+               "--store", str(store))  # fmt: skip
+    token = make_token(store, "investigator", "*", name="det. page")
+    node = start_node(store)
+    yield node, token
+    assert node.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage"):  # fmt: skip
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_script_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def _wait(fn, timeout_s: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_sign_in_see_the_gap_play_and_download(served, browser):
+    from selenium.webdriver.common.by import By
+
+    node, token = served
+    browser.get(node.url + "/")
+    # A wrong token is refused with a message; the right one signs in.
+    _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
+    browser.find_element(By.ID, "token").send_keys("vst_wrong_token")
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    _wait(lambda: browser.find_element(By.ID, "signin-error").text, what="the refusal")
+    assert "not valid" in browser.find_element(By.ID, "signin-error").text
+    field = browser.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    cam = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cameras")
+    assert [c.get_attribute("data-camera") for c in cam] == ["gate"]
+    assert "det. page" in browser.find_element(By.ID, "who").text
+    cam[0].click()
+
+    # The timeline: two recorded spans and the minute between them as a gap.
+    gaps = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#spans .gap"), what="the gap")
+    assert len(gaps) == 1
+    gap_from = browser.execute_script("return Date.parse(arguments[0].dataset.from)", gaps[0])
+    gap_to = browser.execute_script("return Date.parse(arguments[0].dataset.to)", gaps[0])
+    assert abs(gap_from - (START_NS // 10**6 + 8000)) < 200
+    assert abs((gap_to - gap_from) / 1000 - GAP_S) < 0.5
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#spans .covered")) == 2
+
+    # Select the first recording's 1 s .. 6 s and play it: the video advances over real frames.
+    a, b = START_NS + 10**9, START_NS + 6 * 10**9
+    for fid, t in (("from", a), ("to", b)):
+        el = browser.find_element(By.ID, fid)
+        el.clear()
+        el.send_keys(format_time(t))
+    browser.find_element(By.ID, "play").click()
+    _wait(lambda: browser.execute_script(
+        "const v = document.getElementById('video'); return v.currentTime > 1.5 && v.videoWidth > 0"
+    ), what="the video to play")  # fmt: skip
+    frames = browser.execute_script(
+        "const v = document.getElementById('video');"
+        "return v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : -1"
+    )
+    assert frames != 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "page.png"))
+
+    # The download link is the clip of the selected range, byte for byte.
+    href = browser.find_element(By.ID, "download").get_attribute("href")
+    digest = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.arrayBuffer())"
+        ".then(b => crypto.subtle.digest('SHA-256', b)).then(h => done("
+        "Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, '0')).join('')))",
+        href,
+    )
+    q = f"from={format_time(a).replace('+', '%2B')}&to={format_time(b).replace('+', '%2B')}"
+    direct = node.get(f"/api/v1/cameras/gate/clip.mp4?{q}", token)
+    assert direct.status == 200
+    assert digest == hashlib.sha256(direct.body).hexdigest()
+
+
+def test_the_page_without_a_session_asks_for_a_token_and_the_api_refuses(served, browser):
+    from selenium.webdriver.common.by import By
+
+    node, _token = served
+    browser.delete_all_cookies()
+    browser.get(node.url + "/")
+    _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
+    assert not browser.find_element(By.ID, "app").is_displayed()
+    status = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/v1/cameras').then(r => done(r.status))"
+    )
+    assert status == 401

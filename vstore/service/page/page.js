@@ -1,0 +1,259 @@
+// The node's browser page: sign in with a token, pick a camera, see a day of its footage
+// (recorded, gaps, holds), play a range and download it as MP4. Everything goes through the
+// same /api/v1 a script uses; the session is an HttpOnly cookie holding the token.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const DAY_MS = 86400000;
+// The timeline shows [viewStart, viewStart + viewMs): a day, or a closer window of it.
+const state = { camera: null, viewStart: null, viewMs: DAY_MS, cameras: [] };
+const WINDOWS = [DAY_MS, 10800000, 3600000, 600000];
+
+async function api(path, opts = {}) {
+  const init = { credentials: "same-origin", ...opts };
+  if (opts.body !== undefined) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(opts.body);
+  }
+  const r = await fetch(path, init);
+  const doc = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const e = new Error((doc.error && doc.error.message) || `HTTP ${r.status}`);
+    e.status = r.status;
+    throw e;
+  }
+  return doc;
+}
+
+// ISO 8601 in the browser's zone, with its offset: what the API and the CLI take.
+function isoLocal(ms) {
+  const d = new Date(ms);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? "+" : "-";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:` +
+    `${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}` +
+    `${sign}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+}
+
+function localDayStart(ms) {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+function dayInputValue(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+function showError(id, e) { $(id).textContent = e ? e.message || String(e) : ""; }
+
+async function start() {
+  $("tz").textContent = `times in ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
+  try {
+    const me = await api("/api/v1/session");
+    signedIn(me);
+  } catch (e) {
+    $("signin").hidden = false;
+  }
+}
+
+function signedIn(me) {
+  $("who").textContent = `${me.name} (${me.role}; ${me.groups.join(", ")})`;
+  $("signin").hidden = true;
+  $("signout").hidden = false;
+  $("app").hidden = false;
+  loadCameras().catch((e) => showError("error", e));
+}
+
+$("signin-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  showError("signin-error", null);
+  try {
+    signedIn(await api("/api/v1/session", { method: "POST", body: { token: $("token").value.trim() } }));
+    $("token").value = "";
+  } catch (e) {
+    showError("signin-error", e);
+  }
+});
+
+$("signout").addEventListener("click", async () => {
+  await api("/api/v1/session", { method: "DELETE" }).catch(() => {});
+  location.reload();
+});
+
+async function loadCameras() {
+  const doc = await api("/api/v1/cameras");
+  state.cameras = doc.cameras;
+  const ul = $("cameras");
+  ul.replaceChildren();
+  for (const c of doc.cameras) {
+    const li = document.createElement("li");
+    li.dataset.camera = c.camera;
+    li.textContent = c.camera;
+    if (c.recording) {
+      const rec = document.createElement("span");
+      rec.className = "rec";
+      rec.textContent = "● rec";
+      li.append(rec);
+    }
+    li.addEventListener("click", () => pickCamera(c));
+    ul.append(li);
+  }
+  if (!doc.cameras.length) ul.textContent = "no cameras in your groups";
+}
+
+function pickCamera(c) {
+  state.camera = c.camera;
+  for (const li of $("cameras").children) li.classList.toggle("selected", li.dataset.camera === c.camera);
+  $("camera-title").textContent = c.camera;
+  const last = c.last_ns ? c.last_ns / 1e6 : Date.now();
+  const first = c.first_ns ? Math.max(c.first_ns / 1e6, localDayStart(last)) : last;
+  // The closest window that shows the day's footage whole.
+  state.viewMs = WINDOWS.filter((w) => w >= (last - first) * 1.1).pop() || DAY_MS;
+  state.viewStart = state.viewMs === DAY_MS ? localDayStart(last)
+    : Math.max(localDayStart(last), first - (state.viewMs - (last - first)) / 2);
+  $("window").value = String(state.viewMs);
+  $("day").value = dayInputValue(last);
+  // Start on the last ten minutes of its footage.
+  setRange(Math.max(first, last - 600000), last);
+  loadTimeline().catch((e) => showError("error", e));
+}
+
+$("day").addEventListener("change", () => {
+  if (!$("day").value) return;
+  const [y, m, d] = $("day").value.split("-").map(Number);
+  state.viewMs = DAY_MS;
+  $("window").value = String(DAY_MS);
+  state.viewStart = new Date(y, m - 1, d).getTime();
+  loadTimeline().catch((e) => showError("error", e));
+});
+
+$("window").addEventListener("change", () => {
+  const ms = Number($("window").value);
+  const anchor = Date.parse($("from").value) || state.viewStart + state.viewMs / 2;
+  state.viewMs = ms;
+  state.viewStart = ms === DAY_MS ? localDayStart(anchor) : anchor - ms / 4;
+  loadTimeline().catch((e) => showError("error", e));
+});
+
+for (const [id, dir] of [["earlier", -1], ["later", 1]]) {
+  $(id).addEventListener("click", () => {
+    if (state.viewStart === null) return;
+    state.viewStart += dir * state.viewMs;
+    $("day").value = dayInputValue(state.viewStart);
+    loadTimeline().catch((e) => showError("error", e));
+  });
+}
+
+async function loadTimeline() {
+  if (!state.camera) return;
+  showError("error", null);
+  const from = encodeURIComponent(isoLocal(state.viewStart));
+  const to = encodeURIComponent(isoLocal(state.viewStart + state.viewMs));
+  const spans = $("spans");
+  spans.replaceChildren();
+  let tl;
+  try {
+    tl = await api(`/api/v1/cameras/${encodeURIComponent(state.camera)}/timeline?from=${from}&to=${to}`);
+  } catch (e) {
+    if (e.status === 404) { $("status").textContent = "no footage in this window"; return; }
+    throw e;
+  }
+  const put = (cls, a, b, title) => {
+    const left = ((a - state.viewStart) / state.viewMs) * 100;
+    const width = Math.max(((b - a) / state.viewMs) * 100, 0.05);
+    const el = document.createElement("div");
+    el.className = cls;
+    el.style.left = `${left}%`;
+    el.style.width = `${width}%`;
+    el.dataset.from = isoLocal(a);
+    el.dataset.to = isoLocal(b);
+    el.title = `${title}: ${isoLocal(a)} .. ${isoLocal(b)}`;
+    spans.append(el);
+  };
+  for (const s of tl.covered) put("covered", s.from_ns / 1e6, s.to_ns / 1e6, "recorded");
+  for (const s of tl.open) put("open", s.from_ns / 1e6, s.to_ns / 1e6, "recording");
+  // Gaps between footage (not the empty hours before the first or after the last).
+  for (const s of tl.gaps) {
+    const inner = tl.covered.some((c) => c.to_ns <= s.from_ns) && tl.covered.some((c) => c.from_ns >= s.to_ns);
+    if (inner) put("gap", s.from_ns / 1e6, s.to_ns / 1e6, "gap");
+  }
+  for (const h of tl.holds) put("hold", Math.max(h.from_ns / 1e6, state.viewStart),
+    Math.min(h.to_ns / 1e6, state.viewStart + state.viewMs), `hold #${h.id} (${h.reason})`);
+  const recorded = tl.covered.reduce((n, s) => n + (s.to_ns - s.from_ns), 0) / 1e9;
+  $("status").textContent = `${(recorded / 60).toFixed(1)} min recorded in this window, ` +
+    `${spans.querySelectorAll(".gap").length} gap(s), ${tl.holds.length} hold(s)`;
+  drawHours();
+}
+
+function drawHours() {
+  const hours = $("hours");
+  hours.replaceChildren();
+  for (let k = 0; k <= 6; k++) {
+    const at = state.viewStart + (k / 6) * state.viewMs;
+    const d = new Date(at);
+    const s = document.createElement("span");
+    s.style.left = `${(k / 6) * 100}%`;
+    s.textContent = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}` +
+      (state.viewMs < 3600000 ? `:${String(d.getSeconds()).padStart(2, "0")}` : "");
+    hours.append(s);
+  }
+  placeCursor();
+}
+
+$("timeline").addEventListener("click", (ev) => {
+  if (!state.camera) return;
+  const box = $("timeline").getBoundingClientRect();
+  const at = state.viewStart + ((ev.clientX - box.left) / box.width) * state.viewMs;
+  if (ev.shiftKey) setRange(Date.parse($("from").value) || at - 600000, at);
+  else setRange(at, at + 600000);
+});
+
+function setRange(a, b) {
+  $("from").value = isoLocal(a);
+  $("to").value = isoLocal(b);
+  placeCursor();
+  rangeChanged();
+}
+
+function placeCursor() {
+  const a = Date.parse($("from").value);
+  const cursor = $("cursor");
+  const inside = state.viewStart !== null && a >= state.viewStart && a < state.viewStart + state.viewMs;
+  cursor.hidden = !inside;
+  if (inside) cursor.style.left = `${((a - state.viewStart) / state.viewMs) * 100}%`;
+}
+
+function clipUrl(download) {
+  const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
+  return `/api/v1/cameras/${encodeURIComponent(state.camera)}/clip.mp4?${q}${download ? "&download=1" : ""}`;
+}
+
+function rangeChanged() {
+  const ok = state.camera && $("from").value && $("to").value;
+  $("play").disabled = !ok;
+  $("download").hidden = !ok;
+  if (ok) $("download").href = clipUrl(true);
+}
+$("from").addEventListener("input", rangeChanged);
+$("to").addEventListener("input", rangeChanged);
+
+$("play").addEventListener("click", async () => {
+  showError("error", null);
+  const url = clipUrl(false);
+  // Ask first, so an error (no footage, a bad time) is shown as text, not a dead player.
+  const head = await fetch(url, { method: "HEAD", credentials: "same-origin" });
+  if (!head.ok) {
+    const r = await fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" } });
+    const doc = await r.json().catch(() => ({}));
+    showError("error", new Error((doc.error && doc.error.message) || `HTTP ${r.status}`));
+    return;
+  }
+  const video = $("video");
+  video.src = url;
+  video.play().catch((e) => showError("error", e));
+});
+
+start();
