@@ -97,8 +97,9 @@ def test_sign_in_see_the_gap_play_and_download(served, browser):
     assert abs((gap_to - gap_from) / 1000 - GAP_S) < 0.5
     assert len(browser.find_elements(By.CSS_SELECTOR, "#spans .covered")) == 2
 
-    # Select the first recording's 1 s .. 6 s and play it: the video advances over real frames.
-    a, b = START_NS + 10**9, START_NS + 6 * 10**9
+    # Select the first recording's 1.5 s .. 6 s and play it (HLS through hls.js): it starts
+    # at 1.5 s, not at the GOP before, and advances over real frames at wall-clock times.
+    a, b = START_NS + 1_500_000_000, START_NS + 6 * 10**9
     for fid, t in (("from", a), ("to", b)):
         el = browser.find_element(By.ID, fid)
         el.clear()
@@ -112,6 +113,13 @@ def test_sign_in_see_the_gap_play_and_download(served, browser):
         "return v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : -1"
     )
     assert frames != 0
+    got = browser.execute_script(
+        "const v = document.getElementById('video');"
+        "return [hls !== null && hls.media === v, v.currentTime, hls.playingDate.getTime()]"
+    )
+    assert got[0], "played through hls.js"
+    gop_ms = START_NS // 10**6 + 1000  # the playlist starts on the GOP at 1 s
+    assert abs(got[2] - (gop_ms + got[1] * 1000)) < 300  # media time is wall-clock time
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "page.png"))
 
@@ -143,3 +151,39 @@ def test_the_page_without_a_session_asks_for_a_token_and_the_api_refuses(served,
         "fetch('/api/v1/cameras').then(r => done(r.status))"
     )
     assert status == 401
+
+
+def test_live_plays_the_edge_of_a_recording_camera(tmp_path, browser):
+    """A camera the node records now: Live plays its newest footage at wall-clock time."""
+    from selenium.webdriver.common.by import By
+
+    from tools.camsim import StreamSpec, TcpCamera
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    with TcpCamera(StreamSpec(width=320, height=240, gop_frames=25)) as cam:
+        with open(store / "vstore.toml", "a") as f:
+            f.write(f'\n[cameras.street]\nurl = "{cam.url}"\n')
+        token = make_token(store, "viewer", "*", name="watch")
+        node = start_node(store)
+        try:
+            _wait(lambda: node.get("/api/v1/cameras/street", token).json().get("recorded_ns", 0)
+                  > 3 * 10**9, what="footage")  # fmt: skip
+            browser.delete_all_cookies()
+            browser.get(node.url + "/")
+            _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in")
+            browser.find_element(By.ID, "token").send_keys(token)
+            browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+            cams = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cams")
+            cams[0].click()
+            live = browser.find_element(By.ID, "live")
+            _wait(live.is_displayed, what="the Live button")
+            live.click()
+            _wait(lambda: browser.execute_script(
+                "const v = document.getElementById('video');"
+                "return v.currentTime > 1 && hls !== null && hls.playingDate !== null"),
+                timeout_s=45, what="live")  # fmt: skip
+            behind_ms = browser.execute_script("return Date.now() - hls.playingDate.getTime()")
+            assert 0 < behind_ms < 20_000  # near the edge: GOPs of 1 s, a few held back
+        finally:
+            assert node.stop() == 0

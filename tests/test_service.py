@@ -359,3 +359,55 @@ def test_jobs_over_http_run_with_progress_and_are_scoped(node):
     assert node.request("DELETE", "/api/v1/jobs/nope", admin).status == 404
     ids = [j["id"] for j in node.get("/api/v1/jobs", admin).json()["jobs"]]
     assert job["id"] in ids
+
+
+def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path):
+    tok = node.tokens["viewer"]  # playback is a viewer's
+    q_range = f"from={q(START_NS + 2 * 10**9)}&to={q(START_NS + 9 * 10**9)}"
+    r = node.get(f"/api/v1/cameras/gate/hls.m3u8?{q_range}", tok)
+    assert r.status == 200 and r.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    text = r.body.decode()
+    assert text.startswith("#EXTM3U") and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert f"#EXT-X-PROGRAM-DATE-TIME:{format_time(START_NS + 2 * 10**9)[:19]}" in text
+    segs = [line for line in text.splitlines() if line.startswith("seg/")]
+    init = next(line for line in text.splitlines() if line.startswith("#EXT-X-MAP"))
+    assert len(segs) == 7  # 1 s GOPs from the one at 2 s to the one before 9 s
+    base = "/api/v1/cameras/gate/"
+    init_r = node.get(base + init.split('"')[1], tok)
+    assert init_r.status == 200 and init_r.body[4:8] == b"ftyp" and b"mvex" in init_r.body
+    body = init_r.body + b"".join(node.get(base + s, tok).body for s in segs)
+    out = tmp_path / "hls.mp4"
+    out.write_bytes(body)
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == 7 * 25
+    # Out of scope: the same 404 as a missing camera, for the playlist and its segments.
+    south = node.tokens["south"]
+    assert node.get(f"/api/v1/cameras/gate/hls.m3u8?{q_range}", south).status == 404
+    assert node.get(base + segs[0], south).status == 404
+    assert node.get(base + "seg/123.m4s", tok).status == 404
+    assert node.get(base + "seg/abc.m4s", tok).status == 404
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_gap_is_a_discontinuity_and_ffmpeg_plays_the_playlist(tmp_path, media):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("svc-gap.ts", 4.0, codec="h264", gop_frames=25)
+    for at in (START_NS, START_NS + 30 * 10**9):
+        vstore("import", str(src), "--camera", "cam", "--start", format_time(at),
+               "--store", str(store))  # fmt: skip
+    tok = make_token(store, "viewer", "*")
+    n = start_node(store)
+    try:
+        path = f"/api/v1/cameras/cam/hls.m3u8?from={q(START_NS)}&to={q(START_NS + 40 * 10**9)}"
+        text = n.get(path, tok).body.decode()
+        assert text.count("#EXT-X-DISCONTINUITY") == 1
+        assert text.count("#EXT-X-PROGRAM-DATE-TIME") == 2
+        r = subprocess.run(["ffmpeg", "-v", "error", "-headers", f"Authorization: Bearer {tok}\r\n",
+                            "-i", n.url + path, "-f", "null", "-"],
+                           check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    finally:
+        assert n.stop() == 0

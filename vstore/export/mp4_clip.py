@@ -71,6 +71,40 @@ class _PlannedChunk(NamedTuple):
     verified: bool  # pass 1 read the whole chunk and checked it
 
 
+def sample_pieces(
+    payload: memoryview, cols: fmt.PacketColumns, idxs: list[int], annexb: bool, adts: bool
+) -> tuple[_Pieces, bytes]:
+    """Packets ``idxs`` of a chunk in MP4 sample form: their sizes and the buffers holding
+    them (adjacent untouched packets share one buffer, no copy), Annex-B video rewritten
+    length-prefixed, ADTS headers stripped from AAC; and the AudioSpecificConfig the first
+    ADTS header gave (b"" if none)."""
+    offset, size = cols.offset, cols.size
+    if not annexb and not adts:
+        sizes = [size[i] for i in idxs]
+        bufs: list[bytes | memoryview] = []
+        run_start = run_end = -1
+        for i in idxs:
+            if offset[i] != run_end:
+                if run_end > run_start:
+                    bufs.append(payload[run_start:run_end])
+                run_start = offset[i]
+            run_end = offset[i] + size[i]
+        if run_end > run_start:
+            bufs.append(payload[run_start:run_end])
+        return _Pieces(sizes, bufs), b""
+    asc = b""
+    pieces: list[bytes | memoryview] = []
+    for i in idxs:
+        data = payload[offset[i] : offset[i] + size[i]]
+        if annexb:
+            data = annexb_to_length_prefixed(bytes(data))
+        elif (conv := adts_to_asc(bytes(data[:7]))) is not None:
+            asc = asc or conv[0]
+            data = data[conv[1] :]
+        pieces.append(data)
+    return _Pieces([len(x) for x in pieces], pieces), asc
+
+
 class BlockSink:
     """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
     created is removed if the clip fails) or a file object (fed blocks of about
@@ -275,38 +309,13 @@ class NativeMp4:
         return picked
 
     def _pieces(self, chunk: Any, samples: list[tuple[int, list[int]]]) -> list[_Pieces]:
-        """The selected packets' bytes in MP4 sample form, per track: sample sizes, and the
-        buffers holding them (adjacent untouched packets share one buffer, no copy)."""
-        cols = chunk.columns
-        offset, size = cols.offset, cols.size
-        mv = chunk.payload
+        """The selected packets' bytes in MP4 sample form, per track (see sample_pieces)."""
         out: list[_Pieces] = []
         for tr, idxs in samples:
             t = self.tracks[tr]
-            if not t.annexb and not t.adts:
-                sizes = [size[i] for i in idxs]
-                bufs: list[bytes | memoryview] = []
-                run_start = run_end = -1
-                for i in idxs:
-                    if offset[i] != run_end:
-                        if run_end > run_start:
-                            bufs.append(mv[run_start:run_end])
-                        run_start = offset[i]
-                    run_end = offset[i] + size[i]
-                if run_end > run_start:
-                    bufs.append(mv[run_start:run_end])
-                out.append(_Pieces(sizes, bufs))
-                continue
-            pieces: list[bytes | memoryview] = []
-            for i in idxs:
-                data = mv[offset[i] : offset[i] + size[i]]
-                if t.annexb:
-                    data = annexb_to_length_prefixed(bytes(data))
-                elif (conv := adts_to_asc(bytes(data[:7]))) is not None:
-                    t.asc = t.asc or conv[0]
-                    data = data[conv[1] :]
-                pieces.append(data)
-            out.append(_Pieces([len(x) for x in pieces], pieces))
+            pieces, asc = sample_pieces(chunk.payload, chunk.columns, idxs, t.annexb, t.adts)
+            t.asc = t.asc or asc
+            out.append(pieces)
         return out
 
     def _each_chunk(

@@ -26,6 +26,7 @@ from vstore.base.actor import acting_as
 from vstore.base.errors import NotFound, UsageError
 from vstore.base.jsonio import to_jsonable
 from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
+from vstore.export import hls
 from vstore.export.clip import clip_bytes
 from vstore.export.clip_file import ClipFile, open_clip_file
 from vstore.export.snapshot import snapshot
@@ -61,7 +62,15 @@ WRITE_TIMEOUT_S = 60.0  # a client that takes no bytes for this long is dropped
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
 SESSION_COOKIE = "vstore_token"
 PAGE_DIR = Path(__file__).with_name("page")
-PAGE_FILES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
+# A GOP's bytes never change once recorded: its URL names it by time.
+_IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
+PAGE_FILES = {
+    "index.html": "text/html",
+    "page.js": "text/javascript",
+    "page.css": "text/css",
+    "hls.light.min.js": "text/javascript",  # hls.js, vendored (tools/vendor_hlsjs.sh)
+    "hls.js-LICENSE.txt": "text/plain",
+}
 
 _CAMERA = Param("id", "path", "camera id")
 _FROM = Param("from", "query", "start: ISO 8601 with offset, 'now' or relative (-15m)", True)
@@ -341,6 +350,54 @@ class Api:
         finally:
             await self.run(blocks.close)
 
+    async def hls_playlist(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+        live = request.query.get("live") in ("1", "true")
+        if live:
+            now = time.time_ns()
+            given = self.time_arg(request, "from", required=False)
+            # A live playlist only grows: it starts at a fixed point (the whole ten minutes
+            # before now, unless given), so each refresh adds to the one before.
+            window = 600 * NS_PER_S
+            start = given if given is not None else (now // window - 1) * window
+            end = now + 60 * NS_PER_S
+        else:
+            start, end = self.range_args(request)
+
+        def build() -> str:
+            segs = hls.gops(self.store, cam, start, end)
+            if not segs:
+                raise NotFound(f"camera {cam!r} has no footage in that range")
+            detail = {"camera": cam, "from": format_time(start), "live": live}
+            if not live:
+                detail["to"] = format_time(end)
+            self.audit(request, "view_playback", detail)
+            return hls.playlist(segs, live)
+
+        text = await self.run(build)
+        return web.Response(
+            text=text,
+            content_type="application/vnd.apple.mpegurl",
+            headers={"Cache-Control": "no-cache" if live else "private, max-age=60"},
+        )
+
+    def _gop_start(self, request: web.Request) -> int:
+        try:
+            return int(request.match_info["start"])
+        except ValueError:
+            raise NotFound(f"no segment {request.match_info['start']!r}") from None
+
+    async def hls_init(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+        body = await self.run(hls.init_for, self.store, cam, self._gop_start(request))
+        return web.Response(body=body, content_type="video/mp4", headers=_IMMUTABLE)
+
+    async def hls_segment(self, request: web.Request) -> web.StreamResponse:
+        cam = await self.camera(request)
+        bufs = await self.run(hls.media_for, self.store, cam, self._gop_start(request))
+        return web.Response(body=b"".join(bufs), content_type="video/iso.segment",
+                            headers=_IMMUTABLE)  # fmt: skip
+
     async def snapshot_jpg(self, request: web.Request) -> web.StreamResponse:
         cam = await self.camera(request)
         if not request[PRINCIPAL].may("export"):
@@ -547,6 +604,20 @@ def _routes(api: Api | None) -> list[Route]:
             (*cam_range, _PURPOSE, Param("download", "query", "1: as an attachment")),
             produces="video/mp4",
         ),
+        Route(
+            "GET", f"{API}/cameras/{{id}}/hls.m3u8", h("hls_playlist"),
+            "HLS playlist (fMP4 segments, wall-clock times) of a range, or live=1 for the live "
+            "edge", "view", (_CAMERA, Param("from", "query", "start (live: optional)"),
+                             Param("to", "query", "end (not with live)"),
+                             Param("live", "query", "1: the live edge (an EVENT playlist)")),
+            produces="application/vnd.apple.mpegurl",
+        ),
+        Route("GET", f"{API}/cameras/{{id}}/init/{{start}}.mp4", h("hls_init"),
+              "HLS initialization segment", "view",
+              (_CAMERA, Param("start", "path", "a GOP's start, ns")), produces="video/mp4"),
+        Route("GET", f"{API}/cameras/{{id}}/seg/{{start}}.m4s", h("hls_segment"),
+              "HLS media segment: one GOP as fMP4", "view",
+              (_CAMERA, Param("start", "path", "the GOP's start, ns")), produces="video/iso.segment"),
         Route(
             "GET", f"{API}/cameras/{{id}}/snapshot.jpg", h("snapshot_jpg"),
             "The frame on screen at an instant, as JPEG", "export",

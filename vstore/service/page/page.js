@@ -108,6 +108,7 @@ function pickCamera(c) {
   state.camera = c.camera;
   for (const li of $("cameras").children) li.classList.toggle("selected", li.dataset.camera === c.camera);
   $("camera-title").textContent = c.camera;
+  $("live").hidden = !c.recording;
   const last = c.last_ns ? c.last_ns / 1e6 : Date.now();
   const first = c.first_ns ? Math.max(c.first_ns / 1e6, localDayStart(last)) : last;
   // The closest window that shows the day's footage whole.
@@ -240,20 +241,55 @@ function rangeChanged() {
 $("from").addEventListener("input", rangeChanged);
 $("to").addEventListener("input", rangeChanged);
 
+let hls = null;
+
+function camPath() { return `/api/v1/cameras/${encodeURIComponent(state.camera)}`; }
+
+// Play through hls.js (HLS with fMP4 segments; Safari plays HLS itself). The playlist starts
+// on the GOP before `from`; playback starts at `from` itself, found from the segments'
+// wall-clock times (EXT-X-PROGRAM-DATE-TIME).
+function playHls(url, fromMs) {
+  const video = $("video");
+  if (hls) { hls.destroy(); hls = null; }
+  if (window.Hls && Hls.isSupported()) {
+    hls = new Hls({ autoStartLoad: false, xhrSetup: (xhr) => { xhr.withCredentials = true; } });
+    hls.once(Hls.Events.LEVEL_LOADED, (_e, data) => {
+      const first = data.details.fragments[0];
+      const pdt = first && first.programDateTime;
+      const at = fromMs !== null && pdt ? Math.max(0, (fromMs - pdt) / 1000) : (data.details.live ? -1 : 0);
+      hls.startLoad(at);
+    });
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (data.fatal) showError("error", new Error(`playback: ${data.details}`));
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  } else {
+    video.src = url;
+  }
+  video.play().catch(() => {});
+}
+
+async function checked(url) {
+  // Ask first, so an error (no footage, a bad time) is shown as text, not a dead player.
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (r.ok) return true;
+  const doc = await r.json().catch(() => ({}));
+  showError("error", new Error((doc.error && doc.error.message) || `HTTP ${r.status}`));
+  return false;
+}
+
 $("play").addEventListener("click", async () => {
   showError("error", null);
-  const url = clipUrl(false);
-  // Ask first, so an error (no footage, a bad time) is shown as text, not a dead player.
-  const head = await fetch(url, { method: "HEAD", credentials: "same-origin" });
-  if (!head.ok) {
-    const r = await fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" } });
-    const doc = await r.json().catch(() => ({}));
-    showError("error", new Error((doc.error && doc.error.message) || `HTTP ${r.status}`));
-    return;
-  }
-  const video = $("video");
-  video.src = url;
-  video.play().catch((e) => showError("error", e));
+  const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
+  const url = `${camPath()}/hls.m3u8?${q}`;
+  if (await checked(url)) playHls(url, Date.parse($("from").value));
+});
+
+$("live").addEventListener("click", async () => {
+  showError("error", null);
+  const url = `${camPath()}/hls.m3u8?live=1`;
+  if (await checked(url)) playHls(url, null);
 });
 
 start();
