@@ -165,3 +165,34 @@ def test_tier_and_tiered_retention_settings(tmp_path):
     assert pol.age_limit_ns(False) == 30 * 24 * h and pol.age_limit_ns(True) == 365 * 24 * h
     # A camera's own policy inherits the store's tiered age unless it sets one.
     assert cfg.retention.policy("lobby").age_limit_ns(True) == 365 * 24 * h
+
+
+def test_one_definition_of_groups_serves_access_retention_and_tiering(tmp_path):
+    """[retention.groups.X] and [tier.groups.X] take the cameras of [groups.X]; the old form
+    that lists them in place is still read, with a note saying how to move it."""
+    p = tmp_path / "vstore.toml"
+    p.write_text(
+        '[groups.traffic]\ncameras = ["x-1", "x-2"]\n'
+        '[retention.groups.traffic]\nmax_age = "3d"\n'
+        '[tier.groups.traffic]\nolder_than = "12h"\n'
+    )
+    cfg = load_config(p)
+    h = 3600 * 10**9
+    assert cfg.groups == {"traffic": ("x-1", "x-2")}
+    assert cfg.retention.policy("x-2").max_age_ns == 72 * h
+    assert cfg.tier.older_than_for("x-1") == 12 * h
+    assert cfg.retention.policy("lobby").max_age_ns is None and not cfg.notes
+    # The old form: read, and noted.
+    p.write_text('[retention.groups.old]\ncameras = ["lobby"]\nmax_age = "9d"\n')
+    cfg = load_config(p)
+    assert cfg.retention.policy("lobby").max_age_ns == 9 * 24 * h
+    assert len(cfg.notes) == 1 and "move the list to [groups.old]" in cfg.notes[0]
+    # A policy group no [groups] defines, or a list that contradicts it: a clear error.
+    p.write_text('[retention.groups.nowhere]\nmax_age = "9d"\n')
+    with pytest.raises(ConfigError, match=r"no \[groups.nowhere\]"):
+        load_config(p)
+    p.write_text(
+        '[groups.t]\ncameras = ["a"]\n[tier.groups.t]\ncameras = ["b"]\nolder_than = "1d"\n'
+    )
+    with pytest.raises(ConfigError, match="differ"):
+        load_config(p)

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         with open_read_only(lay.root) as store:
             known = store.index.camera_num(cam) is not None
     doc["camera_recorded"] = known
+    doc["groups"] = {g: list(m) for g, m in cfg.groups.items()}
+    doc["notes"] = list(cfg.notes)
     if args.json:
         print_json(doc)
         return 0
@@ -85,4 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'min_free':<15} {watermark:<24} (store-wide), disk_full = {r.disk_full}")
     older = doc["tier"]["older_than_ns"] / NS_PER_S  # type: ignore[index]
     print(f"tier    {cfg.tier.url or 'none'}, segments older than {older / 86400:g} d")
+    if cfg.groups:
+        member_of = [g for g, m in cfg.groups.items() if cam in m] if cam else list(cfg.groups)
+        print(f"groups  {', '.join(member_of) or 'none'}")
+    for note in cfg.notes:
+        print(f"note: {note}")
     return 0

@@ -71,6 +71,8 @@ def serve(
                 f"--listen {listen}: plain HTTP is served on loopback only; set tls_cert and "
                 "tls_key in [service], or pass --allow-plain-http (behind a TLS proxy)"
             )
+        for note in store.config.notes:
+            log.warning("vstore.toml: %s", note)
         node = Node(store)
         node.start()
         try:

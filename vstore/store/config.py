@@ -43,8 +43,7 @@ demuxer = "auto"
 # max_bytes = "2TB"
 # min_free = "10%"            # or a size such as "50GB"
 disk_full = "overwrite-oldest"  # or "stop-recording"
-# [retention.groups.traffic]
-# cameras = ["cross-1", "cross-2"]
+# [retention.groups.traffic]      # the cameras of [groups.traffic]
 # max_age = "30d"
 # [retention.cameras.lobby]
 # max_age = "90d"
@@ -63,13 +62,13 @@ cache = "1GiB"                      # local cache of ranged reads of tiered foot
 legal_hold = true                   # also put S3 object legal holds on held, tiered footage
 # [tier.cameras.lobby]
 # older_than = "1d"
-# [tier.groups.traffic]
-# cameras = ["cross-1", "cross-2"]
+# [tier.groups.traffic]           # the cameras of [groups.traffic]
 # older_than = "2d"
 
 # Camera groups (districts, agencies, purposes): what `vstore serve`'s principals are scoped
-# to. A camera may be in several groups.
-# [groups.district-7]
+# to, and what [retention.groups.NAME] and [tier.groups.NAME] apply to. A camera may be in
+# several groups.
+# [groups.traffic]
 # cameras = ["cross-1", "cross-2"]
 
 # `vstore serve`: what its HTTP clients may do (the defaults shown).
@@ -242,6 +241,7 @@ class StoreConfig(NamedTuple):
     # [groups.NAME] cameras = [...]: districts, agencies, purposes; what access is scoped by.
     groups: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - shared default, never mutated
     service: ServiceConfig = ServiceConfig()
+    notes: tuple[str, ...] = ()  # what the file should change (old forms still read)
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -359,7 +359,39 @@ def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(members)
 
 
-def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
+def _policy_group(
+    name: str, table: dict[str, Any], sect: str, shared: dict[str, tuple[str, ...]], notes: list[str]
+) -> tuple[str, ...]:
+    """The cameras of a [retention.groups.NAME] or [tier.groups.NAME] table: those of
+    [groups.NAME], the one definition of groups that access, retention and tiering share.
+    A table that lists its own cameras (as before [groups] existed) is still read, with a
+    note saying how to move the list."""
+    if "cameras" not in table:
+        if name not in shared:
+            raise ConfigError(
+                f"{sect}: no [groups.{name}] defines its cameras (add [groups.{name}] "
+                f'cameras = ["..."])'
+            )
+        return shared[name]
+    own = _group_members(table, sect)
+    if name in shared and set(shared[name]) != set(own):
+        raise ConfigError(
+            f"{sect} lists cameras that differ from [groups.{name}]: keep the list in "
+            f"[groups.{name}] only"
+        )
+    notes.append(
+        f"{sect} lists its own cameras: move the list to [groups.{name}] cameras = [...] and "
+        "leave it out here (one definition of a group serves access, retention and tiering)"
+    )
+    return own
+
+
+def _retention(
+    doc: dict[str, Any],
+    where: str,
+    shared: dict[str, tuple[str, ...]] | None = None,
+    notes: list[str] | None = None,
+) -> RetentionConfig:
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [retention] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
@@ -389,9 +421,10 @@ def _retention(doc: dict[str, Any], where: str) -> RetentionConfig:
         raise ConfigError(f"{where}: disk_full must be one of {', '.join(DISK_FULL_ACTIONS)}")
     groups: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
     for name, table in (doc.get("groups") or {}).items():
+        sect = f"{where} [retention.groups.{name}]"
         groups[name] = (
-            _group_members(table, f"{where} [retention.groups.{name}]"),
-            _policy_keys(table, f"{where} [retention.groups.{name}]"),
+            _policy_group(name, table, sect, shared or {}, notes if notes is not None else []),
+            _policy_keys(table, sect),
         )
     cameras: dict[str, dict[str, Any]] = {}
     for cam, table in (doc.get("cameras") or {}).items():
@@ -460,14 +493,17 @@ def load_config(path: Path) -> StoreConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [cameras.{cam_id}] must be a table")
         cameras[cam_id] = _settings(defaults, table, f"{path} [cameras.{cam_id}]")
-    retention = _retention(doc.get("retention", {}), str(path))
+    shared = _groups(doc.get("groups", {}), str(path))
+    notes: list[str] = []
+    retention = _retention(doc.get("retention", {}), str(path), shared, notes)
     return StoreConfig(
         defaults=defaults,
         cameras=cameras,
         retention=retention,
-        tier=_tier(doc.get("tier", {}), str(path)),
-        groups=_groups(doc.get("groups", {}), str(path)),
+        tier=_tier(doc.get("tier", {}), str(path), shared, notes),
+        groups=shared,
         service=_service(doc.get("service", {}), str(path)),
+        notes=tuple(notes),
     )
 
 
@@ -515,7 +551,12 @@ def _service(doc: Any, where: str) -> ServiceConfig:
     return out._replace(max_clip_s=float(out.max_clip_s), rate_per_s=float(out.rate_per_s))
 
 
-def _tier(doc: Any, where: str) -> TierConfig:
+def _tier(
+    doc: Any,
+    where: str,
+    shared: dict[str, tuple[str, ...]] | None = None,
+    notes: list[str] | None = None,
+) -> TierConfig:
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [tier] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
@@ -541,8 +582,9 @@ def _tier(doc: Any, where: str) -> TierConfig:
     older = age({"older_than": doc.get("older_than", "7d")}, "tier", 0)
     groups: dict[str, tuple[tuple[str, ...], int]] = {}
     for name, table in (doc.get("groups") or {}).items():
+        sect = f"{where} [tier.groups.{name}]"
         groups[name] = (
-            _group_members(table, f"{where} [tier.groups.{name}]"),
+            _policy_group(name, table, sect, shared or {}, notes if notes is not None else []),
             age(table, f"tier.groups.{name}", older),
         )
     cameras: dict[str, int] = {}
