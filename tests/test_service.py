@@ -411,3 +411,36 @@ def test_a_gap_is_a_discontinuity_and_ffmpeg_plays_the_playlist(tmp_path, media)
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     finally:
         assert n.stop() == 0
+
+
+def test_the_node_runs_retention_and_tiering_on_their_schedules(tmp_path, media):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("svc-sched.ts", 4.0, codec="h264", gop_frames=25)
+    for cam in ("old", "cold"):
+        vstore("import", str(src), "--camera", cam, "--start", format_time(START_NS),
+               "--store", str(store))  # fmt: skip
+    (store / "vstore.toml").write_text(
+        '[retention]\nevery = "10s"\n[retention.cameras.old]\nmax_age = "1d"\n'
+        f'[tier]\nurl = "{tmp_path / "tier"}"\nolder_than = "0s"\nevery = "10s"\n'
+        '[tier.cameras.old]\nolder_than = "3650d"\n'
+    )
+    tok = make_token(store, "operator", "*")
+    n = start_node(store)
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            jobs = n.get("/api/v1/jobs", tok).json()["jobs"]
+            done = {j["job"] for j in jobs if j["state"] == "done" and j["by"] == "schedule"}
+            if {"retention", "tier"} <= done:
+                break
+            time.sleep(0.5)
+        assert {"retention", "tier"} <= done, jobs
+    finally:
+        assert n.stop() == 0
+    cams = {
+        c["camera"]: c
+        for c in json.loads(vstore("ls", "--store", str(store), "--json").stdout)["cameras"]
+    }
+    assert "old" not in cams or cams["old"]["segments"] == 0  # past its max_age: deleted
+    assert cams["cold"]["tiered_bytes"] == cams["cold"]["size_bytes"] > 0  # all tiered

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from vstore.base import heap
+from vstore.base.errors import VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
@@ -74,6 +75,7 @@ class Node:
         self._lock = threading.Lock()
         self.jobs = JobRunner(store)
         self._trimmer: threading.Thread | None = None
+        self._scheduler: threading.Thread | None = None
         self._stopping = threading.Event()
         self.started_ns = time.time_ns()
         self.ready = False
@@ -87,12 +89,35 @@ class Node:
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
         self._trimmer.start()
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="vstore-schedule")
+        self._scheduler.start()
         self.ready = True
 
     def _trim_loop(self) -> None:
         # Recording frees GOP buffers all day; glibc keeps them unless asked to give them back.
         while not self._stopping.wait(heap.TRIM_INTERVAL_S):
             heap.release_free_memory()
+
+    def _schedule_loop(self) -> None:
+        """Retention ([retention] every) and tiering ([tier] every, when [tier] url is set)
+        as jobs like any other, each started only when its last run has ended. The first
+        runs come one period after the node starts (recovery has just run)."""
+        last = {"retention": time.monotonic(), "tier": time.monotonic()}
+        while not self._stopping.wait(1.0):
+            config = self.store.config
+            periods = {"retention": config.retention.every_ns}
+            if config.tier.url:
+                periods["tier"] = config.tier.every_ns
+            for name, every_ns in periods.items():
+                if every_ns is None or time.monotonic() - last[name] < every_ns / 1e9:
+                    continue
+                if any(j.name == name and not j.finished.is_set() for j in self.jobs.list()):
+                    continue
+                last[name] = time.monotonic()
+                try:
+                    self.jobs.submit(name, {}, "schedule")
+                except VstoreError as exc:  # stopping
+                    log.warning("scheduled %s not started: %s", name, exc)
 
     def reload(self) -> dict[str, list[str]]:
         """Read vstore.toml again and record what it now says. An invalid file changes
@@ -158,6 +183,8 @@ class Node:
         seals)."""
         self.ready = False
         self._stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.join()
         self.jobs.close()
         with self._lock:
             runs = list(self._recording.values())

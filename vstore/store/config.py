@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from vstore.base.errors import ConfigError, UsageError
 from vstore.base.layout import validate_camera_id
-from vstore.base.timebase import parse_age_ns
+from vstore.base.timebase import parse_age_ns, parse_duration_ns
 
 CONFIG_TEMPLATE = """\
 # vstore store configuration. Every value shown is the default; edit and keep what you need.
@@ -43,6 +43,7 @@ demuxer = "auto"
 # max_bytes = "2TB"
 # min_free = "10%"            # or a size such as "50GB"
 disk_full = "overwrite-oldest"  # or "stop-recording"
+every = "5m"                    # how often `vstore serve` runs it ("off": never)
 # [retention.groups.traffic]      # the cameras of [groups.traffic]
 # max_age = "30d"
 # [retention.cameras.lobby]
@@ -60,6 +61,7 @@ max_rate = "auto"                   # footage per second: "auto" (4x what the ca
                                     # at least 20 MB/s; spares live recording), "none", "50MB"
 cache = "1GiB"                      # local cache of ranged reads of tiered footage (0 = off)
 legal_hold = true                   # also put S3 object legal holds on held, tiered footage
+every = "1h"                        # how often `vstore serve` tiers, when url is set
 # [tier.cameras.lobby]
 # older_than = "1d"
 # [tier.groups.traffic]           # the cameras of [groups.traffic]
@@ -163,6 +165,7 @@ class RetentionConfig(NamedTuple):
     min_free_bytes: int | None = None
     min_free_ratio: float | None = None
     disk_full: str = "overwrite-oldest"
+    every_ns: int | None = 300 * 10**9  # how often `vstore serve` runs it (None: never)
 
     def policy(self, camera_id: str) -> RetentionPolicy:
         """Each setting from the camera's own section, else from the first group naming the
@@ -206,6 +209,7 @@ class TierConfig(NamedTuple):
     max_rate_bytes: int | str = "auto"
     cache_bytes: int = 1024**3  # local cache of ranged reads from the tier
     legal_hold: bool = True  # mirror vstore holds as S3 object legal holds when supported
+    every_ns: int | None = 3600 * 10**9  # how often `vstore serve` tiers (None: never)
 
     def older_than_for(self, camera_id: str) -> int:
         """The camera's hot age: its own, else its first group's, else the store's."""
@@ -395,7 +399,7 @@ def _retention(
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [retention] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    extra = set(top) - {"max_age", "max_bytes", "tiered_max_age", "min_free", "disk_full"}
+    extra = set(top) - {"max_age", "max_bytes", "tiered_max_age", "min_free", "disk_full", "every"}
     if extra:
         raise ConfigError(f"{where} [retention]: unknown setting(s) {', '.join(sorted(extra))}")
     default = RetentionPolicy(
@@ -432,7 +436,23 @@ def _retention(
         if "cameras" in table:
             raise ConfigError(f"{where} [retention.cameras.{cam}]: unknown setting(s) cameras")
         cameras[cam] = _policy_keys(table, f"{where} [retention.cameras.{cam}]")
-    return RetentionConfig(default, groups, cameras, min_free_bytes, min_free_ratio, disk_full)
+    every = _every(top.get("every", "5m"), f"{where} [retention]")
+    return RetentionConfig(
+        default, groups, cameras, min_free_bytes, min_free_ratio, disk_full, every
+    )
+
+
+def _every(value: Any, where: str) -> int | None:
+    """A schedule's period ("5m", "1h"); "off" or 0: never."""
+    if value in ("off", 0, "0"):
+        return None
+    try:
+        ns = parse_duration_ns(str(value))
+    except UsageError as exc:
+        raise ConfigError(f"{where}: every: {exc}") from exc
+    if not 10 * 10**9 <= ns <= 7 * 86400 * 10**9:
+        raise ConfigError(f"{where}: every must be within 10s..7d (or \"off\")")
+    return ns
 
 
 _NAMES = set(CameraSettings._fields)
@@ -560,7 +580,7 @@ def _tier(
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: [tier] must be a table")
     top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    known = {"url", "older_than", "parallel", "max_rate", "cache", "legal_hold"}
+    known = {"url", "older_than", "parallel", "max_rate", "cache", "legal_hold", "every"}
     unknown = set(top) - known
     if unknown:
         raise ConfigError(f"{where} [tier]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -608,4 +628,5 @@ def _tier(
         cache = _config_size(doc.get("cache", "1GiB"))
     except (UsageError, ConfigError) as exc:
         raise ConfigError(f"{where} [tier]: {exc}") from exc
-    return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold)
+    every = _every(doc.get("every", "1h"), f"{where} [tier]")
+    return TierConfig(url, older, groups, cameras, parallel, rate, cache, legal_hold, every)
