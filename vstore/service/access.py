@@ -56,6 +56,8 @@ class Principal:
     via: str  # "token:ID", "jwt:ISSUER", "local:UID"
 
     def may(self, action: str) -> bool:
+        if self.role not in ROLES:  # (an identity provider's user granted nothing here)
+            return False
         return ROLES.index(self.role) >= ROLES.index(_NEEDS[action])
 
     def sees_all(self) -> bool:

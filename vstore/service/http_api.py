@@ -49,10 +49,12 @@ from vstore.service.http_common import (
     via_socket,
 )
 from vstore.service.jobs_api import JobsApi, job_routes
+from vstore.service.jwt_auth import JwtVerifier, parse_jwt_config
 from vstore.service.limits import Limits
 from vstore.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from vstore.service.metrics import Metrics
 from vstore.service.node import Node
+from vstore.service.tokens import PREFIX as TOKEN_PREFIX
 from vstore.service.tokens import TokenFile
 from vstore.store.holds import list_holds
 
@@ -90,6 +92,8 @@ class Api:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
         self.clips = ClipCache()
         self.prometheus = Metrics(node)
+        jwt_cfg = parse_jwt_config(self.store.config.auth.get("jwt"), "vstore.toml")
+        self.jwt = JwtVerifier(jwt_cfg) if jwt_cfg is not None else None
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the pool (the engine blocks on disks)."""
@@ -98,13 +102,17 @@ class Api:
 
     # --- who is asking --------------------------------------------------------------------
 
-    def principal_of(self, request: web.Request) -> Principal | None:
+    async def principal_of(self, request: web.Request) -> Principal | None:
         if via_socket(request):
             return LOCAL
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return self.tokens.authenticate(token.strip())
+        token = token.strip()
+        if scheme.lower() == "bearer" and token:
+            if token.startswith(TOKEN_PREFIX) or self.jwt is None:
+                return self.tokens.authenticate(token)
+            # (the provider's keys may have to be fetched: off the event loop)
+            return await self.run(self.jwt.principal, token)
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             return None
@@ -649,7 +657,7 @@ def make_app(node: Node) -> web.Application:
             return handler
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            p = api.principal_of(request)
+            p = await api.principal_of(request)
             if p is None:
                 raise ApiError(
                     401,
@@ -660,7 +668,13 @@ def make_app(node: Node) -> web.Application:
             request[PRINCIPAL] = p
             api.limits.request(p.name)
             if not p.may(action):
-                raise ApiError(403, "forbidden", f"the {p.role} role may not do this")
+                why = (
+                    f"the {p.role} role may not do this"
+                    if p.role != "none"
+                    else "your identity provider grants no vstore role or group (see "
+                    "[auth.jwt.roles] and [auth.jwt.groups])"
+                )
+                raise ApiError(403, "forbidden", why)
             return await handler(request)
 
         return guarded

@@ -82,6 +82,20 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
 # tls_key = "/etc/vstore/node.key"
 
+# `vstore serve` also takes bearer JWTs from an identity provider (Keycloak or similar),
+# verified against its JWKS; claims map to a role and camera groups:
+# [auth.jwt]
+# issuer = "https://sso.city.example/realms/city"
+# audience = "vstore"
+# jwks_url = "https://sso.city.example/realms/city/protocol/openid-connect/certs"
+# name_claim = "preferred_username"
+# role_claim = "roles"
+# groups_claim = "groups"
+# [auth.jwt.roles]                 # provider role -> viewer | investigator | custodian | ...
+# "police-detective" = "investigator"
+# [auth.jwt.groups]                # provider group -> camera group (default: the same name)
+# "/districts/7" = "district-7"
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`:
 # [cameras.front-door]
 # url = "rtsp://192.0.2.10/stream1"
@@ -246,6 +260,9 @@ class StoreConfig(NamedTuple):
     groups: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - shared default, never mutated
     service: ServiceConfig = ServiceConfig()
     notes: tuple[str, ...] = ()  # what the file should change (old forms still read)
+    # [auth]: how `vstore serve` authenticates beyond its own tokens ([auth.jwt]), as written;
+    # the service parses and checks it when it starts.
+    auth: dict[str, Any] = {}  # noqa: RUF012 - shared default, never mutated
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -364,7 +381,11 @@ def _group_members(table: dict[str, Any], where: str) -> tuple[str, ...]:
 
 
 def _policy_group(
-    name: str, table: dict[str, Any], sect: str, shared: dict[str, tuple[str, ...]], notes: list[str]
+    name: str,
+    table: dict[str, Any],
+    sect: str,
+    shared: dict[str, tuple[str, ...]],
+    notes: list[str],
 ) -> tuple[str, ...]:
     """The cameras of a [retention.groups.NAME] or [tier.groups.NAME] table: those of
     [groups.NAME], the one definition of groups that access, retention and tiering share.
@@ -451,7 +472,7 @@ def _every(value: Any, where: str) -> int | None:
     except UsageError as exc:
         raise ConfigError(f"{where}: every: {exc}") from exc
     if not 10 * 10**9 <= ns <= 7 * 86400 * 10**9:
-        raise ConfigError(f"{where}: every must be within 10s..7d (or \"off\")")
+        raise ConfigError(f'{where}: every must be within 10s..7d (or "off")')
     return ns
 
 
@@ -496,7 +517,7 @@ def load_config(path: Path) -> StoreConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(doc) - {"store", "cameras", "retention", "tier", "groups", "service"}
+    unknown = set(doc) - {"store", "cameras", "retention", "tier", "groups", "service", "auth"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = doc.get("store", {})
@@ -524,7 +545,14 @@ def load_config(path: Path) -> StoreConfig:
         groups=shared,
         service=_service(doc.get("service", {}), str(path)),
         notes=tuple(notes),
+        auth=_auth(doc.get("auth", {}), str(path)),
     )
+
+
+def _auth(doc: Any, where: str) -> dict[str, Any]:
+    if not isinstance(doc, dict) or set(doc) - {"jwt"}:
+        raise ConfigError(f"{where}: [auth] holds only [auth.jwt]")
+    return doc
 
 
 def _groups(doc: Any, where: str) -> dict[str, tuple[str, ...]]:
