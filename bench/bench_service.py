@@ -68,3 +68,161 @@ def test_hls_playlist_of_a_day(benchmark, day):
         benchmark.extra_info.update(segments=segments, library_s=lib_s, bytes=len(text))
     finally:
         assert node.stop() == 0
+
+
+# --- many cameras recording, many clips downloading --------------------------------------------
+
+CLIENT = r"""
+import http.client, json, random, sys, threading, time
+host, port, token, clients, seconds, first_ns, span_s = sys.argv[1:8]
+port, clients, seconds, first_ns, span_s = int(port), int(clients), float(seconds), int(first_ns), float(span_s)
+lat, errors, done = [], [], []
+stop = time.monotonic() + seconds
+def fmt(ns):
+    import datetime
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).isoformat().replace("+", "%2B")
+def run(k):
+    rnd = random.Random(k)
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    while time.monotonic() < stop:
+        a = first_ns + int(rnd.uniform(0, span_s - 11) * 1e9)
+        path = f"/api/v1/cameras/archive/clip.mp4?from={fmt(a)}&to={fmt(a + 10 * 10**9)}"
+        t = time.perf_counter()
+        try:
+            conn.request("GET", path, headers={"Authorization": "Bearer " + token})
+            r = conn.getresponse()
+            n = len(r.read())
+            if r.status != 200:
+                errors.append(r.status)
+                time.sleep(0.2)
+                continue
+            lat.append(time.perf_counter() - t)
+            done.append(n)
+        except Exception as e:
+            errors.append(str(e)[:60])
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+lat.sort()
+print(json.dumps({"downloads": len(done), "bytes": sum(done), "errors": len(errors),
+                  "error_kinds": sorted(set(map(str, errors)))[:5],
+                  "p50_s": lat[len(lat) // 2] if lat else None,
+                  "p99_s": lat[int(len(lat) * 0.99)] if lat else None}))
+"""
+
+
+def _recording(node, tok) -> tuple[int, int]:
+    """(packets written, packets dropped) over every camera recording now."""
+    import re
+
+    text = node.get("/metrics", tok).body.decode()
+    packets = sum(
+        float(v) for v in re.findall(r"^vstore_packets_written_total\{[^}]*\} (\S+)", text, re.MULTILINE)
+    )
+    dropped = sum(
+        float(v)
+        for v in re.findall(r"^vstore_ingest_dropped_packets_total\{[^}]*\} (\S+)", text, re.MULTILINE)
+    )
+    return int(packets), int(dropped)
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(x for x in f if x.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_service_under_load(benchmark, tmp_path, request):
+    """100 cameras recording into `vstore serve` for a while alone, then as long again while
+    200 clients download 10 s MP4 clips of an archive camera at random offsets (in another
+    process): recording's packets and drops in each phase, downloads per second and p99
+    latency, and the idle node's memory beside `vstore record` with the same cameras."""
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    from bench.bench_ingest import PacedTsServer, _vstore
+    from bench.bench_real_footage import make_footage
+    from tools.camsim import StreamSpec as Spec
+    from tools.camsim import write_file
+    from vstore.ingest.file_import import import_file
+
+    smoke = request.config.getoption("benchmark_disable") and not request.config.getoption(
+        "benchmark_enable"
+    )
+    cams, clients, phase_s = (2, 4, 4.0) if smoke else (100, 200, 20.0)
+    spec = Spec(gop_frames=50) if smoke else Spec(width=1920, height=1080, gop_frames=50,
+                                                    bitrate=4_000_000, noise=24)  # fmt: skip
+    ts = tmp_path / "cam.ts"
+    write_file(str(ts), spec, 4 if smoke else 20)
+    data = ts.read_bytes()
+    store = tmp_path / "store"
+    store.mkdir()
+    with open_store(store) as st:
+        end = import_file(st, make_footage("h264", smoke), "archive", T0).end_ns
+    srv = PacedTsServer(data, 3 * phase_s + 60, 4 if smoke else 20)
+    try:
+        lines = ["[service]", "rate_per_s = 100000", f"max_exports = {clients}"]
+        for i in range(cams):
+            lines += [f"[cameras.cam{i}]", f'url = "{srv.url}"']
+        (store / "vstore.toml").write_text("\n".join(lines) + "\n")
+        tok = make_token(store, "investigator", "*", name="load")
+        node = start_node(store)
+        try:
+            time.sleep(3.0)  # every camera connected and past its first GOP
+            rss: list[float] = []
+            p0 = _recording(node, tok)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < phase_s:
+                rss.append(_rss_mb(node.proc.pid))
+                time.sleep(0.5)
+            p1 = _recording(node, tok)
+            out: dict = {}
+
+            def load() -> None:
+                r = subprocess.run(
+                    [sys.executable, "-c", CLIENT, node.host, str(node.port), tok, str(clients),
+                     str(phase_s), str(T0), str((end - T0) / 1e9)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                out.update(json.loads(r.stdout))
+
+            def both() -> None:
+                th = threading.Thread(target=load)
+                th.start()
+                th.join()
+
+            pa = _recording(node, tok)
+            benchmark.pedantic(both, rounds=1, iterations=1)
+            pb = _recording(node, tok)
+        finally:
+            assert node.stop() == 0
+        record = _vstore(srv.url, cams, phase_s, tmp_path / "record-store")
+    finally:
+        srv.close()
+    alone_pps = (p1[0] - p0[0]) / phase_s
+    loaded_pps = (pb[0] - pa[0]) / phase_s
+    steady = rss[len(rss) // 2 :]
+    rec_rss = record["rss_samples_mb"]
+    rec_steady = rec_rss[len(rec_rss) // 2 :]
+    benchmark.extra_info.update(
+        cameras=cams,
+        clients=clients,
+        seconds=phase_s,
+        recording_alone_packets_per_s=alone_pps,
+        recording_loaded_packets_per_s=loaded_pps,
+        dropped_alone=p1[1] - p0[1],
+        dropped_loaded=pb[1] - pa[1],
+        downloads=out["downloads"],
+        downloads_per_s=out["downloads"] / phase_s,
+        download_errors=out["errors"],
+        download_error_kinds=out["error_kinds"],
+        p50_s=out["p50_s"],
+        p99_s=out["p99_s"],
+        serve_idle_rss_mb=sum(steady) / max(1, len(steady)),
+        record_rss_mb=sum(rec_steady) / max(1, len(rec_steady)),
+        server_max_lag_s=srv.max_lag_s,
+    )
+    assert out["downloads"] > 0 and alone_pps > 0

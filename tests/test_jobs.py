@@ -240,3 +240,26 @@ def test_store_locked_error_when_nobody_serves(store_dir):
     seed(store_dir)
     with open_store(store_dir), pytest.raises(StoreLocked):
         job_client.run_job(str(store_dir), "hold", {"action": "sync"})
+
+
+def test_rebuild_index_reaches_a_store_a_recorder_holds(store_dir, tmp_path, media, capsys):
+    """A second store's tiered footage indexed into a store a recorder holds, through it."""
+    src = media("jobs-rebuild.ts", 3.0, codec="h264", gop_frames=25)
+    other = tmp_path / "other"
+    cold = tmp_path / "cold"
+    assert main(["import", str(src), "--camera", "far", "--start", format_time(START_NS),
+                 "--store", str(other)]) == 0  # fmt: skip
+    assert main(["tier", "run", "--to", str(cold), "--older-than", "0s", "--store",
+                 str(other)]) == 0  # fmt: skip
+    capsys.readouterr()
+    with TcpCamera(SPEC) as cam:
+        p = _recorder(store_dir, cam.url)
+        try:
+            argv = ["rebuild-index", "--from", str(cold), "--json", "--store", str(store_dir)]
+            assert main(argv) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert doc["indexed"] >= 1 and doc["foreign"] >= 1 and not doc["problems"]
+        finally:
+            _stop(p)
+    with open_store(store_dir, read_only=True) as st:
+        assert "far" in [c.camera for c in st.cameras()]

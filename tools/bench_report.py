@@ -578,6 +578,40 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                 "row, then one line pair per GOP)",
             )
         )
+    load = "test_service_under_load"
+    if load in by:
+        li = by[load]["extra_info"]
+        ratio = li["recording_loaded_packets_per_s"] / max(
+            1e-9, li["recording_alone_packets_per_s"]
+        )
+        figs.append(
+            figure(
+                f"{li['cameras']} cameras recording while {li['clients']} clients download "
+                "clips: recording throughput (vs recording alone)",
+                li["recording_loaded_packets_per_s"],
+                "packets/s",
+                li["recording_alone_packets_per_s"],
+                "ratio >= 0.9, 0 drops",
+                ratio >= 0.9 and li["dropped_loaded"] == 0,
+                f"drops {li['dropped_alone']} alone, {li['dropped_loaded']} loaded; "
+                f"{li['downloads_per_s']:.1f} downloads/s of 10 s 1080p MP4 clips, p50 "
+                f"{(li['p50_s'] or 0) * 1000:.0f} ms, p99 {(li['p99_s'] or 0) * 1000:.0f} ms, "
+                f"{li['download_errors']} errors; clients in another process on the same 2 "
+                "cores",
+            )
+        )
+        figs.append(
+            figure(
+                f"memory of an idle `vstore serve` with {li['cameras']} cameras (vs `vstore "
+                "record` with the same cameras)",
+                li["serve_idle_rss_mb"],
+                "MB",
+                li["record_rss_mb"],
+                "ratio <= 1.1",
+                li["serve_idle_rss_mb"] <= 1.1 * li["record_rss_mb"],
+                "steady resident memory, second half of each run",
+            )
+        )
     if star in by:
         st = by[star]["extra_info"]
         figs.append(

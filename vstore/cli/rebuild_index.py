@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import add_common_args, print_json, progress_bar
 
 
@@ -33,7 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
-    from vstore.lifecycle.tiering import rebuild_index_from_tier
 
     if not args.source.startswith("s3://"):  # an S3 tier is built with the store's config
         from vstore.base.errors import NotFound
@@ -45,27 +43,30 @@ def run(args: argparse.Namespace) -> int:
         root = open_tier(args.source).root  # type: ignore[attr-defined]
         if not root.is_dir():
             raise NotFound(f"no tier directory at {root}")
-    with (
-        open_store(args.store) as store,
-        progress_bar(None, "indexing", not args.json, "obj") as progress,
-    ):
-        res = rebuild_index_from_tier(
-            store, store.tier(args.source), progress=progress, adopt=args.adopt
-        )
+    from vstore.base.errors import StoreLocked
+    from vstore.service.job_client import run_job
+
+    try:  # a new store is what this command is often for: make it when there is none
+        open_store(args.store).close()
+    except StoreLocked:
+        pass  # held by a node or recorder: the job runs through it
+    params = {"source": args.source, "adopt": args.adopt}
+    with progress_bar(None, "indexing", not args.json, "obj") as progress:
+        doc = run_job(args.store, "rebuild-index", params, progress)
     if args.json:
-        print_json({"from": args.source, **to_jsonable(res)})
+        print_json(doc)
     else:
         print(
-            f"{res.objects} object(s): indexed {res.indexed} segment(s) ({res.chunks} chunks),"
-            f" {res.already_indexed} already indexed"
+            f"{doc['objects']} object(s): indexed {doc['indexed']} segment(s) "
+            f"({doc['chunks']} chunks), {doc['already_indexed']} already indexed"
         )
-        if res.foreign and not res.adopted:
+        if doc["foreign"] and not doc["adopted"]:
             print(
-                f"  {res.foreign} object(s) were written by another store: indexed read-only "
-                "(clips work; this store never deletes them; --adopt takes them over)"
+                f"  {doc['foreign']} object(s) were written by another store: indexed "
+                "read-only (clips work; this store never deletes them; --adopt takes them over)"
             )
-        elif res.foreign:
-            print(f"  {res.foreign} object(s) another store wrote are now this store's")
-        for p in res.problems:
+        elif doc["foreign"]:
+            print(f"  {doc['foreign']} object(s) another store wrote are now this store's")
+        for p in doc["problems"]:
             print(f"  problem: {p}")
-    return 0 if not res.problems else 5
+    return 0 if not doc["problems"] else 5

@@ -11,6 +11,7 @@ from vstore.base.errors import UsageError
 from vstore.jobs.check import check_job
 from vstore.jobs.hold import hold_job
 from vstore.jobs.imports import import_job
+from vstore.jobs.rebuild_index import rebuild_index_job
 from vstore.jobs.retention import retention_job
 from vstore.jobs.tier import tier_job
 from vstore.store.store import Store
@@ -24,6 +25,7 @@ JOBS: dict[str, Job] = {
     "tier": tier_job,
     "import": import_job,
     "check": check_job,
+    "rebuild-index": rebuild_index_job,
 }
 
 
