@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from bench.bench_real_footage import _smoke, make_footage
 from bench.conftest import NS, T0
-from tests.service_helpers import make_token, start_node
+from tests.service_helpers import free_port, make_token, start_node, wait_for_port
 from vstore.api import open_store
 from vstore.base.timebase import format_time
 from vstore.export.clip import write_clip
@@ -132,31 +131,17 @@ def test_http_clip_aiohttp(benchmark, footage, token):
         assert node.stop() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_http_clip_starlette(benchmark, footage, token):
     """The same clip path on Starlette served by uvicorn (bench/http_starlette.py)."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "VSTORE_BENCH_STORE": str(footage["store"])}
     cmd = [sys.executable, "-m", "uvicorn", "bench.http_starlette:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("uvicorn did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port, proc)
         path = _path(footage["start"], footage["end"])
         got = _rounds(lambda: _download("127.0.0.1", port, path, token))
         benchmark.pedantic(lambda: _download("127.0.0.1", port, path, token), rounds=1)

@@ -135,3 +135,30 @@ def start_node(store: Path, *extra: str) -> Node:
         time.sleep(0.05)
     node.stop()
     raise RuntimeError("vstore serve never became ready")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Until a server process listens on 127.0.0.1:port (RuntimeError if it exits first)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
+def store_with_cameras(store: Path, src: Path, cameras: tuple[str, ...], start: str) -> Path:
+    """A new store at ``store`` with ``src`` imported under each camera id at ``start``."""
+    vstore("init", "--store", str(store))
+    for cam in cameras:
+        vstore("import", str(src), "--camera", cam, "--start", start, "--store", str(store))
+    return store

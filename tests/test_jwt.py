@@ -5,7 +5,6 @@ does not verify is a 401, a verified user granted nothing here a 403."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import START_NS
-from tests.service_helpers import start_node, vstore
+from tests.service_helpers import free_port, start_node, store_with_cameras, wait_for_port
 from vstore.base.timebase import format_time
 
 ISSUER = "https://sso.city.example/realms/city"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +28,15 @@ def idp(tmp_path_factory):
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid="k1", use="sig", alg="RS256")
     (d / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
                              "127.0.0.1", "--directory", str(d)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
+    try:
+        wait_for_port(port, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
     yield key, f"http://127.0.0.1:{port}/jwks.json"
     proc.terminate()
     proc.wait(10)
@@ -59,12 +47,9 @@ def node(idp, tmp_path_factory, media_dir):
     from tests.conftest import make_media
 
     _key, jwks_url = idp
-    store = tmp_path_factory.mktemp("jwt") / "store"
-    vstore("init", "--store", str(store))
     src = make_media(media_dir, "jwt.ts", 3.0, codec="h264", gop_frames=25)
-    for cam in ("gate", "lobby"):
-        vstore("import", str(src), "--camera", cam, "--start", format_time(START_NS),
-               "--store", str(store))  # fmt: skip
+    store = store_with_cameras(tmp_path_factory.mktemp("jwt") / "store", src,
+                               ("gate", "lobby"), format_time(START_NS))  # fmt: skip
     with open(store / "vstore.toml", "a") as f:
         f.write(
             '\n[groups.north]\ncameras = ["gate"]\n[groups.south]\ncameras = ["lobby"]\n'

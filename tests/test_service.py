@@ -16,7 +16,7 @@ import av
 import pytest
 
 from tests.conftest import START_NS
-from tests.service_helpers import make_token, start_node, vstore
+from tests.service_helpers import make_token, start_node, store_with_cameras, vstore
 from vstore.base.timebase import format_time
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 
@@ -36,13 +36,9 @@ def clip_path(cam: str, a: int, b: int, fmt: str = "mp4", extra: str = "") -> st
 def node(tmp_path_factory, media_dir):
     from tests.conftest import make_media
 
-    root = tmp_path_factory.mktemp("svc")
-    store = root / "store"
-    vstore("init", "--store", str(store))
     src = make_media(media_dir, "svc.ts", 12.0, codec="h264", gop_frames=25, audio="aac")
-    for cam in ("gate", "lobby"):
-        vstore("import", str(src), "--camera", cam, "--start", format_time(START_NS),
-               "--store", str(store))  # fmt: skip
+    store = store_with_cameras(tmp_path_factory.mktemp("svc") / "store", src,
+                               ("gate", "lobby"), format_time(START_NS))  # fmt: skip
     with open(store / "vstore.toml", "a") as f:
         f.write(
             '\n[groups.north]\ncameras = ["gate"]\n[groups.south]\ncameras = ["lobby"]\n'
