@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.base.errors import UsageError
+    from vstore.base.errors import NotFound, UsageError
     from vstore.base.timebase import NS_PER_S, parse_duration_ns
     from vstore.service.tokens import token_file
     from vstore.store.config import load_config
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = resolve_store_path(args.store)
     if not (root / "meta.json").exists() and not (root / "index").exists():
-        raise UsageError(f"{root} is not a vstore store (`vstore init` makes one)")
+        raise NotFound(f"{root} is not a vstore store (`vstore init` makes one)")
     tokens = token_file(root)
     if args.action == "create":
         expires_s = None
