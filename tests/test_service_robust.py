@@ -209,3 +209,65 @@ def test_a_flood_of_malformed_requests_is_answered_in_bounded_memory(store):
         assert r.status == 404 and b"[store]" not in r.body
     finally:
         assert n.stop() == 0
+
+
+def test_a_stalled_client_never_stalls_recording_and_is_dropped(tmp_path, media):
+    """A client that asks for a long clip and reads nothing: the camera the node records
+    meanwhile loses no packet, and the client is dropped after write_timeout_s."""
+    from tools.camsim import StreamSpec, TcpCamera
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("robust-long.ts", 20.0, codec="h264", gop_frames=25, width=640, height=360,
+                bitrate=2_000_000, noise=24)  # fmt: skip
+    vstore("import", str(src), "--camera", "gate", "--start", format_time(START_NS),
+           "--store", str(store))  # fmt: skip
+    with TcpCamera(StreamSpec(width=320, height=240, gop_frames=25)) as cam:
+        (store / "vstore.toml").write_text(
+            f'[service]\nwrite_timeout_s = 2\n[cameras.live]\nurl = "{cam.url}"\n'
+        )
+        tok = make_token(store, "investigator", "*")
+        n = start_node(store)
+        try:
+            path = (
+                f"/api/v1/cameras/gate/clip.mp4?from={_q(START_NS)}&to={_q(START_NS + 20 * 10**9)}"
+            )
+            s = socket.create_connection((n.host, n.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
+            )
+            t0 = time.monotonic()
+            time.sleep(6.0)  # reading nothing, well past the timeout
+            # The node hung up on it: what is left to read ends before the clip does.
+            s.settimeout(10)
+            got = 0
+            while chunk := s.recv(1 << 20):
+                got += len(chunk)
+            s.close()
+            head_len = int(n.request("HEAD", path, tok).headers["content-length"])
+            assert got < head_len, (got, head_len)
+            st = n.get("/api/v1/cameras/live", tok).json()["status"]
+            assert st["recording"] and st["dropped_queue_full"] == 0
+            w = st["writer"]
+            assert w["packets"] >= 25 * (time.monotonic() - t0 - 2)  # kept up meanwhile
+            assert not any(v for k, v in w.items() if k.startswith("dropped"))
+        finally:
+            assert n.stop() == 0
+
+
+def test_a_node_can_require_a_purpose_for_exports(store):
+    with open(store / "vstore.toml", "a") as f:
+        f.write("\n[service]\nrequire_purpose = true\n")
+    tok = make_token(store, "investigator", "*")
+    n = start_node(store)
+    try:
+        base = f"/api/v1/cameras/gate/clip.mp4?from={_q(START_NS)}&to={_q(START_NS + 2 * 10**9)}"
+        r = n.get(base, tok)
+        assert r.status == 400 and "purpose" in r.json()["error"]["message"]
+        assert n.get(base + "&purpose=case-12", tok).status == 200
+        snap = f"/api/v1/cameras/gate/snapshot.jpg?at={_q(START_NS + 10**9)}"
+        assert n.get(snap, tok).status == 400
+        assert n.get(snap + "&purpose=case-12", tok).status == 200
+    finally:
+        assert n.stop() == 0

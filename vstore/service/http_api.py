@@ -60,7 +60,6 @@ from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
 
-WRITE_TIMEOUT_S = 60.0  # a client that takes no bytes for this long is dropped
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
 SESSION_COOKIE = "vstore_token"
 PAGE_DIR = Path(__file__).with_name("page")
@@ -89,6 +88,8 @@ class Api:
         self.tokens = TokenFile(self.store.layout)
         svc = self.store.config.service
         self.limits = Limits(svc.rate_per_s, svc.max_exports)
+        # A client that takes no bytes for this long is dropped (its leases go with it).
+        self.write_timeout_s = svc.write_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
         self.clips = ClipCache()
         self.prometheus = Metrics(node)
@@ -323,7 +324,7 @@ class Api:
                 # One write per chunk: its samples are often thousands of small pieces (audio
                 # and video interleaved), and each write is a trip through the event loop.
                 data = block[0] if len(block) == 1 else b"".join(block)
-                await asyncio.wait_for(resp.write(data), WRITE_TIMEOUT_S)
+                await asyncio.wait_for(resp.write(data), self.write_timeout_s)
             await resp.write_eof()
             return resp
         finally:
@@ -351,7 +352,7 @@ class Api:
             await resp.prepare(request)
             block = first
             while block is not None:
-                await asyncio.wait_for(resp.write(block), WRITE_TIMEOUT_S)
+                await asyncio.wait_for(resp.write(block), self.write_timeout_s)
                 block = await self.run(next, blocks, None)
             await resp.write_eof()
             return resp

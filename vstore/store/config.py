@@ -79,6 +79,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # require_purpose = false     # true: clips and snapshots must give a purpose (a case number)
 # max_exports = 4             # concurrent clip downloads per principal
 # rate_per_s = 50             # requests per second per principal (bursts of twice that)
+# write_timeout_s = 60        # a client that takes no bytes this long is dropped
 # tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
 # tls_key = "/etc/vstore/node.key"
 
@@ -249,6 +250,7 @@ class ServiceConfig(NamedTuple):
     rate_per_s: float = 50.0  # requests per second per principal (bursts of twice that)
     tls_cert: str | None = None  # PEM files: HTTPS when both are set
     tls_key: str | None = None
+    write_timeout_s: float = 60.0  # a client that takes no bytes this long is dropped
 
 
 class StoreConfig(NamedTuple):
@@ -580,7 +582,7 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
     d = ServiceConfig()
     out = d._replace(**doc)
-    for key in ("max_clip_s", "rate_per_s"):
+    for key in ("max_clip_s", "rate_per_s", "write_timeout_s"):
         v = getattr(out, key)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise ConfigError(f"{where}: {key} must be a number above 0")
@@ -596,7 +598,11 @@ def _service(doc: Any, where: str) -> ServiceConfig:
             raise ConfigError(f"{where}: {key} must be a file path")
     if (out.tls_cert is None) != (out.tls_key is None):
         raise ConfigError(f"{where}: give both tls_cert and tls_key, or neither")
-    return out._replace(max_clip_s=float(out.max_clip_s), rate_per_s=float(out.rate_per_s))
+    return out._replace(
+        max_clip_s=float(out.max_clip_s),
+        rate_per_s=float(out.rate_per_s),
+        write_timeout_s=float(out.write_timeout_s),
+    )
 
 
 def _tier(
