@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +53,7 @@ from vstore.service.limits import Limits
 from vstore.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from vstore.service.metrics import Metrics
 from vstore.service.node import Node
+from vstore.service.page_api import SESSION_COOKIE, PageApi, page_routes
 from vstore.service.tokens import PREFIX as TOKEN_PREFIX
 from vstore.service.tokens import TokenFile
 from vstore.store.holds import list_holds
@@ -61,17 +61,8 @@ from vstore.store.holds import list_holds
 log = logging.getLogger(__name__)
 
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
-SESSION_COOKIE = "vstore_token"
-PAGE_DIR = Path(__file__).with_name("page")
 # A GOP's bytes never change once recorded: its URL names it by time.
 _IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
-PAGE_FILES = {
-    "index.html": "text/html",
-    "page.js": "text/javascript",
-    "page.css": "text/css",
-    "hls.light.min.js": "text/javascript",  # hls.js, vendored (tools/vendor_hlsjs.sh)
-    "hls.js-LICENSE.txt": "text/plain",
-}
 
 _CAMERA = Param("id", "path", "camera id")
 _FROM = Param("from", "query", "start: ISO 8601 with offset, 'now' or relative (-15m)", True)
@@ -517,56 +508,6 @@ class Api:
 
         return json_response({"records": await self.run(records)})
 
-    async def page(self, request: web.Request) -> web.StreamResponse:
-        return self._static("index.html")
-
-    async def static(self, request: web.Request) -> web.StreamResponse:
-        return self._static(request.match_info["name"])
-
-    @staticmethod
-    def _static(name: str) -> web.StreamResponse:
-        kind = PAGE_FILES.get(name)
-        if kind is None:
-            raise NotFound(f"no file {name!r}")
-        body = (PAGE_DIR / name).read_bytes()
-        headers = {
-            "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
-            "worker-src 'self' blob:; object-src 'none'; frame-ancestors 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-cache",
-        }
-        return web.Response(body=body, content_type=kind, headers=headers)
-
-    async def login(self, request: web.Request) -> web.StreamResponse:
-        """The browser page's sign-in: a token in, an HttpOnly cookie holding it out."""
-        doc = await json_body(request)
-        token = str(doc.get("token", "")).strip()
-        p = self.tokens.authenticate(token) if token else None
-        if p is None:
-            raise ApiError(401, "unauthorized", "that token is not valid (or was revoked)")
-        resp = json_response(self._whoami(p))
-        resp.set_cookie(
-            SESSION_COOKIE,
-            token,
-            httponly=True,
-            samesite="Strict",
-            secure=request.secure,
-            path="/",
-        )
-        return resp
-
-    async def logout(self, request: web.Request) -> web.StreamResponse:
-        resp = json_response({"signed_out": True})
-        resp.del_cookie(SESSION_COOKIE, path="/")
-        return resp
-
-    @staticmethod
-    def _whoami(p: Principal) -> dict[str, Any]:
-        return {"name": p.name, "role": p.role, "groups": list(p.groups)}
-
-    async def session(self, request: web.Request) -> web.StreamResponse:
-        return json_response(self._whoami(request[PRINCIPAL]))
-
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         if not request[PRINCIPAL].sees_all():
             raise ApiError(403, "forbidden", "metrics cover every camera: use a token scoped to *")
@@ -587,18 +528,11 @@ def _routes(api: Api | None) -> list[Route]:
 
     cam_range = (_CAMERA, _FROM, _TO)
     return [
-        Route("GET", "/", h("page"), "The browser page", None, produces="text/html"),
-        Route("GET", "/static/{name}", h("static"), "The page's scripts and styles", None,
-              (Param("name", "path", "file name"),), produces="text/plain"),
         Route("GET", "/livez", h("livez"), "The process is alive", None),
         Route("GET", "/readyz", h("readyz"), "The store is open and recovered, cameras started", None),
         Route("GET", "/openapi.json", h("openapi"), "This document", None),
         Route("GET", "/metrics", h("metrics"), "Prometheus metrics (a token scoped to *)", "view",
               produces="text/plain"),
-        Route("POST", f"{API}/session", h("login"),
-              "Sign in with a token: {token}; sets an HttpOnly cookie", None, body=True),
-        Route("GET", f"{API}/session", h("session"), "Who the request is signed in as", "view"),
-        Route("DELETE", f"{API}/session", h("logout"), "Sign out (the cookie is cleared)", None),
         Route("GET", f"{API}/cameras", h("cameras"), "Cameras the principal may see", "view"),
         Route("GET", f"{API}/cameras/{{id}}", h("camera_status"), "A camera and its recorder", "view", (_CAMERA,)),
         Route(
@@ -647,7 +581,7 @@ def _routes(api: Api | None) -> list[Route]:
     ]  # fmt: skip
 
 
-ROUTES = _routes(None) + job_routes(None)
+ROUTES = page_routes(None) + _routes(None) + job_routes(None)
 
 
 def make_app(node: Node) -> web.Application:
@@ -695,7 +629,8 @@ def make_app(node: Node) -> web.Application:
             api.prometheus.observe(route, request.method, status, time.perf_counter() - t)
 
     app = web.Application(middlewares=[measured, errors_middleware], client_max_size=64 * 1024)
-    for r in _routes(api) + job_routes(JobsApi(node.jobs)):
+    page = PageApi(api.tokens)
+    for r in page_routes(page) + _routes(api) + job_routes(JobsApi(node.jobs)):
         handler = authorized(r.action, r.handler)
         if r.method == "GET":
             app.router.add_get(r.path, handler)  # and HEAD
