@@ -53,15 +53,18 @@ def gops(store: Store, camera_id: str, start_ns: int, end_ns: int) -> list[Gop]:
     """The GOPs that show [start_ns, end_ns), from the one on screen at start_ns."""
     num = store.camera_num(camera_id)
     rows = store.index.chunks_from_keyframe(num, start_ns, end_ns, fmt.CHUNK_CONTINUATION)
+    if len(rows) > MAX_SEGMENTS:
+        raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
+    cont = fmt.CHUNK_CONTINUATION
     out: list[Gop] = []
+    new = tuple.__new__  # (a day is 43,200 GOPs: plain tuple construction)
     for c in rows:
-        if out and c.flags & fmt.CHUNK_CONTINUATION and out[-1].segment_id == c.segment_id:
+        # ChunkRow: camera_num, start_ns, end_ns, segment_id, offset, length, packets, crc, flags
+        if c[8] & cont and out and out[-1][2] == c[3]:
             g = out[-1]
-            out[-1] = Gop(g.start_ns, c.end_ns, g.segment_id, (*g.chunks, c))
+            out[-1] = new(Gop, (g[0], c[2], g[2], (*g[3], c)))
         else:
-            out.append(Gop(c.start_ns, c.end_ns, c.segment_id, (c,)))
-        if len(out) > MAX_SEGMENTS:
-            raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
+            out.append(new(Gop, (c[1], c[2], c[3], (c,))))
     return out
 
 
@@ -80,18 +83,17 @@ def playlist(segments: list[Gop], live: bool) -> str:
         f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
-    prev: Gop | None = None
-    for g in segments:
-        if prev is None or g.start_ns - prev.end_ns > GAP_TOLERANCE_NS:
-            if prev is not None:
+    prev_end = prev_seg = None
+    for start, end, seg, _chunks in segments:
+        if prev_end is None or start - prev_end > GAP_TOLERANCE_NS:
+            if prev_end is not None:
                 lines.append("#EXT-X-DISCONTINUITY")
-            lines.append(f'#EXT-X-MAP:URI="init/{g.start_ns}.mp4"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(g.start_ns)}")
-        elif g.segment_id != prev.segment_id:
-            lines.append(f'#EXT-X-MAP:URI="init/{g.start_ns}.mp4"')
-        lines.append(f"#EXTINF:{(g.end_ns - g.start_ns) / NS_PER_S:.3f},")
-        lines.append(f"seg/{g.start_ns}.m4s")
-        prev = g
+            lines.append(f'#EXT-X-MAP:URI="init/{start}.mp4"')
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}")
+        elif seg != prev_seg:
+            lines.append(f'#EXT-X-MAP:URI="init/{start}.mp4"')
+        lines.append(f"#EXTINF:{(end - start) / NS_PER_S:.3f},\nseg/{start}.m4s")
+        prev_end, prev_seg = end, seg
     if not live:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
