@@ -440,3 +440,33 @@ def test_the_node_runs_retention_and_tiering_on_their_schedules(tmp_path, media)
     }
     assert "old" not in cams or cams["old"]["segments"] == 0  # past its max_age: deleted
     assert cams["cold"]["tiered_bytes"] == cams["cold"]["size_bytes"] > 0  # all tiered
+
+
+def test_admins_manage_tokens_within_their_own_groups(node):
+    admin = node.tokens["admin"]  # scoped to *
+    north_admin = make_token(node.store, "admin", "north", name="north-admin")
+    assert node.get("/api/v1/tokens", node.tokens["custodian"]).status == 403
+    r = node.request("POST", "/api/v1/tokens", north_admin,
+                     body={"name": "desk", "role": "viewer", "groups": ["north"], "expires": "1d"})  # fmt: skip
+    assert r.status == 201, r
+    made = r.json()
+    assert made["token"].startswith("vst_") and made["expires_ns"]
+    assert node.get("/api/v1/cameras", made["token"]).status == 200
+    # No more than it holds: another group, or every camera, is refused.
+    for groups in (["south"], ["*"]):
+        r = node.request("POST", "/api/v1/tokens", north_admin,
+                         body={"name": "x", "role": "viewer", "groups": groups})  # fmt: skip
+        assert r.status == 403
+    listed = node.get("/api/v1/tokens", north_admin).json()["tokens"]
+    assert made["id"] in [t["id"] for t in listed]
+    assert all(set(t["groups"]) <= {"north"} for t in listed)
+    assert all("sha256" not in t and "token" not in t for t in listed)
+    south_id = next(t["id"] for t in node.get("/api/v1/tokens", admin).json()["tokens"]
+                    if t["groups"] == ["south"])  # fmt: skip
+    assert node.request("DELETE", f"/api/v1/tokens/{south_id}", north_admin).status == 404
+    assert node.request("DELETE", f"/api/v1/tokens/{made['id']}", north_admin).status == 200
+    assert node.get("/api/v1/cameras", made["token"]).status == 401
+    recs = node.get("/api/v1/audit", admin).json()["records"]
+    acts = {r["action"] for r in recs}
+    assert {"token_create", "token_revoke"} <= acts
+    assert all(made["token"] not in str(r) for r in recs)

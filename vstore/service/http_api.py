@@ -56,6 +56,7 @@ from vstore.service.node import Node
 from vstore.service.page_api import SESSION_COOKIE, PageApi, page_routes
 from vstore.service.tokens import PREFIX as TOKEN_PREFIX
 from vstore.service.tokens import TokenFile
+from vstore.service.tokens_api import TokensApi, token_routes
 from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
@@ -581,7 +582,7 @@ def _routes(api: Api | None) -> list[Route]:
     ]  # fmt: skip
 
 
-ROUTES = page_routes(None) + _routes(None) + job_routes(None)
+ROUTES = page_routes(None) + _routes(None) + job_routes(None) + token_routes(None)
 
 
 def make_app(node: Node) -> web.Application:
@@ -630,7 +631,11 @@ def make_app(node: Node) -> web.Application:
 
     app = web.Application(middlewares=[measured, errors_middleware], client_max_size=64 * 1024)
     page = PageApi(api.tokens)
-    for r in page_routes(page) + _routes(api) + job_routes(JobsApi(node.jobs)):
+    tokens = TokensApi(node.store, api.tokens)
+    routes = (
+        page_routes(page) + _routes(api) + job_routes(JobsApi(node.jobs)) + token_routes(tokens)
+    )
+    for r in routes:
         handler = authorized(r.action, r.handler)
         if r.method == "GET":
             app.router.add_get(r.path, handler)  # and HEAD
