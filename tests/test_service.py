@@ -470,3 +470,9 @@ def test_admins_manage_tokens_within_their_own_groups(node):
     acts = {r["action"] for r in recs}
     assert {"token_create", "token_revoke"} <= acts
     assert all(made["token"] not in str(r) for r in recs)
+
+
+def test_serve_never_creates_a_store(tmp_path):
+    r = vstore("serve", "--store", str(tmp_path / "typo"), "--listen", "127.0.0.1:0", check=False)
+    assert r.returncode == 3 and "no store" in r.stderr
+    assert not (tmp_path / "typo").exists()

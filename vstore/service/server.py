@@ -57,7 +57,8 @@ def serve(
     """Run a node on the store until a stop signal. ``on_ready(url, node)`` is called once
     it listens."""
     host, port = parse_listen(listen)
-    with open_store(store_path) as store:
+    # Never a new store: a mistyped --store would serve an empty one (`vstore init` makes it).
+    with open_store(store_path, create=False) as store:
         svc = store.config.service
         tls: ssl.SSLContext | None = None
         if svc.tls_cert and svc.tls_key:
