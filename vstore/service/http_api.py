@@ -357,8 +357,10 @@ class Api:
         if live:
             now = time.time_ns()
             given = self.time_arg(request, "from", required=False)
-            # A live playlist only grows: it starts at a fixed point (the whole ten minutes
-            # before now, unless given), so each refresh adds to the one before.
+            # A live (EVENT) playlist only grows: it starts at a fixed point, so each reload
+            # adds to the one before. Players should give it (the page does: a minute before
+            # they start); without one it is the whole ten minutes before now, which moves
+            # on every ten minutes.
             window = 600 * NS_PER_S
             start = given if given is not None else (now // window - 1) * window
             end = now + 60 * NS_PER_S

@@ -288,7 +288,9 @@ $("play").addEventListener("click", async () => {
 
 $("live").addEventListener("click", async () => {
   showError("error", null);
-  const url = `${camPath()}/hls.m3u8?live=1`;
+  // An EVENT playlist from a fixed start (a minute ago) only ever grows: every reload of it
+  // keeps the segments the player already has.
+  const url = `${camPath()}/hls.m3u8?live=1&from=${encodeURIComponent(isoLocal(Date.now() - 60000))}`;
   if (await checked(url)) playHls(url, null);
 });
 
