@@ -476,3 +476,56 @@ def test_serve_never_creates_a_store(tmp_path):
     r = vstore("serve", "--store", str(tmp_path / "typo"), "--listen", "127.0.0.1:0", check=False)
     assert r.returncode == 3 and "no store" in r.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_what_a_new_user_tripped_on_is_refused_clearly(node):
+    admin, cust = node.tokens["admin"], node.tokens["custodian"]
+    # A misspelt job parameter is refused before anything runs, as is a value of a wrong type.
+    r = node.request("POST", "/api/v1/jobs", admin,
+                     body={"job": "retention", "params": {"dry-run": True}})  # fmt: skip
+    assert r.status == 400 and "no parameter 'dry-run'" in r.json()["error"]["message"]
+    r = node.request("POST", "/api/v1/jobs", admin,
+                     body={"job": "check", "params": {"max_rate": "fast"}})  # fmt: skip
+    assert r.status == 400 and "must be a number" in r.json()["error"]["message"]
+    # A GOP start past 64 bits is no segment, not a crash.
+    assert node.get("/api/v1/cameras/gate/seg/99999999999999999999999.m4s", admin).status == 404
+    assert node.get("/api/v1/cameras/gate/init/-99999999999999999999999.mp4", admin).status == 404
+    # A token that is not valid is told so (not asked for one).
+    r = node.get("/api/v1/cameras", "vst_dead_beef")
+    assert r.status == 401 and "not valid" in r.json()["error"]["message"]
+    # A hold is released only with a reason.
+    body = {"camera": "gate", "from": format_time(START_NS),
+            "to": format_time(START_NS + 10**9), "reason": "case 77"}  # fmt: skip
+    hold = node.request("POST", "/api/v1/holds", cust, body=body).json()
+    r = node.request("POST", f"/api/v1/holds/{hold['id']}/release", cust, body={})
+    assert r.status == 400 and "reason" in r.json()["error"]["message"]
+    r = node.request("POST", f"/api/v1/holds/{hold['id']}/release", cust, body={"reason": "ok"})
+    assert r.status == 200
+    # If-None-Match as browsers and proxies send it: weak, listed, or *.
+    path = clip_path("gate", START_NS, START_NS + 2 * 10**9)
+    etag = node.request("HEAD", path, admin).headers["etag"]
+    for header in (f"W/{etag}", f'"other", {etag}', "*"):
+        assert node.get(path, admin, headers={"If-None-Match": header}).status == 304
+    # Audit queries: a limit that makes sense, and until after since.
+    assert node.get("/api/v1/audit?limit=0", admin).status == 400
+    qs = f"since={q(START_NS + 10**9)}&until={q(START_NS)}"
+    assert node.get(f"/api/v1/audit?{qs}", admin).status == 400
+    # A reload may restart any camera: an operator scoped to one district may not.
+    district_op = make_token(node.store, "operator", "north", name="north-op")
+    assert node.request("POST", "/api/v1/config/reload", district_op).status == 403
+    r = node.request("POST", "/api/v1/config/reload", admin)
+    assert r.status == 200
+    recs = node.get("/api/v1/audit", admin).json()["records"]
+    assert any(x["action"] == "config_reload" and x["by"] == "admin-*" for x in recs)
+
+
+def test_token_list_says_when_a_token_expired(tmp_path):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    out = vstore("token", "create", "--store", str(store), "--name", "brief", "--role", "viewer",
+                 "--groups", "*", "--expires", "1s", "--json").stdout  # fmt: skip
+    assert json.loads(out)["state"] == "active"
+    time.sleep(1.2)
+    listed = json.loads(vstore("token", "list", "--store", str(store), "--json").stdout)
+    assert [t["state"] for t in listed["tokens"]] == ["expired"]
+    assert "expired" in vstore("token", "list", "--store", str(store)).stdout

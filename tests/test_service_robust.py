@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -125,6 +126,8 @@ def test_sighup_reloads_the_cameras(store, media):
                 break
             time.sleep(0.2)
         assert st.status == 200 and st.json()["status"]["connects"] == 1
+        out = json.loads(vstore("audit", "--store", str(store), "--json").stdout)
+        assert any(r["action"] == "config_reload" and r["by"] == "signal" for r in out["records"])
         # An invalid file changes nothing, and the node goes on.
         (store / "vstore.toml").write_text("[store\n")
         os.kill(n.proc.pid, signal.SIGHUP)

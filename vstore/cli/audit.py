@@ -41,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
         # A release says why it was released; the hold's own reason is in its hold_add.
         keys = ("id", "camera", "from", "to", "release_reason", "bytes")
         if r["action"] != "hold_release":
-            keys = ("id", "camera", "from", "to", "at", "reason", "purpose", "format", "bytes",
-                    "path", "offset", "length")  # fmt: skip
-        what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
+            keys = ("id", "camera", "from", "to", "at", "live", "reason", "purpose", "format",
+                    "bytes", "path", "offset", "length", "token", "name", "role", "groups",
+                    "started", "restarted", "stopped")  # fmt: skip
+        what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", []))
         if d.get("overrides"):
             what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())
         who = r["by"]

@@ -40,5 +40,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  API: {url}/api/v1/cameras  OpenAPI: {url}/openapi.json")
         sys.stdout.flush()
 
+    import logging
+
+    # The node's own account of what it does (cameras started and stopped, reloads, jobs
+    # that fail) goes to stderr: a service's log.
+    vlog = logging.getLogger("vstore")
+    if vlog.getEffectiveLevel() > logging.INFO:
+        vlog.setLevel(logging.INFO)
     serve(args.store, args.listen, args.allow_plain_http, ready)
+    if not args.json:
+        print("stopped: every camera's footage sealed")
     return 0

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             ",".join(r.groups),
             fmt_time(r.created_ns, tz),
             fmt_time(r.expires_ns, tz) if r.expires_ns else "-",
-            "revoked" if r.revoked_ns else "active",
+            r.state(),
         ]
         for r in recs
     ]

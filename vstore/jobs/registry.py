@@ -29,11 +29,50 @@ JOBS: dict[str, Job] = {
 }
 
 
+# Each job's parameters and the JSON types they take (None: may be null). A parameter no job
+# knows is refused, never ignored: a misspelt "dry-run" must not run a real deletion.
+_INT, _STR, _BOOL, _LIST = (int,), (str,), (bool,), (list,)
+PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
+    "hold": {"action": _STR, "camera": _STR, "from_ns": _INT, "to_ns": _INT, "reason": _STR,
+             "by": _STR, "id": _INT},
+    "retention": {"cameras": _LIST, "max_age_ns": _INT, "tiered_max_age_ns": _INT,
+                  "max_bytes": _INT, "dry_run": _BOOL, "trust_clock": _BOOL},
+    "tier": {"to": _STR, "older_than_ns": _INT, "cameras": _LIST, "dry_run": _BOOL,
+             "parallel": _INT, "max_rate": (int, str)},
+    "import": {"file": _STR, "camera": _STR, "start_ns": _INT, "max_rate": _INT},
+    "check": {"repair": _BOOL, "quick": _BOOL, "max_rate": _INT},
+    "rebuild-index": {"source": _STR, "adopt": _BOOL},
+}  # fmt: skip
+
+
+def check_params(name: str, params: Any) -> None:
+    """Refuse unknown jobs, unknown parameters and values of the wrong type (UsageError)."""
+    if name not in JOBS:
+        raise UsageError(f"unknown job {name!r} (jobs: {', '.join(sorted(JOBS))})")
+    if not isinstance(params, dict):
+        raise UsageError("params must be a JSON object")
+    known = PARAMS.get(name)
+    if known is None:
+        return  # (a job registered without a parameter table: tests' own)
+    for key, value in params.items():
+        types = known.get(key)
+        if types is None:
+            raise UsageError(
+                f"the {name} job takes no parameter {key!r} (it takes: {', '.join(known)})"
+            )
+        if value is None:
+            continue
+        # bool is an int in Python, not in JSON: a flag is true/false, a number a number.
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            want = " or ".join({int: "a number", str: "a string", bool: "true or false",
+                                list: "a list"}[t] for t in types)  # fmt: skip
+            raise UsageError(f"the {name} job's {key!r} must be {want}, not {value!r}")
+
+
 def run(
     store: Store, name: str, params: dict[str, Any], progress: Progress | None = None
 ) -> dict[str, Any]:
     """Run the job ``name`` on an open store."""
-    fn = JOBS.get(name)
-    if fn is None:
-        raise UsageError(f"unknown job {name!r} (jobs: {', '.join(sorted(JOBS))})")
-    return fn(store, params, progress)
+    check_params(name, params)
+    return JOBS[name](store, params, progress)

@@ -275,7 +275,7 @@ class Api:
                 "Cache-Control": "private, max-age=0",
                 "X-Vstore-Start": format_time(cf.plan.start_ns),
             }
-            if request.headers.get("If-None-Match") == cf.etag:
+            if _etag_matches(request.headers.get("If-None-Match"), cf.etag):
                 return web.Response(status=304, headers=headers)
             want: tuple[int, int] | None = None
             if_range = request.headers.get("If-Range")
@@ -385,10 +385,14 @@ class Api:
         )
 
     def _gop_start(self, request: web.Request) -> int:
+        text = request.match_info["start"]
         try:
-            return int(request.match_info["start"])
+            start = int(text)
         except ValueError:
-            raise NotFound(f"no segment {request.match_info['start']!r}") from None
+            start = None
+        if start is None or not -(2**63) <= start < 2**63:
+            raise NotFound(f"no segment {text[:40]!r}")
+        return start
 
     async def hls_init(self, request: web.Request) -> web.StreamResponse:
         cam = await self.camera(request)
@@ -467,13 +471,15 @@ class Api:
         except ValueError:
             raise NotFound(f"no hold {request.match_info['hold']!r}") from None
         doc = await json_body(request)
+        reason = doc.get("reason")
 
         def release() -> dict[str, Any]:
             hold = next((h for h in list_holds(self.store, True) if h.id == hold_id), None)
             if hold is None or not p.sees(hold.camera, self.store.config):
                 raise NotFound(f"no hold {hold_id}")
-            params = {"action": "release", "id": hold_id, "by": p.name,
-                      "reason": str(doc.get("reason", ""))}  # fmt: skip
+            if not isinstance(reason, str) or not reason.strip():
+                raise UsageError('give "reason": why the hold is released (a case closed, ...)')
+            params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}
             with acting_as(p.as_actor(request.remote or "")):
                 return registry.run(self.store, "hold", params)
 
@@ -485,9 +491,13 @@ class Api:
         since = self.time_arg(request, "since", required=False)
         until = self.time_arg(request, "until", required=False)
         try:
-            limit = min(max(int(request.query.get("limit", "1000")), 1), 10_000)
+            limit = int(request.query.get("limit", "1000"))
         except ValueError:
-            raise UsageError("limit must be a whole number") from None
+            limit = 0
+        if not 1 <= limit <= 10_000:
+            raise UsageError("limit must be a whole number within 1..10000")
+        if since is not None and until is not None and until <= since:
+            raise UsageError("until must be after since")
 
         def records() -> list[dict[str, Any]]:
             config = self.store.config
@@ -518,9 +528,23 @@ class Api:
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def reload(self, request: web.Request) -> web.StreamResponse:
-        changes = await self.run(self.node.reload)
-        await self.run(self.audit, request, "config_reload", changes)
-        return json_response(changes)
+        p: Principal = request[PRINCIPAL]
+        if not p.sees_all():
+            raise ApiError(403, "forbidden", "a reload may restart any camera: use a * token")
+
+        def reload() -> dict[str, list[str]]:
+            with acting_as(p.as_actor(request.remote or "")):
+                return self.node.reload(by=p.name)
+
+        return json_response(await self.run(reload))
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match: ``*``, or a list of (weak or strong) validators naming ``etag``."""
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _routes(api: Api | None) -> list[Route]:
@@ -597,11 +621,14 @@ def make_app(node: Node) -> web.Application:
         async def guarded(request: web.Request) -> web.StreamResponse:
             p = await api.principal_of(request)
             if p is None:
+                if request.headers.get("Authorization"):
+                    why = "the token is not valid (unknown, revoked or expired)"
+                elif request.cookies.get(SESSION_COOKIE) and request.method not in ("GET", "HEAD"):
+                    why = "with a session cookie, a request that changes something must be JSON"
+                else:
+                    why = "give Authorization: Bearer TOKEN (`vstore token create` makes one)"
                 raise ApiError(
-                    401,
-                    "unauthorized",
-                    "give Authorization: Bearer TOKEN (`vstore token create` makes one)",
-                    {"WWW-Authenticate": 'Bearer realm="vstore"'},
+                    401, "unauthorized", why, {"WWW-Authenticate": 'Bearer realm="vstore"'}
                 )
             request[PRINCIPAL] = p
             api.limits.request(p.name)

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from vstore.base.actor import acting_as
-from vstore.base.errors import Cancelled, NotFound, UsageError, VstoreError
+from vstore.base.errors import Cancelled, NotFound, VstoreError
 from vstore.jobs import registry
 from vstore.store.store import Store
 
@@ -73,10 +73,7 @@ class JobRunner:
         self._closed = False
 
     def submit(self, name: str, params: dict[str, Any], by: str, actor: Any = None) -> Job:
-        if name not in registry.JOBS:
-            raise UsageError(f"unknown job {name!r} (jobs: {', '.join(sorted(registry.JOBS))})")
-        if not isinstance(params, dict):
-            raise UsageError("params must be a JSON object")
+        registry.check_params(name, params)  # refused before it is a job (400 over HTTP)
         with self._lock:
             if self._closed:
                 raise VstoreError("the node is stopping: no new jobs")

@@ -119,12 +119,17 @@ class Node:
                 except VstoreError as exc:  # stopping
                     log.warning("scheduled %s not started: %s", name, exc)
 
-    def reload(self) -> dict[str, list[str]]:
+    def reload(self, by: str) -> dict[str, list[str]]:
         """Read vstore.toml again and record what it now says. An invalid file changes
-        nothing (ConfigError says why). Returns the cameras started, restarted, stopped."""
+        nothing (ConfigError says why). Returns the cameras started, restarted, stopped;
+        the reload is audited as ``by``'s."""
         config = load_config(self.store.layout.config_path)
         self.store.config = config
-        return self._reconcile(config)
+        changes = self._reconcile(config)
+        self.store.index.audit("config_reload", by, dict(changes), time.time_ns())
+        for note in config.notes:
+            log.warning("vstore.toml: %s", note)
+        return changes
 
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
         want = {cam: s.url for cam, s in config.cameras.items() if s.url}

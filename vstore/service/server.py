@@ -132,7 +132,7 @@ def _unlink_stale(sock: Path) -> None:
 
 async def _reload(node: Node) -> None:
     try:
-        changes = await asyncio.to_thread(node.reload)
-        log.info("configuration reloaded: %s", changes)
+        changes = await asyncio.to_thread(node.reload, "signal")
+        log.info("vstore.toml reloaded (SIGHUP): %s", changes)
     except ConfigError as exc:
         log.error("configuration not reloaded (the old one stays in force): %s", exc)

@@ -49,7 +49,15 @@ class TokenRecord:
         d = asdict(self)
         del d["sha256"]
         d["groups"] = list(self.groups)
+        d["state"] = self.state()
         return d
+
+    def state(self) -> str:
+        if self.revoked_ns is not None:
+            return "revoked"
+        if self.expires_ns is not None and time.time_ns() >= self.expires_ns:
+            return "expired"
+        return "active"
 
 
 def _digest(token: str) -> str:

@@ -569,7 +569,10 @@ def _groups(doc: Any, where: str) -> dict[str, tuple[str, ...]]:
             raise ConfigError(
                 f"{where}: [groups.{name}]: unknown key(s) {', '.join(sorted(extra))}"
             )
-        out[name] = _group_members(table, f"{where} [groups.{name}]")
+        try:
+            out[name] = _group_members(table, f"{where} [groups.{name}]")
+        except UsageError as exc:  # (a camera id: "*" is for tokens, not a group's list)
+            raise ConfigError(f"{where} [groups.{name}]: {exc}") from exc
     return out
 
 

@@ -228,7 +228,9 @@ function placeCursor() {
 }
 
 function clipUrl(download) {
-  const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
+  let q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
+  const purpose = $("purpose").value.trim();
+  if (purpose) q += `&purpose=${encodeURIComponent(purpose)}`;  // recorded with the export
   return `/api/v1/cameras/${encodeURIComponent(state.camera)}/clip.mp4?${q}${download ? "&download=1" : ""}`;
 }
 
@@ -238,6 +240,22 @@ function rangeChanged() {
   $("download").hidden = !ok;
   if (ok) $("download").href = clipUrl(true);
 }
+$("purpose").addEventListener("input", rangeChanged);
+// Asked first, so a refusal (no purpose where the node requires one, no footage) is shown as
+// text instead of being saved as the file.
+$("download").addEventListener("click", async (ev) => {
+  ev.preventDefault();
+  showError("error", null);
+  const url = clipUrl(true);
+  const r = await fetch(url, { method: "HEAD", credentials: "same-origin" });
+  if (!r.ok) {
+    const g = await fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" } });
+    const doc = await g.json().catch(() => ({}));
+    showError("error", new Error((doc.error && doc.error.message) || `HTTP ${g.status}`));
+    return;
+  }
+  location.href = url;
+});
 $("from").addEventListener("input", rangeChanged);
 $("to").addEventListener("input", rangeChanged);
 
