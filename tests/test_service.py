@@ -231,6 +231,10 @@ def test_openapi_lists_every_route(node):
     for path in ("/api/v1/cameras", "/api/v1/cameras/{id}/clip.{format}", "/api/v1/holds",
                  "/api/v1/audit", "/livez", "/readyz"):  # fmt: skip
         assert path in doc["paths"], path
+    clip = doc["paths"]["/api/v1/cameras/{id}/clip.{format}"]["get"]["responses"]
+    assert {"200", "206", "304", "default"} <= set(clip)
+    assert "202" in doc["paths"]["/api/v1/jobs"]["post"]["responses"]
+    assert "201" in doc["paths"]["/api/v1/holds"]["post"]["responses"]
 
 
 def test_byte_range_header_parsing():

@@ -295,7 +295,7 @@ class TimeIndex:
             if "lock" in msg.lower():
                 raise StoreLocked(
                     f"the store index {self.path} is open for writing by another process "
-                    "(a running `vstore record`?); read-only commands still work"
+                    "(a running `vstore serve` or `vstore record`?); read-only commands still work"
                 ) from exc
             raise VstoreError(f"cannot open index {self.path}: {msg}") from exc
         self._sync = WriteOptions()

@@ -29,6 +29,11 @@ _NEEDS = {
 }
 
 
+def role_needed(action: str) -> str:
+    """The least role allowed ``action``."""
+    return _NEEDS[action]
+
+
 def check_role(role: str) -> str:
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")

@@ -572,7 +572,7 @@ def _routes(api: Api | None) -> list[Route]:
             "GET", f"{API}/cameras/{{id}}/clip.{{format:mp4|fmp4|ts}}", h("clip"),
             "A clip, remuxed, frame-exact; mp4 with Range, If-Range, ETag and HEAD", "export",
             (*cam_range, _PURPOSE, Param("download", "query", "1: as an attachment")),
-            produces="video/mp4",
+            produces="video/mp4", ok=(200, 206, 304),
         ),
         Route(
             "GET", f"{API}/cameras/{{id}}/hls.m3u8", h("hls_playlist"),
@@ -596,7 +596,7 @@ def _routes(api: Api | None) -> list[Route]:
         Route("GET", f"{API}/holds", h("holds"), "Legal holds on cameras in scope", "view",
               (Param("released", "query", "1: released holds too"),)),
         Route("POST", f"{API}/holds", h("add_hold"),
-              "Place a hold: {camera, from, to, reason}", "hold", body=True),
+              "Place a hold: {camera, from, to, reason}", "hold", body=True, ok=(201,)),
         Route("POST", f"{API}/holds/{{hold}}/release", h("release_hold"),
               "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),), body=True),
         Route("GET", f"{API}/audit", h("audit_log"), "Audit records of cameras in scope, newest first",

@@ -49,6 +49,7 @@ class Route:
     params: tuple[Param, ...] = ()
     produces: str = "application/json"
     body: bool = False
+    ok: tuple[int, ...] = (200,)  # the statuses of success it answers with
 
 
 class ApiError(Exception):

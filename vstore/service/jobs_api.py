@@ -107,10 +107,11 @@ def job_routes(api: JobsApi | None) -> list[Route]:
         Route("GET", f"{API}/jobs", h("list_jobs"), "Jobs (one's own; every job with a * scope)",
               "view"),
         Route("POST", f"{API}/jobs", h("submit"),
-              "Run a job: {job: hold|retention|tier|import|check, params: {...}}", "view",
-              body=True),
+              "Run a job: {job: hold|retention|tier|import|check|rebuild-index, params: {...}} "
+              "(holds need custodian, the others operator with a * scope)", "view",
+              body=True, ok=(202,)),
         Route("GET", f"{API}/jobs/{{job}}", h("get"), "A job's state, progress and result", "view",
               job),
         Route("DELETE", f"{API}/jobs/{{job}}", h("cancel"),
-              "Cancel a job (it stops at its next safe point)", "view", job),
+              "Cancel a job (it stops at its next safe point)", "view", job, ok=(202,)),
     ]  # fmt: skip

@@ -6,7 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from vstore.service.access import role_needed
+
 _PATTERN = re.compile(r"\{(\w+):([^}]+)\}")
+
+_WHAT = {
+    200: "OK",
+    201: "created",
+    202: "accepted: a job, to follow at its URL",
+    206: "the byte range asked for",
+    304: "not modified (If-None-Match)",
+}
 
 _ERROR = {
     "type": "object",
@@ -45,7 +55,10 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
             "operationId": r.handler.__name__,
             "parameters": params,
             "responses": {
-                "200": {"description": "OK", "content": {r.produces: {}}},
+                **{
+                    str(code): {"description": _WHAT[code], "content": {r.produces: {}}}
+                    for code in r.ok
+                },
                 "default": {
                     "description": "an error",
                     "content": {
@@ -55,8 +68,11 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
             },
         }
         if r.action is not None:
-            op["security"] = [{"bearer": []}]
-            op["description"] = f"Needs the {r.action!r} permission (see the roles in docs)."
+            op["security"] = [{"bearer": []}, {"session": []}]
+            op["description"] = (
+                f"Needs the {role_needed(r.action)} role or above, and the camera in the "
+                "principal's groups (docs/design/service.md, Access)."
+            )
         if r.body:
             op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
         paths.setdefault(path, {})[r.method.lower()] = op
@@ -66,6 +82,9 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {"Error": _ERROR},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "vstore_token"},
+            },
         },
     }

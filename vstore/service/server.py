@@ -95,7 +95,13 @@ async def _serve(
     sock = node.store.layout.socket_path
     try:
         site = web.TCPSite(runner, host, port, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {_netloc(host, port)}: {exc.strerror or exc} (is another "
+                "node using it? pick another with --listen)"
+            ) from exc
         _unlink_stale(sock)
         old_umask = os.umask(0o177)  # the socket is this user's alone (0600)
         try:

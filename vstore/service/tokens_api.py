@@ -85,7 +85,7 @@ def token_routes(api: TokensApi | None) -> list[Route]:
         Route("GET", f"{API}/tokens", h("list_tokens"), "API tokens within your groups", "admin"),
         Route("POST", f"{API}/tokens", h("create"),
               "Make a token: {name, role, groups, expires?}; the token is in the answer, once",
-              "admin", body=True),
+              "admin", body=True, ok=(201,)),
         Route("DELETE", f"{API}/tokens/{{token}}", h("revoke"), "Revoke a token at once", "admin",
               (Param("token", "path", "token id"),)),
     ]  # fmt: skip
