@@ -9,7 +9,6 @@ when interrupted, and says so plainly when the holder goes away mid-job.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import time
@@ -78,24 +77,39 @@ def answers(sock: Path) -> bool:
     return True
 
 
-class _Conn(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout_s: float) -> None:
-        super().__init__("localhost", timeout=timeout_s)
-        self._path = path
+_conn_class: Any = None
 
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(self.timeout)
-            s.connect(str(self._path))
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
+
+def _connection(path: Path, timeout_s: float) -> Any:
+    """An HTTP connection over the Unix socket at ``path``. http.client is imported here,
+    on the first job that goes through a socket: it costs a command ~30 ms of start-up."""
+    global _conn_class
+    if _conn_class is None:
+        import http.client
+
+        class _Conn(http.client.HTTPConnection):
+            def __init__(self, path: Path, timeout_s: float) -> None:
+                super().__init__("localhost", timeout=timeout_s)
+                self._path = path
+
+            def connect(self) -> None:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.settimeout(self.timeout)
+                    s.connect(str(self._path))
+                except OSError:
+                    s.close()
+                    raise
+                self.sock = s
+
+        _conn_class = _Conn
+    return _conn_class(path, timeout_s)
 
 
 def _request(sock: Path, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    conn = _Conn(sock, 30.0)
+    import http.client  # (loaded by _connection already)
+
+    conn = _connection(sock, 30.0)
     try:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
