@@ -21,7 +21,6 @@ from typing import Any
 from aiohttp import web
 
 from vstore._version import __version__
-from vstore.base.actor import acting_as
 from vstore.base.errors import NotFound, UsageError
 from vstore.base.jsonio import to_jsonable
 from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
@@ -42,6 +41,8 @@ from vstore.service.http_common import (
     Handler,
     Param,
     Route,
+    as_requester,
+    audit,
     errors_middleware,
     json_body,
     json_response,
@@ -117,9 +118,7 @@ class Api:
 
     def audit(self, request: web.Request, action: str, detail: dict[str, Any]) -> None:
         """A permanent record of an access (blocking: call through ``run``)."""
-        p: Principal = request[PRINCIPAL]
-        with acting_as(p.as_actor(request.remote or "")):
-            self.store.index.audit(action, p.name, detail, time.time_ns())
+        audit(self.store, request, action, detail)
 
     async def camera(self, request: web.Request, cam: str | None = None) -> str:
         """The camera (the path's unless given), if the principal may see it; else 404
@@ -459,7 +458,7 @@ class Api:
                   "reason": reason, "by": p.name}  # fmt: skip
 
         def add() -> dict[str, Any]:
-            with acting_as(p.as_actor(request.remote or "")):
+            with as_requester(request):
                 return registry.run(self.store, "hold", params)
 
         return json_response(await self.run(add), 201)
@@ -480,7 +479,7 @@ class Api:
             if not isinstance(reason, str) or not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
             params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}
-            with acting_as(p.as_actor(request.remote or "")):
+            with as_requester(request):
                 return registry.run(self.store, "hold", params)
 
         return json_response(await self.run(release))
@@ -533,7 +532,7 @@ class Api:
             raise ApiError(403, "forbidden", "a reload may restart any camera: use a * token")
 
         def reload() -> dict[str, list[str]]:
-            with acting_as(p.as_actor(request.remote or "")):
+            with as_requester(request):
                 return self.node.reload(by=p.name)
 
         return json_response(await self.run(reload))

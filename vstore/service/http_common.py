@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import UsageError, VstoreError
+from vstore.base.actor import acting_as
+from vstore.base.errors import StoreLocked, UsageError, VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.service.access import Principal
 from vstore.service.http_status import http_status
 from vstore.service.limits import TooMany, retry_after_header
+from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,34 @@ def via_socket(request: web.Request) -> bool:
     """Whether the request came through a Unix socket (the store's own)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     return isinstance(sockname, str)
+
+
+def as_requester(request: web.Request) -> AbstractContextManager[None]:
+    """Attribute what runs in the block (audit records, jobs) to the request's principal and
+    address."""
+    p: Principal = request[PRINCIPAL]
+    return acting_as(p.as_actor(request.remote or ""))
+
+
+def audit(store: Store, request: web.Request, action: str, detail: dict[str, Any]) -> None:
+    """A permanent record of what the request's principal did (blocking: off the loop)."""
+    with as_requester(request):
+        store.index.audit(action, request[PRINCIPAL].name, detail, time.time_ns())
+
+
+async def serve_store_socket(runner: web.AppRunner, sock: Path) -> None:
+    """Listen on the store's Unix socket, created mode 0600 (the store's own user). A socket
+    left there by a process that died is replaced: the caller holds the store's lock, so no
+    live process serves it; anything else at that path is refused."""
+    if sock.is_socket():
+        sock.unlink()
+    elif sock.exists():
+        raise StoreLocked(f"{sock} exists and is not a socket: move it away")
+    old_umask = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, str(sock)).start()
+    finally:
+        os.umask(old_umask)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

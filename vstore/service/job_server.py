@@ -12,14 +12,18 @@ The socket is created mode 0600 (the store's own user), on an event loop of its 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from typing import Self
 
 from aiohttp import web
 
-from vstore.base.errors import StoreLocked
-from vstore.service.http_common import LOCAL, PRINCIPAL, Handler, errors_middleware
+from vstore.service.http_common import (
+    LOCAL,
+    PRINCIPAL,
+    Handler,
+    errors_middleware,
+    serve_store_socket,
+)
 from vstore.service.job_runner import JobRunner
 from vstore.service.jobs_api import JobsApi, job_routes
 from vstore.store.store import Store
@@ -73,15 +77,7 @@ class JobServer:
         await runner.setup()
         sock = self.store.layout.socket_path
         try:
-            if sock.is_socket():
-                sock.unlink()  # left by a dead process: this one holds the store's lock
-            elif sock.exists():
-                raise StoreLocked(f"{sock} exists and is not a socket")
-            old = os.umask(0o177)
-            try:
-                await web.UnixSite(runner, str(sock)).start()
-            finally:
-                os.umask(old)
+            await serve_store_socket(runner, sock)
             self._started.set()
             await self._stop.wait()
         finally:

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import signal
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 
 from aiohttp import web
 
 from vstore.api import open_store
 from vstore.base.errors import ConfigError, UsageError
 from vstore.service.http_api import make_app
+from vstore.service.http_common import serve_store_socket
 from vstore.service.node import Node
 
 log = logging.getLogger(__name__)
@@ -102,12 +101,7 @@ async def _serve(
                 f"cannot listen on {_netloc(host, port)}: {exc.strerror or exc} (is another "
                 "node using it? pick another with --listen)"
             ) from exc
-        _unlink_stale(sock)
-        old_umask = os.umask(0o177)  # the socket is this user's alone (0600)
-        try:
-            await web.UnixSite(runner, str(sock)).start()
-        finally:
-            os.umask(old_umask)
+        await serve_store_socket(runner, sock)
         bound = runner.addresses[0]
         url = f"{'https' if tls else 'http'}://{_netloc(bound[0], bound[1])}"
         stop = asyncio.Event()
@@ -127,13 +121,6 @@ async def _serve(
 
 def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _unlink_stale(sock: Path) -> None:
-    """A socket left by a process that died: this process holds the store's lock, so no
-    live node can be serving it."""
-    if sock.is_socket():
-        sock.unlink()
 
 
 async def _reload(node: Node) -> None:

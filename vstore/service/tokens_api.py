@@ -5,12 +5,10 @@ token's id, name, role and groups; never the token)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
-from vstore.base.actor import acting_as
 from vstore.base.errors import NotFound, UsageError
 from vstore.base.timebase import NS_PER_S, parse_duration_ns
 from vstore.service.access import ALL_CAMERAS, Principal
@@ -20,6 +18,7 @@ from vstore.service.http_common import (
     ApiError,
     Param,
     Route,
+    audit,
     json_body,
     json_response,
 )
@@ -36,10 +35,8 @@ class TokensApi:
         return p.sees_all() or (ALL_CAMERAS not in groups and set(groups) <= set(p.groups))
 
     def _audit(self, request: web.Request, action: str, rec: TokenRecord) -> None:
-        p: Principal = request[PRINCIPAL]
         detail = {"token": rec.id, "name": rec.name, "role": rec.role, "groups": list(rec.groups)}
-        with acting_as(p.as_actor(request.remote or "")):
-            self.store.index.audit(action, p.name, detail, time.time_ns())
+        audit(self.store, request, action, detail)
 
     async def list_tokens(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]

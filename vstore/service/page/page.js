@@ -241,20 +241,11 @@ function rangeChanged() {
   if (ok) $("download").href = clipUrl(true);
 }
 $("purpose").addEventListener("input", rangeChanged);
-// Asked first, so a refusal (no purpose where the node requires one, no footage) is shown as
-// text instead of being saved as the file.
 $("download").addEventListener("click", async (ev) => {
   ev.preventDefault();
   showError("error", null);
   const url = clipUrl(true);
-  const r = await fetch(url, { method: "HEAD", credentials: "same-origin" });
-  if (!r.ok) {
-    const g = await fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" } });
-    const doc = await g.json().catch(() => ({}));
-    showError("error", new Error((doc.error && doc.error.message) || `HTTP ${g.status}`));
-    return;
-  }
-  location.href = url;
+  if (!(await refused(url, "HEAD"))) location.href = url;
 });
 $("from").addEventListener("input", rangeChanged);
 $("to").addEventListener("input", rangeChanged);
@@ -288,20 +279,25 @@ function playHls(url, fromMs) {
   video.play().catch(() => {});
 }
 
-async function checked(url) {
-  // Ask first, so an error (no footage, a bad time) is shown as text, not a dead player.
-  const r = await fetch(url, { credentials: "same-origin" });
-  if (r.ok) return true;
-  const doc = await r.json().catch(() => ({}));
+// Asked first, so a refusal (no footage, a bad time, no purpose where the node requires one)
+// is shown as text instead of a dead player or an error saved as the file. A HEAD answer
+// has no body: the error's text is then asked for with a one-byte GET.
+async function refused(url, method) {
+  const r = await fetch(url, { method, credentials: "same-origin" });
+  if (r.ok) return false;
+  const why = method === "HEAD"
+    ? await fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" } })
+    : r;
+  const doc = await why.json().catch(() => ({}));
   showError("error", new Error((doc.error && doc.error.message) || `HTTP ${r.status}`));
-  return false;
+  return true;
 }
 
 $("play").addEventListener("click", async () => {
   showError("error", null);
   const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
   const url = `${camPath()}/hls.m3u8?${q}`;
-  if (await checked(url)) playHls(url, Date.parse($("from").value));
+  if (!(await refused(url, "GET"))) playHls(url, Date.parse($("from").value));
 });
 
 $("live").addEventListener("click", async () => {
@@ -309,7 +305,7 @@ $("live").addEventListener("click", async () => {
   // An EVENT playlist from a fixed start (a minute ago) only ever grows: every reload of it
   // keeps the segments the player already has.
   const url = `${camPath()}/hls.m3u8?live=1&from=${encodeURIComponent(isoLocal(Date.now() - 60000))}`;
-  if (await checked(url)) playHls(url, null);
+  if (!(await refused(url, "GET"))) playHls(url, null);
 });
 
 start();
