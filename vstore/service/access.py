@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vstore.base.errors import UsageError
+from vstore.base.errors import NotFound, UsageError
 from vstore.store.config import StoreConfig
+from vstore.store.holds import Hold, list_holds
+from vstore.store.store import Store
 
 ROLES = ("viewer", "investigator", "custodian", "operator", "admin")
 ALL_CAMERAS = "*"
@@ -81,3 +83,12 @@ class Principal:
     def as_actor(self, remote: str) -> dict[str, object]:
         """What an audit record says about who acted."""
         return {"principal": self.name, "role": self.role, "via": self.via, "remote": remote}
+
+
+def hold_in_scope(store: Store, p: Principal, hold_id: object) -> Hold:
+    """Hold ``hold_id`` (released ones too) if its camera is in the principal's scope; else
+    NotFound, exactly as for a hold that does not exist."""
+    hold = next((h for h in list_holds(store, True) if h.id == hold_id), None)
+    if hold is None or not p.sees(hold.camera, store.config):
+        raise NotFound(f"no hold {hold_id}")
+    return hold

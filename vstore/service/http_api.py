@@ -30,7 +30,7 @@ from vstore.export.clip_file import ClipFile, open_clip_file
 from vstore.export.snapshot import snapshot
 from vstore.jobs import registry
 from vstore.jobs.reports import timeline_doc
-from vstore.service.access import Principal
+from vstore.service.access import Principal, hold_in_scope
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
 from vstore.service.http_common import (
@@ -473,9 +473,7 @@ class Api:
         reason = doc.get("reason")
 
         def release() -> dict[str, Any]:
-            hold = next((h for h in list_holds(self.store, True) if h.id == hold_id), None)
-            if hold is None or not p.sees(hold.camera, self.store.config):
-                raise NotFound(f"no hold {hold_id}")
+            hold_in_scope(self.store, p, hold_id)
             if not isinstance(reason, str) or not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
             params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from vstore.base.errors import NotFound, UsageError
-from vstore.service.access import Principal
+from vstore.service.access import Principal, hold_in_scope
 from vstore.service.http_common import (
     API,
     PRINCIPAL,
@@ -25,7 +25,6 @@ from vstore.service.http_common import (
     json_response,
 )
 from vstore.service.job_runner import Job, JobRunner
-from vstore.store.holds import list_holds
 
 
 class JobsApi:
@@ -39,13 +38,7 @@ class JobsApi:
                 raise ApiError(403, "forbidden", "holds need the custodian role")
             camera = params.get("camera")
             if params.get("action") == "release":
-                hold = next(
-                    (h for h in list_holds(self.runner.store, True) if h.id == params.get("id")),
-                    None,
-                )
-                camera = hold.camera if hold is not None else None
-                if camera is None or not p.sees(camera, config):
-                    raise NotFound(f"no hold {params.get('id')}")
+                camera = hold_in_scope(self.runner.store, p, params.get("id")).camera
             elif params.get("action") == "sync":
                 camera = None
             if camera is not None and not p.sees(str(camera), config):
