@@ -14,6 +14,8 @@ URLs in a playlist are relative: ``init/{start_ns}.mp4`` and ``seg/{start_ns}.m4
 
 import itertools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -46,25 +48,34 @@ class Gop(NamedTuple):
     start_ns: int
     end_ns: int
     segment_id: int
-    chunks: tuple[ChunkRow, ...]
 
 
-def gops(store: Store, camera_id: str, start_ns: int, end_ns: int) -> list[Gop]:
-    """The GOPs that show [start_ns, end_ns), from the one on screen at start_ns."""
-    num = store.camera_num(camera_id)
-    rows = store.index.chunks_from_keyframe(num, start_ns, end_ns, fmt.CHUNK_CONTINUATION)
-    if len(rows) > MAX_SEGMENTS:
-        raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
+class _SegmentGops(NamedTuple):
+    """A sealed segment's GOPs and their playlist lines (its first GOP's header aside)."""
+
+    row_value: bytes  # the segment row it was built from: any change rebuilds it
+    gops: list[Gop]
+    body: str
+    target_s: int
+
+
+def _gops_by_segment(
+    store: Store, camera_num: int, start_ns: int, end_ns: int
+) -> dict[int, list[Gop]]:
+    """The GOPs of the chunks that start in [start_ns, end_ns), by segment id (one scan)."""
     cont = fmt.CHUNK_CONTINUATION
-    out: list[Gop] = []
+    out: dict[int, list[Gop]] = {}
     new = tuple.__new__  # (a day is 43,200 GOPs: plain tuple construction)
-    for c in rows:
+    for c in store.index.chunks_starting(camera_num, start_ns, end_ns):
         # ChunkRow: camera_num, start_ns, end_ns, segment_id, offset, length, packets, crc, flags
-        if c[8] & cont and out and out[-1][2] == c[3]:
-            g = out[-1]
-            out[-1] = new(Gop, (g[0], c[2], g[2], (*g[3], c)))
+        sid = c[3]
+        gops = out.get(sid)
+        if gops is None:
+            gops = out[sid] = []
+        if c[8] & cont and gops:
+            gops[-1] = new(Gop, (gops[-1][0], c[2], sid))
         else:
-            out.append(new(Gop, (c[1], c[2], c[3], (c,))))
+            gops.append(new(Gop, (c[1], c[2], sid)))
     return out
 
 
@@ -72,31 +83,122 @@ def _pdt(ns: int) -> str:
     return format_time(ns).replace("+00:00", "Z")
 
 
-def playlist(segments: list[Gop], live: bool) -> str:
-    """The media playlist: VOD (ended) or, for the live edge, an EVENT playlist that grows."""
-    target = max((math.ceil((g.end_ns - g.start_ns) / NS_PER_S) for g in segments), default=1)
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:7",
-        f"#EXT-X-TARGETDURATION:{max(1, target)}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-    ]
-    prev_end = prev_seg = None
-    for start, end, seg, _chunks in segments:
+def _lines(gops: list[Gop], prev_end: int | None, prev_seg: int | None) -> list[str]:
+    """Playlist lines of GOPs that follow one ending at prev_end in segment prev_seg."""
+    lines: list[str] = []
+    add = lines.append
+    for start, end, seg in gops:
         if prev_end is None or start - prev_end > GAP_TOLERANCE_NS:
             if prev_end is not None:
-                lines.append("#EXT-X-DISCONTINUITY")
-            lines.append(f'#EXT-X-MAP:URI="init/{start}.mp4"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}")
+                add("#EXT-X-DISCONTINUITY")
+            add(f'#EXT-X-MAP:URI="init/{start}.mp4"')
+            add(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}")
         elif seg != prev_seg:
-            lines.append(f'#EXT-X-MAP:URI="init/{start}.mp4"')
-        lines.append(f"#EXTINF:{(end - start) / NS_PER_S:.3f},\nseg/{start}.m4s")
+            add(f'#EXT-X-MAP:URI="init/{start}.mp4"')
+        add(f"#EXTINF:{(end - start) / NS_PER_S:.3f},\nseg/{start}.m4s")
         prev_end, prev_seg = end, seg
-    if not live:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _target_s(gops: list[Gop]) -> int:
+    return max((math.ceil((g[1] - g[0]) / NS_PER_S) for g in gops), default=1)
+
+
+class Playlists:
+    """Media playlists of any range of a camera, VOD or live (EVENT).
+
+    A sealed segment's GOPs never change while its row stands (a trimmed copy is a new
+    segment; tiering moves its bytes, not its chunks), so the GOPs and playlist lines of
+    sealed segments are kept, least recently used first out, up to ``max_gops``: a day of a
+    camera is then a scan of its segment rows, not of its 43,200 chunk rows. The open
+    segment is always read afresh."""
+
+    def __init__(self, max_gops: int = 500_000) -> None:
+        self.max_gops = max_gops
+        self._kept: OrderedDict[bytes, _SegmentGops] = OrderedDict()
+        self._kept_gops = 0
+        self._lock = threading.Lock()
+
+    def _sealed(self, key: bytes, value: bytes) -> _SegmentGops | None:
+        with self._lock:
+            e = self._kept.get(key)
+            if e is not None and e.row_value == value:
+                self._kept.move_to_end(key)
+                return e
+        return None
+
+    def _keep(self, key: bytes, e: _SegmentGops) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+            self._kept_gops += len(e.gops) - (len(old.gops) if old else 0)
+            self._kept[key] = e
+            while self._kept_gops > self.max_gops and self._kept:
+                _k, gone = self._kept.popitem(last=False)
+                self._kept_gops -= len(gone.gops)
+
+    def playlist(
+        self, store: Store, camera_id: str, start_ns: int, end_ns: int, live: bool
+    ) -> str | None:
+        """The playlist of the GOPs that show [start_ns, end_ns), from the one on screen at
+        start_ns; None when there are none. Raises NotFound for more than MAX_SEGMENTS."""
+        num = store.camera_num(camera_id)
+        parts: list[str] = []
+        count = 0
+        target = 1
+        prev_end: int | None = None
+        prev_seg: int | None = None
+        rows = list(store.index.segment_items(num, start_ns, end_ns))
+        kept = [self._sealed(k, v) for k, v in rows]
+        fresh: dict[int, SegmentRow] = {
+            i: SegmentRow.decode(*rows[i]) for i, e in enumerate(kept) if e is None
+        }
+        found: dict[int, list[Gop]] = {}
+        if fresh:  # one scan of the chunk rows of every segment not kept
+            lo = min(r.start_ns for r in fresh.values())
+            hi = max(r.end_ns if r.state == "sealed" else end_ns for r in fresh.values())
+            found = _gops_by_segment(store, num, lo, hi)
+        for i, e in enumerate(kept):
+            if e is None:
+                seg = fresh[i]
+                gops = found.get(seg.segment_id, [])
+                if seg.state == "sealed":
+                    body = "\n".join(_lines(gops, None, None)[2:])
+                    e = _SegmentGops(rows[i][1], gops, body, _target_s(gops))
+                    self._keep(rows[i][0], e)
+            else:
+                gops = e.gops
+            if not gops:
+                continue
+            whole = e is not None and gops[0][0] >= start_ns and gops[-1][0] < end_ns
+            if not whole:
+                gops = [g for g in gops if g[1] > start_ns and g[0] < end_ns]
+                if not gops:
+                    continue
+            count += len(gops)
+            if count > MAX_SEGMENTS:
+                raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
+            if whole and e is not None:
+                # The first GOP's header as it follows what came before; the rest as kept.
+                head = _lines(gops[:1], prev_end, prev_seg)
+                parts.extend(head[:-1])
+                parts.append(e.body)
+                target = max(target, e.target_s)
+            else:
+                parts.extend(_lines(gops, prev_end, prev_seg))
+                target = max(target, _target_s(gops))
+            prev_end, prev_seg = gops[-1][1], gops[-1][2]
+        if not parts:
+            return None
+        head = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            f"#EXT-X-TARGETDURATION:{max(1, target)}",
+            "#EXT-X-MEDIA-SEQUENCE:0",
+            f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
+        tail = [] if live else ["#EXT-X-ENDLIST"]
+        return "\n".join(head + parts + tail) + "\n"
 
 
 def _gop_at(store: Store, camera_id: str, start_ns: int) -> tuple[SegmentRow, list[ChunkRow]]:

@@ -492,6 +492,15 @@ class TimeIndex:
             it.next()
             key = _key(it)
 
+    def chunks_starting(self, camera_num: int, start_ns: int, end_ns: int) -> list[ChunkRow]:
+        """The chunks that start in [start_ns, end_ns), in one bounded scan (RocksDB stops
+        at the bound, so no row is fetched to be thrown away): for long ranges."""
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(layout.chunk_key(camera_num, end_ns))
+        row = self._row
+        start = layout.chunk_key(camera_num, start_ns)
+        return [row(k, v) for k, v in self._db.items(from_key=start, read_opt=ro)]
+
     def chunk_at(self, camera_num: int, t_ns: int) -> ChunkRow | None:
         """The chunk that holds instant t_ns (one seek), or None in a gap."""
         prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
@@ -561,6 +570,16 @@ class TimeIndex:
             row = SegmentRow.decode(key, value)
             if row.end_ns > start_ns or row.state == "open":
                 yield row
+
+    def segment_items(
+        self, camera_num: int, start_ns: int, end_ns: int
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The undecoded (key, value) of the segments that may overlap [start_ns, end_ns),
+        oldest first: those starting before end_ns, from the last one starting at or before
+        start_ns (for callers that keep what they derive from a row until its bytes change)."""
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        seek = layout.segment_key(camera_num, start_ns, 2**64 - 1)
+        return self._scan_from_prev(prefix, seek, end_ns)
 
     def last_segment(self, camera_num: int) -> SegmentRow | None:
         prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)

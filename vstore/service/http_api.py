@@ -85,6 +85,7 @@ class Api:
         self.write_timeout_s = svc.write_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
         self.clips = ClipCache()
+        self.playlists = hls.Playlists()
         self.prometheus = Metrics(node)
         jwt_cfg = parse_jwt_config(self.store.config.auth.get("jwt"), "vstore.toml")
         self.jwt = JwtVerifier(jwt_cfg) if jwt_cfg is not None else None
@@ -367,14 +368,14 @@ class Api:
             start, end = self.range_args(request)
 
         def build() -> str:
-            segs = hls.gops(self.store, cam, start, end)
-            if not segs:
+            text = self.playlists.playlist(self.store, cam, start, end, live)
+            if text is None:
                 raise NotFound(f"camera {cam!r} has no footage in that range")
             detail = {"camera": cam, "from": format_time(start), "live": live}
             if not live:
                 detail["to"] = format_time(end)
             self.audit(request, "view_playback", detail)
-            return hls.playlist(segs, live)
+            return text
 
         text = await self.run(build)
         return web.Response(
