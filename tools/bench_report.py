@@ -609,7 +609,7 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                 f"drops {li['dropped_alone']} alone, {li['dropped_loaded']} loaded; "
                 f"{li['downloads_per_s']:.1f} downloads/s of 10 s 1080p MP4 clips, p50 "
                 f"{(li['p50_s'] or 0) * 1000:.0f} ms, p99 {(li['p99_s'] or 0) * 1000:.0f} ms, "
-                f"{li['download_errors']} errors; clients in another process on the same 2 "
+                f"{li['download_errors']} errors; clients in another process, niced, on the same 2 "
                 "cores",
             )
         )
