@@ -51,6 +51,10 @@ class CheckFailed(VstoreError):
     """`vstore check` found invariant violations."""
 
 
+class VerificationFailed(VstoreError):
+    """Evidence does not verify: a signature, a hash or a chain does not match."""
+
+
 class Cancelled(VstoreError):
     """An operation was asked to stop, and stopped at a safe point."""
 

@@ -72,6 +72,15 @@ def index_view_dir(scratch: Path, pid: int, token: str) -> Path:
     return scratch / f"vstore-index-view-{pid}-{token}"
 
 
+def keyring_path(keys_dir: Path) -> Path:
+    """The list of a key directory's keys, current and retired, with their public halves."""
+    return keys_dir / "keyring.json"
+
+
+def private_key_path(keys_dir: Path, key_id: str) -> Path:
+    return keys_dir / f"{key_id}.key.pem"
+
+
 def staging_path(path: Path) -> Path:
     """The name a file is written under before it is renamed over ``path``."""
     return path.with_name(path.name + ".tmp")
@@ -115,6 +124,11 @@ class StoreLayout:
     @property
     def tokens_path(self) -> Path:
         return self.auth_dir / "tokens.json"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The node's signing keys (mode 0700) unless ``[keys] dir`` names another place."""
+        return self.root / "keys"
 
     @property
     def socket_path(self) -> Path:

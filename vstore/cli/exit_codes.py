@@ -16,6 +16,7 @@ from vstore.base.errors import (
     StoreLocked,
     TierError,
     UsageError,
+    VerificationFailed,
 )
 
 OK = 0
@@ -34,6 +35,7 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StorageFull, 7),
     (CheckFailed, 8),
     (TierError, 9),
+    (VerificationFailed, 10),
     (Cancelled, INTERRUPTED),
 )
 

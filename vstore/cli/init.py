@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
+    from vstore.evidence.keys import KeyRing
     from vstore.store.config import CONFIG_TEMPLATE
 
     with open_store(args.store) as store:
@@ -21,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
         if wrote:
             cfg.write_text(CONFIG_TEMPLATE, encoding="utf-8")
         root = str(store.root.resolve())
+        ring = KeyRing.of_store(store)
+        if ring.create:  # the Ed25519 keys now; the RSA key for EFF when first needed
+            for purpose in ("export", "recording", "audit"):
+                ring.signer(purpose)
     if args.json:
         print_json({"store": root, "config": str(cfg), "config_written": wrote})
     else:

@@ -32,6 +32,9 @@ COMMANDS = {
     "check": ("vstore.cli.check", "verify the store's invariants (and --repair)"),
     "serve": ("vstore.cli.serve", "run this node: record, serve the HTTP API and jobs"),
     "token": ("vstore.cli.token", "API tokens for `vstore serve`: create, list, revoke"),
+    "export": ("vstore.cli.export", "a signed evidence package of clips (directory or ZIP)"),
+    "verify": ("vstore.cli.verify", "check an evidence package offline (signature, hashes)"),
+    "key": ("vstore.cli.key", "the node's signing keys: list, rotate"),
 }
 # Short read-only commands skip logging set-up unless -v is given (its import is a good part
 # of a fresh process's start-up); their rare warnings still reach stderr, unformatted.

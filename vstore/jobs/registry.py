@@ -9,6 +9,7 @@ from typing import Any
 
 from vstore.base.errors import UsageError
 from vstore.jobs.check import check_job
+from vstore.jobs.export import export_job
 from vstore.jobs.hold import hold_job
 from vstore.jobs.imports import import_job
 from vstore.jobs.rebuild_index import rebuild_index_job
@@ -26,6 +27,7 @@ JOBS: dict[str, Job] = {
     "import": import_job,
     "check": check_job,
     "rebuild-index": rebuild_index_job,
+    "export": export_job,
 }
 
 
@@ -42,6 +44,7 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "import": {"file": _STR, "camera": _STR, "start_ns": _INT, "max_rate": _INT},
     "check": {"repair": _BOOL, "quick": _BOOL, "max_rate": _INT},
     "rebuild-index": {"source": _STR, "adopt": _BOOL},
+    "export": {"items": _LIST, "out": _STR, "case": _STR, "purpose": _STR, "by": _STR},
 }  # fmt: skip
 
 

@@ -97,10 +97,19 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # [auth.jwt.groups]                # provider group -> camera group (default: the same name)
 # "/districts/7" = "district-7"
 
-# Per-camera settings override [store] and may name a source for `vstore record --all`:
+# Signing keys (exports, recording chains, audit digests) live in the store's keys/ and are
+# made when first needed; keep them elsewhere (they must be there already) with:
+# [keys]
+# dir = "/run/secrets/vstore-keys"
+
+# Per-camera settings override [store] and may name a source for `vstore record --all`.
+# name, location and timezone (IANA; [store] may set a default) go into evidence exports.
 # [cameras.front-door]
 # url = "rtsp://192.0.2.10/stream1"
 # segment_duration_s = 30
+# name = "Front door"
+# location = "Town hall, Main St 1, entrance"
+# timezone = "Europe/Berlin"
 """
 
 
@@ -117,6 +126,11 @@ class CameraSettings(NamedTuple):
     # seconds); "ffmpeg": PyAV demuxes every source.
     demuxer: str = "auto"
     drop_page_cache: bool = True
+    # What an evidence manifest says of the camera: its name, where it is, and the IANA time
+    # zone its local times are given in (times are recorded in UTC either way).
+    name: str | None = None
+    location: str | None = None
+    timezone: str | None = None
 
     def validate(self, where: str) -> None:
         if not 1.0 <= self.segment_duration_s <= 3600.0:
@@ -131,6 +145,16 @@ class CameraSettings(NamedTuple):
             raise ConfigError(f"{where}: queue_packets must be within 16..1000000")
         if self.demuxer not in ("auto", "ffmpeg"):
             raise ConfigError(f'{where}: demuxer must be "auto" or "ffmpeg"')
+        if self.timezone is not None:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                raise ConfigError(
+                    f"{where}: timezone {self.timezone!r} is not an IANA time zone "
+                    '(such as "Europe/Berlin")'
+                ) from None
 
 
 class RetentionPolicy(NamedTuple):
@@ -265,6 +289,9 @@ class StoreConfig(NamedTuple):
     # [auth]: how `vstore serve` authenticates beyond its own tokens ([auth.jwt]), as written;
     # the service parses and checks it when it starts.
     auth: dict[str, Any] = {}  # noqa: RUF012 - shared default, never mutated
+    # [keys] dir: the signing keys kept apart from the store (another volume, a secrets
+    # manager's mount); None: the store's own keys/.
+    keys_dir: str | None = None
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -490,7 +517,7 @@ def _settings(base: CameraSettings, table: dict[str, Any], where: str) -> Camera
         if name not in table:
             continue
         v = table[name]
-        if name in ("url", "demuxer"):
+        if name in ("url", "demuxer", "name", "location", "timezone"):
             if not isinstance(v, str):
                 raise ConfigError(f"{where}: {name} must be a string")
         elif name == "drop_page_cache":
@@ -519,12 +546,17 @@ def load_config(path: Path) -> StoreConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(doc) - {"store", "cameras", "retention", "tier", "groups", "service", "auth"}
+    unknown = set(doc) - {
+        "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys"
+    }  # fmt: skip
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = doc.get("store", {})
     if not isinstance(store, dict):
         raise ConfigError(f"{path}: [store] must be a table")
+    for own in ("name", "location"):
+        if own in store:
+            raise ConfigError(f"{path} [store]: {own} belongs to a camera ([cameras.ID])")
     defaults = _settings(CameraSettings(), store, f"{path} [store]")
     cameras: dict[str, CameraSettings] = {}
     cams = doc.get("cameras", {})
@@ -548,7 +580,17 @@ def load_config(path: Path) -> StoreConfig:
         service=_service(doc.get("service", {}), str(path)),
         notes=tuple(notes),
         auth=_auth(doc.get("auth", {}), str(path)),
+        keys_dir=_keys(doc.get("keys", {}), str(path)),
     )
+
+
+def _keys(doc: Any, where: str) -> str | None:
+    if not isinstance(doc, dict) or set(doc) - {"dir"}:
+        raise ConfigError(f"{where}: [keys] holds only dir (where the signing keys are)")
+    d = doc.get("dir")
+    if d is not None and (not isinstance(d, str) or not d.startswith("/")):
+        raise ConfigError(f"{where} [keys]: dir must be an absolute path")
+    return d
 
 
 def _auth(doc: Any, where: str) -> dict[str, Any]:

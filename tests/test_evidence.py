@@ -1,0 +1,317 @@
+"""Evidence packages: what an export writes, that an untouched package verifies on a machine
+with no store (and with OpenSSL alone), and that every kind of change to it is caught and
+named (the tamper matrix); keys that rotate without orphaning old signatures; the first
+frame an export shows is the snapshot's at its start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+
+import av
+import pytest
+
+from tests.conftest import START_NS
+from tools.camsim import read_frame_counter
+from vstore.api import open_store
+from vstore.base.errors import ConfigError, UsageError
+from vstore.cli.main import main
+from vstore.evidence.keys import KeyRing, key_id_of
+from vstore.evidence.package import ExportItem, export_package
+from vstore.evidence.verify import verify_package
+from vstore.export.snapshot import snapshot
+from vstore.ingest.file_import import import_file
+from vstore.store.garbage import delete_segment
+
+FRAME_NS = 40_000_000
+HAVE_OPENSSL = shutil.which("openssl") is not None
+
+
+def t(frame: float) -> int:
+    return START_NS + int(frame * FRAME_NS)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, media_dir):
+    """A store of two cameras (H.264 with B-frames and AAC; HEVC with B-frames) and a package
+    of a clip of each, both starting and ending between frames."""
+    from tests.conftest import make_media
+
+    root = tmp_path_factory.mktemp("ev")
+    st = open_store(root / "store")
+    import_file(st, make_media(media_dir, "ev.mp4", 8.0, codec="h264", bframes=2, audio="aac",
+                               gop_frames=25), "gate", START_NS)  # fmt: skip
+    import_file(st, make_media(media_dir, "ev-hevc.mp4", 8.0, codec="hevc", bframes=2,
+                               gop_frames=25), "yard", START_NS)  # fmt: skip
+    items = [ExportItem("gate", t(37.5), t(112.25)), ExportItem("yard", t(13.2), t(61.7))]
+    pkg = root / "case-7"
+    export_package(st, items, pkg, case="C-7", purpose="burglary", by="det. alice")
+    yield {"store": st, "root": root, "pkg": pkg, "items": items}
+    st.close()
+
+
+def _copy(recorded, tmp_path, as_zip: bool = False):
+    if as_zip:
+        out = tmp_path / "p.zip"
+        with zipfile.ZipFile(out, "w") as z:
+            for f in sorted(recorded["pkg"].rglob("*")):
+                if f.is_file():
+                    z.write(f, str(f.relative_to(recorded["pkg"])))
+        return out
+    out = tmp_path / "p"
+    shutil.copytree(recorded["pkg"], out)
+    return out
+
+
+def _failed(rep) -> list[tuple[str, str]]:
+    return [(c.check, c.detail) for c in rep.failures()]
+
+
+def _export_pem(recorded, tmp_path):
+    pem = tmp_path / "trusted.pem"
+    pem.write_text(KeyRing.of_store(recorded["store"]).signer("export").info.public_pem)
+    return pem
+
+
+# --- what an export writes -------------------------------------------------------------------
+
+
+def test_the_package_names_every_byte_and_verifies_with_openssl(recorded):
+    pkg = recorded["pkg"]
+    names = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file())
+    assert names == ["README.txt", "clips/01-gate-20250117T010001Z.mp4",
+                     "clips/02-yard-20250117T010000Z.mp4", "manifest.json",
+                     "manifest.json.sig", "signer.pem"]  # fmt: skip
+    doc = json.loads((pkg / "manifest.json").read_bytes())
+    assert (doc["case"], doc["purpose"], doc["exported_by"]) == ("C-7", "burglary", "det. alice")
+    assert doc["node"]["store_uuid"] == recorded["store"].uuid
+    gate = doc["clips"][0]
+    assert gate["requested"]["from_ns"] == t(37.5)
+    assert gate["delivered"]["from_ns"] == t(37)  # the frame on screen at `from`
+    src = gate["sources"][0]
+    row = next(r for r in recorded["store"].index.segments(recorded["store"].camera_num("gate"))
+               if r.segment_id == src["segment_id"])  # fmt: skip
+    assert src["sha256"] == row.sha256 and src["chunks"][0]["crc32"]
+    assert len((pkg / "manifest.json.sig").read_bytes()) == 64
+    if HAVE_OPENSSL:  # an independent verifier: no vstore, no Python
+        r = subprocess.run(
+            ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signer.pem", "-rawin",
+             "-in", "manifest.json", "-sigfile", "manifest.json.sig"],
+            cwd=pkg, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0 and "Signature Verified Successfully" in r.stdout
+    audit = [a for a in recorded["store"].index.audit_records() if a["action"] == "export"]
+    assert audit and audit[-1]["detail"]["case"] == "C-7" and audit[-1]["by"] == "det. alice"
+
+
+@pytest.mark.parametrize("cam", ["gate", "yard"])
+def test_the_first_frame_shown_is_the_snapshot_at_from(recorded, tmp_path, cam):
+    doc = json.loads((recorded["pkg"] / "manifest.json").read_bytes())
+    entry = next(c for c in doc["clips"] if c["camera"]["id"] == cam)
+    item = next(i for i in recorded["items"] if i.camera == cam)
+    snap = tmp_path / "s.png"
+    snapshot(recorded["store"], cam, item.start_ns, snap)
+    with av.open(str(snap)) as c:
+        want_first = read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+    snapshot(recorded["store"], cam, item.end_ns - 1, snap)
+    with av.open(str(snap)) as c:
+        want_last = read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+    with av.open(str(recorded["pkg"] / entry["file"])) as c:  # FFmpeg's demuxer and decoder
+        counters = [read_frame_counter(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert counters[0] == want_first and counters[-1] == want_last
+    assert counters == list(range(want_first, want_last + 1))
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["directory", "zip"])
+def test_an_untouched_package_verifies_with_no_store(recorded, tmp_path, as_zip):
+    pkg = _copy(recorded, tmp_path, as_zip)
+    rep = verify_package(pkg)
+    assert rep.ok and not rep.key_given
+    assert [c.check for c in rep.checks] == ["signature", "clip", "clip"]
+    pem = _export_pem(recorded, tmp_path)
+    rep = verify_package(pkg, key_pem=pem.read_bytes())
+    assert rep.ok and rep.key_given
+    # The command, on a "machine" with no store: exit 0.
+    assert main(["verify", str(pkg), "--key", str(pem)]) == 0
+
+
+def test_with_the_store_each_clip_is_built_again_from_its_chunks(recorded, tmp_path):
+    rep = verify_package(recorded["pkg"], store=recorded["store"])
+    assert rep.ok
+    assert [c.detail.endswith("the same bytes") for c in rep.checks if c.check == "source"] == [
+        True,
+        True,
+    ]
+
+
+def _flip(path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(data)
+
+
+def test_the_tamper_matrix(recorded, tmp_path):
+    """Each change to a package fails verification, and the failure names it."""
+    pem = _export_pem(recorded, tmp_path).read_bytes()
+    clip = "clips/01-gate-20250117T010001Z.mp4"
+
+    def tampered(name: str, change) -> list[tuple[str, str]]:
+        pkg = tmp_path / name
+        shutil.copytree(recorded["pkg"], pkg)
+        change(pkg)
+        rep = verify_package(pkg, key_pem=pem)
+        assert not rep.ok, name
+        return _failed(rep)
+
+    # A bit flipped in a clip's samples.
+    f = tampered("bit", lambda p: _flip(p / clip, (p / clip).stat().st_size - 100))
+    assert f == [("clip", f[0][1])] and "changed in place" in f[0][1]
+
+    # A clip re-muxed by another tool (every sample kept).
+    def remux(p, keep=None):
+        src, out = p / clip, p / "x.mp4"
+        with av.open(str(src)) as i, av.open(str(out), "w") as o:
+            ins = i.streams.video[0]
+            os_ = o.add_stream_from_template(ins)
+            for n, pk in enumerate(i.demux(ins)):
+                if pk.dts is None or (keep is not None and n >= keep):
+                    continue
+                pk.stream = os_
+                o.mux(pk)
+        out.replace(src)
+
+    f = tampered("remux", remux)
+    assert len(f) == 1 and "re-muxed" in f[0][1], f
+    f = tampered("trim", lambda p: remux(p, keep=30))
+    assert len(f) == 1 and "trimmed" in f[0][1], f
+
+    # The manifest edited (one character), or its signature.
+    def edit(p):
+        m = p / "manifest.json"
+        m.write_bytes(m.read_bytes().replace(b'"C-7"', b'"C-8"'))
+
+    f = tampered("manifest", edit)
+    assert f == [("signature", "does not verify: the manifest or its signature was changed")]
+    f = tampered("sig", lambda p: _flip(p / "manifest.json.sig", 5))
+    assert [c for c, _ in f] == ["signature"]
+
+    # A clip's hash edited in the manifest to match a swapped clip: the signature breaks.
+    def swap(p):
+        _flip(p / clip, 5000)
+        from vstore.evidence.package_format import sha256_file
+
+        m = p / "manifest.json"
+        doc = json.loads(m.read_bytes())
+        old = doc["clips"][0]["sha256"]
+        m.write_bytes(m.read_bytes().replace(old.encode(), sha256_file(p / clip).encode()))
+
+    f = tampered("swap", swap)
+    assert [c for c, _ in f] == ["signature"]
+
+    # A file added, a clip removed.
+    f = tampered("added", lambda p: (p / "clips" / "extra.mp4").write_bytes(b"x"))
+    assert f == [("file", "not in the manifest: added after export")]
+    f = tampered("removed", lambda p: (p / clip).unlink())
+    assert f == [("clip", "missing from the package")]
+
+
+def test_a_package_signed_by_another_key_is_named(recorded, tmp_path):
+    """Another node's key re-signed an edited manifest and put its own signer.pem in: valid
+    under its own key, refused under the key the verifier trusts."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    trusted = _export_pem(recorded, tmp_path).read_bytes()
+    pkg = tmp_path / "forged"
+    shutil.copytree(recorded["pkg"], pkg)
+    other = ed25519.Ed25519PrivateKey.generate()
+    m = pkg / "manifest.json"
+    old_id = json.loads(m.read_bytes())["signature"]["key_id"].encode()
+    forged = m.read_bytes().replace(b'"C-7"', b'"C-9"')
+    m.write_bytes(forged.replace(old_id, key_id_of(other.public_key()).encode()))
+    (pkg / "manifest.json.sig").write_bytes(other.sign(m.read_bytes()))
+    (pkg / "signer.pem").write_bytes(
+        other.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    assert verify_package(pkg).ok  # (integrity only: it is what its own signer signed)
+    rep = verify_package(pkg, key_pem=trusted)
+    assert not rep.ok
+    (check, detail), *_ = _failed(rep)
+    assert check == "signature" and "signed by a key not the one given" in detail
+    assert main(["verify", str(pkg), "--key", str(tmp_path / "trusted.pem")]) == 10
+
+
+def test_re_derivation_names_footage_deleted_since(tmp_path, media):
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-del.ts", 4.0, codec="h264", gop_frames=25), "cam", START_NS)
+    pkg = tmp_path / "p.zip"
+    export_package(st, [ExportItem("cam", t(10), t(60))], pkg, case="C", purpose="p", by="b")
+    row = next(iter(st.index.segments(st.camera_num("cam"))))
+    delete_segment(st, row, "cam", "test", {})
+    rep = verify_package(pkg, store=st)
+    st.close()
+    assert [c for c, _ in _failed(rep)] == ["source"]
+    assert verify_package(pkg).ok  # the package itself still verifies
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def test_keys_rotate_and_old_signatures_still_verify(tmp_path, media):
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-rot.ts", 2.0, codec="h264", gop_frames=25), "cam", START_NS)
+    ring = KeyRing.of_store(st)
+    old = ring.signer("export").info
+    keys_dir = tmp_path / "store" / "keys"
+    assert oct(keys_dir.stat().st_mode & 0o777) == "0o700"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in keys_dir.iterdir())
+    a = tmp_path / "a"
+    export_package(st, [ExportItem("cam", t(0), t(20))], a, case="C", purpose="p", by="b")
+    new = ring.rotate("export")
+    b = tmp_path / "b"
+    export_package(st, [ExportItem("cam", t(0), t(20))], b, case="C", purpose="p", by="b",
+                   keys=ring)  # fmt: skip
+    st.close()
+    states = {k.key_id: k.state for k in ring.all_keys()}
+    assert states == {old.key_id: "retired", new.key_id: "current"}
+    assert not (keys_dir / f"{old.key_id}.key.pem").exists()  # the private half is gone
+    old_pem, new_pem = old.public_pem.encode(), new.public_pem.encode()
+    assert verify_package(a, key_pem=old_pem).ok and not verify_package(a, key_pem=new_pem).ok
+    assert verify_package(b, key_pem=new_pem).ok
+    assert json.loads((b / "manifest.json").read_bytes())["signature"]["key_id"] == new.key_id
+
+
+def test_a_missing_configured_key_is_a_clear_error_and_nothing_is_written(tmp_path, media):
+    store = tmp_path / "store"
+    st = open_store(store)
+    import_file(st, media("ev-key.ts", 2.0, codec="h264", gop_frames=25), "cam", START_NS)
+    st.close()
+    (store / "vstore.toml").write_text(f'[keys]\ndir = "{tmp_path / "vault"}"\n')
+    st = open_store(store)
+    with pytest.raises(ConfigError, match="no export key in"):
+        export_package(st, [ExportItem("cam", t(0), t(20))], tmp_path / "p", case="C",
+                       purpose="p", by="b")  # fmt: skip
+    st.close()
+    assert not (tmp_path / "p").exists() and not (tmp_path / "vault").exists()
+    rng = ["--camera", "cam", "--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:01Z"]
+    args = ["export", "--store", str(store), *rng, "--case", "C", "--purpose", "p", "--by", "b"]
+    assert main([*args, "-o", str(tmp_path / "p.zip")]) == 2
+    assert not (tmp_path / "p.zip").exists()
+
+
+def test_export_refuses_what_it_must(recorded, tmp_path):
+    st = recorded["store"]
+    item = [ExportItem("gate", t(0), t(10))]
+    with pytest.raises(UsageError, match="never overwritten"):
+        export_package(st, item, recorded["pkg"], case="C", purpose="p", by="b")
+    with pytest.raises(UsageError, match="needs a purpose"):
+        export_package(st, item, tmp_path / "x", case="C", purpose=" ", by="b")
+    assert not (tmp_path / "x").exists()
+    assert main(["verify", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,55 @@
+"""The node's signing keys: list them (with their public halves) and rotate one (the old
+public half is kept, so what it signed still verifies)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vstore.cli.common import add_common_args, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="every key, current and retired")
+    ls.add_argument("--pem", action="store_true", help="print each key's public half (PEM)")
+    add_common_args(ls)
+    rot = sub.add_parser("rotate", help="make a new current key for a purpose")
+    rot.add_argument(
+        "--purpose", required=True, choices=["export", "recording", "audit", "eff"],
+        help="what the key signs",
+    )  # fmt: skip
+    add_common_args(rot)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vstore.api import open_store
+    from vstore.base.timebase import format_time
+    from vstore.evidence.keys import PURPOSES, KeyRing
+
+    # The keys live beside the store (or where [keys] dir says): reading the config is all
+    # that needs the store, so this works while a node holds it.
+    with open_store(args.store, read_only=True) as st:
+        ring = KeyRing.of_store(st)
+        if args.action == "rotate":
+            info = ring.rotate(args.purpose)
+            if args.json:
+                print_json(info.as_json())
+            else:
+                print(f"new current {info.purpose} key {info.key_id} ({info.algorithm})")
+                print("  the old key is retired: what it signed still verifies")
+                print("  a running node picks it up when it restarts")
+            return 0
+        if not any(k.purpose == "export" for k in ring.all_keys()) and ring.create:
+            for purpose in PURPOSES:  # made on first use; listing is a use
+                ring.signer(purpose)
+        keys = ring.all_keys()
+    if args.json:
+        print_json({"directory": str(ring.dir), "keys": [k.as_json() for k in keys]})
+        return 0
+    print(f"keys in {ring.dir}")
+    for k in keys:
+        print(f"  {k.purpose:<10} {k.key_id}  {k.algorithm:<9} {k.state:<8} "
+              f"created {format_time(k.created_ns)}")  # fmt: skip
+        if args.pem:
+            print("    " + k.public_pem.strip().replace("\n", "\n    "))
+    return 0

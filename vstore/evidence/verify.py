@@ -1,0 +1,296 @@
+"""Offline verification of an evidence package (a directory or a ZIP) or of a lone clip: the
+manifest's signature, each clip's hash and size against the manifest, nothing added or
+missing; and, given the store, that each clip is exactly what its recorded chunks make.
+
+Every check is reported, passed or failed, and named, so a failure says what was changed:
+a clip, the manifest, the signature, or the key that signed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from vstore.base.errors import UsageError
+from vstore.evidence.keys import key_id_of, load_public_pem, verify_ed25519
+from vstore.evidence.package_format import (
+    FORMAT,
+    HASH_BLOCK,
+    MANIFEST,
+    README,
+    SIGNATURE,
+    SIGNER,
+)
+
+
+class Check(NamedTuple):
+    """One verification step: what was checked, on what, and what was found."""
+
+    check: str  # signature | manifest | clip | file | source
+    target: str
+    ok: bool
+    detail: str
+
+
+class VerifyReport(NamedTuple):
+    path: str
+    key_id: str | None  # the key the manifest's signature verified under
+    key_given: bool  # checked against a key the caller trusts, not only the package's own
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+class _Package:
+    """Read access to a package's entries, from a directory or a ZIP."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        if path.is_dir():
+            self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        elif zipfile.is_zipfile(path):
+            self._zip = zipfile.ZipFile(path)
+            self.names = sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
+        else:
+            raise UsageError(f"{path} is neither an evidence package (directory or ZIP) nor an MP4")
+
+    def open(self, name: str) -> IO[bytes]:
+        if self._zip is not None:
+            return self._zip.open(name)
+        return open(self.path / name, "rb")
+
+    def read(self, name: str) -> bytes | None:
+        if name not in self.names:
+            return None
+        with self.open(name) as f:
+            return f.read()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+
+def _hash(f: IO[bytes]) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    while block := f.read(HASH_BLOCK):
+        h.update(block)
+        size += len(block)
+    return h.hexdigest(), size
+
+
+def _samples(f: IO[bytes]) -> int | None:
+    """The video samples of an MP4, to say how a changed clip was changed."""
+    import av  # PyAV only when a clip already failed its hash
+
+    try:
+        with av.open(f, "r") as c:
+            v = next((s for s in c.streams if s.type == "video"), None)
+            if v is None:
+                return None
+            return sum(1 for p in c.demux(v) if p.size)
+    except (av.FFmpegError, ValueError, OSError):
+        return None
+
+
+def verify_package(
+    path: str | Path,
+    *,
+    key_pem: bytes | None = None,
+    store: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Check the package at ``path``. ``key_pem`` is the export key the caller trusts (a PEM
+    public key or certificate); without it the package's own ``signer.pem`` is used and the
+    report says so. ``store`` (open, read-only is enough) adds the re-derivation of every
+    clip from the recorded chunks the manifest names."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p} does not exist")
+    pkg = _Package(p)
+    try:
+        return _verify(pkg, key_pem, store, progress)
+    finally:
+        pkg.close()
+
+
+def _verify(
+    pkg: _Package,
+    key_pem: bytes | None,
+    store: Any,
+    progress: Callable[[int, int], None] | None,
+) -> VerifyReport:
+    checks: list[Check] = []
+    add = checks.append
+    manifest = pkg.read(MANIFEST)
+    sig = pkg.read(SIGNATURE)
+    own = pkg.read(SIGNER)
+    key_id: str | None = None
+    if manifest is None:
+        add(Check("manifest", MANIFEST, False, "missing: this is not a whole evidence package"))
+        return VerifyReport(str(pkg.path), None, key_pem is not None, checks)
+    # --- the signature ---------------------------------------------------------------------
+    key = None
+    if key_pem is not None:
+        key = load_public_pem(key_pem, "--key")
+    elif own is not None:
+        key = load_public_pem(own, SIGNER)
+    if sig is None:
+        add(Check("signature", SIGNATURE, False, "missing: the manifest is not signed"))
+    elif key is None:
+        add(Check("signature", SIGNATURE, False, f"no key to check it with ({SIGNER} missing)"))
+    elif verify_ed25519(key, sig, manifest):
+        key_id = key_id_of(key)
+        how = "the key given" if key_pem is not None else f"the package's own {SIGNER}"
+        add(Check("signature", MANIFEST, True, f"Ed25519 signature valid under {how} ({key_id})"))
+    else:
+        detail = "does not verify: the manifest or its signature was changed"
+        if key_pem is not None and own is not None:
+            try:
+                own_key = load_public_pem(own, SIGNER)
+            except UsageError:
+                own_key = None
+            if own_key is not None and key_id_of(own_key) != key_id_of(key):
+                detail = (
+                    f"does not verify under the key given ({key_id_of(key)}): the package "
+                    f"names another signer ({key_id_of(own_key)})"
+                )
+                if verify_ed25519(own_key, sig, manifest):
+                    detail += ", whose signature it does carry: signed by a key not the one given"
+        add(Check("signature", MANIFEST, False, detail))
+    if key_pem is not None and own is not None and key_id is not None:
+        try:
+            same = key_id_of(load_public_pem(own, SIGNER)) == key_id
+        except UsageError:
+            same = False
+        if not same:
+            add(Check("file", SIGNER, False, "is not the key that signed the manifest"))
+    # --- the manifest ----------------------------------------------------------------------
+    try:
+        doc = json.loads(manifest)
+        clips = doc["clips"]
+        if doc.get("format") != FORMAT or not isinstance(clips, list):
+            raise ValueError(f"format {doc.get('format')!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        add(Check("manifest", MANIFEST, False, f"not a manifest this vstore reads ({exc})"))
+        return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
+    named = doc.get("signature", {}).get("key_id")
+    if key_id is not None and named != key_id:
+        add(Check("manifest", MANIFEST, False, f"names signing key {named}, signed by {key_id}"))
+    # --- the clips -------------------------------------------------------------------------
+    listed = {MANIFEST, SIGNATURE, SIGNER, README}
+    total = sum(int(c.get("size_bytes", 0)) for c in clips)
+    done = 0
+    for c in clips:
+        name = str(c.get("file", ""))
+        listed.add(name)
+        if name not in pkg.names:
+            add(Check("clip", name, False, "missing from the package"))
+            continue
+        with pkg.open(name) as f:
+            digest, size = _hash(f)
+        done += size
+        if progress is not None:
+            progress(done, total)
+        if digest == c.get("sha256") and size == c.get("size_bytes"):
+            add(Check("clip", name, True, f"SHA-256 {digest} as listed ({size:,} bytes)"))
+            continue
+        add(Check("clip", name, False, _how_changed(pkg, name, c, digest, size)))
+    for name in pkg.names:
+        if name not in listed:
+            add(Check("file", name, False, "not in the manifest: added after export"))
+    if store is not None:
+        checks.extend(_rederive(store, clips))
+    return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
+
+
+def _how_changed(pkg: _Package, name: str, c: dict[str, Any], digest: str, size: int) -> str:
+    base = f"SHA-256 {digest[:16]}… is not the manifest's {str(c.get('sha256'))[:16]}…"
+    want = c.get("delivered", {}).get("video_samples")
+    with pkg.open(name) as f:
+        got = _samples(f)
+    if got is None:
+        return base + ": not a readable MP4 any more (damaged or replaced)"
+    n = got
+    if want is not None and n < want:
+        return base + f": trimmed ({n} video samples, {want} exported)"
+    if want is not None and n > want:
+        return base + f": extended ({n} video samples, {want} exported)"
+    if size != c.get("size_bytes"):
+        return base + f": re-muxed or edited ({size:,} bytes, {c.get('size_bytes'):,} exported)"
+    return base + ": bytes changed in place (same size and samples: bit flips or edits)"
+
+
+def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
+    """Each clip built again from the store: the same chunks, and the same bytes."""
+    from vstore.base.errors import NotFound
+    from vstore.export.clip import write_clip
+    from vstore.export.clip_plan import plan_clip
+
+    for c in clips:
+        name = str(c.get("file", ""))
+        try:
+            cam = c["camera"]["id"]
+            req = c["requested"]
+            plan = plan_clip(store, cam, int(req["from_ns"]), int(req["to_ns"]))
+        except NotFound as exc:
+            yield Check("source", name, False, f"its footage is no longer in the store ({exc})")
+            continue
+        except (KeyError, TypeError, ValueError) as exc:
+            yield Check("source", name, False, f"the manifest's entry is malformed ({exc})")
+            continue
+        want = [
+            (s["segment_id"], s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
+            for s in c.get("sources", [])
+        ]  # fmt: skip
+        got = [
+            (p.segment.segment_id, p.segment.sha256,
+             [(k.offset, k.length, f"{k.crc32:08x}") for k in p.chunks])
+            for p in plan.parts
+        ]  # fmt: skip
+        if want != got:
+            yield Check(
+                "source", name, False,
+                "the store's chunks for this range are not the ones the manifest names "
+                "(footage deleted, trimmed or replaced since the export)",
+            )  # fmt: skip
+            continue
+        h = _HashSink()
+        write_clip(store, plan, h, format="mp4")
+        if h.hexdigest() == c.get("sha256"):
+            yield Check(
+                "source", name, True,
+                f"built again from {sum(len(s[2]) for s in got)} recorded chunk(s) in "
+                f"{len(got)} segment(s): the same bytes",
+            )  # fmt: skip
+        else:
+            yield Check(
+                "source", name, False,
+                "the recorded chunks the manifest names do not make this clip: it is not "
+                "what the store recorded",
+            )  # fmt: skip
+
+
+class _HashSink:
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def write(self, b: Any) -> int:
+        self._h.update(b)
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
