@@ -132,7 +132,7 @@ def test_an_untouched_package_verifies_with_no_store(recorded, tmp_path, as_zip)
     pkg = _copy(recorded, tmp_path, as_zip)
     rep = verify_package(pkg)
     assert rep.ok and not rep.key_given
-    assert [c.check for c in rep.checks] == ["signature", "clip", "clip"]
+    assert [c.check for c in rep.checks] == ["signature", "clip", "eff", "clip", "eff"]
     pem = _export_pem(recorded, tmp_path)
     rep = verify_package(pkg, key_pem=pem.read_bytes())
     assert rep.ok and rep.key_given
@@ -169,8 +169,9 @@ def test_the_tamper_matrix(recorded, tmp_path):
         return _failed(rep)
 
     # A bit flipped in a clip's samples.
-    f = tampered("bit", lambda p: _flip(p / clip, (p / clip).stat().st_size - 100))
-    assert f == [("clip", f[0][1])] and "changed in place" in f[0][1]
+    f = tampered("bit", lambda p: _flip(p / clip, (p / clip).stat().st_size // 2))
+    assert [c for c, _ in f] == ["clip", "eff"] and "changed in place" in f[0][1]
+    assert "changed after it was signed" in f[1][1]
 
     # A clip re-muxed by another tool (every sample kept).
     def remux(p, keep=None):
@@ -186,9 +187,10 @@ def test_the_tamper_matrix(recorded, tmp_path):
         out.replace(src)
 
     f = tampered("remux", remux)
-    assert len(f) == 1 and "re-muxed" in f[0][1], f
+    assert [c for c, _ in f] == ["clip", "eff"] and "re-muxed" in f[0][1], f
+    assert f[1][1] == "no ONVIF export (oeff) signature in the MP4"
     f = tampered("trim", lambda p: remux(p, keep=30))
-    assert len(f) == 1 and "trimmed" in f[0][1], f
+    assert [c for c, _ in f] == ["clip", "eff"] and "trimmed" in f[0][1], f
 
     # The manifest edited (one character), or its signature.
     def edit(p):
@@ -211,7 +213,7 @@ def test_the_tamper_matrix(recorded, tmp_path):
         m.write_bytes(m.read_bytes().replace(old.encode(), sha256_file(p / clip).encode()))
 
     f = tampered("swap", swap)
-    assert [c for c, _ in f] == ["signature"]
+    assert [c for c, _ in f] == ["signature", "eff"]
 
     # A file added, a clip removed.
     f = tampered("added", lambda p: (p / "clips" / "extra.mp4").write_bytes(b"x"))
@@ -279,7 +281,7 @@ def test_keys_rotate_and_old_signatures_still_verify(tmp_path, media):
     export_package(st, [ExportItem("cam", t(0), t(20))], b, case="C", purpose="p", by="b",
                    keys=ring)  # fmt: skip
     st.close()
-    states = {k.key_id: k.state for k in ring.all_keys()}
+    states = {k.key_id: k.state for k in ring.all_keys() if k.purpose == "export"}
     assert states == {old.key_id: "retired", new.key_id: "current"}
     assert not (keys_dir / f"{old.key_id}.key.pem").exists()  # the private half is gone
     old_pem, new_pem = old.public_pem.encode(), new.public_pem.encode()
@@ -315,3 +317,74 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
         export_package(st, item, tmp_path / "x", case="C", purpose=" ", by="b")
     assert not (tmp_path / "x").exists()
     assert main(["verify", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_eff_signature_verifies_by_an_independent_reading(recorded):
+    """The ONVIF Export File Format signature read here from the spec's box layout, not
+    through vstore: the file-level meta box last, ipro/sinf with scheme oeff, the whole file
+    hashed with the sibo bytes zeroed, RSASSA-PSS SHA-256, MGF1-SHA-256, salt 20."""
+    import struct
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def boxes(data, start, end):
+        while start < end:
+            size, kind = struct.unpack_from(">I4s", data, start)
+            if size == 1:  # a 64-bit size follows
+                size = struct.unpack_from(">Q", data, start + 8)[0]
+            yield kind, start, start + size
+            start += size
+
+    doc = json.loads((recorded["pkg"] / "manifest.json").read_bytes())
+    for entry in doc["clips"]:
+        data = (recorded["pkg"] / entry["file"]).read_bytes()
+        tops = list(boxes(data, 0, len(data)))
+        assert [k for k, _, _ in tops] == [b"ftyp", b"moov", b"mdat", b"meta"]
+        _, m0, m1 = tops[-1]
+        kids = {k: (a, b) for k, a, b in boxes(data, m0 + 12, m1)}  # meta is a full box
+        assert list(kids) == [b"hdlr", b"suep", b"ipro"]
+        i0, i1 = kids[b"ipro"]
+        assert struct.unpack_from(">H", data, i0 + 12)[0] == 1  # protection_count
+        ((kind, s0, s1),) = boxes(data, i0 + 14, i1)
+        assert kind == b"sinf"
+        sinf = {k: (a, b) for k, a, b in boxes(data, s0 + 8, s1)}
+        h0, _ = sinf[b"schm"]
+        assert data[h0 + 12 : h0 + 20] == b"oeff" + bytes.fromhex("00010000")
+        c0, c1 = sinf[b"schi"]
+        schi = {k: (a, b) for k, a, b in boxes(data, c0 + 8, c1)}
+        sig = data[schi[b"sibo"][0] + 8 : schi[b"sibo"][1]]
+        cert = x509.load_der_x509_certificate(data[schi[b"cert"][0] + 8 : schi[b"cert"][1]])
+        signed = bytearray(data)
+        signed[schi[b"sibo"][0] + 8 : schi[b"sibo"][1]] = bytes(len(sig))
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=20)
+        cert.public_key().verify(sig, bytes(signed), pss, hashes.SHA256())  # raises if not
+        assert cert.public_key().key_size >= 2048 and len(sig) == cert.public_key().key_size // 8
+        u0, u1 = kids[b"suep"]
+        assert data[u0 + 8] == 1  # version 1
+        assert b"det. alice\x00" in data[u0:u1]  # ExportOperator
+        signed[len(data) // 2] ^= 1  # and a changed byte breaks it
+        from cryptography.exceptions import InvalidSignature
+
+        with pytest.raises(InvalidSignature):
+            cert.public_key().verify(sig, bytes(signed), pss, hashes.SHA256())
+
+
+def test_a_lone_clip_verifies_by_its_eff_signature(recorded, tmp_path):
+    clip = next((recorded["pkg"] / "clips").iterdir())
+    rep = verify_package(clip)
+    assert rep.ok and [c.check for c in rep.checks] == ["eff"]
+    cert = tmp_path / "eff.pem"
+    cert.write_text(KeyRing.of_store(recorded["store"]).signer("eff").info.cert_pem)
+    assert main(["verify", str(clip), "--cert", str(cert)]) == 0
+    other = tmp_path / "other.pem"
+    other.write_text(KeyRing.of_store(recorded["store"]).signer("export").info.public_pem)
+    assert not verify_package(clip, key_pem=other.read_bytes()).ok  # not the key that signed
+    bad = tmp_path / "bad.mp4"
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    bad.write_bytes(data)
+    assert main(["verify", str(bad)]) == 10
+    (tmp_path / "x.txt").write_text("hello")
+    assert main(["verify", str(tmp_path / "x.txt")]) == 2

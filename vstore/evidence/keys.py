@@ -96,15 +96,21 @@ class Signer:
         self._key = private_key
 
     def sign(self, data: bytes) -> bytes:
-        """Ed25519 over ``data`` (``eff`` keys sign with ``sign_pss``)."""
+        """Ed25519 over ``data`` (``eff`` keys sign with ``sign_pss_digest``)."""
         return self._key.sign(data)
 
-    def sign_pss(self, data: bytes) -> bytes:
-        """RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (the EFF scheme)."""
-        from cryptography.hazmat.primitives.asymmetric import padding
+    @property
+    def signature_bytes(self) -> int:
+        """How long a signature is: 64 for Ed25519, the modulus for RSA."""
+        return self._key.key_size // 8 if hasattr(self._key, "key_size") else 64
 
-        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        return self._key.sign(data, pss, hashes.SHA256())
+    def sign_pss_digest(self, digest: bytes, salt_bytes: int) -> bytes:
+        """RSASSA-PSS of a SHA-256 ``digest``, MGF1-SHA-256 (an ``eff`` key)."""
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_bytes)
+        return self._key.sign(digest, pss, Prehashed(hashes.SHA256()))
 
 
 class KeyRing:

@@ -30,6 +30,7 @@ from vstore._version import __version__
 from vstore.base import layout
 from vstore.base.errors import UsageError
 from vstore.base.timebase import format_time
+from vstore.evidence.eff import ExportInfo, SourceTrack, sign_appended, track_ids
 from vstore.evidence.keys import KeyRing
 from vstore.evidence.package_format import (
     CLIPS_DIR,
@@ -39,7 +40,6 @@ from vstore.evidence.package_format import (
     SIGNATURE,
     SIGNER,
     manifest_bytes,
-    sha256_file,
 )
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import ClipPlan, plan_clip
@@ -62,6 +62,39 @@ class PackageReport(NamedTuple):
     clips: list[dict[str, Any]]
     bytes_written: int
     elapsed_s: float
+
+
+def _eff_info(store: Store, plan: ClipPlan, f: Any, case: str, purpose: str, by: str) -> ExportInfo:
+    cam = store.config.camera(plan.camera)
+    name = cam.name or plan.camera
+    url = _without_credentials(cam.url or "")
+    ids = track_ids(f)
+    tracks = [SourceTrack(tid, name if i == 0 else f"{name} (audio)", url)
+              for i, tid in enumerate(ids)]  # fmt: skip
+    return ExportInfo(
+        unit_name=f"vstore node {store.uuid}",
+        unit_url="",
+        export_unix_s=time.time_ns() // 10**9,
+        operator=by,
+        tracks=tracks or [SourceTrack(1, name, url)],
+        capture_start_ns=plan.start_ns,
+        note=f"case {case}; purpose {purpose}; camera {plan.camera}",
+    )
+
+
+def _without_credentials(url: str) -> str:
+    """A camera URL as a manifest may show it: no user name or password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _local(ns: int, tz_name: str | None) -> str:
@@ -213,6 +246,7 @@ def export_package(
         raise UsageError(f"{out_path.parent} is not a directory")
     ring = keys if keys is not None else KeyRing.of_store(store)
     signer = ring.signer("export")  # before any work: no key, no export
+    eff = ring.signer("eff")
     plans = [plan_clip(store, it.camera, it.start_ns, it.end_ns) for it in items]
     staging = layout.staging_path(out_path.with_name(out_path.name + ".partial"))
     if staging.exists():
@@ -231,9 +265,16 @@ def export_package(
 
             res = write_clip(store, plan, staging / name, format="mp4", progress=step)
             done += plan.bytes
-            digest = sha256_file(staging / name)
+            with open(staging / name, "r+b") as f:
+                info = _eff_info(store, res.plan, f, case, purpose, by)
+                digest, media_digest = sign_appended(f, eff, info)
             counts = {"video_samples": res.video_packets, "audio_samples": res.audio_packets}
-            clips.append(_clip_entry(store, res.plan, name, digest, res.bytes_written, counts))
+            entry = _clip_entry(
+                store, res.plan, name, digest, (staging / name).stat().st_size, counts
+            )
+            entry["media_sha256"] = media_digest
+            entry["eff"] = {"key_id": eff.info.key_id, "scheme": "oeff"}
+            clips.append(entry)
         doc = {
             "format": FORMAT,
             "case": case,

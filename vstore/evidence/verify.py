@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from vstore.base.errors import UsageError
+from vstore.evidence.eff import cert_key_id, read_signatures
 from vstore.evidence.keys import key_id_of, load_public_pem, verify_ed25519
 from vstore.evidence.package_format import (
     FORMAT,
@@ -30,7 +31,7 @@ from vstore.evidence.package_format import (
 class Check(NamedTuple):
     """One verification step: what was checked, on what, and what was found."""
 
-    check: str  # signature | manifest | clip | file | source
+    check: str  # signature | manifest | clip | eff | file | source
     target: str
     ok: bool
     detail: str
@@ -62,7 +63,7 @@ class _Package:
             self._zip = zipfile.ZipFile(path)
             self.names = sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
         else:
-            raise UsageError(f"{path} is neither an evidence package (directory or ZIP) nor an MP4")
+            raise UsageError(f"{path} is not an evidence package (a directory or a ZIP)")
 
     def open(self, name: str) -> IO[bytes]:
         if self._zip is not None:
@@ -117,11 +118,25 @@ def verify_package(
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p} does not exist")
+    if p.is_file() and not zipfile.is_zipfile(p):
+        return _verify_clip(p, key_pem)
     pkg = _Package(p)
     try:
         return _verify(pkg, key_pem, store, progress)
     finally:
         pkg.close()
+
+
+def _verify_clip(p: Path, key_pem: bytes | None) -> VerifyReport:
+    """A clip on its own: only its EFF signature can speak for it."""
+    kid = key_id_of(load_public_pem(key_pem, "--cert")) if key_pem is not None else None
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if head[4:8] != b"ftyp":
+            raise UsageError(f"{p} is neither an evidence package (directory or ZIP) nor an MP4")
+        check = eff_check(f, p.name, kid)
+    signer = check.detail.split(", key ")[-1].split(",")[0] if check.ok else None
+    return VerifyReport(str(p), signer, key_pem is not None, [check])
 
 
 def _verify(
@@ -204,14 +219,37 @@ def _verify(
             progress(done, total)
         if digest == c.get("sha256") and size == c.get("size_bytes"):
             add(Check("clip", name, True, f"SHA-256 {digest} as listed ({size:,} bytes)"))
-            continue
-        add(Check("clip", name, False, _how_changed(pkg, name, c, digest, size)))
+        else:
+            add(Check("clip", name, False, _how_changed(pkg, name, c, digest, size)))
+        if "eff" in c:
+            with pkg.open(name) as f:
+                add(eff_check(f, name, c["eff"].get("key_id")))
     for name in pkg.names:
         if name not in listed:
             add(Check("file", name, False, "not in the manifest: added after export"))
     if store is not None:
         checks.extend(_rederive(store, clips))
     return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
+
+
+def eff_check(f: IO[bytes], name: str, key_id: str | None) -> Check:
+    """The EFF signature inside an MP4: present, valid, and (when ``key_id`` is given) made
+    by that key."""
+    try:
+        sigs = read_signatures(f)
+    except (ValueError, OSError) as exc:
+        return Check("eff", name, False, f"the MP4's boxes cannot be read ({exc})")
+    if not sigs:
+        return Check("eff", name, False, "no ONVIF export (oeff) signature in the MP4")
+    bad = [s for s in sigs if not s.valid]
+    if bad:
+        return Check("eff", name, False, bad[0].detail)
+    kid = cert_key_id(sigs[0].cert_der)
+    if key_id is not None and kid != key_id:
+        return Check("eff", name, False, f"signed by certificate key {kid}, the manifest names "
+                     f"{key_id}")  # fmt: skip
+    who = f", exported by {sigs[0].operator}" if sigs[0].operator else ""
+    return Check("eff", name, True, f"ONVIF export signature {sigs[0].detail}, key {kid}{who}")
 
 
 def _how_changed(pkg: _Package, name: str, c: dict[str, Any], digest: str, size: int) -> str:
@@ -267,7 +305,7 @@ def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
             continue
         h = _HashSink()
         write_clip(store, plan, h, format="mp4")
-        if h.hexdigest() == c.get("sha256"):
+        if h.hexdigest() == c.get("media_sha256", c.get("sha256")):
             yield Check(
                 "source", name, True,
                 f"built again from {sum(len(s[2]) for s in got)} recorded chunk(s) in "
