@@ -13,35 +13,19 @@ import time
 
 import pytest
 
-from bench.bench_real_footage import _smoke, make_footage
 from bench.conftest import NS, T0
 from tests.service_helpers import free_port, make_token, start_node, wait_for_port
 from vstore.api import open_store
 from vstore.base.timebase import format_time
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
-from vstore.ingest.file_import import import_file
 
 ROUNDS = 7
 
 
 @pytest.fixture(scope="module")
-def footage(request, tmp_path_factory):
-    """An hour of footage as a city camera records it: the real-footage benchmark's 20
-    minutes of 1080p H.264 at 4 Mbit/s with 2 B-frames and AAC, imported three times back to
-    back (smoke runs: its 18 s of 180p, three times). The clip starts between frames."""
-    smoke = _smoke(request.config)
-    src = make_footage("h264", smoke)
-    base = tmp_path_factory.mktemp("httpbench")
-    store = base / "store"
-    with open_store(store) as st:
-        at = T0
-        for _ in range(3):
-            at = import_file(st, src, "cam", at).end_ns
-    length_s = (at - T0) / NS
-    start = 1800.017 if not smoke else 20.017
-    return {"store": store, "tmp": base, "start": start, "end": start + (60 if not smoke else 6),
-            "hour_s": length_s}  # fmt: skip
+def footage(city_hour):
+    return city_hour
 
 
 def _path(start_s: float, end_s: float) -> str:

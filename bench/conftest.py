@@ -116,3 +116,25 @@ def footage(request, tmp_path_factory):
         import_file(st, mp4, "cam", T0)
     clip_s = 60 if not smoke else 20
     return {"mp4": mp4, "store": store_dir, "start": clip_at, "end": clip_at + clip_s, "tmp": base}
+
+
+@pytest.fixture(scope="session")
+def city_hour(request, tmp_path_factory):
+    """An hour of footage as a city camera records it: the real-footage benchmark's 20
+    minutes of 1080p H.264 at 4 Mbit/s with 2 B-frames and AAC, imported three times back to
+    back (smoke runs: its 18 s of 180p, three times). Clips start between frames. Shared by
+    the node's HTTP rows and the evidence rows."""
+    from bench.bench_real_footage import _smoke, make_footage
+
+    smoke = _smoke(request.config)
+    src = make_footage("h264", smoke)
+    base = tmp_path_factory.mktemp("cityhour")
+    store = base / "store"
+    with open_store(store) as st:
+        at = T0
+        for _ in range(3):
+            at = import_file(st, src, "cam", at).end_ns
+    length_s = (at - T0) / NS
+    start = 1800.017 if not smoke else 20.017
+    return {"store": store, "tmp": base, "start": start, "end": start + (60 if not smoke else 6),
+            "hour_s": length_s}  # fmt: skip

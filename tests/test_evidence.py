@@ -388,3 +388,31 @@ def test_a_lone_clip_verifies_by_its_eff_signature(recorded, tmp_path):
     assert main(["verify", str(bad)]) == 10
     (tmp_path / "x.txt").write_text("hello")
     assert main(["verify", str(tmp_path / "x.txt")]) == 2
+
+
+def test_export_goes_through_the_node_that_holds_the_store(tmp_path, media):
+    """`vstore export` while `vstore serve` holds the store: the job runs in the node (which
+    audits it) and the package verifies."""
+    from tests.service_helpers import start_node, vstore
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("ev-node.ts", 2.0, codec="h264", gop_frames=25)
+    vstore("import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z",
+           "--store", str(store))  # fmt: skip
+    node = start_node(store)
+    try:
+        out = tmp_path / "p.zip"
+        r = vstore("export", "--store", str(store), "--camera", "cam",
+                   "--from", "2025-01-17T01:00:00.5Z", "--to", "2025-01-17T01:00:01.5Z",
+                   "--case", "C-1", "--purpose", "p", "--by", "bob", "-o", str(out), "--json")  # fmt: skip
+        doc = json.loads(r.stdout)
+        assert doc["container"] == "zip" and out.exists()
+        pem = tmp_path / "k.pem"
+        pem.write_text(vstore("key", "public", "--store", str(store)).stdout)
+        assert vstore("verify", str(out), "--key", str(pem)).returncode == 0
+        audit = json.loads(vstore("audit", "--store", str(store), "--json").stdout)
+        records = audit if isinstance(audit, list) else audit.get("records", [])
+        assert any(a["action"] == "export" and a["by"] == "bob" for a in records)
+    finally:
+        assert node.stop() == 0

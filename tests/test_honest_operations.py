@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.crash_writer import START_NS
 from tests.test_never_lose_footage import GOP_NS, readable_chunks, record, run_cli, small_store
 from vstore.api import open_store
+from vstore.ingest.file_import import import_file
 from vstore.lifecycle.check import check_store
 
 DAY_NS = 86400 * 10**9
@@ -683,3 +686,19 @@ def test_snapshot_to_stdout(tmp_path, media):
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(magic)
+
+
+def test_a_configured_camera_without_footage_names_no_other_camera(tmp_path, media):
+    """Its 404 (over HTTP too) says it has no footage; it never lists the store's cameras,
+    which a principal scoped to some of them must not learn."""
+    from vstore.base.errors import NotFound
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[cameras.new-cam]\nurl = "tcp://127.0.0.1:1"\n')
+    with open_store(d) as st:
+        import_file(st, media("hon-known.ts", 2.0, codec="h264", gop_frames=25), "secret-cam",
+                    START_NS)  # fmt: skip
+        with pytest.raises(NotFound) as exc:
+            st.camera_num("new-cam")
+    assert "no footage yet" in str(exc.value) and "secret-cam" not in str(exc.value)

@@ -101,8 +101,17 @@ def test_every_writing_command_reaches_a_store_that_a_recorder_holds(
             assert main(["tier", "run", "--to", str(cold), "--older-than", "0s",
                          "--camera", "old", "--json", *base]) == 0  # fmt: skip
             assert json.loads(capsys.readouterr().out)["tiered"] >= 1
+            # A repair through the recorder leaves the live camera's open segment alone:
+            # sealing it would cut off what the camera records next (R1-R4 are for writers
+            # that are gone).
+            with open_store(store_dir, read_only=True) as st:
+                open_before = {i for i, _m in st.index.open_segments()}
+            assert open_before
             assert main(["check", "--repair", "--quick", "--json", *base]) == 0
-            assert json.loads(capsys.readouterr().out)["ok"] is True
+            doc = json.loads(capsys.readouterr().out)
+            assert doc["ok"] is True and not doc["problems"], doc["problems"]
+            with open_store(store_dir, read_only=True) as st:
+                assert open_before <= {i for i, _m in st.index.open_segments()}
             assert p.poll() is None  # recording went on throughout
         finally:
             _stop(p)
@@ -120,6 +129,7 @@ def test_every_writing_command_reaches_a_store_that_a_recorder_holds(
         rec = st.index.audit_records()[0]
         assert rec["actor"]["command"][:3] == ["vstore", "hold", "add"]
     assert not (store_dir / "vstore.sock").exists()  # the recorder removed its socket
+    assert main(["check", "--store", str(store_dir)]) == 0  # nothing cut off, nothing lost
 
 
 def test_locked_store_without_a_serving_process_is_still_exit_4(store_dir, capsys):

@@ -353,6 +353,16 @@ def test_jobs_over_http_run_with_progress_and_are_scoped(node):
                                       "to_ns": START_NS + 10**9, "reason": "r"}}  # fmt: skip
     r = node.request("POST", "/api/v1/jobs", cust, body=body)
     assert r.status == 404 and "no camera 'lobby'" in r.json()["error"]["message"]
+    # In scope, and placed in the principal's name whatever "by" the client writes.
+    body["params"] |= {"camera": "gate", "by": "det. somebody else"}
+    r = node.request("POST", "/api/v1/jobs", cust, body=body)
+    assert r.status == 202, r
+    job2 = r.json()
+    while job2["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job2 = node.get(f"/api/v1/jobs/{job2['id']}", cust).json()
+    held = [h for h in node.get("/api/v1/holds", cust).json()["holds"] if h["reason"] == "r"]
+    assert job2["state"] == "done" and held and {h["by"] for h in held} == {"custodian-north"}
     # Another principal's job is not there for it; unknown jobs and bad bodies are clear.
     assert node.get(f"/api/v1/jobs/{job['id']}", cust).status == 404
     assert node.request("POST", "/api/v1/jobs", admin, body={"job": "format-disk"}).status == 400

@@ -13,6 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="every key, current and retired")
     ls.add_argument("--pem", action="store_true", help="print each key's public half (PEM)")
     add_common_args(ls)
+    pub = sub.add_parser(
+        "public", help="the current key's public half as PEM (for eff: its certificate)"
+    )
+    pub.add_argument("--purpose", default="export",
+                     choices=["export", "recording", "audit", "eff"], help="(default: export)")  # fmt: skip
+    add_common_args(pub)
     rot = sub.add_parser("rotate", help="make a new current key for a purpose")
     rot.add_argument(
         "--purpose", required=True, choices=["export", "recording", "audit", "eff"],
@@ -30,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
     # that needs the store, so this works while a node holds it.
     with open_store(args.store, read_only=True) as st:
         ring = KeyRing.of_store(st)
+        if args.action == "public":
+            info = ring.signer(args.purpose).info
+            pem = info.cert_pem if args.purpose == "eff" else info.public_pem
+            if args.json:
+                print_json({**info.as_json(), "pem": pem})
+            else:
+                print(pem, end="")
+            return 0
         if args.action == "rotate":
             info = ring.rotate(args.purpose)
             if args.json:

@@ -68,7 +68,10 @@ def check_store(
     if repair:
         if store.read_only:
             raise VstoreError("--repair needs the store opened for writing")
-        r = recover(store)
+        # In a process that records (a node running this as a job), open segments are its
+        # cameras' live ones: R1-R4 are for writers that are gone.
+        with store.writers_held_off() as recording:
+            r = recover(store, open_segments=not recording)
         for m in r.messages:
             rep.problems.append(Problem("C3", m.split(":")[0], "open segment " + m, True))
     idx = store.index
@@ -338,7 +341,7 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     b = Batch()
     b.put_open_marker(seg_id, camera, cam, relpath, start_ns)
     store.index.commit(b)
-    recover(store)
+    recover(store, only_segment=seg_id)  # (never the open segments of cameras recording)
 
 
 def _check_orphan_identity(

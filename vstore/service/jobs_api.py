@@ -64,8 +64,11 @@ class JobsApi:
             raise UsageError('give {"job": NAME, "params": {...}}')
         if not isinstance(params, dict):
             raise UsageError("params must be a JSON object")
-        if name == "hold":
-            params = {**params, "by": params.get("by") or p.name}
+        if name in ("hold", "export"):
+            # Who placed a hold or made an export is the principal, never what a client
+            # writes; only the local socket (the CLI, which passes --by) names someone.
+            given = params.get("by") if p.via == "local:socket" else None
+            params = {**params, "by": given or p.name}
         self._authorize(p, name, params)
         actor = doc.get("actor") if p.via == "local:socket" else None
         job = self.runner.submit(name, params, p.name, actor or p.as_actor(request.remote or ""))

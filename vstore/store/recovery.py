@@ -41,11 +41,16 @@ class RecoveryReport:
         return f"RecoveryReport({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
-def recover(st: Store) -> RecoveryReport:
-    """Seal every segment a crashed writer left open (lifecycle R1-R4)."""
+def recover(
+    st: Store, open_segments: bool = True, only_segment: int | None = None
+) -> RecoveryReport:
+    """Seal every segment a crashed writer left open (lifecycle R1-R4), or only the segment
+    ``only_segment``, or none when ``open_segments`` is false (they are live writers' own);
+    finish interrupted deletions."""
     rep = RecoveryReport()
-    for seg_id, marker in st.index.open_segments():
-        _recover_one(st, seg_id, marker, rep)
+    for seg_id, marker in st.index.open_segments() if open_segments else ():
+        if only_segment is None or seg_id == only_segment:
+            _recover_one(st, seg_id, marker, rep)
     # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
     n = finish_garbage(st, local_only=True)
     if n:

@@ -176,6 +176,8 @@ class Store:
             raise
         self._writers: dict[str, OpenWriter] = {}
         self._lock = threading.Lock()
+        # Held while a repair seals open segments: no camera writer may start meanwhile.
+        self._writer_gate = threading.Lock()
         self._lease_serial = 0
         self._tiers: dict[str, Any] = {}
         self._sealer: Any = None
@@ -196,6 +198,16 @@ class Store:
     def writing_here(self) -> bool:
         """Whether this process has a camera writer open on the store."""
         return bool(self._writers)
+
+    @contextmanager
+    def writers_held_off(self) -> Iterator[bool]:
+        """No new camera writer starts inside this block; yields whether one is open. A
+        repair seals open segments only when none is: in a process that records (a node),
+        every open segment is a live writer's, and sealing it would cut its footage off."""
+        with self._writer_gate:
+            with self._lock:
+                busy = bool(self._writers)
+            yield busy
 
     def disk_usage(self) -> DiskUsage:
         """Total and free bytes of the store's file system (tests inject a filling disk)."""
@@ -323,7 +335,7 @@ class Store:
         the store). ``vstore.store.camera_writer.open_writer`` calls this."""
         if self.read_only:
             raise UsageError("store opened read-only")
-        with self._lock:
+        with self._writer_gate, self._lock:
             if camera_id in self._writers:
                 raise UsageError(f"camera {camera_id!r} already has an open writer")
             w = make()
@@ -393,6 +405,10 @@ class Store:
     def camera_num(self, camera_id: str) -> int:
         layout.validate_camera_id(camera_id)
         num = self.index.camera_num(camera_id)
+        if num is None and camera_id in self.config.cameras:
+            # (configured, nothing recorded yet: the other cameras are not this caller's
+            # business, least of all over HTTP)
+            raise NotFound(f"camera {camera_id!r} has no footage yet")
         if num is None:
             known = ", ".join(c for c, _ in self.index.cameras()) or "none"
             raise NotFound(f"unknown camera {camera_id!r} (cameras in this store: {known})")
