@@ -398,6 +398,18 @@ def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path)
     assert node.get(base + segs[0], south).status == 404
     assert node.get(base + "seg/123.m4s", tok).status == 404
     assert node.get(base + "seg/abc.m4s", tok).status == 404
+    # A player reloading a live playlist from one start is one audited viewing, not many.
+    audit = node.tokens["admin"]
+
+    def live_records() -> int:
+        recs = node.get("/api/v1/audit?action=view_playback&limit=1000", audit).json()["records"]
+        return sum(1 for r in recs if r["detail"].get("live"))
+
+    before = live_records()
+    live = f"/api/v1/cameras/gate/hls.m3u8?live=1&from={q(START_NS + 10**9)}"
+    statuses = {node.get(live, tok).status for _ in range(3)}
+    assert statuses == {200}, statuses
+    assert live_records() == before + 1
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

@@ -13,7 +13,9 @@ import asyncio
 import functools
 import io
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,6 +74,26 @@ _TO = Param("to", "query", "end, as from", True)
 _PURPOSE = Param("purpose", "query", "why (a case number); required when the node says so")
 
 
+class _Seen:
+    """Keys seen lately (at most ``size``, oldest forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self._keys: OrderedDict[Any, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first(self, key: Any) -> bool:
+        """Whether ``key`` is new (and remember it)."""
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return False
+            self._keys[key] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+            return True
+
+
 class Api:
     """The handlers, bound to one node."""
 
@@ -86,6 +108,7 @@ class Api:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
         self.clips = ClipCache()
         self.playlists = hls.Playlists()
+        self._live_sessions = _Seen(4096)
         self.prometheus = Metrics(node)
         jwt_cfg = parse_jwt_config(self.store.config.auth.get("jwt"), "vstore.toml")
         self.jwt = JwtVerifier(jwt_cfg) if jwt_cfg is not None else None
@@ -374,7 +397,11 @@ class Api:
             detail = {"camera": cam, "from": format_time(start), "live": live}
             if not live:
                 detail["to"] = format_time(end)
-            self.audit(request, "view_playback", detail)
+            # A player reloads a live playlist every few seconds from the same fixed start:
+            # one watching session is one record, not one per reload.
+            session = (request[PRINCIPAL].name, cam, start, live)
+            if not live or self._live_sessions.first(session):
+                self.audit(request, "view_playback", detail)
             return text
 
         text = await self.run(build)
