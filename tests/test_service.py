@@ -278,8 +278,9 @@ def test_reload_starts_a_new_camera_and_sigterm_seals_it(tmp_path, media):
     try:
         with open(store / "vstore.toml", "a") as f:
             f.write(f'\n[cameras.door]\nurl = "{src}"\n')
+            f.write('\n[cameras.dead]\nurl = "tcp://127.0.0.1:1"\n')  # refuses connections
         r = n.request("POST", "/api/v1/config/reload", admin)
-        assert r.status == 200 and r.json()["started"] == ["door"], r
+        assert r.status == 200 and sorted(r.json()["started"]) == ["dead", "door"], r
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             st = n.get("/api/v1/cameras/door", admin).json()
@@ -287,6 +288,14 @@ def test_reload_starts_a_new_camera_and_sigterm_seals_it(tmp_path, media):
                 break
             time.sleep(0.2)
         assert st["status"]["connects"] == 1 and st["segments"] >= 1, st
+        # A camera whose source cannot be reached is not "recording", and says why.
+        dead = n.get("/api/v1/cameras/dead", admin).json()["status"]
+        assert dead["recording"] is False and dead["recorder_running"] is True
+        assert dead["connects"] == 0 and dead["last_error"], dead
+        listed = {
+            c["camera"]: c["recording"] for c in n.get("/api/v1/cameras", admin).json()["cameras"]
+        }
+        assert listed["dead"] is False
         metrics = n.get("/metrics", admin).body.decode()
         assert 'vstore_packets_written_total{camera="door"}' in metrics
     finally:

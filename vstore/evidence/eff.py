@@ -192,22 +192,14 @@ def _children(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, i
         at += size
 
 
-def read_signatures(f: IO[bytes]) -> list[Signature]:
-    """Every ``oeff`` signing instance of the file's last top-level ``meta``, each checked
-    (Annex A: the later instances removed, the sizes of ``ipro`` and ``meta`` adjusted, the
-    signature's bytes zeroed, the rest hashed). Empty when the file has no EFF signature."""
+def hash_and_signatures(f: IO[bytes]) -> tuple[str, int, list[Signature]]:
+    """One read of the file: its SHA-256, its size, and its EFF signatures checked (see
+    ``read_signatures``)."""
     total = _size(f)
-    tops = list(_boxes(f, 0, total))
-    metas = [b for b in tops if b[0] == b"meta"]
-    if not metas:
-        return []
-    _kind, pay, end = metas[-1]
-    meta_off = pay - 8
-    f.seek(meta_off)
-    meta = f.read(end - meta_off)
-    if end != total:
+    metas = [b for b in _boxes(f, 0, total) if b[0] == b"meta"]
+    if metas and metas[-1][2] != total:
         raise ValueError("bytes follow the signature's meta box: they would not be signed")
-    # The prefix (everything before meta) is hashed once and shared by every instance.
+    meta_off = metas[-1][1] - 8 if metas else total
     f.seek(0)
     prefix = hashlib.sha256()
     left = meta_off
@@ -217,6 +209,23 @@ def read_signatures(f: IO[bytes]) -> list[Signature]:
             raise ValueError("the file ended early")
         prefix.update(block)
         left -= len(block)
+    meta = f.read()
+    whole = prefix.copy()
+    whole.update(meta)
+    sigs = _signatures(meta, meta_off, prefix) if metas else []
+    return whole.hexdigest(), total, sigs
+
+
+def read_signatures(f: IO[bytes]) -> list[Signature]:
+    """Every ``oeff`` signing instance of the file's last top-level ``meta``, each checked
+    (Annex A: the later instances removed, the sizes of ``ipro`` and ``meta`` adjusted, the
+    signature's bytes zeroed, the rest hashed). Empty when the file has no EFF signature."""
+    return hash_and_signatures(f)[2]
+
+
+def _signatures(meta: bytes, meta_off: int, prefix: Any) -> list[Signature]:
+    """The signing instances of ``meta`` (the file's last box, at ``meta_off``), given the
+    hash state of every byte before it."""
     out: list[Signature] = []
     ipro = next((c for c in _children(meta, 12, len(meta)) if c[0] == b"ipro"), None)
     if ipro is None:

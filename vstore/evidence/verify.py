@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from vstore.base.errors import UsageError
-from vstore.evidence.eff import cert_key_id, read_signatures
+from vstore.evidence.eff import Signature, cert_key_id, hash_and_signatures, read_signatures
 from vstore.evidence.keys import key_id_of, load_public_pem, verify_ed25519
 from vstore.evidence.package_format import (
     FORMAT,
@@ -212,8 +212,15 @@ def _verify(
         if name not in pkg.names:
             add(Check("clip", name, False, "missing from the package"))
             continue
+        sigs: list[Signature] | None = None
         with pkg.open(name) as f:
-            digest, size = _hash(f)
+            try:  # one read gives the file's hash and its EFF signatures' digests
+                digest, size, sigs = hash_and_signatures(f)
+                sig_error = ""
+            except (ValueError, OSError) as exc:
+                f.seek(0)
+                digest, size = _hash(f)
+                sig_error = f"the MP4's boxes cannot be read ({exc})"
         done += size
         if progress is not None:
             progress(done, total)
@@ -222,8 +229,9 @@ def _verify(
         else:
             add(Check("clip", name, False, _how_changed(pkg, name, c, digest, size)))
         if "eff" in c:
-            with pkg.open(name) as f:
-                add(eff_check(f, name, c["eff"].get("key_id")))
+            key_id = c["eff"].get("key_id")
+            add(Check("eff", name, False, sig_error) if sigs is None
+                else _eff_result(sigs, name, key_id))  # fmt: skip
     for name in pkg.names:
         if name not in listed:
             add(Check("file", name, False, "not in the manifest: added after export"))
@@ -239,6 +247,10 @@ def eff_check(f: IO[bytes], name: str, key_id: str | None) -> Check:
         sigs = read_signatures(f)
     except (ValueError, OSError) as exc:
         return Check("eff", name, False, f"the MP4's boxes cannot be read ({exc})")
+    return _eff_result(sigs, name, key_id)
+
+
+def _eff_result(sigs: list[Signature], name: str, key_id: str | None) -> Check:
     if not sigs:
         return Check("eff", name, False, "no ONVIF export (oeff) signature in the MP4")
     bad = [s for s in sigs if not s.valid]

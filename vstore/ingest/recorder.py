@@ -45,6 +45,7 @@ class RecorderStatus:
     url: str
     connects: int = 0
     reconnects: int = 0
+    connected: bool = False  # a connection is up now (not connecting or waiting to retry)
     dropped_queue_full: int = 0
     last_error: str = ""
     demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
@@ -139,12 +140,14 @@ class Recorder:
                         self._pool.schedule(self)
                         self.status.reconnects += 1
                     self.status.connects += 1
+                    self.status.connected = True
                     backoff = 0.5
                     conn.pump(self, t0)
                 except SourceError as exc:
                     self.status.last_error = str(exc)
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
+                    self.status.connected = False
                     damage = conn.close()
                     self.status.ts_continuity_errors += damage.continuity_errors
                     self.status.ts_resyncs += damage.resyncs

@@ -45,7 +45,7 @@ class _NodeCollector:
         node = self.node
         cams = node.recording()
         yield GaugeMetricFamily(
-            "vstore_cameras_recording", "Cameras whose recorder is running", value=len(cams)
+            "vstore_cameras_recording", "Cameras whose source is connected now", value=len(cams)
         )
         packets = CounterMetricFamily(
             "vstore_packets_written", "Packets stored, per camera", labels=["camera"]

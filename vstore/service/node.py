@@ -165,9 +165,13 @@ class Node:
         w = r.writer
         status = to_jsonable(r.status)
         status.pop("camera", None)
+        alive = run.thread.is_alive()
         return {
             **status,
-            "recording": run.thread.is_alive(),
+            # Recording: its source is connected now; a recorder still trying to connect (or
+            # waiting to retry) is not, and says why in last_error.
+            "recording": alive and r.status.connected,
+            "recorder_running": alive,
             "url": redact_url(run.url),
             "since_ns": run.started_ns,
             "durable_end_ns": w.durable_end_ns if w is not None else None,
@@ -180,8 +184,13 @@ class Node:
             return sorted(self._recording)
 
     def recording(self) -> list[str]:
+        """Cameras whose source is connected now."""
         with self._lock:
-            return sorted(c for c, r in self._recording.items() if r.thread.is_alive())
+            return sorted(
+                c
+                for c, r in self._recording.items()
+                if r.thread.is_alive() and r.recorder.status.connected
+            )
 
     def stop(self) -> None:
         """Stop the jobs at their safe points, then recording (every writer flushes and
