@@ -121,33 +121,41 @@ def test_a_live_playlist_grows_with_the_open_segment(rec):
     _check(after, _reference(st, start, end))
 
 
-def test_a_deleted_segment_leaves_the_kept_playlists(st):
+def _kept_then_changed(st, end_s: int, change) -> str:
+    """A playlist kept, the store changed by ``change(num)``, the playlist again: it must be
+    what a fresh build gives, and the rows' own."""
     kept = Playlists()
-    start, end = START_NS, START_NS + 100 * NS_PER_S
+    start, end = START_NS, START_NS + end_s * NS_PER_S
     kept.playlist(st, "cam", start, end, False)
-    num = st.camera_num("cam")
-    row = next(iter(st.index.segments(num, START_NS + 10 * NS_PER_S, START_NS + 11 * NS_PER_S)))
-    assert row.state == "sealed"
-    delete_segment(st, row, "cam", "test", {})
+    change(st.camera_num("cam"))
     text = kept.playlist(st, "cam", start, end, False)
-    assert text == Playlists().playlist(st, "cam", start, end, False)
-    assert f"seg/{row.start_ns}.m4s" not in text
+    assert text is not None and text == Playlists().playlist(st, "cam", start, end, False)
     _check(text, _reference(st, start, end))
+    return text
+
+
+def test_a_deleted_segment_leaves_the_kept_playlists(st):
+    gone = []
+
+    def delete(num):
+        row = next(iter(st.index.segments(num, START_NS + 10 * NS_PER_S, START_NS + 11 * NS_PER_S)))
+        assert row.state == "sealed"
+        delete_segment(st, row, "cam", "test", {})
+        gone.append(row.start_ns)
+
+    text = _kept_then_changed(st, 100, delete)
+    assert f"seg/{gone[0]}.m4s" not in text
 
 
 def test_a_quarantined_chunk_leaves_the_kept_playlists(st):
-    kept = Playlists()
-    start, end = START_NS, START_NS + 50 * NS_PER_S
-    kept.playlist(st, "cam", start, end, False)
-    num = st.camera_num("cam")
-    c = next(c for c in st.index.chunks(num, START_NS + 12 * NS_PER_S, end))
-    row = next(r for r in st.index.segments(num) if r.segment_id == c.segment_id)
-    path = st.layout.path(row.path)
-    raw = bytearray(path.read_bytes())
-    raw[c.offset + c.length // 2] ^= 0xFF  # bit rot in a sealed segment
-    path.write_bytes(raw)
-    check_store(st, repair=True)  # the rotten chunk leaves the index, quarantined
-    assert st.index.chunk_at(num, c.start_ns) is None
-    text = kept.playlist(st, "cam", start, end, False)
-    assert text == Playlists().playlist(st, "cam", start, end, False)
-    _check(text, _reference(st, start, end))
+    def rot(num):
+        c = next(iter(st.index.chunks(num, START_NS + 12 * NS_PER_S, START_NS + 50 * NS_PER_S)))
+        row = next(r for r in st.index.segments(num) if r.segment_id == c.segment_id)
+        path = st.layout.path(row.path)
+        raw = bytearray(path.read_bytes())
+        raw[c.offset + c.length // 2] ^= 0xFF  # bit rot in a sealed segment
+        path.write_bytes(raw)
+        check_store(st, repair=True)  # the rotten chunk leaves the index, quarantined
+        assert st.index.chunk_at(num, c.start_ns) is None
+
+    _kept_then_changed(st, 50, rot)

@@ -69,7 +69,7 @@ def check_store(
         if store.read_only:
             raise VstoreError("--repair needs the store opened for writing")
         # In a process that records (a node running this as a job), open segments are its
-        # cameras' live ones: R1-R4 are for writers that are gone.
+        # cameras' live ones: R1-R4 are for writers that are gone (lifecycle R7).
         with store.writers_held_off() as recording:
             r = recover(store, open_segments=not recording)
         for m in r.messages:
