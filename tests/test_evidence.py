@@ -411,8 +411,9 @@ def test_export_goes_through_the_node_that_holds_the_store(tmp_path, media):
         pem = tmp_path / "k.pem"
         pem.write_text(vstore("key", "public", "--store", str(store)).stdout)
         assert vstore("verify", str(out), "--key", str(pem)).returncode == 0
-        audit = json.loads(vstore("audit", "--store", str(store), "--json").stdout)
-        records = audit if isinstance(audit, list) else audit.get("records", [])
-        assert any(a["action"] == "export" and a["by"] == "bob" for a in records)
+        out = vstore("audit", "--store", str(store), "--action", "export", "--by", "bob", "--json")
+        records = json.loads(out.stdout)["records"]
+        assert [(a["action"], a["by"]) for a in records] == [("export", "bob")]
+        assert records[0]["detail"]["case"] == "C-1"
     finally:
         assert node.stop() == 0

@@ -189,6 +189,13 @@ def test_holds_are_scoped_placed_by_custodians_and_released(node):
     body = {"camera": "gate", "from": format_time(START_NS),
             "to": format_time(START_NS + 5 * 10**9), "reason": "case 41"}  # fmt: skip
     assert node.request("POST", "/api/v1/holds", node.tokens["inv"], body=body).status == 403
+    # A misspelt key is refused, never ignored (nor is a "by" taken from the client).
+    r = node.request("POST", "/api/v1/holds", cust, body={**body, "by": "someone else"})
+    assert r.status == 400 and "'by'" in r.json()["error"]["message"]
+    r = node.request(
+        "POST", "/api/v1/jobs", cust, body={"job": "hold", "params": {"action": "lst"}}
+    )
+    assert r.status == 400 and "add, release or sync" in r.json()["error"]["message"]
     r = node.request("POST", "/api/v1/holds", cust, body=body)
     assert r.status == 201, r
     hold = r.json()
@@ -501,9 +508,12 @@ def test_admins_manage_tokens_within_their_own_groups(node):
     assert node.request("DELETE", f"/api/v1/tokens/{south_id}", north_admin).status == 404
     assert node.request("DELETE", f"/api/v1/tokens/{made['id']}", north_admin).status == 200
     assert node.get("/api/v1/cameras", made["token"]).status == 401
-    recs = node.get("/api/v1/audit", admin).json()["records"]
+    assert node.request("DELETE", f"/api/v1/tokens/{made['id']}", north_admin).status == 200
+    recs = node.get("/api/v1/audit?limit=10000", admin).json()["records"]
     acts = {r["action"] for r in recs}
     assert {"token_create", "token_revoke"} <= acts
+    revokes = [r for r in recs if r["action"] == "token_revoke" and made["id"] in str(r["detail"])]
+    assert len(revokes) == 1  # revoking it again recorded nothing new
     assert all(made["token"] not in str(r) for r in recs)
 
 

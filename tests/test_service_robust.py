@@ -231,6 +231,7 @@ def test_a_stalled_client_never_stalls_recording_and_is_dropped(tmp_path, media)
             f'[service]\nwrite_timeout_s = 2\n[cameras.live]\nurl = "{cam.url}"\n'
         )
         tok = make_token(store, "investigator", "*")
+        custodian = make_token(store, "custodian", "*")  # (reads the audit log)
         n = start_node(store)
         try:
             path = (
@@ -257,8 +258,29 @@ def test_a_stalled_client_never_stalls_recording_and_is_dropped(tmp_path, media)
             w = st["writer"]
             assert w["packets"] >= 25 * (time.monotonic() - t0 - 2)  # kept up meanwhile
             assert not any(v for k, v in w.items() if k.startswith("dropped"))
+            # A client that reads a little and hangs up.
+            s = socket.socket()
+            s.connect((n.host, n.port))
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
+            )
+            s.recv(10_000)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # (a reset, as a killed player's)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                recs = n.get("/api/v1/audit?action=export_incomplete", custodian).json()["records"]
+                if len(recs) >= 2:
+                    break
+                time.sleep(0.2)
+            # Each cut-short download is recorded with what left, never as complete.
+            reasons = sorted(r["detail"]["reason"] for r in recs)
+            assert reasons == ["client stalled", "client went away"], recs
+            assert all(r["detail"]["sent_bytes"] < head_len for r in recs)
         finally:
             assert n.stop() == 0
+        log_text = (store.parent / "serve.log").read_text()
+        assert "Traceback" not in log_text, log_text[-3000:]
 
 
 def test_a_node_can_require_a_purpose_for_exports(store):

@@ -15,24 +15,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", help="only records about this camera")
     p.add_argument("--since", metavar="T", help="only records made at or after T")
     p.add_argument("--until", metavar="T", help="only records made before T")
+    p.add_argument("--action", action="append", metavar="NAME",
+                   help="only records of this action (export, hold_add, delete, ...); repeatable")  # fmt: skip
+    p.add_argument("--by", metavar="NAME", help="only records made by this principal or person")
 
 
 def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import resolve_tz
+    from vstore.store import audit_log
     from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
     with open_read_only(args.store) as store:
-        recs = [
-            r
-            for r in store.index.audit_records()
-            if (args.camera is None or r["detail"].get("camera") == args.camera)
-            and (since is None or r["at_ns"] >= since)
-            and (until is None or r["at_ns"] < until)
-        ]
+        found = audit_log.query(
+            store,
+            camera=args.camera,
+            actions=args.action or (),
+            by=args.by,
+            since_ns=since,
+            until_ns=until,
+        )
+        recs = list(found)
     if args.json:
         print_json({"records": [{**r, "at": format_time(r["at_ns"])} for r in recs]})
         return 0
@@ -55,5 +61,6 @@ def run(args: argparse.Namespace) -> int:
             who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
         print(f"{format_time(r['at_ns'], tz)}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
     if not recs:
-        print("no audit records" + (" match" if args.camera or since or until else ""))
+        filtered = args.camera or since or until or args.action or args.by
+        print("no audit records" + (" match" if filtered else ""))
     return 0

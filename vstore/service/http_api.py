@@ -29,6 +29,8 @@ from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export import hls
 from vstore.export.clip import clip_bytes
 from vstore.export.clip_file import ClipFile, open_clip_file
+from vstore.export.clip_plan import plan_clip
+from vstore.export.remux import origin_ns
 from vstore.export.snapshot import snapshot
 from vstore.jobs import registry
 from vstore.jobs.reports import timeline_doc
@@ -60,6 +62,7 @@ from vstore.service.page_api import SESSION_COOKIE, PageApi, page_routes
 from vstore.service.tokens import PREFIX as TOKEN_PREFIX
 from vstore.service.tokens import TokenFile
 from vstore.service.tokens_api import TokensApi, token_routes
+from vstore.store import audit_log
 from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
@@ -332,18 +335,38 @@ class Api:
             await self.run(self.audit, request, "export_clip", detail)
             await resp.prepare(request)
             blocks = cf.read(a, b)
-            while True:
-                block = await self.run(next, blocks, None)
-                if block is None:
-                    break
-                # One write per chunk: its samples are often thousands of small pieces (audio
-                # and video interleaved), and each write is a trip through the event loop.
-                data = block[0] if len(block) == 1 else b"".join(block)
-                await asyncio.wait_for(resp.write(data), self.write_timeout_s)
+            sent = 0
+            try:
+                while True:
+                    block = await self.run(next, blocks, None)
+                    if block is None:
+                        break
+                    # One write per chunk: its samples are often thousands of small pieces
+                    # (audio and video interleaved), and each write is a trip through the
+                    # event loop.
+                    data = block[0] if len(block) == 1 else b"".join(block)
+                    await asyncio.wait_for(resp.write(data), self.write_timeout_s)
+                    sent += len(data)
+            except (ConnectionError, TimeoutError) as exc:
+                await self._export_cut_short(request, detail, sent, exc)
+                return resp
             await resp.write_eof()
             return resp
         finally:
             await self.run(done)  # (the layout's leases go with it, now or when it expires)
+
+    async def _export_cut_short(
+        self, request: web.Request, detail: dict[str, Any], sent: int, exc: BaseException
+    ) -> None:
+        """A download the client stopped (or stalled past write_timeout_s): its leases go
+        with this request, and the audit log says how much of it left."""
+        why = "stalled" if isinstance(exc, TimeoutError) else "went away"
+        log.info("%s %s: the client %s after %d bytes", request.method, request.path, why, sent)
+        if request.transport is not None:
+            request.transport.abort()  # dropped: what is buffered for it is not sent either
+        cut = {"camera": detail["camera"], "from": detail["from"], "sent_bytes": sent,
+               "reason": f"client {why}"}  # fmt: skip
+        await self.run(self.audit, request, "export_incomplete", cut)
 
     async def _clip_streamed(
         self, request: web.Request, cam: str, start: int, end: int, purpose: str, fmt: str
@@ -356,19 +379,28 @@ class Api:
             if request.method == "HEAD":
                 await resp.prepare(request)
                 return resp
+            # What the bytes hold: fMP4 and TS begin at the keyframe before ``from``.
+            shown = await self.run(lambda: origin_ns(plan_clip(self.store, cam, start, end), fmt))
             detail = {
                 "camera": cam,
-                "from": format_time(start),
+                "from": format_time(shown),
                 "to": format_time(end),
+                "requested_from": format_time(start),
                 "format": fmt,
                 "purpose": purpose,
             }
             await self.run(self.audit, request, "export_clip", detail)
             await resp.prepare(request)
             block = first
-            while block is not None:
-                await asyncio.wait_for(resp.write(block), self.write_timeout_s)
-                block = await self.run(next, blocks, None)
+            sent = 0
+            try:
+                while block is not None:
+                    await asyncio.wait_for(resp.write(block), self.write_timeout_s)
+                    sent += len(block)
+                    block = await self.run(next, blocks, None)
+            except (ConnectionError, TimeoutError) as exc:
+                await self._export_cut_short(request, detail, sent, exc)
+                return resp
             await resp.write_eof()
             return resp
         finally:
@@ -471,7 +503,7 @@ class Api:
 
     async def add_hold(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request)
+        doc = await json_body(request, "camera", "from", "to", "reason")
         cam = doc.get("camera")
         if not isinstance(cam, str):
             raise UsageError("give camera")
@@ -497,7 +529,7 @@ class Api:
             hold_id = int(request.match_info["hold"])
         except ValueError:
             raise NotFound(f"no hold {request.match_info['hold']!r}") from None
-        doc = await json_body(request)
+        doc = await json_body(request, "reason")
         reason = doc.get("reason")
 
         def release() -> dict[str, Any]:
@@ -524,20 +556,19 @@ class Api:
         if since is not None and until is not None and until <= since:
             raise UsageError("until must be after since")
 
+        actions = [a for a in request.query.get("action", "").split(",") if a]
+        by = request.query.get("by") or None
+
         def records() -> list[dict[str, Any]]:
             config = self.store.config
             out = []
-            for r in reversed(self.store.index.audit_records()):
+            found = audit_log.query(self.store, camera=camera, actions=actions, by=by,
+                                    since_ns=since, until_ns=until, newest_first=True)  # fmt: skip
+            for r in found:
                 cam = r["detail"].get("camera") if isinstance(r["detail"], dict) else None
                 if cam is None and not p.sees_all():
                     continue
                 if cam is not None and not p.sees(cam, config):
-                    continue
-                if camera is not None and cam != camera:
-                    continue
-                if (since is not None and r["at_ns"] < since) or (
-                    until is not None and r["at_ns"] >= until
-                ):
                     continue
                 out.append({**r, "at": format_time(r["at_ns"])})
                 if len(out) >= limit:
@@ -626,6 +657,8 @@ def _routes(api: Api | None) -> list[Route]:
               "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),), body=True),
         Route("GET", f"{API}/audit", h("audit_log"), "Audit records of cameras in scope, newest first",
               "audit", (Param("camera", "query", "only this camera"),
+                        Param("action", "query", "only these actions (comma-separated)"),
+                        Param("by", "query", "only records made by this principal"),
                         Param("since", "query", "at or after"), Param("until", "query", "before"),
                         Param("limit", "query", "at most this many (1000)"))),
         Route("POST", f"{API}/config/reload", h("reload"),

@@ -111,8 +111,9 @@ async def serve_store_socket(runner: web.AppRunner, sock: Path) -> None:
         os.umask(old_umask)
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object (at most MAX_BODY_BYTES)."""
+async def json_body(request: web.Request, *keys: str) -> dict[str, Any]:
+    """The request's JSON object (at most MAX_BODY_BYTES), with only ``keys`` when given: a
+    misspelt key is refused, never ignored."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", "a request body is at most 64 KiB")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
@@ -124,6 +125,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise UsageError("the body must be a JSON object") from None
     if not isinstance(doc, dict):
         raise UsageError("the body must be a JSON object")
+    unknown = sorted(set(doc) - set(keys)) if keys else []
+    if unknown:
+        raise UsageError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} (this takes: {', '.join(keys)})"
+        )
     return doc
 
 
@@ -152,7 +158,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             exc.reason,
             {"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
         )
-    except (ConnectionResetError, asyncio.CancelledError, TimeoutError):
+    except (ConnectionError, asyncio.CancelledError, TimeoutError):
         raise  # the client went away or stalled: nothing to answer
     except Exception:
         log.exception("%s %s failed", request.method, request.path)

@@ -36,6 +36,10 @@ class JobsApi:
         if name == "hold":
             if not p.may("hold"):
                 raise ApiError(403, "forbidden", "holds need the custodian role")
+            if params.get("action") not in ("add", "release", "sync"):
+                raise UsageError(
+                    f"unknown hold action {params.get('action')!r} (add, release or sync)"
+                )
             camera = params.get("camera")
             if params.get("action") == "release":
                 camera = hold_in_scope(self.runner.store, p, params.get("id")).camera
@@ -58,7 +62,7 @@ class JobsApi:
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request)
+        doc = await json_body(request, "job", "params", "actor")
         name, params = doc.get("job"), doc.get("params", {})
         if not isinstance(name, str):
             raise UsageError('give {"job": NAME, "params": {...}}')

@@ -58,7 +58,7 @@ class PageApi:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         """The browser page's sign-in: a token in, an HttpOnly cookie holding it out."""
-        doc = await json_body(request)
+        doc = await json_body(request, "token")
         token = str(doc.get("token", "")).strip()
         p = self.tokens.authenticate(token) if token else None
         if p is None:

@@ -45,7 +45,7 @@ class TokensApi:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request)
+        doc = await json_body(request, "name", "role", "groups", "expires")
         groups = doc.get("groups")
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise UsageError('give "groups": ["NAME", ...] (or ["*"])')
@@ -69,8 +69,10 @@ class TokensApi:
         rec = self.tokens.records().get(token_id)
         if rec is None or not self._within(p, rec.groups):
             raise NotFound(f"no token {token_id!r}")
+        was_active = rec.revoked_ns is None
         rec = self.tokens.revoke(token_id)
-        self._audit(request, "token_revoke", rec)
+        if was_active:  # (revoking it again changes nothing: nothing to record)
+            self._audit(request, "token_revoke", rec)
         return json_response(rec.public())
 
 

@@ -1,0 +1,38 @@
+"""Reading the store's permanent audit log: the records that match a query (camera, actions,
+principal, time), oldest or newest first, for `vstore audit` and the node's API alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from vstore.store.store import Store
+
+
+def query(
+    store: Store,
+    *,
+    camera: str | None = None,
+    actions: Iterable[str] = (),
+    by: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    newest_first: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Records about ``camera``, of one of ``actions`` (all when empty), made by ``by``, in
+    [since_ns, until_ns)."""
+    wanted = frozenset(actions)
+    recs = store.index.audit_records()
+    for r in reversed(recs) if newest_first else recs:
+        detail = r["detail"] if isinstance(r["detail"], dict) else {}
+        if camera is not None and detail.get("camera") != camera:
+            continue
+        if wanted and r["action"] not in wanted:
+            continue
+        if by is not None and r["by"] != by:
+            continue
+        if since_ns is not None and r["at_ns"] < since_ns:
+            continue
+        if until_ns is not None and r["at_ns"] >= until_ns:
+            continue
+        yield r
