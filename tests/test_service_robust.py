@@ -210,8 +210,13 @@ def test_a_flood_of_malformed_requests_is_answered_in_bounded_memory(store):
         assert n.get("/api/v1/cameras", tok).status == 200
         r = n.get("/static/../../vstore.toml")
         assert r.status == 404 and b"[store]" not in r.body
+        # A long (9 kB) query string still reaches the API and its JSON error.
+        r = n.get("/api/v1/cameras/gate/timeline?to=now&from=" + "a" * 9000, tok)
+        assert r.status == 400 and "bad time" in r.json()["error"]["message"]
     finally:
         assert n.stop() == 0
+    # Parser refusals are a client's mistakes: warnings, never error tracebacks.
+    assert "Traceback" not in (store.parent / "serve.log").read_text()
 
 
 def test_a_stalled_client_never_stalls_recording_and_is_dropped(tmp_path, media):

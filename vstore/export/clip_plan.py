@@ -180,7 +180,7 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     if not chunks:
         raise NotFound(
             f"camera {camera_id!r} has no footage between {format_time(start_ns)} and "
-            f"{format_time(end_ns)} (see `vstore timeline --camera {camera_id}`)"
+            f"{format_time(end_ns)} (its timeline shows what it holds)"
         )
     seg_rows = {r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, end_ns)}
     parts: list[ClipPart] = []

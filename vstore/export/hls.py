@@ -213,7 +213,9 @@ def _gop_at(store: Store, camera_id: str, start_ns: int) -> tuple[SegmentRow, li
             break
         rows.append(c)
     if not rows:
-        raise NotFound(f"camera {camera_id!r} has no GOP starting at {format_time(start_ns)}")
+        raise NotFound(
+            f"camera {camera_id!r} has no GOP starting at {start_ns} ({format_time(start_ns)})"
+        )
     seg = next(
         (s for s in store.index.segments(num, start_ns, start_ns + 1)
          if s.segment_id == rows[0].segment_id),

@@ -67,6 +67,25 @@ from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
 
+MAX_LINE_BYTES = 32 * 1024
+
+
+class _QuietBadRequests(logging.Filter):
+    """A request the HTTP parser refuses (a line too long, not HTTP at all) is a client's
+    mistake, answered with 400: one warning line, not an error with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__module__.startswith("aiohttp.http_exceptions"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:200]}"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
+
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
 # A GOP's bytes never change once recorded: its URL names it by time.
 _IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
@@ -716,7 +735,13 @@ def make_app(node: Node) -> web.Application:
             route = resource.canonical if resource is not None else "unmatched"
             api.prometheus.observe(route, request.method, status, time.perf_counter() - t)
 
-    app = web.Application(middlewares=[measured, errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[measured, errors_middleware],
+        client_max_size=64 * 1024,
+        # Long query strings (a purpose, a camera list) reach the handlers and their JSON
+        # errors; past these the HTTP parser refuses the request itself (a plain 400).
+        handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
+    )
     page = PageApi(api.tokens)
     tokens = TokensApi(node.store, api.tokens)
     routes = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -69,6 +70,9 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        # Jobs are not kept across restarts (lifecycle J3): ids carry this run's own tag, so
+        # an id from before a restart is "no job", never another job.
+        self._run_tag = os.urandom(3).hex()
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -77,7 +81,8 @@ class JobRunner:
         with self._lock:
             if self._closed:
                 raise VstoreError("the node is stopping: no new jobs")
-            job = Job(f"{time.strftime('%Y%m%d')}-{next(self._ids)}", name, params, by, actor)
+            job_id = f"{time.strftime('%Y%m%d')}-{self._run_tag}-{next(self._ids)}"
+            job = Job(job_id, name, params, by, actor)
             self._jobs[job.id] = job
             self._forget_old()
             t = threading.Thread(target=self._run, args=(job,), name=f"vstore-job-{job.id}")
