@@ -417,3 +417,33 @@ def test_export_goes_through_the_node_that_holds_the_store(tmp_path, media):
         assert records[0]["detail"]["case"] == "C-1"
     finally:
         assert node.stop() == 0
+
+
+def test_a_file_hashed_while_it_is_written_is_hashed_whole(tmp_path):
+    """The export's follower reads behind a writer that writes in bursts, pauses and
+    creates the file late: the hash is the finished file's."""
+    import hashlib
+    import random
+    import threading
+    import time as _time
+
+    from vstore.evidence.file_hasher import FollowingHasher
+
+    path = tmp_path / "f.bin"
+    follower = FollowingHasher(path)
+    rnd = random.Random(5)
+    blocks = [rnd.randbytes(rnd.randrange(1, 3_000_000)) for _ in range(12)]
+
+    def write() -> None:
+        _time.sleep(0.05)
+        with open(path, "wb") as f:
+            for b in blocks:
+                f.write(b)
+                f.flush()
+                follower.written()
+                _time.sleep(rnd.random() * 0.01)
+
+    t = threading.Thread(target=write)
+    t.start()
+    t.join()
+    assert follower.finish().hexdigest() == hashlib.sha256(b"".join(blocks)).hexdigest()

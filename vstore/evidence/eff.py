@@ -122,18 +122,24 @@ def track_ids(f: IO[bytes]) -> list[int]:
     return ids
 
 
-def sign_appended(f: IO[bytes], signer: Signer, info: ExportInfo) -> tuple[str, str]:
+def sign_appended(
+    f: IO[bytes], signer: Signer, info: ExportInfo, hashed: Any = None
+) -> tuple[str, str]:
     """Append the ``meta`` signed by ``signer`` (an ``eff`` key) to the MP4 open read-write
-    in ``f``, reading its bytes once. Returns (SHA-256 of the signed file, SHA-256 of the clip
-    before the signature)."""
+    in ``f``. ``hashed`` is the SHA-256 state of the file's bytes when the caller hashed them
+    already (as they were written); else they are read once here. Returns (SHA-256 of the
+    signed file, SHA-256 of the clip before the signature)."""
     cert = x509.load_pem_x509_certificate(signer.info.cert_pem.encode())
     cert_der = cert.public_bytes(serialization.Encoding.DER)
-    f.seek(0)
-    h = hashlib.sha256()
-    buf = bytearray(_BLOCK)
-    view = memoryview(buf)
-    while n := f.readinto(buf):
-        h.update(view[:n])
+    if hashed is not None:
+        h = hashed
+    else:
+        f.seek(0)
+        h = hashlib.sha256()
+        buf = bytearray(_BLOCK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
     media_sha256 = h.hexdigest()
     meta, at = meta_box(info, cert_der, signer.signature_bytes)
     signed = h.copy()

@@ -31,6 +31,7 @@ from vstore.base import layout
 from vstore.base.errors import UsageError
 from vstore.base.timebase import format_time
 from vstore.evidence.eff import ExportInfo, SourceTrack, sign_appended, track_ids
+from vstore.evidence.file_hasher import FollowingHasher
 from vstore.evidence.keys import KeyRing
 from vstore.evidence.package_format import (
     CLIPS_DIR,
@@ -259,15 +260,26 @@ def export_package(
         for n, (item, plan) in enumerate(zip(items, plans, strict=True), start=1):
             name = _clip_name(n, item)
 
-            def step(d: int, _t: int, base: int = done) -> None:
+            # The clip is hashed as it is written, on a second thread: no pass of its own.
+            follower = FollowingHasher(staging / name)
+
+            def step(d: int, t: int, base: int = done, tap: Any = follower) -> None:
+                tap.written()
                 if progress is not None:
                     progress(base + d // 2, total)
 
-            res = write_clip(store, plan, staging / name, format="mp4", progress=step)
+            try:
+                res = write_clip(store, plan, staging / name, format="mp4", progress=step)
+            except BaseException:
+                follower.abandon()
+                raise
+            hashed = follower.finish()
+            if res.muxer != "native":  # (FFmpeg's muxer goes back over the file: read again)
+                hashed = None
             done += plan.bytes
             with open(staging / name, "r+b") as f:
                 info = _eff_info(store, res.plan, f, case, purpose, by)
-                digest, media_digest = sign_appended(f, eff, info)
+                digest, media_digest = sign_appended(f, eff, info, hashed)
             counts = {"video_samples": res.video_packets, "audio_samples": res.audio_packets}
             entry = _clip_entry(
                 store, res.plan, name, digest, (staging / name).stat().st_size, counts

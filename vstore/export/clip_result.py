@@ -18,6 +18,8 @@ class ClipResult(NamedTuple):
     elapsed_s: float
     first_byte_s: float | None
     dropped_tracks: list[str]
+    # "native" (vstore's writer: the file written once, front to back) or "ffmpeg"
+    muxer: str = "ffmpeg"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -575,4 +575,5 @@ class NativeMp4:
             time.perf_counter() - t0,
             first_byte,
             self.dropped,
+            "native",
         )
