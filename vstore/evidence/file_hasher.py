@@ -1,6 +1,7 @@
 """Hashing a file while another thread writes it: a thread reads the bytes back (from the
 page cache) just behind the writer, so an export's SHA-256 costs no pass of its own after
-the clip is written."""
+the clip is written; it also starts their writeback to disk, so the fsync that makes the
+export durable waits for the tail only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from vstore.base.fsutil import Fs
 
 _BLOCK = 1 << 20
 
@@ -21,6 +24,7 @@ class FollowingHasher:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._h = hashlib.sha256()
+        self._fs = Fs()
         self._wake = threading.Event()
         self._done = False
         self._error: OSError | None = None
@@ -50,6 +54,7 @@ class FollowingHasher:
                     n = os.preadv(fd, [buf], pos)
                     if n:
                         self._h.update(view[:n])  # (releases the GIL: runs beside the writer)
+                        self._fs.start_writeback(fd, pos, n)
                         pos += n
                         continue
                     if done:
