@@ -37,6 +37,7 @@ OPEN_PREFIX = b"O"  # O + u64 segment id               -> segment being written 
 GARBAGE_PREFIX = b"G"  # G + u64 segment id            -> segment being deleted (JSON)
 HOLD_PREFIX = b"H"  # H + u64 hold id                  -> legal hold (JSON), kept forever
 AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), kept forever
+AUDIT_DIGEST_PREFIX = b"B"  # B + u64 digest sequence -> signed digest of audit records (JSON)
 IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
 #                       ... + u64 segment id          -> a segment it wrote (empty)
 
@@ -227,6 +228,10 @@ def hold_key(hold_id: int) -> bytes:
 
 def audit_key(seq: int) -> bytes:
     return AUDIT_PREFIX + seq.to_bytes(8, "big")
+
+
+def audit_digest_key(seq: int) -> bytes:
+    return AUDIT_DIGEST_PREFIX + seq.to_bytes(8, "big")
 
 
 def import_key(camera_num: int, start_ns: int) -> bytes:

@@ -11,11 +11,18 @@ from vstore.cli.common import add_common_args, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action", nargs="?", choices=["show", "verify", "digest"], default="show",
+        help="show (default) the records; verify the log against its signed digests; "
+        "digest: sign the records since the last digest now (a node does it every hour)",
+    )  # fmt: skip
+    p.add_argument("--key", metavar="PEM", help="verify: the audit key to check digests with "
+                   "(default: the store's current and retired audit keys)")  # fmt: skip
     add_common_args(p, tz=True)
     p.add_argument("--camera", help="only records about this camera")
     p.add_argument("--since", metavar="T", help="only records made at or after T")
     p.add_argument("--until", metavar="T", help="only records made before T")
-    p.add_argument("--action", action="append", metavar="NAME",
+    p.add_argument("--action", dest="actions", action="append", metavar="NAME",
                    help="only records of this action (export, hold_add, delete, ...); repeatable")  # fmt: skip
     p.add_argument("--by", metavar="NAME", help="only records made by this principal or person")
 
@@ -26,6 +33,19 @@ def run(args: argparse.Namespace) -> int:
     from vstore.store import audit_log
     from vstore.store.store import open_read_only
 
+    if args.action == "verify":
+        return _verify(args)
+    if args.action == "digest":
+        from vstore.service.job_client import run_job
+        from vstore.store.store import resolve_store_path
+
+        doc = run_job(str(resolve_store_path(args.store)), "audit-digest", {}, None)
+        if args.json:
+            print_json(doc)
+        else:
+            print(f"audit digest #{doc['digest']}: records #{doc['first_seq']}..#{doc['last_seq']}"
+                  f" ({doc['records']}), signed by audit key {doc['key_id']}")  # fmt: skip
+        return 0
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
@@ -33,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         found = audit_log.query(
             store,
             camera=args.camera,
-            actions=args.action or (),
+            actions=args.actions or (),
             by=args.by,
             since_ns=since,
             until_ns=until,
@@ -47,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         # A release says why it was released; the hold's own reason is in its hold_add.
         keys = ("id", "camera", "from", "to", "release_reason", "bytes")
         if r["action"] != "hold_release":
-            keys = ("id", "camera", "from", "to", "at", "live", "reason", "purpose", "format",
+            keys = ("id", "camera", "from", "to", "at", "live", "case", "reason", "purpose", "format",
                     "bytes", "path", "offset", "length", "token", "name", "role", "groups",
                     "started", "restarted", "stopped")  # fmt: skip
         what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", []))
@@ -61,6 +81,39 @@ def run(args: argparse.Namespace) -> int:
             who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
         print(f"{format_time(r['at_ns'], tz)}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
     if not recs:
-        filtered = args.camera or since or until or args.action or args.by
+        filtered = args.camera or since or until or args.actions or args.by
         print("no audit records" + (" match" if filtered else ""))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vstore.base.errors import UsageError, VerificationFailed
+    from vstore.evidence.audit_chain import verify
+    from vstore.store.store import open_read_only
+
+    key_pem = None
+    if args.key:
+        try:
+            key_pem = Path(args.key).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.key}: {exc.strerror}") from None
+    with open_read_only(args.store) as store:
+        rep = verify(store, key_pem=key_pem)
+    bad = [f for f in rep.findings if not f.ok]
+    if args.json:
+        print_json({"ok": rep.ok, "records": rep.records, "digests": rep.digests,
+                    "uncovered": rep.uncovered,
+                    "findings": [f._asdict() for f in rep.findings]})  # fmt: skip
+    else:
+        for f in rep.findings:
+            print(f"{'ok  ' if f.ok else 'FAIL'}  {f.where}: {f.detail}")
+        print(f"{rep.records} record(s), {rep.digests} digest(s); {rep.uncovered} record(s) "
+              "after the last digest (not yet signed)")  # fmt: skip
+    if bad:
+        raise VerificationFailed(
+            f"{len(bad)} problem(s) in the audit log: "
+            + "; ".join(f"{f.where}: {f.detail}" for f in bad[:3])
+        )
     return 0

@@ -223,6 +223,10 @@ class Batch:
     def __init__(self) -> None:
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
+        # Audit records get their sequence numbers when the batch is committed, in the same
+        # write as the counter: no number is ever handed out and then not written, so a gap
+        # in the log is always a deletion (see vstore/evidence/audit_chain.py).
+        self.audit_records: list[dict[str, Any]] = []
 
     def put(self, key: bytes, value: bytes) -> None:
         self._wb.put(key, value)
@@ -278,6 +282,7 @@ class TimeIndex:
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.Lock()
+        self._audit_lock = threading.Lock()
         self._id_next = self._id_limit = 0  # the block of segment ids in hand (see below)
         self._view: Path | None = None
         try:
@@ -359,6 +364,17 @@ class TimeIndex:
         self.close()
 
     def commit(self, batch: Batch, sync: bool = True) -> None:
+        if batch.audit_records:
+            with self._audit_lock:
+                raw = self._db.get(layout.NEXT_AUDIT_SEQ_KEY)
+                seq = int.from_bytes(raw, "big") if raw else 1
+                for rec in batch.audit_records:
+                    batch.put(layout.audit_key(seq), dumps_compact({"seq": seq, **rec}))
+                    seq += 1
+                batch.put(layout.NEXT_AUDIT_SEQ_KEY, seq.to_bytes(8, "big"))
+                batch.audit_records = []
+                self._db.write(batch._wb, self._sync)  # (an audit record is always synced)
+            return
         if batch.count:
             self._db.write(batch._wb, self._sync if sync else self._nosync)
 
@@ -618,10 +634,9 @@ class TimeIndex:
     def audit(
         self, action: str, by: str, detail: dict[str, Any], at_ns: int, batch: Batch | None = None
     ) -> None:
-        """Append a permanent audit record (in ``batch`` when given, else committed now)."""
-        seq = self._next(layout.NEXT_AUDIT_SEQ_KEY)
+        """Append a permanent audit record (in ``batch`` when given, else committed now); its
+        sequence number is given when the batch is committed."""
         rec = {
-            "seq": seq,
             "at_ns": at_ns,
             "action": action,
             "by": by,
@@ -629,9 +644,26 @@ class TimeIndex:
             "detail": detail,
         }
         b = batch if batch is not None else Batch()
-        b.put(layout.audit_key(seq), dumps_compact(rec))
+        b.audit_records.append(rec)
+        b.count += 1
         if batch is None:
             self.commit(b, sync=True)
+
+    def audit_items(self, first_seq: int = 1) -> list[tuple[int, bytes]]:
+        """(sequence number, stored bytes) of the audit records from ``first_seq`` on."""
+        return [
+            (int.from_bytes(k[1:9], "big"), v)
+            for k, v in self.scan(layout.AUDIT_PREFIX, layout.audit_key(first_seq))
+        ]
+
+    def audit_digests(self) -> list[tuple[int, bytes]]:
+        """(digest number, stored bytes) of every audit digest, oldest first."""
+        return [
+            (int.from_bytes(k[1:9], "big"), v) for k, v in self.scan(layout.AUDIT_DIGEST_PREFIX)
+        ]
+
+    def put_audit_digest(self, seq: int, raw: bytes) -> None:
+        self.put_sync(layout.audit_digest_key(seq), raw)
 
     def audit_records(self) -> list[dict[str, Any]]:
         return [json.loads(v) for _k, v in self.scan(layout.AUDIT_PREFIX)]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base.errors import UsageError
+from vstore.jobs.audit_digest import audit_digest_job
 from vstore.jobs.check import check_job
 from vstore.jobs.export import export_job
 from vstore.jobs.hold import hold_job
@@ -28,6 +29,7 @@ JOBS: dict[str, Job] = {
     "check": check_job,
     "rebuild-index": rebuild_index_job,
     "export": export_job,
+    "audit-digest": audit_digest_job,
 }
 
 
@@ -45,6 +47,7 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "check": {"repair": _BOOL, "quick": _BOOL, "max_rate": _INT},
     "rebuild-index": {"source": _STR, "adopt": _BOOL},
     "export": {"items": _LIST, "out": _STR, "case": _STR, "purpose": _STR, "by": _STR},
+    "audit-digest": {},
 }  # fmt: skip
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from vstore.base import heap
 from vstore.base.errors import VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.evidence.audit_chain import write_digest
+from vstore.evidence.keys import KeyRing
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
 from vstore.store.config import StoreConfig, load_config
@@ -71,6 +73,10 @@ class Node:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # The audit key signs the hourly digests: missing or unreadable is an error now,
+        # before anything is recorded, never a log left unsigned.
+        self.keys = KeyRing.of_store(store)
+        self.keys.signer("audit")
         self._recording: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self.jobs = JobRunner(store)
@@ -103,7 +109,11 @@ class Node:
         as jobs like any other, each started only when its last run has ended. The first
         runs come one period after the node starts (recovery has just run)."""
         last = {"retention": time.monotonic(), "tier": time.monotonic()}
+        next_digest_ns = _next_hour_ns(time.time_ns())
         while not self._stopping.wait(1.0):
+            if time.time_ns() >= next_digest_ns:
+                self.write_audit_digest()
+                next_digest_ns = _next_hour_ns(time.time_ns())
             config = self.store.config
             periods = {"retention": config.retention.every_ns}
             if config.tier.url:
@@ -118,6 +128,14 @@ class Node:
                     self.jobs.submit(name, {}, "schedule")
                 except VstoreError as exc:  # stopping
                     log.warning("scheduled %s not started: %s", name, exc)
+
+    def write_audit_digest(self) -> None:
+        """Sign the audit records since the last digest (every hour, and when stopping)."""
+        try:
+            d = write_digest(self.store, self.keys, time.time_ns())
+            log.info("audit digest #%d: records #%d..#%d", d.seq, d.first_seq, d.last_seq)
+        except VstoreError as exc:
+            log.error("the audit digest was not written: %s", exc)
 
     def reload(self, by: str) -> dict[str, list[str]]:
         """Read vstore.toml again and record what it now says. An invalid file changes
@@ -194,7 +212,7 @@ class Node:
 
     def stop(self) -> None:
         """Stop the jobs at their safe points, then recording (every writer flushes and
-        seals)."""
+        seals), then sign the audit records since the last digest."""
         self.ready = False
         self._stopping.set()
         if self._scheduler is not None:
@@ -207,3 +225,9 @@ class Node:
             run.halt()
         for run in runs:
             run.join()
+        self.write_audit_digest()  # the last records, up to the stop
+
+
+def _next_hour_ns(now_ns: int) -> int:
+    hour = 3600 * 1_000_000_000
+    return (now_ns // hour + 1) * hour

@@ -1,0 +1,138 @@
+"""The audit log under signed, chained digests: an untouched log verifies, and each kind of
+change (a record edited, deleted, inserted or reordered; a digest edited, removed or
+re-signed by another key) is found and named; sequence numbers have no gaps; the node signs
+a digest when it stops."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from vstore.api import open_store
+from vstore.base import layout
+from vstore.cli.main import main
+from vstore.evidence.audit_chain import verify, write_digest
+from vstore.evidence.keys import KeyRing
+from vstore.index.time_index import Batch
+
+
+def _log(st, n: int, first: int = 0) -> None:
+    for i in range(first, first + n):
+        st.index.audit("view_timeline", f"user-{i}", {"camera": "cam", "n": i}, time.time_ns())
+
+
+@pytest.fixture
+def st(tmp_path):
+    s = open_store(tmp_path / "store")
+    ring = KeyRing.of_store(s)
+    _log(s, 5)
+    write_digest(s, ring, time.time_ns())
+    write_digest(s, ring, time.time_ns())  # an hour without records: a digest all the same
+    _log(s, 4, first=5)
+    write_digest(s, ring, time.time_ns())
+    _log(s, 2, first=9)  # after the last digest: not yet covered
+    yield s
+    s.close()
+
+
+def _bad(rep) -> list[tuple[str, str]]:
+    return [(f.where, f.detail) for f in rep.findings if not f.ok]
+
+
+def test_an_untouched_log_verifies_and_says_what_is_not_yet_signed(st):
+    rep = verify(st)
+    assert rep.ok and (rep.records, rep.digests, rep.uncovered) == (11, 3, 2)
+    assert [r["seq"] for r in st.index.audit_records()] == list(range(1, 12))  # no gaps
+
+
+def _put(st, key: bytes, value: bytes | None) -> None:
+    if value is None:
+        b = Batch()
+        b.delete(key)
+        st.index.commit(b)
+    else:
+        st.index.put_sync(key, value)
+
+
+def test_each_change_to_a_record_is_found_and_named(st):
+    raw3 = st.index.get(layout.audit_key(3))
+    raw4 = st.index.get(layout.audit_key(4))
+    # Edited.
+    _put(st, layout.audit_key(3), raw3.replace(b"user-2", b"user-X"))
+    assert _bad(verify(st)) == [("record #3", "edited after its digest was signed")]
+    # Reordered (two records swap places).
+    _put(st, layout.audit_key(3), raw4)
+    _put(st, layout.audit_key(4), raw3)
+    found = dict(_bad(verify(st)))
+    assert "reordered" in found["record #3"] and "reordered" in found["record #4"]
+    # Deleted.
+    _put(st, layout.audit_key(4), raw4)
+    _put(st, layout.audit_key(3), None)
+    assert _bad(verify(st)) == [("record #3", "deleted (its digest holds its hash)")]
+    _put(st, layout.audit_key(3), raw3)
+    assert verify(st).ok
+    # Deleted after the last digest, and one inserted there.
+    _put(st, layout.audit_key(10), None)
+    assert _bad(verify(st)) == [("record #10", "missing (after the last digest)")]
+
+
+def test_each_change_to_a_digest_is_found_and_named(st, tmp_path):
+    digests = dict(st.index.audit_digests())
+    # Edited (a record's range or hash changed to cover an edit): the signature breaks.
+    d2 = json.loads(digests[2])
+    _put(st, layout.audit_digest_key(2), json.dumps({**d2, "to_ns": d2["to_ns"] + 1}).encode())
+    bad = _bad(verify(st))
+    assert any("signature does not verify" in d for _w, d in bad), bad
+    _put(st, layout.audit_digest_key(2), digests[2])
+    # Removed: the one after it no longer follows, and it is named as missing.
+    _put(st, layout.audit_digest_key(2), None)
+    details = [d for _w, d in _bad(verify(st))]
+    assert "digest #2 is missing" in details and any("does not follow" in d for d in details)
+    _put(st, layout.audit_digest_key(2), digests[2])
+    # Re-signed with another key: not a known audit key.
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from vstore.evidence import audit_chain
+
+    forged = {k: v for k, v in json.loads(digests[3]).items() if k != "signature"}
+    other = ed25519.Ed25519PrivateKey.generate()
+    forged["key_id"] = "0" * 32
+    sig = other.sign(audit_chain._canonical(forged))
+    forged["signature"] = base64.b64encode(sig).decode()
+    _put(st, layout.audit_digest_key(3), audit_chain._canonical(forged))
+    assert any("not a known audit key" in d for _w, d in _bad(verify(st)))
+    _put(st, layout.audit_digest_key(3), digests[3])
+    assert verify(st).ok
+    # Checked against a key given on the command line: another key fails every digest.
+    pem = tmp_path / "other.pem"
+    from cryptography.hazmat.primitives import serialization
+
+    pem.write_bytes(other.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    assert not verify(st, key_pem=pem.read_bytes()).ok
+
+
+def test_the_command_and_the_node(tmp_path, media, capsys):
+    """`vstore audit verify` exits 10 on a log no digest covers and 0 once one does; a node
+    signs a digest when it stops."""
+    from tests.conftest import START_NS
+    from tests.service_helpers import start_node, vstore
+    from vstore.base.timebase import format_time
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    src = media("audit-node.ts", 2.0, codec="h264", gop_frames=25)
+    vstore("import", str(src), "--camera", "cam", "--start", format_time(START_NS),
+           "--store", str(store))  # fmt: skip
+    vstore("hold", "add", "--camera", "cam", "--from", format_time(START_NS), "--to",
+           format_time(START_NS + 10**9), "--reason", "case 1", "--store", str(store))  # fmt: skip
+    assert main(["audit", "verify", "--store", str(store)]) == 10
+    assert "no digest yet" in capsys.readouterr().out
+    node = start_node(store)
+    assert node.stop() == 0
+    assert main(["audit", "verify", "--store", str(store), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["digests"] == 1 and doc["uncovered"] == 0

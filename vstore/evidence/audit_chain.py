@@ -1,0 +1,213 @@
+"""The audit log made tamper-evident: signed digests, chained to each other, that fix the hash
+of every audit record.
+
+A digest covers the records written since the one before it (their sequence numbers are
+consecutive: a number is given only when its record is written, so a missing number is a
+deleted record). It holds each record's SHA-256 (of the record's stored bytes), the running
+chain ``chain = SHA-256(chain_before || record_hash)`` over every record since the first, the
+SHA-256 of the previous digest's stored bytes, the period it closes, and an Ed25519
+signature by the node's audit key over all of that. The node writes one every hour (one for
+an hour with no records too, so a missing hour is provable) and when it stops.
+
+``verify`` recomputes all of it from the records and names what does not match: an edited,
+deleted, inserted or reordered record (by sequence number), a digest missing, replaced or
+not signed by a known audit key. Records after the last digest are not yet covered; the
+report says how many.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any, NamedTuple
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from vstore.base.timebase import format_time
+from vstore.evidence.keys import KeyRing, load_public_pem, verify_ed25519
+from vstore.store.store import Store
+
+GENESIS = bytes(32)  # the chain before the first record
+_ABSENT = bytes(32)  # a record hash never stored: the record was deleted before its digest
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _link(chain: bytes, record_hash: bytes) -> bytes:
+    return hashlib.sha256(chain + record_hash).digest()
+
+
+class DigestReport(NamedTuple):
+    seq: int
+    first_seq: int
+    last_seq: int
+    from_ns: int
+    to_ns: int
+    key_id: str
+
+
+def write_digest(store: Store, ring: KeyRing, now_ns: int) -> DigestReport:
+    """Close the period since the last digest: sign and store a digest of the records written
+    since (none is fine). Raises ConfigError when there is no audit key."""
+    signer = ring.signer("audit")
+    digests = store.index.audit_digests()
+    prev_raw = digests[-1][1] if digests else None
+    prev = json.loads(prev_raw) if prev_raw is not None else None
+    first = prev["last_seq"] + 1 if prev else 1
+    chain = bytes.fromhex(prev["chain"]) if prev else GENESIS
+    hashes: list[bytes] = []
+    last = first - 1
+    items = store.index.audit_items(first)
+    start_ns = prev["to_ns"] if prev else (json.loads(items[0][1])["at_ns"] if items else now_ns)
+    for seq, raw in items:
+        while last + 1 < seq:  # (never happens unless records were deleted out of band)
+            hashes.append(_ABSENT)
+            chain = _link(chain, _ABSENT)
+            last += 1
+        h = hashlib.sha256(raw).digest()
+        hashes.append(h)
+        chain = _link(chain, h)
+        last = seq
+    body = {
+        "seq": prev["seq"] + 1 if prev else 1,
+        "store_uuid": store.uuid,
+        "from_ns": start_ns,
+        "to_ns": max(now_ns, start_ns),
+        "first_seq": first,
+        "last_seq": last,
+        "hashes": base64.b64encode(b"".join(hashes)).decode(),
+        "chain": chain.hex(),
+        "prev_digest": hashlib.sha256(prev_raw).hexdigest() if prev_raw is not None else "",
+        "algorithm": "Ed25519",
+        "key_id": signer.info.key_id,
+    }
+    body["signature"] = base64.b64encode(signer.sign(_canonical(body))).decode()
+    store.index.put_audit_digest(body["seq"], _canonical(body))
+    return DigestReport(
+        body["seq"], first, last, body["from_ns"], body["to_ns"], signer.info.key_id
+    )
+
+
+class Finding(NamedTuple):
+    ok: bool
+    what: str  # "record" | "digest" | "coverage"
+    where: str  # "record #12", "digest #3 (2026-12-03T10:00 .. 11:00)"
+    detail: str
+
+
+class AuditReport(NamedTuple):
+    records: int
+    digests: int
+    uncovered: int  # records after the last digest
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+
+def verify(
+    store: Store, keys: dict[str, Any] | None = None, key_pem: bytes | None = None
+) -> AuditReport:
+    """Check every record against the digests and every digest against its predecessor and
+    its signature. ``keys``: key id -> public key (default: the store's key ring, current
+    and retired audit keys); ``key_pem``: check every digest against this key instead."""
+    if key_pem is not None:
+        given = load_public_pem(key_pem, "--key")
+        known: dict[str, Any] | None = None
+    else:
+        given = None
+        known = keys if keys is not None else _ring_keys(store)
+    records = dict(store.index.audit_items(1))
+    digests = store.index.audit_digests()
+    findings: list[Finding] = []
+    add = findings.append
+    chain = GENESIS
+    prev_raw: bytes | None = None
+    prev: dict[str, Any] | None = None
+    covered = 0
+    for dseq, raw in digests:
+        try:
+            d = json.loads(raw)
+            sig = base64.b64decode(d["signature"])
+            body = {k: v for k, v in d.items() if k != "signature"}
+            hashes = base64.b64decode(d["hashes"])
+        except (ValueError, KeyError, TypeError) as exc:
+            add(Finding(False, "digest", f"digest #{dseq}", f"unreadable ({exc})"))
+            return AuditReport(len(records), len(digests), 0, findings)
+        where = f"digest #{dseq} ({format_time(d['from_ns'])} .. {format_time(d['to_ns'])})"
+        expected_seq = prev["seq"] + 1 if prev else 1
+        if d["seq"] != dseq or dseq != expected_seq:
+            add(Finding(False, "digest", where, f"digest #{expected_seq} is missing"))
+        if d["prev_digest"] != (hashlib.sha256(prev_raw).hexdigest() if prev_raw else ""):
+            add(Finding(False, "digest", where, "does not follow the digest before it: that one "
+                        "was replaced or removed"))  # fmt: skip
+        key = given if given is not None else (known or {}).get(d.get("key_id", ""))
+        if key is None:
+            add(
+                Finding(
+                    False, "digest", where, f"signed by {d.get('key_id')}, not a known audit key"
+                )
+            )
+        elif not verify_ed25519(key, sig, _canonical(body)):
+            add(Finding(False, "digest", where, "signature does not verify: the digest was edited"))
+        want_first = prev["last_seq"] + 1 if prev else 1
+        if d["first_seq"] != want_first:
+            add(Finding(False, "digest", where, f"starts at record #{d['first_seq']}, not "
+                        f"#{want_first}"))  # fmt: skip
+        n = d["last_seq"] - d["first_seq"] + 1
+        if len(hashes) != 32 * n:
+            add(Finding(False, "digest", where, "its record hashes do not match its range"))
+            n = min(n, len(hashes) // 32)
+        bad = 0
+        for i in range(n):
+            seq = d["first_seq"] + i
+            h_signed = hashes[32 * i : 32 * i + 32]
+            raw_rec = records.get(seq)
+            h_now = hashlib.sha256(raw_rec).digest() if raw_rec is not None else _ABSENT
+            chain = _link(chain, h_signed)
+            if h_now == h_signed:
+                continue
+            bad += 1
+            if raw_rec is None:
+                what = "deleted (its digest holds its hash)"
+            elif h_signed == _ABSENT:
+                what = "inserted after its digest was signed"
+            else:
+                moved = [s for s in range(d["first_seq"], d["first_seq"] + n)
+                         if s != seq and records.get(s) is not None
+                         and hashlib.sha256(records[s]).digest() == h_signed]  # fmt: skip
+                what = (f"holds record #{moved[0]}'s content: records reordered" if moved
+                        else "edited after its digest was signed")  # fmt: skip
+            add(Finding(False, "record", f"record #{seq}", what))
+        if chain.hex() != d["chain"]:
+            add(Finding(False, "digest", where, "its chain does not follow from the digests "
+                        "before it"))  # fmt: skip
+            chain = bytes.fromhex(d["chain"])
+        if not bad:
+            add(Finding(True, "digest", where, f"records #{d['first_seq']}..#{d['last_seq']} "
+                        f"({n}) as signed by {d.get('key_id')}"))  # fmt: skip
+        covered = max(covered, d["last_seq"])
+        prev_raw, prev = raw, d
+    extra = sorted(s for s in records if s > covered)
+    nxt = covered + 1
+    for s in extra:
+        if s != nxt:
+            add(Finding(False, "record", f"record #{nxt}", "missing (after the last digest)"))
+        nxt = s + 1
+    if not digests and records:
+        add(Finding(False, "coverage", "audit log", "no digest yet: nothing proves the records"))
+    return AuditReport(len(records), len(digests), len(extra), findings)
+
+
+def _ring_keys(store: Store) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in KeyRing.of_store(store).all_keys():
+        if k.purpose == "audit":
+            pub = load_public_pem(k.public_pem.encode(), "key ring")
+            if isinstance(pub, ed25519.Ed25519PublicKey):
+                out[k.key_id] = pub
+    return out
