@@ -127,6 +127,18 @@ class StoreLayout:
         return self.auth_dir / "tokens.json"
 
     @property
+    def exports_dir(self) -> Path:
+        """Evidence packages the node made for its API's clients (``{id}.zip``), each with
+        ``{id}.json``: who asked, for which cameras."""
+        return self.root / "exports"
+
+    def export_path(self, export_id: str) -> Path:
+        return self.exports_dir / f"{export_id}.zip"
+
+    def export_record_path(self, export_id: str) -> Path:
+        return self.exports_dir / f"{export_id}.json"
+
+    @property
     def keys_dir(self) -> Path:
         """The node's signing keys (mode 0700) unless ``[keys] dir`` names another place."""
         return self.root / "keys"

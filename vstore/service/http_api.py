@@ -37,6 +37,7 @@ from vstore.jobs.reports import timeline_doc
 from vstore.service.access import Principal, hold_in_scope
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
+from vstore.service.exports_api import ExportsApi, export_routes
 from vstore.service.http_common import (
     API,
     LOCAL,
@@ -685,7 +686,9 @@ def _routes(api: Api | None) -> list[Route]:
     ]  # fmt: skip
 
 
-ROUTES = page_routes(None) + _routes(None) + job_routes(None) + token_routes(None)
+ROUTES = (
+    page_routes(None) + _routes(None) + job_routes(None) + token_routes(None) + export_routes(None)
+)
 
 
 def make_app(node: Node) -> web.Application:
@@ -745,7 +748,11 @@ def make_app(node: Node) -> web.Application:
     page = PageApi(api.tokens)
     tokens = TokensApi(node.store, api.tokens)
     routes = (
-        page_routes(page) + _routes(api) + job_routes(JobsApi(node.jobs)) + token_routes(tokens)
+        page_routes(page)
+        + _routes(api)
+        + job_routes(JobsApi(node.jobs))
+        + token_routes(tokens)
+        + export_routes(ExportsApi(node.jobs, api.camera, api.run))
     )
     for r in routes:
         handler = authorized(r.action, r.handler)

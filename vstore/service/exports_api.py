@@ -1,0 +1,146 @@
+"""Evidence packages over HTTP (``/api/v1/exports``): an investigator asks for a signed
+package of cameras and ranges in its scope; the node builds it as an ``export`` job (the
+package `vstore export` writes) under ``STORE/exports/``, and the one who asked (or a
+principal that sees every camera) downloads the ZIP. A purpose is always required: a
+package is evidence. Every request and download is audited."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from vstore.base.errors import NotFound, UsageError
+from vstore.base.fsutil import Fs, write_durably
+from vstore.base.layout import staging_path
+from vstore.base.timebase import NS_PER_S, parse_time_ns
+from vstore.service.access import Principal
+from vstore.service.http_common import (
+    API,
+    PRINCIPAL,
+    ApiError,
+    Param,
+    Route,
+    audit,
+    json_body,
+    json_response,
+)
+from vstore.service.job_runner import JobRunner
+
+_ID = re.compile(r"^[0-9a-f]{16}$")
+MAX_ITEMS = 32
+
+CameraCheck = Callable[[web.Request, str], Awaitable[str]]
+Runner = Callable[..., Awaitable[Any]]
+
+
+class ExportsApi:
+    def __init__(self, runner: JobRunner, camera: CameraCheck, run: Runner) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self._camera = camera  # the scope check: out of scope is "no camera", audited
+        self._run = run  # off the event loop
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        doc = await json_body(request, "items", "case", "purpose")
+        case, purpose = str(doc.get("case") or "").strip(), str(doc.get("purpose") or "").strip()
+        if not case or not purpose:
+            raise UsageError('give "case" and "purpose": a package is evidence')
+        raw = doc.get("items")
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ITEMS:
+            raise UsageError(f'give "items": 1..{MAX_ITEMS} of {{"camera", "from", "to"}}')
+        max_ns = int(self.store.config.service.max_clip_s * NS_PER_S)
+        items = []
+        for it in raw:
+            if not isinstance(it, dict) or set(it) - {"camera", "from", "to"}:
+                raise UsageError('each item is {"camera", "from", "to"}')
+            cam = await self._camera(request, str(it.get("camera", "")))
+            start, end = (
+                parse_time_ns(str(it.get("from", ""))),
+                parse_time_ns(str(it.get("to", ""))),
+            )
+            if end <= start:
+                raise UsageError(f"camera {cam}: to must be after from")
+            if end - start > max_ns:
+                raise UsageError(
+                    f"a range is at most {max_ns / NS_PER_S:g} s ([service] max_clip_s)"
+                )
+            items.append({"camera": cam, "from_ns": start, "to_ns": end})
+        export_id = secrets.token_hex(8)
+        layout = self.store.layout
+        record = {"id": export_id, "by": p.name, "cameras": sorted({i["camera"] for i in items}),
+                  "case": case, "purpose": purpose}  # fmt: skip
+
+        def start_job() -> Any:
+            Fs().makedirs(layout.exports_dir)
+            path = layout.export_record_path(export_id)
+            write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
+            params = {"items": items, "out": str(layout.export_path(export_id)), "case": case,
+                      "purpose": purpose, "by": p.name}  # fmt: skip
+            job = self.runner.submit("export", params, p.name, p.as_actor(request.remote or ""))
+            record["job"] = job.id
+            write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
+            return job
+
+        job = await self._run(start_job)
+        return json_response(
+            {"id": export_id, "job": job.doc(), "download": f"{API}/exports/{export_id}.zip"}, 202
+        )
+
+    def _record(self, p: Principal, export_id: str) -> dict[str, Any]:
+        """The export's record if this principal may have it; else NotFound, as for none."""
+        if not _ID.match(export_id):
+            raise NotFound(f"no export {export_id!r}")
+        try:
+            rec = json.loads(self.store.layout.export_record_path(export_id).read_bytes())
+        except (OSError, ValueError):
+            raise NotFound(f"no export {export_id!r}") from None
+        config = self.store.config
+        mine = rec.get("by") == p.name or p.sees_all()
+        if not mine or not all(p.sees(c, config) for c in rec.get("cameras", [])):
+            raise NotFound(f"no export {export_id!r}")
+        return rec
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        export_id = request.match_info["export"]
+        rec = await self._run(self._record, p, export_id)
+        job_id = rec.get("job")
+        try:
+            job = self.runner.get(job_id) if job_id else None
+        except NotFound:
+            job = None  # (from before a restart: the file says whether it finished)
+        if job is not None and not job.finished.is_set():
+            raise ApiError(409, "not_ready", f"export {export_id} is still being built "
+                           f"(job {job.id}: {job.doc()['state']})")  # fmt: skip
+        if job is not None and job.doc()["state"] != "done":
+            raise ApiError(409, "failed", f"export {export_id} failed: {job.doc().get('error')}")
+        path = self.store.layout.export_path(export_id)
+        if not path.is_file():
+            raise NotFound(f"export {export_id} has no package (it failed or was removed)")
+        await self._run(audit, self.store, request, "export_download",
+                        {"export": export_id, "case": rec.get("case"),
+                         "cameras": rec.get("cameras")})  # fmt: skip
+        resp = web.FileResponse(path)
+        resp.headers["Content-Disposition"] = f'attachment; filename="evidence-{export_id}.zip"'
+        resp.headers["Cache-Control"] = "private, no-store"
+        return resp
+
+
+def export_routes(api: ExportsApi | None) -> list[Route]:
+    def h(name: str) -> Any:
+        return getattr(api, name) if api is not None else getattr(ExportsApi, name)
+
+    return [
+        Route("POST", f"{API}/exports", h("create"),
+              "Build a signed evidence package: {items: [{camera, from, to}], case, purpose}; "
+              "202 with the job and the download URL", "export", body=True, ok=(202,)),
+        Route("GET", f"{API}/exports/{{export}}.zip", h("download"),
+              "The package (ZIP) once its job is done; 409 while it is built", "export",
+              (Param("export", "path", "export id"),)),
+    ]  # fmt: skip
