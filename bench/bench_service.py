@@ -160,7 +160,7 @@ def test_service_under_load(benchmark, tmp_path, request):
     smoke = request.config.getoption("benchmark_disable") and not request.config.getoption(
         "benchmark_enable"
     )
-    cams, clients, phase_s = (2, 4, 4.0) if smoke else (100, 200, 20.0)
+    cams, clients, phase_s = (2, 4, 2.0) if smoke else (100, 200, 20.0)
     spec = Spec(gop_frames=50) if smoke else Spec(width=1920, height=1080, gop_frames=50,
                                                     bitrate=4_000_000, noise=24)  # fmt: skip
     ts = tmp_path / "cam.ts"
