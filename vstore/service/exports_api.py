@@ -80,7 +80,7 @@ class ExportsApi:
             Fs().makedirs(layout.exports_dir)
             path = layout.export_record_path(export_id)
             write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
-            params = {"items": items, "out": str(layout.export_path(export_id)), "case": case,
+            params = {"items": items, "out": str(layout.export_path(export_id).absolute()), "case": case,
                       "purpose": purpose, "by": p.name}  # fmt: skip
             job = self.runner.submit("export", params, p.name, p.as_actor(request.remote or ""))
             record["job"] = job.id
