@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from vstore.evidence.keys import Signer, key_id_of
+from vstore.evidence.package_format import sha256_stream
 
 SCHEME = b"oeff"
 SCHEME_VERSION = 0x00010000
@@ -135,11 +136,7 @@ def sign_appended(
         h = hashed
     else:
         f.seek(0)
-        h = hashlib.sha256()
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
+        h = sha256_stream(f)[0]
     media_sha256 = h.hexdigest()
     meta, at = meta_box(info, cert_der, signer.signature_bytes)
     signed = h.copy()

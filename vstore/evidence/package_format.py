@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 FORMAT = "vstore-evidence/1"  # the manifest's "format"
 MANIFEST = "manifest.json"
@@ -22,11 +22,18 @@ def manifest_bytes(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_stream(f: IO[bytes]) -> tuple[Any, int]:
+    """The SHA-256 state of everything ``f`` has left to read, and how many bytes that was."""
     h = hashlib.sha256()
+    size = 0
+    buf = bytearray(HASH_BLOCK)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        h.update(view[:n])
+        size += n
+    return h, size
+
+
+def sha256_file(path: Path) -> str:
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(HASH_BLOCK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
+        return sha256_stream(f)[0].hexdigest()

@@ -20,11 +20,11 @@ from vstore.evidence.eff import Signature, cert_key_id, hash_and_signatures, rea
 from vstore.evidence.keys import key_id_of, load_public_pem, verify_ed25519
 from vstore.evidence.package_format import (
     FORMAT,
-    HASH_BLOCK,
     MANIFEST,
     README,
     SIGNATURE,
     SIGNER,
+    sha256_stream,
 )
 
 
@@ -81,15 +81,6 @@ class _Package:
             self._zip.close()
 
 
-def _hash(f: IO[bytes]) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    while block := f.read(HASH_BLOCK):
-        h.update(block)
-        size += len(block)
-    return h.hexdigest(), size
-
-
 def _samples(f: IO[bytes]) -> int | None:
     """The video samples of an MP4, to say how a changed clip was changed."""
     import av  # PyAV only when a clip already failed its hash
@@ -134,8 +125,13 @@ def _verify_clip(p: Path, key_pem: bytes | None) -> VerifyReport:
         head = f.read(12)
         if head[4:8] != b"ftyp":
             raise UsageError(f"{p} is neither an evidence package (directory or ZIP) nor an MP4")
-        check = eff_check(f, p.name, kid)
-    signer = check.detail.split(", key ")[-1].split(",")[0] if check.ok else None
+        try:
+            sigs = read_signatures(f)
+        except (ValueError, OSError) as exc:
+            check = Check("eff", p.name, False, f"the MP4's boxes cannot be read ({exc})")
+            return VerifyReport(str(p), None, key_pem is not None, [check])
+    check = _eff_result(sigs, p.name, kid)
+    signer = cert_key_id(sigs[0].cert_der) if check.ok else None
     return VerifyReport(str(p), signer, key_pem is not None, [check])
 
 
@@ -219,7 +215,8 @@ def _verify(
                 sig_error = ""
             except (ValueError, OSError) as exc:
                 f.seek(0)
-                digest, size = _hash(f)
+                h, size = sha256_stream(f)
+                digest = h.hexdigest()
                 sig_error = f"the MP4's boxes cannot be read ({exc})"
         done += size
         if progress is not None:
@@ -238,16 +235,6 @@ def _verify(
     if store is not None:
         checks.extend(_rederive(store, clips))
     return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
-
-
-def eff_check(f: IO[bytes], name: str, key_id: str | None) -> Check:
-    """The EFF signature inside an MP4: present, valid, and (when ``key_id`` is given) made
-    by that key."""
-    try:
-        sigs = read_signatures(f)
-    except (ValueError, OSError) as exc:
-        return Check("eff", name, False, f"the MP4's boxes cannot be read ({exc})")
-    return _eff_result(sigs, name, key_id)
 
 
 def _eff_result(sigs: list[Signature], name: str, key_id: str | None) -> Check:

@@ -236,14 +236,18 @@ def clip_bytes(
     end_ns: int,
     format: str = "fmp4",
     chunk_bytes: int = 1 << 16,
+    on_plan: Callable[[ClipPlan], None] | None = None,
 ) -> Iterator[bytes]:
     """Stream a clip as bytes. ``fmp4``/``ts`` are produced as they are muxed; ``mp4`` is
-    staged on disk first (moov-first needs the whole file). Memory stays bounded."""
+    staged on disk first (moov-first needs the whole file). Memory stays bounded.
+    ``on_plan`` is handed the clip's plan before the first byte (what a caller records)."""
     # Leased before planning and until the last byte is produced (L1).
     lease = store.lease(ranges=[(camera_id, start_ns, end_ns)])
     lease.__enter__()
     try:
         plan = plan_clip(store, camera_id, start_ns, end_ns)
+        if on_plan is not None:
+            on_plan(plan)
     except BaseException:
         lease.__exit__(None, None, None)
         raise

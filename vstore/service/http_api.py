@@ -29,7 +29,7 @@ from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export import hls
 from vstore.export.clip import clip_bytes
 from vstore.export.clip_file import ClipFile, open_clip_file
-from vstore.export.clip_plan import plan_clip
+from vstore.export.clip_plan import ClipPlan
 from vstore.export.remux import origin_ns
 from vstore.export.snapshot import snapshot
 from vstore.jobs import registry
@@ -391,7 +391,10 @@ class Api:
     async def _clip_streamed(
         self, request: web.Request, cam: str, start: int, end: int, purpose: str, fmt: str
     ) -> web.StreamResponse:
-        blocks: Iterator[bytes] = clip_bytes(self.store, cam, start, end, format=fmt)
+        planned: list[ClipPlan] = []
+        blocks: Iterator[bytes] = clip_bytes(
+            self.store, cam, start, end, format=fmt, on_plan=planned.append
+        )
         try:
             first = await self.run(next, blocks, None)  # errors before the status is sent
             resp = web.StreamResponse(headers=self._clip_headers(cam, start, fmt, request))
@@ -400,7 +403,7 @@ class Api:
                 await resp.prepare(request)
                 return resp
             # What the bytes hold: fMP4 and TS begin at the keyframe before ``from``.
-            shown = await self.run(lambda: origin_ns(plan_clip(self.store, cam, start, end), fmt))
+            shown = origin_ns(planned[0], fmt)
             detail = {
                 "camera": cam,
                 "from": format_time(shown),
