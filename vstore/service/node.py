@@ -61,6 +61,12 @@ class _Running:
             self.recorder.status.last_error = str(exc)
             log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
 
+    @property
+    def recording(self) -> bool:
+        """Its recorder runs and its source is connected now (not connecting or waiting
+        to retry)."""
+        return self.thread.is_alive() and self.recorder.status.connected
+
     def halt(self) -> None:
         self.stop.set()
 
@@ -183,13 +189,12 @@ class Node:
         w = r.writer
         status = to_jsonable(r.status)
         status.pop("camera", None)
-        alive = run.thread.is_alive()
         return {
             **status,
-            # Recording: its source is connected now; a recorder still trying to connect (or
-            # waiting to retry) is not, and says why in last_error.
-            "recording": alive and r.status.connected,
-            "recorder_running": alive,
+            # A recorder still trying to connect (or waiting to retry) is running but not
+            # recording, and says why in last_error.
+            "recording": run.recording,
+            "recorder_running": run.thread.is_alive(),
             "url": redact_url(run.url),
             "since_ns": run.started_ns,
             "durable_end_ns": w.durable_end_ns if w is not None else None,
@@ -204,11 +209,7 @@ class Node:
     def recording(self) -> list[str]:
         """Cameras whose source is connected now."""
         with self._lock:
-            return sorted(
-                c
-                for c, r in self._recording.items()
-                if r.thread.is_alive() and r.recorder.status.connected
-            )
+            return sorted(c for c, r in self._recording.items() if r.recording)
 
     def stop(self) -> None:
         """Stop the jobs at their safe points, then recording (every writer flushes and
