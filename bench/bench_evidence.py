@@ -10,7 +10,7 @@ import time
 
 from bench.conftest import NS, T0
 from vstore.api import open_store
-from vstore.evidence.keys import KeyRing
+from vstore.store.keys import KeyRing
 from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
 from vstore.export.clip import write_clip

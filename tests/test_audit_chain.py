@@ -15,7 +15,7 @@ from vstore.api import open_store
 from vstore.base import layout
 from vstore.cli.main import main
 from vstore.evidence.audit_chain import verify, write_digest
-from vstore.evidence.keys import KeyRing
+from vstore.store.keys import KeyRing
 from vstore.index.time_index import Batch
 
 

@@ -18,7 +18,7 @@ from tools.camsim import read_frame_counter
 from vstore.api import open_store
 from vstore.base.errors import ConfigError, UsageError
 from vstore.cli.main import main
-from vstore.evidence.keys import KeyRing, key_id_of
+from vstore.store.keys import KeyRing, key_id_of
 from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
 from vstore.export.snapshot import snapshot

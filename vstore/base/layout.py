@@ -38,6 +38,7 @@ GARBAGE_PREFIX = b"G"  # G + u64 segment id            -> segment being deleted 
 HOLD_PREFIX = b"H"  # H + u64 hold id                  -> legal hold (JSON), kept forever
 AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), kept forever
 AUDIT_DIGEST_PREFIX = b"B"  # B + u64 digest sequence -> signed digest of audit records (JSON)
+CHAIN_HEAD_PREFIX = b"R"  # R + u32 cam                 -> the camera's signed chain head (JSON)
 IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
 #                       ... + u64 segment id          -> a segment it wrote (empty)
 
@@ -244,6 +245,18 @@ def audit_key(seq: int) -> bytes:
 
 def audit_digest_key(seq: int) -> bytes:
     return AUDIT_DIGEST_PREFIX + seq.to_bytes(8, "big")
+
+
+# A local directory tier keeps an object's metadata beside it, in a file of this suffix.
+OBJECT_METADATA_SUFFIX = ".meta.json"
+
+
+def object_metadata_path(object_path: Path) -> Path:
+    return object_path.with_name(object_path.name + OBJECT_METADATA_SUFFIX)
+
+
+def chain_head_key(camera_num: int) -> bytes:
+    return CHAIN_HEAD_PREFIX + camera_num.to_bytes(4, "big")
 
 
 def import_key(camera_num: int, start_ns: int) -> bytes:

@@ -54,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{mark:8} {p['code']} {p['path']}: {p['message']}")
         open_problems = sum(not p["repaired"] for p in doc["problems"])
         state = "clean" if doc["ok"] else f"{open_problems} problem(s)"
+        chains = [c for c in doc.get("chains", []) if c["links"]]
+        if chains:
+            links = sum(c["links"] for c in chains)
+            gone = sum(c["accounted"] for c in chains)
+            broken = sum(bool(c["problems"]) for c in chains)
+            print(
+                f"recording chains: {len(chains)} camera(s), {links} link(s), {gone} of them "
+                f"deleted or trimmed with an audit record; "
+                + (f"{broken} broken" if broken else "all whole, heads signed")
+            )
         print(
             f"checked {doc['segments']} segments, {doc['chunks']} chunks, "
             f"{fmt_bytes(doc['bytes_verified'])} hashed: {state}"

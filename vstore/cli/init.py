@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
-    from vstore.evidence.keys import KeyRing
     from vstore.store.config import CONFIG_TEMPLATE
+    from vstore.store.keys import KeyRing
 
     with open_store(args.store) as store:
         cfg = store.layout.config_path

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
     from vstore.base.timebase import format_time
-    from vstore.evidence.keys import PURPOSES, KeyRing
+    from vstore.store.keys import PURPOSES, KeyRing
 
     # The keys live beside the store (or where [keys] dir says): reading the config is all
     # that needs the store, so this works while a node holds it.

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from vstore.base.timebase import format_time
-from vstore.evidence.keys import KeyRing, load_public_pem, verify_ed25519
+from vstore.store.keys import KeyRing, load_public_pem, verify_ed25519
 from vstore.store.store import Store
 
 GENESIS = bytes(32)  # the chain before the first record
@@ -83,12 +83,24 @@ def write_digest(store: Store, ring: KeyRing, now_ns: int) -> DigestReport:
         "prev_digest": hashlib.sha256(prev_raw).hexdigest() if prev_raw is not None else "",
         "algorithm": "Ed25519",
         "key_id": signer.info.key_id,
+        # Each camera's recording-chain head as the digest saw it: a later rollback of a
+        # head (the newest segments removed, an older signed head put back) falls short of it.
+        "chain_heads": chain_heads(store),
     }
     body["signature"] = base64.b64encode(signer.sign(_canonical(body))).decode()
     store.index.put_audit_digest(body["seq"], _canonical(body))
     return DigestReport(
         body["seq"], first, last, body["from_ns"], body["to_ns"], signer.info.key_id
     )
+
+
+def chain_heads(store: Store) -> dict[str, dict[str, Any]]:
+    out = {}
+    for cam, num in store.index.cameras():
+        head = store.index.chain_head(num)
+        if head is not None:
+            out[cam] = {"seq": head.seq, "link": head.link}
+    return out
 
 
 class Finding(NamedTuple):

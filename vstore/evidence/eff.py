@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from vstore.evidence.keys import Signer, key_id_of
 from vstore.evidence.package_format import sha256_stream
+from vstore.store.keys import Signer, key_id_of
 
 SCHEME = b"oeff"
 SCHEME_VERSION = 0x00010000
@@ -308,5 +308,5 @@ def _suep_operator(payload: bytes) -> str:
 
 
 def cert_key_id(cert_der: bytes) -> str:
-    """The key id (as vstore.evidence.keys names keys) of a DER certificate's public key."""
+    """The key id (as vstore.store.keys names keys) of a DER certificate's public key."""
     return key_id_of(x509.load_der_x509_certificate(cert_der).public_key())

@@ -32,7 +32,6 @@ from vstore.base.errors import UsageError
 from vstore.base.timebase import format_time
 from vstore.evidence.eff import ExportInfo, SourceTrack, sign_appended, track_ids
 from vstore.evidence.file_hasher import FollowingHasher
-from vstore.evidence.keys import KeyRing
 from vstore.evidence.package_format import (
     CLIPS_DIR,
     FORMAT,
@@ -44,6 +43,7 @@ from vstore.evidence.package_format import (
 )
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import ClipPlan, plan_clip
+from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
 

@@ -17,7 +17,6 @@ from typing import IO, Any, NamedTuple
 
 from vstore.base.errors import UsageError
 from vstore.evidence.eff import Signature, cert_key_id, hash_and_signatures, read_signatures
-from vstore.evidence.keys import key_id_of, load_public_pem, verify_ed25519
 from vstore.evidence.package_format import (
     FORMAT,
     MANIFEST,
@@ -26,6 +25,7 @@ from vstore.evidence.package_format import (
     SIGNER,
     sha256_stream,
 )
+from vstore.store.keys import key_id_of, load_public_pem, verify_ed25519
 
 
 class Check(NamedTuple):

@@ -11,7 +11,8 @@ allocate ids are guarded by one lock.
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -31,6 +32,15 @@ from vstore import _native
 from vstore.base import actor, layout
 from vstore.base.errors import StoreLocked, VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.index.segment_chain import (
+    ZERO_LINK,
+    ChainHead,
+    ChainLink,
+    LinkSigner,
+    link_hash,
+    row_statement,
+    signed_link,
+)
 from vstore.index.view import make_view, remove_view
 
 SCHEMA_VERSION = 1
@@ -111,6 +121,9 @@ class SegmentRow(NamedTuple):
     # (offset, length) of chunks found damaged after sealing, left in the file and out of
     # the index by `check --repair` (R6): the content hash is known not to match.
     damaged: tuple[tuple[int, int], ...] = ()
+    # Its place in its camera's recording chain (segment_chain.py); None for a segment not
+    # sealed yet, another store's, or sealed before this store kept chains.
+    chain: ChainLink | None = None
 
     @classmethod
     def opened(
@@ -182,6 +195,8 @@ class SegmentRow(NamedTuple):
             d["owner"] = self.owner
         if self.damaged:
             d["damaged"] = [list(x) for x in self.damaged]
+        if self.chain is not None:
+            d["chain"] = self.chain.as_json()
         return dumps_compact(d)
 
     @classmethod
@@ -191,6 +206,8 @@ class SegmentRow(NamedTuple):
         d["codecs"] = tuple(d.get("codecs", ()))
         if "damaged" in d:
             d["damaged"] = tuple(tuple(x) for x in d["damaged"])
+        if "chain" in d:
+            d["chain"] = ChainLink.from_json(d["chain"])
         return cls(camera_num=cam, **d)
 
 
@@ -227,6 +244,14 @@ class Batch:
         # write as the counter: no number is ever handed out and then not written, so a gap
         # in the log is always a deletion (see vstore/evidence/audit_chain.py).
         self.audit_records: list[dict[str, Any]] = []
+        # Sealed segment rows that take the next link of their camera's chain at commit.
+        self.sealed_rows: list[SegmentRow] = []
+
+    def put_sealed(self, row: SegmentRow) -> None:
+        """Put a newly sealed segment's row: it is linked into its camera's recording chain
+        (and its link signed) when the batch is committed, in the same write."""
+        self.sealed_rows.append(row)
+        self.count += 1
 
     def put(self, key: bytes, value: bytes) -> None:
         self._wb.put(key, value)
@@ -283,6 +308,10 @@ class TimeIndex:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._audit_lock = threading.Lock()
+        self._chain_locks: dict[int, threading.Lock] = {}
+        # () -> the recording key's signer, or None when it cannot be had (set by the store
+        # that opens this index for writing): chain links are signed as they are made.
+        self.link_signer: Callable[[], LinkSigner | None] | None = None
         self._id_next = self._id_limit = 0  # the block of segment ids in hand (see below)
         self._view: Path | None = None
         try:
@@ -364,6 +393,21 @@ class TimeIndex:
         self.close()
 
     def commit(self, batch: Batch, sync: bool = True) -> None:
+        if batch.sealed_rows:
+            nums = sorted({r.camera_num for r in batch.sealed_rows})
+            locks = [self._chain_lock(n) for n in nums]
+            for lock in locks:
+                lock.acquire()
+            try:
+                self._link(batch)
+                self._commit(batch, sync)
+            finally:
+                for lock in reversed(locks):
+                    lock.release()
+            return
+        self._commit(batch, sync)
+
+    def _commit(self, batch: Batch, sync: bool) -> None:
         if batch.audit_records:
             with self._audit_lock:
                 raw = self._db.get(layout.NEXT_AUDIT_SEQ_KEY)
@@ -377,6 +421,72 @@ class TimeIndex:
             return
         if batch.count:
             self._db.write(batch._wb, self._sync if sync else self._nosync)
+
+    # --- recording chains (segment_chain.py) -----------------------------------------------
+    def _chain_lock(self, camera_num: int) -> threading.Lock:
+        with self._lock:
+            lock = self._chain_locks.get(camera_num)
+            if lock is None:
+                lock = self._chain_locks[camera_num] = threading.Lock()
+            return lock
+
+    def _link(self, batch: Batch) -> None:
+        """Give each sealed row of the batch the next link of its camera's chain, and put
+        the rows and the cameras' new heads into the batch (under the cameras' chain locks)."""
+        signer = self.link_signer() if self.link_signer is not None else None
+        now_ns = time.time_ns()
+        heads: dict[int, ChainHead] = {}
+        for row in batch.sealed_rows:
+            num = row.camera_num
+            head = heads.get(num) or self.chain_head(num)
+            if head is None:
+                head = ChainHead(self.camera_id(num), 0, ZERO_LINK)
+            link = ChainLink(head.seq + 1, head.link)
+            stmt = row_statement(head.camera, row, link)
+            link = signed_link(signer, link.seq, link.prev, stmt)
+            row = row._replace(chain=link)
+            batch.put(row.key(), row.value())
+            heads[num] = ChainHead(head.camera, link.seq, link_hash(stmt)).signed(signer, now_ns)
+        for num, head in heads.items():
+            batch.put(layout.chain_head_key(num), head.value())
+        batch.sealed_rows = []
+
+    def chain_head(self, camera_num: int) -> ChainHead | None:
+        raw = self._db.get(layout.chain_head_key(camera_num))
+        return ChainHead.decode(raw) if raw is not None else None
+
+    def raise_chain_head(self, camera_num: int, seq: int, link: str) -> None:
+        """Make a camera's head name link ``seq`` unless it is already there or past it: a
+        rebuilt index takes back the links its tiered segments carry. The head is signed
+        anew; links the index lost with it stay missing, and `vstore check` names them."""
+        with self._chain_lock(camera_num):
+            head = self.chain_head(camera_num)
+            if head is not None and head.seq >= seq:
+                return
+            signer = self.link_signer() if self.link_signer is not None else None
+            new = ChainHead(self.camera_id(camera_num), seq, link).signed(signer, time.time_ns())
+            self._db.put(layout.chain_head_key(camera_num), new.value(), self._sync)
+
+    def sign_chain_heads(self, signer: LinkSigner, now_ns: int, older_than_ns: int) -> int:
+        """Sign again every camera's chain head last signed before now - older_than_ns: the
+        signature's time says the chain stood so at that moment. Returns how many."""
+        n = 0
+        for _cam, num in self.cameras():
+            with self._chain_lock(num):
+                head = self.chain_head(num)
+                if head is None or (head.signature and head.signed_at_ns > now_ns - older_than_ns):
+                    continue
+                self._db.put(
+                    layout.chain_head_key(num), head.signed(signer, now_ns).value(), self._nosync
+                )
+                n += 1
+        return n
+
+    def camera_id(self, camera_num: int) -> str:
+        raw = self._db.get(layout.camera_num_key(camera_num))
+        if raw is None:
+            raise VstoreError(f"camera number {camera_num} has no camera in the index")
+        return bytes(raw).decode()
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)

@@ -9,7 +9,7 @@ from typing import Any
 
 from vstore.base.timebase import format_time
 from vstore.evidence.audit_chain import write_digest
-from vstore.evidence.keys import KeyRing
+from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
 

@@ -6,7 +6,9 @@ left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camer
 overlap and start in time order; C6 tiered footage under an active hold also carries an S3
 object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
 is of footage indexed again or held where nothing else holds it (D5); C8 no import left
-unfinished by a process that is gone (F1-F4). ``repair`` fixes what it can without deleting
+unfinished by a process that is gone (F1-F4); C9 each camera's recording chain is whole from
+its first link to its signed head, every missing link accounted for by an audit record of a
+deletion or trim (evidence.md). ``repair`` fixes what it can without deleting
 footage: it seals open segments (recovery) and adopts orphan files into the index from their
 own bytes.
 """
@@ -19,14 +21,24 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import CorruptSegment, NotFound, TierError, VstoreError
+from vstore.base.jsonio import loads_dict
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_time
+from vstore.index.segment_chain import (
+    ChainReport,
+    Removal,
+    Witness,
+    link_of_object,
+    removal_of,
+    verify_chain,
+)
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
 from vstore.store.garbage import cancel_mark, mark_conflict
 from vstore.store.holds import list_holds
+from vstore.store.keys import KeyRing
 from vstore.store.recovery import quarantine_chunks, recover
 from vstore.store.store import Store
 
@@ -45,6 +57,7 @@ class CheckReport:
     chunks: int = 0
     bytes_verified: int = 0
     problems: list[Problem] = field(default_factory=list)
+    chains: list[ChainReport] = field(default_factory=list)
 
     JSON_EXTRA = ("ok",)
 
@@ -198,6 +211,7 @@ def check_store(
                 _quarantine_damaged_chunks(store, row, problem)
     if progress is not None:
         progress(total, total)
+    _check_chains(store, rows, names, rep)
 
     pending_delete = set()
     for sid, rec in idx.garbage():
@@ -229,6 +243,46 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _check_chains(
+    store: Store, rows: list[SegmentRow], names: dict[int, str], rep: CheckReport
+) -> None:
+    """C9: every camera's chain of sealed segments, from link 1 to its signed head."""
+    try:
+        verifiers = KeyRing.of_store(store).ed25519_verifiers("recording")
+    except VstoreError as exc:
+        rep.problems.append(Problem("C9", "", f"the recording keys cannot be read: {exc}"))
+        return
+    removals: dict[str, list[Removal]] = {}
+    for seq, raw in store.index.audit_items():
+        rec = loads_dict(raw)
+        if rec.get("action") not in ("delete", "trim"):
+            continue
+        detail = rec.get("detail") or {}
+        rm = removal_of(seq, str(rec["action"]), detail)
+        if rm is not None:
+            removals.setdefault(str(detail.get("camera")), []).append(rm)
+    witnesses: dict[str, Witness] = {}
+    digests = store.index.audit_digests()
+    if digests:
+        dseq, raw = digests[-1]
+        d = loads_dict(raw)
+        where = f"audit digest #{dseq} ({format_time(int(d.get('to_ns', 0)))})"
+        for cam, h in (d.get("chain_heads") or {}).items():
+            witnesses[cam] = Witness(int(h["seq"]), str(h["link"]), where)
+    own: dict[int, list[SegmentRow]] = {}
+    for row in rows:
+        if row.state == "sealed" and not row.foreign:
+            own.setdefault(row.camera_num, []).append(row)
+    for cam, num in store.index.cameras():
+        head = store.index.chain_head(num)
+        result = verify_chain(
+            cam, own.get(num, []), head, removals.get(cam, []), verifiers.get, witnesses.get(cam)
+        )
+        rep.chains.append(result)
+        for msg in result.problems or []:
+            rep.problems.append(Problem("C9", cam, f"camera {cam}: recording chain: {msg}"))
 
 
 def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
@@ -294,6 +348,17 @@ def _check_tiered(
     except (CorruptSegment, NotFound, TierError) as exc:
         rep.problems.append(Problem("C2", where, str(exc)))
         return
+    carried = link_of_object(info.metadata)
+    if not row.foreign and carried is not None and carried[1] != row.chain:
+        rep.problems.append(
+            Problem(
+                "C9",
+                where,
+                f"the object carries chain link #{carried[1].seq}, the index "
+                f"{'none' if row.chain is None else f'link #{row.chain.seq}'}: one of them "
+                "was changed",
+            )
+        )
     if not store.config.tier.legal_hold or not holds or row.foreign:
         return  # (another store's object holds are that store's to set: D6)
     tier = store.tier(row.location)

@@ -24,6 +24,7 @@ from vstore.base.jsonio import dumps_compact
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
+from vstore.index.segment_chain import link_hash, link_of_object, object_metadata, row_statement
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
@@ -120,7 +121,9 @@ def tier_segment(
         file_sha = rd.verify(rate.consume if rate is not None else None)
         if rd.trailer().sha256.hex() != row.sha256:
             raise TierError(f"{row.path}: content hash differs from the index; not tiered")
-    info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate)  # U1
+    # The segment's chain link and signature travel with it (segment_chain.object_metadata).
+    meta = object_metadata(camera, row)
+    info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate, meta)  # U1
     if info.size_bytes != row.size_bytes:
         raise TierError(f"{tier.url}/{key}: size {info.size_bytes} != {row.size_bytes}")
     trailer = fmt.unpack_trailer(
@@ -324,6 +327,8 @@ def rebuild_index_from_tier(
             out.already_indexed += 1
             continue
         owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
+        # This store's own object takes back its place in the camera's chain.
+        carried = None if owner else link_of_object(_metadata(tier, obj.key))
         row = SegmentRow.sealed(
             cam,
             seg_id,
@@ -336,6 +341,10 @@ def rebuild_index_from_tier(
             codecs=tuple(t.codec for t in meta.tracks),
             owner="" if adopt else owner,
         )
+        if carried is not None and carried[0] == meta.camera:
+            row = row._replace(chain=carried[1])
+            stmt = row_statement(meta.camera, row, carried[1])
+            store.index.raise_chain_head(cam, carried[1].seq, link_hash(stmt))
         if owner:
             out.foreign += 1
         b = Batch()
@@ -374,3 +383,8 @@ def rebuild_index_from_tier(
     # New segments must not reuse ids that objects already carry.
     store.index.reserve_segment_ids(max_id)
     return out
+
+
+def _metadata(tier: BlobTier, key: str) -> dict[str, str]:
+    info = tier.head(key)
+    return (info.metadata or {}) if info is not None else {}

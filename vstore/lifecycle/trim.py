@@ -9,6 +9,7 @@ from vstore.base import layout
 from vstore.base.errors import CorruptSegment, VstoreError
 from vstore.base.jsonio import loads_dict
 from vstore.base.timebase import format_time
+from vstore.index.segment_chain import removal_detail
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle.retention_plan import SegmentInfo
 from vstore.segment import format as fmt
@@ -137,7 +138,7 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
                 sha256=sha,
                 codecs=row.codecs,
             )
-            b.put(new_row.key(), new_row.value())
+            b.put_sealed(new_row)
             b.delete(layout.open_key(new_id))
             for e in moved:
                 c = ChunkRow.from_entry(seg.camera_num, new_id, e)
@@ -166,6 +167,7 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
             "reason": "retention (held chunks kept)",
             "sha256": row.sha256,
             "verified": True,
+            **removal_detail(seg.camera, row),
         },
         store.clock.wall_ns(),
         batch=b,

@@ -18,10 +18,10 @@ from vstore.base import heap
 from vstore.base.errors import VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.evidence.audit_chain import write_digest
-from vstore.evidence.keys import KeyRing
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
 from vstore.store.config import StoreConfig, load_config
+from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class Node:
         # before anything is recorded, never a log left unsigned.
         self.keys = KeyRing.of_store(store)
         self.keys.signer("audit")
+        self.keys.signer("recording")  # the cameras' chain heads, at each seal and each minute
         self._recording: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self.jobs = JobRunner(store)
@@ -116,10 +117,15 @@ class Node:
         runs come one period after the node starts (recovery has just run)."""
         last = {"retention": time.monotonic(), "tier": time.monotonic()}
         next_digest_ns = _next_hour_ns(time.time_ns())
+        next_heads = 0.0
         while not self._stopping.wait(1.0):
+            config_every = self.store.config.service.chain_sign_every_s
             if time.time_ns() >= next_digest_ns:
                 self.write_audit_digest()
                 next_digest_ns = _next_hour_ns(time.time_ns())
+            if time.monotonic() >= next_heads:
+                self.sign_chain_heads()
+                next_heads = time.monotonic() + min(10.0, config_every / 2)
             config = self.store.config
             periods = {"retention": config.retention.every_ns}
             if config.tier.url:
@@ -134,6 +140,17 @@ class Node:
                     self.jobs.submit(name, {}, "schedule")
                 except VstoreError as exc:  # stopping
                     log.warning("scheduled %s not started: %s", name, exc)
+
+    def sign_chain_heads(self) -> None:
+        """Sign again each camera's chain head whose signature is older than
+        ``[service] chain_sign_every_s``: the signature's time says the chain stood so then."""
+        every_ns = int(self.store.config.service.chain_sign_every_s * 1e9)
+        try:
+            self.store.index.sign_chain_heads(
+                self.keys.signer("recording"), time.time_ns(), every_ns
+            )
+        except VstoreError as exc:
+            log.error("the chain heads were not signed: %s", exc)
 
     def write_audit_digest(self) -> None:
         """Sign the audit records since the last digest (every hour, and when stopping)."""

@@ -80,6 +80,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # max_exports = 4             # concurrent clip downloads per principal
 # rate_per_s = 50             # requests per second per principal (bursts of twice that)
 # write_timeout_s = 60        # a client that takes no bytes this long is dropped
+# chain_sign_every_s = 60     # each camera's recording-chain head is signed again this often
 # tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
 # tls_key = "/etc/vstore/node.key"
 
@@ -275,6 +276,8 @@ class ServiceConfig(NamedTuple):
     tls_cert: str | None = None  # PEM files: HTTPS when both are set
     tls_key: str | None = None
     write_timeout_s: float = 60.0  # a client that takes no bytes this long is dropped
+    # How often the node signs each camera's recording-chain head again (besides each seal).
+    chain_sign_every_s: float = 60.0
 
 
 class StoreConfig(NamedTuple):
@@ -627,7 +630,7 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
     d = ServiceConfig()
     out = d._replace(**doc)
-    for key in ("max_clip_s", "rate_per_s", "write_timeout_s"):
+    for key in ("max_clip_s", "rate_per_s", "write_timeout_s", "chain_sign_every_s"):
         v = getattr(out, key)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise ConfigError(f"{where}: {key} must be a number above 0")
@@ -647,6 +650,7 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         max_clip_s=float(out.max_clip_s),
         rate_per_s=float(out.rate_per_s),
         write_timeout_s=float(out.write_timeout_s),
+        chain_sign_every_s=float(out.chain_sign_every_s),
     )
 
 

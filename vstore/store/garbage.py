@@ -10,6 +10,7 @@ from vstore.base import layout
 from vstore.base.errors import TierError
 from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
+from vstore.index.segment_chain import removal_detail
 from vstore.index.time_index import Batch, SegmentRow
 from vstore.store.holds import Hold, list_holds
 from vstore.store.lease import LeaseSet
@@ -43,6 +44,7 @@ def delete_segment(
             "bytes": row.size_bytes,
             "sha256": row.sha256,
             "location": row.location,
+            **removal_detail(camera, row),
             **detail,
         },
         store.clock.wall_ns(),

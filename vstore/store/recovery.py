@@ -162,7 +162,7 @@ def _recover_one(st: Store, seg_id: int, marker: dict[str, Any], rep: RecoveryRe
         # known (R6), as `check --repair` would record it.
         damaged=tuple(sorted(set(damaged))) if scan.sealed else (),
     )
-    b.put(seg_key, row.value())
+    b.put_sealed(row)
     st.index.commit(b, sync=True)
     rep.recovered_segments += 1
     rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")

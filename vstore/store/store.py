@@ -53,6 +53,7 @@ from vstore.segment.packet import Packet
 from vstore.segment.reader import SegmentReader, chunk_packets
 from vstore.store.config import StoreConfig, load_config
 from vstore.store.disk import DiskUsage, disk_usage
+from vstore.store.keys import KeyRing, Signer
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
 from vstore.store.space import MakeRoom, SpaceKeeper
 from vstore.tier import open_tier
@@ -192,8 +193,25 @@ class Store:
             self.layout.cache_dir,
             None if make_room is None else (lambda: make_room(self)),
         )
+        self._link_signer: Signer | None = None
+        self._link_signer_failed = False
+        if not read_only:
+            self.index.link_signer = self.recording_signer
         if not read_only and self.clock_verdict().trusted:
             self.mark_clock()
+
+    def recording_signer(self) -> Signer | None:
+        """The recording key that signs the links of the cameras' chains as segments seal,
+        or None when it cannot be read: links are then made unsigned, and the next signed
+        head vouches for them (a node refuses to start without the key)."""
+        with self._lock:
+            if self._link_signer is None and not self._link_signer_failed:
+                try:
+                    self._link_signer = KeyRing.of_store(self).signer("recording")
+                except VstoreError as exc:
+                    self._link_signer_failed = True
+                    log.warning("segments are sealed with unsigned chain links: %s", exc)
+            return self._link_signer
 
     def writing_here(self) -> bool:
         """Whether this process has a camera writer open on the store."""

@@ -302,7 +302,7 @@ class BehindWriterSync:
             packet_count=seg.packet_count,
         )
         b = _batch(rows, events)
-        b.put(row.key(), row.value())
+        b.put_sealed(row)
         b.delete(layout.open_key(row.segment_id))
         self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
         self._durable_end_ns = end_ns

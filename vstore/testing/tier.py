@@ -43,6 +43,17 @@ class TierTests:
         tier.put_file("a/b.vseg", path, _b64(data))
         assert tier.head("a/b.vseg").size_bytes == len(data)
 
+    def test_metadata_is_kept_with_the_object(self, tier: BlobTier, blob):
+        path, data = blob
+        meta = {"vstore-chain": '{"seq":3,"prev":"00ff","sig":"ab+/="}'}
+        tier.put_file("m/a.vseg", path, _b64(data), metadata=meta)
+        tier.put_file("m/b.vseg", path, _b64(data))
+        assert tier.head("m/a.vseg").metadata == meta
+        assert not tier.head("m/b.vseg").metadata
+        assert [o.key for o in tier.list_prefix("m/")] == ["m/a.vseg", "m/b.vseg"]
+        tier.delete("m/a.vseg")
+        assert tier.head("m/a.vseg") is None and len(list(tier.list_prefix("m/"))) == 1
+
     def test_checksum_mismatch_is_refused(self, tier: BlobTier, blob):
         path, _data = blob
         with pytest.raises(TierError):

@@ -34,6 +34,8 @@ class ObjectInfo:
     key: str
     size_bytes: int
     sha256_b64: str | None = None  # full-object SHA-256 when the store reports one
+    # User metadata written with the object (head() only; listings leave it empty).
+    metadata: dict[str, str] | None = None
 
 
 class BlobTier(abc.ABC):
@@ -43,10 +45,16 @@ class BlobTier(abc.ABC):
 
     @abc.abstractmethod
     def put_file(
-        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+        self,
+        key: str,
+        path: Path,
+        sha256_b64: str,
+        rate: RateLimiter | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         """Upload a whole file (at most as fast as ``rate`` allows); the store verifies the
-        SHA-256 the caller computed from the same bytes (or the call fails)."""
+        SHA-256 the caller computed from the same bytes (or the call fails). ``metadata``
+        (ASCII names and values) is kept with the object and returned by ``head``."""
 
     @abc.abstractmethod
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
@@ -54,7 +62,7 @@ class BlobTier(abc.ABC):
 
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
-        """Size and checksum, or None when there is no such object."""
+        """Size, checksum and metadata, or None when there is no such object."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -113,10 +113,15 @@ class CachedTier(BlobTier):
                 (self.dir / n).unlink(missing_ok=True)
 
     def put_file(
-        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+        self,
+        key: str,
+        path: Path,
+        sha256_b64: str,
+        rate: RateLimiter | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         self.forget(key)
-        return self.inner.put_file(key, path, sha256_b64, rate)
+        return self.inner.put_file(key, path, sha256_b64, rate, metadata)
 
     def head(self, key: str) -> ObjectInfo | None:
         return self.inner.head(key)

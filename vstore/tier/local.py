@@ -13,7 +13,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from vstore.base import layout
 from vstore.base.errors import NotFound, TierError
+from vstore.base.fsutil import Fs, write_durably
+from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 
@@ -37,7 +40,12 @@ class LocalTier(BlobTier):
         return self.root / key
 
     def put_file(
-        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+        self,
+        key: str,
+        path: Path,
+        sha256_b64: str,
+        rate: RateLimiter | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +65,13 @@ class LocalTier(BlobTier):
             if got != sha256_b64:
                 tmp.unlink()
                 raise TierError(f"{key}: checksum mismatch after copy ({got} != {sha256_b64})")
+            meta = layout.object_metadata_path(dest)
+            if metadata:
+                # Written durably before the object appears, as S3 stores both at once.
+                staging = meta.with_name(meta.name + ".part")
+                write_durably(Fs(), meta, staging, dumps_compact(metadata, sort_keys=True))
+            else:
+                meta.unlink(missing_ok=True)
             os.replace(tmp, dest)
             fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -84,21 +99,28 @@ class LocalTier(BlobTier):
     def head(self, key: str) -> ObjectInfo | None:
         p = self._path(key)
         try:
-            return ObjectInfo(key, p.stat().st_size)
+            size = p.stat().st_size
         except FileNotFoundError:
             return None
+        try:
+            meta = loads_dict(layout.object_metadata_path(p).read_bytes())
+        except FileNotFoundError:
+            meta = {}
+        return ObjectInfo(key, size, metadata=meta)
 
     def delete(self, key: str) -> None:
+        p = self._path(key)
         try:
-            self._path(key).unlink()
+            p.unlink()
         except FileNotFoundError:
             pass
+        layout.object_metadata_path(p).unlink(missing_ok=True)
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         if not self.root.exists():
             return
         for p in sorted(self.root.rglob("*")):
-            if not p.is_file() or p.name.endswith(".part"):
+            if not p.is_file() or p.name.endswith((".part", layout.OBJECT_METADATA_SUFFIX)):
                 continue
             key = p.relative_to(self.root).as_posix()
             if key.startswith(prefix):

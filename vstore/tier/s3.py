@@ -119,7 +119,12 @@ class S3Tier(BlobTier):
         return TierError(f"{self.url}: {what} failed: {exc}")
 
     def put_file(
-        self, key: str, path: Path, sha256_b64: str, rate: RateLimiter | None = None
+        self,
+        key: str,
+        path: Path,
+        sha256_b64: str,
+        rate: RateLimiter | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
 
         # The caller hashed these bytes while verifying them; the bytes actually sent are
@@ -140,6 +145,7 @@ class S3Tier(BlobTier):
                         ContentLength=size,
                         ChecksumSHA256=sha256_b64,
                         **({"StorageClass": self.storage_class} if self.storage_class else {}),
+                        **({"Metadata": metadata} if metadata else {}),
                     )
                 sent = body.sha256_b64()
                 if sent is None:
@@ -158,6 +164,8 @@ class S3Tier(BlobTier):
                 extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
                 if self.storage_class:
                     extra["StorageClass"] = self.storage_class
+                if metadata:
+                    extra["Metadata"] = metadata
                 cfg = TransferConfig(
                     multipart_threshold=MULTIPART_THRESHOLD,
                     multipart_chunksize=MULTIPART_CHUNK,
@@ -212,7 +220,9 @@ class S3Tier(BlobTier):
             raise self._fail(exc, f"head of {key}") from exc
         except BotoCoreError as exc:
             raise self._fail(exc, f"head of {key}") from exc
-        return ObjectInfo(key, int(h["ContentLength"]), h.get("ChecksumSHA256"))
+        return ObjectInfo(
+            key, int(h["ContentLength"]), h.get("ChecksumSHA256"), dict(h.get("Metadata") or {})
+        )
 
     def delete(self, key: str) -> None:
 

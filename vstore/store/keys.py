@@ -95,6 +95,10 @@ class Signer:
         self.info = info
         self._key = private_key
 
+    @property
+    def key_id(self) -> str:
+        return self.info.key_id
+
     def sign(self, data: bytes) -> bytes:
         """Ed25519 over ``data`` (``eff`` keys sign with ``sign_pss_digest``)."""
         return self._key.sign(data)
@@ -152,6 +156,16 @@ class KeyRing:
 
     def public_keys(self) -> dict[str, KeyInfo]:
         return {k.key_id: k for k in self._read()}
+
+    def ed25519_verifiers(self, purpose: str) -> dict[str, Any]:
+        """key id -> a function (signature, data) -> bool, for every key of ``purpose``
+        ever made here (current and retired: old signatures still verify)."""
+        out: dict[str, Any] = {}
+        for k in self._read():
+            if k.purpose == purpose:
+                pub = load_public_pem(k.public_pem.encode(), f"key {k.key_id}")
+                out[k.key_id] = lambda sig, data, pub=pub: verify_ed25519(pub, sig, data)
+        return out
 
     def signer(self, purpose: str) -> Signer:
         """The current key of ``purpose``, generated first when this ring may create keys."""

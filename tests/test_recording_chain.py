@@ -1,0 +1,268 @@
+"""Each camera's sealed segments form a signed hash chain: an untouched store's chains are
+whole through retention deletions, trims and tiering (each accounted for by its audit
+record), and `vstore check` names the first break when a segment is removed, replaced or
+edited out of band, when a row is inserted, and when the head is rolled back or re-signed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_timestamps import VIDEO, au
+from vstore import Packet
+from vstore.api import open_store
+from vstore.base import layout
+from vstore.base.clock import FakeClock
+from vstore.cli.main import main
+from vstore.evidence.audit_chain import write_digest
+from vstore.index.segment_chain import ChainHead, link_hash, row_statement
+from vstore.index.time_index import Batch
+from vstore.lifecycle.check import check_store
+from vstore.lifecycle.retention import run_retention
+from vstore.store.disk import DiskUsage
+from vstore.store.holds import add_hold
+from vstore.store.keys import KeyRing
+
+
+def _record(st, cam: str, seconds: int, start_ns: int = START_NS) -> None:
+    """One-second GOPs (25 fps) in 4 s segments."""
+    with st.writer(cam, [VIDEO], start_ns=start_ns) as w:
+        for i in range(seconds * 25):
+            key, data = au(i)
+            w.write(Packet(0, i * 3600, i * 3600, key, data + bytes(200)))
+
+
+@pytest.fixture
+def st(tmp_path):
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    clock = FakeClock(wall_ns=START_NS)
+    s = open_store(d, clock=clock)
+    _record(s, "gate", 20)
+    _record(s, "yard", 8)
+    s.clock_ = clock
+    yield s
+    s.close()
+
+
+def _chain_problems(st) -> list[str]:
+    return [p.message for p in check_store(st, verify_hashes=False).problems if p.code == "C9"]
+
+
+def _rows(st, cam: str):
+    return list(st.index.segments(st.camera_num(cam)))
+
+
+def _drop_row(st, row) -> None:
+    b = Batch()
+    b.delete(row.key())
+    for c in st.index.chunks(row.camera_num, row.start_ns, row.end_ns):
+        if c.segment_id == row.segment_id:
+            b.delete(c.key())
+    st.index.commit(b)
+    st.layout.path(row.path).unlink()
+
+
+def test_chains_are_linked_signed_and_whole(st):
+    rows = _rows(st, "gate")
+    assert [r.chain.seq for r in rows] == [1, 2, 3, 4, 5]
+    assert all(r.chain.signature for r in rows)
+    head = st.index.chain_head(st.camera_num("gate"))
+    assert head.seq == 5 and head.signature
+    rep = check_store(st, verify_hashes=False)
+    assert rep.ok, rep.problems
+    gate = next(c for c in rep.chains if c.camera == "gate")
+    assert (gate.links, gate.present, gate.signed_links) == (5, 5, 5)
+    # Links go on across writers: the next recording of the camera continues the chain.
+    _record(st, "gate", 4, START_NS + 60 * 10**9)
+    assert [r.chain.seq for r in _rows(st, "gate")] == [1, 2, 3, 4, 5, 6]
+    assert _chain_problems(st) == []
+
+
+def test_retention_and_trims_are_accounted_for_by_their_audit_records(st):
+    cam = "gate"
+    add_hold(st, cam, START_NS + 9 * 10**9, START_NS + 10 * 10**9, "case 1", "det. a")
+    st.clock_.advance(3600 * 10**9)
+    _plan, res = run_retention(st, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
+    assert res.deleted_segments >= 4 and res.trimmed_segments == 1
+    rep = check_store(st, verify_hashes=False)
+    assert rep.ok, rep.problems
+    gate = next(c for c in rep.chains if c.camera == cam)
+    # Five removed (four deleted, one trimmed); the trimmed copy is link 6.
+    assert (gate.links, gate.present, gate.accounted) == (6, 1, 5)
+
+
+def test_a_segment_removed_out_of_band_is_named(st):
+    rows = _rows(st, "gate")
+    _drop_row(st, rows[2])
+    (msg,) = _chain_problems(st)
+    assert "link #3 is missing" in msg and "removed out of band" in msg
+
+
+def test_the_newest_segment_removed_and_its_head_rolled_back_is_named(st):
+    num = st.camera_num("gate")
+    rows = _rows(st, "gate")
+    _drop_row(st, rows[-1])
+    (msg,) = _chain_problems(st)
+    assert "link #5 is missing" in msg
+    # A head put back at link 4 without the recording key is not signed for it.
+    link4 = link_hash(row_statement("gate", rows[3], rows[3].chain))
+    head = st.index.chain_head(num)
+    st.index.put_sync(layout.chain_head_key(num), head._replace(seq=4, link=link4).value())
+    (msg,) = _chain_problems(st)
+    assert "head's signature (link #4) does not verify" in msg
+
+
+def test_a_segment_row_edited_or_replaced_is_named(st):
+    rows = _rows(st, "gate")
+    # The row's content hash changed to match a replaced file: its own signature fails.
+    edited = rows[1]._replace(sha256="00" * 32)
+    st.index.put_sync(edited.key(), edited.value())
+    (msg,) = _chain_problems(st)
+    assert "link #2" in msg and "signature does not verify" in msg
+    # The same change with the signature stripped: the next link no longer follows.
+    st.index.put_sync(
+        edited.key(), edited._replace(chain=edited.chain._replace(key_id="", signature="")).value()
+    )
+    (msg,) = _chain_problems(st)
+    assert "link #3" in msg and "does not follow link #2" in msg
+
+
+def test_an_inserted_segment_is_named(st):
+    rows = _rows(st, "gate")
+    fake = rows[0]._replace(
+        segment_id=9999,
+        start_ns=rows[-1].end_ns + 10**9,
+        end_ns=rows[-1].end_ns + 2 * 10**9,
+        chain=rows[-1].chain._replace(seq=6),
+    )
+    st.index.put_sync(fake.key(), fake.value())
+    (msg,) = _chain_problems(st)
+    assert "link #6 lies past the head" in msg
+
+
+def test_a_head_signed_by_another_key_is_named(st, tmp_path):
+    from vstore.store.keys import KeyRing as Ring
+
+    num = st.camera_num("yard")
+    other = Ring(tmp_path / "other-keys", create=True).signer("recording")
+    head = st.index.chain_head(num)
+    st.index.put_sync(layout.chain_head_key(num), head.signed(other, time.time_ns()).value())
+    (msg,) = _chain_problems(st)
+    assert "yard" in msg and "head's signature (link #2) does not verify" in msg
+
+
+def test_heads_are_signed_again_with_their_time_and_old_keys_still_verify(st):
+    ring = KeyRing.of_store(st)
+    num = st.camera_num("gate")
+    before = st.index.chain_head(num)
+    ring.rotate("recording")
+    n = st.index.sign_chain_heads(
+        ring.signer("recording"), before.signed_at_ns + 61 * 10**9, 60 * 10**9
+    )
+    assert n == 2
+    after = st.index.chain_head(num)
+    assert after.signed_at_ns > before.signed_at_ns and after.key_id != before.key_id
+    assert ChainHead.decode(after.value()) == after
+    assert _chain_problems(st) == []  # links signed by the retired key still verify
+
+
+def test_check_command_reports_chains(st, capsys):
+    root = str(st.root)
+    st.close()
+    assert main(["check", "--store", root, "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "recording chains: 2 camera(s), 7 link(s)" in out and "all whole" in out
+    with open_store(root) as s2:
+        _drop_row(s2, _rows(s2, "yard")[0])
+    assert main(["check", "--store", root, "--quick"]) != 0
+    out = capsys.readouterr().out
+    assert "C9 yard: camera yard: recording chain: link #1 is missing" in out
+
+
+def test_a_rollback_to_an_older_signed_head_falls_short_of_the_audit_digest(st):
+    """Someone who kept a copy of an older head (signed by the node) removes the newest
+    segment and puts that copy back: the chain alone is whole, the hourly audit digest that
+    recorded the newer head is not met."""
+    num = st.camera_num("gate")
+    old_head = st.index.get(layout.chain_head_key(num))
+    _record(st, "gate", 4, START_NS + 60 * 10**9)
+    write_digest(st, KeyRing.of_store(st), time.time_ns())
+    _drop_row(st, _rows(st, "gate")[-1])
+    st.index.put_sync(layout.chain_head_key(num), old_head)
+    (msg,) = _chain_problems(st)
+    assert "ends at link #5, yet audit digest #1" in msg and "saw link #6" in msg
+
+
+def test_links_travel_with_tiered_segments_and_come_back_with_a_rebuilt_index(st, tmp_path):
+    import shutil
+
+    from vstore.index.segment_chain import OBJECT_METADATA_KEY, link_of_object
+    from vstore.lifecycle.tiering import rebuild_index_from_tier, run_tiering
+    from vstore.tier import LocalTier
+
+    tier = LocalTier(tmp_path / "cold")
+    st.clock_.advance(3600 * 10**9)
+    assert run_tiering(st, tier, 10**9).tiered == 7
+    rows = {r.path: r for cam in ("gate", "yard") for r in _rows(st, cam)}
+    for path, row in rows.items():
+        cam, link = link_of_object(tier.head(path).metadata)
+        assert link == row.chain and link.signature and cam in ("gate", "yard")
+    assert check_store(st, verify_hashes=False).ok
+    # The object's link edited in the bucket: check compares it with the index.
+    first = sorted(rows)[0]
+    meta = tier.head(first).metadata
+    bad = meta[OBJECT_METADATA_KEY].replace('"seq":1', '"seq":9')
+    tier.put_file(
+        first, tier._path(first), _sha_b64(tier._path(first)), metadata={OBJECT_METADATA_KEY: bad}
+    )
+    assert any("object carries chain link #9" in m for m in _chain_problems_all(st))
+    tier.put_file(first, tier._path(first), _sha_b64(tier._path(first)), metadata=meta)
+    # The index lost: rebuilt from the bucket, every link and both heads come back.
+    root = st.root
+    st.close()
+    shutil.rmtree(root / "index")
+    with open_store(root, clock=FakeClock(wall_ns=START_NS + 3600 * 10**9)) as s2:
+        rebuild_index_from_tier(s2, tier)
+        rep = check_store(s2, verify_hashes=False)
+        assert rep.ok, rep.problems
+        assert {c.camera: c.links for c in rep.chains} == {"gate": 5, "yard": 2}
+        assert all(r.chain is not None for r in _rows(s2, "gate"))
+
+
+def _sha_b64(path) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def _chain_problems_all(st) -> list[str]:
+    return [p.message for p in check_store(st, verify_hashes=False).problems]
+
+
+def test_the_node_signs_heads_again_on_its_period_and_needs_the_recording_key(tmp_path):
+    from vstore.base.errors import ConfigError
+    from vstore.service.node import Node
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[service]\nchain_sign_every_s = 0.001\n")
+    with open_store(d) as s:
+        _record(s, "gate", 2)
+        num = s.camera_num("gate")
+        before = s.index.chain_head(num)
+        time.sleep(0.01)
+        Node(s).sign_chain_heads()
+        after = s.index.chain_head(num)
+        assert after.signed_at_ns > before.signed_at_ns and after.link == before.link
+        assert _chain_problems(s) == []
+    # Keys kept elsewhere that hold an audit key but no recording key: refused at start.
+    keys = tmp_path / "elsewhere"
+    KeyRing(keys, create=True).signer("audit")
+    (d / "vstore.toml").write_text(f'[keys]\ndir = "{keys}"\n')
+    with open_store(d) as s, pytest.raises(ConfigError, match="recording"):
+        Node(s)
