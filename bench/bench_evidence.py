@@ -10,11 +10,11 @@ import time
 
 from bench.conftest import NS, T0
 from vstore.api import open_store
-from vstore.store.keys import KeyRing
 from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
+from vstore.store.keys import KeyRing
 
 ROUNDS = 7
 

@@ -15,8 +15,8 @@ from vstore.api import open_store
 from vstore.base import layout
 from vstore.cli.main import main
 from vstore.evidence.audit_chain import verify, write_digest
-from vstore.store.keys import KeyRing
 from vstore.index.time_index import Batch
+from vstore.store.keys import KeyRing
 
 
 def _log(st, n: int, first: int = 0) -> None:

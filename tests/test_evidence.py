@@ -18,12 +18,12 @@ from tools.camsim import read_frame_counter
 from vstore.api import open_store
 from vstore.base.errors import ConfigError, UsageError
 from vstore.cli.main import main
-from vstore.store.keys import KeyRing, key_id_of
 from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
 from vstore.export.snapshot import snapshot
 from vstore.ingest.file_import import import_file
 from vstore.store.garbage import delete_segment
+from vstore.store.keys import KeyRing, key_id_of
 
 FRAME_NS = 40_000_000
 HAVE_OPENSSL = shutil.which("openssl") is not None

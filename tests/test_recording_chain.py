@@ -213,7 +213,7 @@ def test_links_travel_with_tiered_segments_and_come_back_with_a_rebuilt_index(st
         assert link == row.chain and link.signature and cam in ("gate", "yard")
     assert check_store(st, verify_hashes=False).ok
     # The object's link edited in the bucket: check compares it with the index.
-    first = sorted(rows)[0]
+    first = min(rows)
     meta = tier.head(first).metadata
     bad = meta[OBJECT_METADATA_KEY].replace('"seq":1', '"seq":9')
     tier.put_file(
