@@ -5,6 +5,7 @@ edited out of band, when a row is inserted, and when the head is rolled back or 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -266,3 +267,25 @@ def test_the_node_signs_heads_again_on_its_period_and_needs_the_recording_key(tm
     (d / "vstore.toml").write_text(f'[keys]\ndir = "{keys}"\n')
     with open_store(d) as s, pytest.raises(ConfigError, match="recording"):
         Node(s)
+
+
+def test_a_rotation_is_audited_and_the_next_seal_signs_with_the_new_key(st, capsys):
+    from vstore.jobs.key_rotate import key_rotate_job
+
+    old = _rows(st, "gate")[-1].chain.key_id
+    doc = key_rotate_job(st, {"purpose": "recording", "by": "ops"})
+    _record(st, "gate", 4, START_NS + 60 * 10**9)
+    assert _rows(st, "gate")[-1].chain.key_id == doc["key_id"] != old
+    assert _chain_problems(st) == []
+    (rec,) = [r for r in st.index.audit_records() if r["action"] == "key_rotate"]
+    assert rec["by"] == "ops" and rec["detail"]["retired"] == [old]
+    # The command, on a store no process holds, goes the same way.
+    root = str(st.root)
+    st.close()
+    assert main(["key", "rotate", "--purpose", "export", "--store", root, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["purpose"] == "export"
+    with open_store(root, read_only=True) as s2:
+        acts = [
+            r["detail"]["purpose"] for r in s2.index.audit_records() if r["action"] == "key_rotate"
+        ]
+        assert acts == ["recording", "export"]

@@ -14,7 +14,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
     from vstore.store.config import CONFIG_TEMPLATE
-    from vstore.store.keys import KeyRing
 
     with open_store(args.store) as store:
         cfg = store.layout.config_path
@@ -22,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         if wrote:
             cfg.write_text(CONFIG_TEMPLATE, encoding="utf-8")
         root = str(store.root.resolve())
-        ring = KeyRing.of_store(store)
+        ring = store.keys
         if ring.create:  # the Ed25519 keys now; the RSA key for EFF when first needed
             for purpose in ("export", "recording", "audit"):
                 ring.signer(purpose)

@@ -32,6 +32,26 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_time
     from vstore.store.keys import PURPOSES, KeyRing
 
+    if args.action == "rotate":
+        import getpass
+
+        from vstore.service.job_client import run_job
+        from vstore.store.store import resolve_store_path
+
+        # Through the node or recorder that holds the store, when one does: it signs with
+        # the new key from then on, and the rotation is audited either way.
+        doc = run_job(
+            str(resolve_store_path(args.store)),
+            "key-rotate",
+            {"purpose": args.purpose, "by": getpass.getuser()},
+            None,
+        )
+        if args.json:
+            print_json(doc)
+        else:
+            print(f"new current {doc['purpose']} key {doc['key_id']} ({doc['algorithm']})")
+            print("  the old key is retired: what it signed still verifies")
+        return 0
     # The keys live beside the store (or where [keys] dir says): reading the config is all
     # that needs the store, so this works while a node holds it.
     with open_store(args.store, read_only=True) as st:
@@ -43,15 +63,6 @@ def run(args: argparse.Namespace) -> int:
                 print_json({**info.as_json(), "pem": pem})
             else:
                 print(pem, end="")
-            return 0
-        if args.action == "rotate":
-            info = ring.rotate(args.purpose)
-            if args.json:
-                print_json(info.as_json())
-            else:
-                print(f"new current {info.purpose} key {info.key_id} ({info.algorithm})")
-                print("  the old key is retired: what it signed still verifies")
-                print("  a running node picks it up when it restarts")
             return 0
         if not any(k.purpose == "export" for k in ring.all_keys()) and ring.create:
             for purpose in PURPOSES:  # made on first use; listing is a use

@@ -217,7 +217,7 @@ def verify(
 
 def _ring_keys(store: Store) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k in KeyRing.of_store(store).all_keys():
+    for k in store.keys.all_keys():
         if k.purpose == "audit":
             pub = load_public_pem(k.public_pem.encode(), "key ring")
             if isinstance(pub, ed25519.Ed25519PublicKey):

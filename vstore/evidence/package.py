@@ -245,7 +245,7 @@ def export_package(
         raise UsageError(f"{out_path} exists: an evidence package is never overwritten")
     if not out_path.parent.is_dir():
         raise UsageError(f"{out_path.parent} is not a directory")
-    ring = keys if keys is not None else KeyRing.of_store(store)
+    ring = keys if keys is not None else store.keys
     signer = ring.signer("export")  # before any work: no key, no export
     eff = ring.signer("eff")
     plans = [plan_clip(store, it.camera, it.start_ns, it.end_ns) for it in items]

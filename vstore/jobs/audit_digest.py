@@ -9,14 +9,13 @@ from typing import Any
 
 from vstore.base.timebase import format_time
 from vstore.evidence.audit_chain import write_digest
-from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
 
 def audit_digest_job(
     store: Store, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    d = write_digest(store, KeyRing.of_store(store), time.time_ns())
+    d = write_digest(store, store.keys, time.time_ns())
     return {
         "digest": d.seq,
         "first_seq": d.first_seq,

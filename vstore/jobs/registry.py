@@ -13,6 +13,7 @@ from vstore.jobs.check import check_job
 from vstore.jobs.export import export_job
 from vstore.jobs.hold import hold_job
 from vstore.jobs.imports import import_job
+from vstore.jobs.key_rotate import key_rotate_job
 from vstore.jobs.rebuild_index import rebuild_index_job
 from vstore.jobs.retention import retention_job
 from vstore.jobs.tier import tier_job
@@ -30,6 +31,7 @@ JOBS: dict[str, Job] = {
     "rebuild-index": rebuild_index_job,
     "export": export_job,
     "audit-digest": audit_digest_job,
+    "key-rotate": key_rotate_job,
 }
 
 
@@ -48,6 +50,7 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "rebuild-index": {"source": _STR, "adopt": _BOOL},
     "export": {"items": _LIST, "out": _STR, "case": _STR, "purpose": _STR, "by": _STR},
     "audit-digest": {},
+    "key-rotate": {"purpose": _STR, "by": _STR},
 }  # fmt: skip
 
 

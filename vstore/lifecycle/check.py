@@ -38,7 +38,6 @@ from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
 from vstore.store.garbage import cancel_mark, mark_conflict
 from vstore.store.holds import list_holds
-from vstore.store.keys import KeyRing
 from vstore.store.recovery import quarantine_chunks, recover
 from vstore.store.store import Store
 
@@ -250,7 +249,7 @@ def _check_chains(
 ) -> None:
     """C9: every camera's chain of sealed segments, from link 1 to its signed head."""
     try:
-        verifiers = KeyRing.of_store(store).ed25519_verifiers("recording")
+        verifiers = store.keys.ed25519_verifiers("recording")
     except VstoreError as exc:
         rep.problems.append(Problem("C9", "", f"the recording keys cannot be read: {exc}"))
         return

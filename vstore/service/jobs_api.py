@@ -68,8 +68,8 @@ class JobsApi:
             raise UsageError('give {"job": NAME, "params": {...}}')
         if not isinstance(params, dict):
             raise UsageError("params must be a JSON object")
-        if name in ("hold", "export"):
-            # Who placed a hold or made an export is the principal, never what a client
+        if name in ("hold", "export", "key-rotate"):
+            # Who placed a hold, made an export or rotated a key is the principal, never what a client
             # writes; only the local socket (the CLI, which passes --by) names someone.
             given = params.get("by") if p.via == "local:socket" else None
             params = {**params, "by": given or p.name}

@@ -21,7 +21,6 @@ from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
 from vstore.store.config import StoreConfig, load_config
-from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ class Node:
         self.store = store
         # The audit key signs the hourly digests: missing or unreadable is an error now,
         # before anything is recorded, never a log left unsigned.
-        self.keys = KeyRing.of_store(store)
+        self.keys = store.keys
         self.keys.signer("audit")
         self.keys.signer("recording")  # the cameras' chain heads, at each seal and each minute
         self._recording: dict[str, _Running] = {}

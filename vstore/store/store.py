@@ -193,25 +193,34 @@ class Store:
             self.layout.cache_dir,
             None if make_room is None else (lambda: make_room(self)),
         )
-        self._link_signer: Signer | None = None
+        self._keys: KeyRing | None = None
         self._link_signer_failed = False
         if not read_only:
             self.index.link_signer = self.recording_signer
         if not read_only and self.clock_verdict().trusted:
             self.mark_clock()
 
+    @property
+    def keys(self) -> KeyRing:
+        """The store's signing keys (``[keys] dir``, or its own ``keys/``): one ring per open
+        store, so a key rotated through it is the one every later signature uses."""
+        with self._lock:
+            if self._keys is None:
+                self._keys = KeyRing.of_store(self)
+            return self._keys
+
     def recording_signer(self) -> Signer | None:
         """The recording key that signs the links of the cameras' chains as segments seal,
         or None when it cannot be read: links are then made unsigned, and the next signed
         head vouches for them (a node refuses to start without the key)."""
-        with self._lock:
-            if self._link_signer is None and not self._link_signer_failed:
-                try:
-                    self._link_signer = KeyRing.of_store(self).signer("recording")
-                except VstoreError as exc:
-                    self._link_signer_failed = True
-                    log.warning("segments are sealed with unsigned chain links: %s", exc)
-            return self._link_signer
+        if self._link_signer_failed:
+            return None
+        try:
+            return self.keys.signer("recording")
+        except VstoreError as exc:
+            self._link_signer_failed = True
+            log.warning("segments are sealed with unsigned chain links: %s", exc)
+            return None
 
     def writing_here(self) -> bool:
         """Whether this process has a camera writer open on the store."""
