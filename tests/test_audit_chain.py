@@ -136,3 +136,56 @@ def test_the_command_and_the_node(tmp_path, media, capsys):
     assert main(["audit", "verify", "--store", str(store), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] and doc["digests"] == 1 and doc["uncovered"] == 0
+
+
+@pytest.mark.s3
+def test_digests_are_copied_under_object_lock_and_compared_with_their_copies(
+    tmp_path, s3_env, lock_bucket
+):
+    from vstore.base.errors import TierError
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f'[tier]\nurl = "s3://{lock_bucket}/site"\n')
+    s = open_store(d)
+    _log(s, 3)
+    r1 = write_digest(s, s.keys, time.time_ns())
+    _log(s, 2, first=3)
+    r2 = write_digest(s, s.keys, time.time_ns())
+    assert (r1.copies.copied, r2.copies.copied) == (1, 1) and r2.copies.locked
+    tier = s.tier(f"s3://{lock_bucket}/site")
+    key1 = layout.audit_digest_object_key(s.uuid, 1)
+    assert tier.get(key1) == s.index.get(layout.audit_digest_key(1))
+    assert tier.legal_hold(key1) is True
+    with pytest.raises(TierError, match="legal hold"):
+        tier.delete(key1)  # the object store itself keeps it
+    rep = verify(s)
+    assert rep.ok and any("2 digest copies match" in f.detail for f in rep.findings)
+    # A digest replaced here (even validly signed, by someone holding the audit key) no
+    # longer matches its locked copy; one removed here is still held there.
+    raw2 = s.index.get(layout.audit_digest_key(2))
+    s.index.put_sync(layout.audit_digest_key(2), raw2.replace(b'"seq":2', b'"seq":2 '))
+    assert ("digest #2", "differs from its copy in s3://" + lock_bucket + "/site: one was "
+            "replaced") in [(f.where, f.detail) for f in verify(s).findings]  # fmt: skip
+    _put(s, layout.audit_digest_key(2), None)
+    assert any(f.where == "digest #2" and "missing here; its copy" in f.detail
+               for f in verify(s).findings)  # fmt: skip
+    s.close()
+
+
+def test_a_copy_deleted_from_a_bucket_without_object_lock_is_named(tmp_path):
+    d = tmp_path / "store"
+    d.mkdir()
+    cold = tmp_path / "cold"
+    (d / "vstore.toml").write_text(f'[tier]\nurl = "{cold}"\n')
+    with open_store(d) as s:
+        for _ in range(3):
+            _log(s, 1)
+            rep = write_digest(s, s.keys, time.time_ns())
+            assert rep.copies.copied == 1 and not rep.copies.locked
+        (cold / layout.audit_digest_object_key(s.uuid, 2)).unlink()
+        bad = [(f.where, f.detail) for f in verify(s).findings if not f.ok]
+        assert bad == [("digest #2", f"its copy in {cold} was deleted")]
+        # The next digest copies what the object store lacks, #2 included.
+        assert write_digest(s, s.keys, time.time_ns()).copies.copied == 2
+        assert verify(s).ok

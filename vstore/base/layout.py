@@ -204,6 +204,30 @@ def object_key(prefix: str, camera_id: str, start_ns: int, segment_id: int) -> s
     return f"{head}/{name}" if head else name
 
 
+# Copies of the audit digests in the object store. Camera ids start with a letter or digit,
+# so this prefix never meets a camera's segments.
+AUDIT_OBJECT_PREFIX = "_audit"
+
+
+def audit_digest_object_prefix(store_uuid: str) -> str:
+    return f"{AUDIT_OBJECT_PREFIX}/{store_uuid}/"
+
+
+def audit_digest_object_key(store_uuid: str, seq: int) -> str:
+    """Object-store key of the copy of audit digest ``seq`` (under the tier's own prefix)."""
+    return f"{audit_digest_object_prefix(store_uuid)}digest-{seq:012d}.json"
+
+
+def parse_audit_digest_object_key(key: str) -> int | None:
+    name = key.rsplit("/", 1)[-1]
+    if not (name.startswith("digest-") and name.endswith(".json")):
+        return None
+    try:
+        return int(name[len("digest-") : -len(".json")])
+    except ValueError:
+        return None
+
+
 def chunk_key(camera_num: int, start_ns: int) -> bytes:
     return keycodec.encode_key(CHUNK_PREFIX, camera_num, start_ns)
 

@@ -45,6 +45,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"audit digest #{doc['digest']}: records #{doc['first_seq']}..#{doc['last_seq']}"
                   f" ({doc['records']}), signed by audit key {doc['key_id']}")  # fmt: skip
+            c = doc.get("copies")
+            if c is not None and (c["copied"] or c["error"]):
+                lock = (
+                    "under a legal hold"
+                    if c["locked"]
+                    else "with no object lock (the bucket has none)"
+                )
+                print(f"  {c['copied']} digest(s) copied to the object store, {lock}"
+                      + (f"; copying stopped: {c['error']}" if c["error"] else ""))  # fmt: skip
         return 0
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None

@@ -9,6 +9,10 @@ SHA-256 of the previous digest's stored bytes, the period it closes, and an Ed25
 signature by the node's audit key over all of that. The node writes one every hour (one for
 an hour with no records too, so a missing hour is provable) and when it stops.
 
+When the store has a tier, every digest is also copied to the object store
+(``_audit/UUID/digest-N.json``) under an S3 legal hold where the bucket has Object Lock: a
+copy nobody can delete or change, which ``verify`` compares with the digests kept here.
+
 ``verify`` recomputes all of it from the records and names what does not match: an edited,
 deleted, inserted or reordered record (by sequence number), a digest missing, replaced or
 not signed by a known audit key. Records after the last digest are not yet covered; the
@@ -20,10 +24,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from vstore.base import layout
+from vstore.base.errors import TierError
 from vstore.base.timebase import format_time
 from vstore.store.keys import KeyRing, load_public_pem, verify_ed25519
 from vstore.store.store import Store
@@ -47,6 +54,15 @@ class DigestReport(NamedTuple):
     from_ns: int
     to_ns: int
     key_id: str
+    copies: CopyReport | None = None  # None: the store has no tier to copy digests to
+
+
+class CopyReport(NamedTuple):
+    """What copying the digests to the object store did."""
+
+    copied: int  # digests copied now (every one the object store lacked)
+    locked: bool  # whether the copies carry an S3 legal hold (a bucket with Object Lock)
+    error: str = ""  # why copying stopped (the next digest copies what is left)
 
 
 def write_digest(store: Store, ring: KeyRing, now_ns: int) -> DigestReport:
@@ -90,8 +106,90 @@ def write_digest(store: Store, ring: KeyRing, now_ns: int) -> DigestReport:
     body["signature"] = base64.b64encode(signer.sign(_canonical(body))).decode()
     store.index.put_audit_digest(body["seq"], _canonical(body))
     return DigestReport(
-        body["seq"], first, last, body["from_ns"], body["to_ns"], signer.info.key_id
+        body["seq"],
+        first,
+        last,
+        body["from_ns"],
+        body["to_ns"],
+        signer.info.key_id,
+        copy_digests(store),
     )
+
+
+def copy_digests(store: Store) -> CopyReport | None:
+    """Copy to the store's tier every digest it does not hold yet, each under a legal hold
+    where the bucket allows one; None when the store has no tier."""
+    url = store.config.tier.url
+    if not url:
+        return None
+    copied, locked = 0, True
+    try:
+        tier = store.tier(url)
+        have = _copies(tier, store.uuid)
+        for seq, raw in store.index.audit_digests():
+            if seq in have:
+                continue
+            key = layout.audit_digest_object_key(store.uuid, seq)
+            tmp = store.layout.tmp_dir / f"audit-digest-{seq}.{os.getpid()}.json"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(raw)
+            try:
+                tier.put_file(key, tmp, base64.b64encode(hashlib.sha256(raw).digest()).decode())
+            finally:
+                tmp.unlink(missing_ok=True)
+            locked = tier.set_legal_hold(key, True) and locked
+            copied += 1
+    except (TierError, OSError) as exc:
+        return CopyReport(copied, locked and copied > 0, str(exc))
+    return CopyReport(copied, locked and copied > 0)
+
+
+def _copies(tier: Any, store_uuid: str) -> dict[int, str]:
+    out = {}
+    for o in tier.list_prefix(layout.audit_digest_object_prefix(store_uuid)):
+        seq = layout.parse_audit_digest_object_key(o.key)
+        if seq is not None:
+            out[seq] = o.key
+    return out
+
+
+def verify_copies(store: Store) -> list[Finding]:
+    """Each digest against its copy in the object store (when the store has a tier): a copy
+    that differs, a digest gone here that its copy still holds, and a copy missing where a
+    later one exists (copies go in order: a hole is a deletion) are named."""
+    url = store.config.tier.url
+    if not url:
+        return []
+    try:
+        tier = store.tier(url)
+        copies = _copies(tier, store.uuid)
+    except TierError as exc:
+        return [Finding(False, "copy", url, f"the digests' copies cannot be listed: {exc}")]
+    local = dict(store.index.audit_digests())
+    out: list[Finding] = []
+    newest_copy = max(copies, default=0)
+    for seq in sorted(set(local) | set(copies)):
+        where = f"digest #{seq}"
+        if seq not in copies:
+            if seq < newest_copy:
+                out.append(Finding(False, "copy", where, f"its copy in {url} was deleted"))
+            else:
+                out.append(Finding(True, "copy", where, f"not yet copied to {url}"))
+            continue
+        try:
+            held = tier.get(copies[seq])
+        except (TierError, OSError) as exc:
+            out.append(Finding(False, "copy", where, f"its copy cannot be read: {exc}"))
+            continue
+        if seq not in local:
+            out.append(Finding(False, "copy", where, f"missing here; its copy in {url} holds it"))
+        elif held != local[seq]:
+            out.append(
+                Finding(False, "copy", where, f"differs from its copy in {url}: one was replaced")
+            )
+    if copies and all(f.ok for f in out):
+        out.append(Finding(True, "copy", url, f"{len(copies)} digest copies match"))
+    return out
 
 
 def chain_heads(store: Store) -> dict[str, dict[str, Any]]:
@@ -212,6 +310,7 @@ def verify(
         nxt = s + 1
     if not digests and records:
         add(Finding(False, "coverage", "audit log", "no digest yet: nothing proves the records"))
+    findings.extend(verify_copies(store))
     return AuditReport(len(records), len(digests), len(extra), findings)
 
 

@@ -24,4 +24,6 @@ def audit_digest_job(
         "from": format_time(d.from_ns),
         "to": format_time(d.to_ns),
         "key_id": d.key_id,
+        # Copies in the object store: None without a tier.
+        "copies": None if d.copies is None else d.copies._asdict(),
     }

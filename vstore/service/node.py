@@ -156,6 +156,8 @@ class Node:
         try:
             d = write_digest(self.store, self.keys, time.time_ns())
             log.info("audit digest #%d: records #%d..#%d", d.seq, d.first_seq, d.last_seq)
+            if d.copies is not None and d.copies.error:
+                log.warning("audit digests not all copied to the object store: %s", d.copies.error)
         except VstoreError as exc:
             log.error("the audit digest was not written: %s", exc)
 
