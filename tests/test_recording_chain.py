@@ -289,3 +289,49 @@ def test_a_rotation_is_audited_and_the_next_seal_signs_with_the_new_key(st, caps
             r["detail"]["purpose"] for r in s2.index.audit_records() if r["action"] == "key_rotate"
         ]
         assert acts == ["recording", "export"]
+
+
+@pytest.mark.parametrize("held", ["one GOP", "a whole segment"])
+def test_audit_retention_folds_removals_into_a_chain_base_and_chains_stay_whole(tmp_path, held):
+    from vstore.evidence.audit_chain import verify
+    from vstore.evidence.audit_retention import prune_audit
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[store]\nsegment_duration_s = 4\n[audit]\nmax_age = "1d"\n')
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(d, clock=clock) as s:
+        _record(s, "gate", 20)  # links 1-5, 4 s each
+        # A trimmed GOP of link 3 (its copy is link 6), or all of link 2 kept whole.
+        a, b = (9, 10) if held == "one GOP" else (4, 8)
+        add_hold(s, "gate", START_NS + a * 10**9, START_NS + b * 10**9, "case", "det. a")
+        s.index.audit("view_timeline", "det. b", {"camera": "gate"}, clock.wall_ns())
+        clock.advance(3600 * 10**9)
+        run_retention(s, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
+        records_before = len(s.index.audit_records())
+        # Recorded in 2025: all older than a day now.
+        rep = prune_audit(s, s.keys, time.time_ns(), "ops")
+        chain = next(c for c in check_store(s, verify_hashes=False).chains if c.camera == "gate")
+        assert chain.problems == [] and _chain_problems(s) == []
+        audit = verify(s)
+        assert audit.ok, [f for f in audit.findings if not f.ok]
+        assert audit.pruned == rep.pruned > 0
+        left = s.index.audit_records()
+        assert len(left) == records_before - rep.pruned + 1  # (+ the audit_prune record)
+        (pr,) = [r for r in left if r["action"] == "audit_prune"]
+        if held == "one GOP":
+            assert rep.kept_for_chains == 0 and pr["detail"]["chain_bases"]["gate"]["seq"] == 5
+            assert (chain.links, chain.present, chain.accounted) == (6, 1, 5)
+        else:
+            # Link 2 stands: the removals of links 3-5 stay, the base is link 1.
+            assert rep.kept_for_chains == 3 and pr["detail"]["chain_bases"]["gate"]["seq"] == 1
+            kept = [r for r in left if r["action"] == "delete"]
+            assert sorted(r["detail"]["chain"]["seq"] for r in kept) == [3, 4, 5]
+            # Those it kept still matter: one removed is a break.
+            seq = next(r["seq"] for r in kept if r["detail"]["chain"]["seq"] == 4)
+            b2 = Batch()
+            b2.delete(layout.audit_key(seq))
+            s.index.commit(b2)
+            (msg,) = _chain_problems(s)
+            assert "link #4 is missing" in msg
+            assert not verify(s).ok  # and the audit log says a record was deleted

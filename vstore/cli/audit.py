@@ -12,9 +12,10 @@ from vstore.cli.common import add_common_args, print_json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "action", nargs="?", choices=["show", "verify", "digest"], default="show",
+        "action", nargs="?", choices=["show", "verify", "digest", "prune"], default="show",
         help="show (default) the records; verify the log against its signed digests; "
-        "digest: sign the records since the last digest now (a node does it every hour)",
+        "digest: sign the records since the last digest now (a node does it every hour); "
+        "prune: remove records older than [audit] max_age (a node does it daily)",
     )  # fmt: skip
     p.add_argument("--key", metavar="PEM", help="verify: the audit key to check digests with "
                    "(default: the store's current and retired audit keys)")  # fmt: skip
@@ -54,6 +55,24 @@ def run(args: argparse.Namespace) -> int:
                 )
                 print(f"  {c['copied']} digest(s) copied to the object store, {lock}"
                       + (f"; copying stopped: {c['error']}" if c["error"] else ""))  # fmt: skip
+        return 0
+    if args.action == "prune":
+        import getpass
+
+        from vstore.service.job_client import run_job
+        from vstore.store.store import resolve_store_path
+
+        doc = run_job(
+            str(resolve_store_path(args.store)), "audit-prune", {"by": getpass.getuser()}, None
+        )
+        if args.json:
+            print_json(doc)
+        elif doc["kept_forever"]:
+            print("the audit log is kept forever: set [audit] max_age to prune it")
+        else:
+            print(f"pruned {doc['pruned']} record(s) made before {doc['before']} (their hashes "
+                  f"stay signed in digest #{doc['first_digest']}); {doc['kept_for_chains']} "
+                  "kept: they account for deleted footage in a recording chain")  # fmt: skip
         return 0
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
@@ -113,13 +132,14 @@ def _verify(args: argparse.Namespace) -> int:
     bad = [f for f in rep.findings if not f.ok]
     if args.json:
         print_json({"ok": rep.ok, "records": rep.records, "digests": rep.digests,
-                    "uncovered": rep.uncovered,
+                    "uncovered": rep.uncovered, "pruned": rep.pruned,
                     "findings": [f._asdict() for f in rep.findings]})  # fmt: skip
     else:
         for f in rep.findings:
             print(f"{'ok  ' if f.ok else 'FAIL'}  {f.where}: {f.detail}")
         print(f"{rep.records} record(s), {rep.digests} digest(s); {rep.uncovered} record(s) "
-              "after the last digest (not yet signed)")  # fmt: skip
+              "after the last digest (not yet signed)"
+              + (f"; {rep.pruned} pruned by the log's own retention" if rep.pruned else ""))  # fmt: skip
     if bad:
         raise VerificationFailed(
             f"{len(bad)} problem(s) in the audit log: "

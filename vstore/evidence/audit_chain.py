@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from vstore.base import layout
 from vstore.base.errors import TierError
 from vstore.base.timebase import format_time
+from vstore.store.audit_log import pruned_state
 from vstore.store.keys import KeyRing, load_public_pem, verify_ed25519
 from vstore.store.store import Store
 
@@ -213,6 +214,7 @@ class AuditReport(NamedTuple):
     digests: int
     uncovered: int  # records after the last digest
     findings: list[Finding]
+    pruned: int = 0  # records the log's own retention removed (their hashes still signed)
 
     @property
     def ok(self) -> bool:
@@ -232,6 +234,8 @@ def verify(
         given = None
         known = keys if keys is not None else _ring_keys(store)
     records = dict(store.index.audit_items(1))
+    pruned, _bases = pruned_state((seq, json.loads(raw)) for seq, raw in records.items())
+    gone_by_retention = 0
     digests = store.index.audit_digests()
     findings: list[Finding] = []
     add = findings.append
@@ -281,6 +285,9 @@ def verify(
             chain = _link(chain, h_signed)
             if h_now == h_signed:
                 continue
+            if raw_rec is None and seq in pruned:
+                gone_by_retention += 1  # its hash was signed; the log's retention removed it
+                continue
             bad += 1
             if raw_rec is None:
                 what = "deleted (its digest holds its hash)"
@@ -311,7 +318,7 @@ def verify(
     if not digests and records:
         add(Finding(False, "coverage", "audit log", "no digest yet: nothing proves the records"))
     findings.extend(verify_copies(store))
-    return AuditReport(len(records), len(digests), len(extra), findings)
+    return AuditReport(len(records), len(digests), len(extra), findings, gone_by_retention)
 
 
 def _ring_keys(store: Store) -> dict[str, Any]:

@@ -196,13 +196,16 @@ def verify_chain(
     removals: Iterable[Removal],
     keys: KeyLookup,
     witness: Witness | None = None,
+    base: tuple[int, str] | None = None,
 ) -> ChainReport:
     """Walk a camera's chain from link 1 to its head. Each link is a chained row of this
     store, or a removal an audit record accounts for; every link must follow the one before
     it, the head must name the last, and each signature present must verify under one of the
     store's recording keys. The first break of the walk is named; later ones follow from it
     and are not repeated. ``witness``: a link the newest audit digest saw, which the chain
-    must still reach, with the same hash."""
+    must still reach, with the same hash. ``base``: (link number, hash) below which the
+    audit log's retention folded every link away (all their segments gone): the walk starts
+    after it."""
     rep = ChainReport(camera, problems=[])
     problems: list[str] = rep.problems  # type: ignore[assignment]
     by_seq: dict[int, Any] = {}
@@ -235,8 +238,16 @@ def verify_chain(
             "its newest segments were removed and an older head put back"
         )
         return rep
-    prev = ZERO_LINK
-    for seq in range(1, head.seq + 1):
+    first, prev = (base[0] + 1, base[1]) if base is not None else (1, ZERO_LINK)
+    low = [n for n in by_seq if n < first]
+    if low:
+        problems.append(
+            f"link #{min(low)} lies below the chain base (#{first - 1}), whose segments were "
+            "all deleted: a segment was added out of band"
+        )
+        return rep
+    rep.accounted += first - 1
+    for seq in range(first, head.seq + 1):
         if witness is not None and seq == witness.seq + 1 and prev != witness.link:
             problems.append(
                 f"link #{witness.seq} is not the one {witness.where} saw: a segment was "

@@ -9,6 +9,7 @@ from typing import Any
 
 from vstore.base.errors import UsageError
 from vstore.jobs.audit_digest import audit_digest_job
+from vstore.jobs.audit_prune import audit_prune_job
 from vstore.jobs.check import check_job
 from vstore.jobs.export import export_job
 from vstore.jobs.hold import hold_job
@@ -32,6 +33,7 @@ JOBS: dict[str, Job] = {
     "export": export_job,
     "audit-digest": audit_digest_job,
     "key-rotate": key_rotate_job,
+    "audit-prune": audit_prune_job,
 }
 
 
@@ -51,6 +53,7 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "export": {"items": _LIST, "out": _STR, "case": _STR, "purpose": _STR, "by": _STR},
     "audit-digest": {},
     "key-rotate": {"purpose": _STR, "by": _STR},
+    "audit-prune": {"by": _STR},
 }  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from vstore.index.segment_chain import (
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
+from vstore.store.audit_log import pruned_state
 from vstore.store.garbage import cancel_mark, mark_conflict
 from vstore.store.holds import list_holds
 from vstore.store.recovery import quarantine_chunks, recover
@@ -254,8 +255,9 @@ def _check_chains(
         rep.problems.append(Problem("C9", "", f"the recording keys cannot be read: {exc}"))
         return
     removals: dict[str, list[Removal]] = {}
-    for seq, raw in store.index.audit_items():
-        rec = loads_dict(raw)
+    items = [(seq, loads_dict(raw)) for seq, raw in store.index.audit_items()]
+    _pruned, bases = pruned_state(items)
+    for seq, rec in items:
         if rec.get("action") not in ("delete", "trim"):
             continue
         detail = rec.get("detail") or {}
@@ -277,7 +279,13 @@ def _check_chains(
     for cam, num in store.index.cameras():
         head = store.index.chain_head(num)
         result = verify_chain(
-            cam, own.get(num, []), head, removals.get(cam, []), verifiers.get, witnesses.get(cam)
+            cam,
+            own.get(num, []),
+            head,
+            removals.get(cam, []),
+            verifiers.get,
+            witnesses.get(cam),
+            (int(bases[cam]["seq"]), str(bases[cam]["link"])) if cam in bases else None,
         )
         rep.chains.append(result)
         for msg in result.problems or []:

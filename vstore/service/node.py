@@ -117,11 +117,18 @@ class Node:
         last = {"retention": time.monotonic(), "tier": time.monotonic()}
         next_digest_ns = _next_hour_ns(time.time_ns())
         next_heads = 0.0
+        next_prune = time.monotonic() + 3600  # daily, the first an hour after the start
         while not self._stopping.wait(1.0):
             config_every = self.store.config.service.chain_sign_every_s
             if time.time_ns() >= next_digest_ns:
                 self.write_audit_digest()
                 next_digest_ns = _next_hour_ns(time.time_ns())
+            if self.store.config.audit_max_age_ns is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 86400
+                try:
+                    self.jobs.submit("audit-prune", {}, "schedule")
+                except VstoreError as exc:  # stopping
+                    log.warning("scheduled audit-prune not started: %s", exc)
             if time.monotonic() >= next_heads:
                 self.sign_chain_heads()
                 next_heads = time.monotonic() + min(10.0, config_every / 2)

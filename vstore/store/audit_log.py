@@ -1,5 +1,6 @@
-"""Reading the store's permanent audit log: the records that match a query (camera, actions,
-principal, time), oldest or newest first, for `vstore audit` and the node's API alike."""
+"""Reading the store's audit log: the records that match a query (camera, actions, principal,
+time), oldest or newest first, for `vstore audit` and the node's API alike; and what the
+log's own retention says it removed."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ def query(
         if until_ns is not None and r["at_ns"] >= until_ns:
             continue
         yield r
+
+
+# The record of the audit log's own retention (evidence/audit_retention.py).
+PRUNE_ACTION = "audit_prune"
+
+
+def pruned_state(records: Iterable[tuple[int, dict[str, Any]]]) -> tuple[set[int], dict[str, Any]]:
+    """From the audit records (number, record): every number an ``audit_prune`` record says
+    it removed, and the newest chain bases (camera -> {seq, link})."""
+    pruned: set[int] = set()
+    bases: dict[str, Any] = {}
+    for _seq, rec in records:
+        if rec.get("action") != PRUNE_ACTION:
+            continue
+        d = rec.get("detail") or {}
+        for a, b in d.get("ranges", []):
+            pruned.update(range(int(a), int(b) + 1))
+        bases = dict(d.get("chain_bases") or {})
+    return pruned, bases

@@ -103,6 +103,13 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # [keys]
 # dir = "/run/secrets/vstore-keys"
 
+# The audit log is kept forever unless it has its own retention (footage retention never
+# touches it). Pruned records must be covered by a signed digest first; what is pruned is
+# itself recorded, and the records that account for a camera's deleted footage in its
+# recording chain are folded into a signed chain base first.
+# [audit]
+# max_age = "3650d"
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`.
 # name, location and timezone (IANA; [store] may set a default) go into evidence exports.
 # [cameras.front-door]
@@ -295,6 +302,8 @@ class StoreConfig(NamedTuple):
     # [keys] dir: the signing keys kept apart from the store (another volume, a secrets
     # manager's mount); None: the store's own keys/.
     keys_dir: str | None = None
+    # [audit] max_age: how long audit records are kept (None: forever).
+    audit_max_age_ns: int | None = None
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -550,7 +559,7 @@ def load_config(path: Path) -> StoreConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     unknown = set(doc) - {
-        "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys"
+        "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys", "audit"
     }  # fmt: skip
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -584,7 +593,22 @@ def load_config(path: Path) -> StoreConfig:
         notes=tuple(notes),
         auth=_auth(doc.get("auth", {}), str(path)),
         keys_dir=_keys(doc.get("keys", {}), str(path)),
+        audit_max_age_ns=_audit(doc.get("audit", {}), str(path)),
     )
+
+
+def _audit(doc: Any, where: str) -> int | None:
+    if not isinstance(doc, dict) or set(doc) - {"max_age"}:
+        raise ConfigError(f"{where}: [audit] holds only max_age (how long records are kept)")
+    if "max_age" not in doc:
+        return None
+    try:
+        ns = parse_age_ns(doc["max_age"], "[audit] max_age")
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if ns < 86400 * 10**9:
+        raise ConfigError(f"{where} [audit]: max_age must be at least a day")
+    return ns
 
 
 def _keys(doc: Any, where: str) -> str | None:
