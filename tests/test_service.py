@@ -6,6 +6,7 @@ stop."""
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import shutil
@@ -222,6 +223,12 @@ def test_a_token_revoked_while_the_node_runs_stops_working_at_once(node):
     tid = tok.split("_")[1]
     vstore("token", "revoke", tid, "--store", str(node.store))
     assert node.get("/api/v1/cameras", tok).status == 401
+    # Made and revoked by the command while the node holds the store: both through the
+    # node, which writes the audit log.
+    out = vstore("audit", "--store", str(node.store), "--action", "token_create",
+                 "--action", "token_revoke", "--json").stdout  # fmt: skip
+    recs = [(r["action"], r["detail"]["name"]) for r in json.loads(out)["records"]]
+    assert ("token_create", "temp") in recs and ("token_revoke", "temp") in recs
 
 
 def test_the_unix_socket_serves_the_stores_own_user_without_a_token(node):
@@ -574,6 +581,10 @@ def test_token_list_says_when_a_token_expired(tmp_path):
     listed = json.loads(vstore("token", "list", "--store", str(store), "--json").stdout)
     assert [t["state"] for t in listed["tokens"]] == ["expired"]
     assert "expired" in vstore("token", "list", "--store", str(store)).stdout
+    # Made with no process holding the store: audited here, by the user who ran it.
+    out = vstore("audit", "--store", str(store), "--action", "token_create", "--json").stdout
+    (rec,) = json.loads(out)["records"]
+    assert rec["detail"]["name"] == "brief" and rec["by"] == getpass.getuser()
 
 
 def test_an_evidence_package_over_http(node, tmp_path):

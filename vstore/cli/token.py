@@ -5,6 +5,7 @@ groups it may see ([groups.NAME] in vstore.toml, or * for every camera)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from vstore.cli.common import add_common_args, fmt_time, print_json, resolve_tz, table
 
@@ -34,39 +35,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.base.errors import NotFound, UsageError
-    from vstore.base.timebase import NS_PER_S, parse_duration_ns
+    from vstore.base.errors import NotFound
     from vstore.service.tokens import token_file
-    from vstore.store.config import load_config
     from vstore.store.store import resolve_store_path
 
     root = resolve_store_path(args.store)
     if not (root / "meta.json").exists() and not (root / "index").exists():
         raise NotFound(f"{root} is not a vstore store (`vstore init` makes one)")
     tokens = token_file(root)
-    if args.action == "create":
-        expires_s = None
-        if args.expires:
-            expires_s = parse_duration_ns(args.expires) / NS_PER_S
-            if expires_s <= 0:
-                raise UsageError("--expires must be more than 0")
-        groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-        token, rec = tokens.create(
-            args.name, args.role, groups, load_config(root / "vstore.toml"), expires_s
-        )
+    if args.action in ("create", "revoke"):
+        doc = _change(root, tokens, args)
         if args.json:
-            print_json({**rec.public(), "token": token})
+            print_json(doc)
+        elif args.action == "create":
+            print(f"token {doc['id']} for {doc['name']}: {doc['role']} of "
+                  f"{', '.join(doc['groups'])}")  # fmt: skip
+            print("shown this once; keep it secret (revoke: vstore token revoke " + doc["id"] + ")")
+            print(doc["token"])
         else:
-            print(f"token {rec.id} for {rec.name}: {rec.role} of {', '.join(rec.groups)}")
-            print("shown this once; keep it secret (revoke: vstore token revoke " + rec.id + ")")
-            print(token)
-        return 0
-    if args.action == "revoke":
-        rec = tokens.revoke(args.id)
-        if args.json:
-            print_json(rec.public())
-        else:
-            print(f"token {rec.id} ({rec.name}) revoked")
+            print(f"token {doc['id']} ({doc['name']}) revoked")
         return 0
     recs = list(tokens.records().values())
     if args.json:
@@ -90,3 +77,50 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["ID", "NAME", "ROLE", "GROUPS", "CREATED", "EXPIRES", "STATE"]))
     return 0
+
+
+def _change(root: Any, tokens: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Create or revoke a token, audited: through the process that holds the store (a node
+    or a recorder: the one that writes the audit log) when one does, else here."""
+    import getpass
+    import time
+
+    from vstore.api import open_store
+    from vstore.base.errors import StoreLocked, UsageError
+    from vstore.base.layout import StoreLayout
+    from vstore.base.timebase import NS_PER_S, parse_duration_ns
+    from vstore.service.job_client import answers, request
+    from vstore.service.tokens import audit_detail
+
+    if args.action == "create":
+        groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+        expires_s = None
+        if args.expires:
+            expires_s = parse_duration_ns(args.expires) / NS_PER_S
+            if expires_s <= 0:
+                raise UsageError("--expires must be more than 0")
+    try:
+        store = open_store(root, create=False)
+    except StoreLocked:
+        sock = StoreLayout(root).socket_path
+        if not answers(sock):
+            raise
+        if args.action == "revoke":
+            return request(sock, "DELETE", f"/api/v1/tokens/{args.id}")
+        body = {"name": args.name, "role": args.role, "groups": groups}
+        if args.expires:
+            body["expires"] = args.expires
+        return request(sock, "POST", "/api/v1/tokens", body)
+    with store:
+        if args.action == "revoke":
+            was_active = tokens.records().get(args.id) is not None and (
+                tokens.records()[args.id].revoked_ns is None
+            )
+            rec = tokens.revoke(args.id)
+            if was_active:
+                store.index.audit("token_revoke", getpass.getuser(), audit_detail(rec),
+                                  time.time_ns())  # fmt: skip
+            return dict(rec.public())
+        token, rec = tokens.create(args.name, args.role, groups, store.config, expires_s)
+        store.index.audit("token_create", getpass.getuser(), audit_detail(rec), time.time_ns())
+        return {**rec.public(), "token": token}

@@ -106,7 +106,9 @@ def _connection(path: Path, timeout_s: float) -> Any:
     return _conn_class(path, timeout_s)
 
 
-def _request(sock: Path, method: str, path: str, body: Any = None) -> dict[str, Any]:
+def request(sock: Path, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One API call to the process holding the store, over its socket (as its LOCAL
+    principal); an error answer is raised as the engine error its code names."""
     import http.client  # (loaded by _connection already)
 
     conn = _connection(sock, 30.0)
@@ -135,7 +137,7 @@ def call(
 ) -> dict[str, Any]:
     """Run a job through the holder's socket, following its progress; its result, or its
     error raised here as the class it had there."""
-    job = _request(sock, "POST", "/api/v1/jobs", {"job": name, "params": params,
+    job = request(sock, "POST", "/api/v1/jobs", {"job": name, "params": params,
                                                   "actor": actor.current()})  # fmt: skip
     path = f"/api/v1/jobs/{job['id']}"
     seen = None
@@ -143,7 +145,7 @@ def call(
         while job["state"] in ("queued", "running"):
             _pause(POLL_S)
             try:
-                job = _request(sock, "GET", path)
+                job = request(sock, "GET", path)
             except JobChannelError:
                 raise JobChannelError(
                     f"the process holding the store stopped while job {job['id']} ({name}) "
@@ -168,6 +170,6 @@ def call(
 
 def _cancel(sock: Path, path: str) -> None:
     try:
-        _request(sock, "DELETE", path)
+        request(sock, "DELETE", path)
     except VstoreError:
         pass  # gone already: nothing left to cancel

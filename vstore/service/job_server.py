@@ -1,6 +1,6 @@
 """The job API on the store's Unix socket, for a process that holds a store open for writing
 without serving HTTP: `vstore record`, or a recording server that embeds vstore. RocksDB
-lets one process write a store; with this, `vstore hold`, `retention run`, `tier run`,
+lets one process write a store; with this, `vstore token`, `vstore hold`, `retention run`, `tier run`,
 `import` and `check --repair` run beside it, through it (lifecycle J1-J3).
 
     with JobServer(store):
@@ -26,6 +26,8 @@ from vstore.service.http_common import (
 )
 from vstore.service.job_runner import JobRunner
 from vstore.service.jobs_api import JobsApi, job_routes
+from vstore.service.tokens import TokenFile
+from vstore.service.tokens_api import TokensApi, token_routes
 from vstore.store.store import Store
 
 
@@ -38,8 +40,11 @@ def _local(handler: Handler) -> Handler:
 
 
 def job_app(runner: JobRunner) -> web.Application:
+    """Jobs, and the token routes: `vstore token` beside a recorder goes through them, so
+    that tokens issued and revoked are audited by the process that writes the log."""
     app = web.Application(middlewares=[errors_middleware])
-    for r in job_routes(JobsApi(runner)):
+    tokens = TokensApi(runner.store, TokenFile(runner.store.layout))
+    for r in job_routes(JobsApi(runner)) + token_routes(tokens):
         app.router.add_route(r.method, r.path, _local(r.handler))
     return app
 

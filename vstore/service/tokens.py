@@ -161,5 +161,10 @@ class TokenFile:
         return Principal(rec.name, rec.role, rec.groups, f"token:{rec.id}")
 
 
+def audit_detail(rec: TokenRecord) -> dict[str, Any]:
+    """What a token_create or token_revoke audit record says of the token (never its secret)."""
+    return {"token": rec.id, "name": rec.name, "role": rec.role, "groups": list(rec.groups)}
+
+
 def token_file(root: Path) -> TokenFile:
     return TokenFile(StoreLayout(root))

@@ -22,7 +22,7 @@ from vstore.service.http_common import (
     json_body,
     json_response,
 )
-from vstore.service.tokens import TokenFile, TokenRecord
+from vstore.service.tokens import TokenFile, TokenRecord, audit_detail
 from vstore.store.store import Store
 
 
@@ -35,8 +35,7 @@ class TokensApi:
         return p.sees_all() or (ALL_CAMERAS not in groups and set(groups) <= set(p.groups))
 
     def _audit(self, request: web.Request, action: str, rec: TokenRecord) -> None:
-        detail = {"token": rec.id, "name": rec.name, "role": rec.role, "groups": list(rec.groups)}
-        audit(self.store, request, action, detail)
+        audit(self.store, request, action, audit_detail(rec))
 
     async def list_tokens(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
