@@ -58,7 +58,7 @@ def test_hls_playlist_of_a_day(benchmark, day):
             return body.count(b"#EXTINF")
 
         t = time.perf_counter()
-        segments = get()  # the first: every chunk row of the day is read
+        segments = get()  # the first: every segment row's GOP table is read and laid out
         cold_s = time.perf_counter() - t
         assert segments == day["hours"] * 3600 // GOP_S
         benchmark.pedantic(get, rounds=7, iterations=1)

@@ -159,3 +159,32 @@ def test_a_quarantined_chunk_leaves_the_kept_playlists(st):
         assert st.index.chunk_at(num, c.start_ns) is None
 
     _kept_then_changed(st, 50, rot)
+
+
+def test_playlists_from_gop_tables_are_those_from_chunk_rows_and_check_keeps_them_so(st):
+    """Sealed rows carry their GOP table; a playlist from the tables is the one built from
+    the chunk rows (rows without a table, as older stores have), and `vstore check` finds
+    and rebuilds a table that differs from its chunk rows."""
+    num = st.camera_num("cam")
+    sealed = [r for r in st.index.segments(num) if r.state == "sealed"]
+    assert sealed and all(r.gops for r in sealed)
+    rnd = random.Random(5)
+    ranges = [(START_NS - 5 * NS_PER_S, START_NS + 200 * NS_PER_S)]
+    for _ in range(20):
+        a, b = sorted(rnd.sample(range(-5, 140), 2))
+        ranges.append((START_NS + a * NS_PER_S + rnd.randrange(NS_PER_S), START_NS + b * NS_PER_S))
+    with_tables = [Playlists().playlist(st, "cam", a, b, False) for a, b in ranges]
+    for r in sealed:
+        st.index.put_sync(r.key(), r._replace(gops="").value())
+    from_rows = [Playlists().playlist(st, "cam", a, b, False) for a, b in ranges]
+    assert with_tables == from_rows
+    assert check_store(st, verify_hashes=False).ok  # (no table: nothing to compare)
+    # A table that lies (one GOP's end moved) is found, and rebuilt by --repair.
+    bad = sealed[1]._replace(gops=sealed[0].gops)
+    st.index.put_sync(bad.key(), bad.value())
+    rep = check_store(st, verify_hashes=False)
+    assert [p.code for p in rep.problems] == ["C10"]
+    assert check_store(st, verify_hashes=False, repair=True).problems[-1].repaired
+    assert check_store(st, verify_hashes=False).ok
+    fixed = next(r for r in st.index.segments(num) if r.segment_id == bad.segment_id)
+    assert fixed.gops == sealed[1].gops

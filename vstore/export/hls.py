@@ -16,8 +16,10 @@ import itertools
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
+
+import numpy as np
 
 from vstore import _native
 from vstore.base.errors import NotFound
@@ -33,6 +35,7 @@ from vstore.codec.parameter_sets import avcc_record, hvcc_record
 from vstore.export.fmp4 import Fragment, InitTrack, init_segment, media_segment
 from vstore.export.mp4 import aac_entry, visual_entry
 from vstore.export.mp4_clip import sample_pieces
+from vstore.index import gop_table
 from vstore.index.time_index import ChunkRow, SegmentRow
 from vstore.segment import format as fmt
 from vstore.segment.reader import Chunk, SegmentReader
@@ -51,31 +54,38 @@ class Gop(NamedTuple):
 
 
 class _SegmentGops(NamedTuple):
-    """A sealed segment's GOPs and their playlist lines (its first GOP's header aside)."""
+    """A segment's GOPs (start and end arrays) and, for a sealed one, its playlist lines
+    (its first GOP's header aside) and target duration."""
 
     row_value: bytes  # the segment row it was built from: any change rebuilds it
-    gops: list[Gop]
+    segment_id: int
+    starts: np.ndarray
+    ends: np.ndarray
     body: str
     target_s: int
+    first_ns: int = 0  # (as plain ints: a day's playlist asks these of 1,440 segments)
+    last_start_ns: int = 0
+    last_end_ns: int = 0
 
 
 def _gops_by_segment(
     store: Store, camera_num: int, start_ns: int, end_ns: int
-) -> dict[int, list[Gop]]:
-    """The GOPs of the chunks that start in [start_ns, end_ns), by segment id (one scan)."""
+) -> dict[int, tuple[list[int], list[int]]]:
+    """(starts, ends) of the GOPs of the chunks that start in [start_ns, end_ns), by segment
+    id (one scan): for segments whose row carries no GOP table, and the open one."""
     cont = fmt.CHUNK_CONTINUATION
-    out: dict[int, list[Gop]] = {}
-    new = tuple.__new__  # (a day is 43,200 GOPs: plain tuple construction)
+    out: dict[int, tuple[list[int], list[int]]] = {}
     for c in store.index.chunks_starting(camera_num, start_ns, end_ns):
         # ChunkRow: camera_num, start_ns, end_ns, segment_id, offset, length, packets, crc, flags
         sid = c[3]
-        gops = out.get(sid)
-        if gops is None:
-            gops = out[sid] = []
-        if c[8] & cont and gops:
-            gops[-1] = new(Gop, (gops[-1][0], c[2], sid))
+        se = out.get(sid)
+        if se is None:
+            se = out[sid] = ([], [])
+        if c[8] & cont and se[0]:
+            se[1][-1] = c[2]
         else:
-            gops.append(new(Gop, (c[1], c[2], sid)))
+            se[0].append(c[1])
+            se[1].append(c[2])
     return out
 
 
@@ -83,35 +93,163 @@ def _pdt(ns: int) -> str:
     return format_time(ns).replace("+00:00", "Z")
 
 
-def _lines(gops: list[Gop], prev_end: int | None, prev_seg: int | None) -> list[str]:
-    """Playlist lines of GOPs that follow one ending at prev_end in segment prev_seg."""
+_EXTINF: dict[int, str] = {}  # GOP duration (ns) -> its #EXTINF line head; cameras repeat few
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values and each value's index among them. (np.unique does the
+    same, but its module loads on first use: ~40 ms of a node's first playlist.)"""
+    s = np.sort(values)
+    uniq = s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s
+    return uniq, np.searchsorted(uniq, values)
+
+
+def _extinf_heads(durations_ns: np.ndarray) -> list[str]:
+    for d in _unique(durations_ns)[0].tolist():
+        if d not in _EXTINF:
+            if len(_EXTINF) > 100_000:
+                _EXTINF.clear()
+            _EXTINF[d] = f"#EXTINF:{d / NS_PER_S:.3f},\nseg/"
+    return list(map(_EXTINF.__getitem__, durations_ns.tolist()))
+
+
+def _lines(
+    starts: np.ndarray, ends: np.ndarray, prev_end: int | None, same_segment: bool
+) -> list[str]:
+    """Playlist lines of one segment's GOPs that follow one ending at prev_end (None: the
+    first of the playlist), in the same segment file or (``same_segment`` False) another.
+    A GOP after a gap beyond the tolerance starts a discontinuity, with its map and its
+    wall-clock time; the first GOP of another segment file starts a new map."""
+    n = len(starts)
+    if not n:
+        return []
+    s_list = starts.tolist()
+    heads = _extinf_heads(ends - starts)
+    first_gap = prev_end is None or s_list[0] - prev_end > GAP_TOLERANCE_NS
+    marks = [0] if first_gap else []
+    marks += (np.flatnonzero(starts[1:] - ends[:-1] > GAP_TOLERANCE_NS) + 1).tolist()
     lines: list[str] = []
-    add = lines.append
-    for start, end, seg in gops:
-        if prev_end is None or start - prev_end > GAP_TOLERANCE_NS:
-            if prev_end is not None:
-                add("#EXT-X-DISCONTINUITY")
-            add(f'#EXT-X-MAP:URI="init/{start}.mp4"')
-            add(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}")
-        elif seg != prev_seg:
-            add(f'#EXT-X-MAP:URI="init/{start}.mp4"')
-        add(f"#EXTINF:{(end - start) / NS_PER_S:.3f},\nseg/{start}.m4s")
-        prev_end, prev_seg = end, seg
+    if not first_gap and not same_segment:
+        lines.append(f'#EXT-X-MAP:URI="init/{s_list[0]}.mp4"')
+    done = 0
+    for i in [*marks, n]:
+        lines.extend(map("{}{}.m4s".format, heads[done:i], s_list[done:i]))
+        if i == n:
+            break
+        if i > 0 or prev_end is not None:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f'#EXT-X-MAP:URI="init/{s_list[i]}.mp4"')
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(s_list[i])}")
+        done = i
     return lines
 
 
-def _target_s(gops: list[Gop]) -> int:
-    return max((math.ceil((g[1] - g[0]) / NS_PER_S) for g in gops), default=1)
+def _header(first_ns: int, prev_end: int | None, same_segment: bool) -> list[str]:
+    """The lines before a segment's first GOP (what _lines puts there), in plain Python."""
+    if prev_end is None or first_ns - prev_end > GAP_TOLERANCE_NS:
+        disc = [] if prev_end is None else ["#EXT-X-DISCONTINUITY"]
+        return [*disc, f'#EXT-X-MAP:URI="init/{first_ns}.mp4"',
+                f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(first_ns)}"]  # fmt: skip
+    return [] if same_segment else [f'#EXT-X-MAP:URI="init/{first_ns}.mp4"']
+
+
+def _bodies(starts: np.ndarray, ends: np.ndarray, counts: list[int]) -> list[tuple[str, int]]:
+    """(body, target duration) of sealed segments, ``counts[k]`` GOPs each in turn: each
+    segment's playlist lines but its first GOP's header, built for all of them at once (a
+    day is 1,440 segments)."""
+    durations = ends - starts
+    text, at = _gop_lines(starts, durations)
+    offs = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    nonempty = np.asarray(counts) > 0
+    firsts = offs[:-1][nonempty]
+    gap = np.zeros(len(starts), dtype=bool)
+    gap[1:] = starts[1:] - ends[:-1] > GAP_TOLERANCE_NS
+    gap[firsts] = False  # (a segment's first GOP: its header is the playlist's to write)
+    gaps = np.flatnonzero(gap).tolist()
+    targets = np.ones(len(counts), dtype=np.int64)
+    if len(firsts):
+        longest = np.maximum.reduceat(durations, firsts)
+        targets[nonempty] = np.maximum(1, -(-longest // NS_PER_S))
+    out = []
+    g = 0
+    for a, b, target in zip(offs[:-1].tolist(), offs[1:].tolist(), targets.tolist(), strict=True):
+        if g < len(gaps) and gaps[g] < b:
+            parts: list[str] = []
+            done = a
+            while g < len(gaps) and gaps[g] < b:
+                i = gaps[g]
+                t = int(starts[i])
+                parts += [text[at(done) : at(i) - 1], "#EXT-X-DISCONTINUITY",
+                          f'#EXT-X-MAP:URI="init/{t}.mp4"',
+                          f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(t)}"]  # fmt: skip
+                done = i
+                g += 1
+            parts.append(text[at(done) : at(b) - 1])
+            out.append(("\n".join(parts), target))
+        else:
+            out.append((text[at(a) : at(b) - 1] if b > a else "", target))
+    return out
+
+
+# The zero-padded decimal text of 0..9999 (4 ASCII bytes each, read as one uint32), for
+# laying out 19-digit start times with numpy.
+_DIGITS4 = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), np.uint32)
+
+
+def _gop_lines(starts: np.ndarray, durations: np.ndarray) -> tuple[str, Callable[[int], int]]:
+    """Every GOP's "#EXTINF:D,\nseg/START.m4s" lines, each ended by a newline, as one text,
+    and where GOP i's lines begin in it. When every start has 19 digits and every duration
+    head is as long (GOPs under 10 s), the text is laid out as a byte matrix by numpy, with
+    no per-GOP Python work; otherwise joined from per-GOP strings."""
+    n = len(starts)
+    uniq, inv = _unique(durations)
+    heads = _extinf_heads(uniq)
+    widths = {len(h) for h in heads}
+    if n and len(widths) == 1 and int(starts.min()) >= 10**18:
+        hw = widths.pop()
+        w = hw + 19 + 5
+        table = np.frombuffer("".join(heads).encode("ascii"), dtype=np.uint8).reshape(-1, hw)
+        m = np.empty((n, w), dtype=np.uint8)
+        m[:, :hw] = table[inv.reshape(-1)]
+        # 19 digits as five groups of 4 (the first with a leading zero), each looked up.
+        groups = np.empty((n, 5), dtype=np.uint32)
+        v = starts
+        for k in range(4, 0, -1):
+            v, g = np.divmod(v, 10_000)
+            groups[:, k] = _DIGITS4[g]
+        groups[:, 0] = _DIGITS4[v]
+        m[:, hw : hw + 19] = groups.view(np.uint8).reshape(n, 20)[:, 1:]
+        m[:, hw + 19 :] = np.frombuffer(b".m4s\n", dtype=np.uint8)
+        return m.tobytes().decode("ascii"), lambda i: i * w
+    per_gop = [heads[k] for k in inv.reshape(-1).tolist()]
+    lines = list(map("{}{}.m4s\n".format, per_gop, starts.tolist()))
+    offsets = np.concatenate(([0], np.cumsum([len(x) for x in lines]))).tolist()
+    return "".join(lines), offsets.__getitem__
+
+
+def _ends(starts: np.ndarray, ends: np.ndarray) -> tuple[int, int, int]:
+    """First start, last start and last end, as plain ints (0s when there is no GOP)."""
+    if not len(starts):
+        return 0, 0, 0
+    return int(starts[0]), int(starts[-1]), int(ends[-1])
+
+
+def _target_s(starts: np.ndarray, ends: np.ndarray) -> int:
+    if not len(starts):
+        return 1
+    return max(1, math.ceil(int((ends - starts).max()) / NS_PER_S))
 
 
 class Playlists:
     """Media playlists of any range of a camera, VOD or live (EVENT).
 
-    A sealed segment's GOPs never change while its row stands (a trimmed copy is a new
-    segment; tiering moves its bytes, not its chunks), so the GOPs and playlist lines of
-    sealed segments are kept, least recently used first out, up to ``max_gops``: a day of a
-    camera is then a scan of its segment rows, not of its 43,200 chunk rows. The open
-    segment is always read afresh."""
+    A sealed segment's row carries its GOP table (index/gop_table.py), so a day of a camera
+    is a scan of its segment rows, not of its 43,200 chunk rows; rows without one (sealed
+    before tables were kept, or with chunks quarantined since) and the open segment are read
+    from their chunk rows, in one scan. A sealed segment's GOPs never change while its row
+    stands (a trimmed copy is a new segment; tiering moves its bytes, not its chunks; a
+    repair that quarantines a chunk rewrites the row), so its GOPs and playlist lines are
+    kept, least recently used first out, up to ``max_gops``."""
 
     def __init__(self, max_gops: int = 500_000) -> None:
         self.max_gops = max_gops
@@ -127,14 +265,81 @@ class Playlists:
                 return e
         return None
 
-    def _keep(self, key: bytes, e: _SegmentGops) -> None:
+    def _keep(self, entries: list[tuple[bytes, _SegmentGops]]) -> None:
         with self._lock:
-            old = self._kept.pop(key, None)
-            self._kept_gops += len(e.gops) - (len(old.gops) if old else 0)
-            self._kept[key] = e
+            for key, e in entries:
+                old = self._kept.pop(key, None)
+                self._kept_gops += len(e.starts) - (len(old.starts) if old else 0)
+                self._kept[key] = e
             while self._kept_gops > self.max_gops and self._kept:
                 _k, gone = self._kept.popitem(last=False)
-                self._kept_gops -= len(gone.gops)
+                self._kept_gops -= len(gone.starts)
+
+    def _entries(
+        self, store: Store, num: int, end_ns: int, rows: list[tuple[bytes, bytes]]
+    ) -> list[_SegmentGops]:
+        """Each segment row's GOPs: kept, from its GOP table, or from its chunk rows."""
+        out: list[_SegmentGops | None] = [self._sealed(k, v) for k, v in rows]
+        sealed: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        scan: dict[int, SegmentRow] = {}
+        tables: dict[int, tuple[int, str]] = {}
+        for i, e in enumerate(out):
+            if e is not None:
+                continue
+            table = SegmentRow.sealed_gops(*rows[i])
+            if table is not None:
+                tables[i] = table
+            else:
+                scan[i] = SegmentRow.decode(*rows[i])
+        flat: tuple[np.ndarray, np.ndarray, list[int]] | None = None
+        if tables:
+            flat = gop_table.decode_many([t for _sid, t in tables.values()])
+        if scan:  # one scan of the chunk rows of every segment with no table
+            lo = min(r.start_ns for r in scan.values())
+            hi = max(r.end_ns if r.state == "sealed" else end_ns for r in scan.values())
+            found = _gops_by_segment(store, num, lo, hi)
+            for i, row in scan.items():
+                s_list, e_list = found.get(row.segment_id, ([], []))
+                starts = np.array(s_list, dtype=np.int64)
+                ends = np.array(e_list, dtype=np.int64)
+                if row.state == "sealed":
+                    sealed[i] = (row.segment_id, starts, ends)
+                else:  # the open segment: read afresh each time, never kept
+                    out[i] = _SegmentGops(
+                        rows[i][1], row.segment_id, starts, ends, "", 0, *_ends(starts, ends)
+                    )
+        # Every sealed segment's body is built in one pass: those with tables first (as
+        # decoded), then those read from chunk rows.
+        order = list(tables) + sorted(sealed)
+        if order:
+            parts_s = [flat[0]] if flat is not None else []
+            parts_e = [flat[1]] if flat is not None else []
+            counts = list(flat[2]) if flat is not None else []
+            for i in sorted(sealed):
+                parts_s.append(sealed[i][1])
+                parts_e.append(sealed[i][2])
+                counts.append(len(sealed[i][1]))
+            starts_all = np.concatenate(parts_s)
+            ends_all = np.concatenate(parts_e)
+            ids = [tables[i][0] for i in tables] + [sealed[i][0] for i in sorted(sealed)]
+            built = _bodies(starts_all, ends_all, counts)
+            # Each segment's first start, last start and last end, as plain ints.
+            offs = np.concatenate(([0], np.cumsum(counts))).tolist()
+            pad = np.append(starts_all, 0), np.append(ends_all, 0)
+            lo, hi = np.array(offs[:-1]), np.array(offs[1:]) - 1
+            some = hi >= lo
+            firsts = np.where(some, pad[0][lo], 0).tolist()
+            lasts = np.where(some, pad[0][np.maximum(hi, 0)], 0).tolist()
+            last_ends = np.where(some, pad[1][np.maximum(hi, 0)], 0).tolist()
+            kept = []
+            for k, (i, seg_id, (body, target)) in enumerate(zip(order, ids, built, strict=True)):
+                a, b = offs[k], offs[k + 1]
+                e = _SegmentGops(rows[i][1], seg_id, starts_all[a:b], ends_all[a:b], body,
+                                 target, firsts[k], lasts[k], last_ends[k])  # fmt: skip
+                kept.append((rows[i][0], e))
+                out[i] = e
+            self._keep(kept)
+        return [e for e in out if e is not None]
 
     def playlist(
         self, store: Store, camera_id: str, start_ns: int, end_ns: int, live: bool
@@ -148,45 +353,30 @@ class Playlists:
         prev_end: int | None = None
         prev_seg: int | None = None
         rows = list(store.index.segment_items(num, start_ns, end_ns))
-        kept = [self._sealed(k, v) for k, v in rows]
-        fresh: dict[int, SegmentRow] = {
-            i: SegmentRow.decode(*rows[i]) for i, e in enumerate(kept) if e is None
-        }
-        found: dict[int, list[Gop]] = {}
-        if fresh:  # one scan of the chunk rows of every segment not kept
-            lo = min(r.start_ns for r in fresh.values())
-            hi = max(r.end_ns if r.state == "sealed" else end_ns for r in fresh.values())
-            found = _gops_by_segment(store, num, lo, hi)
-        for i, e in enumerate(kept):
-            if e is None:
-                seg = fresh[i]
-                gops = found.get(seg.segment_id, [])
-                if seg.state == "sealed":
-                    body = "\n".join(_lines(gops, None, None)[2:])
-                    e = _SegmentGops(rows[i][1], gops, body, _target_s(gops))
-                    self._keep(rows[i][0], e)
-            else:
-                gops = e.gops
-            if not gops:
+        for e in self._entries(store, num, end_ns, rows):
+            starts, ends = e.starts, e.ends
+            if not len(starts):
                 continue
-            whole = e is not None and gops[0][0] >= start_ns and gops[-1][0] < end_ns
+            whole = bool(e.body) and e.first_ns >= start_ns and e.last_start_ns < end_ns
             if not whole:
-                gops = [g for g in gops if g[1] > start_ns and g[0] < end_ns]
-                if not gops:
+                keep = (ends > start_ns) & (starts < end_ns)
+                starts, ends = starts[keep], ends[keep]
+                if not len(starts):
                     continue
-            count += len(gops)
+            count += len(starts)
             if count > MAX_SEGMENTS:
                 raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
-            if whole and e is not None:
+            same = prev_seg == e.segment_id
+            if whole:
                 # The first GOP's header as it follows what came before; the rest as kept.
-                head = _lines(gops[:1], prev_end, prev_seg)
-                parts.extend(head[:-1])
+                parts.extend(_header(e.first_ns, prev_end, same))
                 parts.append(e.body)
                 target = max(target, e.target_s)
             else:
-                parts.extend(_lines(gops, prev_end, prev_seg))
-                target = max(target, _target_s(gops))
-            prev_end, prev_seg = gops[-1][1], gops[-1][2]
+                parts.extend(_lines(starts, ends, prev_end, same))
+                target = max(target, _target_s(starts, ends))
+            prev_end = e.last_end_ns if whole else int(ends[-1])
+            prev_seg = e.segment_id
         if not parts:
             return None
         head = [

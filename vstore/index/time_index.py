@@ -32,6 +32,7 @@ from vstore import _native
 from vstore.base import actor, layout
 from vstore.base.errors import StoreLocked, VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.index import gop_table
 from vstore.index.segment_chain import (
     ZERO_LINK,
     ChainHead,
@@ -124,6 +125,8 @@ class SegmentRow(NamedTuple):
     # Its place in its camera's recording chain (segment_chain.py); None for a segment not
     # sealed yet, another store's, or sealed before this store kept chains.
     chain: ChainLink | None = None
+    # Once sealed, its GOP table (gop_table.py): what a playlist reads instead of its chunks.
+    gops: str = ""
 
     @classmethod
     def opened(
@@ -168,6 +171,8 @@ class SegmentRow(NamedTuple):
             codecs,
             owner,
             damaged,
+            None,
+            gop_table.encode(entries),
         )
 
     @property
@@ -197,7 +202,21 @@ class SegmentRow(NamedTuple):
             d["damaged"] = [list(x) for x in self.damaged]
         if self.chain is not None:
             d["chain"] = self.chain.as_json()
+        if self.gops:
+            d["gops"] = self.gops  # (last: see sealed_gops)
         return dumps_compact(d)
+
+    @staticmethod
+    def sealed_gops(key: bytes, value: bytes) -> tuple[int, str] | None:
+        """(segment id, GOP table) of a sealed, undamaged row that has one, else None, read
+        without decoding the row (a day's playlist asks this of 1,440 rows). Sound for what
+        value() writes: compact JSON in which a quote inside a string is always escaped, so
+        these key patterns can only be the row's own keys, and a table is base64."""
+        at = value.rfind(b',"gops":"')
+        if at < 0 or b'"state":"sealed"' not in value or b'"damaged":' in value:
+            return None
+        end = value.index(b'"', at + 9)
+        return int.from_bytes(key[-8:], "big"), value[at + 9 : end].decode("ascii")
 
     @classmethod
     def decode(cls, key: bytes, value: bytes) -> "SegmentRow":
@@ -705,7 +724,14 @@ class TimeIndex:
         start_ns (for callers that keep what they derive from a row until its bytes change)."""
         prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
         seek = layout.segment_key(camera_num, start_ns, 2**64 - 1)
-        return self._scan_from_prev(prefix, seek, end_ns)
+        it = self._db.iter()
+        it.seek_for_prev(seek)
+        first = it.key() if it.valid() and it.key().startswith(prefix) else seek
+        # One bounded scan (RocksDB stops at the bound): a day is 1,440 rows. Read whole
+        # while the options live (the bound is theirs).
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(layout.segment_key(camera_num, end_ns, 0))
+        return iter(list(self._db.items(from_key=first, read_opt=ro)))
 
     def last_segment(self, camera_num: int) -> SegmentRow | None:
         prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)

@@ -8,7 +8,8 @@ object legal hold where the bucket supports them (H4); C7 no pending deletion (g
 is of footage indexed again or held where nothing else holds it (D5); C8 no import left
 unfinished by a process that is gone (F1-F4); C9 each camera's recording chain is whole from
 its first link to its signed head, every missing link accounted for by an audit record of a
-deletion or trim (evidence.md). ``repair`` fixes what it can without deleting
+deletion or trim (evidence.md); C10 a sealed segment's GOP table is its chunk rows' GOPs.
+``repair`` fixes what it can without deleting
 footage: it seals open segments (recovery) and adopts orphan files into the index from their
 own bytes.
 """
@@ -25,6 +26,7 @@ from vstore.base.jsonio import loads_dict
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_time
+from vstore.index import gop_table
 from vstore.index.segment_chain import (
     ChainReport,
     Removal,
@@ -212,6 +214,7 @@ def check_store(
     if progress is not None:
         progress(total, total)
     _check_chains(store, rows, names, rep)
+    _check_gop_tables(store, rows, chunk_rows, rep, repair)
 
     pending_delete = set()
     for sid, rec in idx.garbage():
@@ -243,6 +246,34 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _check_gop_tables(
+    store: Store,
+    rows: list[SegmentRow],
+    chunk_rows: dict[tuple[int, int], list[ChunkRow]],
+    rep: CheckReport,
+    repair: bool,
+) -> None:
+    """C10: a sealed segment's GOP table (what playlists read) is its chunk rows' GOPs."""
+    for row in rows:
+        if row.state != "sealed" or not row.gops or row.damaged:
+            continue
+        want = gop_table.gop_bounds(chunk_rows.get((row.camera_num, row.segment_id), []))
+        try:
+            got = tuple(a.tolist() for a in gop_table.decode(row.gops))
+        except ValueError:
+            got = ([], [])
+        if got == want or store.index.get(row.key()) != row.value():
+            continue  # (or changed since it was read: retention, a trim)
+        problem = Problem("C10", row.path, "its GOP table differs from its chunk rows")
+        rep.problems.append(problem)
+        if repair and not store.read_only:
+            fixed = row._replace(gops=gop_table.encode(
+                chunk_rows.get((row.camera_num, row.segment_id), [])))  # fmt: skip
+            store.index.put_sync(row.key(), fixed.value())
+            problem.repaired = True
+            problem.message += "; rebuilt from them"
 
 
 def _check_chains(

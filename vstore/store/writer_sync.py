@@ -14,6 +14,7 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import VstoreError
 from vstore.base.timebase import NS_PER_S
+from vstore.index import gop_table
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow
 from vstore.segment.writer import SegmentFile
 from vstore.store import io_stats
@@ -300,6 +301,7 @@ class BehindWriterSync:
             sha256=sha,
             chunk_count=len(seg.entries),
             packet_count=seg.packet_count,
+            gops=gop_table.encode(seg.entries),
         )
         b = _batch(rows, events)
         b.put_sealed(row)
