@@ -9,6 +9,7 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import CorruptSegment
+from vstore.index import gop_table
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow
 from vstore.segment import format as fmt
 from vstore.segment.reader import FileSource, SegmentReader, scan_chunks
@@ -136,11 +137,19 @@ def _recover_one(st: Store, seg_id: int, marker: dict[str, Any], rep: RecoveryRe
     known = {r.start_ns for r in indexed}
     kept = {(e.start_ns, e.offset, e.crc32) for e in entries}
     starts = {e.start_ns for e in entries}
+    displaced: dict[int, set[int]] = {}
     for e in entries:
         if e.start_ns not in known:
             rep.recovered_chunks += 1
         h = ChunkRow.from_entry(cam_num, seg_id, e)
+        was = st.index.get(h.key())
+        if was is not None and ChunkRow.decode(h.key(), was).segment_id != seg_id:
+            displaced.setdefault(ChunkRow.decode(h.key(), was).segment_id, set()).add(e.start_ns)
         b.put(h.key(), h.value())
+    # Chunk rows taken over from another segment (a trim's copy, recovered before the trim
+    # switched the index to it) leave that segment: its GOP table must say so too.
+    for other, gone in displaced.items():
+        _drop_from_gop_table(st, b, cam_num, other, gone)
     # Rows whose bytes did not verify (R5): the index never points at bad bytes (I1).
     lost = [r for r in indexed if (r.start_ns, r.offset, r.crc32) not in kept]
     for r in lost:
@@ -166,6 +175,18 @@ def _recover_one(st: Store, seg_id: int, marker: dict[str, Any], rep: RecoveryRe
     st.index.commit(b, sync=True)
     rep.recovered_segments += 1
     rep.messages.append(f"{relpath}: recovered {len(entries)} chunk(s)")
+
+
+def _drop_from_gop_table(st: Store, b: Batch, cam_num: int, seg_id: int, gone: set[int]) -> None:
+    row = next((r for r in st.index.segments(cam_num) if r.segment_id == seg_id), None)
+    if row is None or not row.gops:
+        return
+    left = [
+        c
+        for c in st.index.chunks(cam_num, row.start_ns, row.end_ns)
+        if c.segment_id == seg_id and c.start_ns not in gone
+    ]
+    b.put(row.key(), row._replace(gops=gop_table.encode(left)).value())
 
 
 def _quarantine_file(
