@@ -145,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  e.g. {files[0]}")
 
     # The last lines: the one command that serves this store, and a token to ask it with.
-    from vstore.service.tokens import token_file
-    from vstore.store.config import load_config
+    from vstore.service.tokens import create_audited, token_file
 
-    token, _rec = token_file(store_dir).create(
-        "demo", "investigator", ["*"], load_config(store_dir / "vstore.toml")
-    )
+    with open_store(store_dir) as st:
+        token, _rec = create_audited(
+            st, token_file(store_dir), "demo", "investigator", ["*"], None, "demo"
+        )
     url = "http://127.0.0.1:8480/api/v1/cameras"
     clip_url = (
         f"{url}/lobby/clip.mp4?from={format_time(start).replace('+', '%2B')}"

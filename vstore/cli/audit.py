@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if r["action"] != "hold_release":
             keys = ("id", "camera", "from", "to", "at", "live", "case", "reason", "purpose", "format",
                     "bytes", "path", "offset", "length", "token", "name", "role", "groups",
-                    "started", "restarted", "stopped")  # fmt: skip
+                    "started", "restarted", "stopped", "key_id", "retired", "records",
+                    "before")  # fmt: skip
         what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", []))
         if d.get("overrides"):
             what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())
@@ -140,6 +141,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{rep.records} record(s), {rep.digests} digest(s); {rep.uncovered} record(s) "
               "after the last digest (not yet signed)"
               + (f"; {rep.pruned} pruned by the log's own retention" if rep.pruned else ""))  # fmt: skip
+    if not args.json and rep.uncovered and not rep.digests:
+        print("(`vstore audit digest` signs the records so far; a node signs them every hour)")
     if bad:
         raise VerificationFailed(
             f"{len(bad)} problem(s) in the audit log: "

@@ -83,14 +83,13 @@ def _change(root: Any, tokens: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Create or revoke a token, audited: through the process that holds the store (a node
     or a recorder: the one that writes the audit log) when one does, else here."""
     import getpass
-    import time
 
     from vstore.api import open_store
     from vstore.base.errors import StoreLocked, UsageError
     from vstore.base.layout import StoreLayout
     from vstore.base.timebase import NS_PER_S, parse_duration_ns
     from vstore.service.job_client import answers, request
-    from vstore.service.tokens import audit_detail
+    from vstore.service.tokens import create_audited, revoke_audited
 
     if args.action == "create":
         groups = [g.strip() for g in args.groups.split(",") if g.strip()]
@@ -113,14 +112,8 @@ def _change(root: Any, tokens: Any, args: argparse.Namespace) -> dict[str, Any]:
         return request(sock, "POST", "/api/v1/tokens", body)
     with store:
         if args.action == "revoke":
-            was_active = tokens.records().get(args.id) is not None and (
-                tokens.records()[args.id].revoked_ns is None
-            )
-            rec = tokens.revoke(args.id)
-            if was_active:
-                store.index.audit("token_revoke", getpass.getuser(), audit_detail(rec),
-                                  time.time_ns())  # fmt: skip
-            return dict(rec.public())
-        token, rec = tokens.create(args.name, args.role, groups, store.config, expires_s)
-        store.index.audit("token_create", getpass.getuser(), audit_detail(rec), time.time_ns())
+            return dict(revoke_audited(store, tokens, args.id, getpass.getuser()).public())
+        token, rec = create_audited(
+            store, tokens, args.name, args.role, groups, expires_s, getpass.getuser()
+        )
         return {**rec.public(), "token": token}

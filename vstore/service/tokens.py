@@ -166,5 +166,24 @@ def audit_detail(rec: TokenRecord) -> dict[str, Any]:
     return {"token": rec.id, "name": rec.name, "role": rec.role, "groups": list(rec.groups)}
 
 
+def create_audited(
+    store: Any, tokens: TokenFile, name: str, role: str, groups: list[str],
+    expires_s: float | None, by: str,
+) -> tuple[str, TokenRecord]:  # fmt: skip
+    """Make a token on a store this process holds, and record it in the audit log."""
+    token, rec = tokens.create(name, role, groups, store.config, expires_s)
+    store.index.audit("token_create", by, audit_detail(rec), time.time_ns())
+    return token, rec
+
+
+def revoke_audited(store: Any, tokens: TokenFile, token_id: str, by: str) -> TokenRecord:
+    """Revoke a token on a store this process holds; recorded unless it was revoked already."""
+    before = tokens.records().get(token_id)
+    rec = tokens.revoke(token_id)
+    if before is not None and before.revoked_ns is None:
+        store.index.audit("token_revoke", by, audit_detail(rec), time.time_ns())
+    return rec
+
+
 def token_file(root: Path) -> TokenFile:
     return TokenFile(StoreLayout(root))
