@@ -13,7 +13,6 @@ URLs in a playlist are relative: ``init/{start_ns}.mp4`` and ``seg/{start_ns}.m4
 """
 
 import itertools
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -43,14 +42,6 @@ from vstore.store.store import Store
 
 # Playlists of at most this many GOPs (a day of 2 s GOPs is 43,200).
 MAX_SEGMENTS = 100_000
-
-
-class Gop(NamedTuple):
-    """One HLS media segment: a GOP, in one chunk or a chunk and its continuations."""
-
-    start_ns: int
-    end_ns: int
-    segment_id: int
 
 
 class _SegmentGops(NamedTuple):
@@ -113,39 +104,10 @@ def _extinf_heads(durations_ns: np.ndarray) -> list[str]:
     return list(map(_EXTINF.__getitem__, durations_ns.tolist()))
 
 
-def _lines(
-    starts: np.ndarray, ends: np.ndarray, prev_end: int | None, same_segment: bool
-) -> list[str]:
-    """Playlist lines of one segment's GOPs that follow one ending at prev_end (None: the
-    first of the playlist), in the same segment file or (``same_segment`` False) another.
-    A GOP after a gap beyond the tolerance starts a discontinuity, with its map and its
-    wall-clock time; the first GOP of another segment file starts a new map."""
-    n = len(starts)
-    if not n:
-        return []
-    s_list = starts.tolist()
-    heads = _extinf_heads(ends - starts)
-    first_gap = prev_end is None or s_list[0] - prev_end > GAP_TOLERANCE_NS
-    marks = [0] if first_gap else []
-    marks += (np.flatnonzero(starts[1:] - ends[:-1] > GAP_TOLERANCE_NS) + 1).tolist()
-    lines: list[str] = []
-    if not first_gap and not same_segment:
-        lines.append(f'#EXT-X-MAP:URI="init/{s_list[0]}.mp4"')
-    done = 0
-    for i in [*marks, n]:
-        lines.extend(map("{}{}.m4s".format, heads[done:i], s_list[done:i]))
-        if i == n:
-            break
-        if i > 0 or prev_end is not None:
-            lines.append("#EXT-X-DISCONTINUITY")
-        lines.append(f'#EXT-X-MAP:URI="init/{s_list[i]}.mp4"')
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(s_list[i])}")
-        done = i
-    return lines
-
-
 def _header(first_ns: int, prev_end: int | None, same_segment: bool) -> list[str]:
-    """The lines before a segment's first GOP (what _lines puts there), in plain Python."""
+    """The lines before a segment's first GOP as it follows one ending at prev_end (None:
+    the first of the playlist): after a gap beyond the tolerance, a discontinuity with its
+    map and wall-clock time; in another segment file, a new map."""
     if prev_end is None or first_ns - prev_end > GAP_TOLERANCE_NS:
         disc = [] if prev_end is None else ["#EXT-X-DISCONTINUITY"]
         return [*disc, f'#EXT-X-MAP:URI="init/{first_ns}.mp4"',
@@ -232,12 +194,6 @@ def _ends(starts: np.ndarray, ends: np.ndarray) -> tuple[int, int, int]:
     if not len(starts):
         return 0, 0, 0
     return int(starts[0]), int(starts[-1]), int(ends[-1])
-
-
-def _target_s(starts: np.ndarray, ends: np.ndarray) -> int:
-    if not len(starts):
-        return 1
-    return max(1, math.ceil(int((ends - starts).max()) / NS_PER_S))
 
 
 class Playlists:
@@ -366,15 +322,15 @@ class Playlists:
             count += len(starts)
             if count > MAX_SEGMENTS:
                 raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
-            same = prev_seg == e.segment_id
-            if whole:
-                # The first GOP's header as it follows what came before; the rest as kept.
-                parts.extend(_header(e.first_ns, prev_end, same))
-                parts.append(e.body)
-                target = max(target, e.target_s)
-            else:
-                parts.extend(_lines(starts, ends, prev_end, same))
-                target = max(target, _target_s(starts, ends))
+            # The first GOP's header as it follows what came before; the rest as kept (or,
+            # for part of a segment, as built now).
+            first = e.first_ns if whole else int(starts[0])
+            parts.extend(_header(first, prev_end, prev_seg == e.segment_id))
+            body, seg_target = (
+                (e.body, e.target_s) if whole else _bodies(starts, ends, [len(starts)])[0]
+            )
+            parts.append(body)
+            target = max(target, seg_target)
             prev_end = e.last_end_ns if whole else int(ends[-1])
             prev_seg = e.segment_id
         if not parts:
