@@ -618,6 +618,12 @@ def test_an_evidence_package_over_http(node, tmp_path):
     key = vstore("key", "public", "--store", str(node.store)).stdout.encode()
     rep = verify_package(pkg, key_pem=key)
     assert rep.ok, rep.failures()
+    # The same key, as the node publishes it: public halves only.
+    keys = node.get("/api/v1/keys", node.tokens["viewer"]).json()["keys"]
+    (export,) = [k for k in keys if k["purpose"] == "export" and k["state"] == "current"]
+    assert export["public_pem"].encode() == key
+    assert {k["purpose"] for k in keys} >= {"export", "recording", "audit", "eff"}
+    assert not any("PRIVATE" in json.dumps(k) for k in keys)
     # Another investigator (even one scoped to the camera's group... here another group)
     # finds nothing there; the admin scoped to every camera may fetch it.
     assert node.get(doc["download"], south).status == 404

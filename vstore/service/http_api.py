@@ -512,6 +512,12 @@ class Api:
             headers={"X-Vstore-Frame-Time": format_time(frame_ns)},
         )
 
+    async def keys(self, request: web.Request) -> web.StreamResponse:
+        # Public halves only (the ring holds no private key): what verifies this node's
+        # packages, EFF signatures, recording chains and audit digests, old ones included.
+        ring = await self.run(lambda: [k.as_json() for k in self.store.keys.all_keys()])
+        return json_response({"keys": ring})
+
     async def holds(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
         released = request.query.get("released") in ("1", "true")
@@ -684,6 +690,8 @@ def _routes(api: Api | None) -> list[Route]:
                         Param("by", "query", "only records made by this principal"),
                         Param("since", "query", "at or after"), Param("until", "query", "before"),
                         Param("limit", "query", "at most this many (1000)"))),
+        Route("GET", f"{API}/keys", h("keys"),
+              "The node's public keys, current and retired (to verify what it signed)", "view"),
         Route("POST", f"{API}/config/reload", h("reload"),
               "Read vstore.toml again; start, restart, stop cameras", "operate"),
     ]  # fmt: skip
