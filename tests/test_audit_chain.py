@@ -189,3 +189,34 @@ def test_a_copy_deleted_from_a_bucket_without_object_lock_is_named(tmp_path):
         # The next digest copies what the object store lacks, #2 included.
         assert write_digest(s, s.keys, time.time_ns()).copies.copied == 2
         assert verify(s).ok
+
+
+def test_config_edits_made_while_no_node_ran_are_recorded_when_one_starts(tmp_path):
+    from vstore.service.node import Node
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 30\n")
+    with open_store(d) as s:
+        node = Node(s)
+        node.start()
+        node.stop()
+        node = Node(s)  # the same file: nothing new to record
+        node.start()
+        node.stop()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 10\n")
+    with open_store(d) as s:
+        node = Node(s)
+        node.start()
+        node.reload("admin")
+        node.stop()
+        recs = [r for r in s.index.audit_records() if r["action"].startswith("config_")]
+    assert [(r["action"], r["by"]) for r in recs] == [
+        ("config_change", "serve"),
+        ("config_change", "serve"),
+        ("config_reload", "admin"),
+    ]
+    first, edited, reload = (r["detail"] for r in recs)
+    assert first["previous_sha256"] is None
+    assert edited["previous_sha256"] == first["sha256"] != edited["sha256"]
+    assert reload["sha256"] == reload["previous_sha256"] == edited["sha256"]

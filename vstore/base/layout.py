@@ -50,6 +50,8 @@ NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
 CLOCK_MARK_KEY = META_PREFIX + b"clock_mark"  # the wall and boot clocks last seen (JSON)
 # The store's uuid, kept beside meta.json so a lost meta.json is restored, never re-invented.
 STORE_UUID_KEY = META_PREFIX + b"store_uuid"
+# The SHA-256 of the vstore.toml a node last ran with: a change is audited when noticed.
+CONFIG_SHA256_KEY = META_PREFIX + b"config_sha256"
 
 
 def validate_camera_id(camera_id: str) -> str:

@@ -97,6 +97,8 @@ class Node:
         return self.store.config
 
     def start(self) -> None:
+        # vstore.toml edited while no node ran: the change is recorded now.
+        self.store.record_config("serve", "config_change", {"noticed": "at start"})
         heap.settle_for_recording()
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
@@ -175,7 +177,7 @@ class Node:
         config = load_config(self.store.layout.config_path)
         self.store.config = config
         changes = self._reconcile(config)
-        self.store.index.audit("config_reload", by, dict(changes), time.time_ns())
+        self.store.record_config(by, "config_reload", dict(changes))
         for note in config.notes:
             log.warning("vstore.toml: %s", note)
         return changes

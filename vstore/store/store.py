@@ -16,6 +16,7 @@ space keeper's passes. ``close`` must not race other calls.
 
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -208,6 +209,28 @@ class Store:
             if self._keys is None:
                 self._keys = KeyRing.of_store(self)
             return self._keys
+
+    def record_config(self, by: str, action: str, detail: dict[str, Any]) -> bool:
+        """Audit ``action`` (a reload, or a node's start) with ``detail`` and the SHA-256 of
+        vstore.toml as read now, beside the one last recorded, in one write; at a start,
+        only when the file changed since (an edit made while no node ran). Returns whether
+        a record was written."""
+        try:
+            raw = self.layout.config_path.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        now = hashlib.sha256(raw).hexdigest()
+        before_raw = self.index.get(layout.CONFIG_SHA256_KEY)
+        before = bytes(before_raw).decode() if before_raw is not None else ""
+        if action == "config_change" and now == before:
+            return False
+        b = Batch()
+        b.put(layout.CONFIG_SHA256_KEY, now.encode())
+        rec = {**detail, "file": str(self.layout.config_path), "sha256": now}
+        rec["previous_sha256"] = before or None
+        self.index.audit(action, by, rec, self.clock.wall_ns(), batch=b)
+        self.index.commit(b, sync=True)
+        return True
 
     def recording_signer(self) -> Signer | None:
         """The recording key that signs the links of the cameras' chains as segments seal,
