@@ -220,3 +220,15 @@ def test_config_edits_made_while_no_node_ran_are_recorded_when_one_starts(tmp_pa
     assert first["previous_sha256"] is None
     assert edited["previous_sha256"] == first["sha256"] != edited["sha256"]
     assert reload["sha256"] == reload["previous_sha256"] == edited["sha256"]
+
+
+def test_audit_prints_json_lines_filtered(st, capsys):
+    root = str(st.root)
+    st.close()
+    assert main(["audit", "--store", root, "--jsonl", "--by", "user-3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["detail"]["n"] == 3
+    assert main(["audit", "--store", root, "--jsonl", "--camera", "cam"]) == 0
+    assert [json.loads(x)["seq"] for x in capsys.readouterr().out.splitlines()] == list(
+        range(1, 12)
+    )

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--action", dest="actions", action="append", metavar="NAME",
                    help="only records of this action (export, hold_add, delete, ...); repeatable")  # fmt: skip
     p.add_argument("--by", metavar="NAME", help="only records made by this principal or person")
+    p.add_argument("--jsonl", action="store_true",
+                   help="one JSON record a line (for log shippers and jq), oldest first")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
             until_ns=until,
         )
         recs = list(found)
+    if args.jsonl:
+        import json
+
+        for r in recs:
+            print(json.dumps({**r, "at": format_time(r["at_ns"])}, separators=(",", ":")))
+        return 0
     if args.json:
         print_json({"records": [{**r, "at": format_time(r["at_ns"])} for r in recs]})
         return 0
