@@ -586,9 +586,10 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                 info_d["cold_s"] * 1000,
                 "ms",
                 None,
-                "report",
-                None,
-                f"every chunk row of the day read (library alone {info_d['library_s'] * 1000:.0f}"
+                "< 50 ms",
+                info_d["cold_s"] * 1000 < 50,
+                "each sealed segment's GOP table read from its row and every line laid out at "
+                f"once (the library alone, in a fresh process: {info_d['library_s'] * 1000:.0f}"
                 " ms)",
             )
         )

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import struct
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from vstore.segment.format import CHUNK_CONTINUATION
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported by the readers only: every command opens the index, and numpy's import
+# would weigh on the start-up of each (a clip's is a benchmarked target); sealing encodes a
+# minute's table in plain Python.
 
 
 def gop_bounds(chunks: Sequence[Any]) -> tuple[list[int], list[int]]:
@@ -40,15 +47,15 @@ def encode(chunks: Sequence[Any]) -> str:
     starts, ends = gop_bounds(chunks)
     if not starts:
         return ""
-    both = np.empty(2 * len(starts), dtype="<i8")
-    both[0::2] = starts
-    both[1::2] = ends
-    both[1:] = np.diff(both)
-    return base64.b64encode(both.tobytes()).decode()
+    both = [v for pair in zip(starts, ends, strict=True) for v in pair]
+    deltas = [both[0]] + [b - a for a, b in itertools.pairwise(both)]
+    return base64.b64encode(struct.pack(f"<{len(deltas)}q", *deltas)).decode()
 
 
 def decode(text: str) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) as int64 arrays; ValueError for a table that is not one."""
+    import numpy as np
+
     raw = base64.b64decode(text, validate=True)
     if len(raw) % 16:
         raise ValueError("a GOP table is pairs of int64")
@@ -59,6 +66,8 @@ def decode(text: str) -> tuple[np.ndarray, np.ndarray]:
 def decode_many(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Many tables at once, in one array pass (a day is 1,440): every GOP's start and end,
     the tables one after another, and how many GOPs each table holds."""
+    import numpy as np
+
     try:  # (binascii itself: base64.b64decode's wrapper is a third of the time at 1,440)
         raws = [binascii.a2b_base64(t, strict_mode=True) for t in texts]
     except binascii.Error as exc:

@@ -54,7 +54,6 @@ from vstore.segment.packet import Packet
 from vstore.segment.reader import SegmentReader, chunk_packets
 from vstore.store.config import StoreConfig, load_config
 from vstore.store.disk import DiskUsage, disk_usage
-from vstore.store.keys import KeyRing, Signer
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
 from vstore.store.space import MakeRoom, SpaceKeeper
 from vstore.tier import open_tier
@@ -63,6 +62,8 @@ from vstore.tier.source import TierSource
 
 if TYPE_CHECKING:  # the pools start with the first writer: reads never load them
     from concurrent.futures import Executor
+
+    from vstore.store.keys import KeyRing, Signer
 
 DEFAULT_STORE = "./vstore-data"
 # Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
@@ -194,7 +195,7 @@ class Store:
             self.layout.cache_dir,
             None if make_room is None else (lambda: make_room(self)),
         )
-        self._keys: KeyRing | None = None
+        self._keys: Any = None  # a KeyRing, made when first needed (see keys)
         self._link_signer_failed = False
         if not read_only:
             self.index.link_signer = self.recording_signer
@@ -202,9 +203,13 @@ class Store:
             self.mark_clock()
 
     @property
-    def keys(self) -> KeyRing:
+    def keys(self) -> "KeyRing":
         """The store's signing keys (``[keys] dir``, or its own ``keys/``): one ring per open
         store, so a key rotated through it is the one every later signature uses."""
+        # (imported here: the keys need `cryptography`, which reads, clips and listings
+        # never do, and whose import would weigh on every command's start-up)
+        from vstore.store.keys import KeyRing
+
         with self._lock:
             if self._keys is None:
                 self._keys = KeyRing.of_store(self)
@@ -232,7 +237,7 @@ class Store:
         self.index.commit(b, sync=True)
         return True
 
-    def recording_signer(self) -> Signer | None:
+    def recording_signer(self) -> "Signer | None":
         """The recording key that signs the links of the cameras' chains as segments seal,
         or None when it cannot be read: links are then made unsigned, and the next signed
         head vouches for them (a node refuses to start without the key)."""
