@@ -142,9 +142,11 @@ def _recover_one(st: Store, seg_id: int, marker: dict[str, Any], rep: RecoveryRe
         if e.start_ns not in known:
             rep.recovered_chunks += 1
         h = ChunkRow.from_entry(cam_num, seg_id, e)
-        was = st.index.get(h.key())
-        if was is not None and ChunkRow.decode(h.key(), was).segment_id != seg_id:
-            displaced.setdefault(ChunkRow.decode(h.key(), was).segment_id, set()).add(e.start_ns)
+        # (a chunk this segment's rows already name needs no look)
+        was = None if e.start_ns in known else st.index.get(h.key())
+        owner = ChunkRow.decode(h.key(), was).segment_id if was is not None else seg_id
+        if owner != seg_id:
+            displaced.setdefault(owner, set()).add(e.start_ns)
         b.put(h.key(), h.value())
     # Chunk rows taken over from another segment (a trim's copy, recovered before the trim
     # switched the index to it) leave that segment: its GOP table must say so too.
