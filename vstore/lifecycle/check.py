@@ -213,7 +213,7 @@ def check_store(
                 _quarantine_damaged_chunks(store, row, problem)
     if progress is not None:
         progress(total, total)
-    _check_chains(store, rows, names, rep)
+    _check_chains(store, rep)
     _check_gop_tables(store, rows, chunk_rows, rep, repair)
 
     pending_delete = set()
@@ -276,15 +276,36 @@ def _check_gop_tables(
             problem.message += "; rebuilt from them"
 
 
-def _check_chains(
-    store: Store, rows: list[SegmentRow], names: dict[int, str], rep: CheckReport
-) -> None:
-    """C9: every camera's chain of sealed segments, from link 1 to its signed head."""
+def _check_chains(store: Store, rep: CheckReport) -> None:
+    """C9: every camera's chain of sealed segments, from link 1 to its signed head.
+
+    A live store keeps sealing and deleting while this runs, so each camera is read in an
+    order that cannot show a legitimate change as a break: the newest audit digest, then
+    its head, its rows, its head again (read anew when a seal came between), and only then
+    the audit records (a deletion commits its record with the row's removal, so a row gone
+    by then has its record)."""
     try:
         verifiers = store.keys.ed25519_verifiers("recording")
     except VstoreError as exc:
         rep.problems.append(Problem("C9", "", f"the recording keys cannot be read: {exc}"))
         return
+    # The newest digest first: a head only grows, so one read after it is never behind.
+    witnesses: dict[str, Witness] = {}
+    digests = store.index.audit_digests()
+    if digests:
+        dseq, raw = digests[-1]
+        d = loads_dict(raw)
+        where = f"audit digest #{dseq} ({format_time(int(d.get('to_ns', 0)))})"
+        for cam, h in (d.get("chain_heads") or {}).items():
+            witnesses[cam] = Witness(int(h["seq"]), str(h["link"]), where)
+    inputs: dict[str, tuple[Any, list[SegmentRow]]] = {}
+    for cam, num in store.index.cameras():
+        for _attempt in range(5):
+            head = store.index.chain_head(num)
+            own = [r for r in store.index.segments(num) if r.state == "sealed" and not r.foreign]
+            if store.index.chain_head(num) == head:
+                break
+        inputs[cam] = (head, own)
     removals: dict[str, list[Removal]] = {}
     items = [(seq, loads_dict(raw)) for seq, raw in store.index.audit_items()]
     _pruned, bases = pruned_state(items)
@@ -295,23 +316,10 @@ def _check_chains(
         rm = removal_of(seq, str(rec["action"]), detail)
         if rm is not None:
             removals.setdefault(str(detail.get("camera")), []).append(rm)
-    witnesses: dict[str, Witness] = {}
-    digests = store.index.audit_digests()
-    if digests:
-        dseq, raw = digests[-1]
-        d = loads_dict(raw)
-        where = f"audit digest #{dseq} ({format_time(int(d.get('to_ns', 0)))})"
-        for cam, h in (d.get("chain_heads") or {}).items():
-            witnesses[cam] = Witness(int(h["seq"]), str(h["link"]), where)
-    own: dict[int, list[SegmentRow]] = {}
-    for row in rows:
-        if row.state == "sealed" and not row.foreign:
-            own.setdefault(row.camera_num, []).append(row)
-    for cam, num in store.index.cameras():
-        head = store.index.chain_head(num)
+    for cam, (head, own) in inputs.items():
         result = verify_chain(
             cam,
-            own.get(num, []),
+            own,
             head,
             removals.get(cam, []),
             verifiers.get,
