@@ -85,24 +85,18 @@ def _change(root: Any, tokens: Any, args: argparse.Namespace) -> dict[str, Any]:
     import getpass
 
     from vstore.api import open_store
-    from vstore.base.errors import StoreLocked, UsageError
-    from vstore.base.layout import StoreLayout
-    from vstore.base.timebase import NS_PER_S, parse_duration_ns
-    from vstore.service.job_client import answers, request
-    from vstore.service.tokens import create_audited, revoke_audited
+    from vstore.base.errors import StoreLocked
+    from vstore.service.job_client import holder_socket, request
+    from vstore.service.tokens import create_audited, expires_s_of, revoke_audited
 
     if args.action == "create":
         groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-        expires_s = None
-        if args.expires:
-            expires_s = parse_duration_ns(args.expires) / NS_PER_S
-            if expires_s <= 0:
-                raise UsageError("--expires must be more than 0")
+        expires_s = expires_s_of(args.expires, "--expires")
     try:
         store = open_store(root, create=False)
     except StoreLocked:
-        sock = StoreLayout(root).socket_path
-        if not answers(sock):
+        sock = holder_socket(root)
+        if sock is None:
             raise
         if args.action == "revoke":
             return request(sock, "DELETE", f"/api/v1/tokens/{args.id}")

@@ -84,9 +84,6 @@ def _pdt(ns: int) -> str:
     return format_time(ns).replace("+00:00", "Z")
 
 
-_EXTINF: dict[int, str] = {}  # GOP duration (ns) -> its #EXTINF line head; cameras repeat few
-
-
 def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values and each value's index among them. (np.unique does the
     same, but its module loads on first use: ~40 ms of a node's first playlist.)"""
@@ -95,13 +92,9 @@ def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, np.searchsorted(uniq, values)
 
 
-def _extinf_heads(durations_ns: np.ndarray) -> list[str]:
-    for d in _unique(durations_ns)[0].tolist():
-        if d not in _EXTINF:
-            if len(_EXTINF) > 100_000:
-                _EXTINF.clear()
-            _EXTINF[d] = f"#EXTINF:{d / NS_PER_S:.3f},\nseg/"
-    return list(map(_EXTINF.__getitem__, durations_ns.tolist()))
+def _extinf_heads(distinct_ns: np.ndarray) -> list[str]:
+    """The #EXTINF line head of each of these (distinct) GOP durations."""
+    return [f"#EXTINF:{d / NS_PER_S:.3f},\nseg/" for d in distinct_ns.tolist()]
 
 
 def _header(first_ns: int, prev_end: int | None, same_segment: bool) -> list[str]:

@@ -10,6 +10,7 @@ when interrupted, and says so plainly when the holder goes away mid-job.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -58,10 +59,17 @@ def run_job(
         with open_store(store_path, read_only=True) as store:
             return registry.run(store, name, params, progress)
     except StoreLocked:
-        sock = StoreLayout(resolve_store_path(store_path)).socket_path
-        if not answers(sock):
+        sock = holder_socket(store_path)
+        if sock is None:
             raise
         return call(sock, name, params, progress)
+
+
+def holder_socket(store_path: str | os.PathLike[str] | None) -> Path | None:
+    """The socket of the process that holds the store open for writing, when one answers
+    there (a store locked by a process that serves no socket has none)."""
+    sock = StoreLayout(resolve_store_path(str(store_path) if store_path else None)).socket_path
+    return sock if answers(sock) else None
 
 
 def answers(sock: Path) -> bool:

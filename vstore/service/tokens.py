@@ -26,7 +26,7 @@ from typing import Any
 from vstore.base.errors import ConfigError, NotFound, UsageError
 from vstore.base.fsutil import Fs, write_durably
 from vstore.base.layout import StoreLayout, staging_path
-from vstore.base.timebase import NS_PER_S
+from vstore.base.timebase import NS_PER_S, parse_duration_ns
 from vstore.service.access import Principal, check_groups, check_role
 from vstore.store.config import StoreConfig
 
@@ -166,11 +166,22 @@ def audit_detail(rec: TokenRecord) -> dict[str, Any]:
     return {"token": rec.id, "name": rec.name, "role": rec.role, "groups": list(rec.groups)}
 
 
+def expires_s_of(text: str | None, what: str) -> float | None:
+    """A token's lifetime from a duration ("30d", "12h"); None: until revoked."""
+    if not text:
+        return None
+    expires_s = parse_duration_ns(str(text)) / NS_PER_S
+    if expires_s <= 0:
+        raise UsageError(f"{what} must be more than 0")
+    return expires_s
+
+
 def create_audited(
     store: Any, tokens: TokenFile, name: str, role: str, groups: list[str],
     expires_s: float | None, by: str,
 ) -> tuple[str, TokenRecord]:  # fmt: skip
-    """Make a token on a store this process holds, and record it in the audit log."""
+    """Make a token on a store this process holds, and record it in the audit log (as
+    ``by``; a request's own actor when called inside ``as_requester``)."""
     token, rec = tokens.create(name, role, groups, store.config, expires_s)
     store.index.audit("token_create", by, audit_detail(rec), time.time_ns())
     return token, rec

@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 
 from vstore.base.errors import NotFound, UsageError
-from vstore.base.timebase import NS_PER_S, parse_duration_ns
 from vstore.service.access import ALL_CAMERAS, Principal
 from vstore.service.http_common import (
     API,
@@ -18,11 +17,11 @@ from vstore.service.http_common import (
     ApiError,
     Param,
     Route,
-    audit,
+    as_requester,
     json_body,
     json_response,
 )
-from vstore.service.tokens import TokenFile, TokenRecord, audit_detail
+from vstore.service.tokens import TokenFile, create_audited, expires_s_of, revoke_audited
 from vstore.store.store import Store
 
 
@@ -33,9 +32,6 @@ class TokensApi:
     @staticmethod
     def _within(p: Principal, groups: tuple[str, ...] | list[str]) -> bool:
         return p.sees_all() or (ALL_CAMERAS not in groups and set(groups) <= set(p.groups))
-
-    def _audit(self, request: web.Request, action: str, rec: TokenRecord) -> None:
-        audit(self.store, request, action, audit_detail(rec))
 
     async def list_tokens(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
@@ -50,16 +46,12 @@ class TokensApi:
             raise UsageError('give "groups": ["NAME", ...] (or ["*"])')
         if not self._within(p, groups):
             raise ApiError(403, "forbidden", "a token's groups must lie within your own")
-        expires_s: float | None = None
-        if doc.get("expires"):
-            expires_s = parse_duration_ns(str(doc["expires"])) / NS_PER_S
-            if expires_s <= 0:
-                raise UsageError("expires must be more than 0")
-        token, rec = self.tokens.create(
-            str(doc.get("name", "")), str(doc.get("role", "")), groups, self.store.config,
-            expires_s,
-        )  # fmt: skip
-        self._audit(request, "token_create", rec)
+        expires_s = expires_s_of(doc.get("expires"), "expires")
+        with as_requester(request):
+            token, rec = create_audited(
+                self.store, self.tokens, str(doc.get("name", "")), str(doc.get("role", "")),
+                groups, expires_s, p.name,
+            )  # fmt: skip
         return json_response({**rec.public(), "token": token}, 201)
 
     async def revoke(self, request: web.Request) -> web.StreamResponse:
@@ -68,10 +60,8 @@ class TokensApi:
         rec = self.tokens.records().get(token_id)
         if rec is None or not self._within(p, rec.groups):
             raise NotFound(f"no token {token_id!r}")
-        was_active = rec.revoked_ns is None
-        rec = self.tokens.revoke(token_id)
-        if was_active:  # (revoking it again changes nothing: nothing to record)
-            self._audit(request, "token_revoke", rec)
+        with as_requester(request):  # (revoking it again changes nothing: nothing recorded)
+            rec = revoke_audited(self.store, self.tokens, token_id, p.name)
         return json_response(rec.public())
 
 
