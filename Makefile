@@ -34,15 +34,20 @@ vstore/_ext/.built: $(wildcard ext/*.pyx ext/*.pxd) setup.py | $(STAMP)
 demo: build
 	$(VPY) -m tools.demo
 
+# Two workers, a test file each at a time (module fixtures are built once): most tests wait
+# on real time (cameras sending at their pace, schedules, timeouts), so two run in about
+# half the time of one, and CI stays well inside its ten minutes.
+XDIST   := -n auto --maxprocesses=4 --dist loadfile
+
 test: build
 	$(VENV)/bin/lint-imports --no-cache
-	$(VPY) -m pytest -q -m "not slow"
-	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" \
+	$(VPY) -m pytest -q -m "not slow" $(XDIST)
+	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" $(XDIST) \
 	  tests/test_native_parity.py tests/test_roundtrip.py tests/test_timestamps.py \
 	  tests/test_index.py tests/test_record.py
 
 test-pure: build
-	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow"
+	VSTORE_NO_EXTENSIONS=1 $(VPY) -m pytest -q -m "not slow" $(XDIST)
 
 test-slow: build
 	$(VPY) -m pytest -q -m slow

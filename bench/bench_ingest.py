@@ -130,12 +130,12 @@ def ts_stream(request, tmp_path_factory):
         {
             "cams": 2,
             "repeats": 1,
-            "short_s": 2.0,
-            "long_s": 4.0,
+            "short_s": 1.0,
+            "long_s": 2.0,
             "ladder": [2],
-            "ladder_s": 4.0,
+            "ladder_s": 2.5,
             "memory_cams": 2,
-            "memory_s": 4.0,
+            "memory_s": 2.5,
         }
         if smoke
         else {

@@ -121,6 +121,46 @@ def test_a_live_playlist_grows_with_the_open_segment(rec):
     _check(after, _reference(st, start, end))
 
 
+def _numbered(text: str) -> dict[int, str]:
+    """Each segment URL of a playlist by its media sequence number."""
+    lines = text.splitlines()
+    seq = int(next(x for x in lines if x.startswith("#EXT-X-MEDIA-SEQUENCE:")).split(":")[1])
+    return {seq + i: u for i, u in enumerate(x for x in lines if x.startswith("seg/"))}
+
+
+def test_a_sliding_live_playlist_lists_the_last_window_and_continues_its_numbers(rec):
+    st, live = rec
+    kept = Playlists()
+    start, end = START_NS, START_NS + 300 * NS_PER_S
+    window = 15 * NS_PER_S
+    before = kept.playlist(st, "cam", start, end, True, window)
+    assert before is not None
+    assert "#EXT-X-PLAYLIST-TYPE" not in before and "#EXT-X-ENDLIST" not in before
+    ref = _reference(st, start, end)
+    # The window: the GOPs that end within its last 15 s of footage, after 2 gaps.
+    cut = ref[-1][1] - window
+    first = next(i for i, g in enumerate(ref) if g[1] > cut)
+    shown = ref[first:]
+    assert _numbered(before) == {first + i: f"seg/{g[0]}.m4s" for i, g in enumerate(shown)}
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:2" in before
+    assert before.count("#EXT-X-DISCONTINUITY\n") == 0  # both gaps lie before the window
+    assert before.count("#EXT-X-PROGRAM-DATE-TIME") == 1
+    assert _numbered(Playlists().playlist(st, "cam", start, end, True, window)) == _numbered(before)
+    for i in range(9, 40):
+        live.write_raw(0, i * 90000, i * 90000, i % 2 == 0, KEY if i % 2 == 0 else P)
+    live.flush()
+    after = kept.playlist(st, "cam", start, end, True, window)
+    a, b = _numbered(before), _numbered(after)
+    assert min(b) > min(a) and max(b) > max(a)
+    # Every number both list names the same GOP (the last of the earlier one aside: it was
+    # still growing, but it starts where it did).
+    assert all(a[k] == b[k] for k in a.keys() & b.keys())
+    assert len(after) < 2 * len(before)
+    # A window that reaches back over a gap lists it as a discontinuity, counted from there.
+    wide = kept.playlist(st, "cam", start, end, True, 100 * NS_PER_S)
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in wide and wide.count("#EXT-X-DISCONTINUITY\n") == 1
+
+
 def _kept_then_changed(st, end_s: int, change) -> str:
     """A playlist kept, the store changed by ``change(num)``, the playlist again: it must be
     what a fresh build gives, and the rows' own."""

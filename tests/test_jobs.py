@@ -150,7 +150,7 @@ def test_server_runs_jobs_and_returns_their_errors_by_class(store_dir):
         assert doc["id"] == 1 and doc["objects"]["errors"] == []
         with pytest.raises(NotFound, match="unknown camera"):
             job_client.call(sock, "hold", {**params, "camera": "nosuch"}, None)
-        with pytest.raises(UsageError, match="unknown job"):
+        with pytest.raises(UsageError, match="'format-disk' is not one of"):
             job_client.call(sock, "format-disk", {}, None)
 
 

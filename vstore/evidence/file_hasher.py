@@ -38,10 +38,11 @@ class FollowingHasher:
         try:
             fd = -1
             while fd < 0:  # the writer creates the file
+                done = self._done  # read before the open: a file made just after still counts
                 try:
                     fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
-                    if self._done:
+                    if done:
                         raise
                     self._wake.wait(0.005)
                     self._wake.clear()

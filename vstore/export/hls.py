@@ -43,6 +43,10 @@ from vstore.store.store import Store
 # Playlists of at most this many GOPs (a day of 2 s GOPs is 43,200).
 MAX_SEGMENTS = 100_000
 
+# How much footage a live playlist lists: many GOPs more than the three target durations a
+# player keeps behind the live edge, so a reload that comes late still continues the last.
+LIVE_WINDOW_NS = 60 * NS_PER_S
+
 
 class _SegmentGops(NamedTuple):
     """A segment's GOPs (start and end arrays) and, for a sealed one, its playlist lines
@@ -291,16 +295,25 @@ class Playlists:
         return [e for e in out if e is not None]
 
     def playlist(
-        self, store: Store, camera_id: str, start_ns: int, end_ns: int, live: bool
+        self,
+        store: Store,
+        camera_id: str,
+        start_ns: int,
+        end_ns: int,
+        live: bool,
+        window_ns: int | None = None,
     ) -> str | None:
         """The playlist of the GOPs that show [start_ns, end_ns), from the one on screen at
-        start_ns; None when there are none. Raises NotFound for more than MAX_SEGMENTS."""
+        start_ns; None when there are none. Raises NotFound for more than MAX_SEGMENTS.
+
+        Live with ``window_ns``: a sliding window, the GOPs of the last ``window_ns`` of
+        footage only, numbered from start_ns (its ``EXT-X-MEDIA-SEQUENCE`` is the number of
+        GOPs before the window, its ``EXT-X-DISCONTINUITY-SEQUENCE`` the gaps before it), so
+        each reload from the same start_ns continues the numbers of the one before. Live
+        without: an EVENT playlist, growing from start_ns."""
         num = store.camera_num(camera_id)
-        parts: list[str] = []
+        picked: list[tuple[_SegmentGops, np.ndarray, np.ndarray, bool]] = []
         count = 0
-        target = 1
-        prev_end: int | None = None
-        prev_seg: int | None = None
         rows = list(store.index.segment_items(num, start_ns, end_ns))
         for e in self._entries(store, num, end_ns, rows):
             starts, ends = e.starts, e.ends
@@ -315,6 +328,17 @@ class Playlists:
             count += len(starts)
             if count > MAX_SEGMENTS:
                 raise NotFound("the range holds more GOPs than one playlist lists: ask for less")
+            picked.append((e, starts, ends, whole))
+        if not picked:
+            return None
+        sequence = discontinuities = 0
+        if live and window_ns is not None:
+            picked, sequence, discontinuities = _slide(picked, int(picked[-1][2][-1]) - window_ns)
+        parts: list[str] = []
+        target = 1
+        prev_end: int | None = None
+        prev_seg: int | None = None
+        for e, starts, ends, whole in picked:
             # The first GOP's header as it follows what came before; the rest as kept (or,
             # for part of a segment, as built now).
             first = e.first_ns if whole else int(starts[0])
@@ -326,18 +350,41 @@ class Playlists:
             target = max(target, seg_target)
             prev_end = e.last_end_ns if whole else int(ends[-1])
             prev_seg = e.segment_id
-        if not parts:
-            return None
+        kind = (
+            [] if live and window_ns is not None
+            else [f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}"]
+        )  # fmt: skip
         head = [
             "#EXTM3U",
             "#EXT-X-VERSION:7",
             f"#EXT-X-TARGETDURATION:{max(1, target)}",
-            "#EXT-X-MEDIA-SEQUENCE:0",
-            f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}",
+            f"#EXT-X-MEDIA-SEQUENCE:{sequence}",
+            *([f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}"] if discontinuities else []),
+            *kind,
             "#EXT-X-INDEPENDENT-SEGMENTS",
         ]
         tail = [] if live else ["#EXT-X-ENDLIST"]
         return "\n".join(head + parts + tail) + "\n"
+
+
+def _slide(
+    picked: list[tuple[_SegmentGops, np.ndarray, np.ndarray, bool]], cut_ns: int
+) -> tuple[list[tuple[_SegmentGops, np.ndarray, np.ndarray, bool]], int, int]:
+    """The GOPs that end after cut_ns (at least the last one), with how many came before
+    them and how many gaps came before (or right at) the first of them."""
+    starts = np.concatenate([p[1] for p in picked])
+    ends = np.concatenate([p[2] for p in picked])
+    first = min(int(np.searchsorted(ends, cut_ns, side="right")), len(starts) - 1)
+    gaps = int(np.count_nonzero(starts[1 : first + 1] - ends[:first] > GAP_TOLERANCE_NS))
+    out = []
+    at = 0
+    for e, s, en, whole in picked:
+        n = len(s)
+        if at + n > first:
+            k = max(0, first - at)
+            out.append((e, s[k:], en[k:], whole and k == 0))
+        at += n
+    return out, first, gaps
 
 
 def _gop_at(store: Store, camera_id: str, start_ns: int) -> tuple[SegmentRow, list[ChunkRow]]:

@@ -30,9 +30,9 @@ from vstore.service.http_common import (
     json_response,
 )
 from vstore.service.job_runner import JobRunner
+from vstore.service.request_bodies import EXPORT
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
-MAX_ITEMS = 32
 
 CameraCheck = Callable[[web.Request, str], Awaitable[str]]
 Runner = Callable[..., Awaitable[Any]]
@@ -47,23 +47,15 @@ class ExportsApi:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request, "items", "case", "purpose")
-        case, purpose = str(doc.get("case") or "").strip(), str(doc.get("purpose") or "").strip()
+        doc = await json_body(request, EXPORT)
+        case, purpose = doc["case"].strip(), doc["purpose"].strip()
         if not case or not purpose:
             raise UsageError('give "case" and "purpose": a package is evidence')
-        raw = doc.get("items")
-        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ITEMS:
-            raise UsageError(f'give "items": 1..{MAX_ITEMS} of {{"camera", "from", "to"}}')
         max_ns = int(self.store.config.service.max_clip_s * NS_PER_S)
         items = []
-        for it in raw:
-            if not isinstance(it, dict) or set(it) - {"camera", "from", "to"}:
-                raise UsageError('each item is {"camera", "from", "to"}')
-            cam = await self._camera(request, str(it.get("camera", "")))
-            start, end = (
-                parse_time_ns(str(it.get("from", ""))),
-                parse_time_ns(str(it.get("to", ""))),
-            )
+        for it in doc["items"]:
+            cam = await self._camera(request, it["camera"])
+            start, end = parse_time_ns(it["from"]), parse_time_ns(it["to"])
             if end <= start:
                 raise UsageError(f"camera {cam}: to must be after from")
             if end - start > max_ns:
@@ -139,7 +131,7 @@ def export_routes(api: ExportsApi | None) -> list[Route]:
     return [
         Route("POST", f"{API}/exports", h("create"),
               "Build a signed evidence package: {items: [{camera, from, to}], case, purpose}; "
-              "202 with the job and the download URL", "export", body=True, ok=(202,)),
+              "202 with the job and the download URL", "export", body=EXPORT, ok=(202,)),
         Route("GET", f"{API}/exports/{{export}}.zip", h("download"),
               "The package (ZIP) once its job is done; 409 while it is built", "export",
               (Param("export", "path", "export id"),)),

@@ -34,6 +34,7 @@ from vstore.export.remux import origin_ns
 from vstore.export.snapshot import snapshot
 from vstore.jobs import registry
 from vstore.jobs.reports import timeline_doc
+from vstore.service import request_bodies
 from vstore.service.access import Principal, hold_in_scope
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
@@ -89,6 +90,7 @@ logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
 
 STREAMED_TYPES = {"fmp4": "video/mp4", "ts": "video/mp2t"}
 # A GOP's bytes never change once recorded: its URL names it by time.
+_DAY_NS = 86_400 * NS_PER_S
 _IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
 
 _CAMERA = Param("id", "path", "camera id")
@@ -435,18 +437,19 @@ class Api:
         if live:
             now = time.time_ns()
             given = self.time_arg(request, "from", required=False)
-            # A live (EVENT) playlist only grows: it starts at a fixed point, so each reload
-            # adds to the one before. Players should give it (the page does: a minute before
-            # they start); without one it is the whole ten minutes before now, which moves
-            # on every ten minutes.
-            window = 600 * NS_PER_S
-            start = given if given is not None else (now // window - 1) * window
+            # A live playlist slides (its last minute) but numbers its GOPs from a fixed
+            # start, so each reload continues the one before. Players should give the start
+            # (the page does: a minute before they begin watching); without one it is the
+            # start of the day before (UTC), which moves on once a day.
+            start = given if given is not None else (now // _DAY_NS - 1) * _DAY_NS
             end = now + 60 * NS_PER_S
         else:
             start, end = self.range_args(request)
 
         def build() -> str:
-            text = self.playlists.playlist(self.store, cam, start, end, live)
+            text = self.playlists.playlist(
+                self.store, cam, start, end, live, hls.LIVE_WINDOW_NS if live else None
+            )
             if text is None:
                 raise NotFound(f"camera {cam!r} has no footage in that range")
             detail = {"camera": cam, "from": format_time(start), "live": live}
@@ -532,15 +535,13 @@ class Api:
 
     async def add_hold(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request, "camera", "from", "to", "reason")
-        cam = doc.get("camera")
-        if not isinstance(cam, str):
-            raise UsageError("give camera")
+        doc = await json_body(request, request_bodies.HOLD)
+        cam = doc["camera"]
         await self.camera(request, cam)
-        start, end = (parse_time_ns(str(doc.get(k, ""))) for k in ("from", "to"))
+        start, end = parse_time_ns(doc["from"]), parse_time_ns(doc["to"])
         if end <= start:
             raise UsageError("to must be after from")
-        reason = str(doc.get("reason", "")).strip()
+        reason = doc["reason"].strip()
         if not reason:
             raise UsageError("give a reason (a case number)")
         params = {"action": "add", "camera": cam, "from_ns": start, "to_ns": end,
@@ -558,12 +559,12 @@ class Api:
             hold_id = int(request.match_info["hold"])
         except ValueError:
             raise NotFound(f"no hold {request.match_info['hold']!r}") from None
-        doc = await json_body(request, "reason")
-        reason = doc.get("reason")
+        doc = await json_body(request, request_bodies.HOLD_RELEASE)
+        reason = doc["reason"]
 
         def release() -> dict[str, Any]:
             hold_in_scope(self.store, p, hold_id)
-            if not isinstance(reason, str) or not reason.strip():
+            if not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
             params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}
             with as_requester(request):
@@ -611,6 +612,32 @@ class Api:
             raise ApiError(403, "forbidden", "metrics cover every camera: use a token scoped to *")
         body = await self.run(self.prometheus.render)
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def set_camera(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        if not p.sees_all():
+            raise ApiError(403, "forbidden", "cameras are configured with a * token")
+        cam = request.match_info["id"]
+        doc = await json_body(request, request_bodies.CAMERA)
+
+        def apply() -> dict[str, Any]:
+            with as_requester(request):
+                return self.node.set_camera(cam, doc, by=p.name)
+
+        result = await self.run(apply)
+        return json_response(result, 201 if result["created"] else 200)
+
+    async def remove_camera(self, request: web.Request) -> web.StreamResponse:
+        p: Principal = request[PRINCIPAL]
+        if not p.sees_all():
+            raise ApiError(403, "forbidden", "cameras are configured with a * token")
+        cam = request.match_info["id"]
+
+        def apply() -> dict[str, Any]:
+            with as_requester(request):
+                return self.node.remove_camera(cam, by=p.name)
+
+        return json_response(await self.run(apply))
 
     async def reload(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
@@ -664,7 +691,7 @@ def _routes(api: Api | None) -> list[Route]:
             "HLS playlist (fMP4 segments, wall-clock times) of a range, or live=1 for the live "
             "edge", "view", (_CAMERA, Param("from", "query", "start (live: optional)"),
                              Param("to", "query", "end (not with live)"),
-                             Param("live", "query", "1: the live edge (an EVENT playlist)")),
+                             Param("live", "query", "1: the live edge (its last minute, sliding)")),
             produces="application/vnd.apple.mpegurl",
         ),
         Route("GET", f"{API}/cameras/{{id}}/init/{{start}}.mp4", h("hls_init"),
@@ -681,9 +708,11 @@ def _routes(api: Api | None) -> list[Route]:
         Route("GET", f"{API}/holds", h("holds"), "Legal holds on cameras in scope", "view",
               (Param("released", "query", "1: released holds too"),)),
         Route("POST", f"{API}/holds", h("add_hold"),
-              "Place a hold: {camera, from, to, reason}", "hold", body=True, ok=(201,)),
+              "Place a hold: {camera, from, to, reason}", "hold", body=request_bodies.HOLD,
+              ok=(201,)),
         Route("POST", f"{API}/holds/{{hold}}/release", h("release_hold"),
-              "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),), body=True),
+              "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),),
+              body=request_bodies.HOLD_RELEASE),
         Route("GET", f"{API}/audit", h("audit_log"), "Audit records of cameras in scope, newest first",
               "audit", (Param("camera", "query", "only this camera"),
                         Param("action", "query", "only these actions (comma-separated)"),
@@ -692,6 +721,13 @@ def _routes(api: Api | None) -> list[Route]:
                         Param("limit", "query", "at most this many (1000)"))),
         Route("GET", f"{API}/keys", h("keys"),
               "The node's public keys, current and retired (to verify what it signed)", "view"),
+        Route("PUT", f"{API}/cameras/{{id}}", h("set_camera"),
+              "Set a camera's table in vstore.toml (its source and settings) and apply it: "
+              "a new camera starts recording, a changed one restarts (201 when new)",
+              "operate", (_CAMERA,), body=request_bodies.CAMERA, ok=(200, 201)),
+        Route("DELETE", f"{API}/cameras/{{id}}", h("remove_camera"),
+              "Take a camera out of vstore.toml and stop recording it (its footage stays)",
+              "operate", (_CAMERA,)),
         Route("POST", f"{API}/config/reload", h("reload"),
               "Read vstore.toml again; start, restart, stop cameras", "operate"),
     ]  # fmt: skip

@@ -22,6 +22,7 @@ from vstore.base.jsonio import to_jsonable
 from vstore.service.access import Principal
 from vstore.service.http_status import http_status
 from vstore.service.limits import TooMany, retry_after_header
+from vstore.service.request_bodies import Schema, check_body
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Route:
     action: str | None  # what the principal must be allowed; None: no authentication
     params: tuple[Param, ...] = ()
     produces: str = "application/json"
-    body: bool = False
+    body: Schema | None = None  # the JSON Schema of its request body (request_bodies.py)
     ok: tuple[int, ...] = (200,)  # the statuses of success it answers with
 
 
@@ -111,9 +112,9 @@ async def serve_store_socket(runner: web.AppRunner, sock: Path) -> None:
         os.umask(old_umask)
 
 
-async def json_body(request: web.Request, *keys: str) -> dict[str, Any]:
-    """The request's JSON object (at most MAX_BODY_BYTES), with only ``keys`` when given: a
-    misspelt key is refused, never ignored."""
+async def json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """The request's JSON object (at most MAX_BODY_BYTES), held to its route's ``schema``
+    (request_bodies.py): a misspelt key or a wrong type is refused, never ignored."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", "a request body is at most 64 KiB")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
@@ -125,11 +126,7 @@ async def json_body(request: web.Request, *keys: str) -> dict[str, Any]:
         raise UsageError("the body must be a JSON object") from None
     if not isinstance(doc, dict):
         raise UsageError("the body must be a JSON object")
-    unknown = sorted(set(doc) - set(keys)) if keys else []
-    if unknown:
-        raise UsageError(
-            f"unknown key(s) {', '.join(map(repr, unknown))} (this takes: {', '.join(keys)})"
-        )
+    check_body(schema, doc)
     return doc
 
 

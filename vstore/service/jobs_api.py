@@ -25,6 +25,7 @@ from vstore.service.http_common import (
     json_response,
 )
 from vstore.service.job_runner import Job, JobRunner
+from vstore.service.request_bodies import job_body
 
 
 class JobsApi:
@@ -62,12 +63,8 @@ class JobsApi:
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request, "job", "params", "actor")
-        name, params = doc.get("job"), doc.get("params", {})
-        if not isinstance(name, str):
-            raise UsageError('give {"job": NAME, "params": {...}}')
-        if not isinstance(params, dict):
-            raise UsageError("params must be a JSON object")
+        doc = await json_body(request, job_body())
+        name, params = doc["job"], doc.get("params", {})
         if name in ("hold", "export", "key-rotate"):
             # Who placed a hold, made an export or rotated a key is the principal, never what a client
             # writes; only the local socket (the CLI, which passes --by) names someone.
@@ -109,7 +106,7 @@ def job_routes(api: JobsApi | None) -> list[Route]:
         Route("POST", f"{API}/jobs", h("submit"),
               "Run a job: {job: hold|retention|tier|import|check|rebuild-index, params: {...}} "
               "(holds need custodian, the others operator with a * scope)", "view",
-              body=True, ok=(202,)),
+              body=job_body(), ok=(202,)),
         Route("GET", f"{API}/jobs/{{job}}", h("get"), "A job's state, progress and result", "view",
               job),
         Route("DELETE", f"{API}/jobs/{{job}}", h("cancel"),

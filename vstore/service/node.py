@@ -20,7 +20,8 @@ from vstore.base.jsonio import to_jsonable
 from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
-from vstore.store.config import StoreConfig, load_config
+from vstore.store import config_edit
+from vstore.store.config import CameraSettings, StoreConfig, load_config
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,19 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def _recording_settings(s: CameraSettings) -> CameraSettings:
+    """What a camera's recorder works by: its settings but those that only describe it
+    (a new name needs no restart; a new url or segment duration does)."""
+    return s._replace(name=None, location=None, timezone=None)
+
+
 class _Running:
     """One camera's recorder and the thread it runs on."""
 
-    def __init__(self, store: Store, camera_id: str, url: str) -> None:
-        self.url = url
+    def __init__(self, store: Store, camera_id: str, settings: CameraSettings) -> None:
+        assert settings.url is not None
+        url = self.url = settings.url
+        self.settings = _recording_settings(settings)
         self.stop = threading.Event()
         self.recorder = Recorder(store, camera_id, url, stop=self.stop)
         self.started_ns = time.time_ns()
@@ -85,6 +94,7 @@ class Node:
         self.keys.signer("recording")  # the cameras' chain heads, at each seal and each minute
         self._recording: dict[str, _Running] = {}
         self._lock = threading.Lock()
+        self._config_lock = threading.Lock()  # one change of vstore.toml at a time
         self.jobs = JobRunner(store)
         self._trimmer: threading.Thread | None = None
         self._scheduler: threading.Thread | None = None
@@ -174,30 +184,57 @@ class Node:
         """Read vstore.toml again and record what it now says. An invalid file changes
         nothing (ConfigError says why). Returns the cameras started, restarted, stopped;
         the reload is audited as ``by``'s."""
-        config = load_config(self.store.layout.config_path)
+        with self._config_lock:
+            return self._apply(load_config(self.store.layout.config_path), by, "config_reload", {})
+
+    def set_camera(self, camera_id: str, values: dict[str, Any], by: str) -> dict[str, Any]:
+        """Give ``[cameras.ID]`` in vstore.toml exactly these settings and apply the file
+        (a new or changed url starts or restarts that camera's recorder alone); audited as
+        ``by``'s, credentials in the url left out."""
+        with self._config_lock:
+            created, config = config_edit.set_camera(
+                self.store.layout.config_path, camera_id, values
+            )
+            shown = {**values, **({"url": redact_url(values["url"])} if values.get("url") else {})}
+            detail = {"camera": camera_id, "created": created, "settings": shown}
+            changes = self._apply(config, by, "camera_set", detail)
+        return {"camera": camera_id, "created": created, **changes}
+
+    def remove_camera(self, camera_id: str, by: str) -> dict[str, Any]:
+        """Take ``[cameras.ID]`` out of vstore.toml and stop its recorder (what it recorded
+        stays in the store, under its retention); audited as ``by``'s."""
+        with self._config_lock:
+            config = config_edit.remove_camera(self.store.layout.config_path, camera_id)
+            changes = self._apply(config, by, "camera_remove", {"camera": camera_id})
+        return {"camera": camera_id, **changes}
+
+    def _apply(
+        self, config: StoreConfig, by: str, action: str, detail: dict[str, Any]
+    ) -> dict[str, list[str]]:
         self.store.config = config
         changes = self._reconcile(config)
-        self.store.record_config(by, "config_reload", dict(changes))
+        self.store.record_config(by, action, {**detail, **changes})
         for note in config.notes:
             log.warning("vstore.toml: %s", note)
         return changes
 
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
-        want = {cam: s.url for cam, s in config.cameras.items() if s.url}
+        want = {cam: s for cam, s in config.cameras.items() if s.url}
         changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
             halted: list[_Running] = []
             for cam, run in list(self._recording.items()):
-                if want.get(cam) != run.url:
+                s = want.get(cam)
+                if s is None or _recording_settings(s) != run.settings:
                     run.halt()
                     halted.append(run)
                     del self._recording[cam]
                     changes["restarted" if cam in want else "stopped"].append(cam)
             for run in halted:
                 run.join()  # sealed before the camera's new recorder opens its writer
-            for cam, url in want.items():
+            for cam, s in want.items():
                 if cam not in self._recording:
-                    self._recording[cam] = _Running(self.store, cam, url)
+                    self._recording[cam] = _Running(self.store, cam, s)
                     if cam not in changes["restarted"]:
                         changes["started"].append(cam)
         for kind, cams in changes.items():

@@ -30,6 +30,13 @@ _ERROR = {
 }
 
 
+def _operation_id(handler: Any) -> str:
+    """A handler's name, prefixed by its API's (``create`` of TokensApi: tokens_create)."""
+    owner, _, name = handler.__qualname__.rpartition(".")
+    prefix = owner.removesuffix("Api").lower()
+    return f"{prefix}_{name}" if prefix else name
+
+
 def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
     """The document of ``routes`` (``http_api.Route``s)."""
     paths: dict[str, dict[str, Any]] = {}
@@ -52,7 +59,7 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
         ]
         op: dict[str, Any] = {
             "summary": r.summary,
-            "operationId": r.handler.__name__,
+            "operationId": _operation_id(r.handler),
             "parameters": params,
             "responses": {
                 **{
@@ -74,7 +81,10 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
                 "principal's groups (docs/design/service.md, Access)."
             )
         if r.body:
-            op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": r.body}},
+            }
         paths.setdefault(path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -19,6 +19,7 @@ from vstore.service.http_common import (
     json_body,
     json_response,
 )
+from vstore.service.request_bodies import SESSION
 from vstore.service.tokens import TokenFile
 
 SESSION_COOKIE = "vstore_token"
@@ -58,8 +59,8 @@ class PageApi:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         """The browser page's sign-in: a token in, an HttpOnly cookie holding it out."""
-        doc = await json_body(request, "token")
-        token = str(doc.get("token", "")).strip()
+        doc = await json_body(request, SESSION)
+        token = doc["token"].strip()
         p = self.tokens.authenticate(token) if token else None
         if p is None:
             raise ApiError(401, "unauthorized", "that token is not valid (or was revoked)")
@@ -96,7 +97,7 @@ def page_routes(api: PageApi | None) -> list[Route]:
         Route("GET", "/static/{name}", h("static"), "The page's scripts and styles", None,
               (Param("name", "path", "file name"),), produces="text/plain"),
         Route("POST", f"{API}/session", h("login"),
-              "Sign in with a token: {token}; sets an HttpOnly cookie", None, body=True),
+              "Sign in with a token: {token}; sets an HttpOnly cookie", None, body=SESSION),
         Route("GET", f"{API}/session", h("session"), "Who the request is signed in as", "view"),
         Route("DELETE", f"{API}/session", h("logout"), "Sign out (the cookie is cleared)", None),
     ]  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import NotFound, UsageError
+from vstore.base.errors import NotFound
 from vstore.service.access import ALL_CAMERAS, Principal
 from vstore.service.http_common import (
     API,
@@ -21,6 +21,7 @@ from vstore.service.http_common import (
     json_body,
     json_response,
 )
+from vstore.service.request_bodies import TOKEN
 from vstore.service.tokens import TokenFile, create_audited, expires_s_of, revoke_audited
 from vstore.store.store import Store
 
@@ -40,16 +41,14 @@ class TokensApi:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        doc = await json_body(request, "name", "role", "groups", "expires")
-        groups = doc.get("groups")
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise UsageError('give "groups": ["NAME", ...] (or ["*"])')
+        doc = await json_body(request, TOKEN)
+        groups = doc["groups"]
         if not self._within(p, groups):
             raise ApiError(403, "forbidden", "a token's groups must lie within your own")
         expires_s = expires_s_of(doc.get("expires"), "expires")
         with as_requester(request):
             token, rec = create_audited(
-                self.store, self.tokens, str(doc.get("name", "")), str(doc.get("role", "")),
+                self.store, self.tokens, doc["name"], doc["role"],
                 groups, expires_s, p.name,
             )  # fmt: skip
         return json_response({**rec.public(), "token": token}, 201)
@@ -73,7 +72,7 @@ def token_routes(api: TokensApi | None) -> list[Route]:
         Route("GET", f"{API}/tokens", h("list_tokens"), "API tokens within your groups", "admin"),
         Route("POST", f"{API}/tokens", h("create"),
               "Make a token: {name, role, groups, expires?}; the token is in the answer, once",
-              "admin", body=True, ok=(201,)),
+              "admin", body=TOKEN, ok=(201,)),
         Route("DELETE", f"{API}/tokens/{{token}}", h("revoke"), "Revoke a token at once", "admin",
               (Param("token", "path", "token id"),)),
     ]  # fmt: skip

@@ -552,11 +552,20 @@ def load_config(path: Path) -> StoreConfig:
     """Parse vstore.toml; a missing file means all defaults."""
     if not path.exists():
         return StoreConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> StoreConfig:
+    """The configuration ``text`` says (``path`` names it in errors)."""
     import tomllib  # only when there is a file: start-up of read-only commands stays short
 
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     unknown = set(doc) - {
         "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys", "audit"
