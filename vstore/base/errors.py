@@ -64,6 +64,11 @@ class TierError(VstoreError):
     verification mismatch after an upload."""
 
 
+class PreconditionFailed(TierError):
+    """A conditional write refused: the object exists (create-if-absent) or has changed
+    since it was read (If-Match): another writer came first."""
+
+
 def error_class(name: str) -> type[VstoreError]:
     """The error class called ``name`` (as another process reported it), else VstoreError."""
     todo: list[type[VstoreError]] = [VstoreError]

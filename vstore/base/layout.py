@@ -40,6 +40,7 @@ AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), k
 AUDIT_DIGEST_PREFIX = b"B"  # B + u64 digest sequence -> signed digest of audit records (JSON)
 CHAIN_HEAD_PREFIX = b"R"  # R + u32 cam                 -> the camera's signed chain head (JSON)
 IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
+CATALOG_PENDING_PREFIX = b"P"  # P + u32 cam + i64 hour  -> tier URL whose catalog hour is behind
 #                       ... + u64 segment id          -> a segment it wrote (empty)
 
 SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
@@ -228,6 +229,43 @@ def parse_audit_digest_object_key(key: str) -> int | None:
         return int(name[len("digest-") : -len(".json")])
     except ValueError:
         return None
+
+
+# The shared catalog in the object store: one object per camera and hour of footage, listing
+# the segments tiered there (vstore/lifecycle/shared_catalog.py). "_" never starts a camera.
+CATALOG_OBJECT_PREFIX = "_catalog"
+HOUR_NS = 3600 * 10**9
+
+
+def catalog_hour_ns(t_ns: int) -> int:
+    """The start of the catalog hour (UTC) that holds a segment starting at t_ns."""
+    return t_ns // HOUR_NS * HOUR_NS
+
+
+def catalog_camera_prefix(camera_id: str) -> str:
+    return f"{CATALOG_OBJECT_PREFIX}/{camera_id}/"
+
+
+def catalog_object_key(camera_id: str, hour_ns: int) -> str:
+    """Object-store key of a camera's catalog hour: _catalog/CAM/YYYY-MM-DD/HH.json."""
+    t = datetime.fromtimestamp(hour_ns // 10**9, tz=UTC)
+    return f"{catalog_camera_prefix(camera_id)}{t:%Y-%m-%d}/{t:%H}.json"
+
+
+def parse_catalog_object_key(key: str) -> tuple[str, int] | None:
+    """(camera, hour_ns) of a catalog object's key, or None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != CATALOG_OBJECT_PREFIX or not parts[3].endswith(".json"):
+        return None
+    try:
+        t = datetime.strptime(f"{parts[2]} {parts[3][:-5]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return parts[1], int(t.timestamp()) * 10**9
+
+
+def catalog_pending_key(camera_num: int, hour_ns: int) -> bytes:
+    return keycodec.encode_key(CATALOG_PENDING_PREFIX, camera_num, hour_ns)
 
 
 def chunk_key(camera_num: int, start_ns: int) -> bytes:

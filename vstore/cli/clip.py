@@ -14,6 +14,7 @@ from vstore.cli.common import (
     fmt_time,
     print_json,
     progress_bar,
+    reading,
     refuse_overwrite,
     resolve_tz,
 )
@@ -84,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_duration, parse_time_ns
     from vstore.export.clip import write_clip
     from vstore.export.clip_plan import plan_clip
-    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.plan and args.output != "-":
         refuse_overwrite(args.output, args.overwrite)
     with (
-        open_read_only(args.store) as store,
+        reading(args.store, [args.camera], start, end) as store,
         # Leased before planning: no segment of the plan can be deleted while it is read.
         store.lease(ranges=[(args.camera, start, end)]),
     ):

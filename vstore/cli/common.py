@@ -12,13 +12,38 @@ from typing import Any
 
 from vstore.base.errors import UsageError
 
+BUCKET_SCHEME = "s3://"
+
+
+@contextmanager
+def reading(
+    store_arg: str | None,
+    cameras: list[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> Iterator[Any]:
+    """The store a read command reads: a store directory, read-only; or ``s3://BUCKET/PREFIX``:
+    the tiered footage of a bucket, from its shared catalog alone (only the catalog hours of
+    ``cameras`` that may hold [start_ns, end_ns) are read)."""
+    if store_arg and store_arg.startswith(BUCKET_SCHEME):
+        from vstore.lifecycle.shared_catalog import open_bucket
+
+        with open_bucket(store_arg, cameras, start_ns, end_ns) as st:
+            yield st
+    else:
+        from vstore.store.store import open_read_only
+
+        with open_read_only(store_arg) as st:
+            yield st
+
 
 def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False) -> None:
     """The options every command takes: --store and --json, and --tz where it prints times."""
     p.add_argument(
         "--store",
         metavar="DIR",
-        help="store directory (default: $VSTORE_STORE, else ./vstore-data)",
+        help="store directory (default: $VSTORE_STORE, else ./vstore-data); the read commands "
+        "also take s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     if tz:

@@ -6,10 +6,12 @@ import argparse
 
 from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
+    BUCKET_SCHEME,
     add_common_args,
     fmt_bytes,
     fmt_time,
     print_json,
+    reading,
     resolve_tz,
     table,
 )
@@ -21,12 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_duration
-    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
-    with open_read_only(args.store) as store:
+    with reading(args.store) as store:
         cams = store.cameras()
-        root = str(store.root.resolve())
+        bucket = args.store is not None and args.store.startswith(BUCKET_SCHEME)
+        root = args.store if bucket else str(store.root.resolve())
     if args.json:
         print_json({"store": root, "cameras": [to_jsonable(c) for c in cams]})
         return 0

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from vstore.base.jsonio import to_jsonable
-from vstore.cli.common import add_common_args, print_json, refuse_overwrite
+from vstore.cli.common import add_common_args, print_json, reading, refuse_overwrite
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.export.snapshot import snapshot
-    from vstore.store.store import open_read_only
 
     at = parse_time_ns(args.at)
     to_stdout = args.output == "-"
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
     if not to_stdout:
         refuse_overwrite(args.output, args.overwrite)
-    with open_read_only(args.store) as store:
+    with reading(args.store, [args.camera], at - 60 * 10**9, at + 1) as store:
         out = sys.stdout.buffer if to_stdout else args.output
         snap = snapshot(store, args.camera, at, out, args.format)
     if to_stdout:

@@ -9,6 +9,7 @@ from vstore.cli.common import (
     add_range_args,
     fmt_time,
     print_json,
+    reading,
     resolve_tz,
 )
 
@@ -26,7 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_duration, parse_time_ns
-    from vstore.store.store import open_read_only
 
     tz = resolve_tz(args.tz)
     start = parse_time_ns(args.start) if args.start is not None else None
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         from vstore.base.errors import UsageError
 
         raise UsageError("--to must be after --from")
-    with open_read_only(args.store) as store:
+    with reading(args.store, [args.camera], start, end) as store:
         tl = store.timeline(args.camera, start, end)
     if args.json:
         from vstore.jobs.reports import timeline_doc

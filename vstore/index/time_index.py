@@ -10,6 +10,7 @@ allocate ids are guarded by one lock.
 # annotation when the module loads, a few ms of every command's start-up.
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -279,6 +280,15 @@ class Batch:
     def delete(self, key: bytes) -> None:
         self._wb.delete(key)
         self.count += 1
+
+    def put_catalog_behind(self, camera_num: int, start_ns: int, location: str) -> None:
+        """Mark that the shared catalog hour holding a tiered segment that starts at start_ns
+        must be written again (the segment was tiered or deleted in this batch;
+        lifecycle/shared_catalog.py)."""
+        hour = layout.catalog_hour_ns(start_ns)
+        # A fresh nonce each time: the writer clears a mark only if it is the one it read.
+        mark = f"{location}\n{os.urandom(8).hex()}"
+        self.put(layout.catalog_pending_key(camera_num, hour), mark.encode())
 
     def put_open_marker(
         self, segment_id: int, camera: str, camera_num: int, path: str, start_ns: int

@@ -8,7 +8,9 @@ object legal hold where the bucket supports them (H4); C7 no pending deletion (g
 is of footage indexed again or held where nothing else holds it (D5); C8 no import left
 unfinished by a process that is gone (F1-F4); C9 each camera's recording chain is whole from
 its first link to its signed head, every missing link accounted for by an audit record of a
-deletion or trim (evidence.md); C10 a sealed segment's GOP table is its chunk rows' GOPs.
+deletion or trim (evidence.md); C10 a sealed segment's GOP table is its chunk rows' GOPs;
+C11 each shared catalog hour in the object store lists exactly the store's tiered segments
+of that hour, or is marked to be written (lifecycle/shared_catalog.py).
 ``repair`` fixes what it can without deleting
 footage: it seals open segments (recovery) and adopts orphan files into the index from their
 own bytes.
@@ -36,6 +38,7 @@ from vstore.index.segment_chain import (
     verify_chain,
 )
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.lifecycle import shared_catalog
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
 from vstore.store.audit_log import pruned_state
@@ -215,6 +218,7 @@ def check_store(
         progress(total, total)
     _check_chains(store, rep)
     _check_gop_tables(store, rows, chunk_rows, rep, repair)
+    _check_catalog(store, rep, repair)
 
     pending_delete = set()
     for sid, rec in idx.garbage():
@@ -246,6 +250,23 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _check_catalog(store: Store, rep: CheckReport, repair: bool) -> None:
+    """C11: each shared catalog hour lists exactly this store's tiered segments of the hour,
+    or is marked to be written. Repair writes it again from the index."""
+    names = {num: cam for cam, num in store.index.cameras()}
+    found = shared_catalog.catalog_problems(store)
+    for num, hour, url, what in found:
+        where = f"{url}/{layout.catalog_object_key(names.get(num, '?'), hour)}"
+        problem = Problem("C11", where, f"the shared catalog hour {what}")
+        rep.problems.append(problem)
+    if repair and found and not store.read_only:
+        shared_catalog.mark_hours(store, [(num, hour, url) for num, hour, url, _w in found])
+        res = shared_catalog.publish_pending(store)
+        for p in rep.problems[-len(found) :]:
+            p.repaired = not res.errors
+            p.message += "; written again" if not res.errors else f"; not written: {res.errors[0]}"
 
 
 def _check_gop_tables(

@@ -12,6 +12,7 @@ from vstore.base.errors import CorruptSegment, TierError, VstoreError
 from vstore.base.timebase import format_duration, format_time
 from vstore.lifecycle.catalog import catalog, leased_ids
 from vstore.lifecycle.retention_plan import RetentionPlan, plan_retention
+from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.lifecycle.trim import current_row, trim_gain_bytes, trim_segment
 from vstore.store.config import RetentionConfig, RetentionPolicy
 from vstore.store.disk import DiskUsage, disk_usage, min_free_bytes
@@ -103,6 +104,8 @@ def apply_plan(
             if freed:
                 res.trimmed_segments += 1
                 res.trimmed_bytes += freed
+    # The shared catalog stops listing the tiered segments deleted (marked in their D1).
+    res.errors.extend(f"shared catalog: {e}" for e in publish_pending(store).errors)
     return res
 
 

@@ -26,6 +26,7 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
 from vstore.index.segment_chain import link_hash, link_of_object, object_metadata, row_statement
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
 from vstore.store import garbage
@@ -73,6 +74,8 @@ class TierResult:
     object_holds: int = 0  # uploads that also got an S3 object legal hold
     max_rate_bytes: int = 0  # the pace footage moved at (bytes/s; 0: uncapped)
     errors: list[str] = field(default_factory=list)
+    catalog_hours: int = 0  # shared catalog objects written (camera-hours)
+    catalog_errors: list[str] = field(default_factory=list)  # left marked: the next run retries
 
     JSON_EXTRA = ("mb_per_s",)
 
@@ -138,6 +141,7 @@ def tier_segment(
     moved = row._replace(location=tier.url, path=key)
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
+    b.put_catalog_behind(row.camera_num, row.start_ns, tier.url)  # catalogued once the run ends
     rec = {"path": row.path, "camera": camera, "start_ns": row.start_ns, "end_ns": row.end_ns}
     b.put(layout.garbage_key(row.segment_id), dumps_compact(rec))
     store.index.audit(
@@ -267,6 +271,9 @@ def run_tiering(
                 if progress is not None:
                     progress(res.tiered, len(todo))
     res.seconds = time.perf_counter() - t0
+    # The shared catalog lists what was tiered (also after a failed run: what did move).
+    published = publish_pending(store)
+    res.catalog_hours, res.catalog_errors = published.hours, published.errors
     if res.errors:
         err = TierError(
             f"tiering stopped: {res.errors[0]} ({res.tiered} of {len(todo)} segment(s) moved; "

@@ -33,6 +33,8 @@ def delete_segment(
         if c.segment_id == row.segment_id:
             b.delete(c.key())
     b.delete(row.key())
+    if row.location != "local" and not row.foreign:
+        b.put_catalog_behind(row.camera_num, row.start_ns, row.location)  # leaves the catalog
     store.index.audit(
         "delete",
         by,

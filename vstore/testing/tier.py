@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vstore.base.errors import NotFound, TierError
-from vstore.tier.base import BlobTier, ByteRange
+from vstore.base.errors import NotFound, PreconditionFailed, TierError
+from vstore.tier.base import ABSENT, BlobTier, ByteRange
 
 
 def _b64(data: bytes) -> str:
@@ -73,3 +73,19 @@ class TierTests:
             tier.put_file(k, path, _b64(data))
         assert [o.key for o in tier.list_prefix("cam1/")] == ["cam1/a.vseg", "cam1/b.vseg"]
         assert len(list(tier.list_prefix(""))) == 3
+
+    def test_conditional_writes_never_overwrite_another_writers(self, tier: BlobTier):
+        assert tier.get_versioned("_c/h.json") is None
+        first = tier.put_bytes("_c/h.json", b"one", if_match=ABSENT)
+        with pytest.raises(PreconditionFailed):  # created already
+            tier.put_bytes("_c/h.json", b"two", if_match=ABSENT)
+        data, etag = tier.get_versioned("_c/h.json")
+        assert (data, etag) == (b"one", first)
+        second = tier.put_bytes("_c/h.json", b"two", if_match=etag)
+        assert second != first
+        with pytest.raises(PreconditionFailed):  # a writer holding the old ETag is stale
+            tier.put_bytes("_c/h.json", b"stale", if_match=first)
+        assert tier.get_versioned("_c/h.json") == (b"two", second)
+        assert tier.get("_c/h.json") == b"two"
+        tier.put_bytes("_c/u.json", b"plain")  # unconditional
+        assert [o.key for o in tier.list_prefix("_c/")] == ["_c/h.json", "_c/u.json"]

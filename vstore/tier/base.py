@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from vstore.base.ratelimit import RateLimiter
 
 
+# put_bytes(if_match=ABSENT): create the object only where there is none.
+ABSENT = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class ByteRange:
     """[start, start + length) of an object; ``length`` None means to the end."""
@@ -55,6 +59,16 @@ class BlobTier(abc.ABC):
         """Upload a whole file (at most as fast as ``rate`` allows); the store verifies the
         SHA-256 the caller computed from the same bytes (or the call fails). ``metadata``
         (ASCII names and values) is kept with the object and returned by ``head``."""
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None) -> str:
+        """Write a small object whole, only if nobody else wrote it since the caller read it:
+        ``if_match`` is the ETag read with it (``get_versioned``), or ``ABSENT`` to create it
+        only where no object is. PreconditionFailed otherwise. Returns the new ETag."""
+
+    @abc.abstractmethod
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and ETag (to write it back with ``put_bytes``), or None."""
 
     @abc.abstractmethod
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:

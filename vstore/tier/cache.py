@@ -123,6 +123,13 @@ class CachedTier(BlobTier):
         self.forget(key)
         return self.inner.put_file(key, path, sha256_b64, rate, metadata)
 
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None) -> str:
+        self.forget(key)
+        return self.inner.put_bytes(key, data, if_match=if_match)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self.inner.get_versioned(key)
+
     def head(self, key: str) -> ObjectInfo | None:
         return self.inner.head(key)
 

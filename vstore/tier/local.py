@@ -8,17 +8,18 @@ or not at all.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from vstore.base import layout
-from vstore.base.errors import NotFound, TierError
+from vstore.base.errors import NotFound, PreconditionFailed, TierError
 from vstore.base.fsutil import Fs, write_durably
 from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.ratelimit import RateLimiter
-from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
+from vstore.tier.base import ABSENT, BlobTier, ByteRange, ObjectInfo
 
 
 def file_sha256_b64(path: Path) -> str:
@@ -82,6 +83,40 @@ class LocalTier(BlobTier):
             raise TierError(f"{self.url}/{key}: {exc.strerror or exc}") from exc
         return ObjectInfo(key, dest.stat().st_size, got)
 
+    def _etag(self, data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None) -> str:
+        dest = self._path(key)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            # One writer at a time compares and replaces (S3 does this server-side).
+            fd = os.open(self.root / ".conditional.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if if_match is not None:
+                    try:
+                        now = self._etag(dest.read_bytes())
+                    except FileNotFoundError:
+                        now = None
+                    if (now is not None) if if_match == ABSENT else (now != if_match):
+                        raise PreconditionFailed(f"{self.url}/{key}: written by another since")
+                write_durably(Fs(), dest, dest.with_name(dest.name + ".part"), data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise TierError(f"{self.url}/{key}: {exc.strerror or exc}") from exc
+        return self._etag(data)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TierError(f"{self.url}/{key}: {exc.strerror or exc}") from exc
+        return data, self._etag(data)
+
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
         p = self._path(key)
         try:
@@ -120,7 +155,11 @@ class LocalTier(BlobTier):
         if not self.root.exists():
             return
         for p in sorted(self.root.rglob("*")):
-            if not p.is_file() or p.name.endswith((".part", layout.OBJECT_METADATA_SUFFIX)):
+            if (
+                not p.is_file()
+                or p.name.endswith((".part", layout.OBJECT_METADATA_SUFFIX))
+                or (p.name == ".conditional.lock")
+            ):
                 continue
             key = p.relative_to(self.root).as_posix()
             if key.startswith(prefix):

@@ -29,9 +29,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from vstore.base.errors import NotFound, TierError
+from vstore.base.errors import NotFound, PreconditionFailed, TierError
 from vstore.base.ratelimit import RateLimiter
-from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
+from vstore.tier.base import ABSENT, BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
 from vstore.tier.local import file_sha256_b64
 
@@ -190,6 +190,41 @@ class S3Tier(BlobTier):
             self.delete(key)  # never leave an object that does not match its segment
             raise TierError(f"{self.url}/{key}: checksum mismatch after upload")
         return ObjectInfo(key, size, sha256_b64)
+
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None) -> str:
+        cond: dict[str, str] = {}
+        if if_match == ABSENT:
+            cond["IfNoneMatch"] = "*"
+        elif if_match is not None:
+            cond["IfMatch"] = if_match
+        try:
+            resp = self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+                **cond,
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                raise PreconditionFailed(f"{self.url}/{key}: written by another since") from None
+            raise self._fail(exc, f"write of {key}") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"write of {key}") from exc
+        return str(resp["ETag"])
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            return resp["Body"].read(), str(resp["ETag"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._fail(exc, f"read of {key}") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"read of {key}") from exc
 
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
 

@@ -1,0 +1,262 @@
+"""The shared catalog in the object store: what a store tiers is listed per camera and hour;
+the read commands given only the bucket (``--store s3://...``) find and clip it,
+frame-exact, with no index of their own; a stale owner's catalog writes are refused; a
+crash between tiering and the catalog write leaves the hour marked and written later; a
+deleted segment leaves the catalog."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from tests.conftest import START_NS
+from vstore.api import open_store
+from vstore.base import layout
+from vstore.base.errors import TierError
+from vstore.base.timebase import format_time
+from vstore.cli.main import main
+from vstore.export.clip import clip_bytes
+from vstore.ingest.file_import import import_file
+from vstore.lifecycle import shared_catalog
+from vstore.lifecycle.retention import run_retention
+from vstore.lifecycle.shared_catalog import Fenced, open_bucket, publish_hour, publish_pending
+from vstore.lifecycle.tiering import run_tiering
+from vstore.tier import LocalTier
+
+S = 10**9
+
+
+def _store(tmp_path, media, name: str, cam: str = "gate", start_ns: int = START_NS):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    st = open_store(d)
+    import_file(st, media("cat-src.ts", 12.0, codec="h264", gop_frames=25), cam, start_ns)
+    return st
+
+
+def _clip(st, cam="gate", a=2, b=10, fmt="mp4"):
+    return b"".join(clip_bytes(st, cam, START_NS + a * S, START_NS + b * S, format=fmt))
+
+
+def _doc(tier, cam, hour_ns):
+    return json.loads(tier.get(layout.catalog_object_key(cam, hour_ns)))
+
+
+@pytest.mark.s3
+def test_a_fresh_reader_clips_any_tiered_camera_from_the_bucket_alone(
+    tmp_path, media, s3_env, bucket, capsys
+):
+    url = f"s3://{bucket}/city"
+    a = _store(tmp_path, media, "a", "gate")
+    b = _store(tmp_path, media, "b", "depot", START_NS + 3600 * S)  # another node, hour
+    before = _clip(a)
+    try:
+        for st in (a, b):
+            res = run_tiering(st, st.tier(url), 5 * S)
+            assert res.tiered == 3 and res.catalog_hours == 1 and not res.catalog_errors
+            assert not shared_catalog.pending(st)
+        tier = a.tier(url)
+        doc = _doc(tier, "gate", layout.catalog_hour_ns(START_NS))
+        assert [e["store"] for e in doc["segments"]] == [a.uuid] * 3
+        assert doc["owner"]["store"] == a.uuid
+        # The library's view of the bucket: both nodes' cameras, the same clip bytes.
+        with open_bucket(url) as view:
+            assert sorted(c.camera for c in view.cameras()) == ["depot", "gate"]
+            assert _clip(view) == before
+    finally:
+        a.close()
+        b.close()
+    # The commands, as a user on a machine with nothing but the bucket's credentials.
+    assert main(["ls", "--store", url, "--json"]) == 0
+    cams = {c["camera"]: c for c in json.loads(capsys.readouterr().out)["cameras"]}
+    assert set(cams) == {"gate", "depot"} and cams["gate"]["segments"] == 3
+    frm, to = format_time(START_NS + 2 * S), format_time(START_NS + 10 * S)
+    out = tmp_path / "c.mp4"
+    assert main(["clip", "--camera", "gate", "--from", frm, "--to", to, "--store", url,
+                 "-o", str(out), "--json"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert out.read_bytes() == before
+    assert main(["timeline", "--camera", "gate", "--store", url, "--json"]) == 0
+    tl = json.loads(capsys.readouterr().out)
+    assert tl["camera"] == "gate" and tl["gaps"] == []
+    snap = tmp_path / "s.jpg"
+    at = format_time(START_NS + 5 * S)
+    assert main(["snapshot", "--camera", "gate", "--at", at, "--store", url,
+                 "-o", str(snap)]) == 0  # fmt: skip
+    assert snap.read_bytes()[:2] == b"\xff\xd8"
+    # A camera the bucket does not hold is the same clear error as in a store.
+    assert main(["clip", "--camera", "nope", "--from", frm, "--to", to, "--store", url,
+                 "-o", str(tmp_path / "n.mp4")]) == 3  # fmt: skip
+    assert "nope" in capsys.readouterr().err
+
+
+def test_a_stale_owner_never_overwrites_what_a_newer_one_wrote(tmp_path, media):
+    tier = LocalTier(tmp_path / "bucket")
+    old = _store(tmp_path, media, "old")
+    new = _store(tmp_path, media, "new")
+    hour = layout.catalog_hour_ns(START_NS)
+    try:
+        for st in (old, new):
+            run_tiering(st, tier, 5 * S)  # (both single nodes: epoch 0, entries side by side)
+        assert {e["store"] for e in _doc(tier, "gate", hour)["segments"]} == {old.uuid, new.uuid}
+        # The camera moves: the new owner writes with its newer epoch...
+        assert publish_hour(new, tier, "gate", hour, epoch=7, member="m2") == 3
+        doc = _doc(tier, "gate", hour)
+        assert doc["owner"] == {"store": new.uuid, "member": "m2", "epoch": 7}
+        # ...and the former owner, paused past its lease, wakes up: refused, nothing written.
+        with pytest.raises(Fenced, match="newer owner"):
+            publish_hour(old, tier, "gate", hour, epoch=5, member="m1")
+        assert _doc(tier, "gate", hour) == doc
+    finally:
+        old.close()
+        new.close()
+
+
+def test_concurrent_writers_of_one_hour_lose_nothing(tmp_path, media):
+    """Conditional writes: writers that read the same version retry on the newer one, so
+    every store's entries end up listed (no write lost to a race)."""
+    tier = LocalTier(tmp_path / "bucket")
+    stores = [_store(tmp_path, media, f"s{i}") for i in range(4)]
+    hour = layout.catalog_hour_ns(START_NS)
+    try:
+        for st in stores:
+            run_tiering(st, tier, 5 * S)
+        tier.delete(layout.catalog_object_key("gate", hour))
+        go = threading.Barrier(len(stores))
+
+        def write(st):
+            go.wait()
+            publish_hour(st, tier, "gate", hour)
+
+        threads = [threading.Thread(target=write, args=(st,)) for st in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        listed = [e["store"] for e in _doc(tier, "gate", hour)["segments"]]
+        assert sorted(set(listed)) == sorted(st.uuid for st in stores)
+        assert len(listed) == 3 * len(stores)
+    finally:
+        for st in stores:
+            st.close()
+
+
+class _RefusingTier(LocalTier):
+    """A directory tier whose small-object writes fail (an outage after the uploads)."""
+
+    refuse = True
+
+    def put_bytes(self, key, data, *, if_match=None):
+        if self.refuse:
+            raise TierError(f"{self.url}/{key}: endpoint unreachable")
+        return super().put_bytes(key, data, if_match=if_match)
+
+
+def test_a_catalog_write_that_fails_is_kept_marked_and_written_later(tmp_path, media):
+    st = _store(tmp_path, media, "a")
+    tier = _RefusingTier(tmp_path / "bucket")
+    try:
+        st._tiers[tier.url] = tier  # (the store reads back through this same tier)
+        res = run_tiering(st, tier, 5 * S)
+        assert res.tiered == 3 and res.catalog_hours == 0
+        assert "unreachable" in res.catalog_errors[0]
+        assert shared_catalog.pending(st) == [
+            (st.camera_num("gate"), layout.catalog_hour_ns(START_NS), tier.url)
+        ]
+        tier.refuse = False
+        assert publish_pending(st).hours == 1 and not shared_catalog.pending(st)
+        assert len(_doc(tier, "gate", layout.catalog_hour_ns(START_NS))["segments"]) == 3
+    finally:
+        st.close()
+
+
+def test_a_deleted_tiered_segment_leaves_the_catalog(tmp_path, media):
+    st = _store(tmp_path, media, "a")
+    tier = LocalTier(tmp_path / "bucket")
+    hour = layout.catalog_hour_ns(START_NS)
+    try:
+        run_tiering(st, tier, 5 * S)
+        assert len(_doc(tier, "gate", hour)["segments"]) == 3
+        _plan, res = run_retention(st, max_age_ns=1, tiered_max_age_ns=1)
+        assert res is not None and res.deleted_segments == 3 and res.errors == []
+        assert _doc(tier, "gate", hour)["segments"] == []
+        with open_bucket(tier.url) as view:
+            assert [c.segments for c in view.cameras()] == [0]
+    finally:
+        st.close()
+
+
+def test_check_finds_a_catalog_hour_that_lies_and_repair_writes_it_again(tmp_path, media):
+    from vstore.lifecycle.check import check_store
+
+    st = _store(tmp_path, media, "a")
+    tier = LocalTier(tmp_path / "bucket")
+    hour = layout.catalog_hour_ns(START_NS)
+    key = layout.catalog_object_key("gate", hour)
+    try:
+        run_tiering(st, tier, 5 * S)
+        assert check_store(st).ok
+        doc = _doc(tier, "gate", hour)
+        doc["segments"] = doc["segments"][1:]  # an entry lost (a hand edit, a bad restore)
+        tier.put_bytes(key, json.dumps(doc).encode())
+        rep = check_store(st)
+        assert [p.code for p in rep.problems] == ["C11"] and "lacks 1" in rep.problems[0].message
+        tier.delete(key)  # the whole hour gone
+        assert [p.code for p in check_store(st).problems] == ["C11"]
+        rep = check_store(st, repair=True)
+        assert rep.problems[0].repaired and "written again" in rep.problems[0].message
+        assert len(_doc(tier, "gate", hour)["segments"]) == 3 and check_store(st).ok
+    finally:
+        st.close()
+
+
+def test_a_node_with_an_empty_disk_clips_from_seaweedfs_and_a_stale_owner_is_refused(
+    tmp_path, media, seaweed, monkeypatch
+):
+    """Against a real S3 server (SeaweedFS): the recording node's disk is gone, and a
+    command given only the bucket answers the clip, byte for byte; a former owner's catalog
+    write after a newer owner's is refused by epoch and by conditional write alike."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import boto3
+
+    env = {**os.environ, **seaweed.env()}
+    boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
+                 aws_access_key_id="k", aws_secret_access_key="s").create_bucket(Bucket="city")  # fmt: skip
+    url = "s3://city/district-7"
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    st = _store(tmp_path, media, "node-a")
+    before = _clip(st)
+    assert run_tiering(st, st.tier(url), 5 * S).catalog_hours == 1
+    st.close()
+    shutil.rmtree(tmp_path / "node-a")  # the node and its disk are gone
+    out = tmp_path / "c.mp4"
+    r = subprocess.run(
+        [sys.executable, "-m", "vstore.cli.main", "clip", "--camera", "gate", "--store", url,
+         "--from", format_time(START_NS + 2 * S), "--to", format_time(START_NS + 10 * S),
+         "-o", str(out)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == before
+    # Two owners of the camera in turn: the newer one's write stands.
+    hour = layout.catalog_hour_ns(START_NS)
+    old, new = (_store(tmp_path, media, n) for n in ("old", "new"))
+    try:
+        for s_ in (old, new):
+            run_tiering(s_, s_.tier(url), 5 * S)
+        publish_hour(new, new.tier(url), "gate", hour, epoch=9)
+        with pytest.raises(Fenced):
+            publish_hour(old, old.tier(url), "gate", hour, epoch=8)
+        doc = json.loads(new.tier(url).get(layout.catalog_object_key("gate", hour)))
+        assert doc["owner"]["epoch"] == 9
+    finally:
+        old.close()
+        new.close()

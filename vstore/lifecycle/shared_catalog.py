@@ -1,0 +1,343 @@
+"""The shared catalog in the object store: for every camera and hour, one object listing
+the segments tiered there with their index rows (segment row and chunk rows), so that any
+node, or the CLI given only the bucket, finds and reads any camera's tiered footage with no
+index of its own to build and no GET per segment.
+
+Each catalog object is written by the camera's owner only, with conditional writes: read
+with its ETag, merged, written back only if nobody wrote it since (``If-Match``; created with
+``If-None-Match: *``). It names the owner's fencing epoch; a writer whose epoch is below it
+is a stale owner (paused, partitioned, replaced) and is refused (``Fenced``), so it never
+overwrites or extends what a newer owner wrote. A store's own entries are replaced as a
+whole from its index at each publish; other stores' entries in the same hour are kept.
+
+What is behind is marked in the index (``P`` rows, written in the same batch as the tiering
+or deletion they follow), so a crash between the two leaves the hour to publish again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import PreconditionFailed, VstoreError
+from vstore.base.jsonio import dumps_compact
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.segment import format as fmt
+from vstore.store.opening import open_store
+from vstore.store.store import Store
+from vstore.tier.base import ABSENT, BlobTier
+from vstore.tier.factory import open_tier
+
+FORMAT = "vstore-catalog-hour"
+VERSION = 1
+_CAS_ATTEMPTS = 8  # a conflicting write is another writer's of the same hour: read, merge again
+
+
+class Fenced(VstoreError):
+    """A newer owner of the camera writes its catalog: this writer's lease is gone, and it
+    must not write the camera's shared state again."""
+
+
+@dataclass
+class PublishResult:
+    hours: int = 0
+    segments: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _pack_chunks(rows: Iterable[ChunkRow]) -> str:
+    """Chunk rows as the segment footer's own directory entries (format.DIR_ENTRY)."""
+    raw = b"".join(
+        fmt.DIR_ENTRY.pack(
+            c.offset, c.length, c.start_ns, c.end_ns, c.packet_count, c.crc32, c.flags
+        )
+        for c in rows
+    )
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unpack_chunks(text: str) -> list[fmt.DirEntry]:
+    raw = base64.b64decode(text)
+    if len(raw) % fmt.DIR_ENTRY.size:
+        raise VstoreError("a catalog entry's chunk table is truncated")
+    return [fmt.DirEntry(*v) for v in fmt.DIR_ENTRY.iter_unpack(raw)]
+
+
+def _entries(store: Store, tier_url: str, camera_num: int, hour_ns: int) -> list[dict[str, Any]]:
+    """This store's own tiered segments of the hour, as catalog entries."""
+    out = []
+    end = hour_ns + layout.HOUR_NS
+    for row in store.index.segments(camera_num, hour_ns, end):
+        if not (hour_ns <= row.start_ns < end) or row.state != "sealed":
+            continue
+        if row.location != tier_url or row.foreign:
+            continue
+        chunks = [
+            c
+            for c in store.index.chunks(camera_num, row.start_ns, row.end_ns)
+            if c.segment_id == row.segment_id
+        ]
+        out.append(
+            {
+                "store": store.uuid,
+                "row": json.loads(row.value()),
+                "chunks": _pack_chunks(chunks),
+            }
+        )
+    return out
+
+
+def _merge(
+    doc: dict[str, Any] | None,
+    camera: str,
+    hour_ns: int,
+    store_uuid: str,
+    mine: list[dict[str, Any]],
+    owner: dict[str, Any],
+) -> dict[str, Any]:
+    theirs = [e for e in (doc or {}).get("segments", []) if e.get("store") != store_uuid]
+    segs = sorted(theirs + mine, key=lambda e: (e["row"]["start_ns"], e["store"]))
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "camera": camera,
+        "hour_ns": hour_ns,
+        "owner": owner,
+        "segments": segs,
+    }
+
+
+def _read(tier: BlobTier, key: str) -> tuple[dict[str, Any] | None, str]:
+    got = tier.get_versioned(key)
+    if got is None:
+        return None, ABSENT
+    data, etag = got
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise VstoreError(f"{tier.url}/{key}: not a catalog object ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise VstoreError(f"{tier.url}/{key}: not a catalog object")
+    if doc.get("version", 0) > VERSION:
+        raise VstoreError(f"{tier.url}/{key}: catalog version {doc['version']} is newer")
+    return doc, etag
+
+
+def publish_hour(
+    store: Store,
+    tier: BlobTier,
+    camera: str,
+    hour_ns: int,
+    *,
+    epoch: int = 0,
+    member: str = "",
+) -> int:
+    """Write one catalog hour of ``camera`` from this store's index (with ``epoch``, the
+    writer's fencing epoch for the camera); the number of this store's segments it lists.
+    Raises Fenced when a newer owner wrote the hour."""
+    num = store.index.camera_num(camera)
+    mine = _entries(store, tier.url, num, hour_ns) if num is not None else []
+    key = layout.catalog_object_key(camera, hour_ns)
+    owner = {"store": store.uuid, "member": member, "epoch": epoch}
+    for _ in range(_CAS_ATTEMPTS):
+        doc, etag = _read(tier, key)
+        prior = (doc or {}).get("owner") or {}
+        if int(prior.get("epoch", 0)) > epoch:
+            raise Fenced(
+                f"camera {camera}: its catalog hour {layout.catalog_object_key(camera, hour_ns)}"
+                f" is written by a newer owner (epoch {prior['epoch']} > {epoch}); "
+                "this writer stops"
+            )
+        body = dumps_compact(_merge(doc, camera, hour_ns, store.uuid, mine, owner))
+        try:
+            tier.put_bytes(key, body, if_match=etag)
+            return len(mine)
+        except PreconditionFailed:
+            continue  # written meanwhile: read it again, merge again
+    raise VstoreError(f"{tier.url}/{key}: kept changing under {_CAS_ATTEMPTS} writes; try again")
+
+
+def pending(store: Store) -> list[tuple[int, int, str]]:
+    """(camera_num, hour_ns, tier URL) of every catalog hour this store has yet to write."""
+    return [(cam, hour, url) for cam, hour, url, _mark in _marks(store)]
+
+
+def _marks(store: Store) -> list[tuple[int, int, str, bytes]]:
+    out = []
+    for key, value in store.index.scan(layout.CATALOG_PENDING_PREFIX):
+        cam, hour = layout.decode_time_key(key)
+        mark = bytes(value)
+        out.append((cam, hour, mark.decode().split("\n", 1)[0], mark))
+    return out
+
+
+def publish_pending(
+    store: Store,
+    epoch_of: Callable[[str], int] | None = None,
+    member: str = "",
+) -> PublishResult:
+    """Write every catalog hour this store has marked, then clear each mark (a mark set
+    again meanwhile stays, as its value is compared). A camera whose writes are fenced
+    stops there (its marks stay); other cameras go on."""
+    res = PublishResult()
+    names = {num: cam for cam, num in store.index.cameras()}
+    fenced: set[str] = set()
+    for num, hour, url, mark in _marks(store):
+        cam = names.get(num)
+        if cam is None or cam in fenced:
+            continue
+        key = layout.catalog_pending_key(num, hour)
+        try:
+            res.segments += publish_hour(
+                store, store.tier(url), cam, hour,
+                epoch=epoch_of(cam) if epoch_of else 0, member=member,
+            )  # fmt: skip
+        except Fenced as exc:
+            fenced.add(cam)
+            res.errors.append(str(exc))
+            continue
+        except VstoreError as exc:
+            res.errors.append(str(exc))
+            continue
+        if store.index.get(key) == mark:  # (marked again meanwhile: written again next time)
+            b = Batch()
+            b.delete(key)
+            store.index.commit(b, sync=False)
+        res.hours += 1
+    return res
+
+
+def catalog_problems(store: Store) -> list[tuple[int, int, str, str]]:
+    """(camera_num, hour_ns, tier URL, what differs) of every catalog hour that does not list
+    exactly this store's tiered segments of that hour, and is not marked to be written."""
+    marked = {(cam, hour) for cam, hour, _url, _mark in _marks(store)}
+    want: dict[tuple[int, int, str], set[tuple[int, int, str]]] = {}
+    names = dict(store.index.cameras())
+    for num in names.values():
+        for row in store.index.segments(num):
+            if row.state == "sealed" and row.location != "local" and not row.foreign:
+                group = (num, layout.catalog_hour_ns(row.start_ns), row.location)
+                want.setdefault(group, set()).add((row.start_ns, row.size_bytes, row.sha256))
+    # Hours that list this store's segments the index no longer has count too.
+    for url in {g[2] for g in want}:
+        tier = store.tier(url)
+        for cam, num in names.items():
+            for _cam, hour, _key in hours(tier, cam):
+                want.setdefault((num, hour, url), set())
+    cams = {num: cam for cam, num in names.items()}
+    out = []
+    for (num, hour, url), rows in sorted(want.items()):
+        if (num, hour) in marked:
+            continue
+        try:
+            doc, _etag = _read(store.tier(url), layout.catalog_object_key(cams[num], hour))
+        except VstoreError as exc:
+            out.append((num, hour, url, str(exc)))
+            continue
+        listed = {
+            (int(e["row"]["start_ns"]), int(e["row"]["size_bytes"]), str(e["row"]["sha256"]))
+            for e in (doc or {}).get("segments", [])
+            if e.get("store") == store.uuid
+        }
+        if listed != rows:
+            missing, extra = len(rows - listed), len(listed - rows)
+            what = f"lists {extra} segment(s) the index no longer has and lacks {missing} it has"
+            out.append((num, hour, url, what))
+    return out
+
+
+def mark_hours(store: Store, hours_: Iterable[tuple[int, int, str]]) -> None:
+    """Mark catalog hours to be written again (check --repair)."""
+    b = Batch()
+    for num, hour, url in hours_:
+        b.put_catalog_behind(num, hour, url)
+    store.index.commit(b, sync=True)
+
+
+def hours(tier: BlobTier, camera: str | None = None) -> Iterator[tuple[str, int, str]]:
+    """(camera, hour_ns, key) of the catalog objects (of one camera), in key order."""
+    prefix = layout.catalog_camera_prefix(camera) if camera else layout.CATALOG_OBJECT_PREFIX + "/"
+    for info in tier.list_prefix(prefix):
+        parsed = layout.parse_catalog_object_key(info.key)
+        if parsed is not None:
+            yield parsed[0], parsed[1], info.key
+
+
+def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int]) -> int:
+    """Index one catalog object's segments in ``store`` (a reader's scratch index), each as
+    foreign (its writer's to keep or delete) and under a fresh local segment id (ids are
+    per store, and a camera's hours may come from several). The segments indexed."""
+    doc, _etag = _read(tier, key)
+    if doc is None:
+        return 0
+    cam = store.index.camera_num(str(doc["camera"]), create=True)
+    assert cam is not None
+    b = Batch()
+    n = 0
+    for e in doc.get("segments", []):
+        try:
+            d = dict(e["row"])
+            d["segment_id"] = sid = next_id()
+            d["owner"] = str(e["store"])
+            d["location"] = tier.url
+            row = SegmentRow.decode(layout.segment_key(cam, int(d["start_ns"]), sid),
+                                    dumps_compact(d))  # fmt: skip
+            entries = _unpack_chunks(str(e["chunks"]))
+        except (KeyError, TypeError, ValueError, struct.error) as exc:
+            raise VstoreError(f"{tier.url}/{key}: a damaged catalog entry ({exc})") from None
+        b.put(row.key(), row.value())
+        for de in entries:
+            c = ChunkRow.from_entry(cam, sid, de)
+            b.put(c.key(), c.value())
+        n += 1
+    store.index.commit(b, sync=False)
+    return n
+
+
+@contextmanager
+def open_bucket(
+    url: str,
+    cameras: Iterable[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> Iterator[Store]:
+    """A read-only view of the tiered footage of the bucket at ``url`` (``s3://BUCKET/PREFIX``)
+    from its shared catalog alone: a scratch index of the catalog hours that may hold
+    [start_ns, end_ns) of ``cameras`` (all when None), removed on exit. Footage is read from
+    the bucket as it is asked for."""
+    tier = open_tier(url)
+    wanted = set(cameras) if cameras is not None else None
+    # A segment is filed under the hour it starts in and lasts at most an hour.
+    lo = None if start_ns is None else layout.catalog_hour_ns(start_ns) - layout.HOUR_NS
+    hi = end_ns
+    one = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
+    keys = [
+        key
+        for cam, hour, key in hours(tier, one)
+        if (wanted is None or cam in wanted)
+        and (lo is None or hour >= lo)
+        and (hi is None or hour < hi)
+    ]
+    scratch = Path(tempfile.mkdtemp(prefix="vstore-bucket-"))
+    try:
+        (scratch / "vstore.toml").write_text(f"[tier]\nurl = {json.dumps(tier.url)}\n")
+        store = open_store(scratch)
+        try:
+            counter = iter(range(1, 2**62))
+            for key in keys:
+                index_hour(store, store.tier(tier.url), key, counter.__next__)
+            store.read_only = True  # a view: nothing here may change what it shows
+            yield store
+        finally:
+            store.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
