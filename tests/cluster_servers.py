@@ -118,3 +118,86 @@ class SeaweedS3:
 
 def weed_available() -> bool:
     return bool(shutil.which("weed") or WEED.exists()) and os.name == "posix"
+
+
+class EtcdCluster:
+    """Three etcd members (Debian's etcd-server) on loopback ports, each with its own data
+    directory; ``endpoints`` are their client URLs."""
+
+    def __init__(self, data_dir: Path, members: int = 3) -> None:
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise RuntimeError("no etcd binary (apt-get install etcd-server)")
+        ports = free_ports(2 * members)
+        self.names = [f"m{i}" for i in range(members)]
+        self.client_ports = ports[:members]
+        peer = ports[members:]
+        initial = ",".join(
+            f"{n}=http://127.0.0.1:{p}" for n, p in zip(self.names, peer, strict=True)
+        )
+        self.endpoints = [f"http://127.0.0.1:{p}" for p in self.client_ports]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._args: dict[str, list[str]] = {}
+        self.dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(self.names):
+            self._args[name] = [
+                etcd, "--name", name, "--data-dir", str(data_dir / name),
+                "--listen-client-urls", self.endpoints[i],
+                "--advertise-client-urls", self.endpoints[i],
+                "--listen-peer-urls", f"http://127.0.0.1:{peer[i]}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}",
+                "--initial-cluster", initial, "--initial-cluster-token", "vstore-test",
+                "--initial-cluster-state", "new",
+                "--heartbeat-interval", "100", "--election-timeout", "1000",
+            ]  # fmt: skip
+            self.start(name)
+        self.wait_healthy()
+
+    def start(self, name: str) -> None:
+        with open(self.dir / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                self._args[name], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_healthy(self, timeout_s: float = 30) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            up = 0
+            for name, url in zip(self.names, self.endpoints, strict=True):
+                if self.procs[name].poll() is not None:
+                    continue
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                        up += b'"true"' in r.read()
+                except OSError:
+                    pass
+            if up >= len([p for p in self.procs.values() if p.poll() is None]) and up >= 2:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("etcd did not become healthy")
+
+    def leader(self) -> str:
+        """The name of the member that leads now."""
+        import json
+        import urllib.request
+
+        for name, url in zip(self.names, self.endpoints, strict=True):
+            if self.procs[name].poll() is not None:
+                continue
+            req = urllib.request.Request(url + "/v3/maintenance/status", data=b"{}", method="POST")
+            with urllib.request.urlopen(req, timeout=2) as r:
+                doc = json.loads(r.read())
+            if doc.get("leader") == doc.get("header", {}).get("member_id"):
+                return name
+        raise RuntimeError("no etcd leader")
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait(10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            stop_process(p)

@@ -85,6 +85,20 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory):
+    """Three etcd members on loopback for the session (tests use their own key prefixes)."""
+    import shutil
+
+    from tests.cluster_servers import EtcdCluster
+
+    if shutil.which("etcd") is None:
+        pytest.skip("no etcd: apt-get install etcd-server (.ci/run installs it)")
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 

@@ -64,6 +64,11 @@ class TierError(VstoreError):
     verification mismatch after an upload."""
 
 
+class ClusterError(VstoreError):
+    """The cluster's coordination (etcd) is unreachable or refused a request, or this member
+    has lost its lease: it must not act for the cluster until it has one again."""
+
+
 class PreconditionFailed(TierError):
     """A conditional write refused: the object exists (create-if-absent) or has changed
     since it was read (If-Match): another writer came first."""

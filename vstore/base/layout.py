@@ -264,6 +264,34 @@ def parse_catalog_object_key(key: str) -> tuple[str, int] | None:
     return parts[1], int(t.timestamp()) * 10**9
 
 
+# A cluster's keys in etcd (docs/design/cluster.md), under its [cluster] prefix.
+def cluster_members_prefix(prefix: str) -> str:
+    return f"{prefix}/members/"
+
+
+def cluster_member_key(prefix: str, member: str) -> str:
+    """A live member's key, bound to its lease: JSON of what it is (node, API, weight)."""
+    return f"{cluster_members_prefix(prefix)}{member}"
+
+
+def cluster_drains_prefix(prefix: str) -> str:
+    return f"{prefix}/drain/"
+
+
+def cluster_drain_key(prefix: str, member: str) -> str:
+    """Present while a member is to hand over its cameras and stop (`vstore node drain`)."""
+    return f"{cluster_drains_prefix(prefix)}{member}"
+
+
+def cluster_owners_prefix(prefix: str) -> str:
+    return f"{prefix}/owners/"
+
+
+def cluster_owner_key(prefix: str, camera_id: str) -> str:
+    """A camera's claim, bound to its owner's lease; its create revision is the epoch."""
+    return f"{cluster_owners_prefix(prefix)}{camera_id}"
+
+
 def catalog_pending_key(camera_num: int, hour_ns: int) -> bytes:
     return keycodec.encode_key(CATALOG_PENDING_PREFIX, camera_num, hour_ns)
 

@@ -7,6 +7,7 @@ import errno
 from vstore.base.errors import (
     Cancelled,
     CheckFailed,
+    ClusterError,
     ConfigError,
     CorruptSegment,
     CorruptStore,
@@ -35,6 +36,7 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StorageFull, 7),
     (CheckFailed, 8),
     (TierError, 9),
+    (ClusterError, 11),
     (VerificationFailed, 10),
     (Cancelled, INTERRUPTED),
 )

@@ -5,7 +5,8 @@ for `--help`).
 
 Exit codes: 0 success; 1 error; 2 bad usage or configuration; 3 not found (camera, footage);
 4 store locked by another process; 5 corrupt data; 6 source unreadable; 7 disk full;
-8 `check` found problems; 9 object store failed; 130 interrupted.
+8 `check` found problems; 9 object store failed; 10 evidence does not verify; 11 the
+cluster's etcd unreachable; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ COMMANDS = {
     "export": ("vstore.cli.export", "a signed evidence package of clips (directory or ZIP)"),
     "verify": ("vstore.cli.verify", "check an evidence package offline (signature, hashes)"),
     "key": ("vstore.cli.key", "the node's signing keys: list, rotate"),
+    "cluster": ("vstore.cli.cluster", "a cluster's members, leases and camera owners"),
+    "node": ("vstore.cli.node", "drain a cluster member: hand over its cameras, then stop"),
 }
 # Short read-only commands skip logging set-up unless -v is given (its import is a good part
 # of a fresh process's start-up); their rare warnings still reach stderr, unformatted.

@@ -47,6 +47,9 @@ class RecorderStatus:
     reconnects: int = 0
     connected: bool = False  # a connection is up now (not connecting or waiting to retry)
     dropped_queue_full: int = 0
+    # Packets that arrived once this process could no longer be sure it owned the camera (a
+    # cluster member whose lease lapsed, e.g. after being frozen): never written.
+    dropped_fenced: int = 0
     last_error: str = ""
     demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
     # Native MPEG-TS damage, summed over connections: transport packets lost (continuity
@@ -70,8 +73,12 @@ class Recorder:
         backoff_max_s: float = 10.0,
         stop: threading.Event | None = None,
         pool: WriterPool | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
+        # Asked before each write: False (this member's claim on the camera is no longer
+        # surely valid) drops the packets and stops the recorder.
+        self._gate = gate
         self.camera_id = camera_id
         self.url = url
         self.duration_s = duration_s
@@ -254,6 +261,10 @@ class Recorder:
             if type(item) is list:
                 self._got_packets += len(item)
             if self._write_failed:
+                continue
+            if self._gate is not None and not self._gate():
+                self.status.dropped_fenced += len(item) if type(item) is list else 1
+                self.stop_event.set()
                 continue
             try:
                 if type(item) is list:  # a batch from the native MPEG-TS path

@@ -189,6 +189,7 @@ def publish_pending(
     again meanwhile stays, as its value is compared). A camera whose writes are fenced
     stops there (its marks stay); other cameras go on."""
     res = PublishResult()
+    epoch_of = epoch_of or store.catalog_epoch
     names = {num: cam for cam, num in store.index.cameras()}
     fenced: set[str] = set()
     for num, hour, url, mark in _marks(store):

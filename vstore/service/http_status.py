@@ -6,6 +6,7 @@ from __future__ import annotations
 from vstore.base.errors import (
     Cancelled,
     CheckFailed,
+    ClusterError,
     ConfigError,
     CorruptSegment,
     CorruptStore,
@@ -32,6 +33,7 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (StorageFull, 507, "storage_full"),
     (CheckFailed, 500, "check_failed"),
     (TierError, 502, "tier_error"),
+    (ClusterError, 503, "cluster_unavailable"),
     (Cancelled, 409, "cancelled"),
 )
 

@@ -75,10 +75,32 @@ class _NodeCollector:
             for reason, key in _DROPS.items():
                 dropped.add_metric([cam, reason], w.get(key, 0))
             dropped.add_metric([cam, "queue_full"], st.get("dropped_queue_full", 0))
+            dropped.add_metric([cam, "fenced"], st.get("dropped_fenced", 0))
             reconnects.add_metric([cam], st.get("reconnects", 0))
             if st.get("durable_end_ns") is not None:
                 lag.add_metric([cam], max(0.0, (now_ns - st["durable_end_ns"]) / 1e9))
         yield from (packets, written, dropped, reconnects, lag)
+        agent = node.cluster
+        if agent is not None:
+            yield GaugeMetricFamily(
+                "vstore_cluster_lease_valid",
+                "1 while this member surely holds its lease (it records only then)",
+                value=1 if agent.member.valid() else 0,
+            )
+            yield GaugeMetricFamily(
+                "vstore_cluster_cameras_owned",
+                "Cameras this member holds",
+                value=len(agent.owned()),
+            )
+            yield CounterMetricFamily(
+                "vstore_cluster_claims", "Cameras this member took", value=agent.claimed
+            )
+            yield CounterMetricFamily(
+                "vstore_cluster_handovers", "Cameras this member handed over", value=agent.handovers
+            )
+            yield CounterMetricFamily(
+                "vstore_cluster_lease_losses", "Leases this member lost", value=agent.member.losses
+            )
         disk = node.store.disk_usage()
         yield GaugeMetricFamily(
             "vstore_disk_free_bytes", "Free bytes on the store's file system", value=disk.free_bytes

@@ -10,13 +10,18 @@ given (lifecycle W-invariants), and only then does the store close.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from vstore.base import heap
-from vstore.base.errors import VstoreError
+from vstore.base.errors import ClusterError, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
@@ -52,12 +57,18 @@ def _recording_settings(s: CameraSettings) -> CameraSettings:
 class _Running:
     """One camera's recorder and the thread it runs on."""
 
-    def __init__(self, store: Store, camera_id: str, settings: CameraSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        camera_id: str,
+        settings: CameraSettings,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
         assert settings.url is not None
         url = self.url = settings.url
         self.settings = _recording_settings(settings)
         self.stop = threading.Event()
-        self.recorder = Recorder(store, camera_id, url, stop=self.stop)
+        self.recorder = Recorder(store, camera_id, url, stop=self.stop, gate=gate)
         self.started_ns = time.time_ns()
         self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
         self.thread.start()
@@ -101,6 +112,9 @@ class Node:
         self._stopping = threading.Event()
         self.started_ns = time.time_ns()
         self.ready = False
+        # In a cluster ([cluster] etcd), the cameras this node records are the ones its
+        # member owns (cluster/agent.py); alone, every camera with a url.
+        self.cluster: Agent | None = None
 
     @property
     def config(self) -> StoreConfig:
@@ -110,6 +124,17 @@ class Node:
         # vstore.toml edited while no node ran: the change is recorded now.
         self.store.record_config("serve", "config_change", {"noticed": "at start"})
         heap.settle_for_recording()
+        if self.store.config.cluster.etcd:
+            self.cluster = Agent(
+                self.store.config.cluster,
+                cameras=lambda: [c for c, s in self.store.config.cameras.items() if s.url],
+                apply=lambda: self._reconcile(self.store.config),
+                info={"node": socket.gethostname(), "store": self.store.uuid},
+            )
+            self.cluster.on_drained = _ask_to_stop
+            # What is tiered is written to the shared catalog under this member's epochs.
+            self.store.catalog_epoch = self._catalog_epoch
+            self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
         self._trimmer.start()
@@ -218,8 +243,28 @@ class Node:
             log.warning("vstore.toml: %s", note)
         return changes
 
+    def _gate(self, camera: str) -> Callable[[], bool] | None:
+        """In a cluster, what a camera's recorder asks before each write: whether this member
+        still surely holds the camera (its lease valid, its claim standing)."""
+        agent = self.cluster
+        if agent is None:
+            return None
+        return lambda: agent.holds(camera)
+
+    def _catalog_epoch(self, camera: str) -> int:
+        """The epoch this member writes a camera's catalog hours with: its claim's; for a
+        camera it no longer holds, the lowest, so it never writes over a newer owner's."""
+        assert self.cluster is not None
+        try:
+            return self.cluster.epoch_of(camera)
+        except ClusterError:
+            return 0
+
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
         want = {cam: s for cam, s in config.cameras.items() if s.url}
+        if self.cluster is not None:
+            allowed = self.cluster.allowed()
+            want = {cam: s for cam, s in want.items() if cam in allowed}
         changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
             halted: list[_Running] = []
@@ -234,7 +279,7 @@ class Node:
                 run.join()  # sealed before the camera's new recorder opens its writer
             for cam, s in want.items():
                 if cam not in self._recording:
-                    self._recording[cam] = _Running(self.store, cam, s)
+                    self._recording[cam] = _Running(self.store, cam, s, self._gate(cam))
                     if cam not in changes["restarted"]:
                         changes["started"].append(cam)
         for kind, cams in changes.items():
@@ -280,6 +325,8 @@ class Node:
         seals), then sign the audit records since the last digest."""
         self.ready = False
         self._stopping.set()
+        if self.cluster is not None:
+            self.cluster.stop()  # its cameras seal, then its lease and claims go
         if self._scheduler is not None:
             self._scheduler.join()
         self.jobs.close()
@@ -291,6 +338,11 @@ class Node:
         for run in runs:
             run.join()
         self.write_audit_digest()  # the last records, up to the stop
+
+
+def _ask_to_stop() -> None:
+    """A drained member stops as SIGTERM stops it (server.py handles the signal)."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _next_hour_ns(now_ns: int) -> int:

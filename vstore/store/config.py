@@ -287,6 +287,18 @@ class ServiceConfig(NamedTuple):
     chain_sign_every_s: float = 60.0
 
 
+class ClusterConfig(NamedTuple):
+    """[cluster]: the node records only the cameras it owns among the members of a cluster
+    that share etcd (docs/design/cluster.md). ``etcd`` empty: no cluster (all cameras)."""
+
+    etcd: tuple[str, ...] = ()  # client URLs of the etcd members
+    name: str = ""  # this member's name in the cluster ("" : the host name)
+    prefix: str = "/vstore/default"  # the cluster's keys in etcd
+    lease_ttl_s: int = 10  # a member silent this long loses its cameras to the others
+    weight: float = 1.0  # its share of the cameras against the others'
+    pins: dict[str, str] = {}  # noqa: RUF012 - camera -> member that must record it
+
+
 class StoreConfig(NamedTuple):
     defaults: CameraSettings = CameraSettings()
     cameras: dict[str, CameraSettings] = {}  # noqa: RUF012 - shared default, never mutated
@@ -304,6 +316,7 @@ class StoreConfig(NamedTuple):
     keys_dir: str | None = None
     # [audit] max_age: how long audit records are kept (None: forever).
     audit_max_age_ns: int | None = None
+    cluster: ClusterConfig = ClusterConfig()
 
     def camera(self, camera_id: str) -> CameraSettings:
         return self.cameras.get(camera_id, self.defaults)
@@ -568,7 +581,8 @@ def parse_config(text: str, path: Path) -> StoreConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     unknown = set(doc) - {
-        "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys", "audit"
+        "store", "cameras", "retention", "tier", "groups", "service", "auth", "keys", "audit",
+        "cluster",
     }  # fmt: skip
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -603,6 +617,7 @@ def parse_config(text: str, path: Path) -> StoreConfig:
         auth=_auth(doc.get("auth", {}), str(path)),
         keys_dir=_keys(doc.get("keys", {}), str(path)),
         audit_max_age_ns=_audit(doc.get("audit", {}), str(path)),
+        cluster=_cluster(doc.get("cluster", {}), str(path)),
     )
 
 
@@ -627,6 +642,36 @@ def _keys(doc: Any, where: str) -> str | None:
     if d is not None and (not isinstance(d, str) or not d.startswith("/")):
         raise ConfigError(f"{where} [keys]: dir must be an absolute path")
     return d
+
+
+def _cluster(doc: Any, where: str) -> ClusterConfig:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: [cluster] must be a table")
+    where = f"{where} [cluster]"
+    extra = set(doc) - set(ClusterConfig._fields)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    etcd = doc.get("etcd", [])
+    if isinstance(etcd, str):
+        etcd = [etcd]
+    if not isinstance(etcd, list) or not all(isinstance(u, str) and u for u in etcd):
+        raise ConfigError(f'{where}: etcd is a list of client URLs ["http://HOST:2379", ...]')
+    name = doc.get("name", "")
+    if not isinstance(name, str) or (name and not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,63}", name)):
+        raise ConfigError(f"{where}: name is letters, digits, . _ - (at most 64)")
+    prefix = doc.get("prefix", ClusterConfig().prefix)
+    if not isinstance(prefix, str) or not re.fullmatch(r"(/[\w.-]+)+", prefix):
+        raise ConfigError(f'{where}: prefix is an etcd key path such as "/vstore/city"')
+    ttl = doc.get("lease_ttl_s", ClusterConfig().lease_ttl_s)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 3 <= ttl <= 300:
+        raise ConfigError(f"{where}: lease_ttl_s must be a whole number within 3..300")
+    weight = doc.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1000:
+        raise ConfigError(f"{where}: weight must be a number within (0, 1000]")
+    pins = doc.get("pins", {})
+    if not isinstance(pins, dict) or not all(isinstance(v, str) for v in pins.values()):
+        raise ConfigError(f'{where}: pins is a table camera = "member"')
+    return ClusterConfig(tuple(etcd), name, prefix, ttl, float(weight), dict(pins))
 
 
 def _auth(doc: Any, where: str) -> dict[str, Any]:

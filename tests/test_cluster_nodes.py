@@ -1,0 +1,176 @@
+"""Nodes of one cluster, as real `vstore serve` processes sharing a real three-member etcd:
+the cameras are shared out with exactly one owner each; a node killed with SIGKILL has its
+cameras recorded again by the other within the lease TTL plus reconnect time, the gap left
+visible; a node frozen (SIGSTOP) past its lease stops recording before the other takes over,
+and never records those cameras again on waking; a drained node hands over and stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.service_helpers import make_token, start_node, vstore
+from tools.camsim import StreamSpec, TcpCamera
+from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.ownership import MemberInfo, Ownership, preferred
+
+SPEC = StreamSpec(width=160, height=120, fps=10, gop_frames=10)
+TTL_S = 4
+CAMS = ("cam-a", "cam-b", "cam-c", "cam-d")
+
+
+@pytest.fixture
+def cameras():
+    cams = {name: TcpCamera(SPEC) for name in CAMS}
+    yield cams
+    for c in cams.values():
+        c.close()
+
+
+def _node_store(tmp_path, name, etcd, prefix, cameras):
+    store = tmp_path / name / "store"
+    vstore("init", "--store", str(store))
+    lines = [
+        "[store]", "segment_duration_s = 2",
+        "[cluster]", f"etcd = {json.dumps(etcd.endpoints)}", f'name = "{name}"',
+        f'prefix = "{prefix}"', f"lease_ttl_s = {TTL_S}",
+    ]  # fmt: skip
+    for cam, c in cameras.items():
+        lines += [f"[cameras.{cam}]", f'url = "{c.url}"']
+    (store / "vstore.toml").write_text("\n".join(lines) + "\n")
+    return store
+
+
+def _wait(cond, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _spans(store, cam):
+    """(from_ns, to_ns) of what a store holds of a camera, sealed and open alike."""
+    r = vstore("timeline", "--camera", cam, "--store", str(store), "--json", check=False)
+    if r.returncode == 3:
+        return []
+    doc = json.loads(r.stdout)
+    return [(s["from_ns"], s["to_ns"]) for s in doc["covered"] + doc["open"]]
+
+
+def _never_both(stores, cams):
+    """No instant of any camera was recorded by two nodes."""
+    for c in cams:
+        a, b = _spans(stores["n1"], c), _spans(stores["n2"], c)
+        both = [(x, y) for x in a for y in b if x[0] < y[1] and y[0] < x[1]]
+        assert both == [], (c, both)
+
+
+def _footage(store):
+    out = json.loads(vstore("ls", "--store", str(store), "--json").stdout)["cameras"]
+    return {c["camera"]: c for c in out}
+
+
+def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etcd, cameras):
+    prefix = f"/vstore/nodes-{time.time_ns()}"
+    own = Ownership(EtcdClient(etcd.endpoints), prefix)
+    split = {c: preferred(c, [MemberInfo("n1"), MemberInfo("n2")], {}) for c in CAMS}
+    assert set(split.values()) == {"n1", "n2"}  # (names chosen so both get some)
+    stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
+    nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
+    try:
+        # Each camera claimed once, by the member it should be.
+        claims = _wait(lambda: (cl := own.claims()).keys() == set(CAMS) and
+                       {c: v.member for c, v in cl.items()} == split and cl, 20, "the split")  # fmt: skip
+        victims = [c for c in CAMS if split[c] == "n1"]
+        doc = json.loads(vstore("cluster", "status", "--store", str(stores["n1"]), "--json").stdout)
+        assert {m["name"]: m["cameras"] for m in doc["members"]} == {
+            n: sorted(c for c in CAMS if split[c] == n) for n in ("n1", "n2")
+        }
+        assert doc["unowned"] == [] and all(0 < m["lease_ttl_s"] <= TTL_S for m in doc["members"])
+        tok = make_token(stores["n2"], "admin", "*")
+        metrics = nodes["n2"].get("/metrics", tok).body.decode()
+        assert "vstore_cluster_lease_valid 1.0" in metrics
+        assert f"vstore_cluster_cameras_owned {float(len(CAMS) - len(victims))}" in metrics
+        time.sleep(2)
+        nodes["n1"].proc.kill()  # kill -9: no seal, no goodbye
+        killed_ns = time.time_ns()
+        t0 = time.monotonic()
+        _wait(lambda: all(own.claims().get(c) and own.claims()[c].member == "n2" for c in CAMS),
+              TTL_S + 10, "n2 to own every camera")  # fmt: skip
+        took_s = time.monotonic() - t0
+        assert took_s < TTL_S + 2, took_s
+        newer = own.claims()
+        assert all(newer[c].epoch > claims[c].epoch for c in victims)
+        _wait(lambda: all(cameras[c].connections == 2 for c in victims), 10, "reconnects")
+        time.sleep(2)
+    finally:
+        for n in nodes.values():
+            if n.proc.poll() is None:
+                assert n.stop() == 0
+            n.proc.wait()
+            if n.proc.stdout is not None:
+                n.proc.stdout.close()
+    dead, live = _footage(stores["n1"]), _footage(stores["n2"])
+    for c in victims:
+        # Recorded by n1 until it died, by n2 from a few seconds after: a gap, never an
+        # overlap, and the new owner's first packet within the TTL plus reconnect time.
+        assert dead[c]["last_ns"] <= killed_ns
+        assert live[c]["first_ns"] > dead[c]["last_ns"]
+        assert live[c]["first_ns"] - killed_ns < (TTL_S + 4) * 10**9
+    _never_both(stores, CAMS)
+    assert own.claims() == {}  # n2 left cleanly: its lease and claims are gone
+
+
+def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_over(
+    tmp_path, etcd, cameras
+):
+    prefix = f"/vstore/freeze-{time.time_ns()}"
+    own = Ownership(EtcdClient(etcd.endpoints), prefix)
+    split = {c: preferred(c, [MemberInfo("n1"), MemberInfo("n2")], {}) for c in CAMS}
+    victims = [c for c in CAMS if split[c] == "n1"]
+    stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
+    nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
+    try:
+        _wait(lambda: own.claims().keys() == set(CAMS), 20, "the split")
+        time.sleep(1)
+        os.kill(nodes["n1"].proc.pid, signal.SIGSTOP)  # frozen past its lease
+        frozen_ns = time.time_ns()
+        taken = _wait(lambda: (cl := own.claims()).keys() == set(CAMS)
+                      and all(cl[c].member == "n2" for c in victims) and cl,
+                      TTL_S + 10, "n2 to take over")  # fmt: skip
+        time.sleep(1)
+        os.kill(nodes["n1"].proc.pid, signal.SIGCONT)
+        # Awake, n1 finds its lease gone: it rejoins under a new lease, and takes its
+        # cameras back only as new claims, handed over by n2 (newer epochs).
+        back = _wait(lambda: (cl := own.claims()).keys() == set(CAMS)
+                     and all(cl[c].member == "n1" for c in victims) and cl, 20, "n1 back")  # fmt: skip
+        assert all(back[c].epoch > taken[c].epoch for c in victims)
+        # Drain n2: its cameras go back to n1 (which rejoined), then n2 stops by itself.
+        r = vstore("node", "drain", "n2", "--store", str(stores["n1"]), "--wait", "--json")
+        assert json.loads(r.stdout) == {"member": "n2", "draining": False, "left": True}
+        _wait(lambda: nodes["n2"].proc.poll() is not None, 30, "the drained node to stop")
+        assert nodes["n2"].proc.returncode == 0
+        _wait(lambda: {v.member for v in own.claims().values()} == {"n1"}
+              and own.claims().keys() == set(CAMS), 20, "n1 to own every camera")  # fmt: skip
+    finally:
+        own.drain("n2", on=False)
+        for n in nodes.values():
+            if n.proc.poll() is None:
+                os.kill(n.proc.pid, signal.SIGCONT)
+                assert n.stop() == 0
+            if n.proc.stdout is not None:
+                n.proc.stdout.close()
+    first = _footage(stores["n1"])
+    second = _footage(stores["n2"])
+    # Frozen, then awake: n1 recorded nothing while n2 held its cameras.
+    _never_both(stores, CAMS)
+    for c in victims:
+        assert second[c]["first_ns"] > frozen_ns
+    assert set(first) >= set(victims)

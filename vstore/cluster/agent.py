@@ -1,0 +1,166 @@
+"""A node's part in its cluster: it keeps the member's lease (membership.py) and, every
+``TICK_S``, its share of the cameras (ownership.py): it claims the cameras it should record
+that nobody holds, hands over those another live member should record now (the recorder
+stops and its writer seals first, the claim is given back after), and stops every camera
+the moment its lease is no longer surely valid.
+
+The node says which cameras it records through ``allowed``; ``apply`` (the node's) starts
+and stops recorders to match, and returns once the stopped ones have sealed."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+
+from vstore.base.errors import ClusterError
+from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.membership import Member
+from vstore.cluster.ownership import Claim, Ownership, preferred
+from vstore.store.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+def member_name(config: ClusterConfig) -> str:
+    return config.name or socket.gethostname().split(".")[0]
+
+
+class Agent:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        cameras: Callable[[], Iterable[str]],
+        apply: Callable[[], None],
+        info: dict[str, object] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = member_name(config)
+        self.client = EtcdClient(list(config.etcd))
+        self.ownership = Ownership(self.client, config.prefix)
+        self.member = Member(
+            self.client,
+            config.prefix,
+            self.name,
+            config.lease_ttl_s,
+            {**(info or {}), "weight": config.weight},
+            on_lost=self._lost,
+        )
+        self._cameras = cameras
+        self._apply = apply
+        self.on_drained: Callable[[], None] | None = None  # drained: every camera handed over
+        self._lock = threading.Lock()
+        self._owned: dict[str, Claim] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handovers = 0
+        self.claimed = 0
+
+    # --- what the node asks -----------------------------------------------------------------
+
+    def allowed(self) -> set[str]:
+        """The cameras this member may record now."""
+        if not self.member.valid():
+            return set()
+        with self._lock:
+            return set(self._owned)
+
+    def holds(self, camera: str) -> bool:
+        """Whether this member may write ``camera`` now (asked before every write)."""
+        return camera in self._owned and self.member.valid()
+
+    def epoch_of(self, camera: str) -> int:
+        """The fencing epoch of this member's claim on ``camera`` (ClusterError if none)."""
+        with self._lock:
+            c = self._owned.get(camera)
+        if c is None or not self.member.valid():
+            raise ClusterError(f"camera {camera}: this member holds no valid claim on it")
+        return c.epoch
+
+    def owned(self) -> dict[str, Claim]:
+        with self._lock:
+            return dict(self._owned)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Join (ClusterError when etcd cannot be reached), take a first share, and go on
+        in a thread."""
+        self.member.join()
+        self.tick()
+        self._thread = threading.Thread(target=self._run, name="vstore-cluster", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                self.tick()
+            except ClusterError as exc:
+                log.warning("cluster: %s", exc)
+
+    def _lost(self, why: str) -> None:
+        # Called by the keepalive thread: every camera stops now; claims went with the lease.
+        with self._lock:
+            self._owned.clear()
+        self._apply()
+
+    def tick(self) -> None:
+        """One round: drop what is no longer ours, hand over, claim."""
+        if not self.member.valid():
+            if self.owned():
+                self._lost("lease not valid")
+            return
+        members = self.ownership.members()
+        claims = self.ownership.claims()
+        me = self.name
+        wanted = set(self._cameras())
+        give_back: list[Claim] = []
+        with self._lock:
+            for cam, claim in list(self._owned.items()):
+                held = claims.get(cam)
+                if held is None or held.epoch != claim.epoch:  # lost with an old lease
+                    del self._owned[cam]
+                    continue
+                should = preferred(cam, members, self.config.pins)
+                if cam not in wanted or (should is not None and should != me):
+                    del self._owned[cam]
+                    give_back.append(claim)
+        if give_back:
+            self._apply()  # their recorders stop and seal first...
+            for claim in give_back:
+                self.ownership.release(claim)  # ...then another may take them
+                self.handovers += 1
+            log.info("cluster: handed over %s", ", ".join(c.camera for c in give_back))
+        lease = self.member.lease_id
+        taken = []
+        for cam in sorted(wanted):
+            if cam in claims or cam in self._owned:
+                continue
+            if preferred(cam, members, self.config.pins) != me or not self.member.valid():
+                continue
+            claim = self.ownership.claim(cam, me, lease)
+            if claim is not None:
+                with self._lock:
+                    self._owned[cam] = claim
+                taken.append(cam)
+                self.claimed += 1
+        if taken:
+            log.info("cluster: recording %s", ", ".join(taken))
+            self._apply()
+        mine = next((m for m in members if m.name == me), None)
+        if mine is not None and mine.draining and not self.owned() and self.on_drained:
+            log.info("cluster: drained (every camera handed over)")
+            self.on_drained()
+
+    def stop(self) -> None:
+        """Leave the cluster: cameras stop (sealed), then the lease goes with its claims."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._owned.clear()
+        self._apply()
+        self.member.leave()

@@ -1,0 +1,170 @@
+"""The one door to etcd: leases, create-if-absent keys and prefix reads over etcd's HTTP
+gateway (through ``etcd3gw``), failing over between the cluster's endpoints, so a member
+whose etcd server dies (the leader among them) goes on through the others."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from vstore.base.errors import ClusterError, UsageError
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = 2.0  # an etcd member that does not answer in this is tried no longer
+
+
+class KeyValue:
+    """A key's value and the revisions that fence with it."""
+
+    __slots__ = ("create_revision", "key", "lease", "mod_revision", "value")
+
+    def __init__(self, key: str, value: bytes, meta: dict[str, Any]) -> None:
+        self.key = key
+        self.value = value
+        self.create_revision = int(meta.get("create_revision", 0))
+        self.mod_revision = int(meta.get("mod_revision", 0))
+        self.lease = int(meta.get("lease", 0) or 0)
+
+
+def parse_endpoints(urls: list[str]) -> list[tuple[str, int]]:
+    out = []
+    for url in urls:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise UsageError(f"etcd endpoint {url!r}: give http://HOST:PORT")
+        out.append((parts.hostname, parts.port or 2379))
+    if not out:
+        raise UsageError('no etcd endpoints: [cluster] etcd = ["http://HOST:2379", ...]')
+    return out
+
+
+class EtcdClient:
+    """A client of the etcd cluster at ``endpoints`` (``http://HOST:PORT``). Every call goes
+    to the endpoint that answered last, then to the others in turn; ClusterError when none
+    answers."""
+
+    def __init__(self, endpoints: list[str], timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        import etcd3gw  # (loaded only by processes that join a cluster)
+
+        self._etcd3gw = etcd3gw
+        self._clients = [
+            etcd3gw.client(host=h, port=p, timeout=timeout_s, api_path="/v3/")
+            for h, p in parse_endpoints(endpoints)
+        ]
+        self.endpoints = endpoints
+        self._at = 0
+        self._lock = threading.Lock()
+
+    def _call(self, what: str, fn: Callable[[Any], T]) -> T:
+        from etcd3gw import exceptions
+
+        with self._lock:
+            start = self._at
+        last: Exception | None = None
+        for k in range(len(self._clients)):
+            i = (start + k) % len(self._clients)
+            try:
+                out = fn(self._clients[i])
+            except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
+                last = exc
+                continue
+            except exceptions.Etcd3Exception as exc:
+                # A member cut off from the others answers "no leader" / unavailable: ask
+                # another one.
+                last = exc
+                if "leader" in str(exc).lower() or "unavailable" in str(exc).lower():
+                    continue
+                raise ClusterError(f"etcd {what}: {exc}") from exc
+            with self._lock:
+                self._at = i
+            return out
+        why = f" ({last})" if last is not None and str(last).strip() else ""
+        raise ClusterError(f"etcd {what}: none of {', '.join(self.endpoints)} answered{why}")
+
+    # --- leases ---------------------------------------------------------------------------
+
+    def grant(self, ttl_s: int) -> int:
+        """A new lease of ttl_s seconds; its id."""
+        return self._call("lease grant", lambda c: int(c.lease(ttl_s).id))
+
+    def refresh(self, lease_id: int) -> int:
+        """Keep a lease alive: its TTL now, or -1 when it has expired."""
+        return self._call("lease keepalive", lambda c: int(self._lease(c, lease_id).refresh()))
+
+    def revoke(self, lease_id: int) -> None:
+        self._call("lease revoke", lambda c: self._lease(c, lease_id).revoke())
+
+    def lease_ttl(self, lease_id: int) -> int:
+        """Seconds left of a lease (-1: expired)."""
+        return self._call("lease ttl", lambda c: int(self._lease(c, lease_id).ttl()))
+
+    def _lease(self, c: Any, lease_id: int) -> Any:
+        return self._etcd3gw.Lease(lease_id, c)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def put(self, key: str, value: bytes, lease_id: int | None = None) -> None:
+        def put(c: Any) -> None:
+            c.put(key, value, lease=self._lease(c, lease_id) if lease_id else None)
+
+        self._call("put", put)
+
+    def create(self, key: str, value: bytes, lease_id: int | None = None) -> int | None:
+        """Create ``key`` only if it does not exist; its create revision (the fencing epoch
+        of what it grants), or None when it exists already."""
+        from etcd3gw.utils import _encode
+
+        put: dict[str, Any] = {"key": _encode(key), "value": _encode(value)}
+        if lease_id:
+            put["lease"] = lease_id
+        txn = {
+            "compare": [
+                {"key": _encode(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+            ],
+            "success": [{"request_put": put}],
+            "failure": [],
+        }
+        res = self._call("create", lambda c: c.transaction(txn))
+        if not res.get("succeeded"):
+            return None
+        return int(res["header"]["revision"])
+
+    def delete_if(self, key: str, create_revision: int) -> bool:
+        """Delete ``key`` only if it is still the one created at create_revision (a claim
+        is given back only by its holder, never one a newer owner made since)."""
+        from etcd3gw.utils import _encode
+
+        txn = {
+            "compare": [
+                {
+                    "key": _encode(key),
+                    "result": "EQUAL",
+                    "target": "CREATE",
+                    "create_revision": create_revision,
+                }
+            ],
+            "success": [{"request_delete_range": {"key": _encode(key)}}],
+            "failure": [],
+        }
+        return bool(self._call("delete", lambda c: c.transaction(txn)).get("succeeded"))
+
+    def delete(self, key: str) -> None:
+        self._call("delete", lambda c: c.delete(key))
+
+    def get(self, key: str) -> KeyValue | None:
+        rows = self._call("get", lambda c: c.get(key, metadata=True))
+        if not rows:
+            return None
+        value, meta = rows[0]
+        return KeyValue(key, bytes(value), meta)
+
+    def get_prefix(self, prefix: str) -> list[KeyValue]:
+        rows = self._call("get", lambda c: c.get_prefix(prefix))
+        out = []
+        for value, meta in rows:
+            k = meta.get("key", b"")
+            out.append(KeyValue(k.decode() if isinstance(k, bytes) else str(k), bytes(value), meta))
+        return out

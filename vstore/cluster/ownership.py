@@ -1,0 +1,116 @@
+"""Which member records which camera.
+
+Who *should* record a camera is a pure function of the live members (rendezvous hashing,
+weighted; a pin names the member outright; a draining member takes none), so every member
+computes the same answer from the same etcd read, with no assigner to elect and no
+assignment to store: when a member joins or leaves, only the cameras whose answer changes
+move. Who *does* record it is the claim: a create-if-absent key bound to the owner's lease,
+whose create revision (etcd's cluster-wide, ever-increasing revision) is the camera's
+fencing epoch. A member records a camera only while it holds the claim and its lease is
+valid (membership.py); it hands a camera over by stopping its recorder (the writer seals)
+and only then deleting the claim, so two members never record one camera at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from vstore.base import layout
+from vstore.cluster.etcd_client import EtcdClient
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    name: str
+    weight: float = 1.0
+    draining: bool = False
+    node: str = ""
+    api: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    camera: str
+    member: str
+    epoch: int  # the claim's create revision in etcd
+
+
+def _score(camera: str, member: str, weight: float) -> float:
+    """Weighted rendezvous score: the member with the highest takes the camera."""
+    h = hashlib.blake2b(f"{camera}\x00{member}".encode(), digest_size=8).digest()
+    u = (int.from_bytes(h, "big") + 0.5) / 2**64  # in (0, 1)
+    return -weight / math.log(u)
+
+
+def preferred(camera: str, members: list[MemberInfo], pins: dict[str, str]) -> str | None:
+    """The member that should record ``camera`` now, or None when no member may."""
+    live = {m.name: m for m in members}
+    pinned = pins.get(camera)
+    if pinned is not None and pinned in live:
+        return pinned
+    takers = [m for m in members if not m.draining]
+    if not takers:
+        return None
+    return max(takers, key=lambda m: (_score(camera, m.name, m.weight), m.name)).name
+
+
+class Ownership:
+    """Reads members and claims, makes and gives back claims, for one cluster prefix."""
+
+    def __init__(self, client: EtcdClient, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def members(self) -> list[MemberInfo]:
+        """The live members (their keys stand with their leases), drains marked."""
+        draining = {
+            kv.key[len(layout.cluster_drains_prefix(self.prefix)) :]
+            for kv in self.client.get_prefix(layout.cluster_drains_prefix(self.prefix))
+        }
+        out = []
+        for kv in self.client.get_prefix(layout.cluster_members_prefix(self.prefix)):
+            try:
+                d = json.loads(kv.value)
+                out.append(
+                    MemberInfo(
+                        str(d["name"]),
+                        float(d.get("weight", 1.0)),
+                        str(d["name"]) in draining,
+                        str(d.get("node", "")),
+                        str(d.get("api", "")),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # (not a member key vstore wrote)
+        return sorted(out, key=lambda m: m.name)
+
+    def claims(self) -> dict[str, Claim]:
+        out = {}
+        head = layout.cluster_owners_prefix(self.prefix)
+        for kv in self.client.get_prefix(head):
+            cam = kv.key[len(head) :]
+            out[cam] = Claim(cam, kv.value.decode(), kv.create_revision)
+        return out
+
+    def claim(self, camera: str, member: str, lease_id: int) -> Claim | None:
+        """Claim ``camera`` for ``member`` under its lease; None when another holds it."""
+        rev = self.client.create(
+            layout.cluster_owner_key(self.prefix, camera), member.encode(), lease_id
+        )
+        return Claim(camera, member, rev) if rev is not None else None
+
+    def drain(self, member: str, on: bool = True) -> None:
+        """Ask ``member`` to hand over its cameras and stop (or cancel that)."""
+        key = layout.cluster_drain_key(self.prefix, member)
+        if on:
+            self.client.put(key, b"1")
+        else:
+            self.client.delete(key)
+
+    def release(self, claim: Claim) -> bool:
+        """Give a claim back (only the one made at its epoch)."""
+        return self.client.delete_if(
+            layout.cluster_owner_key(self.prefix, claim.camera), claim.epoch
+        )

@@ -1,0 +1,62 @@
+"""What a cluster looks like now, read from etcd: its members (node, weight, draining, lease
+time left, cameras held) and every camera's owner and epoch, with the configured cameras
+nobody records (``vstore cluster status``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import ClusterError
+from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.ownership import Ownership, preferred
+
+
+@dataclass
+class MemberStatus:
+    name: str
+    node: str
+    weight: float
+    draining: bool
+    lease_ttl_s: int
+    cameras: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterStatus:
+    prefix: str
+    endpoints: list[str]
+    members: list[MemberStatus] = field(default_factory=list)
+    owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # camera -> member, epoch
+    unowned: list[str] = field(default_factory=list)  # configured, recorded by nobody
+    misplaced: list[str] = field(default_factory=list)  # held by another than should (moving)
+
+
+def cluster_status(
+    client: EtcdClient, prefix: str, cameras: list[str], pins: dict[str, str] | None = None
+) -> ClusterStatus:
+    own = Ownership(client, prefix)
+    members = own.members()
+    claims = own.claims()
+    out = ClusterStatus(prefix, client.endpoints)
+    leases = {}
+    for kv in client.get_prefix(layout.cluster_members_prefix(prefix)):
+        try:
+            leases[str(json.loads(kv.value)["name"])] = kv.lease
+        except (ValueError, KeyError, TypeError):
+            continue
+    for m in members:
+        try:
+            ttl = client.lease_ttl(leases[m.name]) if leases.get(m.name) else -1
+        except ClusterError:
+            ttl = -1
+        held = sorted(c for c, cl in claims.items() if cl.member == m.name)
+        out.members.append(MemberStatus(m.name, m.node, m.weight, m.draining, ttl, held))
+    out.owners = {c: {"member": cl.member, "epoch": cl.epoch} for c, cl in sorted(claims.items())}
+    out.unowned = sorted(set(cameras) - set(claims))
+    out.misplaced = sorted(
+        c for c, cl in claims.items() if preferred(c, members, pins or {}) not in (None, cl.member)
+    )
+    return out
