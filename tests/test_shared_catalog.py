@@ -102,14 +102,28 @@ def test_a_stale_owner_never_overwrites_what_a_newer_one_wrote(tmp_path, media):
         for st in (old, new):
             run_tiering(st, tier, 5 * S)  # (both single nodes: epoch 0, entries side by side)
         assert {e["store"] for e in _doc(tier, "gate", hour)["segments"]} == {old.uuid, new.uuid}
-        # The camera moves: the new owner writes with its newer epoch...
-        assert publish_hour(new, tier, "gate", hour, epoch=7, member="m2") == 3
+        # The camera moves (the new owner took it 6 s into the hour): it writes with its
+        # newer epoch...
+        since = START_NS + 6 * S
+        assert publish_hour(new, tier, "gate", hour, epoch=7, since_ns=since, member="m2") == 3
         doc = _doc(tier, "gate", hour)
-        assert doc["owner"] == {"store": new.uuid, "member": "m2", "epoch": 7}
-        # ...and the former owner, paused past its lease, wakes up: refused, nothing written.
-        with pytest.raises(Fenced, match="newer owner"):
+        assert doc["owner"] == {"store": new.uuid, "member": "m2", "epoch": 7, "since_ns": since}
+        # ...and the former owner, paused past its lease, wakes up: what it recorded before
+        # the new owner took over stays listed; its segments after are refused.
+        with pytest.raises(Fenced, match=r"2 segment.* recorded after member 'm2' took it over"):
             publish_hour(old, tier, "gate", hour, epoch=5, member="m1")
-        assert _doc(tier, "gate", hour) == doc
+        after = _doc(tier, "gate", hour)
+        assert after["owner"] == doc["owner"]
+        olds = [e["row"]["end_ns"] for e in after["segments"] if e["store"] == old.uuid]
+        assert olds == [START_NS + 4 * S]  # (4 s segments: only the first ends by 6 s)
+        assert [e for e in after["segments"] if e["store"] == new.uuid] == [
+            e for e in doc["segments"] if e["store"] == new.uuid
+        ]
+        # A member back after a failure lists what it recorded before, and nothing is lost
+        # from the new owner's hour; check (C11) counts only what the old owner may list.
+        from vstore.lifecycle.check import check_store
+
+        assert check_store(old).ok, check_store(old).problems
     finally:
         old.close()
         new.close()

@@ -650,3 +650,28 @@ def test_big_segment_uploads_in_parts_within_the_shared_pace(tmp_path, s3_env, b
         assert now[0] == pytest.approx(row.size_bytes / rate - 0.1, rel=0.01)
         after = b"".join(clip_bytes(st, "cam", START_NS, START_NS + 20 * S, format="ts"))
         assert after == before and check_store(st).ok
+
+
+def test_two_stores_sharing_a_bucket_never_overwrite_each_others_objects(tmp_path, media):
+    """Segment ids count per store: two stores importing the same old recording into one
+    camera at one start tier segments with the same start and id; their objects must not
+    meet at one key (the second upload would replace the first store's footage)."""
+    tier = LocalTier(tmp_path / "shared")
+    src = media("tier-src.ts", 12.0, codec="h264", gop_frames=25)
+    stores = []
+    try:
+        for name in ("a", "b"):
+            d = tmp_path / name
+            d.mkdir()
+            (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+            st = open_store(d)
+            stores.append(st)
+            import_file(st, src, "cam", START_NS)
+            run_tiering(st, tier, 5 * S)
+        assert len(_objects(tier)) == 6
+        for st in stores:
+            assert check_store(st).ok
+            assert clip(st)  # each store's own objects, intact
+    finally:
+        for st in stores:
+            st.close()

@@ -24,7 +24,8 @@ from vstore.base.errors import UsageError
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SEGMENT_SUFFIX = ".vseg"
-_SEGMENT_NAME_RE = re.compile(r"^(-?\d+)-([0-9a-f]{16})\.vseg$")
+# A tiered object's name may end with its store's short id (-SSSSSSSS) before the suffix.
+_SEGMENT_NAME_RE = re.compile(r"^(-?\d+)-([0-9a-f]{16})(?:-[0-9a-f]{8})?\.vseg$")
 
 # Index key prefixes (docs/design/schema.md). Single bytes keep keys short and ordered.
 META_PREFIX = b"\x00"
@@ -199,11 +200,17 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2), 16)
 
 
-def object_key(prefix: str, camera_id: str, start_ns: int, segment_id: int) -> str:
-    """Object-store key of a tiered segment: PREFIX/CAM/YYYY-MM-DD/start-id.vseg."""
+def object_key(
+    prefix: str, camera_id: str, start_ns: int, segment_id: int, store_uuid: str = ""
+) -> str:
+    """Object-store key of a tiered segment: PREFIX/CAM/YYYY-MM-DD/start-id-store.vseg. The
+    store's short id keeps stores that share a bucket apart: segment ids count per store, so
+    two stores' segments of one camera could otherwise meet at one key, one overwriting the
+    other's footage."""
     day = datetime.fromtimestamp(start_ns // 10**9, tz=UTC)
     head = prefix.strip("/")
-    name = f"{camera_id}/{day:%Y-%m-%d}/{start_ns:019d}-{segment_id:016x}{SEGMENT_SUFFIX}"
+    own = f"-{store_uuid.replace('-', '')[:8]}" if store_uuid else ""
+    name = f"{camera_id}/{day:%Y-%m-%d}/{start_ns:019d}-{segment_id:016x}{own}{SEGMENT_SUFFIX}"
     return f"{head}/{name}" if head else name
 
 

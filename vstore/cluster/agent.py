@@ -72,13 +72,14 @@ class Agent:
         """Whether this member may write ``camera`` now (asked before every write)."""
         return camera in self._owned and self.member.valid()
 
-    def epoch_of(self, camera: str) -> int:
-        """The fencing epoch of this member's claim on ``camera`` (ClusterError if none)."""
+    def epoch_of(self, camera: str) -> tuple[int, int]:
+        """(fencing epoch, wall time taken) of this member's claim on ``camera``
+        (ClusterError if it holds none)."""
         with self._lock:
             c = self._owned.get(camera)
         if c is None or not self.member.valid():
             raise ClusterError(f"camera {camera}: this member holds no valid claim on it")
-        return c.epoch
+        return c.epoch, c.since_ns
 
     def owned(self) -> dict[str, Claim]:
         with self._lock:

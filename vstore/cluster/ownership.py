@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from vstore.base import layout
 from vstore.cluster.etcd_client import EtcdClient
@@ -35,6 +36,8 @@ class Claim:
     camera: str
     member: str
     epoch: int  # the claim's create revision in etcd
+    # Wall time it was taken (known to the member that took it; 0 when read back).
+    since_ns: int = field(default=0, compare=False)
 
 
 def _score(camera: str, member: str, weight: float) -> float:
@@ -99,7 +102,7 @@ class Ownership:
         rev = self.client.create(
             layout.cluster_owner_key(self.prefix, camera), member.encode(), lease_id
         )
-        return Claim(camera, member, rev) if rev is not None else None
+        return Claim(camera, member, rev, time.time_ns()) if rev is not None else None
 
     def drain(self, member: str, on: bool = True) -> None:
         """Ask ``member`` to hand over its cameras and stop (or cancel that)."""

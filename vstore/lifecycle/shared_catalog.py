@@ -5,10 +5,12 @@ index of its own to build and no GET per segment.
 
 Each catalog object is written by the camera's owner only, with conditional writes: read
 with its ETag, merged, written back only if nobody wrote it since (``If-Match``; created with
-``If-None-Match: *``). It names the owner's fencing epoch; a writer whose epoch is below it
-is a stale owner (paused, partitioned, replaced) and is refused (``Fenced``), so it never
-overwrites or extends what a newer owner wrote. A store's own entries are replaced as a
-whole from its index at each publish; other stores' entries in the same hour are kept.
+``If-None-Match: *``). It names the owner's fencing epoch and since when it has owned the
+camera. A writer whose epoch is below it (a former owner: paused, partitioned, replaced, or
+back after a failure) may still list what it recorded before that owner took over, and
+nothing after (``Fenced`` says what was refused), so it never overwrites or extends what a
+newer owner wrote. A store's own entries are replaced as a whole from its index at each
+publish; other stores' entries in the same hour are kept.
 
 What is behind is marked in the index (``P`` rows, written in the same batch as the tiering
 or deletion they follow), so a crash between the two leaves the hour to publish again.
@@ -139,30 +141,38 @@ def publish_hour(
     hour_ns: int,
     *,
     epoch: int = 0,
+    since_ns: int = 0,
     member: str = "",
 ) -> int:
-    """Write one catalog hour of ``camera`` from this store's index (with ``epoch``, the
-    writer's fencing epoch for the camera); the number of this store's segments it lists.
-    Raises Fenced when a newer owner wrote the hour."""
+    """Write one catalog hour of ``camera`` from this store's index, as the owner of fencing
+    epoch ``epoch`` since ``since_ns`` (0, 0: no cluster, or a camera this store does not
+    own now); the number of this store's segments it lists. When a newer owner wrote the
+    hour, only this store's segments that end by the time that owner took over are listed,
+    and Fenced (raised after the write) says how many were refused."""
     num = store.index.camera_num(camera)
     mine = _entries(store, tier.url, num, hour_ns) if num is not None else []
     key = layout.catalog_object_key(camera, hour_ns)
-    owner = {"store": store.uuid, "member": member, "epoch": epoch}
+    me = {"store": store.uuid, "member": member, "epoch": epoch, "since_ns": since_ns}
     for _ in range(_CAS_ATTEMPTS):
         doc, etag = _read(tier, key)
         prior = (doc or {}).get("owner") or {}
+        listed, owner = mine, me
         if int(prior.get("epoch", 0)) > epoch:
-            raise Fenced(
-                f"camera {camera}: its catalog hour {layout.catalog_object_key(camera, hour_ns)}"
-                f" is written by a newer owner (epoch {prior['epoch']} > {epoch}); "
-                "this writer stops"
-            )
-        body = dumps_compact(_merge(doc, camera, hour_ns, store.uuid, mine, owner))
+            until = int(prior.get("since_ns", 0))
+            listed = [e for e in mine if int(e["row"]["end_ns"]) <= until]
+            owner = prior
+        body = dumps_compact(_merge(doc, camera, hour_ns, store.uuid, listed, owner))
         try:
             tier.put_bytes(key, body, if_match=etag)
-            return len(mine)
         except PreconditionFailed:
             continue  # written meanwhile: read it again, merge again
+        if len(listed) < len(mine):
+            raise Fenced(
+                f"camera {camera}: {len(mine) - len(listed)} segment(s) of {key} were recorded "
+                f"after member {prior.get('member') or prior.get('store')!r} took it over "
+                f"(epoch {prior.get('epoch')} > {epoch}): a stale owner's, not listed"
+            )
+        return len(listed)
     raise VstoreError(f"{tier.url}/{key}: kept changing under {_CAS_ATTEMPTS} writes; try again")
 
 
@@ -182,30 +192,28 @@ def _marks(store: Store) -> list[tuple[int, int, str, bytes]]:
 
 def publish_pending(
     store: Store,
-    epoch_of: Callable[[str], int] | None = None,
+    owner_of: Callable[[str], tuple[int, int]] | None = None,
     member: str = "",
 ) -> PublishResult:
     """Write every catalog hour this store has marked, then clear each mark (a mark set
-    again meanwhile stays, as its value is compared). A camera whose writes are fenced
-    stops there (its marks stay); other cameras go on."""
+    again meanwhile stays, as its value is compared). ``owner_of(camera)``: this member's
+    (epoch, since_ns) for the camera (default: the store's ``catalog_epoch``; none: 0, 0).
+    Segments a newer owner's hour refuses are reported, and not tried again."""
     res = PublishResult()
-    epoch_of = epoch_of or store.catalog_epoch
+    owner_of = owner_of or store.catalog_epoch
     names = {num: cam for cam, num in store.index.cameras()}
-    fenced: set[str] = set()
     for num, hour, url, mark in _marks(store):
         cam = names.get(num)
-        if cam is None or cam in fenced:
+        if cam is None:
             continue
         key = layout.catalog_pending_key(num, hour)
+        epoch, since_ns = owner_of(cam) if owner_of else (0, 0)
         try:
             res.segments += publish_hour(
-                store, store.tier(url), cam, hour,
-                epoch=epoch_of(cam) if epoch_of else 0, member=member,
-            )  # fmt: skip
+                store, store.tier(url), cam, hour, epoch=epoch, since_ns=since_ns, member=member
+            )
         except Fenced as exc:
-            fenced.add(cam)
-            res.errors.append(str(exc))
-            continue
+            res.errors.append(str(exc))  # (written as far as allowed: the mark is done)
         except VstoreError as exc:
             res.errors.append(str(exc))
             continue
@@ -249,11 +257,25 @@ def catalog_problems(store: Store) -> list[tuple[int, int, str, str]]:
             for e in (doc or {}).get("segments", [])
             if e.get("store") == store.uuid
         }
+        owner = (doc or {}).get("owner") or {}
+        if owner.get("store") not in (None, store.uuid) and int(owner.get("epoch", 0)) > 0:
+            # Another member owns the camera now: it lists what this store recorded before.
+            ends = _ends_of(store, num, hour, url)
+            rows = {r for r in rows if ends.get(r, 0) <= int(owner.get("since_ns", 0))}
         if listed != rows:
             missing, extra = len(rows - listed), len(listed - rows)
             what = f"lists {extra} segment(s) the index no longer has and lacks {missing} it has"
             out.append((num, hour, url, what))
     return out
+
+
+def _ends_of(store: Store, num: int, hour: int, url: str) -> dict[tuple[int, int, str], int]:
+    end = hour + layout.HOUR_NS
+    return {
+        (r.start_ns, r.size_bytes, r.sha256): r.end_ns
+        for r in store.index.segments(num, hour, end)
+        if r.location == url and hour <= r.start_ns < end
+    }
 
 
 def mark_hours(store: Store, hours_: Iterable[tuple[int, int, str]]) -> None:

@@ -116,7 +116,7 @@ def tier_segment(
 ) -> TierOutcome:
     """U1-U3 for one segment. ``rate`` paces both passes over the file (the verify read from
     disk, then the copy or upload), so the footage itself moves at half its rate."""
-    key = layout.object_key("", camera, row.start_ns, row.segment_id)
+    key = layout.object_key("", camera, row.start_ns, row.segment_id, store.uuid)
     path = store.layout.path(row.path)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
     # the index. The same pass hashes the whole file, which the object store then verifies.

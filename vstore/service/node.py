@@ -251,14 +251,15 @@ class Node:
             return None
         return lambda: agent.holds(camera)
 
-    def _catalog_epoch(self, camera: str) -> int:
-        """The epoch this member writes a camera's catalog hours with: its claim's; for a
-        camera it no longer holds, the lowest, so it never writes over a newer owner's."""
+    def _catalog_epoch(self, camera: str) -> tuple[int, int]:
+        """(epoch, since) this member writes a camera's catalog hours with: its claim's; for
+        a camera it does not hold now, the lowest, so what it lists is only what it recorded
+        before the present owner took over."""
         assert self.cluster is not None
         try:
             return self.cluster.epoch_of(camera)
         except ClusterError:
-            return 0
+            return 0, 0
 
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
         want = {cam: s for cam, s in config.cameras.items() if s.url}

@@ -155,9 +155,9 @@ class Store:
         # () -> DiskUsage; injected by tests to simulate a filling disk.
         self._disk_usage = disk_usage
         self.root = self.layout.root
-        # In a cluster, the fencing epoch a camera's shared catalog hours are written with
-        # (set by the node's member; lifecycle/shared_catalog.py). None: alone, epoch 0.
-        self.catalog_epoch: Callable[[str], int] | None = None
+        # In a cluster, (fencing epoch, owned since) a camera's shared catalog hours are
+        # written with (set by the node's member; lifecycle/shared_catalog.py). None: alone.
+        self.catalog_epoch: Callable[[str], tuple[int, int]] | None = None
         self.read_only = read_only
         self.clock = clock or SystemClock()
         self.fs = fs or Fs()
