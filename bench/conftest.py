@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.conftest import bucket, moto_endpoint, s3_env  # noqa: F401 - S3 fixtures shared
+from tests.conftest import bucket, etcd, moto_endpoint, s3_env, seaweed  # noqa: F401 - shared
 from tools.camsim import StreamSpec, write_file
 from vstore import _native
 from vstore.api import open_store

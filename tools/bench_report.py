@@ -323,6 +323,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
     figs.extend(real_footage_figures(by, med))
     figs.extend(http_figures(by, med))
     figs.extend(evidence_figures(by, med))
+    figs.extend(cluster_figures(by))
     if "test_retention_plan_month_100_cameras" in by:
         v = med("test_retention_plan_month_100_cameras")
         n = by["test_retention_plan_month_100_cameras"]["extra_info"]["segments"]
@@ -639,6 +640,56 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                 None,
                 f"first byte {info['first_byte_s_median'] * 1000:.1f} ms vs "
                 f"{st['first_byte_s_median'] * 1000:.1f} ms; the same handler work",
+            )
+        )
+    return figs
+
+
+def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of bench_cluster: ownership of a city's cameras on etcd, and catalog lookups."""
+    figs: list[dict[str, Any]] = []
+    name = "test_cluster_assignment_at_city_scale"
+    if name in by:
+        info = by[name]["extra_info"]
+        figs.append(
+            figure(
+                f"cluster: {info['cameras']:,} cameras over {info['members']} members, every "
+                "camera owned after the members start",
+                info["converge_s"],
+                "s",
+                None,
+                "< 30 s",
+                info["converge_s"] < 30,
+                "members in one process, a real three-member etcd on the same 2 cores; "
+                f"shares {info['shares']}",
+            )
+        )
+        figs.append(
+            figure(
+                "cluster: a member dies, its cameras owned by the others (after its lease "
+                f"of {info['ttl_s']} s runs out)",
+                info["reassign_s"],
+                "s",
+                None,
+                f"< {info['ttl_s'] + 5} s, only its cameras move",
+                info["reassign_s"] < info["ttl_s"] + 5,
+                f"{info['moved']:,} cameras moved: exactly the dead member's",
+            )
+        )
+    name = "test_catalog_lookup_from_the_bucket"
+    if name in by:
+        info = by[name]["extra_info"]
+        figs.append(
+            figure(
+                f"shared catalog: camera X at time T from the bucket alone, p99 ({info['cameras']:,}"
+                f" cameras x {info['hours']} h in SeaweedFS)",
+                info["p99_s"] * 1000,
+                "ms",
+                None,
+                "< 50 ms",
+                info["p99_s"] < 0.05,
+                f"p50 {info['p50_s'] * 1000:.1f} ms: list the camera's catalog, read the hours "
+                "that may hold T, index them in a scratch index",
             )
         )
     return figs

@@ -238,6 +238,14 @@ def parse_audit_digest_object_key(key: str) -> int | None:
         return None
 
 
+# Holds every store of a bucket honours (vstore/store/shared_holds.py): STORE#ID's record.
+SHARED_HOLDS_PREFIX = "_holds"
+
+
+def shared_hold_key(store_uuid: str, hold_id: int) -> str:
+    return f"{SHARED_HOLDS_PREFIX}/{store_uuid}/{hold_id:012d}.json"
+
+
 # The shared catalog in the object store: one object per camera and hour of footage, listing
 # the segments tiered there (vstore/lifecycle/shared_catalog.py). "_" never starts a camera.
 CATALOG_OBJECT_PREFIX = "_catalog"

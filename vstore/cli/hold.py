@@ -43,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--by", default=None, help="who releases it (default: login name)")
     r.add_argument("--reason", default="", help="why")
     sy = sub.add_parser(
-        "sync", help="re-apply S3 object legal holds to tiered footage (after an outage)"
+        "sync",
+        help="exchange holds with the other stores of the bucket, and re-apply S3 object "
+        "legal holds to tiered footage (after an outage)",
     )
     for q in (a, ls, r, sy):
         add_common_args(q, tz=True)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                             h.camera,
                             fmt_time(h.from_ns, tz),
                             fmt_time(h.to_ns, tz),
-                            h.by,
+                            h.by + (f" (store {h.origin.split('-')[0]})" if h.origin else ""),
                             "active" if h.active else f"released by {h.released_by}",
                             h.reason,
                         ]
@@ -115,10 +117,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
     elif args.action == "sync":
+        shared = doc.get("shared") or {}
+        print(
+            f"shared holds: {shared.get('shared', 0)} written to the bucket, "
+            f"{shared.get('brought_in', 0)} brought in from other stores, "
+            f"{shared.get('released', 0)} released by them"
+        )
         print(
             f"object legal holds: {objects['held']} on, {objects['lifted']} lifted, "
             f"{objects['unsupported']} on tiers without object lock"
         )
+        for e in shared.get("errors", []):
+            print(f"vstore: warning: {e}", file=sys.stderr)
     elif args.action == "add":
         print(
             f"hold #{doc['id']} placed on {doc['camera']} {fmt_time(doc['from_ns'], tz)} .. "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vstore.base.errors import UsageError
+from vstore.base.errors import UsageError, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.store import shared_holds
 from vstore.store.holds import add_hold, release_hold, sync_object_holds
 from vstore.store.store import Store
 
@@ -20,7 +21,9 @@ def hold_job(
     action = params.get("action")
     hold = None
     warning = None
+    shared: shared_holds.HoldSyncResult | None = None
     if action == "sync":
+        shared = shared_holds.sync(store, params.get("by") or "hold-sync")
         objects = sync_object_holds(store)
     elif action == "add":
         num = store.camera_num(params["camera"])  # NotFound, naming the cameras there are
@@ -46,7 +49,16 @@ def hold_job(
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     else:
         raise UsageError(f"unknown hold action {action!r}")
+    if hold is not None:
+        # Every store of the bucket honours it (its next sync); a failure here leaves it
+        # binding on this store, and `vstore hold sync` shares it later.
+        try:
+            shared_holds.share(store, hold)
+        except VstoreError as exc:
+            objects.errors.append(f"not shared with the other stores yet: {exc}")
     doc = {**(to_jsonable(hold) if hold is not None else {}), "objects": to_jsonable(objects)}
+    if shared is not None:
+        doc["shared"] = to_jsonable(shared)
     if warning:
         doc["warning"] = warning
     return doc

@@ -14,6 +14,7 @@ from vstore.lifecycle.catalog import catalog, leased_ids
 from vstore.lifecycle.retention_plan import RetentionPlan, plan_retention
 from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.lifecycle.trim import current_row, trim_gain_bytes, trim_segment
+from vstore.store import shared_holds
 from vstore.store.config import RetentionConfig, RetentionPolicy
 from vstore.store.disk import DiskUsage, disk_usage, min_free_bytes
 from vstore.store.garbage import delete_segment, finish_garbage
@@ -136,6 +137,9 @@ def run_retention(
     ``trust_clock`` (an operator's word that the clock is right, audited)."""
     cfg: RetentionConfig = store.config.retention
     cameras = store.require_cameras(cameras)
+    # Holds other stores of the bucket placed bind here too: brought in first (those brought
+    # in before bind when the bucket cannot be read now).
+    hold_sync = shared_holds.sync(store) if not dry_run and not store.read_only else None
 
     def policy_of(cam: str) -> RetentionPolicy:
         return cfg.policy(cam).overridden(max_age_ns, tiered_max_age_ns, max_bytes)
@@ -197,7 +201,10 @@ def run_retention(
         return plan, None
     if verdict.trusted:
         store.mark_clock()
-    return plan, apply_plan(store, plan, by=by, progress=progress)
+    res = apply_plan(store, plan, by=by, progress=progress)
+    if hold_sync is not None:
+        res.errors.extend(f"shared holds: {e}" for e in hold_sync.errors)
+    return plan, res
 
 
 def make_room(store: Store) -> tuple[int, str]:

@@ -25,8 +25,9 @@ from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
 from vstore.service.job_runner import JobRunner
-from vstore.store import config_edit
+from vstore.store import config_edit, shared_holds
 from vstore.store.config import CameraSettings, StoreConfig, load_config
+from vstore.store.holds import sync_object_holds
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class Node:
         next_digest_ns = _next_hour_ns(time.time_ns())
         next_heads = 0.0
         next_prune = time.monotonic() + 3600  # daily, the first an hour after the start
+        next_holds = 0.0
         while not self._stopping.wait(1.0):
             config_every = self.store.config.service.chain_sign_every_s
             if time.time_ns() >= next_digest_ns:
@@ -169,6 +171,9 @@ class Node:
             if time.monotonic() >= next_heads:
                 self.sign_chain_heads()
                 next_heads = time.monotonic() + min(10.0, config_every / 2)
+            if self.store.config.tier.url and time.monotonic() >= next_holds:
+                next_holds = time.monotonic() + HOLD_SYNC_EVERY_S
+                self.sync_shared_holds()
             config = self.store.config
             periods = {"retention": config.retention.every_ns}
             if config.tier.url:
@@ -194,6 +199,19 @@ class Node:
             )
         except VstoreError as exc:
             log.error("the chain heads were not signed: %s", exc)
+
+    def sync_shared_holds(self) -> None:
+        """Exchange holds with the other stores of the bucket; object legal holds follow the
+        holds brought in or released."""
+        try:
+            res = shared_holds.sync(self.store, "schedule")
+            if res.brought_in or res.released:
+                sync_object_holds(self.store)
+                log.info("shared holds: %d brought in, %d released", res.brought_in, res.released)
+            for e in res.errors:
+                log.warning("shared holds: %s", e)
+        except VstoreError as exc:
+            log.error("shared holds not exchanged: %s", exc)
 
     def write_audit_digest(self) -> None:
         """Sign the audit records since the last digest (every hour, and when stopping)."""
@@ -339,6 +357,10 @@ class Node:
         for run in runs:
             run.join()
         self.write_audit_digest()  # the last records, up to the stop
+
+
+# How often a node exchanges holds with the other stores of its bucket.
+HOLD_SYNC_EVERY_S = 30.0
 
 
 def _ask_to_stop() -> None:

@@ -29,6 +29,9 @@ class Hold:
     released_ns: WallNs | None = None
     released_by: str | None = None
     release_reason: str | None = None  # holds released before it was stored have None
+    # STORE#ID when another store placed it (brought in from the shared bucket by
+    # shared_holds.sync); "" when placed here.
+    origin: str = ""
 
     JSON_EXTRA = ("active",)
 

@@ -1,0 +1,130 @@
+"""A city's cluster, simulated on loopback: camera ownership for many cameras over several
+members on a real three-member etcd (how long until every camera has its owner; a member
+lost: which cameras move, how fast), and looking a camera up in the shared catalog of a real
+S3 server (SeaweedFS) with nothing but the bucket. Smoke runs (in `make test`) use a few
+hundred cameras."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+
+import boto3
+import pytest
+
+from vstore.base import layout
+from vstore.cluster.agent import Agent
+from vstore.cluster.ownership import Ownership
+from vstore.lifecycle.shared_catalog import FORMAT, VERSION, open_bucket
+from vstore.store.config import ClusterConfig
+
+T0 = 1_737_075_600 * 10**9  # 2025-01-17T01:00:00Z
+
+
+def _smoke(request) -> bool:
+    cfg = request.config
+    return cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
+
+
+def test_cluster_assignment_at_city_scale(benchmark, request, etcd):
+    smoke = _smoke(request)
+    cams, members, ttl = (300, 3, 4) if smoke else (10_000, 5, 10)
+    prefix = f"/vstore/bench-{time.time_ns()}"
+    names = [f"cam{i:05d}" for i in range(cams)]
+    agents = [
+        Agent(
+            ClusterConfig(tuple(etcd.endpoints), f"m{k}", prefix, ttl), lambda: names, lambda: None
+        )
+        for k in range(members)
+    ]
+    own = Ownership(agents[0].client, prefix)
+    t = time.perf_counter()
+    starters = [threading.Thread(target=a.start) for a in agents]
+    for s in starters:
+        s.start()
+    for s in starters:
+        s.join()
+    while len(own.claims()) < cams:
+        time.sleep(0.2)
+    converge_s = time.perf_counter() - t
+    before = {c: cl.member for c, cl in own.claims().items()}
+    share = {a.name: sum(1 for m in before.values() if m == a.name) for a in agents}
+    # A member dies: no goodbye, its lease runs out.
+    dead = agents[-1]
+    dead._stop.set()
+    dead.member._stop.set()
+    t = time.perf_counter()
+    while True:
+        now = {c: cl.member for c, cl in own.claims().items()}
+        if len(now) == cams and dead.name not in now.values():
+            break
+        time.sleep(0.2)
+    reassign_s = time.perf_counter() - t
+    moved = [c for c in names if now[c] != before[c]]
+    assert all(before[c] == dead.name for c in moved)  # only the dead member's cameras
+    assert len(moved) == share[dead.name]
+    benchmark.pedantic(lambda: own.claims(), rounds=5, iterations=1)  # reading every claim
+    benchmark.extra_info.update(cameras=cams, members=members, ttl_s=ttl, converge_s=converge_s,
+                                reassign_s=reassign_s, moved=len(moved), shares=share)  # fmt: skip
+    for a in agents[:-1]:
+        a.stop()
+
+
+def _hour_doc(cam: str, hour_ns: int, segments: int) -> bytes:
+    """A catalog hour shaped like a recorder's: one-minute segments of 30 two-second GOPs."""
+    seg_ns = 3600 * 10**9 // segments
+    entries = []
+    for i in range(segments):
+        start = hour_ns + i * seg_ns
+        entries.append({
+            "store": "bench-store",
+            "row": {"segment_id": i + 1, "start_ns": start, "end_ns": start + seg_ns,
+                    "state": "sealed", "location": "s3://city/p",
+                    "path": layout.object_key("", cam, start, i + 1, "bench"),
+                    "size_bytes": 30_000_000, "sha256": "00" * 32, "chunk_count": 30,
+                    "packet_count": 1500, "codecs": ["h264"]},
+            "chunks": "",
+        })  # fmt: skip
+    return json.dumps({"format": FORMAT, "version": VERSION, "camera": cam, "hour_ns": hour_ns,
+                       "owner": {"store": "bench-store", "member": "", "epoch": 0},
+                       "segments": entries}).encode()  # fmt: skip
+
+
+def test_catalog_lookup_from_the_bucket(benchmark, request, seaweed, monkeypatch):
+    """`open_bucket` for one camera at one instant: list its catalog, read the hours that may
+    hold it, index them; against SeaweedFS holding the catalog of many cameras."""
+    smoke = _smoke(request)
+    cams, hours = (20, 2) if smoke else (1000, 24)
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    s3 = boto3.client("s3")
+    bucket = f"city-{time.time_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    for c in range(cams):
+        for h in range(hours):
+            hour = T0 + h * layout.HOUR_NS
+            key = "p/" + layout.catalog_object_key(f"cam{c:04d}", hour)
+            s3.put_object(Bucket=bucket, Key=key, Body=_hour_doc(f"cam{c:04d}", hour, 60))
+    url = f"s3://{bucket}/p"
+    rounds = 10 if smoke else 50
+    times = []
+    for i in range(rounds):
+        cam = f"cam{(i * 7919) % cams:04d}"
+        at = T0 + ((i * 104729) % (hours * 3600)) * 10**9
+        t = time.perf_counter()
+        with open_bucket(url, [cam], at, at + 60 * 10**9) as st:
+            rows = list(st.index.segments(st.camera_num(cam), at, at + 60 * 10**9))
+        times.append(time.perf_counter() - t)
+        assert rows, (cam, at)
+    times.sort()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update(cameras=cams, hours=hours, objects=cams * hours,
+                                p50_s=statistics.median(times),
+                                p99_s=times[min(len(times) - 1, int(len(times) * 0.99))])  # fmt: skip
+    if not smoke:
+        assert times  # (figures in the report)
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

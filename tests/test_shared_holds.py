@@ -1,0 +1,114 @@
+"""Holds the whole city honours: a hold placed on one store binds every store of the bucket
+(their retention keeps what it covers, their own objects get object legal holds), is
+released from any store, and binds still when the bucket cannot be read."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import START_NS
+from vstore.api import open_store
+from vstore.base.errors import TierError
+from vstore.ingest.file_import import import_file
+from vstore.jobs import registry
+from vstore.lifecycle.retention import run_retention
+from vstore.lifecycle.tiering import run_tiering
+from vstore.store import shared_holds
+from vstore.store.holds import list_holds
+
+S = 10**9
+
+
+def _store(tmp_path, media, name, bucket_url, start_ns=START_NS):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        f'[store]\nsegment_duration_s = 4\n[tier]\nurl = "{bucket_url}"\n'
+    )
+    st = open_store(d)
+    import_file(st, media("holds-src.ts", 12.0, codec="h264", gop_frames=25), "gate", start_ns)
+    return st
+
+
+def _hold(st, action, **params):
+    return registry.run(st, "hold", {"action": action, "by": "det. ray", **params})
+
+
+def _chunks(st):
+    return len(list(st.index.chunks(st.camera_num("gate"), -(2**63), 2**63 - 1)))
+
+
+def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)  # the camera's earlier owner: same camera, same times
+    try:
+        held = _hold(a, "add", camera="gate", from_ns=START_NS + 2 * S, to_ns=START_NS + 3 * S,
+                     reason="case 12")  # fmt: skip
+        assert held["objects"]["errors"] == []
+        # b learns of it at its next retention run, which then keeps what it covers.
+        _plan, res = run_retention(b, max_age_ns=1)
+        assert res is not None and res.errors == []
+        theirs = [h for h in list_holds(b) if h.origin]
+        assert [(h.camera, h.reason, h.origin) for h in theirs] == [
+            ("gate", "case 12", f"{a.uuid}#{held['id']}")
+        ]
+        assert _chunks(b) > 0  # the held GOPs stayed; the rest went
+        kept = _chunks(b)
+        recs = [r for r in b.index.audit_records() if r["action"] == "hold_add"]
+        assert recs and recs[-1]["detail"]["via"] == "shared holds"
+        # Released on b (not where it was placed): a takes the release from the bucket.
+        _hold(b, "release", id=theirs[0].id, reason="case closed")
+        assert not [h for h in list_holds(b) if h.origin]
+        out = _hold(a, "sync")
+        assert out["shared"]["released"] == 1 and list_holds(a) == []
+        _plan, res = run_retention(b, max_age_ns=1)
+        assert _chunks(b) < kept  # nothing holds it any longer
+    finally:
+        a.close()
+        b.close()
+
+
+def test_holds_brought_in_still_bind_when_the_bucket_cannot_be_read(tmp_path, media, monkeypatch):
+    from vstore.tier import LocalTier
+
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)
+    try:
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c 9")
+        assert shared_holds.sync(b).brought_in == 1
+
+        def unreachable(self, prefix):
+            raise TierError(f"{self.url}: endpoint unreachable")
+
+        monkeypatch.setattr(LocalTier, "list_prefix", unreachable)  # the bucket is down
+        before = _chunks(b)
+        _plan, res = run_retention(b, max_age_ns=1)
+        assert _chunks(b) == before  # everything is still held
+        assert res is not None and any("shared holds" in e for e in res.errors)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.s3
+def test_other_stores_objects_get_object_legal_holds_from_a_shared_hold(
+    tmp_path, media, s3_env, lock_bucket
+):
+    url = f"s3://{lock_bucket}/city"
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)
+    try:
+        run_tiering(b, b.tier(url), 5 * S)  # b's footage is in the bucket
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c 3")
+        out = _hold(b, "sync")
+        assert out["shared"]["brought_in"] == 1 and out["objects"]["held"] == 3
+        tier = b.tier(url)
+        keys = [o.key for o in tier.list_prefix("gate/")]
+        assert len(keys) == 3 and all(tier.legal_hold(k) for k in keys)
+        with pytest.raises(TierError):  # the object store itself refuses
+            tier.delete(keys[0])
+    finally:
+        a.close()
+        b.close()

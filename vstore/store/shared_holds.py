@@ -1,0 +1,152 @@
+"""Legal holds the whole city honours: every store writes its holds to the shared bucket
+(``_holds/STORE/ID.json``) and brings every other store's into its own index, so that the
+retention, space keeper and trims of every node keep what any node's hold covers, and each
+node puts object legal holds on its own objects under them (H4). A hold placed on one node
+is released on any: the release is written onto the hold's shared object (by a
+conditional write) and every store, its own included, takes it from there.
+
+A hold of another store is kept in this index as a hold of its own (its own local id),
+naming where it came from (``origin``: STORE#ID); it only ever goes from active to released.
+When the bucket cannot be read, the holds brought in before still bind."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import PreconditionFailed, VstoreError
+from vstore.base.jsonio import dumps_compact, to_jsonable
+from vstore.index.time_index import Batch
+from vstore.store.holds import Hold, list_holds
+from vstore.store.store import Store
+from vstore.tier.base import ABSENT, BlobTier
+
+_CAS_ATTEMPTS = 8
+
+
+@dataclass
+class HoldSyncResult:
+    """What one exchange with the bucket did (``vstore hold sync --json``)."""
+
+    shared: int = 0  # this store's holds written to the bucket (new or changed)
+    brought_in: int = 0  # other stores' holds now in this index
+    released: int = 0  # holds released here because the bucket says so
+    errors: list[str] = field(default_factory=list)
+
+
+def origin_of(store: Store, hold: Hold) -> str:
+    """STORE#ID: which store placed a hold, and its id there."""
+    return hold.origin or f"{store.uuid}#{hold.id}"
+
+
+def _key(origin: str) -> str:
+    store_uuid, _, hold_id = origin.partition("#")
+    return layout.shared_hold_key(store_uuid, int(hold_id))
+
+
+def _doc(store: Store, hold: Hold) -> dict[str, Any]:
+    d = asdict(hold)
+    d["origin"] = origin_of(store, hold)
+    return d
+
+
+def _shared_tier(store: Store) -> BlobTier | None:
+    url = store.config.tier.url
+    return store.tier(url) if url else None
+
+
+def share(store: Store, hold: Hold) -> None:
+    """Write a hold (placed or released here) to its shared object: created if new, a
+    release written onto it. A hold already released in the bucket stays released."""
+    tier = _shared_tier(store)
+    if tier is None:
+        return
+    key = _key(origin_of(store, hold))
+    for _ in range(_CAS_ATTEMPTS):
+        got = tier.get_versioned(key)
+        if got is None:
+            body, etag = _doc(store, hold), ABSENT
+        else:
+            data, etag = got
+            body = json.loads(data)
+            if body.get("released_ns") is not None or hold.released_ns is None:
+                return  # (released already; or nothing new to say)
+            body.update(released_ns=hold.released_ns, released_by=hold.released_by,
+                        release_reason=hold.release_reason)  # fmt: skip
+        try:
+            tier.put_bytes(key, dumps_compact(body), if_match=etag)
+            return
+        except PreconditionFailed:
+            continue
+    raise VstoreError(f"{tier.url}/{key}: kept changing under {_CAS_ATTEMPTS} writes")
+
+
+def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
+    """Exchange holds with the bucket ([tier] url): write this store's holds the bucket
+    lacks (or whose release it lacks), bring in the holds other stores placed, and take
+    releases written in the bucket. Nothing when no [tier] url is set."""
+    res = HoldSyncResult()
+    tier = _shared_tier(store)
+    if tier is None:
+        return res
+    mine = {origin_of(store, h): h for h in list_holds(store, include_released=True)}
+    try:
+        objects = list(tier.list_prefix(layout.SHARED_HOLDS_PREFIX + "/"))
+    except VstoreError as exc:
+        res.errors.append(f"the shared holds could not be read ({exc}); those brought in "
+                          "before still bind")  # fmt: skip
+        return res
+    seen: set[str] = set()
+    for obj in objects:
+        try:
+            doc = json.loads(tier.get(obj.key))
+            origin = str(doc["origin"])
+            theirs = Hold(**{k: v for k, v in doc.items() if k in Hold.__dataclass_fields__})
+        except (VstoreError, ValueError, KeyError, TypeError) as exc:
+            res.errors.append(f"{tier.url}/{obj.key}: not a shared hold ({exc})")
+            continue
+        seen.add(origin)
+        local = mine.get(origin)
+        if local is None:
+            _bring_in(store, theirs, origin, by)
+            res.brought_in += 1
+        elif local.active and not theirs.active:
+            _release_here(store, local, theirs, by)
+            res.released += 1
+        elif not local.active and theirs.active:
+            share(store, local)  # released here, and that never reached the bucket
+            res.shared += 1
+    for origin, h in mine.items():
+        if origin not in seen and not h.origin:  # this store's, not in the bucket yet
+            try:
+                share(store, h)
+                res.shared += 1
+            except VstoreError as exc:
+                res.errors.append(str(exc))
+    return res
+
+
+def _bring_in(store: Store, theirs: Hold, origin: str, by: str) -> None:
+    with store.retention_lock:
+        hold = replace(theirs, id=store.index.new_hold_id(), origin=origin)
+        b = Batch()
+        b.put(layout.hold_key(hold.id), hold.record())
+        store.index.audit("hold_add", by, {**to_jsonable(hold), "via": "shared holds"},
+                          store.clock.wall_ns(), batch=b)  # fmt: skip
+        store.index.commit(b, sync=True)
+
+
+def _release_here(store: Store, local: Hold, theirs: Hold, by: str) -> None:
+    done = replace(
+        local,
+        released_ns=theirs.released_ns,
+        released_by=theirs.released_by,
+        release_reason=theirs.release_reason,
+    )
+    b = Batch()
+    b.put(layout.hold_key(local.id), done.record())
+    store.index.audit("hold_release", by, {**to_jsonable(done), "via": "shared holds"},
+                      store.clock.wall_ns(), batch=b)  # fmt: skip
+    store.index.commit(b, sync=True)
