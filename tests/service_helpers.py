@@ -162,3 +162,16 @@ def store_with_cameras(store: Path, src: Path, cameras: tuple[str, ...], start: 
     for cam in cameras:
         vstore("import", str(src), "--camera", cam, "--start", start, "--store", str(store))
     return store
+
+
+def wait_for(cond: Any, timeout_s: float = 30.0, what: str = "condition") -> Any:
+    """What ``cond()`` returns once it is true, polled every 0.1 s; fails after timeout_s."""
+    import pytest
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")

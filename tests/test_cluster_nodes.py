@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.service_helpers import make_token, start_node, vstore
+from tests.service_helpers import make_token, start_node, vstore, wait_for
 from tools.camsim import StreamSpec, TcpCamera
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.ownership import MemberInfo, Ownership, preferred
@@ -43,16 +43,6 @@ def _node_store(tmp_path, name, etcd, prefix, cameras):
         lines += [f"[cameras.{cam}]", f'url = "{c.url}"']
     (store / "vstore.toml").write_text("\n".join(lines) + "\n")
     return store
-
-
-def _wait(cond, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _spans(store, cam):
@@ -86,7 +76,7 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
     nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
     try:
         # Each camera claimed once, by the member it should be.
-        claims = _wait(lambda: (cl := own.claims()).keys() == set(CAMS) and
+        claims = wait_for(lambda: (cl := own.claims()).keys() == set(CAMS) and
                        {c: v.member for c, v in cl.items()} == split and cl, 20, "the split")  # fmt: skip
         victims = [c for c in CAMS if split[c] == "n1"]
         doc = json.loads(vstore("cluster", "status", "--store", str(stores["n1"]), "--json").stdout)
@@ -102,13 +92,13 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
         nodes["n1"].proc.kill()  # kill -9: no seal, no goodbye
         killed_ns = time.time_ns()
         t0 = time.monotonic()
-        _wait(lambda: all(own.claims().get(c) and own.claims()[c].member == "n2" for c in CAMS),
+        wait_for(lambda: all(own.claims().get(c) and own.claims()[c].member == "n2" for c in CAMS),
               TTL_S + 10, "n2 to own every camera")  # fmt: skip
         took_s = time.monotonic() - t0
         assert took_s < TTL_S + 2, took_s
         newer = own.claims()
         assert all(newer[c].epoch > claims[c].epoch for c in victims)
-        _wait(lambda: all(cameras[c].connections == 2 for c in victims), 10, "reconnects")
+        wait_for(lambda: all(cameras[c].connections == 2 for c in victims), 10, "reconnects")
         time.sleep(2)
     finally:
         for n in nodes.values():
@@ -138,26 +128,26 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
     stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
     nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
     try:
-        _wait(lambda: own.claims().keys() == set(CAMS), 20, "the split")
+        wait_for(lambda: own.claims().keys() == set(CAMS), 20, "the split")
         time.sleep(1)
         os.kill(nodes["n1"].proc.pid, signal.SIGSTOP)  # frozen past its lease
         frozen_ns = time.time_ns()
-        taken = _wait(lambda: (cl := own.claims()).keys() == set(CAMS)
+        taken = wait_for(lambda: (cl := own.claims()).keys() == set(CAMS)
                       and all(cl[c].member == "n2" for c in victims) and cl,
                       TTL_S + 10, "n2 to take over")  # fmt: skip
         time.sleep(1)
         os.kill(nodes["n1"].proc.pid, signal.SIGCONT)
         # Awake, n1 finds its lease gone: it rejoins under a new lease, and takes its
         # cameras back only as new claims, handed over by n2 (newer epochs).
-        back = _wait(lambda: (cl := own.claims()).keys() == set(CAMS)
+        back = wait_for(lambda: (cl := own.claims()).keys() == set(CAMS)
                      and all(cl[c].member == "n1" for c in victims) and cl, 20, "n1 back")  # fmt: skip
         assert all(back[c].epoch > taken[c].epoch for c in victims)
         # Drain n2: its cameras go back to n1 (which rejoined), then n2 stops by itself.
         r = vstore("node", "drain", "n2", "--store", str(stores["n1"]), "--wait", "--json")
         assert json.loads(r.stdout) == {"member": "n2", "draining": False, "left": True}
-        _wait(lambda: nodes["n2"].proc.poll() is not None, 30, "the drained node to stop")
+        wait_for(lambda: nodes["n2"].proc.poll() is not None, 30, "the drained node to stop")
         assert nodes["n2"].proc.returncode == 0
-        _wait(lambda: {v.member for v in own.claims().values()} == {"n1"}
+        wait_for(lambda: {v.member for v in own.claims().values()} == {"n1"}
               and own.claims().keys() == set(CAMS), 20, "n1 to own every camera")  # fmt: skip
     finally:
         own.drain("n2", on=False)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import START_NS
-from tests.service_helpers import make_token, start_node, vstore
+from tests.service_helpers import make_token, start_node, vstore, wait_for
 from vstore.base.timebase import format_time
 
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -58,38 +57,28 @@ def browser():
     drv.quit()
 
 
-def _wait(fn, timeout_s: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_sign_in_see_the_gap_play_and_download(served, browser):
     from selenium.webdriver.common.by import By
 
     node, token = served
     browser.get(node.url + "/")
     # A wrong token is refused with a message; the right one signs in.
-    _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
+    wait_for(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
     browser.find_element(By.ID, "token").send_keys("vst_wrong_token")
     browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    _wait(lambda: browser.find_element(By.ID, "signin-error").text, what="the refusal")
+    wait_for(lambda: browser.find_element(By.ID, "signin-error").text, what="the refusal")
     assert "not valid" in browser.find_element(By.ID, "signin-error").text
     field = browser.find_element(By.ID, "token")
     field.clear()
     field.send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    cam = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cameras")
+    cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cameras")
     assert [c.get_attribute("data-camera") for c in cam] == ["gate"]
     assert "det. page" in browser.find_element(By.ID, "who").text
     cam[0].click()
 
     # The timeline: two recorded spans and the minute between them as a gap.
-    gaps = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#spans .gap"), what="the gap")
+    gaps = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#spans .gap"), what="the gap")
     assert len(gaps) == 1
     gap_from = browser.execute_script("return Date.parse(arguments[0].dataset.from)", gaps[0])
     gap_to = browser.execute_script("return Date.parse(arguments[0].dataset.to)", gaps[0])
@@ -105,7 +94,7 @@ def test_sign_in_see_the_gap_play_and_download(served, browser):
         el.clear()
         el.send_keys(format_time(t))
     browser.find_element(By.ID, "play").click()
-    _wait(lambda: browser.execute_script(
+    wait_for(lambda: browser.execute_script(
         "const v = document.getElementById('video'); return v.currentTime > 1.5 && v.videoWidth > 0"
     ), what="the video to play")  # fmt: skip
     frames = browser.execute_script(
@@ -144,7 +133,7 @@ def test_the_page_without_a_session_asks_for_a_token_and_the_api_refuses(served,
     node, _token = served
     browser.delete_all_cookies()
     browser.get(node.url + "/")
-    _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
+    wait_for(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in form")
     assert not browser.find_element(By.ID, "app").is_displayed()
     status = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -167,19 +156,21 @@ def test_live_plays_the_edge_of_a_recording_camera(tmp_path, browser):
         token = make_token(store, "viewer", "*", name="watch")
         node = start_node(store)
         try:
-            _wait(lambda: node.get("/api/v1/cameras/street", token).json().get("recorded_ns", 0)
+            wait_for(lambda: node.get("/api/v1/cameras/street", token).json().get("recorded_ns", 0)
                   > 3 * 10**9, what="footage")  # fmt: skip
             browser.delete_all_cookies()
             browser.get(node.url + "/")
-            _wait(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in")
+            wait_for(lambda: browser.find_element(By.ID, "signin").is_displayed(), what="sign-in")
             browser.find_element(By.ID, "token").send_keys(token)
             browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-            cams = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cams")
+            cams = wait_for(
+                lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cams"
+            )
             cams[0].click()
             live = browser.find_element(By.ID, "live")
-            _wait(live.is_displayed, what="the Live button")
+            wait_for(live.is_displayed, what="the Live button")
             live.click()
-            _wait(lambda: browser.execute_script(
+            wait_for(lambda: browser.execute_script(
                 "const v = document.getElementById('video');"
                 "return v.currentTime > 1 && hls !== null && hls.playingDate !== null"),
                 timeout_s=45, what="live")  # fmt: skip

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from vstore.base.errors import ClusterError
 from vstore.cluster.etcd_client import EtcdClient
@@ -23,6 +24,7 @@ from vstore.store.config import ClusterConfig
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+CLAIMS_AT_ONCE = 16
 
 
 def member_name(config: ClusterConfig) -> str:
@@ -136,18 +138,32 @@ class Agent:
                 self.handovers += 1
             log.info("cluster: handed over %s", ", ".join(c.camera for c in give_back))
         lease = self.member.lease_id
+        todo = [
+            cam
+            for cam in sorted(wanted)
+            if cam not in claims
+            and cam not in self._owned
+            and preferred(cam, members, self.config.pins) == me
+        ]
         taken = []
-        for cam in sorted(wanted):
-            if cam in claims or cam in self._owned:
-                continue
-            if preferred(cam, members, self.config.pins) != me or not self.member.valid():
-                continue
-            claim = self.ownership.claim(cam, me, lease)
-            if claim is not None:
+
+        def claim(cam: str) -> None:
+            if not self.member.valid():
+                return
+            got = self.ownership.claim(cam, me, lease)
+            if got is not None:
                 with self._lock:
-                    self._owned[cam] = claim
-                taken.append(cam)
-                self.claimed += 1
+                    self._owned[cam] = got
+                    taken.append(cam)
+                    self.claimed += 1
+
+        if len(todo) > 1:
+            # Each claim is one etcd transaction (a raft commit of a few ms): many at once,
+            # so a member starting beside thousands of cameras takes its share in seconds.
+            with ThreadPoolExecutor(CLAIMS_AT_ONCE, thread_name_prefix="vstore-claim") as pool:
+                list(pool.map(claim, todo))
+        elif todo:
+            claim(todo[0])
         if taken:
             log.info("cluster: recording %s", ", ".join(taken))
             self._apply()

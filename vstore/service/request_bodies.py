@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
-
 from vstore.base.errors import UsageError
 from vstore.jobs.registry import JOBS, PARAMS
 from vstore.service.access import ROLES
@@ -140,6 +138,10 @@ _validators: dict[int, tuple[Schema, Any]] = {}
 
 def check_body(schema: Schema, doc: Any) -> None:
     """Raise UsageError naming the first way ``doc`` breaks ``schema``."""
+    # (Loaded with the first request body: an idle node with many cameras stays ~11 MB
+    # smaller, which the service's memory target counts.)
+    import jsonschema
+
     kept = _validators.get(id(schema))
     if kept is None or kept[0] is not schema:
         kept = _validators[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))

@@ -644,13 +644,19 @@ def _keys(doc: Any, where: str) -> str | None:
     return d
 
 
-def _cluster(doc: Any, where: str) -> ClusterConfig:
+def _section(doc: Any, where: str, name: str, keys: tuple[str, ...]) -> str:
+    """Check that [name] is a table of only ``keys``; where to name it in errors."""
     if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: [cluster] must be a table")
-    where = f"{where} [cluster]"
-    extra = set(doc) - set(ClusterConfig._fields)
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    where = f"{where} [{name}]"
+    extra = set(doc) - set(keys)
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    return where
+
+
+def _cluster(doc: Any, where: str) -> ClusterConfig:
+    where = _section(doc, where, "cluster", ClusterConfig._fields)
     etcd = doc.get("etcd", [])
     if isinstance(etcd, str):
         etcd = [etcd]
@@ -700,12 +706,7 @@ def _groups(doc: Any, where: str) -> dict[str, tuple[str, ...]]:
 
 
 def _service(doc: Any, where: str) -> ServiceConfig:
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: [service] must be a table")
-    where = f"{where} [service]"
-    extra = set(doc) - set(ServiceConfig._fields)
-    if extra:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    where = _section(doc, where, "service", ServiceConfig._fields)
     d = ServiceConfig()
     out = d._replace(**doc)
     for key in ("max_clip_s", "rate_per_s", "write_timeout_s", "chain_sign_every_s"):

@@ -8,9 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-import tomlkit.exceptions
-
 from vstore.base.errors import ConfigError, NotFound, UsageError
 from vstore.base.fsutil import Fs, write_durably
 from vstore.base.layout import staging_path, validate_camera_id
@@ -31,6 +28,9 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 def _edit(path: Path, change: Any) -> StoreConfig:
     """Apply ``change(doc)`` to the file's TOML document, check the result as a whole
     configuration, and replace the file with it; the new configuration is returned."""
+    import tomlkit  # (only when a client edits the file: ~5 MB a node need not hold)
+    import tomlkit.exceptions
+
     before = _stamp(path)
     try:
         text = path.read_text(encoding="utf-8") if before is not None else ""
@@ -57,6 +57,8 @@ def set_camera(path: Path, camera_id: str, values: dict[str, Any]) -> tuple[bool
     created = False
 
     def change(doc: Any) -> None:
+        import tomlkit
+
         nonlocal created
         cams = doc.get("cameras")
         if cams is None:
