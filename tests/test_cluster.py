@@ -68,6 +68,17 @@ def test_claims_have_one_owner_each_and_increasing_epochs(etcd, prefix):
         assert cb is not None and cb.epoch > ca.epoch
         # A stale holder's release cannot remove the newer claim.
         assert not own.release(ca) and own.claims()["gate"] == cb
+        # Claims in batches: one transaction for a batch; a batch with a camera another holds
+        # still claims the rest, one by one, and never the one held.
+        many = own.claim_many(["door", "gate", "yard"], "a", a.lease_id)
+        assert [c.camera for c in many] == ["door", "yard"]
+        assert {c: v.member for c, v in own.claims().items()} == {
+            "door": "a",
+            "gate": "b",
+            "yard": "a",
+        }
+        batch = own.claim_many([f"cam{i}" for i in range(100)], "a", a.lease_id)
+        assert len(batch) == 100 and len({c.epoch for c in batch}) == 2  # 64 + 36
     finally:
         a.leave()
         b.leave()

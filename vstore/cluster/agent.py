@@ -13,7 +13,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from vstore.base.errors import ClusterError
 from vstore.cluster.etcd_client import EtcdClient
@@ -24,7 +23,6 @@ from vstore.store.config import ClusterConfig
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-CLAIMS_AT_ONCE = 16
 
 
 def member_name(config: ClusterConfig) -> str:
@@ -136,7 +134,8 @@ class Agent:
             for claim in give_back:
                 self.ownership.release(claim)  # ...then another may take them
                 self.handovers += 1
-            log.info("cluster: handed over %s", ", ".join(c.camera for c in give_back))
+            log.info("cluster: handed over %d camera(s): %s", len(give_back),
+                     _some([c.camera for c in give_back]))  # fmt: skip
         lease = self.member.lease_id
         todo = [
             cam
@@ -146,26 +145,16 @@ class Agent:
             and preferred(cam, members, self.config.pins) == me
         ]
         taken = []
-
-        def claim(cam: str) -> None:
-            if not self.member.valid():
-                return
-            got = self.ownership.claim(cam, me, lease)
-            if got is not None:
+        if todo and self.member.valid():
+            # Batches of claims, one etcd transaction (one raft commit) each: a member that
+            # starts beside thousands of cameras, or takes over a dead one's, does so at once.
+            for got in self.ownership.claim_many(todo, me, lease):
                 with self._lock:
-                    self._owned[cam] = got
-                    taken.append(cam)
-                    self.claimed += 1
-
-        if len(todo) > 1:
-            # Each claim is one etcd transaction (a raft commit of a few ms): many at once,
-            # so a member starting beside thousands of cameras takes its share in seconds.
-            with ThreadPoolExecutor(CLAIMS_AT_ONCE, thread_name_prefix="vstore-claim") as pool:
-                list(pool.map(claim, todo))
-        elif todo:
-            claim(todo[0])
+                    self._owned[got.camera] = got
+                taken.append(got.camera)
+                self.claimed += 1
         if taken:
-            log.info("cluster: recording %s", ", ".join(taken))
+            log.info("cluster: recording %d camera(s): %s", len(taken), _some(taken))
             self._apply()
         mine = next((m for m in members if m.name == me), None)
         if mine is not None and mine.draining and not self.owned() and self.on_drained:
@@ -181,3 +170,7 @@ class Agent:
             self._owned.clear()
         self._apply()
         self.member.leave()
+
+
+def _some(names: list[str], n: int = 20) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

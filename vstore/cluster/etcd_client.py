@@ -132,6 +132,26 @@ class EtcdClient:
             return None
         return int(res["header"]["revision"])
 
+    def create_all(self, items: list[tuple[str, bytes]], lease_id: int | None = None) -> int | None:
+        """Create every key of ``items`` in one transaction, only if none of them exists; the
+        revision they were created at, or None (then none was)."""
+        from etcd3gw.utils import _encode
+
+        compare, success = [], []
+        for key, value in items:
+            put: dict[str, Any] = {"key": _encode(key), "value": _encode(value)}
+            if lease_id:
+                put["lease"] = lease_id
+            compare.append(
+                {"key": _encode(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+            )
+            success.append({"request_put": put})
+        txn = {"compare": compare, "success": success, "failure": []}
+        res = self._call("create", lambda c: c.transaction(txn))
+        if not res.get("succeeded"):
+            return None
+        return int(res["header"]["revision"])
+
     def delete_if(self, key: str, create_revision: int) -> bool:
         """Delete ``key`` only if it is still the one created at create_revision (a claim
         is given back only by its holder, never one a newer owner made since)."""

@@ -40,6 +40,10 @@ class Claim:
     since_ns: int = field(default=0, compare=False)
 
 
+# Claims per etcd transaction (etcd allows 128 operations in one by default).
+CLAIM_BATCH = 64
+
+
 def _score(camera: str, member: str, weight: float) -> float:
     """Weighted rendezvous score: the member with the highest takes the camera."""
     h = hashlib.blake2b(f"{camera}\x00{member}".encode(), digest_size=8).digest()
@@ -111,6 +115,24 @@ class Ownership:
             self.client.put(key, b"1")
         else:
             self.client.delete(key)
+
+    def claim_many(self, cameras: list[str], member: str, lease_id: int) -> list[Claim]:
+        """Claim many cameras for ``member``: a batch at a time in one etcd transaction (one
+        raft commit for the batch), each camera of a batch that lost a race alone."""
+        out: list[Claim] = []
+        for i in range(0, len(cameras), CLAIM_BATCH):
+            batch = cameras[i : i + CLAIM_BATCH]
+            items = [(layout.cluster_owner_key(self.prefix, c), member.encode()) for c in batch]
+            rev = self.client.create_all(items, lease_id)
+            if rev is not None:
+                now = time.time_ns()
+                out.extend(Claim(c, member, rev, now) for c in batch)
+                continue
+            for c in batch:  # one of them is taken: claim the others one by one
+                got = self.claim(c, member, lease_id)
+                if got is not None:
+                    out.append(got)
+        return out
 
     def release(self, claim: Claim) -> bool:
         """Give a claim back (only the one made at its epoch)."""
