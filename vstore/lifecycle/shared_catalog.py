@@ -30,18 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import PreconditionFailed, VstoreError
+from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment import format as fmt
 from vstore.store.opening import open_store
 from vstore.store.store import Store
-from vstore.tier.base import ABSENT, BlobTier
+from vstore.tier.base import BlobTier
 from vstore.tier.factory import open_tier
 
 FORMAT = "vstore-catalog-hour"
 VERSION = 1
-_CAS_ATTEMPTS = 8  # a conflicting write is another writer's of the same hour: read, merge again
 
 
 class Fenced(VstoreError):
@@ -118,11 +117,14 @@ def _merge(
     }
 
 
-def _read(tier: BlobTier, key: str) -> tuple[dict[str, Any] | None, str]:
+def _read(tier: BlobTier, key: str) -> dict[str, Any] | None:
     got = tier.get_versioned(key)
-    if got is None:
-        return None, ABSENT
-    data, etag = got
+    return _parse(tier, key, got[0] if got is not None else None)
+
+
+def _parse(tier: BlobTier, key: str, data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
     try:
         doc = json.loads(data)
     except ValueError as exc:
@@ -131,7 +133,7 @@ def _read(tier: BlobTier, key: str) -> tuple[dict[str, Any] | None, str]:
         raise VstoreError(f"{tier.url}/{key}: not a catalog object")
     if doc.get("version", 0) > VERSION:
         raise VstoreError(f"{tier.url}/{key}: catalog version {doc['version']} is newer")
-    return doc, etag
+    return doc
 
 
 def publish_hour(
@@ -153,27 +155,28 @@ def publish_hour(
     mine = _entries(store, tier.url, num, hour_ns) if num is not None else []
     key = layout.catalog_object_key(camera, hour_ns)
     me = {"store": store.uuid, "member": member, "epoch": epoch, "since_ns": since_ns}
-    for _ in range(_CAS_ATTEMPTS):
-        doc, etag = _read(tier, key)
+    last: dict[str, Any] = {}
+
+    def change(data: bytes | None) -> bytes:
+        doc = _parse(tier, key, data)
         prior = (doc or {}).get("owner") or {}
         listed, owner = mine, me
         if int(prior.get("epoch", 0)) > epoch:
             until = int(prior.get("since_ns", 0))
             listed = [e for e in mine if int(e["row"]["end_ns"]) <= until]
             owner = prior
-        body = dumps_compact(_merge(doc, camera, hour_ns, store.uuid, listed, owner))
-        try:
-            tier.put_bytes(key, body, if_match=etag)
-        except PreconditionFailed:
-            continue  # written meanwhile: read it again, merge again
-        if len(listed) < len(mine):
-            raise Fenced(
-                f"camera {camera}: {len(mine) - len(listed)} segment(s) of {key} were recorded "
-                f"after member {prior.get('member') or prior.get('store')!r} took it over "
-                f"(epoch {prior.get('epoch')} > {epoch}): a stale owner's, not listed"
-            )
-        return len(listed)
-    raise VstoreError(f"{tier.url}/{key}: kept changing under {_CAS_ATTEMPTS} writes; try again")
+        last.update(listed=listed, prior=prior)  # (what the write that lands was made of)
+        return dumps_compact(_merge(doc, camera, hour_ns, store.uuid, listed, owner))
+
+    tier.update(key, change)
+    listed, prior = last["listed"], last["prior"]
+    if len(listed) < len(mine):
+        raise Fenced(
+            f"camera {camera}: {len(mine) - len(listed)} segment(s) of {key} were recorded "
+            f"after member {prior.get('member') or prior.get('store')!r} took it over "
+            f"(epoch {prior.get('epoch')} > {epoch}): a stale owner's, not listed"
+        )
+    return len(listed)
 
 
 def pending(store: Store) -> list[tuple[int, int, str]]:
@@ -248,7 +251,7 @@ def catalog_problems(store: Store) -> list[tuple[int, int, str, str]]:
         if (num, hour) in marked:
             continue
         try:
-            doc, _etag = _read(store.tier(url), layout.catalog_object_key(cams[num], hour))
+            doc = _read(store.tier(url), layout.catalog_object_key(cams[num], hour))
         except VstoreError as exc:
             out.append((num, hour, url, str(exc)))
             continue
@@ -299,7 +302,7 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
     """Index one catalog object's segments in ``store`` (a reader's scratch index), each as
     foreign (its writer's to keep or delete) and under a fresh local segment id (ids are
     per store, and a camera's hours may come from several). The segments indexed."""
-    doc, _etag = _read(tier, key)
+    doc = _read(tier, key)
     if doc is None:
         return 0
     cam = store.index.camera_num(str(doc["camera"]), create=True)

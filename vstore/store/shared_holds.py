@@ -16,14 +16,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import PreconditionFailed, VstoreError
+from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact, to_jsonable
 from vstore.index.time_index import Batch
 from vstore.store.holds import Hold, list_holds
 from vstore.store.store import Store
-from vstore.tier.base import ABSENT, BlobTier
-
-_CAS_ATTEMPTS = 8
+from vstore.tier.base import BlobTier
 
 
 @dataclass
@@ -63,24 +61,18 @@ def share(store: Store, hold: Hold) -> None:
     tier = _shared_tier(store)
     if tier is None:
         return
-    key = _key(origin_of(store, hold))
-    for _ in range(_CAS_ATTEMPTS):
-        got = tier.get_versioned(key)
-        if got is None:
-            body, etag = _doc(store, hold), ABSENT
-        else:
-            data, etag = got
-            body = json.loads(data)
-            if body.get("released_ns") is not None or hold.released_ns is None:
-                return  # (released already; or nothing new to say)
-            body.update(released_ns=hold.released_ns, released_by=hold.released_by,
-                        release_reason=hold.release_reason)  # fmt: skip
-        try:
-            tier.put_bytes(key, dumps_compact(body), if_match=etag)
-            return
-        except PreconditionFailed:
-            continue
-    raise VstoreError(f"{tier.url}/{key}: kept changing under {_CAS_ATTEMPTS} writes")
+
+    def change(data: bytes | None) -> bytes | None:
+        if data is None:
+            return dumps_compact(_doc(store, hold))
+        body = json.loads(data)
+        if body.get("released_ns") is not None or hold.released_ns is None:
+            return None  # (released already; or nothing new to say)
+        body.update(released_ns=hold.released_ns, released_by=hold.released_by,
+                    release_reason=hold.release_reason)  # fmt: skip
+        return dumps_compact(body)
+
+    tier.update(_key(origin_of(store, hold)), change)
 
 
 def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:

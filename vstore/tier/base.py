@@ -8,10 +8,12 @@ a plain path, or ``s3://BUCKET/PREFIX``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vstore.base.errors import PreconditionFailed, TierError
 
 if TYPE_CHECKING:
     from vstore.base.ratelimit import RateLimiter
@@ -69,6 +71,25 @@ class BlobTier(abc.ABC):
     @abc.abstractmethod
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         """A small object's bytes and ETag (to write it back with ``put_bytes``), or None."""
+
+    def update(
+        self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 8
+    ) -> bool:
+        """Read, change and write back a small object so that no other writer's write is
+        lost: ``change(its bytes, or None when there is none)`` gives the new bytes (None:
+        leave it); when another writer came first, it is asked again of the newer version.
+        True when written."""
+        for _ in range(attempts):
+            got = self.get_versioned(key)
+            new = change(got[0] if got is not None else None)
+            if new is None:
+                return False
+            try:
+                self.put_bytes(key, new, if_match=got[1] if got is not None else ABSENT)
+                return True
+            except PreconditionFailed:
+                continue
+        raise TierError(f"{self.url}/{key}: kept changing under {attempts} writes; try again")
 
     @abc.abstractmethod
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
