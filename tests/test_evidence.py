@@ -124,6 +124,28 @@ def test_the_first_frame_shown_is_the_snapshot_at_from(recorded, tmp_path, cam):
     assert counters == list(range(want_first, want_last + 1))
 
 
+def test_open_gop_exports_cover_the_range_at_both_ends(tmp_path, media):
+    """Open GOPs (x265's default): frames 49 and 74 are leading frames, sent after keyframes
+    50 and 75 and shown before them. An export from inside frame 49 to 75 shows 49 to 74,
+    and the snapshots at its ends are those frames."""
+    st = open_store(tmp_path / "store")
+    with st:
+        src = media("ev-open.ts", 4.0, codec="hevc", bframes=3, gop_frames=25, open_gop=True)
+        import_file(st, src, "lobby", START_NS)
+        item = ExportItem("lobby", t(49.3), t(75.0))
+        export_package(st, [item], tmp_path / "pkg", case="C-8", purpose="test", by="det. bo")
+        doc = json.loads((tmp_path / "pkg" / "manifest.json").read_bytes())
+        with av.open(str(tmp_path / "pkg" / doc["clips"][0]["file"])) as c:
+            counters = [read_frame_counter(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        assert counters == list(range(49, 75))
+        for at, frame in ((item.start_ns, 49), (item.end_ns - 1, 74)):
+            snapshot(st, "lobby", at, tmp_path / "s.png")
+            with av.open(str(tmp_path / "s.png")) as c:
+                assert (
+                    read_frame_counter(next(c.decode(video=0)).to_ndarray(format="rgb24")) == frame
+                )
+
+
 # --- verification --------------------------------------------------------------------------
 
 

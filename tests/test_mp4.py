@@ -20,13 +20,14 @@ from vstore.codec.parameter_sets import avcc_record
 from vstore.export import mp4, mp4_clip
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
+from vstore.export.snapshot import snapshot
 from vstore.ingest.file_import import import_file
 
 FRAME_NS = 40_000_000
 
 
-def t(frame: int) -> int:
-    return START_NS + frame * FRAME_NS
+def t(frame: float) -> int:
+    return START_NS + int(frame * FRAME_NS)
 
 
 def _store(tmp_path: Path, media, name: str, **spec):
@@ -95,6 +96,38 @@ def test_b_frame_clips_are_frame_exact_at_both_ends(tmp_path, media, codec):
             assert _counters(out) == list(range(first, last)), (first, last)
             if shutil.which("ffmpeg"):
                 assert ffmpeg_decode_errors(out) == ""
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_open_gop_leading_frames_are_shown_at_both_ends(tmp_path, media, codec):
+    """Open GOPs (x265's default): frame 24 is sent after keyframe 25 and shown before it,
+    so it is stored in keyframe 25's chunk. A clip from inside frame 24, or one that ends
+    just after it, shows it; so does a snapshot; and the streaming formats decode every
+    frame in order up to the end."""
+    src = media(f"og-{codec}.ts", 6.0, codec=codec, bframes=3, gop_frames=25, open_gop=True)
+    st = open_store(tmp_path / "store")
+    with st:
+        import_file(st, src, "cam", START_NS)
+        for first, last in [(24.25, 27.5), (23.5, 25.0), (24.0, 25.0), (22.3, 24.9), (60, 100)]:
+            out = tmp_path / f"{first}-{last}.mp4"
+            write_clip(st, plan_clip(st, "cam", t(first), t(last)), out)
+            want = list(range(int(first), -int(-last // 1)))
+            assert _counters(out) == want, (first, last)
+            if shutil.which("ffmpeg"):
+                # A clip that starts at an H.264 recovery-point I-frame carries the GOP's
+                # memory-management commands for pictures of the GOP before: FFmpeg warns
+                # "mmco: unref short failure" and decodes every frame right (its own
+                # `-ss -c copy` cut of such a stream warns the same).
+                said = ffmpeg_decode_errors(out).splitlines()
+                assert [x for x in said if "mmco: unref short failure" not in x] == []
+            snapshot(st, "cam", t(first), tmp_path / "s.png")
+            assert _counters(tmp_path / "s.png") == [int(first)]
+            for fmt in ("ts", "fmp4"):
+                out = tmp_path / f"{first}-{last}.{fmt}"
+                write_clip(st, plan_clip(st, "cam", t(first), t(last)), out, format=fmt)
+                got = _counters(out)  # from the GOP's keyframe, to a few frames past the end
+                assert got == list(range(got[0], got[-1] + 1)), (fmt, first, last)
+                assert got[0] <= want[0] and got[-1] >= want[-1], (fmt, first, last)
 
 
 def test_clip_bigger_than_the_memory_budget_reads_chunks_again(tmp_path, media, monkeypatch):

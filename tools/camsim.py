@@ -70,6 +70,10 @@ class StreamSpec:
     height: int = 240
     fps: int = 25
     gop_frames: int = 50  # a keyframe (IDR, closed GOP) every gop_frames frames
+    # Open GOPs (x265's and many cameras' default): each keyframe after the first is a CRA
+    # (HEVC) or a recovery-point I-frame (H.264) whose leading B-frames, sent after it, are
+    # shown before it and refer to the GOP before.
+    open_gop: bool = False
     bitrate: int = 500_000
     bframes: int = 0
     audio: str | None = None  # None | "aac" | "pcm_mulaw" | "pcm_alaw"
@@ -224,10 +228,11 @@ def _add_video(container: Any, spec: StreamSpec, repeat_headers: bool) -> Any:
     s.time_base = Fraction(1, spec.fps)
     s.codec_context.time_base = Fraction(1, spec.fps)
     g = spec.gop_frames
-    # Closed GOPs of exactly g frames, no scene-cut keyframes: what IP cameras do.
+    # GOPs of exactly g frames, no scene-cut keyframes: what IP cameras do.
     params = f"keyint={g}:min-keyint={g}:scenecut=0:bframes={spec.bframes}"
+    params += f":open-gop={int(spec.open_gop)}"
     if spec.codec == "hevc":
-        params += ":open-gop=0:log-level=error"
+        params += ":log-level=error"
         if spec.bframes:  # zerolatency has no lookahead, which x265 needs for B-frames
             params += f":rc-lookahead={spec.bframes + 1}"
     if repeat_headers:  # SPS/PPS (and VPS) in-band before every keyframe

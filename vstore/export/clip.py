@@ -97,34 +97,42 @@ def start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> None
     of that instant shows), not on the next one: players built on FFmpeg show no frame that
     begins before the edit list's start. Moves ``plan.start_ns`` back to that frame's time
     (less than one frame). Reads the packet tables of the chunks up to the start (usually
-    one GOP): local chunks' tables alone, as the clip checks each chunk when it reads it;
-    tiered chunks whole (a table alone would cost a request of its own)."""
+    one GOP) and of the chunk after them: local chunks' tables alone, as the clip checks
+    each chunk when it reads it; tiered chunks whole (a table alone would cost a request of
+    its own)."""
     want = plan.start_ns
     best = None
-    part = plan.parts[0]
-    with store.segment_reader(part.segment) as rd:
-        meta = rd.meta
-        video = next((t.index for t in meta.tracks if t.kind == "video"), None)
-        if video is None:
-            return
-        tb = meta.tracks[video].time_base
-        shift = meta.anchor_wall_ns - meta.anchor_media_ns
-        for c in part.chunks:
-            if c.start_ns > want:
+    video0 = None
+    for part in plan.parts:
+        with store.segment_reader(part.segment) as rd:
+            meta = rd.meta
+            video = next((t for t in meta.tracks if t.kind == "video"), None)
+            if video is None or (video0 is not None and video.codec != video0):
                 break
-            try:
-                if part.segment.location == "local":
-                    cols = rd.read_table(c.offset, c.length)[1]
-                else:
-                    cols = rd.read_chunk(c.offset, c.length, c.crc32).columns
-            except CorruptSegment:
-                if strict:
-                    raise
-                raise DamagedChunks([c]) from None
-            pts = [p for p, tr in zip(cols.pts, cols.track, strict=True) if tr == video]
-            shown = [w for w in ticks_to_ns_many(pts, *tb, shift) if w <= want]
-            if shown:
-                best = max(shown) if best is None else max(best, *shown)
+            video0 = video.codec
+            tb = video.time_base
+            shift = meta.anchor_wall_ns - meta.anchor_media_ns
+            for c in part.chunks:
+                try:
+                    if part.segment.location == "local":
+                        cols = rd.read_table(c.offset, c.length)[1]
+                    else:
+                        cols = rd.read_chunk(c.offset, c.length, c.crc32).columns
+                except CorruptSegment:
+                    if strict:
+                        raise
+                    raise DamagedChunks([c]) from None
+                pts = [p for p, tr in zip(cols.pts, cols.track, strict=True) if tr == video.index]
+                shown = [w for w in ticks_to_ns_many(pts, *tb, shift) if w <= want]
+                if shown:
+                    best = max(shown) if best is None else max(best, *shown)
+                if c.start_ns > want:
+                    # The first chunk past the start is read too: an open GOP's leading
+                    # frames in it are shown before its keyframe (clip_plan.chunk_after).
+                    break
+            else:
+                continue
+            break
     if best is not None and best < want:
         plan.start_ns = best
 

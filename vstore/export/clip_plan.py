@@ -3,7 +3,7 @@ the GOP start that decoding needs, then a forward scan) into segments, chunks an
 with the gaps, damage and timeline events inside the range. No payload is read."""
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from vstore.base.errors import CorruptSegment, NotFound, UsageError, VstoreError
@@ -87,6 +87,8 @@ class ClipPlan:
                     or dependent
                     or (not parts and not kept and (c.flags & fmt.CHUNK_CONTINUATION))
                 ):
+                    if c.start_ns >= self.end_ns:  # the tail (chunk_after): not the clip's
+                        continue
                     if damaged and damaged[-1][1] >= c.start_ns:
                         damaged[-1] = (damaged[-1][0], max(damaged[-1][1], c.end_ns))
                     else:
@@ -182,7 +184,23 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
             f"camera {camera_id!r} has no footage between {format_time(start_ns)} and "
             f"{format_time(end_ns)} (its timeline shows what it holds)"
         )
-    seg_rows = {r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, end_ns)}
+    first_ns = max(start_ns, chunks[0].start_ns)
+    last_ns = min(end_ns, chunks[-1].end_ns)
+    gaps: list[tuple[int, int]] = []
+    if chunks[0].start_ns > start_ns:
+        gaps.append((start_ns, chunks[0].start_ns))
+    for a, b in itertools.pairwise(chunks):
+        if b.start_ns - a.end_ns > GAP_TOLERANCE_NS:
+            gaps.append((a.end_ns, b.start_ns))
+    if chunks[-1].end_ns < end_ns:
+        gaps.append((chunks[-1].end_ns, end_ns))
+    tail = chunk_after(store, num, chunks[-1])
+    if tail is not None:
+        chunks.append(tail)
+    seg_rows = {
+        r.segment_id: r
+        for r in store.index.segments(num, chunks[0].start_ns, max(end_ns, chunks[-1].end_ns))
+    }
     parts: list[ClipPart] = []
     for c in chunks:
         row = seg_rows.get(c.segment_id)
@@ -194,16 +212,6 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
             parts[-1] = ClipPart(row, (*parts[-1].chunks, c))
         else:
             parts.append(ClipPart(row, (c,)))
-    first_ns = max(start_ns, chunks[0].start_ns)
-    last_ns = min(end_ns, chunks[-1].end_ns)
-    gaps: list[tuple[int, int]] = []
-    if chunks[0].start_ns > start_ns:
-        gaps.append((start_ns, chunks[0].start_ns))
-    for a, b in itertools.pairwise(chunks):
-        if b.start_ns - a.end_ns > GAP_TOLERANCE_NS:
-            gaps.append((a.end_ns, b.start_ns))
-    if chunks[-1].end_ns < end_ns:
-        gaps.append((chunks[-1].end_ns, end_ns))
     events = [
         {"at_ns": e.at_ns, "kind": e.kind, "detail": e.detail}
         for e in store.index.events(num, min(start_ns, chunks[0].start_ns), end_ns)
@@ -213,3 +221,27 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
     plan.damaged = damaged
     return plan
+
+
+def chunk_after(store: Store, camera_num: int, row: ChunkRow) -> ChunkRow | None:
+    """The chunk that follows ``row`` when the footage goes on without a gap, else None.
+
+    A clip or snapshot that ends in ``row`` reads it too: frames decoded after a chunk's
+    last one can be shown before its end. An open GOP's leading pictures (x265's default, a
+    CRA's RASL frames, H.264's recovery-point I-frames) are sent after their keyframe and
+    shown before it, and an oversized GOP split into continuation chunks can leave B-frames
+    shown before the split on its far side. Only the frames of it shown before the end are
+    taken (in decode order up to the last of them), so after a closed GOP it adds nothing
+    but the read of its packet table."""
+    nxt = store.index.chunks_starting(
+        camera_num, row.start_ns + 1, row.end_ns + GAP_TOLERANCE_NS + 1
+    )
+    return nxt[0] if nxt else None
+
+
+def leading_frames(walls: Sequence[int]) -> list[int]:
+    """The positions of a GOP's leading frames among its video frames in decode order (its
+    keyframe first): sent after the keyframe, shown before it. At a clip's first keyframe
+    they cannot be decoded (they refer to the GOP before, which the clip does not hold) and
+    are shown before the clip's start anyway, so clips leave them out."""
+    return [i for i, w in enumerate(walls) if i and w < walls[0]]

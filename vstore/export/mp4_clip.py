@@ -26,7 +26,7 @@ from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
 from vstore.codec.parameter_sets import avcc_record, hvcc_record
-from vstore.export.clip_plan import ClipPlan, DamagedChunks
+from vstore.export.clip_plan import ClipPlan, DamagedChunks, leading_frames
 from vstore.export.clip_result import ClipResult
 from vstore.export.mp4 import Mp4Track, aac_entry, visual_entry
 from vstore.export.mp4 import layout as mp4_layout
@@ -258,6 +258,7 @@ class NativeMp4:
         first); appends their times and key flags to the sample tables (sizes come with the
         pieces)."""
         start, end = self.plan.start_ns, self.plan.end_ns
+        first = not self.chunks  # the clip's first chunk: decoding starts at its keyframe
         shift = meta.anchor_wall_ns - meta.anchor_media_ns
         pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
         picked: list[tuple[int, list[int]]] = []
@@ -283,6 +284,9 @@ class NativeMp4:
                 else:
                     last = max((k for k, w in enumerate(walls) if w < end_rel), default=-1)
                 keep: range | list[int] = range(last + 1)
+                lead = leading_frames(walls) if first else []
+                if lead:
+                    keep = sorted(set(keep) - set(lead))
             elif min(walls) >= 0 and max(walls) < end_rel:
                 keep = range(len(walls))
             else:
@@ -508,6 +512,8 @@ class NativeMp4:
     def _chunk_bufs(self, i: int, streaming: bool) -> list[bytes | memoryview]:
         """The bytes planned chunk ``i`` puts in the mdat payload, read and checked."""
         pc = self.chunks[i]
+        if not pc.samples:  # (a tail chunk with nothing shown before the end: never read)
+            return []
         pieces = pc.pieces if pc.pieces is not None else self._read_planned(pc, streaming)
         out: list[bytes | memoryview] = []
         for (tr, _i), ps in zip(pc.samples, pieces, strict=True):

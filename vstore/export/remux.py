@@ -16,8 +16,9 @@ from vstore.codec.annexb import (
     config_to_annexb,
     length_prefixed_to_annexb,
 )
-from vstore.export.clip_plan import ClipPart, ClipPlan
+from vstore.export.clip_plan import ClipPart, ClipPlan, leading_frames
 from vstore.segment import format as fmt
+from vstore.segment.packet import Packet
 from vstore.segment.reader import SegmentReader, chunk_packets
 from vstore.store.store import Store
 
@@ -110,6 +111,7 @@ def mux_plan(
     total = plan.bytes
     done = 0
     skipping = False  # after a damaged chunk, until the next GOP starts
+    first = True  # the clip's first chunk: decoding starts at its keyframe
     origin = origin_ns(plan, format)
     for part in plan.parts:
         rd = readers.get(part.segment.segment_id)
@@ -141,13 +143,18 @@ def mux_plan(
                 plan.damaged.append((c.start_ns, c.end_ns))  # a gap in the clip
                 skipping = True
                 continue
-            for p in chunk_packets(meta, chunk):
+            packets = list(chunk_packets(meta, chunk))
+            last = _video_end(packets, plan.end_ns)
+            lead = _leading(meta, packets) if first else set()
+            first = False
+            for k, p in enumerate(packets):
                 s = streams.get(p.track)
                 if s is None or p.wall_ns is None:
                     continue
                 t = meta.tracks[p.track]
                 if t.kind == "video":
-                    if p.wall_ns >= plan.end_ns:
+                    cut, shown_ns = last.get(p.track, (-1, 0))
+                    if (k > cut and p.wall_ns >= shown_ns) or k in lead:
                         continue
                 elif not origin <= p.wall_ns < plan.end_ns:
                     continue  # audio starts where the first frame shown does
@@ -194,8 +201,37 @@ def not_storable(t: fmt.TrackInfo, format: str) -> str:
     )
 
 
+def _leading(meta: fmt.SegmentMeta, packets: list[Packet]) -> set[int]:
+    """The positions of the leading frames of a clip's first GOP (clip_plan.leading_frames)."""
+    out: set[int] = set()
+    for tr in {p.track for p in packets if meta.tracks[p.track].kind == "video"}:
+        at = [k for k, p in enumerate(packets) if p.track == tr and p.wall_ns is not None]
+        out.update(at[i] for i in leading_frames([packets[k].wall_ns for k in at]))
+    return out
+
+
+def _video_end(packets: list[Packet], end_ns: int) -> dict[int, tuple[int, int]]:
+    """Where a chunk's video ends in a clip without an edit list, per track: (the decode
+    index of the last frame shown before ``end_ns``, the latest time shown up to it). The
+    frames decoded up to it stay (a reference shown after the end is decoded before frames
+    shown before it, which cannot be decoded without it), and so do the later ones shown
+    before that time (the rest of its group of B-frames), so the clip shows every frame up
+    to its last and ends at most a few frames past ``end_ns``."""
+    cut: dict[int, int] = {}
+    for k, p in enumerate(packets):
+        if p.wall_ns is not None and p.wall_ns < end_ns:
+            cut[p.track] = k
+    out: dict[int, tuple[int, int]] = {}
+    for tr, k in cut.items():
+        walls = [p.wall_ns for p in packets[: k + 1] if p.track == tr and p.wall_ns is not None]
+        out[tr] = (k, max(walls))
+    return out
+
+
 def end_at_codec_change(plan: ClipPlan, part: ClipPart) -> None:
     """An MP4 or fMP4 clip cannot change codec parameters mid-file: it ends where they do."""
+    if part.chunks[0].start_ns >= plan.end_ns:
+        return  # the tail read for frames shown before the end (chunk_after): none of them
     plan.notes.append(
         f"clip ends at {format_time(part.chunks[0].start_ns)}: codec parameters "
         "change there (request the rest as a separate clip)"

@@ -15,8 +15,9 @@ from typing import IO, Any
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.fsutil import translate_oserror
 from vstore.base.timebase import WallNs, format_time
+from vstore.export.clip_plan import chunk_after, leading_frames
 from vstore.segment import format as fmt
-from vstore.segment.reader import chunk_packets
+from vstore.segment.reader import SegmentReader, chunk_packets
 from vstore.store.store import Store
 
 _ENCODERS = {
@@ -44,38 +45,61 @@ def decode_frame_at(store: Store, camera_id: str, at_ns: int) -> tuple[Any, int]
     chunks = store.index.chunks_from_keyframe(num, at_ns, at_ns + 1, fmt.CHUNK_CONTINUATION)
     if not chunks or chunks[0].start_ns > at_ns:
         raise NotFound(f"camera {camera_id!r} has no footage at {format_time(at_ns)}")
-    segs = {r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, at_ns + 1)}
-    rd = store.segment_reader(segs[chunks[0].segment_id])
+    # The chunk after the instant's may hold the frame on screen: an open GOP's leading
+    # frames are sent after their keyframe and shown before it (clip_plan.chunk_after).
+    tail = chunk_after(store, num, chunks[-1])
+    if tail is not None:
+        chunks.append(tail)
+    segs = {
+        r.segment_id: r for r in store.index.segments(num, chunks[0].start_ns, chunks[-1].end_ns)
+    }
+    readers: dict[int, SegmentReader] = {}
     try:
+        rd = readers[chunks[0].segment_id] = store.segment_reader(segs[chunks[0].segment_id])
         video = next(t for t in rd.meta.tracks if t.kind == "video")
         ctx = av.CodecContext.create(video.codec, "r")
         if video.extradata:
             ctx.extradata = video.extradata
         best: tuple[Any, int] | None = None
         pending: dict[int, int] = {}  # decoder pts -> wall time
+
+        def take(frames: list[Any]) -> None:
+            nonlocal best
+            for frame in frames:
+                wall = pending.pop(frame.pts, None)
+                if wall is not None and wall <= at_ns:
+                    best = (frame, wall)
+
         for c in chunks:
-            if c.segment_id != rd.meta.segment_id:
-                break
-            for p in chunk_packets(rd.meta, rd.read_chunk(c.offset, c.length, c.crc32)):
-                if p.track != video.index or p.wall_ns is None:
-                    continue
+            rd = readers.get(c.segment_id) or store.segment_reader(segs[c.segment_id])
+            readers[c.segment_id] = rd
+            v = next((t for t in rd.meta.tracks if t.kind == "video"), None)
+            if v is None or (v.codec, v.extradata) != (video.codec, video.extradata):
+                break  # another codec configuration: its frames come after the instant's
+            packets = [
+                p
+                for p in chunk_packets(rd.meta, rd.read_chunk(c.offset, c.length, c.crc32))
+                if p.track == v.index and p.wall_ns is not None
+            ]
+            # Decoded up to the last frame shown at or before the instant (decode order):
+            # what follows it cannot be on screen then.
+            last = max((k for k, p in enumerate(packets) if p.wall_ns <= at_ns), default=-1)
+            if c is chunks[0]:  # (shown before the keyframe, and not decodable from it)
+                lead = set(leading_frames([p.wall_ns for p in packets]))
+                packets = [p for k, p in enumerate(packets) if k not in lead]
+                last -= sum(1 for k in lead if k <= last)
+            for p in packets[: last + 1]:
                 pkt = av.Packet(bytes(p.data))
                 pkt.pts, pkt.dts = p.pts, p.dts
                 pending[p.pts or 0] = p.wall_ns
                 try:
-                    frames = ctx.decode(pkt)
+                    take(ctx.decode(pkt))
                 except av.FFmpegError as exc:
                     raise VstoreError(f"decoding for the snapshot failed: {exc}") from exc
-                for frame in frames:
-                    wall = pending.pop(frame.pts, None)
-                    if wall is not None and wall <= at_ns:
-                        best = (frame, wall)
-        for frame in ctx.decode(None):
-            wall = pending.pop(frame.pts, None)
-            if wall is not None and wall <= at_ns:
-                best = (frame, wall)
+        take(ctx.decode(None))
     finally:
-        rd.close()
+        for r in readers.values():
+            r.close()
     if best is None:
         raise NotFound(f"no decodable frame at {format_time(at_ns)}")
     return best
