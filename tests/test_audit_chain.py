@@ -44,8 +44,10 @@ def _bad(rep) -> list[tuple[str, str]]:
 
 def test_an_untouched_log_verifies_and_says_what_is_not_yet_signed(st):
     rep = verify(st)
-    assert rep.ok and (rep.records, rep.digests, rep.uncovered) == (11, 3, 2)
-    assert [r["seq"] for r in st.index.audit_records()] == list(range(1, 12))  # no gaps
+    assert rep.ok and (rep.records, rep.digests, rep.uncovered) == (12, 3, 2)
+    # no gaps; the first record is the log's start, made when the store was created
+    assert [r["seq"] for r in st.index.audit_records()] == list(range(1, 13))
+    assert st.index.audit_records()[0]["action"] == "audit_start"
 
 
 def _put(st, key: bytes, value: bytes | None) -> None:
@@ -61,7 +63,7 @@ def test_each_change_to_a_record_is_found_and_named(st):
     raw3 = st.index.get(layout.audit_key(3))
     raw4 = st.index.get(layout.audit_key(4))
     # Edited.
-    _put(st, layout.audit_key(3), raw3.replace(b"user-2", b"user-X"))
+    _put(st, layout.audit_key(3), raw3.replace(b"user-1", b"user-X"))
     assert _bad(verify(st)) == [("record #3", "edited after its digest was signed")]
     # Reordered (two records swap places).
     _put(st, layout.audit_key(3), raw4)
@@ -74,9 +76,37 @@ def test_each_change_to_a_record_is_found_and_named(st):
     assert _bad(verify(st)) == [("record #3", "deleted (its digest holds its hash)")]
     _put(st, layout.audit_key(3), raw3)
     assert verify(st).ok
-    # Deleted after the last digest, and one inserted there.
-    _put(st, layout.audit_key(10), None)
-    assert _bad(verify(st)) == [("record #10", "missing (after the last digest)")]
+    # Deleted after the last digest.
+    raw11, raw12 = st.index.get(layout.audit_key(11)), st.index.get(layout.audit_key(12))
+    _put(st, layout.audit_key(11), None)
+    assert _bad(verify(st)) == [("record #11", "missing (after the last digest)")]
+    _put(st, layout.audit_key(11), raw11)
+    # The log's end cut off: the counter has given the number.
+    _put(st, layout.audit_key(12), None)
+    assert _bad(verify(st)) == [
+        ("records #12..#12", "missing: numbers given, records gone (the log's end was cut off)")
+    ]
+    # One put in past the last number given.
+    _put(st, layout.audit_key(12), raw12)
+    _put(st, layout.audit_key(13), raw12.replace(b'"seq":12', b'"seq":13'))
+    assert _bad(verify(st)) == [("record #13", "put in by hand: past the last number given (#12)")]
+
+
+def test_a_wiped_log_and_a_removed_newest_digest_are_found(st):
+    newest, _raw = st.index.audit_digests()[-1]
+    _put(st, layout.audit_digest_key(newest), None)
+    assert ("digest #3..#3", "missing: the newest digests were removed") in _bad(verify(st))
+    for key, _v in st.index.scan(layout.AUDIT_PREFIX):
+        _put(st, key, None)
+    for key, _v in st.index.scan(layout.AUDIT_DIGEST_PREFIX):
+        _put(st, key, None)
+    assert ("audit log", "empty: it was wiped") in _bad(verify(st))
+    _put(st, layout.NEXT_AUDIT_SEQ_KEY, None)
+    _put(st, layout.NEXT_AUDIT_DIGEST_KEY, None)
+    assert _bad(verify(st)) == [
+        ("audit log", "empty, and its counter gone: a store's log begins when the store is "
+         "first opened, so this one was wiped")
+    ]  # fmt: skip
 
 
 def test_each_change_to_a_digest_is_found_and_named(st, tmp_path):
@@ -230,5 +260,5 @@ def test_audit_prints_json_lines_filtered(st, capsys):
     assert len(lines) == 1 and json.loads(lines[0])["detail"]["n"] == 3
     assert main(["audit", "--store", root, "--jsonl", "--camera", "cam"]) == 0
     assert [json.loads(x)["seq"] for x in capsys.readouterr().out.splitlines()] == list(
-        range(1, 12)
+        range(2, 13)
     )

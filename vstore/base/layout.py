@@ -49,6 +49,9 @@ NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
 NEXT_CAMERA_NUM_KEY = META_PREFIX + b"next_camera_num"
 NEXT_HOLD_ID_KEY = META_PREFIX + b"next_hold_id"
 NEXT_AUDIT_SEQ_KEY = META_PREFIX + b"next_audit_seq"
+# The next audit digest's number, written with each digest: the newest digest removed
+# leaves its number given.
+NEXT_AUDIT_DIGEST_KEY = META_PREFIX + b"next_audit_digest"
 CLOCK_MARK_KEY = META_PREFIX + b"clock_mark"  # the wall and boot clocks last seen (JSON)
 # The store's uuid, kept beside meta.json so a lost meta.json is restored, never re-invented.
 STORE_UUID_KEY = META_PREFIX + b"store_uuid"
@@ -83,8 +86,16 @@ def keyring_path(keys_dir: Path) -> Path:
     return keys_dir / "keyring.json"
 
 
+PRIVATE_KEY_SUFFIX = ".key.pem"
+
+
 def private_key_path(keys_dir: Path, key_id: str) -> Path:
-    return keys_dir / f"{key_id}.key.pem"
+    return keys_dir / f"{key_id}{PRIVATE_KEY_SUFFIX}"
+
+
+def private_key_paths(keys_dir: Path) -> list[Path]:
+    """Every private key file in a key directory."""
+    return sorted(keys_dir.glob(f"*{PRIVATE_KEY_SUFFIX}"))
 
 
 def staging_path(path: Path) -> Path:

@@ -317,8 +317,46 @@ def verify(
         nxt = s + 1
     if not digests and records:
         add(Finding(False, "coverage", "audit log", "no digest yet: nothing proves the records"))
+    findings.extend(_counter_findings(store, records, digests, covered))
     findings.extend(verify_copies(store))
     return AuditReport(len(records), len(digests), len(extra), findings, gone_by_retention)
+
+
+def _counter_findings(
+    store: Store, records: dict[int, bytes], digests: list[tuple[int, bytes]], covered: int
+) -> list[Finding]:
+    """What the counters say of the log's end, which no digest covers yet: a record's or a
+    digest's number is given in the same write as it, so numbers given but not found were
+    removed, and records at or past the next number were put in by hand. Every store's log
+    begins with a record (``audit_start``) when the store is first opened, so an empty log
+    was wiped. (Whoever can rewrite the counters too is caught by the digests' copies in
+    the object store, ``verify_copies``.)"""
+    out: list[Finding] = []
+    next_rec, next_dig = store.index.audit_counters()
+    last = max([*records, covered], default=0)
+    if next_rec is None:
+        if not records and not digests:
+            out.append(Finding(False, "coverage", "audit log", "empty, and its counter gone: "
+                               "a store's log begins when the store is first opened, so this "
+                               "one was wiped"))  # fmt: skip
+        elif records:
+            out.append(Finding(False, "coverage", "audit log", "its counter is gone"))
+    else:
+        if next_rec - 1 > last:
+            out.append(Finding(False, "record", f"records #{last + 1}..#{next_rec - 1}",
+                               "missing: numbers given, records gone (the log's end was cut "
+                               "off)"))  # fmt: skip
+        beyond = sorted(s for s in records if s >= next_rec)
+        if beyond:
+            out.append(Finding(False, "record", f"record #{beyond[0]}", "put in by hand: past "
+                               f"the last number given (#{next_rec - 1})"))  # fmt: skip
+        if not records and not digests:
+            out.append(Finding(False, "coverage", "audit log", "empty: it was wiped"))
+    newest = digests[-1][0] if digests else 0
+    if next_dig is not None and next_dig - 1 > newest:
+        out.append(Finding(False, "digest", f"digest #{newest + 1}..#{next_dig - 1}",
+                           "missing: the newest digests were removed"))  # fmt: skip
+    return out
 
 
 def _ring_keys(store: Store) -> dict[str, Any]:

@@ -809,7 +809,21 @@ class TimeIndex:
         ]
 
     def put_audit_digest(self, seq: int, raw: bytes) -> None:
-        self.put_sync(layout.audit_digest_key(seq), raw)
+        """The digest and the next digest's number, in one durable write."""
+        wb = WriteBatch(raw_mode=True)
+        wb.put(layout.audit_digest_key(seq), raw)
+        wb.put(layout.NEXT_AUDIT_DIGEST_KEY, (seq + 1).to_bytes(8, "big"))
+        self._db.write(wb, self._sync)
+
+    def audit_counters(self) -> tuple[int | None, int | None]:
+        """The numbers the next audit record and the next digest will take (None: none was
+        ever written)."""
+        rec = self._db.get(layout.NEXT_AUDIT_SEQ_KEY)
+        dig = self._db.get(layout.NEXT_AUDIT_DIGEST_KEY)
+        return (
+            int.from_bytes(rec, "big") if rec else None,
+            int.from_bytes(dig, "big") if dig else None,
+        )
 
     def audit_records(self) -> list[dict[str, Any]]:
         return [json.loads(v) for _k, v in self.scan(layout.AUDIT_PREFIX)]

@@ -325,6 +325,14 @@ class Store:
         uuid_ = meta_uuid or index_uuid or str(uuid.uuid4())
         if index_uuid is None:
             self.index.put_sync(layout.STORE_UUID_KEY, uuid_.encode())
+        if self.index.audit_counters()[0] is None:
+            # The audit log's first record: from here on an empty log can only be a wiped one.
+            self.index.audit(
+                "audit_start",
+                "vstore",
+                {"uuid": uuid_, "store": "created" if index_uuid is None else "existing"},
+                self.clock.wall_ns(),
+            )
         if meta_uuid is None:
             self._write_meta(uuid_)
             if index_uuid is not None:
