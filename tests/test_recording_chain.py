@@ -16,6 +16,7 @@ from vstore import Packet
 from vstore.api import open_store
 from vstore.base import layout
 from vstore.base.clock import FakeClock
+from vstore.base.errors import ConfigError
 from vstore.cli.main import main
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.segment_chain import ChainHead, link_hash, row_statement
@@ -153,7 +154,28 @@ def test_a_head_signed_by_another_key_is_named(st, tmp_path):
     head = st.index.chain_head(num)
     st.index.put_sync(layout.chain_head_key(num), head.signed(other, time.time_ns()).value())
     (msg,) = _chain_problems(st)
+    assert "yard" in msg and f"head (link #2) is signed by key {other.key_id}, which is not" in msg
+    # Signed with the store's own key id but another key's signature: it does not verify.
+    forged = head.signed(other, time.time_ns())._replace(key_id=head.key_id)
+    st.index.put_sync(layout.chain_head_key(num), forged.value())
+    (msg,) = _chain_problems(st)
     assert "yard" in msg and "head's signature (link #2) does not verify" in msg
+
+
+def test_a_lost_key_ring_is_refused_and_links_of_unknown_keys_named(st):
+    ring_path = layout.keyring_path(st.layout.keys_dir)
+    saved = ring_path.read_bytes()
+    ring_path.unlink()
+    with pytest.raises(ConfigError, match="key ring .* is missing but .* holds private keys"):
+        KeyRing.of_store(st).signer("export")
+    assert layout.private_key_paths(st.layout.keys_dir)  # nothing was made in its place
+    assert not ring_path.exists()
+    # A ring that no longer names the recording key: the links say whose key signed them.
+    doc = json.loads(saved)
+    doc["keys"] = [k for k in doc["keys"] if k["purpose"] != "recording"]
+    ring_path.write_text(json.dumps(doc))
+    problems = _chain_problems(st)
+    assert problems and all("not one of the store's recording keys" in p for p in problems)
 
 
 def test_heads_are_signed_again_with_their_time_and_old_keys_still_verify(st):

@@ -264,6 +264,13 @@ def verify_chain(
                 return rep
             stmt = row_statement(camera, row, row.chain)
             if row.chain.signature:
+                if keys(row.chain.key_id) is None:
+                    problems.append(
+                        f"link #{seq} (segment {row.segment_id}) is signed by key "
+                        f"{row.chain.key_id}, which is not one of the store's recording keys "
+                        "(its key ring lost it, or the row was signed elsewhere)"
+                    )
+                    return rep
                 if not _verifies(keys, row.chain.key_id, row.chain.signature, stmt):
                     problems.append(
                         f"link #{seq} (segment {row.segment_id}): its signature does not "
@@ -303,6 +310,11 @@ def verify_chain(
         return rep
     if not head.signature:
         problems.append(f"the head (link #{head.seq}) is not signed")
+    elif keys(head.key_id) is None:
+        problems.append(
+            f"the head (link #{head.seq}) is signed by key {head.key_id}, which is not one of "
+            "the store's recording keys"
+        )
     elif not _verifies(keys, head.key_id, head.signature, head.head_statement()):
         problems.append(f"the head's signature (link #{head.seq}) does not verify")
     return rep

@@ -142,6 +142,13 @@ class KeyRing:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
+            if layout.private_key_paths(self.dir):
+                # Keys without their ring: making new ones would orphan the old (and every
+                # signature they made would stop verifying), so nothing is made or signed.
+                raise ConfigError(
+                    f"the key ring {path} is missing but {self.dir} holds private keys: "
+                    "restore keyring.json from a backup"
+                ) from None
             return []
         except OSError as exc:
             raise ConfigError(f"cannot read the key ring {path}: {exc.strerror}") from None
