@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 import zipfile
 
 import av
@@ -22,6 +23,7 @@ from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
 from vstore.export.snapshot import snapshot
 from vstore.ingest.file_import import import_file
+from vstore.store import audit_log
 from vstore.store.garbage import delete_segment
 from vstore.store.keys import KeyRing, key_id_of
 
@@ -104,6 +106,10 @@ def test_the_package_names_every_byte_and_verifies_with_openssl(recorded):
         assert r.returncode == 0 and "Signature Verified Successfully" in r.stdout
     audit = [a for a in recorded["store"].index.audit_records() if a["action"] == "export"]
     assert audit and audit[-1]["detail"]["case"] == "C-7" and audit[-1]["by"] == "det. alice"
+    # The export is among each of its cameras' records.
+    for cam in ("gate", "yard"):
+        found = audit_log.query(recorded["store"], camera=cam, actions=["export"])
+        assert [r["seq"] for r in found] == [audit[-1]["seq"]]
 
 
 @pytest.mark.parametrize("cam", ["gate", "yard"])
@@ -243,6 +249,28 @@ def test_the_tamper_matrix(recorded, tmp_path):
     f = tampered("removed", lambda p: (p / clip).unlink())
     assert f == [("clip", "missing from the package")]
 
+    # The README (it restates the case and the hashes: the manifest signs its hash), and the
+    # signer's key when a key is given.
+    f = tampered("readme", lambda p: (p / "README.txt").write_text("Case: C-8\n"))
+    assert f == [("file", "changed since export: not the one the manifest signs")]
+    f = tampered("no-readme", lambda p: (p / "README.txt").unlink())
+    assert f == [("file", "missing")]
+    f = tampered("no-signer", lambda p: (p / "signer.pem").unlink())
+    assert f == [("file", "missing from the package")]
+
+    # A ZIP holding a second entry of a clip's name, put first: readers may take either.
+    z = tmp_path / "dup.zip"
+    with zipfile.ZipFile(z, "w") as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (zipfile warns of the duplicate it is told to write)
+        out.writestr(clip, b"not the clip")
+        for p in sorted(recorded["pkg"].rglob("*")):
+            if p.is_file():
+                out.write(p, str(p.relative_to(recorded["pkg"])))
+    rep = verify_package(z, key_pem=pem)
+    assert not rep.ok and ("file", "in the ZIP more than once: readers may show either copy") in (
+        _failed(rep)
+    )
+
 
 def test_a_package_signed_by_another_key_is_named(recorded, tmp_path):
     """Another node's key re-signed an edited manifest and put its own signer.pem in: valid
@@ -283,6 +311,21 @@ def test_re_derivation_names_footage_deleted_since(tmp_path, media):
     st.close()
     assert [c for c, _ in _failed(rep)] == ["source"]
     assert verify_package(pkg).ok  # the package itself still verifies
+
+
+def test_re_derivation_names_a_damaged_chunk_and_still_reports_the_rest(tmp_path, media):
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-dmg.ts", 4.0, codec="h264", gop_frames=25), "cam", START_NS)
+    pkg = tmp_path / "p.zip"
+    export_package(st, [ExportItem("cam", t(10), t(60))], pkg, case="C", purpose="p", by="b")
+    c = st.index.chunks_from_keyframe(st.camera_num("cam"), t(30), t(31), 0)[0]
+    row = next(iter(st.index.segments(st.camera_num("cam"))))
+    _flip(st.root / row.path, c.offset + c.length // 2)
+    rep = verify_package(pkg, store=st)
+    st.close()
+    failed = _failed(rep)
+    assert [w for w, _ in failed] == ["source"] and "is damaged" in failed[0][1]
+    assert len(rep.checks) > 1 and all(ch.ok for ch in rep.checks if ch.check != "source")
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -302,11 +302,15 @@ def export_package(
             },
             "clips": clips,
         }
+        # The README restates the case and the clips for a reader: its hash is signed too,
+        # so an edited README is caught like an edited manifest.
+        readme = _readme(doc, signer.info.key_id).encode()
+        doc["readme_sha256"] = hashlib.sha256(readme).hexdigest()
         manifest = manifest_bytes(doc)
         (staging / MANIFEST).write_bytes(manifest)
         (staging / SIGNATURE).write_bytes(signer.sign(manifest))
         (staging / SIGNER).write_text(signer.info.public_pem)
-        (staging / README).write_text(_readme(doc, signer.info.key_id))
+        (staging / README).write_bytes(readme)
         if as_zip:
             _zip(staging, out_path)
             shutil.rmtree(staging)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from vstore._version import __version__
 from vstore.base.errors import UsageError
 from vstore.evidence.eff import Signature, cert_key_id, hash_and_signatures, read_signatures
 from vstore.evidence.package_format import (
@@ -57,11 +58,14 @@ class _Package:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._zip: zipfile.ZipFile | None = None
+        self.duplicates: list[str] = []  # names a ZIP holds more than once
         if path.is_dir():
             self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
         elif zipfile.is_zipfile(path):
             self._zip = zipfile.ZipFile(path)
-            self.names = sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
+            entries = [i.filename for i in self._zip.infolist() if not i.is_dir()]
+            self.names = sorted(set(entries))
+            self.duplicates = sorted({n for n in entries if entries.count(n) > 1})
         else:
             raise UsageError(f"{path} is not an evidence package (a directory or a ZIP)")
 
@@ -226,14 +230,26 @@ def _verify(
         else:
             add(Check("clip", name, False, _how_changed(pkg, name, c, digest, size)))
         if "eff" in c:
-            key_id = c["eff"].get("key_id")
+            eff_key = c["eff"].get("key_id")
             add(Check("eff", name, False, sig_error) if sigs is None
-                else _eff_result(sigs, name, key_id))  # fmt: skip
+                else _eff_result(sigs, name, eff_key))  # fmt: skip
+    readme = pkg.read(README)
+    if "readme_sha256" in doc:  # (packages from before it was signed have none)
+        if readme is None:
+            add(Check("file", README, False, "missing"))
+        elif hashlib.sha256(readme).hexdigest() != doc["readme_sha256"]:
+            add(
+                Check("file", README, False, "changed since export: not the one the manifest signs")
+            )
+    if own is None and sig is not None and key_pem is not None:  # (else the signature says)
+        add(Check("file", SIGNER, False, "missing from the package"))
     for name in pkg.names:
         if name not in listed:
             add(Check("file", name, False, "not in the manifest: added after export"))
+    for name in pkg.duplicates:
+        add(Check("file", name, False, "in the ZIP more than once: readers may show either copy"))
     if store is not None:
-        checks.extend(_rederive(store, clips))
+        checks.extend(_rederive(store, clips, str(doc.get("node", {}).get("software", ""))))
     return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
 
 
@@ -268,12 +284,20 @@ def _how_changed(pkg: _Package, name: str, c: dict[str, Any], digest: str, size:
     return base + ": bytes changed in place (same size and samples: bit flips or edits)"
 
 
-def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
-    """Each clip built again from the store: the same chunks, and the same bytes."""
-    from vstore.base.errors import NotFound
+def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterator[Check]:
+    """Each clip built again from the store: the same chunks, and the same bytes. A
+    package made by another vstore version may have been built another way; a mismatch
+    then says so."""
+    from vstore.base.errors import CorruptSegment, NotFound, VstoreError
     from vstore.export.clip import write_clip
     from vstore.export.clip_plan import plan_clip
 
+    ours = f"vstore {__version__}"
+    other = (
+        ""
+        if software == ours
+        else f" (or it was built another way: the package is from {software or 'an unknown version'}, this is {ours})"
+    )
     for c in clips:
         name = str(c.get("file", ""))
         try:
@@ -285,6 +309,9 @@ def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
             continue
         except (KeyError, TypeError, ValueError) as exc:
             yield Check("source", name, False, f"the manifest's entry is malformed ({exc})")
+            continue
+        except VstoreError as exc:
+            yield Check("source", name, False, f"the store could not plan it again: {exc}")
             continue
         want = [
             (s["segment_id"], s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
@@ -299,11 +326,18 @@ def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
             yield Check(
                 "source", name, False,
                 "the store's chunks for this range are not the ones the manifest names "
-                "(footage deleted, trimmed or replaced since the export)",
+                f"(footage deleted, trimmed or replaced since the export){other}",
             )  # fmt: skip
             continue
         h = _HashSink()
-        write_clip(store, plan, h, format="mp4")
+        try:
+            write_clip(store, plan, h, format="mp4", strict=True)
+        except CorruptSegment as exc:
+            yield Check("source", name, False, f"a recorded chunk it is made of is damaged: {exc}")
+            continue
+        except VstoreError as exc:
+            yield Check("source", name, False, f"it could not be built again: {exc}")
+            continue
         if h.hexdigest() == c.get("media_sha256", c.get("sha256")):
             yield Check(
                 "source", name, True,
@@ -314,7 +348,7 @@ def _rederive(store: Any, clips: list[dict[str, Any]]) -> Iterator[Check]:
             yield Check(
                 "source", name, False,
                 "the recorded chunks the manifest names do not make this clip: it is not "
-                "what the store recorded",
+                f"what the store recorded{other}",
             )  # fmt: skip
 
 

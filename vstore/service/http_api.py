@@ -595,10 +595,9 @@ class Api:
             found = audit_log.query(self.store, camera=camera, actions=actions, by=by,
                                     since_ns=since, until_ns=until, newest_first=True)  # fmt: skip
             for r in found:
-                cam = r["detail"].get("camera") if isinstance(r["detail"], dict) else None
-                if cam is None and not p.sees_all():
-                    continue
-                if cam is not None and not p.sees(cam, config):
+                # Seen when every camera it names is in scope; one naming none, by * alone.
+                cams = audit_log.cameras_of(r)
+                if not (p.sees_all() or (cams and all(p.sees(c, config) for c in cams))):
                     continue
                 out.append({**r, "at": format_time(r["at_ns"])})
                 if len(out) >= limit:

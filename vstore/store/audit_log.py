@@ -25,8 +25,7 @@ def query(
     wanted = frozenset(actions)
     recs = store.index.audit_records()
     for r in reversed(recs) if newest_first else recs:
-        detail = r["detail"] if isinstance(r["detail"], dict) else {}
-        if camera is not None and detail.get("camera") != camera:
+        if camera is not None and camera not in cameras_of(r):
             continue
         if wanted and r["action"] not in wanted:
             continue
@@ -37,6 +36,19 @@ def query(
         if until_ns is not None and r["at_ns"] >= until_ns:
             continue
         yield r
+
+
+def cameras_of(record: dict[str, Any]) -> list[str]:
+    """The cameras an audit record is about: its ``camera``, or each clip's of an export."""
+    detail = record.get("detail")
+    if not isinstance(detail, dict):
+        return []
+    out = [detail["camera"]] if isinstance(detail.get("camera"), str) else []
+    for c in detail.get("clips") or []:
+        cam = c.get("camera") if isinstance(c, dict) else None
+        if isinstance(cam, str) and cam not in out:
+            out.append(cam)
+    return out
 
 
 # The record of the audit log's own retention (evidence/audit_retention.py).
