@@ -103,10 +103,8 @@ def test_a_wiped_log_and_a_removed_newest_digest_are_found(st):
     assert ("audit log", "empty: it was wiped") in _bad(verify(st))
     _put(st, layout.NEXT_AUDIT_SEQ_KEY, None)
     _put(st, layout.NEXT_AUDIT_DIGEST_KEY, None)
-    assert _bad(verify(st)) == [
-        ("audit log", "empty, and its counter gone: a store's log begins when the store is "
-         "first opened, so this one was wiped")
-    ]  # fmt: skip
+    wiped = "empty, and its counter gone: a store's log begins when the store is first opened"
+    assert _bad(verify(st)) == [("audit log", wiped + ", so this one was wiped")]
 
 
 def test_each_change_to_a_digest_is_found_and_named(st, tmp_path):
