@@ -166,7 +166,7 @@ def test_a_lost_key_ring_is_refused_and_links_of_unknown_keys_named(st):
     ring_path = layout.keyring_path(st.layout.keys_dir)
     saved = ring_path.read_bytes()
     ring_path.unlink()
-    with pytest.raises(ConfigError, match="key ring .* is missing but .* holds private keys"):
+    with pytest.raises(ConfigError, match=r"key ring .* is missing but .* holds private keys"):
         KeyRing.of_store(st).signer("export")
     assert layout.private_key_paths(st.layout.keys_dir)  # nothing was made in its place
     assert not ring_path.exists()
