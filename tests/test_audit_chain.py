@@ -140,7 +140,8 @@ def test_each_change_to_a_digest_is_found_and_named(st, tmp_path):
 
     pem.write_bytes(other.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
-    assert not verify(st, key_pem=pem.read_bytes()).ok
+    bad = _bad(verify(st, key_pem=pem.read_bytes()))
+    assert len(bad) == 3 and all("not by the key given" in d for _w, d in bad)
 
 
 def test_the_command_and_the_node(tmp_path, media, capsys):

@@ -382,6 +382,29 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
         export_package(st, item, tmp_path / "x", case="C", purpose=" ", by="b")
     assert not (tmp_path / "x").exists()
     assert main(["verify", str(tmp_path / "nothing")]) == 2
+    for out in ("-", ""):  # a package is several files: never standard output
+        with pytest.raises(UsageError, match="give the package's path"):
+            export_package(st, item, out, case="C", purpose="p", by="b")
+    # A ZIP cut short is a package that fails, not a usage error.
+    z = tmp_path / "cut.zip"
+    shutil.make_archive(str(z.with_suffix("")), "zip", recorded["pkg"])
+    z.write_bytes(z.read_bytes()[:-100])
+    assert main(["verify", str(z)]) == 10
+
+
+def test_keys_are_given_one_at_a_time_and_retired_ones_on_request(recorded, tmp_path, capsys):
+    root = str(recorded["store"].root)
+    assert main(["key", "list", "--store", root, "--json"]) == 0
+    keys = json.loads(capsys.readouterr().out)["keys"]
+    export = next(k for k in keys if k["purpose"] == "export")
+    assert main(["key", "public", "--store", root, "--key-id", export["key_id"]]) == 0
+    pem = capsys.readouterr().out
+    assert pem == export["public_pem"]
+    assert main(["key", "public", "--store", root, "--key-id", "nope"]) == 3
+    both = tmp_path / "both.pem"
+    both.write_text(pem + pem)
+    assert main(["verify", str(recorded["pkg"]), "--key", str(both)]) == 2
+    assert "holds 2 PEM blocks" in capsys.readouterr().err
 
 
 def test_the_eff_signature_verifies_by_an_independent_reading(recorded):

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from vstore.base.errors import UsageError
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import resolve_tz
     from vstore.store import audit_log
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     tz = resolve_tz(args.tz)
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
+    if since is not None and until is not None and until <= since:
+        raise UsageError("--until must be after --since")
     with open_read_only(args.store) as store:
         found = audit_log.query(
             store,
@@ -89,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
             until_ns=until,
         )
         recs = list(found)
+        unknown = sorted(
+            set(args.actions or ()) - {r["action"] for r in store.index.audit_records()}
+        )
     if args.jsonl:
         import json
 
@@ -120,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if not recs:
         filtered = args.camera or since or until or args.actions or args.by
         print("no audit records" + (" match" if filtered else ""))
+    if unknown:
+        print(f"note: no record in this log has the action {', '.join(unknown)}", file=sys.stderr)
     return 0
 
 

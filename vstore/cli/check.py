@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{mark:8} {p['code']} {p['path']}: {p['message']}")
         open_problems = sum(not p["repaired"] for p in doc["problems"])
         state = "clean" if doc["ok"] else f"{open_problems} problem(s)"
-        chains = [c for c in doc.get("chains", []) if c["links"]]
+        chains = [c for c in doc.get("chains", []) if c["links"] or c["problems"]]
         if chains:
             links = sum(c["links"] for c in chains)
             gone = sum(c["accounted"] for c in chains)

@@ -28,11 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from vstore.base.errors import UsageError
     from vstore.base.layout import validate_camera_id
     from vstore.base.timebase import parse_time_ns
+    from vstore.evidence.package import package_path
     from vstore.service.job_client import run_job
     from vstore.store.store import resolve_store_path
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if end <= start:
             raise UsageError(f"camera {cam}: --to must be after --from")
         items.append({"camera": cam, "from_ns": start, "to_ns": end})
-    out = Path(args.output).absolute()
+    out = package_path(args.output).absolute()
     if out.exists():
         raise UsageError(f"{args.output} exists: an evidence package is never overwritten")
     params = {"items": items, "out": str(out), "case": args.case, "purpose": args.purpose,

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     pub.add_argument("--purpose", default="export",
                      choices=["export", "recording", "audit", "eff"], help="(default: export)")  # fmt: skip
+    pub.add_argument("--key-id", help="this key, current or retired (for packages signed "
+                     "before a rotation)")  # fmt: skip
     add_common_args(pub)
     rot = sub.add_parser("rotate", help="make a new current key for a purpose")
     rot.add_argument(
@@ -29,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
+    from vstore.base.errors import ConfigError, NotFound
     from vstore.base.timebase import format_time
     from vstore.store.keys import PURPOSES, KeyRing
 
@@ -56,9 +59,16 @@ def run(args: argparse.Namespace) -> int:
     # that needs the store, so this works while a node holds it.
     with open_store(args.store, read_only=True) as st:
         ring = KeyRing.of_store(st)
+        if not ring.create and not ring.dir.is_dir():
+            raise ConfigError(f"the key directory {ring.dir} ([keys] dir) does not exist")
         if args.action == "public":
-            info = ring.signer(args.purpose).info
-            pem = info.cert_pem if args.purpose == "eff" else info.public_pem
+            if args.key_id:
+                info = next((k for k in ring.all_keys() if k.key_id == args.key_id), None)
+                if info is None:
+                    raise NotFound(f"no key {args.key_id} in {ring.dir} (`vstore key list`)")
+            else:
+                info = ring.signer(args.purpose).info
+            pem = info.cert_pem if info.purpose == "eff" else info.public_pem
             if args.json:
                 print_json({**info.as_json(), "pem": pem})
             else:

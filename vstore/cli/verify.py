@@ -59,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'ok  ' if c.ok else 'FAIL'}  {c.check:<9} {c.target}: {c.detail}")
         if rep.ok:
             print(f"verified: {len(rep.checks)} check(s) passed")
-            if not rep.key_given:
+            if not rep.key_given and rep.lone_clip:
+                print(
+                    "note: checked against the certificate inside the clip; give --cert with "
+                    "the node's published EFF certificate to prove who signed it"
+                )
+            elif not rep.key_given:
                 print(
                     "note: checked against the package's own signer.pem; give --key with "
                     "the node's published export key to prove who signed it"

@@ -33,7 +33,7 @@ from vstore.base import layout
 from vstore.base.errors import TierError
 from vstore.base.timebase import format_time
 from vstore.store.audit_log import pruned_state
-from vstore.store.keys import KeyRing, load_public_pem, verify_ed25519
+from vstore.store.keys import KeyRing, key_id_of, load_public_pem, verify_ed25519
 from vstore.store.store import Store
 
 GENESIS = bytes(32)  # the chain before the first record
@@ -267,7 +267,11 @@ def verify(
                 )
             )
         elif not verify_ed25519(key, sig, _canonical(body)):
-            add(Finding(False, "digest", where, "signature does not verify: the digest was edited"))
+            if given is not None and d.get("key_id") != key_id_of(given):
+                what = f"signed by {d.get('key_id')}, not by the key given ({key_id_of(given)})"
+            else:
+                what = "signature does not verify: the digest was edited"
+            add(Finding(False, "digest", where, what))
         want_first = prev["last_seq"] + 1 if prev else 1
         if d["first_seq"] != want_first:
             add(Finding(False, "digest", where, f"starts at record #{d['first_seq']}, not "

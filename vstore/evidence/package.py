@@ -219,6 +219,16 @@ def _readme(doc: dict[str, Any], key_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def package_path(out: str | os.PathLike[str]) -> Path:
+    """Where a package is to go, refused when it is no place for one."""
+    if str(out).strip() in ("", "-"):
+        raise UsageError(
+            "give the package's path: a new directory, or a file ending in .zip (a package "
+            "is several files, never standard output)"
+        )
+    return Path(out)
+
+
 def export_package(
     store: Store,
     items: Sequence[ExportItem],
@@ -239,7 +249,7 @@ def export_package(
     for label, value in (("case", case), ("purpose", purpose), ("by", by)):
         if not value or not value.strip():
             raise UsageError(f"an export needs a {label}")
-    out_path = Path(out)
+    out_path = package_path(out)
     as_zip = out_path.suffix.lower() == ".zip"
     if out_path.exists() or out_path.is_symlink():
         raise UsageError(f"{out_path} exists: an evidence package is never overwritten")

@@ -43,6 +43,7 @@ class VerifyReport(NamedTuple):
     key_id: str | None  # the key the manifest's signature verified under
     key_given: bool  # checked against a key the caller trusts, not only the package's own
     checks: list[Check]
+    lone_clip: bool = False  # an MP4 on its own: its EFF signature is all there is
 
     @property
     def ok(self) -> bool:
@@ -114,8 +115,15 @@ def verify_package(
     if not p.exists():
         raise UsageError(f"{p} does not exist")
     if p.is_file() and not zipfile.is_zipfile(p):
+        if p.suffix.lower() == ".zip":  # a package, but damaged or cut short: a failure
+            check = Check("file", p.name, False, "not a readable ZIP: damaged or cut short")
+            return VerifyReport(str(p), None, key_pem is not None, [check])
         return _verify_clip(p, key_pem)
-    pkg = _Package(p)
+    try:
+        pkg = _Package(p)
+    except (zipfile.BadZipFile, OSError) as exc:
+        check = Check("file", p.name, False, f"not a readable ZIP ({exc})")
+        return VerifyReport(str(p), None, key_pem is not None, [check])
     try:
         return _verify(pkg, key_pem, store, progress)
     finally:
@@ -133,10 +141,10 @@ def _verify_clip(p: Path, key_pem: bytes | None) -> VerifyReport:
             sigs = read_signatures(f)
         except (ValueError, OSError) as exc:
             check = Check("eff", p.name, False, f"the MP4's boxes cannot be read ({exc})")
-            return VerifyReport(str(p), None, key_pem is not None, [check])
-    check = _eff_result(sigs, p.name, kid)
+            return VerifyReport(str(p), None, key_pem is not None, [check], lone_clip=True)
+    check = _eff_result(sigs, p.name, kid, "the --cert given is")
     signer = cert_key_id(sigs[0].cert_der) if check.ok else None
-    return VerifyReport(str(p), signer, key_pem is not None, [check])
+    return VerifyReport(str(p), signer, key_pem is not None, [check], lone_clip=True)
 
 
 def _verify(
@@ -253,7 +261,9 @@ def _verify(
     return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
 
 
-def _eff_result(sigs: list[Signature], name: str, key_id: str | None) -> Check:
+def _eff_result(
+    sigs: list[Signature], name: str, key_id: str | None, named_by: str = "the manifest names"
+) -> Check:
     if not sigs:
         return Check("eff", name, False, "no ONVIF export (oeff) signature in the MP4")
     bad = [s for s in sigs if not s.valid]
@@ -261,8 +271,7 @@ def _eff_result(sigs: list[Signature], name: str, key_id: str | None) -> Check:
         return Check("eff", name, False, bad[0].detail)
     kid = cert_key_id(sigs[0].cert_der)
     if key_id is not None and kid != key_id:
-        return Check("eff", name, False, f"signed by certificate key {kid}, the manifest names "
-                     f"{key_id}")  # fmt: skip
+        return Check("eff", name, False, f"signed by certificate key {kid}, {named_by} {key_id}")
     who = f", exported by {sigs[0].operator}" if sigs[0].operator else ""
     return Check("eff", name, True, f"ONVIF export signature {sigs[0].detail}, key {kid}{who}")
 

@@ -222,6 +222,7 @@ def verify_chain(
     gone = {x.seq: x for x in removals}
     top = max([*by_seq, *gone], default=0)
     if head is None:
+        rep.links = top
         if top:
             problems.append(f"no chain head, yet {top} link(s) exist: the head was removed")
         return rep

@@ -70,6 +70,12 @@ def public_pem(public_key: Any) -> str:
 
 def load_public_pem(data: bytes, where: str) -> Any:
     """A public key from PEM: a SubjectPublicKeyInfo or the public key of a certificate."""
+    blocks = data.count(b"-----BEGIN ")
+    if blocks > 1:  # (the libraries would read the first and drop the rest unsaid)
+        raise UsageError(
+            f"{where} holds {blocks} PEM blocks: give one key (`vstore key public --key-id "
+            "ID` prints any key the node ever had)"
+        )
     try:
         if b"BEGIN CERTIFICATE" in data:
             return x509.load_pem_x509_certificate(data).public_key()
