@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,16 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _vstore(url: str, cams: int, seconds: float, store: Path, core: int | None = None) -> dict:
-    """One `vstore record` process for `cams` cameras; its CPU seconds and counts."""
+def _vstore(
+    url: str,
+    cams: int,
+    seconds: float,
+    store: Path,
+    core: int | None = None,
+    during: Callable[[], None] | None = None,
+) -> dict:
+    """One `vstore record` process for `cams` cameras; its CPU seconds and counts.
+    ``during`` runs in a thread while it records."""
     args = [sys.executable, "-m", "vstore.cli.main", "record", "--json"]
     args += ["--duration", str(seconds), "--store", str(store)]
     args += [url] * cams  # URLs first, then one --camera each, in order
@@ -176,8 +185,13 @@ def _vstore(url: str, cams: int, seconds: float, store: Path, core: int | None =
     rss: list[float] = []  # the process's resident MB, four times a second
     sampler = threading.Thread(target=_sample_rss, args=(p, rss), daemon=True)
     sampler.start()
+    side = threading.Thread(target=during, daemon=True) if during is not None else None
+    if side is not None:
+        side.start()
     out, err = p.communicate()
     sampler.join()
+    if side is not None:
+        side.join()
     if p.returncode != 0:
         raise subprocess.CalledProcessError(p.returncode, args, out, err)
     cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0

@@ -625,7 +625,9 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                 li["record_rss_mb"],
                 "ratio <= 1.1",
                 li["serve_idle_rss_mb"] <= 1.1 * li["record_rss_mb"],
-                "steady resident memory, second half of each run",
+                "steady resident memory, second half of each run; each process has run one "
+                "retention (the node's schedule; `vstore retention run` through record's "
+                "socket), so both hold what planning loads (NumPy, ~16 MB)",
             )
         )
     if star in by:
