@@ -17,6 +17,7 @@ from vstore.base import layout
 from vstore.base.errors import TierError
 from vstore.base.timebase import format_time
 from vstore.cli.main import main
+from vstore.evidence.package import ExportItem, export_package
 from vstore.export.clip import clip_bytes
 from vstore.ingest.file_import import import_file
 from vstore.lifecycle import shared_catalog
@@ -53,6 +54,9 @@ def test_a_fresh_reader_clips_any_tiered_camera_from_the_bucket_alone(
     a = _store(tmp_path, media, "a", "gate")
     b = _store(tmp_path, media, "b", "depot", START_NS + 3600 * S)  # another node, hour
     before = _clip(a)
+    pkg = tmp_path / "case.zip"
+    item = ExportItem("gate", START_NS + 2 * S, START_NS + 10 * S)
+    export_package(a, [item], pkg, case="C-1", purpose="test", by="det. bo")
     try:
         for st in (a, b):
             res = run_tiering(st, st.tier(url), 5 * S)
@@ -87,6 +91,13 @@ def test_a_fresh_reader_clips_any_tiered_camera_from_the_bucket_alone(
     assert main(["snapshot", "--camera", "gate", "--at", at, "--store", url,
                  "-o", str(snap)]) == 0  # fmt: skip
     assert snap.read_bytes()[:2] == b"\xff\xd8"
+    # An evidence package exported while the footage was hot is built again from the bucket.
+    capsys.readouterr()
+    code = main(["verify", str(pkg), "--store", url, "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out
+    rep = json.loads(out.out)
+    assert [c["ok"] for c in rep["checks"] if c["check"] == "source"] == [True]
     # A camera the bucket does not hold is the same clear error as in a store.
     assert main(["clip", "--camera", "nope", "--from", frm, "--to", to, "--store", url,
                  "-o", str(tmp_path / "n.mp4")]) == 3  # fmt: skip

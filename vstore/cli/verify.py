@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     key.add_argument("--cert", metavar="PEM", help="a certificate whose key you trust")
     p.add_argument(
         "--store", metavar="DIR",
-        help="also build each clip again from this store's recorded chunks (read-only)",
+        help="also build each clip again from this store's recorded chunks (read-only); "
+        "s3://BUCKET/PREFIX: from a bucket's tiered footage, through its shared catalog",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -38,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {key_path}: {exc.strerror}") from None
     if args.store:
-        from vstore.api import open_store
+        from vstore.cli.common import reading
+        from vstore.evidence.verify import package_scope
 
-        with open_store(args.store, read_only=True) as st:
+        cameras, start_ns, end_ns = package_scope(args.package)
+        with reading(args.store, cameras, start_ns, end_ns) as st:
             rep = verify_package(args.package, key_pem=key_pem, store=st)
     else:
         rep = verify_package(args.package, key_pem=key_pem)

@@ -100,6 +100,29 @@ def _samples(f: IO[bytes]) -> int | None:
         return None
 
 
+def package_scope(path: str | Path) -> tuple[list[str] | None, int | None, int | None]:
+    """The cameras and the span of time a package's manifest asks for (unverified: only to
+    know what to read of a store), or (None, None, None) when it has no readable manifest."""
+    p = Path(path)
+    try:
+        pkg = _Package(p)
+    except (UsageError, zipfile.BadZipFile, OSError):
+        return None, None, None
+    try:
+        raw = pkg.read(MANIFEST)
+        clips = json.loads(raw)["clips"] if raw is not None else []
+        cams = sorted({str(c["camera"]["id"]) for c in clips})
+        starts = [int(c["requested"]["from_ns"]) for c in clips]
+        ends = [int(c["requested"]["to_ns"]) for c in clips]
+    except (ValueError, KeyError, TypeError, OSError):
+        return None, None, None
+    finally:
+        pkg.close()
+    if not clips:
+        return None, None, None
+    return cams, min(starts), max(ends)
+
+
 def verify_package(
     path: str | Path,
     *,
@@ -322,13 +345,13 @@ def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterato
         except VstoreError as exc:
             yield Check("source", name, False, f"the store could not plan it again: {exc}")
             continue
+        # Segments by their content hash, not their id: a bucket's catalog numbers them anew.
         want = [
-            (s["segment_id"], s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
+            (s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
             for s in c.get("sources", [])
         ]  # fmt: skip
         got = [
-            (p.segment.segment_id, p.segment.sha256,
-             [(k.offset, k.length, f"{k.crc32:08x}") for k in p.chunks])
+            (p.segment.sha256, [(k.offset, k.length, f"{k.crc32:08x}") for k in p.chunks])
             for p in plan.parts
         ]  # fmt: skip
         if want != got:
@@ -350,7 +373,7 @@ def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterato
         if h.hexdigest() == c.get("media_sha256", c.get("sha256")):
             yield Check(
                 "source", name, True,
-                f"built again from {sum(len(s[2]) for s in got)} recorded chunk(s) in "
+                f"built again from {sum(len(s[1]) for s in got)} recorded chunk(s) in "
                 f"{len(got)} segment(s): the same bytes",
             )  # fmt: skip
         else:
