@@ -329,6 +329,10 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
     return n
 
 
+# Ranges of one camera spanning at most this many catalog hours are read by key, not listed.
+DIRECT_HOURS = 4
+
+
 @contextmanager
 def open_bucket(
     url: str,
@@ -346,21 +350,32 @@ def open_bucket(
     lo = None if start_ns is None else layout.catalog_hour_ns(start_ns) - layout.HOUR_NS
     hi = end_ns
     one = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
-    keys = [
-        key
-        for cam, hour, key in hours(tier, one)
-        if (wanted is None or cam in wanted)
-        and (lo is None or hour >= lo)
-        and (hi is None or hour < hi)
-    ]
+    if (
+        one is not None
+        and lo is not None
+        and hi is not None
+        and hi - lo <= DIRECT_HOURS * layout.HOUR_NS
+    ):
+        # A short range of one camera: its hours' keys are known, so they are read straight
+        # away (a missing one is simply absent), with no listing of the camera's catalog.
+        keys = [layout.catalog_object_key(one, h) for h in range(lo, hi, layout.HOUR_NS)]
+    else:
+        keys = [
+            key
+            for cam, hour, key in hours(tier, one)
+            if (wanted is None or cam in wanted)
+            and (lo is None or hour >= lo)
+            and (hi is None or hour < hi)
+        ]
     scratch = Path(tempfile.mkdtemp(prefix="vstore-bucket-"))
     try:
         (scratch / "vstore.toml").write_text(f"[tier]\nurl = {json.dumps(tier.url)}\n")
         store = open_store(scratch)
         try:
             counter = iter(range(1, 2**62))
+            view = store.use_tier(tier)  # (one client: making another costs more than a read)
             for key in keys:
-                index_hour(store, store.tier(tier.url), key, counter.__next__)
+                index_hour(store, view, key, counter.__next__)
             store.read_only = True  # a view: nothing here may change what it shows
             yield store
         finally:

@@ -669,10 +669,16 @@ class Store:
 
     def tier(self, url: str) -> Any:
         """The object store at url (one client per URL for the life of the store)."""
+        return self.use_tier(url)
+
+    def use_tier(self, url_or_tier: Any) -> Any:
+        """``tier(url)``; or given a tier already open, that one is this store's client of
+        its URL (unless the store has one)."""
+        url = url_or_tier if isinstance(url_or_tier, str) else url_or_tier.url
         with self._lock:
             t = self._tiers.get(url)
             if t is None:
-                t = open_tier(url)
+                t = open_tier(url) if isinstance(url_or_tier, str) else url_or_tier
                 if t.url in self._tiers:  # another spelling of a tier already open
                     t = self._tiers[url] = self._tiers[t.url]
                     return t
