@@ -139,3 +139,86 @@ def test_catalog_lookup_from_the_bucket(benchmark, request, seaweed, monkeypatch
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.mark.timeout(1800)
+def test_failover_from_kill_to_the_new_owner_s_first_packet(benchmark, request, etcd, tmp_path):
+    """Two real `vstore serve` nodes record four cameras between them; the node that owns
+    half of them is killed (SIGKILL), again and again (each restarted after, taking its
+    cameras back): for each kill, the time from the kill to the first packet the other
+    node recorded of each moved camera. 20 kills with a 10 s lease (the smoke run: one kill,
+    4 s)."""
+    from tests.service_helpers import cluster_node_store, start_node
+    from tools.camsim import StreamSpec, TcpCamera
+    from vstore.cluster.etcd_client import EtcdClient
+
+    smoke = _smoke(request)
+    kills, ttl = (1, 4) if smoke else (20, 10)
+    spec = StreamSpec(width=160, height=120, fps=10, gop_frames=10)
+    cams = {f"cam-{x}": TcpCamera(spec) for x in "abcd"}
+    prefix = f"/vstore/failover-{time.time_ns()}"
+    own = Ownership(EtcdClient(etcd.endpoints), prefix)
+    names = ("n1", "n2")
+    split = {c: preferred(c, [MemberInfo(n) for n in names], {}) for c in cams}
+    assert set(split.values()) == set(names)
+    stores = {n: cluster_node_store(tmp_path, n, etcd.endpoints, prefix, cams, ttl) for n in names}
+    nodes = {n: start_node(stores[n]) for n in names}
+
+    def settled() -> bool:
+        return {c: cl.member for c, cl in own.claims().items()} == split
+
+    def wait(cond, timeout_s: float, what: str):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = cond()
+            if got:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    took: list[float] = []  # per kill: the slowest moved camera, seconds
+    try:
+        wait(settled, 60, "the split")
+        for k in range(kills):
+            victim = names[k % 2]
+            survivor = names[1 - k % 2]
+            moved = [c for c, n in split.items() if n == victim]
+            time.sleep(2.0)  # recording on both sides
+            nodes[victim].proc.kill()
+            killed_ns = time.time_ns()
+            nodes[victim].proc.wait()
+
+            first = wait(
+                lambda: _first_after(stores[survivor], moved, killed_ns),  # noqa: B023
+                ttl + 30,
+                f"{survivor} to record {moved}",
+            )
+            took.append(max(first.values()) - killed_ns)
+            nodes[victim] = start_node(stores[victim])  # back, and its cameras with it
+            wait(settled, 60, "the handback")
+    finally:
+        for n in nodes.values():
+            if n.proc.poll() is None:
+                n.stop()
+        for c in cams.values():
+            c.close()
+    secs = [t / 1e9 for t in took]
+    benchmark.pedantic(lambda: own.claims(), rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        kills=kills, ttl_s=ttl, cameras=len(cams), failover_s=secs,
+        median_s=statistics.median(secs), max_s=max(secs),
+    )  # fmt: skip
+
+
+def _first_after(store, cams: list[str], after_ns: int) -> dict[str, int] | None:
+    """Each camera's first recorded instant after ``after_ns`` in ``store``; None until all
+    have one."""
+    from tests.service_helpers import covered_spans
+
+    out = {}
+    for c in cams:
+        starts = [a for a, _b in covered_spans(store, c) if a > after_ns]
+        if not starts:
+            return None
+        out[c] = min(starts)
+    return out

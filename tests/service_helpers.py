@@ -175,3 +175,32 @@ def wait_for(cond: Any, timeout_s: float = 30.0, what: str = "condition") -> Any
             return got
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def cluster_node_store(
+    root: Path, name: str, endpoints: list[str], prefix: str, cameras: dict[str, Any], ttl_s: int
+) -> Path:
+    """A node's store at root/name/store for a cluster on etcd ``endpoints``: member
+    ``name`` under ``prefix`` with a ``ttl_s`` lease, every camera (id -> a source with a
+    ``url``) configured, 2 s segments."""
+    store = root / name / "store"
+    vstore("init", "--store", str(store))
+    lines = [
+        "[store]", "segment_duration_s = 2",
+        "[cluster]", f"etcd = {json.dumps(endpoints)}", f'name = "{name}"',
+        f'prefix = "{prefix}"', f"lease_ttl_s = {ttl_s}",
+    ]  # fmt: skip
+    for cam, c in cameras.items():
+        lines += [f"[cameras.{cam}]", f'url = "{c.url}"']
+    (store / "vstore.toml").write_text("\n".join(lines) + "\n")
+    return store
+
+
+def covered_spans(store: Path, cam: str) -> list[tuple[int, int]]:
+    """(from_ns, to_ns) of what a store holds of a camera, sealed and open alike (read
+    while its node runs)."""
+    r = vstore("timeline", "--camera", cam, "--store", str(store), "--json", check=False)
+    if r.returncode == 3:
+        return []
+    doc = json.loads(r.stdout)
+    return [(s["from_ns"], s["to_ns"]) for s in doc["covered"] + doc["open"]]

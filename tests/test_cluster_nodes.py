@@ -13,7 +13,14 @@ import time
 
 import pytest
 
-from tests.service_helpers import make_token, start_node, vstore, wait_for
+from tests.service_helpers import (
+    cluster_node_store,
+    covered_spans,
+    make_token,
+    start_node,
+    vstore,
+    wait_for,
+)
 from tools.camsim import StreamSpec, TcpCamera
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.ownership import MemberInfo, Ownership, preferred
@@ -32,26 +39,10 @@ def cameras():
 
 
 def _node_store(tmp_path, name, etcd, prefix, cameras):
-    store = tmp_path / name / "store"
-    vstore("init", "--store", str(store))
-    lines = [
-        "[store]", "segment_duration_s = 2",
-        "[cluster]", f"etcd = {json.dumps(etcd.endpoints)}", f'name = "{name}"',
-        f'prefix = "{prefix}"', f"lease_ttl_s = {TTL_S}",
-    ]  # fmt: skip
-    for cam, c in cameras.items():
-        lines += [f"[cameras.{cam}]", f'url = "{c.url}"']
-    (store / "vstore.toml").write_text("\n".join(lines) + "\n")
-    return store
+    return cluster_node_store(tmp_path, name, etcd.endpoints, prefix, cameras, TTL_S)
 
 
-def _spans(store, cam):
-    """(from_ns, to_ns) of what a store holds of a camera, sealed and open alike."""
-    r = vstore("timeline", "--camera", cam, "--store", str(store), "--json", check=False)
-    if r.returncode == 3:
-        return []
-    doc = json.loads(r.stdout)
-    return [(s["from_ns"], s["to_ns"]) for s in doc["covered"] + doc["open"]]
+_spans = covered_spans
 
 
 def _never_both(stores, cams):

@@ -678,6 +678,23 @@ def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{info['moved']:,} cameras moved: exactly the dead member's",
             )
         )
+    name = "test_failover_from_kill_to_the_new_owner_s_first_packet"
+    if name in by:
+        info = by[name]["extra_info"]
+        figs.append(
+            figure(
+                f"failover: kill -9 of a node to the other's first packet of its cameras, max "
+                f"over {info['kills']} kills (lease {info['ttl_s']} s)",
+                info["max_s"],
+                "s",
+                None,
+                "< 15 s",
+                info["max_s"] < 15,
+                f"median {info['median_s']:.1f} s; two real `vstore serve` nodes, "
+                f"{info['cameras']} cameras, the killed node restarted after each kill and "
+                "given its cameras back",
+            )
+        )
     name = "test_catalog_lookup_from_the_bucket"
     if name in by:
         info = by[name]["extra_info"]
