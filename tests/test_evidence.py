@@ -25,6 +25,7 @@ from vstore.export.snapshot import snapshot
 from vstore.ingest.file_import import import_file
 from vstore.store import audit_log
 from vstore.store.garbage import delete_segment
+from vstore.store.holds import add_hold
 from vstore.store.keys import KeyRing, key_id_of
 
 FRAME_NS = 40_000_000
@@ -382,6 +383,13 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
         export_package(st, item, tmp_path / "x", case="C", purpose=" ", by="b")
     assert not (tmp_path / "x").exists()
     assert main(["verify", str(tmp_path / "nothing")]) == 2
+    # Free text is one line: a case or purpose cannot pass for another audit line or a
+    # README section, nor drive the terminal that shows it.
+    for bad in ("K-1\n2026-12-04T16:40:00.000+00:00  #99  hold_release", "p\x1b[2Jcleared"):
+        with pytest.raises(UsageError, match="control character"):
+            export_package(st, item, tmp_path / "y", case=bad, purpose="p", by="b")
+    with pytest.raises(UsageError, match="control character"):
+        add_hold(st, "gate", t(0), t(10), "why\nnot", "b")
     for out in ("-", ""):  # a package is several files: never standard output
         with pytest.raises(UsageError, match="give the package's path"):
             export_package(st, item, out, case="C", purpose="p", by="b")

@@ -6,6 +6,7 @@ edited out of band, when a row is inserted, and when the head is rolled back or 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -170,6 +171,14 @@ def test_a_lost_key_ring_is_refused_and_links_of_unknown_keys_named(st):
         KeyRing.of_store(st).signer("export")
     assert layout.private_key_paths(st.layout.keys_dir)  # nothing was made in its place
     assert not ring_path.exists()
+    # The whole key directory gone: the store's signatures say keys were made before.
+    keys_dir = st.layout.keys_dir
+    shutil.move(keys_dir, keys_dir.with_name("keys.saved"))
+    with pytest.raises(ConfigError, match="has no keys, but this store holds signatures"):
+        KeyRing.of_store(st).signer("export")
+    assert not layout.keyring_path(keys_dir).exists()
+    shutil.rmtree(keys_dir, ignore_errors=True)
+    shutil.move(keys_dir.with_name("keys.saved"), keys_dir)
     # A ring that no longer names the recording key: the links say whose key signed them.
     doc = json.loads(saved)
     doc["keys"] = [k for k in doc["keys"] if k["purpose"] != "recording"]

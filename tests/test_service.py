@@ -701,9 +701,22 @@ def test_an_evidence_package_over_http(node, tmp_path):
     assert node.get(doc["download"], node.tokens["admin"]).status == 200
     assert node.get("/api/v1/exports/0123456789abcdef.zip", inv).status == 404
     assert node.get("/api/v1/exports/..%2Fvstore.toml.zip", inv).status == 404
-    recs = node.get("/api/v1/audit?action=export,export_download", node.tokens["admin"]).json()
+    assert "out" not in doc["job"]["params"]  # (the package's path on the node is its own)
+    # A range with no footage fails at once: a 404 that says so, not a package to wait for.
+    empty = {**item, "from": format_time(START_NS - 100 * 10**9),
+             "to": format_time(START_NS - 90 * 10**9)}  # fmt: skip
+    r = node.request("POST", "/api/v1/exports", inv, body={**body, "items": [empty]})
+    assert r.status == 404 and "no footage" in r.json()["error"]["message"], r
+    recs = node.get("/api/v1/audit?action=export,export_download,export_failed,access_denied",
+                    node.tokens["admin"]).json()  # fmt: skip
     acts = [(r["action"], r["by"]) for r in recs["records"]]
     assert ("export", "investigator-north") in acts and (
         "export_download",
         "investigator-north",
     ) in acts
+    assert ("export_failed", "investigator-north") in acts
+    # Asking for a package that is not one's own is recorded (the 404s above).
+    denied = [
+        r for r in recs["records"] if r["action"] == "access_denied" and "export" in r["detail"]
+    ]
+    assert {r["by"] for r in denied} >= {"investigator-south", "investigator-north"}

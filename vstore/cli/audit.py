@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from vstore.base.errors import UsageError
+    from vstore.base.free_text import printable
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.cli.common import resolve_tz
     from vstore.store import audit_log
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             keys = ("id", "camera", "from", "to", "at", "live", "case", "reason", "purpose", "format",
                     "bytes", "path", "offset", "length", "token", "name", "role", "groups",
                     "started", "restarted", "stopped", "key_id", "retired", "records",
-                    "before")  # fmt: skip
+                    "before", "noticed", "sha256", "store")  # fmt: skip
         what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", []))
         if d.get("overrides"):
             what += ", overrides=" + " ".join(f"{k}={v}" for k, v in d["overrides"].items())
@@ -124,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
             who += f" ({a.get('role')}, {a.get('via')} from {a.get('remote') or '?'})"
         elif a:  # records made before actors were kept have none
             who += f" ({a.get('user')}@{a.get('host')}: {' '.join(a.get('command') or [])})"
-        print(f"{format_time(r['at_ns'], tz)}  #{r['seq']}  {r['action']:<13} by {who}: {what}")
+        # (text kept before input was checked, or from elsewhere, cannot pass for a line)
+        line = f"#{r['seq']}  {r['action']:<13} by {who}: {what}"
+        print(f"{format_time(r['at_ns'], tz)}  {printable(line)}")
     if not recs:
         filtered = args.camera or since or until or args.actions or args.by
         print("no audit records" + (" match" if filtered else ""))

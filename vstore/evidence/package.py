@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from vstore._version import __version__
 from vstore.base import layout
 from vstore.base.errors import UsageError
+from vstore.base.free_text import checked_text
 from vstore.base.timebase import format_time
 from vstore.evidence.eff import ExportInfo, SourceTrack, sign_appended, track_ids
 from vstore.evidence.file_hasher import FollowingHasher
@@ -249,6 +250,7 @@ def export_package(
     for label, value in (("case", case), ("purpose", purpose), ("by", by)):
         if not value or not value.strip():
             raise UsageError(f"an export needs a {label}")
+        checked_text(value, f"the export's {label}")
     out_path = package_path(out)
     as_zip = out_path.suffix.lower() == ".zip"
     if out_path.exists() or out_path.is_symlink():

@@ -815,6 +815,14 @@ class TimeIndex:
         wb.put(layout.NEXT_AUDIT_DIGEST_KEY, (seq + 1).to_bytes(8, "big"))
         self._db.write(wb, self._sync)
 
+    def has_signatures(self) -> bool:
+        """Whether anything here was ever signed (a chain head, an audit digest): the store's
+        keys were made before."""
+        return any(
+            next(self.scan(prefix), None) is not None
+            for prefix in (layout.CHAIN_HEAD_PREFIX, layout.AUDIT_DIGEST_PREFIX)
+        )
+
     def audit_counters(self) -> tuple[int | None, int | None]:
         """The numbers the next audit record and the next digest will take (None: none was
         ever written)."""

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vstore.base.errors import UsageError
+from vstore.base.errors import UsageError, VstoreError
 from vstore.base.layout import validate_camera_id
+from vstore.base.timebase import format_time
 from vstore.evidence.package import ExportItem, export_package
 from vstore.store.store import Store
 
@@ -31,13 +32,28 @@ def export_job(
         if end <= start:
             raise UsageError(f"camera {cam}: the range ends before it starts")
         items.append(ExportItem(cam, start, end))
-    r = export_package(
-        store,
-        items,
-        out,
-        case=str(params.get("case") or ""),
-        purpose=str(params.get("purpose") or ""),
-        by=str(params.get("by") or ""),
-        progress=progress,
-    )
+    case, purpose, by = (str(params.get(k) or "") for k in ("case", "purpose", "by"))
+    try:
+        r = export_package(store, items, out, case=case, purpose=purpose, by=by, progress=progress)
+    except VstoreError as exc:
+        # A failed export is evidence of an attempt: who asked, for what, and why it failed.
+        store.index.audit(
+            "export_failed",
+            by or "?",
+            {
+                "case": case[:200],
+                "purpose": purpose[:200],
+                "clips": [
+                    {
+                        "camera": i.camera,
+                        "from": format_time(i.start_ns),
+                        "to": format_time(i.end_ns),
+                    }
+                    for i in items
+                ],
+                "error": str(exc)[:500],
+            },
+            store.clock.wall_ns(),
+        )
+        raise
     return {**r._asdict()}

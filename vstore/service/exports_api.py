@@ -7,6 +7,7 @@ package is evidence. Every request and download is audited."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -14,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import NotFound, UsageError
+from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.fsutil import Fs, write_durably
 from vstore.base.layout import staging_path
 from vstore.base.timebase import NS_PER_S, parse_time_ns
+from vstore.export.clip_plan import plan_clip
 from vstore.service.access import Principal
 from vstore.service.http_common import (
     API,
@@ -33,6 +35,7 @@ from vstore.service.job_runner import JobRunner
 from vstore.service.request_bodies import EXPORT
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
+log = logging.getLogger(__name__)
 
 CameraCheck = Callable[[web.Request, str], Awaitable[str]]
 Runner = Callable[..., Awaitable[Any]]
@@ -69,6 +72,12 @@ class ExportsApi:
                   "case": case, "purpose": purpose}  # fmt: skip
 
         def start_job() -> Any:
+            try:  # a range with no footage is refused now, not left as a job that failed
+                for i in items:
+                    plan_clip(self.store, i["camera"], i["from_ns"], i["to_ns"])
+            except VstoreError as exc:
+                audit(self.store, request, "export_failed", {**record, "error": str(exc)[:500]})
+                raise
             Fs().makedirs(layout.exports_dir)
             path = layout.export_record_path(export_id)
             write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
@@ -80,8 +89,11 @@ class ExportsApi:
             return job
 
         job = await self._run(start_job)
+        if job.finished.is_set() and job.state != "done":  # refused at once (no footage...)
+            raise _failure(export_id, job)
         return json_response(
-            {"id": export_id, "job": job.doc(), "download": f"{API}/exports/{export_id}.zip"}, 202
+            {"id": export_id, "job": _public(job), "download": f"{API}/exports/{export_id}.zip"},
+            202,
         )
 
     def _record(self, p: Principal, export_id: str) -> dict[str, Any]:
@@ -101,7 +113,13 @@ class ExportsApi:
     async def download(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
         export_id = request.match_info["export"]
-        rec = await self._run(self._record, p, export_id)
+        try:
+            rec = await self._run(self._record, p, export_id)
+        except NotFound:
+            # None, or another's: the same answer, and a record of the asking.
+            await self._run(audit, self.store, request, "access_denied",
+                            {"export": export_id[:64]})  # fmt: skip
+            raise
         job_id = rec.get("job")
         try:
             job = self.runner.get(job_id) if job_id else None
@@ -110,8 +128,8 @@ class ExportsApi:
         if job is not None and not job.finished.is_set():
             raise ApiError(409, "not_ready", f"export {export_id} is still being built "
                            f"(job {job.id}: {job.doc()['state']})")  # fmt: skip
-        if job is not None and job.doc()["state"] != "done":
-            raise ApiError(409, "failed", f"export {export_id} failed: {job.doc().get('error')}")
+        if job is not None and job.state != "done":
+            raise _failure(export_id, job)
         path = self.store.layout.export_path(export_id)
         if not path.is_file():
             raise NotFound(f"export {export_id} has no package (it failed or was removed)")
@@ -122,6 +140,26 @@ class ExportsApi:
         resp.headers["Content-Disposition"] = f'attachment; filename="evidence-{export_id}.zip"'
         resp.headers["Cache-Control"] = "private, no-store"
         return resp
+
+
+def _public(job: Any) -> dict[str, Any]:
+    """The export job as a client sees it: without the package's path on the node."""
+    doc = job.doc()
+    doc["params"] = {k: v for k, v in doc["params"].items() if k != "out"}
+    return doc
+
+
+def _failure(export_id: str, job: Any) -> ApiError:
+    """A failed export as the one who asked it sees it: what was wrong with the request (no
+    footage there, a bad range) as it is; a fault of the node (its keys, its disk) without
+    the node's paths, which its log has."""
+    err = job.error or {}
+    if err.get("class") in ("NotFound", "UsageError"):
+        status = 404 if err["class"] == "NotFound" else 400
+        return ApiError(status, "export_failed", f"export {export_id}: {err.get('message')}")
+    log.error("export %s (job %s) failed: %s", export_id, job.id, err.get("message"))
+    return ApiError(500, "export_failed", f"export {export_id} failed on the node (job "
+                    f"{job.id}); its operator finds why in the node's log")  # fmt: skip
 
 
 def export_routes(api: ExportsApi | None) -> list[Route]:

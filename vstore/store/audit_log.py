@@ -39,13 +39,14 @@ def query(
 
 
 def cameras_of(record: dict[str, Any]) -> list[str]:
-    """The cameras an audit record is about: its ``camera``, or each clip's of an export."""
+    """The cameras an audit record is about: its ``camera``, each clip's of an export, or
+    those it lists (a package's download)."""
     detail = record.get("detail")
     if not isinstance(detail, dict):
         return []
     out = [detail["camera"]] if isinstance(detail.get("camera"), str) else []
-    for c in detail.get("clips") or []:
-        cam = c.get("camera") if isinstance(c, dict) else None
+    named = [c.get("camera") if isinstance(c, dict) else None for c in detail.get("clips") or []]
+    for cam in [*named, *(detail.get("cameras") or [])]:
         if isinstance(cam, str) and cam not in out:
             out.append(cam)
     return out

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from vstore.base import layout
 from vstore.base.errors import NotFound, TierError, UsageError, VstoreError
+from vstore.base.free_text import checked_text
 from vstore.base.jsonio import dumps_compact, to_jsonable
 from vstore.base.timebase import TimeRange, WallNs, format_time
 from vstore.index.time_index import Batch
@@ -134,6 +135,8 @@ def add_hold(
         raise UsageError("a hold needs a reason")
     if not by.strip():
         raise UsageError("a hold needs the name of who places it (--by)")
+    checked_text(reason, "the hold's reason")
+    checked_text(by, "who places the hold (--by)")
     with store.retention_lock:  # never between a retention run's plan and its deletions
         hold = Hold(
             store.index.new_hold_id(),
@@ -160,6 +163,9 @@ def release_hold(
     needs are lifted (mirror)."""
     if not by.strip():
         raise UsageError("releasing a hold needs the name of who releases it (--by)")
+    checked_text(by, "who releases the hold (--by)")
+    if reason:
+        checked_text(reason, "the release's reason")
     # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
     raw = store.index.get(layout.hold_key(hold_id)) if 0 < hold_id < 1 << 64 else None
     if raw is None:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -126,10 +126,20 @@ class Signer:
 class KeyRing:
     """The keys of one key directory."""
 
-    def __init__(self, directory: Path, *, create: bool, subject: str = "vstore node") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        create: bool,
+        subject: str = "vstore node",
+        signed_before: Callable[[], bool] | None = None,
+    ) -> None:
         self.dir = Path(directory)
         self.create = create  # generate missing keys (the store's own directory only)
         self.subject = subject
+        # Whether what these keys serve was signed before: then an empty directory is a lost
+        # one, and new keys would orphan every signature made (nothing is generated).
+        self._signed_before = signed_before
         self._fs = Fs()
         self._signers: dict[str, Signer] = {}
 
@@ -140,7 +150,12 @@ class KeyRing:
         subject = f"vstore node {store.uuid}"
         if configured is not None:
             return cls(Path(configured), create=False, subject=subject)
-        return cls(store.layout.keys_dir, create=True, subject=subject)
+        return cls(
+            store.layout.keys_dir,
+            create=True,
+            subject=subject,
+            signed_before=store.index.has_signatures,
+        )
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self) -> list[KeyInfo]:
@@ -192,6 +207,16 @@ class KeyRing:
                 raise ConfigError(
                     f"no {purpose} key in {self.dir} ([keys] dir in vstore.toml): create one "
                     f"with `vstore key rotate --purpose {purpose}`, or point dir at the keys"
+                )
+            if (
+                not layout.keyring_path(self.dir).exists()
+                and self._signed_before is not None
+                and self._signed_before()
+            ):
+                raise ConfigError(
+                    f"{self.dir} has no keys, but this store holds signatures made by its "
+                    "keys before: restore the key directory from a backup (new keys would "
+                    "leave every signature made unverifiable)"
                 )
             with self._locked():
                 cur = self._current(self._read(), purpose) or self._generate(purpose)
