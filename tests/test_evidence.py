@@ -312,6 +312,12 @@ def test_re_derivation_names_footage_deleted_since(tmp_path, media):
     st.close()
     assert [c for c, _ in _failed(rep)] == ["source"]
     assert verify_package(pkg).ok  # the package itself still verifies
+    # Checked against another store: it says so.
+    other = open_store(tmp_path / "other")
+    import_file(other, media("ev-del.ts", 4.0, codec="h264", gop_frames=25), "x", START_NS)
+    (fail,) = _failed(verify_package(pkg, store=other))
+    other.close()
+    assert "the package comes from store" in fail[1]
 
 
 def test_re_derivation_names_a_damaged_chunk_and_still_reports_the_rest(tmp_path, media):

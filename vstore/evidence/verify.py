@@ -280,7 +280,10 @@ def _verify(
     for name in pkg.duplicates:
         add(Check("file", name, False, "in the ZIP more than once: readers may show either copy"))
     if store is not None:
-        checks.extend(_rederive(store, clips, str(doc.get("node", {}).get("software", ""))))
+        node = doc.get("node") or {}
+        checks.extend(
+            _rederive(store, clips, str(node.get("software", "")), str(node.get("store_uuid", "")))
+        )
     return VerifyReport(str(pkg.path), key_id, key_pem is not None, checks)
 
 
@@ -316,7 +319,9 @@ def _how_changed(pkg: _Package, name: str, c: dict[str, Any], digest: str, size:
     return base + ": bytes changed in place (same size and samples: bit flips or edits)"
 
 
-def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterator[Check]:
+def _rederive(
+    store: Any, clips: list[dict[str, Any]], software: str, source: str
+) -> Iterator[Check]:
     """Each clip built again from the store: the same chunks, and the same bytes. A
     package made by another vstore version may have been built another way; a mismatch
     then says so."""
@@ -330,6 +335,12 @@ def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterato
         if software == ours
         else f" (or it was built another way: the package is from {software or 'an unknown version'}, this is {ours})"
     )
+    # A store that records (not a bucket's view) and is not the one the package names.
+    elsewhere = (
+        f"; the package comes from store {source}, and this is store {store.uuid}"
+        if source and source != store.uuid and store.index.has_segments()
+        else ""
+    )
     for c in clips:
         name = str(c.get("file", ""))
         try:
@@ -337,7 +348,8 @@ def _rederive(store: Any, clips: list[dict[str, Any]], software: str) -> Iterato
             req = c["requested"]
             plan = plan_clip(store, cam, int(req["from_ns"]), int(req["to_ns"]))
         except NotFound as exc:
-            yield Check("source", name, False, f"its footage is no longer in the store ({exc})")
+            yield Check("source", name, False, f"its footage is no longer in the store ({exc})"
+                        + elsewhere)  # fmt: skip
             continue
         except (KeyError, TypeError, ValueError) as exc:
             yield Check("source", name, False, f"the manifest's entry is malformed ({exc})")
