@@ -135,3 +135,18 @@ def test_an_import_is_made_durable_segment_by_segment(tmp_path, media):
         gops = len(_footage(st))
     assert res.segments >= 4 and gops >= 2 * res.segments
     assert fs.fsyncs <= res.segments + 2  # (+ the store's own files)
+
+
+def test_check_in_a_recording_process_names_an_import_nobody_runs(tmp_path, media):
+    """In the process that holds the store and records (a node running check as a job), an
+    import that never reported done is reported unless a writer of its camera is open
+    there: live recording of other cameras no longer hides it."""
+    from tests.test_timestamps import VIDEO
+
+    src = media("unfinished.ts", 8.0, gop_frames=25)
+    with open_store(_store(tmp_path / "store")) as st:
+        _import_until(st, src, 3.0)
+        with st.writer("live", [VIDEO], start_ns=START_NS + 3600 * NS):
+            assert [p.code for p in check_store(st, verify_hashes=False).problems] == ["C8"]
+            with st.writer("cam", [VIDEO], start_ns=START_NS + 7200 * NS):  # (being imported)
+                assert check_store(st, verify_hashes=False).ok

@@ -71,7 +71,7 @@ def _stop(p: subprocess.Popen) -> None:
 
 
 def test_every_writing_command_reaches_a_store_that_a_recorder_holds(
-    store_dir, tmp_path, media, capsys
+    store_dir, tmp_path, media, capsys, monkeypatch
 ):
     src = media("jobs-import.ts", 4.0, codec="h264", gop_frames=25)
     with TcpCamera(SPEC) as cam:
@@ -97,10 +97,14 @@ def test_every_writing_command_reaches_a_store_that_a_recorder_holds(
             assert doc["camera"] == "old" and doc["segments"] >= 1 and doc["file"] == str(src)
             assert main([*imp, *base]) == 2  # the same range again: refused, as locally
             assert "already has footage" in capsys.readouterr().err
-            cold = tmp_path / "cold"
-            assert main(["tier", "run", "--to", str(cold), "--older-than", "0s",
+            # A directory named relatively is the user's, wherever the recorder runs.
+            cold = tmp_path / "user" / "cold"
+            cold.parent.mkdir()
+            monkeypatch.chdir(cold.parent)
+            assert main(["tier", "run", "--to", "cold", "--older-than", "0s",
                          "--camera", "old", "--json", *base]) == 0  # fmt: skip
             assert json.loads(capsys.readouterr().out)["tiered"] >= 1
+            assert any(cold.rglob("*.vseg"))
             # A repair through the recorder leaves the live camera's open segment alone:
             # sealing it would cut off what the camera records next (R1-R4 are for writers
             # that are gone).

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.api import open_store
     from vstore.base.errors import CheckFailed
     from vstore.jobs.check import check_job
-    from vstore.service.job_client import run_job
+    from vstore.service.job_client import holder_socket, run_job
     from vstore.store.config import parse_fixed_rate
 
     params = {
@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
         "max_rate": parse_fixed_rate(args.max_rate) if args.max_rate else 0,
     }
     with progress_bar(None, "checking", not args.json, "seg") as progress:
-        if args.repair:
-            # Repairs write: a store a recorder or node holds runs them through it.
+        if args.repair or holder_socket(args.store) is not None:
+            # Repairs write: a store a recorder or node holds runs them through it; and so
+            # does a check of a held store (only the holder knows what it is still writing:
+            # an open segment or an import of its own is no problem, one of nobody's is).
             doc = run_job(args.store, "check", params, progress)
         else:
             # Read-only, so a check works beside a running recorder and cannot change

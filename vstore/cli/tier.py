@@ -42,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
 
     # Without --older-than each camera tiers at its own configured hot age.
     older = parse_age_ns(args.older_than, "--older-than") if args.older_than is not None else None
+    # A directory tier named relatively is the user's directory, not the one of the node
+    # that may run the job.
+    to = args.to
+    if to and "://" not in to:
+        from pathlib import Path
+
+        to = str(Path(to).absolute())
     params = {
-        "to": args.to,
+        "to": to,
         "older_than_ns": older,
         "cameras": args.camera,
         "dry_run": args.dry_run,

@@ -257,6 +257,11 @@ class Store:
         """Whether this process has a camera writer open on the store."""
         return bool(self._writers)
 
+    def writing_cameras(self) -> set[str]:
+        """The cameras this process has a writer open for (recording, or importing)."""
+        with self._lock:
+            return set(self._writers)
+
     @contextmanager
     def writers_held_off(self) -> Iterator[bool]:
         """No new camera writer starts inside this block; yields whether one is open. A
