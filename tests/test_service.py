@@ -174,6 +174,14 @@ def test_bad_times_are_400_with_a_message(node, query, says):
     assert says in r.json()["error"]["message"]
 
 
+def test_relative_times_of_one_request_share_one_now(node):
+    # (the node serves at most 3600 s: -2h to -1h is exactly that, not a hair over)
+    r = node.get("/api/v1/cameras/gate/clip.mp4?from=-2h&to=-1h", node.tokens["inv"])
+    assert r.status == 404 and "no footage" in r.json()["error"]["message"], r
+    r = node.get("/api/v1/cameras/gate/timeline?from=-1h&to=-1h", node.tokens["inv"])
+    assert r.status == 400 and "after" in r.json()["error"]["message"], r
+
+
 def test_unknown_paths_methods_and_unsatisfiable_ranges_are_json_errors(node):
     r = node.get("/api/v1/nothing", node.tokens["inv"])
     assert r.status == 404 and r.json()["error"]["code"] == "not_found"
@@ -462,6 +470,11 @@ def test_jobs_over_http_run_with_progress_and_are_scoped(node):
     assert node.request("DELETE", "/api/v1/jobs/nope", admin).status == 404
     ids = [j["id"] for j in node.get("/api/v1/jobs", admin).json()["jobs"]]
     assert job["id"] in ids
+    # Who ran what is recorded, and so is the asking about a camera out of scope.
+    recs = node.get("/api/v1/audit?action=job_submit,access_denied", admin).json()["records"]
+    runs = {(r["detail"]["job"], r["by"]) for r in recs if r["action"] == "job_submit"}
+    assert {("check", "admin-*"), ("hold", "custodian-north")} <= runs, runs
+    assert any(r["action"] == "access_denied" and r["detail"].get("job") == "hold" for r in recs)
 
 
 def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path):

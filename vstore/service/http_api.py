@@ -68,6 +68,7 @@ from vstore.store import audit_log
 from vstore.store.holds import list_holds
 
 log = logging.getLogger(__name__)
+_NOW_NS = "vstore.now_ns"  # (the request's "now", fixed at its first time read)
 
 MAX_LINE_BYTES = 32 * 1024
 
@@ -192,8 +193,12 @@ class Api:
             if required:
                 raise UsageError(f"give {name}= (ISO 8601 with an offset, 'now' or -15m)")
             return None
+        # One "now" for all of a request's times: ?from=-10m&to=-9m is exactly a minute.
+        now_ns = request.get(_NOW_NS)
+        if now_ns is None:
+            now_ns = request[_NOW_NS] = time.time_ns()
         # A '+' in a query string arrives as a space unless the client encoded it.
-        return parse_time_ns(text.strip().replace(" ", "+"))
+        return parse_time_ns(text.strip().replace(" ", "+"), now_ns)
 
     def range_args(self, request: web.Request, limit: bool = True) -> tuple[int, int]:
         start = self.time_arg(request, "from")
@@ -563,7 +568,11 @@ class Api:
         reason = doc["reason"]
 
         def release() -> dict[str, Any]:
-            hold_in_scope(self.store, p, hold_id)
+            try:
+                hold_in_scope(self.store, p, hold_id)
+            except NotFound:  # none, or another's: the same answer, and the asking recorded
+                audit(self.store, request, "access_denied", {"hold": hold_id})
+                raise
             if not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
             params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}

@@ -9,6 +9,7 @@ A principal reads and cancels its own jobs; one that sees every camera reads all
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from vstore.service.http_common import (
     ApiError,
     Param,
     Route,
+    audit,
     json_body,
     json_response,
 )
@@ -70,9 +72,19 @@ class JobsApi:
             # writes; only the local socket (the CLI, which passes --by) names someone.
             given = params.get("by") if p.via == "local:socket" else None
             params = {**params, "by": given or p.name}
-        self._authorize(p, name, params)
+        try:
+            self._authorize(p, name, params)
+        except NotFound:  # a camera or hold out of scope: the same answer, and recorded
+            detail = {"job": name, "camera": params.get("camera"), "hold": params.get("id")}
+            await asyncio.to_thread(audit, self.runner.store, request, "access_denied", detail)
+            raise
         actor = doc.get("actor") if p.via == "local:socket" else None
         job = self.runner.submit(name, params, p.name, actor or p.as_actor(request.remote or ""))
+        # Who started what, on which cameras: an import writes footage, a tiering run moves
+        # it; the job's own records (holds, deletions, moves) follow as it works.
+        cams = params.get("cameras") or ([params["camera"]] if params.get("camera") else [])
+        detail = {"job": name, "id": job.id, "params": params, "cameras": list(cams)}
+        await asyncio.to_thread(audit, self.runner.store, request, "job_submit", detail)
         return json_response(job.doc(), 202)
 
     async def list_jobs(self, request: web.Request) -> web.StreamResponse:
@@ -92,6 +104,9 @@ class JobsApi:
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
         self.runner.cancel(job.id)
+        await asyncio.to_thread(
+            audit, self.runner.store, request, "job_cancel", {"job": job.name, "id": job.id}
+        )
         return json_response(job.doc(), 202)
 
 
