@@ -9,7 +9,9 @@ from __future__ import annotations
 import getpass
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -298,6 +300,12 @@ def test_rate_limit_is_429_with_retry_after(tmp_path, media):
         assert codes[:4] == [200] * 4 and 429 in codes
         r = n.get("/api/v1/cameras", tok)
         assert r.status == 429 and int(r.headers["retry-after"]) >= 1
+        # A reload changes the limit from the next request on.
+        text = (store / "vstore.toml").read_text().replace("rate_per_s = 2", "rate_per_s = 1000")
+        (store / "vstore.toml").write_text(text)
+        os.kill(n.proc.pid, signal.SIGHUP)
+        time.sleep(1.5)
+        assert [n.get("/api/v1/cameras", tok).status for _ in range(8)] == [200] * 8
     finally:
         assert n.stop() == 0
 

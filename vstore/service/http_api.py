@@ -128,7 +128,9 @@ class Api:
         self.store = node.store
         self.tokens = TokenFile(self.store.layout)
         svc = self.store.config.service
-        self.limits = Limits(svc.rate_per_s, svc.max_exports)
+        self.limits = Limits(
+            lambda: (self.store.config.service.rate_per_s, self.store.config.service.max_exports)
+        )
         # A client that takes no bytes for this long is dropped (its leases go with it).
         self.write_timeout_s = svc.write_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vstore-http")
