@@ -446,6 +446,9 @@ def _watermark_store(tmp_path, action: str, capacity: int):
 
 
 def test_overwrite_oldest_keeps_recording_within_the_watermark(tmp_path):
+    from vstore.store import io_stats
+
+    before = io_stats.DELETED.snapshot().get("watermark", (0, 0))[0]
     st_ = _watermark_store(tmp_path, "overwrite-oldest", capacity=6_000_000)
     with st_:
         record(st_, "cam", 5)  # 30 ten-second segments of ~0.33 MB: 10 MB > 3 MB allowed
@@ -456,6 +459,8 @@ def test_overwrite_oldest_keeps_recording_within_the_watermark(tmp_path):
         assert check_store(st_).ok
         deletions = [r for r in st_.index.audit_records() if r["action"] == "delete"]
     assert {r["detail"]["reason"] for r in deletions} == {"watermark"}
+    # (what /metrics exports as vstore_deleted_segments{reason="watermark"})
+    assert io_stats.DELETED.snapshot()["watermark"][0] - before == len(deletions)
 
 
 def test_stop_recording_refuses_below_the_watermark(tmp_path):

@@ -436,7 +436,8 @@ def test_metrics_for_prometheus_need_a_token_that_sees_every_camera(node):
     assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.body.decode()
     for name in ("vstore_cameras_recording", "vstore_disk_free_bytes", "vstore_fsync_seconds_bucket",
-                 "vstore_http_requests_total", "vstore_http_request_seconds_bucket"):  # fmt: skip
+                 "vstore_http_requests_total", "vstore_http_request_seconds_bucket",
+                 "vstore_tier_backlog_segments", "vstore_deleted_segments"):  # fmt: skip
         assert name in text, name
     assert 'route="/api/v1/cameras"' in text
 

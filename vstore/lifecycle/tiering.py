@@ -29,7 +29,7 @@ from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
-from vstore.store import garbage
+from vstore.store import garbage, io_stats
 from vstore.store.config import AUTO_RATE, parse_rate
 from vstore.store.garbage import finish_garbage
 from vstore.store.holds import covering_holds
@@ -271,6 +271,7 @@ def run_tiering(
                 if progress is not None:
                     progress(res.tiered, len(todo))
     res.seconds = time.perf_counter() - t0
+    io_stats.TIER_BACKLOG.set(len(rows) - res.tiered, sum(r.size_bytes for r in rows) - res.bytes)
     # The shared catalog lists what was tiered (also after a failed run: what did move).
     published = publish_pending(store)
     res.catalog_hours, res.catalog_errors = published.hours, published.errors

@@ -108,6 +108,27 @@ class _NodeCollector:
         yield GaugeMetricFamily(
             "vstore_disk_total_bytes", "Size of the store's file system", value=disk.total_bytes
         )
+        deleted = CounterMetricFamily(
+            "vstore_deleted_segments",
+            "Footage segments deleted, by reason (retention's rule, a replaced import...)",
+            labels=["reason"],
+        )
+        deleted_bytes = CounterMetricFamily(
+            "vstore_deleted_bytes", "Footage bytes deleted, by reason", labels=["reason"]
+        )
+        for reason, (n, nbytes) in sorted(io_stats.DELETED.snapshot().items()):
+            deleted.add_metric([reason], n)
+            deleted_bytes.add_metric([reason], nbytes)
+        yield from (deleted, deleted_bytes)
+        segs, nbytes = io_stats.TIER_BACKLOG.value
+        yield GaugeMetricFamily(
+            "vstore_tier_backlog_segments",
+            "Segments due for the tier that its last run did not move",
+            value=segs,
+        )
+        yield GaugeMetricFamily(
+            "vstore_tier_backlog_bytes", "Bytes of those segments", value=nbytes
+        )
         buckets, total_s, _count = io_stats.FSYNC.snapshot()
         yield HistogramMetricFamily(
             "vstore_fsync_seconds",

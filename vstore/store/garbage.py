@@ -12,6 +12,7 @@ from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
 from vstore.index.segment_chain import removal_detail
 from vstore.index.time_index import Batch, SegmentRow
+from vstore.store import io_stats
 from vstore.store.holds import Hold, list_holds
 from vstore.store.lease import LeaseSet
 from vstore.store.store import Store
@@ -53,6 +54,7 @@ def delete_segment(
         batch=b,
     )
     store.index.commit(b, sync=True)
+    io_stats.DELETED.add(str(detail.get("reason") or by), row.size_bytes)
     return remove_marked(store, row.segment_id, loads_dict(rec))
 
 

@@ -1,5 +1,6 @@
-"""Latency statistics of this process's storage I/O (fsyncs of footage), kept as cumulative
-histograms that a metrics face reads: the engine counts, it does not export."""
+"""Statistics of this process's storage work that a metrics face reads (the engine counts,
+it does not export): the latency of footage fsyncs as cumulative histograms, the footage
+deleted by reason, and what the last tiering run left for later."""
 
 from __future__ import annotations
 
@@ -39,3 +40,34 @@ class LatencyHistogram:
 
 
 FSYNC = LatencyHistogram(FSYNC_BUCKETS_S)
+
+
+class Tally:
+    """Events and their bytes per label (say, a deletion's reason), cumulative."""
+
+    def __init__(self) -> None:
+        self._by: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, label: str, nbytes: int) -> None:
+        with self._lock:
+            n, b = self._by.get(label, (0, 0))
+            self._by[label] = (n + 1, b + nbytes)
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            return dict(self._by)
+
+
+class Backlog:
+    """(segments, bytes) set by the last run of a job that works through a backlog."""
+
+    def __init__(self) -> None:
+        self.value = (0, 0)
+
+    def set(self, segments: int, nbytes: int) -> None:
+        self.value = (segments, nbytes)
+
+
+DELETED = Tally()  # footage segments deleted, by reason (retention's rule, a replacement...)
+TIER_BACKLOG = Backlog()  # segments the last tiering run planned and did not move
