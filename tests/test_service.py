@@ -381,6 +381,7 @@ def test_cameras_are_added_changed_and_removed_through_the_api(tmp_path, media):
             ({"url": str(src), "segment_duration_s": 0.5}, "segment_duration_s must be within"),
             ({"uri": str(src)}, "'url' is a required property"),
             ({"url": str(src), "demuxer": "gst"}, "is not one of"),
+            ({"url": str(src), "name": "a\nb\u001b[31m"}, "control character"),
         ):
             r = n.request("PUT", path, op, body=body)
             assert r.status == 400 and says in r.json()["error"]["message"], (body, r)

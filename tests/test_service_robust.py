@@ -185,6 +185,7 @@ def test_a_flood_of_malformed_requests_is_answered_in_bounded_memory(store):
         b"GET /api/v1/cameras/%ZZ/timeline HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /api/v1/jobs/..%2F..%2Fetc%2Fpasswd HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /static/../../vstore.toml HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /" + b"b" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # past the line limit
     ]
 
     def hammer(k: int) -> None:
@@ -206,6 +207,11 @@ def test_a_flood_of_malformed_requests_is_answered_in_bounded_memory(store):
             t.join()
         after = _rss_kib(n.proc.pid)
         assert after - before < 64 * 1024, (before, after)  # 1,200 requests: well under 64 MiB
+        # The parser's refusals: one line each, at most 20 a minute (the log stays bounded).
+        log = (store.parent / "serve.log").read_text().splitlines()
+        refused = [x for x in log if "Error handling request" in x or "BadStatusLine" in x]
+        assert 0 < len(refused) <= 20, len(refused)
+        assert not any(x.startswith((" ", "\t", "Traceback")) for x in log)
         time.sleep(1.5)  # (the flood spent this token's request allowance: 429 meanwhile)
         assert n.get("/api/v1/cameras", tok).status == 200
         r = n.get("/static/../../vstore.toml")

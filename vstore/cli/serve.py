@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.service.server import serve
 
     def ready(url: str, node: Node) -> None:
-        cams = node.recording()
+        cams = node.recorded()  # (started: a source connects a moment later)
         if args.json:
             print_json({"url": url, "store": str(node.store.root), "recording": cams})
         else:

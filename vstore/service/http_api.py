@@ -24,6 +24,7 @@ from aiohttp import web
 
 from vstore._version import __version__
 from vstore.base.errors import NotFound, UsageError
+from vstore.base.free_text import printable
 from vstore.base.jsonio import to_jsonable
 from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export import hls
@@ -71,19 +72,39 @@ log = logging.getLogger(__name__)
 _NOW_NS = "vstore.now_ns"  # (the request's "now", fixed at its first time read)
 
 MAX_LINE_BYTES = 32 * 1024
+BAD_REQUEST_LINES = 20  # a minute: the parser's refusals logged, the rest counted
 
 
 class _QuietBadRequests(logging.Filter):
     """A request the HTTP parser refuses (a line too long, not HTTP at all) is a client's
-    mistake, answered with 400: one warning line, not an error with a traceback."""
+    mistake, answered with 400: one warning line (what the client sent, escaped), not an
+    error with a traceback; and at most BAD_REQUEST_LINES a minute, the rest counted in the
+    next line, so a flood cannot grow the log without bound."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._window_start = 0.0
+        self._shown = 0
+        self._quiet = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and type(exc).__module__.startswith("aiohttp.http_exceptions"):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:200]}"
-            record.args = ()
-            record.exc_info = None
+        if exc is None or not type(exc).__module__.startswith("aiohttp.http_exceptions"):
+            return True
+        now = time.monotonic()
+        if now - self._window_start >= 60.0:
+            self._window_start, self._shown = now, 0
+        if self._shown >= BAD_REQUEST_LINES:
+            self._quiet += 1
+            return False
+        self._shown += 1
+        said = " ".join(str(exc).split())[:200]  # (one line, whatever the client sent)
+        more = f" ({self._quiet} more refused before, not logged)" if self._quiet else ""
+        self._quiet = 0
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {printable(said)}{more}"
+        record.args = ()
+        record.exc_info = None
         return True
 
 

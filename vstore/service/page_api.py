@@ -51,6 +51,7 @@ class PageApi:
         body = (PAGE_DIR / name).read_bytes()
         headers = {
             "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
+            "img-src 'self' data:; "
             "worker-src 'self' blob:; object-src 'none'; frame-ancestors 'none'",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-cache",

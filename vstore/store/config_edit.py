@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import ConfigError, NotFound, UsageError
+from vstore.base.free_text import checked_text
 from vstore.base.fsutil import Fs, write_durably
 from vstore.base.layout import staging_path, validate_camera_id
 from vstore.store.config import CameraSettings, StoreConfig, parse_config
@@ -54,6 +55,9 @@ def set_camera(path: Path, camera_id: str, values: dict[str, Any]) -> tuple[bool
     unknown = sorted(set(values) - set(CAMERA_KEYS))
     if unknown:
         raise UsageError(f"a camera has no setting {', '.join(unknown)}")
+    for key, value in values.items():  # (every text setting is one printable line)
+        if isinstance(value, str):
+            checked_text(value, f"the camera's {key}")
     created = False
 
     def change(doc: Any) -> None:
