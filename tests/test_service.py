@@ -176,6 +176,16 @@ def test_bad_times_are_400_with_a_message(node, query, says):
     assert says in r.json()["error"]["message"]
 
 
+def test_playback_is_not_bound_by_the_clip_limit(node):
+    # (this node serves clips of at most 3600 s; watching two hours is a playlist like any)
+    day = f"from={q(START_NS)}&to={q(START_NS + 7200 * 10**9)}"
+    r = node.get(f"/api/v1/cameras/gate/hls.m3u8?{day}", node.tokens["viewer"])
+    assert r.status == 200 and b"#EXTM3U" in r.body, r
+    week = f"from={q(START_NS)}&to={q(START_NS + 8 * 86400 * 10**9)}"
+    r = node.get(f"/api/v1/cameras/gate/hls.m3u8?{week}", node.tokens["viewer"])
+    assert r.status == 400 and "7 days" in r.json()["error"]["message"], r
+
+
 def test_relative_times_of_one_request_share_one_now(node):
     # (the node serves at most 3600 s: -2h to -1h is exactly that, not a hair over)
     r = node.get("/api/v1/cameras/gate/clip.mp4?from=-2h&to=-1h", node.tokens["inv"])

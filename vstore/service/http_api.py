@@ -30,7 +30,7 @@ from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export import hls
 from vstore.export.clip import clip_bytes
 from vstore.export.clip_file import ClipFile, open_clip_file
-from vstore.export.clip_plan import ClipPlan
+from vstore.export.clip_plan import MAX_CLIP_NS, ClipPlan
 from vstore.export.remux import origin_ns
 from vstore.export.snapshot import snapshot
 from vstore.jobs import registry
@@ -472,7 +472,11 @@ class Api:
             start = given if given is not None else (now // _DAY_NS - 1) * _DAY_NS
             end = now + 60 * NS_PER_S
         else:
-            start, end = self.range_args(request)
+            # Playback is watching, not exporting: max_clip_s does not bound it; a week does
+            # (a week's playlist of 2 s GOPs is some 13 MB of text).
+            start, end = self.range_args(request, limit=False)
+            if end - start > MAX_CLIP_NS:
+                raise UsageError("a playlist spans at most 7 days; ask for less")
 
         def build() -> str:
             text = self.playlists.playlist(
