@@ -127,8 +127,12 @@ def test_every_writing_command_reaches_a_store_that_a_recorder_holds(
             "bo",
             "done",
         )
-        acts = [r["action"] for r in st.index.audit_records() if r["action"] != "audit_start"]
+        recs = st.index.audit_records()
+        acts = [r["action"] for r in recs if r["action"] not in ("audit_start", "job_submit")]
         assert acts[:2] == ["hold_add", "hold_release"] and "tier" in " ".join(acts)
+        # Each job the commands ran through the recorder is recorded with its parameters.
+        jobs = [r["detail"]["job"] for r in recs if r["action"] == "job_submit"]
+        assert {"hold", "retention", "import", "tier", "check"} <= set(jobs), jobs
         # The audit names the command line that asked, not the recorder's.
         rec = next(r for r in st.index.audit_records() if r["action"] == "hold_add")
         assert rec["actor"]["command"][:3] == ["vstore", "hold", "add"]
