@@ -148,7 +148,7 @@ def test_failover_from_kill_to_the_new_owner_s_first_packet(benchmark, request, 
     cameras back): for each kill, the time from the kill to the first packet the other
     node recorded of each moved camera. 20 kills with a 10 s lease (the smoke run: one kill,
     4 s)."""
-    from tests.service_helpers import cluster_node_store, start_node
+    from tests.service_helpers import cluster_node_store, start_node, wait_for
     from tools.camsim import StreamSpec, TcpCamera
     from vstore.cluster.etcd_client import EtcdClient
 
@@ -167,18 +167,9 @@ def test_failover_from_kill_to_the_new_owner_s_first_packet(benchmark, request, 
     def settled() -> bool:
         return {c: cl.member for c, cl in own.claims().items()} == split
 
-    def wait(cond, timeout_s: float, what: str):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = cond()
-            if got:
-                return got
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
-
     took: list[float] = []  # per kill: the slowest moved camera, seconds
     try:
-        wait(settled, 60, "the split")
+        wait_for(settled, 60, "the split")
         for k in range(kills):
             victim = names[k % 2]
             survivor = names[1 - k % 2]
@@ -188,14 +179,14 @@ def test_failover_from_kill_to_the_new_owner_s_first_packet(benchmark, request, 
             killed_ns = time.time_ns()
             nodes[victim].proc.wait()
 
-            first = wait(
+            first = wait_for(
                 lambda: _first_after(stores[survivor], moved, killed_ns),  # noqa: B023
                 ttl + 30,
                 f"{survivor} to record {moved}",
             )
             took.append(max(first.values()) - killed_ns)
             nodes[victim] = start_node(stores[victim])  # back, and its cameras with it
-            wait(settled, 60, "the handback")
+            wait_for(settled, 60, "the handback")
     finally:
         for n in nodes.values():
             if n.proc.poll() is None:
