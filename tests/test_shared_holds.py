@@ -104,6 +104,15 @@ def test_other_stores_objects_get_object_legal_holds_from_a_shared_hold(
         _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c 3")
         out = _hold(b, "sync")
         assert out["shared"]["brought_in"] == 1 and out["objects"]["held"] == 3
+        # Synced again with nothing changed: the listing's version tags say so, nothing read.
+        assert shared_holds.sync(b).read == 0
+        assert shared_holds.sync(a).read == 1  # (a wrote its hold; reads it once)
+        assert shared_holds.sync(a).read == 0
+        # A release written by a: b reads that one object again, and takes the release.
+        (mine,) = list_holds(a)
+        _hold(a, "release", id=mine.id, reason="case closed")
+        again = shared_holds.sync(b)
+        assert (again.read, again.released) == (1, 1) and not list_holds(b)
         tier = b.tier(url)
         keys = [o.key for o in tier.list_prefix("gate/")]
         assert len(keys) == 3 and all(tier.legal_hold(k) for k in keys)

@@ -31,6 +31,7 @@ class HoldSyncResult:
     shared: int = 0  # this store's holds written to the bucket (new or changed)
     brought_in: int = 0  # other stores' holds now in this index
     released: int = 0  # holds released here because the bucket says so
+    read: int = 0  # shared hold objects read (those unchanged since the last read are not)
     errors: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,11 @@ def share(store: Store, hold: Hold) -> None:
     tier.update(_key(origin_of(store, hold)), change)
 
 
+# (store uuid, tier url) -> shared hold object key -> (version tag, origin, active) as last
+# read: what a sync need not read again.
+_versions: dict[tuple[str, str], dict[str, tuple[str, str, bool]]] = {}
+
+
 def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
     """Exchange holds with the bucket ([tier] url): write this store's holds the bucket
     lacks (or whose release it lacks), bring in the holds other stores placed, and take
@@ -91,7 +97,16 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
                           "before still bind")  # fmt: skip
         return res
     seen: set[str] = set()
+    known = _versions.setdefault((store.uuid, tier.url), {})
     for obj in objects:
+        # An object read before, unchanged since (its listed version tag), whose state here
+        # agrees: nothing to do, and nothing to read (a city's holds are read every 30 s).
+        was = known.get(obj.key) if obj.etag is not None else None
+        if was is not None and was[0] == obj.etag:
+            local = mine.get(was[1])
+            if local is not None and local.active == was[2]:
+                seen.add(was[1])
+                continue
         try:
             doc = json.loads(tier.get(obj.key))
             origin = str(doc["origin"])
@@ -99,6 +114,9 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
         except (VstoreError, ValueError, KeyError, TypeError) as exc:
             res.errors.append(f"{tier.url}/{obj.key}: not a shared hold ({exc})")
             continue
+        res.read += 1
+        if obj.etag is not None:
+            known[obj.key] = (obj.etag, origin, theirs.active)
         seen.add(origin)
         local = mine.get(origin)
         if local is None:

@@ -42,6 +42,8 @@ class ObjectInfo:
     sha256_b64: str | None = None  # full-object SHA-256 when the store reports one
     # User metadata written with the object (head() only; listings leave it empty).
     metadata: dict[str, str] | None = None
+    # The object's version tag (S3's ETag) where a listing gives one: equal tags, same bytes.
+    etag: str | None = None
 
 
 class BlobTier(abc.ABC):

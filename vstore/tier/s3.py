@@ -317,7 +317,8 @@ class S3Tier(BlobTier):
                 Bucket=self.bucket, Prefix=full
             ):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]))
+                    etag = str(obj["ETag"]) if obj.get("ETag") else None
+                    yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]), etag=etag)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"listing {prefix!r}") from exc
 
