@@ -392,6 +392,7 @@ def test_cameras_are_added_changed_and_removed_through_the_api(tmp_path, media):
             ({"uri": str(src)}, "'url' is a required property"),
             ({"url": str(src), "demuxer": "gst"}, "is not one of"),
             ({"url": str(src), "name": "a\nb\u001b[31m"}, "control character"),
+            ({"url": "not a url"}, "neither a stream URL"),
         ):
             r = n.request("PUT", path, op, body=body)
             assert r.status == 400 and says in r.json()["error"]["message"], (body, r)

@@ -58,6 +58,12 @@ def set_camera(path: Path, camera_id: str, values: dict[str, Any]) -> tuple[bool
     for key, value in values.items():  # (every text setting is one printable line)
         if isinstance(value, str):
             checked_text(value, f"the camera's {key}")
+    url = values.get("url")
+    if isinstance(url, str) and "://" not in url and not Path(url).exists():
+        # (a stream has a scheme; without one it is a file, which must be there)
+        raise UsageError(
+            f"{url!r} is neither a stream URL (rtsp://, tcp://, udp://...) nor a file here"
+        )
     created = False
 
     def change(doc: Any) -> None:
