@@ -25,6 +25,7 @@ from vstore.lifecycle.retention import run_retention
 from vstore.lifecycle.shared_catalog import Fenced, open_bucket, publish_hour, publish_pending
 from vstore.lifecycle.tiering import run_tiering
 from vstore.tier import LocalTier
+from vstore.tier.factory import open_tier
 
 S = 10**9
 
@@ -73,6 +74,14 @@ def test_a_fresh_reader_clips_any_tiered_camera_from_the_bucket_alone(
     finally:
         a.close()
         b.close()
+    # Listing a bucket's cameras reads each camera's summary, not its hours: the same lines
+    # as a view of every hour; and a camera whose summary is gone is summed from its hours.
+    with open_bucket(url) as view:
+        whole = sorted(view.cameras())
+    assert sorted(shared_catalog.bucket_cameras(url)) == whole
+    tier = open_tier(url)
+    tier.delete(layout.catalog_summary_key("depot"))
+    assert sorted(shared_catalog.bucket_cameras(url)) == whole
     # The commands, as a user on a machine with nothing but the bucket's credentials.
     assert main(["ls", "--store", url, "--json"]) == 0
     cams = {c["camera"]: c for c in json.loads(capsys.readouterr().out)["cameras"]}

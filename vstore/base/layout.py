@@ -278,6 +278,12 @@ def catalog_object_key(camera_id: str, hour_ns: int) -> str:
     return f"{catalog_camera_prefix(camera_id)}{t:%Y-%m-%d}/{t:%H}.json"
 
 
+def catalog_summary_key(camera_id: str) -> str:
+    """A camera's catalog summary (each hour's segment count, bytes and extent), what a
+    bucket's listing of cameras reads instead of every hour: _catalog/CAM/summary.json."""
+    return f"{catalog_camera_prefix(camera_id)}summary.json"
+
+
 def parse_catalog_object_key(key: str) -> tuple[str, int] | None:
     """(camera, hour_ns) of a catalog object's key, or None."""
     parts = key.split("/")

@@ -25,10 +25,15 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_duration
 
     tz = resolve_tz(args.tz)
-    with reading(args.store) as store:
-        cams = store.cameras()
-        bucket = args.store is not None and args.store.startswith(BUCKET_SCHEME)
-        root = args.store if bucket else str(store.root.resolve())
+    if args.store is not None and args.store.startswith(BUCKET_SCHEME):
+        # A bucket: each camera's catalog summary, not every hour of every camera.
+        from vstore.lifecycle.shared_catalog import bucket_cameras
+
+        cams, root = bucket_cameras(args.store), args.store
+    else:
+        with reading(args.store) as store:
+            cams = store.cameras()
+            root = str(store.root.resolve())
     if args.json:
         print_json({"store": root, "cameras": [to_jsonable(c) for c in cams]})
         return 0

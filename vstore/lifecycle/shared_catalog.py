@@ -19,11 +19,13 @@ or deletion they follow), so a crash between the two leaves the hour to publish 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +34,11 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.base.timebase import GAP_TOLERANCE_NS
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment import format as fmt
 from vstore.store.opening import open_store
-from vstore.store.store import Store
+from vstore.store.store import CameraSummary, Store
 from vstore.tier.base import BlobTier
 from vstore.tier.factory import open_tier
 
@@ -165,10 +168,12 @@ def publish_hour(
             until = int(prior.get("since_ns", 0))
             listed = [e for e in mine if int(e["row"]["end_ns"]) <= until]
             owner = prior
-        last.update(listed=listed, prior=prior)  # (what the write that lands was made of)
-        return dumps_compact(_merge(doc, camera, hour_ns, store.uuid, listed, owner))
+        merged = _merge(doc, camera, hour_ns, store.uuid, listed, owner)
+        last.update(listed=listed, prior=prior, doc=merged)  # (what the write that landed was)
+        return dumps_compact(merged)
 
     tier.update(key, change)
+    _summarize(tier, camera, hour_ns, last["doc"])
     listed, prior = last["listed"], last["prior"]
     if len(listed) < len(mine):
         raise Fenced(
@@ -177,6 +182,90 @@ def publish_hour(
             f"(epoch {prior.get('epoch')} > {epoch}): a stale owner's, not listed"
         )
     return len(listed)
+
+
+def _hour_stats(doc: dict[str, Any]) -> dict[str, int] | None:
+    """What a camera's summary keeps of one catalog hour (None: the hour lists nothing)."""
+    rows = sorted(
+        (int(e["row"]["start_ns"]), int(e["row"]["end_ns"]), int(e["row"]["size_bytes"]))
+        for e in doc.get("segments", [])
+    )
+    if not rows:
+        return None
+    return {
+        "segments": len(rows),
+        "bytes": sum(r[2] for r in rows),
+        "first_ns": rows[0][0],
+        "last_ns": max(r[1] for r in rows),
+        "last_end_ns": rows[-1][1],  # (the end of its last segment by start: gaps across hours)
+        "recorded_ns": sum(r[1] - r[0] for r in rows),
+        "gaps": sum(1 for a, b in itertools.pairwise(rows) if b[0] - a[1] > GAP_TOLERANCE_NS),
+    }
+
+
+def _summarize(tier: BlobTier, camera: str, hour_ns: int, doc: dict[str, Any]) -> None:
+    """Set the hour's line of the camera's summary from the hour as written (each write of
+    an hour writes its line again, so a line a crash left stale is mended by the next)."""
+    key = layout.catalog_summary_key(camera)
+    stats = _hour_stats(doc)
+
+    def change(data: bytes | None) -> bytes | None:
+        summary = _parse(tier, key, data) or {"format": FORMAT, "version": VERSION,
+                                              "camera": camera, "hours": {}}  # fmt: skip
+        hours_ = summary.setdefault("hours", {})
+        if hours_.get(str(hour_ns)) == stats:
+            return None  # (as it is)
+        if stats is None:
+            hours_.pop(str(hour_ns), None)
+        else:
+            hours_[str(hour_ns)] = stats
+        return dumps_compact(summary)
+
+    tier.update(key, change)
+
+
+def bucket_cameras(url: str) -> list[CameraSummary]:
+    """Every camera of the bucket at ``url`` with what `vstore ls` shows of it, from each
+    camera's summary (one listing of the catalog's cameras and one read per camera, not
+    one per hour). A camera whose hours were written before summaries were is summed from
+    its hours."""
+    tier = open_tier(url)
+    cams = sorted(tier.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+
+    def one(cam: str) -> CameraSummary:
+        doc = _read(tier, layout.catalog_summary_key(cam))
+        lines = [
+            h for _k, h in sorted((doc or {}).get("hours", {}).items(), key=lambda kv: int(kv[0]))
+        ]
+        if doc is None:  # (no summary yet: each hour read once)
+            lines = [
+                s for _c, _h, k in hours(tier, cam) if (s := _hour_stats(_read(tier, k) or {}))
+            ]
+        return _camera_line(cam, lines)
+
+    with ThreadPoolExecutor(16) as pool:
+        return [c for c in pool.map(one, cams) if c.segments]
+
+
+def _camera_line(camera: str, hours_: list[dict[str, int]]) -> CameraSummary:
+    gaps = sum(h["gaps"] for h in hours_)
+    gaps += sum(
+        1
+        for a, b in itertools.pairwise(hours_)
+        if b["first_ns"] - a["last_end_ns"] > GAP_TOLERANCE_NS
+    )
+    size = sum(h["bytes"] for h in hours_)
+    return CameraSummary(
+        camera,
+        hours_[0]["first_ns"] if hours_ else None,
+        max((h["last_ns"] for h in hours_), default=None),
+        size,
+        sum(h["segments"] for h in hours_),
+        0,
+        gaps,
+        sum(h["recorded_ns"] for h in hours_),
+        size,
+    )
 
 
 def pending(store: Store) -> list[tuple[int, int, str]]:

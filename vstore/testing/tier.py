@@ -73,6 +73,10 @@ class TierTests:
             tier.put_file(k, path, _b64(data))
         assert [o.key for o in tier.list_prefix("cam1/")] == ["cam1/a.vseg", "cam1/b.vseg"]
         assert len(list(tier.list_prefix(""))) == 3
+        # One level down, without the objects: what a bucket's cameras are.
+        tier.put_file("_c/cam3/2025-01-17/01.json", path, _b64(data))
+        assert list(tier.list_dirs("_c/")) == ["cam3"]
+        assert list(tier.list_dirs("nothing/")) == []
 
     def test_conditional_writes_never_overwrite_another_writers(self, tier: BlobTier):
         assert tier.get_versioned("_c/h.json") is None

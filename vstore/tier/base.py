@@ -109,6 +109,11 @@ class BlobTier(abc.ABC):
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with prefix, in key order."""
 
+    @abc.abstractmethod
+    def list_dirs(self, prefix: str) -> Iterator[str]:
+        """The names one level under ``prefix`` (which ends in "/") that have objects below
+        them, in order, without listing those objects (S3's delimiter listing)."""
+
     def set_legal_hold(self, key: str, on: bool) -> bool:
         """Put (or lift) an object-level legal hold; False when the store has none."""
         return False

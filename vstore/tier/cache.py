@@ -140,6 +140,9 @@ class CachedTier(BlobTier):
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list_prefix(prefix)
 
+    def list_dirs(self, prefix: str) -> Iterator[str]:
+        return self.inner.list_dirs(prefix)
+
     def set_legal_hold(self, key: str, on: bool) -> bool:
         return self.inner.set_legal_hold(key, on)
 

@@ -151,6 +151,14 @@ class LocalTier(BlobTier):
             pass
         layout.object_metadata_path(p).unlink(missing_ok=True)
 
+    def list_dirs(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        for p in sorted(base.iterdir()):
+            if p.is_dir() and any(f.is_file() for f in p.rglob("*")):
+                yield p.name
+
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         if not self.root.exists():
             return

@@ -308,6 +308,17 @@ class S3Tier(BlobTier):
             raise self._fail(exc, f"legal hold of {key}") from exc
         return bool(r.get("LegalHold", {}).get("Status") == "ON")
 
+    def list_dirs(self, prefix: str) -> Iterator[str]:
+        full = self._key(prefix)
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, Delimiter="/"
+            ):
+                for common in page.get("CommonPrefixes", []):
+                    yield common["Prefix"][len(full) :].rstrip("/")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"listing {prefix!r}") from exc
+
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
 
         full = self._key(prefix)
