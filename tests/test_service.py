@@ -234,7 +234,7 @@ def test_holds_are_scoped_placed_by_custodians_and_released(node):
     r = node.request("POST", f"/api/v1/holds/{hold['id']}/release", cust, body={"reason": "done"})
     assert r.status == 200 and r.json()["released_by"] == "custodian-north"
     gone = node.request("POST", "/api/v1/holds/99999/release", cust, body={"reason": "x"})
-    assert gone.status == 404
+    assert gone.status == 404 and gone.json()["error"]["message"] == "no hold #99999"
     # Retention in another process still sees holds the node placed (through the index).
     out = vstore("audit", "--store", str(node.store), "--json").stdout
     acts = [r["action"] for r in json.loads(out)["records"]]

@@ -90,5 +90,5 @@ def hold_in_scope(store: Store, p: Principal, hold_id: object) -> Hold:
     NotFound, exactly as for a hold that does not exist."""
     hold = next((h for h in list_holds(store, True) if h.id == hold_id), None)
     if hold is None or not p.sees(hold.camera, store.config):
-        raise NotFound(f"no hold {hold_id}")
+        raise NotFound(f"no hold #{hold_id}")
     return hold
