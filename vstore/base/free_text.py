@@ -10,6 +10,13 @@ import unicodedata
 from vstore.base.errors import UsageError
 
 MAX_CHARS = 1000
+# Unicode categories that are no printable text: controls (line breaks, tabs, ESC), format
+# characters (bidi overrides) and the line and paragraph separators.
+_NOT_TEXT = frozenset(("Cc", "Cf", "Zl", "Zp"))
+
+
+def _control(c: str) -> bool:
+    return unicodedata.category(c) in _NOT_TEXT
 
 
 def checked_text(value: object, what: str) -> str:
@@ -20,7 +27,7 @@ def checked_text(value: object, what: str) -> str:
     text = value.strip()
     if len(text) > MAX_CHARS:
         raise UsageError(f"{what} is over {MAX_CHARS} characters")
-    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    bad = next((c for c in text if _control(c)), None)
     if bad is not None:
         raise UsageError(f"{what} holds a control character ({bad!r}): one line of text")
     return text
@@ -30,9 +37,4 @@ def printable(value: object) -> str:
     """``str(value)`` with every control character written as an escape (for text output of
     what was stored before it was checked, or came from elsewhere)."""
     text = str(value)
-    if all(unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") for c in text):
-        return text
-    return "".join(
-        c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else repr(c)[1:-1]
-        for c in text
-    )
+    return "".join(repr(c)[1:-1] if _control(c) else c for c in text)

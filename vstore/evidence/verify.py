@@ -330,10 +330,11 @@ def _rederive(
     from vstore.export.clip_plan import plan_clip
 
     ours = f"vstore {__version__}"
+    made_by = software or "an unknown version"
     other = (
         ""
         if software == ours
-        else f" (or it was built another way: the package is from {software or 'an unknown version'}, this is {ours})"
+        else f" (or it was built another way: the package is from {made_by}, this is {ours})"
     )
     # A store that records (not a bucket's view) and is not the one the package names.
     elsewhere = (
