@@ -6,7 +6,7 @@ Only the extension list lives here; all metadata is in pyproject.toml.
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-NAMES = ["nal", "ptable", "keycodec", "tsdemux"]
+NAMES = ["nal", "ptable", "keycodec", "tsdemux", "cliptab"]
 
 extensions = [
     Extension(f"vstore._ext.{name}", [f"ext/{name}.pyx"], extra_compile_args=["-O3"])

@@ -413,3 +413,154 @@ def test_normalisation_notes_are_the_same_numbers_in_both_twins():
         assert [getattr(mod["ptable"], n) for n in names] == [
             getattr(IMPLS["py"]["ptable"], n) for n in names
         ]
+
+
+KEY = 1  # the key flag the tests give select_track
+TB = (1, 12800)  # FFmpeg's MP4 time base at 25 fps: 512 ticks a frame
+
+
+def _bframe_gop(n: int, first_pts: int, leading: int = 0) -> tuple[list[int], list[int]]:
+    """pts and dts of a GOP in decode order with 2 B-frames (I P B B P B B ...), 512 ticks a
+    frame; ``leading`` B-frames after the keyframe shown before it (an open GOP)."""
+    order = [0]
+    order += [-(k + 1) for k in range(leading)]  # leading frames: shown before the keyframe
+    k = 1
+    while k < n:
+        p = min(k + 2, n - 1)
+        order.append(p)
+        order += range(k, p)
+        k = p + 1
+    pts = [first_pts + 512 * o for o in order][:n]
+    dts = [first_pts - 1024 + 512 * i for i in range(len(pts))]
+    return pts, dts
+
+
+class TestClipTables:
+    """The per-packet arithmetic of clip sample tables (cliptab), in each twin."""
+
+    def test_select_keeps_the_range_and_cuts_video_in_decode_order(self, impl):
+        pts, dts = _bframe_gop(10, 0)
+        track = bytes(len(pts))
+        flags = bytes([KEY] + [0] * (len(pts) - 1))
+        # The clip ends 4.5 frames in: frames shown at 0..4 stay; in decode order the cut
+        # comes after the last of them, so the P-frame shown at 6 (sent before the B-frames
+        # at 4 and 5) stays too, for the frame at 4 to decode.
+        end_ns = 4 * 40_000_000 + 20_000_000
+        got = impl["cliptab"].select_track(
+            pts, dts, flags, track, 0, *TB, 0, end_ns, 12800, True, False, KEY
+        )
+        assert got is not None
+        sel, d_out, c_out, keys = got
+        shown = sorted(pts[i] for i in sel)
+        assert shown == [0, 512, 1024, 1536, 2048, 3072]
+        assert sel == list(range(len(sel)))  # a prefix in decode order
+        assert keys == [0]
+        assert [d + c for d, c in zip(d_out, c_out, strict=True)] == [pts[i] for i in sel]
+
+    def test_select_leaves_out_the_first_keyframes_leading_frames(self, impl):
+        pts, dts = _bframe_gop(8, 1024, leading=2)
+        track = bytes(len(pts))
+        flags = bytes([KEY] + [0] * (len(pts) - 1))
+        args = (pts, dts, flags, track, 0, *TB, 0, 10**12, 12800, True)
+        first = impl["cliptab"].select_track(*args, True, KEY)
+        later = impl["cliptab"].select_track(*args, False, KEY)
+        assert first is not None and later is not None
+        assert [pts[i] for i in later[0]] == pts
+        assert all(pts[i] >= 1024 for i in first[0]) and len(first[0]) == len(pts) - 2
+
+    def test_select_audio_keeps_what_is_shown_inside(self, impl):
+        pts = list(range(0, 1024 * 10, 1024))
+        track = bytes([1] * 10)
+        got = impl["cliptab"].select_track(
+            pts,
+            pts,
+            bytes([KEY] * 10),
+            track,
+            1,
+            1,
+            48000,
+            -42_666_667,  # the 3rd frame (2,048 ticks) at the clip's start
+            10**8,
+            48000,
+            False,
+            False,
+            KEY,
+        )
+        assert got is not None
+        # Frames shown from 0 ms to 85 ms stay; the 8th, at 107 ms, is past the end (100 ms).
+        assert got[0] == [2, 3, 4, 5, 6]
+        assert (
+            impl["cliptab"].select_track(
+                pts, pts, bytes(10), track, 0, 1, 48000, 0, 10**9, 48000, False, False, KEY
+            )
+            is None
+        )  # (no packet of track 0)
+
+    def test_tables(self, impl):
+        ct = impl["cliptab"]
+        assert ct.durations([]) == []
+        assert ct.durations([5]) == [1]
+        assert ct.durations([0, 512, 1024, 1000]) == [512, 512, 1, 1]
+        assert ct.presentation([0, 512], [1024, 0], [512, 512]) == (512, 1536)
+        assert ct.presentation([], [], []) == (0, 0)
+        assert ct.runs([]) == []
+        assert ct.runs([3, 3, 3, 1, 3]) == [3, 3, 1, 1, 1, 3]
+
+
+_times = st.integers(-(2**45), 2**45)
+
+
+@pytest.mark.skipif(len(IMPLS) < 2, reason="compiled extensions not built")
+class TestClipTablesTwinsAgree:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(st.integers(-(2**64), 2**64), max_size=40),
+        st.sampled_from([(1, 12800), (1, 90000), (1001, 30000), (1, 1), (7, 2**33)]),
+        st.integers(-(2**63), 2**63),
+        st.sampled_from([1, 12800, 48000, 90000, 2**40]),
+    )
+    def test_conversions(self, ticks, tb, plus, scale):
+        py, c = IMPLS["py"]["cliptab"], IMPLS["c"]["cliptab"]
+        assert py.ticks_to_ns_many(ticks, *tb, plus) == c.ticks_to_ns_many(ticks, *tb, plus)
+        assert py.ns_to_ticks_many(ticks, scale) == c.ns_to_ticks_many(ticks, scale)
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.lists(st.tuples(_times, st.integers(-(2**20), 2**20), st.integers(0, 3)), max_size=60),
+        st.integers(0, 3),
+        st.sampled_from([(1, 12800), (1, 90000), (1001, 30000), (1, 48000)]),
+        st.integers(-(2**46), 2**46),
+        st.integers(-(2**40), 2**46),
+        st.sampled_from([12800, 48000, 90000]),
+        st.booleans(),
+        st.booleans(),
+    )
+    def test_select(self, rows, tr, tb, plus, end, scale, video, first):
+        pts = [d + c for d, c, _ in rows]
+        dts = [d for d, _, _ in rows]
+        track = bytes(t for _, _, t in rows)
+        flags = bytes((d + t) & 3 for d, _, t in rows)
+        args = (pts, dts, flags, track, tr, *tb, plus, end, scale, video, first, KEY)
+        assert IMPLS["py"]["cliptab"].select_track(*args) == IMPLS["c"]["cliptab"].select_track(
+            *args
+        )
+
+    def test_select_past_64_bits_is_the_pure_answer(self):
+        pts = [2**62 + 5, 2**70]
+        args = (pts, pts, b"\x01\x00", b"\x00\x00", 0, 1, 90000, 0, 2**80, 90000, True, True, 1)
+        assert IMPLS["py"]["cliptab"].select_track(*args) == IMPLS["c"]["cliptab"].select_track(
+            *args
+        )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(_times, st.integers(-(2**30), 2**30), _times), max_size=50))
+    def test_tables(self, rows):
+        py, c = IMPLS["py"]["cliptab"], IMPLS["c"]["cliptab"]
+        dts = [r[0] for r in rows]
+        cts = [r[1] for r in rows]
+        durs = [r[2] for r in rows]
+        assert py.durations(dts) == c.durations(dts)
+        assert py.presentation(dts, cts, durs) == c.presentation(dts, cts, durs)
+        assert py.runs(cts) == c.runs(cts)
+        small = [v % 3 for v in dts]
+        assert py.runs(small) == c.runs(small)

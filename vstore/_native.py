@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
+from vstore._py import cliptab as _py_cliptab
 from vstore._py import keycodec as _py_keycodec
 from vstore._py import nal as _py_nal
 from vstore._py import ptable as _py_ptable
@@ -22,6 +23,7 @@ NO_EXTENSIONS = os.environ.get("VSTORE_NO_EXTENSIONS", "") not in ("", "0")
 _compiled: dict[str, ModuleType] = {}
 if not NO_EXTENSIONS and sys.byteorder == "little":
     try:
+        from vstore._ext import cliptab as _c_cliptab
         from vstore._ext import keycodec as _c_keycodec
         from vstore._ext import nal as _c_nal
         from vstore._ext import ptable as _c_ptable
@@ -32,6 +34,7 @@ if not NO_EXTENSIONS and sys.byteorder == "little":
             "ptable": _c_ptable,
             "keycodec": _c_keycodec,
             "tsdemux": _c_tsdemux,
+            "cliptab": _c_cliptab,
         }
     except ImportError:  # not built: the pure path is complete, only slower
         _compiled = {}
@@ -41,6 +44,7 @@ _pure = {
     "ptable": _py_ptable,
     "keycodec": _py_keycodec,
     "tsdemux": _py_tsdemux,
+    "cliptab": _py_cliptab,
 }
 
 COMPILED = bool(_compiled)
@@ -50,6 +54,7 @@ nal = _compiled.get("nal", _py_nal)
 ptable = _compiled.get("ptable", _py_ptable)
 keycodec = _compiled.get("keycodec", _py_keycodec)
 tsdemux = _compiled.get("tsdemux", _py_tsdemux)
+cliptab = _compiled.get("cliptab", _py_cliptab)
 
 # Shared constants come from the pure module: both twins agree on them (tested).
 CODEC_H264 = _py_nal.CODEC_H264
@@ -70,19 +75,20 @@ def use(name: str) -> Iterator[None]:
 
     Writers pick their twins when they are created, so create them inside the block.
     """
-    global nal, ptable, keycodec, tsdemux
+    global nal, ptable, keycodec, tsdemux, cliptab
     mods = implementations()[name]
-    saved = nal, ptable, keycodec, tsdemux
-    nal, ptable, keycodec, tsdemux = (
+    saved = nal, ptable, keycodec, tsdemux, cliptab
+    nal, ptable, keycodec, tsdemux, cliptab = (
         mods["nal"],
         mods["ptable"],
         mods["keycodec"],
         mods["tsdemux"],
+        mods["cliptab"],
     )
     try:
         yield
     finally:
-        nal, ptable, keycodec, tsdemux = saved
+        nal, ptable, keycodec, tsdemux, cliptab = saved
 
 
 def implementations() -> dict[str, dict[str, ModuleType]]:

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, NamedTuple, Self
 
+from vstore import _native
 from vstore.base.errors import UsageError
 
 
@@ -75,16 +76,12 @@ def ns_to_ticks(ns: int, tb_num: int, tb_den: int) -> int:
 
 def ticks_to_ns_many(ticks: list[int], tb_num: int, tb_den: int, plus_ns: int = 0) -> list[int]:
     """``plus_ns + ticks_to_ns(v)`` over a list (the same rounding: half away from zero)."""
-    m, d2 = 2 * tb_num * NS_PER_S, 2 * tb_den
-    return [
-        plus_ns + ((v * m + tb_den) // d2 if v >= 0 else -((tb_den - v * m) // d2)) for v in ticks
-    ]
+    return _native.cliptab.ticks_to_ns_many(ticks, tb_num, tb_den, plus_ns)
 
 
 def ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
     """``ns_to_ticks(v, 1, timescale)`` over a list."""
-    m, d2 = 2 * timescale, 2 * NS_PER_S
-    return [(v * m + NS_PER_S) // d2 if v >= 0 else -((NS_PER_S - v * m) // d2) for v in ns]
+    return _native.cliptab.ns_to_ticks_many(ns, timescale)
 
 
 def parse_duration_ns(text: str) -> int:

@@ -14,13 +14,13 @@ relative to the mdat payload and shifted by the header size it produces (see ``l
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
-import itertools
-import operator
 import struct
 import sys
 from array import array
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from vstore import _native
 
 MOVIE_TIMESCALE = 1000  # mvhd/tkhd/elst units, as FFmpeg writes them
 _EPOCH_1904_S = 2_082_844_800  # seconds from 1904-01-01 (MP4's epoch) to 1970-01-01
@@ -65,35 +65,14 @@ class Mp4Track:
 
     def durations(self) -> list[int]:
         """Each sample's duration: the next sample's dts minus its own (at least 1)."""
-        d = self.dts
-        out = list(map(operator.sub, d[1:], d))
-        if out and min(out) < 1:  # dts out of order (a damaged source): keep the table valid
-            out = [max(1, x) for x in out]
-        if len(d):
-            out.append(out[-1] if out else 1)  # the last sample lasts as long as the one before
-        return out
+        return _native.cliptab.durations(self.dts)
 
     def presentation(self, durations: list[int]) -> tuple[int, int]:
         """(first shown time, end time) in timescale units, clamped to start at 0."""
-        shown = list(map(operator.add, self.dts, self.cts))
-        first = min(shown)
-        end = max(map(operator.add, shown, durations))
+        first, end = _native.cliptab.presentation(self.dts, self.cts, durations)
         if self.end_limit is not None:
             end = min(end, self.end_limit)
         return max(0, first), max(end, max(0, first))
-
-
-def _runs(values: Sequence[int]) -> list[int]:
-    """Run-length pairs (count, value), flattened. Iterated in C (map, compress): a 10
-    minute clip has 40,000 samples, and with B-frames almost every ctts value is a run."""
-    n = len(values)
-    if not n:
-        return []
-    starts = [0, *itertools.compress(range(1, n), map(operator.ne, values[1:], values[:-1]))]
-    out = [0] * (2 * len(starts))
-    out[0::2] = map(operator.sub, [*starts[1:], n], starts)
-    out[1::2] = map(values.__getitem__, starts)
-    return out
 
 
 def _be(code: str, values: Sequence[int]) -> bytes:
@@ -121,11 +100,11 @@ def _prepare(t: Mp4Track) -> _Prepared:
 def _tables(t: Mp4Track, durs: list[int]) -> bytes:
     n = len(t.sizes)
     stsd = full_box(b"stsd", 0, 0, struct.pack(">I", 1), t.sample_entry)
-    stts_runs = _runs(durs)
+    stts_runs = _native.cliptab.runs(durs)
     stts = full_box(b"stts", 0, 0, struct.pack(">I", len(stts_runs) // 2), _be("I", stts_runs))
     boxes = [stsd, stts]
     if any(t.cts):
-        ctts_runs = _runs(t.cts)
+        ctts_runs = _native.cliptab.runs(t.cts)
         signed = min(t.cts) < 0
         body = _be("i", ctts_runs) if signed else _be("I", ctts_runs)
         boxes.append(

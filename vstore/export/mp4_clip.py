@@ -2,12 +2,10 @@
 turned length-prefixed, the moov first, and the payload streamed behind it in blocks."""
 
 import bisect
-import operator
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator
-from itertools import compress, count
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
@@ -18,15 +16,13 @@ from vstore.base.timebase import (
     NS_PER_S,
     format_time,
     ns_to_ticks,
-    ns_to_ticks_many,
-    ticks_to_ns_many,
 )
 from vstore.codec.aac import adts_to_asc, asc_sample_rate
 from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
 from vstore.codec.parameter_sets import avcc_record, hvcc_record
-from vstore.export.clip_plan import ClipPlan, DamagedChunks, leading_frames
+from vstore.export.clip_plan import ClipPlan, DamagedChunks
 from vstore.export.clip_result import ClipResult
 from vstore.export.mp4 import Mp4Track, aac_entry, visual_entry
 from vstore.export.mp4 import layout as mp4_layout
@@ -105,6 +101,23 @@ def sample_pieces(
     return _Pieces([len(x) for x in pieces], pieces), asc
 
 
+def _unlink_replaced(path: Path) -> None:
+    """Remove a regular file the clip replaces before writing it anew. Truncating it instead
+    costs as much as writing it: ext4 frees its cached pages in the open, then starts the
+    new file's writeback at close (its ``auto_da_alloc`` guard for files rewritten in place,
+    about 0.4 ms per MB here). A symlink, or a file with other links, is written through
+    as before, and so is a file in a directory we may not change."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return  # nothing there (or nothing we may look at: the open will say)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a directory we may not change: the file is truncated in place
+
+
 class BlockSink:
     """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
     created is removed if the clip fails) or a file object (fed blocks of about
@@ -123,6 +136,7 @@ class BlockSink:
             self.path = Path(out)
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
             try:
+                _unlink_replaced(self.path)
                 self._fd = os.open(self.path, flags, 0o644)
                 self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
             except OSError as exc:
@@ -259,56 +273,37 @@ class NativeMp4:
         pieces)."""
         start, end = self.plan.start_ns, self.plan.end_ns
         first = not self.chunks  # the clip's first chunk: decoding starts at its keyframe
-        shift = meta.anchor_wall_ns - meta.anchor_media_ns
-        pts, dts, flags, track = cols.pts, cols.dts, cols.flags, cols.track
+        plus_ns = meta.anchor_wall_ns - meta.anchor_media_ns - start
         picked: list[tuple[int, list[int]]] = []
-        present = sorted(set(track))
-        for tr in present:
+        select = _native.cliptab.select_track
+        for tr in sorted(set(cols.track)):
             out = self.tracks.get(tr)
             if out is None:
                 continue
-            one = len(present) == 1
-            # Iterated in C (map, compress): a 10 minute clip has some 40,000 packets.
-            idx = range(len(track)) if one else list(compress(count(), map(tr.__eq__, track)))
-            tb = meta.tracks[tr].time_base
-            walls = ticks_to_ns_many(
-                pts if one else list(map(pts.__getitem__, idx)), *tb, shift - start
-            )
-            end_rel = end - start
-            if out.src.kind == "video":
-                # Cut in decode order after the last frame shown before `end`: with
-                # B-frames a reference shown after `end` is decoded before frames shown
-                # before it, so it stays in (the edit list hides it) or they cannot decode.
-                if max(walls) < end_rel:
-                    last = len(walls) - 1  # the whole GOP is inside: the usual case
-                else:
-                    last = max((k for k, w in enumerate(walls) if w < end_rel), default=-1)
-                keep: range | list[int] = range(last + 1)
-                lead = leading_frames(walls) if first else []
-                if lead:
-                    keep = sorted(set(keep) - set(lead))
-            elif min(walls) >= 0 and max(walls) < end_rel:
-                keep = range(len(walls))
-            else:
-                keep = [k for k, w in enumerate(walls) if 0 <= w < end_rel]
-            if not keep:
-                continue
-            whole = len(keep) == len(walls)
-            sel = list(idx) if whole else [idx[k] for k in keep]
             m = out.mp4
-            scale = m.timescale
-            p_out = ns_to_ticks_many(walls if whole else [walls[k] for k in keep], scale)
-            cts = list(map(operator.sub, map(pts.__getitem__, sel), map(dts.__getitem__, sel)))
-            base = len(m.dts)
-            if any(cts):
-                c_out = ns_to_ticks_many(ticks_to_ns_many(cts, *tb), scale)
-                m.dts.extend(map(operator.sub, p_out, c_out))
-                m.cts.extend(c_out)
-            else:
-                m.dts.extend(p_out)
-                m.cts.extend(cts)
-            is_key = map(fmt.PKT_KEY.__and__, map(flags.__getitem__, sel))
-            m.sync.extend(compress(count(base + 1), is_key))
+            tb_num, tb_den = meta.tracks[tr].time_base
+            got = select(
+                cols.pts,
+                cols.dts,
+                cols.flags,
+                cols.track,
+                tr,
+                tb_num,
+                tb_den,
+                plus_ns,
+                end - start,
+                m.timescale,
+                out.src.kind == "video",
+                first,
+                fmt.PKT_KEY,
+            )
+            if got is None:
+                continue
+            sel, dts, cts, keys = got
+            base = len(m.dts) + 1  # stss counts samples from 1
+            m.dts.extend(dts)
+            m.cts.extend(cts)
+            m.sync.extend([base + k for k in keys])
             picked.append((tr, sel))
         return picked
 
