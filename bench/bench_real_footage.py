@@ -293,7 +293,8 @@ def test_real_clip_ffmpeg(benchmark, real, which):
 @pytest.mark.parametrize("which", CLIP_IDS)
 def test_real_clip_copy_floor(benchmark, real, which):
     """The floor: copy a file of the clip's size, already in the page cache, to the same
-    kind of destination (a file replaced each round), as one read and one write per MiB."""
+    kind of destination (a file replaced each round, unlinked first as vstore replaces its
+    output), as one read and one write per MiB."""
     s, e = _range(real, which)
     src = real["tmp"] / f"floor-src-{which}.mp4"
     st = open_store(real["store"], read_only=True)
@@ -304,6 +305,7 @@ def test_real_clip_copy_floor(benchmark, real, which):
     out = real["tmp"] / f"floor-{which}.mp4"
 
     def run():
+        out.unlink(missing_ok=True)
         with open(src, "rb") as r, open(out, "wb") as w:
             while block := r.read(1 << 20):
                 w.write(block)
@@ -321,9 +323,12 @@ def _cpu_of(cmd: list[str]) -> float:
 def test_real_import_cpu(benchmark, real):
     """CPU seconds of `vstore import` of the whole footage into a new store (process
     start-up included), beside `ffmpeg -c copy -f segment` of the same file in the same run
-    (the baseline's CPU is in extra_info). Rounds alternate the two."""
+    (the baseline's CPU is in extra_info), and the import's physical floor (bench.import_floor:
+    PyAV's demux, SHA-256 and CRC-32 of every byte, the bytes written). Rounds alternate the
+    three."""
     vs_cpu: list[float] = []
     ff_cpu: list[float] = []
+    floor_cpu: list[float] = []
     base = real["tmp"]
 
     def run():
@@ -339,14 +344,20 @@ def test_real_import_cpu(benchmark, real):
         ff = ["ffmpeg", "-v", "error", "-i", str(real["src"]), "-map", "0", "-c", "copy"]
         ff += ["-f", "segment", "-segment_time", "60", str(segs / "s%04d.mp4")]
         ff_cpu.append(_cpu_of(ff))
+        floor_out = base / "floor.bin"
+        floor_out.unlink(missing_ok=True)
+        floor = [sys.executable, "-m", "bench.import_floor", str(real["src"]), str(floor_out)]
+        floor_cpu.append(_cpu_of(floor))
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     med = sorted(vs_cpu)[len(vs_cpu) // 2]
     ff_med = sorted(ff_cpu)[len(ff_cpu) // 2]
+    floor_med = sorted(floor_cpu)[len(floor_cpu) // 2]
     benchmark.extra_info.update(
         codec=real["codec"],
         cpu_s_median=med,
         ffmpeg_cpu_s_median=ff_med,
+        floor_cpu_s_median=floor_med,
         bytes=os.path.getsize(real["src"]),
         length_s=real["length_s"],
     )

@@ -72,6 +72,34 @@ def test_clip_moov_first_and_wall_clock_tags(recorded, tmp_path):
     assert md["creation_time"].startswith("2025-01-17T01:00:00")
 
 
+def test_a_replaced_file_is_a_new_file_and_links_are_written_through(recorded, tmp_path):
+    """A clip over a regular file replaces it (a new inode: truncating in place costs as much
+    as the write on ext4); over a symlink or a file with other links it writes through, so
+    the link's target gets the clip as before."""
+    plan = plan_clip(recorded, "cam", t(10), t(60))
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"old" * 100_000)
+    old_inode = out.stat().st_ino
+    held = out.open("rb")  # a reader of the old file keeps reading the old bytes
+    write_clip(recorded, plan, out)
+    assert decode(out)[0] == list(range(10, 60))
+    assert out.stat().st_ino != old_inode and held.read(3) == b"old"
+    held.close()
+
+    target = tmp_path / "target.mp4"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.mp4"
+    link.symlink_to(target)
+    write_clip(recorded, plan, link)
+    assert link.is_symlink() and decode(target)[0] == list(range(10, 60))
+
+    other = tmp_path / "other-name.mp4"
+    other.hardlink_to(out)
+    write_clip(recorded, plan_clip(recorded, "cam", t(20), t(30)), out)
+    assert out.stat().st_ino == other.stat().st_ino  # written through: both names see it
+    assert decode(other)[0] == list(range(20, 30))
+
+
 @pytest.mark.parametrize("fmt", ["fmp4", "ts"])
 def test_streaming_formats_decode_frame_exact(recorded, fmt):
     data = b"".join(clip_bytes(recorded, "cam", t(30), t(130), format=fmt))

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+
+def hostname() -> str:
+    """This host's name (what ``socket.gethostname`` gives on Linux, without loading the
+    socket module into every command)."""
+    return os.uname().nodename
+
 
 _current: ContextVar[dict[str, Any] | None] = ContextVar("vstore_actor", default=None)
 
@@ -26,7 +32,7 @@ def _process_actor() -> dict[str, Any]:
     argv = list(sys.argv)
     if argv:
         argv[0] = os.path.basename(argv[0])
-    return {"user": user, "uid": os.geteuid(), "host": socket.gethostname(), "command": argv}
+    return {"user": user, "uid": os.geteuid(), "host": hostname(), "command": argv}
 
 
 def current() -> dict[str, Any]:

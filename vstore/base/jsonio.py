@@ -6,7 +6,6 @@ shown as ISO 8601 text beside its integer, and a class lists computed values it 
 as a clip plan) says so with its own ``as_json``.
 """
 
-import dataclasses
 import json
 import types
 import typing
@@ -32,7 +31,9 @@ def to_jsonable(value: Any) -> Any:
     as_json = getattr(value, "as_json", None)
     if callable(as_json):
         return as_json()
-    if (dataclasses.is_dataclass(value) and not isinstance(value, type)) or (
+    # (a dataclass instance, tested as dataclasses.is_dataclass does: reports need not
+    # load the dataclasses module into every command)
+    if (hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)) or (
         isinstance(value, tuple) and hasattr(value, "_fields")
     ):
         return _record(value)
@@ -61,11 +62,12 @@ def _record(value: Any) -> dict[str, Any]:
 def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
     """(name, is a wall-clock instant) of each field a report shows, in declaration order."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    names = (
-        [f.name for f in dataclasses.fields(cls)]
-        if dataclasses.is_dataclass(cls)
-        else list(cls._fields)  # type: ignore[attr-defined]
-    )
+    if hasattr(cls, "__dataclass_fields__"):
+        import dataclasses  # (loaded already: the class is one)
+
+        names = [f.name for f in dataclasses.fields(cls)]
+    else:
+        names = list(cls._fields)  # type: ignore[attr-defined]
     return tuple((n, _is_wall(hints.get(n))) for n in names)
 
 

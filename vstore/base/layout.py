@@ -14,7 +14,6 @@ Store directory::
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +178,8 @@ class StoreLayout:
 
     def tier_cache_dir(self, tier_url: str) -> Path:
         """Where ranged reads of one tier are cached (disposable; one folder per tier)."""
+        import hashlib  # (on use: most commands never name a tier)
+
         return self.cache_dir / hashlib.sha256(tier_url.encode()).hexdigest()[:16]
 
     def lease_path(self, host: str, pid: int, serial: int) -> Path:

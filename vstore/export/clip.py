@@ -8,7 +8,6 @@ first requested frame, so a gap stays a gap in time. MP4 is written by our own m
 (``mp4_clip``); the other forms go through PyAV (``remux``)."""
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -259,6 +258,8 @@ def clip_bytes(
     except BaseException:
         lease.__exit__(None, None, None)
         raise
+    import queue  # (a stream's producer thread: not on a clip to a file)
+
     q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
     # Set when the consumer stops early (a client that went away): the muxing thread then
     # stops at its next write instead of waiting forever on a full queue.

@@ -3,7 +3,6 @@ writer cannot): the planned packets remuxed with wall-time timestamps, never dec
 
 import io
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 from vstore.base.errors import CorruptSegment, VstoreError
@@ -60,6 +59,8 @@ def mux_plan(
     progress: Callable[[int, int], None] | None,
     strict: bool = False,
 ) -> None:
+
+    from fractions import Fraction  # (with PyAV: never on the native MP4 path)
 
     import av  # PyAV: heavy, loaded on first use
 

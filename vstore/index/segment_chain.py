@@ -13,9 +13,7 @@ time of signing. Verification is ``verify_chain``; docs/design/evidence.md has t
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from vstore.base.jsonio import dumps_compact, loads_dict
@@ -98,6 +96,8 @@ def row_statement(camera: str, row: Any, link: ChainLink) -> bytes:
 
 
 def link_hash(stmt: bytes) -> str:
+    import hashlib  # (on use: a read that checks no chain never loads OpenSSL)
+
     return hashlib.sha256(stmt).hexdigest()
 
 
@@ -147,17 +147,31 @@ class ChainHead(NamedTuple):
         return cls(**loads_dict(raw))
 
 
-@dataclass
 class ChainReport:
-    """What verifying one camera's chain found."""
+    """What verifying one camera's chain found (filled in as it goes: a plain class, so the
+    index's readers need not load the dataclasses module)."""
 
-    camera: str
-    links: int = 0  # links from 1 to the head
-    present: int = 0  # ... whose segment is indexed
-    accounted: int = 0  # ... whose segment's removal an audit record accounts for
-    signed_links: int = 0
-    head_signed_at_ns: int = 0
-    problems: list[str] | None = None
+    __slots__ = (
+        "accounted",
+        "camera",
+        "head_signed_at_ns",
+        "links",
+        "present",
+        "problems",
+        "signed_links",
+    )
+
+    def __init__(self, camera: str, problems: list[str] | None = None) -> None:
+        self.camera = camera
+        self.links = 0  # links from 1 to the head
+        self.present = 0  # ... whose segment is indexed
+        self.accounted = 0  # ... whose segment's removal an audit record accounts for
+        self.signed_links = 0
+        self.head_signed_at_ns = 0
+        self.problems = problems
+
+    def __repr__(self) -> str:
+        return f"ChainReport({self.as_json()!r})"
 
     def as_json(self) -> dict[str, Any]:
         return {

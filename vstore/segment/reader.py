@@ -9,7 +9,6 @@ checksums, which is how recovery finds the last whole chunk of a torn segment.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
-import hashlib
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -269,6 +268,8 @@ class SegmentReader:
         entries = self.directory()
         # The whole file's hash continues the content hash (the content is its prefix): each
         # byte is hashed once, not twice (SHA-256 is most of a tier upload's CPU).
+        import hashlib  # (on use: a clip checks CRCs, not digests)
+
         content = hashlib.sha256()
         feed = content.update
         pos = 0

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vstore.store.config import RetentionConfig
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(NamedTuple):
     total_bytes: int
     free_bytes: int
 
 
 def disk_usage(path: os.PathLike[str] | str) -> DiskUsage:
-    u = shutil.disk_usage(path)
-    return DiskUsage(u.total, u.free)
+    st = os.statvfs(path)  # (what shutil.disk_usage reads, without loading shutil)
+    return DiskUsage(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
 
 
 def min_free_bytes(cfg: RetentionConfig, disk: DiskUsage) -> int:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+from vstore.base.actor import hostname
 
 
-@dataclass(frozen=True)
-class LeaseSet:
+class LeaseSet(NamedTuple):
     """The live leases of a store at one moment."""
 
     segment_ids: frozenset[int] = frozenset()
@@ -51,7 +51,7 @@ def hold_lease(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     doc = {
-        "host": socket.gethostname(),
+        "host": hostname(),
         "pid": os.getpid(),  # for people reading the file; liveness is the lock
         "segments": sorted({int(s) for s in segment_ids}),
         "ranges": [[str(c), int(s), int(e)] for c, s, e in ranges],

@@ -16,19 +16,16 @@ space keeper's passes. ``close`` must not race other calls.
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, TypeVar
 
-from vstore.base import layout
+from vstore.base import actor, layout
 from vstore.base.clock import Clock, ClockMark, ClockVerdict, SystemClock, judge_wall_clock
 from vstore.base.errors import (
     CorruptSegment,
@@ -56,9 +53,6 @@ from vstore.store.config import StoreConfig, load_config
 from vstore.store.disk import DiskUsage, disk_usage
 from vstore.store.lease import LeaseSet, hold_lease, live_leases
 from vstore.store.space import MakeRoom, SpaceKeeper
-from vstore.tier import open_tier
-from vstore.tier.cache import CachedTier
-from vstore.tier.source import TierSource
 
 if TYPE_CHECKING:  # the pools start with the first writer: reads never load them
     from concurrent.futures import Executor
@@ -227,6 +221,8 @@ class Store:
             raw = self.layout.config_path.read_bytes()
         except FileNotFoundError:
             raw = b""
+        import hashlib  # (loaded on use: OpenSSL costs a read-only command's start-up)
+
         now = hashlib.sha256(raw).hexdigest()
         before_raw = self.index.get(layout.CONFIG_SHA256_KEY)
         before = bytes(before_raw).decode() if before_raw is not None else ""
@@ -327,7 +323,12 @@ class Store:
                 f"{self.layout.meta_path} is missing and the index does not record the store's "
                 "uuid (it was last written by an older vstore): restore meta.json from a backup"
             )
-        uuid_ = meta_uuid or index_uuid or str(uuid.uuid4())
+        if meta_uuid or index_uuid:
+            uuid_ = meta_uuid or index_uuid or ""
+        else:
+            import uuid  # (a new store only)
+
+            uuid_ = str(uuid.uuid4())
         if index_uuid is None:
             self.index.put_sync(layout.STORE_UUID_KEY, uuid_.encode())
         if self.index.audit_counters()[0] is None:
@@ -651,7 +652,7 @@ class Store:
         with self._lock:
             self._lease_serial += 1
             serial = self._lease_serial
-        path = self.layout.lease_path(socket.gethostname(), os.getpid(), serial)
+        path = self.layout.lease_path(actor.hostname(), os.getpid(), serial)
         try:
             lease = hold_lease(path, segment_ids, ranges)
             lease.__enter__()
@@ -683,6 +684,10 @@ class Store:
         with self._lock:
             t = self._tiers.get(url)
             if t is None:
+                # Loaded on use: a store whose footage is all local never needs them.
+                from vstore.tier import open_tier
+                from vstore.tier.cache import CachedTier
+
                 t = open_tier(url) if isinstance(url_or_tier, str) else url_or_tier
                 if t.url in self._tiers:  # another spelling of a tier already open
                     t = self._tiers[url] = self._tiers[t.url]
@@ -701,6 +706,8 @@ class Store:
         through the local read cache unless ``cached`` is False, as checks need)."""
         if row.location == "local":
             return SegmentReader.open(self.layout.path(row.path))
+
+        from vstore.tier.source import TierSource
 
         tier = self.tier(row.location)
         if not cached:
