@@ -286,7 +286,7 @@ def ingest_cpu(ts_stream, tmp_path_factory) -> dict[str, list[tuple[float, dict,
 
 def test_ingest_vstore_record(benchmark, ts_stream, ingest_cpu):
     """`vstore record` of N loopback cameras: marginal CPU s per camera-minute."""
-    _data, _loop_s, plan = ts_stream
+    data, loop_s, plan = ts_stream
     cams = plan["cams"]
     per_min, short, long = benchmark.pedantic(
         lambda: _median(ingest_cpu["vstore"]), rounds=1, iterations=1
@@ -294,6 +294,7 @@ def test_ingest_vstore_record(benchmark, ts_stream, ingest_cpu):
     benchmark.extra_info.update(
         cpu_s_per_camera_minute=per_min,
         cpu_s_per_camera_minute_all=long["per_min_all"],
+        stream_bytes_per_s=len(data) / loop_s,  # each camera's MPEG-TS, as sent
         cameras=cams,
         seconds=plan["long_s"],
         short_seconds=plan["short_s"],

@@ -307,3 +307,26 @@ def runs(values):
         return _ints(out, 2 * k + 2)
     finally:
         free(v); free(out)
+
+
+def sample_runs(payload, offset, size, idxs):
+    """See the pure twin."""
+    cdef Py_ssize_t n = len(idxs), k, i
+    cdef long long o, s, run_start = -1, run_end = -1
+    cdef list sizes = PyList_New(n)
+    cdef list bufs = []
+    for k in range(n):
+        i = idxs[k]
+        o = offset[i]
+        s = size[i]
+        v = PyLong_FromLongLong(s)
+        Py_INCREF(v)
+        PyList_SET_ITEM(sizes, k, v)
+        if o != run_end:
+            if run_end > run_start:
+                bufs.append(payload[run_start:run_end])
+            run_start = o
+        run_end = o + s
+    if run_end > run_start:
+        bufs.append(payload[run_start:run_end])
+    return sizes, bufs

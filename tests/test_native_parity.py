@@ -564,3 +564,16 @@ class TestClipTablesTwinsAgree:
         assert py.runs(cts) == c.runs(cts)
         small = [v % 3 for v in dts]
         assert py.runs(small) == c.runs(small)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.data())
+    def test_sample_runs(self, sizes, data):
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        payload = memoryview(bytes(range(256)) * (1 + sum(sizes) // 256))
+        idxs = sorted(data.draw(st.sets(st.integers(0, len(sizes) - 1))))
+        got = [IMPLS[k]["cliptab"].sample_runs(payload, offsets, sizes, idxs) for k in ("py", "c")]
+        assert got[0][0] == got[1][0] == [sizes[i] for i in idxs]
+        assert [bytes(b) for b in got[0][1]] == [bytes(b) for b in got[1][1]]
+        assert b"".join(got[1][1]) == b"".join(
+            payload[offsets[i] : offsets[i] + sizes[i]] for i in idxs
+        )

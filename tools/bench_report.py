@@ -862,6 +862,25 @@ def real_footage_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                     ),
                 )
             )
+            live = by.get("test_ingest_vstore_record", {}).get("extra_info", {})
+            if live.get("stream_bytes_per_s"):
+                live_ms_per_mb = (
+                    1000 * live["cpu_s_per_camera_minute"] / (60 * live["stream_bytes_per_s"] / 1e6)
+                )
+                per_mb = 1000 * info["cpu_s_median"] / (info["bytes"] / 1e6)
+                figs.append(
+                    figure(
+                        f"real footage {codec}: import CPU per MB (vs live recording per MB)",
+                        per_mb,
+                        "CPU ms/MB",
+                        live_ms_per_mb,
+                        "ratio <= 1",
+                        per_mb <= live_ms_per_mb,
+                        "import: the row above over the file's bytes; live: `vstore record`'s "
+                        "marginal CPU per camera-minute (the ingest row) over the MPEG-TS bytes "
+                        "a camera sends in a minute",
+                    )
+                )
             if floor_s:
                 figs.append(
                     figure(

@@ -124,3 +124,23 @@ def runs(values: Sequence[int]) -> list[int]:
     out[0::2] = map(operator.sub, [*starts[1:], n], starts)
     out[1::2] = map(values.__getitem__, starts)
     return out
+
+
+def sample_runs(
+    payload: memoryview, offset: Sequence[int], size: Sequence[int], idxs: Sequence[int]
+) -> tuple[list[int], list[memoryview]]:
+    """Packets ``idxs`` of a chunk whose payload is ``payload`` (each at ``offset[i]``,
+    ``size[i]`` bytes long), as they go into an MP4 unchanged: their sizes, and views of the
+    payload holding them in order, adjacent packets sharing one view (no copy)."""
+    sizes = [size[i] for i in idxs]
+    bufs: list[memoryview] = []
+    run_start = run_end = -1
+    for i in idxs:
+        if offset[i] != run_end:
+            if run_end > run_start:
+                bufs.append(payload[run_start:run_end])
+            run_start = offset[i]
+        run_end = offset[i] + size[i]
+    if run_end > run_start:
+        bufs.append(payload[run_start:run_end])
+    return sizes, bufs

@@ -76,18 +76,8 @@ def sample_pieces(
     ADTS header gave (b"" if none)."""
     offset, size = cols.offset, cols.size
     if not annexb and not adts:
-        sizes = [size[i] for i in idxs]
-        bufs: list[bytes | memoryview] = []
-        run_start = run_end = -1
-        for i in idxs:
-            if offset[i] != run_end:
-                if run_end > run_start:
-                    bufs.append(payload[run_start:run_end])
-                run_start = offset[i]
-            run_end = offset[i] + size[i]
-        if run_end > run_start:
-            bufs.append(payload[run_start:run_end])
-        return _Pieces(sizes, bufs), b""
+        sizes, views = _native.cliptab.sample_runs(payload, offset, size, idxs)
+        return _Pieces(sizes, views), b""
     asc = b""
     pieces: list[bytes | memoryview] = []
     for i in idxs:
