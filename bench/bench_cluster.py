@@ -119,20 +119,25 @@ def test_catalog_lookup_from_the_bucket(benchmark, request, seaweed, monkeypatch
     with ThreadPoolExecutor(16) as pool:  # (filling the bucket is not what is measured)
         list(pool.map(put, range(cams)))
     url = f"s3://{bucket}/p"
-    rounds = 10 if smoke else 50
-    times = []
-    for i in range(rounds):
+    rounds = 10 if smoke else 300
+
+    def lookup(i: int) -> float:
         cam = f"cam{(i * 7919) % cams:05d}"
         at = T0 + ((i * 104729) % (hours * 3600)) * 10**9
         t = time.perf_counter()
         with open_bucket(url, [cam], at, at + 60 * 10**9) as st:
             rows = list(st.index.segments(st.camera_num(cam), at, at + 60 * 10**9))
-        times.append(time.perf_counter() - t)
+        took = time.perf_counter() - t
         assert rows, (cam, at)
-    times.sort()
+        return took
+
+    # The process's first lookup makes its S3 client and connection: reported on its own,
+    # as a node pays it once; the percentiles are of the lookups a running node makes.
+    first_s = lookup(rounds)
+    times = sorted(lookup(i) for i in range(rounds))
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     benchmark.extra_info.update(cameras=cams, hours=hours, objects=cams * hours,
-                                p50_s=statistics.median(times),
+                                p50_s=statistics.median(times), first_s=first_s, rounds=rounds,
                                 p99_s=times[min(len(times) - 1, int(len(times) * 0.99))])  # fmt: skip
     if not smoke:
         assert times  # (figures in the report)

@@ -526,16 +526,36 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
     about = "60 s of an hour of 1080p H.264 at 4 Mbit/s with AAC, hot; starts mid-frame"
     info = by[aio]["extra_info"]
     lib_s, aio_s = med(lib), info["total_s_median"]
-    figs = [
+    figs = []
+    reader = "test_http_clip_library_to_reader"
+    if reader in by:
+        figs.append(
+            figure(
+                "HTTP clip 60 s of 1 h, `vstore serve` download total (vs the library call "
+                "streaming to a reader)",
+                aio_s * 1000,
+                "ms",
+                med(reader) * 1000,
+                "ratio <= 1.2",
+                aio_s / med(reader) <= 1.2,
+                f"{about}; {info['bytes'] / 1e6:.0f} MB, read by a Python http.client on "
+                "loopback; baseline: the library writing the same MP4 into a pipe that a "
+                "thread drains in 1 MiB reads (bytes handed to a reader, as the node's are)",
+            )
+        )
+    figs.append(
         figure(
-            "HTTP clip 60 s of 1 h, `vstore serve` download total (vs the library call)",
+            "HTTP clip 60 s of 1 h, `vstore serve` download total (vs the library call to a file)",
             aio_s * 1000,
             "ms",
             lib_s * 1000,
-            "ratio <= 1.2",
-            aio_s / lib_s <= 1.2,
-            f"{about}; {info['bytes'] / 1e6:.0f} MB, read by a Python http.client on loopback",
-        ),
+            "report",
+            None,
+            "the library writing the clip to a file it replaces (unlinked first): bytes into "
+            "the page cache, not to another reader",
+        )
+    )
+    figs += [
         figure(
             "HTTP clip 60 s of 1 h, time to first byte",
             info["first_byte_s_median"] * 1000,
@@ -707,8 +727,15 @@ def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
                 "< 50 ms",
                 info["p99_s"] < 0.05,
-                f"p50 {info['p50_s'] * 1000:.1f} ms: list the camera's catalog, read the hours "
-                "that may hold T, index them in a scratch index",
+                f"p50 {info['p50_s'] * 1000:.1f} ms over {info.get('rounds', 50)} lookups of a "
+                "running process: read the hours that may hold T (by key), index them in a "
+                "scratch index"
+                + (
+                    f"; the process's first lookup, which makes its S3 client: "
+                    f"{info['first_s'] * 1000:.0f} ms"
+                    if "first_s" in info
+                    else ""
+                ),
             )
         )
     return figs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,27 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import ABSENT, BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
 from vstore.tier.local import file_sha256_b64
+
+# boto3 clients made in this process, by everything that decides what a client is (its
+# arguments and the AWS_* environment boto3 reads): making one costs 10-20 ms, more than a
+# catalog read, and a client is safe to share between threads.
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_MAX = 32
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(kwargs: dict[str, Any], cfg_key: tuple[Any, ...]) -> Any:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (tuple(sorted((k, v) for k, v in kwargs.items() if k != "config")), cfg_key, env)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = boto3.client("s3", **kwargs)
+            if len(_CLIENTS) >= _CLIENTS_MAX:
+                _CLIENTS.pop(next(iter(_CLIENTS)))
+            _CLIENTS[key] = client
+        return client
+
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single PUT
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -83,7 +105,7 @@ class S3Tier(BlobTier):
         if access_key and secret_key:
             kwargs["aws_access_key_id"] = access_key
             kwargs["aws_secret_access_key"] = secret_key
-        self._s3 = boto3.client("s3", **kwargs)
+        self._s3 = _client(kwargs, (max_attempts, connect_timeout_s, read_timeout_s))
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
