@@ -10,6 +10,7 @@ camera that does not exist (404, same message), and the attempt is audited.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import logging
@@ -385,21 +386,31 @@ class Api:
             await self.run(self.audit, request, "export_clip", detail)
             await resp.prepare(request)
             blocks = cf.read(a, b)
+
+            def next_block() -> bytes | memoryview | None:
+                # One write per chunk, joined on the pool's thread: its samples are often
+                # thousands of small pieces (audio and video interleaved), and each write is
+                # a trip through the event loop.
+                block = next(blocks, None)
+                if block is None:
+                    return None
+                return block[0] if len(block) == 1 else b"".join(block)
+
             sent = 0
+            # The next chunk is read (and checked, and joined) while this one is sent.
+            ahead = asyncio.ensure_future(self.run(next_block))
             try:
-                while True:
-                    block = await self.run(next, blocks, None)
-                    if block is None:
-                        break
-                    # One write per chunk: its samples are often thousands of small pieces
-                    # (audio and video interleaved), and each write is a trip through the
-                    # event loop.
-                    data = block[0] if len(block) == 1 else b"".join(block)
+                while (data := await ahead) is not None:
+                    ahead = asyncio.ensure_future(self.run(next_block))
                     await asyncio.wait_for(resp.write(data), self.write_timeout_s)
                     sent += len(data)
             except (ConnectionError, TimeoutError) as exc:
+                await _settled(ahead)
                 await self._export_cut_short(request, detail, sent, exc)
                 return resp
+            except BaseException:
+                await _settled(ahead)
+                raise
             await resp.write_eof()
             return resp
         finally:
@@ -861,3 +872,10 @@ def make_app(node: Node) -> web.Application:
 
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+async def _settled(fut: asyncio.Future[Any]) -> None:
+    """Wait for a read started ahead to end, whatever it gives: the clip file it reads must
+    not be closed under it."""
+    with contextlib.suppress(Exception):  # (its outcome no longer matters)
+        await asyncio.shield(fut)
