@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 
 import av
 import pytest
@@ -98,6 +99,45 @@ def test_a_replaced_file_is_a_new_file_and_links_are_written_through(recorded, t
     write_clip(recorded, plan_clip(recorded, "cam", t(20), t(30)), out)
     assert out.stat().st_ino == other.stat().st_ino  # written through: both names see it
     assert decode(other)[0] == list(range(20, 30))
+
+
+def _limited_to(size_bytes: int):
+    """A child whose files cannot grow past ``size_bytes`` (writes past it fail with EFBIG,
+    the kernel's own refusal, as a full disk's ENOSPC fails them)."""
+
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size_bytes, size_bytes))
+
+    return limit
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "ts", "fmp4", "mov"])
+def test_a_clip_that_fails_keeps_the_file_it_was_to_replace(recorded, tmp_path, suffix):
+    store = str(recorded.root)
+    recorded.close()
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    out = outdir / f"clip.{suffix}"
+    out.write_bytes(b"an earlier clip")
+    cmd = [sys.executable, "-m", "vstore.cli.main", "clip", "--store", store, "--camera", "cam"]
+    cmd += ["--from", "2025-01-17T08:00:01+07:00", "--to", "2025-01-17T08:00:09+07:00"]
+    cmd += ["-o", str(out), "-y"]
+    limit = _limited_to(20_000)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, preexec_fn=limit)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(out) in r.stderr
+    assert out.read_bytes() == b"an earlier clip"  # kept whole
+    assert sorted(p.name for p in outdir.iterdir()) == [out.name]  # nothing half-written
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)  # with room: replaced
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 20_000
+    assert sorted(p.name for p in outdir.iterdir()) == [out.name]
+    assert len(decode(out)[0]) == 200
 
 
 @pytest.mark.parametrize("fmt", ["fmp4", "ts"])

@@ -7,6 +7,7 @@ contains ``start`` (``ClipPlan.preroll_ns``). Output times are wall time relativ
 first requested frame, so a gap stays a gap in time. MP4 is written by our own muxer
 (``mp4_clip``); the other forms go through PyAV (``remux``)."""
 
+import contextlib
 import os
 import threading
 import time
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from vstore.base.errors import CorruptSegment, UsageError, VstoreError
+from vstore.base.fsutil import translate_oserror
 from vstore.base.timebase import (
     format_time,
     ticks_to_ns_many,
 )
+from vstore.export.clip_output import ClipOutput
 from vstore.export.clip_plan import FORMATS, ClipPlan, DamagedChunks, plan_clip
 from vstore.export.clip_result import ClipResult
 from vstore.export.mp4_clip import NativeMp4
@@ -49,6 +52,55 @@ class _CountingSink:
 
     def flush(self) -> None:
         pass
+
+
+class _FileSink:
+    """A file for PyAV to write a clip into, seekable (MP4 and MOV go back to their moov).
+    Its first error is raised to PyAV, which hands it on; after it, writes and seeks do
+    nothing and succeed, so the muxer's closing writes add no second error (PyAV would print
+    each as "exception being dropped")."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, b: Any) -> int:
+        if self.error is None:
+            try:
+                return self._f.write(b)
+            except OSError as exc:
+                self.error = exc
+                raise
+        return len(b)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self.error is None:
+            try:
+                return self._f.seek(offset, whence)
+            except OSError as exc:
+                self.error = exc
+                raise
+        return 0
+
+    def tell(self) -> int:
+        return self._f.tell() if self.error is None else 0
+
+    def flush(self) -> None:
+        pass  # (closing the file writes what it holds)
+
+    def close(self) -> None:
+        """Close the file; its last bytes are written here, and a failure raises."""
+        try:
+            self._f.close()
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+
+
+# Formats FFmpeg writes front to back, never going back in the file.
+STREAMED_FORMATS = ("fmp4", "ts")
 
 
 def write_clip(
@@ -167,6 +219,8 @@ def _write_clip(
 
     staged: Path | None = None
     sink: _CountingSink | None = None
+    output: ClipOutput | None = None
+    out_file: _FileSink | None = None
     if format in EDITED_FORMATS and not isinstance(out, str | os.PathLike):
         import tempfile  # lazily (~15 ms): only an edited format sent to a stream stages
 
@@ -176,7 +230,19 @@ def _write_clip(
         staged = Path(name)
         target: Any = str(staged)
     elif isinstance(out, str | os.PathLike):
-        target = str(out)
+        output = ClipOutput(out)
+        target = str(output.path)
+        if format in STREAMED_FORMATS:
+            # Written through a Python file, not by FFmpeg's own file I/O: FFmpeg lets a
+            # write that fails at the end of a fragmented MP4 pass, and the clip would be
+            # cut short in silence; a Python file raises, and PyAV hands that on. (MP4 and
+            # MOV keep FFmpeg's: moving their moov to the front reopens the file by name.)
+            try:
+                out_file = _FileSink(open(output.path, "wb"))  # noqa: SIM115 - closed below
+            except OSError as exc:
+                output.abort()
+                raise translate_oserror(exc, f"cannot write the clip to {out}") from exc
+            target = out_file
     else:
         sink = _CountingSink(out.write)
         target = sink
@@ -197,14 +263,36 @@ def _write_clip(
                 container.metadata["vstore_start_ns"] = str(origin)
                 container.metadata["vstore_camera"] = plan.camera
                 mux_plan(store, plan, container, format, readers, counts, dropped, progress, strict)
-        except av.FFmpegError as exc:
+            if out_file is not None:
+                out_file.close()  # (its last bytes are written here: a failure raises)
+        except BaseException as exc:
+            if out_file is not None:
+                with contextlib.suppress(OSError):
+                    out_file.close()
+                exc = out_file.error or exc  # (the file's first error: what went wrong)
+            if output is not None:
+                output.abort()
             cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, BrokenPipeError):
+            if isinstance(exc, av.FFmpegError) and isinstance(cause, BrokenPipeError):
                 raise cause from None  # the reader went away (`| head`): not a failure
-            raise VstoreError(f"building the {format} clip failed: {exc}") from exc
+            if isinstance(exc, av.FFmpegError) and isinstance(cause, OSError):
+                exc = cause  # the file's own error, handed on by PyAV's write callback
+            if isinstance(exc, OSError) and exc.errno is not None and output is not None:
+                # The file's I/O errors (FFmpeg's error classes are OSErrors too): a full disk
+                # is StorageFull, as everywhere, and the message names the user's path.
+                raise translate_oserror(exc, f"writing the {format} clip to {out}") from exc
+            if isinstance(exc, av.FFmpegError):
+                raise VstoreError(f"building the {format} clip failed: {exc}") from exc
+            raise
         finally:
             for rd in readers.values():
                 rd.close()
+    if output is not None:
+        try:
+            output.commit()
+        except OSError as exc:
+            output.abort()
+            raise translate_oserror(exc, f"putting the clip in place at {out}") from exc
     first_byte = None
     written = 0
     if staged is not None:
@@ -223,7 +311,7 @@ def _write_clip(
         written = sink.count
         first_byte = (sink.first_byte_at - t0) if sink.first_byte_at else None
     else:
-        written = Path(target).stat().st_size
+        written = Path(out).stat().st_size  # type: ignore[arg-type]
     return ClipResult(
         plan,
         format,

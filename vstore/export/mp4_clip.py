@@ -3,7 +3,6 @@ turned length-prefixed, the moov first, and the payload streamed behind it in bl
 
 import bisect
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
 from vstore.codec.parameter_sets import avcc_record, hvcc_record
+from vstore.export.clip_output import ClipOutput
 from vstore.export.clip_plan import ClipPlan, DamagedChunks
 from vstore.export.clip_result import ClipResult
 from vstore.export.mp4 import Mp4Track, aac_entry, visual_entry
@@ -91,26 +91,9 @@ def sample_pieces(
     return _Pieces([len(x) for x in pieces], pieces), asc
 
 
-def _unlink_replaced(path: Path) -> None:
-    """Remove a regular file the clip replaces before writing it anew. Truncating it instead
-    costs as much as writing it: ext4 frees its cached pages in the open, then starts the
-    new file's writeback at close (its ``auto_da_alloc`` guard for files rewritten in place,
-    about 0.4 ms per MB here). A symlink, or a file with other links, is written through
-    as before, and so is a file in a directory we may not change."""
-    try:
-        st = path.lstat()
-    except OSError:
-        return  # nothing there (or nothing we may look at: the open will say)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass  # a directory we may not change: the file is truncated in place
-
-
 class BlockSink:
-    """Where a native MP4 goes: a path (written with writev, no joining copies; a file it
-    created is removed if the clip fails) or a file object (fed blocks of about
+    """Where a native MP4 goes: a path (written with writev, no joining copies, into a file
+    put in place once whole: see ClipOutput) or a file object (fed blocks of about
     ``BLOCK_BYTES``). Errors writing a path come out as vstore errors (a full disk as
     StorageFull)."""
 
@@ -120,16 +103,16 @@ class BlockSink:
         self._pending_bytes = 0
         self.path: Path | None = None
         self._fd = -1
-        self._regular = False  # only a regular file is removed on failure (never /dev/...)
+        self._output: ClipOutput | None = None
         self._file: IO[bytes] | None = None
         if isinstance(out, str | os.PathLike):
             self.path = Path(out)
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            self._output = ClipOutput(self.path)
             try:
-                _unlink_replaced(self.path)
-                self._fd = os.open(self.path, flags, 0o644)
-                self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+                self._fd = os.open(self._output.path, flags, 0o644)
             except OSError as exc:
+                self._output.abort()
                 raise translate_oserror(exc, f"cannot write the clip to {self.path}") from exc
         else:
             self._file = out
@@ -167,14 +150,20 @@ class BlockSink:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._output is not None:
+            try:
+                self._output.commit()
+            except OSError as exc:
+                raise translate_oserror(exc, f"putting the clip in place at {self.path}") from exc
+            self._output = None
 
     def abort(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            if self._regular:
-                assert self.path is not None
-                self.path.unlink(missing_ok=True)
+        if self._output is not None:
+            self._output.abort()
+            self._output = None
 
 
 class NativeMp4:

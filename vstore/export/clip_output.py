@@ -1,0 +1,64 @@
+"""A clip's output file: written beside its target under a temporary name and put in place
+only once whole, so that a clip that fails (a full disk, damaged footage, a reader gone)
+leaves no half-written file and keeps the file it was to replace."""
+
+import os
+import stat
+from pathlib import Path
+
+
+class ClipOutput:
+    """The file a clip to ``target`` is written into (``path``); ``commit()`` when whole,
+    else ``abort()``.
+
+    A regular target (or none) is written as ``.NAME.PID-RANDOM.part`` in its directory and
+    renamed into place. The target is unlinked just before that rename rather than renamed
+    over: ext4 treats a rename over a file as a rewrite in place (``auto_da_alloc``) and
+    starts the new file's writeback there and then, which cost as much as writing a clip
+    did. A symlink, a file with other hard links, or a file that is not regular (a FIFO, a
+    device) is written through in place, since replacing it would cut the link; so is any
+    target in a directory this process may not create files in."""
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.target = Path(target)
+        self.existed = False
+        self.in_place = True
+        try:
+            st = self.target.lstat()
+            self.existed = True
+            self.in_place = not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+        except FileNotFoundError:
+            self.in_place = False
+        except OSError:
+            pass  # (the open says what is wrong)
+        self.path = self.target
+        if not self.in_place:
+            name = f".{self.target.name}.{os.getpid()}-{os.urandom(4).hex()}.part"
+            staged = self.target.with_name(name)
+            try:
+                # Created here (O_EXCL) so that nothing else's file is ever written or removed.
+                os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                self.path = staged
+            except OSError:
+                self.in_place = True  # a directory we may not add to: the target itself
+
+    def commit(self) -> None:
+        """Put the whole clip in place."""
+        if self.path == self.target:
+            return
+        if self.existed:
+            try:
+                self.target.unlink()
+            except FileNotFoundError:
+                pass
+        os.rename(self.path, self.target)
+
+    def abort(self) -> None:
+        """The clip failed: remove what it wrote, unless that is the target written in place
+        and there before (it cannot be given back)."""
+        if self.path != self.target or not self.existed:
+            try:
+                if stat.S_ISREG(self.path.lstat().st_mode):
+                    self.path.unlink()
+            except OSError:
+                pass
