@@ -208,6 +208,33 @@ def test_clip_with_audio_keeps_it_in_sync(tmp_path, media):
         assert 3.8 < float(frames[-1].time) < 4.05
 
 
+@pytest.mark.parametrize("fmt", ["ts", "fmp4", "mp4"])
+def test_a_clip_across_two_imports_end_to_end(tmp_path, fmt):
+    """The second recording's first audio frame (the AAC encoder's priming) begins before
+    the first recording's last one ends: a clip across the join must still be made, and
+    decode cleanly."""
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg not installed")
+    src = tmp_path / "av.ts"  # (FFmpeg's AAC encoder puts its priming frame before video)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "6", "-c:v", "libx264",
+         "-preset", "ultrafast", "-g", "25", "-c:a", "aac", str(src)],
+        check=True,
+    )  # fmt: skip
+    with open_store(tmp_path / "s") as st:
+        end = import_file(st, src, "cam", START_NS).end_ns
+        import_file(st, src, "cam", end)
+        out = tmp_path / f"c.{fmt}"
+        res = write_clip(
+            st, plan_clip(st, "cam", end - 2 * 10**9, end + 2 * 10**9), out, format=fmt
+        )
+    assert res.audio_packets > 150 and res.video_packets >= 100
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) >= 100
+    assert ffmpeg_decode_errors(out) == ""
+
+
 @pytest.mark.parametrize("codec", ["hevc"])
 def test_hevc_clip(tmp_path, media, codec):
     with open_store(tmp_path / "s") as st:

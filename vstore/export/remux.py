@@ -114,6 +114,8 @@ def mux_plan(
     skipping = False  # after a damaged chunk, until the next GOP starts
     first = True  # the clip's first chunk: decoding starts at its keyframe
     origin = origin_ns(plan, format)
+    last_dts: dict[int, int] = {}  # per track, in its time base
+    overlapped = 0
     for part in plan.parts:
         rd = readers.get(part.segment.segment_id)
         if rd is None:
@@ -171,7 +173,14 @@ def mux_plan(
                 # 1/sample_rate for audio) and PyAV rescales from the packet's.
                 pkt.time_base = tbs[p.track]
                 pkt.pts = pts
-                pkt.dts = pts - (p.pts - p.dts)
+                pkt.dts = dts = pts - (p.pts - p.dts)
+                if dts <= last_dts.get(p.track, dts - 1):
+                    # Where two recordings meet, the later one's first packets (an AAC
+                    # encoder's priming frame) can start before the earlier one's last
+                    # ended: a muxer refuses a decode time that does not move forward.
+                    overlapped += 1
+                    continue
+                last_dts[p.track] = dts
                 pkt.is_keyframe = p.is_key
                 container.mux(pkt)
                 counts[t.kind] += 1
@@ -180,6 +189,11 @@ def mux_plan(
             done += c.length
             if progress is not None:
                 progress(done, total)
+    if overlapped:
+        plan.notes.append(
+            f"{overlapped} packet(s) left out that began before the packet ahead of them in "
+            "their track (where two recordings meet)"
+        )
 
 
 def origin_ns(plan: ClipPlan, format: str) -> int:
