@@ -227,7 +227,7 @@ cdef int64_t *_take(object seq, Py_ssize_t n) except NULL:
     return buf
 
 
-def durations(dts):
+def durations(dts, alone=1):
     """See the pure twin."""
     cdef Py_ssize_t n = len(dts), i
     cdef int64_t *d
@@ -235,13 +235,13 @@ def durations(dts):
     try:
         d = _take(dts, n)
     except _Overflow:
-        return _pure.durations(dts)
+        return _pure.durations(dts, alone)
     try:
         for i in range(n - 1):
             x = d[i + 1] - d[i]
             d[i] = x if x >= 1 else 1
         if n:
-            d[n - 1] = d[n - 2] if n > 1 else 1
+            d[n - 1] = d[n - 2] if n > 1 else max(1, alone)
         return _ints(d, n)
     finally:
         free(d)

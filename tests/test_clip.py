@@ -208,20 +208,28 @@ def test_clip_with_audio_keeps_it_in_sync(tmp_path, media):
         assert 3.8 < float(frames[-1].time) < 4.05
 
 
-@pytest.mark.parametrize("fmt", ["ts", "fmp4", "mp4"])
-def test_a_clip_across_two_imports_end_to_end(tmp_path, fmt):
-    """The second recording's first audio frame (the AAC encoder's priming) begins before
-    the first recording's last one ends: a clip across the join must still be made, and
-    decode cleanly."""
+@pytest.fixture
+def ffmpeg_av_ts(tmp_path):
+    """6 s of H.264 and AAC in MPEG-TS made by FFmpeg, whose AAC encoder puts its priming
+    frame before the first video frame."""
     if not shutil.which("ffmpeg"):
         pytest.skip("ffmpeg not installed")
-    src = tmp_path / "av.ts"  # (FFmpeg's AAC encoder puts its priming frame before video)
+    src = tmp_path / "av.ts"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
          "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "6", "-c:v", "libx264",
          "-preset", "ultrafast", "-g", "25", "-c:a", "aac", str(src)],
         check=True,
     )  # fmt: skip
+    return src
+
+
+@pytest.mark.parametrize("fmt", ["ts", "fmp4", "mp4"])
+def test_a_clip_across_two_imports_end_to_end(tmp_path, ffmpeg_av_ts, fmt):
+    """The second recording's first audio frame (the AAC encoder's priming) begins before
+    the first recording's last one ends: a clip across the join must still be made, and
+    decode cleanly."""
+    src = ffmpeg_av_ts
     with open_store(tmp_path / "s") as st:
         end = import_file(st, src, "cam", START_NS).end_ns
         import_file(st, src, "cam", end)
@@ -233,6 +241,18 @@ def test_a_clip_across_two_imports_end_to_end(tmp_path, fmt):
     with av.open(str(out)) as c:
         assert len(list(c.decode(video=0))) >= 100
     assert ffmpeg_decode_errors(out) == ""
+
+
+def test_clips_shorter_than_an_audio_frame_decode_cleanly(tmp_path, ffmpeg_av_ts):
+    """A clip of a few ms holds at most one AAC frame: it lasts its own 1,024 samples (cut
+    by the edit list at the clip's end), not one tick, which decoders refuse."""
+    with open_store(tmp_path / "s") as st:
+        import_file(st, ffmpeg_av_ts, "cam", START_NS)
+        for start_ms, length_ms in [(2010, 10), (2013, 27), (2000, 1), (5960, 500), (3021, 3)]:
+            out = tmp_path / f"c{start_ms}.mp4"
+            start = START_NS + start_ms * 1_000_000
+            write_clip(st, plan_clip(st, "cam", start, start + length_ms * 1_000_000), out)
+            assert ffmpeg_decode_errors(out) == "", (start_ms, length_ms)
 
 
 @pytest.mark.parametrize("codec", ["hevc"])

@@ -500,6 +500,8 @@ class TestClipTables:
         ct = impl["cliptab"]
         assert ct.durations([]) == []
         assert ct.durations([5]) == [1]
+        assert ct.durations([5], 1024) == [1024]  # a lone sample lasts what it says
+        assert ct.durations([5, 9], 1024) == [4, 4]
         assert ct.durations([0, 512, 1024, 1000]) == [512, 512, 1, 1]
         assert ct.presentation([0, 512], [1024, 0], [512, 512]) == (512, 1536)
         assert ct.presentation([], [], []) == (0, 0)
@@ -560,6 +562,7 @@ class TestClipTablesTwinsAgree:
         cts = [r[1] for r in rows]
         durs = [r[2] for r in rows]
         assert py.durations(dts) == c.durations(dts)
+        assert py.durations(dts[:1], 1024) == c.durations(dts[:1], 1024)
         assert py.presentation(dts, cts, durs) == c.presentation(dts, cts, durs)
         assert py.runs(cts) == c.runs(cts)
         small = [v % 3 for v in dts]

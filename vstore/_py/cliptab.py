@@ -92,15 +92,15 @@ def select_track(
     return sel, d_out, c_out, keys
 
 
-def durations(dts: Sequence[int]) -> list[int]:
+def durations(dts: Sequence[int], alone: int = 1) -> list[int]:
     """Each sample's duration: the next sample's dts minus its own, at least 1 (dts out of
     order, from a damaged source, still makes a valid table); the last lasts as long as the
-    one before it (1 if alone)."""
+    one before it (``alone`` if it is the only one)."""
     out = list(map(operator.sub, dts[1:], dts))
     if out and min(out) < 1:
         out = [max(1, x) for x in out]
     if len(dts):
-        out.append(out[-1] if out else 1)
+        out.append(out[-1] if out else max(1, alone))
     return out
 
 

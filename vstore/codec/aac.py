@@ -3,6 +3,9 @@ into its ADTS frames."""
 
 from __future__ import annotations
 
+# Samples per channel in one AAC frame (raw data block): every AAC-LC frame cameras send.
+AAC_FRAME_SAMPLES = 1024
+
 AAC_RATES = (
     96000,
     88200,
@@ -53,7 +56,7 @@ def split_adts(payload: bytes) -> list[tuple[int, bytes]]:
         if length < 7 or i + length > n or rate_idx >= len(AAC_RATES):
             return [(0, payload)] if not out else [*out, (ticks, payload[i:])]
         out.append((ticks, payload[i : i + length]))
-        ticks += blocks * 1024 * 90000 // AAC_RATES[rate_idx]
+        ticks += blocks * AAC_FRAME_SAMPLES * 90000 // AAC_RATES[rate_idx]
         i += length
     if i < n:
         return [(0, payload)] if not out else [*out, (ticks, payload[i:])]

@@ -62,10 +62,12 @@ class Mp4Track:
         self.chunk_offsets = array("Q")  # from the start of the mdat payload
         self.chunk_samples = array("I")
         self.end_limit: int | None = None  # presentation ends here at the latest
+        # A sample's own length where the table cannot tell (a track of one sample), or 0.
+        self.sample_duration = 0
 
     def durations(self) -> list[int]:
         """Each sample's duration: the next sample's dts minus its own (at least 1)."""
-        return _native.cliptab.durations(self.dts)
+        return _native.cliptab.durations(self.dts, self.sample_duration or 1)
 
     def presentation(self, durations: list[int]) -> tuple[int, int]:
         """(first shown time, end time) in timescale units, clamped to start at 0."""

@@ -16,7 +16,7 @@ from vstore.base.timebase import (
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import adts_to_asc, asc_sample_rate
+from vstore.codec.aac import AAC_FRAME_SAMPLES, adts_to_asc, asc_sample_rate
 from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
@@ -235,6 +235,9 @@ class NativeMp4:
                 scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
                 scale = scale or 48000
             out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
+            if t.kind == "audio":
+                rate = t.sample_rate or scale
+                out.sample_duration = max(1, AAC_FRAME_SAMPLES * scale // rate)
             self.tracks[t.index] = _TrackOut(
                 t,
                 out,
