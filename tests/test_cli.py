@@ -244,3 +244,27 @@ def test_reports_show_wall_clock_fields_as_iso_text_beside_the_integer():
     assert doc["to"].startswith("2001-09-09T01:46:40") and doc["released"] is None
     assert doc["active"] is True and doc["reason"] == "case 7"
     assert "reason_ns" not in doc and "id" in doc
+
+
+def test_a_progress_bar_only_moves_forward_and_stays_within_its_total():
+    """An import reports its audio's times too: the first comes before the first frame (an
+    AAC priming frame) and later ones a little out of order; the bar shows none of that."""
+    from vstore.cli.common import Progress
+
+    class Bar:
+        n: float = 0
+        total: float | None = None
+
+        def refresh(self) -> None:
+            pass
+
+    bar = Bar()
+    p = Progress(bar)
+    p(-0.021333333333333333, 120.0)
+    assert bar.n == 0 and bar.total == 120.0
+    p(119.55199999999999)
+    assert bar.n == 119.6
+    p(119.4)
+    assert bar.n == 119.6
+    p(121.0)
+    assert bar.n == 120.0

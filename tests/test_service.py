@@ -203,6 +203,10 @@ def test_unknown_paths_methods_and_unsatisfiable_ranges_are_json_errors(node):
         clip_path("gate", START_NS + 10**12, START_NS + 10**12 + 10**9), node.tokens["inv"]
     )
     assert r.status == 404 and "no footage" in r.json()["error"]["message"]
+    # A clip format the node does not serve says which it does, of any camera alike.
+    for cam in ("gate", "no-such-camera"):
+        r = node.get(f"/api/v1/cameras/{cam}/clip.mov", node.tokens["inv"])
+        assert r.status == 404 and "clip.mp4, clip.fmp4 and clip.ts" in r.json()["error"]["message"]
     r = node.request("POST", "/api/v1/holds", node.tokens["custodian"], body=b"{not json")
     assert r.status == 400 and r.json()["error"]["code"] == "bad_request"
 

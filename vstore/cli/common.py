@@ -147,7 +147,9 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 class Progress:
     """The callback a long job reports to: ``progress(done, total)`` moves the bar, when
-    there is one (``total`` None keeps the bar's total)."""
+    there is one (``total`` None keeps the bar's total). The bar only moves forward and
+    stays within its total: a job's report can step back (an import's audio starts before
+    its first frame; its packets come a little out of order)."""
 
     def __init__(self, bar: Any) -> None:
         self.bar = bar
@@ -157,6 +159,12 @@ class Progress:
             return
         if total is not None:
             self.bar.total = total
+        top = self.bar.total
+        done = max(self.bar.n, done, 0)
+        if top is not None:
+            done = min(done, top)
+        if isinstance(done, float):
+            done = round(done, 1)  # (tqdm shows the number as given: 119.55199999999999)
         self.bar.n = done
         self.bar.refresh()
 

@@ -105,6 +105,7 @@ def import_file(
         # Seconds per tick as a float, once: a Fraction product per packet cost more CPU
         # than the rest of the import's per-packet work.
         tick_s = {s.index: float(s.time_base) for s in streams}
+        video = next((i for i, tr in mapping.items() if src.tracks[tr].kind == "video"), -1)
         try:
             with writer:
                 for pkt in container.demux(streams):
@@ -122,8 +123,15 @@ def import_file(
                     )
                     if rate is not None:
                         rate.consume(pkt.size)
-                    # At each keyframe: often enough for a bar, rare enough to cost nothing.
-                    if key and progress is not None and duration and pkt.pts is not None:
+                    # At each video keyframe: often enough for a bar, rare enough to cost
+                    # nothing (every AAC frame is a keyframe).
+                    if (
+                        key
+                        and index == video
+                        and progress is not None
+                        and duration
+                        and pkt.pts is not None
+                    ):
                         progress(min(duration, pkt.pts * tick_s[index]), duration)
         except av.FFmpegError as exc:
             imports.finish(store, num, start_ns)  # the source ends here: what it gave is kept

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -130,6 +131,11 @@ async def json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
     return doc
 
 
+# A clip's path with any extension: one the routes do not serve is answered with the ones
+# they do.
+_CLIP_PATH = re.compile(r"/api/v1/cameras/[^/]+/clip\.[^/]*")
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as a JSON error with the status mapped from the engine's error."""
@@ -149,10 +155,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
+        message = exc.reason
+        if exc.status == 404 and _CLIP_PATH.fullmatch(request.path):
+            # (said of any camera, seen or not: it names no camera's existence)
+            message = (
+                "no such clip format: the node serves clip.mp4, clip.fmp4 and clip.ts "
+                "(QuickTime .mov, for G.711 audio, is made by `vstore clip` on the host)"
+            )
         return error_response(
             exc.status,
             code,
-            exc.reason,
+            message,
             {"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
         )
     except (ConnectionError, asyncio.CancelledError, TimeoutError):
