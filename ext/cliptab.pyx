@@ -119,12 +119,13 @@ def ns_to_ticks_many(ns, timescale):
 
 def select_track(pts, dts, const unsigned char[::1] flags, const unsigned char[::1] track,
                  int tr, tb_num, tb_den, plus_ns, end_rel_ns, scale, bint video, bint first,
-                 int key_flag):
+                 int key_flag, covering_ns=0):
     """See the pure twin."""
     if (not _fits(tb_num, tb_den) or not _fits(scale, 1)
-            or not -MAX_TIME < plus_ns < MAX_TIME or not -MAX_TIME < end_rel_ns < MAX_TIME):
+            or not -MAX_TIME < plus_ns < MAX_TIME or not -MAX_TIME < end_rel_ns < MAX_TIME
+            or not 0 <= covering_ns < MAX_TIME):
         return _pure.select_track(pts, dts, bytes(flags), bytes(track), tr, tb_num, tb_den,
-                                  plus_ns, end_rel_ns, scale, video, first, key_flag)
+                                  plus_ns, end_rel_ns, scale, video, first, key_flag, covering_ns)
     cdef Py_ssize_t n = track.shape[0]
     # idx | walls | pts | dts | cts, n each (one block)
     cdef int64_t *block = <int64_t *>malloc((5 * n + 1) * sizeof(int64_t))
@@ -132,10 +133,10 @@ def select_track(pts, dts, const unsigned char[::1] flags, const unsigned char[:
         raise MemoryError()
     try:
         return _select(pts, dts, flags, track, tr, tb_num, tb_den, plus_ns, end_rel_ns, scale,
-                       video, first, key_flag, block)
+                       video, first, key_flag, covering_ns, block)
     except _Overflow:
         return _pure.select_track(pts, dts, bytes(flags), bytes(track), tr, tb_num, tb_den,
-                                  plus_ns, end_rel_ns, scale, video, first, key_flag)
+                                  plus_ns, end_rel_ns, scale, video, first, key_flag, covering_ns)
     finally:
         free(block)
 
@@ -143,14 +144,14 @@ def select_track(pts, dts, const unsigned char[::1] flags, const unsigned char[:
 cdef object _select(object pts, object dts, const unsigned char[::1] flags,
                     const unsigned char[::1] track, int tr, int64_t tb_num, int64_t tb_den,
                     int64_t plus_ns, int64_t end_rel, int64_t scale, bint video, bint first,
-                    int key_flag, int64_t *block):
+                    int key_flag, int64_t covering_ns, int64_t *block):
     cdef Py_ssize_t n = track.shape[0], m = 0, k, j, kept = 0, last = -1, i
     cdef int64_t *idx = block
     cdef int64_t *walls = block + n
     cdef int64_t *p = block + 2 * n
     cdef int64_t *d = block + 3 * n
     cdef int64_t *c = block + 4 * n
-    cdef int64_t w0
+    cdef int64_t w0, lo
     cdef bint any_cts = False
     for i in range(n):
         if track[i] == tr:
@@ -178,9 +179,10 @@ cdef object _select(object pts, object dts, const unsigned char[::1] flags,
             idx[j] = idx[k]; walls[j] = walls[k]; p[j] = p[k]; d[j] = d[k]
             j += 1
     else:
+        lo = 1 - covering_ns if covering_ns > 0 else 0  # (covers the start: w + length > 0)
         j = 0
         for k in range(m):
-            if 0 <= walls[k] < end_rel:
+            if lo <= walls[k] < end_rel:
                 idx[j] = idx[k]; walls[j] = walls[k]; p[j] = p[k]; d[j] = d[k]
                 j += 1
     kept = j

@@ -255,6 +255,22 @@ def test_clips_shorter_than_an_audio_frame_decode_cleanly(tmp_path, ffmpeg_av_ts
             assert ffmpeg_decode_errors(out) == "", (start_ms, length_ms)
 
 
+@pytest.mark.parametrize("muxer", ["auto", "ffmpeg"])
+def test_mp4_audio_plays_from_the_clips_first_instant_to_its_last(tmp_path, ffmpeg_av_ts, muxer):
+    """The AAC frame playing at the clip's start begins before it: it is kept and trimmed by
+    the edit list, so the audio covers the clip exactly, not from the next frame on."""
+    with open_store(tmp_path / "s") as st:
+        import_file(st, ffmpeg_av_ts, "cam", START_NS)
+        start = START_NS + 2_010_000_000  # between audio frames (21.3 ms apart)
+        out = tmp_path / "c.mp4"
+        write_clip(st, plan_clip(st, "cam", start, start + 2 * 10**9), out, muxer=muxer)
+    with av.open(str(out)) as c:
+        frames = list(c.decode(audio=0))
+    assert abs(float(frames[0].time)) < 0.001
+    assert abs(sum(f.samples for f in frames) - 96_000) <= 1024  # 2 s at 48 kHz
+    assert ffmpeg_decode_errors(out) == ""
+
+
 @pytest.mark.parametrize("codec", ["hevc"])
 def test_hevc_clip(tmp_path, media, codec):
     with open_store(tmp_path / "s") as st:

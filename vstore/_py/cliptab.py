@@ -43,6 +43,7 @@ def select_track(
     video: bool,
     first: bool,
     key_flag: int,
+    covering_ns: int = 0,
 ) -> tuple[list[int], list[int], list[int], list[int]] | None:
     """Track ``tr``'s packets of one chunk (its table's columns) that a clip holds, as
     ``(indices, dts, cts, keys)``: the packets' indices in the chunk, their decode times and
@@ -55,7 +56,8 @@ def select_track(
     shown before it, so it stays in (the edit list hides it) or they cannot decode. In the
     clip's ``first`` chunk the keyframe's leading frames (sent after it, shown before it)
     are left out: they refer to the GOP before, which the clip does not hold. Audio is kept
-    from the start to the end."""
+    from the start to the end; with ``covering_ns`` (an audio frame's length) a frame that
+    begins before the start but still plays at it is kept too (the edit list trims it)."""
     one = all(t == tr for t in track)
     idx = range(len(track)) if one else list(compress(count(), map(tr.__eq__, track)))
     walls = ticks_to_ns_many(
@@ -73,10 +75,12 @@ def select_track(
         if first and last > 0:
             w0 = walls[0]
             keep = [k for k in keep if not k or walls[k] >= w0]
-    elif min(walls) >= 0 and max(walls) < end_rel_ns:
-        keep = range(len(walls))
     else:
-        keep = [k for k, w in enumerate(walls) if 0 <= w < end_rel_ns]
+        lo = 1 - covering_ns if covering_ns > 0 else 0  # (covers the start: w + length > 0)
+        if min(walls) >= lo and max(walls) < end_rel_ns:
+            keep = range(len(walls))
+        else:
+            keep = [k for k, w in enumerate(walls) if lo <= w < end_rel_ns]
     if not keep:
         return None
     whole = len(keep) == len(walls)

@@ -44,10 +44,12 @@ T = TypeVar("T")
 class _TrackOut:
     """One output track of a native MP4: where its samples go and how they are framed."""
 
-    __slots__ = ("adts", "annexb", "asc", "mp4", "src")
+    __slots__ = ("adts", "annexb", "asc", "covering_ns", "mp4", "src")
 
     def __init__(self, src: fmt.TrackInfo, mp4: Mp4Track, adts: bool, annexb: bool, asc: bytes):
         self.src, self.mp4 = src, mp4
+        # An audio frame's length: the frame playing at the clip's start is kept (trimmed).
+        self.covering_ns = 0
         self.adts = adts  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
         self.annexb = annexb  # Annex-B video: rewrite start codes as 4-byte lengths
         self.asc = asc  # AudioSpecificConfig (found in the first ADTS header if not recorded)
@@ -235,8 +237,8 @@ class NativeMp4:
                 scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
                 scale = scale or 48000
             out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
+            rate = t.sample_rate or scale
             if t.kind == "audio":
-                rate = t.sample_rate or scale
                 out.sample_duration = max(1, AAC_FRAME_SAMPLES * scale // rate)
             self.tracks[t.index] = _TrackOut(
                 t,
@@ -245,6 +247,8 @@ class NativeMp4:
                 annexb=t.kind == "video" and t.bitstream != "avcc",
                 asc=t.extradata if t.kind == "audio" else b"",
             )
+            if t.kind == "audio":
+                self.tracks[t.index].covering_ns = AAC_FRAME_SAMPLES * NS_PER_S // rate
             track_id += 1
 
     def _select(
@@ -278,6 +282,7 @@ class NativeMp4:
                 out.src.kind == "video",
                 first,
                 fmt.PKT_KEY,
+                out.covering_ns,
             )
             if got is None:
                 continue

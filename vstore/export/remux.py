@@ -7,10 +7,11 @@ from typing import Any
 
 from vstore.base.errors import CorruptSegment, VstoreError
 from vstore.base.timebase import (
+    NS_PER_S,
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import adts_to_asc
+from vstore.codec.aac import AAC_FRAME_SAMPLES, adts_to_asc
 from vstore.codec.annexb import (
     config_to_annexb,
     length_prefixed_to_annexb,
@@ -115,6 +116,11 @@ def mux_plan(
     first = True  # the clip's first chunk: decoding starts at its keyframe
     origin = origin_ns(plan, format)
     last_dts: dict[int, int] = {}  # per track, in its time base
+    covering = {
+        t.index: AAC_FRAME_SAMPLES * NS_PER_S // (t.sample_rate or 48000)
+        for t in tracks
+        if t.kind == "audio" and t.codec == "aac" and format in EDITED_FORMATS
+    }
     overlapped = 0
     for part in plan.parts:
         rd = readers.get(part.segment.segment_id)
@@ -159,8 +165,13 @@ def mux_plan(
                     cut, shown_ns = last.get(p.track, (-1, 0))
                     if (k > cut and p.wall_ns >= shown_ns) or k in lead:
                         continue
-                elif not origin <= p.wall_ns < plan.end_ns:
-                    continue  # audio starts where the first frame shown does
+                elif not (
+                    origin <= p.wall_ns < plan.end_ns
+                    or origin - covering.get(p.track, 0) < p.wall_ns < plan.end_ns
+                ):
+                    # Audio starts where the first frame shown does; in a format with edit
+                    # lists, with the AAC frame playing at that instant (the list trims it).
+                    continue
                 data = bytes(p.data)
                 if p.track in adts:
                     data = data[adts[p.track] :]
