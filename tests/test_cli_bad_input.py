@@ -458,3 +458,13 @@ def test_an_error_a_job_server_reports_is_rebuilt_as_its_own_class():
 
     assert error_class("NotFound") is NotFound
     assert error_class("NoSuchError") is VstoreError
+
+
+def test_an_endpoint_that_is_not_a_url_is_a_usage_error(monkeypatch, capsys):
+    """`AWS_ENDPOINT_URL=127.0.0.1:9000` (the scheme forgotten): one line, exit 2."""
+    from vstore.cli.main import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "127.0.0.1:9000")
+    assert main(["ls", "--store", "s3://cctv/site-a"]) == 2
+    err = capsys.readouterr().err
+    assert "must be a URL such as http://" in err and "Traceback" not in err

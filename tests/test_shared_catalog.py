@@ -294,3 +294,22 @@ def test_a_node_with_an_empty_disk_clips_from_seaweedfs_and_a_stale_owner_is_ref
     finally:
         old.close()
         new.close()
+
+
+def test_a_seaweedfs_bucket_without_object_lock_is_a_tier_without_object_holds(
+    seaweed, monkeypatch
+):
+    """SeaweedFS refuses a legal hold in a bucket made without Object Lock with a bare
+    "Invalid Request": that is a bucket without object holds (the hold is vstore's alone),
+    not a failure to retry."""
+    import boto3
+
+    from vstore.tier.s3 import S3Tier
+
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    boto3.client("s3").create_bucket(Bucket="plain")
+    tier = S3Tier("plain", "p")
+    tier.put_bytes("seg/a.vseg", b"footage")
+    assert tier.set_legal_hold("seg/a.vseg", True) is False
+    assert tier.legal_hold("seg/a.vseg") is None

@@ -30,7 +30,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from vstore.base.errors import NotFound, PreconditionFailed, TierError
+from vstore.base.errors import NotFound, PreconditionFailed, TierError, UsageError
 from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import ABSENT, BlobTier, ByteRange, ObjectInfo
 from vstore.tier.body import HashingReader, ThrottledReader
@@ -105,7 +105,14 @@ class S3Tier(BlobTier):
         if access_key and secret_key:
             kwargs["aws_access_key_id"] = access_key
             kwargs["aws_secret_access_key"] = secret_key
-        self._s3 = _client(kwargs, (max_attempts, connect_timeout_s, read_timeout_s))
+        try:
+            self._s3 = _client(kwargs, (max_attempts, connect_timeout_s, read_timeout_s))
+        except ValueError as exc:  # botocore's word for an endpoint that is not a URL
+            raise UsageError(
+                f"{exc}: AWS_ENDPOINT_URL (or the endpoint given) must be a URL such as "
+                "http://127.0.0.1:9000"
+            ) from None
+        self._lock_enabled: bool | None = None  # the bucket's Object Lock, once asked
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -308,7 +315,7 @@ class S3Tier(BlobTier):
                 LegalHold={"Status": "ON" if on else "OFF"},
             )
         except ClientError as exc:
-            if _no_object_lock(exc):
+            if _no_object_lock(exc) or self._unlocked_bucket(exc):
                 return False
             raise self._fail(exc, f"legal hold on {key}") from exc
         except BotoCoreError as exc:
@@ -320,7 +327,7 @@ class S3Tier(BlobTier):
         try:
             r = self._s3.get_object_legal_hold(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
-            if _no_object_lock(exc):
+            if _no_object_lock(exc) or self._unlocked_bucket(exc):
                 return None
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchObjectLockConfiguration":
@@ -329,6 +336,28 @@ class S3Tier(BlobTier):
         except BotoCoreError as exc:
             raise self._fail(exc, f"legal hold of {key}") from exc
         return bool(r.get("LegalHold", {}).get("Status") == "ON")
+
+    def _unlocked_bucket(self, exc: ClientError) -> bool:
+        """Whether a legal-hold request was refused as an InvalidRequest because the bucket
+        has no Object Lock: SeaweedFS says only "Invalid Request", so the bucket is asked
+        (once per client)."""
+        if exc.response.get("Error", {}).get("Code") != "InvalidRequest":
+            return False
+        if self._lock_enabled is None:
+            try:
+                cfg = self._s3.get_object_lock_configuration(Bucket=self.bucket)
+                enabled = cfg.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+                self._lock_enabled = enabled == "Enabled"
+            except ClientError as e:
+                if (
+                    e.response.get("Error", {}).get("Code")
+                    != "ObjectLockConfigurationNotFoundError"
+                ):
+                    return False  # (the bucket could not say: the refusal stands)
+                self._lock_enabled = False
+            except BotoCoreError:
+                return False
+        return not self._lock_enabled
 
     def list_dirs(self, prefix: str) -> Iterator[str]:
         full = self._key(prefix)
