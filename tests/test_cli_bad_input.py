@@ -468,3 +468,12 @@ def test_an_endpoint_that_is_not_a_url_is_a_usage_error(monkeypatch, capsys):
     assert main(["ls", "--store", "s3://cctv/site-a"]) == 2
     err = capsys.readouterr().err
     assert "must be a URL such as http://" in err and "Traceback" not in err
+
+
+def test_a_bucket_given_to_a_command_that_needs_a_store_is_named_as_such(capsys):
+    from vstore.cli.main import main
+
+    assert main(["hold", "list", "--store", "s3://cctv/site-a"]) == 2
+    assert "is a bucket: ls, timeline, clip, snapshot and verify" in capsys.readouterr().err
+    assert main(["ls", "--store", "S3://cctv/site-a"]) == 2
+    assert "a bucket is written s3://BUCKET/PREFIX" in capsys.readouterr().err

@@ -110,7 +110,18 @@ def test_a_fresh_reader_clips_any_tiered_camera_from_the_bucket_alone(
     # A camera the bucket does not hold is the same clear error as in a store.
     assert main(["clip", "--camera", "nope", "--from", frm, "--to", to, "--store", url,
                  "-o", str(tmp_path / "n.mp4")]) == 3  # fmt: skip
-    assert "nope" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nope" in err and "depot, gate" in err  # (the bucket's cameras named)
+    # A camera's range past its catalog hours: no footage there, not an unknown camera.
+    later = [format_time(START_NS + 86_400 * S), format_time(START_NS + 86_410 * S)]
+    assert main(["clip", "--camera", "gate", "--from", later[0], "--to", later[1],
+                 "--store", url, "-o", str(tmp_path / "n.mp4")]) == 3  # fmt: skip
+    assert "no footage" in capsys.readouterr().err
+    # A prefix that holds no catalog is said to, not shown as an empty archive.
+    for cmd in (["ls"], ["clip", "--camera", "gate", "--from", frm, "--to", to, "-o",
+                         str(tmp_path / "n.mp4")]):  # fmt: skip
+        assert main([*cmd, "--store", f"s3://{bucket}/no-such-prefix"]) == 3
+        assert "no vstore catalog under" in capsys.readouterr().err
 
 
 def test_a_stale_owner_never_overwrites_what_a_newer_one_wrote(tmp_path, media):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import VstoreError
+from vstore.base.errors import NotFound, VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.timebase import GAP_TOLERANCE_NS
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
@@ -231,6 +231,8 @@ def bucket_cameras(url: str) -> list[CameraSummary]:
     its hours."""
     tier = open_tier(url)
     cams = sorted(tier.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+    if not cams:
+        raise NotFound(_no_catalog(tier.url))
 
     def one(cam: str) -> CameraSummary:
         doc = _read(tier, layout.catalog_summary_key(cam))
@@ -245,6 +247,13 @@ def bucket_cameras(url: str) -> list[CameraSummary]:
 
     with ThreadPoolExecutor(16) as pool:
         return [c for c in pool.map(one, cams) if c.segments]
+
+
+def _no_catalog(url: str) -> str:
+    return (
+        f"no vstore catalog under {url}: nothing was tiered there yet, or the prefix is not "
+        "the one the stores tier to (their [tier] url)"
+    )
 
 
 def _camera_line(camera: str, hours_: list[dict[str, int]]) -> CameraSummary:
@@ -465,6 +474,15 @@ def open_bucket(
             view = store.use_tier(tier)  # (one client: making another costs more than a read)
             for key in keys:
                 index_hour(store, view, key, counter.__next__)
+            if not keys or any(store.index.camera_num(c) is None for c in wanted or ()):
+                # A camera asked for with no footage in the range is still one the bucket
+                # knows ("no footage between ...", as a store says), and an unknown one's
+                # error names those it does know: every camera of the catalog is listed.
+                known = sorted(view.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+                if not known:
+                    raise NotFound(_no_catalog(tier.url))
+                for cam in known:
+                    store.index.camera_num(cam, create=True)
             store.read_only = True  # a view: nothing here may change what it shows
             yield store
         finally:

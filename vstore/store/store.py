@@ -71,7 +71,16 @@ def resolve_store_path(arg: str | None) -> Path:
     """--store, else $VSTORE_STORE, else ./vstore-data."""
     if arg is not None and not arg.strip():
         raise UsageError("the store path is empty")
-    return Path(arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE)
+    given = arg or os.environ.get("VSTORE_STORE") or DEFAULT_STORE
+    if given.startswith("s3://"):
+        # (the read commands open a bucket before they come here: this one needs a store)
+        raise UsageError(
+            f"{given} is a bucket: ls, timeline, clip, snapshot and verify read from one; "
+            "this command works on a store directory"
+        )
+    if given.lower().startswith("s3:"):
+        raise UsageError(f"{given}: a bucket is written s3://BUCKET/PREFIX")
+    return Path(given)
 
 
 class CameraSummary(NamedTuple):
