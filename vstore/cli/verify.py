@@ -59,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         for c in rep.checks:
-            print(f"{'ok  ' if c.ok else 'FAIL'}  {c.check:<9} {c.target}: {c.detail}")
+            mark = {True: "ok  ", False: "FAIL", None: "n/a "}[c.ok]
+            print(f"{mark}  {c.check:<9} {c.target}: {c.detail}")
         if rep.ok:
-            print(f"verified: {len(rep.checks)} check(s) passed")
+            unmade = len(rep.unmade())
+            print(
+                f"verified: {len(rep.checks) - unmade} check(s) passed"
+                + (f", {unmade} could not be made (n/a above)" if unmade else "")
+            )
             if not rep.key_given and rep.lone_clip:
                 print(
                     "note: checked against the certificate inside the clip; give --cert with "

@@ -34,7 +34,7 @@ class Check(NamedTuple):
 
     check: str  # signature | manifest | clip | eff | file | source
     target: str
-    ok: bool
+    ok: bool | None  # None: it could not be made (the footage to build again is gone)
     detail: str
 
 
@@ -47,10 +47,14 @@ class VerifyReport(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        """No check failed, and some passed (one that could not be made is no failure)."""
+        return any(c.ok for c in self.checks) and all(c.ok is not False for c in self.checks)
 
     def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
+        return [c for c in self.checks if c.ok is False]
+
+    def unmade(self) -> list[Check]:
+        return [c for c in self.checks if c.ok is None]
 
 
 class _Package:
@@ -349,8 +353,10 @@ def _rederive(
             req = c["requested"]
             plan = plan_clip(store, cam, int(req["from_ns"]), int(req["to_ns"]))
         except NotFound as exc:
-            yield Check("source", name, False, f"its footage is no longer in the store ({exc})"
-                        + elsewhere)  # fmt: skip
+            # Not a failure of the package: footage deleted since (by its retention, which
+            # the audit log records) cannot be built again, and says nothing either way.
+            yield Check("source", name, None, "not checked: its footage is no longer in the "
+                        f"store ({exc}){elsewhere}")  # fmt: skip
             continue
         except (KeyError, TypeError, ValueError) as exc:
             yield Check("source", name, False, f"the manifest's entry is malformed ({exc})")
