@@ -1,7 +1,6 @@
 """Injected clocks: jobs read time through a Clock so tests can drive it (FakeClock), and
 the judgement of whether the wall clock can be trusted against what it last read."""
 
-from __future__ import annotations
 
 import threading
 import time

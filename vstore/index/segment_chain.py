@@ -10,7 +10,6 @@ camera's head record (``R`` cam) names the newest link, signed again periodicall
 time of signing. Verification is ``verify_chain``; docs/design/evidence.md has the layout.
 """
 
-from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable, Sequence
@@ -50,7 +49,7 @@ class ChainLink(NamedTuple):
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ChainLink:
+    def from_json(cls, d: dict[str, Any]) -> "ChainLink":
         return cls(int(d["seq"]), str(d["prev"]), str(d.get("key_id", "")), str(d.get("sig", "")))
 
 
@@ -131,7 +130,7 @@ class ChainHead(NamedTuple):
             sort_keys=True,
         )
 
-    def signed(self, signer: LinkSigner | None, at_ns: int) -> ChainHead:
+    def signed(self, signer: LinkSigner | None, at_ns: int) -> "ChainHead":
         if signer is None:
             return self._replace(signed_at_ns=0, key_id="", signature="")
         head = self._replace(signed_at_ns=at_ns, key_id=signer.key_id)
@@ -143,7 +142,7 @@ class ChainHead(NamedTuple):
         return dumps_compact(self._asdict(), sort_keys=True)
 
     @classmethod
-    def decode(cls, raw: bytes) -> ChainHead:
+    def decode(cls, raw: bytes) -> "ChainHead":
         return cls(**loads_dict(raw))
 
 

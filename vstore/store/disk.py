@@ -1,6 +1,5 @@
 """Disk usage, and the free space the retention watermark asks for."""
 
-from __future__ import annotations
 
 import os
 from typing import NamedTuple
