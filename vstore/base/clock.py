@@ -1,7 +1,6 @@
 """Injected clocks: jobs read time through a Clock so tests can drive it (FakeClock), and
 the judgement of whether the wall clock can be trusted against what it last read."""
 
-
 import threading
 import time
 from typing import NamedTuple, Protocol

@@ -10,7 +10,6 @@ camera's head record (``R`` cam) names the newest link, signed again periodicall
 time of signing. Verification is ``verify_chain``; docs/design/evidence.md has the layout.
 """
 
-
 import base64
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol

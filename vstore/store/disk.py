@@ -1,6 +1,5 @@
 """Disk usage, and the free space the retention watermark asks for."""
 
-
 import os
 from typing import NamedTuple
 

@@ -11,7 +11,6 @@ The holder writes and locks a temporary file and only then renames it into place
 checker never sees a lease file that is not yet locked.
 """
 
-
 import fcntl
 import json
 import os
