@@ -231,14 +231,15 @@ def _write_clip(
         target: Any = str(staged)
     elif isinstance(out, str | os.PathLike):
         output = ClipOutput(out)
-        target = str(output.path)
-        if format in STREAMED_FORMATS:
+        if format not in STREAMED_FORMATS:
+            target = output.name_for_creating()
+        else:
             # Written through a Python file, not by FFmpeg's own file I/O: FFmpeg lets a
             # write that fails at the end of a fragmented MP4 pass, and the clip would be
             # cut short in silence; a Python file raises, and PyAV hands that on. (MP4 and
             # MOV keep FFmpeg's: moving their moov to the front reopens the file by name.)
             try:
-                out_file = _FileSink(open(output.path, "wb"))  # noqa: SIM115 - closed below
+                out_file = _FileSink(os.fdopen(output.open_fd(), "wb"))
             except OSError as exc:
                 output.abort()
                 raise translate_oserror(exc, f"cannot write the clip to {out}") from exc

@@ -32,15 +32,38 @@ class ClipOutput:
         except OSError:
             pass  # (the open says what is wrong)
         self.path = self.target
+        self._fd = -1
         if not self.in_place:
             name = f".{self.target.name}.{os.getpid()}-{os.urandom(4).hex()}.part"
             staged = self.target.with_name(name)
             try:
                 # Created here (O_EXCL) so that nothing else's file is ever written or removed.
-                os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                self._fd = os.open(staged, flags, 0o644)
                 self.path = staged
             except OSError:
                 self.in_place = True  # a directory we may not add to: the target itself
+
+    def open_fd(self) -> int:
+        """A descriptor to write the clip with (the caller closes it): the staged file as it
+        was created, never truncated (on ext4 a truncate to nothing, even of an empty file,
+        makes its close start writeback: the cost this class avoids), or the target
+        itself, truncated."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            return fd
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def name_for_creating(self) -> str:
+        """The path, for a writer that opens it by name itself (FFmpeg's own file I/O): the
+        staged name is freed first, so that the writer creates the file rather than
+        truncating it."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self.path != self.target:
+                self.path.unlink(missing_ok=True)
+        return str(self.path)
 
     def commit(self) -> None:
         """Put the whole clip in place."""
@@ -56,6 +79,9 @@ class ClipOutput:
     def abort(self) -> None:
         """The clip failed: remove what it wrote, unless that is the target written in place
         and there before (it cannot be given back)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         if self.path != self.target or not self.existed:
             try:
                 if stat.S_ISREG(self.path.lstat().st_mode):

@@ -109,10 +109,9 @@ class BlockSink:
         self._file: IO[bytes] | None = None
         if isinstance(out, str | os.PathLike):
             self.path = Path(out)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
             self._output = ClipOutput(self.path)
             try:
-                self._fd = os.open(self._output.path, flags, 0o644)
+                self._fd = self._output.open_fd()
             except OSError as exc:
                 self._output.abort()
                 raise translate_oserror(exc, f"cannot write the clip to {self.path}") from exc
