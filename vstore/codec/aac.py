@@ -6,6 +6,12 @@ from __future__ import annotations
 # Samples per channel in one AAC frame (raw data block): every AAC-LC frame cameras send.
 AAC_FRAME_SAMPLES = 1024
 
+
+def aac_frame_ns(sample_rate: int) -> int:
+    """How long one AAC frame plays, in nanoseconds."""
+    return AAC_FRAME_SAMPLES * 1_000_000_000 // sample_rate
+
+
 AAC_RATES = (
     96000,
     88200,

@@ -16,7 +16,7 @@ from vstore.base.timebase import (
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import AAC_FRAME_SAMPLES, adts_to_asc, asc_sample_rate
+from vstore.codec.aac import AAC_FRAME_SAMPLES, aac_frame_ns, adts_to_asc, asc_sample_rate
 from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
@@ -247,7 +247,7 @@ class NativeMp4:
                 asc=t.extradata if t.kind == "audio" else b"",
             )
             if t.kind == "audio":
-                self.tracks[t.index].covering_ns = AAC_FRAME_SAMPLES * NS_PER_S // rate
+                self.tracks[t.index].covering_ns = aac_frame_ns(rate)
             track_id += 1
 
     def _select(

@@ -7,11 +7,10 @@ from typing import Any
 
 from vstore.base.errors import CorruptSegment, VstoreError
 from vstore.base.timebase import (
-    NS_PER_S,
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import AAC_FRAME_SAMPLES, adts_to_asc
+from vstore.codec.aac import aac_frame_ns, adts_to_asc
 from vstore.codec.annexb import (
     config_to_annexb,
     length_prefixed_to_annexb,
@@ -117,7 +116,7 @@ def mux_plan(
     origin = origin_ns(plan, format)
     last_dts: dict[int, int] = {}  # per track, in its time base
     covering = {
-        t.index: AAC_FRAME_SAMPLES * NS_PER_S // (t.sample_rate or 48000)
+        t.index: aac_frame_ns(t.sample_rate or 48000)
         for t in tracks
         if t.kind == "audio" and t.codec == "aac" and format in EDITED_FORMATS
     }
