@@ -477,3 +477,27 @@ def test_a_bucket_given_to_a_command_that_needs_a_store_is_named_as_such(capsys)
     assert "is a bucket: ls, timeline, clip, snapshot and verify" in capsys.readouterr().err
     assert main(["ls", "--store", "S3://cctv/site-a"]) == 2
     assert "a bucket is written s3://BUCKET/PREFIX" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["clip", "snapshot"])
+def test_video_to_a_terminal_is_refused(store_dir, command):
+    """`-o -` with stdout a terminal would spray binary over it: refused, exit 2."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    seed(store_dir)
+    argv = [sys.executable, "-m", "vstore.cli.main", command, "--store", str(store_dir)]
+    argv += ["--camera", "cam", "-o", "-"]
+    if command == "clip":
+        argv += ["--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:02Z"]
+    else:
+        argv += ["--at", "2025-01-17T01:00:01Z"]
+    primary, secondary = pty.openpty()
+    try:
+        r = subprocess.run(argv, stdout=secondary, stderr=subprocess.PIPE, text=True, check=False)
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert r.returncode == 2 and "which is a terminal" in r.stderr

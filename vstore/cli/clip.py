@@ -101,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give -o FILE (or --plan)")
     if not args.plan and args.output == "-" and args.json:
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
+    if not args.plan and args.output == "-" and sys.stdout.isatty():
+        raise UsageError(
+            "-o - writes video to stdout, which is a terminal: pipe it or give -o FILE"
+        )
     if not args.plan and args.output != "-":
         refuse_overwrite(args.output, args.overwrite)
     with (

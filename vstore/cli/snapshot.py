@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
         from vstore.base.errors import UsageError
 
         raise UsageError("-o - and --json both want stdout: give -o FILE, or drop --json")
+    if to_stdout and sys.stdout.isatty():
+        from vstore.base.errors import UsageError
+
+        raise UsageError(
+            "-o - writes an image to stdout, which is a terminal: pipe it or give -o FILE"
+        )
     if not to_stdout:
         refuse_overwrite(args.output, args.overwrite)
     with reading(args.store, [args.camera], at - 60 * 10**9, at + 1) as store:
