@@ -238,11 +238,7 @@ def _write_clip(
             # write that fails at the end of a fragmented MP4 pass, and the clip would be
             # cut short in silence; a Python file raises, and PyAV hands that on. (MP4 and
             # MOV keep FFmpeg's: moving their moov to the front reopens the file by name.)
-            try:
-                out_file = _FileSink(os.fdopen(output.open_fd(), "wb"))
-            except OSError as exc:
-                output.abort()
-                raise translate_oserror(exc, f"cannot write the clip to {out}") from exc
+            out_file = _FileSink(os.fdopen(output.open_fd(), "wb"))
             target = out_file
     else:
         sink = _CountingSink(out.write)
@@ -289,11 +285,7 @@ def _write_clip(
             for rd in readers.values():
                 rd.close()
     if output is not None:
-        try:
-            output.commit()
-        except OSError as exc:
-            output.abort()
-            raise translate_oserror(exc, f"putting the clip in place at {out}") from exc
+        output.commit()
     first_byte = None
     written = 0
     if staged is not None:

@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+from vstore.base.fsutil import translate_oserror
+
 
 class ClipOutput:
     """The file a clip to ``target`` is written into (``path``); ``commit()`` when whole,
@@ -20,6 +22,7 @@ class ClipOutput:
     target in a directory this process may not create files in."""
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.name = os.fspath(target)  # as the user gave it, for messages
         self.target = Path(target)
         self.existed = False
         self.in_place = True
@@ -48,11 +51,17 @@ class ClipOutput:
         """A descriptor to write the clip with (the caller closes it): the staged file as it
         was created, never truncated (on ext4 a truncate to nothing, even of an empty file,
         makes its close start writeback: the cost this class avoids), or the target
-        itself, truncated."""
+        itself, truncated. A failure is a vstore error naming the target (what was staged
+        is removed)."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             return fd
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            return os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            self.abort()
+            raise translate_oserror(exc, f"cannot write the clip to {self.name}") from exc
 
     def name_for_creating(self) -> str:
         """The path, for a writer that opens it by name itself (FFmpeg's own file I/O): the
@@ -66,15 +75,17 @@ class ClipOutput:
         return str(self.path)
 
     def commit(self) -> None:
-        """Put the whole clip in place."""
+        """Put the whole clip in place; a failure is a vstore error naming the target (what
+        was staged is removed)."""
         if self.path == self.target:
             return
-        if self.existed:
-            try:
-                self.target.unlink()
-            except FileNotFoundError:
-                pass
-        os.rename(self.path, self.target)
+        try:
+            if self.existed:
+                self.target.unlink(missing_ok=True)
+            os.rename(self.path, self.target)
+        except OSError as exc:
+            self.abort()
+            raise translate_oserror(exc, f"putting the clip in place at {self.name}") from exc
 
     def abort(self) -> None:
         """The clip failed: remove what it wrote, unless that is the target written in place

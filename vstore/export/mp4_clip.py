@@ -110,11 +110,7 @@ class BlockSink:
         if isinstance(out, str | os.PathLike):
             self.path = Path(out)
             self._output = ClipOutput(self.path)
-            try:
-                self._fd = self._output.open_fd()
-            except OSError as exc:
-                self._output.abort()
-                raise translate_oserror(exc, f"cannot write the clip to {self.path}") from exc
+            self._fd = self._output.open_fd()
         else:
             self._file = out
 
@@ -152,10 +148,7 @@ class BlockSink:
             os.close(self._fd)
             self._fd = -1
         if self._output is not None:
-            try:
-                self._output.commit()
-            except OSError as exc:
-                raise translate_oserror(exc, f"putting the clip in place at {self.path}") from exc
+            self._output.commit()
             self._output = None
 
     def abort(self) -> None:
@@ -236,9 +229,6 @@ class NativeMp4:
                 scale = t.sample_rate or (asc_sample_rate(t.extradata) if t.extradata else 0)
                 scale = scale or 48000
             out = Mp4Track(track_id, t.kind, scale, b"", t.width, t.height)
-            rate = t.sample_rate or scale
-            if t.kind == "audio":
-                out.sample_duration = max(1, AAC_FRAME_SAMPLES * scale // rate)
             self.tracks[t.index] = _TrackOut(
                 t,
                 out,
@@ -247,6 +237,8 @@ class NativeMp4:
                 asc=t.extradata if t.kind == "audio" else b"",
             )
             if t.kind == "audio":
+                rate = t.sample_rate or scale
+                out.sample_duration = max(1, AAC_FRAME_SAMPLES * scale // rate)
                 self.tracks[t.index].covering_ns = aac_frame_ns(rate)
             track_id += 1
 
