@@ -519,12 +519,21 @@ _PAGE = """<html><body><video id="v" src="clip.mp4" muted playsinline></video>
 <canvas id="c"></canvas><pre id="out">pending</pre><script>
 const v = document.getElementById('v');
 v.addEventListener('loadeddata', () => { v.currentTime = 0; });
-v.addEventListener('seeked', () => {
+// A loaded machine can fire 'seeked' before the frame reaches the compositor, and the canvas
+// then gets a blank picture: draw again until it holds one (or say it never did).
+function draw(tries) {
   const c = document.getElementById('c');
   c.width = v.videoWidth; c.height = v.videoHeight;
-  c.getContext('2d').drawImage(v, 0, 0);
-  document.getElementById('out').textContent = c.toDataURL('image/png');
-});
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0);
+  const px = g.getImageData(0, 0, c.width, c.height).data;
+  let lit = false;
+  for (let i = 0; i < px.length && !lit; i += 4) lit = px[i + 3] > 0 && (px[i] | px[i + 1] | px[i + 2]) > 0;
+  if (lit) document.getElementById('out').textContent = c.toDataURL('image/png');
+  else if (tries > 0) setTimeout(() => draw(tries - 1), 50);
+  else document.getElementById('out').textContent = 'blank canvas';
+}
+v.addEventListener('seeked', () => draw(80));
 v.addEventListener('error', () => {
   document.getElementById('out').textContent = 'failed ' + v.error.code;
 });
@@ -566,7 +575,7 @@ def test_chromium_shows_the_frame_on_screen_at_the_clips_start_first(tmp_path, m
     try:
         r = subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
-             "--virtual-time-budget=5000", "--dump-dom",
+             "--virtual-time-budget=10000", "--dump-dom",
              f"http://127.0.0.1:{server.server_address[1]}/index.html"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
