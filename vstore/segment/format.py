@@ -19,8 +19,6 @@ from array import array
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-import zstandard
-
 from vstore.base.errors import CorruptSegment
 from vstore.base.jsonio import dumps_compact
 
@@ -183,9 +181,13 @@ def unpack_header(buf: bytes) -> tuple[SegmentMeta, int]:
 _zstd = threading.local()
 
 
-def _codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+def _codecs() -> tuple[Any, Any]:
+    """This thread's (ZstdCompressor, ZstdDecompressor). zstandard is imported on first use:
+    the tables of high-bitrate footage are stored raw, and a short command need not load it."""
     pair = getattr(_zstd, "pair", None)
     if pair is None:
+        import zstandard
+
         pair = _zstd.pair = (
             zstandard.ZstdCompressor(level=ZSTD_LEVEL),
             zstandard.ZstdDecompressor(),
@@ -313,8 +315,11 @@ def decode_table(
     raw: bytes | memoryview
     row = PTABLE_ROW_BYTES + (SAMPLE_SIZE_BYTES if chunk_flags & CHUNK_SAMPLE_SIZES else 0)
     if codec == TABLE_ZSTD:
+        decompressor = _codecs()[1]
+        import zstandard  # loaded by _codecs(): only its error class is wanted here
+
         try:
-            raw = _codecs()[1].decompress(bytes(stored), max_output_size=n * row)
+            raw = decompressor.decompress(bytes(stored), max_output_size=n * row)
         except zstandard.ZstdError as exc:
             raise CorruptSegment(f"packet table does not decompress: {exc}") from exc
     else:

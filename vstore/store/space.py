@@ -13,7 +13,6 @@ them, and resumes by itself at the first keyframe after it does.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vstore.base.errors import StorageFull
+from vstore.base.logger import get_logger
 from vstore.store.config import RetentionConfig
 from vstore.store.disk import DiskUsage, min_free_bytes
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # A pass that could not meet the target is not retried sooner than this: a camera paused
 # for space asks at every keyframe, and a pass reads the whole catalog.

@@ -17,7 +17,6 @@ space keeper's passes. ``close`` must not race other calls.
 import errno
 import fcntl
 import json
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +35,7 @@ from vstore.base.errors import (
     VstoreError,
 )
 from vstore.base.fsutil import Fs, translate_oserror, write_durably
+from vstore.base.logger import get_logger
 from vstore.base.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
@@ -64,7 +64,7 @@ DEFAULT_STORE = "./vstore-data"
 # cameras fsyncing at once share the file system's journal commits.
 SYNC_THREADS = 32
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def resolve_store_path(arg: str | None) -> Path:
