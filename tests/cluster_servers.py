@@ -61,6 +61,9 @@ class SeaweedS3:
         (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g, metrics) = free_ports(9)
         self.port = s3
         self.endpoint = f"http://127.0.0.1:{s3}"
+        # A bucket made at start: tests write under prefixes of their own in it (a new
+        # bucket is a new collection with volumes of its own; -volume.max bounds them).
+        self.bucket = "vstore-ready"
         self.log = data_dir / "weed.log"
         args = [
             weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data_dir}",
@@ -94,8 +97,8 @@ class SeaweedS3:
                 try:
                     s3.list_buckets()
                     # Writes need a volume: one put proves the whole path is up.
-                    s3.create_bucket(Bucket="vstore-ready")
-                    s3.put_object(Bucket="vstore-ready", Key="probe", Body=b"x")
+                    s3.create_bucket(Bucket=self.bucket)
+                    s3.put_object(Bucket=self.bucket, Key="probe", Body=b"x")
                     return
                 except Exception as exc:  # noqa: BLE001 - still starting
                     last = exc

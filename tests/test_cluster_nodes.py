@@ -22,6 +22,7 @@ from tests.service_helpers import (
     wait_for,
 )
 from tools.camsim import StreamSpec, TcpCamera
+from vstore.base import layout
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.ownership import MemberInfo, Ownership, preferred
 
@@ -75,6 +76,7 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
             n: sorted(c for c in CAMS if split[c] == n) for n in ("n1", "n2")
         }
         assert doc["unowned"] == [] and all(0 < m["lease_ttl_s"] <= TTL_S for m in doc["members"])
+        assert doc["deleter"]["member"] in ("n1", "n2")  # one elected deleter of tiered footage
         tok = make_token(stores["n2"], "admin", "*")
         metrics = nodes["n2"].get("/metrics", tok).body.decode()
         assert "vstore_cluster_lease_valid 1.0" in metrics
@@ -91,6 +93,10 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
         newer = own.claims()
         assert all(newer[c].epoch > claims[c].epoch for c in victims)
         wait_for(lambda: all(cameras[c].connections == 2 for c in victims), 10, "reconnects")
+        lead = layout.cluster_leader_key(prefix, "retention")
+        client = EtcdClient(etcd.endpoints)
+        wait_for(lambda: (kv := client.get(lead)) is not None and kv.value == b"n2", 5,
+                 "n2 to be the deleter")  # fmt: skip
         time.sleep(2)
     finally:
         for n in nodes.values():

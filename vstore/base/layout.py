@@ -325,6 +325,12 @@ def cluster_owner_key(prefix: str, camera_id: str) -> str:
     return f"{cluster_owners_prefix(prefix)}{camera_id}"
 
 
+def cluster_leader_key(prefix: str, role: str) -> str:
+    """The key the member elected to ``role`` holds, bound to its lease; its create revision
+    is that leadership's epoch (``retention``: the cluster's one deleter of tiered footage)."""
+    return f"{prefix}/leader/{role}"
+
+
 def catalog_pending_key(camera_num: int, hour_ns: int) -> bytes:
     return keycodec.encode_key(CATALOG_PENDING_PREFIX, camera_num, hour_ns)
 

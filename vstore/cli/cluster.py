@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         state = " draining" if m.draining else ""
         print(f"  {m.name:<16} {m.node:<16} weight {m.weight:g}  lease {m.lease_ttl_s:>3} s "
               f"{len(m.cameras):>5} camera(s){state}")  # fmt: skip
+    if st.deleter is not None:
+        print(f"  deleter of tiered footage: {st.deleter['member']} "
+              f"(epoch {st.deleter['epoch']})")  # fmt: skip
+    else:
+        print("  deleter of tiered footage: none elected (no member running)")
     if st.unowned:
         print(f"  not recorded by any member: {', '.join(st.unowned)}")
     if st.misplaced:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable
 
 from vstore.base.errors import ClusterError
 from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.leadership import Leadership
 from vstore.cluster.membership import Member
 from vstore.cluster.ownership import Claim, Ownership, preferred
+from vstore.lifecycle.bucket_retention import Deleter
 from vstore.store.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class Agent:
             {**(info or {}), "weight": config.weight},
             on_lost=self._lost,
         )
+        # The cluster's one deleter of tiered footage (E1): whichever member stands first.
+        self.retention_lead = Leadership(self.client, config.prefix, "retention", self.member)
         self._cameras = cameras
         self._apply = apply
         self.on_drained: Callable[[], None] | None = None  # drained: every camera handed over
@@ -80,6 +84,13 @@ class Agent:
         if c is None or not self.member.valid():
             raise ClusterError(f"camera {camera}: this member holds no valid claim on it")
         return c.epoch, c.since_ns
+
+    def deleter(self) -> Deleter | None:
+        """This member as the cluster's deleter of tiered footage, if it is the one now."""
+        epoch = self.retention_lead.epoch()
+        if not epoch:
+            return None
+        return Deleter(self.name, epoch, self.retention_lead.leads)
 
     def owned(self) -> dict[str, Claim]:
         with self._lock:
@@ -156,6 +167,8 @@ class Agent:
         if taken:
             log.info("cluster: recording %d camera(s): %s", len(taken), _some(taken))
             self._apply()
+        if self.member.valid():
+            self.retention_lead.tick()
         mine = next((m for m in members if m.name == me), None)
         if mine is not None and mine.draining and not self.owned() and self.on_drained:
             log.info("cluster: drained (every camera handed over)")

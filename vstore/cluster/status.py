@@ -32,6 +32,8 @@ class ClusterStatus:
     owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # camera -> member, epoch
     unowned: list[str] = field(default_factory=list)  # configured, recorded by nobody
     misplaced: list[str] = field(default_factory=list)  # held by another than should (moving)
+    # The member elected to delete the bucket's tiered footage, and its epoch (None: nobody).
+    deleter: dict[str, Any] | None = None
 
 
 def cluster_status(
@@ -55,6 +57,9 @@ def cluster_status(
         held = sorted(c for c, cl in claims.items() if cl.member == m.name)
         out.members.append(MemberStatus(m.name, m.node, m.weight, m.draining, ttl, held))
     out.owners = {c: {"member": cl.member, "epoch": cl.epoch} for c, cl in sorted(claims.items())}
+    kv = client.get(layout.cluster_leader_key(prefix, "retention"))
+    if kv is not None:
+        out.deleter = {"member": kv.value.decode(errors="replace"), "epoch": kv.create_revision}
     out.unowned = sorted(set(cameras) - set(claims))
     out.misplaced = sorted(
         c for c, cl in claims.items() if preferred(c, members, pins or {}) not in (None, cl.member)

@@ -39,6 +39,7 @@ from vstore.index.segment_chain import (
 )
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle import shared_catalog
+from vstore.lifecycle.bucket_retention import catch_up
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
 from vstore.store.audit_log import pruned_state
@@ -269,6 +270,9 @@ def _check_catalog(store: Store, rep: CheckReport, repair: bool) -> None:
         problem = Problem("C11", where, f"the shared catalog hour {what}")
         rep.problems.append(problem)
     if repair and found and not store.read_only:
+        for url in sorted({url for _num, _hour, url, _w in found}):
+            # The cluster's deleter's decisions first (E5): rows it deleted leave the index.
+            catch_up(store, store.tier(url), "check --repair")
         shared_catalog.mark_hours(store, [(num, hour, url) for num, hour, url, _w in found])
         res = shared_catalog.publish_pending(store)
         for p in rep.problems[-len(found) :]:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from vstore.base.clock import ClockVerdict
 from vstore.base.errors import CorruptSegment, TierError, VstoreError
 from vstore.base.timebase import format_duration, format_time
+from vstore.lifecycle.bucket_retention import NotDeleter, catch_up, run_bucket_retention
 from vstore.lifecycle.catalog import catalog, leased_ids
 from vstore.lifecycle.retention_plan import RetentionPlan, plan_retention
 from vstore.lifecycle.shared_catalog import publish_pending
@@ -168,6 +171,9 @@ def run_retention(
         min_free_bytes=min_free_bytes(cfg, disk),
         leased=leased_ids(store.leases(), table),
     )
+    bucket = _cluster_bucket(store)
+    if bucket is not None:  # (its tiered footage is the cluster's deleter's)
+        plan.leave_to_deleter(bucket)
     if len(plan.trim_rows):
         # What the trims free, from the segments' own directories: a dry run then says
         # exactly what the run does (a segment its holds keep whole is not trimmed).
@@ -198,13 +204,82 @@ def run_retention(
     if not verdict.trusted:
         logging.getLogger(__name__).error("retention: %s", verdict.message)
     if dry_run:
+        if bucket is not None:
+            plan.cluster = _cluster_part(store, bucket, verdict, policy_of, by, None, dry_run)
         return plan, None
     if verdict.trusted:
         store.mark_clock()
     res = apply_plan(store, plan, by=by, progress=progress)
     if hold_sync is not None:
         res.errors.extend(f"shared holds: {e}" for e in hold_sync.errors)
+    if bucket is not None:
+        plan.cluster = _cluster_part(store, bucket, verdict, policy_of, by, res, dry_run)
     return plan, res
+
+
+def _cluster_bucket(store: Store) -> str | None:
+    """The bucket whose tiered footage the cluster's elected deleter deletes: a cluster
+    member's [tier] url (None alone: each store deletes its own objects)."""
+    cfg = store.config
+    if not (cfg.cluster.etcd and cfg.tier.url):
+        return None
+    return store.tier(cfg.tier.url).url  # (as rows name it: the tier's own form of the URL)
+
+
+def deletion_delay_ns(store: Store) -> int:
+    """How long the deleter keeps an object after taking it out of the catalog: [cluster]
+    deletion_delay_s, else twice the retention interval (so every store's run sees it)."""
+    cfg = store.config
+    if cfg.cluster.deletion_delay_s is not None:
+        return int(cfg.cluster.deletion_delay_s * 10**9)
+    return 2 * (cfg.retention.every_ns or 300 * 10**9)
+
+
+def _cluster_part(
+    store: Store,
+    bucket: str,
+    verdict: ClockVerdict,
+    policy_of: Callable[[str], RetentionPolicy],
+    by: str,
+    res: ApplyResult | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """A cluster member's share of retention beyond its own disk: as the elected deleter,
+    the bucket's run (E1-E4); as every member, its index caught up with the deleter's
+    decisions (E5). What it did, for the run's report; its errors join ``res``'s."""
+    tier = store.tier(bucket)
+    deleter = store.tiered_deleter() if store.tiered_deleter is not None else None
+    out: dict[str, Any] = {"bucket": tier.url, "deleter": None}
+    errors: list[str] = []
+    if deleter is None:
+        out["note"] = (
+            "tiered footage is deleted by the cluster's elected deleter (a member of a running "
+            "`vstore serve`), not by this run"
+        )
+    elif not verdict.trusted:
+        out["deleter"] = deleter.who()
+        out["note"] = "the clock is not trusted: the deleter deleted nothing this run"
+    else:
+        out["deleter"] = deleter.who()
+        try:
+            done = run_bucket_retention(store, tier, deleter, verdict.now_ns,
+                                        deletion_delay_ns(store), policy_of, list_holds(store),
+                                        by=by, dry_run=dry_run)  # fmt: skip
+            out["bucket_run"] = done.as_json()
+            errors.extend(done.errors)
+        except NotDeleter as exc:
+            out["note"] = str(exc)
+        except VstoreError as exc:
+            errors.append(f"the cluster's deletion run stopped: {exc}")
+    if not dry_run:
+        cu = catch_up(store, tier, by)
+        out["index_caught_up"] = {"dropped": cu.dropped, "taken_back": cu.taken_back}
+        errors.extend(cu.errors)
+    if res is not None:
+        res.errors.extend(f"cluster retention: {e}" for e in errors)
+    else:
+        out["errors"] = errors
+    return out
 
 
 def make_room(store: Store) -> tuple[int, str]:

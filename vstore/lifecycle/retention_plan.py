@@ -141,6 +141,26 @@ class RetentionPlan:
         self.trim_gain_bytes = 0  # what the planned trims free (an estimate by time)
         self.trim_rows = np.zeros(0, dtype=np.int64)  # expired but held: keep held chunks only
         self._deletions: list[Deletion] | None = None
+        self.left_to_deleter = 0  # tiered deletions left to the cluster's deleter
+        self.cluster: dict[str, Any] | None = None  # a cluster member's share (retention.py)
+
+    def leave_to_deleter(self, location: str) -> int:
+        """Take out of the plan (deletions and trims) what is tiered to ``location``: a
+        cluster's shared bucket, whose footage the cluster's elected deleter deletes from the
+        catalog of record (bucket_retention.py). How many deletions were taken out."""
+        import numpy as np
+
+        t = self.table
+        if t.locations is None or not len(t.locations):
+            return 0
+        there = np.fromiter((loc == location for loc in t.locations), dtype=bool,
+                            count=len(t.locations))  # fmt: skip
+        keep = ~there[self.rows]
+        self.left_to_deleter = int((~keep).sum())
+        self.rows, self.reasons = self.rows[keep], self.reasons[keep]
+        self.trim_rows = self.trim_rows[~there[self.trim_rows]]
+        self._deletions = None
+        return self.left_to_deleter
 
     @property
     def deletions(self) -> list[Deletion]:
@@ -215,6 +235,8 @@ class RetentionPlan:
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
             "clock_warning": self.clock_warning or None,
+            "left_to_cluster_deleter": self.left_to_deleter,
+            "cluster": self.cluster,
         }
 
 

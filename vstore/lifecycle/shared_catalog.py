@@ -44,6 +44,11 @@ from vstore.tier.factory import open_tier
 
 FORMAT = "vstore-catalog-hour"
 VERSION = 1
+# An hour's entries the cluster's deleter took out of its list (bucket_retention.py): no
+# writer lists them again. An entry it put back (a hold came) says so under RESTORED, and
+# its store's writes keep it until the store's index has its row again.
+DELETED = "deleted"
+RESTORED = "restored"
 
 
 class Fenced(VstoreError):
@@ -69,7 +74,7 @@ def _pack_chunks(rows: Iterable[ChunkRow]) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _unpack_chunks(text: str) -> list[fmt.DirEntry]:
+def unpack_chunks(text: str) -> list[fmt.DirEntry]:
     raw = base64.b64decode(text)
     if len(raw) % fmt.DIR_ENTRY.size:
         raise VstoreError("a catalog entry's chunk table is truncated")
@@ -108,9 +113,15 @@ def _merge(
     mine: list[dict[str, Any]],
     owner: dict[str, Any],
 ) -> dict[str, Any]:
-    theirs = [e for e in (doc or {}).get("segments", []) if e.get("store") != store_uuid]
+    doc = doc or {}
+    have = {str(e["row"]["path"]) for e in mine}
+    theirs = [
+        e
+        for e in doc.get("segments", [])
+        if e.get("store") != store_uuid or (e.get(RESTORED) and e["row"]["path"] not in have)
+    ]
     segs = sorted(theirs + mine, key=lambda e: (e["row"]["start_ns"], e["store"]))
-    return {
+    out = {
         "format": FORMAT,
         "version": VERSION,
         "camera": camera,
@@ -118,14 +129,23 @@ def _merge(
         "owner": owner,
         "segments": segs,
     }
+    for k in ("deleter", DELETED):  # (the deleter's, kept as it wrote them)
+        if k in doc:
+            out[k] = doc[k]
+    return out
 
 
-def _read(tier: BlobTier, key: str) -> dict[str, Any] | None:
+def deleted_paths(doc: dict[str, Any] | None) -> set[str]:
+    """The object paths an hour's DELETED list names (the deleter's: never listed again)."""
+    return {str(e["row"]["path"]) for e in (doc or {}).get(DELETED, [])}
+
+
+def read_doc(tier: BlobTier, key: str) -> dict[str, Any] | None:
     got = tier.get_versioned(key)
-    return _parse(tier, key, got[0] if got is not None else None)
+    return parse_doc(tier, key, got[0] if got is not None else None)
 
 
-def _parse(tier: BlobTier, key: str, data: bytes | None) -> dict[str, Any] | None:
+def parse_doc(tier: BlobTier, key: str, data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
@@ -161,23 +181,26 @@ def publish_hour(
     last: dict[str, Any] = {}
 
     def change(data: bytes | None) -> bytes:
-        doc = _parse(tier, key, data)
+        doc = parse_doc(tier, key, data)
         prior = (doc or {}).get("owner") or {}
-        listed, owner = mine, me
+        gone = deleted_paths(doc)
+        alive = [e for e in mine if e["row"]["path"] not in gone]  # (never listed again)
+        listed, owner = alive, me
         if int(prior.get("epoch", 0)) > epoch:
             until = int(prior.get("since_ns", 0))
-            listed = [e for e in mine if int(e["row"]["end_ns"]) <= until]
+            listed = [e for e in alive if int(e["row"]["end_ns"]) <= until]
             owner = prior
         merged = _merge(doc, camera, hour_ns, store.uuid, listed, owner)
-        last.update(listed=listed, prior=prior, doc=merged)  # (what the write that landed was)
+        # (what the write that landed was)
+        last.update(listed=listed, alive=alive, prior=prior, doc=merged)
         return dumps_compact(merged)
 
     tier.update(key, change)
-    _summarize(tier, camera, hour_ns, last["doc"])
-    listed, prior = last["listed"], last["prior"]
-    if len(listed) < len(mine):
+    summarize(tier, camera, hour_ns, last["doc"])
+    listed, alive, prior = last["listed"], last["alive"], last["prior"]
+    if len(listed) < len(alive):
         raise Fenced(
-            f"camera {camera}: {len(mine) - len(listed)} segment(s) of {key} were recorded "
+            f"camera {camera}: {len(alive) - len(listed)} segment(s) of {key} were recorded "
             f"after member {prior.get('member') or prior.get('store')!r} took it over "
             f"(epoch {prior.get('epoch')} > {epoch}): a stale owner's, not listed"
         )
@@ -203,14 +226,14 @@ def _hour_stats(doc: dict[str, Any]) -> dict[str, int] | None:
     }
 
 
-def _summarize(tier: BlobTier, camera: str, hour_ns: int, doc: dict[str, Any]) -> None:
+def summarize(tier: BlobTier, camera: str, hour_ns: int, doc: dict[str, Any]) -> None:
     """Set the hour's line of the camera's summary from the hour as written (each write of
     an hour writes its line again, so a line a crash left stale is mended by the next)."""
     key = layout.catalog_summary_key(camera)
     stats = _hour_stats(doc)
 
     def change(data: bytes | None) -> bytes | None:
-        summary = _parse(tier, key, data) or {"format": FORMAT, "version": VERSION,
+        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
                                               "camera": camera, "hours": {}}  # fmt: skip
         hours_ = summary.setdefault("hours", {})
         if hours_.get(str(hour_ns)) == stats:
@@ -235,13 +258,13 @@ def bucket_cameras(url: str) -> list[CameraSummary]:
         raise NotFound(_no_catalog(tier.url))
 
     def one(cam: str) -> CameraSummary:
-        doc = _read(tier, layout.catalog_summary_key(cam))
+        doc = read_doc(tier, layout.catalog_summary_key(cam))
         lines = [
             h for _k, h in sorted((doc or {}).get("hours", {}).items(), key=lambda kv: int(kv[0]))
         ]
         if doc is None:  # (no summary yet: each hour read once)
             lines = [
-                s for _c, _h, k in hours(tier, cam) if (s := _hour_stats(_read(tier, k) or {}))
+                s for _c, _h, k in hours(tier, cam) if (s := _hour_stats(read_doc(tier, k) or {}))
             ]
         return _camera_line(cam, lines)
 
@@ -349,25 +372,43 @@ def catalog_problems(store: Store) -> list[tuple[int, int, str, str]]:
         if (num, hour) in marked:
             continue
         try:
-            doc = _read(store.tier(url), layout.catalog_object_key(cams[num], hour))
+            doc = read_doc(store.tier(url), layout.catalog_object_key(cams[num], hour))
         except VstoreError as exc:
             out.append((num, hour, url, str(exc)))
             continue
         listed = {
-            (int(e["row"]["start_ns"]), int(e["row"]["size_bytes"]), str(e["row"]["sha256"]))
+            _identity(e)
             for e in (doc or {}).get("segments", [])
-            if e.get("store") == store.uuid
-        }
+            if e.get("store") == store.uuid and not (e.get(RESTORED) and _identity(e) not in rows)
+        }  # (one the deleter put back is taken back into the index by the next retention run)
         owner = (doc or {}).get("owner") or {}
         if owner.get("store") not in (None, store.uuid) and int(owner.get("epoch", 0)) > 0:
             # Another member owns the camera now: it lists what this store recorded before.
             ends = _ends_of(store, num, hour, url)
             rows = {r for r in rows if ends.get(r, 0) <= int(owner.get("since_ns", 0))}
+        # What the cluster's deleter took out is the next retention run's to drop from the
+        # index (E5); a problem only once its object is gone: then the index points at nothing.
+        deleted = {
+            _identity(e): e for e in (doc or {}).get(DELETED, []) if e.get("store") == store.uuid
+        }
+        purged = [r for r in rows if r in deleted and "purged_ns" in deleted[r]]
+        if purged:
+            what = (
+                f"names {len(purged)} segment(s) the cluster's deleter deleted, whose objects "
+                "are gone, that the index still has (a retention run drops them)"
+            )
+            out.append((num, hour, url, what))
+        rows = {r for r in rows if r not in deleted}
         if listed != rows:
             missing, extra = len(rows - listed), len(listed - rows)
             what = f"lists {extra} segment(s) the index no longer has and lacks {missing} it has"
             out.append((num, hour, url, what))
     return out
+
+
+def _identity(entry: dict[str, Any]) -> tuple[int, int, str]:
+    row = entry["row"]
+    return int(row["start_ns"]), int(row["size_bytes"]), str(row["sha256"])
 
 
 def _ends_of(store: Store, num: int, hour: int, url: str) -> dict[tuple[int, int, str], int]:
@@ -400,7 +441,7 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
     """Index one catalog object's segments in ``store`` (a reader's scratch index), each as
     foreign (its writer's to keep or delete) and under a fresh local segment id (ids are
     per store, and a camera's hours may come from several). The segments indexed."""
-    doc = _read(tier, key)
+    doc = read_doc(tier, key)
     if doc is None:
         return 0
     cam = store.index.camera_num(str(doc["camera"]), create=True)
@@ -415,7 +456,7 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
             d["location"] = tier.url
             row = SegmentRow.decode(layout.segment_key(cam, int(d["start_ns"]), sid),
                                     dumps_compact(d))  # fmt: skip
-            entries = _unpack_chunks(str(e["chunks"]))
+            entries = unpack_chunks(str(e["chunks"]))
         except (KeyError, TypeError, ValueError, struct.error) as exc:
             raise VstoreError(f"{tier.url}/{key}: a damaged catalog entry ({exc})") from None
         b.put(row.key(), row.value())

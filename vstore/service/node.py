@@ -135,6 +135,8 @@ class Node:
             self.cluster.on_drained = _ask_to_stop
             # What is tiered is written to the shared catalog under this member's epochs.
             self.store.catalog_epoch = self._catalog_epoch
+            # Tiered footage is deleted by the member elected to (E1), from the catalog.
+            self.store.tiered_deleter = self.cluster.deleter
             self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)

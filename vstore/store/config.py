@@ -297,6 +297,9 @@ class ClusterConfig(NamedTuple):
     lease_ttl_s: int = 10  # a member silent this long loses its cameras to the others
     weight: float = 1.0  # its share of the cameras against the others'
     pins: dict[str, str] = {}  # noqa: RUF012 - camera -> member that must record it
+    # How long the elected deleter keeps a tiered object after the catalog stopped listing it
+    # (None: twice [retention] every).
+    deletion_delay_s: float | None = None
 
 
 class StoreConfig(NamedTuple):
@@ -677,7 +680,17 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
     pins = doc.get("pins", {})
     if not isinstance(pins, dict) or not all(isinstance(v, str) for v in pins.values()):
         raise ConfigError(f'{where}: pins is a table camera = "member"')
-    return ClusterConfig(tuple(etcd), name, prefix, ttl, float(weight), dict(pins))
+    delay = doc.get("deletion_delay_s")
+    if delay is not None and (
+        isinstance(delay, bool)
+        or not isinstance(delay, int | float)
+        or not 0 <= delay <= 30 * 86400
+    ):
+        raise ConfigError(f"{where}: deletion_delay_s must be seconds within 0..2592000 (30 days)")
+    return ClusterConfig(
+        tuple(etcd), name, prefix, ttl, float(weight), dict(pins),
+        None if delay is None else float(delay),
+    )  # fmt: skip
 
 
 def _auth(doc: Any, where: str) -> dict[str, Any]:

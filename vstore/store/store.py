@@ -161,6 +161,9 @@ class Store:
         # In a cluster, (fencing epoch, owned since) a camera's shared catalog hours are
         # written with (set by the node's member; lifecycle/shared_catalog.py). None: alone.
         self.catalog_epoch: Callable[[str], tuple[int, int]] | None = None
+        # In a cluster, the member's identity as the elected deleter of tiered footage when it
+        # is the one (lifecycle/bucket_retention.Deleter), else None. None: not in a node.
+        self.tiered_deleter: Callable[[], Any] | None = None
         self.read_only = read_only
         self.clock = clock or SystemClock()
         self.fs = fs or Fs()

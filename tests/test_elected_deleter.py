@@ -1,0 +1,291 @@
+"""The cluster's elected deleter of tiered footage (docs/design/cluster.md, E1-E5): only the
+member holding the retention key in etcd deletes from the bucket; it plans from the shared
+catalog, so a store that is gone has its footage deleted on time too; it takes entries out of
+the catalog first and deletes their objects a delay later; held footage survives both steps
+(put back when a hold comes in between); every store's index catches up with what it
+decided; a deleter that lost its election, or is older than the last one, stops."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+
+import pytest
+
+from tests.conftest import START_NS
+from vstore.api import open_store
+from vstore.base import layout
+from vstore.base.errors import ClusterError
+from vstore.export.clip import clip_bytes
+from vstore.ingest.file_import import import_file
+from vstore.jobs import registry
+from vstore.lifecycle import shared_catalog
+from vstore.lifecycle.bucket_retention import (
+    RETIRED,
+    SETTLED,
+    Deleter,
+    NotDeleter,
+    catch_up,
+    run_bucket_retention,
+)
+from vstore.lifecycle.check import check_store
+from vstore.lifecycle.retention import run_retention
+from vstore.lifecycle.shared_catalog import DELETED, RESTORED, open_bucket
+from vstore.lifecycle.tiering import run_tiering
+from vstore.store.config import RetentionPolicy
+from vstore.store.holds import list_holds
+from vstore.tier.factory import open_tier
+
+S = 10**9
+HOUR = layout.catalog_hour_ns(START_NS)
+DAY = 86400 * S
+_prefixes = itertools.count()
+
+
+def _store(tmp_path, media, name, url, cam="gate", start_ns=START_NS, cluster=""):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        f'[store]\nsegment_duration_s = 4\n[tier]\nurl = "{url}"\n{cluster}'
+    )
+    st = open_store(d)
+    import_file(st, media("deleter-src.ts", 12.0, codec="h264", gop_frames=25), cam, start_ns)
+    run_tiering(st, st.tier(url), 1)
+    return st
+
+
+def _doc(tier, cam="gate", hour=HOUR):
+    return json.loads(tier.get(layout.catalog_object_key(cam, hour)))
+
+
+def _summary(tier, cam="gate"):
+    return json.loads(tier.get(layout.catalog_summary_key(cam)))
+
+
+def _tiered_rows(st, cam="gate"):
+    return [r for r in st.index.segments(st.camera_num(cam)) if r.location != "local"]
+
+
+def _hold(st, action, **params):
+    return registry.run(st, "hold", {"action": action, "by": "det. ray", **params})
+
+
+def _deleter(epoch=7, leads=lambda: True):
+    return Deleter("m1", epoch, leads)
+
+
+def _age(days=1):
+    return lambda _cam: RetentionPolicy(tiered_max_age_ns=days * DAY)
+
+
+def test_catalog_first_bytes_later_and_every_store_catches_up(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)  # the deleter's own store
+    b = _store(tmp_path, media, "b", url, cam="lane")  # another store's camera
+    tier = a.tier(url)
+    try:
+        paths = [r.path for r in _tiered_rows(b, "lane")]
+        assert len(paths) == 3
+        now = START_NS + 2 * DAY
+        res = run_bucket_retention(a, tier, _deleter(), now, 600 * S, _age(), [])
+        assert (res.deleted_segments, res.purged_segments, res.errors) == (6, 0, [])
+        # Step 1: out of the catalog (no reader plans with them), objects still there.
+        doc = _doc(tier, "lane")
+        assert doc["segments"] == []
+        assert [e["row"]["path"] for e in doc[DELETED]] == paths
+        assert {e["deleter"]["epoch"] for e in doc[DELETED]} == {7}
+        assert all(tier.head(p) is not None for p in paths)
+        assert str(HOUR) in _summary(tier, "lane")[RETIRED]
+        with open_bucket(tier.url) as view:
+            assert {c.camera: c.segments for c in view.cameras()} == {"gate": 0, "lane": 0}
+        # Its writer never lists them again, even marked to write the hour again.
+        shared_catalog.mark_hours(b, [(b.camera_num("lane"), HOUR, tier.url)])
+        assert shared_catalog.publish_pending(b).errors == []
+        assert _doc(tier, "lane")["segments"] == []
+        # E5: b's index drops the rows (no garbage mark: the objects are the deleter's).
+        cu = catch_up(b, b.tier(url))
+        assert (cu.dropped, cu.taken_back, cu.errors) == (3, 0, [])
+        assert _tiered_rows(b, "lane") == []
+        assert not list(b.index.scan(layout.GARBAGE_PREFIX))
+        recs = [r for r in b.index.audit_records() if r["action"] == "delete"]
+        assert recs[-1]["detail"]["deleter"] == {"member": "m1", "epoch": 7}
+        assert catch_up(b, b.tier(url)).dropped == 0  # (once)
+        # Before the delay: nothing purged. After it: objects gone, entries marked.
+        res = run_bucket_retention(a, tier, _deleter(), now + 300 * S, 600 * S, _age(), [])
+        assert res.purged_segments == 0 and all(tier.head(p) is not None for p in paths)
+        res = run_bucket_retention(a, tier, _deleter(), now + 601 * S, 600 * S, _age(), [])
+        assert (res.purged_segments, res.errors) == (6, [])
+        assert all(tier.head(p) is None for p in paths)
+        assert all("purged_ns" in e and "chunks" not in e for e in _doc(tier, "lane")[DELETED])
+        summary = _summary(tier, "lane")
+        assert summary[RETIRED] == {} and str(HOUR) in summary[SETTLED]
+        assert [r["action"] for r in a.index.audit_records()].count("purge") == 6
+        # The deleter's own store catches up too, and both stores check clean.
+        assert catch_up(a, tier).dropped == 3
+        for st in (a, b):
+            assert [p for p in check_store(st).problems if p.code == "C11"] == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_footage_of_a_store_that_is_gone_is_deleted_from_the_catalog_alone(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    gone = _store(tmp_path, media, "gone", url, cam="old-cam")
+    gone.close()  # its node and disk are gone for good: only the bucket knows its footage
+    import shutil
+
+    shutil.rmtree(tmp_path / "gone")
+    a = _store(tmp_path, media, "a", url)
+    tier = a.tier(url)
+    try:
+        paths = [e["row"]["path"] for e in _doc(tier, "old-cam")["segments"]]
+        res = run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+        assert res.purged_segments == 6 and res.errors == []
+        assert all(tier.head(p) is None for p in paths)
+    finally:
+        a.close()
+
+
+def test_held_footage_survives_both_steps_and_a_put_back_entry_comes_home(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url, cam="lane")
+    tier = a.tier(url)
+    try:
+        # A hold on 0..3 s of gate before the run: that segment stays listed.
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 3 * S, reason="c1")
+        now = START_NS + 2 * DAY
+        res = run_bucket_retention(a, tier, _deleter(), now, 600 * S, _age(), list_holds(a))
+        assert (res.deleted_segments, res.kept_for_holds) == (5, 1)
+        assert len(_doc(tier, "gate")["segments"]) == 1
+        assert catch_up(b, tier).dropped == 3  # b already dropped lane's rows
+        assert _tiered_rows(b, "lane") == []
+        # A hold on lane comes in before its objects go: they are listed again (E4), and
+        # b's index takes them back; a clip of them is whole.
+        _hold(b, "add", camera="lane", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c2")
+        holds = list_holds(a) + list_holds(b)
+        res = run_bucket_retention(a, tier, _deleter(), now + 601 * S, 600 * S, _age(), holds)
+        assert (res.put_back, res.purged_segments) == (3, 2)
+        segs = _doc(tier, "lane")["segments"]
+        assert len(segs) == 3 and all(e[RESTORED]["epoch"] == 7 for e in segs)
+        # b's writes keep a put-back entry its index lacks (it would be lost otherwise).
+        shared_catalog.mark_hours(b, [(b.camera_num("lane"), HOUR, tier.url)])
+        assert shared_catalog.publish_pending(b).errors == []
+        assert len(_doc(tier, "lane")["segments"]) == 3
+        cu = catch_up(b, tier)
+        assert (cu.taken_back, cu.errors) == (3, [])
+        assert len(_tiered_rows(b, "lane")) == 3
+        clip = b"".join(clip_bytes(b, "lane", START_NS + S, START_NS + 11 * S))
+        assert len(clip) > 10_000
+        assert [p for p in check_store(b).problems if p.code in ("C11", "C1", "C2")] == []
+        # The held part of gate kept its object through the purge.
+        held = _doc(tier, "gate")["segments"][0]["row"]["path"]
+        assert tier.head(held) is not None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_deleter_that_lost_its_election_or_is_older_stops(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    tier = a.tier(url)
+    try:
+        with pytest.raises(NotDeleter):
+            run_bucket_retention(a, tier, _deleter(leads=lambda: False), START_NS + 2 * DAY,
+                                 0, _age(), [])  # fmt: skip
+        assert len(_doc(tier)["segments"]) == 3
+        # A newer deleter (epoch 9) took one hour; one of epoch 7 may not write it again.
+        res = run_bucket_retention(a, tier, _deleter(9), START_NS + 2 * DAY, 600 * S, _age(), [])
+        assert res.deleted_segments == 3
+        with pytest.raises(NotDeleter, match="newer deleter"):
+            run_bucket_retention(a, tier, _deleter(7), START_NS + 3 * DAY, 0, _age(), [])
+        assert all("purged_ns" not in e for e in _doc(tier)[DELETED])
+        assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
+        # Its lease lost once the run began (leads() turns False): no object is deleted.
+        calls = itertools.count()
+        res = None
+        with pytest.raises(NotDeleter):
+            run_bucket_retention(a, tier, _deleter(9, leads=lambda: next(calls) < 1),
+                                 START_NS + 3 * DAY, 0, _age(), [])  # fmt: skip
+        assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
+    finally:
+        a.close()
+
+
+def _cluster_toml(etcd, prefix, name):
+    return (
+        f'[retention]\ntiered_max_age = "1d"\n[cluster]\n'
+        f'etcd = {json.dumps(etcd.endpoints)}\nname = "{name}"\nprefix = "{prefix}"\n'
+        "lease_ttl_s = 4\ndeletion_delay_s = 0\n"
+    )
+
+
+@pytest.mark.s3
+def test_two_retention_runners_only_the_elected_one_deletes_and_the_next_takes_over(
+    tmp_path, media, etcd, seaweed, monkeypatch
+):
+    """Two members' stores share a SeaweedFS bucket; both run retention; only the member
+    holding the retention key in etcd deletes from the bucket, every camera's expired
+    footage but the held. It leaves; the other is elected at its next tick, and the first's
+    old identity can no longer delete; held footage survives everywhere."""
+    from vstore.cluster.agent import Agent
+
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    url = f"s3://{seaweed.bucket}/deleter-{time.time_ns()}"
+    prefix = f"/vstore/deleter-{time.time_ns()}-{next(_prefixes)}"
+    a = _store(tmp_path, media, "a", url, cluster=_cluster_toml(etcd, prefix, "a"))
+    b = _store(tmp_path, media, "b", url, cam="lane", cluster=_cluster_toml(etcd, prefix, "b"))
+    tier = open_tier(url)
+    agents = [Agent(st.config.cluster, cameras=list, apply=lambda: None) for st in (a, b)]
+    try:
+        agents[0].start()
+        agents[1].start()
+        a.tiered_deleter, b.tiered_deleter = agents[0].deleter, agents[1].deleter
+        assert agents[0].deleter() is not None and agents[1].deleter() is None
+        _hold(b, "add", camera="lane", from_ns=START_NS, to_ns=START_NS + 3 * S, reason="c3")
+        # The member that is not the deleter deletes nothing tiered, and says so.
+        plan, res = run_retention(b, max_age_ns=1)
+        assert res is not None and res.deleted_segments == 0 and res.errors == []
+        assert plan.left_to_deleter == 2 and "not by this run" in plan.cluster["note"]
+        assert len(_doc(tier, "lane")["segments"]) == 3
+        # The deleter deletes every camera's expired, unheld footage, its own and b's (the
+        # delay is 0 here: objects go in the same run).
+        deleter = agents[0].deleter()
+        plan, res = run_retention(a, max_age_ns=1)
+        assert res is not None and res.errors == [], res.errors
+        done = plan.cluster["bucket_run"]
+        assert (done["deleted_segments"], done["purged_segments"], done["kept_for_holds"]) == (
+            5, 5, 1)  # fmt: skip
+        assert plan.cluster["index_caught_up"]["dropped"] == 3  # its own rows
+        assert len(_doc(tier, "lane")["segments"]) == 1 and _doc(tier, "gate")["segments"] == []
+        # b catches up at its next run; the held row stays in its index.
+        plan, res = run_retention(b, max_age_ns=1)
+        assert plan.cluster["index_caught_up"]["dropped"] == 2
+        assert len(_tiered_rows(b, "lane")) == 1
+        # a leaves: b is elected at its next tick, and a's old identity stops.
+        agents[0].stop()
+        assert deleter is not None and not deleter.leads()
+        deadline = time.monotonic() + 10
+        while agents[1].deleter() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        new = agents[1].deleter()
+        assert new is not None and new.epoch > deleter.epoch
+        with pytest.raises(NotDeleter):
+            run_bucket_retention(a, a.tier(url), deleter, START_NS + 2 * DAY, 0, _age(), [])
+        plan, res = run_retention(b, max_age_ns=1)
+        assert res is not None and res.errors == []
+        assert plan.cluster["deleter"]["member"] == "b"
+        assert plan.cluster["bucket_run"]["kept_for_holds"] == 1
+        held = _doc(tier, "lane")["segments"][0]["row"]["path"]
+        assert tier.head(held) is not None
+    finally:
+        for ag in agents:
+            with contextlib.suppress(ClusterError):  # (stopped already: nothing to give back)
+                ag.stop()
+        a.close()
+        b.close()

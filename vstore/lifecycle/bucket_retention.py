@@ -1,0 +1,501 @@
+"""The retention of a cluster's tiered footage as one job for the whole bucket (E1-E5 of
+docs/design/cluster.md): planned from the shared catalog of record, so the footage of a store
+that is gone is deleted on time too; run only by the member elected to it; the catalog first,
+the bytes a delay later, with the holds checked at both steps; and each store's part, making
+its index agree with what the deleter decided.
+
+The state lives in the catalog objects themselves:
+- an hour's expired entries move from ``segments`` to ``deleted`` (each with when, by which
+  deleter and epoch, and when its object may go: ``due_ns``) by a conditional write, so no
+  writer lists them again and no reader plans with them;
+- the camera's summary notes the hour under ``retired`` (hour -> the earliest due time) before
+  that write, and under ``settled`` (hour -> when) once every entry's object is gone or the
+  entry was put back, kept ``SETTLED_KEEP_NS`` for stores catching up;
+- at its due time an entry's object is deleted and the entry marked ``purged_ns``, unless a
+  hold now covers it: then it goes back into ``segments``, marked ``restored``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstore.base import layout
+from vstore.base.errors import TierError, VstoreError
+from vstore.base.jsonio import dumps_compact
+from vstore.base.timebase import format_time
+from vstore.index.segment_chain import removal_detail
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.lifecycle.shared_catalog import (
+    DELETED,
+    FORMAT,
+    RESTORED,
+    VERSION,
+    parse_doc,
+    read_doc,
+    summarize,
+    unpack_chunks,
+)
+from vstore.store.config import RetentionPolicy
+from vstore.store.holds import Hold
+from vstore.store.store import Store
+from vstore.tier.base import BlobTier
+
+RETIRED = "retired"  # summary: hour -> earliest due time of its entries not yet purged
+SETTLED = "settled"  # summary: hour -> when its deletions were last settled
+SETTLED_KEEP_NS = 7 * 86400 * 10**9  # how long a settled hour stays noted for stores to see
+PARALLEL_CAMERAS = 16  # cameras planned and deleted at once
+
+
+class NotDeleter(VstoreError):
+    """This member is not (or no longer) the cluster's elected deleter: it stops at once."""
+
+
+@dataclass(frozen=True)
+class Deleter:
+    """Who deletes tiered footage for the cluster: the member holding the retention key, its
+    epoch (the key's create revision), and ``leads()``: whether it surely still does (asked
+    of etcd before every write)."""
+
+    member: str
+    epoch: int
+    leads: Callable[[], bool]
+
+    def who(self) -> dict[str, Any]:
+        return {"member": self.member, "epoch": self.epoch}
+
+
+@dataclass
+class BucketRetentionResult:
+    """What the deleter's run did to the bucket (or, dry, would do)."""
+
+    cameras: int = 0
+    deleted_segments: int = 0  # taken out of the catalog (E3's first step)
+    deleted_bytes: int = 0
+    purged_segments: int = 0  # objects deleted (their delay over)
+    purged_bytes: int = 0
+    kept_for_holds: int = 0  # expired, kept because a hold covers them
+    put_back: int = 0  # taken out, then a hold came before their objects went: listed again
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def merge(self, other: BucketRetentionResult) -> None:
+        for k, v in other.__dict__.items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+def _held(holds: Iterable[Hold], camera: str, row: dict[str, Any]) -> bool:
+    return any(h.covers(camera, int(row["start_ns"]), int(row["end_ns"])) for h in holds)
+
+
+def run_bucket_retention(
+    store: Store,
+    tier: BlobTier,
+    deleter: Deleter,
+    now_ns: int,
+    delay_ns: int,
+    policy_of: Callable[[str], RetentionPolicy],
+    holds: list[Hold],
+    *,
+    by: str = "retention",
+    dry_run: bool = False,
+) -> BucketRetentionResult:
+    """One run of the cluster's deleter over every camera of the bucket's catalog: entries
+    past their camera's tiered age (``policy_of``) and under no hold leave their hour's list
+    (E3), and objects of entries taken out ``delay_ns`` ago or more are deleted, or put back
+    when a hold now covers them (E4). Each step is recorded in ``store``'s audit log. Raises
+    NotDeleter the moment this member is not the deleter any more."""
+    if not deleter.leads():
+        raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
+    stopped: list[NotDeleter] = []
+
+    def one(cam: str) -> BucketRetentionResult:
+        part = BucketRetentionResult(cameras=1)
+        if stopped:  # (the deleter lost its election: no camera more)
+            return part
+        try:
+            _camera(store, tier, cam, deleter, now_ns, delay_ns, policy_of(cam), holds, by,
+                    dry_run, part)  # fmt: skip
+        except NotDeleter as exc:
+            stopped.append(exc)
+        except VstoreError as exc:
+            part.errors.append(f"camera {cam}: {exc}")
+        return part
+
+    res = BucketRetentionResult()
+    cams = sorted(tier.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+    # Cameras are independent (each its own objects): a city's thousands are planned and
+    # deleted side by side, each request waiting on the object store, not on the CPU.
+    with ThreadPoolExecutor(PARALLEL_CAMERAS) as pool:
+        for part in pool.map(one, cams):
+            res.merge(part)
+    if stopped:
+        raise stopped[0]
+    return res
+
+
+def _camera(
+    store: Store,
+    tier: BlobTier,
+    cam: str,
+    deleter: Deleter,
+    now_ns: int,
+    delay_ns: int,
+    policy: RetentionPolicy,
+    holds: list[Hold],
+    by: str,
+    dry_run: bool,
+    res: BucketRetentionResult,
+) -> None:
+    summary = read_doc(tier, layout.catalog_summary_key(cam)) or {}
+    due: set[int] = {int(h) for h, t in summary.get(RETIRED, {}).items() if int(t) <= now_ns}
+    age_ns = policy.age_limit_ns(tiered=True)
+    if age_ns:
+        cutoff = now_ns - age_ns
+        for hour_s, stats in sorted(summary.get("hours", {}).items(), key=lambda kv: int(kv[0])):
+            if int(stats["first_ns"]) >= cutoff:
+                continue
+            hour = int(hour_s)
+            if _retire(store, tier, cam, hour, cutoff, deleter, now_ns, delay_ns, holds, by,
+                       dry_run, res) and delay_ns <= 0:  # fmt: skip
+                due.add(hour)
+    for hour in sorted(due):
+        if not dry_run:
+            _purge(store, tier, cam, hour, deleter, now_ns, holds, by, res)
+
+
+def _retire(
+    store: Store,
+    tier: BlobTier,
+    cam: str,
+    hour: int,
+    cutoff: int,
+    deleter: Deleter,
+    now_ns: int,
+    delay_ns: int,
+    holds: list[Hold],
+    by: str,
+    dry_run: bool,
+    res: BucketRetentionResult,
+) -> bool:
+    """E3's first step for one hour: its entries that end by ``cutoff``, under no hold, move
+    to its DELETED list. Whether any did."""
+    key = layout.catalog_object_key(cam, hour)
+    due_ns = now_ns + max(0, delay_ns)
+    if dry_run:
+        doc = read_doc(tier, key) or {}
+        for e in doc.get("segments", []):
+            if int(e["row"]["end_ns"]) <= cutoff:
+                if _held(holds, cam, e["row"]):
+                    res.kept_for_holds += 1
+                else:
+                    res.deleted_segments += 1
+                    res.deleted_bytes += int(e["row"]["size_bytes"])
+        return False
+    # The summary says first that the hour has deletions to finish: a crash between the two
+    # writes leaves a note the next run finds nothing behind, never objects nobody deletes.
+    _note(tier, cam, hour, retired_due_ns=due_ns)
+    moved: list[dict[str, Any]] = []
+    held = [0]
+    last: dict[str, Any] = {}
+
+    def change(data: bytes | None) -> bytes | None:
+        doc = parse_doc(tier, key, data)
+        if doc is None:
+            return None
+        _still_deleter(deleter, doc)
+        keep, go, held[0] = [], [], 0
+        for e in doc.get("segments", []):
+            if int(e["row"]["end_ns"]) > cutoff:
+                keep.append(e)
+            elif _held(holds, cam, e["row"]):
+                keep.append(e)
+                held[0] += 1
+            else:
+                go.append(e)
+        moved[:] = go
+        if not go:
+            return None
+        stamp = {"deleted_ns": now_ns, "due_ns": due_ns, "deleter": deleter.who()}
+        doc["segments"] = keep
+        doc[DELETED] = [*doc.get(DELETED, []),
+                        *({**{k: v for k, v in e.items() if k != RESTORED}, **stamp}
+                          for e in go)]  # fmt: skip
+        doc["deleter"] = deleter.who()
+        last["doc"] = doc
+        return dumps_compact(doc)
+
+    tier.update(key, change)
+    res.kept_for_holds += held[0]
+    if not moved:
+        return False
+    summarize(tier, cam, hour, last["doc"])
+    b = Batch()
+    for e in moved:
+        row = e["row"]
+        res.deleted_segments += 1
+        res.deleted_bytes += int(row["size_bytes"])
+        store.index.audit("delete", by, _record(cam, e, deleter, "catalog", {
+            "reason": "tiered_max_age", "cutoff": format_time(cutoff),
+            "objects_after": format_time(due_ns)}), now_ns, batch=b)  # fmt: skip
+    store.index.commit(b, sync=True)
+    return True
+
+
+def _purge(
+    store: Store,
+    tier: BlobTier,
+    cam: str,
+    hour: int,
+    deleter: Deleter,
+    now_ns: int,
+    holds: list[Hold],
+    by: str,
+    res: BucketRetentionResult,
+) -> None:
+    """E3's second step and E4 for one hour: each taken-out entry whose time has come loses
+    its object, unless a hold covers it now: then it is listed again."""
+    key = layout.catalog_object_key(cam, hour)
+    doc = read_doc(tier, key)
+    if doc is None:
+        _note(tier, cam, hour, settled_ns=now_ns)
+        return
+    _still_deleter(deleter, doc)  # (a newer deleter's hour: not one object of it deleted)
+    todo = [
+        e
+        for e in doc.get(DELETED, [])
+        if "purged_ns" not in e and int(e.get("due_ns", 0)) <= now_ns
+    ]
+    gone: dict[str, dict[str, Any]] = {}
+    back: dict[str, dict[str, Any]] = {}
+    for e in todo:
+        path = str(e["row"]["path"])
+        if _held(holds, cam, e["row"]):
+            back[path] = e
+            continue
+        if not deleter.leads():
+            raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
+        try:
+            tier.delete(path)  # (a missing object is not an error: a rerun after a crash)
+        except TierError as exc:  # an object legal hold, or the store failing
+            res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
+            continue
+        gone[path] = e
+    last: dict[str, Any] = {}
+
+    def change(data: bytes | None) -> bytes | None:
+        doc = parse_doc(tier, key, data)
+        if doc is None:
+            return None
+        _still_deleter(deleter, doc)
+        deleted, segs = [], list(doc.get("segments", []))
+        for e in doc.get(DELETED, []):
+            path = str(e["row"]["path"])
+            if path in back and "purged_ns" not in e:
+                restored = {k: v for k, v in e.items()
+                            if k not in ("deleted_ns", "due_ns", "deleter")}  # fmt: skip
+                segs.append({**restored, RESTORED: {**deleter.who(), "at_ns": now_ns}})
+            elif path in gone and "purged_ns" not in e:
+                deleted.append({**{k: v for k, v in e.items() if k != "chunks"},
+                                "purged_ns": now_ns})  # fmt: skip
+            else:
+                deleted.append(e)
+        doc["segments"] = sorted(segs, key=lambda e: (e["row"]["start_ns"], e["store"]))
+        doc[DELETED] = deleted
+        doc["deleter"] = deleter.who()
+        last["doc"] = doc
+        return dumps_compact(doc)
+
+    if gone or back:
+        tier.update(key, change)
+        doc = last.get("doc", doc)
+        summarize(tier, cam, hour, doc)
+        b = Batch()
+        for e in gone.values():
+            res.purged_segments += 1
+            res.purged_bytes += int(e["row"]["size_bytes"])
+            store.index.audit("purge", by, _record(cam, e, deleter, "objects", {}), now_ns,
+                              batch=b)  # fmt: skip
+        for e in back.values():
+            res.put_back += 1
+            store.index.audit("restore", by, _record(cam, e, deleter, "held", {
+                "reason": "a hold covers it: listed again, its object kept"}), now_ns,
+                batch=b)  # fmt: skip
+        store.index.commit(b, sync=True)
+    left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
+    if left:
+        _note(tier, cam, hour, retired_due_ns=min(left), replace=True)
+    else:
+        _note(tier, cam, hour, settled_ns=now_ns)
+
+
+def _still_deleter(deleter: Deleter, doc: dict[str, Any]) -> None:
+    """Before every write: still elected, and no newer deleter wrote this hour."""
+    newer = int((doc.get("deleter") or {}).get("epoch", 0))
+    if newer > deleter.epoch:
+        raise NotDeleter(f"a newer deleter (epoch {newer} > {deleter.epoch}) wrote the catalog")
+    if not deleter.leads():
+        raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
+
+
+def _record(
+    cam: str, e: dict[str, Any], deleter: Deleter, step: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    row = e["row"]
+    return {
+        "camera": cam,
+        "store": e.get("store"),
+        "segment_id": row.get("segment_id"),
+        "from": format_time(int(row["start_ns"])),
+        "to": format_time(int(row["end_ns"])),
+        "bytes": row.get("size_bytes"),
+        "sha256": row.get("sha256"),
+        "location": row.get("location"),
+        "path": row.get("path"),
+        "deleter": deleter.who(),
+        "step": step,
+        **extra,
+    }
+
+
+def _note(
+    tier: BlobTier,
+    cam: str,
+    hour: int,
+    *,
+    retired_due_ns: int | None = None,
+    settled_ns: int | None = None,
+    replace: bool = False,
+) -> None:
+    """Note an hour in the camera's summary as having deletions due (RETIRED, the earliest
+    due time kept unless ``replace``) or as settled (SETTLED; old settled notes pruned)."""
+    key = layout.catalog_summary_key(cam)
+
+    def change(data: bytes | None) -> bytes | None:
+        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
+                                                 "camera": cam, "hours": {}}  # fmt: skip
+        retired = summary.setdefault(RETIRED, {})
+        settled = summary.setdefault(SETTLED, {})
+        h = str(hour)
+        if retired_due_ns is not None:
+            was = retired.get(h)
+            retired[h] = retired_due_ns if replace or was is None else min(int(was), retired_due_ns)
+        if settled_ns is not None:
+            retired.pop(h, None)
+            settled[h] = settled_ns
+            for k in [k for k, t in settled.items() if int(t) < settled_ns - SETTLED_KEEP_NS]:
+                del settled[k]
+        return dumps_compact(summary)
+
+    tier.update(key, change)
+
+
+# --- each store's part (E5) --------------------------------------------------------------
+
+
+@dataclass
+class CatchUp:
+    """What a store's index took from the deleter's decisions."""
+
+    dropped: int = 0  # tiered rows the deleter took out of the catalog, out of the index
+    taken_back: int = 0  # rows it put back (a hold came), in the index again
+    errors: list[str] = field(default_factory=list)
+
+
+def catch_up(store: Store, tier: BlobTier, by: str = "retention") -> CatchUp:
+    """E5: make this store's index agree with the deleter's decisions in ``tier``'s catalog:
+    its tiered rows an hour's DELETED list names leave the index (their objects are the
+    deleter's to delete: no garbage mark; the audit record names the deleter), and its
+    entries the deleter put back come back into it. Only the hours the camera's summary says
+    changed are read (noted as retired or settled, no longer listed, or listing fewer
+    segments than this store has there)."""
+    out = CatchUp()
+    for cam, num in store.index.cameras():
+        rows_by_hour: dict[int, list[SegmentRow]] = {}
+        for r in store.index.segments(num):
+            if r.location == tier.url and not r.foreign and r.state == "sealed":
+                rows_by_hour.setdefault(layout.catalog_hour_ns(r.start_ns), []).append(r)
+        try:
+            summary = read_doc(tier, layout.catalog_summary_key(cam))
+        except VstoreError as exc:
+            out.errors.append(f"camera {cam}: {exc}")
+            continue
+        if summary is None:
+            continue
+        noted = {int(h) for h in (*summary.get(RETIRED, {}), *summary.get(SETTLED, {}))}
+        lines = summary.get("hours", {})
+        for hour in sorted(set(rows_by_hour) | noted):
+            rows = rows_by_hour.get(hour, [])
+            line = lines.get(str(hour))
+            if hour not in noted and line is not None and int(line["segments"]) >= len(rows):
+                continue
+            try:
+                _catch_up_hour(store, tier, cam, num, hour, rows, by, out)
+            except VstoreError as exc:
+                out.errors.append(f"camera {cam} hour {format_time(hour)}: {exc}")
+    return out
+
+
+def _catch_up_hour(
+    store: Store,
+    tier: BlobTier,
+    cam: str,
+    num: int,
+    hour: int,
+    rows: list[SegmentRow],
+    by: str,
+    out: CatchUp,
+) -> None:
+    doc = read_doc(tier, layout.catalog_object_key(cam, hour))
+    if doc is None:
+        return
+    deleted = {
+        str(e["row"]["path"]): e for e in doc.get(DELETED, []) if e.get("store") == store.uuid
+    }
+    have = {r.path for r in rows}
+    before = out.dropped + out.taken_back
+    b = Batch()
+    now_ns = store.clock.wall_ns()
+    for r in rows:
+        e = deleted.get(r.path)
+        if e is None:
+            continue
+        for c in store.index.chunks(num, r.start_ns, r.end_ns):
+            if c.segment_id == r.segment_id:
+                b.delete(c.key())
+        b.delete(r.key())
+        store.index.audit("delete", by, {
+            "camera": cam, "segment_id": r.segment_id, "from": format_time(r.start_ns),
+            "to": format_time(r.end_ns), "bytes": r.size_bytes, "sha256": r.sha256,
+            "location": r.location, "reason": "deleted by the cluster's deleter",
+            "deleter": e.get("deleter"), "objects": "the deleter's to delete",
+            **removal_detail(cam, r)}, now_ns, batch=b)  # fmt: skip
+        out.dropped += 1
+    for e in doc.get("segments", []):
+        if e.get("store") != store.uuid or not e.get(RESTORED) or e["row"]["path"] in have:
+            continue
+        try:
+            d = dict(e["row"])
+            sid = int(d["segment_id"])
+            row = SegmentRow.decode(layout.segment_key(num, int(d["start_ns"]), sid),
+                                    dumps_compact(d))  # fmt: skip
+            entries = unpack_chunks(str(e["chunks"]))
+        except (KeyError, TypeError, ValueError, struct.error, VstoreError) as exc:
+            raise VstoreError(f"a damaged catalog entry ({exc})") from None
+        b.put(row.key(), row.value())
+        for de in entries:
+            c = ChunkRow.from_entry(num, sid, de)
+            b.put(c.key(), c.value())
+        store.index.audit("restore", by, {
+            "camera": cam, "segment_id": sid, "from": format_time(row.start_ns),
+            "to": format_time(row.end_ns), "bytes": row.size_bytes, "location": row.location,
+            "reason": "the cluster's deleter put it back (a hold covers it)",
+            "deleter": e.get(RESTORED)}, now_ns, batch=b)  # fmt: skip
+        out.taken_back += 1
+    if out.dropped + out.taken_back > before:
+        store.index.commit(b, sync=True)
