@@ -11,6 +11,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import pytest
@@ -141,6 +142,89 @@ def test_catalog_lookup_from_the_bucket(benchmark, request, seaweed, monkeypatch
                                 p99_s=times[min(len(times) - 1, int(len(times) * 0.99))])  # fmt: skip
     if not smoke:
         assert times  # (figures in the report)
+
+
+def _summary_doc(cam: str, first_hour_ns: int, hours: int, segments: int) -> bytes:
+    """A camera's catalog summary with a line per hour, as its writers keep it."""
+    seg_ns = layout.HOUR_NS // segments
+    lines = {
+        str(h): {"segments": segments, "bytes": segments * 30_000_000, "first_ns": h,
+                 "last_ns": h + layout.HOUR_NS, "last_end_ns": h + layout.HOUR_NS,
+                 "recorded_ns": segments * seg_ns, "gaps": 0}
+        for h in range(first_hour_ns, first_hour_ns + hours * layout.HOUR_NS, layout.HOUR_NS)
+    }  # fmt: skip
+    return json.dumps({"format": FORMAT, "version": VERSION, "camera": cam,
+                       "hours": lines}).encode()  # fmt: skip
+
+
+@pytest.mark.timeout(3600)
+def test_city_retention_planning(benchmark, request, seaweed, etcd, monkeypatch, tmp_path):
+    """The cluster's deleter over a city's catalog in SeaweedFS: cameras x 30 days of hours
+    (a summary each, the two oldest hours written out), tiered age 30 days. Timed: a full pass
+    as a dry run (every summary read); the first real run (a full pass that deletes the oldest
+    hour of every camera); a run five minutes later (planned from what the deleter learnt:
+    nothing due, nothing read); the run an hour later (the next hour of every camera)."""
+    from vstore.api import open_store
+    from vstore.cluster.etcd_client import EtcdClient
+    from vstore.cluster.leadership import Leadership
+    from vstore.cluster.membership import Member
+    from vstore.lifecycle.bucket_retention import Deleter, run_bucket_retention
+    from vstore.store.config import RetentionPolicy
+
+    smoke = _smoke(request)
+    cams, days, per_hour = (20, 2, 60) if smoke else (10_000, 30, 60)
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    s3 = boto3.client("s3")
+    prefix = f"ret-{time.time_ns()}"
+    hours = days * 24 + 1
+
+    def put(c: int) -> None:
+        cam = f"cam{c:05d}"
+        root = f"{prefix}/"
+        s3.put_object(Bucket=seaweed.bucket, Key=root + layout.catalog_summary_key(cam),
+                      Body=_summary_doc(cam, T0, hours, per_hour))  # fmt: skip
+        for h in (T0, T0 + layout.HOUR_NS):
+            s3.put_object(Bucket=seaweed.bucket, Key=root + layout.catalog_object_key(cam, h),
+                          Body=_hour_doc(cam, h, per_hour))  # fmt: skip
+
+    with ThreadPoolExecutor(16) as pool:  # (filling the bucket is not what is measured)
+        list(pool.map(put, range(cams)))
+    store = open_store(tmp_path / "deleter-store")
+    tier = store.tier(f"s3://{seaweed.bucket}/{prefix}")
+    client = EtcdClient(etcd.endpoints)
+    member = Member(client, f"/vstore/bench-ret-{time.time_ns()}", "m1", 10, {})
+    member.join()
+    lead = Leadership(client, member.prefix, "retention", member)
+    lead.tick()
+    deleter = Deleter("m1", lead.epoch(), lead.leads)
+    age_ns = days * 86400 * 10**9
+    policy = lambda _cam: RetentionPolicy(tiered_max_age_ns=age_ns)
+    now = T0 + age_ns + layout.HOUR_NS  # the oldest hour is wholly past the age
+    timed: dict[str, float] = {}
+
+    def run(label: str, at: int, dry: bool = False) -> Any:
+        t = time.perf_counter()
+        res = run_bucket_retention(store, tier, deleter, at, 600 * 10**9, policy, [],
+                                   dry_run=dry)  # fmt: skip
+        timed[label] = time.perf_counter() - t
+        assert res.errors == [], res.errors[:3]
+        return res
+
+    try:
+        dry = run("full_pass_dry_s", now, dry=True)
+        first = run("first_run_s", now)
+        later = run("steady_run_s", now + 300 * 10**9)
+        hourly = run("hourly_run_s", now + layout.HOUR_NS)
+    finally:
+        member.leave()
+        store.close()
+    assert dry.deleted_segments == first.deleted_segments == cams * per_hour
+    assert later.cameras == 0 and hourly.cameras == cams
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update(cameras=cams, days=days, segments_per_hour=per_hour,
+                                deleted_first=first.deleted_segments,
+                                deleted_hourly=hourly.deleted_segments, **timed)  # fmt: skip
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -25,6 +25,7 @@ from vstore.lifecycle import shared_catalog
 from vstore.lifecycle.bucket_retention import (
     RETIRED,
     SETTLED,
+    SETTLED_KEEP_NS,
     Deleter,
     NotDeleter,
     catch_up,
@@ -122,6 +123,14 @@ def test_catalog_first_bytes_later_and_every_store_catches_up(tmp_path, media):
         summary = _summary(tier, "lane")
         assert summary[RETIRED] == {} and str(HOUR) in summary[SETTLED]
         assert [r["action"] for r in a.index.audit_records()].count("purge") == 6
+        # A week on, the settled hours' objects go too (a city keeps no object per
+        # camera-hour forever); a store that had not caught up finds rows whose hour and
+        # object are both gone, and drops them.
+        later = now + 601 * S + SETTLED_KEEP_NS
+        run_bucket_retention(a, tier, _deleter(), later, 600 * S, _age(), [])
+        for cam in ("gate", "lane"):
+            assert tier.head(layout.catalog_object_key(cam, HOUR)) is None
+            assert _summary(tier, cam)[SETTLED] == {}
         # The deleter's own store catches up too, and both stores check clean.
         assert catch_up(a, tier).dropped == 3
         for st in (a, b):
@@ -184,6 +193,36 @@ def test_held_footage_survives_both_steps_and_a_put_back_entry_comes_home(tmp_pa
         # The held part of gate kept its object through the purge.
         held = _doc(tier, "gate")["segments"][0]["row"]["path"]
         assert tier.head(held) is not None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_by_whole_hours_and_between_full_passes_only_the_cameras_with_something_due(
+    tmp_path, media
+):
+    from vstore.lifecycle.bucket_retention import FULL_PASS_NS
+
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url, cam="lane")
+    for st, cam in ((a, "gate"), (b, "lane")):  # a second hour of footage
+        import_file(st, media("deleter-src.ts", 12.0, codec="h264", gop_frames=25), cam,
+                    START_NS + 3600 * S)  # fmt: skip
+        run_tiering(st, st.tier(url), 1)
+    tier = a.tier(url)
+    age = lambda _cam: RetentionPolicy(tiered_max_age_ns=DAY)
+    h1 = HOUR + DAY + layout.HOUR_NS  # when the first hour is wholly a day old
+    try:
+        runs = [(h1 - S, True, 2, 0),  # (its last segment is, but not the hour)
+                (h1, False, 2, 6), (h1 + S, False, 0, 0),
+                (h1 + layout.HOUR_NS - S, False, 0, 0), (h1 + layout.HOUR_NS, False, 2, 6),
+                (h1 + FULL_PASS_NS, True, 2, 0)]  # fmt: skip
+        for now, full, read, deleted in runs:
+            res = run_bucket_retention(a, tier, _deleter(11), now, 0, age, [])
+            assert (res.full_pass, res.cameras, res.deleted_segments) == (full, read, deleted), now
+            assert res.purged_segments == deleted and res.errors == []
+        assert _doc(tier)["segments"] == [] and _doc(tier, "lane")["segments"] == []
     finally:
         a.close()
         b.close()

@@ -738,6 +738,26 @@ def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
             )
         )
+    name = "test_city_retention_planning"
+    if name in by:
+        info = by[name]["extra_info"]
+        figs.append(
+            figure(
+                f"city retention: the deleter's run 5 min after its last ({info['cameras']:,} "
+                f"cameras x {info['days']} days of catalog in SeaweedFS)",
+                info["steady_run_s"],
+                "s",
+                None,
+                "< 5 s",
+                info["steady_run_s"] < 5,
+                "planned from what the deleter learnt of each camera (none due, none read); "
+                f"the hourly run that deletes the next hour of every camera "
+                f"({info['deleted_hourly']:,} segments out of the catalog): "
+                f"{info['hourly_run_s']:.1f} s; a full pass, every summary read: "
+                f"{info['full_pass_dry_s']:.1f} s as a dry run, {info['first_run_s']:.1f} s as "
+                "the deleter's first run (it deletes the oldest hour of every camera)",
+            )
+        )
     return figs
 
 

@@ -10,11 +10,14 @@ acts beside the next one."""
 from __future__ import annotations
 
 import threading
+import time
 
 from vstore.base import layout
 from vstore.base.errors import ClusterError
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.membership import Member
+
+RECHECK_S = 1.0  # how long etcd's word that the key is still this member's is taken
 
 
 class Leadership:
@@ -29,6 +32,7 @@ class Leadership:
         self._lock = threading.Lock()
         self._epoch = 0
         self._lease = 0  # the lease the key was created under (a new lease: stand again)
+        self._confirmed = -RECHECK_S  # time.monotonic() etcd last said the key was this one
 
     def tick(self) -> None:
         """Stand for the role if nobody holds it (ClusterError: etcd not reachable now)."""
@@ -45,6 +49,7 @@ class Leadership:
     def _set(self, epoch: int, lease: int) -> None:
         with self._lock:
             self._epoch, self._lease = epoch, lease
+            self._confirmed = -RECHECK_S
 
     def epoch(self) -> int:
         """The role's epoch if this member holds it now (as far as it knows), else 0."""
@@ -53,19 +58,27 @@ class Leadership:
         return held if held and self.member.valid() else 0
 
     def leads(self) -> bool:
-        """Whether this member surely holds the role now: its lease valid and the key in etcd
-        still the one it created. False when etcd cannot say."""
+        """Whether this member surely holds the role now: its lease valid, and the key in
+        etcd still the one it created (asked of etcd at most every ``RECHECK_S``: the key is
+        bound to the lease, which cannot have run out while the member is valid, so only a
+        person deleting it by hand is caught by asking). False when etcd cannot say."""
         epoch = self.epoch()
         if not epoch:
             return False
-        try:
-            kv = self.client.get(self.key)
-        except ClusterError:
-            return False
-        if kv is None or kv.create_revision != epoch:
-            self._set(0, 0)
-            return False
-        return self.member.valid()
+        now = time.monotonic()
+        with self._lock:
+            fresh = now - self._confirmed < RECHECK_S
+        if not fresh:
+            try:
+                kv = self.client.get(self.key)
+            except ClusterError:
+                return False
+            if kv is None or kv.create_revision != epoch:
+                self._set(0, 0)
+                return False
+            with self._lock:
+                self._confirmed = now
+        return self.member.valid() and self.epoch() == epoch
 
     def holder(self) -> tuple[str, int] | None:
         """(member, epoch) of whoever holds the role now, or None."""

@@ -8,8 +8,8 @@ The state lives in the catalog objects themselves:
 - an hour's expired entries move from ``segments`` to ``deleted`` (each with when, by which
   deleter and epoch, and when its object may go: ``due_ns``) by a conditional write, so no
   writer lists them again and no reader plans with them;
-- the camera's summary notes the hour under ``retired`` (hour -> the earliest due time) before
-  that write, and under ``settled`` (hour -> when) once every entry's object is gone or the
+- the camera's summary notes the hour under ``retired`` (hour -> the earliest due time) in
+  the write of its line that follows, and under ``settled`` (hour -> when) once every entry's object is gone or the
   entry was put back, kept ``SETTLED_KEEP_NS`` for stores catching up;
 - at its due time an entry's object is deleted and the entry marked ``purged_ns``, unless a
   hold now covers it: then it goes back into ``segments``, marked ``restored``.
@@ -18,6 +18,7 @@ The state lives in the catalog objects themselves:
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ from vstore.tier.base import BlobTier
 
 RETIRED = "retired"  # summary: hour -> earliest due time of its entries not yet purged
 SETTLED = "settled"  # summary: hour -> when its deletions were last settled
-SETTLED_KEEP_NS = 7 * 86400 * 10**9  # how long a settled hour stays noted for stores to see
+# How long a settled hour stays noted for stores to catch up with, and its object kept.
+SETTLED_KEEP_NS = 7 * 86400 * 10**9
 PARALLEL_CAMERAS = 16  # cameras planned and deleted at once
 
 
@@ -80,17 +82,39 @@ class BucketRetentionResult:
     kept_for_holds: int = 0  # expired, kept because a hold covers them
     put_back: int = 0  # taken out, then a hold came before their objects went: listed again
     errors: list[str] = field(default_factory=list)
+    full_pass: bool = False  # every camera's summary read (else only the cameras due)
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def merge(self, other: BucketRetentionResult) -> None:
+        """Add another part's counts and errors (one camera's) to these."""
         for k, v in other.__dict__.items():
-            setattr(self, k, getattr(self, k) + v)
+            if k != "full_pass":
+                setattr(self, k, getattr(self, k) + v)
 
 
 def _held(holds: Iterable[Hold], camera: str, row: dict[str, Any]) -> bool:
     return any(h.covers(camera, int(row["start_ns"]), int(row["end_ns"])) for h in holds)
+
+
+@dataclass
+class _Memory:
+    """What a deleter knows of each camera between its runs: (the earliest instant from which
+    an entry not under a hold may expire: an entry's end, or the first instant of an hour not
+    read; the earliest purge due), None where there is none."""
+
+    full_pass_ns: int
+    cams: dict[str, tuple[int | None, int | None]]
+
+
+# (tier url, member, epoch) -> what that deleter learnt (a new deleter starts with a full pass).
+_memory: dict[tuple[str, str, int], _Memory] = {}
+_memory_lock = threading.Lock()
+# Every camera's summary is read at least this often: footage tiered late into hours older
+# than what the deleter knew of a camera, new cameras, and footage whose hold was released
+# are found then.
+FULL_PASS_NS = 86400 * 10**9
 
 
 def run_bucket_retention(
@@ -105,37 +129,68 @@ def run_bucket_retention(
     by: str = "retention",
     dry_run: bool = False,
 ) -> BucketRetentionResult:
-    """One run of the cluster's deleter over every camera of the bucket's catalog: entries
+    """One run of the cluster's deleter over the cameras of the bucket's catalog: entries
     past their camera's tiered age (``policy_of``) and under no hold leave their hour's list
     (E3), and objects of entries taken out ``delay_ns`` ago or more are deleted, or put back
     when a hold now covers them (E4). Each step is recorded in ``store``'s audit log. Raises
-    NotDeleter the moment this member is not the deleter any more."""
+    NotDeleter the moment this member is not the deleter any more.
+
+    Planning reads one object per camera (its summary), too many for every run of a city: a
+    deleter remembers when each camera next has something due, and reads only those cameras,
+    except at a full pass (its first run, then daily, and every dry run)."""
     if not deleter.leads():
         raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
     stopped: list[NotDeleter] = []
+    key = (tier.url, deleter.member, deleter.epoch)
+    with _memory_lock:
+        mem = _memory.get(key)
+    full = dry_run or mem is None or not 0 <= now_ns - mem.full_pass_ns < FULL_PASS_NS
 
-    def one(cam: str) -> BucketRetentionResult:
+    def one(cam: str) -> tuple[BucketRetentionResult, tuple[int | None, int | None]]:
         part = BucketRetentionResult(cameras=1)
         if stopped:  # (the deleter lost its election: no camera more)
-            return part
+            return part, (None, None)
         try:
-            _camera(store, tier, cam, deleter, now_ns, delay_ns, policy_of(cam), holds, by,
-                    dry_run, part)  # fmt: skip
+            state = _camera(store, tier, cam, deleter, now_ns, delay_ns, policy_of(cam), holds,
+                            by, dry_run, part)  # fmt: skip
+            return part, state
         except NotDeleter as exc:
             stopped.append(exc)
         except VstoreError as exc:
             part.errors.append(f"camera {cam}: {exc}")
-        return part
+        return part, (now_ns, None)  # (an error: read again next run)
 
-    res = BucketRetentionResult()
-    cams = sorted(tier.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+    def due(cam: str, state: tuple[int | None, int | None]) -> bool:
+        base, purge = state
+        if purge is not None and purge <= now_ns:
+            return True
+        age = policy_of(cam).age_limit_ns(tiered=True)
+        return base is not None and bool(age) and base + age <= now_ns
+
+    if full:
+        cams = sorted(tier.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
+    else:
+        assert mem is not None
+        cams = sorted(c for c, st in mem.cams.items() if due(c, st))
+    res = BucketRetentionResult(full_pass=full)
+    learnt: dict[str, tuple[int | None, int | None]] = {}
     # Cameras are independent (each its own objects): a city's thousands are planned and
     # deleted side by side, each request waiting on the object store, not on the CPU.
     with ThreadPoolExecutor(PARALLEL_CAMERAS) as pool:
-        for part in pool.map(one, cams):
+        for cam, (part, state) in zip(cams, pool.map(one, cams), strict=True):
             res.merge(part)
+            learnt[cam] = state
     if stopped:
+        with _memory_lock:
+            _memory.pop(key, None)
         raise stopped[0]
+    if not dry_run:
+        with _memory_lock:
+            if full:
+                _memory[key] = _Memory(now_ns, learnt)
+            else:
+                assert mem is not None
+                mem.cams.update(learnt)
     return res
 
 
@@ -151,22 +206,59 @@ def _camera(
     by: str,
     dry_run: bool,
     res: BucketRetentionResult,
-) -> None:
+) -> tuple[int | None, int | None]:
+    """The deleter's work on one camera; what it then knows of it (``_Memory``)."""
     summary = read_doc(tier, layout.catalog_summary_key(cam)) or {}
-    due: set[int] = {int(h) for h, t in summary.get(RETIRED, {}).items() if int(t) <= now_ns}
+    retired = {int(h): int(t) for h, t in summary.get(RETIRED, {}).items()}
+    due = {h for h, t in retired.items() if t <= now_ns}
     age_ns = policy.age_limit_ns(tiered=True)
-    if age_ns:
-        cutoff = now_ns - age_ns
-        for hour_s, stats in sorted(summary.get("hours", {}).items(), key=lambda kv: int(kv[0])):
-            if int(stats["first_ns"]) >= cutoff:
-                continue
-            hour = int(hour_s)
-            if _retire(store, tier, cam, hour, cutoff, deleter, now_ns, delay_ns, holds, by,
-                       dry_run, res) and delay_ns <= 0:  # fmt: skip
-                due.add(hour)
+    cutoff = now_ns - age_ns if age_ns else None
+    base: int | None = None
+    for hour, _stats in sorted((int(h), st) for h, st in summary.get("hours", {}).items()):
+        # Whole hours only: footage is kept up to an hour past its age, and a city's cameras
+        # cost the object store one pass an hour instead of one every run.
+        if cutoff is None or hour + layout.HOUR_NS > cutoff:
+            # (hours in order: nothing later expires before this one has wholly)
+            end = hour + layout.HOUR_NS
+            base = end if base is None else min(base, end)
+            break
+        moved, left = _retire(store, tier, cam, hour, cutoff, deleter, now_ns, delay_ns, holds,
+                              by, dry_run, res, noted=hour in retired)  # fmt: skip
+        if moved and delay_ns <= 0:
+            due.add(hour)
+        if left is not None:
+            base = left if base is None else min(base, left)
+    later = [t for h, t in retired.items() if h not in due]
     for hour in sorted(due):
         if not dry_run:
-            _purge(store, tier, cam, hour, deleter, now_ns, holds, by, res)
+            nxt = _purge(store, tier, cam, hour, deleter, now_ns, holds, by, res)
+            if nxt is not None:
+                later.append(nxt)
+    if not dry_run and delay_ns > 0 and res.deleted_segments:
+        later.append(now_ns + delay_ns)
+    for hour, settled_ns in sorted(summary.get(SETTLED, {}).items()):
+        if int(settled_ns) + SETTLED_KEEP_NS > now_ns:
+            later.append(int(settled_ns) + SETTLED_KEEP_NS)
+        elif not dry_run:
+            _forget(tier, cam, int(hour), deleter, now_ns)
+    return base, min(later, default=None)
+
+
+def _forget(tier: BlobTier, cam: str, hour: int, deleter: Deleter, now_ns: int) -> None:
+    """An hour settled ``SETTLED_KEEP_NS`` ago that lists nothing any more: its object (by
+    then a list of deleted entries only) is deleted, so a city's catalog does not keep one
+    object per camera-hour forever. (S3 has no conditional delete: an owner that lists
+    footage in so old an hour at this very moment loses the listing; its bytes and its
+    store's row stay, and its `vstore check` writes the hour again, C11.)"""
+    key = layout.catalog_object_key(cam, hour)
+    doc = read_doc(tier, key)
+    if doc is not None:
+        _still_deleter(deleter, doc)
+        if doc.get("segments") or any("purged_ns" not in e for e in doc.get(DELETED, [])):
+            _note(tier, cam, hour, forget=True)  # (listed again since: not the deleter's now)
+            return
+        tier.delete(key)
+    _note(tier, cam, hour, forget=True)
 
 
 def _retire(
@@ -182,26 +274,28 @@ def _retire(
     by: str,
     dry_run: bool,
     res: BucketRetentionResult,
-) -> bool:
+    noted: bool = False,
+) -> tuple[bool, int | None]:
     """E3's first step for one hour: its entries that end by ``cutoff``, under no hold, move
-    to its DELETED list. Whether any did."""
+    to its DELETED list. Whether any did, and the earliest end of those left not under a
+    hold (None: none)."""
     key = layout.catalog_object_key(cam, hour)
     due_ns = now_ns + max(0, delay_ns)
     if dry_run:
         doc = read_doc(tier, key) or {}
+        ends = []
         for e in doc.get("segments", []):
-            if int(e["row"]["end_ns"]) <= cutoff:
-                if _held(holds, cam, e["row"]):
-                    res.kept_for_holds += 1
-                else:
-                    res.deleted_segments += 1
-                    res.deleted_bytes += int(e["row"]["size_bytes"])
-        return False
-    # The summary says first that the hour has deletions to finish: a crash between the two
-    # writes leaves a note the next run finds nothing behind, never objects nobody deletes.
-    _note(tier, cam, hour, retired_due_ns=due_ns)
+            if _held(holds, cam, e["row"]):
+                res.kept_for_holds += int(e["row"]["end_ns"]) <= cutoff
+            elif int(e["row"]["end_ns"]) <= cutoff:
+                res.deleted_segments += 1
+                res.deleted_bytes += int(e["row"]["size_bytes"])
+            else:
+                ends.append(int(e["row"]["end_ns"]))
+        return False, min(ends, default=None)
     moved: list[dict[str, Any]] = []
     held = [0]
+    left: list[int] = []
     last: dict[str, Any] = {}
 
     def change(data: bytes | None) -> bytes | None:
@@ -209,13 +303,16 @@ def _retire(
         if doc is None:
             return None
         _still_deleter(deleter, doc)
+        last["doc"] = doc
         keep, go, held[0] = [], [], 0
+        left.clear()
         for e in doc.get("segments", []):
-            if int(e["row"]["end_ns"]) > cutoff:
+            if _held(holds, cam, e["row"]):
                 keep.append(e)
-            elif _held(holds, cam, e["row"]):
+                held[0] += int(e["row"]["end_ns"]) <= cutoff
+            elif int(e["row"]["end_ns"]) > cutoff:
                 keep.append(e)
-                held[0] += 1
+                left.append(int(e["row"]["end_ns"]))
             else:
                 go.append(e)
         moved[:] = go
@@ -232,9 +329,18 @@ def _retire(
 
     tier.update(key, change)
     res.kept_for_holds += held[0]
+    nxt = min(left, default=None)
+    doc = last.get("doc") or {}
+    pending = [int(e["due_ns"]) for e in doc.get(DELETED, []) if "purged_ns" not in e]
+    # The hour is written first, then its summary line and its note in one write: a crash
+    # between the two leaves the line as it was, so the hour is read again at the next full
+    # pass, which notes what it finds taken out and not yet deleted (never left unowned).
+    noting = _noting(hour, retired_due_ns=min(pending)) if pending else None
     if not moved:
-        return False
-    summarize(tier, cam, hour, last["doc"])
+        if noting is not None and not noted:
+            _note(tier, cam, hour, retired_due_ns=min(pending))
+        return False, nxt
+    summarize(tier, cam, hour, doc, also=noting)
     b = Batch()
     for e in moved:
         row = e["row"]
@@ -244,7 +350,7 @@ def _retire(
             "reason": "tiered_max_age", "cutoff": format_time(cutoff),
             "objects_after": format_time(due_ns)}), now_ns, batch=b)  # fmt: skip
     store.index.commit(b, sync=True)
-    return True
+    return True, nxt
 
 
 def _purge(
@@ -257,14 +363,15 @@ def _purge(
     holds: list[Hold],
     by: str,
     res: BucketRetentionResult,
-) -> None:
+) -> int | None:
     """E3's second step and E4 for one hour: each taken-out entry whose time has come loses
-    its object, unless a hold covers it now: then it is listed again."""
+    its object, unless a hold covers it now: then it is listed again. When its next entry
+    comes due (None: none left)."""
     key = layout.catalog_object_key(cam, hour)
     doc = read_doc(tier, key)
     if doc is None:
         _note(tier, cam, hour, settled_ns=now_ns)
-        return
+        return None
     _still_deleter(deleter, doc)  # (a newer deleter's hour: not one object of it deleted)
     todo = [
         e
@@ -314,7 +421,9 @@ def _purge(
     if gone or back:
         tier.update(key, change)
         doc = last.get("doc", doc)
-        summarize(tier, cam, hour, doc)
+        left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
+        summarize(tier, cam, hour, doc, also=_noting(hour, retired_due_ns=min(left), replace=True)
+                  if left else _noting(hour, settled_ns=now_ns))  # fmt: skip
         b = Batch()
         for e in gone.values():
             res.purged_segments += 1
@@ -327,11 +436,13 @@ def _purge(
                 "reason": "a hold covers it: listed again, its object kept"}), now_ns,
                 batch=b)  # fmt: skip
         store.index.commit(b, sync=True)
+        return min(left, default=None)
     left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
     if left:
         _note(tier, cam, hour, retired_due_ns=min(left), replace=True)
-    else:
-        _note(tier, cam, hour, settled_ns=now_ns)
+        return min(left)
+    _note(tier, cam, hour, settled_ns=now_ns)
+    return None
 
 
 def _still_deleter(deleter: Deleter, doc: dict[str, Any]) -> None:
@@ -363,34 +474,45 @@ def _record(
     }
 
 
-def _note(
-    tier: BlobTier,
-    cam: str,
+def _noting(
     hour: int,
     *,
     retired_due_ns: int | None = None,
     settled_ns: int | None = None,
     replace: bool = False,
-) -> None:
-    """Note an hour in the camera's summary as having deletions due (RETIRED, the earliest
-    due time kept unless ``replace``) or as settled (SETTLED; old settled notes pruned)."""
-    key = layout.catalog_summary_key(cam)
+    forget: bool = False,
+) -> Callable[[dict[str, Any]], bool]:
+    """A change of a camera's summary that notes an hour as having deletions due (RETIRED,
+    the earliest due time kept unless ``replace``) or as settled (SETTLED), or ``forget``s
+    its note; it answers whether it changed anything."""
+    h = str(hour)
 
-    def change(data: bytes | None) -> bytes | None:
-        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
-                                                 "camera": cam, "hours": {}}  # fmt: skip
+    def change(summary: dict[str, Any]) -> bool:
         retired = summary.setdefault(RETIRED, {})
         settled = summary.setdefault(SETTLED, {})
-        h = str(hour)
+        before = (retired.get(h), settled.get(h))
         if retired_due_ns is not None:
             was = retired.get(h)
             retired[h] = retired_due_ns if replace or was is None else min(int(was), retired_due_ns)
         if settled_ns is not None:
             retired.pop(h, None)
             settled[h] = settled_ns
-            for k in [k for k, t in settled.items() if int(t) < settled_ns - SETTLED_KEEP_NS]:
-                del settled[k]
-        return dumps_compact(summary)
+        if forget:
+            settled.pop(h, None)
+        return (retired.get(h), settled.get(h)) != before
+
+    return change
+
+
+def _note(tier: BlobTier, cam: str, hour: int, **what: Any) -> None:
+    """Write ``_noting(hour, **what)`` to the camera's summary (if it changes it)."""
+    key = layout.catalog_summary_key(cam)
+    noting = _noting(hour, **what)
+
+    def change(data: bytes | None) -> bytes | None:
+        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
+                                                 "camera": cam, "hours": {}}  # fmt: skip
+        return dumps_compact(summary) if noting(summary) else None
 
     tier.update(key, change)
 
@@ -453,7 +575,11 @@ def _catch_up_hour(
 ) -> None:
     doc = read_doc(tier, layout.catalog_object_key(cam, hour))
     if doc is None:
-        return
+        # An hour the deleter forgot (settled long ago): rows whose objects are gone too were
+        # deleted by it. (One whose object is there was never listed: its hour is to write.)
+        doc = {DELETED: [{"store": store.uuid, "row": {"path": r.path},
+                          "deleter": "unknown (its catalog hour was forgotten)"}
+                         for r in rows if tier.head(r.path) is None]}  # fmt: skip
     deleted = {
         str(e["row"]["path"]): e for e in doc.get(DELETED, []) if e.get("store") == store.uuid
     }

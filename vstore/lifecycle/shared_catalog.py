@@ -226,9 +226,16 @@ def _hour_stats(doc: dict[str, Any]) -> dict[str, int] | None:
     }
 
 
-def summarize(tier: BlobTier, camera: str, hour_ns: int, doc: dict[str, Any]) -> None:
+def summarize(
+    tier: BlobTier,
+    camera: str,
+    hour_ns: int,
+    doc: dict[str, Any],
+    also: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
     """Set the hour's line of the camera's summary from the hour as written (each write of
-    an hour writes its line again, so a line a crash left stale is mended by the next)."""
+    an hour writes its line again, so a line a crash left stale is mended by the next).
+    ``also(summary)`` changes more of it in the same write (True: it changed something)."""
     key = layout.catalog_summary_key(camera)
     stats = _hour_stats(doc)
 
@@ -236,7 +243,8 @@ def summarize(tier: BlobTier, camera: str, hour_ns: int, doc: dict[str, Any]) ->
         summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
                                               "camera": camera, "hours": {}}  # fmt: skip
         hours_ = summary.setdefault("hours", {})
-        if hours_.get(str(hour_ns)) == stats:
+        more = also(summary) if also is not None else False
+        if hours_.get(str(hour_ns)) == stats and not more:
             return None  # (as it is)
         if stats is None:
             hours_.pop(str(hour_ns), None)

@@ -96,6 +96,9 @@ class S3Tier(BlobTier):
             s3={"addressing_style": "path"},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
+            # Readers of a bucket's catalog and the deleter use up to 16 threads; botocore's
+            # default of 10 connections made the rest wait for one.
+            max_pool_connections=32,
         )
         kwargs: dict[str, Any] = {"config": cfg}
         if endpoint_url:
