@@ -19,7 +19,7 @@ import pytest
 from vstore.base import layout
 from vstore.cluster.agent import Agent
 from vstore.cluster.ownership import MemberInfo, Ownership, preferred
-from vstore.lifecycle.shared_catalog import FORMAT, VERSION, open_bucket
+from vstore.lifecycle.shared_catalog import FORMAT, VERSION, HourTable, new_summary, open_bucket
 from vstore.store.config import ClusterConfig
 
 T0 = 1_737_075_600 * 10**9  # 2025-01-17T01:00:00Z
@@ -145,16 +145,16 @@ def test_catalog_lookup_from_the_bucket(benchmark, request, seaweed, monkeypatch
 
 
 def _summary_doc(cam: str, first_hour_ns: int, hours: int, segments: int) -> bytes:
-    """A camera's catalog summary with a line per hour, as its writers keep it."""
+    """A camera's catalog summary with a line per hour, as its writers write it."""
     seg_ns = layout.HOUR_NS // segments
-    lines = {
-        str(h): {"segments": segments, "bytes": segments * 30_000_000, "first_ns": h,
-                 "last_ns": h + layout.HOUR_NS, "last_end_ns": h + layout.HOUR_NS,
-                 "recorded_ns": segments * seg_ns, "gaps": 0}
-        for h in range(first_hour_ns, first_hour_ns + hours * layout.HOUR_NS, layout.HOUR_NS)
-    }  # fmt: skip
-    return json.dumps({"format": FORMAT, "version": VERSION, "camera": cam,
-                       "hours": lines}).encode()  # fmt: skip
+    table = HourTable()
+    for h in range(first_hour_ns, first_hour_ns + hours * layout.HOUR_NS, layout.HOUR_NS):
+        table.set(h, {"segments": segments, "bytes": segments * 30_000_000, "first_ns": h,
+                      "last_ns": h + layout.HOUR_NS, "last_end_ns": h + layout.HOUR_NS,
+                      "recorded_ns": segments * seg_ns, "gaps": 0})  # fmt: skip
+    doc = new_summary(cam)
+    table.store(doc)
+    return json.dumps(doc).encode()
 
 
 @pytest.mark.timeout(3600)

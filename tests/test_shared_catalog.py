@@ -324,3 +324,40 @@ def test_a_seaweedfs_bucket_without_object_lock_is_a_tier_without_object_holds(
     tier.put_bytes("seg/a.vseg", b"footage")
     assert tier.set_legal_hold("seg/a.vseg", True) is False
     assert tier.legal_hold("seg/a.vseg") is None
+
+
+def test_a_summary_keeps_its_hours_as_a_compact_table_and_still_reads_the_old_form(tmp_path, media):
+    """A camera's summary lines are a zstd table (a year of hours in a few kB); a summary
+    written in the old form (a JSON object per hour) is read as before and written anew
+    as a table by the next write of one of its hours."""
+    from vstore.lifecycle.shared_catalog import HOUR_COLUMNS, HourTable, bucket_cameras
+
+    table = HourTable()
+    year = [START_NS + i * layout.HOUR_NS for i in range(24 * 365)]
+    for i, h in enumerate(reversed(year)):
+        assert table.set(h, dict.fromkeys(HOUR_COLUMNS[1:], i + 1))
+    assert table.hours() == year and len(table) == 24 * 365
+    assert not table.set(year[-1], dict.fromkeys(HOUR_COLUMNS[1:], 1))  # (as it is)
+    assert table.set(year[5], None) and table.line(year[5]) is None
+    doc: dict = {}
+    table.store(doc)
+    assert len(doc["hour_table"]) < 2_000  # (a year of hours)
+    assert HourTable.of(doc).rows.tolist() == table.rows.tolist()
+    st = _store(tmp_path, media, "a")
+    tier = LocalTier(tmp_path / "bucket")
+    try:
+        run_tiering(st, tier, 5 * S)
+        key = layout.catalog_summary_key("gate")
+        new = json.loads(tier.get(key))
+        assert new["version"] == 2 and "hours" not in new
+        hour = str(layout.catalog_hour_ns(START_NS))
+        line = HourTable.of(new).line(int(hour))
+        old = {"format": new["format"], "version": 1, "camera": "gate", "hours": {hour: line}}
+        tier.put_bytes(key, json.dumps(old).encode(), if_match=tier.get_versioned(key)[1])
+        (cam,) = bucket_cameras(tier.url)
+        assert (cam.camera, cam.segments) == ("gate", 3)
+        publish_hour(st, tier, "gate", int(hour))
+        again = json.loads(tier.get(key))
+        assert again["version"] == 2 and HourTable.of(again).line(int(hour)) == line
+    finally:
+        st.close()

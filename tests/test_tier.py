@@ -76,3 +76,26 @@ def test_server_failing_a_fraction_of_requests_is_retried(moto_endpoint, bucket,
         for i in range(6):
             t.put_file(f"k{i}", p, _b64(data))
             assert t.get(f"k{i}", None) == data
+
+
+@pytest.mark.s3
+def test_delete_many_in_an_object_lock_bucket_removes_every_version_and_keeps_the_held(
+    moto_endpoint, lock_bucket, tmp_path
+):
+    """In a versioned (Object Lock) bucket, deleting a key alone only adds a delete marker:
+    the batch removes the versions themselves, and one under a legal hold is refused, named."""
+    from tests.conftest import _admin
+    from vstore.tier.s3 import S3Tier
+
+    tier = S3Tier(lock_bucket, "p", endpoint_url=moto_endpoint, **CREDS)
+    src = tmp_path / "x"
+    src.write_bytes(b"footage" * 100)
+    keys = [f"cam/2025-01-17/{i}.vseg" for i in range(4)]
+    for k in keys:
+        tier.put_file(k, src, _b64(src.read_bytes()))
+    assert tier.set_legal_hold(keys[1], True)
+    failed = tier.delete_many(keys)
+    assert list(failed) == [keys[1]] and "legal hold" in str(failed[keys[1]])
+    versions = _admin(moto_endpoint).list_object_versions(Bucket=lock_bucket, Prefix="p/")
+    assert [v["Key"] for v in versions.get("Versions", [])] == [f"p/{keys[1]}"]
+    assert not versions.get("DeleteMarkers")

@@ -25,18 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import TierError, VstoreError
+from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.timebase import format_time
 from vstore.index.segment_chain import removal_detail
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.lifecycle.shared_catalog import (
     DELETED,
-    FORMAT,
     RESTORED,
-    VERSION,
+    HourTable,
+    new_summary,
     parse_doc,
+    parse_summary,
     read_doc,
+    read_summary,
     summarize,
     unpack_chunks,
 )
@@ -208,13 +210,13 @@ def _camera(
     res: BucketRetentionResult,
 ) -> tuple[int | None, int | None]:
     """The deleter's work on one camera; what it then knows of it (``_Memory``)."""
-    summary = read_doc(tier, layout.catalog_summary_key(cam)) or {}
+    summary = read_summary(tier, cam) or {}
     retired = {int(h): int(t) for h, t in summary.get(RETIRED, {}).items()}
     due = {h for h, t in retired.items() if t <= now_ns}
     age_ns = policy.age_limit_ns(tiered=True)
     cutoff = now_ns - age_ns if age_ns else None
     base: int | None = None
-    for hour, _stats in sorted((int(h), st) for h, st in summary.get("hours", {}).items()):
+    for hour in HourTable.of(summary).hours():
         # Whole hours only: footage is kept up to an hour past its age, and a city's cameras
         # cost the object store one pass an hour instead of one every run.
         if cutoff is None or hour + layout.HOUR_NS > cutoff:
@@ -378,21 +380,18 @@ def _purge(
         for e in doc.get(DELETED, [])
         if "purged_ns" not in e and int(e.get("due_ns", 0)) <= now_ns
     ]
+    back = {str(e["row"]["path"]): e for e in todo if _held(holds, cam, e["row"])}
+    going = {str(e["row"]["path"]): e for e in todo if str(e["row"]["path"]) not in back}
     gone: dict[str, dict[str, Any]] = {}
-    back: dict[str, dict[str, Any]] = {}
-    for e in todo:
-        path = str(e["row"]["path"])
-        if _held(holds, cam, e["row"]):
-            back[path] = e
-            continue
+    if going:
         if not deleter.leads():
             raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
-        try:
-            tier.delete(path)  # (a missing object is not an error: a rerun after a crash)
-        except TierError as exc:  # an object legal hold, or the store failing
+        # In batches (a missing object is not an error: a rerun after a crash). One refused
+        # (an object legal hold, the store failing) stays for the next run.
+        failed = tier.delete_many(list(going))
+        for path, exc in failed.items():
             res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
-            continue
-        gone[path] = e
+        gone = {p: e for p, e in going.items() if p not in failed}
     last: dict[str, Any] = {}
 
     def change(data: bytes | None) -> bytes | None:
@@ -510,9 +509,11 @@ def _note(tier: BlobTier, cam: str, hour: int, **what: Any) -> None:
     noting = _noting(hour, **what)
 
     def change(data: bytes | None) -> bytes | None:
-        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
-                                                 "camera": cam, "hours": {}}  # fmt: skip
-        return dumps_compact(summary) if noting(summary) else None
+        summary = parse_summary(tier, cam, data) or new_summary(cam)
+        if not noting(summary):
+            return None
+        HourTable.of(summary).store(summary)  # (an old-form summary is written anew)
+        return dumps_compact(summary)
 
     tier.update(key, change)
 
@@ -543,17 +544,17 @@ def catch_up(store: Store, tier: BlobTier, by: str = "retention") -> CatchUp:
             if r.location == tier.url and not r.foreign and r.state == "sealed":
                 rows_by_hour.setdefault(layout.catalog_hour_ns(r.start_ns), []).append(r)
         try:
-            summary = read_doc(tier, layout.catalog_summary_key(cam))
+            summary = read_summary(tier, cam)
         except VstoreError as exc:
             out.errors.append(f"camera {cam}: {exc}")
             continue
         if summary is None:
             continue
         noted = {int(h) for h in (*summary.get(RETIRED, {}), *summary.get(SETTLED, {}))}
-        lines = summary.get("hours", {})
+        table = HourTable.of(summary)
         for hour in sorted(set(rows_by_hour) | noted):
             rows = rows_by_hour.get(hour, [])
-            line = lines.get(str(hour))
+            line = table.line(hour)
             if hour not in noted and line is not None and int(line["segments"]) >= len(rows):
                 continue
             try:

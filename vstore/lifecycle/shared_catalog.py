@@ -145,7 +145,9 @@ def read_doc(tier: BlobTier, key: str) -> dict[str, Any] | None:
     return parse_doc(tier, key, got[0] if got is not None else None)
 
 
-def parse_doc(tier: BlobTier, key: str, data: bytes | None) -> dict[str, Any] | None:
+def parse_doc(
+    tier: BlobTier, key: str, data: bytes | None, newest: int = VERSION
+) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
@@ -154,7 +156,7 @@ def parse_doc(tier: BlobTier, key: str, data: bytes | None) -> dict[str, Any] | 
         raise VstoreError(f"{tier.url}/{key}: not a catalog object ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise VstoreError(f"{tier.url}/{key}: not a catalog object")
-    if doc.get("version", 0) > VERSION:
+    if doc.get("version", 0) > newest:
         raise VstoreError(f"{tier.url}/{key}: catalog version {doc['version']} is newer")
     return doc
 
@@ -226,6 +228,110 @@ def _hour_stats(doc: dict[str, Any]) -> dict[str, int] | None:
     }
 
 
+# A camera's summary keeps a line per catalog hour. Written as a table (SUMMARY_VERSION 2):
+# HOUR_COLUMNS, each as little-endian int64 differences from the hour before (the first from
+# 0), column after column, zstd-compressed, in base64 under "hour_table": a year of lines is
+# a few kB read in microseconds, where the JSON objects of version 1 ("hours", still read)
+# cost a reader of a city's summaries most of its time.
+SUMMARY_VERSION = 2
+HOUR_COLUMNS = (
+    "hour_ns", "segments", "bytes", "first_ns", "last_ns", "last_end_ns", "recorded_ns", "gaps",
+)  # fmt: skip
+
+
+class HourTable:
+    """A summary's lines, hours ascending: read from either form, written as the table."""
+
+    def __init__(self, rows: Any = None) -> None:
+        import numpy as np  # (loaded with the first summary, never by a clip)
+
+        self.rows = np.zeros((0, len(HOUR_COLUMNS)), np.int64) if rows is None else rows
+
+    @classmethod
+    def of(cls, summary: dict[str, Any] | None) -> HourTable:
+        import numpy as np
+
+        summary = summary or {}
+        blob = summary.get("hour_table")
+        if isinstance(blob, str):
+            import zstandard
+
+            try:
+                raw = zstandard.ZstdDecompressor().decompress(base64.b64decode(blob))
+                cols = np.frombuffer(raw, "<i8").reshape(len(HOUR_COLUMNS), -1)
+            except (ValueError, zstandard.ZstdError) as exc:
+                raise VstoreError(f"a catalog summary's hour table is damaged ({exc})") from None
+            return cls(np.cumsum(cols, axis=1, dtype=np.int64).T.copy())
+        lines = sorted(summary.get("hours", {}).items(), key=lambda kv: int(kv[0]))
+        rows = [[int(h), *(int(line[c]) for c in HOUR_COLUMNS[1:])] for h, line in lines]
+        return cls(np.array(rows, np.int64).reshape(-1, len(HOUR_COLUMNS)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def hours(self) -> list[int]:
+        return [int(h) for h in self.rows[:, 0]]
+
+    def _find(self, hour_ns: int) -> tuple[int, bool]:
+        i = int(self.rows[:, 0].searchsorted(hour_ns))
+        return i, i < len(self.rows) and int(self.rows[i, 0]) == hour_ns
+
+    def line(self, hour_ns: int) -> dict[str, int] | None:
+        i, there = self._find(hour_ns)
+        if not there:
+            return None
+        return {c: int(v) for c, v in zip(HOUR_COLUMNS[1:], self.rows[i, 1:], strict=True)}
+
+    def lines(self) -> list[dict[str, int]]:
+        return [{c: int(v) for c, v in zip(HOUR_COLUMNS[1:], r[1:], strict=True)}
+                for r in self.rows]  # fmt: skip
+
+    def set(self, hour_ns: int, stats: dict[str, int] | None) -> bool:
+        """Set (None: remove) an hour's line; whether that changed it."""
+        import numpy as np
+
+        i, there = self._find(hour_ns)
+        if stats is None:
+            if there:
+                self.rows = np.delete(self.rows, i, axis=0)
+            return there
+        row = np.array([hour_ns, *(int(stats[c]) for c in HOUR_COLUMNS[1:])], np.int64)
+        if there:
+            if (self.rows[i] == row).all():
+                return False
+            self.rows[i] = row
+        else:
+            self.rows = np.insert(self.rows, i, row, axis=0)
+        return True
+
+    def store(self, summary: dict[str, Any]) -> None:
+        """Write the table into ``summary`` (as version 2: the old form goes)."""
+        import numpy as np
+        import zstandard
+
+        cols = np.diff(self.rows.T, axis=1, prepend=0).astype("<i8")
+        summary.pop("hours", None)
+        summary["version"] = SUMMARY_VERSION
+        summary["hour_columns"] = list(HOUR_COLUMNS)
+        summary["hour_table"] = base64.b64encode(
+            zstandard.ZstdCompressor(level=3).compress(cols.tobytes())
+        ).decode("ascii")
+
+
+def read_summary(tier: BlobTier, camera: str) -> dict[str, Any] | None:
+    """A camera's catalog summary (either form), or None."""
+    got = tier.get_versioned(layout.catalog_summary_key(camera))
+    return parse_summary(tier, camera, got[0] if got is not None else None)
+
+
+def parse_summary(tier: BlobTier, camera: str, data: bytes | None) -> dict[str, Any] | None:
+    return parse_doc(tier, layout.catalog_summary_key(camera), data, newest=SUMMARY_VERSION)
+
+
+def new_summary(camera: str) -> dict[str, Any]:
+    return {"format": FORMAT, "version": SUMMARY_VERSION, "camera": camera}
+
+
 def summarize(
     tier: BlobTier,
     camera: str,
@@ -240,16 +346,12 @@ def summarize(
     stats = _hour_stats(doc)
 
     def change(data: bytes | None) -> bytes | None:
-        summary = parse_doc(tier, key, data) or {"format": FORMAT, "version": VERSION,
-                                              "camera": camera, "hours": {}}  # fmt: skip
-        hours_ = summary.setdefault("hours", {})
+        summary = parse_summary(tier, camera, data) or new_summary(camera)
+        table = HourTable.of(summary)
         more = also(summary) if also is not None else False
-        if hours_.get(str(hour_ns)) == stats and not more:
+        if not table.set(hour_ns, stats) and not more and "hours" not in summary:
             return None  # (as it is)
-        if stats is None:
-            hours_.pop(str(hour_ns), None)
-        else:
-            hours_[str(hour_ns)] = stats
+        table.store(summary)
         return dumps_compact(summary)
 
     tier.update(key, change)
@@ -266,10 +368,8 @@ def bucket_cameras(url: str) -> list[CameraSummary]:
         raise NotFound(_no_catalog(tier.url))
 
     def one(cam: str) -> CameraSummary:
-        doc = read_doc(tier, layout.catalog_summary_key(cam))
-        lines = [
-            h for _k, h in sorted((doc or {}).get("hours", {}).items(), key=lambda kv: int(kv[0]))
-        ]
+        doc = read_summary(tier, cam)
+        lines = HourTable.of(doc).lines()
         if doc is None:  # (no summary yet: each hour read once)
             lines = [
                 s for _c, _h, k in hours(tier, cam) if (s := _hour_stats(read_doc(tier, k) or {}))

@@ -67,6 +67,18 @@ class TierTests:
         tier.delete("d.vseg")
         assert tier.head("d.vseg") is None
 
+    def test_delete_many_removes_every_one_and_missing_ones_are_no_error(
+        self, tier: BlobTier, blob
+    ):
+        path, data = blob
+        keys = [f"cam/2025-01-17/{i:04d}.vseg" for i in range(5)]
+        for k in keys:
+            tier.put_file(k, path, _b64(data))
+        tier.put_file("cam/2025-01-18/keep.vseg", path, _b64(data))
+        assert tier.delete_many([*keys[:4], "cam/2025-01-17/never.vseg"]) == {}
+        assert [o.key for o in tier.list_prefix("cam/")] == [keys[4], "cam/2025-01-18/keep.vseg"]
+        assert tier.delete_many([]) == {}
+
     def test_list_prefix_in_key_order(self, tier: BlobTier, blob):
         path, data = blob
         for k in ("cam2/x.vseg", "cam1/b.vseg", "cam1/a.vseg"):

@@ -105,6 +105,17 @@ class BlobTier(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove an object; removing a missing one is not an error."""
 
+    def delete_many(self, keys: list[str]) -> dict[str, TierError]:
+        """Remove objects (missing ones are not an error); the keys that could not be
+        removed, each with why. A store that deletes in batches says so by overriding."""
+        failed: dict[str, TierError] = {}
+        for key in keys:
+            try:
+                self.delete(key)
+            except TierError as exc:
+                failed[key] = exc
+        return failed
+
     @abc.abstractmethod
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with prefix, in key order."""

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from vstore.base.errors import TierError
 from vstore.base.ratelimit import RateLimiter
 from vstore.segment import format as fmt
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
@@ -136,6 +137,11 @@ class CachedTier(BlobTier):
     def delete(self, key: str) -> None:
         self.forget(key)
         self.inner.delete(key)
+
+    def delete_many(self, keys: list[str]) -> dict[str, TierError]:
+        for key in keys:
+            self.forget(key)
+        return self.inner.delete_many(keys)
 
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list_prefix(prefix)

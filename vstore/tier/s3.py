@@ -61,6 +61,11 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024  # one-minute segments upload in a single
 MULTIPART_CHUNK = 16 * 1024 * 1024
 
 
+DELETE_BATCH = 1000  # keys S3 takes in one DeleteObjects
+# What a server without ListObjectVersions answers: its objects are deleted one by one.
+_NO_VERSION_LISTING = ("NotImplemented", "501", "MethodNotAllowed", "InvalidRequest")
+
+
 class S3Tier(BlobTier):
     def __init__(
         self,
@@ -308,6 +313,60 @@ class S3Tier(BlobTier):
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(key), **extra)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"delete of {key}") from exc
+
+    def delete_many(self, keys: list[str]) -> dict[str, TierError]:
+        """Up to 1,000 objects a request (DeleteObjects), every version of each (in an
+        object-lock bucket a key alone would only add a delete marker), the versions found
+        by one listing of the batch's common prefix. A server without version listings has
+        its objects deleted one by one."""
+        failed: dict[str, TierError] = {}
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i : i + DELETE_BATCH]
+            full = {self._key(k): k for k in batch}
+            try:
+                versions: dict[str, list[str]] = {}
+                pages = self._s3.get_paginator("list_object_versions").paginate(
+                    Bucket=self.bucket,
+                    Prefix=os.path.commonprefix(list(full)),  # noqa: RUF071 - a key, by character
+                )
+                for page in pages:
+                    for v in page.get("Versions", []):
+                        if v["Key"] in full:
+                            versions.setdefault(v["Key"], []).append(str(v.get("VersionId")))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in _NO_VERSION_LISTING:
+                    err = self._fail(exc, "listing of versions to delete")
+                    failed.update(dict.fromkeys(batch, err))
+                    continue
+                failed.update(super().delete_many(batch))
+                continue
+            except BotoCoreError as exc:
+                err = self._fail(exc, "listing of versions to delete")
+                failed.update(dict.fromkeys(batch, err))
+                continue
+            objects = [
+                {"Key": key} if vid in ("null", "None") else {"Key": key, "VersionId": vid}
+                for key, vids in versions.items()
+                for vid in vids
+            ]
+            for j in range(0, len(objects), DELETE_BATCH):
+                try:
+                    r = self._s3.delete_objects(
+                        Bucket=self.bucket,
+                        Delete={"Objects": objects[j : j + DELETE_BATCH], "Quiet": True},
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    err = self._fail(exc, "delete")
+                    failed.update({full[o["Key"]]: err for o in objects[j : j + DELETE_BATCH]})
+                    continue
+                for e in r.get("Errors", []):
+                    code = e.get("Code", "")
+                    failed[full.get(e.get("Key", ""), e.get("Key", ""))] = TierError(
+                        f"{self.url}: delete of {full.get(e.get('Key', ''))} refused ({code}: "
+                        f"{e.get('Message', '')}): under a legal hold or retention, or the "
+                        "credentials may not delete"
+                    )
+        return failed
 
     def set_legal_hold(self, key: str, on: bool) -> bool:
 
