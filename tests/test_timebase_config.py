@@ -140,6 +140,24 @@ def test_template_parses(tmp_path):
     p = tmp_path / "vstore.toml"
     p.write_text(CONFIG_TEMPLATE)
     assert load_config(p).defaults.segment_duration_s == 60.0
+    # Its [cluster] section, uncommented as someone setting up a node would, is valid.
+    lines = CONFIG_TEMPLATE.splitlines()
+    at = lines.index("# [cluster]")
+    block = []
+    for line in lines[at:]:
+        if not line.startswith("# ") or line.startswith("#  "):
+            if block and not line.startswith("#  "):
+                break
+            continue
+        block.append(line[2:])
+    p.write_text("\n".join(block) + "\n")
+    c = load_config(p).cluster
+    assert (c.name, c.prefix, c.lease_ttl_s, c.deletion_delay_s) == ("node1", "/vstore/city", 10,
+                                                                     600.0)  # fmt: skip
+    assert c.pins == {"junction-1": "node2"} and len(c.etcd) == 3
+    p.write_text('[cluster]\netcd = ["http://e:2379"]\ndeletion_delay_s = -1\n')
+    with pytest.raises(ConfigError, match="deletion_delay_s"):
+        load_config(p)
 
 
 def test_tier_and_tiered_retention_settings(tmp_path):

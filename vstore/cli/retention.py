@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
                 )
                 for t in doc["trim_segments"]:
                     print(f"  {t['camera']}: {t['from']} .. {t['to']} ({fmt_bytes(t['bytes'])})")
+            cluster = doc.get("cluster")
+            if cluster:
+                _print_cluster(cluster, args.dry_run, doc.get("left_to_cluster_deleter", 0))
             if doc.get("trimmed_segments"):
                 print(
                     f"  trimmed {doc['trimmed_segments']} held segment(s) to their held chunks, "
@@ -126,9 +129,38 @@ def run(args: argparse.Namespace) -> int:
                 from vstore.base.errors import TierError
 
                 raise TierError(
-                    f"{len(doc['errors'])} tiered object(s) are out of the index but not yet "
-                    "deleted from the object store; the next run deletes them"
+                    f"{len(doc['errors'])} step(s) with the object store not done (above); "
+                    "what was decided stands, and the next run finishes them"
                 )
         if not every:
             return 0
         time.sleep(every)
+
+
+def _print_cluster(c: dict, dry_run: bool, left: int) -> None:
+    """A cluster member's share beyond its own disk: the bucket's deleter, and its index."""
+    if c.get("deleter") is None or c.get("note"):
+        past = f"{left} segment(s) past their age; " if left else ""
+        print(f"  tiered footage in {c['bucket']}: {past}{c.get('note', '')}")
+    run = c.get("bucket_run")
+    if run is not None:
+        who = c["deleter"]
+        verb = "would take" if dry_run else "took"
+        print(
+            f"as the cluster's deleter ({who['member']}, epoch {who['epoch']}): {verb} "
+            f"{run['deleted_segments']} segment(s), {fmt_bytes(run['deleted_bytes'])} out of "
+            f"the catalog of {c['bucket']} ({run['cameras']} camera(s) read"
+            f"{', a full pass' if run['full_pass'] else ''})"
+        )
+        if run["purged_segments"]:
+            print(f"  deleted {run['purged_segments']} object(s) whose delay was over, "
+                  f"{fmt_bytes(run['purged_bytes'])}")  # fmt: skip
+        if run["kept_for_holds"]:
+            print(f"  kept {run['kept_for_holds']} expired segment(s) under legal hold")
+        if run["put_back"]:
+            print(f"  listed {run['put_back']} segment(s) again: a hold came before their "
+                  "objects went")  # fmt: skip
+    caught = c.get("index_caught_up")
+    if caught and (caught["dropped"] or caught["taken_back"]):
+        print(f"  this store's index: {caught['dropped']} row(s) the deleter deleted dropped, "
+              f"{caught['taken_back']} it put back taken back")  # fmt: skip

@@ -110,6 +110,19 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # [audit]
 # max_age = "3650d"
 
+# Many nodes, one city (docs/deploy.md): the nodes share the cameras through etcd, each
+# recording the ones its member owns, and one bucket ([tier] url) for old footage, whose
+# expired footage one elected node deletes for all of them.
+# [cluster]
+# etcd = ["http://etcd1:2379", "http://etcd2:2379", "http://etcd3:2379"]
+# name = "node1"                    # each node its own (default: the host name)
+# prefix = "/vstore/city"           # the cluster's keys in etcd
+# lease_ttl_s = 10                  # a node silent this long loses its cameras to the others
+# weight = 1.0                      # its share of the cameras against the others'
+# pins = {junction-1 = "node2"}     # cameras a given node must record
+# deletion_delay_s = 600            # objects go this long after the catalog stops listing
+#                                   # them (default: twice [retention] every)
+
 # Per-camera settings override [store] and may name a source for `vstore record --all`.
 # name, location and timezone (IANA; [store] may set a default) go into evidence exports.
 # [cameras.front-door]
