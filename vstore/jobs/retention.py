@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vstore.lifecycle.retention import run_retention, watermark_unmet_after
+from vstore.lifecycle.retention import cluster_retention, run_retention, watermark_unmet_after
 from vstore.store.store import Store
 
 
@@ -26,7 +26,12 @@ def retention_job(
             dry_run=dry_run,
             trust_clock=bool(params.get("trust_clock")),
             progress=progress,
+            cluster=False,
         )
+    # A cluster's share runs after, outside the lock: a city's pass over the bucket must not
+    # keep an investigator's hold waiting, and one placed meanwhile is still honoured before
+    # any object goes (E4).
+    cluster_retention(store, plan, res, dry_run=dry_run)
     doc = plan.as_json()
     if res is not None:
         doc["deleted_segments"] = res.deleted_segments

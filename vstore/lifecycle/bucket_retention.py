@@ -9,8 +9,9 @@ The state lives in the catalog objects themselves:
   deleter and epoch, and when its object may go: ``due_ns``) by a conditional write, so no
   writer lists them again and no reader plans with them;
 - the camera's summary notes the hour under ``retired`` (hour -> the earliest due time) in
-  the write of its line that follows, and under ``settled`` (hour -> when) once every entry's object is gone or the
-  entry was put back, kept ``SETTLED_KEEP_NS`` for stores catching up;
+  the write of its line that follows, and under ``settled`` (hour -> when) once every
+  entry's object is gone or the entry was put back; a week on, an hour that lists nothing
+  is deleted itself;
 - at its due time an entry's object is deleted and the entry marked ``purged_ns``, unless a
   hold now covers it: then it goes back into ``segments``, marked ``restored``.
 """

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vstore.base.clock import ClockVerdict
 from vstore.base.errors import CorruptSegment, TierError, VstoreError
 from vstore.base.timebase import format_duration, format_time
 from vstore.lifecycle.bucket_retention import NotDeleter, catch_up, run_bucket_retention
@@ -132,10 +131,12 @@ def run_retention(
     trust_clock: bool = False,
     by: str = "retention",
     progress: Callable[[int, int], None] | None = None,
+    cluster: bool = True,
 ) -> tuple[RetentionPlan, ApplyResult | None]:
     """Plan with the store's policies (overridden by max_age_ns for local footage,
     tiered_max_age_ns for tiered footage and max_bytes, each only what it names) and,
-    unless dry_run, apply the plan. Ages count from a wall clock the store can trust (K1):
+    unless dry_run, apply the plan, then (``cluster``) the store's share of its cluster's
+    (``cluster_retention``). Ages count from a wall clock the store can trust (K1):
     one that stepped ahead is capped, and said so in ``plan.clock_warning``, unless
     ``trust_clock`` (an operator's word that the clock is right, audited)."""
     cfg: RetentionConfig = store.config.retention
@@ -203,17 +204,18 @@ def run_retention(
         }
     if not verdict.trusted:
         logging.getLogger(__name__).error("retention: %s", verdict.message)
+    plan.policy_of = policy_of
     if dry_run:
-        if bucket is not None:
-            plan.cluster = _cluster_part(store, bucket, verdict, policy_of, by, None, dry_run)
+        if cluster:
+            cluster_retention(store, plan, None, by=by, dry_run=True)
         return plan, None
     if verdict.trusted:
         store.mark_clock()
     res = apply_plan(store, plan, by=by, progress=progress)
     if hold_sync is not None:
         res.errors.extend(f"shared holds: {e}" for e in hold_sync.errors)
-    if bucket is not None:
-        plan.cluster = _cluster_part(store, bucket, verdict, policy_of, by, res, dry_run)
+    if cluster:
+        cluster_retention(store, plan, res, by=by)
     return plan, res
 
 
@@ -235,18 +237,23 @@ def deletion_delay_ns(store: Store) -> int:
     return 2 * (cfg.retention.every_ns or 300 * 10**9)
 
 
-def _cluster_part(
+def cluster_retention(
     store: Store,
-    bucket: str,
-    verdict: ClockVerdict,
-    policy_of: Callable[[str], RetentionPolicy],
-    by: str,
+    plan: RetentionPlan,
     res: ApplyResult | None,
-    dry_run: bool,
-) -> dict[str, Any]:
-    """A cluster member's share of retention beyond its own disk: as the elected deleter,
-    the bucket's run (E1-E4); as every member, its index caught up with the deleter's
-    decisions (E5). What it did, for the run's report; its errors join ``res``'s."""
+    *,
+    by: str = "retention",
+    dry_run: bool = False,
+) -> None:
+    """A cluster member's share of retention beyond its own disk, after ``run_retention``
+    made ``plan`` (and ``res``, unless dry): as the elected deleter, the bucket's run
+    (E1-E4); as every member, its index caught up with the deleter's decisions (E5). What
+    it did goes into ``plan.cluster``; its errors join ``res``'s. Nothing alone."""
+    bucket = _cluster_bucket(store)
+    if bucket is None:
+        return
+    policy_of = plan.policy_of
+    assert policy_of is not None  # (set by run_retention)
     tier = store.tier(bucket)
     deleter = store.tiered_deleter() if store.tiered_deleter is not None else None
     out: dict[str, Any] = {"bucket": tier.url, "deleter": None}
@@ -256,13 +263,13 @@ def _cluster_part(
             "tiered footage is deleted by the cluster's elected deleter (a member of a running "
             "`vstore serve`), not by this run"
         )
-    elif not verdict.trusted:
+    elif plan.clock_warning:
         out["deleter"] = deleter.who()
         out["note"] = "the clock is not trusted: the deleter deleted nothing this run"
     else:
         out["deleter"] = deleter.who()
         try:
-            done = run_bucket_retention(store, tier, deleter, verdict.now_ns,
+            done = run_bucket_retention(store, tier, deleter, plan.now_ns,
                                         deletion_delay_ns(store), policy_of, list_holds(store),
                                         by=by, dry_run=dry_run)  # fmt: skip
             out["bucket_run"] = done.as_json()
@@ -279,7 +286,7 @@ def _cluster_part(
         res.errors.extend(f"cluster retention: {e}" for e in errors)
     else:
         out["errors"] = errors
-    return out
+    plan.cluster = out
 
 
 def make_room(store: Store) -> tuple[int, str]:

@@ -143,6 +143,8 @@ class RetentionPlan:
         self._deletions: list[Deletion] | None = None
         self.left_to_deleter = 0  # tiered deletions left to the cluster's deleter
         self.cluster: dict[str, Any] | None = None  # a cluster member's share (retention.py)
+        # The policies the plan was made with, overrides applied (set by run_retention).
+        self.policy_of: Callable[[str], RetentionPolicy] | None = None
 
     def leave_to_deleter(self, location: str) -> int:
         """Take out of the plan (deletions and trims) what is tiered to ``location``: a
