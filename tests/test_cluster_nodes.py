@@ -162,3 +162,52 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
     for c in victims:
         assert second[c]["first_ns"] > frozen_ns
     assert set(first) >= set(victims)
+
+
+def test_of_two_nodes_the_elected_one_deletes_the_bucket_s_expired_footage_on_schedule(
+    tmp_path, etcd, media
+):
+    """Two real nodes share a bucket and an etcd prefix: at their scheduled retention runs
+    only the elected deleter deletes, every store's expired tiered footage but the held,
+    objects included, and the other node's index drops what it deleted."""
+    prefix = f"/vstore/deleter-nodes-{time.time_ns()}"
+    bucket = tmp_path / "bucket"
+    src = media("nodes-del.ts", 12.0, codec="h264", gop_frames=25)
+    stores = {}
+    for name, cam in (("n1", "gate"), ("n2", "lane")):
+        store = tmp_path / name / "store"
+        vstore("init", "--store", str(store))
+        (store / "vstore.toml").write_text(
+            f'[store]\nsegment_duration_s = 4\n[tier]\nurl = "{bucket}"\n'
+            '[retention]\nmax_age = "30d"\nevery = "10s"\n'
+            f'[cluster]\netcd = {json.dumps(etcd.endpoints)}\nname = "{name}"\n'
+            f'prefix = "{prefix}"\nlease_ttl_s = 4\ndeletion_delay_s = 0\n'
+        )
+        vstore("import", "--store", str(store), "--camera", cam, "--start",
+               "2025-01-17T01:00:00Z", str(src))  # fmt: skip
+        vstore("tier", "run", "--store", str(store), "--older-than", "1s")
+        stores[name] = store
+    vstore("hold", "add", "--store", str(stores["n2"]), "--camera", "lane", "--by", "det. ray",
+           "--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:03Z",
+           "--reason", "case 7")  # fmt: skip
+    objects = lambda: sorted(p.name for p in bucket.rglob("*.vseg"))
+    assert len(objects()) == 6
+    nodes = {n: start_node(stores[n]) for n in stores}
+    try:
+        wait_for(lambda: len(objects()) == 1, 45, "the expired objects to go")
+        wait_for(lambda: _footage(stores["n1"])["gate"]["segments"] == 0
+                 and _footage(stores["n2"])["lane"]["segments"] == 1, 30,
+                 "both indexes to catch up")  # fmt: skip
+    finally:
+        for n in nodes.values():
+            assert n.stop() == 0
+            n.proc.wait()
+            if n.proc.stdout is not None:
+                n.proc.stdout.close()
+    purges = {}
+    for name, store in stores.items():
+        recs = json.loads(vstore("audit", "--store", str(store), "--json").stdout)["records"]
+        purges[name] = [r for r in recs if r["action"] == "purge"]
+        check = vstore("check", "--store", str(store), check=False)
+        assert check.returncode == 0, check.stdout
+    assert sorted(len(p) for p in purges.values()) == [0, 5]  # one deleter deleted them all
