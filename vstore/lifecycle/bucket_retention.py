@@ -299,14 +299,8 @@ def _retire(
     moved: list[dict[str, Any]] = []
     held = [0]
     left: list[int] = []
-    last: dict[str, Any] = {}
 
-    def change(data: bytes | None) -> bytes | None:
-        doc = parse_doc(tier, key, data)
-        if doc is None:
-            return None
-        _still_deleter(deleter, doc)
-        last["doc"] = doc
+    def edit(doc: dict[str, Any]) -> bool:
         keep, go, held[0] = [], [], 0
         left.clear()
         for e in doc.get("segments", []):
@@ -320,20 +314,17 @@ def _retire(
                 go.append(e)
         moved[:] = go
         if not go:
-            return None
+            return False
         stamp = {"deleted_ns": now_ns, "due_ns": due_ns, "deleter": deleter.who()}
         doc["segments"] = keep
         doc[DELETED] = [*doc.get(DELETED, []),
                         *({**{k: v for k, v in e.items() if k != RESTORED}, **stamp}
                           for e in go)]  # fmt: skip
-        doc["deleter"] = deleter.who()
-        last["doc"] = doc
-        return dumps_compact(doc)
+        return True
 
-    tier.update(key, change)
+    doc = _edit_hour(tier, key, deleter, edit) or {}
     res.kept_for_holds += held[0]
     nxt = min(left, default=None)
-    doc = last.get("doc") or {}
     pending = [int(e["due_ns"]) for e in doc.get(DELETED, []) if "purged_ns" not in e]
     # The hour is written first, then its summary line and its note in one write: a crash
     # between the two leaves the line as it was, so the hour is read again at the next full
@@ -393,13 +384,8 @@ def _purge(
         for path, exc in failed.items():
             res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
         gone = {p: e for p, e in going.items() if p not in failed}
-    last: dict[str, Any] = {}
 
-    def change(data: bytes | None) -> bytes | None:
-        doc = parse_doc(tier, key, data)
-        if doc is None:
-            return None
-        _still_deleter(deleter, doc)
+    def edit(doc: dict[str, Any]) -> bool:
         deleted, segs = [], list(doc.get("segments", []))
         for e in doc.get(DELETED, []):
             path = str(e["row"]["path"])
@@ -414,13 +400,10 @@ def _purge(
                 deleted.append(e)
         doc["segments"] = sorted(segs, key=lambda e: (e["row"]["start_ns"], e["store"]))
         doc[DELETED] = deleted
-        doc["deleter"] = deleter.who()
-        last["doc"] = doc
-        return dumps_compact(doc)
+        return True
 
     if gone or back:
-        tier.update(key, change)
-        doc = last.get("doc", doc)
+        doc = _edit_hour(tier, key, deleter, edit) or doc
         left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
         summarize(tier, cam, hour, doc, also=_noting(hour, retired_due_ns=min(left), replace=True)
                   if left else _noting(hour, settled_ns=now_ns))  # fmt: skip
@@ -443,6 +426,29 @@ def _purge(
         return min(left)
     _note(tier, cam, hour, settled_ns=now_ns)
     return None
+
+
+def _edit_hour(
+    tier: BlobTier, key: str, deleter: Deleter, edit: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """Change an hour object as the deleter, by a conditional write (``edit`` changes the
+    newest version in place and says whether to write it; asked again when another writer
+    came first). The hour as last read or written; None when there is none."""
+    last: dict[str, Any] = {}
+
+    def change(data: bytes | None) -> bytes | None:
+        doc = parse_doc(tier, key, data)
+        if doc is None:
+            return None
+        _still_deleter(deleter, doc)
+        last["doc"] = doc
+        if not edit(doc):
+            return None
+        doc["deleter"] = deleter.who()
+        return dumps_compact(doc)
+
+    tier.update(key, change)
+    return last.get("doc")
 
 
 def _still_deleter(deleter: Deleter, doc: dict[str, Any]) -> None:
