@@ -158,6 +158,21 @@ def test_the_footage_of_a_store_that_is_gone_is_deleted_from_the_catalog_alone(t
         a.close()
 
 
+def test_check_names_rows_whose_objects_the_deleter_deleted_and_repair_drops_them(tmp_path, media):
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    tier = a.tier(url)
+    try:
+        run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+        (p,) = [p for p in check_store(a).problems if p.code == "C11"]
+        assert "3 segment(s) the cluster's deleter deleted, whose objects are gone" in p.message
+        rep = check_store(a, repair=True)
+        assert [p.repaired for p in rep.problems if p.code == "C11"] == [True]
+        assert _tiered_rows(a) == [] and check_store(a).problems == []
+    finally:
+        a.close()
+
+
 def test_held_footage_survives_both_steps_and_a_put_back_entry_comes_home(tmp_path, media):
     url = str(tmp_path / "bucket")
     a = _store(tmp_path, media, "a", url)
