@@ -80,6 +80,8 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
         tok = make_token(stores["n2"], "admin", "*")
         metrics = nodes["n2"].get("/metrics", tok).body.decode()
         assert "vstore_cluster_lease_valid 1.0" in metrics
+        deleter = 1.0 if doc["deleter"]["member"] == "n2" else 0.0
+        assert f"vstore_cluster_deleter {deleter}" in metrics
         assert f"vstore_cluster_cameras_owned {float(len(CAMS) - len(victims))}" in metrics
         time.sleep(2)
         nodes["n1"].proc.kill()  # kill -9: no seal, no goodbye

@@ -43,6 +43,7 @@ from vstore.lifecycle.shared_catalog import (
     summarize,
     unpack_chunks,
 )
+from vstore.store import io_stats
 from vstore.store.config import RetentionPolicy
 from vstore.store.holds import Hold
 from vstore.store.store import Store
@@ -411,6 +412,7 @@ def _purge(
         for e in gone.values():
             res.purged_segments += 1
             res.purged_bytes += int(e["row"]["size_bytes"])
+            io_stats.DELETED.add("cluster_deleter", int(e["row"]["size_bytes"]))
             store.index.audit("purge", by, _record(cam, e, deleter, "objects", {}), now_ns,
                               batch=b)  # fmt: skip
         for e in back.values():

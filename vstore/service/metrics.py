@@ -101,6 +101,11 @@ class _NodeCollector:
             yield CounterMetricFamily(
                 "vstore_cluster_lease_losses", "Leases this member lost", value=agent.member.losses
             )
+            yield GaugeMetricFamily(
+                "vstore_cluster_deleter",
+                "1 while this member is the cluster's elected deleter of tiered footage",
+                value=1 if agent.retention_lead.epoch() else 0,
+            )
         disk = node.store.disk_usage()
         yield GaugeMetricFamily(
             "vstore_disk_free_bytes", "Free bytes on the store's file system", value=disk.free_bytes
