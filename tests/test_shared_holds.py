@@ -121,3 +121,30 @@ def test_other_stores_objects_get_object_legal_holds_from_a_shared_hold(
     finally:
         a.close()
         b.close()
+
+
+def test_a_retention_job_that_brings_in_another_store_s_hold_finishes(tmp_path, media):
+    """The retention job holds the store's retention lock while its run brings in the
+    holds other stores placed, and bringing one in takes that lock too: the run must not
+    wait on itself (it hung, and a node's whole schedule with it)."""
+    import threading
+
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)
+    try:
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 3 * S, reason="c9")
+        out: dict = {}
+        t = threading.Thread(
+            target=lambda: out.update(registry.run(b, "retention", {"max_age_ns": 1})),
+            daemon=True,
+        )
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "the retention job waited on itself"
+        assert out["deleted_segments"] >= 1 and out["errors"] == []
+        assert [h.origin for h in list_holds(b) if h.origin]  # brought in, and kept
+        assert _chunks(b) > 0
+    finally:
+        a.close()
+        b.close()

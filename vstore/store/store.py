@@ -195,8 +195,9 @@ class Store:
         self._sealer: Any = None
         self._syncer: Any = None
         # Held while retention runs or a hold changes: a hold committed between a run's plan
-        # and its deletions would not protect its footage (lifecycle H1).
-        self.retention_lock = threading.Lock()
+        # and its deletions would not protect its footage (lifecycle H1). Re-entrant: a run
+        # holds it while it brings in the bucket's holds, and bringing one in takes it too.
+        self.retention_lock = threading.RLock()
         self.last_recovery: Any = None  # a RecoveryReport, set by open_store when it recovers
         self.space = SpaceKeeper(
             lambda: self.config.retention,
