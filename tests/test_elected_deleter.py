@@ -232,6 +232,8 @@ def test_by_whole_hours_and_between_full_passes_only_the_cameras_with_something_
         runs = [(h1 - S, True, 2, 0),  # (its last segment is, but not the hour)
                 (h1, False, 2, 6), (h1 + S, False, 0, 0),
                 (h1 + layout.HOUR_NS - S, False, 0, 0), (h1 + layout.HOUR_NS, False, 2, 6),
+                (h1 + layout.HOUR_NS + S, False, 0, 0),
+                (h1 + 2 * layout.HOUR_NS, False, 2, 0),  # (nothing left: looked at hourly)
                 (h1 + FULL_PASS_NS, True, 2, 0)]  # fmt: skip
         for now, full, read, deleted in runs:
             res = run_bucket_retention(a, tier, _deleter(11), now, 0, age, [])
@@ -270,6 +272,36 @@ def test_a_deleter_that_lost_its_election_or_is_older_stops(tmp_path, media):
         a.close()
 
 
+def test_a_member_that_runs_no_retention_does_not_stand_and_gives_the_role_back(etcd):
+    from vstore.cluster.agent import Agent
+    from vstore.store.config import ClusterConfig
+
+    prefix = f"/vstore/stand-{time.time_ns()}-{next(_prefixes)}"
+    deletes = {"a": False, "b": True}
+    agents = {
+        n: Agent(
+            ClusterConfig(tuple(etcd.endpoints), n, prefix, 4),
+            list,
+            lambda: None,
+            deletes=lambda n=n: deletes[n],
+        )
+        for n in ("a", "b")
+    }
+    try:
+        agents["a"].start()  # (first: it would have stood)
+        agents["b"].start()
+        assert agents["a"].deleter() is None and agents["b"].deleter() is not None
+        deletes.update(a=True, b=False)  # ([retention] every turned off on b, on at a)
+        deadline = time.monotonic() + 10
+        while agents["a"].deleter() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert agents["a"].deleter() is not None and agents["b"].deleter() is None
+    finally:
+        for ag in agents.values():
+            with contextlib.suppress(ClusterError):
+                ag.stop()
+
+
 def _cluster_toml(etcd, prefix, name):
     return (
         f'[retention]\ntiered_max_age = "1d"\n[cluster]\n'
@@ -305,7 +337,7 @@ def test_two_retention_runners_only_the_elected_one_deletes_and_the_next_takes_o
         # The member that is not the deleter deletes nothing tiered, and says so.
         plan, res = run_retention(b, max_age_ns=1)
         assert res is not None and res.deleted_segments == 0 and res.errors == []
-        assert plan.left_to_deleter == 2 and "not by this run" in plan.cluster["note"]
+        assert plan.left_to_deleter == 2 and "this member is not it now" in plan.cluster["note"]
         assert len(_doc(tier, "lane")["segments"]) == 3
         # The deleter deletes every camera's expired, unheld footage, its own and b's (the
         # delay is 0 here: objects go in the same run).

@@ -38,6 +38,7 @@ class Agent:
         cameras: Callable[[], Iterable[str]],
         apply: Callable[[], None],
         info: dict[str, object] | None = None,
+        deletes: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.name = member_name(config)
@@ -52,7 +53,9 @@ class Agent:
             on_lost=self._lost,
         )
         # The cluster's one deleter of tiered footage (E1): whichever member stands first.
+        # A member stands only while ``deletes()`` (its node runs retention on a schedule).
         self.retention_lead = Leadership(self.client, config.prefix, "retention", self.member)
+        self._deletes = deletes
         self._cameras = cameras
         self._apply = apply
         self.on_drained: Callable[[], None] | None = None  # drained: every camera handed over
@@ -168,7 +171,12 @@ class Agent:
             log.info("cluster: recording %d camera(s): %s", len(taken), _some(taken))
             self._apply()
         if self.member.valid():
-            self.retention_lead.tick()
+            if self._deletes():
+                self.retention_lead.tick()
+            elif self.retention_lead.epoch():
+                log.warning("cluster: this node runs no retention ([retention] every is off): "
+                            "it gives the deleter's role back")  # fmt: skip
+                self.retention_lead.release()
         mine = next((m for m in members if m.name == me), None)
         if mine is not None and mine.draining and not self.owned() and self.on_drained:
             log.info("cluster: drained (every camera handed over)")

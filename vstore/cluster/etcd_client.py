@@ -99,7 +99,14 @@ class EtcdClient:
 
     def lease_ttl(self, lease_id: int) -> int:
         """Seconds left of a lease (-1: expired)."""
-        return self._call("lease ttl", lambda c: int(self._lease(c, lease_id).ttl()))
+
+        def ttl(c: Any) -> int:
+            try:
+                return int(self._lease(c, lease_id).ttl())
+            except KeyError:  # (etcd's answer for a lease gone meanwhile has no TTL)
+                return -1
+
+        return self._call("lease ttl", ttl)
 
     def _lease(self, c: Any, lease_id: int) -> Any:
         return self._etcd3gw.Lease(lease_id, c)

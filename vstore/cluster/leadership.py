@@ -80,6 +80,13 @@ class Leadership:
                 self._confirmed = now
         return self.member.valid() and self.epoch() == epoch
 
+    def release(self) -> None:
+        """Give the role back (only the key this member created), so another may stand."""
+        epoch = self.epoch()
+        self._set(0, 0)
+        if epoch:
+            self.client.delete_if(self.key, epoch)
+
     def holder(self) -> tuple[str, int] | None:
         """(member, epoch) of whoever holds the role now, or None."""
         kv = self.client.get(self.key)

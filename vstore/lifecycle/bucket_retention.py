@@ -105,8 +105,9 @@ def _held(holds: Iterable[Hold], camera: str, row: dict[str, Any]) -> bool:
 @dataclass
 class _Memory:
     """What a deleter knows of each camera between its runs: (the earliest instant from which
-    an entry not under a hold may expire: an entry's end, or the first instant of an hour not
-    read; the earliest purge due), None where there is none."""
+    an entry not under a hold may expire: an entry's end, or the end of an hour not read;
+    the earliest time it is to be read again for another reason: a purge due, a settled
+    hour to forget, a camera with nothing left looked at again), None where there is none."""
 
     full_pass_ns: int
     cams: dict[str, tuple[int | None, int | None]]
@@ -240,6 +241,10 @@ def _camera(
                 later.append(nxt)
     if not dry_run and delay_ns > 0 and res.deleted_segments:
         later.append(now_ns + delay_ns)
+    if base is None and cutoff is not None:
+        # Nothing listed is left to expire: footage tiered late (a node back after an outage)
+        # may still come, so the camera is read again an hour on, not only at a full pass.
+        later.append(now_ns + layout.HOUR_NS)
     for hour, settled_ns in sorted(summary.get(SETTLED, {}).items()):
         if int(settled_ns) + SETTLED_KEEP_NS > now_ns:
             later.append(int(settled_ns) + SETTLED_KEEP_NS)

@@ -258,7 +258,13 @@ def cluster_retention(
     deleter = store.tiered_deleter() if store.tiered_deleter is not None else None
     out: dict[str, Any] = {"bucket": tier.url, "deleter": None}
     errors: list[str] = []
-    if deleter is None:
+    if deleter is None and store.tiered_deleter is not None:
+        out["note"] = (
+            "tiered footage is deleted by the cluster's elected deleter, and this member is "
+            "not it now (`vstore cluster status` names it; a member whose lease is not valid, "
+            "etcd unreachable, is none)"
+        )
+    elif deleter is None:
         out["note"] = (
             "tiered footage is deleted by the cluster's elected deleter (a member of a running "
             "`vstore serve`), not by this run"

@@ -131,6 +131,8 @@ class Node:
                 cameras=lambda: [c for c, s in self.store.config.cameras.items() if s.url],
                 apply=lambda: self._reconcile(self.store.config),
                 info={"node": socket.gethostname(), "store": self.store.uuid},
+                # A node that never runs retention must not be the one that deletes for all.
+                deletes=lambda: self.store.config.retention.every_ns is not None,
             )
             self.cluster.on_drained = _ask_to_stop
             # What is tiered is written to the shared catalog under this member's epochs.
