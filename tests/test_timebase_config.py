@@ -158,6 +158,10 @@ def test_template_parses(tmp_path):
     p.write_text('[cluster]\netcd = ["http://e:2379"]\ndeletion_delay_s = -1\n')
     with pytest.raises(ConfigError, match="deletion_delay_s"):
         load_config(p)
+    # A delay shorter than the retention runs is allowed, and named for what it risks.
+    p.write_text('[retention]\nevery = "10m"\n[cluster]\netcd = ["http://e:2379"]\n'
+                 "deletion_delay_s = 60\n")  # fmt: skip
+    assert any("shorter than [retention] every" in n for n in load_config(p).notes)
 
 
 def test_tier_and_tiered_retention_settings(tmp_path):

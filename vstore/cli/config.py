@@ -63,6 +63,23 @@ def run(args: argparse.Namespace) -> int:
             known = store.index.camera_num(cam) is not None
     doc["camera_recorded"] = known
     doc["groups"] = {g: list(m) for g, m in cfg.groups.items()}
+    c = cfg.cluster
+    doc["cluster"] = (
+        None
+        if not c.etcd
+        else {
+            "etcd": list(c.etcd),
+            "name": c.name or None,
+            "prefix": c.prefix,
+            "lease_ttl_s": c.lease_ttl_s,
+            # What the elected deleter waits between the catalog and the objects.
+            "deletion_delay_s": (
+                c.deletion_delay_s
+                if c.deletion_delay_s is not None
+                else 2 * (r.every_ns or 300 * NS_PER_S) / NS_PER_S
+            ),
+        }
+    )
     doc["notes"] = list(cfg.notes)
     if args.json:
         print_json(doc)
@@ -90,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg.groups:
         member_of = [g for g, m in cfg.groups.items() if cam in m] if cam else list(cfg.groups)
         print(f"groups  {', '.join(member_of) or 'none'}")
+    if doc["cluster"] is not None:
+        cl = doc["cluster"]
+        print(f"cluster {cl['prefix']} on {', '.join(cl['etcd'])}, member "
+              f"{cl['name'] or '(the host name)'}: tiered footage is deleted by the elected "
+              f"deleter, objects {cl['deletion_delay_s']:g} s after the catalog stops listing "
+              "them")  # fmt: skip
     for note in cfg.notes:
         print(f"note: {note}")
     return 0

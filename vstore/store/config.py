@@ -622,6 +622,14 @@ def parse_config(text: str, path: Path) -> StoreConfig:
     shared = _groups(doc.get("groups", {}), str(path))
     notes: list[str] = []
     retention = _retention(doc.get("retention", {}), str(path), shared, notes)
+    cluster = _cluster(doc.get("cluster", {}), str(path))
+    delay = cluster.deletion_delay_s
+    if cluster.etcd and delay is not None and delay * 1e9 < (retention.every_ns or 0):
+        notes.append(
+            f"[cluster] deletion_delay_s = {delay:g} is shorter than [retention] every: another "
+            "node's index may still name footage the deleter has deleted (its reads of it fail "
+            "until its next retention run); twice `every` (the default) leaves every node time"
+        )
     return StoreConfig(
         defaults=defaults,
         cameras=cameras,
@@ -633,7 +641,7 @@ def parse_config(text: str, path: Path) -> StoreConfig:
         auth=_auth(doc.get("auth", {}), str(path)),
         keys_dir=_keys(doc.get("keys", {}), str(path)),
         audit_max_age_ns=_audit(doc.get("audit", {}), str(path)),
-        cluster=_cluster(doc.get("cluster", {}), str(path)),
+        cluster=cluster,
     )
 
 
