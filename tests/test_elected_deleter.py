@@ -57,6 +57,15 @@ def _store(tmp_path, media, name, url, cam="gate", start_ns=START_NS, cluster=""
     return st
 
 
+@pytest.fixture
+def one(tmp_path, media):
+    """A store whose camera "gate" has 12 s of footage tiered to a bucket: (store, tier)."""
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    yield a, a.tier(url)
+    a.close()
+
+
 def _doc(tier, cam="gate", hour=HOUR):
     return json.loads(tier.get(layout.catalog_object_key(cam, hour)))
 
@@ -158,19 +167,14 @@ def test_the_footage_of_a_store_that_is_gone_is_deleted_from_the_catalog_alone(t
         a.close()
 
 
-def test_check_names_rows_whose_objects_the_deleter_deleted_and_repair_drops_them(tmp_path, media):
-    url = str(tmp_path / "bucket")
-    a = _store(tmp_path, media, "a", url)
-    tier = a.tier(url)
-    try:
-        run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
-        (p,) = [p for p in check_store(a).problems if p.code == "C11"]
-        assert "3 segment(s) the cluster's deleter deleted, whose objects are gone" in p.message
-        rep = check_store(a, repair=True)
-        assert [p.repaired for p in rep.problems if p.code == "C11"] == [True]
-        assert _tiered_rows(a) == [] and check_store(a).problems == []
-    finally:
-        a.close()
+def test_check_names_rows_whose_objects_the_deleter_deleted_and_repair_drops_them(one):
+    a, tier = one
+    run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+    (p,) = [p for p in check_store(a).problems if p.code == "C11"]
+    assert "3 segment(s) the cluster's deleter deleted, whose objects are gone" in p.message
+    rep = check_store(a, repair=True)
+    assert [p.repaired for p in rep.problems if p.code == "C11"] == [True]
+    assert _tiered_rows(a) == [] and check_store(a).problems == []
 
 
 def test_held_footage_survives_both_steps_and_a_put_back_entry_comes_home(tmp_path, media):
@@ -245,31 +249,25 @@ def test_by_whole_hours_and_between_full_passes_only_the_cameras_with_something_
         b.close()
 
 
-def test_a_deleter_that_lost_its_election_or_is_older_stops(tmp_path, media):
-    url = str(tmp_path / "bucket")
-    a = _store(tmp_path, media, "a", url)
-    tier = a.tier(url)
-    try:
-        with pytest.raises(NotDeleter):
-            run_bucket_retention(a, tier, _deleter(leads=lambda: False), START_NS + 2 * DAY,
-                                 0, _age(), [])  # fmt: skip
-        assert len(_doc(tier)["segments"]) == 3
-        # A newer deleter (epoch 9) took one hour; one of epoch 7 may not write it again.
-        res = run_bucket_retention(a, tier, _deleter(9), START_NS + 2 * DAY, 600 * S, _age(), [])
-        assert res.deleted_segments == 3
-        with pytest.raises(NotDeleter, match="newer deleter"):
-            run_bucket_retention(a, tier, _deleter(7), START_NS + 3 * DAY, 0, _age(), [])
-        assert all("purged_ns" not in e for e in _doc(tier)[DELETED])
-        assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
-        # Its lease lost once the run began (leads() turns False): no object is deleted.
-        calls = itertools.count()
-        res = None
-        with pytest.raises(NotDeleter):
-            run_bucket_retention(a, tier, _deleter(9, leads=lambda: next(calls) < 1),
-                                 START_NS + 3 * DAY, 0, _age(), [])  # fmt: skip
-        assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
-    finally:
-        a.close()
+def test_a_deleter_that_lost_its_election_or_is_older_stops(one):
+    a, tier = one
+    with pytest.raises(NotDeleter):
+        run_bucket_retention(a, tier, _deleter(leads=lambda: False), START_NS + 2 * DAY,
+                             0, _age(), [])  # fmt: skip
+    assert len(_doc(tier)["segments"]) == 3
+    # A newer deleter (epoch 9) took one hour; one of epoch 7 may not write it again.
+    res = run_bucket_retention(a, tier, _deleter(9), START_NS + 2 * DAY, 600 * S, _age(), [])
+    assert res.deleted_segments == 3
+    with pytest.raises(NotDeleter, match="newer deleter"):
+        run_bucket_retention(a, tier, _deleter(7), START_NS + 3 * DAY, 0, _age(), [])
+    assert all("purged_ns" not in e for e in _doc(tier)[DELETED])
+    assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
+    # Its lease lost once the run began (leads() turns False): no object is deleted.
+    calls = itertools.count()
+    with pytest.raises(NotDeleter):
+        run_bucket_retention(a, tier, _deleter(9, leads=lambda: next(calls) < 1),
+                             START_NS + 3 * DAY, 0, _age(), [])  # fmt: skip
+    assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
 
 
 def test_a_member_that_runs_no_retention_does_not_stand_and_gives_the_role_back(etcd):
