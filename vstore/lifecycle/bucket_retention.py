@@ -163,7 +163,7 @@ def run_bucket_retention(
             stopped.append(exc)
         except VstoreError as exc:
             part.errors.append(f"camera {cam}: {exc}")
-        return part, (now_ns, None)  # (an error: read again next run)
+        return part, (None, now_ns)  # (an error: read again at the next run)
 
     def due(cam: str, state: tuple[int | None, int | None]) -> bool:
         base, purge = state
@@ -192,6 +192,8 @@ def run_bucket_retention(
     if not dry_run:
         with _memory_lock:
             if full:
+                for was in [k for k in _memory if k[0] == tier.url]:  # (former deleters')
+                    del _memory[was]
                 _memory[key] = _Memory(now_ns, learnt)
             else:
                 assert mem is not None
