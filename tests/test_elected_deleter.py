@@ -249,6 +249,18 @@ def test_by_whole_hours_and_between_full_passes_only_the_cameras_with_something_
         b.close()
 
 
+def test_a_camera_the_deleter_could_not_read_is_read_again_at_its_next_run(one):
+    a, tier = one
+    key = layout.catalog_summary_key("gate")
+    good, etag = tier.get_versioned(key)
+    etag = tier.put_bytes(key, b"{not json", if_match=etag)  # (a damaged summary)
+    res = run_bucket_retention(a, tier, _deleter(21), START_NS + 2 * DAY, 0, _age(), [])
+    assert res.full_pass and res.deleted_segments == 0 and "not a catalog object" in res.errors[0]
+    tier.put_bytes(key, good, if_match=etag)  # (mended)
+    res = run_bucket_retention(a, tier, _deleter(21), START_NS + 2 * DAY + S, 0, _age(), [])
+    assert (res.full_pass, res.cameras, res.deleted_segments) == (False, 1, 3)
+
+
 def test_a_deleter_that_lost_its_election_or_is_older_stops(one):
     a, tier = one
     with pytest.raises(NotDeleter):
