@@ -101,7 +101,8 @@ def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras
         assert len(chunks) >= 3
         for counters in chunks:
             assert counters == list(range(counters[0], counters[0] + len(counters)))
-        assert check_store(store).ok
+        rep = check_store(store)
+        assert rep.ok, [(p.code, p.path, p.message) for p in rep.problems]
     finally:
         store.close()
 
