@@ -148,3 +148,39 @@ def test_a_retention_job_that_brings_in_another_store_s_hold_finishes(tmp_path, 
     finally:
         a.close()
         b.close()
+
+
+def test_a_hold_is_placed_through_a_store_that_has_none_of_the_camera_s_footage(tmp_path, media):
+    """Holds are placed through any node: a store that has none of the camera's footage
+    places it when the bucket's catalog knows the camera (or its own config lists it), and
+    the store that has the footage keeps what it covers. A camera nobody knows is refused."""
+    from vstore.base.errors import NotFound
+    from vstore.lifecycle.tiering import run_tiering
+
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    d = tmp_path / "b"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f'[tier]\nurl = "{url}"\n[cameras.door]\n')
+    b = open_store(d)  # (no footage at all)
+    try:
+        run_tiering(a, a.tier(url), 5 * S)  # (the bucket's catalog now knows "gate")
+        out = _hold(b, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 3 * S,
+                    reason="case 21")  # fmt: skip
+        assert "shared with every store of the bucket" in out["warning"]
+        assert (
+            _hold(b, "add", camera="door", from_ns=START_NS, to_ns=START_NS + S, reason="case 22")[
+                "camera"
+            ]
+            == "door"
+        )  # (configured here)
+        with pytest.raises(NotFound, match="unknown camera"):
+            _hold(b, "add", camera="nowhere", from_ns=START_NS, to_ns=START_NS + S, reason="x")
+        _plan, res = run_retention(a, max_age_ns=1, tiered_max_age_ns=1)
+        assert res is not None and res.errors == []
+        assert sorted(h.reason for h in list_holds(a) if h.origin) == ["case 21", "case 22"]
+        left = [r for r in a.index.segments(a.camera_num("gate")) if r.start_ns < START_NS + 3 * S]
+        assert left  # what it covers stayed
+    finally:
+        a.close()
+        b.close()

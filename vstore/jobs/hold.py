@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vstore.base.errors import UsageError, VstoreError
+from vstore.base import layout
+from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.store import shared_holds
 from vstore.store.holds import add_hold, release_hold, sync_object_holds
@@ -26,7 +27,7 @@ def hold_job(
         shared = shared_holds.sync(store, params.get("by") or "hold-sync")
         objects = sync_object_holds(store)
     elif action == "add":
-        num = store.camera_num(params["camera"])  # NotFound, naming the cameras there are
+        num = _camera_to_hold(store, params["camera"])
         hold = add_hold(
             store,
             params["camera"],
@@ -37,7 +38,13 @@ def hold_job(
             mirror=False,
         )
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
-        if next(iter(store.index.chunks(num, hold.from_ns, hold.to_ns)), None) is None:
+        if num is None:
+            warning = (
+                f"camera {hold.camera!r} has no footage in this store: the hold is placed here "
+                f"and shared with every store of the bucket {store.config.tier.url}, which keep "
+                "what it covers (their next hold exchange, at most 30 s on a running node)"
+            )
+        elif next(iter(store.index.chunks(num, hold.from_ns, hold.to_ns)), None) is None:
             warning = (
                 f"camera {hold.camera!r} has no footage in that range (yet): the hold is "
                 "placed, but check the times and their offset (`vstore timeline`)"
@@ -62,3 +69,26 @@ def hold_job(
     if warning:
         doc["warning"] = warning
     return doc
+
+
+def _camera_to_hold(store: Store, camera: str) -> int | None:
+    """The camera's number in this store; None for a camera this store has no footage of
+    that the stores sharing its bucket may have (configured here, as every node of a cluster
+    lists every camera, or found in the bucket's catalog): a hold is placed through any node.
+    NotFound otherwise, naming the cameras there are."""
+    try:
+        return store.camera_num(camera)
+    except NotFound:
+        url = store.config.tier.url
+        if not url:
+            raise
+        if camera in store.config.cameras:
+            return None
+        try:
+            known = next(iter(store.tier(url).list_prefix(layout.catalog_camera_prefix(camera))),
+                         None) is not None  # fmt: skip
+        except VstoreError:
+            known = False
+        if not known:
+            raise
+        return None
