@@ -89,7 +89,9 @@ def test_stuck_writer_drops_to_a_keyframe_counted_and_never_stalls_other_cameras
                 # size) and nothing more, where 16 batches of a GOP each would be let in.
                 assert stuck._queue.qsize() <= 1
             for t in threads:
-                t.join(timeout=30)
+                t.join(timeout=90)
+            # (both recorders ended and sealed: what check reads next is what they left)
+            assert not any(t.is_alive() for t in threads)
         assert stuck.status.dropped_queue_full > 0  # counted, never silent
         assert fine.status.dropped_queue_full == 0
         decoded_ok(store, "fine")
