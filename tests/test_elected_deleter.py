@@ -206,6 +206,8 @@ def test_held_footage_survives_both_steps_and_a_put_back_entry_comes_home(tmp_pa
         cu = catch_up(b, tier)
         assert (cu.taken_back, cu.errors) == (3, [])
         assert len(_tiered_rows(b, "lane")) == 3
+        assert shared_catalog.publish_pending(b).errors == []  # (its own again: no mark)
+        assert [RESTORED in e for e in _doc(tier, "lane")["segments"]] == [False] * 3
         clip = b"".join(clip_bytes(b, "lane", START_NS + S, START_NS + 11 * S))
         assert len(clip) > 10_000
         assert [p for p in check_store(b).problems if p.code in ("C11", "C1", "C2")] == []

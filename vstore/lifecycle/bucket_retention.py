@@ -639,6 +639,9 @@ def _catch_up_hour(
             "to": format_time(row.end_ns), "bytes": row.size_bytes, "location": row.location,
             "reason": "the cluster's deleter put it back (a hold covers it)",
             "deleter": e.get(RESTORED)}, now_ns, batch=b)  # fmt: skip
+        # Its hour is written again from the index: the entry is then this store's own, no
+        # longer one kept for it because the deleter put it back.
+        b.put_catalog_behind(num, row.start_ns, tier.url)
         out.taken_back += 1
     if out.dropped + out.taken_back > before:
         store.index.commit(b, sync=True)
