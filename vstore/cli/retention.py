@@ -162,5 +162,6 @@ def _print_cluster(c: dict, dry_run: bool, left: int) -> None:
                   "objects went")  # fmt: skip
     caught = c.get("index_caught_up")
     if caught and (caught["dropped"] or caught["taken_back"]):
-        print(f"  this store's index: {caught['dropped']} row(s) the deleter deleted dropped, "
-              f"{caught['taken_back']} it put back taken back")  # fmt: skip
+        verbs = ("would drop", "would take back") if dry_run else ("dropped", "took back")
+        print(f"  this store's index {verbs[0]} {caught['dropped']} row(s) the deleter deleted "
+              f"and {verbs[1]} {caught['taken_back']} it put back")  # fmt: skip

@@ -546,13 +546,15 @@ class CatchUp:
     errors: list[str] = field(default_factory=list)
 
 
-def catch_up(store: Store, tier: BlobTier, by: str = "retention") -> CatchUp:
+def catch_up(
+    store: Store, tier: BlobTier, by: str = "retention", *, dry_run: bool = False
+) -> CatchUp:
     """E5: make this store's index agree with the deleter's decisions in ``tier``'s catalog:
     its tiered rows an hour's DELETED list names leave the index (their objects are the
     deleter's to delete: no garbage mark; the audit record names the deleter), and its
     entries the deleter put back come back into it. Only the hours the camera's summary says
     changed are read (noted as retired or settled, no longer listed, or listing fewer
-    segments than this store has there)."""
+    segments than this store has there). ``dry_run``: only count what it would do."""
     out = CatchUp()
     for cam, num in store.index.cameras():
         rows_by_hour: dict[int, list[SegmentRow]] = {}
@@ -574,7 +576,7 @@ def catch_up(store: Store, tier: BlobTier, by: str = "retention") -> CatchUp:
             if hour not in noted and line is not None and int(line["segments"]) >= len(rows):
                 continue
             try:
-                _catch_up_hour(store, tier, cam, num, hour, rows, by, out)
+                _catch_up_hour(store, tier, cam, num, hour, rows, by, out, dry_run)
             except VstoreError as exc:
                 out.errors.append(f"camera {cam} hour {format_time(hour)}: {exc}")
     return out
@@ -589,6 +591,7 @@ def _catch_up_hour(
     rows: list[SegmentRow],
     by: str,
     out: CatchUp,
+    dry_run: bool = False,
 ) -> None:
     doc = read_doc(tier, layout.catalog_object_key(cam, hour))
     if doc is None:
@@ -643,5 +646,5 @@ def _catch_up_hour(
         # longer one kept for it because the deleter put it back.
         b.put_catalog_behind(num, row.start_ns, tier.url)
         out.taken_back += 1
-    if out.dropped + out.taken_back > before:
+    if out.dropped + out.taken_back > before and not dry_run:
         store.index.commit(b, sync=True)

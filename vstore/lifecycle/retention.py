@@ -284,10 +284,9 @@ def cluster_retention(
             out["note"] = str(exc)
         except VstoreError as exc:
             errors.append(f"the cluster's deletion run stopped: {exc}")
-    if not dry_run:
-        cu = catch_up(store, tier, by)
-        out["index_caught_up"] = {"dropped": cu.dropped, "taken_back": cu.taken_back}
-        errors.extend(cu.errors)
+    cu = catch_up(store, tier, by, dry_run=dry_run)
+    out["index_caught_up"] = {"dropped": cu.dropped, "taken_back": cu.taken_back}
+    errors.extend(cu.errors)
     if res is not None:
         res.errors.extend(f"cluster retention: {e}" for e in errors)
     else:
