@@ -87,7 +87,8 @@ class Leadership:
         if epoch:
             self.client.delete_if(self.key, epoch)
 
-    def holder(self) -> tuple[str, int] | None:
-        """(member, epoch) of whoever holds the role now, or None."""
-        kv = self.client.get(self.key)
-        return None if kv is None else (kv.value.decode(errors="replace"), kv.create_revision)
+
+def role_holder(client: EtcdClient, prefix: str, role: str) -> tuple[str, int] | None:
+    """(member, epoch) of whoever holds ``role`` in the cluster now, or None."""
+    kv = client.get(layout.cluster_leader_key(prefix, role))
+    return None if kv is None else (kv.value.decode(errors="replace"), kv.create_revision)

@@ -11,6 +11,7 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import ClusterError
 from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.leadership import role_holder
 from vstore.cluster.ownership import Ownership, preferred
 
 
@@ -57,9 +58,9 @@ def cluster_status(
         held = sorted(c for c, cl in claims.items() if cl.member == m.name)
         out.members.append(MemberStatus(m.name, m.node, m.weight, m.draining, ttl, held))
     out.owners = {c: {"member": cl.member, "epoch": cl.epoch} for c, cl in sorted(claims.items())}
-    kv = client.get(layout.cluster_leader_key(prefix, "retention"))
-    if kv is not None:
-        out.deleter = {"member": kv.value.decode(errors="replace"), "epoch": kv.create_revision}
+    holder = role_holder(client, prefix, "retention")
+    if holder is not None:
+        out.deleter = {"member": holder[0], "epoch": holder[1]}
     out.unowned = sorted(set(cameras) - set(claims))
     out.misplaced = sorted(
         c for c, cl in claims.items() if preferred(c, members, pins or {}) not in (None, cl.member)
