@@ -18,7 +18,6 @@ The state lives in the catalog objects themselves:
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.timebase import format_time
 from vstore.index.segment_chain import removal_detail
-from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.index.time_index import Batch, SegmentRow
 from vstore.lifecycle.shared_catalog import (
     DELETED,
     RESTORED,
@@ -38,10 +37,10 @@ from vstore.lifecycle.shared_catalog import (
     new_summary,
     parse_doc,
     parse_summary,
+    put_entry,
     read_doc,
     read_summary,
     summarize,
-    unpack_chunks,
 )
 from vstore.store import io_stats
 from vstore.store.config import RetentionPolicy
@@ -626,17 +625,10 @@ def _catch_up_hour(
         if e.get("store") != store.uuid or not e.get(RESTORED) or e["row"]["path"] in have:
             continue
         try:
-            d = dict(e["row"])
-            sid = int(d["segment_id"])
-            row = SegmentRow.decode(layout.segment_key(num, int(d["start_ns"]), sid),
-                                    dumps_compact(d))  # fmt: skip
-            entries = unpack_chunks(str(e["chunks"]))
-        except (KeyError, TypeError, ValueError, struct.error, VstoreError) as exc:
+            sid = int(e["row"]["segment_id"])  # (this store's own id: it is its segment)
+        except (KeyError, TypeError, ValueError) as exc:
             raise VstoreError(f"a damaged catalog entry ({exc})") from None
-        b.put(row.key(), row.value())
-        for de in entries:
-            c = ChunkRow.from_entry(num, sid, de)
-            b.put(c.key(), c.value())
+        row = put_entry(b, e, num, sid)
         store.index.audit("restore", by, {
             "camera": cam, "segment_id": sid, "from": format_time(row.start_ns),
             "to": format_time(row.end_ns), "bytes": row.size_bytes, "location": row.location,

@@ -278,13 +278,14 @@ class HourTable:
 
     def line(self, hour_ns: int) -> dict[str, int] | None:
         i, there = self._find(hour_ns)
-        if not there:
-            return None
-        return {c: int(v) for c, v in zip(HOUR_COLUMNS[1:], self.rows[i, 1:], strict=True)}
+        return self._line(self.rows[i]) if there else None
 
     def lines(self) -> list[dict[str, int]]:
-        return [{c: int(v) for c, v in zip(HOUR_COLUMNS[1:], r[1:], strict=True)}
-                for r in self.rows]  # fmt: skip
+        return [self._line(r) for r in self.rows]
+
+    @staticmethod
+    def _line(row: Any) -> dict[str, int]:
+        return {c: int(v) for c, v in zip(HOUR_COLUMNS[1:], row[1:], strict=True)}
 
     def set(self, hour_ns: int, stats: dict[str, int] | None) -> bool:
         """Set (None: remove) an hour's line; whether that changed it."""
@@ -558,22 +559,30 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
     n = 0
     for e in doc.get("segments", []):
         try:
-            d = dict(e["row"])
-            d["segment_id"] = sid = next_id()
-            d["owner"] = str(e["store"])
-            d["location"] = tier.url
-            row = SegmentRow.decode(layout.segment_key(cam, int(d["start_ns"]), sid),
-                                    dumps_compact(d))  # fmt: skip
-            entries = unpack_chunks(str(e["chunks"]))
-        except (KeyError, TypeError, ValueError, struct.error) as exc:
-            raise VstoreError(f"{tier.url}/{key}: a damaged catalog entry ({exc})") from None
-        b.put(row.key(), row.value())
-        for de in entries:
-            c = ChunkRow.from_entry(cam, sid, de)
-            b.put(c.key(), c.value())
+            put_entry(b, e, cam, next_id(), owner=str(e["store"]), location=tier.url)
+        except VstoreError as exc:
+            raise VstoreError(f"{tier.url}/{key}: {exc}") from None
         n += 1
     store.index.commit(b, sync=False)
     return n
+
+
+def put_entry(b: Batch, entry: dict[str, Any], camera_num: int, segment_id: int,
+              **row_fields: Any) -> SegmentRow:  # fmt: skip
+    """Put a catalog entry's segment row (as ``segment_id``, ``row_fields`` replacing its
+    own) and its chunk rows into ``b``; the row. VstoreError for a damaged entry."""
+    try:
+        d = {**entry["row"], **row_fields, "segment_id": segment_id}
+        row = SegmentRow.decode(layout.segment_key(camera_num, int(d["start_ns"]), segment_id),
+                                dumps_compact(d))  # fmt: skip
+        entries = unpack_chunks(str(entry["chunks"]))
+    except (KeyError, TypeError, ValueError, struct.error) as exc:
+        raise VstoreError(f"a damaged catalog entry ({exc})") from None
+    b.put(row.key(), row.value())
+    for de in entries:
+        c = ChunkRow.from_entry(camera_num, segment_id, de)
+        b.put(c.key(), c.value())
+    return row
 
 
 # Ranges of one camera spanning at most this many catalog hours are read by key, not listed.
