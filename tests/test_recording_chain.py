@@ -366,3 +366,40 @@ def test_audit_retention_folds_removals_into_a_chain_base_and_chains_stay_whole(
             (msg,) = _chain_problems(s)
             assert "link #4 is missing" in msg
             assert not verify(s).ok  # and the audit log says a record was deleted
+
+
+def test_threads_asking_a_fresh_ring_for_its_key_all_get_the_one_key(tmp_path, monkeypatch):
+    """Two cameras sealing at once in a new store both ask for the recording key: the one
+    that finds the key being made (its private half written, the ring not yet) must wait
+    for it, never take the half-made ring for a lost one and seal unsigned."""
+    import threading
+
+    from vstore.store import keys as keys_module
+
+    written = keys_module.write_durably
+
+    def slow_between_key_and_ring(fs, path, staging, data, **kw):
+        written(fs, path, staging, data, **kw)
+        if path.name.endswith(layout.PRIVATE_KEY_SUFFIX):
+            time.sleep(0.2)  # the window in which the ring does not name the key yet
+
+    monkeypatch.setattr(keys_module, "write_durably", slow_between_key_and_ring)
+    ring = KeyRing(tmp_path / "keys", create=True)
+    got: list[object] = []
+    start = threading.Barrier(4)
+
+    def ask(i: int) -> None:
+        start.wait()
+        time.sleep(0.05 * i)
+        try:
+            got.append(ring.signer("recording").key_id)
+        except Exception as exc:  # noqa: BLE001 (the failure is what the test names)
+            got.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(k, str) for k in got) and len(set(got)) == 1, got
+    assert len(ring.all_keys()) == 1

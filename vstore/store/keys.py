@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -142,6 +143,7 @@ class KeyRing:
         self._signed_before = signed_before
         self._fs = Fs()
         self._signers: dict[str, Signer] = {}
+        self._signers_lock = threading.Lock()
 
     @classmethod
     def of_store(cls, store: Any) -> KeyRing:
@@ -198,31 +200,39 @@ class KeyRing:
     def signer(self, purpose: str) -> Signer:
         """The current key of ``purpose``, generated first when this ring may create keys."""
         _check_purpose(purpose)
-        s = self._signers.get(purpose)
-        if s is not None:
+        with self._signers_lock:
+            s = self._signers.get(purpose)
+            if s is None:
+                s = self._signers[purpose] = self._make_signer(purpose)
             return s
-        cur = self._current(self._read(), purpose)
-        if cur is None:
-            if not self.create:
+
+    def _make_signer(self, purpose: str) -> Signer:
+        if not self.create:
+            cur = self._current(self._read(), purpose)
+            if cur is None:
                 raise ConfigError(
                     f"no {purpose} key in {self.dir} ([keys] dir in vstore.toml): create one "
                     f"with `vstore key rotate --purpose {purpose}`, or point dir at the keys"
                 )
-            if (
-                not layout.keyring_path(self.dir).exists()
-                and self._signed_before is not None
-                and self._signed_before()
-            ):
-                raise ConfigError(
-                    f"{self.dir} has no keys, but this store holds signatures made by its "
-                    "keys before: restore the key directory from a backup (new keys would "
-                    "leave every signature made unverifiable)"
-                )
-            with self._locked():
-                cur = self._current(self._read(), purpose) or self._generate(purpose)
-        s = Signer(cur, self._load_private(cur))
-        self._signers[purpose] = s
-        return s
+            return Signer(cur, self._load_private(cur))
+        # Read under the ring's lock: a key being made by another thread or process has its
+        # private half written before the ring names it, and read in that moment, the ring
+        # would look lost (and nothing would be signed).
+        with self._locked():
+            cur = self._current(self._read(), purpose)
+            if cur is None:
+                if (
+                    not layout.keyring_path(self.dir).exists()
+                    and self._signed_before is not None
+                    and self._signed_before()
+                ):
+                    raise ConfigError(
+                        f"{self.dir} has no keys, but this store holds signatures made by its "
+                        "keys before: restore the key directory from a backup (new keys would "
+                        "leave every signature made unverifiable)"
+                    )
+                cur = self._generate(purpose)
+        return Signer(cur, self._load_private(cur))
 
     @staticmethod
     def _current(keys: list[KeyInfo], purpose: str) -> KeyInfo | None:
@@ -249,9 +259,9 @@ class KeyRing:
         """A new current key for ``purpose``; the old one is retired (its public half kept,
         its private half removed)."""
         _check_purpose(purpose)
-        with self._locked():
+        with self._signers_lock, self._locked():
             new = self._generate(purpose)
-        self._signers.pop(purpose, None)
+            self._signers.pop(purpose, None)
         return new
 
     @contextlib.contextmanager

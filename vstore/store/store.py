@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,8 @@ DEFAULT_STORE = "./vstore-data"
 # Threads that fsync chunks behind the writers: an fsync mostly waits on the disk, and more
 # cameras fsyncing at once share the file system's journal commits.
 SYNC_THREADS = 32
+# How long after a recording key could not be read it is asked for again.
+SIGNER_RETRY_S = 60.0
 
 log = get_logger(__name__)
 
@@ -206,7 +209,7 @@ class Store:
             None if make_room is None else (lambda: make_room(self)),
         )
         self._keys: Any = None  # a KeyRing, made when first needed (see keys)
-        self._link_signer_failed = False
+        self._link_signer_retry_s = 0.0  # (monotonic) when an unreadable key is asked again
         if not read_only:
             self.index.link_signer = self.recording_signer
         if not read_only and self.clock_verdict().trusted:
@@ -252,13 +255,15 @@ class Store:
     def recording_signer(self) -> "Signer | None":
         """The recording key that signs the links of the cameras' chains as segments seal,
         or None when it cannot be read: links are then made unsigned, and the next signed
-        head vouches for them (a node refuses to start without the key)."""
-        if self._link_signer_failed:
+        head vouches for them (a node refuses to start without the key). A key that could
+        not be read is asked for again a minute later (a restored key directory is used)."""
+        now_s = time.monotonic()
+        if now_s < self._link_signer_retry_s:
             return None
         try:
             return self.keys.signer("recording")
         except VstoreError as exc:
-            self._link_signer_failed = True
+            self._link_signer_retry_s = now_s + SIGNER_RETRY_S
             log.warning("segments are sealed with unsigned chain links: %s", exc)
             return None
 
