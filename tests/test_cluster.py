@@ -79,6 +79,14 @@ def test_claims_have_one_owner_each_and_increasing_epochs(etcd, prefix):
         }
         batch = own.claim_many([f"cam{i}" for i in range(100)], "a", a.lease_id)
         assert len(batch) == 100 and len({c.epoch for c in batch}) == 2  # 64 + 36
+        # Given back in batches too; a batch holding a stale claim (ca: "gate" is b's now)
+        # still gives the rest back, and never b's.
+        assert own.release_many([ca, *batch]) == 100
+        assert {c: v.member for c, v in own.claims().items()} == {
+            "door": "a",
+            "gate": "b",
+            "yard": "a",
+        }
     finally:
         a.leave()
         b.leave()

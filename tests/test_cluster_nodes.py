@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 
 import pytest
 
@@ -23,8 +24,9 @@ from tests.service_helpers import (
 )
 from tools.camsim import StreamSpec, TcpCamera
 from vstore.base import layout
+from vstore.cluster.assignment import PlanReader
 from vstore.cluster.etcd_client import EtcdClient
-from vstore.cluster.ownership import MemberInfo, Ownership, preferred
+from vstore.cluster.ownership import Ownership
 
 SPEC = StreamSpec(width=160, height=120, fps=10, gop_frames=10)
 TTL_S = 4
@@ -59,17 +61,29 @@ def _footage(store):
     return {c["camera"]: c for c in out}
 
 
+def _shared_two_each(own: Ownership, plans: PlanReader) -> dict:
+    """The claims, once every camera is claimed by the member the assigner's plan names,
+    two each (the first node takes all four; the second joining evens them out)."""
+
+    def shared() -> dict | None:
+        cl, plan = own.claims(), plans.read()
+        owners = {c: v.member for c, v in cl.items()}
+        if plan is None or owners != plan.owners or cl.keys() != set(CAMS):
+            return None
+        return cl if sorted(Counter(owners.values()).values()) == [2, 2] else None
+
+    return wait_for(shared, 20, "the cameras shared two and two")
+
+
 def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etcd, cameras):
     prefix = f"/vstore/nodes-{time.time_ns()}"
     own = Ownership(EtcdClient(etcd.endpoints), prefix)
-    split = {c: preferred(c, [MemberInfo("n1"), MemberInfo("n2")], {}) for c in CAMS}
-    assert set(split.values()) == {"n1", "n2"}  # (names chosen so both get some)
+    plans = PlanReader(EtcdClient(etcd.endpoints), prefix)
     stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
     nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
     try:
-        # Each camera claimed once, by the member it should be.
-        claims = wait_for(lambda: (cl := own.claims()).keys() == set(CAMS) and
-                       {c: v.member for c, v in cl.items()} == split and cl, 20, "the split")  # fmt: skip
+        claims = _shared_two_each(own, plans)
+        split = {c: v.member for c, v in claims.items()}
         victims = [c for c in CAMS if split[c] == "n1"]
         doc = json.loads(vstore("cluster", "status", "--store", str(stores["n1"]), "--json").stdout)
         assert {m["name"]: m["cameras"] for m in doc["members"]} == {
@@ -123,12 +137,12 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
 ):
     prefix = f"/vstore/freeze-{time.time_ns()}"
     own = Ownership(EtcdClient(etcd.endpoints), prefix)
-    split = {c: preferred(c, [MemberInfo("n1"), MemberInfo("n2")], {}) for c in CAMS}
-    victims = [c for c in CAMS if split[c] == "n1"]
+    plans = PlanReader(EtcdClient(etcd.endpoints), prefix)
     stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
     nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
     try:
-        wait_for(lambda: own.claims().keys() == set(CAMS), 20, "the split")
+        split = _shared_two_each(own, plans)
+        victims = [c for c in CAMS if split[c].member == "n1"]
         time.sleep(1)
         os.kill(nodes["n1"].proc.pid, signal.SIGSTOP)  # frozen past its lease
         frozen_ns = time.time_ns()
@@ -137,11 +151,10 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
                       TTL_S + 10, "n2 to take over")  # fmt: skip
         time.sleep(1)
         os.kill(nodes["n1"].proc.pid, signal.SIGCONT)
-        # Awake, n1 finds its lease gone: it rejoins under a new lease, and takes its
-        # cameras back only as new claims, handed over by n2 (newer epochs).
-        back = wait_for(lambda: (cl := own.claims()).keys() == set(CAMS)
-                     and all(cl[c].member == "n1" for c in victims) and cl, 20, "n1 back")  # fmt: skip
-        assert all(back[c].epoch > taken[c].epoch for c in victims)
+        # Awake, n1 finds its lease gone: it rejoins under a new lease, and the assigner
+        # gives it its share back, only as new claims handed over by n2 (newer epochs).
+        back = _shared_two_each(own, plans)
+        assert all(back[c].epoch > taken[c].epoch for c in CAMS if back[c].member == "n1")
         # Drain n2: its cameras go back to n1 (which rejoined), then n2 stops by itself.
         r = vstore("node", "drain", "n2", "--store", str(stores["n1"]), "--wait", "--json")
         assert json.loads(r.stdout) == {"member": "n2", "draining": False, "left": True}

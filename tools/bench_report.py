@@ -686,6 +686,23 @@ def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
                 f"shares {info['shares']}",
             )
         )
+        if "spread_by_bitrate" in info:
+            figs.append(
+                figure(
+                    f"cluster: the most loaded member's bitrate over the mean, after "
+                    f"{info.get('upgraded', 0):,} of one member's cameras became 16 Mbit/s "
+                    "and the assigner rebalanced",
+                    info["spread_by_bitrate"],
+                    "x",
+                    None,
+                    "<= 1.10",
+                    info["spread_by_bitrate"] <= 1.10,
+                    f"{info.get('spread_upgraded', 0):.2f}x after the upgrade, before; "
+                    f"{info['spread_by_count']:.2f}x as first shared, no bitrate measured yet; the rebalance "
+                    f"moved {info['rebalance_moves']:,} cameras in {info['balance_s']:.1f} s; "
+                    "one camera in ten at 12-16 Mbit/s, the rest 1-4 Mbit/s",
+                )
+            )
         figs.append(
             figure(
                 "cluster: a member dies, its cameras owned by the others (after its lease "

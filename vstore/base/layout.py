@@ -327,8 +327,28 @@ def cluster_owner_key(prefix: str, camera_id: str) -> str:
 
 def cluster_leader_key(prefix: str, role: str) -> str:
     """The key the member elected to ``role`` holds, bound to its lease; its create revision
-    is that leadership's epoch (``retention``: the cluster's one deleter of tiered footage)."""
+    is that leadership's epoch (``retention``: the cluster's one deleter of tiered footage;
+    ``assigner``: the one that plans who records which camera)."""
     return f"{prefix}/leader/{role}"
+
+
+def cluster_plan_key(prefix: str) -> str:
+    """The assigner's plan: who should record which camera, balanced by bitrate."""
+    return f"{prefix}/plan"
+
+
+def cluster_loads_prefix(prefix: str) -> str:
+    return f"{prefix}/load/"
+
+
+def cluster_load_key(prefix: str, member: str) -> str:
+    """A member's measured bitrate of each camera it records, bound to its lease."""
+    return f"{cluster_loads_prefix(prefix)}{member}"
+
+
+def cluster_rebalance_key(prefix: str) -> str:
+    """Present while an operator asks the assigner to even the members' loads out now."""
+    return f"{prefix}/rebalance"
 
 
 def catalog_pending_key(camera_num: int, hour_ns: int) -> bytes:

@@ -1,5 +1,5 @@
-"""`vstore cluster status`: the members of a cluster, their leases, and who records which
-camera."""
+"""`vstore cluster status`: the members of a cluster, their leases and loads, and who records
+which camera; `vstore cluster rebalance`: ask the assigner to even the loads out now."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     st = sub.add_parser("status", help="members, their leases and cameras; unowned cameras")
     add_where_args(st)
+    rb = sub.add_parser(
+        "rebalance",
+        help="ask the elected assigner to even the members' bitrates out now",
+        description="Ask the elected assigner to move cameras from members above their share "
+        "of the cluster's bitrate to the least loaded ones now, instead of at its next "
+        "periodic check; each moved camera is handed over (sealed, then taken).",
+    )
+    add_where_args(rb)
 
 
 def cluster_where(args: argparse.Namespace) -> tuple[Any, str, list[str], dict[str, str]]:
@@ -44,9 +52,12 @@ def cluster_where(args: argparse.Namespace) -> tuple[Any, str, list[str], dict[s
 
 def run(args: argparse.Namespace) -> int:
     from vstore.base.jsonio import to_jsonable
+    from vstore.base.timebase import format_time
     from vstore.cluster.status import cluster_status
 
     client, prefix, cameras, pins = cluster_where(args)
+    if args.action == "rebalance":
+        return _rebalance(client, prefix, args.json)
     st = cluster_status(client, prefix, cameras, pins)
     if args.json:
         print_json(to_jsonable(st))
@@ -56,14 +67,41 @@ def run(args: argparse.Namespace) -> int:
     for m in st.members:
         state = " draining" if m.draining else ""
         print(f"  {m.name:<16} {m.node:<16} weight {m.weight:g}  lease {m.lease_ttl_s:>3} s "
-              f"{len(m.cameras):>5} camera(s){state}")  # fmt: skip
+              f"{len(m.cameras):>5} camera(s) {_mbps(m.load_bits_per_s)}{state}")  # fmt: skip
     if st.deleter is not None:
         print(f"  deleter of tiered footage: {st.deleter['member']} "
               f"(epoch {st.deleter['epoch']})")  # fmt: skip
     else:
         print("  deleter of tiered footage: none elected (no member running)")
+    if st.assigner is not None:
+        at = f", plan written {format_time(st.plan_at_ns)}" if st.plan_at_ns else ", no plan yet"
+        asked = "; a rebalance is asked for" if st.rebalance_asked else ""
+        print(f"  assigner: {st.assigner['member']} (epoch {st.assigner['epoch']}){at}{asked}")
+    else:
+        print("  assigner: none elected (cameras go by rendezvous hashing)")
     if st.unowned:
         print(f"  not recorded by any member: {', '.join(st.unowned)}")
     if st.misplaced:
         print(f"  moving to another member: {', '.join(st.misplaced)}")
+    return 0
+
+
+def _mbps(bits_per_s: int) -> str:
+    return f"{bits_per_s / 1e6:7.2f} Mbit/s"
+
+
+def _rebalance(client: Any, prefix: str, as_json: bool) -> int:
+    from vstore.cluster import assignment
+    from vstore.cluster.leadership import role_holder
+
+    assignment.ask_rebalance(client, prefix)
+    holder = role_holder(client, prefix, assignment.ROLE)
+    if as_json:
+        print_json({"asked": True, "assigner": holder[0] if holder else None})
+    elif holder is not None:
+        print(f"asked the assigner ({holder[0]}) to even the members' loads out; "
+              "`vstore cluster status` shows the cameras moving")  # fmt: skip
+    else:
+        print("asked for a rebalance; no assigner is elected now (no member running): the "
+              "next one to be elected does it")  # fmt: skip
     return 0

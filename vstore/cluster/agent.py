@@ -2,19 +2,26 @@
 ``TICK_S``, its share of the cameras (ownership.py): it claims the cameras it should record
 that nobody holds, hands over those another live member should record now (the recorder
 stops and its writer seals first, the claim is given back after), and stops every camera
-the moment its lease is no longer surely valid.
+the moment its lease is no longer surely valid. It publishes the bitrates of the cameras it
+records, stands for the assigner's role (and, while it holds it, plans for the cluster) and
+for the deleter's.
 
 The node says which cameras it records through ``allowed``; ``apply`` (the node's) starts
 and stops recorders to match, and returns once the stopped ones have sealed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 
+from vstore.base import layout
 from vstore.base.errors import ClusterError
+from vstore.cluster import assignment
+from vstore.cluster.assignment import Assigner, LoadMeter, Plan, PlanReader
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.leadership import Leadership
 from vstore.cluster.membership import Member
@@ -39,6 +46,7 @@ class Agent:
         apply: Callable[[], None],
         info: dict[str, object] | None = None,
         deletes: Callable[[], bool] = lambda: True,
+        recorded_bytes: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.config = config
         self.name = member_name(config)
@@ -56,6 +64,15 @@ class Agent:
         # A member stands only while ``deletes()`` (its node runs retention on a schedule).
         self.retention_lead = Leadership(self.client, config.prefix, "retention", self.member)
         self._deletes = deletes
+        # The one member that plans who records what, balanced by the bitrates every member
+        # measures of its cameras and publishes (assignment.py).
+        self.assign_lead = Leadership(self.client, config.prefix, assignment.ROLE, self.member)
+        self.assigner = Assigner(self.client, config.prefix, self.assign_lead, config.pins)
+        self.plans = PlanReader(self.client, config.prefix)
+        self.plan: Plan | None = None
+        self.meter = LoadMeter(recorded_bytes)
+        self._next_load_s = 0.0
+        self.load_bps = 0  # the bitrate of the cameras this member records, as last published
         self._cameras = cameras
         self._apply = apply
         self.on_drained: Callable[[], None] | None = None  # drained: every camera handed over
@@ -130,6 +147,8 @@ class Agent:
             return
         members = self.ownership.members()
         claims = self.ownership.claims()
+        self.plan = plan = self.plans.read()
+        planned = plan.owners if plan is not None else None
         me = self.name
         wanted = set(self._cameras())
         give_back: list[Claim] = []
@@ -139,15 +158,14 @@ class Agent:
                 if held is None or held.epoch != claim.epoch:  # lost with an old lease
                     del self._owned[cam]
                     continue
-                should = preferred(cam, members, self.config.pins)
+                should = preferred(cam, members, self.config.pins, planned)
                 if cam not in wanted or (should is not None and should != me):
                     del self._owned[cam]
                     give_back.append(claim)
         if give_back:
             self._apply()  # their recorders stop and seal first...
-            for claim in give_back:
-                self.ownership.release(claim)  # ...then another may take them
-                self.handovers += 1
+            self.ownership.release_many(give_back)  # ...then another may take them
+            self.handovers += len(give_back)
             log.info("cluster: handed over %d camera(s): %s", len(give_back),
                      _some([c.camera for c in give_back]))  # fmt: skip
         lease = self.member.lease_id
@@ -156,7 +174,7 @@ class Agent:
             for cam in sorted(wanted)
             if cam not in claims
             and cam not in self._owned
-            and preferred(cam, members, self.config.pins) == me
+            and preferred(cam, members, self.config.pins, planned) == me
         ]
         taken = []
         if todo and self.member.valid():
@@ -171,6 +189,12 @@ class Agent:
             log.info("cluster: recording %d camera(s): %s", len(taken), _some(taken))
             self._apply()
         if self.member.valid():
+            self._publish_load()
+            self.assign_lead.tick()
+            held = {c: cl.member for c, cl in claims.items()}
+            new = self.assigner.tick(wanted, members, held, plan)
+            if new is not None:
+                self.plan = new
             if self._deletes():
                 self.retention_lead.tick()
             elif self.retention_lead.epoch():
@@ -181,6 +205,20 @@ class Agent:
         if mine is not None and mine.draining and not self.owned() and self.on_drained:
             log.info("cluster: drained (every camera handed over)")
             self.on_drained()
+
+    def _publish_load(self) -> None:
+        """Every LOAD_EVERY_S: the bitrate of each camera recorded here, for the assigner."""
+        now_s = time.monotonic()
+        if now_s < self._next_load_s:
+            return
+        self._next_load_s = now_s + assignment.LOAD_EVERY_S
+        rates = self.meter.sample()
+        self.client.put(
+            layout.cluster_load_key(self.config.prefix, self.name),
+            json.dumps(rates, separators=(",", ":")).encode(),
+            self.member.lease_id,
+        )
+        self.load_bps = sum(rates.values())
 
     def stop(self) -> None:
         """Leave the cluster: cameras stop (sealed), then the lease goes with its claims."""

@@ -178,6 +178,40 @@ class EtcdClient:
         }
         return bool(self._call("delete", lambda c: c.transaction(txn)).get("succeeded"))
 
+    def put_if(self, key: str, value: bytes, guard_key: str, guard_revision: int) -> bool:
+        """Put ``key`` only while ``guard_key`` is still the one created at guard_revision
+        (an elected member writes only while it holds the role it was elected to)."""
+        from etcd3gw.utils import _encode
+
+        txn = {
+            "compare": [
+                {
+                    "key": _encode(guard_key),
+                    "result": "EQUAL",
+                    "target": "CREATE",
+                    "create_revision": guard_revision,
+                }
+            ],
+            "success": [{"request_put": {"key": _encode(key), "value": _encode(value)}}],
+            "failure": [],
+        }
+        return bool(self._call("put", lambda c: c.transaction(txn)).get("succeeded"))
+
+    def delete_all_if(self, items: list[tuple[str, int]]) -> bool:
+        """Delete every key of ``items`` (key, create revision) in one transaction, only if
+        each is still the one created at its revision; False (none deleted) otherwise."""
+        from etcd3gw.utils import _encode
+
+        compare, success = [], []
+        for key, rev in items:
+            k = _encode(key)
+            compare.append(
+                {"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": rev}
+            )
+            success.append({"request_delete_range": {"key": k}})
+        txn = {"compare": compare, "success": success, "failure": []}
+        return bool(self._call("delete", lambda c: c.transaction(txn)).get("succeeded"))
+
     def delete(self, key: str) -> None:
         self._call("delete", lambda c: c.delete(key))
 

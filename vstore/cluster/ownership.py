@@ -1,12 +1,13 @@
 """Which member records which camera.
 
-Who *should* record a camera is a pure function of the live members (rendezvous hashing,
-weighted; a pin names the member outright; a draining member takes none), so every member
-computes the same answer from the same etcd read, with no assigner to elect and no
-assignment to store: when a member joins or leaves, only the cameras whose answer changes
-move. Who *does* record it is the claim: a create-if-absent key bound to the owner's lease,
-whose create revision (etcd's cluster-wide, ever-increasing revision) is the camera's
-fencing epoch. A member records a camera only while it holds the claim and its lease is
+Who *should* record a camera is a pure function of what every member reads from etcd: a
+pin names the member outright; else the elected assigner's plan, balanced by bitrate
+(assignment.py), names it; a camera the plan does not place (no plan yet, its planned owner
+gone) goes by weighted rendezvous hashing over the members not draining, so every member
+computes the same answer, and a camera is recorded even before the assigner has planned.
+Who *does* record it is the claim: a create-if-absent key bound to the owner's lease, whose
+create revision (etcd's cluster-wide, ever-increasing revision) is the camera's fencing
+epoch. A member records a camera only while it holds the claim and its lease is
 valid (membership.py); it hands a camera over by stopping its recorder (the writer seals)
 and only then deleting the claim, so two members never record one camera at once."""
 
@@ -16,6 +17,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vstore.base import layout
@@ -51,12 +53,23 @@ def _score(camera: str, member: str, weight: float) -> float:
     return -weight / math.log(u)
 
 
-def preferred(camera: str, members: list[MemberInfo], pins: dict[str, str]) -> str | None:
-    """The member that should record ``camera`` now, or None when no member may."""
+def preferred(
+    camera: str,
+    members: list[MemberInfo],
+    pins: Mapping[str, str],
+    planned: Mapping[str, str] | None = None,
+) -> str | None:
+    """The member that should record ``camera`` now, or None when no member may: its pin,
+    else the member the assigner's plan names (``planned``, assignment.py) while it is live
+    and not draining, else the rendezvous answer."""
     live = {m.name: m for m in members}
     pinned = pins.get(camera)
     if pinned is not None and pinned in live:
         return pinned
+    if planned is not None:
+        m = live.get(planned.get(camera, ""))
+        if m is not None and not m.draining:
+            return m.name
     takers = [m for m in members if not m.draining]
     if not takers:
         return None
@@ -139,3 +152,16 @@ class Ownership:
         return self.client.delete_if(
             layout.cluster_owner_key(self.prefix, claim.camera), claim.epoch
         )
+
+    def release_many(self, claims: list[Claim]) -> int:
+        """Give many claims back, a batch in one etcd transaction; a batch in which one was
+        no longer the member's, one by one. How many were given back."""
+        n = 0
+        for i in range(0, len(claims), CLAIM_BATCH):
+            batch = claims[i : i + CLAIM_BATCH]
+            keys = [(layout.cluster_owner_key(self.prefix, c.camera), c.epoch) for c in batch]
+            if self.client.delete_all_if(keys):
+                n += len(batch)
+                continue
+            n += sum(self.release(c) for c in batch)
+        return n

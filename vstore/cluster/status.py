@@ -1,6 +1,6 @@
 """What a cluster looks like now, read from etcd: its members (node, weight, draining, lease
-time left, cameras held) and every camera's owner and epoch, with the configured cameras
-nobody records (``vstore cluster status``)."""
+time left, cameras held, their bitrate), every camera's owner and epoch, the configured
+cameras nobody records, and who holds the elected roles (``vstore cluster status``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import ClusterError
+from vstore.cluster import assignment
+from vstore.cluster.assignment import PlanReader
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.leadership import role_holder
 from vstore.cluster.ownership import Ownership, preferred
@@ -23,6 +25,8 @@ class MemberStatus:
     draining: bool
     lease_ttl_s: int
     cameras: list[str] = field(default_factory=list)
+    # The bitrate of the cameras it records, as it last measured and published them.
+    load_bits_per_s: int = 0
 
 
 @dataclass
@@ -35,6 +39,11 @@ class ClusterStatus:
     misplaced: list[str] = field(default_factory=list)  # held by another than should (moving)
     # The member elected to delete the bucket's tiered footage, and its epoch (None: nobody).
     deleter: dict[str, Any] | None = None
+    # The member that plans who records which camera (balanced by bitrate), its epoch, and
+    # when its plan was last written (None: nobody; cameras then go by rendezvous hashing).
+    assigner: dict[str, Any] | None = None
+    plan_at_ns: int | None = None
+    rebalance_asked: bool = False
 
 
 def cluster_status(
@@ -57,12 +66,30 @@ def cluster_status(
             ttl = -1
         held = sorted(c for c, cl in claims.items() if cl.member == m.name)
         out.members.append(MemberStatus(m.name, m.node, m.weight, m.draining, ttl, held))
+    loads: dict[str, int] = {}
+    for kv in client.get_prefix(layout.cluster_loads_prefix(prefix)):
+        try:
+            rates = json.loads(kv.value)
+            loads[kv.key.rsplit("/", 1)[-1]] = sum(int(r) for r in rates.values())
+        except (ValueError, TypeError, AttributeError):
+            continue
+    for m in out.members:
+        m.load_bits_per_s = loads.get(m.name, 0)
     out.owners = {c: {"member": cl.member, "epoch": cl.epoch} for c, cl in sorted(claims.items())}
     holder = role_holder(client, prefix, "retention")
     if holder is not None:
         out.deleter = {"member": holder[0], "epoch": holder[1]}
+    holder = role_holder(client, prefix, assignment.ROLE)
+    if holder is not None:
+        out.assigner = {"member": holder[0], "epoch": holder[1]}
+    plan = PlanReader(client, prefix).read()
+    planned = plan.owners if plan is not None else None
+    out.plan_at_ns = plan.at_ns if plan is not None else None
+    out.rebalance_asked = client.get(layout.cluster_rebalance_key(prefix)) is not None
     out.unowned = sorted(set(cameras) - set(claims))
     out.misplaced = sorted(
-        c for c, cl in claims.items() if preferred(c, members, pins or {}) not in (None, cl.member)
+        c
+        for c, cl in claims.items()
+        if preferred(c, members, pins or {}, planned) not in (None, cl.member)
     )
     return out

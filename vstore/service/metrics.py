@@ -106,6 +106,22 @@ class _NodeCollector:
                 "1 while this member is the cluster's elected deleter of tiered footage",
                 value=1 if agent.retention_lead.epoch() else 0,
             )
+            yield GaugeMetricFamily(
+                "vstore_cluster_assigner",
+                "1 while this member is the cluster's elected assigner (it plans who records "
+                "which camera, balanced by bitrate)",
+                value=1 if agent.assign_lead.epoch() else 0,
+            )
+            yield GaugeMetricFamily(
+                "vstore_cluster_load_bits_per_second",
+                "The bitrate of the cameras this member records, as it last published it",
+                value=agent.load_bps,
+            )
+            yield CounterMetricFamily(
+                "vstore_cluster_plan_moves",
+                "Cameras this member, as the assigner, moved between members to even out load",
+                value=agent.assigner.moves,
+            )
         disk = node.store.disk_usage()
         yield GaugeMetricFamily(
             "vstore_disk_free_bytes", "Free bytes on the store's file system", value=disk.free_bytes

@@ -133,6 +133,7 @@ class Node:
                 info={"node": socket.gethostname(), "store": self.store.uuid},
                 # A node that never runs retention must not be the one that deletes for all.
                 deletes=lambda: self.store.config.retention.every_ns is not None,
+                recorded_bytes=self.recorded_bytes,
             )
             self.cluster.on_drained = _ask_to_stop
             # What is tiered is written to the shared catalog under this member's epochs.
@@ -337,6 +338,12 @@ class Node:
         """Cameras with a recorder, running or ended (a file source ends)."""
         with self._lock:
             return sorted(self._recording)
+
+    def recorded_bytes(self) -> dict[str, int]:
+        """Footage bytes each running recorder has stored (what its bitrate is measured by)."""
+        with self._lock:
+            runs = [(c, r.recorder.writer) for c, r in self._recording.items() if r.recording]
+        return {c: w.stats.bytes for c, w in runs if w is not None}
 
     def recording(self) -> list[str]:
         """Cameras whose source is connected now."""
