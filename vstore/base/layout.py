@@ -258,6 +258,28 @@ def shared_hold_key(store_uuid: str, hold_id: int) -> str:
     return f"{SHARED_HOLDS_PREFIX}/{store_uuid}/{hold_id:012d}.json"
 
 
+# Where each node of a bucket serves its API (vstore/lifecycle/hot_footage.py): a bucket
+# reader asks those nodes for the footage they have not tiered yet.
+NODE_CARD_PREFIX = "_nodes"
+
+
+def node_card_key(store_uuid: str) -> str:
+    return f"{NODE_CARD_PREFIX}/{store_uuid}.json"
+
+
+def node_segment_path(start_ns: int, segment_id: int) -> str:
+    """A node's local segment as its API names it (under the camera's segments URL)."""
+    return f"{start_ns}.{segment_id}"
+
+
+def parse_node_segment_path(text: str) -> tuple[int, int] | None:
+    """(start_ns, segment_id) of ``node_segment_path``'s name, or None."""
+    start, sep, seg = text.partition(".")
+    if not sep or not start.isdigit() or not seg.isdigit():
+        return None
+    return int(start), int(seg)
+
+
 # The shared catalog in the object store: one object per camera and hour of footage, listing
 # the segments tiered there (vstore/lifecycle/shared_catalog.py). "_" never starts a camera.
 CATALOG_OBJECT_PREFIX = "_catalog"

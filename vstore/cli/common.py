@@ -24,12 +24,24 @@ def reading(
 ) -> Iterator[Any]:
     """The store a read command reads: a store directory, read-only; or ``s3://BUCKET/PREFIX``:
     the tiered footage of a bucket, from its shared catalog alone (only the catalog hours of
-    ``cameras`` that may hold [start_ns, end_ns) are read)."""
+    ``cameras`` that may hold [start_ns, end_ns) are read), and with $VSTORE_TOKEN, the
+    footage of that range the bucket's nodes have not tiered yet, from their APIs (what
+    could not be had is said on stderr)."""
     if store_arg and store_arg.startswith(BUCKET_SCHEME):
+        import os
+
+        from vstore.lifecycle.hot_footage import from_nodes
         from vstore.lifecycle.shared_catalog import open_bucket
 
-        with open_bucket(store_arg, cameras, start_ns, end_ns) as st:
-            yield st
+        notes: list[str] = []
+        token = os.environ.get("VSTORE_TOKEN", "").strip() or None
+        more = from_nodes(cameras, start_ns, end_ns, token, notes)
+        try:
+            with open_bucket(store_arg, cameras, start_ns, end_ns, more) as st:
+                yield st
+        finally:
+            for note in notes:
+                print(f"vstore: note: {note}", file=sys.stderr)
     else:
         from vstore.store.store import open_read_only
 
@@ -43,7 +55,8 @@ def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False) -> None:
         "--store",
         metavar="DIR",
         help="store directory (default: $VSTORE_STORE, else ./vstore-data); the read commands "
-        "also take s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog",
+        "also take s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog (and "
+        "with $VSTORE_TOKEN, what its nodes have not tiered yet, from their APIs)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     if tz:

@@ -63,7 +63,7 @@ class PublishResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _pack_chunks(rows: Iterable[ChunkRow]) -> str:
+def pack_chunks(rows: Iterable[ChunkRow]) -> str:
     """Chunk rows as the segment footer's own directory entries (format.DIR_ENTRY)."""
     raw = b"".join(
         fmt.DIR_ENTRY.pack(
@@ -99,7 +99,7 @@ def _entries(store: Store, tier_url: str, camera_num: int, hour_ns: int) -> list
             {
                 "store": store.uuid,
                 "row": json.loads(row.value()),
-                "chunks": _pack_chunks(chunks),
+                "chunks": pack_chunks(chunks),
             }
         )
     return out
@@ -546,10 +546,17 @@ def hours(tier: BlobTier, camera: str | None = None) -> Iterator[tuple[str, int,
             yield parsed[0], parsed[1], info.key
 
 
-def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int]) -> int:
+def index_hour(
+    store: Store,
+    tier: BlobTier,
+    key: str,
+    next_id: Callable[[], int],
+    seen: set[tuple[str, int]] | None = None,
+) -> int:
     """Index one catalog object's segments in ``store`` (a reader's scratch index), each as
     foreign (its writer's to keep or delete) and under a fresh local segment id (ids are
-    per store, and a camera's hours may come from several). The segments indexed."""
+    per store, and a camera's hours may come from several); each one's (store, its own
+    segment id) goes into ``seen``. The segments indexed."""
     doc = read_doc(tier, key)
     if doc is None:
         return 0
@@ -560,7 +567,9 @@ def index_hour(store: Store, tier: BlobTier, key: str, next_id: Callable[[], int
     for e in doc.get("segments", []):
         try:
             put_entry(b, e, cam, next_id(), owner=str(e["store"]), location=tier.url)
-        except VstoreError as exc:
+            if seen is not None:
+                seen.add((str(e["store"]), int(e["row"]["segment_id"])))
+        except (VstoreError, KeyError, TypeError, ValueError) as exc:
             raise VstoreError(f"{tier.url}/{key}: {exc}") from None
         n += 1
     store.index.commit(b, sync=False)
@@ -588,6 +597,9 @@ def put_entry(b: Batch, entry: dict[str, Any], camera_num: int, segment_id: int,
 # Ranges of one camera spanning at most this many catalog hours are read by key, not listed.
 DIRECT_HOURS = 4
 
+# What a bucket reader adds beside the catalog: (scratch store, bucket, indexed, next id).
+MoreFootage = Callable[[Store, BlobTier, set[tuple[str, int]], Callable[[], int]], None]
+
 
 @contextmanager
 def open_bucket(
@@ -595,11 +607,14 @@ def open_bucket(
     cameras: Iterable[str] | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    more: MoreFootage | None = None,
 ) -> Iterator[Store]:
     """A read-only view of the tiered footage of the bucket at ``url`` (``s3://BUCKET/PREFIX``)
     from its shared catalog alone: a scratch index of the catalog hours that may hold
     [start_ns, end_ns) of ``cameras`` (all when None), removed on exit. Footage is read from
-    the bucket as it is asked for."""
+    the bucket as it is asked for. ``more`` then indexes footage from elsewhere (the nodes'
+    not tiered yet: hot_footage.py), given the scratch store, the bucket, the segments
+    indexed so far (by their writer and own id) and the id counter."""
     tier = open_tier(url)
     wanted = set(cameras) if cameras is not None else None
     # A segment is filed under the hour it starts in and lasts at most an hour.
@@ -630,14 +645,17 @@ def open_bucket(
         try:
             counter = iter(range(1, 2**62))
             view = store.use_tier(tier)  # (one client: making another costs more than a read)
+            seen: set[tuple[str, int]] = set()
             for key in keys:
-                index_hour(store, view, key, counter.__next__)
+                index_hour(store, view, key, counter.__next__, seen)
+            if more is not None:
+                more(store, view, seen, counter.__next__)
             if not keys or any(store.index.camera_num(c) is None for c in wanted or ()):
                 # A camera asked for with no footage in the range is still one the bucket
                 # knows ("no footage between ...", as a store says), and an unknown one's
                 # error names those it does know: every camera of the catalog is listed.
                 known = sorted(view.list_dirs(layout.CATALOG_OBJECT_PREFIX + "/"))
-                if not known:
+                if not known and not store.index.cameras():
                     raise NotFound(_no_catalog(tier.url))
                 for cam in known:
                     store.index.camera_num(cam, create=True)

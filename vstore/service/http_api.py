@@ -41,6 +41,7 @@ from vstore.service.access import Principal, hold_in_scope
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
 from vstore.service.clip_cache import ClipCache
 from vstore.service.exports_api import ExportsApi, export_routes
+from vstore.service.footage_api import FootageApi, footage_routes
 from vstore.service.http_common import (
     API,
     LOCAL,
@@ -780,7 +781,12 @@ def _routes(api: Api | None) -> list[Route]:
 
 
 ROUTES = (
-    page_routes(None) + _routes(None) + job_routes(None) + token_routes(None) + export_routes(None)
+    page_routes(None)
+    + _routes(None)
+    + job_routes(None)
+    + token_routes(None)
+    + export_routes(None)
+    + footage_routes(None)
 )
 
 
@@ -846,6 +852,7 @@ def make_app(node: Node) -> web.Application:
         + job_routes(JobsApi(node.jobs))
         + token_routes(tokens)
         + export_routes(ExportsApi(node.jobs, api.camera, api.run))
+        + footage_routes(FootageApi(node.store, api.camera, api.run))
     )
     for r in routes:
         handler = authorized(r.action, r.handler)

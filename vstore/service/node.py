@@ -24,6 +24,7 @@ from vstore.base.jsonio import to_jsonable
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
+from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.job_runner import JobRunner
 from vstore.store import config_edit, shared_holds
 from vstore.store.config import CameraSettings, StoreConfig, load_config
@@ -338,6 +339,17 @@ class Node:
         """Cameras with a recorder, running or ended (a file source ends)."""
         with self._lock:
             return sorted(self._recording)
+
+    def advertise(self, api_url: str) -> None:
+        """Say in the bucket ([tier] url) where this node's API answers, so that readers of
+        the bucket fetch the footage it has not tiered yet from it."""
+        url = self.store.config.tier.url
+        if not url:
+            return
+        try:
+            publish_card(self.store, self.store.tier(url), api_url)
+        except VstoreError as exc:
+            log.warning("the bucket was not told where this node's API is: %s", exc)
 
     def recorded_bytes(self) -> dict[str, int]:
         """Footage bytes each running recorder has stored (what its bitrate is measured by)."""

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -110,6 +111,8 @@ async def _serve(
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(node)))
         log.info("serving %s on %s and %s", node.store.root, url, sock)
+        # (off the loop: the bucket may be slow or away, and the node serves regardless)
+        loop.run_in_executor(None, node.advertise, _public_url(node, url, bound[0]))
         if on_ready is not None:
             on_ready(url, node)
         await stop.wait()
@@ -117,6 +120,16 @@ async def _serve(
     finally:
         await runner.cleanup()
         sock.unlink(missing_ok=True)
+
+
+def _public_url(node: Node, url: str, host: str) -> str:
+    """The URL others reach the API by: [service] url, else the bound address (the host's
+    name in place of a wildcard address)."""
+    if node.store.config.service.url:
+        return node.store.config.service.url
+    if host in ("0.0.0.0", "::"):
+        return url.replace(_netloc(host, 0).rsplit(":", 1)[0], socket.getfqdn(), 1)
+    return url
 
 
 def _netloc(host: str, port: int) -> str:

@@ -83,6 +83,8 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # chain_sign_every_s = 60     # each camera's recording-chain head is signed again this often
 # tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
 # tls_key = "/etc/vstore/node.key"
+# url = "https://node1.city.example:8480"   # how other machines reach this API (default: the
+#                             # listen address): bucket readers fetch footage not tiered yet
 
 # `vstore serve` also takes bearer JWTs from an identity provider (Keycloak or similar),
 # verified against its JWKS; claims map to a role and camera groups:
@@ -298,6 +300,9 @@ class ServiceConfig(NamedTuple):
     write_timeout_s: float = 60.0  # a client that takes no bytes this long is dropped
     # How often the node signs each camera's recording-chain head again (besides each seal).
     chain_sign_every_s: float = 60.0
+    # The URL other machines reach this node's API by (None: the address it listens on),
+    # written to the bucket so that readers fetch footage not tiered yet from it.
+    url: str | None = None
 
 
 class ClusterConfig(NamedTuple):
@@ -759,6 +764,10 @@ def _service(doc: Any, where: str) -> ServiceConfig:
             raise ConfigError(f"{where}: {key} must be a file path")
     if (out.tls_cert is None) != (out.tls_key is None):
         raise ConfigError(f"{where}: give both tls_cert and tls_key, or neither")
+    if out.url is not None and (
+        not isinstance(out.url, str) or not out.url.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f"{where}: url must be http(s)://HOST:PORT, as other machines reach it")
     return out._replace(
         max_clip_s=float(out.max_clip_s),
         rate_per_s=float(out.rate_per_s),

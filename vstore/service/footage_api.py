@@ -1,0 +1,124 @@
+"""A camera's own segments over HTTP (``/api/v1/cameras/{id}/segments``), for a reader that
+has the bucket: the list of what this node holds of a range (as catalog entries, the
+segment being written included up to its last durable chunk), and each segment's bytes by
+range. Both need the export role and a camera in the principal's scope (another's is the
+same 404 as a camera that does not exist); each listing is audited as an export."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from vstore.base.errors import UsageError
+from vstore.base.timebase import format_time, parse_time_ns
+from vstore.lifecycle.hot_footage import local_entries, local_segment
+from vstore.service.access import Principal
+from vstore.service.byte_ranges import Unsatisfiable, requested_range
+from vstore.service.http_common import (
+    API,
+    PRINCIPAL,
+    ApiError,
+    Param,
+    Route,
+    audit,
+    json_response,
+)
+from vstore.store.store import Store
+
+CameraCheck = Callable[[web.Request], Awaitable[str]]
+Runner = Callable[..., Awaitable[Any]]
+BLOCK_BYTES = 1 << 20  # read and sent a block at a time
+
+
+class FootageApi:
+    def __init__(self, store: Store, camera: CameraCheck, run: Runner) -> None:
+        self.store = store
+        self._camera = camera  # the scope check: out of scope is "no camera", audited
+        self._run = run  # off the event loop
+
+    def _may_export(self, request: web.Request) -> None:
+        p: Principal = request[PRINCIPAL]
+        if not p.may("export"):
+            raise ApiError(403, "forbidden", "reading footage needs the investigator role")
+
+    async def segments(self, request: web.Request) -> web.StreamResponse:
+        cam = await self._camera(request)
+        self._may_export(request)
+        start, end = _range(request)
+
+        def listing() -> dict[str, Any]:
+            entries = local_entries(self.store, cam, start, end)
+            audit(self.store, request, "export_segments",
+                  {"camera": cam, "from": format_time(start), "to": format_time(end),
+                   "segments": len(entries)})  # fmt: skip
+            return {"store": self.store.uuid, "camera": cam, "segments": entries}
+
+        return json_response(await self._run(listing))
+
+    async def segment(self, request: web.Request) -> web.StreamResponse:
+        cam = await self._camera(request)
+        self._may_export(request)
+        name = request.match_info["segment"]
+        row, size = await self._run(local_segment, self.store, cam, name)
+        try:
+            want = requested_range(request.headers.get("Range"), size)
+        except Unsatisfiable:
+            raise ApiError(
+                416,
+                "range_not_satisfiable",
+                f"the segment has {size} bytes to read",
+                {"Content-Range": f"bytes */{size}"},
+            ) from None
+        a, b = want if want is not None else (0, size)
+        resp = web.StreamResponse(status=206 if want is not None else 200)
+        resp.content_type = "application/octet-stream"
+        resp.content_length = b - a
+        resp.headers["Accept-Ranges"] = "bytes"
+        if want is not None:
+            resp.headers["Content-Range"] = f"bytes {a}-{b - 1}/{size}"
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        reader = await self._run(self.store.segment_reader, row)
+        try:
+            at = a
+            while at < b:
+                n = min(BLOCK_BYTES, b - at)
+                await resp.write(await self._run(reader.src.read, at, n))
+                at += n
+        finally:
+            await self._run(reader.close)
+        await resp.write_eof()
+        return resp
+
+
+def _range(request: web.Request) -> tuple[int, int]:
+    def arg(name: str) -> int:
+        text = request.query.get(name, "").strip()
+        if not text:
+            raise UsageError(f"give {name}= (ISO 8601 with an offset)")
+        return parse_time_ns(text.replace(" ", "+"))
+
+    start, end = arg("from"), arg("to")
+    if end <= start:
+        raise UsageError("to must be after from")
+    return start, end
+
+
+def footage_routes(api: FootageApi | None) -> list[Route]:
+    def h(name: str) -> Any:
+        return getattr(api, name) if api is not None else getattr(FootageApi, name)
+
+    cam = Param("id", "path", "camera id")
+    return [
+        Route("GET", f"{API}/cameras/{{id}}/segments", h("segments"),
+              "This node's own segments of a range (tiered or not), as shared-catalog entries: "
+              "what a reader with the bucket fetches the footage not tiered yet by", "export",
+              (cam, Param("from", "query", "start", True), Param("to", "query", "end", True))),
+        Route("GET", f"{API}/cameras/{{id}}/segments/{{segment}}", h("segment"),
+              "A segment's bytes (those durable so far while it is written), with Range",
+              "export", (cam, Param("segment", "path", "START_NS.SEGMENT_ID, as listed")),
+              produces="application/octet-stream", ok=(200, 206)),
+    ]  # fmt: skip
