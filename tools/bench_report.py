@@ -324,6 +324,7 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
     figs.extend(http_figures(by, med))
     figs.extend(evidence_figures(by, med))
     figs.extend(cluster_figures(by))
+    figs.extend(core_figures(by))
     if "test_retention_plan_month_100_cameras" in by:
         v = med("test_retention_plan_month_100_cameras")
         n = by["test_retention_plan_month_100_cameras"]["extra_info"]["segments"]
@@ -665,6 +666,70 @@ def http_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
             )
         )
     return figs
+
+
+def core_figures(by: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of bench_cores: recording split over two recorder processes (shards) vs one."""
+    figs: list[dict[str, Any]] = []
+
+    def info(variant: str) -> dict[str, Any] | None:
+        b = by.get(f"test_recording_over_cores[{variant}]")
+        return b["extra_info"] if b is not None else None
+
+    one, two = info("cache-8cams-1proc"), info("cache-8cams-2procs")
+    if one is not None and two is not None:
+        ratio = two["mb_per_s"] / one["mb_per_s"]
+        figs.append(
+            figure(
+                "cores: 20 KB packets of 8 cameras into the page cache, split over two "
+                "recorder processes vs one",
+                two["mb_per_s"],
+                "MB/s",
+                one["mb_per_s"],
+                "ratio >= 1.7",
+                ratio >= 1.7,
+                f"each process its own store (a shard); {two['cpus']} cores; medians of "
+                f"{two['rounds']} interleaved rounds; two: {_span(two)}, one: {_span(one)}",
+            )
+        )
+        cpu = two["cpu_s_per_gb"] / one["cpu_s_per_gb"]
+        figs.append(
+            figure(
+                "cores: CPU per GB recorded, two recorder processes vs one",
+                two["cpu_s_per_gb"],
+                "CPU s/GB",
+                one["cpu_s_per_gb"],
+                "ratio <= 1.10",
+                cpu <= 1.10,
+                "every thread of every process, the same cameras and bytes",
+            )
+        )
+    plain = by.get("test_recording_over_cores[plain]")
+    for cams in (8, 32):
+        two = info(f"disk-{cams}cams-2procs")
+        one = info(f"disk-{cams}cams-1proc")
+        if two is None or plain is None:
+            continue
+        p = plain["extra_info"]
+        figs.append(
+            figure(
+                f"cores: {cams} cameras to disk (every GOP fsynced), split over two recorder "
+                "processes vs a plain sequential write",
+                two["mb_per_s"],
+                "MB/s",
+                p["mb_per_s"],
+                "ratio >= 0.9",
+                two["mb_per_s"] / p["mb_per_s"] >= 0.9,
+                f"one process: {one['mb_per_s']:.0f} MB/s; plain write {_span(p)}, two "
+                f"processes {_span(two)} over {two['rounds']} interleaved rounds",
+            )
+        )
+    return figs
+
+
+def _span(info: dict[str, Any]) -> str:
+    lo, hi = info["range_mb_per_s"]
+    return f"{lo:.0f}-{hi:.0f} MB/s"
 
 
 def cluster_figures(by: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,116 @@
+"""Recording over cores: the same cameras and bytes recorded by one recorder process, and
+split over two (each with its own store, a shard, as one recorder process per core runs),
+started at the same instant. Into the page cache (20 KB packets, 8 cameras): what the
+interpreter lock holds a process to, and whether a second process on the second core lifts
+it, at the same CPU per byte. To disk (8 and 32 cameras, every GOP fsynced): whether two
+processes together still keep up with a plain sequential write of the same bytes. Rounds
+of every variant interleave (this VM's disk drifts between rounds); each figure is the
+median of its rounds. Nothing else runs meanwhile: no camera senders compete for the cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.bench_disk import SIZE, _plain_write
+from bench.conftest import tmpfs_root
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKETS = 24000  # 20 KB each: ~480 MB a round, whatever the split
+ROUNDS = 5
+SMOKE_PACKETS = 2400
+# variant: (where, cameras, processes)
+VARIANTS = {
+    "cache-8cams-1proc": ("cache", 8, 1),
+    "cache-8cams-2procs": ("cache", 8, 2),
+    "disk-8cams-1proc": ("disk", 8, 1),
+    "disk-8cams-2procs": ("disk", 8, 2),
+    "disk-32cams-1proc": ("disk", 32, 1),
+    "disk-32cams-2procs": ("disk", 32, 2),
+}
+
+
+def _round(base: Path, cameras: int, procs: int, packets: int, fsync_s: float) -> dict:
+    """One round: ``procs`` recorder processes, the cameras split evenly, released at once.
+    Wall seconds (the slowest process), CPU seconds (all), bytes (all)."""
+    per_camera = packets // cameras
+    children = []
+    for k in range(procs):
+        cmd = [sys.executable, "-m", "bench.recorder_child", str(base / f"shard{k}"),
+               str(cameras // procs), str(per_camera), str(SIZE), str(fsync_s)]  # fmt: skip
+        children.append(subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True))  # fmt: skip
+    try:
+        for c in children:
+            assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+        for c in children:
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        out = [json.loads(c.communicate(timeout=600)[0]) for c in children]
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+    assert all(c.returncode == 0 for c in children)
+    return {
+        "seconds": max(o["seconds"] for o in out),
+        "cpu_s": sum(o["cpu_s"] for o in out),
+        "bytes": sum(o["bytes"] for o in out),
+    }
+
+
+@pytest.fixture(scope="module")
+def core_rounds(request, tmp_path_factory) -> dict[str, dict]:
+    cfg = request.config
+    smoke = cfg.getoption("benchmark_disable") and not cfg.getoption("benchmark_enable")
+    packets = SMOKE_PACKETS if smoke else PACKETS
+    disk = tmp_path_factory.mktemp("cores")
+    shm = tmpfs_root()
+    cache = Path(__import__("tempfile").mkdtemp(prefix="vstore-cores-", dir=shm)) if shm else disk
+    out: dict[str, dict] = {v: {"rounds": []} for v in VARIANTS}
+    out["plain"] = {"rounds": []}
+    try:
+        for r in range(1 if smoke else ROUNDS):
+            total = packets * SIZE
+            dd = disk / f"dd-{r}"
+            out["plain"]["rounds"].append({"seconds": _plain_write(dd, total, "dropped"),
+                                           "bytes": total, "cpu_s": 0.0})  # fmt: skip
+            dd.unlink()
+            for variant, (where, cams, procs) in VARIANTS.items():
+                base = (cache if where == "cache" else disk) / f"{variant}-{r}"
+                # (into the page cache, a GOP fsync costs nothing: the default durability)
+                got = _round(base, cams, procs, packets, 0)
+                out[variant]["rounds"].append(got)
+                shutil.rmtree(base)
+    finally:
+        if shm:
+            shutil.rmtree(cache, ignore_errors=True)
+    for v in out.values():
+        rs = v["rounds"]
+        v["mb_per_s"] = statistics.median(x["bytes"] / x["seconds"] / 1e6 for x in rs)
+        v["cpu_s_per_gb"] = statistics.median(x["cpu_s"] / (x["bytes"] / 1e9) for x in rs)
+        v["range_mb_per_s"] = [min(x["bytes"] / x["seconds"] / 1e6 for x in rs),
+                               max(x["bytes"] / x["seconds"] / 1e6 for x in rs)]  # fmt: skip
+    out["cpus"] = {"count": os.cpu_count()}
+    return out
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("variant", [*VARIANTS, "plain"])
+def test_recording_over_cores(benchmark, core_rounds, variant):
+    """Each variant's median MB/s, CPU seconds per GB and range over its rounds (timed in
+    core_rounds, interleaved)."""
+    r = benchmark.pedantic(lambda: core_rounds[variant], rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        mb_per_s=r["mb_per_s"], cpu_s_per_gb=r["cpu_s_per_gb"], range_mb_per_s=r["range_mb_per_s"],
+        rounds=len(r["rounds"]), cpus=core_rounds["cpus"]["count"],
+    )  # fmt: skip
+    assert r["mb_per_s"] > 0
