@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import time
+import zlib
 from collections import Counter
 
 import pytest
@@ -110,6 +111,36 @@ def test_pins_drains_weights_and_cameras_never_measured():
     assert _loads(got, {**rates, "new": 8e6}) == {"a": 16e6, "b": 18e6}
 
 
+def test_a_swap_evens_out_what_no_single_move_can():
+    rates = {"x1": 5e6, "x2": 5e6, "y1": 3e6, "y2": 3e6}
+    two = [MemberInfo("a"), MemberInfo("b")]
+    planned = {"x1": "a", "x2": "a", "y1": "b", "y2": "b"}
+    got = balance(rates, two, planned, {}, rates, {}, rebalance=True)
+    assert _loads(got, rates) == {"a": 8e6, "b": 8e6}
+    assert sum(got[c] != planned[c] for c in rates) == 2
+    # With room for one handover only, nothing moves (half a swap would make it worse).
+    assert balance(rates, two, planned, {}, rates, {}, rebalance=True, max_moves=1) == planned
+
+
+def test_a_joining_member_takes_from_the_others_and_they_give_only_to_it():
+    rates = _skewed(300, seed=3)
+    three = [MemberInfo(n) for n in "abc"]
+    lopsided = {c: ("a" if i % 2 else "bc"[i % 4 // 2]) for i, c in enumerate(sorted(rates))}
+    four = [*three, MemberInfo("d")]
+    got = balance(rates, four, lopsided, {}, rates, {}, rebalance=True, max_moves=300,
+                  receivers={"d"})  # fmt: skip
+    moved = {c: got[c] for c in rates if got[c] != lopsided[c]}
+    assert moved and set(moved.values()) == {"d"}
+    share = sum(rates.values()) / 4
+    assert _loads(got, rates)["d"] >= share * (1 - assignment.TOLERANCE / 2)
+
+
+def test_a_draining_member_hands_over_its_pinned_cameras_too():
+    members = [MemberInfo("a", draining=True), MemberInfo("b")]
+    assert preferred("cam1", members, {"cam1": "a"}) == "b"
+    assert balance(["cam1"], members, {}, {}, {}, {"cam1": "a"}, rebalance=False) == {"cam1": "b"}
+
+
 def test_the_plan_survives_its_encoding():
     plan = Plan({"a": "m1", "b": "m2", "c": "m1"}, {"a": 4_000_000}, "m1", 42, 7)
     back = Plan.decode(plan.encode())
@@ -197,28 +228,86 @@ def test_rebalance_and_status_commands(etcd, prefix, capsys):
     from vstore.cli.main import main
 
     where = ["--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
-    assert main(["cluster", "rebalance", *where, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"asked": True, "assigner": None}
     client = EtcdClient(etcd.endpoints)
-    assert client.get(layout.cluster_rebalance_key(prefix)) is not None
-    assert main(["cluster", "status", *where]) == 0
-    out = capsys.readouterr().out
-    assert "assigner: none elected" in out
-    assert main(["cluster", "status", *where, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["rebalance_asked"] is True and doc["assigner"] is None
-    # An assigner elected clears the request once the loads are even (here: no cameras).
+    # A cluster with no member (a mistyped prefix): refused, nothing written.
+    assert main(["cluster", "rebalance", *where, "--json"]) == 3
+    assert "no member running" in json.loads(capsys.readouterr().out)["error"]["message"]
+    assert client.get(layout.cluster_rebalance_key(prefix)) is None
+    assert main(["cluster", "rebalance", "--etcd", etcd.endpoints[0], "--prefix", "x/"]) == 2
+    assert "--prefix 'x/'" in capsys.readouterr().err
+    # A member, not the assigner yet: the request waits for it.
     cfg = ClusterConfig(etcd=tuple(etcd.endpoints), name="solo", prefix=prefix, lease_ttl_s=6)
-    agent = Agent(cfg, lambda: ["cam1"], lambda: None)
+    agent = Agent(cfg, lambda: ["cam1", "cam2"], lambda: None)
     agent.member.join()
     try:
+        assert main(["cluster", "rebalance", *where, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"asked": True, "assigner": None}
+        assert main(["cluster", "status", *where]) == 0
+        out = capsys.readouterr().out
+        assert "assigner: none elected" in out and "a rebalance is asked for" in out
+        assert main(["cluster", "status", *where, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["rebalance_asked"] is True and doc["assigner"] is None
+        # Elected, the assigner clears the request once the loads are even.
         agent.tick()
         agent.tick()
         assert client.get(layout.cluster_rebalance_key(prefix)) is None
         assert main(["cluster", "status", *where]) == 0
         out = capsys.readouterr().out
         assert "assigner: solo" in out and "plan written" in out and "asked for" not in out
+        assert "    cam1, cam2" in out  # each member's cameras
         assert main(["cluster", "rebalance", *where]) == 0
         assert "asked the assigner (solo)" in capsys.readouterr().out
     finally:
         agent.member.leave()
+
+
+def test_a_plan_or_load_no_member_wrote_neither_stops_the_members_nor_the_status(
+    etcd, prefix, capsys
+):
+    """Values written into etcd by hand: a figure out of range, bytes that are no plan, a
+    member key bound to no lease. The members go on with the plan they had, the assigner
+    writes a readable one over it, status says what it found, and a member key no member
+    wrote is no member."""
+    from vstore.cli.main import main
+
+    where = ["--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
+    client = EtcdClient(etcd.endpoints)
+    cams = [f"cam{i}" for i in range(6)]
+    agents = [
+        Agent(ClusterConfig(tuple(etcd.endpoints), n, prefix, 6), lambda: cams, lambda: None)
+        for n in ("a", "b")
+    ]
+    for agent in agents:
+        agent.member.join()
+    try:
+        for _ in range(3):
+            for agent in agents:
+                agent.tick()
+        plan = agents[0].plans.read()
+        assert plan is not None and set(plan.owners) == set(cams)
+        client.put(layout.cluster_load_key(prefix, "ghost"), b'{"cam1": 1e999}')
+        client.put(layout.cluster_member_key(prefix, "ghost"), b'{"name": "ghost"}')
+        client.put(layout.cluster_plan_key(prefix), b"garbage")
+        assert main(["cluster", "status", *where]) == 0
+        out = capsys.readouterr().out
+        assert "the stored plan cannot be read" in out and "ghost" not in out
+        for _ in range(2):
+            for agent in agents:
+                agent.tick()  # (no exception: the tick goes on)
+        again = agents[1].plans.read()
+        assert not agents[1].plans.damaged and again is not None
+        assert again.owners == plan.owners  # the same plan written over the garbage
+        assert {c.member for c in agents[0].ownership.claims().values()} == {"a", "b"}
+        too_big = {"format": 1, "assigner": "x", "epoch": 1, "at_ns": 0, "members": {},
+                   "rates_bps": {"cam1": 1e999}}  # fmt: skip
+        client.put(layout.cluster_plan_key(prefix), zlib.compress(json.dumps(too_big).encode()))
+        for _ in range(2):
+            for agent in agents:
+                agent.tick()
+        fixed = agents[0].plans.read()
+        assert not agents[0].plans.damaged and fixed is not None
+        assert fixed.owners == plan.owners and fixed.at_ns > again.at_ns
+    finally:
+        for agent in agents:
+            agent.member.leave()

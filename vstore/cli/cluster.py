@@ -31,9 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cluster_where(args: argparse.Namespace) -> tuple[Any, str, list[str], dict[str, str]]:
-    from vstore.base.errors import UsageError
+    from vstore.base.errors import NotFound, UsageError
     from vstore.cluster.etcd_client import EtcdClient
-    from vstore.store.config import ClusterConfig, load_config
+    from vstore.store.config import ClusterConfig, load_config, valid_cluster_prefix
     from vstore.store.store import resolve_store_path
 
     cfg = ClusterConfig()
@@ -41,13 +41,21 @@ def cluster_where(args: argparse.Namespace) -> tuple[Any, str, list[str], dict[s
     if args.store is not None or args.etcd is None:
         from vstore.base.layout import StoreLayout
 
-        config = load_config(StoreLayout(resolve_store_path(args.store)).config_path)
+        path = StoreLayout(resolve_store_path(args.store)).config_path
+        if args.store is not None and not path.exists():
+            raise NotFound(f"no store at {args.store} (no vstore.toml there)")
+        config = load_config(path)
         cfg = config.cluster
         cameras = [c for c, s in config.cameras.items() if s.url]
     endpoints = args.etcd.split(",") if args.etcd else list(cfg.etcd)
     if not endpoints:
         raise UsageError("no cluster: give --etcd URLS, or a store whose vstore.toml has [cluster]")
-    return EtcdClient(endpoints), args.prefix or cfg.prefix, cameras, dict(cfg.pins)
+    prefix = args.prefix or cfg.prefix
+    if not valid_cluster_prefix(prefix):
+        raise UsageError(
+            f'--prefix {prefix!r}: give the cluster\'s key path, such as "/vstore/city"'
+        )
+    return EtcdClient(endpoints), prefix, cameras, dict(cfg.pins)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,17 +76,25 @@ def run(args: argparse.Namespace) -> int:
         state = " draining" if m.draining else ""
         print(f"  {m.name:<16} {m.node:<16} weight {m.weight:g}  lease {m.lease_ttl_s:>3} s "
               f"{len(m.cameras):>5} camera(s) {_mbps(m.load_bits_per_s)}{state}")  # fmt: skip
+        if m.cameras:
+            more = f" and {len(m.cameras) - 12} more" if len(m.cameras) > 12 else ""
+            print(f"    {', '.join(m.cameras[:12])}{more}")
     if st.deleter is not None:
         print(f"  deleter of tiered footage: {st.deleter['member']} "
               f"(epoch {st.deleter['epoch']})")  # fmt: skip
     else:
         print("  deleter of tiered footage: none elected (no member running)")
+    asked = "; a rebalance is asked for" if st.rebalance_asked else ""
     if st.assigner is not None:
         at = f", plan written {format_time(st.plan_at_ns)}" if st.plan_at_ns else ", no plan yet"
-        asked = "; a rebalance is asked for" if st.rebalance_asked else ""
         print(f"  assigner: {st.assigner['member']} (epoch {st.assigner['epoch']}){at}{asked}")
     else:
-        print("  assigner: none elected (cameras go by rendezvous hashing)")
+        print(f"  assigner: none elected (cameras go by rendezvous hashing){asked}")
+    if st.plan_damaged:
+        print(
+            f"  the stored plan cannot be read ({st.plan_damaged}): the assigner writes a new one"
+        )
+    print("  (bitrates as each member last published them, every 10 s)")
     if st.unowned:
         print(f"  not recorded by any member: {', '.join(st.unowned)}")
     if st.misplaced:
@@ -91,9 +107,14 @@ def _mbps(bits_per_s: int) -> str:
 
 
 def _rebalance(client: Any, prefix: str, as_json: bool) -> int:
+    from vstore.base.errors import NotFound
     from vstore.cluster import assignment
     from vstore.cluster.leadership import role_holder
+    from vstore.cluster.ownership import Ownership
 
+    if not Ownership(client, prefix).members():
+        raise NotFound(f"cluster {prefix} has no member running: nothing to rebalance (is "
+                       "--prefix right?)")  # fmt: skip
     assignment.ask_rebalance(client, prefix)
     holder = role_holder(client, prefix, assignment.ROLE)
     if as_json:

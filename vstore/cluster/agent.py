@@ -70,6 +70,7 @@ class Agent:
         self.assigner = Assigner(self.client, config.prefix, self.assign_lead, config.pins)
         self.plans = PlanReader(self.client, config.prefix)
         self.plan: Plan | None = None
+        self._damage_said = ""  # the plan's damage last logged
         self.meter = LoadMeter(recorded_bytes)
         self._next_load_s = 0.0
         self.load_bps = 0  # the bitrate of the cameras this member records, as last published
@@ -112,6 +113,11 @@ class Agent:
             return None
         return Deleter(self.name, epoch, self.retention_lead.leads)
 
+    def set_pins(self, pins: dict[str, str]) -> None:
+        """Pins from an edited vstore.toml: followed from the next tick (the assigner's too)."""
+        self.config = self.config._replace(pins=dict(pins))
+        self.assigner.pins = dict(pins)
+
     def owned(self) -> dict[str, Claim]:
         with self._lock:
             return dict(self._owned)
@@ -148,6 +154,10 @@ class Agent:
         members = self.ownership.members()
         claims = self.ownership.claims()
         self.plan = plan = self.plans.read()
+        if self.plans.damaged and self.plans.damaged != self._damage_said:
+            log.error("cluster: %s; the plan read before stays in force until the assigner "
+                      "writes a new one", self.plans.damaged)  # fmt: skip
+        self._damage_said = self.plans.damaged
         planned = plan.owners if plan is not None else None
         me = self.name
         wanted = set(self._cameras())
@@ -192,7 +202,7 @@ class Agent:
             self._publish_load()
             self.assign_lead.tick()
             held = {c: cl.member for c, cl in claims.items()}
-            new = self.assigner.tick(wanted, members, held, plan)
+            new = self.assigner.tick(wanted, members, held, plan, bool(self.plans.damaged))
             if new is not None:
                 self.plan = new
             if self._deletes():

@@ -86,9 +86,9 @@ class Plan:
             if doc["format"] != PLAN_FORMAT:
                 raise ValueError(f"format {doc['format']!r}")
             owners = {str(c): str(m) for m, cams in doc["members"].items() for c in cams}
-            rates = {str(c): int(r) for c, r in doc["rates_bps"].items()}
+            rates = parse_rates(doc["rates_bps"])
             return cls(owners, rates, str(doc["assigner"]), int(doc["epoch"]), int(doc["at_ns"]))
-        except (zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (zlib.error, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise ClusterError(f"the cluster's plan is not one this vstore reads ({exc})") from None
 
     def loads_bps(self) -> dict[str, int]:
@@ -99,22 +99,47 @@ class Plan:
         return out
 
 
+# No camera records faster than this (bits/s): a figure above it is not one a member measured.
+MAX_RATE_BPS = 10**11
+
+
+def parse_rates(raw: bytes | str | dict[str, object]) -> dict[str, int]:
+    """camera -> bits/s of a load key's value (or a plan's figures), each a whole number
+    within 0..MAX_RATE_BPS; ValueError for anything else (what a member did not write)."""
+    doc = json.loads(raw) if isinstance(raw, bytes | str) else raw
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")  # noqa: TRY004 (one error for any bad value)
+    out = {}
+    for cam, r in doc.items():
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r <= MAX_RATE_BPS:
+            raise ValueError(f"camera {cam}: {r!r} is not a bitrate")
+        out[str(cam)] = int(r)
+    return out
+
+
 class PlanReader:
-    """Reads the cluster's plan, decoding it only when it changed."""
+    """Reads the cluster's plan, decoding it only when it changed. A stored plan that cannot
+    be read (written by hand, or by another version) leaves the last one read in force
+    (``damaged`` says so, and the assigner writes a readable one over it): a bad value must
+    not leave the members without an answer, nor send every camera back to hashing."""
 
     def __init__(self, client: EtcdClient, prefix: str) -> None:
         self.client = client
         self.key = layout.cluster_plan_key(prefix)
         self._revision = 0
         self._plan: Plan | None = None
+        self.damaged = ""  # why the stored plan cannot be read ("": it can)
 
     def read(self) -> Plan | None:
         kv = self.client.get(self.key)
         if kv is None:
-            self._revision, self._plan = 0, None
+            self._revision, self._plan, self.damaged = 0, None, ""
         elif kv.mod_revision != self._revision:
-            self._plan = Plan.decode(kv.value)
             self._revision = kv.mod_revision
+            try:
+                self._plan, self.damaged = Plan.decode(kv.value), ""
+            except ClusterError as exc:
+                self.damaged = str(exc)
         return self._plan
 
 
@@ -128,11 +153,12 @@ def balance(
     *,
     rebalance: bool,
     max_moves: int | None = None,
+    receivers: set[str] | None = None,
 ) -> dict[str, str]:
     """camera -> member for every camera that has a member to record it (see the module's
     docstring): pins, then the planned owner, then the holder, then the rendezvous answer;
-    with ``rebalance``, cameras moved off members over their share."""
-    live = {m.name for m in members}
+    with ``rebalance``, cameras moved off members over their share (to ``receivers`` only,
+    when given)."""
     takers = {m.name: max(m.weight, 1e-9) for m in members if not m.draining}
     cams = sorted(set(cameras))
     rate = _rates_of(cams, rates_bps)
@@ -141,10 +167,9 @@ def balance(
     movable: dict[str, list[tuple[float, str]]] = {n: [] for n in takers}
     for cam in cams:
         pin = pins.get(cam)
-        if pin is not None and pin in live:
+        if pin is not None and pin in takers:  # (a draining member hands its pins over)
             owners[cam] = pin
-            if pin in load:
-                load[pin] += rate[cam]
+            load[pin] += rate[cam]
             continue
         now = planned.get(cam)
         if now not in takers:
@@ -163,7 +188,7 @@ def balance(
         budget = max_moves
         if budget is None:
             budget = max(MIN_MOVES, int(len(cams) * MAX_MOVES_FRACTION))
-        _even_out(owners, load, movable, takers, budget)
+        _even_out(owners, load, movable, takers, budget, receivers)
     return owners
 
 
@@ -181,15 +206,22 @@ def _even_out(
     movable: dict[str, list[tuple[float, str]]],
     weight: dict[str, float],
     budget: int,
+    receivers: set[str] | None = None,
 ) -> None:
+    """Move cameras (each list in ``movable`` sorted by rate) from the most loaded member to
+    the least loaded of ``receivers`` (every member when None) while that evens them out,
+    at most ``budget`` handovers; a swap of two cameras when no single move helps."""
     total_w = sum(weight.values())
     total = sum(load.values())
     share = {n: total * w / total_w for n, w in weight.items()}
+    takers = [n for n in weight if receivers is None or n in receivers]
+    if not takers:
+        return
 
     def extremes() -> tuple[str, str]:
         return (
             max(weight, key=lambda n: (load[n] / weight[n], n)),
-            min(weight, key=lambda n: (load[n] / weight[n], n)),
+            min(takers, key=lambda n: (load[n] / weight[n], n)),
         )
 
     def off(tolerance: float, *names: str) -> bool:
@@ -197,31 +229,53 @@ def _even_out(
 
     if not off(TOLERANCE, *extremes()):
         return
-    for _ in range(budget):
+    while budget > 0:
         donor, taker = extremes()
         if donor == taker or not off(TOLERANCE / 2, donor, taker):
             return
         wd, wt = weight[donor], weight[taker]
         before = load[donor] / wd
-        # The rate that leaves both equal (loads normalised by weight); the cameras nearest
-        # it either side are the candidates.
+
+        ld, lt = load[donor], load[taker]
+
+        def after(moved: float, ld: float = ld, lt: float = lt, wd: float = wd,
+                  wt: float = wt) -> float:  # fmt: skip
+            return max((ld - moved) / wd, (lt + moved) / wt)
+
+        # The rate that leaves both equal (loads normalised by weight): the camera nearest
+        # it either side, or (when no single camera helps, and two handovers remain) the
+        # swap whose difference is nearest it.
         ideal = (load[donor] * wt - load[taker] * wd) / (wd + wt)
-        pairs = movable[donor]
-        i = bisect.bisect_left(pairs, (ideal, ""))
-        best: tuple[float, int] | None = None
+        give, take = movable[donor], movable[taker]
+        best: tuple[float, int, int] | None = None  # (after, donor's index, taker's or -1)
+        i = bisect.bisect_left(give, (ideal, ""))
         for j in (i - 1, i):
-            if 0 <= j < len(pairs):
-                r = pairs[j][0]
-                after = max((load[donor] - r) / wd, (load[taker] + r) / wt)
-                if after < before - 1e-9 and (best is None or after < best[0]):
-                    best = (after, j)
+            a = after(give[j][0]) if 0 <= j < len(give) else before
+            if a < before - 1e-9 and (best is None or a < best[0]):
+                best = (a, j, -1)
+        if best is None and budget >= 2:
+            for k, (ry, _cam) in enumerate(take):
+                i = bisect.bisect_left(give, (ideal + ry, ""))
+                for j in (i - 1, i):
+                    if 0 <= j < len(give) and give[j][0] > ry:
+                        a = after(give[j][0] - ry)
+                        if a < before - 1e-9 and (best is None or a < best[0]):
+                            best = (a, j, k)
         if best is None:
-            return  # no single camera evens these two out any further
-        r, cam = pairs.pop(best[1])
-        bisect.insort(movable[taker], (r, cam))
+            return  # no camera, nor pair of cameras, evens these two out any further
+        r, cam = give.pop(best[1])
         owners[cam] = taker
         load[donor] -= r
         load[taker] += r
+        budget -= 1
+        if best[2] >= 0:
+            ry, back = take.pop(best[2])
+            bisect.insort(give, (ry, back))
+            owners[back] = donor
+            load[donor] += ry
+            load[taker] -= ry
+            budget -= 1
+        bisect.insort(take, (r, cam))
 
 
 class LoadMeter:
@@ -268,6 +322,8 @@ class Assigner:
         self._epoch = 0  # the epoch this assigner last acted at
         self._takers: set[str] = set()  # the members taking cameras at the last tick
         self._evening = False  # rounds of moves until the loads are even (a member joined)
+        self._joined: set[str] = set()  # the members that joined: what evening moves go to
+        self._bad_loads: dict[str, int] = {}  # load keys warned of, at their revision
         self._next_rebalance_s = 0.0
         self.moves = 0  # cameras this assigner moved between live members
 
@@ -277,8 +333,10 @@ class Assigner:
         members: list[MemberInfo],
         held: Mapping[str, str],
         plan: Plan | None,
+        damaged: bool = False,
     ) -> Plan | None:
-        """Plan again; write the plan when it changed. The plan written, or None."""
+        """Plan again; write the plan when it changed (or the stored one is ``damaged``: not
+        the ``plan`` read before it). The plan written, or None."""
         epoch = self.lead.epoch()
         if not epoch:
             return None
@@ -288,9 +346,12 @@ class Assigner:
         head = layout.cluster_loads_prefix(self.prefix)
         for kv in self.client.get_prefix(head):
             try:
-                self._rates.update({str(c): int(r) for c, r in json.loads(kv.value).items()})
-            except (ValueError, TypeError, AttributeError):
-                log.warning("cluster: %s is not a load vstore wrote; it is skipped", kv.key)
+                self._rates.update(parse_rates(kv.value))
+            except ValueError as exc:
+                if self._bad_loads.get(kv.key) != kv.mod_revision:
+                    self._bad_loads[kv.key] = kv.mod_revision
+                    log.warning("cluster: %s is not a load a member wrote (%s); skipped",
+                                kv.key, exc)  # fmt: skip
         now_s = time.monotonic()
         takers = {m.name for m in members if not m.draining}
         if epoch != self._epoch:
@@ -299,30 +360,38 @@ class Assigner:
             self._epoch = epoch
             self._next_rebalance_s = now_s + REBALANCE_EVERY_S
         elif takers - self._takers:
-            self._evening = True  # a member joined (or came back from a drain): its share
+            # A member joined (or came back from a drain): it takes its share from the
+            # others, and only it (the others' balance is the periodic check's business).
+            self._evening = True
+            self._joined |= takers - self._takers
+        self._joined &= takers
         self._takers = takers
         asked = self.client.get(layout.cluster_rebalance_key(self.prefix)) is not None
-        rebalance = asked or self._evening or now_s >= self._next_rebalance_s
+        periodic = now_s >= self._next_rebalance_s
+        rebalance = asked or periodic or self._evening
         if rebalance:
             self._next_rebalance_s = now_s + REBALANCE_EVERY_S
         cams = sorted(set(cameras))
         before = plan.owners if plan is not None else {}
         # A member that joined takes its whole share in one round, as rendezvous hashing
         # would give it: the bound on moves is against chasing figures, not against joins.
-        bound = len(cams) if self._evening else None
+        joining = self._evening and not (asked or periodic)
         owners = balance(
             cams, members, before, held, self._rates, self.pins, rebalance=rebalance,
-            max_moves=bound,
+            max_moves=len(cams) if joining else None,
+            receivers=set(self._joined) if joining else None,
         )  # fmt: skip
         rates = self._rates = {c: self._rates[c] for c in cams if c in self._rates}
-        live = {m.name for m in members}
-        moved = [c for c, m in owners.items() if before.get(c) in live and before[c] != m]
+        # Moved to even the loads out: from a member that could have kept it (a drained or
+        # dead member's cameras go whatever the balance).
+        moved = [c for c, m in owners.items() if before.get(c) in takers and before[c] != m]
         if rebalance and not moved:  # even now: the rounds asked for are done
             self._evening = False
+            self._joined.clear()
             if asked:
                 self.client.delete(layout.cluster_rebalance_key(self.prefix))
         unchanged = plan is not None and plan.owners == owners and plan.epoch == epoch
-        if unchanged and (not rebalance or plan.rates_bps == rates):
+        if unchanged and not damaged and (not rebalance or plan.rates_bps == rates):
             return None
         if not self.lead.leads():
             return None

@@ -1,7 +1,7 @@
 """Which member records which camera.
 
 Who *should* record a camera is a pure function of what every member reads from etcd: a
-pin names the member outright; else the elected assigner's plan, balanced by bitrate
+pin names the member outright (unless it drains); else the elected assigner's plan, balanced by bitrate
 (assignment.py), names it; a camera the plan does not place (no plan yet, its planned owner
 gone) goes by weighted rendezvous hashing over the members not draining, so every member
 computes the same answer, and a camera is recorded even before the assigner has planned.
@@ -64,8 +64,8 @@ def preferred(
     and not draining, else the rendezvous answer."""
     live = {m.name: m for m in members}
     pinned = pins.get(camera)
-    if pinned is not None and pinned in live:
-        return pinned
+    if pinned is not None and pinned in live and not live[pinned].draining:
+        return pinned  # (a drain asks a member to hand over everything, pins included)
     if planned is not None:
         m = live.get(planned.get(camera, ""))
         if m is not None and not m.draining:
@@ -91,6 +91,8 @@ class Ownership:
         }
         out = []
         for kv in self.client.get_prefix(layout.cluster_members_prefix(self.prefix)):
+            if not kv.lease:
+                continue  # a member's key is bound to its lease: this one no member wrote
             try:
                 d = json.loads(kv.value)
                 out.append(

@@ -11,7 +11,7 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import ClusterError
 from vstore.cluster import assignment
-from vstore.cluster.assignment import PlanReader
+from vstore.cluster.assignment import PlanReader, parse_rates
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.leadership import role_holder
 from vstore.cluster.ownership import Ownership, preferred
@@ -43,6 +43,7 @@ class ClusterStatus:
     # when its plan was last written (None: nobody; cameras then go by rendezvous hashing).
     assigner: dict[str, Any] | None = None
     plan_at_ns: int | None = None
+    plan_damaged: str = ""  # why the stored plan cannot be read ("": it can)
     rebalance_asked: bool = False
 
 
@@ -69,10 +70,9 @@ def cluster_status(
     loads: dict[str, int] = {}
     for kv in client.get_prefix(layout.cluster_loads_prefix(prefix)):
         try:
-            rates = json.loads(kv.value)
-            loads[kv.key.rsplit("/", 1)[-1]] = sum(int(r) for r in rates.values())
-        except (ValueError, TypeError, AttributeError):
-            continue
+            loads[kv.key.rsplit("/", 1)[-1]] = sum(parse_rates(kv.value).values())
+        except ValueError:
+            continue  # (not what a member wrote)
     for m in out.members:
         m.load_bits_per_s = loads.get(m.name, 0)
     out.owners = {c: {"member": cl.member, "epoch": cl.epoch} for c, cl in sorted(claims.items())}
@@ -82,7 +82,9 @@ def cluster_status(
     holder = role_holder(client, prefix, assignment.ROLE)
     if holder is not None:
         out.assigner = {"member": holder[0], "epoch": holder[1]}
-    plan = PlanReader(client, prefix).read()
+    reader = PlanReader(client, prefix)
+    plan = reader.read()
+    out.plan_damaged = reader.damaged
     planned = plan.owners if plan is not None else None
     out.plan_at_ns = plan.at_ns if plan is not None else None
     out.rebalance_asked = client.get(layout.cluster_rebalance_key(prefix)) is not None

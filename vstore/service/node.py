@@ -260,12 +260,28 @@ class Node:
     def _apply(
         self, config: StoreConfig, by: str, action: str, detail: dict[str, Any]
     ) -> dict[str, list[str]]:
+        old_cluster = self.store.config.cluster
         self.store.config = config
+        if config.cluster != old_cluster:
+            self._cluster_changed(config)
         changes = self._reconcile(config)
         self.store.record_config(by, action, {**detail, **changes})
         for note in config.notes:
             log.warning("vstore.toml: %s", note)
         return changes
+
+    def _cluster_changed(self, config: StoreConfig) -> None:
+        """[cluster] edited while running: pins apply now; the rest (etcd, name, prefix,
+        lease, weight, a cluster joined or left) when the node starts again."""
+        agent = self.cluster
+        if agent is not None:
+            agent.set_pins(config.cluster.pins)
+            rest = config.cluster._replace(pins=agent.config.pins)
+            if rest == agent.config:
+                log.info("cluster: pins changed: applied now")
+                return
+        log.warning("vstore.toml: [cluster] changed; beyond its pins, the change applies when "
+                    "this node starts again (restart it)")  # fmt: skip
 
     def _gate(self, camera: str) -> Callable[[], bool] | None:
         """In a cluster, what a camera's recorder asks before each write: whether this member

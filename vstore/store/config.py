@@ -320,6 +320,11 @@ class ClusterConfig(NamedTuple):
     deletion_delay_s: float | None = None
 
 
+def valid_cluster_prefix(prefix: object) -> bool:
+    """Whether ``prefix`` is a cluster's key path in etcd: "/vstore/city", no trailing "/"."""
+    return isinstance(prefix, str) and re.fullmatch(r"(/[\w.-]+)+", prefix) is not None
+
+
 class StoreConfig(NamedTuple):
     defaults: CameraSettings = CameraSettings()
     cameras: dict[str, CameraSettings] = {}  # noqa: RUF012 - shared default, never mutated
@@ -695,7 +700,7 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
     if not isinstance(name, str) or (name and not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,63}", name)):
         raise ConfigError(f"{where}: name is letters, digits, . _ - (at most 64)")
     prefix = doc.get("prefix", ClusterConfig().prefix)
-    if not isinstance(prefix, str) or not re.fullmatch(r"(/[\w.-]+)+", prefix):
+    if not valid_cluster_prefix(prefix):
         raise ConfigError(f'{where}: prefix is an etcd key path such as "/vstore/city"')
     ttl = doc.get("lease_ttl_s", ClusterConfig().lease_ttl_s)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 3 <= ttl <= 300:
