@@ -107,7 +107,7 @@ def test_cluster_assignment_at_city_scale(benchmark, request, etcd, monkeypatch)
     for c in upgraded:
         rates[c] = 16e6
     by_count_upgraded = _spread(before, rates, member_names)
-    time.sleep(8 * assignment.LOAD_EVERY_S)  # (the figures are smoothed over samples)
+    time.sleep(12 * assignment.LOAD_EVERY_S)  # (the figures are smoothed over samples)
     t = time.perf_counter()
     assignment.ask_rebalance(agents[0].client, prefix)
     rebalance_key = layout.cluster_rebalance_key(prefix)
