@@ -32,16 +32,19 @@ pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
-def node_store(tmp_path, media, s3_env, bucket):
+def node_store(tmp_path, media, s3_env, bucket, request):
     """A store whose camera "gate" has 12 s tiered to the bucket and the next 12 s only on
-    its disk, a live camera "yard", and [tier] naming the bucket."""
+    its disk, a live camera "yard", and [tier] naming the bucket (and the test's parameter,
+    when it has one, as more of vstore.toml)."""
+    more = getattr(request, "param", "")
     url = f"s3://{bucket}/city"
     d = tmp_path / "node" / "store"
     main(["init", "--store", str(d)])
     cam = TcpCamera(StreamSpec(width=160, height=120, fps=10, gop_frames=10))
     (d / "vstore.toml").write_text(
         f'[store]\nsegment_duration_s = 4\n[tier]\nurl = "{url}"\n'
-        f'[cameras.yard]\nurl = "{cam.url}"\n[groups.gates]\ncameras = ["gate"]\n[groups.yards]\ncameras = ["yard"]\n'
+        f'[cameras.yard]\nurl = "{cam.url}"\n[groups.gates]\ncameras = ["gate"]\n'
+        f'[groups.yards]\ncameras = ["yard"]\n{more}'
     )
     st = open_store(d)
     try:
@@ -78,8 +81,14 @@ def test_a_bucket_reader_clips_past_the_tiered_footage_from_the_node(
     try:
         [card] = wait_for(lambda: read_cards(open_tier(url)), 10, "the node's card")
         assert card["api"] == node.url and card["store"]
-        # With a token: tiered and not tiered, the same bytes as the node's own store.
+        # With a token, but no node trusted with it: the node is not asked, and named.
         monkeypatch.setenv("VSTORE_TOKEN", tok)
+        code, err = _clip(url, out, a, b, capsys)
+        assert code == 0 and "not in VSTORE_NODES" in err and node.url in err
+        assert len(out.read_bytes()) < len(whole)
+        # Trusted: tiered and not tiered, the same bytes as the node's own store.
+        monkeypatch.setenv("VSTORE_NODES", f"https://elsewhere.example,{node.url}")
+        monkeypatch.setenv("VSTORE_PURPOSE", "case 7")
         code, err = _clip(url, out, a, b, capsys)
         assert code == 0 and "note" not in err, err
         assert out.read_bytes() == whole
@@ -126,14 +135,25 @@ def test_a_bucket_reader_clips_past_the_tiered_footage_from_the_node(
         assert node.get(seg, tok, headers={"Range": f"bytes={size}-"}).status == 416
         assert node.get(seg, viewer).status == 403
         assert node.get(seg, other).status == 404
+        # Bytes only to whom a listing named the segment (every byte covered by an audit).
+        fresh = make_token(d, "investigator", "*", "det. bo")
+        assert node.get(seg, fresh).status == 403
+        assert node.get(f"/api/v1/cameras/gate/segments?{q}", fresh).status == 200
+        assert node.get(seg, fresh, headers={"Range": "bytes=0-99"}).body == first.body
+        # One spelling per segment, and digits of other scripts are none.
+        zero = f"/api/v1/cameras/gate/segments/0{names[-1]}"
+        assert node.get(zero, tok).status == 404
+        assert node.get("/api/v1/cameras/gate/segments/%C2%B2.1", tok).status == 404
+        assert node.get("/api/v1/cameras/gate/segments/99999999999999999999.1", tok).status == 404
+        forever = "from=1970-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
+        assert node.get(f"/api/v1/cameras/gate/segments?{forever}", tok).status == 400
         assert node.get(f"/api/v1/cameras/gate/segments?{q}", other).status == 404
         assert node.get("/api/v1/cameras/gate/segments/1.2", tok).status == 404
         assert node.get(f"/api/v1/cameras/yard/segments/{names[-1]}", tok).status == 404
         assert node.get("/api/v1/cameras/gate/segments?from=x&to=y", tok).status == 400
         audit = node.get("/api/v1/audit?action=export_segments", custodian).json()
-        assert any(
-            r["by"] == "det. ana" and r["detail"]["camera"] == "gate" for r in audit["records"]
-        )
+        assert any(r["by"] == "det. ana" and r["detail"]["camera"] == "gate"
+                   and r["detail"]["purpose"] == "case 7" for r in audit["records"])  # fmt: skip
     finally:
         assert node.stop() == 0
     # The node is down: the reader says whose footage is missing.
@@ -142,8 +162,19 @@ def test_a_bucket_reader_clips_past_the_tiered_footage_from_the_node(
     assert code == 0 and "did not answer" in err and len(out.read_bytes()) < len(whole)
 
 
-def test_the_token_goes_only_over_https_or_to_loopback():
+def test_the_token_goes_only_over_https_or_to_loopback_and_to_nodes_the_reader_names():
     from vstore.lifecycle import hot_footage
+
+    trusted = hot_footage.trusted
+    named = ["https://node1.city.example:8480", ".district7.example", "http://127.0.0.1:9"]
+    assert trusted("https://node1.city.example:8480", named)
+    assert trusted("https://NODE1.city.example:8480/", named)
+    assert not trusted("https://node1.city.example:8481", named)
+    assert trusted("https://n4.district7.example:8480", named)
+    assert not trusted("https://n4.district7.example.evil.example", named)
+    assert not trusted("http://n4.district7.example:8480", named)  # plain HTTP elsewhere
+    assert trusted("http://127.0.0.1:9", named) and not trusted("http://127.0.0.1:10", named)
+    assert not trusted("https://evil.example", named) and not trusted("http://[::1", named)
 
     for api, ok in [
         ("https://node1.city.example:8480", True),
@@ -155,6 +186,22 @@ def test_the_token_goes_only_over_https_or_to_loopback():
         ("ftp://node1/x", False),
     ]:
         assert hot_footage._safe_for_token(api) is ok, api
-    card = {"api": "http://10.0.0.5:8480", "store": "s", "node": "n1"}
-    entries, note = hot_footage._ask(card, "gate", 0, 1, "vst_secret")
-    assert entries == [] and "not sent" in note and "n1" in note
+
+
+@pytest.mark.parametrize("node_store", ["[service]\nrate_per_s = 2\n"], indirect=True)
+def test_a_node_s_rate_limit_is_waited_out(node_store, tmp_path, monkeypatch, capsys):
+    """The reader asks for each GOP on its own: past the node's rate limit (429), it waits
+    as Retry-After says, and the clip comes out whole."""
+    d, url, whole = node_store
+    tok = make_token(d, "investigator", "*", "det. ana")
+    node = start_node(d)
+    try:
+        wait_for(lambda: read_cards(open_tier(url)), 10, "the node's card")
+        monkeypatch.setenv("VSTORE_TOKEN", tok)
+        monkeypatch.setenv("VSTORE_NODES", node.url)
+        out = tmp_path / "c.mp4"
+        code, err = _clip(url, out, START_NS + 2 * S, START_NS + 22 * S, capsys)
+        assert code == 0 and "note" not in err, err
+        assert out.read_bytes() == whole
+    finally:
+        assert node.stop() == 0

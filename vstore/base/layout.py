@@ -275,8 +275,10 @@ def node_segment_path(start_ns: int, segment_id: int) -> str:
 def parse_node_segment_path(text: str) -> tuple[int, int] | None:
     """(start_ns, segment_id) of ``node_segment_path``'s name, or None."""
     start, sep, seg = text.partition(".")
-    if not sep or not start.isdigit() or not seg.isdigit():
+    if not sep or not (start + seg).isascii() or not start.isdigit() or not seg.isdigit():
         return None
+    if f"{int(start)}.{int(seg)}" != text or int(start) >= 2**63 or int(seg) >= 2**64:
+        return None  # (one spelling per segment: no leading zeros, nothing out of range)
     return int(start), int(seg)
 
 

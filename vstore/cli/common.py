@@ -25,8 +25,9 @@ def reading(
     """The store a read command reads: a store directory, read-only; or ``s3://BUCKET/PREFIX``:
     the tiered footage of a bucket, from its shared catalog alone (only the catalog hours of
     ``cameras`` that may hold [start_ns, end_ns) are read), and with $VSTORE_TOKEN, the
-    footage of that range the bucket's nodes have not tiered yet, from their APIs (what
-    could not be had is said on stderr)."""
+    footage of that range not tiered yet, from the APIs of the bucket's nodes that
+    $VSTORE_NODES names ($VSTORE_PURPOSE: why, for their audit); what could not be had is
+    said on stderr."""
     if store_arg and store_arg.startswith(BUCKET_SCHEME):
         import os
 
@@ -35,7 +36,9 @@ def reading(
 
         notes: list[str] = []
         token = os.environ.get("VSTORE_TOKEN", "").strip() or None
-        more = from_nodes(cameras, start_ns, end_ns, token, notes)
+        nodes = [n for n in os.environ.get("VSTORE_NODES", "").split(",") if n.strip()]
+        purpose = os.environ.get("VSTORE_PURPOSE", "").strip()
+        more = from_nodes(cameras, start_ns, end_ns, token, notes, nodes, purpose)
         try:
             with open_bucket(store_arg, cameras, start_ns, end_ns, more) as st:
                 yield st
@@ -56,7 +59,7 @@ def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False) -> None:
         metavar="DIR",
         help="store directory (default: $VSTORE_STORE, else ./vstore-data); the read commands "
         "also take s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog (and "
-        "with $VSTORE_TOKEN, what its nodes have not tiered yet, from their APIs)",
+        "with $VSTORE_TOKEN and $VSTORE_NODES, what those nodes have not tiered yet)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     if tz:

@@ -1,25 +1,25 @@
 """Footage not tiered yet, from the nodes that recorded it: each node's card in the bucket
 (where its API answers), what a node lists of a camera's own segments in a range (catalog
 entries; the segment being written included, up to its last durable chunk), and the bucket
-reader's part: asking every node of the bucket for a camera's range, with the reader's
-token, and indexing what they hold beside what the catalog lists.
+reader's part: asking the bucket's nodes for the rest of a camera's range, with the
+reader's token, and indexing what they hold beside what the catalog lists.
 
-A node is asked with the reader's own bearer token, so it answers only for cameras that
-token may see (another's is a 404, audited there as any other request), and records the
-access. A node that does not answer, or refuses the token, is named in the reader's notes:
-its footage is then missing from what the reader shows, as a gap, never silently. The token
-goes only to an https URL or to plain HTTP on loopback: a card is the bucket's word, and
-whoever may write the bucket could otherwise have readers send their tokens anywhere in
-clear."""
+A card is the bucket's word, and whoever may write the bucket could name any URL in one: the
+reader sends its token only to the nodes it names itself (VSTORE_NODES: origins, or a
+domain for its https hosts), and never over plain HTTP beyond loopback. A node answers
+only for cameras the token may see (another's is a 404, audited there as any other
+request) and records each listing; a node that does not answer in time, refuses the
+token, or lists what is not its own is named in the reader's notes, and its footage is
+then missing from what the reader shows, as a gap, never silently."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 CARD_FORMAT = 1
 ASK_THREADS = 8  # nodes asked at once
+ASK_DEADLINE_S = 30.0  # every node's listing, or it is named as not answering
+MAX_CARD_BYTES = 64 << 10
+MAX_LISTING_BYTES = 64 << 20
 
 
 def publish_card(store: Store, tier: BlobTier, api_url: str) -> None:
@@ -52,14 +55,23 @@ def publish_card(store: Store, tier: BlobTier, api_url: str) -> None:
 
 
 def read_cards(tier: BlobTier) -> list[dict[str, Any]]:
-    """Every node card of the bucket that reads as one (others are skipped)."""
+    """Every node card of the bucket that reads as one (others, and any over MAX_CARD_BYTES,
+    are skipped)."""
     out = []
     for info in tier.list_prefix(layout.NODE_CARD_PREFIX + "/"):
+        if info.size_bytes > MAX_CARD_BYTES:
+            continue
         try:
             card = json.loads(tier.get(info.key))
-            if card.get("format") == CARD_FORMAT and card["api"] and card["store"]:
+            if (
+                card.get("format") == CARD_FORMAT
+                and isinstance(card.get("api"), str)
+                and isinstance(card.get("store"), str)
+                and card["api"]
+                and card["store"]
+            ):
                 out.append(card)
-        except (VstoreError, ValueError, KeyError, TypeError, AttributeError):
+        except (VstoreError, ValueError, TypeError, AttributeError):
             continue
     return out
 
@@ -116,38 +128,76 @@ def local_segment(store: Store, camera: str, name: str) -> tuple[SegmentRow, int
     return row, (chunks[-1].offset + chunks[-1].length) if chunks else 0
 
 
+def trusted(api: str, allowed: list[str]) -> bool:
+    """Whether the reader trusts ``api`` with its token: named in ``allowed`` (as given in
+    VSTORE_NODES) by its origin (``https://node1.city.example:8480``), or under a domain
+    given with a leading dot (``.city.example``: its https hosts), and never plain HTTP
+    beyond loopback."""
+    try:
+        parts = urlsplit(api)
+        port = parts.port
+    except ValueError:
+        return False
+    if not _safe_for_token(api):
+        return False
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    host = (parts.hostname or "").lower()
+    for item in (a.strip().lower().rstrip("/") for a in allowed):
+        if not item:
+            continue
+        if item.startswith("."):
+            if parts.scheme == "https" and host.endswith(item):
+                return True
+        elif item == origin or (port is None and item == f"{parts.scheme}://{host}"):
+            return True
+    return False
+
+
 def from_nodes(
     cameras: list[str] | None,
     start_ns: int | None,
     end_ns: int | None,
     token: str | None,
     notes: list[str],
+    allowed: list[str] | None = None,
+    purpose: str = "",
 ) -> Callable[[Store, BlobTier, set[tuple[str, int]], Callable[[], int]], None]:
     """What a bucket reader adds beside the catalog (shared_catalog.open_bucket's ``more``):
     the footage of ``cameras`` in [start_ns, end_ns) that the bucket's nodes have not tiered
-    yet, asked of each with ``token``. What could not be had goes into ``notes``."""
+    yet, asked with ``token`` of those nodes whose API the reader trusts (``allowed``,
+    see ``trusted``), giving ``purpose`` for their audit. What could not be had goes into
+    ``notes``."""
 
     def more(
         store: Store, bucket: BlobTier, seen: set[tuple[str, int]], next_id: Callable[[], int]
     ) -> None:
         if not cameras or start_ns is None or end_ns is None:
             return  # (footage not tiered yet is asked for a camera's range only)
+        late = [c for c in cameras if _covered_until(store, c) < end_ns]
+        if not late:
+            return  # (the catalog covers the range: nothing is left to ask the nodes)
         cards = read_cards(bucket)
         if not cards:
             return
         if token is None:
-            late = [c for c in cameras if _covered_until(store, c) < end_ns]
-            if late:
-                notes.append(
-                    f"the catalog's footage of {', '.join(late)} ends before the range does; "
-                    f"footage the bucket's {len(cards)} node(s) have not tiered yet is not "
-                    "included: set VSTORE_TOKEN to a token of theirs to fetch it"
-                )
+            notes.append(
+                f"the catalog's footage of {', '.join(late)} ends before the range does; "
+                f"footage the bucket's {len(cards)} node(s) have not tiered yet is not "
+                "included: set VSTORE_TOKEN (and VSTORE_NODES) to fetch it from them"
+            )
             return
-        asks = [(cam, card) for cam in cameras for card in cards]
-        with ThreadPoolExecutor(min(ASK_THREADS, len(asks))) as pool:
-            answers = list(pool.map(lambda a: _ask(a[1], a[0], start_ns, end_ns, token), asks))
-        for (cam, card), (entries, note) in zip(asks, answers, strict=True):
+        asked = [c for c in cards if trusted(c["api"], allowed or [])]
+        if len(asked) < len(cards):
+            names = ", ".join(sorted(c["api"] for c in cards if c not in asked)[:8])
+            notes.append(
+                f"{len(cards) - len(asked)} node(s) of the bucket were not asked, their API "
+                f"not in VSTORE_NODES (or not https): {names}; footage they have not tiered "
+                "is missing (VSTORE_NODES names the nodes trusted with the token: "
+                "https://HOST:PORT, or .DOMAIN for its https hosts)"
+            )
+        asks = [(cam, card) for cam in late for card in asked]
+        for (cam, card), (entries, note) in zip(asks, _ask_all(asks, start_ns, end_ns,
+                                                              token, purpose), strict=True):  # fmt: skip
             if note:
                 notes.append(note)
             fresh = [e for e in entries if _identity(e) not in seen]
@@ -161,27 +211,72 @@ def from_nodes(
             for e in fresh:
                 row = e["row"]
                 path = layout.node_segment_path(int(row["start_ns"]), int(row["segment_id"]))
-                put_entry(b, e, num, next_id(), owner=str(e["store"]), location=url, path=path)
+                try:
+                    put_entry(b, e, num, next_id(), owner=str(e["store"]), location=url,
+                              path=path)  # fmt: skip
+                except VstoreError as exc:
+                    notes.append(f"{_where(card)} listed a segment this vstore cannot read "
+                                 f"({exc}); it is left out")  # fmt: skip
+                    continue
                 seen.add(_identity(e))
             store.index.commit(b, sync=False)
 
     return more
 
 
+def _ask_all(
+    asks: list[tuple[str, dict[str, Any]]], start_ns: int, end_ns: int, token: str, purpose: str
+) -> list[tuple[list[dict[str, Any]], str]]:
+    """Every (camera, card) asked at once, each on a daemon thread, all given at most
+    ASK_DEADLINE_S: a node that trickles its answer neither holds the reader past that nor
+    keeps Ctrl-C from ending it."""
+    out: list[tuple[list[dict[str, Any]], str] | None] = [None] * len(asks)
+    sem = threading.Semaphore(ASK_THREADS)
+
+    def one(i: int, cam: str, card: dict[str, Any]) -> None:
+        with sem:
+            try:
+                out[i] = _ask(card, cam, start_ns, end_ns, token, purpose)
+            except Exception as exc:  # noqa: BLE001 (one node's failure is a note, not the end)
+                out[i] = ([], f"{_where(card)}: {exc}")
+
+    threads = [threading.Thread(target=one, args=(i, cam, card), daemon=True)
+               for i, (cam, card) in enumerate(asks)]  # fmt: skip
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + ASK_DEADLINE_S
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return [
+        r if r is not None
+        else ([], (f"{_where(card)} did not answer within {ASK_DEADLINE_S:g} s: footage "
+                   "it has not tiered is missing"))
+        for r, (_cam, card) in zip(out, asks, strict=True)
+    ]  # fmt: skip
+
+
 def _safe_for_token(api: str) -> bool:
-    """Whether a bearer token may go to ``api``: over HTTPS, or plain HTTP on loopback (a
-    node serves plain HTTP beyond loopback only behind a TLS proxy, whose URL is https)."""
-    parts = urlsplit(api)
-    if parts.scheme == "https":
-        return True
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
+    """Whether a bearer token may go to ``api`` at all: over HTTPS, or plain HTTP on loopback
+    (a node serves plain HTTP beyond loopback only behind a TLS proxy, whose URL is https)."""
     try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
+        parts = urlsplit(api)
+        host = parts.hostname
     except ValueError:
         return False
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _where(card: dict[str, Any]) -> str:
+    return f"node {card.get('node') or card['store']} ({card['api']})"
 
 
 def _identity(entry: dict[str, Any]) -> tuple[str, int]:
@@ -200,21 +295,17 @@ def _covered_until(store: Store, camera: str) -> int:
 
 
 def _ask(
-    card: dict[str, Any], camera: str, start_ns: int, end_ns: int, token: str
+    card: dict[str, Any], camera: str, start_ns: int, end_ns: int, token: str, purpose: str
 ) -> tuple[list[dict[str, Any]], str]:
-    """(entries, note) of one node for one camera's range."""
-    where = f"node {card.get('node') or card['store']} ({card['api']})"
-    if not _safe_for_token(str(card["api"])):
-        return [], (
-            f"{where} is named in the bucket with plain HTTP beyond this machine: the token "
-            'is not sent there (give the node [service] url = "https://...")'
-        )
-    url = (
-        f"{camera_segments_url(card['api'], camera)}?from={quote(format_time(start_ns))}"
-        f"&to={quote(format_time(end_ns))}"
-    )
+    """(entries, note) of one node for one camera's range: only entries of the card's own
+    store, each checked to read as one."""
+    where = _where(card)
+    query = f"from={quote(format_time(start_ns))}&to={quote(format_time(end_ns))}"
+    if purpose:
+        query += f"&purpose={quote(purpose)}"
+    url = f"{camera_segments_url(card['api'], camera)}?{query}"
     try:
-        status, body = node_request(url, token)
+        status, body = node_request(url, token, max_bytes=MAX_LISTING_BYTES)
     except TierError as exc:
         return [], f"{where} did not answer ({exc}): footage it has not tiered is missing"
     if status == 404:
@@ -224,10 +315,30 @@ def _ask(
             f"{where} answered {status} ({error_text(body)}): footage it has not tiered is missing"
         )
     try:
-        doc = json.loads(body)
-        entries = [e for e in doc["segments"] if isinstance(e, dict)]
-        for e in entries:
-            _identity(e)
+        listed = json.loads(body)["segments"]
+        if not isinstance(listed, list):
+            raise TypeError("segments is not a list")
     except (ValueError, KeyError, TypeError) as exc:
         return [], f"{where} sent a listing this vstore cannot read ({exc})"
-    return entries, ""
+    entries, bad = [], 0
+    for e in listed:
+        try:
+            row = e["row"]
+            ok = (
+                e["store"] == card["store"]
+                and isinstance(e["chunks"], str)
+                and 0 <= int(row["start_ns"]) < 2**63
+                and 0 < int(row["segment_id"]) < 2**64
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if ok:
+            entries.append(e)
+        else:
+            bad += 1
+    note = (
+        f"{where} listed {bad} segment(s) not of its own store or not readable; they are left out"
+        if bad
+        else ""
+    )
+    return entries, note

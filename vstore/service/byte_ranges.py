@@ -18,8 +18,8 @@ def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
+    if not dash or not (first + last).isascii():
+        return None  # (isdigit() alone takes other scripts' digits)
     try:
         if not first:  # suffix: the last N bytes
             if not last.isdigit():

@@ -2,17 +2,22 @@
 has the bucket: the list of what this node holds of a range (as catalog entries, the
 segment being written included up to its last durable chunk), and each segment's bytes by
 range. Both need the export role and a camera in the principal's scope (another's is the
-same 404 as a camera that does not exist); each listing is audited as an export."""
+same 404 as a camera that does not exist). A listing is an export: audited (with its
+purpose), held to the node's [service] max_clip_s and require_purpose; a segment's bytes are
+served only to a principal a listing named it to, within 15 minutes, so every byte served
+is covered by an audited listing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from vstore.base.errors import UsageError
-from vstore.base.timebase import format_time, parse_time_ns
+from vstore.base.layout import node_segment_path
+from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.lifecycle.hot_footage import local_entries, local_segment
 from vstore.service.access import Principal
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
@@ -32,11 +37,18 @@ Runner = Callable[..., Awaitable[Any]]
 BLOCK_BYTES = 1 << 20  # read and sent a block at a time
 
 
+GRANT_S = 900.0  # how long a listing lets its principal read the segments it listed
+MAX_GRANTS = 200_000
+
+
 class FootageApi:
     def __init__(self, store: Store, camera: CameraCheck, run: Runner) -> None:
         self.store = store
         self._camera = camera  # the scope check: out of scope is "no camera", audited
         self._run = run  # off the event loop
+        # (principal, camera, segment name) -> until when (monotonic) it may be read: bytes
+        # are served only of segments an audited listing gave that principal.
+        self._grants: dict[tuple[str, str, str], float] = {}
 
     def _may_export(self, request: web.Request) -> None:
         p: Principal = request[PRINCIPAL]
@@ -47,21 +59,53 @@ class FootageApi:
         cam = await self._camera(request)
         self._may_export(request)
         start, end = _range(request)
+        svc = self.store.config.service
+        if end - start > svc.max_clip_s * NS_PER_S:
+            raise UsageError(
+                f"the range is {(end - start) / NS_PER_S:g} s; this node serves at most "
+                f"{svc.max_clip_s:g} s per request ([service] max_clip_s)"
+            )
+        purpose = request.query.get("purpose", "").strip()[:500]
+        if not purpose and svc.require_purpose:
+            raise UsageError("this node requires a purpose for exports: add purpose=CASE-NUMBER "
+                             "(VSTORE_PURPOSE for a reader of the bucket)")  # fmt: skip
+        who = request[PRINCIPAL].name
 
         def listing() -> dict[str, Any]:
             entries = local_entries(self.store, cam, start, end)
             audit(self.store, request, "export_segments",
                   {"camera": cam, "from": format_time(start), "to": format_time(end),
-                   "segments": len(entries)})  # fmt: skip
+                   "purpose": purpose, "segments": len(entries)})  # fmt: skip
             return {"store": self.store.uuid, "camera": cam, "segments": entries}
 
-        return json_response(await self._run(listing))
+        doc = await self._run(listing)
+        until = time.monotonic() + GRANT_S
+        self._forget_expired()
+        for e in doc["segments"]:
+            name = node_segment_path(e["row"]["start_ns"], e["row"]["segment_id"])
+            self._grants[(who, cam, name)] = until
+        return json_response(doc)
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        if len(self._grants) > MAX_GRANTS // 2:
+            self._grants = {k: t for k, t in self._grants.items() if t > now}
+            while len(self._grants) > MAX_GRANTS // 2:  # (the oldest go first)
+                self._grants.pop(next(iter(self._grants)))
 
     async def segment(self, request: web.Request) -> web.StreamResponse:
         cam = await self._camera(request)
         self._may_export(request)
         name = request.match_info["segment"]
         row, size = await self._run(local_segment, self.store, cam, name)
+        key = (request[PRINCIPAL].name, cam, name)
+        if self._grants.get(key, 0.0) < time.monotonic():
+            raise ApiError(
+                403,
+                "forbidden",
+                "list the camera's segments first (GET .../segments?from=&to=, audited): a "
+                "segment is served to whom a listing named it, for 15 minutes",
+            )
         try:
             want = requested_range(request.headers.get("Range"), size)
         except Unsatisfiable:

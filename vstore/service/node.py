@@ -362,6 +362,10 @@ class Node:
         url = self.store.config.tier.url
         if not url:
             return
+        if not api_url.startswith("https://"):
+            log.warning("the bucket names this node's API %s: readers of the bucket on other "
+                        "machines do not send their tokens over plain HTTP; set [service] url "
+                        "= \"https://...\" (a TLS proxy's) for them", api_url)  # fmt: skip
         try:
             publish_card(self.store, self.store.tier(url), api_url)
         except VstoreError as exc:

@@ -6,6 +6,7 @@ segments URL of one camera (``https://node1:8480/api/v1/cameras/gate-3/segments`
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ from vstore.base.errors import NotFound, TierError
 from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # a node silent this long between two reads is given up
+DEADLINE_S = 60.0  # a request not whole in this long is given up, however it trickles
+RETRIES_429 = 30  # a node's rate limit is waited out this many times for one request
+MAX_WAIT_429_S = 2.0
 _pools: dict[str, Any] = {}
 
 
@@ -27,23 +31,58 @@ def _pool() -> Any:
         import urllib3
 
         pool = _pools["pool"] = urllib3.PoolManager(
-            num_pools=64, maxsize=8, timeout=urllib3.Timeout(TIMEOUT_S), retries=False
-        )
+            num_pools=64, maxsize=8, timeout=urllib3.Timeout(connect=TIMEOUT_S, read=TIMEOUT_S),
+            retries=False,
+        )  # fmt: skip
     return pool
 
 
-def node_request(url: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """GET ``url`` with the bearer token: (status, body). TierError when the node does not
-    answer."""
+def node_request(
+    url: str,
+    token: str,
+    headers: dict[str, str] | None = None,
+    max_bytes: int = 256 << 20,
+) -> tuple[int, bytes]:
+    """GET ``url`` with the bearer token: (status, body). The node's rate limit (429) is
+    waited out as its Retry-After says; a body over ``max_bytes``, or one not whole within
+    DEADLINE_S, is given up. TierError when the node does not answer."""
     import urllib3
 
-    try:
-        resp = _pool().request(
-            "GET", url, headers={"Authorization": f"Bearer {token}", **(headers or {})}
-        )
-    except urllib3.exceptions.HTTPError as exc:
-        raise TierError(f"{url}: the node did not answer ({exc})") from None
-    return resp.status, resp.data
+    deadline = time.monotonic() + DEADLINE_S
+    for _ in range(RETRIES_429):
+        try:
+            resp = _pool().request(
+                "GET", url, headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                preload_content=False, redirect=False,
+            )  # fmt: skip
+            try:
+                body = bytearray()
+                for block in resp.stream(1 << 16):
+                    body += block
+                    if len(body) > max_bytes:
+                        raise TierError(f"{url}: the node sent more than {max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise TierError(f"{url}: the node took over {DEADLINE_S:g} s to answer")
+            finally:
+                resp.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise TierError(f"{url}: the node did not answer ({_reason(exc)})") from None
+        if resp.status != 429:
+            return resp.status, bytes(body)
+        try:
+            wait = min(float(resp.headers.get("Retry-After", "1")), MAX_WAIT_429_S)
+        except ValueError:
+            wait = 1.0
+        if time.monotonic() + wait > deadline:
+            break
+        time.sleep(max(wait, 0.05))
+    return 429, bytes(body)
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost reason urllib3 gives (its messages nest the URL inside the URL)."""
+    reason = getattr(exc, "reason", None)
+    return str(reason if reason is not None else exc)
 
 
 def error_text(body: bytes) -> str:
