@@ -151,6 +151,12 @@ def test_a_bucket_reader_clips_past_the_tiered_footage_from_the_node(
         assert node.get("/api/v1/cameras/gate/segments/1.2", tok).status == 404
         assert node.get(f"/api/v1/cameras/yard/segments/{names[-1]}", tok).status == 404
         assert node.get("/api/v1/cameras/gate/segments?from=x&to=y", tok).status == 400
+        # A node that fails after its listing (here: a segment file gone from its disk)
+        # leaves a gap where that footage was, and is named; the rest is clipped.
+        (d / listing["segments"][-1]["row"]["path"]).unlink()
+        code, err = _clip(url, out, a, b, capsys)
+        assert code == 0 and "failed after listing" in err, err
+        assert 0 < len(out.read_bytes()) < len(whole)
         audit = node.get("/api/v1/audit?action=export_segments", custodian).json()
         assert any(r["by"] == "det. ana" and r["detail"]["camera"] == "gate"
                    and r["detail"]["purpose"] == "case 7" for r in audit["records"])  # fmt: skip

@@ -35,6 +35,11 @@ class CorruptSegment(VstoreError):
     """Segment bytes fail their structure or checksum checks."""
 
 
+class FootageUnreachable(CorruptSegment):
+    """Footage the index places on another machine (a node's API) that could not be read
+    from there: shown as a gap, as chunks that fail their checks are."""
+
+
 class CorruptStore(VstoreError):
     """A store file other than a segment (meta.json) is damaged."""
 

@@ -305,8 +305,15 @@ class NativeMp4:
         signature = track_signature(self.meta0.tracks)
         damaged: list[ChunkRow] = []
         for part in self.plan.parts:
-            rd = self._reader(part.segment)
-            if track_signature(rd.meta.tracks) != signature:
+            try:
+                rd = self._reader(part.segment)
+                tracks = rd.meta.tracks
+            except CorruptSegment:  # (its header: every chunk of it is unreadable)
+                if self.strict:
+                    raise
+                damaged.extend(part.chunks)
+                continue
+            if track_signature(tracks) != signature:
                 end_at_codec_change(self.plan, part)
                 break
             for c in part.chunks:

@@ -206,7 +206,15 @@ def from_nodes(
             num = store.index.camera_num(cam, create=True)
             assert num is not None
             url = camera_segments_url(card["api"], cam)
-            store.use_tier(NodeTier(url, token))
+            said: set[str] = set()
+
+            def failed(why: str, card: dict[str, Any] = card, said: set[str] = said) -> None:
+                if why not in said:  # (a clip planned again reads the same chunk again)
+                    said.add(why)
+                    notes.append(f"{_where(card)} failed after listing its footage ({why}): "
+                                 "what could not be read from it is a gap")  # fmt: skip
+
+            store.use_tier(NodeTier(url, token, failed))
             b = Batch()
             for e in fresh:
                 row = e["row"]

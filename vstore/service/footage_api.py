@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import UsageError
+from vstore.base.errors import NotFound, UsageError
 from vstore.base.layout import node_segment_path
 from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.lifecycle.hot_footage import local_entries, local_segment
@@ -116,17 +116,22 @@ class FootageApi:
                 {"Content-Range": f"bytes */{size}"},
             ) from None
         a, b = want if want is not None else (0, size)
+        # (opened before the answer starts: a file gone from the disk is a 404, not a
+        # connection cut after the headers)
+        try:
+            reader = await self._run(self.store.segment_reader, row)
+        except NotFound:  # (the file's path is the node's business, not the reader's)
+            raise NotFound(f"camera {cam}'s segment {name} is no longer on this node") from None
         resp = web.StreamResponse(status=206 if want is not None else 200)
         resp.content_type = "application/octet-stream"
         resp.content_length = b - a
         resp.headers["Accept-Ranges"] = "bytes"
         if want is not None:
             resp.headers["Content-Range"] = f"bytes {a}-{b - 1}/{size}"
-        await resp.prepare(request)
-        if request.method == "HEAD":
-            return resp
-        reader = await self._run(self.store.segment_reader, row)
         try:
+            await resp.prepare(request)
+            if request.method == "HEAD":
+                return resp
             at = a
             while at < b:
                 n = min(BLOCK_BYTES, b - at)

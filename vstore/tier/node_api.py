@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
-from vstore.base.errors import NotFound, TierError
+from vstore.base.errors import FootageUnreachable, TierError
 from vstore.base.ratelimit import RateLimiter
 from vstore.tier.base import BlobTier, ByteRange, ObjectInfo
 
@@ -98,27 +98,46 @@ def camera_segments_url(api: str, camera: str) -> str:
 
 
 class NodeTier(BlobTier):
-    """One camera's local segments on one node, read through its API."""
+    """One camera's local segments on one node, read through its API. A read that fails
+    (the node went away after listing them, or no longer has a segment) is
+    FootageUnreachable, which a clip shows as a gap; once the node does not answer, every
+    later read of it fails at once, so a node that is gone costs one timeout, not one per
+    GOP. ``on_failure`` hears of each (the reader's notes name the node)."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(
+        self, url: str, token: str, on_failure: Callable[[str], None] | None = None
+    ) -> None:
         self.url = url
         self._token = token
+        self._on_failure = on_failure
+        self._failed = ""
 
     def get(self, key: str, rng: ByteRange | None = None) -> bytes:
+        if self._failed:
+            raise FootageUnreachable(self._failed)
         headers = {}
         if rng is not None:
             last = "" if rng.length is None else str(rng.start + rng.length - 1)
             headers["Range"] = f"bytes={rng.start}-{last}"
-        status, body = node_request(f"{self.url}/{key}", self._token, headers)
-        if status == 404:
-            raise NotFound(f"{self.url}/{key}: {error_text(body)}")
+        try:
+            status, body = node_request(f"{self.url}/{key}", self._token, headers)
+        except TierError as exc:
+            self._fail(str(exc), gone=True)
         if status not in (200, 206):
-            raise TierError(f"{self.url}/{key}: the node answered {status}: {error_text(body)}")
+            self._fail(f"{self.url}/{key}: the node answered {status}: {error_text(body)}")
         if rng is not None and rng.length is not None and len(body) != rng.length:
-            raise TierError(
+            self._fail(
                 f"{self.url}/{key}: asked for {rng.length} bytes at {rng.start}, got {len(body)}"
             )
         return body
+
+    def _fail(self, why: str, gone: bool = False) -> NoReturn:
+        """The read fails; ``gone`` (the node does not answer): every later one at once."""
+        if gone:
+            self._failed = why
+        if self._on_failure is not None:
+            self._on_failure(why)
+        raise FootageUnreachable(why)
 
     def head(self, key: str) -> ObjectInfo | None:
         return None  # (the segment entries carry each segment's size)
