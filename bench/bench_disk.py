@@ -87,17 +87,26 @@ def _recording(d: Path, fsync_interval_s: float, packets: list[bytes], cameras: 
         while jobs[0].run_some():  # on this thread: no pool for one camera
             pass
     else:
-        pool = writer_pool.shared()
-        for job in jobs:
-            pool.schedule(job)
-        for job in jobs:
-            if not job.done.wait(JOB_TIMEOUT_S):
-                raise TimeoutError("a camera's writer work did not finish")
+        run_on_pool(jobs)
     for job in jobs:
         if job.error is not None:
             raise job.error
     st.close()
     return time.perf_counter() - t0
+
+
+def run_on_pool(jobs: list[_Camera]) -> None:
+    """The cameras' writing, run by the process's writer pool until every one is done (a
+    camera's error raised)."""
+    pool = writer_pool.shared()
+    for job in jobs:
+        pool.schedule(job)
+    for job in jobs:
+        if not job.done.wait(JOB_TIMEOUT_S):
+            raise TimeoutError("a camera's writer work did not finish")
+    for job in jobs:
+        if job.error is not None:
+            raise job.error
 
 
 class _Camera:

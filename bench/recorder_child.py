@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.bench_disk import JOB_TIMEOUT_S, T0, VIDEO, WARM_PACKETS, _Camera
+from bench.bench_disk import T0, VIDEO, WARM_PACKETS, _Camera, run_on_pool
 from bench.conftest import camera_packets
 from vstore.api import open_store
 from vstore.ingest import writer_pool
@@ -39,19 +39,12 @@ def main() -> None:
             w.write_raw(0, i * 3600, i * 3600, False, packets[i])
         w.flush()
     jobs = [_Camera(w, packets) for w in writers]
-    pool = writer_pool.shared()
+    writer_pool.shared()  # (its threads started before the clock)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("no go")
     t0, c0 = time.perf_counter(), _cpu_s()
-    for job in jobs:
-        pool.schedule(job)
-    for job in jobs:
-        if not job.done.wait(JOB_TIMEOUT_S):
-            raise TimeoutError("a camera's writer work did not finish")
-    for job in jobs:
-        if job.error is not None:
-            raise job.error
+    run_on_pool(jobs)
     st.close()
     secs, cpu = time.perf_counter() - t0, _cpu_s() - c0
     timed = sum(map(len, packets[WARM_PACKETS:])) * len(writers)

@@ -14,7 +14,6 @@ then missing from what the reader shows, as a gap, never silently."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import threading
@@ -25,6 +24,7 @@ from urllib.parse import quote, urlsplit
 
 from vstore.base import layout
 from vstore.base.errors import NotFound, TierError, VstoreError
+from vstore.base.loopback import is_loopback
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, SegmentRow
 from vstore.lifecycle.shared_catalog import pack_chunks, put_entry
@@ -273,14 +273,7 @@ def _safe_for_token(api: str) -> bool:
         return False
     if parts.scheme == "https":
         return True
-    if parts.scheme != "http" or not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and bool(host) and is_loopback(host)
 
 
 def _where(card: dict[str, Any]) -> str:

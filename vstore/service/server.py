@@ -9,7 +9,6 @@ seals what it was given before the process exits.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import socket
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from vstore.api import open_store
 from vstore.base.errors import ConfigError, UsageError
+from vstore.base.loopback import is_loopback
 from vstore.service.http_api import make_app
 from vstore.service.http_common import serve_store_socket
 from vstore.service.node import Node
@@ -37,15 +37,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen {text!r}: give HOST:PORT, such as 127.0.0.1:8480")
     return host, int(port)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -67,7 +58,7 @@ def serve(
                 tls.load_cert_chain(svc.tls_cert, svc.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"[service] tls_cert/tls_key: {exc}") from exc
-        elif not _loopback(host) and not allow_plain_http:
+        elif not is_loopback(host) and not allow_plain_http:
             raise UsageError(
                 f"--listen {listen}: plain HTTP is served on loopback only; set tls_cert and "
                 "tls_key in [service], or pass --allow-plain-http (behind a TLS proxy)"
