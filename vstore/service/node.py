@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from vstore.base import heap
 from vstore.base.errors import ClusterError, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.ingest.recorder import Recorder
@@ -363,9 +365,13 @@ class Node:
         if not url:
             return
         if not api_url.startswith("https://"):
-            log.warning("the bucket names this node's API %s: readers of the bucket on other "
-                        "machines do not send their tokens over plain HTTP; set [service] url "
-                        "= \"https://...\" (a TLS proxy's) for them", api_url)  # fmt: skip
+            # Readers send tokens over plain HTTP only on loopback: elsewhere this card is
+            # of no use to them, which an operator should hear of.
+            host = urlsplit(api_url).hostname or ""
+            level = logging.INFO if is_loopback(host) else logging.WARNING
+            log.log(level, "the bucket names this node's API %s: readers of the bucket on "
+                    "other machines do not send their tokens over plain HTTP; set [service] "
+                    "url = \"https://...\" (a TLS proxy's) for them", api_url)  # fmt: skip
         try:
             publish_card(self.store, self.store.tier(url), api_url)
         except VstoreError as exc:
