@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import NotFound, UsageError
+from vstore.base.errors import NotFound
 from vstore.base.layout import node_segment_path
-from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
+from vstore.base.timebase import format_time
 from vstore.lifecycle.hot_footage import local_entries, local_segment
 from vstore.service.access import Principal
 from vstore.service.byte_ranges import Unsatisfiable, requested_range
@@ -42,10 +42,21 @@ MAX_GRANTS = 200_000
 
 
 class FootageApi:
-    def __init__(self, store: Store, camera: CameraCheck, run: Runner) -> None:
+    def __init__(
+        self,
+        store: Store,
+        camera: CameraCheck,
+        run: Runner,
+        range_args: Callable[[web.Request], tuple[int, int]],
+        purpose: Callable[[web.Request], str],
+    ) -> None:
         self.store = store
         self._camera = camera  # the scope check: out of scope is "no camera", audited
         self._run = run  # off the event loop
+        # from= and to= held to [service] max_clip_s, and purpose= to require_purpose: as
+        # for a clip (the listing is what lets its segments be read)
+        self._range_args = range_args
+        self._purpose = purpose
         # (principal, camera, segment name) -> until when (monotonic) it may be read: bytes
         # are served only of segments an audited listing gave that principal.
         self._grants: dict[tuple[str, str, str], float] = {}
@@ -58,17 +69,8 @@ class FootageApi:
     async def segments(self, request: web.Request) -> web.StreamResponse:
         cam = await self._camera(request)
         self._may_export(request)
-        start, end = _range(request)
-        svc = self.store.config.service
-        if end - start > svc.max_clip_s * NS_PER_S:
-            raise UsageError(
-                f"the range is {(end - start) / NS_PER_S:g} s; this node serves at most "
-                f"{svc.max_clip_s:g} s per request ([service] max_clip_s)"
-            )
-        purpose = request.query.get("purpose", "").strip()[:500]
-        if not purpose and svc.require_purpose:
-            raise UsageError("this node requires a purpose for exports: add purpose=CASE-NUMBER "
-                             "(VSTORE_PURPOSE for a reader of the bucket)")  # fmt: skip
+        start, end = self._range_args(request)
+        purpose = self._purpose(request)
         who = request[PRINCIPAL].name
 
         def listing() -> dict[str, Any]:
@@ -143,19 +145,6 @@ class FootageApi:
         return resp
 
 
-def _range(request: web.Request) -> tuple[int, int]:
-    def arg(name: str) -> int:
-        text = request.query.get(name, "").strip()
-        if not text:
-            raise UsageError(f"give {name}= (ISO 8601 with an offset)")
-        return parse_time_ns(text.replace(" ", "+"))
-
-    start, end = arg("from"), arg("to")
-    if end <= start:
-        raise UsageError("to must be after from")
-    return start, end
-
-
 def footage_routes(api: FootageApi | None) -> list[Route]:
     def h(name: str) -> Any:
         return getattr(api, name) if api is not None else getattr(FootageApi, name)
@@ -165,7 +154,8 @@ def footage_routes(api: FootageApi | None) -> list[Route]:
         Route("GET", f"{API}/cameras/{{id}}/segments", h("segments"),
               "This node's own segments of a range (tiered or not), as shared-catalog entries: "
               "what a reader with the bucket fetches the footage not tiered yet by", "export",
-              (cam, Param("from", "query", "start", True), Param("to", "query", "end", True))),
+              (cam, Param("from", "query", "start", True), Param("to", "query", "end", True),
+               Param("purpose", "query", "why (a case number); required when the node says so"))),
         Route("GET", f"{API}/cameras/{{id}}/segments/{{segment}}", h("segment"),
               "A segment's bytes (those durable so far while it is written), with Range",
               "export", (cam, Param("segment", "path", "START_NS.SEGMENT_ID, as listed")),

@@ -852,7 +852,7 @@ def make_app(node: Node) -> web.Application:
         + job_routes(JobsApi(node.jobs))
         + token_routes(tokens)
         + export_routes(ExportsApi(node.jobs, api.camera, api.run))
-        + footage_routes(FootageApi(node.store, api.camera, api.run))
+        + footage_routes(FootageApi(node.store, api.camera, api.run, api.range_args, api.purpose))
     )
     for r in routes:
         handler = authorized(r.action, r.handler)
