@@ -36,10 +36,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vstore.base import layout
-from vstore.base.errors import ClusterError
+from vstore.base.errors import ClusterError, NotFound
 from vstore.cluster.etcd_client import EtcdClient
-from vstore.cluster.leadership import Leadership
-from vstore.cluster.ownership import MemberInfo, preferred
+from vstore.cluster.leadership import Leadership, role_holder
+from vstore.cluster.ownership import MemberInfo, Ownership, preferred
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,14 @@ class Assigner:
         return new
 
 
-def ask_rebalance(client: EtcdClient, prefix: str) -> None:
+def ask_rebalance(client: EtcdClient, prefix: str) -> str | None:
     """Ask the assigner to even the members' loads out now, round after round, until every
-    member is within half the tolerance of its share (it removes the request then)."""
+    member is within half the tolerance of its share (it removes the request then). The
+    assigner's name, or None while none is elected; NotFound when no member runs under
+    ``prefix`` (a mistyped prefix must not leave a request behind)."""
+    if not Ownership(client, prefix).members():
+        raise NotFound(f"cluster {prefix} has no member running: nothing to rebalance (is the "
+                       "prefix right?)")  # fmt: skip
     client.put(layout.cluster_rebalance_key(prefix), b"1")
+    holder = role_holder(client, prefix, ROLE)
+    return holder[0] if holder is not None else None
