@@ -647,6 +647,16 @@ class TimeIndex:
             it.next()
             key = _key(it)
 
+    def segment_chunks(self, row: SegmentRow, end_ns: int | None = None) -> list[ChunkRow]:
+        """The chunk rows of one segment, in order: those in its row's span, or up to
+        ``end_ns`` (a segment still written, whose row does not say its end yet)."""
+        hi = row.end_ns if end_ns is None else end_ns
+        return [
+            c
+            for c in self.chunks(row.camera_num, row.start_ns, hi)
+            if c.segment_id == row.segment_id
+        ]
+
     def chunks_starting(self, camera_num: int, start_ns: int, end_ns: int) -> list[ChunkRow]:
         """The chunks that start in [start_ns, end_ns), in one bounded scan (RocksDB stops
         at the bound, so no row is fetched to be thrown away): for long ranges."""

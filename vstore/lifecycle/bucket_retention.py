@@ -610,9 +610,8 @@ def _catch_up_hour(
         e = deleted.get(r.path)
         if e is None:
             continue
-        for c in store.index.chunks(num, r.start_ns, r.end_ns):
-            if c.segment_id == r.segment_id:
-                b.delete(c.key())
+        for c in store.index.segment_chunks(r):
+            b.delete(c.key())
         b.delete(r.key())
         store.index.audit("delete", by, {
             "camera": cam, "segment_id": r.segment_id, "from": format_time(r.start_ns),

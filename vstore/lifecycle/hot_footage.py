@@ -87,10 +87,8 @@ def local_entries(store: Store, camera: str, start_ns: int, end_ns: int) -> list
     for row in store.index.segments(num, start_ns, end_ns):
         if row.foreign:
             continue
-        hi = row.end_ns if row.state == "sealed" else max(end_ns, row.start_ns + 1)
-        chunks = [
-            c for c in store.index.chunks(num, row.start_ns, hi) if c.segment_id == row.segment_id
-        ]
+        open_end = None if row.state == "sealed" else max(end_ns, row.start_ns + 1)
+        chunks = store.index.segment_chunks(row, open_end)
         if not chunks:
             continue  # (a segment just opened: nothing durable yet)
         d = json.loads(row.value())
@@ -123,8 +121,7 @@ def local_segment(store: Store, camera: str, name: str) -> tuple[SegmentRow, int
         raise NotFound(f"camera {camera}'s segment {name!r} is another store's")
     if row.state == "sealed":
         return row, row.size_bytes
-    chunks = [c for c in store.index.chunks(num, row.start_ns, 2**63 - 1)
-              if c.segment_id == row.segment_id]  # fmt: skip
+    chunks = store.index.segment_chunks(row, 2**63 - 1)
     return row, (chunks[-1].offset + chunks[-1].length) if chunks else 0
 
 

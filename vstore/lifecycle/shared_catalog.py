@@ -90,11 +90,7 @@ def _entries(store: Store, tier_url: str, camera_num: int, hour_ns: int) -> list
             continue
         if row.location != tier_url or row.foreign:
             continue
-        chunks = [
-            c
-            for c in store.index.chunks(camera_num, row.start_ns, row.end_ns)
-            if c.segment_id == row.segment_id
-        ]
+        chunks = store.index.segment_chunks(row)
         out.append(
             {
                 "store": store.uuid,

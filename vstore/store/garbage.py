@@ -30,9 +30,8 @@ def delete_segment(
     rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location)
     b = Batch()
     b.put(layout.garbage_key(row.segment_id), rec)
-    for c in store.index.chunks(row.camera_num, row.start_ns, row.end_ns):
-        if c.segment_id == row.segment_id:
-            b.delete(c.key())
+    for c in store.index.segment_chunks(row):
+        b.delete(c.key())
     b.delete(row.key())
     if row.location != "local" and not row.foreign:
         b.put_catalog_behind(row.camera_num, row.start_ns, row.location)  # leaves the catalog

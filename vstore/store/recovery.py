@@ -242,11 +242,7 @@ def quarantine_chunks(st: Store, row: SegmentRow, bad: list[fmt.DirEntry]) -> Re
     ``quarantine`` audit record say what they held. The rest stays served."""
     rep = RecoveryReport()
     bad_offsets = {e.offset for e in bad}
-    rows = [
-        c
-        for c in st.index.chunks(row.camera_num, row.start_ns, row.end_ns)
-        if c.segment_id == row.segment_id
-    ]
+    rows = st.index.segment_chunks(row)
     lost = [c for c in rows if c.offset in bad_offsets]
     b = Batch()
     for c in lost:
