@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from vstore.base import layout
 from vstore.base.errors import ClusterError
 from vstore.cluster import assignment
-from vstore.cluster.assignment import Assigner, LoadMeter, Plan, PlanReader
+from vstore.cluster.assignment import Assigner, LoadMeter, PlanReader
 from vstore.cluster.etcd_client import EtcdClient
 from vstore.cluster.leadership import Leadership
 from vstore.cluster.membership import Member
@@ -69,7 +69,6 @@ class Agent:
         self.assign_lead = Leadership(self.client, config.prefix, assignment.ROLE, self.member)
         self.assigner = Assigner(self.client, config.prefix, self.assign_lead, config.pins)
         self.plans = PlanReader(self.client, config.prefix)
-        self.plan: Plan | None = None
         self._damage_said = ""  # the plan's damage last logged
         self.meter = LoadMeter(recorded_bytes)
         self._next_load_s = 0.0
@@ -153,7 +152,7 @@ class Agent:
             return
         members = self.ownership.members()
         claims = self.ownership.claims()
-        self.plan = plan = self.plans.read()
+        plan = self.plans.read()
         if self.plans.damaged and self.plans.damaged != self._damage_said:
             log.error("cluster: %s; the plan read before stays in force until the assigner "
                       "writes a new one", self.plans.damaged)  # fmt: skip
@@ -202,9 +201,7 @@ class Agent:
             self._publish_load()
             self.assign_lead.tick()
             held = {c: cl.member for c, cl in claims.items()}
-            new = self.assigner.tick(wanted, members, held, plan, bool(self.plans.damaged))
-            if new is not None:
-                self.plan = new
+            self.assigner.tick(wanted, members, held, plan, bool(self.plans.damaged))
             if self._deletes():
                 self.retention_lead.tick()
             elif self.retention_lead.epoch():
