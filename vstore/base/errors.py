@@ -31,6 +31,10 @@ class StoreLocked(VstoreError):
     """Another process holds the store open for writing."""
 
 
+class LinkLost(VstoreError):
+    """The node whose index a recorder process writes through is gone: it stops."""
+
+
 class CorruptSegment(VstoreError):
     """Segment bytes fail their structure or checksum checks."""
 

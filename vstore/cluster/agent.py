@@ -96,6 +96,11 @@ class Agent:
         """Whether this member may write ``camera`` now (asked before every write)."""
         return camera in self._owned and self.member.valid()
 
+    def valid_until(self, camera: str) -> float:
+        """The ``time.monotonic()`` instant up to which this member may write ``camera``
+        (0: not now): what a recorder process's writes are fenced by."""
+        return self.member.valid_until() if camera in self._owned else 0.0
+
     def epoch_of(self, camera: str) -> tuple[int, int]:
         """(fencing epoch, wall time taken) of this member's claim on ``camera``
         (ClusterError if it holds none)."""

@@ -58,6 +58,12 @@ class Member:
         with self._lock:
             return self.lease_id != 0 and time.monotonic() < self._valid_until
 
+    def valid_until(self) -> float:
+        """The ``time.monotonic()`` instant up to which the lease surely stands (0: none).
+        CLOCK_MONOTONIC is the machine's: a recorder process compares it with its own."""
+        with self._lock:
+            return self._valid_until if self.lease_id else 0.0
+
     def remaining_s(self) -> float:
         with self._lock:
             return max(0.0, self._valid_until - time.monotonic()) if self.lease_id else 0.0

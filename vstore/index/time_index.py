@@ -258,7 +258,9 @@ class Batch:
     """Puts and deletes applied atomically by TimeIndex.commit()."""
 
     def __init__(self) -> None:
-        self._wb = WriteBatch(raw_mode=True)
+        # (key, value) puts and (key, None) deletes, in order: plain data, so that a batch
+        # crosses to the process that owns the index (vstore/store/store_link.py).
+        self.ops: list[tuple[bytes, bytes | None]] = []
         self.count = 0
         # Audit records get their sequence numbers when the batch is committed, in the same
         # write as the counter: no number is ever handed out and then not written, so a gap
@@ -274,12 +276,22 @@ class Batch:
         self.count += 1
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._wb.put(key, value)
+        self.ops.append((key, value))
         self.count += 1
 
     def delete(self, key: bytes) -> None:
-        self._wb.delete(key)
+        self.ops.append((key, None))
         self.count += 1
+
+    def write_batch(self) -> WriteBatch:
+        """The RocksDB batch of these puts and deletes."""
+        wb = WriteBatch(raw_mode=True)
+        for key, value in self.ops:
+            if value is None:
+                wb.delete(key)
+            else:
+                wb.put(key, value)
+        return wb
 
     def put_catalog_behind(self, camera_num: int, start_ns: int, location: str) -> None:
         """Mark that the shared catalog hour holding a tiered segment that starts at start_ns
@@ -446,10 +458,12 @@ class TimeIndex:
                     seq += 1
                 batch.put(layout.NEXT_AUDIT_SEQ_KEY, seq.to_bytes(8, "big"))
                 batch.audit_records = []
-                self._db.write(batch._wb, self._sync)  # (an audit record is always synced)
+                self._db.write(
+                    batch.write_batch(), self._sync
+                )  # (an audit record is always synced)
             return
         if batch.count:
-            self._db.write(batch._wb, self._sync if sync else self._nosync)
+            self._db.write(batch.write_batch(), self._sync if sync else self._nosync)
 
     # --- recording chains (segment_chain.py) -----------------------------------------------
     def _chain_lock(self, camera_num: int) -> threading.Lock:

@@ -21,80 +21,19 @@ from urllib.parse import urlsplit
 
 from vstore.base import heap
 from vstore.base.errors import ClusterError, VstoreError
-from vstore.base.jsonio import to_jsonable
 from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
-from vstore.ingest.recorder import Recorder
 from vstore.lifecycle.hot_footage import publish_card
+from vstore.service.camera_run import CameraRun, recording_settings, redact_url
 from vstore.service.job_runner import JobRunner
+from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
-from vstore.store.config import CameraSettings, StoreConfig, load_config
+from vstore.store.config import StoreConfig, load_config
 from vstore.store.holds import sync_object_holds
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def redact_url(url: str) -> str:
-    """A source URL without its password (cameras' URLs often carry one)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable url)"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def _recording_settings(s: CameraSettings) -> CameraSettings:
-    """What a camera's recorder works by: its settings but those that only describe it
-    (a new name needs no restart; a new url or segment duration does)."""
-    return s._replace(name=None, location=None, timezone=None)
-
-
-class _Running:
-    """One camera's recorder and the thread it runs on."""
-
-    def __init__(
-        self,
-        store: Store,
-        camera_id: str,
-        settings: CameraSettings,
-        gate: Callable[[], bool] | None = None,
-    ) -> None:
-        assert settings.url is not None
-        url = self.url = settings.url
-        self.settings = _recording_settings(settings)
-        self.stop = threading.Event()
-        self.recorder = Recorder(store, camera_id, url, stop=self.stop, gate=gate)
-        self.started_ns = time.time_ns()
-        self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.recorder.run()
-        except Exception as exc:  # noqa: BLE001 - kept as the camera's status
-            self.recorder.status.last_error = str(exc)
-            log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
-
-    @property
-    def recording(self) -> bool:
-        """Its recorder runs and its source is connected now (not connecting or waiting
-        to retry)."""
-        return self.thread.is_alive() and self.recorder.status.connected
-
-    def halt(self) -> None:
-        self.stop.set()
-
-    def join(self) -> None:
-        self.thread.join()
 
 
 class Node:
@@ -107,7 +46,7 @@ class Node:
         self.keys = store.keys
         self.keys.signer("audit")
         self.keys.signer("recording")  # the cameras' chain heads, at each seal and each minute
-        self._recording: dict[str, _Running] = {}
+        self._recording: dict[str, CameraRun] = {}
         self._lock = threading.Lock()
         self._config_lock = threading.Lock()  # one change of vstore.toml at a time
         self.jobs = JobRunner(store)
@@ -119,6 +58,8 @@ class Node:
         # In a cluster ([cluster] etcd), the cameras this node records are the ones its
         # member owns (cluster/agent.py); alone, every camera with a url.
         self.cluster: Agent | None = None
+        # With [service] recorders above 1, the processes that record the cameras.
+        self.pool: RecorderPool | None = None
 
     @property
     def config(self) -> StoreConfig:
@@ -144,6 +85,13 @@ class Node:
             # Tiered footage is deleted by the member elected to (E1), from the catalog.
             self.store.tiered_deleter = self.cluster.deleter
             self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
+        count = self.store.config.service.recorders
+        if count > 1:
+            agent = self.cluster
+            self.pool = RecorderPool(
+                self.store, count, agent.valid_until if agent is not None else None
+            )
+            self.pool.start()
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
         self._trimmer.start()
@@ -262,10 +210,13 @@ class Node:
     def _apply(
         self, config: StoreConfig, by: str, action: str, detail: dict[str, Any]
     ) -> dict[str, list[str]]:
-        old_cluster = self.store.config.cluster
+        old = self.store.config
         self.store.config = config
-        if config.cluster != old_cluster:
+        if config.cluster != old.cluster:
             self._cluster_changed(config)
+        if config.service.recorders != old.service.recorders:
+            log.warning("vstore.toml: [service] recorders changed: it applies when this node "
+                        "starts again (restart it)")  # fmt: skip
         changes = self._reconcile(config)
         self.store.record_config(by, action, {**detail, **changes})
         for note in config.notes:
@@ -308,12 +259,16 @@ class Node:
         if self.cluster is not None:
             allowed = self.cluster.allowed()
             want = {cam: s for cam, s in want.items() if cam in allowed}
+        if self.pool is not None:
+            changes = self.pool.place(config, want)
+            _log_changes(changes)
+            return changes
         changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
-            halted: list[_Running] = []
+            halted: list[CameraRun] = []
             for cam, run in list(self._recording.items()):
                 s = want.get(cam)
-                if s is None or _recording_settings(s) != run.settings:
+                if s is None or recording_settings(s) != run.settings:
                     run.halt()
                     halted.append(run)
                     del self._recording[cam]
@@ -322,39 +277,27 @@ class Node:
                 run.join()  # sealed before the camera's new recorder opens its writer
             for cam, s in want.items():
                 if cam not in self._recording:
-                    self._recording[cam] = _Running(self.store, cam, s, self._gate(cam))
+                    self._recording[cam] = CameraRun(self.store, cam, s, self._gate(cam))
                     if cam not in changes["restarted"]:
                         changes["started"].append(cam)
-        for kind, cams in changes.items():
-            if cams:
-                log.info("cameras %s: %s", kind, ", ".join(cams))
+        _log_changes(changes)
         return changes
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """What a camera's recorder is doing: recording or not, its source, connects and
         reconnects, drops, the end of its durable footage, its last error."""
+        if self.pool is not None:
+            return self.pool.statuses().get(camera_id, {"recording": False})
         with self._lock:
             run = self._recording.get(camera_id)
         if run is None:
             return {"recording": False}
-        r = run.recorder
-        w = r.writer
-        status = to_jsonable(r.status)
-        status.pop("camera", None)
-        return {
-            **status,
-            # A recorder still trying to connect (or waiting to retry) is running but not
-            # recording, and says why in last_error.
-            "recording": run.recording,
-            "recorder_running": run.thread.is_alive(),
-            "url": redact_url(run.url),
-            "since_ns": run.started_ns,
-            "durable_end_ns": w.durable_end_ns if w is not None else None,
-            "writer": w.stats.as_dict() if w is not None else status.get("writer", {}),
-        }
+        return run.status()
 
     def recorded(self) -> list[str]:
         """Cameras with a recorder, running or ended (a file source ends)."""
+        if self.pool is not None:
+            return self.pool.recorded()
         with self._lock:
             return sorted(self._recording)
 
@@ -379,12 +322,20 @@ class Node:
 
     def recorded_bytes(self) -> dict[str, int]:
         """Footage bytes each running recorder has stored (what its bitrate is measured by)."""
+        if self.pool is not None:
+            return {
+                cam: int(st["writer"]["bytes"])
+                for cam, st in self.pool.statuses().items()
+                if st.get("recording") and "bytes" in st.get("writer", {})
+            }
         with self._lock:
-            runs = [(c, r.recorder.writer) for c, r in self._recording.items() if r.recording]
-        return {c: w.stats.bytes for c, w in runs if w is not None}
+            runs = list(self._recording.items())
+        return {c: n for c, r in runs if (n := r.recorded_bytes()) is not None}
 
     def recording(self) -> list[str]:
         """Cameras whose source is connected now."""
+        if self.pool is not None:
+            return sorted(c for c, st in self.pool.statuses().items() if st.get("recording"))
         with self._lock:
             return sorted(c for c, r in self._recording.items() if r.recording)
 
@@ -405,6 +356,8 @@ class Node:
             run.halt()
         for run in runs:
             run.join()
+        if self.pool is not None:
+            self.pool.stop()
         self.write_audit_digest()  # the last records, up to the stop
 
 
@@ -415,6 +368,12 @@ HOLD_SYNC_EVERY_S = 30.0
 def _ask_to_stop() -> None:
     """A drained member stops as SIGTERM stops it (server.py handles the signal)."""
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _log_changes(changes: dict[str, list[str]]) -> None:
+    for kind, cams in changes.items():
+        if cams:
+            log.info("cameras %s: %s", kind, ", ".join(cams))
 
 
 def _next_hour_ns(now_ns: int) -> int:

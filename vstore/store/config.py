@@ -7,6 +7,7 @@ that nothing downstream has to re-check them.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string
 # annotation when the module loads, a few ms of every command's start-up.
 
+import os
 import re
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -81,6 +82,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # rate_per_s = 50             # requests per second per principal (bursts of twice that)
 # write_timeout_s = 60        # a client that takes no bytes this long is dropped
 # chain_sign_every_s = 60     # each camera's recording-chain head is signed again this often
+# recorders = 1               # processes recording the cameras ("auto": one per core)
 # tls_cert = "/etc/vstore/node.crt"   # HTTPS when both are set
 # tls_key = "/etc/vstore/node.key"
 # url = "https://node1.city.example:8480"   # how other machines reach this API (default: the
@@ -303,6 +305,9 @@ class ServiceConfig(NamedTuple):
     # The URL other machines reach this node's API by (None: the address it listens on),
     # written to the bucket so that readers fetch footage not tiered yet from it.
     url: str | None = None
+    # Recorder processes the node's cameras are spread over (1: the node records them
+    # itself); "auto" in vstore.toml is one per core. vstore/service/recorder_pool.py.
+    recorders: int = 1
 
 
 class ClusterConfig(NamedTuple):
@@ -773,7 +778,13 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         not isinstance(out.url, str) or not out.url.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{where}: url must be http(s)://HOST:PORT, as other machines reach it")
+    recorders = out.recorders
+    if recorders == "auto":
+        recorders = os.cpu_count() or 1
+    if isinstance(recorders, bool) or not isinstance(recorders, int) or not 1 <= recorders <= 256:
+        raise ConfigError(f'{where}: recorders must be a whole number within 1..256, or "auto"')
     return out._replace(
+        recorders=recorders,
         max_clip_s=float(out.max_clip_s),
         rate_per_s=float(out.rate_per_s),
         write_timeout_s=float(out.write_timeout_s),

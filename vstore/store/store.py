@@ -183,13 +183,16 @@ class Store:
         meta_uuid = self._read_meta()
         if meta_uuid is None and existing_only and not self.layout.index_dir.exists():
             raise NotFound(f"{self.root} is not a vstore store (no meta.json, no index)")
-        self.index = TimeIndex(self.layout.index_dir, read_only=read_only)
+        self.index = self._open_index(read_only)
         try:
             self.uuid = self._resolve_uuid(meta_uuid)
         except BaseException:
             self.index.close()
             raise
         self._writers: dict[str, OpenWriter] = {}
+        # Cameras a recorder process writes through this store (store_link.py): their
+        # segments are open as a writer's are, and no writer may start for them here.
+        self._lent: set[str] = set()
         self._lock = threading.Lock()
         # Held while a repair seals open segments: no camera writer may start meanwhile.
         self._writer_gate = threading.Lock()
@@ -210,10 +213,17 @@ class Store:
         )
         self._keys: Any = None  # a KeyRing, made when first needed (see keys)
         self._link_signer_retry_s = 0.0  # (monotonic) when an unreadable key is asked again
-        if not read_only:
+        if not read_only and not self.LINKED:
             self.index.link_signer = self.recording_signer
-        if not read_only and self.clock_verdict().trusted:
-            self.mark_clock()
+            if self.clock_verdict().trusted:
+                self.mark_clock()
+
+    # A store whose index another process owns (store_link.LinkedStore): that process signs
+    # the chains and keeps the clock marks.
+    LINKED = False
+
+    def _open_index(self, read_only: bool) -> TimeIndex:
+        return TimeIndex(self.layout.index_dir, read_only=read_only)
 
     @property
     def keys(self) -> "KeyRing":
@@ -268,13 +278,30 @@ class Store:
             return None
 
     def writing_here(self) -> bool:
-        """Whether this process has a camera writer open on the store."""
-        return bool(self._writers)
+        """Whether this process, or a recorder process it lent cameras to, has a camera
+        writer open on the store."""
+        return bool(self._writers or self._lent)
 
     def writing_cameras(self) -> set[str]:
-        """The cameras this process has a writer open for (recording, or importing)."""
+        """The cameras this process has a writer open for (recording, or importing), and
+        those it lent to recorder processes."""
         with self._lock:
-            return set(self._writers)
+            return set(self._writers) | self._lent
+
+    def lend_camera(self, camera_id: str) -> None:
+        """Mark ``camera_id`` as written by a recorder process through this store: its open
+        segments are a live writer's (no repair seals them) and no writer opens for it here
+        until ``return_camera``."""
+        with self._writer_gate, self._lock:
+            if camera_id in self._writers:
+                raise UsageError(f"camera {camera_id!r} already has an open writer")
+            self._lent.add(camera_id)
+
+    def return_camera(self, camera_id: str) -> None:
+        """The recorder process no longer writes ``camera_id`` (its segments are sealed, or
+        recovered after it died)."""
+        with self._lock:
+            self._lent.discard(camera_id)
 
     @contextmanager
     def writers_held_off(self) -> Iterator[bool]:
@@ -283,7 +310,7 @@ class Store:
         every open segment is a live writer's, and sealing it would cut its footage off."""
         with self._writer_gate:
             with self._lock:
-                busy = bool(self._writers)
+                busy = bool(self._writers or self._lent)
             yield busy
 
     def disk_usage(self) -> DiskUsage:
@@ -426,7 +453,7 @@ class Store:
         if self.read_only:
             raise UsageError("store opened read-only")
         with self._writer_gate, self._lock:
-            if camera_id in self._writers:
+            if camera_id in self._writers or camera_id in self._lent:
                 raise UsageError(f"camera {camera_id!r} already has an open writer")
             w = make()
             self._writers[camera_id] = w

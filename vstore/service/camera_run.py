@@ -1,0 +1,101 @@
+"""One camera recording: its recorder, the thread it runs on, and what it reports of itself.
+A node runs one per camera it records, in its own process or in a recorder process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from vstore.base.jsonio import to_jsonable
+from vstore.ingest.recorder import Recorder
+from vstore.store.config import CameraSettings
+from vstore.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """A source URL without its password (cameras' URLs often carry one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable url)"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def recording_settings(s: CameraSettings) -> CameraSettings:
+    """What a camera's recorder works by: its settings but those that only describe it
+    (a new name needs no restart; a new url or segment duration does)."""
+    return s._replace(name=None, location=None, timezone=None)
+
+
+class CameraRun:
+    """One camera's recorder and the thread it runs on."""
+
+    def __init__(
+        self,
+        store: Store,
+        camera_id: str,
+        settings: CameraSettings,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        assert settings.url is not None
+        url = self.url = settings.url
+        self.settings = recording_settings(settings)
+        self.stop = threading.Event()
+        self.recorder = Recorder(store, camera_id, url, stop=self.stop, gate=gate)
+        self.started_ns = time.time_ns()
+        self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.recorder.run()
+        except Exception as exc:  # noqa: BLE001 - kept as the camera's status
+            self.recorder.status.last_error = str(exc)
+            log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
+
+    @property
+    def recording(self) -> bool:
+        """Its recorder runs and its source is connected now (not connecting or waiting
+        to retry)."""
+        return self.thread.is_alive() and self.recorder.status.connected
+
+    def recorded_bytes(self) -> int | None:
+        """Footage bytes its writer has stored, while it records (None otherwise)."""
+        w = self.recorder.writer
+        return w.stats.bytes if w is not None and self.recording else None
+
+    def status(self) -> dict[str, Any]:
+        """What the recorder is doing: recording or not, its source, connects and
+        reconnects, drops, the end of its durable footage, its last error."""
+        r = self.recorder
+        w = r.writer
+        status = to_jsonable(r.status)
+        status.pop("camera", None)
+        return {
+            **status,
+            # A recorder still trying to connect (or waiting to retry) is running but not
+            # recording, and says why in last_error.
+            "recording": self.recording,
+            "recorder_running": self.thread.is_alive(),
+            "url": redact_url(self.url),
+            "since_ns": self.started_ns,
+            "durable_end_ns": w.durable_end_ns if w is not None else None,
+            "writer": w.stats.as_dict() if w is not None else status.get("writer", {}),
+        }
+
+    def halt(self) -> None:
+        self.stop.set()
+
+    def join(self) -> None:
+        self.thread.join()

@@ -1,0 +1,324 @@
+"""The node's recorder processes (``[service] recorders = N``): the cameras the node records
+spread over N processes, so that recording grows with the cores, while the node's process
+keeps the store's one index, the API, the schedule and the cluster member.
+
+Each camera is recorded by one process and stays with it (a camera new to the node goes to
+the process with the fewest). A process that dies is seen within a second: the node waits
+for the index calls it had under way, seals the segments it left open as recovery does at a
+start (R1-R4: every whole chunk kept, damage recorded aloud), and starts it again with the
+same cameras, one, two, four... up to 30 seconds later. In a cluster the node pushes each
+camera's lease deadline to its process every half second; a process writes a camera only
+before that deadline (O4), as the node's own recorders ask ``Agent.holds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from vstore.base.errors import UsageError, VstoreError
+from vstore.store.config import CameraSettings, StoreConfig
+from vstore.store.recovery import recover
+from vstore.store.store import Store
+from vstore.store.store_link import serve_link
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0  # a process's imports and first answer
+ANSWER_TIMEOUT_S = 300.0  # its cameras stopping and sealing, at the most
+STATUS_TIMEOUT_S = 30.0
+MONITOR_EVERY_S = 0.5  # deaths seen, lease deadlines pushed
+RESTART_MAX_S = 30.0
+STEADY_S = 60.0  # a process that ran this long restarts at once when it dies
+STATUS_CACHE_S = 0.5  # (metrics ask each camera's status in turn)
+
+
+class RecorderGone(VstoreError):
+    """A recorder process did not answer: it died, or hung and was killed."""
+
+
+class _Process:
+    """One recorder process and the cameras it records."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control: Connection | None = None
+        self.link: threading.Thread | None = None
+        self.cameras: dict[str, CameraSettings] = {}  # what it should record
+        self.lent: set[str] = set()  # cameras the store counts as its (Store.lend_camera)
+        self.lock = threading.Lock()  # one message at a time
+        self.started_mono = 0.0
+        self.next_start_mono = 0.0
+        self.backoff_s = 1.0
+        self.last_death = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None
+
+
+class RecorderPool:
+    """See the module notes. Thread-safe."""
+
+    def __init__(
+        self,
+        store: Store,
+        count: int,
+        deadline: Callable[[str], float] | None = None,
+    ) -> None:
+        self.store = store
+        self.config: StoreConfig = store.config
+        # In a cluster, camera -> the time.monotonic() its writes must stop by.
+        self.deadline = deadline
+        self.procs = [_Process(k) for k in range(count)]
+        self._lock = threading.Lock()  # placement
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._status_cache: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
+
+    def start(self) -> None:
+        """Start every process (VstoreError when one cannot start)."""
+        for p in self.procs:
+            self._spawn(p)
+        self._monitor = threading.Thread(target=self._watch, name="vstore-recorders", daemon=True)
+        self._monitor.start()
+
+    # --- placement -------------------------------------------------------------------------
+    def place(self, config: StoreConfig, want: dict[str, CameraSettings]) -> dict[str, list[str]]:
+        """Record exactly ``want``: cameras already recorded stay in their process, new ones
+        go to the process with the fewest; returns the cameras started, restarted, stopped."""
+        changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
+        with self._lock:
+            self.config = config
+            where = {cam: p for p in self.procs for cam in p.cameras}
+            plan = {p.number: {c: want[c] for c in p.cameras if c in want} for p in self.procs}
+            for cam, settings in want.items():
+                if cam not in where:
+                    target = min(self.procs, key=lambda p: (not p.alive, len(plan[p.number])))
+                    plan[target.number][cam] = settings
+            for p in self.procs:
+                got = self._give(p, plan[p.number])
+                for kind, cams in got.items():
+                    changes[kind].extend(cams)
+        self._status_cache = (0.0, {})
+        return changes
+
+    def _give(self, p: _Process, cameras: dict[str, CameraSettings]) -> dict[str, list[str]]:
+        for cam in list(cameras):
+            if cam not in p.lent:
+                try:
+                    self.store.lend_camera(cam)
+                except UsageError as exc:  # an import writes it now
+                    log.error("camera %s not recorded: %s", cam, exc)
+                    del cameras[cam]
+                    continue
+                p.lent.add(cam)
+        before = p.cameras
+        p.cameras = cameras
+        if not p.alive:
+            # Started with them when it comes back; what it dropped was recovered already.
+            for cam in p.lent - set(cameras):
+                self.store.return_camera(cam)
+            p.lent &= set(cameras)
+            started = [c for c in cameras if c not in before]
+            return {"started": started, "stopped": [c for c in before if c not in cameras]}
+        try:
+            changes: dict[str, list[str]] = self._ask(
+                p, "cameras", (self.config, cameras, self._deadlines(cameras)), ANSWER_TIMEOUT_S
+            )
+        except RecorderGone:
+            return {"started": [c for c in cameras if c not in before]}  # (at its restart)
+        for cam in changes.get("stopped", []):  # sealed: the camera is free again
+            self.store.return_camera(cam)
+            p.lent.discard(cam)
+        return changes
+
+    def _deadlines(self, cameras: dict[str, CameraSettings]) -> dict[str, float] | None:
+        if self.deadline is None:
+            return None
+        return {cam: self.deadline(cam) for cam in cameras}
+
+    # --- what they do ----------------------------------------------------------------------
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """Every camera's recorder status (as ``CameraRun.status``), with its process."""
+        at, cached = self._status_cache
+        if time.monotonic() - at < STATUS_CACHE_S:
+            return cached
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.procs:
+            got: dict[str, dict[str, Any]] = {}
+            if p.alive:
+                try:
+                    got = self._ask(p, "status", None, STATUS_TIMEOUT_S)
+                except RecorderGone:
+                    got = {}
+            pid = p.proc.pid if p.proc is not None else None
+            for cam in list(p.cameras):
+                st = got.get(cam) or {
+                    "recording": False,
+                    "recorder_running": False,
+                    "last_error": p.last_death or "its recorder process is starting",
+                }
+                out[cam] = {**st, "recorder_process": {"number": p.number, "pid": pid}}
+        self._status_cache = (time.monotonic(), out)
+        return out
+
+    def recorded(self) -> list[str]:
+        return sorted(cam for p in self.procs for cam in p.cameras)
+
+    # --- the processes ---------------------------------------------------------------------
+    def _spawn(self, p: _Process) -> None:
+        link_here, link_there = socket.socketpair()
+        control_here, control_there = socket.socketpair()
+        fds = (link_there.fileno(), control_there.fileno())
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vstore.service.recorder_process", str(self.store.root),
+                 str(fds[0]), str(fds[1]), str(p.number)],
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except OSError as exc:
+            for s in (link_here, link_there, control_here, control_there):
+                s.close()
+            raise VstoreError(f"recorder process {p.number} could not start: {exc}") from exc
+        link_there.close()
+        control_there.close()
+        control = Connection(control_here.detach())
+        link = serve_link(self.store, Connection(link_here.detach()), f"recorder-{p.number}")
+        try:
+            # (the first words, before anyone else may talk to it)
+            control.send((self.config, self.store.uuid))
+            if not control.poll(START_TIMEOUT_S):
+                raise VstoreError(f"no answer in {START_TIMEOUT_S:.0f} s")
+            _status, pid = control.recv()
+        except (VstoreError, EOFError, OSError) as exc:
+            proc.kill()
+            proc.wait()
+            control.close()
+            link.join(timeout=ANSWER_TIMEOUT_S)
+            raise VstoreError(f"recorder process {p.number} did not start: {exc}") from exc
+        p.proc, p.control, p.link = proc, control, link
+        p.started_mono = time.monotonic()
+        log.info("recorder process %d started (pid %d)", p.number, pid)
+        if p.cameras:
+            self._ask(p, "cameras", (self.config, p.cameras, self._deadlines(p.cameras)),
+                      ANSWER_TIMEOUT_S)  # fmt: skip
+
+    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float, send: bool = True) -> Any:
+        with p.lock:
+            conn = p.control
+            if conn is None:
+                raise RecorderGone(f"recorder process {p.number} is not running")
+            try:
+                conn.send((op, arg))
+                if not conn.poll(timeout_s):
+                    raise RecorderGone(f"recorder process {p.number}: no answer in {timeout_s} s")
+                status, value = conn.recv()
+            except (EOFError, OSError) as exc:
+                raise RecorderGone(f"recorder process {p.number} is gone: {exc}") from exc
+            except RecorderGone:
+                if p.proc is not None:
+                    p.proc.kill()  # hung: its death is handled as any other
+                raise
+        if status != "ok":
+            raise VstoreError(f"recorder process {p.number}: {value}")
+        return value
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(MONITOR_EVERY_S):
+            for p in self.procs:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._tend(p)
+                except VstoreError as exc:
+                    log.error("recorder process %d: %s", p.number, exc)
+
+    def _tend(self, p: _Process) -> None:
+        with self._lock:
+            proc = p.proc
+            if proc is not None and proc.poll() is not None:
+                self._bury(p, f"recorder process {p.number} died (exit {proc.returncode})")
+            if p.proc is None:
+                if time.monotonic() >= p.next_start_mono:
+                    p.next_start_mono = time.monotonic() + p.backoff_s
+                    p.backoff_s = min(p.backoff_s * 2, RESTART_MAX_S)
+                    self._spawn(p)
+                return
+            cameras = dict(p.cameras)
+        deadlines = self._deadlines(cameras)
+        if deadlines:
+            try:
+                self._ask(p, "deadlines", deadlines, STATUS_TIMEOUT_S)
+            except RecorderGone:
+                pass  # seen dead at the next look
+
+    def _bury(self, p: _Process, why: str | None = None) -> None:
+        """After a process ended (``why``, unless it was asked to): wait for its index calls
+        under way, seal what it left open, and free its cameras for its next start."""
+        if why is not None:
+            log.error("%s; sealing its open segments, then starting it again", why)
+            p.last_death = why
+        proc, p.proc = p.proc, None
+        if p.control is not None:
+            p.control.close()
+            p.control = None
+        if p.link is not None:
+            p.link.join(timeout=ANSWER_TIMEOUT_S)
+            p.link = None
+        if proc is not None:
+            proc.wait()
+        if time.monotonic() - p.started_mono >= STEADY_S:
+            p.backoff_s = 1.0
+            p.next_start_mono = 0.0
+        self._recover(p.lent)  # (nothing is open after a clean stop)
+        for cam in p.lent:
+            self.store.return_camera(cam)
+        p.lent = set()
+        self._status_cache = (0.0, {})
+
+    def _recover(self, cameras: set[str]) -> None:
+        if not cameras:
+            return
+        open_ids = [
+            seg_id
+            for seg_id, marker in self.store.index.open_segments()
+            if marker.get("camera") in cameras
+        ]
+        for seg_id in open_ids:
+            rep = recover(self.store, only_segment=seg_id)
+            for msg in rep.messages:
+                log.warning("recovery: %s", msg)
+        if open_ids:
+            log.info("sealed %d segment(s) left open by a recorder process", len(open_ids))
+
+    def stop(self) -> None:
+        """Every process stops its cameras (each seals what it was given) and ends; what a
+        process that could not stop cleanly left open is sealed here."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join()
+        with self._lock:
+            for p in self.procs:
+                if p.proc is None:
+                    continue
+                try:
+                    self._ask(p, "stop", None, ANSWER_TIMEOUT_S)
+                except VstoreError as exc:
+                    log.error("recorder process %d did not stop cleanly: %s", p.number, exc)
+                proc = p.proc
+                if proc is not None:
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                self._bury(p)

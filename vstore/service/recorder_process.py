@@ -1,0 +1,159 @@
+"""A recorder process: records the cameras its node gives it, into the node's store
+through the store link (the node alone opens the index), until the node tells it to stop
+or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.recorder_process
+STORE LINK_FD CONTROL_FD NUMBER``; not a command for people.
+
+The node asks, this process answers, one message at a time on the control connection:
+
+- ``("cameras", (config, {camera: settings}, {camera: deadline} | None))``: record exactly
+  these cameras (a new url restarts one; the ones left out stop and seal before the answer);
+  deadlines (``time.monotonic()``) fence each camera's writes in a cluster (O4).
+- ``("deadlines", {camera: deadline})``: the member's lease renewed; writes go on to them.
+- ``("status", None)``: every camera's status, as ``CameraRun.status`` says it.
+- ``("stop", None)``: every camera stops and seals; the answer says so; the process ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from vstore.base import heap
+from vstore.service.camera_run import CameraRun, recording_settings
+from vstore.store.config import CameraSettings, StoreConfig
+from vstore.store.store_link import LinkedStore
+
+log = logging.getLogger(__name__)
+
+
+class Recorders:
+    """The cameras this process records, as its node last said."""
+
+    def __init__(self, store: LinkedStore) -> None:
+        self.store = store
+        self.runs: dict[str, CameraRun] = {}
+        self.deadlines: dict[str, float] | None = None  # None: no cluster, no fencing
+
+    def gate(self, camera: str) -> Callable[[], bool] | None:
+        if self.deadlines is None:
+            return None
+        # (looked up at each write: the node replaces the table as the lease renews)
+        return lambda: time.monotonic() < (self.deadlines or {}).get(camera, 0.0)
+
+    def set_cameras(
+        self,
+        config: StoreConfig,
+        want: dict[str, CameraSettings],
+        deadlines: dict[str, float] | None,
+    ) -> dict[str, list[str]]:
+        self.store.config = config
+        if deadlines is not None:
+            self.deadlines = dict(deadlines)  # (replaced whole: a gate reads it unlocked)
+        changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
+        halted = []
+        for cam, run in list(self.runs.items()):
+            s = want.get(cam)
+            if s is None or recording_settings(s) != run.settings:
+                run.halt()
+                halted.append(run)
+                del self.runs[cam]
+                changes["restarted" if cam in want else "stopped"].append(cam)
+        for run in halted:
+            run.join()  # sealed before the answer: the node may give the camera to another
+        for cam, s in want.items():
+            if cam not in self.runs:
+                self.runs[cam] = CameraRun(self.store, cam, s, self.gate(cam))
+                if cam not in changes["restarted"]:
+                    changes["started"].append(cam)
+        return changes
+
+    def set_deadlines(self, deadlines: dict[str, float]) -> None:
+        if self.deadlines is not None:
+            self.deadlines = {**self.deadlines, **deadlines}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {cam: run.status() for cam, run in self.runs.items()}
+
+    def stop(self) -> None:
+        runs = list(self.runs.values())
+        self.runs.clear()
+        for run in runs:
+            run.halt()
+        for run in runs:
+            run.join()
+
+
+def serve(control: Connection, recorders: Recorders) -> None:
+    """Answer the node's messages until it says stop or goes away."""
+    while True:
+        try:
+            op, arg = control.recv()
+        except (EOFError, OSError):
+            # Nothing can be indexed any more: the node's next start seals what is open
+            # (R1-R4). The cameras' threads are told to stop, and the process ends.
+            log.error("the node is gone: stopping")
+            for run in recorders.runs.values():
+                run.halt()
+            os._exit(1)
+        if op == "stop":
+            recorders.stop()
+            recorders.store.close()
+            control.send(("ok", None))
+            return
+        try:
+            if op == "cameras":
+                reply: Any = recorders.set_cameras(*arg)
+            elif op == "deadlines":
+                recorders.set_deadlines(arg)
+                reply = None
+            elif op == "status":
+                reply = recorders.status()
+            else:
+                raise ValueError(f"unknown message {op!r:.40}")
+            control.send(("ok", reply))
+        except Exception as exc:  # (the node logs it and carries on)
+            log.exception("message %.40r failed", op)
+            control.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def main(argv: list[str]) -> int:
+    root, link_fd, control_fd, number = argv
+    logging.basicConfig(
+        level=os.environ.get("VSTORE_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
+    )
+    # The node stops this process by a message, after its own signal: a Ctrl-C at a
+    # terminal reaches the whole process group, and must not cut a camera's seal short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    link = Connection(int(link_fd))
+    control = Connection(int(control_fd))
+    # The node's vstore.toml as it read it, and its store's uuid (segments carry it).
+    config, uuid = control.recv()
+    heap.settle_for_recording()
+    store = LinkedStore(Path(root), link, config, uuid)
+    recorders = Recorders(store)
+    control.send(("ok", os.getpid()))
+    trim = threading.Thread(target=_trim_loop, daemon=True, name="vstore-heap")
+    trim.start()
+    serve(control, recorders)
+    return 0
+
+
+def _trim_loop() -> None:
+    # Recording frees GOP buffers all day; glibc keeps them unless asked to give them back.
+    while True:
+        time.sleep(heap.TRIM_INTERVAL_S)
+        heap.release_free_memory()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,196 @@
+"""The store lent to a recorder process: its camera writers write segment files into the
+store as a node's own writers do, and make their index calls (open markers, chunk rows,
+seals, segment ids, camera numbers) and disk-space checks through a connection to the node,
+whose process alone opens the index.
+
+Why: one process records only as many cameras as one core's share of the interpreter lock
+allows; recorder processes spread the cameras over the cores while the store keeps one
+index, so every read, hold, retention run, tiering run and check sees one store
+(docs/design/cluster.md, "Recorder processes").
+
+Calls are answered out of order: each carries a number and its answer comes back with it,
+so a writer's fsynced commit does not wait behind another camera's. Errors of the engine
+cross as themselves (a SpaceRefused stays one); a connection that ends fails every call
+waiting and every later one, and the recorder process stops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from vstore.base.errors import LinkLost, VstoreError, error_class
+from vstore.index.time_index import Batch, SegmentRow
+from vstore.store.config import StoreConfig
+from vstore.store.store import Store
+
+log = logging.getLogger(__name__)
+
+# Calls the node serves at once for one recorder process (commits wait on fsyncs).
+SERVE_THREADS = 8
+
+
+class _Calls:
+    """Numbered calls over a connection, many in flight, from any thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._waiting: dict[int, Future[Any]] = {}
+        self._numbers = itertools.count(1)
+        self._closed: str | None = None
+        threading.Thread(target=self._read, name="vstore-link", daemon=True).start()
+
+    def call(self, op: str, *args: Any) -> Any:
+        fut: Future[Any] = Future()
+        with self._send_lock:
+            if self._closed is not None:
+                raise LinkLost(self._closed)
+            number = next(self._numbers)
+            self._waiting[number] = fut
+            try:
+                self._conn.send((number, op, args))
+            except (OSError, ValueError) as exc:
+                self._waiting.pop(number, None)
+                raise LinkLost(f"the node that owns the index is gone: {exc}") from exc
+        return fut.result()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                number, ok, value = self._conn.recv()
+                fut = self._waiting.pop(number, None)
+                if fut is None:
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(_error(*value))
+        except Exception as exc:  # noqa: BLE001 - closed, reset, or garbled: the link is over
+            reason = f"the node that owns the index is gone ({exc or 'connection closed'})"
+        with self._send_lock:
+            self._closed = reason
+            waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            fut.set_exception(LinkLost(reason))
+
+    def close(self) -> None:
+        with self._send_lock:
+            self._closed = self._closed or "the link to the node was closed"
+        self._conn.close()
+
+
+def _error(kind: str, message: str) -> VstoreError:
+    """The engine error the node raised, as itself."""
+    return error_class(kind)(message)
+
+
+class LinkedIndex:
+    """The index calls of camera writers (``WriterHost.index``), made by the node."""
+
+    def __init__(self, calls: _Calls) -> None:
+        self._calls = calls
+        self.link_signer = None  # (the node signs the chains, in its own index)
+
+    def commit(self, batch: Batch, sync: bool = True) -> None:
+        self._calls.call("commit", batch, sync)
+
+    def new_segment_id(self) -> int:
+        return int(self._calls.call("new_segment_id"))
+
+    def last_segment(self, camera_num: int) -> SegmentRow | None:
+        row: SegmentRow | None = self._calls.call("last_segment", camera_num)
+        return row
+
+    def camera_num(self, camera_id: str, create: bool = False) -> int | None:
+        num: int | None = self._calls.call("camera_num", camera_id, create)
+        return num
+
+    def close(self) -> None:
+        self._calls.close()
+
+
+class LinkedStore(Store):
+    """A store as a recorder process writes it: segment files here, the index the node's.
+    Only camera writers use it; it holds no lock on the store and runs no recovery (the
+    node did, and recovers what this process leaves open if it dies)."""
+
+    LINKED = True
+
+    def __init__(self, root: Path, conn: Connection, config: StoreConfig, uuid: str) -> None:
+        self._calls = _Calls(conn)
+        self._node_uuid = uuid
+        super().__init__(root, create=False)
+        self.config = config
+
+    def _open_index(self, read_only: bool) -> Any:
+        return LinkedIndex(self._calls)
+
+    def _resolve_uuid(self, meta_uuid: str | None) -> str:
+        return self._node_uuid  # (the node resolved it when it opened the store)
+
+    def ensure_space(self, wait: bool = False) -> None:
+        # The node frees room for all its cameras at once (lifecycle S1-S4).
+        self._calls.call("ensure_space", wait)
+
+
+def serve_link(store: Store, conn: Connection, name: str) -> threading.Thread:
+    """Answer a recorder process's calls on ``conn`` against ``store`` until the connection
+    ends; the thread returned ends once every call under way has been answered."""
+    ops: dict[str, Callable[..., Any]] = {
+        "commit": _commit_of(store),
+        "new_segment_id": store.index.new_segment_id,
+        "last_segment": store.index.last_segment,
+        "camera_num": store.index.camera_num,
+        "ensure_space": store.ensure_space,
+    }
+    send_lock = threading.Lock()
+
+    def answer(number: int, op: str, args: tuple[Any, ...]) -> None:
+        try:
+            reply = (number, True, ops[op](*args))
+        except VstoreError as exc:
+            reply = (number, False, (type(exc).__name__, str(exc)))
+        except Exception as exc:  # (a bug of the node: the writer fails aloud, W5)
+            log.exception("%s: index call %s failed", name, op)
+            reply = (number, False, ("VstoreError", f"the node failed a {op}: {exc}"))
+        with send_lock:
+            try:
+                conn.send(reply)
+            except (OSError, ValueError):
+                pass  # the recorder is gone; the node recovers what it left (R1-R4)
+
+    def serve() -> None:
+        pool = ThreadPoolExecutor(SERVE_THREADS, thread_name_prefix=f"vstore-link-{name}")
+        try:
+            while True:
+                try:
+                    number, op, args = conn.recv()
+                except (EOFError, OSError):
+                    return
+                if op not in ops:
+                    answer(number, op, ())  # (answered as an error, by the KeyError)
+                    continue
+                pool.submit(answer, number, op, args)
+        finally:
+            pool.shutdown(wait=True)
+            conn.close()
+
+    t = threading.Thread(target=serve, name=f"vstore-link-{name}", daemon=True)
+    t.start()
+    return t
+
+
+def _commit_of(store: Store) -> Callable[[Batch, bool], None]:
+    def commit(batch: Batch, sync: bool) -> None:
+        if type(batch) is not Batch:
+            raise VstoreError("a recorder process sent something other than an index batch")
+        store.index.commit(batch, sync)
+
+    return commit
