@@ -3,7 +3,10 @@ split over two (each with its own store, a shard, as one recorder process per co
 started at the same instant. Into the page cache (20 KB packets, 8 cameras): what the
 interpreter lock holds a process to, and whether a second process on the second core lifts
 it, at the same CPU per byte. To disk (8 and 32 cameras, every GOP fsynced): whether two
-processes together still keep up with a plain sequential write of the same bytes. Rounds
+processes together still keep up with a plain sequential write of the same bytes. The
+"linked" variants are what `vstore serve` runs with ``[service] recorders = 2``: two
+recorder processes writing one store whose index the node's process owns and writes for
+them (store_link.py; its CPU is counted with theirs). Rounds
 of every variant interleave (this VM's disk drifts between rounds); each figure is the
 median of its rounds. Nothing else runs meanwhile: no camera senders compete for the cores."""
 
@@ -11,45 +14,74 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.bench_disk import SIZE, _plain_write
 from bench.conftest import tmpfs_root
+from vstore.api import open_store
+from vstore.store.store_link import serve_link
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKETS = 24000  # 20 KB each: ~480 MB a round, whatever the split
 ROUNDS = 5
 SMOKE_PACKETS = 2400
-# variant: (where, cameras, processes)
+# variant: (where, cameras, processes, linked to one node's store)
 VARIANTS = {
-    "cache-8cams-1proc": ("cache", 8, 1),
-    "cache-8cams-2procs": ("cache", 8, 2),
-    "disk-8cams-1proc": ("disk", 8, 1),
-    "disk-8cams-2procs": ("disk", 8, 2),
-    "disk-32cams-1proc": ("disk", 32, 1),
-    "disk-32cams-2procs": ("disk", 32, 2),
+    "cache-8cams-1proc": ("cache", 8, 1, False),
+    "cache-8cams-2procs": ("cache", 8, 2, False),
+    "cache-8cams-2linked": ("cache", 8, 2, True),
+    "disk-8cams-1proc": ("disk", 8, 1, False),
+    "disk-8cams-2procs": ("disk", 8, 2, False),
+    "disk-8cams-2linked": ("disk", 8, 2, True),
+    "disk-32cams-1proc": ("disk", 32, 1, False),
+    "disk-32cams-2procs": ("disk", 32, 2, False),
+    "disk-32cams-2linked": ("disk", 32, 2, True),
 }
 
 
-def _round(base: Path, cameras: int, procs: int, packets: int, fsync_s: float) -> dict:
-    """One round: ``procs`` recorder processes, the cameras split evenly, released at once.
-    Wall seconds (the slowest process), CPU seconds (all), bytes (all)."""
+def _round(
+    base: Path, cameras: int, procs: int, packets: int, fsync_s: float, linked: bool = False
+) -> dict:
+    """One round: ``procs`` recorder processes, the cameras split evenly, released at once
+    (``linked``: into one store, its index owned by this process). Wall seconds (the
+    slowest process), CPU seconds (all), bytes (all)."""
     per_camera = packets // cameras
     children = []
+    node: Any = None
+    links = []
+    if linked:
+        base.mkdir(parents=True)
+        (base / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_s}\n")
+        node = open_store(base)
+    c0 = _cpu_s()
     for k in range(procs):
         cmd = [sys.executable, "-m", "bench.recorder_child", str(base / f"shard{k}"),
                str(cameras // procs), str(per_camera), str(SIZE), str(fsync_s)]  # fmt: skip
-        children.append(subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
+        fds: tuple[int, ...] = ()
+        if linked:
+            here, there = socket.socketpair()
+            links.append(serve_link(node, Connection(here.detach()), f"bench-{k}"))
+            cmd[3] = str(base)
+            cmd += [f"p{k}-cam", str(there.fileno()), node.uuid]
+            fds = (there.fileno(),)
+        children.append(subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, pass_fds=fds,
                                          stdout=subprocess.PIPE, text=True))  # fmt: skip
+        if linked:
+            there.close()
     try:
         for c in children:
             assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+        c0 = _cpu_s()
         for c in children:
             assert c.stdin is not None
             c.stdin.write("go\n")
@@ -59,12 +91,22 @@ def _round(base: Path, cameras: int, procs: int, packets: int, fsync_s: float) -
         for c in children:
             if c.poll() is None:
                 c.kill()
+        for t in links:
+            t.join(60)
+        if node is not None:
+            node.close()
     assert all(c.returncode == 0 for c in children)
+    node_cpu_s = _cpu_s() - c0 if linked else 0.0
     return {
         "seconds": max(o["seconds"] for o in out),
-        "cpu_s": sum(o["cpu_s"] for o in out),
+        "cpu_s": sum(o["cpu_s"] for o in out) + node_cpu_s,
         "bytes": sum(o["bytes"] for o in out),
     }
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +126,10 @@ def core_rounds(request, tmp_path_factory) -> dict[str, dict]:
             out["plain"]["rounds"].append({"seconds": _plain_write(dd, total, "dropped"),
                                            "bytes": total, "cpu_s": 0.0})  # fmt: skip
             dd.unlink()
-            for variant, (where, cams, procs) in VARIANTS.items():
+            for variant, (where, cams, procs, linked) in VARIANTS.items():
                 base = (cache if where == "cache" else disk) / f"{variant}-{r}"
                 # (into the page cache, a GOP fsync costs nothing: the default durability)
-                got = _round(base, cams, procs, packets, 0)
+                got = _round(base, cams, procs, packets, 0, linked)
                 out[variant]["rounds"].append(got)
                 shutil.rmtree(base)
     finally:

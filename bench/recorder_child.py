@@ -5,6 +5,10 @@ records, and prints its figures as JSON: wall seconds and CPU seconds (every thr
 process) of the recording, bytes recorded.
 
     python -m bench.recorder_child STORE_DIR CAMERAS PACKETS_PER_CAMERA PACKET_BYTES FSYNC_S
+        [CAMERA_PREFIX LINK_FD STORE_UUID]
+
+With a link, it is a recorder process of ``vstore serve`` (``[service] recorders``): the
+store is the node's, whose process owns the index and answers on LINK_FD (store_link.py).
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import json
 import resource
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from bench.bench_disk import T0, VIDEO, WARM_PACKETS, _Camera, run_on_pool
 from bench.conftest import camera_packets
 from vstore.api import open_store
 from vstore.ingest import writer_pool
+from vstore.store.camera_writer import open_writer
+from vstore.store.config import load_config
+from vstore.store.store_link import LinkedStore
 
 
 def _cpu_s() -> float:
@@ -29,11 +38,17 @@ def _cpu_s() -> float:
 def main() -> None:
     d, cameras, per_camera, size, fsync_s = sys.argv[1:6]
     d_path = Path(d)
-    d_path.mkdir(parents=True)
-    (d_path / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_s}\n")
     packets = camera_packets(int(per_camera) + WARM_PACKETS, int(size))
-    st = open_store(d_path)
-    writers = [st.writer(f"cam{c}", [VIDEO], start_ns=T0) for c in range(int(cameras))]
+    if len(sys.argv) > 6:
+        prefix, link_fd, uuid = sys.argv[6:9]
+        st: Any = LinkedStore(d_path, Connection(int(link_fd)), load_config(d_path / "vstore.toml"),
+                              uuid)  # fmt: skip
+    else:
+        prefix = "cam"
+        d_path.mkdir(parents=True)
+        (d_path / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_s}\n")
+        st = open_store(d_path)
+    writers = [open_writer(st, f"{prefix}{c}", [VIDEO], start_ns=T0) for c in range(int(cameras))]
     for w in writers:
         for i in range(WARM_PACKETS):
             w.write_raw(0, i * 3600, i * 3600, False, packets[i])

@@ -178,15 +178,22 @@ def wait_for(cond: Any, timeout_s: float = 30.0, what: str = "condition") -> Any
 
 
 def cluster_node_store(
-    root: Path, name: str, endpoints: list[str], prefix: str, cameras: dict[str, Any], ttl_s: int
+    root: Path,
+    name: str,
+    endpoints: list[str],
+    prefix: str,
+    cameras: dict[str, Any],
+    ttl_s: int,
+    recorders: int = 1,
 ) -> Path:
     """A node's store at root/name/store for a cluster on etcd ``endpoints``: member
     ``name`` under ``prefix`` with a ``ttl_s`` lease, every camera (id -> a source with a
-    ``url``) configured, 2 s segments."""
+    ``url``) configured, 2 s segments, ``recorders`` recorder processes."""
     store = root / name / "store"
     vstore("init", "--store", str(store))
     lines = [
         "[store]", "segment_duration_s = 2",
+        "[service]", f"recorders = {recorders}",
         "[cluster]", f"etcd = {json.dumps(endpoints)}", f'name = "{name}"',
         f'prefix = "{prefix}"', f"lease_ttl_s = {ttl_s}",
     ]  # fmt: skip

@@ -51,6 +51,8 @@ class _Process:
         self.number = number
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: Connection | None = None
+        # Lease deadlines go on a connection of their own, never behind a long answer.
+        self.deadlines: Connection | None = None
         self.link: threading.Thread | None = None
         self.cameras: dict[str, CameraSettings] = {}  # what it should record
         self.lent: set[str] = set()  # cameras the store counts as its (Store.lend_camera)
@@ -90,6 +92,10 @@ class RecorderPool:
             self._spawn(p)
         self._monitor = threading.Thread(target=self._watch, name="vstore-recorders", daemon=True)
         self._monitor.start()
+        if self.deadline is not None:
+            threading.Thread(
+                target=self._push_deadlines, name="vstore-deadlines", daemon=True
+            ).start()
 
     # --- placement -------------------------------------------------------------------------
     def place(self, config: StoreConfig, want: dict[str, CameraSettings]) -> dict[str, list[str]]:
@@ -176,23 +182,25 @@ class RecorderPool:
 
     # --- the processes ---------------------------------------------------------------------
     def _spawn(self, p: _Process) -> None:
-        link_here, link_there = socket.socketpair()
-        control_here, control_there = socket.socketpair()
-        fds = (link_there.fileno(), control_there.fileno())
+        pairs = [socket.socketpair() for _ in range(3)]  # link, control, deadlines
+        fds = [there.fileno() for _here, there in pairs]
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vstore.service.recorder_process", str(self.store.root),
-                 str(fds[0]), str(fds[1]), str(p.number)],
+                 *map(str, fds), str(p.number)],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         except OSError as exc:
-            for s in (link_here, link_there, control_here, control_there):
-                s.close()
+            for pair in pairs:
+                for sock in pair:
+                    sock.close()
             raise VstoreError(f"recorder process {p.number} could not start: {exc}") from exc
-        link_there.close()
-        control_there.close()
+        for _here, there in pairs:
+            there.close()
+        (link_here, _), (control_here, _), (deadlines_here, _) = pairs
         control = Connection(control_here.detach())
+        deadlines = Connection(deadlines_here.detach())
         link = serve_link(self.store, Connection(link_here.detach()), f"recorder-{p.number}")
         try:
             # (the first words, before anyone else may talk to it)
@@ -204,16 +212,17 @@ class RecorderPool:
             proc.kill()
             proc.wait()
             control.close()
+            deadlines.close()
             link.join(timeout=ANSWER_TIMEOUT_S)
             raise VstoreError(f"recorder process {p.number} did not start: {exc}") from exc
-        p.proc, p.control, p.link = proc, control, link
+        p.proc, p.control, p.link, p.deadlines = proc, control, link, deadlines
         p.started_mono = time.monotonic()
         log.info("recorder process %d started (pid %d)", p.number, pid)
         if p.cameras:
             self._ask(p, "cameras", (self.config, p.cameras, self._deadlines(p.cameras)),
                       ANSWER_TIMEOUT_S)  # fmt: skip
 
-    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float, send: bool = True) -> Any:
+    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float) -> Any:
         with p.lock:
             conn = p.control
             if conn is None:
@@ -244,23 +253,30 @@ class RecorderPool:
                     log.error("recorder process %d: %s", p.number, exc)
 
     def _tend(self, p: _Process) -> None:
+        proc = p.proc
+        if proc is not None and proc.poll() is None:
+            return
         with self._lock:
             proc = p.proc
             if proc is not None and proc.poll() is not None:
                 self._bury(p, f"recorder process {p.number} died (exit {proc.returncode})")
-            if p.proc is None:
-                if time.monotonic() >= p.next_start_mono:
-                    p.next_start_mono = time.monotonic() + p.backoff_s
-                    p.backoff_s = min(p.backoff_s * 2, RESTART_MAX_S)
-                    self._spawn(p)
-                return
-            cameras = dict(p.cameras)
-        deadlines = self._deadlines(cameras)
-        if deadlines:
-            try:
-                self._ask(p, "deadlines", deadlines, STATUS_TIMEOUT_S)
-            except RecorderGone:
-                pass  # seen dead at the next look
+            if p.proc is None and time.monotonic() >= p.next_start_mono:
+                p.next_start_mono = time.monotonic() + p.backoff_s
+                p.backoff_s = min(p.backoff_s * 2, RESTART_MAX_S)
+                self._spawn(p)
+
+    def _push_deadlines(self) -> None:
+        """The member's lease deadlines to every process, every MONITOR_EVERY_S, on their
+        own connections: nothing the node waits for delays them (M4)."""
+        while not self._stopping.wait(MONITOR_EVERY_S):
+            for p in self.procs:
+                conn, cameras = p.deadlines, p.cameras
+                if conn is None or not cameras:
+                    continue
+                try:
+                    conn.send(self._deadlines(cameras))
+                except (OSError, ValueError):
+                    pass  # it died: the monitor sees it
 
     def _bury(self, p: _Process, why: str | None = None) -> None:
         """After a process ended (``why``, unless it was asked to): wait for its index calls
@@ -269,9 +285,10 @@ class RecorderPool:
             log.error("%s; sealing its open segments, then starting it again", why)
             p.last_death = why
         proc, p.proc = p.proc, None
-        if p.control is not None:
-            p.control.close()
-            p.control = None
+        for conn in (p.control, p.deadlines):
+            if conn is not None:
+                conn.close()
+        p.control = p.deadlines = None
         if p.link is not None:
             p.link.join(timeout=ANSWER_TIMEOUT_S)
             p.link = None

@@ -1,16 +1,18 @@
 """A recorder process: records the cameras its node gives it, into the node's store
 through the store link (the node alone opens the index), until the node tells it to stop
 or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.recorder_process
-STORE LINK_FD CONTROL_FD NUMBER``; not a command for people.
+STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER``; not a command for people.
 
 The node asks, this process answers, one message at a time on the control connection:
 
 - ``("cameras", (config, {camera: settings}, {camera: deadline} | None))``: record exactly
   these cameras (a new url restarts one; the ones left out stop and seal before the answer);
   deadlines (``time.monotonic()``) fence each camera's writes in a cluster (O4).
-- ``("deadlines", {camera: deadline})``: the member's lease renewed; writes go on to them.
 - ``("status", None)``: every camera's status, as ``CameraRun.status`` says it.
 - ``("stop", None)``: every camera stops and seals; the answer says so; the process ends.
+
+On the deadlines connection the node sends ``{camera: deadline}`` every half second, as the
+member's lease renews (never behind a long answer on the control connection).
 """
 
 from __future__ import annotations
@@ -111,9 +113,6 @@ def serve(control: Connection, recorders: Recorders) -> None:
         try:
             if op == "cameras":
                 reply: Any = recorders.set_cameras(*arg)
-            elif op == "deadlines":
-                recorders.set_deadlines(arg)
-                reply = None
             elif op == "status":
                 reply = recorders.status()
             else:
@@ -125,7 +124,7 @@ def serve(control: Connection, recorders: Recorders) -> None:
 
 
 def main(argv: list[str]) -> int:
-    root, link_fd, control_fd, number = argv
+    root, link_fd, control_fd, deadlines_fd, number = argv
     logging.basicConfig(
         level=os.environ.get("VSTORE_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
@@ -141,11 +140,22 @@ def main(argv: list[str]) -> int:
     heap.settle_for_recording()
     store = LinkedStore(Path(root), link, config, uuid)
     recorders = Recorders(store)
+    threading.Thread(
+        target=_read_deadlines, args=(Connection(int(deadlines_fd)), recorders), daemon=True
+    ).start()
     control.send(("ok", os.getpid()))
     trim = threading.Thread(target=_trim_loop, daemon=True, name="vstore-heap")
     trim.start()
     serve(control, recorders)
     return 0
+
+
+def _read_deadlines(conn: Connection, recorders: Recorders) -> None:
+    while True:
+        try:
+            recorders.set_deadlines(conn.recv())
+        except (EOFError, OSError):
+            return  # the node is gone: the control connection says so too
 
 
 def _trim_loop() -> None:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import LinkLost, VstoreError, error_class
-from vstore.index.time_index import Batch, SegmentRow
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.store.config import StoreConfig
 from vstore.store.store import Store
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Calls the node serves at once for one recorder process (commits wait on fsyncs).
 SERVE_THREADS = 8
+# Rows a writer's look around an instant gets (it looks at one or two).
+LOOK_AHEAD = 16
 
 
 class _Calls:
@@ -83,6 +86,13 @@ class _Calls:
     def close(self) -> None:
         with self._send_lock:
             self._closed = self._closed or "the link to the node was closed"
+        try:
+            # A close alone would not wake our reader blocked in recv, nor end the socket
+            # for the node while that recv holds it.
+            with socket.fromfd(self._conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._conn.close()
 
 
@@ -111,6 +121,26 @@ class LinkedIndex:
     def camera_num(self, camera_id: str, create: bool = False) -> int | None:
         num: int | None = self._calls.call("camera_num", camera_id, create)
         return num
+
+    # What placing a run's wall time reads (wall_placement.py: K2, and a fixed start): a
+    # look at the footage around an instant, never a scan.
+    def chunk_at(self, camera_num: int, t_ns: int) -> ChunkRow | None:
+        row: ChunkRow | None = self._calls.call("chunk_at", camera_num, t_ns)
+        return row
+
+    def chunk_before(self, camera_num: int, t_ns: int) -> ChunkRow | None:
+        row: ChunkRow | None = self._calls.call("chunk_before", camera_num, t_ns)
+        return row
+
+    def segments(self, camera_num: int, start_ns: int, end_ns: int) -> Iterator[SegmentRow]:
+        """The first LOOK_AHEAD segments overlapping [start_ns, end_ns)."""
+        rows: list[SegmentRow] = self._calls.call("segments", camera_num, start_ns, end_ns)
+        return iter(rows)
+
+    def chunks(self, camera_num: int, start_ns: int, end_ns: int) -> Iterator[ChunkRow]:
+        """The first LOOK_AHEAD chunks from ``start_ns`` (a look ahead, never a scan)."""
+        rows: list[ChunkRow] = self._calls.call("chunks", camera_num, start_ns, end_ns)
+        return iter(rows)
 
     def close(self) -> None:
         self._calls.close()
@@ -148,12 +178,22 @@ def serve_link(store: Store, conn: Connection, name: str) -> threading.Thread:
         "new_segment_id": store.index.new_segment_id,
         "last_segment": store.index.last_segment,
         "camera_num": store.index.camera_num,
+        "chunk_at": store.index.chunk_at,
+        "chunk_before": store.index.chunk_before,
+        "chunks": lambda num, start, end: list(
+            itertools.islice(store.index.chunks(num, start, end), LOOK_AHEAD)
+        ),
+        "segments": lambda num, start, end: list(
+            itertools.islice(store.index.segments(num, start, end), LOOK_AHEAD)
+        ),
         "ensure_space": store.ensure_space,
     }
     send_lock = threading.Lock()
 
     def answer(number: int, op: str, args: tuple[Any, ...]) -> None:
         try:
+            if op not in ops:
+                raise VstoreError(f"a recorder process asked for {op!r:.40}: no such call")
             reply = (number, True, ops[op](*args))
         except VstoreError as exc:
             reply = (number, False, (type(exc).__name__, str(exc)))
@@ -172,11 +212,8 @@ def serve_link(store: Store, conn: Connection, name: str) -> threading.Thread:
             while True:
                 try:
                     number, op, args = conn.recv()
-                except (EOFError, OSError):
+                except Exception:  # noqa: BLE001 - ended, reset or garbled: the link is over
                     return
-                if op not in ops:
-                    answer(number, op, ())  # (answered as an error, by the KeyError)
-                    continue
                 pool.submit(answer, number, op, args)
         finally:
             pool.shutdown(wait=True)

@@ -1,0 +1,285 @@
+"""Recorder processes (``[service] recorders``): a node's cameras spread over processes that
+write segment files into the node's store and their index calls through the node. Footage
+written through the link is the footage a node's own writer stores; a recorder process
+killed with SIGKILL loses nothing acknowledged (the node seals what it left open and starts
+it again, the gap shown); a node killed with SIGKILL takes its recorder processes with it,
+and its next start seals what they left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from multiprocessing import Pipe
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.service_helpers import make_token, start_node, vstore, wait_for
+from tests.test_timestamps import VIDEO, push
+from tools.camsim import StreamSpec, TcpCamera
+from vstore.api import open_store
+from vstore.base.errors import LinkLost, VstoreError
+from vstore.lifecycle.check import check_store
+from vstore.store.camera_writer import open_writer
+from vstore.store.space import SpaceRefused
+from vstore.store.store_link import LinkedStore, _error, serve_link
+
+SPEC = StreamSpec(width=160, height=120, fps=10, gop_frames=10)
+
+
+def _rows(st, cam):
+    num = st.camera_num(cam)
+    return [
+        (r.start_ns, r.end_ns, r.packet_count, r.offset, r.length, r.crc32, r.flags)
+        for r in st.index.chunks(num, -(2**62), 2**62)
+    ]
+
+
+def test_footage_written_through_the_link_is_what_the_node_s_own_writer_stores(store_dir):
+    st = open_store(store_dir)
+    here, there = Pipe()
+    served = serve_link(st, here, "test")
+    linked = LinkedStore(store_dir, there, st.config, st.uuid)
+    try:
+        for store, cam in ((linked, "linked"), (st, "direct")):
+            w = open_writer(store, cam, [VIDEO])  # live: wall time from the packets
+            for run in range(3):  # three runs: three segments
+                if run:
+                    w.new_run(reason="test")
+                first = run * 100
+                push(w, 100, start=first * 3600, first_index=first, wall=lambda i, f=first:
+                     START_NS + (f + i) * 40_000_000)  # fmt: skip
+            w.close()
+        assert _rows(st, "linked") == _rows(st, "direct") != []
+        segs = {
+            c: [(s.start_ns, s.end_ns, s.state) for s in st.index.segments(st.camera_num(c))]
+            for c in ("linked", "direct")
+        }
+        assert segs["linked"] == segs["direct"]
+        rep = check_store(st)
+        assert rep.ok, rep
+        # Each sealed segment took its link in the camera's recording chain, signed by the
+        # node (the recording key is the node's).
+        heads = {c: st.index.chain_head(st.camera_num(c)) for c in ("linked", "direct")}
+        assert heads["linked"].seq == heads["direct"].seq > 1
+        assert heads["linked"].signature
+    finally:
+        linked.close()
+        served.join(10)
+        st.close()
+    assert not served.is_alive()  # the link ends with the recorder's side
+
+
+def test_the_node_s_errors_cross_the_link_as_themselves_and_a_gone_node_fails_every_call(
+    store_dir,
+):
+    assert type(_error("SpaceRefused", "below the watermark")) is SpaceRefused
+    assert type(_error("NoSuchError", "x")) is VstoreError
+    st = open_store(store_dir)
+    here, there = Pipe()
+    serve_link(st, here, "test")
+    linked = LinkedStore(store_dir, there, st.config, st.uuid)
+    # What the node would not do for a recorder process is refused, not done.
+    with pytest.raises(VstoreError, match="other than an index batch"):
+        linked._calls.call("commit", [("camera/x", b"1")], True)
+    with pytest.raises(VstoreError):
+        linked._calls.call("close")
+    here.close()  # the node goes
+    with pytest.raises(LinkLost):
+        linked.index.new_segment_id()
+    with pytest.raises(LinkLost):
+        open_writer(linked, "cam", [VIDEO])
+    st.close()
+
+
+@pytest.fixture
+def cameras():
+    cams = {f"cam-{i}": TcpCamera(SPEC) for i in range(5)}
+    yield cams
+    for c in cams.values():
+        c.close()
+
+
+def _configure(store, cameras, names):
+    lines = ["[store]", "segment_duration_s = 2", "[service]", "recorders = 2"]
+    for cam in names:
+        lines += [f"[cameras.{cam}]", f'url = "{cameras[cam].url}"']
+    (store / "vstore.toml").write_text("\n".join(lines) + "\n")
+
+
+def _statuses(node, tok, cams):
+    out = {}
+    for cam in cams:
+        r = node.get(f"/api/v1/cameras/{cam}", tok)
+        out[cam] = json.loads(r.body).get("status", {}) if r.status == 200 else {}
+    return out
+
+
+def _recording(node, tok, cams):
+    st = _statuses(node, tok, cams)
+    return st if all(s.get("recording") for s in st.values()) else None
+
+
+def _pids(statuses):
+    return {s["recorder_process"]["pid"] for s in statuses.values()}
+
+
+def _gone(pids):
+    def gone():
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+
+    return gone
+
+
+def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothing(
+    tmp_path, cameras
+):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    first = ["cam-0", "cam-1", "cam-2", "cam-3"]
+    _configure(store, cameras, first)
+    node = start_node(store)
+    tok = make_token(store, "admin", "*")
+    try:
+        st = wait_for(lambda: _recording(node, tok, first), 20, "four cameras recording")
+        by_pid: dict[int, list[str]] = {}
+        for cam, s in st.items():
+            by_pid.setdefault(s["recorder_process"]["pid"], []).append(cam)
+        assert sorted(len(v) for v in by_pid.values()) == [2, 2]  # two processes, two each
+        assert node.proc.pid not in by_pid
+        time.sleep(2)
+        victim_pid = st["cam-0"]["recorder_process"]["pid"]
+        victims = by_pid[victim_pid]
+        before = _statuses(node, tok, victims)
+        os.kill(victim_pid, signal.SIGKILL)
+        killed_ns = time.time_ns()
+        again = wait_for(
+            lambda: (s := _recording(node, tok, victims))
+            and victim_pid not in _pids(s)
+            and all(x["writer"]["packets"] > 0 for x in s.values())
+            and s,
+            15,
+            "the victims recorded again by a new process",
+        )
+        assert len(_pids(again)) == 1
+        metrics = node.get("/metrics", tok).body.decode()
+        assert "vstore_cameras_recording 4.0" in metrics
+        # A reload: a new camera goes to a process, a removed one stops and seals.
+        _configure(store, cameras, ["cam-0", "cam-2", "cam-3", "cam-4"])
+        os.kill(node.proc.pid, signal.SIGHUP)
+        wait_for(lambda: _recording(node, tok, ["cam-4"]), 15, "cam-4 recording")
+        assert not _statuses(node, tok, ["cam-1"])["cam-1"].get("recording")
+        pids = _pids(_statuses(node, tok, ["cam-0", "cam-2", "cam-3", "cam-4"]))
+        time.sleep(2)
+    finally:
+        assert node.stop() == 0
+    wait_for(_gone(pids), 10, "the recorder processes to end with the node")
+    rep = json.loads(vstore("check", "--store", str(store), "--json", check=False).stdout)
+    assert rep["ok"], rep
+    with open_store(store, read_only=True) as st2:
+        for cam in victims:
+            # Everything acknowledged before the kill is there, then a gap, then more.
+            durable = before[cam]["durable_end_ns"]
+            covered = st2.timeline(cam, 0, 2**62).covered
+            assert any(a <= durable - 1 < b for a, b in covered), (cam, covered)
+            assert any(a > killed_ns - 2 * 10**9 for a, _b in covered[1:])
+            assert len(covered) >= 2  # the gap is visible
+        assert st2.writing_cameras() == set()
+    assert "died (exit -9)" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_seals_their_segments(
+    tmp_path, cameras
+):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    cams = ["cam-0", "cam-1"]
+    _configure(store, cameras, cams)
+    node = start_node(store)
+    tok = make_token(store, "admin", "*")
+    st = wait_for(lambda: _recording(node, tok, cams), 20, "two cameras recording")
+    pids = _pids(st)
+    assert len(pids) == 2
+    time.sleep(2)
+    durable = {c: s["durable_end_ns"] for c, s in _statuses(node, tok, cams).items()}
+    node.proc.kill()
+    node.proc.wait()
+    node.proc.stdout.close()
+    wait_for(_gone(pids), 10, "the recorder processes to end with their node")
+    with open_store(store, read_only=True) as st2:
+        assert [m["camera"] for _i, m in st2.index.open_segments()]  # left open by them
+    node = start_node(store)  # recovery seals them (R1-R4)
+    assert node.stop() == 0
+    rep = json.loads(vstore("check", "--store", str(store), "--json", check=False).stdout)
+    assert rep["ok"], rep
+    with open_store(store, read_only=True) as st2:
+        for cam in cams:
+            covered = st2.timeline(cam, 0, 2**62).covered
+            assert any(a <= durable[cam] - 1 < b for a, b in covered), cam
+
+
+def test_a_recorder_process_writes_a_camera_only_before_its_lease_deadline(tmp_path, cameras):
+    """In a cluster the node pushes each camera's lease deadline to its recorder process;
+    once the deadline passes unrenewed (etcd unreachable), the process writes nothing more
+    of the camera, as the node's own recorders stop (O4)."""
+    from vstore.service.recorder_pool import RecorderPool
+    from vstore.store.config import load_config
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    _configure(store, cameras, ["cam-0"])
+    st = open_store(store)
+    deadline = [time.monotonic() + 3600.0]
+    pool = RecorderPool(st, 1, lambda cam: deadline[0])
+    try:
+        pool.start()
+        config = load_config(store / "vstore.toml")
+        pool.place(config, dict(config.cameras))
+        wait_for(lambda: pool.statuses()["cam-0"].get("recording"), 20, "cam-0 recording")
+        time.sleep(1.5)
+        # The lease stops renewing: the deadline stands 1 s from now.
+        deadline[0] = time.monotonic() + 1.0
+        deadline_wall_ns = time.time_ns() + 10**9
+        wait_for(lambda: not pool.statuses()["cam-0"].get("recorder_running"), 10,
+                 "the recorder to stop at the deadline")  # fmt: skip
+        status = pool.statuses()["cam-0"]
+        assert status["dropped_fenced"] > 0
+        time.sleep(1.0)
+        pool.place(config, {})  # (the member gives the camera up: it seals)
+    finally:
+        pool.stop()
+    rows = list(st.index.chunks(st.camera_num("cam-0"), 0, 2**62))
+    assert rows and max(r.end_ns for r in rows) <= deadline_wall_ns + 10**9 // 2
+    assert st.writing_cameras() == set()
+    rep = check_store(st)
+    assert rep.ok, rep
+    st.close()
+
+
+def test_recorders_is_a_whole_number_or_auto_and_its_mistakes_are_named(tmp_path):
+    from vstore.base.errors import ConfigError
+    from vstore.store.config import load_config
+
+    p = tmp_path / "vstore.toml"
+    p.write_text('[service]\nrecorders = "auto"\n')
+    assert load_config(p).service.recorders == (os.cpu_count() or 1)
+    p.write_text("")
+    assert load_config(p).service.recorders == 1
+    for bad in ("0", "1.5", "true", '"many"', "1000"):
+        p.write_text(f"[service]\nrecorders = {bad}\n")
+        with pytest.raises(ConfigError, match=r"recorders must be a whole number within 1\.\.256"):
+            load_config(p)
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    (store / "vstore.toml").write_text("[service]\nrecorders = 0\n")
+    r = vstore("serve", "--store", str(store), check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r
+    assert "recorders must be a whole number" in r.stderr
