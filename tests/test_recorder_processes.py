@@ -162,10 +162,12 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
         os.kill(victim_pid, signal.SIGKILL)
         killed_ns = time.time_ns()
         again = wait_for(
-            lambda: (s := _recording(node, tok, victims))
-            and victim_pid not in _pids(s)
-            and all(x["writer"]["packets"] > 0 for x in s.values())
-            and s,
+            lambda: (
+                (s := _recording(node, tok, victims))
+                and victim_pid not in _pids(s)
+                and all(x["writer"]["packets"] > 0 for x in s.values())
+                and s
+            ),
             15,
             "the victims recorded again by a new process",
         )
