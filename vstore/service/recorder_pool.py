@@ -187,7 +187,7 @@ class RecorderPool:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vstore.service.recorder_process", str(self.store.root),
-                 *map(str, fds), str(p.number)],
+                 *map(str, fds), str(p.number), str(logging.getLogger().getEffectiveLevel())],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip

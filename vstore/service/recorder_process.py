@@ -1,7 +1,7 @@
 """A recorder process: records the cameras its node gives it, into the node's store
 through the store link (the node alone opens the index), until the node tells it to stop
 or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.recorder_process
-STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER``; not a command for people.
+STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL``; not a command for people.
 
 The node asks, this process answers, one message at a time on the control connection:
 
@@ -124,9 +124,9 @@ def serve(control: Connection, recorders: Recorders) -> None:
 
 
 def main(argv: list[str]) -> int:
-    root, link_fd, control_fd, deadlines_fd, number = argv
+    root, link_fd, control_fd, deadlines_fd, number, level = argv
     logging.basicConfig(
-        level=os.environ.get("VSTORE_LOG_LEVEL", "INFO"),
+        level=int(level),  # the node's
         format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
     )
     # The node stops this process by a message, after its own signal: a Ctrl-C at a
