@@ -99,3 +99,40 @@ class CameraRun:
 
     def join(self) -> None:
         self.thread.join()
+
+
+def reconcile_runs(
+    runs: dict[str, CameraRun],
+    want: dict[str, CameraSettings],
+    start: Callable[[str, CameraSettings], CameraRun],
+) -> dict[str, list[str]]:
+    """Make ``runs`` record exactly ``want``: a camera whose recording settings changed is
+    stopped (its writer seals) before its new run starts, one no longer wanted stops, a new
+    one starts (``start``); the others are not touched. Returns the cameras started,
+    restarted and stopped."""
+    changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
+    halted = []
+    for cam, run in list(runs.items()):
+        s = want.get(cam)
+        if s is None or recording_settings(s) != run.settings:
+            run.halt()
+            halted.append(run)
+            del runs[cam]
+            changes["restarted" if cam in want else "stopped"].append(cam)
+    for run in halted:
+        run.join()  # sealed before the camera's new run opens its writer, or another takes it
+    for cam, s in want.items():
+        if cam not in runs:
+            runs[cam] = start(cam, s)
+            if cam not in changes["restarted"]:
+                changes["started"].append(cam)
+    return changes
+
+
+def stop_runs(runs: dict[str, CameraRun]) -> list[str]:
+    """Stop every run of ``runs`` (each writer seals), all at once; returns their cameras."""
+    return reconcile_runs(runs, {}, _never_started)["stopped"]
+
+
+def _never_started(camera: str, settings: CameraSettings) -> CameraRun:
+    raise AssertionError("nothing is started by stop_runs")

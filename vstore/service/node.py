@@ -25,7 +25,7 @@ from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.lifecycle.hot_footage import publish_card
-from vstore.service.camera_run import CameraRun, recording_settings, redact_url
+from vstore.service.camera_run import CameraRun, reconcile_runs, redact_url, stop_runs
 from vstore.service.job_runner import JobRunner
 from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
@@ -263,23 +263,10 @@ class Node:
             changes = self.pool.place(config, want)
             _log_changes(changes)
             return changes
-        changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
-            halted: list[CameraRun] = []
-            for cam, run in list(self._recording.items()):
-                s = want.get(cam)
-                if s is None or recording_settings(s) != run.settings:
-                    run.halt()
-                    halted.append(run)
-                    del self._recording[cam]
-                    changes["restarted" if cam in want else "stopped"].append(cam)
-            for run in halted:
-                run.join()  # sealed before the camera's new recorder opens its writer
-            for cam, s in want.items():
-                if cam not in self._recording:
-                    self._recording[cam] = CameraRun(self.store, cam, s, self._gate(cam))
-                    if cam not in changes["restarted"]:
-                        changes["started"].append(cam)
+            changes = reconcile_runs(
+                self._recording, want, lambda cam, s: CameraRun(self.store, cam, s, self._gate(cam))
+            )
         _log_changes(changes)
         return changes
 
@@ -350,12 +337,7 @@ class Node:
             self._scheduler.join()
         self.jobs.close()
         with self._lock:
-            runs = list(self._recording.values())
-            self._recording.clear()
-        for run in runs:
-            run.halt()
-        for run in runs:
-            run.join()
+            stop_runs(self._recording)
         if self.pool is not None:
             self.pool.stop()
         self.write_audit_digest()  # the last records, up to the stop

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base import heap
-from vstore.service.camera_run import CameraRun, recording_settings
+from vstore.service.camera_run import CameraRun, reconcile_runs, stop_runs
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.store_link import LinkedStore
 
@@ -59,23 +59,10 @@ class Recorders:
         self.store.config = config
         if deadlines is not None:
             self.deadlines = dict(deadlines)  # (replaced whole: a gate reads it unlocked)
-        changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
-        halted = []
-        for cam, run in list(self.runs.items()):
-            s = want.get(cam)
-            if s is None or recording_settings(s) != run.settings:
-                run.halt()
-                halted.append(run)
-                del self.runs[cam]
-                changes["restarted" if cam in want else "stopped"].append(cam)
-        for run in halted:
-            run.join()  # sealed before the answer: the node may give the camera to another
-        for cam, s in want.items():
-            if cam not in self.runs:
-                self.runs[cam] = CameraRun(self.store, cam, s, self.gate(cam))
-                if cam not in changes["restarted"]:
-                    changes["started"].append(cam)
-        return changes
+        # (every camera left out is sealed before the answer: the node may give it to another)
+        return reconcile_runs(
+            self.runs, want, lambda cam, s: CameraRun(self.store, cam, s, self.gate(cam))
+        )
 
     def set_deadlines(self, deadlines: dict[str, float]) -> None:
         if self.deadlines is not None:
@@ -85,12 +72,7 @@ class Recorders:
         return {cam: run.status() for cam, run in self.runs.items()}
 
     def stop(self) -> None:
-        runs = list(self.runs.values())
-        self.runs.clear()
-        for run in runs:
-            run.halt()
-        for run in runs:
-            run.join()
+        stop_runs(self.runs)
 
 
 def serve(control: Connection, recorders: Recorders) -> None:
