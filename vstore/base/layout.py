@@ -267,6 +267,14 @@ def node_card_key(store_uuid: str) -> str:
     return f"{NODE_CARD_PREFIX}/{store_uuid}.json"
 
 
+# Nodes declared gone for good (lifecycle/gone_nodes.py): beside the cards, never among them.
+NODE_GONE_PREFIX = "_nodes_gone"
+
+
+def node_gone_key(store_uuid: str) -> str:
+    return f"{NODE_GONE_PREFIX}/{store_uuid}.json"
+
+
 def node_segment_path(start_ns: int, segment_id: int) -> str:
     """A node's local segment as its API names it (under the camera's segments URL)."""
     return f"{start_ns}.{segment_id}"

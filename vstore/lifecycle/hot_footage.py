@@ -27,6 +27,7 @@ from vstore.base.errors import NotFound, TierError, VstoreError
 from vstore.base.loopback import is_loopback
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, SegmentRow
+from vstore.lifecycle.gone_nodes import mark_lost, take_back
 from vstore.lifecycle.shared_catalog import pack_chunks, put_entry
 from vstore.tier.base import BlobTier
 from vstore.tier.node_api import NodeTier, camera_segments_url, error_text, node_request
@@ -49,9 +50,13 @@ def publish_card(store: Store, tier: BlobTier, api_url: str) -> None:
         "store": store.uuid,
         "api": api_url,
         "node": socket.gethostname(),
+        "member": (store.config.cluster.name or socket.gethostname())
+        if store.config.cluster.etcd
+        else "",
         "at_ns": time.time_ns(),
     }
     tier.put_bytes(layout.node_card_key(store.uuid), json.dumps(card).encode())
+    take_back(tier, store.uuid)  # (declared gone, and back: what it holds is tiered again)
 
 
 def read_cards(tier: BlobTier) -> list[dict[str, Any]]:
@@ -168,8 +173,24 @@ def from_nodes(
     def more(
         store: Store, bucket: BlobTier, seen: set[tuple[str, int]], next_id: Callable[[], int]
     ) -> None:
-        if not cameras or start_ns is None or end_ns is None:
-            return  # (footage not tiered yet is asked for a camera's range only)
+        if not cameras:
+            return  # (a listing of the bucket's cameras: nothing to fetch or to mark)
+        if start_ns is not None and end_ns is not None:  # (asked for a camera's range only)
+            fetch(store, bucket, seen, next_id, cameras, start_ns, end_ns)
+        # What is still missing after a node declared gone is lost, and said so.
+        lo = start_ns if start_ns is not None else -(2**63)
+        hi = end_ns if end_ns is not None else time.time_ns()
+        notes.extend(mark_lost(store, bucket, cameras, lo, hi))
+
+    def fetch(
+        store: Store,
+        bucket: BlobTier,
+        seen: set[tuple[str, int]],
+        next_id: Callable[[], int],
+        cameras: list[str],
+        start_ns: int,
+        end_ns: int,
+    ) -> None:
         late = [c for c in cameras if _covered_until(store, c) < end_ns]
         if not late:
             return  # (the catalog covers the range: nothing is left to ask the nodes)

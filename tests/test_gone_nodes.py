@@ -1,0 +1,101 @@
+"""A node declared gone (`vstore node forget`): a live member is refused; the node's card
+gives way to a declaration, so readers of the bucket stop asking it; the footage it recorded
+and never tiered shows as lost in their timelines, not as a bare gap; and a node that starts
+again takes the declaration back."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import START_NS
+from tests.test_shared_catalog import _store
+from vstore.base import layout
+from vstore.base.timebase import format_time
+from vstore.cli.main import main
+from vstore.cluster.etcd_client import EtcdClient
+from vstore.cluster.membership import Member
+from vstore.lifecycle.hot_footage import publish_card
+from vstore.lifecycle.tiering import run_tiering
+from vstore.store.config import ClusterConfig
+from vstore.tier.factory import open_tier
+
+S = 10**9
+
+
+def _timeline(url, frm, to, capsys):
+    code = main(["timeline", "--camera", "gate", "--store", url, "--from", format_time(frm),
+                 "--to", format_time(to), "--json"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out
+    return json.loads(out.out), out.err
+
+
+@pytest.mark.s3
+def test_a_node_declared_gone_is_not_asked_and_what_it_never_tiered_shows_as_lost(
+    tmp_path, media, s3_env, bucket, etcd, capsys
+):
+    url = f"s3://{bucket}/gone"
+    prefix = f"/vstore/gone-{time.time_ns()}"
+    # Node a recorded the camera until +12 s and tiered it, then died with what followed on
+    # its disk; node b recorded it again from +30 s.
+    a = _store(tmp_path, media, "a", "gate")
+    b = _store(tmp_path, media, "b", "gate", START_NS + 30 * S)
+    for st, name in ((a, "a"), (b, "b")):
+        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
+                                                             name=name, prefix=prefix))  # fmt: skip
+        assert run_tiering(st, st.tier(url), 5 * S).tiered == 3
+        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+    a_end = max(r.end_ns for r in a.index.segments(a.camera_num("gate")))
+    b_start = min(r.start_ns for r in b.index.segments(b.camera_num("gate")))
+    a_uuid = a.uuid
+    a.close()
+    b.close()
+    frm, to = START_NS, START_NS + 40 * S
+    tl, _err = _timeline(url, frm, to, capsys)
+    assert [e for e in tl["events"] if e["kind"] == "lost"] == []
+    assert [[g["from_ns"], g["to_ns"]] for g in tl["gaps"]] == [[a_end, b_start]]
+
+    where = ["--bucket", url, "--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
+    alive = Member(EtcdClient(etcd.endpoints), prefix, "a", 10, {})
+    alive.join()
+    try:
+        assert main(["node", "forget", "a", *where]) == 2  # a live member is not gone
+        assert "drain" in capsys.readouterr().err
+    finally:
+        alive.leave()
+    assert main(["node", "forget", "nobody", *where]) == 3
+    assert "nodes: a, b" in capsys.readouterr().err
+
+    assert main(["node", "forget", "a", *where, "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)["declared"]
+    assert [(d["store"], d["member"]) for d in done] == [(a_uuid, "a")]
+    tier = open_tier(url)
+    assert tier.head(layout.node_card_key(a_uuid)) is None  # readers no longer ask it
+    assert tier.head(layout.node_gone_key(a_uuid)) is not None
+
+    tl, err = _timeline(url, frm, to, capsys)
+    lost = [e for e in tl["events"] if e["kind"] == "lost"]
+    assert len(lost) == 1, tl["events"]
+    assert (lost[0]["detail"]["from_ns"], lost[0]["detail"]["to_ns"]) == (a_end, b_start)
+    assert lost[0]["detail"]["node"] == "a" and lost[0]["detail"]["store"] == a_uuid
+    assert "declared gone" in err
+    # The text form says it where the gap is.
+    assert main(["timeline", "--camera", "gate", "--store", url, "--from", format_time(frm),
+                 "--to", format_time(to)]) == 0  # fmt: skip
+    assert "lost" in capsys.readouterr().out
+
+    # Node a comes back (its disk was not lost after all): the declaration is taken back.
+    with _reopen(tmp_path / "a") as again:
+        publish_card(again, again.tier(url), "https://127.0.0.1:9")
+    assert tier.head(layout.node_gone_key(a_uuid)) is None
+    tl, _err = _timeline(url, frm, to, capsys)
+    assert [e for e in tl["events"] if e["kind"] == "lost"] == []
+
+
+def _reopen(path):
+    from vstore.api import open_store
+
+    return open_store(path)
