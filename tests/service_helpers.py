@@ -108,13 +108,16 @@ def make_token(store: Path, role: str, groups: str, name: str | None = None) -> 
     return json.loads(out.stdout)["token"]
 
 
-def start_node(store: Path, *extra: str) -> Node:
+def start_node(store: Path, *extra: str, new_session: bool = False) -> Node:
+    """A `vstore serve` of ``store`` on a free port, once ready; ``new_session``: in a
+    process group of its own (to be signalled as systemd signals a service's group)."""
     cmd = [sys.executable, "-m", "vstore.cli.main", "serve", "--store", str(store)]
     cmd += ["--listen", "127.0.0.1:0", "--json", *extra]
     # The log goes to a file: a pipe nobody reads would stall the node once full.
     log = store.parent / "serve.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                start_new_session=new_session)  # fmt: skip
     deadline = time.monotonic() + 60
     text = ""
     doc = None

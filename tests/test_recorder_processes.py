@@ -140,7 +140,7 @@ def _gone(pids):
 
 
 def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothing(
-    tmp_path, cameras
+    tmp_path, cameras, media
 ):
     store = tmp_path / "store"
     vstore("init", "--store", str(store))
@@ -174,6 +174,20 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
         assert len(_pids(again)) == 1
         metrics = node.get("/metrics", tok).body.decode()
         assert "vstore_cameras_recording 4.0" in metrics
+        # Started again, the process's cameras are still its own (M2): an import into one is
+        # refused, a check finds nothing wrong, and a repair leaves its open segment alone.
+        src = media("rp-src.ts", 3.0, codec="h264", gop_frames=10)
+        r = vstore("import", str(src), "--camera", victims[0], "--start", "-1h", "--store",
+                   str(store), check=False)  # fmt: skip
+        assert r.returncode != 0 and "already has an open writer" in r.stderr, r
+        for extra in ([], ["--repair"]):
+            r = vstore("check", "--store", str(store), "--json", *extra, check=False)
+            assert json.loads(r.stdout)["ok"], r.stdout
+        # Killed again: what it left open is sealed again.
+        second = next(iter(_pids(again)))
+        os.kill(second, signal.SIGKILL)
+        wait_for(lambda: (s := _recording(node, tok, victims)) and second not in _pids(s),
+                 15, "the victims recorded again after a second kill")  # fmt: skip
         # A reload: a new camera goes to a process, a removed one stops and seals.
         _configure(store, cameras, ["cam-0", "cam-2", "cam-3", "cam-4"])
         os.kill(node.proc.pid, signal.SIGHUP)
@@ -195,7 +209,9 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
             assert any(a > killed_ns - 2 * 10**9 for a, _b in covered[1:])
             assert len(covered) >= 2  # the gap is visible
         assert st2.writing_cameras() == set()
-    assert "died (exit -9)" in (tmp_path / "serve.log").read_text()
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("died (exit -9)") == 2
+    assert "'reason': 'restart'" in log  # (a recorder process logs at its node's level)
 
 
 def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_seals_their_segments(
@@ -285,3 +301,61 @@ def test_recorders_is_a_whole_number_or_auto_and_its_mistakes_are_named(tmp_path
     r = vstore("serve", "--store", str(store), check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r
     assert "recorders must be a whole number" in r.stderr
+
+
+def test_systemd_s_sigterm_to_the_group_seals_everything_and_a_hung_recorder_is_replaced(
+    tmp_path, cameras
+):
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    cams = ["cam-0", "cam-1"]
+    _configure(store, cameras, cams)
+    node = start_node(store, new_session=True)
+    tok = make_token(store, "admin", "*")
+    try:
+        st = wait_for(lambda: _recording(node, tok, cams), 20, "two cameras recording")
+        # A recorder process stopped (SIGSTOP: hung, as far as anyone can tell): statuses
+        # answer at once, saying so; it is killed and started again.
+        frozen = st["cam-0"]["recorder_process"]["pid"]
+        os.kill(frozen, signal.SIGSTOP)
+        time.sleep(3)
+        t0 = time.monotonic()
+        status = _statuses(node, tok, ["cam-0", "cam-1"])
+        assert time.monotonic() - t0 < 5
+        assert not status["cam-0"]["recording"]
+        assert "not answered" in status["cam-0"]["last_error"]
+        assert status["cam-1"]["recording"]
+        wait_for(lambda: (s := _recording(node, tok, cams)) and frozen not in _pids(s), 30,
+                 "the hung process replaced")  # fmt: skip
+        pids = _pids(_statuses(node, tok, cams))
+        time.sleep(2)
+        # systemd stops a service by SIGTERM to its whole group: the recorder processes
+        # leave it to the node, which has them seal everything.
+        stopped_ns = time.time_ns()
+        os.killpg(node.proc.pid, signal.SIGTERM)
+        assert node.proc.wait(60) == 0
+    finally:
+        if node.proc.poll() is None:
+            node.stop()
+        node.proc.stdout.close()
+    wait_for(_gone(pids | {frozen}), 10, "the recorder processes to end")
+    log = (tmp_path / "serve.log").read_text()
+    assert "has not answered" in log and "did not stop cleanly" not in log
+    rep = json.loads(vstore("check", "--store", str(store), "--json", check=False).stdout)
+    assert rep["ok"], rep
+    with open_store(store, read_only=True) as st2:
+        for cam in cams:
+            end = st2.timeline(cam, 0, 2**62).covered[-1][1]
+            assert stopped_ns - end < 1.5 * 10**9, (cam, (stopped_ns - end) / 1e9)
+
+
+def test_what_a_change_does_to_a_process_waiting_to_start_again_is_said():
+    from vstore.service.recorder_pool import _changes
+    from vstore.store.config import CameraSettings
+
+    a, b = CameraSettings(url="tcp://127.0.0.1:1"), CameraSettings(url="tcp://127.0.0.1:2")
+    renamed = a._replace(name="Gate")
+    assert _changes({"x": a, "y": a}, {"x": b, "y": renamed, "z": a}) == {
+        "started": ["z"], "restarted": ["x"], "stopped": []
+    }  # fmt: skip
+    assert _changes({"x": a}, {})["stopped"] == ["x"]

@@ -214,9 +214,14 @@ class Node:
         self.store.config = config
         if config.cluster != old.cluster:
             self._cluster_changed(config)
+        running = len(self.pool.procs) if self.pool is not None else 1
         if config.service.recorders != old.service.recorders:
-            log.warning("vstore.toml: [service] recorders changed: it applies when this node "
-                        "starts again (restart it)")  # fmt: skip
+            if config.service.recorders == running:
+                log.info("vstore.toml: [service] recorders = %d: as running", running)
+            else:
+                log.warning("vstore.toml: [service] recorders = %d: this node runs %d until "
+                            "it starts again (restart it)", config.service.recorders,
+                            running)  # fmt: skip
         changes = self._reconcile(config)
         self.store.record_config(by, action, {**detail, **changes})
         for note in config.notes:
@@ -331,6 +336,8 @@ class Node:
         seals), then sign the audit records since the last digest."""
         self.ready = False
         self._stopping.set()
+        if self.pool is not None:
+            self.pool.stopping()  # (a recorder process that ends now is not started again)
         if self.cluster is not None:
             self.cluster.stop()  # its cameras seal, then its lease and claims go
         if self._scheduler is not None:

@@ -3,12 +3,14 @@ spread over N processes, so that recording grows with the cores, while the node'
 keeps the store's one index, the API, the schedule and the cluster member.
 
 Each camera is recorded by one process and stays with it (a camera new to the node goes to
-the process with the fewest). A process that dies is seen within a second: the node waits
-for the index calls it had under way, seals the segments it left open as recovery does at a
-start (R1-R4: every whole chunk kept, damage recorded aloud), and starts it again with the
-same cameras, one, two, four... up to 30 seconds later. In a cluster the node pushes each
-camera's lease deadline to its process every half second; a process writes a camera only
-before that deadline (O4), as the node's own recorders ask ``Agent.holds``.
+the process with the fewest). A process that dies, or stops answering (it beats every
+second; HUNG_AFTER_S without a beat and it is killed), is seen within a second or so: the
+node waits for the index calls it had under way, seals the segments it left open as
+recovery does at a start (R1-R4: every whole chunk kept, damage recorded aloud), and starts
+it again with the same cameras, one, two, four... up to 30 seconds later; its cameras stay
+lent to it meanwhile (M2), so no import or repair takes them. In a cluster the node pushes
+each camera's lease deadline to its process every half second; a process writes a camera
+only before that deadline (O4), as the node's own recorders ask ``Agent.holds``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from vstore.base.errors import UsageError, VstoreError
+from vstore.service.camera_run import recording_settings
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.recovery import recover
 from vstore.store.store import Store
@@ -32,9 +35,11 @@ from vstore.store.store_link import serve_link
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0  # a process's imports and first answer
-ANSWER_TIMEOUT_S = 300.0  # its cameras stopping and sealing, at the most
-STATUS_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 600.0  # its cameras stopping and sealing, at the most, while it beats
+STATUS_TIMEOUT_S = 2.0  # a status not answered by then shows the process as not answering
 MONITOR_EVERY_S = 0.5  # deaths seen, lease deadlines pushed
+BEAT_EVERY_S = 1.0  # (recorder_process.py beats this often)
+HUNG_AFTER_S = 10.0  # no beat for this long: hung (or stopped), killed and started again
 RESTART_MAX_S = 30.0
 STEADY_S = 60.0  # a process that ran this long restarts at once when it dies
 STATUS_CACHE_S = 0.5  # (metrics ask each camera's status in turn)
@@ -51,8 +56,10 @@ class _Process:
         self.number = number
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: Connection | None = None
-        # Lease deadlines go on a connection of their own, never behind a long answer.
-        self.deadlines: Connection | None = None
+        # Lease deadlines go out, beats come in, on a connection of their own: never
+        # behind a long answer.
+        self.beats: Connection | None = None
+        self.last_beat_mono = 0.0
         self.link: threading.Thread | None = None
         self.cameras: dict[str, CameraSettings] = {}  # what it should record
         self.lent: set[str] = set()  # cameras the store counts as its (Store.lend_camera)
@@ -65,6 +72,10 @@ class _Process:
     @property
     def alive(self) -> bool:
         return self.proc is not None
+
+    def silent_s(self) -> float:
+        """Seconds since its last beat (0 while it is not running)."""
+        return time.monotonic() - self.last_beat_mono if self.proc is not None else 0.0
 
 
 class RecorderPool:
@@ -81,9 +92,11 @@ class RecorderPool:
         # In a cluster, camera -> the time.monotonic() its writes must stop by.
         self.deadline = deadline
         self.procs = [_Process(k) for k in range(count)]
-        self._lock = threading.Lock()  # placement
-        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # placement, deaths, starts
+        self._no_restarts = threading.Event()  # the node is stopping
+        self._stopped = threading.Event()  # every process ended
         self._monitor: threading.Thread | None = None
+        self._status_lock = threading.Lock()  # one refresh of the statuses at a time
         self._status_cache: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
 
     def start(self) -> None:
@@ -100,7 +113,8 @@ class RecorderPool:
     # --- placement -------------------------------------------------------------------------
     def place(self, config: StoreConfig, want: dict[str, CameraSettings]) -> dict[str, list[str]]:
         """Record exactly ``want``: cameras already recorded stay in their process, new ones
-        go to the process with the fewest; returns the cameras started, restarted, stopped."""
+        go to the process with the fewest; returns the cameras started, restarted, stopped
+        (for a process waiting to start again: what it will do when it starts)."""
         changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
             self.config = config
@@ -117,31 +131,36 @@ class RecorderPool:
         self._status_cache = (0.0, {})
         return changes
 
-    def _give(self, p: _Process, cameras: dict[str, CameraSettings]) -> dict[str, list[str]]:
+    def _lend(self, p: _Process, cameras: dict[str, CameraSettings]) -> None:
+        """Lend ``p`` the cameras it is to record that it does not hold yet (M2); one an
+        import writes now is left out, said aloud."""
         for cam in list(cameras):
             if cam not in p.lent:
                 try:
                     self.store.lend_camera(cam)
-                except UsageError as exc:  # an import writes it now
-                    log.error("camera %s not recorded: %s", cam, exc)
+                except UsageError as exc:
+                    log.error("camera %s not recorded now: %s", cam, exc)
                     del cameras[cam]
                     continue
                 p.lent.add(cam)
+
+    def _give(self, p: _Process, cameras: dict[str, CameraSettings]) -> dict[str, list[str]]:
+        self._lend(p, cameras)
         before = p.cameras
         p.cameras = cameras
         if not p.alive:
-            # Started with them when it comes back; what it dropped was recovered already.
+            # It records them when it starts again; what it recorded of the others was
+            # sealed when it died (M3): they are free.
             for cam in p.lent - set(cameras):
                 self.store.return_camera(cam)
             p.lent &= set(cameras)
-            started = [c for c in cameras if c not in before]
-            return {"started": started, "stopped": [c for c in before if c not in cameras]}
+            return _changes(before, cameras)
         try:
             changes: dict[str, list[str]] = self._ask(
                 p, "cameras", (self.config, cameras, self._deadlines(cameras)), ANSWER_TIMEOUT_S
             )
         except RecorderGone:
-            return {"started": [c for c in cameras if c not in before]}  # (at its restart)
+            return _changes(before, cameras)  # (done when it starts again)
         for cam in changes.get("stopped", []):  # sealed: the camera is free again
             self.store.return_camera(cam)
             p.lent.discard(cam)
@@ -154,40 +173,47 @@ class RecorderPool:
 
     # --- what they do ----------------------------------------------------------------------
     def statuses(self) -> dict[str, dict[str, Any]]:
-        """Every camera's recorder status (as ``CameraRun.status``), with its process."""
-        at, cached = self._status_cache
-        if time.monotonic() - at < STATUS_CACHE_S:
-            return cached
-        out: dict[str, dict[str, Any]] = {}
-        for p in self.procs:
-            got: dict[str, dict[str, Any]] = {}
-            if p.alive:
-                try:
-                    got = self._ask(p, "status", None, STATUS_TIMEOUT_S)
-                except RecorderGone:
-                    got = {}
-            pid = p.proc.pid if p.proc is not None else None
-            for cam in list(p.cameras):
-                st = got.get(cam) or {
-                    "recording": False,
-                    "recorder_running": False,
-                    "last_error": p.last_death or "its recorder process is starting",
-                }
-                out[cam] = {**st, "recorder_process": {"number": p.number, "pid": pid}}
-        self._status_cache = (time.monotonic(), out)
-        return out
+        """Every camera's recorder status (as ``CameraRun.status``), with its process; a
+        process that does not answer within STATUS_TIMEOUT_S is said to."""
+        with self._status_lock:
+            at, cached = self._status_cache
+            if time.monotonic() - at < STATUS_CACHE_S:
+                return cached
+            out: dict[str, dict[str, Any]] = {}
+            for p in self.procs:
+                got: dict[str, dict[str, Any]] = {}
+                why = p.last_death or "its recorder process is starting"
+                if p.alive and p.silent_s() > 2 * BEAT_EVERY_S:
+                    why = f"its recorder process has not answered for {p.silent_s():.0f} s"
+                elif p.alive:
+                    try:
+                        got = self._ask(p, "status", None, STATUS_TIMEOUT_S, kill=False)
+                    except RecorderGone as exc:
+                        why = str(exc)
+                pid = p.proc.pid if p.proc is not None else None
+                for cam in list(p.cameras):
+                    st = got.get(cam) or {
+                        "recording": False,
+                        "recorder_running": False,
+                        "last_error": why,
+                    }
+                    out[cam] = {**st, "recorder_process": {"number": p.number, "pid": pid}}
+            self._status_cache = (time.monotonic(), out)
+            return out
 
     def recorded(self) -> list[str]:
         return sorted(cam for p in self.procs for cam in p.cameras)
 
     # --- the processes ---------------------------------------------------------------------
     def _spawn(self, p: _Process) -> None:
-        pairs = [socket.socketpair() for _ in range(3)]  # link, control, deadlines
+        pairs = [socket.socketpair() for _ in range(3)]  # link, control, deadlines and beats
         fds = [there.fileno() for _here, there in pairs]
+        # (the level the node logs its own cameras' events at)
+        level = logging.getLogger("vstore").getEffectiveLevel()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vstore.service.recorder_process", str(self.store.root),
-                 *map(str, fds), str(p.number), str(logging.getLogger().getEffectiveLevel())],
+                 *map(str, fds), str(p.number), str(level)],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
@@ -198,9 +224,9 @@ class RecorderPool:
             raise VstoreError(f"recorder process {p.number} could not start: {exc}") from exc
         for _here, there in pairs:
             there.close()
-        (link_here, _), (control_here, _), (deadlines_here, _) = pairs
+        (link_here, _), (control_here, _), (beats_here, _) = pairs
         control = Connection(control_here.detach())
-        deadlines = Connection(deadlines_here.detach())
+        beats = Connection(beats_here.detach())
         link = serve_link(self.store, Connection(link_here.detach()), f"recorder-{p.number}")
         try:
             # (the first words, before anyone else may talk to it)
@@ -210,53 +236,84 @@ class RecorderPool:
             _status, pid = control.recv()
         except (VstoreError, EOFError, OSError) as exc:
             proc.kill()
-            proc.wait()
+            code = proc.wait()
             control.close()
-            deadlines.close()
+            beats.close()
             link.join(timeout=ANSWER_TIMEOUT_S)
-            raise VstoreError(f"recorder process {p.number} did not start: {exc}") from exc
-        p.proc, p.control, p.link, p.deadlines = proc, control, link, deadlines
-        p.started_mono = time.monotonic()
+            why = f"recorder process {p.number} did not start (exit {code}; its error is above)"
+            p.last_death = why
+            raise VstoreError(f"{why}: {exc}") from exc
+        p.proc, p.control, p.link, p.beats = proc, control, link, beats
+        p.started_mono = p.last_beat_mono = time.monotonic()
+        threading.Thread(target=self._hear, args=(p, beats), daemon=True,
+                         name=f"vstore-beats-{p.number}").start()  # fmt: skip
         log.info("recorder process %d started (pid %d)", p.number, pid)
         if p.cameras:
+            self._lend(p, p.cameras)  # (held since it died; any an import took meanwhile)
             self._ask(p, "cameras", (self.config, p.cameras, self._deadlines(p.cameras)),
                       ANSWER_TIMEOUT_S)  # fmt: skip
 
-    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float) -> Any:
+    def _hear(self, p: _Process, beats: Connection) -> None:
+        while True:
+            try:
+                beats.recv()
+            except (EOFError, OSError):
+                return
+            p.last_beat_mono = time.monotonic()
+
+    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float, kill: bool = True) -> Any:
+        """Its answer to one message; RecorderGone when it is gone, or when it does not
+        answer in ``timeout_s`` (then killed, unless not ``kill``) or stops beating
+        (killed: hung)."""
         with p.lock:
             conn = p.control
             if conn is None:
                 raise RecorderGone(f"recorder process {p.number} is not running")
             try:
                 conn.send((op, arg))
-                if not conn.poll(timeout_s):
-                    raise RecorderGone(f"recorder process {p.number}: no answer in {timeout_s} s")
+                deadline = time.monotonic() + timeout_s
+                while not conn.poll(min(BEAT_EVERY_S, timeout_s)):
+                    if p.silent_s() > HUNG_AFTER_S:
+                        self._kill(p, f"has not answered for {p.silent_s():.0f} s")
+                        raise RecorderGone(f"recorder process {p.number} hung: killed")
+                    if time.monotonic() > deadline:
+                        if kill:
+                            self._kill(p, f"did not answer {op!r} in {timeout_s:.0f} s")
+                        raise RecorderGone(
+                            f"recorder process {p.number} did not answer in {timeout_s:g} s"
+                        )
                 status, value = conn.recv()
             except (EOFError, OSError) as exc:
                 raise RecorderGone(f"recorder process {p.number} is gone: {exc}") from exc
-            except RecorderGone:
-                if p.proc is not None:
-                    p.proc.kill()  # hung: its death is handled as any other
-                raise
         if status != "ok":
             raise VstoreError(f"recorder process {p.number}: {value}")
         return value
 
+    def _kill(self, p: _Process, why: str) -> None:
+        proc = p.proc
+        if proc is not None and proc.poll() is None:
+            log.error("recorder process %d %s: killing it", p.number, why)
+            proc.kill()
+
     def _watch(self) -> None:
-        while not self._stopping.wait(MONITOR_EVERY_S):
+        while not self._no_restarts.wait(MONITOR_EVERY_S):
             for p in self.procs:
-                if self._stopping.is_set():
+                if self._no_restarts.is_set():
                     return
                 try:
                     self._tend(p)
                 except VstoreError as exc:
-                    log.error("recorder process %d: %s", p.number, exc)
+                    log.error("%s", exc)
 
     def _tend(self, p: _Process) -> None:
         proc = p.proc
         if proc is not None and proc.poll() is None:
+            if p.silent_s() > HUNG_AFTER_S:
+                self._kill(p, f"has not answered for {p.silent_s():.0f} s (hung or stopped)")
             return
         with self._lock:
+            if self._no_restarts.is_set():
+                return
             proc = p.proc
             if proc is not None and proc.poll() is not None:
                 self._bury(p, f"recorder process {p.number} died (exit {proc.returncode})")
@@ -268,9 +325,9 @@ class RecorderPool:
     def _push_deadlines(self) -> None:
         """The member's lease deadlines to every process, every MONITOR_EVERY_S, on their
         own connections: nothing the node waits for delays them (M4)."""
-        while not self._stopping.wait(MONITOR_EVERY_S):
+        while not self._stopped.wait(MONITOR_EVERY_S):
             for p in self.procs:
-                conn, cameras = p.deadlines, p.cameras
+                conn, cameras = p.beats, p.cameras
                 if conn is None or not cameras:
                     continue
                 try:
@@ -280,15 +337,16 @@ class RecorderPool:
 
     def _bury(self, p: _Process, why: str | None = None) -> None:
         """After a process ended (``why``, unless it was asked to): wait for its index calls
-        under way, seal what it left open, and free its cameras for its next start."""
+        under way and seal what it left open (M3). Its cameras stay lent to it for its next
+        start, unless the node is stopping."""
         if why is not None:
             log.error("%s; sealing its open segments, then starting it again", why)
             p.last_death = why
         proc, p.proc = p.proc, None
-        for conn in (p.control, p.deadlines):
+        for conn in (p.control, p.beats):
             if conn is not None:
                 conn.close()
-        p.control = p.deadlines = None
+        p.control = p.beats = None
         if p.link is not None:
             p.link.join(timeout=ANSWER_TIMEOUT_S)
             p.link = None
@@ -298,9 +356,10 @@ class RecorderPool:
             p.backoff_s = 1.0
             p.next_start_mono = 0.0
         self._recover(p.lent)  # (nothing is open after a clean stop)
-        for cam in p.lent:
+        keep = set(p.cameras) if not self._no_restarts.is_set() else set()
+        for cam in p.lent - keep:
             self.store.return_camera(cam)
-        p.lent = set()
+        p.lent &= keep
         self._status_cache = (0.0, {})
 
     def _recover(self, cameras: set[str]) -> None:
@@ -318,16 +377,23 @@ class RecorderPool:
         if open_ids:
             log.info("sealed %d segment(s) left open by a recorder process", len(open_ids))
 
+    def stopping(self) -> None:
+        """The node is stopping: no process is started again from now on."""
+        self._no_restarts.set()
+
     def stop(self) -> None:
         """Every process stops its cameras (each seals what it was given) and ends; what a
         process that could not stop cleanly left open is sealed here."""
-        self._stopping.set()
+        self._no_restarts.set()
         if self._monitor is not None:
             self._monitor.join()
         with self._lock:
             for p in self.procs:
                 if p.proc is None:
                     continue
+                if p.cameras:
+                    log.info("recorder process %d: sealing %d camera(s)", p.number,
+                             len(p.cameras))  # fmt: skip
                 try:
                     self._ask(p, "stop", None, ANSWER_TIMEOUT_S)
                 except VstoreError as exc:
@@ -339,3 +405,19 @@ class RecorderPool:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                 self._bury(p)
+        self._stopped.set()
+
+
+def _changes(
+    before: dict[str, CameraSettings], after: dict[str, CameraSettings]
+) -> dict[str, list[str]]:
+    """What giving ``after`` in place of ``before`` starts, restarts and stops."""
+    return {
+        "started": [c for c in after if c not in before],
+        "restarted": [
+            c
+            for c, s in after.items()
+            if c in before and recording_settings(before[c]) != recording_settings(s)
+        ],
+        "stopped": [c for c in before if c not in after],
+    }

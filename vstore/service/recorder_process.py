@@ -12,7 +12,8 @@ The node asks, this process answers, one message at a time on the control connec
 - ``("stop", None)``: every camera stops and seals; the answer says so; the process ends.
 
 On the deadlines connection the node sends ``{camera: deadline}`` every half second, as the
-member's lease renews (never behind a long answer on the control connection).
+member's lease renews, and this process beats every second (never behind a long answer on
+the control connection).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from vstore.base import heap
 from vstore.service.camera_run import CameraRun, reconcile_runs, stop_runs
+from vstore.service.recorder_pool import BEAT_EVERY_S
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.store_link import LinkedStore
 
@@ -112,9 +114,10 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
     )
     # The node stops this process by a message, after its own signal: a Ctrl-C at a
-    # terminal reaches the whole process group, and must not cut a camera's seal short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # terminal, and systemd's SIGTERM, reach the whole process group, and must not cut a
+    # camera's seal short (M5).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     link = Connection(int(link_fd))
     control = Connection(int(control_fd))
     # The node's vstore.toml as it read it, and its store's uuid (segments carry it).
@@ -122,9 +125,9 @@ def main(argv: list[str]) -> int:
     heap.settle_for_recording()
     store = LinkedStore(Path(root), link, config, uuid)
     recorders = Recorders(store)
-    threading.Thread(
-        target=_read_deadlines, args=(Connection(int(deadlines_fd)), recorders), daemon=True
-    ).start()
+    beats = Connection(int(deadlines_fd))
+    threading.Thread(target=_read_deadlines, args=(beats, recorders), daemon=True).start()
+    threading.Thread(target=_beat, args=(beats,), daemon=True, name="vstore-beat").start()
     control.send(("ok", os.getpid()))
     trim = threading.Thread(target=_trim_loop, daemon=True, name="vstore-heap")
     trim.start()
@@ -138,6 +141,16 @@ def _read_deadlines(conn: Connection, recorders: Recorders) -> None:
             recorders.set_deadlines(conn.recv())
         except (EOFError, OSError):
             return  # the node is gone: the control connection says so too
+
+
+def _beat(conn: Connection) -> None:
+    """Tell the node this process still runs (it kills one silent for HUNG_AFTER_S)."""
+    while True:
+        try:
+            conn.send(None)
+        except (OSError, ValueError):
+            return
+        time.sleep(BEAT_EVERY_S)
 
 
 def _trim_loop() -> None:

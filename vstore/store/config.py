@@ -780,7 +780,7 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         raise ConfigError(f"{where}: url must be http(s)://HOST:PORT, as other machines reach it")
     recorders = out.recorders
     if recorders == "auto":
-        recorders = os.cpu_count() or 1
+        recorders = _cores()
     if isinstance(recorders, bool) or not isinstance(recorders, int) or not 1 <= recorders <= 256:
         raise ConfigError(f'{where}: recorders must be a whole number within 1..256, or "auto"')
     return out._replace(
@@ -790,6 +790,15 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         write_timeout_s=float(out.write_timeout_s),
         chain_sign_every_s=float(out.chain_sign_every_s),
     )
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, as taskset or a container's
+    cpuset leaves it), not only the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _tier(
