@@ -67,6 +67,8 @@ class _PlannedChunk(NamedTuple):
     pieces: list[_Pieces] | None  # per entry of samples; None: read again
     sizes: list[list[int]]  # the MP4 sample sizes the moov is built from, per entry
     verified: bool  # pass 1 read the whole chunk and checked it
+    # Its packet table's bytes and their decoding from pass 1 (reused by pass 2's read).
+    known: tuple[bytes, fmt.PacketColumns] | None = None
 
 
 def sample_pieces(
@@ -116,7 +118,7 @@ class BlockSink:
 
     def put(self, bufs: list[bytes | memoryview]) -> None:
         self._pending += bufs
-        self._pending_bytes += sum(len(b) for b in bufs)
+        self._pending_bytes += sum(map(len, bufs))
         if self._pending_bytes >= BLOCK_BYTES or self.count == 0:
             self._flush()
 
@@ -132,7 +134,7 @@ class BlockSink:
                 # writev takes at most IOV_MAX (1024) buffers and may write less than asked.
                 for k in range(0, len(bufs), 1024):
                     batch = bufs[k : k + 1024]
-                    want = sum(len(b) for b in batch)
+                    want = n if len(bufs) <= 1024 else sum(map(len, batch))
                     got = os.writev(self._fd, batch)
                     if got < want:
                         rest = memoryview(b"".join(batch))[got:]
@@ -380,13 +382,15 @@ class NativeMp4:
         """Pass 1 from the packet tables alone (see the class notes)."""
         rewritten = self._rewritten()
 
-        def read(rd: SegmentReader, c: ChunkRow) -> tuple[fmt.ChunkHeader, fmt.PacketColumns]:
-            head, cols = rd.read_table(c.offset, c.length)
+        def read(
+            rd: SegmentReader, c: ChunkRow
+        ) -> tuple[fmt.ChunkHeader, fmt.PacketColumns, bytes]:
+            head, cols, table = rd.read_table_bytes(c.offset, c.length)
             if rewritten and cols.sample_size is None:  # the index said it has the column
                 raise CorruptSegment(f"{rd.name}@{c.offset}: no sample sizes")
-            return head, cols
+            return head, cols, table
 
-        for rd, c, (head, cols) in self._each_chunk(read):
+        for rd, c, (head, cols, table) in self._each_chunk(read):
             samples = self._select(rd.meta, cols)
             planned: list[list[int]] = []
             for tr, idxs in samples:
@@ -396,7 +400,7 @@ class NativeMp4:
                 size = cols.sample_size if t.annexb or t.adts else cols.size
                 assert size is not None  # (read() checked)
                 planned.append(list(map(size.__getitem__, idxs)))
-            self.chunks.append(_PlannedChunk(rd, c, samples, None, planned, False))
+            self.chunks.append(_PlannedChunk(rd, c, samples, None, planned, False, (table, cols)))
 
     @staticmethod
     def _adts_config(rd: SegmentReader, c: ChunkRow, head: fmt.ChunkHeader, at: int) -> bytes:
@@ -409,7 +413,7 @@ class NativeMp4:
         """Pass 2's read of a chunk whose pieces pass 1 did not keep, checked: its CRC, and
         its samples against the sizes the moov was built from."""
         try:
-            chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
+            chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32, pc.known)
             pieces = self._pieces(chunk, pc.samples)
             if [p.sizes for p in pieces] != pc.sizes:
                 raise CorruptSegment(

@@ -83,8 +83,15 @@ def read_header(src: ByteSource) -> tuple[fmt.SegmentMeta, int]:
     return fmt.unpack_header(probe)
 
 
-def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> Chunk:
-    """Parse and verify one whole chunk's bytes."""
+def parse_chunk(
+    buf: bytes,
+    expect_crc: int | None = None,
+    where: str = "",
+    known: tuple[bytes, fmt.PacketColumns] | None = None,
+) -> Chunk:
+    """Parse and verify one whole chunk's bytes. ``known``: its packet table's bytes and
+    their decoding from an earlier read (``read_table_bytes``), reused when the table bytes
+    are those (the checksum covers them) rather than decoded again."""
     h = fmt.unpack_chunk_header(buf)
     if h.chunk_len != len(buf):
         raise CorruptSegment(f"{where}chunk length mismatch")
@@ -93,7 +100,10 @@ def parse_chunk(buf: bytes, expect_crc: int | None = None, where: str = "") -> C
     (stored_crc,) = fmt.CHUNK_CRC.unpack_from(buf, body_end)
     if crc != stored_crc or (expect_crc is not None and crc != expect_crc):
         raise CorruptSegment(f"{where}chunk checksum mismatch")
-    cols = _decode_table(buf, h, where)
+    if known is not None and memoryview(buf)[fmt.CHUNK_HEADER.size : h.payload_offset] == known[0]:
+        cols = known[1]
+    else:
+        cols = _decode_table(buf, h, where)
     payload = memoryview(buf)[h.payload_offset : body_end]  # a view: no copy of the GOP
     return Chunk(h, cols, payload, crc)
 
@@ -230,14 +240,28 @@ class SegmentReader:
             self._entries, _end = fmt.unpack_footer(footer)
         return self._entries
 
-    def read_chunk(self, offset: int, length: int, crc32: int | None = None) -> Chunk:
-        return parse_chunk(self.src.read(offset, length), crc32, f"{self.name}@{offset}: ")
+    def read_chunk(
+        self,
+        offset: int,
+        length: int,
+        crc32: int | None = None,
+        known: tuple[bytes, fmt.PacketColumns] | None = None,
+    ) -> Chunk:
+        return parse_chunk(self.src.read(offset, length), crc32, f"{self.name}@{offset}: ", known)
 
     def read_table(self, offset: int, length: int) -> tuple[fmt.ChunkHeader, fmt.PacketColumns]:
         """A chunk's header and packet table without its payload: one small read (two for
         a table past the probe). Not yet verified: the chunk's checksum covers the table
         with the payload, so a caller that acts on it checks the whole chunk before it
         trusts the result (the clip writer does, as it streams the payload)."""
+        h, cols, _table = self.read_table_bytes(offset, length)
+        return h, cols
+
+    def read_table_bytes(
+        self, offset: int, length: int
+    ) -> tuple[fmt.ChunkHeader, fmt.PacketColumns, bytes]:
+        """``read_table``, and the table's bytes (``read_chunk`` then reuses the decoding
+        when the chunk holds those bytes)."""
         where = f"{self.name}@{offset}: "
         head = self.src.read(offset, min(length, _TABLE_PROBE))
         h = fmt.unpack_chunk_header(head)
@@ -245,7 +269,8 @@ class SegmentReader:
             raise CorruptSegment(f"{where}chunk length mismatch")
         if h.payload_offset > len(head):
             head = self.src.read(offset, h.payload_offset)
-        return h, _decode_table(head, h, where)
+        table = bytes(memoryview(head)[fmt.CHUNK_HEADER.size : h.payload_offset])
+        return h, _decode_table(head, h, where), table
 
     def iter_packets(self, entries: list[fmt.DirEntry] | None = None) -> Iterator[Packet]:
         """Every packet of the given chunks (default: all), in stored order, with wall time."""
