@@ -84,14 +84,21 @@ class Node:
             self.store.catalog_epoch = self._catalog_epoch
             # Tiered footage is deleted by the member elected to (E1), from the catalog.
             self.store.tiered_deleter = self.cluster.deleter
-            self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
         count = self.store.config.service.recorders
         if count > 1:
+            # Before the member claims anything: every camera it is given goes to them.
             agent = self.cluster
             self.pool = RecorderPool(
                 self.store, count, agent.valid_until if agent is not None else None
             )
             self.pool.start()
+        if self.cluster is not None:
+            try:
+                self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
+            except BaseException:
+                if self.pool is not None:
+                    self.pool.stop()
+                raise
         self._reconcile(self.store.config)
         self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
         self._trimmer.start()
