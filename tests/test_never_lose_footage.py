@@ -1214,3 +1214,35 @@ def test_recovery_of_a_sealed_file_indexes_only_chunks_that_verify(tmp_path):
         assert st.last_recovery.damaged_chunks == 1
         assert len(readable_chunks(st)) == 9  # every indexed chunk reads and verifies (I1)
         assert check_store(st).ok  # the damage is recorded and known
+
+
+@pytest.mark.parametrize("repair", [False, True])
+def test_a_segment_a_live_writer_opens_while_check_reads_is_no_orphan(tmp_path, repair):
+    """`check` reads the index, then lists the files: a segment a live writer opened in
+    between (its index rows written first, W0) is neither reported nor adopted (adopting it
+    ran recovery under the writer, which discarded its file)."""
+    from tests.test_timestamps import VIDEO, push
+
+    st = open_store(tmp_path / "s")
+    w = st.writer("cam", [VIDEO], start_ns=START_NS)
+    push(w, 50)
+    w.flush()
+    listing = st.layout.iter_segment_files
+
+    def listed_after_a_new_segment():
+        w.new_run(reason="test")  # a new segment: indexed, then its file created
+        push(w, 50, start=50 * 3600, first_index=50)
+        w.flush()
+        yield from listing()
+
+    st.layout.iter_segment_files = listed_after_a_new_segment  # type: ignore[method-assign]
+    rep = check_store(st, repair=repair)
+    st.layout.iter_segment_files = listing  # type: ignore[method-assign]
+    assert [p for p in rep.problems if p.code == "C4"] == [], rep.problems
+    push(w, 50, start=100 * 3600, first_index=100)
+    w.close()
+    rep = check_store(st)
+    assert rep.ok, rep.problems
+    segs = list(st.index.segments(st.camera_num("cam")))
+    assert len(segs) == 2 and all(st.layout.path(s.path).exists() for s in segs)
+    st.close()

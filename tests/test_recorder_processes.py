@@ -228,6 +228,9 @@ def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_sea
     assert len(pids) == 2
     time.sleep(2)
     durable = {c: s["durable_end_ns"] for c, s in _statuses(node, tok, cams).items()}
+    # One of them stopped (SIGSTOP) when the node dies: it must not outlive it, and on a
+    # SIGCONT write into segments the node's next start sealed.
+    os.kill(min(pids), signal.SIGSTOP)
     node.proc.kill()
     node.proc.wait()
     node.proc.stdout.close()

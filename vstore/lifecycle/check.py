@@ -37,7 +37,7 @@ from vstore.index.segment_chain import (
     removal_of,
     verify_chain,
 )
-from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.index.time_index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.lifecycle import shared_catalog
 from vstore.lifecycle.bucket_retention import catch_up
 from vstore.segment.reader import FileSource, SegmentReader
@@ -245,9 +245,13 @@ def check_store(
             problem.message += "; deletion cancelled, the bytes are kept"
         elif "location" not in rec:
             pending_delete.add(rec["path"])  # (reported as C7, not again as an orphan)
-    for rel in store.layout.iter_segment_files():
-        if rel in indexed_paths or rel in pending_delete:
-            continue  # pending deletions are finished by the next writable open (D4)
+    orphans = [
+        rel
+        for rel in store.layout.iter_segment_files()
+        # (pending deletions are finished by the next writable open, D4)
+        if rel not in indexed_paths and rel not in pending_delete
+    ]
+    for rel in _orphans_still(store, orphans):
         problem = Problem("C4", rel, "segment file not in the index (orphan)")
         rep.problems.append(problem)
         if repair:
@@ -456,6 +460,29 @@ def _check_tiered(
                 problem.message += "; object legal hold set"
             except TierError as exc:
                 problem.message += f"; not repaired: {exc}"
+
+
+def _orphans_still(store: Store, candidates: list[str]) -> list[str]:
+    """The files of ``candidates`` that the index does not know even now. A writer indexes
+    a segment (its open marker and row) before its file exists (W0), and a deletion marks
+    a file in the index before it removes it (D1): a file that a live writer opened, or a
+    retention run deleted, while the check read the index is in it now. Read from the live
+    index, or, opened read-only beside the node that writes, from a fresh read-only view;
+    never adopted or reported otherwise (adopting a live writer's file would recover it
+    under the writer: lifecycle R7)."""
+    if not candidates:
+        return []
+    fresh = TimeIndex(store.layout.index_dir, read_only=True) if store.read_only else None
+    idx = fresh if fresh is not None else store.index
+    try:
+        known = {row.path for row in idx.all_segment_rows()}
+        known.update(str(m.get("path", "")) for _sid, m in idx.open_segments())
+        known.update(str(rec.get("path", "")) for _sid, rec in idx.garbage())
+    finally:
+        if fresh is not None:
+            fresh.close()
+    # (a file deleted since it was listed is no orphan either)
+    return [rel for rel in candidates if rel not in known and store.layout.path(rel).exists()]
 
 
 def adopt_orphan(store: Store, relpath: str) -> None:

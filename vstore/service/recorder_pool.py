@@ -16,12 +16,14 @@ only before that deadline (O4), as the node's own recorders ask ``Agent.holds``.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -97,6 +99,10 @@ class RecorderPool:
         self._stopped = threading.Event()  # every process ended
         self._monitor: threading.Thread | None = None
         self._status_lock = threading.Lock()  # one refresh of the statuses at a time
+        # Every process is started from this one thread, which lives until they all ended:
+        # a recorder process is killed when the thread that started it ends (its
+        # PR_SET_PDEATHSIG, which ends it with the node).
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="vstore-spawn")
         self._status_cache: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
 
     def start(self) -> None:
@@ -206,6 +212,9 @@ class RecorderPool:
 
     # --- the processes ---------------------------------------------------------------------
     def _spawn(self, p: _Process) -> None:
+        self._spawner.submit(self._spawn_here, p).result()
+
+    def _spawn_here(self, p: _Process) -> None:
         pairs = [socket.socketpair() for _ in range(3)]  # link, control, deadlines and beats
         fds = [there.fileno() for _here, there in pairs]
         # (the level the node logs its own cameras' events at)
@@ -213,7 +222,7 @@ class RecorderPool:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vstore.service.recorder_process", str(self.store.root),
-                 *map(str, fds), str(p.number), str(level)],
+                 *map(str, fds), str(p.number), str(level), str(os.getpid())],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
@@ -406,6 +415,7 @@ class RecorderPool:
                         proc.kill()
                 self._bury(p)
         self._stopped.set()
+        self._spawner.shutdown()
 
 
 def _changes(

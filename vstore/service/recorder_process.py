@@ -1,7 +1,8 @@
 """A recorder process: records the cameras its node gives it, into the node's store
 through the store link (the node alone opens the index), until the node tells it to stop
 or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.recorder_process
-STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL``; not a command for people.
+STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL NODE_PID``; not a command for
+people.
 
 The node asks, this process answers, one message at a time on the control connection:
 
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from vstore.base import heap
+from vstore.base import heap, libc
 from vstore.service.camera_run import CameraRun, reconcile_runs, stop_runs
 from vstore.service.recorder_pool import BEAT_EVERY_S
 from vstore.store.config import CameraSettings, StoreConfig
@@ -108,7 +109,8 @@ def serve(control: Connection, recorders: Recorders) -> None:
 
 
 def main(argv: list[str]) -> int:
-    root, link_fd, control_fd, deadlines_fd, number, level = argv
+    root, link_fd, control_fd, deadlines_fd, number, level, node_pid = argv
+    _die_with_node(int(node_pid))
     logging.basicConfig(
         level=int(level),  # the node's
         format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
@@ -133,6 +135,21 @@ def main(argv: list[str]) -> int:
     trim.start()
     serve(control, recorders)
     return 0
+
+
+# Linux's prctl(2) option: the signal this process gets when its parent thread ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_node(node_pid: int) -> None:
+    """End with the node, even stopped (SIGSTOP) when it dies: a recorder process that
+    outlived its node would write into segments the node's next start sealed (M5). SIGKILL
+    ends a stopped process too; the control connection's end covers the rest."""
+    prctl = libc.function("prctl", ("int", "ulong", "ulong", "ulong", "ulong"), "int")
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != node_pid:  # (it died before the line above)
+        os._exit(1)
 
 
 def _read_deadlines(conn: Connection, recorders: Recorders) -> None:
