@@ -379,3 +379,45 @@ def test_meta_json_missing_from_an_index_without_the_uuid_copy_is_refused(store_
     with pytest.raises(VstoreError, match=r"restore meta\.json from a backup"):
         open_store(store_dir)
     assert not (store_dir / "meta.json").exists()  # nothing re-invented
+
+
+def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_path, monkeypatch):
+    """A disk filled to ENOSPC (no watermark kept it from it) fails the camera's writer
+    (W5), keeping what it acknowledged; the node's camera starts recording again, in a new
+    segment, once writing succeeds again, instead of staying stopped until a restart."""
+    import time
+
+    from tests.service_helpers import wait_for
+    from tools.camsim import StreamSpec, TcpCamera
+    from vstore.service import camera_run
+    from vstore.store.config import CameraSettings
+
+    monkeypatch.setattr(camera_run, "DISK_FULL_RETRY_S", 0.5)
+    cam = TcpCamera(StreamSpec(width=160, height=120, fps=10, gop_frames=10))
+    fs = FaultyFs()
+    st = open_store(tmp_path / "s", fs=fs)
+    run = camera_run.CameraRun(st, "gate", CameraSettings(url=cam.url, segment_duration_s=2.0))
+    try:
+        wait_for(lambda: run.recording and (run.recorder.writer.durable_end_ns or 0), 20,
+                 "recording")  # fmt: skip
+        time.sleep(1.0)
+        fs.enospc = True
+        wait_for(lambda: "disk is full" in run.recorder.status.last_error
+                 or "No space" in run.recorder.status.last_error, 20, "the writer to fail")  # fmt: skip
+        full_ns = time.time_ns()
+        time.sleep(1.0)
+        fs.enospc = False
+        wait_for(lambda: run.recording and (run.recorder.writer is not None)
+                 and (run.recorder.writer.durable_end_ns or 0) > full_ns, 20,
+                 "recording again")  # fmt: skip
+    finally:
+        run.halt()
+        run.join()
+        cam.close()
+    covered = st.timeline("gate", 0, 2**62).covered
+    assert covered[0][0] < full_ns and covered[-1][1] > full_ns + 10**9, covered
+    assert len(covered) >= 2  # the gap while the disk was full is visible
+    st.close()
+    st2 = open_store(tmp_path / "s")  # (recovery seals the segment the failed writer left)
+    assert check_store(st2).ok
+    st2.close()

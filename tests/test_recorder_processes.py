@@ -362,3 +362,31 @@ def test_what_a_change_does_to_a_process_waiting_to_start_again_is_said():
         "started": ["z"], "restarted": ["x"], "stopped": []
     }  # fmt: skip
     assert _changes({"x": a}, {})["stopped"] == ["x"]
+
+
+def test_a_camera_paused_for_space_is_not_shown_as_recording(tmp_path, cameras):
+    """Below the watermark with disk_full = "stop-recording", every camera pauses (S4): the
+    node's recorder processes ask it for space through the link, and the status and
+    metrics say the cameras are not recording, and why."""
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    _configure(store, cameras, ["cam-0", "cam-1"])
+    with open(store / "vstore.toml", "a") as f:
+        f.write('[retention]\nmin_free = "99.99%"\ndisk_full = "stop-recording"\n')
+    node = start_node(store)
+    tok = make_token(store, "admin", "*")
+    try:
+
+        def paused():
+            st = _statuses(node, tok, ["cam-0", "cam-1"])
+            return (
+                all(s.get("writer", {}).get("dropped_disk_full", 0) > 0 for s in st.values()) and st
+            )
+
+        st = wait_for(paused, 20, "both cameras paused for space")
+        for s in st.values():
+            assert not s["recording"] and s["last_error"].startswith("recording paused: ")
+            assert "watermark" in s["last_error"]
+        assert "vstore_cameras_recording 0.0" in node.get("/metrics", tok).body.decode()
+    finally:
+        assert node.stop() == 0

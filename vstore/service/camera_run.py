@@ -10,12 +10,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from vstore.base.errors import StorageFull
 from vstore.base.jsonio import to_jsonable
 from vstore.ingest.recorder import Recorder
 from vstore.store.config import CameraSettings
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
+
+# A camera whose writer failed on a full disk tries again after this, doubling up to the max.
+DISK_FULL_RETRY_S = 5.0
+DISK_FULL_RETRY_MAX_S = 60.0
 
 
 def redact_url(url: str) -> str:
@@ -52,23 +57,45 @@ class CameraRun:
         url = self.url = settings.url
         self.settings = recording_settings(settings)
         self.stop = threading.Event()
-        self.recorder = Recorder(store, camera_id, url, stop=self.stop, gate=gate)
+        self._new_recorder = lambda: Recorder(store, camera_id, url, stop=self.stop, gate=gate)
+        self.recorder = self._new_recorder()
         self.started_ns = time.time_ns()
         self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            self.recorder.run()
-        except Exception as exc:  # noqa: BLE001 - kept as the camera's status
-            self.recorder.status.last_error = str(exc)
-            log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
+        wait_s = DISK_FULL_RETRY_S
+        while True:
+            try:
+                self.recorder.run()
+                return
+            except StorageFull as exc:
+                # The disk filled (ENOSPC) under a writer with no watermark to keep it
+                # from it: its writer failed (W5), what it acknowledged is kept. Recording
+                # starts again, in a new segment, once writing succeeds again.
+                if self.stop.is_set():
+                    return
+                self.recorder.status.last_error = f"{exc}; trying again in {wait_s:.0f} s"
+                log.error("camera %s: the disk is full (%s): recording stopped; trying "
+                          "again in %.0f s", self.recorder.camera_id, exc, wait_s)  # fmt: skip
+                if self.stop.wait(wait_s):
+                    return
+                wait_s = min(wait_s * 2, DISK_FULL_RETRY_MAX_S)
+                status = self.recorder.status
+                self.recorder = self._new_recorder()
+                self.recorder.status.last_error = status.last_error
+            except Exception as exc:  # noqa: BLE001 - kept as the camera's status
+                self.recorder.status.last_error = str(exc)
+                log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
+                return
 
     @property
     def recording(self) -> bool:
-        """Its recorder runs and its source is connected now (not connecting or waiting
-        to retry)."""
-        return self.thread.is_alive() and self.recorder.status.connected
+        """Its recorder runs, its source is connected now (not connecting or waiting to
+        retry), and its footage is kept (not paused for space, S4)."""
+        w = self.recorder.writer
+        paused = w is not None and w.paused_for_space is not None
+        return self.thread.is_alive() and self.recorder.status.connected and not paused
 
     def recorded_bytes(self) -> int | None:
         """Footage bytes its writer has stored, while it records (None otherwise)."""
@@ -82,6 +109,9 @@ class CameraRun:
         w = r.writer
         status = to_jsonable(r.status)
         status.pop("camera", None)
+        paused = w.paused_for_space if w is not None else None
+        if paused is not None:
+            status["last_error"] = f"recording paused: {paused}"
         return {
             **status,
             # A recorder still trying to connect (or waiting to retry) is running but not

@@ -153,6 +153,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
         self._space_paused_ns: int | None = None  # recording paused for space since (S4)
+        self._space_paused_why = ""
         self._ceiling_ns: int | None = None  # a run in a gap must end before this (K2)
         self._floor_ns: int | None = None  # the next anchor is not before this (K2)
         self._last_fsync_mono = store.clock.monotonic_ns()
@@ -437,6 +438,11 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         return fmt.PKT_TS_SYNTH if notes & (pt.TS_FILLED_DTS | pt.TS_FILLED_PTS) else 0
 
     @property
+    def paused_for_space(self) -> str | None:
+        """Why recording is paused for space now (S4), or None when it is not."""
+        return self._space_paused_why if self._space_paused_ns is not None else None
+
+    @property
     def durable_end_ns(self) -> int | None:
         """Wall time (ns) up to which this camera's footage is durable: fsynced, and indexed
         or found again by recovery (R3). None until the first chunk is. A host that
@@ -507,6 +513,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         again at every keyframe; the first that gets one resumes recording. Nothing stops."""
         self._fp.started = False
         self._reanchor = True  # the footage after the pause anchors anew (a gap, T5)
+        self._space_paused_why = str(exc)
         if self._space_paused_ns is None:
             self._space_paused_ns = at_ns
             self._event("disk_full", {"message": str(exc)}, at_ns=at_ns)
