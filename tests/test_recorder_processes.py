@@ -322,9 +322,12 @@ def test_systemd_s_sigterm_to_the_group_seals_everything_and_a_hung_recorder_is_
         frozen = st["cam-0"]["recorder_process"]["pid"]
         os.kill(frozen, signal.SIGSTOP)
         time.sleep(3)
+        # (a reload now waits on the stopped process until it is replaced: statuses do not)
+        os.kill(node.proc.pid, signal.SIGHUP)
+        time.sleep(0.5)
         t0 = time.monotonic()
         status = _statuses(node, tok, ["cam-0", "cam-1"])
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 6
         assert not status["cam-0"]["recording"]
         assert "not answered" in status["cam-0"]["last_error"]
         assert status["cam-1"]["recording"]

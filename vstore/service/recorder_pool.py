@@ -51,6 +51,10 @@ class RecorderGone(VstoreError):
     """A recorder process did not answer: it died, or hung and was killed."""
 
 
+class RecorderBusy(VstoreError):
+    """A recorder process is answering another message (its cameras starting or sealing)."""
+
+
 class _Process:
     """One recorder process and the cameras it records."""
 
@@ -70,6 +74,8 @@ class _Process:
         self.next_start_mono = 0.0
         self.backoff_s = 1.0
         self.last_death = ""
+        self.asked = 0  # messages sent (their numbers)
+        self.last_status: dict[str, dict[str, Any]] = {}  # its cameras' statuses, as last said
 
     @property
     def alive(self) -> bool:
@@ -193,7 +199,11 @@ class RecorderPool:
                     why = f"its recorder process has not answered for {p.silent_s():.0f} s"
                 elif p.alive:
                     try:
-                        got = self._ask(p, "status", None, STATUS_TIMEOUT_S, kill=False)
+                        got = self._ask(p, "status", None, STATUS_TIMEOUT_S, kill=False,
+                                        queue_s=STATUS_TIMEOUT_S)  # fmt: skip
+                        p.last_status = got
+                    except RecorderBusy as exc:
+                        got, why = p.last_status, str(exc)  # (as it last said)
                     except RecorderGone as exc:
                         why = str(exc)
                 pid = p.proc.pid if p.proc is not None else None
@@ -270,30 +280,49 @@ class RecorderPool:
                 return
             p.last_beat_mono = time.monotonic()
 
-    def _ask(self, p: _Process, op: str, arg: Any, timeout_s: float, kill: bool = True) -> Any:
+    def _ask(
+        self,
+        p: _Process,
+        op: str,
+        arg: Any,
+        timeout_s: float,
+        kill: bool = True,
+        queue_s: float | None = None,
+    ) -> Any:
         """Its answer to one message; RecorderGone when it is gone, or when it does not
         answer in ``timeout_s`` (then killed, unless not ``kill``) or stops beating
-        (killed: hung)."""
-        with p.lock:
+        (killed: hung). ``queue_s``: how long to wait behind another message (RecorderBusy
+        past it); None: as long as that takes. Messages are numbered: an answer that came
+        after its asker gave up is skipped by the next."""
+        if not p.lock.acquire(timeout=-1 if queue_s is None else queue_s):
+            raise RecorderBusy(f"recorder process {p.number} is busy applying a change")
+        try:
             conn = p.control
             if conn is None:
                 raise RecorderGone(f"recorder process {p.number} is not running")
+            p.asked += 1
+            number = p.asked
             try:
-                conn.send((op, arg))
+                conn.send((number, op, arg))
                 deadline = time.monotonic() + timeout_s
-                while not conn.poll(min(BEAT_EVERY_S, timeout_s)):
-                    if p.silent_s() > HUNG_AFTER_S:
-                        self._kill(p, f"has not answered for {p.silent_s():.0f} s")
-                        raise RecorderGone(f"recorder process {p.number} hung: killed")
-                    if time.monotonic() > deadline:
-                        if kill:
-                            self._kill(p, f"did not answer {op!r} in {timeout_s:.0f} s")
-                        raise RecorderGone(
-                            f"recorder process {p.number} did not answer in {timeout_s:g} s"
-                        )
-                status, value = conn.recv()
+                while True:
+                    while not conn.poll(min(BEAT_EVERY_S, timeout_s)):
+                        if p.silent_s() > HUNG_AFTER_S:
+                            self._kill(p, f"has not answered for {p.silent_s():.0f} s")
+                            raise RecorderGone(f"recorder process {p.number} hung: killed")
+                        if time.monotonic() > deadline:
+                            if kill:
+                                self._kill(p, f"did not answer {op!r} in {timeout_s:.0f} s")
+                            raise RecorderGone(
+                                f"recorder process {p.number} did not answer in {timeout_s:g} s"
+                            )
+                    answered, status, value = conn.recv()
+                    if answered == number:
+                        break
             except (EOFError, OSError) as exc:
                 raise RecorderGone(f"recorder process {p.number} is gone: {exc}") from exc
+        finally:
+            p.lock.release()
         if status != "ok":
             raise VstoreError(f"recorder process {p.number}: {value}")
         return value
@@ -397,9 +426,9 @@ class RecorderPool:
         if self._monitor is not None:
             self._monitor.join()
         with self._lock:
-            for p in self.procs:
-                if p.proc is None:
-                    continue
+            alive = [p for p in self.procs if p.proc is not None]
+
+            def stop_one(p: _Process) -> None:
                 if p.cameras:
                     log.info("recorder process %d: sealing %d camera(s)", p.number,
                              len(p.cameras))  # fmt: skip
@@ -407,6 +436,14 @@ class RecorderPool:
                     self._ask(p, "stop", None, ANSWER_TIMEOUT_S)
                 except VstoreError as exc:
                     log.error("recorder process %d did not stop cleanly: %s", p.number, exc)
+
+            # All at once: each seals its cameras while the others do theirs.
+            stoppers = [threading.Thread(target=stop_one, args=(p,)) for p in alive]
+            for t in stoppers:
+                t.start()
+            for t in stoppers:
+                t.join()
+            for p in alive:
                 proc = p.proc
                 if proc is not None:
                     try:

@@ -4,7 +4,9 @@ or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.reco
 STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL NODE_PID``; not a command for
 people.
 
-The node asks, this process answers, one message at a time on the control connection:
+The node asks, this process answers, one message at a time on the control connection; each
+message is ``(number, op, arg)`` and its answer ``(number, "ok" | "error", value)`` (an
+answer the node gave up waiting for is known by its number and skipped):
 
 - ``("cameras", (config, {camera: settings}, {camera: deadline} | None))``: record exactly
   these cameras (a new url restarts one; the ones left out stop and seal before the answer);
@@ -82,7 +84,7 @@ def serve(control: Connection, recorders: Recorders) -> None:
     """Answer the node's messages until it says stop or goes away."""
     while True:
         try:
-            op, arg = control.recv()
+            number, op, arg = control.recv()
         except (EOFError, OSError):
             # Nothing can be indexed any more: the node's next start seals what is open
             # (R1-R4). The cameras' threads are told to stop, and the process ends.
@@ -93,7 +95,7 @@ def serve(control: Connection, recorders: Recorders) -> None:
         if op == "stop":
             recorders.stop()
             recorders.store.close()
-            control.send(("ok", None))
+            control.send((number, "ok", None))
             return
         try:
             if op == "cameras":
@@ -102,10 +104,10 @@ def serve(control: Connection, recorders: Recorders) -> None:
                 reply = recorders.status()
             else:
                 raise ValueError(f"unknown message {op!r:.40}")
-            control.send(("ok", reply))
+            control.send((number, "ok", reply))
         except Exception as exc:  # (the node logs it and carries on)
             log.exception("message %.40r failed", op)
-            control.send(("error", f"{type(exc).__name__}: {exc}"))
+            control.send((number, "error", f"{type(exc).__name__}: {exc}"))
 
 
 def main(argv: list[str]) -> int:
