@@ -5,7 +5,10 @@ again takes the declaration back."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
 import time
 
 import pytest
@@ -69,9 +72,22 @@ def test_a_node_declared_gone_is_not_asked_and_what_it_never_tiered_shows_as_los
     assert main(["node", "forget", "nobody", *where]) == 3
     assert "nodes: a, b" in capsys.readouterr().err
 
+    assert main(["node", "forget", "", *where]) == 2
+    capsys.readouterr()
+    # b's API answers (it runs, outside any cluster's knowledge): it is not gone.
+    with _answering() as api:
+        with _reopen(tmp_path / "b") as b_again:
+            b_again.config = b_again.config._replace(cluster=ClusterConfig(
+                etcd=tuple(etcd.endpoints), name="b", prefix=prefix))  # fmt: skip
+            publish_card(b_again, b_again.tier(url), api)
+        assert main(["node", "forget", "b", *where]) == 2
+        assert "answers at" in capsys.readouterr().err
+
     assert main(["node", "forget", "a", *where, "--json"]) == 0
     done = json.loads(capsys.readouterr().out)["declared"]
     assert [(d["store"], d["member"]) for d in done] == [(a_uuid, "a")]
+    assert main(["node", "forget", "a", *where]) == 3  # (once is enough)
+    assert "declared gone already" in capsys.readouterr().err
     tier = open_tier(url)
     assert tier.head(layout.node_card_key(a_uuid)) is None  # readers no longer ask it
     assert tier.head(layout.node_gone_key(a_uuid)) is not None
@@ -93,6 +109,28 @@ def test_a_node_declared_gone_is_not_asked_and_what_it_never_tiered_shows_as_los
     assert tier.head(layout.node_gone_key(a_uuid)) is None
     tl, _err = _timeline(url, frm, to, capsys)
     assert [e for e in tl["events"] if e["kind"] == "lost"] == []
+
+
+@contextlib.contextmanager
+def _answering():
+    """An HTTP server on loopback whose /livez answers 200, as a running node's does."""
+
+    class Live(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/livez" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def _reopen(path):

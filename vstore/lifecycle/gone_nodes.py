@@ -14,6 +14,7 @@ had not tiered is tiered at its next run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from vstore.base import actor, layout
@@ -27,12 +28,18 @@ GONE_FORMAT = "vstore-node-gone"
 MAX_DECLARATION_BYTES = 64 << 10
 
 
-def declare_gone(tier: BlobTier, name: str, cards: list[dict[str, Any]], now_ns: int) -> list[
-    dict[str, Any]
-]:  # fmt: skip
+def declare_gone(
+    tier: BlobTier,
+    name: str,
+    cards: list[dict[str, Any]],
+    now_ns: int,
+    answers: Callable[[str], bool] | None = None,
+) -> list[dict[str, Any]]:
     """Declare the node ``name`` (its cluster member name, or its host name) gone: each of
-    its ``cards`` is replaced by a declaration. Returns the declarations (NotFound when no
-    card names it)."""
+    its ``cards`` is replaced by a declaration. Returns the declarations. NotFound when no
+    card names it; UsageError when one of its APIs still ``answers`` (it runs: not gone)."""
+    if not name.strip():
+        raise UsageError("give the node's [cluster] name, or its host name")
     mine = [c for c in cards if c.get("member") == name]
     if not mine:  # (a node outside a cluster is known by its host name)
         mine = [c for c in cards if c.get("node") == name]
@@ -42,10 +49,27 @@ def declare_gone(tier: BlobTier, name: str, cards: list[dict[str, Any]], now_ns:
                 "[cluster] name"
             )
     if not mine:
+        gone = [d for d in gone_stores(tier).values() if name in (d.get("member"), d.get("node"))]
+        if gone:
+            d = gone[0]
+            raise NotFound(
+                f"node {name!r} was declared gone already, at "
+                f"{format_time(int(d.get('declared_ns', 0)))} by {_who(d.get('by'))}"
+            )
+        if not cards:
+            raise NotFound(
+                f"the bucket {tier.url} holds no node cards (is it the bucket the nodes' "
+                "[tier] url names?)"
+            )
         known = sorted({str(c.get("member") or c.get("node")) for c in cards})
-        raise NotFound(
-            f"no node {name!r} has a card in the bucket (nodes: {', '.join(known) or 'none'})"
-        )
+        raise NotFound(f"no node {name!r} has a card in the bucket (nodes: {', '.join(known)})")
+    answers = answers or api_answers
+    for card in mine:
+        if card.get("api") and answers(str(card["api"])):
+            raise UsageError(
+                f"node {name!r} answers at {card['api']}: it is running, not gone (stop it, "
+                "or drain it, first)"
+            )
     out = []
     for card in mine:
         doc = {
@@ -62,6 +86,26 @@ def declare_gone(tier: BlobTier, name: str, cards: list[dict[str, Any]], now_ns:
         tier.delete(layout.node_card_key(card["store"]))
         out.append(doc)
     return out
+
+
+def api_answers(api: str) -> bool:
+    """Whether a node's API answers its liveness check (``/livez``) now, within 3 s."""
+    import urllib.error
+    import urllib.request
+
+    if not api.startswith(("http://", "https://")):
+        return False
+    try:
+        with urllib.request.urlopen(f"{api.rstrip('/')}/livez", timeout=3) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _who(by: Any) -> str:
+    if isinstance(by, dict):
+        return f"{by.get('user', '?')}@{by.get('host', '?')}"
+    return "?"
 
 
 def take_back(tier: BlobTier, store_uuid: str) -> None:
