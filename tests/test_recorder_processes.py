@@ -122,6 +122,16 @@ def _recording(node, tok, cams):
     return st if all(s.get("recording") for s in st.values()) else None
 
 
+def _two_cameras_node(tmp_path, cameras, new_session=False):
+    """A new store recording cam-0 and cam-1 through two recorder processes: (store, its
+    running node, an admin token)."""
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    _configure(store, cameras, ["cam-0", "cam-1"])
+    node = start_node(store, new_session=new_session)
+    return store, node, make_token(store, "admin", "*")
+
+
 def _pids(statuses):
     return {s["recorder_process"]["pid"] for s in statuses.values()}
 
@@ -217,12 +227,8 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
 def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_seals_their_segments(
     tmp_path, cameras
 ):
-    store = tmp_path / "store"
-    vstore("init", "--store", str(store))
     cams = ["cam-0", "cam-1"]
-    _configure(store, cameras, cams)
-    node = start_node(store)
-    tok = make_token(store, "admin", "*")
+    store, node, tok = _two_cameras_node(tmp_path, cameras)
     st = wait_for(lambda: _recording(node, tok, cams), 20, "two cameras recording")
     pids = _pids(st)
     assert len(pids) == 2
@@ -309,12 +315,8 @@ def test_recorders_is_a_whole_number_or_auto_and_its_mistakes_are_named(tmp_path
 def test_systemd_s_sigterm_to_the_group_seals_everything_and_a_hung_recorder_is_replaced(
     tmp_path, cameras
 ):
-    store = tmp_path / "store"
-    vstore("init", "--store", str(store))
     cams = ["cam-0", "cam-1"]
-    _configure(store, cameras, cams)
-    node = start_node(store, new_session=True)
-    tok = make_token(store, "admin", "*")
+    store, node, tok = _two_cameras_node(tmp_path, cameras, new_session=True)
     try:
         st = wait_for(lambda: _recording(node, tok, cams), 20, "two cameras recording")
         # A recorder process stopped (SIGSTOP: hung, as far as anyone can tell): statuses
