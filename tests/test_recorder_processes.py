@@ -12,7 +12,9 @@ import os
 import signal
 import time
 from multiprocessing import Pipe
+from urllib.parse import quote
 
+import av
 import pytest
 
 from tests.conftest import START_NS
@@ -21,6 +23,7 @@ from tests.test_timestamps import VIDEO, push
 from tools.camsim import StreamSpec, TcpCamera
 from vstore.api import open_store
 from vstore.base.errors import LinkLost, VstoreError
+from vstore.base.timebase import format_time
 from vstore.lifecycle.check import check_store
 from vstore.store.camera_writer import open_writer
 from vstore.store.space import SpaceRefused
@@ -166,6 +169,15 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
         assert sorted(len(v) for v in by_pid.values()) == [2, 2]  # two processes, two each
         assert node.proc.pid not in by_pid
         time.sleep(2)
+        # The node serves what its recorder processes write, the segment being written too.
+        end = _statuses(node, tok, ["cam-1"])["cam-1"]["durable_end_ns"]
+        frm, to = (quote(format_time(t)) for t in (end - 145 * 10**7, end - 55 * 10**7))
+        r = node.get(f"/api/v1/cameras/cam-1/clip.mp4?from={frm}&to={to}", tok)
+        assert r.status == 200, r.body[:200]
+        clip = tmp_path / "live.mp4"
+        clip.write_bytes(r.body)
+        with av.open(str(clip)) as c:
+            assert len(list(c.decode(video=0))) == 10  # 1 s at 10 fps, frame-exact
         victim_pid = st["cam-0"]["recorder_process"]["pid"]
         victims = by_pid[victim_pid]
         before = _statuses(node, tok, victims)
