@@ -169,7 +169,8 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
         assert sorted(len(v) for v in by_pid.values()) == [2, 2]  # two processes, two each
         assert node.proc.pid not in by_pid
         time.sleep(2)
-        # The node serves what its recorder processes write, the segment being written too.
+        # The node serves what its recorder processes write, the segment being written too
+        # (half a frame inside each end: the frames shown from 1.5 s to 0.6 s before it).
         end = _statuses(node, tok, ["cam-1"])["cam-1"]["durable_end_ns"]
         frm, to = (quote(format_time(t)) for t in (end - 145 * 10**7, end - 55 * 10**7))
         r = node.get(f"/api/v1/cameras/cam-1/clip.mp4?from={frm}&to={to}", tok)

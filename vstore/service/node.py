@@ -180,7 +180,10 @@ class Node:
         """Sign the audit records since the last digest (every hour, and when stopping)."""
         try:
             d = write_digest(self.store, self.keys, time.time_ns())
-            log.info("audit digest #%d: records #%d..#%d", d.seq, d.first_seq, d.last_seq)
+            if d.last_seq >= d.first_seq:
+                log.info("audit digest #%d: records #%d..#%d", d.seq, d.first_seq, d.last_seq)
+            else:
+                log.info("audit digest #%d: no audit records since the last", d.seq)
             if d.copies is not None and d.copies.error:
                 log.warning("audit digests not all copied to the object store: %s", d.copies.error)
         except VstoreError as exc:
