@@ -12,7 +12,7 @@ import math
 import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, NamedTuple, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 from vstore import _native
 from vstore.base.errors import UsageError
@@ -212,6 +212,29 @@ def ns_to_datetime(t_ns: int, tz=UTC) -> datetime:
     """UTC nanoseconds to an aware datetime (microseconds truncated)."""
     dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=t_ns // NS_PER_US)
     return dt.astimezone(tz)
+
+
+def format_detail(detail: Any, tz=UTC) -> str:
+    """An event's detail as a person reads it: ``key=value, ...``, an instant (a ``*_ns``
+    key that holds wall time) as an ISO time under its name without the unit, a duration
+    (``*_ns`` under 100 days) in seconds."""
+    if not isinstance(detail, dict):
+        return str(detail)
+    out = []
+    for k, v in detail.items():
+        if k.endswith("_ns") and isinstance(v, int) and not isinstance(v, bool):
+            name = k[: -len("_ns")]
+            if abs(v) >= _DETAIL_INSTANT_NS:
+                out.append(f"{name}={format_time(v, tz)}")
+            else:
+                out.append(f"{name}={v / 1e9:g}s")
+        else:
+            out.append(f"{k}={v}")
+    return ", ".join(out)
+
+
+# A *_ns value this far from the epoch is an instant; below it, a duration (100 days).
+_DETAIL_INSTANT_NS = 100 * 86_400 * 1_000_000_000
 
 
 def format_time(t_ns: int, tz=UTC) -> str:

@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if tl.events:
         print("events:")
+        from vstore.base.timebase import format_detail
+
         for ev in tl.events:
-            detail = ev["detail"]
-            if isinstance(detail, dict):  # key=value, as a person reads it
-                detail = ", ".join(f"{k}={v}" for k, v in detail.items())
-            print(f"  {fmt_time(ev['at_ns'], tz)}  {ev['kind']}  {detail}")
+            print(f"  {fmt_time(ev['at_ns'], tz)}  {ev['kind']}  {format_detail(ev['detail'], tz)}")
     return 0

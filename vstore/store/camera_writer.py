@@ -24,7 +24,13 @@ from vstore.base import layout
 from vstore.base.clock import Clock
 from vstore.base.errors import StorageFull, UsageError, VstoreError
 from vstore.base.fsutil import Fs
-from vstore.base.timebase import GAP_TOLERANCE_NS, check_time_ns, format_time, ticks_to_ns
+from vstore.base.timebase import (
+    GAP_TOLERANCE_NS,
+    check_time_ns,
+    format_detail,
+    format_time,
+    ticks_to_ns,
+)
 from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow, TimeIndex
 from vstore.segment import format as fmt
 from vstore.segment.packet import Packet
@@ -502,7 +508,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self.stats.events.append(kind)
         if len(self.stats.events) > 100:
             del self.stats.events[:50]
-        log.info("camera %s: %s %s", self.camera_id, kind, detail)
+        log.info("camera %s: %s %s", self.camera_id, kind, format_detail(detail))
 
     def _open_chunk_end_ns(self) -> int:
         """Wall end of the open chunk: its last video frame plus one frame duration."""
