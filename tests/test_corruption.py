@@ -14,7 +14,10 @@ from tests.conftest import START_NS
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
 from vstore.api import open_store
-from vstore.base.errors import CorruptSegment
+from vstore.base.errors import CorruptSegment, SegmentMissing
+from vstore.cli.exit_codes import exit_code
+from vstore.export.clip import write_clip
+from vstore.export.clip_plan import plan_clip
 from vstore.lifecycle.check import check_store
 from vstore.segment.reader import SegmentReader
 
@@ -72,6 +75,15 @@ def test_missing_segment_file_is_detected(store):
     rep = check_store(store)
     assert codes(rep) == ["C2"]
     assert "missing" in rep.problems[0].message
+    # Footage the index names and the disk lost is damage, never "no footage here": a clip
+    # leaves it out as damaged (and --strict fails, exit 5), as for bytes that do not verify.
+    with pytest.raises(SegmentMissing, match="missing"):
+        list(store.read_packets("cam", START_NS, START_NS + 10**12))
+    plan = plan_clip(store, "cam", START_NS, START_NS + 10**10)
+    assert plan.parts  # (the plan still names it: the index does)
+    with pytest.raises(CorruptSegment, match="missing"):
+        write_clip(store, plan, store.root / "c.mp4", strict=True)
+    assert exit_code(SegmentMissing("x")) == 5
 
 
 def test_garbage_segment_file_is_refused(tmp_path):

@@ -39,6 +39,12 @@ class CorruptSegment(VstoreError):
     """Segment bytes fail their structure or checksum checks."""
 
 
+class SegmentMissing(CorruptSegment):
+    """An indexed segment whose file is gone from the disk: footage the index names and the
+    disk lost (invariant I1 broken, `vstore check` reports it), shown as damage, never as a
+    range that holds no footage."""
+
+
 class FootageUnreachable(CorruptSegment):
     """Footage the index places on another machine (a node's API) that could not be read
     from there: shown as a gap, as chunks that fail their checks are."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vstore.base.errors import NotFound
+from vstore.base.errors import NotFound, SegmentMissing
 from vstore.base.layout import node_segment_path
 from vstore.base.timebase import format_time
 from vstore.lifecycle.hot_footage import local_entries, local_segment
@@ -122,7 +122,7 @@ class FootageApi:
         # connection cut after the headers)
         try:
             reader = await self._run(self.store.segment_reader, row)
-        except NotFound:  # (the file's path is the node's business, not the reader's)
+        except (NotFound, SegmentMissing):  # (its path is the node's business, not the reader's)
             raise NotFound(f"camera {cam}'s segment {name} is no longer on this node") from None
         resp = web.StreamResponse(status=206 if want is not None else 200)
         resp.content_type = "application/octet-stream"

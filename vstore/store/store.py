@@ -31,6 +31,7 @@ from vstore.base.errors import (
     CorruptSegment,
     CorruptStore,
     NotFound,
+    SegmentMissing,
     StoreReadOnly,
     UsageError,
     VstoreError,
@@ -750,7 +751,13 @@ class Store:
         """A reader for an indexed segment, local or tiered (ranged reads of the object,
         through the local read cache unless ``cached`` is False, as checks need)."""
         if row.location == "local":
-            return SegmentReader.open(self.layout.path(row.path))
+            try:
+                return SegmentReader.open(self.layout.path(row.path))
+            except NotFound:
+                raise SegmentMissing(
+                    f"{row.path}: the file of this indexed segment is missing (`vstore check` "
+                    "reports it)"
+                ) from None
 
         from vstore.tier.source import TierSource
 
