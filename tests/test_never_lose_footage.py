@@ -1246,3 +1246,29 @@ def test_a_segment_a_live_writer_opens_while_check_reads_is_no_orphan(tmp_path, 
     segs = list(st.index.segments(st.camera_num("cam")))
     assert len(segs) == 2 and all(st.layout.path(s.path).exists() for s in segs)
     st.close()
+
+
+def test_an_unmet_watermark_is_said_once_while_it_lasts_and_room_made_is_logged(tmp_path, caplog):
+    """Asked every second while the disk stays below its watermark, the keeper says so when
+    it starts (and when its reason changes), not every second; a deletion that makes room
+    is in the log as well as the audit log."""
+    import logging
+
+    from vstore.lifecycle.retention import make_room
+
+    st, disk = watermark_store(tmp_path, capacity=10**9)
+    try:
+        record(st, 12)
+        disk.need(10**6)  # another program fills the disk: nothing of ours meets it
+        with caplog.at_level(logging.INFO, logger="vstore.lifecycle.retention"):
+            for _ in range(5):
+                missing, why = make_room(st)
+                assert missing > 0 and "other data" in why
+            said = [r for r in caplog.records if "below the watermark by" in r.message]
+            assert len(said) == 1
+            caplog.clear()
+            disk.need(15_000)  # now deleting the oldest segment meets it
+            assert make_room(st)[0] == 0
+            assert any("oldest segment(s)" in r.message for r in caplog.records), caplog.records
+    finally:
+        st.close()
