@@ -32,11 +32,15 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(url: str, node: Node) -> None:
         cams = node.recorded()  # (started: a source connects a moment later)
+        procs = len(node.pool.procs) if node.pool is not None else 0
         if args.json:
-            print_json({"url": url, "store": str(node.store.root), "recording": cams})
+            print_json({"url": url, "store": str(node.store.root), "recording": cams,
+                        "recorder_processes": procs})  # fmt: skip
         else:
             print(f"serving {node.store.root} on {url} (Ctrl-C stops)")
-            print(f"  recording {len(cams)} camera(s)" + (f": {', '.join(cams)}" if cams else ""))
+            over = f" over {procs} recorder processes" if procs else ""
+            print(f"  recording {len(cams)} camera(s){over}"
+                  + (f": {', '.join(cams)}" if cams else ""))  # fmt: skip
             print(f"  API: {url}/api/v1/cameras  OpenAPI: {url}/openapi.json")
         sys.stdout.flush()
 
