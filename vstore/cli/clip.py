@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         for s, e in plan.damaged:
             print(
                 f"  DAMAGED {format_time(s)} .. {format_time(e)} ({format_duration(e - s)}): "
-                "stored but does not verify, left out (see `vstore check`)"
+                "indexed but unreadable (its bytes do not verify, or its file is gone), left out "
+                "(see `vstore check`)"
             )
         for note in plan.notes + res.dropped_tracks:
             print(f"  note: {note}")
