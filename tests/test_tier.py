@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from vstore.base.errors import TierError
+from vstore.base.errors import TierError, UsageError
 from vstore.testing.tier import TierTests, _b64
 from vstore.tier import LocalTier, open_tier
 
@@ -37,6 +37,9 @@ def test_open_tier_urls(tmp_path):
     t = open_tier(str(tmp_path / "x"))
     assert isinstance(t, LocalTier)
     assert open_tier(f"file://{tmp_path}/y").root == tmp_path / "y"
+    for bad in ("s3://bad bucket/p", "s3://b\u00e4ck/p", "s3://a:b/p"):
+        with pytest.raises(UsageError, match="is not a bucket name"):
+            open_tier(bad)
 
 
 @pytest.mark.s3

@@ -25,6 +25,12 @@ def open_tier(url: str) -> BlobTier:
         bucket, _, prefix = url[5:].partition("/")
         if not bucket:
             raise UsageError(f"tier URL {url!r} names no bucket: use s3://BUCKET/PREFIX")
+        # (legacy buckets allow capitals and "_", and no store allows anything else)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", bucket):
+            raise UsageError(
+                f"tier URL {url!r}: {bucket!r} is not a bucket name (letters, digits, "
+                "'.', '-' and '_' only)"
+            )
         return S3Tier(bucket, prefix)
     scheme = _SCHEME_RE.match(url)
     if scheme and not url.startswith("file://"):
