@@ -408,3 +408,20 @@ def test_a_camera_paused_for_space_is_not_shown_as_recording(tmp_path, cameras):
         assert "vstore_cameras_recording 0.0" in node.get("/metrics", tok).body.decode()
     finally:
         assert node.stop() == 0
+
+
+def test_lease_deadlines_travel_as_the_lease_s_and_the_exceptions():
+    """Pushed every half second to each recorder process, the deadlines stay a few bytes
+    however many cameras it records: the lease's, and the cameras whose differ (one no
+    longer held: 0), each camera's gate reading its own."""
+    from vstore.service.recorder_pool import RecorderPool
+    from vstore.service.recorder_process import _deadline
+    from vstore.store.config import CameraSettings
+
+    held = {f"cam-{i}": 1000.0 for i in range(800)} | {"lost": 0.0}
+    pool = RecorderPool.__new__(RecorderPool)  # (only its deadline arithmetic is used)
+    pool.deadline = held.__getitem__
+    compact = pool._deadlines(dict.fromkeys(held, CameraSettings()))
+    assert compact == (1000.0, {"lost": 0.0})
+    assert _deadline(compact, "cam-7") == 1000.0 and _deadline(compact, "lost") == 0.0
+    assert _deadline(None, "cam-7") == 0.0

@@ -178,10 +178,16 @@ class RecorderPool:
             p.lent.discard(cam)
         return changes
 
-    def _deadlines(self, cameras: dict[str, CameraSettings]) -> dict[str, float] | None:
+    def _deadlines(
+        self, cameras: dict[str, CameraSettings]
+    ) -> tuple[float, dict[str, float]] | None:
+        """The cameras' write deadlines as a recorder process takes them: (the lease's, the
+        cameras whose differ), a few bytes however many cameras it records (M4)."""
         if self.deadline is None:
             return None
-        return {cam: self.deadline(cam) for cam in cameras}
+        each = {cam: self.deadline(cam) for cam in cameras}
+        lease = max(each.values(), default=0.0)
+        return lease, {cam: d for cam, d in each.items() if d != lease}
 
     # --- what they do ----------------------------------------------------------------------
     def statuses(self) -> dict[str, dict[str, Any]]:

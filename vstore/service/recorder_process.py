@@ -8,13 +8,15 @@ The node asks, this process answers, one message at a time on the control connec
 message is ``(number, op, arg)`` and its answer ``(number, "ok" | "error", value)`` (an
 answer the node gave up waiting for is known by its number and skipped):
 
-- ``("cameras", (config, {camera: settings}, {camera: deadline} | None))``: record exactly
-  these cameras (a new url restarts one; the ones left out stop and seal before the answer);
-  deadlines (``time.monotonic()``) fence each camera's writes in a cluster (O4).
+- ``("cameras", (config, {camera: settings}, deadlines | None))``: record exactly these
+  cameras (a new url restarts one; the ones left out stop and seal before the answer);
+  ``deadlines`` (``time.monotonic()`` instants) fence each camera's writes in a cluster
+  (O4), as ``(lease, {camera: other})``: the member's lease deadline for every camera but
+  those named (0: not held now), so that a push stays a few bytes for any number of them.
 - ``("status", None)``: every camera's status, as ``CameraRun.status`` says it.
 - ``("stop", None)``: every camera stops and seals; the answer says so; the process ends.
 
-On the deadlines connection the node sends ``{camera: deadline}`` every half second, as the
+On the deadlines connection the node sends those deadlines every half second, as the
 member's lease renews, and this process beats every second (never behind a long answer on
 the control connection).
 """
@@ -41,37 +43,46 @@ from vstore.store.store_link import LinkedStore
 log = logging.getLogger(__name__)
 
 
+def _deadline(deadlines: tuple[float, dict[str, float]] | None, camera: str) -> float:
+    """The instant up to which ``camera`` may be written (looked up at each write: the node
+    replaces the deadlines as the lease renews)."""
+    if deadlines is None:
+        return 0.0
+    lease, other = deadlines
+    return other.get(camera, lease)
+
+
 class Recorders:
     """The cameras this process records, as its node last said."""
 
     def __init__(self, store: LinkedStore) -> None:
         self.store = store
         self.runs: dict[str, CameraRun] = {}
-        self.deadlines: dict[str, float] | None = None  # None: no cluster, no fencing
+        # (lease deadline, {camera: its own}); None: no cluster, no fencing
+        self.deadlines: tuple[float, dict[str, float]] | None = None
 
     def gate(self, camera: str) -> Callable[[], bool] | None:
         if self.deadlines is None:
             return None
-        # (looked up at each write: the node replaces the table as the lease renews)
-        return lambda: time.monotonic() < (self.deadlines or {}).get(camera, 0.0)
+        return lambda: time.monotonic() < _deadline(self.deadlines, camera)
 
     def set_cameras(
         self,
         config: StoreConfig,
         want: dict[str, CameraSettings],
-        deadlines: dict[str, float] | None,
+        deadlines: tuple[float, dict[str, float]] | None,
     ) -> dict[str, list[str]]:
         self.store.config = config
         if deadlines is not None:
-            self.deadlines = dict(deadlines)  # (replaced whole: a gate reads it unlocked)
+            self.deadlines = deadlines  # (replaced whole: a gate reads it unlocked)
         # (every camera left out is sealed before the answer: the node may give it to another)
         return reconcile_runs(
             self.runs, want, lambda cam, s: CameraRun(self.store, cam, s, self.gate(cam))
         )
 
-    def set_deadlines(self, deadlines: dict[str, float]) -> None:
+    def set_deadlines(self, deadlines: tuple[float, dict[str, float]]) -> None:
         if self.deadlines is not None:
-            self.deadlines = {**self.deadlines, **deadlines}
+            self.deadlines = deadlines
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {cam: run.status() for cam, run in self.runs.items()}
