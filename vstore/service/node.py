@@ -50,7 +50,6 @@ class Node:
         self._lock = threading.Lock()
         self._config_lock = threading.Lock()  # one change of vstore.toml at a time
         self.jobs = JobRunner(store)
-        self._trimmer: threading.Thread | None = None
         self._scheduler: threading.Thread | None = None
         self._stopping = threading.Event()
         self.started_ns = time.time_ns()
@@ -100,16 +99,10 @@ class Node:
                     self.pool.stop()
                 raise
         self._reconcile(self.store.config)
-        self._trimmer = threading.Thread(target=self._trim_loop, name="vstore-heap", daemon=True)
-        self._trimmer.start()
+        heap.keep_trimming(self._stopping)
         self._scheduler = threading.Thread(target=self._schedule_loop, name="vstore-schedule")
         self._scheduler.start()
         self.ready = True
-
-    def _trim_loop(self) -> None:
-        # Recording frees GOP buffers all day; glibc keeps them unless asked to give them back.
-        while not self._stopping.wait(heap.TRIM_INTERVAL_S):
-            heap.release_free_memory()
 
     def _schedule_loop(self) -> None:
         """Retention ([retention] every) and tiering ([tier] every, when [tier] url is set)

@@ -144,8 +144,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_read_deadlines, args=(beats, recorders), daemon=True).start()
     threading.Thread(target=_beat, args=(beats,), daemon=True, name="vstore-beat").start()
     control.send(("ok", os.getpid()))
-    trim = threading.Thread(target=_trim_loop, daemon=True, name="vstore-heap")
-    trim.start()
+    heap.keep_trimming(threading.Event())  # (for the process's life)
     serve(control, recorders)
     return 0
 
@@ -181,13 +180,6 @@ def _beat(conn: Connection) -> None:
         except (OSError, ValueError):
             return
         time.sleep(BEAT_EVERY_S)
-
-
-def _trim_loop() -> None:
-    # Recording frees GOP buffers all day; glibc keeps them unless asked to give them back.
-    while True:
-        time.sleep(heap.TRIM_INTERVAL_S)
-        heap.release_free_memory()
 
 
 if __name__ == "__main__":
