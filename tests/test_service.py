@@ -448,6 +448,7 @@ def test_ffprobe_reads_a_range_served_clip(node, tmp_path):
 def test_metrics_for_prometheus_need_a_token_that_sees_every_camera(node):
     assert node.get("/metrics").status == 401
     assert node.get("/metrics", node.tokens["inv"]).status == 403
+    assert node.get("/api/v1/cameras", node.tokens["inv"]).status == 200  # (a route to count)
     r = node.get("/metrics", node.tokens["admin"])
     assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.body.decode()
