@@ -511,7 +511,7 @@ def adopt_orphan(store: Store, relpath: str) -> None:
     b = Batch()
     b.put_open_marker(seg_id, camera, cam, relpath, start_ns)
     store.index.commit(b)
-    recover(store, only_segment=seg_id)  # (never the open segments of cameras recording)
+    recover(store, only_segments={seg_id})  # (never the open segments of cameras recording)
 
 
 def _check_orphan_identity(

@@ -136,7 +136,8 @@ def mark_lost(
     each gap of ``cameras`` in [start_ns, end_ns) that follows footage of a store declared
     gone; returns a note for each. The declarations are read only when a gap follows
     another store's footage than the one after it, or ends the range."""
-    candidates: dict[str, list[tuple[str, int, int]]] = {}
+    candidates: dict[int, list[tuple[str, int, int]]] = {}  # camera num -> gaps
+    names: dict[int, str] = {}
     for cam in cameras:
         num = view.index.camera_num(cam)
         if num is None:
@@ -147,14 +148,14 @@ def mark_lost(
             gap_end = after.start_ns if after is not None else end_ns
             if gap_end <= row.end_ns or (after is not None and after.owner == row.owner):
                 continue
-            candidates.setdefault(cam, []).append((row.owner, row.end_ns, gap_end))
+            candidates.setdefault(num, []).append((row.owner, row.end_ns, gap_end))
+            names[num] = cam
     if not candidates:
         return []
     gone = gone_stores(bucket)
     notes = []
-    for cam, gaps in candidates.items():
-        num = view.index.camera_num(cam)
-        assert num is not None
+    for num, gaps in candidates.items():
+        cam = names[num]
         b = Batch()
         for seq, (owner, from_ns, to_ns) in enumerate(gaps):
             doc = gone.get(owner)

@@ -409,17 +409,16 @@ class RecorderPool:
     def _recover(self, cameras: set[str]) -> None:
         if not cameras:
             return
-        open_ids = [
+        open_ids = {
             seg_id
             for seg_id, marker in self.store.index.open_segments()
             if marker.get("camera") in cameras
-        ]
-        for seg_id in open_ids:
-            rep = recover(self.store, only_segment=seg_id)
-            for msg in rep.messages:
-                log.warning("recovery: %s", msg)
-        if open_ids:
-            log.info("sealed %d segment(s) left open by a recorder process", len(open_ids))
+        }
+        if not open_ids:
+            return
+        for msg in recover(self.store, only_segments=open_ids).messages:
+            log.warning("recovery: %s", msg)
+        log.info("sealed %d segment(s) left open by a recorder process", len(open_ids))
 
     def stopping(self) -> None:
         """The node is stopping: no process is started again from now on."""

@@ -5,6 +5,7 @@ and finish deletions a crash interrupted."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 from vstore.base import layout
@@ -43,14 +44,14 @@ class RecoveryReport:
 
 
 def recover(
-    st: Store, open_segments: bool = True, only_segment: int | None = None
+    st: Store, open_segments: bool = True, only_segments: Collection[int] | None = None
 ) -> RecoveryReport:
-    """Seal every segment a crashed writer left open (lifecycle R1-R4), or only the segment
-    ``only_segment``, or none when ``open_segments`` is false (they are live writers' own);
+    """Seal every segment a crashed writer left open (lifecycle R1-R4), or only the segments
+    ``only_segments``, or none when ``open_segments`` is false (they are live writers' own);
     finish interrupted deletions."""
     rep = RecoveryReport()
     for seg_id, marker in st.index.open_segments() if open_segments else ():
-        if only_segment is None or seg_id == only_segment:
+        if only_segments is None or seg_id in only_segments:
             _recover_one(st, seg_id, marker, rep)
     # Deletions a crash interrupted (lifecycle D4): the rows are gone, finish the files.
     n = finish_garbage(st, local_only=True)

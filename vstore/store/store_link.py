@@ -106,7 +106,6 @@ class LinkedIndex:
 
     def __init__(self, calls: _Calls) -> None:
         self._calls = calls
-        self.link_signer = None  # (the node signs the chains, in its own index)
 
     def commit(self, batch: Batch, sync: bool = True) -> None:
         self._calls.call("commit", batch, sync)
