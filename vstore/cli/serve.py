@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(url: str, node: Node) -> None:
         cams = node.recorded()  # (started: a source connects a moment later)
-        procs = len(node.pool.procs) if node.pool is not None else 0
+        procs = node.recorders.processes
         if args.json:
             print_json({"url": url, "store": str(node.store.root), "recording": cams,
                         "recorder_processes": procs})  # fmt: skip

@@ -166,3 +166,51 @@ def stop_runs(runs: dict[str, CameraRun]) -> list[str]:
 
 def _never_started(camera: str, settings: CameraSettings) -> CameraRun:
     raise AssertionError("nothing is started by stop_runs")
+
+
+class LocalRecorders:
+    """The node's cameras recorded in its own process (``[service] recorders = 1``): the
+    same face as ``recorder_pool.RecorderPool``, which records them in recorder processes."""
+
+    processes = 0  # (recorder processes: none)
+
+    def __init__(self, store: Store, gate: Callable[[str], Callable[[], bool] | None]) -> None:
+        self.store = store
+        self._gate = gate  # camera -> what its recorder asks before each write (None: alone)
+        self._runs: dict[str, CameraRun] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        pass
+
+    def place(self, config: Any, want: dict[str, CameraSettings]) -> dict[str, list[str]]:
+        """Record exactly ``want`` (see ``reconcile_runs``)."""
+        with self._lock:
+            return reconcile_runs(
+                self._runs, want, lambda cam, s: CameraRun(self.store, cam, s, self._gate(cam))
+            )
+
+    def status(self, camera: str) -> dict[str, Any]:
+        with self._lock:
+            run = self._runs.get(camera)
+        return run.status() if run is not None else {"recording": False}
+
+    def recorded(self) -> list[str]:
+        with self._lock:
+            return sorted(self._runs)
+
+    def recording(self) -> list[str]:
+        with self._lock:
+            return sorted(c for c, r in self._runs.items() if r.recording)
+
+    def recorded_bytes(self) -> dict[str, int]:
+        with self._lock:
+            runs = list(self._runs.items())
+        return {c: n for c, r in runs if (n := r.recorded_bytes()) is not None}
+
+    def stopping(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        with self._lock:
+            stop_runs(self._runs)

@@ -25,7 +25,7 @@ from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.lifecycle.hot_footage import publish_card
-from vstore.service.camera_run import CameraRun, reconcile_runs, redact_url, stop_runs
+from vstore.service.camera_run import LocalRecorders, redact_url
 from vstore.service.job_runner import JobRunner
 from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
@@ -46,8 +46,6 @@ class Node:
         self.keys = store.keys
         self.keys.signer("audit")
         self.keys.signer("recording")  # the cameras' chain heads, at each seal and each minute
-        self._recording: dict[str, CameraRun] = {}
-        self._lock = threading.Lock()
         self._config_lock = threading.Lock()  # one change of vstore.toml at a time
         self.jobs = JobRunner(store)
         self._scheduler: threading.Thread | None = None
@@ -57,8 +55,9 @@ class Node:
         # In a cluster ([cluster] etcd), the cameras this node records are the ones its
         # member owns (cluster/agent.py); alone, every camera with a url.
         self.cluster: Agent | None = None
-        # With [service] recorders above 1, the processes that record the cameras.
-        self.pool: RecorderPool | None = None
+        # What records the cameras: this process, or with [service] recorders above 1, its
+        # recorder processes (the same face: camera_run.LocalRecorders, RecorderPool).
+        self.recorders: LocalRecorders | RecorderPool = LocalRecorders(store, self._gate)
 
     @property
     def config(self) -> StoreConfig:
@@ -85,18 +84,17 @@ class Node:
             self.store.tiered_deleter = self.cluster.deleter
         count = self.store.config.service.recorders
         if count > 1:
-            # Before the member claims anything: every camera it is given goes to them.
             agent = self.cluster
-            self.pool = RecorderPool(
+            self.recorders = RecorderPool(
                 self.store, count, agent.valid_until if agent is not None else None
             )
-            self.pool.start()
+        # Before the member claims anything: every camera it is given goes to them.
+        self.recorders.start()
         if self.cluster is not None:
             try:
                 self.cluster.start()  # ClusterError when etcd cannot be reached: serve refuses
             except BaseException:
-                if self.pool is not None:
-                    self.pool.stop()
+                self.recorders.stop()
                 raise
         self._reconcile(self.store.config)
         heap.keep_trimming(self._stopping)
@@ -217,7 +215,7 @@ class Node:
         self.store.config = config
         if config.cluster != old.cluster:
             self._cluster_changed(config)
-        running = len(self.pool.procs) if self.pool is not None else 1
+        running = max(1, self.recorders.processes)
         if config.service.recorders != old.service.recorders:
             if config.service.recorders == running:
                 log.info("vstore.toml: [service] recorders = %d: as running", running)
@@ -267,34 +265,18 @@ class Node:
         if self.cluster is not None:
             allowed = self.cluster.allowed()
             want = {cam: s for cam, s in want.items() if cam in allowed}
-        if self.pool is not None:
-            changes = self.pool.place(config, want)
-            _log_changes(changes)
-            return changes
-        with self._lock:
-            changes = reconcile_runs(
-                self._recording, want, lambda cam, s: CameraRun(self.store, cam, s, self._gate(cam))
-            )
+        changes = self.recorders.place(config, want)
         _log_changes(changes)
         return changes
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """What a camera's recorder is doing: recording or not, its source, connects and
         reconnects, drops, the end of its durable footage, its last error."""
-        if self.pool is not None:
-            return self.pool.statuses().get(camera_id, {"recording": False})
-        with self._lock:
-            run = self._recording.get(camera_id)
-        if run is None:
-            return {"recording": False}
-        return run.status()
+        return self.recorders.status(camera_id)
 
     def recorded(self) -> list[str]:
         """Cameras with a recorder, running or ended (a file source ends)."""
-        if self.pool is not None:
-            return self.pool.recorded()
-        with self._lock:
-            return sorted(self._recording)
+        return self.recorders.recorded()
 
     def advertise(self, api_url: str) -> None:
         """Say in the bucket ([tier] url) where this node's API answers, so that readers of
@@ -317,39 +299,24 @@ class Node:
 
     def recorded_bytes(self) -> dict[str, int]:
         """Footage bytes each running recorder has stored (what its bitrate is measured by)."""
-        if self.pool is not None:
-            return {
-                cam: int(st["writer"]["bytes"])
-                for cam, st in self.pool.statuses().items()
-                if st.get("recording") and "bytes" in st.get("writer", {})
-            }
-        with self._lock:
-            runs = list(self._recording.items())
-        return {c: n for c, r in runs if (n := r.recorded_bytes()) is not None}
+        return self.recorders.recorded_bytes()
 
     def recording(self) -> list[str]:
         """Cameras whose source is connected now."""
-        if self.pool is not None:
-            return sorted(c for c, st in self.pool.statuses().items() if st.get("recording"))
-        with self._lock:
-            return sorted(c for c, r in self._recording.items() if r.recording)
+        return self.recorders.recording()
 
     def stop(self) -> None:
         """Stop the jobs at their safe points, then recording (every writer flushes and
         seals), then sign the audit records since the last digest."""
         self.ready = False
         self._stopping.set()
-        if self.pool is not None:
-            self.pool.stopping()  # (a recorder process that ends now is not started again)
+        self.recorders.stopping()  # (a recorder process that ends now is not started again)
         if self.cluster is not None:
             self.cluster.stop()  # its cameras seal, then its lease and claims go
         if self._scheduler is not None:
             self._scheduler.join()
         self.jobs.close()
-        with self._lock:
-            stop_runs(self._recording)
-        if self.pool is not None:
-            self.pool.stop()
+        self.recorders.stop()
         self.write_audit_digest()  # the last records, up to the stop
 
 

@@ -223,8 +223,25 @@ class RecorderPool:
             self._status_cache = (time.monotonic(), out)
             return out
 
+    def status(self, camera: str) -> dict[str, Any]:
+        return self.statuses().get(camera, {"recording": False})
+
     def recorded(self) -> list[str]:
         return sorted(cam for p in self.procs for cam in p.cameras)
+
+    def recording(self) -> list[str]:
+        return sorted(c for c, st in self.statuses().items() if st.get("recording"))
+
+    def recorded_bytes(self) -> dict[str, int]:
+        return {
+            cam: int(st["writer"]["bytes"])
+            for cam, st in self.statuses().items()
+            if st.get("recording") and "bytes" in st.get("writer", {})
+        }
+
+    @property
+    def processes(self) -> int:
+        return len(self.procs)
 
     # --- the processes ---------------------------------------------------------------------
     def _spawn(self, p: _Process) -> None:
