@@ -159,15 +159,6 @@ def reconcile_runs(
     return changes
 
 
-def stop_runs(runs: dict[str, CameraRun]) -> list[str]:
-    """Stop every run of ``runs`` (each writer seals), all at once; returns their cameras."""
-    return reconcile_runs(runs, {}, _never_started)["stopped"]
-
-
-def _never_started(camera: str, settings: CameraSettings) -> CameraRun:
-    raise AssertionError("nothing is started by stop_runs")
-
-
 class LocalRecorders:
     """The node's cameras recorded in its own process (``[service] recorders = 1``): the
     same face as ``recorder_pool.RecorderPool``, which records them in recorder processes."""
@@ -195,6 +186,11 @@ class LocalRecorders:
             run = self._runs.get(camera)
         return run.status() if run is not None else {"recording": False}
 
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            runs = list(self._runs.items())
+        return {cam: run.status() for cam, run in runs}
+
     def recorded(self) -> list[str]:
         with self._lock:
             return sorted(self._runs)
@@ -212,5 +208,5 @@ class LocalRecorders:
         pass
 
     def stop(self) -> None:
-        with self._lock:
-            stop_runs(self._runs)
+        """Every camera stops, each writer sealing, all at once."""
+        self.place(None, {})

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base import heap, libc
-from vstore.service.camera_run import CameraRun, reconcile_runs, stop_runs
+from vstore.service.camera_run import LocalRecorders
 from vstore.service.recorder_pool import BEAT_EVERY_S
 from vstore.store.config import CameraSettings, StoreConfig
 from vstore.store.store_link import LinkedStore
@@ -53,11 +53,12 @@ def _deadline(deadlines: tuple[float, dict[str, float]] | None, camera: str) -> 
 
 
 class Recorders:
-    """The cameras this process records, as its node last said."""
+    """The cameras this process records, as its node last said: recorded as the node's own
+    are (``LocalRecorders``), each fenced by its lease deadline in a cluster."""
 
     def __init__(self, store: LinkedStore) -> None:
         self.store = store
-        self.runs: dict[str, CameraRun] = {}
+        self.local = LocalRecorders(store, self.gate)
         # (lease deadline, {camera: its own}); None: no cluster, no fencing
         self.deadlines: tuple[float, dict[str, float]] | None = None
 
@@ -76,19 +77,11 @@ class Recorders:
         if deadlines is not None:
             self.deadlines = deadlines  # (replaced whole: a gate reads it unlocked)
         # (every camera left out is sealed before the answer: the node may give it to another)
-        return reconcile_runs(
-            self.runs, want, lambda cam, s: CameraRun(self.store, cam, s, self.gate(cam))
-        )
+        return self.local.place(config, want)
 
     def set_deadlines(self, deadlines: tuple[float, dict[str, float]]) -> None:
         if self.deadlines is not None:
             self.deadlines = deadlines
-
-    def status(self) -> dict[str, dict[str, Any]]:
-        return {cam: run.status() for cam, run in self.runs.items()}
-
-    def stop(self) -> None:
-        stop_runs(self.runs)
 
 
 def serve(control: Connection, recorders: Recorders) -> None:
@@ -98,13 +91,11 @@ def serve(control: Connection, recorders: Recorders) -> None:
             number, op, arg = control.recv()
         except (EOFError, OSError):
             # Nothing can be indexed any more: the node's next start seals what is open
-            # (R1-R4). The cameras' threads are told to stop, and the process ends.
+            # (R1-R4). The process ends here, its cameras' threads with it.
             log.error("the node is gone: stopping")
-            for run in recorders.runs.values():
-                run.halt()
             os._exit(1)
         if op == "stop":
-            recorders.stop()
+            recorders.local.stop()
             recorders.store.close()
             control.send((number, "ok", None))
             return
@@ -112,7 +103,7 @@ def serve(control: Connection, recorders: Recorders) -> None:
             if op == "cameras":
                 reply: Any = recorders.set_cameras(*arg)
             elif op == "status":
-                reply = recorders.status()
+                reply = recorders.local.statuses()
             else:
                 raise ValueError(f"unknown message {op!r:.40}")
             control.send((number, "ok", reply))
