@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base import actor, layout
-from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.errors import NotFound, UsageError
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, Event
 from vstore.store.store import Store
@@ -116,17 +116,11 @@ def take_back(tier: BlobTier, store_uuid: str) -> None:
 def gone_stores(tier: BlobTier) -> dict[str, dict[str, Any]]:
     """store uuid -> its declaration, for every store of the bucket declared gone (what does
     not read as one is skipped)."""
-    out: dict[str, dict[str, Any]] = {}
-    for info in tier.list_prefix(layout.NODE_GONE_PREFIX + "/"):
-        if info.size_bytes > MAX_DECLARATION_BYTES:
-            continue
-        try:
-            doc = json.loads(tier.get(info.key))
-            if doc.get("format") == GONE_FORMAT and isinstance(doc.get("store"), str):
-                out[doc["store"]] = doc
-        except (VstoreError, ValueError, TypeError, AttributeError):
-            continue
-    return out
+    return {
+        doc["store"]: doc
+        for doc in tier.json_objects(layout.NODE_GONE_PREFIX + "/", MAX_DECLARATION_BYTES)
+        if doc.get("format") == GONE_FORMAT and isinstance(doc.get("store"), str)
+    }
 
 
 def mark_lost(

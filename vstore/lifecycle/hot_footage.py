@@ -62,23 +62,15 @@ def publish_card(store: Store, tier: BlobTier, api_url: str) -> None:
 def read_cards(tier: BlobTier) -> list[dict[str, Any]]:
     """Every node card of the bucket that reads as one (others, and any over MAX_CARD_BYTES,
     are skipped)."""
-    out = []
-    for info in tier.list_prefix(layout.NODE_CARD_PREFIX + "/"):
-        if info.size_bytes > MAX_CARD_BYTES:
-            continue
-        try:
-            card = json.loads(tier.get(info.key))
-            if (
-                card.get("format") == CARD_FORMAT
-                and isinstance(card.get("api"), str)
-                and isinstance(card.get("store"), str)
-                and card["api"]
-                and card["store"]
-            ):
-                out.append(card)
-        except (VstoreError, ValueError, TypeError, AttributeError):
-            continue
-    return out
+    return [
+        card
+        for card in tier.json_objects(layout.NODE_CARD_PREFIX + "/", MAX_CARD_BYTES)
+        if card.get("format") == CARD_FORMAT
+        and isinstance(card.get("api"), str)
+        and isinstance(card.get("store"), str)
+        and card["api"]
+        and card["store"]
+    ]
 
 
 def local_entries(store: Store, camera: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:

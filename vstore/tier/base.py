@@ -11,9 +11,9 @@ import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from vstore.base.errors import PreconditionFailed, TierError
+from vstore.base.errors import PreconditionFailed, TierError, VstoreError
 
 if TYPE_CHECKING:
     from vstore.base.ratelimit import RateLimiter
@@ -119,6 +119,21 @@ class BlobTier(abc.ABC):
     @abc.abstractmethod
     def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with prefix, in key order."""
+
+    def json_objects(self, prefix: str, max_bytes: int) -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix`` of at most ``max_bytes`` that reads as a JSON
+        object (others, the bucket's word alone, are skipped), in key order."""
+        import json
+
+        for info in self.list_prefix(prefix):
+            if info.size_bytes > max_bytes:
+                continue
+            try:
+                doc = json.loads(self.get(info.key))
+            except (VstoreError, ValueError):
+                continue
+            if isinstance(doc, dict):
+                yield doc
 
     @abc.abstractmethod
     def list_dirs(self, prefix: str) -> Iterator[str]:
