@@ -1254,21 +1254,22 @@ def test_an_unmet_watermark_is_said_once_while_it_lasts_and_room_made_is_logged(
     is in the log as well as the audit log."""
     import logging
 
-    from vstore.lifecycle.retention import make_room
-
     st, disk = watermark_store(tmp_path, capacity=10**9)
     try:
         record(st, 12)
         disk.need(10**6)  # another program fills the disk: nothing of ours meets it
-        with caplog.at_level(logging.INFO, logger="vstore.lifecycle.retention"):
+        with caplog.at_level(logging.INFO, logger="vstore"):
             for _ in range(5):
-                missing, why = make_room(st)
-                assert missing > 0 and "other data" in why
+                assert st.space.free_space() > 0 and "other data" in st.space.unmet_why
             said = [r for r in caplog.records if "below the watermark by" in r.message]
-            assert len(said) == 1
+            assert len(said) == 1 and "other data" in said[0].message
             caplog.clear()
             disk.need(15_000)  # now deleting the oldest segment meets it
-            assert make_room(st)[0] == 0
+            assert st.space.free_space() == 0
             assert any("oldest segment(s)" in r.message for r in caplog.records), caplog.records
+            caplog.clear()
+            disk.need(10**6)  # short again: said again at once, as a new shortfall
+            assert st.space.free_space() > 0
+            assert [r for r in caplog.records if "below the watermark by" in r.message]
     finally:
         st.close()

@@ -313,20 +313,20 @@ def record_many(
     ]
     for t in threads:
         t.start()
-    trimmed = time.monotonic()
+    # The writers' freed GOP buffers go back to the OS (vstore.base.heap), which glibc
+    # would otherwise keep.
+    trimming = threading.Event()
+    heap.keep_trimming(trimming)
     try:
         for t in threads:
             while t.is_alive():
-                t.join(0.2)
-                # This thread only waits: it also hands the writers' freed GOP buffers back
-                # to the OS (vstore.base.heap), which glibc would otherwise keep.
-                if time.monotonic() - trimmed >= heap.TRIM_INTERVAL_S:
-                    heap.release_free_memory()
-                    trimmed = time.monotonic()
+                t.join(0.2)  # (in steps: Ctrl-C reaches this thread between them)
     except KeyboardInterrupt:
         stop.set()
         for t in threads:
             t.join()
+    finally:
+        trimming.set()
     for r in recs:
         if r.writer is not None:
             r.status.writer = r.writer.stats.as_dict()

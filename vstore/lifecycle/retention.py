@@ -5,7 +5,6 @@ falls below the watermark. Every deletion is recorded in the permanent audit log
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,27 +315,11 @@ def make_room(store: Store) -> tuple[int, str]:
             leased=leased_ids(store.leases(), table),
         )
         if plan.watermark_unmet_bytes:
-            # Asked every second while it lasts: said when it starts or its reason changes,
-            # then every UNMET_LOG_EVERY_S, not 86,400 times a day.
-            now = time.monotonic()
-            last = _unmet_said.get(store.root)
-            if last is None or last[1] != plan.watermark_why or now - last[0] >= UNMET_LOG_EVERY_S:
-                _unmet_said[store.root] = (now, plan.watermark_why)
-                log.error(
-                    "disk below the watermark by %d B and %s: nothing deleted, recording pauses",
-                    plan.watermark_unmet_bytes,
-                    plan.watermark_why,
-                )
+            # (the space keeper says so in the log: it asks every second while it lasts)
             return plan.watermark_unmet_bytes, plan.watermark_why
-        _unmet_said.pop(store.root, None)
         res = apply_plan(store, plan, by="watermark", finish_pending=False)
         if res.deleted_segments:
             log.warning("disk below the watermark: deleted the %d oldest segment(s), %d B, to "
                         "make room (disk_full = overwrite-oldest)", res.deleted_segments,
                         res.deleted_bytes)  # fmt: skip
     return watermark_unmet_after(plan, res), ""
-
-
-# How often an unmet watermark is said again while it lasts (it is asked every second).
-UNMET_LOG_EVERY_S = 300.0
-_unmet_said: dict[Any, tuple[float, str]] = {}  # store root -> (when said, why)

@@ -31,6 +31,8 @@ log = get_logger(__name__)
 RETRY_INTERVAL_S = 1.0
 # How long an import waits for a pass it asked for (live cameras never wait).
 WAIT_TIMEOUT_S = 120.0
+# How often an unmet watermark is said again while it lasts (a pass runs every second).
+UNMET_LOG_EVERY_S = 300.0
 
 
 class SpaceRefused(StorageFull):
@@ -68,6 +70,7 @@ class SpaceKeeper:
         self.passes = 0
         self.last_error: str | None = None
         self.unmet_why = ""  # why the last pass could not meet the target
+        self._said: tuple[float, str] | None = None  # (when, why) the log last said it
 
     # --- the writers' side --------------------------------------------------------------------
     def check(self, wait: bool = False) -> None:
@@ -153,25 +156,39 @@ class SpaceKeeper:
     def free_space(self) -> int:
         """One pass: the read cache first, then (through ``make_room``) the fewest, oldest
         footage that meets the target (S1, S2); returns the bytes still missing (0: met)."""
+        unmet, why = self._pass()
+        if unmet:
+            self.unmet_why = why
+            self._say_unmet(unmet, why)
+        else:
+            self._said = None
+        return unmet
+
+    def _pass(self) -> tuple[int, str]:
         cfg = self._config()
         usage = self.usage()
         need = min_free_bytes(cfg, usage) - usage.free_bytes
         if need <= 0:
-            return 0
+            return 0, ""
         freed = evict_cache(self._cache_dir, need)  # S3: disposable copies go first
         if freed:
             log.warning("low disk: evicted %d B of the tier read cache", freed)
             usage = self.usage()
             need = min_free_bytes(cfg, usage) - usage.free_bytes
             if need <= 0:
-                return 0
+                return 0, ""
         if self._make_room is None:
-            self.unmet_why = "this store deletes nothing for room (no retention wired)"
-            return need
-        unmet, why = self._make_room()
-        if unmet:
-            self.unmet_why = why
-        return unmet
+            return need, "this store deletes nothing for room (no retention wired)"
+        return self._make_room()
+
+    def _say_unmet(self, unmet_bytes: int, why: str) -> None:
+        """Log an unmet target when it starts or its reason changes, then every
+        UNMET_LOG_EVERY_S while it lasts: not 86,400 times a day."""
+        now = time.monotonic()
+        if self._said is None or self._said[1] != why or now - self._said[0] >= UNMET_LOG_EVERY_S:
+            self._said = (now, why)
+            log.error("disk below the watermark by %d B and %s: nothing deleted, recording "
+                      "pauses", unmet_bytes, why)  # fmt: skip
 
     def close(self) -> None:
         with self._cond:
