@@ -160,6 +160,29 @@ def test_a_stale_owner_never_overwrites_what_a_newer_one_wrote(tmp_path, media):
         new.close()
 
 
+def test_a_former_owner_keeps_listing_what_it_recorded_while_it_owned_the_camera(tmp_path, media):
+    """A camera moves away before its new owner has written the hour: the former owner's
+    next write, as a member that no longer owns it, still lists all it tiered. Its own
+    earlier claim in the hour is no newer owner's, and must not fence it out."""
+    from vstore.lifecycle.check import check_store
+
+    tier = LocalTier(tmp_path / "bucket")
+    st = _store(tmp_path, media, "st")
+    hour = layout.catalog_hour_ns(START_NS)
+    try:
+        since = START_NS + 1 * S  # (it took the camera 1 s into the hour, as epoch 3)
+        run_tiering(st, tier, 5 * S)
+        assert publish_hour(st, tier, "gate", hour, epoch=3, since_ns=since, member="m1") == 3
+        # The camera moved on; a later write (a tier run, check --repair) is a non-owner's.
+        assert publish_hour(st, tier, "gate", hour, epoch=0, since_ns=0, member="m1") == 3
+        doc = _doc(tier, "gate", hour)
+        assert len(doc["segments"]) == 3
+        assert doc["owner"] == {"store": st.uuid, "member": "m1", "epoch": 3, "since_ns": since}
+        assert check_store(st).ok, check_store(st).problems
+    finally:
+        st.close()
+
+
 def test_concurrent_writers_of_one_hour_lose_nothing(tmp_path, media):
     """Conditional writes: writers that read the same version retry on the newer one, so
     every store's entries end up listed (no write lost to a race)."""

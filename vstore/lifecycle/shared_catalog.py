@@ -171,7 +171,8 @@ def publish_hour(
     epoch ``epoch`` since ``since_ns`` (0, 0: no cluster, or a camera this store does not
     own now); the number of this store's segments it lists. When a newer owner wrote the
     hour, only this store's segments that end by the time that owner took over are listed,
-    and Fenced (raised after the write) says how many were refused."""
+    and Fenced (raised after the write) says how many were refused; this store's own earlier
+    claim, still named in the hour after the camera moved on, fences nothing."""
     num = store.index.camera_num(camera)
     mine = _entries(store, tier.url, num, hour_ns) if num is not None else []
     key = layout.catalog_object_key(camera, hour_ns)
@@ -185,9 +186,12 @@ def publish_hour(
         alive = [e for e in mine if e["row"]["path"] not in gone]  # (never listed again)
         listed, owner = alive, me
         if int(prior.get("epoch", 0)) > epoch:
-            until = int(prior.get("since_ns", 0))
-            listed = [e for e in alive if int(e["row"]["end_ns"]) <= until]
             owner = prior
+            if prior.get("store") != store.uuid:
+                until = int(prior.get("since_ns", 0))
+                listed = [e for e in alive if int(e["row"]["end_ns"]) <= until]
+            # (else the newer claim is this store's own, from before the camera moved on:
+            # all it lists it recorded as an owner, and its recording was fenced by its lease)
         merged = _merge(doc, camera, hour_ns, store.uuid, listed, owner)
         # (what the write that landed was)
         last.update(listed=listed, alive=alive, prior=prior, doc=merged)
