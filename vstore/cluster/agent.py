@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,10 +33,6 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 
 
-def member_name(config: ClusterConfig) -> str:
-    return config.name or socket.gethostname().split(".")[0]
-
-
 class Agent:
     def __init__(
         self,
@@ -49,7 +44,7 @@ class Agent:
         recorded_bytes: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.config = config
-        self.name = member_name(config)
+        self.name = config.member
         self.client = EtcdClient(list(config.etcd))
         self.ownership = Ownership(self.client, config.prefix)
         self.member = Member(

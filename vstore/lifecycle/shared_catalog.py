@@ -434,6 +434,7 @@ def publish_pending(
     Segments a newer owner's hour refuses are reported, and not tried again."""
     res = PublishResult()
     owner_of = owner_of or store.catalog_epoch
+    member = member or store.config.cluster.member
     names = {num: cam for cam, num in store.index.cameras()}
     for num, hour, url, mark in _marks(store):
         cam = names.get(num)

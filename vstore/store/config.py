@@ -9,6 +9,7 @@ that nothing downstream has to re-check them.
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -323,6 +324,13 @@ class ClusterConfig(NamedTuple):
     # How long the elected deleter keeps a tiered object after the catalog stopped listing it
     # (None: twice [retention] every).
     deletion_delay_s: float | None = None
+
+    @property
+    def member(self) -> str:
+        """This node's member name: ``name``, else the host's short name ("" : no cluster)."""
+        if not self.etcd:
+            return ""
+        return self.name or socket.gethostname().split(".")[0]
 
 
 def valid_cluster_prefix(prefix: object) -> bool:
