@@ -122,6 +122,23 @@ def test_a_swap_evens_out_what_no_single_move_can():
     assert balance(rates, two, planned, {}, rates, {}, rebalance=True, max_moves=1) == planned
 
 
+def test_no_camera_moves_where_no_move_evens_the_members_out():
+    """Four like cameras on three members: two on one is as even as it gets. Their measured
+    bitrates differ by a few percent; a move that only trades which member carries two
+    (each costs the camera a second of footage) is never made, rebalance after rebalance."""
+    three = [MemberInfo("a"), MemberInfo("b"), MemberInfo("c")]
+    planned = {"j1": "a", "j2": "a", "j3": "b", "j4": "c"}
+    rng = random.Random(3)
+    for _ in range(50):
+        rates = {c: 2e6 * rng.uniform(0.97, 1.03) for c in planned}
+        assert balance(planned, three, planned, {}, rates, {}, rebalance=True) == planned
+    # A real imbalance still moves: three on one, none on another.
+    rates = dict.fromkeys(planned, 2e6)
+    skewed = {"j1": "a", "j2": "a", "j3": "a", "j4": "c"}
+    got = balance(planned, three, skewed, {}, rates, {}, rebalance=True)
+    assert sorted(Counter(got.values()).values()) == [1, 1, 2]
+
+
 def test_a_joining_member_takes_from_the_others_and_they_give_only_to_it():
     rates = _skewed(300, seed=3)
     three = [MemberInfo(n) for n in "abc"]

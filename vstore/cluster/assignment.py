@@ -49,6 +49,9 @@ LOAD_EVERY_S = 10.0  # how often a member publishes its cameras' bitrates
 REBALANCE_EVERY_S = 60.0  # how often the assigner looks for a member over its share
 TOLERANCE = 0.10  # a member this far over its share of the bitrate starts a rebalance
 MAX_MOVES_FRACTION = 0.05  # of the cameras, moved in one rebalance round at most
+# A swap moves the difference of two cameras' bitrates for two handovers: worth it only when
+# that difference is at least this fraction of the smaller one's bitrate.
+SWAP_MIN_DIFFERENCE = 0.25
 MIN_MOVES = 8  # ...but at least this many
 SMOOTHING = 0.3  # weight of a new bitrate sample against the figure so far
 
@@ -240,7 +243,16 @@ def _even_out(
 
         def after(moved: float, ld: float = ld, lt: float = lt, wd: float = wd,
                   wt: float = wt) -> float:  # fmt: skip
-            return max((ld - moved) / wd, (lt + moved) / wt)
+            """The higher of the two loads after moving ``moved`` (``before``: not worth a
+            handover). One that leaves the taker above the donor must at least halve their
+            difference: each move is a second or two of the camera not recorded, and one
+            that only trades which member carries the odd camera (four like cameras on
+            three members, their bitrates a few percent apart) would be made back at the
+            next check, for ever."""
+            d, t = (ld - moved) / wd, (lt + moved) / wt
+            if t > d and t - d > (ld / wd - lt / wt) / 2:
+                return before
+            return max(d, t)
 
         # The rate that leaves both equal (loads normalised by weight): the camera nearest
         # it either side, or (when no single camera helps, and two handovers remain) the
@@ -257,7 +269,9 @@ def _even_out(
             for k, (ry, _cam) in enumerate(take):
                 i = bisect.bisect_left(give, (ideal + ry, ""))
                 for j in (i - 1, i):
-                    if 0 <= j < len(give) and give[j][0] > ry:
+                    # (a swap whose difference is within the bitrates' measuring noise
+                    # only trades two handovers for nothing)
+                    if 0 <= j < len(give) and give[j][0] - ry >= ry * SWAP_MIN_DIFFERENCE:
                         a = after(give[j][0] - ry)
                         if a < before - 1e-9 and (best is None or a < best[0]):
                             best = (a, j, k)
