@@ -251,7 +251,7 @@ def _even_out(
             next check, for ever."""
             d, t = (ld - moved) / wd, (lt + moved) / wt
             if t > d and t - d > (ld / wd - lt / wt) / 2:
-                return before
+                return ld / wd  # (before the move: no gain)
             return max(d, t)
 
         # The rate that leaves both equal (loads normalised by weight): the camera nearest
