@@ -171,6 +171,11 @@ def test_the_cluster_section_is_read_and_its_mistakes_named(tmp_path):
         ("[cluster]\nlease_ttl_s = 1\n", "lease_ttl_s must be"),
         ('[cluster]\nname = "a b"\n', "name is letters"),
         ("[cluster]\nttl = 5\n", "unknown key(s) ttl"),
+        # A [cluster] that names no etcd would make a node of its own of every camera.
+        ('[cluster]\nname = "n1"\nprefix = "/vstore/city"\n', "needs etcd = "),
+        ("[cluster]\netcd = []\n", "needs etcd = "),
+        ('[cluster]\netcd = ["ftp://e1:2379"]\n', "give http://HOST:PORT"),
+        ('[cluster]\netcd = ["http://e1:port"]\n', "give http://HOST:PORT"),
     ):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
             parse_config(text, where)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from vstore.base.errors import ClusterError, UsageError
+from vstore.store.config import etcd_endpoint
 
 T = TypeVar("T")
 
@@ -30,12 +30,7 @@ class KeyValue:
 
 
 def parse_endpoints(urls: list[str]) -> list[tuple[str, int]]:
-    out = []
-    for url in urls:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise UsageError(f"etcd endpoint {url!r}: give http://HOST:PORT")
-        out.append((parts.hostname, parts.port or 2379))
+    out = [etcd_endpoint(url) for url in urls]
     if not out:
         raise UsageError('no etcd endpoints: [cluster] etcd = ["http://HOST:2379", ...]')
     return out

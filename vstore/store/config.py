@@ -12,6 +12,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from vstore.base.errors import ConfigError, UsageError
 from vstore.base.layout import validate_camera_id
@@ -645,7 +646,7 @@ def parse_config(text: str, path: Path) -> StoreConfig:
     shared = _groups(doc.get("groups", {}), str(path))
     notes: list[str] = []
     retention = _retention(doc.get("retention", {}), str(path), shared, notes)
-    cluster = _cluster(doc.get("cluster", {}), str(path))
+    cluster = _cluster(doc.get("cluster"), str(path))
     delay = cluster.deletion_delay_s
     if cluster.etcd and delay is not None and delay * 1e9 < (retention.every_ns or 0):
         notes.append(
@@ -702,13 +703,32 @@ def _section(doc: Any, where: str, name: str, keys: tuple[str, ...]) -> str:
     return where
 
 
+def etcd_endpoint(url: str) -> tuple[str, int]:
+    """(host, port) of an etcd client URL, ``http://HOST:PORT`` (the port defaults to 2379)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port or 2379
+    except ValueError:  # (a port that is no number, or out of range)
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise UsageError(f"etcd endpoint {url!r}: give http://HOST:PORT")
+    return parts.hostname, port
+
+
 def _cluster(doc: Any, where: str) -> ClusterConfig:
+    if doc is None:  # (no [cluster] section: a node of its own)
+        return ClusterConfig()
     where = _section(doc, where, "cluster", ClusterConfig._fields)
     etcd = doc.get("etcd", [])
     if isinstance(etcd, str):
         etcd = [etcd]
     if not isinstance(etcd, list) or not all(isinstance(u, str) and u for u in etcd):
         raise ConfigError(f'{where}: etcd is a list of client URLs ["http://HOST:2379", ...]')
+    for url in etcd:
+        try:
+            etcd_endpoint(url)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     name = doc.get("name", "")
     if not isinstance(name, str) or (name and not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,63}", name)):
         raise ConfigError(f"{where}: name is letters, digits, . _ - (at most 64)")
@@ -731,6 +751,13 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
         or not 0 <= delay <= 30 * 86400
     ):
         raise ConfigError(f"{where}: deletion_delay_s must be seconds within 0..2592000 (30 days)")
+    if not etcd:
+        # Without it the node would join no cluster and record every camera on its own,
+        # beside the members that record them.
+        raise ConfigError(
+            f'{where}: needs etcd = ["http://HOST:2379", ...] (the cluster\'s etcd '
+            "members); to run this node on its own, remove the [cluster] section"
+        )
     return ClusterConfig(
         tuple(etcd), name, prefix, ttl, float(weight), dict(pins),
         None if delay is None else float(delay),
