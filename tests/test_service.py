@@ -235,7 +235,11 @@ def test_holds_are_scoped_placed_by_custodians_and_released(node):
     release = f"/api/v1/holds/{hold['id']}/release"
     other = node.request("POST", release, south, body={"reason": "mine now"})
     assert other.status in (403, 404)
-    r = node.request("POST", f"/api/v1/holds/{hold['id']}/release", cust, body={"reason": "done"})
+    # Named for another camera (hold numbers are each node's own): refused, still held.
+    wrong = node.request("POST", release, cust, body={"reason": "done", "camera": "lane"})
+    assert wrong.status == 400
+    assert "not 'lane': nothing released" in wrong.json()["error"]["message"]
+    r = node.request("POST", release, cust, body={"reason": "done", "camera": "gate"})
     assert r.status == 200 and r.json()["released_by"] == "custodian-north"
     gone = node.request("POST", "/api/v1/holds/99999/release", cust, body={"reason": "x"})
     assert gone.status == 404 and gone.json()["error"]["message"] == "no hold #99999"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import START_NS
 from vstore.api import open_store
-from vstore.base.errors import TierError
+from vstore.base.errors import TierError, UsageError
 from vstore.ingest.file_import import import_file
 from vstore.jobs import registry
 from vstore.lifecycle.retention import run_retention
@@ -57,8 +57,16 @@ def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_p
         kept = _chunks(b)
         recs = [r for r in b.index.audit_records() if r["action"] == "hold_add"]
         assert recs and recs[-1]["detail"]["via"] == "shared holds"
+        # Hold numbers are each store's own: the number a placed it under may be another
+        # hold on b. Named with the camera it is meant for, a release of the wrong one is
+        # refused, and nothing is released.
+        mine = _hold(b, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + S, reason="x")
+        with pytest.raises(UsageError, match="of camera 'gate' .*not 'lane': nothing released"):
+            _hold(b, "release", id=mine["id"], reason="case closed", camera="lane")
+        assert len(list_holds(b)) == 2
         # Released on b (not where it was placed): a takes the release from the bucket.
-        _hold(b, "release", id=theirs[0].id, reason="case closed")
+        _hold(b, "release", id=theirs[0].id, reason="case closed", camera="gate")
+        _hold(b, "release", id=mine["id"], reason="case closed")
         assert not [h for h in list_holds(b) if h.origin]
         out = _hold(a, "sync")
         assert out["shared"]["released"] == 1 and list_holds(a) == []

@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("id", type=int, help="the hold's number (vstore hold list)")
     r.add_argument("--by", default=None, help="who releases it (default: login name)")
     r.add_argument("--reason", default="", help="why")
+    r.add_argument(
+        "--camera",
+        default=None,
+        help="the camera the hold is of: a hold of another is not released (hold numbers "
+        "are each node's own)",
+    )
     sy = sub.add_parser(
         "sync",
         help="exchange holds with the other stores of the bucket, and re-apply S3 object "
@@ -108,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         params.update(
             id=args.id, by=args.by if args.by is not None else getpass.getuser(), reason=args.reason
         )
+        if args.camera is not None:
+            params["camera"] = args.camera
     # Never a new store (a hold placed in a mistyped one would leave the footage unheld);
     # a store a recorder or node holds open runs the job through it (its socket).
     doc = run_job(args.store, "hold", params)
@@ -137,7 +145,11 @@ def run(args: argparse.Namespace) -> int:
         if objects["held"]:
             print(f"  {objects['held']} tiered object(s) also under an S3 object legal hold")
     else:
-        print(f"hold #{doc['id']} released by {doc['released_by']}")
+        print(
+            f"hold #{doc['id']} released by {doc['released_by']}: {doc['camera']} "
+            f"{fmt_time(doc['from_ns'], tz)} .. {fmt_time(doc['to_ns'], tz)}, placed by "
+            f"{doc['by']} for {doc['reason']!r}"
+        )
         if objects["lifted"]:
             print(f"  object legal hold lifted on {objects['lifted']} tiered object(s)")
     if objects["errors"]:

@@ -16,7 +16,8 @@ from vstore.store.store import Store
 def hold_job(
     store: Store, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """``action`` add (camera, from_ns, to_ns, reason, by), release (id, by, reason) or sync:
+    """``action`` add (camera, from_ns, to_ns, reason, by), release (id, by, reason, and the
+    camera it is expected to be of, optional) or sync:
     the hold is recorded first (the index is the authority), then mirrored onto S3 object
     legal holds, which may fail on its own (reported in ``objects.errors``)."""
     action = params.get("action")
@@ -51,7 +52,12 @@ def hold_job(
             )
     elif action == "release":
         hold = release_hold(
-            store, int(params["id"]), params["by"], params.get("reason", ""), mirror=False
+            store,
+            int(params["id"]),
+            params["by"],
+            params.get("reason", ""),
+            mirror=False,
+            camera=params.get("camera"),
         )
         objects = sync_object_holds(store, hold.camera, hold.from_ns, hold.to_ns)
     else:

@@ -615,6 +615,8 @@ class Api:
             if not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
             params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}
+            if "camera" in doc:
+                params["camera"] = doc["camera"]
             with as_requester(request):
                 return registry.run(self.store, "hold", params)
 

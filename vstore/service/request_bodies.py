@@ -39,7 +39,10 @@ HOLD = _object(
         "reason": {**_TEXT, "description": "why: a case number"},
     }
 )
-HOLD_RELEASE = _object({"reason": {**_TEXT, "description": "why the hold ends"}})
+HOLD_RELEASE = _object(
+    {"reason": {**_TEXT, "description": "why the hold ends"}},
+    {"camera": {**_TEXT, "description": "the camera the hold is of: a hold of another is refused"}},
+)
 
 MAX_EXPORT_ITEMS = 32
 EXPORT = _object(

@@ -157,10 +157,18 @@ def add_hold(
 
 
 def release_hold(
-    store: Store, hold_id: int, by: str, reason: str = "", *, mirror: bool = True
+    store: Store,
+    hold_id: int,
+    by: str,
+    reason: str = "",
+    *,
+    mirror: bool = True,
+    camera: str | None = None,
 ) -> Hold:
     """Release a hold (synced, audited); object legal holds that no other active hold
-    needs are lifted (mirror)."""
+    needs are lifted (mirror). ``camera``: the camera the releaser means the hold to be of;
+    a hold of another camera is refused (hold numbers are each store's own: #3 on one node
+    of a cluster is not #3 on the next)."""
     if not by.strip():
         raise UsageError("releasing a hold needs the name of who releases it (--by)")
     checked_text(by, "who releases the hold (--by)")
@@ -172,6 +180,12 @@ def release_hold(
         raise NotFound(f"no hold #{hold_id}")
 
     hold = Hold(**json.loads(raw))
+    if camera is not None and camera != hold.camera:
+        raise UsageError(
+            f"hold #{hold_id} here is of camera {hold.camera!r} ({hold.reason}), not "
+            f"{camera!r}: nothing released (hold numbers are each node's own: "
+            "`vstore hold list` on this node)"
+        )
     if not hold.active:
         raise UsageError(
             f"hold #{hold_id} was already released by {hold.released_by} at "
