@@ -24,6 +24,7 @@ from typing import Any
 from bench.bench_disk import T0, VIDEO, WARM_PACKETS, _Camera, run_on_pool
 from bench.conftest import camera_packets
 from vstore.api import open_store
+from vstore.base import heap
 from vstore.ingest import writer_pool
 from vstore.store.camera_writer import open_writer
 from vstore.store.config import load_config
@@ -55,6 +56,9 @@ def main() -> None:
         w.flush()
     jobs = [_Camera(w, packets) for w in writers]
     writer_pool.shared()  # (its threads started before the clock)
+    # As every recorder process of `vstore serve` (and `vstore record`) does once started:
+    # the collector keeps off the packet path.
+    heap.settle_for_recording()
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("no go")
