@@ -223,6 +223,22 @@ def test_json_error_is_one_json_document_on_stdout(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["cluster", "stauts", "--json"], "invalid choice: 'stauts'"),
+        (["node", "drain", "--json"], "required: NAME"),
+        (["ls", "--json", "--jsn"], "unrecognized arguments: --jsn"),
+    ],
+)
+def test_a_usage_error_under_json_is_a_json_document_too(argv, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["exit_code"] == 2 and says in doc["error"]["message"]
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["retention", "run", "--dry-run", "--camera", "nosuch"],

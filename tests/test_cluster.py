@@ -179,3 +179,7 @@ def test_the_cluster_section_is_read_and_its_mistakes_named(tmp_path):
     ):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
             parse_config(text, where)
+    # A pin of a camera the file does not list is said (a typo pins nothing).
+    text = '[cluster]\netcd = "http://e1:2379"\npins = {cam = "n2", cma = "n2"}\n[cameras.cam]\n'
+    (note,) = parse_config(text + 'url = "rtsp://h/s"\n', where).notes
+    assert "pins name camera(s) not in [cameras]: cma" in note

@@ -61,7 +61,7 @@ def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_p
         # hold on b. Named with the camera it is meant for, a release of the wrong one is
         # refused, and nothing is released.
         mine = _hold(b, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + S, reason="x")
-        with pytest.raises(UsageError, match="of camera 'gate' .*not 'lane': nothing released"):
+        with pytest.raises(UsageError, match=r"of camera 'gate' .*not 'lane': nothing released"):
             _hold(b, "release", id=mine["id"], reason="case closed", camera="lane")
         assert len(list_holds(b)) == 2
         # Released on b (not where it was placed): a takes the release from the bucket.

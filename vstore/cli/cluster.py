@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  not recorded by any member: {', '.join(st.unowned)}")
     if st.misplaced:
         print(f"  moving to another member: {', '.join(st.misplaced)}")
+    if not st.members and not st.owners:
+        print(f"  no member runs under {prefix}, and no camera is claimed there: is the prefix "
+              "right? (--prefix, or [cluster] prefix in vstore.toml)")  # fmt: skip
     return 0
 
 

@@ -52,14 +52,18 @@ def reading(
             yield st
 
 
-def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False) -> None:
-    """The options every command takes: --store and --json, and --tz where it prints times."""
+def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False, bucket: bool = False) -> None:
+    """The options every command takes: --store and --json, and --tz where it prints times
+    (``bucket``: a read command, whose --store may also be a bucket)."""
+    also = (
+        "; or s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog (and "
+        "with $VSTORE_TOKEN and $VSTORE_NODES, what those nodes have not tiered yet)"
+    )
     p.add_argument(
         "--store",
         metavar="DIR",
-        help="store directory (default: $VSTORE_STORE, else ./vstore-data); the read commands "
-        "also take s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog (and "
-        "with $VSTORE_TOKEN and $VSTORE_NODES, what those nodes have not tiered yet)",
+        help="store directory (default: $VSTORE_STORE, else ./vstore-data)"
+        + (also if bucket else ""),
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     if tz:

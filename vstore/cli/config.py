@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         watermark = "none"
     print(f"  {'min_free':<15} {watermark:<24} (store-wide), disk_full = {r.disk_full}")
-    older = doc["tier"]["older_than_ns"] / NS_PER_S  # type: ignore[index]
-    print(f"tier    {cfg.tier.url or 'none'}, segments older than {older / 86400:g} d")
+    older = format_duration(int(doc["tier"]["older_than_ns"]))  # type: ignore[index]
+    print(f"tier    {cfg.tier.url or 'none'}, segments older than {older}")
     if cfg.groups:
         member_of = [g for g, m in cfg.groups.items() if cam in m] if cam else list(cfg.groups)
         print(f"groups  {', '.join(member_of) or 'none'}")

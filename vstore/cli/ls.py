@@ -18,7 +18,7 @@ from vstore.cli.common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_args(p, tz=True)
+    add_common_args(p, tz=True, bucket=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 COMMANDS = {
     "init": ("vstore.cli.init", "create a store and write a commented vstore.toml"),
@@ -37,7 +38,10 @@ COMMANDS = {
     "verify": ("vstore.cli.verify", "check an evidence package offline (signature, hashes)"),
     "key": ("vstore.cli.key", "the node's signing keys: list, rotate"),
     "cluster": ("vstore.cli.cluster", "a cluster's members, leases and camera owners"),
-    "node": ("vstore.cli.node", "drain a cluster member: hand over its cameras, then stop"),
+    "node": (
+        "vstore.cli.node",
+        "drain a cluster member (hand over its cameras, then stop), or forget one gone for good",
+    ),
 }
 # Short read-only commands skip logging set-up unless -v is given (its import is a good part
 # of a fresh process's start-up); their rare warnings still reach stderr, unformatted.
@@ -64,8 +68,16 @@ class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose help formatter is given its width (subcommand parsers are of the
     same class: argparse makes them with ``type(parent)``)."""
 
+    # What the last usage error said (argparse prints it and exits; under --json, main
+    # prints it as the JSON error document too).
+    usage_error = ""
+
     def _get_formatter(self) -> argparse.HelpFormatter:
         return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.usage_error = f"{self.prog}: {message}"
+        super().error(message)
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
@@ -130,7 +142,16 @@ def _join_relative_times(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = _join_relative_times(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == 2 and "--json" in argv:  # (a script parses every outcome the same way)
+            from vstore.cli.common import print_json
+
+            message = _Parser.usage_error or "usage error"
+            print_json({"error": {"command": _command_in(argv), "message": message,
+                                  "exit_code": 2}})  # fmt: skip
+        raise
     if not args.command:
         parser.print_help()
         return 2

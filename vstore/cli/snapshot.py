@@ -11,7 +11,7 @@ from vstore.cli.common import add_common_args, print_json, reading, refuse_overw
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_args(p)
+    add_common_args(p, bucket=True)
     p.add_argument("--camera", required=True, help="camera id")
     p.add_argument("--at", required=True, metavar="T", help="instant (ISO 8601, now, -5m)")
     p.add_argument(

@@ -59,23 +59,34 @@ class EtcdClient:
         with self._lock:
             start = self._at
         last: Exception | None = None
+        stuck = 0  # members that took the call but gave no answer: up, without a quorum
         for k in range(len(self._clients)):
             i = (start + k) % len(self._clients)
             try:
                 out = fn(self._clients[i])
-            except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
+            except exceptions.ConnectionFailedError as exc:
                 last = exc
+                continue
+            except exceptions.ConnectionTimeoutError as exc:
+                last, stuck = exc, stuck + 1
                 continue
             except exceptions.Etcd3Exception as exc:
                 # A member cut off from the others answers "no leader" / unavailable: ask
                 # another one.
                 last = exc
                 if "leader" in str(exc).lower() or "unavailable" in str(exc).lower():
+                    stuck += 1
                     continue
                 raise ClusterError(f"etcd {what}: {exc}") from exc
             with self._lock:
                 self._at = i
             return out
+        if stuck:
+            raise ClusterError(
+                f"etcd {what}: no answer from {', '.join(self.endpoints)}: {stuck} member(s) "
+                "took the call but could not answer it, as a member without a quorum does "
+                "(is a majority of the etcd members up and reaching each other?)"
+            )
         why = f" ({last})" if last is not None and str(last).strip() else ""
         raise ClusterError(f"etcd {what}: none of {', '.join(self.endpoints)} answered{why}")
 

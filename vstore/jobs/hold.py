@@ -47,9 +47,14 @@ def hold_job(
             )
         elif next(iter(store.index.chunks(num, hold.from_ns, hold.to_ns)), None) is None:
             warning = (
-                f"camera {hold.camera!r} has no footage in that range (yet): the hold is "
-                "placed, but check the times and their offset (`vstore timeline`)"
+                f"camera {hold.camera!r} has no footage in that range (yet) in this store: "
+                "the hold is placed, but check the times and their offset (`vstore timeline`)"
             )
+            if store.config.cluster.etcd:
+                warning += (
+                    "; another node of the cluster may have recorded it: the hold binds "
+                    "every node (their next hold exchange, at most 30 s)"
+                )
     elif action == "release":
         hold = release_hold(
             store,

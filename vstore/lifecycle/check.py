@@ -279,9 +279,10 @@ def _check_catalog(store: Store, rep: CheckReport, repair: bool) -> None:
             catch_up(store, store.tier(url), "check --repair")
         shared_catalog.mark_hours(store, [(num, hour, url) for num, hour, url, _w in found])
         res = shared_catalog.publish_pending(store)
-        for p in rep.problems[-len(found) :]:
-            p.repaired = not res.errors
-            p.message += "; written again" if not res.errors else f"; not written: {res.errors[0]}"
+        for (num, hour, url, _w), p in zip(found, rep.problems[-len(found) :], strict=True):
+            why = res.failed.get((num, hour, url))
+            p.repaired = why is None
+            p.message += "; written again" if why is None else f"; not written: {why}"
 
 
 def _check_gop_tables(

@@ -50,9 +50,7 @@ def publish_card(store: Store, tier: BlobTier, api_url: str) -> None:
         "store": store.uuid,
         "api": api_url,
         "node": socket.gethostname(),
-        "member": (store.config.cluster.name or socket.gethostname())
-        if store.config.cluster.etcd
-        else "",
+        "member": store.config.cluster.member,
         "at_ns": time.time_ns(),
     }
     tier.put_bytes(layout.node_card_key(store.uuid), json.dumps(card).encode())
@@ -190,10 +188,19 @@ def from_nodes(
         if not cards:
             return
         if token is None:
+            none = [c for c in late if store.index.camera_num(c) is None]
+            ends = [c for c in late if c not in none]
+            parts = []
+            if ends:
+                parts.append(
+                    f"the catalog's footage of {', '.join(ends)} ends before the range does"
+                )
+            if none:
+                parts.append(f"the catalog has no footage of {', '.join(none)}")
+            said = "; ".join(parts)
             notes.append(
-                f"the catalog's footage of {', '.join(late)} ends before the range does; "
-                f"footage the bucket's {len(cards)} node(s) have not tiered yet is not "
-                "included: set VSTORE_TOKEN (and VSTORE_NODES) to fetch it from them"
+                f"{said}; footage the bucket's {len(cards)} node(s) have not tiered yet is "
+                "not included: set VSTORE_TOKEN (and VSTORE_NODES) to fetch it from them"
             )
             return
         asked = [c for c in cards if trusted(c["api"], allowed or [])]

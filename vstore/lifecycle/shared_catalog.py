@@ -61,6 +61,8 @@ class PublishResult:
     hours: int = 0
     segments: int = 0
     errors: list[str] = field(default_factory=list)
+    # (camera_num, hour_ns, tier URL) -> why that hour was not written (in full)
+    failed: dict[tuple[int, int, str], str] = field(default_factory=dict)
 
 
 def pack_chunks(rows: Iterable[ChunkRow]) -> str:
@@ -448,8 +450,10 @@ def publish_pending(
             )
         except Fenced as exc:
             res.errors.append(str(exc))  # (written as far as allowed: the mark is done)
+            res.failed[(num, hour, url)] = str(exc)
         except VstoreError as exc:
             res.errors.append(str(exc))
+            res.failed[(num, hour, url)] = str(exc)
             continue
         if store.index.get(key) == mark:  # (marked again meanwhile: written again next time)
             b = Batch()

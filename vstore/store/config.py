@@ -654,6 +654,12 @@ def parse_config(text: str, path: Path) -> StoreConfig:
             "node's index may still name footage the deleter has deleted (its reads of it fail "
             "until its next retention run); twice `every` (the default) leaves every node time"
         )
+    unknown = sorted(c for c in cluster.pins if c not in cameras)
+    if unknown:
+        notes.append(
+            f"[cluster] pins name camera(s) not in [cameras]: {', '.join(unknown)} (a typo? "
+            "a pin of a camera no node records pins nothing)"
+        )
     return StoreConfig(
         defaults=defaults,
         cameras=cameras,
