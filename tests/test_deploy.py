@@ -114,7 +114,11 @@ def _start_nodes(tmp_path: Path, seaweed, etcd, cameras) -> tuple[dict, dict, st
 def test_the_compose_file_s_three_nodes_share_record_and_stop_cleanly(
     tmp_path, seaweed, etcd, cameras
 ):
+    started_ns = time.time_ns()
     stores, procs, prefix = _start_nodes(tmp_path, seaweed, etcd, cameras)
+    s3 = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
+                      aws_access_key_id="vstore", aws_secret_access_key="change-me-please",
+                      config=Config(s3={"addressing_style": "path"}))  # fmt: skip
     try:
 
         def shared() -> dict | None:
@@ -136,6 +140,20 @@ def test_the_compose_file_s_three_nodes_share_record_and_stop_cleanly(
         # Each by its owner, whose member name is the compose service's (the `sed`).
         wait_for(lambda: all(covered_spans(stores[n], c) for c, n in owners.items()), 60,
                  "every camera recorded by its owner")  # fmt: skip
+
+        # Each node tells the bucket which cameras it records, and since when (what a reader
+        # marks lost should the node be declared gone before it tiered them).
+        def said() -> dict[str, list[str]]:
+            out = {}
+            where = f"{prefix[1:]}/_nodes_cameras/"  # (the bucket's prefix: the etcd one)
+            for o in s3.list_objects_v2(Bucket="cctv", Prefix=where).get("Contents", []):
+                doc = json.loads(s3.get_object(Bucket="cctv", Key=o["Key"])["Body"].read())
+                if doc["member"] in stores and doc["at_ns"] > started_ns:
+                    out[doc["member"]] = sorted(doc["cameras"])
+            return out
+
+        want = {n: sorted(c for c, m in owners.items() if m == n) for n in stores}
+        wait_for(lambda: said() == want, 10, "each node's cameras said in the bucket")
     finally:
         for p in procs.values():
             if p.poll() is None:

@@ -111,6 +111,49 @@ def test_a_node_declared_gone_is_not_asked_and_what_it_never_tiered_shows_as_los
     assert [e for e in tl["events"] if e["kind"] == "lost"] == []
 
 
+@pytest.mark.s3
+def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
+    tmp_path, media, s3_env, bucket, etcd, capsys
+):
+    """Node c took the camera up after b's footage, said so in the bucket, and died before
+    its first tiering run: none of its footage is in the bucket, yet from when it took the
+    camera up its gap is lost, not bare; before that, the gap stays bare."""
+    from vstore.api import open_store
+    from vstore.lifecycle.gone_nodes import publish_cameras
+
+    url = f"s3://{bucket}/took-up"
+    prefix = f"/vstore/took-up-{time.time_ns()}"
+    b = _store(tmp_path, media, "b", "gate")  # recorded 0 .. 12 s and tiered it
+    assert run_tiering(b, b.tier(url), 5 * S).tiered == 3
+    (tmp_path / "c").mkdir()
+    c = open_store(tmp_path / "c")
+    for st, name in ((b, "b"), (c, "c")):
+        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
+                                                             name=name, prefix=prefix))  # fmt: skip
+        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+    took = START_NS + 20 * S
+    publish_cameras(c, c.tier(url), {"gate": took, "lane": START_NS}, took)
+    c_uuid = c.uuid
+    b.close()
+    c.close()
+    frm, to = START_NS, START_NS + 40 * S
+    tl, _err = _timeline(url, frm, to, capsys)
+    assert [e for e in tl["events"] if e["kind"] == "lost"] == []  # (c is not gone)
+
+    where = ["--bucket", url, "--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
+    assert main(["node", "forget", "c", *where]) == 0
+    capsys.readouterr()
+    tl, err = _timeline(url, frm, to, capsys)
+    lost = [e["detail"] for e in tl["events"] if e["kind"] == "lost"]
+    assert [(d["from_ns"], d["to_ns"], d["store"], d["node"]) for d in lost] == [
+        (took, to, c_uuid, "c")
+    ]
+    assert "declared gone" in err
+    # b's footage ends at 12 s; until c took the camera up at 20 s the gap is bare.
+    (gap,) = tl["gaps"]
+    assert gap["from_ns"] < took and gap["to_ns"] == to
+
+
 @contextlib.contextmanager
 def _answering():
     """An HTTP server on loopback whose /livez answers 200, as a running node's does."""

@@ -275,6 +275,15 @@ def node_gone_key(store_uuid: str) -> str:
     return f"{NODE_GONE_PREFIX}/{store_uuid}.json"
 
 
+# The cameras each node records now, and since when (lifecycle/gone_nodes.py): read only for
+# a node declared gone, so beside the cards, never among them.
+NODE_CAMERAS_PREFIX = "_nodes_cameras"
+
+
+def node_cameras_key(store_uuid: str) -> str:
+    return f"{NODE_CAMERAS_PREFIX}/{store_uuid}.json"
+
+
 def node_segment_path(start_ns: int, segment_id: int) -> str:
     """A node's local segment as its API names it (under the camera's segments URL)."""
     return f"{start_ns}.{segment_id}"

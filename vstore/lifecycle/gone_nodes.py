@@ -4,9 +4,11 @@ shown as lost in what readers of the bucket see, where the timeline would otherw
 show a gap.
 
 A declaration is ``_nodes_gone/STORE.json`` (``layout.node_gone_key``): the node's last
-card, who declared it and when. Readers of the bucket (``mark_lost``) put a ``lost`` event
-on each gap of a camera that follows footage of a gone store: from the end of what it
-tiered to the next footage of the camera, or to the declaration when nothing follows. A
+card, who declared it and when. Each node also keeps ``_nodes_cameras/STORE.json`` current:
+the cameras it records, each with since when (``publish_cameras``, at every change). Readers
+of the bucket (``mark_lost``) put a ``lost`` event on what of a camera's range no footage
+covers, where a gone store recorded it: after the end of what it tiered, and from when it
+took up a camera its list names (it may have tiered none of it), to the declaration. A
 node declared gone that starts again takes the declaration back (``publish_card``): what it
 had not tiered is tiered at its next run.
 """
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base import actor, layout
-from vstore.base.errors import NotFound, UsageError
+from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, Event
 from vstore.store.store import Store
@@ -26,6 +28,8 @@ from vstore.tier.base import BlobTier
 
 GONE_FORMAT = "vstore-node-gone"
 MAX_DECLARATION_BYTES = 64 << 10
+CAMERAS_FORMAT = "vstore-node-cameras"
+MAX_CAMERAS_BYTES = 16 << 20  # (a node of 100,000 cameras' list is a few megabytes)
 
 
 def declare_gone(
@@ -123,49 +127,130 @@ def gone_stores(tier: BlobTier) -> dict[str, dict[str, Any]]:
     }
 
 
+def publish_cameras(store: Store, tier: BlobTier, since_ns: dict[str, int], now_ns: int) -> None:
+    """Say in the bucket which cameras this node records now, each with since when (wall
+    ns): should it be declared gone, readers know what it may have recorded and never
+    tiered (``mark_lost``)."""
+    doc = {
+        "format": CAMERAS_FORMAT,
+        "store": store.uuid,
+        "member": store.config.cluster.member,
+        "at_ns": now_ns,
+        "cameras": dict(sorted(since_ns.items())),
+    }
+    tier.put_bytes(layout.node_cameras_key(store.uuid), json.dumps(doc).encode())
+
+
+def recorded_since(tier: BlobTier, store_uuid: str) -> dict[str, int]:
+    """camera -> since when the store's node recorded it, as it last said (empty when it
+    said nothing, or what is there does not read as its list)."""
+    key = layout.node_cameras_key(store_uuid)
+    info = tier.head(key)
+    if info is None or info.size_bytes > MAX_CAMERAS_BYTES:
+        return {}
+    try:
+        doc = json.loads(tier.get(key))
+    except (VstoreError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("format") != CAMERAS_FORMAT:
+        return {}
+    cams = doc.get("cameras")
+    if not isinstance(cams, dict):
+        return {}
+    return {str(c): int(v) for c, v in cams.items() if isinstance(v, int)}
+
+
 def mark_lost(
     view: Store, bucket: BlobTier, cameras: list[str], start_ns: int, end_ns: int
 ) -> list[str]:
     """Put a ``lost`` event into a bucket view's index (``shared_catalog.open_bucket``) on
-    each gap of ``cameras`` in [start_ns, end_ns) that follows footage of a store declared
-    gone; returns a note for each. The declarations are read only when a gap follows
-    another store's footage than the one after it, or ends the range."""
-    candidates: dict[int, list[tuple[str, int, int]]] = {}  # camera num -> gaps
+    what of ``cameras`` in [start_ns, end_ns) no footage covers where a store declared gone
+    recorded it, up to its declaration: after its last footage there, and from when it
+    took up a camera its list names; returns a note for each. The declarations are listed
+    only when a camera's range has a gap, and a node's camera list read only when it was
+    declared gone."""
+    spans: dict[int, list[tuple[str, int, int]]] = {}  # camera num -> (owner, start, end)
     names: dict[int, str] = {}
     for cam in cameras:
         num = view.index.camera_num(cam)
         if num is None:
             continue
         rows = sorted(view.index.segments(num, start_ns, end_ns), key=lambda r: r.start_ns)
-        for i, row in enumerate(rows):
-            after = rows[i + 1] if i + 1 < len(rows) else None
-            gap_end = after.start_ns if after is not None else end_ns
-            if gap_end <= row.end_ns or (after is not None and after.owner == row.owner):
-                continue
-            candidates.setdefault(num, []).append((row.owner, row.end_ns, gap_end))
+        covered = start_ns
+        for r in rows:
+            if r.start_ns > covered:
+                break
+            covered = max(covered, r.end_ns)
+        if covered < end_ns:  # (a gap somewhere in the range)
+            spans[num] = [(r.owner, r.start_ns, r.end_ns) for r in rows]
             names[num] = cam
-    if not candidates:
+    if not spans:
         return []
     gone = gone_stores(bucket)
+    if not gone:
+        return []
+    took_up = {store: recorded_since(bucket, store) for store in gone}
     notes = []
-    for num, gaps in candidates.items():
+    for num, rows in spans.items():
         cam = names[num]
         b = Batch()
-        for seq, (owner, from_ns, to_ns) in enumerate(gaps):
-            doc = gone.get(owner)
-            if doc is None:
-                continue
-            to_ns = min(to_ns, max(from_ns, int(doc.get("declared_ns", to_ns))))
-            if to_ns <= from_ns:
-                continue
-            who = doc.get("member") or doc.get("node") or owner
-            detail = {"from_ns": from_ns, "to_ns": to_ns, "reason": "node declared gone",
-                      "node": who, "store": owner, "declared_ns": doc.get("declared_ns")}  # fmt: skip
-            ev = Event(num, from_ns, seq, "lost", detail)
-            b.put(ev.key(), ev.value())
-            notes.append(
-                f"{cam}: {format_time(from_ns)} .. {format_time(to_ns)} is lost: node {who} "
-                "was declared gone before it tiered it"
-            )
+        seq = 0
+        for store, doc in gone.items():
+            declared = int(doc.get("declared_ns", end_ns))
+
+            # What it recorded after the last of its footage the bucket has (it tiers oldest
+            # first), and from when it took up a camera its list names, up to the next
+            # footage (another node's: the camera moved on, or it died).
+            mine = [e for owner, _s, e in rows if owner == store]
+            windows = []
+            if mine:
+                windows.append((max(mine), _next_start(rows, max(mine), end_ns)))
+            if cam in took_up[store]:
+                since = max(took_up[store][cam], max(mine, default=0))
+                windows.append((since, _next_start(rows, since, end_ns)))
+            for lo, hi in _uncovered(windows, rows, max(start_ns, 0), min(end_ns, declared)):
+                who = doc.get("member") or doc.get("node") or store
+                detail = {"from_ns": lo, "to_ns": hi, "reason": "node declared gone",
+                          "node": who, "store": store, "declared_ns": doc.get("declared_ns")}  # fmt: skip
+                ev = Event(num, lo, seq, "lost", detail)
+                seq += 1
+                b.put(ev.key(), ev.value())
+                notes.append(
+                    f"{cam}: {format_time(lo)} .. {format_time(hi)} is lost: node {who} was "
+                    "declared gone before it tiered it"
+                )
         view.index.commit(b, sync=False)
     return notes
+
+
+def _next_start(rows: list[tuple[str, int, int]], t: int, default: int) -> int:
+    """The start of the first row that starts at ``t`` or later (``default``: none)."""
+    return min((s for _o, s, _e in rows if s >= t), default=default)
+
+
+def _uncovered(
+    windows: list[tuple[int, int]], rows: list[tuple[str, int, int]], lo: int, hi: int
+) -> list[tuple[int, int]]:
+    """The parts of the union of ``windows``, within [lo, hi), that no row covers, merged."""
+    marks: list[tuple[int, int]] = []
+    for a, b in sorted(windows):
+        a, b = max(a, lo), min(b, hi)
+        if a < b:
+            if marks and a <= marks[-1][1]:
+                marks[-1] = (marks[-1][0], max(marks[-1][1], b))
+            else:
+                marks.append((a, b))
+    out = []
+    covers = sorted((s, e) for _o, s, e in rows)
+    for a, b in marks:
+        for s, e in covers:
+            if e <= a or s >= b:
+                continue
+            if s > a:
+                out.append((a, s))
+            a = max(a, e)
+            if a >= b:
+                break
+        if a < b:
+            out.append((a, b))
+    return out

@@ -24,6 +24,7 @@ from vstore.base.errors import ClusterError, VstoreError
 from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
+from vstore.lifecycle.gone_nodes import publish_cameras
 from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.camera_run import LocalRecorders, redact_url
 from vstore.service.job_runner import JobRunner
@@ -58,6 +59,11 @@ class Node:
         # What records the cameras: this process, or with [service] recorders above 1, its
         # recorder processes (the same face: camera_run.LocalRecorders, RecorderPool).
         self.recorders: LocalRecorders | RecorderPool = LocalRecorders(store, self._gate)
+        # The cameras placed to record, each since when (wall ns), and what the bucket was
+        # last told of them (gone_nodes.publish_cameras; None: nothing yet).
+        self._placed: dict[str, int] = {}
+        self._said_cameras: dict[str, int] | None = None
+        self._say_cameras_after = 0.0  # (monotonic: after a failed put, tried again then)
 
     @property
     def config(self) -> StoreConfig:
@@ -128,6 +134,7 @@ class Node:
             if self.store.config.tier.url and time.monotonic() >= next_holds:
                 next_holds = time.monotonic() + HOLD_SYNC_EVERY_S
                 self.sync_shared_holds()
+            self.say_cameras()  # (a put only when they changed)
             config = self.store.config
             periods = {"retention": config.retention.every_ns}
             if config.tier.url:
@@ -267,7 +274,36 @@ class Node:
             want = {cam: s for cam, s in want.items() if cam in allowed}
         changes = self.recorders.place(config, want)
         _log_changes(changes)
+        now = time.time_ns()
+        self._placed = {
+            cam: self._placed.get(cam) or self._taken_up_ns(cam, now) for cam in sorted(want)
+        }
         return changes
+
+    def _taken_up_ns(self, camera: str, now_ns: int) -> int:
+        """Since when this node records a camera: its member's claim on it, else now."""
+        if self.cluster is not None:
+            try:
+                since = self.cluster.epoch_of(camera)[1]
+                if since:
+                    return since
+            except ClusterError:
+                pass
+        return now_ns
+
+    def say_cameras(self) -> None:
+        """Tell the bucket ([tier] url) which cameras this node records, when that changed:
+        should the node be declared gone, its readers know what it may have left untiered."""
+        url = self.store.config.tier.url
+        placed = dict(self._placed)
+        if not url or placed == self._said_cameras or time.monotonic() < self._say_cameras_after:
+            return
+        try:
+            publish_cameras(self.store, self.store.tier(url), placed, time.time_ns())
+            self._said_cameras = placed
+        except VstoreError as exc:
+            self._say_cameras_after = time.monotonic() + HOLD_SYNC_EVERY_S
+            log.warning("the bucket was not told which cameras this node records: %s", exc)
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """What a camera's recorder is doing: recording or not, its source, connects and
