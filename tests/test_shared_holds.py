@@ -131,6 +131,35 @@ def test_other_stores_objects_get_object_legal_holds_from_a_shared_hold(
         b.close()
 
 
+@pytest.mark.s3
+def test_a_retention_run_that_brings_in_a_hold_or_its_release_updates_object_legal_holds(
+    tmp_path, media, s3_env, lock_bucket
+):
+    """The retention run takes the other stores' holds in first: their objects' legal holds
+    follow at once, put on for a hold and lifted for its release (else the deleter could
+    never purge released footage)."""
+    url = f"s3://{lock_bucket}/ret"
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)
+    try:
+        run_tiering(b, b.tier(url), 5 * S)
+        tier = b.tier(url)
+        keys = [o.key for o in tier.list_prefix("gate/")]
+        assert len(keys) == 3 and not any(tier.legal_hold(k) for k in keys)
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c 4")
+        _plan, res = run_retention(b, max_age_ns=10**18)
+        assert res is not None and res.errors == []
+        assert all(tier.legal_hold(k) for k in keys)
+        (mine,) = list_holds(a)
+        _hold(a, "release", id=mine.id, reason="case closed")
+        _plan, res = run_retention(b, max_age_ns=10**18)
+        assert res is not None and res.errors == [] and not list_holds(b)
+        assert not any(tier.legal_hold(k) for k in keys)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_retention_job_that_brings_in_another_store_s_hold_finishes(tmp_path, media):
     """The retention job holds the store's retention lock while its run brings in the
     holds other stores placed, and bringing one in takes that lock too: the run must not

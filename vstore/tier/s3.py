@@ -392,8 +392,10 @@ class S3Tier(BlobTier):
             if _no_object_lock(exc) or self._unlocked_bucket(exc):
                 return None
             code = exc.response.get("Error", {}).get("Code", "")
-            if code == "NoSuchObjectLockConfiguration":
-                return False  # object-lock bucket, but this object never had a hold
+            if code in ("NoSuchObjectLockConfiguration", "NoSuchObjectLegalHold"):
+                # An object-lock bucket, but this object never had a hold (SeaweedFS says
+                # the latter)
+                return False
             raise self._fail(exc, f"legal hold of {key}") from exc
         except BotoCoreError as exc:
             raise self._fail(exc, f"legal hold of {key}") from exc
