@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -181,6 +182,61 @@ def test_a_former_owner_keeps_listing_what_it_recorded_while_it_owned_the_camera
         assert check_store(st).ok, check_store(st).problems
     finally:
         st.close()
+
+
+def test_footage_recorded_between_two_owners_is_listed_when_written_after_both(tmp_path, media):
+    """The camera went a -> b -> c; b gave it up before its first tiering run, and the hour
+    still names a (c has not written it yet). b writes its footage under its last claim's
+    epoch, newer than a's: all of it is listed. Under epoch 0 (as if it never owned the
+    camera) a's claim fenced it all out."""
+    tier = LocalTier(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", "gate", START_NS)
+    b = _store(tmp_path, media, "b", "gate", START_NS + 20 * S)
+    hour = layout.catalog_hour_ns(START_NS)
+    try:
+        run_tiering(a, tier, 5 * S)
+        assert publish_hour(a, tier, "gate", hour, epoch=422, since_ns=START_NS, member="a") == 3
+        run_tiering(b, tier, 5 * S)  # (as b's node: the camera has moved on to c)
+        took = START_NS + 20 * S
+        with pytest.raises(Fenced):
+            publish_hour(b, tier, "gate", hour, epoch=0, since_ns=0, member="b")
+        assert publish_hour(b, tier, "gate", hour, epoch=430, since_ns=took, member="b") == 3
+        doc = _doc(tier, "gate", hour)
+        assert sorted({e["store"] for e in doc["segments"]}) == sorted([a.uuid, b.uuid])
+        assert len(doc["segments"]) == 6 and doc["owner"]["member"] == "b"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_node_keeps_its_last_claim_on_a_camera_for_the_catalog_across_restarts(tmp_path, etcd):
+    """The node keeps its member's claim on each camera in the index; once the claim is
+    gone (the camera moved on, or the node stopped), catalog writes use that claim's epoch."""
+    from tests.service_helpers import wait_for
+    from vstore.service.node import Node
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(
+        f'[cluster]\netcd = {json.dumps(etcd.endpoints)}\nname = "k1"\n'
+        f'prefix = "/vstore/claims-{time.time_ns()}"\nlease_ttl_s = 4\n'
+        '[cameras.gate]\nurl = "tcp://127.0.0.1:9"\n'
+    )
+    st = open_store(d)
+    node = Node(st)
+    try:
+        node.start()
+        epoch, since = wait_for(lambda: node.cluster and node.cluster.allowed() and
+                                node.cluster.epoch_of("gate"), 15, "the claim")  # fmt: skip
+        assert epoch > 0 and since > 0
+        assert json.loads(st.index.get(layout.last_claim_key("gate"))) == {
+            "epoch": epoch, "since_ns": since,
+        }  # fmt: skip
+    finally:
+        node.stop()
+    assert node._catalog_epoch("gate") == (epoch, since)  # (no claim now: its last one)
+    assert node._catalog_epoch("lane") == (0, 0)  # (never claimed)
+    st.close()
 
 
 def test_concurrent_writers_of_one_hour_lose_nothing(tmp_path, media):

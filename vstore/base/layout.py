@@ -58,6 +58,12 @@ STORE_UUID_KEY = META_PREFIX + b"store_uuid"
 CONFIG_SHA256_KEY = META_PREFIX + b"config_sha256"
 
 
+def last_claim_key(camera_id: str) -> bytes:
+    """This store's member's last claim on a camera (JSON {epoch, since_ns}): the epoch its
+    footage is written to the shared catalog under after the camera moved on."""
+    return META_PREFIX + b"last_claim/" + camera_id.encode()
+
+
 def validate_camera_id(camera_id: str) -> str:
     if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
         raise UsageError(

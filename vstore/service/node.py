@@ -9,6 +9,7 @@ given (lifecycle W-invariants), and only then does the store close.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,11 +20,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from vstore.base import heap
+from vstore.base import heap, layout
 from vstore.base.errors import ClusterError, VstoreError
 from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
+from vstore.index.time_index import Batch
 from vstore.lifecycle.gone_nodes import publish_cameras
 from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.camera_run import LocalRecorders, redact_url
@@ -259,13 +261,36 @@ class Node:
 
     def _catalog_epoch(self, camera: str) -> tuple[int, int]:
         """(epoch, since) this member writes a camera's catalog hours with: its claim's; for
-        a camera it does not hold now, the lowest, so what it lists is only what it recorded
-        before the present owner took over."""
+        a camera it does not hold now, its last claim's (kept in the index across restarts),
+        so that a later owner's hour lists only what it recorded before that owner took
+        over, and an earlier one's hour (written after it, the camera moved on since)
+        does not fence out what it recorded after that owner (else none: 0, 0)."""
         assert self.cluster is not None
         try:
             return self.cluster.epoch_of(camera)
         except ClusterError:
+            raw = self.store.index.get(layout.last_claim_key(camera))
+        try:
+            doc = json.loads(raw) if raw is not None else {}
+            return int(doc["epoch"]), int(doc["since_ns"])
+        except (ValueError, KeyError, TypeError):
             return 0, 0
+
+    def _keep_claims(self, cameras: list[str]) -> None:
+        """Keep in the index this member's claim on each camera it records, when new."""
+        assert self.cluster is not None
+        b = Batch()
+        for cam in cameras:
+            try:
+                epoch, since_ns = self.cluster.epoch_of(cam)
+            except ClusterError:
+                continue
+            value = json.dumps({"epoch": epoch, "since_ns": since_ns}).encode()
+            key = layout.last_claim_key(cam)
+            if self.store.index.get(key) != value:
+                b.put(key, value)
+        if b.count:
+            self.store.index.commit(b, sync=True)  # (one synced write for a failover's many)
 
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
         want = {cam: s for cam, s in config.cameras.items() if s.url}
@@ -274,6 +299,8 @@ class Node:
             want = {cam: s for cam, s in want.items() if cam in allowed}
         changes = self.recorders.place(config, want)
         _log_changes(changes)
+        if self.cluster is not None:
+            self._keep_claims(sorted(want))
         now = time.time_ns()
         self._placed = {
             cam: self._placed.get(cam) or self._taken_up_ns(cam, now) for cam in sorted(want)
