@@ -133,6 +133,7 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
         publish_card(st, st.tier(url), "https://127.0.0.1:9")
     took = START_NS + 20 * S
     publish_cameras(c, c.tier(url), {"gate": took, "lane": START_NS}, took)
+    publish_cameras(b, b.tier(url), {}, took)  # (b handed the camera over: sealed, tiered)
     c_uuid = c.uuid
     b.close()
     c.close()
@@ -142,6 +143,7 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
 
     where = ["--bucket", url, "--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
     assert main(["node", "forget", "c", *where]) == 0
+    assert main(["node", "forget", "b", *where]) == 0  # (its handover's gap is not lost)
     capsys.readouterr()
     tl, err = _timeline(url, frm, to, capsys)
     lost = [e["detail"] for e in tl["events"] if e["kind"] == "lost"]

@@ -141,22 +141,22 @@ def publish_cameras(store: Store, tier: BlobTier, since_ns: dict[str, int], now_
     tier.put_bytes(layout.node_cameras_key(store.uuid), json.dumps(doc).encode())
 
 
-def recorded_since(tier: BlobTier, store_uuid: str) -> dict[str, int]:
-    """camera -> since when the store's node recorded it, as it last said (empty when it
+def recorded_since(tier: BlobTier, store_uuid: str) -> dict[str, int] | None:
+    """camera -> since when the store's node recorded it, as it last said (None when it
     said nothing, or what is there does not read as its list)."""
     key = layout.node_cameras_key(store_uuid)
     info = tier.head(key)
     if info is None or info.size_bytes > MAX_CAMERAS_BYTES:
-        return {}
+        return None
     try:
         doc = json.loads(tier.get(key))
     except (VstoreError, ValueError):
-        return {}
+        return None
     if not isinstance(doc, dict) or doc.get("format") != CAMERAS_FORMAT:
-        return {}
+        return None
     cams = doc.get("cameras")
     if not isinstance(cams, dict):
-        return {}
+        return None
     return {str(c): int(v) for c, v in cams.items() if isinstance(v, int)}
 
 
@@ -200,13 +200,16 @@ def mark_lost(
 
             # What it recorded after the last of its footage the bucket has (it tiers oldest
             # first), and from when it took up a camera its list names, up to the next
-            # footage (another node's: the camera moved on, or it died).
+            # footage (another node's: the camera moved on, or it died). After its last
+            # footage only while its list still named the camera: one it handed over
+            # (sealed, then tiered) left a handover's gap, nothing lost.
+            listed = took_up[store]
             mine = [e for owner, _s, e in rows if owner == store]
             windows = []
-            if mine:
+            if mine and (listed is None or cam in listed):
                 windows.append((max(mine), _next_start(rows, max(mine), end_ns)))
-            if cam in took_up[store]:
-                since = max(took_up[store][cam], max(mine, default=0))
+            if listed is not None and cam in listed:
+                since = max(listed[cam], max(mine, default=0))
                 windows.append((since, _next_start(rows, since, end_ns)))
             for lo, hi in _uncovered(windows, rows, max(start_ns, 0), min(end_ns, declared)):
                 who = doc.get("member") or doc.get("node") or store

@@ -196,7 +196,7 @@ def from_nodes(
                     f"the catalog's footage of {', '.join(ends)} ends before the range does"
                 )
             if none:
-                parts.append(f"the catalog has no footage of {', '.join(none)}")
+                parts.append(f"the catalog has no footage of {', '.join(none)} in that range")
             said = "; ".join(parts)
             notes.append(
                 f"{said}; footage the bucket's {len(cards)} node(s) have not tiered yet is "
