@@ -183,3 +183,42 @@ def test_the_cluster_section_is_read_and_its_mistakes_named(tmp_path):
     text = '[cluster]\netcd = "http://e1:2379"\npins = {cam = "n2", cma = "n2"}\n[cameras.cam]\n'
     (note,) = parse_config(text + 'url = "rtsp://h/s"\n', where).notes
     assert "pins name camera(s) not in [cameras]: cma" in note
+
+
+def test_drain_refuses_what_it_cannot_do_and_a_drained_member_takes_a_share_when_started(
+    etcd, capsys
+):
+    """`node drain` refuses a timeout of no time, and the only member that records (its
+    cameras would be recorded by nobody); a drain left standing (asked without --wait)
+    ends when the member starts again: it takes a share again, as deploy.md says."""
+    from vstore.cli.main import main
+    from vstore.cluster.agent import Agent
+    from vstore.cluster.etcd_client import EtcdClient
+    from vstore.cluster.membership import Member
+    from vstore.cluster.ownership import Ownership
+    from vstore.store.config import ClusterConfig
+
+    prefix = f"/vstore/drains-{time.time_ns()}"
+    where = ["--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
+    client = EtcdClient(etcd.endpoints)
+    a = Member(client, prefix, "a", 10, {})
+    a.join()
+    try:
+        assert main(["node", "drain", "a", *where]) == 2
+        assert "only member that records" in capsys.readouterr().err
+        b = Member(client, prefix, "b", 10, {})
+        b.join()
+        assert main(["node", "drain", "a", "--wait", "--timeout", "-5", *where]) == 2
+        assert "give seconds above 0" in capsys.readouterr().err
+        assert main(["node", "drain", "b", *where]) == 0  # (asked, not waited for)
+        own = Ownership(client, prefix)
+        assert {m.name: m.draining for m in own.members()} == {"a": False, "b": True}
+        b.leave()  # drained, it stopped; started again, it takes cameras again
+        agent = Agent(ClusterConfig(tuple(etcd.endpoints), "b", prefix, 6), list, lambda: None)
+        agent.start()
+        try:
+            assert {m.name: m.draining for m in own.members()} == {"a": False, "b": False}
+        finally:
+            agent.stop()
+    finally:
+        a.leave()

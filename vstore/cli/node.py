@@ -37,14 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.base.errors import NotFound, VstoreError
+    from vstore.base.errors import NotFound, UsageError, VstoreError
     from vstore.cluster.ownership import Ownership
 
     if args.action == "forget":
         return _forget(args)
     client, prefix, _cameras, _pins = cluster_where(args)
     own = Ownership(client, prefix)
-    names = [m.name for m in own.members()]
+    members = own.members()
+    names = [m.name for m in members]
     if args.cancel:
         own.drain(args.member, on=False)
         print_json({"member": args.member, "draining": False}) if args.json else print(
@@ -54,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.member not in names:
         raise NotFound(f"no member {args.member!r} in cluster {prefix} (members: "
                        f"{', '.join(names) or 'none'})")  # fmt: skip
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: give seconds above 0")
+    takers = [m.name for m in members if m.name != args.member and not m.draining]
+    if not takers:
+        raise UsageError(
+            f"{args.member} is the only member that records: drained, its cameras would be "
+            "recorded by nobody (start another node first, or stop this one)"
+        )
     own.drain(args.member)
     left = False
     if args.wait:

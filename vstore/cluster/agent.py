@@ -125,8 +125,13 @@ class Agent:
 
     def start(self) -> None:
         """Join (ClusterError when etcd cannot be reached), take a first share, and go on
-        in a thread."""
+        in a thread. A drain asked of this member before it started is done (it stopped
+        once drained, or was asked while down): started again, it takes a share again."""
         self.member.join()
+        if self.name in {m.name for m in self.ownership.members() if m.draining}:
+            self.ownership.drain(self.name, on=False)
+            log.info("cluster: the drain of %s from before this start is over: it takes a "
+                     "share of the cameras again", self.name)  # fmt: skip
         self.tick()
         self._thread = threading.Thread(target=self._run, name="vstore-cluster", daemon=True)
         self._thread.start()
