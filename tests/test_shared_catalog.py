@@ -239,6 +239,30 @@ def test_a_node_keeps_its_last_claim_on_a_camera_for_the_catalog_across_restarts
     st.close()
 
 
+def test_check_beside_a_tier_run_reports_no_missing_file_for_a_segment_tiered_meanwhile(
+    tmp_path, media
+):
+    """check reads the rows, then each file: a segment tiered in between (its file gone,
+    its row pointing at the tier) is no missing file (C2), as on a node whose tier run
+    goes on while check runs."""
+    from vstore.lifecycle.check import check_store
+
+    tier = LocalTier(tmp_path / "bucket")
+    st = _store(tmp_path, media, "st")
+    moved = []
+
+    def tier_now(i: int, _total: int) -> None:
+        if i == 0:
+            moved.append(run_tiering(st, tier, 5 * S).tiered)
+
+    try:
+        rep = check_store(st, progress=tier_now)
+        assert moved == [3]
+        assert [p for p in rep.problems if p.code == "C2"] == [], rep.problems
+    finally:
+        st.close()
+
+
 def test_concurrent_writers_of_one_hour_lose_nothing(tmp_path, media):
     """Conditional writes: writers that read the same version retry on the newer one, so
     every store's entries end up listed (no write lost to a race)."""

@@ -180,7 +180,8 @@ def check_store(
         indexed_paths.add(row.path)
         path = store.layout.path(row.path)
         if not path.exists():
-            rep.problems.append(Problem("C2", row.path, "segment file is missing"))
+            if _still_local(store, row):
+                rep.problems.append(Problem("C2", row.path, "segment file is missing"))
             continue
         try:
             with SegmentReader(FileSource(path), row.path) as rd:
@@ -212,9 +213,9 @@ def check_store(
                     if row.state != "sealed":
                         rep.bytes_verified += c.length
         except FileNotFoundError:
-            # Deleted while checked (retention or the space keeper of a live store): gone
-            # from the index too by now, or it is a missing file.
-            if store.index.get(row.key()) is not None:
+            # Deleted while checked (retention or the space keeper of a live store), or
+            # tiered: gone from the index too by now, or moved, or it is a missing file.
+            if _still_local(store, row):
                 rep.problems.append(Problem("C2", row.path, "segment file is missing"))
             continue
         except (CorruptSegment, NotFound) as exc:
@@ -262,6 +263,17 @@ def check_store(
             except VstoreError as exc:
                 problem.message += f"; not adopted: {exc}"
     return rep
+
+
+def _still_local(store: Store, row: SegmentRow) -> bool:
+    """Whether the index still names this local file for the segment, now: beside a running
+    node, a segment read a moment ago may have been deleted or tiered since (its row gone,
+    or pointing at the tier), which is no missing file."""
+    raw = store.index.get(row.key())
+    if raw is None:
+        return False
+    now = SegmentRow.decode(row.key(), raw)
+    return now.location == "local" and now.path == row.path
 
 
 def _check_catalog(store: Store, rep: CheckReport, repair: bool) -> None:
