@@ -34,6 +34,7 @@ from typing import Any
 from vstore.base import layout
 from vstore.base.errors import NotFound, VstoreError
 from vstore.base.jsonio import dumps_compact
+from vstore.base.logger import get_logger
 from vstore.base.timebase import GAP_TOLERANCE_NS
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.segment import format as fmt
@@ -41,6 +42,8 @@ from vstore.store.opening import open_store
 from vstore.store.store import CameraSummary, Store
 from vstore.tier.base import BlobTier
 from vstore.tier.factory import open_tier
+
+log = get_logger(__name__)
 
 FORMAT = "vstore-catalog-hour"
 VERSION = 1
@@ -451,9 +454,11 @@ def publish_pending(
         except Fenced as exc:
             res.errors.append(str(exc))  # (written as far as allowed: the mark is done)
             res.failed[(num, hour, url)] = str(exc)
+            log.warning("shared catalog: %s", exc)
         except VstoreError as exc:
             res.errors.append(str(exc))
             res.failed[(num, hour, url)] = str(exc)
+            log.warning("shared catalog: %s (written again at the next run)", exc)
             continue
         if store.index.get(key) == mark:  # (marked again meanwhile: written again next time)
             b = Batch()
