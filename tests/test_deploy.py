@@ -1,10 +1,11 @@
 """The three-node example of docs/deploy.md, run as written where containers cannot run: each
 node service of docs/deploy/cluster-compose.yaml runs its own command (`vstore init`, its
 vstore.toml made from docs/deploy/cluster-node.toml by the same `sed`, `exec vstore serve`)
-with its own environment, against a real three-member etcd and a SeaweedFS bucket made with
-Object Lock as the compose file's `bucket` service makes it. Only what names the compose
-network is mapped to loopback: the etcd members, the S3 endpoint, the cameras' addresses,
-the store's volume and the listening port. The nodes share the cameras one owner each,
+with its own environment, against a real three-member etcd and a SeaweedFS bucket. Only what
+names the compose network is mapped to loopback: the etcd members, the S3 endpoint, the
+bucket (the session's SeaweedFS bucket under a prefix of this test's: a new bucket is a new
+collection of volumes, which the session's server bounds), the cameras' addresses, the
+store's volume and the listening port. The nodes share the cameras one owner each,
 record them, and stop cleanly on the SIGTERM `docker compose stop` sends."""
 
 from __future__ import annotations
@@ -81,12 +82,7 @@ def cameras():
 def _start_nodes(tmp_path: Path, seaweed, etcd, cameras) -> tuple[dict, dict, str]:
     services = _compose()["services"]
     prefix = f"/vstore/city-{time.time_ns()}"
-    bucket = "cctv"
-    s3 = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
-                      aws_access_key_id="vstore", aws_secret_access_key="change-me-please",
-                      config=Config(s3={"addressing_style": "path"}))  # fmt: skip
-    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)  # mc mb --with-lock
+    bucket = seaweed.bucket
     toml = tmp_path / "cluster-node.toml"
     toml.write_text(_node_toml(etcd.endpoints, prefix, f"s3://{bucket}{prefix}", cameras))
     stores, procs = {}, {}
@@ -146,8 +142,10 @@ def test_the_compose_file_s_three_nodes_share_record_and_stop_cleanly(
         def said() -> dict[str, list[str]]:
             out = {}
             where = f"{prefix[1:]}/_nodes_cameras/"  # (the bucket's prefix: the etcd one)
-            for o in s3.list_objects_v2(Bucket="cctv", Prefix=where).get("Contents", []):
-                doc = json.loads(s3.get_object(Bucket="cctv", Key=o["Key"])["Body"].read())
+            listed = s3.list_objects_v2(Bucket=seaweed.bucket, Prefix=where)
+            for o in listed.get("Contents", []):
+                got = s3.get_object(Bucket=seaweed.bucket, Key=o["Key"])
+                doc = json.loads(got["Body"].read())
                 if doc["member"] in stores and doc["at_ns"] > started_ns:
                     out[doc["member"]] = sorted(doc["cameras"])
             return out
