@@ -276,13 +276,15 @@ class Node:
         except (ValueError, KeyError, TypeError):
             return 0, 0
 
-    def _keep_claims(self, cameras: list[str]) -> None:
-        """Keep in the index this member's claim on each camera it records, when new."""
+    def _keep_claims(self, cameras: list[str]) -> dict[str, tuple[int, int]]:
+        """This member's claim (epoch, since) on each of ``cameras`` it holds, each kept in
+        the index when new."""
         assert self.cluster is not None
+        claims = {}
         b = Batch()
         for cam in cameras:
             try:
-                epoch, since_ns = self.cluster.epoch_of(cam)
+                claims[cam] = epoch, since_ns = self.cluster.epoch_of(cam)
             except ClusterError:
                 continue
             value = json.dumps({"epoch": epoch, "since_ns": since_ns}).encode()
@@ -291,6 +293,7 @@ class Node:
                 b.put(key, value)
         if b.count:
             self.store.index.commit(b, sync=True)  # (one synced write for a failover's many)
+        return claims
 
     def _reconcile(self, config: StoreConfig) -> dict[str, list[str]]:
         want = {cam: s for cam, s in config.cameras.items() if s.url}
@@ -299,24 +302,13 @@ class Node:
             want = {cam: s for cam, s in want.items() if cam in allowed}
         changes = self.recorders.place(config, want)
         _log_changes(changes)
-        if self.cluster is not None:
-            self._keep_claims(sorted(want))
+        claims = self._keep_claims(sorted(want)) if self.cluster is not None else {}
+        # Since when it records each: its member's claim's time, else since it was placed.
         now = time.time_ns()
         self._placed = {
-            cam: self._placed.get(cam) or self._taken_up_ns(cam, now) for cam in sorted(want)
+            cam: self._placed.get(cam) or claims.get(cam, (0, 0))[1] or now for cam in sorted(want)
         }
         return changes
-
-    def _taken_up_ns(self, camera: str, now_ns: int) -> int:
-        """Since when this node records a camera: its member's claim on it, else now."""
-        if self.cluster is not None:
-            try:
-                since = self.cluster.epoch_of(camera)[1]
-                if since:
-                    return since
-            except ClusterError:
-                pass
-        return now_ns
 
     def say_cameras(self) -> None:
         """Tell the bucket ([tier] url) which cameras this node records, when that changed:
