@@ -53,6 +53,9 @@ def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_p
         assert [(h.camera, h.reason, h.origin) for h in theirs] == [
             ("gate", "case 12", f"{a.uuid}#{held['id']}")
         ]
+        # Where it was placed (a node of its own: its host name), for a list to say where
+        # its number is that node's.
+        assert theirs[0].placed_via == __import__("socket").gethostname()
         assert _chunks(b) > 0  # the held GOPs stayed; the rest went
         kept = _chunks(b)
         recs = [r for r in b.index.audit_records() if r["action"] == "hold_add"]

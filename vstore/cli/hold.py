@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from typing import Any
 
 from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                             h.camera,
                             fmt_time(h.from_ns, tz),
                             fmt_time(h.to_ns, tz),
-                            h.by + (f" (store {h.origin.split('-')[0]})" if h.origin else ""),
+                            h.by + _placed_through(h),
                             "active" if h.active else f"released by {h.released_by}",
                             h.reason,
                         ]
@@ -161,3 +162,12 @@ def run(args: argparse.Namespace) -> int:
             + "; rerun `vstore hold sync` when the object store is reachable"
         )
     return 0
+
+
+def _placed_through(h: Any) -> str:
+    """Where a hold brought in from the bucket was placed, and its number there (each node
+    numbers its own)."""
+    if not h.origin:
+        return ""
+    where = h.placed_via or f"store {h.origin.split('-')[0]}"
+    return f" (through {where}, its #{h.origin.rpartition('#')[2]})"

@@ -33,6 +33,9 @@ class Hold:
     # STORE#ID when another store placed it (brought in from the shared bucket by
     # shared_holds.sync); "" when placed here.
     origin: str = ""
+    # The node (its cluster member name, else its host name) it was placed through, when
+    # brought in: hold numbers are each node's own, so a list names where #ID is (origin).
+    placed_via: str = ""
 
     JSON_EXTRA = ("active",)
 

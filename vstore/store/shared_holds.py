@@ -12,6 +12,7 @@ When the bucket cannot be read, the holds brought in before still bind."""
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -48,6 +49,7 @@ def _key(origin: str) -> str:
 def _doc(store: Store, hold: Hold) -> dict[str, Any]:
     d = asdict(hold)
     d["origin"] = origin_of(store, hold)
+    d["placed_via"] = hold.placed_via or store.config.cluster.member or socket.gethostname()
     return d
 
 
