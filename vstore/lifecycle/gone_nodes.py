@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstore.base import actor, layout
-from vstore.base.errors import NotFound, UsageError, VstoreError
+from vstore.base.errors import NotFound, UsageError
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, Event
 from vstore.store.store import Store
@@ -144,15 +144,8 @@ def publish_cameras(store: Store, tier: BlobTier, since_ns: dict[str, int], now_
 def recorded_since(tier: BlobTier, store_uuid: str) -> dict[str, int] | None:
     """camera -> since when the store's node recorded it, as it last said (None when it
     said nothing, or what is there does not read as its list)."""
-    key = layout.node_cameras_key(store_uuid)
-    info = tier.head(key)
-    if info is None or info.size_bytes > MAX_CAMERAS_BYTES:
-        return None
-    try:
-        doc = json.loads(tier.get(key))
-    except (VstoreError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != CAMERAS_FORMAT:
+    doc = tier.json_object(layout.node_cameras_key(store_uuid), MAX_CAMERAS_BYTES)
+    if doc is None or doc.get("format") != CAMERAS_FORMAT:
         return None
     cams = doc.get("cameras")
     if not isinstance(cams, dict):

@@ -123,17 +123,30 @@ class BlobTier(abc.ABC):
     def json_objects(self, prefix: str, max_bytes: int) -> Iterator[dict[str, Any]]:
         """Every object under ``prefix`` of at most ``max_bytes`` that reads as a JSON
         object (others, the bucket's word alone, are skipped), in key order."""
+        for info in self.list_prefix(prefix):
+            doc = self.json_object(info.key, max_bytes, info.size_bytes)
+            if doc is not None:
+                yield doc
+
+    def json_object(
+        self, key: str, max_bytes: int, size_bytes: int | None = None
+    ) -> dict[str, Any] | None:
+        """The object at ``key`` as a JSON object; None when it is missing, over
+        ``max_bytes`` (its ``size_bytes`` when known, else asked), or reads as none."""
         import json
 
-        for info in self.list_prefix(prefix):
-            if info.size_bytes > max_bytes:
-                continue
-            try:
-                doc = json.loads(self.get(info.key))
-            except (VstoreError, ValueError):
-                continue
-            if isinstance(doc, dict):
-                yield doc
+        if size_bytes is None:
+            info = self.head(key)
+            if info is None:
+                return None
+            size_bytes = info.size_bytes
+        if size_bytes > max_bytes:
+            return None
+        try:
+            doc = json.loads(self.get(key))
+        except (VstoreError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     @abc.abstractmethod
     def list_dirs(self, prefix: str) -> Iterator[str]:
