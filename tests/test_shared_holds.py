@@ -119,16 +119,18 @@ def test_other_stores_objects_get_object_legal_holds_from_a_shared_hold(
         assert shared_holds.sync(b).read == 0
         assert shared_holds.sync(a).read == 1  # (a wrote its hold; reads it once)
         assert shared_holds.sync(a).read == 0
-        # A release written by a: b reads that one object again, and takes the release.
-        (mine,) = list_holds(a)
-        _hold(a, "release", id=mine.id, reason="case closed")
-        again = shared_holds.sync(b)
-        assert (again.read, again.released) == (1, 1) and not list_holds(b)
         tier = b.tier(url)
         keys = [o.key for o in tier.list_prefix("gate/")]
         assert len(keys) == 3 and all(tier.legal_hold(k) for k in keys)
         with pytest.raises(TierError):  # the object store itself refuses
             tier.delete(keys[0])
+        # A release written by a: b reads that one object again, takes the release, and
+        # lifts its objects' legal holds in the same exchange.
+        (mine,) = list_holds(a)
+        _hold(a, "release", id=mine.id, reason="case closed")
+        again = shared_holds.sync(b)
+        assert (again.read, again.released) == (1, 1) and not list_holds(b)
+        assert again.objects.lifted == 3 and not any(tier.legal_hold(k) for k in keys)
     finally:
         a.close()
         b.close()

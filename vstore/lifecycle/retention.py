@@ -20,7 +20,7 @@ from vstore.store import shared_holds
 from vstore.store.config import RetentionConfig, RetentionPolicy
 from vstore.store.disk import DiskUsage, disk_usage, min_free_bytes
 from vstore.store.garbage import delete_segment, finish_garbage
-from vstore.store.holds import list_holds, sync_object_holds
+from vstore.store.holds import list_holds
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -142,11 +142,8 @@ def run_retention(
     cfg: RetentionConfig = store.config.retention
     cameras = store.require_cameras(cameras)
     # Holds other stores of the bucket placed bind here too: brought in first (those brought
-    # in before bind when the bucket cannot be read now).
+    # in before bind when the bucket cannot be read now), their objects' legal holds following.
     hold_sync = shared_holds.sync(store) if not dry_run and not store.read_only else None
-    if hold_sync is not None and (hold_sync.brought_in or hold_sync.released):
-        # Their objects' legal holds follow (put on, or lifted so the deleter can purge).
-        hold_sync.errors.extend(sync_object_holds(store).errors)
 
     def policy_of(cam: str) -> RetentionPolicy:
         return cfg.policy(cam).overridden(max_age_ns, tiered_max_age_ns, max_bytes)
@@ -217,6 +214,7 @@ def run_retention(
     res = apply_plan(store, plan, by=by, progress=progress)
     if hold_sync is not None:
         res.errors.extend(f"shared holds: {e}" for e in hold_sync.errors)
+        res.errors.extend(f"object legal holds: {e}" for e in hold_sync.objects.errors)
     if cluster:
         cluster_retention(store, plan, res, by=by)
     return plan, res

@@ -33,7 +33,6 @@ from vstore.service.job_runner import JobRunner
 from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
 from vstore.store.config import StoreConfig, load_config
-from vstore.store.holds import sync_object_holds
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -164,15 +163,16 @@ class Node:
             log.error("the chain heads were not signed: %s", exc)
 
     def sync_shared_holds(self) -> None:
-        """Exchange holds with the other stores of the bucket; object legal holds follow the
-        holds brought in or released."""
+        """Exchange holds with the other stores of the bucket (object legal holds follow the
+        holds brought in or released)."""
         try:
             res = shared_holds.sync(self.store, "schedule")
             if res.brought_in or res.released:
-                sync_object_holds(self.store)
                 log.info("shared holds: %d brought in, %d released", res.brought_in, res.released)
             for e in res.errors:
                 log.warning("shared holds: %s", e)
+            for e in res.objects.errors:
+                log.warning("object legal holds (`vstore hold sync` retries): %s", e)
         except VstoreError as exc:
             log.error("shared holds not exchanged: %s", exc)
 

@@ -20,7 +20,7 @@ from vstore.base import layout
 from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact, to_jsonable
 from vstore.index.time_index import Batch
-from vstore.store.holds import Hold, list_holds
+from vstore.store.holds import Hold, ObjectHoldResult, list_holds, sync_object_holds
 from vstore.store.store import Store
 from vstore.tier.base import BlobTier
 
@@ -33,6 +33,8 @@ class HoldSyncResult:
     brought_in: int = 0  # other stores' holds now in this index
     released: int = 0  # holds released here because the bucket says so
     read: int = 0  # shared hold objects read (those unchanged since the last read are not)
+    # The object legal holds of what the holds brought in or released cover, made to match.
+    objects: ObjectHoldResult = field(default_factory=ObjectHoldResult)
     errors: list[str] = field(default_factory=list)
 
 
@@ -86,7 +88,9 @@ _versions: dict[tuple[str, str], dict[str, tuple[str, str, bool]]] = {}
 def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
     """Exchange holds with the bucket ([tier] url): write this store's holds the bucket
     lacks (or whose release it lacks), bring in the holds other stores placed, and take
-    releases written in the bucket. Nothing when no [tier] url is set."""
+    releases written in the bucket, then make the object legal holds of the footage those
+    holds cover match (put on for a hold brought in, lifted for a release, else the deleter
+    could never purge released footage). Nothing when no [tier] url is set."""
     res = HoldSyncResult()
     tier = _shared_tier(store)
     if tier is None:
@@ -99,6 +103,7 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
                           "before still bind")  # fmt: skip
         return res
     seen: set[str] = set()
+    changed: list[Hold] = []  # brought in or released here: their objects' holds follow
     known = _versions.setdefault((store.uuid, tier.url), {})
     for obj in objects:
         # An object read before, unchanged since (its listed version tag), whose state here
@@ -124,9 +129,11 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
         if local is None:
             _bring_in(store, theirs, origin, by)
             res.brought_in += 1
+            changed.append(theirs)
         elif local.active and not theirs.active:
             _release_here(store, local, theirs, by)
             res.released += 1
+            changed.append(local)
         elif not local.active and theirs.active:
             share(store, local)  # released here, and that never reached the bucket
             res.shared += 1
@@ -137,6 +144,12 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
                 res.shared += 1
             except VstoreError as exc:
                 res.errors.append(str(exc))
+    for h in changed:
+        got = sync_object_holds(store, h.camera, h.from_ns, h.to_ns)
+        res.objects.held += got.held
+        res.objects.lifted += got.lifted
+        res.objects.unsupported += got.unsupported
+        res.objects.errors += got.errors
     return res
 
 
