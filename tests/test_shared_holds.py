@@ -4,11 +4,13 @@ released from any store, and binds still when the bucket cannot be read."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import START_NS
 from vstore.api import open_store
-from vstore.base.errors import TierError, UsageError
+from vstore.base.errors import NotFound, TierError, UsageError
 from vstore.ingest.file_import import import_file
 from vstore.jobs import registry
 from vstore.lifecycle.retention import run_retention
@@ -67,8 +69,14 @@ def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_p
         with pytest.raises(UsageError, match=r"of camera 'gate' .*not 'lane': nothing released"):
             _hold(b, "release", id=mine["id"], reason="case closed", camera="lane")
         assert len(list_holds(b)) == 2
-        # Released on b (not where it was placed): a takes the release from the bucket.
-        _hold(b, "release", id=theirs[0].id, reason="case closed", camera="gate")
+        # Released on b (not where it was placed) by the name it has on every store (the
+        # node it was placed through, its number there): a takes the release from the bucket.
+        name = f"{theirs[0].placed_via}:{held['id']}"
+        assert held["name"] == name
+        with pytest.raises(NotFound, match="no hold 'nowhere:1'"):
+            _hold(b, "release", id="nowhere:1", reason="case closed")
+        out = _hold(b, "release", id=name, reason="case closed", camera="gate")
+        assert (out["id"], out["name"]) == (theirs[0].id, name)
         _hold(b, "release", id=mine["id"], reason="case closed")
         assert not [h for h in list_holds(b) if h.origin]
         out = _hold(a, "sync")
@@ -226,3 +234,43 @@ def test_a_hold_is_placed_through_a_store_that_has_none_of_the_camera_s_footage(
     finally:
         a.close()
         b.close()
+
+
+def test_the_command_names_a_shared_hold_as_every_node_does_and_releases_it_by_that_name(
+    tmp_path, media, capsys, etcd
+):
+    """`vstore hold` gives a shared hold its name (the node it was placed through, its
+    number there): `hold list` on another node shows it beside that node's own number for
+    it, and `hold release NODE:N` there releases that very hold."""
+    from vstore.cli.main import main
+
+    url = str(tmp_path / "bucket")
+    for name in ("a", "b"):
+        _store(tmp_path, media, name, url).close()
+        with open(tmp_path / name / "vstore.toml", "a") as f:
+            f.write(f'[cluster]\netcd = {json.dumps(etcd.endpoints)}\nname = "node-{name}"\n'
+                    'prefix = "/hold-names"\n')  # fmt: skip
+    a, b = (str(tmp_path / n) for n in ("a", "b"))
+    # b's own hold #1 first: the number a gives its hold is another hold on b.
+    common = ["--camera", "gate", "--from", "2025-01-17T01:00:00Z", "--to",
+              "2025-01-17T01:00:03Z", "--by", "det. ray"]  # fmt: skip
+    assert main(["hold", "add", "--store", b, *common, "--reason", "case b"]) == 0
+    assert main(["hold", "add", "--store", a, *common, "--reason", "case a"]) == 0
+    assert "hold #1 (node-a:1) placed on gate" in capsys.readouterr().out
+    assert main(["hold", "sync", "--store", b]) == 0
+    capsys.readouterr()
+    assert main(["hold", "list", "--store", b]) == 0
+    listed = capsys.readouterr().out
+    assert "NAME" in listed and "node-b:1" in listed and "node-a:1" in listed
+    assert main(["hold", "release", "node-a:1", "--store", b, "--by", "sgt. lee",
+                 "--reason", "case closed"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "hold #2 (node-a:1) released by sgt. lee" in out and "'case a'" in out
+    assert main(["hold", "release", "node-c:1", "--store", b, "--by", "x"]) == 3
+    assert "no hold 'node-c:1'" in capsys.readouterr().err
+    # a takes the release: only b's hold binds there, under the same name.
+    assert main(["hold", "sync", "--store", a]) == 0
+    capsys.readouterr()
+    assert main(["hold", "list", "--store", a, "--json"]) == 0
+    holds = json.loads(capsys.readouterr().out)["holds"]
+    assert [(h["name"], h["reason"]) for h in holds] == [("node-b:1", "case b")]

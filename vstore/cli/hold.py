@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
-from typing import Any
 
-from vstore.base.jsonio import to_jsonable
 from vstore.cli.common import (
     add_common_args,
     add_range_args,
@@ -40,14 +38,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         range_required=False,
     )
     r = sub.add_parser("release", help="release a hold")
-    r.add_argument("id", type=int, help="the hold's number (vstore hold list)")
+    r.add_argument(
+        "id",
+        metavar="HOLD",
+        help="the hold's number on this node, or its name NODE:N on any node of the cluster "
+        "(vstore hold list)",
+    )
     r.add_argument("--by", default=None, help="who releases it (default: login name)")
     r.add_argument("--reason", default="", help="why")
     r.add_argument(
         "--camera",
         default=None,
-        help="the camera the hold is of: a hold of another is not released (hold numbers "
-        "are each node's own)",
+        help="the camera the hold is of: a hold of another is not released (a number is "
+        "each node's own)",
     )
     sy = sub.add_parser(
         "sync",
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.errors import TierError
     from vstore.base.timebase import parse_time_ns
     from vstore.service.job_client import run_job
-    from vstore.store.holds import list_holds
+    from vstore.store.holds import hold_doc, list_holds
 
     tz = resolve_tz(args.tz)
     if args.action == "list":
@@ -79,28 +82,28 @@ def run(args: argparse.Namespace) -> int:
                 and (lo is None or h.to_ns > lo)
                 and (hi is None or h.from_ns < hi)
             ]
+            docs = [hold_doc(store, h) for h in holds]
         if args.json:
-            print_json({"holds": [to_jsonable(h) for h in holds]})
+            print_json({"holds": docs})
         elif not holds:
             print("no holds")
         else:
-            print(
-                table(
-                    [
-                        [
-                            str(h.id),
-                            h.camera,
-                            fmt_time(h.from_ns, tz),
-                            fmt_time(h.to_ns, tz),
-                            h.by + _placed_through(h),
-                            "active" if h.active else f"released by {h.released_by}",
-                            h.reason,
-                        ]
-                        for h in holds
-                    ],
-                    ["ID", "CAMERA", "FROM", "TO", "BY", "STATE", "REASON"],
-                )
-            )
+            named = any("name" in d for d in docs)  # (shared holds: a lone store's have none)
+            rows = [
+                [
+                    str(h.id),
+                    *([str(d.get("name", ""))] if named else []),
+                    h.camera,
+                    fmt_time(h.from_ns, tz),
+                    fmt_time(h.to_ns, tz),
+                    h.by,
+                    "active" if h.active else f"released by {h.released_by}",
+                    h.reason,
+                ]
+                for h, d in zip(holds, docs, strict=True)
+            ]
+            head = ["ID", *(["NAME"] if named else []), "CAMERA", "FROM", "TO", "BY", "STATE"]
+            print(table(rows, [*head, "REASON"]))
         return 0
     params: dict[str, object] = {"action": args.action}
     if args.action == "add":
@@ -140,14 +143,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"vstore: warning: {e}", file=sys.stderr)
     elif args.action == "add":
         print(
-            f"hold #{doc['id']} placed on {doc['camera']} {fmt_time(doc['from_ns'], tz)} .. "
+            f"hold #{doc['id']}{_named(doc)} placed on {doc['camera']} {fmt_time(doc['from_ns'], tz)} .. "
             f"{fmt_time(doc['to_ns'], tz)} by {doc['by']}"
         )
         if objects["held"]:
             print(f"  {objects['held']} tiered object(s) also under an S3 object legal hold")
     else:
         print(
-            f"hold #{doc['id']} released by {doc['released_by']}: {doc['camera']} "
+            f"hold #{doc['id']}{_named(doc)} released by {doc['released_by']}: "
+            f"{doc['camera']} "
             f"{fmt_time(doc['from_ns'], tz)} .. {fmt_time(doc['to_ns'], tz)}, placed by "
             f"{doc['by']} for {doc['reason']!r}"
         )
@@ -164,10 +168,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _placed_through(h: Any) -> str:
-    """Where a hold brought in from the bucket was placed, and its number there (each node
-    numbers its own)."""
-    if not h.origin:
-        return ""
-    where = h.placed_via or f"store {h.origin.split('-')[0]}"
-    return f" (through {where}, its #{h.origin.rpartition('#')[2]})"
+def _named(doc: dict) -> str:
+    """ " (NODE:N)": the name a shared hold goes by on every node, when it has one."""
+    return f" ({doc['name']})" if doc.get("name") else ""

@@ -9,15 +9,15 @@ from vstore.base import layout
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.store import shared_holds
-from vstore.store.holds import add_hold, release_hold, sync_object_holds
+from vstore.store.holds import add_hold, hold_doc, release_hold, sync_object_holds
 from vstore.store.store import Store
 
 
 def hold_job(
     store: Store, params: dict[str, Any], progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """``action`` add (camera, from_ns, to_ns, reason, by), release (id, by, reason, and the
-    camera it is expected to be of, optional) or sync:
+    """``action`` add (camera, from_ns, to_ns, reason, by), release (id: its number here or
+    its name NODE:N; by, reason, and the camera it is expected to be of, optional) or sync:
     the hold is recorded first (the index is the authority), then mirrored onto S3 object
     legal holds, which may fail on its own (reported in ``objects.errors``)."""
     action = params.get("action")
@@ -58,7 +58,7 @@ def hold_job(
     elif action == "release":
         hold = release_hold(
             store,
-            int(params["id"]),
+            params["id"],
             params["by"],
             params.get("reason", ""),
             mirror=False,
@@ -74,7 +74,7 @@ def hold_job(
             shared_holds.share(store, hold)
         except VstoreError as exc:
             objects.errors.append(f"not shared with the other stores yet: {exc}")
-    doc = {**(to_jsonable(hold) if hold is not None else {}), "objects": to_jsonable(objects)}
+    doc = {**(hold_doc(store, hold) if hold is not None else {}), "objects": to_jsonable(objects)}
     if shared is not None:
         doc["shared"] = to_jsonable(shared)
     if warning:

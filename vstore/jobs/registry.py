@@ -42,7 +42,7 @@ JOBS: dict[str, Job] = {
 _INT, _STR, _BOOL, _LIST = (int,), (str,), (bool,), (list,)
 PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "hold": {"action": _STR, "camera": _STR, "from_ns": _INT, "to_ns": _INT, "reason": _STR,
-             "by": _STR, "id": _INT},
+             "by": _STR, "id": (int, str)},  # (a number here, or a name NODE:N)
     "retention": {"cameras": _LIST, "max_age_ns": _INT, "tiered_max_age_ns": _INT,
                   "max_bytes": _INT, "dry_run": _BOOL, "trust_clock": _BOOL},
     "tier": {"to": _STR, "older_than_ns": _INT, "cameras": _LIST, "dry_run": _BOOL,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vstore.base.errors import NotFound, UsageError
+from vstore.base.errors import UsageError
 from vstore.store.config import StoreConfig
-from vstore.store.holds import Hold, list_holds
+from vstore.store.holds import Hold, holds_by_ref, one_hold
 from vstore.store.store import Store
 
 ROLES = ("viewer", "investigator", "custodian", "operator", "admin")
@@ -85,10 +85,8 @@ class Principal:
         return {"principal": self.name, "role": self.role, "via": self.via, "remote": remote}
 
 
-def hold_in_scope(store: Store, p: Principal, hold_id: object) -> Hold:
-    """Hold ``hold_id`` (released ones too) if its camera is in the principal's scope; else
-    NotFound, exactly as for a hold that does not exist."""
-    hold = next((h for h in list_holds(store, True) if h.id == hold_id), None)
-    if hold is None or not p.sees(hold.camera, store.config):
-        raise NotFound(f"no hold #{hold_id}")
-    return hold
+def hold_in_scope(store: Store, p: Principal, ref: object) -> Hold:
+    """Hold ``ref`` (its number here or its name NODE:N; released ones too) if its camera is
+    in the principal's scope; else NotFound, exactly as for a hold that does not exist."""
+    text = str(ref)
+    return one_hold(text, [h for h in holds_by_ref(store, text) if p.sees(h.camera, store.config)])

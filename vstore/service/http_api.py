@@ -68,7 +68,7 @@ from vstore.service.tokens import PREFIX as TOKEN_PREFIX
 from vstore.service.tokens import TokenFile
 from vstore.service.tokens_api import TokensApi, token_routes
 from vstore.store import audit_log
-from vstore.store.holds import list_holds
+from vstore.store.holds import hold_doc, list_holds
 
 log = logging.getLogger(__name__)
 _NOW_NS = "vstore.now_ns"  # (the request's "now", fixed at its first time read)
@@ -572,7 +572,9 @@ class Api:
         def visible() -> list[dict[str, Any]]:
             config = self.store.config
             return [
-                to_jsonable(h) for h in list_holds(self.store, released) if p.sees(h.camera, config)
+                hold_doc(self.store, h)
+                for h in list_holds(self.store, released)
+                if p.sees(h.camera, config)
             ]
 
         return json_response({"holds": await self.run(visible)})
@@ -599,22 +601,19 @@ class Api:
 
     async def release_hold(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        try:
-            hold_id = int(request.match_info["hold"])
-        except ValueError:
-            raise NotFound(f"no hold {request.match_info['hold']!r}") from None
+        ref = request.match_info["hold"]  # its number here, or its name NODE:N
         doc = await json_body(request, request_bodies.HOLD_RELEASE)
         reason = doc["reason"]
 
         def release() -> dict[str, Any]:
             try:
-                hold_in_scope(self.store, p, hold_id)
+                hold = hold_in_scope(self.store, p, ref)
             except NotFound:  # none, or another's: the same answer, and the asking recorded
-                audit(self.store, request, "access_denied", {"hold": hold_id})
+                audit(self.store, request, "access_denied", {"hold": ref})
                 raise
             if not reason.strip():
                 raise UsageError('give "reason": why the hold is released (a case closed, ...)')
-            params = {"action": "release", "id": hold_id, "by": p.name, "reason": reason}
+            params = {"action": "release", "id": hold.id, "by": p.name, "reason": reason}
             if "camera" in doc:
                 params["camera"] = doc["camera"]
             with as_requester(request):
@@ -760,7 +759,7 @@ def _routes(api: Api | None) -> list[Route]:
               "Place a hold: {camera, from, to, reason}", "hold", body=request_bodies.HOLD,
               ok=(201,)),
         Route("POST", f"{API}/holds/{{hold}}/release", h("release_hold"),
-              "Release a hold: {reason}", "hold", (Param("hold", "path", "hold id"),),
+              "Release a hold: {reason}", "hold", (Param("hold", "path", "the hold's number on this node, or its name NODE:N on any"),),
               body=request_bodies.HOLD_RELEASE),
         Route("GET", f"{API}/audit", h("audit_log"), "Audit records of cameras in scope, newest first",
               "audit", (Param("camera", "query", "only this camera"),

@@ -45,7 +45,9 @@ class JobsApi:
                 )
             camera = params.get("camera")
             if params.get("action") == "release":
-                camera = hold_in_scope(self.runner.store, p, params.get("id")).camera
+                hold = hold_in_scope(self.runner.store, p, params.get("id"))
+                camera = hold.camera
+                params["id"] = hold.id  # (the hold authorized: a name could match more)
             elif params.get("action") == "sync":
                 camera = None
             if camera is not None and not p.sees(str(camera), config):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from dataclasses import dataclass, field, replace
 
 from vstore.base import layout
@@ -59,6 +60,67 @@ class Hold:
 def list_holds(store: Store, include_released: bool = False) -> list[Hold]:
     holds = [Hold(**h) for h in store.index.holds()]
     return holds if include_released else [h for h in holds if h.active]
+
+
+def node_name(store: Store) -> str:
+    """What the holds placed through this store are named after across the cluster: its
+    member name, else its host name."""
+    return store.config.cluster.member or socket.gethostname()
+
+
+def hold_name(store: Store, hold: Hold) -> str:
+    """NODE:N, the node a hold was placed through and its number there: the same on every
+    node of the bucket (a hold's number is each node's own)."""
+    if not hold.origin:
+        return f"{node_name(store)}:{hold.id}"
+    where = hold.placed_via or f"store-{hold.origin.split('-')[0]}"
+    return f"{where}:{hold.origin.rpartition('#')[2]}"
+
+
+def hold_doc(store: Store, hold: Hold) -> dict[str, object]:
+    """A hold as JSON, with its name (NODE:N) where holds are shared with the other stores
+    of a bucket (a lone store's holds go by their numbers)."""
+    doc = to_jsonable(hold)
+    if store.config.tier.url:
+        doc["name"] = hold_name(store, hold)
+    return doc
+
+
+def holds_by_ref(store: Store, ref: int | str) -> list[Hold]:
+    """The holds (released ones too) that go by ``ref``: a number here (one at most), or a
+    name NODE:N (more than one only when two nodes share a name)."""
+    text = str(ref).strip().lstrip("#")
+    if _is_number(text):
+        num = int(text)
+        # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
+        raw = store.index.get(layout.hold_key(num)) if 0 < num < 1 << 64 else None
+        return [Hold(**json.loads(raw))] if raw is not None else []
+    return [h for h in list_holds(store, True) if hold_name(store, h) == text]
+
+
+def _is_number(text: str) -> bool:
+    return text.lstrip("+-").isdigit() and text.count("-") + text.count("+") <= 1
+
+
+def one_hold(ref: int | str, found: list[Hold]) -> Hold:
+    """The one hold of ``found`` (those that go by ``ref``): NotFound for none, UsageError
+    for several."""
+    text = str(ref).strip().lstrip("#")
+    if not found:
+        raise NotFound(
+            f"no hold #{text}" if _is_number(text) else f"no hold {text!r} (NODE:N, its name)"
+        )
+    if len(found) > 1:
+        raise UsageError(
+            f"{len(found)} holds go by {text!r} (nodes of the same name): give its "
+            f"number here, one of {', '.join(f'#{h.id}' for h in found)}"
+        )
+    return found[0]
+
+
+def find_hold(store: Store, ref: int | str) -> Hold:
+    """A hold (released ones too) by its number here or its name anywhere (NODE:N)."""
+    return one_hold(ref, holds_by_ref(store, ref))
 
 
 def covering_holds(store: Store, camera: str, start_ns: int, end_ns: int) -> list[Hold]:
@@ -161,37 +223,33 @@ def add_hold(
 
 def release_hold(
     store: Store,
-    hold_id: int,
+    ref: int | str,
     by: str,
     reason: str = "",
     *,
     mirror: bool = True,
     camera: str | None = None,
 ) -> Hold:
-    """Release a hold (synced, audited); object legal holds that no other active hold
-    needs are lifted (mirror). ``camera``: the camera the releaser means the hold to be of;
-    a hold of another camera is refused (hold numbers are each store's own: #3 on one node
-    of a cluster is not #3 on the next)."""
+    """Release a hold, by its number here or its name (NODE:N) anywhere (synced, audited);
+    object legal holds that no other active hold needs are lifted (mirror). ``camera``: the
+    camera the releaser means the hold to be of; a hold of another camera is refused (a
+    number is each store's own: #3 on one node of a cluster is not #3 on the next)."""
     if not by.strip():
         raise UsageError("releasing a hold needs the name of who releases it (--by)")
     checked_text(by, "who releases the hold (--by)")
     if reason:
         checked_text(reason, "the release's reason")
-    # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
-    raw = store.index.get(layout.hold_key(hold_id)) if 0 < hold_id < 1 << 64 else None
-    if raw is None:
-        raise NotFound(f"no hold #{hold_id}")
-
-    hold = Hold(**json.loads(raw))
+    hold = find_hold(store, ref)
+    name = hold_name(store, hold)
     if camera is not None and camera != hold.camera:
         raise UsageError(
-            f"hold #{hold_id} here is of camera {hold.camera!r} ({hold.reason}), not "
-            f"{camera!r}: nothing released (hold numbers are each node's own: "
-            "`vstore hold list` on this node)"
+            f"hold #{hold.id} here ({name}) is of camera {hold.camera!r} ({hold.reason}), "
+            f"not {camera!r}: nothing released (a number is each node's own; a name NODE:N "
+            "is the same on every node: `vstore hold list`)"
         )
     if not hold.active:
         raise UsageError(
-            f"hold #{hold_id} was already released by {hold.released_by} at "
+            f"hold #{hold.id} ({name}) was already released by {hold.released_by} at "
             f"{format_time(hold.released_ns or 0)}"
         )
 
@@ -199,7 +257,7 @@ def release_hold(
         hold, released_ns=store.clock.wall_ns(), released_by=by.strip(), release_reason=reason
     )
     b = Batch()
-    b.put(layout.hold_key(hold_id), done.record())
+    b.put(layout.hold_key(hold.id), done.record())
     store.index.audit(
         "hold_release",
         done.released_by or "",

@@ -12,7 +12,6 @@ When the bucket cannot be read, the holds brought in before still bind."""
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -20,7 +19,13 @@ from vstore.base import layout
 from vstore.base.errors import VstoreError
 from vstore.base.jsonio import dumps_compact, to_jsonable
 from vstore.index.time_index import Batch
-from vstore.store.holds import Hold, ObjectHoldResult, list_holds, sync_object_holds
+from vstore.store.holds import (
+    Hold,
+    ObjectHoldResult,
+    list_holds,
+    node_name,
+    sync_object_holds,
+)
 from vstore.store.store import Store
 from vstore.tier.base import BlobTier
 
@@ -51,7 +56,7 @@ def _key(origin: str) -> str:
 def _doc(store: Store, hold: Hold) -> dict[str, Any]:
     d = asdict(hold)
     d["origin"] = origin_of(store, hold)
-    d["placed_via"] = hold.placed_via or store.config.cluster.member or socket.gethostname()
+    d["placed_via"] = hold.placed_via or node_name(store)
     return d
 
 
