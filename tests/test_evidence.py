@@ -273,6 +273,36 @@ def test_the_tamper_matrix(recorded, tmp_path):
     )
 
 
+def test_bytes_changed_inside_a_zip_are_named_with_exit_10(recorded, tmp_path, capsys):
+    """A byte flipped inside a ZIP, in a stored clip or a deflated manifest or README: the
+    entry no longer reads back (its CRC-32, its deflate stream). Each is a named failure and
+    the command's exit 10, never a traceback."""
+    clip = "clips/01-gate-20250117T010001Z.mp4"
+    src = _copy(recorded, tmp_path / "src", as_zip=False)
+    for name, compress in ((clip, zipfile.ZIP_STORED), ("manifest.json", zipfile.ZIP_DEFLATED),
+                           ("README.txt", zipfile.ZIP_DEFLATED)):  # fmt: skip
+        z = tmp_path / f"{name.replace('/', '_')}.zip"
+        with zipfile.ZipFile(z, "w") as out:
+            for f in sorted(src.rglob("*")):
+                if f.is_file():
+                    out.write(f, str(f.relative_to(src)), compress_type=compress)
+        with zipfile.ZipFile(z) as zz:
+            info = zz.getinfo(name)
+        # (the entry's data: after its local header, name and extra field)
+        raw = bytearray(z.read_bytes())
+        at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        raw[at + min(info.compress_size // 2, 40)] ^= 0x10
+        z.write_bytes(raw)
+        rep = verify_package(z)
+        assert not rep.ok and any(
+            c.target == name and "changed inside the ZIP since export" in c.detail
+            for c in rep.failures()
+        ), _failed(rep)
+        assert main(["verify", str(z), "--json"]) == 10
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["ok"] is False
+
+
 def test_a_package_signed_by_another_key_is_named(recorded, tmp_path):
     """Another node's key re-signed an edited manifest and put its own signer.pem in: valid
     under its own key, refused under the key the verifier trusts."""

@@ -35,10 +35,52 @@ def served(tmp_path_factory, media_dir):
     for at in (START_NS, second):
         vstore("import", str(src), "--camera", "gate", "--start", format_time(at),
                "--store", str(store))  # fmt: skip
+    _record_with_late_audio(store, src, "late", START_NS)
     token = make_token(store, "investigator", "*", name="det. page")
     node = start_node(store)
     yield node, token
     assert node.stop() == 0
+
+
+LATE_S = 1.0  # how long after its video the "late" camera's sound arrives
+
+
+def _record_with_late_audio(store: Path, src: Path, camera: str, start_ns: int) -> None:
+    """Record ``src`` as a camera whose sound arrives LATE_S after the video it goes with
+    (as some cameras and muxers send it): each GOP's chunk then holds the sound of the
+    second before its keyframe."""
+    from vstore.api import open_store
+    from vstore.ingest.av_source import open_container
+    from vstore.ingest.tracks import tracks_from_av
+    from vstore.store.camera_writer import open_writer
+
+    container = open_container(str(src))
+    st = open_store(store)
+    try:
+        got = tracks_from_av(container)
+        streams = [container.streams[i] for i in got.stream_to_track]
+        held: list = []  # (due, packet) of sound not sent yet
+        with open_writer(st, camera, got.tracks, start_ns=start_ns) as w:
+
+            def send(pkt) -> None:
+                w.write_raw(got.stream_to_track[pkt.stream_index], pkt.pts, pkt.dts,
+                            pkt.is_keyframe, bytes(pkt))  # fmt: skip
+
+            for pkt in container.demux(streams):
+                if pkt.size == 0:
+                    continue
+                at_s = float(pkt.pts * pkt.time_base)
+                if pkt.stream.type == "audio":
+                    held.append((at_s + LATE_S, pkt))
+                    continue
+                while held and held[0][0] <= at_s:
+                    send(held.pop(0)[1])
+                send(pkt)
+            for _due, pkt in held:
+                send(pkt)
+    finally:
+        st.close()
+        container.close()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +115,7 @@ def test_sign_in_see_the_gap_play_and_download(served, browser):
     field.send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
     cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"), what="cameras")
-    assert [c.get_attribute("data-camera") for c in cam] == ["gate"]
+    assert [c.get_attribute("data-camera") for c in cam] == ["gate", "late"]
     assert "det. page" in browser.find_element(By.ID, "who").text
     cam[0].click()
 
@@ -178,3 +220,58 @@ def test_live_plays_the_edge_of_a_recording_camera(tmp_path, browser):
             assert 0 < behind_ms < 20_000  # near the edge: GOPs of 1 s, a few held back
         finally:
             assert node.stop() == 0
+
+
+# The counter camsim draws in each picture (tools/camsim.py): 16 black or white blocks
+# along the top, bit 0 first.
+READ_COUNTER = """
+window.readCounter = (v) => {
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d', {willReadFrequently: true});
+  g.drawImage(v, 0, 0);
+  const bw = Math.floor(c.width / 16), bh = Math.max(16, Math.floor(c.height / 12));
+  let n = 0;
+  for (let b = 0; b < 16; b++) {
+    const p = g.getImageData(b * bw + Math.floor(bw / 2), Math.floor(bh / 2), 1, 1).data;
+    if ((p[0] + p[1] + p[2]) / 3 >= 128) n |= 1 << b;
+  }
+  return n;
+};
+"""
+
+
+def test_play_starts_at_from_when_the_sound_came_late(served, browser):
+    """A camera whose sound arrives a second after its video: each HLS segment then begins
+    with sound from before its keyframe, where hls.js starts its timeline. Play still
+    starts on the frame of `from`, mid-GOP, not a second before it."""
+    from selenium.webdriver.common.by import By
+
+    node, token = served
+    browser.get(node.url + "/")
+    field = wait_for(lambda: browser.find_element(By.ID, "token"), what="sign-in form")
+    if browser.find_element(By.ID, "signin").is_displayed():
+        field.send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#cameras li[data-camera="late"]'),
+                   what="the camera")  # fmt: skip
+    cam[0].click()
+    browser.execute_script(READ_COUNTER)
+    fps = 25  # (camsim's default)
+    for at_frame in (88, 112):  # mid-GOP (GOPs of 25 frames), twice in one page
+        a = START_NS + at_frame * 10**9 // fps
+        for fid, t in (("from", a), ("to", a + 3 * 10**9)):
+            el = browser.find_element(By.ID, fid)
+            el.clear()
+            el.send_keys(format_time(t))
+        browser.execute_script(
+            "const v = document.getElementById('video'); v.pause(); window.seen = [];"
+            "v.addEventListener('playing', () => v.requestVideoFrameCallback("
+            "  () => window.seen.push([v.currentTime, window.readCounter(v)])), {once: true});"
+        )
+        browser.find_element(By.ID, "play").click()
+        seen = wait_for(lambda: browser.execute_script("return window.seen"), 30,
+                        "the video to play")  # fmt: skip
+        # The first frame presented once playing: `from`'s, or the one after it (the
+        # frame shown where it paused to start is presented before "playing").
+        assert seen[0][1] - at_frame in (0, 1), seen

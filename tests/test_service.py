@@ -85,6 +85,10 @@ def test_a_principal_sees_only_its_groups_and_others_are_not_found_and_audited(n
     denied = [r for r in recs if r["action"] == "access_denied"]
     assert denied and denied[0]["by"] == "investigator-north"
     assert denied[0]["actor"]["remote"] == "127.0.0.1"
+    # A camera that does not exist is asked for at the same cost (a durable audit record),
+    # so neither is the time of the answer.
+    recs = node.get("/api/v1/audit?camera=nosuch", node.tokens["admin"]).json()["records"]
+    assert [r["by"] for r in recs if r["action"] == "access_denied"] == ["investigator-north"]
     # The south investigator's audit view leaves out the north cameras' records.
     south = node.get("/api/v1/audit", node.tokens["custodian"]).json()["records"]
     assert all(r["detail"].get("camera") in (None, "gate") for r in south)
@@ -209,6 +213,13 @@ def test_unknown_paths_methods_and_unsatisfiable_ranges_are_json_errors(node):
         assert r.status == 404 and "clip.mp4, clip.fmp4 and clip.ts" in r.json()["error"]["message"]
     r = node.request("POST", "/api/v1/holds", node.tokens["custodian"], body=b"{not json")
     assert r.status == 400 and r.json()["error"]["code"] == "bad_request"
+    # JSON nested past the parser's depth (15 KB), or just short of it where the schema's
+    # message would show it: a 400 too, on a route that needs no login as on one that does.
+    for depth in (3000, 900):
+        deep = b'{"camera":' * depth + b"1" + b"}" * depth
+        for path, tok in (("/api/v1/session", None), ("/api/v1/holds", node.tokens["custodian"])):
+            r = node.request("POST", path, tok, body=deep)
+            assert r.status == 400 and r.json()["error"]["code"] == "bad_request", (path, r)
 
 
 def test_holds_are_scoped_placed_by_custodians_and_released(node):

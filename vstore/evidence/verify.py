@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -57,6 +58,15 @@ class VerifyReport(NamedTuple):
         return [c for c in self.checks if c.ok is None]
 
 
+# What reading a ZIP entry whose bytes were changed inside the archive raises: its CRC-32
+# no longer matches (zipfile checks it at the entry's end), or its deflate stream breaks.
+ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _damage(exc: Exception) -> str:
+    return f"changed inside the ZIP since export: it no longer reads back whole ({exc})"
+
+
 class _Package:
     """Read access to a package's entries, from a directory or a ZIP."""
 
@@ -64,6 +74,7 @@ class _Package:
         self.path = path
         self._zip: zipfile.ZipFile | None = None
         self.duplicates: list[str] = []  # names a ZIP holds more than once
+        self.damaged: dict[str, str] = {}  # entries read() found changed inside the ZIP
         if path.is_dir():
             self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
         elif zipfile.is_zipfile(path):
@@ -80,10 +91,15 @@ class _Package:
         return open(self.path / name, "rb")
 
     def read(self, name: str) -> bytes | None:
+        """An entry's bytes; None if it is missing, or damaged (then named in ``damaged``)."""
         if name not in self.names:
             return None
-        with self.open(name) as f:
-            return f.read()
+        try:
+            with self.open(name) as f:
+                return f.read()
+        except ZIP_DAMAGE as exc:
+            self.damaged[name] = _damage(exc)
+            return None
 
     def close(self) -> None:
         if self._zip is not None:
@@ -186,8 +202,11 @@ def _verify(
     sig = pkg.read(SIGNATURE)
     own = pkg.read(SIGNER)
     key_id: str | None = None
+    for name, detail in pkg.damaged.items():
+        add(Check("file", name, False, detail))
     if manifest is None:
-        add(Check("manifest", MANIFEST, False, "missing: this is not a whole evidence package"))
+        if MANIFEST not in pkg.damaged:
+            add(Check("manifest", MANIFEST, False, "missing: this is not a whole evidence package"))
         return VerifyReport(str(pkg.path), None, key_pem is not None, checks)
     # --- the signature ---------------------------------------------------------------------
     key = None
@@ -196,9 +215,11 @@ def _verify(
     elif own is not None:
         key = load_public_pem(own, SIGNER)
     if sig is None:
-        add(Check("signature", SIGNATURE, False, "missing: the manifest is not signed"))
+        if SIGNATURE not in pkg.damaged:
+            add(Check("signature", SIGNATURE, False, "missing: the manifest is not signed"))
     elif key is None:
-        add(Check("signature", SIGNATURE, False, f"no key to check it with ({SIGNER} missing)"))
+        if SIGNER not in pkg.damaged:
+            add(Check("signature", SIGNATURE, False, f"no key to check it with ({SIGNER} missing)"))
     elif verify_ed25519(key, sig, manifest):
         key_id = key_id_of(key)
         how = "the key given" if key_pem is not None else f"the package's own {SIGNER}"
@@ -248,15 +269,19 @@ def _verify(
             add(Check("clip", name, False, "missing from the package"))
             continue
         sigs: list[Signature] | None = None
-        with pkg.open(name) as f:
-            try:  # one read gives the file's hash and its EFF signatures' digests
-                digest, size, sigs = hash_and_signatures(f)
-                sig_error = ""
-            except (ValueError, OSError) as exc:
-                f.seek(0)
-                h, size = sha256_stream(f)
-                digest = h.hexdigest()
-                sig_error = f"the MP4's boxes cannot be read ({exc})"
+        try:
+            with pkg.open(name) as f:
+                try:  # one read gives the file's hash and its EFF signatures' digests
+                    digest, size, sigs = hash_and_signatures(f)
+                    sig_error = ""
+                except (ValueError, OSError) as exc:
+                    f.seek(0)
+                    h, size = sha256_stream(f)
+                    digest = h.hexdigest()
+                    sig_error = f"the MP4's boxes cannot be read ({exc})"
+        except ZIP_DAMAGE as exc:
+            add(Check("clip", name, False, _damage(exc)))
+            continue
         done += size
         if progress is not None:
             progress(done, total)
@@ -269,14 +294,16 @@ def _verify(
             add(Check("eff", name, False, sig_error) if sigs is None
                 else _eff_result(sigs, name, eff_key))  # fmt: skip
     readme = pkg.read(README)
-    if "readme_sha256" in doc:  # (packages from before it was signed have none)
+    if README in pkg.damaged:
+        add(Check("file", README, False, pkg.damaged[README]))
+    elif "readme_sha256" in doc:  # (packages from before it was signed have none)
         if readme is None:
             add(Check("file", README, False, "missing"))
         elif hashlib.sha256(readme).hexdigest() != doc["readme_sha256"]:
             add(
                 Check("file", README, False, "changed since export: not the one the manifest signs")
             )
-    if own is None and sig is not None and key_pem is not None:  # (else the signature says)
+    if own is None and sig is not None and key_pem is not None and SIGNER not in pkg.damaged:
         add(Check("file", SIGNER, False, "missing from the package"))
     for name in pkg.names:
         if name not in listed:

@@ -197,16 +197,16 @@ class Api:
 
     async def camera(self, request: web.Request, cam: str | None = None) -> str:
         """The camera (the path's unless given), if the principal may see it; else 404
-        exactly as for a camera that does not exist, the attempt audited."""
+        exactly as for a camera that does not exist, the attempt audited. A camera that does
+        not exist is audited too: the same durable write, so the answer's time does not tell
+        another agency's camera from none."""
         cam = request.match_info["id"] if cam is None else cam
         p: Principal = request[PRINCIPAL]
         exists = cam in self.store.config.cameras or self.store.index.camera_num(cam) is not None
         if exists and p.sees(cam, self.store.config):
             return cam
-        if exists:
-            await self.run(
-                self.audit, request, "access_denied", {"camera": cam, "path": request.path}
-            )
+        detail = {"camera": cam[:128], "path": request.path[:256]}
+        await self.run(self.audit, request, "access_denied", detail)
         raise NotFound(f"no camera {cam!r}")
 
     # --- request values -------------------------------------------------------------------

@@ -125,6 +125,8 @@ async def json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
         doc = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise UsageError("the body must be a JSON object") from None
+    except RecursionError:  # (nested deeper than the parser goes: no request needs that)
+        raise UsageError("the body's JSON nests too deep") from None
     if not isinstance(doc, dict):
         raise UsageError("the body must be a JSON object")
     check_body(schema, doc)

@@ -255,28 +255,48 @@ let hls = null;
 function camPath() { return `/api/v1/cameras/${encodeURIComponent(state.camera)}`; }
 
 // Play through hls.js (HLS with fMP4 segments; Safari plays HLS itself). The playlist starts
-// on the GOP before `from`; playback starts at `from` itself, found from the segments'
-// wall-clock times (EXT-X-PROGRAM-DATE-TIME).
+// on the GOP before `from`; playback starts at `from` itself. The segments' media times are
+// wall-clock times, and hls.js starts its timeline at the first segment's earliest sample
+// (its initPTS): `from` is placed from that once the first segment is in. (The playlist's
+// EXT-X-PROGRAM-DATE-TIME is the time of the keyframe, and audio a source sent late is
+// stored with the next GOP, so a segment may begin with sound from before its keyframe.)
 function playHls(url, fromMs) {
   const video = $("video");
   if (hls) { hls.destroy(); hls = null; }
   if (window.Hls && Hls.isSupported()) {
     hls = new Hls({ autoStartLoad: false, xhrSetup: (xhr) => { xhr.withCredentials = true; } });
+    const player = hls;
     hls.once(Hls.Events.LEVEL_LOADED, (_e, data) => {
       const first = data.details.fragments[0];
       const pdt = first && first.programDateTime;
-      const at = fromMs !== null && pdt ? Math.max(0, (fromMs - pdt) / 1000) : (data.details.live ? -1 : 0);
-      hls.startLoad(at);
+      if (fromMs === null || !pdt) { player.startLoad(data.details.live ? -1 : 0); return; }
+      let originS = null;  // the wall-clock second at media time 0
+      const onInitPts = (_e2, d) => {
+        if (d.frag.sn !== first.sn) return;
+        player.off(Hls.Events.INIT_PTS_FOUND, onInitPts);
+        originS = d.initPTS / d.timescale;
+      };
+      const onBuffered = (_e2, d) => {
+        if (d.frag.sn !== first.sn) return;
+        player.off(Hls.Events.FRAG_BUFFERED, onBuffered);
+        const at = originS === null ? null : fromMs / 1000 - originS;
+        if (at !== null && at >= 0 && Math.abs(video.currentTime - at) > 0.001) video.currentTime = at;
+        video.play().catch(() => {});  // (only once there: no frame of before `from` plays)
+      };
+      player.on(Hls.Events.INIT_PTS_FOUND, onInitPts);
+      player.on(Hls.Events.FRAG_BUFFERED, onBuffered);
+      player.startLoad(Math.max(0, (fromMs - pdt) / 1000));  // (close: the keyframe's time)
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
       if (data.fatal) showError("error", new Error(`playback: ${data.details}`));
     });
     hls.loadSource(url);
     hls.attachMedia(video);
+    if (fromMs === null) video.play().catch(() => {});
   } else {
     video.src = url;
+    video.play().catch(() => {});
   }
-  video.play().catch(() => {});
 }
 
 // Asked first, so a refusal (no footage, a bad time, no purpose where the node requires one)
