@@ -120,6 +120,11 @@ def test_tier_run_to_an_unknown_scheme_moves_nothing(store_dir, tmp_path, capsys
         assert st.cameras()[0].segments == 1
 
 
+def test_a_relative_time_too_long_ago_says_so_not_that_it_is_malformed():
+    with pytest.raises(UsageError, match="'-99999999d' is longer ago than vstore's time range"):
+        parse_time_ns("-99999999d")
+
+
 @pytest.mark.parametrize(
     "argv",
     [

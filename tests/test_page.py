@@ -256,6 +256,7 @@ def test_play_starts_at_from_when_the_sound_came_late(served, browser):
     cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#cameras li[data-camera="late"]'),
                    what="the camera")  # fmt: skip
     cam[0].click()
+    browser.find_element(By.ID, "purpose").send_keys("case 41")
     browser.execute_script(READ_COUNTER)
     fps = 25  # (camsim's default)
     for at_frame in (88, 112):  # mid-GOP (GOPs of 25 frames), twice in one page
@@ -275,3 +276,9 @@ def test_play_starts_at_from_when_the_sound_came_late(served, browser):
         # The first frame presented once playing: `from`'s, or the one after it (the
         # frame shown where it paused to start is presented before "playing").
         assert seen[0][1] - at_frame in (0, 1), seen
+    # The purpose typed in is recorded with the playback, as with a download.
+    out = vstore("audit", "--store", str(node.store), "--action", "view_playback", "--json")
+    recs = __import__("json").loads(out.stdout)["records"]
+    assert [r["detail"]["purpose"] for r in recs if r["detail"]["camera"] == "late"] == [
+        "case 41"
+    ] * 2

@@ -756,6 +756,13 @@ def test_an_evidence_package_over_http(node, tmp_path):
     assert node.get("/api/v1/exports/0123456789abcdef.zip", inv).status == 404
     assert node.get("/api/v1/exports/..%2Fvstore.toml.zip", inv).status == 404
     assert "out" not in doc["job"]["params"]  # (the package's path on the node is its own)
+    # Nor does the list of jobs show it, or the finished job's result (to any but operators).
+    (job,) = [
+        j for j in node.get("/api/v1/jobs", inv).json()["jobs"] if j["id"] == doc["job"]["id"]
+    ]
+    assert job["state"] == "done" and str(node.store) not in json.dumps(job), job
+    mine = node.get(f"/api/v1/jobs/{job['id']}", inv).json()
+    assert "out" not in mine["params"] and "path" not in mine["result"]
     # A range with no footage fails at once: a 404 that says so, not a package to wait for.
     empty = {**item, "from": format_time(START_NS - 100 * 10**9),
              "to": format_time(START_NS - 90 * 10**9)}  # fmt: skip

@@ -86,6 +86,11 @@ def ns_to_ticks_many(ns: list[int], timescale: int) -> list[int]:
 
 def parse_duration_ns(text: str) -> int:
     """Parse ``90s``, ``15m``, ``1h30m``, ``30d``, ``2w`` or plain seconds into nanoseconds."""
+    return _bounded_duration(_duration_ns(text), text)
+
+
+def _duration_ns(text: str) -> "float | Fraction":  # noqa: F821
+    """A duration's nanoseconds, however long (UsageError for what is none)."""
     s = text.strip().lower()
     if not s:
         raise UsageError("empty duration")
@@ -98,7 +103,7 @@ def parse_duration_ns(text: str) -> int:
             raise UsageError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h30m, 30d")
         if seconds < 0:
             raise UsageError(f"negative duration: {text!r}")
-        return _bounded_duration(seconds * NS_PER_S, text)
+        return seconds * NS_PER_S
     pos = 0
     from fractions import Fraction  # lazily: most commands parse no duration
 
@@ -110,7 +115,7 @@ def parse_duration_ns(text: str) -> int:
         pos = m.end()
     if pos != len(s) or pos == 0:
         raise UsageError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h30m, 30d")
-    return _bounded_duration(total, text)
+    return total
 
 
 def _bounded_duration(ns: "float | Fraction", text: str) -> int:  # noqa: F821
@@ -163,12 +168,14 @@ def parse_time_ns(text: str, now_ns: int | None = None) -> int:
         return check_time_ns(now_ns, text)
     if s.startswith("-"):
         try:
-            ago_ns = parse_duration_ns(s[1:])
+            ago = _duration_ns(s[1:])
         except UsageError:
             raise UsageError(
                 f"bad relative time {text!r}: use e.g. -90s, -15m, -1h30m, -2d"
             ) from None
-        return check_time_ns(now_ns - ago_ns, text)
+        if ago > MAX_DURATION_NS:
+            raise UsageError(f"relative time {text!r} is longer ago than vstore's time range")
+        return check_time_ns(now_ns - round(ago), text)
     try:
         dt = datetime.fromisoformat(s)
     except ValueError as exc:

@@ -144,9 +144,7 @@ class ExportsApi:
 
 def _public(job: Any) -> dict[str, Any]:
     """The export job as a client sees it: without the package's path on the node."""
-    doc = job.doc()
-    doc["params"] = {k: v for k, v in doc["params"].items() if k != "out"}
-    return doc
+    return job.doc(server_paths=False)
 
 
 def _failure(export_id: str, job: Any) -> ApiError:

@@ -490,6 +490,8 @@ class Api:
             if end - start > MAX_CLIP_NS:
                 raise UsageError("a playlist spans at most 7 days; ask for less")
 
+        purpose = request.query.get("purpose", "").strip()[:500]
+
         def build() -> str:
             text = self.playlists.playlist(
                 self.store, cam, start, end, live, hls.LIVE_WINDOW_NS if live else None
@@ -499,6 +501,8 @@ class Api:
             detail = {"camera": cam, "from": format_time(start), "live": live}
             if not live:
                 detail["to"] = format_time(end)
+            if purpose:
+                detail["purpose"] = purpose
             # A player reloads a live playlist every few seconds from the same fixed start:
             # one watching session is one record, not one per reload.
             session = (request[PRINCIPAL].name, cam, start, live)
@@ -739,7 +743,9 @@ def _routes(api: Api | None) -> list[Route]:
             "HLS playlist (fMP4 segments, wall-clock times) of a range, or live=1 for the live "
             "edge", "view", (_CAMERA, Param("from", "query", "start (live: optional)"),
                              Param("to", "query", "end (not with live)"),
-                             Param("live", "query", "1: the live edge (its last minute, sliding)")),
+                             Param("live", "query", "1: the live edge (its last minute, sliding)"),
+                             Param("purpose", "query", "why (a case number): recorded with the "
+                                   "playback (never required: watching is no export)")),
             produces="application/vnd.apple.mpegurl",
         ),
         Route("GET", f"{API}/cameras/{{id}}/init/{{start}}.mp4", h("hls_init"),

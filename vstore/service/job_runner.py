@@ -47,21 +47,32 @@ class Job:
         self.cancel_requested = threading.Event()
         self.finished = threading.Event()
 
-    def doc(self) -> dict[str, Any]:
+    def doc(self, server_paths: bool = True) -> dict[str, Any]:
+        """The job as JSON; without ``server_paths``, none of the node's file paths (an
+        export's package, an import's file) for a client that is no operator of the node."""
         done, total = self.progress if self.progress is not None else (None, None)
+        params, result = self.params, self.result
+        if not server_paths:
+            params = {k: v for k, v in params.items() if k not in _PATH_PARAMS}
+            if isinstance(result, dict):
+                result = {k: v for k, v in result.items() if k != "path"}
         return {
             "id": self.id,
             "job": self.name,
-            "params": self.params,
+            "params": params,
             "by": self.by,
             "state": self.state,
             "progress": {"done": done, "total": total},
-            "result": self.result,
+            "result": result,
             "error": self.error,
             "created_ns": self.created_ns,
             "started_ns": self.started_ns,
             "finished_ns": self.finished_ns,
         }
+
+
+# Job parameters that name a file on the node (export, import, rebuild-index).
+_PATH_PARAMS = frozenset({"out", "file", "source"})
 
 
 class JobRunner:

@@ -87,11 +87,11 @@ class JobsApi:
         cams = params.get("cameras") or ([params["camera"]] if params.get("camera") else [])
         detail = {"job": name, "id": job.id, "params": params, "cameras": list(cams)}
         await asyncio.to_thread(audit, self.runner.store, request, "job_submit", detail)
-        return json_response(job.doc(), 202)
+        return json_response(_shown(p, job), 202)
 
     async def list_jobs(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
-        jobs = [j.doc() for j in self.runner.list() if self._visible(p, j)]
+        jobs = [_shown(p, j) for j in self.runner.list() if self._visible(p, j)]
         return json_response({"jobs": jobs})
 
     def _job(self, request: web.Request) -> Job:
@@ -101,7 +101,7 @@ class JobsApi:
         return job
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        return json_response(self._job(request).doc())
+        return json_response(_shown(request[PRINCIPAL], self._job(request)))
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
@@ -109,7 +109,12 @@ class JobsApi:
         await asyncio.to_thread(
             audit, self.runner.store, request, "job_cancel", {"job": job.name, "id": job.id}
         )
-        return json_response(job.doc(), 202)
+        return json_response(_shown(request[PRINCIPAL], job), 202)
+
+
+def _shown(p: Principal, job: Job) -> dict[str, Any]:
+    """A job as the principal sees it: the node's file paths only to its operators."""
+    return job.doc(server_paths=p.may("operate"))
 
 
 def job_routes(api: JobsApi | None) -> list[Route]:

@@ -227,10 +227,15 @@ function placeCursor() {
   if (inside) cursor.style.left = `${((a - state.viewStart) / state.viewMs) * 100}%`;
 }
 
-function clipUrl(download) {
-  let q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
+// "&purpose=..." when one is given: recorded with each clip, export and playback (and
+// required by a node whose [service] require_purpose is set).
+function purposeArg() {
   const purpose = $("purpose").value.trim();
-  if (purpose) q += `&purpose=${encodeURIComponent(purpose)}`;  // recorded with the export
+  return purpose ? `&purpose=${encodeURIComponent(purpose)}` : "";
+}
+
+function clipUrl(download) {
+  const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}${purposeArg()}`;
   return `/api/v1/cameras/${encodeURIComponent(state.camera)}/clip.mp4?${q}${download ? "&download=1" : ""}`;
 }
 
@@ -316,7 +321,7 @@ async function refused(url, method) {
 $("play").addEventListener("click", async () => {
   showError("error", null);
   const q = `from=${encodeURIComponent($("from").value.trim())}&to=${encodeURIComponent($("to").value.trim())}`;
-  const url = `${camPath()}/hls.m3u8?${q}`;
+  const url = `${camPath()}/hls.m3u8?${q}${purposeArg()}`;
   if (!(await refused(url, "GET"))) playHls(url, Date.parse($("from").value));
 });
 
@@ -324,7 +329,7 @@ $("live").addEventListener("click", async () => {
   showError("error", null);
   // An EVENT playlist from a fixed start (a minute ago) only ever grows: every reload of it
   // keeps the segments the player already has.
-  const url = `${camPath()}/hls.m3u8?live=1&from=${encodeURIComponent(isoLocal(Date.now() - 60000))}`;
+  const url = `${camPath()}/hls.m3u8?live=1&from=${encodeURIComponent(isoLocal(Date.now() - 60000))}${purposeArg()}`;
   if (!(await refused(url, "GET"))) playHls(url, null);
 });
 
