@@ -49,7 +49,9 @@ def decode(path_or_bytes, stream="video"):
         return list(c.decode(audio=0)), None
 
 
-@pytest.mark.parametrize("first,last", [(33, 260), (25, 50), (0, 300), (49, 51), (101, 102)])
+@pytest.mark.parametrize(
+    "first,last", [(33, 260), (25, 50), (0, 300), (49, 51), (101, 102), (25, 26), (0, 1)]
+)
 def test_mp4_clip_is_frame_exact(recorded, tmp_path, first, last):
     out = tmp_path / "clip.mp4"
     plan = plan_clip(recorded, "cam", t(first), t(last))

@@ -456,6 +456,12 @@ class NativeMp4:
                 t.mp4.sample_entry = aac_entry(src.channels, rate, t.asc, t.mp4.track_id)
             # The clip's own end (pass 1 may have moved it to a codec change) ends every track.
             t.mp4.end_limit = ns_to_ticks(self.plan.end_ns - self.plan.start_ns, 1, t.mp4.timescale)
+            if src.kind == "video" and len(t.mp4.dts) == 1:
+                # One frame (a clip shorter than two): it is shown to the clip's end. (A
+                # table has no next frame to tell its length; a length of one tick rounds to
+                # a track of no time, which players show as nothing.)
+                shown = t.mp4.dts[0] + t.mp4.cts[0]
+                t.mp4.sample_duration = max(1, t.mp4.end_limit - shown)
             out.append(t.mp4)
         return out
 
