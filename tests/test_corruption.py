@@ -69,6 +69,30 @@ def test_truncated_sealed_segment_is_detected(store):
     assert codes(check_store(store)) == ["C2"]
 
 
+def test_a_sealed_segment_cut_short_is_repaired_as_damage_and_the_rest_stays_served(store):
+    """A sealed file whose tail is gone (its trailer and its last chunk's end): --repair
+    reads the chunks the index names one by one (the file's own directory went with the
+    trailer), takes the one whose bytes are gone out of the index (I1) as recorded damage
+    (R6), keeps the file as it is, and the next check is clean."""
+    [seg] = record(store)
+    path = store.layout.path(seg.path)
+    with open(path, "r+b") as f:
+        f.truncate(seg.size_bytes - 3000)  # (the footer, trailer and a chunk's end)
+    assert codes(check_store(store)) == ["C2"]
+    rep = check_store(store, repair=True)
+    (fixed,) = [p for p in rep.problems if p.code == "C2"]
+    assert fixed.repaired and "1 damaged chunk(s) left out of the index" in fixed.message
+    assert check_store(store).ok
+    assert path.stat().st_size == seg.size_bytes - 3000  # (kept as it is)
+    chunks = list(store.index.chunks(seg.camera_num, 0, 2**62))
+    assert len(chunks) == 3  # (of 4)
+    events = [e for e in store.index.events(seg.camera_num, 0, 2**62) if e.kind == "damaged"]
+    assert len(events) == 1
+    plan = plan_clip(store, "cam", START_NS, START_NS + 10**12)  # the rest is served
+    assert sum(len(p.chunks) for p in plan.parts) == 3 and plan.gaps
+    assert len(list(store.read_packets("cam", START_NS, START_NS + 10**12))) == 75
+
+
 def test_missing_segment_file_is_detected(store):
     [seg] = record(store)
     store.layout.path(seg.path).unlink()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vstore.base import layout
@@ -40,6 +41,7 @@ from vstore.index.segment_chain import (
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow, TimeIndex
 from vstore.lifecycle import shared_catalog
 from vstore.lifecycle.bucket_retention import catch_up
+from vstore.segment import format as fmt
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
 from vstore.store.audit_log import pruned_state
@@ -186,14 +188,12 @@ def check_store(
         try:
             with SegmentReader(FileSource(path), row.path) as rd:
                 if row.state == "sealed":
-                    size = path.stat().st_size
-                    if size != row.size_bytes:
-                        raise CorruptSegment(f"size {size} != indexed {row.size_bytes}")
-                    if rd.trailer().sha256.hex() != row.sha256:
-                        raise CorruptSegment("trailer hash differs from the index")
+                    whole = _whole_file(rd, path, row)
+                    if whole is not None and not row.damaged:
+                        raise CorruptSegment(whole)
                     if verify_hashes and not row.damaged:
                         rd.verify(pace)
-                        rep.bytes_verified += size
+                        rep.bytes_verified += row.size_bytes
                     elif row.damaged:
                         # R6: known damage, recorded and out of the index: the content hash
                         # cannot match; every indexed chunk is still checked below.
@@ -202,7 +202,8 @@ def check_store(
                                 "C2",
                                 row.path,
                                 f"{len(row.damaged)} damaged chunk(s) kept in the file, out of "
-                                "the index (recorded by check --repair)",
+                                "the index (recorded by check --repair)"
+                                + (f"; and {whole}" if whole is not None else ""),
                                 repaired=True,
                             )
                         )
@@ -380,20 +381,36 @@ def _check_chains(store: Store, rep: CheckReport) -> None:
             rep.problems.append(Problem("C9", cam, f"camera {cam}: recording chain: {msg}"))
 
 
+def _whole_file(rd: SegmentReader, path: Path, row: SegmentRow) -> str | None:
+    """None when a sealed segment's file is the one the index sealed (its size, its
+    trailer's hash); else how it differs."""
+    size = path.stat().st_size
+    if size != row.size_bytes:
+        return f"size {size} != indexed {row.size_bytes}"
+    try:
+        if rd.trailer().sha256.hex() != row.sha256:
+            return "trailer hash differs from the index"
+    except CorruptSegment as exc:
+        return str(exc)
+    return None
+
+
 def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
     """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
-    index, their bytes stay and are recorded; the rest of the segment stays served."""
-    bad = []
+    index, their bytes stay and are recorded; the rest of the segment stays served. A file
+    no longer whole (cut short, its trailer gone: its own directory unreadable) is checked
+    chunk by chunk as the index names them; the file is kept as it is."""
+    bad: list[fmt.DirEntry] = []
     path = store.layout.path(row.path)
     try:
         with SegmentReader.open(path) as rd:
-            if rd.trailer().sha256.hex() != row.sha256 or path.stat().st_size != row.size_bytes:
-                problem.message += (
-                    "; not repaired: its trailer or size differs from the index (the damage is "
-                    "outside its chunks; the file is kept as it is for examination)"
-                )
-                return
-            for e in rd.directory():
+            if _whole_file(rd, path, row) is None:
+                entries = rd.directory()
+            else:
+                entries = [fmt.DirEntry(c.offset, c.length, c.start_ns, c.end_ns, c.packet_count,
+                                        c.crc32, c.flags)
+                           for c in store.index.segment_chunks(row)]  # fmt: skip
+            for e in entries:
                 try:
                     rd.read_chunk(e.offset, e.length, e.crc32)
                 except CorruptSegment:
@@ -402,7 +419,10 @@ def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) 
         problem.message += f"; not repaired: {exc}"
         return
     if not bad:
-        problem.message += "; every chunk verifies (the damage is outside them): not repaired"
+        problem.message += (
+            "; every indexed chunk verifies (the damage is outside them): not repaired, the "
+            "file is kept as it is for examination"
+        )
         return
     quarantine_chunks(store, row, bad)
     problem.repaired = True
