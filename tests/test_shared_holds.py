@@ -274,3 +274,26 @@ def test_the_command_names_a_shared_hold_as_every_node_does_and_releases_it_by_t
     assert main(["hold", "list", "--store", a, "--json"]) == 0
     holds = json.loads(capsys.readouterr().out)["holds"]
     assert [(h["name"], h["reason"]) for h in holds] == [("node-b:1", "case b")]
+
+
+def test_a_hold_the_bucket_cannot_take_is_placed_here_and_says_it_is_not_shared(
+    tmp_path, media, capsys
+):
+    """The bucket refuses the hold's shared object: the hold is recorded and binds here,
+    and the command says that sharing failed (exit 9), not that tiered objects did."""
+    from vstore.cli.main import main
+
+    (tmp_path / "not-a-dir").write_bytes(b"")
+    _store(tmp_path, media, "a", str(tmp_path / "not-a-dir" / "bucket")).close()
+    a = str(tmp_path / "a")
+    assert main(["hold", "add", "--store", a, "--camera", "gate", "--from",
+                 "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:03Z", "--by", "det. ray",
+                 "--reason", "case 5"]) == 9  # fmt: skip
+    err = capsys.readouterr().err
+    assert "not yet shared with the other stores of the bucket" in err
+    assert "hold #1 itself is recorded here and binds" in err and "tiered object" not in err
+    st = open_store(a)
+    try:
+        assert [h.reason for h in list_holds(st)] == ["case 5"]
+    finally:
+        st.close()

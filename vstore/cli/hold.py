@@ -157,13 +157,20 @@ def run(args: argparse.Namespace) -> int:
         )
         if objects["lifted"]:
             print(f"  object legal hold lifted on {objects['lifted']} tiered object(s)")
+    failed = []
     if objects["errors"]:
         for e in objects["errors"][:10]:
             print(f"vstore: warning: {e}", file=sys.stderr)
+        failed.append(f"{len(objects['errors'])} tiered object(s) could not be updated")
+    if doc.get("share_error"):
+        print(f"vstore: warning: {doc['share_error']}", file=sys.stderr)
+        failed.append("the hold is not yet shared with the other stores of the bucket")
+    if failed:
         raise TierError(
-            f"{len(objects['errors'])} tiered object(s) could not be updated"
-            + (f"; hold #{doc['id']} itself is recorded" if "id" in doc else "")
-            + "; rerun `vstore hold sync` when the object store is reachable"
+            "; ".join(failed)
+            + (f"; hold #{doc['id']} itself is recorded here and binds" if "id" in doc else "")
+            + "; rerun `vstore hold sync` when the object store is reachable (a running node "
+            "tries again every 30 s)"
         )
     return 0
 

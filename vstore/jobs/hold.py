@@ -23,6 +23,7 @@ def hold_job(
     action = params.get("action")
     hold = None
     warning = None
+    share_error = ""
     shared: shared_holds.HoldSyncResult | None = None
     if action == "sync":
         shared = shared_holds.sync(store, params.get("by") or "hold-sync")
@@ -73,8 +74,10 @@ def hold_job(
         try:
             shared_holds.share(store, hold)
         except VstoreError as exc:
-            objects.errors.append(f"not shared with the other stores yet: {exc}")
+            share_error = f"not shared with the other stores of the bucket yet: {exc}"
     doc = {**(hold_doc(store, hold) if hold is not None else {}), "objects": to_jsonable(objects)}
+    if share_error:
+        doc["share_error"] = share_error
     if shared is not None:
         doc["shared"] = to_jsonable(shared)
     if warning:
