@@ -410,6 +410,9 @@ def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_p
         wait_for(lambda: run.recording and (run.recorder.writer is not None)
                  and (run.recorder.writer.durable_end_ns or 0) > full_ns, 20,
                  "recording again")  # fmt: skip
+        # The segment the failed writer left open is sealed already (R2), not left for
+        # the next start (an open segment is never deleted): only the live one is open.
+        assert len(list(st.index.open_segments())) == 1
     finally:
         run.halt()
         run.join()
@@ -419,5 +422,117 @@ def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_p
     assert len(covered) >= 2  # the gap while the disk was full is visible
     st.close()
     st2 = open_store(tmp_path / "s")  # (recovery seals the segment the failed writer left)
+    assert check_store(st2).ok
+    st2.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of 160 MB of its own (a tmpfs, mounted here: root only), to fill."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mnt)],
+                       check=False, capture_output=True, text=True)  # fmt: skip
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path):
+    """Take every block the file system has left (unbuffered: nothing waits in Python)."""
+    f = open(path, "wb", buffering=0)  # noqa: SIM115 - held open: the caller fills it on
+    try:
+        while True:
+            f.write(b"\0" * (1 << 16))
+    except OSError:
+        pass
+    return f
+
+
+def test_the_index_on_a_full_disk_is_storage_full_and_writes_again_once_there_is_room(
+    small_disk,
+):
+    """RocksDB's own write (its log) on a disk with no block left: StorageFull, the error
+    every writer waits out, not a bare exception; once there is room the index takes
+    writes again (RocksDB resumes by itself: it wants the room of a memtable free)."""
+    import time
+
+    from tests.service_helpers import wait_for
+    from vstore.base.errors import StorageFull
+    from vstore.index.time_index import Batch
+
+    st = open_store(small_disk / "s")
+    try:
+        f = _fill(small_disk / "filler")
+        b = Batch()
+        b.put(b"\x00test/big", b"x" * (8 << 20))  # more than RocksDB keeps ready in its log
+        with pytest.raises(StorageFull, match=r"index .*disk full"):
+            st.index.commit(b)
+        f.close()
+        (small_disk / "filler").unlink()
+
+        def writes() -> bool:
+            try:
+                st.index.put_sync(b"\x00test/after", b"1")
+                return True
+            except StorageFull:
+                time.sleep(0.5)
+                return False
+
+        wait_for(writes, 60, "the index to take writes again")
+        assert st.index.get(b"\x00test/after") == b"1"
+    finally:
+        st.close()
+
+
+def test_a_disk_so_full_that_nothing_can_be_written_stops_no_camera_for_good(
+    small_disk, monkeypatch
+):
+    """A real disk filled to the last block, held full: the camera's writer fails (W5) and
+    its next tries too, the index's own writes with them. Once there is room it records
+    again, in a new segment, and the segments the failures left open are sealed first
+    (R2), not left for the next start."""
+    import time
+
+    from tests.service_helpers import wait_for
+    from tools.camsim import StreamSpec, TcpCamera
+    from vstore.service import camera_run
+    from vstore.store.config import CameraSettings
+
+    monkeypatch.setattr(camera_run, "DISK_FULL_RETRY_S", 0.3)
+    monkeypatch.setattr(camera_run, "DISK_FULL_RETRY_MAX_S", 0.3)
+    cam = TcpCamera(StreamSpec(width=160, height=120, fps=10, gop_frames=10))
+    st = open_store(small_disk / "s")
+    run = camera_run.CameraRun(st, "gate", CameraSettings(url=cam.url, segment_duration_s=1.0))
+    try:
+        wait_for(lambda: run.recording and (run.recorder.writer.durable_end_ns or 0), 20,
+                 "recording")  # fmt: skip
+        f = _fill(small_disk / "filler")
+        wait_for(lambda: "full" in (run.recorder.status.last_error or ""), 20,
+                 "the writer to fail")  # fmt: skip
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # held full: what a seal frees is taken again
+            try:
+                f.write(b"\0" * 4096)
+            except OSError:
+                time.sleep(0.05)
+        f.close()
+        full_ns = time.time_ns()
+        (small_disk / "filler").unlink()
+        wait_for(lambda: run.recording and run.recorder.writer is not None
+                 and (run.recorder.writer.durable_end_ns or 0) > full_ns + 10**9, 60,
+                 "recording again")  # fmt: skip
+        assert len(list(st.index.open_segments())) == 1  # the live one
+    finally:
+        run.halt()
+        run.join()
+        cam.close()
+        st.close()
+    st2 = open_store(small_disk / "s")
     assert check_store(st2).ok
     st2.close()

@@ -31,7 +31,7 @@ from rocksdict import (
 
 from vstore import _native
 from vstore.base import actor, layout
-from vstore.base.errors import StoreLocked, VstoreError
+from vstore.base.errors import StorageFull, StoreLocked, VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.index import gop_table
 from vstore.index.segment_chain import (
@@ -382,11 +382,37 @@ class TimeIndex:
         else:
             self._check_schema()
 
+    # --- writes: every one through these, so a full disk is StorageFull ---------------------
+    def _put(self, key: bytes, value: bytes, opts: WriteOptions) -> None:
+        try:
+            self._db.put(key, value, opts)
+        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's message
+            raise self._write_error(exc) from exc
+
+    def _write(self, wb: WriteBatch, opts: WriteOptions) -> None:
+        try:
+            self._db.write(wb, opts)
+        except Exception as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: Exception) -> Exception:
+        """RocksDB's failed write as the engine's error: a full disk (ENOSPC, a quota) is
+        StorageFull, which a recorder waits out and starts again after (as when a segment
+        write fails so); any other I/O error a VstoreError naming the index. The rest
+        (a bug) stays itself."""
+        msg = str(exc)
+        low = msg.lower()
+        if "no space left" in low or "quota exceeded" in low or "nospace" in low:
+            return StorageFull(f"index {self.path}: disk full ({msg})")
+        if low.startswith("io error"):
+            return VstoreError(f"index {self.path}: write failed ({msg})")
+        return exc
+
     # --- lifecycle -----------------------------------------------------------------------------
     def _init_schema(self) -> None:
         raw = self._db.get(layout.SCHEMA_VERSION_KEY)
         if raw is None:
-            self._db.put(layout.SCHEMA_VERSION_KEY, str(SCHEMA_VERSION).encode(), self._sync)
+            self._put(layout.SCHEMA_VERSION_KEY, str(SCHEMA_VERSION).encode(), self._sync)
             return
         self._check_schema()
 
@@ -420,12 +446,21 @@ class TimeIndex:
             self._view = None
 
     def close(self) -> None:
+        failed: Exception | None = None
         if self._db is not None:
-            if not self.read_only:
-                self._db.flush_wal(True)
-            self._db.close()
+            try:
+                if not self.read_only:
+                    self._db.flush_wal(True)
+            except Exception as exc:  # noqa: BLE001 - a full disk: what was synced stays (R3)
+                failed = self._write_error(exc)
+            try:
+                self._db.close()
+            except Exception as exc:  # noqa: BLE001 - its last flush, on a full disk
+                failed = failed or self._write_error(exc)
             self._db = None  # type: ignore[assignment]
         self._drop_view()
+        if failed is not None:
+            raise failed
 
     def __enter__(self) -> Self:
         return self
@@ -458,12 +493,10 @@ class TimeIndex:
                     seq += 1
                 batch.put(layout.NEXT_AUDIT_SEQ_KEY, seq.to_bytes(8, "big"))
                 batch.audit_records = []
-                self._db.write(
-                    batch.write_batch(), self._sync
-                )  # (an audit record is always synced)
+                self._write(batch.write_batch(), self._sync)  # (an audit record is always synced)
             return
         if batch.count:
-            self._db.write(batch.write_batch(), self._sync if sync else self._nosync)
+            self._write(batch.write_batch(), self._sync if sync else self._nosync)
 
     # --- recording chains (segment_chain.py) -----------------------------------------------
     def _chain_lock(self, camera_num: int) -> threading.Lock:
@@ -508,7 +541,7 @@ class TimeIndex:
                 return
             signer = self.link_signer() if self.link_signer is not None else None
             new = ChainHead(self.camera_id(camera_num), seq, link).signed(signer, time.time_ns())
-            self._db.put(layout.chain_head_key(camera_num), new.value(), self._sync)
+            self._put(layout.chain_head_key(camera_num), new.value(), self._sync)
 
     def sign_chain_heads(self, signer: LinkSigner, now_ns: int, older_than_ns: int) -> int:
         """Sign again every camera's chain head last signed before now - older_than_ns: the
@@ -519,7 +552,7 @@ class TimeIndex:
                 head = self.chain_head(num)
                 if head is None or (head.signature and head.signed_at_ns > now_ns - older_than_ns):
                     continue
-                self._db.put(
+                self._put(
                     layout.chain_head_key(num), head.signed(signer, now_ns).value(), self._nosync
                 )
                 n += 1
@@ -536,7 +569,7 @@ class TimeIndex:
 
     def put_sync(self, key: bytes, value: bytes) -> None:
         """Write one key and wait for it to be durable."""
-        self._db.put(key, value, self._sync)
+        self._put(key, value, self._sync)
 
     def has_segments(self) -> bool:
         """Whether a segment id was ever handed out (so segments may name this store)."""
@@ -547,7 +580,7 @@ class TimeIndex:
         with self._lock:
             raw = self._db.get(key)
             value = int.from_bytes(raw, "big") if raw else 1
-            self._db.put(key, (value + 1).to_bytes(8, "big"), self._sync)
+            self._put(key, (value + 1).to_bytes(8, "big"), self._sync)
             return value
 
     def new_segment_id(self) -> int:
@@ -562,7 +595,7 @@ class TimeIndex:
                 raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
                 first = int.from_bytes(raw, "big") if raw else 1
                 limit = first + SEGMENT_ID_BLOCK
-                self._db.put(layout.NEXT_SEGMENT_ID_KEY, limit.to_bytes(8, "big"), self._sync)
+                self._put(layout.NEXT_SEGMENT_ID_KEY, limit.to_bytes(8, "big"), self._sync)
                 self._id_next, self._id_limit = first, limit
             self._id_next += 1
             return self._id_next - 1
@@ -573,7 +606,7 @@ class TimeIndex:
             raw = self._db.get(layout.NEXT_SEGMENT_ID_KEY)
             nxt = int.from_bytes(raw, "big") if raw else 1
             if nxt <= up_to:
-                self._db.put(layout.NEXT_SEGMENT_ID_KEY, (up_to + 1).to_bytes(8, "big"), self._sync)
+                self._put(layout.NEXT_SEGMENT_ID_KEY, (up_to + 1).to_bytes(8, "big"), self._sync)
             if self._id_next <= up_to:  # the block in hand is below them: take a new one
                 self._id_next = self._id_limit = 0
 
@@ -837,7 +870,7 @@ class TimeIndex:
         wb = WriteBatch(raw_mode=True)
         wb.put(layout.audit_digest_key(seq), raw)
         wb.put(layout.NEXT_AUDIT_DIGEST_KEY, (seq + 1).to_bytes(8, "big"))
-        self._db.write(wb, self._sync)
+        self._write(wb, self._sync)
 
     def has_signatures(self) -> bool:
         """Whether anything here was ever signed (a chain head, an audit digest): the store's

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vstore.base.errors import StorageFull
+from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.jsonio import to_jsonable
 from vstore.ingest.recorder import Recorder
 from vstore.store.config import CameraSettings
 from vstore.store.store import Store
+from vstore.store.store_link import seal_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class CameraRun:
         self.stop = threading.Event()
         self._new_recorder = lambda: Recorder(store, camera_id, url, stop=self.stop, gate=gate)
         self.recorder = self._new_recorder()
+        self._left_open: list[int] = []  # segments failed writers left open (W5)
         self.started_ns = time.time_ns()
         self.thread = threading.Thread(target=self._run, name=f"vstore-src-{camera_id}")
         self.thread.start()
@@ -73,6 +75,9 @@ class CameraRun:
                 # The disk filled (ENOSPC) under a writer with no watermark to keep it
                 # from it: its writer failed (W5), what it acknowledged is kept. Recording
                 # starts again, in a new segment, once writing succeeds again.
+                w = self.recorder.writer
+                if w is not None:
+                    self._left_open += w.abandoned_segments
                 if self.stop.is_set():
                     return
                 self.recorder.status.last_error = f"{exc}; trying again in {wait_s:.0f} s"
@@ -81,6 +86,14 @@ class CameraRun:
                 if self.stop.wait(wait_s):
                     return
                 wait_s = min(wait_s * 2, DISK_FULL_RETRY_MAX_S)
+                # What the failures left open is sealed first (R2), in the order it was
+                # recorded: open, it would wait for the node's next start, and no retention
+                # deletes an open segment (H2). A seal needs far less room than recording:
+                # while the disk is too full for it, it is too full to record.
+                while not self._seal_left_open():
+                    if self.stop.wait(wait_s):
+                        return
+                    wait_s = min(wait_s * 2, DISK_FULL_RETRY_MAX_S)
                 status = self.recorder.status
                 self.recorder = self._new_recorder()
                 self.recorder.status.last_error = status.last_error
@@ -88,6 +101,23 @@ class CameraRun:
                 self.recorder.status.last_error = str(exc)
                 log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
                 return
+
+    def _seal_left_open(self) -> bool:
+        """Seal the segments the failed writers left open (R2). False while the disk is
+        still too full for it; any other failure is logged and leaves them to the next
+        start's recovery (the camera records meanwhile)."""
+        cam = self.recorder.camera_id
+        try:
+            for msg in seal_abandoned(self.recorder.store, self._left_open):
+                log.warning("camera %s: recovery: %s", cam, msg)
+        except StorageFull as exc:
+            self.recorder.status.last_error = f"{exc}; trying again"
+            return False
+        except VstoreError as exc:
+            log.error("camera %s: the segment(s) a full disk left open are left to the next "
+                      "start's recovery: %s", cam, exc)  # fmt: skip
+        self._left_open = []
+        return True
 
     @property
     def recording(self) -> bool:

@@ -158,6 +158,9 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._closed = False
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
+        # Segments a failure left open (W5), each with its open marker: the host seals them
+        # at their last whole chunk (R2) once this writer is closed (sealed_abandoned).
+        self.abandoned_segments: list[int] = []
         self._space_paused_ns: int | None = None  # recording paused for space since (S4)
         self._space_paused_why = ""
         self._ceiling_ns: int | None = None  # a run in a gap must end before this (K2)

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import LinkLost, VstoreError, error_class
+from vstore.base.fsutil import translate_oserror
 from vstore.index.time_index import Batch, ChunkRow, SegmentRow
 from vstore.store.config import StoreConfig
+from vstore.store.recovery import recover
 from vstore.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,21 @@ class LinkedStore(Store):
         self._calls.call("ensure_space", wait)
 
 
+def seal_abandoned(store: Store, segment_ids: list[int]) -> list[str]:
+    """Seal segments a failed writer (W5) left open, now closed, at their last whole chunk
+    (R2), while the store records on: what recovery does at the next writable open, without
+    waiting for one (an open segment is never deleted, H2). Through a recorder process's
+    link, the node does it. What recovery had to say, in words."""
+    if not segment_ids:
+        return []
+    if isinstance(store, LinkedStore):
+        return list(store._calls.call("seal_abandoned", list(segment_ids)))
+    try:
+        return recover(store, only_segments=set(segment_ids)).messages
+    except OSError as exc:  # (recovery's own writes: a disk still full is StorageFull)
+        raise translate_oserror(exc, "sealing the segments a failed writer left open") from exc
+
+
 def serve_link(store: Store, conn: Connection, name: str) -> threading.Thread:
     """Answer a recorder process's calls on ``conn`` against ``store`` until the connection
     ends; the thread returned ends once every call under way has been answered."""
@@ -186,6 +203,7 @@ def serve_link(store: Store, conn: Connection, name: str) -> threading.Thread:
             itertools.islice(store.index.segments(num, start, end), LOOK_AHEAD)
         ),
         "ensure_space": store.ensure_space,
+        "seal_abandoned": lambda ids: seal_abandoned(store, ids),
     }
     send_lock = threading.Lock()
 

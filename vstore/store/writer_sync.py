@@ -228,6 +228,7 @@ class BehindWriterSync:
         seg, self._seg = self._seg, None
         if seg is not None:
             seg.abandon()
+            self.abandoned_segments.append(self._seg_row.segment_id)
         self._pending_rows.clear()
         self._table.reset()
         self._payload.clear()
@@ -293,6 +294,7 @@ class BehindWriterSync:
             size, sha = seg.seal(end_ns, syncing.result if syncing is not None else None)
         except BaseException:
             seg.abandon()  # the open marker stays: recovery seals it (R2)
+            self.abandoned_segments.append(seg_row.segment_id)
             raise
         row = seg_row._replace(
             end_ns=end_ns,
@@ -306,7 +308,11 @@ class BehindWriterSync:
         b = _batch(rows, events)
         b.put_sealed(row)
         b.delete(layout.open_key(row.segment_id))
-        self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
+        try:
+            self.index.commit(b, sync=True)  # W3: sealed row after the sealed bytes are durable
+        except BaseException:
+            self.abandoned_segments.append(row.segment_id)  # (sealed on disk: R2 indexes it)
+            raise
         self._durable_end_ns = end_ns
 
     def _seal_done(self, fut: Any) -> None:
