@@ -273,6 +273,33 @@ def test_mp4_audio_plays_from_the_clips_first_instant_to_its_last(tmp_path, ffmp
     assert ffmpeg_decode_errors(out) == ""
 
 
+@pytest.mark.parametrize("muxer", ["auto", "ffmpeg"])
+def test_a_clip_s_first_sound_decodes_as_it_does_inside_a_longer_clip(tmp_path, media, muxer):
+    """An AAC frame decodes whole only after the one before it: the clip keeps that one
+    too, hidden by the edit list, so its first samples are the recording's, not garbled."""
+    import numpy as np
+
+    def pcm(path):
+        with av.open(str(path)) as c:
+            frames = list(c.decode(audio=0))
+        t0 = float(frames[0].time)
+        return t0, np.concatenate([f.to_ndarray()[0] for f in frames])
+
+    src = media("clip-tone.ts", 6.0, codec="h264", gop_frames=25, audio="aac")
+    with open_store(tmp_path / "s") as st:
+        import_file(st, src, "cam", START_NS)
+        start = START_NS + 3_010_000_000  # between audio frames (21.3 ms apart)
+        for name, at in (("short", start), ("long", start - 10**9)):
+            write_clip(st, plan_clip(st, "cam", at, start + 2 * 10**9), tmp_path / f"{name}.mp4",
+                       muxer=muxer)  # fmt: skip
+    t_short, short = pcm(tmp_path / "short.mp4")
+    t_long, long = pcm(tmp_path / "long.mp4")
+    assert abs(t_short) < 0.001
+    skip = round(48_000 * (t_short + 1.0 - t_long))  # the short one's start, in the long one
+    n = 2048
+    assert np.abs(short[:n] - long[skip : skip + n]).max() < 0.01
+
+
 @pytest.mark.parametrize("codec", ["hevc"])
 def test_hevc_clip(tmp_path, media, codec):
     with open_store(tmp_path / "s") as st:

@@ -167,7 +167,7 @@ def _print_plan(plan, tz) -> None:
         f"camera {plan.camera}: {format_time(plan.start_ns)} .. {format_time(plan.end_ns)}"
         f" (decode from {format_time(plan.preroll_ns)})"
     )
-    for part in plan.parts:
+    for part in plan.read_parts:
         print(
             f"  segment {part.segment.segment_id} {part.segment.location}:"
             f"{part.segment.path}  {len(part.chunks)} chunk(s), {fmt_bytes(part.bytes)}"

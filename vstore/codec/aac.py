@@ -12,6 +12,13 @@ def aac_frame_ns(sample_rate: int) -> int:
     return AAC_FRAME_SAMPLES * 1_000_000_000 // sample_rate
 
 
+def aac_lead_in_ns(sample_rate: int) -> int:
+    """How much AAC before its start a clip with an edit list keeps (and hides): the frame
+    playing at the start and the one before it, since a frame decodes whole only after the
+    one before (their transforms overlap): without it the first sound is garbled."""
+    return 2 * aac_frame_ns(sample_rate)
+
+
 AAC_RATES = (
     96000,
     88200,

@@ -173,7 +173,7 @@ def _clip_entry(
                     for c in p.chunks
                 ],
             }
-            for p in plan.parts
+            for p in plan.read_parts
         ],
         "notes": plan.notes,
     }

@@ -398,7 +398,7 @@ def _rederive(
         ]  # fmt: skip
         got = [
             (p.segment.sha256, [(k.offset, k.length, f"{k.crc32:08x}") for k in p.chunks])
-            for p in plan.parts
+            for p in plan.read_parts
         ]  # fmt: skip
         if want != got:
             yield Check(

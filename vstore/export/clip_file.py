@@ -66,7 +66,7 @@ def _etag(plan: ClipPlan) -> str:
     """A strong validator: the same range over the same chunks gives the same bytes. The
     chunks' checksums and places name them; the version, the muxer that laid them out."""
     h = hashlib.sha256(f"{__version__}|{plan.camera}|{plan.start_ns}|{plan.end_ns}".encode())
-    for p in plan.parts:
+    for p in plan.read_parts:
         for c in p.chunks:
             h.update(f"|{c.segment_id}:{c.offset}:{c.length}:{c.crc32}".encode())
     return '"' + h.hexdigest()[:32] + '"'

@@ -70,6 +70,16 @@ class ClipPlan:
         self.notes = notes if notes is not None else []
         # Ranges left out because their chunks do not verify (the clip shows a gap there).
         self.damaged: list[tuple[int, int]] = []
+        # The chunk before the first (clip_plan.chunk_before), read for its sound only.
+        self.lead: ChunkRow | None = None
+
+    @property
+    def read_parts(self) -> list[ClipPart]:
+        """Every chunk the clip reads, by segment: ``parts``, with ``lead`` first."""
+        if self.lead is None:
+            return self.parts
+        p0 = self.parts[0]
+        return [ClipPart(p0.segment, (self.lead, *p0.chunks)), *self.parts[1:]]
 
     def without(self, bad: Iterable[ChunkRow]) -> "ClipPlan":
         """This plan without chunks that do not verify, nor the continuation chunks of their
@@ -117,6 +127,9 @@ class ClipPlan:
             list(self.notes),
         )
         out.damaged = damaged
+        if self.lead is not None and self.lead.start_ns not in bad_starts:
+            # (still right before the first chunk: that one was not left out)
+            out.lead = self.lead if first is self.parts[0].chunks[0] else None
         return out
 
     def __repr__(self) -> str:
@@ -127,7 +140,7 @@ class ClipPlan:
 
     @property
     def bytes(self) -> int:
-        return sum(p.bytes for p in self.parts)
+        return sum(p.bytes for p in self.read_parts)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -151,7 +164,7 @@ class ClipPlan:
                     "from": format_time(p.chunks[0].start_ns),
                     "to": format_time(p.chunks[-1].end_ns),
                 }
-                for p in self.parts
+                for p in self.read_parts
             ],
             "gaps": [
                 {
@@ -220,7 +233,23 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
     plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
     plan.damaged = damaged
+    plan.lead = chunk_before(store, num, chunks[0])
     return plan
+
+
+def chunk_before(store: Store, camera_num: int, row: ChunkRow) -> ChunkRow | None:
+    """The chunk that ends where ``row`` begins, in the same segment file, else None.
+
+    A clip reads it for its sound alone: a source that sends sound ahead of the pictures
+    it goes with (MPEG-TS muxers commonly do, by tens to hundreds of milliseconds) has the
+    sound of a keyframe's first moments stored with the GOP before, which is where it
+    arrived. Without it a clip's sound would begin that much after its first frame."""
+    prev = store.index.chunk_before(camera_num, row.start_ns)
+    if prev is None or prev.segment_id != row.segment_id:
+        return None
+    if row.start_ns - prev.end_ns > GAP_TOLERANCE_NS:
+        return None
+    return prev
 
 
 def chunk_after(store: Store, camera_num: int, row: ChunkRow) -> ChunkRow | None:

@@ -16,7 +16,7 @@ from vstore.base.timebase import (
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import AAC_FRAME_SAMPLES, aac_frame_ns, adts_to_asc, asc_sample_rate
+from vstore.codec.aac import AAC_FRAME_SAMPLES, aac_lead_in_ns, adts_to_asc, asc_sample_rate
 from vstore.codec.annexb import (
     annexb_to_length_prefixed,
 )
@@ -48,7 +48,8 @@ class _TrackOut:
 
     def __init__(self, src: fmt.TrackInfo, mp4: Mp4Track, adts: bool, annexb: bool, asc: bytes):
         self.src, self.mp4 = src, mp4
-        # An audio frame's length: the frame playing at the clip's start is kept (trimmed).
+        # Audio kept from before the clip's start: the frame playing at it and the one before
+        # (the edit list trims them).
         self.covering_ns = 0
         self.adts = adts  # AAC recorded with ADTS headers: strip them (MP4 wants raw frames)
         self.annexb = annexb  # Annex-B video: rewrite start codes as 4-byte lengths
@@ -191,6 +192,7 @@ class NativeMp4:
         self.tracks: dict[int, _TrackOut] = {}
         self.dropped: list[str] = []
         self.chunks: list[_PlannedChunk] = []
+        self._begun = False  # a chunk of the clip's pictures was selected (not the lead)
         self.payload_bytes = 0
         self.starts: list[int] = []  # each planned chunk's first byte in the mdat payload
         self.kept: set[int] = set()  # ids of the tracks in the file
@@ -241,23 +243,24 @@ class NativeMp4:
             if t.kind == "audio":
                 rate = t.sample_rate or scale
                 out.sample_duration = max(1, AAC_FRAME_SAMPLES * scale // rate)
-                self.tracks[t.index].covering_ns = aac_frame_ns(rate)
+                self.tracks[t.index].covering_ns = aac_lead_in_ns(rate)
             track_id += 1
 
     def _select(
-        self, meta: fmt.SegmentMeta, cols: fmt.PacketColumns
+        self, meta: fmt.SegmentMeta, cols: fmt.PacketColumns, lead: bool = False
     ) -> list[tuple[int, list[int]]]:
         """Packets of a chunk (its table ``cols``) inside the clip, grouped per track (video
         first); appends their times and key flags to the sample tables (sizes come with the
-        pieces)."""
+        pieces). Of the plan's ``lead`` chunk, its sound only."""
         start, end = self.plan.start_ns, self.plan.end_ns
-        first = not self.chunks  # the clip's first chunk: decoding starts at its keyframe
+        first = not self._begun  # the clip's first chunk: decoding starts at its keyframe
+        self._begun = self._begun or not lead
         plus_ns = meta.anchor_wall_ns - meta.anchor_media_ns - start
         picked: list[tuple[int, list[int]]] = []
         select = _native.cliptab.select_track
         for tr in sorted(set(cols.track)):
             out = self.tracks.get(tr)
-            if out is None:
+            if out is None or (lead and out.src.kind == "video"):
                 continue
             m = out.mp4
             tb_num, tb_den = meta.tracks[tr].time_base
@@ -306,7 +309,7 @@ class NativeMp4:
         nothing of this pass is written); ``strict`` raises at the first."""
         signature = track_signature(self.meta0.tracks)
         damaged: list[ChunkRow] = []
-        for part in self.plan.parts:
+        for part in self.plan.read_parts:
             try:
                 rd = self._reader(part.segment)
                 tracks = rd.meta.tracks
@@ -336,7 +339,7 @@ class NativeMp4:
         for rd, c, chunk in self._each_chunk(
             lambda rd, c: rd.read_chunk(c.offset, c.length, c.crc32)
         ):
-            samples = self._select(rd.meta, chunk.columns)
+            samples = self._select(rd.meta, chunk.columns, c is self.plan.lead)
             pieces = self._pieces(chunk, samples)
             keep = kept + c.length <= self.keep_bytes
             kept += c.length if keep else 0
@@ -375,7 +378,7 @@ class NativeMp4:
         if any(p.segment.location != "local" for p in self.plan.parts):
             return False
         return not self._rewritten() or all(
-            c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.parts for c in p.chunks
+            c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.read_parts for c in p.chunks
         )
 
     def _pass1_tables(self) -> None:
@@ -391,7 +394,7 @@ class NativeMp4:
             return head, cols, table
 
         for rd, c, (head, cols, table) in self._each_chunk(read):
-            samples = self._select(rd.meta, cols)
+            samples = self._select(rd.meta, cols, c is self.plan.lead)
             planned: list[list[int]] = []
             for tr, idxs in samples:
                 t = self.tracks[tr]
@@ -468,7 +471,7 @@ class NativeMp4:
     def _inband_params(self, t: _TrackOut) -> bytes:
         """Parameter sets from the first keyframe, for Annex-B tracks recorded without them."""
         codec = _native.CODEC_H264 if t.src.codec == "h264" else _native.CODEC_HEVC
-        pc = self.chunks[0]
+        pc = next(pc for pc in self.chunks if pc.row is not self.plan.lead)
         chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
         for i, tr in enumerate(chunk.columns.track):
             if tr == t.src.index and chunk.columns.flags[i] & fmt.PKT_KEY:

@@ -10,7 +10,7 @@ from vstore.base.timebase import (
     format_time,
     ns_to_ticks,
 )
-from vstore.codec.aac import aac_frame_ns, adts_to_asc
+from vstore.codec.aac import aac_lead_in_ns, adts_to_asc
 from vstore.codec.annexb import (
     config_to_annexb,
     length_prefixed_to_annexb,
@@ -116,12 +116,12 @@ def mux_plan(
     origin = origin_ns(plan, format)
     last_dts: dict[int, int] = {}  # per track, in its time base
     covering = {
-        t.index: aac_frame_ns(t.sample_rate or 48000)
+        t.index: aac_lead_in_ns(t.sample_rate or 48000)
         for t in tracks
         if t.kind == "audio" and t.codec == "aac" and format in EDITED_FORMATS
     }
     overlapped = 0
-    for part in plan.parts:
+    for part in plan.read_parts:
         rd = readers.get(part.segment.segment_id)
         if rd is None:
             rd = store.segment_reader(part.segment)
@@ -143,23 +143,27 @@ def mux_plan(
                 plan.damaged[-1] = (plan.damaged[-1][0], c.end_ns)  # the rest of its GOP
                 continue
             skipping = False
+            sound_only = c is plan.lead  # (its sound alone: clip_plan.chunk_before)
             try:
                 chunk = rd.read_chunk(c.offset, c.length, c.crc32)
             except CorruptSegment:
                 if strict:
                     raise
-                plan.damaged.append((c.start_ns, c.end_ns))  # a gap in the clip
-                skipping = True
+                if not sound_only:
+                    plan.damaged.append((c.start_ns, c.end_ns))  # a gap in the clip
+                    skipping = True
                 continue
             packets = list(chunk_packets(meta, chunk))
             last = _video_end(packets, plan.end_ns)
-            lead = _leading(meta, packets) if first else set()
-            first = False
+            lead = _leading(meta, packets) if first and not sound_only else set()
+            first = first and sound_only
             for k, p in enumerate(packets):
                 s = streams.get(p.track)
                 if s is None or p.wall_ns is None:
                     continue
                 t = meta.tracks[p.track]
+                if t.kind == "video" and sound_only:
+                    continue
                 if t.kind == "video":
                     cut, shown_ns = last.get(p.track, (-1, 0))
                     if (k > cut and p.wall_ns >= shown_ns) or k in lead:
