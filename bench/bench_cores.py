@@ -6,7 +6,10 @@ it, at the same CPU per byte. To disk (8 and 32 cameras, every GOP fsynced): whe
 processes together still keep up with a plain sequential write of the same bytes. The
 "linked" variants are what `vstore serve` runs with ``[service] recorders = 2``: two
 recorder processes writing one store whose index the node's process owns and writes for
-them (store_link.py; its CPU is counted with theirs). Rounds
+them (store_link.py; its CPU is counted with theirs), each kept to a core of its own as
+serve keeps them (``pin_recorders``, cpus.pin_plan). The "core" variants pin each process
+of its own store to a core (one process on one core, two on two): what a core adds, where
+the unpinned process already spreads its hashing and writes over both cores. Rounds
 of every variant interleave (this VM's disk drifts between rounds); each figure is the
 median of its rounds. Nothing else runs meanwhile: no camera senders compete for the cores."""
 
@@ -29,34 +32,45 @@ import pytest
 from bench.bench_disk import SIZE, _plain_write
 from bench.conftest import tmpfs_root
 from vstore.api import open_store
+from vstore.base import cpus
 from vstore.store.store_link import serve_link
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKETS = 24000  # 20 KB each: ~480 MB a round, whatever the split
 ROUNDS = 5
 SMOKE_PACKETS = 2400
-# variant: (where, cameras, processes, linked to one node's store)
+# variant: (where, cameras, processes, linked to one node's store, each process on a core)
 VARIANTS = {
-    "cache-8cams-1proc": ("cache", 8, 1, False),
-    "cache-8cams-2procs": ("cache", 8, 2, False),
-    "cache-8cams-2linked": ("cache", 8, 2, True),
-    "disk-8cams-1proc": ("disk", 8, 1, False),
-    "disk-8cams-2procs": ("disk", 8, 2, False),
-    "disk-8cams-2linked": ("disk", 8, 2, True),
-    "disk-32cams-1proc": ("disk", 32, 1, False),
-    "disk-32cams-2procs": ("disk", 32, 2, False),
-    "disk-32cams-2linked": ("disk", 32, 2, True),
+    "cache-8cams-1proc": ("cache", 8, 1, False, False),
+    "cache-8cams-2procs": ("cache", 8, 2, False, False),
+    "cache-8cams-2linked": ("cache", 8, 2, True, True),
+    "cache-8cams-1core": ("cache", 8, 1, False, True),
+    "cache-8cams-2cores": ("cache", 8, 2, False, True),
+    "disk-8cams-1proc": ("disk", 8, 1, False, False),
+    "disk-8cams-2procs": ("disk", 8, 2, False, False),
+    "disk-8cams-2linked": ("disk", 8, 2, True, True),
+    "disk-32cams-1proc": ("disk", 32, 1, False, False),
+    "disk-32cams-2procs": ("disk", 32, 2, False, False),
+    "disk-32cams-2linked": ("disk", 32, 2, True, True),
 }
 
 
 def _round(
-    base: Path, cameras: int, procs: int, packets: int, fsync_s: float, linked: bool = False
+    base: Path,
+    cameras: int,
+    procs: int,
+    packets: int,
+    fsync_s: float,
+    linked: bool = False,
+    pinned: bool = False,
 ) -> dict:
     """One round: ``procs`` recorder processes, the cameras split evenly, released at once
-    (``linked``: into one store, its index owned by this process). Wall seconds (the
-    slowest process), CPU seconds (all), bytes (all)."""
+    (``linked``: into one store, its index owned by this process; ``pinned``: process k on
+    core k alone). Wall seconds (the slowest process), CPU seconds (all), bytes (all)."""
     per_camera = packets // cameras
     children = []
+    # (as serve pins its recorder processes; one process on a core of the first)
+    pins = (cpus.pin_plan(procs) or cpus.one_per_core()[:1] * procs) if pinned else []
     node: Any = None
     links = []
     if linked:
@@ -74,6 +88,8 @@ def _round(
             cmd[3] = str(base)
             cmd += [f"p{k}-cam", str(there.fileno()), node.uuid]
             fds = (there.fileno(),)
+        if pins:  # (every thread of the process, its writer pool's too)
+            cmd = ["taskset", "-c", str(pins[k]), *cmd]
         children.append(subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, pass_fds=fds,
                                          stdout=subprocess.PIPE, text=True))  # fmt: skip
         if linked:
@@ -126,10 +142,10 @@ def core_rounds(request, tmp_path_factory) -> dict[str, dict]:
             out["plain"]["rounds"].append({"seconds": _plain_write(dd, total, "dropped"),
                                            "bytes": total, "cpu_s": 0.0})  # fmt: skip
             dd.unlink()
-            for variant, (where, cams, procs, linked) in VARIANTS.items():
+            for variant, (where, cams, procs, linked, pinned) in VARIANTS.items():
                 base = (cache if where == "cache" else disk) / f"{variant}-{r}"
                 # (into the page cache, a GOP fsync costs nothing: the default durability)
-                got = _round(base, cams, procs, packets, 0, linked)
+                got = _round(base, cams, procs, packets, 0, linked, pinned)
                 out[variant]["rounds"].append(got)
                 shutil.rmtree(base)
     finally:

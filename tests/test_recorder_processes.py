@@ -22,6 +22,7 @@ from tests.service_helpers import make_token, start_node, vstore, wait_for
 from tests.test_timestamps import VIDEO, push
 from tools.camsim import StreamSpec, TcpCamera
 from vstore.api import open_store
+from vstore.base import cpus
 from vstore.base.errors import LinkLost, VstoreError
 from vstore.base.timebase import format_time
 from vstore.lifecycle.check import check_store
@@ -168,6 +169,15 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
             by_pid.setdefault(s["recorder_process"]["pid"], []).append(cam)
         assert sorted(len(v) for v in by_pid.values()) == [2, 2]  # two processes, two each
         assert node.proc.pid not in by_pid
+        # Each keeps to a core of its own, every thread of it (pin_recorders, the default,
+        # with as many cores as processes); the node itself is not pinned.
+        if len(cpus.one_per_core()) >= 2:
+            pins = {s["recorder_process"]["pid"]: s["recorder_process"]["cpu"] for s in st.values()}
+            assert sorted(pins.values()) == sorted(cpus.one_per_core()[:2])
+            for pid, cpu in pins.items():
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    assert os.sched_getaffinity(int(tid)) == {cpu}
+            assert len(os.sched_getaffinity(node.proc.pid)) == len(cpus.usable_cpus())
         time.sleep(2)
         # The node serves what its recorder processes write, the segment being written too
         # (half a frame inside each end: the frames shown from 1.5 s to 0.6 s before it).
@@ -310,9 +320,13 @@ def test_recorders_is_a_whole_number_or_auto_and_its_mistakes_are_named(tmp_path
 
     p = tmp_path / "vstore.toml"
     p.write_text('[service]\nrecorders = "auto"\n')
-    assert load_config(p).service.recorders == len(os.sched_getaffinity(0))  # (its cores)
+    assert load_config(p).service.recorders == len(cpus.one_per_core())  # (its cores)
     p.write_text("")
     assert load_config(p).service.recorders == 1
+    assert load_config(p).service.pin_recorders is True
+    p.write_text('[service]\npin_recorders = "yes"\n')
+    with pytest.raises(ConfigError, match="pin_recorders must be true or false"):
+        load_config(p)
     for bad in ("0", "1.5", "true", '"many"', "1000"):
         p.write_text(f"[service]\nrecorders = {bad}\n")
         with pytest.raises(ConfigError, match=r"recorders must be a whole number within 1\.\.256"):

@@ -1,8 +1,8 @@
 """A recorder process: records the cameras its node gives it, into the node's store
 through the store link (the node alone opens the index), until the node tells it to stop
 or goes away. Started by ``recorder_pool.py`` as ``python -m vstore.service.recorder_process
-STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL NODE_PID``; not a command for
-people.
+STORE LINK_FD CONTROL_FD DEADLINES_FD NUMBER LOG_LEVEL NODE_PID CPU`` (CPU: the one it keeps
+to, or ``-``); not a command for people.
 
 The node asks, this process answers, one message at a time on the control connection; each
 message is ``(number, op, arg)`` and its answer ``(number, "ok" | "error", value)`` (an
@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from vstore.base import heap, libc
+from vstore.base import cpus, heap, libc
 from vstore.service.camera_run import LocalRecorders
 from vstore.service.recorder_pool import BEAT_EVERY_S
 from vstore.store.config import CameraSettings, StoreConfig
@@ -113,8 +113,10 @@ def serve(control: Connection, recorders: Recorders) -> None:
 
 
 def main(argv: list[str]) -> int:
-    root, link_fd, control_fd, deadlines_fd, number, level, node_pid = argv
+    root, link_fd, control_fd, deadlines_fd, number, level, node_pid, cpu = argv
     _die_with_node(int(node_pid))
+    if cpu != "-":
+        cpus.pin_process(int(cpu))  # (before any thread of its own starts)
     logging.basicConfig(
         level=int(level),  # the node's
         format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
