@@ -189,7 +189,7 @@ def check_store(
             with SegmentReader(FileSource(path), row.path) as rd:
                 if row.state == "sealed":
                     whole = _whole_file(rd, path, row)
-                    if whole is not None and not row.damaged:
+                    if whole is not None and not _known_cut(path, row):
                         raise CorruptSegment(whole)
                     if verify_hashes and not row.damaged:
                         rd.verify(pace)
@@ -395,18 +395,33 @@ def _whole_file(rd: SegmentReader, path: Path, row: SegmentRow) -> str | None:
     return None
 
 
+def _known_cut(path: Path, row: SegmentRow) -> bool:
+    """A sealed file cut short whose lost end --repair recorded as damage (its trailer went
+    with it): anything else about a file not whole stays a problem."""
+    size = path.stat().st_size
+    return size < row.size_bytes and any(off + n > size for off, n in row.damaged)
+
+
 def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
     """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
     index, their bytes stay and are recorded; the rest of the segment stays served. A file
-    no longer whole (cut short, its trailer gone: its own directory unreadable) is checked
-    chunk by chunk as the index names them; the file is kept as it is."""
+    cut short (its trailer gone: its own directory unreadable) is checked chunk by chunk as
+    the index names them; the file is kept as it is. Any other change to its trailer is no
+    damage of its chunks: not repaired, and still reported."""
     bad: list[fmt.DirEntry] = []
     path = store.layout.path(row.path)
     try:
         with SegmentReader.open(path) as rd:
-            if _whole_file(rd, path, row) is None:
+            whole = _whole_file(rd, path, row)
+            if whole is None:
                 entries = rd.directory()
-            else:
+            elif path.stat().st_size >= row.size_bytes:
+                problem.message += (
+                    "; not repaired: its trailer or size differs from the index (the damage is "
+                    "outside its chunks; the file is kept as it is for examination)"
+                )
+                return
+            else:  # cut short: its own directory went with its end
                 entries = [fmt.DirEntry(c.offset, c.length, c.start_ns, c.end_ns, c.packet_count,
                                         c.crc32, c.flags)
                            for c in store.index.segment_chunks(row)]  # fmt: skip
