@@ -89,13 +89,18 @@ def hold_doc(store: Store, hold: Hold) -> dict[str, object]:
 def holds_by_ref(store: Store, ref: int | str) -> list[Hold]:
     """The holds (released ones too) that go by ``ref``: a number here (one at most), or a
     name NODE:N (more than one only when two nodes share a name)."""
-    text = str(ref).strip().lstrip("#")
+    text = _ref_text(ref)
     if _is_number(text):
         num = int(text)
         # An id no hold can have (hold ids count up from 1 in 8 bytes) is simply not found.
         raw = store.index.get(layout.hold_key(num)) if 0 < num < 1 << 64 else None
         return [Hold(**json.loads(raw))] if raw is not None else []
     return [h for h in list_holds(store, True) if hold_name(store, h) == text]
+
+
+def _ref_text(ref: int | str) -> str:
+    """A hold's number or name as given, without a leading "#" (#3 as hold lists say it)."""
+    return str(ref).strip().lstrip("#")
 
 
 def _is_number(text: str) -> bool:
@@ -105,7 +110,7 @@ def _is_number(text: str) -> bool:
 def one_hold(ref: int | str, found: list[Hold]) -> Hold:
     """The one hold of ``found`` (those that go by ``ref``): NotFound for none, UsageError
     for several."""
-    text = str(ref).strip().lstrip("#")
+    text = _ref_text(ref)
     if not found:
         raise NotFound(
             f"no hold #{text}" if _is_number(text) else f"no hold {text!r} (NODE:N, its name)"
