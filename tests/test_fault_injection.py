@@ -3,6 +3,7 @@ and what was acknowledged before stays indexed, whole and verifiable."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 import pytest
@@ -426,13 +427,12 @@ def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_p
     st2.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A file system of 160 MB of its own (a tmpfs, mounted here: root only), to fill."""
+@contextlib.contextmanager
+def _tmpfs(mnt):
+    """A file system of 160 MB of its own at ``mnt`` (a tmpfs: root only), to fill."""
     import subprocess
 
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
+    mnt.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mnt)],
                        check=False, capture_output=True, text=True)  # fmt: skip
     if r.returncode != 0:
@@ -441,6 +441,12 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    with _tmpfs(tmp_path / "disk") as mnt:
+        yield mnt
 
 
 def _fill(path):
@@ -536,3 +542,54 @@ def test_a_disk_so_full_that_nothing_can_be_written_stops_no_camera_for_good(
     st2 = open_store(small_disk / "s")
     assert check_store(st2).ok
     st2.close()
+
+
+def test_a_full_disk_under_the_index_alone_stops_no_camera_for_good(tmp_path, monkeypatch):
+    """The index on a disk of its own, filled: the writes behind the writer (chunk rows
+    after each fsync, a segment's sealed row) fail, and the writer's next packet says so
+    as the full disk it is. The camera records again once there is room, and the segments
+    its failures left open are sealed without a restart."""
+    import time
+
+    from tests.service_helpers import wait_for
+    from tools.camsim import StreamSpec, TcpCamera
+    from vstore.index.time_index import Batch
+    from vstore.service import camera_run
+    from vstore.store.config import CameraSettings
+
+    monkeypatch.setattr(camera_run, "DISK_FULL_RETRY_S", 0.3)
+    monkeypatch.setattr(camera_run, "DISK_FULL_RETRY_MAX_S", 0.3)
+    cam = TcpCamera(StreamSpec(width=160, height=120, fps=10, gop_frames=10))
+    store = tmp_path / "s"
+    with _tmpfs(store / "index") as index_disk:
+        st = open_store(store)
+        run = camera_run.CameraRun(st, "gate", CameraSettings(url=cam.url, segment_duration_s=1.0))
+        try:
+            wait_for(lambda: run.recording and (run.recorder.writer.durable_end_ns or 0), 20,
+                     "recording")  # fmt: skip
+            f = _fill(index_disk / "filler")
+            # (RocksDB's log has room set aside; a batch larger than that finds none, and
+            # the index refuses every write from then on, as a memtable flush would make it)
+            big = Batch()
+            big.put(b"\x00test/big", b"x" * (8 << 20))
+            with pytest.raises(StorageFull):
+                st.index.commit(big)
+            wait_for(lambda: "full" in (run.recorder.status.last_error or ""), 20,
+                     "the writer to fail")  # fmt: skip
+            assert "index" in run.recorder.status.last_error
+            time.sleep(2)  # (held full: its tries fail)
+            f.close()
+            full_ns = time.time_ns()
+            (index_disk / "filler").unlink()
+            wait_for(lambda: run.recording and run.recorder.writer is not None
+                     and (run.recorder.writer.durable_end_ns or 0) > full_ns + 10**9, 60,
+                     "recording again")  # fmt: skip
+            assert len(list(st.index.open_segments())) == 1  # the live one
+        finally:
+            run.halt()
+            run.join()
+            cam.close()
+            st.close()
+        st2 = open_store(store)
+        assert check_store(st2).ok
+        st2.close()

@@ -68,6 +68,7 @@ class CameraRun:
     def _run(self) -> None:
         wait_s = DISK_FULL_RETRY_S
         while True:
+            began = time.monotonic()
             try:
                 self.recorder.run()
                 return
@@ -75,11 +76,11 @@ class CameraRun:
                 # The disk filled (ENOSPC) under a writer with no watermark to keep it
                 # from it: its writer failed (W5), what it acknowledged is kept. Recording
                 # starts again, in a new segment, once writing succeeds again.
-                w = self.recorder.writer
-                if w is not None:
-                    self._left_open += w.abandoned_segments
+                self._collect_left_open()
                 if self.stop.is_set():
                     return
+                if time.monotonic() - began > DISK_FULL_RETRY_MAX_S:
+                    wait_s = DISK_FULL_RETRY_S  # (it recorded since: a new episode)
                 self.recorder.status.last_error = f"{exc}; trying again in {wait_s:.0f} s"
                 log.error("camera %s: the disk is full (%s): recording stopped; trying "
                           "again in %.0f s", self.recorder.camera_id, exc, wait_s)  # fmt: skip
@@ -100,7 +101,15 @@ class CameraRun:
             except Exception as exc:  # noqa: BLE001 - kept as the camera's status
                 self.recorder.status.last_error = str(exc)
                 log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
+                self._collect_left_open()
+                self._seal_left_open()  # (what it can now; else the next start's recovery)
                 return
+
+    def _collect_left_open(self) -> None:
+        """Note the segments the failed recorder's writer left open (W5)."""
+        w = self.recorder.writer
+        if w is not None:
+            self._left_open += w.abandoned_segments
 
     def _seal_left_open(self) -> bool:
         """Seal the segments the failed writers left open (R2). False while the disk is

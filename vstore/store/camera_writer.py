@@ -310,7 +310,10 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 raise VstoreError(f"camera writer {self.camera_id} is closed")
             if self._failed is not None:
                 self._wait_sync(report=False)  # reported here: release the abandoned file
-                raise VstoreError(
+                # As the error it was (a full disk is StorageFull: the node waits it out,
+                # wherever it struck, behind the writer too).
+                kind = type(self._failed) if isinstance(self._failed, VstoreError) else VstoreError
+                raise kind(
                     f"camera writer {self.camera_id} stopped after an error ({self._failed}); "
                     "call new_run() to resume once the cause is fixed"
                 )
