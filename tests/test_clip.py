@@ -300,6 +300,55 @@ def test_a_clip_s_first_sound_decodes_as_it_does_inside_a_longer_clip(tmp_path, 
     assert np.abs(short[:n] - long[skip : skip + n]).max() < 0.01
 
 
+def _audio_span(path) -> tuple[float, float]:
+    """(first audio frame's time, seconds of audio) of a clip."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+    return float(frames[0].time), sum(f.samples for f in frames) / frames[0].sample_rate
+
+
+def test_sound_sent_ahead_is_read_from_the_chunk_before_even_across_segments(tmp_path, media):
+    """MPEG-TS sends sound ahead of its pictures: a keyframe's first moments of sound are
+    stored with the GOP before, the segment before too. A clip starting there, in a segment
+    or at a segment's first keyframe, has its sound from its first frame, and a one-frame
+    clip has its frame's sound. That chunk's damage is no damage of the clip: --strict
+    makes it (without that sound) and an export of it verifies against the store."""
+    from vstore.evidence.package import ExportItem, export_package
+    from vstore.evidence.verify import verify_package
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    with open_store(d) as st:
+        import_file(st, media("lead-src.ts", 12.0, codec="h264", gop_frames=25, audio="aac"),
+                    "cam", START_NS)  # fmt: skip
+        num = st.camera_num("cam")
+        second = list(st.index.segments(num))[1]  # (it starts on a keyframe)
+        for at, length in ((second.start_ns, 2 * 10**9), (second.start_ns, 40_000_000),
+                           (second.start_ns + 10**9, 2 * 10**9)):  # fmt: skip
+            out = tmp_path / "c.mp4"
+            write_clip(st, plan_clip(st, "cam", at, at + length), out)
+            first, secs = _audio_span(out)
+            assert abs(first) < 0.001 and abs(secs - length / 1e9) < 0.03, (at, first, secs)
+        # The chunk before a clip's first, damaged: the clip is made, strict too.
+        at = second.start_ns + 10**9
+        lead = plan_clip(st, "cam", at, at + 10**9).lead
+        assert lead is not None
+        path = st.layout.path(next(r for r in st.index.segments(num) if
+                                   r.segment_id == lead.segment_id).path)  # fmt: skip
+        raw = bytearray(path.read_bytes())
+        raw[lead.offset + lead.length - 10] ^= 0xFF
+        path.write_bytes(raw)
+        res = write_clip(st, plan_clip(st, "cam", at, at + 10**9), tmp_path / "s.mp4",
+                         strict=True)  # fmt: skip
+        assert res.video_packets == 25 and not res.plan.damaged
+        pkg = tmp_path / "p.zip"
+        export_package(st, [ExportItem("cam", at, at + 10**9)], pkg, case="C", purpose="p",
+                       by="b")  # fmt: skip
+        rep = verify_package(pkg, store=st)
+        assert rep.ok, rep.failures()
+
+
 @pytest.mark.parametrize("codec", ["hevc"])
 def test_hevc_clip(tmp_path, media, codec):
     with open_store(tmp_path / "s") as st:

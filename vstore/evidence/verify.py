@@ -58,13 +58,19 @@ class VerifyReport(NamedTuple):
         return [c for c in self.checks if c.ok is None]
 
 
-# What reading a ZIP entry whose bytes were changed inside the archive raises: its CRC-32
-# no longer matches (zipfile checks it at the entry's end), or its deflate stream breaks.
-ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)
-
-
-def _damage(exc: Exception) -> str:
-    return f"changed inside the ZIP since export: it no longer reads back whole ({exc})"
+# What reading an entry of a ZIP whose bytes were changed raises: its CRC-32 no longer
+# matches (zipfile checks it at the entry's end), its deflate stream breaks, its directory
+# names a method, version or flag zipfile does not do (NotImplementedError; "encrypted" is a
+# RuntimeError), or an offset outside the file (OSError, ValueError).
+ZIP_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+)
 
 
 class _Package:
@@ -90,6 +96,11 @@ class _Package:
             return self._zip.open(name)
         return open(self.path / name, "rb")
 
+    def damage(self, exc: BaseException) -> str:
+        """What an entry that does not read back whole says."""
+        where = "inside the ZIP " if self._zip is not None else ""
+        return f"changed {where}since export: it no longer reads back whole ({exc})"
+
     def read(self, name: str) -> bytes | None:
         """An entry's bytes; None if it is missing, or damaged (then named in ``damaged``)."""
         if name not in self.names:
@@ -98,7 +109,7 @@ class _Package:
             with self.open(name) as f:
                 return f.read()
         except ZIP_DAMAGE as exc:
-            self.damaged[name] = _damage(exc)
+            self.damaged[name] = self.damage(exc)
             return None
 
     def close(self) -> None:
@@ -164,7 +175,7 @@ def verify_package(
         return _verify_clip(p, key_pem)
     try:
         pkg = _Package(p)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_DAMAGE as exc:
         check = Check("file", p.name, False, f"not a readable ZIP ({exc})")
         return VerifyReport(str(p), None, key_pem is not None, [check])
     try:
@@ -280,7 +291,7 @@ def _verify(
                     digest = h.hexdigest()
                     sig_error = f"the MP4's boxes cannot be read ({exc})"
         except ZIP_DAMAGE as exc:
-            add(Check("clip", name, False, _damage(exc)))
+            add(Check("clip", name, False, pkg.damage(exc)))
             continue
         done += size
         if progress is not None:
@@ -396,6 +407,12 @@ def _rederive(
             (s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
             for s in c.get("sources", [])
         ]  # fmt: skip
+        if plan.lead is not None and not any(
+            (plan.lead.offset, plan.lead.length, f"{plan.lead.crc32:08x}") in ks for _, ks in want
+        ):
+            # The export read no sound from the chunk before (damaged then, or before clips
+            # did): made again as it was made.
+            plan.lead = None
         got = [
             (p.segment.sha256, [(k.offset, k.length, f"{k.crc32:08x}") for k in p.chunks])
             for p in plan.read_parts

@@ -199,7 +199,7 @@ def _write_clip(
     t0: float,
 ) -> ClipResult:
     if format == "mp4" and muxer == "auto":
-        with store.lease(p.segment.segment_id for p in plan.parts):
+        with store.lease(p.segment.segment_id for p in plan.read_parts):
             native = NativeMp4(store, plan, strict)
             try:
                 if native.supported():
@@ -247,7 +247,7 @@ def _write_clip(
     counts = {"video": 0, "audio": 0}
     dropped: list[str] = []
     # A read lease keeps retention away from these segments while the clip reads them.
-    with store.lease(p.segment.segment_id for p in plan.parts):
+    with store.lease(p.segment.segment_id for p in plan.read_parts):
         try:
             with av.open(
                 target, "w", format=CONTAINERS[format], options=dict(MUX_OPTIONS[format])

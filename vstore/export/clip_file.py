@@ -102,7 +102,7 @@ def open_clip_file(
             except BaseException:
                 mp4.close()
                 raise
-            leases.enter_context(store.lease(p.segment.segment_id for p in plan.parts))
+            leases.enter_context(store.lease(p.segment.segment_id for p in plan.read_parts))
             return ClipFile(plan, mp4, leases)
         raise CorruptSegment(f"too many damaged chunks in the range of camera {camera_id!r}")
     except BaseException:

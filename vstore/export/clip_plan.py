@@ -70,16 +70,25 @@ class ClipPlan:
         self.notes = notes if notes is not None else []
         # Ranges left out because their chunks do not verify (the clip shows a gap there).
         self.damaged: list[tuple[int, int]] = []
-        # The chunk before the first (clip_plan.chunk_before), read for its sound only.
+        # The chunk before the first (clip_plan.chunk_before), read for its sound only, and
+        # its segment's row.
         self.lead: ChunkRow | None = None
+        self.lead_segment: SegmentRow | None = None
 
     @property
     def read_parts(self) -> list[ClipPart]:
         """Every chunk the clip reads, by segment: ``parts``, with ``lead`` first."""
-        if self.lead is None:
+        if self.lead is None or self.lead_segment is None:
             return self.parts
         p0 = self.parts[0]
-        return [ClipPart(p0.segment, (self.lead, *p0.chunks)), *self.parts[1:]]
+        if self.lead_segment.segment_id == p0.segment.segment_id:
+            return [ClipPart(p0.segment, (self.lead, *p0.chunks)), *self.parts[1:]]
+        return [ClipPart(self.lead_segment, (self.lead,)), *self.parts]
+
+    def is_lead(self, part: ClipPart) -> bool:
+        """Whether ``part`` (of ``read_parts``) holds the lead chunk alone: a segment read
+        for its sound only, whose tracks need not be the clip's."""
+        return self.lead is not None and part.chunks == (self.lead,)
 
     def without(self, bad: Iterable[ChunkRow]) -> "ClipPlan":
         """This plan without chunks that do not verify, nor the continuation chunks of their
@@ -127,9 +136,14 @@ class ClipPlan:
             list(self.notes),
         )
         out.damaged = damaged
-        if self.lead is not None and self.lead.start_ns not in bad_starts:
-            # (still right before the first chunk: that one was not left out)
-            out.lead = self.lead if first is self.parts[0].chunks[0] else None
+        # The lead stays while still right before the first chunk (that one was not left
+        # out) and not damaged itself.
+        if (
+            self.lead is not None
+            and self.lead.start_ns not in bad_starts
+            and first is self.parts[0].chunks[0]
+        ):
+            out.lead, out.lead_segment = self.lead, self.lead_segment
         return out
 
     def __repr__(self) -> str:
@@ -233,21 +247,26 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
     plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
     plan.damaged = damaged
-    plan.lead = chunk_before(store, num, chunks[0])
+    lead = chunk_before(store, num, chunks[0])
+    if lead is not None:
+        plan.lead_segment = seg_rows.get(lead.segment_id) or next(
+            (r for r in store.index.segments(num, lead.start_ns, lead.end_ns)
+             if r.segment_id == lead.segment_id),
+            None,
+        )  # fmt: skip
+        plan.lead = lead if plan.lead_segment is not None else None
     return plan
 
 
 def chunk_before(store: Store, camera_num: int, row: ChunkRow) -> ChunkRow | None:
-    """The chunk that ends where ``row`` begins, in the same segment file, else None.
+    """The chunk that ends where ``row`` begins (the segment before too), else None.
 
     A clip reads it for its sound alone: a source that sends sound ahead of the pictures
     it goes with (MPEG-TS muxers commonly do, by tens to hundreds of milliseconds) has the
     sound of a keyframe's first moments stored with the GOP before, which is where it
     arrived. Without it a clip's sound would begin that much after its first frame."""
     prev = store.index.chunk_before(camera_num, row.start_ns)
-    if prev is None or prev.segment_id != row.segment_id:
-        return None
-    if row.start_ns - prev.end_ns > GAP_TOLERANCE_NS:
+    if prev is None or row.start_ns - prev.end_ns > GAP_TOLERANCE_NS:
         return None
     return prev
 

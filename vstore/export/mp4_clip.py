@@ -310,22 +310,27 @@ class NativeMp4:
         signature = track_signature(self.meta0.tracks)
         damaged: list[ChunkRow] = []
         for part in self.plan.read_parts:
+            lead_only = self.plan.is_lead(part)  # (another segment's chunk, for its sound)
             try:
                 rd = self._reader(part.segment)
                 tracks = rd.meta.tracks
             except CorruptSegment:  # (its header: every chunk of it is unreadable)
-                if self.strict:
+                if self.strict and not lead_only:
                     raise
                 damaged.extend(part.chunks)
                 continue
             if track_signature(tracks) != signature:
+                if lead_only:
+                    continue  # (recorded otherwise: the clip's sound starts at its own)
                 end_at_codec_change(self.plan, part)
                 break
             for c in part.chunks:
                 try:
                     got = read(rd, c)
                 except CorruptSegment:
-                    if self.strict:
+                    # The lead chunk is no part of the clip: damage there is no failure of
+                    # it, even strict (the clip is made without that chunk's sound).
+                    if self.strict and c is not self.plan.lead:
                         raise
                     damaged.append(c)
                     continue
@@ -375,7 +380,7 @@ class NativeMp4:
         and ADTS audio the chunk's sample-size column (chunks written since format version
         2); and the chunks are local (a table read from object storage would cost a request
         of its own)."""
-        if any(p.segment.location != "local" for p in self.plan.parts):
+        if any(p.segment.location != "local" for p in self.plan.read_parts):
             return False
         return not self._rewritten() or all(
             c.flags & fmt.CHUNK_SAMPLE_SIZES for p in self.plan.read_parts for c in p.chunks
@@ -424,7 +429,7 @@ class NativeMp4:
                     "packet table"
                 )
         except CorruptSegment as exc:
-            if self.strict or pc.verified:
+            if (self.strict and pc.row is not self.plan.lead) or pc.verified:
                 raise
             if streaming:
                 raise CorruptSegment(

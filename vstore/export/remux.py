@@ -124,9 +124,16 @@ def mux_plan(
     for part in plan.read_parts:
         rd = readers.get(part.segment.segment_id)
         if rd is None:
-            rd = store.segment_reader(part.segment)
+            try:
+                rd = store.segment_reader(part.segment)
+            except CorruptSegment:
+                if not plan.is_lead(part):
+                    raise
+                continue  # (the lead chunk's segment: the clip's sound starts at its own)
             readers[part.segment.segment_id] = rd
             new_sig = track_signature(rd.meta.tracks)
+            if plan.is_lead(part) and new_sig != signature:
+                continue  # (recorded otherwise: the clip's sound starts at its own)
             if new_sig != signature and format == "ts" and _inband_change_ok(tracks, rd.meta):
                 # MPEG-TS carries parameter sets in band: decoders follow the change.
                 plan.notes.append(
@@ -147,7 +154,7 @@ def mux_plan(
             try:
                 chunk = rd.read_chunk(c.offset, c.length, c.crc32)
             except CorruptSegment:
-                if strict:
+                if strict and not sound_only:
                     raise
                 if not sound_only:
                     plan.damaged.append((c.start_ns, c.end_ns))  # a gap in the clip
