@@ -301,6 +301,18 @@ def test_bytes_changed_inside_a_zip_are_named_with_exit_10(recorded, tmp_path, c
         assert main(["verify", str(z), "--json"]) == 10
         doc = json.loads(capsys.readouterr().out)
         assert doc["ok"] is False
+    # Its central directory changed: an entry's flags (bit 5), method or version needed, or
+    # the directory's offset: zipfile refuses the entry (or the file) in its own ways.
+    (tmp_path / "cd").mkdir()
+    z = _copy(recorded, tmp_path / "cd", as_zip=True)
+    data = z.read_bytes()
+    cd, eocd = data.find(b"PK\x01\x02"), data.rfind(b"PK\x05\x06")
+    for at, bits in ((cd + 8, 0x20), (cd + 10, 0xFF), (cd + 6, 0xFF), (eocd + 19, 0xFF)):
+        raw = bytearray(data)
+        raw[at] ^= bits
+        z.write_bytes(raw)
+        assert main(["verify", str(z), "--json"]) == 10, at - cd
+        assert json.loads(capsys.readouterr().out)["ok"] is False
 
 
 def test_a_package_signed_by_another_key_is_named(recorded, tmp_path):
