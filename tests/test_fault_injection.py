@@ -593,3 +593,25 @@ def test_a_full_disk_under_the_index_alone_stops_no_camera_for_good(tmp_path, mo
         st2 = open_store(store)
         assert check_store(st2).ok
         st2.close()
+
+
+def test_a_token_made_on_a_full_disk_is_a_disk_full_error(small_disk, capsys):
+    """The token file cannot be written: exit 7 (disk full), said so, no traceback; the
+    file as it was stays whole."""
+    from vstore.cli.main import main
+
+    store = str(small_disk / "s")
+    assert main(["init", "--store", store]) == 0
+    args = ["token", "create", "--name", "t", "--role", "viewer", "--groups", "*", "--store"]
+    assert main([*args, store]) == 0
+    capsys.readouterr()
+    f = _fill(small_disk / "filler")
+    try:
+        assert main([*args, store]) == 7
+        err = capsys.readouterr().err
+        assert "disk full" in err and "Traceback" not in err
+    finally:
+        f.close()
+    (small_disk / "filler").unlink()
+    assert main(["token", "list", "--store", store, "--json"]) == 0
+    assert '"t"' in capsys.readouterr().out

@@ -297,3 +297,33 @@ def test_a_hold_the_bucket_cannot_take_is_placed_here_and_says_it_is_not_shared(
         assert [h.reason for h in list_holds(st)] == ["case 5"]
     finally:
         st.close()
+
+
+def test_a_hold_released_through_two_nodes_at_once_keeps_the_first_release_everywhere(
+    tmp_path, media
+):
+    """Released through b, then through a before a has heard of it: the bucket keeps the
+    first release (a conditional write), a takes it and says so, and every store and the
+    bucket name the same releaser."""
+    url = str(tmp_path / "bucket")
+    a = _store(tmp_path, media, "a", url)
+    b = _store(tmp_path, media, "b", url)
+    try:
+        held = _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 3 * S,
+                     reason="case 8")  # fmt: skip
+        shared_holds.sync(b)
+        (theirs,) = list_holds(b)
+        registry.run(b, "hold", {"action": "release", "id": theirs.id, "by": "carol",
+                                 "reason": "closed"})  # fmt: skip
+        late = registry.run(a, "hold", {"action": "release", "id": held["id"], "by": "dave",
+                                        "reason": "also closed"})  # fmt: skip
+        assert late["released_by"] == "carol" and "released already, by carol" in late["warning"]
+        for st in (a, b):
+            shared_holds.sync(st)
+            (h,) = list_holds(st, include_released=True)
+            assert (h.released_by, h.release_reason) == ("carol", "closed")
+        with pytest.raises(UsageError, match="give the hold to release"):
+            registry.run(a, "hold", {"action": "release", "by": "x"})
+    finally:
+        a.close()
+        b.close()

@@ -162,13 +162,20 @@ def run(args: argparse.Namespace) -> int:
         for e in objects["errors"][:10]:
             print(f"vstore: warning: {e}", file=sys.stderr)
         failed.append(f"{len(objects['errors'])} tiered object(s) could not be updated")
+    released = args.action == "release"
     if doc.get("share_error"):
         print(f"vstore: warning: {doc['share_error']}", file=sys.stderr)
-        failed.append("the hold is not yet shared with the other stores of the bucket")
+        what = "release" if released else "hold"
+        failed.append(f"the {what} is not yet shared with the other stores of the bucket")
     if failed:
+        here = (
+            f"; the release of hold #{doc.get('id')} is recorded here"
+            if released
+            else (f"; hold #{doc['id']} itself is recorded here and binds" if "id" in doc else "")
+        )
         raise TierError(
             "; ".join(failed)
-            + (f"; hold #{doc['id']} itself is recorded here and binds" if "id" in doc else "")
+            + here
             + "; rerun `vstore hold sync` when the object store is reachable (a running node "
             "tries again every 30 s)"
         )

@@ -372,6 +372,8 @@ class TimeIndex:
                     f"the store index {self.path} is open for writing by another process "
                     "(a running `vstore serve` or `vstore record`?); read-only commands still work"
                 ) from exc
+            if isinstance(full := self._write_error(exc), StorageFull):  # (its MANIFEST)
+                raise full from exc
             raise VstoreError(f"cannot open index {self.path}: {msg}") from exc
         self._sync = WriteOptions()
         self._sync.sync = True

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from vstore.base import layout
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.base.timebase import format_time
 from vstore.store import shared_holds
 from vstore.store.holds import add_hold, hold_doc, release_hold, sync_object_holds
 from vstore.store.store import Store
@@ -57,6 +59,8 @@ def hold_job(
                     "every node (their next hold exchange, at most 30 s)"
                 )
     elif action == "release":
+        if params.get("id") in (None, ""):
+            raise UsageError('give the hold to release: its number here or its name NODE:N ("id")')
         hold = release_hold(
             store,
             params["id"],
@@ -72,9 +76,20 @@ def hold_job(
         # Every store of the bucket honours it (its next sync); a failure here leaves it
         # binding on this store, and `vstore hold sync` shares it later.
         try:
-            shared_holds.share(store, hold)
+            earlier = shared_holds.share(store, hold)
         except VstoreError as exc:
             share_error = f"not shared with the other stores of the bucket yet: {exc}"
+        else:
+            if earlier is not None:  # released through another node first: that stands
+                hold = replace(hold, released_ns=earlier.released_ns,
+                               released_by=earlier.released_by,
+                               release_reason=earlier.release_reason)  # fmt: skip
+                warning = (
+                    f"the hold was released already, by {earlier.released_by} at "
+                    f"{format_time(earlier.released_ns or 0)} through another node "
+                    f"({earlier.release_reason or 'no reason given'!r}): that release stands "
+                    "and is the one recorded here"
+                )
     doc = {**(hold_doc(store, hold) if hold is not None else {}), "objects": to_jsonable(objects)}
     if share_error:
         doc["share_error"] = share_error

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from vstore.base.errors import NotFound, UsageError, VstoreError
-from vstore.base.fsutil import Fs, write_durably
+from vstore.base.fsutil import Fs, translate_oserror, write_durably
 from vstore.base.layout import staging_path
 from vstore.base.timebase import NS_PER_S, parse_time_ns
 from vstore.export.clip_plan import plan_clip
@@ -78,14 +78,22 @@ class ExportsApi:
             except VstoreError as exc:
                 audit(self.store, request, "export_failed", {**record, "error": str(exc)[:500]})
                 raise
-            Fs().makedirs(layout.exports_dir)
             path = layout.export_record_path(export_id)
-            write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
+
+            def keep(record: dict[str, Any]) -> None:
+                try:
+                    Fs().makedirs(layout.exports_dir)
+                    write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(),
+                                  0o600)  # fmt: skip
+                except OSError as exc:  # (a full disk is StorageFull: 507)
+                    raise translate_oserror(exc, f"writing {path}") from exc
+
+            keep(record)
             params = {"items": items, "out": str(layout.export_path(export_id).absolute()), "case": case,
                       "purpose": purpose, "by": p.name}  # fmt: skip
             job = self.runner.submit("export", params, p.name, p.as_actor(request.remote or ""))
             record["job"] = job.id
-            write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
+            keep(record)
             return job
 
         job = await self._run(start_job)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import ConfigError, NotFound, UsageError
-from vstore.base.fsutil import Fs, write_durably
+from vstore.base.fsutil import Fs, translate_oserror, write_durably
 from vstore.base.layout import StoreLayout, staging_path
 from vstore.base.timebase import NS_PER_S, parse_duration_ns
 from vstore.service.access import Principal, check_groups, check_role
@@ -110,7 +110,10 @@ class TokenFile:
     def _write(self, recs: dict[str, TokenRecord]) -> None:
         doc = {"tokens": [asdict(r) for r in recs.values()]}
         data = json.dumps(doc, indent=1).encode() + b"\n"
-        write_durably(self._fs, self.path, staging_path(self.path), data, mode=0o600)
+        try:
+            write_durably(self._fs, self.path, staging_path(self.path), data, mode=0o600)
+        except OSError as exc:  # (a full disk is StorageFull: 507, exit 7)
+            raise translate_oserror(exc, f"writing {self.path}") from exc
 
     def create(
         self,

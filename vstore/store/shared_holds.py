@@ -65,24 +65,41 @@ def _shared_tier(store: Store) -> BlobTier | None:
     return store.tier(url) if url else None
 
 
-def share(store: Store, hold: Hold) -> None:
+def share(store: Store, hold: Hold) -> Hold | None:
     """Write a hold (placed or released here) to its shared object: created if new, a
-    release written onto it. A hold already released in the bucket stays released."""
+    release written onto it (by a conditional write). A hold already released in the
+    bucket stays released: that release stands, taken here as well, and is returned when
+    it is not the one ``hold`` carries (two nodes released it at once)."""
     tier = _shared_tier(store)
     if tier is None:
-        return
+        return None
+    earlier: dict[str, Any] = {}
 
     def change(data: bytes | None) -> bytes | None:
+        earlier.clear()
         if data is None:
             return dumps_compact(_doc(store, hold))
         body = json.loads(data)
-        if body.get("released_ns") is not None or hold.released_ns is None:
-            return None  # (released already; or nothing new to say)
+        if body.get("released_ns") is not None:
+            earlier.update(body)
+            return None  # (released already: that release stands)
+        if hold.released_ns is None:
+            return None  # (nothing new to say)
         body.update(released_ns=hold.released_ns, released_by=hold.released_by,
                     release_reason=hold.release_reason)  # fmt: skip
         return dumps_compact(body)
 
     tier.update(_key(origin_of(store, hold)), change)
+    if not earlier or hold.released_ns is None:
+        return None
+    if (earlier.get("released_ns"), earlier.get("released_by")) == (
+        hold.released_ns,
+        hold.released_by,
+    ):
+        return None  # (our own release, written before)
+    theirs = Hold(**{k: v for k, v in earlier.items() if k in Hold.__dataclass_fields__})
+    _release_here(store, hold, theirs, "shared holds")
+    return theirs
 
 
 # (store uuid, tier url) -> shared hold object key -> (version tag, origin, active) as last
