@@ -460,6 +460,37 @@ def _fill(path):
     return f
 
 
+def _records_again_all_sealed(run, st, filler) -> None:
+    """``filler`` removed (room again): the camera records again within a minute, and only
+    its live segment is open (what its failures left open was sealed meanwhile)."""
+    import time
+
+    from tests.service_helpers import wait_for
+
+    full_ns = time.time_ns()
+    filler.unlink()
+    wait_for(lambda: run.recording and run.recorder.writer is not None
+             and (run.recorder.writer.durable_end_ns or 0) > full_ns + 10**9, 60,
+             "recording again")  # fmt: skip
+    assert len(list(st.index.open_segments())) == 1  # the live one
+
+
+def _stop(run, cam, st) -> None:
+    run.halt()
+    run.join()
+    cam.close()
+    st.close()
+
+
+def _checks_clean(root) -> None:
+    """The store, opened again (recovery first), checks clean."""
+    st = open_store(root)
+    try:
+        assert check_store(st).ok
+    finally:
+        st.close()
+
+
 def test_the_index_on_a_full_disk_is_storage_full_and_writes_again_once_there_is_room(
     small_disk,
 ):
@@ -528,20 +559,10 @@ def test_a_disk_so_full_that_nothing_can_be_written_stops_no_camera_for_good(
             except OSError:
                 time.sleep(0.05)
         f.close()
-        full_ns = time.time_ns()
-        (small_disk / "filler").unlink()
-        wait_for(lambda: run.recording and run.recorder.writer is not None
-                 and (run.recorder.writer.durable_end_ns or 0) > full_ns + 10**9, 60,
-                 "recording again")  # fmt: skip
-        assert len(list(st.index.open_segments())) == 1  # the live one
+        _records_again_all_sealed(run, st, small_disk / "filler")
     finally:
-        run.halt()
-        run.join()
-        cam.close()
-        st.close()
-    st2 = open_store(small_disk / "s")
-    assert check_store(st2).ok
-    st2.close()
+        _stop(run, cam, st)
+    _checks_clean(small_disk / "s")
 
 
 def test_a_full_disk_under_the_index_alone_stops_no_camera_for_good(tmp_path, monkeypatch):
@@ -579,20 +600,10 @@ def test_a_full_disk_under_the_index_alone_stops_no_camera_for_good(tmp_path, mo
             assert "index" in run.recorder.status.last_error
             time.sleep(2)  # (held full: its tries fail)
             f.close()
-            full_ns = time.time_ns()
-            (index_disk / "filler").unlink()
-            wait_for(lambda: run.recording and run.recorder.writer is not None
-                     and (run.recorder.writer.durable_end_ns or 0) > full_ns + 10**9, 60,
-                     "recording again")  # fmt: skip
-            assert len(list(st.index.open_segments())) == 1  # the live one
+            _records_again_all_sealed(run, st, index_disk / "filler")
         finally:
-            run.halt()
-            run.join()
-            cam.close()
-            st.close()
-        st2 = open_store(store)
-        assert check_store(st2).ok
-        st2.close()
+            _stop(run, cam, st)
+        _checks_clean(store)
 
 
 def test_a_token_made_on_a_full_disk_is_a_disk_full_error(small_disk, capsys):
