@@ -1,6 +1,6 @@
 """The CPUs this process may run on, and pinning a process to one of them: how many cores a
-node has for its recorder processes and writer pools, and which core each recorder process
-keeps to (docs/design/service.md, M1)."""
+node has for its recorder processes, and which core each recorder process keeps to
+(docs/design/service.md, M1)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,13 @@ def usable_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def cores() -> int:
-    """How many logical CPUs this process may run on."""
-    return len(usable_cpus())
-
-
-def one_per_core(cpus: list[int] | None = None) -> list[int]:
-    """Of ``cpus`` (default: the usable ones), one logical CPU per physical core, the first
-    of each: two hyperthreads of one core share its execution units, so processes pinned
-    apart must not land on siblings. Without topology information, every CPU counts."""
-    cpus = usable_cpus() if cpus is None else cpus
+def one_per_core() -> list[int]:
+    """Of the usable CPUs, one logical CPU per physical core, the first of each: two
+    hyperthreads of one core share its execution units, so processes pinned apart must not
+    land on siblings. Without topology information, every CPU counts."""
     seen: set[str] = set()
     out: list[int] = []
-    for cpu in cpus:
+    for cpu in usable_cpus():
         try:
             core = (_TOPOLOGY / f"cpu{cpu}" / "topology" / "core_cpus_list").read_text().strip()
         except OSError:

@@ -59,11 +59,9 @@ def hold_job(
                     "every node (their next hold exchange, at most 30 s)"
                 )
     elif action == "release":
-        if params.get("id") in (None, ""):
-            raise UsageError('give the hold to release: its number here or its name NODE:N ("id")')
         hold = release_hold(
             store,
-            params["id"],
+            params.get("id"),
             params["by"],
             params.get("reason", ""),
             mirror=False,

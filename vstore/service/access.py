@@ -85,8 +85,7 @@ class Principal:
         return {"principal": self.name, "role": self.role, "via": self.via, "remote": remote}
 
 
-def hold_in_scope(store: Store, p: Principal, ref: object) -> Hold:
+def hold_in_scope(store: Store, p: Principal, ref: int | str | None) -> Hold:
     """Hold ``ref`` (its number here or its name NODE:N; released ones too) if its camera is
     in the principal's scope; else NotFound, exactly as for a hold that does not exist."""
-    text = str(ref)
-    return one_hold(text, [h for h in holds_by_ref(store, text) if p.sees(h.camera, store.config)])
+    return one_hold(ref, [h for h in holds_by_ref(store, ref) if p.sees(h.camera, store.config)])

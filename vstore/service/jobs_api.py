@@ -45,10 +45,6 @@ class JobsApi:
                 )
             camera = params.get("camera")
             if params.get("action") == "release":
-                if params.get("id") in (None, ""):
-                    raise UsageError(
-                        'give the hold to release: its number here or its name NODE:N ("id")'
-                    )
                 hold = hold_in_scope(self.runner.store, p, params.get("id"))
                 camera = hold.camera
                 params["id"] = hold.id  # (the hold authorized: a name could match more)

@@ -86,7 +86,7 @@ def hold_doc(store: Store, hold: Hold) -> dict[str, object]:
     return doc
 
 
-def holds_by_ref(store: Store, ref: int | str) -> list[Hold]:
+def holds_by_ref(store: Store, ref: int | str | None) -> list[Hold]:
     """The holds (released ones too) that go by ``ref``: a number here (one at most), or a
     name NODE:N (more than one only when two nodes share a name)."""
     text = _ref_text(ref)
@@ -98,16 +98,20 @@ def holds_by_ref(store: Store, ref: int | str) -> list[Hold]:
     return [h for h in list_holds(store, True) if hold_name(store, h) == text]
 
 
-def _ref_text(ref: int | str) -> str:
-    """A hold's number or name as given, without a leading "#" (#3 as hold lists say it)."""
-    return str(ref).strip().lstrip("#")
+def _ref_text(ref: int | str | None) -> str:
+    """A hold's number or name as given, without a leading "#" (#3 as hold lists say it);
+    UsageError when none is given."""
+    text = "" if ref is None else str(ref).strip().lstrip("#")
+    if not text:
+        raise UsageError('give the hold to release: its number here or its name NODE:N ("id")')
+    return text
 
 
 def _is_number(text: str) -> bool:
     return text.lstrip("+-").isdigit() and text.count("-") + text.count("+") <= 1
 
 
-def one_hold(ref: int | str, found: list[Hold]) -> Hold:
+def one_hold(ref: int | str | None, found: list[Hold]) -> Hold:
     """The one hold of ``found`` (those that go by ``ref``): NotFound for none, UsageError
     for several."""
     text = _ref_text(ref)
@@ -123,7 +127,7 @@ def one_hold(ref: int | str, found: list[Hold]) -> Hold:
     return found[0]
 
 
-def find_hold(store: Store, ref: int | str) -> Hold:
+def find_hold(store: Store, ref: int | str | None) -> Hold:
     """A hold (released ones too) by its number here or its name anywhere (NODE:N)."""
     return one_hold(ref, holds_by_ref(store, ref))
 
@@ -228,7 +232,7 @@ def add_hold(
 
 def release_hold(
     store: Store,
-    ref: int | str,
+    ref: int | str | None,
     by: str,
     reason: str = "",
     *,
