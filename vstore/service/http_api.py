@@ -239,9 +239,11 @@ class Api:
             )
         return start, end
 
-    def purpose(self, request: web.Request) -> str:
+    def purpose(self, request: web.Request, exporting: bool = True) -> str:
+        """The request's purpose= (at most 500 characters); required of an export where the
+        node says so, never of watching."""
         purpose = request.query.get("purpose", "").strip()
-        if not purpose and self.store.config.service.require_purpose:
+        if exporting and not purpose and self.store.config.service.require_purpose:
             raise UsageError("this node requires a purpose for exports: add purpose=CASE-NUMBER")
         return purpose[:500]
 
@@ -490,7 +492,7 @@ class Api:
             if end - start > MAX_CLIP_NS:
                 raise UsageError("a playlist spans at most 7 days; ask for less")
 
-        purpose = request.query.get("purpose", "").strip()[:500]
+        purpose = self.purpose(request, exporting=False)
 
         def build() -> str:
             text = self.playlists.playlist(
