@@ -131,8 +131,9 @@ def ts_stream(request, tmp_path_factory):
         {
             "cams": 2,
             "repeats": 1,
-            "short_s": 1.0,
-            "long_s": 2.0,
+            "run_s": 3.0,
+            "warm_s": 1.0,
+            "window_s": 1.5,
             "ladder": [2],
             "ladder_s": 2.5,
             "memory_cams": 2,
@@ -142,8 +143,9 @@ def ts_stream(request, tmp_path_factory):
         else {
             "cams": 10,
             "repeats": 3,
-            "short_s": 10.0,
-            "long_s": 30.0,
+            "run_s": 45.0,
+            "warm_s": 12.0,
+            "window_s": 30.0,
             "ladder": [50, 100, 200, 300, 400, 500, 600, 700, 800],
             "ladder_s": 12.0,
             "memory_cams": 100,
@@ -158,6 +160,45 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _procs_cpu_s(pids: list[int]) -> float:
+    """CPU seconds the running processes ``pids`` have used so far, their ended threads
+    included (utime + stime of /proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return total / tick
+
+
+class CpuWindow:
+    """The CPU seconds processes use from ``warm_s`` after start for ``window_s``: a
+    recorder's steady cost, apart from its start-up (imports, probing, first keyframes)
+    and its end (sealing), which are no camera-minute's cost."""
+
+    def __init__(self, pids: list[int], warm_s: float, window_s: float):
+        self.cpu_s: float | None = None
+        self._args = (pids, warm_s, window_s)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pids, warm_s, window_s = self._args
+        t0 = time.monotonic()
+        time.sleep(warm_s)
+        a = _procs_cpu_s(pids)
+        time.sleep(max(0.0, t0 + warm_s + window_s - time.monotonic()))
+        self.cpu_s = _procs_cpu_s(pids) - a
+
+    def result(self) -> float | None:
+        self._thread.join()
+        return self.cpu_s
+
+
 def _vstore(
     url: str,
     cams: int,
@@ -165,9 +206,11 @@ def _vstore(
     store: Path,
     core: int | None = None,
     during: Callable[[], None] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> dict:
     """One `vstore record` process for `cams` cameras; its CPU seconds and counts.
-    ``during`` runs in a thread while it records."""
+    ``during`` runs in a thread while it records; ``window`` (warm_s, window_s) measures
+    its steady CPU seconds as ``window_cpu_s``."""
     args = [sys.executable, "-m", "vstore.cli.main", "record", "--json"]
     args += ["--duration", str(seconds), "--store", str(store)]
     args += [url] * cams  # URLs first, then one --camera each, in order
@@ -182,6 +225,7 @@ def _vstore(
     )
     if core is not None:  # pinned at once (before its imports are done), not in preexec_fn
         os.sched_setaffinity(p.pid, {core})
+    steady = CpuWindow([p.pid], *window) if window is not None else None
     rss: list[float] = []  # the process's resident MB, four times a second
     sampler = threading.Thread(target=_sample_rss, args=(p, rss), daemon=True)
     sampler.start()
@@ -197,6 +241,7 @@ def _vstore(
     cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0
     doc = json.loads(out)
     return {
+        "window_cpu_s": steady.result() if steady is not None else None,
         "peak_rss_mb": max(rss, default=0.0),
         "rss_samples_mb": rss,
         "cpu_s": cpu,
@@ -218,8 +263,11 @@ def _sample_rss(p: subprocess.Popen, out: list[float]) -> None:
         time.sleep(0.25)
 
 
-def _ffmpeg(url: str, cams: int, seconds: float, out: Path) -> dict:
-    """One `ffmpeg -c copy -f segment` recorder per camera; their CPU seconds."""
+def _ffmpeg(
+    url: str, cams: int, seconds: float, out: Path, window: tuple[float, float]
+) -> dict:
+    """One `ffmpeg -c copy -f segment` recorder per camera; their CPU seconds, and in
+    ``window`` (warm_s, window_s) as ``window_cpu_s``."""
     cpu0 = _children_cpu()
     procs = []
     for i in range(cams):
@@ -228,9 +276,10 @@ def _ffmpeg(url: str, cams: int, seconds: float, out: Path) -> dict:
         cmd = ["ffmpeg", "-v", "error", "-i", url, "-t", str(seconds), "-c", "copy",
                "-f", "segment", "-segment_time", "60", str(d / "seg%03d.ts")]  # fmt: skip
         procs.append(subprocess.Popen(cmd))
+    steady = CpuWindow([p.pid for p in procs], *window)
     for p in procs:
         p.wait(timeout=seconds + 60)
-    return {"cpu_s": _children_cpu() - cpu0}
+    return {"cpu_s": _children_cpu() - cpu0, "window_cpu_s": steady.result()}
 
 
 def _served(data: bytes, loop_s: float, seconds: float, record):
@@ -242,68 +291,70 @@ def _served(data: bytes, loop_s: float, seconds: float, record):
         srv.close()
 
 
-def _pair(run, cams: int, short_s: float, long_s: float) -> tuple[float, dict, dict]:
-    """CPU seconds per camera-minute of a long-running recorder: the difference between a
-    long and a short run, so start-up (imports, probing) is not counted as per-minute cost."""
-    a, b = run(short_s), run(long_s)
-    return (b["cpu_s"] - a["cpu_s"]) / (cams * (long_s - short_s) / 60), a, b
+def _steady(run, cams: int, plan: dict) -> tuple[float, dict]:
+    """CPU seconds per camera-minute of a recorder that has run a while: its CPU in a
+    window after every camera started, and ending before any is sealed."""
+    r = run(plan["run_s"], (plan["warm_s"], plan["window_s"]))
+    return r["window_cpu_s"] / (cams * plan["window_s"] / 60), r
 
 
-def _median(pairs: list[tuple[float, dict, dict]]) -> tuple[float, dict, dict]:
-    """The median pair; its long run carries every pair's figure as ``per_min_all``."""
-    pairs = sorted(pairs, key=lambda p: p[0])
-    per_min, a, b = pairs[len(pairs) // 2]
-    return per_min, a, dict(b, per_min_all=[p[0] for p in pairs])
+def _median(runs: list[tuple[float, dict]]) -> tuple[float, dict]:
+    """The median run; it carries every run's figure as ``per_min_all``."""
+    runs = sorted(runs, key=lambda p: p[0])
+    per_min, r = runs[len(runs) // 2]
+    return per_min, dict(r, per_min_all=[p[0] for p in runs])
 
 
 @pytest.fixture(scope="module")
-def ingest_cpu(ts_stream, tmp_path_factory) -> dict[str, list[tuple[float, dict, dict]]]:
-    """Marginal CPU pairs of `vstore record` and of FFmpeg recorders, alternating (vstore,
-    FFmpeg, vstore, ...), run once for both tests below: a shared VM's drift during the runs
-    falls on both sides of the ratio (one FFmpeg pair swung 0.22-0.45 CPU s per camera-minute
-    between runs here), and each side reports the median of its pairs."""
+def ingest_cpu(ts_stream, tmp_path_factory) -> dict[str, list[tuple[float, dict]]]:
+    """Steady CPU of `vstore record` and of FFmpeg recorders, alternating (vstore, FFmpeg,
+    vstore, ...), run once for both tests below: a shared VM's drift during the runs falls
+    on both sides of the ratio (one FFmpeg run swung 0.22-0.45 CPU s per camera-minute
+    between runs here), and each side reports the median of its runs. A window inside one
+    run, not the difference of a long and a short run: that difference carried both runs'
+    start-up noise and spread vstore's figure by a third."""
     data, loop_s, plan = ts_stream
     cams = plan["cams"]
     tmp = tmp_path_factory.mktemp("ingest-cpu")
 
-    def vstore(seconds):
+    def vstore(seconds, window):
         return _served(data, loop_s, seconds, lambda url: _vstore(
-            url, cams, seconds, tmp / f"s{time.time_ns()}"))  # fmt: skip
+            url, cams, seconds, tmp / f"s{time.time_ns()}", window=window))  # fmt: skip
 
-    def ffmpeg(seconds):
+    def ffmpeg(seconds, window):
         return _served(data, loop_s, seconds, lambda url: _ffmpeg(
-            url, cams, seconds, tmp / f"f{time.time_ns()}"))  # fmt: skip
+            url, cams, seconds, tmp / f"f{time.time_ns()}", window))  # fmt: skip
 
     sides = {"vstore": vstore}
     if shutil.which("ffmpeg") is not None:
         sides["ffmpeg"] = ffmpeg
-    out: dict[str, list[tuple[float, dict, dict]]] = {k: [] for k in sides}
+    out: dict[str, list[tuple[float, dict]]] = {k: [] for k in sides}
     for _ in range(plan["repeats"]):
         for name, run in sides.items():
-            out[name].append(_pair(run, cams, plan["short_s"], plan["long_s"]))
+            out[name].append(_steady(run, cams, plan))
     return out
 
 
 def test_ingest_vstore_record(benchmark, ts_stream, ingest_cpu):
-    """`vstore record` of N loopback cameras: marginal CPU s per camera-minute."""
+    """`vstore record` of N loopback cameras: steady CPU s per camera-minute."""
     data, loop_s, plan = ts_stream
     cams = plan["cams"]
-    per_min, short, long = benchmark.pedantic(
-        lambda: _median(ingest_cpu["vstore"]), rounds=1, iterations=1
-    )
+    per_min, r = benchmark.pedantic(lambda: _median(ingest_cpu["vstore"]), rounds=1, iterations=1)
     benchmark.extra_info.update(
         cpu_s_per_camera_minute=per_min,
-        cpu_s_per_camera_minute_all=long["per_min_all"],
+        cpu_s_per_camera_minute_all=r["per_min_all"],
         stream_bytes_per_s=len(data) / loop_s,  # each camera's MPEG-TS, as sent
         cameras=cams,
-        seconds=plan["long_s"],
-        short_seconds=plan["short_s"],
-        dropped=long["dropped"],
-        packets=long["packets"],
-        demuxers=long["demuxers"],
-        startup_cpu_s=short["cpu_s"] - per_min * cams * plan["short_s"] / 60,
+        seconds=plan["run_s"],
+        warm_seconds=plan["warm_s"],
+        window_seconds=plan["window_s"],
+        dropped=r["dropped"],
+        packets=r["packets"],
+        demuxers=r["demuxers"],
+        # What the run cost beyond its steady rate: start-up (imports, probing) and sealing.
+        startup_cpu_s=r["cpu_s"] - per_min * cams * plan["run_s"] / 60,
     )
-    assert long["packets"] > 0 and long["dropped"] == 0 and long["demuxers"] == ["native"]
+    assert r["packets"] > 0 and r["dropped"] == 0 and r["demuxers"] == ["native"]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -311,14 +362,13 @@ def test_ingest_ffmpeg_segment_recorders(benchmark, ts_stream, ingest_cpu):
     """Baseline: one `ffmpeg -i tcp://... -c copy -f segment` recorder per camera, its runs
     alternating with vstore's (see ingest_cpu)."""
     _data, _loop_s, plan = ts_stream
-    per_min, _short, long = benchmark.pedantic(
-        lambda: _median(ingest_cpu["ffmpeg"]), rounds=1, iterations=1
-    )
+    per_min, r = benchmark.pedantic(lambda: _median(ingest_cpu["ffmpeg"]), rounds=1, iterations=1)
     benchmark.extra_info.update(
         cpu_s_per_camera_minute=per_min,
-        cpu_s_per_camera_minute_all=long["per_min_all"],
+        cpu_s_per_camera_minute_all=r["per_min_all"],
         cameras=plan["cams"],
-        seconds=plan["long_s"],
+        seconds=plan["run_s"],
+        window_seconds=plan["window_s"],
     )
 
 

@@ -357,8 +357,9 @@ def build_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 ff,
                 "ratio <= 0.5",
                 (v / ff <= 0.5) if ff else None,
-                f"marginal: {info['seconds']:.0f} s run minus {info['short_seconds']:.0f} s run "
-                f"(start-up {info['startup_cpu_s']:.2f} CPU s not counted), median of "
+                f"steady: CPU in a {info['window_seconds']:.0f} s window from "
+                f"{info['warm_seconds']:.0f} s into a {info['seconds']:.0f} s run (start-up and "
+                f"sealing {info['startup_cpu_s']:.2f} CPU s not counted), median of "
                 f"vstore {runs(info)} and FFmpeg {runs(ff_info)}; dropped {info['dropped']}",
             )
         )
@@ -1061,7 +1062,7 @@ def real_footage_figures(by: dict[str, Any], med: Any) -> list[dict[str, Any]]:
                         "ratio <= 1",
                         per_mb <= live_ms_per_mb,
                         "import: the row above over the file's bytes; live: `vstore record`'s "
-                        "marginal CPU per camera-minute (the ingest row) over the MPEG-TS bytes "
+                        "steady CPU per camera-minute (the ingest row) over the MPEG-TS bytes "
                         "a camera sends in a minute",
                     )
                 )
