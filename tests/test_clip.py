@@ -332,7 +332,7 @@ def test_sound_sent_ahead_is_read_from_the_chunk_before_even_across_segments(tmp
             assert abs(first) < 0.001 and abs(secs - length / 1e9) < 0.03, (at, first, secs)
         # The chunk before a clip's first, damaged: the clip is made, strict too.
         at = second.start_ns + 10**9
-        lead = plan_clip(st, "cam", at, at + 10**9).lead
+        lead = plan_clip(st, "cam", at, at + 10**9).lead_chunk
         assert lead is not None
         path = st.layout.path(next(r for r in st.index.segments(num) if
                                    r.segment_id == lead.segment_id).path)  # fmt: skip

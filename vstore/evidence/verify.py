@@ -407,8 +407,9 @@ def _rederive(
             (s["sha256"], [(k["offset"], k["length"], k["crc32"]) for k in s["chunks"]])
             for s in c.get("sources", [])
         ]  # fmt: skip
-        if plan.lead is not None and not any(
-            (plan.lead.offset, plan.lead.length, f"{plan.lead.crc32:08x}") in ks for _, ks in want
+        lead = plan.lead_chunk
+        if lead is not None and not any(
+            (lead.offset, lead.length, f"{lead.crc32:08x}") in ks for _, ks in want
         ):
             # The export read no sound from the chunk before (damaged then, or before clips
             # did): made again as it was made.

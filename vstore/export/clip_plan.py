@@ -70,25 +70,29 @@ class ClipPlan:
         self.notes = notes if notes is not None else []
         # Ranges left out because their chunks do not verify (the clip shows a gap there).
         self.damaged: list[tuple[int, int]] = []
-        # The chunk before the first (clip_plan.chunk_before), read for its sound only, and
-        # its segment's row.
-        self.lead: ChunkRow | None = None
-        self.lead_segment: SegmentRow | None = None
+        # The chunk before the first (clip_plan.chunk_before) in its segment, read for its
+        # sound only.
+        self.lead: ClipPart | None = None
+
+    @property
+    def lead_chunk(self) -> ChunkRow | None:
+        """The lead's chunk (``lead``), else None."""
+        return self.lead.chunks[0] if self.lead is not None else None
 
     @property
     def read_parts(self) -> list[ClipPart]:
         """Every chunk the clip reads, by segment: ``parts``, with ``lead`` first."""
-        if self.lead is None or self.lead_segment is None:
+        if self.lead is None:
             return self.parts
         p0 = self.parts[0]
-        if self.lead_segment.segment_id == p0.segment.segment_id:
-            return [ClipPart(p0.segment, (self.lead, *p0.chunks)), *self.parts[1:]]
-        return [ClipPart(self.lead_segment, (self.lead,)), *self.parts]
+        if self.lead.segment.segment_id == p0.segment.segment_id:
+            return [ClipPart(p0.segment, (*self.lead.chunks, *p0.chunks)), *self.parts[1:]]
+        return [self.lead, *self.parts]
 
     def is_lead(self, part: ClipPart) -> bool:
         """Whether ``part`` (of ``read_parts``) holds the lead chunk alone: a segment read
         for its sound only, whose tracks need not be the clip's."""
-        return self.lead is not None and part.chunks == (self.lead,)
+        return self.lead is not None and part.chunks == self.lead.chunks
 
     def without(self, bad: Iterable[ChunkRow]) -> "ClipPlan":
         """This plan without chunks that do not verify, nor the continuation chunks of their
@@ -140,10 +144,10 @@ class ClipPlan:
         # out) and not damaged itself.
         if (
             self.lead is not None
-            and self.lead.start_ns not in bad_starts
+            and self.lead.chunks[0].start_ns not in bad_starts
             and first is self.parts[0].chunks[0]
         ):
-            out.lead, out.lead_segment = self.lead, self.lead_segment
+            out.lead = self.lead
         return out
 
     def __repr__(self) -> str:
@@ -249,12 +253,12 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     plan.damaged = damaged
     lead = chunk_before(store, num, chunks[0])
     if lead is not None:
-        plan.lead_segment = seg_rows.get(lead.segment_id) or next(
+        lead_row = seg_rows.get(lead.segment_id) or next(
             (r for r in store.index.segments(num, lead.start_ns, lead.end_ns)
              if r.segment_id == lead.segment_id),
             None,
         )  # fmt: skip
-        plan.lead = lead if plan.lead_segment is not None else None
+        plan.lead = ClipPart(lead_row, (lead,)) if lead_row is not None else None
     return plan
 
 

@@ -330,7 +330,7 @@ class NativeMp4:
                 except CorruptSegment:
                     # The lead chunk is no part of the clip: damage there is no failure of
                     # it, even strict (the clip is made without that chunk's sound).
-                    if self.strict and c is not self.plan.lead:
+                    if self.strict and c is not self.plan.lead_chunk:
                         raise
                     damaged.append(c)
                     continue
@@ -344,7 +344,7 @@ class NativeMp4:
         for rd, c, chunk in self._each_chunk(
             lambda rd, c: rd.read_chunk(c.offset, c.length, c.crc32)
         ):
-            samples = self._select(rd.meta, chunk.columns, c is self.plan.lead)
+            samples = self._select(rd.meta, chunk.columns, c is self.plan.lead_chunk)
             pieces = self._pieces(chunk, samples)
             keep = kept + c.length <= self.keep_bytes
             kept += c.length if keep else 0
@@ -399,7 +399,7 @@ class NativeMp4:
             return head, cols, table
 
         for rd, c, (head, cols, table) in self._each_chunk(read):
-            samples = self._select(rd.meta, cols, c is self.plan.lead)
+            samples = self._select(rd.meta, cols, c is self.plan.lead_chunk)
             planned: list[list[int]] = []
             for tr, idxs in samples:
                 t = self.tracks[tr]
@@ -429,7 +429,7 @@ class NativeMp4:
                     "packet table"
                 )
         except CorruptSegment as exc:
-            if (self.strict and pc.row is not self.plan.lead) or pc.verified:
+            if (self.strict and pc.row is not self.plan.lead_chunk) or pc.verified:
                 raise
             if streaming:
                 raise CorruptSegment(
@@ -476,7 +476,7 @@ class NativeMp4:
     def _inband_params(self, t: _TrackOut) -> bytes:
         """Parameter sets from the first keyframe, for Annex-B tracks recorded without them."""
         codec = _native.CODEC_H264 if t.src.codec == "h264" else _native.CODEC_HEVC
-        pc = next(pc for pc in self.chunks if pc.row is not self.plan.lead)
+        pc = next(pc for pc in self.chunks if pc.row is not self.plan.lead_chunk)
         chunk = pc.reader.read_chunk(pc.row.offset, pc.row.length, pc.row.crc32)
         for i, tr in enumerate(chunk.columns.track):
             if tr == t.src.index and chunk.columns.flags[i] & fmt.PKT_KEY:

@@ -150,7 +150,7 @@ def mux_plan(
                 plan.damaged[-1] = (plan.damaged[-1][0], c.end_ns)  # the rest of its GOP
                 continue
             skipping = False
-            sound_only = c is plan.lead  # (its sound alone: clip_plan.chunk_before)
+            sound_only = c is plan.lead_chunk  # (its sound alone: clip_plan.chunk_before)
             try:
                 chunk = rd.read_chunk(c.offset, c.length, c.crc32)
             except CorruptSegment:
