@@ -159,3 +159,91 @@ def test_import_cli_max_rate(store_dir, media, capsys):
     assert main([*base, "--max-rate", "200MB", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["packets"] == 50 and doc["max_rate_bytes"] == 200_000_000
+
+
+def _clip_frames(store, tmp_path, start_ns: int, end_ns: int) -> list[tuple[float, int]]:
+    """(seconds from the clip's start, frame counter) of every frame a clip shows."""
+    from tools.camsim import read_frame_counter
+    from vstore.export.clip import write_clip
+    from vstore.export.clip_plan import plan_clip
+
+    out = tmp_path / f"c{start_ns}.mp4"
+    write_clip(store, plan_clip(store, "cam", start_ns, end_ns), out)
+    with av.open(str(out)) as c:
+        return [(round(float(f.time), 3), read_frame_counter(f.to_ndarray(format="rgb24")))
+                for f in c.decode(video=0)]  # fmt: skip
+
+
+def test_a_matroska_file_with_b_frames_keeps_its_first_gop_in_order(store, media, tmp_path):
+    """Matroska gives its first B-frame GOP's first packets no decode time: taken as their
+    presentation times, the writer reordered them and clips showed that GOP's frames out of
+    order (and from the wrong frame)."""
+    path = media("bf.mkv", 3.0, bframes=2, gop_frames=25)
+    with av.open(str(path)) as c:
+        assert next(c.demux(video=0)).dts is None  # (the case: no decode time at first)
+    import_file(store, path, "cam", START_NS)
+    got = _clip_frames(store, tmp_path, START_NS + 80_000_000, START_NS + 320_000_000)
+    assert got == [(k * 0.04, 2 + k) for k in range(6)]
+
+
+def _cut(src, dst, keep) -> None:
+    """Remux ``src`` into ``dst`` with only the packets ``keep(packet)`` accepts, their
+    timestamps as they were."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        outs = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for pkt in i.demux():
+            if pkt.size and keep(pkt):
+                pkt.stream = outs[pkt.stream_index]
+                o.mux(pkt)
+
+
+def test_an_import_places_the_file_s_first_frame_at_its_start(store, media, tmp_path):
+    """A file that begins inside a GOP (a cut MPEG-TS) keeps its frames where it shows
+    them: its first keyframe lands as far after the start as the file says, and the frames
+    before it, which nothing can decode, are counted as dropped. It used to land on the
+    start itself, everything early by the frames before it."""
+    src = media("cut.ts", 4.0, gop_frames=25)
+    cut = tmp_path / "cut.ts"
+    # (frames 10.. of a 25-frame GOP first: its next keyframe is frame 25, 0.6 s later)
+    _cut(src, cut, lambda p: p.pts is None or p.pts >= 10 * 3600 + p.stream.start_time)
+    r = import_file(store, cut, "cam", START_NS)
+    assert r.first_ns == START_NS + 600_000_000 and r.stats["dropped_before_keyframe"] == 15
+    got = _clip_frames(store, tmp_path, START_NS + 600_000_000, START_NS + 680_000_000)
+    assert got == [(0.0, 25), (0.04, 26)]
+
+
+def test_an_import_places_the_first_frame_an_edit_list_shows_at_its_start(
+    store, media, tmp_path
+):
+    """An MP4 whose edit list hides its first frames (cut with `ffmpeg -ss -c copy`) is
+    placed by the first frame it shows: the hidden ones, kept for decoding, lie before the
+    start. The first keyframe used to land on the start, every shown frame late."""
+    src = media("el.mp4", 3.0, gop_frames=25)
+    cut = tmp_path / "el.mp4"
+    with av.open(str(src)) as i, av.open(str(cut), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        shift = int(0.48 / i.streams.video[0].time_base)  # (frames 0-11 hidden)
+        for pkt in i.demux(video=0):
+            if pkt.size:
+                pkt.pts, pkt.dts, pkt.stream = pkt.pts - shift, pkt.dts - shift, out
+                o.mux(pkt)
+    with av.open(str(cut)) as c:
+        assert next(c.demux(video=0)).is_discard  # (the case: an edit list hides it)
+    r = import_file(store, cut, "cam", START_NS)
+    assert r.first_ns == START_NS - 480_000_000
+    assert _clip_frames(store, tmp_path, START_NS, START_NS + 80_000_000) == [
+        (0.0, 12), (0.04, 13)]  # fmt: skip
+
+
+def test_abutting_files_import_in_any_order(store, media):
+    """A file's length for the overlap check is its pictures': sound running a few
+    milliseconds past the last picture made a file refused in front of the file after it
+    (imported first), as if they overlapped."""
+    path = media("abut.mp4", 2.0, audio="aac", gop_frames=25)
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        assert c.duration / 1e6 > float(v.duration * v.time_base)  # (the case: sound longer)
+    import_file(store, path, "cam", START_NS + 2 * 10**9)
+    r = import_file(store, path, "cam", START_NS)
+    assert r.end_ns == START_NS + 2 * 10**9
+    assert check_store(store).ok

@@ -1,16 +1,16 @@
 """Import of an old recording (MP4, MKV, MPEG-TS, ... from an older camera system) into a
-camera, its first keyframe placed at the wall-clock start the operator gives."""
+camera, its first frame placed at the wall-clock start the operator gives."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import SourceError, UsageError
 from vstore.base.ratelimit import RateLimiter
-from vstore.base.timebase import format_time
+from vstore.base.timebase import format_time, ticks_to_ns
 from vstore.ingest.av_source import open_container
 from vstore.ingest.tracks import tracks_from_av
 from vstore.store import imports
@@ -24,8 +24,9 @@ class ImportResult:
     packets: int
     bytes: int
     segments: int
-    start_ns: int
+    start_ns: int  # as given: the wall time of the file's first frame
     end_ns: int | None
+    first_ns: int | None  # where its stored footage begins
     stats: dict[str, Any]
     ignored: tuple[str, ...]
     warnings: tuple[str, ...] = ()
@@ -35,11 +36,72 @@ class ImportResult:
 # A file whose container declares this much more than could be read is called truncated.
 TRUNCATED_MIN_S = 1.0
 
+# At most this many packets wait for the first decode time of a file whose first video
+# packets have none (Matroska with B-frames); past it they go on without one.
+DTS_WAIT_PACKETS = 256
+
+
+def _with_dts(packets: Iterable[Any], video: int) -> Iterator[tuple[Any, int | None]]:
+    """``(packet, dts)`` in demux order, giving the first video packets their decode times
+    when the container leaves them out (Matroska's first B-frame GOP: FFmpeg knows a decode
+    time only from the third packet on). Taken as their presentation times, they would be
+    reordered by the writer's rule that decode times increase, and the GOP's frames shown
+    in the wrong order. They are counted back from the first decode time the file gives,
+    one frame duration apiece."""
+    held: list[Any] = []
+    it = iter(packets)
+    for pkt in it:
+        if not held and (pkt.stream_index != video or pkt.dts is not None):
+            yield pkt, pkt.dts
+            if pkt.stream_index == video:
+                break  # (the first video packet has its decode time: nothing to fill)
+            continue
+        held.append(pkt)
+        if pkt.stream_index != video:
+            continue
+        if pkt.dts is None:
+            if len(held) < DTS_WAIT_PACKETS:
+                continue
+            break  # (too many: they go on as they are)
+        waiting = [p for p in held[:-1] if p.stream_index == video]
+        step = pkt.duration or 1
+        filled = {id(p): pkt.dts - (len(waiting) - k) * step for k, p in enumerate(waiting)}
+        for p in held:
+            dts = filled.get(id(p), p.dts)
+            yield p, (min(dts, p.pts) if p.pts is not None else dts)
+        held = []
+        break
+    for p in held:  # (the file ended, or too many waited, before a video decode time)
+        yield p, p.dts
+    for pkt in it:
+        yield pkt, pkt.dts
+
+
+def _origin_ns(stream: Any) -> int | None:
+    """Media time (ns) of a video stream's first frame as the file presents it (an edit list
+    applied), else None."""
+    if stream is None or stream.start_time is None:
+        return None
+    tb = stream.time_base
+    return ticks_to_ns(int(stream.start_time), tb.numerator, tb.denominator)
+
+
+def _video_s(container: Any, video: int, declared_s: float) -> float:
+    """How long the file's pictures last, as its container states it (0: not stated): the
+    video stream's own duration, else the file's declared one. Not the file's duration
+    FFmpeg gives a file that states none (MPEG-TS: a bitrate estimate), nor one that counts
+    sound running on past the last picture: two files cut from one recording abut."""
+    if video >= 0:
+        s = container.streams[video]
+        if s.duration:
+            return float(s.duration * s.time_base)
+    return declared_s
+
 
 def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: float) -> None:
-    """Before anything is written: an import whose length (as its container states or
-    estimates it) reaches the camera's later footage is refused, naming that footage. The
-    writer stops at that footage too, for files whose length was misstated."""
+    """Before anything is written: an import whose pictures (as long as its container
+    states them) reach the camera's later footage are refused, naming that footage. The
+    writer stops at that footage too, for files whose length was misstated or not stated."""
     num = store.index.camera_num(camera_id)
     if num is None or not duration_s:
         return
@@ -88,15 +150,23 @@ def import_file(
         # container that states its duration can show that the file was cut short.
         declared_s = duration if "mpegts" not in container.format.name else 0.0
         streams = [container.streams[i] for i in src.stream_to_track]
+        video = next((i for i, tr in src.stream_to_track.items()
+                      if src.tracks[tr].kind == "video"), -1)  # fmt: skip
         num = store.index.camera_num(camera_id, create=True)
         assert num is not None
         prior = imports.find(store, num, start_ns)
         replaced = imports.replace(store, prior, by) if prior is not None else 0
-        _refuse_overlap(store, camera_id, start_ns, duration)
+        _refuse_overlap(store, camera_id, start_ns, _video_s(container, video, declared_s))
         imports.begin(store, camera_id, num, start_ns, p)
+        origin_ns = _origin_ns(container.streams[video] if video >= 0 else None)
         try:
             writer = open_writer(
-                store, camera_id, src.tracks, start_ns=start_ns, tracked_import=True
+                store,
+                camera_id,
+                src.tracks,
+                start_ns=start_ns,
+                origin_media_ns=origin_ns,
+                tracked_import=True,
             )
         except BaseException:
             imports.finish(store, num, start_ns)  # refused before a segment was written
@@ -105,17 +175,18 @@ def import_file(
         # Seconds per tick as a float, once: a Fraction product per packet cost more CPU
         # than the rest of the import's per-packet work.
         tick_s = {s.index: float(s.time_base) for s in streams}
-        video = next((i for i, tr in mapping.items() if src.tracks[tr].kind == "video"), -1)
+        # (the bar counts from the file's start: a camera's MPEG-TS starts hours in)
+        first_s = container.start_time / 1_000_000 if container.start_time else 0.0
         try:
             with writer:
-                for pkt in container.demux(streams):
+                for pkt, dts in _with_dts(container.demux(streams), video):
                     if pkt.size == 0:
                         continue
                     index, key = pkt.stream_index, pkt.is_keyframe
                     writer.write_raw(
                         mapping[index],
                         pkt.pts,
-                        pkt.dts,
+                        dts,
                         key,
                         bytes(pkt),
                         None,
@@ -132,7 +203,8 @@ def import_file(
                         and duration
                         and pkt.pts is not None
                     ):
-                        progress(min(duration, pkt.pts * tick_s[index]), duration)
+                        done_s = pkt.pts * tick_s[index] - first_s
+                        progress(min(duration, max(0.0, done_s)), duration)
         except av.FFmpegError as exc:
             imports.finish(store, num, start_ns)  # the source ends here: what it gave is kept
             raise SourceError(
@@ -169,6 +241,7 @@ def import_file(
         segments=stats.segments,
         start_ns=start_ns,
         end_ns=end_ns,
+        first_ns=writer.first_ns,
         stats=stats.as_dict(),
         ignored=src.ignored,
         warnings=tuple(warnings),

@@ -33,11 +33,12 @@ def import_job(
         progress=progress,
         rate=RateLimiter(rate) if rate else None,
     )
+    first_ns = r.first_ns if r.first_ns is not None else r.start_ns
     return {
         "camera": r.camera,
         "file": str(path),
-        "from": format_time(r.start_ns),
-        "from_ns": r.start_ns,
+        "from": format_time(first_ns),
+        "from_ns": first_ns,
         "to": format_time(r.end_ns) if r.end_ns else None,
         "to_ns": r.end_ns,
         "packets": r.packets,

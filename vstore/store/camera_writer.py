@@ -115,6 +115,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         tracks: Sequence[fmt.TrackInfo],
         *,
         start_ns: int | None = None,
+        origin_media_ns: int | None = None,
         settings: CameraSettings | None = None,
         stream_map: dict[int, int] | None = None,
         tracked_import: bool = False,
@@ -135,7 +136,12 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self.camera_num = cam
         self.stats = WriterStats()
         self._lock = threading.RLock()
-        self._fixed_start_ns = start_ns  # import: wall time of the first keyframe
+        # An import: the wall time of the file's first frame, and that frame's media time
+        # (None: of the first keyframe). The first keyframe is placed by its distance from
+        # it, so a file that begins inside a GOP or hides frames (an edit list) keeps its
+        # frames' true times.
+        self._fixed_start_ns = start_ns
+        self._origin_media_ns = origin_media_ns
         self._seg: SegmentFile | None = None
         self._seg_start_ns = 0
         self._pending_rows: list[ChunkRow] = []
@@ -173,6 +179,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         # before the footage after it.
         self._import_ceiling_ns: int | None = None
         self.overlap_error: UsageError | None = None
+        self.first_ns: int | None = None  # where its first segment begins
         if start_ns is not None:
             self._place_import(start_ns)
         self._set_tracks(self._check_tracks(tracks))
@@ -576,6 +583,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         )
         self._seg_row = row
         self._seg_start_ns = start_ns
+        if self.first_ns is None:
+            self.first_ns = start_ns
         self._run_reason = "continuous"
         self.stats.segments += 1
 
@@ -659,6 +668,7 @@ def open_writer(
     tracks: Sequence[fmt.TrackInfo] | MappedTracks,
     *,
     start_ns: int | None = None,
+    origin_media_ns: int | None = None,
     tracked_import: bool = False,
 ) -> CameraWriter:
     """A writer for one camera: the store's one open writer for it until closed.
@@ -666,8 +676,8 @@ def open_writer(
     ``tracks`` is a sequence of TrackInfo, or the ``SourceTracks`` that
     ``vstore.ingest.tracks.tracks_from_av`` returns (then PyAV packets are mapped from their
     stream to their track, and packets of other streams are ignored). ``start_ns`` fixes
-    the wall time of the first keyframe (imports); without it, live wall time comes from
-    the packets or the clock. ``tracked_import``: an import that began a marker
+    the wall time of media time ``origin_media_ns`` (imports: the file's first frame; None:
+    the first keyframe); without it, live wall time comes from the packets or the clock. ``tracked_import``: an import that began a marker
     (``vstore.store.imports.begin``) at ``start_ns``.
     """
     if start_ns is not None:
@@ -681,6 +691,7 @@ def open_writer(
             camera_id,
             infos,
             start_ns=start_ns,
+            origin_media_ns=origin_media_ns,
             stream_map=stream_map,
             tracked_import=tracked_import,
         ),

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # when the gap leaves it at least this long; a shorter one is clamped past (T3).
 GAP_RUN_MIN_NS = 60 * NS_PER_S
 
+# An import's first keyframe this far from its file's first frame is not believed (a broken
+# start time): it is placed at the start itself.
+ORIGIN_MAX_NS = 300 * NS_PER_S
+
 
 class WallPlacement:
     """How a ``CameraWriter`` maps media time to wall time (its methods, its state)."""
@@ -71,6 +75,9 @@ class WallPlacement:
         if self._reanchor:
             if self._fixed_start_ns is not None and not self._fp.started:
                 anchor = self._fixed_start_ns
+                origin = self._origin_media_ns
+                if origin is not None and abs(key_media_ns - origin) <= ORIGIN_MAX_NS:
+                    anchor += key_media_ns - origin
             elif self._fixed_start_ns is not None:
                 # An import continues its own media time: re-anchoring keeps the wall mapping.
                 anchor = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
