@@ -595,3 +595,21 @@ def test_a_file_hashed_while_it_is_written_is_hashed_whole(tmp_path):
     t.start()
     t.join()
     assert follower.finish().hexdigest() == hashlib.sha256(b"".join(blocks)).hexdigest()
+
+
+def test_sound_an_mp4_cannot_hold_is_named_as_left_out(tmp_path, media):
+    """G.711 has no place in an MP4: an export used to leave it out saying nothing (the
+    manifest's only trace an audio count of 0, its README promising the recorded audio).
+    The manifest, the README and the report now name it."""
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-ulaw.mov", 3.0, audio="pcm_mulaw", gop_frames=25), "cam",
+                START_NS)  # fmt: skip
+    pkg = tmp_path / "p"
+    report = export_package(st, [ExportItem("cam", t(0), t(50))], pkg, case="C", purpose="p",
+                            by="b")  # fmt: skip
+    st.close()
+    doc = json.loads((pkg / "manifest.json").read_text())
+    (note,) = doc["clips"][0]["left_out"]
+    assert "pcm_mulaw" in note and report.clips[0]["left_out"] == [note]
+    assert f"NOT IN THE CLIP: {note}" in (pkg / "README.txt").read_text()
+    assert verify_package(pkg).ok

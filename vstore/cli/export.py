@@ -4,6 +4,7 @@ manifest, the signer's public key and a README, as a directory or a ZIP."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vstore.cli.common import add_common_args, fmt_bytes, print_json, progress_bar
 
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for c in doc["clips"]:
         print(f"  {c['file']}  camera {c['camera']}  {c['from']} .. {c['to']}")
         print(f"      SHA-256 {c['sha256']}")
+        for note in c.get("left_out", ()):
+            print(f"vstore export: warning: {c['file']}: {note}", file=sys.stderr)
     print(f"  manifest signed by export key {doc['key_id']} (Ed25519)")
     print(f"  check it: vstore verify {args.output}")
     return 0

@@ -113,7 +113,13 @@ def _clip_name(n: int, item: ExportItem) -> str:
 
 
 def _clip_entry(
-    store: Store, plan: ClipPlan, name: str, sha256: str, size_bytes: int, packets: dict[str, int]
+    store: Store,
+    plan: ClipPlan,
+    name: str,
+    sha256: str,
+    size_bytes: int,
+    packets: dict[str, int],
+    left_out: list[str],
 ) -> dict[str, Any]:
     cam = store.config.camera(plan.camera)
     tz = cam.timezone
@@ -176,6 +182,8 @@ def _clip_entry(
             for p in plan.read_parts
         ],
         "notes": plan.notes,
+        # Recorded tracks an MP4 has no place for (G.711 sound): named, never silently gone.
+        "left_out": left_out,
     }
 
 
@@ -191,11 +199,12 @@ def _readme(doc: dict[str, Any], key_id: str) -> str:
         "",
         "Clips:",
     ]
-    lines.extend(
-        f"  {c['file']}: camera {c['camera']['id']}, {c['delivered']['from_local']} to "
-        f"{c['delivered']['to_local']}, SHA-256 {c['sha256']}"
-        for c in doc["clips"]
-    )
+    for c in doc["clips"]:
+        lines.append(
+            f"  {c['file']}: camera {c['camera']['id']}, {c['delivered']['from_local']} to "
+            f"{c['delivered']['to_local']}, SHA-256 {c['sha256']}"
+        )
+        lines.extend(f"    NOT IN THE CLIP: {note}" for note in c["left_out"])
     lines += [
         "",
         "HOW TO VERIFY",
@@ -213,9 +222,10 @@ def _readme(doc: dict[str, Any], key_id: str) -> str:
         "3. Or all of it at once, offline, with vstore:",
         "     vstore verify THIS-PACKAGE --key signer-you-trust.pem",
         "",
-        "The clips are the recorded video and audio remuxed into MP4, never re-encoded. The",
-        "manifest lists, for each clip, the recorded segments and chunks (with their",
-        "checksums) its samples come from, and any gap in the footage.",
+        "The clips are the recorded video and audio remuxed into MP4, never re-encoded",
+        "(recorded sound MP4 has no place for, such as G.711, is named above as not in the",
+        "clip). The manifest lists, for each clip, the recorded segments and chunks (with",
+        "their checksums) its samples come from, and any gap in the footage.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -294,7 +304,13 @@ def export_package(
                 digest, media_digest = sign_appended(f, eff, info, hashed)
             counts = {"video_samples": res.video_packets, "audio_samples": res.audio_packets}
             entry = _clip_entry(
-                store, res.plan, name, digest, (staging / name).stat().st_size, counts
+                store,
+                res.plan,
+                name,
+                digest,
+                (staging / name).stat().st_size,
+                counts,
+                res.dropped_tracks,
             )
             entry["media_sha256"] = media_digest
             entry["eff"] = {"key_id": eff.info.key_id, "scheme": "oeff"}
@@ -374,6 +390,7 @@ def export_package(
                 "size_bytes": c["size_bytes"],
                 "from": c["delivered"]["from"],
                 "to": c["delivered"]["to"],
+                "left_out": c["left_out"],
             }
             for c in clips
         ],
