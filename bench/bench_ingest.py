@@ -263,9 +263,7 @@ def _sample_rss(p: subprocess.Popen, out: list[float]) -> None:
         time.sleep(0.25)
 
 
-def _ffmpeg(
-    url: str, cams: int, seconds: float, out: Path, window: tuple[float, float]
-) -> dict:
+def _ffmpeg(url: str, cams: int, seconds: float, out: Path, window: tuple[float, float]) -> dict:
     """One `ffmpeg -c copy -f segment` recorder per camera; their CPU seconds, and in
     ``window`` (warm_s, window_s) as ``window_cpu_s``."""
     cpu0 = _children_cpu()

@@ -522,3 +522,33 @@ def test_video_to_a_terminal_is_refused(store_dir, command):
         os.close(secondary)
         os.close(primary)
     assert r.returncode == 2 and "which is a terminal" in r.stderr
+
+
+def test_import_inputs_named_as_a_new_user_meets_them(store_dir, media, tmp_path, capsys):
+    """A raw H.264 stream (no timestamps) is refused saying so, and leaves no camera behind;
+    footage that would run past now is refused before anything is stored; the least
+    --max-rate is named; a lower-case Z is an offset; a package that is not there is
+    not found (3)."""
+    seed(store_dir)
+    src = media("raw-src.ts", 2.0, gop_frames=25)
+    raw = tmp_path / "cam.264"
+    with av.open(str(src)) as i, av.open(str(raw), "w", format="h264") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(video=0):
+            if pkt.size:
+                pkt.stream = out
+                o.mux(pkt)
+    base = ["import", "--store", str(store_dir), "--start", "2025-01-17T01:00:00z"]
+    assert main([*base, str(raw), "--camera", "raw"]) == 6
+    assert "raw H.264/H.265 stream carries no timestamps" in one_line_error(capsys)
+    future = ["import", "--store", str(store_dir), "--start", "now", "--camera", "fut"]
+    assert main([*future, str(media("long.mp4", 5.0, gop_frames=25))]) == 2
+    assert "after now" in one_line_error(capsys)
+    with open_store(store_dir, read_only=True) as st:
+        assert [c.camera for c in st.cameras()] == ["cam"]
+    assert main([*base, str(src), "--camera", "slow", "--max-rate", "30KB"]) == 2
+    assert "least rate, 64KB a second" in one_line_error(capsys)
+    assert main([*base, str(src), "--camera", "paced", "--max-rate", "64KB", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "no-such.zip")]) == 3
+    assert "does not exist" in one_line_error(capsys)

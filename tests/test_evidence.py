@@ -434,7 +434,7 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
     with pytest.raises(UsageError, match="needs a purpose"):
         export_package(st, item, tmp_path / "x", case="C", purpose=" ", by="b")
     assert not (tmp_path / "x").exists()
-    assert main(["verify", str(tmp_path / "nothing")]) == 2
+    assert main(["verify", str(tmp_path / "nothing")]) == 3  # (not found)
     # Free text is one line: a case or purpose cannot pass for another audit line or a
     # README section, nor drive the terminal that shows it.
     for bad in ("K-1\n2026-12-04T16:40:00.000+00:00  #99  hold_release", "p\x1b[2Jcleared"):

@@ -4,6 +4,7 @@ writing at once, a mid-stream resolution change, truncated and garbage files."""
 from __future__ import annotations
 
 import threading
+import time
 
 import av
 import pytest
@@ -212,9 +213,7 @@ def test_an_import_places_the_file_s_first_frame_at_its_start(store, media, tmp_
     assert got == [(0.0, 25), (0.04, 26)]
 
 
-def test_an_import_places_the_first_frame_an_edit_list_shows_at_its_start(
-    store, media, tmp_path
-):
+def test_an_import_places_the_first_frame_an_edit_list_shows_at_its_start(store, media, tmp_path):
     """An MP4 whose edit list hides its first frames (cut with `ffmpeg -ss -c copy`) is
     placed by the first frame it shows: the hidden ones, kept for decoding, lie before the
     start. The first keyframe used to land on the start, every shown frame late."""
@@ -246,4 +245,21 @@ def test_abutting_files_import_in_any_order(store, media):
     import_file(store, path, "cam", START_NS + 2 * 10**9)
     r = import_file(store, path, "cam", START_NS)
     assert r.end_ns == START_NS + 2 * 10**9
+    assert check_store(store).ok
+
+
+def test_an_import_whose_length_is_not_stated_stops_at_now(store, media):
+    """Footage is never stored ahead of the clock: a file that states no length (checked
+    before anything is written otherwise) is stopped where it would run past now, what
+    came before kept."""
+    path = media("future.ts", 6.0, gop_frames=25)
+    now = time.time_ns()
+    with av.open(str(path)) as src:
+        w = store.writer("cam", tracks_from_av(src), start_ns=now - 2 * 10**9)
+        for pkt in src.demux():
+            if pkt.size and w.overlap_error is None:
+                w.write(pkt)
+        w.close()
+    assert w.overlap_error is not None and "runs on past now" in str(w.overlap_error)
+    assert 0 < w.durable_end_ns - (now - 2 * 10**9) <= 4 * 10**9 + 2 * 10**9
     assert check_store(store).ok

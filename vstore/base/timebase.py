@@ -162,6 +162,8 @@ def parse_time_ns(text: str, now_ns: int | None = None) -> int:
     A time without an offset is refused: guessing the zone is how DST bugs begin.
     """
     s = text.strip()
+    if s[-1:] == "z":  # (RFC 3339 allows a lower-case Z)
+        s = s[:-1] + "Z"
     if now_ns is None:
         now_ns = time.time_ns()
     if s.lower() == "now":

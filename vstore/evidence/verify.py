@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from vstore._version import __version__
-from vstore.base.errors import UsageError
+from vstore.base.errors import NotFound, UsageError
 from vstore.evidence.eff import Signature, cert_key_id, hash_and_signatures, read_signatures
 from vstore.evidence.package_format import (
     FORMAT,
@@ -167,7 +167,7 @@ def verify_package(
     clip from the recorded chunks the manifest names."""
     p = Path(path)
     if not p.exists():
-        raise UsageError(f"{p} does not exist")
+        raise NotFound(f"{p} does not exist")
     if p.is_file() and not zipfile.is_zipfile(p):
         if p.suffix.lower() == ".zip":  # a package, but damaged or cut short: a failure
             check = Check("file", p.name, False, "not a readable ZIP: damaged or cut short")

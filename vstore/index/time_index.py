@@ -632,6 +632,19 @@ class TimeIndex:
             self.commit(b)
             return num
 
+    def forget_camera(self, camera_id: str) -> None:
+        """Unregister a camera nothing was ever stored for (an import that stored nothing
+        registered it): its number is not given again."""
+        num = self.camera_num(camera_id)
+        if num is None:
+            return
+        if next(iter(self.segments(num)), None) is not None:
+            raise VstoreError(f"camera {camera_id!r} has footage: it is never forgotten")
+        b = Batch()
+        b.delete(layout.camera_key(camera_id))
+        b.delete(layout.camera_num_key(num))
+        self.commit(b)
+
     def cameras(self) -> list[tuple[str, int]]:
         """(camera id, camera num) for every camera, ordered by id."""
         out = []

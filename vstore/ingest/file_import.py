@@ -14,7 +14,7 @@ from vstore.base.timebase import format_time, ticks_to_ns
 from vstore.ingest.av_source import open_container
 from vstore.ingest.tracks import tracks_from_av
 from vstore.store import imports
-from vstore.store.camera_writer import open_writer
+from vstore.store.camera_writer import FUTURE_SLACK_NS, open_writer
 from vstore.store.store import Store
 
 
@@ -98,6 +98,19 @@ def _video_s(container: Any, video: int, declared_s: float) -> float:
     return declared_s
 
 
+def _refuse_future(store: Store, start_ns: int, video_s: float) -> None:
+    """Footage is never stored ahead of the clock: an import whose pictures (as long as its
+    container states them) would run past now is refused before anything is written."""
+    end_ns = start_ns + int(video_s * 1e9)
+    now_ns = store.clock.wall_ns()
+    if video_s and end_ns > now_ns + FUTURE_SLACK_NS:
+        raise UsageError(
+            f"the file's pictures last {video_s:.1f} s: from {format_time(start_ns)} they would "
+            f"run to {format_time(end_ns)}, after now ({format_time(now_ns)}); nothing was "
+            "stored (give --start as the time it was recorded)"
+        )
+
+
 def _refuse_overlap(store: Store, camera_id: str, start_ns: int, duration_s: float) -> None:
     """Before anything is written: an import whose pictures (as long as its container
     states them) reach the camera's later footage are refused, naming that footage. The
@@ -152,11 +165,14 @@ def import_file(
         streams = [container.streams[i] for i in src.stream_to_track]
         video = next((i for i, tr in src.stream_to_track.items()
                       if src.tracks[tr].kind == "video"), -1)  # fmt: skip
+        video_s = _video_s(container, video, declared_s)
+        _refuse_future(store, start_ns, video_s)
+        new_camera = store.index.camera_num(camera_id) is None
         num = store.index.camera_num(camera_id, create=True)
         assert num is not None
         prior = imports.find(store, num, start_ns)
         replaced = imports.replace(store, prior, by) if prior is not None else 0
-        _refuse_overlap(store, camera_id, start_ns, _video_s(container, video, declared_s))
+        _refuse_overlap(store, camera_id, start_ns, video_s)
         imports.begin(store, camera_id, num, start_ns, p)
         origin_ns = _origin_ns(container.streams[video] if video >= 0 else None)
         try:
@@ -221,10 +237,19 @@ def import_file(
         container.close()
     stats = writer.stats
     if stats.packets == 0:
+        if new_camera:  # (registered for this import alone: `ls` must not list it)
+            store.index.forget_camera(camera_id)
+        hint = (
+            " (a raw H.264/H.265 stream carries no timestamps: put it in a container at its "
+            f"frame rate first, e.g. ffmpeg -r 25 -i {p.name} -c copy {p.stem}.mp4)"
+            if stats.dropped_no_timestamp
+            else ""
+        )
         raise SourceError(
             f"{p}: no storable footage (dropped before a keyframe: "
             f"{stats.dropped_before_keyframe}, without codec parameters: "
-            f"{stats.dropped_no_params})"
+            f"{stats.dropped_no_params}, without timestamps: {stats.dropped_no_timestamp})"
+            f"{hint}"
         )
     end_ns = writer.durable_end_ns  # (a backfill ends before the camera's later footage)
     warnings = []

@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
 
 
+# How far past the clock an import's footage may run (two machines' clocks differ):
+# footage is never stored ahead of the clock.
+FUTURE_SLACK_NS = 2_000_000_000
+
+
 @dataclass
 class WriterStats:
     """Counters of one camera writer (exported by `vstore record --json` and metrics)."""
@@ -523,6 +528,19 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             del self.stats.events[:50]
         log.info("camera %s: %s %s", self.camera_id, kind, format_detail(detail))
 
+    def _stop_import(self, why: str) -> None:
+        """Drop the open chunk and stop the import at its next packet (``overlap_error``);
+        what came before stays."""
+        kept = (
+            f"its footage before {format_time(self._chunk_start_ns)} is stored"
+            if self.stats.chunks
+            else "nothing of it was stored"
+        )
+        self._table.reset()
+        self._payload.clear()
+        self.overlap_error = UsageError(f"{why}; {kept}")
+        self._fp.enabled = False
+
     def _open_chunk_end_ns(self) -> int:
         """Wall end of the open chunk: its last video frame plus one frame duration."""
         return self._wall_of(self._video, self._fp.chunk_last_vpts + self._fp.chunk_vdelta)
@@ -602,20 +620,16 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         end_ns = max(end_ns, start + 1)
         if self._import_ceiling_ns is not None and end_ns > self._import_ceiling_ns:
             # A backfill reached the camera's later footage: this chunk would overlap it.
-            # It is dropped, the import stops at its next packet, what came before stays.
-            self._table.reset()
-            self._payload.clear()
-            kept = (
-                f"its footage before {format_time(start)} is stored"
-                if self.stats.chunks
-                else "nothing of it was stored"
-            )
-            self.overlap_error = UsageError(
+            self._stop_import(
                 f"the import reaches footage camera {self.camera_id!r} already has from "
-                f"{format_time(self._import_ceiling_ns)}; {kept}"
+                f"{format_time(self._import_ceiling_ns)}"
             )
-            self._fp.enabled = False
             return
+        if self._fixed_start_ns is not None:
+            now_ns = self.store.clock.wall_ns()
+            if end_ns > now_ns + FUTURE_SLACK_NS:
+                self._stop_import(f"the import runs on past now ({format_time(now_ns)})")
+                return
         n = len(self._table)
         now = self.store.clock.monotonic_ns()
         due = self._fsync_due(now)  # one decision: the early writeback and the fsync agree

@@ -383,6 +383,7 @@ _SIZE_UNITS = {
 
 
 AUTO_RATE = "auto"
+MIN_RATE_BYTES = 64_000  # (a job paced slower would run for days)
 
 
 def parse_rate(text: str | int) -> int | str:
@@ -394,21 +395,25 @@ def parse_rate(text: str | int) -> int | str:
         rate = parse_size_bytes(text)
     except UsageError:
         raise UsageError(f"bad rate {text!r}: use auto, none or a size such as 50MB") from None
-    if 0 < rate < 64 * 1024:
-        raise UsageError(f"{text!r} is below 64 KB/s and would never finish")
+    return _at_least_min_rate(text, rate)
+
+
+def _at_least_min_rate(text: str | int, rate: int) -> int:
+    if 0 < rate < MIN_RATE_BYTES:
+        raise UsageError(f"{text!r} is below the least rate, 64KB a second: it would never finish")
     return rate
 
 
 def parse_fixed_rate(text: str) -> int:
     """A pace of a job that has no cameras of its own to follow (an import, a check): a size
     per second such as ``50MB``, or ``none`` (0: as fast as the disk goes)."""
+    if text.strip().lower() == "none":
+        return 0
     try:
-        rate = parse_rate(text)
+        rate = parse_size_bytes(text)
     except UsageError:
-        rate = AUTO_RATE
-    if rate == AUTO_RATE:
-        raise UsageError(f"--max-rate {text}: a size per second such as 50MB, or none")
-    return int(rate)
+        raise UsageError(f"--max-rate {text}: a size per second such as 50MB, or none") from None
+    return _at_least_min_rate(text, rate)
 
 
 def parse_size_bytes(text: str | int) -> int:
