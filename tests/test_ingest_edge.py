@@ -3,6 +3,7 @@ writing at once, a mid-stream resolution change, truncated and garbage files."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -263,3 +264,27 @@ def test_an_import_whose_length_is_not_stated_stops_at_now(store, media):
     assert w.overlap_error is not None and "runs on past now" in str(w.overlap_error)
     assert 0 < w.durable_end_ns - (now - 2 * 10**9) <= 4 * 10**9 + 2 * 10**9
     assert check_store(store).ok
+
+
+def test_a_file_still_being_written_is_imported_with_a_warning(store, media, tmp_path):
+    """A file another program still writes is imported as far as it goes then, and says
+    so: it used to be reported as a plain success, the rest silently missing."""
+    data = media("growing.ts", 4.0, gop_frames=25).read_bytes()
+    path = tmp_path / "growing.ts"
+    half = len(data) // 2 // 188 * 188
+    path.write_bytes(data[:half])
+
+    def append_rest() -> None:
+        with path.open("ab") as f:
+            f.write(data[half:])
+
+    rest = threading.Timer(0.2, append_rest)
+    rest.start()
+    r = import_file(store, path, "cam", START_NS)
+    rest.join()
+    (warning,) = r.warnings
+    assert "changed while it was imported" in warning
+    untouched = tmp_path / "whole.ts"
+    untouched.write_bytes(data)
+    os.utime(untouched, ns=(time.time_ns() - 10**10,) * 2)  # (written a while ago)
+    assert import_file(store, untouched, "cam2", START_NS).warnings == ()

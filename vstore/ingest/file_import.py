@@ -3,6 +3,7 @@ camera, its first frame placed at the wall-clock start the operator gives."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ class ImportResult:
 
 # A file whose container declares this much more than could be read is called truncated.
 TRUNCATED_MIN_S = 1.0
+
+# A file changed this recently before its import ended may still be being written: it is
+# watched a moment longer, since a writer that is still at it shows itself.
+BEING_WRITTEN_NS = 10**9
+GROWTH_WAIT_S = 0.25
 
 # At most this many packets wait for the first decode time of a file whose first video
 # packets have none (Matroska with B-frames); past it they go on without one.
@@ -75,6 +81,24 @@ def _with_dts(packets: Iterable[Any], video: int) -> Iterator[tuple[Any, int | N
         yield p, p.dts
     for pkt in it:
         yield pkt, pkt.dts
+
+
+def _still_written(p: Path, opened: Any) -> bool:
+    """Whether the file changed since ``opened`` (its stat at the import's start)."""
+
+    def changed() -> bool:
+        try:
+            now = p.stat()
+        except OSError:
+            return True
+        return (now.st_size, now.st_mtime_ns) != (opened.st_size, opened.st_mtime_ns)
+
+    if changed():
+        return True
+    if time.time_ns() - opened.st_mtime_ns >= BEING_WRITTEN_NS:
+        return False
+    time.sleep(GROWTH_WAIT_S)
+    return changed()
 
 
 def _origin_ns(stream: Any) -> int | None:
@@ -155,6 +179,7 @@ def import_file(
     p = Path(path)
     if not p.exists():
         raise SourceError(f"{p}: no such file")
+    opened = p.stat()
     container = open_container(str(p))
     try:
         src = tracks_from_av(container)
@@ -258,6 +283,11 @@ def import_file(
         warnings.append(
             f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
             "the file may be truncated (what was read is stored)"
+        )
+    if _still_written(p, opened):
+        warnings.append(
+            f"{p.name} changed while it was imported (is something still writing it?): "
+            f"{read_s:.1f} s were read and stored; anything written to it after that is not"
         )
     return ImportResult(
         camera=camera_id,
