@@ -150,3 +150,38 @@ def test_check_in_a_recording_process_names_an_import_nobody_runs(tmp_path, medi
             assert [p.code for p in check_store(st, verify_hashes=False).problems] == ["C8"]
             with st.writer("cam", [VIDEO], start_ns=START_NS + 7200 * NS):  # (being imported)
                 assert check_store(st, verify_hashes=False).ok
+
+
+@pytest.mark.parametrize("how", ["keep", "discard"])
+def test_an_unfinished_import_can_be_given_up(tmp_path, media, capsys, how):
+    """An import that died, whose file is gone (or whose --start was wrong), used to keep
+    `check` failing for good: only the same import run again resolved it. It is given up:
+    what it stored kept, or deleted (audited either way)."""
+    from vstore.cli.main import main
+
+    src = media("replay.ts", 12.0, gop_frames=25)
+    store = _store(tmp_path / "store")
+    with open_store(store) as st:
+        _import_until(st, src, 5.0)
+    with open_store(store) as st:
+        [left] = imports.unfinished(st)
+        partial = _footage(st)
+        assert partial and not check_store(st).ok
+    argv = ["import", "--camera", "cam", "--start", format_time(START_NS), "--store", str(store)]
+    assert main([*argv, "--abandon", how, str(src)]) == 2  # (no file with it)
+    capsys.readouterr()
+    assert main([*argv, "--abandon", how, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["abandoned"] == how and doc["segments"] >= 1
+    assert main([*argv, "--abandon", how]) == 3  # (nothing left to give up)
+    capsys.readouterr()
+    with open_store(store) as st:
+        assert imports.unfinished(st) == [] and check_store(st).ok
+        assert _footage(st) == (partial if how == "keep" else [])
+        records = list(st.index.audit_records())
+        if how == "keep":
+            (rec,) = [a for a in records if a["action"] == "import_abandoned"]
+            assert rec["detail"]["file"] == left.file
+        else:
+            deleted = [a for a in records if a["action"] == "delete"]
+            assert {a["detail"]["reason"] for a in deleted} == {"import_discarded"}

@@ -10,7 +10,7 @@ from vstore.cli.common import add_common_args, fmt_bytes, fmt_time, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="recording to import")
+    p.add_argument("file", nargs="?", help="recording to import")
     p.add_argument("--camera", required=True, help="camera id to store it under")
     p.add_argument(
         "--start", required=True, metavar="T", help="wall-clock time of the first frame (ISO 8601)"
@@ -21,14 +21,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="footage written per second, e.g. 50MB, so that live recording on the same disk "
         "keeps its share (default: none, as fast as the disk takes it)",
     )
+    p.add_argument(
+        "--abandon",
+        choices=["keep", "discard"],
+        help="give up the unfinished import at --camera and --start (`vstore check` lists "
+        "them; no file needed): keep what it stored, or discard it (deleted and audited; a "
+        "hold refuses it)",
+    )
     add_common_args(p)
+
+
+def _abandon(args: argparse.Namespace, start_ns: int) -> int:
+    from vstore.service.job_client import run_job
+    from vstore.store.store import resolve_store_path
+
+    params = {"camera": args.camera, "start_ns": start_ns, "abandon": args.abandon}
+    doc = run_job(str(resolve_store_path(args.store)), "import", params, None)
+    if args.json:
+        print_json(doc)
+        return 0
+    what = "kept" if doc["abandoned"] == "keep" else "deleted (see `vstore audit`)"
+    print(f"gave up the import of {doc['file']} into camera {doc['camera']} at {doc['start']}: "
+          f"its {doc['segments']} segment(s) {what}")  # fmt: skip
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC
     from pathlib import Path
 
-    from vstore.base.errors import NotFound
+    from vstore.base.errors import NotFound, UsageError
     from vstore.base.layout import validate_camera_id
     from vstore.base.timebase import parse_time_ns
     from vstore.cli.common import progress_bar
@@ -38,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     validate_camera_id(args.camera)
     start = parse_time_ns(args.start)
+    if args.abandon:
+        if args.file:
+            raise UsageError("--abandon gives up an unfinished import: give no file with it")
+        return _abandon(args, start)
+    if not args.file:
+        raise UsageError("give the recording to import (or --abandon keep|discard)")
     rate = parse_fixed_rate(args.max_rate) if args.max_rate else 0
     root = resolve_store_path(args.store)
     # A new store is made in an existing directory only (a typo deep in a path must not

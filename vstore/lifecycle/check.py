@@ -6,7 +6,7 @@ left open by a dead writer; C4 no orphan segment files; C5 chunk rows of a camer
 overlap and start in time order; C6 tiered footage under an active hold also carries an S3
 object legal hold where the bucket supports them (H4); C7 no pending deletion (garbage mark)
 is of footage indexed again or held where nothing else holds it (D5); C8 no import left
-unfinished by a process that is gone (F1-F4); C9 each camera's recording chain is whole from
+unfinished by a process that is gone (F1-F5); C9 each camera's recording chain is whole from
 its first link to its signed head, every missing link accounted for by an audit record of a
 deletion or trim (evidence.md); C10 a sealed segment's GOP table is its chunk rows' GOPs;
 C11 each shared catalog hour in the object store lists exactly the store's tiered segments
@@ -124,7 +124,9 @@ def check_store(
                 f"the import of {imp.file} into camera {imp.camera!r} at "
                 f"{format_time(imp.start_ns)} (begun {format_time(imp.started_ns)}) never "
                 f"reported done; its {len(imp.segment_ids)} segment(s) stay until the same "
-                "import is run again, which replaces them",
+                "import is run again, which replaces them, or it is given up "
+                f"(vstore import --abandon keep|discard --camera {imp.camera} --start "
+                f"{format_time(imp.start_ns)})",
             )
         )
     # Segment ids are unique per store, but an adopted foreign file may repeat one: key by

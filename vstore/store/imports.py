@@ -1,4 +1,4 @@
-"""Unfinished imports (lifecycle F1-F4): the marker an import keeps in the index from before
+"""Unfinished imports (lifecycle F1-F5): the marker an import keeps in the index from before
 its first segment until it reports done, and the segments it wrote, listed under the marker
 in the same batch that opens each of them. A crashed import's footage is therefore known
 for what it is, and running the same import again replaces it instead of being refused as
@@ -38,10 +38,10 @@ def begin(store: Store, camera: str, camera_num: int, start_ns: int, file: Path)
     store.index.put_sync(layout.import_key(camera_num, start_ns), dumps_compact(doc))
 
 
-def finish(store: Store, camera_num: int, start_ns: int) -> None:
+def finish(store: Store, camera_num: int, start_ns: int, b: Batch | None = None) -> None:
     """F3: the import is done (its footage sealed and synced): the marker and its list go,
-    in one synced batch, before the import reports done."""
-    b = Batch()
+    in one synced batch (with what ``b`` holds), before the import reports done."""
+    b = b if b is not None else Batch()
     for key, _value in store.index.scan(layout.import_key(camera_num, start_ns)):
         b.delete(key)
     store.index.commit(b, sync=True)
@@ -70,10 +70,11 @@ def find(store: Store, camera_num: int, start_ns: int) -> UnfinishedImport | Non
     )
 
 
-def replace(store: Store, prior: UnfinishedImport, by: str) -> int:
+def replace(store: Store, prior: UnfinishedImport, by: str, reason: str = "import_replaced") -> int:
     """F4: before an import runs again, delete what the unfinished one wrote (through the
     deletion protocol, each deletion audited), then its marker. Refused, deleting nothing,
-    when a legal hold covers any of it. Returns how many segments were deleted."""
+    when a legal hold covers any of it. Returns how many segments were deleted. F5: with
+    ``reason`` ``import_discarded``, an import given up, its footage deleted."""
     with store.retention_lock:  # no hold placed between the check and the deletions
         rows = _rows(store, prior)
         holds = list_holds(store)
@@ -85,16 +86,38 @@ def replace(store: Store, prior: UnfinishedImport, by: str) -> int:
                         f"{format_time(prior.start_ns)} did not finish, and hold {h.id} covers "
                         f"footage it wrote ({format_time(r.start_ns)} .. "
                         f"{format_time(r.end_ns)}): nothing was changed; release the hold to "
-                        "import again"
+                        "import again, or keep what it stored (--abandon keep)"
                     )
         detail = {
-            "reason": "import_replaced",
+            "reason": reason,
             "import_file": prior.file,
             "import_started": format_time(prior.started_ns),
         }
         for r in rows:
             delete_segment(store, r, prior.camera, by, detail)
         finish(store, prior.camera_num, prior.start_ns)
+    return len(rows)
+
+
+def keep(store: Store, prior: UnfinishedImport, by: str) -> int:
+    """F5: an import given up, what it stored kept as it is (every segment sealed at its
+    last whole chunk, R2): its marker goes, audited. Returns how many segments it kept."""
+    rows = _rows(store, prior)
+    b = Batch()
+    store.index.audit(
+        "import_abandoned",
+        by,
+        {
+            "camera": prior.camera,
+            "file": prior.file,
+            "start": format_time(prior.start_ns),
+            "import_started": format_time(prior.started_ns),
+            "kept_segments": [r.segment_id for r in rows],
+        },
+        store.clock.wall_ns(),
+        b,
+    )
+    finish(store, prior.camera_num, prior.start_ns, b)  # (the record and the marker at once)
     return len(rows)
 
 
