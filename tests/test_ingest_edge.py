@@ -288,3 +288,28 @@ def test_a_file_still_being_written_is_imported_with_a_warning(store, media, tmp
     untouched.write_bytes(data)
     os.utime(untouched, ns=(time.time_ns() - 10**10,) * 2)  # (written a while ago)
     assert import_file(store, untouched, "cam2", START_NS).warnings == ()
+
+
+def test_packets_the_source_marks_damaged_are_named_not_silent(store, media, tmp_path):
+    """Packets a source marks corrupt were stored flagged, and nothing said so: no count,
+    no timeline event, no note in a clip of them. A run of damaged chunks is one event."""
+    path = media("damaged.ts", 6.0, gop_frames=25)
+    with (
+        av.open(str(path)) as src,
+        store.writer("cam", tracks_from_av(src), start_ns=START_NS) as w,
+    ):
+        for k, pkt in enumerate(src.demux()):
+            if pkt.size:
+                w.write_raw(0, pkt.pts, pkt.dts, pkt.is_keyframe, bytes(pkt), None,
+                            k in (30, 40, 60, 90, 140))  # fmt: skip
+    assert w.stats.corrupt_packets == 5
+    # (frames 30-90 lie in the GOPs from 1 s to 4 s: one run; frame 140 after a clean GOP)
+    runs = [(e.at_ns - START_NS, e.detail) for e in store.index.events(store.camera_num("cam"))
+            if e.kind == "source_damage"]  # fmt: skip
+    assert runs == [(10**9, {"packets": 4, "to_ns": START_NS + 4 * 10**9}),
+                    (5 * 10**9, {"packets": 1, "to_ns": START_NS + 6 * 10**9})]  # fmt: skip
+    from vstore.export.clip_plan import plan_clip
+
+    (note,) = plan_clip(store, "cam", START_NS + 10**9, START_NS + 2 * 10**9).notes
+    assert "marked 4 packet(s)" in note
+    assert check_store(store).ok

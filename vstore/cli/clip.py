@@ -132,10 +132,15 @@ def run(args: argparse.Namespace) -> int:
         )
         # fMP4 and MPEG-TS have no edit list: they start at the keyframe before `from`.
         first = plan.start_ns if fmt in ("mp4", "mov") else plan.preroll_ns
+        hidden = (
+            " (counted from the keyframe before, whose frames the edit list hides)"
+            if first > plan.preroll_ns
+            else ""
+        )
         print(
             f"  {format_time(first)} .. {format_time(plan.end_ns)} "
             f"({format_duration(plan.end_ns - first)}), "
-            f"{res.video_packets} video / {res.audio_packets} audio packets"
+            f"{res.video_packets} video / {res.audio_packets} audio packets{hidden}"
         )
         for s, e in plan.gaps:
             print(

@@ -111,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     dropped = stats["dropped_before_keyframe"] + stats["dropped_no_params"]
     if dropped:
         print(f"  {dropped} packet(s) before the first decodable keyframe were not stored")
+    if stats["corrupt_packets"]:
+        print(
+            f"  {stats['corrupt_packets']} packet(s) the file marks as damaged were stored as "
+            "they are, flagged (see `vstore timeline`: source_damage)"
+        )
     if stats["discontinuities"]:
         print(
             f"  {stats['discontinuities']} timestamp discontinuities recorded "

@@ -249,7 +249,17 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     ]
     # A gap where footage was recorded and later found damaged (R5, R6) says so.
     gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
-    plan = ClipPlan(camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events)
+    # Packets the source marked damaged on the way (stored as received): a clip says where.
+    notes = [
+        f"the source marked {e['detail'].get('packets', '?')} packet(s) between "
+        f"{format_time(e['at_ns'])} and {format_time(e['detail'].get('to_ns', e['at_ns']))} "
+        "damaged on their way (stored as received): pictures there may show errors"
+        for e in events
+        if e["kind"] == "source_damage"
+    ]
+    plan = ClipPlan(
+        camera_id, rng, first_ns, last_ns, chunks[0].start_ns, parts, gaps, events, notes
+    )
     plan.damaged = damaged
     lead = chunk_before(store, num, chunks[0])
     if lead is not None:

@@ -90,6 +90,7 @@ class WriterStats:
     dropped_no_params: int = 0
     dropped_no_timestamp: int = 0
     dropped_disk_full: int = 0  # while recording paused for space (lifecycle S4)
+    corrupt_packets: int = 0  # stored as the source flagged them: damaged on the way
     ignored_stream_packets: int = 0
     timestamps_synthesized: int = 0
     non_monotonic: int = 0
@@ -166,6 +167,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._payload: list[bytes | bytearray | memoryview] = []
         self._chunk_flags = 0
         self._chunk_start_ns = 0
+        self._chunk_corrupt = 0  # packets of the open chunk the source flagged damaged
+        self._damage_run: Event | None = None  # the source_damage event chunks extend
         self._closed = False
         self._handover_armed = False  # a _hand_over_deferred retry is pending
         self._failed: VstoreError | None = None
@@ -438,6 +441,9 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._payload.append(data)
         self.stats.packets += 1
         self.stats.bytes += size
+        if corrupt:  # kept as received, flagged, and on the timeline at its chunk's close
+            self.stats.corrupt_packets += 1
+            self._chunk_corrupt += 1
         if self._table.payload_bytes >= self._max_chunk_bytes:
             self._chunk_full()
 
@@ -518,6 +524,21 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 self.store.writer_closed(self)
 
     # --- internals -----------------------------------------------------------------------------
+    def _note_source_damage(self, start_ns: int, end_ns: int) -> None:
+        """One ``source_damage`` event for a run of chunks with packets the source flagged
+        damaged (a lossy camera loses some every GOP): the run's event is written again,
+        under its own key, as each chunk extends it."""
+        run = self._damage_run
+        n = self._chunk_corrupt
+        self._chunk_corrupt = 0
+        if run is None or run.detail["to_ns"] != start_ns:
+            self._event("source_damage", {"packets": n, "to_ns": end_ns}, at_ns=start_ns)
+            self._damage_run = self._pending_events[-1]
+            return
+        detail = {"packets": run.detail["packets"] + n, "to_ns": end_ns}
+        self._damage_run = run._replace(detail=detail)
+        self._pending_events.append(self._damage_run)
+
     def _event(self, kind: str, detail: dict[str, Any], at_ns: int | None = None) -> None:
         if at_ns is None:
             at_ns = self._last_end_ns if self._last_end_ns is not None else self._chunk_start_ns
@@ -538,6 +559,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         )
         self._table.reset()
         self._payload.clear()
+        self._chunk_corrupt = 0
         self.overlap_error = UsageError(f"{why}; {kept}")
         self._fp.enabled = False
 
@@ -667,6 +689,10 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             )
         )
         self.stats.chunks += 1
+        if self._chunk_corrupt:
+            self._note_source_damage(start, end_ns)
+        else:
+            self._damage_run = None
         self._last_end_ns = end_ns
         self._table.reset()
         self._payload.clear()  # the same list stays bound to the fast path
