@@ -552,3 +552,34 @@ def test_import_inputs_named_as_a_new_user_meets_them(store_dir, media, tmp_path
     capsys.readouterr()
     assert main(["verify", str(tmp_path / "no-such.zip")]) == 3
     assert "does not exist" in one_line_error(capsys)
+
+
+def test_sound_vstore_cannot_keep_or_deliver_is_named_on_stderr(store_dir, media, tmp_path, capsys):
+    """Sound an import leaves out (MP2 here) is a warning on stderr, not a line among the
+    results; 16-bit PCM is stored and a MOV clip delivers it."""
+    import numpy as np
+
+    src = media("pcm-src.mp4", 3.0, gop_frames=25)
+    mov = tmp_path / "old-dvr.mov"
+    with av.open(str(src)) as i, av.open(str(mov), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        sounds = [o.add_stream(codec, rate=48000, layout="mono") for codec in ("pcm_s16le", "mp2")]
+        for pkt in i.demux(video=0):
+            if pkt.size:
+                pkt.stream = v
+                o.mux(pkt)
+        for s in sounds:
+            for k in range(3 * 48000 // 1152):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), "s16", "mono")
+                frame.sample_rate, frame.pts = 48000, k * 1152
+                o.mux(s.encode(frame))
+            o.mux(s.encode(None))
+    base = ["--store", str(store_dir), "--camera", "dvr"]
+    assert main(["import", str(mov), *base, "--start", "2025-01-17T01:00:00Z"]) == 0
+    out = capsys.readouterr()
+    assert "warning: ignored audio stream 2 (mp2): not stored" in out.err
+    clip = tmp_path / "c.mov"
+    argv = ["clip", *base, "--from", "2025-01-17T01:00:01Z", "--to", "2025-01-17T01:00:02Z"]
+    assert main([*argv, "-o", str(clip)]) == 0
+    with av.open(str(clip)) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264", "pcm_s16le"]

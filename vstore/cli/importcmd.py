@@ -121,6 +121,4 @@ def run(args: argparse.Namespace) -> int:
             f"  {stats['discontinuities']} timestamp discontinuities recorded "
             "(see `vstore timeline`)"
         )
-    for s in doc["ignored_streams"]:
-        print(f"  ignored {s}")
     return 0

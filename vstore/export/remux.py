@@ -41,7 +41,7 @@ AUDIO_CODECS_OK = {
     "mp4": {"aac", "mp3", "opus"},
     "fmp4": {"aac", "mp3", "opus"},
     "ts": {"aac", "mp3", "opus"},
-    "mov": {"aac", "mp3", "pcm_mulaw", "pcm_alaw"},
+    "mov": {"aac", "mp3", "pcm_mulaw", "pcm_alaw", "pcm_s16le"},
 }
 
 # Containers with an edit list: the pre-roll is hidden and the clip starts on its frame.

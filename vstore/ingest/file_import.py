@@ -31,7 +31,10 @@ class ImportResult:
     stats: dict[str, Any]
     ignored: tuple[str, ...]
     warnings: tuple[str, ...] = ()
-    replaced_segments: int = 0  # what an earlier, unfinished run of this import had written
+    replaced_segments: int = 0
+    audio_codecs: tuple[
+        str, ...
+    ] = ()  # of the audio tracks it stored  # what an earlier, unfinished run of this import had written
 
 
 # A file whose container declares this much more than could be read is called truncated.
@@ -301,4 +304,5 @@ def import_file(
         ignored=src.ignored,
         warnings=tuple(warnings),
         replaced_segments=replaced,
+        audio_codecs=tuple(t.codec for t in src.tracks if t.kind == "audio"),
     )

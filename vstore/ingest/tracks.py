@@ -50,7 +50,10 @@ def tracks_from_av(container: Any) -> SourceTracks:
         cc = s.codec_context
         name = cc.name
         if s.type == "audio" and name not in AUDIO_CODECS:
-            ignored.append(f"audio stream {s.index} ({name})")
+            ignored.append(
+                f"audio stream {s.index} ({name}): not stored (vstore keeps AAC, G.711, "
+                "MP3, Opus, G.726 and 16-bit PCM sound as recorded, and transcodes nothing)"
+            )
             continue
         if s.time_base is None:
             raise SourceError(f"stream {s.index} has no time base")

@@ -11,6 +11,7 @@ from vstore.base.errors import NotFound, UsageError
 from vstore.base.layout import validate_camera_id
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_time
+from vstore.export.remux import AUDIO_CODECS_OK
 from vstore.ingest.file_import import import_file
 from vstore.store import imports
 from vstore.store.store import Store
@@ -70,6 +71,14 @@ def import_job(
         rate=RateLimiter(rate) if rate else None,
     )
     first_ns = r.first_ns if r.first_ns is not None else r.start_ns
+    warnings = list(r.warnings)
+    warnings += [
+        f"its {codec} sound is stored as recorded, but no clip format delivers it without "
+        "transcoding"
+        for codec in r.audio_codecs
+        if not any(codec in ok for ok in AUDIO_CODECS_OK.values())
+    ]
+    warnings += [f"ignored {s}" for s in r.ignored]
     return {
         "camera": r.camera,
         "file": str(path),
@@ -82,7 +91,7 @@ def import_job(
         "segments": r.segments,
         "stats": r.stats,
         "ignored_streams": list(r.ignored),
-        "warnings": list(r.warnings),
+        "warnings": warnings,
         "max_rate_bytes": rate,
         "replaced_segments": r.replaced_segments,
     }
