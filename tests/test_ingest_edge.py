@@ -313,3 +313,21 @@ def test_packets_the_source_marks_damaged_are_named_not_silent(store, media, tmp
     (note,) = plan_clip(store, "cam", START_NS + 10**9, START_NS + 2 * 10**9).notes
     assert "marked 4 packet(s)" in note
     assert check_store(store).ok
+
+
+def test_a_backfill_leaves_the_timeline_s_gap_events_true(store, media):
+    """Footage imported into part of a gap used to leave the gap's event naming the whole
+    gap (shown by `timeline` and in clips), and no event for what was left after it."""
+    path = media("gap-part.ts", 4.0, gop_frames=25)
+    s = 10**9
+    import_file(store, path, "cam", START_NS)
+    import_file(store, path, "cam", START_NS + 30 * s)  # a gap from 4 s to 30 s
+    import_file(store, path, "cam", START_NS + 10 * s)  # footage 10-14 s into it
+
+    def gaps():
+        return [(e.detail["from_ns"] - START_NS, e.detail["to_ns"] - START_NS) for e in
+                store.index.events(store.camera_num("cam")) if e.kind == "gap"]  # fmt: skip
+
+    assert gaps() == [(4 * s, 10 * s), (14 * s, 30 * s)]
+    import_file(store, path, "cam", START_NS + 26 * s)  # 26-30 s: nothing left after it
+    assert gaps() == [(4 * s, 10 * s), (14 * s, 26 * s)]

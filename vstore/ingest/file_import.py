@@ -259,6 +259,8 @@ def import_file(
             if writer.overlap_error is None:
                 raise
         imports.finish(store, num, start_ns)  # F3: sealed and synced by the writer's close
+        if writer.first_ns is not None and writer.durable_end_ns is not None:
+            imports.mend_gaps(store, num, writer.first_ns, writer.durable_end_ns)
         if writer.overlap_error is not None:
             raise writer.overlap_error  # (after the writer sealed what came before)
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from vstore.base import layout
 from vstore.base.errors import UsageError
 from vstore.base.jsonio import dumps_compact
-from vstore.base.timebase import WallNs, format_time
+from vstore.base.timebase import GAP_TOLERANCE_NS, WallNs, format_time
 from vstore.index.time_index import Batch, SegmentRow
 from vstore.store.garbage import delete_segment
 from vstore.store.holds import list_holds
@@ -97,6 +97,27 @@ def replace(store: Store, prior: UnfinishedImport, by: str, reason: str = "impor
             delete_segment(store, r, prior.camera, by, detail)
         finish(store, prior.camera_num, prior.start_ns)
     return len(rows)
+
+
+def mend_gaps(store: Store, camera_num: int, first_ns: int, end_ns: int) -> None:
+    """An import that filled part of a gap (backfill) leaves the timeline's ``gap`` event of
+    that gap true: what is left of it before the import is the gap the import recorded as
+    it began; what is left after it (``end_ns`` to the footage after) is recorded anew, and
+    the old event, which named the whole gap, goes."""
+    before = store.index.chunk_before(camera_num, first_ns)
+    scan_from = before.end_ns if before is not None else -(2**63)
+    b, stale = Batch(), False
+    for ev in store.index.events(camera_num, scan_from, first_ns):
+        to_ns = ev.detail.get("to_ns") if ev.kind == "gap" else None
+        if not isinstance(to_ns, int) or to_ns <= first_ns + GAP_TOLERANCE_NS:
+            continue  # (not a gap, or the gap before the import, which it recorded itself)
+        b.delete(ev.key())
+        stale = True
+        if to_ns - end_ns > GAP_TOLERANCE_NS:
+            rest = ev._replace(at_ns=end_ns, detail={**ev.detail, "from_ns": end_ns})
+            b.put(rest.key(), rest.value())
+    if stale:
+        store.index.commit(b, sync=True)
 
 
 def keep(store: Store, prior: UnfinishedImport, by: str) -> int:
