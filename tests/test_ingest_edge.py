@@ -331,3 +331,20 @@ def test_a_backfill_leaves_the_timeline_s_gap_events_true(store, media):
     assert gaps() == [(4 * s, 10 * s), (14 * s, 30 * s)]
     import_file(store, path, "cam", START_NS + 26 * s)  # 26-30 s: nothing left after it
     assert gaps() == [(4 * s, 10 * s), (14 * s, 26 * s)]
+
+
+def test_a_start_whole_hours_from_the_file_s_creation_time_is_questioned(store, media, tmp_path):
+    """A --start given in the wrong time zone lies whole hours from the file's own
+    creation_time: the import stores it as told, and warns."""
+    made = tmp_path / "made.mp4"
+    with av.open(str(media("made-src.mp4", 2.0, gop_frames=25))) as i, av.open(str(made), "w") as o:
+        o.metadata["creation_time"] = "2025-01-17T01:00:00.000000Z"
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(video=0):
+            if pkt.size:
+                pkt.stream = s
+                o.mux(pkt)
+    (w,) = import_file(store, made, "a", START_NS + 7 * 3600 * 10**9).warnings
+    assert "7 h from --start" in w
+    assert import_file(store, made, "b", START_NS).warnings == ()  # (START_NS: 01:00Z)
+    assert import_file(store, made, "c", START_NS + 5400 * 10**9).warnings == ()  # (1.5 h)

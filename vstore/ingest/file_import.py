@@ -11,7 +11,7 @@ from typing import Any
 
 from vstore.base.errors import SourceError, UsageError
 from vstore.base.ratelimit import RateLimiter
-from vstore.base.timebase import format_time, ticks_to_ns
+from vstore.base.timebase import format_time, parse_time_ns, ticks_to_ns
 from vstore.ingest.av_source import open_container
 from vstore.ingest.tracks import tracks_from_av
 from vstore.store import imports
@@ -84,6 +84,25 @@ def _with_dts(packets: Iterable[Any], video: int) -> Iterator[tuple[Any, int | N
         yield p, p.dts
     for pkt in it:
         yield pkt, pkt.dts
+
+
+def _zone_slip(created: str, start_ns: int) -> str | None:
+    """A warning when the file's own ``creation_time`` lies a whole number of hours (within
+    a minute) from ``--start``: the mark of a start given in the wrong time zone. Other
+    differences say nothing (a file's creation time is often when it was exported)."""
+    try:
+        made_ns = parse_time_ns(created.replace(" ", "T"))
+    except (UsageError, ValueError):
+        return None
+    hour_ns = 3600 * 10**9
+    hours = round(abs(start_ns - made_ns) / hour_ns)
+    if not 1 <= hours <= 14 or abs(abs(start_ns - made_ns) - hours * hour_ns) > 60 * 10**9:
+        return None
+    return (
+        f"the file says it was made at {format_time(made_ns)} (its creation_time), "
+        f"{hours} h from --start {format_time(start_ns)}: "
+        "if --start's UTC offset is wrong, the footage is stored at the wrong time"
+    )
 
 
 def _still_written(p: Path, opened: Any) -> bool:
@@ -186,6 +205,7 @@ def import_file(
     container = open_container(str(p))
     try:
         src = tracks_from_av(container)
+        created = str(container.metadata.get("creation_time", ""))
         duration = float(container.duration or 0) / 1_000_000 if container.duration else 0.0
         # MPEG-TS has no declared length (FFmpeg estimates one from the bitrate): only a
         # container that states its duration can show that the file was cut short.
@@ -289,6 +309,9 @@ def import_file(
             f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
             "the file may be truncated (what was read is stored)"
         )
+    slip = _zone_slip(created, start_ns)
+    if slip:
+        warnings.append(slip)
     if _still_written(p, opened):
         warnings.append(
             f"{p.name} changed while it was imported (is something still writing it?): "
