@@ -237,6 +237,8 @@ cdef class FastPath:
                 notes |= 16
             elif delta <= 0 or delta > self.max_jump[t]:
                 jump = delta
+                if self.wrap_bits[t] and jump > WRAP_HALF:
+                    jump -= (<int64_t>1) << 33  # (a step back past 0, as 33 bits wrap it)
                 notes |= 8
                 rebase_off += self.last_dts[t] + last_delta - ndts
                 ndts = raw + rebase_off

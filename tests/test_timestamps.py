@@ -372,3 +372,16 @@ def test_a_write_raw_held_across_new_run_never_uses_the_old_state(tmp_path):
             return [(p.dts, p.is_key, bytes(p.data)) for p in st.read_packets(cam, 0, 2**62)]
 
         assert stored("held") == stored("method")
+
+
+def test_a_step_back_past_zero_is_reported_as_the_step_back_it_is():
+    """FFmpeg gives a 90 kHz stream that steps back past 0 as a step forward of nearly
+    2^33 ticks: the jump is reported as the step back (both twins)."""
+    from vstore import _native
+
+    for mod in {_native.ptable, __import__("vstore._py.ptable", fromlist=["x"])}:
+        fp = mod.FastPath(mod.PacketTable(), 0, [(90000 * 30, True, -1, 0)])
+        fp.normalise(0, 450_000_000, 450_000_000)
+        fp.normalise(0, 450_003_600, 450_003_600)
+        _dts, _pts, notes, jump = fp.normalise(0, 2**33, 2**33)
+        assert notes & mod.TS_JUMPED and jump == 2**33 - 450_003_600 - 2**33, mod

@@ -162,6 +162,8 @@ class FastPath:
                 # A clock step, camera reboot or spliced file: continue media time without
                 # a hole (the writer records the raw jump as a discontinuity).
                 jump = delta
+                if wrap_bits and jump > WRAP_HALF:
+                    jump -= WRAP_33  # a step back past 0, as 33-bit timestamps wrap it
                 notes |= TS_JUMPED
                 rebase_off += last_dts + last_delta - ndts
                 ndts = raw + rebase_off

@@ -406,7 +406,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             return
         ndts, npts, notes, jump_ticks = normalised
         if notes:
-            flags |= self._timestamp_notes(track, ts, notes, jump_ticks)
+            flags |= self._timestamp_notes(track, ts, notes, jump_ticks, npts)
 
         # --- video: keyframes, parameter sets, chunk and segment cuts ---
         if track == self._video:
@@ -447,13 +447,19 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         if self._table.payload_bytes >= self._max_chunk_bytes:
             self._chunk_full()
 
-    def _timestamp_notes(self, track: int, ts: TrackState, notes: int, jump_ticks: int) -> int:
-        """Count and report what normalising a packet's timestamps did; its packet flags."""
+    def _timestamp_notes(
+        self, track: int, ts: TrackState, notes: int, jump_ticks: int, pts: int
+    ) -> int:
+        """Count and report what normalising a packet's timestamps did (at the packet's own
+        wall time, once the run is anchored); its packet flags."""
         pt = _native.ptable
+        at_ns = self._wall_of(track, pts) if self._fp.started else None
         if notes & pt.TS_FILLED_DTS:
             self.stats.timestamps_synthesized += 1
         if notes & pt.TS_WRAPPED:
-            self._event("pts_wrap", {"track": track, "offset_ticks": self._fp.state(track)[2]})
+            self._event(
+                "pts_wrap", {"track": track, "offset_ticks": self._fp.state(track)[2]}, at_ns
+            )
         if notes & pt.TS_REORDERED:
             self.stats.non_monotonic += 1
         if notes & pt.TS_JUMPED:
@@ -461,6 +467,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             self._event(
                 "timestamp_jump",
                 {"track": track, "jump_ns": ticks_to_ns(jump_ticks, *ts.info.time_base)},
+                at_ns,
             )
             self.stats.discontinuities += 1
         if notes & pt.TS_PTS_CLAMPED:
