@@ -188,10 +188,12 @@ def cluster_node_store(
     cameras: dict[str, Any],
     ttl_s: int,
     recorders: int = 1,
+    tier: str | None = None,
 ) -> Path:
     """A node's store at root/name/store for a cluster on etcd ``endpoints``: member
     ``name`` under ``prefix`` with a ``ttl_s`` lease, every camera (id -> a source with a
-    ``url``) configured, 2 s segments, ``recorders`` recorder processes."""
+    ``url``) configured, 2 s segments, ``recorders`` recorder processes, and a ``tier``
+    URL (tiered by hand or by a drain only)."""
     store = root / name / "store"
     vstore("init", "--store", str(store))
     lines = [
@@ -200,6 +202,8 @@ def cluster_node_store(
         "[cluster]", f"etcd = {json.dumps(endpoints)}", f'name = "{name}"',
         f'prefix = "{prefix}"', f"lease_ttl_s = {ttl_s}",
     ]  # fmt: skip
+    if tier is not None:
+        lines += ["[tier]", f'url = "{tier}"', 'every = "off"']
     for cam, c in cameras.items():
         lines += [f"[cameras.{cam}]", f'url = "{c.url}"']
     (store / "vstore.toml").write_text("\n".join(lines) + "\n")

@@ -42,11 +42,13 @@ def cameras():
         c.close()
 
 
-def _node_store(tmp_path, name, etcd, prefix, cameras):
+def _node_store(tmp_path, name, etcd, prefix, cameras, tier=None):
     # n1 records through two recorder processes, n2 in its own process: the fencing and
     # the hand-overs hold for both.
     recorders = 2 if name == "n1" else 1
-    return cluster_node_store(tmp_path, name, etcd.endpoints, prefix, cameras, TTL_S, recorders)
+    return cluster_node_store(
+        tmp_path, name, etcd.endpoints, prefix, cameras, TTL_S, recorders, tier
+    )
 
 
 _spans = covered_spans
@@ -142,7 +144,9 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
     prefix = f"/vstore/freeze-{time.time_ns()}"
     own = Ownership(EtcdClient(etcd.endpoints), prefix)
     plans = PlanReader(EtcdClient(etcd.endpoints), prefix)
-    stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras) for n in ("n1", "n2")}
+    shared = tmp_path / "bucket"  # (a drained node tiers what it holds before it stops)
+    stores = {n: _node_store(tmp_path, n, etcd, prefix, cameras, str(shared))
+              for n in ("n1", "n2")}  # fmt: skip
     nodes = {n: start_node(stores[n]) for n in ("n1", "n2")}
     try:
         split = _shared_two_each(own, plans)
@@ -181,6 +185,13 @@ def test_a_frozen_node_stops_before_its_cameras_move_and_a_drained_one_hands_ove
     for c in victims:
         assert second[c]["first_ns"] > frozen_ns
     assert set(first) >= set(victims)
+    # The drained node tiered everything it held before it stopped, and its last word in
+    # the bucket says it records nothing and holds nothing untiered.
+    listing = json.loads(vstore("ls", "--store", str(stores["n2"]), "--json").stdout)
+    assert listing["cameras"] and all(c["local_bytes"] == 0 for c in listing["cameras"])
+    uuid = json.loads((stores["n2"] / "meta.json").read_text())["uuid"]
+    said = json.loads((shared / layout.node_cameras_key(uuid)).read_text())
+    assert said["cameras"] == {} and said["untiered"] == {}
 
 
 def test_of_two_nodes_the_elected_one_deletes_the_bucket_s_expired_footage_on_schedule(

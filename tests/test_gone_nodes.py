@@ -119,7 +119,7 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
     its first tiering run: none of its footage is in the bucket, yet from when it took the
     camera up its gap is lost, not bare; before that, the gap stays bare."""
     from vstore.api import open_store
-    from vstore.lifecycle.gone_nodes import publish_cameras
+    from vstore.lifecycle.gone_nodes import publish_cameras, untiered_spans
 
     url = f"s3://{bucket}/took-up"
     prefix = f"/vstore/took-up-{time.time_ns()}"
@@ -132,8 +132,9 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
                                                              name=name, prefix=prefix))  # fmt: skip
         publish_card(st, st.tier(url), "https://127.0.0.1:9")
     took = START_NS + 20 * S
-    publish_cameras(c, c.tier(url), {"gate": took, "lane": START_NS}, took)
-    publish_cameras(b, b.tier(url), {}, took)  # (b handed the camera over: sealed, tiered)
+    publish_cameras(c, c.tier(url), {"gate": took, "lane": START_NS}, {}, took)
+    # (b handed the camera over: sealed, tiered)
+    publish_cameras(b, b.tier(url), {}, untiered_spans(b), took)
     c_uuid = c.uuid
     b.close()
     c.close()
@@ -154,6 +155,49 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
     # b's footage ends at 12 s; until c took the camera up at 20 s the gap is bare.
     (gap,) = tl["gaps"]
     assert gap["from_ns"] < took and gap["to_ns"] == to
+
+
+@pytest.mark.s3
+def test_what_a_gone_node_held_untiered_is_lost_exactly_and_ends_where_another_took_over(
+    tmp_path, media, s3_env, bucket, etcd, capsys
+):
+    """Node b tiered 0-12 s, then recorded 12-24 s that it never tiered, and said so in its
+    list (``untiered``), as it still recorded the camera since 12 s; node c took the camera
+    up at 30 s (its own footage not tiered yet, so not in the bucket). Declared gone, b's
+    lost footage is what it held untiered and what it recorded until c took over: 12-30 s,
+    not to the declaration, and not a bare gap. Only the latest claim's window was marked
+    before, to the declaration."""
+    from vstore.api import open_store
+    from vstore.ingest.file_import import import_file
+    from vstore.lifecycle.gone_nodes import publish_cameras, untiered_spans
+
+    url = f"s3://{bucket}/untiered"
+    prefix = f"/vstore/untiered-{time.time_ns()}"
+    b = _store(tmp_path, media, "b", "gate")
+    assert run_tiering(b, b.tier(url), 5 * S).tiered == 3
+    import_file(b, media("cat-src.ts", 12.0, codec="h264", gop_frames=25), "gate",
+                START_NS + 12 * S)  # fmt: skip
+    assert untiered_spans(b) == {"gate": [[START_NS + 12 * S, START_NS + 24 * S]]}
+    (tmp_path / "c").mkdir()
+    c = open_store(tmp_path / "c")
+    for st, name in ((b, "b"), (c, "c")):
+        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
+                                                             name=name, prefix=prefix))  # fmt: skip
+        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+    took = START_NS + 30 * S
+    publish_cameras(b, b.tier(url), {"gate": START_NS + 12 * S}, untiered_spans(b), took)
+    publish_cameras(c, c.tier(url), {"gate": took}, {}, took)
+    b_uuid = b.uuid
+    b.close()
+    c.close()
+    where = ["--bucket", url, "--etcd", ",".join(etcd.endpoints), "--prefix", prefix]
+    assert main(["node", "forget", "b", *where]) == 0
+    capsys.readouterr()
+    tl, _err = _timeline(url, START_NS, START_NS + 60 * S, capsys)
+    lost = [e["detail"] for e in tl["events"] if e["kind"] == "lost"]
+    assert [(d["from_ns"], d["to_ns"], d["store"]) for d in lost] == [
+        (START_NS + 12 * S, took, b_uuid)
+    ]
 
 
 @contextlib.contextmanager

@@ -281,3 +281,27 @@ def test_rebuild_index_reaches_a_store_a_recorder_holds(store_dir, tmp_path, med
             _stop(p)
     with open_store(store_dir, read_only=True) as st:
         assert "far" in [c.camera for c in st.cameras()]
+
+
+def test_a_job_nobody_waits_on_fails_loudly_and_is_counted(tmp_path, caplog):
+    """A scheduled job's failure (a tier run the bucket refuses) used to be kept in the job
+    list alone: footage stayed on the node's disk with nothing in its log. It is an error
+    in the log now, and counted for /metrics; a client's failed job, which its client
+    hears of, is a warning."""
+    import logging
+
+    from vstore.service.job_runner import JobRunner
+
+    st = open_store(tmp_path / "s")
+    runner = JobRunner(st)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vstore.service.job_runner"):
+            for by in ("schedule", "alice"):
+                job = runner.submit("tier", {}, by)  # (no [tier] url: it fails)
+                assert job.finished.wait(30) and job.state == "failed"
+        levels = [(r.levelname, "by schedule" in r.getMessage()) for r in caplog.records]
+        assert levels == [("ERROR", True), ("WARNING", False)]
+        assert runner.failed == {"tier": 2}
+    finally:
+        runner.close()
+        st.close()

@@ -823,6 +823,21 @@ class TimeIndex:
             return SegmentRow.decode(it.key(), it.value())
         return None
 
+    def untiered_tail(self, camera_num: int, limit: int) -> Iterator[SegmentRow]:
+        """The camera's newest segments still on this store's disk (not tiered), newest
+        first, up to ``limit``: tiering goes oldest first, so they end at the first tiered
+        one."""
+        prefix = layout.camera_prefix(layout.SEGMENT_PREFIX, camera_num)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + b"\xff" * 16)
+        while limit > 0 and it.valid() and it.key().startswith(prefix):
+            row = SegmentRow.decode(it.key(), it.value())
+            if row.location != "local":
+                return
+            yield row
+            limit -= 1
+            it.prev()
+
     def last_chunk(self, camera_num: int) -> ChunkRow | None:
         prefix = layout.camera_prefix(layout.CHUNK_PREFIX, camera_num)
         it = self._db.iter()

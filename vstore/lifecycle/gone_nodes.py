@@ -5,23 +5,25 @@ show a gap.
 
 A declaration is ``_nodes_gone/STORE.json`` (``layout.node_gone_key``): the node's last
 card, who declared it and when. Each node also keeps ``_nodes_cameras/STORE.json`` current:
-the cameras it records, each with since when (``publish_cameras``, at every change). Readers
-of the bucket (``mark_lost``) put a ``lost`` event on what of a camera's range no footage
-covers, where a gone store recorded it: after the end of what it tiered, and from when it
-took up a camera its list names (it may have tiered none of it), to the declaration. A
-node declared gone that starts again takes the declaration back (``publish_card``): what it
-had not tiered is tiered at its next run.
+the cameras it records, each with since when, and the spans of every camera's footage it
+holds untiered (``publish_cameras``, at every change of its cameras and once a minute).
+Readers of the bucket (``mark_lost``) put a ``lost`` event on what of a camera's range no
+footage covers, where a gone store recorded it: the untiered spans it last listed (cameras
+it handed over too), after the end of what it tiered, and from when it took up a camera its
+list names, to the declaration or to when another node took the camera up, whichever is
+first. A node declared gone that starts again takes the declaration back
+(``publish_card``): what it had not tiered is tiered at its next run.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from vstore.base import actor, layout
 from vstore.base.errors import NotFound, UsageError
-from vstore.base.timebase import format_time
+from vstore.base.timebase import GAP_TOLERANCE_NS, format_time
 from vstore.index.time_index import Batch, Event
 from vstore.store.store import Store
 from vstore.tier.base import BlobTier
@@ -30,6 +32,7 @@ GONE_FORMAT = "vstore-node-gone"
 MAX_DECLARATION_BYTES = 64 << 10
 CAMERAS_FORMAT = "vstore-node-cameras"
 MAX_CAMERAS_BYTES = 16 << 20  # (a node of 100,000 cameras' list is a few megabytes)
+UNTIERED_ROWS = 4096  # segments a camera read for its untiered spans (days of them)
 
 
 def declare_gone(
@@ -127,30 +130,77 @@ def gone_stores(tier: BlobTier) -> dict[str, dict[str, Any]]:
     }
 
 
-def publish_cameras(store: Store, tier: BlobTier, since_ns: dict[str, int], now_ns: int) -> None:
+def untiered_spans(store: Store) -> dict[str, list[list[int]]]:
+    """camera -> the [from_ns, to_ns] spans of its footage this store holds untiered, oldest
+    first (a segment being written counts to its last chunk): what would be lost with the
+    node. At most UNTIERED_ROWS segments a camera are read (beyond, the oldest are left
+    out: tiering has failed for that long, which its errors say)."""
+    out: dict[str, list[list[int]]] = {}
+    for cam, num in store.index.cameras():
+        spans: list[list[int]] = []
+        for row in store.index.untiered_tail(num, UNTIERED_ROWS):
+            end = row.end_ns
+            if row.state == "open":
+                last = store.index.last_chunk(num)
+                end = max(row.start_ns, last.end_ns if last is not None else row.start_ns)
+            if spans and end + GAP_TOLERANCE_NS >= spans[-1][0]:
+                spans[-1][0] = min(spans[-1][0], row.start_ns)
+            else:
+                spans.append([row.start_ns, end])
+        if spans:
+            out[cam] = spans[::-1]
+    return out
+
+
+def publish_cameras(
+    store: Store,
+    tier: BlobTier,
+    since_ns: dict[str, int],
+    untiered: dict[str, list[list[int]]],
+    now_ns: int,
+) -> None:
     """Say in the bucket which cameras this node records now, each with since when (wall
-    ns): should it be declared gone, readers know what it may have recorded and never
-    tiered (``mark_lost``)."""
+    ns), and what of every camera it holds untiered (``untiered_spans``): should it be
+    declared gone, readers know what it recorded and never tiered (``mark_lost``)."""
     doc = {
         "format": CAMERAS_FORMAT,
         "store": store.uuid,
         "member": store.config.cluster.member,
         "at_ns": now_ns,
         "cameras": dict(sorted(since_ns.items())),
+        "untiered": untiered,
     }
     tier.put_bytes(layout.node_cameras_key(store.uuid), json.dumps(doc).encode())
 
 
-def recorded_since(tier: BlobTier, store_uuid: str) -> dict[str, int] | None:
-    """camera -> since when the store's node recorded it, as it last said (None when it
-    said nothing, or what is there does not read as its list)."""
-    doc = tier.json_object(layout.node_cameras_key(store_uuid), MAX_CAMERAS_BYTES)
-    if doc is None or doc.get("format") != CAMERAS_FORMAT:
-        return None
-    cams = doc.get("cameras")
-    if not isinstance(cams, dict):
-        return None
-    return {str(c): int(v) for c, v in cams.items() if isinstance(v, int)}
+class NodeCameras(NamedTuple):
+    """What a node last said of its cameras (``publish_cameras``)."""
+
+    since: dict[str, int]  # camera -> since when it records it
+    untiered: dict[str, list[tuple[int, int]]]  # camera -> spans it held untiered
+
+
+def node_cameras(tier: BlobTier) -> dict[str, NodeCameras]:
+    """store uuid -> what its node last said of its cameras, for every node that said it
+    (what does not read as such a list is skipped)."""
+    out = {}
+    for doc in tier.json_objects(layout.NODE_CAMERAS_PREFIX + "/", MAX_CAMERAS_BYTES):
+        cams, spans = doc.get("cameras"), doc.get("untiered", {})
+        if doc.get("format") != CAMERAS_FORMAT or not isinstance(doc.get("store"), str):
+            continue
+        if not isinstance(cams, dict) or not isinstance(spans, dict):
+            continue
+        out[doc["store"]] = NodeCameras(
+            {str(c): int(v) for c, v in cams.items() if isinstance(v, int)},
+            {
+                str(c): [
+                    (int(a), int(b)) for a, b in v if isinstance(a, int) and isinstance(b, int)
+                ]
+                for c, v in spans.items()
+                if isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v)
+            },
+        )
+    return out
 
 
 def mark_lost(
@@ -182,7 +232,7 @@ def mark_lost(
     gone = gone_stores(bucket)
     if not gone:
         return []
-    took_up = {store: recorded_since(bucket, store) for store in gone}
+    said = node_cameras(bucket)
     notes = []
     for num, rows in spans.items():
         cam = names[num]
@@ -196,14 +246,19 @@ def mark_lost(
             # footage (another node's: the camera moved on, or it died). After its last
             # footage only while its list still named the camera: one it handed over
             # (sealed, then tiered) left a handover's gap, nothing lost.
-            listed = took_up[store]
+            # Another node that took the camera up since recorded from then (its footage
+            # may not be tiered yet): the gone node's part ends there.
+            own = said.get(store)
+            listed = own.since if own is not None else None
+            taken = sorted(o.since[cam] for s, o in said.items() if s != store and cam in o.since)
+
             mine = [e for owner, _s, e in rows if owner == store]
-            windows = []
+            windows = list(own.untiered.get(cam, [])) if own is not None else []
             if mine and (listed is None or cam in listed):
-                windows.append((max(mine), _next_start(rows, max(mine), end_ns)))
+                windows.append((max(mine), _until(rows, taken, max(mine), end_ns)))
             if listed is not None and cam in listed:
                 since = max(listed[cam], max(mine, default=0))
-                windows.append((since, _next_start(rows, since, end_ns)))
+                windows.append((since, _until(rows, taken, since, end_ns)))
             for lo, hi in _uncovered(windows, rows, max(start_ns, 0), min(end_ns, declared)):
                 who = doc.get("member") or doc.get("node") or store
                 detail = {"from_ns": lo, "to_ns": hi, "reason": "node declared gone",
@@ -217,6 +272,12 @@ def mark_lost(
                 )
         view.index.commit(b, sync=False)
     return notes
+
+
+def _until(rows: list[tuple[str, int, int]], taken: list[int], t: int, default: int) -> int:
+    """Where a gone node's part of a camera after ``t`` ends: the next footage the bucket
+    has, or another node's taking the camera up (``taken``), whichever is first."""
+    return min([_next_start(rows, t, default), *(x for x in taken if x > t)])
 
 
 def _next_start(rows: list[tuple[str, int, int]], t: int, default: int) -> int:

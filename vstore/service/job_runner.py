@@ -12,6 +12,7 @@ is told the outcome is unknown.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -71,6 +72,10 @@ class Job:
         }
 
 
+# Who submits jobs that nobody waits on for their outcome (a client's job, by a principal's
+# name, reports to that client).
+UNATTENDED = frozenset({"schedule", "drain"})
+
 # Job parameters that name a file on the node (export, import, rebuild-index).
 _PATH_PARAMS = frozenset({"out", "file", "source"})
 
@@ -86,6 +91,8 @@ class JobRunner:
         self._run_tag = os.urandom(3).hex()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # Jobs that failed, by job name (`/metrics`: vstore_jobs_failed).
+        self.failed: collections.Counter[str] = collections.Counter()
 
     def submit(self, name: str, params: dict[str, Any], by: str, actor: Any = None) -> Job:
         registry.check_params(name, params)  # refused before it is a job (400 over HTTP)
@@ -128,10 +135,17 @@ class JobRunner:
             job.state, job.error = "cancelled", _error_doc(exc)
         except VstoreError as exc:
             job.state, job.error = "failed", _error_doc(exc)
+            # A job nobody waits on (a schedule's, a drain's) fails in the log, loudly: its
+            # failure to tier leaves footage on this disk alone.
+            (log.error if job.by in UNATTENDED else log.warning)(
+                "job %s (%s, by %s) failed: %s", job.id, job.name, job.by, exc
+            )
         except Exception as exc:
             log.exception("job %s (%s) failed", job.id, job.name)
             job.state, job.error = "failed", _error_doc(exc)
         finally:
+            if job.state == "failed":
+                self.failed[job.name] += 1
             job.finished_ns = time.time_ns()
             job.finished.set()
 

@@ -122,6 +122,12 @@ class _NodeCollector:
                 "Cameras this member, as the assigner, moved between members to even out load",
                 value=agent.assigner.moves,
             )
+        failed = CounterMetricFamily(
+            "vstore_jobs_failed", "Jobs that failed, by job (tier, retention, ...)", labels=["job"]
+        )
+        for name, n in sorted(node.jobs.failed.items()):
+            failed.add_metric([name], n)
+        yield failed
         disk = node.store.disk_usage()
         yield GaugeMetricFamily(
             "vstore_disk_free_bytes", "Free bytes on the store's file system", value=disk.free_bytes

@@ -26,7 +26,7 @@ from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.time_index import Batch
-from vstore.lifecycle.gone_nodes import publish_cameras
+from vstore.lifecycle.gone_nodes import publish_cameras, untiered_spans
 from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.camera_run import LocalRecorders, redact_url
 from vstore.service.job_runner import JobRunner
@@ -64,7 +64,10 @@ class Node:
         # last told of them (gone_nodes.publish_cameras; None: nothing yet).
         self._placed: dict[str, int] = {}
         self._said_cameras: dict[str, int] | None = None
+        self._said_untiered: dict[str, list[list[int]]] | None = None
         self._say_cameras_after = 0.0  # (monotonic: after a failed put, tried again then)
+        self._say_untiered_after = 0.0  # (monotonic: the untiered spans are read again then)
+        self._leaving = False  # drained: tiering what it holds, then stopping
 
     @property
     def config(self) -> StoreConfig:
@@ -84,7 +87,7 @@ class Node:
                 deletes=lambda: self.store.config.retention.every_ns is not None,
                 recorded_bytes=self.recorded_bytes,
             )
-            self.cluster.on_drained = _ask_to_stop
+            self.cluster.on_drained = self._drained
             # What is tiered is written to the shared catalog under this member's epochs.
             self.store.catalog_epoch = self._catalog_epoch
             # Tiered footage is deleted by the member elected to (E1), from the catalog.
@@ -315,16 +318,24 @@ class Node:
         }
         return changes
 
-    def say_cameras(self) -> None:
-        """Tell the bucket ([tier] url) which cameras this node records, when that changed:
-        should the node be declared gone, its readers know what it may have left untiered."""
+    def say_cameras(self, now: bool = False) -> None:
+        """Tell the bucket ([tier] url) which cameras this node records, when that changed,
+        and what it holds untiered, when that changed (read once a minute; ``now``: read
+        now): should the node be declared gone, its readers know what is lost with it."""
         url = self.store.config.tier.url
         placed = dict(self._placed)
-        if not url or placed == self._said_cameras or time.monotonic() < self._say_cameras_after:
+        mono = time.monotonic()
+        if not url or mono < self._say_cameras_after:
+            return
+        if placed == self._said_cameras and mono < self._say_untiered_after and not now:
+            return
+        self._say_untiered_after = mono + UNTIERED_SAY_EVERY_S
+        untiered = untiered_spans(self.store)
+        if placed == self._said_cameras and untiered == self._said_untiered:
             return
         try:
-            publish_cameras(self.store, self.store.tier(url), placed, time.time_ns())
-            self._said_cameras = placed
+            publish_cameras(self.store, self.store.tier(url), placed, untiered, time.time_ns())
+            self._said_cameras, self._said_untiered = placed, untiered
         except VstoreError as exc:
             self._say_cameras_after = time.monotonic() + HOLD_SYNC_EVERY_S
             log.warning("the bucket was not told which cameras this node records: %s", exc)
@@ -377,11 +388,37 @@ class Node:
             self._scheduler.join()
         self.jobs.close()
         self.recorders.stop()
+        self._placed = {}
+        self.say_cameras(now=True)  # (recording nothing now; what it leaves untiered, exactly)
         self.write_audit_digest()  # the last records, up to the stop
+
+    def _drained(self) -> None:
+        """Every camera handed over (``node drain``): what this node holds untiered goes to
+        the bucket before it stops, so that a drained node can be forgotten without loss
+        (cluster.md, Drain). The member stays (drain --wait waits) until that is done."""
+        if self._leaving:
+            return
+        self._leaving = True
+
+        def leave() -> None:
+            if self.store.config.tier.url:
+                log.warning("cluster: drained; tiering what this node holds before it stops")
+                try:
+                    job = self.jobs.submit("tier", {"older_than_ns": 0}, "drain")
+                    job.finished.wait()
+                    if job.state == "done":
+                        log.warning("cluster: drained and tiered; stopping")
+                except VstoreError as exc:  # (stopping already)
+                    log.error("cluster: drained, but its footage was not tiered: %s", exc)
+            _ask_to_stop()
+
+        threading.Thread(target=leave, name="vstore-drain", daemon=True).start()
 
 
 # How often a node exchanges holds with the other stores of its bucket.
 HOLD_SYNC_EVERY_S = 30.0
+# How often a node reads what it holds untiered, to tell the bucket when it changed.
+UNTIERED_SAY_EVERY_S = 60.0
 
 
 def _ask_to_stop() -> None:
