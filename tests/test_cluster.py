@@ -156,12 +156,12 @@ def test_the_cluster_section_is_read_and_its_mistakes_named(tmp_path):
 
     where = Path("vstore.toml")
     assert parse_config("", where).cluster.etcd == ()  # no section: no cluster
-    c = parse_config('[cluster]\netcd = "http://e1:2379"\nname = "n1"\npins = {cam = "n2"}\n',
-                     where).cluster  # fmt: skip
+    base = '[cluster]\netcd = "http://e1:2379"\nprefix = "/vstore/city"\n'
+    c = parse_config(base + 'name = "n1"\npins = {cam = "n2"}\n', where).cluster
     assert (c.etcd, c.name, c.prefix, c.lease_ttl_s, c.pins) == (
         ("http://e1:2379",),
         "n1",
-        "/vstore/default",
+        "/vstore/city",
         10,
         {"cam": "n2"},
     )
@@ -176,11 +176,14 @@ def test_the_cluster_section_is_read_and_its_mistakes_named(tmp_path):
         ("[cluster]\netcd = []\n", "needs etcd = "),
         ('[cluster]\netcd = ["ftp://e1:2379"]\n', "give http://HOST:PORT"),
         ('[cluster]\netcd = ["http://e1:port"]\n', "give http://HOST:PORT"),
+        # Left out, the node made a cluster of its own: every camera recorded twice.
+        ('[cluster]\netcd = "http://e1:2379"\n', "needs prefix = "),
+        (base + 'name = ""\n', "name is empty"),
     ):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
             parse_config(text, where)
     # A pin of a camera the file does not list is said (a typo pins nothing).
-    text = '[cluster]\netcd = "http://e1:2379"\npins = {cam = "n2", cma = "n2"}\n[cameras.cam]\n'
+    text = base + 'pins = {cam = "n2", cma = "n2"}\n[cameras.cam]\n'
     (note,) = parse_config(text + 'url = "rtsp://h/s"\n', where).notes
     assert "pins name camera(s) not in [cameras]: cma" in note
 

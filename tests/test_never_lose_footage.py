@@ -411,7 +411,10 @@ def test_camera_section_keeps_its_groups_policy(tmp_path, capsys):
     assert doc["cluster"] is None and "cluster" not in out
     # A cluster member's settings show who deletes tiered footage, and after what delay.
     toml = tmp_path / "store" / "vstore.toml"
-    toml.write_text(toml.read_text() + '[cluster]\netcd = ["http://e1:2379"]\nname = "n1"\n')
+    toml.write_text(
+        toml.read_text()
+        + '[cluster]\netcd = ["http://e1:2379"]\nname = "n1"\nprefix = "/vstore/city"\n'
+    )
     assert run_cli("config", "show", "--store", store, "--json") == 0
     assert json.loads(capsys.readouterr().out)["cluster"]["deletion_delay_s"] == 600
     assert run_cli("config", "show", "--store", store) == 0

@@ -124,7 +124,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # [cluster]
 # etcd = ["http://etcd1:2379", "http://etcd2:2379", "http://etcd3:2379"]
 # name = "node1"                    # each node its own (default: the host name)
-# prefix = "/vstore/city"           # the cluster's keys in etcd
+# prefix = "/vstore/city"           # the cluster's keys in etcd, the same on every node
 # lease_ttl_s = 10                  # a node silent this long loses its cameras to the others
 # weight = 1.0                      # its share of the cameras against the others'
 # pins = {junction-1 = "node2"}     # cameras a given node must record
@@ -749,6 +749,9 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
     name = doc.get("name", "")
     if not isinstance(name, str) or (name and not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,63}", name)):
         raise ConfigError(f"{where}: name is letters, digits, . _ - (at most 64)")
+    if "name" in doc and not name:
+        raise ConfigError(f"{where}: name is empty: give this node's name, or leave the key out "
+                          "for the host's name")  # fmt: skip
     prefix = doc.get("prefix", ClusterConfig().prefix)
     if not valid_cluster_prefix(prefix):
         raise ConfigError(f'{where}: prefix is an etcd key path such as "/vstore/city"')
@@ -774,6 +777,13 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
         raise ConfigError(
             f'{where}: needs etcd = ["http://HOST:2379", ...] (the cluster\'s etcd '
             "members); to run this node on its own, remove the [cluster] section"
+        )
+    if "prefix" not in doc:
+        # A node that left it out would make a cluster of its own on the same etcd, and
+        # record every camera beside the city's nodes.
+        raise ConfigError(
+            f'{where}: needs prefix = "/vstore/CITY", the cluster\'s keys in etcd, the same '
+            "on every node of the cluster"
         )
     return ClusterConfig(
         tuple(etcd), name, prefix, ttl, float(weight), dict(pins),
