@@ -213,6 +213,9 @@ def test_drain_refuses_what_it_cannot_do_and_a_drained_member_takes_a_share_when
         b.join()
         assert main(["node", "drain", "a", "--wait", "--timeout", "-5", *where]) == 2
         assert "give seconds above 0" in capsys.readouterr().err
+        # A drain never asked is no drain to cancel (it used to say "drain cancelled").
+        assert main(["node", "drain", "b", "--cancel", *where]) == 3
+        assert "no drain of 'b' to cancel" in capsys.readouterr().err
         assert main(["node", "drain", "b", *where]) == 0  # (asked, not waited for)
         own = Ownership(client, prefix)
         assert {m.name: m.draining for m in own.members()} == {"a": False, "b": True}

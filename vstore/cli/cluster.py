@@ -50,6 +50,9 @@ def cluster_where(args: argparse.Namespace) -> tuple[Any, str, list[str], dict[s
     endpoints = args.etcd.split(",") if args.etcd else list(cfg.etcd)
     if not endpoints:
         raise UsageError("no cluster: give --etcd URLS, or a store whose vstore.toml has [cluster]")
+    if args.etcd and not args.prefix and args.store is None:
+        raise UsageError("--etcd needs --prefix: the cluster's key path, its nodes' "
+                         "[cluster] prefix (such as /vstore/city)")  # fmt: skip
     prefix = args.prefix or cfg.prefix
     if not valid_cluster_prefix(prefix):
         raise UsageError(

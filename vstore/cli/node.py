@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     members = own.members()
     names = [m.name for m in members]
     if args.cancel:
+        if not own.drain_asked(args.member):
+            raise NotFound(
+                f"no drain of {args.member!r} to cancel in cluster {prefix} (none was asked, "
+                "or it finished: a drained node that left ended its drain)"
+            )
         own.drain(args.member, on=False)
         print_json({"member": args.member, "draining": False}) if args.json else print(
             f"{args.member}: drain cancelled"
@@ -73,10 +78,15 @@ def run(args: argparse.Namespace) -> int:
                 left = True
                 break
             if not args.json:
-                print(f"{args.member}: {len(held)} camera(s) still to hand over", flush=True)
+                print(f"{args.member}: {len(held)} camera(s) still to hand over" if held else
+                      f"{args.member}: cameras handed over; it tiers what it holds, then stops",
+                      flush=True)  # fmt: skip
             time.sleep(1.0)
         if not left:
-            raise VstoreError(f"{args.member} did not finish draining in {args.timeout:g} s")
+            raise VstoreError(
+                f"{args.member} did not finish draining in {args.timeout:g} s; the drain stays "
+                f"asked and goes on (`vstore node drain {args.member} --cancel` takes it back)"
+            )
         own.drain(args.member, on=False)  # (gone: a later start of it takes cameras again)
     doc = {"member": args.member, "draining": not left, "left": left}
     if args.json:

@@ -4,6 +4,7 @@ whose etcd server dies (the leader among them) goes on through the others."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,6 +35,16 @@ def parse_endpoints(urls: list[str]) -> list[tuple[str, int]]:
     if not out:
         raise UsageError('no etcd endpoints: [cluster] etcd = ["http://HOST:2379", ...]')
     return out
+
+
+def _etcd_said(exc: Exception) -> bool:
+    """Whether an error answer is etcd's own (its gateway's JSON with a code), not another
+    HTTP server's."""
+    try:
+        doc = json.loads(getattr(exc, "detail_text", None) or "")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "code" in doc
 
 
 class EtcdClient:
@@ -77,6 +88,12 @@ class EtcdClient:
                 if "leader" in str(exc).lower() or "unavailable" in str(exc).lower():
                     stuck += 1
                     continue
+                if not _etcd_said(exc):
+                    # (an HTTP server that is no etcd: a port mistyped, another service's)
+                    raise ClusterError(
+                        f"etcd {what}: {self._url(i)} answered {exc}, as no etcd does: is it "
+                        "an etcd member's client URL (port 2379 by default)?"
+                    ) from exc
                 raise ClusterError(f"etcd {what}: {exc}") from exc
             with self._lock:
                 self._at = i
@@ -89,6 +106,10 @@ class EtcdClient:
             )
         why = f" ({last})" if last is not None and str(last).strip() else ""
         raise ClusterError(f"etcd {what}: none of {', '.join(self.endpoints)} answered{why}")
+
+    def _url(self, i: int) -> str:
+        host, port = parse_endpoints([self.endpoints[i]])[0]
+        return f"http://{host}:{port}"
 
     # --- leases ---------------------------------------------------------------------------
 

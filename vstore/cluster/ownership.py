@@ -123,6 +123,10 @@ class Ownership:
         )
         return Claim(camera, member, rev, time.time_ns()) if rev is not None else None
 
+    def drain_asked(self, member: str) -> bool:
+        """Whether a drain of ``member`` is asked (and not finished or cancelled)."""
+        return self.client.get(layout.cluster_drain_key(self.prefix, member)) is not None
+
     def drain(self, member: str, on: bool = True) -> None:
         """Ask ``member`` to hand over its cameras and stop (or cancel that)."""
         key = layout.cluster_drain_key(self.prefix, member)
