@@ -355,6 +355,11 @@ class Node:
         url = self.store.config.tier.url
         if not url:
             return
+        try:
+            publish_card(self.store, self.store.tier(url), api_url)
+        except VstoreError as exc:
+            log.warning("the bucket was not told where this node's API is: %s", exc)
+            return
         if not api_url.startswith("https://"):
             # Readers send tokens over plain HTTP only on loopback: elsewhere this card is
             # of no use to them, which an operator should hear of.
@@ -363,10 +368,6 @@ class Node:
             log.log(level, "the bucket names this node's API %s: readers of the bucket on "
                     "other machines do not send their tokens over plain HTTP; set [service] "
                     "url = \"https://...\" (a TLS proxy's) for them", api_url)  # fmt: skip
-        try:
-            publish_card(self.store, self.store.tier(url), api_url)
-        except VstoreError as exc:
-            log.warning("the bucket was not told where this node's API is: %s", exc)
 
     def recorded_bytes(self) -> dict[str, int]:
         """Footage bytes each running recorder has stored (what its bitrate is measured by)."""
