@@ -95,7 +95,7 @@ def test_cameras_are_shared_and_a_killed_node_s_are_recorded_again(tmp_path, etc
         assert {m["name"]: m["cameras"] for m in doc["members"]} == {
             n: sorted(c for c in CAMS if split[c] == n) for n in ("n1", "n2")
         }
-        assert doc["unowned"] == [] and all(0 < m["lease_ttl_s"] <= TTL_S for m in doc["members"])
+        assert doc["unowned"] == [] and all(0 < m["lease_left_s"] <= TTL_S for m in doc["members"])
         assert doc["deleter"]["member"] in ("n1", "n2")  # one elected deleter of tiered footage
         tok = make_token(stores["n2"], "admin", "*")
         metrics = nodes["n2"].get("/metrics", tok).body.decode()

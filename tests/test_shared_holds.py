@@ -73,6 +73,8 @@ def test_a_hold_placed_on_one_store_binds_the_others_until_released_on_any(tmp_p
         # node it was placed through, its number there): a takes the release from the bucket.
         name = f"{theirs[0].placed_via}:{held['id']}"
         assert held["name"] == name
+        # The placing node says where it was placed as the others do (it said "" before).
+        assert (held["origin"], held["placed_via"]) == (theirs[0].origin, theirs[0].placed_via)
         with pytest.raises(NotFound, match="no hold 'nowhere:1'"):
             _hold(b, "release", id="nowhere:1", reason="case closed")
         out = _hold(b, "release", id=name, reason="case closed", camera="gate")

@@ -71,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
         return _rebalance(client, prefix, args.json)
     st = cluster_status(client, prefix, cameras, pins)
     if args.json:
-        print_json(to_jsonable(st))
+        doc = to_jsonable(st)
+        doc["plan_at"] = format_time(st.plan_at_ns) if st.plan_at_ns else None
+        print_json(doc)
         return 0
     print(f"cluster {prefix} ({', '.join(st.endpoints)}): {len(st.members)} member(s), "
           f"{len(st.owners)} camera(s) recorded")  # fmt: skip
     for m in st.members:
         state = " draining" if m.draining else ""
-        print(f"  {m.name:<16} {m.node:<16} weight {m.weight:g}  lease {m.lease_ttl_s:>3} s "
+        print(f"  {m.name:<16} {m.node:<16} weight {m.weight:g}  lease {m.lease_left_s:>3} s "
               f"{len(m.cameras):>5} camera(s) {_mbps(m.load_bits_per_s)}{state}")  # fmt: skip
         if m.cameras:
             more = f" and {len(m.cameras) - 12} more" if len(m.cameras) > 12 else ""

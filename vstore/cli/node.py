@@ -132,7 +132,7 @@ def _forget(args: argparse.Namespace) -> int:
     tier = open_tier(bucket)
     done = declare_gone(tier, args.member, read_cards(tier), time.time_ns())
     if args.json:
-        print_json({"declared": done})
+        print_json({"declared": [{**d, "declared": format_time(d["declared_ns"])} for d in done]})
         return 0
     for d in done:
         print(f"node {d['member'] or d['node']} (store {d['store']}, API {d['api']}) declared "

@@ -23,7 +23,7 @@ class MemberStatus:
     node: str
     weight: float
     draining: bool
-    lease_ttl_s: int
+    lease_left_s: int  # what is left of its lease (-1: not known)
     cameras: list[str] = field(default_factory=list)
     # The bitrate of the cameras it records, as it last measured and published them.
     load_bits_per_s: int = 0

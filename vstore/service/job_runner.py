@@ -22,6 +22,7 @@ from typing import Any
 
 from vstore.base.actor import acting_as
 from vstore.base.errors import Cancelled, NotFound, VstoreError
+from vstore.base.timebase import format_time
 from vstore.jobs import registry
 from vstore.store.store import Store
 
@@ -66,8 +67,11 @@ class Job:
             "progress": {"done": done, "total": total},
             "result": result,
             "error": self.error,
+            "created": format_time(self.created_ns),
             "created_ns": self.created_ns,
+            "started": format_time(self.started_ns) if self.started_ns else None,
             "started_ns": self.started_ns,
+            "finished": format_time(self.finished_ns) if self.finished_ns else None,
             "finished_ns": self.finished_ns,
         }
 

@@ -68,6 +68,16 @@ def node_name(store: Store) -> str:
     return store.config.cluster.member or socket.gethostname()
 
 
+def hold_origin(store: Store, hold: Hold) -> str:
+    """STORE#ID: which store placed a hold, and its id there."""
+    return hold.origin or f"{store.uuid}#{hold.id}"
+
+
+def placed_via(store: Store, hold: Hold) -> str:
+    """The node a hold was placed through (this one, for a hold placed here)."""
+    return hold.placed_via or node_name(store)
+
+
 def hold_name(store: Store, hold: Hold) -> str:
     """NODE:N, the node a hold was placed through and its number there: the same on every
     node of the bucket (a hold's number is each node's own)."""
@@ -83,6 +93,8 @@ def hold_doc(store: Store, hold: Hold) -> dict[str, object]:
     doc = to_jsonable(hold)
     if store.config.tier.url:
         doc["name"] = hold_name(store, hold)
+        # (where it was placed: as the other nodes, which brought it in, say it)
+        doc["origin"], doc["placed_via"] = hold_origin(store, hold), placed_via(store, hold)
     return doc
 
 

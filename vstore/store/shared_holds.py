@@ -22,8 +22,9 @@ from vstore.index.time_index import Batch
 from vstore.store.holds import (
     Hold,
     ObjectHoldResult,
+    hold_origin,
     list_holds,
-    node_name,
+    placed_via,
     sync_object_holds,
 )
 from vstore.store.store import Store
@@ -43,11 +44,6 @@ class HoldSyncResult:
     errors: list[str] = field(default_factory=list)
 
 
-def origin_of(store: Store, hold: Hold) -> str:
-    """STORE#ID: which store placed a hold, and its id there."""
-    return hold.origin or f"{store.uuid}#{hold.id}"
-
-
 def _key(origin: str) -> str:
     store_uuid, _, hold_id = origin.partition("#")
     return layout.shared_hold_key(store_uuid, int(hold_id))
@@ -55,8 +51,8 @@ def _key(origin: str) -> str:
 
 def _doc(store: Store, hold: Hold) -> dict[str, Any]:
     d = asdict(hold)
-    d["origin"] = origin_of(store, hold)
-    d["placed_via"] = hold.placed_via or node_name(store)
+    d["origin"] = hold_origin(store, hold)
+    d["placed_via"] = placed_via(store, hold)
     return d
 
 
@@ -89,7 +85,7 @@ def share(store: Store, hold: Hold) -> Hold | None:
                     release_reason=hold.release_reason)  # fmt: skip
         return dumps_compact(body)
 
-    tier.update(_key(origin_of(store, hold)), change)
+    tier.update(_key(hold_origin(store, hold)), change)
     if not earlier or hold.released_ns is None:
         return None
     if (earlier.get("released_ns"), earlier.get("released_by")) == (
@@ -117,7 +113,7 @@ def sync(store: Store, by: str = "hold-sync") -> HoldSyncResult:
     tier = _shared_tier(store)
     if tier is None:
         return res
-    mine = {origin_of(store, h): h for h in list_holds(store, include_released=True)}
+    mine = {hold_origin(store, h): h for h in list_holds(store, include_released=True)}
     try:
         objects = list(tier.list_prefix(layout.SHARED_HOLDS_PREFIX + "/"))
     except VstoreError as exc:
