@@ -110,6 +110,12 @@ def test_catalog_first_bytes_later_and_every_store_catches_up(tmp_path, media):
         assert str(HOUR) in _summary(tier, "lane")[RETIRED]
         with open_bucket(tier.url) as view:
             assert {c.camera: c.segments for c in view.cameras()} == {"gate": 0, "lane": 0}
+        # A reader of the range sees why it has no footage: the deleter's retention, not a
+        # bare gap.
+        with open_bucket(tier.url, ["lane"], START_NS, START_NS + 60 * S) as view:
+            (ev,) = [e for e in view.index.events(view.camera_num("lane")) if e.kind == "deleted"]
+            assert (ev.detail["from_ns"], ev.detail["to_ns"]) == (START_NS, START_NS + 12 * S)
+            assert (ev.detail["by"], ev.detail["deleted_ns"]) == ("m1", now)
         # Its writer never lists them again, even marked to write the hour again.
         shared_catalog.mark_hours(b, [(b.camera_num("lane"), HOUR, tier.url)])
         assert shared_catalog.publish_pending(b).errors == []

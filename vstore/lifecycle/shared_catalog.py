@@ -36,7 +36,7 @@ from vstore.base.errors import NotFound, VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.logger import get_logger
 from vstore.base.timebase import GAP_TOLERANCE_NS
-from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.index.time_index import Batch, ChunkRow, Event, SegmentRow
 from vstore.segment import format as fmt
 from vstore.store.opening import open_store
 from vstore.store.store import CameraSummary, Store
@@ -582,8 +582,35 @@ def index_hour(
         except (VstoreError, KeyError, TypeError, ValueError) as exc:
             raise VstoreError(f"{tier.url}/{key}: {exc}") from None
         n += 1
+    for ev in _deletions(cam, doc.get(DELETED, [])):
+        b.put(ev.key(), ev.value())
     store.index.commit(b, sync=False)
     return n
+
+
+def _deletions(camera_num: int, deleted: list[Any]) -> list[Event]:
+    """A ``deleted`` timeline event for each run of an hour's footage that the cluster's
+    deleter took out in one pass: a reader sees why the bucket has no footage there (its
+    retention), not a bare gap."""
+    runs: list[dict[str, Any]] = []
+    for e in sorted(deleted, key=lambda e: int(e.get("row", {}).get("start_ns", 0))):
+        try:
+            a, z = int(e["row"]["start_ns"]), int(e["row"]["end_ns"])
+            when = int(e["deleted_ns"])
+        except (KeyError, TypeError, ValueError):
+            continue  # (not what a deleter wrote)
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and last["deleted_ns"] == when
+            and a - last["to_ns"] <= GAP_TOLERANCE_NS
+        ):
+            last["to_ns"] = max(last["to_ns"], z)
+            continue
+        who = e.get("deleter") if isinstance(e.get("deleter"), dict) else {}
+        runs.append({"from_ns": a, "to_ns": z, "reason": "retention", "deleted_ns": when,
+                     "by": str(who.get("member", ""))})  # fmt: skip
+    return [Event(camera_num, r["from_ns"], k, "deleted", r) for k, r in enumerate(runs)]
 
 
 def put_entry(b: Batch, entry: dict[str, Any], camera_num: int, segment_id: int,
