@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_cluster(c: dict, dry_run: bool, left: int) -> None:
     """A cluster member's share beyond its own disk: the bucket's deleter, and its index."""
     if c.get("deleter") is None or c.get("note"):
-        past = f"{left} segment(s) past their age; " if left else ""
-        print(f"  tiered footage in {c['bucket']}: {past}{c.get('note', '')}")
+        print(f"  {c['bucket']}: {left or 'no'} tiered segment(s) past their age; "
+              f"{c.get('note', '')}")  # fmt: skip
     run = c.get("bucket_run")
     if run is not None:
         who = c["deleter"]
