@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -655,7 +656,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             )
             return
         if self._fixed_start_ns is not None:
-            now_ns = self.store.clock.wall_ns()
+            now_ns = time.time_ns()  # (the host's own: no recording can lie past it)
             if end_ns > now_ns + FUTURE_SLACK_NS:
                 self._stop_import(f"the import runs on past now ({format_time(now_ns)})")
                 return
