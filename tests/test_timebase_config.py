@@ -160,7 +160,7 @@ def test_template_parses(tmp_path):
         load_config(p)
     # A delay shorter than the retention runs is allowed, and named for what it risks.
     p.write_text('[retention]\nevery = "10m"\n[cluster]\netcd = ["http://e:2379"]\n'
-                 "deletion_delay_s = 60\n")  # fmt: skip
+                 'prefix = "/vstore/city"\ndeletion_delay_s = 60\n')  # fmt: skip
     assert any("shorter than [retention] every" in n for n in load_config(p).notes)
 
 
