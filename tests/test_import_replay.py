@@ -21,6 +21,7 @@ from vstore.base.errors import UsageError
 from vstore.base.fsutil import Fs
 from vstore.base.timebase import format_time
 from vstore.ingest.file_import import import_file
+from vstore.jobs import registry
 from vstore.lifecycle.check import check_store
 from vstore.store import imports
 from vstore.store.holds import add_hold, release_hold
@@ -170,6 +171,12 @@ def test_an_unfinished_import_can_be_given_up(tmp_path, media, capsys, how):
     argv = ["import", "--camera", "cam", "--start", format_time(START_NS), "--store", str(store)]
     assert main([*argv, "--abandon", how, str(src)]) == 2  # (no file with it)
     capsys.readouterr()
+    from tests.test_timestamps import VIDEO
+
+    with open_store(store) as st, st.writer("cam", [VIDEO], start_ns=START_NS + 99 * NS):
+        # (a writer of the camera is open here: the import may still run, and is not given up)
+        with pytest.raises(UsageError, match="being written here now"):
+            registry.run(st, "import", {"camera": "cam", "start_ns": START_NS, "abandon": how})
     assert main([*argv, "--abandon", how, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["abandoned"] == how and doc["segments"] >= 1

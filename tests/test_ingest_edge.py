@@ -331,6 +331,8 @@ def test_a_backfill_leaves_the_timeline_s_gap_events_true(store, media):
     assert gaps() == [(4 * s, 10 * s), (14 * s, 30 * s)]
     import_file(store, path, "cam", START_NS + 26 * s)  # 26-30 s: nothing left after it
     assert gaps() == [(4 * s, 10 * s), (14 * s, 26 * s)]
+    import_file(store, path, "cam", START_NS + 14 * s)  # 14-18 s, right after footage
+    assert gaps() == [(4 * s, 10 * s), (18 * s, 26 * s)]
 
 
 def test_a_start_whole_hours_from_the_file_s_creation_time_is_questioned(store, media, tmp_path):
@@ -347,4 +349,6 @@ def test_a_start_whole_hours_from_the_file_s_creation_time_is_questioned(store, 
     (w,) = import_file(store, made, "a", START_NS + 7 * 3600 * 10**9).warnings
     assert "7 h from --start" in w
     assert import_file(store, made, "b", START_NS).warnings == ()  # (START_NS: 01:00Z)
-    assert import_file(store, made, "c", START_NS + 5400 * 10**9).warnings == ()  # (1.5 h)
+    assert import_file(store, made, "c", START_NS + 5700 * 10**9).warnings == ()  # (1 h 35)
+    (w,) = import_file(store, made, "d", START_NS + (5 * 3600 + 45 * 60) * 10**9).warnings
+    assert "5 h 45 min from --start" in w  # (Nepal's +05:45 given as Z)

@@ -301,7 +301,7 @@ def test_a_job_nobody_waits_on_fails_loudly_and_is_counted(tmp_path, caplog):
                 assert job.finished.wait(30) and job.state == "failed"
         levels = [(r.levelname, "by schedule" in r.getMessage()) for r in caplog.records]
         assert levels == [("ERROR", True), ("WARNING", False)]
-        assert runner.failed == {"tier": 2}
+        assert runner.failed_counts() == {"tier": 2}
     finally:
         runner.close()
         st.close()

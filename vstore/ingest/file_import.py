@@ -31,10 +31,9 @@ class ImportResult:
     stats: dict[str, Any]
     ignored: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    # What an earlier, unfinished run of this import had written.
     replaced_segments: int = 0
-    audio_codecs: tuple[
-        str, ...
-    ] = ()  # of the audio tracks it stored  # what an earlier, unfinished run of this import had written
+    audio_codecs: tuple[str, ...] = ()  # of the audio tracks it stored
 
 
 # A file whose container declares this much more than could be read is called truncated.
@@ -87,20 +86,23 @@ def _with_dts(packets: Iterable[Any], video: int) -> Iterator[tuple[Any, int | N
 
 
 def _zone_slip(created: str, start_ns: int) -> str | None:
-    """A warning when the file's own ``creation_time`` lies a whole number of hours (within
-    a minute) from ``--start``: the mark of a start given in the wrong time zone. Other
-    differences say nothing (a file's creation time is often when it was exported)."""
+    """A warning when the file's own ``creation_time`` lies as far from ``--start`` as two
+    time zones can (1 to 14 hours, in quarter hours: +05:45 is one; within a minute): the
+    mark of a start given in the wrong zone. Other differences say nothing (a file's
+    creation time is often when it was exported)."""
     try:
         made_ns = parse_time_ns(created.replace(" ", "T"))
     except (UsageError, ValueError):
         return None
-    hour_ns = 3600 * 10**9
-    hours = round(abs(start_ns - made_ns) / hour_ns)
-    if not 1 <= hours <= 14 or abs(abs(start_ns - made_ns) - hours * hour_ns) > 60 * 10**9:
+    quarter_ns = 900 * 10**9
+    apart_ns = abs(start_ns - made_ns)
+    quarters = round(apart_ns / quarter_ns)
+    if not 4 <= quarters <= 56 or abs(apart_ns - quarters * quarter_ns) > 60 * 10**9:
         return None
+    apart = f"{quarters // 4} h" + (f" {quarters % 4 * 15} min" if quarters % 4 else "")
     return (
         f"the file says it was made at {format_time(made_ns)} (its creation_time), "
-        f"{hours} h from --start {format_time(start_ns)}: "
+        f"{apart} from --start {format_time(start_ns)}: "
         "if --start's UTC offset is wrong, the footage is stored at the wrong time"
     )
 
@@ -135,8 +137,11 @@ def _origin_ns(stream: Any) -> int | None:
 def _video_s(container: Any, video: int, declared_s: float) -> float:
     """How long the file's pictures last, as its container states it (0: not stated): the
     video stream's own duration, else the file's declared one. Not the file's duration
-    FFmpeg gives a file that states none (MPEG-TS: a bitrate estimate), nor one that counts
-    sound running on past the last picture: two files cut from one recording abut."""
+    FFmpeg gives a file that states none (MPEG-TS: an estimate, hours long for a file
+    spliced from two recordings; the writer stops such a file where it must), nor one that
+    counts sound running on past the last picture: two files cut from one recording abut."""
+    if not declared_s:
+        return 0.0
     if video >= 0:
         s = container.streams[video]
         if s.duration:

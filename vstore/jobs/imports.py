@@ -32,6 +32,11 @@ def _abandon(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             f"no unfinished import into camera {camera!r} at {format_time(start_ns)} "
             "(`vstore check` lists them)"
         )
+    if camera in store.writing_cameras():
+        raise UsageError(
+            f"camera {camera!r} is being written here now (the import may still run): wait "
+            "for it, or stop it, before giving it up"
+        )
     by = str(params.get("by") or "import")
     n = (
         imports.keep(store, prior, by)

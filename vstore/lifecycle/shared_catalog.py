@@ -610,7 +610,8 @@ def _deletions(camera_num: int, deleted: list[Any]) -> list[Event]:
         who = e.get("deleter") if isinstance(e.get("deleter"), dict) else {}
         runs.append({"from_ns": a, "to_ns": z, "reason": "retention", "deleted_ns": when,
                      "by": str(who.get("member", ""))})  # fmt: skip
-    return [Event(camera_num, r["from_ns"], k, "deleted", r) for k, r in enumerate(runs)]
+    # (runs are disjoint: their start is key enough, whatever a later pass adds beside them)
+    return [Event(camera_num, r["from_ns"], 0, "deleted", r) for r in runs]
 
 
 def put_entry(b: Batch, entry: dict[str, Any], camera_num: int, segment_id: int,

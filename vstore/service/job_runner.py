@@ -149,9 +149,15 @@ class JobRunner:
             job.state, job.error = "failed", _error_doc(exc)
         finally:
             if job.state == "failed":
-                self.failed[job.name] += 1
+                with self._lock:
+                    self.failed[job.name] += 1
             job.finished_ns = time.time_ns()
             job.finished.set()
+
+    def failed_counts(self) -> dict[str, int]:
+        """Jobs that failed, by job name."""
+        with self._lock:
+            return dict(self.failed)
 
     def get(self, job_id: str) -> Job:
         with self._lock:

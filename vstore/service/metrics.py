@@ -125,7 +125,7 @@ class _NodeCollector:
         failed = CounterMetricFamily(
             "vstore_jobs_failed", "Jobs that failed, by job (tier, retention, ...)", labels=["job"]
         )
-        for name, n in sorted(node.jobs.failed.items()):
+        for name, n in sorted(node.jobs.failed_counts().items()):
             failed.add_metric([name], n)
         yield failed
         disk = node.store.disk_usage()

@@ -655,7 +655,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 f"{format_time(self._import_ceiling_ns)}"
             )
             return
-        if self._fixed_start_ns is not None:
+        if self._import_start_ns is not None:  # (an import's; a live source's time is its own)
             now_ns = time.time_ns()  # (the host's own: no recording can lie past it)
             if end_ns > now_ns + FUTURE_SLACK_NS:
                 self._stop_import(f"the import runs on past now ({format_time(now_ns)})")

@@ -783,7 +783,7 @@ def _cluster(doc: Any, where: str) -> ClusterConfig:
         # record every camera beside the city's nodes.
         raise ConfigError(
             f'{where}: needs prefix = "/vstore/CITY", the cluster\'s keys in etcd, the same '
-            "on every node of the cluster"
+            'on every node of the cluster (nodes that ran without it used "/vstore/default")'
         )
     return ClusterConfig(
         tuple(etcd), name, prefix, ttl, float(weight), dict(pins),

@@ -107,7 +107,7 @@ def mend_gaps(store: Store, camera_num: int, first_ns: int, end_ns: int) -> None
     before = store.index.chunk_before(camera_num, first_ns)
     scan_from = before.end_ns if before is not None else -(2**63)
     b, stale = Batch(), False
-    for ev in store.index.events(camera_num, scan_from, first_ns):
+    for ev in store.index.events(camera_num, scan_from, first_ns + 1):
         to_ns = ev.detail.get("to_ns") if ev.kind == "gap" else None
         if not isinstance(to_ns, int) or to_ns <= first_ns + GAP_TOLERANCE_NS:
             continue  # (not a gap, or the gap before the import, which it recorded itself)
