@@ -173,10 +173,13 @@ def test_an_unfinished_import_can_be_given_up(tmp_path, media, capsys, how):
     capsys.readouterr()
     from tests.test_timestamps import VIDEO
 
-    with open_store(store) as st, st.writer("cam", [VIDEO], start_ns=START_NS + 99 * NS):
-        # (a writer of the camera is open here: the import may still run, and is not given up)
-        with pytest.raises(UsageError, match="being written here now"):
-            registry.run(st, "import", {"camera": "cam", "start_ns": START_NS, "abandon": how})
+    # (a writer of the camera is open here: the import may still run, and is not given up)
+    with (
+        open_store(store) as st,
+        st.writer("cam", [VIDEO], start_ns=START_NS + 99 * NS),
+        pytest.raises(UsageError, match="being written here now"),
+    ):
+        registry.run(st, "import", {"camera": "cam", "start_ns": START_NS, "abandon": how})
     assert main([*argv, "--abandon", how, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["abandoned"] == how and doc["segments"] >= 1
