@@ -233,6 +233,16 @@ def test_an_import_places_the_first_frame_an_edit_list_shows_at_its_start(store,
     assert r.first_ns == START_NS - 480_000_000
     assert _clip_frames(store, tmp_path, START_NS, START_NS + 80_000_000) == [
         (0.0, 12), (0.04, 13)]  # fmt: skip
+    # Right after earlier footage (a file cut from the recording before it), the hidden
+    # frames would lie over it: the frames up to the next keyframe are left out, said so,
+    # and the rest keep their times (the file used to be shifted late by the hidden time).
+    end = START_NS + 3 * 10**9 - 480_000_000  # (where the first import's footage ends)
+    r = import_file(store, cut, "cam", end)
+    assert r.first_ns == end + 520_000_000  # (frame 25, the next keyframe: 13 frames on)
+    assert any("hides frames ahead of its first shown frame" in w for w in r.warnings)
+    assert _clip_frames(store, tmp_path, r.first_ns, r.first_ns + 80_000_000) == [
+        (0.0, 25), (0.04, 26)]  # fmt: skip
+    assert check_store(store).ok
 
 
 def test_abutting_files_import_in_any_order(store, media):

@@ -314,6 +314,12 @@ def import_file(
             f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
             "the file may be truncated (what was read is stored)"
         )
+    if writer.hidden_lead_dropped:
+        warnings.append(
+            f"{p.name} hides frames ahead of its first shown frame (an edit list) that would "
+            f"lie over footage camera {camera_id!r} already has: its frames up to its first "
+            "keyframe after --start, which need them, were not stored"
+        )
     slip = _zone_slip(created, start_ns)
     if slip:
         warnings.append(slip)

@@ -189,6 +189,9 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._import_ceiling_ns: int | None = None
         self.overlap_error: UsageError | None = None
         self.first_ns: int | None = None  # where its first segment begins
+        # An import whose hidden lead-in (an edit list's) lay over earlier footage: its
+        # frames up to the next keyframe were left out (wall_placement).
+        self.hidden_lead_dropped = False
         if start_ns is not None:
             self._place_import(start_ns)
         self._set_tracks(self._check_tracks(tracks))

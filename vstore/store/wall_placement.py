@@ -78,6 +78,15 @@ class WallPlacement:
                 origin = self._origin_media_ns
                 if origin is not None and abs(key_media_ns - origin) <= ORIGIN_MAX_NS:
                     anchor += key_media_ns - origin
+                before = self._last_end_ns
+                if anchor < self._fixed_start_ns and before is not None and anchor < before:
+                    # Frames an edit list hides ahead of the first shown one would lie over
+                    # the camera's earlier footage (a file cut from the recording before
+                    # it): the index order forbids it, and shifting the file would put every
+                    # frame late. Its frames up to its next keyframe are left out instead.
+                    self.hidden_lead_dropped = True
+                    self.stats.dropped_before_keyframe += 1
+                    return False
             elif self._fixed_start_ns is not None:
                 # An import continues its own media time: re-anchoring keeps the wall mapping.
                 anchor = self._anchor_wall_ns + key_media_ns - self._anchor_media_ns
