@@ -322,6 +322,9 @@ def test_packets_the_source_marks_damaged_are_named_not_silent(store, media, tmp
 
     (note,) = plan_clip(store, "cam", START_NS + 10**9, START_NS + 2 * 10**9).notes
     assert "marked 4 packet(s)" in note
+    # A clip that starts inside the run names it too.
+    (note,) = plan_clip(store, "cam", START_NS + 3 * 10**9, START_NS + 3_500_000_000).notes
+    assert "marked 4 packet(s)" in note
     assert check_store(store).ok
 
 

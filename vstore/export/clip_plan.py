@@ -243,9 +243,12 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
             parts[-1] = ClipPart(row, (*parts[-1].chunks, c))
         else:
             parts.append(ClipPart(row, (c,)))
+    # (a source_damage run that began earlier in the first segment reaches into the clip)
+    since = min(start_ns, chunks[0].start_ns)
     events = [
         {"at_ns": e.at_ns, "kind": e.kind, "detail": e.detail}
-        for e in store.index.events(num, min(start_ns, chunks[0].start_ns), end_ns)
+        for e in store.index.events(num, min(since, parts[0].segment.start_ns), end_ns)
+        if e.at_ns >= since or (e.kind == "source_damage" and e.detail.get("to_ns", 0) > since)
     ]
     # A gap where footage was recorded and later found damaged (R5, R6) says so.
     gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))

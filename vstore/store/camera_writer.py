@@ -537,12 +537,13 @@ class CameraWriter(WallPlacement, BehindWriterSync):
     # --- internals -----------------------------------------------------------------------------
     def _note_source_damage(self, start_ns: int, end_ns: int) -> None:
         """One ``source_damage`` event for a run of chunks with packets the source flagged
-        damaged (a lossy camera loses some every GOP): the run's event is written again,
+        damaged (a lossy camera loses some every GOP), within a segment (a clip finds the
+        run's event from its first segment's start): the run's event is written again,
         under its own key, as each chunk extends it."""
         run = self._damage_run
         n = self._chunk_corrupt
         self._chunk_corrupt = 0
-        if run is None or run.detail["to_ns"] != start_ns:
+        if run is None or run.detail["to_ns"] != start_ns or run.at_ns < self._seg_start_ns:
             self._event("source_damage", {"packets": n, "to_ns": end_ns}, at_ns=start_ns)
             self._damage_run = self._pending_events[-1]
             return
