@@ -405,12 +405,25 @@ class Node:
             if self.store.config.tier.url:
                 log.warning("cluster: drained; tiering what this node holds before it stops")
                 try:
+                    for running in [j for j in self.jobs.list() if j.name == "tier"]:
+                        running.finished.wait()  # (a scheduled run first: one at a time)
                     job = self.jobs.submit("tier", {"older_than_ns": 0}, "drain")
                     job.finished.wait()
                     if job.state == "done":
                         log.warning("cluster: drained and tiered; stopping")
                 except VstoreError as exc:  # (stopping already)
                     log.error("cluster: drained, but its footage was not tiered: %s", exc)
+            if self._stopping.is_set():
+                return  # (stopped meanwhile: nothing more to ask)
+            agent = self.cluster
+            try:
+                asked = agent is None or agent.ownership.drain_asked(agent.name)
+            except VstoreError:  # (etcd unreachable: it was asked)
+                asked = True
+            if not asked:
+                log.warning("cluster: the drain was cancelled: this node goes on")
+                self._leaving = False
+                return
             _ask_to_stop()
 
         threading.Thread(target=leave, name="vstore-drain", daemon=True).start()
