@@ -162,11 +162,11 @@ def test_what_a_gone_node_held_untiered_is_lost_exactly_and_ends_where_another_t
     tmp_path, media, s3_env, bucket, etcd, capsys
 ):
     """Node b tiered 0-12 s, then recorded 12-24 s that it never tiered, and said so in its
-    list (``untiered``), as it still recorded the camera since 12 s; node c took the camera
-    up at 30 s (its own footage not tiered yet, so not in the bucket). Declared gone, b's
-    lost footage is what it held untiered and what it recorded until c took over: 12-30 s,
-    not to the declaration, and not a bare gap. Only the latest claim's window was marked
-    before, to the declaration."""
+    list (``untiered``). First it still records the camera (since 12 s) when it dies, and
+    node c takes the camera up at 30 s (its own footage not tiered yet, so not in the
+    bucket): b's lost footage runs to c's taking over, 12-30 s, not to the declaration.
+    Then as b would say it had it handed the camera over at 24 s: exactly its untiered
+    span is lost, where nothing was marked before (the camera was not in its list)."""
     from vstore.api import open_store
     from vstore.ingest.file_import import import_file
     from vstore.lifecycle.gone_nodes import publish_cameras, untiered_spans
@@ -198,6 +198,13 @@ def test_what_a_gone_node_held_untiered_is_lost_exactly_and_ends_where_another_t
     assert [(d["from_ns"], d["to_ns"], d["store"]) for d in lost] == [
         (START_NS + 12 * S, took, b_uuid)
     ]
+    bucket_tier = open_tier(url)
+    doc = json.loads(bucket_tier.get(layout.node_cameras_key(b_uuid)))
+    doc["cameras"] = {}  # (handed over: no longer listed)
+    bucket_tier.put_bytes(layout.node_cameras_key(b_uuid), json.dumps(doc).encode())
+    tl, _err = _timeline(url, START_NS, START_NS + 60 * S, capsys)
+    lost = [e["detail"] for e in tl["events"] if e["kind"] == "lost"]
+    assert [(d["from_ns"], d["to_ns"]) for d in lost] == [(START_NS + 12 * S, START_NS + 24 * S)]
 
 
 @contextlib.contextmanager
@@ -226,3 +233,25 @@ def _reopen(path):
     from vstore.api import open_store
 
     return open_store(path)
+
+
+def test_what_a_store_holds_untiered_is_kept_up_to_date_incrementally(tmp_path, media):
+    """A node says what it holds untiered once a minute: the tail is read once, then only
+    what was written since, and what was tiered since is dropped from the oldest end."""
+    from vstore.ingest.file_import import import_file
+    from vstore.lifecycle.gone_nodes import UntieredSpans
+
+    st = _store(tmp_path, media, "a", "gate")  # 0-12 s, 4 s segments
+    tracker = UntieredSpans()
+    assert tracker.read(st) == {"gate": [[START_NS, START_NS + 12 * S]]}
+    import_file(st, media("cat-src.ts", 12.0, codec="h264", gop_frames=25), "gate",
+                START_NS + 20 * S)  # fmt: skip
+    assert tracker.read(st) == {"gate": [[START_NS, START_NS + 12 * S],
+                                         [START_NS + 20 * S, START_NS + 32 * S]]}  # fmt: skip
+    url = str(tmp_path / "bucket")
+    assert run_tiering(st, st.tier(url), 0, cameras=["gate"]).tiered == 6
+    assert tracker.read(st) == {}
+    import_file(st, media("cat-src.ts", 12.0, codec="h264", gop_frames=25), "gate",
+                START_NS + 40 * S)  # fmt: skip
+    assert tracker.read(st) == {"gate": [[START_NS + 40 * S, START_NS + 52 * S]]}
+    st.close()

@@ -6,7 +6,8 @@ show a gap.
 A declaration is ``_nodes_gone/STORE.json`` (``layout.node_gone_key``): the node's last
 card, who declared it and when. Each node also keeps ``_nodes_cameras/STORE.json`` current:
 the cameras it records, each with since when, and the spans of every camera's footage it
-holds untiered (``publish_cameras``, at every change of its cameras and once a minute).
+holds untiered (``publish_cameras``, at every change of its cameras, once a minute, and at
+its stop; ``UntieredSpans``).
 Readers of the bucket (``mark_lost``) put a ``lost`` event on what of a camera's range no
 footage covers, where a gone store recorded it: the untiered spans it last listed (cameras
 it handed over too), after the end of what it tiered, and from when it took up a camera its
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 from vstore.base import actor, layout
 from vstore.base.errors import NotFound, UsageError
 from vstore.base.timebase import GAP_TOLERANCE_NS, format_time
-from vstore.index.time_index import Batch, Event
+from vstore.index.time_index import Batch, Event, SegmentRow
 from vstore.store.store import Store
 from vstore.tier.base import BlobTier
 
@@ -32,7 +33,6 @@ GONE_FORMAT = "vstore-node-gone"
 MAX_DECLARATION_BYTES = 64 << 10
 CAMERAS_FORMAT = "vstore-node-cameras"
 MAX_CAMERAS_BYTES = 16 << 20  # (a node of 100,000 cameras' list is a few megabytes)
-UNTIERED_ROWS = 4096  # segments a camera read for its untiered spans (days of them)
 
 
 def declare_gone(
@@ -130,26 +130,67 @@ def gone_stores(tier: BlobTier) -> dict[str, dict[str, Any]]:
     }
 
 
-def untiered_spans(store: Store) -> dict[str, list[list[int]]]:
-    """camera -> the [from_ns, to_ns] spans of its footage this store holds untiered, oldest
-    first (a segment being written counts to its last chunk): what would be lost with the
-    node. At most UNTIERED_ROWS segments a camera are read (beyond, the oldest are left
-    out: tiering has failed for that long, which its errors say)."""
-    out: dict[str, list[list[int]]] = {}
-    for cam, num in store.index.cameras():
-        spans: list[list[int]] = []
-        for row in store.index.untiered_tail(num, UNTIERED_ROWS):
-            end = row.end_ns
-            if row.state == "open":
-                last = store.index.last_chunk(num)
-                end = max(row.start_ns, last.end_ns if last is not None else row.start_ns)
-            if spans and end + GAP_TOLERANCE_NS >= spans[-1][0]:
-                spans[-1][0] = min(spans[-1][0], row.start_ns)
+class UntieredSpans:
+    """What a store holds untiered, camera by camera, kept up to date at little cost: each
+    camera's untiered tail is read once (newest first, to its newest tiered segment:
+    tiering goes oldest first), then only what was written since is read, and what was
+    tiered or deleted since is dropped from the oldest end. Not seen: a segment older than
+    the newest tiered one (a backfill imported behind tiered footage, one whose tiering
+    keeps failing, which the node's log says as an error)."""
+
+    def __init__(self) -> None:
+        self._local: dict[int, dict[int, int]] = {}  # camera num -> {start_ns: end_ns}
+
+    def read(self, store: Store) -> dict[str, list[list[int]]]:
+        """camera -> the [from_ns, to_ns] spans of its footage the store holds untiered,
+        oldest first (a segment being written counts to its last chunk)."""
+        out: dict[str, list[list[int]]] = {}
+        for cam, num in store.index.cameras():
+            local = self._local.get(num)
+            if local is None:
+                local = self._local[num] = {
+                    r.start_ns: _end(store, r) for r in store.index.untiered_tail(num, 2**62)
+                }
             else:
-                spans.append([row.start_ns, end])
-        if spans:
-            out[cam] = spans[::-1]
-    return out
+                newest = max(local, default=None)
+                if newest is not None:
+                    for r in store.index.segments(num, newest):
+                        if r.location == "local":
+                            local[r.start_ns] = _end(store, r)
+                        else:
+                            local.pop(r.start_ns, None)
+                else:
+                    local.update((r.start_ns, _end(store, r))
+                                 for r in store.index.untiered_tail(num, 2**62))  # fmt: skip
+                for start in sorted(local):  # (oldest first: tiered or gone since?)
+                    row = next((r for r in store.index.segments(num, start, start + 1)
+                                if r.start_ns == start), None)  # fmt: skip
+                    if row is not None and row.location == "local":
+                        break
+                    del local[start]
+            spans: list[list[int]] = []
+            for start in sorted(local):
+                end = local[start]
+                if spans and start - spans[-1][1] <= GAP_TOLERANCE_NS:
+                    spans[-1][1] = max(spans[-1][1], end)
+                else:
+                    spans.append([start, end])
+            if spans:
+                out[cam] = spans
+        return out
+
+
+def _end(store: Store, row: SegmentRow) -> int:
+    """A segment's end; of one being written, its last chunk's."""
+    if row.state != "open":
+        return row.end_ns
+    last = store.index.last_chunk(row.camera_num)
+    return max(row.start_ns, last.end_ns if last is not None else row.start_ns)
+
+
+def untiered_spans(store: Store) -> dict[str, list[list[int]]]:
+    """``UntieredSpans.read`` once."""
+    return UntieredSpans().read(store)
 
 
 def publish_cameras(

@@ -26,7 +26,7 @@ from vstore.base.loopback import is_loopback
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.time_index import Batch
-from vstore.lifecycle.gone_nodes import publish_cameras, untiered_spans
+from vstore.lifecycle.gone_nodes import UntieredSpans, publish_cameras
 from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.camera_run import LocalRecorders, redact_url
 from vstore.service.job_runner import JobRunner
@@ -65,6 +65,7 @@ class Node:
         self._placed: dict[str, int] = {}
         self._said_cameras: dict[str, int] | None = None
         self._said_untiered: dict[str, list[list[int]]] | None = None
+        self._untiered = UntieredSpans()
         self._say_cameras_after = 0.0  # (monotonic: after a failed put, tried again then)
         self._say_untiered_after = 0.0  # (monotonic: the untiered spans are read again then)
         self._leaving = False  # drained: tiering what it holds, then stopping
@@ -330,7 +331,7 @@ class Node:
         if placed == self._said_cameras and mono < self._say_untiered_after and not now:
             return
         self._say_untiered_after = mono + UNTIERED_SAY_EVERY_S
-        untiered = untiered_spans(self.store)
+        untiered = self._untiered.read(self.store)
         if placed == self._said_cameras and untiered == self._said_untiered:
             return
         try:
