@@ -77,6 +77,7 @@ def _round(
         base.mkdir(parents=True)
         (base / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_s}\n")
         node = open_store(base)
+        node.recording_signer()  # (its key made before the clock, as a node's at its start)
     c0 = _cpu_s()
     for k in range(procs):
         cmd = [sys.executable, "-m", "bench.recorder_child", str(base / f"shard{k}"),

@@ -49,6 +49,9 @@ def main() -> None:
         d_path.mkdir(parents=True)
         (d_path / "vstore.toml").write_text(f"[store]\nfsync_interval_s = {fsync_s}\n")
         st = open_store(d_path)
+        # Its recording key made before the clock (a node has it from its start: it refuses
+        # to start without it), not at the first seal of the timed run.
+        st.recording_signer()
     writers = [open_writer(st, f"{prefix}{c}", [VIDEO], start_ns=T0) for c in range(int(cameras))]
     for w in writers:
         for i in range(WARM_PACKETS):
