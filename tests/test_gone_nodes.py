@@ -28,6 +28,14 @@ from vstore.tier.factory import open_tier
 S = 10**9
 
 
+def _join(url, etcd, prefix, stores):
+    """Each (store, name) a member of cluster ``prefix``, with its card in the bucket."""
+    for st, name in stores:
+        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
+                                                             name=name, prefix=prefix))  # fmt: skip
+        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+
+
 def _timeline(url, frm, to, capsys):
     code = main(["timeline", "--camera", "gate", "--store", url, "--from", format_time(frm),
                  "--to", format_time(to), "--json"])  # fmt: skip
@@ -127,10 +135,7 @@ def test_a_camera_a_gone_node_took_up_and_never_tiered_shows_as_lost_too(
     assert run_tiering(b, b.tier(url), 5 * S).tiered == 3
     (tmp_path / "c").mkdir()
     c = open_store(tmp_path / "c")
-    for st, name in ((b, "b"), (c, "c")):
-        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
-                                                             name=name, prefix=prefix))  # fmt: skip
-        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+    _join(url, etcd, prefix, ((b, "b"), (c, "c")))
     took = START_NS + 20 * S
     publish_cameras(c, c.tier(url), {"gate": took, "lane": START_NS}, {}, took)
     # (b handed the camera over: sealed, tiered)
@@ -180,10 +185,7 @@ def test_what_a_gone_node_held_untiered_is_lost_exactly_and_ends_where_another_t
     assert untiered_spans(b) == {"gate": [[START_NS + 12 * S, START_NS + 24 * S]]}
     (tmp_path / "c").mkdir()
     c = open_store(tmp_path / "c")
-    for st, name in ((b, "b"), (c, "c")):
-        st.config = st.config._replace(cluster=ClusterConfig(etcd=tuple(etcd.endpoints),
-                                                             name=name, prefix=prefix))  # fmt: skip
-        publish_card(st, st.tier(url), "https://127.0.0.1:9")
+    _join(url, etcd, prefix, ((b, "b"), (c, "c")))
     took = START_NS + 30 * S
     publish_cameras(b, b.tier(url), {"gate": START_NS + 12 * S}, untiered_spans(b), took)
     publish_cameras(c, c.tier(url), {"gate": took}, {}, took)

@@ -14,7 +14,7 @@ from tests.conftest import START_NS
 from tests.test_roundtrip import decode_counters
 from tests.test_timestamps import VIDEO, au
 from vstore import Packet
-from vstore.base.errors import SourceError
+from vstore.base.errors import SourceError, UsageError
 from vstore.ingest.file_import import import_file
 from vstore.ingest.tracks import tracks_from_av
 from vstore.lifecycle.check import check_store
@@ -259,20 +259,32 @@ def test_abutting_files_import_in_any_order(store, media):
     assert check_store(store).ok
 
 
-def test_an_import_whose_length_is_not_stated_stops_at_now(store, media):
-    """Footage is never stored ahead of the clock: a file that states no length (checked
-    before anything is written otherwise) is stopped where it would run past now, what
-    came before kept."""
-    path = media("future.ts", 6.0, gop_frames=25)
+def test_an_import_whose_length_is_not_believed_stops_at_now(store, media, tmp_path):
+    """Footage is never stored ahead of the clock: a file whose length is not known (an
+    MPEG-TS spliced from two recordings, whose length FFmpeg reckons at hours) is stopped
+    where it would run past now, what came before kept. Its length used to refuse it whole."""
+    a, b = media("splice-a.ts", 4.0, gop_frames=25), media("splice-b.ts", 4.0, gop_frames=25)
+    spliced = tmp_path / "spliced.ts"
+    spliced.write_bytes(b.read_bytes() + a.read_bytes())  # (b's clock runs hours later)
+    with av.open(str(b)) as i, av.open(str(spliced), "w") as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(video=0):
+            if pkt.size:
+                pkt.pts, pkt.dts, pkt.stream = (
+                    pkt.pts + 10 * 3600 * 90000,
+                    pkt.dts + 10 * 3600 * 90000,
+                    s,
+                )
+                o.mux(pkt)
+    with open(spliced, "ab") as f:
+        f.write(a.read_bytes())
+    with av.open(str(spliced)) as c:
+        assert c.streams.video[0].duration / 90000 > 3600  # (the case: hours, as FFmpeg says)
     now = time.time_ns()
-    with av.open(str(path)) as src:
-        w = store.writer("cam", tracks_from_av(src), start_ns=now - 2 * 10**9)
-        for pkt in src.demux():
-            if pkt.size and w.overlap_error is None:
-                w.write(pkt)
-        w.close()
-    assert w.overlap_error is not None and "runs on past now" in str(w.overlap_error)
-    assert 0 < w.durable_end_ns - (now - 2 * 10**9) <= 4 * 10**9 + 2 * 10**9
+    with pytest.raises(UsageError, match="runs on past now"):
+        import_file(store, spliced, "cam", now - 2 * 10**9)
+    end = max(r.end_ns for r in store.index.segments(store.camera_num("cam")))
+    assert now - 2 * 10**9 < end <= now + 4 * 10**9
     assert check_store(store).ok
 
 

@@ -36,6 +36,10 @@ class ImportResult:
     audio_codecs: tuple[str, ...] = ()  # of the audio tracks it stored
 
 
+# No recording's pictures are thinner than this (bits a second): an MPEG-TS length that
+# would make them so is FFmpeg's estimate gone wrong, not the file's.
+MIN_VIDEO_BITS_PER_S = 1000
+
 # A file whose container declares this much more than could be read is called truncated.
 TRUNCATED_MIN_S = 1.0
 
@@ -134,19 +138,20 @@ def _origin_ns(stream: Any) -> int | None:
     return ticks_to_ns(int(stream.start_time), tb.numerator, tb.denominator)
 
 
-def _video_s(container: Any, video: int, declared_s: float) -> float:
-    """How long the file's pictures last, as its container states it (0: not stated): the
-    video stream's own duration, else the file's declared one. Not the file's duration
-    FFmpeg gives a file that states none (MPEG-TS: an estimate, hours long for a file
-    spliced from two recordings; the writer stops such a file where it must), nor one that
-    counts sound running on past the last picture: two files cut from one recording abut."""
-    if not declared_s:
+def _video_s(container: Any, video: int, declared_s: float, size_bytes: int) -> float:
+    """How long the file's pictures last (0: not known): the video stream's own duration,
+    else the file's declared one; not the file's, which counts sound running on past the
+    last picture (two files cut from one recording abut). An MPEG-TS states none: FFmpeg
+    reads it from the file's first and last timestamps, right for one recording, and hours
+    long for a file spliced from two; a length that would make its pictures thinner than
+    any video is not believed (the writer stops such a file where it must)."""
+    s = container.streams[video] if video >= 0 else None
+    if s is None or not s.duration:
+        return declared_s
+    video_s = float(s.duration * s.time_base)
+    if not declared_s and size_bytes * 8 < MIN_VIDEO_BITS_PER_S * video_s:
         return 0.0
-    if video >= 0:
-        s = container.streams[video]
-        if s.duration:
-            return float(s.duration * s.time_base)
-    return declared_s
+    return video_s
 
 
 def _refuse_future(store: Store, start_ns: int, video_s: float) -> None:
@@ -218,7 +223,7 @@ def import_file(
         streams = [container.streams[i] for i in src.stream_to_track]
         video = next((i for i, tr in src.stream_to_track.items()
                       if src.tracks[tr].kind == "video"), -1)  # fmt: skip
-        video_s = _video_s(container, video, declared_s)
+        video_s = _video_s(container, video, declared_s, opened.st_size)
         _refuse_future(store, start_ns, video_s)
         new_camera = store.index.camera_num(camera_id) is None
         num = store.index.camera_num(camera_id, create=True)
