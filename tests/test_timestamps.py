@@ -153,17 +153,22 @@ def test_parameter_set_change_starts_new_segment(store):
     assert "codec_parameters_changed" in events(store)
 
 
-def test_audio_before_first_keyframe_is_dropped_then_interleaved(store):
+def test_audio_before_first_keyframe_waits_for_it_then_interleaves(store):
+    """Sound sent ahead of the first keyframe waits for it: what is timed from the keyframe
+    on goes into the first chunk (the run's footage used to begin silent), what is timed
+    before it is dropped and counted."""
     with store.writer("cam", [VIDEO, AUDIO], start_ns=START_NS) as w:
-        w.write(Packet(1, 0, 0, True, b"\xff" * 160))
+        w.write(Packet(1, -320, -320, True, b"\xff" * 160))  # (before the keyframe's time)
+        w.write(Packet(1, 0, 0, True, b"\xfe" * 320))  # (its time, sent ahead of it)
         for i in range(50):
             key, data = au(i)
             w.write(Packet(0, i * FRAME, i * FRAME, key, data))
-            w.write(Packet(1, i * 320, i * 320, True, b"\x7f" * 320))
+            w.write(Packet(1, (i + 1) * 320, (i + 1) * 320, True, b"\x7f" * 320))
         assert w.stats.dropped_before_keyframe == 1
     pk = list(store.read_packets("cam", START_NS, START_NS + 10**12))
-    assert sum(p.track == 1 for p in pk) == 50
     audio = [p for p in pk if p.track == 1]
+    assert len(audio) == 51 and bytes(audio[0].data) == b"\xfe" * 320
+    assert audio[0].wall_ns == START_NS
     assert audio[1].wall_ns - START_NS == 40_000_000  # audio and video share the media clock
 
 

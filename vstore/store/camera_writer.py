@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 _PARAM_BITS = NAL_SPS | NAL_PPS | NAL_VPS
 
 
+# Sound packets kept while a run waits for its first keyframe (about 2.5 s of AAC or G.711).
+EARLY_SOUND_PACKETS = 128
+
 # How far past the clock an import's footage may run (two machines' clocks differ):
 # footage is never stored ahead of the clock.
 FUTURE_SLACK_NS = 2_000_000_000
@@ -253,6 +256,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
 
     def _new_run_state(self) -> None:
         self._fp.started = False
+        self._early: deque[tuple[int, int, int, int, bytes, bool]] = deque()
         self._anchor_wall_ns = 0
         self._anchor_media_ns = 0
         self._anchor_offset_ns = 0  # anchor wall minus receive wall (non-zero after a clamp)
@@ -427,6 +431,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 params = b""
             if key:
                 flags |= fmt.PKT_KEY
+                starting = not self._fp.started
                 if not self._on_keyframe(npts, params, wall_ns):
                     return
             elif not self._fp.started:
@@ -438,16 +443,47 @@ class CameraWriter(WallPlacement, BehindWriterSync):
                 self._fp.chunk_last_vpts = npts
             self._fp.chunk_vdelta = self._fp.state(track)[4]
         elif not self._fp.started:
-            self._count_unstarted_drop()
+            self._hold_early(track, ndts, npts, flags, data, corrupt)
             return
 
-        self._table.append(ndts, npts, size, flags, track)
+        self._append(track, ndts, npts, flags, data, corrupt)
+        if track == self._video and key and starting and self._early:
+            self._replay_early()
+
+    def _append(
+        self, track: int, ndts: int, npts: int, flags: int, data: bytes, corrupt: bool
+    ) -> None:
+        self._table.append(ndts, npts, len(data), flags, track)
         self._payload.append(data)
         self.stats.packets += 1
-        self.stats.bytes += size
+        self.stats.bytes += len(data)
         if corrupt:  # kept as received, flagged, and on the timeline at its chunk's close
             self.stats.corrupt_packets += 1
             self._chunk_corrupt += 1
+
+    def _hold_early(
+        self, track: int, ndts: int, npts: int, flags: int, data: bytes, corrupt: bool
+    ) -> None:
+        """Sound that arrives before a run's first keyframe waits for it: sources send sound
+        ahead of its pictures, so the first moments of the first GOP's sound come before its
+        keyframe (dropped, the run's footage began silent)."""
+        if self._space_paused_ns is not None:
+            self.stats.dropped_disk_full += 1
+            return
+        self._early.append((track, ndts, npts, flags, data, corrupt))
+        if len(self._early) > EARLY_SOUND_PACKETS:
+            self._early.popleft()
+            self.stats.dropped_before_keyframe += 1
+
+    def _replay_early(self) -> None:
+        """The run began: the sound that waited for its keyframe goes into the first chunk
+        from the keyframe's time on; what came before it is dropped (counted)."""
+        for track, ndts, npts, flags, data, corrupt in self._early:
+            if self._wall_of(track, npts) < self._chunk_start_ns:
+                self.stats.dropped_before_keyframe += 1
+                continue
+            self._append(track, ndts, npts, flags, data, corrupt)
+        self._early.clear()
         if self._table.payload_bytes >= self._max_chunk_bytes:
             self._chunk_full()
 
