@@ -528,3 +528,17 @@ def test_codec_change_ends_mp4_but_ts_continues(tmp_path, media):
         counters, frames = decode(data)
         assert counters == list(range(90))  # from the GOP start, across the change
         assert (frames[0].width, frames[-1].width) == (320, 640)
+
+
+def test_a_range_from_a_printed_start_names_no_gap_below_a_millisecond(tmp_path, media):
+    """A range copied from a timeline's printed start (milliseconds) begins up to a
+    millisecond before the footage: that is no gap to name; a longer one is."""
+    st = open_store(tmp_path / "s")
+    start = START_NS + 123_456  # (footage that begins inside a millisecond)
+    import_file(st, media("edge.ts", 2.0, codec="h264", gop_frames=25), "cam", start)
+    printed = start // 1_000_000 * 1_000_000
+    assert plan_clip(st, "cam", printed, start + 10**9).gaps == []
+    assert plan_clip(st, "cam", start - 2_000_000, start + 10**9).gaps == [
+        (start - 2_000_000, start)
+    ]
+    st.close()

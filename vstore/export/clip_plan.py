@@ -32,6 +32,10 @@ class DamagedChunks(Exception):
         self.chunks = chunks
 
 
+# The shortest gap at a clip's ends that is named (printed times keep milliseconds).
+EDGE_GAP_MIN_NS = 1_000_000
+
+
 class ClipPart(NamedTuple):
     """Consecutive chunks of one segment that the clip reads."""
 
@@ -218,12 +222,14 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     first_ns = max(start_ns, chunks[0].start_ns)
     last_ns = min(end_ns, chunks[-1].end_ns)
     gaps: list[tuple[int, int]] = []
-    if chunks[0].start_ns > start_ns:
+    # (at the range's ends, less than the millisecond that printed times keep is no gap: a
+    # range copied from a timeline's printed start begins that much before its footage)
+    if chunks[0].start_ns - start_ns >= EDGE_GAP_MIN_NS:
         gaps.append((start_ns, chunks[0].start_ns))
     for a, b in itertools.pairwise(chunks):
         if b.start_ns - a.end_ns > GAP_TOLERANCE_NS:
             gaps.append((a.end_ns, b.start_ns))
-    if chunks[-1].end_ns < end_ns:
+    if end_ns - chunks[-1].end_ns >= EDGE_GAP_MIN_NS:
         gaps.append((chunks[-1].end_ns, end_ns))
     tail = chunk_after(store, num, chunks[-1])
     if tail is not None:
