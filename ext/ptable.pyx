@@ -97,6 +97,8 @@ cdef enum:
     MAX_TRACKS = 256
 
 cdef int64_t WRAP_HALF = (<int64_t>1) << 32
+NS = 1_000_000_000
+SAME_JUMP_NS = NS  # (the pure twin's, tested)
 
 # push() results: the packet was appended, or the Python slow path must handle it.
 FAST_APPENDED = 0
@@ -133,6 +135,10 @@ cdef class FastPath:
     cdef bint wrap_bits[MAX_TRACKS]
     cdef int nal_codec[MAX_TRACKS]
     cdef int length_size[MAX_TRACKS]
+    cdef int64_t tb_num[MAX_TRACKS]
+    cdef int64_t tb_den[MAX_TRACKS]
+    cdef int64_t jump_seen[MAX_TRACKS]
+    cdef object _jump
     cdef public bint enabled
     cdef public bint started
     cdef public long long chunk_last_vpts
@@ -160,8 +166,11 @@ cdef class FastPath:
         self.started = False
         self.chunk_last_vpts = 0
         self.chunk_vdelta = 0
+        self._jump = (0, 0, 0)
         for i in range(self.ntracks):
-            mj, wb, nc, ls = tracks[i]
+            mj, wb, nc, ls = tracks[i][:4]
+            self.tb_num[i], self.tb_den[i] = tracks[i][4:6] if len(tracks[i]) > 5 else (0, 0)
+            self.jump_seen[i] = 0
             self.max_jump[i] = mj
             self.wrap_bits[i] = wb
             self.nal_codec[i] = nc
@@ -172,6 +181,21 @@ cdef class FastPath:
             self.wrap_off[i] = 0
             self.rebase_off[i] = 0
             self.last_delta[i] = 1
+
+    cdef int64_t _rebase_step(self, int t, int64_t jump, int64_t own) except? -1:
+        """The pure twin's ``_rebase_step`` (a jump's shift shared by every track), in
+        Python integers: it runs once a jump."""
+        num, den = <object>self.tb_num[t], <object>self.tb_den[t]
+        if not den:
+            return own
+        seq, step_ns, shift_ns = self._jump
+        jump_ns = <object>jump * num * NS // den
+        if self.jump_seen[t] < seq and abs(jump_ns - step_ns) <= SAME_JUMP_NS:
+            self.jump_seen[t] = seq
+            return shift_ns * den // (num * NS)
+        self._jump = (seq + 1, jump_ns, <object>own * num * NS // den)
+        self.jump_seen[t] = seq + 1
+        return own
 
     def state(self, int t):
         """(last_dts or None, last_raw or None, wrap_off, rebase_off, last_delta)."""
@@ -240,8 +264,11 @@ cdef class FastPath:
                 if self.wrap_bits[t] and jump > WRAP_HALF:
                     jump -= (<int64_t>1) << 33  # (a step back past 0, as 33 bits wrap it)
                 notes |= 8
-                rebase_off += self.last_dts[t] + last_delta - ndts
+                rebase_off += self._rebase_step(t, jump, self.last_dts[t] + last_delta - ndts)
                 ndts = raw + rebase_off
+                if ndts <= self.last_dts[t]:
+                    bump = self.last_dts[t] + 1 - ndts
+                    notes |= 16
             else:
                 last_delta = delta
         ndts += bump

@@ -390,3 +390,32 @@ def test_a_step_back_past_zero_is_reported_as_the_step_back_it_is():
         fp.normalise(0, 450_003_600, 450_003_600)
         _dts, _pts, notes, jump = fp.normalise(0, 2**33, 2**33)
         assert notes & mod.TS_JUMPED and jump == 2**33 - 450_003_600 - 2**33, mod
+
+
+def test_a_jump_of_the_source_s_clock_keeps_sound_and_pictures_together():
+    """A jump of the source's clock (a spliced file, a camera's clock stepped back) used to
+    rebase each track on its own, one step after its own last packet: sound and pictures
+    came out as far apart as their last packets before the jump were (96 ms in a spliced
+    file). The first track to see the jump sets the shift; the others take it (both twins)."""
+    from vstore import _native
+
+    video = (90000 * 30, True, -1, 0, 1, 90000)
+    audio = (48000 * 30, False, -1, 0, 1, 48000)
+    for mod in {_native.ptable, __import__("vstore._py.ptable", fromlist=["x"])}:
+        fp = mod.FastPath(mod.PacketTable(), 0, [video, audio])
+        out: dict[int, list[tuple[int, float]]] = {0: [], 1: []}
+        rates = {0: 90000, 1: 48000}
+        # 20 s of 25 fps pictures and 1024-sample AAC frames, in time order; at 10 s the
+        # clock steps back 5000 s, and the sound after it begins 50 ms after the pictures
+        # (a file spliced on: its own sound starts late).
+        packets = sorted([(k * 3600 / 90000, 0, k * 3600) for k in range(500)]
+                         + [(j * 1024 / 48000, 1, j * 1024) for j in range(937)
+                            if not 10 <= j * 1024 / 48000 < 10.05])  # fmt: skip
+        for at_s, t, ticks in packets:
+            raw = ticks - (5000 * rates[t] if at_s >= 10 else 0)
+            out[t].append((ticks, fp.normalise(t, raw, raw)[0] / rates[t]))
+        # After the jump, each packet's time minus its source time is the same for both.
+        shift_v = {round(o - t / 90000, 4) for t, o in out[0] if t >= 10 * 90000}
+        shift_a = {round(o - t / 48000, 4) for t, o in out[1] if t >= 10 * 48000}
+        assert len(shift_v) == 1 and len(shift_a) == 1, mod
+        assert abs(shift_v.pop() - shift_a.pop()) < 1e-4, mod

@@ -62,6 +62,9 @@ FAST_SLOW = 1
 
 WRAP_33 = 1 << 33  # MPEG-TS timestamps are 33 bits
 WRAP_HALF = 1 << 32
+NS = 1_000_000_000
+# Two tracks' jumps this close (ns) are one jump of the source's clock, seen on each.
+SAME_JUMP_NS = NS
 
 # normalise() notes: what happened to a packet's timestamps (the writer counts and reports).
 TS_FILLED_DTS = 1  # no dts nor pts: synthesized from the track's last step
@@ -98,10 +101,16 @@ class FastPath:
         self.started = False
         self.chunk_last_vpts = 0
         self.chunk_vdelta = 0
-        self._tracks = [(int(mj), bool(wb), int(nc), int(ls)) for mj, wb, nc, ls in tracks]
+        self._tracks = [(int(x[0]), bool(x[1]), int(x[2]), int(x[3])) for x in tracks]
+        # Each track's time base (num, den), when given: (0, 0) shares no jump.
+        self._tb = [(int(x[4]), int(x[5])) if len(x) > 5 else (0, 0) for x in tracks]
         self._state: list[tuple[int | None, int | None, int, int, int]] = [
             (None, None, 0, 0, 1) for _ in tracks
         ]
+        # The latest jump of the source's clock: its number, raw step and the shift that
+        # continued the first track to see it (ns); each track's last jump number.
+        self._jump = (0, 0, 0)
+        self._jump_seen = [0] * len(tracks)
 
     def state(self, t: int) -> tuple[int | None, int | None, int, int, int]:
         """(last_dts or None, last_raw or None, wrap_off, rebase_off, last_delta)."""
@@ -165,8 +174,11 @@ class FastPath:
                 if wrap_bits and jump > WRAP_HALF:
                     jump -= WRAP_33  # a step back past 0, as 33-bit timestamps wrap it
                 notes |= TS_JUMPED
-                rebase_off += last_dts + last_delta - ndts
+                rebase_off += self._rebase_step(t, jump, last_dts + last_delta - ndts)
                 ndts = raw + rebase_off
+                if ndts <= last_dts:  # (the shared shift puts its first packet at or behind
+                    bump = last_dts + 1 - ndts  # its last: that one only is bumped past it)
+                    notes |= TS_REORDERED
             else:
                 last_delta = delta
         ndts += bump
@@ -178,6 +190,24 @@ class FastPath:
             npts = ndts
         self._state[t] = (ndts, raw, wrap_off, rebase_off, last_delta)
         return ndts, npts, notes, jump
+
+    def _rebase_step(self, t: int, jump: int, own: int) -> int:
+        """Ticks to add to track ``t``'s rebase at a jump of ``jump`` raw ticks: ``own`` (its
+        next packet one step after its last) for the first track to see a jump of the
+        source's clock; for the others, the same shift in time, so that sound and pictures
+        keep the offset the source gave them (each continued on its own, they came out as
+        far apart as their last packets before the jump were)."""
+        num, den = self._tb[t]
+        if not den:
+            return own
+        seq, step_ns, shift_ns = self._jump
+        jump_ns = jump * num * NS // den
+        if self._jump_seen[t] < seq and abs(jump_ns - step_ns) <= SAME_JUMP_NS:
+            self._jump_seen[t] = seq
+            return int(shift_ns * den // (num * NS))
+        self._jump = (seq + 1, jump_ns, own * num * NS // den)
+        self._jump_seen[t] = seq + 1
+        return own
 
     def bind(
         self,

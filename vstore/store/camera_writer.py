@@ -237,7 +237,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         # without Python objects; pure twin: state only). A new run resets it in place, so a
         # caller still holding its bound write_raw (a loop's `wr = w.write_raw`) gets the
         # new state and keeps the fast path.
-        spec = [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size) for ts in self._ts]
+        spec = [(ts.max_jump_ticks, ts.wrap_bits, ts.nal_codec, ts.length_size, *ts.info.time_base)
+                for ts in self._ts]  # fmt: skip
         if hasattr(self, "_fp"):
             self._fp.reset(self._video, spec)
             return
