@@ -170,6 +170,11 @@ def test_audio_before_first_keyframe_waits_for_it_then_interleaves(store):
     assert len(audio) == 51 and bytes(audio[0].data) == b"\xfe" * 320
     assert audio[0].wall_ns == START_NS
     assert audio[1].wall_ns - START_NS == 40_000_000  # audio and video share the media clock
+    # Sound whose keyframe never comes is counted as dropped when the writer closes.
+    with store.writer("cam2", [VIDEO, AUDIO], start_ns=START_NS) as w2:
+        for i in range(3):
+            w2.write(Packet(1, i * 320, i * 320, True, b"\x7f" * 320))
+    assert w2.stats.dropped_before_keyframe == 3 and w2.stats.packets == 0
 
 
 def test_live_clock_drift_reanchors_with_event(store_dir):

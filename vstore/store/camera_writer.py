@@ -558,6 +558,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         with self._lock:
             if self._closed:
                 return
+            self.stats.dropped_before_keyframe += len(self._early)  # (no keyframe came)
+            self._early.clear()
             try:
                 self._seal_segment()
             except VstoreError:
