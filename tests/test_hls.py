@@ -228,3 +228,40 @@ def test_playlists_from_gop_tables_are_those_from_chunk_rows_and_check_keeps_the
     assert check_store(st, verify_hashes=False).ok
     fixed = next(r for r in st.index.segments(num) if r.segment_id == bad.segment_id)
     assert fixed.gops == sealed[1].gops
+
+
+def test_a_media_segment_has_the_sound_of_its_own_time(tmp_path, media):
+    """MPEG-TS sends sound ahead of its pictures, so a GOP's first moments of sound are
+    stored with the GOP before: a player starting at a segment heard silence there. Each
+    media segment now carries the sound from its keyframe to the next one's, from the chunk
+    before where it was sent ahead, and consecutive segments neither overlap nor leave a
+    hole."""
+    import io
+
+    import av
+
+    from vstore.export.hls import init_for, media_for
+    from vstore.ingest.file_import import import_file
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 60\n")
+    with open_store(d) as st:
+        import_file(st, media("lead-src.ts", 12.0, codec="h264", gop_frames=25, audio="aac"),
+                    "cam", START_NS)  # fmt: skip
+        num = st.camera_num("cam")
+        gops = [c.start_ns for c in st.index.chunks(num, 0, 2**63 - 1)
+                if not c.flags & fmt.CHUNK_CONTINUATION]  # fmt: skip
+        spans = []
+        for k in (3, 4, 5):  # (GOPs inside the segment, each with a GOP before)
+            body = init_for(st, "cam", gops[k]) + b"".join(
+                map(bytes, media_for(st, "cam", gops[k]))
+            )
+            with av.open(io.BytesIO(body)) as c:
+                video = [float(f.time) for f in c.decode(video=0)]
+            with av.open(io.BytesIO(body)) as c:
+                sound = [(float(f.time), f.samples / f.sample_rate) for f in c.decode(audio=0)]
+            assert abs(sound[0][0] - video[0]) < 1024 / 48000, (k, sound[0], video[0])
+            spans.append((sound[0][0], sound[-1][0] + sound[-1][1]))
+        for (_a, end), (start, _b) in itertools.pairwise(spans):
+            assert abs(start - end) < 1e-3  # (no overlap, no hole)

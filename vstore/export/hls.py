@@ -21,16 +21,18 @@ from typing import NamedTuple
 import numpy as np
 
 from vstore import _native
-from vstore.base.errors import NotFound
+from vstore.base.errors import NotFound, VstoreError
 from vstore.base.timebase import (
     GAP_TOLERANCE_NS,
     NS_PER_S,
     format_time,
     ns_to_ticks_many,
+    ticks_to_ns,
     ticks_to_ns_many,
 )
 from vstore.codec.aac import adts_to_asc, asc_sample_rate
 from vstore.codec.parameter_sets import avcc_record, hvcc_record
+from vstore.export.clip_plan import chunk_before
 from vstore.export.fmp4 import Fragment, InitTrack, init_segment, media_segment
 from vstore.export.mp4 import aac_entry, visual_entry
 from vstore.export.mp4_clip import sample_pieces
@@ -413,13 +415,29 @@ def _gop_at(store: Store, camera_id: str, start_ns: int) -> tuple[SegmentRow, li
 
 
 class _Source:
-    """A GOP's chunks read and checked, with its segment's tracks."""
+    """A GOP's chunks read and checked, with its segment's tracks; and the chunk before it
+    in its segment, for the sound sent ahead of the GOP's pictures (``sound``)."""
 
     def __init__(self, store: Store, camera_id: str, start_ns: int) -> None:
         seg, rows = _gop_at(store, camera_id, start_ns)
+        num = store.camera_num(camera_id)
+        prev = chunk_before(store, num, rows[0])
+        end_ns = rows[-1].end_ns
+        nxt = next((c for c in store.index.chunks(num, end_ns, end_ns + 1)
+                    if c.start_ns == end_ns), None)  # fmt: skip
+        # Sound is split between GOPs at their keyframes' times, where both sides of the
+        # line are one segment's: the GOP after takes what this one's chunk holds past it.
+        self.start_ns, self.end_ns = start_ns, end_ns
+        self.sound_goes_on = nxt is not None and nxt.segment_id == seg.segment_id
+        self.lead: Chunk | None = None
         with store.lease(segment_ids=[seg.segment_id]), store.segment_reader(seg) as rd:
             self.meta = rd.meta
             self.chunks: list[Chunk] = [_read(rd, c) for c in rows]
+            if prev is not None and prev.segment_id == seg.segment_id:
+                try:
+                    self.lead = _read(rd, prev)
+                except VstoreError:
+                    self.lead = None  # (its damage is no damage of this GOP: no lead sound)
         # Video first, then AAC audio (the audio MP4 can carry): track ids 1, 2.
         kept = [t for t in self.meta.tracks if t.kind == "video"]
         kept += [t for t in self.meta.tracks if t.kind == "audio" and t.codec == "aac"]
@@ -428,6 +446,26 @@ class _Source:
     def packets(self, track: int) -> Iterator[tuple[Chunk, list[int]]]:
         for ch in self.chunks:
             idxs = [i for i, tr in enumerate(ch.columns.track) if tr == track]
+            if idxs:
+                yield ch, idxs
+
+    def sound(self, t: fmt.TrackInfo, shift_ns: int) -> Iterator[tuple[Chunk, list[int]]]:
+        """Track ``t``'s sound of the GOP's own time, from its keyframe to the next: what
+        the chunk before holds of it (sent ahead of the pictures; a player would otherwise
+        start silent), then its own but what the GOP after takes."""
+
+        def wall(ch: Chunk, i: int) -> int:
+            return ticks_to_ns(ch.columns.pts[i], *t.time_base) + shift_ns
+
+        if self.lead is not None:
+            cols = self.lead.columns
+            idxs = [i for i, tr in enumerate(cols.track)
+                    if tr == t.index and wall(self.lead, i) >= self.start_ns]  # fmt: skip
+            if idxs:
+                yield self.lead, idxs
+        for ch, idxs in self.packets(t.index):
+            if self.sound_goes_on:
+                idxs = [i for i in idxs if wall(ch, i) < self.end_ns]
             if idxs:
                 yield ch, idxs
 
@@ -498,7 +536,7 @@ def media_for(store: Store, camera_id: str, start_ns: int) -> list[bytes | memor
         sizes: list[int] = []
         data: list[bytes | memoryview] = []
         asc = t.extradata if t.kind == "audio" else b""
-        for ch, idxs in src.packets(t.index):
+        for ch, idxs in src.sound(t, shift) if t.kind == "audio" else src.packets(t.index):
             cols = ch.columns
             pieces, found = sample_pieces(ch.payload, cols, idxs, annexb, adts)
             asc = asc or found
