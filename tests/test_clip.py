@@ -307,6 +307,18 @@ def _audio_span(path) -> tuple[float, float]:
     return float(frames[0].time), sum(f.samples for f in frames) / frames[0].sample_rate
 
 
+def sound_ahead_store(tmp_path, media, segment_s: int):
+    """A store (open) whose camera "cam" has 12 s of MPEG-TS with AAC, sent ahead of its
+    pictures as TS muxers send it, in segments of ``segment_s``."""
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f"[store]\nsegment_duration_s = {segment_s}\n")
+    st = open_store(d)
+    import_file(st, media("lead-src.ts", 12.0, codec="h264", gop_frames=25, audio="aac"),
+                "cam", START_NS)  # fmt: skip
+    return st
+
+
 def test_sound_sent_ahead_is_read_from_the_chunk_before_even_across_segments(tmp_path, media):
     """MPEG-TS sends sound ahead of its pictures: a keyframe's first moments of sound are
     stored with the GOP before, the segment before too. A clip starting there, in a segment
@@ -316,12 +328,7 @@ def test_sound_sent_ahead_is_read_from_the_chunk_before_even_across_segments(tmp
     from vstore.evidence.package import ExportItem, export_package
     from vstore.evidence.verify import verify_package
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
-    with open_store(d) as st:
-        import_file(st, media("lead-src.ts", 12.0, codec="h264", gop_frames=25, audio="aac"),
-                    "cam", START_NS)  # fmt: skip
+    with sound_ahead_store(tmp_path, media, 4) as st:
         num = st.camera_num("cam")
         second = list(st.index.segments(num))[1]  # (it starts on a keyframe)
         for at, length in ((second.start_ns, 2 * 10**9), (second.start_ns, 40_000_000),

@@ -240,15 +240,10 @@ def test_a_media_segment_has_the_sound_of_its_own_time(tmp_path, media):
 
     import av
 
+    from tests.test_clip import sound_ahead_store
     from vstore.export.hls import init_for, media_for
-    from vstore.ingest.file_import import import_file
 
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 60\n")
-    with open_store(d) as st:
-        import_file(st, media("lead-src.ts", 12.0, codec="h264", gop_frames=25, audio="aac"),
-                    "cam", START_NS)  # fmt: skip
+    with sound_ahead_store(tmp_path, media, 60) as st:
         num = st.camera_num("cam")
         gops = [c.start_ns for c in st.index.chunks(num, 0, 2**63 - 1)
                 if not c.flags & fmt.CHUNK_CONTINUATION]  # fmt: skip
