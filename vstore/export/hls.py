@@ -32,7 +32,7 @@ from vstore.base.timebase import (
 )
 from vstore.codec.aac import adts_to_asc, asc_sample_rate
 from vstore.codec.parameter_sets import avcc_record, hvcc_record
-from vstore.export.clip_plan import chunk_before
+from vstore.export.clip_plan import chunk_after, chunk_before
 from vstore.export.fmp4 import Fragment, InitTrack, init_segment, media_segment
 from vstore.export.mp4 import aac_entry, visual_entry
 from vstore.export.mp4_clip import sample_pieces
@@ -422,13 +422,14 @@ class _Source:
         seg, rows = _gop_at(store, camera_id, start_ns)
         num = store.camera_num(camera_id)
         prev = chunk_before(store, num, rows[0])
-        end_ns = rows[-1].end_ns
-        nxt = next((c for c in store.index.chunks(num, end_ns, end_ns + 1)
-                    if c.start_ns == end_ns), None)  # fmt: skip
+        nxt = chunk_after(store, num, rows[-1])
         # Sound is split between GOPs at their keyframes' times, where both sides of the
-        # line are one segment's: the GOP after takes what this one's chunk holds past it.
-        self.start_ns, self.end_ns = start_ns, end_ns
-        self.sound_goes_on = nxt is not None and nxt.segment_id == seg.segment_id
+        # line are one segment's: the GOP after takes what this one's chunk holds past it
+        # (as the chunk before it, the one that ends where it starts).
+        self.start_ns = start_ns
+        self.split_ns = (
+            nxt.start_ns if nxt is not None and nxt.segment_id == seg.segment_id else None
+        )
         self.lead: Chunk | None = None
         with store.lease(segment_ids=[seg.segment_id]), store.segment_reader(seg) as rd:
             self.meta = rd.meta
@@ -463,9 +464,10 @@ class _Source:
                     if tr == t.index and wall(self.lead, i) >= self.start_ns]  # fmt: skip
             if idxs:
                 yield self.lead, idxs
+        split = self.split_ns
         for ch, idxs in self.packets(t.index):
-            if self.sound_goes_on:
-                idxs = [i for i in idxs if wall(ch, i) < self.end_ns]
+            if split is not None:
+                idxs = [i for i in idxs if wall(ch, i) < split]
             if idxs:
                 yield ch, idxs
 
