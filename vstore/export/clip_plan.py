@@ -272,11 +272,7 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
     plan.damaged = damaged
     lead = chunk_before(store, num, chunks[0])
     if lead is not None:
-        lead_row = seg_rows.get(lead.segment_id) or next(
-            (r for r in store.index.segments(num, lead.start_ns, lead.end_ns)
-             if r.segment_id == lead.segment_id),
-            None,
-        )  # fmt: skip
+        lead_row = seg_rows.get(lead.segment_id) or store.index.segment_of(lead)
         plan.lead = ClipPart(lead_row, (lead,)) if lead_row is not None else None
     return plan
 

@@ -404,11 +404,7 @@ def _gop_at(store: Store, camera_id: str, start_ns: int) -> tuple[SegmentRow, li
         raise NotFound(
             f"camera {camera_id!r} has no GOP starting at {start_ns} ({format_time(start_ns)})"
         )
-    seg = next(
-        (s for s in store.index.segments(num, start_ns, start_ns + 1)
-         if s.segment_id == rows[0].segment_id),
-        None,
-    )  # fmt: skip
+    seg = store.index.segment_of(rows[0])
     if seg is None:
         raise NotFound(f"the segment of the GOP at {format_time(start_ns)} is gone")
     return seg, rows

@@ -823,6 +823,14 @@ class TimeIndex:
             return SegmentRow.decode(it.key(), it.value())
         return None
 
+    def segment_of(self, chunk: ChunkRow) -> SegmentRow | None:
+        """The row of the segment that holds ``chunk`` (None: gone)."""
+        return next(
+            (r for r in self.segments(chunk.camera_num, chunk.start_ns, chunk.start_ns + 1)
+             if r.segment_id == chunk.segment_id),
+            None,
+        )  # fmt: skip
+
     def untiered_tail(self, camera_num: int, limit: int) -> Iterator[SegmentRow]:
         """The camera's newest segments still on this store's disk (not tiered), newest
         first, up to ``limit``: tiering goes oldest first, so they end at the first tiered

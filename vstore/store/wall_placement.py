@@ -166,14 +166,7 @@ class WallPlacement:
     def _place_import(self, start_ns: int) -> None:
         covering = self.index.chunk_at(self.camera_num, start_ns)
         if covering is not None:
-            seg = next(
-                (
-                    r
-                    for r in self.index.segments(self.camera_num, start_ns, start_ns + 1)
-                    if r.segment_id == covering.segment_id
-                ),
-                None,
-            )
+            seg = self.index.segment_of(covering)
             lo, hi = (seg.start_ns, seg.end_ns) if seg else (covering.start_ns, covering.end_ns)
             raise UsageError(
                 f"camera {self.camera_id!r} already has footage at {format_time(start_ns)} "
