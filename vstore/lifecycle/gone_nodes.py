@@ -146,22 +146,16 @@ class UntieredSpans:
         oldest first (a segment being written counts to its last chunk)."""
         out: dict[str, list[list[int]]] = {}
         for cam, num in store.index.cameras():
-            local = self._local.get(num)
-            if local is None:
-                local = self._local[num] = {
-                    r.start_ns: _end(store, r) for r in store.index.untiered_tail(num, 2**62)
-                }
+            local = self._local.setdefault(num, {})
+            if not local:  # (first read, or all of it tiered since: the tail anew)
+                local.update((r.start_ns, _end(store, r))
+                             for r in store.index.untiered_tail(num, 2**62))  # fmt: skip
             else:
-                newest = max(local, default=None)
-                if newest is not None:
-                    for r in store.index.segments(num, newest):
-                        if r.location == "local":
-                            local[r.start_ns] = _end(store, r)
-                        else:
-                            local.pop(r.start_ns, None)
-                else:
-                    local.update((r.start_ns, _end(store, r))
-                                 for r in store.index.untiered_tail(num, 2**62))  # fmt: skip
+                for r in store.index.segments(num, max(local)):  # (written since)
+                    if r.location == "local":
+                        local[r.start_ns] = _end(store, r)
+                    else:
+                        local.pop(r.start_ns, None)
                 for start in sorted(local):  # (oldest first: tiered or gone since?)
                     row = next((r for r in store.index.segments(num, start, start + 1)
                                 if r.start_ns == start), None)  # fmt: skip
