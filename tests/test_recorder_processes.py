@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from multiprocessing import Pipe
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from vstore.api import open_store
 from vstore.base import cpus
 from vstore.base.errors import LinkLost, VstoreError
 from vstore.base.timebase import format_time
+from vstore.index.time_index import Batch
 from vstore.lifecycle.check import check_store
 from vstore.store.camera_writer import open_writer
 from vstore.store.space import SpaceRefused
@@ -96,6 +98,61 @@ def test_the_node_s_errors_cross_the_link_as_themselves_and_a_gone_node_fails_ev
     with pytest.raises(LinkLost):
         open_writer(linked, "cam", [VIDEO])
     st.close()
+
+
+def test_writers_unsynced_commits_go_merged_and_each_waits_for_the_call_that_carried_it(
+    store_dir,
+):
+    st = open_store(store_dir)
+    here, there = Pipe()
+    serve_link(st, here, "test")
+    linked = LinkedStore(store_dir, there, st.config, st.uuid)
+    calls: list[tuple[str, int]] = []
+    call = linked._calls.call
+
+    def counted(op, *args):
+        calls.append((op, args[0].count if op == "commit" else 0))
+        return call(op, *args)
+
+    linked._calls.call = counted  # type: ignore[method-assign]
+
+    def writer(k: int, errors: list[Exception]) -> None:
+        for i in range(40):
+            b = Batch()
+            b.put(f"test/{k}/{i:03d}".encode(), b"row")
+            try:
+                linked.index.commit(b, sync=False)
+            except Exception as exc:  # noqa: BLE001 - what each writer is told
+                errors.append(exc)
+                return
+
+    def eight_writers() -> list[Exception]:
+        errors: list[Exception] = []
+        threads = [threading.Thread(target=writer, args=(k, errors)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return errors
+
+    assert eight_writers() == []
+    # Every row is in the node's index once its commit returned, in fewer calls than commits.
+    stored = [k for k in st.index._db.keys(from_key=b"test/") if k.startswith(b"test/")]
+    assert len(stored) == 320
+    merged = [n for op, n in calls if op == "commit"]
+    assert sum(merged) == 320 and len(merged) < 320
+    # A synced commit, or one that seals, goes as itself.
+    b = Batch()
+    b.put(b"test/synced", b"row")
+    linked.index.commit(b, sync=True)
+    assert calls[-1] == ("commit", 1)
+    # The node's error reaches every writer whose rows the failed call carried.
+    st.close()
+    errors = eight_writers()
+    assert len(errors) == 8 and all(isinstance(e, VstoreError) for e in errors)
+    linked.close()
+    with pytest.raises(LinkLost):
+        linked.index.commit(b, sync=False)
 
 
 @pytest.fixture
