@@ -195,3 +195,48 @@ def test_an_unfinished_import_can_be_given_up(tmp_path, media, capsys, how):
         else:
             deleted = [a for a in records if a["action"] == "delete"]
             assert {a["detail"]["reason"] for a in deleted} == {"import_discarded"}
+
+
+def test_another_store_s_objects_never_share_an_id_with_this_store_s_segments(tmp_path, media):
+    """Segment ids count per store: another store's objects indexed here (rebuild-index
+    from a shared bucket) repeated ids of this store's own segments, so check verified one
+    segment's file against the other's chunks (calling healthy objects corrupt, never
+    reading the damaged file), and giving up an unfinished import deleted the other store's
+    objects that carried its ids (D6). They are indexed under fresh ids."""
+    from vstore.lifecycle.tiering import rebuild_index_from_tier, run_tiering
+    from vstore.tier import LocalTier
+
+    tier = LocalTier(tmp_path / "shared")
+    src = media("replay.ts", 12.0, gop_frames=25)
+    with open_store(_store(tmp_path / "a")) as a:
+        import_file(a, src, "cam", START_NS + 3600 * NS)
+        run_tiering(a, tier, 0)
+        theirs = sorted(o.key for o in tier.list_prefix("") if o.key.endswith(".vseg"))
+        assert theirs and check_store(a).ok
+    b_dir = _store(tmp_path / "b")
+    with open_store(b_dir) as b:
+        _import_until(b, src, 5.0)
+    with open_store(b_dir) as b:
+        [left] = imports.unfinished(b)
+        got = rebuild_index_from_tier(b, tier)
+        assert got.foreign == len(theirs)
+        assert rebuild_index_from_tier(b, tier).already_indexed == len(theirs)  # (no twice)
+        num = b.index.camera_num("cam")
+        rows = list(b.index.segments(num))
+        own = {r.segment_id for r in rows if not r.foreign}
+        foreign = {r.segment_id for r in rows if r.foreign}
+        assert own >= set(left.segment_ids) and not own & foreign
+        assert [p.code for p in check_store(b).problems] == ["C8"]
+        # Damage of this store's own file is found, not hidden behind the other's chunks.
+        mine = next(r for r in rows if not r.foreign and r.state == "sealed")
+        path = b.layout.path(mine.path)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        assert any(p.code == "C2" and p.path == mine.path for p in check_store(b).problems)
+        # Given up, the import deletes only what it wrote.
+        imports.replace(b, left, "test", "import_discarded")
+        assert sorted(o.key for o in tier.list_prefix("") if o.key.endswith(".vseg")) == theirs
+        assert {r.segment_id for r in b.index.segments(num)} == foreign
+    with open_store(tmp_path / "a") as a:
+        assert check_store(a).ok

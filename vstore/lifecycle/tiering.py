@@ -315,14 +315,16 @@ def rebuild_index_from_tier(
     out = RebuildResult(adopted=adopt)
     objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
     out.objects = len(objs)
-    max_id = 0
+    names = {o.key: parse_segment_name(o.key.rsplit("/", 1)[-1]) for o in objs}
+    # New segments must not reuse ids that this store's own objects carry; reserved before
+    # any object another store wrote takes a fresh one below.
+    store.index.reserve_segment_ids(max((p[1] for p in names.values() if p), default=0))
     for i, obj in enumerate(objs):
-        parsed = parse_segment_name(obj.key.rsplit("/", 1)[-1])
+        parsed = names[obj.key]
         if parsed is None:
             out.problems.append(f"{obj.key}: not a segment name")
             continue
         start_ns, seg_id = parsed
-        max_id = max(max_id, seg_id)
         try:
             with SegmentReader(TierSource(tier, obj.key, obj.size_bytes), obj.key) as rd:
                 meta, entries, trailer = rd.meta, rd.directory(), rd.trailer()
@@ -330,11 +332,19 @@ def rebuild_index_from_tier(
             out.problems.append(f"{obj.key}: {exc}")
             continue
         cam = store.index.camera_num(meta.camera, create=True)
-        key = layout.segment_key(cam, start_ns, seg_id)
-        if store.index.get(key) is not None:
+        owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
+        if owner:
+            # Another store's ids are its own: one may repeat an id of ours, and everything
+            # keyed by a segment id here (its chunks, a deletion's mark, check) would mix
+            # them up. Its object is indexed under a fresh id, found again by its key.
+            if any(r.location == tier.url and r.path == obj.key
+                   for r in store.index.segments(cam, start_ns, start_ns + 1)):  # fmt: skip
+                out.already_indexed += 1
+                continue
+            seg_id = store.index.new_segment_id()
+        elif store.index.get(layout.segment_key(cam, start_ns, seg_id)) is not None:
             out.already_indexed += 1
             continue
-        owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
         # This store's own object takes back its place in the camera's chain.
         carried = None if owner else link_of_object(_metadata(tier, obj.key))
         row = SegmentRow.sealed(
@@ -362,7 +372,7 @@ def rebuild_index_from_tier(
             b.put(c.key(), c.value())
         # An object indexed again is no longer garbage: a deletion left pending (an
         # unreachable tier, a crash after D1) must not remove it later (D5).
-        mark = store.index.get(layout.garbage_key(seg_id))
+        mark = None if owner else store.index.get(layout.garbage_key(seg_id))
         cancelled = False
         if mark is not None:
             rec = json.loads(mark)
@@ -375,6 +385,7 @@ def rebuild_index_from_tier(
             {
                 "camera": meta.camera,
                 "segment_id": seg_id,
+                **({"written_as_segment_id": parsed[1]} if owner else {}),
                 "from": f"{tier.url}/{obj.key}",
                 "pending_delete_cancelled": cancelled,
                 "written_by_store": meta.store_uuid,
@@ -388,8 +399,6 @@ def rebuild_index_from_tier(
         out.chunks += len(entries)
         if progress is not None:
             progress(i + 1, len(objs))
-    # New segments must not reuse ids that objects already carry.
-    store.index.reserve_segment_ids(max_id)
     return out
 
 

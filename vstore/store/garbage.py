@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import TierError
+from vstore.base.errors import TierError, VstoreError
 from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
 from vstore.index.segment_chain import removal_detail
@@ -27,6 +27,11 @@ def delete_segment(
     lease defers removing the bytes (the mark stays for D4); TierError when a tier fails
     (the mark stays for a rerun). The deletion itself is D1's: the footage is gone from the
     index either way."""
+    if row.foreign:  # (every caller leaves them out: this is the last guard of D6)
+        raise VstoreError(
+            f"segment {row.path} of camera {camera!r} belongs to another store "
+            f"({row.owner}): only its own store deletes it"
+        )
     rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location)
     b = Batch()
     b.put(layout.garbage_key(row.segment_id), rec)

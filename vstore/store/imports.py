@@ -143,10 +143,12 @@ def keep(store: Store, prior: UnfinishedImport, by: str) -> int:
 
 
 def _rows(store: Store, prior: UnfinishedImport) -> list[SegmentRow]:
-    """The index rows of the segments the import wrote (all at or after its start)."""
+    """The index rows of the segments the import wrote (all at or after its start): this
+    store's own, never another store's object indexed here (its ids are its writer's, and
+    may repeat one of ours: D6)."""
     ids = set(prior.segment_ids)
     return [
         r
         for r in store.index.segments(prior.camera_num, prior.start_ns, 2**63 - 1)
-        if r.segment_id in ids
+        if r.segment_id in ids and not r.foreign
     ]
