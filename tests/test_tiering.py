@@ -675,3 +675,59 @@ def test_two_stores_sharing_a_bucket_never_overwrite_each_others_objects(tmp_pat
     finally:
         for st in stores:
             st.close()
+
+
+class _DeletedWhileUploading(LocalTier):
+    """A directory tier during whose upload a retention run deletes the segment."""
+
+    def __init__(self, root, store):
+        super().__init__(root)
+        self.store = store
+
+    def put_file(self, key, path, *a, **k):
+        info = super().put_file(key, path, *a, **k)
+        st, self.store = self.store, None
+        if st is not None:  # (the first upload's)
+            num = st.camera_num("cam")
+            row = next(r for r in st.index.segments(num) if r.location == "local")
+            garbage.delete_segment(st, row, "cam", "retention", {"reason": "age"})
+        return info
+
+
+def test_a_segment_deleted_while_it_uploads_is_not_put_back(recorded, tmp_path):
+    """A retention run that deleted a segment while its upload ran: the tier's index
+    update used to put its row back (over chunk rows that were gone, its object kept): shown
+    as recorded, unclippable, deleted again by the next run. The upload is undone."""
+    tier = _DeletedWhileUploading(tmp_path / "cold", recorded)
+    first = plan_tiering(recorded, 5 * S)[0]
+    res = run_tiering(recorded, tier, 5 * S, parallel=1)
+    assert res.changed == 1 and res.tiered == 2 and len(_objects(tier)) == 2
+    num = recorded.camera_num("cam")
+    assert all(r.start_ns != first.start_ns for r in recorded.index.segments(num))
+    actions = [a["action"] for a in recorded.index.audit_records()]
+    assert actions.count("delete") == 1 and actions.count("tier") == 2
+    assert check_store(recorded).ok
+
+
+def test_recorded_damage_tiers_with_its_segment_and_unrecorded_damage_stops_only_it(
+    recorded, tmp_path
+):
+    """One damaged segment stopped every tiering run at it, for good (checked as a whole,
+    it can never verify), so the newer footage of every camera stayed local and retention
+    took it at its hot age. Unrecorded damage leaves that segment local and the others go;
+    once `check --repair` recorded it, the segment tiers with its damage, out of the index."""
+    from tests.test_never_lose_footage import flip_byte_in_gop
+
+    num = recorded.camera_num("cam")
+    middle = sorted(recorded.index.segments(num), key=lambda r: r.start_ns)[1]
+    flip_byte_in_gop(recorded.layout.path(middle.path), 0)
+    tier = LocalTier(tmp_path / "cold")
+    with pytest.raises(TierError, match=r"1 segment\(s\) do not verify.*check --repair") as ei:
+        run_tiering(recorded, tier, 5 * S, parallel=1)
+    assert ei.value.result.tiered == 2 and local_files(recorded) == [middle.path]
+    fixed = check_store(recorded, repair=True)  # (the damage, recorded now)
+    assert [(p.code, p.repaired) for p in fixed.problems] == [("C2", True)]
+    assert run_tiering(recorded, tier, 5 * S).tiered == 1 and local_files(recorded) == []
+    rep = check_store(recorded)
+    assert rep.ok and [p.code for p in rep.problems] == ["C2"] and rep.problems[0].repaired
+    assert clip(recorded)  # (the rest of the segment still served)

@@ -82,4 +82,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {doc['object_holds']} held segment(s) also under an S3 object legal hold")
         if doc["skipped_leased"]:
             print(f"  {doc['skipped_leased']} segment(s) being read by a clip: left for next run")
+        if doc.get("changed"):
+            print(
+                f"  {doc['changed']} segment(s) deleted, trimmed or repaired while they uploaded: "
+                "left as they are now (their uploads removed)"
+            )
     return 0

@@ -473,10 +473,20 @@ def _check_tiered(
             if rd.trailer().sha256.hex() != row.sha256:
                 raise CorruptSegment("trailer hash differs from the index")
             if verify_hashes:
-                rd.verify(pace)
+                rd.verify(pace, damaged={off for off, _n in row.damaged})
                 for c in chunks:
                     rd.read_chunk(c.offset, c.length, c.crc32)
                 rep.bytes_verified += row.size_bytes
+        if row.damaged:  # (tiered with its recorded damage, as it was on the disk: R6)
+            rep.problems.append(
+                Problem(
+                    "C2",
+                    where,
+                    f"{len(row.damaged)} damaged chunk(s) kept in the object, out of the index "
+                    "(recorded by check --repair)",
+                    repaired=True,
+                )
+            )
     except (CorruptSegment, NotFound, TierError) as exc:
         rep.problems.append(Problem("C2", where, str(exc)))
         return

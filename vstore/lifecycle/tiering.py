@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import TierError, VstoreError
+from vstore.base.errors import CorruptSegment, TierError, VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
@@ -74,6 +74,10 @@ class TierResult:
     object_holds: int = 0  # uploads that also got an S3 object legal hold
     max_rate_bytes: int = 0  # the pace footage moved at (bytes/s; 0: uncapped)
     errors: list[str] = field(default_factory=list)
+    # Segments whose own bytes did not verify (damage not yet recorded): left local, the run
+    # went on with the others.
+    unverified: list[str] = field(default_factory=list)
+    changed: int = 0  # deleted, trimmed or repaired while they uploaded: left as they are
     catalog_hours: int = 0  # shared catalog objects written (camera-hours)
     catalog_errors: list[str] = field(default_factory=list)  # left marked: the next run retries
 
@@ -120,8 +124,12 @@ def tier_segment(
     path = store.layout.path(row.path)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
     # the index. The same pass hashes the whole file, which the object store then verifies.
+    # Damage already recorded (R6) goes with it as it is: its chunks are out of the index,
+    # the rest of the segment keeps the life of the footage around it.
     with SegmentReader.open(path) as rd:
-        file_sha = rd.verify(rate.consume if rate is not None else None)
+        file_sha = rd.verify(
+            rate.consume if rate is not None else None, damaged={off for off, _n in row.damaged}
+        )
         if rd.trailer().sha256.hex() != row.sha256:
             raise TierError(f"{row.path}: content hash differs from the index; not tiered")
     # The segment's chain link and signature travel with it (segment_chain.object_metadata).
@@ -129,11 +137,35 @@ def tier_segment(
     info = tier.put_file(key, path, base64.b64encode(file_sha).decode(), rate, meta)  # U1
     if info.size_bytes != row.size_bytes:
         raise TierError(f"{tier.url}/{key}: size {info.size_bytes} != {row.size_bytes}")
-    trailer = fmt.unpack_trailer(
-        tier.get(key, ByteRange(row.size_bytes - fmt.TRAILER_BYTES, fmt.TRAILER_BYTES))
-    )
+    try:
+        trailer = fmt.unpack_trailer(
+            tier.get(key, ByteRange(row.size_bytes - fmt.TRAILER_BYTES, fmt.TRAILER_BYTES))
+        )
+    except CorruptSegment as exc:  # (what the tier gave back, not our bytes)
+        raise TierError(f"{tier.url}/{key}: the object read back is no segment: {exc}") from exc
     if trailer.sha256.hex() != row.sha256:
         raise TierError(f"{tier.url}/{key}: trailer hash differs from the index")
+    # U2 only over the row it uploaded: a retention run, a trim or a repair may have changed
+    # it meanwhile (their changes and U2 take the same lock). Put back, the row would name a
+    # deleted segment, or the untrimmed bytes, again.
+    with store.retention_lock:
+        now = store.index.get(row.key())
+        if now is None or SegmentRow.decode(row.key(), now) != row:
+            tier.delete(key)  # (its own upload: no row names it, no hold was set on it)
+            return TierOutcome(0, False, changed=True)
+        return _point_at_object(store, tier, row, camera, key, by, decided)
+
+
+def _point_at_object(
+    store: Store,
+    tier: BlobTier,
+    row: SegmentRow,
+    camera: str,
+    key: str,
+    by: str,
+    decided: dict[str, Any] | None,
+) -> TierOutcome:
+    """U2 and U3 for an uploaded segment, its object's hold set first (H4)."""
     # H4: footage under a vstore hold is also held by the object store before the index
     # points at it there (when the bucket has S3 Object Lock).
     holds = covering_holds(store, camera, row.start_ns, row.end_ns)
@@ -169,6 +201,7 @@ def tier_segment(
 class TierOutcome:
     bytes: int
     object_hold: bool
+    changed: bool = False  # deleted, trimmed or repaired while it uploaded: left as it is
 
 
 def run_tiering(
@@ -262,8 +295,15 @@ def run_tiering(
                 row = pending.pop(fut)
                 try:
                     out = fut.result()
+                except CorruptSegment as exc:
+                    # Its own bytes: the tier is fine, the other segments go on.
+                    res.unverified.append(f"{row.path}: {exc}")
+                    continue
                 except VstoreError as exc:
                     res.errors.append(f"{row.path}: {exc}")
+                    continue
+                if out.changed:
+                    res.changed += 1
                     continue
                 res.tiered += 1
                 res.bytes += out.bytes
@@ -279,6 +319,14 @@ def run_tiering(
         err = TierError(
             f"tiering stopped: {res.errors[0]} ({res.tiered} of {len(todo)} segment(s) moved; "
             "the rest stay local and a rerun resumes)"
+        )
+        err.result = res  # type: ignore[attr-defined]
+        raise err
+    if res.unverified:
+        err = TierError(
+            f"{len(res.unverified)} segment(s) do not verify and stay local: "
+            f"{res.unverified[0]} (`vstore check --repair` records the damage; the next run "
+            f"tiers the rest of them); {res.tiered} of {len(todo)} segment(s) moved"
         )
         err.result = res  # type: ignore[attr-defined]
         raise err
