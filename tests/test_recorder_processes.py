@@ -304,6 +304,53 @@ def test_cameras_are_spread_over_recorder_processes_and_a_killed_one_loses_nothi
     assert "reason=restart" in log  # (a recorder process logs at its node's level)
 
 
+def test_a_camera_taken_off_a_hung_process_and_given_again_goes_on_only_once_that_one_is_sealed(
+    tmp_path, cameras, media
+):
+    """An operator takes a camera off a process that hangs and adds it again: the removal
+    waits until the hung process is killed, and the camera went to the other process while
+    the dead one was not yet sealed. Its sealing then took the camera's new live segment for
+    its own: recovered under its writer (its file deleted when it had no whole chunk yet,
+    a false chain break otherwise), and the camera given back to the store (an import into
+    it accepted) while it recorded. The dead one is sealed first now."""
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    cams = ["cam-0", "cam-1", "cam-2"]
+    _configure(store, cameras, cams)
+    node = start_node(store, new_session=True)
+    tok = make_token(store, "admin", "*")
+    hung = None
+    try:
+        st = wait_for(lambda: _recording(node, tok, cams), 30, "three cameras recording")
+        hung = st["cam-0"]["recorder_process"]["pid"]
+        for cam in cams:  # (the other process left with no camera)
+            if st[cam]["recorder_process"]["pid"] != hung:
+                assert node.request("DELETE", f"/api/v1/cameras/{cam}", tok).status == 200
+        time.sleep(1.5)
+        os.kill(hung, signal.SIGSTOP)
+        r = node.request("DELETE", "/api/v1/cameras/cam-0", tok)  # (until it is killed)
+        assert r.status == 200, r
+        r = node.request("PUT", "/api/v1/cameras/cam-0", tok, body={"url": cameras["cam-0"].url})
+        assert r.status in (200, 201), r
+        st = wait_for(lambda: _recording(node, tok, ["cam-0"]), 20, "cam-0 recording again")
+        assert st["cam-0"]["recorder_process"]["pid"] != hung
+        time.sleep(2.5)  # (past its first whole chunk, into its next segment)
+        src = media("rp-src.ts", 3.0, codec="h264", gop_frames=10)
+        r = vstore("import", str(src), "--camera", "cam-0", "--start", "-1h", "--store",
+                   str(store), check=False)  # fmt: skip
+        assert r.returncode != 0 and "already has an open writer" in r.stderr, r
+    finally:
+        if hung is not None:
+            try:
+                os.kill(hung, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert node.stop() == 0
+    rep = json.loads(vstore("check", "--store", str(store), "--json", check=False).stdout)
+    assert rep["ok"], rep["problems"]
+    assert "no whole chunk, discarded" not in (tmp_path / "serve.log").read_text()
+
+
 def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_seals_their_segments(
     tmp_path, cameras
 ):

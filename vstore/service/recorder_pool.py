@@ -138,6 +138,11 @@ class RecorderPool:
         changes: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         with self._lock:
             self.config = config
+            # A process that died (or was killed as hung) and is not buried yet still holds
+            # its cameras' open segments: buried first, it seals them, and only then may a
+            # camera it had go to another process (its seal would cut that one's off).
+            for p in self.procs:
+                self._bury_if_dead(p)
             where = {cam: p for p in self.procs for cam in p.cameras}
             plan = {p.number: {c: want[c] for c in p.cameras if c in want} for p in self.procs}
             for cam, settings in want.items():
@@ -156,6 +161,12 @@ class RecorderPool:
         import writes now is left out, said aloud."""
         for cam in list(cameras):
             if cam not in p.lent:
+                holder = next((q for q in self.procs if cam in q.lent), None)
+                if holder is not None:  # (never two: its segments are the other's, M2)
+                    log.error("camera %s not recorded now: recorder process %d still holds "
+                              "it", cam, holder.number)  # fmt: skip
+                    del cameras[cam]
+                    continue
                 try:
                     self.store.lend_camera(cam)
                 except UsageError as exc:
@@ -180,7 +191,16 @@ class RecorderPool:
                 p, "cameras", (self.config, cameras, self._deadlines(cameras)), ANSWER_TIMEOUT_S
             )
         except RecorderGone:
-            return _changes(before, cameras)  # (done when it starts again)
+            # Killed (hung) or dead: what it left open is sealed now, its cameras not given
+            # to it any more are free; it records the others when it starts again.
+            proc = p.proc
+            if proc is not None:
+                try:
+                    proc.wait(timeout=ANSWER_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    return _changes(before, cameras)  # (the monitor buries it once it ends)
+                self._bury_if_dead(p)
+            return _changes(before, cameras)
         for cam in changes.get("stopped", []):  # sealed: the camera is free again
             self.store.return_camera(cam)
             p.lent.discard(cam)
@@ -395,9 +415,7 @@ class RecorderPool:
         with self._lock:
             if self._no_restarts.is_set():
                 return
-            proc = p.proc
-            if proc is not None and proc.poll() is not None:
-                self._bury(p, f"recorder process {p.number} died (exit {proc.returncode})")
+            self._bury_if_dead(p)
             if p.proc is None and time.monotonic() >= p.next_start_mono:
                 p.next_start_mono = time.monotonic() + p.backoff_s
                 p.backoff_s = min(p.backoff_s * 2, RESTART_MAX_S)
@@ -415,6 +433,12 @@ class RecorderPool:
                     conn.send(self._deadlines(cameras))
                 except (OSError, ValueError):
                     pass  # it died: the monitor sees it
+
+    def _bury_if_dead(self, p: _Process) -> None:
+        """Bury ``p`` if its process has ended (under ``_lock``)."""
+        proc = p.proc
+        if proc is not None and proc.poll() is not None:
+            self._bury(p, f"recorder process {p.number} died (exit {proc.returncode})")
 
     def _bury(self, p: _Process, why: str | None = None) -> None:
         """After a process ended (``why``, unless it was asked to): wait for its index calls
