@@ -110,6 +110,21 @@ def test_missing_segment_file_is_detected(store):
     assert exit_code(SegmentMissing("x")) == 5
 
 
+def test_a_clip_starting_inside_a_missing_segment_leaves_it_out_as_damage(store, tmp_path):
+    """An MP4 clip whose start falls in a segment whose file is gone failed whole (exit 5)
+    where the footage after it is whole: the missing range is left out as damage."""
+    for k in range(3):
+        record(store, start=START_NS + k * 4 * 10**9)
+    gone = sorted(store.index.segments(store.camera_num("cam")), key=lambda r: r.start_ns)[1]
+    store.layout.path(gone.path).unlink()
+    plan = plan_clip(store, "cam", START_NS + 5 * 10**9, START_NS + 11 * 10**9)
+    res = write_clip(store, plan, tmp_path / "c.mp4")
+    assert res.video_packets >= 60 and res.plan.damaged
+    with pytest.raises(SegmentMissing):
+        plan = plan_clip(store, "cam", START_NS + 5 * 10**9, START_NS + 11 * 10**9)
+        write_clip(store, plan, tmp_path / "c.mp4", strict=True)
+
+
 def test_garbage_segment_file_is_refused(tmp_path):
     p = tmp_path / "x.vseg"
     p.write_bytes(b"this is not a segment at all" * 10)

@@ -155,7 +155,13 @@ def start_on_the_frame_shown(store: Store, plan: ClipPlan, strict: bool) -> None
     best = None
     video0 = None
     for part in plan.parts:
-        with store.segment_reader(part.segment) as rd:
+        try:
+            reader = store.segment_reader(part.segment)
+        except CorruptSegment:  # (its file missing, or unreadable: damage, R6)
+            if strict:
+                raise
+            raise DamagedChunks(list(part.chunks)) from None
+        with reader as rd:
             meta = rd.meta
             video = next((t for t in meta.tracks if t.kind == "video"), None)
             if video is None or (video0 is not None and video.codec != video0):
