@@ -731,3 +731,37 @@ def test_recorded_damage_tiers_with_its_segment_and_unrecorded_damage_stops_only
     rep = check_store(recorded)
     assert rep.ok and [p.code for p in rep.problems] == ["C2"] and rep.problems[0].repaired
     assert clip(recorded)  # (the rest of the segment still served)
+
+
+@pytest.mark.parametrize("where", ["local", "tiered"])
+def test_footage_a_hold_saves_from_a_pending_deletion_is_indexed_again(
+    recorded, tmp_path, monkeypatch, where
+):
+    """A deletion left pending (its object store unreachable, or a clip reading the file)
+    that a hold placed since cancels (D5) kept the bytes but left them out of the index:
+    the held footage showed nowhere (no timeline, no clip, check clean) until someone ran
+    rebuild-index. It is indexed again from its own bytes."""
+    from vstore.lifecycle.retention import run_retention
+    from vstore.store.holds import add_hold
+
+    before = clip(recorded)
+    if where == "tiered":
+        tier = LocalTier(tmp_path / "cold")
+        run_tiering(recorded, tier, 5 * S)
+        monkeypatch.setattr(type(recorded.tier(tier.url)), "delete",
+                            lambda self, key: (_ for _ in ()).throw(TierError("unreachable")))  # fmt: skip
+        run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
+        monkeypatch.undo()
+    else:  # (a reader's lease taken after the check, or a crash, between D1 and D2)
+        monkeypatch.setattr(garbage, "remove_marked", lambda *a, **k: False)
+        run_retention(recorded, max_age_ns=S)
+        monkeypatch.undo()
+    num = recorded.camera_num("cam")
+    assert list(recorded.index.segments(num)) == [] and len(recorded.index.garbage()) == 3
+    add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case 7", "test")
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
+    assert recorded.index.garbage() == [] and len(list(recorded.index.segments(num))) == 3
+    assert clip(recorded) == before
+    assert check_store(recorded).ok
+    cancelled = [a for a in recorded.index.audit_records() if a["action"] == "delete_cancelled"]
+    assert len(cancelled) == 3 and all(a["detail"]["indexed"] for a in cancelled)

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -292,6 +292,14 @@ class Batch:
             else:
                 wb.put(key, value)
         return wb
+
+    def put_segment_and_chunks(self, row: SegmentRow, entries: Iterable[Any]) -> None:
+        """A sealed segment's row and the rows of its chunks, read back from its own
+        footer directory (``format.DirEntry``): a segment indexed again from its bytes."""
+        self.put(row.key(), row.value())
+        for e in entries:
+            c = ChunkRow.from_entry(row.camera_num, row.segment_id, e)
+            self.put(c.key(), c.value())
 
     def put_catalog_behind(self, camera_num: int, start_ns: int, location: str) -> None:
         """Mark that the shared catalog hour holding a tiered segment that starts at start_ns

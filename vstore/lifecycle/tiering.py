@@ -25,7 +25,7 @@ from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
 from vstore.index.segment_chain import link_hash, link_of_object, object_metadata, row_statement
-from vstore.index.time_index import Batch, ChunkRow, SegmentRow
+from vstore.index.time_index import Batch, SegmentRow
 from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
@@ -414,10 +414,7 @@ def rebuild_index_from_tier(
         if owner:
             out.foreign += 1
         b = Batch()
-        b.put(row.key(), row.value())
-        for e in entries:
-            c = ChunkRow.from_entry(cam, seg_id, e)
-            b.put(c.key(), c.value())
+        b.put_segment_and_chunks(row, entries)
         # An object indexed again is no longer garbage: a deletion left pending (an
         # unreachable tier, a crash after D1) must not remove it later (D5).
         mark = None if owner else store.index.get(layout.garbage_key(seg_id))

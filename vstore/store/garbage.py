@@ -7,15 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import TierError, VstoreError
+from vstore.base.errors import CorruptSegment, NotFound, TierError, VstoreError
 from vstore.base.jsonio import dumps_compact, loads_dict
 from vstore.base.timebase import format_time
-from vstore.index.segment_chain import removal_detail
+from vstore.index.segment_chain import link_of_object, removal_detail
 from vstore.index.time_index import Batch, SegmentRow
+from vstore.segment.reader import SegmentReader
 from vstore.store import io_stats
 from vstore.store.holds import Hold, list_holds
 from vstore.store.lease import LeaseSet
 from vstore.store.store import Store
+from vstore.tier.source import TierSource
+
+# D5's first reason: a row names the marked file or object again (rebuild-index, repair).
+REINDEXED = "indexed again"
 
 
 def delete_segment(
@@ -152,7 +157,7 @@ def mark_conflict(
     """Why a garbage mark must not be carried out (D5), or None: its file or object is
     indexed again, or it is the only copy of footage an active hold covers."""
     if _reindexed(store, segment_id, rec):
-        return "indexed again"
+        return REINDEXED
     if _held_and_unindexed(store, rec, holds):
         return "under an active legal hold, and not indexed elsewhere"
     return None
@@ -185,7 +190,10 @@ def _held_and_unindexed(store: Store, rec: dict[str, Any], holds: list[Hold]) ->
 
 
 def cancel_mark(store: Store, segment_id: int, rec: dict[str, Any], why: str) -> None:
-    """D5: keep marked footage the index or a hold claims again: drop the mark, not the bytes."""
+    """D5: keep marked footage the index or a hold claims again: drop the mark, not the
+    bytes. Footage kept for a hold is indexed again from its own bytes in the same batch:
+    kept but out of the index, no timeline, clip or check would show it. A tier that cannot
+    be read now raises TierError, and the mark stays for the next run."""
     where = (
         rec["path"]
         if rec.get("location", "local") == "local"
@@ -193,6 +201,7 @@ def cancel_mark(store: Store, segment_id: int, rec: dict[str, Any], why: str) ->
     )
     b = Batch()
     b.delete(layout.garbage_key(segment_id))
+    reindexed = why == REINDEXED or _index_again(store, segment_id, rec, b)
     store.index.audit(
         "delete_cancelled",
         "retention",
@@ -202,12 +211,60 @@ def cancel_mark(store: Store, segment_id: int, rec: dict[str, Any], why: str) ->
             "from": format_time(rec["start_ns"]),
             "path": where,
             "reason": why,
-            "indexed": why == "indexed again",
+            "indexed": reindexed,
         },
         store.clock.wall_ns(),
         batch=b,
     )
     store.index.commit(b, sync=True)
+
+
+def _index_again(store: Store, segment_id: int, rec: dict[str, Any], b: Batch) -> bool:
+    """Put a marked sealed segment's rows back into ``b`` from its own bytes (header,
+    footer directory, trailer; a tiered one's chain link from its object), unless they
+    cannot be read whole (its bytes stay: check names a file as an orphan) or other
+    footage is indexed inside its span now (a trim's copy: its rows would overlap)."""
+    location, path = rec.get("location", "local"), str(rec["path"])
+    metadata: dict[str, str] = {}
+    try:
+        if location == "local":
+            reader = SegmentReader.open(store.layout.path(path))
+            size_bytes = reader.src.size()
+        else:
+            tier = store.tier(location)
+            info = tier.head(path)
+            if info is None:
+                return False
+            size_bytes, metadata = info.size_bytes, info.metadata or {}
+            reader = SegmentReader(TierSource(tier, path, size_bytes), f"{location}/{path}")
+        with reader as rd:
+            meta, entries, trailer = rd.meta, rd.directory(), rd.trailer()
+    except (CorruptSegment, NotFound):
+        return False
+    cam = store.index.camera_num(meta.camera, create=True)
+    assert cam is not None
+    start_ns = int(rec["start_ns"])
+    end_ns = max((e.end_ns for e in entries), default=start_ns)
+    if not entries or any(True for _c in store.index.chunks(cam, start_ns, end_ns)):
+        return False
+    row = SegmentRow.sealed(
+        cam,
+        segment_id,
+        entries,
+        start_ns=start_ns,
+        location=location,
+        path=path,
+        size_bytes=size_bytes,
+        sha256=trailer.sha256.hex(),
+        codecs=tuple(t.codec for t in meta.tracks),
+    )
+    carried = link_of_object(metadata)
+    if carried is not None and carried[0] == meta.camera:
+        row = row._replace(chain=carried[1])
+    b.put_segment_and_chunks(row, entries)
+    if location != "local":
+        b.put_catalog_behind(cam, start_ns, location)  # (the shared catalog lists it again)
+    return True
 
 
 def garbage_record(path: str, camera: str, start_ns: int, end_ns: int, location: str) -> bytes:
