@@ -421,6 +421,8 @@ def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_p
     covered = st.timeline("gate", 0, 2**62).covered
     assert covered[0][0] < full_ns and covered[-1][1] > full_ns + 10**9, covered
     assert len(covered) >= 2  # the gap while the disk was full is visible
+    gaps = [e for e in st.timeline("gate", 0, 2**62).events if e["kind"] == "gap"]
+    assert gaps and gaps[-1]["detail"]["reason"] == "disk_full", gaps  # (not a restart)
     st.close()
     st2 = open_store(tmp_path / "s")  # (recovery seals the segment the failed writer left)
     assert check_store(st2).ok

@@ -74,8 +74,10 @@ class Recorder:
         stop: threading.Event | None = None,
         pool: WriterPool | None = None,
         gate: Callable[[], bool] | None = None,
+        run_reason: str = "restart",
     ) -> None:
         self.store = store
+        self._run_reason = run_reason  # why its first run begins (CameraWriter.name_run)
         # Asked before each write: False (this member's claim on the camera is no longer
         # surely valid) drops the packets and stops the recorder.
         self._gate = gate
@@ -141,6 +143,7 @@ class Recorder:
                     src = conn.tracks()
                     if self.writer is None:
                         self.writer = open_writer(self.store, self.camera_id, src.tracks)
+                        self.writer.name_run(self._run_reason)
                         writing = True
                     else:
                         self._queue.put(("new_run", src.tracks))

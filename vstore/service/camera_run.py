@@ -58,7 +58,9 @@ class CameraRun:
         url = self.url = settings.url
         self.settings = recording_settings(settings)
         self.stop = threading.Event()
-        self._new_recorder = lambda: Recorder(store, camera_id, url, stop=self.stop, gate=gate)
+        self._new_recorder = lambda reason="restart": Recorder(
+            store, camera_id, url, stop=self.stop, gate=gate, run_reason=reason
+        )
         self.recorder = self._new_recorder()
         self._left_open: list[int] = []  # segments failed writers left open (W5)
         self.started_ns = time.time_ns()
@@ -96,7 +98,7 @@ class CameraRun:
                         return
                     wait_s = min(wait_s * 2, DISK_FULL_RETRY_MAX_S)
                 status = self.recorder.status
-                self.recorder = self._new_recorder()
+                self.recorder = self._new_recorder("disk_full")  # (its gap's reason)
                 self.recorder.status.last_error = status.last_error
             except Exception as exc:  # noqa: BLE001 - kept as the camera's status
                 self.recorder.status.last_error = str(exc)

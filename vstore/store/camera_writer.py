@@ -554,6 +554,13 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             self._new_run_state()
             self._run_reason = reason
 
+    def name_run(self, reason: str) -> None:
+        """Why the run this writer records next begins (the reason its gap on the timeline
+        gives): "restart" unless told, as for a recorder started again after the disk
+        filled ("disk_full")."""
+        with self._lock:
+            self._run_reason = reason
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
