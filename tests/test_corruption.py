@@ -125,6 +125,21 @@ def test_a_clip_starting_inside_a_missing_segment_leaves_it_out_as_damage(store,
         write_clip(store, plan, tmp_path / "c.mp4", strict=True)
 
 
+def test_two_segments_of_one_id_are_named_by_check_not_mixed_up(store):
+    """Another store's object indexed under its own id by an older rebuild-index: check
+    says so instead of verifying one segment against the other's chunks."""
+    from vstore.index.time_index import Batch
+
+    [seg] = record(store)
+    other = seg._replace(start_ns=seg.start_ns + 3600 * 10**9, owner="another-store",
+                         location="s3://b/p", path="cam/x.vseg")  # fmt: skip
+    b = Batch()
+    b.put(other.key(), other.value())
+    store.index.commit(b)
+    rep = check_store(store, verify_hashes=False)
+    assert any(p.code == "C1" and "names two segments" in p.message for p in rep.problems)
+
+
 def test_garbage_segment_file_is_refused(tmp_path):
     p = tmp_path / "x.vseg"
     p.write_bytes(b"this is not a segment at all" * 10)

@@ -759,7 +759,7 @@ def test_footage_a_hold_saves_from_a_pending_deletion_is_indexed_again(
     num = recorded.camera_num("cam")
     assert list(recorded.index.segments(num)) == [] and len(recorded.index.garbage()) == 3
     add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case 7", "test")
-    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
+    run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
     assert recorded.index.garbage() == [] and len(list(recorded.index.segments(num))) == 3
     assert clip(recorded) == before
     assert check_store(recorded).ok

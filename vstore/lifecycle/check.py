@@ -129,11 +129,22 @@ def check_store(
                 f"{format_time(imp.start_ns)})",
             )
         )
-    # Segment ids are unique per store, but an adopted foreign file may repeat one: key by
-    # (camera, id) as the index does.
+    # Segment ids are unique per store (another store's objects are indexed under fresh
+    # ones): chunk rows name their segment by id. Two rows of one id (another store's
+    # object indexed before that was so) would mix their chunks up: said, not guessed at.
     segments: dict[tuple[int, int], SegmentRow] = {}
     for row in idx.all_segment_rows():
-        segments[(row.camera_num, row.segment_id)] = row
+        twin = segments.setdefault((row.camera_num, row.segment_id), row)
+        if twin is not row:
+            rep.problems.append(
+                Problem(
+                    "C1",
+                    row.path,
+                    f"segment id {row.segment_id} of camera #{row.camera_num} names two "
+                    f"segments ({twin.location}/{twin.path} too): their chunks cannot be told "
+                    "apart; take the other store's out of this index (a fresh rebuild-index)",
+                )
+            )
     rows = list(segments.values())
     total = len(rows)
     chunk_rows: dict[tuple[int, int], list[ChunkRow]] = {}
