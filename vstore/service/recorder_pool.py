@@ -196,7 +196,7 @@ class RecorderPool:
             proc = p.proc
             if proc is not None:
                 try:
-                    proc.wait(timeout=ANSWER_TIMEOUT_S)
+                    proc.wait(timeout=HUNG_AFTER_S)  # (killed: it ends at once)
                 except subprocess.TimeoutExpired:
                     return _changes(before, cameras)  # (the monitor buries it once it ends)
                 self._bury_if_dead(p)
