@@ -414,6 +414,12 @@ def test_a_camera_stopped_by_a_full_disk_records_again_once_there_is_space(tmp_p
         # The segment the failed writer left open is sealed already (R2), not left for
         # the next start (an open segment is never deleted): only the live one is open.
         assert len(list(st.index.open_segments())) == 1
+        # Recording again, the status keeps the error it had, dated: not a current one.
+        status = run.status()
+        assert status["recording"] and "disk" in status["last_error"]
+        assert status["last_error_at_ns"] < full_ns + 2 * 10**9
+        assert status["last_error_at"].startswith(time.strftime("%Y-", time.gmtime()))
+        assert status["since"] and status["durable_end"]
     finally:
         run.halt()
         run.join()

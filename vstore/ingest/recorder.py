@@ -51,12 +51,19 @@ class RecorderStatus:
     # cluster member whose lease lapsed, e.g. after being frozen): never written.
     dropped_fenced: int = 0
     last_error: str = ""
+    last_error_at_ns: int | None = None  # wall time it was said (note_error)
     demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
     # Native MPEG-TS damage, summed over connections: transport packets lost (continuity
     # jumps; the frames they hit are stored flagged corrupt) and sync losses re-found.
     ts_continuity_errors: int = 0
     ts_resyncs: int = 0
     writer: dict[str, Any] = field(default_factory=dict)
+
+    def note_error(self, message: str, at_ns: int | None = None) -> None:
+        """Say ``message`` as the last error, with when (now unless ``at_ns``): an error
+        kept after recording resumed must not read as a current one."""
+        self.last_error = message
+        self.last_error_at_ns = time.time_ns() if at_ns is None else at_ns
 
 
 class Recorder:
@@ -131,7 +138,7 @@ class Recorder:
                 try:
                     conn = self._connect()
                 except SourceError as exc:
-                    self.status.last_error = str(exc)
+                    self.status.note_error(str(exc))
                     if not self.reconnect or is_file:
                         raise
                     log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, exc, backoff)
@@ -154,7 +161,7 @@ class Recorder:
                     backoff = 0.5
                     conn.pump(self, t0)
                 except SourceError as exc:
-                    self.status.last_error = str(exc)
+                    self.status.note_error(str(exc))
                     log.warning("camera %s: %s", self.camera_id, exc)
                 finally:
                     self.status.connected = False
@@ -309,7 +316,7 @@ def record_many(
             r.run()
         except Exception as exc:  # noqa: BLE001 - reported after all cameras stop
             errors.append(exc)
-            r.status.last_error = str(exc)
+            r.status.note_error(str(exc))
 
     threads = [
         threading.Thread(target=run, args=(r,), name=f"vstore-src-{r.camera_id}") for r in recs

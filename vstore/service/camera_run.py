@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.base.timebase import format_time
 from vstore.ingest.recorder import Recorder
 from vstore.store.config import CameraSettings
 from vstore.store.store import Store
@@ -83,7 +84,7 @@ class CameraRun:
                     return
                 if time.monotonic() - began > DISK_FULL_RETRY_MAX_S:
                     wait_s = DISK_FULL_RETRY_S  # (it recorded since: a new episode)
-                self.recorder.status.last_error = f"{exc}; trying again in {wait_s:.0f} s"
+                self.recorder.status.note_error(f"{exc}; trying again in {wait_s:.0f} s")
                 log.error("camera %s: the disk is full (%s): recording stopped; trying "
                           "again in %.0f s", self.recorder.camera_id, exc, wait_s)  # fmt: skip
                 if self.stop.wait(wait_s):
@@ -99,9 +100,9 @@ class CameraRun:
                     wait_s = min(wait_s * 2, DISK_FULL_RETRY_MAX_S)
                 status = self.recorder.status
                 self.recorder = self._new_recorder("disk_full")  # (its gap's reason)
-                self.recorder.status.last_error = status.last_error
+                self.recorder.status.note_error(status.last_error, status.last_error_at_ns)
             except Exception as exc:  # noqa: BLE001 - kept as the camera's status
-                self.recorder.status.last_error = str(exc)
+                self.recorder.status.note_error(str(exc))
                 log.error("camera %s: recording stopped: %s", self.recorder.camera_id, exc)
                 self._collect_left_open()
                 self._seal_left_open()  # (what it can now; else the next start's recovery)
@@ -122,7 +123,7 @@ class CameraRun:
             for msg in seal_abandoned(self.recorder.store, self._left_open):
                 log.warning("camera %s: recovery: %s", cam, msg)
         except StorageFull as exc:
-            self.recorder.status.last_error = f"{exc}; trying again"
+            self.recorder.status.note_error(f"{exc}; trying again")
             return False
         except VstoreError as exc:
             log.error("camera %s: the segment(s) a full disk left open are left to the next "
@@ -153,6 +154,8 @@ class CameraRun:
         paused = w.paused_for_space if w is not None else None
         if paused is not None:
             status["last_error"] = f"recording paused: {paused}"
+            status["last_error_at_ns"] = time.time_ns()  # (now: it lasts)
+        durable_end_ns = w.durable_end_ns if w is not None else None
         return {
             **status,
             # A recorder still trying to connect (or waiting to retry) is running but not
@@ -161,7 +164,13 @@ class CameraRun:
             "recorder_running": self.thread.is_alive(),
             "url": redact_url(self.url),
             "since_ns": self.started_ns,
-            "durable_end_ns": w.durable_end_ns if w is not None else None,
+            "durable_end_ns": durable_end_ns,
+            # (the same instants for people)
+            "since": format_time(self.started_ns),
+            "durable_end": format_time(durable_end_ns) if durable_end_ns is not None else None,
+            "last_error_at": (
+                format_time(status["last_error_at_ns"]) if status["last_error_at_ns"] else None
+            ),
             "writer": w.stats.as_dict() if w is not None else status.get("writer", {}),
         }
 
