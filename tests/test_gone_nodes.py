@@ -257,3 +257,28 @@ def test_what_a_store_holds_untiered_is_kept_up_to_date_incrementally(tmp_path, 
                 START_NS + 40 * S)  # fmt: skip
     assert tracker.read(st) == {"gate": [[START_NS + 40 * S, START_NS + 52 * S]]}
     st.close()
+
+
+def test_footage_left_untiered_behind_tiered_footage_is_seen_at_the_next_whole_read(
+    tmp_path, media
+):
+    """A backfill imported behind footage already tiered was never in what a node said it
+    holds untiered (only the newest untiered segments were read): declared gone, its
+    footage there showed as a bare gap, not as lost. Every camera's rows are read whole
+    now and then (FULL_READ_EVERY)."""
+    from vstore.ingest.file_import import import_file
+    from vstore.lifecycle.gone_nodes import UntieredSpans
+
+    src = media("cat-src.ts", 12.0, codec="h264", gop_frames=25)
+    st = _store(tmp_path, media, "a", "gate")  # 0-12 s, 4 s segments
+    import_file(st, src, "gate", START_NS + 40 * S)
+    url = str(tmp_path / "bucket")
+    assert run_tiering(st, st.tier(url), 0, cameras=["gate"]).tiered == 6
+    import_file(st, src, "gate", START_NS + 60 * S)  # (untiered, newest)
+    tracker = UntieredSpans(full_every=2)
+    assert tracker.read(st) == {"gate": [[START_NS + 60 * S, START_NS + 72 * S]]}
+    import_file(st, src, "gate", START_NS + 20 * S)  # (a backfill behind tiered footage)
+    assert tracker.read(st) == {"gate": [[START_NS + 60 * S, START_NS + 72 * S]]}
+    assert tracker.read(st) == {"gate": [[START_NS + 20 * S, START_NS + 32 * S],
+                                         [START_NS + 60 * S, START_NS + 72 * S]]}  # fmt: skip
+    st.close()

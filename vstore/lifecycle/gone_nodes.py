@@ -130,24 +130,38 @@ def gone_stores(tier: BlobTier) -> dict[str, dict[str, Any]]:
     }
 
 
+# Every this many reads, UntieredSpans reads every camera's segment rows whole (once an hour
+# at a read a minute: the cost of a tiering run's own plan); in between only what changed.
+FULL_READ_EVERY = 60
+
+
 class UntieredSpans:
     """What a store holds untiered, camera by camera, kept up to date at little cost: each
-    camera's untiered tail is read once (newest first, to its newest tiered segment:
-    tiering goes oldest first), then only what was written since is read, and what was
-    tiered or deleted since is dropped from the oldest end. Not seen: a segment older than
-    the newest tiered one (a backfill imported behind tiered footage, one whose tiering
-    keeps failing, which the node's log says as an error)."""
+    camera's segment rows are read whole at the first read and every FULL_READ_EVERY-th;
+    in between only what was written since (newer than the newest it holds; for a camera
+    it held nothing of, its newest untiered ones: tiering goes oldest first), and what was
+    tiered or deleted since is dropped from the oldest end. So a segment left untiered
+    behind tiered footage (a backfill imported after it, one whose tiering keeps failing)
+    is seen at the next whole read."""
 
-    def __init__(self) -> None:
+    def __init__(self, full_every: int = FULL_READ_EVERY) -> None:
         self._local: dict[int, dict[int, int]] = {}  # camera num -> {start_ns: end_ns}
+        self._full_every = max(1, full_every)
+        self._reads = 0
 
     def read(self, store: Store) -> dict[str, list[list[int]]]:
         """camera -> the [from_ns, to_ns] spans of its footage the store holds untiered,
         oldest first (a segment being written counts to its last chunk)."""
+        whole = self._reads % self._full_every == 0
+        self._reads += 1
         out: dict[str, list[list[int]]] = {}
         for cam, num in store.index.cameras():
             local = self._local.setdefault(num, {})
-            if not local:  # (first read, or all of it tiered since: the tail anew)
+            if whole:
+                local.clear()
+                local.update((r.start_ns, _end(store, r)) for r in store.index.segments(num)
+                             if r.location == "local")  # fmt: skip
+            elif not local:  # (all of it tiered since: its newest untiered ones, if any)
                 local.update((r.start_ns, _end(store, r))
                              for r in store.index.untiered_tail(num, 2**62))  # fmt: skip
             else:
