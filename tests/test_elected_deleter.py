@@ -293,6 +293,68 @@ def test_a_deleter_that_lost_its_election_or_is_older_stops(one):
     assert all(tier.head(e["row"]["path"]) is not None for e in _doc(tier)[DELETED])
 
 
+class _Paused:
+    """The deleter's tier, on which the deleter is paused (SIGSTOP, a VM pause) past its
+    election at its first ``update`` of the purge step (``at="claim"``) or at its deletes
+    (``at="delete"``); meanwhile ``meanwhile`` runs (a newer deleter, a hold come)."""
+
+    def __init__(self, inner, at, meanwhile):
+        self.inner, self.at, self.meanwhile = inner, at, meanwhile
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _pause(self, where):
+        if self.at == where:
+            self.at = None
+            self.meanwhile()
+
+    def update(self, key, change):
+        self._pause("claim")
+        return self.inner.update(key, change)
+
+    def delete_many(self, keys):
+        self._pause("delete")
+        return self.inner.delete_many(keys)
+
+
+@pytest.mark.parametrize("at", ["claim", "delete"])
+def test_a_deleter_paused_past_its_election_never_deletes_what_a_newer_one_put_back(one, at):
+    """A deleter paused between its last check and its deletes, while a newer deleter,
+    a hold having come, put the entries back (E4): it woke and deleted the held objects,
+    which the catalog listed again. It now marks what it deletes first, by a conditional
+    write: paused before that write, it finds the newer deleter's and deletes nothing;
+    paused after it, the newer deleter finishes that purge instead of listing them again."""
+    a, tier = one
+    now = START_NS + 2 * DAY
+    assert (
+        run_bucket_retention(a, tier, _deleter(7), now, 600 * S, _age(), []).deleted_segments == 3
+    )
+    lapsed = [False]
+
+    def meanwhile():
+        lapsed[0] = True
+        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c9")
+        run_bucket_retention(a, tier, _deleter(9), now + 601 * S, 600 * S, _age(),
+                             list_holds(a))  # fmt: skip
+
+    paused = _Paused(tier, at, meanwhile)
+    old = _deleter(7, leads=lambda: not lapsed[0] or at == "delete")  # (its check passed)
+    with pytest.raises(NotDeleter):
+        run_bucket_retention(a, paused, old, now + 601 * S, 600 * S, _age(), [])
+    doc = _doc(tier)
+    listed = [e["row"]["path"] for e in doc["segments"]]
+    # Whatever the catalog lists has its object, and what it does not list was purged.
+    assert all(tier.head(p) is not None for p in listed)
+    if at == "claim":
+        assert len(listed) == 3 and all(e.get(RESTORED) for e in doc["segments"])
+    else:
+        assert listed == []
+        run_bucket_retention(a, tier, _deleter(9), now + 602 * S, 600 * S, _age(), [])
+        assert all("purged_ns" in e for e in _doc(tier)[DELETED])
+        assert all(tier.head(e["row"]["path"]) is None for e in _doc(tier)[DELETED])
+
+
 def test_a_member_that_runs_no_retention_does_not_stand_and_gives_the_role_back(etcd):
     from vstore.cluster.agent import Agent
     from vstore.store.config import ClusterConfig

@@ -50,6 +50,9 @@ from vstore.tier.base import BlobTier
 
 RETIRED = "retired"  # summary: hour -> earliest due time of its entries not yet purged
 SETTLED = "settled"  # summary: hour -> when its deletions were last settled
+# A taken-out entry whose object a deleter is deleting (it wrote so first): decided, never
+# listed again by a later deleter, which finishes its purge.
+PURGING = "purging"
 # How long a settled hour stays noted for stores to catch up with, and its object kept.
 SETTLED_KEEP_NS = 7 * 86400 * 10**9
 PARALLEL_CAMERAS = 16  # cameras planned and deleted at once
@@ -366,52 +369,67 @@ def _purge(
     res: BucketRetentionResult,
 ) -> int | None:
     """E3's second step and E4 for one hour: each taken-out entry whose time has come loses
-    its object, unless a hold covers it now: then it is listed again. When its next entry
-    comes due (None: none left)."""
+    its object, unless a hold covers it now: then it is listed again. The objects to go are
+    first marked ``purging`` (with the deleter) by a conditional write of the hour, and only
+    then deleted: a deleter paused past its election either finds a newer deleter's write
+    and deletes nothing, or has marked them, and no later deleter lists a marked entry
+    again (it finishes the purge). When its next entry comes due (None: none left)."""
     key = layout.catalog_object_key(cam, hour)
     doc = read_doc(tier, key)
     if doc is None:
         _note(tier, cam, hour, settled_ns=now_ns)
         return None
     _still_deleter(deleter, doc)  # (a newer deleter's hour: not one object of it deleted)
-    todo = [
-        e
-        for e in doc.get(DELETED, [])
-        if "purged_ns" not in e and int(e.get("due_ns", 0)) <= now_ns
-    ]
-    back = {str(e["row"]["path"]): e for e in todo if _held(holds, cam, e["row"])}
-    going = {str(e["row"]["path"]): e for e in todo if str(e["row"]["path"]) not in back}
+    back: dict[str, dict[str, Any]] = {}
+    going: dict[str, dict[str, Any]] = {}
+
+    def claim(doc: dict[str, Any]) -> bool:
+        back.clear()
+        going.clear()
+        deleted, segs = [], list(doc.get("segments", []))
+        for e in doc.get(DELETED, []):
+            path = str(e["row"]["path"])
+            if "purged_ns" in e or int(e.get("due_ns", 0)) > now_ns:
+                deleted.append(e)
+            elif PURGING not in e and _held(holds, cam, e["row"]):
+                back[path] = e
+                restored = {k: v for k, v in e.items()
+                            if k not in ("deleted_ns", "due_ns", "deleter")}  # fmt: skip
+                segs.append({**restored, RESTORED: {**deleter.who(), "at_ns": now_ns}})
+            else:  # (marked by an earlier deleter: decided, its purge finished here)
+                going[path] = e
+                deleted.append({PURGING: {**deleter.who(), "at_ns": now_ns}, **e})
+        if not back and all(PURGING in e for e in going.values()):
+            return False
+        doc["segments"] = sorted(segs, key=lambda e: (e["row"]["start_ns"], e["store"]))
+        doc[DELETED] = deleted
+        return True
+
+    doc = _edit_hour(tier, key, deleter, claim) or doc
     gone: dict[str, dict[str, Any]] = {}
     if going:
         if not deleter.leads():
             raise NotDeleter(f"member {deleter.member} is not the cluster's deleter now")
         # In batches (a missing object is not an error: a rerun after a crash). One refused
-        # (an object legal hold, the store failing) stays for the next run.
+        # (an object legal hold, the store failing) stays marked for the next run.
         failed = tier.delete_many(list(going))
         for path, exc in failed.items():
             res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
         gone = {p: e for p, e in going.items() if p not in failed}
 
-    def edit(doc: dict[str, Any]) -> bool:
-        deleted, segs = [], list(doc.get("segments", []))
-        for e in doc.get(DELETED, []):
-            path = str(e["row"]["path"])
-            if path in back and "purged_ns" not in e:
-                restored = {k: v for k, v in e.items()
-                            if k not in ("deleted_ns", "due_ns", "deleter")}  # fmt: skip
-                segs.append({**restored, RESTORED: {**deleter.who(), "at_ns": now_ns}})
-            elif path in gone and "purged_ns" not in e:
-                deleted.append({**{k: v for k, v in e.items() if k != "chunks"},
-                                "purged_ns": now_ns})  # fmt: skip
-            else:
-                deleted.append(e)
-        doc["segments"] = sorted(segs, key=lambda e: (e["row"]["start_ns"], e["store"]))
-        doc[DELETED] = deleted
+    def purged(doc: dict[str, Any]) -> bool:
+        doc[DELETED] = [
+            {**{k: v for k, v in e.items() if k not in ("chunks", PURGING)}, "purged_ns": now_ns}
+            if str(e["row"]["path"]) in gone and "purged_ns" not in e
+            else e
+            for e in doc.get(DELETED, [])
+        ]
         return True
 
+    if gone:
+        doc = _edit_hour(tier, key, deleter, purged) or doc
+    left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
     if gone or back:
-        doc = _edit_hour(tier, key, deleter, edit) or doc
-        left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
         summarize(tier, cam, hour, doc, also=_noting(hour, retired_due_ns=min(left), replace=True)
                   if left else _noting(hour, settled_ns=now_ns))  # fmt: skip
         b = Batch()
@@ -428,7 +446,6 @@ def _purge(
                 batch=b)  # fmt: skip
         store.index.commit(b, sync=True)
         return min(left, default=None)
-    left = [int(e.get("due_ns", 0)) for e in doc.get(DELETED, []) if "purged_ns" not in e]
     if left:
         _note(tier, cam, hour, retired_due_ns=min(left), replace=True)
         return min(left)
