@@ -176,6 +176,34 @@ def test_the_footage_of_a_store_that_is_gone_is_deleted_from_the_catalog_alone(t
         a.close()
 
 
+def test_another_store_s_footage_indexed_here_leaves_the_index_once_the_deleter_took_it(
+    one, tmp_path
+):
+    """A store that indexed another's objects (rebuild-index from the shared prefix) kept
+    them after the deleter purged them: listed as recorded, unclippable (exit 3), and a
+    check whose repair could not clear it. Its retention catches up with those too."""
+    from vstore.lifecycle.tiering import rebuild_index_from_tier
+
+    a, tier = one
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f'[tier]\nurl = "{tier.url}"\n')
+    c = open_store(d)
+    try:
+        assert rebuild_index_from_tier(c, c.tier(tier.url)).foreign == 3
+        res = run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+        assert res.purged_segments == 3
+        cu = catch_up(c, c.tier(tier.url))
+        assert (cu.dropped, cu.errors) == (3, [])
+        assert list(c.index.segments(c.camera_num("gate"))) == []
+        assert check_store(c).ok
+        (rec,) = {r["detail"]["written_by_store"] for r in c.index.audit_records()
+                  if r["action"] == "delete"}  # fmt: skip
+        assert rec == a.uuid
+    finally:
+        c.close()
+
+
 def test_check_names_rows_whose_objects_the_deleter_deleted_and_repair_drops_them(one):
     a, tier = one
     run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])

@@ -765,3 +765,30 @@ def test_footage_a_hold_saves_from_a_pending_deletion_is_indexed_again(
     assert check_store(recorded).ok
     cancelled = [a for a in recorded.index.audit_records() if a["action"] == "delete_cancelled"]
     assert len(cancelled) == 3 and all(a["detail"]["indexed"] for a in cancelled)
+
+
+def test_another_store_s_object_gone_from_the_bucket_is_left_out_by_repair(tmp_path, media):
+    """A store that indexed another's objects (rebuild-index) found one gone (its owner's
+    retention deleted it): check named the missing object for good, and its repair could
+    not clear it. Its view of that footage is dropped (audited), nothing of its own."""
+    from vstore.lifecycle.tiering import rebuild_index_from_tier
+
+    tier = LocalTier(tmp_path / "shared")
+    src = media("tier-src.ts", 12.0, codec="h264", gop_frames=25)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    with open_store(tmp_path / "a") as a:
+        import_file(a, src, "cam", START_NS)
+        run_tiering(a, tier, 5 * S)
+    with open_store(tmp_path / "b") as b:
+        assert rebuild_index_from_tier(b, tier).foreign == 3
+        gone = _objects(tier)[0]
+        tier.delete(gone)
+        rep = check_store(b)
+        assert [(p.code, p.path.endswith(gone)) for p in rep.problems] == [("C2", True)]
+        fixed = check_store(b, repair=True)
+        assert fixed.ok and all(p.repaired for p in fixed.problems)
+        assert check_store(b).problems == []
+        assert len(list(b.index.segments(b.camera_num("cam")))) == 2
+        assert [r["action"] for r in b.index.audit_records()][-1] == "forget"

@@ -567,15 +567,16 @@ def catch_up(
 ) -> CatchUp:
     """E5: make this store's index agree with the deleter's decisions in ``tier``'s catalog:
     its tiered rows an hour's DELETED list names leave the index (their objects are the
-    deleter's to delete: no garbage mark; the audit record names the deleter), and its
-    entries the deleter put back come back into it. Only the hours the camera's summary says
+    deleter's to delete: no garbage mark; the audit record names the deleter), so do the
+    rows of other stores' objects it indexed (``rebuild-index``) that the list names, and
+    its entries the deleter put back come back into it. Only the hours the camera's summary says
     changed are read (noted as retired or settled, no longer listed, or listing fewer
     segments than this store has there). ``dry_run``: only count what it would do."""
     out = CatchUp()
     for cam, num in store.index.cameras():
         rows_by_hour: dict[int, list[SegmentRow]] = {}
         for r in store.index.segments(num):
-            if r.location == tier.url and not r.foreign and r.state == "sealed":
+            if r.location == tier.url and r.state == "sealed":
                 rows_by_hour.setdefault(layout.catalog_hour_ns(r.start_ns), []).append(r)
         try:
             summary = read_summary(tier, cam)
@@ -613,18 +614,16 @@ def _catch_up_hour(
     if doc is None:
         # An hour the deleter forgot (settled long ago): rows whose objects are gone too were
         # deleted by it. (One whose object is there was never listed: its hour is to write.)
-        doc = {DELETED: [{"store": store.uuid, "row": {"path": r.path},
+        doc = {DELETED: [{"store": r.owner or store.uuid, "row": {"path": r.path},
                           "deleter": "unknown (its catalog hour was forgotten)"}
                          for r in rows if tier.head(r.path) is None]}  # fmt: skip
-    deleted = {
-        str(e["row"]["path"]): e for e in doc.get(DELETED, []) if e.get("store") == store.uuid
-    }
-    have = {r.path for r in rows}
+    deleted = {(e.get("store"), str(e["row"]["path"])): e for e in doc.get(DELETED, [])}
+    have = {r.path for r in rows if not r.foreign}
     before = out.dropped + out.taken_back
     b = Batch()
     now_ns = store.clock.wall_ns()
     for r in rows:
-        e = deleted.get(r.path)
+        e = deleted.get((r.owner or store.uuid, r.path))
         if e is None:
             continue
         for c in store.index.segment_chunks(r):
@@ -635,6 +634,7 @@ def _catch_up_hour(
             "to": format_time(r.end_ns), "bytes": r.size_bytes, "sha256": r.sha256,
             "location": r.location, "reason": "deleted by the cluster's deleter",
             "deleter": e.get("deleter"), "objects": "the deleter's to delete",
+            **({"written_by_store": r.owner} if r.foreign else {}),
             **removal_detail(cam, r)}, now_ns, batch=b)  # fmt: skip
         out.dropped += 1
     for e in doc.get("segments", []):

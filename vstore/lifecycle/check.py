@@ -415,6 +415,32 @@ def _known_cut(path: Path, row: SegmentRow) -> bool:
     return size < row.size_bytes and any(off + n > size for off, n in row.damaged)
 
 
+def _forget_foreign(store: Store, row: SegmentRow, chunks: list[ChunkRow]) -> None:
+    """Take another store's segment whose object is gone out of this index (a view of it:
+    nothing of this store's is deleted, D6), audited."""
+    b = Batch()
+    for c in chunks:
+        b.delete(c.key())
+    b.delete(row.key())
+    cam = next((c for c, n in store.index.cameras() if n == row.camera_num), "")
+    store.index.audit(
+        "forget",
+        "check",
+        {
+            "camera": cam,
+            "segment_id": row.segment_id,
+            "from": format_time(row.start_ns),
+            "to": format_time(row.end_ns),
+            "location": f"{row.location}/{row.path}",
+            "written_by_store": row.owner,
+            "reason": "another store's object, gone from the bucket",
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=True)
+
+
 def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) -> None:
     """--repair of a sealed segment whose chunks do not all verify (R6): those leave the
     index, their bytes stay and are recorded; the rest of the segment stays served. A file
@@ -499,7 +525,15 @@ def _check_tiered(
                 )
             )
     except (CorruptSegment, NotFound, TierError) as exc:
-        rep.problems.append(Problem("C2", where, str(exc)))
+        problem = Problem("C2", where, str(exc))
+        rep.problems.append(problem)
+        if repair and row.foreign and isinstance(exc, NotFound) and not store.read_only:
+            _forget_foreign(store, row, chunks)
+            problem.repaired = True
+            problem.message += (
+                "; another store's footage, gone from the bucket (its owner's to delete): "
+                "left out of this index"
+            )
         return
     carried = link_of_object(info.metadata)
     if not row.foreign and carried is not None and carried[1] != row.chain:
