@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,24 @@ def test_store_rebuilt_from_another_stores_tier_never_deletes_its_objects(tmp_pa
     with open_store(store_a) as st:
         assert len(readable_chunks(st)) == 12 and check_store(st).ok
     # A replacement node takes the objects over explicitly; then its retention owns them.
+    # Not while a node of that store still has its card in the bucket (alive, or never
+    # declared gone): adopted, a live store's objects would have two writers of their
+    # catalog, and the adopter's retention would delete them under it.
+    import socket
+
+    from vstore.lifecycle.hot_footage import publish_card
+    from vstore.tier import LocalTier
+
+    with open_store(store_a) as st:
+        publish_card(st, LocalTier(cold), "http://127.0.0.1:9")
     store_c = str(tmp_path / "c")
+    capsys.readouterr()
+    assert run_cli("rebuild-index", "--store", store_c, "--from", str(cold), "--adopt") == 2
+    assert "3 object(s) not adopted" in capsys.readouterr().out
+    assert run_cli("retention", "run", "--store", store_c, "--tiered-max-age", "1d") == 0
+    assert sorted(p for p in cold.rglob("*.vseg")) == objects
+    assert run_cli("node", "forget", socket.gethostname(), "--bucket", str(cold)) == 0
+    shutil.rmtree(store_c)
     assert run_cli("rebuild-index", "--store", store_c, "--from", str(cold), "--adopt") == 0
     assert run_cli("retention", "run", "--store", store_c, "--tiered-max-age", "1d") == 0
     assert list(cold.rglob("*.vseg")) == []

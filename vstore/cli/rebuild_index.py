@@ -65,8 +65,15 @@ def run(args: argparse.Namespace) -> int:
                 f"  {doc['foreign']} object(s) were written by another store: indexed "
                 "read-only (clips work; this store never deletes them; --adopt takes them over)"
             )
-        elif doc["foreign"]:
-            print(f"  {doc['foreign']} object(s) another store wrote are now this store's")
+        elif doc["foreign"] > doc["not_adopted_objects"]:
+            print(f"  {doc['foreign'] - doc['not_adopted_objects']} object(s) another store "
+                  "wrote are now this store's")  # fmt: skip
+        if doc["not_adopted"]:
+            print(f"  {doc['not_adopted_objects']} object(s) not adopted, indexed read-only:")
+            for uuid, why in doc["not_adopted"].items():
+                print(f"    store {uuid}: {why}")
         for p in doc["problems"]:
             print(f"  problem: {p}")
-    return 0 if not doc["problems"] else 5
+    if doc["problems"]:
+        return 5
+    return 2 if doc["not_adopted"] else 0  # (--adopt not done for those: said above)

@@ -26,6 +26,8 @@ from vstore.base.ratelimit import RateLimiter
 from vstore.base.timebase import format_duration
 from vstore.index.segment_chain import link_hash, link_of_object, object_metadata, row_statement
 from vstore.index.time_index import Batch, SegmentRow
+from vstore.lifecycle.gone_nodes import gone_stores
+from vstore.lifecycle.hot_footage import read_cards
 from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
@@ -344,6 +346,10 @@ class RebuildResult:
     chunks: int = 0
     foreign: int = 0  # indexed objects another store wrote (read-only here unless adopted)
     adopted: bool = False
+    # Stores whose objects --adopt left read-only: a node of theirs still has its card in
+    # the bucket (alive, or not declared gone): store uuid -> why.
+    not_adopted: dict[str, str] = field(default_factory=dict)
+    not_adopted_objects: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -361,6 +367,7 @@ def rebuild_index_from_tier(
     never deleted, trimmed or re-held here (D6), unless ``adopt``: a replacement node takes
     over the objects of a store that is gone (audited), and its retention then deletes them."""
     out = RebuildResult(adopted=adopt)
+    living = _living_stores(tier) if adopt else {}
     objs = [o for o in tier.list_prefix("") if o.key.endswith(layout.SEGMENT_SUFFIX)]
     out.objects = len(objs)
     names = {o.key: parse_segment_name(o.key.rsplit("/", 1)[-1]) for o in objs}
@@ -390,6 +397,9 @@ def rebuild_index_from_tier(
                 out.already_indexed += 1
                 continue
             seg_id = store.index.new_segment_id()
+            if owner in living:
+                out.not_adopted[owner] = living[owner]
+                out.not_adopted_objects += 1
         elif store.index.get(layout.segment_key(cam, start_ns, seg_id)) is not None:
             out.already_indexed += 1
             continue
@@ -405,7 +415,7 @@ def rebuild_index_from_tier(
             size_bytes=obj.size_bytes,
             sha256=trailer.sha256.hex(),
             codecs=tuple(t.codec for t in meta.tracks),
-            owner="" if adopt else owner,
+            owner="" if adopt and owner not in living else owner,
         )
         if carried is not None and carried[0] == meta.camera:
             row = row._replace(chain=carried[1])
@@ -434,7 +444,7 @@ def rebuild_index_from_tier(
                 "from": f"{tier.url}/{obj.key}",
                 "pending_delete_cancelled": cancelled,
                 "written_by_store": meta.store_uuid,
-                "owned": not owner or adopt,
+                "owned": not owner or (adopt and owner not in living),
             },
             store.clock.wall_ns(),
             batch=b,
@@ -445,6 +455,20 @@ def rebuild_index_from_tier(
         if progress is not None:
             progress(i + 1, len(objs))
     return out
+
+
+def _living_stores(tier: BlobTier) -> dict[str, str]:
+    """Stores a node of which still has its card in the bucket (it starts with one, and
+    `vstore node forget` takes it away): store uuid -> what the card says. Their objects
+    are never adopted: a live store would keep writing its catalog beside the adopter, and
+    one not declared gone may come back."""
+    gone = gone_stores(tier)
+    return {
+        c["store"]: f"node {c.get('member') or c.get('node')} (API {c['api']}) has its card in "
+        "the bucket: not declared gone (`vstore node forget` it first, if it is)"
+        for c in read_cards(tier)
+        if c["store"] not in gone
+    }
 
 
 def _metadata(tier: BlobTier, key: str) -> dict[str, str]:
