@@ -486,3 +486,22 @@ def test_two_retention_runners_only_the_elected_one_deletes_and_the_next_takes_o
                 ag.stop()
         a.close()
         b.close()
+
+
+@pytest.mark.s3
+def test_a_bucket_whose_footage_retention_took_says_so(tmp_path, media, s3_env, bucket, capsys):
+    """`vstore ls` of a bucket whose every camera's footage the deleter took said "no
+    cameras recorded yet", as of a bucket never written."""
+    from vstore.cli.main import main
+
+    url = f"s3://{bucket}/emptied"
+    a = _store(tmp_path, media, "a", url)
+    try:
+        res = run_bucket_retention(a, a.tier(url), _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+        assert res.purged_segments == 3
+    finally:
+        a.close()
+    capsys.readouterr()
+    assert main(["ls", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "retention deleted all of it" in out and "recorded yet" not in out

@@ -38,7 +38,13 @@ def run(args: argparse.Namespace) -> int:
         print_json({"store": root, "cameras": [to_jsonable(c) for c in cams]})
         return 0
     if not cams:
-        print(f"{root}: no cameras recorded yet")
+        if args.store is not None and args.store.startswith(BUCKET_SCHEME):
+            # (its catalog exists, else bucket_cameras said so: every camera's footage went)
+            print(f"{root}: no camera has footage there now: retention deleted all of it "
+                  f"(`vstore timeline --store {root} --camera CAMERA` says when, and by "
+                  "whom)")  # fmt: skip
+        else:
+            print(f"{root}: no cameras recorded yet")
         return 0
     rows = [
         [
