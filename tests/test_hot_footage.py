@@ -23,6 +23,7 @@ from vstore.cli.main import main
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import plan_clip
 from vstore.ingest.file_import import import_file
+from vstore.lifecycle.gone_nodes import node_cameras
 from vstore.lifecycle.hot_footage import read_cards
 from vstore.lifecycle.tiering import run_tiering
 from vstore.tier.factory import open_tier
@@ -97,6 +98,13 @@ def test_a_bucket_reader_clips_past_the_tiered_footage_from_the_node(
         code, err = _clip(url, out, a, b, capsys)
         assert code == 0 and "set VSTORE_TOKEN" in err
         assert len(out.read_bytes()) < len(whole)
+        # Of a range no node says it holds anything of (past the footage, long before it
+        # recorded): nothing to ask the nodes for, and no note that there might be.
+        wait_for(lambda: node_cameras(open_tier(url)), 10, "the node's list of its cameras")
+        later = START_NS + 3600 * S
+        assert main(["timeline", "--store", url, "--camera", "gate", "--from",
+                     format_time(later), "--to", format_time(later + 60 * S)]) == 0  # fmt: skip
+        assert "VSTORE_TOKEN" not in capsys.readouterr().err
         # A token that is not valid is named; one whose scope lacks the camera sees what
         # the bucket has (the node answers as for a camera it does not have).
         monkeypatch.setenv("VSTORE_TOKEN", "vst_not-a-token")

@@ -27,7 +27,7 @@ from vstore.base.errors import NotFound, TierError, VstoreError
 from vstore.base.loopback import is_loopback
 from vstore.base.timebase import format_time
 from vstore.index.time_index import Batch, SegmentRow
-from vstore.lifecycle.gone_nodes import mark_lost, take_back
+from vstore.lifecycle.gone_nodes import mark_lost, node_cameras, take_back
 from vstore.lifecycle.shared_catalog import pack_chunks, put_entry
 from vstore.tier.base import BlobTier
 from vstore.tier.node_api import NodeTier, camera_segments_url, error_text, node_request
@@ -145,6 +145,29 @@ def trusted(api: str, allowed: list[str]) -> bool:
     return False
 
 
+def _maybe_held(
+    bucket: BlobTier, cards: list[dict[str, Any]], cameras: list[str], start_ns: int, end_ns: int
+) -> list[str]:
+    """Those of ``cameras`` some node of the bucket may hold untiered footage of in
+    [start_ns, end_ns): by what each node last said of its cameras (the untiered spans it
+    holds, what it records and since when). All of them when a node with a card said
+    nothing yet."""
+    said = node_cameras(bucket)
+    if any(c["store"] not in said for c in cards):
+        return cameras
+
+    def held(cam: str) -> bool:
+        for nc in said.values():
+            since = nc.since.get(cam)
+            if since is not None and since < end_ns:
+                return True
+            if any(a < end_ns and b > start_ns for a, b in nc.untiered.get(cam, [])):
+                return True
+        return False
+
+    return [c for c in cameras if held(c)]
+
+
 def from_nodes(
     cameras: list[str] | None,
     start_ns: int | None,
@@ -187,6 +210,9 @@ def from_nodes(
         cards = read_cards(bucket)
         if not cards:
             return
+        late = _maybe_held(bucket, cards, late, start_ns, end_ns)
+        if not late:
+            return  # (no node says it holds any of it: nothing to ask, nothing to say)
         if token is None:
             none = [c for c in late if store.index.camera_num(c) is None]
             ends = [c for c in late if c not in none]
