@@ -792,3 +792,31 @@ def test_another_store_s_object_gone_from_the_bucket_is_left_out_by_repair(tmp_p
         assert check_store(b).problems == []
         assert len(list(b.index.segments(b.camera_num("cam")))) == 2
         assert [r["action"] for r in b.index.audit_records()][-1] == "forget"
+
+
+@pytest.mark.s3
+def test_a_release_cut_off_before_it_lifted_its_object_holds_does_not_stop_retention(
+    recorded, s3_env, lock_bucket, monkeypatch
+):
+    """A `hold release` killed after its commit, before it lifted the objects' legal holds
+    (or made while the object store was unreachable): the next retention run took the
+    footage out of the index and every run after failed to delete the objects, for good,
+    while check said the store was clean. A refused delete of a marked object lifts the
+    hold no active hold wants, and deletes it."""
+    from vstore.lifecycle.retention import run_retention
+    from vstore.store import holds
+    from vstore.store.holds import add_hold, release_hold
+
+    tier = recorded.tier(f"s3://{lock_bucket}/cut")
+    run_tiering(recorded, tier, 5 * S)
+    hold = add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case 9", "det. rao")
+    keys = [o.key for o in tier.list_prefix("cam/")]
+    assert len(keys) == 3 and all(tier.legal_hold(k) for k in keys)
+    monkeypatch.setattr(holds, "_mirror", lambda *a, **k: None)  # (killed before it)
+    release_hold(recorded, hold.id, "sgt. kim")
+    monkeypatch.undo()
+    assert all(tier.legal_hold(k) for k in keys)
+    _plan, res = run_retention(recorded, max_age_ns=S, tiered_max_age_ns=S)
+    assert res.deleted_segments == 3 and res.errors == []
+    assert list(tier.list_prefix("cam/")) == [] and recorded.index.garbage() == []
+    assert check_store(recorded).ok

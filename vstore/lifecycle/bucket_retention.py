@@ -413,6 +413,15 @@ def _purge(
         # In batches (a missing object is not an error: a rerun after a crash). One refused
         # (an object legal hold, the store failing) stays marked for the next run.
         failed = tier.delete_many(list(going))
+        for path in list(failed):
+            # An object legal hold no hold wants any more (a release cut off before its
+            # store lifted it): lifted, and the object deleted after all.
+            try:
+                if tier.set_legal_hold(path, False):
+                    tier.delete(path)
+                    del failed[path]
+            except VstoreError:
+                pass  # (as refused: tried again at the next run)
         for path, exc in failed.items():
             res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
         gone = {p: e for p, e in going.items() if p not in failed}

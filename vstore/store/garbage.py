@@ -82,13 +82,26 @@ def remove_marked(
         return False
     location = rec.get("location", "local")
     if location != "local":
-        store.tier(location).delete(rec["path"])  # a missing object is not an error
+        _delete_object(store, store.tier(location), str(rec["path"]))
     else:
         unlink_durably(store, store.layout.path(rec["path"]))
     b = Batch()
     b.delete(layout.garbage_key(segment_id))
     store.index.commit(b, sync=False)  # a lost clear is redone by D4
     return True
+
+
+def _delete_object(store: Store, tier: Any, key: str) -> None:
+    """Delete a marked object (a missing one is not an error). One the object store refuses
+    may carry an object legal hold no active hold wants any more (a release cut off before
+    it lifted it, or made while the store was unreachable: no hold covers a mark carried
+    out, D5): it is lifted, and the delete tried once more; else it stays marked."""
+    try:
+        tier.delete(key)
+    except TierError:
+        if not store.config.tier.legal_hold or not tier.set_legal_hold(key, False):
+            raise
+        tier.delete(key)
 
 
 def unlink_durably(store: Store, path: Any) -> None:
