@@ -820,3 +820,17 @@ def test_a_release_cut_off_before_it_lifted_its_object_holds_does_not_stop_reten
     assert res.deleted_segments == 3 and res.errors == []
     assert list(tier.list_prefix("cam/")) == [] and recorded.index.garbage() == []
     assert check_store(recorded).ok
+
+
+@pytest.mark.s3
+def test_held_footage_in_a_bucket_without_object_lock_checks_clean(recorded, s3_env, bucket):
+    """A server that answers a legal-hold query for a bucket without Object Lock (moto: an
+    empty answer) made check report every held tiered segment as lacking its object hold,
+    for good, and its repair say it set one it had not."""
+    from vstore.store.holds import add_hold
+
+    add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case 9", "det. rao")
+    tier = recorded.tier(f"s3://{bucket}/nolock")
+    assert run_tiering(recorded, tier, 5 * S).tiered == 3
+    assert tier.legal_hold(_objects(tier)[0]) is None  # (unsupported, not "off")
+    assert check_store(recorded).ok

@@ -562,7 +562,11 @@ def _check_tiered(
         if repair:
             try:
                 problem.repaired = tier.set_legal_hold(row.path, True)
-                problem.message += "; object legal hold set"
+                problem.message += (
+                    "; object legal hold set"
+                    if problem.repaired
+                    else "; not repaired: the bucket has no S3 Object Lock"
+                )
             except TierError as exc:
                 problem.message += f"; not repaired: {exc}"
 

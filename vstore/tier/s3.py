@@ -399,6 +399,8 @@ class S3Tier(BlobTier):
             raise self._fail(exc, f"legal hold of {key}") from exc
         except BotoCoreError as exc:
             raise self._fail(exc, f"legal hold of {key}") from exc
+        if not r.get("LegalHold") and self._bucket_has_no_lock():
+            return None  # (a server that answers for a bucket without Object Lock: moto)
         return bool(r.get("LegalHold", {}).get("Status") == "ON")
 
     def _unlocked_bucket(self, exc: ClientError) -> bool:
@@ -407,6 +409,11 @@ class S3Tier(BlobTier):
         (once per client)."""
         if exc.response.get("Error", {}).get("Code") != "InvalidRequest":
             return False
+        return self._bucket_has_no_lock()
+
+    def _bucket_has_no_lock(self) -> bool:
+        """Whether the bucket says it has no Object Lock (asked once per client); False
+        when it could not say."""
         if self._lock_enabled is None:
             try:
                 cfg = self._s3.get_object_lock_configuration(Bucket=self.bucket)
