@@ -834,3 +834,18 @@ def test_held_footage_in_a_bucket_without_object_lock_checks_clean(recorded, s3_
     assert run_tiering(recorded, tier, 5 * S).tiered == 3
     assert tier.legal_hold(_objects(tier)[0]) is None  # (unsupported, not "off")
     assert check_store(recorded).ok
+
+
+def test_a_segment_cut_short_stays_local_and_stops_no_tiering_run(recorded, tmp_path):
+    """A sealed file cut short, its lost end recorded by check --repair (R6): every tiering
+    run failed on it, telling to run the repair that had been run. It stays on the disk
+    (no object without its footer could be read back), said so; the others go."""
+    num = recorded.camera_num("cam")
+    middle = sorted(recorded.index.segments(num), key=lambda r: r.start_ns)[1]
+    path = recorded.layout.path(middle.path)
+    path.write_bytes(path.read_bytes()[: middle.size_bytes * 6 // 10])
+    assert check_store(recorded, repair=True).ok
+    res = run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S)
+    assert (res.tiered, res.kept_local) == (2, [middle.path])
+    assert local_files(recorded) == [middle.path] and check_store(recorded).ok
+    assert run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S).kept_local == [middle.path]

@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {doc['object_holds']} held segment(s) also under an S3 object legal hold")
         if doc["skipped_leased"]:
             print(f"  {doc['skipped_leased']} segment(s) being read by a clip: left for next run")
+        if doc.get("kept_local"):
+            print(
+                f"  {len(doc['kept_local'])} segment(s) cut short (damage recorded by check "
+                "--repair) stay on this disk: without their footer no object could be read back"
+            )
         if doc.get("changed"):
             print(
                 f"  {doc['changed']} segment(s) deleted, trimmed or repaired while they uploaded: "

@@ -80,6 +80,9 @@ class TierResult:
     # went on with the others.
     unverified: list[str] = field(default_factory=list)
     changed: int = 0  # deleted, trimmed or repaired while they uploaded: left as they are
+    # Segments cut short (their lost end recorded as damage: no footer, no trailer), which
+    # no object could hold readably: left on the disk.
+    kept_local: list[str] = field(default_factory=list)
     catalog_hours: int = 0  # shared catalog objects written (camera-hours)
     catalog_errors: list[str] = field(default_factory=list)  # left marked: the next run retries
 
@@ -124,6 +127,10 @@ def tier_segment(
     disk, then the copy or upload), so the footage itself moves at half its rate."""
     key = layout.object_key("", camera, row.start_ns, row.segment_id, store.uuid)
     path = store.layout.path(row.path)
+    if row.damaged and path.stat().st_size < row.size_bytes:
+        # Cut short, its lost end recorded as damage (R6): its footer and trailer went with
+        # it, and an object without them cannot be read back alone. It stays on this disk.
+        return TierOutcome(0, False, kept_local=True)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
     # the index. The same pass hashes the whole file, which the object store then verifies.
     # Damage already recorded (R6) goes with it as it is: its chunks are out of the index,
@@ -204,6 +211,7 @@ class TierOutcome:
     bytes: int
     object_hold: bool
     changed: bool = False  # deleted, trimmed or repaired while it uploaded: left as it is
+    kept_local: bool = False  # cut short (recorded damage): it cannot go, and stays
 
 
 def run_tiering(
@@ -306,6 +314,9 @@ def run_tiering(
                     continue
                 if out.changed:
                     res.changed += 1
+                    continue
+                if out.kept_local:
+                    res.kept_local.append(row.path)
                     continue
                 res.tiered += 1
                 res.bytes += out.bytes
