@@ -452,6 +452,32 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
     assert main(["verify", str(z)]) == 10
 
 
+def test_an_export_killed_after_it_signed_leaves_no_package_the_audit_log_does_not_name(
+    recorded, tmp_path, monkeypatch
+):
+    """An export killed after it signed its package (whole, in PATH.partial.tmp, or renamed
+    into place before its record) left a package `vstore verify` accepts and no audit
+    record. It is audited (export_begun: who, case, where, what) before a byte is written."""
+    from vstore.evidence import package
+
+    st = recorded["store"]
+    out = tmp_path / "killed"
+    seen = []
+
+    def killed(*_a, **_k):  # (the process dies here: nothing after this runs)
+        seen.append(st.index.audit_records()[-1])
+        raise SystemExit(137)
+
+    monkeypatch.setattr(package, "_fsync_tree", killed)
+    with pytest.raises(SystemExit):
+        export_package(st, [ExportItem("gate", t(0), t(10))], out, case="C-9", purpose="p",
+                       by="det. bo")  # fmt: skip
+    (rec,) = seen
+    assert rec["action"] == "export_begun" and rec["by"] == "det. bo"
+    assert rec["detail"]["package"] == str(out) and rec["detail"]["case"] == "C-9"
+    assert rec["detail"]["clips"][0]["camera"] == "gate"
+
+
 def test_keys_are_given_one_at_a_time_and_retired_ones_on_request(recorded, tmp_path, capsys):
     root = str(recorded["store"].root)
     assert main(["key", "list", "--store", root, "--json"]) == 0

@@ -271,6 +271,27 @@ def export_package(
     signer = ring.signer("export")  # before any work: no key, no export
     eff = ring.signer("eff")
     plans = [plan_clip(store, it.camera, it.start_ns, it.end_ns) for it in items]
+    # Audited before a byte is written: a process killed after it signed the package (the
+    # staging directory, or the package renamed into place, whole) leaves no copy of
+    # evidence the audit log does not name. `export` (or `export_failed`) follows.
+    store.index.audit(
+        "export_begun",
+        by,
+        {
+            "case": case,
+            "purpose": purpose,
+            "package": str(out_path),
+            "clips": [
+                {
+                    "camera": it.camera,
+                    "from": format_time(it.start_ns),
+                    "to": format_time(it.end_ns),
+                }
+                for it in items
+            ],
+        },
+        store.clock.wall_ns(),
+    )
     staging = layout.staging_path(out_path.with_name(out_path.name + ".partial"))
     if staging.exists():
         shutil.rmtree(staging)
