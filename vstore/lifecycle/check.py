@@ -507,6 +507,7 @@ def _check_tiered(
             raise CorruptSegment(f"object size {info.size_bytes} != indexed {row.size_bytes}")
         # Past the read cache: the object's own bytes are what is checked.
         with store.segment_reader(row, cached=False) as rd:
+            writer = rd.meta.store_uuid
             if rd.trailer().sha256.hex() != row.sha256:
                 raise CorruptSegment("trailer hash differs from the index")
             if verify_hashes:
@@ -536,7 +537,9 @@ def _check_tiered(
             )
         return
     carried = link_of_object(info.metadata)
-    if not row.foreign and carried is not None and carried[1] != row.chain:
+    # (an object another store wrote carries a link of that store's chain, adopted or not)
+    ours = not row.foreign and writer in ("", store.uuid)
+    if ours and carried is not None and carried[1] != row.chain:
         rep.problems.append(
             Problem(
                 "C9",

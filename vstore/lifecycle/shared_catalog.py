@@ -116,10 +116,12 @@ def _merge(
 ) -> dict[str, Any]:
     doc = doc or {}
     have = {str(e["row"]["path"]) for e in mine}
+    # An object is listed once, by the store whose row owns it: one this store adopted
+    # (rebuild-index --adopt) leaves its writer's entry for this store's.
     theirs = [
         e
         for e in doc.get("segments", [])
-        if e.get("store") != store_uuid or (e.get(RESTORED) and e["row"]["path"] not in have)
+        if e["row"]["path"] not in have and (e.get("store") != store_uuid or e.get(RESTORED))
     ]
     segs = sorted(theirs + mine, key=lambda e: (e["row"]["start_ns"], e["store"]))
     out = {

@@ -403,14 +403,20 @@ def rebuild_index_from_tier(
             # Another store's ids are its own: one may repeat an id of ours, and everything
             # keyed by a segment id here (its chunks, a deletion's mark, check) would mix
             # them up. Its object is indexed under a fresh id, found again by its key.
-            if any(r.location == tier.url and r.path == obj.key
-                   for r in store.index.segments(cam, start_ns, start_ns + 1)):  # fmt: skip
-                out.already_indexed += 1
-                continue
-            seg_id = store.index.new_segment_id()
             if owner in living:
                 out.not_adopted[owner] = living[owner]
                 out.not_adopted_objects += 1
+            had = next((r for r in store.index.segments(cam, start_ns, start_ns + 1)
+                        if r.location == tier.url and r.path == obj.key), None)  # fmt: skip
+            if had is not None:
+                if adopt and had.foreign and owner not in living:
+                    _adopt_row(store, had, meta.camera, tier, obj.key)  # (indexed read-only)
+                    out.indexed += 1
+                    out.foreign += 1
+                else:
+                    out.already_indexed += 1
+                continue
+            seg_id = store.index.new_segment_id()
         elif store.index.get(layout.segment_key(cam, start_ns, seg_id)) is not None:
             out.already_indexed += 1
             continue
@@ -436,6 +442,8 @@ def rebuild_index_from_tier(
             out.foreign += 1
         b = Batch()
         b.put_segment_and_chunks(row, entries)
+        if owner and not row.foreign:  # (adopted: the hour lists it as this store's now)
+            b.put_catalog_behind(cam, start_ns, tier.url)
         # An object indexed again is no longer garbage: a deletion left pending (an
         # unreachable tier, a crash after D1) must not remove it later (D5).
         mark = None if owner else store.index.get(layout.garbage_key(seg_id))
@@ -465,7 +473,33 @@ def rebuild_index_from_tier(
         out.chunks += len(entries)
         if progress is not None:
             progress(i + 1, len(objs))
+    if adopt and not store.read_only:
+        # The hours of what it adopted list it as this store's now (its writer's entries
+        # go): before its retention may delete any, so none stays listed once gone.
+        out.problems += publish_pending(store).errors
     return out
+
+
+def _adopt_row(store: Store, row: SegmentRow, camera: str, tier: BlobTier, key: str) -> None:
+    """Take over another store's object this store indexed read-only before (audited)."""
+    b = Batch()
+    b.put(row.key(), row._replace(owner="").value())
+    b.put_catalog_behind(row.camera_num, row.start_ns, tier.url)
+    store.index.audit(
+        "rebuild_index",
+        "rebuild",
+        {
+            "camera": camera,
+            "segment_id": row.segment_id,
+            "from": f"{tier.url}/{key}",
+            "pending_delete_cancelled": False,
+            "written_by_store": row.owner,
+            "owned": True,
+        },
+        store.clock.wall_ns(),
+        batch=b,
+    )
+    store.index.commit(b, sync=False)
 
 
 def _living_stores(tier: BlobTier) -> dict[str, str]:
