@@ -50,8 +50,8 @@ from vstore.tier.base import BlobTier
 
 RETIRED = "retired"  # summary: hour -> earliest due time of its entries not yet purged
 SETTLED = "settled"  # summary: hour -> when its deletions were last settled
-# A taken-out entry whose object a deleter is deleting (it wrote so first): decided, never
-# listed again by a later deleter, which finishes its purge.
+# A taken-out entry whose object a deleter is deleting (it wrote so first): a later run
+# finishes its purge (its deletes failed), unless a hold covers it by then.
 PURGING = "purging"
 # How long a settled hour stays noted for stores to catch up with, and its object kept.
 SETTLED_KEEP_NS = 7 * 86400 * 10**9
@@ -369,17 +369,32 @@ def _purge(
     res: BucketRetentionResult,
 ) -> int | None:
     """E3's second step and E4 for one hour: each taken-out entry whose time has come loses
-    its object, unless a hold covers it now: then it is listed again. The objects to go are
-    first marked ``purging`` (with the deleter) by a conditional write of the hour, and only
-    then deleted: a deleter paused past its election either finds a newer deleter's write
-    and deletes nothing, or has marked them, and no later deleter lists a marked entry
-    again (it finishes the purge). When its next entry comes due (None: none left)."""
+    its object, unless a hold covers it now: then it is listed again (its object legal hold
+    set first, where the bucket has Object Lock). The objects to go are first marked
+    ``purging`` (with the deleter) by a conditional write of the hour, and only then
+    deleted: a deleter paused past its election before that write finds a newer deleter's
+    and deletes nothing; after it, its deletes of what a newer one put back are refused by
+    the object legal holds. When its next entry comes due (None: none left)."""
     key = layout.catalog_object_key(cam, hour)
     doc = read_doc(tier, key)
     if doc is None:
         _note(tier, cam, hour, settled_ns=now_ns)
         return None
     _still_deleter(deleter, doc)  # (a newer deleter's hour: not one object of it deleted)
+    if store.config.tier.legal_hold:
+        # What a hold puts back gets its object legal hold first: a deleter paused past its
+        # election after it marked these `purging` finds its deletes refused by the object
+        # store (without Object Lock that window stays: cluster.md E4).
+        for e in doc.get(DELETED, []):
+            if (
+                "purged_ns" not in e
+                and int(e.get("due_ns", 0)) <= now_ns
+                and _held(holds, cam, e["row"])
+            ):
+                try:
+                    tier.set_legal_hold(str(e["row"]["path"]), True)
+                except VstoreError:
+                    pass  # (its store's hold sync sets it; the entry is put back either way)
     back: dict[str, dict[str, Any]] = {}
     going: dict[str, dict[str, Any]] = {}
 
@@ -391,12 +406,12 @@ def _purge(
             path = str(e["row"]["path"])
             if "purged_ns" in e or int(e.get("due_ns", 0)) > now_ns:
                 deleted.append(e)
-            elif PURGING not in e and _held(holds, cam, e["row"]):
+            elif _held(holds, cam, e["row"]):  # (marked purging too: its deletes failed)
                 back[path] = e
                 restored = {k: v for k, v in e.items()
                             if k not in ("deleted_ns", "due_ns", "deleter")}  # fmt: skip
                 segs.append({**restored, RESTORED: {**deleter.who(), "at_ns": now_ns}})
-            else:  # (marked by an earlier deleter: decided, its purge finished here)
+            else:  # (marked by an earlier run whose deletes failed: finished here)
                 going[path] = e
                 deleted.append({PURGING: {**deleter.who(), "at_ns": now_ns}, **e})
         if not back and all(PURGING in e for e in going.values()):
@@ -413,15 +428,6 @@ def _purge(
         # In batches (a missing object is not an error: a rerun after a crash). One refused
         # (an object legal hold, the store failing) stays marked for the next run.
         failed = tier.delete_many(list(going))
-        for path in list(failed):
-            # An object legal hold no hold wants any more (a release cut off before its
-            # store lifted it): lifted, and the object deleted after all.
-            try:
-                if tier.set_legal_hold(path, False):
-                    tier.delete(path)
-                    del failed[path]
-            except VstoreError:
-                pass  # (as refused: tried again at the next run)
         for path, exc in failed.items():
             res.errors.append(f"{tier.url}/{path}: not deleted ({exc}); tried again next run")
         gone = {p: e for p, e in going.items() if p not in failed}
