@@ -849,3 +849,43 @@ def test_a_segment_cut_short_stays_local_and_stops_no_tiering_run(recorded, tmp_
     assert (res.tiered, res.kept_local) == (2, [middle.path])
     assert local_files(recorded) == [middle.path] and check_store(recorded).ok
     assert run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S).kept_local == [middle.path]
+
+
+class _HungHold(LocalTier):
+    """An object store that takes the upload, then hangs on its legal-hold call."""
+
+    def __init__(self, root, release):
+        super().__init__(root)
+        self.release = release
+        self.entered = __import__("threading").Event()
+
+    def set_legal_hold(self, key, on):
+        self.entered.set()
+        self.release.wait(20)
+        return True
+
+
+def test_the_space_keeper_never_waits_behind_a_tiering_run_s_object_store(recorded, tmp_path):
+    """The tiering run's index update took retention_lock around its object-store calls:
+    a hung endpoint (minutes a call) kept the space keeper, and hold changes, waiting while
+    cameras filled the disk."""
+    import threading
+
+    from vstore.lifecycle.retention import make_room
+    from vstore.store.holds import add_hold
+
+    add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case", "test")
+    release = threading.Event()
+    tier = _HungHold(tmp_path / "cold", release)
+    run = threading.Thread(target=run_tiering, args=(recorded, tier, 5 * S),
+                           kwargs={"parallel": 1})  # fmt: skip
+    run.start()
+    try:
+        assert tier.entered.wait(20)
+        done = threading.Event()
+        threading.Thread(target=lambda: (make_room(recorded), done.set()), daemon=True).start()
+        assert done.wait(10), "the space keeper waited behind the object store"
+    finally:
+        release.set()
+        run.join()
+    assert check_store(recorded).ok

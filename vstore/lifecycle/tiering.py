@@ -154,15 +154,37 @@ def tier_segment(
         raise TierError(f"{tier.url}/{key}: the object read back is no segment: {exc}") from exc
     if trailer.sha256.hex() != row.sha256:
         raise TierError(f"{tier.url}/{key}: trailer hash differs from the index")
-    # U2 only over the row it uploaded: a retention run, a trim or a repair may have changed
-    # it meanwhile (their changes and U2 take the same lock). Put back, the row would name a
-    # deleted segment, or the untrimmed bytes, again.
-    with store.retention_lock:
-        now = store.index.get(row.key())
-        if now is None or SegmentRow.decode(row.key(), now) != row:
-            tier.delete(key)  # (its own upload: no row names it, no hold was set on it)
-            return TierOutcome(0, False, changed=True)
-        return _point_at_object(store, tier, row, camera, key, by, decided)
+    # H4: footage under a vstore hold is also held by the object store before the index
+    # points at it there (when the bucket has S3 Object Lock). U2 only over the row it
+    # uploaded: a retention run, a trim or a repair may have changed it meanwhile (their
+    # changes, hold changes and U2 take retention_lock; put back, the row would name a
+    # deleted segment, or the untrimmed bytes, again). No call to the object store is made
+    # under that lock: the space keeper and hold changes wait on it.
+    object_hold = unsupported = False
+    while True:
+        if not (object_hold or unsupported) and _wants_object_hold(store, camera, row):
+            object_hold = tier.set_legal_hold(key, True)
+            unsupported = not object_hold
+        with store.retention_lock:
+            now = store.index.get(row.key())
+            if now is None or SegmentRow.decode(row.key(), now) != row:
+                break
+            if not (object_hold or unsupported) and _wants_object_hold(store, camera, row):
+                continue  # (a hold placed since: its object hold first, outside the lock)
+            rec = _point_at_object(store, tier, row, camera, key, by, decided, object_hold)
+        garbage.remove_marked(store, row.segment_id, rec)  # U3 (a lease defers it to D4)
+        return TierOutcome(row.size_bytes, object_hold)
+    # Its own upload, which no row names: deleted (its object hold lifted first).
+    if object_hold:
+        tier.set_legal_hold(key, False)
+    tier.delete(key)
+    return TierOutcome(0, False, changed=True)
+
+
+def _wants_object_hold(store: Store, camera: str, row: SegmentRow) -> bool:
+    return store.config.tier.legal_hold and bool(
+        covering_holds(store, camera, row.start_ns, row.end_ns)
+    )
 
 
 def _point_at_object(
@@ -173,12 +195,10 @@ def _point_at_object(
     key: str,
     by: str,
     decided: dict[str, Any] | None,
-) -> TierOutcome:
-    """U2 and U3 for an uploaded segment, its object's hold set first (H4)."""
-    # H4: footage under a vstore hold is also held by the object store before the index
-    # points at it there (when the bucket has S3 Object Lock).
-    holds = covering_holds(store, camera, row.start_ns, row.end_ns)
-    object_hold = bool(holds) and store.config.tier.legal_hold and tier.set_legal_hold(key, True)
+    object_hold: bool,
+) -> dict[str, Any]:
+    """U2 for an uploaded segment (under retention_lock): the garbage mark of its local
+    file, for U3."""
     moved = row._replace(location=tier.url, path=key)
     b = Batch()  # U2
     b.put(moved.key(), moved.value())
@@ -201,9 +221,7 @@ def _point_at_object(
         batch=b,
     )
     store.index.commit(b, sync=True)
-
-    garbage.remove_marked(store, row.segment_id, rec)  # U3 (a reader's lease defers it to D4)
-    return TierOutcome(row.size_bytes, object_hold)
+    return rec
 
 
 @dataclass(frozen=True)
