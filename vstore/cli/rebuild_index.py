@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
                 f"  {doc['foreign']} object(s) were written by another store: indexed "
                 "read-only (clips work; this store never deletes them; --adopt takes them over)"
             )
-        elif doc["foreign"] > doc["not_adopted_objects"]:
-            print(f"  {doc['foreign'] - doc['not_adopted_objects']} object(s) another store "
-                  "wrote are now this store's")  # fmt: skip
+        if doc["adopted_objects"]:
+            print(f"  {doc['adopted_objects']} object(s) another store wrote are now this "
+                  "store's")  # fmt: skip
         if doc["not_adopted"]:
             print(f"  {doc['not_adopted_objects']} object(s) not adopted, indexed read-only:")
             for uuid, why in doc["not_adopted"].items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import CorruptSegment, TierError, VstoreError
+from vstore.base.errors import CorruptSegment, SegmentMissing, TierError, VstoreError
 from vstore.base.jsonio import dumps_compact
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
@@ -127,7 +127,11 @@ def tier_segment(
     disk, then the copy or upload), so the footage itself moves at half its rate."""
     key = layout.object_key("", camera, row.start_ns, row.segment_id, store.uuid)
     path = store.layout.path(row.path)
-    if row.damaged and path.stat().st_size < row.size_bytes:
+    try:
+        size_bytes = path.stat().st_size
+    except FileNotFoundError:
+        raise SegmentMissing(f"{row.path}: the file of this indexed segment is missing") from None
+    if row.damaged and size_bytes < row.size_bytes:
         # Cut short, its lost end recorded as damage (R6): its footer and trailer went with
         # it, and an object without them cannot be read back alone. It stays on this disk.
         return TierOutcome(0, False, kept_local=True)
@@ -379,6 +383,7 @@ class RebuildResult:
     # the bucket (alive, or not declared gone): store uuid -> why.
     not_adopted: dict[str, str] = field(default_factory=dict)
     not_adopted_objects: int = 0
+    adopted_objects: int = 0  # objects another store wrote that are this store's now
     problems: list[str] = field(default_factory=list)
 
 
@@ -430,7 +435,7 @@ def rebuild_index_from_tier(
                 if adopt and had.foreign and owner not in living:
                     _adopt_row(store, had, meta.camera, tier, obj.key)  # (indexed read-only)
                     out.indexed += 1
-                    out.foreign += 1
+                    out.adopted_objects += 1
                 else:
                     out.already_indexed += 1
                 continue
@@ -458,6 +463,7 @@ def rebuild_index_from_tier(
             store.index.raise_chain_head(cam, carried[1].seq, link_hash(stmt))
         if owner:
             out.foreign += 1
+            out.adopted_objects += not row.foreign
         b = Batch()
         b.put_segment_and_chunks(row, entries)
         if owner and not row.foreign:  # (adopted: the hour lists it as this store's now)
