@@ -889,3 +889,27 @@ def test_the_space_keeper_never_waits_behind_a_tiering_run_s_object_store(record
         release.set()
         run.join()
     assert check_store(recorded).ok
+
+
+def test_a_damaged_segment_a_hold_saves_comes_back_with_its_damage_out_of_the_index(
+    recorded, monkeypatch
+):
+    """Indexed again from its bytes (D5), a segment whose damage check --repair had
+    recorded came back with its damaged chunks in the index."""
+    from tests.test_never_lose_footage import flip_byte_in_gop
+    from vstore.lifecycle.retention import run_retention
+    from vstore.store.holds import add_hold
+
+    num = recorded.camera_num("cam")
+    middle = sorted(recorded.index.segments(num), key=lambda r: r.start_ns)[1]
+    flip_byte_in_gop(recorded.layout.path(middle.path), 0)
+    check_store(recorded, repair=True)
+    middle = next(r for r in recorded.index.segments(num) if r.start_ns == middle.start_ns)
+    monkeypatch.setattr(garbage, "remove_marked", lambda *a, **k: False)  # (left marked)
+    run_retention(recorded, max_age_ns=S)
+    monkeypatch.undo()
+    add_hold(recorded, "cam", START_NS, START_NS + 12 * S, "case 7", "test")
+    run_retention(recorded, max_age_ns=S)
+    back = next(r for r in recorded.index.segments(num) if r.start_ns == middle.start_ns)
+    assert back.damaged and back.damaged == middle.damaged
+    assert check_store(recorded).ok and clip(recorded)

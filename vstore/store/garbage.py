@@ -37,7 +37,7 @@ def delete_segment(
             f"segment {row.path} of camera {camera!r} belongs to another store "
             f"({row.owner}): only its own store deletes it"
         )
-    rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location)
+    rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location, row.damaged)
     b = Batch()
     b.put(layout.garbage_key(row.segment_id), rec)
     for c in store.index.segment_chunks(row):
@@ -260,6 +260,9 @@ def _index_again(store: Store, segment_id: int, rec: dict[str, Any], b: Batch) -
     end_ns = max((e.end_ns for e in entries), default=start_ns)
     if not entries or any(True for _c in store.index.chunks(cam, start_ns, end_ns)):
         return False
+    # Its recorded damage (R6) stays out of the index, as before its deletion.
+    damaged = tuple((int(o), int(n)) for o, n in rec.get("damaged", []))
+    entries = [e for e in entries if e.offset not in {o for o, _n in damaged}]
     row = SegmentRow.sealed(
         cam,
         segment_id,
@@ -270,6 +273,7 @@ def _index_again(store: Store, segment_id: int, rec: dict[str, Any], b: Batch) -
         size_bytes=size_bytes,
         sha256=trailer.sha256.hex(),
         codecs=tuple(t.codec for t in meta.tracks),
+        damaged=damaged,
     )
     carried = link_of_object(metadata)
     if carried is not None and carried[0] == meta.camera:
@@ -280,8 +284,19 @@ def _index_again(store: Store, segment_id: int, rec: dict[str, Any], b: Batch) -
     return True
 
 
-def garbage_record(path: str, camera: str, start_ns: int, end_ns: int, location: str) -> bytes:
+def garbage_record(
+    path: str,
+    camera: str,
+    start_ns: int,
+    end_ns: int,
+    location: str,
+    damaged: tuple[tuple[int, int], ...] = (),
+) -> bytes:
+    """A garbage mark's record: what it removes, and its recorded damage (R6), which a
+    segment a hold keeps (D5) takes back with it."""
     rec: dict[str, Any] = {"path": path, "camera": camera, "start_ns": start_ns, "end_ns": end_ns}
     if location != "local":
         rec["location"] = location
+    if damaged:
+        rec["damaged"] = [list(d) for d in damaged]
     return dumps_compact(rec)
