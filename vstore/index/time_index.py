@@ -180,6 +180,11 @@ class SegmentRow(NamedTuple):
     def foreign(self) -> bool:
         return bool(self.owner)
 
+    @property
+    def damaged_offsets(self) -> frozenset[int]:
+        """Offsets of its chunks whose damage is recorded (R6)."""
+        return frozenset(off for off, _n in self.damaged)
+
     def key(self) -> bytes:
         return layout.segment_key(self.camera_num, self.start_ns, self.segment_id)
 

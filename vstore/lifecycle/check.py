@@ -511,7 +511,7 @@ def _check_tiered(
             if rd.trailer().sha256.hex() != row.sha256:
                 raise CorruptSegment("trailer hash differs from the index")
             if verify_hashes:
-                rd.verify(pace, damaged={off for off, _n in row.damaged})
+                rd.verify(pace, damaged=row.damaged_offsets)
                 for c in chunks:
                     rd.read_chunk(c.offset, c.length, c.crc32)
                 rep.bytes_verified += row.size_bytes

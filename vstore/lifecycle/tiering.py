@@ -141,7 +141,7 @@ def tier_segment(
     # the rest of the segment keeps the life of the footage around it.
     with SegmentReader.open(path) as rd:
         file_sha = rd.verify(
-            rate.consume if rate is not None else None, damaged={off for off, _n in row.damaged}
+            rate.consume if rate is not None else None, damaged=row.damaged_offsets
         )
         if rd.trailer().sha256.hex() != row.sha256:
             raise TierError(f"{row.path}: content hash differs from the index; not tiered")
