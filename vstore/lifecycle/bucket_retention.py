@@ -632,13 +632,15 @@ def _catch_up_hour(
         doc = {DELETED: [{"store": r.owner or store.uuid, "row": {"path": r.path},
                           "deleter": "unknown (its catalog hour was forgotten)"}
                          for r in rows if tier.head(r.path) is None]}  # fmt: skip
-    deleted = {(e.get("store"), str(e["row"]["path"])): e for e in doc.get(DELETED, [])}
+    # By object path alone (unique: a key names its writer): an adopted row's entry may
+    # still stand under the store that wrote it.
+    deleted = {str(e["row"]["path"]): e for e in doc.get(DELETED, [])}
     have = {r.path for r in rows if not r.foreign}
     before = out.dropped + out.taken_back
     b = Batch()
     now_ns = store.clock.wall_ns()
     for r in rows:
-        e = deleted.get((r.owner or store.uuid, r.path))
+        e = deleted.get(r.path)
         if e is None:
             continue
         for c in store.index.segment_chunks(r):
