@@ -346,9 +346,9 @@ def test_a_camera_taken_off_a_hung_process_and_given_again_goes_on_only_once_tha
             except ProcessLookupError:
                 pass
         assert node.stop() == 0
+    # (a live segment recovered under its writer: its file gone (C2), or its chain broken)
     rep = json.loads(vstore("check", "--store", str(store), "--json", check=False).stdout)
     assert rep["ok"], rep["problems"]
-    assert "no whole chunk, discarded" not in (tmp_path / "serve.log").read_text()
 
 
 def test_a_killed_node_takes_its_recorder_processes_along_and_its_next_start_seals_their_segments(
