@@ -423,9 +423,6 @@ def rebuild_index_from_tier(
         cam = store.index.camera_num(meta.camera, create=True)
         owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
         if owner:
-            # Another store's ids are its own: one may repeat an id of ours, and everything
-            # keyed by a segment id here (its chunks, a deletion's mark, check) would mix
-            # them up. Its object is indexed under a fresh id, found again by its key.
             if owner in living:
                 out.not_adopted[owner] = living[owner]
                 out.not_adopted_objects += 1
@@ -439,6 +436,9 @@ def rebuild_index_from_tier(
                 else:
                     out.already_indexed += 1
                 continue
+            # Another store's ids are its own: one may repeat an id of ours, and everything
+            # keyed by a segment id here (its chunks, a deletion's mark, check) would mix
+            # them up. Its object is indexed under a fresh id, found again by its key.
             seg_id = store.index.new_segment_id()
         elif store.index.get(layout.segment_key(cam, start_ns, seg_id)) is not None:
             out.already_indexed += 1
