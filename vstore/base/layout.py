@@ -41,6 +41,9 @@ AUDIT_DIGEST_PREFIX = b"B"  # B + u64 digest sequence -> signed digest of audit 
 CHAIN_HEAD_PREFIX = b"R"  # R + u32 cam                 -> the camera's signed chain head (JSON)
 IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
 CATALOG_PENDING_PREFIX = b"P"  # P + u32 cam + i64 hour  -> tier URL whose catalog hour is behind
+# V + u32 cam + object key utf-8 -> another store's segment this index dropped when the
+# cluster's deleter took it (JSON: its store): taken back if the deleter puts it back.
+VIEW_DROPPED_PREFIX = b"V"
 #                       ... + u64 segment id          -> a segment it wrote (empty)
 
 SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
@@ -400,6 +403,10 @@ def cluster_rebalance_key(prefix: str) -> str:
 
 def catalog_pending_key(camera_num: int, hour_ns: int) -> bytes:
     return keycodec.encode_key(CATALOG_PENDING_PREFIX, camera_num, hour_ns)
+
+
+def view_dropped_key(camera_num: int, object_key: str) -> bytes:
+    return camera_prefix(VIEW_DROPPED_PREFIX, camera_num) + object_key.encode()
 
 
 def chunk_key(camera_num: int, start_ns: int) -> bytes:

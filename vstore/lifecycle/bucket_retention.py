@@ -614,6 +614,36 @@ def catch_up(
     return out
 
 
+def _take_back_view(
+    store: Store,
+    tier: BlobTier,
+    cam: str,
+    num: int,
+    e: dict[str, Any],
+    by: str,
+    now_ns: int,
+    b: Batch,
+    out: CatchUp,
+) -> None:
+    """Another store's segment this index dropped when the deleter took it, listed again
+    (put back for a hold): indexed again as that store's (under a fresh id), its drop note
+    gone."""
+    path = str(e["row"]["path"])
+    note = layout.view_dropped_key(num, path)
+    if store.index.get(note) is None:
+        return  # (never in this index: its view of that store is not this store's to widen)
+    row = put_entry(b, e, num, store.index.new_segment_id(), owner=str(e.get("store", "")),
+                    location=tier.url)  # fmt: skip
+    b.delete(note)
+    store.index.audit("restore", by, {
+        "camera": cam, "segment_id": row.segment_id, "from": format_time(row.start_ns),
+        "to": format_time(row.end_ns), "location": row.location,
+        "written_by_store": row.owner,
+        "reason": "the cluster's deleter put it back (a hold covers it)",
+        "deleter": e.get(RESTORED) or "put back"}, now_ns, batch=b)  # fmt: skip
+    out.taken_back += 1
+
+
 def _catch_up_hour(
     store: Store,
     tier: BlobTier,
@@ -653,9 +683,15 @@ def _catch_up_hour(
             "deleter": e.get("deleter"), "objects": "the deleter's to delete",
             **({"written_by_store": r.owner} if r.foreign else {}),
             **removal_detail(cam, r)}, now_ns, batch=b)  # fmt: skip
+        if r.foreign:  # (a view of it: taken back if the deleter puts it back)
+            b.put(layout.view_dropped_key(num, r.path), dumps_compact({"store": r.owner}))
         out.dropped += 1
+    viewed = {r.path for r in rows if r.foreign}
     for e in doc.get("segments", []):
-        if e.get("store") != store.uuid or not e.get(RESTORED) or e["row"]["path"] in have:
+        path = str(e["row"]["path"])
+        if e.get("store") != store.uuid and path not in viewed:
+            _take_back_view(store, tier, cam, num, e, by, now_ns, b, out)  # (if it dropped it)
+        if e.get("store") != store.uuid or not e.get(RESTORED) or path in have:
             continue
         try:
             sid = int(e["row"]["segment_id"])  # (this store's own id: it is its segment)
