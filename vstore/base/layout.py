@@ -40,11 +40,11 @@ AUDIT_PREFIX = b"A"  # A + u64 sequence                -> audit record (JSON), k
 AUDIT_DIGEST_PREFIX = b"B"  # B + u64 digest sequence -> signed digest of audit records (JSON)
 CHAIN_HEAD_PREFIX = b"R"  # R + u32 cam                 -> the camera's signed chain head (JSON)
 IMPORT_PREFIX = b"I"  # I + u32 cam + i64 start         -> unfinished import (JSON)
+#                       ... + u64 segment id          -> a segment it wrote (empty)
 CATALOG_PENDING_PREFIX = b"P"  # P + u32 cam + i64 hour  -> tier URL whose catalog hour is behind
 # V + u32 cam + object key utf-8 -> another store's segment this index dropped when the
 # cluster's deleter took it (JSON: its store): taken back if the deleter puts it back.
 VIEW_DROPPED_PREFIX = b"V"
-#                       ... + u64 segment id          -> a segment it wrote (empty)
 
 SCHEMA_VERSION_KEY = META_PREFIX + b"schema_version"
 NEXT_SEGMENT_ID_KEY = META_PREFIX + b"next_segment_id"
