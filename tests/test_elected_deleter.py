@@ -176,63 +176,60 @@ def test_the_footage_of_a_store_that_is_gone_is_deleted_from_the_catalog_alone(t
         a.close()
 
 
+@pytest.fixture
+def viewer(one, tmp_path):
+    """A second store that indexed ``one``'s objects read-only (rebuild-index)."""
+    from vstore.lifecycle.tiering import rebuild_index_from_tier
+
+    _a, tier = one
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "vstore.toml").write_text(f'[tier]\nurl = "{tier.url}"\n')
+    c = open_store(d)
+    assert rebuild_index_from_tier(c, c.tier(tier.url)).foreign == 3
+    yield c
+    c.close()
+
+
 def test_another_store_s_footage_indexed_here_leaves_the_index_once_the_deleter_took_it(
-    one, tmp_path
+    one, viewer
 ):
     """A store that indexed another's objects (rebuild-index from the shared prefix) kept
     them after the deleter purged them: listed as recorded, unclippable (exit 3), and a
     check whose repair could not clear it. Its retention catches up with those too."""
-    from vstore.lifecycle.tiering import rebuild_index_from_tier
-
     a, tier = one
-    d = tmp_path / "c"
-    d.mkdir()
-    (d / "vstore.toml").write_text(f'[tier]\nurl = "{tier.url}"\n')
-    c = open_store(d)
-    try:
-        assert rebuild_index_from_tier(c, c.tier(tier.url)).foreign == 3
-        res = run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
-        assert res.purged_segments == 3
-        cu = catch_up(c, c.tier(tier.url))
-        assert (cu.dropped, cu.errors) == (3, [])
-        assert list(c.index.segments(c.camera_num("gate"))) == []
-        assert check_store(c).ok
-        (rec,) = {r["detail"]["written_by_store"] for r in c.index.audit_records()
-                  if r["action"] == "delete"}  # fmt: skip
-        assert rec == a.uuid
-    finally:
-        c.close()
+    c = viewer
+    res = run_bucket_retention(a, tier, _deleter(), START_NS + 2 * DAY, 0, _age(), [])
+    assert res.purged_segments == 3
+    cu = catch_up(c, c.tier(tier.url))
+    assert (cu.dropped, cu.errors) == (3, [])
+    assert list(c.index.segments(c.camera_num("gate"))) == []
+    assert check_store(c).ok
+    (rec,) = {r["detail"]["written_by_store"] for r in c.index.audit_records()
+              if r["action"] == "delete"}  # fmt: skip
+    assert rec == a.uuid
 
 
-def test_another_store_s_footage_the_deleter_puts_back_comes_back_into_this_index(one, tmp_path):
+def test_another_store_s_footage_the_deleter_puts_back_comes_back_into_this_index(one, viewer):
     """Dropped from this store's view when the deleter took it out of the catalog, another
     store's footage a hold then saved stayed out of it (held footage unclippable here) until
     rebuild-index ran again. Retention's catch-up takes it back, as that store's."""
-    from vstore.lifecycle.tiering import rebuild_index_from_tier
-
     a, tier = one
-    d = tmp_path / "c"
-    d.mkdir()
-    (d / "vstore.toml").write_text(f'[tier]\nurl = "{tier.url}"\n')
-    c = open_store(d)
-    try:
-        assert rebuild_index_from_tier(c, c.tier(tier.url)).foreign == 3
-        now = START_NS + 2 * DAY
-        run_bucket_retention(a, tier, _deleter(), now, 600 * S, _age(), [])
-        assert catch_up(c, c.tier(tier.url)).dropped == 3
-        _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c9")
-        res = run_bucket_retention(a, tier, _deleter(), now + 601 * S, 600 * S, _age(),
-                                   list_holds(a))  # fmt: skip
-        assert res.put_back == 3
-        cu = catch_up(c, c.tier(tier.url))
-        assert (cu.taken_back, cu.errors) == (3, [])
-        rows = list(c.index.segments(c.camera_num("gate")))
-        assert len(rows) == 3 and {r.owner for r in rows} == {a.uuid}
-        assert b"".join(clip_bytes(c, "gate", START_NS + 2 * S, START_NS + 10 * S))
-        assert catch_up(c, c.tier(tier.url)).taken_back == 0  # (once)
-        assert check_store(c).ok
-    finally:
-        c.close()
+    c = viewer
+    now = START_NS + 2 * DAY
+    run_bucket_retention(a, tier, _deleter(), now, 600 * S, _age(), [])
+    assert catch_up(c, c.tier(tier.url)).dropped == 3
+    _hold(a, "add", camera="gate", from_ns=START_NS, to_ns=START_NS + 12 * S, reason="c9")
+    res = run_bucket_retention(a, tier, _deleter(), now + 601 * S, 600 * S, _age(),
+                               list_holds(a))  # fmt: skip
+    assert res.put_back == 3
+    cu = catch_up(c, c.tier(tier.url))
+    assert (cu.taken_back, cu.errors) == (3, [])
+    rows = list(c.index.segments(c.camera_num("gate")))
+    assert len(rows) == 3 and {r.owner for r in rows} == {a.uuid}
+    assert b"".join(clip_bytes(c, "gate", START_NS + 2 * S, START_NS + 10 * S))
+    assert catch_up(c, c.tier(tier.url)).taken_back == 0  # (once)
+    assert check_store(c).ok
 
 
 def test_check_names_rows_whose_objects_the_deleter_deleted_and_repair_drops_them(one):
