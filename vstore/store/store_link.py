@@ -119,7 +119,6 @@ class _RowCommits:
         self._calls = calls
         self._cond = threading.Condition()
         self._ops: list[tuple[bytes, bytes | None]] = []
-        self._count = 0
         self._due: Future[None] | None = None
         self._sender: threading.Thread | None = None
         self._closed = False
@@ -133,7 +132,6 @@ class _RowCommits:
                 self._cond.notify()
             due = self._due
             self._ops.extend(batch.ops)
-            self._count += batch.count
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send, name="vstore-link-rows",
                                                 daemon=True)  # fmt: skip
@@ -149,8 +147,8 @@ class _RowCommits:
                     return
                 due, self._due = self._due, None
                 merged = Batch()
-                merged.ops, merged.count = self._ops, self._count
-                self._ops, self._count = [], 0
+                merged.ops, merged.count = self._ops, len(self._ops)  # (puts and deletes only)
+                self._ops = []
             t = time.monotonic()
             try:
                 self._calls.call("commit", merged, False)
