@@ -422,6 +422,7 @@ def rebuild_index_from_tier(
             continue
         cam = store.index.camera_num(meta.camera, create=True)
         owner = meta.store_uuid if meta.store_uuid and meta.store_uuid != store.uuid else ""
+        adopting = bool(owner) and adopt and owner not in living
         if owner:
             if owner in living:
                 out.not_adopted[owner] = living[owner]
@@ -429,7 +430,7 @@ def rebuild_index_from_tier(
             had = next((r for r in store.index.segments(cam, start_ns, start_ns + 1)
                         if r.location == tier.url and r.path == obj.key), None)  # fmt: skip
             if had is not None:
-                if adopt and had.foreign and owner not in living:
+                if adopting and had.foreign:
                     _adopt_row(store, had, meta.camera, tier, obj.key)  # (indexed read-only)
                     out.indexed += 1
                     out.adopted_objects += 1
@@ -455,7 +456,7 @@ def rebuild_index_from_tier(
             size_bytes=obj.size_bytes,
             sha256=trailer.sha256.hex(),
             codecs=tuple(t.codec for t in meta.tracks),
-            owner="" if adopt and owner not in living else owner,
+            owner="" if adopting else owner,
         )
         if carried is not None and carried[0] == meta.camera:
             row = row._replace(chain=carried[1])
@@ -463,10 +464,10 @@ def rebuild_index_from_tier(
             store.index.raise_chain_head(cam, carried[1].seq, link_hash(stmt))
         if owner:
             out.foreign += 1
-            out.adopted_objects += not row.foreign
+            out.adopted_objects += adopting
         b = Batch()
         b.put_segment_and_chunks(row, entries)
-        if owner and not row.foreign:  # (adopted: the hour lists it as this store's now)
+        if adopting:  # (the hour lists it as this store's now)
             b.put_catalog_behind(cam, start_ns, tier.url)
         # An object indexed again is no longer garbage: a deletion left pending (an
         # unreachable tier, a crash after D1) must not remove it later (D5).
@@ -477,21 +478,11 @@ def rebuild_index_from_tier(
             if rec.get("path") == obj.key and rec.get("location") == tier.url:
                 b.delete(layout.garbage_key(seg_id))
                 cancelled = True
-        store.index.audit(
-            "rebuild_index",
-            "rebuild",
-            {
-                "camera": meta.camera,
-                "segment_id": seg_id,
-                **({"written_as_segment_id": parsed[1]} if owner else {}),
-                "from": f"{tier.url}/{obj.key}",
-                "pending_delete_cancelled": cancelled,
-                "written_by_store": meta.store_uuid,
-                "owned": not owner or (adopt and owner not in living),
-            },
-            store.clock.wall_ns(),
-            batch=b,
-        )
+        detail = _rebuild_record(meta.camera, seg_id, f"{tier.url}/{obj.key}", meta.store_uuid,
+                                 not owner or adopting, cancelled)  # fmt: skip
+        if owner:
+            detail["written_as_segment_id"] = parsed[1]
+        store.index.audit("rebuild_index", "rebuild", detail, store.clock.wall_ns(), batch=b)
         store.index.commit(b, sync=False)
         out.indexed += 1
         out.chunks += len(entries)
@@ -509,21 +500,24 @@ def _adopt_row(store: Store, row: SegmentRow, camera: str, tier: BlobTier, key: 
     b = Batch()
     b.put(row.key(), row._replace(owner="").value())
     b.put_catalog_behind(row.camera_num, row.start_ns, tier.url)
-    store.index.audit(
-        "rebuild_index",
-        "rebuild",
-        {
-            "camera": camera,
-            "segment_id": row.segment_id,
-            "from": f"{tier.url}/{key}",
-            "pending_delete_cancelled": False,
-            "written_by_store": row.owner,
-            "owned": True,
-        },
-        store.clock.wall_ns(),
-        batch=b,
-    )
+    detail = _rebuild_record(camera, row.segment_id, f"{tier.url}/{key}", row.owner, True)
+    store.index.audit("rebuild_index", "rebuild", detail, store.clock.wall_ns(), batch=b)
     store.index.commit(b, sync=False)
+
+
+def _rebuild_record(
+    camera: str, segment_id: int, source: str, writer: str, owned: bool, cancelled: bool = False
+) -> dict[str, Any]:
+    """The detail of a ``rebuild_index`` audit record: a segment indexed (or taken over)
+    from its object."""
+    return {
+        "camera": camera,
+        "segment_id": segment_id,
+        "from": source,
+        "pending_delete_cancelled": cancelled,
+        "written_by_store": writer,
+        "owned": owned,
+    }
 
 
 def _living_stores(tier: BlobTier) -> dict[str, str]:
