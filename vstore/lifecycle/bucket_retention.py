@@ -100,6 +100,11 @@ class BucketRetentionResult:
                 setattr(self, k, getattr(self, k) + v)
 
 
+def _due(entry: dict[str, Any], now_ns: int) -> bool:
+    """Whether a taken-out entry's object is to go now (not purged, its delay over)."""
+    return "purged_ns" not in entry and int(entry.get("due_ns", 0)) <= now_ns
+
+
 def _held(holds: Iterable[Hold], camera: str, row: dict[str, Any]) -> bool:
     return any(h.covers(camera, int(row["start_ns"]), int(row["end_ns"])) for h in holds)
 
@@ -386,11 +391,7 @@ def _purge(
         # election after it marked these `purging` finds its deletes refused by the object
         # store (without Object Lock that window stays: cluster.md E4).
         for e in doc.get(DELETED, []):
-            if (
-                "purged_ns" not in e
-                and int(e.get("due_ns", 0)) <= now_ns
-                and _held(holds, cam, e["row"])
-            ):
+            if _due(e, now_ns) and _held(holds, cam, e["row"]):
                 try:
                     tier.set_legal_hold(str(e["row"]["path"]), True)
                 except VstoreError:
@@ -404,7 +405,7 @@ def _purge(
         deleted, segs = [], list(doc.get("segments", []))
         for e in doc.get(DELETED, []):
             path = str(e["row"]["path"])
-            if "purged_ns" in e or int(e.get("due_ns", 0)) > now_ns:
+            if not _due(e, now_ns):
                 deleted.append(e)
             elif _held(holds, cam, e["row"]):  # (marked purging too: its deletes failed)
                 back[path] = e

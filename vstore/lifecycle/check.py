@@ -184,6 +184,7 @@ def check_store(
             _check_tiered(
                 store,
                 row,
+                cam,
                 chunk_rows.get((row.camera_num, row.segment_id), []),
                 verify_hashes,
                 rep,
@@ -415,19 +416,18 @@ def _known_cut(path: Path, row: SegmentRow) -> bool:
     return size < row.size_bytes and any(off + n > size for off, n in row.damaged)
 
 
-def _forget_foreign(store: Store, row: SegmentRow, chunks: list[ChunkRow]) -> None:
+def _forget_foreign(store: Store, row: SegmentRow, camera: str, chunks: list[ChunkRow]) -> None:
     """Take another store's segment whose object is gone out of this index (a view of it:
     nothing of this store's is deleted, D6), audited."""
     b = Batch()
     for c in chunks:
         b.delete(c.key())
     b.delete(row.key())
-    cam = next((c for c, n in store.index.cameras() if n == row.camera_num), "")
     store.index.audit(
         "forget",
         "check",
         {
-            "camera": cam,
+            "camera": camera,
             "segment_id": row.segment_id,
             "from": format_time(row.start_ns),
             "to": format_time(row.end_ns),
@@ -489,6 +489,7 @@ def _quarantine_damaged_chunks(store: Store, row: SegmentRow, problem: Problem) 
 def _check_tiered(
     store: Store,
     row: SegmentRow,
+    camera: str,
     chunks: list[ChunkRow],
     verify_hashes: bool,
     rep: CheckReport,
@@ -529,7 +530,7 @@ def _check_tiered(
         problem = Problem("C2", where, str(exc))
         rep.problems.append(problem)
         if repair and row.foreign and isinstance(exc, NotFound) and not store.read_only:
-            _forget_foreign(store, row, chunks)
+            _forget_foreign(store, row, camera, chunks)
             problem.repaired = True
             problem.message += (
                 "; another store's footage, gone from the bucket (its owner's to delete): "
