@@ -13,6 +13,7 @@ from vstore.export.clip import clip_bytes
 from vstore.ingest.file_import import import_file
 from vstore.lifecycle.check import check_store
 from vstore.lifecycle.tiering import plan_tiering, run_tiering, tier_segment
+from vstore.segment.reader import SegmentReader
 from vstore.store import garbage
 from vstore.tier import LocalTier
 
@@ -836,19 +837,95 @@ def test_held_footage_in_a_bucket_without_object_lock_checks_clean(recorded, s3_
     assert check_store(recorded).ok
 
 
-def test_a_segment_cut_short_stays_local_and_stops_no_tiering_run(recorded, tmp_path):
-    """A sealed file cut short, its lost end recorded by check --repair (R6): every tiering
-    run failed on it, telling to run the repair that had been run. It stays on the disk
-    (no object without its footer could be read back), said so; the others go."""
-    num = recorded.camera_num("cam")
-    middle = sorted(recorded.index.segments(num), key=lambda r: r.start_ns)[1]
-    path = recorded.layout.path(middle.path)
-    path.write_bytes(path.read_bytes()[: middle.size_bytes * 6 // 10])
-    assert check_store(recorded, repair=True).ok
+def _cut_short(st, which=1, keep=0.6):
+    """A sealed file of ``st`` cut short (its footer, trailer and some chunks gone), its lost
+    end recorded by check --repair (R6). Returns its row, the bytes the disk still holds
+    after its header, and its size."""
+    num = st.camera_num("cam")
+    row = sorted(st.index.segments(num), key=lambda r: r.start_ns)[which]
+    path = st.layout.path(row.path)
+    path.write_bytes(path.read_bytes()[: int(row.size_bytes * keep)])
+    assert check_store(st, repair=True).ok
+    with SegmentReader.open(path) as rd:
+        return row, path.read_bytes()[rd.header_len :], path.stat().st_size
+
+
+def test_a_segment_cut_short_is_written_again_whole_and_tiers(recorded, tmp_path):
+    """A sealed file cut short, its lost end recorded by check --repair (R6), could not
+    tier (no object without its footer could be read back alone): it stayed on the disk
+    and hot-age retention deleted it, footage that was to be kept for its whole retention
+    in the tier. What the disk still holds is written again whole (every byte after its
+    header, verbatim, under a header naming the original) and that copy tiers; the clip
+    serves what it served, the chain and check stay whole, and a trim record accounts."""
+    row, body_of_cut, cut_size = _cut_short(recorded)
+    packets = len(list(recorded.read_packets("cam", START_NS, START_NS + 20 * S)))
+    before = clip(recorded)
+    tier = LocalTier(tmp_path / "cold")
+    res = run_tiering(recorded, tier, 5 * S)
+    assert (res.tiered, res.rewritten, res.kept_local) == (3, [row.path], [])
+    assert local_files(recorded) == [] and check_store(recorded).ok
+    assert clip(recorded) == before
+    assert len(list(recorded.read_packets("cam", START_NS, START_NS + 20 * S))) == packets
+    # One gap where the lost end was (its damaged chunks and the copy's end, joined).
+    [gap] = recorded.timeline("cam", None, None).gaps
+    assert gap[1] - gap[0] == 2 * S
+    # Nothing the disk held is dropped: the copy's bytes after its header are the file's.
+    copy = next(r for r in recorded.index.segments(row.camera_num) if r.start_ns == row.start_ns)
+    with SegmentReader.open(tier.root / copy.path) as rd:
+        body = rd.src.read(rd.header_len, rd.trailer().footer_offset - rd.header_len)
+        [origin] = rd.meta.extra["trimmed_from"]
+    assert body == body_of_cut  # (every byte after its header, as the disk held it)
+    assert (origin["segment_id"], origin["sha256"]) == (row.segment_id, row.sha256)
+    assert origin["cut_short_bytes"] == cut_size
+    trims = [r for r in recorded.index.audit_records() if r["action"] == "trim"]
+    assert [t["detail"]["segment_id"] for t in trims] == [row.segment_id]
+    assert "cut short" in trims[0]["detail"]["reason"]
+
+
+def test_a_rewrite_of_a_segment_changed_meanwhile_is_discarded(recorded):
+    """The copy of a file cut short commits only over the segment as it was copied: one a
+    repair or a retention run changed meanwhile is left as it is now, the copy removed."""
+    from vstore.lifecycle.trim import rewrite_cut_short
+
+    row, _body, _size = _cut_short(recorded)
+    chunks = recorded.index.segment_chunks(row)
+    files = local_files(recorded)
+    assert rewrite_cut_short(recorded, row, "cam", chunks[:-1], "test") is None
+    assert local_files(recorded) == files and recorded.index.open_segments() == []
+    assert check_store(recorded).ok
+
+
+def test_a_crash_while_a_cut_short_segment_is_written_again_loses_nothing(
+    recorded, tmp_path, monkeypatch
+):
+    """Killed after the copy of a file cut short was written, before its commit: recovery
+    indexes the copy (R4, its chunk rows replacing the original's), the clip serves the
+    same, and the original, with no chunk of its own left, stays as it is."""
+    from vstore.lifecycle import trim
+
+    row, _body, _size = _cut_short(recorded)
+    before = clip(recorded)
+    monkeypatch.setattr(trim, "_retire", lambda *a, **k: (_ for _ in ()).throw(CrashAfter()))
+    with pytest.raises(CrashAfter):
+        run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S)
+    monkeypatch.undo()
+    root = recorded.root
+    recorded.close()
+    with open_store(root) as st:
+        assert check_store(st).ok and clip(st) == before
+        res = run_tiering(st, LocalTier(tmp_path / "cold"), 5 * S)
+        assert res.kept_local == [row.path] and clip(st) == before
+        assert local_files(st) == [row.path] and check_store(st).ok
+
+
+def test_a_segment_cut_short_before_its_first_chunk_stays_local(recorded, tmp_path):
+    """A file cut short with no chunk left in the index holds no footage served: it stays on
+    the disk as it is, said so, and the other segments go."""
+    row, _body, _size = _cut_short(recorded, keep=0.01)
+    assert recorded.index.segment_chunks(row) == []
     res = run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S)
-    assert (res.tiered, res.kept_local) == (2, [middle.path])
-    assert local_files(recorded) == [middle.path] and check_store(recorded).ok
-    assert run_tiering(recorded, LocalTier(tmp_path / "cold"), 5 * S).kept_local == [middle.path]
+    assert (res.tiered, res.kept_local) == (2, [row.path])
+    assert local_files(recorded) == [row.path] and check_store(recorded).ok
 
 
 class _HungHold(LocalTier):

@@ -308,6 +308,18 @@ class TimeRange(_Range):
         return start_ns < self.end_ns and end_ns > self.start_ns
 
 
+def merge_ranges(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` sorted, those that overlap or touch joined: one gap where a segment's end
+    and the damaged chunks before it are both missing, not three that overlap."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
 def subtract_ranges(
     spans: list[tuple[int, int]], cut: list[tuple[int, int]]
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -82,10 +82,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {doc['object_holds']} held segment(s) also under an S3 object legal hold")
         if doc["skipped_leased"]:
             print(f"  {doc['skipped_leased']} segment(s) being read by a clip: left for next run")
+        if doc.get("rewritten"):
+            print(
+                f"  {len(doc['rewritten'])} segment(s) cut short (damage recorded by check "
+                "--repair) written again whole from what the disk held, then moved"
+            )
         if doc.get("kept_local"):
             print(
-                f"  {len(doc['kept_local'])} segment(s) cut short (damage recorded by check "
-                "--repair) stay on this disk: without their footer no object could be read back"
+                f"  {len(doc['kept_local'])} segment(s) cut short with no chunk left in the "
+                "index stay on this disk as they are"
             )
         if doc.get("changed"):
             print(

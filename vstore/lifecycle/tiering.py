@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from vstore.index.time_index import Batch, SegmentRow
 from vstore.lifecycle.gone_nodes import gone_stores
 from vstore.lifecycle.hot_footage import read_cards
 from vstore.lifecycle.shared_catalog import publish_pending
+from vstore.lifecycle.trim import rewrite_cut_short
 from vstore.segment import format as fmt
 from vstore.segment.reader import SegmentReader
 from vstore.store import garbage, io_stats
@@ -80,8 +82,10 @@ class TierResult:
     # went on with the others.
     unverified: list[str] = field(default_factory=list)
     changed: int = 0  # deleted, trimmed or repaired while they uploaded: left as they are
-    # Segments cut short (their lost end recorded as damage: no footer, no trailer), which
-    # no object could hold readably: left on the disk.
+    # Segments cut short (their lost end recorded as damage: no footer, no trailer), written
+    # again whole before they went (an object without a footer could not be read alone)...
+    rewritten: list[str] = field(default_factory=list)
+    # ...and those with no chunk left in the index (no footage to move): left on the disk.
     kept_local: list[str] = field(default_factory=list)
     catalog_hours: int = 0  # shared catalog objects written (camera-hours)
     catalog_errors: list[str] = field(default_factory=list)  # left marked: the next run retries
@@ -133,8 +137,17 @@ def tier_segment(
         raise SegmentMissing(f"{row.path}: the file of this indexed segment is missing") from None
     if row.damaged and size_bytes < row.size_bytes:
         # Cut short, its lost end recorded as damage (R6): its footer and trailer went with
-        # it, and an object without them cannot be read back alone. It stays on this disk.
-        return TierOutcome(0, False, kept_local=True)
+        # it, and an object without them could not be read back alone. What the disk still
+        # holds is written again whole, and that copy tiers. (A file none of whose chunks
+        # is left in the index holds no footage served: it stays as it is.)
+        chunks = store.index.segment_chunks(row)
+        if not chunks:
+            return TierOutcome(0, False, kept_local=True)
+        copy = rewrite_cut_short(store, row, camera, chunks, by)
+        if copy is None:
+            return TierOutcome(0, False, changed=True)
+        out = tier_segment(store, tier, copy, camera, by, rate, decided)
+        return dataclasses.replace(out, rewritten=True)
     # Only verified footage leaves the disk: every chunk CRC and the content hash must match
     # the index. The same pass hashes the whole file, which the object store then verifies.
     # Damage already recorded (R6) goes with it as it is: its chunks are out of the index,
@@ -233,7 +246,8 @@ class TierOutcome:
     bytes: int
     object_hold: bool
     changed: bool = False  # deleted, trimmed or repaired while it uploaded: left as it is
-    kept_local: bool = False  # cut short (recorded damage): it cannot go, and stays
+    kept_local: bool = False  # cut short with no chunk left: no footage to move, it stays
+    rewritten: bool = False  # cut short: what was left of it written again whole first
 
 
 def run_tiering(
@@ -340,6 +354,8 @@ def run_tiering(
                 if out.kept_local:
                     res.kept_local.append(row.path)
                     continue
+                if out.rewritten:
+                    res.rewritten.append(row.path)
                 res.tiered += 1
                 res.bytes += out.bytes
                 res.object_holds += out.object_hold

@@ -1,5 +1,6 @@
-"""Trimming a held segment to its held chunks: verify, copy, re-point, delete
-(lifecycle P1-P4)."""
+"""Rewriting a segment as a copy of fewer of its bytes: a held segment trimmed to its held
+chunks, a file cut short written again whole (lifecycle P1-P4): verify, copy, re-point,
+delete."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
     row = current_row(store, seg)
     if row is None:
         return 0
-    row_key = row.key()
     mine = [h for h in holds if h.active and h.camera == seg.camera]
     where = f"{row.location}/{row.path}" if row.location != "local" else row.path
     # A tiered segment is trimmed through ranged reads; its held chunks become a new local
@@ -85,11 +85,6 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
         b = Batch()
         new_row = None
         if to_copy:
-            new_id = store.index.new_segment_id()
-            relpath = store.layout.segment_relpath(seg.camera, to_copy[0].start_ns, new_id)
-            marker = Batch()
-            marker.put_open_marker(new_id, seg.camera, seg.camera_num, relpath, to_copy[0].start_ns)
-            store.index.commit(marker, sync=True)
             # Provenance: the copy's header names the original's content hash and the CRCs
             # of the chunks it keeps (verbatim, so the same), earlier trims' first.
             origin = {
@@ -98,87 +93,198 @@ def trim_segment(store: Store, seg: SegmentInfo, holds: list[Hold], by: str) -> 
                 "size_bytes": row.size_bytes,
                 "chunks": [[e.start_ns, e.crc32] for e in to_copy],
             }
-            chain = [*rd.meta.extra.get("trimmed_from", []), origin]
-            meta = rd.meta._replace(
-                segment_id=new_id,
-                created_ns=store.clock.wall_ns(),
-                extra={**rd.meta.extra, "trimmed_from": chain},
-            )
-            sf = SegmentFile(store.fs, store.layout.root, relpath, meta)
-            try:
-                moved = []
-                for e in to_copy:
-                    raw = rd.src.read(e.offset, e.length)
-                    # The bytes copied are checked themselves (verify() read them before).
-                    parse_chunk(raw, current[e.start_ns].crc32, f"{where}@{e.offset}: ")
-                    moved.append(sf.append_raw_chunk(raw, e))
-                size, sha = sf.seal(moved[-1].end_ns)
-                with SegmentReader.open(store.layout.path(relpath)) as copy:
-                    copy.verify()
-                    if [(e.start_ns, e.crc32) for e in copy.directory()] != [
-                        (e.start_ns, e.crc32) for e in to_copy
-                    ]:
-                        raise CorruptSegment(f"{relpath}: the copy does not hold the kept chunks")
-            except CorruptSegment:
-                # A copy that does not verify is ours, not evidence: it goes, with its marker
-                # (recovery would otherwise index it), and the original stays whole.
-                sf.abandon()
-                _discard_copy(store, new_id, relpath)
-                raise
-            except VstoreError:
-                sf.abandon()
-                raise
-            new_row = SegmentRow.sealed(
-                seg.camera_num,
-                new_id,
-                moved,
-                location="local",
-                path=relpath,
-                size_bytes=size,
-                sha256=sha,
-                codecs=row.codecs,
-            )
-            b.put_sealed(new_row)
-            b.delete(layout.open_key(new_id))
-            for e in moved:
-                c = ChunkRow.from_entry(seg.camera_num, new_id, e)
-                b.put(c.key(), c.value())
+            new_row, b = _write_copy(store, rd, row, seg.camera, list(to_copy), origin, where)
     kept_starts = {e.start_ns for e, k in zip(entries, keep, strict=True) if k}
     for e in entries:
         c = current.get(e.start_ns)
         if c is not None and c.segment_id == seg.segment_id and e.start_ns not in kept_starts:
             b.delete(c.key())
-    b.delete(row_key)
-    rec = garbage_record(row.path, seg.camera, seg.start_ns, row.end_ns, row.location)
-    b.put(layout.garbage_key(seg.segment_id), rec)
     freed = row.size_bytes - (new_row.size_bytes if new_row is not None else 0)
+    rec = _retire(
+        store,
+        b,
+        row,
+        seg.camera,
+        new_row,
+        len(kept_starts),
+        freed,
+        "retention (held chunks kept)",
+        by,
+    )
+    store.index.commit(b, sync=True)
+    remove_marked(store, seg.segment_id, rec)
+    return freed
+
+
+def rewrite_cut_short(
+    store: Store, row: SegmentRow, camera: str, chunks: list[ChunkRow], by: str
+) -> SegmentRow | None:
+    """A sealed file cut short, its lost end recorded as damage (R6), written again whole so
+    that it can tier (an object without a footer could not be read back alone): every byte
+    the disk still holds, in order (its indexed ``chunks``, each checked against its CRC,
+    and what lies between and after them verbatim: damaged runs, the start of the chunk it
+    lost) under a new header naming the original's indexed hash and size, and a footer
+    listing those chunks. As a trim's copy (P1-P3), it takes the next link of the camera's
+    chain and the original goes, audited as a trim. Returns the copy's row; None when the
+    segment changed while it was copied (a retention run, a repair): the copy is discarded
+    and the segment left as it is now."""
+    with SegmentReader.open(store.layout.path(row.path)) as rd:
+        size = rd.src.size()
+        parts: list[fmt.DirEntry | tuple[int, int]] = []
+        pos = rd.header_len
+        for c in sorted(chunks, key=lambda c: c.offset):
+            if c.offset > pos:
+                parts.append((pos, c.offset - pos))
+            parts.append(
+                fmt.DirEntry(
+                    c.offset, c.length, c.start_ns, c.end_ns, c.packet_count, c.crc32, c.flags
+                )
+            )
+            pos = c.offset + c.length
+        if size > pos:
+            parts.append((pos, size - pos))
+        origin = {
+            "segment_id": row.segment_id,
+            "sha256": row.sha256,  # (of the whole file it was: the index's word now)
+            "size_bytes": row.size_bytes,
+            "cut_short_bytes": size,
+            "chunks": [[c.start_ns, c.crc32] for c in chunks],
+        }
+        new_row, b = _write_copy(store, rd, row, camera, parts, origin, row.path)
+    # P2 only over the segment as it was copied (retention runs, trims and repairs change
+    # segments under retention_lock).
+    with store.retention_lock:
+        now = store.index.get(row.key())
+        unchanged = (
+            now is not None
+            and SegmentRow.decode(row.key(), now) == row
+            and store.index.segment_chunks(row) == chunks
+        )
+        if unchanged:
+            reason = "cut short (its lost end recorded as damage): written again whole to tier"
+            rec = _retire(store, b, row, camera, new_row, len(chunks), 0, reason, by)
+            store.index.commit(b, sync=True)
+    if not unchanged:
+        _discard_copy(store, new_row.segment_id, new_row.path)
+        return None
+    remove_marked(store, row.segment_id, rec)
+    return current_row(store, new_row)  # (with the chain link its commit gave it)
+
+
+def _retire(
+    store: Store,
+    b: Batch,
+    row: SegmentRow,
+    camera: str,
+    new_row: SegmentRow | None,
+    kept_chunks: int,
+    freed_bytes: int,
+    reason: str,
+    by: str,
+) -> dict[str, Any]:
+    """P2's rest, into ``b``: the original's row out, a garbage mark for its file and the
+    ``trim`` audit record, which accounts for its chain link. Returns the mark's record."""
+    b.delete(row.key())
+    rec = garbage_record(row.path, camera, row.start_ns, row.end_ns, row.location, row.damaged)
+    b.put(layout.garbage_key(row.segment_id), rec)
     store.index.audit(
         "trim",
         by,
         {
-            "camera": seg.camera,
-            "segment_id": seg.segment_id,
+            "camera": camera,
+            "segment_id": row.segment_id,
             "from": format_time(row.start_ns),
             "to": format_time(row.end_ns),
-            "kept_chunks": len(kept_starts),
+            "kept_chunks": kept_chunks,
             "kept_segment_id": new_row.segment_id if new_row is not None else None,
             "kept_sha256": new_row.sha256 if new_row is not None else None,
-            "bytes": freed,
-            "reason": "retention (held chunks kept)",
+            "bytes": freed_bytes,
+            "reason": reason,
             "sha256": row.sha256,
             "verified": True,
-            **removal_detail(seg.camera, row),
+            **removal_detail(camera, row),
         },
         store.clock.wall_ns(),
         batch=b,
     )
-    store.index.commit(b, sync=True)
-    remove_marked(store, seg.segment_id, loads_dict(rec))
-    return freed
+    return loads_dict(rec)
 
 
-def current_row(store: Store, seg: SegmentInfo) -> SegmentRow | None:
-    """The index's row of a planned segment now (None: already gone)."""
+def _write_copy(
+    store: Store,
+    rd: SegmentReader,
+    row: SegmentRow,
+    camera: str,
+    parts: list[fmt.DirEntry | tuple[int, int]],
+    origin: dict[str, Any],
+    where: str,
+) -> tuple[SegmentRow, Batch]:
+    """P1: a new local segment of ``parts`` of ``rd``'s bytes, in order: chunks (directory
+    entries, each checked against its CRC as it is copied) and (offset, length) runs of
+    other bytes kept verbatim, under a header naming ``origin`` after the chains of earlier
+    trims. It is read back and verified. Returns its row and the batch that indexes it (its
+    chunk rows re-pointed at it, its open marker cleared); a copy that does not verify goes
+    with its marker, and CorruptSegment is raised."""
+    chunks = [p for p in parts if isinstance(p, fmt.DirEntry)]
+    new_id = store.index.new_segment_id()
+    relpath = store.layout.segment_relpath(camera, chunks[0].start_ns, new_id)
+    marker = Batch()
+    marker.put_open_marker(new_id, camera, row.camera_num, relpath, chunks[0].start_ns)
+    store.index.commit(marker, sync=True)
+    chain = [*rd.meta.extra.get("trimmed_from", []), origin]
+    meta = rd.meta._replace(
+        segment_id=new_id,
+        created_ns=store.clock.wall_ns(),
+        extra={**rd.meta.extra, "trimmed_from": chain},
+    )
+    sf = SegmentFile(store.fs, store.layout.root, relpath, meta)
+    try:
+        moved = []
+        for part in parts:
+            if isinstance(part, fmt.DirEntry):
+                raw = rd.src.read(part.offset, part.length)
+                # The bytes copied are checked themselves, whatever was read before.
+                parse_chunk(raw, part.crc32, f"{where}@{part.offset}: ")
+                moved.append(sf.append_raw_chunk(raw, part))
+            else:
+                sf.append_bytes(rd.src.read(*part))
+        size, sha = sf.seal(moved[-1].end_ns)
+        with SegmentReader.open(store.layout.path(relpath)) as copy:
+            copy.verify()
+            if [(e.start_ns, e.crc32) for e in copy.directory()] != [
+                (e.start_ns, e.crc32) for e in chunks
+            ]:
+                raise CorruptSegment(f"{relpath}: the copy does not hold the kept chunks")
+    except CorruptSegment:
+        # A copy that does not verify is ours, not evidence: it goes, with its marker
+        # (recovery would otherwise index it), and the original stays whole.
+        sf.abandon()
+        _discard_copy(store, new_id, relpath)
+        raise
+    except VstoreError:
+        sf.abandon()
+        raise
+    new_row = SegmentRow.sealed(
+        row.camera_num,
+        new_id,
+        moved,
+        location="local",
+        path=relpath,
+        size_bytes=size,
+        sha256=sha,
+        codecs=row.codecs,
+    )
+    b = Batch()
+    b.put_sealed(new_row)
+    b.delete(layout.open_key(new_id))
+    for e in moved:
+        c = ChunkRow.from_entry(row.camera_num, new_id, e)
+        b.put(c.key(), c.value())
+    return new_row, b
+
+
+def current_row(store: Store, seg: SegmentInfo | SegmentRow) -> SegmentRow | None:
+    """The index's row of a planned (or earlier read) segment now (None: already gone)."""
     key = layout.segment_key(seg.camera_num, seg.start_ns, seg.segment_id)
     raw = store.index.get(key)
     return None if raw is None else SegmentRow.decode(key, raw)

@@ -59,16 +59,21 @@ class SegmentFile:
     def append_raw_chunk(self, raw: bytes, entry: fmt.DirEntry) -> fmt.DirEntry:
         """Copy a whole, already verified chunk from another segment (trimming keeps held
         chunks byte for byte; only their offset changes)."""
+        moved = entry._replace(offset=self.offset)
+        self.append_bytes(raw)
+        self.entries.append(moved)
+        self.packet_count += entry.packet_count
+        return moved
+
+    def append_bytes(self, raw: bytes) -> None:
+        """Copy bytes that are no chunk verbatim (a damaged run another segment kept between
+        its chunks, lifecycle R5): hashed with the content, named by no directory entry."""
         try:
             self.fs.writev(self.fd, [raw])
         except OSError as exc:
             raise translate_oserror(exc, f"writing {self.path}") from exc
         self._sha.update(raw)
-        moved = entry._replace(offset=self.offset)
-        self.entries.append(moved)
         self.offset += len(raw)
-        self.packet_count += entry.packet_count
-        return moved
 
     def append_chunk(
         self,

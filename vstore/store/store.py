@@ -44,6 +44,7 @@ from vstore.base.timebase import (
     TimeRange,
     WallNs,
     format_time,
+    merge_ranges,
     subtract_ranges,
     to_ns,
 )
@@ -645,7 +646,12 @@ class Store:
         damaged = damaged_ranges(events)
         if damaged:
             covered, _inside = subtract_ranges(covered, damaged)
-            gaps = sorted(gaps + [d for d in damaged if d[0] < rng.end_ns and d[1] > rng.start_ns])
+            inside = [
+                (max(s, rng.start_ns), min(e, rng.end_ns))
+                for s, e in damaged
+                if s < rng.end_ns and e > rng.start_ns
+            ]
+            gaps = merge_ranges(gaps + inside)
         return Timeline(camera_id, rng, covered, gaps, events, open_spans)
 
     def _open_extent(self, camera_num: int, row: SegmentRow) -> tuple[int, int] | None:
