@@ -284,7 +284,9 @@ function playHls(url, fromMs) {
       const onBuffered = (_e2, d) => {
         if (d.frag.sn !== first.sn) return;
         player.off(Hls.Events.FRAG_BUFFERED, onBuffered);
-        const at = originS === null ? null : fromMs / 1000 - originS;
+        // (100 us past it: the browser keeps media times in whole microseconds, and `from`
+        // falling on a frame's first instant must not round to the frame before it.)
+        const at = originS === null ? null : fromMs / 1000 - originS + 0.0001;
         if (at !== null && at >= 0 && Math.abs(video.currentTime - at) > 0.001) video.currentTime = at;
         video.play().catch(() => {});  // (only once there: no frame of before `from` plays)
       };
