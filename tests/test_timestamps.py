@@ -78,6 +78,37 @@ def test_forward_jump_beyond_drift_limit_is_recorded(store):
     assert_ordered(chunk_rows(store))
 
 
+def test_a_hole_in_the_source_s_times_is_a_gap_not_a_stretched_frame(store):
+    """Two runs of one file 6 s apart in its own times (files of a recorder that stopped,
+    joined): the chunk before the hole ended at the next keyframe, so the hole was
+    "recorded" footage, its last picture stretched over it, and neither `ls`, the
+    timeline nor a clip showed a gap. It ends one frame after its last frame now, and the
+    footage after it is a new run with a gap event."""
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 50)  # 0 .. 2 s
+        push(w, 50, start=50 * FRAME + 6 * 90000, first_index=50)  # 8 .. 10 s
+    rows = chunk_rows(store)
+    assert_ordered(rows)
+    assert rows[1].end_ns == START_NS + 2 * 10**9  # (one frame after its last)
+    tl = store.timeline("cam", None, None)
+    assert tl.gaps == [(START_NS + 2 * 10**9, START_NS + 8 * 10**9)]
+    [gap] = [e for e in store.index.events(store.camera_num("cam")) if e.kind == "gap"]
+    assert gap.detail["reason"] == "source_gap"
+    assert len(list(store.read_packets("cam", START_NS, START_NS + 10**12))) == 100
+
+
+def test_a_slow_camera_slowing_further_leaves_no_gap(store):
+    """A camera sending a frame a second, then one 3 s after the last (a still scene): a
+    frame time up to four times the one before it is no hole, and the run goes on."""
+    sec = 25 * FRAME
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 10, step=sec, gop=5)  # 0 .. 9 s, a keyframe every 5 s
+        push(w, 5, start=9 * sec + 3 * sec, step=sec, gop=5, first_index=10)
+    assert store.timeline("cam", None, None).gaps == []
+    assert "gap" not in events(store)
+    assert len(list(store.index.segments(store.camera_num("cam")))) == 1
+
+
 def test_mpegts_33bit_pts_wrap_is_continuous(store):
     start = (1 << 33) - 30 * FRAME
     with store.writer("cam", [VIDEO], start_ns=START_NS) as w:

@@ -9,7 +9,7 @@ import itertools
 import logging
 
 from vstore.base.errors import UsageError
-from vstore.base.timebase import NS_PER_S, format_time, ticks_to_ns
+from vstore.base.timebase import GAP_TOLERANCE_NS, NS_PER_S, format_time, ticks_to_ns
 from vstore.segment import format as fmt
 from vstore.store.space import SpaceRefused
 from vstore.store.timestamps import NAL_CODECS
@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 # A live run goes into a gap before later footage (the host clock stepped back, K2) only
 # when the gap leaves it at least this long; a shorter one is clamped past (T3).
 GAP_RUN_MIN_NS = 60 * NS_PER_S
+
+# A keyframe further after the frame before it than this many of that frame's durations (and
+# than GAP_TOLERANCE_NS) follows a hole in the source's times. (Cameras that lower their
+# frame rate in still scenes stretch a frame time a little; a hole spans many.)
+HOLE_FRAMES = 4
 
 # An import's first keyframe this far from its file's first frame is not believed (a broken
 # start time): it is placed at the start itself.
@@ -69,9 +74,21 @@ class WallPlacement:
                     self._floor_ns = self._stored_end_ns()
                     self._reanchor = True
         # Close the open chunk where the old mapping puts this keyframe, before re-anchoring.
+        hole = False
         if self._seg is not None and len(self._table):
             assert predicted is not None
-            self._close_chunk(predicted, continuation_next=False)
+            frames_end = self._open_chunk_end_ns()
+            frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *vinfo.time_base)
+            if predicted - frames_end > max(GAP_TOLERANCE_NS, HOLE_FRAMES * frame_ns):
+                # T5: the source's own times skip (frames lost on the way, files of a
+                # recorder that stopped joined): the chunk ends one frame after its last,
+                # and what follows is a new run, a gap on the timeline, never the last
+                # picture stretched over the hole as footage.
+                self._close_chunk(frames_end, continuation_next=False)
+                self._run_reason = "source_gap"
+                hole = True
+            else:
+                self._close_chunk(predicted, continuation_next=False)
         if self._reanchor:
             if self._fixed_start_ns is not None and not self._fp.started:
                 anchor = self._fixed_start_ns
@@ -128,6 +145,7 @@ class WallPlacement:
 
         need_new = (
             self._seg is None
+            or hole
             or self._reanchor
             or params_changed
             or key_wall - self._seg_start_ns >= int(self.settings.segment_duration_s * NS_PER_S)
