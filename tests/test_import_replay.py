@@ -117,6 +117,28 @@ def test_held_footage_of_an_unfinished_import_is_never_replaced(tmp_path, media)
         assert imports.unfinished(st) == []
 
 
+def test_another_file_at_an_unfinished_import_s_camera_and_start_is_refused(tmp_path, media):
+    """Only the same import run again replaces what an unfinished one stored: another
+    recording given the same camera and start deleted that footage (all there was of it,
+    its file perhaps gone) and the marker saying it was still to be imported."""
+    src = tmp_path / "rec.ts"
+    data = media("replay.ts", 12.0, gop_frames=25).read_bytes()
+    src.write_bytes(data)
+    other = media("other.ts", 4.0, gop_frames=25)
+    with open_store(_store(tmp_path / "store")) as st:
+        _import_until(st, src, 6.0)
+        partial = _footage(st)
+        with pytest.raises(UsageError, match=f"earlier import of {src}.*did not finish"):
+            import_file(st, other, "cam", START_NS)
+        src.write_bytes(data + data[:188])  # (another recording under the same name)
+        with pytest.raises(UsageError, match="did not finish"):
+            import_file(st, src, "cam", START_NS)
+        assert _footage(st) == partial and imports.unfinished(st)
+        src.write_bytes(data)
+        res = import_file(st, src, "cam", START_NS)  # (the same import: replaced)
+        assert res.replaced_segments > 0 and imports.unfinished(st) == []
+
+
 class _CountingFs(Fs):
     def __init__(self) -> None:
         self.fsyncs = 0

@@ -229,9 +229,11 @@ def import_file(
         num = store.index.camera_num(camera_id, create=True)
         assert num is not None
         prior = imports.find(store, num, start_ns)
+        if prior is not None:
+            imports.refuse_other_file(prior, p, opened.st_size)
         replaced = imports.replace(store, prior, by) if prior is not None else 0
         _refuse_overlap(store, camera_id, start_ns, video_s)
-        imports.begin(store, camera_id, num, start_ns, p)
+        imports.begin(store, camera_id, num, start_ns, p, opened.st_size)
         origin_ns = _origin_ns(container.streams[video] if video >= 0 else None)
         try:
             writer = open_writer(

@@ -30,12 +30,34 @@ class UnfinishedImport:
     file: str
     started_ns: WallNs  # when it began (wall clock)
     segment_ids: list[int]
+    size_bytes: int | None = None  # the file's size when it began (None: not recorded)
 
 
-def begin(store: Store, camera: str, camera_num: int, start_ns: int, file: Path) -> None:
+def begin(
+    store: Store, camera: str, camera_num: int, start_ns: int, file: Path, size_bytes: int
+) -> None:
     """F1: the marker is durable before the import opens its first segment."""
-    doc = {"camera": camera, "file": str(file.absolute()), "started_ns": store.clock.wall_ns()}
+    doc = {
+        "camera": camera,
+        "file": str(file.absolute()),
+        "size_bytes": size_bytes,
+        "started_ns": store.clock.wall_ns(),
+    }
     store.index.put_sync(layout.import_key(camera_num, start_ns), dumps_compact(doc))
+
+
+def refuse_other_file(prior: UnfinishedImport, file: Path, size_bytes: int) -> None:
+    """F4 replaces what an unfinished import wrote only when it is run again, from the same
+    file: another recording at the same camera and start would delete footage nothing else
+    holds, and the marker that says it is still to be imported."""
+    same = prior.file == str(file.absolute()) and prior.size_bytes in (None, size_bytes)
+    if not same:
+        raise UsageError(
+            f"an earlier import of {prior.file} into camera {prior.camera!r} at "
+            f"{format_time(prior.start_ns)} did not finish: nothing was changed. Run that "
+            "import again (the same file and --start) to replace what it stored, or give it "
+            "up first (vstore import --abandon keep|discard, with its --camera and --start)"
+        )
 
 
 def finish(store: Store, camera_num: int, start_ns: int, b: Batch | None = None) -> None:
@@ -56,7 +78,15 @@ def unfinished(store: Store) -> list[UnfinishedImport]:
             doc = json.loads(value)
             cam, start = layout.decode_time_key(key)
             out.append(
-                UnfinishedImport(doc["camera"], cam, start, doc["file"], doc["started_ns"], [])
+                UnfinishedImport(
+                    doc["camera"],
+                    cam,
+                    start,
+                    doc["file"],
+                    doc["started_ns"],
+                    [],
+                    doc.get("size_bytes"),
+                )  # fmt: skip
             )
         elif out:
             out[-1].segment_ids.append(int.from_bytes(key[marker_len:], "big"))
