@@ -86,7 +86,7 @@ def unfinished(store: Store) -> list[UnfinishedImport]:
                     doc["started_ns"],
                     [],
                     doc.get("size_bytes"),
-                )  # fmt: skip
+                )
             )
         elif out:
             out[-1].segment_ids.append(int.from_bytes(key[marker_len:], "big"))
