@@ -88,11 +88,18 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar(None, "importing", not args.json, "s") as progress:
             # A store a recorder or node holds open runs the import through it (its socket).
             doc = run_job(str(root), "import", params, progress)
-    except BaseException:
+    except BaseException as exc:
         if new_store and root.is_dir() and not any(root.glob("segments/**/*.vseg")):
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
+        elif isinstance(exc, KeyboardInterrupt):
+            print(
+                "vstore import: the import is unfinished (`vstore check` lists it): run the "
+                "same command again to replace what it stored, or give it up with --abandon "
+                "keep|discard and its --camera and --start",
+                file=sys.stderr,
+            )
         raise
     for w in doc["warnings"]:  # on stderr, --json or not: stdout stays one document
         print(f"vstore import: warning: {w}", file=sys.stderr)
