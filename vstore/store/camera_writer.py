@@ -611,8 +611,8 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         """Drop the open chunk and stop the import at its next packet (``overlap_error``);
         what came before stays."""
         kept = (
-            f"its footage before {format_time(self._chunk_start_ns)} is stored"
-            if self.stats.chunks
+            f"its footage up to {format_time(self._last_end_ns)} is stored"
+            if self.stats.chunks and self._last_end_ns is not None
             else "nothing of it was stored"
         )
         self._table.reset()
