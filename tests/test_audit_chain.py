@@ -16,6 +16,7 @@ from vstore.base import layout
 from vstore.cli.main import main
 from vstore.evidence.audit_chain import verify, write_digest
 from vstore.index.time_index import Batch
+from vstore.store.audit_log import canonical_json
 from vstore.store.keys import KeyRing
 
 
@@ -123,14 +124,12 @@ def test_each_change_to_a_digest_is_found_and_named(st, tmp_path):
     # Re-signed with another key: not a known audit key.
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from vstore.evidence import audit_chain
-
     forged = {k: v for k, v in json.loads(digests[3]).items() if k != "signature"}
     other = ed25519.Ed25519PrivateKey.generate()
     forged["key_id"] = "0" * 32
-    sig = other.sign(audit_chain._canonical(forged))
+    sig = other.sign(canonical_json(forged))
     forged["signature"] = base64.b64encode(sig).decode()
-    _put(st, layout.audit_digest_key(3), audit_chain._canonical(forged))
+    _put(st, layout.audit_digest_key(3), canonical_json(forged))
     assert any("not a known audit key" in d for _w, d in _bad(verify(st)))
     _put(st, layout.audit_digest_key(3), digests[3])
     assert verify(st).ok

@@ -368,6 +368,40 @@ def test_audit_retention_folds_removals_into_a_chain_base_and_chains_stay_whole(
             assert not verify(s).ok  # and the audit log says a record was deleted
 
 
+def test_an_audit_prune_record_put_in_by_hand_accounts_for_nothing(tmp_path):
+    """Whoever can write the index deleted signed removal records, and the segments they
+    accounted for, and appended an `audit_prune` record naming them, with a chain base past
+    them: `audit verify` called them pruned and `check` the chain whole. A prune record
+    counts only when a verified digest signed it (the job writes one to cover it at once)."""
+    from vstore.evidence.audit_chain import verify, write_digest
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    clock = FakeClock(wall_ns=START_NS)
+    with open_store(d, clock=clock) as s:
+        _record(s, "gate", 20)
+        clock.advance(3600 * 10**9)
+        run_retention(s, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))
+        write_digest(s, s.keys, clock.wall_ns())
+        assert verify(s).ok and _chain_problems(s) == []
+        removals = [r for r in s.index.audit_records() if r["action"] == "delete"]
+        newest = max(removals, key=lambda r: r["detail"]["chain"]["seq"])["detail"]["chain"]
+        b = Batch()
+        for r in removals:
+            b.delete(layout.audit_key(r["seq"]))
+        s.index.commit(b)
+        forged = {
+            "ranges": [[r["seq"], r["seq"]] for r in removals],
+            "chain_bases": {"gate": {"seq": newest["seq"], "link": newest["link"]}},
+        }
+        s.index.audit("audit_prune", "vstore", forged, clock.wall_ns())
+        audit = verify(s)
+        assert not audit.ok and audit.pruned == 0
+        assert any("deleted" in f.detail for f in audit.findings if not f.ok)
+        assert _chain_problems(s)  # (the links those records accounted for are missing)
+
+
 def test_threads_asking_a_fresh_ring_for_its_key_all_get_the_one_key(tmp_path, monkeypatch):
     """Two cameras sealing at once in a new store both ask for the recording key: the one
     that finds the key being made (its private half written, the ring not yet) must wait

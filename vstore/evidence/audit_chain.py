@@ -27,21 +27,15 @@ import json
 import os
 from typing import Any, NamedTuple
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from vstore.base import layout
 from vstore.base.errors import TierError
 from vstore.base.timebase import format_time
-from vstore.store.audit_log import pruned_state
+from vstore.store.audit_log import audit_keys, canonical_json, pruned_state, signed_hashes
 from vstore.store.keys import KeyRing, key_id_of, load_public_pem, verify_ed25519
 from vstore.store.store import Store
 
 GENESIS = bytes(32)  # the chain before the first record
 _ABSENT = bytes(32)  # a record hash never stored: the record was deleted before its digest
-
-
-def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _link(chain: bytes, record_hash: bytes) -> bytes:
@@ -104,8 +98,8 @@ def write_digest(store: Store, ring: KeyRing, now_ns: int) -> DigestReport:
         # head (the newest segments removed, an older signed head put back) falls short of it.
         "chain_heads": chain_heads(store),
     }
-    body["signature"] = base64.b64encode(signer.sign(_canonical(body))).decode()
-    store.index.put_audit_digest(body["seq"], _canonical(body))
+    body["signature"] = base64.b64encode(signer.sign(canonical_json(body))).decode()
+    store.index.put_audit_digest(body["seq"], canonical_json(body))
     return DigestReport(
         body["seq"],
         first,
@@ -232,11 +226,14 @@ def verify(
         known: dict[str, Any] | None = None
     else:
         given = None
-        known = keys if keys is not None else _ring_keys(store)
+        known = keys if keys is not None else audit_keys(store)
     records = dict(store.index.audit_items(1))
-    pruned, _bases = pruned_state((seq, json.loads(raw)) for seq, raw in records.items())
-    gone_by_retention = 0
     digests = store.index.audit_digests()
+    signed = signed_hashes(
+        digests, lambda kid: given if given is not None else (known or {}).get(kid)
+    )
+    pruned, _bases = pruned_state(records.items(), signed)
+    gone_by_retention = 0
     findings: list[Finding] = []
     add = findings.append
     chain = GENESIS
@@ -266,7 +263,7 @@ def verify(
                     False, "digest", where, f"signed by {d.get('key_id')}, not a known audit key"
                 )
             )
-        elif not verify_ed25519(key, sig, _canonical(body)):
+        elif not verify_ed25519(key, sig, canonical_json(body)):
             if given is not None and d.get("key_id") != key_id_of(given):
                 what = f"signed by {d.get('key_id')}, not by the key given ({key_id_of(given)})"
             else:
@@ -360,14 +357,4 @@ def _counter_findings(
     if next_dig is not None and next_dig - 1 > newest:
         out.append(Finding(False, "digest", f"digest #{newest + 1}..#{next_dig - 1}",
                            "missing: the newest digests were removed"))  # fmt: skip
-    return out
-
-
-def _ring_keys(store: Store) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k in store.keys.all_keys():
-        if k.purpose == "audit":
-            pub = load_public_pem(k.public_pem.encode(), "key ring")
-            if isinstance(pub, ed25519.Ed25519PublicKey):
-                out[k.key_id] = pub
     return out

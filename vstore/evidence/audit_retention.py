@@ -22,7 +22,7 @@ from vstore.base.timebase import format_time
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.segment_chain import removal_of
 from vstore.index.time_index import Batch
-from vstore.store.audit_log import PRUNE_ACTION, pruned_state
+from vstore.store.audit_log import PRUNE_ACTION, audit_keys, pruned_state, signed_hashes
 from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
@@ -42,8 +42,10 @@ def prune_audit(store: Store, ring: KeyRing, now_ns: int, by: str) -> PruneRepor
         return None
     first = write_digest(store, ring, now_ns)
     cutoff_ns = now_ns - max_age_ns
-    items = [(seq, json.loads(raw)) for seq, raw in store.index.audit_items(1)]
-    _done, bases = pruned_state(items)
+    raws = store.index.audit_items(1)
+    signed = signed_hashes(store.index.audit_digests(), audit_keys(store).get)
+    _done, bases = pruned_state(raws, signed)
+    items = [(seq, json.loads(raw)) for seq, raw in raws]
     old = [
         (seq, rec)
         for seq, rec in items

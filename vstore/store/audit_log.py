@@ -1,12 +1,19 @@
 """Reading the store's audit log: the records that match a query (camera, actions, principal,
-time), oldest or newest first, for `vstore audit` and the node's API alike; and what the
-log's own retention says it removed."""
+time), oldest or newest first, for `vstore audit` and the node's API alike; the record hashes
+its signed digests vouch for; and what the log's own retention, in records those digests
+signed, says it removed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from vstore.store.keys import load_public_pem, verify_ed25519
 from vstore.store.store import Store
 
 
@@ -56,16 +63,65 @@ def cameras_of(record: dict[str, Any]) -> list[str]:
 PRUNE_ACTION = "audit_prune"
 
 
-def pruned_state(records: Iterable[tuple[int, dict[str, Any]]]) -> tuple[set[int], dict[str, Any]]:
-    """From the audit records (number, record): every number an ``audit_prune`` record says
-    it removed, and the newest chain bases (camera -> {seq, link})."""
+def canonical_json(body: dict[str, Any]) -> bytes:
+    """A digest's stored bytes, and what its signature covers (the body less ``signature``)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def audit_keys(store: Store) -> dict[str, Any]:
+    """Key id -> public key, for the store's audit keys (current and retired)."""
+    out: dict[str, Any] = {}
+    for k in store.keys.all_keys():
+        if k.purpose == "audit":
+            pub = load_public_pem(k.public_pem.encode(), "key ring")
+            if isinstance(pub, ed25519.Ed25519PublicKey):
+                out[k.key_id] = pub
+    return out
+
+
+def signed_hashes(
+    digests: Iterable[tuple[int, bytes]], key_for: Callable[[str], Any | None]
+) -> dict[int, bytes]:
+    """Record number -> the SHA-256 a digest signed for it, from the digests whose signature
+    verifies with ``key_for(key_id)`` (a digest edited or signed by another key vouches for
+    nothing)."""
+    out: dict[int, bytes] = {}
+    for _dseq, raw in digests:
+        try:
+            d = json.loads(raw)
+            sig = base64.b64decode(d["signature"])
+            hashes = base64.b64decode(d["hashes"])
+            first, last = int(d["first_seq"]), int(d["last_seq"])
+            key = key_for(str(d.get("key_id", "")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        body = {k: v for k, v in d.items() if k != "signature"}
+        if key is None or not verify_ed25519(key, sig, canonical_json(body)):
+            continue
+        for i in range(min(last - first + 1, len(hashes) // 32)):
+            out[first + i] = hashes[32 * i : 32 * i + 32]
+    return out
+
+
+def pruned_state(
+    records: Iterable[tuple[int, bytes]], signed: dict[int, bytes]
+) -> tuple[set[int], dict[str, Any]]:
+    """From the audit records (number, stored bytes): every number an ``audit_prune`` record
+    says it removed, and the newest chain bases (camera -> {seq, link}). Only a prune record
+    a verified digest signed counts (the job writes a digest to cover it at once), and only
+    for numbers below its own whose hashes a digest signed before they went: one put in by
+    hand would otherwise pass deleted records, and the segments they accounted for, as the
+    log's own retention."""
     pruned: set[int] = set()
     bases: dict[str, Any] = {}
-    for _seq, rec in records:
+    for seq, raw in records:
+        if PRUNE_ACTION.encode() not in raw or signed.get(seq) != hashlib.sha256(raw).digest():
+            continue
+        rec = json.loads(raw)
         if rec.get("action") != PRUNE_ACTION:
             continue
         d = rec.get("detail") or {}
         for a, b in d.get("ranges", []):
-            pruned.update(range(int(a), int(b) + 1))
+            pruned.update(n for n in range(max(1, int(a)), min(int(b), seq - 1) + 1) if n in signed)
         bases = dict(d.get("chain_bases") or {})
     return pruned, bases
