@@ -564,6 +564,29 @@ def test_a_lone_clip_verifies_by_its_eff_signature(recorded, tmp_path):
     assert main(["verify", str(tmp_path / "x.txt")]) == 2
 
 
+def test_a_box_put_inside_the_signature_s_meta_after_it_is_not_signed(recorded, tmp_path):
+    """Each EFF signature signs its meta box up to the end of its own sinf: a box put after
+    the last one (a title, a start time a player shows) was accepted as signed."""
+    import struct
+
+    raw = next((recorded["pkg"] / "clips").iterdir()).read_bytes()
+    at, meta_at = 0, None
+    while at < len(raw):
+        size, kind = struct.unpack(">I4s", raw[at : at + 8])
+        size = struct.unpack(">Q", raw[at + 8 : at + 16])[0] if size == 1 else size
+        meta_at = at if kind == b"meta" else meta_at
+        at += size
+    assert meta_at is not None
+    text = b"\xa9nam suspect enters at 03:17"
+    meta = bytearray(raw[meta_at:]) + struct.pack(">I4s", 8 + len(text), b"udta") + text
+    struct.pack_into(">I", meta, 0, len(meta))
+    forged = tmp_path / "forged.mp4"
+    forged.write_bytes(raw[:meta_at] + bytes(meta))
+    rep = verify_package(forged)
+    assert not rep.ok
+    assert any("not signed" in c.detail for c in rep.checks if not c.ok)
+
+
 def test_export_goes_through_the_node_that_holds_the_store(tmp_path, media):
     """`vstore export` while `vstore serve` holds the store: the job runs in the node (which
     audits it) and the package verifies."""

@@ -238,9 +238,11 @@ def _signatures(meta: bytes, meta_off: int, prefix: Any) -> list[Signature]:
     if suep is not None:
         operator = _suep_operator(meta[suep[2] + 4 : suep[3]])
     _k, ipro_at, ipro_pay, ipro_end = ipro
+    signed_to = 0
     for kind, _sinf_at, sinf_pay, sinf_end in _children(meta, ipro_pay + 6, ipro_end):
         if kind != b"sinf":
             continue
+        signed_to = sinf_end
         scheme = b""
         sig = cert = b""
         sig_at = -1
@@ -266,6 +268,12 @@ def _signatures(meta: bytes, meta_off: int, prefix: Any) -> list[Signature]:
         h = prefix.copy()
         h.update(view)
         out.append(_check(h.digest(), sig, cert, scheme, operator, meta_off))
+    if out and len(meta) > signed_to:
+        # Each instance signs meta up to the end of its sinf: boxes put after the last one
+        # (a title, a start time, any metadata a player shows) are signed by none.
+        out.append(Signature(False, b"", f"{len(meta) - signed_to} byte(s) follow the last "
+                             "signature inside its meta box: they are not signed", b"", operator,
+                             meta_off))  # fmt: skip
     return out
 
 
