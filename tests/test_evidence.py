@@ -452,6 +452,58 @@ def test_export_refuses_what_it_must(recorded, tmp_path):
     assert main(["verify", str(z)]) == 10
 
 
+def test_what_a_zip_holds_outside_its_entries_fails_the_package(recorded, tmp_path):
+    """Bytes before, between or after a ZIP's entries, or an archive comment, are signed by
+    nothing: a comment a ZIP reader shows, junk, or a whole second package hidden before
+    the one that verifies (two ZIPs joined read as the last) were accepted. A re-zipped
+    package (entries the same, laid out by another tool) still verifies."""
+    z = tmp_path / "p.zip"
+    shutil.make_archive(str(z.with_suffix("")), "zip", recorded["pkg"])
+    raw = z.read_bytes()
+    assert verify_package(z).ok
+    cases = {
+        "before": b"JUNK" * 10 + raw,
+        "after": raw + b"JUNK",
+        "joined": raw + raw,
+    }
+    for name, data in cases.items():
+        bad = tmp_path / f"{name}.zip"
+        bad.write_bytes(data)
+        rep = verify_package(bad)
+        assert not rep.ok and any("outside its entries" in c.detail or "after its end"
+                                  in c.detail for c in rep.checks if not c.ok), name  # fmt: skip
+    commented = tmp_path / "comment.zip"
+    shutil.copy(z, commented)
+    with zipfile.ZipFile(commented, "a") as zf:
+        zf.comment = b"this footage shows the defendant"
+    assert main(["verify", str(commented)]) == 10
+
+
+def test_a_package_s_entries_that_inflate_past_any_vstore_writes_are_refused(tmp_path):
+    """A small ZIP whose manifest inflates to gigabytes took the verifier's memory (a
+    MemoryError traceback)."""
+    z = tmp_path / "bomb.zip"
+    with (
+        zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("manifest.json", "w", force_zip64=True) as f,
+    ):
+        for _ in range(65):
+            f.write(b" " * (1 << 20))
+    rep = verify_package(z)
+    assert not rep.ok and "larger than 64 MiB" in rep.checks[0].detail
+    assert main(["verify", str(z)]) == 10
+
+
+def test_a_package_whose_own_signer_pem_is_damaged_fails_it(recorded, tmp_path):
+    d = tmp_path / "pkg"
+    shutil.copytree(recorded["pkg"], d)
+    (d / "signer.pem").write_text("garbage")
+    rep = verify_package(d)
+    assert not rep.ok
+    assert any(c.target == "signer.pem" and "changed since export" in c.detail for c in rep.checks)
+    assert main(["verify", str(d)]) == 10
+
+
 def test_an_export_killed_after_it_signed_leaves_no_package_the_audit_log_does_not_name(
     recorded, tmp_path, monkeypatch
 ):

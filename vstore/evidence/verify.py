@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -62,6 +63,10 @@ class VerifyReport(NamedTuple):
 # matches (zipfile checks it at the entry's end), its deflate stream breaks, its directory
 # names a method, version or flag zipfile does not do (NotImplementedError; "encrypted" is a
 # RuntimeError), or an offset outside the file (OSError, ValueError).
+# The most a package's text entries (manifest, signature, key, README) may hold: far past any
+# vstore writes, and a bound on what a crafted one can make the verifier inflate.
+MAX_TEXT_BYTES = 64 << 20
+
 ZIP_DAMAGE = (
     zipfile.BadZipFile,
     zlib.error,
@@ -80,6 +85,7 @@ class _Package:
         self.path = path
         self._zip: zipfile.ZipFile | None = None
         self.duplicates: list[str] = []  # names a ZIP holds more than once
+        self.outside: str | None = None  # what a ZIP holds outside its entries, if anything
         self.damaged: dict[str, str] = {}  # entries read() found changed inside the ZIP
         if path.is_dir():
             self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
@@ -88,6 +94,7 @@ class _Package:
             entries = [i.filename for i in self._zip.infolist() if not i.is_dir()]
             self.names = sorted(set(entries))
             self.duplicates = sorted({n for n in entries if entries.count(n) > 1})
+            self.outside = _outside_entries(path, self._zip)
         else:
             raise UsageError(f"{path} is not an evidence package (a directory or a ZIP)")
 
@@ -102,19 +109,64 @@ class _Package:
         return f"changed {where}since export: it no longer reads back whole ({exc})"
 
     def read(self, name: str) -> bytes | None:
-        """An entry's bytes; None if it is missing, or damaged (then named in ``damaged``)."""
+        """An entry's bytes; None if it is missing, or damaged or larger than any vstore
+        writes (then named in ``damaged``: a small entry that inflates to gigabytes must
+        not take the verifier's memory)."""
         if name not in self.names:
             return None
         try:
             with self.open(name) as f:
-                return f.read()
+                data = f.read(MAX_TEXT_BYTES + 1)
         except ZIP_DAMAGE as exc:
             self.damaged[name] = self.damage(exc)
             return None
+        if len(data) > MAX_TEXT_BYTES:
+            self.damaged[name] = f"larger than {MAX_TEXT_BYTES >> 20} MiB: no entry vstore writes"
+            return None
+        return data
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+
+
+def _outside_entries(path: Path, z: zipfile.ZipFile) -> str | None:
+    """What a ZIP holds besides its entries, its central directory and its end records
+    (None: nothing). Bytes before the first entry, between entries, after the end or in an
+    archive comment are signed by nothing, yet a ZIP reader shows a comment, and a second
+    package can hide behind the one that verifies (two ZIPs joined read as the last)."""
+    size = path.stat().st_size
+    at = 0
+    infos = sorted(z.infolist(), key=lambda i: i.header_offset)
+    with open(path, "rb") as f:
+        for k, info in enumerate(infos):
+            if info.header_offset != at:
+                return f"{abs(info.header_offset - at):,} byte(s) lie outside its entries"
+            f.seek(at)
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                return f"no entry header where {info.filename} begins"
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            at += 30 + name_len + extra_len + info.compress_size
+            if info.flag_bits & 0x08:  # a data descriptor: 12 to 24 bytes, by its form
+                nxt = infos[k + 1].header_offset if k + 1 < len(infos) else z.start_dir
+                if nxt - at in (12, 16, 20, 24):
+                    at = nxt
+        if z.start_dir != at:
+            return f"{abs(z.start_dir - at):,} byte(s) lie outside its entries"
+        f.seek(max(0, size - 42))
+        tail = f.read(42)
+    end = tail[-22:]
+    if z.comment or len(end) < 22 or end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
+        return "an archive comment or bytes after its end"
+    # A ZIP64 archive (a package past 2 GiB) has its end record (56 bytes) and its locator
+    # (20) between the central directory and the end.
+    zip64 = len(tail) == 42 and tail[:4] == b"PK\x06\x07"
+    cd_end = size - 22 - (20 + 56 if zip64 else 0)
+    cd_bytes = struct.unpack("<I", end[12:16])[0]
+    if cd_bytes != 0xFFFFFFFF and z.start_dir + cd_bytes != cd_end:
+        return f"{abs(cd_end - z.start_dir - cd_bytes):,} byte(s) lie outside its entries"
+    return None
 
 
 def _samples(f: IO[bytes]) -> int | None:
@@ -224,13 +276,17 @@ def _verify(
     if key_pem is not None:
         key = load_public_pem(key_pem, "--key")
     elif own is not None:
-        key = load_public_pem(own, SIGNER)
+        try:
+            key = load_public_pem(own, SIGNER)
+        except UsageError as exc:  # (the package's, not the user's: a failed check)
+            pkg.damaged[SIGNER] = f"changed since export: {exc}"
+            add(Check("file", SIGNER, False, pkg.damaged[SIGNER]))
     if sig is None:
         if SIGNATURE not in pkg.damaged:
             add(Check("signature", SIGNATURE, False, "missing: the manifest is not signed"))
     elif key is None:
-        if SIGNER not in pkg.damaged:
-            add(Check("signature", SIGNATURE, False, f"no key to check it with ({SIGNER} missing)"))
+        why = "unreadable" if SIGNER in pkg.damaged else "missing"
+        add(Check("signature", SIGNATURE, False, f"no key to check it with ({SIGNER} {why})"))
     elif verify_ed25519(key, sig, manifest):
         key_id = key_id_of(key)
         how = "the key given" if key_pem is not None else f"the package's own {SIGNER}"
@@ -319,6 +375,9 @@ def _verify(
     for name in pkg.names:
         if name not in listed:
             add(Check("file", name, False, "not in the manifest: added after export"))
+    if pkg.outside is not None:
+        add(Check("file", pkg.path.name, False, f"the ZIP holds what no entry does: "
+                  f"{pkg.outside} (signed by nothing)"))  # fmt: skip
     for name in pkg.duplicates:
         add(Check("file", name, False, "in the ZIP more than once: readers may show either copy"))
     if store is not None:
