@@ -381,6 +381,63 @@ def test_re_derivation_names_a_damaged_chunk_and_still_reports_the_rest(tmp_path
     assert len(rep.checks) > 1 and all(ch.ok for ch in rep.checks if ch.check != "source")
 
 
+def test_an_export_that_disclosed_damage_verifies_against_the_unchanged_store(tmp_path, media):
+    """A chunk damaged when the export was made is left out and listed in its manifest:
+    `verify --store` built the clip again strictly and called the untouched package's
+    sources replaced (a false accusation of tampering)."""
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-dmg.ts", 4.0, codec="h264", gop_frames=25), "cam", START_NS)
+    c = st.index.chunks_from_keyframe(st.camera_num("cam"), t(30), t(31), 0)[0]
+    row = next(iter(st.index.segments(st.camera_num("cam"))))
+    _flip(st.root / row.path, c.offset + c.length // 2)
+    pkg = tmp_path / "p.zip"
+    export_package(st, [ExportItem("cam", t(10), t(90))], pkg, case="C", purpose="p", by="b")
+    rep = verify_package(pkg, store=st)
+    st.close()
+    assert rep.ok, _failed(rep)
+    assert json.loads(zipfile.ZipFile(pkg).read("manifest.json"))["clips"][0]["damaged"]
+
+
+@pytest.mark.parametrize("how", ["trimmed", "cut short"])
+def test_an_export_verifies_against_its_footage_kept_in_a_copy(tmp_path, media, how):
+    """Footage a trim (retention keeping held chunks) or a file cut short written again
+    whole moved into a copy, byte for byte: `verify --store` said the chunks were not the
+    ones the manifest names. The copy's header names the segment and chunks it keeps."""
+    from vstore.lifecycle.check import check_store
+    from vstore.lifecycle.retention import run_retention
+    from vstore.lifecycle.retention_plan import DiskUsage
+    from vstore.lifecycle.tiering import run_tiering
+    from vstore.tier import LocalTier
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    st = open_store(tmp_path / "store")
+    import_file(st, media("ev-trim.ts", 12.0, codec="h264", gop_frames=25), "cam", START_NS)
+    pkg = tmp_path / "p.zip"
+    export_package(st, [ExportItem("cam", t(105), t(130))], pkg, case="C", purpose="p", by="b")
+    if how == "trimmed":
+        add_hold(st, "cam", t(105), t(130), "case 1", "det. a")
+        res = run_retention(st, max_age_ns=10**9, disk=DiskUsage(10**12, 10**12))[1]
+        assert res.trimmed_segments == 1
+    else:
+        row = sorted(st.index.segments(st.camera_num("cam")), key=lambda r: r.start_ns)[1]
+        path = st.root / row.path
+        path.write_bytes(path.read_bytes()[: row.size_bytes * 8 // 10])
+        assert check_store(st, repair=True).ok
+        assert run_tiering(st, LocalTier(tmp_path / "cold"), 10**9).rewritten == [row.path]
+    rep = verify_package(pkg, store=st)
+    st.close()
+    assert rep.ok, _failed(rep)
+    [src] = [c for c in rep.checks if c.check == "source"]
+    assert "trimmed copy" in src.detail
+    if how == "trimmed":
+        # The chunk before, read for its sound, was in a segment retention deleted whole:
+        # the clip cannot be made again byte for byte, and that is no failure of it.
+        assert src.ok is None and "beside its range" in src.detail
+    else:
+        assert src.ok is True and "the same bytes" in src.detail
+
+
 # --- keys ----------------------------------------------------------------------------------
 
 

@@ -650,7 +650,7 @@ def test_a_writer_filling_a_gap_stops_at_the_footage_after_it(tmp_path):
         record(st, 4, start=START_NS + 20 * GOP_NS)
         video = TrackInfo(0, "video", "h264", (1, 90000), bitstream="annexb")
         w = st.writer("cam", [video], start_ns=START_NS + 18 * GOP_NS)
-        with pytest.raises(UsageError, match="before 2025-01-17T01:00:20"), w:
+        with pytest.raises(UsageError, match="up to 2025-01-17T01:00:20"), w:
             for f in range(6 * GOP):
                 w.write(Packet(0, f * FRAME, f * FRAME, f % GOP == 0, payload(f, f % GOP == 0)))
         starts = [c.start_ns for c in st.index.chunks(st.camera_num("cam"), 0, 2**62)]
