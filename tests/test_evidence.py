@@ -18,6 +18,7 @@ from tests.conftest import START_NS
 from tools.camsim import read_frame_counter
 from vstore.api import open_store
 from vstore.base.errors import ConfigError, UsageError
+from vstore.base.timebase import format_time
 from vstore.cli.main import main
 from vstore.evidence.package import ExportItem, export_package
 from vstore.evidence.verify import verify_package
@@ -436,6 +437,26 @@ def test_an_export_verifies_against_its_footage_kept_in_a_copy(tmp_path, media, 
         assert src.ok is None and "beside its range" in src.detail
     else:
         assert src.ok is True and "the same bytes" in src.detail
+
+
+def test_export_says_where_its_clips_have_gaps(tmp_path, media, capsys):
+    """The investigator's output of `vstore export` named each clip's range as if it were
+    continuous: its gaps were in the manifest alone. They are printed, and in README.txt."""
+    src = media("ev-gap.ts", 2.0, codec="h264", gop_frames=25)
+    store = tmp_path / "store"
+    for at in (0, 10):
+        import_file_args = ["import", str(src), "--camera", "cam", "--store", str(store)]
+        assert main([*import_file_args, "--start", format_time(START_NS + at * 10**9)]) == 0
+    out = tmp_path / "p.zip"
+    capsys.readouterr()
+    assert main(["export", "--store", str(store), "--camera", "cam", "--from",
+                 format_time(START_NS), "--to", format_time(START_NS + 15 * 10**9), "--case",
+                 "C", "--purpose", "p", "--by", "b", "-o", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert f"GAP {format_time(START_NS + 2 * 10**9)} .. {format_time(START_NS + 10**10)}" in text
+    assert "--key" in text
+    readme = zipfile.ZipFile(out).read("README.txt").decode()
+    assert readme.count("GAP (no footage recorded)") == 2
 
 
 # --- keys ----------------------------------------------------------------------------------

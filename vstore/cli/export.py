@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vstore.base.errors import UsageError
     from vstore.base.layout import validate_camera_id
-    from vstore.base.timebase import parse_time_ns
+    from vstore.base.timebase import format_duration, parse_time_ns
     from vstore.evidence.package import package_path
     from vstore.service.job_client import run_job
     from vstore.store.store import resolve_store_path
@@ -66,8 +66,25 @@ def run(args: argparse.Namespace) -> int:
     for c in doc["clips"]:
         print(f"  {c['file']}  camera {c['camera']}  {c['from']} .. {c['to']}")
         print(f"      SHA-256 {c['sha256']}")
+        for g in c["gaps"]:
+            span = format_duration(g["to_ns"] - g["from_ns"])
+            print(f"      GAP {g['from']} .. {g['to']} ({span}): no footage")
+        for d in c["damaged"]:
+            span = format_duration(d["to_ns"] - d["from_ns"])
+            print(f"      DAMAGED {d['from']} .. {d['to']} ({span}): unreadable, left out")
+        for note in c["notes"]:
+            print(f"      note: {note}")
         for note in c.get("left_out", ()):
             print(f"vstore export: warning: {c['file']}: {note}", file=sys.stderr)
+        if c["damaged"]:
+            print(
+                f"vstore export: warning: {c['file']}: {len(c['damaged'])} damaged range(s) "
+                "left out (listed in its manifest; see `vstore check`)",
+                file=sys.stderr,
+            )
     print(f"  manifest signed by export key {doc['key_id']} (Ed25519)")
-    print(f"  check it: vstore verify {args.output}")
+    print(
+        f"  check it: vstore verify {args.output} --key EXPORT-KEY.pem (the key this node "
+        "publishes: `vstore key public`; without --key, only the package's own key is used)"
+    )
     return 0

@@ -205,6 +205,11 @@ def _readme(doc: dict[str, Any], key_id: str) -> str:
             f"{c['delivered']['to_local']}, SHA-256 {c['sha256']}"
         )
         lines.extend(f"    NOT IN THE CLIP: {note}" for note in c["left_out"])
+        lines.extend(f"    GAP (no footage recorded): {g['from']} to {g['to']}" for g in c["gaps"])
+        lines.extend(
+            f"    DAMAGED (recorded, unreadable, left out): {d['from']} to {d['to']}"
+            for d in c["damaged"]
+        )
     lines += [
         "",
         "HOW TO VERIFY",
@@ -412,6 +417,9 @@ def export_package(
                 "from": c["delivered"]["from"],
                 "to": c["delivered"]["to"],
                 "left_out": c["left_out"],
+                "gaps": c["gaps"],
+                "damaged": c["damaged"],
+                "notes": c["notes"],
             }
             for c in clips
         ],
