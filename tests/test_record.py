@@ -236,6 +236,65 @@ def test_a_camera_whose_disk_writes_fail_stops_alone(store_dir):
         assert check_store(store).ok
 
 
+def test_record_exits_7_when_the_disk_filled_under_a_camera(store_dir, monkeypatch, capsys):
+    """A camera whose writes hit ENOSPC stopped (its footage from then on not recorded) and
+    `vstore record` exited 0, as the README's exit 7 says it must not."""
+    import errno
+    import json
+    import os
+
+    from vstore.base.fsutil import Fs
+    from vstore.cli.main import main
+
+    bad: set[int] = set()
+    open_new, writev = Fs.open_new, Fs.writev
+
+    def opening(self, path, mode=0o644):
+        fd = open_new(self, path, mode)
+        if "/sick/" in str(path):
+            bad.add(fd)
+        return fd
+
+    def writing(self, fd, parts):
+        if fd in bad and sum(map(len, parts)) > 10_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return writev(self, fd, parts)
+
+    monkeypatch.setattr(Fs, "open_new", opening)
+    monkeypatch.setattr(Fs, "writev", writing)
+    with TcpCamera(SPEC) as a, TcpCamera(SPEC) as b:
+        args = ["record", a.url, b.url, "--camera", "sick", "--camera", "well"]
+        code = main([*args, "--store", str(store_dir), "--duration", "3", "--json"])
+    assert code == 7
+    doc = json.loads(capsys.readouterr().out)
+    by = {c["camera"]: c for c in doc["cameras"]}
+    assert by["sick"]["stopped_by"] == "StorageFull" and by["well"]["writer"]["packets"] >= 40
+
+
+def test_ctrl_c_ends_a_recording_cleanly_and_exits_130(store_dir):
+    """Ctrl-C stops `vstore record` as SIGTERM does (every segment sealed), and says it was
+    interrupted (130), as the README's exit codes do: a script can tell a cut-short run."""
+    import os
+    import signal
+    import sys
+
+    from vstore.api import open_store
+
+    root = Path(__file__).resolve().parents[1]
+    with TcpCamera(SPEC) as cam:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "vstore.cli.main", "record", cam.url, "--camera", "c",
+             "--store", str(store_dir), "--duration", "60"],
+            env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(3)
+        p.send_signal(signal.SIGINT)
+        out, _err = p.communicate(timeout=30)
+    assert p.returncode == 130, out
+    with open_store(store_dir) as store:
+        assert check_store(store).ok and decoded_ok(store, "c")
+
+
 class ReplaySource:
     """A Source (vstore.ingest.source) of the packets of a file, pushed in batches as the
     native path does: the recorder must take any source that follows the protocol."""

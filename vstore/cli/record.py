@@ -10,7 +10,7 @@ import signal
 import threading
 
 from vstore.cli.common import add_common_args, fmt_bytes, print_json
-from vstore.cli.exit_codes import exit_code_of
+from vstore.cli.exit_codes import INTERRUPTED, exit_code_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
             twice = sorted({c for c in cams if cams.count(c) > 1})
             raise UsageError(f"camera id(s) given more than once: {', '.join(twice)}")
         stop = threading.Event()
+        interrupted = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # Ctrl-C ends the run as SIGTERM does (every camera's footage sealed), then exits 130.
+        signal.signal(signal.SIGINT, lambda *_: (interrupted.set(), stop.set()))
         if not args.json:
             for cam, url in sources:
                 print(
@@ -92,19 +95,36 @@ def run(args: argparse.Namespace) -> int:
     else:
         for s in statuses:
             w = s.writer
+            full = w.get("dropped_disk_full", 0)
             print(
                 f"{s.camera}: {w.get('packets', 0)} packets, {fmt_bytes(w.get('bytes', 0))}, "
                 f"{w.get('segments', 0)} segment(s), {s.reconnects} reconnect(s)"
                 + (f", {s.dropped_queue_full} dropped (queue full)" if s.dropped_queue_full else "")
+                + (f", {full} dropped (disk full: recording paused)" if full else "")
                 + (f"; last error: {s.last_error}" if s.last_error else "")
             )
-    if failed:
-        from vstore.base.errors import SourceError
+    from vstore.base import errors
 
+    # Footage lost to a full disk is the run's outcome even where the rest recorded (7).
+    full = [
+        s
+        for s in statuses
+        if s.writer.get("dropped_disk_full") or s.stopped_by == errors.StorageFull.__name__
+    ]
+    if full:
+        why = "; ".join(
+            f"{s.camera} ({s.last_error or 'paused for space'}, "
+            f"{s.writer.get('dropped_disk_full', 0)} packet(s) dropped while paused)"
+            for s in full
+        )
         if args.json:
-            return exit_code_of(SourceError)
-        raise SourceError(
+            return exit_code_of(errors.StorageFull)
+        raise errors.StorageFull(f"the disk filled: footage was not recorded from {why}")
+    if failed:
+        if args.json:
+            return exit_code_of(errors.SourceError)
+        raise errors.SourceError(
             "recorded nothing from "
             + "; ".join(f"{s.camera} ({s.last_error or 'no packets'})" for s in failed)
         )
-    return 0
+    return INTERRUPTED if interrupted.is_set() else 0

@@ -52,6 +52,9 @@ class RecorderStatus:
     dropped_fenced: int = 0
     last_error: str = ""
     last_error_at_ns: int | None = None  # wall time it was said (note_error)
+    # The engine error (its class name, vstore.base.errors) that stopped this camera before
+    # its end; "" when it ran until stopped or its duration was reached.
+    stopped_by: str = ""
     demuxer: str = ""  # "native" (vstore's MPEG-TS demuxer) or "ffmpeg"
     # Native MPEG-TS damage, summed over connections: transport packets lost (continuity
     # jumps; the frames they hit are stored flagged corrupt) and sync losses re-found.
@@ -309,14 +312,12 @@ def record_many(
         Recorder(store, cam, url, duration_s=duration_s, stop=stop, reconnect=reconnect)
         for cam, url in sources
     ]
-    errors: list[BaseException] = []
-
     def run(r: Recorder) -> None:
         try:
             r.run()
         except Exception as exc:  # noqa: BLE001 - reported after all cameras stop
-            errors.append(exc)
             r.status.note_error(str(exc))
+            r.status.stopped_by = type(exc).__name__
 
     threads = [
         threading.Thread(target=run, args=(r,), name=f"vstore-src-{r.camera_id}") for r in recs
