@@ -480,3 +480,20 @@ def test_only_held_footage_left_stops_recording_loudly(tmp_path):
         with pytest.raises(StorageFull, match="held footage"):
             record(st_, "cam", 5)
         assert st_.index.audit_records()[-1]["action"] == "hold_add"  # nothing deleted
+
+
+def test_a_retention_override_of_zero_or_less_is_refused_for_every_caller(tmp_path, media):
+    """The command refused --max-age 0, but a job over the node's API took max_age_ns -1
+    (or max_bytes -1) and deleted all unheld footage: the engine refuses it."""
+    from vstore.api import open_store
+    from vstore.base.errors import UsageError
+    from vstore.ingest.file_import import import_file
+    from vstore.jobs import registry
+
+    with open_store(tmp_path / "s") as st:
+        import_file(st, media("ret-neg.ts", 2.0, gop_frames=25), "cam", START_NS)
+        for params in ({"max_age_ns": -1}, {"max_age_ns": 0}, {"max_bytes": -1},
+                       {"tiered_max_age_ns": 0}):  # fmt: skip
+            with pytest.raises(UsageError, match="must be more than 0"):
+                registry.run(st, "retention", params)
+        assert len(list(st.index.segments(st.camera_num("cam")))) == 1

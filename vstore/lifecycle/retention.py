@@ -17,7 +17,7 @@ from vstore.lifecycle.retention_plan import RetentionPlan, plan_retention
 from vstore.lifecycle.shared_catalog import publish_pending
 from vstore.lifecycle.trim import current_row, trim_gain_bytes, trim_segment
 from vstore.store import shared_holds
-from vstore.store.config import RetentionConfig, RetentionPolicy
+from vstore.store.config import RetentionConfig, RetentionPolicy, retention_limit
 from vstore.store.disk import DiskUsage, disk_usage, min_free_bytes
 from vstore.store.garbage import delete_segment, finish_garbage
 from vstore.store.holds import list_holds
@@ -140,6 +140,12 @@ def run_retention(
     one that stepped ahead is capped, and said so in ``plan.clock_warning``, unless
     ``trust_clock`` (an operator's word that the clock is right, audited)."""
     cfg: RetentionConfig = store.config.retention
+    # An override of 0 or less would delete all unheld footage: refused for every caller
+    # (a job over the node's API as much as the command).
+    for value, what in ((max_age_ns, "max_age_ns"), (tiered_max_age_ns, "tiered_max_age_ns"),
+                        (max_bytes, "max_bytes")):  # fmt: skip
+        if value is not None:
+            retention_limit(value, what)
     cameras = store.require_cameras(cameras)
     # Holds other stores of the bucket placed bind here too: brought in first (those brought
     # in before bind when the bucket cannot be read now), their objects' legal holds following.

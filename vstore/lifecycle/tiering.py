@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vstore.base import layout
-from vstore.base.errors import CorruptSegment, SegmentMissing, TierError, VstoreError
+from vstore.base.errors import (
+    CorruptSegment,
+    SegmentMissing,
+    TierError,
+    UsageError,
+    VstoreError,
+)
 from vstore.base.jsonio import dumps_compact
 from vstore.base.layout import parse_segment_name
 from vstore.base.ratelimit import RateLimiter
@@ -278,6 +284,8 @@ def run_tiering(
 
     if store.read_only:
         raise VstoreError("tiering needs the store opened for writing")
+    if older_than_ns is not None and older_than_ns < 0:
+        raise UsageError("the age footage tiers at (older_than) must not be negative")
     cfg = store.config.tier
     cameras = store.require_cameras(cameras)
     names = {num: cam for cam, num in store.index.cameras()}
