@@ -459,6 +459,28 @@ def test_export_says_where_its_clips_have_gaps(tmp_path, media, capsys):
     assert readme.count("GAP (no footage recorded)") == 2
 
 
+def test_an_export_that_would_take_the_disk_below_the_watermark_is_refused(tmp_path, media):
+    """Packages are copies of footage on the node's disk: many of them took it below
+    min_free, and the space keeper deleted other agencies' oldest footage to make room.
+    An export that would leave less than the watermark free is refused before a byte."""
+    from vstore.base.errors import StorageFull
+    from vstore.store.disk import DiskUsage
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[retention]\nmin_free = "100MB"\n')
+    free = {"bytes": 10**9}
+    st = open_store(d, disk_usage=lambda: DiskUsage(10**10, free["bytes"]))
+    import_file(st, media("ev-room.ts", 4.0, codec="h264", gop_frames=25), "cam", START_NS)
+    item = [ExportItem("cam", t(0), t(90))]
+    export_package(st, item, tmp_path / "a.zip", case="C", purpose="p", by="b")
+    free["bytes"] = 100 * 10**6 + 1000  # (the watermark, and less than a package more)
+    with pytest.raises(StorageFull, match="kept free for recording"):
+        export_package(st, item, tmp_path / "b.zip", case="C", purpose="p", by="b")
+    assert not (tmp_path / "b.zip").exists()
+    st.close()
+
+
 # --- keys ----------------------------------------------------------------------------------
 
 

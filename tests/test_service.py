@@ -518,6 +518,27 @@ def test_jobs_over_http_run_with_progress_and_are_scoped(node):
     assert any(r["action"] == "access_denied" and r["detail"].get("job") == "hold" for r in recs)
 
 
+def test_a_token_named_as_another_principal_gets_none_of_its_jobs_or_packages(node):
+    """Jobs and packages belonged to a principal's name, which is free text: an admin of
+    one group made a token named as another group's investigator and listed, cancelled
+    and downloaded that investigator's work. They belong to the token (or the identity
+    provider's subject) now."""
+    inv = node.tokens["inv"]
+    namesake = make_token(node.store, "investigator", "south", name="investigator-north")
+    item = {"camera": "gate", "from": format_time(START_NS + 10**9),
+            "to": format_time(START_NS + 2 * 10**9)}  # fmt: skip
+    r = node.request("POST", "/api/v1/exports", inv,
+                     body={"items": [item], "case": "C-1", "purpose": "p"})  # fmt: skip
+    assert r.status == 202, r
+    doc = r.json()
+    job_id = doc["job"]["id"]
+    assert job_id in [j["id"] for j in node.get("/api/v1/jobs", inv).json()["jobs"]]
+    assert job_id not in [j["id"] for j in node.get("/api/v1/jobs", namesake).json()["jobs"]]
+    assert node.get(f"/api/v1/jobs/{job_id}", namesake).status == 404
+    assert node.request("DELETE", f"/api/v1/jobs/{job_id}", namesake).status == 404
+    assert node.get(doc["download"], namesake).status == 404
+
+
 def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path):
     tok = node.tokens["viewer"]  # playback is a viewer's
     q_range = f"from={q(START_NS + 2 * 10**9)}&to={q(START_NS + 9 * 10**9)}"

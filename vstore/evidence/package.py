@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from vstore._version import __version__
 from vstore.base import layout
-from vstore.base.errors import UsageError
+from vstore.base.errors import StorageFull, UsageError
 from vstore.base.free_text import checked_text
 from vstore.base.timebase import format_time
 from vstore.evidence.eff import ExportInfo, SourceTrack, sign_appended, track_ids
@@ -44,6 +44,7 @@ from vstore.evidence.package_format import (
 )
 from vstore.export.clip import write_clip
 from vstore.export.clip_plan import ClipPlan, plan_clip
+from vstore.store.disk import disk_usage, min_free_bytes
 from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
@@ -245,6 +246,24 @@ def package_path(out: str | os.PathLike[str]) -> Path:
     return Path(out)
 
 
+def _leave_room(store: Store, out_path: Path, need_bytes: int) -> None:
+    """An export never takes the store's disk below its watermark (min_free): the space
+    keeper would delete the oldest unheld footage, any camera's, to make room for a copy,
+    or cameras would pause. Refused (StorageFull) before a byte is written; elsewhere, a
+    package that cannot fit is refused too."""
+    where = out_path.absolute().parent
+    same = os.stat(where).st_dev == os.stat(store.root).st_dev
+    usage = store.disk_usage() if same else disk_usage(where)
+    floor = min_free_bytes(store.config.retention, usage) if same else 0
+    if usage.free_bytes - need_bytes < floor:
+        raise StorageFull(
+            f"the package needs about {need_bytes / 1e6:,.0f} MB and {where} has "
+            f"{usage.free_bytes / 1e6:,.0f} MB free"
+            + (f", {floor / 1e6:,.0f} MB of it kept free for recording (min_free)" if floor else "")
+            + ": export fewer or shorter ranges, or to another disk"
+        )
+
+
 def export_package(
     store: Store,
     items: Sequence[ExportItem],
@@ -276,6 +295,8 @@ def export_package(
     signer = ring.signer("export")  # before any work: no key, no export
     eff = ring.signer("eff")
     plans = [plan_clip(store, it.camera, it.start_ns, it.end_ns) for it in items]
+    # (a ZIP's clips are staged beside it until it is whole: twice their bytes at the end)
+    _leave_room(store, out_path, sum(p.bytes for p in plans) * (2 if as_zip else 1))
     # Audited before a byte is written: a process killed after it signed the package (the
     # staging directory, or the package renamed into place, whole) leaves no copy of
     # evidence the audit log does not name. `export` (or `export_failed`) follows.

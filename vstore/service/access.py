@@ -80,6 +80,12 @@ class Principal:
         scope = self.cameras(config)
         return scope is None or camera_id in scope
 
+    @property
+    def key(self) -> str:
+        """Who this is, stably: a token's id, or an identity provider's issuer and subject
+        (names are free text: another token may carry the same one)."""
+        return self.via if self.via.startswith("token:") else f"{self.via}/{self.name}"
+
     def as_actor(self, remote: str) -> dict[str, object]:
         """What an audit record says about who acted."""
         return {"principal": self.name, "role": self.role, "via": self.via, "remote": remote}

@@ -32,6 +32,7 @@ from vstore.service.http_common import (
     json_response,
 )
 from vstore.service.job_runner import JobRunner
+from vstore.service.limits import TooMany
 from vstore.service.request_bodies import EXPORT
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
@@ -66,10 +67,21 @@ class ExportsApi:
                     f"a range is at most {max_ns / NS_PER_S:g} s ([service] max_clip_s)"
                 )
             items.append({"camera": cam, "from_ns": start, "to_ns": end})
+        # Packages being built count against the principal's concurrent exports as
+        # downloads do: each copies footage to the node's disk.
+        building = sum(
+            1
+            for j in self.runner.list()
+            if j.name == "export" and j.owner == p.key and not j.finished.is_set()
+        )
+        limit = self.store.config.service.max_exports
+        if building >= limit:
+            raise TooMany(f"{limit} packages already being built for {p.name}; wait for one", 5.0)
         export_id = secrets.token_hex(8)
         layout = self.store.layout
-        record = {"id": export_id, "by": p.name, "cameras": sorted({i["camera"] for i in items}),
-                  "case": case, "purpose": purpose}  # fmt: skip
+        record = {"id": export_id, "by": p.name, "owner": p.key,
+                  "cameras": sorted({i["camera"] for i in items}), "case": case,
+                  "purpose": purpose}  # fmt: skip
 
         def start_job() -> Any:
             try:  # a range with no footage is refused now, not left as a job that failed
@@ -91,7 +103,9 @@ class ExportsApi:
             keep(record)
             params = {"items": items, "out": str(layout.export_path(export_id).absolute()), "case": case,
                       "purpose": purpose, "by": p.name}  # fmt: skip
-            job = self.runner.submit("export", params, p.name, p.as_actor(request.remote or ""))
+            job = self.runner.submit(
+                "export", params, p.name, p.as_actor(request.remote or ""), p.key
+            )
             record["job"] = job.id
             keep(record)
             return job
@@ -113,7 +127,8 @@ class ExportsApi:
         except (OSError, ValueError):
             raise NotFound(f"no export {export_id!r}") from None
         config = self.store.config
-        mine = rec.get("by") == p.name or p.sees_all()
+        # (by the principal's key: a name is free text, another token may carry it)
+        mine = p.sees_all() or (bool(rec.get("owner")) and rec.get("owner") == p.key)
         if not mine or not all(p.sees(c, config) for c in rec.get("cameras", [])):
             raise NotFound(f"no export {export_id!r}")
         return rec

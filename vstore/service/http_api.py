@@ -321,7 +321,7 @@ class Api:
             raise ApiError(403, "forbidden", "exporting clips needs the investigator role")
         start, end = self.range_args(request)
         purpose = self.purpose(request)
-        who = request[PRINCIPAL].name
+        who = request[PRINCIPAL].key
         self.limits.begin_export(who)
         try:
             if fmt == "mp4":
@@ -819,7 +819,7 @@ def make_app(node: Node) -> web.Application:
                     401, "unauthorized", why, {"WWW-Authenticate": 'Bearer realm="vstore"'}
                 )
             request[PRINCIPAL] = p
-            api.limits.request(p.name)
+            api.limits.request(p.key)
             if not p.may(action):
                 why = (
                     f"the {p.role} role may not do this"

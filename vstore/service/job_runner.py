@@ -37,8 +37,17 @@ JobCancelled = Cancelled  # the job was cancelled; it stopped at a safe point
 class Job:
     """One job: its request, state, progress and outcome."""
 
-    def __init__(self, job_id: str, name: str, params: dict[str, Any], by: str, actor: Any):
+    def __init__(
+        self,
+        job_id: str,
+        name: str,
+        params: dict[str, Any],
+        by: str,
+        actor: Any,
+        owner: str = "",
+    ) -> None:
         self.id, self.name, self.params, self.by, self.actor = job_id, name, params, by, actor
+        self.owner = owner  # the principal's key (Principal.key): whose job it is
         self.state = "queued"  # queued | running | done | failed | cancelled
         self.progress: tuple[float, float] | None = None
         self.result: dict[str, Any] | None = None
@@ -98,13 +107,15 @@ class JobRunner:
         # Jobs that failed, by job name (`/metrics`: vstore_jobs_failed).
         self.failed: collections.Counter[str] = collections.Counter()
 
-    def submit(self, name: str, params: dict[str, Any], by: str, actor: Any = None) -> Job:
+    def submit(
+        self, name: str, params: dict[str, Any], by: str, actor: Any = None, owner: str = ""
+    ) -> Job:
         registry.check_params(name, params)  # refused before it is a job (400 over HTTP)
         with self._lock:
             if self._closed:
                 raise VstoreError("the node is stopping: no new jobs")
             job_id = f"{time.strftime('%Y%m%d')}-{self._run_tag}-{next(self._ids)}"
-            job = Job(job_id, name, params, by, actor)
+            job = Job(job_id, name, params, by, actor, owner)
             self._jobs[job.id] = job
             self._forget_old()
             t = threading.Thread(target=self._run, args=(job,), name=f"vstore-job-{job.id}")

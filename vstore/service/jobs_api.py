@@ -63,7 +63,7 @@ class JobsApi:
             )
 
     def _visible(self, p: Principal, job: Job) -> bool:
-        return p.sees_all() or job.by == p.name
+        return p.sees_all() or (bool(job.owner) and job.owner == p.key)
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         p: Principal = request[PRINCIPAL]
@@ -81,7 +81,9 @@ class JobsApi:
             await asyncio.to_thread(audit, self.runner.store, request, "access_denied", detail)
             raise
         actor = doc.get("actor") if p.via == "local:socket" else None
-        job = self.runner.submit(name, params, p.name, actor or p.as_actor(request.remote or ""))
+        job = self.runner.submit(
+            name, params, p.name, actor or p.as_actor(request.remote or ""), p.key
+        )
         # Who started what, on which cameras: an import writes footage, a tiering run moves
         # it; the job's own records (holds, deletions, moves) follow as it works.
         cams = params.get("cameras") or ([params["camera"]] if params.get("camera") else [])

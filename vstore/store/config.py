@@ -80,7 +80,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # [service]
 # max_clip_s = 86400          # the longest clip one request may ask for
 # require_purpose = false     # true: clips and snapshots must give a purpose (a case number)
-# max_exports = 4             # concurrent clip downloads per principal
+# max_exports = 4             # concurrent clip downloads (and packages built) per principal
 # rate_per_s = 50             # requests per second per principal (bursts of twice that)
 # write_timeout_s = 60        # a client that takes no bytes this long is dropped
 # chain_sign_every_s = 60     # each camera's recording-chain head is signed again this often
@@ -299,7 +299,7 @@ class ServiceConfig(NamedTuple):
 
     max_clip_s: float = 86400.0  # the longest clip one HTTP request may ask for
     require_purpose: bool = False  # clips and snapshots must say why (a case number)
-    max_exports: int = 4  # concurrent clip downloads per principal
+    max_exports: int = 4  # concurrent clip downloads, and packages built, per principal
     rate_per_s: float = 50.0  # requests per second per principal (bursts of twice that)
     tls_cert: str | None = None  # PEM files: HTTPS when both are set
     tls_key: str | None = None
