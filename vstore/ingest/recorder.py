@@ -312,6 +312,7 @@ def record_many(
         Recorder(store, cam, url, duration_s=duration_s, stop=stop, reconnect=reconnect)
         for cam, url in sources
     ]
+
     def run(r: Recorder) -> None:
         try:
             r.run()
