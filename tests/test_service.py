@@ -418,10 +418,20 @@ def test_cameras_are_added_changed_and_removed_through_the_api(tmp_path, media):
         r = n.request("PUT", "/api/v1/cameras/bad%20id", op, body={"url": str(src)})
         assert r.status == 400, r
         assert toml.read_text() == before
-        # A source's password never reaches the audit log.
-        r = n.request("PUT", "/api/v1/cameras/gate", op,
-                      body={"url": "rtsp://admin:s3cret@127.0.0.1:1/live"})  # fmt: skip
+        # A source's password (in its user part or its query) never reaches the audit log,
+        # nor the camera's status (its URL, its last error), which viewers read.
+        secret_url = "rtsp://admin:s3cret@127.0.0.1:1/live?user=admin&password=QueryPass1"
+        r = n.request("PUT", "/api/v1/cameras/gate", op, body={"url": secret_url})
         assert r.status == 201
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            doc = n.get("/api/v1/cameras/gate", op).json()
+            if doc.get("status", {}).get("last_error"):
+                break
+            time.sleep(0.2)
+        assert doc["status"]["last_error"] and "127.0.0.1:1" in doc["status"]["last_error"]
+        shown = json.dumps(doc)
+        assert "s3cret" not in shown and "QueryPass1" not in shown, shown
         r = n.request("DELETE", "/api/v1/cameras/gate", op)
         assert r.status == 200 and r.json()["stopped"] == ["gate"]
         r = n.request("DELETE", path, op)
@@ -432,7 +442,7 @@ def test_cameras_are_added_changed_and_removed_through_the_api(tmp_path, media):
         recs = n.get("/api/v1/audit?limit=100", op).json()["records"]
         acts = [r["action"] for r in recs]
         assert acts.count("camera_set") == 3 and acts.count("camera_remove") == 2
-        assert "s3cret" not in json.dumps(recs)
+        assert "s3cret" not in json.dumps(recs) and "QueryPass1" not in json.dumps(recs)
     finally:
         assert n.stop() == 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vstore.base.errors import SourceError
+from vstore.base.redaction import redact_url
 from vstore.ingest.source import PacketSink, RawPacket, SourceDamage
 from vstore.ingest.tracks import SourceTracks, tracks_from_av
 
@@ -23,9 +24,9 @@ def open_container(url: str, options: dict[str, str] | None = None, timeout_s: f
         # a person), then what it usually means for a file.
         why = exc.strerror or str(exc)
         hint = " (not a recording FFmpeg can read)" if "Invalid data" in why else ""
-        raise SourceError(f"cannot open {url}: {why}{hint}") from exc
+        raise SourceError(f"cannot open {redact_url(url)}: {why}{hint}") from exc
     except OSError as exc:
-        raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
+        raise SourceError(f"cannot open {redact_url(url)}: {exc.strerror or exc}") from exc
 
 
 def source_options(url: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from vstore import _native
 from vstore.base.errors import CorruptSegment, SourceError
+from vstore.base.redaction import redact_url
 from vstore.codec.aac import adts_to_asc, asc_sample_rate, split_adts
 from vstore.codec.parameter_sets import video_size
 from vstore.ingest.tracks import SourceTracks, tracks_from_av
@@ -66,7 +67,7 @@ class TsSocket:
                 self.udp = True
                 self.sock = self._bind_udp(host, port)
         except OSError as exc:
-            raise SourceError(f"cannot open {url}: {exc.strerror or exc}") from exc
+            raise SourceError(f"cannot open {redact_url(url)}: {exc.strerror or exc}") from exc
         # Non-blocking, with the wait done here (poll): a drain of what is queued must never
         # wait (Python waits out the socket timeout even for MSG_DONTWAIT on a timed socket).
         self.sock.setblocking(False)

@@ -8,10 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from vstore.base.errors import StorageFull, VstoreError
 from vstore.base.jsonio import to_jsonable
+from vstore.base.redaction import redact_secrets, redact_url
 from vstore.base.timebase import format_time
 from vstore.ingest.recorder import Recorder
 from vstore.store.config import CameraSettings
@@ -23,20 +23,6 @@ log = logging.getLogger(__name__)
 # A camera whose writer failed on a full disk tries again after this, doubling up to the max.
 DISK_FULL_RETRY_S = 5.0
 DISK_FULL_RETRY_MAX_S = 60.0
-
-
-def redact_url(url: str) -> str:
-    """A source URL without its password (cameras' URLs often carry one)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable url)"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def recording_settings(s: CameraSettings) -> CameraSettings:
@@ -155,6 +141,8 @@ class CameraRun:
         if paused is not None:
             status["last_error"] = f"recording paused: {paused}"
             status["last_error_at_ns"] = time.time_ns()  # (now: it lasts)
+        # (a source's error may quote its URL, password and all: viewers read this)
+        status["last_error"] = redact_secrets(status["last_error"], self.url)
         durable_end_ns = w.durable_end_ns if w is not None else None
         return {
             **status,

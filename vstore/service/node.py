@@ -23,12 +23,13 @@ from urllib.parse import urlsplit
 from vstore.base import heap, layout
 from vstore.base.errors import ClusterError, VstoreError
 from vstore.base.loopback import is_loopback
+from vstore.base.redaction import redact_url
 from vstore.cluster.agent import Agent
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.time_index import Batch
 from vstore.lifecycle.gone_nodes import UntieredSpans, publish_cameras
 from vstore.lifecycle.hot_footage import publish_card
-from vstore.service.camera_run import LocalRecorders, redact_url
+from vstore.service.camera_run import LocalRecorders
 from vstore.service.job_runner import JobRunner
 from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
