@@ -127,6 +127,16 @@ def test_sign_in_see_the_gap_play_and_download(served, browser):
     assert abs(gap_from - (START_NS // 10**6 + 8000)) < 200
     assert abs((gap_to - gap_from) / 1000 - GAP_S) < 0.5
     assert len(browser.find_elements(By.CSS_SELECTOR, "#spans .covered")) == 2
+    # A window that begins inside the gap (the footage before it out of view) shows it too.
+    browser.execute_script(
+        f"state.viewStart = {START_NS // 10**6 + 9000}; state.viewMs = 600000; loadTimeline();"
+    )
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#spans .covered")) == 1,
+             what="the 10 minute window")  # fmt: skip
+    (gap,) = browser.find_elements(By.CSS_SELECTOR, "#spans .gap")
+    assert abs(browser.execute_script("return Date.parse(arguments[0].dataset.to)", gap)
+               - (START_NS // 10**6 + (8 + GAP_S) * 1000)) < 200  # fmt: skip
+    assert "1 gap(s)" in browser.find_element(By.ID, "status").text
 
     # Select the first recording's 1.5 s .. 6 s and play it (HLS through hls.js): it starts
     # at 1.5 s, not at the GOP before, and advances over real frames at wall-clock times.
@@ -220,6 +230,59 @@ def test_live_plays_the_edge_of_a_recording_camera(tmp_path, browser):
             assert 0 < behind_ms < 20_000  # near the edge: GOPs of 1 s, a few held back
         finally:
             assert node.stop() == 0
+
+
+def test_play_from_just_before_a_keyframe_that_falls_between_milliseconds(
+    tmp_path, media_dir, browser
+):
+    """A `from` half a millisecond before a keyframe (the page and the playlist's times are
+    whole milliseconds; a live camera's keyframes are not): the start position fell on the
+    playlist's second fragment, which hls.js loaded first, and the page waited for the
+    first's events for ever, paused. It plays, from the frame shown at `from`."""
+    from selenium.webdriver.common.by import By
+
+    from tests.conftest import make_media
+
+    store = tmp_path / "store"
+    vstore("init", "--store", str(store))
+    # GOPs of 31 frames at 30 fps (1.0333 s) from 0.1 ms: keyframe 2 at 2.06677 s and
+    # keyframe 3 at 3.1001 s. A `from` of 3.100 s starts the playlist on GOP 2, whose time
+    # it gives as 2.066 s: the start position, 1.034 s in, lies past GOP 2's 1.0333 s.
+    src = make_media(media_dir, "page-sub-ms.mp4", 6.0, codec="h264", fps=30, gop_frames=31)
+    start = format_time(START_NS).replace(".000+", ".000100+")  # (0.1 ms: past a millisecond)
+    vstore("import", str(src), "--camera", "cam", "--start", start,
+           "--store", str(store))  # fmt: skip
+    token = make_token(store, "investigator", "*", name="det. sub-ms")
+    node = start_node(store)
+    try:
+        browser.delete_all_cookies()
+        browser.get(node.url + "/")
+        field = wait_for(lambda: browser.find_element(By.ID, "token"), what="sign-in form")
+        if browser.find_element(By.ID, "signin").is_displayed():
+            field.send_keys(token)
+            browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+        cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"),
+                       what="the camera")  # fmt: skip
+        cam[0].click()
+        browser.find_element(By.ID, "purpose").send_keys("case 42")
+        browser.execute_script(READ_COUNTER)
+        for fid, at in (("from", START_NS + 3_100_000_000), ("to", START_NS + 5 * 10**9)):
+            el = browser.find_element(By.ID, fid)
+            el.clear()
+            el.send_keys(format_time(at))
+        browser.execute_script(
+            "const v = document.getElementById('video'); v.pause(); window.seen = [];"
+            "v.addEventListener('playing', () => v.requestVideoFrameCallback("
+            "  () => window.seen.push([v.currentTime, window.readCounter(v)])), {once: true});"
+        )
+        browser.find_element(By.ID, "play").click()
+        seen = wait_for(lambda: browser.execute_script("return window.seen"), 30,
+                        "the video to play")  # fmt: skip
+        # Frame 93 (keyframe 3) begins 0.1 ms after `from`: the page starts on it (shown
+        # paused, then played), so the first frame presented once playing is it or the next.
+        assert seen[0][1] in (93, 94), seen
+    finally:
+        assert node.stop() == 0
 
 
 # The counter camsim draws in each picture (tools/camsim.py): 16 black or white blocks

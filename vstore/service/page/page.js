@@ -176,10 +176,15 @@ async function loadTimeline() {
   };
   for (const s of tl.covered) put("covered", s.from_ns / 1e6, s.to_ns / 1e6, "recorded");
   for (const s of tl.open) put("open", s.from_ns / 1e6, s.to_ns / 1e6, "recording");
-  // Gaps between footage (not the empty hours before the first or after the last).
+  // Gaps between footage (not the empty hours before the camera's first or after its
+  // last): footage on either side may lie outside this window.
+  const cam = (state.cameras || []).find((c) => c.camera === state.camera) || {};
+  const before = (s) => tl.covered.some((c) => c.to_ns <= s.from_ns) ||
+    (cam.first_ns != null && cam.first_ns < s.from_ns);
+  const after = (s) => tl.covered.some((c) => c.from_ns >= s.to_ns) ||
+    (cam.last_ns != null && cam.last_ns > s.to_ns);
   for (const s of tl.gaps) {
-    const inner = tl.covered.some((c) => c.to_ns <= s.from_ns) && tl.covered.some((c) => c.from_ns >= s.to_ns);
-    if (inner) put("gap", s.from_ns / 1e6, s.to_ns / 1e6, "gap");
+    if (before(s) && after(s)) put("gap", s.from_ns / 1e6, s.to_ns / 1e6, "gap");
   }
   for (const h of tl.holds) put("hold", Math.max(h.from_ns / 1e6, state.viewStart),
     Math.min(h.to_ns / 1e6, state.viewStart + state.viewMs), `hold #${h.id} (${h.reason})`);
@@ -275,14 +280,16 @@ function playHls(url, fromMs) {
       const first = data.details.fragments[0];
       const pdt = first && first.programDateTime;
       if (fromMs === null || !pdt) { player.startLoad(data.details.live ? -1 : 0); return; }
+      // hls.js takes the first fragment it loads as its timeline's origin: the one the
+      // start position falls in, which is not always the playlist's first (a start on a
+      // GOP's first instant falls in the next one), so whichever comes first is awaited.
       let originS = null;  // the wall-clock second at media time 0
       const onInitPts = (_e2, d) => {
-        if (d.frag.sn !== first.sn) return;
         player.off(Hls.Events.INIT_PTS_FOUND, onInitPts);
         originS = d.initPTS / d.timescale;
       };
       const onBuffered = (_e2, d) => {
-        if (d.frag.sn !== first.sn) return;
+        if (d.frag.type && d.frag.type !== "main") return;
         player.off(Hls.Events.FRAG_BUFFERED, onBuffered);
         // (100 us past it: the browser keeps media times in whole microseconds, and `from`
         // falling on a frame's first instant must not round to the frame before it.)
