@@ -169,6 +169,27 @@ def test_store_path_that_is_a_file_says_so(tmp_path, capsys, argv):
     assert afile.read_text() == "not a store"
 
 
+def test_a_clip_whose_reader_stops_early_is_no_success(store_dir, media):
+    """`vstore clip -o - | head -c 100`: the clip was cut short and the command said 0, as
+    for an `ls` piped to head. A clip its reader did not take whole is an error."""
+    import os
+    import subprocess
+    import sys
+
+    with open_store(store_dir) as st:
+        import_file(st, media("pipe.ts", 12.0, gop_frames=25), "cam", START_NS)
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vstore.cli.main", "clip", "--store", str(store_dir), "--camera",
+         "cam", "--from", "2025-01-17T01:00:00Z", "--to", "2025-01-17T01:00:12Z", "-o", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(root)),
+    )  # fmt: skip
+    assert p.stdout is not None and len(p.stdout.read(100)) == 100
+    p.stdout.close()
+    _out, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and b"before the clip was whole" in err, err
+
+
 def test_clip_to_stdout_with_json_is_refused(store_dir, capsys):
     seed(store_dir)
     argv = ["clip", "--store", str(store_dir), "--camera", "cam", "--from", "2025-01-17T01:00:00Z"]

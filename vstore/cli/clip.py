@@ -81,7 +81,7 @@ def format_for(output: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vstore.base.errors import UsageError
+    from vstore.base.errors import UsageError, VstoreError
     from vstore.base.timebase import format_duration, parse_time_ns
     from vstore.export.clip import write_clip
     from vstore.export.clip_plan import plan_clip
@@ -122,7 +122,16 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar(
             plan.bytes, "clip", not args.json and args.output != "-", "B"
         ) as progress:
-            res = write_clip(store, plan, out, format=fmt, progress=progress, strict=args.strict)
+            try:
+                res = write_clip(
+                    store, plan, out, format=fmt, progress=progress, strict=args.strict
+                )
+            except BrokenPipeError:
+                # (an `ls | head` may end early; a clip cut short must not pass for whole)
+                raise VstoreError(
+                    "standard output was closed before the clip was whole: its reader got "
+                    "part of it"
+                ) from None
         plan = res.plan  # (without chunks that did not verify, if any)
     if args.json:
         print_json({**res.as_json(), "output": args.output})
