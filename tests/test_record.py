@@ -272,8 +272,9 @@ def test_record_exits_7_when_the_disk_filled_under_a_camera(store_dir, monkeypat
 
 
 def test_ctrl_c_ends_a_recording_cleanly_and_exits_130(store_dir):
-    """Ctrl-C stops `vstore record` as SIGTERM does (every segment sealed), and says it was
-    interrupted (130), as the README's exit codes do: a script can tell a cut-short run."""
+    """Ctrl-C stops `vstore record` as SIGTERM does (every segment sealed, the audit log
+    signed), and says it was interrupted (130), as the README's exit codes do: a script can
+    tell a cut-short run."""
     import os
     import signal
     import sys
@@ -291,8 +292,13 @@ def test_ctrl_c_ends_a_recording_cleanly_and_exits_130(store_dir):
         p.send_signal(signal.SIGINT)
         out, _err = p.communicate(timeout=30)
     assert p.returncode == 130, out
+    from vstore.evidence.audit_chain import verify
+
     with open_store(store_dir) as store:
         assert check_store(store).ok and decoded_ok(store, "c")
+        # Its audit records signed at the stop, as a node's are.
+        audit = verify(store)
+        assert audit.ok and audit.uncovered == 0, audit.findings
 
 
 class ReplaySource:

@@ -151,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         token, _rec = create_audited(
             st, token_file(store_dir), "demo", "investigator", ["*"], None, "demo"
         )
+    # Every record above signed, as a node does each hour and when it stops: the log's
+    # tampering would now show.
+    print(f"\n$ vstore audit digest --store {store_dir} && vstore audit verify --store {store_dir}")
+    vstore_main(["audit", "digest", "--store", str(store_dir)])
+    verified = vstore_main(["audit", "verify", "--store", str(store_dir)]) == 0
     url = "http://127.0.0.1:8480/api/v1/cameras"
     clip_url = (
         f"{url}/lobby/clip.mp4?from={format_time(start).replace('+', '%2B')}"
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  token: {token}")
     print(f"  curl -H 'Authorization: Bearer {token}' {url}")
     print(f"  curl -H 'Authorization: Bearer {token}' -o lobby.mp4 '{clip_url}'")
-    return 0 if rep.ok and all(s.writer.get("packets") for s in statuses) else 1
+    return 0 if rep.ok and verified and all(s.writer.get("packets") for s in statuses) else 1
 
 
 if __name__ == "__main__":
