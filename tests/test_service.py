@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from urllib.parse import quote
 
 import av
 import jsonschema
@@ -290,6 +291,9 @@ def test_openapi_lists_every_route(node):
         assert path in doc["paths"], path
     clip = doc["paths"]["/api/v1/cameras/{id}/clip.{format}"]["get"]["responses"]
     assert {"200", "206", "304", "default"} <= set(clip)
+    assert set(clip["200"]["content"]) == {"video/mp4", "video/mp2t"}  # (clip.ts is MPEG-TS)
+    seg = doc["paths"]["/api/v1/cameras/{id}/seg/{start}.m4s"]["get"]["parameters"]
+    assert next(p for p in seg if p["name"] == "start")["schema"]["pattern"] == "^-?[0-9]{1,19}$"
     assert "202" in doc["paths"]["/api/v1/jobs"]["post"]["responses"]
     assert "201" in doc["paths"]["/api/v1/holds"]["post"]["responses"]
     # A valid OpenAPI 3.1 document, whose request bodies are the schemas the node holds
@@ -576,6 +580,11 @@ def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path)
     assert node.get(base + segs[0], south).status == 404
     assert node.get(base + "seg/123.m4s", tok).status == 404
     assert node.get(base + "seg/abc.m4s", tok).status == 404
+    # One GOP has one name: int() would also take "+N", "N_NNN" and other scripts' digits.
+    n = segs[0].removeprefix("seg/").removesuffix(".m4s")
+    for other in (f"+{n}", f"{n[:4]}_{n[4:]}", n.translate(str.maketrans("0123456789",
+                                                                         "٠١٢٣٤٥٦٧٨٩"))):  # fmt: skip
+        assert node.get(base + f"seg/{quote(other)}.m4s", tok).status == 404, other
     # A player reloading a live playlist from one start is one audited viewing, not many.
     audit = node.tokens["admin"]
 

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import io
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -121,6 +122,9 @@ _CAMERA = Param("id", "path", "camera id")
 _FROM = Param("from", "query", "start: ISO 8601 with offset, 'now' or relative (-15m)", True)
 _TO = Param("to", "query", "end, as from", True)
 _PURPOSE = Param("purpose", "query", "why (a case number); required when the node says so")
+_NS = {"type": "string", "pattern": "^-?[0-9]{1,19}$"}  # an instant, ns since 1970
+_FLAG = {"type": "string", "enum": ["0", "1", "false", "true"]}
+_GOP_START = re.compile(r"-?[0-9]{1,19}")
 
 
 class _Seen:
@@ -333,7 +337,7 @@ class Api:
     def _clip_headers(self, cam: str, start: int, fmt: str, request: web.Request) -> dict[str, str]:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start // NS_PER_S))
         name = f"{cam}-{stamp}.{'mp4' if fmt == 'fmp4' else fmt}"
-        disposition = "attachment" if request.query.get("download") else "inline"
+        disposition = "attachment" if request.query.get("download") in ("1", "true") else "inline"
         return {"Content-Disposition": f'{disposition}; filename="{name}"'}
 
     async def _clip_mp4(
@@ -521,13 +525,11 @@ class Api:
 
     def _gop_start(self, request: web.Request) -> int:
         text = request.match_info["start"]
-        try:
-            start = int(text)
-        except ValueError:
-            start = None
-        if start is None or not -(2**63) <= start < 2**63:
+        # ASCII digits only: int() also takes "+1", "1_000" and other scripts' digits,
+        # which would name one GOP many ways.
+        if not _GOP_START.fullmatch(text) or not -(2**63) <= int(text) < 2**63:
             raise NotFound(f"no segment {text[:40]!r}")
-        return start
+        return int(text)
 
     async def hls_init(self, request: web.Request) -> web.StreamResponse:
         cam = await self.camera(request)
@@ -737,32 +739,33 @@ def _routes(api: Api | None) -> list[Route]:
         Route(
             "GET", f"{API}/cameras/{{id}}/clip.{{format:mp4|fmp4|ts}}", h("clip"),
             "A clip, remuxed, frame-exact; mp4 with Range, If-Range, ETag and HEAD", "export",
-            (*cam_range, _PURPOSE, Param("download", "query", "1: as an attachment")),
-            produces="video/mp4", ok=(200, 206, 304),
+            (*cam_range, _PURPOSE, Param("download", "query", "1: as an attachment", schema=_FLAG)),
+            produces=("video/mp4", "video/mp2t"), ok=(200, 206, 304),
         ),
         Route(
             "GET", f"{API}/cameras/{{id}}/hls.m3u8", h("hls_playlist"),
             "HLS playlist (fMP4 segments, wall-clock times) of a range, or live=1 for the live "
             "edge", "view", (_CAMERA, Param("from", "query", "start (live: optional)"),
                              Param("to", "query", "end (not with live)"),
-                             Param("live", "query", "1: the live edge (its last minute, sliding)"),
+                             Param("live", "query", "1: the live edge (its last minute, sliding)",
+                                   schema=_FLAG),
                              Param("purpose", "query", "why (a case number): recorded with the "
                                    "playback (never required: watching is no export)")),
             produces="application/vnd.apple.mpegurl",
         ),
         Route("GET", f"{API}/cameras/{{id}}/init/{{start}}.mp4", h("hls_init"),
               "HLS initialization segment", "view",
-              (_CAMERA, Param("start", "path", "a GOP's start, ns")), produces="video/mp4"),
+              (_CAMERA, Param("start", "path", "a GOP's start, ns", schema=_NS)), produces="video/mp4"),
         Route("GET", f"{API}/cameras/{{id}}/seg/{{start}}.m4s", h("hls_segment"),
               "HLS media segment: one GOP as fMP4", "view",
-              (_CAMERA, Param("start", "path", "the GOP's start, ns")), produces="video/iso.segment"),
+              (_CAMERA, Param("start", "path", "the GOP's start, ns", schema=_NS)), produces="video/iso.segment"),
         Route(
             "GET", f"{API}/cameras/{{id}}/snapshot.jpg", h("snapshot_jpg"),
             "The frame on screen at an instant, as JPEG", "export",
             (_CAMERA, Param("at", "query", "the instant", True), _PURPOSE), produces="image/jpeg",
         ),
         Route("GET", f"{API}/holds", h("holds"), "Legal holds on cameras in scope", "view",
-              (Param("released", "query", "1: released holds too"),)),
+              (Param("released", "query", "1: released holds too", schema=_FLAG),)),
         Route("POST", f"{API}/holds", h("add_hold"),
               "Place a hold: {camera, from, to, reason}", "hold", body=request_bodies.HOLD,
               ok=(201,)),
@@ -774,7 +777,8 @@ def _routes(api: Api | None) -> list[Route]:
                         Param("action", "query", "only these actions (comma-separated)"),
                         Param("by", "query", "only records made by this principal"),
                         Param("since", "query", "at or after"), Param("until", "query", "before"),
-                        Param("limit", "query", "at most this many (1000)"))),
+                        Param("limit", "query", "at most this many (1000)",
+                              schema={"type": "integer", "minimum": 1, "maximum": 10_000}))),
         Route("GET", f"{API}/keys", h("keys"),
               "The node's public keys, current and retired (to verify what it signed)", "view"),
         Route("PUT", f"{API}/cameras/{{id}}", h("set_camera"),

@@ -45,6 +45,7 @@ class Param:
     where: str  # "query" | "path"
     description: str
     required: bool = False
+    schema: dict[str, Any] | None = None  # its JSON Schema (None: a string)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Route:
     summary: str
     action: str | None  # what the principal must be allowed; None: no authentication
     params: tuple[Param, ...] = ()
-    produces: str = "application/json"
+    produces: str | tuple[str, ...] = "application/json"  # (several: one by the path)
     body: Schema | None = None  # the JSON Schema of its request body (request_bodies.py)
     ok: tuple[int, ...] = (200,)  # the statuses of success it answers with
 

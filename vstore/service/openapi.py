@@ -43,13 +43,14 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
     for r in routes:
         enums = {m.group(1): m.group(2).split("|") for m in _PATTERN.finditer(r.path)}
         path = _PATTERN.sub(r"{\1}", r.path)
+        produced = (r.produces,) if isinstance(r.produces, str) else r.produces
         params = [
             {
                 "name": p.name,
                 "in": p.where,
                 "required": p.required or p.where == "path",
                 "description": p.description,
-                "schema": {"type": "string"},
+                "schema": p.schema or {"type": "string"},
             }
             for p in r.params
         ]
@@ -63,7 +64,10 @@ def openapi_document(routes: list[Any], version: str) -> dict[str, Any]:
             "parameters": params,
             "responses": {
                 **{
-                    str(code): {"description": _WHAT[code], "content": {r.produces: {}}}
+                    str(code): {
+                        "description": _WHAT[code],
+                        "content": {t: {} for t in produced},
+                    }
                     for code in r.ok
                 },
                 "default": {
