@@ -76,7 +76,8 @@ def test_a_verified_token_maps_to_role_and_groups(idp, node):
     cams = node.get("/api/v1/cameras", tok).json()["cameras"]
     assert [c["camera"] for c in cams] == ["gate"]
     me = node.get("/api/v1/session", tok).json()
-    assert me == {"name": "det.smith", "role": "investigator", "groups": ["north"]}
+    assert me == {"name": "det.smith", "role": "investigator", "groups": ["north"],
+                  "may": ["view", "export"]}  # fmt: skip
     assert node.get("/api/v1/cameras/lobby/timeline", tok).status == 404  # outside its groups
     recs = node.get("/api/v1/audit?camera=lobby", tok)
     assert recs.status == 403  # an investigator reads no audit log

@@ -267,6 +267,9 @@ def test_a_token_revoked_while_the_node_runs_stops_working_at_once(node):
     tid = tok.split("_")[1]
     vstore("token", "revoke", tid, "--store", str(node.store))
     assert node.get("/api/v1/cameras", tok).status == 401
+    # A page's session of it too, told to sign in again (not to send a header it never had).
+    r = node.get("/api/v1/cameras", headers={"Cookie": f"vstore_token={tok}"})
+    assert r.status == 401 and "sign in again" in r.json()["error"]["message"]
     # Made and revoked by the command while the node holds the store: both through the
     # node, which writes the audit log.
     out = vstore("audit", "--store", str(node.store), "--action", "token_create",

@@ -31,6 +31,9 @@ _NEEDS = {
 }
 
 
+ACTIONS = tuple(_NEEDS)  # what a principal may be allowed, least first
+
+
 def role_needed(action: str) -> str:
     """The least role allowed ``action``."""
     return _NEEDS[action]

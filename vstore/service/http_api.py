@@ -815,6 +815,10 @@ def make_app(node: Node) -> web.Application:
             if p is None:
                 if request.headers.get("Authorization"):
                     why = "the token is not valid (unknown, revoked or expired)"
+                elif request.cookies.get(SESSION_COOKIE) and request.method in ("GET", "HEAD"):
+                    why = (
+                        "the session's token is no longer valid (revoked or expired): sign in again"
+                    )
                 elif request.cookies.get(SESSION_COOKIE) and request.method not in ("GET", "HEAD"):
                     why = "with a session cookie, a request that changes something must be JSON"
                 else:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from vstore.base.errors import NotFound
-from vstore.service.access import Principal
+from vstore.service.access import ACTIONS, Principal
 from vstore.service.http_common import (
     API,
     PRINCIPAL,
@@ -83,7 +83,9 @@ class PageApi:
 
     @staticmethod
     def _whoami(p: Principal) -> dict[str, Any]:
-        return {"name": p.name, "role": p.role, "groups": list(p.groups)}
+        # (what it may do: the page offers only that, a viewer no download)
+        return {"name": p.name, "role": p.role, "groups": list(p.groups),
+                "may": [a for a in ACTIONS if p.may(a)]}  # fmt: skip
 
     async def session(self, request: web.Request) -> web.StreamResponse:
         return json_response(self._whoami(request[PRINCIPAL]))

@@ -60,6 +60,7 @@ async function start() {
 }
 
 function signedIn(me) {
+  state.mayExport = (me.may || []).includes("export");
   $("who").textContent = `${me.name} (${me.role}; ${me.groups.join(", ")})`;
   $("signin").hidden = true;
   $("signout").hidden = false;
@@ -247,7 +248,7 @@ function clipUrl(download) {
 function rangeChanged() {
   const ok = state.camera && $("from").value && $("to").value;
   $("play").disabled = !ok;
-  $("download").hidden = !ok;
+  $("download").hidden = !ok || !state.mayExport;
   if (ok) $("download").href = clipUrl(true);
 }
 $("purpose").addEventListener("input", rangeChanged);
