@@ -62,6 +62,29 @@ def test_hold_far_in_the_future_is_refused_before_it_is_recorded(store_dir, caps
         assert list_holds(st, include_released=True) == []
 
 
+def test_a_hold_job_over_the_api_keeps_to_the_instants_vstore_stores(store_dir):
+    """A hold job took any 64-bit instants (the command's times are 1900..2200)."""
+    from vstore.jobs import registry
+
+    seed(store_dir)
+    with open_store(store_dir) as st:
+        for lo, hi in ((-(2**63), START_NS), (START_NS, 2**63 - 1)):
+            params = {"action": "add", "camera": "cam", "from_ns": lo, "to_ns": hi,
+                      "reason": "r", "by": "b"}  # fmt: skip
+            with pytest.raises(UsageError, match="outside the range"):
+                registry.run(st, "hold", params)
+        assert list_holds(st, include_released=True) == []
+
+
+def test_an_import_that_made_a_new_store_says_so(tmp_path, media, capsys):
+    src = media("new-store.ts", 2.0, gop_frames=25)
+    args = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]
+    assert main([*args, "--store", str(tmp_path / "typo")]) == 0
+    assert "there was no store at" in capsys.readouterr().err
+    assert main([*args[:-1], "2025-01-17T02:00:00Z", "--store", str(tmp_path / "typo")]) == 0
+    assert "no store" not in capsys.readouterr().err
+
+
 def test_import_far_in_the_future_registers_no_camera(store_dir, media, capsys):
     seed(store_dir)
     src = media("bad-input.ts", 2.0, gop_frames=25)

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     new_store = not root.exists()
     if new_store and not root.absolute().parent.is_dir():
         raise NotFound(f"{root.absolute().parent} does not exist: make it, or `vstore init` there")
-    if not (root / "index").exists():  # no store there yet: the import makes one
+    made = not (root / "index").exists()
+    if made:  # no store there yet: the import makes one
         from vstore.api import open_store
 
         open_store(root).close()
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         raise
+    if made:  # (said: a mistyped --store must not pass silently for the store meant)
+        print(f"vstore import: there was no store at {root}: made a new one", file=sys.stderr)
     for w in doc["warnings"]:  # on stderr, --json or not: stdout stays one document
         print(f"vstore import: warning: {w}", file=sys.stderr)
     if args.json:

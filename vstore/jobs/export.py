@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base.errors import UsageError, VstoreError
+from vstore.base.fsutil import translate_oserror
 from vstore.base.layout import validate_camera_id
 from vstore.base.timebase import format_time
 from vstore.evidence.package import ExportItem, export_package
@@ -34,7 +35,12 @@ def export_job(
         items.append(ExportItem(cam, start, end))
     case, purpose, by = (str(params.get(k) or "") for k in ("case", "purpose", "by"))
     try:
-        r = export_package(store, items, out, case=case, purpose=purpose, by=by, progress=progress)
+        try:
+            r = export_package(
+                store, items, out, case=case, purpose=purpose, by=by, progress=progress
+            )
+        except OSError as exc:  # (where the package goes: read-only, full, not ours)
+            raise translate_oserror(exc, f"cannot write the package {out}") from exc
     except VstoreError as exc:
         # A failed export is evidence of an attempt: who asked, for what, and why it failed.
         store.index.audit(

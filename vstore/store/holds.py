@@ -12,7 +12,7 @@ from vstore.base import layout
 from vstore.base.errors import NotFound, TierError, UsageError, VstoreError
 from vstore.base.free_text import checked_text
 from vstore.base.jsonio import dumps_compact, to_jsonable
-from vstore.base.timebase import TimeRange, WallNs, format_time
+from vstore.base.timebase import TimeRange, WallNs, check_time_ns, format_time
 from vstore.index.time_index import Batch
 from vstore.store.store import Store
 
@@ -216,6 +216,8 @@ def add_hold(
     segments it overlaps (mirror; a TierError then means the hold is recorded but some
     objects could not be held: `sync_object_holds` retries)."""
     TimeRange(from_ns, to_ns)
+    check_time_ns(from_ns)  # (the instants vstore stores, as any time a command is given)
+    check_time_ns(to_ns - 1)
     layout.validate_camera_id(camera)
     if not reason.strip():
         raise UsageError("a hold needs a reason")
