@@ -76,6 +76,25 @@ def test_a_hold_job_over_the_api_keeps_to_the_instants_vstore_stores(store_dir):
         assert list_holds(st, include_released=True) == []
 
 
+def test_a_directory_tier_is_read_from_the_bucket_alone_as_s3_is(tmp_path, media, capsys):
+    """`--store file:///DIR` was taken for the path `file:/DIR`: a directory tier (a target
+    the README names) could not be read from its catalog alone, nor a store so written."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "vstore.toml").write_text("[store]\nsegment_duration_s = 4\n")
+    src = media("dir-tier.ts", 8.0, gop_frames=25)
+    assert main(["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z",
+                 "--store", str(store)]) == 0  # fmt: skip
+    cold = tmp_path / "cold"
+    assert main(["tier", "run", "--store", str(store), "--to", f"file://{cold}",
+                 "--older-than", "1s"]) == 0  # fmt: skip
+    capsys.readouterr()
+    for where in (f"file://{cold}", f"file://{store}"):
+        assert main(["ls", "--store", where, "--json"]) == 0, where
+        [cam] = json.loads(capsys.readouterr().out)["cameras"]
+        assert cam["camera"] == "cam" and cam["segments"] == 2
+
+
 def test_an_import_that_made_a_new_store_says_so(tmp_path, media, capsys):
     src = media("new-store.ts", 2.0, gop_frames=25)
     args = ["import", str(src), "--camera", "cam", "--start", "2025-01-17T01:00:00Z"]

@@ -13,6 +13,7 @@ from typing import Any
 from vstore.base.errors import UsageError
 
 BUCKET_SCHEME = "s3://"
+DIRECTORY_TIER_SCHEME = "file://"  # (a directory tier is read as a bucket is)
 
 
 @contextmanager
@@ -28,7 +29,13 @@ def reading(
     footage of that range not tiered yet, from the APIs of the bucket's nodes that
     $VSTORE_NODES names ($VSTORE_PURPOSE: why, for their audit); what could not be had is
     said on stderr."""
-    if store_arg and store_arg.startswith(BUCKET_SCHEME):
+    if store_arg and store_arg.startswith(DIRECTORY_TIER_SCHEME):
+        from vstore.store.store import resolve_store_path
+
+        path = resolve_store_path(store_arg)
+        if (path / "index").exists():  # (a store directory, written as a URL)
+            store_arg = str(path)
+    if store_arg and store_arg.startswith((BUCKET_SCHEME, DIRECTORY_TIER_SCHEME)):
         import os
 
         from vstore.lifecycle.hot_footage import from_nodes
@@ -56,8 +63,9 @@ def add_common_args(p: argparse.ArgumentParser, *, tz: bool = False, bucket: boo
     """The options every command takes: --store and --json, and --tz where it prints times
     (``bucket``: a read command, whose --store may also be a bucket)."""
     also = (
-        "; or s3://BUCKET/PREFIX: a bucket's tiered footage, from its shared catalog (and "
-        "with $VSTORE_TOKEN and $VSTORE_NODES, what those nodes have not tiered yet)"
+        "; or s3://BUCKET/PREFIX (or file:///DIR, a directory tier): a bucket's tiered "
+        "footage, from its shared catalog (and with $VSTORE_TOKEN and $VSTORE_NODES, what "
+        "those nodes have not tiered yet)"
     )
     p.add_argument(
         "--store",

@@ -85,6 +85,10 @@ def resolve_store_path(arg: str | None) -> Path:
         )
     if given.lower().startswith("s3:"):
         raise UsageError(f"{given}: a bucket is written s3://BUCKET/PREFIX")
+    if given.startswith("file://"):  # (a local path written as a URL)
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(given).path))
     return Path(given)
 
 
