@@ -379,7 +379,7 @@ def test_import_of_a_truncated_mp4_warns_that_footage_is_missing(tmp_path, media
     assert main([*base, "2025-01-17T01:00:00Z", str(cut), "--camera", "cut"]) == 0
     captured = capsys.readouterr()
     (warning,) = json.loads(captured.out)["warnings"]
-    assert "declares 6.0 s" in warning and "truncated" in warning
+    assert "declares 6.0 s of pictures" in warning and "truncated" in warning
     assert "may be truncated" in captured.err
 
 

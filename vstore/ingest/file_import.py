@@ -316,10 +316,12 @@ def import_file(
     end_ns = writer.durable_end_ns  # (a backfill ends before the camera's later footage)
     warnings = []
     read_s = (end_ns - start_ns) / 1e9 if end_ns is not None else 0.0
-    if declared_s and declared_s - read_s > TRUNCATED_MIN_S:
+    # Against its pictures' declared length, not the file's: sound running on past the
+    # last picture, or starting before the first, is no missing footage.
+    if declared_s and video_s - read_s > TRUNCATED_MIN_S:
         warnings.append(
-            f"{p.name} declares {declared_s:.1f} s but only {read_s:.1f} s could be read: "
-            "the file may be truncated (what was read is stored)"
+            f"{p.name} declares {video_s:.1f} s of pictures but only {read_s:.1f} s could be "
+            "read: the file may be truncated (what was read is stored)"
         )
     if writer.hidden_lead_dropped:
         warnings.append(
