@@ -383,6 +383,27 @@ def test_import_of_a_truncated_mp4_warns_that_footage_is_missing(tmp_path, media
     assert "may be truncated" in captured.err
 
 
+def test_sound_running_on_past_the_last_picture_is_no_truncation(tmp_path, media, capsys):
+    """A whole MP4 whose sound lasts 2 s longer than its pictures was said to be truncated
+    ("declares 6.0 s but only 4.0 s could be read"): its length counts the sound."""
+    src = media("bad-input-sound-tail.mp4", 6.0, gop_frames=25, audio="aac")
+    out = tmp_path / "tail.mp4"
+    with av.open(str(src)) as i, av.open(str(out), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        a = o.add_stream_from_template(i.streams.audio[0])
+        for pkt in i.demux():
+            if pkt.dts is None:
+                continue
+            is_video = pkt.stream.type == "video"
+            if is_video and pkt.pts * pkt.time_base >= 4:
+                continue  # (pictures end at 4 s, sound runs on to 6 s)
+            pkt.stream = v if is_video else a
+            o.mux(pkt)
+    args = ["import", "--store", str(tmp_path / "s"), "--json", "--start", "2025-01-17T01:00:00Z"]
+    assert main([*args, str(out), "--camera", "cam"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
 @pytest.mark.parametrize("text", ["-1x", "-", "--5m"])
 def test_bad_relative_time_is_named_as_the_user_typed_it(text):
     with pytest.raises(UsageError, match=f"bad relative time '{text}'"):
