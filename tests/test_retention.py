@@ -497,3 +497,18 @@ def test_a_retention_override_of_zero_or_less_is_refused_for_every_caller(tmp_pa
             with pytest.raises(UsageError, match="must be more than 0"):
                 registry.run(st, "retention", params)
         assert len(list(st.index.segments(st.camera_num("cam")))) == 1
+
+
+def test_a_policy_for_a_camera_the_store_never_had_is_named(tmp_path, media):
+    """`[retention.cameras.lobyy]` (a typo for lobby) was taken silently: the policy meant
+    applied to nothing. A run names it."""
+    from vstore.api import open_store
+    from vstore.ingest.file_import import import_file
+
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "vstore.toml").write_text('[retention.cameras.lobyy]\nmax_age = "30d"\n')
+    with open_store(d) as st:
+        import_file(st, media("ret-typo.ts", 2.0, gop_frames=25), "lobby", START_NS)
+        plan, _res = run_retention(st, dry_run=True, trust_clock=True)
+        assert plan.unknown_policy_cameras == ["lobyy"]

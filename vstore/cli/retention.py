@@ -80,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
         if doc.get("clock_warning"):
             print(f"vstore retention: WARNING: {doc['clock_warning']}", file=sys.stderr)
+        for cam in doc.get("unknown_policy_cameras") or ():
+            print(
+                f"vstore retention: warning: [retention.cameras.{cam}] names no camera of this "
+                "store (a typo? its policy applies to nothing)",
+                file=sys.stderr,
+            )
             print(
                 "  ages were counted from that time; fix the host clock, or run with "
                 "--trust-clock once it is right",
@@ -98,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
                     f"{format_time(c['from_ns'])} .. {format_time(c['to_ns'])} ({reasons})"
                 )
             if doc["kept_for_holds"]:
-                print(f"  kept {doc['kept_for_holds']} segment(s) under legal hold")
+                print(
+                    f"  {doc['kept_for_holds']} segment(s) under legal hold: none of them is "
+                    "deleted, whatever its age"
+                )
             if args.dry_run and doc["trims"]:
                 print(
                     f"would trim {doc['trims']} held segment(s) to their held chunks, freeing "

@@ -189,6 +189,8 @@ def run_retention(
         plan.trim_rows = plan.trim_rows[[g > 0 for g in gains]]
         plan.trim_gain_bytes = sum(g for g in gains if g > 0)
     plan.clock_warning = "" if verdict.trusted else verdict.message
+    known = {cam for cam, _num in store.index.cameras()} | set(store.config.cameras)
+    plan.unknown_policy_cameras = sorted(set(cfg.cameras) - known)
     plan.overrides = {
         k: v
         for k, v in (

@@ -133,6 +133,9 @@ class RetentionPlan:
         self.watermark_needed_bytes = 0
         self.watermark_unmet_bytes = 0  # still missing after deleting all unheld footage
         self.clock_warning = ""  # why ages were counted from a capped time (K1)
+        # Cameras a [retention.cameras.ID] policy names that the store has never had (a
+        # typo keeps the policy meant from applying).
+        self.unknown_policy_cameras: list[str] = []
         self.watermark_why = ""  # why the watermark cannot be met, when it cannot
         # What decided it, recorded with each deletion: the run's overrides and each camera's
         # policy as resolved (set by run_retention).
@@ -237,6 +240,7 @@ class RetentionPlan:
             "watermark_needed_bytes": self.watermark_needed_bytes,
             "watermark_unmet_bytes": self.watermark_unmet_bytes,
             "clock_warning": self.clock_warning or None,
+            "unknown_policy_cameras": self.unknown_policy_cameras,
             "left_to_cluster_deleter": self.left_to_deleter,
             "cluster": self.cluster,
         }
