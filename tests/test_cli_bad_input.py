@@ -667,3 +667,27 @@ def test_sound_vstore_cannot_keep_or_deliver_is_named_on_stderr(store_dir, media
     assert main([*argv, "-o", str(clip)]) == 0
     with av.open(str(clip)) as c:
         assert [s.codec_context.name for s in c.streams] == ["h264", "pcm_s16le"]
+
+
+def test_relative_times_of_one_command_count_from_one_instant(store_dir, capsys):
+    """`--from -50s --to -20s` spanned 30.0017 s: each relative time read the clock anew."""
+    seed(store_dir)
+    argv = ["timeline", "--store", str(store_dir), "--camera", "cam", "--json"]
+    assert main([*argv, "--from", "-50s", "--to", "-20s"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [gap] = doc["gaps"]
+    assert gap["to_ns"] - gap["from_ns"] == 30 * 10**9
+
+
+def test_log_lines_carry_iso_8601_times_with_their_offset():
+    import re
+    import subprocess
+    import sys
+
+    code = ("from vstore.base.logger import configure; import logging; "
+            "configure(20, '%(asctime)s %(levelname)s %(message)s'); "
+            "logging.getLogger('x').warning('hi')")  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, check=True).stderr  # fmt: skip
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d WARNING hi$", err), err

@@ -47,3 +47,22 @@ class Logger:
 def get_logger(name: str) -> Logger:
     """The logger for module ``name`` (pass ``__name__``)."""
     return Logger(name)
+
+
+def configure(level: int, fmt: str) -> None:
+    """Log to stderr from ``level`` up, in ``fmt`` (``%(asctime)s`` for the time), each line
+    stamped in ISO 8601 with its UTC offset, as vstore prints every time."""
+    import logging
+    from datetime import datetime
+
+    class _IsoTime(logging.Formatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            return (
+                datetime.fromtimestamp(record.created)
+                .astimezone()
+                .isoformat(timespec="milliseconds")
+            )
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_IsoTime(fmt))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
                   "kept: they account for deleted footage in a recording chain")  # fmt: skip
         return 0
     tz = resolve_tz(args.tz)
-    since = parse_time_ns(args.since) if args.since else None
-    until = parse_time_ns(args.until) if args.until else None
+    since = parse_time_ns(args.since, args.now_ns) if args.since else None
+    until = parse_time_ns(args.until, args.now_ns) if args.until else None
     if since is not None and until is not None and until <= since:
         raise UsageError("--until must be after --since")
     with open_read_only(args.store) as store:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     def format_time(ns: int) -> str:
         return fmt_time(ns, tz)
 
-    start, end = parse_time_ns(args.start), parse_time_ns(args.end)
+    start, end = parse_time_ns(args.start, args.now_ns), parse_time_ns(args.end, args.now_ns)
     if end <= start:
         raise UsageError("--to must be after --from")
     fmt = args.format

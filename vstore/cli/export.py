@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give one --from and --to for every --camera, or one of each for all")
     items = []
     for cam, a, b in zip(cams, starts, ends, strict=True):
-        start, end = parse_time_ns(a), parse_time_ns(b)
+        start, end = parse_time_ns(a, args.now_ns), parse_time_ns(b, args.now_ns)
         if end <= start:
             raise UsageError(f"camera {cam}: --to must be after --from")
         items.append({"camera": cam, "from_ns": start, "to_ns": end})

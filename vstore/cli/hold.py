@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     tz = resolve_tz(args.tz)
     if args.action == "list":
         with open_store(args.store, read_only=True) as store:
-            lo = parse_time_ns(args.start) if args.start else None
-            hi = parse_time_ns(args.end) if args.end else None
+            lo = parse_time_ns(args.start, args.now_ns) if args.start else None
+            hi = parse_time_ns(args.end, args.now_ns) if args.end else None
             holds = [
                 h
                 for h in list_holds(store, include_released=args.all)
@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "add":
         params.update(
             camera=args.camera,
-            from_ns=parse_time_ns(args.start),
-            to_ns=parse_time_ns(args.end),
+            from_ns=parse_time_ns(args.start, args.now_ns),
+            to_ns=parse_time_ns(args.end, args.now_ns),
             reason=args.reason,
             by=args.by if args.by is not None else getpass.getuser(),
         )

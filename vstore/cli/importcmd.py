@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.store.store import resolve_store_path
 
     validate_camera_id(args.camera)
-    start = parse_time_ns(args.start)
+    start = parse_time_ns(args.start, args.now_ns)
     if args.abandon:
         if args.file:
             raise UsageError("--abandon gives up an unfinished import: give no file with it")

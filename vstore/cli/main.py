@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from typing import NoReturn
 
 COMMANDS = {
@@ -155,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    # Relative times (-15m) in one command line count from one instant.
+    args.now_ns = time.time_ns()
     if args.verbose or args.command not in QUICK_COMMANDS:
-        import logging
+        from vstore.base.logger import configure
 
-        level = logging.WARNING - 10 * min(args.verbose, 2)
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = 30 - 10 * min(args.verbose, 2)  # (logging.WARNING, INFO, DEBUG)
+        configure(level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vstore.base.errors import VstoreError
     from vstore.cli.common import json_printed
     from vstore.cli.exit_codes import exit_code

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_time, parse_time_ns
     from vstore.export.snapshot import snapshot
 
-    at = parse_time_ns(args.at)
+    at = parse_time_ns(args.at, args.now_ns)
     to_stdout = args.output == "-"
     if to_stdout and args.json:
         from vstore.base.errors import UsageError

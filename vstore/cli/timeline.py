@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from vstore.base.timebase import format_duration, parse_time_ns
 
     tz = resolve_tz(args.tz)
-    start = parse_time_ns(args.start) if args.start is not None else None
-    end = parse_time_ns(args.end) if args.end is not None else None
+    start = parse_time_ns(args.start, args.now_ns) if args.start is not None else None
+    end = parse_time_ns(args.end, args.now_ns) if args.end is not None else None
     if start is not None and end is not None and end <= start:
         from vstore.base.errors import UsageError
 

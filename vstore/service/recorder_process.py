@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vstore.base import cpus, heap, libc
+from vstore.base.logger import configure
 from vstore.service.camera_run import LocalRecorders
 from vstore.service.recorder_pool import BEAT_EVERY_S
 from vstore.store.config import CameraSettings, StoreConfig
@@ -117,10 +118,7 @@ def main(argv: list[str]) -> int:
     _die_with_node(int(node_pid))
     if cpu != "-":
         cpus.pin_process(int(cpu))  # (before any thread of its own starts)
-    logging.basicConfig(
-        level=int(level),  # the node's
-        format=f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s",
-    )
+    configure(int(level), f"%(asctime)s %(levelname)s recorder-{number} %(name)s: %(message)s")
     # The node stops this process by a message, after its own signal: a Ctrl-C at a
     # terminal, and systemd's SIGTERM, reach the whole process group, and must not cut a
     # camera's seal short (M5).
