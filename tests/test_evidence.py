@@ -814,3 +814,35 @@ def test_sound_an_mp4_cannot_hold_is_named_as_left_out(tmp_path, media):
     assert "pcm_mulaw" in note and report.clips[0]["left_out"] == [note]
     assert f"NOT IN THE CLIP: {note}" in (pkg / "README.txt").read_text()
     assert verify_package(pkg).ok
+
+
+def test_packages_built_over_the_api_expire_after_keep_exports_s(tmp_path):
+    """Packages a node built stayed in STORE/exports for ever, copies of footage taking the
+    disk recording needs. Past `[service] keep_exports_s` the node removes them, audited,
+    and keeps their record, marked, to tell the asker."""
+    import os
+    import time
+
+    from vstore.service.exports_api import expire_packages
+
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "vstore.toml").write_text("[service]\nkeep_exports_s = 3600\n")
+    st = open_store(d)
+    lay = st.layout
+    lay.exports_dir.mkdir(parents=True)
+    now = time.time_ns()
+    for export_id, age_s in (("00000000000000aa", 7200), ("00000000000000bb", 60)):
+        lay.export_path(export_id).write_bytes(b"PK")
+        lay.export_record_path(export_id).write_text(json.dumps({"id": export_id, "case": "C"}))
+        at = now - age_s * 10**9
+        os.utime(lay.export_path(export_id), ns=(at, at))
+    assert expire_packages(st, now) == 1
+    assert not lay.export_path("00000000000000aa").exists()
+    assert lay.export_path("00000000000000bb").exists()
+    rec = json.loads(lay.export_record_path("00000000000000aa").read_text())
+    assert rec["expired"] and rec["case"] == "C"
+    [audited] = [r for r in st.index.audit_records() if r["action"] == "export_expired"]
+    assert audited["detail"]["export"] == "00000000000000aa"
+    assert expire_packages(st, now) == 0
+    st.close()

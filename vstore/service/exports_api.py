@@ -18,7 +18,7 @@ from aiohttp import web
 from vstore.base.errors import NotFound, UsageError, VstoreError
 from vstore.base.fsutil import Fs, translate_oserror, write_durably
 from vstore.base.layout import staging_path
-from vstore.base.timebase import NS_PER_S, parse_time_ns
+from vstore.base.timebase import NS_PER_S, format_time, parse_time_ns
 from vstore.export.clip_plan import plan_clip
 from vstore.service.access import Principal
 from vstore.service.http_common import (
@@ -34,6 +34,7 @@ from vstore.service.http_common import (
 from vstore.service.job_runner import JobRunner
 from vstore.service.limits import TooMany
 from vstore.service.request_bodies import EXPORT
+from vstore.store.store import Store
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 log = logging.getLogger(__name__)
@@ -154,6 +155,11 @@ class ExportsApi:
         if job is not None and job.state != "done":
             raise _failure(export_id, job)
         path = self.store.layout.export_path(export_id)
+        if rec.get("expired"):
+            keep = self.store.config.service.keep_exports_s
+            raise ApiError(410, "expired", f"export {export_id}'s package was removed "
+                           f"{rec['expired']}, {keep / 86400:g} day(s) after it was built "
+                           "([service] keep_exports_s): ask for it again")  # fmt: skip
         if not path.is_file():
             raise NotFound(f"export {export_id} has no package (it failed or was removed)")
         await self._run(audit, self.store, request, "export_download",
@@ -163,6 +169,36 @@ class ExportsApi:
         resp.headers["Content-Disposition"] = f'attachment; filename="evidence-{export_id}.zip"'
         resp.headers["Cache-Control"] = "private, no-store"
         return resp
+
+
+def expire_packages(store: Store, now_ns: int) -> int:
+    """Remove the packages built over the API more than ``[service] keep_exports_s`` ago
+    (each audited, its record kept and marked, so its asker is told it expired). Returns how
+    many went."""
+    keep_ns = int(store.config.service.keep_exports_s * NS_PER_S)
+    layout, gone = store.layout, 0
+    for path in sorted(layout.exports_dir.glob("*.zip")) if layout.exports_dir.is_dir() else []:
+        export_id = path.stem
+        try:
+            built_ns = path.stat().st_mtime_ns
+            rec_path = layout.export_record_path(export_id)
+            rec = json.loads(rec_path.read_bytes()) if rec_path.exists() else {"id": export_id}
+        except (OSError, ValueError):
+            continue
+        if now_ns - built_ns < keep_ns:
+            continue
+        rec["expired"] = format_time(now_ns)
+        write_durably(Fs(), rec_path, staging_path(rec_path), json.dumps(rec).encode(), 0o600)
+        path.unlink(missing_ok=True)
+        store.index.audit(
+            "export_expired",
+            "schedule",
+            {"export": export_id, "case": rec.get("case"), "cameras": rec.get("cameras"),
+             "built": format_time(built_ns)},
+            now_ns,
+        )  # fmt: skip
+        gone += 1
+    return gone
 
 
 def _public(job: Any) -> dict[str, Any]:

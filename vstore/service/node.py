@@ -30,6 +30,7 @@ from vstore.index.time_index import Batch
 from vstore.lifecycle.gone_nodes import UntieredSpans, publish_cameras
 from vstore.lifecycle.hot_footage import publish_card
 from vstore.service.camera_run import LocalRecorders
+from vstore.service.exports_api import expire_packages
 from vstore.service.job_runner import JobRunner
 from vstore.service.recorder_pool import RecorderPool
 from vstore.store import config_edit, shared_holds
@@ -130,6 +131,7 @@ class Node:
         while not self._stopping.wait(1.0):
             config_every = self.store.config.service.chain_sign_every_s
             if time.time_ns() >= next_digest_ns:
+                self.expire_packages()  # (hourly, before the digest that signs their records)
                 self.write_audit_digest()
                 next_digest_ns = _next_hour_ns(time.time_ns())
             if self.store.config.audit_max_age_ns is not None and time.monotonic() >= next_prune:
@@ -184,6 +186,16 @@ class Node:
                 log.warning("object legal holds (`vstore hold sync` retries): %s", e)
         except VstoreError as exc:
             log.error("shared holds not exchanged: %s", exc)
+
+    def expire_packages(self) -> None:
+        """Remove the packages built over the API past ``[service] keep_exports_s``."""
+        try:
+            n = expire_packages(self.store, time.time_ns())
+        except (OSError, VstoreError) as exc:
+            log.warning("old evidence packages not removed: %s", exc)
+            return
+        if n:
+            log.info("removed %d evidence package(s) kept past [service] keep_exports_s", n)
 
     def write_audit_digest(self) -> None:
         """Sign the audit records since the last digest (every hour, when stopping, and at

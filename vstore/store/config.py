@@ -84,6 +84,7 @@ every = "1h"                        # how often `vstore serve` tiers, when url i
 # rate_per_s = 50             # requests per second per principal (bursts of twice that)
 # write_timeout_s = 60        # a client that takes no bytes this long is dropped
 # chain_sign_every_s = 60     # each camera's recording-chain head is signed again this often
+# keep_exports_s = 604800     # a package built over the API is kept this long (7 days)
 # recorders = 1               # processes recording the cameras ("auto": one per core)
 # pin_recorders = true        # each recorder process on a core of its own, when there are
 #                             # as many (the node's own process is never pinned)
@@ -306,6 +307,9 @@ class ServiceConfig(NamedTuple):
     write_timeout_s: float = 60.0  # a client that takes no bytes this long is dropped
     # How often the node signs each camera's recording-chain head again (besides each seal).
     chain_sign_every_s: float = 60.0
+    # How long a package built over the API stays on the node for its asker to download:
+    # a copy of footage, it takes the disk recording needs (the audit log keeps its record).
+    keep_exports_s: float = 7 * 86400.0
     # The URL other machines reach this node's API by (None: the address it listens on),
     # written to the bucket so that readers fetch footage not tiered yet from it.
     url: str | None = None
@@ -820,7 +824,8 @@ def _service(doc: Any, where: str) -> ServiceConfig:
     where = _section(doc, where, "service", ServiceConfig._fields)
     d = ServiceConfig()
     out = d._replace(**doc)
-    for key in ("max_clip_s", "rate_per_s", "write_timeout_s", "chain_sign_every_s"):
+    for key in ("max_clip_s", "rate_per_s", "write_timeout_s", "chain_sign_every_s",
+                "keep_exports_s"):  # fmt: skip
         v = getattr(out, key)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise ConfigError(f"{where}: {key} must be a number above 0")
@@ -853,6 +858,7 @@ def _service(doc: Any, where: str) -> ServiceConfig:
         rate_per_s=float(out.rate_per_s),
         write_timeout_s=float(out.write_timeout_s),
         chain_sign_every_s=float(out.chain_sign_every_s),
+        keep_exports_s=float(out.keep_exports_s),
     )
 
 
