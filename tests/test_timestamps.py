@@ -109,6 +109,50 @@ def test_a_slow_camera_slowing_further_leaves_no_gap(store):
     assert len(list(store.index.segments(store.camera_num("cam")))) == 1
 
 
+def test_a_camera_lowering_its_frame_rate_at_a_keyframe_leaves_no_gap(store):
+    """25 fps, then a still scene: the next frame, a keyframe, comes a second later, and one
+    a second after that (dynamic frame rate). Nothing was lost: one run, no gap."""
+    sec = 25 * FRAME
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 50)
+        for j in range(5):
+            ts = 49 * FRAME + (j + 1) * sec
+            w.write(Packet(0, ts, ts, True, au(0)[1]))
+    assert "gap" not in events(store) and store.timeline("cam", None, None).gaps == []
+    assert len(list(store.index.segments(store.camera_num("cam")))) == 1
+
+
+def test_a_slow_camera_of_keyframes_only_leaves_no_gap(store):
+    """A frame a second, every one a keyframe: the first frame's time is not known when
+    the second comes, and that is no hole."""
+    sec = 25 * FRAME
+    with store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        for i in range(10):
+            w.write(Packet(0, i * sec, i * sec, True, au(0)[1]))
+    assert "gap" not in events(store) and store.timeline("cam", None, None).gaps == []
+
+
+def test_sound_recorded_while_the_pictures_stalled_is_no_gap(store):
+    """The pictures stop for 2 s while the sound goes on: that sound is recorded footage,
+    on the timeline and in a clip, not a gap."""
+    from vstore.export.clip_plan import plan_clip
+
+    with store.writer("cam", [VIDEO, AUDIO], start_ns=START_NS) as w:
+        vt = at = 0
+        for block in range(2):
+            for i in range(50):
+                while at * 10**9 // 8000 < vt * 10**9 // 90000:
+                    w.write(Packet(1, at, at, True, b"\xff" * 160))
+                    at += 160
+                key, data = au(i)
+                w.write(Packet(0, vt, vt, key, data))
+                vt += FRAME
+            vt += 2 * 90000 if block == 0 else 0
+    assert store.timeline("cam", None, None).gaps == []
+    plan = plan_clip(store, "cam", START_NS + 2_500_000_000, START_NS + 3_500_000_000)
+    assert plan.parts and not plan.gaps
+
+
 def test_mpegts_33bit_pts_wrap_is_continuous(store):
     start = (1 << 33) - 30 * FRAME
     with store.writer("cam", [VIDEO], start_ns=START_NS) as w:

@@ -263,6 +263,9 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._anchor_offset_ns = 0  # anchor wall minus receive wall (non-zero after a clamp)
         self._pending_offset_ns = 0
         self._reanchor = True
+        # The longest time between frames seen at this run's keyframes (0: none yet): what
+        # a hole in the source's times is told from (wall_placement, T5).
+        self._run_frame_ns = 0
         self._params = self._tracks_info[self._video].extradata
         self._params_seen = b""
         self._run_reason = "import" if self._fixed_start_ns is not None else "restart"

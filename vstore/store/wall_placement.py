@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 # when the gap leaves it at least this long; a shorter one is clamped past (T3).
 GAP_RUN_MIN_NS = 60 * NS_PER_S
 
-# A keyframe further after the frame before it than this many of that frame's durations (and
-# than GAP_TOLERANCE_NS) follows a hole in the source's times. (Cameras that lower their
-# frame rate in still scenes stretch a frame time a little; a hole spans many.)
+# A keyframe further after the frame before it than HOLE_MIN_NS, and than HOLE_FRAMES of the
+# longest frame time seen at the run's keyframes, follows a hole in the source's times.
+# (Cameras that lower their frame rate in a still scene send a frame a second or more often;
+# the run's longest frame time grows with a slower one.)
+HOLE_MIN_NS = 2 * NS_PER_S
 HOLE_FRAMES = 4
 
 # An import's first keyframe this far from its file's first frame is not believed (a broken
@@ -77,18 +79,7 @@ class WallPlacement:
         hole = False
         if self._seg is not None and len(self._table):
             assert predicted is not None
-            frames_end = self._open_chunk_end_ns()
-            frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *vinfo.time_base)
-            if predicted - frames_end > max(GAP_TOLERANCE_NS, HOLE_FRAMES * frame_ns):
-                # T5: the source's own times skip (frames lost on the way, files of a
-                # recorder that stopped joined): the chunk ends one frame after its last,
-                # and what follows is a new run, a gap on the timeline, never the last
-                # picture stretched over the hole as footage.
-                self._close_chunk(frames_end, continuation_next=False)
-                self._run_reason = "source_gap"
-                hole = True
-            else:
-                self._close_chunk(predicted, continuation_next=False)
+            hole = self._close_before_keyframe(predicted, vinfo.time_base)
         if self._reanchor:
             if self._fixed_start_ns is not None and not self._fp.started:
                 anchor = self._fixed_start_ns
@@ -155,6 +146,7 @@ class WallPlacement:
                 self._event("codec_parameters_changed", {}, at_ns=key_wall)
             self._seal_segment(background=True)
             if self._reanchor:
+                self._run_frame_ns = 0  # (a new run: its frame times are its own)
                 self._anchor_wall_ns = key_wall
                 self._anchor_media_ns = key_media_ns
                 self._anchor_offset_ns = self._pending_offset_ns
@@ -180,6 +172,41 @@ class WallPlacement:
         self._chunk_start_ns = key_wall
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True
+
+    def _close_before_keyframe(self, predicted: int, time_base: tuple[int, int]) -> bool:
+        """Close the open chunk before the keyframe the old mapping puts at ``predicted``:
+        there, or, after a hole in the source's own times (T5: frames lost on the way, files
+        of a recorder that stopped, joined), one frame after its last frame, so the hole is
+        a gap and never the last picture stretched over it. True after a hole.
+
+        A hole is told from a slow camera by the run's own frame times: the time from the
+        last frame to the keyframe must pass HOLE_MIN_NS and HOLE_FRAMES of the longest seen
+        at this run's keyframes (none judged at a run's first), and no sound may have been
+        recorded across it (the video stalled, the recording did not)."""
+        frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *time_base)
+        frames_end = self._open_chunk_end_ns()
+        interval_ns = predicted - (frames_end - frame_ns)
+        longest = max(self._run_frame_ns, frame_ns)
+        if (
+            self._run_frame_ns
+            and interval_ns > max(HOLE_MIN_NS, HOLE_FRAMES * longest)
+            and self._sound_end_ns() <= frames_end + GAP_TOLERANCE_NS
+        ):
+            self._close_chunk(frames_end, continuation_next=False)
+            self._run_reason = "source_gap"
+            return True
+        self._close_chunk(predicted, continuation_next=False)
+        self._run_frame_ns = max(longest, interval_ns)
+        return False
+
+    def _sound_end_ns(self) -> int:
+        """Wall time of the latest sound written (0: none)."""
+        ends = [
+            self._wall_of(t, last)
+            for t, info in enumerate(self._tracks_info)
+            if info.kind == "audio" and (last := self._fp.state(t)[0]) is not None
+        ]
+        return max(ends, default=0)
 
     def _place_import(self, start_ns: int) -> None:
         covering = self.index.chunk_at(self.camera_num, start_ns)
