@@ -229,10 +229,11 @@ def verify(
         known = keys if keys is not None else audit_keys(store)
     records = dict(store.index.audit_items(1))
     digests = store.index.audit_digests()
-    signed = signed_hashes(
-        digests, lambda kid: given if given is not None else (known or {}).get(kid)
-    )
-    pruned, _bases = pruned_state(records.items(), signed)
+
+    def key_for(kid: str) -> Any:
+        return given if given is not None else (known or {}).get(kid)
+
+    pruned, _bases = pruned_state(records.items(), signed_hashes(digests, key_for), key_for)
     gone_by_retention = 0
     findings: list[Finding] = []
     add = findings.append

@@ -22,7 +22,13 @@ from vstore.base.timebase import format_time
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.segment_chain import removal_of
 from vstore.index.time_index import Batch
-from vstore.store.audit_log import PRUNE_ACTION, audit_keys, pruned_state, signed_hashes
+from vstore.store.audit_log import (
+    PRUNE_ACTION,
+    audit_keys,
+    pruned_state,
+    sign_prune,
+    signed_hashes,
+)
 from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
@@ -43,8 +49,10 @@ def prune_audit(store: Store, ring: KeyRing, now_ns: int, by: str) -> PruneRepor
     first = write_digest(store, ring, now_ns)
     cutoff_ns = now_ns - max_age_ns
     raws = store.index.audit_items(1)
-    signed = signed_hashes(store.index.audit_digests(), audit_keys(store).get)
-    _done, bases = pruned_state(raws, signed)
+    keys = audit_keys(store)
+    _done, bases = pruned_state(
+        raws, signed_hashes(store.index.audit_digests(), keys.get), keys.get
+    )
     items = [(seq, json.loads(raw)) for seq, raw in raws]
     old = [
         (seq, rec)
@@ -74,21 +82,18 @@ def prune_audit(store: Store, ring: KeyRing, now_ns: int, by: str) -> PruneRepor
     b = Batch()
     for seq in doomed:
         b.delete(layout.audit_key(seq))
-    store.index.audit(
-        PRUNE_ACTION,
-        by,
-        {
-            "before": format_time(cutoff_ns),
-            "max_age_s": max_age_ns // 10**9,
-            "records": len(doomed),
-            "ranges": _ranges(doomed),
-            "kept_for_chains": len(keep),
-            "covered_by_digest": first.seq,
-            "chain_bases": bases,
-        },
-        now_ns,
-        batch=b,
-    )
+    detail = {
+        "before": format_time(cutoff_ns),
+        "max_age_s": max_age_ns // 10**9,
+        "records": len(doomed),
+        "ranges": _ranges(doomed),
+        "kept_for_chains": len(keep),
+        "covered_by_digest": first.seq,
+        "chain_bases": bases,
+    }
+    signer = ring.signer("audit")
+    sign_prune(detail, signer.info.key_id, signer.sign)
+    store.index.audit(PRUNE_ACTION, by, detail, now_ns, batch=b)
     store.index.commit(b, sync=True)
     last = write_digest(store, ring, now_ns)
     return PruneReport(len(doomed), len(keep), format_time(cutoff_ns), first.seq, last.seq)

@@ -372,8 +372,10 @@ def _check_chains(store: Store, rep: CheckReport) -> None:
         inputs[cam] = (head, own)
     removals: dict[str, list[Removal]] = {}
     raws = store.index.audit_items()
-    signed = signed_hashes(store.index.audit_digests(), audit_keys(store).get)
-    _pruned, bases = pruned_state(raws, signed)
+    keys = audit_keys(store)
+    _pruned, bases = pruned_state(
+        raws, signed_hashes(store.index.audit_digests(), keys.get), keys.get
+    )
     items = [(seq, loads_dict(raw)) for seq, raw in raws]
     for seq, rec in items:
         if rec.get("action") not in ("delete", "trim"):

@@ -6,7 +6,6 @@ signed, says it removed."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -103,24 +102,44 @@ def signed_hashes(
     return out
 
 
+def sign_prune(detail: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) -> None:
+    """Sign an ``audit_prune`` record's detail with the store's audit key (in place): the
+    record is the log's word that the records it names went by its own retention, which
+    nobody without the key may put in (a digest signs whatever records it finds)."""
+    detail["key_id"] = key_id
+    detail["signature"] = base64.b64encode(sign(canonical_json(detail))).decode()
+
+
+def _prune_signed(detail: dict[str, Any], key_for: Callable[[str], Any | None]) -> bool:
+    try:
+        key = key_for(str(detail["key_id"]))
+        sig = base64.b64decode(detail["signature"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    body = {k: v for k, v in detail.items() if k != "signature"}
+    return key is not None and verify_ed25519(key, sig, canonical_json(body))
+
+
 def pruned_state(
-    records: Iterable[tuple[int, bytes]], signed: dict[int, bytes]
+    records: Iterable[tuple[int, bytes]],
+    signed: dict[int, bytes],
+    key_for: Callable[[str], Any | None],
 ) -> tuple[set[int], dict[str, Any]]:
     """From the audit records (number, stored bytes): every number an ``audit_prune`` record
     says it removed, and the newest chain bases (camera -> {seq, link}). Only a prune record
-    a verified digest signed counts (the job writes a digest to cover it at once), and only
-    for numbers below its own whose hashes a digest signed before they went: one put in by
-    hand would otherwise pass deleted records, and the segments they accounted for, as the
-    log's own retention."""
+    signed by an audit key (``sign_prune``: the prune job's own) counts, and only for
+    numbers below its own whose hashes a verified digest signed before they went (``signed``):
+    one put in by hand would otherwise pass deleted records, and the segments they accounted
+    for, as the log's own retention."""
     pruned: set[int] = set()
     bases: dict[str, Any] = {}
     for seq, raw in records:
-        if PRUNE_ACTION.encode() not in raw or signed.get(seq) != hashlib.sha256(raw).digest():
+        if PRUNE_ACTION.encode() not in raw:
             continue
         rec = json.loads(raw)
-        if rec.get("action") != PRUNE_ACTION:
-            continue
         d = rec.get("detail") or {}
+        if rec.get("action") != PRUNE_ACTION or not _prune_signed(d, key_for):
+            continue
         for a, b in d.get("ranges", []):
             pruned.update(n for n in range(max(1, int(a)), min(int(b), seq - 1) + 1) if n in signed)
         bases = dict(d.get("chain_bases") or {})
