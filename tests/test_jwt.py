@@ -63,10 +63,11 @@ def node(idp, tmp_path_factory, media_dir):
 
 
 def _token(key, **over) -> str:
-    claims = {"iss": ISSUER, "aud": "vstore", "exp": int(time.time()) + 300,
+    claims = {"iss": ISSUER, "aud": "vstore", "exp": int(time.time()) + 300, "sub": "f3a9-det",
               "preferred_username": "det.smith", "roles": ["clerk", "police-detective"],
               "groups": ["/districts/north"]}  # fmt: skip
     claims.update(over)
+    claims = {k: v for k, v in claims.items() if v is not None}  # (None: a claim left out)
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
 
@@ -90,6 +91,7 @@ def test_a_verified_token_maps_to_role_and_groups(idp, node):
         ("another audience", {"aud": "someone-else"}, False),
         ("another issuer", {"iss": "https://evil.example"}, False),
         ("signed by another key", {}, True),
+        ("no subject: a name claim is not unique", {"sub": None}, False),
     ],
 )
 def test_what_does_not_verify_is_401(idp, node, why, over, other_key):

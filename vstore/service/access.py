@@ -64,6 +64,7 @@ class Principal:
     role: str
     groups: tuple[str, ...]
     via: str  # "token:ID", "jwt:ISSUER", "local:UID"
+    subject: str = ""  # an identity provider's `sub` for its user (unique there)
 
     def may(self, action: str) -> bool:
         if self.role not in ROLES:  # (an identity provider's user granted nothing here)
@@ -86,8 +87,10 @@ class Principal:
     @property
     def key(self) -> str:
         """Who this is, stably: a token's id, or an identity provider's issuer and subject
-        (names are free text: another token may carry the same one)."""
-        return self.via if self.via.startswith("token:") else f"{self.via}/{self.name}"
+        (names are free text: another token, or user, may carry the same one)."""
+        if self.via.startswith("token:"):
+            return self.via
+        return f"{self.via}/{self.subject or self.name}"
 
     def as_actor(self, remote: str) -> dict[str, object]:
         """What an audit record says about who acted."""

@@ -105,7 +105,8 @@ class JwtVerifier:
                 audience=self.cfg.audience,
                 issuer=self.cfg.issuer,
                 leeway=self.cfg.leeway_s,
-                options={"require": ["exp", "iss", "aud"]},
+                # (sub: who it is, stably; a name claim need not be unique)
+                options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except (jwt.PyJWTError, ValueError):
             return None
@@ -114,8 +115,9 @@ class JwtVerifier:
         held = [r for r in mapped if r is not None]
         role = max(held, key=ROLES.index) if held else None
         groups = tuple(cfg.groups.get(g, g) for g in _names(claims.get(cfg.groups_claim)))
-        name = str(claims.get(cfg.name_claim) or claims.get("sub") or "?")
+        sub = str(claims["sub"])
+        name = str(claims.get(cfg.name_claim) or sub)
         if role is None or not groups:
             # Verified, but granted nothing here: a principal without rights.
-            return Principal(name, "none", (), f"jwt:{cfg.issuer}")
-        return Principal(name, role, groups, f"jwt:{cfg.issuer}")
+            return Principal(name, "none", (), f"jwt:{cfg.issuer}", sub)
+        return Principal(name, role, groups, f"jwt:{cfg.issuer}", sub)
