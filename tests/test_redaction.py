@@ -22,3 +22,12 @@ def test_an_error_quoting_the_url_in_any_form_is_masked():
     shown = redact_secrets(err, url)
     assert "S3cretPass" not in shown and "QueryPass" not in shown and "refused" in shown
     assert redact_secrets("no secret here", "rtsp://h/s") == "no secret here"
+
+
+def test_a_secret_is_masked_as_the_url_writes_it_too():
+    """A base64 token has `+`, `/` and `=`: decoded, it no longer matched the URL an error
+    quotes as written, and was shown whole."""
+    for url in ("rtsp://cam/live?token=Zm9v+YmFy/cXV4=", "rtsp://cam/live?token=Zm9vYmFy%2FcXV4%3D",
+                "rtsp://admin:p%40ss@cam/live"):  # fmt: skip
+        shown = redact_secrets(f"cannot open {url}: refused", url)
+        assert "Zm9v" not in shown and "p%40ss" not in shown, shown

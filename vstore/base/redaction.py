@@ -3,7 +3,7 @@ user part or its query, where many cameras take one), and messages that quote it
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 # Query parameters that carry a secret in cameras' and streaming servers' URLs.
 _SECRET_PARAMS = frozenset(
@@ -38,11 +38,15 @@ def redact_secrets(text: str, url: str) -> str:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         password = parts.password
+        netloc_password = parts.netloc.rpartition("@")[0].partition(":")[2]
     except ValueError:
         return text
+    # Each secret as decoded and as written in the URL (an error quotes it either way).
+    raw = [kv.partition("=") for kv in parts.query.split("&")]
     secrets = [v for k, v in query if k.lower() in _SECRET_PARAMS]
-    secrets += [password] if password else []
-    for s in sorted(secrets, key=len, reverse=True):
+    secrets += [v for k, _eq, v in raw if unquote_plus(k).lower() in _SECRET_PARAMS]
+    secrets += [p for p in (password, netloc_password) if p]
+    for s in sorted(set(secrets), key=len, reverse=True):
         if len(s) >= 3:  # (a one- or two-letter value would mask unrelated text)
             text = text.replace(s, MASK)
     return text
