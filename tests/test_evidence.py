@@ -579,6 +579,28 @@ def test_what_a_zip_holds_outside_its_entries_fails_the_package(recorded, tmp_pa
     assert main(["verify", str(commented)]) == 10
 
 
+def test_an_entry_s_comment_or_unknown_header_data_fails_the_package(recorded, tmp_path):
+    """Per-entry comments (shown by ZIP readers) and extra fields in an entry's headers (up
+    to 64 KB each) are signed by nothing either."""
+    import struct
+
+    src = tmp_path / "p.zip"
+    shutil.make_archive(str(src.with_suffix("")), "zip", recorded["pkg"])
+    for how in ("comment", "extra"):
+        out = tmp_path / f"{how}.zip"
+        with zipfile.ZipFile(src) as zi, zipfile.ZipFile(out, "w") as zo:
+            for k, info in enumerate(zi.infolist()):
+                data = zi.read(info)
+                if k == 1 and how == "comment":
+                    info.comment = b"edited: see the other tape"
+                elif k == 1:
+                    info.extra = struct.pack("<HH", 0xCAFE, 600) + b"X" * 600
+                zo.writestr(info, data)
+        rep = verify_package(out)
+        assert not rep.ok and any("outside" in c.detail or "no entry does" in c.detail
+                                  for c in rep.checks if not c.ok), how  # fmt: skip
+
+
 def test_a_package_s_entries_that_inflate_past_any_vstore_writes_are_refused(tmp_path):
     """A small ZIP whose manifest inflates to gigabytes took the verifier's memory (a
     MemoryError traceback)."""

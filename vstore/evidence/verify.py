@@ -147,6 +147,12 @@ def _outside_entries(path: Path, z: zipfile.ZipFile) -> str | None:
             if len(head) < 30 or head[:4] != b"PK\x03\x04":
                 return f"no entry header where {info.filename} begins"
             name_len, extra_len = struct.unpack("<HH", head[26:30])
+            if info.comment:
+                return f"a comment on {info.filename}"
+            f.seek(at + 30 + name_len)
+            for extra in (info.extra, f.read(extra_len)):
+                if not _known_extra(extra):
+                    return f"unknown data in the header of {info.filename}"
             at += 30 + name_len + extra_len + info.compress_size
             if info.flag_bits & 0x08:  # a data descriptor: 12 to 24 bytes, by its form
                 nxt = infos[k + 1].header_offset if k + 1 < len(infos) else z.start_dir
@@ -167,6 +173,21 @@ def _outside_entries(path: Path, z: zipfile.ZipFile) -> str | None:
     if cd_bytes != 0xFFFFFFFF and z.start_dir + cd_bytes != cd_end:
         return f"{abs(cd_end - z.start_dir - cd_bytes):,} byte(s) lie outside its entries"
     return None
+
+
+# Extra fields ZIP tools write in an entry's headers, with their longest size: ZIP64 sizes,
+# Info-ZIP's times and owner, NTFS times. Anything else is room for unsigned bytes.
+_EXTRA_MAX_BYTES = {0x0001: 28, 0x5455: 13, 0x7875: 11, 0x000A: 32}
+
+
+def _known_extra(extra: bytes) -> bool:
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack("<HH", extra[at : at + 4])
+        if size > _EXTRA_MAX_BYTES.get(kind, -1):
+            return False
+        at += 4 + size
+    return at == len(extra)
 
 
 def _samples(f: IO[bytes]) -> int | None:
