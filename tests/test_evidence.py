@@ -478,6 +478,17 @@ def test_an_export_that_would_take_the_disk_below_the_watermark_is_refused(tmp_p
     with pytest.raises(StorageFull, match="kept free for recording"):
         export_package(st, item, tmp_path / "b.zip", case="C", purpose="p", by="b")
     assert not (tmp_path / "b.zip").exists()
+    # Exports written at once (a node's jobs) each see the same free space: each takes its
+    # share while it writes, so the second is refused while the first holds the room.
+    from vstore.evidence import package
+
+    free["bytes"] = 10**9
+    with (
+        package._room(st, tmp_path / "first.zip", 10**9 - 100 * 10**6 - 1000),
+        pytest.raises(StorageFull, match="besides packages being written"),
+    ):
+        export_package(st, item, tmp_path / "c.zip", case="C", purpose="p", by="b")
+    export_package(st, item, tmp_path / "c.zip", case="C", purpose="p", by="b")
     st.close()
 
 

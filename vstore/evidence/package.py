@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -246,22 +248,41 @@ def package_path(out: str | os.PathLike[str]) -> Path:
     return Path(out)
 
 
-def _leave_room(store: Store, out_path: Path, need_bytes: int) -> None:
-    """An export never takes the store's disk below its watermark (min_free): the space
-    keeper would delete the oldest unheld footage, any camera's, to make room for a copy,
-    or cameras would pause. Refused (StorageFull) before a byte is written; elsewhere, a
-    package that cannot fit is refused too."""
+# Bytes promised to packages being written, by file system: exports running at once (a
+# node's jobs) each see the same free space, and must not all take it.
+_reserved_lock = threading.Lock()
+_reserved: dict[int, int] = {}
+
+
+@contextmanager
+def _room(store: Store, out_path: Path, need_bytes: int) -> Iterator[None]:
+    """Room for a package of ``need_bytes``, held while it is written. An export never takes
+    the store's disk below its watermark (min_free): the space keeper would delete the
+    oldest unheld footage, any camera's, to make room for a copy, or cameras would pause.
+    Refused (StorageFull) before a byte is written; elsewhere, a package that cannot fit
+    is refused too."""
     where = out_path.absolute().parent
-    same = os.stat(where).st_dev == os.stat(store.root).st_dev
+    dev = os.stat(where).st_dev
+    same = dev == os.stat(store.root).st_dev
     usage = store.disk_usage() if same else disk_usage(where)
     floor = min_free_bytes(store.config.retention, usage) if same else 0
-    if usage.free_bytes - need_bytes < floor:
-        raise StorageFull(
-            f"the package needs about {need_bytes / 1e6:,.0f} MB and {where} has "
-            f"{usage.free_bytes / 1e6:,.0f} MB free"
-            + (f", {floor / 1e6:,.0f} MB of it kept free for recording (min_free)" if floor else "")
-            + ": export fewer or shorter ranges, or to another disk"
-        )
+    with _reserved_lock:
+        promised = _reserved.get(dev, 0)
+        if usage.free_bytes - promised - need_bytes < floor:
+            raise StorageFull(
+                f"the package needs about {need_bytes / 1e6:,.0f} MB and {where} has "
+                f"{(usage.free_bytes - promised) / 1e6:,.0f} MB free"
+                + (" (besides packages being written)" if promised else "")
+                + (f", {floor / 1e6:,.0f} MB of it kept free for recording (min_free)"
+                   if floor else "")
+                + ": export fewer or shorter ranges, or to another disk"
+            )  # fmt: skip
+        _reserved[dev] = promised + need_bytes
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            _reserved[dev] -= need_bytes
 
 
 def export_package(
@@ -296,157 +317,157 @@ def export_package(
     eff = ring.signer("eff")
     plans = [plan_clip(store, it.camera, it.start_ns, it.end_ns) for it in items]
     # (a ZIP's clips are staged beside it until it is whole: twice their bytes at the end)
-    _leave_room(store, out_path, sum(p.bytes for p in plans) * (2 if as_zip else 1))
-    # Audited before a byte is written: a process killed after it signed the package (the
-    # staging directory, or the package renamed into place, whole) leaves no copy of
-    # evidence the audit log does not name. `export` (or `export_failed`) follows.
-    store.index.audit(
-        "export_begun",
-        by,
-        {
-            "case": case,
-            "purpose": purpose,
-            "package": str(out_path),
-            "clips": [
-                {
-                    "camera": it.camera,
-                    "from": format_time(it.start_ns),
-                    "to": format_time(it.end_ns),
-                }
-                for it in items
-            ],
-        },
-        store.clock.wall_ns(),
-    )
-    staging = layout.staging_path(out_path.with_name(out_path.name + ".partial"))
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / CLIPS_DIR).mkdir(parents=True)
-    try:
-        total = sum(p.bytes for p in plans)
-        done = 0
-        clips: list[dict[str, Any]] = []
-        for n, (item, plan) in enumerate(zip(items, plans, strict=True), start=1):
-            name = _clip_name(n, item)
-
-            # The clip is hashed as it is written, on a second thread: no pass of its own.
-            follower = FollowingHasher(staging / name)
-
-            def step(d: int, t: int, base: int = done, tap: Any = follower) -> None:
-                tap.written()
-                if progress is not None:
-                    progress(base + d // 2, total)
-
-            try:
-                res = write_clip(store, plan, staging / name, format="mp4", progress=step)
-            except BaseException:
-                follower.abandon()
-                raise
-            hashed = follower.finish()
-            if res.muxer != "native":  # (FFmpeg's muxer goes back over the file: read again)
-                hashed = None
-            done += plan.bytes
-            with open(staging / name, "r+b") as f:
-                info = _eff_info(store, res.plan, f, case, purpose, by)
-                digest, media_digest = sign_appended(f, eff, info, hashed)
-            counts = {"video_samples": res.video_packets, "audio_samples": res.audio_packets}
-            entry = _clip_entry(
-                store,
-                res.plan,
-                name,
-                digest,
-                (staging / name).stat().st_size,
-                counts,
-                res.dropped_tracks,
-            )
-            entry["media_sha256"] = media_digest
-            entry["eff"] = {"key_id": eff.info.key_id, "scheme": "oeff"}
-            clips.append(entry)
-        doc = {
-            "format": FORMAT,
-            "case": case,
-            "purpose": purpose,
-            "exported_by": by,
-            "exported_at": format_time(time.time_ns()),
-            "node": {"store_uuid": store.uuid, "software": f"vstore {__version__}"},
-            "signature": {
-                "algorithm": "Ed25519",
-                "key_id": signer.info.key_id,
-                "file": SIGNATURE,
-                "public_key": SIGNER,
+    with _room(store, out_path, sum(p.bytes for p in plans) * (2 if as_zip else 1)):
+        # Audited before a byte is written: a process killed after it signed the package (the
+        # staging directory, or the package renamed into place, whole) leaves no copy of
+        # evidence the audit log does not name. `export` (or `export_failed`) follows.
+        store.index.audit(
+            "export_begun",
+            by,
+            {
+                "case": case,
+                "purpose": purpose,
+                "package": str(out_path),
+                "clips": [
+                    {
+                        "camera": it.camera,
+                        "from": format_time(it.start_ns),
+                        "to": format_time(it.end_ns),
+                    }
+                    for it in items
+                ],
             },
-            "clips": clips,
-        }
-        # The README restates the case and the clips for a reader: its hash is signed too,
-        # so an edited README is caught like an edited manifest.
-        readme = _readme(doc, signer.info.key_id).encode()
-        doc["readme_sha256"] = hashlib.sha256(readme).hexdigest()
-        manifest = manifest_bytes(doc)
-        (staging / MANIFEST).write_bytes(manifest)
-        (staging / SIGNATURE).write_bytes(signer.sign(manifest))
-        (staging / SIGNER).write_text(signer.info.public_pem)
-        (staging / README).write_bytes(readme)
-        if as_zip:
-            _zip(staging, out_path)
-            shutil.rmtree(staging)
-        else:
-            _fsync_tree(staging)
-            os.rename(staging, out_path)
-            _fsync_dir(out_path.parent)
-        size = (
-            out_path.stat().st_size
-            if as_zip
-            else sum(p.stat().st_size for p in out_path.rglob("*") if p.is_file())
+            store.clock.wall_ns(),
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if progress is not None:
-        progress(total, total)
-    store.index.audit(
-        "export",
-        by,
-        {
-            "case": case,
-            "purpose": purpose,
-            "package": str(out_path),
-            "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "key_id": signer.info.key_id,
-            "clips": [
+        staging = layout.staging_path(out_path.with_name(out_path.name + ".partial"))
+        if staging.exists():
+            shutil.rmtree(staging)
+        (staging / CLIPS_DIR).mkdir(parents=True)
+        try:
+            total = sum(p.bytes for p in plans)
+            done = 0
+            clips: list[dict[str, Any]] = []
+            for n, (item, plan) in enumerate(zip(items, plans, strict=True), start=1):
+                name = _clip_name(n, item)
+
+                # The clip is hashed as it is written, on a second thread: no pass of its own.
+                follower = FollowingHasher(staging / name)
+
+                def step(d: int, t: int, base: int = done, tap: Any = follower) -> None:
+                    tap.written()
+                    if progress is not None:
+                        progress(base + d // 2, total)
+
+                try:
+                    res = write_clip(store, plan, staging / name, format="mp4", progress=step)
+                except BaseException:
+                    follower.abandon()
+                    raise
+                hashed = follower.finish()
+                if res.muxer != "native":  # (FFmpeg's muxer goes back over the file: read again)
+                    hashed = None
+                done += plan.bytes
+                with open(staging / name, "r+b") as f:
+                    info = _eff_info(store, res.plan, f, case, purpose, by)
+                    digest, media_digest = sign_appended(f, eff, info, hashed)
+                counts = {"video_samples": res.video_packets, "audio_samples": res.audio_packets}
+                entry = _clip_entry(
+                    store,
+                    res.plan,
+                    name,
+                    digest,
+                    (staging / name).stat().st_size,
+                    counts,
+                    res.dropped_tracks,
+                )
+                entry["media_sha256"] = media_digest
+                entry["eff"] = {"key_id": eff.info.key_id, "scheme": "oeff"}
+                clips.append(entry)
+            doc = {
+                "format": FORMAT,
+                "case": case,
+                "purpose": purpose,
+                "exported_by": by,
+                "exported_at": format_time(time.time_ns()),
+                "node": {"store_uuid": store.uuid, "software": f"vstore {__version__}"},
+                "signature": {
+                    "algorithm": "Ed25519",
+                    "key_id": signer.info.key_id,
+                    "file": SIGNATURE,
+                    "public_key": SIGNER,
+                },
+                "clips": clips,
+            }
+            # The README restates the case and the clips for a reader: its hash is signed too,
+            # so an edited README is caught like an edited manifest.
+            readme = _readme(doc, signer.info.key_id).encode()
+            doc["readme_sha256"] = hashlib.sha256(readme).hexdigest()
+            manifest = manifest_bytes(doc)
+            (staging / MANIFEST).write_bytes(manifest)
+            (staging / SIGNATURE).write_bytes(signer.sign(manifest))
+            (staging / SIGNER).write_text(signer.info.public_pem)
+            (staging / README).write_bytes(readme)
+            if as_zip:
+                _zip(staging, out_path)
+                shutil.rmtree(staging)
+            else:
+                _fsync_tree(staging)
+                os.rename(staging, out_path)
+                _fsync_dir(out_path.parent)
+            size = (
+                out_path.stat().st_size
+                if as_zip
+                else sum(p.stat().st_size for p in out_path.rglob("*") if p.is_file())
+            )
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if progress is not None:
+            progress(total, total)
+        store.index.audit(
+            "export",
+            by,
+            {
+                "case": case,
+                "purpose": purpose,
+                "package": str(out_path),
+                "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+                "key_id": signer.info.key_id,
+                "clips": [
+                    {
+                        "camera": c["camera"]["id"],
+                        "from": c["delivered"]["from"],
+                        "to": c["delivered"]["to"],
+                        "sha256": c["sha256"],
+                    }
+                    for c in clips
+                ],
+            },
+            store.clock.wall_ns(),
+        )
+        return PackageReport(
+            str(out_path),
+            "zip" if as_zip else "directory",
+            hashlib.sha256(manifest).hexdigest(),
+            signer.info.key_id,
+            [
                 {
+                    "file": c["file"],
                     "camera": c["camera"]["id"],
+                    "sha256": c["sha256"],
+                    "size_bytes": c["size_bytes"],
                     "from": c["delivered"]["from"],
                     "to": c["delivered"]["to"],
-                    "sha256": c["sha256"],
+                    "left_out": c["left_out"],
+                    "gaps": c["gaps"],
+                    "damaged": c["damaged"],
+                    "notes": c["notes"],
                 }
                 for c in clips
             ],
-        },
-        store.clock.wall_ns(),
-    )
-    return PackageReport(
-        str(out_path),
-        "zip" if as_zip else "directory",
-        hashlib.sha256(manifest).hexdigest(),
-        signer.info.key_id,
-        [
-            {
-                "file": c["file"],
-                "camera": c["camera"]["id"],
-                "sha256": c["sha256"],
-                "size_bytes": c["size_bytes"],
-                "from": c["delivered"]["from"],
-                "to": c["delivered"]["to"],
-                "left_out": c["left_out"],
-                "gaps": c["gaps"],
-                "damaged": c["damaged"],
-                "notes": c["notes"],
-            }
-            for c in clips
-        ],
-        size,
-        time.perf_counter() - t0,
-    )
+            size,
+            time.perf_counter() - t0,
+        )
 
 
 def _zip(staging: Path, out_path: Path) -> None:
