@@ -541,7 +541,8 @@ def test_a_token_named_as_another_principal_gets_none_of_its_jobs_or_packages(no
     and downloaded that investigator's work. They belong to the token (or the identity
     provider's subject) now."""
     inv = node.tokens["inv"]
-    namesake = make_token(node.store, "investigator", "south", name="investigator-north")
+    # (scoped to the same cameras: only whose the work is keeps it from the namesake)
+    namesake = make_token(node.store, "investigator", "north", name="investigator-north")
     item = {"camera": "gate", "from": format_time(START_NS + 10**9),
             "to": format_time(START_NS + 2 * 10**9)}  # fmt: skip
     r = node.request("POST", "/api/v1/exports", inv,
