@@ -60,6 +60,8 @@ def test_silent_camera_times_out_alone_and_the_others_keep_recording(store, tmp_
         silent.close()
     assert "no data for 5 s" in quiet.status.last_error
     assert quiet.status.demuxer == "native"
+    # Every frame it sent is stored, the last too (assembled until the next would begin).
+    assert len(decoded_ok(store, "quiet")) == 75
     assert busy.status.writer["packets"] >= 8 * 25 and not busy.status.last_error
     decoded_ok(store, "busy")  # every frame in order: the hub never waited on the quiet one
     rep = check_store(store)

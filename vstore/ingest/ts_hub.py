@@ -58,8 +58,11 @@ class TsSession:
         self.handed_at = time.monotonic()
 
     def finish(self, error: BaseException | None = None) -> None:
-        """End the session: what was read goes to the writer first, whatever the reason."""
+        """End the session: what was read goes to the writer first, whatever the reason (the
+        camera closed it, went silent, or recording stops), the frame still being assembled
+        too: a video PES without a length ends only where the next begins."""
         try:
+            self._add(self.conn.packetizer.flush(self.sink.wall_ns()), 0)
             self.hand_over()
         finally:
             self.error = error
@@ -104,9 +107,7 @@ class TsSession:
             if data:
                 self.last_data = time.monotonic()
                 self.feed(data, self.sink.wall_ns())
-            if eof:
-                # The camera closed the connection: what is assembled goes out whole.
-                self._add(self.conn.packetizer.flush(self.sink.wall_ns()), 0)
+            if eof:  # (the camera closed the connection)
                 self.finish()
                 return False
             if not full:
