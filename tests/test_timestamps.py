@@ -270,6 +270,35 @@ def test_live_clock_drift_reanchors_with_event(store_dir):
         assert len(segs) >= 2
 
 
+def test_a_live_camera_restarting_after_a_pause_leaves_a_gap_where_it_was(store_dir):
+    """A camera silent 3 s that comes back with its timestamps restarted: the rebase spliced
+    the pause shut, its footage stamped 3 s early and no gap shown. A live source's jump is
+    placed by when the footage came."""
+    with open_store(store_dir) as st:
+        with st.writer("cam", [VIDEO]) as w:
+            push(w, 100, wall=lambda i: START_NS + i * 40_000_000)  # 0 .. 4 s
+            push(w, 50, wall=lambda i: START_NS + 7 * 10**9 + i * 40_000_000, first_index=100)
+        [gap] = st.timeline("cam", None, None).gaps
+        assert abs(gap[0] - (START_NS + 4 * 10**9)) < 10**8
+        assert abs(gap[1] - (START_NS + 7 * 10**9)) < 10**8
+        assert "timestamp_jump" in events(st)
+
+
+def test_a_live_camera_s_clock_stepping_ahead_is_no_gap_and_no_future(store_dir):
+    """A camera whose clock steps 10 s ahead while its frames keep coming: the hole rule took
+    it for 10 s of lost footage and stamped the rest 10 s late. It is a clock step: the
+    footage is placed by when it came, one run, no gap."""
+    with open_store(store_dir) as st:
+        with st.writer("cam", [VIDEO]) as w:
+            push(w, 100, wall=lambda i: START_NS + i * 40_000_000)
+            push(w, 100, start=100 * FRAME + 10 * 90000, first_index=100,
+                 wall=lambda i: START_NS + (100 + i) * 40_000_000)  # fmt: skip
+        assert st.timeline("cam", None, None).gaps == []
+        assert "clock_step" in events(st)
+        last = chunk_rows(st)[-1]
+        assert last.end_ns <= START_NS + 200 * 40_000_000 + 10**8  # (not 10 s ahead)
+
+
 def test_host_clock_stepping_back_never_breaks_index_order(store_dir):
     clock = FakeClock(wall_ns=START_NS)
     with open_store(store_dir, clock=clock) as st:

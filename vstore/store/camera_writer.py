@@ -266,6 +266,7 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         # The longest time between frames seen at this run's keyframes (0: none yet): what
         # a hole in the source's times is told from (wall_placement, T5).
         self._run_frame_ns = 0
+        self._chunk_receive_ns: int | None = None  # when the open chunk's keyframe came (live)
         self._params = self._tracks_info[self._video].extradata
         self._params_seen = b""
         self._run_reason = "import" if self._fixed_start_ns is not None else "restart"
@@ -507,7 +508,12 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         if notes & pt.TS_REORDERED:
             self.stats.non_monotonic += 1
         if notes & pt.TS_JUMPED:
-            # The raw jump is kept as a discontinuity while media time continues (T2).
+            # The raw jump is kept as a discontinuity while media time continues (T2); a live
+            # source's next keyframe is placed by when it came (a camera that restarted after
+            # a pause: the pause is a gap, not spliced shut).
+            if self._fixed_start_ns is None and not self._reanchor:
+                self._reanchor = True
+                self._run_reason = "timestamp_jump"
             self._event(
                 "timestamp_jump",
                 {"track": track, "jump_ns": ticks_to_ns(jump_ticks, *ts.info.time_base)},

@@ -79,7 +79,7 @@ class WallPlacement:
         hole = False
         if self._seg is not None and len(self._table):
             assert predicted is not None
-            hole = self._close_before_keyframe(predicted, vinfo.time_base)
+            hole = self._close_before_keyframe(predicted, vinfo.time_base, receive_ns)
         if self._reanchor:
             if self._fixed_start_ns is not None and not self._fp.started:
                 anchor = self._fixed_start_ns
@@ -170,10 +170,13 @@ class WallPlacement:
                 self._space_paused_ns = None
         self._fp.started = True
         self._chunk_start_ns = key_wall
+        self._chunk_receive_ns = receive_ns
         self._chunk_flags = fmt.CHUNK_KEY_START
         return True
 
-    def _close_before_keyframe(self, predicted: int, time_base: tuple[int, int]) -> bool:
+    def _close_before_keyframe(
+        self, predicted: int, time_base: tuple[int, int], receive_ns: int | None
+    ) -> bool:
         """Close the open chunk before the keyframe the old mapping puts at ``predicted``:
         there, or, after a hole in the source's own times (T5: frames lost on the way, files
         of a recorder that stopped, joined), one frame after its last frame, so the hole is
@@ -181,18 +184,33 @@ class WallPlacement:
 
         A hole is told from a slow camera by the run's own frame times: the time from the
         last frame to the keyframe must pass HOLE_MIN_NS and HOLE_FRAMES of the longest seen
-        at this run's keyframes (none judged at a run's first), and no sound may have been
-        recorded across it (the video stalled, the recording did not)."""
+        at this run's keyframes (none judged at a run's first), no sound may have been
+        recorded across it (the video stalled, the recording did not). A live source whose
+        frames kept coming meanwhile stepped its clock: the keyframe is placed by when it
+        came (a new run, no gap)."""
         frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *time_base)
         frames_end = self._open_chunk_end_ns()
         interval_ns = predicted - (frames_end - frame_ns)
         longest = max(self._run_frame_ns, frame_ns)
+        received_ns = (
+            receive_ns - self._chunk_receive_ns
+            if receive_ns is not None and self._chunk_receive_ns is not None
+            else None
+        )
         if (
             self._run_frame_ns
             and interval_ns > max(HOLE_MIN_NS, HOLE_FRAMES * longest)
             and self._sound_end_ns() <= frames_end + GAP_TOLERANCE_NS
         ):
             self._close_chunk(frames_end, continuation_next=False)
+            if received_ns is not None and 2 * received_ns < predicted - self._chunk_start_ns:
+                # The frames kept coming: the source's clock stepped ahead (T4 within
+                # max_clock_drift_s would keep it): this keyframe is placed by when it came.
+                self._event("clock_step", {"step_ns": predicted - self._chunk_start_ns
+                                           - received_ns}, at_ns=frames_end)  # fmt: skip
+                self._reanchor = True
+                self._run_reason = "clock_step"
+                return False
             self._run_reason = "source_gap"
             return True
         self._close_chunk(predicted, continuation_next=False)
