@@ -239,7 +239,6 @@ def test_play_from_just_before_a_keyframe_that_falls_between_milliseconds(
     whole milliseconds; a live camera's keyframes are not): the start position fell on the
     playlist's second fragment, which hls.js loaded first, and the page waited for the
     first's events for ever, paused. It plays, from the frame shown at `from`."""
-    from selenium.webdriver.common.by import By
 
     from tests.conftest import make_media
 
@@ -256,33 +255,47 @@ def test_play_from_just_before_a_keyframe_that_falls_between_milliseconds(
     node = start_node(store)
     try:
         browser.delete_all_cookies()
-        browser.get(node.url + "/")
-        field = wait_for(lambda: browser.find_element(By.ID, "token"), what="sign-in form")
-        if browser.find_element(By.ID, "signin").is_displayed():
-            field.send_keys(token)
-            browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-        cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras li"),
-                       what="the camera")  # fmt: skip
-        cam[0].click()
-        browser.find_element(By.ID, "purpose").send_keys("case 42")
-        browser.execute_script(READ_COUNTER)
-        for fid, at in (("from", START_NS + 3_100_000_000), ("to", START_NS + 5 * 10**9)):
-            el = browser.find_element(By.ID, fid)
-            el.clear()
-            el.send_keys(format_time(at))
-        browser.execute_script(
-            "const v = document.getElementById('video'); v.pause(); window.seen = [];"
-            "v.addEventListener('playing', () => v.requestVideoFrameCallback("
-            "  () => window.seen.push([v.currentTime, window.readCounter(v)])), {once: true});"
-        )
-        browser.find_element(By.ID, "play").click()
-        seen = wait_for(lambda: browser.execute_script("return window.seen"), 30,
-                        "the video to play")  # fmt: skip
+        _open_camera(browser, node.url, token, "#cameras li", "case 42")
+        seen = _play(browser, START_NS + 3_100_000_000, START_NS + 5 * 10**9)
         # Frame 93 (keyframe 3) begins 0.1 ms after `from`: the page starts on it (shown
         # paused, then played), so the first frame presented once playing is it or the next.
         assert seen[0][1] in (93, 94), seen
     finally:
         assert node.stop() == 0
+
+
+def _open_camera(browser, url: str, token: str, camera_css: str, purpose: str) -> None:
+    """Sign in to the page at ``url`` (unless signed in), open the camera ``camera_css``
+    finds, type a purpose, and install READ_COUNTER."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(url + "/")
+    field = wait_for(lambda: browser.find_element(By.ID, "token"), what="sign-in form")
+    if browser.find_element(By.ID, "signin").is_displayed():
+        field.send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, camera_css), what="camera")
+    cam[0].click()
+    browser.find_element(By.ID, "purpose").send_keys(purpose)
+    browser.execute_script(READ_COUNTER)
+
+
+def _play(browser, from_ns: int, to_ns: int) -> list:
+    """Type the range, press Play, and return [(currentTime, frame counter)] of the first
+    frame presented once playing (READ_COUNTER installed)."""
+    from selenium.webdriver.common.by import By
+
+    for fid, at in (("from", from_ns), ("to", to_ns)):
+        el = browser.find_element(By.ID, fid)
+        el.clear()
+        el.send_keys(format_time(at))
+    browser.execute_script(
+        "const v = document.getElementById('video'); v.pause(); window.seen = [];"
+        "v.addEventListener('playing', () => v.requestVideoFrameCallback("
+        "  () => window.seen.push([v.currentTime, window.readCounter(v)])), {once: true});"
+    )
+    browser.find_element(By.ID, "play").click()
+    return wait_for(lambda: browser.execute_script("return window.seen"), 30, "the video to play")
 
 
 # The counter camsim draws in each picture (tools/camsim.py): 16 black or white blocks
@@ -308,34 +321,13 @@ def test_play_starts_at_from_when_the_sound_came_late(served, browser):
     """A camera whose sound arrives a second after its video: each HLS segment then begins
     with sound from before its keyframe, where hls.js starts its timeline. Play still
     starts on the frame of `from`, mid-GOP, not a second before it."""
-    from selenium.webdriver.common.by import By
 
     node, token = served
-    browser.get(node.url + "/")
-    field = wait_for(lambda: browser.find_element(By.ID, "token"), what="sign-in form")
-    if browser.find_element(By.ID, "signin").is_displayed():
-        field.send_keys(token)
-        browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    cam = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#cameras li[data-camera="late"]'),
-                   what="the camera")  # fmt: skip
-    cam[0].click()
-    browser.find_element(By.ID, "purpose").send_keys("case 41")
-    browser.execute_script(READ_COUNTER)
+    _open_camera(browser, node.url, token, '#cameras li[data-camera="late"]', "case 41")
     fps = 25  # (camsim's default)
     for at_frame in (88, 112):  # mid-GOP (GOPs of 25 frames), twice in one page
         a = START_NS + at_frame * 10**9 // fps
-        for fid, t in (("from", a), ("to", a + 3 * 10**9)):
-            el = browser.find_element(By.ID, fid)
-            el.clear()
-            el.send_keys(format_time(t))
-        browser.execute_script(
-            "const v = document.getElementById('video'); v.pause(); window.seen = [];"
-            "v.addEventListener('playing', () => v.requestVideoFrameCallback("
-            "  () => window.seen.push([v.currentTime, window.readCounter(v)])), {once: true});"
-        )
-        browser.find_element(By.ID, "play").click()
-        seen = wait_for(lambda: browser.execute_script("return window.seen"), 30,
-                        "the video to play")  # fmt: skip
+        seen = _play(browser, a, a + 3 * 10**9)
         # The first frame presented once playing: `from`'s, or the one after it (the
         # frame shown where it paused to start is presented before "playing").
         assert seen[0][1] - at_frame in (0, 1), seen
