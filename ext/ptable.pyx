@@ -143,6 +143,10 @@ cdef class FastPath:
     cdef public bint started
     cdef public long long chunk_last_vpts
     cdef public long long chunk_vdelta
+    # The open chunk's longest time between two frames after its keyframe (ticks), and the
+    # dts of the frame that ended it: a hole inside a GOP (the writer's T5).
+    cdef public long long chunk_gap
+    cdef public long long chunk_gap_end
     # bind(): what write_raw needs to be a whole CameraWriter.write_raw for ordinary packets.
     cdef object _acquire, _release, _stats, _slow, _on_full
     cdef list _payload
@@ -166,6 +170,8 @@ cdef class FastPath:
         self.started = False
         self.chunk_last_vpts = 0
         self.chunk_vdelta = 0
+        self.chunk_gap = 0
+        self.chunk_gap_end = 0
         self._jump = (0, 0, 0)
         for i in range(self.ntracks):
             mj, wb, nc, ls = tracks[i][:4]
@@ -393,6 +399,9 @@ cdef class FastPath:
             if npts > self.chunk_last_vpts:
                 self.chunk_last_vpts = npts
             self.chunk_vdelta = delta
+            if delta > self.chunk_gap:
+                self.chunk_gap = delta
+                self.chunk_gap_end = ndts
         self.last_dts[t] = ndts
         self.last_raw[t] = raw
         self.last_delta[t] = delta

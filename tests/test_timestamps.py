@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from tests.conftest import START_NS
-from vstore import Packet, TrackInfo
+from vstore import Packet, TrackInfo, _native
 from vstore.api import open_store
 from vstore.base.clock import FakeClock
 from vstore.base.errors import VstoreError
@@ -107,6 +107,24 @@ def test_a_slow_camera_slowing_further_leaves_no_gap(store):
     assert store.timeline("cam", None, None).gaps == []
     assert "gap" not in events(store)
     assert len(list(store.index.segments(store.camera_num("cam")))) == 1
+
+
+@pytest.mark.parametrize("twin", sorted(_native.implementations()))
+def test_frames_lost_inside_a_gop_are_a_gap(store, twin):
+    """Frames lost in the middle of a GOP (UDP loss; their timestamps go on): the chunk
+    spanned the hole and the timeline called it recorded. The hole is a gap on the timeline
+    and in a clip; the frames after it stay, as received. (Ordinary frames take the fast
+    path: both of its twins.)"""
+    from vstore.export.clip_plan import plan_clip
+
+    with _native.use(twin), store.writer("cam", [VIDEO], start_ns=START_NS) as w:
+        push(w, 90)  # 0 .. 3.6 s
+        push(w, 110, start=165 * FRAME, first_index=165)  # frames 90..164 (3 s) lost
+    [gap] = store.timeline("cam", None, None).gaps
+    assert (gap[0], gap[1]) == (START_NS + 90 * 40_000_000, START_NS + 165 * 40_000_000)
+    plan = plan_clip(store, "cam", START_NS, START_NS + 11 * 10**9)
+    assert plan.gaps == [gap]
+    assert len(list(store.read_packets("cam", START_NS, START_NS + 10**12))) == 200
 
 
 def test_a_camera_lowering_its_frame_rate_at_a_keyframe_leaves_no_gap(store):

@@ -101,6 +101,10 @@ class FastPath:
         self.started = False
         self.chunk_last_vpts = 0
         self.chunk_vdelta = 0
+        # The open chunk's longest time between two frames after its keyframe (ticks), and
+        # the dts of the frame that ended it: a hole inside a GOP (the writer's T5).
+        self.chunk_gap = 0
+        self.chunk_gap_end = 0
         self._tracks = [(int(x[0]), bool(x[1]), int(x[2]), int(x[3])) for x in tracks]
         # Each track's time base (num, den), when given: (0, 0) shares no jump.
         self._tb = [(int(x[4]), int(x[5])) if len(x) > 5 else (0, 0) for x in tracks]
@@ -309,6 +313,8 @@ class FastPath:
             # The chunk ends one frame after its latest-shown frame: with B-frames that is
             # not the last one in decode order.
             self.chunk_last_vpts = max(self.chunk_last_vpts, npts)
-            self.chunk_vdelta = self._state[t][4]
+            self.chunk_vdelta = delta = self._state[t][4]
+            if delta > self.chunk_gap:
+                self.chunk_gap, self.chunk_gap_end = delta, ndts
         self.table.append(ndts, npts, size, 0, t)
         return FAST_APPENDED

@@ -12,11 +12,12 @@ from vstore.base.timebase import (
     NS_PER_S,
     TimeRange,
     format_time,
+    merge_ranges,
     subtract_ranges,
 )
 from vstore.index.time_index import ChunkRow, SegmentRow
 from vstore.segment import format as fmt
-from vstore.store.store import Store, damaged_ranges
+from vstore.store.store import Store, damaged_ranges, lost_ranges
 
 FORMATS = ("mp4", "fmp4", "ts", "mov")
 
@@ -256,8 +257,11 @@ def plan_clip(store: Store, camera_id: str, start_ns: int, end_ns: int) -> ClipP
         for e in store.index.events(num, min(since, parts[0].segment.start_ns), end_ns)
         if e.at_ns >= since or (e.kind == "source_damage" and e.detail.get("to_ns", 0) > since)
     ]
-    # A gap where footage was recorded and later found damaged (R5, R6) says so.
-    gaps, damaged = subtract_ranges(gaps, damaged_ranges(events))
+    # A gap where footage was recorded and later found damaged (R5, R6) says so; frames a
+    # source lost inside a GOP (T5) are a gap of the clip's too.
+    lost = [(max(s, start_ns), min(e, end_ns)) for s, e in lost_ranges(events)
+            if s < end_ns and e > start_ns]  # fmt: skip
+    gaps, damaged = subtract_ranges(merge_ranges(gaps + lost), damaged_ranges(events))
     # Packets the source marked damaged on the way (stored as received): a clip says where.
     notes = [
         f"the source marked {e['detail'].get('packets', '?')} packet(s) between "

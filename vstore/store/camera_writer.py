@@ -446,7 +446,12 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             # last in decode order); a keyframe starts a new chunk.
             if key or npts > self._fp.chunk_last_vpts:
                 self._fp.chunk_last_vpts = npts
-            self._fp.chunk_vdelta = self._fp.state(track)[4]
+            fp = self._fp
+            fp.chunk_vdelta = delta = fp.state(track)[4]
+            if key:
+                fp.chunk_gap = fp.chunk_gap_end = 0
+            elif delta > fp.chunk_gap:
+                fp.chunk_gap, fp.chunk_gap_end = delta, ndts
         elif not self._fp.started:
             self._hold_early(track, ndts, npts, flags, data, corrupt)
             return

@@ -646,8 +646,9 @@ class Store:
             {"at_ns": ev.at_ns, "kind": ev.kind, "detail": ev.detail}
             for ev in self.index.events(num, rng.start_ns, rng.end_ns)
         ]
-        # Footage recorded but found damaged (R5, R6) is not covered: a clip shows a gap.
-        damaged = damaged_ranges(events)
+        # Footage recorded but found damaged (R5, R6), or frames a source lost inside a GOP
+        # (T5), is not covered: a clip shows a gap.
+        damaged = damaged_ranges(events) + lost_ranges(events)
         if damaged:
             covered, _inside = subtract_ranges(covered, damaged)
             inside = [
@@ -807,6 +808,15 @@ def damaged_ranges(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
         for e in events
         if e["kind"] == "damaged"
         for c in e["detail"].get("indexed_chunks", [])
+    )
+
+
+def lost_ranges(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The (start, end) of frames a source lost inside a GOP (``frames_lost`` events, T5)."""
+    return sorted(
+        (int(e["detail"]["from_ns"]), int(e["detail"]["to_ns"]))
+        for e in events
+        if e["kind"] == "frames_lost"
     )
 
 

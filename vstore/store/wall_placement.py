@@ -180,32 +180,37 @@ class WallPlacement:
         """Close the open chunk before the keyframe the old mapping puts at ``predicted``:
         there, or, after a hole in the source's own times (T5: frames lost on the way, files
         of a recorder that stopped, joined), one frame after its last frame, so the hole is
-        a gap and never the last picture stretched over it. True after a hole.
+        a gap and never the last picture stretched over it. True after such a hole. A hole
+        between two frames inside the GOP is recorded (``frames_lost``: a gap on the
+        timeline and in clips; the frames after it stay, as received).
 
-        A hole is told from a slow camera by the run's own frame times: the time from the
-        last frame to the keyframe must pass HOLE_MIN_NS and HOLE_FRAMES of the longest seen
-        at this run's keyframes (none judged at a run's first), no sound may have been
-        recorded across it (the video stalled, the recording did not). A live source whose
-        frames kept coming meanwhile stepped its clock: the keyframe is placed by when it
-        came (a new run, no gap)."""
+        A hole is told from a slow camera by the run's own frame times: the time between two
+        frames must pass HOLE_MIN_NS and HOLE_FRAMES of the longest seen at this run's
+        keyframes (none judged at a run's first), and before a keyframe no sound may have
+        been recorded across it (the video stalled, the recording did not). A live source
+        whose frames kept coming meanwhile stepped its clock: the keyframe is placed by when
+        it came (a new run, no gap)."""
         frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *time_base)
         frames_end = self._open_chunk_end_ns()
         interval_ns = predicted - (frames_end - frame_ns)
         longest = max(self._run_frame_ns, frame_ns)
+        limit = max(HOLE_MIN_NS, HOLE_FRAMES * longest)
+        inner_ns = ticks_to_ns(self._fp.chunk_gap, *time_base)
         received_ns = (
             receive_ns - self._chunk_receive_ns
             if receive_ns is not None and self._chunk_receive_ns is not None
             else None
         )
-        if (
-            self._run_frame_ns
-            and interval_ns > max(HOLE_MIN_NS, HOLE_FRAMES * longest)
-            and self._sound_end_ns() <= frames_end + GAP_TOLERANCE_NS
-        ):
+        stepped = received_ns is not None and 2 * received_ns < predicted - self._chunk_start_ns
+        judged = self._run_frame_ns > 0
+        if judged and inner_ns > limit and not stepped:
+            to_ns = self._wall_of(self._video, self._fp.chunk_gap_end)
+            from_ns = to_ns - inner_ns + frame_ns  # (one frame after the frame before it)
+            self._event("frames_lost", {"from_ns": from_ns, "to_ns": to_ns}, at_ns=from_ns)
+        if judged and interval_ns > limit and self._sound_end_ns() <= frames_end + GAP_TOLERANCE_NS:
             self._close_chunk(frames_end, continuation_next=False)
-            if received_ns is not None and 2 * received_ns < predicted - self._chunk_start_ns:
-                # The frames kept coming: the source's clock stepped ahead (T4 within
-                # max_clock_drift_s would keep it): this keyframe is placed by when it came.
+            if stepped:
+                # (T4 within max_clock_drift_s would keep the camera's time)
                 self._event("clock_step", {"step_ns": predicted - self._chunk_start_ns
                                            - received_ns}, at_ns=frames_end)  # fmt: skip
                 self._reanchor = True
