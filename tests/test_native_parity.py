@@ -338,6 +338,7 @@ TIMESTAMP_CASES = {
     ),
     "pts_far_after_dts": [(0, i * TICK + (2**31 if i == 5 else 0), i * TICK) for i in range(10)],
     "pts_before_dts": [(0, i * TICK - (5 * TICK if i == 4 else 0), i * TICK) for i in range(10)],
+    "hole": _frames([i * TICK + (3 * 90000 if i >= 20 else 0) for i in range(40)]),
     "with_audio": [
         p for i in range(30) for p in ((0, i * TICK, i * TICK), (1, i * 1920, i * 1920))
     ],
@@ -361,14 +362,15 @@ def _run_fast_path(ptable_mod, packets):
                 table.append(r[0], r[1], len(data), 0, track)
         fp.started = True  # the first packet stands for the writer's first keyframe
     states = [fp.state(t) for t in (0, 1)]
-    return out, states, table.pack(), fp.chunk_last_vpts, fp.chunk_vdelta
+    return (out, states, table.pack(), fp.chunk_last_vpts, fp.chunk_vdelta, fp.chunk_gap,
+            fp.chunk_gap_end)  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(TIMESTAMP_CASES))
 def test_timestamp_normalisation_keeps_dts_increasing_and_pts_at_or_after_it(impl, case):
     import numpy as np
 
-    _out, _states, packed, _vpts, _vdelta = _run_fast_path(impl["ptable"], TIMESTAMP_CASES[case])
+    packed = _run_fast_path(impl["ptable"], TIMESTAMP_CASES[case])[2]
     n = len(packed) // 18
     dts = np.cumsum(np.frombuffer(packed[: 8 * n], "<i8"))
     cts = np.frombuffer(packed[8 * n : 12 * n], "<i4")
