@@ -555,6 +555,10 @@ def test_a_token_named_as_another_principal_gets_none_of_its_jobs_or_packages(no
     assert node.get(f"/api/v1/jobs/{job_id}", namesake).status == 404
     assert node.request("DELETE", f"/api/v1/jobs/{job_id}", namesake).status == 404
     assert node.get(doc["download"], namesake).status == 404
+    # Its owner may cancel it, and the record names the camera (found by camera).
+    assert node.request("DELETE", f"/api/v1/jobs/{job_id}", inv).status == 202
+    recs = node.get("/api/v1/audit?camera=gate&action=job_cancel", node.tokens["admin"]).json()
+    assert [r["detail"]["id"] for r in recs["records"]] == [job_id]
 
 
 def test_hls_playlist_and_segments_decode_as_the_recorded_frames(node, tmp_path):

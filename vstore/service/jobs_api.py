@@ -108,9 +108,15 @@ class JobsApi:
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
         self.runner.cancel(job.id)
-        await asyncio.to_thread(
-            audit, self.runner.store, request, "job_cancel", {"job": job.name, "id": job.id}
-        )
+        # (with the job's cameras and owner: a custodian reading a camera's records sees
+        # that someone stopped work on it)
+        params = job.params
+        cams = [params["camera"]] if isinstance(params.get("camera"), str) else []
+        cams += [i.get("camera") for i in params.get("items") or [] if isinstance(i, dict)]
+        cams += [c for c in params.get("cameras") or [] if isinstance(c, str)]
+        detail = {"job": job.name, "id": job.id, "job_by": job.by,
+                  "cameras": sorted({c for c in cams if isinstance(c, str)})}  # fmt: skip
+        await asyncio.to_thread(audit, self.runner.store, request, "job_cancel", detail)
         return json_response(_shown(request[PRINCIPAL], job), 202)
 
 
