@@ -124,6 +124,8 @@ def test_frames_lost_inside_a_gop_are_a_gap(store, twin):
     assert (gap[0], gap[1]) == (START_NS + 90 * 40_000_000, START_NS + 165 * 40_000_000)
     plan = plan_clip(store, "cam", START_NS, START_NS + 11 * 10**9)
     assert plan.gaps == [gap]
+    [summary] = store.cameras()  # (`vstore ls` counts it, and not as recorded time)
+    assert summary.gaps == 1 and summary.recorded_ns == 11 * 10**9 - (gap[1] - gap[0])
     assert len(list(store.read_packets("cam", START_NS, START_NS + 10**12))) == 200
 
 

@@ -574,15 +574,16 @@ class Store:
                     gaps += 1
                 prev_end = row.end_ns
                 last = row.end_ns if last is None else max(last, row.end_ns)
-            damaged = len(
-                damaged_ranges(
-                    [
-                        {"kind": e.kind, "detail": e.detail}
-                        for e in self.index.events(num, -(2**63), 2**63 - 1)
-                        if e.kind == "damaged"
-                    ]
-                )
-            )
+            events = [
+                {"kind": e.kind, "detail": e.detail}
+                for e in self.index.events(num, -(2**63), 2**63 - 1)
+                if e.kind in ("damaged", "frames_lost")
+            ]
+            damaged = len(damaged_ranges(events))
+            # Frames a source lost inside a GOP (T5) are gaps as the timeline shows them.
+            lost = lost_ranges(events)
+            gaps += len(lost)
+            recorded -= sum(e - s for s, e in lost)
             out.append(
                 CameraSummary(
                     cam_id, first, last, size, segs, opened, gaps, recorded, tiered, damaged
