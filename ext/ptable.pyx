@@ -147,6 +147,10 @@ cdef class FastPath:
     # dts of the frame that ended it: a hole inside a GOP (the writer's T5).
     cdef public long long chunk_gap
     cdef public long long chunk_gap_end
+    # The open chunk's longest time between two packets of a sound track (ticks) and that
+    # track: sound lost with the pictures, or sound going on over their hole.
+    cdef public long long chunk_sound_gap
+    cdef public int chunk_sound_track
     # bind(): what write_raw needs to be a whole CameraWriter.write_raw for ordinary packets.
     cdef object _acquire, _release, _stats, _slow, _on_full
     cdef list _payload
@@ -172,6 +176,8 @@ cdef class FastPath:
         self.chunk_vdelta = 0
         self.chunk_gap = 0
         self.chunk_gap_end = 0
+        self.chunk_sound_gap = 0
+        self.chunk_sound_track = -1
         self._jump = (0, 0, 0)
         for i in range(self.ntracks):
             mj, wb, nc, ls = tracks[i][:4]
@@ -402,6 +408,9 @@ cdef class FastPath:
             if delta > self.chunk_gap:
                 self.chunk_gap = delta
                 self.chunk_gap_end = ndts
+        elif delta > self.chunk_sound_gap:
+            self.chunk_sound_gap = delta
+            self.chunk_sound_track = t
         self.last_dts[t] = ndts
         self.last_raw[t] = raw
         self.last_delta[t] = delta

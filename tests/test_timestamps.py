@@ -124,9 +124,60 @@ def test_frames_lost_inside_a_gop_are_a_gap(store, twin):
     assert (gap[0], gap[1]) == (START_NS + 90 * 40_000_000, START_NS + 165 * 40_000_000)
     plan = plan_clip(store, "cam", START_NS, START_NS + 11 * 10**9)
     assert plan.gaps == [gap]
+    # A window that begins inside the hole shows it too (its event is where it began).
+    inside = store.timeline("cam", START_NS + 5 * 10**9, START_NS + 10 * 10**9)
+    assert inside.gaps == [(START_NS + 5 * 10**9, gap[1])]
     [summary] = store.cameras()  # (`vstore ls` counts it, and not as recorded time)
     assert summary.gaps == 1 and summary.recorded_ns == 11 * 10**9 - (gap[1] - gap[0])
     assert len(list(store.read_packets("cam", START_NS, START_NS + 10**12))) == 200
+
+
+def _av(w, frames, sound=True, skip=()):
+    """Write ``frames`` (indices, 25 fps) of a camera with G.711 sound sent ahead of the
+    pictures, leaving out the sound of the seconds in ``skip`` ((from_s, to_s) pairs)."""
+    at = frames[0] * 320
+    for i in frames:
+        while sound and at * 40_000_000 // 320 <= i * 40_000_000:
+            if not any(a * 8000 <= at < b * 8000 for a, b in skip):
+                w.write(Packet(1, at, at, True, b"\xff" * 160))
+            at += 160
+        key, data = au(i)
+        w.write(Packet(0, i * FRAME, i * FRAME, key, data))
+
+
+def _gaps_s(store):
+    return [((a - START_NS) / 1e9, (b - START_NS) / 1e9)
+            for a, b in store.timeline("cam", None, None).gaps]  # fmt: skip
+
+
+@pytest.mark.parametrize("twin", sorted(_native.implementations()))
+def test_holes_are_gaps_however_they_fall(store_dir, twin):
+    """Found by an audit of the first rules: a hole hidden when the sound was lost with the
+    pictures (the first sound after it comes before the keyframe), after one slow interval
+    raised the limit for the rest of the run, when the GOP's last frame came after it, and
+    when the recording ended before the next keyframe; and a false one where the pictures
+    stalled inside a GOP while the sound went on."""
+    cases = {
+        # 3 s of sound and pictures lost, up to the keyframe at 8 s
+        "sound_lost_too": ([*range(125), *range(200, 300)], [(5, 8)], [(5.0, 8.0)]),
+        # a 1.9 s loss at a keyframe (under the limit), then a 4 s one: still a gap
+        "after_a_slow_interval": ([*range(103), *range(150, 200), *range(300, 400)],
+                                  [(4.12, 6), (8, 12)], [(8.0, 12.0)]),
+        # frames 102..198 lost, frame 199 and the keyframe come: a hole inside the GOP
+        "before_the_last_frame": ([*range(102), 199, *range(200, 300)], [(4.08, 7.96)],
+                                  [(4.08, 7.96)]),
+        # a hole inside a GOP, and the recording ends before the next keyframe
+        "then_the_end": ([*range(300), *range(400, 455)], [(12, 16)], [(12.0, 16.0)]),
+        # the pictures stall 3 s inside a GOP while the sound goes on: no gap
+        "stall_with_sound": ([*range(110), *range(185, 300)], [], []),
+    }  # fmt: skip
+    for name, (frames, lost, want) in cases.items():
+        d = store_dir / name
+        with open_store(d) as st, _native.use(twin), st.writer("cam", [VIDEO, AUDIO],
+                                                               start_ns=START_NS) as w:  # fmt: skip
+            _av(w, frames, skip=lost)
+        with open_store(d) as st:
+            assert [(round(a, 2), round(b, 2)) for a, b in _gaps_s(st)] == want, name
 
 
 def test_a_camera_lowering_its_frame_rate_at_a_keyframe_leaves_no_gap(store):

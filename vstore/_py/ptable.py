@@ -105,6 +105,10 @@ class FastPath:
         # the dts of the frame that ended it: a hole inside a GOP (the writer's T5).
         self.chunk_gap = 0
         self.chunk_gap_end = 0
+        # The open chunk's longest time between two packets of a sound track (ticks) and
+        # that track: sound lost with the pictures, or sound going on over their hole.
+        self.chunk_sound_gap = 0
+        self.chunk_sound_track = -1
         self._tracks = [(int(x[0]), bool(x[1]), int(x[2]), int(x[3])) for x in tracks]
         # Each track's time base (num, den), when given: (0, 0) shares no jump.
         self._tb = [(int(x[4]), int(x[5])) if len(x) > 5 else (0, 0) for x in tracks]
@@ -316,5 +320,7 @@ class FastPath:
             self.chunk_vdelta = delta = self._state[t][4]
             if delta > self.chunk_gap:
                 self.chunk_gap, self.chunk_gap_end = delta, ndts
+        elif (delta := self._state[t][4]) > self.chunk_sound_gap:
+            self.chunk_sound_gap, self.chunk_sound_track = delta, t
         self.table.append(ndts, npts, size, 0, t)
         return FAST_APPENDED

@@ -449,12 +449,14 @@ class CameraWriter(WallPlacement, BehindWriterSync):
             fp = self._fp
             fp.chunk_vdelta = delta = fp.state(track)[4]
             if key:
-                fp.chunk_gap = fp.chunk_gap_end = 0
+                fp.chunk_gap = fp.chunk_gap_end = fp.chunk_sound_gap = 0
             elif delta > fp.chunk_gap:
                 fp.chunk_gap, fp.chunk_gap_end = delta, ndts
         elif not self._fp.started:
             self._hold_early(track, ndts, npts, flags, data, corrupt)
             return
+        elif (delta := self._fp.state(track)[4]) > self._fp.chunk_sound_gap:
+            self._fp.chunk_sound_gap, self._fp.chunk_sound_track = delta, track
 
         self._append(track, ndts, npts, flags, data, corrupt)
         if track == self._video and key and starting and self._early:
@@ -636,8 +638,10 @@ class CameraWriter(WallPlacement, BehindWriterSync):
         self._fp.enabled = False
 
     def _open_chunk_end_ns(self) -> int:
-        """Wall end of the open chunk: its last video frame plus one frame duration."""
-        return self._wall_of(self._video, self._fp.chunk_last_vpts + self._fp.chunk_vdelta)
+        """Wall end of the open chunk: its last video frame plus one frame duration (the
+        run's, when the last frame came after a hole)."""
+        last_ns = self._wall_of(self._video, self._fp.chunk_last_vpts)
+        return last_ns + self._frame_ns()
 
     def _pause_for_space(self, at_ns: int, exc: SpaceRefused) -> None:
         """S4: a live camera refused a segment for space drops packets (counted) and asks

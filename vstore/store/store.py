@@ -643,9 +643,14 @@ class Store:
             cursor = max(cursor, e)
         if cursor < rng.end_ns:
             gaps.append((cursor, rng.end_ns))
+        # (frames lost inside a GOP are recorded where the hole begins, which may lie before
+        # the range: a hole lasts no longer than a source's jump may, max_clock_drift_s)
+        reach_ns = int(self.config.camera(camera_id).max_clock_drift_s * NS_PER_S)
         events = [
             {"at_ns": ev.at_ns, "kind": ev.kind, "detail": ev.detail}
-            for ev in self.index.events(num, rng.start_ns, rng.end_ns)
+            for ev in self.index.events(num, rng.start_ns - reach_ns, rng.end_ns)
+            if ev.at_ns >= rng.start_ns
+            or (ev.kind == "frames_lost" and ev.detail.get("to_ns", 0) > rng.start_ns)
         ]
         # Footage recorded but found damaged (R5, R6), or frames a source lost inside a GOP
         # (T5), is not covered: a clip shows a gap.

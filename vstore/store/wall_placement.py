@@ -26,6 +26,7 @@ GAP_RUN_MIN_NS = 60 * NS_PER_S
 # the run's longest frame time grows with a slower one.)
 HOLE_MIN_NS = 2 * NS_PER_S
 HOLE_FRAMES = 4
+RUN_FRAME_MAX_NS = NS_PER_S  # (so the longest hole a frame time can excuse is 4 s)
 
 # An import's first keyframe this far from its file's first frame is not believed (a broken
 # start time): it is placed at the start itself.
@@ -181,35 +182,25 @@ class WallPlacement:
         there, or, after a hole in the source's own times (T5: frames lost on the way, files
         of a recorder that stopped, joined), one frame after its last frame, so the hole is
         a gap and never the last picture stretched over it. True after such a hole. A hole
-        between two frames inside the GOP is recorded (``frames_lost``: a gap on the
-        timeline and in clips; the frames after it stay, as received).
+        inside the GOP is recorded too (``_note_frames_lost``).
 
-        A hole is told from a slow camera by the run's own frame times: the time between two
-        frames must pass HOLE_MIN_NS and HOLE_FRAMES of the longest seen at this run's
-        keyframes (none judged at a run's first), and before a keyframe no sound may have
-        been recorded across it (the video stalled, the recording did not). A live source
-        whose frames kept coming meanwhile stepped its clock: the keyframe is placed by when
-        it came (a new run, no gap)."""
-        frame_ns = ticks_to_ns(self._fp.chunk_vdelta, *time_base)
+        A live source whose frames kept coming meanwhile stepped its clock: the keyframe is
+        placed by when it came (a new run, no gap)."""
         frames_end = self._open_chunk_end_ns()
-        interval_ns = predicted - (frames_end - frame_ns)
-        longest = max(self._run_frame_ns, frame_ns)
-        limit = max(HOLE_MIN_NS, HOLE_FRAMES * longest)
-        inner_ns = ticks_to_ns(self._fp.chunk_gap, *time_base)
+        interval_ns = predicted - (frames_end - self._frame_ns())
         received_ns = (
             receive_ns - self._chunk_receive_ns
             if receive_ns is not None and self._chunk_receive_ns is not None
             else None
         )
         stepped = received_ns is not None and 2 * received_ns < predicted - self._chunk_start_ns
-        judged = self._run_frame_ns > 0
-        if judged and inner_ns > limit and not stepped:
-            to_ns = self._wall_of(self._video, self._fp.chunk_gap_end)
-            from_ns = to_ns - inner_ns + frame_ns  # (one frame after the frame before it)
-            self._event("frames_lost", {"from_ns": from_ns, "to_ns": to_ns}, at_ns=from_ns)
-        if judged and interval_ns > limit and self._sound_end_ns() <= frames_end + GAP_TOLERANCE_NS:
+        if not stepped:
+            self._note_frames_lost()
+        limit = self._hole_limit_ns()
+        if limit and interval_ns > limit and not self._sound_went_on(frames_end):
             self._close_chunk(frames_end, continuation_next=False)
             if stepped:
+                assert received_ns is not None
                 # (T4 within max_clock_drift_s would keep the camera's time)
                 self._event("clock_step", {"step_ns": predicted - self._chunk_start_ns
                                            - received_ns}, at_ns=frames_end)  # fmt: skip
@@ -219,8 +210,51 @@ class WallPlacement:
             self._run_reason = "source_gap"
             return True
         self._close_chunk(predicted, continuation_next=False)
-        self._run_frame_ns = max(longest, interval_ns)
+        if not limit or interval_ns <= limit:
+            # (a slower camera's frame time; never past RUN_FRAME_MAX_NS, so one slow
+            # interval does not hide the holes after it)
+            longest = max(self._run_frame_ns, self._frame_ns(), interval_ns)
+            self._run_frame_ns = min(longest, RUN_FRAME_MAX_NS)
         return False
+
+    def _frame_ns(self) -> int:
+        """The open chunk's frame time: its last one, or the run's longest when that last
+        one is longer (it came after a hole)."""
+        last_ns = ticks_to_ns(self._fp.chunk_vdelta, *self._tracks_info[self._video].time_base)
+        return min(last_ns, self._run_frame_ns) if self._run_frame_ns else last_ns
+
+    def _hole_limit_ns(self) -> int:
+        """How long a time between two frames is a hole in this run (0: not judged, the
+        run's first GOP: nothing to judge it by)."""
+        if not self._run_frame_ns:
+            return 0
+        return max(HOLE_MIN_NS, HOLE_FRAMES * self._run_frame_ns)
+
+    def _sound_went_on(self, until_ns: int) -> bool:
+        """Whether sound was recorded through the open chunk up to ``until_ns``, without a
+        hole of its own: the pictures stalled, the recording did not."""
+        if self._sound_end_ns() <= until_ns + GAP_TOLERANCE_NS:
+            return False
+        track = self._fp.chunk_sound_track
+        gap = self._fp.chunk_sound_gap
+        gap_ns = ticks_to_ns(gap, *self._tracks_info[track].time_base) if gap > 0 else 0
+        return gap_ns <= max(GAP_TOLERANCE_NS, self._hole_limit_ns() // HOLE_FRAMES)
+
+    def _note_frames_lost(self) -> None:
+        """A hole between two frames inside the open chunk's GOP: recorded as
+        ``frames_lost`` (a gap on the timeline and in clips; the frames after it stay, as
+        received), unless sound was recorded through it."""
+        limit = self._hole_limit_ns()
+        vinfo = self._tracks_info[self._video]
+        inner_ns = ticks_to_ns(self._fp.chunk_gap, *vinfo.time_base)
+        if not limit or inner_ns <= limit:
+            return
+        to_ns = self._wall_of(self._video, self._fp.chunk_gap_end)
+        if self._sound_went_on(to_ns):
+            return
+        from_ns = to_ns - inner_ns + self._frame_ns()  # (one frame after the frame before)
+        self._event("frames_lost", {"from_ns": from_ns, "to_ns": to_ns}, at_ns=from_ns)
+        self._fp.chunk_gap = 0  # (said once)
 
     def _sound_end_ns(self) -> int:
         """Wall time of the latest sound written (0: none)."""

@@ -254,6 +254,7 @@ class BehindWriterSync:
         if seg is None:
             return
         if len(self._table):
+            self._note_frames_lost()  # (a GOP whose keyframe after never came)
             # No fsync of its own: the seal's fsync covers it, and its rows go in its batch.
             self._close_chunk(self._open_chunk_end_ns(), continuation_next=False, sync=False)
         syncing = self._syncs[-1] if self._syncs else None  # the last waits for the others
