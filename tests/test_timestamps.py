@@ -155,8 +155,8 @@ def test_holes_are_gaps_however_they_fall(store_dir, twin):
     """Found by an audit of the first rules: a hole hidden when the sound was lost with the
     pictures (the first sound after it comes before the keyframe), after one slow interval
     raised the limit for the rest of the run, when the GOP's last frame came after it, and
-    when the recording ended before the next keyframe; and a false one where the pictures
-    stalled inside a GOP while the sound went on."""
+    when the recording ended before the next keyframe, or in a run's first GOP; and a false
+    one where the pictures stalled inside a GOP while the sound went on."""
     cases = {
         # 3 s of sound and pictures lost, up to the keyframe at 8 s
         "sound_lost_too": ([*range(125), *range(200, 300)], [(5, 8)], [(5.0, 8.0)]),
@@ -170,6 +170,8 @@ def test_holes_are_gaps_however_they_fall(store_dir, twin):
         "then_the_end": ([*range(300), *range(400, 455)], [(12, 16)], [(12.0, 16.0)]),
         # the pictures stall 3 s inside a GOP while the sound goes on: no gap
         "stall_with_sound": ([*range(110), *range(185, 300)], [], []),
+        # 4 s lost inside a run's first GOP (as after every reconnect): judged by its frames
+        "in_the_first_gop": ([*range(10), *range(110, 200)], [(0.4, 4.4)], [(0.4, 4.4)]),
     }  # fmt: skip
     for name, (frames, lost, want) in cases.items():
         d = store_dir / name

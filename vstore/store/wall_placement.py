@@ -224,11 +224,13 @@ class WallPlacement:
         return min(last_ns, self._run_frame_ns) if self._run_frame_ns else last_ns
 
     def _hole_limit_ns(self) -> int:
-        """How long a time between two frames is a hole in this run (0: not judged, the
-        run's first GOP: nothing to judge it by)."""
-        if not self._run_frame_ns:
-            return 0
-        return max(HOLE_MIN_NS, HOLE_FRAMES * self._run_frame_ns)
+        """How long a time between two frames is a hole in this run: by the run's longest
+        frame time, or in its first GOP by the GOP's last one (0: not judged, a keyframe
+        alone: nothing to judge it by)."""
+        base_ns = self._run_frame_ns
+        if not base_ns and self._fp.chunk_vdelta > 1:
+            base_ns = ticks_to_ns(self._fp.chunk_vdelta, *self._tracks_info[self._video].time_base)
+        return max(HOLE_MIN_NS, HOLE_FRAMES * base_ns) if base_ns else 0
 
     def _sound_went_on(self, until_ns: int) -> bool:
         """Whether sound was recorded through the open chunk up to ``until_ns``, without a
