@@ -22,13 +22,7 @@ from vstore.base.timebase import format_time
 from vstore.evidence.audit_chain import write_digest
 from vstore.index.segment_chain import removal_of
 from vstore.index.time_index import Batch
-from vstore.store.audit_log import (
-    PRUNE_ACTION,
-    audit_keys,
-    pruned_state,
-    sign_prune,
-    signed_hashes,
-)
+from vstore.store.audit_log import PRUNE_ACTION, sign_prune, store_pruned_state
 from vstore.store.keys import KeyRing
 from vstore.store.store import Store
 
@@ -49,10 +43,7 @@ def prune_audit(store: Store, ring: KeyRing, now_ns: int, by: str) -> PruneRepor
     first = write_digest(store, ring, now_ns)
     cutoff_ns = now_ns - max_age_ns
     raws = store.index.audit_items(1)
-    keys = audit_keys(store)
-    _done, bases = pruned_state(
-        raws, signed_hashes(store.index.audit_digests(), keys.get), keys.get
-    )
+    _done, bases = store_pruned_state(store, raws)
     items = [(seq, json.loads(raw)) for seq, raw in raws]
     old = [
         (seq, rec)

@@ -44,7 +44,7 @@ from vstore.lifecycle.bucket_retention import catch_up
 from vstore.segment import format as fmt
 from vstore.segment.reader import FileSource, SegmentReader
 from vstore.store import imports
-from vstore.store.audit_log import audit_keys, pruned_state, signed_hashes
+from vstore.store.audit_log import store_pruned_state
 from vstore.store.garbage import cancel_mark, mark_conflict
 from vstore.store.holds import list_holds
 from vstore.store.recovery import quarantine_chunks, recover
@@ -372,10 +372,7 @@ def _check_chains(store: Store, rep: CheckReport) -> None:
         inputs[cam] = (head, own)
     removals: dict[str, list[Removal]] = {}
     raws = store.index.audit_items()
-    keys = audit_keys(store)
-    _pruned, bases = pruned_state(
-        raws, signed_hashes(store.index.audit_digests(), keys.get), keys.get
-    )
+    _pruned, bases = store_pruned_state(store, raws)
     items = [(seq, loads_dict(raw)) for seq, raw in raws]
     for seq, rec in items:
         if rec.get("action") not in ("delete", "trim"):

@@ -91,24 +91,14 @@ class ExportsApi:
             except VstoreError as exc:
                 audit(self.store, request, "export_failed", {**record, "error": str(exc)[:500]})
                 raise
-            path = layout.export_record_path(export_id)
-
-            def keep(record: dict[str, Any]) -> None:
-                try:
-                    Fs().makedirs(layout.exports_dir)
-                    write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(),
-                                  0o600)  # fmt: skip
-                except OSError as exc:  # (a full disk is StorageFull: 507)
-                    raise translate_oserror(exc, f"writing {path}") from exc
-
-            keep(record)
+            _keep_record(self.store, export_id, record)
             params = {"items": items, "out": str(layout.export_path(export_id).absolute()), "case": case,
                       "purpose": purpose, "by": p.name}  # fmt: skip
             job = self.runner.submit(
                 "export", params, p.name, p.as_actor(request.remote or ""), p.key
             )
             record["job"] = job.id
-            keep(record)
+            _keep_record(self.store, export_id, record)
             return job
 
         job = await self._run(start_job)
@@ -171,6 +161,16 @@ class ExportsApi:
         return resp
 
 
+def _keep_record(store: Store, export_id: str, record: dict[str, Any]) -> None:
+    """Write an export's record (who asked, for which cameras; its job; its expiry)."""
+    path = store.layout.export_record_path(export_id)
+    try:
+        Fs().makedirs(store.layout.exports_dir)
+        write_durably(Fs(), path, staging_path(path), json.dumps(record).encode(), 0o600)
+    except OSError as exc:  # (a full disk is StorageFull: 507)
+        raise translate_oserror(exc, f"writing {path}") from exc
+
+
 def expire_packages(store: Store, now_ns: int) -> int:
     """Remove the packages built over the API more than ``[service] keep_exports_s`` ago
     (each audited, its record kept and marked, so its asker is told it expired). Returns how
@@ -188,7 +188,7 @@ def expire_packages(store: Store, now_ns: int) -> int:
         if now_ns - built_ns < keep_ns:
             continue
         rec["expired"] = format_time(now_ns)
-        write_durably(Fs(), rec_path, staging_path(rec_path), json.dumps(rec).encode(), 0o600)
+        _keep_record(store, export_id, rec)
         path.unlink(missing_ok=True)
         store.index.audit(
             "export_expired",

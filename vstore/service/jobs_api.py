@@ -28,6 +28,7 @@ from vstore.service.http_common import (
 )
 from vstore.service.job_runner import Job, JobRunner
 from vstore.service.request_bodies import job_body
+from vstore.store.audit_log import cameras_of
 
 
 class JobsApi:
@@ -110,12 +111,10 @@ class JobsApi:
         self.runner.cancel(job.id)
         # (with the job's cameras and owner: a custodian reading a camera's records sees
         # that someone stopped work on it)
-        params = job.params
-        cams = [params["camera"]] if isinstance(params.get("camera"), str) else []
-        cams += [i.get("camera") for i in params.get("items") or [] if isinstance(i, dict)]
-        cams += [c for c in params.get("cameras") or [] if isinstance(c, str)]
+        # (an export's items are its clips)
+        asked = {"detail": {**job.params, "clips": job.params.get("items")}}
         detail = {"job": job.name, "id": job.id, "job_by": job.by,
-                  "cameras": sorted({c for c in cams if isinstance(c, str)})}  # fmt: skip
+                  "cameras": sorted(cameras_of(asked))}  # fmt: skip
         await asyncio.to_thread(audit, self.runner.store, request, "job_cancel", detail)
         return json_response(_shown(request[PRINCIPAL], job), 202)
 

@@ -120,6 +120,14 @@ def _prune_signed(detail: dict[str, Any], key_for: Callable[[str], Any | None]) 
     return key is not None and verify_ed25519(key, sig, canonical_json(body))
 
 
+def store_pruned_state(
+    store: Store, records: Iterable[tuple[int, bytes]]
+) -> tuple[set[int], dict[str, Any]]:
+    """``pruned_state`` of ``records`` under the store's own audit keys and digests."""
+    keys = audit_keys(store)
+    return pruned_state(records, signed_hashes(store.index.audit_digests(), keys.get), keys.get)
+
+
 def pruned_state(
     records: Iterable[tuple[int, bytes]],
     signed: dict[int, bytes],
